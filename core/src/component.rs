@@ -1,0 +1,297 @@
+//! Component ids, kinds, the lifecycle trait, the factories the registry lists, and the `Host` handle
+//! each component gets at start.
+
+use crate::config::ConfigError;
+use crate::consumer::{Consumer, NextConsumers};
+use crate::storage::Storage;
+use crate::telemetry::Signal;
+use async_trait::async_trait;
+use serde_json::Value;
+use std::any::Any;
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use tokio::sync::mpsc;
+
+/// `type` or `type/name`, as otelcol spells a component in config.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ComponentId {
+    type_name: String,
+    name: Option<String>,
+}
+
+impl ComponentId {
+    /// Parses `type` or `type/name`. The type must be non-empty and made of letters, digits and `_`,
+    /// as otelcol requires.
+    pub fn parse(s: &str) -> Result<ComponentId, String> {
+        let (t, n) = match s.split_once('/') {
+            Some((t, n)) => (t.trim(), Some(n.trim())),
+            None => (s.trim(), None),
+        };
+        if t.is_empty() {
+            return Err(format!("id {s:?} has an empty type"));
+        }
+        if !t.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(format!(
+                "id {s:?}: the type {t:?} may only hold letters, digits and '_'"
+            ));
+        }
+        if let Some(n) = n {
+            if n.is_empty() {
+                return Err(format!("id {s:?} has an empty name after '/'"));
+            }
+        }
+        Ok(ComponentId {
+            type_name: t.to_string(),
+            name: n.map(str::to_string),
+        })
+    }
+
+    pub fn new(type_name: &str, name: Option<&str>) -> ComponentId {
+        ComponentId {
+            type_name: type_name.to_string(),
+            name: name.map(str::to_string),
+        }
+    }
+
+    pub fn type_name(&self) -> &str {
+        &self.type_name
+    }
+
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+}
+
+impl fmt::Display for ComponentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.name {
+            Some(n) => write!(f, "{}/{}", self.type_name, n),
+            None => f.write_str(&self.type_name),
+        }
+    }
+}
+
+/// The five sections of a config file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ComponentKind {
+    Receiver,
+    Processor,
+    Exporter,
+    Connector,
+    Extension,
+}
+
+impl ComponentKind {
+    /// The config section name: `receivers`, `processors`, …
+    pub fn section(self) -> &'static str {
+        match self {
+            ComponentKind::Receiver => "receivers",
+            ComponentKind::Processor => "processors",
+            ComponentKind::Exporter => "exporters",
+            ComponentKind::Connector => "connectors",
+            ComponentKind::Extension => "extensions",
+        }
+    }
+
+    /// The singular, as used in metric labels and messages: `receiver`, `processor`, …
+    pub fn singular(self) -> &'static str {
+        match self {
+            ComponentKind::Receiver => "receiver",
+            ComponentKind::Processor => "processor",
+            ComponentKind::Exporter => "exporter",
+            ComponentKind::Connector => "connector",
+            ComponentKind::Extension => "extension",
+        }
+    }
+}
+
+impl fmt::Display for ComponentKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.singular())
+    }
+}
+
+/// Start and stop. `shutdown` drains what the component owns before it returns.
+#[async_trait]
+pub trait Component: Send + Sync {
+    async fn start(&self, _host: &Host) -> anyhow::Result<()> {
+        Ok(())
+    }
+    async fn shutdown(&self) -> anyhow::Result<()> {
+        Ok(())
+    }
+}
+
+/// A receiver pushes into the `NextConsumers` it was created with.
+pub trait Receiver: Component {}
+impl<T: Component> Receiver for T {}
+
+/// A processor is a consumer that wraps the next one.
+pub trait Processor: Component + Consumer {}
+impl<T: Component + Consumer> Processor for T {}
+
+/// An exporter is the end of a pipeline.
+pub trait Exporter: Component + Consumer {}
+impl<T: Component + Consumer> Exporter for T {}
+
+/// A connector is an exporter in one pipeline and a receiver in another: its `Consumer` side takes the
+/// input signals, and it feeds the `NextConsumers` of its output signals.
+pub trait Connector: Component + Consumer {}
+impl<T: Component + Consumer> Connector for T {}
+
+/// An extension offers services to other components through the `Host`.
+pub trait Extension: Component {
+    /// Storage extensions return a client namespaced to the component that asks.
+    fn storage_client(
+        &self,
+        _owner: &ComponentId,
+        _name: &str,
+    ) -> Option<Result<Arc<dyn Storage>, crate::storage::StorageError>> {
+        None
+    }
+}
+
+pub trait ReceiverFactory: Send + Sync {
+    fn type_name(&self) -> &'static str;
+    fn signals(&self) -> &'static [Signal];
+    /// Decodes and checks the config without creating anything.
+    fn validate(&self, id: &ComponentId, config: &Value) -> Result<(), ConfigError>;
+    fn create(
+        &self,
+        id: &ComponentId,
+        config: &Value,
+        next: NextConsumers,
+    ) -> Result<Arc<dyn Receiver>, ConfigError>;
+}
+
+pub trait ProcessorFactory: Send + Sync {
+    fn type_name(&self) -> &'static str;
+    fn signals(&self) -> &'static [Signal];
+    fn validate(&self, id: &ComponentId, config: &Value) -> Result<(), ConfigError>;
+    /// Processors are created once per pipeline, as otelcol does.
+    fn create(
+        &self,
+        id: &ComponentId,
+        config: &Value,
+        signal: Signal,
+        next: Arc<dyn Consumer>,
+    ) -> Result<Arc<dyn Processor>, ConfigError>;
+}
+
+pub trait ExporterFactory: Send + Sync {
+    fn type_name(&self) -> &'static str;
+    fn signals(&self) -> &'static [Signal];
+    fn validate(&self, id: &ComponentId, config: &Value) -> Result<(), ConfigError>;
+    fn create(&self, id: &ComponentId, config: &Value) -> Result<Arc<dyn Exporter>, ConfigError>;
+}
+
+pub trait ConnectorFactory: Send + Sync {
+    fn type_name(&self) -> &'static str;
+    /// The (input, output) signal pairs this connector supports.
+    fn pairs(&self) -> &'static [(Signal, Signal)];
+    fn validate(&self, id: &ComponentId, config: &Value) -> Result<(), ConfigError>;
+    fn create(
+        &self,
+        id: &ComponentId,
+        config: &Value,
+        next: NextConsumers,
+    ) -> Result<Arc<dyn Connector>, ConfigError>;
+}
+
+pub trait ExtensionFactory: Send + Sync {
+    fn type_name(&self) -> &'static str;
+    fn validate(&self, id: &ComponentId, config: &Value) -> Result<(), ConfigError>;
+    fn create(&self, id: &ComponentId, config: &Value) -> Result<Arc<dyn Extension>, ConfigError>;
+}
+
+/// What a running component can reach: the extensions, a channel to report a fatal error, and typed
+/// handles shared between components (such as the service dependency graph).
+#[derive(Clone)]
+pub struct Host {
+    inner: Arc<HostInner>,
+}
+
+struct HostInner {
+    extensions: HashMap<ComponentId, Arc<dyn Extension>>,
+    fatal: mpsc::UnboundedSender<(ComponentId, String)>,
+    shared: Mutex<HashMap<String, Arc<dyn Any + Send + Sync>>>,
+}
+
+impl Host {
+    pub fn new(
+        extensions: HashMap<ComponentId, Arc<dyn Extension>>,
+        fatal: mpsc::UnboundedSender<(ComponentId, String)>,
+    ) -> Host {
+        Host {
+            inner: Arc::new(HostInner {
+                extensions,
+                fatal,
+                shared: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// A host with no extensions, for tests and `vigil eval`.
+    pub fn detached() -> Host {
+        let (tx, _rx) = mpsc::unbounded_channel();
+        Host::new(HashMap::new(), tx)
+    }
+
+    pub fn extension(&self, id: &ComponentId) -> Option<&Arc<dyn Extension>> {
+        self.inner.extensions.get(id)
+    }
+
+    /// A storage client from the storage extension `storage_id`, namespaced to `owner`.
+    pub fn storage(
+        &self,
+        storage_id: &ComponentId,
+        owner: &ComponentId,
+        name: &str,
+    ) -> anyhow::Result<Arc<dyn Storage>> {
+        let ext = self.extension(storage_id).ok_or_else(|| {
+            anyhow::anyhow!("storage extension {storage_id} is not configured in service::extensions")
+        })?;
+        match ext.storage_client(owner, name) {
+            Some(r) => Ok(r?),
+            None => anyhow::bail!("extension {storage_id} is not a storage extension"),
+        }
+    }
+
+    /// A running component hit an error it cannot recover from; the service stops.
+    pub fn report_fatal(&self, id: &ComponentId, err: impl fmt::Display) {
+        let _ = self.inner.fatal.send((id.clone(), err.to_string()));
+    }
+
+    /// A handle shared by every component of this host, created on first use.
+    pub fn shared<T: Any + Send + Sync + Default>(&self, key: &str) -> Arc<T> {
+        let mut map = self
+            .inner
+            .shared
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(v) = map.get(key) {
+            if let Ok(t) = Arc::clone(v).downcast::<T>() {
+                return t;
+            }
+        }
+        let t = Arc::new(T::default());
+        map.insert(key.to_string(), t.clone());
+        t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_parse_like_otelcol() {
+        let id = ComponentId::parse("otlp/in").unwrap();
+        assert_eq!((id.type_name(), id.name()), ("otlp", Some("in")));
+        assert_eq!(id.to_string(), "otlp/in");
+        assert!(ComponentId::parse("").is_err());
+        assert!(ComponentId::parse("otlp/").is_err());
+        assert!(ComponentId::parse("ot-lp").is_err());
+    }
+}

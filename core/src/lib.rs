@@ -1,0 +1,24 @@
+//! The centre of vigil: the telemetry that flows, the `Consumer` chain it flows through, the component
+//! traits and factories every receiver, processor, exporter, connector and extension implements, the
+//! shared config helpers, and the `Storage` trait that durable components write through.
+//!
+//! Nothing here knows a concrete component; `agent` wires them together through one registry.
+
+pub mod attrs;
+pub mod component;
+pub mod config;
+pub mod consumer;
+pub mod storage;
+pub mod telemetry;
+
+pub use component::{
+    Component, ComponentId, ComponentKind, Connector, ConnectorFactory, Exporter, ExporterFactory,
+    Extension, ExtensionFactory, Host, Processor, ProcessorFactory, Receiver, ReceiverFactory,
+};
+pub use config::ConfigError;
+pub use consumer::{ConsumeError, Consumer, FanOut, NextConsumers};
+pub use storage::{Storage, StorageError};
+pub use telemetry::{Signal, Telemetry};
+
+/// Re-exported so that every crate names the OTLP types through one path and one version.
+pub use opentelemetry_proto::tonic as otlp;

@@ -1,0 +1,11 @@
+//! Exporters, one module per component, named as in config. Network exporters share `helper`.
+
+use std::sync::Arc;
+use vigil_core::ExporterFactory;
+
+pub mod debug;
+
+/// Every exporter type this crate provides.
+pub fn factories() -> Vec<Arc<dyn ExporterFactory>> {
+    vec![debug::factory()]
+}

@@ -1,0 +1,16 @@
+//! Processors and connectors, one module per component, named as in config.
+
+use std::sync::Arc;
+use vigil_core::{ConnectorFactory, ProcessorFactory};
+
+pub mod forward;
+
+/// Every processor type this crate provides.
+pub fn processor_factories() -> Vec<Arc<dyn ProcessorFactory>> {
+    vec![]
+}
+
+/// Every connector type this crate provides.
+pub fn connector_factories() -> Vec<Arc<dyn ConnectorFactory>> {
+    vec![forward::factory()]
+}

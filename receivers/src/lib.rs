@@ -1,0 +1,9 @@
+//! Receivers, one module per component, named as in config.
+
+use std::sync::Arc;
+use vigil_core::ReceiverFactory;
+
+/// Every receiver type this crate provides.
+pub fn factories() -> Vec<Arc<dyn ReceiverFactory>> {
+    vec![]
+}
