@@ -1,1 +1,151 @@
-fn main() {}
+//! `vigil`: a node agent that runs OpenTelemetry Collector configs and watches the data as it flows.
+//! The CLI follows otelcol's: `--config` (repeatable, `file:`/`env:`/`yaml:` URIs), `--set`,
+//! `validate`, `components`, plus `eval` for scoring the detectors on public benchmarks.
+
+mod config;
+mod eval;
+mod extensions;
+mod registry;
+mod service;
+mod telemetry;
+
+use clap::{Parser, Subcommand};
+use registry::Registry;
+use service::{load_config, Service, Sources};
+use std::process::ExitCode;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "vigil",
+    version,
+    about = "vigil: an OpenTelemetry Collector-compatible node agent with local anomaly detection"
+)]
+struct Cli {
+    /// A config source: a file path, file:PATH, env:VAR or yaml:INLINE. Repeat to merge, later wins.
+    /// Without it, vigil runs its embedded default config.
+    #[arg(long = "config", global = true, value_name = "URI")]
+    config: Vec<String>,
+
+    /// Set one config value, as key::path=value; applied after every --config.
+    #[arg(long = "set", global = true, value_name = "KEY=VALUE")]
+    set: Vec<String>,
+
+    /// How long a graceful stop may take to drain queues and batches, as a duration (30s, 1m).
+    #[arg(
+        long = "shutdown-timeout",
+        global = true,
+        default_value = "30s",
+        env = "VIGIL_SHUTDOWN_TIMEOUT"
+    )]
+    shutdown_timeout: String,
+
+    /// Accepted for otelcol compatibility; vigil has no feature gates yet.
+    #[arg(long = "feature-gates", global = true, hide = true)]
+    feature_gates: Vec<String>,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check the config and exit: 0 with no output when it is good, 1 with every error when not.
+    Validate,
+    /// List every component type, grouped by kind, with the signals each supports.
+    Components,
+    /// Score the shipped detectors on public benchmark data.
+    Eval {
+        #[command(subcommand)]
+        command: eval::EvalCommand,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let registry = Registry::builtin();
+    let sources = Sources {
+        uris: cli.config.clone(),
+        sets: cli.set.clone(),
+    };
+    match cli.command {
+        Some(Command::Components) => {
+            print!("{}", registry.describe());
+            ExitCode::SUCCESS
+        }
+        Some(Command::Validate) => match load_config(&sources, &registry) {
+            Ok((_, warnings)) => {
+                for w in warnings {
+                    eprintln!("warning: {w}");
+                }
+                ExitCode::SUCCESS
+            }
+            Err(errors) => {
+                eprintln!("Error: invalid configuration ({} problems):", errors.len());
+                for e in errors {
+                    eprintln!("  {e}");
+                }
+                ExitCode::FAILURE
+            }
+        },
+        Some(Command::Eval { command }) => match eval::run(command) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("Error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+        None => run(registry, sources, &cli.shutdown_timeout),
+    }
+}
+
+fn run(registry: Registry, sources: Sources, shutdown_timeout: &str) -> ExitCode {
+    let shutdown_timeout = match vigil_core::config::parse_duration(shutdown_timeout) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("Error: --shutdown-timeout: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let (cfg, warnings) = match load_config(&sources, &registry) {
+        Ok(c) => c,
+        Err(errors) => {
+            eprintln!("Error: invalid configuration ({} problems):", errors.len());
+            for e in errors {
+                eprintln!("  {e}");
+            }
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Err(e) = telemetry::init_logs(&cfg.telemetry.logs) {
+        eprintln!("Error: {e}");
+        return ExitCode::FAILURE;
+    }
+    for w in warnings {
+        tracing::warn!("{w}");
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("Error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        telemetry::init_metrics(&cfg.telemetry.metrics)?;
+        let mut svc = Service::new(registry, sources, shutdown_timeout);
+        tracing::info!(version = env!("CARGO_PKG_VERSION"), "Starting vigil");
+        svc.start(cfg).await?;
+        svc.run().await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("Error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,309 @@
+//! Turns `--config` URIs and `--set` flags into one config tree, as otelcol's confmap does: each source
+//! is YAML (`file:`, `env:`, `yaml:` or a bare path), maps merge in order with the last one winning,
+//! lists are replaced, and `${env:VAR}` references are expanded after parsing.
+
+use serde_json::{Map, Value};
+use std::path::Path;
+
+/// A problem reading or parsing a config source.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{origin}: invalid YAML: {message}")]
+    Yaml { origin: String, message: String },
+    #[error(
+        "{origin}: the top level must be a map of sections (receivers, exporters, service, …)"
+    )]
+    NotAMap { origin: String },
+    #[error("--set {0:?}: expected key::path=value")]
+    BadSet(String),
+    #[error("{origin}: {message}")]
+    Expand { origin: String, message: String },
+}
+
+/// Loads and merges every source; with no `--config`, the embedded default is the one source. `warnings` collects unset environment variables, which otelcol
+/// expands to empty strings rather than failing.
+pub fn load(
+    uris: &[String],
+    sets: &[String],
+    warnings: &mut Vec<String>,
+) -> Result<Value, LoadError> {
+    let mut merged = Value::Object(Map::new());
+    let default_source = [String::new()];
+    let sources: &[String] = if uris.is_empty() {
+        &default_source
+    } else {
+        uris
+    };
+    for uri in sources {
+        let (origin, text) = if uri.is_empty() {
+            (
+                "embedded default config".to_string(),
+                super::DEFAULT_CONFIG.to_string(),
+            )
+        } else {
+            read_source(uri)?
+        };
+        let mut v = parse_yaml(&origin, &text)?;
+        if origin.starts_with("yaml:") {
+            v = split_colon_keys(v);
+        }
+        if v.is_null() {
+            continue;
+        }
+        if !v.is_object() {
+            return Err(LoadError::NotAMap { origin });
+        }
+        expand_value(&mut v, &origin, warnings)?;
+        merge(&mut merged, v);
+    }
+    for s in sets {
+        let (k, val) = s
+            .split_once('=')
+            .ok_or_else(|| LoadError::BadSet(s.clone()))?;
+        if k.trim().is_empty() {
+            return Err(LoadError::BadSet(s.clone()));
+        }
+        let origin = format!("--set {s}");
+        let mut leaf = parse_yaml(&origin, val)?;
+        expand_value(&mut leaf, &origin, warnings)?;
+        let nested = nest(k.trim().split("::").collect::<Vec<_>>().as_slice(), leaf);
+        merge(&mut merged, nested);
+    }
+    Ok(merged)
+}
+
+fn read_source(uri: &str) -> Result<(String, String), LoadError> {
+    if let Some(inline) = uri.strip_prefix("yaml:") {
+        return Ok((format!("yaml:{inline}"), inline.to_string()));
+    }
+    if let Some(var) = uri.strip_prefix("env:") {
+        return Ok((uri.to_string(), std::env::var(var).unwrap_or_default()));
+    }
+    let path = uri.strip_prefix("file:").unwrap_or(uri);
+    let text = std::fs::read_to_string(Path::new(path)).map_err(|source| LoadError::Read {
+        path: path.to_string(),
+        source,
+    })?;
+    Ok((path.to_string(), text))
+}
+
+fn parse_yaml(origin: &str, text: &str) -> Result<Value, LoadError> {
+    if text.trim().is_empty() {
+        return Ok(Value::Null);
+    }
+    serde_saphyr::from_str::<Value>(text).map_err(|e| LoadError::Yaml {
+        origin: origin.to_string(),
+        message: e.to_string(),
+    })
+}
+
+/// `yaml:a::b::c: v` names a nested key with `::`, so it becomes `{a: {b: {c: v}}}`.
+fn split_colon_keys(v: Value) -> Value {
+    match v {
+        Value::Object(map) => {
+            let mut out = Value::Object(Map::new());
+            for (k, val) in map {
+                let parts: Vec<&str> = k.split("::").collect();
+                merge(&mut out, nest(&parts, split_colon_keys(val)));
+            }
+            out
+        }
+        other => other,
+    }
+}
+
+fn nest(parts: &[&str], leaf: Value) -> Value {
+    parts.iter().rev().fold(leaf, |acc, p| {
+        let mut m = Map::new();
+        m.insert((*p).to_string(), acc);
+        Value::Object(m)
+    })
+}
+
+/// Deep-merges `over` into `base`: maps merge key by key, anything else (lists included) is replaced.
+pub fn merge(base: &mut Value, over: Value) {
+    match (base, over) {
+        (Value::Object(b), Value::Object(o)) => {
+            for (k, v) in o {
+                match b.get_mut(&k) {
+                    Some(existing) if existing.is_object() && v.is_object() => merge(existing, v),
+                    _ => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (b, o) => *b = o,
+    }
+}
+
+fn expand_value(v: &mut Value, origin: &str, warnings: &mut Vec<String>) -> Result<(), LoadError> {
+    match v {
+        Value::String(s) => {
+            if let Some(new) = expand_string(s, origin, warnings)? {
+                *v = new;
+            }
+        }
+        Value::Array(items) => {
+            for i in items {
+                expand_value(i, origin, warnings)?;
+            }
+        }
+        Value::Object(map) => {
+            for (_, i) in map.iter_mut() {
+                expand_value(i, origin, warnings)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Expands `${env:VAR}`, `${VAR}`, `${env:VAR:-default}` and `$$`. A string that is exactly one
+/// reference takes the variable's value parsed as a YAML scalar (so a port becomes a number); a
+/// reference inside longer text is substituted as text. Bare `$VAR` is left alone, as otelcol does.
+fn expand_string(
+    s: &str,
+    origin: &str,
+    warnings: &mut Vec<String>,
+) -> Result<Option<Value>, LoadError> {
+    if !s.contains('$') {
+        return Ok(None);
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    let mut whole: Option<String> = None;
+    while let Some(pos) = rest.find('$') {
+        out.push_str(&rest[..pos]);
+        let after = &rest[pos + 1..];
+        if let Some(r) = after.strip_prefix('$') {
+            out.push('$');
+            rest = r;
+            continue;
+        }
+        if let Some(inner_start) = after.strip_prefix('{') {
+            let end = inner_start.find('}').ok_or_else(|| LoadError::Expand {
+                origin: origin.to_string(),
+                message: format!("unterminated reference in {s:?}: missing '}}'"),
+            })?;
+            let inner = &inner_start[..end];
+            let value = resolve(inner, origin, warnings)?;
+            let is_whole = pos == 0 && end + 2 == rest.len() && out.is_empty();
+            if is_whole {
+                whole = Some(value.clone());
+            }
+            out.push_str(&value);
+            rest = &inner_start[end + 1..];
+            continue;
+        }
+        out.push('$');
+        rest = after;
+    }
+    out.push_str(rest);
+    if let Some(w) = whole {
+        // Parse as YAML only for scalars; anything structured stays the text it was.
+        if let Ok(v) = serde_saphyr::from_str::<Value>(&w) {
+            if matches!(v, Value::Number(_) | Value::Bool(_)) {
+                return Ok(Some(v));
+            }
+        }
+        return Ok(Some(Value::String(w)));
+    }
+    Ok(Some(Value::String(out)))
+}
+
+fn resolve(inner: &str, origin: &str, warnings: &mut Vec<String>) -> Result<String, LoadError> {
+    let (scheme, rest) = match inner.split_once(':') {
+        Some((sch, r)) if sch == "env" => (sch, r),
+        Some((sch, _)) if sch.chars().all(|c| c.is_ascii_alphabetic()) && !sch.is_empty() => {
+            return Err(LoadError::Expand {
+                origin: origin.to_string(),
+                message: format!(
+                    "unsupported reference ${{{inner}}}: only the env: scheme is supported"
+                ),
+            })
+        }
+        _ => ("env", inner),
+    };
+    debug_assert_eq!(scheme, "env");
+    let (name, default) = match rest.split_once(":-") {
+        Some((n, d)) => (n, Some(d)),
+        None => (rest, None),
+    };
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(LoadError::Expand {
+            origin: origin.to_string(),
+            message: format!("invalid environment variable name {name:?} in ${{{inner}}}"),
+        });
+    }
+    match std::env::var(name) {
+        Ok(v) => Ok(v),
+        Err(_) => match default {
+            Some(d) => Ok(d.to_string()),
+            None => {
+                warnings.push(format!(
+                    "{origin}: environment variable {name} is not set; ${{{inner}}} expands to an empty string"
+                ));
+                Ok(String::new())
+            }
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn merges_maps_and_replaces_lists() {
+        let mut a = json!({"a": {"x": 1, "l": [1, 2]}, "b": 1});
+        merge(&mut a, json!({"a": {"y": 2, "l": [3]}}));
+        assert_eq!(a, json!({"a": {"x": 1, "y": 2, "l": [3]}, "b": 1}));
+    }
+
+    #[test]
+    fn expands_env_like_otelcol() {
+        std::env::set_var("VIGIL_TEST_PORT", "4317");
+        std::env::set_var("VIGIL_TEST_HOST", "0.0.0.0");
+        let mut w = vec![];
+        let e = |s: &str, w: &mut Vec<String>| expand_string(s, "t", w).unwrap();
+        assert_eq!(e("${env:VIGIL_TEST_PORT}", &mut w), Some(json!(4317)));
+        assert_eq!(e("${VIGIL_TEST_PORT}", &mut w), Some(json!(4317)));
+        assert_eq!(
+            e("${env:VIGIL_TEST_HOST}:${env:VIGIL_TEST_PORT}", &mut w),
+            Some(json!("0.0.0.0:4317"))
+        );
+        assert_eq!(
+            e("${env:VIGIL_TEST_UNSET_X:-dflt}", &mut w),
+            Some(json!("dflt"))
+        );
+        assert_eq!(e("a$$b", &mut w), Some(json!("a$b")));
+        assert_eq!(e("$HOME", &mut w), Some(json!("$HOME")));
+        assert!(w.is_empty());
+        assert_eq!(e("x${env:VIGIL_TEST_UNSET_Y}", &mut w), Some(json!("x")));
+        assert_eq!(w.len(), 1);
+        assert!(w[0].contains("VIGIL_TEST_UNSET_Y"));
+    }
+
+    #[test]
+    fn inline_yaml_and_set() {
+        let mut w = vec![];
+        let v = load(
+            &["yaml:receivers::otlp::protocols::grpc::endpoint: 0.0.0.0:4317".into()],
+            &["service::telemetry::logs::level=debug".into()],
+            &mut w,
+        )
+        .unwrap();
+        assert_eq!(
+            v,
+            json!({"receivers": {"otlp": {"protocols": {"grpc": {"endpoint": "0.0.0.0:4317"}}}},
+                   "service": {"telemetry": {"logs": {"level": "debug"}}}})
+        );
+    }
+}

@@ -1,0 +1,129 @@
+//! `health_check`: an HTTP endpoint that answers 200 with a JSON status while every pipeline runs, and
+//! 503 while the agent starts or stops. Kubernetes probes and systemd watchdogs poll it.
+
+use crate::service::status::{self, Status};
+use async_trait::async_trait;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use serde::Deserialize;
+use serde_json::Value;
+use std::sync::{Arc, Mutex};
+use tokio::sync::oneshot;
+use vigil_core::config::{bind_tcp, check_endpoint, decode};
+use vigil_core::{
+    Component, ComponentId, ComponentKind, ConfigError, Extension, ExtensionFactory, Host,
+};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HealthCheckConfig {
+    #[serde(default = "default_endpoint")]
+    endpoint: String,
+    #[serde(default = "default_path")]
+    path: String,
+    /// Deprecated in otelcol and ignored there too; accepted so existing configs load.
+    #[serde(default)]
+    #[allow(dead_code)]
+    check_collector_pipeline: Option<Value>,
+}
+
+fn default_endpoint() -> String {
+    "localhost:13133".into()
+}
+fn default_path() -> String {
+    "/".into()
+}
+
+struct Factory;
+
+pub fn factory() -> Arc<dyn ExtensionFactory> {
+    Arc::new(Factory)
+}
+
+fn parse(id: &ComponentId, config: &Value) -> Result<HealthCheckConfig, ConfigError> {
+    let cfg: HealthCheckConfig = decode(ComponentKind::Extension, id, config)?;
+    check_endpoint(&cfg.endpoint)
+        .map_err(|e| ConfigError::component(ComponentKind::Extension, id, "endpoint", e))?;
+    if !cfg.path.starts_with('/') {
+        return Err(ConfigError::component(
+            ComponentKind::Extension,
+            id,
+            "path",
+            format!("path {:?} must start with '/'", cfg.path),
+        ));
+    }
+    Ok(cfg)
+}
+
+impl ExtensionFactory for Factory {
+    fn type_name(&self) -> &'static str {
+        "health_check"
+    }
+
+    fn validate(&self, id: &ComponentId, config: &Value) -> Result<(), ConfigError> {
+        parse(id, config).map(|_| ())
+    }
+
+    fn create(&self, id: &ComponentId, config: &Value) -> Result<Arc<dyn Extension>, ConfigError> {
+        let cfg = parse(id, config)?;
+        Ok(Arc::new(HealthCheck {
+            id: id.clone(),
+            cfg,
+            stop: Mutex::new(None),
+        }))
+    }
+}
+
+struct HealthCheck {
+    id: ComponentId,
+    cfg: HealthCheckConfig,
+    stop: Mutex<Option<(oneshot::Sender<()>, tokio::task::JoinHandle<()>)>>,
+}
+
+impl Extension for HealthCheck {}
+
+async fn answer() -> impl IntoResponse {
+    let st = status::get();
+    let up = status::up_since();
+    let body = serde_json::json!({
+        "status": if st == Status::Ready { "Server available" } else { "Server not available" },
+        "state": st.as_str(),
+        "upSince": up.0,
+        "uptime": format!("{:.3}s", up.1.as_secs_f64()),
+    });
+    let code = if st == Status::Ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, axum::Json(body))
+}
+
+#[async_trait]
+impl Component for HealthCheck {
+    async fn start(&self, _host: &Host) -> anyhow::Result<()> {
+        let listener = bind_tcp(ComponentKind::Extension, &self.id, &self.cfg.endpoint).await?;
+        let app = axum::Router::new().route(&self.cfg.path, axum::routing::get(answer));
+        let (tx, rx) = oneshot::channel();
+        let id = self.id.clone();
+        let task = tokio::spawn(async move {
+            let serve = axum::serve(listener, app).with_graceful_shutdown(async {
+                let _ = rx.await;
+            });
+            if let Err(e) = serve.await {
+                tracing::error!(extension = %id, "health_check server failed: {e}");
+            }
+        });
+        *self.stop.lock().unwrap_or_else(|p| p.into_inner()) = Some((tx, task));
+        Ok(())
+    }
+
+    async fn shutdown(&self) -> anyhow::Result<()> {
+        let taken = self.stop.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some((tx, task)) = taken {
+            let _ = tx.send(());
+            let _ = task.await;
+        }
+        Ok(())
+    }
+}

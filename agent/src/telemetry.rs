@@ -1,0 +1,127 @@
+//! vigil's own telemetry: logs through `tracing` to stderr at the configured level and encoding, and
+//! metrics through the `metrics` facade on a Prometheus pull endpoint (`localhost:8888/metrics` by
+//! default) with otelcol's names, including the process metrics otelcol reports.
+
+use crate::config::{LogsTelemetry, MetricsTelemetry};
+use std::time::{Duration, Instant};
+use tracing_subscriber::EnvFilter;
+
+/// Installs the log subscriber. `RUST_LOG`, when set, overrides the configured level.
+pub fn init_logs(cfg: &LogsTelemetry) -> Result<(), String> {
+    let level = match cfg.level.to_ascii_lowercase().as_str() {
+        "debug" => "debug",
+        "info" => "info",
+        "warn" | "warning" => "warn",
+        "error" | "dpanic" | "panic" | "fatal" => "error",
+        other => {
+            return Err(format!(
+                "service::telemetry::logs::level: unknown level {other:?} (use debug, info, warn or error)"
+            ))
+        }
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    let r = match cfg.encoding.as_str() {
+        "json" => builder.json().try_init(),
+        "console" | "text" => builder.try_init(),
+        other => return Err(format!(
+            "service::telemetry::logs::encoding: unknown encoding {other:?} (use console or json)"
+        )),
+    };
+    // A second init (tests, reload) keeps the first subscriber; that is not an error worth failing on.
+    let _ = r;
+    Ok(())
+}
+
+/// Where the Prometheus endpoint listens, or `None` when own metrics are turned off.
+pub fn metrics_address(cfg: &MetricsTelemetry) -> Result<Option<String>, String> {
+    if cfg.level.eq_ignore_ascii_case("none") {
+        return Ok(None);
+    }
+    if let Some(a) = &cfg.address {
+        return Ok(Some(a.clone()));
+    }
+    for (i, r) in cfg.readers.iter().enumerate() {
+        let prom = r
+            .get("pull")
+            .and_then(|p| p.get("exporter"))
+            .and_then(|e| e.get("prometheus"));
+        if let Some(p) = prom {
+            let host = p
+                .get("host")
+                .and_then(|h| h.as_str())
+                .unwrap_or("localhost");
+            let port = p.get("port").and_then(|h| h.as_u64()).ok_or_else(|| {
+                format!("service::telemetry::metrics::readers::{i}::pull::exporter::prometheus::port: expected a port number")
+            })?;
+            return Ok(Some(format!("{host}:{port}")));
+        }
+    }
+    Ok(Some("localhost:8888".into()))
+}
+
+/// Starts the Prometheus endpoint and the process-metrics sampler.
+pub fn init_metrics(cfg: &MetricsTelemetry) -> anyhow::Result<()> {
+    let Some(addr) = metrics_address(cfg).map_err(anyhow::Error::msg)? else {
+        return Ok(());
+    };
+    let sock = vigil_core::config::resolve_endpoint(&addr).map_err(|e| {
+        anyhow::anyhow!("service::telemetry::metrics: cannot resolve {addr:?}: {e}")
+    })?;
+    // Bind once ourselves first: the exporter's listener reports a taken port only in a background
+    // task, and a user must hear about it at start.
+    match std::net::TcpListener::bind(sock) {
+        Ok(l) => drop(l),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => anyhow::bail!(
+            "service::telemetry::metrics: cannot listen on {addr} ({sock}): the port is already in use"
+        ),
+        Err(e) => anyhow::bail!("service::telemetry::metrics: cannot listen on {addr}: {e}"),
+    }
+    metrics_exporter_prometheus::PrometheusBuilder::new()
+        .with_http_listener(sock)
+        .install()
+        .map_err(|e| anyhow::anyhow!("service::telemetry::metrics: {e}"))?;
+    tokio::spawn(sample_process());
+    Ok(())
+}
+
+async fn sample_process() {
+    let started = Instant::now();
+    let uptime = metrics::counter!("otelcol_process_uptime");
+    let rss = metrics::gauge!("otelcol_process_memory_rss");
+    let cpu = metrics::counter!("otelcol_process_cpu_seconds");
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tick.tick().await;
+        uptime.absolute(started.elapsed().as_secs());
+        if let Some(bytes) = read_rss() {
+            rss.set(bytes as f64);
+        }
+        if let Some(secs) = read_cpu_seconds() {
+            cpu.absolute(secs);
+        }
+    }
+}
+
+fn read_rss() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions; it only reads a system constant.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Some(pages * u64::try_from(page).ok()?)
+}
+
+fn read_cpu_seconds() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name may hold spaces, so count fields after its closing parenthesis.
+    let after = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    // SAFETY: as above.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    Some((utime + stime) / u64::try_from(hz).ok()?.max(1))
+}
