@@ -3,11 +3,12 @@
 use std::sync::Arc;
 use vigil_core::{ConnectorFactory, ProcessorFactory};
 
+pub mod batch;
 pub mod forward;
 
 /// Every processor type this crate provides.
 pub fn processor_factories() -> Vec<Arc<dyn ProcessorFactory>> {
-    vec![]
+    vec![batch::factory()]
 }
 
 /// Every connector type this crate provides.
