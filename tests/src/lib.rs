@@ -1,1 +1,231 @@
-//! placeholder
+//! Harness for vigil's end-to-end tests: builds the workspace binaries once, gives each test its own
+//! ports and temp directory, runs `vigil` as a child process that is killed when the guard drops, and
+//! waits for readiness by polling, never by sleeping a fixed time.
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The repository root (the workspace).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from(".."))
+}
+
+fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(d) => {
+            let p = PathBuf::from(d);
+            if p.is_absolute() {
+                p
+            } else {
+                repo_root().join(p)
+            }
+        }
+        None => repo_root().join("target"),
+    }
+}
+
+/// Path to a workspace binary (`vigil`, `vigil-loadgen`), built once per test run.
+pub fn bin(name: &str) -> PathBuf {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--bins", "--workspace"])
+            .current_dir(repo_root())
+            .status()
+            .expect("run cargo build --bins");
+        assert!(status.success(), "cargo build --bins failed");
+    });
+    let p = target_dir().join("debug").join(name);
+    assert!(
+        p.exists(),
+        "binary {} not found after cargo build",
+        p.display()
+    );
+    p
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind an ephemeral port")
+}
+
+/// The Python interpreter of the test venv with the OpenTelemetry SDK. Fails, naming the setup step,
+/// when the venv is missing: a test never skips quietly.
+pub fn python() -> PathBuf {
+    let p = std::env::var_os("VIGIL_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join(".venv/bin/python"));
+    assert!(
+        p.exists(),
+        "{} is missing: run the README's test command (scripts/test.sh), which creates .venv with the \
+         OpenTelemetry SDK (pip install -r tests/requirements.txt)",
+        p.display()
+    );
+    p
+}
+
+/// A running `vigil` process with its own temp dir; killed on drop.
+pub struct Agent {
+    pub child: Child,
+    pub dir: tempfile::TempDir,
+    pub log: PathBuf,
+}
+
+impl Agent {
+    /// Starts `vigil` with the given arguments; stderr goes to `<dir>/vigil.log`.
+    pub fn start(args: &[String]) -> Agent {
+        let dir = tempfile::tempdir().expect("temp dir");
+        Agent::start_in(dir, args)
+    }
+
+    pub fn start_in(dir: tempfile::TempDir, args: &[String]) -> Agent {
+        Agent::start_env(dir, args, &[])
+    }
+
+    /// Starts `vigil` with extra environment variables (for `${env:…}` in configs).
+    pub fn start_env(dir: tempfile::TempDir, args: &[String], env: &[(&str, String)]) -> Agent {
+        let log = dir.path().join("vigil.log");
+        let err = std::fs::File::create(&log).expect("create log file");
+        let child = Command::new(bin("vigil"))
+            .args(args)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(err)
+            .spawn()
+            .expect("spawn vigil");
+        Agent { child, dir, log }
+    }
+
+    /// Starts `vigil` with a config file written from `yaml` into the temp dir.
+    pub fn with_config(yaml: &str) -> Agent {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let cfg = dir.path().join("config.yaml");
+        std::fs::write(&cfg, yaml).expect("write config");
+        Agent::start_in(dir, &["--config".into(), cfg.display().to_string()])
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("config.yaml")
+    }
+
+    pub fn logs(&self) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = std::fs::File::open(&self.log) {
+            let _ = f.read_to_string(&mut s);
+        }
+        s
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child's pid; no memory is touched.
+        unsafe {
+            libc::kill(self.child.id() as i32, sig);
+        }
+    }
+
+    /// Waits for the process to exit, up to `limit`; returns its exit code.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return st.code();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    /// Polls `url` until it answers 200, or panics with the agent's log after `limit`.
+    pub fn wait_http_ok(&mut self, url: &str, limit: Duration) {
+        let start = Instant::now();
+        let client = reqwest::blocking::Client::new();
+        while start.elapsed() < limit {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                panic!("vigil exited early with {st}; log:\n{}", self.logs());
+            }
+            if let Ok(r) = client.get(url).timeout(Duration::from_secs(1)).send() {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("{url} not ready after {limit:?}; log:\n{}", self.logs());
+    }
+
+    /// Polls until the log contains `needle`.
+    pub fn wait_log(&mut self, needle: &str, limit: Duration) {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if self.logs().contains(needle) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("log never showed {needle:?}; log:\n{}", self.logs());
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `f` until it returns `Some`, or panics with `what` after `limit`.
+pub fn eventually<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if start.elapsed() > limit {
+            panic!("timed out after {limit:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Reads an OTLP/JSON-lines file written by the `file` exporter; a missing file is empty.
+pub fn read_json_lines(path: &Path) -> Vec<serde_json::Value> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// Every log record body (as text) in OTLP/JSON lines of logs.
+pub fn log_bodies(lines: &[serde_json::Value]) -> Vec<String> {
+    let mut out = Vec::new();
+    for l in lines {
+        for rl in l["resourceLogs"].as_array().into_iter().flatten() {
+            for sl in rl["scopeLogs"].as_array().into_iter().flatten() {
+                for r in sl["logRecords"].as_array().into_iter().flatten() {
+                    out.push(
+                        r["body"]["stringValue"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_string(),
+                    );
+                }
+            }
+        }
+    }
+    out
+}

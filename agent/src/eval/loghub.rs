@@ -8,5 +8,8 @@ pub struct LoghubArgs {
 }
 
 pub fn run(args: LoghubArgs) -> anyhow::Result<()> {
-    anyhow::bail!("vigil eval loghub is not built yet (data: {})", args.data.display())
+    anyhow::bail!(
+        "vigil eval loghub is not built yet (data: {})",
+        args.data.display()
+    )
 }

@@ -8,5 +8,8 @@ pub struct NabArgs {
 }
 
 pub fn run(args: NabArgs) -> anyhow::Result<()> {
-    anyhow::bail!("vigil eval nab is not built yet (data: {})", args.data.display())
+    anyhow::bail!(
+        "vigil eval nab is not built yet (data: {})",
+        args.data.display()
+    )
 }
