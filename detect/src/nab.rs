@@ -6,6 +6,9 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use crate::series::{DetectorConfig, Observation, SeriesDetector, DEFAULT_THRESHOLD};
 
 /// Why a NAB corpus could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -118,7 +121,9 @@ fn load_labels(path: &Path) -> Result<HashMap<String, Vec<(i64, i64)>>, NabError
         let mut parsed = Vec::with_capacity(windows.len());
         for w in windows {
             let [start, end] = w.as_slice() else {
-                return Err(bad(format!("{name}: a window must be [start, end], got {w:?}")));
+                return Err(bad(format!(
+                    "{name}: a window must be [start, end], got {w:?}"
+                )));
             };
             let t = |s: &str| parse_timestamp(s).map_err(|r| bad(format!("{name}: {r}")));
             parsed.push((t(start)?, t(end)?));
@@ -158,7 +163,10 @@ pub fn load_series(path: &Path) -> Result<(Vec<i64>, Vec<f64>), NabError> {
         })?;
         let line = record.position().map_or(0, |p| p.line());
         let (Some(ts), Some(v)) = (record.get(0), record.get(1)) else {
-            return Err(row_err(line, "expected two columns: timestamp,value".into()));
+            return Err(row_err(
+                line,
+                "expected two columns: timestamp,value".into(),
+            ));
         };
         let ts = parse_timestamp(ts).map_err(|r| row_err(line, r))?;
         let v: f64 = v
@@ -294,7 +302,13 @@ struct SweepRow {
 }
 
 /// Rows after the probationary period with the value of a detection at each (NAB's `calcSweepScore`).
-fn sweep_rows(series: &NabSeries, scores: &[f64], profile: &Profile, window_base: usize, out: &mut Vec<SweepRow>) {
+fn sweep_rows(
+    series: &NabSeries,
+    scores: &[f64],
+    profile: &Profile,
+    window_base: usize,
+    out: &mut Vec<SweepRow>,
+) {
     let max_tp = scaled_sigmoid(-1.0);
     let probation = probationary_length(scores.len());
     let mut prev: Option<(usize, usize)> = None; // (right index, width) of the last window passed
@@ -312,7 +326,10 @@ fn sweep_rows(series: &NabSeries, scores: &[f64], profile: &Profile, window_base
         let (value, window) = match current {
             Some((id, right, width)) => {
                 let position = -((right as f64) - (i as f64) + 1.0) / width as f64;
-                (scaled_sigmoid(position) * profile.tp_weight / max_tp, Some(id))
+                (
+                    scaled_sigmoid(position) * profile.tp_weight / max_tp,
+                    Some(id),
+                )
             }
             None => {
                 let unweighted = match prev {
@@ -361,7 +378,12 @@ fn collect_rows(results: &[Scores<'_>], profile: &Profile) -> (Vec<SweepRow>, us
     let mut rows = Vec::new();
     let mut windows = 0;
     for (series, scores) in results {
-        assert_eq!(series.values.len(), scores.len(), "one score per row of {}", series.name);
+        assert_eq!(
+            series.values.len(),
+            scores.len(),
+            "one score per row of {}",
+            series.name
+        );
         sweep_rows(series, scores, profile, windows, &mut rows);
         windows += series.windows.len();
     }
@@ -457,7 +479,10 @@ pub struct ProfileScore {
 /// the given fixed threshold. The null detector (a constant 0.5, itself threshold-optimised) maps to 0 and
 /// the perfect detector (one detection at each window's first row) to 100.
 pub fn score_corpus(results: &[Scores<'_>], threshold: Option<f64>) -> Vec<ProfileScore> {
-    let null_scores: Vec<Vec<f64>> = results.iter().map(|(s, _)| vec![0.5; s.values.len()]).collect();
+    let null_scores: Vec<Vec<f64>> = results
+        .iter()
+        .map(|(s, _)| vec![0.5; s.values.len()])
+        .collect();
     let null: Vec<Scores<'_>> = results
         .iter()
         .zip(&null_scores)
@@ -490,6 +515,73 @@ impl fmt::Display for ProfileScore {
             "{}: {:.1} (raw {:.3} at threshold {:.4})",
             self.profile.name, self.normalized, self.raw, self.threshold
         )
+    }
+}
+
+/// The default detector's output on one series.
+#[derive(Debug, Clone)]
+pub struct FileRun {
+    /// The series as loaded.
+    pub series: NabSeries,
+    /// One observation per row.
+    pub observations: Vec<Observation>,
+}
+
+impl FileRun {
+    /// The anomaly score of every row, as NAB's results files carry it.
+    pub fn scores(&self) -> Vec<f64> {
+        self.observations.iter().map(|o| o.score).collect()
+    }
+}
+
+/// Scores of a whole corpus run.
+#[derive(Debug, Clone)]
+pub struct Evaluation {
+    /// Per-file output.
+    pub runs: Vec<FileRun>,
+    /// Scores at NAB's optimised threshold, per profile.
+    pub optimized: Vec<ProfileScore>,
+    /// Scores at the shipped [`DEFAULT_THRESHOLD`], per profile.
+    pub default_threshold: Vec<ProfileScore>,
+    /// Points through [`SeriesDetector::observe`] per second of detection time (one thread).
+    pub points_per_sec: f64,
+}
+
+/// Runs a fresh default [`SeriesDetector`] over every series point by point, as the pipeline would, and
+/// scores the result with NAB's rules.
+pub fn evaluate(corpus: Vec<NabSeries>, config: &DetectorConfig) -> Evaluation {
+    let mut runs = Vec::with_capacity(corpus.len());
+    let mut points = 0usize;
+    let mut busy = 0.0f64;
+    for series in corpus {
+        let mut detector = SeriesDetector::new(config);
+        let started = Instant::now();
+        let observations: Vec<Observation> = series
+            .timestamps
+            .iter()
+            .zip(&series.values)
+            .map(|(&t, &v)| detector.observe(t as f64, v))
+            .collect();
+        busy += started.elapsed().as_secs_f64();
+        points += observations.len();
+        runs.push(FileRun {
+            series,
+            observations,
+        });
+    }
+    let scores: Vec<Vec<f64>> = runs.iter().map(FileRun::scores).collect();
+    let results: Vec<Scores<'_>> = runs
+        .iter()
+        .zip(&scores)
+        .map(|(r, s)| (&r.series, s.as_slice()))
+        .collect();
+    let optimized = score_corpus(&results, None);
+    let default_threshold = score_corpus(&results, Some(DEFAULT_THRESHOLD));
+    Evaluation {
+        optimized,
+        default_threshold,
+        points_per_sec: points as f64 / busy.max(1e-9),
+        runs,
     }
 }
 

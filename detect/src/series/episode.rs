@@ -1,0 +1,150 @@
+//! Turns per-point scores into anomalous episodes, because the pipeline reports an anomaly once when it
+//! starts and once when it ends, never per point. Hysteresis (a lower end threshold and a run of quiet
+//! points) keeps one noisy episode from splitting into many.
+
+use super::{Observation, Part, DEFAULT_THRESHOLD};
+
+/// Settings of an [`EpisodeTracker`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EpisodeConfig {
+    /// A score at or above this opens an episode.
+    pub threshold: f64,
+    /// Scores below this count as quiet.
+    pub end_threshold: f64,
+    /// This many quiet points in a row close the episode.
+    pub quiet_points: u32,
+}
+
+impl Default for EpisodeConfig {
+    fn default() -> Self {
+        Self {
+            threshold: DEFAULT_THRESHOLD,
+            end_threshold: DEFAULT_THRESHOLD * 0.5,
+            quiet_points: 5,
+        }
+    }
+}
+
+/// One anomalous episode.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Episode {
+    /// Timestamp (seconds) of the first anomalous point.
+    pub start: f64,
+    /// Timestamp of the last anomalous point (equal to `start` while the episode is open).
+    pub end: f64,
+    /// The highest score seen.
+    pub peak_score: f64,
+    /// When the peak was seen.
+    pub peak_at: f64,
+    /// The observation at the peak (value band and the part that fired).
+    pub peak: Observation,
+    /// The value observed at the peak.
+    pub peak_value: f64,
+    /// Points from start to end, inclusive.
+    pub points: u32,
+}
+
+impl Episode {
+    /// `end - start` in seconds.
+    pub fn duration_secs(&self) -> f64 {
+        self.end - self.start
+    }
+
+    /// The part of the ensemble that gave the peak score.
+    pub fn part(&self) -> Part {
+        self.peak.part
+    }
+}
+
+/// What a point did to the episode state.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum EpisodeEvent {
+    /// An episode opened at this point.
+    Started(Episode),
+    /// The episode closed; `end` is its last anomalous point.
+    Ended(Episode),
+}
+
+/// Tracks the open episode of one series.
+#[derive(Debug, Clone, Default)]
+pub struct EpisodeTracker {
+    config: EpisodeConfig,
+    open: Option<Episode>,
+    quiet: u32,
+    since_last: u32,
+}
+
+impl EpisodeTracker {
+    /// A tracker with the given settings.
+    pub fn new(config: EpisodeConfig) -> Self {
+        Self {
+            config,
+            open: None,
+            quiet: 0,
+            since_last: 0,
+        }
+    }
+
+    /// The open episode, if any.
+    pub fn open(&self) -> Option<&Episode> {
+        self.open.as_ref()
+    }
+
+    /// Feeds one scored point. Returns an event when an episode starts or ends here.
+    #[must_use]
+    pub fn update(
+        &mut self,
+        timestamp_secs: f64,
+        value: f64,
+        obs: &Observation,
+    ) -> Option<EpisodeEvent> {
+        match &mut self.open {
+            None => {
+                if obs.score >= self.config.threshold {
+                    let e = Episode {
+                        start: timestamp_secs,
+                        end: timestamp_secs,
+                        peak_score: obs.score,
+                        peak_at: timestamp_secs,
+                        peak: *obs,
+                        peak_value: value,
+                        points: 1,
+                    };
+                    self.open = Some(e);
+                    self.quiet = 0;
+                    self.since_last = 0;
+                    return Some(EpisodeEvent::Started(e));
+                }
+                None
+            }
+            Some(e) => {
+                self.since_last += 1;
+                if obs.score >= self.config.end_threshold {
+                    self.quiet = 0;
+                    e.end = timestamp_secs;
+                    e.points += self.since_last;
+                    self.since_last = 0;
+                    if obs.score > e.peak_score {
+                        e.peak_score = obs.score;
+                        e.peak_at = timestamp_secs;
+                        e.peak = *obs;
+                        e.peak_value = value;
+                    }
+                    return None;
+                }
+                self.quiet += 1;
+                if self.quiet >= self.config.quiet_points {
+                    let done = *e;
+                    self.open = None;
+                    return Some(EpisodeEvent::Ended(done));
+                }
+                None
+            }
+        }
+    }
+
+    /// Closes the open episode, e.g. when its series is evicted or the agent stops.
+    pub fn close(&mut self) -> Option<Episode> {
+        self.open.take()
+    }
+}

@@ -1,0 +1,205 @@
+//! The seasonal part of the ensemble: finds a period once, from a bounded buffer of the first points, and
+//! then keeps one season of offsets that it updates online. A batch decomposition runs only during the
+//! search, never per point, because `augurs` models fit in batch.
+
+use augurs::mstl::stlrs::MstlParams;
+use augurs::seasons::PeriodogramDetector;
+
+use super::DetectorConfig;
+
+// How fast each phase's offset follows the data, per season.
+const GAMMA: f64 = 0.1;
+// A candidate period must have at least this autocorrelation.
+const ACF_MIN: f64 = 0.3;
+// And MSTL must attribute at least this share of the detrended variance to it (Hyndman's F_s).
+const STRENGTH_MIN: f64 = 0.6;
+// The first search needs this many points; later ones run every SEARCH_STEP points up to the buffer cap.
+const SEARCH_FIRST: usize = 576;
+const SEARCH_STEP: usize = 192;
+
+/// A fresh baseline from the decomposition, handed back to the detector when a period is found.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Rebase {
+    pub level: f64,
+    pub scale: f64,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum Season {
+    /// No seasonality: either turned off or none was found.
+    Off,
+    /// Collecting points to look for a period.
+    Searching { buf: Vec<f32>, cap: usize },
+    /// A period was found: one offset per phase.
+    Found { profile: Box<[f32]>, phase: usize },
+}
+
+impl Season {
+    pub fn new(config: &DetectorConfig) -> Self {
+        if config.seasonality && config.season_buffer >= SEARCH_FIRST {
+            Season::Searching {
+                buf: Vec::new(),
+                cap: config.season_buffer,
+            }
+        } else {
+            Season::Off
+        }
+    }
+
+    pub fn period(&self) -> Option<usize> {
+        match self {
+            Season::Found { profile, .. } => Some(profile.len()),
+            _ => None,
+        }
+    }
+
+    pub fn heap_bytes(&self) -> usize {
+        match self {
+            Season::Off => 0,
+            Season::Searching { buf, .. } => buf.capacity() * 4,
+            Season::Found { profile, .. } => profile.len() * 4,
+        }
+    }
+
+    /// Moves to the phase of the next point, `steps` sampling intervals on.
+    pub fn advance(&mut self, steps: u32) {
+        match self {
+            Season::Found { profile, phase } => *phase = (*phase + steps as usize) % profile.len(),
+            Season::Searching { buf, cap } => {
+                // Fill gaps with the last value so that positions in the buffer stay on the time grid.
+                if let Some(&last) = buf.last() {
+                    let fill = (steps as usize)
+                        .saturating_sub(1)
+                        .min(*cap - buf.len().min(*cap));
+                    buf.extend(std::iter::repeat_n(last, fill));
+                }
+            }
+            Season::Off => {}
+        }
+    }
+
+    /// The seasonal offset expected at the current phase.
+    pub fn component(&self) -> f64 {
+        match self {
+            Season::Found { profile, phase } => f64::from(profile[*phase]),
+            _ => 0.0,
+        }
+    }
+
+    /// Moves the current phase's offset towards a (clipped) residual.
+    pub fn learn(&mut self, residual: f64) {
+        if let Season::Found { profile, phase } = self {
+            profile[*phase] += (GAMMA * residual) as f32;
+        }
+    }
+
+    /// Adds a raw value to the search buffer and searches when it is due. Returns the new baseline when a
+    /// period has just been found.
+    pub fn push(&mut self, value: f64) -> Option<Rebase> {
+        let Season::Searching { buf, cap } = self else {
+            return None;
+        };
+        if buf.len() < *cap {
+            buf.push(value as f32);
+        }
+        let n = buf.len();
+        if n < SEARCH_FIRST || (n - SEARCH_FIRST) % SEARCH_STEP != 0 && n < *cap {
+            return None;
+        }
+        match find_period(buf) {
+            Some(found) => {
+                *self = Season::Found {
+                    profile: found.profile.into_boxed_slice(),
+                    // The profile ends at the newest point; the next point is phase 0.
+                    phase: found.period - 1,
+                };
+                Some(found.rebase)
+            }
+            None => {
+                if n >= *cap {
+                    *self = Season::Off;
+                }
+                None
+            }
+        }
+    }
+}
+
+struct Found {
+    period: usize,
+    profile: Vec<f32>,
+    rebase: Rebase,
+}
+
+/// Autocorrelation of `x` (mean removed, `denom` its sum of squares) at `lag`.
+fn acf(x: &[f64], denom: f64, lag: usize) -> f64 {
+    let s: f64 = x[..x.len() - lag]
+        .iter()
+        .zip(&x[lag..])
+        .map(|(a, b)| a * b)
+        .sum();
+    s / denom
+}
+
+/// Candidate periods from the `augurs` periodogram, each refined to the autocorrelation peak nearby (the
+/// periodogram's bins are coarse at long periods), then checked by an MSTL decomposition.
+fn find_period(buf: &[f32]) -> Option<Found> {
+    let n = buf.len();
+    let mean = buf.iter().map(|&v| f64::from(v)).sum::<f64>() / n as f64;
+    let x: Vec<f64> = buf.iter().map(|&v| f64::from(v) - mean).collect();
+    let denom: f64 = x.iter().map(|v| v * v).sum();
+    if denom <= f64::EPSILON * n as f64 {
+        return None;
+    }
+    // Periods up to half the buffer: two full cycles are enough for the autocorrelation check.
+    let pg = PeriodogramDetector::builder()
+        .max_period((n / 2) as u32)
+        .build()
+        .periodogram(&x);
+    // `peaks` yields ascending power: the strongest come last.
+    let candidates: Vec<u32> = pg.peaks(0.5).map(|p| p.period).collect();
+    let mut best: Option<(usize, f64)> = None;
+    for &c in candidates.iter().rev().take(3) {
+        let lo = ((f64::from(c) * 0.75) as usize).max(4);
+        let hi = ((f64::from(c) * 1.35) as usize).min(n / 2);
+        for lag in lo..=hi {
+            let r = acf(&x, denom, lag);
+            if r >= ACF_MIN && best.is_none_or(|(_, b)| r > b) {
+                best = Some((lag, r));
+            }
+        }
+    }
+    let (period, _) = best?;
+    let fit = MstlParams::new().fit(buf, &[period]).ok()?;
+    let strength = fit.seasonal_strength().first().copied()?;
+    if !(strength >= STRENGTH_MIN) {
+        return None;
+    }
+    // MSTL's seasonal part is LOESS-smoothed, which blurs sharp daily edges. The profile is instead the
+    // per-phase median of the detrended data, which keeps edges and ignores a one-off outlier.
+    let trend = fit.trend();
+    let seasons = n / period;
+    let start = n - seasons * period;
+    let mut column = Vec::with_capacity(seasons);
+    let mut profile = Vec::with_capacity(period);
+    for j in 0..period {
+        column.clear();
+        column.extend((0..seasons).map(|k| {
+            let i = start + k * period + j;
+            buf[i] - trend[i]
+        }));
+        column.sort_unstable_by(f32::total_cmp);
+        profile.push(column[column.len() / 2]);
+    }
+    let level = f64::from(*trend.last()?);
+    let tail = n - period;
+    let scale = (tail..n)
+        .map(|i| f64::from((buf[i] - trend[i] - profile[i - tail]).abs()))
+        .sum::<f64>()
+        / period as f64;
+    Some(Found {
+        period,
+        profile,
+        rebase: Rebase { level, scale },
+    })
+}

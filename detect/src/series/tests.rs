@@ -1,0 +1,1 @@
+//! Synthetic-series tests of the detector and the episode layer.
