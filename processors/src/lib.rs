@@ -5,10 +5,11 @@ use vigil_core::{ConnectorFactory, ProcessorFactory};
 
 pub mod batch;
 pub mod forward;
+pub mod memory_limiter;
 
 /// Every processor type this crate provides.
 pub fn processor_factories() -> Vec<Arc<dyn ProcessorFactory>> {
-    vec![batch::factory()]
+    vec![batch::factory(), memory_limiter::factory()]
 }
 
 /// Every connector type this crate provides.
