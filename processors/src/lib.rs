@@ -3,13 +3,20 @@
 use std::sync::Arc;
 use vigil_core::{ConnectorFactory, ProcessorFactory};
 
+pub mod attributes;
 pub mod batch;
 pub mod forward;
 pub mod memory_limiter;
+pub mod resource;
 
 /// Every processor type this crate provides.
 pub fn processor_factories() -> Vec<Arc<dyn ProcessorFactory>> {
-    vec![batch::factory(), memory_limiter::factory()]
+    vec![
+        batch::factory(),
+        memory_limiter::factory(),
+        attributes::factory(),
+        resource::factory(),
+    ]
 }
 
 /// Every connector type this crate provides.

@@ -1,0 +1,205 @@
+//! `resource`: otelcol's resource processor. It applies the same actions as `attributes` (one engine,
+//! [`crate::attributes::actions`]) to the resource attributes of every batch, listed under
+//! `attributes` as otelcol spells it.
+
+use crate::attributes::actions::{decode_section, ActionConfig, Actions};
+use async_trait::async_trait;
+use serde::Deserialize;
+use serde_json::Value as Json;
+use std::sync::Arc;
+use vigil_core::otlp::resource::v1::Resource;
+use vigil_core::{
+    Component, ComponentId, ConfigError, ConsumeError, Consumer, Processor, ProcessorFactory,
+    Signal, Telemetry,
+};
+
+/// The `resource` processor config.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceConfig {
+    /// The actions, applied in order to each resource's attributes.
+    #[serde(default)]
+    pub attributes: Vec<ActionConfig>,
+}
+
+fn compile(id: &ComponentId, config: &Json) -> Result<Actions, ConfigError> {
+    let cfg: ResourceConfig = decode_section(id, config)?;
+    Actions::compile(id, "attributes", &cfg.attributes)
+}
+
+struct Factory;
+
+/// The `resource` processor factory.
+pub fn factory() -> Arc<dyn ProcessorFactory> {
+    Arc::new(Factory)
+}
+
+impl ProcessorFactory for Factory {
+    fn type_name(&self) -> &'static str {
+        "resource"
+    }
+
+    fn signals(&self) -> &'static [Signal] {
+        &Signal::ALL
+    }
+
+    fn validate(&self, id: &ComponentId, config: &Json) -> Result<(), ConfigError> {
+        compile(id, config).map(|_| ())
+    }
+
+    fn create(
+        &self,
+        id: &ComponentId,
+        config: &Json,
+        _signal: Signal,
+        next: Arc<dyn Consumer>,
+    ) -> Result<Arc<dyn Processor>, ConfigError> {
+        Ok(Arc::new(ResourceProcessor {
+            actions: compile(id, config)?,
+            next,
+        }))
+    }
+}
+
+/// A running `resource` processor.
+pub struct ResourceProcessor {
+    actions: Actions,
+    next: Arc<dyn Consumer>,
+}
+
+impl ResourceProcessor {
+    fn apply(&self, resource: &mut Option<Resource>) {
+        let was_absent = resource.is_none();
+        let r = resource.get_or_insert_with(Resource::default);
+        self.actions.apply(&mut r.attributes);
+        // Leave an absent resource absent when the actions added nothing, so that output stays as it came.
+        if was_absent && r.attributes.is_empty() {
+            *resource = None;
+        }
+    }
+
+    fn process(&self, data: &mut Telemetry) {
+        match data {
+            Telemetry::Traces(rs) => rs.iter_mut().for_each(|r| self.apply(&mut r.resource)),
+            Telemetry::Metrics(rm) => rm.iter_mut().for_each(|r| self.apply(&mut r.resource)),
+            Telemetry::Logs(rl) => rl.iter_mut().for_each(|r| self.apply(&mut r.resource)),
+        }
+    }
+}
+
+impl Component for ResourceProcessor {}
+
+#[async_trait]
+impl Consumer for ResourceProcessor {
+    async fn consume(&self, mut data: Telemetry) -> Result<(), ConsumeError> {
+        self.process(&mut data);
+        self.next.consume(data).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::sync::Mutex;
+    use vigil_core::attrs::{get, kv_str};
+    use vigil_core::otlp::common::v1::any_value::Value;
+    use vigil_core::otlp::logs::v1::ResourceLogs;
+
+    #[derive(Default)]
+    struct Keep(Mutex<Vec<Telemetry>>);
+
+    #[async_trait]
+    impl Consumer for Keep {
+        async fn consume(&self, data: Telemetry) -> Result<(), ConsumeError> {
+            self.0.lock().unwrap().push(data);
+            Ok(())
+        }
+    }
+
+    fn id() -> ComponentId {
+        ComponentId::parse("resource/x").unwrap()
+    }
+
+    #[tokio::test]
+    async fn applies_actions_to_resource_attributes() {
+        let keep = Arc::new(Keep::default());
+        let p = factory()
+            .create(
+                &id(),
+                &json!({"attributes": [
+                    {"key": "deployment.environment", "value": "prod", "action": "upsert"},
+                    {"key": "host.name", "action": "delete"},
+                    {"key": "cloud.zone", "from_attribute": "zone", "action": "insert"},
+                ]}),
+                Signal::Logs,
+                keep.clone(),
+            )
+            .unwrap();
+        let data = Telemetry::Logs(vec![
+            ResourceLogs {
+                resource: Some(Resource {
+                    attributes: vec![kv_str("host.name", "h1"), kv_str("zone", "eu-1a")],
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            // No resource at all: upsert still creates one.
+            ResourceLogs::default(),
+        ]);
+        p.consume(data).await.unwrap();
+        let out = keep.0.lock().unwrap();
+        let Telemetry::Logs(rl) = &out[0] else {
+            panic!("logs expected")
+        };
+        let first = &rl[0].resource.as_ref().unwrap().attributes;
+        assert!(get(first, "host.name").is_none());
+        assert_eq!(
+            get(first, "cloud.zone"),
+            Some(&Value::StringValue("eu-1a".into()))
+        );
+        assert_eq!(
+            get(first, "deployment.environment"),
+            Some(&Value::StringValue("prod".into()))
+        );
+        let second = &rl[1].resource.as_ref().unwrap().attributes;
+        assert_eq!(second.len(), 1);
+    }
+
+    #[test]
+    fn resource_without_changes_stays_absent() {
+        let p = ResourceProcessor {
+            actions: compile(
+                &id(),
+                &json!({"attributes": [{"key": "a", "action": "delete"}]}),
+            )
+            .unwrap(),
+            next: Arc::new(Keep::default()),
+        };
+        let mut r = None;
+        p.apply(&mut r);
+        assert!(r.is_none());
+    }
+
+    #[test]
+    fn config_errors_name_the_attributes_key() {
+        let e = compile(
+            &id(),
+            &json!({"attributes": [{"key": "a", "action": "upsert"}]}),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "processors::resource/x::attributes::0::value: missing \"value\" or \"from_attribute\" \
+             for action \"upsert\""
+        );
+        let e = compile(&id(), &json!({})).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "processors::resource/x::attributes: missing required field \"attributes\": at least one \
+             action is needed"
+        );
+        let e = compile(&id(), &json!({"actions": []})).unwrap_err();
+        assert!(e.to_string().contains("has invalid keys: actions"), "{e}");
+    }
+}
