@@ -4,6 +4,7 @@ use std::sync::Arc;
 use vigil_core::ExporterFactory;
 
 pub mod debug;
+pub mod helper;
 
 /// Every exporter type this crate provides.
 pub fn factories() -> Vec<Arc<dyn ExporterFactory>> {

@@ -1,0 +1,18 @@
+//! The delivery stack every network exporter shares, after otelcol's exporterhelper: classify a
+//! failure as retryable or permanent, retry with backoff, queue with backpressure, and count what
+//! was sent and what was lost. An exporter writes only a `Sender` (encode once, send once) and wraps
+//! it in a `SendStack`.
+
+pub mod classify;
+pub mod counters;
+pub mod encode;
+pub mod queue;
+pub mod retry;
+mod stack;
+
+pub use classify::{Delivered, SendError};
+pub use counters::{ExporterMetrics, QueueGauges};
+pub use encode::Compression;
+pub use queue::{MemoryQueue, Popped, PushError, Queue, QueueConfig, Sizer};
+pub use retry::{Backoff, Clock, Retry, RetryConfig, TokioClock};
+pub use stack::{Job, SendSettings, SendStack, Sender, DEFAULT_DRAIN_TIMEOUT};

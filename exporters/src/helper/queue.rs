@@ -1,0 +1,308 @@
+//! `sending_queue`: where an exporter takes ownership of data and lets the pipeline return while
+//! consumers deliver it in the background. The `Queue` trait is the seam for the durable variant
+//! (`storage: file_storage/x`); `MemoryQueue` is the in-memory one. A full queue refuses new data
+//! rather than dropping it, so the refusal travels back to the client as backpressure.
+
+use async_trait::async_trait;
+use serde::Deserialize;
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use tokio::sync::Notify;
+
+/// `sending_queue`, as otelcol's exporterhelper spells it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueConfig {
+    pub enabled: bool,
+    /// Tasks sending from the queue in parallel.
+    pub num_consumers: usize,
+    /// Capacity, in `sizer` units.
+    pub queue_size: usize,
+    pub sizer: Sizer,
+    /// Wait for room instead of refusing when the queue is full.
+    pub block_on_overflow: bool,
+    /// A storage extension (`file_storage/x`) that makes the queue durable.
+    pub storage: Option<String>,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig {
+            enabled: true,
+            num_consumers: 10,
+            queue_size: 1000,
+            sizer: Sizer::Requests,
+            block_on_overflow: false,
+            storage: None,
+        }
+    }
+}
+
+impl QueueConfig {
+    /// Checks the values otelcol rejects. Returns the offending key and why.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        if !self.enabled {
+            return Ok(());
+        }
+        if self.num_consumers == 0 {
+            return Err(("num_consumers", "must be at least 1".into()));
+        }
+        if self.queue_size == 0 {
+            return Err(("queue_size", "must be at least 1".into()));
+        }
+        if let Some(s) = &self.storage {
+            vigil_core::ComponentId::parse(s).map_err(|e| ("storage", e))?;
+        }
+        Ok(())
+    }
+}
+
+/// What `queue_size` counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Sizer {
+    /// Batches, whatever their size.
+    #[default]
+    Requests,
+    /// Spans, data points or log records.
+    Items,
+}
+
+/// An item taken off a queue. `id` is the queue's own handle for it: a durable queue deletes the
+/// stored copy only when told the item is `done`.
+#[derive(Debug)]
+pub struct Popped<T> {
+    pub item: T,
+    pub size: usize,
+    pub id: u64,
+}
+
+/// Why an item was not queued. Each variant hands the item back.
+#[derive(Debug)]
+pub enum PushError<T> {
+    /// No room now; retrying later may work.
+    Full(T),
+    /// Larger than the whole queue: it can never fit.
+    TooLarge(T),
+    /// The queue is shutting down.
+    Closed(T),
+}
+
+/// A bounded FIFO shared by producers (the pipeline) and consumers (the sending tasks).
+#[async_trait]
+pub trait Queue<T: Send + 'static>: Send + Sync {
+    /// Adds an item that counts `size` against the capacity. With `block`, waits for room; otherwise
+    /// a full queue answers `Full` at once.
+    async fn push(&self, item: T, size: usize, block: bool) -> Result<(), PushError<T>>;
+    /// The oldest item; waits while the queue is empty and open, `None` once closed and empty.
+    async fn pop(&self) -> Option<Popped<T>>;
+    /// The popped item was delivered or given up for good. A durable queue deletes it now; an item
+    /// never marked done is replayed at the next start.
+    fn done(&self, _id: u64) {}
+    /// Refuses new items and lets consumers drain what is left.
+    fn close(&self);
+    /// Whether undelivered items survive a restart.
+    fn is_durable(&self) -> bool {
+        false
+    }
+    /// Used capacity, in sizer units.
+    fn size(&self) -> usize;
+    fn capacity(&self) -> usize;
+}
+
+struct State<T> {
+    items: VecDeque<(T, usize)>,
+    used: usize,
+    closed: bool,
+    next_id: u64,
+}
+
+/// The in-memory queue: a deque under a mutex, with two notifiers for "not empty" and "not full".
+pub struct MemoryQueue<T> {
+    state: Mutex<State<T>>,
+    capacity: usize,
+    not_empty: Notify,
+    not_full: Notify,
+}
+
+impl<T> MemoryQueue<T> {
+    pub fn new(capacity: usize) -> Self {
+        MemoryQueue {
+            state: Mutex::new(State {
+                items: VecDeque::new(),
+                used: 0,
+                closed: false,
+                next_id: 0,
+            }),
+            capacity,
+            not_empty: Notify::new(),
+            not_full: Notify::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State<T>> {
+        // The state stays consistent across a panic in another holder: each critical section is a
+        // single push or pop.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[async_trait]
+impl<T: Send + 'static> Queue<T> for MemoryQueue<T> {
+    async fn push(&self, item: T, size: usize, block: bool) -> Result<(), PushError<T>> {
+        if size > self.capacity {
+            return Err(PushError::TooLarge(item));
+        }
+        loop {
+            // Register for the wake-up before looking, so a pop between the check and the wait is
+            // not missed.
+            let room = self.not_full.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            {
+                let mut st = self.lock();
+                if st.closed {
+                    return Err(PushError::Closed(item));
+                }
+                if st.used + size <= self.capacity {
+                    st.used += size;
+                    st.items.push_back((item, size));
+                    drop(st);
+                    self.not_empty.notify_one();
+                    return Ok(());
+                }
+                if !block {
+                    return Err(PushError::Full(item));
+                }
+            }
+            room.await;
+        }
+    }
+
+    async fn pop(&self) -> Option<Popped<T>> {
+        loop {
+            let ready = self.not_empty.notified();
+            tokio::pin!(ready);
+            ready.as_mut().enable();
+            {
+                let mut st = self.lock();
+                if let Some((item, size)) = st.items.pop_front() {
+                    st.used -= size;
+                    st.next_id += 1;
+                    let id = st.next_id;
+                    let more = !st.items.is_empty();
+                    drop(st);
+                    self.not_full.notify_waiters();
+                    if more {
+                        // Pass the baton: another consumer may be waiting for the remaining items.
+                        self.not_empty.notify_one();
+                    }
+                    return Some(Popped { item, size, id });
+                }
+                if st.closed {
+                    return None;
+                }
+            }
+            ready.await;
+        }
+    }
+
+    fn close(&self) {
+        self.lock().closed = true;
+        self.not_empty.notify_waiters();
+        self.not_full.notify_waiters();
+    }
+
+    fn size(&self) -> usize {
+        self.lock().used
+    }
+
+    fn capacity(&self) -> usize {
+        self.capacity
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    #[test]
+    fn defaults_are_otelcols() {
+        let c: QueueConfig = serde_json::from_value(serde_json::json!({})).unwrap();
+        assert_eq!(c, QueueConfig::default());
+        assert_eq!((c.num_consumers, c.queue_size), (10, 1000));
+        let c: QueueConfig = serde_json::from_value(
+            serde_json::json!({"sizer": "items", "storage": "file_storage/q"}),
+        )
+        .unwrap();
+        assert_eq!(c.sizer, Sizer::Items);
+        assert!(c.validate().is_ok());
+        assert!(
+            serde_json::from_value::<QueueConfig>(serde_json::json!({"sizer": "bytes"})).is_err()
+        );
+        let bad = QueueConfig {
+            num_consumers: 0,
+            ..QueueConfig::default()
+        };
+        assert_eq!(bad.validate().unwrap_err().0, "num_consumers");
+    }
+
+    #[tokio::test]
+    async fn full_refuses_and_hands_back() {
+        let q = MemoryQueue::new(3);
+        q.push("a", 2, false).await.unwrap();
+        assert!(matches!(
+            q.push("b", 2, false).await,
+            Err(PushError::Full("b"))
+        ));
+        assert!(matches!(
+            q.push("c", 4, false).await,
+            Err(PushError::TooLarge("c"))
+        ));
+        q.push("d", 1, false).await.unwrap();
+        assert_eq!(q.size(), 3);
+        let p = q.pop().await.unwrap();
+        assert_eq!((p.item, p.size), ("a", 2));
+        assert_eq!(q.size(), 1);
+    }
+
+    #[tokio::test]
+    async fn blocking_push_waits_for_room() {
+        let q = Arc::new(MemoryQueue::new(1));
+        q.push(1, 1, true).await.unwrap();
+        let q2 = q.clone();
+        let pusher = tokio::spawn(async move { q2.push(2, 1, true).await.is_ok() });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!pusher.is_finished());
+        assert_eq!(q.pop().await.unwrap().item, 1);
+        assert!(pusher.await.unwrap());
+        assert_eq!(q.pop().await.unwrap().item, 2);
+    }
+
+    #[tokio::test]
+    async fn close_drains_then_ends() {
+        let q = Arc::new(MemoryQueue::new(10));
+        for i in 0..3 {
+            q.push(i, 1, false).await.unwrap();
+        }
+        q.close();
+        assert!(matches!(
+            q.push(9, 1, false).await,
+            Err(PushError::Closed(9))
+        ));
+        let mut got = vec![];
+        while let Some(p) = q.pop().await {
+            got.push(p.item);
+        }
+        assert_eq!(got, vec![0, 1, 2]);
+        // A consumer already waiting on an empty queue is released by close.
+        let q = Arc::new(MemoryQueue::<u8>::new(1));
+        let q2 = q.clone();
+        let waiter = tokio::spawn(async move { q2.pop().await.is_none() });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        q.close();
+        assert!(waiter.await.unwrap());
+    }
+}

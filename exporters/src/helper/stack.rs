@@ -1,0 +1,656 @@
+//! `SendStack`: the exporter every network exporter becomes once its transport is written. It takes
+//! a `Sender` (encode a batch once, send it once) and wraps it in otelcol's exporterhelper layers:
+//! per-attempt `timeout`, `retry_on_failure`, `sending_queue`, the `otelcol_exporter_*` metrics, and a
+//! shutdown that drains the queue within a deadline.
+
+use super::classify::{Delivered, SendError};
+use super::counters::{ExporterMetrics, QueueGauges};
+use super::queue::{MemoryQueue, PushError, Queue, QueueConfig, Sizer};
+use super::retry::{Clock, Retry, RetryConfig, TokioClock};
+use async_trait::async_trait;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use vigil_core::{
+    Component, ComponentId, ComponentKind, ConfigError, ConsumeError, Consumer, Host, Signal,
+    Telemetry,
+};
+
+/// How long `shutdown` lets the queue drain before it cuts in-flight sends and counts the rest as
+/// lost. It stays below the agent's overall stop budget so that the count and the log line happen.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// One transport: how a batch becomes a request, and how one request is sent once.
+#[async_trait]
+pub trait Sender: Send + Sync + 'static {
+    /// A request ready for the wire (encoded, compressed), reused by every retry of the same batch.
+    type Request: Send + Sync + 'static;
+
+    /// Encodes a batch. An error here is the data's fault and is not retried.
+    fn prepare(&self, data: &Telemetry) -> Result<Self::Request, SendError>;
+
+    /// Makes one attempt. The stack applies the timeout and the retries around it.
+    async fn send(&self, request: &Self::Request) -> Result<Delivered, SendError>;
+
+    /// Called once from the exporter's `start`, inside the runtime: the place to open connections.
+    async fn start(&self, _host: &Host) -> anyhow::Result<()> {
+        Ok(())
+    }
+}
+
+/// The exporterhelper keys every network exporter carries at its top level.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SendSettings {
+    /// Per attempt; zero means no limit.
+    pub timeout: Duration,
+    pub retry_on_failure: RetryConfig,
+    pub sending_queue: QueueConfig,
+}
+
+impl SendSettings {
+    /// Checks `retry_on_failure` and `sending_queue`, naming the key in the error.
+    pub fn validate(&self, id: &ComponentId) -> Result<(), ConfigError> {
+        let err = |section: &str, (key, msg): (&str, String)| {
+            ConfigError::component(
+                ComponentKind::Exporter,
+                id,
+                format!("{section}::{key}"),
+                msg,
+            )
+        };
+        self.retry_on_failure
+            .validate()
+            .map_err(|e| err("retry_on_failure", e))?;
+        self.sending_queue
+            .validate()
+            .map_err(|e| err("sending_queue", e))
+    }
+}
+
+/// A prepared request with what the metrics need to know about it. This is what a queue holds.
+#[derive(Debug)]
+pub struct Job<R> {
+    pub signal: Signal,
+    pub items: usize,
+    pub request: R,
+}
+
+struct StackCore<S: Sender> {
+    id: String,
+    sender: S,
+    timeout: Duration,
+    retry: Retry,
+    queue_cfg: QueueConfig,
+    queue: OnceLock<Arc<dyn Queue<Job<S::Request>>>>,
+    gauges: Option<QueueGauges>,
+    metrics: ExporterMetrics,
+    /// Fired when the drain deadline passes: waits and in-flight sends end at once.
+    cancel: CancellationToken,
+    /// Items not delivered because of shutdown, reported in one line at the end.
+    lost: AtomicU64,
+}
+
+/// A network exporter: a `Sender` behind timeout, retry and the sending queue.
+pub struct SendStack<S: Sender> {
+    core: Arc<StackCore<S>>,
+    workers: Mutex<Vec<JoinHandle<()>>>,
+    drain_timeout: Duration,
+}
+
+impl<S: Sender> SendStack<S> {
+    /// Builds the stack for exporter `id`. Metrics are registered here, once.
+    pub fn new(id: &ComponentId, settings: SendSettings, sender: S) -> Self {
+        Self::with_clock(id, settings, sender, Arc::new(TokioClock))
+    }
+
+    /// Like `new`, with the clock the retry loop waits on (tests inject one).
+    pub fn with_clock(
+        id: &ComponentId,
+        settings: SendSettings,
+        sender: S,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        let id = id.to_string();
+        let queue_cfg = settings.sending_queue;
+        let queue = OnceLock::new();
+        let mut gauges = None;
+        if queue_cfg.enabled {
+            gauges = Some(QueueGauges::new(&id, queue_cfg.queue_size));
+            // A durable queue needs the storage extension, which only `start` can reach.
+            if queue_cfg.storage.is_none() {
+                let q: Arc<dyn Queue<Job<S::Request>>> =
+                    Arc::new(MemoryQueue::new(queue_cfg.queue_size));
+                let _ = queue.set(q);
+            }
+        }
+        SendStack {
+            core: Arc::new(StackCore {
+                metrics: ExporterMetrics::new(&id),
+                id,
+                sender,
+                timeout: settings.timeout,
+                retry: Retry::new(settings.retry_on_failure, clock),
+                queue_cfg,
+                queue,
+                gauges,
+                cancel: CancellationToken::new(),
+                lost: AtomicU64::new(0),
+            }),
+            workers: Mutex::new(Vec::new()),
+            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+        }
+    }
+
+    /// Sets how long `shutdown` waits for the queue to drain.
+    #[must_use]
+    pub fn drain_timeout(mut self, d: Duration) -> Self {
+        self.drain_timeout = d;
+        self
+    }
+
+    /// The transport, for exporters that need to reach it after construction.
+    pub fn sender(&self) -> &S {
+        &self.core.sender
+    }
+
+    fn take_workers(&self) -> Vec<JoinHandle<()>> {
+        std::mem::take(&mut *self.workers.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+impl<S: Sender> StackCore<S> {
+    /// One attempt under the timeout, cut short by shutdown.
+    async fn attempt(&self, request: &S::Request) -> Result<Delivered, SendError> {
+        let send = self.sender.send(request);
+        let timed = async {
+            if self.timeout.is_zero() {
+                return send.await;
+            }
+            match tokio::time::timeout(self.timeout, send).await {
+                Ok(r) => r,
+                Err(_) => Err(SendError::retryable(format!(
+                    "request timed out after {:?}",
+                    self.timeout
+                ))),
+            }
+        };
+        tokio::select! {
+            r = timed => r,
+            _ = self.cancel.cancelled() => {
+                Err(SendError::retryable("the exporter stopped before the request completed"))
+            }
+        }
+    }
+
+    /// Sends a job with retries and accounts for the outcome. `owned` says whether the stack owns the
+    /// data (it came off the queue), in which case a failure means the data is gone.
+    async fn deliver(&self, job: &Job<S::Request>, owned: bool) -> Result<(), SendError> {
+        let result = self
+            .retry
+            .run(&self.cancel, || self.attempt(&job.request))
+            .await;
+        match result {
+            Ok(d) => {
+                let rejected = d.rejected.min(job.items as u64);
+                self.metrics.sent(job.signal, job.items as u64 - rejected);
+                if rejected > 0 {
+                    self.metrics.send_failed(job.signal, rejected);
+                }
+                if rejected > 0 || !d.message.is_empty() {
+                    tracing::warn!(
+                        exporter = %self.id,
+                        rejected,
+                        message = %d.message,
+                        "partial success: the backend rejected part of the {} (not retried)",
+                        job.signal
+                    );
+                }
+                Ok(())
+            }
+            Err(e) => {
+                self.give_up(job.signal, job.items, &e, owned);
+                Err(e)
+            }
+        }
+    }
+
+    /// Counts a batch that will not be delivered, with one log line saying why.
+    fn give_up(&self, signal: Signal, items: usize, e: &SendError, owned: bool) {
+        self.metrics.send_failed(signal, items as u64);
+        match e {
+            SendError::Permanent { reason } => tracing::error!(
+                exporter = %self.id,
+                items,
+                %reason,
+                "dropping {signal}: the backend refused them permanently (not retried)"
+            ),
+            SendError::Retryable { .. } if owned && self.cancel.is_cancelled() => {
+                // Reported once, in total, by shutdown.
+                self.lost.fetch_add(items as u64, Ordering::Relaxed);
+            }
+            SendError::Retryable { reason, .. } if owned => tracing::error!(
+                exporter = %self.id,
+                items,
+                %reason,
+                "dropping {signal}: retries are exhausted"
+            ),
+            SendError::Retryable { reason, .. } => tracing::warn!(
+                exporter = %self.id,
+                items,
+                %reason,
+                "sending {signal} failed; refused back to the pipeline for a retry"
+            ),
+        }
+    }
+
+    fn update_gauge(&self, queue: &dyn Queue<Job<S::Request>>) {
+        if let Some(g) = &self.gauges {
+            g.size.set(queue.size() as f64);
+        }
+    }
+
+    /// An item that shutdown reached before it could be sent.
+    fn abandon(&self, job: &Job<S::Request>, durable: bool) {
+        if durable {
+            return;
+        }
+        self.metrics.send_failed(job.signal, job.items as u64);
+        self.lost.fetch_add(job.items as u64, Ordering::Relaxed);
+    }
+
+    /// A consumer task: takes jobs off the queue until it is closed and empty.
+    async fn work(self: Arc<Self>, queue: Arc<dyn Queue<Job<S::Request>>>) {
+        let durable = queue.is_durable();
+        while let Some(p) = queue.pop().await {
+            self.update_gauge(queue.as_ref());
+            if self.cancel.is_cancelled() {
+                self.abandon(&p.item, durable);
+                if !durable {
+                    queue.done(p.id);
+                }
+                continue;
+            }
+            let result = self.deliver(&p.item, true).await;
+            let keep = durable && self.cancel.is_cancelled() && result.is_err();
+            if !keep {
+                queue.done(p.id);
+            }
+        }
+    }
+}
+
+fn to_consume_error(e: SendError, items: usize) -> ConsumeError {
+    match e {
+        SendError::Retryable {
+            reason,
+            retry_after,
+        } => ConsumeError::Retryable {
+            reason,
+            retry_after,
+        },
+        SendError::Permanent { reason } => ConsumeError::Permanent {
+            reason,
+            rejected: items,
+        },
+    }
+}
+
+#[async_trait]
+impl<S: Sender> Consumer for SendStack<S> {
+    async fn consume(&self, data: Telemetry) -> Result<(), ConsumeError> {
+        let core = &self.core;
+        let signal = data.signal();
+        let items = data.item_count();
+        if items == 0 {
+            return Ok(());
+        }
+        let request = match core.sender.prepare(&data) {
+            Ok(r) => r,
+            Err(e) => {
+                core.give_up(signal, items, &e, false);
+                return Err(to_consume_error(e, items));
+            }
+        };
+        // Only the encoded request is kept from here on; the decoded batch is usually several times
+        // larger.
+        drop(data);
+        let job = Job {
+            signal,
+            items,
+            request,
+        };
+        if !core.queue_cfg.enabled {
+            return core
+                .deliver(&job, false)
+                .await
+                .map_err(|e| to_consume_error(e, items));
+        }
+        let Some(queue) = core.queue.get() else {
+            return Err(ConsumeError::retryable(format!(
+                "exporter {} is not started yet",
+                core.id
+            )));
+        };
+        let size = match core.queue_cfg.sizer {
+            Sizer::Requests => 1,
+            Sizer::Items => items,
+        };
+        let pushed = queue
+            .push(job, size, core.queue_cfg.block_on_overflow)
+            .await;
+        core.update_gauge(queue.as_ref());
+        let refused = match pushed {
+            Ok(()) => return Ok(()),
+            Err(PushError::Full(_)) => ConsumeError::retryable(format!(
+                "the sending queue of exporter {} is full ({} of {} {:?})",
+                core.id,
+                queue.size(),
+                queue.capacity(),
+                core.queue_cfg.sizer
+            )),
+            Err(PushError::TooLarge(_)) => ConsumeError::permanent(
+                format!(
+                    "a batch of {items} items is larger than the whole sending queue of exporter {} \
+                     (sending_queue::queue_size {} items)",
+                    core.id,
+                    queue.capacity()
+                ),
+                items,
+            ),
+            Err(PushError::Closed(_)) => {
+                ConsumeError::retryable(format!("exporter {} is shutting down", core.id))
+            }
+        };
+        core.metrics.enqueue_failed(signal, items as u64);
+        Err(refused)
+    }
+}
+
+#[async_trait]
+impl<S: Sender> Component for SendStack<S> {
+    async fn start(&self, host: &Host) -> anyhow::Result<()> {
+        let core = &self.core;
+        core.sender.start(host).await?;
+        if !core.queue_cfg.enabled {
+            return Ok(());
+        }
+        if let Some(storage) = &core.queue_cfg.storage {
+            anyhow::bail!(
+                "exporters::{}: sending_queue::storage ({storage}) asks for a durable queue, which \
+                 this build does not provide yet; remove the key to use the in-memory queue",
+                core.id
+            );
+        }
+        let Some(queue) = core.queue.get() else {
+            anyhow::bail!("exporters::{}: the sending queue was not created", core.id);
+        };
+        let mut workers = self.workers.lock().unwrap_or_else(|p| p.into_inner());
+        if workers.is_empty() {
+            for _ in 0..core.queue_cfg.num_consumers {
+                workers.push(tokio::spawn(Arc::clone(core).work(Arc::clone(queue))));
+            }
+        }
+        Ok(())
+    }
+
+    async fn shutdown(&self) -> anyhow::Result<()> {
+        let core = &self.core;
+        let Some(queue) = core.queue.get() else {
+            return Ok(());
+        };
+        queue.close();
+        let mut workers = self.take_workers();
+        let drained = tokio::time::timeout(self.drain_timeout, async {
+            for w in &mut workers {
+                let _ = w.await;
+            }
+        })
+        .await
+        .is_ok();
+        if !drained {
+            // Cut waits and in-flight sends; the consumers then empty the queue without sending.
+            core.cancel.cancel();
+            for w in workers {
+                let _ = w.await;
+            }
+        }
+        // Whatever no consumer took (the exporter was never started, or every consumer ended early).
+        core.cancel.cancel();
+        let durable = queue.is_durable();
+        while let Some(p) = queue.pop().await {
+            core.abandon(&p.item, durable);
+            if !durable {
+                queue.done(p.id);
+            }
+        }
+        core.update_gauge(queue.as_ref());
+        let lost = core.lost.swap(0, Ordering::Relaxed);
+        if lost > 0 {
+            tracing::error!(
+                exporter = %core.id,
+                items = lost,
+                "{lost} items could not be delivered within the shutdown drain time ({:?}) and are lost",
+                self.drain_timeout
+            );
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::counters::testing::TestRecorder;
+    use super::super::retry::tests::ManualClock;
+    use super::*;
+    use crate::helper::encode::tests::sample_traces;
+    use std::collections::VecDeque;
+    use std::sync::atomic::AtomicUsize;
+
+    /// A transport that answers from a script, then succeeds; it can also hang until released.
+    #[derive(Default)]
+    struct ScriptedSender {
+        script: Mutex<VecDeque<Result<Delivered, SendError>>>,
+        calls: AtomicUsize,
+        hold: Option<Arc<tokio::sync::Semaphore>>,
+    }
+
+    #[async_trait]
+    impl Sender for Arc<ScriptedSender> {
+        type Request = usize;
+        fn prepare(&self, data: &Telemetry) -> Result<usize, SendError> {
+            Ok(data.item_count())
+        }
+        async fn send(&self, _req: &usize) -> Result<Delivered, SendError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            if let Some(h) = &self.hold {
+                let _permit = h.acquire().await;
+            }
+            let next = self.script.lock().unwrap().pop_front();
+            next.unwrap_or(Ok(Delivered::default()))
+        }
+    }
+
+    fn settings(queue: bool, queue_size: usize) -> SendSettings {
+        SendSettings {
+            timeout: Duration::from_secs(5),
+            retry_on_failure: RetryConfig {
+                initial_interval: Duration::from_millis(10),
+                randomization_factor: 0.0,
+                ..RetryConfig::default()
+            },
+            sending_queue: QueueConfig {
+                enabled: queue,
+                num_consumers: 2,
+                queue_size,
+                ..QueueConfig::default()
+            },
+        }
+    }
+
+    fn stack(
+        rec: &TestRecorder,
+        settings: SendSettings,
+        sender: Arc<ScriptedSender>,
+        clock: Arc<ManualClock>,
+    ) -> SendStack<Arc<ScriptedSender>> {
+        let id = ComponentId::parse("otlp/test").unwrap();
+        metrics::with_local_recorder(rec, || SendStack::with_clock(&id, settings, sender, clock))
+    }
+
+    const SENT: &str = "otelcol_exporter_sent_spans{exporter=otlp/test}";
+    const FAILED: &str = "otelcol_exporter_send_failed_spans{exporter=otlp/test}";
+    const ENQUEUE_FAILED: &str = "otelcol_exporter_enqueue_failed_spans{exporter=otlp/test}";
+
+    #[tokio::test]
+    async fn synchronous_path_retries_honouring_retry_after() {
+        let rec = TestRecorder::default();
+        let sender = Arc::new(ScriptedSender::default());
+        sender.script.lock().unwrap().extend([
+            Err(SendError::Retryable {
+                reason: "503".into(),
+                retry_after: Some(Duration::from_secs(2)),
+            }),
+            Err(SendError::retryable("reset")),
+        ]);
+        let clock = ManualClock::new();
+        let s = stack(&rec, settings(false, 10), sender.clone(), clock.clone());
+        s.consume(sample_traces(4)).await.unwrap();
+        assert_eq!(sender.calls.load(Ordering::SeqCst), 3);
+        assert_eq!(
+            clock.sleeps(),
+            vec![Duration::from_secs(2), Duration::from_millis(15)]
+        );
+        assert_eq!(rec.counter(SENT), 4);
+        assert_eq!(rec.counter(FAILED), 0);
+    }
+
+    #[tokio::test]
+    async fn permanent_is_not_retried_and_partial_success_is_counted() {
+        let rec = TestRecorder::default();
+        let sender = Arc::new(ScriptedSender::default());
+        sender.script.lock().unwrap().extend([
+            Err(SendError::permanent("HTTP 400: bad")),
+            Ok(Delivered {
+                rejected: 1,
+                message: "one too old".into(),
+            }),
+        ]);
+        let clock = ManualClock::new();
+        let s = stack(&rec, settings(false, 10), sender.clone(), clock.clone());
+        let e = s.consume(sample_traces(3)).await.unwrap_err();
+        assert_eq!(e, ConsumeError::permanent("HTTP 400: bad", 3));
+        assert_eq!(sender.calls.load(Ordering::SeqCst), 1);
+        assert!(clock.sleeps().is_empty());
+        assert_eq!(rec.counter(FAILED), 3);
+        s.consume(sample_traces(3)).await.unwrap();
+        assert_eq!(sender.calls.load(Ordering::SeqCst), 2);
+        assert_eq!((rec.counter(SENT), rec.counter(FAILED)), (2, 4));
+    }
+
+    #[tokio::test]
+    async fn full_queue_refuses_as_retryable() {
+        let rec = TestRecorder::default();
+        // Not started: nothing consumes, so the queue fills.
+        let s = stack(
+            &rec,
+            settings(true, 2),
+            Arc::new(ScriptedSender::default()),
+            ManualClock::new(),
+        );
+        s.consume(sample_traces(1)).await.unwrap();
+        s.consume(sample_traces(1)).await.unwrap();
+        let e = s.consume(sample_traces(5)).await.unwrap_err();
+        assert!(e.is_retryable(), "{e:?}");
+        assert!(e.to_string().contains("full"), "{e}");
+        assert_eq!(rec.counter(ENQUEUE_FAILED), 5);
+        assert_eq!(
+            rec.gauge("otelcol_exporter_queue_size{exporter=otlp/test}"),
+            2.0
+        );
+        assert_eq!(
+            rec.gauge("otelcol_exporter_queue_capacity{exporter=otlp/test}"),
+            2.0
+        );
+    }
+
+    #[tokio::test]
+    async fn shutdown_drains_the_queue() {
+        let rec = TestRecorder::default();
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let sender = Arc::new(ScriptedSender {
+            hold: Some(gate.clone()),
+            ..Default::default()
+        });
+        sender
+            .script
+            .lock()
+            .unwrap()
+            .push_back(Err(SendError::retryable("blip")));
+        let s = stack(
+            &rec,
+            settings(true, 100),
+            sender.clone(),
+            ManualClock::new(),
+        );
+        s.start(&Host::detached()).await.unwrap();
+        for _ in 0..10 {
+            s.consume(sample_traces(2)).await.unwrap();
+        }
+        assert_eq!(rec.counter(SENT), 0);
+        // The backend answers only once shutdown has begun: everything queued must still go out.
+        let release = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            gate.add_permits(1000);
+        });
+        s.shutdown().await.unwrap();
+        release.await.unwrap();
+        assert_eq!(rec.counter(SENT), 20);
+        assert_eq!(rec.counter(FAILED), 0);
+        let e = s.consume(sample_traces(1)).await.unwrap_err();
+        assert!(e.to_string().contains("shutting down"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn shutdown_deadline_counts_what_is_lost() {
+        let rec = TestRecorder::default();
+        // A backend that never answers.
+        let sender = Arc::new(ScriptedSender {
+            hold: Some(Arc::new(tokio::sync::Semaphore::new(0))),
+            ..Default::default()
+        });
+        let s = stack(
+            &rec,
+            settings(true, 100),
+            sender.clone(),
+            ManualClock::new(),
+        )
+        .drain_timeout(Duration::from_millis(50));
+        s.start(&Host::detached()).await.unwrap();
+        for _ in 0..5 {
+            s.consume(sample_traces(3)).await.unwrap();
+        }
+        s.shutdown().await.unwrap();
+        assert_eq!(rec.counter(SENT), 0);
+        assert_eq!(rec.counter(FAILED), 15);
+        assert_eq!(
+            rec.gauge("otelcol_exporter_queue_size{exporter=otlp/test}"),
+            0.0
+        );
+    }
+
+    #[tokio::test]
+    async fn durable_storage_is_refused_at_start_for_now() {
+        let mut cfg = settings(true, 10);
+        cfg.sending_queue.storage = Some("file_storage/q".into());
+        let s = stack(
+            &TestRecorder::default(),
+            cfg,
+            Arc::new(ScriptedSender::default()),
+            ManualClock::new(),
+        );
+        let e = s.start(&Host::detached()).await.unwrap_err();
+        assert!(e.to_string().contains("sending_queue::storage"), "{e}");
+    }
+}
