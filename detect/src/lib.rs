@@ -2,6 +2,7 @@
 //! The pipeline components in `vigil-processors` and `vigil eval` call the same code, so what is
 //! scored on public benchmarks is what runs on a node.
 
+pub mod forecast;
 pub mod loghub;
 pub mod nab;
 pub mod series;

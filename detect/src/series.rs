@@ -20,6 +20,7 @@ mod seasonal;
 mod set;
 
 pub use episode::{Episode, EpisodeConfig, EpisodeEvent, EpisodeTracker};
+pub use seasonal::detect_period;
 pub use set::{SeriesSet, SeriesSetConfig, SeriesSetStats, TrackedSeries};
 
 /// The score at or above which a point is anomalous by default. Scores are calibrated so that this sits at

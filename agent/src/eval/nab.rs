@@ -1,15 +1,166 @@
-//! `vigil eval nab` (work in progress).
+//! `vigil eval nab`: runs the default series detector over a NAB-layout directory and prints NAB's scores.
+//! The detection and the scoring live in `vigil_detect::nab`; this file only parses flags and writes the
+//! outputs (JSON, SVG plots, NAB results files).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use plotters::prelude::*;
+use vigil_detect::nab::{self, FileRun, ProfileScore};
+use vigil_detect::series::{DetectorConfig, DEFAULT_THRESHOLD};
 
 #[derive(Debug, clap::Args)]
 pub struct NabArgs {
-    /// The benchmark's data directory.
+    /// The benchmark's directory: `data/<category>/*.csv` and `labels/combined_windows.json`.
     #[arg(long)]
-    pub data: std::path::PathBuf,
+    pub data: PathBuf,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Write one SVG per file (series, expected band, NAB windows, detections) into this directory.
+    #[arg(long, value_name = "OUTDIR")]
+    pub plot: Option<PathBuf>,
+    /// Write NAB results files (`<category>/vigil_<file>.csv`) into this directory.
+    #[arg(long, value_name = "OUTDIR")]
+    pub results: Option<PathBuf>,
 }
 
 pub fn run(args: NabArgs) -> anyhow::Result<()> {
-    anyhow::bail!(
-        "vigil eval nab is not built yet (data: {})",
+    let corpus = nab::load_corpus(&args.data)
+        .with_context(|| format!("loading the NAB corpus in {}", args.data.display()))?;
+    anyhow::ensure!(
+        !corpus.is_empty(),
+        "{} has no labelled series (expected labels/combined_windows.json and data/<category>/*.csv)",
         args.data.display()
-    )
+    );
+    let eval = nab::evaluate(corpus, &DetectorConfig::default());
+    if let Some(dir) = &args.results {
+        for run in &eval.runs {
+            write_results(dir, run)?;
+        }
+    }
+    if let Some(dir) = &args.plot {
+        for run in &eval.runs {
+            plot(dir, run)?;
+        }
+    }
+    if args.json {
+        let section = |scores: &[ProfileScore]| {
+            let mut m = serde_json::Map::new();
+            for s in scores {
+                m.insert(s.profile.name.into(), serde_json::json!(s.normalized));
+            }
+            // NAB optimises each profile separately; the standard profile's threshold is the headline.
+            m.insert("threshold".into(), serde_json::json!(scores[0].threshold));
+            serde_json::Value::Object(m)
+        };
+        let out = serde_json::json!({
+            "files": eval.runs.len(),
+            "optimized": section(&eval.optimized),
+            "default_threshold": section(&eval.default_threshold),
+            "points_per_sec": eval.points_per_sec,
+        });
+        println!("{out}");
+    } else {
+        println!(
+            "NAB on {} files ({:.0} points/s)",
+            eval.runs.len(),
+            eval.points_per_sec
+        );
+        println!(
+            "{:<22} {:>10} {:>10} {:>12}",
+            "profile", "optimized", "threshold", "default 0.5"
+        );
+        for (o, d) in eval.optimized.iter().zip(&eval.default_threshold) {
+            println!(
+                "{:<22} {:>10.1} {:>10.4} {:>12.1}",
+                o.profile.name, o.normalized, o.threshold, d.normalized
+            );
+        }
+    }
+    Ok(())
+}
+
+fn output_path(dir: &Path, run: &FileRun, ext: &str) -> anyhow::Result<PathBuf> {
+    let (category, file) = run.series.category_and_file();
+    let stem = file.strip_suffix(".csv").unwrap_or(file);
+    let folder = dir.join(category);
+    fs::create_dir_all(&folder).with_context(|| format!("creating {}", folder.display()))?;
+    Ok(folder.join(format!("vigil_{stem}.{ext}")))
+}
+
+/// NAB's results format, so that NAB's own scorer can check ours.
+fn write_results(dir: &Path, run: &FileRun) -> anyhow::Result<()> {
+    let path = output_path(dir, run, "csv")?;
+    let mut w =
+        csv::Writer::from_path(&path).with_context(|| format!("creating {}", path.display()))?;
+    w.write_record(["timestamp", "value", "anomaly_score", "label"])?;
+    for (i, o) in run.observations.iter().enumerate() {
+        w.write_record([
+            nab::format_timestamp(run.series.timestamps[i]),
+            run.series.values[i].to_string(),
+            o.score.to_string(),
+            u8::from(run.series.label(i)).to_string(),
+        ])?;
+    }
+    w.flush()
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+fn plot(dir: &Path, run: &FileRun) -> anyhow::Result<()> {
+    let path = output_path(dir, run, "svg")?;
+    draw(&path, run).map_err(|e| anyhow::anyhow!("drawing {}: {e}", path.display()))
+}
+
+fn draw(path: &Path, run: &FileRun) -> Result<(), Box<dyn std::error::Error>> {
+    let values = &run.series.values;
+    let n = values.len();
+    let (mut lo, mut hi) = values
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
+            (a.min(v), b.max(v))
+        });
+    let pad = ((hi - lo) * 0.1).max(1e-9);
+    lo -= pad;
+    hi += pad;
+    let root = SVGBackend::new(path, (1400, 420)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(&run.series.name, ("sans-serif", 18))
+        .margin(8)
+        .x_label_area_size(28)
+        .y_label_area_size(56)
+        .build_cartesian_2d(0..n, lo..hi)?;
+    chart.configure_mesh().x_desc("row").disable_mesh().draw()?;
+    for &(s, e) in &run.series.windows {
+        chart.draw_series(std::iter::once(Rectangle::new(
+            [(s, lo), (e, hi)],
+            RGBColor(255, 220, 160).mix(0.5).filled(),
+        )))?;
+    }
+    // The band is clipped to the plot so that a wide band early on does not flatten the series.
+    let clip = |v: f64| v.clamp(lo, hi);
+    let band = |f: fn(&vigil_detect::series::Observation) -> f64| {
+        run.observations
+            .iter()
+            .enumerate()
+            .map(move |(i, o)| (i, clip(f(o))))
+    };
+    chart.draw_series(LineSeries::new(band(|o| o.lower), RGBColor(150, 200, 150)))?;
+    chart.draw_series(LineSeries::new(band(|o| o.upper), RGBColor(150, 200, 150)))?;
+    chart.draw_series(LineSeries::new(
+        values.iter().enumerate().map(|(i, &v)| (i, v)),
+        RGBColor(40, 80, 180),
+    ))?;
+    chart.draw_series(
+        run.observations
+            .iter()
+            .enumerate()
+            .filter(|(_, o)| o.score >= DEFAULT_THRESHOLD)
+            .map(|(i, _)| Circle::new((i, values[i]), 4, RED.filled())),
+    )?;
+    root.present()?;
+    Ok(())
 }

@@ -141,6 +141,13 @@ fn acf(x: &[f64], denom: f64, lag: usize) -> f64 {
     s / denom
 }
 
+/// The dominant seasonal period of `values` in points, if it is strong enough to model. Used by the
+/// forecaster, which decides on seasonality from its own history.
+pub fn detect_period(values: &[f64]) -> Option<usize> {
+    let buf: Vec<f32> = values.iter().map(|&v| v as f32).collect();
+    find_period(&buf).map(|f| f.period)
+}
+
 /// Candidate periods from the `augurs` periodogram, each refined to the autocorrelation peak nearby (the
 /// periodogram's bins are coarse at long periods), then checked by an MSTL decomposition.
 fn find_period(buf: &[f32]) -> Option<Found> {
