@@ -1,10 +1,12 @@
-//! Extensions built into the agent: `health_check` (the DaemonSet's probe).
+//! Extensions built into the agent: `health_check` (the DaemonSet's probe) and `file_storage` (durable
+//! state for queues and checkpoints).
 
+pub mod file_storage;
 pub mod health_check;
 
 use std::sync::Arc;
 use vigil_core::ExtensionFactory;
 
 pub fn factories() -> Vec<Arc<dyn ExtensionFactory>> {
-    vec![health_check::factory()]
+    vec![health_check::factory(), file_storage::factory()]
 }
