@@ -5,8 +5,9 @@ use vigil_core::ExporterFactory;
 
 pub mod debug;
 pub mod helper;
+pub mod otlphttp;
 
 /// Every exporter type this crate provides.
 pub fn factories() -> Vec<Arc<dyn ExporterFactory>> {
-    vec![debug::factory()]
+    vec![debug::factory(), otlphttp::factory()]
 }

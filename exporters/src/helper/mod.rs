@@ -6,6 +6,7 @@
 pub mod classify;
 pub mod counters;
 pub mod encode;
+pub mod http;
 pub mod queue;
 pub mod retry;
 mod stack;
