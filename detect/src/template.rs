@@ -1,1 +1,998 @@
-//! Work in progress.
+//! Online log template mining: `TemplateMiner` turns a stream of log lines into templates (the line with
+//! `<*>` for each variable part), each with a stable id, so that the pipeline can count lines per pattern
+//! and notice a pattern never seen before. It is of the Drain family (He et al., ICWS 2017): lines are
+//! masked, routed through a fixed-depth tree by token count and leading tokens, and joined to the most
+//! similar template of the leaf when the similarity reaches a threshold.
+//!
+//! Where it differs from Drain, each change was measured on Loghub-2k (`vigil eval loghub`, numbers in
+//! `BENCHMARKS.md`): richer default masking (see [`MaskConfig`]), and templates of one leaf that become
+//! equal after generalisation are merged, the younger id becoming an alias of the older.
+//!
+//! ```
+//! use vigil_detect::template::{MinerConfig, TemplateMiner};
+//!
+//! let mut miner = TemplateMiner::new(MinerConfig::default()).expect("default config is valid");
+//! let a = miner.add("PacketResponder 1 for block blk_3886 terminating").id;
+//! let b = miner.add("PacketResponder 0 for block blk_-6952 terminating");
+//! assert_eq!(b.id, a);
+//! assert_eq!(b.template, "PacketResponder <*> for block <*> terminating");
+//! ```
+
+mod mask;
+
+use std::collections::HashMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use mask::{is_variable, Masker, Tokens};
+pub use mask::{MaskConfig, MaskError, PARAM};
+
+/// The stable id of a template.
+///
+/// It is the 64-bit FNV-1a hash of the masked text of the first line that created the template. It never
+/// changes afterwards, however far the template is generalised, and it is saved with the miner's state,
+/// so it survives a restart. The same first line gives the same id on every node. When two templates
+/// merge, the younger id becomes an alias of the older one: [`TemplateMiner::resolve`] maps it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TemplateId(pub u64);
+
+impl TemplateId {
+    /// The id of a template first created from this masked text (salt 0), or a salted variant used when
+    /// that id is already taken by a live template created from the same text.
+    pub fn of_text(text: &str, salt: u32) -> Self {
+        // FNV-1a is written out here because the id must never change across Rust versions or
+        // platforms, which `std`'s hasher does not promise.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for &b in text
+            .as_bytes()
+            .iter()
+            .chain(salt.to_le_bytes().iter().filter(|_| salt != 0))
+        {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        Self(h)
+    }
+}
+
+impl fmt::Display for TemplateId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+/// Settings of a [`TemplateMiner`]. The defaults are the single configuration scored on Loghub.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MinerConfig {
+    /// Depth of the prefix tree counted as in Drain: root, token count, then `depth - 2` leading tokens.
+    pub depth: usize,
+    /// Minimum share of a template's constant tokens that a line must repeat, position by position, to
+    /// join it (0 to 1).
+    pub similarity: f64,
+    /// Most children of a tree node; further distinct tokens share the `<*>` child.
+    pub max_children: usize,
+    /// Most templates kept; the least recently used one is dropped to make room.
+    pub max_templates: usize,
+    /// Which variable parts are masked before matching.
+    pub masking: MaskConfig,
+}
+
+impl Default for MinerConfig {
+    fn default() -> Self {
+        Self {
+            depth: 3,
+            similarity: 0.5,
+            max_children: 100,
+            max_templates: 50_000,
+            masking: MaskConfig::default(),
+        }
+    }
+}
+
+/// A configuration the miner cannot run with.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A regex in `masking.extra` does not compile.
+    #[error(transparent)]
+    Mask(#[from] MaskError),
+    /// A numeric setting is out of range.
+    #[error("template miner: {field} must be {expected}, got {value}")]
+    Range {
+        /// The setting's name.
+        field: &'static str,
+        /// The accepted range.
+        expected: &'static str,
+        /// The value given.
+        value: String,
+    },
+}
+
+/// Saved state that cannot be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// The bytes are not a saved miner state.
+    #[error("template miner state is not valid: {0}")]
+    Decode(#[from] serde_json::Error),
+    /// The state was written by a newer, incompatible version.
+    #[error("template miner state has version {found}, this build reads version {STATE_VERSION}")]
+    Version {
+        /// The version found in the bytes.
+        found: u32,
+    },
+    /// The configuration given with the state is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
+const STATE_VERSION: u32 = 1;
+
+/// What [`TemplateMiner::add`] did with a line.
+#[derive(Debug, Clone, PartialEq)]
+#[must_use]
+pub struct AddResult<'a> {
+    /// The template the line belongs to.
+    pub id: TemplateId,
+    /// The template's text after this line, with `<*>` for each variable token part.
+    pub template: &'a str,
+    /// The line created a new template.
+    pub is_new: bool,
+    /// The line made an existing template more general (its text changed, its id did not).
+    pub generalised: bool,
+    /// Templates merged into this one by this line; their ids are now aliases of `id`.
+    pub merged: Vec<TemplateId>,
+    /// A template was dropped to respect `max_templates`.
+    pub evicted: Option<TemplateId>,
+}
+
+/// An online Drain-family log template miner with bounded memory and savable state.
+#[derive(Debug)]
+pub struct TemplateMiner {
+    config: MinerConfig,
+    masker: Masker,
+    /// Clusters by slot; `None` slots are free and listed in `free`.
+    slots: Vec<Option<Cluster>>,
+    free: Vec<u32>,
+    by_id: HashMap<TemplateId, u32>,
+    /// Merged-away id → live id.
+    aliases: HashMap<TemplateId, TemplateId>,
+    /// Token count → first tree level.
+    roots: HashMap<usize, Node>,
+    leaves: Vec<Vec<u32>>,
+    /// Skeleton hash (see `skeleton`) → the template that owns it.
+    skeletons: HashMap<u64, u32>,
+    /// Most recently used slot first; `NIL` when empty.
+    lru_head: u32,
+    lru_tail: u32,
+    live: usize,
+    scratch: Tokens,
+}
+
+const NIL: u32 = u32::MAX;
+
+/// How many templates differing in one word make that word a variable (see `join_family`).
+const FAMILY_VARIABLE: usize = 3;
+
+/// Fewest words a skeleton needs before lines of different lengths may share a template.
+const SKELETON_MIN: usize = 3;
+
+/// What one `add` did: slot, is_new, generalised, merged ids, evicted id.
+type Step = (u32, bool, bool, Vec<TemplateId>, Option<TemplateId>);
+
+#[derive(Debug, Clone)]
+struct Cluster {
+    id: TemplateId,
+    tokens: Vec<Box<str>>,
+    text: String,
+    count: u64,
+    leaf: u32,
+    /// The skeleton hash registered for this template, if any.
+    skeleton: Option<u64>,
+    /// Ids merged into this one, removed from the alias map when this cluster is evicted.
+    aliases: Vec<TemplateId>,
+    prev: u32,
+    next: u32,
+}
+
+#[derive(Debug, Default)]
+struct Node {
+    children: HashMap<Box<str>, Node>,
+    leaf: Option<u32>,
+}
+
+/// One template as saved: enough to rebuild the tree with any configuration.
+#[derive(Debug, Serialize, Deserialize)]
+struct SavedTemplate {
+    id: TemplateId,
+    template: Vec<Box<str>>,
+    count: u64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    aliases: Vec<TemplateId>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct SavedState {
+    version: u32,
+    /// Least recently used first, so that loading in order restores the LRU order.
+    templates: Vec<SavedTemplate>,
+}
+
+/// A read-only view of one template.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TemplateInfo<'a> {
+    /// The template's id.
+    pub id: TemplateId,
+    /// Its text, with `<*>` for variables.
+    pub template: &'a str,
+    /// Lines added to it so far (including those of merged templates).
+    pub count: u64,
+}
+
+impl TemplateMiner {
+    /// A miner with no templates.
+    pub fn new(config: MinerConfig) -> Result<Self, ConfigError> {
+        let range = |field, expected: &'static str, value: String| ConfigError::Range {
+            field,
+            expected,
+            value,
+        };
+        if config.depth < 3 {
+            return Err(range("depth", "at least 3", config.depth.to_string()));
+        }
+        if !(0.0..=1.0).contains(&config.similarity) {
+            return Err(range(
+                "similarity",
+                "between 0 and 1",
+                config.similarity.to_string(),
+            ));
+        }
+        if config.max_children < 1 {
+            return Err(range(
+                "max_children",
+                "at least 1",
+                config.max_children.to_string(),
+            ));
+        }
+        if config.max_templates < 1 || config.max_templates >= NIL as usize {
+            return Err(range(
+                "max_templates",
+                "between 1 and 2^32-2",
+                config.max_templates.to_string(),
+            ));
+        }
+        let masker = Masker::new(config.masking.clone())?;
+        Ok(Self {
+            config,
+            masker,
+            slots: Vec::new(),
+            free: Vec::new(),
+            by_id: HashMap::new(),
+            aliases: HashMap::new(),
+            roots: HashMap::new(),
+            leaves: Vec::new(),
+            skeletons: HashMap::new(),
+            lru_head: NIL,
+            lru_tail: NIL,
+            live: 0,
+            scratch: Tokens::default(),
+        })
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &MinerConfig {
+        &self.config
+    }
+
+    /// Number of live templates.
+    pub fn len(&self) -> usize {
+        self.live
+    }
+
+    /// True when no template has been learnt yet.
+    pub fn is_empty(&self) -> bool {
+        self.live == 0
+    }
+
+    /// Assigns `line` to a template, creating or generalising one as needed.
+    pub fn add(&mut self, line: &str) -> AddResult<'_> {
+        let mut tokens = std::mem::take(&mut self.scratch);
+        self.masker.mask(line, &mut tokens);
+        let leaf = self.leaf_for(&tokens);
+        let best = self.best_in_leaf(leaf, &tokens, false);
+        let result = match best {
+            Some(slot) => match self.single_constant_difference(slot, &tokens) {
+                Some(pos) => self.join_family(leaf, slot, pos, &tokens),
+                None => {
+                    let generalised = self.generalise(slot, &tokens);
+                    let merged = if generalised {
+                        self.merge_duplicates(slot)
+                    } else {
+                        Vec::new()
+                    };
+                    self.hit(slot);
+                    (slot, false, generalised, merged, None)
+                }
+            },
+            None => match skeleton(tokens.iter()).and_then(|h| self.skeletons.get(&h).copied()) {
+                // Same words in the same order, with a different number of variables: the same message
+                // with a variable that spans several tokens (`18.4 KB`, a list of ids).
+                Some(slot) => {
+                    self.hit(slot);
+                    (slot, false, false, Vec::new(), None)
+                }
+                None => self.create_counted(leaf, &tokens),
+            },
+        };
+        self.scratch = tokens;
+        let c = self.slots[result.0 as usize].as_ref().expect("live slot");
+        AddResult {
+            id: c.id,
+            template: &c.text,
+            is_new: result.1,
+            generalised: result.2,
+            merged: result.3,
+            evicted: result.4,
+        }
+    }
+
+    /// The template `line` belongs to, without learning from it: every constant token of the template must
+    /// be present at its position. Returns `None` when no template fits.
+    pub fn match_line(&self, line: &str) -> Option<TemplateInfo<'_>> {
+        let mut tokens = Tokens::default();
+        self.masker.mask(line, &mut tokens);
+        let leaf = self.find_leaf(&tokens)?;
+        let slot = self.best_in_leaf(leaf, &tokens, true)?;
+        let c = self.slots[slot as usize].as_ref()?;
+        Some(TemplateInfo {
+            id: c.id,
+            template: &c.text,
+            count: c.count,
+        })
+    }
+
+    /// Maps an id that may have been merged away to the live template's id; `None` if unknown or evicted.
+    pub fn resolve(&self, id: TemplateId) -> Option<TemplateId> {
+        if self.by_id.contains_key(&id) {
+            return Some(id);
+        }
+        self.aliases.get(&id).copied()
+    }
+
+    /// The live template with this id (or alias).
+    pub fn get(&self, id: TemplateId) -> Option<TemplateInfo<'_>> {
+        let slot = *self.by_id.get(&self.resolve(id)?)?;
+        let c = self.slots[slot as usize].as_ref()?;
+        Some(TemplateInfo {
+            id: c.id,
+            template: &c.text,
+            count: c.count,
+        })
+    }
+
+    /// All live templates, most recently used first.
+    pub fn templates(&self) -> impl Iterator<Item = TemplateInfo<'_>> + '_ {
+        let mut slot = self.lru_head;
+        std::iter::from_fn(move || {
+            let c = self.slots.get(slot as usize)?.as_ref()?;
+            slot = c.next;
+            Some(TemplateInfo {
+                id: c.id,
+                template: &c.text,
+                count: c.count,
+            })
+        })
+    }
+
+    /// Saves the templates, their ids, aliases, counts and LRU order. The tree is not saved: it is rebuilt
+    /// on load, so a state can be loaded with a different `depth` or `max_children`.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut templates = Vec::with_capacity(self.live);
+        let mut slot = self.lru_tail;
+        while let Some(c) = self.slots.get(slot as usize).and_then(Option::as_ref) {
+            templates.push(SavedTemplate {
+                id: c.id,
+                template: c.tokens.clone(),
+                count: c.count,
+                aliases: c.aliases.clone(),
+            });
+            slot = c.prev;
+        }
+        let state = SavedState {
+            version: STATE_VERSION,
+            templates,
+        };
+        // Serialising plain strings and integers cannot fail.
+        serde_json::to_vec(&state).unwrap_or_default()
+    }
+
+    /// A miner with `config` and the templates saved by [`to_bytes`](Self::to_bytes). When the state holds
+    /// more than `config.max_templates`, the least recently used ones are dropped.
+    pub fn from_bytes(config: MinerConfig, bytes: &[u8]) -> Result<Self, StateError> {
+        let state: SavedState = serde_json::from_slice(bytes)?;
+        if state.version != STATE_VERSION {
+            return Err(StateError::Version {
+                found: state.version,
+            });
+        }
+        let mut miner = Self::new(config)?;
+        let mut tokens = Tokens::default();
+        for t in state.templates {
+            tokens.set(&t.template);
+            let leaf = miner.leaf_for(&tokens);
+            if miner.live >= miner.config.max_templates {
+                let _ = miner.evict_lru();
+            }
+            let slot = miner.insert(leaf, t.id, t.template, t.count);
+            let c = miner.slots[slot as usize].as_mut().expect("just inserted");
+            for &alias in &t.aliases {
+                miner.aliases.insert(alias, c.id);
+            }
+            c.aliases = t.aliases;
+        }
+        Ok(miner)
+    }
+
+    fn hit(&mut self, slot: u32) {
+        if let Some(c) = self.slots[slot as usize].as_mut() {
+            c.count += 1;
+        }
+        self.touch(slot);
+    }
+
+    fn create_counted(&mut self, leaf: u32, tokens: &Tokens) -> Step {
+        let evicted = if self.live >= self.config.max_templates {
+            self.evict_lru()
+        } else {
+            None
+        };
+        // Leaves are never freed, so `leaf` stays valid after an eviction.
+        let slot = self.create(leaf, tokens);
+        (slot, true, false, Vec::new(), evicted)
+    }
+
+    /// The one position where the template has a word and the line a different word, when there is
+    /// exactly one such position and every other position agrees; `None` otherwise.
+    fn single_constant_difference(&self, slot: u32, tokens: &Tokens) -> Option<usize> {
+        let c = self.slots[slot as usize].as_ref()?;
+        let mut found = None;
+        for (i, (t, l)) in c.tokens.iter().zip(tokens.iter()).enumerate() {
+            if &**t == l || &**t == PARAM || (is_variable(t) && is_variable(l)) {
+                continue;
+            }
+            if found.is_some() || is_variable(t) || is_variable(l) {
+                return None;
+            }
+            found = Some(i);
+        }
+        found
+    }
+
+    /// A line that differs from the best template in one word only. Drain would turn that word into
+    /// `<*>` at once; here the line starts a sibling template, and only when `FAMILY_VARIABLE` siblings
+    /// differ in that one position is it taken to be a variable and the siblings are merged. A word seen
+    /// in two variants (`HTTPS`/`SOCKS5`, `bytes`/`values`) is more often part of two messages than a
+    /// value. Measured in `BENCHMARKS.md` ("one-word siblings").
+    fn join_family(&mut self, leaf: u32, slot: u32, pos: usize, tokens: &Tokens) -> Step {
+        let Some(best) = self.slots[slot as usize].as_ref() else {
+            return self.create_counted(leaf, tokens);
+        };
+        let family: Vec<u32> = self.leaves[leaf as usize]
+            .iter()
+            .copied()
+            .filter(|&o| {
+                self.slots[o as usize].as_ref().is_some_and(|oc| {
+                    oc.tokens.len() == best.tokens.len()
+                        && oc
+                            .tokens
+                            .iter()
+                            .zip(best.tokens.iter())
+                            .enumerate()
+                            .all(|(i, (a, b))| i == pos || a == b)
+                })
+            })
+            .collect();
+        if family.len() + 1 < FAMILY_VARIABLE {
+            return self.create_counted(leaf, tokens);
+        }
+        // The most used sibling keeps its id; on a tie the oldest (leaves keep insertion order).
+        let count = |o: u32| self.slots[o as usize].as_ref().map_or(0, |c| c.count);
+        let survivor =
+            family.iter().copied().fold(
+                slot,
+                |best, o| if count(o) > count(best) { o } else { best },
+            );
+        let survivor = family
+            .iter()
+            .copied()
+            .find(|&o| count(o) == count(survivor))
+            .unwrap_or(survivor);
+        let mut merged = Vec::new();
+        for o in family.into_iter().filter(|&o| o != survivor) {
+            merged.push(self.absorb(survivor, o));
+        }
+        let generalised = self.generalise(survivor, tokens);
+        merged.extend(self.merge_duplicates(survivor));
+        self.hit(survivor);
+        (survivor, false, generalised, merged, None)
+    }
+
+    /// Folds template `other` into `into`: counts add up and `other`'s id and aliases point to `into`.
+    fn absorb(&mut self, into: u32, other: u32) -> TemplateId {
+        let gone = self.remove(other);
+        let c = self.slots[into as usize].as_mut().expect("live slot");
+        c.count += gone.count;
+        for alias in gone.aliases.iter().copied().chain(std::iter::once(gone.id)) {
+            self.aliases.insert(alias, c.id);
+            c.aliases.push(alias);
+        }
+        gone.id
+    }
+
+    /// Finds or creates the leaf for these tokens.
+    fn leaf_for(&mut self, tokens: &Tokens) -> u32 {
+        let n = tokens.len();
+        let levels = n.min(self.config.depth - 2);
+        let max_children = self.config.max_children;
+        let mut node = self.roots.entry(n).or_default();
+        for i in 0..levels {
+            let key = route_key(tokens.get(i));
+            node = if node.children.contains_key(key) || node.children.len() < max_children {
+                node.children.entry(key.into()).or_default()
+            } else {
+                node.children.entry(PARAM.into()).or_default()
+            };
+        }
+        match node.leaf {
+            Some(leaf) => leaf,
+            None => {
+                let leaf = self.leaves.len() as u32;
+                self.leaves.push(Vec::new());
+                node.leaf = Some(leaf);
+                leaf
+            }
+        }
+    }
+
+    /// The existing leaf for these tokens, if any.
+    fn find_leaf(&self, tokens: &Tokens) -> Option<u32> {
+        let n = tokens.len();
+        let mut node = self.roots.get(&n)?;
+        for i in 0..n.min(self.config.depth - 2) {
+            let key = route_key(tokens.get(i));
+            node = node
+                .children
+                .get(key)
+                .or_else(|| node.children.get(PARAM))?;
+        }
+        node.leaf
+    }
+
+    /// The most similar template of the leaf that passes the threshold, or, with `exact`, the best one whose
+    /// constant tokens all match. Ties go to the template with more variables, as in Drain.
+    fn best_in_leaf(&self, leaf: u32, tokens: &Tokens, exact: bool) -> Option<u32> {
+        let mut best: Option<(u32, f64, usize)> = None;
+        for &slot in &self.leaves[leaf as usize] {
+            let Some(c) = self.slots[slot as usize].as_ref() else {
+                continue;
+            };
+            let (same, params) = similarity(&c.tokens, tokens);
+            let n = c.tokens.len();
+            let sim = if n == 0 { 1.0 } else { same as f64 / n as f64 };
+            let passes = if exact {
+                same + params == n
+            } else {
+                sim >= self.config.similarity
+            };
+            if passes && best.is_none_or(|(_, s, p)| sim > s || (sim == s && params > p)) {
+                best = Some((slot, sim, params));
+            }
+        }
+        best.map(|(slot, _, _)| slot)
+    }
+
+    /// Replaces the template's tokens that differ from the line by `<*>`; true if anything changed.
+    fn generalise(&mut self, slot: u32, tokens: &Tokens) -> bool {
+        let c = self.slots[slot as usize].as_mut().expect("live slot");
+        let mut changed = false;
+        for (t, l) in c.tokens.iter_mut().zip(tokens.iter()) {
+            if &**t != l && &**t != PARAM {
+                *t = PARAM.into();
+                changed = true;
+            }
+        }
+        if changed {
+            c.text = join(&c.tokens);
+            self.register_skeleton(slot);
+        }
+        changed
+    }
+
+    /// After `slot` was generalised, another template of its leaf may now read the same: they are one
+    /// template, so the other one is folded into `slot`, its id (and aliases) becoming aliases of `slot`'s.
+    fn merge_duplicates(&mut self, slot: u32) -> Vec<TemplateId> {
+        let Some(c) = self.slots[slot as usize].as_ref() else {
+            return Vec::new();
+        };
+        let same: Vec<u32> = self.leaves[c.leaf as usize]
+            .iter()
+            .copied()
+            .filter(|&o| {
+                o != slot
+                    && self.slots[o as usize]
+                        .as_ref()
+                        .is_some_and(|oc| oc.tokens == c.tokens)
+            })
+            .collect();
+        same.into_iter().map(|o| self.absorb(slot, o)).collect()
+    }
+
+    fn create(&mut self, leaf: u32, tokens: &Tokens) -> u32 {
+        let tokens: Vec<Box<str>> = tokens.iter().map(Box::from).collect();
+        let text = join(&tokens);
+        let mut salt = 0;
+        let mut id = TemplateId::of_text(&text, salt);
+        while self.by_id.contains_key(&id) || self.aliases.contains_key(&id) {
+            salt += 1;
+            id = TemplateId::of_text(&text, salt);
+        }
+        self.insert(leaf, id, tokens, 1)
+    }
+
+    fn insert(&mut self, leaf: u32, id: TemplateId, tokens: Vec<Box<str>>, count: u64) -> u32 {
+        let text = join(&tokens);
+        let cluster = Cluster {
+            id,
+            tokens,
+            text,
+            count,
+            leaf,
+            skeleton: None,
+            aliases: Vec::new(),
+            prev: NIL,
+            next: NIL,
+        };
+        let slot = match self.free.pop() {
+            Some(s) => {
+                self.slots[s as usize] = Some(cluster);
+                s
+            }
+            None => {
+                self.slots.push(Some(cluster));
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.by_id.insert(id, slot);
+        self.leaves[leaf as usize].push(slot);
+        self.live += 1;
+        self.link_front(slot);
+        self.register_skeleton(slot);
+        slot
+    }
+
+    /// Makes `slot` the owner of its skeleton when no other template owns it.
+    fn register_skeleton(&mut self, slot: u32) {
+        let Some(c) = self.slots[slot as usize].as_mut() else {
+            return;
+        };
+        if let Some(old) = c.skeleton.take() {
+            if self.skeletons.get(&old) == Some(&slot) {
+                self.skeletons.remove(&old);
+            }
+        }
+        if let Some(h) = skeleton(c.tokens.iter().map(|t| &**t)) {
+            if let std::collections::hash_map::Entry::Vacant(e) = self.skeletons.entry(h) {
+                e.insert(slot);
+                c.skeleton = Some(h);
+            }
+        }
+    }
+
+    /// Takes a cluster out of every index and returns it.
+    fn remove(&mut self, slot: u32) -> Cluster {
+        self.unlink(slot);
+        let c = self.slots[slot as usize].take().expect("live slot");
+        self.free.push(slot);
+        self.by_id.remove(&c.id);
+        self.leaves[c.leaf as usize].retain(|&s| s != slot);
+        if let Some(h) = c.skeleton {
+            if self.skeletons.get(&h) == Some(&slot) {
+                self.skeletons.remove(&h);
+            }
+        }
+        self.live -= 1;
+        c
+    }
+
+    fn evict_lru(&mut self) -> Option<TemplateId> {
+        if self.lru_tail == NIL {
+            return None;
+        }
+        let c = self.remove(self.lru_tail);
+        for alias in &c.aliases {
+            self.aliases.remove(alias);
+        }
+        Some(c.id)
+    }
+
+    fn touch(&mut self, slot: u32) {
+        if self.lru_head != slot {
+            self.unlink(slot);
+            self.link_front(slot);
+        }
+    }
+
+    fn link_front(&mut self, slot: u32) {
+        let old = self.lru_head;
+        if let Some(c) = self.slots[slot as usize].as_mut() {
+            c.prev = NIL;
+            c.next = old;
+        }
+        if let Some(o) = self.slots.get_mut(old as usize).and_then(Option::as_mut) {
+            o.prev = slot;
+        }
+        self.lru_head = slot;
+        if self.lru_tail == NIL {
+            self.lru_tail = slot;
+        }
+    }
+
+    fn unlink(&mut self, slot: u32) {
+        let (prev, next) = match self.slots[slot as usize].as_ref() {
+            Some(c) => (c.prev, c.next),
+            None => return,
+        };
+        match self.slots.get_mut(prev as usize).and_then(Option::as_mut) {
+            Some(p) => p.next = next,
+            None => self.lru_head = next,
+        }
+        match self.slots.get_mut(next as usize).and_then(Option::as_mut) {
+            Some(n) => n.prev = prev,
+            None => self.lru_tail = prev,
+        }
+    }
+}
+
+/// The tree key of a token: tokens with digits or variables share the `<*>` child, as in Drain, so that a
+/// variable in a leading position does not split a template.
+fn route_key(token: &str) -> &str {
+    if token.contains(PARAM) || token.bytes().any(|c| c.is_ascii_digit()) {
+        PARAM
+    } else {
+        token
+    }
+}
+
+/// The hash of a template's or line's words, variables left out, when it has at least `SKELETON_MIN`
+/// words: lines with equal skeletons but different token counts are one template.
+fn skeleton<'a>(tokens: impl Iterator<Item = &'a str>) -> Option<u64> {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut words = 0;
+    for t in tokens.filter(|t| !is_variable(t)) {
+        words += 1;
+        for &b in t.as_bytes().iter().chain(std::iter::once(&b' ')) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    (words >= SKELETON_MIN).then_some(h)
+}
+
+/// Positions where the template repeats the line's token, and the template's variable positions (which
+/// do not count as similar, as in Drain, so that mostly-variable templates do not swallow everything).
+fn similarity(template: &[Box<str>], line: &Tokens) -> (usize, usize) {
+    let mut same = 0;
+    let mut params = 0;
+    for (t, l) in template.iter().zip(line.iter()) {
+        if &**t == l || (is_variable(t) && is_variable(l)) {
+            same += 1;
+        } else if &**t == PARAM {
+            params += 1;
+        }
+    }
+    (same, params)
+}
+
+fn join(tokens: &[Box<str>]) -> String {
+    let mut s = String::with_capacity(tokens.iter().map(|t| t.len() + 1).sum());
+    for (i, t) in tokens.iter().enumerate() {
+        if i > 0 {
+            s.push(' ');
+        }
+        s.push_str(t);
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn miner() -> TemplateMiner {
+        TemplateMiner::new(MinerConfig::default()).expect("default config is valid")
+    }
+
+    #[test]
+    fn groups_hand_made_log() {
+        let mut m = miner();
+        let lines = [
+            "Accepted password for root from 1.2.3.4 port 22 ssh2",
+            "Connection closed by 5.6.7.8 [preauth]",
+            "Accepted password for alice from 9.9.9.9 port 2222 ssh2",
+            "Invalid user bob from 1.2.3.4",
+            "Connection closed by 9.8.7.6 [preauth]",
+            "Invalid user carol from 4.3.2.1",
+            "Accepted password for bob from 1.2.3.5 port 23 ssh2",
+            "Invalid user dave from 4.3.2.2",
+        ];
+        let first: Vec<TemplateId> = lines.iter().map(|l| m.add(l).id).collect();
+        // Scored as `vigil eval loghub` does: by the template each line ended in.
+        let ids: Vec<TemplateId> = first
+            .iter()
+            .map(|&id| m.resolve(id).expect("live"))
+            .collect();
+        assert_eq!(ids[3], ids[7]);
+        assert_eq!(ids[0], ids[2]);
+        assert_eq!(ids[0], ids[6]);
+        assert_eq!(ids[1], ids[4]);
+        assert_eq!(ids[3], ids[5]);
+        assert_ne!(ids[0], ids[1]);
+        assert_ne!(ids[0], ids[3]);
+        assert_ne!(ids[1], ids[3]);
+        assert_eq!(m.len(), 3);
+        let t = m.get(ids[0]).expect("live");
+        assert_eq!(
+            t.template,
+            "Accepted password for <*> from <*> port <*> ssh2"
+        );
+        assert_eq!(t.count, 3);
+        assert_eq!(
+            m.get(ids[3]).expect("live").template,
+            "Invalid user <*> from <*>"
+        );
+    }
+
+    #[test]
+    fn add_reports_new_and_generalised() {
+        let mut m = miner();
+        let r = m.add("user alice logged in from 10.0.0.1");
+        assert!(r.is_new && !r.generalised);
+        let id = r.id;
+        let r = m.add("user alice logged in from 10.0.0.2");
+        assert!(
+            !r.is_new && !r.generalised,
+            "a masked value does not change the template"
+        );
+        assert_eq!((r.id, r.template), (id, "user alice logged in from <*>"));
+        // One word differs: a sibling template, since two variants are more often two messages...
+        let r = m.add("user bob logged in from 10.0.0.3");
+        assert!(r.is_new);
+        let bob = r.id;
+        // ... and the third variant makes the word a variable: the siblings merge, the most used id stays.
+        let r = m.add("user carol logged in from 10.0.0.4");
+        assert!(!r.is_new && r.generalised);
+        assert_eq!((r.id, r.template), (id, "user <*> logged in from <*>"));
+        assert_eq!(r.merged, [bob]);
+        assert_eq!(m.resolve(bob), Some(id));
+        assert_eq!(m.get(id).expect("live").count, 4);
+        assert_eq!(
+            id,
+            TemplateId::of_text("user alice logged in from <*>", 0),
+            "id is the hash of the first text"
+        );
+    }
+
+    #[test]
+    fn variable_length_values_share_a_template() {
+        let mut m = miner();
+        let a = m.add("conn 1 close, 403 bytes sent, 426 bytes received").id;
+        let b = m.add("conn 2 close, 1190 bytes (1.16 KB) sent, 1671 bytes received");
+        assert_eq!(b.id, a);
+        let c = m
+            .add("BLOCK* ask 10.0.0.1:50010 to delete blk_1 blk_2 blk_3")
+            .id;
+        assert_eq!(m.add("BLOCK* ask 10.0.0.2:50010 to delete blk_4").id, c);
+        assert_ne!(m.add("conn 3 open, 12 bytes sent").id, a);
+    }
+
+    #[test]
+    fn match_line_does_not_learn() {
+        let mut m = miner();
+        let _ = m.add("disk sda is 91 percent full");
+        let _ = m.add("disk sdb is 95 percent full");
+        let _ = m.add("disk sdc is 97 percent full");
+        let hit = m
+            .match_line("disk nvme0n1 is 12 percent full")
+            .expect("fits");
+        assert_eq!(hit.template, "disk <*> is <*> percent full");
+        assert!(
+            m.match_line("disk sda is 12 percent empty").is_none(),
+            "a constant token differs"
+        );
+        assert!(m.match_line("something else entirely").is_none());
+        assert_eq!(m.len(), 1);
+    }
+
+    #[test]
+    fn ids_survive_save_and_load() {
+        let mut m = miner();
+        let a = m.add("job 12 started on node-a").id;
+        let _ = m.add("job 13 started on node-b");
+        let _ = m.add("job 14 started on node-c");
+        let b = m.add("worker exited with code 1").id;
+        let bytes = m.to_bytes();
+        let mut back = TemplateMiner::from_bytes(MinerConfig::default(), &bytes).expect("loads");
+        assert_eq!(back.len(), 2);
+        let r = back.add("job 99 started on node-z");
+        assert!(!r.is_new);
+        assert_eq!(r.id, a);
+        assert_eq!(r.template, "job <*> started on <*>");
+        assert_eq!(back.add("worker exited with code 3").id, b);
+        assert_eq!(back.get(a).expect("live").count, 4);
+        let err = TemplateMiner::from_bytes(MinerConfig::default(), b"{").expect_err("truncated");
+        assert!(err.to_string().contains("not valid"), "{err}");
+    }
+
+    #[test]
+    fn lru_bound_evicts_least_recently_used() {
+        let config = MinerConfig {
+            max_templates: 3,
+            ..MinerConfig::default()
+        };
+        let mut m = TemplateMiner::new(config).expect("valid");
+        let a = m.add("alpha one").id;
+        let b = m.add("bravo two three").id;
+        let c = m.add("charlie four five six").id;
+        let _ = m.add("alpha one"); // a is now the most recently used; b is the least
+        let r = m.add("delta seven eight nine ten");
+        assert!(r.is_new);
+        assert_eq!(r.evicted, Some(b));
+        assert_eq!(m.len(), 3);
+        assert!(m.get(b).is_none());
+        assert!(m.get(a).is_some() && m.get(c).is_some());
+        for i in 0..100 {
+            let line = format!(
+                "{} {}",
+                ["echo", "fox", "golf", "hotel"][i % 4],
+                "x ".repeat(i % 7 + 1)
+            );
+            let _ = m.add(&line);
+            assert!(m.len() <= 3);
+        }
+        assert_eq!(m.templates().count(), m.len());
+    }
+
+    #[test]
+    fn merged_templates_keep_an_alias() {
+        // Drain's tie-break makes this rare in a stream, so the two templates are set up directly.
+        let mut m = miner();
+        let mut t = Tokens::default();
+        t.set(&["s".into(), PARAM.into(), "c".into()]);
+        let leaf = m.leaf_for(&t);
+        let a = m.insert(leaf, TemplateId(1), t.iter().map(Box::from).collect(), 5);
+        t.set(&["s".into(), "y".into(), "c".into()]);
+        let b = m.insert(leaf, TemplateId(2), t.iter().map(Box::from).collect(), 2);
+        t.set(&["s".into(), "z".into(), "c".into()]);
+        assert!(m.generalise(b, &t));
+        assert_eq!(m.merge_duplicates(b), [TemplateId(1)]);
+        assert_eq!(m.len(), 1);
+        assert_eq!(m.resolve(TemplateId(1)), Some(TemplateId(2)));
+        assert_eq!(m.get(TemplateId(1)).expect("alias resolves").count, 7);
+        assert!(m.slots[a as usize].is_none());
+        // The alias survives a save and load.
+        let back = TemplateMiner::from_bytes(MinerConfig::default(), &m.to_bytes()).expect("loads");
+        assert_eq!(back.resolve(TemplateId(1)), Some(TemplateId(2)));
+        assert_eq!(back.resolve(TemplateId(7)), None);
+    }
+
+    #[test]
+    fn bad_config_is_rejected() {
+        let err = TemplateMiner::new(MinerConfig {
+            similarity: 1.5,
+            ..MinerConfig::default()
+        })
+        .expect_err("range");
+        assert!(err.to_string().contains("similarity"), "{err}");
+    }
+}

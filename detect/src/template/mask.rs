@@ -1,0 +1,529 @@
+//! Variable masking for the template miner: turns one raw log line into tokens in which the parts that
+//! are almost always variables (numbers, hex ids, addresses, UUIDs, paths, `key=value` values, quoted
+//! strings, host names) are replaced by `<*>`. The built-in rules are a hand-written scanner rather than
+//! regexes because they run on every line of the hot path (see `examples/bench_template.rs`); extra rules
+//! can still be given as regexes.
+
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+
+/// The marker that stands for a variable part in a template.
+pub const PARAM: &str = "<*>";
+
+/// Which variable classes are masked before a line is matched to a template.
+///
+/// Every built-in rule is on by default; the defaults are the one configuration scored in `BENCHMARKS.md`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MaskConfig {
+    /// Word segments that carry digits: integers, decimals, hex (`0x1f`, `a3f9c2d1`), IPv4/IPv6, UUIDs,
+    /// dates, times and ids such as `blk_-1608`. A word of letters ending in one digit (`ssh2`, `tty1`)
+    /// is kept, since such words are usually names rather than values.
+    pub digits: bool,
+    /// Absolute file paths (`/etc/x/y`) and URLs (`scheme://...`).
+    pub paths: bool,
+    /// The value in `key=value` (the key is kept): `uid=0` becomes `uid=<*>`.
+    pub key_values: bool,
+    /// Text between double quotes, or single quotes opening a token, even across spaces.
+    pub quoted: bool,
+    /// Host names: dotted lower-case names with a top-level-domain-like last label
+    /// (`ns.example.com`), and any dotted name in front of `:port`.
+    pub hosts: bool,
+    /// Month and weekday names next to a number or to each other (`Sun Jul 10 03:04:05`).
+    pub dates: bool,
+    /// Extra regexes, applied to the whole line before the built-in rules; each match becomes `<*>`.
+    pub extra: Vec<String>,
+}
+
+impl Default for MaskConfig {
+    fn default() -> Self {
+        Self {
+            digits: true,
+            dates: true,
+            paths: true,
+            key_values: true,
+            quoted: true,
+            hosts: true,
+            extra: Vec::new(),
+        }
+    }
+}
+
+/// A compiled [`MaskConfig`].
+#[derive(Debug, Clone)]
+pub(crate) struct Masker {
+    config: MaskConfig,
+    extra: Vec<Regex>,
+}
+
+/// Tokens of one masked line: their text lives in one buffer so that masking does not allocate per token.
+#[derive(Debug, Default)]
+pub(crate) struct Tokens {
+    buf: String,
+    spans: Vec<(u32, u32)>,
+    /// Scratch space for the word offsets of the line being masked.
+    words: Vec<(usize, usize)>,
+}
+
+impl Tokens {
+    pub(crate) fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    pub(crate) fn get(&self, i: usize) -> &str {
+        let (a, b) = self.spans[i];
+        &self.buf[a as usize..b as usize]
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &str> + '_ {
+        self.spans
+            .iter()
+            .map(|&(a, b)| &self.buf[a as usize..b as usize])
+    }
+
+    /// Replaces the content with already masked tokens (used when rebuilding saved templates).
+    pub(crate) fn set(&mut self, tokens: &[Box<str>]) {
+        self.clear();
+        for t in tokens {
+            let start = self.start();
+            self.buf.push_str(t);
+            self.end_token(start);
+        }
+    }
+
+    fn clear(&mut self) {
+        self.buf.clear();
+        self.spans.clear();
+    }
+
+    /// Starts a token at the end of the buffer; `end_token` closes it.
+    fn start(&self) -> usize {
+        self.buf.len()
+    }
+
+    fn end_token(&mut self, start: usize) {
+        if self.buf.len() > start {
+            self.spans.push((start as u32, self.buf.len() as u32));
+        }
+    }
+}
+
+/// A mask rule whose regex does not compile.
+#[derive(Debug, thiserror::Error)]
+#[error("mask rule {index} ({pattern:?}) is not a valid regex: {source}")]
+pub struct MaskError {
+    /// Position of the rule in `MaskConfig::extra`.
+    pub index: usize,
+    /// The rule as given.
+    pub pattern: String,
+    /// What the regex parser said.
+    #[source]
+    pub source: regex::Error,
+}
+
+impl Masker {
+    pub(crate) fn new(config: MaskConfig) -> Result<Self, MaskError> {
+        let extra = config
+            .extra
+            .iter()
+            .enumerate()
+            .map(|(index, pattern)| {
+                Regex::new(pattern).map_err(|source| MaskError {
+                    index,
+                    pattern: pattern.clone(),
+                    source,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self { config, extra })
+    }
+
+    /// Masks `line` into `out`, replacing its previous content.
+    pub(crate) fn mask(&self, line: &str, out: &mut Tokens) {
+        out.clear();
+        if self.extra.is_empty() {
+            self.mask_builtin(line, out);
+        } else {
+            let mut text = std::borrow::Cow::Borrowed(line);
+            for re in &self.extra {
+                if let std::borrow::Cow::Owned(s) = re.replace_all(&text, PARAM) {
+                    text = std::borrow::Cow::Owned(s);
+                }
+            }
+            self.mask_builtin(&text, out);
+        }
+    }
+
+    fn mask_builtin(&self, line: &str, out: &mut Tokens) {
+        let mut words = std::mem::take(&mut out.words);
+        word_spans(line, &mut words);
+        let mut i = 0;
+        while i < words.len() {
+            let (a, b) = words[i];
+            let word = &line[a..b];
+            if self.config.quoted {
+                if let Some((last, rest)) = quoted_run(line, &words, i) {
+                    let q = &word[..1];
+                    let start = out.start();
+                    out.buf.push_str(q);
+                    out.buf.push_str(PARAM);
+                    out.buf.push_str(q);
+                    self.mask_word(rest, out);
+                    out.end_token(start);
+                    i = last + 1;
+                    continue;
+                }
+            }
+            let prev_variable = out
+                .spans
+                .last()
+                .is_some_and(|&(x, y)| is_variable(&out.buf[x as usize..y as usize]));
+            if self.config.digits && prev_variable {
+                if let Some(tail) = unit_tail(word) {
+                    // `18.4 KB)` is one value: the unit joins the number, keeping its trailing punctuation.
+                    if let Some((x, _)) = out.spans.pop() {
+                        out.buf.push_str(tail);
+                        out.end_token(x as usize);
+                    }
+                    i += 1;
+                    continue;
+                }
+            }
+            let start = out.start();
+            if self.config.dates
+                && is_date_word(word)
+                && (prev_variable || next_is_date_part(line, &words, i))
+            {
+                out.buf.push_str(PARAM);
+                out.buf
+                    .push_str(&word[word.trim_end_matches([',', '.']).len()..]);
+            } else {
+                self.mask_word(word, out);
+            }
+            out.end_token(start);
+            i += 1;
+        }
+        out.words = words;
+    }
+
+    /// Masks one whitespace-free word, appending the result to the buffer.
+    fn mask_word(&self, word: &str, out: &mut Tokens) {
+        let bytes = word.as_bytes();
+        // Fast path: most words of most lines are plain words.
+        if !bytes
+            .iter()
+            .any(|&c| c.is_ascii_digit() || matches!(c, b'=' | b'/' | b'.'))
+        {
+            out.buf.push_str(word);
+            return;
+        }
+        if self.config.paths && is_path_or_url(word) {
+            out.buf.push_str(PARAM);
+            return;
+        }
+        if self.config.key_values {
+            if let Some(eq) = key_value_split(word) {
+                out.buf.push_str(&word[..=eq]);
+                let value = &word[eq + 1..];
+                if !value.is_empty() {
+                    // The value keeps only trailing punctuation such as `,` or `;`.
+                    let trimmed = value.trim_end_matches([',', ';', ')', ']']);
+                    out.buf.push_str(PARAM);
+                    out.buf.push_str(&value[trimmed.len()..]);
+                }
+                return;
+            }
+        }
+        self.mask_segments(word, out);
+    }
+
+    /// Splits a word into segments of `[A-Za-z0-9._-]` and masks the segments that look like values.
+    fn mask_segments(&self, word: &str, out: &mut Tokens) {
+        let bytes = word.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() {
+            if !is_segment_byte(bytes[i]) {
+                // Copy the run of punctuation (and any non-ASCII text) as is.
+                let j = (i..bytes.len())
+                    .find(|&j| is_segment_byte(bytes[j]))
+                    .unwrap_or(bytes.len());
+                out.buf.push_str(&word[i..j]);
+                i = j;
+                continue;
+            }
+            let j = (i..bytes.len())
+                .find(|&j| !is_segment_byte(bytes[j]))
+                .unwrap_or(bytes.len());
+            let seg = &word[i..j];
+            let before_port =
+                bytes.get(j) == Some(&b':') && bytes.get(j + 1).is_some_and(u8::is_ascii_digit);
+            let variable = (self.config.digits && is_value_segment(seg))
+                || (self.config.hosts && (is_host_name(seg) || (before_port && seg.contains('.'))));
+            if variable {
+                out.buf.push_str(PARAM);
+            } else {
+                out.buf.push_str(seg);
+            }
+            i = j;
+        }
+    }
+}
+
+/// Byte offsets of the whitespace-separated words of `line`.
+fn word_spans(line: &str, spans: &mut Vec<(usize, usize)>) {
+    spans.clear();
+    let bytes = line.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        while i < bytes.len() && bytes[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        let start = i;
+        while i < bytes.len() && !bytes[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        if i > start {
+            spans.push((start, i));
+        }
+    }
+}
+
+/// If word `i` opens a quoted string, returns the index of the word that closes it and the text after
+/// the closing quote in that word.
+fn quoted_run<'a>(line: &'a str, words: &[(usize, usize)], i: usize) -> Option<(usize, &'a str)> {
+    let (a, b) = words[i];
+    let q = *line.as_bytes().get(a)?;
+    if q != b'"' && q != b'\'' {
+        return None;
+    }
+    // The closing quote may sit in the same word (`"abc",`) or in a later one, at most 64 words on.
+    let first = &line[a + 1..b];
+    if let Some(p) = first.find(q as char) {
+        return Some((i, &first[p + 1..]));
+    }
+    for (k, &(c, d)) in words.iter().enumerate().skip(i + 1).take(64) {
+        if let Some(p) = line[c..d].find(q as char) {
+            return Some((k, &line[c + p + 1..d]));
+        }
+    }
+    None
+}
+
+/// A token that is all variable: it has no letter or digit outside its `<*>`s (`<*>:<*>`, `[<*>]`, `()`).
+pub(crate) fn is_variable(token: &str) -> bool {
+    token
+        .split(PARAM)
+        .all(|rest| !rest.bytes().any(|c| c.is_ascii_alphanumeric()))
+}
+
+/// If `word` is a unit of measure (`KB`, `ms`, `sec`, with trailing punctuation), that punctuation.
+fn unit_tail(word: &str) -> Option<&str> {
+    const UNITS: &[&str] = &[
+        "B", "KB", "MB", "GB", "TB", "PB", "KiB", "MiB", "GiB", "TiB", "kB", "Kb", "Mb", "Gb",
+        "ns", "us", "µs", "ms", "s", "sec", "secs", "min", "mins", "h", "hrs", "%",
+    ];
+    let core = word.trim_end_matches([',', ';', ')', ']', '.', ':']);
+    UNITS.contains(&core).then(|| &word[core.len()..])
+}
+
+fn is_date_word(word: &str) -> bool {
+    const NAMES: &[&str] = &[
+        "Jan",
+        "Feb",
+        "Mar",
+        "Apr",
+        "May",
+        "Jun",
+        "Jul",
+        "Aug",
+        "Sep",
+        "Sept",
+        "Oct",
+        "Nov",
+        "Dec",
+        "Mon",
+        "Tue",
+        "Wed",
+        "Thu",
+        "Fri",
+        "Sat",
+        "Sun",
+        "January",
+        "February",
+        "March",
+        "April",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+        "Monday",
+        "Tuesday",
+        "Wednesday",
+        "Thursday",
+        "Friday",
+        "Saturday",
+        "Sunday",
+    ];
+    NAMES.contains(&word.trim_end_matches([',', '.']))
+}
+
+/// The word after `i` is a number or another month or weekday name.
+fn next_is_date_part(line: &str, words: &[(usize, usize)], i: usize) -> bool {
+    words.get(i + 1).is_some_and(|&(a, b)| {
+        let next = &line[a..b];
+        next.as_bytes()[0].is_ascii_digit() || is_date_word(next)
+    })
+}
+
+fn is_segment_byte(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-')
+}
+
+/// A segment with digits is a value, except a word of letters that ends in a single digit (`ssh2`).
+fn is_value_segment(seg: &str) -> bool {
+    let bytes = seg.as_bytes();
+    let digits = bytes.iter().filter(|c| c.is_ascii_digit()).count();
+    if digits == 0 {
+        return false;
+    }
+    let name_with_one_digit = digits == 1
+        && bytes.len() >= 3
+        && bytes[..bytes.len() - 1].iter().all(u8::is_ascii_alphabetic)
+        && bytes[bytes.len() - 1].is_ascii_digit();
+    !name_with_one_digit
+}
+
+/// `a.b.example.com`: at least two dots, lower-case labels, and a last label of 2 to 6 letters. Java
+/// class names (`org.apache.Foo`) fail on the upper case, which keeps them as constants.
+fn is_host_name(seg: &str) -> bool {
+    if seg.bytes().filter(|&c| c == b'.').count() < 2 {
+        return false;
+    }
+    let mut labels = seg.split('.');
+    let Some(tld) = seg.rsplit('.').next() else {
+        return false;
+    };
+    let tld_ok = (2..=6).contains(&tld.len()) && tld.bytes().all(|c| c.is_ascii_lowercase());
+    tld_ok
+        && labels.all(|l| {
+            !l.is_empty()
+                && l.bytes()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+        })
+}
+
+fn is_path_or_url(word: &str) -> bool {
+    if let Some(p) = word.find("://") {
+        return p > 0 && word[..p].bytes().all(|c| c.is_ascii_alphabetic());
+    }
+    // An absolute path has at least two components; `/10.0.0.1:80` (one component) is left to the
+    // segment rules so that its parts are masked one by one.
+    let rest = word.strip_prefix('/').or_else(|| word.strip_prefix("~/"));
+    rest.is_some_and(|r| {
+        let r = r.trim_end_matches(['/', ',', ';', ')', ']', '.', ':']);
+        r.contains('/') && !r.contains("//")
+    })
+}
+
+/// The position of `=` in `key=value`, where the key is an identifier.
+fn key_value_split(word: &str) -> Option<usize> {
+    let eq = word.find('=')?;
+    let key = &word[..eq];
+    let ok = !key.is_empty()
+        && key.as_bytes()[0].is_ascii_alphabetic()
+        && key
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'));
+    ok.then_some(eq)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn masked(line: &str) -> String {
+        let m = Masker::new(MaskConfig::default()).expect("default masks compile");
+        let mut t = Tokens::default();
+        m.mask(line, &mut t);
+        t.iter().collect::<Vec<_>>().join(" ")
+    }
+
+    #[test]
+    fn numbers_hex_ips_and_ids() {
+        assert_eq!(
+            masked("took 15 times, 3.5 more"),
+            "took <*> times, <*> more"
+        );
+        assert_eq!(masked("addr 0x7fff1a2b and a3f9c2d1"), "addr <*> and <*>");
+        assert_eq!(
+            masked("from 10.251.73.220:50010 to /10.10.34.11:45307"),
+            "from <*>:<*> to /<*>:<*>"
+        );
+        assert_eq!(
+            masked("block blk_-6952295868487656571 done"),
+            "block <*> done"
+        );
+        assert_eq!(masked("id 123e4567-e89b-12d3-a456-426614174000."), "id <*>");
+        assert_eq!(
+            masked("ipv6 fe80::1ff:fe23:4567:890a"),
+            "ipv6 <*>::<*>:<*>:<*>:<*>"
+        );
+        assert_eq!(masked("CPU#1 at [173.234.31.186]"), "CPU#<*> at [<*>]");
+        assert_eq!(masked("size 18.4 KB, took 12 ms"), "size <*>, took <*>");
+        assert_eq!(
+            masked("at Sun Jul 10 03:04:05 2005 in May"),
+            "at <*> <*> <*> <*>:<*>:<*> <*> in May"
+        );
+    }
+
+    #[test]
+    fn names_with_one_digit_stay() {
+        assert_eq!(masked("port 22 ssh2 on tty1"), "port <*> ssh2 on tty1");
+    }
+
+    #[test]
+    fn paths_urls_key_values_quotes_hosts() {
+        assert_eq!(masked("ok /etc/httpd/conf/workers2.properties"), "ok <*>");
+        assert_eq!(masked("GET https://example.com/a?b=1 done"), "GET <*> done");
+        assert_eq!(
+            masked("uid=0 euid=0 ruser= user=root,"),
+            "uid=<*> euid=<*> ruser= user=<*>,"
+        );
+        assert_eq!(
+            masked(r#"table "my big table" created"#),
+            r#"table "<*>" created"#
+        );
+        assert_eq!(masked("can't find 'x y' here"), "can't find '<*>' here");
+        assert_eq!(
+            masked("lookup ns.marryaldkfaczcz.com failed"),
+            "lookup <*> failed"
+        );
+        assert_eq!(masked("proxy.cse.cuhk.edu.hk:5070 open"), "<*>:<*> open");
+        assert_eq!(
+            masked("class org.apache.hadoop.MRAppMaster"),
+            "class org.apache.hadoop.MRAppMaster"
+        );
+    }
+
+    #[test]
+    fn rules_can_be_turned_off_and_extended() {
+        let config = MaskConfig {
+            digits: false,
+            extra: vec![r"core\.\d+".into()],
+            ..MaskConfig::default()
+        };
+        let m = Masker::new(config).expect("valid regex");
+        let mut t = Tokens::default();
+        m.mask("dump core.1234 took 15", &mut t);
+        assert_eq!(t.iter().collect::<Vec<_>>(), ["dump", "<*>", "took", "15"]);
+        let bad = MaskConfig {
+            extra: vec!["(".into()],
+            ..MaskConfig::default()
+        };
+        let err = Masker::new(bad).expect_err("invalid regex");
+        assert!(err.to_string().contains("mask rule 0"), "{err}");
+    }
+}
