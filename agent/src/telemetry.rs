@@ -27,9 +27,11 @@ pub fn init_logs(cfg: &LogsTelemetry) -> Result<(), String> {
     let r = match cfg.encoding.as_str() {
         "json" => builder.json().try_init(),
         "console" | "text" => builder.try_init(),
-        other => return Err(format!(
+        other => {
+            return Err(format!(
             "service::telemetry::logs::encoding: unknown encoding {other:?} (use console or json)"
-        )),
+        ))
+        }
     };
     // A second init (tests, reload) keeps the first subscriber; that is not an error worth failing on.
     let _ = r;

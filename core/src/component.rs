@@ -250,7 +250,9 @@ impl Host {
         name: &str,
     ) -> anyhow::Result<Arc<dyn Storage>> {
         let ext = self.extension(storage_id).ok_or_else(|| {
-            anyhow::anyhow!("storage extension {storage_id} is not configured in service::extensions")
+            anyhow::anyhow!(
+                "storage extension {storage_id} is not configured in service::extensions"
+            )
         })?;
         match ext.storage_client(owner, name) {
             Some(r) => Ok(r?),

@@ -73,10 +73,23 @@ pub fn decode<T: DeserializeOwned>(
     let empty = Value::Object(Default::default());
     let value = if value.is_null() { &empty } else { value };
     serde_path_to_error::deserialize::<_, T>(value).map_err(|e| {
-        let path = e.path().to_string();
-        let path = if path == "." { String::new() } else { path.replace('.', "::") };
+        let path = key_path(&e.path().to_string());
         ConfigError::component(kind, id, path, humanize_serde(&e.inner().to_string()))
     })
+}
+
+/// Renders serde's path (`actions[1].key`) as otelcol's key path (`actions::1::key`).
+pub fn key_path(serde_path: &str) -> String {
+    if serde_path == "." {
+        return String::new();
+    }
+    serde_path
+        .replace('[', ".")
+        .replace(']', "")
+        .split('.')
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join("::")
 }
 
 fn humanize_serde(msg: &str) -> String {
@@ -111,7 +124,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         return Err("empty duration".into());
     }
     if s.starts_with('-') {
-        return Err(format!("invalid duration {s:?}: negative durations are not allowed"));
+        return Err(format!(
+            "invalid duration {s:?}: negative durations are not allowed"
+        ));
     }
     let mut total = 0f64;
     let mut rest = s.trim_start_matches('+');
@@ -242,7 +257,11 @@ pub async fn bind_tcp(
     endpoint: &str,
 ) -> anyhow::Result<tokio::net::TcpListener> {
     let addr = resolve_endpoint(endpoint).map_err(|e| {
-        anyhow::anyhow!("{}::{}: cannot resolve endpoint {endpoint:?}: {e}", kind.section(), id)
+        anyhow::anyhow!(
+            "{}::{}: cannot resolve endpoint {endpoint:?}: {e}",
+            kind.section(),
+            id
+        )
     })?;
     tokio::net::TcpListener::bind(addr).await.map_err(|e| {
         if e.kind() == std::io::ErrorKind::AddrInUse {
@@ -252,7 +271,11 @@ pub async fn bind_tcp(
                 id
             )
         } else {
-            anyhow::anyhow!("{}::{}: cannot listen on {endpoint} ({addr}): {e}", kind.section(), id)
+            anyhow::anyhow!(
+                "{}::{}: cannot listen on {endpoint} ({addr}): {e}",
+                kind.section(),
+                id
+            )
         }
     })
 }
@@ -279,6 +302,16 @@ pub struct TlsClientConfig {
 mod tests {
     use super::*;
     use serde::Deserialize;
+
+    #[test]
+    fn key_paths_use_double_colons() {
+        assert_eq!(key_path("actions[1].key"), "actions::1::key");
+        assert_eq!(key_path("."), "");
+        assert_eq!(
+            key_path("protocols.grpc.endpoint"),
+            "protocols::grpc::endpoint"
+        );
+    }
 
     #[test]
     fn go_durations() {
@@ -322,6 +355,9 @@ mod tests {
 
         let v = serde_json::json!({"timeout": "soon"});
         let e = decode::<Outer>(ComponentKind::Receiver, &id, &v).unwrap_err();
-        assert!(e.to_string().starts_with("receivers::otlp/in::timeout: "), "{e}");
+        assert!(
+            e.to_string().starts_with("receivers::otlp/in::timeout: "),
+            "{e}"
+        );
     }
 }

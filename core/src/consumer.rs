@@ -124,7 +124,10 @@ impl NextConsumers {
         match self.by_signal.get(&data.signal()) {
             Some(c) => c.consume(data).await,
             None => Err(ConsumeError::permanent(
-                format!("no {} pipeline is configured for this component", data.signal()),
+                format!(
+                    "no {} pipeline is configured for this component",
+                    data.signal()
+                ),
                 data.item_count(),
             )),
         }

@@ -19,12 +19,15 @@ pub enum StorageOp {
     Delete(Vec<u8>),
 }
 
+/// Keys and values in key order, as `scan_prefix` returns them.
+pub type KeyValues = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// A namespaced, ordered key-value store. Writes in one `batch` commit together or not at all.
 pub trait Storage: Send + Sync {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError>;
     fn batch(&self, ops: Vec<StorageOp>) -> Result<(), StorageError>;
     /// Every key and value whose key starts with `prefix`, in key order.
-    fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError>;
+    fn scan_prefix(&self, prefix: &[u8]) -> Result<KeyValues, StorageError>;
 
     fn set(&self, key: &[u8], value: &[u8]) -> Result<(), StorageError> {
         self.batch(vec![StorageOp::Set(key.to_vec(), value.to_vec())])

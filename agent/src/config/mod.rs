@@ -218,7 +218,7 @@ impl Config {
             Some(v) => match serde_path_to_error::deserialize::<_, ServiceConfig>(v) {
                 Ok(s) => s,
                 Err(e) => {
-                    let path = e.path().to_string().replace('.', "::");
+                    let path = vigil_core::config::key_path(&e.path().to_string());
                     let msg = e.inner().to_string();
                     let msg = match msg.strip_prefix("unknown field `") {
                         Some(rest) => format!(
@@ -227,7 +227,6 @@ impl Config {
                         ),
                         None => msg,
                     };
-                    let path = if path == "." { String::new() } else { path };
                     errors.push(ConfigError::new("service", path, msg));
                     ServiceConfig::default()
                 }

@@ -337,7 +337,7 @@ impl Storage for RedbStorage {
         })
     }
 
-    fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
+    fn scan_prefix(&self, prefix: &[u8]) -> Result<vigil_core::storage::KeyValues, StorageError> {
         let tx = self
             .db
             .begin_read()
