@@ -4,10 +4,11 @@ use std::sync::Arc;
 use vigil_core::ExporterFactory;
 
 pub mod debug;
+pub mod file;
 pub mod helper;
 pub mod otlphttp;
 
 /// Every exporter type this crate provides.
 pub fn factories() -> Vec<Arc<dyn ExporterFactory>> {
-    vec![debug::factory(), otlphttp::factory()]
+    vec![debug::factory(), file::factory(), otlphttp::factory()]
 }
