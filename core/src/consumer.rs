@@ -43,10 +43,27 @@ impl ConsumeError {
     }
 }
 
+/// A refusal that may hand the untouched data back to the caller.
+#[derive(Debug)]
+pub struct Refused {
+    pub error: ConsumeError,
+    pub data: Option<Telemetry>,
+}
+
 /// Anything that takes a batch: a processor, an exporter, a connector's input, a fan-out.
 #[async_trait]
 pub trait Consumer: Send + Sync {
     async fn consume(&self, data: Telemetry) -> Result<(), ConsumeError>;
+
+    /// Like `consume`, but a consumer that refuses data before doing anything with it may hand it
+    /// back. A caller that already acknowledged the data upstream (the batch processor) can then hold
+    /// it and retry instead of losing it, without paying for a copy on every send. The default hands
+    /// nothing back.
+    async fn consume_or_return(&self, data: Telemetry) -> Result<(), Refused> {
+        self.consume(data)
+            .await
+            .map_err(|error| Refused { error, data: None })
+    }
 }
 
 /// Sends one batch to several consumers. The batch is cloned only for all but the last consumer, so a

@@ -16,7 +16,7 @@ pub use component::{
     Extension, ExtensionFactory, Host, Processor, ProcessorFactory, Receiver, ReceiverFactory,
 };
 pub use config::ConfigError;
-pub use consumer::{ConsumeError, Consumer, FanOut, NextConsumers};
+pub use consumer::{ConsumeError, Consumer, FanOut, NextConsumers, Refused};
 pub use storage::{Storage, StorageError};
 pub use telemetry::{Signal, Telemetry};
 

@@ -24,7 +24,7 @@ use tokio::time::Instant;
 use vigil_core::config::{decode, duration};
 use vigil_core::{
     Component, ComponentId, ComponentKind, ConfigError, ConsumeError, Consumer, Host, Processor,
-    ProcessorFactory, Signal, Telemetry,
+    ProcessorFactory, Refused, Signal, Telemetry,
 };
 
 /// How many batches' worth of items may wait in the buffer before new data is refused.
@@ -385,26 +385,20 @@ impl Inner {
         }
     }
 
-    /// Sends one batch. In careful mode it keeps a copy and retries a retryable refusal with backoff.
+    /// Sends one batch. A refusal that hands the data back (a full sending queue does) is held and
+    /// retried with backoff; in careful mode a copy is kept so that any retryable refusal is retried.
     /// Returns when the last retryable refusal happened, if any.
     async fn deliver(&self, batch: Telemetry, n: usize, careful: bool) -> Option<Instant> {
-        if !careful {
-            return match self.next.consume(batch).await {
-                Ok(()) => None,
-                Err(e) => {
-                    self.count_dropped(n, &e);
-                    e.is_retryable().then(Instant::now)
-                }
-            };
-        }
+        let mut batch = batch;
         let mut refused_at = None;
         let mut backoff = RETRY_INITIAL;
         let mut attempts = 0u32;
         loop {
             attempts += 1;
-            let err = match self.next.consume(batch.clone()).await {
+            let copy = careful.then(|| batch.clone());
+            let (err, back) = match self.next.consume_or_return(batch).await {
                 Ok(()) => return refused_at,
-                Err(e) => e,
+                Err(Refused { error, data }) => (error, data.or(copy)),
             };
             let retry_after = match &err {
                 ConsumeError::Retryable { retry_after, .. } => *retry_after,
@@ -414,6 +408,11 @@ impl Inner {
                 }
             };
             refused_at = Some(Instant::now());
+            let Some(held) = back else {
+                self.count_dropped(n, &err);
+                return refused_at;
+            };
+            batch = held;
             if self.is_closing() && attempts >= SHUTDOWN_ATTEMPTS {
                 self.count_dropped(n, &err);
                 return refused_at;

@@ -338,3 +338,49 @@ fn buffer_limit_is_a_few_batches() {
     assert_eq!(cfg(100, 1000, 200).buffer_limit(), 4000);
     assert_eq!(cfg(0, 0, 200).buffer_limit(), 4 * 8192);
 }
+
+/// Refuses while `fail` is set and hands the data back, as a full sending queue does.
+#[derive(Default)]
+struct QueueLike {
+    inner: Sink,
+}
+
+#[async_trait]
+impl Consumer for QueueLike {
+    async fn consume(&self, data: Telemetry) -> Result<(), ConsumeError> {
+        self.inner.consume(data).await
+    }
+
+    async fn consume_or_return(&self, data: Telemetry) -> Result<(), Refused> {
+        if self.inner.fail.load(Ordering::SeqCst) {
+            return Err(Refused {
+                error: ConsumeError::retryable("queue full"),
+                data: Some(data),
+            });
+        }
+        self.inner
+            .consume(data)
+            .await
+            .map_err(|error| Refused { error, data: None })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn data_handed_back_by_a_full_queue_is_never_dropped() {
+    let sink = Arc::new(QueueLike::default());
+    let b = Batch::new(&id(), cfg(10, 10, 0), Signal::Traces, sink.clone());
+    b.start(&Host::detached()).await.unwrap();
+    sink.inner.fail.store(true, Ordering::SeqCst);
+    b.consume(traces(&[&[10]])).await.unwrap();
+    b.consume(traces(&[&[10]])).await.unwrap();
+    settle(5_000).await;
+    assert!(sink.inner.sizes().is_empty());
+    sink.inner.fail.store(false, Ordering::SeqCst);
+    settle(10_000).await;
+    b.shutdown().await.unwrap();
+    assert_eq!(
+        sink.inner.sizes().iter().sum::<usize>(),
+        20,
+        "the first batch too must arrive"
+    );
+}
