@@ -1,9 +1,12 @@
 //! Receivers, one module per component, named as in config.
 
+pub mod hostmetrics;
+pub mod otlp;
+
 use std::sync::Arc;
 use vigil_core::ReceiverFactory;
 
 /// Every receiver type this crate provides.
 pub fn factories() -> Vec<Arc<dyn ReceiverFactory>> {
-    vec![]
+    vec![otlp::factory(), hostmetrics::factory()]
 }

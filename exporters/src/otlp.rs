@@ -1,0 +1,689 @@
+//! `otlp`: sends OTLP over gRPC, TLS by default (`tls.insecure: true` or an `http://` endpoint turns it
+//! off) and gzip-compressed by default. Failed calls are classified as the OTLP specification says:
+//! UNAVAILABLE and the other transient codes are retried, RESOURCE_EXHAUSTED only with `RetryInfo`,
+//! everything else is final.
+
+use crate::helper::classify::classify_grpc;
+use crate::helper::encode::{partial_success_proto, proto_request};
+use crate::helper::http::{error_chain, header_map};
+use crate::helper::{
+    Clock, Compression, Delivered, QueueConfig, RetryConfig, SendError, SendSettings, SendStack,
+    Sender, TokioClock,
+};
+use async_trait::async_trait;
+use bytes::{Buf, BufMut, Bytes};
+use http::uri::PathAndQuery;
+use serde::Deserialize;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::metadata::MetadataMap;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use tonic::Status;
+use vigil_core::config::{decode, duration, TlsClientConfig};
+use vigil_core::{
+    ComponentId, ComponentKind, ConfigError, Exporter, ExporterFactory, Signal, Telemetry,
+};
+
+fn default_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+/// The `otlp` exporter config, with otelcol's keys.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OtlpConfig {
+    #[serde(default)]
+    endpoint: String,
+    #[serde(default)]
+    tls: TlsClientConfig,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    #[serde(default)]
+    compression: Compression,
+    #[serde(default = "default_timeout", with = "duration")]
+    timeout: Duration,
+    #[serde(default)]
+    retry_on_failure: RetryConfig,
+    #[serde(default)]
+    sending_queue: QueueConfig,
+}
+
+fn config_error(id: &ComponentId, path: &str, msg: impl Into<String>) -> ConfigError {
+    ConfigError::component(ComponentKind::Exporter, id, path, msg)
+}
+
+/// Where to connect and whether to use TLS.
+#[derive(Debug, PartialEq, Eq)]
+struct Target {
+    /// `host:port`.
+    authority: String,
+    tls: bool,
+}
+
+impl OtlpConfig {
+    /// Reads `endpoint` as otelcol does: `host:port`, optionally behind `http://`, `https://` or
+    /// `dns:///`. `http://` asks for plaintext explicitly; otherwise TLS is on unless `tls.insecure`.
+    fn target(&self, id: &ComponentId) -> Result<Target, ConfigError> {
+        let raw = self.endpoint.trim();
+        if raw.is_empty() {
+            return Err(config_error(id, "endpoint", "is required (host:port)"));
+        }
+        let (rest, plaintext_scheme) = if let Some(r) = raw.strip_prefix("http://") {
+            (r, true)
+        } else if let Some(r) = raw.strip_prefix("https://") {
+            (r, false)
+        } else if let Some(r) = raw.strip_prefix("dns:///") {
+            (r, false)
+        } else if raw.contains("://") {
+            return Err(config_error(
+                id,
+                "endpoint",
+                format!("unsupported scheme in {raw:?}: use host:port, http:// or https://"),
+            ));
+        } else {
+            (raw, false)
+        };
+        let authority = rest.trim_end_matches('/');
+        let bad =
+            |why: &str| config_error(id, "endpoint", format!("invalid endpoint {raw:?}: {why}"));
+        let (host, port) = authority
+            .rsplit_once(':')
+            .ok_or_else(|| bad("expected host:port"))?;
+        if host.is_empty() || host.contains('/') {
+            return Err(bad("expected host:port"));
+        }
+        port.parse::<u16>()
+            .map_err(|_| bad(&format!("port {port:?} is not a number from 0 to 65535")))?;
+        Ok(Target {
+            authority: authority.to_string(),
+            tls: !(plaintext_scheme || self.tls.insecure),
+        })
+    }
+
+    fn settings(&self) -> SendSettings {
+        SendSettings {
+            timeout: self.timeout,
+            retry_on_failure: self.retry_on_failure.clone(),
+            sending_queue: self.sending_queue.clone(),
+        }
+    }
+
+    fn validate(&self, id: &ComponentId) -> Result<(), ConfigError> {
+        let target = self.target(id)?;
+        if target.tls && self.tls.insecure_skip_verify {
+            return Err(config_error(
+                id,
+                "tls::insecure_skip_verify",
+                "is not supported by the otlp exporter yet; set tls::ca_file to trust the \
+                 server's certificate authority instead",
+            ));
+        }
+        header_map(id, &self.headers)?;
+        self.settings().validate(id)
+    }
+
+    /// The tonic endpoint, with TLS set up from `tls` when it is on. Reads certificate files.
+    fn endpoint(&self, id: &ComponentId) -> Result<Endpoint, ConfigError> {
+        let target = self.target(id)?;
+        let scheme = if target.tls { "https" } else { "http" };
+        let uri = format!("{scheme}://{}", target.authority);
+        let mut endpoint = Endpoint::from_shared(uri.clone())
+            .map_err(|e| config_error(id, "endpoint", format!("invalid endpoint {uri:?}: {e}")))?
+            .user_agent(concat!("vigil/", env!("CARGO_PKG_VERSION")))
+            .map_err(|e| config_error(id, "endpoint", e.to_string()))?;
+        if target.tls {
+            endpoint = endpoint.tls_config(self.tls_config(id)?).map_err(|e| {
+                config_error(
+                    id,
+                    "tls",
+                    format!(
+                        "cannot set up TLS: {} (set tls::ca_file, or tls::insecure: true for \
+                             a plaintext backend)",
+                        error_chain(&e)
+                    ),
+                )
+            })?;
+        }
+        Ok(endpoint)
+    }
+
+    fn tls_config(&self, id: &ComponentId) -> Result<ClientTlsConfig, ConfigError> {
+        let read = |key: &str, path: &str| {
+            std::fs::read(path).map_err(|e| {
+                config_error(
+                    id,
+                    &format!("tls::{key}"),
+                    format!("cannot read {path:?}: {e}"),
+                )
+            })
+        };
+        let mut tls = ClientTlsConfig::new();
+        // A CA file replaces the system roots, as Go's crypto/tls treats RootCAs.
+        tls = match &self.tls.ca_file {
+            Some(ca) => tls.ca_certificate(Certificate::from_pem(read("ca_file", ca)?)),
+            None => tls.with_native_roots(),
+        };
+        match (&self.tls.cert_file, &self.tls.key_file) {
+            (Some(cert), Some(key)) => {
+                tls = tls.identity(Identity::from_pem(
+                    read("cert_file", cert)?,
+                    read("key_file", key)?,
+                ));
+            }
+            (Some(_), None) => {
+                return Err(config_error(
+                    id,
+                    "tls::key_file",
+                    "cert_file needs key_file",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(config_error(
+                    id,
+                    "tls::cert_file",
+                    "key_file needs cert_file",
+                ))
+            }
+            (None, None) => {}
+        }
+        if let Some(name) = &self.tls.server_name_override {
+            tls = tls.domain_name(name.clone());
+        }
+        Ok(tls)
+    }
+}
+
+/// Passes pre-encoded request bytes through unchanged and hands back the raw response bytes. The
+/// batch is encoded once in `prepare`, so a retry resends the same bytes instead of cloning and
+/// re-encoding the decoded data, which the generated clients' typed messages would require.
+#[derive(Debug, Clone, Copy, Default)]
+struct RawCodec;
+
+impl Codec for RawCodec {
+    type Encode = Bytes;
+    type Decode = Bytes;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+
+    fn encoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+
+    fn decoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+}
+
+impl Encoder for RawCodec {
+    type Item = Bytes;
+    type Error = Status;
+
+    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        dst.put(item);
+        Ok(())
+    }
+}
+
+impl Decoder for RawCodec {
+    type Item = Bytes;
+    type Error = Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
+        let n = src.remaining();
+        Ok(Some(src.copy_to_bytes(n)))
+    }
+}
+
+/// One encoded `Export*ServiceRequest`.
+pub struct GrpcRequest {
+    signal: Signal,
+    body: Bytes,
+}
+
+/// The OTLP/gRPC transport.
+pub struct GrpcSender {
+    endpoint: Endpoint,
+    /// Connected lazily on first use: creating a channel needs the runtime, which `create` may lack.
+    channel: OnceLock<Channel>,
+    metadata: MetadataMap,
+    compression: Compression,
+    timeout: Duration,
+}
+
+fn export_path(signal: Signal) -> PathAndQuery {
+    PathAndQuery::from_static(match signal {
+        Signal::Traces => "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+        Signal::Metrics => "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
+        Signal::Logs => "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
+    })
+}
+
+#[async_trait]
+impl Sender for GrpcSender {
+    type Request = GrpcRequest;
+
+    fn prepare(&self, data: &Telemetry) -> Result<GrpcRequest, SendError> {
+        // Compression is tonic's job on this transport: it applies `grpc-encoding` per message.
+        Ok(GrpcRequest {
+            signal: data.signal(),
+            body: Bytes::from(proto_request(data)),
+        })
+    }
+
+    async fn send(&self, req: &GrpcRequest) -> Result<Delivered, SendError> {
+        let channel = self
+            .channel
+            .get_or_init(|| self.endpoint.connect_lazy())
+            .clone();
+        let mut grpc = tonic::client::Grpc::new(channel)
+            .accept_compressed(CompressionEncoding::Gzip)
+            .accept_compressed(CompressionEncoding::Zstd);
+        grpc = match self.compression {
+            Compression::Gzip => grpc.send_compressed(CompressionEncoding::Gzip),
+            Compression::Zstd => grpc.send_compressed(CompressionEncoding::Zstd),
+            Compression::None => grpc,
+        };
+        grpc.ready().await.map_err(|e| {
+            SendError::retryable(format!(
+                "cannot reach {}: {}",
+                self.endpoint.uri(),
+                error_chain(&e)
+            ))
+        })?;
+        let mut request = tonic::Request::new(req.body.clone());
+        *request.metadata_mut() = self.metadata.clone();
+        if !self.timeout.is_zero() {
+            // Tells the server our deadline (`grpc-timeout`), so it stops working on a lost cause.
+            request.set_timeout(self.timeout);
+        }
+        match grpc.unary(request, export_path(req.signal), RawCodec).await {
+            Ok(resp) => Ok(partial_success_proto(req.signal, resp.get_ref())),
+            Err(status) => Err(classify_grpc(&status)),
+        }
+    }
+}
+
+/// Builds the exporter; `clock` is what retries wait on.
+fn build(
+    id: &ComponentId,
+    config: &Value,
+    clock: Arc<dyn Clock>,
+) -> Result<SendStack<GrpcSender>, ConfigError> {
+    let cfg: OtlpConfig = decode(ComponentKind::Exporter, id, config)?;
+    cfg.validate(id)?;
+    let sender = GrpcSender {
+        endpoint: cfg.endpoint(id)?,
+        channel: OnceLock::new(),
+        metadata: MetadataMap::from_headers(header_map(id, &cfg.headers)?),
+        compression: cfg.compression,
+        timeout: cfg.timeout,
+    };
+    Ok(SendStack::with_clock(id, cfg.settings(), sender, clock))
+}
+
+struct Factory;
+
+/// The `otlp` exporter factory.
+pub fn factory() -> Arc<dyn ExporterFactory> {
+    Arc::new(Factory)
+}
+
+impl ExporterFactory for Factory {
+    fn type_name(&self) -> &'static str {
+        "otlp"
+    }
+
+    fn signals(&self) -> &'static [Signal] {
+        &Signal::ALL
+    }
+
+    fn validate(&self, id: &ComponentId, config: &Value) -> Result<(), ConfigError> {
+        let cfg: OtlpConfig = decode(ComponentKind::Exporter, id, config)?;
+        cfg.validate(id)
+    }
+
+    fn create(&self, id: &ComponentId, config: &Value) -> Result<Arc<dyn Exporter>, ConfigError> {
+        Ok(Arc::new(build(id, config, Arc::new(TokioClock))?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::helper::classify::rpc;
+    use crate::helper::counters::testing::TestRecorder;
+    use crate::helper::encode::tests::sample_traces;
+    use crate::helper::retry::tests::ManualClock;
+    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+        TraceService, TraceServiceServer,
+    };
+    use opentelemetry_proto::tonic::collector::trace::v1::{
+        ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+    };
+    use serde_json::json;
+    use std::collections::VecDeque;
+    use std::sync::Mutex;
+    use tonic::{Code, Request, Response};
+    use vigil_core::{Component, ConsumeError, Consumer, Host};
+
+    /// A trace backend answering from a script (then OK), recording what it got.
+    #[derive(Default)]
+    struct Backend {
+        answers: Mutex<VecDeque<Result<ExportTraceServiceResponse, Status>>>,
+        received: Mutex<Vec<(MetadataMap, ExportTraceServiceRequest)>>,
+    }
+
+    struct Svc(Arc<Backend>);
+
+    #[tonic::async_trait]
+    impl TraceService for Svc {
+        async fn export(
+            &self,
+            request: Request<ExportTraceServiceRequest>,
+        ) -> Result<Response<ExportTraceServiceResponse>, Status> {
+            let metadata = request.metadata().clone();
+            self.0
+                .received
+                .lock()
+                .unwrap()
+                .push((metadata, request.into_inner()));
+            let next = self.0.answers.lock().unwrap().pop_front();
+            next.unwrap_or(Ok(ExportTraceServiceResponse::default()))
+                .map(Response::new)
+        }
+    }
+
+    async fn backend() -> (Arc<Backend>, String) {
+        let b = Arc::new(Backend::default());
+        let svc = TraceServiceServer::new(Svc(b.clone()))
+            .accept_compressed(CompressionEncoding::Gzip)
+            .accept_compressed(CompressionEncoding::Zstd);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            tonic::transport::Server::builder()
+                .add_service(svc)
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+                .await
+        });
+        (b, addr.to_string())
+    }
+
+    fn id() -> ComponentId {
+        ComponentId::parse("otlp/test").unwrap()
+    }
+
+    fn exporter(
+        rec: &TestRecorder,
+        config: Value,
+        clock: Arc<ManualClock>,
+    ) -> SendStack<GrpcSender> {
+        metrics::with_local_recorder(rec, || build(&id(), &config, clock)).unwrap()
+    }
+
+    /// Plaintext, no queue, no retries unless `extra` says so.
+    fn sync_config(endpoint: &str, extra: Value) -> Value {
+        let mut cfg = json!({
+            "endpoint": endpoint,
+            "tls": {"insecure": true},
+            "sending_queue": {"enabled": false},
+            "retry_on_failure": {"enabled": false},
+        });
+        if let (Some(c), Some(e)) = (cfg.as_object_mut(), extra.as_object()) {
+            c.extend(e.clone());
+        }
+        cfg
+    }
+
+    const SENT: &str = "otelcol_exporter_sent_spans{exporter=otlp/test}";
+    const FAILED: &str = "otelcol_exporter_send_failed_spans{exporter=otlp/test}";
+
+    fn throttled(delay: Option<Duration>) -> Status {
+        match delay {
+            Some(d) => Status::with_details(
+                Code::ResourceExhausted,
+                "over quota",
+                rpc::status_with_retry_info(Code::ResourceExhausted as i32, "over quota", d),
+            ),
+            None => Status::resource_exhausted("over quota"),
+        }
+    }
+
+    #[tokio::test]
+    async fn ok_delivers_the_same_spans_with_headers() {
+        let (b, addr) = backend().await;
+        let rec = TestRecorder::default();
+        let e = exporter(
+            &rec,
+            sync_config(&addr, json!({"headers": {"X-Tenant": "a"}})),
+            ManualClock::new(),
+        );
+        let data = sample_traces(3);
+        e.consume(data.clone()).await.unwrap();
+        let got = b.received.lock().unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].0.get("x-tenant").unwrap(), "a");
+        assert_eq!(Telemetry::Traces(got[0].1.resource_spans.clone()), data);
+        assert_eq!((rec.counter(SENT), rec.counter(FAILED)), (3, 0));
+    }
+
+    #[tokio::test]
+    async fn unavailable_is_retryable() {
+        let (b, addr) = backend().await;
+        b.answers
+            .lock()
+            .unwrap()
+            .push_back(Err(Status::unavailable("draining")));
+        let rec = TestRecorder::default();
+        let e = exporter(&rec, sync_config(&addr, json!({})), ManualClock::new());
+        let err = e.consume(sample_traces(2)).await.unwrap_err();
+        assert_eq!(
+            err,
+            ConsumeError::Retryable {
+                reason: "gRPC UNAVAILABLE: draining".into(),
+                retry_after: None
+            }
+        );
+        assert_eq!(rec.counter(FAILED), 2);
+    }
+
+    #[tokio::test]
+    async fn invalid_argument_is_permanent_and_not_retried() {
+        let (b, addr) = backend().await;
+        b.answers
+            .lock()
+            .unwrap()
+            .push_back(Err(Status::invalid_argument("bad trace id")));
+        let rec = TestRecorder::default();
+        let clock = ManualClock::new();
+        let cfg = sync_config(&addr, json!({"retry_on_failure": {"enabled": true}}));
+        let e = exporter(&rec, cfg, clock.clone());
+        let err = e.consume(sample_traces(2)).await.unwrap_err();
+        assert_eq!(
+            err,
+            ConsumeError::permanent("gRPC INVALID_ARGUMENT: bad trace id", 2)
+        );
+        assert_eq!(b.received.lock().unwrap().len(), 1);
+        assert!(clock.sleeps().is_empty());
+    }
+
+    #[tokio::test]
+    async fn resource_exhausted_needs_retry_info() {
+        let (b, addr) = backend().await;
+        b.answers.lock().unwrap().extend([
+            Err(throttled(None)),
+            Err(throttled(Some(Duration::from_millis(2500)))),
+        ]);
+        let rec = TestRecorder::default();
+        let e = exporter(&rec, sync_config(&addr, json!({})), ManualClock::new());
+        let err = e.consume(sample_traces(1)).await.unwrap_err();
+        assert!(!err.is_retryable(), "{err:?}");
+        let err = e.consume(sample_traces(1)).await.unwrap_err();
+        assert_eq!(
+            err,
+            ConsumeError::Retryable {
+                reason: "gRPC RESOURCE_EXHAUSTED: over quota".into(),
+                retry_after: Some(Duration::from_millis(2500)),
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn retry_waits_as_retry_info_asks_then_succeeds() {
+        let (b, addr) = backend().await;
+        b.answers.lock().unwrap().extend([
+            Err(throttled(Some(Duration::from_secs(3)))),
+            Err(Status::unavailable("restarting")),
+        ]);
+        let rec = TestRecorder::default();
+        let clock = ManualClock::new();
+        let cfg = sync_config(
+            &addr,
+            json!({"retry_on_failure": {"enabled": true, "initial_interval": "10ms", "randomization_factor": 0}}),
+        );
+        let e = exporter(&rec, cfg, clock.clone());
+        e.consume(sample_traces(2)).await.unwrap();
+        assert_eq!(b.received.lock().unwrap().len(), 3);
+        assert_eq!(
+            clock.sleeps(),
+            vec![Duration::from_secs(3), Duration::from_millis(15)]
+        );
+        assert_eq!((rec.counter(SENT), rec.counter(FAILED)), (2, 0));
+    }
+
+    #[tokio::test]
+    async fn partial_success_is_counted_not_retried() {
+        let (b, addr) = backend().await;
+        b.answers
+            .lock()
+            .unwrap()
+            .push_back(Ok(ExportTraceServiceResponse {
+                partial_success: Some(ExportTracePartialSuccess {
+                    rejected_spans: 2,
+                    error_message: "spans too old".into(),
+                }),
+            }));
+        let rec = TestRecorder::default();
+        let cfg = sync_config(&addr, json!({"retry_on_failure": {"enabled": true}}));
+        let e = exporter(&rec, cfg, ManualClock::new());
+        e.consume(sample_traces(5)).await.unwrap();
+        assert_eq!(b.received.lock().unwrap().len(), 1);
+        assert_eq!((rec.counter(SENT), rec.counter(FAILED)), (3, 2));
+    }
+
+    #[tokio::test]
+    async fn queued_with_zstd_and_http_scheme_delivers_and_drains() {
+        let (b, addr) = backend().await;
+        let rec = TestRecorder::default();
+        // `http://` means plaintext without `tls.insecure`.
+        let cfg = json!({"endpoint": format!("http://{addr}"), "compression": "zstd"});
+        let e = exporter(&rec, cfg, ManualClock::new());
+        e.start(&Host::detached()).await.unwrap();
+        for _ in 0..4 {
+            e.consume(sample_traces(2)).await.unwrap();
+        }
+        e.shutdown().await.unwrap();
+        assert_eq!(b.received.lock().unwrap().len(), 4);
+        assert_eq!(rec.counter(SENT), 8);
+    }
+
+    #[tokio::test]
+    async fn unreachable_backend_is_retryable() {
+        let rec = TestRecorder::default();
+        let e = exporter(
+            &rec,
+            sync_config("127.0.0.1:9", json!({})),
+            ManualClock::new(),
+        );
+        let err = e.consume(sample_traces(1)).await.unwrap_err();
+        assert!(err.is_retryable(), "{err:?}");
+    }
+
+    #[test]
+    fn endpoints_and_tls_by_default() {
+        let target = |v: Value| {
+            let cfg: OtlpConfig = serde_json::from_value(v).unwrap();
+            cfg.target(&id())
+        };
+        assert_eq!(
+            target(json!({"endpoint": "gw:4317"})).unwrap(),
+            Target {
+                authority: "gw:4317".into(),
+                tls: true
+            }
+        );
+        assert!(
+            !target(json!({"endpoint": "gw:4317", "tls": {"insecure": true}}))
+                .unwrap()
+                .tls
+        );
+        assert!(!target(json!({"endpoint": "http://gw:4317"})).unwrap().tls);
+        assert!(target(json!({"endpoint": "https://gw:4317/"})).unwrap().tls);
+        assert_eq!(
+            target(json!({"endpoint": "dns:///gw:4317"}))
+                .unwrap()
+                .authority,
+            "gw:4317"
+        );
+        assert_eq!(
+            target(json!({"endpoint": "[::1]:4317"})).unwrap().authority,
+            "[::1]:4317"
+        );
+    }
+
+    #[test]
+    fn config_errors_name_the_key() {
+        let f = factory();
+        let check = |v: Value| f.validate(&id(), &v).unwrap_err().to_string();
+        assert_eq!(
+            check(json!({})),
+            "exporters::otlp/test::endpoint: is required (host:port)"
+        );
+        assert!(check(json!({"endpoint": "gw"})).contains("expected host:port"));
+        assert!(check(json!({"endpoint": "gw:99999"})).contains("port \"99999\""));
+        assert!(check(json!({"endpoint": "unix:///run/otel.sock"})).contains("unsupported scheme"));
+        assert!(
+            check(json!({"endpoint": "gw:4317", "compression": "snappy"}))
+                .contains("compression: unsupported compression")
+        );
+        assert!(
+            check(json!({"endpoint": "gw:4317", "tls": {"insecure_skip_verify": true}}))
+                .contains("tls::insecure_skip_verify")
+        );
+        assert!(check(json!({"endpoint": "gw:4317", "timeout": "fast"})).contains("timeout"));
+        assert!(
+            check(json!({"endpoint": "gw:4317", "retry_on_failure": {"multiplier": 0}}))
+                .contains("retry_on_failure::multiplier")
+        );
+        let ok = json!({"endpoint": "gw:4317", "tls": {"insecure": true}, "timeout": "10s"});
+        assert!(f.validate(&id(), &ok).is_ok());
+        let cfg: OtlpConfig = serde_json::from_value(json!({"endpoint": "gw:4317"})).unwrap();
+        assert_eq!(
+            (cfg.timeout, cfg.compression),
+            (Duration::from_secs(5), Compression::Gzip)
+        );
+    }
+
+    #[test]
+    fn tls_by_default_sets_up_or_explains() {
+        // Hosts without a system trust store cannot build a TLS client; the error must say what to do.
+        match build(&id(), &json!({"endpoint": "gw:4317"}), ManualClock::new()) {
+            Ok(e) => assert_eq!(e.sender().endpoint.uri().scheme_str(), Some("https")),
+            Err(e) => assert!(e.to_string().contains("tls::ca_file"), "{e}"),
+        }
+    }
+
+    #[test]
+    fn missing_ca_file_is_a_config_error() {
+        let cfg = json!({"endpoint": "gw:4317", "tls": {"ca_file": "/nonexistent/ca.pem"}});
+        let e = build(&id(), &cfg, ManualClock::new()).err().unwrap();
+        assert!(
+            e.to_string()
+                .starts_with("exporters::otlp/test::tls::ca_file: cannot read"),
+            "{e}"
+        );
+    }
+}

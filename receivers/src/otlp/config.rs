@@ -1,0 +1,320 @@
+//! The `otlp` receiver's config: otelcol's keys and defaults (`configgrpc.ServerConfig`,
+//! `confighttp.ServerConfig` and the receiver's own URL paths), decoded with the key path in every
+//! error, and a `validate` that catches what would otherwise only fail at start.
+
+use serde::Deserialize;
+use serde_json::Value;
+use std::time::Duration;
+use vigil_core::config::{check_endpoint, decode, present};
+use vigil_core::{ComponentId, ComponentKind, ConfigError};
+
+/// gRPC's default receive limit, as in grpc-go and otelcol.
+pub const DEFAULT_GRPC_MAX_RECV_MIB: u64 = 4;
+
+/// confighttp's default body limit (20 MiB). The OTLP spec recommends accepting up to 64 MiB; we keep
+/// otelcol's figure so that a drop-in replacement refuses exactly what otelcol refuses, and users who
+/// need more raise `max_request_body_size` as they would in otelcol.
+pub const DEFAULT_HTTP_MAX_BODY: u64 = 20 * 1024 * 1024;
+
+/// `receivers::otlp` as a whole.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OtlpConfig {
+    /// The transports to serve; each one is on only if its key is present, even when empty.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub protocols: Protocols,
+}
+
+/// `protocols:` with nothing under it is YAML null; take it as an empty map, as otelcol's confmap does.
+fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// `protocols`: `grpc:` and `http:`, each enabled by being present.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Protocols {
+    #[serde(default, deserialize_with = "present")]
+    pub grpc: Option<GrpcConfig>,
+    #[serde(default, deserialize_with = "present")]
+    pub http: Option<HttpConfig>,
+}
+
+/// `protocols::grpc`, otelcol's `configgrpc.ServerConfig`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GrpcConfig {
+    /// `host:port` to listen on; default `localhost:4317`.
+    pub endpoint: String,
+    /// Only `tcp` is served; otelcol also takes `unix`, which `validate` refuses with a clear message.
+    pub transport: String,
+    /// Largest request message accepted, in MiB (after decompression); 0 means the default, 4.
+    pub max_recv_msg_size_mib: u64,
+    /// HTTP/2 streams allowed per connection; 0 leaves the transport's default.
+    pub max_concurrent_streams: u32,
+    /// Accepted for otelcol compatibility; hyper sizes its buffers itself.
+    pub read_buffer_size: Option<u64>,
+    /// Accepted for otelcol compatibility; hyper sizes its buffers itself.
+    pub write_buffer_size: Option<u64>,
+    pub keepalive: Option<KeepaliveConfig>,
+    /// Accepted for otelcol compatibility; client metadata is not carried in `Telemetry`.
+    pub include_metadata: bool,
+    /// TLS is not served yet; `validate` refuses it rather than silently serving plaintext.
+    pub tls: Option<Value>,
+    /// Server authenticators are not supported yet; `validate` refuses them for the same reason.
+    pub auth: Option<Value>,
+}
+
+impl Default for GrpcConfig {
+    fn default() -> Self {
+        GrpcConfig {
+            endpoint: "localhost:4317".into(),
+            transport: "tcp".into(),
+            max_recv_msg_size_mib: DEFAULT_GRPC_MAX_RECV_MIB,
+            max_concurrent_streams: 0,
+            read_buffer_size: None,
+            write_buffer_size: None,
+            keepalive: None,
+            include_metadata: false,
+            tls: None,
+            auth: None,
+        }
+    }
+}
+
+impl GrpcConfig {
+    /// The decoding limit in bytes.
+    pub fn max_recv_bytes(&self) -> usize {
+        let mib = if self.max_recv_msg_size_mib == 0 {
+            DEFAULT_GRPC_MAX_RECV_MIB
+        } else {
+            self.max_recv_msg_size_mib
+        };
+        usize::try_from(mib.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX)
+    }
+}
+
+/// `protocols::grpc::keepalive`, as otelcol spells it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeepaliveConfig {
+    pub server_parameters: Option<KeepaliveServerParameters>,
+    pub enforcement_policy: Option<KeepaliveEnforcementPolicy>,
+}
+
+/// `keepalive::server_parameters`. `time` and `timeout` drive HTTP/2 pings, and `max_connection_age`
+/// and `max_connection_age_grace` recycle connections. `max_connection_idle` is accepted but has no
+/// counterpart in the HTTP/2 server we use.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeepaliveServerParameters {
+    #[serde(with = "vigil_core::config::opt_duration")]
+    pub max_connection_idle: Option<Duration>,
+    #[serde(with = "vigil_core::config::opt_duration")]
+    pub max_connection_age: Option<Duration>,
+    #[serde(with = "vigil_core::config::opt_duration")]
+    pub max_connection_age_grace: Option<Duration>,
+    #[serde(with = "vigil_core::config::opt_duration")]
+    pub time: Option<Duration>,
+    #[serde(with = "vigil_core::config::opt_duration")]
+    pub timeout: Option<Duration>,
+}
+
+/// `keepalive::enforcement_policy`: accepted for compatibility. Client ping rates are not policed,
+/// which only makes the server more permissive than grpc-go, never less.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeepaliveEnforcementPolicy {
+    #[serde(with = "vigil_core::config::opt_duration")]
+    pub min_time: Option<Duration>,
+    pub permit_without_stream: bool,
+}
+
+/// `protocols::http`, otelcol's `confighttp.ServerConfig` plus the OTLP URL paths.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// `host:port` to listen on; default `localhost:4318`.
+    pub endpoint: String,
+    pub traces_url_path: String,
+    pub metrics_url_path: String,
+    pub logs_url_path: String,
+    pub cors: Option<CorsConfig>,
+    /// Largest body accepted, in bytes, both as sent and after decompression; 0 means the default,
+    /// 20 MiB (see [`DEFAULT_HTTP_MAX_BODY`]).
+    pub max_request_body_size: u64,
+    /// Accepted for otelcol compatibility; client metadata is not carried in `Telemetry`.
+    pub include_metadata: bool,
+    /// TLS is not served yet; `validate` refuses it rather than silently serving plaintext.
+    pub tls: Option<Value>,
+    /// Server authenticators are not supported yet; `validate` refuses them.
+    pub auth: Option<Value>,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            endpoint: "localhost:4318".into(),
+            traces_url_path: "/v1/traces".into(),
+            metrics_url_path: "/v1/metrics".into(),
+            logs_url_path: "/v1/logs".into(),
+            cors: None,
+            max_request_body_size: 0,
+            include_metadata: false,
+            tls: None,
+            auth: None,
+        }
+    }
+}
+
+impl HttpConfig {
+    /// The body limit in bytes.
+    pub fn max_body_bytes(&self) -> usize {
+        let n = if self.max_request_body_size == 0 {
+            DEFAULT_HTTP_MAX_BODY
+        } else {
+            self.max_request_body_size
+        };
+        usize::try_from(n).unwrap_or(usize::MAX)
+    }
+}
+
+/// `protocols::http::cors`, for browser SDKs.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CorsConfig {
+    /// Origins allowed to send data: exact (`https://app.example.com`), one `*` wildcard
+    /// (`https://*.example.com`), or `*` for any. Empty turns CORS off.
+    pub allowed_origins: Vec<String>,
+    /// Request headers allowed beyond the ones an OTLP exporter always sends.
+    pub allowed_headers: Vec<String>,
+    /// How long, in seconds, a browser may cache a preflight answer.
+    pub max_age: u64,
+}
+
+/// Decodes and validates the receiver's section.
+pub fn load(id: &ComponentId, value: &Value) -> Result<OtlpConfig, ConfigError> {
+    let cfg: OtlpConfig = decode(ComponentKind::Receiver, id, value)?;
+    validate(id, &cfg)?;
+    Ok(cfg)
+}
+
+fn err(id: &ComponentId, path: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::component(ComponentKind::Receiver, id, path, message)
+}
+
+/// Checks what serde cannot: at least one protocol, well-formed endpoints and URL paths, and the
+/// options we accept for compatibility but cannot honour safely.
+pub fn validate(id: &ComponentId, cfg: &OtlpConfig) -> Result<(), ConfigError> {
+    let p = &cfg.protocols;
+    if p.grpc.is_none() && p.http.is_none() {
+        return Err(err(
+            id,
+            "protocols",
+            "must specify at least one protocol (grpc or http) when using the OTLP receiver",
+        ));
+    }
+    if let Some(g) = &p.grpc {
+        // The transport first: a unix socket path would otherwise be reported as a bad host:port.
+        if g.transport != "tcp" {
+            return Err(err(
+                id,
+                "protocols::grpc::transport",
+                format!("transport {:?} is not supported; use \"tcp\"", g.transport),
+            ));
+        }
+        check_endpoint(&g.endpoint).map_err(|e| err(id, "protocols::grpc::endpoint", e))?;
+        refuse_unsupported(id, "protocols::grpc", g.tls.as_ref(), g.auth.as_ref())?;
+    }
+    if let Some(h) = &p.http {
+        check_endpoint(&h.endpoint).map_err(|e| err(id, "protocols::http::endpoint", e))?;
+        let paths = [
+            ("traces_url_path", &h.traces_url_path),
+            ("metrics_url_path", &h.metrics_url_path),
+            ("logs_url_path", &h.logs_url_path),
+        ];
+        for (key, path) in paths {
+            if !path.starts_with('/') {
+                return Err(err(
+                    id,
+                    &format!("protocols::http::{key}"),
+                    format!("URL path {path:?} must start with '/'"),
+                ));
+            }
+            // axum treats `{…}` and `*` as route parameters; a literal one would match other paths.
+            if path.contains(['{', '}', '*']) {
+                return Err(err(
+                    id,
+                    &format!("protocols::http::{key}"),
+                    format!("URL path {path:?} may not contain '{{', '}}' or '*'"),
+                ));
+            }
+        }
+        for (i, (a, pa)) in paths.iter().enumerate() {
+            if let Some((b, _)) = paths[i + 1..].iter().find(|(_, pb)| pa == pb) {
+                return Err(err(
+                    id,
+                    &format!("protocols::http::{b}"),
+                    format!("URL path {pa:?} is already used by {a}"),
+                ));
+            }
+        }
+        if let Some(cors) = &h.cors {
+            for (i, o) in cors.allowed_origins.iter().enumerate() {
+                if o != "*" && o.matches('*').count() > 1 {
+                    return Err(err(
+                        id,
+                        &format!("protocols::http::cors::allowed_origins::{i}"),
+                        format!("origin {o:?} may hold at most one '*' wildcard"),
+                    ));
+                }
+                if http::HeaderValue::from_str(o).is_err() {
+                    return Err(err(
+                        id,
+                        &format!("protocols::http::cors::allowed_origins::{i}"),
+                        format!("origin {o:?} is not a valid header value"),
+                    ));
+                }
+            }
+            for (i, h) in cors.allowed_headers.iter().enumerate() {
+                if h != "*" && http::HeaderName::from_bytes(h.as_bytes()).is_err() {
+                    return Err(err(
+                        id,
+                        &format!("protocols::http::cors::allowed_headers::{i}"),
+                        format!("{h:?} is not a valid header name"),
+                    ));
+                }
+            }
+        }
+        refuse_unsupported(id, "protocols::http", h.tls.as_ref(), h.auth.as_ref())?;
+    }
+    Ok(())
+}
+
+fn refuse_unsupported(
+    id: &ComponentId,
+    at: &str,
+    tls: Option<&Value>,
+    auth: Option<&Value>,
+) -> Result<(), ConfigError> {
+    // Accepting these and serving plaintext or unauthenticated would be a silent security downgrade.
+    if tls.is_some_and(|v| !v.is_null()) {
+        return Err(err(
+            id,
+            &format!("{at}::tls"),
+            "TLS on the otlp receiver is not supported yet; terminate TLS in front of vigil",
+        ));
+    }
+    if auth.is_some_and(|v| !v.is_null()) {
+        return Err(err(
+            id,
+            &format!("{at}::auth"),
+            "authenticators on the otlp receiver are not supported yet",
+        ));
+    }
+    Ok(())
+}

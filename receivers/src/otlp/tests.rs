@@ -1,0 +1,1012 @@
+//! End-to-end tests of the receiver: it is started on port 0 with a recording consumer, and real
+//! clients talk to it (reqwest for HTTP and raw gRPC frames, the generated tonic clients for gRPC).
+
+use super::config::{self, OtlpConfig};
+use super::decode::ExportRequest;
+use super::http::RpcStatus;
+use super::OtlpReceiver;
+use async_trait::async_trait;
+use flate2::write::GzEncoder;
+use opentelemetry_proto::tonic::collector::{
+    logs::v1::{logs_service_client::LogsServiceClient, ExportLogsServiceRequest},
+    metrics::v1::{metrics_service_client::MetricsServiceClient, ExportMetricsServiceRequest},
+    trace::v1::{
+        trace_service_client::TraceServiceClient, ExportTraceServiceRequest,
+        ExportTraceServiceResponse,
+    },
+};
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue};
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+use opentelemetry_proto::tonic::metrics::v1::{
+    metric, Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics,
+};
+use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, ResourceSpans, ScopeSpans, Span};
+use prost::Message;
+use serde_json::{json, Value};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Notify;
+use tonic::codec::CompressionEncoding;
+use vigil_core::{
+    Component, ComponentId, ComponentKind, ConsumeError, Consumer, Host, NextConsumers, Signal,
+    Telemetry,
+};
+
+/// Records every batch and answers with whatever the test set.
+#[derive(Default)]
+struct Recorder {
+    batches: Mutex<Vec<Telemetry>>,
+    answer: Mutex<Option<ConsumeError>>,
+}
+
+impl Recorder {
+    fn answer(&self, e: ConsumeError) {
+        *self.answer.lock().unwrap() = Some(e);
+    }
+    fn items(&self) -> usize {
+        self.batches
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|b| b.item_count())
+            .sum()
+    }
+    fn batches(&self) -> Vec<Telemetry> {
+        self.batches.lock().unwrap().clone()
+    }
+}
+
+#[async_trait]
+impl Consumer for Recorder {
+    async fn consume(&self, data: Telemetry) -> Result<(), ConsumeError> {
+        let answer = self.answer.lock().unwrap().clone();
+        match answer {
+            Some(e) => Err(e),
+            None => {
+                self.batches.lock().unwrap().push(data);
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Holds each batch until released, to test that shutdown waits for in-flight requests.
+#[derive(Default)]
+struct Gate {
+    entered: Notify,
+    release: Notify,
+}
+
+#[async_trait]
+impl Consumer for Gate {
+    async fn consume(&self, _data: Telemetry) -> Result<(), ConsumeError> {
+        self.entered.notify_one();
+        self.release.notified().await;
+        Ok(())
+    }
+}
+
+fn id() -> ComponentId {
+    ComponentId::parse("otlp/in").unwrap()
+}
+
+fn both_on_port_0() -> Value {
+    json!({"protocols": {
+        "grpc": {"endpoint": "127.0.0.1:0"},
+        "http": {"endpoint": "127.0.0.1:0"},
+    }})
+}
+
+struct Harness {
+    receiver: OtlpReceiver,
+    recorder: Arc<Recorder>,
+    grpc: SocketAddr,
+    http: SocketAddr,
+}
+
+impl Harness {
+    async fn start(config: Value, signals: &[Signal]) -> Harness {
+        let recorder = Arc::new(Recorder::default());
+        let mut next = NextConsumers::new();
+        for s in signals {
+            next.insert(*s, recorder.clone());
+        }
+        Harness::start_with(config, next, recorder).await
+    }
+
+    async fn start_with(config: Value, next: NextConsumers, recorder: Arc<Recorder>) -> Harness {
+        let cfg = config::load(&id(), &config).unwrap();
+        let receiver = OtlpReceiver::new(&id(), cfg, next);
+        receiver.start(&Host::detached()).await.unwrap();
+        let (grpc, http) = receiver.local_addrs();
+        Harness {
+            receiver,
+            recorder,
+            grpc: grpc.unwrap(),
+            http: http.unwrap(),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.http, path)
+    }
+
+    fn grpc_url(&self) -> String {
+        format!("http://{}", self.grpc)
+    }
+
+    async fn post(&self, path: &str, content_type: &str, body: Vec<u8>) -> reqwest::Response {
+        reqwest::Client::new()
+            .post(self.url(path))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+fn traces(n: usize) -> ExportTraceServiceRequest {
+    let spans = (0..n)
+        .map(|i| Span {
+            trace_id: vec![1; 16],
+            span_id: vec![2; 8],
+            name: format!("op{i}"),
+            kind: SpanKind::Server as i32,
+            ..Default::default()
+        })
+        .collect();
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+fn metrics_req(points: usize) -> ExportMetricsServiceRequest {
+    let data_points = (0..points)
+        .map(|i| NumberDataPoint {
+            time_unix_nano: i as u64,
+            ..Default::default()
+        })
+        .collect();
+    ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            scope_metrics: vec![ScopeMetrics {
+                metrics: vec![Metric {
+                    name: "g".into(),
+                    data: Some(metric::Data::Gauge(Gauge { data_points })),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+fn logs_req(records: usize) -> ExportLogsServiceRequest {
+    let log_records = (0..records)
+        .map(|i| LogRecord {
+            body: Some(AnyValue {
+                value: Some(any_value::Value::StringValue(format!("line {i}"))),
+            }),
+            ..Default::default()
+        })
+        .collect();
+    ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            scope_logs: vec![ScopeLogs {
+                log_records,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut enc = GzEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(data).unwrap();
+    enc.finish().unwrap()
+}
+
+/// Decodes a protobuf `google.rpc.Status` error body.
+async fn pb_status(resp: reqwest::Response) -> RpcStatus {
+    assert_eq!(
+        resp.headers()["content-type"],
+        "application/x-protobuf",
+        "error body must use the request's content type"
+    );
+    RpcStatus::decode(resp.bytes().await.unwrap()).unwrap()
+}
+
+async fn json_body(resp: reqwest::Response) -> Value {
+    assert_eq!(resp.headers()["content-type"], "application/json");
+    serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap()
+}
+
+// ---------- gRPC ----------
+
+#[tokio::test]
+async fn grpc_all_signals_reach_the_pipeline() {
+    let h = Harness::start(both_on_port_0(), &Signal::ALL).await;
+    let resp = TraceServiceClient::connect(h.grpc_url())
+        .await
+        .unwrap()
+        .export(traces(3))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(resp.partial_success, None);
+    MetricsServiceClient::connect(h.grpc_url())
+        .await
+        .unwrap()
+        .export(metrics_req(2))
+        .await
+        .unwrap();
+    LogsServiceClient::connect(h.grpc_url())
+        .await
+        .unwrap()
+        .export(logs_req(4))
+        .await
+        .unwrap();
+    let batches = h.recorder.batches();
+    let signals: Vec<_> = batches.iter().map(|b| b.signal()).collect();
+    assert_eq!(signals, [Signal::Traces, Signal::Metrics, Signal::Logs]);
+    assert_eq!(h.recorder.items(), 3 + 2 + 4);
+    let Telemetry::Traces(rs) = &batches[0] else {
+        unreachable!()
+    };
+    assert_eq!(rs[0].scope_spans[0].spans[2].name, "op2");
+    h.receiver.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn grpc_accepts_gzip_and_zstd() {
+    let h = Harness::start(both_on_port_0(), &[Signal::Traces]).await;
+    for enc in [CompressionEncoding::Gzip, CompressionEncoding::Zstd] {
+        TraceServiceClient::connect(h.grpc_url())
+            .await
+            .unwrap()
+            .send_compressed(enc)
+            .export(traces(2))
+            .await
+            .unwrap();
+    }
+    assert_eq!(h.recorder.items(), 4);
+}
+
+#[tokio::test]
+async fn grpc_signal_without_pipeline_is_unimplemented() {
+    let h = Harness::start(both_on_port_0(), &[Signal::Traces]).await;
+    let err = LogsServiceClient::connect(h.grpc_url())
+        .await
+        .unwrap()
+        .export(logs_req(1))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unimplemented, "{err:?}");
+}
+
+#[tokio::test]
+async fn grpc_maps_pipeline_errors() {
+    let h = Harness::start(both_on_port_0(), &[Signal::Traces]).await;
+    let mut client = TraceServiceClient::connect(h.grpc_url()).await.unwrap();
+
+    h.recorder.answer(ConsumeError::retryable("queue is full"));
+    let err = client.export(traces(2)).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unavailable);
+    assert_eq!(err.message(), "queue is full");
+
+    h.recorder
+        .answer(ConsumeError::permanent("spans have no trace id", 2));
+    let err = client.export(traces(2)).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert_eq!(err.message(), "spans have no trace id");
+
+    h.recorder
+        .answer(ConsumeError::permanent("one span is too old", 1));
+    let resp = client.export(traces(3)).await.unwrap().into_inner();
+    let partial = resp.partial_success.unwrap();
+    assert_eq!(partial.rejected_spans, 1);
+    assert_eq!(partial.error_message, "one span is too old");
+}
+
+/// Sends one raw gRPC frame to `path`, so that malformed and oversize messages can be tested.
+async fn raw_grpc(
+    addr: SocketAddr,
+    path: &str,
+    payload: &[u8],
+    declared_len: u32,
+) -> tonic::Status {
+    let mut frame = vec![0u8];
+    frame.extend_from_slice(&declared_len.to_be_bytes());
+    frame.extend_from_slice(payload);
+    let resp = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap()
+        .post(format!("http://{addr}{path}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(frame)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    tonic::Status::from_header_map(resp.headers()).expect("a trailers-only error answer")
+}
+
+#[tokio::test]
+async fn grpc_malformed_message_is_invalid_argument() {
+    let h = Harness::start(both_on_port_0(), &[Signal::Traces]).await;
+    // Field 1 (resource_spans) holding bytes that are not a valid ResourceSpans.
+    let payload = [0x0a, 0x03, 0x61, 0x62, 0x63];
+    let st = raw_grpc(
+        h.grpc,
+        ExportTraceServiceRequest::GRPC_PATH,
+        &payload,
+        payload.len() as u32,
+    )
+    .await;
+    assert_eq!(st.code(), tonic::Code::InvalidArgument, "{st:?}");
+    assert!(
+        st.message()
+            .starts_with("failed to decode protobuf ExportTraceServiceRequest: "),
+        "{st:?}"
+    );
+    assert_eq!(h.recorder.items(), 0);
+}
+
+#[tokio::test]
+async fn grpc_oversize_message_is_resource_exhausted_not_retryable() {
+    let mut cfg = both_on_port_0();
+    cfg["protocols"]["grpc"]["max_recv_msg_size_mib"] = json!(1);
+    let h = Harness::start(cfg, &[Signal::Traces]).await;
+    let st = raw_grpc(
+        h.grpc,
+        ExportTraceServiceRequest::GRPC_PATH,
+        &[],
+        2 * 1024 * 1024,
+    )
+    .await;
+    assert_eq!(st.code(), tonic::Code::ResourceExhausted, "{st:?}");
+    assert!(st.message().contains("too large"), "{st:?}");
+}
+
+// ---------- HTTP ----------
+
+#[tokio::test]
+async fn http_protobuf_all_signals() {
+    let h = Harness::start(both_on_port_0(), &Signal::ALL).await;
+    let resp = h
+        .post(
+            "/v1/traces",
+            "application/x-protobuf",
+            traces(3).encode_to_vec(),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "application/x-protobuf");
+    let body = ExportTraceServiceResponse::decode(resp.bytes().await.unwrap()).unwrap();
+    assert_eq!(body.partial_success, None);
+    let resp = h
+        .post(
+            "/v1/metrics",
+            "application/x-protobuf",
+            metrics_req(2).encode_to_vec(),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let resp = h
+        .post(
+            "/v1/logs",
+            "application/x-protobuf",
+            logs_req(5).encode_to_vec(),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(h.recorder.items(), 10);
+}
+
+const JSON_TRACE: &str = r#"{"resourceSpans":[{"resource":{"attributes":[
+    {"key":"service.name","value":{"stringValue":"checkout"}}]},
+  "scopeSpans":[{"scope":{"name":"lib"},"spans":[
+    {"traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174",
+     "name":"GET /","kind":"SPAN_KIND_SERVER","startTimeUnixNano":"1700000000000000000",
+     "endTimeUnixNano":1700000000000000001,"status":{"code":"STATUS_CODE_OK"},
+     "attributes":[{"key":"n","value":{"intValue":"42"}}],"someFutureField":true},
+    {"traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b175",
+     "name":"db","kind":3}]}]}]}"#;
+
+#[tokio::test]
+async fn http_json_with_enum_names_and_string_ints() {
+    let h = Harness::start(both_on_port_0(), &[Signal::Traces]).await;
+    let resp = h
+        .post(
+            "/v1/traces",
+            "application/json; charset=utf-8",
+            JSON_TRACE.into(),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(json_body(resp).await, json!({}));
+    let batches = h.recorder.batches();
+    let Telemetry::Traces(rs) = &batches[0] else {
+        unreachable!()
+    };
+    let spans = &rs[0].scope_spans[0].spans;
+    assert_eq!(spans[0].kind, SpanKind::Server as i32);
+    assert_eq!(spans[1].kind, SpanKind::Client as i32);
+    assert_eq!(spans[0].start_time_unix_nano, 1_700_000_000_000_000_000);
+    assert_eq!(spans[0].end_time_unix_nano, 1_700_000_000_000_000_001);
+    assert_eq!(
+        hex::encode(&spans[0].trace_id),
+        "5b8efff798038103d269b633813fc60c"
+    );
+}
+
+#[tokio::test]
+async fn http_gzip_zstd_and_deflate_bodies() {
+    let h = Harness::start(both_on_port_0(), &[Signal::Traces]).await;
+    let pb = traces(2).encode_to_vec();
+    let mut zlib = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    zlib.write_all(&pb).unwrap();
+    let cases = [
+        ("gzip", "application/x-protobuf", gzip(&pb)),
+        (
+            "zstd",
+            "application/json",
+            zstd::encode_all(JSON_TRACE.as_bytes(), 3).unwrap(),
+        ),
+        ("deflate", "application/x-protobuf", zlib.finish().unwrap()),
+    ];
+    for (encoding, ct, body) in cases {
+        let resp = reqwest::Client::new()
+            .post(h.url("/v1/traces"))
+            .header("content-type", ct)
+            .header("content-encoding", encoding)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{encoding}");
+    }
+    assert_eq!(h.recorder.items(), 6);
+}
+
+#[tokio::test]
+async fn http_bad_inputs_get_the_spec_codes_and_messages() {
+    let mut cfg = both_on_port_0();
+    cfg["protocols"]["http"]["max_request_body_size"] = json!(4096);
+    let h = Harness::start(cfg, &[Signal::Traces]).await;
+    let client = reqwest::Client::new();
+
+    // Malformed protobuf: 400 with a google.rpc.Status protobuf body.
+    let resp = h
+        .post("/v1/traces", "application/x-protobuf", vec![0x0a, 0x03, 1])
+        .await;
+    assert_eq!(resp.status(), 400);
+    let st = pb_status(resp).await;
+    assert_eq!(st.code, tonic::Code::InvalidArgument as i32);
+    assert!(
+        st.message
+            .starts_with("failed to decode protobuf ExportTraceServiceRequest: "),
+        "{st:?}"
+    );
+
+    // Malformed JSON: 400 with the Status in JSON.
+    let resp = h
+        .post(
+            "/v1/traces",
+            "application/json",
+            b"{\"resourceSpans\":[".to_vec(),
+        )
+        .await;
+    assert_eq!(resp.status(), 400);
+    let body = json_body(resp).await;
+    assert_eq!(body["code"], 3);
+    let msg = body["message"].as_str().unwrap();
+    assert!(
+        msg.starts_with("failed to decode JSON ExportTraceServiceRequest: "),
+        "{msg}"
+    );
+
+    // Wrong type inside valid JSON: the message names the offending value.
+    let resp = h
+        .post(
+            "/v1/traces",
+            "application/json",
+            br#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"zz"}]}]}]}"#.to_vec(),
+        )
+        .await;
+    assert_eq!(resp.status(), 400);
+    let msg = json_body(resp).await["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(msg.contains("invalid character 'z'"), "{msg}");
+
+    // Unsupported media type: 415, plain text, naming what is supported.
+    let resp = h.post("/v1/traces", "text/plain", b"hi".to_vec()).await;
+    assert_eq!(resp.status(), 415);
+    let text = resp.text().await.unwrap();
+    assert_eq!(
+        text,
+        "415 unsupported media type \"text/plain\", supported: [application/json, application/x-protobuf]"
+    );
+
+    // Wrong method: 405 with Allow.
+    let resp = client.get(h.url("/v1/traces")).send().await.unwrap();
+    assert_eq!(resp.status(), 405);
+    assert_eq!(resp.headers()["allow"], "POST");
+    assert_eq!(
+        resp.text().await.unwrap(),
+        "405 method not allowed: GET, supported: [POST]"
+    );
+
+    // Unknown path: 404.
+    let resp = h
+        .post("/v1/trace", "application/x-protobuf", Vec::new())
+        .await;
+    assert_eq!(resp.status(), 404);
+    assert_eq!(resp.text().await.unwrap(), "404 page not found: /v1/trace");
+
+    // A signal with no pipeline: 404 naming the receiver.
+    let resp = h
+        .post("/v1/logs", "application/x-protobuf", Vec::new())
+        .await;
+    assert_eq!(resp.status(), 404);
+    assert_eq!(
+        pb_status(resp).await.message,
+        "receiver otlp/in has no logs pipeline"
+    );
+
+    // Body over the limit: 413, whether Content-Length says so or not.
+    let resp = h
+        .post("/v1/traces", "application/x-protobuf", vec![0; 5000])
+        .await;
+    assert_eq!(resp.status(), 413);
+    assert_eq!(
+        pb_status(resp).await.message,
+        "request body is larger than the limit of 4096 bytes"
+    );
+    // Chunked, so no Content-Length warns us: the limit is enforced while reading.
+    assert_eq!(
+        chunked_post_status(h.http, "/v1/traces", &[3000, 3000]).await,
+        413
+    );
+    assert_eq!(chunked_post_status(h.http, "/v1/traces", &[0]).await, 200);
+
+    // A small gzip body that expands past the limit: 413, not an out-of-memory.
+    let bomb = gzip(&vec![0u8; 1_000_000]);
+    assert!(bomb.len() < 4096);
+    let resp = client
+        .post(h.url("/v1/traces"))
+        .header("content-type", "application/json")
+        .header("content-encoding", "gzip")
+        .body(bomb)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 413);
+    assert_eq!(
+        json_body(resp).await["message"],
+        "request body is larger than the limit of 4096 bytes"
+    );
+
+    // Truncated gzip: 400.
+    let gz = gzip(&traces(3).encode_to_vec());
+    let resp = client
+        .post(h.url("/v1/traces"))
+        .header("content-type", "application/x-protobuf")
+        .header("content-encoding", "gzip")
+        .body(gz[..gz.len() / 2].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    assert_eq!(
+        pb_status(resp).await.message,
+        "failed to decompress gzip body: unexpected end of stream (truncated?)"
+    );
+
+    // Unknown Content-Encoding: 415 naming it.
+    let resp = client
+        .post(h.url("/v1/traces"))
+        .header("content-type", "application/x-protobuf")
+        .header("content-encoding", "br")
+        .body(vec![1, 2, 3])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 415);
+    assert!(pb_status(resp).await.message.contains("\"br\""));
+
+    assert_eq!(h.recorder.items(), 0, "nothing bad reached the pipeline");
+}
+
+/// Posts zero-filled chunks with `Transfer-Encoding: chunked` over a raw connection and returns the
+/// status code. (An empty body is a valid, empty protobuf request.)
+async fn chunked_post_status(addr: SocketAddr, path: &str, chunks: &[usize]) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut req = format!(
+        "POST {path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/x-protobuf\r\n\
+         transfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+    )
+    .into_bytes();
+    for &n in chunks.iter().filter(|&&n| n > 0) {
+        req.extend_from_slice(format!("{n:x}\r\n").as_bytes());
+        req.extend(std::iter::repeat_n(0u8, n));
+        req.extend_from_slice(b"\r\n");
+    }
+    req.extend_from_slice(b"0\r\n\r\n");
+    // The server may answer 413 and close before it has read everything; that is fine.
+    let _ = conn.write_all(&req).await;
+    let mut resp = Vec::new();
+    let _ = conn.read_to_end(&mut resp).await;
+    let text = String::from_utf8_lossy(&resp);
+    text.split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn http_retryable_is_503_with_retry_after() {
+    let h = Harness::start(both_on_port_0(), &[Signal::Traces]).await;
+    h.recorder.answer(ConsumeError::Retryable {
+        reason: "memory limit reached".into(),
+        retry_after: Some(Duration::from_millis(2500)),
+    });
+    let resp = h
+        .post("/v1/traces", "application/json", JSON_TRACE.into())
+        .await;
+    assert_eq!(resp.status(), 503);
+    assert_eq!(resp.headers()["retry-after"], "3");
+    let body = json_body(resp).await;
+    assert_eq!(
+        body,
+        json!({"code": tonic::Code::Unavailable as i32, "message": "memory limit reached"})
+    );
+
+    h.recorder.answer(ConsumeError::retryable("queue is full"));
+    let resp = h
+        .post(
+            "/v1/traces",
+            "application/x-protobuf",
+            traces(1).encode_to_vec(),
+        )
+        .await;
+    assert_eq!(resp.status(), 503);
+    assert_eq!(resp.headers()["retry-after"], "1");
+    assert_eq!(pb_status(resp).await.message, "queue is full");
+}
+
+#[tokio::test]
+async fn http_permanent_errors_and_partial_success() {
+    let h = Harness::start(both_on_port_0(), &[Signal::Traces, Signal::Logs]).await;
+
+    h.recorder
+        .answer(ConsumeError::permanent("2 spans are invalid", 2));
+    let resp = h
+        .post("/v1/traces", "application/json", JSON_TRACE.into())
+        .await;
+    assert_eq!(resp.status(), 400);
+    assert_eq!(json_body(resp).await["message"], "2 spans are invalid");
+
+    h.recorder
+        .answer(ConsumeError::permanent("1 span is invalid", 1));
+    let resp = h
+        .post("/v1/traces", "application/json", JSON_TRACE.into())
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        json_body(resp).await,
+        json!({"partialSuccess": {"rejectedSpans": "1", "errorMessage": "1 span is invalid"}})
+    );
+
+    h.recorder
+        .answer(ConsumeError::permanent("2 records are invalid", 2));
+    let resp = h
+        .post(
+            "/v1/logs",
+            "application/x-protobuf",
+            logs_req(5).encode_to_vec(),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let body = opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse::decode(
+        resp.bytes().await.unwrap(),
+    )
+    .unwrap();
+    let partial = body.partial_success.unwrap();
+    assert_eq!(partial.rejected_log_records, 2);
+    assert_eq!(partial.error_message, "2 records are invalid");
+}
+
+#[tokio::test]
+async fn http_custom_paths_and_cors_preflight() {
+    let cfg = json!({"protocols": {"http": {
+        "endpoint": "127.0.0.1:0",
+        "traces_url_path": "/custom/traces",
+        "cors": {"allowed_origins": ["https://*.test.com"], "allowed_headers": ["X-Tenant"], "max_age": 600},
+    }}});
+    let cfg = config::load(&id(), &cfg).unwrap();
+    let recorder = Arc::new(Recorder::default());
+    let mut next = NextConsumers::new();
+    next.insert(Signal::Traces, recorder.clone());
+    let receiver = OtlpReceiver::new(&id(), cfg, next);
+    receiver.start(&Host::detached()).await.unwrap();
+    let addr = receiver.local_addrs().1.unwrap();
+    let client = reqwest::Client::new();
+
+    let preflight = |origin: &'static str| {
+        client
+            .request(
+                reqwest::Method::OPTIONS,
+                format!("http://{addr}/custom/traces"),
+            )
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "content-type,x-tenant")
+            .send()
+    };
+    let resp = preflight("https://app.test.com").await.unwrap();
+    assert!(resp.status().is_success(), "{}", resp.status());
+    let headers = resp.headers();
+    assert_eq!(
+        headers["access-control-allow-origin"],
+        "https://app.test.com"
+    );
+    assert_eq!(headers["access-control-max-age"], "600");
+    let allowed = headers["access-control-allow-headers"].to_str().unwrap();
+    assert!(
+        allowed.contains("x-tenant") && allowed.contains("content-type"),
+        "{allowed}"
+    );
+
+    let resp = preflight("https://evil.example").await.unwrap();
+    assert!(resp.headers().get("access-control-allow-origin").is_none());
+
+    let resp = client
+        .post(format!("http://{addr}/custom/traces"))
+        .header("content-type", "application/x-protobuf")
+        .header("origin", "https://app.test.com")
+        .body(traces(1).encode_to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.headers()["access-control-allow-origin"],
+        "https://app.test.com"
+    );
+    // The default path is gone once a custom one is configured.
+    let resp = client
+        .post(format!("http://{addr}/v1/traces"))
+        .header("content-type", "application/x-protobuf")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+    assert_eq!(recorder.items(), 1);
+    receiver.shutdown().await.unwrap();
+}
+
+// ---------- lifecycle and telemetry ----------
+
+#[tokio::test]
+async fn a_port_in_use_names_the_component_and_port() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let cfg = json!({"protocols": {"grpc": {"endpoint": format!("127.0.0.1:{port}")}}});
+    let cfg = config::load(&id(), &cfg).unwrap();
+    let receiver = OtlpReceiver::new(&id(), cfg, NextConsumers::new());
+    let err = receiver
+        .start(&Host::detached())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("receivers::otlp/in: "), "{err}");
+    assert!(err.contains(&port.to_string()), "{err}");
+    assert!(err.contains("already in use"), "{err}");
+}
+
+#[tokio::test]
+async fn shutdown_stops_accepting_and_finishes_in_flight_requests() {
+    let gate = Arc::new(Gate::default());
+    let mut next = NextConsumers::new();
+    next.insert(Signal::Traces, gate.clone());
+    let h = Arc::new(Harness::start_with(both_on_port_0(), next, Arc::default()).await);
+
+    let url = h.url("/v1/traces");
+    let in_flight = tokio::spawn(async move {
+        reqwest::Client::new()
+            .post(url)
+            .header("content-type", "application/x-protobuf")
+            .body(traces(1).encode_to_vec())
+            .send()
+            .await
+            .map(|r| r.status())
+    });
+    gate.entered.notified().await;
+
+    let h2 = Arc::clone(&h);
+    let stopping = tokio::spawn(async move { h2.receiver.shutdown().await });
+    // Poll rather than sleep a fixed time: the listener closes once the stop signal is seen.
+    let mut refused = false;
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(h.http).await.is_err() {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        refused,
+        "the HTTP listener still accepts after shutdown began"
+    );
+    assert!(
+        !stopping.is_finished(),
+        "shutdown returned before the in-flight request finished"
+    );
+
+    gate.release.notify_one();
+    assert_eq!(in_flight.await.unwrap().unwrap(), 200);
+    stopping.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn counters_by_signal_and_transport() {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let sink = Arc::new(Recorder::default());
+    let mut next = NextConsumers::new();
+    next.insert(Signal::Traces, sink.clone());
+    next.insert(Signal::Logs, sink.clone());
+    let cfg = config::load(&id(), &both_on_port_0()).unwrap();
+    // Handles are registered at creation, so creating under the local recorder binds them to it.
+    let receiver = metrics::with_local_recorder(&recorder, || OtlpReceiver::new(&id(), cfg, next));
+    receiver.start(&Host::detached()).await.unwrap();
+    let (grpc, http) = receiver.local_addrs();
+    let (grpc, http) = (grpc.unwrap(), http.unwrap());
+
+    TraceServiceClient::connect(format!("http://{grpc}"))
+        .await
+        .unwrap()
+        .export(traces(3))
+        .await
+        .unwrap();
+    let post = |body: Vec<u8>| {
+        reqwest::Client::new()
+            .post(format!("http://{http}/v1/logs"))
+            .header("content-type", "application/x-protobuf")
+            .body(body)
+            .send()
+    };
+    assert_eq!(
+        post(logs_req(4).encode_to_vec()).await.unwrap().status(),
+        200
+    );
+    sink.answer(ConsumeError::permanent("bad", 1));
+    assert_eq!(
+        post(logs_req(5).encode_to_vec()).await.unwrap().status(),
+        200
+    );
+    sink.answer(ConsumeError::retryable("full"));
+    assert_eq!(
+        post(logs_req(2).encode_to_vec()).await.unwrap().status(),
+        503
+    );
+
+    // A snapshot resets the debugging recorder's counters, so take exactly one.
+    let snapshot = snapshotter.snapshot().into_vec();
+    let value = |name: &str, transport: &str| -> u64 {
+        snapshot
+            .iter()
+            .find(|(k, _, _, _)| {
+                let key = k.key();
+                key.name() == name
+                    && key
+                        .labels()
+                        .any(|l| l.key() == "transport" && l.value() == transport)
+                    && key
+                        .labels()
+                        .any(|l| l.key() == "receiver" && l.value() == "otlp/in")
+            })
+            .map(|(_, _, _, v)| match v {
+                DebugValue::Counter(n) => *n,
+                other => panic!("{name} is not a counter: {other:?}"),
+            })
+            .unwrap_or_else(|| panic!("no {name}{{transport={transport}}}"))
+    };
+    assert_eq!(value("otelcol_receiver_accepted_spans", "grpc"), 3);
+    assert_eq!(value("otelcol_receiver_accepted_spans", "http"), 0);
+    assert_eq!(
+        value("otelcol_receiver_accepted_log_records", "http"),
+        4 + 4
+    );
+    assert_eq!(value("otelcol_receiver_refused_log_records", "http"), 1 + 2);
+    assert_eq!(value("otelcol_receiver_refused_spans", "grpc"), 0);
+    receiver.shutdown().await.unwrap();
+}
+
+// ---------- config ----------
+
+#[test]
+fn defaults_match_otelcol() {
+    let cfg: OtlpConfig =
+        config::load(&id(), &json!({"protocols": {"grpc": null, "http": {}}})).unwrap();
+    let g = cfg.protocols.grpc.unwrap();
+    assert_eq!(g.endpoint, "localhost:4317");
+    assert_eq!(g.max_recv_bytes(), 4 * 1024 * 1024);
+    let h = cfg.protocols.http.unwrap();
+    assert_eq!(h.endpoint, "localhost:4318");
+    assert_eq!(
+        (
+            h.traces_url_path.as_str(),
+            h.metrics_url_path.as_str(),
+            h.logs_url_path.as_str()
+        ),
+        ("/v1/traces", "/v1/metrics", "/v1/logs")
+    );
+    assert_eq!(h.max_body_bytes(), 20 * 1024 * 1024);
+
+    let only_http = config::load(&id(), &json!({"protocols": {"http": null}})).unwrap();
+    assert!(only_http.protocols.grpc.is_none());
+}
+
+/// Each `testdata/otlp/bad_*.yaml` starts with `# error: <the exact message>`; each `good_*.yaml`
+/// must load.
+#[test]
+fn testdata_configs() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/otlp");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let value: Value = serde_saphyr::from_str(&text).unwrap_or(Value::Null);
+        let got = super::factory().validate(&id(), &value);
+        if name.starts_with("bad_") {
+            let want = text
+                .lines()
+                .next()
+                .and_then(|l| l.strip_prefix("# error: "))
+                .unwrap_or_else(|| panic!("{name} has no '# error: ' first line"));
+            let err = got.expect_err(&name).to_string();
+            assert!(err.starts_with(want), "{name}:\n got: {err}\nwant: {want}");
+        } else {
+            got.unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+        seen += 1;
+    }
+    assert!(seen >= 10, "only {seen} testdata files");
+}
+
+#[test]
+fn bad_endpoint_names_the_key_path() {
+    let e = config::load(
+        &id(),
+        &json!({"protocols": {"grpc": {"endpoint": "0.0.0.0:99999"}}}),
+    )
+    .unwrap_err();
+    assert_eq!(e.location, "receivers::otlp/in");
+    assert!(e.to_string().starts_with(
+        "receivers::otlp/in::protocols::grpc::endpoint: invalid endpoint \"0.0.0.0:99999\": port 99999 is out of range"
+    ), "{e}");
+    assert_eq!(
+        ComponentKind::Receiver.section(),
+        e.location.split("::").next().unwrap()
+    );
+}
