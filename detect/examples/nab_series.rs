@@ -25,6 +25,42 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     println!("points/s {:.0}", eval.points_per_sec);
     let t = eval.optimized[0].threshold;
+    {
+        let scores: Vec<Vec<f64>> = eval.runs.iter().map(|r| r.scores()).collect();
+        let results: Vec<nab::Scores<'_>> = eval
+            .runs
+            .iter()
+            .zip(&scores)
+            .map(|(r, s)| (&r.series, s.as_slice()))
+            .collect();
+        for sev in [
+            10.0f64, 15.0, 20.0, 25.0, 30.0, 40.0, 50.0, 60.0, 80.0, 100.0,
+        ] {
+            let x = (sev / vigil_detect::series::BAND_Z).powi(4);
+            let th = x / (1.0 + x);
+            let st = nab::score_corpus(&results, Some(th));
+            println!(
+                "severity {sev:>5}: threshold {th:.4} standard {:.1} low_fp {:.1} low_fn {:.1}",
+                st[0].normalized, st[1].normalized, st[2].normalized
+            );
+        }
+    }
+    let mut parts = std::collections::BTreeMap::new();
+    for run in &eval.runs {
+        let probation = nab::probationary_length(run.observations.len());
+        for (i, o) in run.observations.iter().enumerate().skip(probation) {
+            if o.score >= DEFAULT_THRESHOLD && !run.series.label(i) {
+                *parts
+                    .entry(format!(
+                        "{}:{}",
+                        run.series.name.split('/').next_back().unwrap_or(""),
+                        o.part.as_str()
+                    ))
+                    .or_insert(0) += 1;
+            }
+        }
+    }
+    println!("false positives at the default threshold by file:part {parts:?}");
     for run in &eval.runs {
         let scores = run.scores();
         let one = [(&run.series, scores.as_slice())];

@@ -28,7 +28,7 @@ pub use set::{SeriesSet, SeriesSetConfig, SeriesSetStats, TrackedSeries};
 pub const DEFAULT_THRESHOLD: f64 = 0.5;
 
 /// Half-width of the reported expected band, in scale units (mean absolute deviations of the residual).
-pub const BAND_Z: f64 = 18.0;
+pub const BAND_Z: f64 = 40.0;
 
 /// Which part of the ensemble gave a point its score.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -106,6 +106,10 @@ const CLIP: f64 = 3.0;
 // CUSUM allowance and decision interval, in scale units.
 const CUSUM_K: f64 = 1.0;
 const CUSUM_H: f64 = 12.0;
+// Severity of a decided level shift per scale unit of the move (a move of 8 units reaches BAND_Z), and of
+// a variance change per doubling of the residual spread. Both are on the same scale-unit footing as an outlier's distance.
+const SHIFT_SEV_PER_SCALE: f64 = 5.0;
+const VAR_SEV_PER_DOUBLING: f64 = BAND_Z / 2.0;
 // Steepness of the score calibration around BAND_Z.
 const SCORE_POWER: f64 = 4.0;
 const RECENT: usize = 8;
@@ -114,6 +118,8 @@ const EXTREME_DECAY: f64 = 0.995;
 // An outlier's severity is capped at this many scale units per multiple of the recent extreme residual,
 // so a value only as far out as recent ones (a series that is always spiky) does not score.
 const EXTREME_SEV: f64 = 8.0;
+// How fast the memory of a point beyond the recent extremes fades (about 7 points to halve).
+const BURST_DECAY: f64 = 0.9;
 
 /// A streaming detector for one series. Feed points in time order with [`SeriesDetector::observe`].
 #[derive(Debug, Clone)]
@@ -128,6 +134,7 @@ pub struct SeriesDetector {
     cusum_pos: f64,
     cusum_neg: f64,
     extreme: f64,
+    burst: f64,
     recent: [f64; RECENT],
     season: seasonal::Season,
 }
@@ -163,6 +170,7 @@ impl SeriesDetector {
             cusum_pos: 0.0,
             cusum_neg: 0.0,
             extreme: 0.0,
+            burst: 0.0,
             recent: [0.0; RECENT],
             season: seasonal::Season::new(config),
         }
@@ -217,11 +225,11 @@ impl SeriesDetector {
         let r = value - expected;
         let z = r / s;
 
-        // Variance change: a short-memory scale against the long one, both from clipped residuals so
-        // that single spikes move neither much.
+        // Variance change: a short-memory scale against the long one. The short one clips more loosely
+        // so that the ratio can reach well past the long scale's clip, yet a single spike moves it little.
         let abs_r = r.abs();
         let clipped = abs_r.min(CLIP * s);
-        self.short_scale += SHORT_BETA * (clipped - self.short_scale);
+        self.short_scale += SHORT_BETA * (abs_r.min(2.0 * CLIP * s) - self.short_scale);
         let ratio = self.short_scale / s;
 
         let zc = z.clamp(-CLIP, CLIP);
@@ -235,10 +243,23 @@ impl SeriesDetector {
             f64::INFINITY
         };
         let outlier_sev = z.abs().min(EXTREME_SEV * ext);
-        let shift_sev = BAND_Z * cusum / CUSUM_H;
-        // Spread tripling maps to the band edge.
+        // A level shift is decided once, when the CUSUM crosses its interval; its severity is then the size
+        // of the move, so slow drifts (many small re-anchorings) stay quiet. Before the decision the CUSUM
+        // only ranks points below the threshold.
+        let reanchor = (cusum > CUSUM_H).then(|| {
+            let mut sorted = self.recent;
+            sorted.sort_unstable_by(f64::total_cmp);
+            0.5 * (sorted[RECENT / 2 - 1] + sorted[RECENT / 2])
+        });
+        let shift_sev = match reanchor {
+            Some(new_level) => SHIFT_SEV_PER_SCALE * (new_level - self.level).abs() / s,
+            None => 0.5 * BAND_Z * cusum / CUSUM_H,
+        };
+        // A wider spread only counts while points have lately gone past the recent extremes: bursts of
+        // spikes like earlier ones (a spiky series) raise the short scale but are not news.
+        self.burst = ext.min(100.0).max(self.burst * BURST_DECAY);
         let var_sev = if ratio > 1.0 {
-            BAND_Z * ratio.log2() / 3f64.log2()
+            (VAR_SEV_PER_DOUBLING * ratio.log2()).min(EXTREME_SEV * self.burst)
         } else {
             0.0
         };
@@ -271,12 +292,10 @@ impl SeriesDetector {
         self.season.learn(rc);
         self.scale += SCALE_BETA * (clipped - self.scale);
         self.extreme = abs_r.max(self.extreme * EXTREME_DECAY);
-        if cusum > CUSUM_H {
+        if let Some(new_level) = reanchor {
             // The level moved: re-anchor on the recent points so the shift is reported once, not for as
             // long as it lasts.
-            let mut sorted = self.recent;
-            sorted.sort_unstable_by(f64::total_cmp);
-            self.level = 0.5 * (sorted[RECENT / 2 - 1] + sorted[RECENT / 2]);
+            self.level = new_level;
             self.cusum_pos = 0.0;
             self.cusum_neg = 0.0;
         }

@@ -20,7 +20,7 @@ impl Default for EpisodeConfig {
         Self {
             threshold: DEFAULT_THRESHOLD,
             end_threshold: DEFAULT_THRESHOLD * 0.5,
-            quiet_points: 5,
+            quiet_points: 10,
         }
     }
 }

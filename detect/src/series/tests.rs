@@ -1,1 +1,194 @@
-//! Synthetic-series tests of the detector and the episode layer.
+//! Synthetic-series tests of the detector and the episode layer: each anomaly kind must open an episode at
+//! the right place, and the same series without the anomaly must open none.
+
+use super::*;
+
+/// Deterministic standard-normal-ish noise (sum of uniforms from an xorshift generator).
+struct Noise(u64);
+
+impl Noise {
+    fn next(&mut self) -> f64 {
+        let mut s = 0.0;
+        for _ in 0..12 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            s += (self.0 >> 11) as f64 / (1u64 << 53) as f64;
+        }
+        s - 6.0
+    }
+}
+
+/// Runs the default detector and episode tracker; returns the rows where episodes started and ended.
+fn episodes(values: &[f64]) -> (Vec<usize>, Vec<usize>) {
+    episodes_with(values, EpisodeConfig::default())
+}
+
+fn episodes_with(values: &[f64], config: EpisodeConfig) -> (Vec<usize>, Vec<usize>) {
+    let mut d = SeriesDetector::default();
+    let mut e = EpisodeTracker::new(config);
+    let (mut starts, mut ends) = (Vec::new(), Vec::new());
+    for (i, &v) in values.iter().enumerate() {
+        let t = i as f64 * 60.0;
+        let o = d.observe(t, v);
+        assert!((0.0..=1.0).contains(&o.score), "score {} at {i}", o.score);
+        assert!(o.lower <= o.expected && o.expected <= o.upper);
+        match e.update(t, v, &o) {
+            Some(EpisodeEvent::Started(_)) => starts.push(i),
+            Some(EpisodeEvent::Ended(ep)) => ends.push((ep.end / 60.0) as usize),
+            None => {}
+        }
+    }
+    (starts, ends)
+}
+
+fn noisy(n: usize, seed: u64, f: impl Fn(usize) -> f64) -> Vec<f64> {
+    let mut noise = Noise(seed);
+    (0..n).map(|i| f(i) + noise.next()).collect()
+}
+
+fn assert_one_episode_near(values: &[f64], at: usize, within: usize) {
+    let (starts, _) = episodes(values);
+    assert!(
+        starts.len() == 1 && (at..=at + within).contains(&starts[0]),
+        "expected one episode starting in {at}..={}, got starts at {starts:?}",
+        at + within
+    );
+}
+
+fn assert_clean(values: &[f64]) {
+    let (starts, _) = episodes(values);
+    assert!(
+        starts.is_empty(),
+        "clean series opened episodes at {starts:?}"
+    );
+}
+
+#[test]
+fn spike() {
+    let base = |_| 50.0;
+    assert_clean(&noisy(1500, 1, base));
+    let mut v = noisy(1500, 1, base);
+    v[900] += 60.0;
+    assert_one_episode_near(&v, 900, 0);
+}
+
+#[test]
+fn level_shift() {
+    assert_clean(&noisy(1500, 2, |_| 10.0));
+    let v = noisy(1500, 2, |i| if i >= 900 { 20.0 } else { 10.0 });
+    assert_one_episode_near(&v, 900, 10);
+}
+
+// The default threshold is calibrated for a low false-positive rate per point (see BENCHMARKS.md), so a
+// change of spread alone, with no single huge point, ranks high but stays under it. This test uses a
+// more sensitive episode threshold (score 0.1, about 23 scale units) and still wants silence when clean.
+#[test]
+fn variance_change() {
+    let sensitive = EpisodeConfig {
+        threshold: 0.1,
+        end_threshold: 0.05,
+        ..EpisodeConfig::default()
+    };
+    let (starts, _) = episodes_with(&noisy(1500, 3, |_| 0.0), sensitive);
+    assert!(
+        starts.is_empty(),
+        "clean series opened episodes at {starts:?}"
+    );
+    let mut noise = Noise(3);
+    let v: Vec<f64> = (0..1500)
+        .map(|i| noise.next() * if i >= 900 { 8.0 } else { 1.0 })
+        .collect();
+    let (starts, _) = episodes_with(&v, sensitive);
+    assert!(
+        !starts.is_empty() && (900..=960).contains(&starts[0]),
+        "variance change at 900 not found first: {starts:?}"
+    );
+}
+
+#[test]
+fn seasonal_missed_peak() {
+    // A 48-point cycle with a sharp peak at phase 20; the peak of cycle 30 (row 1460) is missing. The
+    // missing peak lies well within the series' overall range: only a seasonal baseline can see it.
+    let cycle = |i: usize| {
+        let phase = i % 48;
+        let peak = if (19..=21).contains(&phase) {
+            60.0
+        } else {
+            0.0
+        };
+        100.0 + 20.0 * (2.0 * std::f64::consts::PI * phase as f64 / 48.0).sin() + peak
+    };
+    let clean = noisy(2000, 4, cycle);
+    assert_clean(&clean);
+    let missed = noisy(2000, 4, |i| {
+        if (1459..=1461).contains(&i) {
+            cycle(i) - 60.0
+        } else {
+            cycle(i)
+        }
+    });
+    assert_one_episode_near(&missed, 1459, 2);
+    let mut d = SeriesDetector::default();
+    for (i, &v) in clean.iter().enumerate() {
+        d.observe(i as f64, v);
+    }
+    assert_eq!(d.period(), Some(48));
+}
+
+#[test]
+fn trend() {
+    let ramp = |i: usize| 0.05 * i as f64;
+    assert_clean(&noisy(1500, 5, ramp));
+    // The ramp breaks: the series drops back by 40 at row 1000 and keeps climbing from there.
+    let v = noisy(1500, 5, |i| ramp(i) - if i >= 1000 { 40.0 } else { 0.0 });
+    assert_one_episode_near(&v, 1000, 10);
+}
+
+#[test]
+fn constant() {
+    assert_clean(&[5.0; 800]);
+    let v: Vec<f64> = (0..800).map(|i| if i >= 500 { 6.0 } else { 5.0 }).collect();
+    assert_one_episode_near(&v, 500, 0);
+}
+
+#[test]
+fn episode_reports_start_end_peak_and_duration() {
+    let mut v = noisy(800, 6, |_| 0.0);
+    for x in &mut v[600..603] {
+        *x += 60.0;
+    }
+    let mut d = SeriesDetector::default();
+    let mut e = EpisodeTracker::default();
+    let mut done = None;
+    for (i, &x) in v.iter().enumerate() {
+        let o = d.observe(i as f64, x);
+        if let Some(EpisodeEvent::Ended(ep)) = e.update(i as f64, x, &o) {
+            done = Some(ep);
+        }
+    }
+    let ep = done.expect("the episode ended");
+    assert_eq!(ep.start, 600.0);
+    assert!((600.0..=602.0).contains(&ep.end), "{ep:?}");
+    assert!(ep.peak_score >= DEFAULT_THRESHOLD);
+    assert_eq!(ep.duration_secs(), ep.end - ep.start);
+    assert_ne!(ep.part(), Part::None);
+}
+
+#[test]
+fn state_stays_small() {
+    let mut d = SeriesDetector::new(&DetectorConfig {
+        seasonality: false,
+        ..DetectorConfig::default()
+    });
+    for (i, v) in noisy(3000, 7, |_| 1.0).into_iter().enumerate() {
+        d.observe(i as f64, v);
+    }
+    assert!(d.memory_bytes() <= 2048, "{} bytes", d.memory_bytes());
+    let mut d = SeriesDetector::default();
+    for (i, v) in noisy(3000, 7, |_| 1.0).into_iter().enumerate() {
+        d.observe(i as f64, v);
+    }
+    // The search buffer is released once the search gives up.
+    assert!(d.memory_bytes() <= 2048, "{} bytes", d.memory_bytes());
+}
