@@ -11,9 +11,9 @@
 //!   a shift is reported once instead of for as long as it lasts; and a short-over-long scale ratio for
 //!   variance changes.
 //!
-//! Memory per series: about 200 bytes of scalars without seasonality; during the period search a buffer
-//! of up to [`DetectorConfig::season_buffer`] `f32` values (6 KiB by default), released once the search
-//! ends; with a period `p`, one season of `f32` values (`4·p` bytes, 1.1 KiB for daily 5-minute data).
+//! Memory per series: about 200 bytes without seasonality; during the period search, a buffer of
+//! [`DetectorConfig::season_buffer`] 16-bit samples (2.3 KiB by default), released once the search ends;
+//! with a period `p`, one season of `f32` offsets (`4·p` bytes, 1.1 KiB for daily 5-minute data).
 
 mod episode;
 mod seasonal;
@@ -92,7 +92,7 @@ impl Default for DetectorConfig {
         Self {
             warmup: 30,
             seasonality: true,
-            season_buffer: 1536,
+            season_buffer: 1152,
         }
     }
 }
