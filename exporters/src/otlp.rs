@@ -6,6 +6,7 @@
 use crate::helper::classify::classify_grpc;
 use crate::helper::encode::{partial_success_proto, proto_request};
 use crate::helper::http::{error_chain, header_map};
+use crate::helper::queue::{signal_from_tag, signal_tag, Persist};
 use crate::helper::{
     Clock, Compression, Delivered, QueueConfig, RetryConfig, SendError, SendSettings, SendStack,
     Sender, TokioClock,
@@ -241,6 +242,24 @@ impl Decoder for RawCodec {
 pub struct GrpcRequest {
     signal: Signal,
     body: Bytes,
+}
+
+/// Stored as the signal tag, then the protobuf body.
+impl Persist for GrpcRequest {
+    fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(1 + self.body.len());
+        out.push(signal_tag(self.signal));
+        out.extend_from_slice(&self.body);
+        out
+    }
+
+    fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        let (&tag, body) = bytes.split_first()?;
+        Some(GrpcRequest {
+            signal: signal_from_tag(tag)?,
+            body: Bytes::copy_from_slice(body),
+        })
+    }
 }
 
 /// The OTLP/gRPC transport.
@@ -600,6 +619,18 @@ mod tests {
         );
         let err = e.consume(sample_traces(1)).await.unwrap_err();
         assert!(err.is_retryable(), "{err:?}");
+    }
+
+    #[test]
+    fn requests_persist() {
+        let req = GrpcRequest {
+            signal: Signal::Logs,
+            body: Bytes::from_static(b"\x0a\x00"),
+        };
+        let back = GrpcRequest::from_bytes(&req.to_bytes()).unwrap();
+        assert_eq!((back.signal, back.body), (Signal::Logs, req.body));
+        assert!(GrpcRequest::from_bytes(&[]).is_none());
+        assert!(GrpcRequest::from_bytes(&[3]).is_none());
     }
 
     #[test]

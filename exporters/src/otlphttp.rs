@@ -6,6 +6,7 @@ use crate::helper::encode::{
     json_request, partial_success_json, partial_success_proto, proto_request,
 };
 use crate::helper::http::{error_chain, http_client};
+use crate::helper::queue::{signal_from_tag, signal_tag, Persist};
 use crate::helper::{
     classify, Clock, Compression, Delivered, QueueConfig, RetryConfig, SendError, SendSettings,
     SendStack, Sender, TokioClock,
@@ -155,7 +156,49 @@ impl OtlpHttpConfig {
 /// One encoded, compressed request body and the signal it is for.
 pub struct HttpRequest {
     signal: Signal,
+    /// The body's own format, so that a request stored before a config change is still labelled
+    /// correctly when it is finally sent.
+    encoding: Encoding,
+    compression: Compression,
     body: Bytes,
+}
+
+/// Stored as signal tag, encoding, compression, then the body as it goes on the wire.
+impl Persist for HttpRequest {
+    fn to_bytes(&self) -> Vec<u8> {
+        let encoding = match self.encoding {
+            Encoding::Proto => 0,
+            Encoding::Json => 1,
+        };
+        let compression = match self.compression {
+            Compression::None => 0,
+            Compression::Gzip => 1,
+            Compression::Zstd => 2,
+        };
+        let mut out = Vec::with_capacity(3 + self.body.len());
+        out.extend_from_slice(&[signal_tag(self.signal), encoding, compression]);
+        out.extend_from_slice(&self.body);
+        out
+    }
+
+    fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        let (&[tag, encoding, compression], body) = bytes.split_first_chunk::<3>()?;
+        Some(HttpRequest {
+            signal: signal_from_tag(tag)?,
+            encoding: match encoding {
+                0 => Encoding::Proto,
+                1 => Encoding::Json,
+                _ => return None,
+            },
+            compression: match compression {
+                0 => Compression::None,
+                1 => Compression::Gzip,
+                2 => Compression::Zstd,
+                _ => return None,
+            },
+            body: Bytes::copy_from_slice(body),
+        })
+    }
 }
 
 /// The OTLP/HTTP transport.
@@ -190,6 +233,8 @@ impl Sender for HttpSender {
             .map_err(|e| SendError::permanent(format!("cannot compress the request: {e}")))?;
         Ok(HttpRequest {
             signal: data.signal(),
+            encoding: self.encoding,
+            compression: self.compression,
             body: Bytes::from(body),
         })
     }
@@ -204,9 +249,9 @@ impl Sender for HttpSender {
         let mut builder = self
             .client
             .post(url.clone())
-            .header(CONTENT_TYPE, self.encoding.content_type())
+            .header(CONTENT_TYPE, req.encoding.content_type())
             .body(req.body.clone());
-        if let Some(enc) = self.compression.encoding_name() {
+        if let Some(enc) = req.compression.encoding_name() {
             builder = builder.header(CONTENT_ENCODING, enc);
         }
         let resp = builder.send().await.map_err(|e| {
@@ -221,7 +266,7 @@ impl Sender for HttpSender {
             .and_then(|v| v.to_str().ok())
         {
             Some(ct) => ct.contains("json"),
-            None => self.encoding == Encoding::Json,
+            None => req.encoding == Encoding::Json,
         };
         // A body that fails to arrive after a 2xx status does not undo the success.
         let body = resp.bytes().await.unwrap_or_default();
@@ -598,6 +643,28 @@ mod tests {
         assert!(f
             .validate(&id(), &json!({"endpoint": "https://gw:4318/"}))
             .is_ok());
+    }
+
+    #[test]
+    fn requests_persist_with_their_format() {
+        let req = HttpRequest {
+            signal: Signal::Metrics,
+            encoding: Encoding::Json,
+            compression: Compression::Zstd,
+            body: Bytes::from_static(b"{}"),
+        };
+        let back = HttpRequest::from_bytes(&req.to_bytes()).unwrap();
+        assert_eq!(
+            (back.signal, back.encoding, back.compression, &back.body[..]),
+            (
+                Signal::Metrics,
+                Encoding::Json,
+                Compression::Zstd,
+                &b"{}"[..]
+            )
+        );
+        assert!(HttpRequest::from_bytes(&[1, 0]).is_none());
+        assert!(HttpRequest::from_bytes(&[1, 5, 0]).is_none());
     }
 
     #[test]

@@ -14,6 +14,6 @@ mod stack;
 pub use classify::{Delivered, SendError};
 pub use counters::{ExporterMetrics, QueueGauges};
 pub use encode::Compression;
-pub use queue::{MemoryQueue, Popped, PushError, Queue, QueueConfig, Sizer};
+pub use queue::{MemoryQueue, Persist, Popped, PushError, Queue, QueueConfig, Sizer};
 pub use retry::{Backoff, Clock, Retry, RetryConfig, TokioClock};
 pub use stack::{Job, SendSettings, SendStack, Sender, DEFAULT_DRAIN_TIMEOUT};

@@ -68,6 +68,29 @@ pub enum Sizer {
     Items,
 }
 
+/// A queued value that a durable queue can write to storage and read back after a restart. Every
+/// `Sender::Request` implements it, so any network exporter can have `sending_queue::storage`.
+pub trait Persist: Sized {
+    fn to_bytes(&self) -> Vec<u8>;
+    /// `None` for a record that is corrupt or from an incompatible version: the queue skips and
+    /// counts it instead of failing.
+    fn from_bytes(bytes: &[u8]) -> Option<Self>;
+}
+
+/// The one-byte tag of a signal in persisted records.
+pub fn signal_tag(signal: vigil_core::Signal) -> u8 {
+    match signal {
+        vigil_core::Signal::Traces => 0,
+        vigil_core::Signal::Metrics => 1,
+        vigil_core::Signal::Logs => 2,
+    }
+}
+
+/// The signal of a persisted tag.
+pub fn signal_from_tag(tag: u8) -> Option<vigil_core::Signal> {
+    vigil_core::Signal::ALL.get(tag as usize).copied()
+}
+
 /// An item taken off a queue. `id` is the queue's own handle for it: a durable queue deletes the
 /// stored copy only when told the item is `done`.
 #[derive(Debug)]

@@ -5,7 +5,9 @@
 
 use super::classify::{Delivered, SendError};
 use super::counters::{ExporterMetrics, QueueGauges};
-use super::queue::{MemoryQueue, PushError, Queue, QueueConfig, Sizer};
+use super::queue::{
+    signal_from_tag, signal_tag, MemoryQueue, Persist, PushError, Queue, QueueConfig, Sizer,
+};
 use super::retry::{Clock, Retry, RetryConfig, TokioClock};
 use async_trait::async_trait;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,8 +27,9 @@ pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
 /// One transport: how a batch becomes a request, and how one request is sent once.
 #[async_trait]
 pub trait Sender: Send + Sync + 'static {
-    /// A request ready for the wire (encoded, compressed), reused by every retry of the same batch.
-    type Request: Send + Sync + 'static;
+    /// A request ready for the wire (encoded, compressed), reused by every retry of the same batch,
+    /// and storable so that a durable queue can hold it across restarts.
+    type Request: Persist + Send + Sync + 'static;
 
     /// Encodes a batch. An error here is the data's fault and is not retried.
     fn prepare(&self, data: &Telemetry) -> Result<Self::Request, SendError>;
@@ -75,6 +78,34 @@ pub struct Job<R> {
     pub signal: Signal,
     pub items: usize,
     pub request: R,
+}
+
+/// Version 1 record: version, signal tag, item count (u64, big-endian), then the request.
+const JOB_RECORD_V1: u8 = 1;
+
+impl<R: Persist> Persist for Job<R> {
+    fn to_bytes(&self) -> Vec<u8> {
+        let request = self.request.to_bytes();
+        let mut out = Vec::with_capacity(10 + request.len());
+        out.push(JOB_RECORD_V1);
+        out.push(signal_tag(self.signal));
+        out.extend_from_slice(&(self.items as u64).to_be_bytes());
+        out.extend_from_slice(&request);
+        out
+    }
+
+    fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        let (&[version, tag], rest) = bytes.split_first_chunk::<2>()?;
+        if version != JOB_RECORD_V1 {
+            return None;
+        }
+        let (items, request) = rest.split_first_chunk::<8>()?;
+        Some(Job {
+            signal: signal_from_tag(tag)?,
+            items: usize::try_from(u64::from_be_bytes(*items)).ok()?,
+            request: R::from_bytes(request)?,
+        })
+    }
 }
 
 struct StackCore<S: Sender> {
@@ -456,13 +487,49 @@ mod tests {
         hold: Option<Arc<tokio::sync::Semaphore>>,
     }
 
+    /// The test request: just the item count.
+    #[derive(Debug, PartialEq)]
+    struct Count(usize);
+
+    impl Persist for Count {
+        fn to_bytes(&self) -> Vec<u8> {
+            (self.0 as u64).to_be_bytes().to_vec()
+        }
+        fn from_bytes(bytes: &[u8]) -> Option<Self> {
+            Some(Count(u64::from_be_bytes(bytes.try_into().ok()?) as usize))
+        }
+    }
+
+    #[test]
+    fn jobs_persist_and_reject_garbage() {
+        let job = Job {
+            signal: Signal::Logs,
+            items: 7,
+            request: Count(7),
+        };
+        let back = Job::<Count>::from_bytes(&job.to_bytes()).unwrap();
+        assert_eq!(
+            (back.signal, back.items, back.request),
+            (Signal::Logs, 7, Count(7))
+        );
+        let bytes = job.to_bytes();
+        assert!(Job::<Count>::from_bytes(&bytes[..bytes.len() - 1]).is_none());
+        assert!(Job::<Count>::from_bytes(&[]).is_none());
+        let mut wrong_version = bytes.clone();
+        wrong_version[0] = 9;
+        assert!(Job::<Count>::from_bytes(&wrong_version).is_none());
+        let mut wrong_signal = bytes;
+        wrong_signal[1] = 7;
+        assert!(Job::<Count>::from_bytes(&wrong_signal).is_none());
+    }
+
     #[async_trait]
     impl Sender for Arc<ScriptedSender> {
-        type Request = usize;
-        fn prepare(&self, data: &Telemetry) -> Result<usize, SendError> {
-            Ok(data.item_count())
+        type Request = Count;
+        fn prepare(&self, data: &Telemetry) -> Result<Count, SendError> {
+            Ok(Count(data.item_count()))
         }
-        async fn send(&self, _req: &usize) -> Result<Delivered, SendError> {
+        async fn send(&self, _req: &Count) -> Result<Delivered, SendError> {
             self.calls.fetch_add(1, Ordering::SeqCst);
             if let Some(h) = &self.hold {
                 let _permit = h.acquire().await;
