@@ -16,8 +16,8 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use vigil_core::{
-    Component, ComponentId, ComponentKind, ConfigError, ConsumeError, Consumer, Host, Signal,
-    Telemetry,
+    Component, ComponentId, ComponentKind, ConfigError, ConsumeError, Consumer, Host, Refused,
+    Signal, Telemetry,
 };
 
 /// How long `shutdown` lets the queue drain before it cuts in-flight sends and counts the rest as
@@ -328,59 +328,75 @@ fn to_consume_error(e: SendError, items: usize) -> ConsumeError {
     }
 }
 
-#[async_trait]
-impl<S: Sender> Consumer for SendStack<S> {
-    async fn consume(&self, data: Telemetry) -> Result<(), ConsumeError> {
+impl<S: Sender> SendStack<S> {
+    /// Takes a batch: queues it, or sends it right away when the queue is off. With `hand_back`, the
+    /// decoded batch is kept until the outcome is known so that a retryable refusal returns it to the
+    /// caller; otherwise it is dropped as soon as it is encoded, since it is usually several times
+    /// larger than the request.
+    async fn submit(&self, data: Telemetry, hand_back: bool) -> Result<(), Refused> {
         let core = &self.core;
         let signal = data.signal();
         let items = data.item_count();
         if items == 0 {
             return Ok(());
         }
+        let refuse = |error: ConsumeError, data: Option<Telemetry>| Err(Refused { error, data });
+        let queue = if core.queue_cfg.enabled {
+            let Some(queue) = core.queue.get() else {
+                let e = ConsumeError::retryable(format!("exporter {} is not started yet", core.id));
+                return refuse(e, Some(data));
+            };
+            // Under backpressure the same batch comes back again and again: refuse it before paying
+            // for its encoding when it cannot fit anyway.
+            if !core.queue_cfg.block_on_overflow
+                && queue.size() + self.queue_units(items) > queue.capacity()
+                && self.queue_units(items) <= queue.capacity()
+            {
+                core.metrics.enqueue_failed(signal, items as u64);
+                return refuse(self.full_error(queue.as_ref()), Some(data));
+            }
+            Some(queue)
+        } else {
+            None
+        };
         let request = match core.sender.prepare(&data) {
             Ok(r) => r,
             Err(e) => {
                 core.give_up(signal, items, &e, false);
-                return Err(to_consume_error(e, items));
+                return refuse(to_consume_error(e, items), None);
             }
         };
-        // Only the encoded request is kept from here on; the decoded batch is usually several times
-        // larger.
-        drop(data);
+        let held = if hand_back {
+            Some(data)
+        } else {
+            drop(data);
+            None
+        };
         let job = Job {
             signal,
             items,
             request,
         };
-        if !core.queue_cfg.enabled {
-            return core
-                .deliver(&job, false)
-                .await
-                .map_err(|e| to_consume_error(e, items));
-        }
-        let Some(queue) = core.queue.get() else {
-            return Err(ConsumeError::retryable(format!(
-                "exporter {} is not started yet",
-                core.id
-            )));
-        };
-        let size = match core.queue_cfg.sizer {
-            Sizer::Requests => 1,
-            Sizer::Items => items,
+        let Some(queue) = queue else {
+            return match core.deliver(&job, false).await {
+                Ok(()) => Ok(()),
+                Err(e) => {
+                    let back = if e.is_retryable() { held } else { None };
+                    refuse(to_consume_error(e, items), back)
+                }
+            };
         };
         let pushed = queue
-            .push(job, size, core.queue_cfg.block_on_overflow)
+            .push(
+                job,
+                self.queue_units(items),
+                core.queue_cfg.block_on_overflow,
+            )
             .await;
         core.update_gauge(queue.as_ref());
-        let refused = match pushed {
+        let error = match pushed {
             Ok(()) => return Ok(()),
-            Err(PushError::Full(_)) => ConsumeError::retryable(format!(
-                "the sending queue of exporter {} is full ({} of {} {:?})",
-                core.id,
-                queue.size(),
-                queue.capacity(),
-                core.queue_cfg.sizer
-            )),
+            Err(PushError::Full(_)) => self.full_error(queue.as_ref()),
             Err(PushError::TooLarge(_)) => ConsumeError::permanent(
                 format!(
                     "a batch of {items} items is larger than the whole sending queue of exporter {} \
@@ -395,7 +411,39 @@ impl<S: Sender> Consumer for SendStack<S> {
             }
         };
         core.metrics.enqueue_failed(signal, items as u64);
-        Err(refused)
+        refuse(error, held)
+    }
+
+    /// What a batch of `items` counts against the queue's capacity.
+    fn queue_units(&self, items: usize) -> usize {
+        match self.core.queue_cfg.sizer {
+            Sizer::Requests => 1,
+            Sizer::Items => items,
+        }
+    }
+
+    fn full_error(&self, queue: &dyn Queue<Job<S::Request>>) -> ConsumeError {
+        let unit = match self.core.queue_cfg.sizer {
+            Sizer::Requests => "requests",
+            Sizer::Items => "items",
+        };
+        ConsumeError::retryable(format!(
+            "the sending queue of exporter {} is full ({} of {} {unit})",
+            self.core.id,
+            queue.size(),
+            queue.capacity()
+        ))
+    }
+}
+
+#[async_trait]
+impl<S: Sender> Consumer for SendStack<S> {
+    async fn consume(&self, data: Telemetry) -> Result<(), ConsumeError> {
+        self.submit(data, false).await.map_err(|r| r.error)
+    }
+
+    async fn consume_or_return(&self, data: Telemetry) -> Result<(), Refused> {
+        self.submit(data, true).await
     }
 }
 
@@ -640,6 +688,37 @@ mod tests {
             rec.gauge("otelcol_exporter_queue_capacity{exporter=otlp/test}"),
             2.0
         );
+    }
+
+    #[tokio::test]
+    async fn refusals_hand_the_batch_back() {
+        let rec = TestRecorder::default();
+        let s = stack(
+            &rec,
+            settings(true, 1),
+            Arc::new(ScriptedSender::default()),
+            ManualClock::new(),
+        );
+        s.consume_or_return(sample_traces(1)).await.unwrap();
+        let r = s.consume_or_return(sample_traces(2)).await.unwrap_err();
+        assert!(r.error.is_retryable());
+        assert_eq!(r.data, Some(sample_traces(2)));
+        assert_eq!(rec.counter(ENQUEUE_FAILED), 2);
+
+        // Without a queue: a retryable failure hands back, a permanent one does not.
+        let sender = Arc::new(ScriptedSender::default());
+        sender.script.lock().unwrap().extend([
+            Err(SendError::retryable("down")),
+            Err(SendError::permanent("bad")),
+        ]);
+        let mut cfg = settings(false, 1);
+        cfg.retry_on_failure.enabled = false;
+        let s = stack(&TestRecorder::default(), cfg, sender, ManualClock::new());
+        let r = s.consume_or_return(sample_traces(3)).await.unwrap_err();
+        assert_eq!(r.data, Some(sample_traces(3)));
+        let r = s.consume_or_return(sample_traces(3)).await.unwrap_err();
+        assert!(!r.error.is_retryable());
+        assert_eq!(r.data, None);
     }
 
     #[tokio::test]
