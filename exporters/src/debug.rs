@@ -2,6 +2,7 @@
 //! line per batch with counts, `normal` one line per span, data point or log record, and `detailed`
 //! every field.
 
+use crate::helper::ExporterMetrics;
 use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::Value;
@@ -66,6 +67,7 @@ impl ExporterFactory for Factory {
         Ok(Arc::new(DebugExporter {
             id: id.to_string(),
             verbosity: cfg.verbosity,
+            metrics: ExporterMetrics::new(&id.to_string()),
         }))
     }
 }
@@ -73,6 +75,7 @@ impl ExporterFactory for Factory {
 struct DebugExporter {
     id: String,
     verbosity: Verbosity,
+    metrics: ExporterMetrics,
 }
 
 impl Component for DebugExporter {}
@@ -83,11 +86,7 @@ impl Consumer for DebugExporter {
         let text = render(&self.id, self.verbosity, &data);
         // One write per batch under the stderr lock keeps lines from concurrent batches apart.
         let _ = std::io::stderr().lock().write_all(text.as_bytes());
-        metrics::counter!(
-            format!("otelcol_exporter_sent_{}", data.signal().item_name()),
-            "exporter" => self.id.clone()
-        )
-        .increment(data.item_count() as u64);
+        self.metrics.sent(data.signal(), data.item_count() as u64);
         Ok(())
     }
 }
