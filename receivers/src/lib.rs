@@ -1,5 +1,6 @@
 //! Receivers, one module per component, named as in config.
 
+pub mod hostmetrics;
 pub mod otlp;
 
 use std::sync::Arc;
@@ -7,5 +8,5 @@ use vigil_core::ReceiverFactory;
 
 /// Every receiver type this crate provides.
 pub fn factories() -> Vec<Arc<dyn ReceiverFactory>> {
-    vec![otlp::factory()]
+    vec![otlp::factory(), hostmetrics::factory()]
 }

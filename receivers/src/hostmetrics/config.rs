@@ -1,0 +1,261 @@
+//! `hostmetrics` config as otelcol spells it: `collection_interval`, `initial_delay`, `root_path` and a
+//! `scrapers` map whose keys pick the scrapers. Each scraper section carries its own filters and a
+//! `metrics` map of `{ <name>: { enabled: bool } }` toggles, checked against the metrics it can emit.
+
+use super::filter::{FilterConfig, NameFilter};
+use serde::Deserialize;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::time::Duration;
+use vigil_core::config::{decode, duration};
+use vigil_core::{ComponentId, ComponentKind, ConfigError};
+
+/// The receiver's top-level keys.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostMetricsConfig {
+    /// Time between two collections (otelcol's default: 1m).
+    #[serde(default = "default_interval", with = "duration")]
+    pub collection_interval: Duration,
+    /// Wait before the first collection (otelcol's default: 1s).
+    #[serde(default = "default_initial_delay", with = "duration")]
+    pub initial_delay: Duration,
+    /// Where the host's root file system is mounted (`/hostfs` in a container); empty means `/`.
+    #[serde(default)]
+    pub root_path: String,
+    /// Scraper name → its section (null for defaults).
+    #[serde(default)]
+    pub scrapers: BTreeMap<String, Value>,
+}
+
+fn default_interval() -> Duration {
+    Duration::from_secs(60)
+}
+
+fn default_initial_delay() -> Duration {
+    Duration::from_secs(1)
+}
+
+/// `metrics: { system.cpu.utilization: { enabled: true } }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricToggle {
+    pub enabled: bool,
+}
+
+/// The scrapers otelcol's hostmetrics receiver has, in the order they are collected.
+pub const SCRAPERS: &[&str] = &[
+    "cpu",
+    "memory",
+    "load",
+    "disk",
+    "filesystem",
+    "network",
+    "paging",
+    "processes",
+    "process",
+];
+
+/// Which of a scraper's metrics are emitted: otelcol's defaults, overridden by the `metrics` toggles.
+#[derive(Debug, Clone, Default)]
+pub struct Toggles {
+    enabled: BTreeMap<&'static str, bool>,
+}
+
+impl Toggles {
+    /// Starts from `known` (name, enabled by default) and applies the user's toggles; a name the
+    /// scraper does not emit is an error naming the key.
+    pub fn build(
+        known: &[(&'static str, bool)],
+        user: &BTreeMap<String, MetricToggle>,
+        err: impl Fn(String, String) -> ConfigError,
+    ) -> Result<Toggles, ConfigError> {
+        let mut enabled: BTreeMap<&'static str, bool> = known.iter().copied().collect();
+        for (name, t) in user {
+            match known.iter().find(|(k, _)| k == name) {
+                Some((k, _)) => {
+                    enabled.insert(k, t.enabled);
+                }
+                None => {
+                    let names: Vec<&str> = known.iter().map(|(k, _)| *k).collect();
+                    return Err(err(
+                        format!("metrics::{name}"),
+                        format!("unknown metric; this scraper emits {}", names.join(", ")),
+                    ));
+                }
+            }
+        }
+        Ok(Toggles { enabled })
+    }
+
+    /// All of `known` at their defaults.
+    pub fn defaults(known: &[(&'static str, bool)]) -> Toggles {
+        Toggles {
+            enabled: known.iter().copied().collect(),
+        }
+    }
+
+    pub fn on(&self, name: &str) -> bool {
+        self.enabled.get(name).copied().unwrap_or(false)
+    }
+}
+
+/// The keys shared by the scrapers that only take metric toggles.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlainScraper {
+    #[serde(default)]
+    pub metrics: BTreeMap<String, MetricToggle>,
+}
+
+/// `load`: `cpu_average` divides the averages by the number of CPUs.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoadScraper {
+    #[serde(default)]
+    pub cpu_average: bool,
+    #[serde(default)]
+    pub metrics: BTreeMap<String, MetricToggle>,
+}
+
+/// `disk`: `include`/`exclude` by `devices`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiskScraper {
+    #[serde(default)]
+    pub include: Option<FilterConfig>,
+    #[serde(default)]
+    pub exclude: Option<FilterConfig>,
+    #[serde(default)]
+    pub metrics: BTreeMap<String, MetricToggle>,
+}
+
+/// `network`: `include`/`exclude` by `interfaces`.
+pub type NetworkScraper = DiskScraper;
+
+/// `filesystem`: filters by device, file system type and mount point, and whether virtual file
+/// systems (those `/proc/filesystems` marks `nodev`) are reported.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilesystemScraper {
+    #[serde(default)]
+    pub include_devices: Option<FilterConfig>,
+    #[serde(default)]
+    pub exclude_devices: Option<FilterConfig>,
+    #[serde(default)]
+    pub include_fs_types: Option<FilterConfig>,
+    #[serde(default)]
+    pub exclude_fs_types: Option<FilterConfig>,
+    #[serde(default)]
+    pub include_mount_points: Option<FilterConfig>,
+    #[serde(default)]
+    pub exclude_mount_points: Option<FilterConfig>,
+    #[serde(default)]
+    pub include_virtual_filesystems: bool,
+    #[serde(default)]
+    pub metrics: BTreeMap<String, MetricToggle>,
+}
+
+/// `process`: `include`/`exclude` by executable `names`, and otelcol's `mute_process_*_error` flags.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessScraper {
+    #[serde(default)]
+    pub include: Option<FilterConfig>,
+    #[serde(default)]
+    pub exclude: Option<FilterConfig>,
+    #[serde(default)]
+    pub mute_process_name_error: bool,
+    #[serde(default)]
+    pub mute_process_exe_error: bool,
+    #[serde(default)]
+    pub mute_process_io_error: bool,
+    #[serde(default)]
+    pub mute_process_user_error: bool,
+    #[serde(default)]
+    pub mute_process_cgroup_error: bool,
+    #[serde(default)]
+    pub mute_process_all_errors: bool,
+    /// Processes younger than this are skipped (otelcol's `scrape_process_delay`).
+    #[serde(default, with = "duration")]
+    pub scrape_process_delay: Duration,
+    #[serde(default)]
+    pub metrics: BTreeMap<String, MetricToggle>,
+    /// Accepted for otelcol compatibility: every resource attribute this scraper knows is emitted.
+    #[serde(default)]
+    pub resource_attributes: BTreeMap<String, MetricToggle>,
+}
+
+/// Decodes the receiver's section and each scraper's own section, with key paths in the errors.
+pub fn load(id: &ComponentId, value: &Value) -> Result<HostMetricsConfig, ConfigError> {
+    let cfg: HostMetricsConfig = decode(ComponentKind::Receiver, id, value)?;
+    let err =
+        |path: String, msg: String| ConfigError::component(ComponentKind::Receiver, id, path, msg);
+    if cfg.collection_interval.is_zero() {
+        return Err(err(
+            "collection_interval".into(),
+            "must be greater than zero".into(),
+        ));
+    }
+    if cfg.scrapers.is_empty() {
+        return Err(err(
+            "scrapers".into(),
+            format!(
+                "must specify at least one scraper ({})",
+                SCRAPERS.join(", ")
+            ),
+        ));
+    }
+    for name in cfg.scrapers.keys() {
+        if !SCRAPERS.contains(&name.as_str()) {
+            return Err(err(
+                format!("scrapers::{name}"),
+                format!(
+                    "invalid scraper key; expected one of {}",
+                    SCRAPERS.join(", ")
+                ),
+            ));
+        }
+    }
+    if !cfg.root_path.is_empty() && !std::path::Path::new(&cfg.root_path).is_dir() {
+        return Err(err(
+            "root_path".into(),
+            format!("{:?} is not a directory", cfg.root_path),
+        ));
+    }
+    Ok(cfg)
+}
+
+/// Decodes one scraper section (`scrapers::<name>`), prefixing the key path.
+pub fn scraper<T: serde::de::DeserializeOwned + Default>(
+    id: &ComponentId,
+    name: &str,
+    value: &Value,
+) -> Result<T, ConfigError> {
+    if value.is_null() {
+        return Ok(T::default());
+    }
+    decode::<T>(ComponentKind::Receiver, id, value).map_err(|mut e| {
+        e.path = if e.path.is_empty() {
+            format!("scrapers::{name}")
+        } else {
+            format!("scrapers::{name}::{}", e.path)
+        };
+        e
+    })
+}
+
+/// Compiles an optional filter section, naming it in errors.
+pub fn compile_filter(
+    id: &ComponentId,
+    path: &str,
+    key: &str,
+    f: &Option<FilterConfig>,
+) -> Result<Option<NameFilter>, ConfigError> {
+    match f {
+        None => Ok(None),
+        Some(f) => NameFilter::compile(f, key).map(Some).map_err(|(sub, msg)| {
+            ConfigError::component(ComponentKind::Receiver, id, format!("{path}::{sub}"), msg)
+        }),
+    }
+}

@@ -1,0 +1,564 @@
+//! `hostmetrics`: otelcol's host metrics receiver. Every `collection_interval` it reads the node's own
+//! `/proc` and `/sys` (under `root_path`, so a container with the host at `/hostfs` reports the host)
+//! and emits the OpenTelemetry semantic-convention metrics otelcol's scrapers emit: `cpu`, `memory`,
+//! `load`, `disk`, `filesystem`, `network`, `paging`, `processes` and per-process `process`.
+//!
+//! The files are read directly with one small parser each, rather than through `procfs`: `procfs`
+//! resolves `/proc` and `/sys` itself and cannot be pointed at `<root_path>/proc` for every file (nor
+//! at a fixture tree in tests), and each of these files is a few lines of text.
+
+pub mod config;
+mod cpu;
+mod disk;
+mod filesystem;
+pub mod filter;
+mod load;
+mod memory;
+mod network;
+mod paging;
+mod process;
+mod processes;
+
+use async_trait::async_trait;
+use config::{HostMetricsConfig, Toggles};
+use serde_json::Value;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use vigil_core::otlp::common::v1::{InstrumentationScope, KeyValue};
+use vigil_core::otlp::metrics::v1::{
+    metric::Data, number_data_point, AggregationTemporality, Gauge, Metric, NumberDataPoint,
+    ResourceMetrics, ScopeMetrics, Sum,
+};
+use vigil_core::otlp::resource::v1::Resource;
+use vigil_core::{
+    Component, ComponentId, ConfigError, Host, NextConsumers, Receiver, ReceiverFactory, Signal,
+    Telemetry,
+};
+
+/// The scope name prefix otelcol's scrapers use, so dashboards keyed on it keep working.
+const SCOPE_PREFIX: &str =
+    "github.com/open-telemetry/opentelemetry-collector-contrib/receiver/hostmetricsreceiver/internal/scraper/";
+
+/// The host's file system as the scrapers see it: `/`, or `root_path`, or a test fixture.
+#[derive(Debug, Clone)]
+pub struct Root {
+    base: PathBuf,
+}
+
+impl Root {
+    /// `root_path` as configured; empty means `/`.
+    pub fn new(root_path: &str) -> Root {
+        let base = if root_path.is_empty() {
+            PathBuf::from("/")
+        } else {
+            PathBuf::from(root_path)
+        };
+        Root { base }
+    }
+
+    /// The host path `abs` (such as `/proc/stat`) under the root.
+    pub fn path(&self, abs: &str) -> PathBuf {
+        self.base.join(abs.trim_start_matches('/'))
+    }
+
+    pub fn read(&self, abs: &str) -> io::Result<String> {
+        std::fs::read_to_string(self.path(abs))
+    }
+
+    pub fn base(&self) -> &Path {
+        &self.base
+    }
+}
+
+/// What every scraper gets for one collection.
+pub struct Ctx<'a> {
+    pub root: &'a Root,
+    /// The collection time, Unix nanoseconds.
+    pub now: u64,
+    /// Boot time, Unix nanoseconds: the start time of the host's cumulative counters.
+    pub boot: u64,
+    /// Clock ticks per second (`USER_HZ`), the unit of `/proc/stat` and `/proc/<pid>/stat`.
+    pub ticks: f64,
+}
+
+/// The output of one scraper: metrics on the host resource, and (for `process`) one resource per
+/// process.
+#[derive(Default)]
+pub struct Scraped {
+    pub metrics: Vec<Metric>,
+    pub resources: Vec<(Vec<KeyValue>, Vec<Metric>)>,
+}
+
+/// One scraper. `scrape` is called from a blocking thread, one collection at a time.
+pub trait Scraper: Send {
+    fn name(&self) -> &'static str;
+    fn scrape(&mut self, ctx: &Ctx) -> Result<Scraped, String>;
+}
+
+/// Keeps only the metrics `toggles` enables, and drops metrics with no data points.
+pub(crate) fn keep(toggles: &Toggles, metrics: Vec<Metric>) -> Vec<Metric> {
+    metrics
+        .into_iter()
+        .filter(|m| toggles.on(&m.name))
+        .filter(|m| vigil_core::telemetry::metric_point_count(m.data.as_ref()) > 0)
+        .collect()
+}
+
+/// A data point with an integer value.
+pub(crate) fn int_point(attrs: Vec<KeyValue>, v: i64, start: u64, now: u64) -> NumberDataPoint {
+    NumberDataPoint {
+        attributes: attrs,
+        start_time_unix_nano: start,
+        time_unix_nano: now,
+        value: Some(number_data_point::Value::AsInt(v)),
+        ..Default::default()
+    }
+}
+
+/// A data point with a floating-point value.
+pub(crate) fn f64_point(attrs: Vec<KeyValue>, v: f64, start: u64, now: u64) -> NumberDataPoint {
+    NumberDataPoint {
+        attributes: attrs,
+        start_time_unix_nano: start,
+        time_unix_nano: now,
+        value: Some(number_data_point::Value::AsDouble(v)),
+        ..Default::default()
+    }
+}
+
+/// A cumulative Sum.
+pub(crate) fn sum(
+    name: &str,
+    description: &str,
+    unit: &str,
+    monotonic: bool,
+    points: Vec<NumberDataPoint>,
+) -> Metric {
+    Metric {
+        name: name.into(),
+        description: description.into(),
+        unit: unit.into(),
+        data: Some(Data::Sum(Sum {
+            data_points: points,
+            aggregation_temporality: AggregationTemporality::Cumulative as i32,
+            is_monotonic: monotonic,
+        })),
+        ..Default::default()
+    }
+}
+
+/// A Gauge.
+pub(crate) fn gauge(
+    name: &str,
+    description: &str,
+    unit: &str,
+    points: Vec<NumberDataPoint>,
+) -> Metric {
+    Metric {
+        name: name.into(),
+        description: description.into(),
+        unit: unit.into(),
+        data: Some(Data::Gauge(Gauge {
+            data_points: points,
+        })),
+        ..Default::default()
+    }
+}
+
+/// Reads `key value [unit]` lines (`/proc/meminfo`, `/proc/vmstat`) into a lookup.
+pub(crate) fn key_values(text: &str) -> std::collections::HashMap<&str, u64> {
+    text.lines()
+        .filter_map(|l| {
+            let mut it = l.split_whitespace();
+            let k = it.next()?.trim_end_matches(':');
+            let v = it.next()?.parse().ok()?;
+            Some((k, v))
+        })
+        .collect()
+}
+
+/// Boot time from `/proc/stat` (`btime`), in Unix nanoseconds.
+pub(crate) fn boot_time(root: &Root) -> io::Result<u64> {
+    let text = root.read("/proc/stat")?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("btime "))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(|s| s * 1_000_000_000)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "/proc/stat has no btime line"))
+}
+
+/// `USER_HZ`. It is 100 on every mainstream Linux build; sysconf says for sure.
+pub(crate) fn clock_ticks() -> f64 {
+    // SAFETY: sysconf reads a constant and touches no memory of ours.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 {
+        t as f64
+    } else {
+        100.0
+    }
+}
+
+fn unix_nanos(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+/// Builds the configured scrapers, in otelcol's order.
+pub fn build_scrapers(
+    id: &ComponentId,
+    cfg: &HostMetricsConfig,
+) -> Result<Vec<Box<dyn Scraper>>, ConfigError> {
+    let mut out: Vec<Box<dyn Scraper>> = Vec::new();
+    for name in config::SCRAPERS {
+        let Some(section) = cfg.scrapers.get(*name) else {
+            continue;
+        };
+        let s: Box<dyn Scraper> = match *name {
+            "cpu" => Box::new(cpu::CpuScraper::new(id, section)?),
+            "memory" => Box::new(memory::MemoryScraper::new(id, section)?),
+            "load" => Box::new(load::LoadScraper::new(id, section)?),
+            "disk" => Box::new(disk::DiskScraper::new(id, section)?),
+            "filesystem" => Box::new(filesystem::FilesystemScraper::new(id, section)?),
+            "network" => Box::new(network::NetworkScraper::new(id, section)?),
+            "paging" => Box::new(paging::PagingScraper::new(id, section)?),
+            "processes" => Box::new(processes::ProcessesScraper::new(id, section)?),
+            "process" => Box::new(process::ProcessScraper::new(id, section)?),
+            _ => continue,
+        };
+        out.push(s);
+    }
+    Ok(out)
+}
+
+/// Runs every scraper once and assembles the batch: one resource (empty, as otelcol's system
+/// scrapers leave it) with one scope per scraper, then one resource per process. A scraper that
+/// fails is reported and skipped; the others still count.
+pub fn collect(
+    scrapers: &mut [Box<dyn Scraper>],
+    root: &Root,
+    ticks: f64,
+) -> (Vec<ResourceMetrics>, Vec<String>) {
+    let now = unix_nanos(SystemTime::now());
+    let boot = boot_time(root).unwrap_or(0);
+    let ctx = Ctx {
+        root,
+        now,
+        boot,
+        ticks,
+    };
+    let mut errors = Vec::new();
+    let mut host = ResourceMetrics {
+        resource: Some(Resource::default()),
+        ..Default::default()
+    };
+    let mut per_process = Vec::new();
+    for s in scrapers.iter_mut() {
+        match s.scrape(&ctx) {
+            Ok(out) => {
+                let scope = InstrumentationScope {
+                    name: format!("{SCOPE_PREFIX}{}scraper", s.name()),
+                    version: env!("CARGO_PKG_VERSION").into(),
+                    ..Default::default()
+                };
+                if !out.metrics.is_empty() {
+                    host.scope_metrics.push(ScopeMetrics {
+                        scope: Some(scope.clone()),
+                        metrics: out.metrics,
+                        ..Default::default()
+                    });
+                }
+                for (attrs, metrics) in out.resources {
+                    per_process.push(ResourceMetrics {
+                        resource: Some(Resource {
+                            attributes: attrs,
+                            ..Default::default()
+                        }),
+                        scope_metrics: vec![ScopeMetrics {
+                            scope: Some(scope.clone()),
+                            metrics,
+                            ..Default::default()
+                        }],
+                        ..Default::default()
+                    });
+                }
+            }
+            Err(e) => errors.push(format!("scraper {}: {e}", s.name())),
+        }
+    }
+    let mut out = Vec::with_capacity(1 + per_process.len());
+    if !host.scope_metrics.is_empty() {
+        out.push(host);
+    }
+    out.extend(per_process);
+    (out, errors)
+}
+
+struct Factory;
+
+/// The `hostmetrics` receiver factory, for the registry.
+pub fn factory() -> Arc<dyn ReceiverFactory> {
+    Arc::new(Factory)
+}
+
+impl ReceiverFactory for Factory {
+    fn type_name(&self) -> &'static str {
+        "hostmetrics"
+    }
+
+    fn signals(&self) -> &'static [Signal] {
+        &[Signal::Metrics]
+    }
+
+    fn validate(&self, id: &ComponentId, config: &Value) -> Result<(), ConfigError> {
+        let cfg = config::load(id, config)?;
+        build_scrapers(id, &cfg).map(|_| ())
+    }
+
+    fn create(
+        &self,
+        id: &ComponentId,
+        config: &Value,
+        next: NextConsumers,
+    ) -> Result<Arc<dyn Receiver>, ConfigError> {
+        let cfg = config::load(id, config)?;
+        let scrapers = build_scrapers(id, &cfg)?;
+        Ok(Arc::new(HostMetricsReceiver {
+            id: id.to_string(),
+            interval: cfg.collection_interval,
+            initial_delay: cfg.initial_delay,
+            root: Root::new(&cfg.root_path),
+            scrapers: Arc::new(Mutex::new(scrapers)),
+            next,
+            cancel: CancellationToken::new(),
+            task: Mutex::new(None),
+        }))
+    }
+}
+
+/// A running `hostmetrics` receiver: one task that collects on a timer.
+pub struct HostMetricsReceiver {
+    id: String,
+    interval: Duration,
+    initial_delay: Duration,
+    root: Root,
+    scrapers: Arc<Mutex<Vec<Box<dyn Scraper>>>>,
+    next: NextConsumers,
+    cancel: CancellationToken,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+#[async_trait]
+impl Component for HostMetricsReceiver {
+    async fn start(&self, _host: &Host) -> anyhow::Result<()> {
+        let id = self.id.clone();
+        let interval = self.interval;
+        let initial_delay = self.initial_delay;
+        let root = self.root.clone();
+        let scrapers = Arc::clone(&self.scrapers);
+        let next = self.next.clone();
+        let cancel = self.cancel.clone();
+        let ticks = clock_ticks();
+        let task = tokio::spawn(async move {
+            tokio::select! {
+                _ = tokio::time::sleep(initial_delay) => {}
+                _ = cancel.cancelled() => return,
+            }
+            let mut timer = tokio::time::interval(interval);
+            // A slow collection must not be followed by a burst of catch-up collections.
+            timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = timer.tick() => {}
+                    _ = cancel.cancelled() => return,
+                }
+                let scrapers = Arc::clone(&scrapers);
+                let root = root.clone();
+                // File reads block; keep them off the async workers.
+                let joined = tokio::task::spawn_blocking(move || {
+                    let mut s = scrapers.lock().unwrap_or_else(|p| p.into_inner());
+                    collect(&mut s, &root, ticks)
+                })
+                .await;
+                let (batch, errors) = match joined {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::error!(receiver = %id, "host metrics collection failed: {e}");
+                        continue;
+                    }
+                };
+                for e in errors {
+                    tracing::warn!(receiver = %id, "{e}");
+                }
+                if batch.is_empty() {
+                    continue;
+                }
+                if let Err(e) = next.consume(Telemetry::Metrics(batch)).await {
+                    tracing::warn!(receiver = %id, "the pipeline refused host metrics: {e}");
+                }
+            }
+        });
+        *self.task.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
+        Ok(())
+    }
+
+    async fn shutdown(&self) -> anyhow::Result<()> {
+        self.cancel.cancel();
+        let task = self.task.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(t) = task {
+            let _ = t.await;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+    use vigil_core::attrs::value_to_string;
+
+    /// The fixture tree under `receivers/testdata/hostmetrics`.
+    pub fn fixture() -> Root {
+        Root::new(concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/hostmetrics"))
+    }
+
+    pub fn ctx(root: &Root) -> Ctx<'_> {
+        Ctx {
+            root,
+            now: 2_000_000_000_000_000_000,
+            boot: boot_time(root).unwrap(),
+            ticks: 100.0,
+        }
+    }
+
+    pub fn id() -> ComponentId {
+        ComponentId::parse("hostmetrics").unwrap()
+    }
+
+    pub fn find<'a>(metrics: &'a [Metric], name: &str) -> &'a Metric {
+        metrics
+            .iter()
+            .find(|m| m.name == name)
+            .unwrap_or_else(|| panic!("metric {name} missing"))
+    }
+
+    /// Points of a metric as (sorted `k=v` attribute text, value).
+    pub fn points(m: &Metric) -> Vec<(String, f64)> {
+        let pts = match m.data.as_ref() {
+            Some(Data::Sum(s)) => &s.data_points,
+            Some(Data::Gauge(g)) => &g.data_points,
+            _ => panic!("{} is not a number metric", m.name),
+        };
+        pts.iter()
+            .map(|p| {
+                let mut a: Vec<String> = p
+                    .attributes
+                    .iter()
+                    .map(|kv| {
+                        format!(
+                            "{}={}",
+                            kv.key,
+                            kv.value
+                                .as_ref()
+                                .and_then(|v| v.value.as_ref())
+                                .map(value_to_string)
+                                .unwrap_or_default()
+                        )
+                    })
+                    .collect();
+                a.sort();
+                let v = match p.value {
+                    Some(number_data_point::Value::AsInt(i)) => i as f64,
+                    Some(number_data_point::Value::AsDouble(d)) => d,
+                    None => f64::NAN,
+                };
+                (a.join(","), v)
+            })
+            .collect()
+    }
+
+    pub fn value(m: &Metric, attrs: &str) -> f64 {
+        points(m)
+            .into_iter()
+            .find(|(a, _)| a == attrs)
+            .unwrap_or_else(|| panic!("{} has no point {attrs}: {:?}", m.name, points(m)))
+            .1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::*;
+    use super::*;
+
+    #[test]
+    fn config_errors_name_the_key() {
+        let e = config::load(&id(), &serde_json::json!({"scrapers": {"cpus": null}})).unwrap_err();
+        assert!(e.to_string().contains("scrapers::cpus"), "{e}");
+        let e = config::load(&id(), &serde_json::json!({})).unwrap_err();
+        assert!(e.to_string().contains("at least one scraper"), "{e}");
+        let cfg = config::load(
+            &id(),
+            &serde_json::json!({"scrapers": {"cpu": {"metrics": {"system.cpu.utilisation": {"enabled": true}}}}}),
+        )
+        .unwrap();
+        let e = build_scrapers(&id(), &cfg).err().unwrap();
+        assert!(
+            e.to_string()
+                .contains("scrapers::cpu::metrics::system.cpu.utilisation"),
+            "{e}"
+        );
+        let cfg = config::load(
+            &id(),
+            &serde_json::json!({"scrapers": {"process": {"include": {"names": ["x"]}}}}),
+        )
+        .unwrap();
+        let e = build_scrapers(&id(), &cfg).err().unwrap();
+        assert!(
+            e.to_string()
+                .contains("scrapers::process::include::match_type"),
+            "{e}"
+        );
+        let cfg = config::load(&id(), &serde_json::json!({"scrapers": {"cpu": null}})).unwrap();
+        assert_eq!(cfg.collection_interval, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn collect_from_the_fixture_puts_each_scraper_in_its_scope() {
+        let root = fixture();
+        let cfg = config::load(
+            &id(),
+            &serde_json::json!({"root_path": root.base().display().to_string(), "scrapers": {
+                "cpu": null, "memory": null, "load": null, "disk": null, "filesystem": null,
+                "network": null, "paging": null, "processes": null, "process": null}}),
+        )
+        .unwrap();
+        let mut scrapers = build_scrapers(&id(), &cfg).unwrap();
+        let (batch, errors) = collect(&mut scrapers, &root, 100.0);
+        assert!(errors.is_empty(), "{errors:?}");
+        let scopes: Vec<&str> = batch[0]
+            .scope_metrics
+            .iter()
+            .map(|s| s.scope.as_ref().unwrap().name.rsplit('/').next().unwrap())
+            .collect();
+        assert_eq!(
+            scopes,
+            [
+                "cpuscraper",
+                "memoryscraper",
+                "loadscraper",
+                "diskscraper",
+                "filesystemscraper",
+                "networkscraper",
+                "pagingscraper",
+                "processesscraper"
+            ]
+        );
+        // The fixture has two processes.
+        assert_eq!(batch.len(), 3);
+    }
+}
