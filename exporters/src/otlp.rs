@@ -114,12 +114,12 @@ impl OtlpConfig {
 
     fn validate(&self, id: &ComponentId) -> Result<(), ConfigError> {
         let target = self.target(id)?;
-        if target.tls && self.tls.insecure_skip_verify {
+        if target.tls && self.tls.insecure_skip_verify && self.tls.ca_file.is_some() {
             return Err(config_error(
                 id,
                 "tls::insecure_skip_verify",
-                "is not supported by the otlp exporter yet; set tls::ca_file to trust the \
-                 server's certificate authority instead",
+                "cannot be combined with tls::ca_file: either verify against the CA or skip \
+                 verification",
             ));
         }
         header_map(id, &self.headers)?;
@@ -136,7 +136,13 @@ impl OtlpConfig {
             .user_agent(concat!("vigil/", env!("CARGO_PKG_VERSION")))
             .map_err(|e| config_error(id, "endpoint", e.to_string()))?;
         if target.tls {
-            endpoint = endpoint.tls_config(self.tls_config(id)?).map_err(|e| {
+            let tls = self.tls_config(id)?;
+            let configured = if self.tls.insecure_skip_verify {
+                endpoint.tls_config_with_verifier(tls, Arc::new(AnyServerCert::new()))
+            } else {
+                endpoint.tls_config(tls)
+            };
+            endpoint = configured.map_err(|e| {
                 config_error(
                     id,
                     "tls",
@@ -162,9 +168,11 @@ impl OtlpConfig {
             })
         };
         let mut tls = ClientTlsConfig::new();
-        // A CA file replaces the system roots, as Go's crypto/tls treats RootCAs.
+        // A CA file replaces the system roots, as Go's crypto/tls treats RootCAs. Skipping
+        // verification takes no roots at all: tonic refuses roots next to a custom verifier.
         tls = match &self.tls.ca_file {
             Some(ca) => tls.ca_certificate(Certificate::from_pem(read("ca_file", ca)?)),
+            None if self.tls.insecure_skip_verify => tls,
             None => tls.with_native_roots(),
         };
         match (&self.tls.cert_file, &self.tls.key_file) {
@@ -194,6 +202,58 @@ impl OtlpConfig {
             tls = tls.domain_name(name.clone());
         }
         Ok(tls)
+    }
+}
+
+/// `tls.insecure_skip_verify`: accepts any server certificate and name, while still checking that
+/// the handshake is signed by the key in that certificate, so the connection stays encrypted to
+/// whoever presented it. For test setups and self-signed gateways only, as in otelcol.
+#[derive(Debug)]
+struct AnyServerCert {
+    algorithms: rustls::crypto::WebPkiSupportedAlgorithms,
+}
+
+impl AnyServerCert {
+    fn new() -> Self {
+        AnyServerCert {
+            algorithms: rustls::crypto::aws_lc_rs::default_provider()
+                .signature_verification_algorithms,
+        }
+    }
+}
+
+impl rustls::client::danger::ServerCertVerifier for AnyServerCert {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.algorithms.supported_schemes()
     }
 }
 
@@ -680,10 +740,11 @@ mod tests {
             check(json!({"endpoint": "gw:4317", "compression": "snappy"}))
                 .contains("compression: unsupported compression")
         );
-        assert!(
-            check(json!({"endpoint": "gw:4317", "tls": {"insecure_skip_verify": true}}))
-                .contains("tls::insecure_skip_verify")
-        );
+        assert!(check(json!({
+            "endpoint": "gw:4317",
+            "tls": {"insecure_skip_verify": true, "ca_file": "ca.pem"}
+        }))
+        .contains("tls::insecure_skip_verify: cannot be combined"));
         assert!(check(json!({"endpoint": "gw:4317", "timeout": "fast"})).contains("timeout"));
         assert!(
             check(json!({"endpoint": "gw:4317", "retry_on_failure": {"multiplier": 0}}))
@@ -705,6 +766,13 @@ mod tests {
             Ok(e) => assert_eq!(e.sender().endpoint.uri().scheme_str(), Some("https")),
             Err(e) => assert!(e.to_string().contains("tls::ca_file"), "{e}"),
         }
+    }
+
+    #[test]
+    fn skip_verify_builds_without_a_trust_store() {
+        let cfg = json!({"endpoint": "gw:4317", "tls": {"insecure_skip_verify": true}});
+        let e = build(&id(), &cfg, ManualClock::new()).unwrap();
+        assert_eq!(e.sender().endpoint.uri().scheme_str(), Some("https"));
     }
 
     #[test]
