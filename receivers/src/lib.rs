@@ -1,6 +1,7 @@
 //! Receivers, one module per component, named as in config.
 
 pub mod hostmetrics;
+pub mod filelog;
 pub mod otlp;
 
 use std::sync::Arc;
@@ -8,5 +9,5 @@ use vigil_core::ReceiverFactory;
 
 /// Every receiver type this crate provides.
 pub fn factories() -> Vec<Arc<dyn ReceiverFactory>> {
-    vec![otlp::factory(), hostmetrics::factory()]
+    vec![otlp::factory(), hostmetrics::factory(), filelog::factory()]
 }

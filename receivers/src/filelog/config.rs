@@ -1,0 +1,334 @@
+//! The `filelog` receiver's config: otelcol's keys and defaults (`include`, `exclude`, `start_at`,
+//! `poll_interval` 200ms, `fingerprint_size` 1kb, `max_log_size` 1MiB, …), decoded with the key path in
+//! every error and checked before start, so that a mistake is reported by `vigil validate`.
+
+use crate::filelog::operators::{OperatorConfig, Pipeline};
+use serde::Deserialize;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::time::Duration;
+use vigil_core::config::decode;
+use vigil_core::{ComponentId, ComponentKind, ConfigError};
+
+/// `receivers::filelog` as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FilelogConfig {
+    /// Globs of files to read (`**` allowed).
+    pub include: Vec<String>,
+    /// Globs of files to leave alone, matched against the paths `include` found.
+    pub exclude: Vec<String>,
+    /// `end` (default) or `beginning`: where to start in files found at the first poll.
+    pub start_at: String,
+    #[serde(with = "vigil_core::config::duration")]
+    pub poll_interval: Duration,
+    /// Files held open at once; further files are reopened by path at the next poll.
+    pub max_concurrent_files: usize,
+    /// Accepted for otelcol compatibility; files are read one after another.
+    pub max_batches: usize,
+    /// Longer records are cut at this size and flagged with `log.truncated`.
+    pub max_log_size: ByteSize,
+    pub encoding: String,
+    pub include_file_name: bool,
+    pub include_file_path: bool,
+    pub include_file_name_resolved: bool,
+    pub include_file_path_resolved: bool,
+    /// How many leading bytes identify a file.
+    pub fingerprint_size: ByteSize,
+    pub delete_after_read: bool,
+    /// How long an unterminated last line waits for its end before it is sent as it is.
+    #[serde(with = "vigil_core::config::duration")]
+    pub force_flush_period: Duration,
+    pub multiline: Option<MultilineConfig>,
+    /// A storage extension id (`file_storage/x`) for offsets that survive a restart.
+    pub storage: Option<String>,
+    pub operators: Vec<OperatorConfig>,
+    /// Attributes and resource attributes added to every record, as stanza's input operators take them.
+    pub attributes: HashMap<String, Value>,
+    pub resource: HashMap<String, Value>,
+    /// Accepted for otelcol compatibility: refused batches are always re-read at the next poll.
+    pub retry_on_failure: Option<Value>,
+}
+
+impl Default for FilelogConfig {
+    fn default() -> Self {
+        FilelogConfig {
+            include: Vec::new(),
+            exclude: Vec::new(),
+            start_at: "end".into(),
+            poll_interval: Duration::from_millis(200),
+            max_concurrent_files: 1024,
+            max_batches: 0,
+            max_log_size: ByteSize(1024 * 1024),
+            encoding: "utf-8".into(),
+            include_file_name: true,
+            include_file_path: false,
+            include_file_name_resolved: false,
+            include_file_path_resolved: false,
+            fingerprint_size: ByteSize(1000),
+            delete_after_read: false,
+            force_flush_period: Duration::from_millis(500),
+            multiline: None,
+            storage: None,
+            operators: Vec::new(),
+            attributes: HashMap::new(),
+            resource: HashMap::new(),
+            retry_on_failure: None,
+        }
+    }
+}
+
+/// `multiline`: exactly one of the two patterns.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MultilineConfig {
+    pub line_start_pattern: Option<String>,
+    pub line_end_pattern: Option<String>,
+    #[serde(default)]
+    pub omit_pattern: bool,
+}
+
+/// A byte size as otelcol's `helper.ByteSize` takes it: a number, or text such as `1kb`, `1KiB`, `16MiB`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub usize);
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match Value::deserialize(d)? {
+            Value::Number(n) => n
+                .as_u64()
+                .map(|n| ByteSize(n as usize))
+                .ok_or_else(|| serde::de::Error::custom("expected a non-negative byte size")),
+            Value::String(s) => parse_size(&s)
+                .map(ByteSize)
+                .map_err(serde::de::Error::custom),
+            _ => Err(serde::de::Error::custom(
+                "expected a byte size such as 1024 or \"1MiB\"",
+            )),
+        }
+    }
+}
+
+/// Parses `1kb` (1000), `1KiB` (1024), `5MB`, `5MiB`, `1GB`, `1GiB` or a bare number of bytes.
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num.parse().map_err(|_| {
+        format!("invalid byte size {s:?}: expected a number and a unit such as 1MiB")
+    })?;
+    let mult =
+        match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 1.0,
+            "kb" => 1e3,
+            "kib" => 1024.0,
+            "mb" => 1e6,
+            "mib" => 1024.0 * 1024.0,
+            "gb" => 1e9,
+            "gib" => 1024.0 * 1024.0 * 1024.0,
+            u => return Err(format!(
+                "invalid byte size {s:?}: unknown unit {u:?} (use B, KB, KiB, MB, MiB, GB or GiB)"
+            )),
+        };
+    Ok((n * mult) as usize)
+}
+
+/// How records are split out of the byte stream.
+#[derive(Debug, Clone)]
+pub enum Split {
+    Lines,
+    Start(regex::bytes::Regex),
+    End(regex::bytes::Regex),
+}
+
+/// The text encoding of files.
+#[derive(Debug, Clone, Copy)]
+pub enum Encoding {
+    Utf8,
+    /// Bytes as they are: the body is a bytes value.
+    Nop,
+    /// A single-byte encoding decoded through encoding_rs.
+    Other(&'static encoding_rs::Encoding),
+}
+
+/// The config after checking: everything the receiver needs, compiled.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    pub raw: FilelogConfig,
+    pub include: Vec<glob::Pattern>,
+    pub exclude: Vec<glob::Pattern>,
+    pub start_at_beginning: bool,
+    pub split: Split,
+    pub encoding: Encoding,
+    pub pipeline: Pipeline,
+    pub storage: Option<ComponentId>,
+}
+
+fn err(id: &ComponentId, path: &str, msg: impl Into<String>) -> ConfigError {
+    ConfigError::component(ComponentKind::Receiver, id, path, msg)
+}
+
+/// Decodes and checks `receivers::filelog`.
+pub fn load(id: &ComponentId, value: &Value) -> Result<Checked, ConfigError> {
+    let raw: FilelogConfig = decode(ComponentKind::Receiver, id, value)?;
+    if raw.include.is_empty() {
+        return Err(err(
+            id,
+            "include",
+            "required: at least one glob of files to read",
+        ));
+    }
+    let globs = |key: &str, list: &[String]| -> Result<Vec<glob::Pattern>, ConfigError> {
+        list.iter()
+            .enumerate()
+            .map(|(i, g)| {
+                glob::Pattern::new(g).map_err(|e| {
+                    err(
+                        id,
+                        &format!("{key}::{i}"),
+                        format!("invalid glob {g:?}: {e}"),
+                    )
+                })
+            })
+            .collect()
+    };
+    let include = globs("include", &raw.include)?;
+    let exclude = globs("exclude", &raw.exclude)?;
+    let start_at_beginning = match raw.start_at.as_str() {
+        "end" => false,
+        "beginning" => true,
+        o => {
+            return Err(err(
+                id,
+                "start_at",
+                format!("invalid value {o:?}: expected end or beginning"),
+            ))
+        }
+    };
+    if raw.delete_after_read && !start_at_beginning {
+        return Err(err(id, "delete_after_read", "requires start_at: beginning, or lines written before the first poll would be deleted unread"));
+    }
+    if raw.fingerprint_size.0 < 16 {
+        return Err(err(
+            id,
+            "fingerprint_size",
+            format!(
+                "{} bytes is too small: at least 16 are needed to tell files apart",
+                raw.fingerprint_size.0
+            ),
+        ));
+    }
+    if raw.max_log_size.0 == 0 {
+        return Err(err(id, "max_log_size", "must be greater than 0"));
+    }
+    if raw.poll_interval.is_zero() {
+        return Err(err(id, "poll_interval", "must be greater than 0"));
+    }
+    let split = match &raw.multiline {
+        None => Split::Lines,
+        Some(m) => match (&m.line_start_pattern, &m.line_end_pattern) {
+            (Some(s), None) => Split::Start(regex::bytes::Regex::new(s).map_err(|e| {
+                err(
+                    id,
+                    "multiline::line_start_pattern",
+                    format!("invalid regex: {e}"),
+                )
+            })?),
+            (None, Some(s)) => Split::End(regex::bytes::Regex::new(s).map_err(|e| {
+                err(
+                    id,
+                    "multiline::line_end_pattern",
+                    format!("invalid regex: {e}"),
+                )
+            })?),
+            (Some(_), Some(_)) => {
+                return Err(err(
+                    id,
+                    "multiline",
+                    "only one of line_start_pattern and line_end_pattern may be set",
+                ))
+            }
+            (None, None) => {
+                return Err(err(
+                    id,
+                    "multiline",
+                    "one of line_start_pattern or line_end_pattern is required",
+                ))
+            }
+        },
+    };
+    let encoding = match raw.encoding.to_ascii_lowercase().as_str() {
+        "utf-8" | "utf8" | "" => Encoding::Utf8,
+        "nop" => Encoding::Nop,
+        other => match encoding_rs::Encoding::for_label(other.as_bytes()) {
+            Some(e) if e.is_single_byte() || e == encoding_rs::UTF_8 => {
+                if e == encoding_rs::UTF_8 { Encoding::Utf8 } else { Encoding::Other(e) }
+            }
+            Some(_) => return Err(err(id, "encoding", format!("encoding {other:?} is not supported: only UTF-8, nop, ASCII and single-byte encodings (latin1, windows-1252, …) are"))),
+            None => return Err(err(id, "encoding", format!("unknown encoding {other:?}"))),
+        },
+    };
+    let pipeline = Pipeline::build(&raw.operators).map_err(|(p, m)| err(id, &p, m))?;
+    let storage = raw
+        .storage
+        .as_deref()
+        .map(|s| ComponentId::parse(s).map_err(|e| err(id, "storage", e)))
+        .transpose()?;
+    Ok(Checked {
+        raw,
+        include,
+        exclude,
+        start_at_beginning,
+        split,
+        encoding,
+        pipeline,
+        storage,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id() -> ComponentId {
+        ComponentId::parse("filelog/x").unwrap()
+    }
+
+    fn yaml(s: &str) -> Value {
+        serde_saphyr::from_str(s).unwrap()
+    }
+
+    #[test]
+    fn defaults_match_otelcol() {
+        let c = load(&id(), &yaml("include: [/var/log/*.log]")).unwrap();
+        assert_eq!(c.raw.poll_interval, Duration::from_millis(200));
+        assert_eq!(c.raw.fingerprint_size, ByteSize(1000));
+        assert_eq!(c.raw.max_log_size, ByteSize(1 << 20));
+        assert!(!c.start_at_beginning);
+        assert!(c.raw.include_file_name && !c.raw.include_file_path);
+        assert_eq!(parse_size("1KiB").unwrap(), 1024);
+    }
+
+    /// Each bad config under testdata/filelog/bad names its key path.
+    #[test]
+    fn bad_configs_name_the_key() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/filelog/bad");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let p = entry.unwrap().path();
+            let text = std::fs::read_to_string(&p).unwrap();
+            let want = text
+                .lines()
+                .next()
+                .unwrap()
+                .trim_start_matches("# expect: ")
+                .to_string();
+            let e = load(&id(), &yaml(&text)).unwrap_err().to_string();
+            assert!(e.contains(&want), "{}: {e:?} lacks {want:?}", p.display());
+            n += 1;
+        }
+        assert!(n >= 5, "expected the bad-config cases in {}", dir.display());
+    }
+}

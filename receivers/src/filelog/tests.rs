@@ -1,0 +1,260 @@
+//! Unit tests of the tracker against real files in a temp dir, with an in-memory `Storage` and a sink
+//! that records what it was given (and can refuse, to check that nothing moves on refusal).
+
+use super::config;
+use super::tracker::{Tracker, BATCH_RECORDS};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use vigil_core::otlp::common::v1::any_value::Value;
+use vigil_core::otlp::logs::v1::ResourceLogs;
+use vigil_core::storage::{Storage, StorageError, StorageOp};
+use vigil_core::{ComponentId, ConsumeError};
+
+#[derive(Default)]
+struct MemStorage(Mutex<BTreeMap<Vec<u8>, Vec<u8>>>);
+
+impl Storage for MemStorage {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self.0.lock().unwrap().get(key).cloned())
+    }
+    fn batch(&self, ops: Vec<StorageOp>) -> Result<(), StorageError> {
+        let mut m = self.0.lock().unwrap();
+        for op in ops {
+            match op {
+                StorageOp::Set(k, v) => {
+                    m.insert(k, v);
+                }
+                StorageOp::Delete(k) => {
+                    m.remove(&k);
+                }
+            }
+        }
+        Ok(())
+    }
+    fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
+        Ok(self
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+}
+
+#[derive(Default)]
+struct Collect {
+    bodies: Vec<String>,
+    batches: Vec<Vec<ResourceLogs>>,
+    refuse: bool,
+}
+
+impl Collect {
+    fn sink(&mut self) -> impl FnMut(Vec<ResourceLogs>) -> Result<(), ConsumeError> + '_ {
+        move |b: Vec<ResourceLogs>| {
+            if self.refuse {
+                return Err(ConsumeError::retryable("full"));
+            }
+            for rl in &b {
+                for sl in &rl.scope_logs {
+                    for r in &sl.log_records {
+                        match r.body.as_ref().and_then(|v| v.value.as_ref()) {
+                            Some(Value::StringValue(s)) => self.bodies.push(s.clone()),
+                            other => self.bodies.push(format!("{other:?}")),
+                        }
+                    }
+                }
+            }
+            self.batches.push(b);
+            Ok(())
+        }
+    }
+}
+
+fn tracker(dir: &Path, extra: serde_json::Value, storage: Option<Arc<dyn Storage>>) -> Tracker {
+    let mut cfg = json!({
+        "include": [format!("{}/*.log*", dir.display())],
+        "start_at": "beginning",
+    });
+    if let (Some(c), Some(e)) = (cfg.as_object_mut(), extra.as_object()) {
+        for (k, v) in e {
+            c.insert(k.clone(), v.clone());
+        }
+    }
+    let id = ComponentId::parse("filelog/t").unwrap();
+    let checked = config::load(&id, &cfg).unwrap();
+    Tracker::new(Arc::new(checked), "filelog/t", storage)
+}
+
+fn append(path: &Path, lines: std::ops::Range<usize>) {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    for i in lines {
+        writeln!(f, "line {i:06} some text to make the fingerprint distinct").unwrap();
+    }
+}
+
+fn expect(range: std::ops::Range<usize>) -> Vec<String> {
+    range
+        .map(|i| format!("line {i:06} some text to make the fingerprint distinct"))
+        .collect()
+}
+
+#[test]
+fn rename_rotation_reads_every_line_once() {
+    let d = tempfile::tempdir().unwrap();
+    let log = d.path().join("app.log");
+    let mut t = tracker(d.path(), json!({}), None);
+    let mut c = Collect::default();
+    append(&log, 0..100);
+    t.poll(&mut c.sink());
+    append(&log, 100..150);
+    std::fs::rename(&log, d.path().join("app.log.1")).unwrap();
+    append(&d.path().join("app.log.1"), 150..160); // the writer still holds the old file
+    append(&log, 160..200);
+    t.poll(&mut c.sink());
+    t.poll(&mut c.sink());
+    assert_eq!(c.bodies, expect(0..200));
+}
+
+#[test]
+fn copytruncate_and_recreate_read_every_line_once() {
+    let d = tempfile::tempdir().unwrap();
+    let log = d.path().join("app.log");
+    let mut t = tracker(d.path(), json!({}), None);
+    let mut c = Collect::default();
+    append(&log, 0..100);
+    t.poll(&mut c.sink());
+    append(&log, 100..120);
+    std::fs::copy(&log, d.path().join("app.log.1")).unwrap();
+    // A poll between copy and truncate sees two files with the same fingerprint.
+    t.poll(&mut c.sink());
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&log)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    append(&log, 120..130);
+    t.poll(&mut c.sink());
+    std::fs::remove_file(&log).unwrap();
+    append(&log, 130..140);
+    t.poll(&mut c.sink());
+    let mut got = c.bodies.clone();
+    got.sort();
+    assert_eq!(got, expect(0..140));
+}
+
+#[test]
+fn start_at_end_skips_what_was_there() {
+    let d = tempfile::tempdir().unwrap();
+    let log = d.path().join("a.log");
+    append(&log, 0..10);
+    let mut t = tracker(d.path(), json!({"start_at": "end"}), None);
+    let mut c = Collect::default();
+    t.poll(&mut c.sink());
+    append(&log, 10..12);
+    append(&d.path().join("b.log"), 50..51);
+    t.poll(&mut c.sink());
+    let mut got = c.bodies.clone();
+    got.sort();
+    assert_eq!(
+        got,
+        expect(10..12)
+            .into_iter()
+            .chain(expect(50..51))
+            .collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn checkpoint_resumes_and_refusal_moves_nothing() {
+    let d = tempfile::tempdir().unwrap();
+    let log = d.path().join("app.log");
+    let store: Arc<dyn Storage> = Arc::new(MemStorage::default());
+    append(&log, 0..(BATCH_RECORDS + 10));
+    let mut c = Collect::default();
+    {
+        let mut t = tracker(d.path(), json!({}), Some(store.clone()));
+        c.refuse = true;
+        assert_eq!(t.poll(&mut c.sink()), 0);
+        c.refuse = false;
+        assert_eq!(t.poll(&mut c.sink()), BATCH_RECORDS + 10);
+    }
+    append(&log, (BATCH_RECORDS + 10)..(BATCH_RECORDS + 20));
+    let mut t = tracker(d.path(), json!({"start_at": "end"}), Some(store));
+    t.poll(&mut c.sink());
+    assert_eq!(c.bodies, expect(0..(BATCH_RECORDS + 20)));
+}
+
+#[test]
+fn bad_input_is_survived() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join("bin.log"), b"\x7fELF\x00\x00\x01binary\n").unwrap();
+    std::fs::write(d.path().join("latin.log"), b"caf\xe9 ok\n").unwrap();
+    let long = "x".repeat(5000);
+    std::fs::write(d.path().join("long.log"), format!("{long}\nshort\n")).unwrap();
+    let mut t = tracker(d.path(), json!({"max_log_size": 1000}), None);
+    let mut c = Collect::default();
+    t.poll(&mut c.sink());
+    assert_eq!(c.bodies.len(), 3, "{:?}", c.bodies);
+    assert_eq!(c.bodies[0], "caf\u{fffd} ok");
+    assert_eq!(c.bodies[1].len(), 1000);
+    assert_eq!(c.bodies[2], "short");
+    let truncated = &c.batches[1][0].scope_logs[0].log_records[0];
+    assert!(truncated
+        .attributes
+        .iter()
+        .any(|kv| kv.key == "log.truncated"));
+    // A directory that vanishes is no error.
+    drop(d);
+    t.poll(&mut c.sink());
+}
+
+#[test]
+fn multiline_and_partial_tail() {
+    let d = tempfile::tempdir().unwrap();
+    let log = d.path().join("app.log");
+    std::fs::write(
+        &log,
+        "2024 start one\n  at a\n  at b\n2024 start two\n  at c\n",
+    )
+    .unwrap();
+    let mut t = tracker(
+        d.path(),
+        json!({"multiline": {"line_start_pattern": "^2024"}, "force_flush_period": "1ms"}),
+        None,
+    );
+    let mut c = Collect::default();
+    t.poll(&mut c.sink());
+    assert_eq!(c.bodies, vec!["2024 start one\n  at a\n  at b".to_string()]);
+    // The last record has no successor yet: it is sent once the file stops growing for the flush period.
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    t.poll(&mut c.sink());
+    t.poll(&mut c.sink());
+    assert_eq!(c.bodies.len(), 2, "{:?}", c.bodies);
+    assert_eq!(c.bodies[1], "2024 start two\n  at c");
+}
+
+#[test]
+fn file_name_and_path_attributes() {
+    let d = tempfile::tempdir().unwrap();
+    append(&d.path().join("x.log"), 0..1);
+    let mut t = tracker(d.path(), json!({"include_file_path": true}), None);
+    let mut c = Collect::default();
+    t.poll(&mut c.sink());
+    let r = &c.batches[0][0].scope_logs[0].log_records[0];
+    assert_eq!(
+        vigil_core::attrs::get_str(&r.attributes, "log.file.name"),
+        Some("x.log")
+    );
+    assert!(vigil_core::attrs::get_str(&r.attributes, "log.file.path")
+        .is_some_and(|p| p.ends_with("/x.log")));
+}
