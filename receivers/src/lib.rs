@@ -3,11 +3,12 @@
 pub mod hostmetrics;
 pub mod filelog;
 pub mod otlp;
+pub mod syslog;
 
 use std::sync::Arc;
 use vigil_core::ReceiverFactory;
 
 /// Every receiver type this crate provides.
 pub fn factories() -> Vec<Arc<dyn ReceiverFactory>> {
-    vec![otlp::factory(), hostmetrics::factory(), filelog::factory()]
+    vec![otlp::factory(), hostmetrics::factory(), filelog::factory(), syslog::factory()]
 }

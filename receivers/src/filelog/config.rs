@@ -119,19 +119,20 @@ pub fn parse_size(s: &str) -> Result<usize, String> {
     let n: f64 = num.parse().map_err(|_| {
         format!("invalid byte size {s:?}: expected a number and a unit such as 1MiB")
     })?;
-    let mult =
-        match unit.trim().to_ascii_lowercase().as_str() {
-            "" | "b" => 1.0,
-            "kb" => 1e3,
-            "kib" => 1024.0,
-            "mb" => 1e6,
-            "mib" => 1024.0 * 1024.0,
-            "gb" => 1e9,
-            "gib" => 1024.0 * 1024.0 * 1024.0,
-            u => return Err(format!(
+    let mult = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "kb" => 1e3,
+        "kib" => 1024.0,
+        "mb" => 1e6,
+        "mib" => 1024.0 * 1024.0,
+        "gb" => 1e9,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        u => {
+            return Err(format!(
                 "invalid byte size {s:?}: unknown unit {u:?} (use B, KB, KiB, MB, MiB, GB or GiB)"
-            )),
-        };
+            ))
+        }
+    };
     Ok((n * mult) as usize)
 }
 

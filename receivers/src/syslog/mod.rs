@@ -1,0 +1,463 @@
+//! `syslog`: receives RFC 5424 or RFC 3164 messages over TCP (octet counting or newline framing) and
+//! UDP, as otelcol's `syslog` receiver does with the same keys (`protocol`, `location`,
+//! `tcp.listen_address`, `udp.listen_address`, `operators`), and turns each into an OTLP log record
+//! with severity, host and app as attributes. `parse` holds the message and framing parsers.
+
+pub mod parse;
+
+use crate::filelog::operators::{OperatorConfig, Pipeline, PipelineState};
+use async_trait::async_trait;
+use chrono_tz::Tz;
+use parse::Protocol;
+use serde::Deserialize;
+use serde_json::Value;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+use tokio::io::AsyncReadExt;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use vigil_core::attrs::{kv_i64, kv_str};
+use vigil_core::config::{check_endpoint, decode, resolve_endpoint};
+use vigil_core::otlp::logs::v1::{ResourceLogs, ScopeLogs};
+use vigil_core::{
+    Component, ComponentId, ComponentKind, ConfigError, ConsumeError, Consumer, Host,
+    NextConsumers, Receiver, ReceiverFactory, Signal, Telemetry,
+};
+
+/// `receivers::syslog` as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyslogConfig {
+    /// `rfc5424` or `rfc3164`; required, as in otelcol.
+    #[serde(default)]
+    pub protocol: String,
+    /// IANA zone that RFC 3164 times (which carry none) are read in; default UTC.
+    #[serde(default)]
+    pub location: Option<String>,
+    /// Octet counting is detected per frame; the key is accepted for otelcol compatibility.
+    #[serde(default)]
+    pub enable_octet_counting: bool,
+    /// `LF` (default) or `NUL`: what ends a frame without octet counting.
+    #[serde(default)]
+    pub non_transparent_framing_trailer: Option<String>,
+    /// Largest frame in bytes; default 8192.
+    #[serde(default)]
+    pub max_octets: Option<usize>,
+    #[serde(default)]
+    pub allow_skip_pri_header: bool,
+    #[serde(default, deserialize_with = "vigil_core::config::present")]
+    pub tcp: Option<ListenConfig>,
+    #[serde(default, deserialize_with = "vigil_core::config::present")]
+    pub udp: Option<ListenConfig>,
+    #[serde(default)]
+    pub operators: Vec<OperatorConfig>,
+}
+
+/// `tcp:` and `udp:`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenConfig {
+    #[serde(default)]
+    pub listen_address: String,
+    /// Adds `net.*` attributes about the peer and the local socket.
+    #[serde(default)]
+    pub add_attributes: bool,
+    #[serde(default)]
+    pub max_log_size: Option<Value>,
+    #[serde(default)]
+    pub one_log_per_packet: bool,
+    #[serde(default)]
+    pub encoding: Option<String>,
+}
+
+#[derive(Debug)]
+struct Checked {
+    protocol: Protocol,
+    tz: Tz,
+    trailer: u8,
+    max: usize,
+    tcp: Option<ListenConfig>,
+    udp: Option<ListenConfig>,
+    pipeline: Pipeline,
+}
+
+fn err(id: &ComponentId, path: &str, msg: impl Into<String>) -> ConfigError {
+    ConfigError::component(ComponentKind::Receiver, id, path, msg)
+}
+
+fn load(id: &ComponentId, value: &Value) -> Result<Checked, ConfigError> {
+    let c: SyslogConfig = decode(ComponentKind::Receiver, id, value)?;
+    let protocol = match c.protocol.as_str() {
+        "rfc5424" => Protocol::Rfc5424,
+        "rfc3164" => Protocol::Rfc3164,
+        "" => return Err(err(id, "protocol", "required: rfc5424 or rfc3164")),
+        o => {
+            return Err(err(
+                id,
+                "protocol",
+                format!("invalid protocol {o:?}: expected rfc5424 or rfc3164"),
+            ))
+        }
+    };
+    let tz = match c.location.as_deref() {
+        None | Some("") => Tz::UTC,
+        Some(l) => l
+            .parse()
+            .map_err(|_| err(id, "location", format!("unknown location {l:?}: expected an IANA zone such as \"UTC\" or \"America/New_York\"")))?,
+    };
+    let trailer = match c.non_transparent_framing_trailer.as_deref() {
+        None | Some("LF") => b'\n',
+        Some("NUL") => 0,
+        Some(o) => {
+            return Err(err(
+                id,
+                "non_transparent_framing_trailer",
+                format!("invalid value {o:?}: expected LF or NUL"),
+            ))
+        }
+    };
+    if c.tcp.is_none() && c.udp.is_none() {
+        return Err(err(id, "", "one of tcp or udp is required"));
+    }
+    for (key, l) in [("tcp", &c.tcp), ("udp", &c.udp)] {
+        if let Some(l) = l {
+            if l.listen_address.is_empty() {
+                return Err(err(
+                    id,
+                    &format!("{key}::listen_address"),
+                    "required: host:port to listen on",
+                ));
+            }
+            check_endpoint(&l.listen_address)
+                .map_err(|e| err(id, &format!("{key}::listen_address"), e))?;
+        }
+    }
+    let pipeline = Pipeline::build(&c.operators).map_err(|(p, m)| err(id, &p, m))?;
+    Ok(Checked {
+        protocol,
+        tz,
+        trailer,
+        max: c.max_octets.unwrap_or(8192),
+        tcp: c.tcp,
+        udp: c.udp,
+        pipeline,
+    })
+}
+
+struct Factory;
+
+/// The `syslog` receiver factory, for the registry.
+pub fn factory() -> Arc<dyn ReceiverFactory> {
+    Arc::new(Factory)
+}
+
+impl ReceiverFactory for Factory {
+    fn type_name(&self) -> &'static str {
+        "syslog"
+    }
+
+    fn signals(&self) -> &'static [Signal] {
+        &[Signal::Logs]
+    }
+
+    fn validate(&self, id: &ComponentId, config: &Value) -> Result<(), ConfigError> {
+        load(id, config).map(|_| ())
+    }
+
+    fn create(
+        &self,
+        id: &ComponentId,
+        config: &Value,
+        next: NextConsumers,
+    ) -> Result<Arc<dyn Receiver>, ConfigError> {
+        Ok(Arc::new(SyslogReceiver {
+            id: id.clone(),
+            cfg: Arc::new(load(id, config)?),
+            next,
+            running: Mutex::new(None),
+        }))
+    }
+}
+
+/// The `syslog` receiver.
+pub struct SyslogReceiver {
+    id: ComponentId,
+    cfg: Arc<Checked>,
+    next: NextConsumers,
+    running: Mutex<Option<(CancellationToken, Vec<JoinHandle<()>>)>>,
+}
+
+fn now_nanos() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+/// What both transports share: parsing, operators and the pipeline.
+struct Handler {
+    id: String,
+    cfg: Arc<Checked>,
+    next: Arc<dyn Consumer>,
+    accepted: metrics::Counter,
+    refused: metrics::Counter,
+}
+
+impl Handler {
+    async fn handle(
+        &self,
+        frames: Vec<Vec<u8>>,
+        net: &[vigil_core::otlp::common::v1::KeyValue],
+        st: &mut PipelineState,
+    ) -> Result<(), ConsumeError> {
+        let observed = now_nanos();
+        let mut out = Vec::with_capacity(frames.len());
+        for f in frames {
+            let text = String::from_utf8_lossy(&f);
+            match parse::parse(self.cfg.protocol, &text, self.cfg.tz, observed) {
+                Ok(mut e) => {
+                    e.attributes.extend_from_slice(net);
+                    if self.cfg.pipeline.is_empty() {
+                        out.push(e);
+                    } else {
+                        self.cfg.pipeline.process(e, 0, None, st, &mut out);
+                    }
+                }
+                Err(reason) => {
+                    tracing::debug!(receiver = %self.id, %reason, "dropping an unparsable syslog message");
+                    self.refused.increment(1);
+                }
+            }
+        }
+        if out.is_empty() {
+            return Ok(());
+        }
+        let n = out.len() as u64;
+        let records = out.into_iter().map(|e| e.into_record().1).collect();
+        let data = Telemetry::Logs(vec![ResourceLogs {
+            scope_logs: vec![ScopeLogs {
+                log_records: records,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }]);
+        let r = self.next.consume(data).await;
+        match &r {
+            Ok(()) => self.accepted.increment(n),
+            Err(_) => self.refused.increment(n),
+        }
+        r
+    }
+}
+
+fn net_attrs(
+    transport: &str,
+    peer: SocketAddr,
+    local: Option<SocketAddr>,
+) -> Vec<vigil_core::otlp::common::v1::KeyValue> {
+    let mut v = vec![
+        kv_str("net.transport", transport),
+        kv_str("net.peer.ip", peer.ip().to_string()),
+        kv_i64("net.peer.port", peer.port() as i64),
+    ];
+    if let Some(l) = local {
+        v.push(kv_str("net.host.ip", l.ip().to_string()));
+        v.push(kv_i64("net.host.port", l.port() as i64));
+    }
+    v
+}
+
+#[async_trait]
+impl Component for SyslogReceiver {
+    async fn start(&self, _host: &Host) -> anyhow::Result<()> {
+        let Some(next) = self.next.get(Signal::Logs).cloned() else {
+            anyhow::bail!(
+                "receivers::{}: no logs pipeline uses this receiver",
+                self.id
+            );
+        };
+        let stop = CancellationToken::new();
+        let mut tasks = Vec::new();
+        let id = self.id.to_string();
+        let mk = |transport: &str| {
+            let labels = [
+                ("receiver", id.clone()),
+                ("transport", transport.to_string()),
+            ];
+            Arc::new(Handler {
+                id: id.clone(),
+                cfg: Arc::clone(&self.cfg),
+                next: Arc::clone(&next),
+                accepted: metrics::counter!("otelcol_receiver_accepted_log_records", &labels),
+                refused: metrics::counter!("otelcol_receiver_refused_log_records", &labels),
+            })
+        };
+        if let Some(tcp) = &self.cfg.tcp {
+            let listener = vigil_core::config::bind_tcp(
+                ComponentKind::Receiver,
+                &self.id,
+                &tcp.listen_address,
+            )
+            .await?;
+            let h = mk("tcp");
+            let stop = stop.clone();
+            let add = tcp.add_attributes;
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    let (sock, peer) = tokio::select! {
+                        _ = stop.cancelled() => break,
+                        r = listener.accept() => match r {
+                            Ok(x) => x,
+                            Err(e) => {
+                                tracing::warn!(error = %e, "syslog: accept failed");
+                                continue;
+                            }
+                        },
+                    };
+                    let h = Arc::clone(&h);
+                    let stop = stop.clone();
+                    tokio::spawn(async move {
+                        let local = sock.local_addr().ok();
+                        let net = if add {
+                            net_attrs("IP.TCP", peer, local)
+                        } else {
+                            Vec::new()
+                        };
+                        serve_tcp(sock, h, net, stop).await;
+                    });
+                }
+            }));
+        }
+        if let Some(udp) = &self.cfg.udp {
+            let addr = resolve_endpoint(&udp.listen_address)
+                .map_err(|e| anyhow::anyhow!("receivers::{}::udp::listen_address: {e}", self.id))?;
+            let sock = tokio::net::UdpSocket::bind(addr).await.map_err(|e| {
+                anyhow::anyhow!(
+                    "receivers::{}: cannot listen on udp {}: {e}",
+                    self.id,
+                    udp.listen_address
+                )
+            })?;
+            let h = mk("udp");
+            let stop = stop.clone();
+            let add = udp.add_attributes;
+            tasks.push(tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                let mut st = PipelineState::default();
+                let local = sock.local_addr().ok();
+                loop {
+                    let (n, peer) = tokio::select! {
+                        _ = stop.cancelled() => break,
+                        r = sock.recv_from(&mut buf) => match r {
+                            Ok(x) => x,
+                            Err(_) => continue,
+                        },
+                    };
+                    let net = if add {
+                        net_attrs("IP.UDP", peer, local)
+                    } else {
+                        Vec::new()
+                    };
+                    // One datagram is one message (RFC 5426); UDP has no way to ask for a resend.
+                    let mut frame = buf[..n].to_vec();
+                    frame.truncate(h.cfg.max.max(1));
+                    if let Err(e) = h.handle(vec![frame], &net, &mut st).await {
+                        tracing::debug!(error = %e, "syslog: pipeline refused a UDP message");
+                    }
+                }
+            }));
+        }
+        if let Ok(mut r) = self.running.lock() {
+            *r = Some((stop, tasks));
+        }
+        Ok(())
+    }
+
+    async fn shutdown(&self) -> anyhow::Result<()> {
+        let running = self.running.lock().ok().and_then(|mut r| r.take());
+        if let Some((stop, tasks)) = running {
+            stop.cancel();
+            for t in tasks {
+                let _ = t.await;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reads frames from one TCP connection. When the pipeline refuses, the connection is read no further
+/// until it accepts: TCP's own flow control then pushes back on the sender.
+async fn serve_tcp(
+    mut sock: tokio::net::TcpStream,
+    h: Arc<Handler>,
+    net: Vec<vigil_core::otlp::common::v1::KeyValue>,
+    stop: CancellationToken,
+) {
+    let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
+    let mut chunk = vec![0u8; 16 * 1024];
+    let mut st = PipelineState::default();
+    loop {
+        let n = tokio::select! {
+            _ = stop.cancelled() => return,
+            r = sock.read(&mut chunk) => match r {
+                Ok(0) | Err(_) => 0,
+                Ok(n) => n,
+            },
+        };
+        let eof = n == 0;
+        buf.extend_from_slice(&chunk[..n]);
+        let (mut frames, used) = parse::frames(&buf, h.cfg.trailer, h.cfg.max);
+        buf.drain(..used);
+        if eof && !buf.is_empty() {
+            // A last message without its trailer still counts.
+            frames.push(std::mem::take(&mut buf));
+        }
+        if !frames.is_empty() {
+            let mut delay = std::time::Duration::from_millis(50);
+            let mut pending = Some(frames);
+            while let Some(f) = pending.take() {
+                match h.handle(f.clone(), &net, &mut st).await {
+                    Err(ConsumeError::Retryable { .. }) if !stop.is_cancelled() => {
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(std::time::Duration::from_secs(5));
+                        pending = Some(f);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if eof {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn config_errors_name_the_key() {
+        let id = ComponentId::parse("syslog").unwrap();
+        let e = load(&id, &json!({"tcp": {"listen_address": "localhost:1"}})).unwrap_err();
+        assert!(e.to_string().contains("syslog::protocol: required"), "{e}");
+        let e = load(&id, &json!({"protocol": "rfc5424", "location": "Nowhere/Land", "udp": {"listen_address": "localhost:1"}})).unwrap_err();
+        assert!(
+            e.to_string().contains("syslog::location: unknown location"),
+            "{e}"
+        );
+        let e = load(
+            &id,
+            &json!({"protocol": "rfc5424", "tcp": {"listen_adress": "x"}}),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("invalid keys: listen_adress"), "{e}");
+        assert!(load(
+            &id,
+            &json!({"protocol": "rfc3164", "udp": {"listen_address": "127.0.0.1:5514"}})
+        )
+        .is_ok());
+    }
+}
