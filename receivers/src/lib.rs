@@ -3,6 +3,8 @@
 pub mod hostmetrics;
 pub mod filelog;
 pub mod otlp;
+pub mod prometheus;
+pub mod prometheusremotewrite;
 pub mod syslog;
 
 use std::sync::Arc;
@@ -10,5 +12,12 @@ use vigil_core::ReceiverFactory;
 
 /// Every receiver type this crate provides.
 pub fn factories() -> Vec<Arc<dyn ReceiverFactory>> {
-    vec![otlp::factory(), hostmetrics::factory(), filelog::factory(), syslog::factory()]
+    vec![
+        otlp::factory(),
+        hostmetrics::factory(),
+        prometheus::factory(),
+        prometheusremotewrite::factory(),
+        filelog::factory(),
+        syslog::factory(),
+    ]
 }

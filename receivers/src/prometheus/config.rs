@@ -1,0 +1,595 @@
+//! The `prometheus` receiver's config: otelcol's own keys around a `config:` block written in
+//! Prometheus's schema (`global`, `scrape_configs`), with Prometheus's defaults and load-time checks,
+//! and every error naming the key path inside `receivers::prometheus…`.
+
+use super::relabel::{RelabelConfigRaw, Rule};
+use serde::Deserialize;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::time::Duration;
+use vigil_core::config::decode;
+use vigil_core::{ComponentId, ComponentKind, ConfigError};
+
+/// Prometheus's default `global.scrape_interval`, which otelcol keeps.
+pub const DEFAULT_SCRAPE_INTERVAL: Duration = Duration::from_secs(60);
+/// Prometheus's default `global.scrape_timeout`.
+pub const DEFAULT_SCRAPE_TIMEOUT: Duration = Duration::from_secs(10);
+/// vigil's body cap when `body_size_limit` is unset. Prometheus has none, but one runaway target
+/// must not be able to take the memory of an agent that shares its node with real workloads.
+pub const DEFAULT_BODY_SIZE_LIMIT: u64 = 32 * 1024 * 1024;
+/// Prometheus's default `file_sd_configs.refresh_interval`.
+pub const DEFAULT_FILE_SD_REFRESH: Duration = Duration::from_secs(300);
+
+/// `receivers::prometheus` as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub config: Option<PromConfig>,
+    #[serde(default)]
+    pub trim_metric_suffixes: bool,
+    /// Take counters' start time from `process_start_time_seconds` instead of first sight.
+    #[serde(default)]
+    pub use_start_time_metric: bool,
+    pub start_time_metric_regex: Option<String>,
+    /// Also emit `scrape_body_size_bytes`, `scrape_timeout_seconds` and `scrape_sample_limit`.
+    #[serde(default)]
+    pub report_extra_scrape_metrics: bool,
+    pub target_allocator: Option<Value>,
+    pub api_server: Option<Value>,
+}
+
+/// The Prometheus config block.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PromConfig {
+    #[serde(default)]
+    pub global: GlobalConfig,
+    #[serde(default)]
+    pub scrape_configs: Vec<ScrapeConfigRaw>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GlobalConfig {
+    pub scrape_interval: Option<String>,
+    pub scrape_timeout: Option<String>,
+    /// Accepted because Prometheus configs carry it; there are no rules to evaluate here.
+    pub evaluation_interval: Option<String>,
+    /// Accepted because Prometheus configs carry it; they only label outgoing remote writes there.
+    #[serde(default)]
+    pub external_labels: BTreeMap<String, String>,
+}
+
+/// One `scrape_configs` entry as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScrapeConfigRaw {
+    pub job_name: Option<String>,
+    pub scrape_interval: Option<String>,
+    pub scrape_timeout: Option<String>,
+    pub metrics_path: Option<String>,
+    pub scheme: Option<String>,
+    #[serde(default)]
+    pub params: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    pub static_configs: Vec<TargetGroup>,
+    #[serde(default)]
+    pub file_sd_configs: Vec<FileSdRaw>,
+    #[serde(default)]
+    pub relabel_configs: Vec<RelabelConfigRaw>,
+    #[serde(default)]
+    pub metric_relabel_configs: Vec<RelabelConfigRaw>,
+    #[serde(default)]
+    pub honor_labels: bool,
+    pub honor_timestamps: Option<bool>,
+    pub basic_auth: Option<BasicAuth>,
+    pub authorization: Option<Authorization>,
+    pub tls_config: Option<TlsConfig>,
+    pub body_size_limit: Option<String>,
+    pub sample_limit: Option<u64>,
+    pub follow_redirects: Option<bool>,
+}
+
+/// A group of targets with shared labels, as in `static_configs` and file SD files.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TargetGroup {
+    #[serde(default)]
+    pub targets: Vec<String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSdRaw {
+    #[serde(default)]
+    pub files: Vec<String>,
+    pub refresh_interval: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuth {
+    #[serde(default)]
+    pub username: String,
+    pub password: Option<String>,
+    pub password_file: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Authorization {
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub credentials: Option<String>,
+    pub credentials_file: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub ca_file: Option<String>,
+    pub cert_file: Option<String>,
+    pub key_file: Option<String>,
+    pub server_name: Option<String>,
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+}
+
+/// The whole receiver, checked and with every default filled in.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub jobs: Vec<Job>,
+    pub start_time_metric: Option<regex::Regex>,
+    pub report_extra_scrape_metrics: bool,
+}
+
+/// One scrape job, ready to run.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub name: String,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub metrics_path: String,
+    pub scheme: String,
+    pub params: BTreeMap<String, Vec<String>>,
+    pub static_groups: Vec<TargetGroup>,
+    pub file_sd: Vec<FileSd>,
+    pub relabel: Vec<Rule>,
+    pub metric_relabel: Vec<Rule>,
+    pub honor_labels: bool,
+    pub honor_timestamps: bool,
+    pub basic_auth: Option<BasicAuth>,
+    pub authorization: Option<Authorization>,
+    pub tls: TlsConfig,
+    pub body_size_limit: u64,
+    pub sample_limit: u64,
+    pub follow_redirects: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct FileSd {
+    pub files: Vec<String>,
+    pub refresh: Duration,
+}
+
+fn err(id: &ComponentId, path: impl Into<String>, msg: impl Into<String>) -> ConfigError {
+    ConfigError::component(ComponentKind::Receiver, id, path, msg)
+}
+
+/// Parses a Prometheus duration (`30s`, `1m`, `1h30m`, `1d`, `2w`, `1y`, `500ms`): integers with
+/// units from largest to smallest, as Prometheus's `model.ParseDuration` takes them.
+pub fn parse_prom_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if s == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let units: [(&str, u64); 8] = [
+        ("y", 365 * 24 * 3600 * 1000),
+        ("w", 7 * 24 * 3600 * 1000),
+        ("d", 24 * 3600 * 1000),
+        ("h", 3600 * 1000),
+        ("m", 60 * 1000),
+        ("s", 1000),
+        ("ms", 1),
+        ("", 0),
+    ];
+    let bad =
+        || format!("invalid duration {s:?} (expected e.g. \"15s\", \"1m\", \"1h30m\", \"1d\")");
+    if s.is_empty() {
+        return Err(bad());
+    }
+    let mut rest = s;
+    let mut total_ms: u64 = 0;
+    let mut last_rank = 0usize;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+        if digits == 0 {
+            return Err(bad());
+        }
+        let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let (rank, (unit, ms)) = units[..7]
+            .iter()
+            .enumerate()
+            .find(|(_, (u, _))| rest.starts_with(u) && !(*u == "m" && rest.starts_with("ms")))
+            .ok_or_else(bad)?;
+        // Units must come largest first, each at most once ("1h30m", never "30m1h").
+        if rank < last_rank {
+            return Err(bad());
+        }
+        last_rank = rank + 1;
+        total_ms = n
+            .checked_mul(*ms)
+            .and_then(|v| total_ms.checked_add(v))
+            .ok_or_else(bad)?;
+        rest = &rest[unit.len()..];
+    }
+    Ok(Duration::from_millis(total_ms))
+}
+
+/// Parses a byte size as Prometheus's `body_size_limit` takes it: `0`, `512`, `10KB`, `32MB`, `1GiB`
+/// (powers of 1024).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let n: u64 = t[..split]
+        .parse()
+        .map_err(|_| format!("invalid size {s:?} (expected e.g. \"10MB\")"))?;
+    let mult: u64 = match t[split..].trim() {
+        "" | "B" => 1,
+        "KB" | "KiB" | "K" => 1 << 10,
+        "MB" | "MiB" | "M" => 1 << 20,
+        "GB" | "GiB" | "G" => 1 << 30,
+        "TB" | "TiB" | "T" => 1 << 40,
+        u => {
+            return Err(format!(
+                "invalid size {s:?}: unknown unit {u:?} (B, KB, MB, GB, TB)"
+            ))
+        }
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("size {s:?} is too large"))
+}
+
+fn duration_at(
+    id: &ComponentId,
+    path: &str,
+    v: &Option<String>,
+) -> Result<Option<Duration>, ConfigError> {
+    match v {
+        None => Ok(None),
+        Some(s) => parse_prom_duration(s)
+            .map(Some)
+            .map_err(|m| err(id, path, m)),
+    }
+}
+
+/// Decodes and checks the whole section.
+pub fn load(id: &ComponentId, value: &Value) -> Result<Config, ConfigError> {
+    let raw: RawConfig = decode(ComponentKind::Receiver, id, value)?;
+    if raw.target_allocator.is_some() {
+        return Err(err(
+            id,
+            "target_allocator",
+            "the target allocator is not supported by vigil; list targets in config::scrape_configs",
+        ));
+    }
+    if raw.api_server.is_some() {
+        return Err(err(
+            id,
+            "api_server",
+            "the Prometheus API server is not supported by vigil",
+        ));
+    }
+    if raw.trim_metric_suffixes {
+        return Err(err(
+            id,
+            "trim_metric_suffixes",
+            "trimming metric suffixes is not supported yet; leave it false",
+        ));
+    }
+    let Some(prom) = raw.config else {
+        return Err(err(id, "config", "no Prometheus scrape_configs set"));
+    };
+    if prom.scrape_configs.is_empty() {
+        return Err(err(
+            id,
+            "config::scrape_configs",
+            "no Prometheus scrape_configs set",
+        ));
+    }
+    let g_interval = duration_at(
+        id,
+        "config::global::scrape_interval",
+        &prom.global.scrape_interval,
+    )?
+    .unwrap_or(DEFAULT_SCRAPE_INTERVAL);
+    let g_timeout = duration_at(
+        id,
+        "config::global::scrape_timeout",
+        &prom.global.scrape_timeout,
+    )?
+    .unwrap_or(DEFAULT_SCRAPE_TIMEOUT);
+    duration_at(
+        id,
+        "config::global::evaluation_interval",
+        &prom.global.evaluation_interval,
+    )?;
+    if g_interval.is_zero() {
+        return Err(err(
+            id,
+            "config::global::scrape_interval",
+            "must be greater than 0",
+        ));
+    }
+    if g_timeout > g_interval {
+        return Err(err(
+            id,
+            "config::global::scrape_timeout",
+            "global scrape timeout greater than scrape interval",
+        ));
+    }
+
+    let mut jobs: Vec<Job> = Vec::new();
+    for (i, sc) in prom.scrape_configs.iter().enumerate() {
+        let at = |k: &str| format!("config::scrape_configs::{i}::{k}");
+        let name = match sc.job_name.as_deref() {
+            Some(n) if !n.is_empty() => n.to_string(),
+            _ => return Err(err(id, at("job_name"), "job_name is empty")),
+        };
+        if jobs.iter().any(|j| j.name == name) {
+            return Err(err(
+                id,
+                at("job_name"),
+                format!("found multiple scrape configs with job name {name:?}"),
+            ));
+        }
+        let interval =
+            duration_at(id, &at("scrape_interval"), &sc.scrape_interval)?.unwrap_or(g_interval);
+        if interval.is_zero() {
+            return Err(err(id, at("scrape_interval"), "must be greater than 0"));
+        }
+        let timeout = match duration_at(id, &at("scrape_timeout"), &sc.scrape_timeout)? {
+            Some(t) => t,
+            // Prometheus clamps an inherited timeout to the job's own interval.
+            None => g_timeout.min(interval),
+        };
+        if timeout > interval {
+            return Err(err(
+                id,
+                at("scrape_timeout"),
+                format!("scrape timeout greater than scrape interval for scrape config with job name {name:?}"),
+            ));
+        }
+        if timeout.is_zero() {
+            return Err(err(id, at("scrape_timeout"), "must be greater than 0"));
+        }
+        let scheme = sc.scheme.clone().unwrap_or_else(|| "http".into());
+        if scheme != "http" && scheme != "https" {
+            return Err(err(
+                id,
+                at("scheme"),
+                format!("invalid scheme {scheme:?} (expected http or https)"),
+            ));
+        }
+        let metrics_path = sc.metrics_path.clone().unwrap_or_else(|| "/metrics".into());
+        if !metrics_path.starts_with('/') {
+            return Err(err(
+                id,
+                at("metrics_path"),
+                format!("{metrics_path:?} must start with '/'"),
+            ));
+        }
+        for (g, group) in sc.static_configs.iter().enumerate() {
+            for (t, target) in group.targets.iter().enumerate() {
+                check_target(target)
+                    .map_err(|m| err(id, at(&format!("static_configs::{g}::targets::{t}")), m))?;
+            }
+            for k in group.labels.keys() {
+                if !super::relabel::is_label_name(k) {
+                    return Err(err(
+                        id,
+                        at(&format!("static_configs::{g}::labels")),
+                        format!("{k:?} is not a valid label name"),
+                    ));
+                }
+            }
+        }
+        let mut file_sd = Vec::new();
+        for (f, fsd) in sc.file_sd_configs.iter().enumerate() {
+            if fsd.files.is_empty() {
+                return Err(err(
+                    id,
+                    at(&format!("file_sd_configs::{f}::files")),
+                    "file service discovery config must contain at least one path name",
+                ));
+            }
+            for (n, pat) in fsd.files.iter().enumerate() {
+                let ok = [".json", ".yml", ".yaml"]
+                    .iter()
+                    .any(|e| pat.to_ascii_lowercase().ends_with(e));
+                if !ok {
+                    return Err(err(id, at(&format!("file_sd_configs::{f}::files::{n}")), format!("path name {pat:?} is not valid for file discovery (expected .json, .yml or .yaml)")));
+                }
+                glob::Pattern::new(pat).map_err(|e| {
+                    err(
+                        id,
+                        at(&format!("file_sd_configs::{f}::files::{n}")),
+                        format!("invalid pattern {pat:?}: {e}"),
+                    )
+                })?;
+            }
+            let refresh = duration_at(
+                id,
+                &at(&format!("file_sd_configs::{f}::refresh_interval")),
+                &fsd.refresh_interval,
+            )?
+            .unwrap_or(DEFAULT_FILE_SD_REFRESH);
+            if refresh.is_zero() {
+                return Err(err(
+                    id,
+                    at(&format!("file_sd_configs::{f}::refresh_interval")),
+                    "must be greater than 0",
+                ));
+            }
+            file_sd.push(FileSd {
+                files: fsd.files.clone(),
+                refresh,
+            });
+        }
+        let compile = |list: &[RelabelConfigRaw], key: &str| -> Result<Vec<Rule>, ConfigError> {
+            list.iter()
+                .enumerate()
+                .map(|(r, raw)| {
+                    Rule::compile(raw).map_err(|m| err(id, at(&format!("{key}::{r}")), m))
+                })
+                .collect()
+        };
+        let relabel = compile(&sc.relabel_configs, "relabel_configs")?;
+        let metric_relabel = compile(&sc.metric_relabel_configs, "metric_relabel_configs")?;
+        if let Some(b) = &sc.basic_auth {
+            if b.password.is_some() && b.password_file.is_some() {
+                return Err(err(
+                    id,
+                    at("basic_auth"),
+                    "at most one of basic_auth password and password_file must be configured",
+                ));
+            }
+            if sc.authorization.is_some() {
+                return Err(err(
+                    id,
+                    at("authorization"),
+                    "at most one of basic_auth and authorization must be configured",
+                ));
+            }
+        }
+        if let Some(a) = &sc.authorization {
+            if a.credentials.is_some() && a.credentials_file.is_some() {
+                return Err(err(id, at("authorization"), "at most one of authorization credentials and credentials_file must be configured"));
+            }
+            if a.kind
+                .as_deref()
+                .is_some_and(|k| k.eq_ignore_ascii_case("basic"))
+            {
+                return Err(err(
+                    id,
+                    at("authorization::type"),
+                    "authorization type cannot be set to \"basic\", use \"basic_auth\" instead",
+                ));
+            }
+        }
+        let tls = sc.tls_config.clone().unwrap_or_default();
+        if tls.cert_file.is_some() != tls.key_file.is_some() {
+            return Err(err(
+                id,
+                at("tls_config"),
+                "cert_file and key_file must be set together",
+            ));
+        }
+        if tls.server_name.is_some() {
+            return Err(err(id, at("tls_config::server_name"), "overriding the TLS server name is not supported yet; scrape the target by that name instead"));
+        }
+        let body_size_limit = match &sc.body_size_limit {
+            Some(s) => match parse_size(s).map_err(|m| err(id, at("body_size_limit"), m))? {
+                0 => DEFAULT_BODY_SIZE_LIMIT,
+                n => n,
+            },
+            None => DEFAULT_BODY_SIZE_LIMIT,
+        };
+        jobs.push(Job {
+            name,
+            interval,
+            timeout,
+            metrics_path,
+            scheme,
+            params: sc.params.clone(),
+            static_groups: sc.static_configs.clone(),
+            file_sd,
+            relabel,
+            metric_relabel,
+            honor_labels: sc.honor_labels,
+            honor_timestamps: sc.honor_timestamps.unwrap_or(true),
+            basic_auth: sc.basic_auth.clone(),
+            authorization: sc.authorization.clone(),
+            tls,
+            body_size_limit,
+            sample_limit: sc.sample_limit.unwrap_or(0),
+            follow_redirects: sc.follow_redirects.unwrap_or(true),
+        });
+    }
+    let start_time_metric = if raw.use_start_time_metric {
+        let pat = raw
+            .start_time_metric_regex
+            .as_deref()
+            .unwrap_or("^(.+_)*process_start_time_seconds$");
+        Some(regex::Regex::new(pat).map_err(|e| {
+            err(
+                id,
+                "start_time_metric_regex",
+                format!("invalid regex {pat:?}: {e}"),
+            )
+        })?)
+    } else {
+        None
+    };
+    Ok(Config {
+        jobs,
+        start_time_metric,
+        report_extra_scrape_metrics: raw.report_extra_scrape_metrics,
+    })
+}
+
+/// A target is `host[:port]`, never a URL.
+pub fn check_target(t: &str) -> Result<(), String> {
+    if t.is_empty() {
+        return Err("empty target".into());
+    }
+    if t.contains('/') {
+        return Err(format!(
+            "{t:?} is not a valid hostname (a target is host:port, without scheme or path)"
+        ));
+    }
+    if t.contains(char::is_whitespace) {
+        return Err(format!("{t:?} is not a valid hostname (it has spaces)"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prometheus_durations() {
+        assert_eq!(parse_prom_duration("15s").unwrap(), Duration::from_secs(15));
+        assert_eq!(
+            parse_prom_duration("1h30m").unwrap(),
+            Duration::from_secs(5400)
+        );
+        assert_eq!(
+            parse_prom_duration("1d").unwrap(),
+            Duration::from_secs(86400)
+        );
+        assert_eq!(
+            parse_prom_duration("500ms").unwrap(),
+            Duration::from_millis(500)
+        );
+        assert_eq!(
+            parse_prom_duration("1m500ms").unwrap(),
+            Duration::from_millis(60500)
+        );
+        assert!(parse_prom_duration("30m1h").is_err());
+        assert!(parse_prom_duration("1.5s").is_err());
+        assert!(parse_prom_duration("soon").is_err());
+        assert!(parse_prom_duration("").is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("10MB").unwrap(), 10 << 20);
+        assert_eq!(parse_size("512").unwrap(), 512);
+        assert!(parse_size("10 parsecs").is_err());
+    }
+}

@@ -1,0 +1,537 @@
+//! Unit tests of the `prometheus` receiver: config files under `testdata/prometheus`, the OTLP mapping
+//! of every metric type, start times and staleness, and scrapes of in-test targets that misbehave
+//! (garbage, 404, too slow, too big) which must all end in `up` = 0.
+
+use super::config::{self, Job};
+use super::convert::{ScrapeSettings, TargetInfo, Translator, FLAG_NO_RECORDED_VALUE};
+use super::discovery::Target;
+use super::parse::Format;
+use super::relabel::Labels;
+use super::scrape::{self, LoopContext};
+use opentelemetry_proto::tonic::metrics::v1::{
+    metric::Data, number_data_point, Metric, NumberDataPoint, ResourceMetrics,
+};
+use std::time::Duration;
+use vigil_core::attrs::get_str;
+use vigil_core::{ComponentId, NextConsumers};
+
+fn id() -> ComponentId {
+    ComponentId::parse("prometheus").unwrap()
+}
+
+fn load_yaml(yaml: &str) -> Result<config::Config, vigil_core::ConfigError> {
+    let v: serde_json::Value = serde_saphyr::from_str(yaml).unwrap();
+    config::load(&id(), &v)
+}
+
+#[test]
+fn testdata_configs_load_or_fail_with_their_expected_error() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/prometheus");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        let v: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
+        let result = super::factory().validate(&id(), &v);
+        if name.starts_with("good_") {
+            assert!(result.is_ok(), "{name}: {result:?}");
+        } else {
+            let want = text
+                .lines()
+                .next()
+                .and_then(|l| l.strip_prefix("# error: "))
+                .unwrap_or_else(|| panic!("{name} has no '# error:' first line"));
+            let got = result.expect_err(&name).to_string();
+            assert!(got.starts_with("receivers::prometheus::"), "{name}: {got}");
+            assert!(got.contains(want), "{name}: want {want:?} in {got:?}");
+        }
+        seen += 1;
+    }
+    assert!(seen > 10);
+}
+
+#[test]
+fn defaults_are_prometheus_and_otelcol_defaults() {
+    let c = load_yaml("config:\n  scrape_configs:\n  - job_name: a\n").unwrap();
+    let j = &c.jobs[0];
+    assert_eq!(j.interval, Duration::from_secs(60));
+    assert_eq!(j.timeout, Duration::from_secs(10));
+    assert_eq!(j.metrics_path, "/metrics");
+    assert_eq!(j.scheme, "http");
+    assert!(j.honor_timestamps);
+    assert!(!j.honor_labels);
+    // An inherited timeout is clamped to a shorter job interval.
+    let c = load_yaml("config:\n  scrape_configs:\n  - job_name: a\n    scrape_interval: 5s\n")
+        .unwrap();
+    assert_eq!(c.jobs[0].timeout, Duration::from_secs(5));
+}
+
+fn target() -> TargetInfo {
+    let mut labels: Labels = vec![
+        ("instance".into(), "localhost:9100".into()),
+        ("job".into(), "node".into()),
+        ("zone".into(), "eu".into()),
+    ];
+    labels.sort();
+    TargetInfo {
+        labels,
+        scheme: "http".into(),
+    }
+}
+
+fn settings() -> ScrapeSettings<'static> {
+    ScrapeSettings {
+        honor_labels: false,
+        honor_timestamps: true,
+        metric_relabel: &[],
+        sample_limit: 0,
+        start_time_metric: None,
+    }
+}
+
+const T0: u64 = 1_700_000_000_000_000_000;
+
+fn metrics(rms: &[ResourceMetrics]) -> Vec<&Metric> {
+    rms.iter()
+        .flat_map(|r| &r.scope_metrics)
+        .flat_map(|s| &s.metrics)
+        .collect()
+}
+
+fn find<'a>(rms: &'a [ResourceMetrics], name: &str) -> &'a Metric {
+    metrics(rms)
+        .into_iter()
+        .find(|m| m.name == name)
+        .unwrap_or_else(|| panic!("no metric {name}"))
+}
+
+fn value(p: &NumberDataPoint) -> f64 {
+    match p.value {
+        Some(number_data_point::Value::AsDouble(d)) => d,
+        Some(number_data_point::Value::AsInt(i)) => i as f64,
+        None => f64::NAN,
+    }
+}
+
+const NODE: &str = "# HELP node_cpu_seconds_total Seconds the CPUs spent in each mode.\n\
+# TYPE node_cpu_seconds_total counter\n\
+node_cpu_seconds_total{cpu=\"0\",mode=\"idle\"} 100.5\n\
+node_cpu_seconds_total{cpu=\"0\",mode=\"user\"} 20\n\
+# TYPE node_load1 gauge\n\
+node_load1 0.25\n\
+mystery_value{kind=\"x\"} 7\n\
+# TYPE http_latency histogram\n\
+http_latency_bucket{path=\"/\",le=\"0.1\"} 3\n\
+http_latency_bucket{path=\"/\",le=\"1\"} 5\n\
+http_latency_bucket{path=\"/\",le=\"+Inf\"} 6\n\
+http_latency_sum{path=\"/\"} 2.5\n\
+http_latency_count{path=\"/\"} 6\n\
+# TYPE rpc_duration summary\n\
+rpc_duration{quantile=\"0.5\"} 0.2\n\
+rpc_duration{quantile=\"0.99\"} 0.9\n\
+rpc_duration_sum 12\n\
+rpc_duration_count 40\n";
+
+#[test]
+fn maps_every_type_like_otelcol() {
+    let mut tr = Translator::new();
+    let out = tr
+        .translate(NODE, Format::Text, T0, &target(), &settings())
+        .unwrap();
+    assert_eq!(out.counts.scraped, 13);
+    assert_eq!(out.counts.post_relabel, 13);
+    assert_eq!(out.counts.series_added, 6);
+    let rms = &out.resource_metrics;
+    assert_eq!(rms.len(), 1);
+    let res = &rms[0].resource.as_ref().unwrap().attributes;
+    assert_eq!(get_str(res, "service.name"), Some("node"));
+    assert_eq!(get_str(res, "service.instance.id"), Some("localhost:9100"));
+    assert_eq!(get_str(res, "server.address"), Some("localhost"));
+    assert_eq!(get_str(res, "url.scheme"), Some("http"));
+    assert_eq!(
+        vigil_core::attrs::get(res, "server.port"),
+        Some(&opentelemetry_proto::tonic::common::v1::any_value::Value::IntValue(9100))
+    );
+
+    let cpu = find(rms, "node_cpu_seconds_total");
+    assert_eq!(cpu.description, "Seconds the CPUs spent in each mode.");
+    let Some(Data::Sum(sum)) = &cpu.data else {
+        panic!("counter must be a Sum: {cpu:?}")
+    };
+    assert!(sum.is_monotonic);
+    assert_eq!(sum.aggregation_temporality, 2, "cumulative");
+    assert_eq!(sum.data_points.len(), 2);
+    let p = &sum.data_points[0];
+    assert_eq!(value(p), 100.5);
+    assert_eq!(get_str(&p.attributes, "cpu"), Some("0"));
+    assert_eq!(get_str(&p.attributes, "mode"), Some("idle"));
+    // Target labels other than job/instance are point attributes, as in Prometheus.
+    assert_eq!(get_str(&p.attributes, "zone"), Some("eu"));
+    assert!(get_str(&p.attributes, "job").is_none());
+    assert_eq!(p.start_time_unix_nano, T0, "first sight starts the series");
+    assert_eq!(p.time_unix_nano, T0);
+
+    assert!(matches!(find(rms, "node_load1").data, Some(Data::Gauge(_))));
+    assert!(
+        matches!(find(rms, "mystery_value").data, Some(Data::Gauge(_))),
+        "untyped is a Gauge"
+    );
+
+    let Some(Data::Histogram(h)) = &find(rms, "http_latency").data else {
+        panic!("histogram")
+    };
+    let hp = &h.data_points[0];
+    assert_eq!(hp.explicit_bounds, vec![0.1, 1.0]);
+    assert_eq!(hp.bucket_counts, vec![3, 2, 1]);
+    assert_eq!(hp.count, 6);
+    assert_eq!(hp.sum, Some(2.5));
+    assert_eq!(get_str(&hp.attributes, "path"), Some("/"));
+    assert!(get_str(&hp.attributes, "le").is_none());
+
+    let Some(Data::Summary(s)) = &find(rms, "rpc_duration").data else {
+        panic!("summary")
+    };
+    let sp = &s.data_points[0];
+    assert_eq!(sp.count, 40);
+    assert_eq!(sp.sum, 12.0);
+    assert_eq!(sp.quantile_values.len(), 2);
+    assert_eq!(sp.quantile_values[1].quantile, 0.99);
+    assert_eq!(sp.quantile_values[1].value, 0.9);
+}
+
+#[test]
+fn openmetrics_created_and_exemplars() {
+    let body = "# TYPE req counter\n\
+req_total{code=\"200\"} 10 # {trace_id=\"0102030405060708090a0b0c0d0e0f10\",span_id=\"0102030405060708\",user=\"u\"} 1 1700000000.5\n\
+req_created{code=\"200\"} 1600000000.25\n\
+# TYPE lat histogram\n\
+lat_bucket{le=\"1\"} 1 # {trace_id=\"abc\"} 0.5\n\
+lat_bucket{le=\"+Inf\"} 2\n\
+lat_count 2\n\
+lat_sum 3\n\
+lat_created 1600000001\n\
+# EOF\n";
+    let mut tr = Translator::new();
+    let out = tr
+        .translate(body, Format::OpenMetrics, T0, &target(), &settings())
+        .unwrap();
+    let rms = &out.resource_metrics;
+    let Some(Data::Sum(sum)) = &find(rms, "req_total").data else {
+        panic!("counter named by its _total sample")
+    };
+    let p = &sum.data_points[0];
+    assert_eq!(p.start_time_unix_nano, 1_600_000_000_250_000_000);
+    let ex = &p.exemplars[0];
+    assert_eq!(ex.trace_id, (1u8..=16).collect::<Vec<_>>());
+    assert_eq!(ex.span_id, (1u8..=8).collect::<Vec<_>>());
+    assert_eq!(get_str(&ex.filtered_attributes, "user"), Some("u"));
+    assert_eq!(ex.time_unix_nano, 1_700_000_000_500_000_000);
+    let Some(Data::Histogram(h)) = &find(rms, "lat").data else {
+        panic!("histogram")
+    };
+    assert_eq!(
+        h.data_points[0].start_time_unix_nano,
+        1_600_000_001_000_000_000
+    );
+    assert_eq!(h.data_points[0].exemplars.len(), 1);
+    // A trace id that is not 16 hex bytes is kept as an attribute.
+    assert_eq!(
+        get_str(
+            &h.data_points[0].exemplars[0].filtered_attributes,
+            "trace_id"
+        ),
+        Some("abc")
+    );
+}
+
+#[test]
+fn start_time_holds_then_resets_when_a_counter_goes_down() {
+    let mut tr = Translator::new();
+    let scrape = |tr: &mut Translator, v: f64, ts: u64| {
+        let body = format!("# TYPE c counter\nc_total {v}\n");
+        let out = tr
+            .translate(&body, Format::Text, ts, &target(), &settings())
+            .unwrap();
+        let Some(Data::Sum(s)) = &find(&out.resource_metrics, "c_total").data else {
+            panic!()
+        };
+        (
+            s.data_points[0].start_time_unix_nano,
+            out.counts.series_added,
+        )
+    };
+    assert_eq!(scrape(&mut tr, 5.0, T0), (T0, 1));
+    assert_eq!(scrape(&mut tr, 9.0, T0 + 10), (T0, 0));
+    let (start, _) = scrape(&mut tr, 1.0, T0 + 20_000_000);
+    assert!(start > T0 && start < T0 + 20_000_000, "{start}");
+}
+
+#[test]
+fn a_series_that_disappears_gets_a_staleness_marker() {
+    let mut tr = Translator::new();
+    let first =
+        "a 1\nb{x=\"1\"} 2\n# TYPE h histogram\nh_bucket{le=\"+Inf\"} 1\nh_count 1\nh_sum 1\n";
+    tr.translate(first, Format::Text, T0, &target(), &settings())
+        .unwrap();
+    let out = tr
+        .translate("a 1\n", Format::Text, T0 + 1, &target(), &settings())
+        .unwrap();
+    let rms = &out.resource_metrics;
+    let Some(Data::Gauge(g)) = &find(rms, "b").data else {
+        panic!("b's marker")
+    };
+    assert_eq!(g.data_points[0].flags, FLAG_NO_RECORDED_VALUE);
+    assert_eq!(g.data_points[0].value, None);
+    assert_eq!(get_str(&g.data_points[0].attributes, "x"), Some("1"));
+    let Some(Data::Histogram(h)) = &find(rms, "h").data else {
+        panic!("h's marker")
+    };
+    assert_eq!(h.data_points[0].flags, FLAG_NO_RECORDED_VALUE);
+    // Markers are written once.
+    let out = tr
+        .translate("a 1\n", Format::Text, T0 + 2, &target(), &settings())
+        .unwrap();
+    assert_eq!(metrics(&out.resource_metrics).len(), 1);
+    // A failed scrape marks everything stale.
+    let stale = tr.all_stale(T0 + 3, "http");
+    let Some(Data::Gauge(g)) = &find(&stale, "a").data else {
+        panic!()
+    };
+    assert_eq!(g.data_points[0].flags, FLAG_NO_RECORDED_VALUE);
+}
+
+#[test]
+fn honor_labels_and_metric_relabelling() {
+    let body = "m{job=\"other\",zone=\"us\"} 1\ngo_gc 2\n";
+    let mut tr = Translator::new();
+    let out = tr
+        .translate(body, Format::Text, T0, &target(), &settings())
+        .unwrap();
+    let Some(Data::Gauge(g)) = &find(&out.resource_metrics, "m").data else {
+        panic!()
+    };
+    let a = &g.data_points[0].attributes;
+    assert_eq!(get_str(a, "zone"), Some("eu"));
+    assert_eq!(get_str(a, "exported_zone"), Some("us"));
+    assert_eq!(get_str(a, "exported_job"), Some("other"));
+
+    let cfg = load_yaml(
+        "config:\n  scrape_configs:\n  - job_name: a\n    metric_relabel_configs:\n    - {action: drop, source_labels: [__name__], regex: 'go_.*'}\n",
+    )
+    .unwrap();
+    let s = ScrapeSettings {
+        honor_labels: true,
+        metric_relabel: &cfg.jobs[0].metric_relabel,
+        ..settings()
+    };
+    let mut tr = Translator::new();
+    let out = tr.translate(body, Format::Text, T0, &target(), &s).unwrap();
+    assert_eq!(out.counts.scraped, 2);
+    assert_eq!(out.counts.post_relabel, 1);
+    // With honor_labels the scraped job wins, so the sample has its own resource.
+    let jobs: Vec<_> = out
+        .resource_metrics
+        .iter()
+        .map(|r| get_str(&r.resource.as_ref().unwrap().attributes, "service.name").unwrap())
+        .collect();
+    assert_eq!(jobs, vec!["other"]);
+}
+
+#[test]
+fn start_time_metric_and_sample_limit() {
+    let body = "process_start_time_seconds 1600000000\n# TYPE c counter\nc_total 3\n";
+    let re = regex::Regex::new("^(.+_)*process_start_time_seconds$").unwrap();
+    let s = ScrapeSettings {
+        start_time_metric: Some(&re),
+        ..settings()
+    };
+    let out = Translator::new()
+        .translate(body, Format::Text, T0, &target(), &s)
+        .unwrap();
+    let Some(Data::Sum(sum)) = &find(&out.resource_metrics, "c_total").data else {
+        panic!()
+    };
+    assert_eq!(
+        sum.data_points[0].start_time_unix_nano,
+        1_600_000_000_000_000_000
+    );
+
+    let s = ScrapeSettings {
+        sample_limit: 1,
+        ..settings()
+    };
+    let e = Translator::new()
+        .translate(body, Format::Text, T0, &target(), &s)
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("sample limit"), "{e}");
+}
+
+// --- scraping in-test targets -------------------------------------------------------------
+
+async fn serve(app: axum::Router) -> std::net::SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(l, app).await;
+    });
+    addr
+}
+
+fn ctx(job: Job) -> LoopContext {
+    LoopContext {
+        receiver: "prometheus".into(),
+        client: scrape::client(&job).unwrap(),
+        job: std::sync::Arc::new(job),
+        next: NextConsumers::new(),
+        start_time_metric: None,
+        report_extra: true,
+        accepted: metrics::Counter::noop(),
+        refused: metrics::Counter::noop(),
+    }
+}
+
+fn job_for(addr: std::net::SocketAddr, path: &str, extra: &str) -> (Job, Target) {
+    let cfg = load_yaml(&format!(
+        "config:\n  scrape_configs:\n  - job_name: t\n    scrape_interval: 1s\n    scrape_timeout: 500ms\n    metrics_path: {path}\n    static_configs:\n    - targets: ['{addr}']\n{extra}"
+    ))
+    .unwrap();
+    let job = cfg.jobs.into_iter().next().unwrap();
+    let groups = vec![(None, job.static_groups[0].clone())];
+    let t = super::discovery::targets(&job, &groups).remove(0);
+    (job, t)
+}
+
+fn up_of(rms: &[ResourceMetrics]) -> f64 {
+    let Some(Data::Gauge(g)) = &find(rms, "up").data else {
+        panic!("up is a gauge")
+    };
+    value(&g.data_points[0])
+}
+
+#[tokio::test]
+async fn bad_targets_give_up_zero_and_good_ones_up_one() {
+    use axum::http::header::CONTENT_TYPE;
+    use axum::routing::get;
+    let big = "x".repeat(2 * 1024 * 1024);
+    let app = axum::Router::new()
+        .route(
+            "/good",
+            get(|headers: axum::http::HeaderMap| async move {
+                let accept = headers
+                    .get("accept")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string();
+                assert!(
+                    accept.starts_with("application/openmetrics-text"),
+                    "{accept}"
+                );
+                (
+                    [(CONTENT_TYPE, "application/openmetrics-text; version=1.0.0")],
+                    "# TYPE a counter\na_total 1\n# EOF\n",
+                )
+            }),
+        )
+        .route("/garbage", get(|| async { "{{{{ this is not metrics" }))
+        .route(
+            "/truncated-om",
+            get(|| async {
+                (
+                    [(CONTENT_TYPE, "application/openmetrics-text; version=1.0.0")],
+                    "a 1\n",
+                )
+            }),
+        )
+        .route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                "a 1\n"
+            }),
+        )
+        .route("/big", get(move || async move { big.clone() }));
+    let addr = serve(app).await;
+
+    let (job, t) = job_for(addr, "/good", "");
+    let c = ctx(job);
+    let mut tr = Translator::new();
+    let mut last = None;
+    let rms = scrape::scrape_once(&c, &t, &mut tr, &mut last).await;
+    assert_eq!(up_of(&rms), 1.0, "{last:?}");
+    assert!(matches!(find(&rms, "a_total").data, Some(Data::Sum(_))));
+    assert!(metrics(&rms)
+        .iter()
+        .any(|m| m.name == "scrape_duration_seconds"));
+    assert!(metrics(&rms)
+        .iter()
+        .any(|m| m.name == "scrape_samples_scraped"));
+    assert!(metrics(&rms)
+        .iter()
+        .any(|m| m.name == "scrape_series_added"));
+    assert!(metrics(&rms)
+        .iter()
+        .any(|m| m.name == "scrape_body_size_bytes"));
+
+    for (path, extra, want) in [
+        ("/missing", "", "404"),
+        ("/garbage", "", "parse error"),
+        ("/truncated-om", "", "# EOF"),
+        ("/slow", "", "timed out"),
+        ("/big", "    body_size_limit: 1MB\n", "body size limit"),
+    ] {
+        let (job, t) = job_for(addr, path, extra);
+        let c = ctx(job);
+        let mut last = None;
+        let rms = scrape::scrape_once(&c, &t, &mut Translator::new(), &mut last).await;
+        assert_eq!(up_of(&rms), 0.0, "{path}");
+        let err = last.unwrap_or_default();
+        assert!(err.contains(want), "{path}: {err}");
+    }
+
+    // A target nobody listens on.
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let (job, t) = job_for(dead, "/metrics", "");
+    let mut last = None;
+    let rms = scrape::scrape_once(&ctx(job), &t, &mut Translator::new(), &mut last).await;
+    assert_eq!(up_of(&rms), 0.0);
+    assert!(last.is_some());
+}
+
+#[tokio::test]
+async fn auth_headers_are_sent() {
+    use axum::routing::get;
+    let app = axum::Router::new().route(
+        "/metrics",
+        get(|headers: axum::http::HeaderMap| async move {
+            let auth = headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string();
+            if auth == "Bearer s3cret" || auth == "Basic dTpw" {
+                (axum::http::StatusCode::OK, "a 1\n")
+            } else {
+                (axum::http::StatusCode::UNAUTHORIZED, "")
+            }
+        }),
+    );
+    let addr = serve(app).await;
+    for extra in [
+        "    authorization:\n      credentials: s3cret\n",
+        "    basic_auth:\n      username: u\n      password: p\n",
+    ] {
+        let (job, t) = job_for(addr, "/metrics", extra);
+        let mut last = None;
+        let rms = scrape::scrape_once(&ctx(job), &t, &mut Translator::new(), &mut last).await;
+        assert_eq!(up_of(&rms), 1.0, "{extra}: {last:?}");
+    }
+    let (job, t) = job_for(addr, "/metrics", "");
+    let mut last = None;
+    let rms = scrape::scrape_once(&ctx(job), &t, &mut Translator::new(), &mut last).await;
+    assert_eq!(up_of(&rms), 0.0);
+}

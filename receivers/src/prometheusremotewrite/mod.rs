@@ -1,0 +1,527 @@
+//! `prometheusremotewrite`: accepts Prometheus remote write 1.0 (snappy block-compressed protobuf
+//! `WriteRequest`s) on `POST /api/v1/write`, so that an existing Prometheus can forward to vigil. Keys
+//! and defaults follow otelcol-contrib's `prometheusremotewritereceiver` (`endpoint`
+//! `localhost:9090`, `time_threshold` 24 hours, confighttp's body limit).
+//!
+//! Mapping: `job`/`instance` become the resource (`service.name`, `service.instance.id`); every
+//! other label is a data point attribute. Family types come from the metadata Prometheus sends in its
+//! own requests, remembered per receiver: counters become monotonic cumulative Sums, everything else
+//! a Gauge. Without metadata a `_total` name is taken as a counter. Classic histogram and summary
+//! series (`_bucket`, `_sum`, `_count`) arrive as separate series and are kept as such.
+
+pub mod proto;
+
+use async_trait::async_trait;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::post;
+use axum::Router;
+use metrics::Counter;
+use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, KeyValue};
+use opentelemetry_proto::tonic::metrics::v1::{
+    exemplar, metric::Data, number_data_point, AggregationTemporality, Exemplar as OtlpExemplar,
+    Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum,
+};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use prost::Message;
+use proto::{MetricType, WriteRequest};
+use serde::Deserialize;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use vigil_core::attrs::kv_str;
+use vigil_core::config::{bind_tcp, check_endpoint, decode};
+use vigil_core::{
+    Component, ComponentId, ComponentKind, ConfigError, ConsumeError, Host, NextConsumers,
+    Receiver, ReceiverFactory, Signal, Telemetry,
+};
+
+/// confighttp's default request body limit.
+pub const DEFAULT_MAX_BODY: u64 = 20 * 1024 * 1024;
+/// The most a snappy body may inflate to. Snappy's header states the decoded length, so a
+/// decompression bomb is refused before any memory is spent on it.
+const MAX_DECODED: usize = 256 * 1024 * 1024;
+/// The scope otelcol-contrib's receiver uses.
+pub const SCOPE_NAME: &str =
+    "github.com/open-telemetry/opentelemetry-collector-contrib/receiver/prometheusremotewritereceiver";
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// `receivers::prometheusremotewrite`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// `host:port`; default `localhost:9090`.
+    pub endpoint: String,
+    /// Samples older than this many hours are dropped; default 24.
+    pub time_threshold: i64,
+    pub max_request_body_size: u64,
+    /// Accepted for otelcol compatibility; client metadata is not carried in `Telemetry`.
+    pub include_metadata: bool,
+    /// TLS is not served yet; refused rather than silently serving plaintext.
+    pub tls: Option<Value>,
+    /// Server authenticators are not supported yet; refused for the same reason.
+    pub auth: Option<Value>,
+    pub cors: Option<Value>,
+    #[serde(with = "vigil_core::config::opt_duration")]
+    pub read_timeout: Option<Duration>,
+    #[serde(with = "vigil_core::config::opt_duration")]
+    pub read_header_timeout: Option<Duration>,
+    #[serde(with = "vigil_core::config::opt_duration")]
+    pub write_timeout: Option<Duration>,
+    #[serde(with = "vigil_core::config::opt_duration")]
+    pub idle_timeout: Option<Duration>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            endpoint: "localhost:9090".into(),
+            time_threshold: 24,
+            max_request_body_size: DEFAULT_MAX_BODY,
+            include_metadata: false,
+            tls: None,
+            auth: None,
+            cors: None,
+            read_timeout: None,
+            read_header_timeout: None,
+            write_timeout: None,
+            idle_timeout: None,
+        }
+    }
+}
+
+/// Decodes and checks the section.
+pub fn load(id: &ComponentId, value: &Value) -> Result<Config, ConfigError> {
+    let mut cfg: Config = decode(ComponentKind::Receiver, id, value)?;
+    let err = |p: &str, m: String| ConfigError::component(ComponentKind::Receiver, id, p, m);
+    check_endpoint(&cfg.endpoint).map_err(|m| err("endpoint", m))?;
+    if cfg.tls.is_some() {
+        return Err(err(
+            "tls",
+            "TLS is not supported by this receiver yet; terminate TLS in front of it".into(),
+        ));
+    }
+    if cfg.auth.is_some() {
+        return Err(err(
+            "auth",
+            "server authenticators are not supported yet".into(),
+        ));
+    }
+    if cfg.cors.is_some() {
+        return Err(err(
+            "cors",
+            "CORS is not supported by this receiver (remote write is not called from browsers)"
+                .into(),
+        ));
+    }
+    if cfg.time_threshold <= 0 {
+        return Err(err(
+            "time_threshold",
+            format!(
+                "must be a positive number of hours, got {}",
+                cfg.time_threshold
+            ),
+        ));
+    }
+    if cfg.max_request_body_size == 0 {
+        cfg.max_request_body_size = DEFAULT_MAX_BODY;
+    }
+    Ok(cfg)
+}
+
+struct Factory;
+
+/// The `prometheusremotewrite` receiver factory, for the registry.
+pub fn factory() -> Arc<dyn ReceiverFactory> {
+    Arc::new(Factory)
+}
+
+impl ReceiverFactory for Factory {
+    fn type_name(&self) -> &'static str {
+        "prometheusremotewrite"
+    }
+
+    fn signals(&self) -> &'static [Signal] {
+        &[Signal::Metrics]
+    }
+
+    fn validate(&self, id: &ComponentId, config: &Value) -> Result<(), ConfigError> {
+        load(id, config).map(|_| ())
+    }
+
+    fn create(
+        &self,
+        id: &ComponentId,
+        config: &Value,
+        next: NextConsumers,
+    ) -> Result<Arc<dyn Receiver>, ConfigError> {
+        let cfg = load(id, config)?;
+        let labels = [
+            ("receiver", id.to_string()),
+            ("transport", "http".to_string()),
+        ];
+        Ok(Arc::new(RemoteWriteReceiver {
+            id: id.clone(),
+            shared: Arc::new(Shared {
+                id: id.to_string(),
+                next,
+                threshold: Duration::from_secs(cfg.time_threshold as u64 * 3600),
+                families: RwLock::new(HashMap::new()),
+                accepted: metrics::counter!("otelcol_receiver_accepted_metric_points", &labels),
+                refused: metrics::counter!("otelcol_receiver_refused_metric_points", &labels),
+            }),
+            cfg,
+            running: Mutex::new(None),
+        }))
+    }
+}
+
+/// A family's metadata as Prometheus last sent it.
+#[derive(Debug, Clone)]
+struct Family {
+    kind: MetricType,
+    help: String,
+    unit: String,
+}
+
+struct Shared {
+    id: String,
+    next: NextConsumers,
+    threshold: Duration,
+    /// Metadata arrives in its own requests, so it is remembered for the samples that follow.
+    families: RwLock<HashMap<String, Family>>,
+    accepted: Counter,
+    refused: Counter,
+}
+
+struct Running {
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+    addr: SocketAddr,
+}
+
+/// The receiver.
+pub struct RemoteWriteReceiver {
+    id: ComponentId,
+    cfg: Config,
+    shared: Arc<Shared>,
+    running: Mutex<Option<Running>>,
+}
+
+impl RemoteWriteReceiver {
+    /// The bound address once started; useful with port 0.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|r| r.addr)
+    }
+}
+
+#[async_trait]
+impl Component for RemoteWriteReceiver {
+    async fn start(&self, host: &Host) -> anyhow::Result<()> {
+        let listener = bind_tcp(ComponentKind::Receiver, &self.id, &self.cfg.endpoint).await?;
+        let addr = listener.local_addr()?;
+        let app = Router::new()
+            .route("/api/v1/write", post(write))
+            .layer(DefaultBodyLimit::max(
+                self.cfg.max_request_body_size as usize,
+            ))
+            .with_state(Arc::clone(&self.shared));
+        let stop = CancellationToken::new();
+        let (host, id, s) = (host.clone(), self.id.clone(), stop.clone());
+        let task = tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app)
+                .with_graceful_shutdown(s.cancelled_owned())
+                .await
+            {
+                host.report_fatal(&id, format!("prometheusremotewrite server failed: {e}"));
+            }
+        });
+        tracing::info!(receiver = %self.id, %addr, "prometheusremotewrite receiver listening");
+        *self.running.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some(Running { stop, task, addr });
+        Ok(())
+    }
+
+    async fn shutdown(&self) -> anyhow::Result<()> {
+        let running = self
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(r) = running {
+            r.stop.cancel();
+            if tokio::time::timeout(SHUTDOWN_GRACE, r.task).await.is_err() {
+                tracing::warn!(receiver = %self.id, "in-flight remote writes did not finish in time");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Why a request was refused, as the status Prometheus acts on: 4xx is dropped, 5xx retried.
+fn refuse(status: StatusCode, msg: String) -> axum::response::Response {
+    (status, msg).into_response()
+}
+
+async fn write(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> axum::response::Response {
+    let header = |n: &str| {
+        headers
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_ascii_lowercase()
+    };
+    let ctype = header("content-type");
+    if !ctype.is_empty() && !ctype.starts_with("application/x-protobuf") {
+        return refuse(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("unsupported content type {ctype:?}; expected application/x-protobuf"),
+        );
+    }
+    if ctype.contains("io.prometheus.write.v2") {
+        return refuse(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "remote write 2.0 is not supported; send remote write 1.0 (prometheus.WriteRequest)"
+                .into(),
+        );
+    }
+    let encoding = header("content-encoding");
+    if !encoding.is_empty() && encoding != "snappy" {
+        return refuse(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("unsupported content encoding {encoding:?}; expected snappy"),
+        );
+    }
+    let req = match decode_body(&body) {
+        Ok(r) => r,
+        Err(m) => return refuse(StatusCode::BAD_REQUEST, m),
+    };
+    let rms = shared.translate(req, SystemTime::now());
+    let data = Telemetry::Metrics(rms);
+    let n = data.item_count() as u64;
+    if n == 0 {
+        return StatusCode::NO_CONTENT.into_response();
+    }
+    match shared.next.consume(data).await {
+        Ok(()) => {
+            shared.accepted.increment(n);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(ConsumeError::Retryable {
+            reason,
+            retry_after,
+        }) => {
+            shared.refused.increment(n);
+            let mut resp = refuse(StatusCode::SERVICE_UNAVAILABLE, reason);
+            if let Some(d) = retry_after {
+                if let Ok(v) = d.as_secs().max(1).to_string().parse() {
+                    resp.headers_mut()
+                        .insert(axum::http::header::RETRY_AFTER, v);
+                }
+            }
+            resp
+        }
+        Err(ConsumeError::Permanent { reason, .. }) => {
+            shared.refused.increment(n);
+            tracing::debug!(receiver = %shared.id, %reason, "pipeline rejected remote write");
+            refuse(StatusCode::BAD_REQUEST, reason)
+        }
+    }
+}
+
+/// Snappy block format, then protobuf.
+pub fn decode_body(body: &[u8]) -> Result<WriteRequest, String> {
+    let len = snap::raw::decompress_len(body).map_err(|e| format!("invalid snappy body: {e}"))?;
+    if len > MAX_DECODED {
+        return Err(format!(
+            "decoded body of {len} bytes exceeds the {MAX_DECODED}-byte limit"
+        ));
+    }
+    let raw = snap::raw::Decoder::new()
+        .decompress_vec(body)
+        .map_err(|e| format!("invalid snappy body: {e}"))?;
+    WriteRequest::decode(raw.as_slice()).map_err(|e| format!("invalid WriteRequest protobuf: {e}"))
+}
+
+fn ms_to_ns(ms: i64) -> u64 {
+    (ms.max(0) as u64).saturating_mul(1_000_000)
+}
+
+impl Shared {
+    /// Maps a request to OTLP, one resource per `job`/`instance` pair.
+    fn translate(&self, req: WriteRequest, now: SystemTime) -> Vec<ResourceMetrics> {
+        if !req.metadata.is_empty() {
+            let mut fams = self.families.write().unwrap_or_else(|p| p.into_inner());
+            for m in req.metadata {
+                let kind = MetricType::try_from(m.r#type).unwrap_or(MetricType::Unknown);
+                fams.insert(
+                    m.metric_family_name,
+                    Family {
+                        kind,
+                        help: m.help,
+                        unit: m.unit,
+                    },
+                );
+            }
+        }
+        let oldest_ms = now
+            .checked_sub(self.threshold)
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        let fams = self.families.read().unwrap_or_else(|p| p.into_inner());
+        // Per (job, instance): its metrics and an index of them by name.
+        type PerResource = ((String, String), Vec<Metric>, HashMap<String, usize>);
+        let mut resources: Vec<PerResource> = Vec::new();
+        for ts in req.timeseries {
+            let mut name = String::new();
+            let (mut job, mut instance) = (String::new(), String::new());
+            let mut attrs: Vec<KeyValue> = Vec::with_capacity(ts.labels.len());
+            for l in ts.labels {
+                match l.name.as_str() {
+                    "__name__" => name = l.value,
+                    "job" => job = l.value,
+                    "instance" => instance = l.value,
+                    _ => attrs.push(kv_str(&l.name, l.value)),
+                }
+            }
+            if name.is_empty() {
+                continue;
+            }
+            let fam = family_of(&name, &fams);
+            let counter = match fam {
+                Some(f) => f.kind == MetricType::Counter,
+                None => name.ends_with("_total"),
+            };
+            let exemplars: Vec<OtlpExemplar> = ts
+                .exemplars
+                .iter()
+                .map(|e| OtlpExemplar {
+                    filtered_attributes: e
+                        .labels
+                        .iter()
+                        .map(|l| kv_str(&l.name, l.value.as_str()))
+                        .collect(),
+                    time_unix_nano: ms_to_ns(e.timestamp),
+                    value: Some(exemplar::Value::AsDouble(e.value)),
+                    ..Default::default()
+                })
+                .collect();
+            let mut points: Vec<NumberDataPoint> = ts
+                .samples
+                .iter()
+                .filter(|s| s.timestamp >= oldest_ms)
+                .map(|s| {
+                    // Prometheus's staleness NaN becomes OTLP's no-recorded-value flag.
+                    let stale = s.value.to_bits() == STALE_NAN_BITS;
+                    NumberDataPoint {
+                        attributes: attrs.clone(),
+                        time_unix_nano: ms_to_ns(s.timestamp),
+                        flags: if stale { 1 } else { 0 },
+                        value: (!stale).then_some(number_data_point::Value::AsDouble(s.value)),
+                        ..Default::default()
+                    }
+                })
+                .collect();
+            if points.is_empty() {
+                continue;
+            }
+            if let Some(last) = points.last_mut() {
+                last.exemplars = exemplars;
+            }
+            let key = (job, instance);
+            let ri = match resources.iter().position(|r| r.0 == key) {
+                Some(i) => i,
+                None => {
+                    resources.push((key, Vec::new(), HashMap::new()));
+                    resources.len() - 1
+                }
+            };
+            let (_, metrics, index) = &mut resources[ri];
+            let mi = *index.entry(name.clone()).or_insert_with(|| {
+                let data = if counter {
+                    Data::Sum(Sum {
+                        data_points: Vec::new(),
+                        aggregation_temporality: AggregationTemporality::Cumulative as i32,
+                        is_monotonic: true,
+                    })
+                } else {
+                    Data::Gauge(Gauge {
+                        data_points: Vec::new(),
+                    })
+                };
+                metrics.push(Metric {
+                    name: name.clone(),
+                    description: fam.map(|f| f.help.clone()).unwrap_or_default(),
+                    unit: fam.map(|f| f.unit.clone()).unwrap_or_default(),
+                    data: Some(data),
+                    ..Default::default()
+                });
+                metrics.len() - 1
+            });
+            match &mut metrics[mi].data {
+                Some(Data::Sum(s)) => s.data_points.append(&mut points),
+                Some(Data::Gauge(g)) => g.data_points.append(&mut points),
+                _ => {}
+            }
+        }
+        resources
+            .into_iter()
+            .map(|((job, instance), metrics, _)| {
+                let mut attributes = Vec::new();
+                if !job.is_empty() {
+                    attributes.push(kv_str("service.name", job));
+                }
+                if !instance.is_empty() {
+                    attributes.push(kv_str("service.instance.id", instance));
+                }
+                ResourceMetrics {
+                    resource: Some(Resource {
+                        attributes,
+                        ..Default::default()
+                    }),
+                    scope_metrics: vec![ScopeMetrics {
+                        scope: Some(InstrumentationScope {
+                            name: SCOPE_NAME.into(),
+                            version: env!("CARGO_PKG_VERSION").into(),
+                            ..Default::default()
+                        }),
+                        metrics,
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }
+            })
+            .collect()
+    }
+}
+
+/// Prometheus's staleness marker: a NaN with this exact bit pattern.
+pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
+
+/// The family a series name belongs to: itself, or the name without a classic suffix.
+fn family_of<'a>(name: &str, fams: &'a HashMap<String, Family>) -> Option<&'a Family> {
+    if let Some(f) = fams.get(name) {
+        return Some(f);
+    }
+    ["_total", "_bucket", "_sum", "_count", "_created", "_info"]
+        .iter()
+        .find_map(|s| name.strip_suffix(s).and_then(|b| fams.get(b)))
+}
+
+#[cfg(test)]
+mod tests;

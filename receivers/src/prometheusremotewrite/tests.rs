@@ -1,0 +1,271 @@
+//! Unit tests of the remote-write receiver: decoding, the OTLP mapping, and the HTTP answers a
+//! Prometheus sender acts on.
+
+use super::*;
+use proto::{Label, MetricMetadata, Sample, TimeSeries};
+use std::sync::Mutex as StdMutex;
+
+#[derive(Default)]
+struct Sink {
+    got: StdMutex<Vec<Telemetry>>,
+    fail: Option<ConsumeError>,
+}
+
+#[async_trait]
+impl vigil_core::Consumer for Sink {
+    async fn consume(&self, data: Telemetry) -> Result<(), ConsumeError> {
+        if let Some(e) = &self.fail {
+            return Err(e.clone());
+        }
+        self.got.lock().unwrap().push(data);
+        Ok(())
+    }
+}
+
+fn label(n: &str, v: &str) -> Label {
+    Label {
+        name: n.into(),
+        value: v.into(),
+    }
+}
+
+fn series(name: &str, extra: &[(&str, &str)], value: f64, ts: i64) -> TimeSeries {
+    let mut labels = vec![
+        label("__name__", name),
+        label("job", "node"),
+        label("instance", "h:9100"),
+    ];
+    labels.extend(extra.iter().map(|(k, v)| label(k, v)));
+    TimeSeries {
+        labels,
+        samples: vec![Sample {
+            value,
+            timestamp: ts,
+        }],
+        exemplars: vec![],
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+fn snappy(req: &WriteRequest) -> Vec<u8> {
+    snap::raw::Encoder::new()
+        .compress_vec(&req.encode_to_vec())
+        .unwrap()
+}
+
+fn shared() -> Shared {
+    Shared {
+        id: "prometheusremotewrite".into(),
+        next: NextConsumers::new(),
+        threshold: Duration::from_secs(24 * 3600),
+        families: RwLock::new(HashMap::new()),
+        accepted: Counter::noop(),
+        refused: Counter::noop(),
+    }
+}
+
+#[test]
+fn maps_series_to_resources_sums_and_gauges() {
+    let s = shared();
+    let t = now_ms();
+    let req = WriteRequest {
+        timeseries: vec![
+            series(
+                "node_cpu_seconds_total",
+                &[("cpu", "0"), ("mode", "idle")],
+                12.5,
+                t,
+            ),
+            series("node_load1", &[], 0.4, t),
+        ],
+        metadata: vec![],
+    };
+    let rms = s.translate(req, SystemTime::now());
+    assert_eq!(rms.len(), 1);
+    let attrs = &rms[0].resource.as_ref().unwrap().attributes;
+    assert_eq!(
+        vigil_core::attrs::get_str(attrs, "service.name"),
+        Some("node")
+    );
+    assert_eq!(
+        vigil_core::attrs::get_str(attrs, "service.instance.id"),
+        Some("h:9100")
+    );
+    let metrics = &rms[0].scope_metrics[0].metrics;
+    assert_eq!(metrics[0].name, "node_cpu_seconds_total");
+    match &metrics[0].data {
+        Some(Data::Sum(sum)) => {
+            assert!(sum.is_monotonic);
+            let p = &sum.data_points[0];
+            assert_eq!(p.value, Some(number_data_point::Value::AsDouble(12.5)));
+            assert_eq!(p.time_unix_nano, t as u64 * 1_000_000);
+            assert_eq!(
+                vigil_core::attrs::get_str(&p.attributes, "mode"),
+                Some("idle")
+            );
+        }
+        other => panic!("expected a Sum, got {other:?}"),
+    }
+    assert!(matches!(metrics[1].data, Some(Data::Gauge(_))));
+}
+
+#[test]
+fn metadata_decides_the_type_and_old_samples_are_dropped() {
+    let s = shared();
+    let t = now_ms();
+    let meta = WriteRequest {
+        timeseries: vec![],
+        metadata: vec![MetricMetadata {
+            r#type: MetricType::Counter as i32,
+            metric_family_name: "requests".into(),
+            help: "Requests served.".into(),
+            unit: String::new(),
+        }],
+    };
+    assert!(s.translate(meta, SystemTime::now()).is_empty());
+    let req = WriteRequest {
+        timeseries: vec![
+            series("requests", &[], 3.0, t),
+            series("old", &[], 1.0, t - 25 * 3600 * 1000),
+            series("gone", &[], f64::from_bits(STALE_NAN_BITS), t),
+        ],
+        metadata: vec![],
+    };
+    let rms = s.translate(req, SystemTime::now());
+    let metrics = &rms[0].scope_metrics[0].metrics;
+    assert_eq!(metrics.len(), 2, "{metrics:?}");
+    assert_eq!(metrics[0].description, "Requests served.");
+    assert!(matches!(metrics[0].data, Some(Data::Sum(_))));
+    match &metrics[1].data {
+        Some(Data::Gauge(g)) => {
+            assert_eq!(g.data_points[0].flags, 1);
+            assert_eq!(g.data_points[0].value, None);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn bad_bodies_are_refused() {
+    assert!(decode_body(b"not snappy at all").is_err());
+    let junk = snap::raw::Encoder::new().compress_vec(&[0xff; 64]).unwrap();
+    assert!(decode_body(&junk).unwrap_err().contains("protobuf"));
+}
+
+#[test]
+fn config_keys_and_defaults() {
+    let id = ComponentId::parse("prometheusremotewrite").unwrap();
+    let c = load(&id, &serde_json::Value::Null).unwrap();
+    assert_eq!(c.endpoint, "localhost:9090");
+    assert_eq!(c.time_threshold, 24);
+    let e = load(&id, &serde_json::json!({"endpont": "x"})).unwrap_err();
+    assert!(e.to_string().contains("has invalid keys: endpont"), "{e}");
+    let e = load(&id, &serde_json::json!({"endpoint": "localhost:99999"})).unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("receivers::prometheusremotewrite::endpoint"),
+        "{e}"
+    );
+    let e = load(&id, &serde_json::json!({"time_threshold": 0})).unwrap_err();
+    assert!(e.to_string().contains("time_threshold"), "{e}");
+}
+
+#[tokio::test]
+async fn http_answers_204_400_415_and_503() {
+    let sink = Arc::new(Sink::default());
+    let mut next = NextConsumers::new();
+    next.insert(Signal::Metrics, sink.clone());
+    let id = ComponentId::parse("prometheusremotewrite").unwrap();
+    let cfg = load(&id, &serde_json::json!({"endpoint": "127.0.0.1:0"})).unwrap();
+    let labels = [("receiver", "x".to_string())];
+    let make = |next: NextConsumers, cfg: Config| RemoteWriteReceiver {
+        id: id.clone(),
+        shared: Arc::new(Shared {
+            id: "x".into(),
+            next,
+            threshold: Duration::from_secs(3600),
+            families: RwLock::new(HashMap::new()),
+            accepted: metrics::counter!("t_accepted", &labels),
+            refused: metrics::counter!("t_refused", &labels),
+        }),
+        cfg,
+        running: Mutex::new(None),
+    };
+    let r = make(next, cfg.clone());
+    r.start(&Host::detached()).await.unwrap();
+    let url = format!("http://{}/api/v1/write", r.local_addr().unwrap());
+    let client = reqwest::Client::new();
+    let body = snappy(&WriteRequest {
+        timeseries: vec![series("up", &[], 1.0, now_ms())],
+        metadata: vec![],
+    });
+    let send = |b: Vec<u8>, ct: &'static str| {
+        client
+            .post(&url)
+            .header("Content-Type", ct)
+            .header("Content-Encoding", "snappy")
+            .header("X-Prometheus-Remote-Write-Version", "0.1.0")
+            .body(b)
+            .send()
+    };
+    assert_eq!(
+        send(body.clone(), "application/x-protobuf")
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+    assert_eq!(sink.got.lock().unwrap().len(), 1);
+    assert_eq!(
+        send(b"garbage".to_vec(), "application/x-protobuf")
+            .await
+            .unwrap()
+            .status(),
+        400
+    );
+    assert_eq!(
+        send(body.clone(), "application/json")
+            .await
+            .unwrap()
+            .status(),
+        415
+    );
+    assert_eq!(
+        send(
+            body.clone(),
+            "application/x-protobuf;proto=io.prometheus.write.v2.Request"
+        )
+        .await
+        .unwrap()
+        .status(),
+        415
+    );
+    r.shutdown().await.unwrap();
+
+    // Backpressure becomes 503, which Prometheus retries.
+    let busy = Arc::new(Sink {
+        got: StdMutex::new(vec![]),
+        fail: Some(ConsumeError::retryable("full")),
+    });
+    let mut next = NextConsumers::new();
+    next.insert(Signal::Metrics, busy);
+    let r = make(next, cfg);
+    r.start(&Host::detached()).await.unwrap();
+    let url = format!("http://{}/api/v1/write", r.local_addr().unwrap());
+    let resp = client
+        .post(&url)
+        .header("Content-Type", "application/x-protobuf")
+        .header("Content-Encoding", "snappy")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 503);
+    r.shutdown().await.unwrap();
+}
