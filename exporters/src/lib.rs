@@ -8,6 +8,8 @@ pub mod file;
 pub mod helper;
 pub mod otlp;
 pub mod otlphttp;
+pub mod prometheus;
+pub mod prometheusremotewrite;
 
 /// Every exporter type this crate provides.
 pub fn factories() -> Vec<Arc<dyn ExporterFactory>> {
@@ -16,6 +18,8 @@ pub fn factories() -> Vec<Arc<dyn ExporterFactory>> {
         file::factory(),
         otlp::factory(),
         otlphttp::factory(),
+        prometheus::factory(),
+        prometheusremotewrite::factory(),
     ]
 }
 

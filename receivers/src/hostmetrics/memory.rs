@@ -13,10 +13,13 @@ const METRICS: &[(&str, bool)] = &[
     ("system.memory.limit", false),
 ];
 
+/// (state, bytes) pairs.
+pub(crate) type States = Vec<(&'static str, u64)>;
+
 /// Memory by state, in bytes. The states other than `slab_unreclaimable` partition `MemTotal`, so
 /// `used` is what is left once free, buffers, page cache and reclaimable slab are taken out (the
 /// unreclaimable slab is part of `used`).
-pub(crate) fn states(meminfo: &str) -> Result<(u64, Vec<(&'static str, u64)>), String> {
+pub(crate) fn states(meminfo: &str) -> Result<(u64, States), String> {
     let kv = key_values(meminfo);
     let kib = |k: &str| kv.get(k).copied().map(|v| v * 1024);
     let total = kib("MemTotal").ok_or("/proc/meminfo has no MemTotal")?;
