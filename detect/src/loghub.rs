@@ -418,7 +418,7 @@ pub struct Score {
     /// Parsing Accuracy.
     pub pa: f64,
     /// Lines per second through [`TemplateMiner::add`] (masking included, header stripping and file
-    /// reading excluded).
+    /// reading excluded), the fastest of a few runs.
     pub lines_per_sec: f64,
     /// Templates found.
     pub templates: usize,
@@ -437,8 +437,13 @@ pub struct Evaluation {
     pub score: Score,
 }
 
+/// Fresh runs per dataset for the lines-per-second figure.
+const TIMING_RUNS: usize = 5;
+
 /// Feeds every line of `dataset` to a fresh miner, then scores each line by the template it ended in.
 pub fn evaluate(dataset: &Dataset, config: &MinerConfig) -> Result<Evaluation, LoghubError> {
+    // 2k lines take about a millisecond: the fastest of a few fresh runs is the least disturbed by
+    // other work on the machine. Every run gives the same result, since the miner is deterministic.
     let mut miner = TemplateMiner::new(config.clone())?;
     let start = Instant::now();
     let first: Vec<TemplateId> = dataset
@@ -446,7 +451,15 @@ pub fn evaluate(dataset: &Dataset, config: &MinerConfig) -> Result<Evaluation, L
         .iter()
         .map(|line| miner.add(line).id)
         .collect();
-    let elapsed = start.elapsed().as_secs_f64();
+    let mut elapsed = start.elapsed().as_secs_f64();
+    for _ in 1..TIMING_RUNS {
+        let mut again = TemplateMiner::new(config.clone())?;
+        let start = Instant::now();
+        for line in &dataset.contents {
+            let _ = again.add(line);
+        }
+        elapsed = elapsed.min(start.elapsed().as_secs_f64());
+    }
     let mut ids = Vec::with_capacity(first.len());
     let mut templates = Vec::with_capacity(first.len());
     for id in first {

@@ -537,12 +537,17 @@ impl TemplateMiner {
         let max_children = self.config.max_children;
         let mut node = self.roots.entry(n).or_default();
         for i in 0..levels {
-            let key = route_key(tokens.get(i));
-            node = if node.children.contains_key(key) || node.children.len() < max_children {
-                node.children.entry(key.into()).or_default()
-            } else {
-                node.children.entry(PARAM.into()).or_default()
-            };
+            let mut key = route_key(tokens.get(i));
+            if !node.children.contains_key(key) {
+                if node.children.len() >= max_children {
+                    key = PARAM;
+                }
+                // Only a new child allocates its key; the hot path is the lookup below.
+                if !node.children.contains_key(key) {
+                    node.children.insert(key.into(), Node::default());
+                }
+            }
+            node = node.children.get_mut(key).expect("child was just ensured");
         }
         match node.leaf {
             Some(leaf) => leaf,
@@ -754,10 +759,10 @@ impl TemplateMiner {
     }
 }
 
-/// The tree key of a token: tokens with digits or variables share the `<*>` child, as in Drain, so that a
-/// variable in a leading position does not split a template.
+/// The tree key of a token: tokens with digits or variables (any `<`, to keep this one byte scan) share
+/// the `<*>` child, as in Drain, so that a variable in a leading position does not split a template.
 fn route_key(token: &str) -> &str {
-    if token.contains(PARAM) || token.bytes().any(|c| c.is_ascii_digit()) {
+    if token.bytes().any(|c| c.is_ascii_digit() || c == b'<') {
         PARAM
     } else {
         token

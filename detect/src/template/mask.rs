@@ -174,10 +174,10 @@ impl Masker {
                     continue;
                 }
             }
-            let prev_variable = out
-                .spans
-                .last()
-                .is_some_and(|&(x, y)| is_variable(&out.buf[x as usize..y as usize]));
+            let prev_variable = out.spans.last().is_some_and(|&(x, y)| {
+                let prev = &out.buf[x as usize..y as usize];
+                prev.contains('<') && is_variable(prev)
+            });
             if self.config.digits && prev_variable {
                 if let Some(tail) = unit_tail(word) {
                     // `18.4 KB)` is one value: the unit joins the number, keeping its trailing punctuation.
@@ -311,9 +311,20 @@ fn quoted_run<'a>(line: &'a str, words: &[(usize, usize)], i: usize) -> Option<(
 
 /// A token that is all variable: it has no letter or digit outside its `<*>`s (`<*>:<*>`, `[<*>]`, `()`).
 pub(crate) fn is_variable(token: &str) -> bool {
-    token
-        .split(PARAM)
-        .all(|rest| !rest.bytes().any(|c| c.is_ascii_alphanumeric()))
+    // A byte scan rather than `split(PARAM)`: this runs for most tokens of every line.
+    let b = token.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'<' && b.get(i + 1) == Some(&b'*') && b.get(i + 2) == Some(&b'>') {
+            i += 3;
+            continue;
+        }
+        if b[i].is_ascii_alphanumeric() {
+            return false;
+        }
+        i += 1;
+    }
+    true
 }
 
 /// If `word` is a unit of measure (`KB`, `ms`, `sec`, with trailing punctuation), that punctuation.
@@ -322,6 +333,9 @@ fn unit_tail(word: &str) -> Option<&str> {
         "B", "KB", "MB", "GB", "TB", "PB", "KiB", "MiB", "GiB", "TiB", "kB", "Kb", "Mb", "Gb",
         "ns", "us", "µs", "ms", "s", "sec", "secs", "min", "mins", "h", "hrs", "%",
     ];
+    if word.len() > 5 {
+        return None;
+    }
     let core = word.trim_end_matches([',', ';', ')', ']', '.', ':']);
     UNITS.contains(&core).then(|| &word[core.len()..])
 }
@@ -367,7 +381,10 @@ fn is_date_word(word: &str) -> bool {
         "Saturday",
         "Sunday",
     ];
-    NAMES.contains(&word.trim_end_matches([',', '.']))
+    // Cheap checks first: this runs for every word of every line.
+    (3..=10).contains(&word.len())
+        && word.as_bytes()[0].is_ascii_uppercase()
+        && NAMES.contains(&word.trim_end_matches([',', '.']))
 }
 
 /// The word after `i` is a number or another month or weekday name.
@@ -416,7 +433,7 @@ fn is_host_name(seg: &str) -> bool {
 }
 
 fn is_path_or_url(word: &str) -> bool {
-    if let Some(p) = word.find("://") {
+    if let Some(p) = word.contains(':').then(|| word.find("://")).flatten() {
         return p > 0 && word[..p].bytes().all(|c| c.is_ascii_alphabetic());
     }
     // An absolute path has at least two components; `/10.0.0.1:80` (one component) is left to the
