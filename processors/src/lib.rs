@@ -5,8 +5,10 @@ use vigil_core::{ConnectorFactory, ProcessorFactory};
 
 pub mod attributes;
 pub mod batch;
+pub mod filter;
 pub mod forward;
 pub mod memory_limiter;
+pub mod ottl;
 pub mod resource;
 
 /// Every processor type this crate provides.
@@ -16,6 +18,7 @@ pub fn processor_factories() -> Vec<Arc<dyn ProcessorFactory>> {
         memory_limiter::factory(),
         attributes::factory(),
         resource::factory(),
+        filter::factory(),
     ]
 }
 
