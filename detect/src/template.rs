@@ -5,8 +5,11 @@
 //! similar template of the leaf when the similarity reaches a threshold.
 //!
 //! Where it differs from Drain, each change was measured on Loghub-2k (`vigil eval loghub`, numbers in
-//! `BENCHMARKS.md`): richer default masking (see [`MaskConfig`]), and templates of one leaf that become
-//! equal after generalisation are merged, the younger id becoming an alias of the older.
+//! `BENCHMARKS.md`): richer default masking (see [`MaskConfig`]); a masked token counts as similar to a
+//! template variable; a word that differs in one position becomes `<*>` only once three sibling templates
+//! differ there (two variants are more often two messages); lines whose words, variables left out, equal a
+//! template's but whose token count differs (a value spanning tokens) join that template. Templates that
+//! merge keep the most used id; the others become aliases ([`TemplateMiner::resolve`]).
 //!
 //! ```
 //! use vigil_detect::template::{MinerConfig, TemplateMiner};

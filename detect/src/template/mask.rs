@@ -18,7 +18,8 @@ pub const PARAM: &str = "<*>";
 pub struct MaskConfig {
     /// Word segments that carry digits: integers, decimals, hex (`0x1f`, `a3f9c2d1`), IPv4/IPv6, UUIDs,
     /// dates, times and ids such as `blk_-1608`. A word of letters ending in one digit (`ssh2`, `tty1`)
-    /// is kept, since such words are usually names rather than values.
+    /// is kept, since such words are usually names rather than values. A unit right after a number
+    /// (`18.4 KB`, `12 ms`) joins it, so that a value spans one token.
     pub digits: bool,
     /// Absolute file paths (`/etc/x/y`) and URLs (`scheme://...`).
     pub paths: bool,
