@@ -10,6 +10,7 @@ pub mod forward;
 pub mod memory_limiter;
 pub mod ottl;
 pub mod resource;
+pub mod resourcedetection;
 
 /// Every processor type this crate provides.
 pub fn processor_factories() -> Vec<Arc<dyn ProcessorFactory>> {
@@ -18,6 +19,7 @@ pub fn processor_factories() -> Vec<Arc<dyn ProcessorFactory>> {
         memory_limiter::factory(),
         attributes::factory(),
         resource::factory(),
+        resourcedetection::factory(),
         filter::factory(),
     ]
 }
