@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime};
 use vigil_core::config::{decode, duration, present};
 use vigil_core::{
     Component, ComponentId, ComponentKind, ConfigError, ConsumeError, Consumer, Exporter,
-    ExporterFactory, Host, Signal, Telemetry,
+    ExporterFactory, Host, Refused, Signal, Telemetry,
 };
 
 /// How each batch is written.
@@ -285,9 +285,10 @@ impl Component for FileExporter {
     }
 }
 
-#[async_trait]
-impl Consumer for FileExporter {
-    async fn consume(&self, data: Telemetry) -> Result<(), ConsumeError> {
+impl FileExporter {
+    /// Writes one batch. With `hand_back`, the batch is kept until the write is done, so that a
+    /// failed write (a full disk) returns it to a caller that can hold and retry it.
+    async fn write(&self, data: Telemetry, hand_back: bool) -> Result<(), Refused> {
         let signal = data.signal();
         let items = data.item_count();
         let record = match frame(self.cfg.format, &data) {
@@ -295,10 +296,13 @@ impl Consumer for FileExporter {
             Err(reason) => {
                 self.metrics.send_failed(signal, items as u64);
                 tracing::error!(exporter = %self.id, %reason, "dropping {signal}");
-                return Err(ConsumeError::permanent(reason, items));
+                return Err(Refused {
+                    error: ConsumeError::permanent(reason, items),
+                    data: None,
+                });
             }
         };
-        drop(data);
+        let held = hand_back.then_some(data);
         let writer = Arc::clone(&self.writer);
         let written = tokio::task::spawn_blocking(move || {
             let mut guard = writer.lock().unwrap_or_else(|p| p.into_inner());
@@ -318,12 +322,26 @@ impl Consumer for FileExporter {
                 // A full disk or a removed directory may recover; let the sender try again.
                 self.metrics.send_failed(signal, items as u64);
                 tracing::warn!(exporter = %self.id, path = %self.cfg.path, error = %e, "cannot write {signal}");
-                Err(ConsumeError::retryable(format!(
-                    "cannot write to {}: {e}",
-                    self.cfg.path
-                )))
+                Err(Refused {
+                    error: ConsumeError::retryable(format!(
+                        "cannot write to {}: {e}",
+                        self.cfg.path
+                    )),
+                    data: held,
+                })
             }
         }
+    }
+}
+
+#[async_trait]
+impl Consumer for FileExporter {
+    async fn consume(&self, data: Telemetry) -> Result<(), ConsumeError> {
+        self.write(data, false).await.map_err(|r| r.error)
+    }
+
+    async fn consume_or_return(&self, data: Telemetry) -> Result<(), Refused> {
+        self.write(data, true).await
     }
 }
 
@@ -393,6 +411,21 @@ mod tests {
                 decode_json_request(signal, line.as_bytes()).unwrap()
             })
             .collect()
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_hands_the_batch_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.json");
+        // Not started: there is no file to write to, which fails like a full disk would.
+        let e = factory()
+            .create(&id(), &json!({"path": path.to_str().unwrap()}))
+            .unwrap();
+        let r = e.consume_or_return(sample_traces(2)).await.unwrap_err();
+        assert!(r.error.is_retryable(), "{:?}", r.error);
+        assert_eq!(r.data, Some(sample_traces(2)));
+        let r = e.consume(sample_traces(2)).await.unwrap_err();
+        assert!(r.is_retryable());
     }
 
     #[tokio::test]

@@ -1,6 +1,6 @@
 //! `sending_queue`: where an exporter takes ownership of data and lets the pipeline return while
-//! consumers deliver it in the background. The `Queue` trait is the seam for the durable variant
-//! (`storage: file_storage/x`); `MemoryQueue` is the in-memory one. A full queue refuses new data
+//! consumers deliver it in the background. The `Queue` trait is the seam between the in-memory
+//! `MemoryQueue` here and the durable `PersistentQueue` (`storage: file_storage/x`). A full queue refuses new data
 //! rather than dropping it, so the refusal travels back to the client as backpressure.
 
 use async_trait::async_trait;
@@ -109,6 +109,9 @@ pub enum PushError<T> {
     TooLarge(T),
     /// The queue is shutting down.
     Closed(T),
+    /// A durable queue could not write the item (a full disk, a failing store); retrying later may
+    /// work. The string says why.
+    Storage(T, String),
 }
 
 /// A bounded FIFO shared by producers (the pipeline) and consumers (the sending tasks).
@@ -122,8 +125,11 @@ pub trait Queue<T: Send + 'static>: Send + Sync {
     /// The popped item was delivered or given up for good. A durable queue deletes it now; an item
     /// never marked done is replayed at the next start.
     fn done(&self, _id: u64) {}
-    /// Refuses new items and lets consumers drain what is left.
+    /// Refuses new items and lets consumers drain what is left. A durable queue stops handing out
+    /// items instead: what is left stays in storage for the next start.
     fn close(&self);
+    /// Waits until every `done` so far is written through, so a stop does not replay delivered items.
+    async fn flush(&self) {}
     /// Whether undelivered items survive a restart.
     fn is_durable(&self) -> bool {
         false

@@ -5,6 +5,7 @@
 
 use super::classify::{Delivered, SendError};
 use super::counters::{ExporterMetrics, QueueGauges};
+use super::persistent::PersistentQueue;
 use super::queue::{
     signal_from_tag, signal_tag, MemoryQueue, Persist, PushError, Queue, QueueConfig, Sizer,
 };
@@ -249,6 +250,11 @@ impl<S: Sender> StackCore<S> {
 
     /// Counts a batch that will not be delivered, with one log line saying why.
     fn give_up(&self, signal: Signal, items: usize, e: &SendError, owned: bool) {
+        let durable = self.queue.get().is_some_and(|q| q.is_durable());
+        if owned && durable && self.cancel.is_cancelled() && e.is_retryable() {
+            // Cut by a stop: the request stays in storage and is sent after the next start.
+            return;
+        }
         self.metrics.send_failed(signal, items as u64);
         match e {
             SendError::Permanent { reason } => tracing::error!(
@@ -409,6 +415,9 @@ impl<S: Sender> SendStack<S> {
             Err(PushError::Closed(_)) => {
                 ConsumeError::retryable(format!("exporter {} is shutting down", core.id))
             }
+            Err(PushError::Storage(_, reason)) => {
+                ConsumeError::retryable(format!("exporter {}: {reason}", core.id))
+            }
         };
         core.metrics.enqueue_failed(signal, items as u64);
         refuse(error, held)
@@ -436,6 +445,55 @@ impl<S: Sender> SendStack<S> {
     }
 }
 
+impl<S: Sender> SendStack<S> {
+    /// Opens the durable queue on the storage extension `storage` and reports what it replays.
+    async fn open_durable(
+        &self,
+        host: &Host,
+        storage: &str,
+    ) -> anyhow::Result<Arc<dyn Queue<Job<S::Request>>>> {
+        let core = &self.core;
+        let where_ = || format!("exporters::{}::sending_queue::storage", core.id);
+        let storage_id =
+            ComponentId::parse(storage).map_err(|e| anyhow::anyhow!("{}: {e}", where_()))?;
+        let owner =
+            ComponentId::parse(&core.id).map_err(|e| anyhow::anyhow!("{}: {e}", where_()))?;
+        let store = host
+            .storage(&storage_id, &owner, "sending_queue")
+            .map_err(|e| anyhow::anyhow!("{}: {e}", where_()))?;
+        let (queue, replayed) =
+            PersistentQueue::<Job<S::Request>>::open(store, core.queue_cfg.queue_size, &core.id)
+                .await
+                .map_err(|e| anyhow::anyhow!("{}: cannot open the durable queue: {e}", where_()))?;
+        let queue: Arc<dyn Queue<Job<S::Request>>> = Arc::new(queue);
+        core.update_gauge(queue.as_ref());
+        tracing::debug!(exporter = %core.id, replayed = replayed.items, corrupt = replayed.corrupt, "durable sending queue opened");
+        Ok(queue)
+    }
+
+    /// Stops over a durable queue: no drain is needed, since what is not delivered stays in storage
+    /// for the next start. In-flight sends are cut; a cut send stays queued and may be delivered
+    /// twice (at least once, never lost).
+    async fn stop_durable(&self, queue: &dyn Queue<Job<S::Request>>) -> anyhow::Result<()> {
+        let core = &self.core;
+        core.cancel.cancel();
+        for w in self.take_workers() {
+            let _ = w.await;
+        }
+        queue.flush().await;
+        let left = queue.size();
+        core.lost.store(0, Ordering::Relaxed);
+        if left > 0 {
+            tracing::info!(
+                exporter = %core.id,
+                queued = left,
+                "stopping with undelivered data in the durable sending queue; it is sent after the next start"
+            );
+        }
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl<S: Sender> Consumer for SendStack<S> {
     async fn consume(&self, data: Telemetry) -> Result<(), ConsumeError> {
@@ -456,11 +514,10 @@ impl<S: Sender> Component for SendStack<S> {
             return Ok(());
         }
         if let Some(storage) = &core.queue_cfg.storage {
-            anyhow::bail!(
-                "exporters::{}: sending_queue::storage ({storage}) asks for a durable queue, which \
-                 this build does not provide yet; remove the key to use the in-memory queue",
-                core.id
-            );
+            if core.queue.get().is_none() {
+                let q = self.open_durable(host, storage).await?;
+                let _ = core.queue.set(q);
+            }
         }
         let Some(queue) = core.queue.get() else {
             anyhow::bail!("exporters::{}: the sending queue was not created", core.id);
@@ -480,6 +537,9 @@ impl<S: Sender> Component for SendStack<S> {
             return Ok(());
         };
         queue.close();
+        if queue.is_durable() {
+            return self.stop_durable(queue.as_ref()).await;
+        }
         let mut workers = self.take_workers();
         let drained = tokio::time::timeout(self.drain_timeout, async {
             for w in &mut workers {
@@ -787,7 +847,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn durable_storage_is_refused_at_start_for_now() {
+    async fn durable_queue_needs_its_storage_extension() {
         let mut cfg = settings(true, 10);
         cfg.sending_queue.storage = Some("file_storage/q".into());
         let s = stack(
@@ -798,5 +858,68 @@ mod tests {
         );
         let e = s.start(&Host::detached()).await.unwrap_err();
         assert!(e.to_string().contains("sending_queue::storage"), "{e}");
+        assert!(e.to_string().contains("file_storage/q"), "{e}");
+    }
+
+    /// A storage extension over one shared in-memory store.
+    struct MemExtension(Arc<crate::helper::persistent::tests::MemStorage>);
+
+    #[async_trait]
+    impl Component for MemExtension {}
+
+    impl vigil_core::Extension for MemExtension {
+        fn storage_client(
+            &self,
+            _owner: &ComponentId,
+            _name: &str,
+        ) -> Option<Result<Arc<dyn vigil_core::Storage>, vigil_core::StorageError>> {
+            Some(Ok(self.0.clone() as Arc<dyn vigil_core::Storage>))
+        }
+    }
+
+    #[tokio::test]
+    async fn durable_queue_keeps_undelivered_data_across_a_stop() {
+        let store = Arc::new(crate::helper::persistent::tests::MemStorage::default());
+        let mut exts: std::collections::HashMap<ComponentId, Arc<dyn vigil_core::Extension>> =
+            Default::default();
+        exts.insert(
+            ComponentId::parse("file_storage/q").unwrap(),
+            Arc::new(MemExtension(store.clone())),
+        );
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let host = Host::new(exts, tx);
+        let mut cfg = settings(true, 100);
+        cfg.sending_queue.storage = Some("file_storage/q".into());
+
+        // First run: the backend never answers; a stop leaves everything queued, nothing counted lost.
+        let rec = TestRecorder::default();
+        let down = Arc::new(ScriptedSender {
+            hold: Some(Arc::new(tokio::sync::Semaphore::new(0))),
+            ..Default::default()
+        });
+        let s = stack(&rec, cfg.clone(), down, ManualClock::new());
+        s.start(&host).await.unwrap();
+        for _ in 0..5 {
+            s.consume(sample_traces(3)).await.unwrap();
+        }
+        s.shutdown().await.unwrap();
+        assert_eq!((rec.counter(SENT), rec.counter(FAILED)), (0, 0));
+        assert_eq!(store.map.lock().unwrap().len(), 5);
+
+        // Second run: the backend is up; the replayed requests go out and leave storage.
+        let rec = TestRecorder::default();
+        let up = Arc::new(ScriptedSender::default());
+        let s = stack(&rec, cfg, up.clone(), ManualClock::new());
+        s.start(&host).await.unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while rec.counter(SENT) < 15 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(rec.counter(SENT), 15);
+        s.shutdown().await.unwrap();
+        assert!(
+            store.map.lock().unwrap().is_empty(),
+            "delivered requests are deleted"
+        );
     }
 }
