@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use vigil_core::{ConnectorFactory, ProcessorFactory};
 
+pub mod anomaly;
 pub mod attributes;
 pub mod batch;
 pub mod filter;
@@ -26,5 +27,5 @@ pub fn processor_factories() -> Vec<Arc<dyn ProcessorFactory>> {
 
 /// Every connector type this crate provides.
 pub fn connector_factories() -> Vec<Arc<dyn ConnectorFactory>> {
-    vec![forward::factory()]
+    vec![forward::factory(), anomaly::factory()]
 }

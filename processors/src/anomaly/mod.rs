@@ -1,0 +1,258 @@
+//! `anomalydetection`: the connector that watches metrics, span RED and log rates on the node and turns
+//! anomalous episodes into a few explained `vigil.anomaly` events (one when an episode starts, one when
+//! it ends) and predicted threshold crossings into `vigil.forecast` events, in a logs pipeline. With a
+//! metrics pipeline as output it also emits per-series score and band gauges for dashboards.
+//!
+//! It is the end of its input pipelines: nothing passes through. The detection itself is
+//! `vigil-detect`'s; [`engine`] maps OTLP onto it, and this module adds the pipeline around it: a timer
+//! task that scores span and log windows every `interval`, a small outbox that retries events a
+//! downstream consumer pushed back on, and the connector's own metrics.
+
+pub mod config;
+pub mod derive;
+pub mod engine;
+pub mod events;
+pub mod identity;
+pub mod windows;
+
+use async_trait::async_trait;
+use engine::{Counts, Engine, Output};
+use serde_json::Value;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use vigil_core::{
+    Component, ComponentId, ConfigError, ConnectorFactory, ConsumeError, Consumer, Host,
+    NextConsumers, Signal, Telemetry,
+};
+
+/// Event batches held for a retry after downstream pushed back; beyond this the oldest is dropped.
+const OUTBOX_LIMIT: usize = 256;
+
+struct Factory;
+
+/// The `anomalydetection` connector factory.
+pub fn factory() -> Arc<dyn ConnectorFactory> {
+    Arc::new(Factory)
+}
+
+impl ConnectorFactory for Factory {
+    fn type_name(&self) -> &'static str {
+        "anomalydetection"
+    }
+
+    fn pairs(&self) -> &'static [(Signal, Signal)] {
+        &[
+            (Signal::Metrics, Signal::Logs),
+            (Signal::Traces, Signal::Logs),
+            (Signal::Logs, Signal::Logs),
+            (Signal::Metrics, Signal::Metrics),
+            (Signal::Traces, Signal::Metrics),
+            (Signal::Logs, Signal::Metrics),
+        ]
+    }
+
+    fn validate(&self, id: &ComponentId, config: &Value) -> Result<(), ConfigError> {
+        config::parse(id, config).map(|_| ())
+    }
+
+    fn create(
+        &self,
+        id: &ComponentId,
+        config: &Value,
+        next: NextConsumers,
+    ) -> Result<Arc<dyn vigil_core::Connector>, ConfigError> {
+        let settings = config::parse(id, config)?;
+        let emit_scores =
+            settings.emit_scores.unwrap_or(true) && next.get(Signal::Metrics).is_some();
+        let interval = Duration::from_secs_f64(settings.interval_secs);
+        Ok(Arc::new(AnomalyDetection {
+            inner: Arc::new(Inner {
+                id: id.to_string(),
+                next,
+                engine: Mutex::new(Engine::new(settings, emit_scores)),
+                outbox: Mutex::new(VecDeque::new()),
+                reported: Mutex::new(Counts::default()),
+                interval,
+            }),
+            task: tokio::sync::Mutex::new(None),
+        }))
+    }
+}
+
+/// A running `anomalydetection` connector.
+pub struct AnomalyDetection {
+    inner: Arc<Inner>,
+    task: tokio::sync::Mutex<Option<(watch::Sender<bool>, JoinHandle<()>)>>,
+}
+
+struct Inner {
+    id: String,
+    next: NextConsumers,
+    engine: Mutex<Engine>,
+    outbox: Mutex<VecDeque<Telemetry>>,
+    /// The counts last reported to the metrics recorder, so that counters move by the difference.
+    reported: Mutex<Counts>,
+    interval: Duration,
+}
+
+fn wall_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every holder leaves the state whole between statements (no panics on input paths), so a poisoned
+    // lock is still safe to use.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Inner {
+    /// Runs `f` on the engine, then reports the connector's counts.
+    fn with_engine(&self, f: impl FnOnce(&mut Engine) -> Output) -> Output {
+        let (out, counts) = {
+            let mut e = lock(&self.engine);
+            let out = f(&mut e);
+            (out, e.counts())
+        };
+        self.report(counts);
+        out
+    }
+
+    fn report(&self, now: Counts) {
+        let mut last = lock(&self.reported);
+        let label = ("connector", self.id.clone());
+        metrics::gauge!("vigil_anomaly_series_live", std::slice::from_ref(&label))
+            .set(now.live as f64);
+        let counters = [
+            ("vigil_anomaly_series_evicted", now.evicted, last.evicted),
+            ("vigil_anomaly_series_expired", now.expired, last.expired),
+            ("vigil_anomaly_points", now.points, last.points),
+            ("vigil_anomaly_events", now.events, last.events),
+        ];
+        for (name, now, before) in counters {
+            if now > before {
+                metrics::counter!(name, std::slice::from_ref(&label)).increment(now - before);
+            }
+        }
+        *last = now;
+    }
+
+    /// Sends what the engine produced. Events that downstream pushes back on are kept for a retry on
+    /// the next tick, because an episode's end must not be lost after its start went out; score gauges
+    /// are dashboard points and are not retried.
+    async fn deliver(&self, out: Output) {
+        if !out.scores.is_empty() {
+            if let Some(next) = self.next.get(Signal::Metrics) {
+                let data = Telemetry::Metrics(out.scores.into_resource_metrics());
+                if let Err(e) = next.consume(data).await {
+                    tracing::debug!(connector = %self.id, error = %e, "score gauges not delivered");
+                }
+            }
+        }
+        if !out.logs.is_empty() {
+            self.send_events(Telemetry::Logs(out.logs)).await;
+        }
+    }
+
+    async fn send_events(&self, data: Telemetry) {
+        let Some(next) = self.next.get(Signal::Logs) else {
+            return;
+        };
+        // Events are few and small, so a copy kept for a retry costs little, whatever the consumer
+        // downstream hands back.
+        match next.consume(data.clone()).await {
+            Ok(()) => {}
+            Err(e) if e.is_retryable() => {
+                let mut q = lock(&self.outbox);
+                if q.len() >= OUTBOX_LIMIT {
+                    q.pop_front();
+                    tracing::warn!(connector = %self.id, "event outbox full; dropped the oldest events");
+                }
+                q.push_back(data);
+            }
+            Err(e) => {
+                tracing::warn!(connector = %self.id, error = %e, "events rejected downstream; dropped");
+            }
+        }
+    }
+
+    /// Retries held events in order; stops at the first that is refused again.
+    async fn drain_outbox(&self) {
+        let Some(next) = self.next.get(Signal::Logs) else {
+            return;
+        };
+        loop {
+            let Some(data) = lock(&self.outbox).pop_front() else {
+                return;
+            };
+            match next.consume(data.clone()).await {
+                Ok(()) => {}
+                Err(e) if e.is_retryable() => {
+                    lock(&self.outbox).push_front(data);
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(connector = %self.id, error = %e, "events rejected downstream; dropped");
+                }
+            }
+        }
+    }
+
+    async fn tick(&self, final_flush: bool) {
+        self.drain_outbox().await;
+        let out = self.with_engine(|e| e.tick(wall_now(), final_flush));
+        self.deliver(out).await;
+    }
+}
+
+#[async_trait]
+impl Component for AnomalyDetection {
+    async fn start(&self, _host: &Host) -> anyhow::Result<()> {
+        let (stop_tx, mut stop_rx) = watch::channel(false);
+        let inner = Arc::clone(&self.inner);
+        let handle = tokio::spawn(async move {
+            let mut every = tokio::time::interval(inner.interval);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            every.tick().await;
+            loop {
+                tokio::select! {
+                    _ = every.tick() => inner.tick(false).await,
+                    _ = stop_rx.changed() => return,
+                }
+            }
+        });
+        *self.task.lock().await = Some((stop_tx, handle));
+        Ok(())
+    }
+
+    async fn shutdown(&self) -> anyhow::Result<()> {
+        if let Some((stop, handle)) = self.task.lock().await.take() {
+            let _ = stop.send(true);
+            let _ = handle.await;
+        }
+        self.inner.tick(true).await;
+        self.inner.drain_outbox().await;
+        let left = lock(&self.inner.outbox).len();
+        if left > 0 {
+            tracing::warn!(connector = %self.inner.id, batches = left, "events still refused downstream at shutdown; lost");
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Consumer for AnomalyDetection {
+    async fn consume(&self, data: Telemetry) -> Result<(), ConsumeError> {
+        let out = self.inner.with_engine(|e| e.ingest(&data, wall_now()));
+        self.inner.deliver(out).await;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

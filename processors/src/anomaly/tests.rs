@@ -1,0 +1,615 @@
+//! Engine and connector behaviour on synthetic OTLP input with explicit timestamps: one start and one
+//! end event per injected anomaly, silence on clean series, RED and log-rate windows, forecasts
+//! announced once, bounded state, and config errors with their key paths.
+
+use super::config::parse;
+use super::engine::{Engine, Output};
+use super::*;
+use serde_json::json;
+use vigil_core::attrs::{get, kv_i64, kv_str};
+use vigil_core::otlp::common::v1::{any_value, KeyValue};
+use vigil_core::otlp::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+use vigil_core::otlp::metrics::v1::{
+    metric::Data, number_data_point, AggregationTemporality, Gauge, Metric, NumberDataPoint,
+    ResourceMetrics, ScopeMetrics, Sum,
+};
+use vigil_core::otlp::resource::v1::Resource;
+use vigil_core::otlp::trace::v1::{
+    span::SpanKind, status::StatusCode, ResourceSpans, ScopeSpans, Span, Status,
+};
+
+const T0: f64 = 1_700_000_000.0;
+const WALL: f64 = T0 + 100_000.0;
+
+/// Deterministic noise in [-1, 1] (xorshift), so that series look real but tests repeat exactly.
+struct Noise(u64);
+impl Noise {
+    fn next(&mut self) -> f64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 >> 11) as f64 / (1u64 << 52) as f64 - 1.0
+    }
+}
+
+fn resource(attrs: Vec<KeyValue>) -> Option<Resource> {
+    Some(Resource {
+        attributes: attrs,
+        ..Default::default()
+    })
+}
+
+fn metrics(name: &str, data: Data) -> Telemetry {
+    Telemetry::Metrics(vec![ResourceMetrics {
+        resource: resource(vec![kv_str("host.name", "node-1")]),
+        scope_metrics: vec![ScopeMetrics {
+            metrics: vec![Metric {
+                name: name.into(),
+                data: Some(data),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }])
+}
+
+fn point(t: f64, v: f64, attrs: Vec<KeyValue>) -> NumberDataPoint {
+    NumberDataPoint {
+        attributes: attrs,
+        time_unix_nano: (t * 1e9) as u64,
+        start_time_unix_nano: (T0 * 1e9) as u64,
+        value: Some(number_data_point::Value::AsDouble(v)),
+        ..Default::default()
+    }
+}
+
+fn gauge(name: &str, t: f64, v: f64) -> Telemetry {
+    metrics(
+        name,
+        Data::Gauge(Gauge {
+            data_points: vec![point(t, v, vec![kv_str("cpu", "0")])],
+        }),
+    )
+}
+
+fn settings(v: serde_json::Value) -> config::Settings {
+    parse(&ComponentId::new("anomalydetection", None), &v).expect("valid config")
+}
+
+/// The events in an output, as (event name, attribute map).
+fn events(out: &[Output]) -> Vec<(String, Vec<KeyValue>, String)> {
+    let mut v = Vec::new();
+    for o in out {
+        for rl in &o.logs {
+            for sl in &rl.scope_logs {
+                for r in &sl.log_records {
+                    let body = match r.body.as_ref().and_then(|b| b.value.as_ref()) {
+                        Some(any_value::Value::StringValue(s)) => s.clone(),
+                        _ => String::new(),
+                    };
+                    v.push((r.event_name.clone(), r.attributes.clone(), body));
+                }
+            }
+        }
+    }
+    v
+}
+
+fn s(attrs: &[KeyValue], key: &str) -> String {
+    match get(attrs, key) {
+        Some(any_value::Value::StringValue(s)) => s.clone(),
+        Some(any_value::Value::DoubleValue(d)) => d.to_string(),
+        Some(any_value::Value::IntValue(i)) => i.to_string(),
+        _ => String::new(),
+    }
+}
+
+fn run_gauge(engine: &mut Engine, values: &[f64]) -> Vec<Output> {
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| engine.ingest(&gauge("cpu.utilization", T0 + 10.0 * i as f64, v), WALL))
+        .collect()
+}
+
+fn noisy(n: usize) -> Vec<f64> {
+    let mut noise = Noise(7);
+    (0..n).map(|_| 0.2 + 0.02 * noise.next()).collect()
+}
+
+#[test]
+fn injected_spike_gives_one_start_and_one_end() {
+    let mut e = Engine::new(settings(json!({})), false);
+    let mut v = noisy(300);
+    v[200] = 0.97;
+    let ev = events(&run_gauge(&mut e, &v));
+    assert_eq!(ev.len(), 2, "{ev:?}");
+    let (start, end) = (&ev[0], &ev[1]);
+    assert_eq!(start.0, "vigil.anomaly");
+    assert_eq!(s(&start.1, "event.name"), "vigil.anomaly");
+    assert_eq!(s(&start.1, "vigil.anomaly.state"), "start");
+    assert_eq!(s(&end.1, "vigil.anomaly.state"), "end");
+    assert_eq!(s(&end.1, "vigil.anomaly.end_reason"), "quiet");
+    for (_, a, _) in &ev {
+        assert_eq!(s(a, "vigil.anomaly.observed"), "0.97");
+        assert_eq!(s(a, "vigil.anomaly.signal"), "metrics");
+        assert_eq!(s(a, "vigil.anomaly.metric"), "cpu.utilization");
+        assert_eq!(
+            s(a, "vigil.anomaly.series"),
+            "cpu.utilization{cpu=0,host.name=node-1}"
+        );
+        assert_eq!(s(a, "vigil.anomaly.detector"), "outlier");
+        assert_eq!(s(a, "cpu"), "0");
+        let score: f64 = s(a, "vigil.anomaly.score").parse().unwrap();
+        assert!(score >= 0.5, "{score}");
+        let upper: f64 = s(a, "vigil.anomaly.expected.upper").parse().unwrap();
+        assert!(upper < 0.97);
+    }
+    assert_eq!(
+        s(&end.1, "vigil.anomaly.started_at"),
+        "2023-11-14T22:46:40.000Z"
+    );
+    assert!(
+        start
+            .2
+            .starts_with("cpu.utilization{cpu=0,host.name=node-1} "),
+        "{}",
+        start.2
+    );
+    assert!(
+        start.2.contains("× above its band: 0.97 vs "),
+        "{}",
+        start.2
+    );
+    // The event keeps the resource of the data.
+    let res = &run_gauge(&mut Engine::new(settings(json!({})), false), &v)
+        .into_iter()
+        .flat_map(|o| o.logs)
+        .next()
+        .unwrap()
+        .resource;
+    assert_eq!(s(&res.as_ref().unwrap().attributes, "host.name"), "node-1");
+    assert_eq!(e.counts().events, 2);
+    assert_eq!(e.counts().points, 300);
+}
+
+#[test]
+fn clean_series_gives_no_event() {
+    let mut e = Engine::new(settings(json!({})), true);
+    let out = run_gauge(&mut e, &noisy(300));
+    assert!(events(&out).is_empty());
+    // Scores are emitted for every scored point (not warm-up ones).
+    let gauges: usize = out
+        .into_iter()
+        .map(|o| o.scores.into_resource_metrics().len())
+        .sum();
+    assert!(gauges > 250, "{gauges}");
+}
+
+#[test]
+fn repeated_and_old_points_are_not_scored_twice() {
+    let mut e = Engine::new(settings(json!({})), false);
+    e.ingest(&gauge("x", T0 + 10.0, 1.0), WALL);
+    e.ingest(&gauge("x", T0 + 10.0, 1.0), WALL);
+    e.ingest(&gauge("x", T0 + 5.0, 1.0), WALL);
+    assert_eq!(e.counts().points, 1);
+}
+
+#[test]
+fn cumulative_counter_is_watched_as_a_rate() {
+    let mut e = Engine::new(settings(json!({})), false);
+    let mut total = 0.0;
+    let mut out = Vec::new();
+    for i in 0..200 {
+        // 5/s with a little jitter, a reset at 100 (the process restarted), and 50/s at 150.
+        let per_s = if i == 150 {
+            50.0
+        } else {
+            5.0 + (i % 3) as f64 * 0.1
+        };
+        total += per_s * 10.0;
+        let t = T0 + 10.0 * i as f64;
+        let mut p = point(t, total, vec![]);
+        if i >= 100 {
+            if i == 100 {
+                total = per_s * 10.0;
+            }
+            p.value = Some(number_data_point::Value::AsDouble(total));
+            p.start_time_unix_nano = ((T0 + 10.0 * 99.0) * 1e9) as u64;
+        }
+        let sum = Data::Sum(Sum {
+            data_points: vec![p],
+            aggregation_temporality: AggregationTemporality::Cumulative as i32,
+            is_monotonic: true,
+        });
+        out.push(e.ingest(&metrics("http.requests", sum), WALL));
+    }
+    let ev = events(&out);
+    // The reset is not an anomaly; the burst at 150 is, and it is reported on the rate series.
+    let starts: Vec<_> = ev
+        .iter()
+        .filter(|(_, a, _)| s(a, "vigil.anomaly.state") == "start")
+        .collect();
+    assert_eq!(starts.len(), 1, "{ev:?}");
+    assert_eq!(
+        s(&starts[0].1, "vigil.anomaly.metric"),
+        "http.requests.rate"
+    );
+    assert_eq!(s(&starts[0].1, "vigil.anomaly.observed"), "50");
+}
+
+fn spans(
+    service: &str,
+    name: &str,
+    window_start: f64,
+    n: usize,
+    errors: usize,
+    ms: f64,
+) -> Telemetry {
+    let spans = (0..n)
+        .map(|i| {
+            let end = window_start + 1.0 + i as f64 * (8.0 / n as f64);
+            Span {
+                name: name.into(),
+                kind: SpanKind::Server as i32,
+                start_time_unix_nano: ((end - ms / 1000.0) * 1e9) as u64,
+                end_time_unix_nano: (end * 1e9) as u64,
+                status: Some(Status {
+                    code: if i < errors {
+                        StatusCode::Error as i32
+                    } else {
+                        StatusCode::Ok as i32
+                    },
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }
+        })
+        .chain(std::iter::once(Span {
+            // A client span is not a request served: it must not count.
+            name: name.into(),
+            kind: SpanKind::Client as i32,
+            start_time_unix_nano: (window_start * 1e9) as u64,
+            end_time_unix_nano: ((window_start + 1.0) * 1e9) as u64,
+            ..Default::default()
+        }))
+        .collect();
+    Telemetry::Traces(vec![ResourceSpans {
+        resource: resource(vec![kv_str("service.name", service)]),
+        scope_spans: vec![ScopeSpans {
+            spans,
+            ..Default::default()
+        }],
+        ..Default::default()
+    }])
+}
+
+#[test]
+fn red_windows_feed_rate_errors_and_latency() {
+    let mut e = Engine::new(settings(json!({"interval": "10s"})), false);
+    let mut out = Vec::new();
+    for w in 0..120 {
+        let start = T0 + 10.0 * w as f64;
+        // Steady: 20 requests, 1 error, 50 ms; window 100: every request fails.
+        let errors = if w == 100 { 20 } else { 1 };
+        e.ingest(
+            &spans("checkout", "POST /pay", start, 20, errors, 50.0),
+            WALL,
+        );
+        // The clock of the group is the newest span: the previous window is now complete.
+        out.push(e.tick(WALL, false));
+    }
+    out.push(e.tick(WALL, true));
+    // Four detectors per service × span name: rate, error ratio, p50, p99.
+    assert_eq!(e.counts().live, 4);
+    // The last window has not ended by its group's clock, so even the final flush leaves it.
+    assert_eq!(e.counts().points, 4 * 119);
+    let ev = events(&out);
+    let starts: Vec<_> = ev
+        .iter()
+        .filter(|(_, a, _)| s(a, "vigil.anomaly.state") == "start")
+        .collect();
+    assert_eq!(starts.len(), 1, "{ev:?}");
+    let a = &starts[0].1;
+    assert_eq!(s(a, "vigil.anomaly.metric"), "red.error_ratio");
+    assert_eq!(s(a, "vigil.anomaly.signal"), "traces");
+    assert_eq!(s(a, "vigil.anomaly.observed"), "1");
+    assert_eq!(s(a, "service.name"), "checkout");
+    assert_eq!(s(a, "span.name"), "POST /pay");
+    assert_eq!(s(a, "span.kind"), "server");
+    assert_eq!(
+        s(a, "vigil.anomaly.series"),
+        "red.error_ratio{service.name=checkout,span.kind=server,span.name=POST /pay}"
+    );
+}
+
+#[test]
+fn red_latency_quantiles_come_from_the_window() {
+    use super::windows::{AggKind, AggMeta, Windows};
+    let mut w = Windows::new(10.0, 10, 3600.0);
+    let meta = || AggMeta {
+        kind: AggKind::Red,
+        key: 1,
+        attributes: vec![],
+        resource: vec![],
+    };
+    for i in 0..100 {
+        w.add(
+            1,
+            meta,
+            1.0 + i as f64 * 0.05,
+            WALL,
+            false,
+            Some(if i < 98 { 10.0 } else { 500.0 }),
+        );
+    }
+    let f = w.flush(WALL + 100.0, false);
+    let b = &f[0].bucket;
+    assert_eq!(b.count, 100);
+    let p50 = b.latency.quantile(0.5).unwrap();
+    let p99 = b.latency.quantile(0.99).unwrap();
+    assert!((p50 - 10.0).abs() < 0.2, "{p50}");
+    assert!((p99 - 500.0).abs() < 10.0, "{p99}");
+}
+
+fn logs(service: &str, t: f64, n: usize, pattern: Option<i64>, vigil_events: usize) -> Telemetry {
+    let mut records: Vec<LogRecord> = (0..n)
+        .map(|i| LogRecord {
+            time_unix_nano: ((t + i as f64 * 0.01) * 1e9) as u64,
+            severity_number: 9,
+            attributes: pattern
+                .map(|p| vec![kv_i64("log.pattern.id", p)])
+                .unwrap_or_default(),
+            ..Default::default()
+        })
+        .collect();
+    for _ in 0..vigil_events {
+        records.push(LogRecord {
+            time_unix_nano: (t * 1e9) as u64,
+            severity_number: 17,
+            attributes: vec![kv_str("event.name", "vigil.anomaly")],
+            ..Default::default()
+        });
+    }
+    Telemetry::Logs(vec![ResourceLogs {
+        resource: resource(vec![kv_str("service.name", service)]),
+        scope_logs: vec![ScopeLogs {
+            log_records: records,
+            ..Default::default()
+        }],
+        ..Default::default()
+    }])
+}
+
+#[test]
+fn log_pattern_surge_is_one_episode_and_vigil_events_do_not_count() {
+    let mut e = Engine::new(settings(json!({"interval": "10s"})), false);
+    let mut out = Vec::new();
+    for w in 0..150 {
+        let t = T0 + 10.0 * w as f64;
+        // Pattern 17 runs at 5 per window; at window 120 it surges to 200. Our own events arriving in a
+        // loop must never count, or an anomaly would feed itself.
+        let n = if w == 120 { 200 } else { 5 };
+        e.ingest(&logs("api", t + 1.0, n, Some(17), 50), WALL);
+        out.push(e.tick(WALL, false));
+    }
+    let ev = events(&out);
+    let starts: Vec<_> = ev
+        .iter()
+        .filter(|(_, a, _)| s(a, "vigil.anomaly.state") == "start")
+        .collect();
+    // Both the INFO rate of the service and the pattern's rate surged.
+    let metrics: Vec<String> = starts
+        .iter()
+        .map(|x| s(&x.1, "vigil.anomaly.metric"))
+        .collect();
+    assert_eq!(metrics.len(), 2, "{ev:?}");
+    assert!(metrics.contains(&"log.record.rate".to_string()));
+    let p = starts
+        .iter()
+        .find(|x| s(&x.1, "vigil.anomaly.metric") == "log.pattern.rate")
+        .expect("a pattern event");
+    assert_eq!(s(&p.1, "log.pattern.id"), "17");
+    assert_eq!(s(&p.1, "vigil.anomaly.observed"), "20");
+    assert!(
+        p.2.starts_with("log pattern 17 of api surged far above its band: 20 vs "),
+        "{}",
+        p.2
+    );
+    let rate = starts
+        .iter()
+        .find(|x| s(&x.1, "vigil.anomaly.metric") == "log.record.rate")
+        .unwrap();
+    assert_eq!(s(&rate.1, "log.severity"), "INFO");
+}
+
+#[test]
+fn forecast_is_announced_once_per_crossing() {
+    let cfg = json!({"forecasts": [
+        {"metric": "disk.used", "threshold": 90.0, "horizon": "2h", "attributes": {"cpu": "0"}},
+        {"metric": "disk.used", "threshold": 90.0, "horizon": "2h", "attributes": {"cpu": "1"}}
+    ]});
+    let mut e = Engine::new(settings(cfg), false);
+    let mut out = Vec::new();
+    // A disk filling by 0.05 points a minute from 50%: 90% is 800 minutes after the start.
+    for i in 0..700 {
+        let v = 50.0 + 0.05 * i as f64 + if i % 2 == 0 { 0.01 } else { -0.01 };
+        out.push(e.ingest(&gauge("disk.used", T0 + 60.0 * i as f64, v), WALL));
+    }
+    let fc: Vec<_> = events(&out)
+        .into_iter()
+        .filter(|(n, _, _)| n == "vigil.forecast")
+        .collect();
+    assert_eq!(fc.len(), 1, "{fc:?}");
+    let a = &fc[0].1;
+    let eta: f64 = s(a, "vigil.forecast.eta_s").parse().unwrap();
+    let lower: f64 = s(a, "vigil.forecast.eta_lower_s").parse().unwrap();
+    assert!(eta <= 7200.0 && eta > 0.0 && lower <= eta, "{a:?}");
+    assert_eq!(s(a, "vigil.forecast.threshold"), "90");
+    assert_eq!(s(a, "vigil.forecast.metric"), "disk.used");
+    assert_eq!(
+        s(a, "vigil.forecast.series"),
+        "disk.used{cpu=0,host.name=node-1}"
+    );
+    // It was announced around when the crossing came within 2 h (point 800 − 120 = 680).
+    let at: f64 = s(a, "vigil.forecast.observed").parse().unwrap();
+    assert!((80.0..=85.0).contains(&at), "announced at {at}");
+}
+
+#[test]
+fn lru_cap_evicts_and_closes_open_episodes() {
+    let mut e = Engine::new(settings(json!({"max_series": 2})), false);
+    let mut v = noisy(100);
+    v[99] = 5.0;
+    let mut out = run_gauge(&mut e, &v);
+    assert_eq!(events(&out).len(), 1, "the spike opened an episode");
+    // Two new series push the spiking one out: its episode is closed with an end event.
+    out.push(e.ingest(&gauge("a", T0 + 2000.0, 1.0), WALL + 1.0));
+    out.push(e.ingest(&gauge("b", T0 + 2000.0, 1.0), WALL + 2.0));
+    let ev = events(&out);
+    assert_eq!(ev.len(), 2, "{ev:?}");
+    assert_eq!(s(&ev[1].1, "vigil.anomaly.end_reason"), "evicted");
+    let c = e.counts();
+    assert_eq!((c.live, c.evicted), (2, 1));
+    // Idle series expire after the TTL.
+    e.tick(WALL + 2.0 + 3601.0, false);
+    assert_eq!(e.counts().expired, 2);
+    assert_eq!(e.counts().live, 0);
+}
+
+#[test]
+fn include_and_exclude_select_metrics() {
+    let cfg = json!({
+        "include": {"match_type": "regexp", "metric_names": ["^cpu\\."]},
+        "exclude": {"match_type": "strict", "metric_names": ["cpu.idle"]}
+    });
+    let mut e = Engine::new(settings(cfg), false);
+    e.ingest(&gauge("cpu.utilization", T0, 1.0), WALL);
+    e.ingest(&gauge("cpu.idle", T0, 1.0), WALL);
+    e.ingest(&gauge("mem.used", T0, 1.0), WALL);
+    e.ingest(&gauge("vigil.anomaly.score", T0, 1.0), WALL);
+    assert_eq!(e.counts().points, 1);
+}
+
+#[test]
+fn config_errors_name_the_key_path() {
+    let id = ComponentId::new("anomalydetection", Some("x"));
+    let err = |v: serde_json::Value| parse(&id, &v).unwrap_err().to_string();
+    assert_eq!(
+        err(json!({"threshold": 1.5})),
+        "connectors::anomalydetection/x::threshold: must be between 0 and 1 (exclusive), got 1.5"
+    );
+    assert!(err(json!({"tresh": 1}))
+        .starts_with("connectors::anomalydetection/x::tresh: has invalid keys: tresh"));
+    assert!(
+        err(json!({"forecasts": [{"metric": "a", "threshold": 1, "horizon": "soon"}]}))
+            .starts_with("connectors::anomalydetection/x::forecasts::0::horizon: ")
+    );
+    let e = err(json!({"include": {"match_type": "regexp", "metric_names": ["("]}}));
+    assert!(
+        e.starts_with(
+            "connectors::anomalydetection/x::include::metric_names::0: invalid regexp \"(\""
+        ),
+        "{e}"
+    );
+}
+
+/// Each `testdata/anomaly/bad_*.yaml` starts with `# error: <the start of the message>`; each
+/// `good_*.yaml` must validate.
+#[test]
+fn testdata_configs() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/anomaly");
+    let f = factory();
+    let id = ComponentId::new("anomalydetection", Some("test"));
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).expect("testdata/anomaly exists") {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let value: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
+        let got = f.validate(&id, &value);
+        if name.starts_with("bad_") {
+            let want = text
+                .lines()
+                .next()
+                .and_then(|l| l.strip_prefix("# error: "))
+                .unwrap_or_else(|| panic!("{name} has no '# error: ' first line"));
+            let e = got.expect_err(&name).to_string();
+            assert!(e.starts_with(want), "{name}:\n got: {e}\nwant: {want}");
+        } else {
+            got.unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+        seen += 1;
+    }
+    assert!(seen >= 6, "only {seen} testdata files");
+}
+
+/// Captures what the connector sends downstream.
+#[derive(Default)]
+struct Capture(std::sync::Mutex<Vec<Telemetry>>);
+
+#[async_trait]
+impl Consumer for Capture {
+    async fn consume(&self, data: Telemetry) -> Result<(), ConsumeError> {
+        self.0.lock().unwrap().push(data);
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn connector_sends_events_and_score_gauges() {
+    let logs_out = Arc::new(Capture::default());
+    let metrics_out = Arc::new(Capture::default());
+    let mut next = NextConsumers::new();
+    next.insert(Signal::Logs, logs_out.clone());
+    next.insert(Signal::Metrics, metrics_out.clone());
+    let id = ComponentId::new("anomalydetection", None);
+    let c = factory()
+        .create(&id, &json!({"interval": "1s"}), next)
+        .unwrap();
+    c.start(&Host::detached()).await.unwrap();
+    let mut v = noisy(120);
+    v[100] = 0.97;
+    for (i, x) in v.iter().enumerate() {
+        c.consume(gauge("cpu.utilization", T0 + 10.0 * i as f64, *x))
+            .await
+            .unwrap();
+    }
+    c.shutdown().await.unwrap();
+    let events: Vec<String> = logs_out
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .flat_map(|t| match t {
+            Telemetry::Logs(rl) => rl.clone(),
+            _ => vec![],
+        })
+        .flat_map(|rl| rl.scope_logs)
+        .flat_map(|sl| sl.log_records)
+        .map(|r| s(&r.attributes, "vigil.anomaly.state"))
+        .collect();
+    assert_eq!(events, vec!["start", "end"]);
+    let names: std::collections::BTreeSet<String> = metrics_out
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .flat_map(|t| match t {
+            Telemetry::Metrics(rm) => rm.clone(),
+            _ => vec![],
+        })
+        .flat_map(|rm| rm.scope_metrics)
+        .flat_map(|sm| sm.metrics)
+        .map(|m| m.name)
+        .collect();
+    assert_eq!(
+        names.into_iter().collect::<Vec<_>>(),
+        vec![
+            "vigil.anomaly.expected.lower",
+            "vigil.anomaly.expected.upper",
+            "vigil.anomaly.score"
+        ]
+    );
+}
