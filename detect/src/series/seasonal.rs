@@ -105,7 +105,7 @@ impl Season {
             buf.push(value);
         }
         let n = buf.len();
-        if n < SEARCH_FIRST || (n - SEARCH_FIRST) % SEARCH_STEP != 0 && n < *cap {
+        if n < SEARCH_FIRST || !(n - SEARCH_FIRST).is_multiple_of(SEARCH_STEP) && n < *cap {
             return None;
         }
         match find_period(&buf.to_f32()) {
@@ -248,7 +248,8 @@ fn find_period(buf: &[f32]) -> Option<Found> {
     let (period, _) = best?;
     let fit = MstlParams::new().fit(buf, &[period]).ok()?;
     let strength = fit.seasonal_strength().first().copied()?;
-    if !(strength >= STRENGTH_MIN) {
+    // A NaN strength (a degenerate fit) must reject the period too, hence no plain `<`.
+    if strength.is_nan() || strength < STRENGTH_MIN {
         return None;
     }
     // MSTL's seasonal part is LOESS-smoothed, which blurs sharp daily edges. The profile is instead the
