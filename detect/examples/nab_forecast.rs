@@ -38,8 +38,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 / (hist.len() - m) as f64;
             if scale > 0.0 {
                 let mut f = Forecaster::new(config);
-                for i in lo..origin {
-                    f.push(s.timestamps[i] as f64, y[i]);
+                for (&t, &v) in s.timestamps[lo..origin].iter().zip(hist) {
+                    f.push(t as f64, v);
                 }
                 let band = f.forecast(h)?;
                 let mae = (0..h)

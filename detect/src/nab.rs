@@ -14,12 +14,14 @@ use crate::series::{DetectorConfig, Observation, SeriesDetector, DEFAULT_THRESHO
 #[derive(Debug, thiserror::Error)]
 pub enum NabError {
     /// A file or directory could not be read.
-    #[error("{path}: {source}")]
+    // The I/O error is part of the message rather than a `source`, so that error chains do not print it
+    // twice.
+    #[error("{path}: {error}")]
     Io {
         /// The path that failed.
         path: PathBuf,
         /// The underlying error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A row of a series CSV is malformed.
     #[error("{path}:{line}: {reason}")]
@@ -106,9 +108,9 @@ pub fn load_corpus(dir: &Path) -> Result<Vec<NabSeries>, NabError> {
 }
 
 fn load_labels(path: &Path) -> Result<HashMap<String, Vec<(i64, i64)>>, NabError> {
-    let text = std::fs::read_to_string(path).map_err(|source| NabError::Io {
+    let text = std::fs::read_to_string(path).map_err(|error| NabError::Io {
         path: path.to_owned(),
-        source,
+        error,
     })?;
     let bad = |reason: String| NabError::Labels {
         path: path.to_owned(),
@@ -139,9 +141,9 @@ pub fn load_series(path: &Path) -> Result<(Vec<i64>, Vec<f64>), NabError> {
         .has_headers(true)
         .from_path(path)
         .map_err(|e| match e.into_kind() {
-            csv::ErrorKind::Io(source) => NabError::Io {
+            csv::ErrorKind::Io(error) => NabError::Io {
                 path: path.to_owned(),
-                source,
+                error,
             },
             other => NabError::Row {
                 path: path.to_owned(),
