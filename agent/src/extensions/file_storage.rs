@@ -7,7 +7,7 @@
 //! otelcol, and it beats a hand-written log on recovery code we would otherwise have to get right.
 
 use async_trait::async_trait;
-use redb::{Database, Durability, TableDefinition};
+use redb::{Database, Durability, ReadableTableMetadata, TableDefinition};
 use serde::Deserialize;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -196,6 +196,32 @@ fn sanitize(s: &str) -> String {
 pub struct RedbStorage {
     db: Database,
     durability: Durability,
+    /// `<file>.records`: the number of keys after the last commit. redb cannot salvage anything from a
+    /// file it refuses to open, so this is how the log can still say how many records such a file
+    /// held. It is not fsynced: it is an account of the loss, not part of the data.
+    records: Option<std::fs::File>,
+}
+
+fn records_path(db: &Path) -> PathBuf {
+    let mut p = db.as_os_str().to_owned();
+    p.push(".records");
+    PathBuf::from(p)
+}
+
+/// The record count a previous run left next to `db`, if it is readable.
+fn read_records(db: &Path) -> Option<u64> {
+    let bytes = std::fs::read(records_path(db)).ok()?;
+    Some(u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?))
+}
+
+impl RedbStorage {
+    fn write_records(&self, n: u64) {
+        use std::os::unix::fs::FileExt;
+        if let Some(f) = &self.records {
+            // Eight bytes at offset zero: one write, never a torn count in practice.
+            let _ = f.write_all_at(&n.to_le_bytes(), 0);
+        }
+    }
 }
 
 fn io_or_other(e: impl std::fmt::Display, raw: Option<&std::io::Error>) -> StorageError {
@@ -255,12 +281,21 @@ impl RedbStorage {
                             .map(|d| d.as_secs())
                             .unwrap_or(0)
                     ));
+                    let held = read_records(path);
+                    let held_text = held.map_or_else(
+                        || "an unknown number of records".to_string(),
+                        |n| format!("{n} records"),
+                    );
                     tracing::error!(
-                        "storage file {} is unreadable ({e}); moved it to {} and started a new one",
+                        file = %path.display(),
+                        records = held,
+                        "storage file {} is unreadable ({e}); moved it to {} and started a new one; \
+                         it held {held_text}, which are lost (skipped {held_text})",
                         path.display(),
                         aside.display()
                     );
                     metrics::counter!("vigil_storage_corrupt_files").increment(1);
+                    metrics::counter!("vigil_storage_corrupt_records").increment(held.unwrap_or(0));
                     std::fs::rename(path, &aside).map_err(|re| {
                         StorageError::Other(format!(
                             "cannot move corrupt {} aside: {re}",
@@ -282,14 +317,43 @@ impl RedbStorage {
                 tracing::warn!("compaction of {} failed: {e}", path.display());
             }
         }
-        Ok(RedbStorage {
+        let records = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(records_path(path))
+            .map_err(|e| {
+                tracing::warn!(
+                    "cannot keep the record count of {} ({e}); a damaged file will be reported \
+                     without its count",
+                    path.display()
+                )
+            })
+            .ok();
+        let storage = RedbStorage {
             db,
             durability: if fsync {
                 Durability::Immediate
             } else {
                 Durability::Eventual
             },
-        })
+            records,
+        };
+        storage.write_records(storage.count().unwrap_or(0));
+        Ok(storage)
+    }
+
+    /// Keys in the store (O(1): redb keeps the length in the table header).
+    fn count(&self) -> Result<u64, StorageError> {
+        let tx = self
+            .db
+            .begin_read()
+            .map_err(|e| StorageError::Other(e.to_string()))?;
+        match tx.open_table(TABLE) {
+            Ok(t) => t.len().map_err(map_storage_err),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
+            Err(e) => Err(StorageError::Other(e.to_string())),
+        }
     }
 }
 
@@ -314,6 +378,7 @@ impl Storage for RedbStorage {
             .begin_write()
             .map_err(|e| StorageError::Other(e.to_string()))?;
         tx.set_durability(self.durability);
+        let count;
         {
             let mut table = tx
                 .open_table(TABLE)
@@ -330,11 +395,14 @@ impl Storage for RedbStorage {
                     }
                 }
             }
+            count = table.len().map_err(map_storage_err)?;
         }
         tx.commit().map_err(|e| match e {
             redb::CommitError::Storage(s) => map_storage_err(s),
             other => StorageError::Other(other.to_string()),
-        })
+        })?;
+        self.write_records(count);
+        Ok(())
     }
 
     fn scan_prefix(&self, prefix: &[u8]) -> Result<vigil_core::storage::KeyValues, StorageError> {
@@ -393,12 +461,23 @@ mod tests {
             for i in 0..200u32 {
                 s.set(&i.to_be_bytes(), &[7u8; 512]).unwrap();
             }
+            s.delete(&0u32.to_be_bytes()).unwrap();
         }
+        assert_eq!(read_records(&p), Some(199));
         let len = std::fs::metadata(&p).unwrap().len();
         let f = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
         f.set_len(len / 3).unwrap();
         drop(f);
         let s = RedbStorage::open(&p, true, false, default_timeout()).unwrap();
+        let kept = s.count().unwrap();
+        let aside: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().contains("corrupt"))
+            .collect();
+        // redb cannot salvage a truncated file: it is moved aside, and the count says what it held.
+        assert_eq!((aside.len(), kept), (1, 0));
+        assert_eq!(read_records(&p), Some(0), "the new file's count");
         // Either redb repaired the file or it was replaced; both leave a working store.
         s.set(b"k", b"v").unwrap();
         assert_eq!(s.get(b"k").unwrap().as_deref(), Some(&b"v"[..]));
