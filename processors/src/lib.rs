@@ -6,8 +6,10 @@ use vigil_core::{ConnectorFactory, ProcessorFactory};
 pub mod anomaly;
 pub mod attributes;
 pub mod batch;
+pub mod dedup;
 pub mod filter;
 pub mod forward;
+pub mod logpattern;
 pub mod memory_limiter;
 pub mod ottl;
 pub mod resource;
@@ -22,6 +24,8 @@ pub fn processor_factories() -> Vec<Arc<dyn ProcessorFactory>> {
         resource::factory(),
         resourcedetection::factory(),
         filter::factory(),
+        logpattern::factory(),
+        dedup::factory(),
     ]
 }
 
