@@ -1,0 +1,9 @@
+//! Fuzzes the OTLP/HTTP protobuf decoder (with gzip, zstd and deflate) of the `otlp` receiver.
+#![no_main]
+
+mod common;
+
+use libfuzzer_sys::fuzz_target;
+use vigil_receivers::otlp::decode::Encoding;
+
+fuzz_target!(|data: &[u8]| common::run(data, Encoding::Protobuf));
