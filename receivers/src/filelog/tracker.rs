@@ -449,6 +449,7 @@ impl Tracker {
         let mut records: Vec<Record> = Vec::new();
         let mut out: Vec<Entry> = Vec::new();
         let mut chunk = vec![0u8; CHUNK];
+        let mut replaced = false;
         loop {
             let n = match file.read_at(&mut chunk, pos) {
                 Ok(n) => n,
@@ -457,6 +458,13 @@ impl Tracker {
                     return (accepted, false);
                 }
             };
+            // copytruncate reuses the inode: if the file was truncated and rewritten since the
+            // fingerprint was taken, these bytes belong to new content and our offset means nothing
+            // here. Stop without them; the copy carries the rest under the same fingerprint.
+            if n > 0 && !self.same_start(ri, file) {
+                replaced = true;
+                break;
+            }
             let eof = n == 0;
             buf.extend_from_slice(&chunk[..n]);
             pos += n as u64;
@@ -530,7 +538,9 @@ impl Tracker {
             }
         }
         // The unterminated tail: a partial last line, an open multiline record or a long line being cut.
-        let tail: Option<Record> = if let Some(t) = truncating.take() {
+        let tail: Option<Record> = if replaced {
+            None
+        } else if let Some(t) = truncating.take() {
             Some(Record { end: pos, ..t })
         } else {
             let mut pending = multi.take();
@@ -562,8 +572,10 @@ impl Tracker {
             }
             pending
         };
-        let mut at_end = true;
-        if let Some(t) = tail {
+        let mut at_end = !replaced;
+        if replaced {
+            self.readers[ri].tail_seen = None;
+        } else if let Some(t) = tail {
             let r = &mut self.readers[ri];
             let flush = match r.tail_seen {
                 Some((seen_end, since)) => {
@@ -600,6 +612,13 @@ impl Tracker {
             }
         }
         (accepted, at_end)
+    }
+
+    /// Whether the file still starts with the reader's fingerprint.
+    fn same_start(&self, ri: usize, file: &File) -> bool {
+        let fp = &self.readers[ri].fp;
+        let mut now = vec![0u8; fp.len()];
+        matches!(read_full_at(file, &mut now, 0), Ok(n) if n == fp.len() && now == *fp)
     }
 
     fn file_attrs(&self, path: &Path) -> Vec<KeyValue> {
