@@ -3,6 +3,7 @@
 //! scored on public benchmarks is what runs on a node.
 
 pub mod forecast;
+pub mod incident;
 pub mod loghub;
 pub mod nab;
 pub mod series;
