@@ -202,7 +202,7 @@ pub async fn run(ctx: Arc<LoopContext>, target: Target, stop: CancellationToken)
     };
     tokio::select! {
         _ = stop.cancelled() => return,
-        _ = tokio::time::sleep(offset.min(Duration::from_secs(1))) => {}
+        _ = tokio::time::sleep(offset) => {}
     }
     let mut tick = tokio::time::interval(target.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
