@@ -564,14 +564,22 @@ impl Engine {
                     if let Some(pid) = get(&r.attributes, "log.pattern.id") {
                         let pid_text = value_to_string(pid);
                         let key = hash_of(&["pattern", service, &pid_text]);
-                        let make = || AggMeta {
-                            kind: AggKind::PatternRate,
-                            key,
-                            attributes: vec![
+                        let make = || {
+                            let mut attributes = vec![
                                 kv_str("service.name", service),
                                 kv("log.pattern.id", pid.clone()),
-                            ],
-                            resource: resource.to_vec(),
+                            ];
+                            // The template text (set by the logpattern processor) makes the event
+                            // readable without a lookup.
+                            if let Some(text) = get_str(&r.attributes, "log.pattern") {
+                                attributes.push(kv_str("log.pattern", text));
+                            }
+                            AggMeta {
+                                kind: AggKind::PatternRate,
+                                key,
+                                attributes,
+                                resource: resource.to_vec(),
+                            }
                         };
                         self.windows.add(key, make, t, wall, false, None);
                     }

@@ -107,7 +107,13 @@ pub fn anomaly_body(meta: &SeriesMeta, ep: &Episode, end: Option<EndReason>) -> 
         Some(id) => {
             let service = meta.attribute("service.name").unwrap_or_default();
             let verb = if v >= o.expected { "surged" } else { "dropped" };
-            format!("log pattern {id} of {service} {verb}")
+            match meta.attribute("log.pattern") {
+                Some(t) => {
+                    let t: String = t.chars().take(80).collect();
+                    format!("log pattern {id} \"{t}\" of {service} {verb}")
+                }
+                None => format!("log pattern {id} of {service} {verb}"),
+            }
         }
         None => meta.identity.clone(),
     };

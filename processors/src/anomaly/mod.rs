@@ -7,6 +7,22 @@
 //! `vigil-detect`'s; [`engine`] maps OTLP onto it, and this module adds the pipeline around it: a timer
 //! task that scores span and log windows every `interval`, a small outbox that retries events a
 //! downstream consumer pushed back on, and the connector's own metrics.
+//!
+//! | key | default | meaning |
+//! |---|---|---|
+//! | `max_series` | 100000 | series tracked at once; the least recently seen is dropped (and its open episode ended) |
+//! | `series_ttl` | 1h | a series not seen for this long is dropped |
+//! | `threshold` | 0.5 | the score that starts an episode; it ends after 10 points below half of it |
+//! | `include`, `exclude` | none | `match_type: strict\|regexp` and `metric_names`, applied to input metric names and to the derived `red.*`/`log.*` names |
+//! | `histogram_quantile` | 0.99 | the quantile watched on histograms and summaries |
+//! | `interval` | 10s | the RED and log-rate window, and the timer that scores them |
+//! | `forecasts` | none | `[{metric, threshold, horizon, attributes?}]`: `vigil.forecast` when a crossing is predicted within `horizon` |
+//! | `emit_scores` | true with a metrics output | score and band gauges into the metrics pipeline |
+//!
+//! Own metrics, labelled `connector`: `vigil_anomaly_series_live` (gauge), `vigil_anomaly_series_evicted`,
+//! `vigil_anomaly_series_expired` (series, cumulative baselines and window groups dropped),
+//! `vigil_anomaly_points` (values scored), `vigil_anomaly_events` (events written). Every event and
+//! attribute is in `docs/events.md`.
 
 pub mod config;
 pub mod derive;

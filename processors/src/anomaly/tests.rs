@@ -359,7 +359,12 @@ fn logs(service: &str, t: f64, n: usize, pattern: Option<i64>, vigil_events: usi
             time_unix_nano: ((t + i as f64 * 0.01) * 1e9) as u64,
             severity_number: 9,
             attributes: pattern
-                .map(|p| vec![kv_i64("log.pattern.id", p)])
+                .map(|p| {
+                    vec![
+                        kv_i64("log.pattern.id", p),
+                        kv_str("log.pattern", "user <*> logged in"),
+                    ]
+                })
                 .unwrap_or_default(),
             ..Default::default()
         })
@@ -413,7 +418,9 @@ fn log_pattern_surge_is_one_episode_and_vigil_events_do_not_count() {
     assert_eq!(s(&p.1, "log.pattern.id"), "17");
     assert_eq!(s(&p.1, "vigil.anomaly.observed"), "20");
     assert!(
-        p.2.starts_with("log pattern 17 of api surged far above its band: 20 vs "),
+        p.2.starts_with(
+            "log pattern 17 \"user <*> logged in\" of api surged far above its band: 20 vs "
+        ),
         "{}",
         p.2
     );
