@@ -6,6 +6,7 @@ use vigil_core::{ConnectorFactory, ProcessorFactory};
 pub mod anomaly;
 pub mod attributes;
 pub mod batch;
+pub mod correlation;
 pub mod dedup;
 pub mod filter;
 pub mod forward;
@@ -14,6 +15,7 @@ pub mod memory_limiter;
 pub mod ottl;
 pub mod resource;
 pub mod resourcedetection;
+pub mod servicegraph;
 
 /// Every processor type this crate provides.
 pub fn processor_factories() -> Vec<Arc<dyn ProcessorFactory>> {
@@ -26,10 +28,15 @@ pub fn processor_factories() -> Vec<Arc<dyn ProcessorFactory>> {
         filter::factory(),
         logpattern::factory(),
         dedup::factory(),
+        correlation::factory(),
     ]
 }
 
 /// Every connector type this crate provides.
 pub fn connector_factories() -> Vec<Arc<dyn ConnectorFactory>> {
-    vec![forward::factory(), anomaly::factory()]
+    vec![
+        forward::factory(),
+        anomaly::factory(),
+        servicegraph::factory(),
+    ]
 }

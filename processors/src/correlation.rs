@@ -1,0 +1,695 @@
+//! `correlation` (logs): turns vigil's own findings (`vigil.anomaly`, `vigil.pattern.new`,
+//! `vigil.forecast`) into `vigil.incident` records, so that one slow database yields one incident that
+//! names it rather than ten alerts. Grouping and ranking live in `vigil_detect::incident`; this module
+//! maps OTLP records in and out, reads the `servicegraph` dependency graph and drives time.
+
+use crate::servicegraph::{DependencyGraph, KEY as GRAPH_KEY};
+use async_trait::async_trait;
+use serde::Deserialize;
+use serde_json::Value as Json;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use vigil_core::attrs::{get, get_str, kv, kv_i64, kv_str};
+use vigil_core::config::{decode, duration};
+use vigil_core::otlp::common::v1::{
+    any_value::Value, AnyValue, ArrayValue, InstrumentationScope, KeyValue,
+};
+use vigil_core::otlp::logs::v1::{LogRecord, ResourceLogs, ScopeLogs, SeverityNumber};
+use vigil_core::otlp::resource::v1::Resource;
+use vigil_core::{
+    Component, ComponentId, ComponentKind, ConfigError, ConsumeError, Consumer, Host, Processor,
+    ProcessorFactory, Signal, Telemetry,
+};
+use vigil_detect::incident::{
+    Config as EngineConfig, Correlator, Event, EventKind, NoTopology, Report, Status, Topology,
+};
+
+/// The scope name on every incident record.
+pub const SCOPE: &str = "vigil/correlation";
+
+/// The `correlation` config.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CorrelationConfig {
+    /// An event joins an incident if it starts within this of the incident's last activity.
+    #[serde(with = "duration")]
+    pub window: Duration,
+    /// An incident resolves once every member ended and this passed with nothing new.
+    #[serde(with = "duration")]
+    pub gap: Duration,
+    /// Services this many calls apart in the dependency graph are related.
+    pub max_hops: usize,
+    pub max_incidents: usize,
+    pub max_members: usize,
+    /// At most one update record per incident per this interval.
+    #[serde(with = "duration")]
+    pub update_interval: Duration,
+    /// A member with no end event for this long counts as ended.
+    #[serde(with = "duration")]
+    pub member_ttl: Duration,
+}
+
+impl Default for CorrelationConfig {
+    fn default() -> Self {
+        let d = EngineConfig::default();
+        CorrelationConfig {
+            window: Duration::from_nanos(d.window_ns),
+            gap: Duration::from_nanos(d.gap_ns),
+            max_hops: d.max_hops,
+            max_incidents: d.max_incidents,
+            max_members: d.max_members,
+            update_interval: Duration::from_nanos(d.update_interval_ns),
+            member_ttl: Duration::from_nanos(d.member_ttl_ns),
+        }
+    }
+}
+
+impl CorrelationConfig {
+    /// The engine's tuning.
+    pub fn engine(&self) -> EngineConfig {
+        let ns = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        EngineConfig {
+            window_ns: ns(self.window),
+            gap_ns: ns(self.gap),
+            max_hops: self.max_hops,
+            max_incidents: self.max_incidents,
+            max_members: self.max_members,
+            update_interval_ns: ns(self.update_interval),
+            member_ttl_ns: ns(self.member_ttl),
+            candidates: 3,
+        }
+    }
+}
+
+fn parse(id: &ComponentId, value: &Json) -> Result<CorrelationConfig, ConfigError> {
+    let c: CorrelationConfig = decode(ComponentKind::Processor, id, value)?;
+    let err =
+        |path: &str, msg: &str| ConfigError::component(ComponentKind::Processor, id, path, msg);
+    for (key, d) in [
+        ("window", c.window),
+        ("gap", c.gap),
+        ("member_ttl", c.member_ttl),
+    ] {
+        if d.is_zero() {
+            return Err(err(key, "expected a duration above 0 such as \"2m\""));
+        }
+    }
+    if c.max_incidents == 0 {
+        return Err(err("max_incidents", "expected at least 1, got 0"));
+    }
+    if c.max_members == 0 {
+        return Err(err("max_members", "expected at least 1, got 0"));
+    }
+    Ok(c)
+}
+
+struct Factory;
+
+/// The `correlation` processor factory.
+pub fn factory() -> Arc<dyn ProcessorFactory> {
+    Arc::new(Factory)
+}
+
+impl ProcessorFactory for Factory {
+    fn type_name(&self) -> &'static str {
+        "correlation"
+    }
+
+    fn signals(&self) -> &'static [Signal] {
+        &[Signal::Logs]
+    }
+
+    fn validate(&self, id: &ComponentId, config: &Json) -> Result<(), ConfigError> {
+        parse(id, config).map(|_| ())
+    }
+
+    fn create(
+        &self,
+        id: &ComponentId,
+        config: &Json,
+        signal: Signal,
+        next: Arc<dyn Consumer>,
+    ) -> Result<Arc<dyn Processor>, ConfigError> {
+        if signal != Signal::Logs {
+            return Err(ConfigError::component(
+                ComponentKind::Processor,
+                id,
+                "",
+                format!("correlation only processes logs, not {signal}"),
+            ));
+        }
+        Ok(Arc::new(Correlation::new(id, parse(id, config)?, next)))
+    }
+}
+
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+struct Inner {
+    label: String,
+    next: Arc<dyn Consumer>,
+    engine: Mutex<Correlator>,
+    graph: OnceLock<Arc<DependencyGraph>>,
+    /// Eviction counts already reported to the metrics, to increment by the difference.
+    reported: Mutex<(u64, u64)>,
+}
+
+/// The processor.
+pub struct Correlation {
+    inner: Arc<Inner>,
+    tick_every: Duration,
+    task: tokio::sync::Mutex<Option<(watch::Sender<bool>, JoinHandle<()>)>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Correlation {
+    /// Builds the processor; it ticks on its own once started.
+    pub fn new(id: &ComponentId, cfg: CorrelationConfig, next: Arc<dyn Consumer>) -> Self {
+        // Ids start at the wall clock in milliseconds so that a restart does not reuse one.
+        let first_id = now_ns() / 1_000_000;
+        let tick_every = (cfg.gap / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
+        Correlation {
+            inner: Arc::new(Inner {
+                label: id.to_string(),
+                next,
+                engine: Mutex::new(Correlator::new(cfg.engine(), first_id)),
+                graph: OnceLock::new(),
+                reported: Mutex::new((0, 0)),
+            }),
+            tick_every,
+            task: tokio::sync::Mutex::new(None),
+        }
+    }
+}
+
+impl Inner {
+    fn topology(&self) -> &dyn Topology {
+        match self.graph.get() {
+            Some(g) => g.as_ref(),
+            None => &NoTopology,
+        }
+    }
+
+    fn count_evictions(&self, engine: &Correlator) {
+        let mut r = lock(&self.reported);
+        let (inc, mem) = (engine.evicted_incidents, engine.dropped_members);
+        if inc > r.0 {
+            metrics::counter!("vigil_correlation_incidents_evicted", "processor" => self.label.clone())
+                .increment(inc - r.0);
+        }
+        if mem > r.1 {
+            metrics::counter!("vigil_correlation_members_dropped", "processor" => self.label.clone())
+                .increment(mem - r.1);
+        }
+        *r = (inc, mem);
+    }
+
+    /// Feeds every vigil event of the batch to the engine and returns what to report.
+    fn observe(&self, batch: &[ResourceLogs]) -> Vec<Report> {
+        let mut events = Vec::new();
+        for rl in batch {
+            let res = rl
+                .resource
+                .as_ref()
+                .map(|r| r.attributes.as_slice())
+                .unwrap_or(&[]);
+            for sl in &rl.scope_logs {
+                for r in &sl.log_records {
+                    if let Some(e) = to_event(res, r) {
+                        events.push(e);
+                    }
+                }
+            }
+        }
+        if events.is_empty() {
+            return Vec::new();
+        }
+        let topo = self.topology();
+        let mut engine = lock(&self.engine);
+        let mut out = Vec::new();
+        for e in &events {
+            out.extend(engine.observe(e, topo));
+        }
+        self.count_evictions(&engine);
+        out
+    }
+
+    async fn emit(&self, reports: Vec<Report>) {
+        if reports.is_empty() {
+            return;
+        }
+        let now = now_ns();
+        let rl = reports_to_logs(&reports, now);
+        if let Err(e) = self.next.consume(Telemetry::Logs(vec![rl])).await {
+            tracing::warn!(processor = %self.label, error = %e, "incident records dropped");
+        }
+    }
+
+    async fn tick(&self, final_tick: bool) {
+        let topo = self.topology();
+        let reports = {
+            let mut engine = lock(&self.engine);
+            if final_tick {
+                engine.close_all(topo)
+            } else {
+                engine.tick(now_ns(), topo)
+            }
+        };
+        self.emit(reports).await;
+    }
+}
+
+#[async_trait]
+impl Component for Correlation {
+    async fn start(&self, host: &Host) -> anyhow::Result<()> {
+        let _ = self
+            .inner
+            .graph
+            .set(host.shared::<DependencyGraph>(GRAPH_KEY));
+        let (stop_tx, mut stop_rx) = watch::channel(false);
+        let inner = Arc::clone(&self.inner);
+        let every = self.tick_every;
+        let handle = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => inner.tick(false).await,
+                    _ = stop_rx.changed() => return,
+                }
+            }
+        });
+        *self.task.lock().await = Some((stop_tx, handle));
+        Ok(())
+    }
+
+    async fn shutdown(&self) -> anyhow::Result<()> {
+        if let Some((stop, handle)) = self.task.lock().await.take() {
+            let _ = stop.send(true);
+            let _ = handle.await;
+        }
+        // Every open gets its resolve, so that alerts downstream do not hang open.
+        self.inner.tick(true).await;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Consumer for Correlation {
+    async fn consume(&self, data: Telemetry) -> Result<(), ConsumeError> {
+        let Telemetry::Logs(mut batch) = data else {
+            return self.inner.next.consume(data).await;
+        };
+        let reports = self.inner.observe(&batch);
+        if !reports.is_empty() {
+            batch.push(reports_to_logs(&reports, now_ns()));
+        }
+        self.inner.next.consume(Telemetry::Logs(batch)).await
+    }
+}
+
+fn num(attrs: &[KeyValue], key: &str) -> Option<f64> {
+    match get(attrs, key)? {
+        Value::DoubleValue(d) => Some(*d),
+        Value::IntValue(i) => Some(*i as f64),
+        Value::StringValue(s) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+fn event_name(r: &LogRecord) -> &str {
+    if !r.event_name.is_empty() {
+        return &r.event_name;
+    }
+    get_str(&r.attributes, "event.name").unwrap_or("")
+}
+
+fn body_text(r: &LogRecord) -> String {
+    match r.body.as_ref().and_then(|b| b.value.as_ref()) {
+        Some(Value::StringValue(s)) => s.clone(),
+        _ => String::new(),
+    }
+}
+
+/// Reads one vigil finding; anything else is `None`.
+pub fn to_event(resource: &[KeyValue], r: &LogRecord) -> Option<Event> {
+    let a = &r.attributes;
+    let service = get_str(resource, "service.name").map(str::to_string);
+    let resource_id = ["k8s.pod.name", "host.name", "service.name"]
+        .iter()
+        .find_map(|k| get_str(resource, k).map(|v| format!("{k}={v}")))
+        .unwrap_or_else(|| "unknown".to_string());
+    let time_ns = if r.time_unix_nano > 0 {
+        r.time_unix_nano
+    } else {
+        r.observed_time_unix_nano
+    };
+    let (kind, key, score, detail) = match event_name(r) {
+        "vigil.anomaly" => {
+            let kind = match get_str(a, "vigil.anomaly.state")? {
+                "start" => EventKind::AnomalyStart,
+                "end" => EventKind::AnomalyEnd,
+                _ => return None,
+            };
+            let series = get_str(a, "vigil.anomaly.series")
+                .map(str::to_string)
+                .unwrap_or_else(|| body_text(r));
+            let metric = get_str(a, "vigil.anomaly.metric").unwrap_or("metric");
+            let detail = anomaly_detail(a, metric);
+            let score = num(a, "vigil.anomaly.score").unwrap_or(0.5);
+            (kind, format!("anomaly:{series}"), score, detail)
+        }
+        "vigil.pattern.new" => {
+            let id = get_str(a, "log.pattern.id")
+                .map(str::to_string)
+                .unwrap_or_else(|| body_text(r));
+            let mut text = body_text(r);
+            text.truncate(80);
+            (
+                EventKind::Pattern,
+                format!("pattern:{}:{id}", service.as_deref().unwrap_or("")),
+                0.5,
+                format!("new log pattern {text:?}"),
+            )
+        }
+        "vigil.forecast" => {
+            let series = get_str(a, "vigil.forecast.series").unwrap_or("series");
+            let eta = num(a, "vigil.forecast.eta_s").unwrap_or(0.0);
+            let th = num(a, "vigil.forecast.threshold").unwrap_or(0.0);
+            (
+                EventKind::Forecast,
+                format!("forecast:{series}"),
+                0.5,
+                format!("forecast to cross {th} in {:.0}s", eta),
+            )
+        }
+        _ => return None,
+    };
+    Some(Event {
+        kind,
+        key,
+        service,
+        resource: resource_id,
+        time_ns,
+        score: if score.is_finite() { score } else { 0.5 },
+        detail,
+    })
+}
+
+/// "http.server.duration 8.0× above its band", from the observed value and the expected band.
+fn anomaly_detail(a: &[KeyValue], metric: &str) -> String {
+    let (Some(obs), Some(exp), Some(lo), Some(hi)) = (
+        num(a, "vigil.anomaly.observed"),
+        num(a, "vigil.anomaly.expected"),
+        num(a, "vigil.anomaly.expected.lower"),
+        num(a, "vigil.anomaly.expected.upper"),
+    ) else {
+        return format!("{metric} anomalous");
+    };
+    let dir = if obs >= exp { "above" } else { "below" };
+    let half = (hi - lo) / 2.0;
+    if half > f64::EPSILON && half.is_finite() {
+        format!("{metric} {:.1}× {dir} its band", (obs - exp).abs() / half)
+    } else {
+        format!("{metric} far {dir} its band")
+    }
+}
+
+fn rfc3339(ns: u64) -> String {
+    let secs = i64::try_from(ns / 1_000_000_000).unwrap_or(i64::MAX);
+    let sub = (ns % 1_000_000_000) as u32;
+    chrono::DateTime::from_timestamp(secs, sub)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}
+
+fn str_array(items: impl IntoIterator<Item = String>) -> Value {
+    Value::ArrayValue(ArrayValue {
+        values: items
+            .into_iter()
+            .map(|s| AnyValue {
+                value: Some(Value::StringValue(s)),
+            })
+            .collect(),
+    })
+}
+
+/// Members listed in brief on a record at most; the count says how many there are.
+const MAX_BRIEF: usize = 20;
+
+/// One `vigil.incident` record.
+pub fn incident_record(rep: &Report, now: u64) -> LogRecord {
+    let inc = &rep.incident;
+    let peak = inc.members.iter().map(|m| m.peak).fold(0.0, f64::max);
+    let (severity, text) = match rep.status {
+        Status::Resolved => (SeverityNumber::Info, "INFO"),
+        _ if peak >= 0.8 => (SeverityNumber::Error, "ERROR"),
+        _ => (SeverityNumber::Warn, "WARN"),
+    };
+    let services = inc.services();
+    let brief: Vec<String> = inc
+        .members
+        .iter()
+        .take(MAX_BRIEF)
+        .map(|m| {
+            format!(
+                "{}: {} (score {:.2}{})",
+                m.service.as_deref().unwrap_or(&m.resource),
+                m.detail,
+                m.peak,
+                if m.active { "" } else { ", ended" }
+            )
+        })
+        .collect();
+    let body = format!(
+        "incident {} {}: {} finding(s) across {} service(s){}",
+        inc.id,
+        rep.status.as_str(),
+        inc.members.len(),
+        services.len(),
+        rep.candidates
+            .first()
+            .map(|c| format!("; probably {}", c.reason))
+            .unwrap_or_default()
+    );
+    let mut attrs = vec![
+        kv_str("event.name", "vigil.incident"),
+        kv_str("vigil.incident.id", inc.id.to_string()),
+        kv_str("vigil.incident.status", rep.status.as_str()),
+        kv_i64(
+            "vigil.incident.member_count",
+            i64::try_from(inc.members.len()).unwrap_or(i64::MAX),
+        ),
+        kv("vigil.incident.services", str_array(services)),
+        kv("vigil.incident.resources", str_array(inc.resources())),
+        kv_str("vigil.incident.first_seen", rfc3339(inc.first_ns)),
+        kv_str("vigil.incident.last_seen", rfc3339(inc.last_ns)),
+        kv("vigil.incident.members", str_array(brief)),
+        kv(
+            "vigil.incident.root_cause.candidates",
+            str_array(rep.candidates.iter().map(|c| c.reason.clone())),
+        ),
+    ];
+    if let Some(top) = rep.candidates.first() {
+        attrs.push(kv_str("vigil.incident.root_cause", top.service.clone()));
+    }
+    LogRecord {
+        time_unix_nano: if rep.status == Status::Resolved {
+            now
+        } else {
+            inc.last_ns
+        },
+        observed_time_unix_nano: now,
+        severity_number: severity as i32,
+        severity_text: text.into(),
+        body: Some(AnyValue {
+            value: Some(Value::StringValue(body)),
+        }),
+        attributes: attrs,
+        event_name: "vigil.incident".into(),
+        ..Default::default()
+    }
+}
+
+fn reports_to_logs(reports: &[Report], now: u64) -> ResourceLogs {
+    ResourceLogs {
+        resource: Some(Resource::default()),
+        scope_logs: vec![ScopeLogs {
+            scope: Some(InstrumentationScope {
+                name: SCOPE.into(),
+                version: env!("CARGO_PKG_VERSION").into(),
+                ..Default::default()
+            }),
+            log_records: reports.iter().map(|r| incident_record(r, now)).collect(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vigil_core::attrs::kv_f64;
+
+    #[derive(Default)]
+    struct Sink(Mutex<Vec<LogRecord>>);
+
+    #[async_trait]
+    impl Consumer for Sink {
+        async fn consume(&self, data: Telemetry) -> Result<(), ConsumeError> {
+            if let Telemetry::Logs(rls) = data {
+                for rl in rls {
+                    for sl in rl.scope_logs {
+                        lock(&self.0).extend(sl.log_records);
+                    }
+                }
+            }
+            Ok(())
+        }
+    }
+
+    fn anomaly(service: &str, state: &str, t_s: u64, score: f64) -> ResourceLogs {
+        let attrs = vec![
+            kv_str("event.name", "vigil.anomaly"),
+            kv_str("vigil.anomaly.state", state),
+            kv_f64("vigil.anomaly.score", score),
+            kv_str("vigil.anomaly.metric", "http.server.duration"),
+            kv_str(
+                "vigil.anomaly.series",
+                format!("http.server.duration{{service.name={service}}}"),
+            ),
+            kv_f64("vigil.anomaly.observed", 9.0),
+            kv_f64("vigil.anomaly.expected", 1.0),
+            kv_f64("vigil.anomaly.expected.lower", 0.0),
+            kv_f64("vigil.anomaly.expected.upper", 2.0),
+        ];
+        ResourceLogs {
+            resource: Some(Resource {
+                attributes: vec![kv_str("service.name", service)],
+                ..Default::default()
+            }),
+            scope_logs: vec![ScopeLogs {
+                log_records: vec![LogRecord {
+                    time_unix_nano: t_s * 1_000_000_000,
+                    event_name: "vigil.anomaly".into(),
+                    attributes: attrs,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    fn attr<'a>(r: &'a LogRecord, k: &str) -> Option<&'a Value> {
+        get(&r.attributes, k)
+    }
+
+    fn strings(v: Option<&Value>) -> Vec<String> {
+        match v {
+            Some(Value::ArrayValue(a)) => a
+                .values
+                .iter()
+                .filter_map(|v| match &v.value {
+                    Some(Value::StringValue(s)) => Some(s.clone()),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn anomalies_in_the_graph_become_one_incident_naming_the_dependency() {
+        let sink = Arc::new(Sink::default());
+        let id = ComponentId::parse("correlation").unwrap();
+        let p = Correlation::new(&id, CorrelationConfig::default(), sink.clone());
+        let host = Host::detached();
+        let graph = host.shared::<DependencyGraph>(GRAPH_KEY);
+        for f in ["web", "mobile", "batch"] {
+            graph.record(f, "api");
+        }
+        graph.record("api", "db-1");
+        p.start(&host).await.unwrap();
+        let mut batch = vec![anomaly("db-1", "start", 100, 0.95)];
+        for (i, s) in ["api", "web", "mobile", "batch"].iter().enumerate() {
+            batch.push(anomaly(s, "start", 101 + i as u64, 0.7));
+        }
+        // A record that is not a vigil event passes through unchanged.
+        batch.push(ResourceLogs {
+            scope_logs: vec![ScopeLogs {
+                log_records: vec![LogRecord {
+                    body: Some(AnyValue {
+                        value: Some(Value::StringValue("hello".into())),
+                    }),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
+        p.consume(Telemetry::Logs(batch)).await.unwrap();
+        p.shutdown().await.unwrap();
+        let got = lock(&sink.0).clone();
+        assert_eq!(
+            got.iter()
+                .filter(|r| r.event_name == "vigil.anomaly")
+                .count(),
+            5
+        );
+        assert!(got.iter().any(|r| body_text(r) == "hello"));
+        let incidents: Vec<&LogRecord> = got
+            .iter()
+            .filter(|r| r.event_name == "vigil.incident")
+            .collect();
+        let statuses: Vec<String> = incidents
+            .iter()
+            .filter_map(|r| get_str(&r.attributes, "vigil.incident.status").map(String::from))
+            .collect();
+        assert_eq!(statuses, vec!["open", "resolved"]);
+        let resolved = incidents[1];
+        assert_eq!(
+            attr(resolved, "vigil.incident.member_count"),
+            Some(&Value::IntValue(5))
+        );
+        assert_eq!(
+            strings(attr(resolved, "vigil.incident.services")),
+            vec!["api", "batch", "db-1", "mobile", "web"]
+        );
+        let cands = strings(attr(resolved, "vigil.incident.root_cause.candidates"));
+        assert_eq!(cands.len(), 3);
+        assert!(
+            cands[0].starts_with("db-1: first anomaly at 00:01:40, called by 4 of 4 anomalous services, http.server.duration 8.0× above its band"),
+            "{}",
+            cands[0]
+        );
+        assert_eq!(
+            get_str(&resolved.attributes, "vigil.incident.root_cause"),
+            Some("db-1")
+        );
+        assert_eq!(
+            get_str(&resolved.attributes, "vigil.incident.first_seen"),
+            Some("1970-01-01T00:01:40.000Z")
+        );
+    }
+
+    #[test]
+    fn config_errors_name_the_key() {
+        let id = ComponentId::parse("correlation").unwrap();
+        let e = parse(&id, &serde_json::json!({"gap": "0s"})).unwrap_err();
+        assert!(e.to_string().contains("gap"), "{e}");
+        let e = parse(&id, &serde_json::json!({"max_members": 0})).unwrap_err();
+        assert!(e.to_string().contains("max_members"), "{e}");
+        assert!(parse(&id, &serde_json::json!({"window": "10m", "max_hops": 3})).is_ok());
+    }
+}
