@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use vigil_core::ExporterFactory;
 
+pub mod alertmanager;
 pub mod debug;
 pub mod file;
 pub mod helper;
@@ -10,6 +11,7 @@ pub mod otlp;
 pub mod otlphttp;
 pub mod prometheus;
 pub mod prometheusremotewrite;
+pub mod webhook;
 
 /// Every exporter type this crate provides.
 pub fn factories() -> Vec<Arc<dyn ExporterFactory>> {
@@ -20,6 +22,8 @@ pub fn factories() -> Vec<Arc<dyn ExporterFactory>> {
         otlphttp::factory(),
         prometheus::factory(),
         prometheusremotewrite::factory(),
+        alertmanager::factory(),
+        webhook::factory(),
     ]
 }
 
