@@ -30,8 +30,8 @@ struct FileStorageConfig {
     /// How long to wait for the file lock of a database another process holds.
     #[serde(default = "default_timeout", with = "duration")]
     timeout: Duration,
-    /// fsync every commit (survives power loss) instead of leaving it to the OS (survives a crash of
-    /// the agent, not of the machine).
+    /// redb `Durability::Immediate` when set, `Eventual` otherwise. On Linux redb syncs the file for
+    /// both (see docs/delivery.md), so every commit survives power loss either way.
     #[serde(default)]
     fsync: bool,
     #[serde(default)]
