@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # 1. Debian packages: the real peers the end-to-end tests run against.
-APT_PACKAGES=(python3-venv util-linux logrotate bsdutils prometheus prometheus-node-exporter)
+APT_PACKAGES=(python3-venv util-linux logrotate bsdutils prometheus prometheus-node-exporter prometheus-alertmanager)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -26,6 +26,8 @@ enum Kind {
     Traces,
     Metrics,
     Logs,
+    /// A simulated service topology with one injected fault (see `--services`, `--fault`).
+    Scenario,
 }
 
 #[derive(Debug, Parser)]
@@ -80,6 +82,27 @@ struct Args {
     /// Print the final report as JSON.
     #[arg(long)]
     json: bool,
+    /// scenario: the seed of the topology, timings and fault.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// scenario: number of services (at least 2).
+    #[arg(long, default_value_t = 10)]
+    services: usize,
+    /// scenario: the faulty service's index (1..services); chosen from the seed when absent.
+    #[arg(long)]
+    faulty: Option<usize>,
+    /// scenario: latency, errors or saturation; chosen from the seed when absent.
+    #[arg(long)]
+    fault: Option<String>,
+    /// scenario: the step at which the fault starts.
+    #[arg(long, default_value_t = 90)]
+    fault_at: usize,
+    /// scenario: steps in total; each step is one collection interval of data time.
+    #[arg(long, default_value_t = 130)]
+    steps: usize,
+    /// scenario: seconds of data time per step.
+    #[arg(long, default_value_t = 10)]
+    step_secs: u64,
 }
 
 #[derive(Default)]
@@ -301,7 +324,7 @@ async fn send(client: &Client, args: &Args, seq: u64, n: u64) -> Result<u64, Str
                             .partial_success
                             .map_or(0, |p| p.rejected_data_points as u64)
                     }),
-                Kind::Logs => LogsServiceClient::new(ch.clone())
+                Kind::Logs | Kind::Scenario => LogsServiceClient::new(ch.clone())
                     .export(logs(args, seq, n))
                     .await
                     .map(|r| {
@@ -316,7 +339,7 @@ async fn send(client: &Client, args: &Args, seq: u64, n: u64) -> Result<u64, Str
             let (path, body) = match args.kind {
                 Kind::Traces => ("/v1/traces", traces(args, seq, n).encode_to_vec()),
                 Kind::Metrics => ("/v1/metrics", metrics(args, seq, n).encode_to_vec()),
-                Kind::Logs => ("/v1/logs", logs(args, seq, n).encode_to_vec()),
+                Kind::Logs | Kind::Scenario => ("/v1/logs", logs(args, seq, n).encode_to_vec()),
             };
             let resp = c
                 .post(format!("{base}{path}"))
@@ -352,6 +375,9 @@ async fn main() -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("cannot connect to {endpoint}: {e}"))?;
         Client::Grpc(ch)
     });
+    if let Kind::Scenario = args.kind {
+        return run_scenario(&args, &client).await;
+    }
     let counters = Arc::new(Counters::default());
     let start = Instant::now();
     let workers = args.workers.max(1);
@@ -421,5 +447,94 @@ async fn main() -> anyhow::Result<()> {
             sent as f64 / elapsed.max(1e-9)
         );
     }
+    Ok(())
+}
+
+/// Sends every step of a scenario (traces, then metrics) as fast as the agent takes them, with the
+/// scenario's own data timestamps, and prints what was simulated.
+async fn run_scenario(args: &Args, client: &Client) -> anyhow::Result<()> {
+    use vigil_loadgen::scenario::{Fault, Scenario, ScenarioConfig};
+    let fault = match &args.fault {
+        Some(f) => Some(Fault::parse(f).ok_or_else(|| {
+            anyhow::anyhow!("--fault {f:?}: expected latency, errors or saturation")
+        })?),
+        None => None,
+    };
+    anyhow::ensure!(args.services >= 2, "--services must be at least 2");
+    if let Some(f) = args.faulty {
+        anyhow::ensure!(
+            (1..args.services).contains(&f),
+            "--faulty {f}: expected 1..{}",
+            args.services - 1
+        );
+    }
+    let mut sc = Scenario::new(ScenarioConfig {
+        seed: args.seed,
+        services: args.services,
+        faulty: args.faulty,
+        fault,
+        fault_at_step: args.fault_at,
+        steps: args.steps,
+        step_secs: args.step_secs.max(1),
+        // Data time ends now, so the agent sees recent timestamps.
+        start_ns: now_nanos()
+            .saturating_sub(args.steps as u64 * args.step_secs.max(1) * 1_000_000_000),
+        ..ScenarioConfig::default()
+    });
+    let mut spans = 0usize;
+    for step in 0..sc.cfg.steps {
+        let (traces, metrics) = sc.step(step);
+        spans += traces
+            .iter()
+            .flat_map(|r| r.scope_spans.iter())
+            .map(|s| s.spans.len())
+            .sum::<usize>();
+        let t = ExportTraceServiceRequest {
+            resource_spans: traces,
+        };
+        let m = ExportMetricsServiceRequest {
+            resource_metrics: metrics,
+        };
+        match client {
+            Client::Grpc(ch) => {
+                TraceServiceClient::new(ch.clone())
+                    .export(t)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("traces refused at step {step}: {e}"))?;
+                MetricsServiceClient::new(ch.clone())
+                    .export(m)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("metrics refused at step {step}: {e}"))?;
+            }
+            Client::Http(http, base) => {
+                for (path, body) in [
+                    ("/v1/traces", t.encode_to_vec()),
+                    ("/v1/metrics", m.encode_to_vec()),
+                ] {
+                    let r = http
+                        .post(format!("{base}{path}"))
+                        .header("content-type", "application/x-protobuf")
+                        .body(body)
+                        .send()
+                        .await?;
+                    anyhow::ensure!(
+                        r.status().is_success(),
+                        "{path} refused at step {step}: HTTP {}",
+                        r.status()
+                    );
+                }
+            }
+        }
+    }
+    let report = serde_json::json!({
+        "services": sc.names,
+        "calls": sc.calls,
+        "faulty": sc.names[sc.faulty],
+        "fault": sc.fault.as_str(),
+        "fault_at_step": sc.cfg.fault_at_step,
+        "steps": sc.cfg.steps,
+        "spans": spans,
+    });
+    println!("{report}");
     Ok(())
 }

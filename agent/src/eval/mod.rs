@@ -3,6 +3,7 @@
 
 pub mod loghub;
 pub mod nab;
+pub mod rca;
 
 use clap::Subcommand;
 
@@ -12,11 +13,14 @@ pub enum EvalCommand {
     Nab(nab::NabArgs),
     /// Score the log template miner on Loghub-2k datasets.
     Loghub(loghub::LoghubArgs),
+    /// Run simulated fault scenarios through servicegraph, anomalydetection and correlation, and score root-cause ranking.
+    Rca(rca::RcaArgs),
 }
 
 pub fn run(cmd: EvalCommand) -> anyhow::Result<()> {
     match cmd {
         EvalCommand::Nab(args) => nab::run(args),
         EvalCommand::Loghub(args) => loghub::run(args),
+        EvalCommand::Rca(args) => rca::run(args),
     }
 }

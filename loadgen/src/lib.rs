@@ -1,0 +1,3 @@
+//! `vigil-loadgen`'s library side: the scenario simulator, shared with `vigil eval rca`.
+
+pub mod scenario;

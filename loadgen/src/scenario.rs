@@ -1,0 +1,390 @@
+//! Scenario mode: a simulated service topology that emits real OTLP spans (client and server spans
+//! linked by trace context) and per-service RED gauges, with one fault injected into a chosen service
+//! at a chosen step. The fault propagates the way it does in production: a slow callee makes every
+//! caller slower, and a failing callee makes callers fail too. `vigil eval rca` and the end-to-end test
+//! use it to check that correlation names the faulty service.
+
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+use opentelemetry_proto::tonic::metrics::v1::{
+    metric, number_data_point, Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics,
+};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{
+    span, status, ResourceSpans, ScopeSpans, Span, Status,
+};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+/// What goes wrong in the faulty service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Its own work takes several times longer.
+    Latency,
+    /// Half of its requests fail.
+    Errors,
+    /// It queues: somewhat slower, with occasional much slower requests and a few errors.
+    Saturation,
+}
+
+impl Fault {
+    /// Parses `latency`, `errors` or `saturation`.
+    pub fn parse(s: &str) -> Option<Fault> {
+        match s {
+            "latency" => Some(Fault::Latency),
+            "errors" => Some(Fault::Errors),
+            "saturation" => Some(Fault::Saturation),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Fault::Latency => "latency",
+            Fault::Errors => "errors",
+            Fault::Saturation => "saturation",
+        }
+    }
+}
+
+/// A scenario's parameters.
+#[derive(Debug, Clone)]
+pub struct ScenarioConfig {
+    pub seed: u64,
+    pub services: usize,
+    /// The faulty service's index; `None` picks one (never the entry service) from the seed.
+    pub faulty: Option<usize>,
+    /// `None` picks a fault kind from the seed.
+    pub fault: Option<Fault>,
+    /// Steps of normal traffic before the fault.
+    pub fault_at_step: usize,
+    /// Steps the fault lasts.
+    pub fault_steps: usize,
+    pub steps: usize,
+    /// Seconds of data time per step (the collection interval).
+    pub step_secs: u64,
+    /// Requests entering the entry service per step.
+    pub requests: usize,
+    /// Data time of step 0, nanoseconds since the epoch.
+    pub start_ns: u64,
+}
+
+impl Default for ScenarioConfig {
+    fn default() -> Self {
+        ScenarioConfig {
+            seed: 1,
+            services: 10,
+            faulty: None,
+            fault: None,
+            fault_at_step: 90,
+            fault_steps: 15,
+            steps: 130,
+            step_secs: 10,
+            requests: 20,
+            start_ns: 1_700_000_000_000_000_000,
+        }
+    }
+}
+
+/// One generated topology with its fault.
+pub struct Scenario {
+    pub cfg: ScenarioConfig,
+    pub names: Vec<String>,
+    /// `calls[i]`: the services `i` calls; always to higher indices, so the graph is a DAG.
+    pub calls: Vec<Vec<usize>>,
+    pub faulty: usize,
+    pub fault: Fault,
+    /// Own work per request in seconds.
+    base: Vec<f64>,
+    rng: StdRng,
+}
+
+/// What one service saw in one step.
+#[derive(Default, Clone)]
+struct Stats {
+    n: u64,
+    errors: u64,
+    total_s: f64,
+}
+
+const NS: u64 = 1_000_000_000;
+
+fn kv(key: &str, v: &str) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(v.into())),
+        }),
+        ..Default::default()
+    }
+}
+
+impl Scenario {
+    /// Builds the topology from the seed.
+    pub fn new(cfg: ScenarioConfig) -> Scenario {
+        let mut rng = StdRng::seed_from_u64(cfg.seed);
+        let n = cfg.services.max(2);
+        let names: Vec<String> = (0..n)
+            .map(|i| {
+                if i == 0 {
+                    "frontend".into()
+                } else {
+                    format!("svc-{i}")
+                }
+            })
+            .collect();
+        let mut calls = vec![Vec::new(); n];
+        for i in 1..n {
+            // A tree first, so every service is reachable, then a few extra edges for shared
+            // dependencies (a database several services use).
+            let parent = rng.random_range(0..i);
+            calls[parent].push(i);
+            if i >= 2 && rng.random_bool(0.3) {
+                let other = rng.random_range(0..i);
+                if other != parent {
+                    calls[other].push(i);
+                }
+            }
+        }
+        let faulty = cfg
+            .faulty
+            .filter(|f| *f < n)
+            .unwrap_or_else(|| rng.random_range(1..n));
+        let fault = cfg.fault.unwrap_or(match rng.random_range(0..3) {
+            0 => Fault::Latency,
+            1 => Fault::Errors,
+            _ => Fault::Saturation,
+        });
+        let base = (0..n).map(|_| rng.random_range(0.002..0.02)).collect();
+        Scenario {
+            cfg: ScenarioConfig { services: n, ..cfg },
+            names,
+            calls,
+            faulty,
+            fault,
+            base,
+            rng,
+        }
+    }
+
+    /// The data time of step `i`.
+    pub fn time_of(&self, step: usize) -> u64 {
+        self.cfg.start_ns + step as u64 * self.cfg.step_secs * NS
+    }
+
+    /// Whether the fault is active in step `i`.
+    pub fn faulting(&self, step: usize) -> bool {
+        step >= self.cfg.fault_at_step && step < self.cfg.fault_at_step + self.cfg.fault_steps
+    }
+
+    /// The spans and gauges of one step.
+    pub fn step(&mut self, step: usize) -> (Vec<ResourceSpans>, Vec<ResourceMetrics>) {
+        let n = self.names.len();
+        let mut spans: Vec<Vec<Span>> = vec![Vec::new(); n];
+        let mut stats = vec![Stats::default(); n];
+        let t0 = self.time_of(step);
+        let spacing = self.cfg.step_secs * NS / self.cfg.requests.max(1) as u64;
+        let faulting = self.faulting(step);
+        for r in 0..self.cfg.requests {
+            let trace: [u8; 16] = self.rng.random();
+            let start = t0 + r as u64 * spacing;
+            self.serve(0, start, &trace, None, faulting, &mut spans, &mut stats);
+        }
+        let resource = |i: usize| {
+            Some(Resource {
+                attributes: vec![
+                    kv("service.name", &self.names[i]),
+                    kv("host.name", &format!("node-{i}")),
+                ],
+                ..Default::default()
+            })
+        };
+        let traces = spans
+            .into_iter()
+            .enumerate()
+            .filter(|(_, s)| !s.is_empty())
+            .map(|(i, s)| ResourceSpans {
+                resource: resource(i),
+                scope_spans: vec![ScopeSpans {
+                    spans: s,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            })
+            .collect();
+        let gauge = |name: &str, unit: &str, v: f64| Metric {
+            name: name.into(),
+            unit: unit.into(),
+            data: Some(metric::Data::Gauge(Gauge {
+                data_points: vec![NumberDataPoint {
+                    time_unix_nano: t0 + self.cfg.step_secs * NS,
+                    value: Some(number_data_point::Value::AsDouble(v)),
+                    ..Default::default()
+                }],
+            })),
+            ..Default::default()
+        };
+        let metrics = stats
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.n > 0)
+            .map(|(i, s)| ResourceMetrics {
+                resource: resource(i),
+                scope_metrics: vec![ScopeMetrics {
+                    metrics: vec![
+                        gauge("http.server.request.duration", "s", s.total_s / s.n as f64),
+                        gauge("http.server.error_ratio", "1", s.errors as f64 / s.n as f64),
+                    ],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            })
+            .collect();
+        (traces, metrics)
+    }
+
+    /// Serves one request in service `s` starting at `start`; returns (duration ns, failed).
+    #[allow(clippy::too_many_arguments)]
+    fn serve(
+        &mut self,
+        s: usize,
+        start: u64,
+        trace: &[u8; 16],
+        parent: Option<[u8; 8]>,
+        faulting: bool,
+        spans: &mut [Vec<Span>],
+        stats: &mut [Stats],
+    ) -> (u64, bool) {
+        let id: [u8; 8] = self.rng.random();
+        let jitter = self.rng.random_range(0.85..1.15);
+        let mut own = self.base[s] * jitter;
+        let mut failed = self.rng.random_bool(0.002);
+        if faulting && s == self.faulty {
+            match self.fault {
+                Fault::Latency => own *= 8.0,
+                Fault::Errors => failed |= self.rng.random_bool(0.5),
+                Fault::Saturation => {
+                    own *= if self.rng.random_bool(0.2) { 12.0 } else { 3.0 };
+                    failed |= self.rng.random_bool(0.05);
+                }
+            }
+        }
+        let mut t = start + (own * 0.5 * 1e9) as u64;
+        for c in self.calls[s].clone() {
+            // Not every request needs every dependency, which also bounds the fan-out of deep DAGs.
+            if !self.rng.random_bool(0.7) {
+                continue;
+            }
+            let client_id: [u8; 8] = self.rng.random();
+            let (d, callee_failed) = self.serve(
+                c,
+                t + 200_000,
+                trace,
+                Some(client_id),
+                faulting,
+                spans,
+                stats,
+            );
+            let client_d = d + 400_000;
+            let client_failed = callee_failed;
+            spans[s].push(Span {
+                trace_id: trace.to_vec(),
+                span_id: client_id.to_vec(),
+                parent_span_id: id.to_vec(),
+                name: format!("call {}", self.names[c]),
+                kind: span::SpanKind::Client as i32,
+                start_time_unix_nano: t,
+                end_time_unix_nano: t + client_d,
+                status: Some(status_of(client_failed)),
+                ..Default::default()
+            });
+            t += client_d;
+            // A failing dependency usually fails the request that needed it.
+            if callee_failed && self.rng.random_bool(0.8) {
+                failed = true;
+            }
+        }
+        let end = t + (own * 0.5 * 1e9) as u64;
+        spans[s].push(Span {
+            trace_id: trace.to_vec(),
+            span_id: id.to_vec(),
+            parent_span_id: parent.map(|p| p.to_vec()).unwrap_or_default(),
+            name: format!("handle {}", self.names[s]),
+            kind: span::SpanKind::Server as i32,
+            start_time_unix_nano: start,
+            end_time_unix_nano: end,
+            status: Some(status_of(failed)),
+            ..Default::default()
+        });
+        let st = &mut stats[s];
+        st.n += 1;
+        st.total_s += (end - start) as f64 / 1e9;
+        if failed {
+            st.errors += 1;
+        }
+        (end - start, failed)
+    }
+}
+
+fn status_of(failed: bool) -> Status {
+    Status {
+        code: if failed {
+            status::StatusCode::Error as i32
+        } else {
+            status::StatusCode::Unset as i32
+        },
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_seed_same_topology_and_faults_reach_callers() {
+        let cfg = ScenarioConfig {
+            seed: 7,
+            services: 8,
+            faulty: Some(3),
+            fault: Some(Fault::Latency),
+            fault_at_step: 1,
+            ..ScenarioConfig::default()
+        };
+        let a = Scenario::new(cfg.clone());
+        let b = Scenario::new(cfg.clone());
+        assert_eq!(a.calls, b.calls);
+        let mut s = Scenario::new(cfg);
+        let (traces, metrics) = s.step(0);
+        assert!(!traces.is_empty() && !metrics.is_empty());
+        // Every server span but the entry's has a parent that is some client span's id.
+        let all: Vec<&Span> = traces
+            .iter()
+            .flat_map(|r| r.scope_spans.iter().flat_map(|ss| ss.spans.iter()))
+            .collect();
+        let clients: std::collections::HashSet<&Vec<u8>> = all
+            .iter()
+            .filter(|sp| sp.kind == span::SpanKind::Client as i32)
+            .map(|sp| &sp.span_id)
+            .collect();
+        assert!(all
+            .iter()
+            .filter(|sp| sp.kind == span::SpanKind::Server as i32 && !sp.parent_span_id.is_empty())
+            .all(|sp| clients.contains(&sp.parent_span_id)));
+        let before = entry_latency(&metrics);
+        let (_, during) = s.step(1);
+        assert!(
+            entry_latency(&during) > before,
+            "the fault slows the entry service"
+        );
+    }
+
+    fn entry_latency(m: &[ResourceMetrics]) -> f64 {
+        let Some(metric::Data::Gauge(g)) = &m[0].scope_metrics[0].metrics[0].data else {
+            return 0.0;
+        };
+        match g.data_points[0].value {
+            Some(number_data_point::Value::AsDouble(v)) => v,
+            _ => 0.0,
+        }
+    }
+}
