@@ -41,18 +41,73 @@ impl Rng {
 /// Application-style lines of twelve kinds with ids, addresses, durations and sizes in them.
 fn app_line(r: &mut Rng) -> String {
     match r.below(12) {
-        0 => format!("GET /api/v1/items/{} returned 200 in {} ms", r.below(1 << 20), r.below(900)),
-        1 => format!("user {} logged in from 10.{}.{}.{}", r.below(1 << 24), r.below(256), r.below(256), r.below(256)),
-        2 => format!("cache miss for key item:{} after {} us", r.below(1 << 30), r.below(5000)),
-        3 => format!("payment {} declined by issuer bank{}.example.com code {}", r.below(1 << 30), r.below(9), r.below(99)),
-        4 => format!("worker {} finished job {} in {}.{} s", r.below(64), r.below(1 << 32), r.below(60), r.below(1000)),
-        5 => format!("connection to db-{}:5432 reset by peer after {} queries", r.below(4), r.below(10_000)),
-        6 => format!("request id={:x} trace_id={:x} exceeded deadline", r.below(u64::MAX), r.below(u64::MAX)),
-        7 => format!("wrote {} bytes to /var/lib/app/segment-{}.log", r.below(1 << 26), r.below(1 << 16)),
-        8 => format!("scheduler: queue depth {} above threshold {}", r.below(5000), 1000),
-        9 => format!("tls handshake with 192.168.{}.{}:443 failed: certificate expired", r.below(256), r.below(256)),
-        10 => format!("retrying upload of part {} of {} (attempt {})", r.below(100), 100, r.below(5)),
-        _ => format!("GC pause {} ms, heap {} MiB -> {} MiB", r.below(300), r.below(4096), r.below(4096)),
+        0 => format!(
+            "GET /api/v1/items/{} returned 200 in {} ms",
+            r.below(1 << 20),
+            r.below(900)
+        ),
+        1 => format!(
+            "user {} logged in from 10.{}.{}.{}",
+            r.below(1 << 24),
+            r.below(256),
+            r.below(256),
+            r.below(256)
+        ),
+        2 => format!(
+            "cache miss for key item:{} after {} us",
+            r.below(1 << 30),
+            r.below(5000)
+        ),
+        3 => format!(
+            "payment {} declined by issuer bank{}.example.com code {}",
+            r.below(1 << 30),
+            r.below(9),
+            r.below(99)
+        ),
+        4 => format!(
+            "worker {} finished job {} in {}.{} s",
+            r.below(64),
+            r.below(1 << 32),
+            r.below(60),
+            r.below(1000)
+        ),
+        5 => format!(
+            "connection to db-{}:5432 reset by peer after {} queries",
+            r.below(4),
+            r.below(10_000)
+        ),
+        6 => format!(
+            "request id={:x} trace_id={:x} exceeded deadline",
+            r.below(u64::MAX),
+            r.below(u64::MAX)
+        ),
+        7 => format!(
+            "wrote {} bytes to /var/lib/app/segment-{}.log",
+            r.below(1 << 26),
+            r.below(1 << 16)
+        ),
+        8 => format!(
+            "scheduler: queue depth {} above threshold {}",
+            r.below(5000),
+            1000
+        ),
+        9 => format!(
+            "tls handshake with 192.168.{}.{}:443 failed: certificate expired",
+            r.below(256),
+            r.below(256)
+        ),
+        10 => format!(
+            "retrying upload of part {} of {} (attempt {})",
+            r.below(100),
+            100,
+            r.below(5)
+        ),
+        _ => format!(
+            "GC pause {} ms, heap {} MiB -> {} MiB",
+            r.below(300),
+            r.below(4096),
+            r.below(4096)
+        ),
     }
 }
 
@@ -157,10 +212,25 @@ fn main() {
         .build()
         .expect("runtime");
     rt.block_on(async {
-        run("logpattern (12 kinds, varied values)", &["logpattern"], false).await;
+        run(
+            "logpattern (12 kinds, varied values)",
+            &["logpattern"],
+            false,
+        )
+        .await;
         run("dedup, body key, identical storm", &["dedup"], true).await;
         run("dedup, body key, every body distinct", &["dedup"], false).await;
-        run("logpattern -> dedup (pattern key)", &["logpattern", "dedup"], false).await;
-        run("logpattern -> dedup, identical storm", &["logpattern", "dedup"], true).await;
+        run(
+            "logpattern -> dedup (pattern key)",
+            &["logpattern", "dedup"],
+            false,
+        )
+        .await;
+        run(
+            "logpattern -> dedup, identical storm",
+            &["logpattern", "dedup"],
+            true,
+        )
+        .await;
     });
 }
