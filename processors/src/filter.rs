@@ -391,18 +391,19 @@ mod tests {
             Signal::Logs,
         );
         p.consume(logs(&[5, 9, 13, 17, 21])).await.unwrap();
-        let got = keep.0.lock().unwrap();
-        assert_eq!(got.len(), 1);
-        let Telemetry::Logs(rl) = &got[0] else {
-            panic!()
-        };
-        let sev: Vec<i32> = rl[0].scope_logs[0]
-            .log_records
-            .iter()
-            .map(|l| l.severity_number)
-            .collect();
-        assert_eq!(sev, vec![13, 21]);
-        drop(got);
+        {
+            let got = keep.0.lock().unwrap();
+            assert_eq!(got.len(), 1);
+            let Telemetry::Logs(rl) = &got[0] else {
+                panic!()
+            };
+            let sev: Vec<i32> = rl[0].scope_logs[0]
+                .log_records
+                .iter()
+                .map(|l| l.severity_number)
+                .collect();
+            assert_eq!(sev, vec![13, 21]);
+        }
         // A batch emptied by the filter does not go on.
         p.consume(logs(&[1, 2])).await.unwrap();
         assert_eq!(keep.0.lock().unwrap().len(), 1);

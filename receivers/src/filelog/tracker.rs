@@ -522,7 +522,7 @@ impl Tracker {
             }
             // Turn records into entries and batches; send full batches.
             for rec in records.drain(..) {
-                self.to_entries(ri, rec, &file_attrs, &path_str, &mut out, &mut batch);
+                self.make_entries(ri, rec, &file_attrs, &path_str, &mut out, &mut batch);
                 for e in out.drain(..) {
                     batch.push(e);
                 }
@@ -596,7 +596,7 @@ impl Tracker {
             self.readers[ri].tail_seen = None;
         }
         for rec in records.drain(..) {
-            self.to_entries(ri, rec, &file_attrs, &path_str, &mut out, &mut batch);
+            self.make_entries(ri, rec, &file_attrs, &path_str, &mut out, &mut batch);
             for e in out.drain(..) {
                 batch.push(e);
             }
@@ -647,7 +647,7 @@ impl Tracker {
         v
     }
 
-    fn to_entries(
+    fn make_entries(
         &mut self,
         ri: usize,
         rec: Record,

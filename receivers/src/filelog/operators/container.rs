@@ -99,8 +99,11 @@ fn rfc3339(s: &str) -> Result<u64, String> {
         .map_err(|e| format!("bad container log time {s:?}: {e}"))
 }
 
+/// Resource attributes taken from a pod log path, as (key, value).
+pub type PodMetadata = Vec<(&'static str, String)>;
+
 /// The resource attributes a `/var/log/pods/<ns>_<pod>_<uid>/<container>/<n>.log` path carries.
-pub fn pod_metadata(path: &str) -> Option<Vec<(&'static str, String)>> {
+pub fn pod_metadata(path: &str) -> Option<PodMetadata> {
     static RE: OnceLock<Option<Regex>> = OnceLock::new();
     let re = RE
         .get_or_init(|| {
@@ -125,7 +128,8 @@ pub fn pod_metadata(path: &str) -> Option<Vec<(&'static str, String)>> {
 #[derive(Debug, Default)]
 pub struct ContainerState {
     pending: HashMap<String, (Entry, u64)>,
-    metadata: Option<(String, Option<Vec<(&'static str, String)>>)>,
+    /// The last path seen and what it yielded, so the regex runs once per file, not per line.
+    metadata: Option<(String, Option<PodMetadata>)>,
 }
 
 impl ContainerState {
