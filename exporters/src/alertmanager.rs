@@ -100,6 +100,12 @@ fn valid_label(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
+/// Alert key → its first labels, and the keys in the order they were first seen (for the cap).
+type Remembered = (
+    HashMap<String, Map<String, Json>>,
+    std::collections::VecDeque<String>,
+);
+
 /// The transport, with the labels each alert was first sent with.
 pub struct AlertmanagerSender {
     client: reqwest::Client,
@@ -107,10 +113,7 @@ pub struct AlertmanagerSender {
     cfg: AlertmanagerConfig,
     /// Alert key → identity labels. Alertmanager tells alerts apart by labels only, so an update or a
     /// resolve must repeat the first labels even if a mapped attribute changed in between.
-    remembered: Mutex<(
-        HashMap<String, Map<String, Json>>,
-        std::collections::VecDeque<String>,
-    )>,
+    remembered: Mutex<Remembered>,
 }
 
 fn lookup(r: &LogRecord, res: &[KeyValue], name: &str) -> Option<String> {

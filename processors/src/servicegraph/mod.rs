@@ -216,10 +216,13 @@ impl Hist {
 /// Metric series kept at most; new series beyond it are dropped and counted.
 const MAX_SERIES: usize = 10_000;
 
+/// (trace id, the client span's id): what a client span and its server span share.
+type EdgeKey = (Vec<u8>, Vec<u8>);
+
 #[derive(Default)]
 struct State {
-    pending: HashMap<(Vec<u8>, Vec<u8>), Pending>,
-    order: VecDeque<((Vec<u8>, Vec<u8>), Instant)>,
+    pending: HashMap<EdgeKey, Pending>,
+    order: VecDeque<(EdgeKey, Instant)>,
     series: BTreeMap<SeriesKey, Series>,
 }
 
