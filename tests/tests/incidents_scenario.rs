@@ -1,0 +1,135 @@
+//! A simulated fault end to end through the real binaries: `vigil-loadgen scenario` (6 services, seed 5)
+//! sends linked spans and per-service gauges over OTLP/gRPC to vigil, where `servicegraph` learns the
+//! topology, `anomalydetection` turns the gauges into `vigil.anomaly` events and `correlation` groups
+//! them. Exactly one incident must come out, with the faulty service as its top root-cause candidate.
+
+use serde_json::Value;
+use std::process::Command;
+use std::time::Duration;
+use vigil_tests::{bin, eventually, free_port, read_json_lines, Agent};
+
+fn incident_records(lines: &[Value]) -> Vec<Value> {
+    let mut out = Vec::new();
+    for l in lines {
+        for rl in l["resourceLogs"].as_array().into_iter().flatten() {
+            for sl in rl["scopeLogs"].as_array().into_iter().flatten() {
+                for r in sl["logRecords"].as_array().into_iter().flatten() {
+                    if r["eventName"] == "vigil.incident" {
+                        out.push(r.clone());
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+fn attr(r: &Value, key: &str) -> Option<Value> {
+    let kv = r["attributes"]
+        .as_array()?
+        .iter()
+        .find(|kv| kv["key"] == key)?;
+    Some(kv["value"].clone())
+}
+
+#[test]
+fn a_scenario_fault_yields_one_incident_naming_the_faulty_service() {
+    let (grpc, health, metrics) = (free_port(), free_port(), free_port());
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = dir.path().join("incidents.jsonl");
+    let cfg = format!(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:{grpc}
+connectors:
+  servicegraph:
+  anomalydetection:
+processors:
+  correlation:
+exporters:
+  file:
+    path: {}
+extensions:
+  health_check:
+    endpoint: 127.0.0.1:{health}
+service:
+  extensions: [health_check]
+  pipelines:
+    traces:
+      receivers: [otlp]
+      exporters: [servicegraph]
+    metrics/graph:
+      receivers: [servicegraph]
+      exporters: [file]
+    metrics:
+      receivers: [otlp]
+      exporters: [anomalydetection]
+    logs:
+      receivers: [anomalydetection]
+      processors: [correlation]
+      exporters: [file]
+  telemetry:
+    metrics:
+      address: 127.0.0.1:{metrics}
+"#,
+        out.display()
+    );
+    let cfg_path = dir.path().join("config.yaml");
+    std::fs::write(&cfg_path, cfg).expect("write config");
+    let mut agent = Agent::start_in(dir, &["--config".into(), cfg_path.display().to_string()]);
+    agent.wait_http_ok(
+        &format!("http://127.0.0.1:{health}/"),
+        Duration::from_secs(60),
+    );
+
+    let sent = Command::new(bin("vigil-loadgen"))
+        .args(["scenario", "--otlp-endpoint", &format!("127.0.0.1:{grpc}")])
+        .args(["--services", "6", "--seed", "5"])
+        .output()
+        .expect("run vigil-loadgen scenario");
+    assert!(
+        sent.status.success(),
+        "loadgen failed: {}\nvigil log:\n{}",
+        String::from_utf8_lossy(&sent.stderr),
+        agent.logs()
+    );
+    let report: Value = serde_json::from_slice(&sent.stdout).expect("loadgen prints JSON");
+    let faulty = report["faulty"]
+        .as_str()
+        .expect("faulty service")
+        .to_string();
+
+    // Stopping the agent resolves every open incident, so the file then holds the whole story.
+    agent.signal(libc::SIGTERM);
+    assert_eq!(
+        agent.wait_exit(Duration::from_secs(30)),
+        Some(0),
+        "{}",
+        agent.logs()
+    );
+    let records = eventually(Duration::from_secs(10), "incident records", || {
+        let r = incident_records(&read_json_lines(&out));
+        (!r.is_empty()).then_some(r)
+    });
+    let ids: std::collections::BTreeSet<String> = records
+        .iter()
+        .filter_map(|r| attr(r, "vigil.incident.id"))
+        .filter_map(|v| v["stringValue"].as_str().map(String::from))
+        .collect();
+    assert_eq!(ids.len(), 1, "exactly one incident: {records:#?}");
+    let last = records.last().expect("a record");
+    assert_eq!(
+        attr(last, "vigil.incident.status")
+            .and_then(|v| v["stringValue"].as_str().map(String::from)),
+        Some("resolved".to_string())
+    );
+    assert_eq!(
+        attr(last, "vigil.incident.root_cause")
+            .and_then(|v| v["stringValue"].as_str().map(String::from)),
+        Some(faulty.clone()),
+        "top candidate should be {faulty}: {last:#}"
+    );
+}
