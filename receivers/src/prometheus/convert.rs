@@ -261,14 +261,12 @@ fn gauge(name: &str, unit: &str, value: f64, ts_ns: u64) -> Metric {
 
 /// The synthetic series Prometheus adds to every scrape, in the target's resource.
 pub fn scrape_report(
-    target: &TargetInfo,
     up: bool,
     duration_s: f64,
     counts: ScrapeCounts,
     extra: Option<(u64, f64, u64)>,
     ts_ns: u64,
 ) -> Vec<Metric> {
-    let _ = target;
     let mut m = vec![
         gauge("up", "", if up { 1.0 } else { 0.0 }, ts_ns),
         gauge("scrape_duration_seconds", "s", duration_s, ts_ns),

@@ -275,7 +275,7 @@ pub async fn scrape_once(
     let extra = ctx
         .report_extra
         .then(|| (body_len, target.timeout.as_secs_f64(), ctx.job.sample_limit));
-    let report = scrape_report(&target.info, up, duration, counts, extra, ts);
+    let report = scrape_report(up, duration, counts, extra, ts);
     attach(&mut rms, target, report);
     rms
 }
