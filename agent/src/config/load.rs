@@ -193,7 +193,8 @@ fn expand_string(
             })?;
             let inner = &inner_start[..end];
             let value = resolve(inner, origin, warnings)?;
-            let is_whole = pos == 0 && end + 2 == rest.len() && out.is_empty();
+            // `${` + inner + `}` spans the whole string.
+            let is_whole = pos == 0 && end + 3 == rest.len() && out.is_empty();
             if is_whole {
                 whole = Some(value.clone());
             }
@@ -206,15 +207,31 @@ fn expand_string(
     }
     out.push_str(rest);
     if let Some(w) = whole {
-        // Parse as YAML only for scalars; anything structured stays the text it was.
-        if let Ok(v) = serde_saphyr::from_str::<Value>(&w) {
-            if matches!(v, Value::Number(_) | Value::Bool(_)) {
-                return Ok(Some(v));
-            }
-        }
-        return Ok(Some(Value::String(w)));
+        return Ok(Some(scalar(w)));
     }
     Ok(Some(Value::String(out)))
+}
+
+/// Types a whole-reference value as YAML 1.2 would type a plain scalar: integers, floats and
+/// booleans become numbers and bools; anything else (structured text included) stays a string.
+fn scalar(text: String) -> Value {
+    let t = text.trim();
+    if let Ok(i) = t.parse::<i64>() {
+        return Value::from(i);
+    }
+    if t.contains(['.', 'e', 'E'])
+        && !t.is_empty()
+        && t.chars().all(|c| c.is_ascii_digit() || "+-.eE".contains(c))
+    {
+        if let Some(n) = t.parse::<f64>().ok().and_then(serde_json::Number::from_f64) {
+            return Value::Number(n);
+        }
+    }
+    match t {
+        "true" | "True" | "TRUE" => Value::Bool(true),
+        "false" | "False" | "FALSE" => Value::Bool(false),
+        _ => Value::String(text),
+    }
 }
 
 fn resolve(inner: &str, origin: &str, warnings: &mut Vec<String>) -> Result<String, LoadError> {
