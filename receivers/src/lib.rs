@@ -1,7 +1,7 @@
 //! Receivers, one module per component, named as in config.
 
-pub mod hostmetrics;
 pub mod filelog;
+pub mod hostmetrics;
 pub mod otlp;
 pub mod prometheus;
 pub mod prometheusremotewrite;
