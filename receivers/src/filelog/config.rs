@@ -227,6 +227,24 @@ pub fn load(id: &ComponentId, value: &Value) -> Result<Checked, ConfigError> {
     if raw.poll_interval.is_zero() {
         return Err(err(id, "poll_interval", "must be greater than 0"));
     }
+    // Keys otelcol has but vigil does not act on yet are refused, never silently ignored.
+    if raw.max_batches != 0 {
+        return Err(err(
+            id,
+            "max_batches",
+            "not supported yet: leave it unset (0)",
+        ));
+    }
+    if raw.retry_on_failure.is_some() {
+        return Err(err(
+            id,
+            "retry_on_failure",
+            "not supported: a refused batch is read again at the next poll, from the last checkpoint",
+        ));
+    }
+    if raw.multiline.as_ref().is_some_and(|m| m.omit_pattern) {
+        return Err(err(id, "multiline::omit_pattern", "not supported yet"));
+    }
     let split = match &raw.multiline {
         None => Split::Lines,
         Some(m) => match (&m.line_start_pattern, &m.line_end_pattern) {

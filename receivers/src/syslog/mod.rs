@@ -131,6 +131,30 @@ fn load(id: &ComponentId, value: &Value) -> Result<Checked, ConfigError> {
             }
             check_endpoint(&l.listen_address)
                 .map_err(|e| err(id, &format!("{key}::listen_address"), e))?;
+            // Keys otelcol has but vigil does not act on yet are refused, never silently ignored.
+            if l.max_log_size.is_some() {
+                return Err(err(
+                    id,
+                    &format!("{key}::max_log_size"),
+                    "not supported yet: frames are bounded by max_octets",
+                ));
+            }
+            if l.one_log_per_packet {
+                return Err(err(
+                    id,
+                    &format!("{key}::one_log_per_packet"),
+                    "not supported yet",
+                ));
+            }
+            if let Some(e) = l.encoding.as_deref() {
+                if !matches!(e.to_ascii_lowercase().as_str(), "utf-8" | "utf8" | "") {
+                    return Err(err(
+                        id,
+                        &format!("{key}::encoding"),
+                        format!("encoding {e:?} is not supported yet: only utf-8"),
+                    ));
+                }
+            }
         }
     }
     let pipeline = Pipeline::build(&c.operators).map_err(|(p, m)| err(id, &p, m))?;
@@ -454,6 +478,16 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("invalid keys: listen_adress"), "{e}");
+        let e = load(
+            &id,
+            &json!({"protocol": "rfc5424", "tcp": {"listen_address": "127.0.0.1:1", "one_log_per_packet": true}}),
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("syslog::tcp::one_log_per_packet: not supported yet"),
+            "{e}"
+        );
         assert!(load(
             &id,
             &json!({"protocol": "rfc3164", "udp": {"listen_address": "127.0.0.1:5514"}})
