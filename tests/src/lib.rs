@@ -210,6 +210,15 @@ pub fn read_json_lines(path: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// The OTLP/JSON `AnyValue` of `key` in an attribute list (`[{"key": …, "value": {…}}]`).
+pub fn otlp_attr<'a>(attrs: &'a serde_json::Value, key: &str) -> Option<&'a serde_json::Value> {
+    attrs
+        .as_array()?
+        .iter()
+        .find(|kv| kv["key"] == key)
+        .map(|kv| &kv["value"])
+}
+
 /// Every log record body (as text) in OTLP/JSON lines of logs.
 pub fn log_bodies(lines: &[serde_json::Value]) -> Vec<String> {
     let mut out = Vec::new();

@@ -26,8 +26,7 @@ fn records(lines: &[Value]) -> Vec<(Value, Value)> {
 
 /// An attribute's value from an OTLP/JSON attribute list, as JSON (string, number or bool).
 fn attr(attrs: &Value, key: &str) -> Option<Value> {
-    let kv = attrs.as_array()?.iter().find(|kv| kv["key"] == key)?;
-    let v = &kv["value"];
+    let v = vigil_tests::otlp_attr(attrs, key)?;
     for k in ["stringValue", "doubleValue", "boolValue"] {
         if !v[k].is_null() {
             return Some(v[k].clone());

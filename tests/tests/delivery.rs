@@ -178,11 +178,7 @@ fn loadgen(grpc: u16, service: &str, extra: &[&str]) -> (Value, String) {
 }
 
 fn attr<'a>(attrs: &'a Value, key: &str) -> Option<&'a Value> {
-    attrs
-        .as_array()?
-        .iter()
-        .find(|kv| kv["key"] == key)
-        .map(|kv| &kv["value"])
+    vigil_tests::otlp_attr(attrs, key)
 }
 
 fn int_value(v: &Value) -> Option<i64> {

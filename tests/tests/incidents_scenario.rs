@@ -25,11 +25,7 @@ fn incident_records(lines: &[Value]) -> Vec<Value> {
 }
 
 fn attr(r: &Value, key: &str) -> Option<Value> {
-    let kv = r["attributes"]
-        .as_array()?
-        .iter()
-        .find(|kv| kv["key"] == key)?;
-    Some(kv["value"].clone())
+    vigil_tests::otlp_attr(&r["attributes"], key).cloned()
 }
 
 #[test]

@@ -121,11 +121,7 @@ fn run_sdk(protocol: &str, endpoint: &str, run: &str) -> Value {
 }
 
 fn attr<'a>(attrs: &'a Value, key: &str) -> Option<&'a Value> {
-    attrs
-        .as_array()?
-        .iter()
-        .find(|kv| kv["key"] == key)
-        .map(|kv| &kv["value"])
+    vigil_tests::otlp_attr(attrs, key)
 }
 
 fn attr_str(attrs: &Value, key: &str) -> Option<String> {

@@ -85,13 +85,7 @@ fn metrics(lines: &[Value]) -> Vec<(Value, Value)> {
 }
 
 fn attr<'a>(attrs: &'a Value, key: &str) -> Option<&'a str> {
-    attrs
-        .as_array()?
-        .iter()
-        .find(|kv| kv["key"] == key)?
-        .get("value")?
-        .get("stringValue")?
-        .as_str()
+    vigil_tests::otlp_attr(attrs, key)?["stringValue"].as_str()
 }
 
 fn point_value(p: &Value) -> Option<f64> {
