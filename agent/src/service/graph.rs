@@ -28,8 +28,11 @@ impl Switch {
         })
     }
 
-    pub fn set(&self, target: Arc<dyn Consumer>) {
-        self.current.store(Arc::new(target));
+    /// Points the switch at `target` and returns the previous target. A request still running
+    /// through the previous target holds a strong reference to it (`load_full`), so the caller can wait
+    /// for `Arc::strong_count` to drop to 1 before stopping what it leads to.
+    pub fn set(&self, target: Arc<dyn Consumer>) -> Arc<Arc<dyn Consumer>> {
+        self.current.swap(Arc::new(target))
     }
 }
 

@@ -227,15 +227,25 @@ impl Service {
             return Err(e);
         }
         // The new chain runs: point kept receivers at it. From here on no request goes to the old one.
+        let mut previous = Vec::new();
         for r in &mut new.receivers {
             if let Some(targets) = r.pending.take() {
                 for (s, t) in targets {
                     if let Some(sw) = r.switches.get(&s) {
-                        sw.set(t);
+                        previous.push(sw.set(t));
                     }
                 }
             }
         }
+        // Requests that entered the old chain before the swap finish there before it is stopped;
+        // otherwise they would meet a stopped exporter and be refused.
+        let deadline = tokio::time::Instant::now() + self.shutdown_timeout;
+        while previous.iter().any(|p| Arc::strong_count(p) > 1)
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        drop(previous);
         // Receivers that are gone or changed release their ports before the new ones bind them.
         stop_receivers(keep.iter()).await;
         let mut failed = None;
