@@ -169,6 +169,8 @@ pub struct Report {
     pub incident: Incident,
     /// The top candidates, best first (at most `Config::candidates`).
     pub candidates: Vec<Candidate>,
+    /// On a `Resolved` report: the incident this one was merged into, when it ended that way.
+    pub merged_into: Option<u64>,
 }
 
 /// Tuning; the defaults suit a 10–60 s collection interval.
@@ -190,6 +192,10 @@ pub struct Config {
     pub member_ttl_ns: u64,
     /// How many candidates a report carries.
     pub candidates: usize,
+    /// Distinct members an incident needs before it is reported. Until then it is pending, and a
+    /// pending incident that goes quiet is dropped (counted in `Correlator::suppressed`): one lone blip
+    /// is already reported as its own anomaly event and is not an incident.
+    pub min_members: usize,
 }
 
 const SEC: u64 = 1_000_000_000;
@@ -205,12 +211,20 @@ impl Default for Config {
             update_interval_ns: 60 * SEC,
             member_ttl_ns: 3600 * SEC,
             candidates: 3,
+            min_members: 1,
         }
     }
 }
 
 struct Open {
     incident: Incident,
+    /// Reported (an `Open` went out); pending incidents are not.
+    confirmed: bool,
+    /// When a tick first saw every member ended. The gap is counted from here rather than from the
+    /// last anomalous point, because an end is only known once the detector's quiet run has passed;
+    /// counting from the point would resolve just before the recovery (the return to the old level,
+    /// itself often a finding) arrives, and open a second incident for it.
+    idle_since: Option<u64>,
     /// Members joined since the last report.
     pending_update: bool,
     last_report_ns: u64,
@@ -225,6 +239,10 @@ pub struct Correlator {
     pub evicted_incidents: u64,
     /// Members refused because their incident had `max_members`.
     pub dropped_members: u64,
+    /// Pending incidents that went quiet without reaching `min_members`.
+    pub suppressed: u64,
+    /// Incidents folded into another one that turned out to be related.
+    pub merged: u64,
 }
 
 impl Correlator {
@@ -236,6 +254,8 @@ impl Correlator {
             next_id: first_id,
             evicted_incidents: 0,
             dropped_members: 0,
+            suppressed: 0,
+            merged: 0,
         }
     }
 
@@ -274,12 +294,18 @@ impl Correlator {
         }
         let window = self.cfg.window_ns;
         let max_hops = self.cfg.max_hops;
-        let found = self.open.iter().position(|o| {
-            let inc = &o.incident;
-            let live = inc.members.iter().any(|m| m.active);
-            let recent = live || ev.time_ns <= inc.last_ns.saturating_add(window);
-            recent && inc.members.iter().any(|m| related(m, ev, topo, max_hops))
-        });
+        let found: Vec<usize> = self
+            .open
+            .iter()
+            .enumerate()
+            .filter(|(_, o)| {
+                let inc = &o.incident;
+                let live = inc.members.iter().any(|m| m.active);
+                let recent = live || ev.time_ns <= inc.last_ns.saturating_add(window);
+                recent && inc.members.iter().any(|m| related(m, ev, topo, max_hops))
+            })
+            .map(|(i, _)| i)
+            .collect();
         let member = Member {
             key: ev.key.clone(),
             service: ev.service.clone(),
@@ -290,51 +316,155 @@ impl Correlator {
             detail: ev.detail.clone(),
             active,
         };
-        match found {
-            Some(i) => {
-                let o = &mut self.open[i];
-                if o.incident.members.len() >= self.cfg.max_members {
-                    o.incident.dropped_members += 1;
-                    self.dropped_members += 1;
-                    return out;
-                }
-                o.incident.members.push(member);
-                o.incident.first_ns = o.incident.first_ns.min(ev.time_ns);
-                o.incident.last_ns = o.incident.last_ns.max(ev.time_ns);
-                o.pending_update = true;
+        let Some(&first) = found.first() else {
+            out.extend(self.start_incident(member));
+            return out;
+        };
+        // The event relates incidents that were apart so far: they become one, kept under the id of
+        // the oldest reported one (or the oldest, if none was reported), so that a fault that spreads
+        // through the graph step by step stays one incident.
+        let mut keep = found
+            .iter()
+            .copied()
+            .find(|&i| self.open[i].confirmed)
+            .unwrap_or(first);
+        // Walked from the back, a removal only shifts `keep` when it was before it.
+        for &i in found.iter().rev() {
+            if i == keep {
+                continue;
             }
-            None => {
-                if self.open.len() >= self.cfg.max_incidents.max(1) {
-                    // Evict the least recently active: it is the most likely to be over already.
-                    if let Some((idx, _)) = self
-                        .open
-                        .iter()
-                        .enumerate()
-                        .min_by_key(|(_, o)| o.incident.last_ns)
-                    {
-                        self.open.remove(idx);
-                        self.evicted_incidents += 1;
-                    }
-                }
-                let id = self.next_id;
-                self.next_id += 1;
-                let incident = Incident {
-                    id,
-                    first_ns: ev.time_ns,
-                    last_ns: ev.time_ns,
-                    members: vec![member],
-                    dropped_members: 0,
-                };
+            let Some(absorbed) = self.open.remove(i) else {
+                continue;
+            };
+            if i < keep {
+                keep -= 1;
+            }
+            let into = keep;
+            let target_id = self.open[into].incident.id;
+            self.merged += 1;
+            if absorbed.confirmed {
                 out.push(Report {
-                    status: Status::Open,
-                    candidates: rank(&incident, topo, self.cfg.max_hops, self.cfg.candidates),
-                    incident: incident.clone(),
+                    status: Status::Resolved,
+                    candidates: rank(&absorbed.incident, topo, max_hops, self.cfg.candidates),
+                    incident: absorbed.incident.clone(),
+                    merged_into: Some(target_id),
                 });
-                self.open.push_back(Open {
-                    incident,
-                    pending_update: false,
-                    last_report_ns: ev.time_ns,
-                });
+            }
+            let target = &mut self.open[into];
+            for m in absorbed.incident.members {
+                if target.incident.members.len() >= self.cfg.max_members {
+                    target.incident.dropped_members += 1;
+                    self.dropped_members += 1;
+                } else {
+                    target.incident.members.push(m);
+                }
+            }
+            target.incident.first_ns = target.incident.first_ns.min(absorbed.incident.first_ns);
+            target.incident.last_ns = target.incident.last_ns.max(absorbed.incident.last_ns);
+            target.pending_update = true;
+        }
+        let o = &mut self.open[keep];
+        if o.incident.members.len() >= self.cfg.max_members {
+            o.incident.dropped_members += 1;
+            self.dropped_members += 1;
+        } else {
+            o.incident.members.push(member);
+            o.incident.first_ns = o.incident.first_ns.min(ev.time_ns);
+            o.incident.last_ns = o.incident.last_ns.max(ev.time_ns);
+            o.pending_update = true;
+        }
+        if !o.confirmed && o.incident.members.len() >= self.cfg.min_members.max(1) {
+            o.confirmed = true;
+            o.pending_update = false;
+            o.last_report_ns = ev.time_ns;
+            out.push(Report {
+                status: Status::Open,
+                candidates: rank(&o.incident, topo, max_hops, self.cfg.candidates),
+                incident: o.incident.clone(),
+                merged_into: None,
+            });
+        }
+        out
+    }
+
+    // A new incident with one member; it is reported at once only if one member is enough.
+    fn start_incident(&mut self, member: Member) -> Option<Report> {
+        if self.open.len() >= self.cfg.max_incidents.max(1) {
+            // Evict the least recently active: it is the most likely to be over already.
+            if let Some((idx, _)) = self
+                .open
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, o)| o.incident.last_ns)
+            {
+                self.open.remove(idx);
+                self.evicted_incidents += 1;
+            }
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        let t = member.first_ns;
+        let incident = Incident {
+            id,
+            first_ns: t,
+            last_ns: t,
+            members: vec![member],
+            dropped_members: 0,
+        };
+        let confirmed = self.cfg.min_members <= 1;
+        let report = confirmed.then(|| Report {
+            status: Status::Open,
+            candidates: rank(
+                &incident,
+                &NoTopology,
+                self.cfg.max_hops,
+                self.cfg.candidates,
+            ),
+            incident: incident.clone(),
+            merged_into: None,
+        });
+        self.open.push_back(Open {
+            incident,
+            confirmed,
+            idle_since: None,
+            pending_update: false,
+            last_report_ns: t,
+        });
+        report
+    }
+
+    /// Takes in the events of one batch. An incident opened by the batch is reported once, with its
+    /// members and ranking as they stand after the whole batch: a fault's findings usually arrive
+    /// together, and the first of them is often a caller rather than the cause.
+    pub fn observe_all(&mut self, events: &[Event], topo: &dyn Topology) -> Vec<Report> {
+        let mut out: Vec<Report> = Vec::new();
+        for ev in events {
+            out.extend(self.observe(ev, topo));
+        }
+        let opened: BTreeSet<u64> = out
+            .iter()
+            .filter(|r| r.status == Status::Open)
+            .map(|r| r.incident.id)
+            .collect();
+        if opened.is_empty() {
+            return out;
+        }
+        // Opened and merged away within the batch: nobody heard of it, so neither report goes out.
+        let gone: BTreeSet<u64> = out
+            .iter()
+            .filter(|r| r.merged_into.is_some() && opened.contains(&r.incident.id))
+            .map(|r| r.incident.id)
+            .collect();
+        out.retain(|r| !gone.contains(&r.incident.id));
+        for r in out.iter_mut().filter(|r| r.status == Status::Open) {
+            if let Some(o) = self
+                .open
+                .iter_mut()
+                .find(|o| o.incident.id == r.incident.id)
+            {
+                o.pending_update = false;
+                r.incident = o.incident.clone();
+                r.candidates = rank(&o.incident, topo, self.cfg.max_hops, self.cfg.candidates);
             }
         }
         out
@@ -351,15 +481,25 @@ impl Correlator {
                 }
             }
             let live = o.incident.members.iter().any(|m| m.active);
-            if !live && now_ns.saturating_sub(o.incident.last_ns) >= self.cfg.gap_ns {
-                out.push(Report {
-                    status: Status::Resolved,
-                    candidates: rank(&o.incident, topo, self.cfg.max_hops, self.cfg.candidates),
-                    incident: o.incident,
-                });
+            if live {
+                o.idle_since = None;
+            }
+            let quiet_from = o.incident.last_ns.max(*o.idle_since.get_or_insert(now_ns));
+            if !live && now_ns.saturating_sub(quiet_from) >= self.cfg.gap_ns {
+                if o.confirmed {
+                    out.push(Report {
+                        status: Status::Resolved,
+                        candidates: rank(&o.incident, topo, self.cfg.max_hops, self.cfg.candidates),
+                        incident: o.incident,
+                        merged_into: None,
+                    });
+                } else {
+                    self.suppressed += 1;
+                }
                 continue;
             }
-            if o.pending_update
+            if o.confirmed
+                && o.pending_update
                 && now_ns.saturating_sub(o.last_report_ns) >= self.cfg.update_interval_ns
             {
                 o.pending_update = false;
@@ -368,6 +508,7 @@ impl Correlator {
                     status: Status::Update,
                     candidates: rank(&o.incident, topo, self.cfg.max_hops, self.cfg.candidates),
                     incident: o.incident.clone(),
+                    merged_into: None,
                 });
             }
             keep.push_back(o);
@@ -378,14 +519,20 @@ impl Correlator {
 
     /// Resolves everything still open (at shutdown), so that opens and resolves pair up.
     pub fn close_all(&mut self, topo: &dyn Topology) -> Vec<Report> {
-        self.open
-            .drain(..)
-            .map(|o| Report {
+        let mut out = Vec::new();
+        for o in self.open.drain(..) {
+            if !o.confirmed {
+                self.suppressed += 1;
+                continue;
+            }
+            out.push(Report {
                 status: Status::Resolved,
                 candidates: rank(&o.incident, topo, self.cfg.max_hops, self.cfg.candidates),
                 incident: o.incident,
-            })
-            .collect()
+                merged_into: None,
+            });
+        }
+        out
     }
 }
 
@@ -585,9 +732,10 @@ mod tests {
         let b = c.observe(&ev(EventKind::AnomalyStart, "c", "cache", 101, 0.9), &t);
         assert_eq!((a[0].incident.id, b[0].incident.id), (7, 8));
         c.observe(&ev(EventKind::AnomalyEnd, "db", "db-1", 150, 0.9), &t);
-        // Still within the gap: nothing resolves; the cache member is still active.
+        // The gap counts from the first tick that saw every member ended.
         assert!(c.tick(200 * SEC, &t).is_empty());
-        let r = c.tick(271 * SEC, &t);
+        assert!(c.tick(319 * SEC, &t).is_empty());
+        let r = c.tick(320 * SEC, &t);
         assert_eq!(r.len(), 1);
         assert_eq!((r[0].status, r[0].incident.id), (Status::Resolved, 7));
         let rest = c.close_all(&t);
@@ -628,6 +776,99 @@ mod tests {
             c.observe(&e, &NoTopology);
         }
         assert_eq!(c.dropped_members, 1);
+    }
+
+    #[test]
+    fn a_batch_opens_its_incident_once_ranked_on_the_whole_batch() {
+        let t = topo();
+        let mut c = Correlator::new(Config::default(), 1);
+        // The caller's finding comes first in the batch; the cause's right after.
+        let batch = [
+            ev(EventKind::AnomalyStart, "api", "api", 100, 0.7),
+            ev(EventKind::AnomalyStart, "web", "web", 100, 0.7),
+            ev(EventKind::AnomalyStart, "db", "db-1", 100, 0.9),
+        ];
+        let r = c.observe_all(&batch, &t);
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].status, Status::Open);
+        assert_eq!(r[0].incident.members.len(), 3);
+        assert_eq!(r[0].candidates[0].service, "db-1");
+        // Nothing left to report as an update: the open already said it all.
+        assert!(c
+            .tick(1000 * SEC, &t)
+            .iter()
+            .all(|r| r.status != Status::Update));
+    }
+
+    #[test]
+    fn incidents_merge_when_an_event_relates_them() {
+        let mut t = StaticTopology::default();
+        t.add("a", "b");
+        t.add("b", "c");
+        t.add("c", "d");
+        t.add("d", "e");
+        let cfg = Config {
+            max_hops: 1,
+            ..Config::default()
+        };
+        let mut c = Correlator::new(cfg, 1);
+        let a = c.observe(&ev(EventKind::AnomalyStart, "a", "a", 100, 0.9), &t);
+        let e = c.observe(&ev(EventKind::AnomalyStart, "e", "e", 101, 0.9), &t);
+        assert_eq!((a.len(), e.len(), c.open_count()), (1, 1, 2));
+        // b and d are each one hop from one side; c bridges them.
+        c.observe(&ev(EventKind::AnomalyStart, "b", "b", 102, 0.9), &t);
+        c.observe(&ev(EventKind::AnomalyStart, "d", "d", 103, 0.9), &t);
+        let r = c.observe(&ev(EventKind::AnomalyStart, "c", "c", 104, 0.9), &t);
+        assert_eq!(c.open_count(), 1);
+        assert_eq!(c.merged, 1);
+        assert_eq!(r.len(), 1);
+        assert_eq!(
+            (r[0].status, r[0].incident.id, r[0].merged_into),
+            (Status::Resolved, 2, Some(1))
+        );
+        let all = c.close_all(&t);
+        assert_eq!(all[0].incident.services(), vec!["a", "b", "c", "d", "e"]);
+    }
+
+    #[test]
+    fn min_members_keeps_lone_findings_pending() {
+        let t = topo();
+        let cfg = Config {
+            min_members: 2,
+            ..Config::default()
+        };
+        let mut c = Correlator::new(cfg, 1);
+        assert!(c
+            .observe(&ev(EventKind::AnomalyStart, "c", "cache", 100, 0.9), &t)
+            .is_empty());
+        c.observe(&ev(EventKind::AnomalyEnd, "c", "cache", 110, 0.9), &t);
+        c.tick(120 * SEC, &t);
+        assert!(c.tick(400 * SEC, &t).is_empty());
+        assert_eq!((c.suppressed, c.open_count()), (1, 0));
+        assert!(c
+            .observe(&ev(EventKind::AnomalyStart, "db", "db-1", 500, 0.9), &t)
+            .is_empty());
+        let r = c.observe(&ev(EventKind::AnomalyStart, "api", "api", 505, 0.8), &t);
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].status, Status::Open);
+        assert_eq!(r[0].incident.members.len(), 2);
+    }
+
+    #[test]
+    fn the_recovery_after_an_end_joins_the_same_incident() {
+        let t = topo();
+        let mut c = Correlator::new(Config::default(), 1);
+        c.observe(&ev(EventKind::AnomalyStart, "db", "db-1", 100, 0.9), &t);
+        // The detector ends the episode after its quiet run, stamping the last anomalous point.
+        c.observe(&ev(EventKind::AnomalyEnd, "db", "db-1", 150, 0.9), &t);
+        assert!(c.tick(250 * SEC, &t).is_empty());
+        // The return to the old level is found as a shift of its own, right after.
+        let r = c.observe(
+            &ev(EventKind::AnomalyStart, "db-back", "db-1", 260, 0.8),
+            &t,
+        );
+        assert!(r.is_empty(), "{r:?}");
+        assert_eq!(c.open_count(), 1);
     }
 
     #[test]

@@ -19,7 +19,7 @@ mod episode;
 mod seasonal;
 mod set;
 
-pub use episode::{Episode, EpisodeConfig, EpisodeEvent, EpisodeTracker};
+pub use episode::{Episode, EpisodeConfig, EpisodeEvent, EpisodeTracker, DEFAULT_CONFIRM_POINTS};
 pub use seasonal::detect_period;
 pub use set::{SeriesSet, SeriesSetConfig, SeriesSetStats, TrackedSeries};
 

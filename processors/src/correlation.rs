@@ -49,6 +49,8 @@ pub struct CorrelationConfig {
     /// A member with no end event for this long counts as ended.
     #[serde(with = "duration")]
     pub member_ttl: Duration,
+    /// Distinct findings an incident needs before it is reported; 1 reports every lone anomaly.
+    pub min_members: usize,
 }
 
 impl Default for CorrelationConfig {
@@ -62,6 +64,7 @@ impl Default for CorrelationConfig {
             max_members: d.max_members,
             update_interval: Duration::from_nanos(d.update_interval_ns),
             member_ttl: Duration::from_nanos(d.member_ttl_ns),
+            min_members: d.min_members,
         }
     }
 }
@@ -79,6 +82,7 @@ impl CorrelationConfig {
             update_interval_ns: ns(self.update_interval),
             member_ttl_ns: ns(self.member_ttl),
             candidates: 3,
+            min_members: self.min_members,
         }
     }
 }
@@ -101,6 +105,15 @@ fn parse(id: &ComponentId, value: &Json) -> Result<CorrelationConfig, ConfigErro
     }
     if c.max_members == 0 {
         return Err(err("max_members", "expected at least 1, got 0"));
+    }
+    if c.min_members == 0 || c.min_members > c.max_members {
+        return Err(err(
+            "min_members",
+            &format!(
+                "expected between 1 and max_members ({}), got {}",
+                c.max_members, c.min_members
+            ),
+        ));
     }
     Ok(c)
 }
@@ -156,8 +169,9 @@ struct Inner {
     next: Arc<dyn Consumer>,
     engine: Mutex<Correlator>,
     graph: OnceLock<Arc<DependencyGraph>>,
-    /// Eviction counts already reported to the metrics, to increment by the difference.
-    reported: Mutex<(u64, u64)>,
+    /// Engine counts already reported to the metrics (evicted, dropped, suppressed, merged), to
+    /// increment by the difference.
+    reported: Mutex<[u64; 4]>,
 }
 
 /// The processor.
@@ -183,7 +197,7 @@ impl Correlation {
                 next,
                 engine: Mutex::new(Correlator::new(cfg.engine(), first_id)),
                 graph: OnceLock::new(),
-                reported: Mutex::new((0, 0)),
+                reported: Mutex::new([0; 4]),
             }),
             tick_every,
             task: tokio::sync::Mutex::new(None),
@@ -199,18 +213,26 @@ impl Inner {
         }
     }
 
-    fn count_evictions(&self, engine: &Correlator) {
+    fn count_engine(&self, engine: &Correlator) {
         let mut r = lock(&self.reported);
-        let (inc, mem) = (engine.evicted_incidents, engine.dropped_members);
-        if inc > r.0 {
-            metrics::counter!("vigil_correlation_incidents_evicted", "processor" => self.label.clone())
-                .increment(inc - r.0);
+        let now = [
+            engine.evicted_incidents,
+            engine.dropped_members,
+            engine.suppressed,
+            engine.merged,
+        ];
+        let names = [
+            "vigil_correlation_incidents_evicted",
+            "vigil_correlation_members_dropped",
+            "vigil_correlation_incidents_suppressed",
+            "vigil_correlation_incidents_merged",
+        ];
+        for ((name, now), seen) in names.iter().zip(now).zip(r.iter_mut()) {
+            if now > *seen {
+                metrics::counter!(*name, "processor" => self.label.clone()).increment(now - *seen);
+                *seen = now;
+            }
         }
-        if mem > r.1 {
-            metrics::counter!("vigil_correlation_members_dropped", "processor" => self.label.clone())
-                .increment(mem - r.1);
-        }
-        *r = (inc, mem);
     }
 
     /// Feeds every vigil event of the batch to the engine and returns what to report.
@@ -235,11 +257,8 @@ impl Inner {
         }
         let topo = self.topology();
         let mut engine = lock(&self.engine);
-        let mut out = Vec::new();
-        for e in &events {
-            out.extend(engine.observe(e, topo));
-        }
-        self.count_evictions(&engine);
+        let out = engine.observe_all(&events, topo);
+        self.count_engine(&engine);
         out
     }
 
@@ -258,11 +277,13 @@ impl Inner {
         let topo = self.topology();
         let reports = {
             let mut engine = lock(&self.engine);
-            if final_tick {
+            let reports = if final_tick {
                 engine.close_all(topo)
             } else {
                 engine.tick(now_ns(), topo)
-            }
+            };
+            self.count_engine(&engine);
+            reports
         };
         self.emit(reports).await;
     }
@@ -343,10 +364,16 @@ fn body_text(r: &LogRecord) -> String {
 /// Reads one vigil finding; anything else is `None`.
 pub fn to_event(resource: &[KeyValue], r: &LogRecord) -> Option<Event> {
     let a = &r.attributes;
-    let service = get_str(resource, "service.name").map(str::to_string);
+    // A `servicegraph` edge series has no resource; its finding is about the server side of the
+    // edge (the latency and failures the callers see from it).
+    let edge_server = get_str(a, "server").filter(|_| get_str(a, "client").is_some());
+    let service = get_str(resource, "service.name")
+        .or(edge_server)
+        .map(str::to_string);
     let resource_id = ["k8s.pod.name", "host.name", "service.name"]
         .iter()
         .find_map(|k| get_str(resource, k).map(|v| format!("{k}={v}")))
+        .or_else(|| edge_server.map(|s| format!("service.name={s}")))
         .unwrap_or_else(|| "unknown".to_string());
     let time_ns = if r.time_unix_nano > 0 {
         r.time_unix_nano
@@ -501,6 +528,9 @@ pub fn incident_record(rep: &Report, now: u64) -> LogRecord {
     ];
     if let Some(top) = rep.candidates.first() {
         attrs.push(kv_str("vigil.incident.root_cause", top.service.clone()));
+    }
+    if let Some(into) = rep.merged_into {
+        attrs.push(kv_str("vigil.incident.merged_into", into.to_string()));
     }
     LogRecord {
         time_unix_nano: if rep.status == Status::Resolved {

@@ -30,11 +30,26 @@ pub struct RcaArgs {
     /// Print one JSON object instead of a summary.
     #[arg(long)]
     pub json: bool,
+    /// Feed only the per-service gauges to `anomalydetection`. By default it also gets the spans
+    /// (per-service RED series) and the `servicegraph` edge metrics, as in
+    /// `config-examples/incidents.yaml`.
+    #[arg(long)]
+    pub gauges_only: bool,
+    /// The `correlation` processor's `min_members`.
+    #[arg(long)]
+    pub min_members: Option<usize>,
+    /// The `anomalydetection` connector's `confirm_points`.
+    #[arg(long)]
+    pub confirm_points: Option<u32>,
+    /// Print the event and incident timeline of every scenario (for diagnosing misses).
+    #[arg(long)]
+    pub explain: bool,
 }
 
 /// One scenario's outcome.
 #[derive(Debug, Default)]
 struct Outcome {
+    seed: u64,
     services: usize,
     fault: &'static str,
     faulty: String,
@@ -48,7 +63,8 @@ struct Outcome {
     top: Option<String>,
 }
 
-fn run_one(seed: u64, services: usize) -> anyhow::Result<Outcome> {
+fn run_one(seed: u64, services: usize, args: &RcaArgs) -> anyhow::Result<Outcome> {
+    let explain = args.explain;
     let mut sc = Scenario::new(ScenarioConfig {
         seed,
         services,
@@ -59,13 +75,23 @@ fn run_one(seed: u64, services: usize) -> anyhow::Result<Outcome> {
     let sg = ServiceGraph::new(&id, sg_cfg, None);
     let graph = sg.graph();
     let ad_id = ComponentId::new("anomalydetection", None);
-    let settings = anomaly_config::parse(&ad_id, &json!({}))
+    let mut ad_json = json!({});
+    if let Some(c) = args.confirm_points {
+        ad_json["confirm_points"] = json!(c);
+    }
+    let settings = anomaly_config::parse(&ad_id, &ad_json)
         .map_err(|e| anyhow::anyhow!("anomalydetection config: {e}"))?;
     let mut engine = Engine::new(settings, false);
-    let mut corr = Correlator::new(CorrelationConfig::default().engine(), 1);
+    let mut corr_cfg = CorrelationConfig::default();
+    if let Some(m) = args.min_members {
+        corr_cfg.min_members = m;
+    }
+    let mut corr = Correlator::new(corr_cfg.engine(), 1);
     let faulty = sc.names[sc.faulty].clone();
+    let sc_step_secs = sc.cfg.step_secs;
     let fault_ns = sc.time_of(sc.cfg.fault_at_step);
     let mut out = Outcome {
+        seed,
         services: sc.names.len(),
         fault: sc.fault.as_str(),
         faulty: faulty.clone(),
@@ -73,8 +99,39 @@ fn run_one(seed: u64, services: usize) -> anyhow::Result<Outcome> {
     };
     // The incident that holds the faulty service, and its last ranking.
     let mut best: Option<(u64, Vec<String>)> = None;
+    let t0 = sc.time_of(0);
+    if explain {
+        println!(
+            "== seed {seed}: {} services, {} fault in {} from step {} for {} steps; calls {:?}",
+            sc.names.len(),
+            sc.fault.as_str(),
+            faulty,
+            sc.cfg.fault_at_step,
+            sc.cfg.fault_steps,
+            sc.calls
+        );
+    }
+    let step_of = move |ns: u64| ns.saturating_sub(t0) as f64 / (sc_step_secs as f64 * 1e9);
     let mut note = |reports: Vec<vigil_detect::incident::Report>, out: &mut Outcome| {
         for r in reports {
+            if explain {
+                println!(
+                    "   incident {} {} steps {:.0}-{:.0} members {:?} top {:?}",
+                    r.incident.id,
+                    r.status.as_str(),
+                    step_of(r.incident.first_ns),
+                    step_of(r.incident.last_ns),
+                    r.incident
+                        .members
+                        .iter()
+                        .map(|m| format!("{}:{:.2}", m.key.trim_start_matches("anomaly:"), m.peak))
+                        .collect::<Vec<_>>(),
+                    r.candidates
+                        .iter()
+                        .map(|c| c.service.as_str())
+                        .collect::<Vec<_>>()
+                );
+            }
             if r.status == Status::Open {
                 out.incidents += 1;
             }
@@ -96,18 +153,98 @@ fn run_one(seed: u64, services: usize) -> anyhow::Result<Outcome> {
             }
         }
     };
+    let mut dets: std::collections::HashMap<String, vigil_detect::series::SeriesDetector> =
+        Default::default();
     for step in 0..sc.cfg.steps {
         let (traces, metrics) = sc.step(step);
+        if explain
+            && step >= sc.cfg.fault_at_step.saturating_sub(3)
+            && step < sc.cfg.fault_at_step + sc.cfg.fault_steps + 3
+        {
+            for rm in &metrics {
+                let res = rm
+                    .resource
+                    .as_ref()
+                    .map(|r| r.attributes.as_slice())
+                    .unwrap_or(&[]);
+                if vigil_core::attrs::get_str(res, "service.name") != Some(faulty.as_str()) {
+                    continue;
+                }
+                for m in rm.scope_metrics.iter().flat_map(|s| s.metrics.iter()) {
+                    if let Some(vigil_core::otlp::metrics::v1::metric::Data::Gauge(g)) = &m.data {
+                        for p in &g.data_points {
+                            if let Some(
+                                vigil_core::otlp::metrics::v1::number_data_point::Value::AsDouble(
+                                    v,
+                                ),
+                            ) = p.value
+                            {
+                                let d = dets.entry(m.name.clone()).or_default();
+                                let o = d.observe(p.time_unix_nano as f64 / 1e9, v);
+                                println!("    faulty {} step {step} value {v:.4} score {:.3} {:?} exp {:.4} band {:.4}", m.name, o.score, o.part, o.expected, o.upper - o.expected);
+                            }
+                        }
+                    }
+                }
+            }
+        } else if explain {
+            for rm in &metrics {
+                let res = rm
+                    .resource
+                    .as_ref()
+                    .map(|r| r.attributes.as_slice())
+                    .unwrap_or(&[]);
+                if vigil_core::attrs::get_str(res, "service.name") != Some(faulty.as_str()) {
+                    continue;
+                }
+                for m in rm.scope_metrics.iter().flat_map(|s| s.metrics.iter()) {
+                    if let Some(vigil_core::otlp::metrics::v1::metric::Data::Gauge(g)) = &m.data {
+                        for p in &g.data_points {
+                            if let Some(
+                                vigil_core::otlp::metrics::v1::number_data_point::Value::AsDouble(
+                                    v,
+                                ),
+                            ) = p.value
+                            {
+                                dets.entry(m.name.clone())
+                                    .or_default()
+                                    .observe(p.time_unix_nano as f64 / 1e9, v);
+                            }
+                        }
+                    }
+                }
+            }
+        }
         let wall = (sc.time_of(step + 1)) as f64 / 1e9;
-        sg.ingest(&Telemetry::Traces(traces));
+        let traces = Telemetry::Traces(traces);
+        sg.ingest(&traces);
         sg.expire(Duration::from_secs(3600));
         out.points += metrics
             .iter()
             .flat_map(|m| m.scope_metrics.iter())
             .map(|s| s.metrics.len())
             .sum::<usize>();
-        let produced = engine.ingest(&Telemetry::Metrics(metrics), wall);
+        let mut produced = engine.ingest(&Telemetry::Metrics(metrics), wall);
+        if !args.gauges_only {
+            engine.ingest(&traces, wall);
+            {
+                // The connector stamps its points with the wall clock; here data time runs faster.
+                let mut edges = sg.metrics();
+                let now = sc.time_of(step + 1);
+                for m in edges
+                    .iter_mut()
+                    .flat_map(|rm| rm.scope_metrics.iter_mut())
+                    .flat_map(|sm| sm.metrics.iter_mut())
+                {
+                    restamp(m, now);
+                }
+                let edges = Telemetry::Metrics(edges);
+                produced.logs.extend(engine.ingest(&edges, wall).logs);
+            }
+            produced.logs.extend(engine.tick(wall, false).logs);
+        }
         let topo: &dyn Topology = graph.as_ref();
+        let mut events = Vec::new();
         for rl in &produced.logs {
             let res = rl
                 .resource
@@ -120,12 +257,22 @@ fn run_one(seed: u64, services: usize) -> anyhow::Result<Outcome> {
                         if ev.kind == EventKind::AnomalyStart {
                             out.anomaly_events += 1;
                         }
-                        let reports = corr.observe(&ev, topo);
-                        note(reports, &mut out);
+                        if explain {
+                            println!(
+                                "  step {step:3} {:?} {} {:.2} {}",
+                                ev.kind,
+                                ev.key.trim_start_matches("anomaly:"),
+                                ev.score,
+                                ev.detail
+                            );
+                        }
+                        events.push(ev);
                     }
                 }
             }
         }
+        let reports = corr.observe_all(&events, topo);
+        note(reports, &mut out);
         let reports = corr.tick(sc.time_of(step + 1), topo);
         note(reports, &mut out);
     }
@@ -138,6 +285,25 @@ fn run_one(seed: u64, services: usize) -> anyhow::Result<Outcome> {
         out.top3 = cands.iter().take(3).any(|c| c == &out.faulty);
     }
     Ok(out)
+}
+
+fn restamp(m: &mut vigil_core::otlp::metrics::v1::Metric, now: u64) {
+    use vigil_core::otlp::metrics::v1::metric::Data;
+    match &mut m.data {
+        Some(Data::Sum(s)) => s
+            .data_points
+            .iter_mut()
+            .for_each(|p| p.time_unix_nano = now),
+        Some(Data::Gauge(g)) => g
+            .data_points
+            .iter_mut()
+            .for_each(|p| p.time_unix_nano = now),
+        Some(Data::Histogram(h)) => h
+            .data_points
+            .iter_mut()
+            .for_each(|p| p.time_unix_nano = now),
+        _ => {}
+    }
 }
 
 fn ratio(a: usize, b: usize) -> f64 {
@@ -160,7 +326,7 @@ pub fn run(args: RcaArgs) -> anyhow::Result<()> {
         let seed = args.seed.wrapping_add(i as u64);
         // The size comes from the seed too, so a run is reproducible from --seed alone.
         let services = args.min_services + (seed.wrapping_mul(2_654_435_761) as usize) % span;
-        outs.push(run_one(seed, services)?);
+        outs.push(run_one(seed, services, &args)?);
     }
     let n = outs.len();
     let top1 = outs.iter().filter(|o| o.top1).count();
@@ -218,9 +384,16 @@ pub fn run(args: RcaArgs) -> anyhow::Result<()> {
         println!("{summary}");
     } else {
         println!("{}", serde_json::to_string_pretty(&summary)?);
+        for o in outs.iter().filter(|o| o.incidents > 1).take(10) {
+            println!(
+                "extra incidents: seed {}, {} services, {} fault in {}: {} incidents",
+                o.seed, o.services, o.fault, o.faulty, o.incidents
+            );
+        }
         for o in outs.iter().filter(|o| !o.top1).take(10) {
             println!(
-                "missed: {} services, {} fault in {}, ranked first: {}",
+                "missed: seed {}, {} services, {} fault in {}, ranked first: {}",
+                o.seed,
                 o.services,
                 o.fault,
                 o.faulty,

@@ -1,6 +1,9 @@
 //! Turns per-point scores into anomalous episodes, because the pipeline reports an anomaly once when it
 //! starts and once when it ends, never per point. Hysteresis (a lower end threshold and a run of quiet
-//! points) keeps one noisy episode from splitting into many.
+//! points) keeps one noisy episode from splitting into many. Confirmation (a run of anomalous points
+//! before the start is announced, as a Prometheus alert's `for:`) keeps one-point blips quiet: on a
+//! series that has been flat, the first blip scores as high as a real change, and only persistence
+//! tells them apart.
 
 use super::{Observation, Part, DEFAULT_THRESHOLD};
 
@@ -13,7 +16,16 @@ pub struct EpisodeConfig {
     pub end_threshold: f64,
     /// This many quiet points in a row close the episode.
     pub quiet_points: u32,
+    /// An episode that starts on an outlier is announced once it has this many anomalous points (the
+    /// first at or above `threshold`, the others at or above `end_threshold`, each within
+    /// `quiet_points` of the last), or once a level shift or variance change scores at or above
+    /// `end_threshold`; a candidate that goes quiet first is dropped unannounced. Level shifts and
+    /// variance changes are announced at once. 1 announces every outlier at its first point.
+    pub confirm_points: u32,
 }
+
+/// Points in a row that confirm an episode by default.
+pub const DEFAULT_CONFIRM_POINTS: u32 = 2;
 
 impl Default for EpisodeConfig {
     fn default() -> Self {
@@ -21,6 +33,7 @@ impl Default for EpisodeConfig {
             threshold: DEFAULT_THRESHOLD,
             end_threshold: DEFAULT_THRESHOLD * 0.5,
             quiet_points: 10,
+            confirm_points: DEFAULT_CONFIRM_POINTS,
         }
     }
 }
@@ -70,8 +83,14 @@ pub enum EpisodeEvent {
 pub struct EpisodeTracker {
     config: EpisodeConfig,
     open: Option<Episode>,
+    /// The open episode was announced (confirmed); until then it is a candidate.
+    announced: bool,
+    /// Anomalous points of the candidate so far.
+    anomalous: u32,
     quiet: u32,
     since_last: u32,
+    /// Candidates dropped because the run ended before `confirm_points`.
+    pub unconfirmed: u64,
 }
 
 impl EpisodeTracker {
@@ -80,17 +99,20 @@ impl EpisodeTracker {
         Self {
             config,
             open: None,
+            announced: false,
+            anomalous: 0,
             quiet: 0,
             since_last: 0,
+            unconfirmed: 0,
         }
     }
 
-    /// The open episode, if any.
+    /// The open (announced) episode, if any.
     pub fn open(&self) -> Option<&Episode> {
-        self.open.as_ref()
+        self.open.as_ref().filter(|_| self.announced)
     }
 
-    /// Feeds one scored point. Returns an event when an episode starts or ends here.
+    /// Feeds one scored point. Returns an event when an episode is announced or ends here.
     #[must_use]
     pub fn update(
         &mut self,
@@ -98,6 +120,11 @@ impl EpisodeTracker {
         value: f64,
         obs: &Observation,
     ) -> Option<EpisodeEvent> {
+        let confirm = self.config.confirm_points.max(1);
+        // A level shift or variance change already needed persistence to fire (the CUSUM and the
+        // short-over-long scale are the detector's own confirmation), so it is announced at once;
+        // only outliers, which one point can make, wait for `confirm_points`.
+        let persistent = matches!(obs.part, Part::LevelShift | Part::VarianceChange);
         match &mut self.open {
             None => {
                 if obs.score >= self.config.threshold {
@@ -113,7 +140,38 @@ impl EpisodeTracker {
                     self.open = Some(e);
                     self.quiet = 0;
                     self.since_last = 0;
-                    return Some(EpisodeEvent::Started(e));
+                    self.anomalous = 1;
+                    self.announced = confirm <= 1 || persistent;
+                    if self.announced {
+                        return Some(EpisodeEvent::Started(e));
+                    }
+                }
+                None
+            }
+            Some(e) if !self.announced => {
+                self.since_last += 1;
+                if obs.score < self.config.end_threshold {
+                    self.quiet += 1;
+                    if self.quiet >= self.config.quiet_points {
+                        self.open = None;
+                        self.unconfirmed += 1;
+                    }
+                    return None;
+                }
+                self.quiet = 0;
+                e.end = timestamp_secs;
+                e.points += self.since_last;
+                self.since_last = 0;
+                self.anomalous += 1;
+                if obs.score > e.peak_score {
+                    e.peak_score = obs.score;
+                    e.peak_at = timestamp_secs;
+                    e.peak = *obs;
+                    e.peak_value = value;
+                }
+                if self.anomalous >= confirm || persistent {
+                    self.announced = true;
+                    return Some(EpisodeEvent::Started(*e));
                 }
                 None
             }
@@ -143,8 +201,14 @@ impl EpisodeTracker {
         }
     }
 
-    /// Closes the open episode, e.g. when its series is evicted or the agent stops.
+    /// Closes the open episode, e.g. when its series is evicted or the agent stops. An unannounced
+    /// candidate is dropped: nobody was told it started.
     pub fn close(&mut self) -> Option<Episode> {
-        self.open.take()
+        let e = self.open.take();
+        if self.announced {
+            e
+        } else {
+            None
+        }
     }
 }

@@ -19,9 +19,18 @@ impl Noise {
     }
 }
 
-/// Runs the default detector and episode tracker; returns the rows where episodes started and ended.
+/// Runs the default detector and an episode tracker that announces at the first anomalous point (these
+/// tests are about where the detector fires; confirmation has its own test); returns the rows where
+/// episodes started and ended.
 fn episodes(values: &[f64]) -> (Vec<usize>, Vec<usize>) {
-    episodes_with(values, EpisodeConfig::default())
+    episodes_with(values, unconfirmed())
+}
+
+fn unconfirmed() -> EpisodeConfig {
+    EpisodeConfig {
+        confirm_points: 1,
+        ..EpisodeConfig::default()
+    }
 }
 
 fn episodes_with(values: &[f64], config: EpisodeConfig) -> (Vec<usize>, Vec<usize>) {
@@ -88,7 +97,7 @@ fn variance_change() {
     let sensitive = EpisodeConfig {
         threshold: 0.1,
         end_threshold: 0.05,
-        ..EpisodeConfig::default()
+        ..unconfirmed()
     };
     let (starts, _) = episodes_with(&noisy(1500, 3, |_| 0.0), sensitive);
     assert!(
@@ -159,7 +168,7 @@ fn episode_reports_start_end_peak_and_duration() {
         *x += 60.0;
     }
     let mut d = SeriesDetector::default();
-    let mut e = EpisodeTracker::default();
+    let mut e = EpisodeTracker::new(unconfirmed());
     let mut done = None;
     for (i, &x) in v.iter().enumerate() {
         let o = d.observe(i as f64, x);
@@ -173,6 +182,40 @@ fn episode_reports_start_end_peak_and_duration() {
     assert!(ep.peak_score >= DEFAULT_THRESHOLD);
     assert_eq!(ep.duration_secs(), ep.end - ep.start);
     assert_ne!(ep.part(), Part::None);
+}
+
+// With the default confirmation, a one-point blip on a flat series (the first error of a quiet error
+// ratio) is dropped, while a lasting level shift is announced, with its start at the first point.
+#[test]
+fn confirmation_drops_blips_and_keeps_shifts() {
+    let mut blip = vec![0.0; 300];
+    blip[200] = 0.05;
+    let (starts, _) = episodes_with(&blip, EpisodeConfig::default());
+    assert!(
+        starts.is_empty(),
+        "a one-point blip was announced at {starts:?}"
+    );
+    let (starts, _) = episodes(&blip);
+    assert_eq!(
+        starts,
+        vec![200],
+        "without confirmation the blip is an episode"
+    );
+
+    let shift: Vec<f64> = (0..300).map(|i| if i >= 200 { 0.5 } else { 0.0 }).collect();
+    let mut d = SeriesDetector::default();
+    let mut e = EpisodeTracker::new(EpisodeConfig::default());
+    let mut started = None;
+    for (i, &v) in shift.iter().enumerate() {
+        let o = d.observe(i as f64, v);
+        if let Some(EpisodeEvent::Started(ep)) = e.update(i as f64, v, &o) {
+            started = Some((i, ep.start));
+            break;
+        }
+    }
+    let (at, start) = started.expect("the shift is announced");
+    assert_eq!(start, 200.0);
+    assert!((201..=212).contains(&at), "announced at {at}");
 }
 
 #[test]

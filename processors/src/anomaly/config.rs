@@ -23,6 +23,10 @@ pub struct AnomalyConfig {
     /// The anomaly score (0–1) at or above which an episode starts.
     #[serde(default = "default_threshold")]
     pub threshold: f64,
+    /// Anomalous points an episode needs (each within the episode's quiet run of the previous) before
+    /// its start is announced, as a Prometheus alert's `for:`; 1 announces every one-point blip.
+    #[serde(default = "default_confirm_points")]
+    pub confirm_points: u32,
     /// Only metrics whose name matches are watched.
     #[serde(default)]
     pub include: Option<NameMatchConfig>,
@@ -81,6 +85,9 @@ fn default_series_ttl() -> Duration {
 fn default_threshold() -> f64 {
     vigil_detect::series::DEFAULT_THRESHOLD
 }
+fn default_confirm_points() -> u32 {
+    vigil_detect::series::DEFAULT_CONFIRM_POINTS
+}
 fn default_histogram_quantile() -> f64 {
     0.99
 }
@@ -94,6 +101,7 @@ impl Default for AnomalyConfig {
             max_series: default_max_series(),
             series_ttl: default_series_ttl(),
             threshold: default_threshold(),
+            confirm_points: default_confirm_points(),
             include: None,
             exclude: None,
             histogram_quantile: default_histogram_quantile(),
@@ -138,6 +146,7 @@ pub struct Settings {
     pub max_series: usize,
     pub series_ttl_secs: f64,
     pub threshold: f64,
+    pub confirm_points: u32,
     pub include: Option<NameMatch>,
     pub exclude: Option<NameMatch>,
     pub histogram_quantile: f64,
@@ -173,6 +182,12 @@ fn check(cfg: &AnomalyConfig) -> Result<Settings, (String, String)> {
         return err(
             "threshold",
             format!("must be between 0 and 1 (exclusive), got {}", cfg.threshold),
+        );
+    }
+    if cfg.confirm_points == 0 || cfg.confirm_points > 100 {
+        return err(
+            "confirm_points",
+            format!("must be between 1 and 100, got {}", cfg.confirm_points),
         );
     }
     if !(cfg.histogram_quantile > 0.0 && cfg.histogram_quantile < 1.0) {
@@ -238,6 +253,7 @@ fn check(cfg: &AnomalyConfig) -> Result<Settings, (String, String)> {
         max_series: cfg.max_series,
         series_ttl_secs: cfg.series_ttl.as_secs_f64(),
         threshold: cfg.threshold,
+        confirm_points: cfg.confirm_points,
         include,
         exclude,
         histogram_quantile: cfg.histogram_quantile,

@@ -140,6 +140,7 @@ impl Engine {
         let episodes = EpisodeConfig {
             threshold: settings.threshold,
             end_threshold: settings.threshold * 0.5,
+            confirm_points: settings.confirm_points,
             ..EpisodeConfig::default()
         };
         Engine {

@@ -73,7 +73,12 @@ fn gauge(name: &str, t: f64, v: f64) -> Telemetry {
     )
 }
 
-fn settings(v: serde_json::Value) -> config::Settings {
+/// Settings for the tests, which inject one-point spikes: they announce at the first anomalous point
+/// unless `confirm_points` is given (confirmation has its own test).
+fn settings(mut v: serde_json::Value) -> config::Settings {
+    if v.get("confirm_points").is_none() {
+        v["confirm_points"] = json!(1);
+    }
     parse(&ComponentId::new("anomalydetection", None), &v).expect("valid config")
 }
 
@@ -116,6 +121,30 @@ fn run_gauge(engine: &mut Engine, values: &[f64]) -> Vec<Output> {
 fn noisy(n: usize) -> Vec<f64> {
     let mut noise = Noise(7);
     (0..n).map(|_| 0.2 + 0.02 * noise.next()).collect()
+}
+
+#[test]
+fn by_default_a_one_point_spike_is_not_announced_but_a_shift_is() {
+    let mut e = Engine::new(settings(json!({"confirm_points": 2})), false);
+    let mut v = noisy(300);
+    v[200] = 0.97;
+    assert!(events(&run_gauge(&mut e, &v)).is_empty());
+    assert_eq!(e.counts().events, 0);
+    let mut e = Engine::new(settings(json!({"confirm_points": 2})), false);
+    let mut v = noisy(300);
+    for x in &mut v[200..] {
+        *x += 0.5;
+    }
+    let ev = events(&run_gauge(&mut e, &v));
+    // One episode: the shift is announced, and ends once the baseline has moved to the new level.
+    assert_eq!(ev.len(), 2, "{ev:?}");
+    assert_eq!(s(&ev[0].1, "vigil.anomaly.state"), "start");
+    assert_eq!(s(&ev[1].1, "vigil.anomaly.state"), "end");
+    let id = ComponentId::new("anomalydetection", None);
+    let err = parse(&id, &json!({"confirm_points": 0}))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("confirm_points"), "{err}");
 }
 
 #[test]
@@ -573,7 +602,7 @@ async fn connector_sends_events_and_score_gauges() {
     next.insert(Signal::Metrics, metrics_out.clone());
     let id = ComponentId::new("anomalydetection", None);
     let c = factory()
-        .create(&id, &json!({"interval": "1s"}), next)
+        .create(&id, &json!({"interval": "1s", "confirm_points": 1}), next)
         .unwrap();
     c.start(&Host::detached()).await.unwrap();
     let mut v = noisy(120);
