@@ -164,8 +164,40 @@ fn now_ns() -> u64 {
         .unwrap_or(0)
 }
 
+/// The processor's notion of now: the newest finding's data time, advanced by the wall clock since it
+/// was seen. Findings replayed faster than real time (a backfill, a simulated scenario) then resolve on
+/// their own timeline instead of waiting minutes of wall time; live findings track the wall clock.
+#[derive(Default)]
+struct DataClock {
+    data_ns: u64,
+    wall_at: u64,
+}
+
+impl DataClock {
+    fn see(&mut self, data_ns: u64, wall: u64) {
+        // A timestamp far in the future is a skewed clock, not data replayed fast: it must not resolve
+        // every incident at once.
+        if data_ns > wall.saturating_add(3600 * 1_000_000_000) {
+            return;
+        }
+        if self.data_ns == 0 || data_ns > self.now(wall) {
+            self.data_ns = data_ns;
+            self.wall_at = wall;
+        }
+    }
+
+    fn now(&self, wall: u64) -> u64 {
+        if self.data_ns == 0 {
+            return wall;
+        }
+        self.data_ns
+            .saturating_add(wall.saturating_sub(self.wall_at))
+    }
+}
+
 struct Inner {
     label: String,
+    clock: Mutex<DataClock>,
     next: Arc<dyn Consumer>,
     engine: Mutex<Correlator>,
     graph: OnceLock<Arc<DependencyGraph>>,
@@ -194,6 +226,7 @@ impl Correlation {
         Correlation {
             inner: Arc::new(Inner {
                 label: id.to_string(),
+                clock: Mutex::new(DataClock::default()),
                 next,
                 engine: Mutex::new(Correlator::new(cfg.engine(), first_id)),
                 graph: OnceLock::new(),
@@ -257,6 +290,13 @@ impl Inner {
         }
         let topo = self.topology();
         let mut engine = lock(&self.engine);
+        {
+            let wall = now_ns();
+            let mut clock = lock(&self.clock);
+            for e in &events {
+                clock.see(e.time_ns, wall);
+            }
+        }
         let out = engine.observe_all(&events, topo);
         self.count_engine(&engine);
         out
@@ -280,7 +320,7 @@ impl Inner {
             let reports = if final_tick {
                 engine.close_all(topo)
             } else {
-                engine.tick(now_ns(), topo)
+                engine.tick(lock(&self.clock).now(now_ns()), topo)
             };
             self.count_engine(&engine);
             reports
@@ -570,6 +610,22 @@ fn reports_to_logs(reports: &[Report], now: u64) -> ResourceLogs {
 mod tests {
     use super::*;
     use vigil_core::attrs::kv_f64;
+
+    #[test]
+    fn the_clock_follows_data_time_and_then_the_wall() {
+        let mut c = DataClock::default();
+        assert_eq!(c.now(500), 500);
+        c.see(u64::MAX / 2, 550);
+        assert_eq!(c.now(560), 560, "a skewed future time is ignored");
+        // Replayed data far ahead of (or behind) the wall clock sets the clock.
+        c.see(10_000, 600);
+        assert_eq!(c.now(650), 10_050);
+        // An older finding does not move it back.
+        c.see(9_000, 700);
+        assert_eq!(c.now(700), 10_100);
+        c.see(20_000, 710);
+        assert_eq!(c.now(710), 20_000);
+    }
 
     #[derive(Default)]
     struct Sink(Mutex<Vec<LogRecord>>);

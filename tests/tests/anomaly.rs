@@ -66,6 +66,8 @@ receivers:
         endpoint: 127.0.0.1:{grpc}
 connectors:
   anomalydetection:
+    # One injected spike is the whole anomaly here; by default an outlier needs a second point.
+    confirm_points: 1
 exporters:
   file:
     path: {}

@@ -153,94 +153,27 @@ fn run_one(seed: u64, services: usize, args: &RcaArgs) -> anyhow::Result<Outcome
             }
         }
     };
-    let mut dets: std::collections::HashMap<String, vigil_detect::series::SeriesDetector> =
-        Default::default();
     for step in 0..sc.cfg.steps {
         let (traces, metrics) = sc.step(step);
-        if explain
-            && step >= sc.cfg.fault_at_step.saturating_sub(3)
-            && step < sc.cfg.fault_at_step + sc.cfg.fault_steps + 3
-        {
-            for rm in &metrics {
-                let res = rm
-                    .resource
-                    .as_ref()
-                    .map(|r| r.attributes.as_slice())
-                    .unwrap_or(&[]);
-                if vigil_core::attrs::get_str(res, "service.name") != Some(faulty.as_str()) {
-                    continue;
-                }
-                for m in rm.scope_metrics.iter().flat_map(|s| s.metrics.iter()) {
-                    if let Some(vigil_core::otlp::metrics::v1::metric::Data::Gauge(g)) = &m.data {
-                        for p in &g.data_points {
-                            if let Some(
-                                vigil_core::otlp::metrics::v1::number_data_point::Value::AsDouble(
-                                    v,
-                                ),
-                            ) = p.value
-                            {
-                                let d = dets.entry(m.name.clone()).or_default();
-                                let o = d.observe(p.time_unix_nano as f64 / 1e9, v);
-                                println!("    faulty {} step {step} value {v:.4} score {:.3} {:?} exp {:.4} band {:.4}", m.name, o.score, o.part, o.expected, o.upper - o.expected);
-                            }
-                        }
-                    }
-                }
-            }
-        } else if explain {
-            for rm in &metrics {
-                let res = rm
-                    .resource
-                    .as_ref()
-                    .map(|r| r.attributes.as_slice())
-                    .unwrap_or(&[]);
-                if vigil_core::attrs::get_str(res, "service.name") != Some(faulty.as_str()) {
-                    continue;
-                }
-                for m in rm.scope_metrics.iter().flat_map(|s| s.metrics.iter()) {
-                    if let Some(vigil_core::otlp::metrics::v1::metric::Data::Gauge(g)) = &m.data {
-                        for p in &g.data_points {
-                            if let Some(
-                                vigil_core::otlp::metrics::v1::number_data_point::Value::AsDouble(
-                                    v,
-                                ),
-                            ) = p.value
-                            {
-                                dets.entry(m.name.clone())
-                                    .or_default()
-                                    .observe(p.time_unix_nano as f64 / 1e9, v);
-                            }
-                        }
-                    }
-                }
-            }
-        }
         let wall = (sc.time_of(step + 1)) as f64 / 1e9;
         let traces = Telemetry::Traces(traces);
         sg.ingest(&traces);
         sg.expire(Duration::from_secs(3600));
-        out.points += metrics
-            .iter()
-            .flat_map(|m| m.scope_metrics.iter())
-            .map(|s| s.metrics.len())
-            .sum::<usize>();
         let mut produced = engine.ingest(&Telemetry::Metrics(metrics), wall);
         if !args.gauges_only {
             engine.ingest(&traces, wall);
+            // The connector stamps its points with the wall clock; here data time runs faster.
+            let mut edges = sg.metrics();
+            let now = sc.time_of(step + 1);
+            for m in edges
+                .iter_mut()
+                .flat_map(|rm| rm.scope_metrics.iter_mut())
+                .flat_map(|sm| sm.metrics.iter_mut())
             {
-                // The connector stamps its points with the wall clock; here data time runs faster.
-                let mut edges = sg.metrics();
-                let now = sc.time_of(step + 1);
-                for m in edges
-                    .iter_mut()
-                    .flat_map(|rm| rm.scope_metrics.iter_mut())
-                    .flat_map(|sm| sm.metrics.iter_mut())
-                {
-                    restamp(m, now);
-                }
-                let edges = Telemetry::Metrics(edges);
-                produced.logs.extend(engine.ingest(&edges, wall).logs);
+                restamp(m, now);
             }
+            let edges = Telemetry::Metrics(edges);
+            produced.logs.extend(engine.ingest(&edges, wall).logs);
             produced.logs.extend(engine.tick(wall, false).logs);
         }
         let topo: &dyn Topology = graph.as_ref();
@@ -276,6 +209,8 @@ fn run_one(seed: u64, services: usize, args: &RcaArgs) -> anyhow::Result<Outcome
         let reports = corr.tick(sc.time_of(step + 1), topo);
         note(reports, &mut out);
     }
+    // Every value a detector scored: gauge points, and per-window RED and edge values.
+    out.points = usize::try_from(engine.counts().points).unwrap_or(usize::MAX);
     let topo: &dyn Topology = graph.as_ref();
     let reports = corr.close_all(topo);
     note(reports, &mut out);
