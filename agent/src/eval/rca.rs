@@ -112,7 +112,8 @@ fn run_one(seed: u64, services: usize, args: &RcaArgs) -> anyhow::Result<Outcome
         );
     }
     let step_of = move |ns: u64| ns.saturating_sub(t0) as f64 / (sc_step_secs as f64 * 1e9);
-    let mut note = |reports: Vec<vigil_detect::incident::Report>, out: &mut Outcome| {
+    // `now`: the data time at which the reports came out (the end of the step being processed).
+    let mut note = |reports: Vec<vigil_detect::incident::Report>, out: &mut Outcome, now: u64| {
         for r in reports {
             if explain {
                 println!(
@@ -142,8 +143,7 @@ fn run_one(seed: u64, services: usize, args: &RcaArgs) -> anyhow::Result<Outcome
                 .any(|m| m.service.as_deref() == Some(&faulty));
             if has && r.incident.last_ns >= fault_ns {
                 if out.to_incident_s.is_none() {
-                    out.to_incident_s =
-                        Some(r.incident.last_ns.saturating_sub(fault_ns) as f64 / 1e9);
+                    out.to_incident_s = Some(now.saturating_sub(fault_ns) as f64 / 1e9);
                 }
                 let cands = r.candidates.iter().map(|c| c.service.clone()).collect();
                 match &best {
@@ -204,16 +204,17 @@ fn run_one(seed: u64, services: usize, args: &RcaArgs) -> anyhow::Result<Outcome
                 }
             }
         }
+        let now = sc.time_of(step + 1);
         let reports = corr.observe_all(&events, topo);
-        note(reports, &mut out);
-        let reports = corr.tick(sc.time_of(step + 1), topo);
-        note(reports, &mut out);
+        note(reports, &mut out, now);
+        let reports = corr.tick(now, topo);
+        note(reports, &mut out, now);
     }
     // Every value a detector scored: gauge points, and per-window RED and edge values.
     out.points = usize::try_from(engine.counts().points).unwrap_or(usize::MAX);
     let topo: &dyn Topology = graph.as_ref();
     let reports = corr.close_all(topo);
-    note(reports, &mut out);
+    note(reports, &mut out, sc.time_of(sc.cfg.steps));
     if let Some((_, cands)) = best {
         out.top = cands.first().cloned();
         out.top1 = cands.first() == Some(&out.faulty);
