@@ -1,7 +1,8 @@
 //! A simulated fault end to end through the real binaries: `vigil-loadgen scenario` (6 services, seed 5)
 //! sends linked spans and per-service gauges over OTLP/gRPC to vigil, where `servicegraph` learns the
-//! topology, `anomalydetection` turns the gauges into `vigil.anomaly` events and `correlation` groups
-//! them. Exactly one incident must come out, with the faulty service as its top root-cause candidate.
+//! topology, `anomalydetection` turns the gauges, the spans' RED windows and servicegraph's edge metrics
+//! into `vigil.anomaly` events (the data flow of `config-examples/incidents.yaml`) and `correlation`
+//! groups them. Exactly one incident must come out, with the faulty service as its top root-cause candidate.
 
 use serde_json::Value;
 use std::process::Command;
@@ -56,12 +57,12 @@ service:
   pipelines:
     traces:
       receivers: [otlp]
-      exporters: [servicegraph]
+      exporters: [servicegraph, anomalydetection]
     metrics/graph:
       receivers: [servicegraph]
       exporters: [file]
     metrics:
-      receivers: [otlp]
+      receivers: [otlp, servicegraph]
       exporters: [anomalydetection]
     logs:
       receivers: [anomalydetection]
