@@ -275,6 +275,8 @@ impl Correlator {
                         m.last_ns = m.last_ns.max(ev.time_ns);
                         m.peak = m.peak.max(ev.score);
                         o.incident.last_ns = o.incident.last_ns.max(ev.time_ns);
+                        // The end was only just seen: the next tick starts the gap.
+                        o.idle_since = None;
                     }
                 }
                 return out;
@@ -289,6 +291,7 @@ impl Correlator {
                 m.last_ns = m.last_ns.max(ev.time_ns);
                 m.peak = m.peak.max(ev.score);
                 o.incident.last_ns = o.incident.last_ns.max(ev.time_ns);
+                o.idle_since = None;
                 return out;
             }
         }
@@ -317,7 +320,7 @@ impl Correlator {
             active,
         };
         let Some(&first) = found.first() else {
-            out.extend(self.start_incident(member));
+            out.extend(self.start_incident(member, topo));
             return out;
         };
         // The event relates incidents that were apart so far: they become one, kept under the id of
@@ -373,6 +376,7 @@ impl Correlator {
             o.incident.last_ns = o.incident.last_ns.max(ev.time_ns);
             o.pending_update = true;
         }
+        o.idle_since = None;
         if !o.confirmed && o.incident.members.len() >= self.cfg.min_members.max(1) {
             o.confirmed = true;
             o.pending_update = false;
@@ -387,18 +391,34 @@ impl Correlator {
         out
     }
 
-    // A new incident with one member; it is reported at once only if one member is enough.
-    fn start_incident(&mut self, member: Member) -> Option<Report> {
+    // A new incident with one member; it is reported at once only if one member is enough. Making
+    // room evicts the least recently active incident, pending ones first (nobody was told of them);
+    // an evicted reported one gets its `Resolved`, so that opens and resolves still pair up.
+    fn start_incident(&mut self, member: Member, topo: &dyn Topology) -> Vec<Report> {
+        let mut out = Vec::new();
         if self.open.len() >= self.cfg.max_incidents.max(1) {
-            // Evict the least recently active: it is the most likely to be over already.
             if let Some((idx, _)) = self
                 .open
                 .iter()
                 .enumerate()
-                .min_by_key(|(_, o)| o.incident.last_ns)
+                .min_by_key(|(_, o)| (o.confirmed, o.incident.last_ns))
             {
-                self.open.remove(idx);
-                self.evicted_incidents += 1;
+                if let Some(o) = self.open.remove(idx) {
+                    self.evicted_incidents += 1;
+                    if o.confirmed {
+                        out.push(Report {
+                            status: Status::Resolved,
+                            candidates: rank(
+                                &o.incident,
+                                topo,
+                                self.cfg.max_hops,
+                                self.cfg.candidates,
+                            ),
+                            incident: o.incident,
+                            merged_into: None,
+                        });
+                    }
+                }
             }
         }
         let id = self.next_id;
@@ -412,7 +432,7 @@ impl Correlator {
             dropped_members: 0,
         };
         let confirmed = self.cfg.min_members <= 1;
-        let report = confirmed.then(|| Report {
+        out.extend(confirmed.then(|| Report {
             status: Status::Open,
             candidates: rank(
                 &incident,
@@ -422,7 +442,7 @@ impl Correlator {
             ),
             incident: incident.clone(),
             merged_into: None,
-        });
+        }));
         self.open.push_back(Open {
             incident,
             confirmed,
@@ -430,7 +450,7 @@ impl Correlator {
             pending_update: false,
             last_report_ns: t,
         });
-        report
+        out
     }
 
     /// Takes in the events of one batch. An incident opened by the batch is reported once, with its
@@ -481,11 +501,14 @@ impl Correlator {
                 }
             }
             let live = o.incident.members.iter().any(|m| m.active);
-            if live {
+            let quiet = if live {
                 o.idle_since = None;
-            }
-            let quiet_from = o.incident.last_ns.max(*o.idle_since.get_or_insert(now_ns));
-            if !live && now_ns.saturating_sub(quiet_from) >= self.cfg.gap_ns {
+                false
+            } else {
+                let since = *o.idle_since.get_or_insert(now_ns);
+                now_ns.saturating_sub(o.incident.last_ns.max(since)) >= self.cfg.gap_ns
+            };
+            if quiet {
                 if o.confirmed {
                     out.push(Report {
                         status: Status::Resolved,
@@ -763,13 +786,26 @@ mod tests {
             ..Config::default()
         };
         let mut c = Correlator::new(cfg, 1);
+        let mut reports = Vec::new();
         for (i, s) in ["a", "b", "c"].iter().enumerate() {
-            c.observe(
+            reports.extend(c.observe(
                 &ev(EventKind::AnomalyStart, s, s, 10 + i as u64, 0.6),
                 &NoTopology,
-            );
+            ));
         }
         assert_eq!((c.open_count(), c.evicted_incidents), (2, 1));
+        // The evicted incident had been reported, so it is resolved rather than left hanging.
+        let statuses: Vec<(Status, u64)> =
+            reports.iter().map(|r| (r.status, r.incident.id)).collect();
+        assert_eq!(
+            statuses,
+            vec![
+                (Status::Open, 1),
+                (Status::Open, 2),
+                (Status::Resolved, 1),
+                (Status::Open, 3)
+            ]
+        );
         for k in ["c2", "c3"] {
             let mut e = ev(EventKind::AnomalyStart, k, "c", 20, 0.6);
             e.resource = "host-c".into();
@@ -852,6 +888,23 @@ mod tests {
         assert_eq!(r.len(), 1);
         assert_eq!(r[0].status, Status::Open);
         assert_eq!(r[0].incident.members.len(), 2);
+    }
+
+    #[test]
+    fn the_gap_runs_from_the_first_tick_that_saw_the_end() {
+        let t = topo();
+        let mut c = Correlator::new(Config::default(), 1);
+        c.observe(&ev(EventKind::AnomalyStart, "db", "db-1", 100, 0.9), &t);
+        // Live ticks must not start the gap.
+        for now in [150, 200] {
+            assert!(c.tick(now * SEC, &t).is_empty());
+        }
+        c.observe(&ev(EventKind::AnomalyEnd, "db", "db-1", 105, 0.9), &t);
+        assert!(c.tick(220 * SEC, &t).is_empty());
+        assert!(c.tick(339 * SEC, &t).is_empty());
+        let r = c.tick(340 * SEC, &t);
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].status, Status::Resolved);
     }
 
     #[test]

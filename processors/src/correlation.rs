@@ -164,6 +164,9 @@ fn now_ns() -> u64 {
         .unwrap_or(0)
 }
 
+/// How far past the wall clock a finding's time may be before it counts as a skewed clock.
+const FUTURE_SKEW_NS: u64 = 3600 * 1_000_000_000;
+
 /// The processor's notion of now: the newest finding's data time, advanced by the wall clock since it
 /// was seen. Findings replayed faster than real time (a backfill, a simulated scenario) then resolve on
 /// their own timeline instead of waiting minutes of wall time; live findings track the wall clock.
@@ -177,7 +180,7 @@ impl DataClock {
     fn see(&mut self, data_ns: u64, wall: u64) {
         // A timestamp far in the future is a skewed clock, not data replayed fast: it must not resolve
         // every incident at once.
-        if data_ns > wall.saturating_add(3600 * 1_000_000_000) {
+        if data_ns > wall.saturating_add(FUTURE_SKEW_NS) {
             return;
         }
         if self.data_ns == 0 || data_ns > self.now(wall) {
@@ -293,7 +296,13 @@ impl Inner {
         {
             let wall = now_ns();
             let mut clock = lock(&self.clock);
-            for e in &events {
+            for e in events.iter_mut() {
+                // A finding stamped far in the future (a skewed host clock) would sit ahead of the
+                // clock for good, never go quiet and absorb every related finding: it is taken as seen
+                // now.
+                if e.time_ns > wall.saturating_add(FUTURE_SKEW_NS) {
+                    e.time_ns = clock.now(wall);
+                }
                 clock.see(e.time_ns, wall);
             }
         }
@@ -302,11 +311,15 @@ impl Inner {
         out
     }
 
+    fn now(&self) -> u64 {
+        lock(&self.clock).now(now_ns())
+    }
+
     async fn emit(&self, reports: Vec<Report>) {
         if reports.is_empty() {
             return;
         }
-        let now = now_ns();
+        let now = self.now();
         let rl = reports_to_logs(&reports, now);
         if let Err(e) = self.next.consume(Telemetry::Logs(vec![rl])).await {
             tracing::warn!(processor = %self.label, error = %e, "incident records dropped");
@@ -320,7 +333,7 @@ impl Inner {
             let reports = if final_tick {
                 engine.close_all(topo)
             } else {
-                engine.tick(lock(&self.clock).now(now_ns()), topo)
+                engine.tick(self.now(), topo)
             };
             self.count_engine(&engine);
             reports
@@ -372,7 +385,7 @@ impl Consumer for Correlation {
         };
         let reports = self.inner.observe(&batch);
         if !reports.is_empty() {
-            batch.push(reports_to_logs(&reports, now_ns()));
+            batch.push(reports_to_logs(&reports, self.inner.now()));
         }
         self.inner.next.consume(Telemetry::Logs(batch)).await
     }
@@ -439,8 +452,8 @@ pub fn to_event(resource: &[KeyValue], r: &LogRecord) -> Option<Event> {
             let id = get_str(a, "log.pattern.id")
                 .map(str::to_string)
                 .unwrap_or_else(|| body_text(r));
-            let mut text = body_text(r);
-            text.truncate(80);
+            // At most 80 characters; a byte cut could split a multi-byte character.
+            let text: String = body_text(r).chars().take(80).collect();
             (
                 EventKind::Pattern,
                 format!("pattern:{}:{id}", service.as_deref().unwrap_or("")),
@@ -767,6 +780,56 @@ mod tests {
             get_str(&resolved.attributes, "vigil.incident.first_seen"),
             Some("1970-01-01T00:01:40.000Z")
         );
+    }
+
+    #[test]
+    fn a_long_multibyte_pattern_body_is_cut_on_a_character() {
+        let r = LogRecord {
+            event_name: "vigil.pattern.new".into(),
+            body: Some(AnyValue {
+                value: Some(Value::StringValue("é".repeat(100))),
+            }),
+            attributes: vec![kv_str("log.pattern.id", "p1")],
+            ..Default::default()
+        };
+        let e = to_event(&[kv_str("service.name", "api")], &r).expect("a finding");
+        assert_eq!(e.kind, EventKind::Pattern);
+        assert!(e.detail.contains(&"é".repeat(80)), "{}", e.detail);
+        assert!(!e.detail.contains(&"é".repeat(81)), "{}", e.detail);
+    }
+
+    #[tokio::test]
+    async fn a_finding_stamped_far_in_the_future_still_resolves() {
+        let sink = Arc::new(Sink::default());
+        let id = ComponentId::parse("correlation").unwrap();
+        let cfg = CorrelationConfig {
+            gap: Duration::from_millis(50),
+            ..CorrelationConfig::default()
+        };
+        let p = Correlation::new(&id, cfg, sink.clone());
+        p.start(&Host::detached()).await.unwrap();
+        // Ten years ahead of the wall clock: a skewed host clock.
+        let t = now_ns() / 1_000_000_000 + 10 * 365 * 24 * 3600;
+        p.consume(Telemetry::Logs(vec![anomaly("db-1", "start", t, 0.9)]))
+            .await
+            .unwrap();
+        p.consume(Telemetry::Logs(vec![anomaly("db-1", "end", t + 10, 0.9)]))
+            .await
+            .unwrap();
+        let resolved = || {
+            lock(&sink.0).iter().any(|r| {
+                r.event_name == "vigil.incident"
+                    && get_str(&r.attributes, "vigil.incident.status") == Some("resolved")
+            })
+        };
+        for _ in 0..200 {
+            if resolved() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(resolved(), "the incident never resolved before shutdown");
+        p.shutdown().await.unwrap();
     }
 
     #[test]

@@ -139,6 +139,13 @@ fn run_one(seed: u64, services: usize, args: &RcaArgs) -> anyhow::Result<Outcome
             if r.status == Status::Open {
                 out.incidents += 1;
             }
+            // The incident followed lives on in the one it was merged into.
+            if let (Some(into), Some((id, _))) = (r.merged_into, &best) {
+                if *id == r.incident.id {
+                    best = Some((into, Vec::new()));
+                }
+                continue;
+            }
             let has = r
                 .incident
                 .members
@@ -260,6 +267,13 @@ fn ratio(a: usize, b: usize) -> f64 {
 
 pub fn run(args: RcaArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.scenarios > 0, "--scenarios must be at least 1");
+    if let Some(m) = args.min_members {
+        let max = CorrelationConfig::default().max_members;
+        anyhow::ensure!(
+            (1..=max).contains(&m),
+            "--min-members must be between 1 and {max}, got {m}"
+        );
+    }
     anyhow::ensure!(
         args.min_services >= 2 && args.min_services <= args.max_services,
         "--min-services must be at least 2 and at most --max-services"

@@ -89,8 +89,6 @@ pub struct EpisodeTracker {
     anomalous: u32,
     quiet: u32,
     since_last: u32,
-    /// Candidates dropped because the run ended before `confirm_points`.
-    pub unconfirmed: u64,
 }
 
 impl EpisodeTracker {
@@ -103,7 +101,6 @@ impl EpisodeTracker {
             anomalous: 0,
             quiet: 0,
             since_last: 0,
-            unconfirmed: 0,
         }
     }
 
@@ -154,7 +151,6 @@ impl EpisodeTracker {
                     self.quiet += 1;
                     if self.quiet >= self.config.quiet_points {
                         self.open = None;
-                        self.unconfirmed += 1;
                     }
                     return None;
                 }
