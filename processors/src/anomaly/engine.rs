@@ -11,7 +11,7 @@ use super::events::{anomaly_event, forecast_event, EndReason, ScoreBatch};
 use super::identity::{attrs_hash, series_key, SeriesMeta};
 use super::windows::{AggKind, AggMeta, Flushed, Windows};
 use std::collections::hash_map::DefaultHasher;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use vigil_core::attrs::{get, get_str, kv, kv_str, value_to_string};
 use vigil_core::otlp::common::v1::KeyValue;
@@ -496,6 +496,7 @@ impl Engine {
         for rs in rss {
             let resource: &[KeyValue] = rs.resource.as_ref().map_or(&[], |r| &r.attributes);
             let service = get_str(resource, "service.name").unwrap_or("unknown_service");
+            let children = client_time_by_parent(rs);
             for ss in &rs.scope_spans {
                 for span in &ss.spans {
                     let kind = match SpanKind::try_from(span.kind) {
@@ -530,6 +531,26 @@ impl Engine {
                         resource: resource.to_vec(),
                     };
                     self.windows.add(key, make, t, wall, error, latency_ms);
+                    // A service's own slowness hides in its span duration when most of that is
+                    // waiting on callees; its self time shows it. Only spans whose client children
+                    // came in the same batch have one (a leaf's self time is its duration anyway).
+                    let Some(child_ms) = children.get(span.span_id.as_slice()) else {
+                        continue;
+                    };
+                    let Some(ms) = latency_ms else { continue };
+                    let key = hash_of(&["self", service, &span.name, kind]);
+                    let make = || AggMeta {
+                        kind: AggKind::SelfTime,
+                        key,
+                        attributes: vec![
+                            kv_str("service.name", service),
+                            kv_str("span.name", span.name.clone()),
+                            kv_str("span.kind", kind),
+                        ],
+                        resource: resource.to_vec(),
+                    };
+                    let own = (ms - child_ms).max(0.0);
+                    self.windows.add(key, make, t, wall, false, Some(own));
                 }
             }
         }
@@ -609,6 +630,12 @@ impl Engine {
                     ],
                 )
             }
+            // The median only: a child exported in an earlier batch inflates a few self times, and
+            // the median does not care.
+            AggKind::SelfTime => (
+                Signal::Traces,
+                vec![("red.self_time.p50", b.latency.quantile(0.5))],
+            ),
             AggKind::LogRate => (Signal::Logs, vec![("log.record.rate", Some(rate))]),
             AggKind::PatternRate => (Signal::Logs, vec![("log.pattern.rate", Some(rate))]),
         };
@@ -623,6 +650,25 @@ impl Engine {
             self.observe(key, make, f.t, v, wall, out);
         }
     }
+}
+
+/// Milliseconds spent in client spans, summed per parent span id, within one resource's spans.
+/// Overlapping (parallel) calls are summed too, which can only make a self time smaller; it is floored
+/// at zero.
+fn client_time_by_parent(rs: &ResourceSpans) -> HashMap<&[u8], f64> {
+    let mut by_parent: HashMap<&[u8], f64> = HashMap::new();
+    for span in rs.scope_spans.iter().flat_map(|ss| ss.spans.iter()) {
+        if span.kind != SpanKind::Client as i32
+            || span.parent_span_id.is_empty()
+            || span.start_time_unix_nano == 0
+            || span.end_time_unix_nano < span.start_time_unix_nano
+        {
+            continue;
+        }
+        let ms = (span.end_time_unix_nano - span.start_time_unix_nano) as f64 / 1e6;
+        *by_parent.entry(span.parent_span_id.as_slice()).or_default() += ms;
+    }
+    by_parent
 }
 
 // Builds a metric series' meta only when the series is new: most points belong to a known series, and

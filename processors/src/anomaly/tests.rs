@@ -353,6 +353,67 @@ fn red_windows_feed_rate_errors_and_latency() {
     );
 }
 
+/// `n` server spans of `total_ms`, each with one client child of `child_ms` in the same batch.
+fn spans_with_children(window_start: f64, n: usize, total_ms: f64, child_ms: f64) -> Telemetry {
+    let mut spans = Vec::new();
+    for i in 0..n {
+        let end = window_start + 1.0 + i as f64 * (8.0 / n as f64);
+        let start = end - total_ms / 1000.0;
+        let id = (i as u64 + 1).to_be_bytes().to_vec();
+        spans.push(Span {
+            name: "GET /cart".into(),
+            kind: SpanKind::Client as i32,
+            span_id: (i as u64 + 1000).to_be_bytes().to_vec(),
+            parent_span_id: id.clone(),
+            start_time_unix_nano: ((start + 0.001) * 1e9) as u64,
+            end_time_unix_nano: ((start + 0.001 + child_ms / 1000.0) * 1e9) as u64,
+            ..Default::default()
+        });
+        spans.push(Span {
+            name: "GET /cart".into(),
+            kind: SpanKind::Server as i32,
+            span_id: id,
+            start_time_unix_nano: (start * 1e9) as u64,
+            end_time_unix_nano: (end * 1e9) as u64,
+            ..Default::default()
+        });
+    }
+    Telemetry::Traces(vec![ResourceSpans {
+        resource: resource(vec![kv_str("service.name", "cart")]),
+        scope_spans: vec![ScopeSpans {
+            spans,
+            ..Default::default()
+        }],
+        ..Default::default()
+    }])
+}
+
+#[test]
+fn self_time_shows_a_slowdown_hidden_behind_a_slow_callee() {
+    let mut e = Engine::new(settings(json!({"interval": "10s"})), false);
+    let mut out = Vec::new();
+    for w in 0..140 {
+        let start = T0 + 10.0 * w as f64;
+        // 400 ms waiting on the callee and 10 ms of own work; from window 100 the own work is 30 ms:
+        // +5% on the duration, ×3 on the self time.
+        let own = if w >= 100 { 30.0 } else { 10.0 };
+        e.ingest(&spans_with_children(start, 20, 400.0 + own, 400.0), WALL);
+        out.push(e.tick(WALL, false));
+    }
+    // Rate, error ratio, p50, p99, and the self time's p50.
+    assert_eq!(e.counts().live, 5);
+    let ev = events(&out);
+    let starts: Vec<_> = ev
+        .iter()
+        .filter(|(_, a, _)| s(a, "vigil.anomaly.state") == "start")
+        .map(|(_, a, _)| s(a, "vigil.anomaly.metric"))
+        .collect();
+    assert!(
+        starts.iter().any(|m| m == "red.self_time.p50"),
+        "the self time should be anomalous: {starts:?}"
+    );
+}
+
 #[test]
 fn red_latency_quantiles_come_from_the_window() {
     use super::windows::{AggKind, AggMeta, Windows};

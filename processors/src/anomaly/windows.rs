@@ -23,6 +23,9 @@ const SKETCH_GAMMA: f64 = 1.02;
 pub enum AggKind {
     /// Spans of one service, span name and kind.
     Red,
+    /// The same spans' self time: duration minus their client children's, where the children came in
+    /// the same batch.
+    SelfTime,
     /// Log records of one service and severity.
     LogRate,
     /// Log records of one service and `log.pattern.id`.
