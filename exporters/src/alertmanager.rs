@@ -153,8 +153,11 @@ impl AlertmanagerSender {
                 let starts = get_str(&r.attributes, "vigil.incident.first_seen")
                     .map(str::to_string)
                     .or_else(|| rfc3339(r.time_unix_nano));
+                // Alertmanager only takes an alert as resolved when `endsAt` has passed; a future one
+                // (a record stamped by a clock running ahead) would merge with the open alert's
+                // later `endsAt` and keep it firing.
                 let end_ns = if resolved {
-                    r.time_unix_nano.max(1)
+                    r.time_unix_nano.min(now).max(1)
                 } else {
                     ahead
                 };
@@ -176,7 +179,7 @@ impl AlertmanagerSender {
                     rfc3339(r.time_unix_nano)
                 };
                 let end_ns = if ended {
-                    r.time_unix_nano.max(1)
+                    r.time_unix_nano.min(now).max(1)
                 } else {
                     ahead
                 };
@@ -400,10 +403,20 @@ mod tests {
         assert_eq!(open["startsAt"], "2023-11-14T22:13:20.000Z");
         let end = 1_700_000_100_000_000_000;
         let resolved = s
-            .alert(&incident("resolved", "api", end), &res, 10)
+            .alert(&incident("resolved", "api", end), &res, end + 5_000_000_000)
             .unwrap();
         assert_eq!(resolved["labels"]["root_cause"], "db-1");
         assert_eq!(resolved["endsAt"], "2023-11-14T22:15:00.000Z");
+        // A resolve stamped ahead of the wall clock must not leave the alert firing until then.
+        s.alert(&incident("open", "db-1", 5), &res, 10).unwrap();
+        let early = s
+            .alert(
+                &incident("resolved", "db-1", end),
+                &res,
+                end - 60_000_000_000,
+            )
+            .unwrap();
+        assert_eq!(early["endsAt"], "2023-11-14T22:14:00.000Z");
         // Anomalies are not sent unless asked for.
         let mut a = incident("open", "x", 5);
         a.event_name = "vigil.anomaly".into();
