@@ -216,6 +216,8 @@ struct HostInner {
     extensions: HashMap<ComponentId, Arc<dyn Extension>>,
     fatal: mpsc::UnboundedSender<(ComponentId, String)>,
     shared: Mutex<HashMap<String, Arc<dyn Any + Send + Sync>>>,
+    /// When the whole shutdown must be over (`--shutdown-timeout` from its start), once it began.
+    shutdown_deadline: Mutex<Option<std::time::Instant>>,
 }
 
 impl Host {
@@ -228,6 +230,7 @@ impl Host {
                 extensions,
                 fatal,
                 shared: Mutex::new(HashMap::new()),
+                shutdown_deadline: Mutex::new(None),
             }),
         }
     }
@@ -258,6 +261,26 @@ impl Host {
             Some(r) => Ok(r?),
             None => anyhow::bail!("extension {storage_id} is not a storage extension"),
         }
+    }
+
+    /// The service is stopping and must be done by `at`. Components that drain (exporter queues) fit
+    /// their drain into what is left, so that what they cannot deliver is counted and logged rather
+    /// than cut off unreported when the process exits.
+    pub fn set_shutdown_deadline(&self, at: std::time::Instant) {
+        *self
+            .inner
+            .shutdown_deadline
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(at);
+    }
+
+    /// The deadline set by [`Host::set_shutdown_deadline`], if the service is stopping.
+    pub fn shutdown_deadline(&self) -> Option<std::time::Instant> {
+        *self
+            .inner
+            .shutdown_deadline
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// A running component hit an error it cannot recover from; the service stops.

@@ -711,3 +711,47 @@ fn truncated_queue_file_is_reported_and_the_agent_goes_on() {
     assert_eq!(seen.len(), 300);
     assert!(seqs_arrived(&backend.out, "before").is_empty());
 }
+
+#[test]
+fn a_short_shutdown_timeout_still_counts_and_reports_what_is_lost() {
+    // A backend that is down for good: the queue cannot drain, and the exporter's own 15 s drain is
+    // longer than the agent may take.
+    let fake = fake_backend(|_| (503, None));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = FrontPorts::new();
+    let path = dir.path().join("front.yaml");
+    std::fs::write(&path, front_config(p, &otlphttp_exporter(fake.port), None))
+        .expect("write front config");
+    let mut front = Agent::start(&[
+        "--config".into(),
+        path.display().to_string(),
+        "--shutdown-timeout".into(),
+        "3s".into(),
+    ]);
+    front.wait_http_ok(
+        &format!("http://127.0.0.1:{}/", p.health),
+        Duration::from_secs(30),
+    );
+    let (report, _) = loadgen(p.grpc, "stuck", &["--items", "20", "--batch", "10"]);
+    assert_eq!(report["sent"].as_u64(), Some(20), "{report}");
+    eventually(Duration::from_secs(30), "the backend tried", || {
+        (fake.requests().len() >= 2).then_some(())
+    });
+    front.signal(libc::SIGTERM);
+    assert_eq!(
+        front.wait_exit(Duration::from_secs(60)),
+        Some(0),
+        "{}",
+        front.logs()
+    );
+    let logs = front.logs();
+    // The drain fitted into the 3 s: the loss is counted and named, not cut off by the deadline.
+    assert!(
+        logs.contains("20 items could not be delivered within the shutdown drain time"),
+        "log:\n{logs}"
+    );
+    assert!(
+        !logs.contains("shutdown did not finish within"),
+        "log:\n{logs}"
+    );
+}

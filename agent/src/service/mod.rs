@@ -150,6 +150,8 @@ impl Service {
             return;
         };
         let timeout = self.shutdown_timeout;
+        self.host
+            .set_shutdown_deadline(std::time::Instant::now() + timeout);
         let stop = async {
             stop_receivers(graph.receivers.iter()).await;
             stop_chain(&graph).await;

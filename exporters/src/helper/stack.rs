@@ -129,6 +129,8 @@ pub struct SendStack<S: Sender> {
     core: Arc<StackCore<S>>,
     workers: Mutex<Vec<JoinHandle<()>>>,
     drain_timeout: Duration,
+    /// The host it started on, for the service's shutdown deadline.
+    host: OnceLock<Host>,
 }
 
 impl<S: Sender> SendStack<S> {
@@ -172,6 +174,7 @@ impl<S: Sender> SendStack<S> {
             }),
             workers: Mutex::new(Vec::new()),
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+            host: OnceLock::new(),
         }
     }
 
@@ -505,9 +508,24 @@ impl<S: Sender> Consumer for SendStack<S> {
     }
 }
 
+impl<S: Sender> SendStack<S> {
+    // The drain time, cut to fit the service's shutdown deadline. A tenth of what is left is kept
+    // back for abandoning the rest and logging it before the process exits.
+    fn drain_budget(&self) -> Duration {
+        match self.host.get().and_then(Host::shutdown_deadline) {
+            Some(at) => {
+                let left = at.saturating_duration_since(std::time::Instant::now());
+                self.drain_timeout.min(left.saturating_sub(left / 10))
+            }
+            None => self.drain_timeout,
+        }
+    }
+}
+
 #[async_trait]
 impl<S: Sender> Component for SendStack<S> {
     async fn start(&self, host: &Host) -> anyhow::Result<()> {
+        let _ = self.host.set(host.clone());
         let core = &self.core;
         core.sender.start(host).await?;
         if !core.queue_cfg.enabled {
@@ -540,8 +558,9 @@ impl<S: Sender> Component for SendStack<S> {
         if queue.is_durable() {
             return self.stop_durable(queue.as_ref()).await;
         }
+        let drain = self.drain_budget();
         let mut workers = self.take_workers();
-        let drained = tokio::time::timeout(self.drain_timeout, async {
+        let drained = tokio::time::timeout(drain, async {
             for w in &mut workers {
                 let _ = w.await;
             }
@@ -570,8 +589,7 @@ impl<S: Sender> Component for SendStack<S> {
             tracing::error!(
                 exporter = %core.id,
                 items = lost,
-                "{lost} items could not be delivered within the shutdown drain time ({:?}) and are lost",
-                self.drain_timeout
+                "{lost} items could not be delivered within the shutdown drain time ({drain:?}) and are lost",
             );
         }
         Ok(())
@@ -844,6 +862,29 @@ mod tests {
             rec.gauge("otelcol_exporter_queue_size{exporter=otlp/test}"),
             0.0
         );
+    }
+
+    #[tokio::test]
+    async fn the_service_deadline_shortens_the_drain() {
+        let rec = TestRecorder::default();
+        let sender = Arc::new(ScriptedSender {
+            hold: Some(Arc::new(tokio::sync::Semaphore::new(0))),
+            ..Default::default()
+        });
+        // The exporter alone would wait an hour for the backend; the service allows 100 ms.
+        let s = stack(&rec, settings(true, 100), sender, ManualClock::new())
+            .drain_timeout(Duration::from_secs(3600));
+        let host = Host::detached();
+        s.start(&host).await.unwrap();
+        for _ in 0..4 {
+            s.consume(sample_traces(2)).await.unwrap();
+        }
+        host.set_shutdown_deadline(std::time::Instant::now() + Duration::from_millis(100));
+        tokio::time::timeout(Duration::from_secs(60), s.shutdown())
+            .await
+            .expect("shutdown kept to the service deadline, not the hour-long drain")
+            .unwrap();
+        assert_eq!((rec.counter(SENT), rec.counter(FAILED)), (0, 8));
     }
 
     #[tokio::test]
