@@ -304,6 +304,11 @@ fn spans(
             ..Default::default()
         }))
         .collect();
+    traces_of(service, spans)
+}
+
+/// One resource's spans as a traces batch.
+fn traces_of(service: &str, spans: Vec<Span>) -> Telemetry {
     Telemetry::Traces(vec![ResourceSpans {
         resource: resource(vec![kv_str("service.name", service)]),
         scope_spans: vec![ScopeSpans {
@@ -378,14 +383,7 @@ fn spans_with_children(window_start: f64, n: usize, total_ms: f64, child_ms: f64
             ..Default::default()
         });
     }
-    Telemetry::Traces(vec![ResourceSpans {
-        resource: resource(vec![kv_str("service.name", "cart")]),
-        scope_spans: vec![ScopeSpans {
-            spans,
-            ..Default::default()
-        }],
-        ..Default::default()
-    }])
+    traces_of("cart", spans)
 }
 
 #[test]
