@@ -122,9 +122,16 @@ service:
 }
 
 fn start_front(dir: &Path, file: &str, cfg: &str, p: FrontPorts) -> Agent {
+    start_front_with(dir, file, cfg, p, &[])
+}
+
+/// `start_front` with more command-line arguments after `--config`.
+fn start_front_with(dir: &Path, file: &str, cfg: &str, p: FrontPorts, extra: &[&str]) -> Agent {
     let path = dir.join(file);
     std::fs::write(&path, cfg).expect("write front config");
-    let mut agent = Agent::start(&["--config".into(), path.display().to_string()]);
+    let mut args = vec!["--config".to_string(), path.display().to_string()];
+    args.extend(extra.iter().map(|a| a.to_string()));
+    let mut agent = Agent::start(&args);
     agent.wait_http_ok(
         &format!("http://127.0.0.1:{}/", p.health),
         Duration::from_secs(30),
@@ -719,18 +726,12 @@ fn a_short_shutdown_timeout_still_counts_and_reports_what_is_lost() {
     let fake = fake_backend(|_| (503, None));
     let dir = tempfile::tempdir().expect("tempdir");
     let p = FrontPorts::new();
-    let path = dir.path().join("front.yaml");
-    std::fs::write(&path, front_config(p, &otlphttp_exporter(fake.port), None))
-        .expect("write front config");
-    let mut front = Agent::start(&[
-        "--config".into(),
-        path.display().to_string(),
-        "--shutdown-timeout".into(),
-        "3s".into(),
-    ]);
-    front.wait_http_ok(
-        &format!("http://127.0.0.1:{}/", p.health),
-        Duration::from_secs(30),
+    let mut front = start_front_with(
+        dir.path(),
+        "front.yaml",
+        &front_config(p, &otlphttp_exporter(fake.port), None),
+        p,
+        &["--shutdown-timeout", "3s"],
     );
     let (report, _) = loadgen(p.grpc, "stuck", &["--items", "20", "--batch", "10"]);
     assert_eq!(report["sent"].as_u64(), Some(20), "{report}");
