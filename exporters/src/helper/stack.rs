@@ -560,9 +560,12 @@ impl<S: Sender> Component for SendStack<S> {
         }
         let drain = self.drain_budget();
         let mut workers = self.take_workers();
+        // A worker is removed as soon as it has finished, so that after a timeout only the ones still
+        // running are awaited again: a finished JoinHandle must not be polled twice (it panics).
         let drained = tokio::time::timeout(drain, async {
-            for w in &mut workers {
+            while let Some(w) = workers.last_mut() {
                 let _ = w.await;
+                workers.pop();
             }
         })
         .await
@@ -611,6 +614,8 @@ mod tests {
         script: Mutex<VecDeque<Result<Delivered, SendError>>>,
         calls: AtomicUsize,
         hold: Option<Arc<tokio::sync::Semaphore>>,
+        /// A request of this many items never gets an answer.
+        hang_on_items: Option<usize>,
     }
 
     /// The test request: just the item count.
@@ -655,8 +660,11 @@ mod tests {
         fn prepare(&self, data: &Telemetry) -> Result<Count, SendError> {
             Ok(Count(data.item_count()))
         }
-        async fn send(&self, _req: &Count) -> Result<Delivered, SendError> {
+        async fn send(&self, req: &Count) -> Result<Delivered, SendError> {
             self.calls.fetch_add(1, Ordering::SeqCst);
+            if self.hang_on_items == Some(req.0) {
+                std::future::pending::<()>().await;
+            }
             if let Some(h) = &self.hold {
                 let _permit = h.acquire().await;
             }
@@ -862,6 +870,41 @@ mod tests {
             rec.gauge("otelcol_exporter_queue_size{exporter=otlp/test}"),
             0.0
         );
+    }
+
+    #[tokio::test]
+    async fn a_drain_cut_short_after_a_consumer_ended_stops_without_panicking() {
+        // The first consumer is busy with a slow batch when the second batch comes, so the second
+        // consumer takes it and hangs on a backend that stopped answering. The first then finishes and
+        // is idle when the stop comes, so it ends as soon as the queue closes. When the drain times
+        // out, the consumer that already ended must not be awaited again: "JoinHandle polled after
+        // completion" killed the agent on Ctrl-C.
+        let rec = TestRecorder::default();
+        let slow = Arc::new(tokio::sync::Semaphore::new(0));
+        let sender = Arc::new(ScriptedSender {
+            hold: Some(slow.clone()),
+            hang_on_items: Some(3),
+            ..Default::default()
+        });
+        let s = stack(
+            &rec,
+            settings(true, 100),
+            sender.clone(),
+            ManualClock::new(),
+        )
+        .drain_timeout(Duration::from_millis(50));
+        s.start(&Host::detached()).await.unwrap();
+        s.consume(sample_traces(2)).await.unwrap();
+        s.consume(sample_traces(3)).await.unwrap();
+        while sender.calls.load(Ordering::SeqCst) < 2 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        slow.add_permits(1);
+        while rec.counter(SENT) < 2 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        s.shutdown().await.unwrap();
+        assert_eq!((rec.counter(SENT), rec.counter(FAILED)), (2, 3));
     }
 
     #[tokio::test]
