@@ -3,7 +3,7 @@
 //! UNAVAILABLE and the other transient codes are retried, RESOURCE_EXHAUSTED only with `RetryInfo`,
 //! everything else is final.
 
-use crate::helper::classify::classify_grpc;
+use crate::helper::classify::classify_grpc_call;
 use crate::helper::encode::{partial_success_proto, proto_request};
 use crate::helper::http::{error_chain, header_map};
 use crate::helper::queue::{signal_from_tag, signal_tag, Persist};
@@ -17,7 +17,10 @@ use http::uri::PathAndQuery;
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::metadata::MetadataMap;
@@ -298,6 +301,73 @@ impl Decoder for RawCodec {
     }
 }
 
+/// A channel that notes whether the answer to a call carried `grpc-status`, in its headers or its
+/// trailers: only then did a gRPC server give a verdict. Without it, tonic's UNKNOWN or INTERNAL
+/// describes a failure on the way (see `classify_grpc_call`).
+#[derive(Clone)]
+struct Observed {
+    channel: Channel,
+    status_seen: Arc<AtomicBool>,
+}
+
+impl tonic::codegen::Service<http::Request<tonic::body::Body>> for Observed {
+    type Response = http::Response<ObservedBody>;
+    type Error = tonic::transport::Error;
+    type Future = tonic::codegen::BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.channel.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
+        let answer = self.channel.call(request);
+        let seen = Arc::clone(&self.status_seen);
+        Box::pin(async move {
+            let response = answer.await?;
+            if response.headers().contains_key(GRPC_STATUS) {
+                seen.store(true, Ordering::Relaxed);
+            }
+            Ok(response.map(|inner| ObservedBody { inner, seen }))
+        })
+    }
+}
+
+const GRPC_STATUS: &str = "grpc-status";
+
+/// A response body that marks the call's flag when its trailers carry `grpc-status`.
+struct ObservedBody {
+    inner: tonic::body::Body,
+    seen: Arc<AtomicBool>,
+}
+
+impl http_body::Body for ObservedBody {
+    type Data = Bytes;
+    type Error = Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Status>>> {
+        let frame = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(f))) = &frame {
+            if f.trailers_ref()
+                .is_some_and(|t| t.contains_key(GRPC_STATUS))
+            {
+                self.seen.store(true, Ordering::Relaxed);
+            }
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// One encoded `Export*ServiceRequest`.
 pub struct GrpcRequest {
     signal: Signal,
@@ -357,7 +427,12 @@ impl Sender for GrpcSender {
             .channel
             .get_or_init(|| self.endpoint.connect_lazy())
             .clone();
-        let mut grpc = tonic::client::Grpc::new(channel)
+        let status_seen = Arc::new(AtomicBool::new(false));
+        let observed = Observed {
+            channel,
+            status_seen: Arc::clone(&status_seen),
+        };
+        let mut grpc = tonic::client::Grpc::new(observed)
             .accept_compressed(CompressionEncoding::Gzip)
             .accept_compressed(CompressionEncoding::Zstd);
         grpc = match self.compression {
@@ -380,7 +455,10 @@ impl Sender for GrpcSender {
         }
         match grpc.unary(request, export_path(req.signal), RawCodec).await {
             Ok(resp) => Ok(partial_success_proto(req.signal, resp.get_ref())),
-            Err(status) => Err(classify_grpc(&status)),
+            Err(status) => Err(classify_grpc_call(
+                &status,
+                status_seen.load(Ordering::Relaxed),
+            )),
         }
     }
 }
@@ -677,6 +755,102 @@ mod tests {
             sync_config("127.0.0.1:9", json!({})),
             ManualClock::new(),
         );
+        let err = e.consume(sample_traces(1)).await.unwrap_err();
+        assert!(err.is_retryable(), "{err:?}");
+    }
+
+    /// What the fault injector does to a connection it spoils.
+    #[derive(Clone, Copy)]
+    enum Fault {
+        /// Reads what the client sent, then resets the connection (RST, not FIN).
+        Reset,
+        /// Answers the HTTP/2 preface as an HTTP/1.1 server does, then closes.
+        Http1,
+    }
+
+    /// A TCP front for the backend at `backend`: the first `bad` connections get `fault`, later ones
+    /// are forwarded, as when a backend (or the proxy before it) recovers.
+    async fn faulty_front(backend: String, fault: Fault, bad: usize) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            let mut spoiled = 0;
+            while let Ok((mut conn, _)) = listener.accept().await {
+                if spoiled < bad {
+                    spoiled += 1;
+                    let mut buf = [0u8; 4096];
+                    let _ = conn.read(&mut buf).await;
+                    match fault {
+                        Fault::Reset => {
+                            // A zero linger turns the close into a reset (RST).
+                            let _ = conn.set_zero_linger();
+                            drop(conn);
+                        }
+                        Fault::Http1 => {
+                            let _ = conn
+                                .write_all(
+                                    b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\
+                                      connection: close\r\n\r\n",
+                                )
+                                .await;
+                            let _ = conn.shutdown().await;
+                        }
+                    }
+                    continue;
+                }
+                let backend = backend.clone();
+                tokio::spawn(async move {
+                    if let Ok(mut up) = tokio::net::TcpStream::connect(&backend).await {
+                        let _ = tokio::io::copy_bidirectional(&mut conn, &mut up).await;
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    /// Sends through a front that spoils the first connection and checks that the failure was
+    /// retried and the spans arrived once the front recovered.
+    async fn delivered_after(fault: Fault) {
+        let (b, backend_addr) = backend().await;
+        let front = faulty_front(backend_addr, fault, 1).await;
+        let rec = TestRecorder::default();
+        let clock = ManualClock::new();
+        let cfg = sync_config(
+            &front,
+            json!({"retry_on_failure": {"enabled": true, "initial_interval": "10ms"}}),
+        );
+        let e = exporter(&rec, cfg, clock.clone());
+        let result = e.consume(sample_traces(3)).await;
+        assert!(result.is_ok(), "{result:?}");
+        assert_eq!(b.received.lock().unwrap().len(), 1);
+        assert_eq!(clock.sleeps().len(), 1, "one retry");
+        assert_eq!((rec.counter(SENT), rec.counter(FAILED)), (3, 0));
+    }
+
+    #[tokio::test]
+    async fn a_reset_connection_is_retried() {
+        delivered_after(Fault::Reset).await;
+    }
+
+    #[tokio::test]
+    async fn an_http1_answer_is_retried() {
+        delivered_after(Fault::Http1).await;
+    }
+
+    #[tokio::test]
+    async fn a_failed_tls_handshake_is_retryable() {
+        // A plaintext backend cannot complete a TLS handshake.
+        let (_b, addr) = backend().await;
+        let rec = TestRecorder::default();
+        let cfg = json!({
+            "endpoint": addr,
+            "tls": {"insecure_skip_verify": true},
+            "sending_queue": {"enabled": false},
+            "retry_on_failure": {"enabled": false},
+        });
+        let e = exporter(&rec, cfg, ManualClock::new());
         let err = e.consume(sample_traces(1)).await.unwrap_err();
         assert!(err.is_retryable(), "{err:?}");
     }

@@ -110,7 +110,38 @@ pub fn grpc_code_name(code: tonic::Code) -> &'static str {
     }
 }
 
-/// Classifies a failed gRPC call. CANCELLED, DEADLINE_EXCEEDED, ABORTED, OUT_OF_RANGE, UNAVAILABLE and
+/// Classifies a failed gRPC call whose answer may not have come from a gRPC server at all.
+/// `from_server` says whether the answer carried a `grpc-status` (in its headers or trailers).
+///
+/// tonic reports a reset connection, a broken HTTP/2 stream or an HTTP/1.1 answer as UNKNOWN or
+/// INTERNAL, the same codes a server uses for its own bugs. Without a `grpc-status` no server gave
+/// that verdict: the call failed on the way, which is retryable as any failed connection is (grpc-go
+/// reports such failures as UNAVAILABLE). A server's own UNKNOWN or INTERNAL stays permanent.
+pub fn classify_grpc_call(status: &tonic::Status, from_server: bool) -> SendError {
+    let transport =
+        !from_server && matches!(status.code(), tonic::Code::Unknown | tonic::Code::Internal);
+    if !transport {
+        return classify_grpc(status);
+    }
+    let mut reason = format!(
+        "gRPC {} without a grpc-status (a transport failure)",
+        grpc_code_name(status.code())
+    );
+    if !status.message().is_empty() {
+        reason.push_str(": ");
+        reason.push_str(status.message());
+    }
+    // tonic's message is often just "transport error"; the cause is further down the chain.
+    let mut source = std::error::Error::source(status);
+    while let Some(e) = source {
+        reason.push_str(": ");
+        reason.push_str(&e.to_string());
+        source = e.source();
+    }
+    SendError::retryable(reason)
+}
+
+/// Classifies a gRPC status a server sent. CANCELLED, DEADLINE_EXCEEDED, ABORTED, OUT_OF_RANGE, UNAVAILABLE and
 /// DATA_LOSS are retryable; RESOURCE_EXHAUSTED is retryable only when the server attached a
 /// `google.rpc.RetryInfo` (a server that is out of quota for good sends none); everything else is
 /// permanent.
@@ -331,6 +362,25 @@ mod tests {
                 retry_after: Some(Duration::from_millis(1500)),
             }
         );
+    }
+
+    #[test]
+    fn unknown_and_internal_without_a_server_status_are_transport_failures() {
+        use tonic::{Code, Status};
+        for code in [Code::Unknown, Code::Internal] {
+            let s = Status::new(code, "h2 protocol error");
+            assert!(classify_grpc_call(&s, false).is_retryable(), "{code:?}");
+            assert!(!classify_grpc_call(&s, true).is_retryable(), "{code:?}");
+        }
+        // Codes tonic derives from an HTTP answer (401, 403, 404) keep their meaning.
+        for code in [
+            Code::Unauthenticated,
+            Code::PermissionDenied,
+            Code::Unimplemented,
+        ] {
+            assert!(!classify_grpc_call(&Status::new(code, "x"), false).is_retryable());
+        }
+        assert!(classify_grpc_call(&Status::unavailable("x"), true).is_retryable());
     }
 
     #[test]
