@@ -17,6 +17,8 @@ pub struct ConfigError {
     /// The key path inside the location, `::`-separated; may be empty.
     pub path: String,
     pub message: String,
+    /// Further problems found in the same section, so that one `validate` run lists them all.
+    pub more: Vec<ConfigError>,
 }
 
 impl ConfigError {
@@ -29,7 +31,24 @@ impl ConfigError {
             location: location.into(),
             path: path.into(),
             message: message.into(),
+            more: Vec::new(),
         }
+    }
+
+    /// One error carrying several; `None` for an empty list.
+    pub fn join(errors: Vec<ConfigError>) -> Option<ConfigError> {
+        let mut all = errors.into_iter().flat_map(ConfigError::flatten);
+        let mut first = all.next()?;
+        first.more = all.collect();
+        Some(first)
+    }
+
+    /// This error and every one it carries, each on its own.
+    pub fn flatten(mut self) -> Vec<ConfigError> {
+        let more = std::mem::take(&mut self.more);
+        let mut out = vec![self];
+        out.extend(more.into_iter().flat_map(ConfigError::flatten));
+        out
     }
 
     /// An error in a component's own section.
@@ -53,29 +72,189 @@ impl fmt::Display for ConfigError {
             where_.push_str(&self.path);
         }
         if where_.is_empty() {
-            f.write_str(&self.message)
+            f.write_str(&self.message)?;
         } else {
-            write!(f, "{where_}: {}", self.message)
+            write!(f, "{where_}: {}", self.message)?;
         }
+        for m in &self.more {
+            write!(f, "; {m}")?;
+        }
+        Ok(())
     }
 }
 
 impl std::error::Error for ConfigError {}
 
 /// Decodes a component's config section into its typed struct. Errors carry the key path, and an
-/// unknown key is reported as otelcol reports it ("has invalid keys: …").
+/// unknown key is reported as otelcol reports it ("has invalid keys: …"). Every problem in the section
+/// is reported (see [`decode_all`]), the first as the error and the rest in its `more`.
 pub fn decode<T: DeserializeOwned>(
     kind: ComponentKind,
     id: &ComponentId,
     value: &Value,
 ) -> Result<T, ConfigError> {
-    // A section written as `otlp:` with nothing under it is YAML null; otelcol takes it as defaults.
-    let empty = Value::Object(Default::default());
-    let value = if value.is_null() { &empty } else { value };
-    serde_path_to_error::deserialize::<_, T>(value).map_err(|e| {
-        let path = key_path(&e.path().to_string());
-        ConfigError::component(kind, id, path, humanize_serde(&e.inner().to_string()))
+    decode_all::<T>(value).map_err(|errors| {
+        let errors = errors
+            .into_iter()
+            .map(|(path, msg)| ConfigError::component(kind, id, path, msg))
+            .collect();
+        ConfigError::join(errors)
+            .unwrap_or_else(|| ConfigError::component(kind, id, "", "cannot be decoded"))
     })
+}
+
+/// At most this many problems are listed for one section; a config with more shows the first ones
+/// and a last line saying that the list was cut.
+pub const MAX_ERRORS_PER_SECTION: usize = 50;
+
+#[derive(Debug, Clone, PartialEq)]
+enum Seg {
+    Key(String),
+    Index(usize),
+}
+
+/// Decodes `value` as otelcol's confmap would and returns every problem as `(key path, message)`.
+///
+/// Two rules make it match otelcol. A YAML null (`endpoint:` with no value, `processors:` with no list)
+/// means "not set", so the field keeps its default; serde would refuse it for a non-`Option` field.
+/// And serde stops at the first error, while a user wants the whole list in one run: after each error
+/// the offending key (or list item) is taken out and decoding runs again, until it succeeds or
+/// nothing more can be taken out. Paths in the messages are those of the user's file, not of the
+/// pruned copy.
+pub fn decode_all<T: DeserializeOwned>(value: &Value) -> Result<T, Vec<(String, String)>> {
+    let mut work = if value.is_null() {
+        Value::Object(Default::default())
+    } else {
+        value.clone()
+    };
+    let mut errors: Vec<(String, String)> = Vec::new();
+    // Items taken out of lists, as (list path in the user's file, index in the user's file).
+    let mut removed_items: Vec<(Vec<Seg>, usize)> = Vec::new();
+    // Keys taken out after an error (not nulls), in the user's file's coordinates.
+    let mut pruned: Vec<Vec<Seg>> = Vec::new();
+    // Each pass takes one node out of a finite tree, so this only guards against a bug here.
+    for _ in 0..(4 * MAX_ERRORS_PER_SECTION + 1000) {
+        let e = match serde_path_to_error::deserialize::<_, T>(&work) {
+            Ok(v) if errors.is_empty() => return Ok(v),
+            Ok(_) => return Err(errors),
+            Err(e) => e,
+        };
+        let cur: Vec<Seg> = e
+            .path()
+            .iter()
+            .filter_map(|s| match s {
+                serde_path_to_error::Segment::Seq { index } => Some(Seg::Index(*index)),
+                serde_path_to_error::Segment::Map { key } => Some(Seg::Key(key.clone())),
+                _ => None,
+            })
+            .collect();
+        let msg = e.inner().to_string();
+        let orig = original_path(&cur, &removed_items);
+        let is_null = matches!(lookup(&work, &cur), Some(Value::Null));
+        if !is_null {
+            if let Some(field) = missing_field(&msg) {
+                let mut key = orig.clone();
+                key.push(Seg::Key(field.to_string()));
+                if pruned.contains(&key) {
+                    // Follows from a key already reported and taken out: nothing new to say.
+                    break;
+                }
+            }
+            if errors.len() == MAX_ERRORS_PER_SECTION {
+                errors.push((
+                    String::new(),
+                    format!("more than {MAX_ERRORS_PER_SECTION} problems; fix these and run again"),
+                ));
+                break;
+            }
+            errors.push((render_path(&orig), humanize_serde(&msg)));
+        }
+        if cur.is_empty() || !remove_at(&mut work, &cur) {
+            break;
+        }
+        if let Some((Seg::Index(i), parent)) = orig.split_last() {
+            removed_items.push((parent.to_vec(), *i));
+        }
+        if !is_null {
+            pruned.push(orig);
+        }
+    }
+    if errors.is_empty() {
+        errors.push((String::new(), "cannot be decoded".into()));
+    }
+    Err(errors)
+}
+
+fn missing_field(msg: &str) -> Option<&str> {
+    msg.strip_prefix("missing field `")?.split('`').next()
+}
+
+/// Maps a path in the pruned copy back to the user's file, undoing the shifts of removed list items.
+fn original_path(cur: &[Seg], removed: &[(Vec<Seg>, usize)]) -> Vec<Seg> {
+    let mut out: Vec<Seg> = Vec::with_capacity(cur.len());
+    for seg in cur {
+        match seg {
+            Seg::Index(i) => {
+                let mut gone: Vec<usize> = removed
+                    .iter()
+                    .filter(|(p, _)| *p == out)
+                    .map(|(_, r)| *r)
+                    .collect();
+                gone.sort_unstable();
+                let mut o = *i;
+                for r in gone {
+                    if r <= o {
+                        o += 1;
+                    }
+                }
+                out.push(Seg::Index(o));
+            }
+            k => out.push(k.clone()),
+        }
+    }
+    out
+}
+
+fn render_path(p: &[Seg]) -> String {
+    p.iter()
+        .map(|s| match s {
+            Seg::Key(k) => k.clone(),
+            Seg::Index(i) => i.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("::")
+}
+
+fn lookup<'a>(v: &'a Value, path: &[Seg]) -> Option<&'a Value> {
+    path.iter().try_fold(v, |v, s| match s {
+        Seg::Key(k) => v.as_object()?.get(k),
+        Seg::Index(i) => v.as_array()?.get(*i),
+    })
+}
+
+fn remove_at(v: &mut Value, path: &[Seg]) -> bool {
+    let Some((last, parent)) = path.split_last() else {
+        return false;
+    };
+    let mut node = v;
+    for s in parent {
+        let next = match s {
+            Seg::Key(k) => node.as_object_mut().and_then(|m| m.get_mut(k)),
+            Seg::Index(i) => node.as_array_mut().and_then(|a| a.get_mut(*i)),
+        };
+        match next {
+            Some(n) => node = n,
+            None => return false,
+        }
+    }
+    match (last, node) {
+        (Seg::Key(k), Value::Object(m)) => m.remove(k).is_some(),
+        (Seg::Index(i), Value::Array(a)) if *i < a.len() => {
+            a.remove(*i);
+            true
+        }
+        _ => false,
+    }
 }
 
 /// Renders serde's path (`actions[1].key`) as otelcol's key path (`actions::1::key`).
@@ -128,6 +307,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             "invalid duration {s:?}: negative durations are not allowed"
         ));
     }
+    // Summed in nanoseconds, so that `1.5h` and `300ms` are exact.
     let mut total = 0f64;
     let mut rest = s.trim_start_matches('+');
     while !rest.is_empty() {
@@ -145,12 +325,12 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             .find(|c: char| c.is_ascii_digit() || c == '.')
             .unwrap_or(rest.len());
         let scale = match &rest[..unit_end] {
-            "ns" => 1e-9,
-            "us" | "µs" | "μs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
+            "ns" => 1.0,
+            "us" | "µs" | "μs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
             u => {
                 return Err(format!(
                     "invalid duration {s:?}: unknown unit {u:?} (use ns, us, ms, s, m or h)"
@@ -160,8 +340,18 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         total += n * scale;
         rest = &rest[unit_end..];
     }
-    Ok(Duration::from_secs_f64(total))
+    // Go's time.Duration is an int64 of nanoseconds (about 292 years), and ParseDuration refuses
+    // anything longer; so do we, instead of letting Duration::from_secs_f64 panic on overflow.
+    if !total.is_finite() || total > MAX_DURATION_NANOS {
+        return Err(format!(
+            "invalid duration {s:?}: out of range (the longest is about 292 years, 2562047h)"
+        ));
+    }
+    Ok(Duration::from_nanos(total.round() as u64))
 }
+
+/// `i64::MAX` nanoseconds, the longest duration Go (and so otelcol) can hold.
+const MAX_DURATION_NANOS: f64 = 9_223_372_036_854_775_807.0;
 
 /// `#[serde(with = "vigil_core::config::duration")]` for `Duration` fields.
 pub mod duration {
@@ -181,7 +371,10 @@ pub mod duration {
             serde::de::Error::custom("expected a duration such as \"5s\" or \"200ms\"")
         })? {
             Raw::Text(s) => parse_duration(&s).map_err(serde::de::Error::custom),
-            Raw::Nanos(n) => Ok(Duration::from_nanos(n)),
+            Raw::Nanos(n) if n <= i64::MAX as u64 => Ok(Duration::from_nanos(n)),
+            Raw::Nanos(n) => Err(serde::de::Error::custom(format!(
+                "invalid duration {n}ns: out of range (the longest is about 292 years)"
+            ))),
         }
     }
 
@@ -208,6 +401,165 @@ pub mod opt_duration {
             None => s.serialize_none(),
         }
     }
+}
+
+/// Compiles a regular expression from a config as Go's RE2 reads it: otelcol's components use Go's
+/// `regexp`, so a pattern that works there must work here. See [`re2_to_rust`] for what is translated.
+pub fn re2_regex(pattern: &str) -> Result<regex::Regex, regex::Error> {
+    regex::Regex::new(&re2_to_rust(pattern))
+}
+
+/// [`re2_regex`] for matching bytes.
+pub fn re2_bytes_regex(pattern: &str) -> Result<regex::bytes::Regex, regex::Error> {
+    regex::bytes::Regex::new(&re2_to_rust(pattern))
+}
+
+/// Rewrites the places where Go's RE2 syntax and the `regex` crate's differ, so that the crate reads
+/// the pattern as Go would:
+/// - a `{` that does not start a repetition (`{2}`, `{2,}`, `{2,5}`) is a literal in Go and an error
+///   in the crate, and a lone `}` is a literal in both; both are escaped;
+/// - inside a class, Go takes `[` (other than `[:alpha:]`), `&` and `~` literally, while the crate
+///   reads nested classes and set operations (`&&`, `~~`); they are escaped;
+/// - `\Q…\E` quotes literal text in Go; the crate has no such form, so the text is escaped.
+pub fn re2_to_rust(pattern: &str) -> std::borrow::Cow<'_, str> {
+    if !pattern.contains(['{', '}', '[', '\\']) {
+        return std::borrow::Cow::Borrowed(pattern);
+    }
+    let chars: Vec<char> = pattern.chars().collect();
+    let mut out = String::with_capacity(pattern.len() + 8);
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        match c {
+            '\\' if chars.get(i + 1) == Some(&'Q') => {
+                let start = i + 2;
+                let mut end = start;
+                while end < chars.len() && !(chars[end] == '\\' && chars.get(end + 1) == Some(&'E'))
+                {
+                    end += 1;
+                }
+                let text: String = chars[start..end].iter().collect();
+                out.push_str(&regex_escape(&text));
+                i = (end + 2).min(chars.len());
+            }
+            '\\' => {
+                out.push(c);
+                if let Some(n) = chars.get(i + 1) {
+                    out.push(*n);
+                }
+                i += 2;
+            }
+            '[' => i = copy_class(&chars, i, &mut out),
+            '{' => {
+                let len = repetition_len(&chars[i..]);
+                if len > 0 {
+                    out.extend(&chars[i..i + len]);
+                    i += len;
+                } else {
+                    out.push_str("\\{");
+                    i += 1;
+                }
+            }
+            '}' => {
+                out.push_str("\\}");
+                i += 1;
+            }
+            _ => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// The length of `{n}`, `{n,}` or `{n,m}` at the start of `s`, or 0 when it is not a repetition.
+fn repetition_len(s: &[char]) -> usize {
+    let digits = |from: usize| s[from..].iter().take_while(|c| c.is_ascii_digit()).count();
+    let n = digits(1);
+    if n == 0 {
+        return 0;
+    }
+    let mut i = 1 + n;
+    if s.get(i) == Some(&',') {
+        i += 1;
+        i += digits(i);
+    }
+    if s.get(i) == Some(&'}') {
+        i + 1
+    } else {
+        0
+    }
+}
+
+/// Copies the class that starts at `chars[start]` (a `[`), escaping what Go reads literally, and returns
+/// the index after it. An unterminated class is copied as it is, for the crate to report.
+fn copy_class(chars: &[char], start: usize, out: &mut String) -> usize {
+    let mut i = start + 1;
+    let mut body = String::from("[");
+    if chars.get(i) == Some(&'^') {
+        body.push('^');
+        i += 1;
+    }
+    // A `]` first in the class is a literal in Go.
+    if chars.get(i) == Some(&']') {
+        body.push_str("\\]");
+        i += 1;
+    }
+    while i < chars.len() {
+        let c = chars[i];
+        match c {
+            ']' => {
+                body.push(']');
+                out.push_str(&body);
+                return i + 1;
+            }
+            '\\' => {
+                body.push(c);
+                if let Some(n) = chars.get(i + 1) {
+                    body.push(*n);
+                }
+                i += 2;
+            }
+            '[' if chars.get(i + 1) == Some(&':') => {
+                // `[:alpha:]`: copied up to its `:]`.
+                let end = (i + 2..chars.len().saturating_sub(1))
+                    .find(|&j| chars[j] == ':' && chars[j + 1] == ']');
+                match end {
+                    Some(j) => {
+                        body.extend(&chars[i..j + 2]);
+                        i = j + 2;
+                    }
+                    None => {
+                        body.push_str("\\[");
+                        i += 1;
+                    }
+                }
+            }
+            '[' | '&' | '~' => {
+                body.push('\\');
+                body.push(c);
+                i += 1;
+            }
+            _ => {
+                body.push(c);
+                i += 1;
+            }
+        }
+    }
+    out.push_str(&body);
+    chars.len()
+}
+
+fn regex_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if "\\.+*?()|[]{}^$#&-~".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// Checks a `host:port` endpoint as otelcol's servers take it. The host may be a name (`localhost`),
@@ -321,6 +673,97 @@ mod tests {
         assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
         assert!(parse_duration("5").unwrap_err().contains("missing unit"));
         assert!(parse_duration("5 parsecs").is_err());
+    }
+
+    #[test]
+    fn durations_beyond_go_range_are_errors_not_panics() {
+        for s in ["99999999999999999999999h", "2562048h", "1e300s"] {
+            assert!(parse_duration(s).is_err(), "{s}");
+        }
+        assert_eq!(
+            parse_duration("2562047h").unwrap(),
+            Duration::from_secs(2562047 * 3600)
+        );
+        assert_eq!(parse_duration("1ns").unwrap(), Duration::from_nanos(1));
+        let big = format!("{}h", "9".repeat(400));
+        assert!(parse_duration(&big).is_err());
+    }
+
+    #[test]
+    fn re2_literal_braces_compile_as_go_reads_them() {
+        let re = re2_regex(r#""resource":{.*?},?"#).unwrap();
+        assert!(re.is_match(r#"{"resource":{"a":1},"x":2}"#));
+        assert!(re2_regex("a{2}").unwrap().is_match("aa"));
+        assert!(!re2_regex("^a{2}$").unwrap().is_match("a{2}"));
+        assert!(re2_regex("^a{,2}$").unwrap().is_match("a{,2}"));
+        assert!(re2_regex("^{}$").unwrap().is_match("{}"));
+        assert!(re2_regex("^x{a}$").unwrap().is_match("x{a}"));
+        assert!(re2_regex("^[[]+$").unwrap().is_match("[["));
+        assert!(re2_regex("^[a&&b]+$").unwrap().is_match("a&&b"));
+        assert!(re2_regex("^[[:digit:]]+$").unwrap().is_match("42"));
+        assert!(re2_regex(r"^\Qa.b{\E$").unwrap().is_match("a.b{"));
+        assert!(re2_regex(r"^\{x\}$").unwrap().is_match("{x}"));
+        assert!(re2_regex("(").is_err());
+        assert_eq!(re2_to_rust("plain"), "plain");
+    }
+
+    #[derive(Debug, Default, Deserialize, PartialEq)]
+    #[serde(deny_unknown_fields)]
+    struct Leaf {
+        #[serde(default = "dflt_endpoint")]
+        endpoint: String,
+        #[serde(default)]
+        port: u16,
+    }
+    fn dflt_endpoint() -> String {
+        "localhost:4317".into()
+    }
+
+    #[derive(Debug, Default, Deserialize, PartialEq)]
+    #[serde(deny_unknown_fields)]
+    struct Tree {
+        #[serde(default)]
+        leaf: Leaf,
+        #[serde(default)]
+        list: Vec<Leaf>,
+        #[serde(default)]
+        names: Vec<String>,
+    }
+
+    #[test]
+    fn null_means_default() {
+        let v = serde_json::json!({"leaf": {"endpoint": null}, "names": null, "list": [null]});
+        let t: Tree = decode_all(&v).unwrap();
+        assert_eq!(t.leaf.endpoint, "localhost:4317");
+        assert!(t.names.is_empty());
+        assert!(t.list.is_empty());
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_the_users_paths() {
+        let v = serde_json::json!({
+            "leaf": {"endpont": "x", "port": "high"},
+            "list": [{"port": -1}, {"port": 1}, {"prot": 2}, {"port": 70000}],
+            "extra": 1
+        });
+        let errs = decode_all::<Tree>(&v).unwrap_err();
+        let paths: Vec<&str> = errs.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "extra",
+                "leaf::endpont",
+                "leaf::port",
+                "list::0::port",
+                "list::2::prot",
+                "list::3::port"
+            ],
+            "{errs:?}"
+        );
+        assert!(errs[0].1.starts_with("has invalid keys: extra"), "{errs:?}");
+        let id = ComponentId::parse("x").unwrap();
+        let e = decode::<Tree>(ComponentKind::Receiver, &id, &v).unwrap_err();
+        assert_eq!(e.flatten().len(), 6);
     }
 
     #[derive(Debug, Default, Deserialize)]
