@@ -1,6 +1,15 @@
 #!/usr/bin/env bash
 # The README's test command: installs everything the tests need on a fresh Debian machine, builds the
-# workspace, and runs every test. Safe to run again; each step skips what is already in place.
+# workspace, and runs every test target (all of them, even when one fails), then prints a total.
+# Safe to run again; each step skips what is already in place.
+#
+# What it changes on the machine, and only when missing:
+# - Debian packages (below), installed without their recommended extras. Their services are kept from
+#   starting while they install (a temporary /usr/sbin/policy-rc.d) and their units are disabled
+#   afterwards, so nothing new listens on :9090, :9093 or :9100 and nothing starts at boot. The tests
+#   start these programs themselves, on ports of their own, and stop them.
+#   The prometheus package adds a `prometheus` system user; that stays.
+# - A Python venv in .venv with the OpenTelemetry SDK (tests/requirements.txt).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,22 +20,54 @@ for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
-  echo "== installing Debian packages: ${missing[*]}"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+  echo "== installing Debian packages (no recommends; their services kept stopped and disabled): ${missing[*]}"
+  policy=/usr/sbin/policy-rc.d
+  own_policy=0
+  if [ ! -e "$policy" ]; then
+    # 101 = "action not allowed": invoke-rc.d and deb-systemd-invoke start nothing during the install.
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+    $SUDO chmod 755 "$policy"
+    own_policy=1
+  fi
+  remove_policy() { [ "$own_policy" -eq 1 ] && $SUDO rm -f "$policy"; own_policy=0; }
+  trap remove_policy EXIT
+  $SUDO apt-get update
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends "${missing[@]}"
+  remove_policy
+  trap - EXIT
+  # Units the new packages enabled for boot: disable them, and stop any that a running systemd started.
+  units=()
+  for p in "${missing[@]}"; do
+    while IFS= read -r f; do units+=("$(basename "$f")"); done < <(
+      dpkg -L "$p" 2>/dev/null | grep -E '^/(usr/)?lib/systemd/system/[^/]+\.(service|timer|socket)$' || true)
+  done
+  for u in "${units[@]}"; do
+    if [ -d /run/systemd/system ]; then $SUDO systemctl stop "$u" 2>/dev/null || true; fi
+    $SUDO systemctl disable "$u" 2>/dev/null || true
+  done
+  [ ${#units[@]} -gt 0 ] && echo "== disabled units: ${units[*]}"
 fi
 
 # 2. A Python venv with the real OpenTelemetry SDK (the client in the OTLP tests).
 if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import opentelemetry.sdk, opentelemetry.exporter.otlp.proto.grpc, opentelemetry.exporter.otlp.proto.http' 2>/dev/null; then
-  echo "== creating .venv with the OpenTelemetry SDK"
+  echo "== creating .venv with the OpenTelemetry SDK (tests/requirements.txt)"
   python3 -m venv .venv
   .venv/bin/pip install -q --upgrade pip
   .venv/bin/pip install -q -r tests/requirements.txt
 fi
 
-# 3. Build every binary once, then run every test.
+# 3. Build every binary once, then run every test target, even after one fails, and print a total.
 echo "== building"
 cargo build --workspace --bins
 echo "== testing"
-cargo test --workspace "$@"
+log=$(mktemp)
+set +e
+cargo test --workspace --no-fail-fast "$@" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+awk '/^test result:/ { passed += $4; failed += $6; ignored += $8; targets++ }
+     END { printf "== total: %d passed, %d failed, %d ignored, in %d test targets\n", passed, failed, ignored, targets }' "$log"
+grep -E '^test .* \.\.\. FAILED$|^error: [0-9]+ targets? failed' "$log" || true
+rm -f "$log"
+exit "$status"
