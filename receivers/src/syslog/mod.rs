@@ -25,6 +25,10 @@ use vigil_core::{
     NextConsumers, Receiver, ReceiverFactory, Signal, Telemetry,
 };
 
+/// The largest `max_octets` accepted. A TCP connection holds up to one frame in memory, so the
+/// setting is a per-connection memory bound and is kept to a size no syslog message needs.
+pub const MAX_OCTETS_CAP: usize = 16 * 1024 * 1024;
+
 /// `receivers::syslog` as written.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -158,6 +162,15 @@ fn load(id: &ComponentId, value: &Value) -> Result<Checked, ConfigError> {
         }
     }
     let pipeline = Pipeline::build(&c.operators).map_err(|(p, m)| err(id, &p, m))?;
+    if let Some(m) = c.max_octets {
+        if m == 0 || m > MAX_OCTETS_CAP {
+            return Err(err(
+                id,
+                "max_octets",
+                format!("must be between 1 and {MAX_OCTETS_CAP} bytes, got {m}"),
+            ));
+        }
+    }
     Ok(Checked {
         protocol,
         tz,
@@ -195,12 +208,7 @@ impl ReceiverFactory for Factory {
         config: &Value,
         next: NextConsumers,
     ) -> Result<Arc<dyn Receiver>, ConfigError> {
-        Ok(Arc::new(SyslogReceiver {
-            id: id.clone(),
-            cfg: Arc::new(load(id, config)?),
-            next,
-            running: Mutex::new(None),
-        }))
+        Ok(Arc::new(SyslogReceiver::new(id, config, next)?))
     }
 }
 
@@ -210,6 +218,31 @@ pub struct SyslogReceiver {
     cfg: Arc<Checked>,
     next: NextConsumers,
     running: Mutex<Option<(CancellationToken, Vec<JoinHandle<()>>)>>,
+    tcp_addr: Mutex<Option<std::net::SocketAddr>>,
+    /// TCP connections closed on a frame that could not be read.
+    bad_frames: metrics::Counter,
+}
+
+impl SyslogReceiver {
+    fn new(
+        id: &ComponentId,
+        config: &Value,
+        next: NextConsumers,
+    ) -> Result<SyslogReceiver, ConfigError> {
+        Ok(SyslogReceiver {
+            id: id.clone(),
+            cfg: Arc::new(load(id, config)?),
+            next,
+            running: Mutex::new(None),
+            tcp_addr: Mutex::new(None),
+            bad_frames: metrics::counter!("vigil_syslog_bad_frames", "receiver" => id.to_string()),
+        })
+    }
+
+    /// The TCP address actually bound, once started; useful with port 0.
+    pub fn tcp_addr(&self) -> Option<std::net::SocketAddr> {
+        *self.tcp_addr.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 fn now_nanos() -> u64 {
@@ -226,6 +259,8 @@ struct Handler {
     next: Arc<dyn Consumer>,
     accepted: metrics::Counter,
     refused: metrics::Counter,
+    /// TCP connections closed on a frame that could not be read.
+    bad_frames: metrics::Counter,
 }
 
 impl Handler {
@@ -315,6 +350,7 @@ impl Component for SyslogReceiver {
                 next: Arc::clone(&next),
                 accepted: metrics::counter!("otelcol_receiver_accepted_log_records", &labels),
                 refused: metrics::counter!("otelcol_receiver_refused_log_records", &labels),
+                bad_frames: self.bad_frames.clone(),
             })
         };
         if let Some(tcp) = &self.cfg.tcp {
@@ -324,6 +360,7 @@ impl Component for SyslogReceiver {
                 &tcp.listen_address,
             )
             .await?;
+            *self.tcp_addr.lock().unwrap_or_else(|p| p.into_inner()) = listener.local_addr().ok();
             let h = mk("tcp");
             let stop = stop.clone();
             let add = tcp.add_attributes;
@@ -431,8 +468,13 @@ async fn serve_tcp(
         };
         let eof = n == 0;
         buf.extend_from_slice(&chunk[..n]);
-        let (mut frames, used) = parse::frames(&buf, h.cfg.trailer, h.cfg.max);
+        let (mut frames, used, bad) = parse::frames(&buf, h.cfg.trailer, h.cfg.max);
         buf.drain(..used);
+        if let Some(e) = &bad {
+            h.bad_frames.increment(1);
+            tracing::warn!(receiver = %h.id, error = %e, "syslog: bad TCP frame; closing the connection");
+            buf.clear();
+        }
         if eof && !buf.is_empty() {
             // A last message without its trailer still counts.
             frames.push(std::mem::take(&mut buf));
@@ -451,7 +493,7 @@ async fn serve_tcp(
                 }
             }
         }
-        if eof {
+        if eof || bad.is_some() {
             return;
         }
     }
@@ -461,6 +503,60 @@ async fn serve_tcp(
 mod tests {
     use super::*;
     use serde_json::json;
+    use std::time::Duration;
+    use tokio::io::AsyncWriteExt;
+
+    #[derive(Default)]
+    struct Sink(Mutex<Vec<Telemetry>>);
+
+    #[async_trait]
+    impl Consumer for Sink {
+        async fn consume(&self, data: Telemetry) -> Result<(), ConsumeError> {
+            self.0.lock().unwrap().push(data);
+            Ok(())
+        }
+    }
+
+    /// A frame that cannot be read closes the connection, after the frames before it are delivered,
+    /// and is counted. Before framing was bounded, this count panicked the connection task.
+    #[tokio::test]
+    async fn a_bad_tcp_frame_closes_the_connection_and_is_counted() {
+        use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+        let id = ComponentId::parse("syslog").unwrap();
+        let cfg = json!({"protocol": "rfc5424", "tcp": {"listen_address": "127.0.0.1:0"}});
+        let sink = Arc::new(Sink::default());
+        let mut next = NextConsumers::new();
+        next.insert(Signal::Logs, sink.clone());
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        let r = metrics::with_local_recorder(&recorder, || SyslogReceiver::new(&id, &cfg, next))
+            .unwrap();
+        r.start(&Host::detached()).await.unwrap();
+        let addr = r.tcp_addr().unwrap();
+        let mut sock = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let first = "<13>1 2024-01-01T00:00:00Z h app - - - first";
+        let msg = format!(
+            "{} {first}18446744073709551615 <13>1 - - - - - second",
+            first.len()
+        );
+        sock.write_all(msg.as_bytes()).await.unwrap();
+        let mut rest = Vec::new();
+        // The server closes its end: read_to_end returns instead of waiting forever.
+        tokio::time::timeout(Duration::from_secs(30), sock.read_to_end(&mut rest))
+            .await
+            .expect("the connection was not closed")
+            .ok();
+        r.shutdown().await.unwrap();
+        let items: usize = sink.0.lock().unwrap().iter().map(|t| t.item_count()).sum();
+        assert_eq!(items, 1);
+        let bad = snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .find(|(k, ..)| k.key().name() == "vigil_syslog_bad_frames")
+            .map(|(.., v)| v);
+        assert_eq!(bad, Some(DebugValue::Counter(1)));
+    }
 
     #[test]
     fn config_errors_name_the_key() {

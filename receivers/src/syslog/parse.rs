@@ -201,52 +201,95 @@ fn structured_data(s: &str) -> Result<(Vec<KeyValue>, &str), String> {
     Ok((out, rest.strip_prefix(' ').unwrap_or(rest)))
 }
 
-/// Cuts TCP frames out of `buf`: RFC 6587 octet counting when a frame starts with a digit (a syslog
-/// message itself starts with '<'), otherwise a message ending at `trailer`. Returns the frames and
-/// how many bytes were consumed.
-pub fn frames(buf: &[u8], trailer: u8, max: usize) -> (Vec<Vec<u8>>, usize) {
+/// Why a TCP stream's framing cannot go on. After one, the reader has lost its place in the
+/// stream, so the connection is closed rather than resynchronised on a guess.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FrameError {
+    /// An octet count longer than any count `max_octets` allows, or with no space after it.
+    BadOctetCount(String),
+    /// An octet-counted frame larger than `max_octets`.
+    TooLarge { len: u64, max: usize },
+}
+
+impl std::fmt::Display for FrameError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FrameError::BadOctetCount(s) => write!(f, "bad octet count {s:?}"),
+            FrameError::TooLarge { len, max } => {
+                write!(
+                    f,
+                    "octet-counted frame of {len} bytes exceeds max_octets ({max})"
+                )
+            }
+        }
+    }
+}
+
+/// Splits `buf` into frames: RFC 6587 octet counting (`<len> <msg>`) where a frame starts with a
+/// digit, else non-transparent framing ended by `trailer`. Returns the frames, how many bytes they
+/// used, and the error that stopped framing, if any. Every frame is at most `max` bytes: an
+/// octet-counted one over it is an error, a non-transparent one is cut at `max`. The octet count is
+/// read from at most as many digits as `max` has, so a stream of digits with no space is refused as
+/// soon as it is longer than that, instead of being rescanned on every read.
+pub fn frames(buf: &[u8], trailer: u8, max: usize) -> (Vec<Vec<u8>>, usize, Option<FrameError>) {
+    let max = max.max(1);
+    let count_digits = max.to_string().len();
     let mut out = Vec::new();
     let mut pos = 0;
     while pos < buf.len() {
         let b = &buf[pos..];
         if b[0].is_ascii_digit() {
-            let Some(sp) = b.iter().position(|c| *c == b' ') else {
+            let head = &b[..b.len().min(count_digits + 1)];
+            let Some(sp) = head.iter().position(|c| !c.is_ascii_digit()) else {
+                if head.len() > count_digits {
+                    let shown = String::from_utf8_lossy(head).into_owned();
+                    return (out, pos, Some(FrameError::BadOctetCount(shown)));
+                }
                 break;
             };
-            let len: usize = match std::str::from_utf8(&b[..sp])
+            if head[sp] != b' ' {
+                let shown = String::from_utf8_lossy(&head[..=sp]).into_owned();
+                return (out, pos, Some(FrameError::BadOctetCount(shown)));
+            }
+            // At most `count_digits` ASCII digits, so this parses and cannot overflow.
+            let len: u64 = std::str::from_utf8(&head[..sp])
                 .ok()
                 .and_then(|s| s.parse().ok())
-            {
-                Some(n) => n,
-                None => {
-                    // Not a length after all: drop this line as garbage.
-                    match b.iter().position(|c| *c == trailer) {
-                        Some(i) => {
-                            pos += i + 1;
-                            continue;
-                        }
-                        None => break,
-                    }
-                }
+                .unwrap_or(u64::MAX);
+            let Some((len, end)) = usize::try_from(len)
+                .ok()
+                .filter(|n| *n <= max)
+                .and_then(|n| Some((n, n.checked_add(sp + 1)?)))
+            else {
+                return (out, pos, Some(FrameError::TooLarge { len, max }));
             };
-            if b.len() < sp + 1 + len {
+            if b.len() < end {
                 break;
             }
-            out.push(b[sp + 1..sp + 1 + len].to_vec());
-            pos += sp + 1 + len;
-        } else if let Some(i) = b.iter().position(|c| *c == trailer) {
+            if len > 0 {
+                out.push(b[sp + 1..end].to_vec());
+            }
+            pos += end;
+        } else if let Some(i) = b[..b.len().min(max.saturating_add(1))]
+            .iter()
+            .position(|c| *c == trailer)
+        {
             if i > 0 {
                 out.push(b[..i].to_vec());
             }
             pos += i + 1;
         } else if b.len() > max {
+            // Too long: keep the first `max` bytes and skip to the end of the message, if it is here.
             out.push(b[..max].to_vec());
-            pos = buf.len();
+            pos = match b[max..].iter().position(|c| *c == trailer) {
+                Some(j) => pos + max + j + 1,
+                None => buf.len(),
+            };
         } else {
             break;
         }
     }
-    (out, pos)
+    (out, pos, None)
 }
 
 #[cfg(test)]
@@ -306,8 +349,74 @@ mod tests {
     #[test]
     fn tcp_framing_both_ways() {
         let buf = b"11 <13>1 - - x\n<14>hello\n5 <1>a";
-        let (f, used) = frames(buf, b'\n', 1024);
+        let (f, used, e) = frames(buf, b'\n', 1024);
         assert_eq!(f, vec![b"<13>1 - - x".to_vec(), b"<14>hello".to_vec()]);
         assert_eq!(used, 25);
+        assert_eq!(e, None);
+    }
+
+    // Each of these three panicked or let the buffer grow without bound before framing was bounded.
+    #[test]
+    fn an_octet_count_at_u64_max_is_an_error_not_a_panic() {
+        let (f, used, e) = frames(b"18446744073709551615 abc", b'\n', 8192);
+        assert!(f.is_empty());
+        assert_eq!(used, 0);
+        assert!(matches!(e, Some(FrameError::BadOctetCount(_))), "{e:?}");
+        // The same count where max allows 20 digits: still refused, now as too large.
+        let (_, _, e) = frames(b"18446744073709551615 abc", b'\n', usize::MAX);
+        assert_eq!(
+            e,
+            Some(FrameError::TooLarge {
+                len: u64::MAX,
+                max: usize::MAX
+            })
+        );
+    }
+
+    #[test]
+    fn octet_counted_frames_obey_max_octets() {
+        let mut b = b"3 <1>9000 ".to_vec();
+        b.extend(std::iter::repeat_n(b'a', 9000));
+        let (f, used, e) = frames(&b, b'\n', 8192);
+        assert_eq!(
+            f,
+            vec![b"<1>".to_vec()],
+            "the frame before the bad one is kept"
+        );
+        assert_eq!(used, 5);
+        assert_eq!(
+            e,
+            Some(FrameError::TooLarge {
+                len: 9000,
+                max: 8192
+            })
+        );
+        // Exactly max is fine.
+        let mut b = b"8192 ".to_vec();
+        b.extend(std::iter::repeat_n(b'a', 8192));
+        let (f, _, e) = frames(&b, b'\n', 8192);
+        assert_eq!((f.len(), f[0].len(), e), (1, 8192, None));
+    }
+
+    #[test]
+    fn digits_without_a_space_are_cut_at_the_width_of_max() {
+        // Four digits may still be a count of up to 8192 that has not got its space yet.
+        let (f, used, e) = frames(b"1234", b'\n', 8192);
+        assert_eq!((f.len(), used, e), (0, 0, None));
+        let b = vec![b'7'; 100_000];
+        let (f, used, e) = frames(&b, b'\n', 8192);
+        assert_eq!((f.len(), used), (0, 0));
+        assert_eq!(e, Some(FrameError::BadOctetCount("77777".into())));
+        let (_, _, e) = frames(b"12x <1>a", b'\n', 8192);
+        assert_eq!(e, Some(FrameError::BadOctetCount("12x".into())));
+    }
+
+    #[test]
+    fn a_long_unframed_message_is_cut_and_the_next_one_kept() {
+        let mut b = vec![b'<'; 20];
+        b.extend_from_slice(b"\n<2>next\n");
+        let (f, used, e) = frames(&b, b'\n', 8);
+        assert_eq!(f, vec![vec![b'<'; 8], b"<2>next".to_vec()]);
+        assert_eq!((used, e), (b.len(), None));
     }
 }
