@@ -1,6 +1,7 @@
 //! `debug`: writes what reaches it to stderr, so that a first run shows data flowing. `basic` prints one
 //! line per batch with counts, `normal` one line per span, data point or log record, and `detailed`
-//! every field.
+//! every field. vigil's own events (`vigil.anomaly`, `vigil.incident`, ...) get one readable line each
+//! at every verbosity: they are what a person runs vigil to see, and a count of them says nothing.
 
 use crate::helper::ExporterMetrics;
 use async_trait::async_trait;
@@ -181,6 +182,15 @@ fn render(id: &str, verbosity: Verbosity, data: &Telemetry) -> String {
                 data.item_count()
             ));
             if verbosity == Verbosity::Basic {
+                for l in rl
+                    .iter()
+                    .flat_map(|r| &r.scope_logs)
+                    .flat_map(|s| &s.log_records)
+                {
+                    if let Some(line) = event_line(l) {
+                        out.push_str(&line);
+                    }
+                }
                 return out;
             }
             for r in rl {
@@ -207,6 +217,117 @@ fn render(id: &str, verbosity: Verbosity, data: &Telemetry) -> String {
     out
 }
 
+/// One line for a vigil event: `  vigil.anomaly WARN <body> [detector=…, score=…]`. The body already
+/// names the series and its observed value against the band (docs/events.md); the bracket adds why.
+fn event_line(l: &vigil_core::otlp::logs::v1::LogRecord) -> Option<String> {
+    let attr = |key: &str| {
+        l.attributes
+            .iter()
+            .find(|kv| kv.key == key)
+            .and_then(|kv| kv.value.as_ref())
+            .and_then(|v| v.value.as_ref())
+            .map(value_to_string)
+    };
+    let name = if l.event_name.is_empty() {
+        attr("event.name")?
+    } else {
+        l.event_name.clone()
+    };
+    if !name.starts_with("vigil.") {
+        return None;
+    }
+    let body = l
+        .body
+        .as_ref()
+        .and_then(|b| b.value.as_ref())
+        .map(value_to_string)
+        .unwrap_or_default();
+    let severity = if l.severity_text.is_empty() {
+        "INFO"
+    } else {
+        l.severity_text.as_str()
+    };
+    let mut why = Vec::new();
+    for key in [
+        "vigil.anomaly.detector",
+        "vigil.anomaly.score",
+        "vigil.incident.root_cause",
+        "vigil.incident.member_count",
+    ] {
+        if let Some(v) = attr(key) {
+            let short = key.rsplit('.').next().unwrap_or(key);
+            why.push(format!("{short}={v}"));
+        }
+    }
+    let why = if why.is_empty() {
+        String::new()
+    } else {
+        format!(" [{}]", why.join(", "))
+    };
+    Some(format!("  {name} {severity} {body}{why}\n"))
+}
+
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vigil_core::otlp::common::v1::{any_value, AnyValue};
+    use vigil_core::otlp::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+
+    fn kv(key: &str, v: any_value::Value) -> KeyValue {
+        KeyValue {
+            key: key.into(),
+            value: Some(AnyValue { value: Some(v) }),
+            ..Default::default()
+        }
+    }
+
+    fn logs(records: Vec<LogRecord>) -> Telemetry {
+        Telemetry::Logs(vec![ResourceLogs {
+            scope_logs: vec![ScopeLogs {
+                log_records: records,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }])
+    }
+
+    #[test]
+    fn vigil_events_get_a_readable_line_at_basic_verbosity() {
+        let event = LogRecord {
+            event_name: "vigil.anomaly".into(),
+            severity_text: "WARN".into(),
+            body: Some(AnyValue {
+                value: Some(any_value::Value::StringValue(
+                    "system.cpu.load_average.1m 8.2× above its band: 3.9 vs 0.1–0.5".into(),
+                )),
+            }),
+            attributes: vec![
+                kv(
+                    "vigil.anomaly.detector",
+                    any_value::Value::StringValue("level_shift".into()),
+                ),
+                kv("vigil.anomaly.score", any_value::Value::DoubleValue(0.93)),
+            ],
+            ..Default::default()
+        };
+        let plain = LogRecord {
+            body: Some(AnyValue {
+                value: Some(any_value::Value::StringValue("user logged in".into())),
+            }),
+            ..Default::default()
+        };
+        let text = render("debug", Verbosity::Basic, &logs(vec![event, plain]));
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert!(lines[0].starts_with("debug: Logs"), "{text}");
+        assert_eq!(
+            lines[1],
+            "  vigil.anomaly WARN system.cpu.load_average.1m 8.2× above its band: 3.9 vs 0.1–0.5 \
+             [detector=level_shift, score=0.93]"
+        );
+    }
 }

@@ -1,4 +1,4 @@
-"""Sends one gauge series with an injected spike to an OTLP gRPC endpoint through the OpenTelemetry
+"""Sends one gauge series with an injected spike (or, with --step, a level step that stays) to an OTLP gRPC endpoint through the OpenTelemetry
 Python SDK's own OTLP exporter. The points carry explicit timestamps (10 s apart, in the past), which
 the SDK's instruments cannot set, so the MetricsData is built by hand and handed to the exporter: a few
 hundred points of "time" then take a second to send, and the detector sees the same series every run.
@@ -30,6 +30,8 @@ def main():
     p.add_argument("--points", type=int, default=300)
     p.add_argument("--spike-at", type=int, default=200)
     p.add_argument("--spike", type=float, default=0.97)
+    p.add_argument("--step", type=float, default=None, help="add this to every point from --spike-at on, instead of a spike")
+    p.add_argument("--metric", default="cpu.utilization")
     p.add_argument("--batch", type=int, default=50, help="points per export call")
     args = p.parse_args()
 
@@ -38,7 +40,11 @@ def main():
     # Start far enough in the past that the last point is still before now.
     t0 = time.time_ns() - (args.points + 10) * step_ns
     values = [0.2 + rng.uniform(-0.02, 0.02) for _ in range(args.points)]
-    values[args.spike_at] = args.spike
+    if args.step is None:
+        values[args.spike_at] = args.spike
+    else:
+        for i in range(args.spike_at, args.points):
+            values[i] += args.step
 
     resource = Resource.create({"service.name": "anomaly-e2e", "host.name": "node-a"})
     scope = InstrumentationScope("vigil.e2e.anomaly")
@@ -54,7 +60,7 @@ def main():
             for i in range(first, min(first + args.batch, args.points))
         ]
         metric = Metric(
-            name="cpu.utilization",
+            name=args.metric,
             description="",
             unit="1",
             data=Gauge(data_points=points),
