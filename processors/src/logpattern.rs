@@ -46,7 +46,8 @@ const HELD_EVENTS_LIMIT: usize = 1000;
 pub struct LogPatternConfig {
     /// Most templates kept; the least recently used one is dropped to make room.
     pub max_templates: usize,
-    /// Share of a template's constant tokens a line must repeat to join it (0 to 1).
+    /// Share of a template's words a line must repeat to join it (0 to 1); positions holding a value in
+    /// both are left out.
     pub similarity: f64,
     /// Depth of the prefix tree (at least 3).
     pub depth: usize,
@@ -99,6 +100,7 @@ fn parse(id: &ComponentId, value: &Value) -> Result<Checked, ConfigError> {
         max_children: c.max_children,
         max_templates: c.max_templates,
         masking: c.masking,
+        ..MinerConfig::default()
     };
     // The miner checks its own ranges and regexes; this maps its answer onto the key path.
     if let Err(e) = TemplateMiner::new(miner.clone()) {

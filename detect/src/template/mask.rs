@@ -163,10 +163,27 @@ impl Masker {
             let (a, b) = words[i];
             let word = &line[a..b];
             if self.config.quoted {
-                if let Some((last, rest)) = quoted_run(line, &words, i) {
+                if let Some((last, rest)) = quoted_run(line, &words, i).filter(|&(last, _)| {
+                    // A quoted name (`'safety'`, `'hlt'`) is a word like any other: only its digits
+                    // or dots make it a value.
+                    last > i || !is_name(word.trim_end_matches(&word[..1]).get(1..).unwrap_or(""))
+                }) {
                     let q = &word[..1];
+                    let first = &word[1..];
+                    if last > i && first.len() >= 2 && first.bytes().all(|c| c.is_ascii_uppercase())
+                    {
+                        // `"GET /a/b HTTP/1.1"`: the verb heading a quoted request or statement is its
+                        // structure, not a value; `"GET <*>"` and `"POST <*>"` are different events.
+                        let start = out.start();
+                        out.buf.push_str(word);
+                        out.end_token(start);
+                    }
                     let start = out.start();
-                    out.buf.push_str(q);
+                    if last == i
+                        || !(first.len() >= 2 && first.bytes().all(|c| c.is_ascii_uppercase()))
+                    {
+                        out.buf.push_str(q);
+                    }
                     out.buf.push_str(PARAM);
                     out.buf.push_str(q);
                     self.mask_word(rest, out);
@@ -200,6 +217,7 @@ impl Masker {
                     .push_str(&word[word.trim_end_matches([',', '.']).len()..]);
             } else {
                 self.mask_word(word, out);
+                whole_value(out, start);
             }
             out.end_token(start);
             i += 1;
@@ -262,6 +280,8 @@ impl Masker {
                 || (self.config.hosts && (is_host_name(seg) || (before_port && seg.contains('.'))));
             if variable {
                 out.buf.push_str(PARAM);
+                // A sentence's full stop after a value is not part of it (`server: host:8030.`).
+                out.buf.push_str(&seg[seg.trim_end_matches('.').len()..]);
             } else {
                 out.buf.push_str(seg);
             }
@@ -308,6 +328,43 @@ fn quoted_run<'a>(line: &'a str, words: &[(usize, usize)], i: usize) -> Option<(
         }
     }
     None
+}
+
+/// A word of letters only (a name or keyword, never a value by itself).
+fn is_name(word: &str) -> bool {
+    !word.is_empty() && word.bytes().all(|c| c.is_ascii_alphabetic())
+}
+
+/// Makes the token begun at `start` one `<*>` when it is made of variables and punctuation only
+/// (`/10.0.0.1:50010` gave `/<*>:<*>`), keeping its brackets and trailing punctuation: a variable
+/// stands for the whole value a person would name, an address rather than its parts.
+fn whole_value(out: &mut Tokens, start: usize) {
+    let token = &out.buf[start..];
+    if !token.contains(PARAM) {
+        return;
+    }
+    let lead = token.len() - token.trim_start_matches(['(', '[', '{']).len();
+    let core_end = token
+        .trim_end_matches([')', ']', '}', ',', ';', ':', '.'])
+        .len();
+    if core_end <= lead {
+        return;
+    }
+    let core = &token[lead..core_end];
+    if core == PARAM || !is_variable(core) {
+        return;
+    }
+    let tail_len = token.len() - core_end;
+    let mut tail = [0u8; 8];
+    if tail_len > tail.len() {
+        return;
+    }
+    tail[..tail_len].copy_from_slice(&token.as_bytes()[core_end..]);
+    out.buf.truncate(start + lead);
+    out.buf.push_str(PARAM);
+    // The tail is ASCII punctuation copied from the token.
+    out.buf
+        .push_str(std::str::from_utf8(&tail[..tail_len]).unwrap_or_default());
 }
 
 /// A token that is all variable: it has no letter or digit outside its `<*>`s (`<*>:<*>`, `[<*>]`, `()`).
@@ -411,7 +468,17 @@ fn is_value_segment(seg: &str) -> bool {
         && bytes.len() >= 3
         && bytes[..bytes.len() - 1].iter().all(u8::is_ascii_alphabetic)
         && bytes[bytes.len() - 1].is_ascii_digit();
-    !name_with_one_digit
+    // `jk2_init`, `Slf4jLogger`, `log4j`: one digit inside a word of at least three letters, next to a
+    // letter, is part of a name; values carry more digits or stand apart (`node-5`, `rdd_2_0`).
+    let letters = bytes.iter().filter(|c| c.is_ascii_alphabetic()).count();
+    let digit_in_name = digits == 1 && letters >= 3 && bytes[0].is_ascii_alphabetic() && {
+        let p = bytes.iter().position(u8::is_ascii_digit).unwrap_or(0);
+        bytes[p - 1].is_ascii_alphabetic()
+            && bytes
+                .get(p + 1)
+                .is_some_and(|&c| c.is_ascii_alphabetic() || c == b'_')
+    };
+    !(name_with_one_digit || digit_in_name)
 }
 
 /// `a.b.example.com`: at least two dots, lower-case labels, and a last label of 2 to 6 letters. Java
@@ -476,30 +543,48 @@ mod tests {
             "took <*> times, <*> more"
         );
         assert_eq!(masked("addr 0x7fff1a2b and a3f9c2d1"), "addr <*> and <*>");
+        // An address is one value, whatever its parts.
         assert_eq!(
-            masked("from 10.251.73.220:50010 to /10.10.34.11:45307"),
-            "from <*>:<*> to /<*>:<*>"
+            masked("from 10.251.73.220:50010 to /10.10.34.11:45307,"),
+            "from <*> to <*>,"
         );
         assert_eq!(
             masked("block blk_-6952295868487656571 done"),
             "block <*> done"
         );
-        assert_eq!(masked("id 123e4567-e89b-12d3-a456-426614174000."), "id <*>");
         assert_eq!(
-            masked("ipv6 fe80::1ff:fe23:4567:890a"),
-            "ipv6 <*>::<*>:<*>:<*>:<*>"
+            masked("id 123e4567-e89b-12d3-a456-426614174000."),
+            "id <*>."
         );
+        assert_eq!(masked("ipv6 fe80::1ff:fe23:4567:890a"), "ipv6 <*>");
         assert_eq!(masked("CPU#1 at [173.234.31.186]"), "CPU#<*> at [<*>]");
         assert_eq!(masked("size 18.4 KB, took 12 ms"), "size <*>, took <*>");
         assert_eq!(
             masked("at Sun Jul 10 03:04:05 2005 in May"),
-            "at <*> <*> <*> <*>:<*>:<*> <*> in May"
+            "at <*> <*> <*> <*> <*> in May"
         );
     }
 
     #[test]
     fn names_with_one_digit_stay() {
         assert_eq!(masked("port 22 ssh2 on tty1"), "port <*> ssh2 on tty1");
+        assert_eq!(
+            masked("jk2_init() Found Slf4jLogger node-5 rdd_2_0"),
+            "jk2_init() Found Slf4jLogger <*> <*>"
+        );
+    }
+
+    #[test]
+    fn quoted_names_and_request_verbs_stay() {
+        assert_eq!(
+            masked(r#"1.2.3.4 "GET /v2/a1/servers/detail HTTP/1.1" status: 200"#),
+            r#"<*> "GET <*>" status: <*>"#
+        );
+        assert_eq!(
+            masked("Checking 'hlt' instruction, task 'attempt_12' saved"),
+            "Checking 'hlt' instruction, task '<*>' saved"
+        );
+        assert_eq!(masked(r#"said "hello world" twice"#), r#"said "<*>" twice"#);
     }
 
     #[test]
@@ -519,7 +604,11 @@ mod tests {
             masked("lookup ns.marryaldkfaczcz.com failed"),
             "lookup <*> failed"
         );
-        assert_eq!(masked("proxy.cse.cuhk.edu.hk:5070 open"), "<*>:<*> open");
+        assert_eq!(masked("proxy.cse.cuhk.edu.hk:5070 open"), "<*> open");
+        assert_eq!(
+            masked("connect to host-41:8030. Tried"),
+            "connect to <*>. Tried"
+        );
         assert_eq!(
             masked("class org.apache.hadoop.MRAppMaster"),
             "class org.apache.hadoop.MRAppMaster"
