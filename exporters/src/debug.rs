@@ -256,6 +256,11 @@ fn event_line(l: &vigil_core::otlp::logs::v1::LogRecord) -> Option<String> {
     ] {
         if let Some(v) = attr(key) {
             let short = key.rsplit('.').next().unwrap_or(key);
+            // Scores are doubles in [0, 1]; two decimals are all a reader can use.
+            let v = match v.parse::<f64>() {
+                Ok(x) if v.contains('.') => format!("{x:.2}"),
+                _ => v,
+            };
             why.push(format!("{short}={v}"));
         }
     }
