@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
+use tonic::codegen::http;
 
 /// `type` or `type/name`, as otelcol spells a component in config.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -150,6 +151,19 @@ pub trait Extension: Component {
     ) -> Option<Result<Arc<dyn Storage>, crate::storage::StorageError>> {
         None
     }
+
+    /// Client authenticators (`bearertokenauth`, ...) return what an exporter's requests carry.
+    fn client_auth(&self) -> Option<Arc<dyn ClientAuth>> {
+        None
+    }
+}
+
+/// The credentials an exporter adds to each outgoing request, from the extension its
+/// `auth::authenticator` names.
+pub trait ClientAuth: Send + Sync {
+    /// Headers (gRPC metadata) for the next request. An error means the credential cannot be had
+    /// right now (a token file being rewritten, say): the request fails retryably.
+    fn headers(&self) -> Result<Vec<(http::HeaderName, http::HeaderValue)>, String>;
 }
 
 pub trait ReceiverFactory: Send + Sync {
@@ -261,6 +275,15 @@ impl Host {
             Some(r) => Ok(r?),
             None => anyhow::bail!("extension {storage_id} is not a storage extension"),
         }
+    }
+
+    /// The client authenticator `auth_id`, which an exporter's `auth::authenticator` names.
+    pub fn client_auth(&self, auth_id: &ComponentId) -> anyhow::Result<Arc<dyn ClientAuth>> {
+        let ext = self.extension(auth_id).ok_or_else(|| {
+            anyhow::anyhow!("authenticator {auth_id} is not configured in service::extensions")
+        })?;
+        ext.client_auth()
+            .ok_or_else(|| anyhow::anyhow!("extension {auth_id} is not a client authenticator"))
     }
 
     /// The service is stopping and must be done by `at`. Components that drain (exporter queues) fit

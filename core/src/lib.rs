@@ -12,8 +12,9 @@ pub mod storage;
 pub mod telemetry;
 
 pub use component::{
-    Component, ComponentId, ComponentKind, Connector, ConnectorFactory, Exporter, ExporterFactory,
-    Extension, ExtensionFactory, Host, Processor, ProcessorFactory, Receiver, ReceiverFactory,
+    ClientAuth, Component, ComponentId, ComponentKind, Connector, ConnectorFactory, Exporter,
+    ExporterFactory, Extension, ExtensionFactory, Host, Processor, ProcessorFactory, Receiver,
+    ReceiverFactory,
 };
 pub use config::ConfigError;
 pub use consumer::{ConsumeError, Consumer, FanOut, NextConsumers, Refused};
