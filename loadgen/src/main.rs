@@ -358,7 +358,19 @@ async fn send(client: &Client, args: &Args, seq: u64, n: u64) -> Result<u64, Str
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
+    // A person reads this: one line with the cause chain, never a backtrace (anyhow prints one from
+    // `main`'s Err whenever RUST_BACKTRACE is set).
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vigil-loadgen: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
     let args = Arc::new(Args::parse());
     let duration = parse_secs(&args.duration)?;
     let endpoint = args
@@ -372,7 +384,7 @@ async fn main() -> anyhow::Result<()> {
         let ch = tonic::transport::Endpoint::from_shared(format!("http://{endpoint}"))?
             .connect()
             .await
-            .map_err(|e| anyhow::anyhow!("cannot connect to {endpoint}: {e}"))?;
+            .map_err(|e| anyhow::Error::new(e).context(format!("cannot connect to {endpoint}")))?;
         Client::Grpc(ch)
     });
     if let Kind::Scenario = args.kind {
