@@ -10,11 +10,14 @@
 #   start these programs themselves, on ports of their own, and stop them.
 #   The prometheus package adds a `prometheus` system user; that stays.
 # - A Python venv in .venv with the OpenTelemetry SDK (tests/requirements.txt).
+# - Grafana's schema types and TypeScript in deploy/grafana/schema-check/node_modules (npm).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # 1. Debian packages: the real peers the end-to-end tests run against.
 APT_PACKAGES=(python3-venv util-linux logrotate bsdutils prometheus prometheus-node-exporter prometheus-alertmanager)
+# Node.js checks the Grafana dashboard against Grafana's schema; Debian's only when none is installed.
+command -v npm >/dev/null 2>&1 || APT_PACKAGES+=(nodejs npm)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -57,7 +60,14 @@ if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import opentelemetry.sdk,
   .venv/bin/pip install -q -r tests/requirements.txt
 fi
 
-# 3. Build every binary once, then run every test target, even after one fails, and print a total.
+# 3. Grafana's dashboard schema (@grafana/schema) and the TypeScript compiler, pinned by package-lock.json,
+#    in deploy/grafana/schema-check/node_modules.
+if [ ! -d deploy/grafana/schema-check/node_modules/@grafana/schema ]; then
+  echo "== installing the Grafana dashboard schema checker (npm ci in deploy/grafana/schema-check)"
+  npm ci --prefix deploy/grafana/schema-check --no-audit --no-fund
+fi
+
+# 4. Build every binary once, then run every test target, even after one fails, and print a total.
 echo "== building"
 cargo build --workspace --bins
 echo "== testing"

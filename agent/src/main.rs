@@ -72,21 +72,39 @@ fn main() -> ExitCode {
             print!("{}", registry.describe());
             ExitCode::SUCCESS
         }
-        Some(Command::Validate) => match load_config(&sources, &registry) {
-            Ok((_, warnings)) => {
-                for w in warnings {
-                    eprintln!("warning: {w}");
+        Some(Command::Validate) => {
+            let result = load_config(&sources, &registry).and_then(|(cfg, warnings)| {
+                // As otelcol's validate does: build the graph start would build, without starting it.
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| vec![format!("cannot start the async runtime: {e}")])?;
+                let errors = {
+                    let _in_runtime = runtime.enter();
+                    service::graph::dry_run(&cfg, &registry)
+                };
+                if errors.is_empty() {
+                    Ok(warnings)
+                } else {
+                    Err(errors)
                 }
-                ExitCode::SUCCESS
-            }
-            Err(errors) => {
-                eprintln!("Error: invalid configuration ({} problems):", errors.len());
-                for e in errors {
-                    eprintln!("  {e}");
+            });
+            match result {
+                Ok(warnings) => {
+                    for w in warnings {
+                        eprintln!("warning: {w}");
+                    }
+                    ExitCode::SUCCESS
                 }
-                ExitCode::FAILURE
+                Err(errors) => {
+                    eprintln!("Error: invalid configuration ({} problems):", errors.len());
+                    for e in errors {
+                        eprintln!("  {e}");
+                    }
+                    ExitCode::FAILURE
+                }
             }
-        },
+        }
         Some(Command::Eval { command }) => match eval::run(command) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

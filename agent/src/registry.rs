@@ -45,6 +45,65 @@ impl Registry {
         }
     }
 
+    /// The registered type a config's type name stands for. otelcol is renaming its components to
+    /// snake_case (`filelog` → `file_log`, `otlp` exporter → `otlp_grpc`) and accepts both spellings,
+    /// so vigil does too: first the name itself, then otelcol's renames ([`RENAMES`]), then any
+    /// spelling that differs from a registered name only by underscores (`host_metrics`).
+    pub fn resolve(&self, kind: ComponentKind, t: &str) -> Option<&'static str> {
+        let known = self.known(kind);
+        if let Some(k) = known.iter().find(|k| **k == t) {
+            return Some(k);
+        }
+        if let Some((_, _, old)) = RENAMES
+            .iter()
+            .find(|(k, new, old)| *k == kind && *new == t && known.contains(old))
+        {
+            return Some(old);
+        }
+        let squash = |s: &str| s.replace('_', "");
+        let wanted = squash(t);
+        known.into_iter().find(|k| squash(k) == wanted)
+    }
+
+    pub fn receiver(&self, t: &str) -> Option<&Arc<dyn ReceiverFactory>> {
+        self.receivers
+            .get(self.resolve(ComponentKind::Receiver, t)?)
+    }
+
+    pub fn processor(&self, t: &str) -> Option<&Arc<dyn ProcessorFactory>> {
+        self.processors
+            .get(self.resolve(ComponentKind::Processor, t)?)
+    }
+
+    pub fn exporter(&self, t: &str) -> Option<&Arc<dyn ExporterFactory>> {
+        self.exporters
+            .get(self.resolve(ComponentKind::Exporter, t)?)
+    }
+
+    pub fn connector(&self, t: &str) -> Option<&Arc<dyn ConnectorFactory>> {
+        self.connectors
+            .get(self.resolve(ComponentKind::Connector, t)?)
+    }
+
+    pub fn extension(&self, t: &str) -> Option<&Arc<dyn ExtensionFactory>> {
+        self.extensions
+            .get(self.resolve(ComponentKind::Extension, t)?)
+    }
+
+    /// Whether the type is one vigil has, under any spelling.
+    pub fn has(&self, kind: ComponentKind, t: &str) -> bool {
+        self.resolve(kind, t).is_some()
+    }
+
+    /// Every other spelling of a registered type that otelcol uses, for `vigil components`.
+    fn aliases(&self, kind: ComponentKind, t: &str) -> Vec<&'static str> {
+        RENAMES
+            .iter()
+            .filter(|(k, _, old)| *k == kind && *old == t)
+            .map(|(_, new, _)| *new)
+            .collect()
+    }
+
     fn known(&self, kind: ComponentKind) -> Vec<&'static str> {
         match kind {
             ComponentKind::Receiver => self.receivers.keys().copied().collect(),
@@ -64,11 +123,11 @@ impl Registry {
     ) -> Result<(), ConfigError> {
         let t = id.type_name();
         let r = match kind {
-            ComponentKind::Receiver => self.receivers.get(t).map(|f| f.validate(id, cfg)),
-            ComponentKind::Processor => self.processors.get(t).map(|f| f.validate(id, cfg)),
-            ComponentKind::Exporter => self.exporters.get(t).map(|f| f.validate(id, cfg)),
-            ComponentKind::Connector => self.connectors.get(t).map(|f| f.validate(id, cfg)),
-            ComponentKind::Extension => self.extensions.get(t).map(|f| f.validate(id, cfg)),
+            ComponentKind::Receiver => self.receiver(t).map(|f| f.validate(id, cfg)),
+            ComponentKind::Processor => self.processor(t).map(|f| f.validate(id, cfg)),
+            ComponentKind::Exporter => self.exporter(t).map(|f| f.validate(id, cfg)),
+            ComponentKind::Connector => self.connector(t).map(|f| f.validate(id, cfg)),
+            ComponentKind::Extension => self.extension(t).map(|f| f.validate(id, cfg)),
         };
         r.unwrap_or_else(|| {
             Err(ConfigError::component(
@@ -95,11 +154,11 @@ impl Registry {
     ) -> Option<String> {
         let t = id.type_name();
         let supported: Vec<Signal> = match kind {
-            ComponentKind::Receiver => self.receivers.get(t)?.signals().to_vec(),
-            ComponentKind::Processor => self.processors.get(t)?.signals().to_vec(),
-            ComponentKind::Exporter => self.exporters.get(t)?.signals().to_vec(),
+            ComponentKind::Receiver => self.receiver(t)?.signals().to_vec(),
+            ComponentKind::Processor => self.processor(t)?.signals().to_vec(),
+            ComponentKind::Exporter => self.exporter(t)?.signals().to_vec(),
             ComponentKind::Connector => {
-                let pairs = self.connectors.get(t)?.pairs();
+                let pairs = self.connector(t)?.pairs();
                 if role == "exporters" {
                     pairs.iter().map(|p| p.0).collect()
                 } else {
@@ -122,8 +181,7 @@ impl Registry {
     }
 
     pub fn connector_supports(&self, id: &ComponentId, input: Signal, output: Signal) -> bool {
-        self.connectors
-            .get(id.type_name())
+        self.connector(id.type_name())
             .is_some_and(|f| f.pairs().contains(&(input, output)))
     }
 
@@ -134,15 +192,22 @@ impl Registry {
             "buildinfo:\n  command: vigil\n  description: vigil node agent\n  version: {}\n",
             env!("CARGO_PKG_VERSION")
         ));
-        let list = |name: &str, items: Vec<(&str, Vec<Signal>)>, out: &mut String| {
-            out.push_str(&format!("{name}:\n"));
+        // Each type is listed under its vigil name and again under every otelcol spelling of it.
+        let list = |kind: ComponentKind, items: Vec<(&str, Vec<Signal>)>, out: &mut String| {
+            out.push_str(&format!("{}:\n", kind.section()));
             for (t, sigs) in items {
                 let s: Vec<&str> = sigs.iter().map(|s| s.as_str()).collect();
                 out.push_str(&format!("  - name: {t}\n    signals: [{}]\n", s.join(", ")));
+                for a in self.aliases(kind, t) {
+                    out.push_str(&format!(
+                        "  - name: {a}\n    alias_of: {t}\n    signals: [{}]\n",
+                        s.join(", ")
+                    ));
+                }
             }
         };
         list(
-            "receivers",
+            ComponentKind::Receiver,
             self.receivers
                 .iter()
                 .map(|(t, f)| (*t, f.signals().to_vec()))
@@ -150,7 +215,7 @@ impl Registry {
             &mut out,
         );
         list(
-            "processors",
+            ComponentKind::Processor,
             self.processors
                 .iter()
                 .map(|(t, f)| (*t, f.signals().to_vec()))
@@ -158,7 +223,7 @@ impl Registry {
             &mut out,
         );
         list(
-            "exporters",
+            ComponentKind::Exporter,
             self.exporters
                 .iter()
                 .map(|(t, f)| (*t, f.signals().to_vec()))
@@ -176,14 +241,51 @@ impl Registry {
                 "  - name: {t}\n    signals: [{}]\n",
                 pairs.join(", ")
             ));
+            for a in self.aliases(ComponentKind::Connector, t) {
+                out.push_str(&format!(
+                    "  - name: {a}\n    alias_of: {t}\n    signals: [{}]\n",
+                    pairs.join(", ")
+                ));
+            }
         }
         out.push_str("extensions:\n");
         for t in self.extensions.keys() {
             out.push_str(&format!("  - name: {t}\n"));
+            for a in self.aliases(ComponentKind::Extension, t) {
+                out.push_str(&format!("  - name: {a}\n    alias_of: {t}\n"));
+            }
         }
         out
     }
 }
+
+/// otelcol's current (snake_case) names for component types vigil has, as `(kind, otelcol name, vigil
+/// name)`. Each is accepted in a config and listed by `vigil components`. The first two are real
+/// renames (otelcol's core, v0.144); the rest add underscores, which [`Registry::resolve`] would also
+/// match, and are listed so that `vigil components` shows them. A component added later under an
+/// older name (`k8sattributes`) is matched by its snake_case spelling without an entry here.
+pub const RENAMES: &[(ComponentKind, &str, &str)] = &[
+    (ComponentKind::Exporter, "otlp_grpc", "otlp"),
+    (ComponentKind::Exporter, "otlp_http", "otlphttp"),
+    (
+        ComponentKind::Exporter,
+        "prometheus_remote_write",
+        "prometheusremotewrite",
+    ),
+    (ComponentKind::Receiver, "file_log", "filelog"),
+    (ComponentKind::Receiver, "host_metrics", "hostmetrics"),
+    (
+        ComponentKind::Receiver,
+        "prometheus_remote_write",
+        "prometheusremotewrite",
+    ),
+    (
+        ComponentKind::Processor,
+        "resource_detection",
+        "resourcedetection",
+    ),
+    (ComponentKind::Connector, "service_graph", "servicegraph"),
+];
 
 fn dedup(mut v: Vec<Signal>) -> Vec<Signal> {
     v.sort();

@@ -122,6 +122,15 @@ enum Seg {
 /// nothing more can be taken out. Paths in the messages are those of the user's file, not of the
 /// pruned copy.
 pub fn decode_all<T: DeserializeOwned>(value: &Value) -> Result<T, Vec<(String, String)>> {
+    match decode_partial(value) {
+        (Some(v), errors) if errors.is_empty() => Ok(v),
+        (_, errors) => Err(errors),
+    }
+}
+
+/// [`decode_all`], also returning what decodes once every offending key is taken out, so that a
+/// caller can go on checking the rest (a service section with one bad key still has pipelines).
+pub fn decode_partial<T: DeserializeOwned>(value: &Value) -> (Option<T>, Vec<(String, String)>) {
     let mut work = if value.is_null() {
         Value::Object(Default::default())
     } else {
@@ -135,8 +144,7 @@ pub fn decode_all<T: DeserializeOwned>(value: &Value) -> Result<T, Vec<(String, 
     // Each pass takes one node out of a finite tree, so this only guards against a bug here.
     for _ in 0..(4 * MAX_ERRORS_PER_SECTION + 1000) {
         let e = match serde_path_to_error::deserialize::<_, T>(&work) {
-            Ok(v) if errors.is_empty() => return Ok(v),
-            Ok(_) => return Err(errors),
+            Ok(v) => return (Some(v), errors),
             Err(e) => e,
         };
         let cur: Vec<Seg> = e
@@ -182,7 +190,7 @@ pub fn decode_all<T: DeserializeOwned>(value: &Value) -> Result<T, Vec<(String, 
     if errors.is_empty() {
         errors.push((String::new(), "cannot be decoded".into()));
     }
-    Err(errors)
+    (None, errors)
 }
 
 fn missing_field(msg: &str) -> Option<&str> {
@@ -290,6 +298,25 @@ where
 {
     let v: Option<T> = Option::deserialize(d)?;
     Ok(Some(v.unwrap_or_default()))
+}
+
+/// `#[serde(default, deserialize_with = "vigil_core::config::opt_scalar_text")]` for an `Option<String>`
+/// that must keep a plain scalar's text whatever YAML types it as: Prometheus' `regex: true` is the
+/// regex `true`, not a boolean.
+pub fn opt_scalar_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    match Option::<Value>::deserialize(d)? {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(Value::Bool(b)) => Ok(Some(b.to_string())),
+        Some(Value::Number(n)) => Ok(Some(n.to_string())),
+        Some(other) => Err(serde::de::Error::custom(format!(
+            "expected a string, got {}",
+            match other {
+                Value::Array(_) => "a list",
+                _ => "a map",
+            }
+        ))),
+    }
 }
 
 /// Parses a Go duration: `300ms`, `1.5h`, `2h45m`, `10us`, `0`. A bare number is nanoseconds, as

@@ -23,6 +23,10 @@ use vigil_core::{
 
 const MIB: u64 = 1024 * 1024;
 
+/// The shortest `check_interval` accepted. otelcol takes any positive value, but `1ns` spins a core
+/// while idle, and reading RSS more often than every millisecond cannot help.
+pub const MIN_CHECK_INTERVAL: Duration = Duration::from_millis(1);
+
 /// The `memory_limiter` config, with otelcol's keys. `check_interval` and one of `limit_mib` or
 /// `limit_percentage` are required.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -72,6 +76,12 @@ impl MemoryLimiterConfig {
             return err(
                 "check_interval",
                 "'check_interval' must be greater than zero",
+            );
+        }
+        if cfg.check_interval < MIN_CHECK_INTERVAL {
+            return err(
+                "check_interval",
+                "'check_interval' must be at least 1ms: a shorter one keeps a core busy reading memory",
             );
         }
         if cfg.min_gc_interval_when_soft_limited < cfg.min_gc_interval_when_hard_limited {
@@ -571,6 +581,11 @@ mod tests {
             (
                 json!({"limit_mib": 100}),
                 "processors::memory_limiter::check_interval: 'check_interval' must be greater than zero",
+            ),
+            (
+                json!({"check_interval": "1ns", "limit_mib": 100}),
+                "processors::memory_limiter::check_interval: 'check_interval' must be at least 1ms: \
+                 a shorter one keeps a core busy reading memory",
             ),
             (
                 json!({"check_interval": "1s"}),

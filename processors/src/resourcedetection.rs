@@ -120,9 +120,11 @@ const K8S_ATTRS: &[(&str, bool)] = &[("k8s.node.name", true)];
 fn load(id: &ComponentId, config: &Json) -> Result<ResourceDetectionConfig, ConfigError> {
     let cfg: ResourceDetectionConfig = decode(ComponentKind::Processor, id, config)?;
     let err = |k: String, m: String| ConfigError::component(ComponentKind::Processor, id, k, m);
+    // Every problem, not only the first, so that one `validate` run lists them all.
+    let mut errors = Vec::new();
     for (i, d) in cfg.detectors.iter().enumerate() {
         if !DETECTORS.contains(&d.as_str()) {
-            return Err(err(
+            errors.push(err(
                 format!("detectors::{i}"),
                 format!(
                     "unknown detector {d:?}; this build has {}",
@@ -133,7 +135,7 @@ fn load(id: &ComponentId, config: &Json) -> Result<ResourceDetectionConfig, Conf
     }
     for (i, s) in cfg.system.hostname_sources.iter().enumerate() {
         if !matches!(s.as_str(), "dns" | "os" | "cname" | "lookup") {
-            return Err(err(
+            errors.push(err(
                 format!("system::hostname_sources::{i}"),
                 format!("invalid hostname source {s:?}; expected dns, os, cname or lookup"),
             ));
@@ -146,14 +148,17 @@ fn load(id: &ComponentId, config: &Json) -> Result<ResourceDetectionConfig, Conf
         for k in map.keys() {
             if !known.iter().any(|(n, _)| n == k) {
                 let names: Vec<&str> = known.iter().map(|(n, _)| *n).collect();
-                return Err(err(
+                errors.push(err(
                     format!("{section}::resource_attributes::{k}"),
                     format!("unknown attribute; expected one of {}", names.join(", ")),
                 ));
             }
         }
     }
-    Ok(cfg)
+    match ConfigError::join(errors) {
+        Some(e) => Err(e),
+        None => Ok(cfg),
+    }
 }
 
 fn enabled(known: &[(&str, bool)], user: &BTreeMap<String, Toggle>, name: &str) -> bool {

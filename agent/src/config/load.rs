@@ -96,7 +96,9 @@ fn parse_yaml(origin: &str, text: &str) -> Result<Value, LoadError> {
     if text.trim().is_empty() {
         return Ok(Value::Null);
     }
-    serde_saphyr::from_str::<Value>(text).map_err(|e| LoadError::Yaml {
+    // YAML 1.2, as otelcol's parser reads it: `on`, `yes`, `y`, `no`, `off`, `n` stay strings.
+    let options = serde_saphyr::options! { strict_booleans: true };
+    serde_saphyr::from_str_with_options::<Value>(text, options).map_err(|e| LoadError::Yaml {
         origin: origin.to_string(),
         message: e.to_string(),
     })
@@ -306,6 +308,20 @@ mod tests {
         assert_eq!(e("x${env:VIGIL_TEST_UNSET_Y}", &mut w), Some(json!("x")));
         assert_eq!(w.len(), 1);
         assert!(w[0].contains("VIGIL_TEST_UNSET_Y"));
+    }
+
+    #[test]
+    fn yaml_11_booleans_stay_strings() {
+        let v = parse_yaml(
+            "t",
+            "a: on\nb: yes\nc: n\nd: N\ne: off\nf: y\ng: true\nh: False\ni: no\n",
+        )
+        .unwrap();
+        assert_eq!(
+            v,
+            json!({"a": "on", "b": "yes", "c": "n", "d": "N", "e": "off", "f": "y",
+                   "g": true, "h": false, "i": "no"})
+        );
     }
 
     #[test]

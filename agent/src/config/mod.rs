@@ -190,7 +190,18 @@ impl Config {
                             }
                             Ok(id) => {
                                 if let Err(e) = registry.validate(kind, &id, cfg) {
-                                    errors.push(e);
+                                    // Sorted, so that the same file always prints the same list
+                                    // whatever order a component found its problems in.
+                                    let mut all = e.flatten();
+                                    all.sort_by(|a, b| {
+                                        (&a.location, &a.path, &a.message).cmp(&(
+                                            &b.location,
+                                            &b.path,
+                                            &b.message,
+                                        ))
+                                    });
+                                    all.dedup();
+                                    errors.extend(all);
                                 }
                                 out.insert(id, cfg.clone());
                             }
@@ -215,22 +226,13 @@ impl Config {
                 ));
                 ServiceConfig::default()
             }
-            Some(v) => match serde_path_to_error::deserialize::<_, ServiceConfig>(v) {
-                Ok(s) => s,
-                Err(e) => {
-                    let path = vigil_core::config::key_path(&e.path().to_string());
-                    let msg = e.inner().to_string();
-                    let msg = match msg.strip_prefix("unknown field `") {
-                        Some(rest) => format!(
-                            "has invalid keys: {}",
-                            rest.split('`').next().unwrap_or_default()
-                        ),
-                        None => msg,
-                    };
+            Some(v) => {
+                let (service, problems) = vigil_core::config::decode_partial::<ServiceConfig>(v);
+                for (path, msg) in problems {
                     errors.push(ConfigError::new("service", path, msg));
-                    ServiceConfig::default()
                 }
-            },
+                service.unwrap_or_default()
+            }
         };
 
         let take = |sections: &mut BTreeMap<ComponentKind, BTreeMap<ComponentId, Value>>,
@@ -257,7 +259,13 @@ impl Config {
             }
         }
 
-        if service.pipelines.is_empty() && root_map.contains_key("service") {
+        // Only when the file has no pipelines at all: pipelines refused above are not missing.
+        let pipelines_written = root_map
+            .get("service")
+            .and_then(|s| s.get("pipelines"))
+            .and_then(Value::as_object)
+            .is_some_and(|m| !m.is_empty());
+        if service.pipelines.is_empty() && root_map.contains_key("service") && !pipelines_written {
             errors.push(ConfigError::new(
                 "service::pipelines",
                 "",
@@ -361,6 +369,10 @@ impl Config {
         // A connector must be an exporter in one pipeline and a receiver in another, for a signal
         // pair it supports.
         for cid in connectors.keys() {
+            // An unknown connector type was reported above; what it could connect is unknowable.
+            if !registry.has(ComponentKind::Connector, cid.type_name()) {
+                continue;
+            }
             let as_exporter: BTreeSet<Signal> = pipelines
                 .iter()
                 .filter(|p| p.exporters.contains(cid))

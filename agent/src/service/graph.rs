@@ -81,6 +81,31 @@ struct Builder<'a> {
     chain: Vec<Node>,
 }
 
+/// Builds the graph of `cfg` as start would, extensions included, and drops it without starting
+/// anything. This is what `vigil validate` and a SIGHUP reload check, so that a config they accept
+/// does not then fail to start: connector cycles, and whatever a component refuses only when it is
+/// created (a `tls::ca_file` that cannot be read, a key the client cannot honour). Must run inside a
+/// Tokio runtime, as some components set up their clients on creation.
+pub fn dry_run(cfg: &Config, registry: &Registry) -> Vec<String> {
+    let mut errors = Vec::new();
+    let mut exts = Vec::new();
+    for id in &cfg.service_extensions {
+        let Some(factory) = registry.extension(id.type_name()) else {
+            errors.push(format!("extensions::{id}: unknown type"));
+            continue;
+        };
+        let c = cfg.extensions.get(id).cloned().unwrap_or(Value::Null);
+        match factory.create(id, &c) {
+            Ok(e) => exts.push((id.clone(), e)),
+            Err(e) => errors.extend(e.flatten().iter().map(ToString::to_string)),
+        }
+    }
+    if let Err(e) = build(cfg.clone(), registry, exts, &mut Vec::new()) {
+        errors.push(format!("{e:#}"));
+    }
+    errors
+}
+
 /// Creates every component of `cfg` (nothing is started). Receivers found in `keep` with the same
 /// type, config and signals are reused rather than recreated.
 pub fn build(
@@ -137,8 +162,7 @@ pub fn build(
             continue;
         }
         let factory = registry
-            .receivers
-            .get(id.type_name())
+            .receiver(id.type_name())
             .ok_or_else(|| anyhow::anyhow!("receivers::{id}: unknown type"))?;
         let mut next = NextConsumers::new();
         let mut switches = BTreeMap::new();
@@ -192,8 +216,7 @@ impl Builder<'_> {
         for proc_id in p.processors.iter().rev() {
             let factory = self
                 .registry
-                .processors
-                .get(proc_id.type_name())
+                .processor(proc_id.type_name())
                 .ok_or_else(|| anyhow::anyhow!("processors::{proc_id}: unknown type"))?;
             let cfg = self
                 .cfg
@@ -219,8 +242,7 @@ impl Builder<'_> {
         }
         let factory = self
             .registry
-            .exporters
-            .get(id.type_name())
+            .exporter(id.type_name())
             .ok_or_else(|| anyhow::anyhow!("exporters::{id}: unknown type"))?;
         let cfg = self.cfg.exporters.get(id).cloned().unwrap_or(Value::Null);
         let e = factory.create(id, &cfg)?;
@@ -250,8 +272,7 @@ impl Builder<'_> {
         }
         let factory = self
             .registry
-            .connectors
-            .get(id.type_name())
+            .connector(id.type_name())
             .ok_or_else(|| anyhow::anyhow!("connectors::{id}: unknown type"))?;
         let cfg = self.cfg.connectors.get(id).cloned().unwrap_or(Value::Null);
         let c = factory.create(id, &cfg, next)?;

@@ -69,8 +69,7 @@ impl Service {
         for id in &cfg.service_extensions {
             let factory = self
                 .registry
-                .extensions
-                .get(id.type_name())
+                .extension(id.type_name())
                 .ok_or_else(|| anyhow::anyhow!("extensions::{id}: unknown type"))?;
             let c = cfg
                 .extensions
@@ -170,6 +169,11 @@ impl Service {
     pub async fn reload(&mut self) -> anyhow::Result<bool> {
         let (cfg, warnings) = load_config(&self.sources, &self.registry)
             .map_err(|errs| anyhow::anyhow!("invalid config:\n  {}", errs.join("\n  ")))?;
+        // Refuse what would fail to build before anything of the running graph is touched.
+        let errs = graph::dry_run(&cfg, &self.registry);
+        if !errs.is_empty() {
+            anyhow::bail!("invalid config:\n  {}", errs.join("\n  "));
+        }
         for w in warnings {
             tracing::warn!("{w}");
         }

@@ -9,6 +9,10 @@ use std::collections::VecDeque;
 use std::sync::Mutex;
 use tokio::sync::Notify;
 
+/// The most `num_consumers` a queue may have. otelcol sets no bound, but 100 million consumers took
+/// 3.5 GB before sending anything; a thousand parallel requests is far beyond what one node needs.
+pub const MAX_NUM_CONSUMERS: usize = 1000;
+
 /// `sending_queue`, as otelcol's exporterhelper spells it.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -46,6 +50,15 @@ impl QueueConfig {
         }
         if self.num_consumers == 0 {
             return Err(("num_consumers", "must be at least 1".into()));
+        }
+        if self.num_consumers > MAX_NUM_CONSUMERS {
+            return Err((
+                "num_consumers",
+                format!(
+                    "{} is more than {MAX_NUM_CONSUMERS}: each consumer is a task with its own buffers",
+                    self.num_consumers
+                ),
+            ));
         }
         if self.queue_size == 0 {
             return Err(("queue_size", "must be at least 1".into()));
@@ -276,6 +289,11 @@ mod tests {
             ..QueueConfig::default()
         };
         assert_eq!(bad.validate().unwrap_err().0, "num_consumers");
+        let huge = QueueConfig {
+            num_consumers: 100_000_000,
+            ..QueueConfig::default()
+        };
+        assert_eq!(huge.validate().unwrap_err().0, "num_consumers");
     }
 
     #[tokio::test]

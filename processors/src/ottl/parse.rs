@@ -1,7 +1,6 @@
 //! Lexer and recursive-descent parser for the OTTL condition subset.
 
 use super::{CmpOp, Condition, Context, Expr, Path, Val};
-use regex::Regex;
 
 #[derive(Debug, Clone, PartialEq)]
 enum Tok {
@@ -225,7 +224,7 @@ impl P {
                 _ => return Err("IsMatch's second argument must be a string literal regex".into()),
             };
             self.expect(Tok::RParen, ")")?;
-            let re = Regex::new(&pattern)
+            let re = vigil_core::config::re2_regex(&pattern)
                 .map_err(|e| format!("IsMatch: invalid regex {pattern:?}: {e}"))?;
             return Ok(Expr::IsMatch(Box::new(target), re));
         }

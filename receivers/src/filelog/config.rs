@@ -248,14 +248,16 @@ pub fn load(id: &ComponentId, value: &Value) -> Result<Checked, ConfigError> {
     let split = match &raw.multiline {
         None => Split::Lines,
         Some(m) => match (&m.line_start_pattern, &m.line_end_pattern) {
-            (Some(s), None) => Split::Start(regex::bytes::Regex::new(s).map_err(|e| {
-                err(
-                    id,
-                    "multiline::line_start_pattern",
-                    format!("invalid regex: {e}"),
-                )
-            })?),
-            (None, Some(s)) => Split::End(regex::bytes::Regex::new(s).map_err(|e| {
+            (Some(s), None) => {
+                Split::Start(vigil_core::config::re2_bytes_regex(s).map_err(|e| {
+                    err(
+                        id,
+                        "multiline::line_start_pattern",
+                        format!("invalid regex: {e}"),
+                    )
+                })?)
+            }
+            (None, Some(s)) => Split::End(vigil_core::config::re2_bytes_regex(s).map_err(|e| {
                 err(
                     id,
                     "multiline::line_end_pattern",

@@ -56,7 +56,7 @@ impl NameFilter {
             Some("regexp") => {
                 let mut res = Vec::with_capacity(items.len());
                 for (i, p) in items.iter().enumerate() {
-                    let re = Regex::new(p).map_err(|e| {
+                    let re = vigil_core::config::re2_regex(p).map_err(|e| {
                         (
                             format!("{key}::{i}"),
                             format!("invalid regular expression {p:?}: {e}"),

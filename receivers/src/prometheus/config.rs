@@ -524,7 +524,7 @@ pub fn load(id: &ComponentId, value: &Value) -> Result<Config, ConfigError> {
             .start_time_metric_regex
             .as_deref()
             .unwrap_or("^(.+_)*process_start_time_seconds$");
-        Some(regex::Regex::new(pat).map_err(|e| {
+        Some(vigil_core::config::re2_regex(pat).map_err(|e| {
             err(
                 id,
                 "start_time_metric_regex",

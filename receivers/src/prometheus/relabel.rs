@@ -36,10 +36,14 @@ pub fn get_label<'a>(labels: &'a Labels, name: &str) -> &'a str {
 pub struct RelabelConfigRaw {
     #[serde(default)]
     pub source_labels: Vec<String>,
+    #[serde(default, deserialize_with = "vigil_core::config::opt_scalar_text")]
     pub separator: Option<String>,
+    /// Unquoted `regex: true` is the regex `true`, as Prometheus reads it.
+    #[serde(default, deserialize_with = "vigil_core::config::opt_scalar_text")]
     pub regex: Option<String>,
     pub modulus: Option<u64>,
     pub target_label: Option<String>,
+    #[serde(default, deserialize_with = "vigil_core::config::opt_scalar_text")]
     pub replacement: Option<String>,
     pub action: Option<String>,
 }
@@ -97,7 +101,7 @@ impl Rule {
             }
         };
         let pattern = raw.regex.as_deref().unwrap_or("(.*)");
-        let regex = Regex::new(&format!("^(?:{pattern})$"))
+        let regex = vigil_core::config::re2_regex(&format!("^(?:{pattern})$"))
             .map_err(|e| format!("invalid regex {pattern:?}: {e}"))?;
         let target_label = raw.target_label.clone().unwrap_or_default();
         let needs_target = matches!(
@@ -238,6 +242,36 @@ mod tests {
             .collect();
         l.sort();
         l
+    }
+
+    #[test]
+    fn unquoted_true_regex_keeps_its_text() {
+        // The agent reads YAML into a generic tree first, where `regex: true` is a boolean.
+        let raw: RelabelConfigRaw = serde_json::from_value(serde_json::json!({
+            "source_labels": ["__meta_kubernetes_pod_annotation_prometheus_io_scrape"],
+            "action": "keep",
+            "regex": true,
+        }))
+        .unwrap();
+        let r = Rule::compile(&raw).unwrap();
+        let mut l = labels(&[(
+            "__meta_kubernetes_pod_annotation_prometheus_io_scrape",
+            "true",
+        )]);
+        assert!(process(std::slice::from_ref(&r), &mut l));
+        let mut l = labels(&[(
+            "__meta_kubernetes_pod_annotation_prometheus_io_scrape",
+            "false",
+        )]);
+        assert!(!process(&[r], &mut l));
+    }
+
+    #[test]
+    fn go_literal_brace_in_a_relabel_regex() {
+        let r = rule("source_labels: [a]\nregex: '{(.*)}'\ntarget_label: x");
+        let mut l = labels(&[("a", "{v}")]);
+        process(&[r], &mut l);
+        assert_eq!(get_label(&l, "x"), "v");
     }
 
     #[test]

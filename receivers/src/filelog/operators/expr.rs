@@ -182,7 +182,8 @@ impl Parser {
                 self.pos += 1;
                 match self.next() {
                     Some(Tok::Str(re)) => {
-                        let re = Regex::new(&re).map_err(|e| format!("bad regex {re:?}: {e}"))?;
+                        let re = vigil_core::config::re2_regex(&re)
+                            .map_err(|e| format!("bad regex {re:?}: {e}"))?;
                         Ok(Expr::Matches(Box::new(l), re))
                     }
                     _ => Err("matches takes a quoted regex".into()),

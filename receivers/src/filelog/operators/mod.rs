@@ -15,10 +15,40 @@ use regex::Regex;
 use serde::Deserialize;
 use serde_json::Value as Json;
 use severity::SeverityMap;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use time::TimeParser;
 use vigil_core::otlp::common::v1::any_value::Value;
 use vigil_core::otlp::common::v1::{AnyValue, KeyValue, KeyValueList};
+
+/// The ids of a list of operators, as stanza numbers them: an operator without an `id` (or with its
+/// type as id) is called by its type, and the second and later ones of a type get a number (`move`,
+/// `move1`, `move2`, …), skipping any id the list already uses.
+fn default_ids(configs: &[OperatorConfig], explicit: &[Option<&str>]) -> Vec<String> {
+    let mut next: HashMap<&str, usize> = HashMap::new();
+    let mut ids: Vec<String> = Vec::with_capacity(configs.len());
+    for (c, given) in configs.iter().zip(explicit) {
+        let t = c.type_name();
+        if given.is_some_and(|g| g != t) {
+            ids.push(given.unwrap_or(t).to_string());
+            continue;
+        }
+        let n = next.entry(t).or_insert(0);
+        if *n == 0 {
+            *n = 1;
+            ids.push(t.to_string());
+            continue;
+        }
+        let taken = |candidate: &str| explicit.iter().flatten().any(|e| *e == candidate);
+        let mut candidate = format!("{t}{n}");
+        while taken(&candidate) {
+            *n += 1;
+            candidate = format!("{t}{n}");
+        }
+        *n += 1;
+        ids.push(candidate);
+    }
+    ids
+}
 
 /// One operator as written in config; `type` picks the variant.
 #[derive(Debug, Clone, Deserialize)]
@@ -33,6 +63,38 @@ pub enum OperatorConfig {
     Add(AddConfig),
     Router(RouterConfig),
     Container(ContainerConfig),
+}
+
+impl OperatorConfig {
+    /// The `type` as written in config, which is also the operator's default id.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            OperatorConfig::JsonParser(_) => "json_parser",
+            OperatorConfig::RegexParser(_) => "regex_parser",
+            OperatorConfig::Timestamp(_) => "timestamp",
+            OperatorConfig::Severity(_) => "severity",
+            OperatorConfig::Move(_) => "move",
+            OperatorConfig::Remove(_) => "remove",
+            OperatorConfig::Add(_) => "add",
+            OperatorConfig::Router(_) => "router",
+            OperatorConfig::Container(_) => "container",
+        }
+    }
+
+    /// The `id` the config gives, if any.
+    pub fn id(&self) -> Option<&str> {
+        match self {
+            OperatorConfig::JsonParser(c) => c.id.as_deref(),
+            OperatorConfig::RegexParser(c) => c.id.as_deref(),
+            OperatorConfig::Timestamp(c) => c.id.as_deref(),
+            OperatorConfig::Severity(c) => c.id.as_deref(),
+            OperatorConfig::Move(c) => c.id.as_deref(),
+            OperatorConfig::Remove(c) => c.id.as_deref(),
+            OperatorConfig::Add(c) => c.id.as_deref(),
+            OperatorConfig::Router(c) => c.id.as_deref(),
+            OperatorConfig::Container(c) => c.id.as_deref(),
+        }
+    }
 }
 
 /// Keys every operator has.
@@ -90,7 +152,7 @@ fn strptime() -> String {
 pub struct SeverityConfig {
     pub parse_from: String,
     #[serde(default)]
-    pub mapping: HashMap<String, Json>,
+    pub mapping: BTreeMap<String, Json>,
     #[serde(default = "default_preset")]
     pub preset: String,
     #[serde(default)]
@@ -127,7 +189,7 @@ pub struct SeverityOpConfig {
     pub if_: Option<String>,
     pub parse_from: String,
     #[serde(default)]
-    pub mapping: HashMap<String, Json>,
+    pub mapping: BTreeMap<String, Json>,
     #[serde(default = "default_preset")]
     pub preset: String,
     #[serde(default)]
@@ -381,7 +443,7 @@ impl Pipeline {
                     },
                 ),
                 OperatorConfig::RegexParser(c) => {
-                    let re = Regex::new(&c.regex)
+                    let re = vigil_core::config::re2_regex(&c.regex)
                         .map_err(|e| (format!("{p}::regex"), format!("invalid regex: {e}")))?;
                     if re.capture_names().flatten().next().is_none() {
                         return Err((
@@ -591,6 +653,10 @@ impl Pipeline {
             };
             outputs.push((output, route_outputs, default));
             ops.push(Op { id, ..op });
+        }
+        let explicit: Vec<Option<&str>> = configs.iter().map(|c| c.id()).collect();
+        for (op, id) in ops.iter_mut().zip(default_ids(configs, &explicit)) {
+            op.id = id;
         }
         // Resolve outputs to indices. Only forward references are allowed, which rules out cycles.
         let ids: Vec<String> = ops.iter().map(|o| o.id.clone()).collect();

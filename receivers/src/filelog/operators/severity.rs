@@ -3,7 +3,7 @@
 //! the config gives: single values, lists, `{min, max}` ranges, and `2xx`-style HTTP classes.
 
 use serde_json::Value as Json;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use vigil_core::otlp::common::v1::any_value::Value;
 
 /// OTel severity names as stanza's `mapping` keys spell them, with their numbers.
@@ -49,7 +49,7 @@ pub struct SeverityMap {
 
 impl SeverityMap {
     /// stanza's `default` preset plus the config's `mapping`.
-    pub fn new(preset: &str, mapping: &HashMap<String, Json>) -> Result<SeverityMap, String> {
+    pub fn new(preset: &str, mapping: &BTreeMap<String, Json>) -> Result<SeverityMap, String> {
         let mut m = SeverityMap::default();
         match preset {
             "default" => {
@@ -75,9 +75,17 @@ impl SeverityMap {
             }
         }
         for (level, values) in mapping {
-            let num = level_number(level).ok_or_else(|| {
-                format!("unknown severity {level:?} in mapping: expected trace, debug, info, warn, error or fatal (optionally 2-4)")
-            })?;
+            // As stanza reads a mapping key: a severity name or number (`warn`, `13`); any other key
+            // (`warning`, `notice`) is accepted and maps its values to the default severity, 0.
+            let num = level_number(level)
+                .or_else(|| {
+                    level
+                        .trim()
+                        .parse::<i32>()
+                        .ok()
+                        .filter(|n| (1..=24).contains(n))
+                })
+                .unwrap_or(0);
             let list = match values {
                 Json::Array(a) => a.clone(),
                 other => vec![other.clone()],
@@ -151,7 +159,7 @@ mod tests {
 
     #[test]
     fn defaults_lists_ranges_and_http_classes() {
-        let mapping: HashMap<String, Json> = serde_json::from_value(json!({
+        let mapping: BTreeMap<String, Json> = serde_json::from_value(json!({
             "error": ["oops", 500],
             "warn": {"min": 400, "max": 499},
             "info": "2xx",
@@ -164,10 +172,20 @@ mod tests {
         assert_eq!(m.lookup(&Value::StringValue("404".into())), Some(13));
         assert_eq!(m.lookup(&Value::IntValue(204)), Some(9));
         assert_eq!(m.lookup(&Value::StringValue("meh".into())), None);
-        assert!(SeverityMap::new(
-            "default",
-            &serde_json::from_value(json!({"loud": "x"})).unwrap()
-        )
-        .is_err());
+    }
+
+    #[test]
+    fn any_mapping_key_is_accepted_as_stanza_does() {
+        let mapping: BTreeMap<String, Json> = serde_json::from_value(json!({
+            "warning": "W",
+            "error": "E",
+            "14": "W2",
+        }))
+        .unwrap();
+        let m = SeverityMap::new("default", &mapping).unwrap();
+        assert_eq!(m.lookup(&Value::StringValue("E".into())), Some(17));
+        assert_eq!(m.lookup(&Value::StringValue("W2".into())), Some(14));
+        // Not a severity name: its values map to the default severity.
+        assert_eq!(m.lookup(&Value::StringValue("W".into())), Some(0));
     }
 }

@@ -151,3 +151,50 @@ fn build_errors_name_the_operator() {
     let r: Result<Vec<OperatorConfig>, _> = serde_saphyr::from_str("- type: teleport\n");
     assert!(r.is_err());
 }
+
+#[test]
+fn operators_without_id_are_numbered_like_stanza() {
+    let v: Vec<OperatorConfig> = serde_saphyr::from_str(
+        r#"
+- type: move
+  from: attributes.a
+  to: attributes.b
+- type: move
+  from: attributes.c
+  to: attributes.d
+- type: move
+  id: move1
+  from: attributes.e
+  to: attributes.f
+- type: move
+  from: attributes.g
+  to: attributes.h
+"#,
+    )
+    .unwrap();
+    let explicit: Vec<Option<&str>> = v.iter().map(|c| c.id()).collect();
+    assert_eq!(
+        default_ids(&v, &explicit),
+        ["move", "move2", "move1", "move3"]
+    );
+    let p = Pipeline::build(&v).unwrap();
+    let out = run(&p, &["x"]);
+    assert_eq!(out.len(), 1);
+}
+
+#[test]
+fn router_expr_with_a_go_literal_brace() {
+    let p = build(
+        r#"
+- type: router
+  routes:
+    - expr: 'body matches "\"resource\":{.*?},?"'
+      output: json
+- type: json_parser
+  id: json
+"#,
+    );
+    let out = run(&p, &[r#"{"resource":{"a":1},"b":"c"}"#]);
+    assert_eq!(out.len(), 1);
+    assert_eq!(get_str(&out[0].attributes, "b"), Some("c"));
+}
