@@ -74,6 +74,53 @@ pub enum EventKind {
     Forecast,
 }
 
+/// What a finding's service is: an instrumented service, or a node known only from its callers' spans.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Node {
+    /// An instrumented service (it exports its own telemetry).
+    #[default]
+    Service,
+    /// A named dependency seen only by its callers: a database or a queue.
+    Dependency,
+    /// A bare peer address (`10.0.0.5:8080`) that no instrumented service was seen listening at.
+    Address,
+}
+
+/// Multiples of a band an observation lies from its expected value: `|value − expected|` over the
+/// distance from the expected value to the band's upper edge. Infinite for a band of no width; `None`
+/// when a value is not finite. The `vigil.anomaly` body and the incident's candidate lines both read
+/// multiples through this and [`band_words`], so that they agree.
+pub fn band_multiple(value: f64, expected: f64, upper: f64) -> Option<f64> {
+    if !(value.is_finite() && expected.is_finite() && upper.is_finite()) {
+        return None;
+    }
+    let half = (upper - expected).abs();
+    let away = (value - expected).abs();
+    Some(if away == 0.0 {
+        0.0
+    } else if half > 0.0 {
+        away / half
+    } else {
+        f64::INFINITY
+    })
+}
+
+/// Multiples beyond which a band is too narrow for the number to mean anything (a constant series).
+pub const FAR_MULTIPLE: f64 = 100.0;
+
+/// `8.0× above its band`, or `far above its band` beyond [`FAR_MULTIPLE`]; `None` within one band
+/// width, where a multiple says nothing and the detector part that fired says more.
+pub fn band_words(multiple: f64, above: bool) -> Option<String> {
+    let dir = if above { "above" } else { "below" };
+    if multiple > FAR_MULTIPLE {
+        Some(format!("far {dir} its band"))
+    } else if multiple > 1.0 {
+        Some(format!("{multiple:.1}× {dir} its band"))
+    } else {
+        None
+    }
+}
+
 /// One finding, reduced to what correlation needs.
 #[derive(Debug, Clone)]
 pub struct Event {
@@ -90,6 +137,11 @@ pub struct Event {
     pub score: f64,
     /// A few words for the reason line, e.g. `http.server.duration 8× above its band`.
     pub detail: String,
+    /// What `service` is.
+    pub node: Node,
+    /// How far outside its band the finding's peak is ([`band_multiple`]); `None` for findings with
+    /// no band (a new log pattern, a forecast).
+    pub band: Option<f64>,
 }
 
 /// One member of an incident.
@@ -104,6 +156,9 @@ pub struct Member {
     pub detail: String,
     /// Still anomalous (no end seen yet).
     pub active: bool,
+    pub node: Node,
+    /// The largest band multiple seen.
+    pub band: Option<f64>,
 }
 
 /// A ranked root-cause candidate.
@@ -196,6 +251,17 @@ pub struct Config {
     /// pending incident that goes quiet is dropped (counted in `Correlator::suppressed`): one lone blip
     /// is already reported as its own anomaly event and is not an incident.
     pub min_members: usize,
+    /// How long a new incident is held before its `Open` goes out, so that the findings of the same
+    /// moment that arrive in later batches (the metrics path and the span path, each SDK's export)
+    /// are ranked together. A later change of the top candidate is reported at once.
+    pub settle_ns: u64,
+    /// Evidence: an incident on one service is reported only once a member lies at least this many
+    /// band widths ([`band_multiple`]) outside its band. Findings on two or more services corroborate
+    /// each other and need no minimum. 0 reports every finding.
+    pub min_severity: f64,
+    /// The same for an incident whose only services are dependencies and addresses (virtual nodes),
+    /// whose findings are seen through their callers alone.
+    pub virtual_min_severity: f64,
 }
 
 const SEC: u64 = 1_000_000_000;
@@ -212,14 +278,26 @@ impl Default for Config {
             member_ttl_ns: 3600 * SEC,
             candidates: 3,
             min_members: 1,
+            settle_ns: 5 * SEC,
+            min_severity: DEFAULT_MIN_SEVERITY,
+            virtual_min_severity: DEFAULT_VIRTUAL_MIN_SEVERITY,
         }
     }
 }
+
+/// The default [`Config::min_severity`].
+pub const DEFAULT_MIN_SEVERITY: f64 = 3.0;
+/// The default [`Config::virtual_min_severity`].
+pub const DEFAULT_VIRTUAL_MIN_SEVERITY: f64 = 6.0;
 
 struct Open {
     incident: Incident,
     /// Reported (an `Open` went out); pending incidents are not.
     confirmed: bool,
+    /// When a pending incident that has enough members and evidence is to be announced.
+    announce_at: Option<u64>,
+    /// The top candidate of the last report, to report a change of it at once.
+    last_top: Option<String>,
     /// When a tick first saw every member ended. The gap is counted from here rather than from the
     /// last anomalous point, because an end is only known once the detector's quiet run has passed;
     /// counting from the point would resolve just before the recovery (the return to the old level,
@@ -243,6 +321,8 @@ pub struct Correlator {
     pub suppressed: u64,
     /// Incidents folded into another one that turned out to be related.
     pub merged: u64,
+    /// The latest time seen, from ticks and findings.
+    now_ns: u64,
 }
 
 impl Correlator {
@@ -256,6 +336,7 @@ impl Correlator {
             dropped_members: 0,
             suppressed: 0,
             merged: 0,
+            now_ns: 0,
         }
     }
 
@@ -264,9 +345,19 @@ impl Correlator {
         self.open.len()
     }
 
-    /// Takes in one event; returns an `Open` report when it starts a new incident.
+    /// Takes in one event; see [`Correlator::observe_all`].
     pub fn observe(&mut self, ev: &Event, topo: &dyn Topology) -> Vec<Report> {
+        self.observe_all(std::slice::from_ref(ev), topo)
+    }
+
+    /// Adds one event to the incidents; returns the reports it makes (resolves of merged incidents,
+    /// and with no `settle`, the `Open` of an incident it completes). Touched incidents are marked for
+    /// the top-candidate check in `observe_all`.
+    fn observe_one(&mut self, ev: &Event, topo: &dyn Topology) -> Vec<Report> {
         let mut out = Vec::new();
+        if ev.time_ns <= self.now_ns.saturating_add(SKEW_NS) {
+            self.now_ns = self.now_ns.max(ev.time_ns);
+        }
         match ev.kind {
             EventKind::AnomalyEnd => {
                 for o in self.open.iter_mut() {
@@ -274,6 +365,7 @@ impl Correlator {
                         m.active = false;
                         m.last_ns = m.last_ns.max(ev.time_ns);
                         m.peak = m.peak.max(ev.score);
+                        m.band = max_band(m.band, ev.band);
                         o.incident.last_ns = o.incident.last_ns.max(ev.time_ns);
                         // The end was only just seen: the next tick starts the gap.
                         o.idle_since = None;
@@ -285,15 +377,22 @@ impl Correlator {
         }
         let active = ev.kind == EventKind::AnomalyStart;
         // A repeated start of a member already in an incident just refreshes it.
-        for o in self.open.iter_mut() {
+        if let Some(i) = self
+            .open
+            .iter()
+            .position(|o| o.incident.members.iter().any(|m| m.key == ev.key))
+        {
+            let o = &mut self.open[i];
             if let Some(m) = o.incident.members.iter_mut().find(|m| m.key == ev.key) {
                 m.active = active;
                 m.last_ns = m.last_ns.max(ev.time_ns);
                 m.peak = m.peak.max(ev.score);
-                o.incident.last_ns = o.incident.last_ns.max(ev.time_ns);
-                o.idle_since = None;
-                return out;
+                m.band = max_band(m.band, ev.band);
             }
+            o.incident.last_ns = o.incident.last_ns.max(ev.time_ns);
+            o.idle_since = None;
+            out.extend(self.promote(i, topo));
+            return out;
         }
         let window = self.cfg.window_ns;
         let max_hops = self.cfg.max_hops;
@@ -318,6 +417,8 @@ impl Correlator {
             peak: ev.score,
             detail: ev.detail.clone(),
             active,
+            node: ev.node,
+            band: ev.band,
         };
         let Some(&first) = found.first() else {
             out.extend(self.start_incident(member, topo));
@@ -377,23 +478,57 @@ impl Correlator {
             o.pending_update = true;
         }
         o.idle_since = None;
-        if !o.confirmed && o.incident.members.len() >= self.cfg.min_members.max(1) {
-            o.confirmed = true;
-            o.pending_update = false;
-            o.last_report_ns = ev.time_ns;
-            out.push(Report {
-                status: Status::Open,
-                candidates: rank(&o.incident, topo, max_hops, self.cfg.candidates),
-                incident: o.incident.clone(),
-                merged_into: None,
-            });
-        }
+        out.extend(self.promote(keep, topo));
         out
     }
 
-    // A new incident with one member; it is reported at once only if one member is enough. Making
-    // room evicts the least recently active incident, pending ones first (nobody was told of them);
-    // an evicted reported one gets its `Resolved`, so that opens and resolves still pair up.
+    /// Whether an incident has the members and the evidence to be reported: findings on two or more
+    /// services (at least one instrumented) corroborate each other; otherwise one member must lie far
+    /// enough outside its band, farther for a virtual node.
+    fn evident(&self, inc: &Incident) -> bool {
+        if inc.members.len() < self.cfg.min_members.max(1) {
+            return false;
+        }
+        let services: BTreeSet<&str> = inc
+            .members
+            .iter()
+            .filter_map(|m| m.service.as_deref())
+            .collect();
+        let instrumented = inc
+            .members
+            .iter()
+            .any(|m| m.service.is_some() && m.node == Node::Service);
+        if services.len() >= 2 && instrumented {
+            return true;
+        }
+        inc.members.iter().any(|m| {
+            let min = match m.node {
+                Node::Service => self.cfg.min_severity,
+                Node::Dependency | Node::Address => self.cfg.virtual_min_severity,
+            };
+            m.band.is_none_or(|b| b >= min)
+        })
+    }
+
+    /// Moves a pending incident that became evident towards its `Open`: at once without `settle`,
+    /// else at the first tick `settle` later.
+    fn promote(&mut self, i: usize, topo: &dyn Topology) -> Option<Report> {
+        let o = self.open.get(i)?;
+        if o.confirmed || o.announce_at.is_some() || !self.evident(&o.incident) {
+            return None;
+        }
+        let now = self.now_ns.max(o.incident.last_ns);
+        if self.cfg.settle_ns > 0 {
+            self.open[i].announce_at = Some(now.saturating_add(self.cfg.settle_ns));
+            return None;
+        }
+        let o = &mut self.open[i];
+        Some(announce(o, now, topo, &self.cfg))
+    }
+
+    // A new incident with one member, pending until it is evident. Making room evicts the least
+    // recently active incident, pending ones first (nobody was told of them); an evicted reported one
+    // gets its `Resolved`, so that opens and resolves still pair up.
     fn start_incident(&mut self, member: Member, topo: &dyn Topology) -> Vec<Report> {
         let mut out = Vec::new();
         if self.open.len() >= self.cfg.max_incidents.max(1) {
@@ -431,44 +566,34 @@ impl Correlator {
             members: vec![member],
             dropped_members: 0,
         };
-        let confirmed = self.cfg.min_members <= 1;
-        out.extend(confirmed.then(|| Report {
-            status: Status::Open,
-            candidates: rank(
-                &incident,
-                &NoTopology,
-                self.cfg.max_hops,
-                self.cfg.candidates,
-            ),
-            incident: incident.clone(),
-            merged_into: None,
-        }));
         self.open.push_back(Open {
             incident,
-            confirmed,
+            confirmed: false,
+            announce_at: None,
+            last_top: None,
             idle_since: None,
             pending_update: false,
             last_report_ns: t,
         });
+        let last = self.open.len() - 1;
+        out.extend(self.promote(last, &NoTopology));
         out
     }
 
     /// Takes in the events of one batch. An incident opened by the batch is reported once, with its
     /// members and ranking as they stand after the whole batch: a fault's findings usually arrive
-    /// together, and the first of them is often a caller rather than the cause.
+    /// together, and the first of them is often a caller rather than the cause. A reported incident
+    /// whose top candidate the batch changed gets an `Update` at once, whatever `update_interval`.
     pub fn observe_all(&mut self, events: &[Event], topo: &dyn Topology) -> Vec<Report> {
         let mut out: Vec<Report> = Vec::new();
         for ev in events {
-            out.extend(self.observe(ev, topo));
+            out.extend(self.observe_one(ev, topo));
         }
         let opened: BTreeSet<u64> = out
             .iter()
             .filter(|r| r.status == Status::Open)
             .map(|r| r.incident.id)
             .collect();
-        if opened.is_empty() {
-            return out;
-        }
         // Opened and merged away within the batch: nobody heard of it, so neither report goes out.
         let gone: BTreeSet<u64> = out
             .iter()
@@ -485,16 +610,41 @@ impl Correlator {
                 o.pending_update = false;
                 r.incident = o.incident.clone();
                 r.candidates = rank(&o.incident, topo, self.cfg.max_hops, self.cfg.candidates);
+                o.last_top = r.candidates.first().map(|c| c.service.clone());
+            }
+        }
+        let now = self.now_ns;
+        for o in self.open.iter_mut() {
+            if !o.confirmed || !o.pending_update || opened.contains(&o.incident.id) {
+                continue;
+            }
+            let candidates = rank(&o.incident, topo, self.cfg.max_hops, self.cfg.candidates);
+            let top = candidates.first().map(|c| c.service.clone());
+            if top != o.last_top {
+                o.last_top = top;
+                o.pending_update = false;
+                o.last_report_ns = now;
+                out.push(Report {
+                    status: Status::Update,
+                    candidates,
+                    incident: o.incident.clone(),
+                    merged_into: None,
+                });
             }
         }
         out
     }
 
-    /// Advances time to `now_ns`: reports rate-limited updates and resolves quiet incidents.
+    /// Advances time to `now_ns`: announces settled incidents, reports rate-limited updates and
+    /// resolves quiet incidents.
     pub fn tick(&mut self, now_ns: u64, topo: &dyn Topology) -> Vec<Report> {
+        self.now_ns = self.now_ns.max(now_ns);
         let mut out = Vec::new();
         let mut keep = VecDeque::with_capacity(self.open.len());
         while let Some(mut o) = self.open.pop_front() {
+            if !o.confirmed && o.announce_at.is_some_and(|t| now_ns >= t) {
+                out.push(announce(&mut o, now_ns, topo, &self.cfg));
+            }
             for m in o.incident.members.iter_mut() {
                 if m.active && now_ns.saturating_sub(m.last_ns) >= self.cfg.member_ttl_ns {
                     m.active = false;
@@ -509,6 +659,9 @@ impl Correlator {
                 now_ns.saturating_sub(o.incident.last_ns.max(since)) >= self.cfg.gap_ns
             };
             if quiet {
+                if o.announce_at.is_some() && !o.confirmed {
+                    out.push(announce(&mut o, now_ns, topo, &self.cfg));
+                }
                 if o.confirmed {
                     out.push(Report {
                         status: Status::Resolved,
@@ -527,9 +680,11 @@ impl Correlator {
             {
                 o.pending_update = false;
                 o.last_report_ns = now_ns;
+                let candidates = rank(&o.incident, topo, self.cfg.max_hops, self.cfg.candidates);
+                o.last_top = candidates.first().map(|c| c.service.clone());
                 out.push(Report {
                     status: Status::Update,
-                    candidates: rank(&o.incident, topo, self.cfg.max_hops, self.cfg.candidates),
+                    candidates,
                     incident: o.incident.clone(),
                     merged_into: None,
                 });
@@ -540,10 +695,15 @@ impl Correlator {
         out
     }
 
-    /// Resolves everything still open (at shutdown), so that opens and resolves pair up.
+    /// Resolves everything still open (at shutdown), so that opens and resolves pair up. An incident
+    /// still settling is announced first: its findings were real.
     pub fn close_all(&mut self, topo: &dyn Topology) -> Vec<Report> {
         let mut out = Vec::new();
-        for o in self.open.drain(..) {
+        let now = self.now_ns;
+        for mut o in std::mem::take(&mut self.open) {
+            if !o.confirmed && o.announce_at.is_some() {
+                out.push(announce(&mut o, now, topo, &self.cfg));
+            }
             if !o.confirmed {
                 self.suppressed += 1;
                 continue;
@@ -556,6 +716,34 @@ impl Correlator {
             });
         }
         out
+    }
+}
+
+/// How far ahead of the newest time seen a finding may be and still move the clock (a skewed host
+/// clock must not make every settle and gap pass at once).
+const SKEW_NS: u64 = 3600 * SEC;
+
+fn max_band(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.max(y)),
+        (x, None) => x,
+        (None, y) => y,
+    }
+}
+
+/// Marks an incident reported and makes its `Open`.
+fn announce(o: &mut Open, now: u64, topo: &dyn Topology, cfg: &Config) -> Report {
+    o.confirmed = true;
+    o.announce_at = None;
+    o.pending_update = false;
+    o.last_report_ns = now;
+    let candidates = rank(&o.incident, topo, cfg.max_hops, cfg.candidates);
+    o.last_top = candidates.first().map(|c| c.service.clone());
+    Report {
+        status: Status::Open,
+        candidates,
+        incident: o.incident.clone(),
+        merged_into: None,
     }
 }
 
@@ -622,11 +810,17 @@ fn reach(s: &str, max: usize, step: &dyn Fn(&str) -> Vec<String>) -> BTreeSet<St
 /// Three signals, weighted: onset order (the cause usually turns anomalous first), graph position
 /// (an anomalous service called, directly or not, by many other anomalous services explains them;
 /// one that itself calls anomalous services is more likely a victim), and severity (peak score).
+/// A bare address is only ever seen through its callers' spans, so it never outranks an instrumented
+/// service with findings of its own.
 pub fn rank(inc: &Incident, topo: &dyn Topology, max_hops: usize, top: usize) -> Vec<Candidate> {
     // Per service: first onset, peak score, and the detail of its peak member.
     let mut per: BTreeMap<String, (u64, f64, String)> = BTreeMap::new();
+    let mut addresses: BTreeSet<String> = BTreeSet::new();
     for m in &inc.members {
         let Some(s) = &m.service else { continue };
+        if m.node == Node::Address {
+            addresses.insert(s.clone());
+        }
         let e = per
             .entry(s.clone())
             .or_insert((m.first_ns, m.peak, m.detail.clone()));
@@ -636,6 +830,13 @@ pub fn rank(inc: &Incident, topo: &dyn Topology, max_hops: usize, top: usize) ->
             e.2 = m.detail.clone();
         }
     }
+    // A name that is also an instrumented service's (its own findings) is not a bare address.
+    for m in &inc.members {
+        if let (Some(s), Node::Service) = (&m.service, m.node) {
+            addresses.remove(s);
+        }
+    }
+    let any_service = per.keys().any(|s| !addresses.contains(s));
     let n = per.len();
     if n == 0 {
         return Vec::new();
@@ -656,7 +857,11 @@ pub fn rank(inc: &Incident, topo: &dyn Topology, max_hops: usize, top: usize) ->
             let others = (n - 1).max(1) as f64;
             let onset = 1.0 - (*first - t0) as f64 / spread;
             let graph = callers as f64 / others - callees as f64 / others;
-            let score = 0.3 * onset + 0.5 * graph + 0.2 * peak.clamp(0.0, 1.0);
+            let mut score = 0.3 * onset + 0.5 * graph + 0.2 * peak.clamp(0.0, 1.0);
+            if any_service && addresses.contains(s) {
+                // Below every service: the scores lie in [-0.5, 1].
+                score -= 2.0;
+            }
             let reason = format!(
                 "{s}: first anomaly at {}, called by {callers} of {} anomalous services{}, {detail}",
                 clock(*first),
@@ -702,6 +907,16 @@ mod tests {
             time_ns: t * SEC,
             score,
             detail: format!("{key} 5× above its band"),
+            node: Node::Service,
+            band: Some(5.0),
+        }
+    }
+
+    /// The defaults, announcing at once: the tests below are about grouping, not the settle hold.
+    fn now_cfg() -> Config {
+        Config {
+            settle_ns: 0,
+            ..Config::default()
         }
     }
 
@@ -719,7 +934,7 @@ mod tests {
     #[test]
     fn related_anomalies_form_one_incident_with_the_shared_dependency_on_top() {
         let t = topo();
-        let mut c = Correlator::new(Config::default(), 1);
+        let mut c = Correlator::new(now_cfg(), 1);
         let mut reports = c.observe(&ev(EventKind::AnomalyStart, "db", "db-1", 100, 0.9), &t);
         for (i, f) in ["api", "web", "mobile", "batch", "admin"]
             .iter()
@@ -750,7 +965,7 @@ mod tests {
     #[test]
     fn unrelated_anomalies_open_separate_incidents_and_resolve_after_the_gap() {
         let t = topo();
-        let mut c = Correlator::new(Config::default(), 7);
+        let mut c = Correlator::new(now_cfg(), 7);
         let a = c.observe(&ev(EventKind::AnomalyStart, "db", "db-1", 100, 0.9), &t);
         let b = c.observe(&ev(EventKind::AnomalyStart, "c", "cache", 101, 0.9), &t);
         assert_eq!((a[0].incident.id, b[0].incident.id), (7, 8));
@@ -768,7 +983,7 @@ mod tests {
 
     #[test]
     fn same_resource_is_related_without_a_graph() {
-        let mut c = Correlator::new(Config::default(), 1);
+        let mut c = Correlator::new(now_cfg(), 1);
         let mut a = ev(EventKind::AnomalyStart, "cpu", "x", 10, 0.6);
         let mut b = ev(EventKind::Pattern, "pat", "y", 20, 0.5);
         a.resource = "node-1".into();
@@ -783,7 +998,7 @@ mod tests {
         let cfg = Config {
             max_incidents: 2,
             max_members: 2,
-            ..Config::default()
+            ..now_cfg()
         };
         let mut c = Correlator::new(cfg, 1);
         let mut reports = Vec::new();
@@ -817,7 +1032,7 @@ mod tests {
     #[test]
     fn a_batch_opens_its_incident_once_ranked_on_the_whole_batch() {
         let t = topo();
-        let mut c = Correlator::new(Config::default(), 1);
+        let mut c = Correlator::new(now_cfg(), 1);
         // The caller's finding comes first in the batch; the cause's right after.
         let batch = [
             ev(EventKind::AnomalyStart, "api", "api", 100, 0.7),
@@ -845,7 +1060,7 @@ mod tests {
         t.add("d", "e");
         let cfg = Config {
             max_hops: 1,
-            ..Config::default()
+            ..now_cfg()
         };
         let mut c = Correlator::new(cfg, 1);
         let a = c.observe(&ev(EventKind::AnomalyStart, "a", "a", 100, 0.9), &t);
@@ -857,11 +1072,13 @@ mod tests {
         let r = c.observe(&ev(EventKind::AnomalyStart, "c", "c", 104, 0.9), &t);
         assert_eq!(c.open_count(), 1);
         assert_eq!(c.merged, 1);
-        assert_eq!(r.len(), 1);
         assert_eq!(
             (r[0].status, r[0].incident.id, r[0].merged_into),
             (Status::Resolved, 2, Some(1))
         );
+        // The merged incident's top candidate changed: that goes out at once.
+        assert_eq!(r.len(), 2);
+        assert_eq!((r[1].status, r[1].incident.id), (Status::Update, 1));
         let all = c.close_all(&t);
         assert_eq!(all[0].incident.services(), vec!["a", "b", "c", "d", "e"]);
     }
@@ -871,7 +1088,7 @@ mod tests {
         let t = topo();
         let cfg = Config {
             min_members: 2,
-            ..Config::default()
+            ..now_cfg()
         };
         let mut c = Correlator::new(cfg, 1);
         assert!(c
@@ -893,7 +1110,7 @@ mod tests {
     #[test]
     fn the_gap_runs_from_the_first_tick_that_saw_the_end() {
         let t = topo();
-        let mut c = Correlator::new(Config::default(), 1);
+        let mut c = Correlator::new(now_cfg(), 1);
         c.observe(&ev(EventKind::AnomalyStart, "db", "db-1", 100, 0.9), &t);
         // Live ticks must not start the gap.
         for now in [150, 200] {
@@ -910,7 +1127,7 @@ mod tests {
     #[test]
     fn the_recovery_after_an_end_joins_the_same_incident() {
         let t = topo();
-        let mut c = Correlator::new(Config::default(), 1);
+        let mut c = Correlator::new(now_cfg(), 1);
         c.observe(&ev(EventKind::AnomalyStart, "db", "db-1", 100, 0.9), &t);
         // The detector ends the episode after its quiet run, stamping the last anomalous point.
         c.observe(&ev(EventKind::AnomalyEnd, "db", "db-1", 150, 0.9), &t);
@@ -927,11 +1144,106 @@ mod tests {
     #[test]
     fn late_events_outside_the_window_start_a_new_incident() {
         let t = topo();
-        let mut c = Correlator::new(Config::default(), 1);
+        let mut c = Correlator::new(now_cfg(), 1);
         c.observe(&ev(EventKind::AnomalyStart, "db", "db-1", 0, 0.9), &t);
         c.observe(&ev(EventKind::AnomalyEnd, "db", "db-1", 10, 0.9), &t);
         let r = c.observe(&ev(EventKind::AnomalyStart, "api", "api", 1000, 0.9), &t);
         assert_eq!(r.len(), 1);
         assert_eq!(r[0].incident.id, 2);
+    }
+
+    #[test]
+    fn the_open_waits_for_the_findings_of_the_same_moment_and_a_new_top_goes_out_at_once() {
+        let t = topo();
+        let mut c = Correlator::new(Config::default(), 1);
+        c.tick(100 * SEC, &t);
+        // The caller's finding comes first (the metrics path), the cause's a batch later (the spans).
+        assert!(c
+            .observe(&ev(EventKind::AnomalyStart, "api", "api", 98, 0.7), &t)
+            .is_empty());
+        assert!(c.tick(101 * SEC, &t).is_empty());
+        assert!(c
+            .observe(&ev(EventKind::AnomalyStart, "db", "db-1", 97, 0.9), &t)
+            .is_empty());
+        let r = c.tick(105 * SEC, &t);
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].status, Status::Open);
+        assert_eq!(r[0].candidates[0].service, "db-1");
+        // A later finding that changes the top candidate is reported at once, inside the update
+        // interval; one that does not change it waits for the interval.
+        let r = c.observe(&ev(EventKind::AnomalyStart, "web", "web", 106, 0.7), &t);
+        assert!(r.is_empty(), "{r:?}");
+        let mut cache = ev(EventKind::AnomalyStart, "x", "db-1", 107, 0.9);
+        cache.key = "db-errors".into();
+        assert!(c.observe(&cache, &t).is_empty());
+        // Now an unrelated-looking finding on the entry of a new chain that everybody calls.
+        let mut t2 = topo();
+        t2.add("db-1", "disk");
+        let r = c.observe(&ev(EventKind::AnomalyStart, "disk", "disk", 90, 0.9), &t2);
+        assert_eq!(r.len(), 1, "{r:?}");
+        assert_eq!(r[0].status, Status::Update);
+        assert_eq!(r[0].candidates[0].service, "disk");
+    }
+
+    #[test]
+    fn an_incident_needs_evidence_and_a_virtual_node_needs_more() {
+        let t = topo();
+        let mut c = Correlator::new(now_cfg(), 1);
+        let weak = |key: &str, svc: &str, t: u64, band: f64, node: Node| {
+            let mut e = ev(EventKind::AnomalyStart, key, svc, t, 0.6);
+            e.band = Some(band);
+            e.node = node;
+            e
+        };
+        // One service, barely outside its band: pending, and dropped when it goes quiet.
+        assert!(c
+            .observe(&weak("c", "cache", 100, 1.5, Node::Service), &t)
+            .is_empty());
+        // A virtual node 4 band widths out: enough for a service, not for a database seen by callers.
+        assert!(c
+            .observe(&weak("sqlite", "sqlite@other", 100, 4.0, Node::Dependency), &t)
+            .is_empty());
+        c.observe(&ev(EventKind::AnomalyEnd, "c", "cache", 110, 0.6), &t);
+        c.observe(&ev(EventKind::AnomalyEnd, "sqlite", "sqlite@other", 110, 0.6), &t);
+        c.tick(120 * SEC, &t);
+        assert!(c.tick(400 * SEC, &t).is_empty());
+        assert_eq!((c.suppressed, c.open_count()), (2, 0));
+        // The same weak findings on two related services corroborate each other.
+        assert!(c
+            .observe(&weak("db", "db-1", 500, 1.5, Node::Service), &t)
+            .is_empty());
+        let r = c.observe(&weak("api", "api", 501, 1.5, Node::Service), &t);
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].status, Status::Open);
+        // A strong finding on one service is enough alone.
+        let r = c.observe(&weak("o", "other", 900, 3.5, Node::Service), &t);
+        assert_eq!(r.len(), 1);
+    }
+
+    #[test]
+    fn a_bare_address_never_outranks_an_instrumented_service() {
+        let mut t = StaticTopology::default();
+        t.add("web", "api");
+        t.add("api", "127.0.0.1:9");
+        let mut c = Correlator::new(now_cfg(), 1);
+        let mut addr = ev(EventKind::AnomalyStart, "addr", "127.0.0.1:9", 100, 1.0);
+        addr.node = Node::Address;
+        c.observe(&addr, &t);
+        c.observe(&ev(EventKind::AnomalyStart, "api", "api", 110, 0.6), &t);
+        c.observe(&ev(EventKind::AnomalyStart, "web", "web", 120, 0.6), &t);
+        let r = c.close_all(&t);
+        let order: Vec<&str> = r[0].candidates.iter().map(|c| c.service.as_str()).collect();
+        assert_eq!(order, ["api", "web", "127.0.0.1:9"]);
+    }
+
+    #[test]
+    fn band_multiples_have_one_definition() {
+        assert_eq!(band_multiple(9.0, 1.0, 3.0), Some(4.0));
+        assert_eq!(band_multiple(1.0, 1.0, 1.0), Some(0.0));
+        assert_eq!(band_multiple(2.0, 1.0, 1.0), Some(f64::INFINITY));
+        assert_eq!(band_multiple(f64::NAN, 1.0, 1.0), None);
+        assert_eq!(band_words(4.0, true).as_deref(), Some("4.0× above its band"));
+        assert_eq!(band_words(1e6, false).as_deref(), Some("far below its band"));
+        assert_eq!(band_words(0.5, true), None);
     }
 }

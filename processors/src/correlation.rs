@@ -23,7 +23,8 @@ use vigil_core::{
     ProcessorFactory, Signal, Telemetry,
 };
 use vigil_detect::incident::{
-    Config as EngineConfig, Correlator, Event, EventKind, NoTopology, Report, Status, Topology,
+    band_multiple, band_words, Config as EngineConfig, Correlator, Event, EventKind, NoTopology,
+    Node, Report, Status, Topology,
 };
 
 /// The scope name on every incident record.
@@ -51,6 +52,13 @@ pub struct CorrelationConfig {
     pub member_ttl: Duration,
     /// Distinct findings an incident needs before it is reported; 1 reports every lone anomaly.
     pub min_members: usize,
+    /// How long a new incident waits for the rest of its moment's findings before its `open`.
+    #[serde(with = "duration")]
+    pub settle: Duration,
+    /// Band widths a lone service's finding must lie out to open an incident (0: any finding).
+    pub min_severity: f64,
+    /// The same for a lone virtual node (a database, a queue or an address seen by callers only).
+    pub virtual_min_severity: f64,
 }
 
 impl Default for CorrelationConfig {
@@ -65,6 +73,9 @@ impl Default for CorrelationConfig {
             update_interval: Duration::from_nanos(d.update_interval_ns),
             member_ttl: Duration::from_nanos(d.member_ttl_ns),
             min_members: d.min_members,
+            settle: Duration::from_nanos(d.settle_ns),
+            min_severity: d.min_severity,
+            virtual_min_severity: d.virtual_min_severity,
         }
     }
 }
@@ -83,6 +94,9 @@ impl CorrelationConfig {
             member_ttl_ns: ns(self.member_ttl),
             candidates: 3,
             min_members: self.min_members,
+            settle_ns: ns(self.settle),
+            min_severity: self.min_severity,
+            virtual_min_severity: self.virtual_min_severity,
         }
     }
 }
@@ -102,6 +116,14 @@ fn parse(id: &ComponentId, value: &Json) -> Result<CorrelationConfig, ConfigErro
     }
     if c.max_incidents == 0 {
         return Err(err("max_incidents", "expected at least 1, got 0"));
+    }
+    for (key, v) in [
+        ("min_severity", c.min_severity),
+        ("virtual_min_severity", c.virtual_min_severity),
+    ] {
+        if !(v.is_finite() && v >= 0.0) {
+            return Err(err(key, &format!("expected a number of 0 or more, got {v}")));
+        }
     }
     if c.max_members == 0 {
         return Err(err("max_members", "expected at least 1, got 0"));
@@ -433,6 +455,8 @@ pub fn to_event(resource: &[KeyValue], r: &LogRecord) -> Option<Event> {
     } else {
         r.observed_time_unix_nano
     };
+    let node = edge_node(a);
+    let mut band = None;
     let (kind, key, score, detail) = match event_name(r) {
         "vigil.anomaly" => {
             let kind = match get_str(a, "vigil.anomaly.state")? {
@@ -444,7 +468,8 @@ pub fn to_event(resource: &[KeyValue], r: &LogRecord) -> Option<Event> {
                 .map(str::to_string)
                 .unwrap_or_else(|| body_text(r));
             let metric = get_str(a, "vigil.anomaly.metric").unwrap_or("metric");
-            let detail = anomaly_detail(a, metric);
+            let (detail, multiple) = anomaly_detail(a, metric);
+            band = multiple;
             let score = num(a, "vigil.anomaly.score").unwrap_or(0.5);
             (kind, format!("anomaly:{series}"), score, detail)
         }
@@ -482,26 +507,66 @@ pub fn to_event(resource: &[KeyValue], r: &LogRecord) -> Option<Event> {
         time_ns,
         score: if score.is_finite() { score } else { 0.5 },
         detail,
+        node,
+        band,
     })
 }
 
-/// "http.server.duration 8.0× above its band", from the observed value and the expected band.
-fn anomaly_detail(a: &[KeyValue], metric: &str) -> String {
-    let (Some(obs), Some(exp), Some(lo), Some(hi)) = (
+/// What the `server` of a `servicegraph` edge series is. Its `connection_type` says the edge has a
+/// virtual node; that is the server unless the client is the `user` node of calls from outside.
+fn edge_node(a: &[KeyValue]) -> Node {
+    let (Some(_), Some(client), Some(server)) = (
+        get_str(a, "connection_type"),
+        get_str(a, "client"),
+        get_str(a, "server"),
+    ) else {
+        return Node::Service;
+    };
+    match get_str(a, "connection_type") {
+        Some("database") | Some("messaging_system") => Node::Dependency,
+        Some("virtual_node") if client != "user" => {
+            if looks_like_address(server) {
+                Node::Address
+            } else {
+                Node::Dependency
+            }
+        }
+        _ => Node::Service,
+    }
+}
+
+/// `10.0.0.5`, `10.0.0.5:8080`, `[::1]:80`, `db-1:5432`: a peer named by where it was called.
+fn looks_like_address(s: &str) -> bool {
+    let host = match s.rsplit_once(':') {
+        Some((h, p)) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => s,
+    };
+    host.trim_matches(|c| c == '[' || c == ']')
+        .parse::<std::net::IpAddr>()
+        .is_ok()
+        || host != s
+}
+
+/// "http.server.duration 8.0× above its band", from the observed value and the expected band, in the
+/// words and multiples of the anomaly's own body; and the multiple.
+fn anomaly_detail(a: &[KeyValue], metric: &str) -> (String, Option<f64>) {
+    let (Some(obs), Some(exp), Some(hi)) = (
         num(a, "vigil.anomaly.observed"),
         num(a, "vigil.anomaly.expected"),
-        num(a, "vigil.anomaly.expected.lower"),
         num(a, "vigil.anomaly.expected.upper"),
     ) else {
-        return format!("{metric} anomalous");
+        return (format!("{metric} anomalous"), None);
     };
-    let dir = if obs >= exp { "above" } else { "below" };
-    let half = (hi - lo) / 2.0;
-    if half > f64::EPSILON && half.is_finite() {
-        format!("{metric} {:.1}× {dir} its band", (obs - exp).abs() / half)
-    } else {
-        format!("{metric} far {dir} its band")
-    }
+    let Some(multiple) = band_multiple(obs, exp, hi) else {
+        return (format!("{metric} anomalous"), None);
+    };
+    let above = obs >= exp;
+    let how = band_words(multiple, above).unwrap_or_else(|| {
+        let part = get_str(a, "vigil.anomaly.detector").unwrap_or("anomaly");
+        let dir = if above { "above" } else { "below" };
+        format!("{} ({dir})", part.replace('_', " "))
+    });
+    (format!("{metric} {how}"), Some(multiple))
 }
 
 fn rfc3339(ns: u64) -> String {

@@ -1,8 +1,9 @@
 //! `servicegraph` (traces → metrics): derives who-calls-whom from spans, with otelcol-contrib's keys
 //! and metric names. A client span and the server span whose parent it is make one edge; a client span
-//! left unpaired when `store.ttl` passes becomes an edge to a virtual node named by its peer
-//! attributes (an uninstrumented database or queue). Edges become request counts and latency
-//! histograms, and feed the live [`DependencyGraph`] that `correlation` reads.
+//! left unpaired when `store.ttl` passes goes to the instrumented service whose server spans listen at
+//! its peer address when there is one, else to a virtual node named by its peer attributes (a
+//! database, a queue, or an address). Edges become request counts and latency histograms, and feed the
+//! live [`DependencyGraph`] that `correlation` reads.
 
 pub mod graph;
 
@@ -39,10 +40,15 @@ pub struct StoreConfig {
     pub max_items: usize,
 }
 
+/// SDKs export spans in batches every 5 s per process, so the two halves of a call reach the
+/// connector up to one export interval apart, plus the exporter's own delays. otelcol-contrib's 2 s
+/// left a tenth of real calls unpaired (issue #19), each then counted as a call to a fake node.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(10);
+
 impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
-            ttl: Duration::from_secs(2),
+            ttl: DEFAULT_TTL,
             max_items: 1000,
         }
     }
@@ -172,8 +178,16 @@ struct Side {
     seconds: f64,
     failed: bool,
     dims: Vec<(String, String)>,
-    /// Peer attributes of a client span, for a virtual node.
-    peer: Option<(String, &'static str)>,
+    /// Where a client span went, for when its server half never arrives.
+    peer: Option<Peer>,
+}
+
+/// The peer of a client span: the addresses it called (`host:port` keys as in
+/// [`Inner::listeners`]) and the virtual node to name when none of them is a known service.
+#[derive(Debug, Clone, Default)]
+struct Peer {
+    addrs: Vec<String>,
+    node: Option<(String, &'static str)>,
 }
 
 /// Series identity: client, server, connection type, then `client_<dim>`/`server_<dim>` pairs.
@@ -216,6 +230,9 @@ impl Hist {
 /// Metric series kept at most; new series beyond it are dropped and counted.
 const MAX_SERIES: usize = 10_000;
 
+/// Listening addresses remembered at most; beyond it new ones are not learnt (and are counted).
+const MAX_LISTENERS: usize = 10_000;
+
 /// (trace id, the client span's id): what a client span and its server span share.
 type EdgeKey = (Vec<u8>, Vec<u8>);
 
@@ -224,6 +241,11 @@ struct State {
     pending: HashMap<EdgeKey, Pending>,
     order: VecDeque<(EdgeKey, Instant)>,
     series: BTreeMap<SeriesKey, Series>,
+    /// `host:port` → the service whose server spans were addressed there, so that a client span
+    /// whose server half is missing still names the service it called rather than an address.
+    listeners: HashMap<String, String>,
+    /// Halves whose other half never arrived within `store.ttl`.
+    unpaired: u64,
 }
 
 struct Inner {
@@ -293,13 +315,74 @@ impl ServiceGraph {
 
     /// Turns expired half-edges into virtual-node edges (or drops them), as the store loop does.
     pub fn expire(&self, older_than: Duration) {
-        self.inner.expire(older_than);
+        self.inner.expire(older_than, Instant::now());
+    }
+
+    /// Runs the store's expiry with `store.ttl` as it would run `later` from now: how a replay or a
+    /// test lets seconds of export delay pass without waiting for them.
+    pub fn expire_later(&self, later: Duration) {
+        let now = Instant::now();
+        self.inner
+            .expire(self.inner.cfg.store.ttl, now.checked_add(later).unwrap_or(now));
     }
 
     /// The current cumulative metrics.
     pub fn metrics(&self) -> Vec<ResourceMetrics> {
         self.inner.metrics()
     }
+
+    /// Client and server halves that expired without their other half so far.
+    pub fn unpaired(&self) -> u64 {
+        lock(&self.inner.state).unpaired
+    }
+}
+
+fn is_loopback(host: &str) -> bool {
+    host == "localhost" || host == "::1" || host == "[::1]" || host.starts_with("127.")
+}
+
+/// `host` and `port` as one key. Loopback names are one host: a client that calls 127.0.0.1 reaches
+/// the server that was addressed as localhost.
+fn addr_key(host: &str, port: &str) -> String {
+    let h = host.trim_matches(|c| c == '[' || c == ']').to_ascii_lowercase();
+    let h = if is_loopback(&h) { "localhost" } else { &h };
+    format!("{h}:{port}")
+}
+
+/// Splits `host:port` (or `[v6]:port`); a bare host, or a bare IPv6 address, has no port.
+fn split_host_port(s: &str) -> (&str, Option<&str>) {
+    if let Some(rest) = s.strip_prefix('[') {
+        return match rest.split_once("]:") {
+            Some((h, p)) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => (h, Some(p)),
+            _ => (rest.trim_end_matches(']'), None),
+        };
+    }
+    match s.rsplit_once(':') {
+        Some((h, p))
+            if !h.contains(':') && !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            (h, Some(p))
+        }
+        _ => (s, None),
+    }
+}
+
+/// `host:port` of a URL such as `http://inventory:8080/work`, the scheme's port when it names none.
+fn url_host_port(url: &str) -> Option<(String, String)> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let authority = authority.rsplit('@').next()?;
+    let (host, port) = split_host_port(authority);
+    if host.is_empty() {
+        return None;
+    }
+    let port = match (port, scheme.to_ascii_lowercase().as_str()) {
+        (Some(p), _) => p.to_string(),
+        (None, "https") => "443".into(),
+        (None, "http") => "80".into(),
+        _ => return None,
+    };
+    Some((host.to_string(), port))
 }
 
 impl Inner {
@@ -320,27 +403,101 @@ impl Inner {
             .collect()
     }
 
-    fn peer(&self, span: &Span) -> Option<(String, &'static str)> {
-        let kind = if get(&span.attributes, "db.system").is_some() {
-            "database"
-        } else if get(&span.attributes, "messaging.system").is_some() {
-            "messaging_system"
+    /// Where a client span of `service` went. Databases are named by their system and their name
+    /// or address (`postgresql:orders`, `redis@cache-1:6379`; an embedded one such as SQLite, with
+    /// neither, by the service it lives in: `sqlite@inventory`), so that two services' databases are
+    /// two nodes. A `peer.service` names the peer as given. Other peers are named by the address they
+    /// were called at, `host:port`, unless a service turns out to listen there.
+    fn peer(&self, span: &Span, service: &str) -> Option<Peer> {
+        let a = &span.attributes;
+        let first = |keys: &[&str]| keys.iter().find_map(|k| str_attr(a, k));
+        let host = first(&[
+            "server.address",
+            "net.peer.name",
+            "network.peer.address",
+            "net.sock.peer.addr",
+            "net.peer.ip",
+        ]);
+        let port = first(&[
+            "server.port",
+            "net.peer.port",
+            "network.peer.port",
+            "net.sock.peer.port",
+        ]);
+        let mut addrs = Vec::new();
+        for k in [
+            "server.address",
+            "net.peer.name",
+            "network.peer.address",
+            "net.sock.peer.addr",
+            "net.peer.ip",
+        ] {
+            if let (Some(h), Some(p)) = (str_attr(a, k), port.as_deref()) {
+                addrs.push(addr_key(&h, p));
+            }
+        }
+        if let Some((h, p)) = first(&["url.full", "http.url"]).and_then(|u| url_host_port(&u)) {
+            addrs.push(addr_key(&h, &p));
+        }
+        addrs.dedup();
+        let address = host.as_ref().map(|h| match &port {
+            Some(p) => format!("{h}:{p}"),
+            None => h.clone(),
+        });
+        let node = if let Some(system) = first(&["db.system", "db.system.name"]) {
+            let name = match first(&["db.name", "db.namespace"]) {
+                Some(db) => format!("{system}:{db}"),
+                None => match &address {
+                    Some(addr) => format!("{system}@{addr}"),
+                    None => format!("{system}@{service}"),
+                },
+            };
+            // A database is never a service's listener: its address is not looked up.
+            addrs.clear();
+            Some((name, "database"))
+        } else if let Some(p) = str_attr(a, "peer.service") {
+            Some((p, "virtual_node"))
+        } else if let Some(m) = str_attr(a, "messaging.system") {
+            let dest = first(&["messaging.destination.name", "messaging.destination"]);
+            Some((
+                dest.map(|d| format!("{m}:{d}")).unwrap_or(m),
+                "messaging_system",
+            ))
         } else {
-            "virtual_node"
+            self.cfg
+                .virtual_node_peer_attributes
+                .iter()
+                .find_map(|k| str_attr(a, k))
+                .or(address)
+                .map(|v| (v, "virtual_node"))
         };
-        let mut names: Vec<&String> = self.cfg.virtual_node_peer_attributes.iter().collect();
-        let extra = ["server.address".to_string(), "messaging.system".to_string()];
-        names.extend(extra.iter());
-        names
-            .into_iter()
-            .find_map(|k| str_attr(&span.attributes, k))
-            .map(|v| (v, kind))
+        (node.is_some() || !addrs.is_empty()).then_some(Peer { addrs, node })
+    }
+
+    /// The `host:port` keys a server span was addressed at.
+    fn listens(span: &Span) -> Vec<String> {
+        let a = &span.attributes;
+        let port = ["server.port", "net.host.port"]
+            .iter()
+            .find_map(|k| str_attr(a, k));
+        let mut out = Vec::new();
+        for k in ["server.address", "net.host.name", "http.host"] {
+            let Some(v) = str_attr(a, k) else { continue };
+            // Some servers put the Host header, port and all, into the address.
+            let (h, p) = split_host_port(&v);
+            if let Some(p) = p.map(str::to_string).or_else(|| port.clone()) {
+                out.push(addr_key(h, &p));
+            }
+        }
+        out.dedup();
+        out
     }
 
     fn ingest(&self, data: &Telemetry) {
         let Telemetry::Traces(rss) = data else { return };
         let mut st = lock(&self.state);
         let mut dropped = 0u64;
+        let mut no_room = 0u64;
         let mut done = Vec::new();
         for rs in rss {
             let res = rs
@@ -373,12 +530,29 @@ impl Inner {
                         }
                         _ => continue,
                     };
+                    if kind == SpanKind::Server {
+                        for addr in Self::listens(span) {
+                            if st.listeners.get(&addr) == Some(&service) {
+                                continue;
+                            }
+                            if st.listeners.len() >= MAX_LISTENERS && !st.listeners.contains_key(&addr)
+                            {
+                                no_room += 1;
+                                continue;
+                            }
+                            st.listeners.insert(addr, service.clone());
+                        }
+                    }
                     let side = Side {
                         service: service.clone(),
                         seconds,
                         failed,
                         dims: self.dims(span, res),
-                        peer: if is_client { self.peer(span) } else { None },
+                        peer: if is_client {
+                            self.peer(span, &service)
+                        } else {
+                            None
+                        },
                     };
                     if !st.pending.contains_key(&key) {
                         if st.pending.len() >= self.cfg.store.max_items {
@@ -410,6 +584,10 @@ impl Inner {
         if dropped > 0 {
             metrics::counter!("vigil_servicegraph_edges_dropped", "connector" => self.label.clone())
                 .increment(dropped);
+        }
+        if no_room > 0 {
+            metrics::counter!("vigil_servicegraph_listeners_dropped", "connector" => self.label.clone())
+                .increment(no_room);
         }
     }
 
@@ -462,11 +640,12 @@ impl Inner {
         self.graph().record(&client.service, server_name);
     }
 
-    fn expire(&self, ttl: Duration) {
+    fn expire(&self, ttl: Duration, now: Instant) {
         let mut st = lock(&self.state);
         let mut expired = 0u64;
+        let (mut clients, mut servers) = (0u64, 0u64);
         while let Some((key, at)) = st.order.front().cloned() {
-            if at.elapsed() < ttl {
+            if now.saturating_duration_since(at) < ttl {
                 break;
             }
             st.order.pop_front();
@@ -474,14 +653,25 @@ impl Inner {
                 continue;
             };
             match (&p.client, &p.server) {
-                (Some(c), None) => match &c.peer {
-                    Some((name, kind)) => {
-                        let name = name.clone();
-                        self.record(&mut st, c, None, &name, kind);
+                (Some(c), None) => {
+                    clients += 1;
+                    let listener = c.peer.as_ref().and_then(|peer| {
+                        peer.addrs
+                            .iter()
+                            .find_map(|a| st.listeners.get(a))
+                            .filter(|s| **s != c.service)
+                            .cloned()
+                    });
+                    match (listener, c.peer.as_ref().and_then(|p| p.node.clone())) {
+                        // Its server half is late or lost, but the callee is known: the call counts
+                        // on the real edge, with the client's view of its latency only.
+                        (Some(service), _) => self.record(&mut st, c, None, &service, ""),
+                        (None, Some((name, kind))) => self.record(&mut st, c, None, &name, kind),
+                        (None, None) => expired += 1,
                     }
-                    None => expired += 1,
-                },
+                }
                 (None, Some(s)) => {
+                    servers += 1;
                     // A server span with no instrumented caller: the caller is the outside world.
                     let user = Side {
                         service: "user".into(),
@@ -501,6 +691,13 @@ impl Inner {
         if expired > 0 {
             metrics::counter!("vigil_servicegraph_edges_expired", "connector" => self.label.clone())
                 .increment(expired);
+        }
+        st.unpaired += clients + servers;
+        for (side, n) in [("client", clients), ("server", servers)] {
+            if n > 0 {
+                metrics::counter!("vigil_servicegraph_unpaired", "connector" => self.label.clone(), "side" => side)
+                    .increment(n);
+            }
         }
     }
 
@@ -621,7 +818,7 @@ impl Component for ServiceGraph {
                 tokio::select! {
                     _ = flush.tick() => inner.flush().await,
                     _ = expire.tick() => {
-                        inner.expire(inner.cfg.store.ttl);
+                        inner.expire(inner.cfg.store.ttl, Instant::now());
                         // Edges not seen for a while leave the live graph, so that it follows deploys.
                         inner.graph().expire(Duration::from_secs(3600));
                     }
@@ -726,7 +923,7 @@ mod tests {
         let g = sg.graph();
         assert_eq!(
             g.callees("web"),
-            vec!["api".to_string(), "orders".to_string()]
+            vec!["api".to_string(), "postgresql:orders".to_string()]
         );
         let m = sg.metrics();
         let metrics = &m[0].scope_metrics[0].metrics;
@@ -758,7 +955,7 @@ mod tests {
             })
             .collect();
         assert_eq!(by_server["api"], (1, String::new()));
-        assert_eq!(by_server["orders"], (0, "database".to_string()));
+        assert_eq!(by_server["postgresql:orders"], (0, "database".to_string()));
         let Some(metric::Data::Histogram(h)) = &metrics[2].data else {
             panic!("not a histogram")
         };
@@ -770,6 +967,94 @@ mod tests {
         assert_eq!(api.count, 1);
         // 30ms falls in the (10ms, 50ms] bucket, index 5.
         assert_eq!(api.bucket_counts[5], 1);
+    }
+
+    fn at(mut s: Span, trace: u8) -> Span {
+        s.trace_id = vec![trace; 16];
+        s
+    }
+
+    #[test]
+    fn halves_exported_seconds_apart_pair_with_the_default_ttl() {
+        let id = ComponentId::parse("servicegraph").unwrap();
+        let cfg: ServiceGraphConfig = serde_json::from_value(serde_json::json!({})).unwrap();
+        let sg = ServiceGraph::new(&id, cfg, None);
+        let addr = vec![kv_str("server.address", "127.0.0.1"), kv_str("server.port", "5001")];
+        sg.ingest(&Telemetry::Traces(vec![batch(
+            "web",
+            vec![span(SpanKind::Client, 2, 1, 40, addr)],
+        )]));
+        // The server's SDK exports its batch one export interval (5 s) and a bit later; the store's
+        // expiry loop has run in between.
+        sg.expire_later(Duration::from_secs(6));
+        sg.ingest(&Telemetry::Traces(vec![batch(
+            "api",
+            vec![span(SpanKind::Server, 3, 2, 30, vec![])],
+        )]));
+        sg.expire_later(Duration::from_secs(6));
+        assert_eq!(sg.graph().callees("web"), vec!["api".to_string()]);
+        assert_eq!(sg.unpaired(), 0);
+        assert_eq!(sg.inner.cfg.store.ttl, DEFAULT_TTL);
+    }
+
+    #[test]
+    fn an_unpaired_call_names_the_service_listening_at_its_address_and_is_counted() {
+        let id = ComponentId::parse("servicegraph").unwrap();
+        let sg = ServiceGraph::new(&id, cfg(100), None);
+        // api's server spans were addressed as 127.0.0.1:5001 (Werkzeug puts the port in the address).
+        let listen = vec![
+            kv_str("server.address", "127.0.0.1:5001"),
+            kv_str("server.port", "5001"),
+        ];
+        sg.ingest(&Telemetry::Traces(vec![
+            batch("web", vec![at(span(SpanKind::Client, 2, 1, 40, vec![]), 1)]),
+            batch("api", vec![at(span(SpanKind::Server, 3, 2, 30, listen), 1)]),
+        ]));
+        // Calls whose server halves are lost: one to api's address (as localhost), one to an
+        // uninstrumented address, one to an embedded database with neither a name nor an address.
+        let to_api = vec![
+            kv_str("server.address", "localhost"),
+            kv_str("server.port", "5001"),
+            kv_str("url.full", "http://localhost:5001/work"),
+        ];
+        let to_other = vec![
+            kv_str("net.peer.name", "10.1.2.3"),
+            kv_str("net.peer.port", "9000"),
+        ];
+        let to_db = vec![kv_str("db.system", "sqlite")];
+        sg.ingest(&Telemetry::Traces(vec![batch(
+            "web",
+            vec![
+                at(span(SpanKind::Client, 4, 1, 40, to_api), 2),
+                at(span(SpanKind::Client, 5, 1, 40, to_other), 3),
+                at(span(SpanKind::Client, 6, 1, 40, to_db), 4),
+            ],
+        )]));
+        sg.expire(Duration::ZERO);
+        assert_eq!(
+            sg.graph().callees("web"),
+            vec![
+                "10.1.2.3:9000".to_string(),
+                "api".to_string(),
+                "sqlite@web".to_string()
+            ]
+        );
+        assert_eq!(sg.unpaired(), 3);
+    }
+
+    #[test]
+    fn addresses_split_and_urls_parse() {
+        assert_eq!(split_host_port("a:80"), ("a", Some("80")));
+        assert_eq!(split_host_port("[::1]:80"), ("::1", Some("80")));
+        assert_eq!(split_host_port("::1"), ("::1", None));
+        assert_eq!(split_host_port("a"), ("a", None));
+        assert_eq!(
+            url_host_port("https://u@Inventory/x?y"),
+            Some(("Inventory".into(), "443".into()))
+        );
+        assert_eq!(url_host_port("no-scheme"), None);
+        assert_eq!(addr_key("Inventory", "80"), "inventory:80");
+        assert_eq!(addr_key("127.0.0.1", "80"), addr_key("[::1]", "80"));
     }
 
     #[test]
