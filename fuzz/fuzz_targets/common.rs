@@ -12,7 +12,7 @@ use vigil_receivers::otlp::decode::{decode_body, Compression, Encoding, ExportRe
 const LIMIT: usize = 1 << 20;
 
 fn one<R: ExportRequest>(body: &Bytes, encoding: Encoding, compression: Compression) {
-    if let Ok(req) = decode_body::<R>(body.clone(), encoding, compression, LIMIT) {
+    if let Ok(req) = decode_body::<R>(body.clone(), encoding, compression, LIMIT, 16 * LIMIT) {
         // What the receiver does next with a decoded request must not panic either.
         let n = req.item_count();
         let data = req.into_telemetry();

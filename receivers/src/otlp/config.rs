@@ -8,6 +8,12 @@ use std::time::Duration;
 use vigil_core::config::{check_endpoint, decode, present};
 use vigil_core::{ComponentId, ComponentKind, ConfigError};
 
+pub use super::decoded::DEFAULT_MAX_DECODED_MIB;
+
+/// The largest `max_decoded_size_mib` accepted: beyond it the setting no longer bounds anything a
+/// node agent can hold.
+pub const MAX_DECODED_MIB_CAP: u64 = 16 * 1024;
+
 /// gRPC's default receive limit, as in grpc-go and otelcol.
 pub const DEFAULT_GRPC_MAX_RECV_MIB: u64 = 4;
 
@@ -54,6 +60,9 @@ pub struct GrpcConfig {
     pub transport: String,
     /// Largest request message accepted, in MiB (after decompression); 0 means the default, 4.
     pub max_recv_msg_size_mib: u64,
+    /// Most memory one request may take once decoded, in MiB, estimated before decoding; 0 means
+    /// the default (see [`DEFAULT_MAX_DECODED_MIB`]). Not an otelcol key.
+    pub max_decoded_size_mib: u64,
     /// HTTP/2 streams allowed per connection; 0 leaves the transport's default.
     pub max_concurrent_streams: u32,
     /// Accepted for otelcol compatibility; hyper sizes its buffers itself.
@@ -75,6 +84,7 @@ impl Default for GrpcConfig {
             endpoint: "localhost:4317".into(),
             transport: "tcp".into(),
             max_recv_msg_size_mib: DEFAULT_GRPC_MAX_RECV_MIB,
+            max_decoded_size_mib: 0,
             max_concurrent_streams: 0,
             read_buffer_size: None,
             write_buffer_size: None,
@@ -96,6 +106,20 @@ impl GrpcConfig {
         };
         usize::try_from(mib.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX)
     }
+
+    /// The decoded-size limit in bytes.
+    pub fn max_decoded_bytes(&self) -> usize {
+        decoded_bytes(self.max_decoded_size_mib)
+    }
+}
+
+fn decoded_bytes(mib: u64) -> usize {
+    let mib = if mib == 0 {
+        DEFAULT_MAX_DECODED_MIB
+    } else {
+        mib
+    };
+    usize::try_from(mib.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX)
 }
 
 /// `protocols::grpc::keepalive`, as otelcol spells it.
@@ -147,6 +171,9 @@ pub struct HttpConfig {
     /// Largest body accepted, in bytes, both as sent and after decompression; 0 means the default,
     /// 20 MiB (see [`DEFAULT_HTTP_MAX_BODY`]).
     pub max_request_body_size: u64,
+    /// Most memory one request may take once decoded, in MiB, estimated before decoding; 0 means
+    /// the default (see [`DEFAULT_MAX_DECODED_MIB`]). Not an otelcol key.
+    pub max_decoded_size_mib: u64,
     /// Accepted for otelcol compatibility; client metadata is not carried in `Telemetry`.
     pub include_metadata: bool,
     /// TLS is not served yet; `validate` refuses it rather than silently serving plaintext.
@@ -164,6 +191,7 @@ impl Default for HttpConfig {
             logs_url_path: "/v1/logs".into(),
             cors: None,
             max_request_body_size: 0,
+            max_decoded_size_mib: 0,
             include_metadata: false,
             tls: None,
             auth: None,
@@ -180,6 +208,11 @@ impl HttpConfig {
             self.max_request_body_size
         };
         usize::try_from(n).unwrap_or(usize::MAX)
+    }
+
+    /// The decoded-size limit in bytes.
+    pub fn max_decoded_bytes(&self) -> usize {
+        decoded_bytes(self.max_decoded_size_mib)
     }
 }
 
@@ -228,10 +261,12 @@ pub fn validate(id: &ComponentId, cfg: &OtlpConfig) -> Result<(), ConfigError> {
             ));
         }
         check_endpoint(&g.endpoint).map_err(|e| err(id, "protocols::grpc::endpoint", e))?;
+        check_decoded(id, "protocols::grpc", g.max_decoded_size_mib)?;
         refuse_unsupported(id, "protocols::grpc", g.tls.as_ref(), g.auth.as_ref())?;
     }
     if let Some(h) = &p.http {
         check_endpoint(&h.endpoint).map_err(|e| err(id, "protocols::http::endpoint", e))?;
+        check_decoded(id, "protocols::http", h.max_decoded_size_mib)?;
         let paths = [
             ("traces_url_path", &h.traces_url_path),
             ("metrics_url_path", &h.metrics_url_path),
@@ -291,6 +326,17 @@ pub fn validate(id: &ComponentId, cfg: &OtlpConfig) -> Result<(), ConfigError> {
             }
         }
         refuse_unsupported(id, "protocols::http", h.tls.as_ref(), h.auth.as_ref())?;
+    }
+    Ok(())
+}
+
+fn check_decoded(id: &ComponentId, at: &str, mib: u64) -> Result<(), ConfigError> {
+    if mib > MAX_DECODED_MIB_CAP {
+        return Err(err(
+            id,
+            &format!("{at}::max_decoded_size_mib"),
+            format!("must be at most {MAX_DECODED_MIB_CAP} (MiB), got {mib}"),
+        ));
     }
     Ok(())
 }

@@ -95,6 +95,9 @@ impl Compression {
 pub enum DecodeError {
     /// The body, as sent or once decompressed, is larger than the limit (HTTP 413).
     TooLarge { limit: usize },
+    /// The body would take more than `limit` bytes of memory once decoded (HTTP 413, gRPC
+    /// `RESOURCE_EXHAUSTED`); see [`super::decoded`].
+    DecodedTooLarge { limit: usize },
     /// A `Content-Encoding` we do not speak (HTTP 415).
     UnsupportedCompression(String),
     /// The compressed stream is corrupt or truncated (HTTP 400).
@@ -116,6 +119,11 @@ impl fmt::Display for DecodeError {
             DecodeError::TooLarge { limit } => {
                 write!(f, "request body is larger than the limit of {limit} bytes")
             }
+            DecodeError::DecodedTooLarge { limit } => write!(
+                f,
+                "request would take more than {} MiB of memory once decoded (max_decoded_size_mib)",
+                limit / (1024 * 1024)
+            ),
             DecodeError::UnsupportedCompression(v) => write!(
                 f,
                 "unsupported Content-Encoding {v:?}; supported: gzip, zstd, deflate, identity"
@@ -456,14 +464,32 @@ fn check_number_values(value: &Value) -> Result<(), String> {
     }
 }
 
-/// Decompresses and decodes a body in one call, as the HTTP server does.
+/// Refuses a body whose decoded form is estimated to pass `max_decoded` bytes, before decoding it.
+pub fn check_decoded_size<R: ExportRequest>(
+    body: &[u8],
+    encoding: Encoding,
+    max_decoded: usize,
+) -> Result<(), DecodeError> {
+    let estimate = match encoding {
+        Encoding::Protobuf => super::decoded::protobuf(R::SIGNAL, body, max_decoded),
+        Encoding::Json => super::decoded::json(body, max_decoded),
+    };
+    estimate
+        .map(|_| ())
+        .map_err(|_| DecodeError::DecodedTooLarge { limit: max_decoded })
+}
+
+/// Decompresses and decodes a body in one call, as the HTTP server does: at most `limit` bytes as
+/// sent and once decompressed, and at most `max_decoded` bytes of memory once decoded.
 pub fn decode_body<R: ExportRequest>(
     body: Bytes,
     encoding: Encoding,
     compression: Compression,
     limit: usize,
+    max_decoded: usize,
 ) -> Result<R, DecodeError> {
     let body = decompress(body, compression, limit)?;
+    check_decoded_size::<R>(&body, encoding, max_decoded)?;
     match encoding {
         Encoding::Protobuf => decode_protobuf(body),
         Encoding::Json => decode_json(&body),
@@ -675,18 +701,21 @@ mod tests {
                         encoding,
                         compression,
                         1 << 20,
+                        1 << 24,
                     );
                     let _ = decode_body::<ExportMetricsServiceRequest>(
                         body.clone(),
                         encoding,
                         compression,
                         1 << 20,
+                        1 << 24,
                     );
                     let _ = decode_body::<ExportLogsServiceRequest>(
                         body.clone(),
                         encoding,
                         compression,
                         1 << 20,
+                        1 << 24,
                     );
                 }
             }

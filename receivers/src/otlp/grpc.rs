@@ -4,8 +4,9 @@
 //! prost codec says `INTERNAL`), and an oversize one is `RESOURCE_EXHAUSTED` as in grpc-go (tonic says
 //! `OUT_OF_RANGE`, which OTLP clients would retry forever).
 
-use super::decode::ExportRequest;
+use super::decode::{check_decoded_size, Encoding, ExportRequest};
 use super::{Outcome, Shared, Transport};
+use bytes::Buf;
 use std::convert::Infallible;
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -15,8 +16,12 @@ use tonic::codegen::{http, Body, BoxFuture, Service, StdError};
 use tonic::server::{NamedService, UnaryService};
 use tonic::{Code, Status};
 
-/// Encodes the export response and decodes the export request with prost.
-struct ExportCodec<R>(PhantomData<fn() -> R>);
+/// Encodes the export response and decodes the export request with prost, refusing a request whose
+/// decoded form would pass `max_decoded` bytes before decoding it.
+struct ExportCodec<R> {
+    max_decoded: usize,
+    _request: PhantomData<fn() -> R>,
+}
 
 impl<R: ExportRequest> Codec for ExportCodec<R> {
     type Encode = R::Response;
@@ -28,7 +33,10 @@ impl<R: ExportRequest> Codec for ExportCodec<R> {
         ResponseEncoder(PhantomData)
     }
     fn decoder(&mut self) -> Self::Decoder {
-        RequestDecoder(PhantomData)
+        RequestDecoder {
+            max_decoded: self.max_decoded,
+            _request: PhantomData,
+        }
     }
 }
 
@@ -44,13 +52,20 @@ impl<R: ExportRequest> Encoder for ResponseEncoder<R> {
     }
 }
 
-struct RequestDecoder<R>(PhantomData<fn() -> R>);
+struct RequestDecoder<R> {
+    max_decoded: usize,
+    _request: PhantomData<fn() -> R>,
+}
 
 impl<R: ExportRequest> Decoder for RequestDecoder<R> {
     type Item = R;
     type Error = Status;
 
     fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<R>, Status> {
+        // tonic hands over the whole (decompressed) message as one contiguous chunk; should that
+        // ever change, the estimate is taken over what is contiguous and prost reads the rest.
+        check_decoded_size::<R>(src.chunk(), Encoding::Protobuf, self.max_decoded)
+            .map_err(|e| Status::resource_exhausted(e.to_string()))?;
         R::decode(src).map(Some).map_err(|e| {
             Status::invalid_argument(format!(
                 "failed to decode protobuf {}: {e}",
@@ -64,6 +79,7 @@ impl<R: ExportRequest> Decoder for RequestDecoder<R> {
 pub(crate) struct ExportService<R> {
     shared: Arc<Shared>,
     max_decoding: usize,
+    max_decoded: usize,
     _request: PhantomData<fn() -> R>,
 }
 
@@ -72,16 +88,18 @@ impl<R> Clone for ExportService<R> {
         ExportService {
             shared: Arc::clone(&self.shared),
             max_decoding: self.max_decoding,
+            max_decoded: self.max_decoded,
             _request: PhantomData,
         }
     }
 }
 
 impl<R: ExportRequest> ExportService<R> {
-    pub(crate) fn new(shared: Arc<Shared>, max_decoding: usize) -> Self {
+    pub(crate) fn new(shared: Arc<Shared>, max_decoding: usize, max_decoded: usize) -> Self {
         ExportService {
             shared,
             max_decoding,
+            max_decoded,
             _request: PhantomData,
         }
     }
@@ -143,7 +161,11 @@ where
                 ))
                 .into_http());
             }
-            let mut grpc = tonic::server::Grpc::new(ExportCodec::<R>(PhantomData))
+            let codec = ExportCodec::<R> {
+                max_decoded: this.max_decoded,
+                _request: PhantomData,
+            };
+            let mut grpc = tonic::server::Grpc::new(codec)
                 .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
                 .accept_compressed(tonic::codec::CompressionEncoding::Zstd)
                 .max_decoding_message_size(this.max_decoding);
@@ -151,8 +173,14 @@ where
                 shared: Arc::clone(&this.shared),
                 _request: PhantomData,
             };
-            let response = grpc.unary(method, req).await;
-            Ok(fix_transport_status(response))
+            let response = fix_transport_status(grpc.unary(method, req).await);
+            // Only the size limits answer RESOURCE_EXHAUSTED: backpressure is UNAVAILABLE.
+            if Status::from_header_map(response.headers())
+                .is_some_and(|s| s.code() == Code::ResourceExhausted)
+            {
+                this.shared.too_large(Transport::Grpc);
+            }
+            Ok(response)
         })
     }
 }

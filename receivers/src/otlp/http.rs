@@ -38,6 +38,7 @@ pub struct RpcStatus {
 struct HttpState {
     shared: Arc<Shared>,
     limit: usize,
+    max_decoded: usize,
 }
 
 /// The router for one receiver's HTTP endpoint.
@@ -45,6 +46,7 @@ pub(crate) fn router(shared: Arc<Shared>, cfg: &HttpConfig) -> Router {
     let state = HttpState {
         shared,
         limit: cfg.max_body_bytes(),
+        max_decoded: cfg.max_decoded_bytes(),
     };
     let router = Router::new()
         .route(
@@ -175,12 +177,14 @@ async fn handle<R: ExportRequest>(State(st): State<HttpState>, req: Request) -> 
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > st.limit as u64) {
+        st.shared.too_large(Transport::Http);
         return decode_error(encoding, &DecodeError::TooLarge { limit: st.limit });
     }
     let body = match read_body(req.into_body(), st.limit, declared).await {
         Ok(b) => b,
         Err(ReadError::TooLarge) => {
-            return decode_error(encoding, &DecodeError::TooLarge { limit: st.limit })
+            st.shared.too_large(Transport::Http);
+            return decode_error(encoding, &DecodeError::TooLarge { limit: st.limit });
         }
         Err(ReadError::Io(e)) => {
             return status_error(
@@ -190,9 +194,17 @@ async fn handle<R: ExportRequest>(State(st): State<HttpState>, req: Request) -> 
             )
         }
     };
-    let request = match decode_body::<R>(body, encoding, compression, st.limit) {
+    let request = match decode_body::<R>(body, encoding, compression, st.limit, st.max_decoded) {
         Ok(r) => r,
-        Err(e) => return decode_error(encoding, &e),
+        Err(e) => {
+            if matches!(
+                e,
+                DecodeError::TooLarge { .. } | DecodeError::DecodedTooLarge { .. }
+            ) {
+                st.shared.too_large(Transport::Http);
+            }
+            return decode_error(encoding, &e);
+        }
     };
     match st.shared.export(Transport::Http, request).await {
         Outcome::Accepted => success::<R>(encoding, None),
@@ -223,7 +235,9 @@ fn retry_after_secs(hint: Option<Duration>) -> u64 {
 
 fn decode_error(encoding: Encoding, e: &DecodeError) -> Response {
     let status = match e {
-        DecodeError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        DecodeError::TooLarge { .. } | DecodeError::DecodedTooLarge { .. } => {
+            StatusCode::PAYLOAD_TOO_LARGE
+        }
         DecodeError::UnsupportedCompression(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         DecodeError::Decompress { .. } | DecodeError::Malformed { .. } => StatusCode::BAD_REQUEST,
     };

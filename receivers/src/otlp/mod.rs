@@ -9,6 +9,7 @@
 
 pub mod config;
 pub mod decode;
+pub mod decoded;
 mod grpc;
 pub mod http;
 
@@ -73,8 +74,8 @@ impl ReceiverFactory for Factory {
 /// The transport a request came in on, as the `transport` metric label spells it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Transport {
-    Grpc,
-    Http,
+    Grpc = 0,
+    Http = 1,
 }
 
 impl Transport {
@@ -140,17 +141,32 @@ pub(crate) struct Shared {
     next: NextConsumers,
     /// Indexed by `[transport][signal]`, in the order of `Transport` and `Signal::ALL`.
     counters: [[ItemCounters; 3]; 2],
+    /// Requests refused for their size, as sent, decompressed or decoded; by transport.
+    too_large: [Counter; 2],
 }
 
 impl Shared {
     fn new(id: &ComponentId, next: NextConsumers) -> Shared {
         let id = id.to_string();
         let per = |t| Signal::ALL.map(|s| ItemCounters::new(&id, s, t));
+        let too_large = |t: Transport| {
+            metrics::counter!(
+                "vigil_receiver_requests_too_large",
+                "receiver" => id.clone(),
+                "transport" => t.as_str()
+            )
+        };
         Shared {
             counters: [per(Transport::Grpc), per(Transport::Http)],
+            too_large: [too_large(Transport::Grpc), too_large(Transport::Http)],
             id,
             next,
         }
+    }
+
+    /// Counts a request refused for its size.
+    pub(crate) fn too_large(&self, transport: Transport) {
+        self.too_large[transport as usize].increment(1);
     }
 
     fn counters(&self, transport: Transport, signal: Signal) -> &ItemCounters {
@@ -274,19 +290,31 @@ impl OtlpReceiver {
                 server = server.max_connection_age_grace(grace);
             }
         }
-        let max = g.max_recv_bytes();
+        let (max, max_decoded) = (g.max_recv_bytes(), g.max_decoded_bytes());
         let shared = &self.shared;
         // A signal without a pipeline gets no service, so its calls answer UNIMPLEMENTED.
         let has = |s| shared.next.get(s).is_some();
         server
             .add_optional_service(has(Signal::Traces).then(|| {
-                grpc::ExportService::<ExportTraceServiceRequest>::new(Arc::clone(shared), max)
+                grpc::ExportService::<ExportTraceServiceRequest>::new(
+                    Arc::clone(shared),
+                    max,
+                    max_decoded,
+                )
             }))
             .add_optional_service(has(Signal::Metrics).then(|| {
-                grpc::ExportService::<ExportMetricsServiceRequest>::new(Arc::clone(shared), max)
+                grpc::ExportService::<ExportMetricsServiceRequest>::new(
+                    Arc::clone(shared),
+                    max,
+                    max_decoded,
+                )
             }))
             .add_optional_service(has(Signal::Logs).then(|| {
-                grpc::ExportService::<ExportLogsServiceRequest>::new(Arc::clone(shared), max)
+                grpc::ExportService::<ExportLogsServiceRequest>::new(
+                    Arc::clone(shared),
+                    max,
+                    max_decoded,
+                )
             }))
     }
 }

@@ -1010,3 +1010,156 @@ fn bad_endpoint_names_the_key_path() {
         e.location.split("::").next().unwrap()
     );
 }
+
+// ---------- amplification ----------
+
+fn varint(mut n: usize, out: &mut Vec<u8>) {
+    while n >= 0x80 {
+        out.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+}
+
+fn wrap(field: u8, inner: &[u8]) -> Vec<u8> {
+    let mut out = vec![(field << 3) | 2];
+    varint(inner.len(), &mut out);
+    out.extend_from_slice(inner);
+    out
+}
+
+/// An `ExportTraceServiceRequest` of `n` empty spans, written as wire bytes: building it with prost
+/// would spend on the client the memory the test is about.
+fn empty_spans_wire(n: usize) -> Vec<u8> {
+    let spans = [0x12u8, 0x00].repeat(n);
+    // Request { resource_spans: [ResourceSpans { scope_spans: [ScopeSpans { spans }] }] }
+    wrap(1, &wrap(2, &spans))
+}
+
+/// A small compressed body that decodes to a million empty spans (about 270 MB of structs) is
+/// refused before decoding, on both transports and in both encodings, and counted; a normal request
+/// still goes through. Before the decoded size was bounded, each of these answered 200/OK.
+#[tokio::test]
+async fn a_body_of_empty_spans_is_refused_before_it_is_decoded() {
+    use metrics_util::debugging::DebuggingRecorder;
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let sink = Arc::new(Recorder::default());
+    let mut next = NextConsumers::new();
+    next.insert(Signal::Traces, sink.clone());
+    let cfg = config::load(&id(), &both_on_port_0()).unwrap();
+    let receiver = metrics::with_local_recorder(&recorder, || OtlpReceiver::new(&id(), cfg, next));
+    receiver.start(&Host::detached()).await.unwrap();
+    let (grpc, http) = receiver.local_addrs();
+    let (grpc, http) = (grpc.unwrap(), http.unwrap());
+
+    let wire = empty_spans_wire(1_000_000);
+    let body = gzip(&wire);
+    assert!(body.len() < 20_000, "{} bytes", body.len());
+    let resp = reqwest::Client::new()
+        .post(format!("http://{http}/v1/traces"))
+        .header("content-type", "application/x-protobuf")
+        .header("content-encoding", "gzip")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 413);
+    let st = pb_status(resp).await;
+    assert_eq!(st.code, tonic::Code::ResourceExhausted as i32);
+    assert!(st.message.contains("once decoded"), "{}", st.message);
+
+    let json_body = format!(
+        r#"{{"resourceSpans":[{{"scopeSpans":[{{"spans":[{}{{}}]}}]}}]}}"#,
+        "{},".repeat(999_999)
+    );
+    let resp = reqwest::Client::new()
+        .post(format!("http://{http}/v1/traces"))
+        .header("content-type", "application/json")
+        .body(json_body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 413);
+
+    let st = raw_grpc(
+        grpc,
+        ExportTraceServiceRequest::GRPC_PATH,
+        &wire,
+        wire.len() as u32,
+    )
+    .await;
+    assert_eq!(st.code(), tonic::Code::ResourceExhausted, "{st:?}");
+    assert_eq!(sink.items(), 0);
+
+    // A normal request of the same number of bytes is served on both transports.
+    let normal = traces(50_000);
+    assert!(normal.encoded_len() > wire.len() / 2);
+    TraceServiceClient::connect(format!("http://{grpc}"))
+        .await
+        .unwrap()
+        .export(normal.clone())
+        .await
+        .unwrap();
+    let resp = reqwest::Client::new()
+        .post(format!("http://{http}/v1/traces"))
+        .header("content-type", "application/x-protobuf")
+        .body(normal.encode_to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(sink.items(), 100_000);
+
+    // One snapshot: taking one resets the counters it reads.
+    let snapshot = snapshotter.snapshot().into_vec();
+    let too_large = |transport: &str| {
+        snapshot
+            .iter()
+            .find(|(k, ..)| {
+                k.key().name() == "vigil_receiver_requests_too_large"
+                    && k.key()
+                        .labels()
+                        .any(|l| l.key() == "transport" && l.value() == transport)
+            })
+            .map(|t| format!("{:?}", t.3))
+    };
+    assert_eq!(too_large("http").as_deref(), Some("Counter(2)"));
+    assert_eq!(too_large("grpc").as_deref(), Some("Counter(1)"));
+    receiver.shutdown().await.unwrap();
+}
+
+/// The estimate stays close to what legitimate requests take, so that they are not refused: a
+/// request of spans with attributes is estimated at a small multiple of its protobuf size, and the
+/// JSON and protobuf estimates of one request agree within a factor of two.
+#[test]
+fn decoded_estimates_of_normal_requests() {
+    use super::decoded;
+    use opentelemetry_proto::tonic::common::v1::KeyValue;
+    let mut req = traces(1000);
+    for s in &mut req.resource_spans[0].scope_spans[0].spans {
+        s.attributes = (0..8)
+            .map(|i| KeyValue {
+                key: format!("attribute.{i}"),
+                value: Some(AnyValue {
+                    value: Some(any_value::Value::StringValue(format!("value {i}"))),
+                }),
+                ..Default::default()
+            })
+            .collect();
+    }
+    let wire = req.encode_to_vec();
+    let pb = decoded::protobuf(Signal::Traces, &wire, usize::MAX).unwrap();
+    let ratio = pb as f64 / wire.len() as f64;
+    assert!(
+        (1.0..16.0).contains(&ratio),
+        "protobuf estimate {pb} for {} bytes",
+        wire.len()
+    );
+    let json = serde_json::to_vec(&req).unwrap();
+    let js = decoded::json(&json, usize::MAX).unwrap();
+    assert!(js > pb / 2 && js < pb * 2, "json {js} vs protobuf {pb}");
+    // Over the limit, the walk stops with an error rather than a number.
+    assert!(decoded::protobuf(Signal::Traces, &wire, pb - 1).is_err());
+    assert!(decoded::json(&json, js - 1).is_err());
+}

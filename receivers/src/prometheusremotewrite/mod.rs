@@ -26,7 +26,7 @@ use opentelemetry_proto::tonic::metrics::v1::{
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
-use proto::{MetricType, WriteRequest};
+use proto::{MetricMetadata, MetricType, WriteRequest};
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -44,9 +44,11 @@ use vigil_core::{
 
 /// confighttp's default request body limit.
 pub const DEFAULT_MAX_BODY: u64 = 20 * 1024 * 1024;
-/// The most a snappy body may inflate to. Snappy's header states the decoded length, so a
-/// decompression bomb is refused before any memory is spent on it.
-const MAX_DECODED: usize = 256 * 1024 * 1024;
+/// The default bound on what one request may take in memory once decoded and translated to OTLP,
+/// in MiB, as for the `otlp` receiver.
+pub const DEFAULT_MAX_DECODED_MIB: u64 = crate::otlp::decoded::DEFAULT_MAX_DECODED_MIB;
+/// The largest `max_decoded_size_mib` accepted.
+pub const MAX_DECODED_MIB_CAP: u64 = 16 * 1024;
 /// The scope otelcol-contrib's receiver uses.
 pub const SCOPE_NAME: &str =
     "github.com/open-telemetry/opentelemetry-collector-contrib/receiver/prometheusremotewritereceiver";
@@ -60,7 +62,12 @@ pub struct Config {
     pub endpoint: String,
     /// Samples older than this many hours are dropped; default 24.
     pub time_threshold: i64,
+    /// Largest body in bytes, both as sent and once snappy-decompressed (as confighttp bounds a
+    /// decompressed body); default 20 MiB.
     pub max_request_body_size: u64,
+    /// Most memory one request may take once decoded and translated, in MiB, estimated before
+    /// decoding; default 128. Not an otelcol key.
+    pub max_decoded_size_mib: u64,
     /// Accepted for otelcol compatibility; client metadata is not carried in `Telemetry`.
     pub include_metadata: bool,
     /// TLS is not served yet; refused rather than silently serving plaintext.
@@ -84,6 +91,7 @@ impl Default for Config {
             endpoint: "localhost:9090".into(),
             time_threshold: 24,
             max_request_body_size: DEFAULT_MAX_BODY,
+            max_decoded_size_mib: DEFAULT_MAX_DECODED_MIB,
             include_metadata: false,
             tls: None,
             auth: None,
@@ -132,6 +140,18 @@ pub fn load(id: &ComponentId, value: &Value) -> Result<Config, ConfigError> {
     if cfg.max_request_body_size == 0 {
         cfg.max_request_body_size = DEFAULT_MAX_BODY;
     }
+    if cfg.max_decoded_size_mib == 0 {
+        cfg.max_decoded_size_mib = DEFAULT_MAX_DECODED_MIB;
+    }
+    if cfg.max_decoded_size_mib > MAX_DECODED_MIB_CAP {
+        return Err(err(
+            "max_decoded_size_mib",
+            format!(
+                "must be at most {MAX_DECODED_MIB_CAP} (MiB), got {}",
+                cfg.max_decoded_size_mib
+            ),
+        ));
+    }
     Ok(cfg)
 }
 
@@ -161,24 +181,11 @@ impl ReceiverFactory for Factory {
         config: &Value,
         next: NextConsumers,
     ) -> Result<Arc<dyn Receiver>, ConfigError> {
-        let cfg = load(id, config)?;
-        let labels = [
-            ("receiver", id.to_string()),
-            ("transport", "http".to_string()),
-        ];
-        Ok(Arc::new(RemoteWriteReceiver {
-            id: id.clone(),
-            shared: Arc::new(Shared {
-                id: id.to_string(),
-                next,
-                threshold: Duration::from_secs(cfg.time_threshold as u64 * 3600),
-                families: RwLock::new(HashMap::new()),
-                accepted: metrics::counter!("otelcol_receiver_accepted_metric_points", &labels),
-                refused: metrics::counter!("otelcol_receiver_refused_metric_points", &labels),
-            }),
-            cfg,
-            running: Mutex::new(None),
-        }))
+        Ok(Arc::new(RemoteWriteReceiver::new(
+            id,
+            load(id, config)?,
+            next,
+        )))
     }
 }
 
@@ -198,6 +205,9 @@ struct Shared {
     families: RwLock<HashMap<String, Family>>,
     accepted: Counter,
     refused: Counter,
+    /// Requests refused for their size, as sent, decompressed or decoded.
+    too_large: Counter,
+    limits: Limits,
 }
 
 struct Running {
@@ -215,6 +225,29 @@ pub struct RemoteWriteReceiver {
 }
 
 impl RemoteWriteReceiver {
+    /// A receiver that feeds `next`; nothing listens until `start`.
+    pub fn new(id: &ComponentId, cfg: Config, next: NextConsumers) -> RemoteWriteReceiver {
+        let labels = [
+            ("receiver", id.to_string()),
+            ("transport", "http".to_string()),
+        ];
+        RemoteWriteReceiver {
+            id: id.clone(),
+            shared: Arc::new(Shared {
+                id: id.to_string(),
+                next,
+                threshold: Duration::from_secs(cfg.time_threshold as u64 * 3600),
+                families: RwLock::new(HashMap::new()),
+                accepted: metrics::counter!("otelcol_receiver_accepted_metric_points", &labels),
+                refused: metrics::counter!("otelcol_receiver_refused_metric_points", &labels),
+                too_large: metrics::counter!("vigil_receiver_requests_too_large", &labels),
+                limits: Limits::of(&cfg),
+            }),
+            cfg,
+            running: Mutex::new(None),
+        }
+    }
+
     /// The bound address once started; useful with port 0.
     pub fn local_addr(&self) -> Option<SocketAddr> {
         self.running
@@ -306,9 +339,13 @@ async fn write(
             format!("unsupported content encoding {encoding:?}; expected snappy"),
         );
     }
-    let req = match decode_body(&body) {
+    let req = match decode_body(&body, &shared.limits) {
         Ok(r) => r,
-        Err(m) => return refuse(StatusCode::BAD_REQUEST, m),
+        Err(DecodeError::TooLarge(m)) => {
+            shared.too_large.increment(1);
+            return refuse(StatusCode::PAYLOAD_TOO_LARGE, m);
+        }
+        Err(DecodeError::Malformed(m)) => return refuse(StatusCode::BAD_REQUEST, m),
     };
     let rms = shared.translate(req, SystemTime::now());
     let data = Telemetry::Metrics(rms);
@@ -343,18 +380,156 @@ async fn write(
     }
 }
 
-/// Snappy block format, then protobuf.
-pub fn decode_body(body: &[u8]) -> Result<WriteRequest, String> {
-    let len = snap::raw::decompress_len(body).map_err(|e| format!("invalid snappy body: {e}"))?;
-    if len > MAX_DECODED {
-        return Err(format!(
-            "decoded body of {len} bytes exceeds the {MAX_DECODED}-byte limit"
-        ));
+/// What one request may become.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Bytes once snappy-decompressed.
+    pub decompressed: usize,
+    /// Estimated bytes in memory once decoded and translated to OTLP.
+    pub decoded: usize,
+}
+
+impl Limits {
+    fn of(cfg: &Config) -> Limits {
+        let mib = cfg.max_decoded_size_mib.saturating_mul(1024 * 1024);
+        Limits {
+            decompressed: usize::try_from(cfg.max_request_body_size).unwrap_or(usize::MAX),
+            decoded: usize::try_from(mib).unwrap_or(usize::MAX),
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits::of(&Config::default())
+    }
+}
+
+/// Why a body was refused: too large (HTTP 413, which Prometheus does not retry) or malformed (400).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DecodeError {
+    TooLarge(String),
+    Malformed(String),
+}
+
+impl DecodeError {
+    /// The message, whichever the kind.
+    pub fn message(&self) -> &str {
+        match self {
+            DecodeError::TooLarge(m) | DecodeError::Malformed(m) => m,
+        }
+    }
+}
+
+/// Snappy block format, then protobuf: at most `limits.decompressed` bytes once decompressed (the
+/// snappy header states the length, so a bomb is refused before any memory is spent on it), and at
+/// most `limits.decoded` bytes once decoded and translated, estimated from the wire bytes before
+/// decoding (see [`decoded_estimate`]).
+pub fn decode_body(body: &[u8], limits: &Limits) -> Result<WriteRequest, DecodeError> {
+    let malformed = |e: snap::Error| DecodeError::Malformed(format!("invalid snappy body: {e}"));
+    let len = snap::raw::decompress_len(body).map_err(malformed)?;
+    if len > limits.decompressed {
+        return Err(DecodeError::TooLarge(format!(
+            "body decompresses to {len} bytes, over the {}-byte limit (max_request_body_size)",
+            limits.decompressed
+        )));
     }
     let raw = snap::raw::Decoder::new()
         .decompress_vec(body)
-        .map_err(|e| format!("invalid snappy body: {e}"))?;
-    WriteRequest::decode(raw.as_slice()).map_err(|e| format!("invalid WriteRequest protobuf: {e}"))
+        .map_err(malformed)?;
+    if decoded_estimate(&raw, limits.decoded).is_none() {
+        return Err(DecodeError::TooLarge(format!(
+            "request would take more than {} MiB of memory once decoded (max_decoded_size_mib)",
+            limits.decoded / (1024 * 1024)
+        )));
+    }
+    WriteRequest::decode(raw.as_slice())
+        .map_err(|e| DecodeError::Malformed(format!("invalid WriteRequest protobuf: {e}")))
+}
+
+/// What a `WriteRequest` takes once decoded and translated, estimated from its wire bytes, or `None`
+/// as soon as that passes `limit`. Translation is what costs most: every sample becomes a data point
+/// with its own copy of the series' labels, so an empty sample (2 bytes on the wire) of a series
+/// with a hundred labels becomes kilobytes. Counted per series: its labels, samples and exemplars as
+/// decoded, plus one data point and one copy of the labels as attributes per sample.
+pub fn decoded_estimate(raw: &[u8], limit: usize) -> Option<usize> {
+    use crate::otlp::decoded::{next_field, Field};
+    use opentelemetry_proto::tonic::common::v1::KeyValue;
+    use std::mem::size_of;
+    let mut used = 0usize;
+    let mut add = |n: usize| {
+        used = used.saturating_add(n);
+        (used <= limit).then_some(())
+    };
+    // Bytes and label count of the labels in `buf` (a Label list inside a series or exemplar).
+    let label = |bytes: &[u8]| {
+        let mut pos = 0;
+        let mut len = 0usize;
+        while let Some((_, f)) = next_field(bytes, &mut pos) {
+            if let Field::Bytes(b) = f {
+                len = len.saturating_add(b.len());
+            }
+        }
+        len
+    };
+    let mut pos = 0;
+    while let Some((field, f)) = next_field(raw, &mut pos) {
+        let Field::Bytes(msg) = f else {
+            add(8)?;
+            continue;
+        };
+        match field {
+            1 => {
+                add(size_of::<proto::TimeSeries>())?;
+                let (mut labels, mut label_bytes, mut samples) = (0usize, 0usize, 0usize);
+                let mut p = 0;
+                while let Some((sf, v)) = next_field(msg, &mut p) {
+                    let Field::Bytes(b) = v else {
+                        add(8)?;
+                        continue;
+                    };
+                    match sf {
+                        1 => {
+                            labels += 1;
+                            let n = label(b);
+                            label_bytes = label_bytes.saturating_add(n);
+                            add(size_of::<proto::Label>().saturating_add(n))?;
+                        }
+                        2 => {
+                            samples += 1;
+                            add(size_of::<proto::Sample>())?;
+                        }
+                        3 => {
+                            // An exemplar: its own labels, decoded and then translated once.
+                            let mut q = 0;
+                            let mut n = 0usize;
+                            while let Some((ef, ev)) = next_field(b, &mut q) {
+                                if let (1, Field::Bytes(l)) = (ef, ev) {
+                                    n = n.saturating_add(
+                                        size_of::<proto::Label>()
+                                            + size_of::<KeyValue>()
+                                            + 2 * label(l),
+                                    );
+                                }
+                            }
+                            add(size_of::<proto::Exemplar>() + size_of::<OtlpExemplar>())?;
+                            add(n)?;
+                        }
+                        _ => add(b.len())?,
+                    }
+                }
+                let attributes = labels
+                    .saturating_mul(size_of::<KeyValue>())
+                    .saturating_add(label_bytes);
+                add(
+                    samples.saturating_mul(size_of::<NumberDataPoint>().saturating_add(attributes))
+                )?;
+            }
+            3 => add(size_of::<MetricMetadata>().saturating_add(msg.len()))?,
+            _ => add(msg.len())?,
+        }
+    }
+    Some(used)
 }
 
 fn ms_to_ns(ms: i64) -> u64 {

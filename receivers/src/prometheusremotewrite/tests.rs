@@ -67,6 +67,8 @@ fn shared() -> Shared {
         families: RwLock::new(HashMap::new()),
         accepted: Counter::noop(),
         refused: Counter::noop(),
+        too_large: Counter::noop(),
+        limits: Limits::default(),
     }
 }
 
@@ -153,9 +155,13 @@ fn metadata_decides_the_type_and_old_samples_are_dropped() {
 
 #[test]
 fn bad_bodies_are_refused() {
-    assert!(decode_body(b"not snappy at all").is_err());
+    let limits = Limits::default();
+    assert!(decode_body(b"not snappy at all", &limits).is_err());
     let junk = snap::raw::Encoder::new().compress_vec(&[0xff; 64]).unwrap();
-    assert!(decode_body(&junk).unwrap_err().contains("protobuf"));
+    assert!(decode_body(&junk, &limits)
+        .unwrap_err()
+        .message()
+        .contains("protobuf"));
 }
 
 #[test]
@@ -193,6 +199,8 @@ async fn http_answers_204_400_415_and_503() {
             families: RwLock::new(HashMap::new()),
             accepted: metrics::counter!("t_accepted", &labels),
             refused: metrics::counter!("t_refused", &labels),
+            too_large: Counter::noop(),
+            limits: Limits::of(&cfg),
         }),
         cfg,
         running: Mutex::new(None),
@@ -267,5 +275,127 @@ async fn http_answers_204_400_415_and_503() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 503);
+    r.shutdown().await.unwrap();
+}
+
+fn raw_snappy(raw: &[u8]) -> Vec<u8> {
+    snap::raw::Encoder::new().compress_vec(raw).unwrap()
+}
+
+/// A series with 20 labels and 100,000 empty samples: 200 KB on the wire, which snappy shrinks to a
+/// few KB, and about 200 MB once every sample is a data point with its own copy of the labels.
+/// Before the decoded size was bounded, it was accepted.
+fn label_heavy_series_with_empty_samples() -> Vec<u8> {
+    let mut ts = TimeSeries {
+        labels: (0..20)
+            .map(|i| label(&format!("label_{i}"), &format!("value_{i}")))
+            .collect(),
+        samples: vec![],
+        exemplars: vec![],
+    };
+    ts.labels.push(label("__name__", "up"));
+    let mut raw = WriteRequest {
+        timeseries: vec![ts],
+        metadata: vec![],
+    }
+    .encode_to_vec();
+    // Append the samples to the one series by hand: building them with prost is the allocation the
+    // test is about. The series is field 1 of the request; re-frame it with the samples added.
+    let mut pos = 0;
+    let Some((1, decoded::Field::Bytes(series))) = decoded::next_field(&raw, &mut pos) else {
+        panic!("unexpected encoding");
+    };
+    let mut series = series.to_vec();
+    series.extend([0x12u8, 0x00].repeat(100_000));
+    raw = vec![0x0a];
+    let mut n = series.len();
+    while n >= 0x80 {
+        raw.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    raw.push(n as u8);
+    raw.extend(series);
+    raw
+}
+
+use crate::otlp::decoded;
+
+#[test]
+fn a_body_that_decodes_to_far_more_than_it_weighs_is_refused() {
+    let raw = label_heavy_series_with_empty_samples();
+    let body = raw_snappy(&raw);
+    assert!(body.len() < 20_000, "{} bytes", body.len());
+    let Err(e) = decode_body(&body, &Limits::default()) else {
+        panic!("accepted");
+    };
+    assert!(
+        matches!(&e, DecodeError::TooLarge(m) if m.contains("max_decoded_size_mib")),
+        "{e:?}"
+    );
+    // The same series with a few samples decodes.
+    let mut small = series("up", &[("a", "b")], 1.0, now_ms());
+    small.samples = vec![Sample::default(); 1000];
+    let req = WriteRequest {
+        timeseries: vec![small],
+        metadata: vec![],
+    };
+    let got = decode_body(&snappy(&req), &Limits::default()).unwrap();
+    assert_eq!(got.timeseries[0].samples.len(), 1000);
+    // The estimate is not far above what a normal request takes: a few hundred bytes a sample.
+    let est = decoded_estimate(&req.encode_to_vec(), usize::MAX).unwrap();
+    assert!(est < 1000 * 400, "{est}");
+}
+
+#[test]
+fn a_body_that_decompresses_past_the_body_limit_is_refused() {
+    // 21 MiB of help text: valid, and over the 20 MiB default once decompressed. Before, anything up
+    // to 256 MiB decompressed was decoded.
+    let req = WriteRequest {
+        timeseries: vec![],
+        metadata: vec![MetricMetadata {
+            r#type: MetricType::Gauge as i32,
+            metric_family_name: "up".into(),
+            help: "h".repeat(21 * 1024 * 1024),
+            unit: String::new(),
+        }],
+    };
+    let body = snappy(&req);
+    let Err(e) = decode_body(&body, &Limits::default()) else {
+        panic!("accepted");
+    };
+    assert!(
+        matches!(&e, DecodeError::TooLarge(m) if m.contains("max_request_body_size")),
+        "{e:?}"
+    );
+}
+
+#[tokio::test]
+async fn too_large_is_413_and_counted() {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let mut next = NextConsumers::new();
+    next.insert(Signal::Metrics, Arc::new(Sink::default()));
+    let id = ComponentId::parse("prometheusremotewrite").unwrap();
+    let cfg = load(&id, &serde_json::json!({"endpoint": "127.0.0.1:0"})).unwrap();
+    let r = metrics::with_local_recorder(&recorder, || RemoteWriteReceiver::new(&id, cfg, next));
+    r.start(&Host::detached()).await.unwrap();
+    let url = format!("http://{}/api/v1/write", r.local_addr().unwrap());
+    let resp = reqwest::Client::new()
+        .post(&url)
+        .header("Content-Type", "application/x-protobuf")
+        .header("Content-Encoding", "snappy")
+        .body(raw_snappy(&label_heavy_series_with_empty_samples()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 413);
+    let count = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .find(|(k, ..)| k.key().name() == "vigil_receiver_requests_too_large")
+        .map(|(.., v)| v);
+    assert_eq!(count, Some(DebugValue::Counter(1)));
     r.shutdown().await.unwrap();
 }
