@@ -33,14 +33,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .zip(&scores)
             .map(|(r, s)| (&r.series, s.as_slice()))
             .collect();
-        for sev in [
-            10.0f64, 15.0, 20.0, 25.0, 30.0, 40.0, 50.0, 60.0, 80.0, 100.0,
-        ] {
-            let x = (sev / vigil_detect::series::BAND_Z).powi(4);
-            let th = x / (1.0 + x);
+        for th in [0.3, 0.4, 0.45, 0.5, 0.55, 0.6, 0.7, 0.8, 0.9] {
             let st = nab::score_corpus(&results, Some(th));
             println!(
-                "severity {sev:>5}: threshold {th:.4} standard {:.1} low_fp {:.1} low_fn {:.1}",
+                "threshold {th:.2} standard {:.1} low_fp {:.1} low_fn {:.1}",
                 st[0].normalized, st[1].normalized, st[2].normalized
             );
         }

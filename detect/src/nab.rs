@@ -83,8 +83,16 @@ pub fn load_corpus(dir: &Path) -> Result<Vec<NabSeries>, NabError> {
         let (timestamps, values) = load_series(&path)?;
         let mut windows = Vec::new();
         for &(start, end) in &labels[name] {
-            let find = |t: i64| timestamps.iter().position(|&x| x == t);
-            let (Some(s), Some(e)) = (find(start), find(end)) else {
+            // The first row at a window's start, then the first row at its end from there on: with
+            // repeated timestamps this is the row NAB's scorer picks.
+            let s = timestamps.iter().position(|&x| x == start);
+            let e = s.and_then(|s| {
+                timestamps[s..]
+                    .iter()
+                    .position(|&x| x == end)
+                    .map(|e| s + e)
+            });
+            let (Some(s), Some(e)) = (s, e) else {
                 return Err(NabError::Labels {
                     path: labels_path.clone(),
                     reason: format!(
@@ -135,7 +143,8 @@ fn load_labels(path: &Path) -> Result<HashMap<String, Vec<(i64, i64)>>, NabError
     Ok(out)
 }
 
-/// Reads one `timestamp,value` CSV. Errors name the file and the line.
+/// Reads one `timestamp,value` CSV, every row in file order (repeated and earlier timestamps included).
+/// Errors name the file and the line.
 pub fn load_series(path: &Path) -> Result<(Vec<i64>, Vec<f64>), NabError> {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
@@ -175,11 +184,8 @@ pub fn load_series(path: &Path) -> Result<(Vec<i64>, Vec<f64>), NabError> {
             .trim()
             .parse()
             .map_err(|_| row_err(line, format!("value {v:?} is not a number")))?;
-        if let Some(&prev) = timestamps.last() {
-            if ts <= prev {
-                return Err(row_err(line, "timestamps must increase".into()));
-            }
-        }
+        // Real series repeat timestamps and step back (daylight-saving changes, clock resets); NAB
+        // scores rows in file order, so every row is kept where it is.
         timestamps.push(ts);
         values.push(v);
     }
@@ -520,6 +526,35 @@ impl fmt::Display for ProfileScore {
     }
 }
 
+/// Scores per category folder (`realKnownCause`), each normalised on its own files: at the optimised
+/// threshold of that category and at `threshold`. Sorted by category.
+pub fn score_by_category(
+    results: &[Scores<'_>],
+    threshold: f64,
+) -> Vec<(String, Vec<ProfileScore>, Vec<ProfileScore>)> {
+    let mut names: Vec<&str> = results
+        .iter()
+        .map(|(s, _)| s.category_and_file().0)
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    names
+        .into_iter()
+        .map(|c| {
+            let part: Vec<Scores<'_>> = results
+                .iter()
+                .filter(|(s, _)| s.category_and_file().0 == c)
+                .copied()
+                .collect();
+            (
+                c.to_owned(),
+                score_corpus(&part, None),
+                score_corpus(&part, Some(threshold)),
+            )
+        })
+        .collect()
+}
+
 /// The default detector's output on one series.
 #[derive(Debug, Clone)]
 pub struct FileRun {
@@ -527,6 +562,8 @@ pub struct FileRun {
     pub series: NabSeries,
     /// One observation per row.
     pub observations: Vec<Observation>,
+    /// Rows whose timestamp repeated or stepped back, as the detector counted them.
+    pub out_of_order: u32,
 }
 
 impl FileRun {
@@ -552,11 +589,17 @@ pub struct Evaluation {
 /// Runs a fresh default [`SeriesDetector`] over every series point by point, as the pipeline would, and
 /// scores the result with NAB's rules.
 pub fn evaluate(corpus: Vec<NabSeries>, config: &DetectorConfig) -> Evaluation {
+    evaluate_with(corpus, || SeriesDetector::new(config))
+}
+
+/// [`evaluate`] with detectors made by `make` (the cross-validation varies the score constants).
+#[doc(hidden)]
+pub fn evaluate_with(corpus: Vec<NabSeries>, make: impl Fn() -> SeriesDetector) -> Evaluation {
     let mut runs = Vec::with_capacity(corpus.len());
     let mut points = 0usize;
     let mut busy = 0.0f64;
     for series in corpus {
-        let mut detector = SeriesDetector::new(config);
+        let mut detector = make();
         let started = Instant::now();
         let observations: Vec<Observation> = series
             .timestamps
@@ -569,6 +612,7 @@ pub fn evaluate(corpus: Vec<NabSeries>, config: &DetectorConfig) -> Evaluation {
         runs.push(FileRun {
             series,
             observations,
+            out_of_order: detector.out_of_order(),
         });
     }
     let scores: Vec<Vec<f64>> = runs.iter().map(FileRun::scores).collect();
@@ -608,6 +652,35 @@ mod tests {
         assert_eq!(parse_timestamp("2000-03-01 00:00:01").unwrap(), 951_868_801);
         assert!(parse_timestamp("2014-13-01 00:00:00").is_err());
         assert!(parse_timestamp("yesterday").is_err());
+    }
+
+    // Two of NAB's own files repeat a timestamp or step back; every row stays, in file order, and a
+    // window still resolves to rows.
+    #[test]
+    fn repeated_and_backward_timestamps_are_kept_in_file_order() {
+        let dir = std::env::temp_dir().join(format!("vigil-nab-order-{}", std::process::id()));
+        let data = dir.join("data").join("cat");
+        std::fs::create_dir_all(&data).unwrap();
+        std::fs::create_dir_all(dir.join("labels")).unwrap();
+        std::fs::write(
+            data.join("x.csv"),
+            "timestamp,value\n2014-01-01 00:00:00,1\n2014-01-01 00:05:00,2\n\
+             2014-01-01 00:05:00,3\n2014-01-01 00:00:00,4\n2014-01-01 00:10:00,5\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("labels").join("combined_windows.json"),
+            r#"{"cat/x.csv": [["2014-01-01 00:05:00.000000", "2014-01-01 00:10:00.000000"]]}"#,
+        )
+        .unwrap();
+        let corpus = load_corpus(&dir);
+        std::fs::remove_dir_all(&dir).ok();
+        let corpus = corpus.unwrap();
+        let s = &corpus[0];
+        assert_eq!(s.values, vec![1.0, 2.0, 3.0, 4.0, 5.0]);
+        let t0 = parse_timestamp("2014-01-01 00:00:00").unwrap();
+        assert_eq!(s.timestamps, vec![t0, t0 + 300, t0 + 300, t0, t0 + 600]);
+        assert_eq!(s.windows, vec![(1, 4)]);
     }
 
     #[test]

@@ -2,16 +2,25 @@
 //! point as it arrives. The pipeline's `anomalydetection` connector and `vigil eval nab` call the same
 //! [`SeriesDetector`], so what NAB scores is what runs on a node.
 //!
-//! The ensemble has three parts, each measured on NAB before it was kept:
+//! The ensemble has these parts:
 //! - a robust baseline: an EWMA level with Huber-clipped updates and an EWMA of clipped absolute residuals
 //!   as the scale, so one spike moves neither;
 //! - a seasonal profile once a period is found: candidate periods from `augurs` (Welch periodogram),
 //!   refined by autocorrelation and accepted only if an MSTL decomposition shows a strong seasonal part;
-//! - a two-sided CUSUM on standardised residuals for level shifts, which also re-anchors the level so that
-//!   a shift is reported once instead of for as long as it lasts; and a short-over-long scale ratio for
-//!   variance changes.
+//! - four cues on the standardised residual: its size (an outlier), a short EWMA of its size (a deviation
+//!   that lasts), a two-sided CUSUM for level shifts (which re-anchors the level so that a shift is
+//!   reported once) and a short-over-long scale ratio for variance changes.
 //!
-//! Memory per series: about 200 bytes without seasonality; during the period search, a buffer of
+//! The score does not compare a cue with a fixed constant. Each cue is compared with its own largest
+//! value on this series over the last few hundred points (a decaying maximum, half-life
+//! [`Tuning::peak_half_life`]): a point scores [`DEFAULT_THRESHOLD`] when a cue reaches
+//! [`Tuning::margin`] times that memory (or a floor, on a quiet series). This is the idea behind an
+//! anomaly *likelihood* (judge a raw score against the series' own recent scores), and it is what lets
+//! one threshold serve a flat error ratio and a spiky request count alike. After a detection the score
+//! stays just under the threshold for [`Tuning::hold`] points, so that one event is not reported again
+//! and again. The constants were chosen by cross-validation over four labelled corpora (BENCHMARKS.md).
+//!
+//! Memory per series: 232 bytes inline without seasonality; during the period search, a buffer of
 //! [`DetectorConfig::season_buffer`] 16-bit samples (2.3 KiB by default), released once the search ends;
 //! with a period `p`, one season of `f32` offsets (`4·p` bytes, 1.1 KiB for daily 5-minute data).
 
@@ -19,16 +28,16 @@ mod episode;
 mod seasonal;
 mod set;
 
-pub use episode::{Episode, EpisodeConfig, EpisodeEvent, EpisodeTracker, DEFAULT_CONFIRM_POINTS};
+pub use episode::{
+    Episode, EpisodeConfig, EpisodeEvent, EpisodeTracker, DEFAULT_CONFIRM_POINTS,
+    DEFAULT_SHIFTED_POINTS,
+};
 pub use seasonal::detect_period;
 pub use set::{SeriesSet, SeriesSetConfig, SeriesSetStats, TrackedSeries};
 
-/// The score at or above which a point is anomalous by default. Scores are calibrated so that this sits at
-/// about [`BAND_Z`] scale units from the expected value.
+/// The score at or above which a point is anomalous by default: a cue at [`Tuning::margin`] times its
+/// recent maximum on the series. The reported band is where the outlier cue stays below it.
 pub const DEFAULT_THRESHOLD: f64 = 0.5;
-
-/// Half-width of the reported expected band, in scale units (mean absolute deviations of the residual).
-pub const BAND_Z: f64 = 40.0;
 
 /// Which part of the ensemble gave a point its score.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -97,34 +106,78 @@ impl Default for DetectorConfig {
     }
 }
 
-// Smoothing constants. They are rates per point, chosen once on NAB as a whole (never per file).
-const LEVEL_ALPHA: f64 = 0.05;
-const SCALE_BETA: f64 = 0.01;
+// Smoothing constants. They are rates per point.
 const SHORT_BETA: f64 = 0.1;
 // Residuals are clipped at this many scale units before they update the level and scale (Huber).
 const CLIP: f64 = 3.0;
-// CUSUM allowance and decision interval, in scale units.
+// CUSUM allowance, in scale units.
 const CUSUM_K: f64 = 1.0;
-const CUSUM_H: f64 = 12.0;
-// Severity of a decided level shift per scale unit of the move (a move of 8 units reaches BAND_Z), and of
-// a variance change per doubling of the residual spread. Both are on the same scale-unit footing as an outlier's distance.
-const SHIFT_SEV_PER_SCALE: f64 = 5.0;
-const VAR_SEV_PER_DOUBLING: f64 = BAND_Z / 2.0;
-// Steepness of the score calibration around BAND_Z.
-const SCORE_POWER: f64 = 4.0;
 const RECENT: usize = 8;
-// The recent-extreme tracker forgets at this rate per point (half-life of about 35 points).
-const EXTREME_DECAY: f64 = 0.995;
-// An outlier's severity is capped at this many scale units per multiple of the recent extreme residual,
-// so a value only as far out as recent ones (a series that is always spiky) does not score.
-const EXTREME_SEV: f64 = 8.0;
-// How fast the memory of a point beyond the recent extremes fades (about 7 points to halve).
-const BURST_DECAY: f64 = 0.9;
 
-/// A streaming detector for one series. Feed points in time order with [`SeriesDetector::observe`].
+/// Constants of the score, exposed only so that the cross-validation example can vary them; the pipeline
+/// and `vigil eval` use [`DEFAULT_TUNING`].
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Tuning {
+    /// Half-life, in points, of each cue's memory of its largest recent value.
+    pub peak_half_life: f64,
+    /// Smallest memory of the outlier cue, in scale units (mean absolute deviations).
+    pub outlier_floor: f64,
+    /// Smallest memory of the level-shift cue, in scale units of the move.
+    pub shift_floor: f64,
+    /// Smallest memory of the variance cue, in doublings of the residual spread.
+    pub var_floor: f64,
+    /// A cue scores [`DEFAULT_THRESHOLD`] at this multiple of its memory.
+    pub margin: f64,
+    /// Steepness of the score around the margin.
+    pub power: f64,
+    /// Points after a score reaches the default threshold during which scores stay below it.
+    pub hold: f64,
+    /// Smoothing rate of the sustained-deviation cue (an EWMA of the absolute standardised residual).
+    pub smooth_alpha: f64,
+    /// Smallest memory of the sustained-deviation cue, in scale units.
+    pub smooth_floor: f64,
+    /// Half-life of a second, longer memory of each cue's largest value.
+    pub slow_half_life: f64,
+    /// Weight of the long memory: a cue is judged against the larger of its short memory and this
+    /// share of its long one, so that a heavy-tailed series, whose records keep growing, needs more.
+    pub slow_weight: f64,
+
+    /// Rate per point at which the level follows the (clipped) data.
+    pub level_alpha: f64,
+    /// Rate per point at which the scale follows the (clipped) absolute residuals.
+    pub scale_beta: f64,
+    /// CUSUM decision interval, in scale units.
+    pub cusum_h: f64,
+}
+
+/// The shipped constants, chosen by the cross-validation in BENCHMARKS.md.
+#[doc(hidden)]
+pub static DEFAULT_TUNING: Tuning = Tuning {
+    peak_half_life: 500.0,
+    outlier_floor: 6.0,
+    shift_floor: 4.0,
+    var_floor: 2.0,
+    margin: 1.25,
+    power: 4.0,
+    hold: 30.0,
+    smooth_alpha: 0.3,
+    smooth_floor: 4.0,
+    slow_half_life: 10000.0,
+    slow_weight: 0.4,
+    level_alpha: 0.05,
+    scale_beta: 0.01,
+    cusum_h: 12.0,
+};
+
+/// A streaming detector for one series. Feed points with [`SeriesDetector::observe`], in time order where
+/// the source allows; a point whose timestamp repeats or steps back is scored as the next sample and
+/// counted ([`SeriesDetector::out_of_order`]).
 #[derive(Debug, Clone)]
 pub struct SeriesDetector {
+    tuning: &'static Tuning,
     config_warmup: u32,
+    out_of_order: u32,
     seen: u64,
     last_t: f64,
     interval: f64,
@@ -133,8 +186,15 @@ pub struct SeriesDetector {
     short_scale: f64,
     cusum_pos: f64,
     cusum_neg: f64,
-    extreme: f64,
-    burst: f64,
+    // Each cue's largest recent value (outlier, level shift, variance), decaying with `peak_half_life`.
+    peaks: [f32; 4],
+    slow_peaks: [f32; 4],
+    // EWMA of the absolute standardised residual: a deviation too small for one point that lasts.
+    smooth: f32,
+    // Points left in the hold after a detection.
+    hold: u16,
+    // The smallest value seen, so that the band does not reach below zero on a series that never did.
+    min_seen: f32,
     recent: [f64; RECENT],
     season: seasonal::Season,
 }
@@ -145,22 +205,19 @@ impl Default for SeriesDetector {
     }
 }
 
-// A log-logistic map of severity (scale units) into [0, 1): 0.5 at BAND_Z. It approaches 1 slowly enough
-// that very different severities keep distinct scores, which threshold sweeps need.
-fn calibrate(severity: f64) -> f64 {
-    let x = (severity / BAND_Z).powf(SCORE_POWER);
-    if x.is_finite() {
-        x / (1.0 + x)
-    } else {
-        1.0
-    }
-}
-
 impl SeriesDetector {
     /// A detector with the given settings.
     pub fn new(config: &DetectorConfig) -> Self {
+        Self::with_tuning(config, &DEFAULT_TUNING)
+    }
+
+    /// A detector with other score constants (cross-validation only).
+    #[doc(hidden)]
+    pub fn with_tuning(config: &DetectorConfig, tuning: &'static Tuning) -> Self {
         Self {
+            tuning,
             config_warmup: config.warmup.max(2),
+            out_of_order: 0,
             seen: 0,
             last_t: f64::NAN,
             interval: f64::NAN,
@@ -169,8 +226,11 @@ impl SeriesDetector {
             short_scale: 0.0,
             cusum_pos: 0.0,
             cusum_neg: 0.0,
-            extreme: 0.0,
-            burst: 0.0,
+            peaks: [0.0; 4],
+            slow_peaks: [0.0; 4],
+            smooth: 0.0,
+            hold: 0,
+            min_seen: f32::INFINITY,
             recent: [0.0; RECENT],
             season: seasonal::Season::new(config),
         }
@@ -179,6 +239,11 @@ impl SeriesDetector {
     /// Points seen so far.
     pub fn points(&self) -> u64 {
         self.seen
+    }
+
+    /// Points whose timestamp repeated or stepped back from the latest one seen.
+    pub fn out_of_order(&self) -> u32 {
+        self.out_of_order
     }
 
     /// The detected seasonal period in points, once one is found.
@@ -196,19 +261,30 @@ impl SeriesDetector {
         (self.level.abs() * 1e-6).max(1e-9)
     }
 
-    /// Scores one point and learns from it. `timestamp_secs` must not decrease; gaps advance the seasonal
-    /// phase by the number of missed intervals. Non-finite values are ignored (score 0).
+    // Maps a cue's value against its memory into [0, 1): DEFAULT_THRESHOLD at `margin` times the memory.
+    fn calibrate(&self, ratio: f64) -> f64 {
+        let x = (ratio / self.tuning.margin).powf(self.tuning.power);
+        if x.is_finite() {
+            x / (1.0 + x)
+        } else {
+            1.0
+        }
+    }
+
+    /// Scores one point and learns from it. Gaps in time advance the seasonal phase by the number of
+    /// missed intervals; a repeated or earlier timestamp counts as the next interval. Non-finite values
+    /// are ignored (score 0).
     pub fn observe(&mut self, timestamp_secs: f64, value: f64) -> Observation {
         let steps = self.steps(timestamp_secs);
         if !value.is_finite() {
-            let e = self.expected_after(steps);
-            return self.quiet(e);
+            return self.quiet(self.level + self.season.component());
         }
         self.season.advance(steps);
         let seasonal = self.season.component();
         let deseasonalised = value - seasonal;
         self.recent[(self.seen as usize) % RECENT] = deseasonalised;
         self.seen += 1;
+        self.min_seen = self.min_seen.min(value as f32);
 
         if self.seen <= u64::from(self.config_warmup) {
             self.learn_warmup(deseasonalised);
@@ -236,62 +312,79 @@ impl SeriesDetector {
         self.cusum_pos = (self.cusum_pos + zc - CUSUM_K).max(0.0);
         self.cusum_neg = (self.cusum_neg - zc - CUSUM_K).max(0.0);
         let cusum = self.cusum_pos.max(self.cusum_neg);
-
-        let ext = if self.extreme > 0.0 {
-            abs_r / self.extreme
-        } else {
-            f64::INFINITY
-        };
-        let outlier_sev = z.abs().min(EXTREME_SEV * ext);
-        // A level shift is decided once, when the CUSUM crosses its interval; its severity is then the size
-        // of the move, so slow drifts (many small re-anchorings) stay quiet. Before the decision the CUSUM
-        // only ranks points below the threshold.
-        let reanchor = (cusum > CUSUM_H).then(|| {
+        // A level shift is decided once, when the CUSUM crosses its interval; its size is then the move,
+        // so slow drifts (many small re-anchorings) stay small.
+        let reanchor = (cusum > self.tuning.cusum_h).then(|| {
             let mut sorted = self.recent;
             sorted.sort_unstable_by(f64::total_cmp);
             0.5 * (sorted[RECENT / 2 - 1] + sorted[RECENT / 2])
         });
-        let shift_sev = match reanchor {
-            Some(new_level) => SHIFT_SEV_PER_SCALE * (new_level - self.level).abs() / s,
-            None => 0.5 * BAND_Z * cusum / CUSUM_H,
+        let shift = match reanchor {
+            Some(new_level) => (new_level - self.level).abs() / s,
+            None => 0.0,
         };
-        // A wider spread only counts while points have lately gone past the recent extremes: bursts of
-        // spikes like earlier ones (a spiky series) raise the short scale but are not news.
-        self.burst = ext.min(100.0).max(self.burst * BURST_DECAY);
-        let var_sev = if ratio > 1.0 {
-            (VAR_SEV_PER_DOUBLING * ratio.log2()).min(EXTREME_SEV * self.burst)
+        let var = if ratio > 1.0 { ratio.log2() } else { 0.0 };
+
+        // Each cue is judged against its own recent history on this series: what makes one threshold
+        // work on series as different as a flat error ratio and a spiky request count.
+        let t = self.tuning;
+        let smooth = if t.smooth_alpha > 0.0 {
+            let x = f64::from(self.smooth)
+                + t.smooth_alpha * (z.abs().min(4.0 * CLIP) - f64::from(self.smooth));
+            self.smooth = x as f32;
+            x
         } else {
             0.0
         };
-
-        let (severity, mut part) = [
-            (
-                outlier_sev,
-                if self.season.period().is_some() {
-                    Part::Seasonal
-                } else {
-                    Part::Outlier
-                },
-            ),
-            (shift_sev, Part::LevelShift),
-            (var_sev, Part::VarianceChange),
-        ]
-        .into_iter()
-        .fold(
-            (0.0, Part::None),
-            |acc, x| if x.0 > acc.0 { x } else { acc },
-        );
-        let score = calibrate(severity);
-        if score < 0.01 {
-            part = Part::None;
+        let cues = [z.abs(), shift, var, smooth];
+        let floors = [t.outlier_floor, t.shift_floor, t.var_floor, t.smooth_floor];
+        const PARTS: [Part; 4] = [
+            Part::Outlier,
+            Part::LevelShift,
+            Part::VarianceChange,
+            Part::LevelShift,
+        ];
+        let memory = |i: usize| {
+            f64::from(self.peaks[i])
+                .max(t.slow_weight * f64::from(self.slow_peaks[i]))
+                .max(floors[i])
+        };
+        let mut best = (0.0, Part::None);
+        for (i, (&cue, &part)) in cues.iter().zip(&PARTS).enumerate() {
+            let q = cue / memory(i);
+            if q > best.0 {
+                best = (q, part);
+            }
         }
+        let band_units = t.margin * memory(0);
+        if best.1 == Part::Outlier && self.season.period().is_some() {
+            best.1 = Part::Seasonal;
+        }
+        let mut score = self.calibrate(best.0);
+        // NAB, like an operator, counts each repeat outside a window as another false alarm: after a
+        // detection, scores stay just under the threshold for a while (still high enough to keep an
+        // episode open).
+        if self.hold > 0 {
+            self.hold -= 1;
+            score = score.min(DEFAULT_THRESHOLD * 0.98);
+        } else if score >= DEFAULT_THRESHOLD {
+            self.hold = t.hold as u16;
+        }
+        let part = if score < 0.01 { Part::None } else { best.1 };
 
         // Learn, with clipped residuals so that outliers do not drag the baseline.
+        // 1 - ln 2 / h is exp(-ln 2 / h) to within 1e-6 for half-lives of hundreds of points, without an
+        // exp per point.
+        let decay = 1.0 - std::f64::consts::LN_2 / t.peak_half_life.max(1.0);
+        let slow_decay = 1.0 - std::f64::consts::LN_2 / t.slow_half_life.max(1.0);
+        for ((peak, slow), &cue) in self.peaks.iter_mut().zip(&mut self.slow_peaks).zip(&cues) {
+            *peak = (f64::from(*peak) * decay).max(cue) as f32;
+            *slow = (f64::from(*slow) * slow_decay).max(cue) as f32;
+        }
         let rc = r.clamp(-CLIP * s, CLIP * s);
-        self.level += LEVEL_ALPHA * rc;
+        self.level += t.level_alpha * rc;
         self.season.learn(rc);
-        self.scale += SCALE_BETA * (clipped - self.scale);
-        self.extreme = abs_r.max(self.extreme * EXTREME_DECAY);
+        self.scale += t.scale_beta * (clipped - self.scale);
         if let Some(new_level) = reanchor {
             // The level moved: re-anchor on the recent points so the shift is reported once, not for as
             // long as it lasts.
@@ -303,29 +396,40 @@ impl SeriesDetector {
             self.rebase(reset);
         }
 
-        let half = BAND_Z * s;
+        let half = band_units * s;
+        let lower = expected - half;
         Observation {
             score,
             expected,
-            lower: expected - half,
+            lower: if self.min_seen >= 0.0 {
+                lower.max(0.0).min(expected)
+            } else {
+                lower
+            },
             upper: expected + half,
             part,
         }
     }
 
     fn quiet(&self, expected: f64) -> Observation {
-        let half = BAND_Z * self.scale.max(self.floor());
+        let t = self.tuning;
+        let units = t.margin
+            * f64::from(self.peaks[0])
+                .max(t.slow_weight * f64::from(self.slow_peaks[0]))
+                .max(t.outlier_floor);
+        let half = units * self.scale.max(self.floor());
+        let lower = expected - half;
         Observation {
             score: 0.0,
             expected,
-            lower: expected - half,
+            lower: if self.min_seen >= 0.0 {
+                lower.max(0.0).min(expected)
+            } else {
+                lower
+            },
             upper: expected + half,
             part: Part::None,
         }
-    }
-
-    fn expected_after(&self, _steps: u32) -> f64 {
-        self.level + self.season.component()
     }
 
     // Running mean and mean absolute deviation while warming up.
@@ -339,7 +443,6 @@ impl SeriesDetector {
             self.level += d / n;
             self.scale += (d.abs() - self.scale) / (n - 1.0);
         }
-        self.extreme = (x - self.level).abs().max(self.extreme * EXTREME_DECAY);
         self.short_scale = self.scale;
     }
 
@@ -348,17 +451,24 @@ impl SeriesDetector {
         self.level = reset.level;
         self.scale = reset.scale;
         self.short_scale = reset.scale;
-        self.extreme = CLIP * reset.scale;
         self.cusum_pos = 0.0;
         self.cusum_neg = 0.0;
         self.recent = [reset.level; RECENT];
     }
 
-    // How many sampling intervals this timestamp is past the previous one (at least 1).
+    // How many sampling intervals this timestamp is past the latest one seen (at least 1). A repeated or
+    // earlier timestamp (a daylight-saving change, a clock reset, a re-sent point) is counted and taken
+    // as the next interval; the latest timestamp stays the reference, so the series is not reset.
     fn steps(&mut self, t: f64) -> u32 {
         let dt = t - self.last_t;
-        self.last_t = t;
-        if !dt.is_finite() || dt <= 0.0 {
+        if dt.is_finite() && dt <= 0.0 {
+            self.out_of_order = self.out_of_order.saturating_add(1);
+            return 1;
+        }
+        if t.is_finite() {
+            self.last_t = t;
+        }
+        if !dt.is_finite() {
             return 1;
         }
         if !self.interval.is_finite() || dt < self.interval {

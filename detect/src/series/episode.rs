@@ -22,10 +22,20 @@ pub struct EpisodeConfig {
     /// `end_threshold`; a candidate that goes quiet first is dropped unannounced. Level shifts and
     /// variance changes are announced at once. 1 announces every outlier at its first point.
     pub confirm_points: u32,
+    /// An episode that started on a level shift counts a point as quiet only once the value is back
+    /// inside the band the detector expected when the episode started: the detector re-anchors on the
+    /// new level at once, so its scores alone would end the episode while the series stays shifted.
+    /// After this many low-scoring points still outside that band, the shifted level is taken as the
+    /// new normal and the episode ends.
+    pub shifted_points: u32,
 }
 
 /// Points in a row that confirm an episode by default.
 pub const DEFAULT_CONFIRM_POINTS: u32 = 2;
+
+/// Low-scoring points outside the starting band after which a shifted episode ends by default (an hour
+/// at a 10 s interval).
+pub const DEFAULT_SHIFTED_POINTS: u32 = 360;
 
 impl Default for EpisodeConfig {
     fn default() -> Self {
@@ -34,6 +44,7 @@ impl Default for EpisodeConfig {
             end_threshold: DEFAULT_THRESHOLD * 0.5,
             quiet_points: 10,
             confirm_points: DEFAULT_CONFIRM_POINTS,
+            shifted_points: DEFAULT_SHIFTED_POINTS,
         }
     }
 }
@@ -89,6 +100,12 @@ pub struct EpisodeTracker {
     anomalous: u32,
     quiet: u32,
     since_last: u32,
+    /// The band expected at the first point of the open episode.
+    first_band: (f64, f64),
+    /// `first_band` once a level shift was seen in the episode; `None` for other episodes.
+    start_band: Option<(f64, f64)>,
+    /// Low-scoring points of the open episode that were still outside `start_band`.
+    shifted: u32,
 }
 
 impl EpisodeTracker {
@@ -101,6 +118,9 @@ impl EpisodeTracker {
             anomalous: 0,
             quiet: 0,
             since_last: 0,
+            first_band: (f64::NEG_INFINITY, f64::INFINITY),
+            start_band: None,
+            shifted: 0,
         }
     }
 
@@ -138,6 +158,9 @@ impl EpisodeTracker {
                     self.quiet = 0;
                     self.since_last = 0;
                     self.anomalous = 1;
+                    self.shifted = 0;
+                    self.first_band = (obs.lower, obs.upper);
+                    self.start_band = (obs.part == Part::LevelShift).then_some(self.first_band);
                     self.announced = confirm <= 1 || persistent;
                     if self.announced {
                         return Some(EpisodeEvent::Started(e));
@@ -159,6 +182,9 @@ impl EpisodeTracker {
                 e.points += self.since_last;
                 self.since_last = 0;
                 self.anomalous += 1;
+                if obs.part == Part::LevelShift {
+                    self.start_band = Some(self.first_band);
+                }
                 if obs.score > e.peak_score {
                     e.peak_score = obs.score;
                     e.peak_at = timestamp_secs;
@@ -173,7 +199,17 @@ impl EpisodeTracker {
             }
             Some(e) => {
                 self.since_last += 1;
-                if obs.score >= self.config.end_threshold {
+                if obs.part == Part::LevelShift {
+                    self.start_band = Some(self.first_band);
+                }
+                let shifted = self
+                    .start_band
+                    .is_some_and(|(lo, hi)| !(lo..=hi).contains(&value));
+                if shifted && obs.score < self.config.end_threshold {
+                    self.shifted += 1;
+                }
+                let held = shifted && self.shifted < self.config.shifted_points;
+                if obs.score >= self.config.end_threshold || held {
                     self.quiet = 0;
                     e.end = timestamp_secs;
                     e.points += self.since_last;

@@ -235,3 +235,64 @@ fn state_stays_small() {
     // The search buffer is released once the search gives up.
     assert!(d.memory_bytes() <= 2048, "{} bytes", d.memory_bytes());
 }
+
+// A repeated timestamp or a step back in time (a daylight-saving change, a clock reset) neither breaks
+// nor resets the series: it is counted, scored as the next sample, and the seasonal phase, the baseline
+// and the period found so far carry on.
+#[test]
+fn repeated_and_backward_timestamps_do_not_reset() {
+    let cycle =
+        |i: usize| 100.0 + 20.0 * (2.0 * std::f64::consts::PI * (i % 48) as f64 / 48.0).sin();
+    let v = noisy(2400, 8, cycle);
+    let mut d = SeriesDetector::default();
+    let mut e = EpisodeTracker::new(unconfirmed());
+    let mut starts = Vec::new();
+    for (i, &x) in v.iter().enumerate() {
+        // At row 1500 the clock goes back an hour (12 rows repeat the timestamps of 1488..1500) and
+        // runs on from there; row 2000 repeats the timestamp of row 1999.
+        let t = match i {
+            0..1500 => i as f64 * 300.0,
+            2000 => (1999 - 12) as f64 * 300.0,
+            _ => (i - 12) as f64 * 300.0,
+        };
+        let o = d.observe(t, x);
+        if let Some(EpisodeEvent::Started(_)) = e.update(t, x, &o) {
+            starts.push(i);
+        }
+    }
+    assert_eq!(d.out_of_order(), 13);
+    assert_eq!(d.points(), 2400);
+    assert_eq!(d.period(), Some(48));
+    assert!(starts.is_empty(), "episodes at {starts:?}");
+}
+
+// A level step that stays changed keeps its episode open (issue #20: it used to end a few points after
+// the start, once the detector had re-anchored); the episode ends once the series is back in its band.
+#[test]
+fn shifted_episode_lasts_until_the_series_is_back() {
+    let v = noisy(2000, 9, |i| {
+        if (1000..1300).contains(&i) {
+            30.0
+        } else {
+            10.0
+        }
+    });
+    let mut d = SeriesDetector::default();
+    let mut e = EpisodeTracker::new(EpisodeConfig::default());
+    let (mut starts, mut ends) = (Vec::new(), Vec::new());
+    for (i, &x) in v.iter().enumerate() {
+        let t = i as f64;
+        let o = d.observe(t, x);
+        match e.update(t, x, &o) {
+            Some(EpisodeEvent::Started(ep)) => starts.push(ep.start as usize),
+            Some(EpisodeEvent::Ended(ep)) => ends.push(ep.end as usize),
+            None => {}
+        }
+    }
+    assert_eq!(starts.first().copied(), Some(1000), "starts {starts:?}");
+    assert!(
+        ends.first()
+            .is_some_and(|&end| (1299..=1330).contains(&end)),
+        "the first episode ended at {ends:?}; the series was shifted over 1000..1300"
+    );
+}

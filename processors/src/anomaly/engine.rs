@@ -58,7 +58,9 @@ struct ForecastState {
 struct SeriesState {
     tracked: TrackedSeries,
     meta: SeriesMeta,
+    // The latest timestamp seen and the value of the last point scored.
     last_t: f64,
+    last_v: f64,
     forecast: Option<Box<ForecastState>>,
 }
 
@@ -73,6 +75,10 @@ pub struct Counts {
     pub expired: u64,
     /// Values fed to a detector.
     pub points: u64,
+    /// Points dropped as a second delivery of the latest point (same timestamp, same value).
+    pub duplicates: u64,
+    /// Points scored whose timestamp repeated or stepped back (with a new value).
+    pub out_of_order: u64,
     /// Events emitted.
     pub events: u64,
 }
@@ -89,6 +95,8 @@ pub struct Engine {
     forecasting: usize,
     emit_scores: bool,
     points: u64,
+    duplicates: u64,
+    out_of_order: u64,
     events: u64,
 }
 
@@ -157,6 +165,8 @@ impl Engine {
             forecasting: 0,
             emit_scores,
             points: 0,
+            duplicates: 0,
+            out_of_order: 0,
             events: 0,
             settings,
         }
@@ -171,6 +181,8 @@ impl Engine {
             evicted: s.evicted_lru + p.evicted_lru + self.windows.evicted,
             expired: s.expired + p.expired + self.windows.expired,
             points: self.points,
+            duplicates: self.duplicates,
+            out_of_order: self.out_of_order,
             events: self.events,
         }
     }
@@ -275,15 +287,27 @@ impl Engine {
                     tracked: TrackedSeries::new(detector, episodes),
                     meta,
                     last_t: f64::NEG_INFINITY,
+                    last_v: f64::NAN,
                     forecast,
                 }
             },
             |k, v| evicted.push((k, v)),
         );
-        // A repeated or out-of-order point would break the detector's time order; it is dropped.
-        if t > st.last_t {
-            st.last_t = t;
+        // The latest point again, same timestamp and value, is one point delivered twice (an exporter's
+        // retry) and is dropped. Any other repeated or earlier timestamp (a clock step, a restarted
+        // source) is data: the detector scores it as the next sample, and the episode clock stays at the
+        // latest timestamp so that no episode ends before it starts.
+        let duplicate = t == st.last_t && value.to_bits() == st.last_v.to_bits();
+        if duplicate {
+            self.duplicates += 1;
+        } else {
+            if t <= st.last_t {
+                self.out_of_order += 1;
+            }
             let o = st.tracked.detector.observe(t, value);
+            st.last_t = st.last_t.max(t);
+            st.last_v = value;
+            let t = st.last_t;
             self.points += 1;
             if self.emit_scores && o.part != Part::Warmup {
                 out.scores.push(key, &st.meta, t, &o);

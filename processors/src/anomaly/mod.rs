@@ -21,7 +21,10 @@
 //!
 //! Own metrics, labelled `connector`: `vigil_anomaly_series_live` (gauge), `vigil_anomaly_series_evicted`,
 //! `vigil_anomaly_series_expired` (series, cumulative baselines and window groups dropped),
-//! `vigil_anomaly_points` (values scored), `vigil_anomaly_events` (events written). Every event and
+//! `vigil_anomaly_points` (values scored), `vigil_anomaly_points_duplicate` (a second delivery of a
+//! series' latest point, same timestamp and value: dropped), `vigil_anomaly_points_out_of_order` (a
+//! repeated or earlier timestamp with a new value: scored as the next sample, the series is not reset),
+//! `vigil_anomaly_events` (events written). Every event and
 //! attribute is in `docs/events.md`.
 
 pub mod config;
@@ -148,6 +151,8 @@ impl Inner {
             ("vigil_anomaly_series_evicted", now.evicted, last.evicted),
             ("vigil_anomaly_series_expired", now.expired, last.expired),
             ("vigil_anomaly_points", now.points, last.points),
+            ("vigil_anomaly_points_duplicate", now.duplicates, last.duplicates),
+            ("vigil_anomaly_points_out_of_order", now.out_of_order, last.out_of_order),
             ("vigil_anomaly_events", now.events, last.events),
         ];
         for (name, now, before) in counters {

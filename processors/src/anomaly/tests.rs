@@ -132,14 +132,17 @@ fn by_default_a_one_point_spike_is_not_announced_but_a_shift_is() {
     assert_eq!(e.counts().events, 0);
     let mut e = Engine::new(settings(json!({"confirm_points": 2})), false);
     let mut v = noisy(300);
-    for x in &mut v[200..] {
+    for x in &mut v[200..260] {
         *x += 0.5;
     }
     let ev = events(&run_gauge(&mut e, &v));
-    // One episode: the shift is announced, and ends once the baseline has moved to the new level.
+    // One episode: the shift is announced, stays open while the series stays shifted (issue #20), and
+    // ends once it is back in its band.
     assert_eq!(ev.len(), 2, "{ev:?}");
     assert_eq!(s(&ev[0].1, "vigil.anomaly.state"), "start");
     assert_eq!(s(&ev[1].1, "vigil.anomaly.state"), "end");
+    let lasted: f64 = s(&ev[1].1, "vigil.anomaly.duration_s").parse().unwrap_or(0.0);
+    assert!(lasted >= 590.0, "ended after {lasted} s, while still shifted");
     let id = ComponentId::new("anomalydetection", None);
     let err = parse(&id, &json!({"confirm_points": 0}))
         .unwrap_err()
@@ -216,13 +219,18 @@ fn clean_series_gives_no_event() {
     assert!(gauges > 250, "{gauges}");
 }
 
+// The latest point delivered again is dropped; a repeated timestamp with a new value, or an earlier one
+// (a clock step back), is scored as the next sample and counted, never dropped.
 #[test]
-fn repeated_and_old_points_are_not_scored_twice() {
+fn duplicates_are_dropped_and_out_of_order_points_scored_and_counted() {
     let mut e = Engine::new(settings(json!({})), false);
     e.ingest(&gauge("x", T0 + 10.0, 1.0), WALL);
     e.ingest(&gauge("x", T0 + 10.0, 1.0), WALL);
     e.ingest(&gauge("x", T0 + 5.0, 1.0), WALL);
-    assert_eq!(e.counts().points, 1);
+    e.ingest(&gauge("x", T0 + 5.0, 2.0), WALL);
+    e.ingest(&gauge("x", T0 + 15.0, 1.0), WALL);
+    let c = e.counts();
+    assert_eq!((c.points, c.duplicates, c.out_of_order), (4, 1, 2));
 }
 
 #[test]
