@@ -110,7 +110,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("all-in, candidates ranked by mean GA (top 12 and the default):");
     let mut order: Vec<usize> = (0..cands.len()).collect();
     order.sort_by(|&a, &b| mean(b, |s| s.0).total_cmp(&mean(a, |s| s.0)));
-    for &c in order.iter().take(12).chain(std::iter::once(&0)) {
+    for &c in order.iter().chain(std::iter::once(&0)) {
         println!(
             "  GA {:.4} PA {:.4} GAc {:.4} PAc {:.4}  {}",
             mean(c, |s| s.0),

@@ -21,6 +21,7 @@
 //! assert_eq!(b.template, "PacketResponder <*> for block <*> terminating");
 //! ```
 
+mod leaf;
 mod mask;
 
 use std::collections::HashMap;
@@ -28,6 +29,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use leaf::Leaf;
 use mask::{is_variable, Masker, Tokens};
 pub use mask::{MaskConfig, MaskError, PARAM};
 
@@ -198,7 +200,7 @@ pub struct TemplateMiner {
     aliases: HashMap<TemplateId, TemplateId>,
     /// Token count → first tree level.
     roots: HashMap<usize, Node>,
-    leaves: Vec<Vec<u32>>,
+    leaves: Vec<Leaf>,
     /// Skeleton hash (see `skeleton`) → the template that owns it.
     skeletons: HashMap<u64, u32>,
     /// Most recently used slot first; `NIL` when empty.
@@ -340,7 +342,13 @@ impl TemplateMiner {
         let leaf = self.leaf_for(&tokens);
         let best = self.best_in_leaf(leaf, &tokens, false);
         let result = match best {
-            Some(slot) => match self.single_constant_difference(slot, &tokens) {
+            // The line repeats the template wherever it is not `<*>`: the common case, with nothing
+            // to generalise.
+            Some((slot, s)) if s.changes == 0 => {
+                self.hit(slot);
+                (slot, false, false, Vec::new(), None)
+            }
+            Some((slot, _)) => match self.single_constant_difference(slot, &tokens) {
                 Some(pos) => self.join_family(leaf, slot, pos, &tokens),
                 None => {
                     let generalised = self.generalise(slot, &tokens);
@@ -381,7 +389,7 @@ impl TemplateMiner {
         let mut tokens = Tokens::default();
         self.masker.mask(line, &mut tokens);
         let leaf = self.find_leaf(&tokens)?;
-        let slot = self.best_in_leaf(leaf, &tokens, true)?;
+        let (slot, _) = self.best_in_leaf(leaf, &tokens, true)?;
         let c = self.slots[slot as usize].as_ref()?;
         Some(TemplateInfo {
             id: c.id,
@@ -516,7 +524,8 @@ impl TemplateMiner {
         let Some(best) = self.slots[slot as usize].as_ref() else {
             return self.create_counted(leaf, tokens);
         };
-        let family: Vec<u32> = self.leaves[leaf as usize]
+        let family: Vec<u32> = self
+            .same_word_somewhere(leaf, &best.tokens, Some(pos))
             .iter()
             .copied()
             .filter(|&o| {
@@ -566,6 +575,24 @@ impl TemplateMiner {
         (survivor, false, generalised, merged, None)
     }
 
+    /// The leaf's templates that may equal `tokens` at every position but `except`: those with one of
+    /// its words (the rarest) in an indexed leaf, else all of them.
+    fn same_word_somewhere(&self, leaf: u32, tokens: &[Box<str>], except: Option<usize>) -> &[u32] {
+        let node = &self.leaves[leaf as usize];
+        let mut rarest: Option<&[u32]> = None;
+        for (pos, t) in tokens.iter().enumerate() {
+            if Some(pos) == except || is_variable(t) {
+                continue;
+            }
+            match node.with_word(pos, t) {
+                None => break,
+                Some(list) if rarest.is_none_or(|r| list.len() < r.len()) => rarest = Some(list),
+                Some(_) => {}
+            }
+        }
+        rarest.unwrap_or(&node.slots)
+    }
+
     /// Folds template `other` into `into`: counts add up and `other`'s id and aliases point to `into`.
     fn absorb(&mut self, into: u32, other: u32) -> TemplateId {
         let gone = self.remove(other);
@@ -601,7 +628,7 @@ impl TemplateMiner {
             Some(leaf) => leaf,
             None => {
                 let leaf = self.leaves.len() as u32;
-                self.leaves.push(Vec::new());
+                self.leaves.push(Leaf::default());
                 node.leaf = Some(leaf);
                 leaf
             }
@@ -624,10 +651,40 @@ impl TemplateMiner {
 
     /// The most similar template of the leaf that passes the threshold, or, with `exact`, the best one whose
     /// constant tokens all match. Ties go to the template with more variables, as in Drain.
-    fn best_in_leaf(&self, leaf: u32, tokens: &Tokens, exact: bool) -> Option<u32> {
+    fn best_in_leaf(&self, leaf: u32, tokens: &Tokens, exact: bool) -> Option<(u32, Similarity)> {
         let rules = &self.config.rules;
-        let mut best: Option<(u32, f64, usize)> = None;
-        for &slot in &self.leaves[leaf as usize] {
+        let mut best: Option<(u32, f64, Similarity)> = None;
+        let node = &self.leaves[leaf as usize];
+        let mut candidates = Vec::new();
+        let words = (0..tokens.len())
+            .map(|i| (i, tokens.get(i)))
+            .filter(|(_, t)| !is_variable(t));
+        let narrowed = if exact {
+            // Every template with a word has it at one of the line's word positions.
+            node.indexed() && {
+                for (i, w) in words {
+                    candidates.extend_from_slice(node.with_word(i, w).unwrap_or(&[]));
+                }
+                candidates.extend(node.slots.iter().copied().filter(|&s| {
+                    self.slots[s as usize]
+                        .as_ref()
+                        .is_some_and(|c| c.tokens.iter().all(|t| is_variable(t)))
+                }));
+                candidates.sort_unstable();
+                candidates.dedup();
+                true
+            }
+        } else if node.indexed() && rules.word_similarity && rules.short_words == 0 {
+            // A line's words are always compared, so a template that passes repeats at least this
+            // many of them.
+            let k = words.clone().count();
+            let min_shared = (self.config.similarity * k as f64 - 1e-9).ceil().max(0.0) as usize;
+            node.sharing(words, min_shared, &mut candidates)
+        } else {
+            false
+        };
+        let scan: &[u32] = if narrowed { &candidates } else { &node.slots };
+        for &slot in scan {
             let Some(c) = self.slots[slot as usize].as_ref() else {
                 continue;
             };
@@ -645,19 +702,23 @@ impl TemplateMiner {
             } else {
                 s.position_sim()
             };
-            if passes && best.is_none_or(|(_, b, p)| sim > b || (sim == b && s.params > p)) {
-                best = Some((slot, sim, s.params));
+            if passes && best.is_none_or(|(_, b, p)| sim > b || (sim == b && s.params > p.params)) {
+                best = Some((slot, sim, s));
             }
         }
-        best.map(|(slot, _, _)| slot)
+        best.map(|(slot, _, s)| (slot, s))
     }
 
     /// Replaces the template's tokens that differ from the line by `<*>`; true if anything changed.
     fn generalise(&mut self, slot: u32, tokens: &Tokens) -> bool {
         let c = self.slots[slot as usize].as_mut().expect("live slot");
         let mut changed = false;
-        for (t, l) in c.tokens.iter_mut().zip(tokens.iter()) {
+        let leaf = &mut self.leaves[c.leaf as usize];
+        for (pos, (t, l)) in c.tokens.iter_mut().zip(tokens.iter()).enumerate() {
             if &**t != l && &**t != PARAM {
+                if leaf.indexed() && !is_variable(t) {
+                    leaf.word_gone(slot, pos, t);
+                }
                 let merged = merge_variables(t, l);
                 changed |= *merged != **t;
                 *t = merged;
@@ -676,7 +737,8 @@ impl TemplateMiner {
         let Some(c) = self.slots[slot as usize].as_ref() else {
             return Vec::new();
         };
-        let same: Vec<u32> = self.leaves[c.leaf as usize]
+        let same: Vec<u32> = self
+            .same_word_somewhere(c.leaf, &c.tokens, None)
             .iter()
             .copied()
             .filter(|&o| {
@@ -725,7 +787,15 @@ impl TemplateMiner {
             }
         };
         self.by_id.insert(id, slot);
-        self.leaves[leaf as usize].push(slot);
+        let slots = &self.slots;
+        if let Some(c) = slots[slot as usize].as_ref() {
+            self.leaves[leaf as usize].push(slot, &c.tokens, |s| {
+                slots
+                    .get(s as usize)
+                    .and_then(Option::as_ref)
+                    .map(|c| c.tokens.as_slice())
+            });
+        }
         self.live += 1;
         self.link_front(slot);
         self.register_skeleton(slot);
@@ -756,7 +826,7 @@ impl TemplateMiner {
         let c = self.slots[slot as usize].take().expect("live slot");
         self.free.push(slot);
         self.by_id.remove(&c.id);
-        self.leaves[c.leaf as usize].retain(|&s| s != slot);
+        self.leaves[c.leaf as usize].remove(slot, &c.tokens);
         if let Some(h) = c.skeleton {
             if self.skeletons.get(&h) == Some(&slot) {
                 self.skeletons.remove(&h);
@@ -857,6 +927,8 @@ struct Similarity {
     params: usize,
     /// Positions where the template's token is a constant the line does not repeat.
     differ: usize,
+    /// Positions where the template is neither `<*>` nor the line's token: what generalising changes.
+    changes: usize,
 }
 
 impl Similarity {
@@ -885,17 +957,26 @@ fn similarity(template: &[Box<str>], line: &Tokens) -> Similarity {
         len: template.len(),
         ..Similarity::default()
     };
-    for (t, l) in template.iter().zip(line.iter()) {
-        let (tv, lv) = (is_variable(t), is_variable(l));
-        if tv && lv {
+    for (i, (t, l)) in template.iter().zip(line.iter()).enumerate() {
+        let lv = line.is_var(i);
+        // Equal tokens first: most positions of most comparisons.
+        if &**t == l {
+            s.same += 1;
+            if !lv {
+                s.compared += 1;
+                s.same_words += 1;
+            }
+            continue;
+        }
+        if &**t != PARAM {
+            s.changes += 1;
+        }
+        if lv && is_variable(t) {
             s.same += 1;
             continue;
         }
         s.compared += 1;
-        if &**t == l {
-            s.same += 1;
-            s.same_words += 1;
-        } else if &**t == PARAM {
+        if &**t == PARAM {
             s.params += 1;
         } else {
             s.words_differ += 1;
@@ -1051,6 +1132,63 @@ mod tests {
             m.get(verbs[2]).expect("live").template,
             r#"<*> "DELETE <*>" status: <*> len: <*> time: <*>"#
         );
+    }
+
+    /// A leaf that holds many templates indexes their words; it must group lines exactly as leaves
+    /// small enough to be scanned do. `max_children: 1` sends every line of a length into one leaf.
+    #[test]
+    fn indexed_leaf_groups_like_a_scan() {
+        let crowded = MinerConfig {
+            max_children: 1,
+            ..MinerConfig::default()
+        };
+        let mut one_leaf = TemplateMiner::new(crowded).expect("valid");
+        let mut spread = miner();
+        let names = ["ann", "bob", "cy", "dee", "eve"];
+        let mut pairs = Vec::new();
+        for i in 0..2000usize {
+            let kind = (i * 7) % 90;
+            // Three words of its own per kind, a name that varies in some kinds, a number.
+            let name = if kind % 3 == 0 {
+                names[(i / 90) % 5]
+            } else {
+                "root"
+            };
+            let k = format!(
+                "{}{}",
+                char::from(b'a' + (kind / 26) as u8),
+                char::from(b'a' + (kind % 26) as u8)
+            );
+            let line = format!(
+                "k{k}x open{k}y mode{k}z {name} from 10.0.{}.{} in {} ms",
+                i % 7,
+                i % 11,
+                i % 13
+            );
+            pairs.push((one_leaf.add(&line).id, spread.add(&line).id));
+        }
+        assert!(
+            one_leaf.leaves.iter().any(Leaf::indexed),
+            "the test must reach the index"
+        );
+        assert_eq!(one_leaf.len(), spread.len());
+        let resolved: Vec<(TemplateId, TemplateId)> = pairs
+            .iter()
+            .map(|&(a, b)| {
+                (
+                    one_leaf.resolve(a).expect("live"),
+                    spread.resolve(b).expect("live"),
+                )
+            })
+            .collect();
+        for (i, a) in resolved.iter().enumerate() {
+            for b in &resolved[i + 1..] {
+                assert_eq!(a.0 == b.0, a.1 == b.1, "{a:?} {b:?}");
+            }
+        }
+        let t = one_leaf.get(resolved[0].0).expect("live");
+        // Kind 0 sees all five names: the name became a variable in the indexed leaf too.
+        assert_eq!(t.template, "kaax openaay modeaaz <*> from <*> in <*>");
     }
 
     #[test]

@@ -62,6 +62,8 @@ pub(crate) struct Masker {
 pub(crate) struct Tokens {
     buf: String,
     spans: Vec<(u32, u32)>,
+    /// `is_variable` of each token, computed once per line rather than once per comparison.
+    vars: Vec<bool>,
     /// Scratch space for the word offsets of the line being masked.
     words: Vec<(usize, usize)>,
 }
@@ -74,6 +76,11 @@ impl Tokens {
     pub(crate) fn get(&self, i: usize) -> &str {
         let (a, b) = self.spans[i];
         &self.buf[a as usize..b as usize]
+    }
+
+    /// Whether token `i` is all variable (see [`is_variable`]).
+    pub(crate) fn is_var(&self, i: usize) -> bool {
+        self.vars[i]
     }
 
     pub(crate) fn iter(&self) -> impl Iterator<Item = &str> + '_ {
@@ -95,6 +102,7 @@ impl Tokens {
     fn clear(&mut self) {
         self.buf.clear();
         self.spans.clear();
+        self.vars.clear();
     }
 
     /// Starts a token at the end of the buffer; `end_token` closes it.
@@ -105,6 +113,7 @@ impl Tokens {
     fn end_token(&mut self, start: usize) {
         if self.buf.len() > start {
             self.spans.push((start as u32, self.buf.len() as u32));
+            self.vars.push(is_variable(&self.buf[start..]));
         }
     }
 }
@@ -186,20 +195,21 @@ impl Masker {
                     }
                     out.buf.push_str(PARAM);
                     out.buf.push_str(q);
-                    self.mask_word(rest, out);
+                    let _ = self.mask_word(rest, out);
                     out.end_token(start);
                     i = last + 1;
                     continue;
                 }
             }
-            let prev_variable = out.spans.last().is_some_and(|&(x, y)| {
-                let prev = &out.buf[x as usize..y as usize];
-                prev.contains('<') && is_variable(prev)
-            });
+            let prev_variable = out.vars.last().copied().unwrap_or(false)
+                && out.spans.last().is_some_and(|&(x, y)| {
+                    out.buf.as_bytes()[x as usize..y as usize].contains(&b'<')
+                });
             if self.config.digits && prev_variable {
                 if let Some(tail) = unit_tail(word) {
                     // `18.4 KB)` is one value: the unit joins the number, keeping its trailing punctuation.
                     if let Some((x, _)) = out.spans.pop() {
+                        out.vars.pop();
                         out.buf.push_str(tail);
                         out.end_token(x as usize);
                     }
@@ -216,8 +226,9 @@ impl Masker {
                 out.buf
                     .push_str(&word[word.trim_end_matches([',', '.']).len()..]);
             } else {
-                self.mask_word(word, out);
-                whole_value(out, start);
+                if self.mask_word(word, out) {
+                    whole_value(out, start);
+                }
             }
             out.end_token(start);
             i += 1;
@@ -225,8 +236,9 @@ impl Masker {
         out.words = words;
     }
 
-    /// Masks one whitespace-free word, appending the result to the buffer.
-    fn mask_word(&self, word: &str, out: &mut Tokens) {
+    /// Masks one whitespace-free word, appending the result to the buffer. True when the result is
+    /// several variables or one with punctuation, and no word (`<*>:<*>`, `/<*>:<*>,`).
+    fn mask_word(&self, word: &str, out: &mut Tokens) -> bool {
         let bytes = word.as_bytes();
         // Fast path: most words of most lines are plain words.
         if !bytes
@@ -234,11 +246,11 @@ impl Masker {
             .any(|&c| c.is_ascii_digit() || matches!(c, b'=' | b'/' | b'.'))
         {
             out.buf.push_str(word);
-            return;
+            return false;
         }
         if self.config.paths && is_path_or_url(word) {
             out.buf.push_str(PARAM);
-            return;
+            return false;
         }
         if self.config.key_values {
             if let Some(eq) = key_value_split(word) {
@@ -250,15 +262,16 @@ impl Masker {
                     out.buf.push_str(PARAM);
                     out.buf.push_str(&value[trimmed.len()..]);
                 }
-                return;
+                return false;
             }
         }
-        self.mask_segments(word, out);
+        self.mask_segments(word, out)
     }
 
     /// Splits a word into segments of `[A-Za-z0-9._-]` and masks the segments that look like values.
-    fn mask_segments(&self, word: &str, out: &mut Tokens) {
+    fn mask_segments(&self, word: &str, out: &mut Tokens) -> bool {
         let bytes = word.as_bytes();
+        let (mut values, mut names, mut punctuation) = (0usize, 0usize, false);
         let mut i = 0;
         while i < bytes.len() {
             if !is_segment_byte(bytes[i]) {
@@ -267,6 +280,7 @@ impl Masker {
                     .find(|&j| is_segment_byte(bytes[j]))
                     .unwrap_or(bytes.len());
                 out.buf.push_str(&word[i..j]);
+                punctuation = true;
                 i = j;
                 continue;
             }
@@ -281,12 +295,22 @@ impl Masker {
             if variable {
                 out.buf.push_str(PARAM);
                 // A sentence's full stop after a value is not part of it (`server: host:8030.`).
-                out.buf.push_str(&seg[seg.trim_end_matches('.').len()..]);
+                let stop = &seg[seg.trim_end_matches('.').len()..];
+                out.buf.push_str(stop);
+                values += 1;
+                punctuation |= !stop.is_empty();
             } else {
                 out.buf.push_str(seg);
+                // `.`, `-` and `_` alone are punctuation, not a word.
+                if seg.bytes().any(|c| c.is_ascii_alphanumeric()) {
+                    names += 1;
+                } else {
+                    punctuation = true;
+                }
             }
             i = j;
         }
+        values > 0 && names == 0 && (values > 1 || punctuation)
     }
 }
 
@@ -340,9 +364,6 @@ fn is_name(word: &str) -> bool {
 /// stands for the whole value a person would name, an address rather than its parts.
 fn whole_value(out: &mut Tokens, start: usize) {
     let token = &out.buf[start..];
-    if !token.contains(PARAM) {
-        return;
-    }
     let lead = token.len() - token.trim_start_matches(['(', '[', '{']).len();
     let core_end = token
         .trim_end_matches([')', ']', '}', ',', ';', ':', '.'])
