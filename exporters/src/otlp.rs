@@ -3,6 +3,7 @@
 //! UNAVAILABLE and the other transient codes are retried, RESOURCE_EXHAUSTED only with `RetryInfo`,
 //! everything else is final.
 
+use crate::helper::auth::{AuthConfig, Authenticator};
 use crate::helper::classify::classify_grpc_call;
 use crate::helper::encode::{partial_success_proto, proto_request};
 use crate::helper::http::{error_chain, header_map};
@@ -28,7 +29,7 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 use tonic::Status;
 use vigil_core::config::{decode, duration, TlsClientConfig};
 use vigil_core::{
-    ComponentId, ComponentKind, ConfigError, Exporter, ExporterFactory, Signal, Telemetry,
+    ComponentId, ComponentKind, ConfigError, Exporter, ExporterFactory, Host, Signal, Telemetry,
 };
 
 fn default_timeout() -> Duration {
@@ -53,6 +54,8 @@ struct OtlpConfig {
     retry_on_failure: RetryConfig,
     #[serde(default)]
     sending_queue: QueueConfig,
+    #[serde(default)]
+    auth: Option<AuthConfig>,
 }
 
 fn config_error(id: &ComponentId, path: &str, msg: impl Into<String>) -> ConfigError {
@@ -126,6 +129,9 @@ impl OtlpConfig {
             ));
         }
         header_map(id, &self.headers)?;
+        if let Some(auth) = &self.auth {
+            auth.id(id)?;
+        }
         self.settings().validate(id)
     }
 
@@ -400,6 +406,8 @@ pub struct GrpcSender {
     metadata: MetadataMap,
     compression: Compression,
     timeout: Duration,
+    id: ComponentId,
+    auth: Authenticator,
 }
 
 fn export_path(signal: Signal) -> PathAndQuery {
@@ -448,7 +456,14 @@ impl Sender for GrpcSender {
             ))
         })?;
         let mut request = tonic::Request::new(req.body.clone());
-        *request.metadata_mut() = self.metadata.clone();
+        let credentials = self.auth.headers().map_err(SendError::retryable)?;
+        *request.metadata_mut() = if credentials.is_empty() {
+            self.metadata.clone()
+        } else {
+            let mut headers = self.metadata.clone().into_headers();
+            headers.extend(credentials);
+            MetadataMap::from_headers(headers)
+        };
         if !self.timeout.is_zero() {
             // Tells the server our deadline (`grpc-timeout`), so it stops working on a lost cause.
             request.set_timeout(self.timeout);
@@ -460,6 +475,10 @@ impl Sender for GrpcSender {
                 status_seen.load(Ordering::Relaxed),
             )),
         }
+    }
+
+    async fn start(&self, host: &Host) -> anyhow::Result<()> {
+        self.auth.start(host, &self.id)
     }
 }
 
@@ -477,6 +496,8 @@ fn build(
         metadata: MetadataMap::from_headers(header_map(id, &cfg.headers)?),
         compression: cfg.compression,
         timeout: cfg.timeout,
+        id: id.clone(),
+        auth: Authenticator::new(cfg.auth.as_ref().map(|a| a.id(id)).transpose()?),
     };
     Ok(SendStack::with_clock(id, cfg.settings(), sender, clock))
 }
@@ -853,6 +874,71 @@ mod tests {
         let e = exporter(&rec, cfg, ManualClock::new());
         let err = e.consume(sample_traces(1)).await.unwrap_err();
         assert!(err.is_retryable(), "{err:?}");
+    }
+
+    /// An authenticator extension that always hands out the same header.
+    struct FixedToken;
+
+    impl vigil_core::ClientAuth for FixedToken {
+        fn headers(&self) -> Result<Vec<(http::HeaderName, http::HeaderValue)>, String> {
+            Ok(vec![(
+                http::header::AUTHORIZATION,
+                http::HeaderValue::from_static("Bearer s3cret"),
+            )])
+        }
+    }
+
+    #[async_trait]
+    impl Component for FixedToken {}
+
+    impl vigil_core::Extension for FixedToken {
+        fn client_auth(&self) -> Option<Arc<dyn vigil_core::ClientAuth>> {
+            Some(Arc::new(FixedToken))
+        }
+    }
+
+    fn host_with(ext: &str, e: Arc<dyn vigil_core::Extension>) -> Host {
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let extensions = [(ComponentId::parse(ext).unwrap(), e)]
+            .into_iter()
+            .collect();
+        Host::new(extensions, tx)
+    }
+
+    #[tokio::test]
+    async fn the_authenticator_header_goes_on_every_request() {
+        let (b, addr) = backend().await;
+        let rec = TestRecorder::default();
+        let cfg = sync_config(
+            &addr,
+            json!({"auth": {"authenticator": "bearertokenauth/x"}, "headers": {"X-Tenant": "a"}}),
+        );
+        let e = exporter(&rec, cfg, ManualClock::new());
+        // Not started: the request must not go out without its credentials.
+        let err = e.consume(sample_traces(1)).await.unwrap_err();
+        assert!(
+            err.is_retryable() && err.to_string().contains("not started"),
+            "{err}"
+        );
+        assert!(b.received.lock().unwrap().is_empty());
+        // Started without the extension: a start error naming the key.
+        let missing = e.start(&Host::detached()).await.unwrap_err().to_string();
+        assert!(missing.contains("auth::authenticator"), "{missing}");
+        e.start(&host_with("bearertokenauth/x", Arc::new(FixedToken)))
+            .await
+            .unwrap();
+        e.consume(sample_traces(1)).await.unwrap();
+        e.consume(sample_traces(1)).await.unwrap();
+        let got = b.received.lock().unwrap();
+        assert_eq!(got.len(), 2);
+        for (metadata, _) in got.iter() {
+            assert_eq!(metadata.get("authorization").unwrap(), "Bearer s3cret");
+            assert_eq!(metadata.get("x-tenant").unwrap(), "a");
+        }
+        let f = factory();
+        let bad = json!({"endpoint": "gw:4317", "auth": {"authenticator": "/x"}});
+        let msg = f.validate(&id(), &bad).unwrap_err().to_string();
+        assert!(msg.contains("auth::authenticator"), "{msg}");
     }
 
     #[test]

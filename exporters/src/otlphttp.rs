@@ -2,6 +2,7 @@
 //! or JSON, gzip-compressed by default. Answers are classified as the OTLP specification says: 429,
 //! 502, 503 and 504 are retried (honouring `Retry-After`), any other non-2xx status is final.
 
+use crate::helper::auth::{AuthConfig, Authenticator};
 use crate::helper::encode::{
     json_request, partial_success_json, partial_success_proto, proto_request,
 };
@@ -22,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use vigil_core::config::{decode, duration, TlsClientConfig};
 use vigil_core::{
-    ComponentId, ComponentKind, ConfigError, Exporter, ExporterFactory, Signal, Telemetry,
+    ComponentId, ComponentKind, ConfigError, Exporter, ExporterFactory, Host, Signal, Telemetry,
 };
 
 /// The body format of requests.
@@ -74,6 +75,8 @@ struct OtlpHttpConfig {
     retry_on_failure: RetryConfig,
     #[serde(default)]
     sending_queue: QueueConfig,
+    #[serde(default)]
+    auth: Option<AuthConfig>,
 }
 
 fn config_error(id: &ComponentId, path: &str, msg: impl Into<String>) -> ConfigError {
@@ -149,6 +152,9 @@ impl OtlpHttpConfig {
     fn validate(&self, id: &ComponentId) -> Result<(), ConfigError> {
         self.urls(id)?;
         crate::helper::http::header_map(id, &self.headers)?;
+        if let Some(auth) = &self.auth {
+            auth.id(id)?;
+        }
         self.settings().validate(id)
     }
 }
@@ -207,6 +213,8 @@ pub struct HttpSender {
     urls: [Option<Url>; 3],
     encoding: Encoding,
     compression: Compression,
+    id: ComponentId,
+    auth: Authenticator,
 }
 
 fn slot(signal: Signal) -> usize {
@@ -254,6 +262,9 @@ impl Sender for HttpSender {
         if let Some(enc) = req.compression.encoding_name() {
             builder = builder.header(CONTENT_ENCODING, enc);
         }
+        for (name, value) in self.auth.headers().map_err(SendError::retryable)? {
+            builder = builder.header(name, value);
+        }
         let resp = builder.send().await.map_err(|e| {
             // Connection refused, reset, DNS: the backend may come back.
             SendError::retryable(format!("cannot send to {url}: {}", error_chain(&e)))
@@ -292,6 +303,10 @@ impl Sender for HttpSender {
             Err(SendError::Permanent { reason })
         }
     }
+
+    async fn start(&self, host: &Host) -> anyhow::Result<()> {
+        self.auth.start(host, &self.id)
+    }
 }
 
 /// Builds the exporter; `clock` is what retries wait on.
@@ -307,6 +322,8 @@ fn build(
         urls: cfg.urls(id)?,
         encoding: cfg.encoding,
         compression: cfg.compression,
+        id: id.clone(),
+        auth: Authenticator::new(cfg.auth.as_ref().map(|a| a.id(id)).transpose()?),
     };
     Ok(SendStack::with_clock(id, cfg.settings(), sender, clock))
 }

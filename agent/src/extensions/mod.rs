@@ -1,6 +1,7 @@
-//! Extensions built into the agent: `health_check` (the DaemonSet's probe) and `file_storage` (durable
-//! state for queues and checkpoints).
+//! Extensions built into the agent: `health_check` (the DaemonSet's probe), `file_storage` (durable
+//! state for queues and checkpoints) and `bearertokenauth` (credentials for exporters).
 
+pub mod bearertokenauth;
 pub mod file_storage;
 pub mod health_check;
 
@@ -8,5 +9,9 @@ use std::sync::Arc;
 use vigil_core::ExtensionFactory;
 
 pub fn factories() -> Vec<Arc<dyn ExtensionFactory>> {
-    vec![health_check::factory(), file_storage::factory()]
+    vec![
+        health_check::factory(),
+        file_storage::factory(),
+        bearertokenauth::factory(),
+    ]
 }

@@ -3,6 +3,7 @@
 //! was sent and what was lost. An exporter writes only a `Sender` (encode once, send once) and wraps
 //! it in a `SendStack`.
 
+pub mod auth;
 pub mod classify;
 pub mod counters;
 pub mod encode;

@@ -1,0 +1,366 @@
+//! `bearertokenauth`: a client authenticator that puts a bearer token on every request of the
+//! exporters that name it (`auth: {authenticator: bearertokenauth/x}` on `otlp` and `otlphttp`), with
+//! otelcol's keys: `token`, `filename` (read again whenever the file changes, so a rotated token is
+//! picked up without a restart), `scheme` and `header`. Errors and logs never contain the token.
+//!
+//! The server side (checking tokens on receivers, otelcol's `tokens`) is not implemented: receivers
+//! refuse authenticators for now.
+
+use async_trait::async_trait;
+use axum::http::{HeaderName, HeaderValue};
+use serde::Deserialize;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+use vigil_core::config::decode;
+use vigil_core::{
+    ClientAuth, Component, ComponentId, ComponentKind, ConfigError, Extension, ExtensionFactory,
+};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BearerTokenConfig {
+    #[serde(default)]
+    token: Option<String>,
+    /// Takes precedence over `token`, as in otelcol.
+    #[serde(default)]
+    filename: Option<PathBuf>,
+    #[serde(default = "default_scheme")]
+    scheme: String,
+    #[serde(default = "default_header")]
+    header: String,
+    /// otelcol's server-side token list; accepted so that configs load, used by no receiver yet.
+    #[serde(default)]
+    #[allow(dead_code)]
+    tokens: Option<Vec<String>>,
+}
+
+fn default_scheme() -> String {
+    "Bearer".into()
+}
+fn default_header() -> String {
+    "Authorization".into()
+}
+
+fn config_error(id: &ComponentId, key: &str, msg: impl Into<String>) -> ConfigError {
+    ConfigError::component(ComponentKind::Extension, id, key, msg)
+}
+
+/// `scheme token`, or the bare token when `scheme` is empty, as a sensitive header value (kept out
+/// of debug output). The error does not repeat the token.
+fn header_value(scheme: &str, token: &str) -> Result<HeaderValue, String> {
+    let text = if scheme.is_empty() {
+        token.to_string()
+    } else {
+        format!("{scheme} {token}")
+    };
+    let mut value = HeaderValue::from_str(&text).map_err(|_| {
+        "the scheme and token must be printable ASCII without line breaks".to_string()
+    })?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
+/// Reads a token file; surrounding white space (the newline editors and `echo` add) is not part of
+/// the token.
+fn read_token(path: &Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read the token file {}: {e}", path.display()))?;
+    let token = text.trim();
+    if token.is_empty() {
+        return Err(format!("the token file {} is empty", path.display()));
+    }
+    Ok(token.to_string())
+}
+
+impl BearerTokenConfig {
+    fn parse(id: &ComponentId, config: &Value) -> Result<BearerTokenConfig, ConfigError> {
+        let cfg: BearerTokenConfig = decode(ComponentKind::Extension, id, config)?;
+        HeaderName::from_bytes(cfg.header.as_bytes()).map_err(|_| {
+            config_error(
+                id,
+                "header",
+                format!("{:?} is not a valid header name", cfg.header),
+            )
+        })?;
+        match (&cfg.filename, &cfg.token) {
+            (Some(path), _) => {
+                let token = read_token(path).map_err(|e| config_error(id, "filename", e))?;
+                header_value(&cfg.scheme, &token).map_err(|e| config_error(id, "filename", e))?;
+            }
+            (None, Some(token)) => {
+                header_value(&cfg.scheme, token).map_err(|e| config_error(id, "token", e))?;
+            }
+            (None, None) => {
+                // Only a server-side config (otelcol's `tokens`) may go without a client token.
+                if cfg.tokens.is_none() {
+                    return Err(config_error(
+                        id,
+                        "token",
+                        "set token or filename (the token to send)",
+                    ));
+                }
+            }
+        }
+        Ok(cfg)
+    }
+}
+
+struct Factory;
+
+pub fn factory() -> Arc<dyn ExtensionFactory> {
+    Arc::new(Factory)
+}
+
+impl ExtensionFactory for Factory {
+    fn type_name(&self) -> &'static str {
+        "bearertokenauth"
+    }
+
+    fn validate(&self, id: &ComponentId, config: &Value) -> Result<(), ConfigError> {
+        BearerTokenConfig::parse(id, config).map(|_| ())
+    }
+
+    fn create(&self, id: &ComponentId, config: &Value) -> Result<Arc<dyn Extension>, ConfigError> {
+        let cfg = BearerTokenConfig::parse(id, config)?;
+        let header = HeaderName::from_bytes(cfg.header.as_bytes())
+            .map_err(|_| config_error(id, "header", "not a valid header name"))?;
+        let source = match (cfg.filename, cfg.token) {
+            (Some(path), _) => Source::File {
+                path,
+                cached: Mutex::new(None),
+            },
+            (None, Some(token)) => Source::Inline(
+                header_value(&cfg.scheme, &token).map_err(|e| config_error(id, "token", e))?,
+            ),
+            (None, None) => Source::None,
+        };
+        Ok(Arc::new(BearerToken {
+            inner: Arc::new(Credential {
+                id: id.clone(),
+                header,
+                scheme: cfg.scheme,
+                source,
+            }),
+        }))
+    }
+}
+
+struct BearerToken {
+    inner: Arc<Credential>,
+}
+
+struct Credential {
+    id: ComponentId,
+    header: HeaderName,
+    scheme: String,
+    source: Source,
+}
+
+enum Source {
+    Inline(HeaderValue),
+    /// The file's modification time and length when it was last read, and the header it gave.
+    File {
+        path: PathBuf,
+        cached: Mutex<Option<(SystemTime, u64, HeaderValue)>>,
+    },
+    /// A server-only config: nothing to send.
+    None,
+}
+
+impl Credential {
+    fn value(&self) -> Result<HeaderValue, String> {
+        match &self.source {
+            Source::Inline(v) => Ok(v.clone()),
+            Source::None => Err(format!("{} has no token or filename for clients", self.id)),
+            Source::File { path, cached } => {
+                // A stat per request is cheap next to the request, and catches a rotated token at
+                // once, including one written in place.
+                let meta = std::fs::metadata(path).map_err(|e| {
+                    format!(
+                        "{}: cannot read the token file {}: {e}",
+                        self.id,
+                        path.display()
+                    )
+                })?;
+                let stamp = (
+                    meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                    meta.len(),
+                );
+                let mut cached = cached.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some((at, len, v)) = cached.as_ref() {
+                    if (*at, *len) == stamp {
+                        return Ok(v.clone());
+                    }
+                }
+                let token = read_token(path).map_err(|e| format!("{}: {e}", self.id))?;
+                let value = header_value(&self.scheme, &token)
+                    .map_err(|e| format!("{}: {}: {e}", self.id, path.display()))?;
+                if cached.is_some() {
+                    tracing::info!(extension = %self.id, file = %path.display(), "bearertokenauth: the token file changed; using the new token");
+                }
+                *cached = Some((stamp.0, stamp.1, value.clone()));
+                Ok(value)
+            }
+        }
+    }
+}
+
+impl ClientAuth for Credential {
+    fn headers(&self) -> Result<Vec<(HeaderName, HeaderValue)>, String> {
+        Ok(vec![(self.header.clone(), self.value()?)])
+    }
+}
+
+#[async_trait]
+impl Component for BearerToken {}
+
+impl Extension for BearerToken {
+    fn client_auth(&self) -> Option<Arc<dyn ClientAuth>> {
+        Some(self.inner.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn id() -> ComponentId {
+        ComponentId::parse("bearertokenauth/x").unwrap()
+    }
+
+    fn headers(config: Value) -> Vec<(String, String)> {
+        let ext = factory().create(&id(), &config).unwrap();
+        let auth = ext.client_auth().unwrap();
+        auth.headers()
+            .unwrap()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn token_scheme_and_header() {
+        assert_eq!(
+            headers(json!({"token": "s3cret"})),
+            vec![("authorization".into(), "Bearer s3cret".into())]
+        );
+        assert_eq!(
+            headers(json!({"token": "s3cret", "scheme": "", "header": "X-Api-Key"})),
+            vec![("x-api-key".into(), "s3cret".into())]
+        );
+    }
+
+    #[test]
+    fn the_token_file_is_read_again_when_it_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, "first\n").unwrap();
+        let ext = factory()
+            .create(&id(), &json!({"filename": path, "token": "ignored"}))
+            .unwrap();
+        let auth = ext.client_auth().unwrap();
+        let value =
+            |a: &Arc<dyn ClientAuth>| a.headers().unwrap()[0].1.to_str().unwrap().to_string();
+        assert_eq!(value(&auth), "Bearer first");
+        // A different length changes the stamp even within the file system's time granularity.
+        std::fs::write(&path, "second-token\n").unwrap();
+        assert_eq!(value(&auth), "Bearer second-token");
+        std::fs::remove_file(&path).unwrap();
+        let e = auth.headers().unwrap_err();
+        assert!(e.contains("cannot read the token file"), "{e}");
+    }
+
+    #[test]
+    fn errors_name_the_key_and_never_the_token() {
+        let check = |v: Value| factory().validate(&id(), &v).unwrap_err().to_string();
+        let e = check(json!({"token": "bad\ntoken-value"}));
+        assert!(
+            e.contains("bearertokenauth/x::token") && !e.contains("token-value"),
+            "{e}"
+        );
+        assert!(check(json!({})).contains("set token or filename"));
+        assert!(check(json!({"token": "t", "header": "bad header"})).contains("header"));
+        let e = check(json!({"filename": "/nonexistent/token"}));
+        assert!(e.contains("::filename: cannot read the token file"), "{e}");
+        assert!(check(json!({"token": "t", "unknown": 1})).contains("unknown"));
+        assert!(factory()
+            .validate(&id(), &json!({"tokens": ["a", "b"]}))
+            .is_ok());
+        // Debug output of the header value hides the secret.
+        let v = header_value("Bearer", "s3cret").unwrap();
+        assert!(!format!("{v:?}").contains("s3cret"));
+    }
+
+    /// The real `otlphttp` exporter, started with this extension as its authenticator, against an
+    /// HTTP backend that records the header it got; the token file is rotated between two sends.
+    #[tokio::test]
+    async fn an_exporter_sends_the_token_and_picks_up_a_rotated_one() {
+        use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+        use vigil_core::{Host, Telemetry};
+        let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+        let log = seen.clone();
+        let app = axum::Router::new().route(
+            "/v1/traces",
+            axum::routing::post(move |headers: axum::http::HeaderMap| {
+                let log = log.clone();
+                async move {
+                    let auth = headers
+                        .get("authorization")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("")
+                        .to_string();
+                    log.lock().unwrap().push(auth);
+                    axum::http::StatusCode::OK
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, "first\n").unwrap();
+        let auth = factory().create(&id(), &json!({"filename": path})).unwrap();
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let host = Host::new([(id(), auth)].into_iter().collect(), tx);
+        let exporter_id = ComponentId::parse("otlphttp/b").unwrap();
+        let exporter = vigil_exporters::otlphttp::factory()
+            .create(
+                &exporter_id,
+                &json!({
+                    "endpoint": format!("http://{addr}"),
+                    "auth": {"authenticator": "bearertokenauth/x"},
+                    "sending_queue": {"enabled": false},
+                    "retry_on_failure": {"enabled": false},
+                }),
+            )
+            .unwrap();
+        exporter.start(&host).await.unwrap();
+        let spans = || {
+            Telemetry::Traces(vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans: vec![Span {
+                        name: "checkout".into(),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }])
+        };
+        exporter.consume(spans()).await.unwrap();
+        std::fs::write(&path, "second-token\n").unwrap();
+        exporter.consume(spans()).await.unwrap();
+        assert_eq!(
+            *seen.lock().unwrap(),
+            vec![
+                "Bearer first".to_string(),
+                "Bearer second-token".to_string()
+            ]
+        );
+    }
+}
