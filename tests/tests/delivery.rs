@@ -756,3 +756,79 @@ fn a_short_shutdown_timeout_still_counts_and_reports_what_is_lost() {
         "log:\n{logs}"
     );
 }
+
+#[test]
+fn damaged_queue_file_header_is_moved_aside_and_the_agent_starts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let storage = dir.path().join("storage");
+    let backend_grpc = free_port();
+    let p = FrontPorts::new();
+    let exporter = otlp_exporter(
+        backend_grpc,
+        "      queue_size: 1000\n      storage: file_storage/queue\n",
+    );
+    let mut front = start_front(
+        dir.path(),
+        "front.yaml",
+        &front_config(p, &exporter, Some(&storage)),
+        p,
+    );
+    // 30 requests queue up on disk while the backend is down.
+    let (report, _) = loadgen(
+        p.grpc,
+        "before",
+        &["--items", "300", "--batch", "10", "--rate", "0"],
+    );
+    assert_eq!(report["sent"].as_u64(), Some(300), "{report}");
+    front.signal(libc::SIGTERM);
+    assert_eq!(
+        front.wait_exit(Duration::from_secs(30)),
+        Some(0),
+        "{}",
+        front.logs()
+    );
+
+    // Overwrite the file's header (magic number, page size, commit slots) in place.
+    let db = std::fs::read_dir(&storage)
+        .expect("storage dir")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_none() && p.to_string_lossy().contains("sending_queue"))
+        .expect("the queue's database file");
+    let mut bytes = std::fs::read(&db).expect("read db");
+    bytes[..512].fill(0x5a);
+    std::fs::write(&db, &bytes).expect("damage db");
+
+    let p2 = FrontPorts {
+        grpc: p.grpc,
+        ..FrontPorts::new()
+    };
+    let front2 = start_front(
+        dir.path(),
+        "front2.yaml",
+        &front_config(p2, &exporter, Some(&storage)),
+        p2,
+    );
+    let log = front2.logs();
+    assert!(
+        log.contains("it held 30 records"),
+        "the log says how many records were lost; log:\n{log}"
+    );
+    assert_eq!(
+        metric(p2.metrics, "vigil_storage_corrupt_records"),
+        Some(30.0)
+    );
+    assert_eq!(metric(p2.metrics, "vigil_storage_corrupt_files"), Some(1.0));
+    let aside = std::fs::read_dir(&storage)
+        .expect("storage dir")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains(".corrupt-"))
+        .count();
+    assert_eq!(aside, 1, "the damaged file is kept aside");
+
+    // And it goes on: new data is queued durably and delivered.
+    let backend = start_backend(backend_grpc, dir.path());
+    let (report, _) = loadgen(p2.grpc, "after", &["--items", "200", "--batch", "10"]);
+    assert_eq!(report["sent"].as_u64(), Some(200), "{report}");
+    let seen = wait_all_seqs(&backend.out, "after", 200, Duration::from_secs(60));
+    assert_eq!(seen.len(), 200);
+}
