@@ -37,7 +37,10 @@ fn with_no_config_a_step_in_a_host_metric_is_printed_as_a_readable_anomaly_line(
         line.contains("WARN") || line.contains("ERROR"),
         "no severity: {line}"
     );
-    assert!(line.contains("above its band") || line.contains("level shift"), "{line}");
+    assert!(
+        line.contains("above its band") || line.contains("level shift"),
+        "{line}"
+    );
     assert!(line.contains("detector="), "no reason: {line}");
     assert!(line.contains("score="), "no score: {line}");
 

@@ -55,5 +55,8 @@ fn the_check_refuses_a_broken_dashboard() {
     let out = check(&bad);
     assert!(!out.status.success(), "a broken dashboard passed the check");
     let stderr = String::from_utf8_lossy(&out.stdout);
-    assert!(stderr.contains("TS2322") || stderr.contains("TS2353"), "{stderr}");
+    assert!(
+        stderr.contains("TS2322") || stderr.contains("TS2353"),
+        "{stderr}"
+    );
 }
