@@ -8,6 +8,7 @@ pub mod attributes;
 pub mod batch;
 pub mod correlation;
 pub mod dedup;
+pub mod drain;
 pub mod filter;
 pub mod forward;
 pub mod logpattern;
@@ -28,6 +29,7 @@ pub fn processor_factories() -> Vec<Arc<dyn ProcessorFactory>> {
         filter::factory(),
         logpattern::factory(),
         dedup::factory(),
+        drain::factory(),
         correlation::factory(),
     ]
 }
