@@ -5,6 +5,7 @@ pub mod hostmetrics;
 pub mod otlp;
 pub mod prometheus;
 pub mod prometheusremotewrite;
+pub mod serve;
 pub mod syslog;
 
 use std::sync::Arc;

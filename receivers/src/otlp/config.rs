@@ -9,6 +9,10 @@ use vigil_core::config::{check_endpoint, decode, present};
 use vigil_core::{ComponentId, ComponentKind, ConfigError};
 
 pub use super::decoded::DEFAULT_MAX_DECODED_MIB;
+use crate::serve::ServeOptions;
+
+/// The largest `max_concurrent_streams` accepted: each stream may hold a decoding request.
+pub const MAX_STREAMS_CAP: u32 = 10_000;
 
 /// The largest `max_decoded_size_mib` accepted: beyond it the setting no longer bounds anything a
 /// node agent can hold.
@@ -63,8 +67,11 @@ pub struct GrpcConfig {
     /// Most memory one request may take once decoded, in MiB, estimated before decoding; 0 means
     /// the default (see [`DEFAULT_MAX_DECODED_MIB`]). Not an otelcol key.
     pub max_decoded_size_mib: u64,
-    /// HTTP/2 streams allowed per connection; 0 leaves the transport's default.
+    /// HTTP/2 streams allowed per connection; 0 means the default, 100.
     pub max_concurrent_streams: u32,
+    /// Open connections allowed; at the cap the longest-idle one is closed to make room. 0 means
+    /// the default: 1024, or a quarter of the open-file limit if lower. Not an otelcol key.
+    pub max_connections: usize,
     /// Accepted for otelcol compatibility; hyper sizes its buffers itself.
     pub read_buffer_size: Option<u64>,
     /// Accepted for otelcol compatibility; hyper sizes its buffers itself.
@@ -86,6 +93,7 @@ impl Default for GrpcConfig {
             max_recv_msg_size_mib: DEFAULT_GRPC_MAX_RECV_MIB,
             max_decoded_size_mib: 0,
             max_concurrent_streams: 0,
+            max_connections: 0,
             read_buffer_size: None,
             write_buffer_size: None,
             keepalive: None,
@@ -111,6 +119,36 @@ impl GrpcConfig {
     pub fn max_decoded_bytes(&self) -> usize {
         decoded_bytes(self.max_decoded_size_mib)
     }
+
+    /// The listener's limits. gRPC has no header timeout key, so it takes the HTTP default; its
+    /// idle timeout is `keepalive::server_parameters::max_connection_idle`.
+    pub fn serve_options(&self) -> ServeOptions {
+        let sp = self
+            .keepalive
+            .as_ref()
+            .and_then(|k| k.server_parameters.as_ref());
+        let mut o = ServeOptions {
+            http2_only: true,
+            ..ServeOptions::default()
+        };
+        if self.max_concurrent_streams > 0 {
+            o.max_concurrent_streams = self.max_concurrent_streams;
+        }
+        if self.max_connections > 0 {
+            o.max_connections = self.max_connections;
+        }
+        if let Some(sp) = sp {
+            if let Some(idle) = sp.max_connection_idle.filter(|d| !d.is_zero()) {
+                o.idle_timeout = idle;
+            }
+            if let Some(time) = sp.time.filter(|d| !d.is_zero()) {
+                o.keepalive = Some((time, sp.timeout.unwrap_or(Duration::from_secs(20))));
+            }
+            o.max_connection_age = sp.max_connection_age.filter(|d| !d.is_zero());
+            o.max_connection_age_grace = sp.max_connection_age_grace;
+        }
+        o
+    }
 }
 
 fn decoded_bytes(mib: u64) -> usize {
@@ -130,9 +168,9 @@ pub struct KeepaliveConfig {
     pub enforcement_policy: Option<KeepaliveEnforcementPolicy>,
 }
 
-/// `keepalive::server_parameters`. `time` and `timeout` drive HTTP/2 pings, and `max_connection_age`
-/// and `max_connection_age_grace` recycle connections. `max_connection_idle` is accepted but has no
-/// counterpart in the HTTP/2 server we use.
+/// `keepalive::server_parameters`. `time` and `timeout` drive HTTP/2 pings, `max_connection_age`
+/// and `max_connection_age_grace` recycle connections, and `max_connection_idle` (default 1 minute
+/// here, unlimited in grpc-go) closes a connection with no call in flight.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KeepaliveServerParameters {
@@ -174,6 +212,16 @@ pub struct HttpConfig {
     /// Most memory one request may take once decoded, in MiB, estimated before decoding; 0 means
     /// the default (see [`DEFAULT_MAX_DECODED_MIB`]). Not an otelcol key.
     pub max_decoded_size_mib: u64,
+    /// How long a new connection has to send its first request's headers (and, on HTTP/1, each
+    /// later request its headers); default 1 minute, as otelcol. Zero means the default.
+    #[serde(with = "vigil_core::config::opt_duration")]
+    pub read_header_timeout: Option<Duration>,
+    /// How long a connection may stay open with no request in flight; default 1 minute, as
+    /// otelcol. Zero means the default.
+    #[serde(with = "vigil_core::config::opt_duration")]
+    pub idle_timeout: Option<Duration>,
+    /// Open connections allowed; see [`GrpcConfig::max_connections`]. Not an otelcol key.
+    pub max_connections: usize,
     /// Accepted for otelcol compatibility; client metadata is not carried in `Telemetry`.
     pub include_metadata: bool,
     /// TLS is not served yet; `validate` refuses it rather than silently serving plaintext.
@@ -192,6 +240,9 @@ impl Default for HttpConfig {
             cors: None,
             max_request_body_size: 0,
             max_decoded_size_mib: 0,
+            read_header_timeout: None,
+            idle_timeout: None,
+            max_connections: 0,
             include_metadata: false,
             tls: None,
             auth: None,
@@ -213,6 +264,21 @@ impl HttpConfig {
     /// The decoded-size limit in bytes.
     pub fn max_decoded_bytes(&self) -> usize {
         decoded_bytes(self.max_decoded_size_mib)
+    }
+
+    /// The listener's limits.
+    pub fn serve_options(&self) -> ServeOptions {
+        let mut o = ServeOptions::default();
+        if let Some(d) = self.read_header_timeout.filter(|d| !d.is_zero()) {
+            o.read_header_timeout = d;
+        }
+        if let Some(d) = self.idle_timeout.filter(|d| !d.is_zero()) {
+            o.idle_timeout = d;
+        }
+        if self.max_connections > 0 {
+            o.max_connections = self.max_connections;
+        }
+        o
     }
 }
 
@@ -262,6 +328,16 @@ pub fn validate(id: &ComponentId, cfg: &OtlpConfig) -> Result<(), ConfigError> {
         }
         check_endpoint(&g.endpoint).map_err(|e| err(id, "protocols::grpc::endpoint", e))?;
         check_decoded(id, "protocols::grpc", g.max_decoded_size_mib)?;
+        if g.max_concurrent_streams > MAX_STREAMS_CAP {
+            return Err(err(
+                id,
+                "protocols::grpc::max_concurrent_streams",
+                format!(
+                    "must be at most {MAX_STREAMS_CAP}, got {}",
+                    g.max_concurrent_streams
+                ),
+            ));
+        }
         refuse_unsupported(id, "protocols::grpc", g.tls.as_ref(), g.auth.as_ref())?;
     }
     if let Some(h) = &p.http {

@@ -16,6 +16,7 @@ pub mod http;
 #[cfg(test)]
 mod tests;
 
+use crate::serve::{serve, ConnCounters};
 use async_trait::async_trait;
 use config::{GrpcConfig, OtlpConfig};
 use decode::ExportRequest;
@@ -143,6 +144,8 @@ pub(crate) struct Shared {
     counters: [[ItemCounters; 3]; 2],
     /// Requests refused for their size, as sent, decompressed or decoded; by transport.
     too_large: [Counter; 2],
+    /// Each listener's connection counters; by transport.
+    connections: [ConnCounters; 2],
 }
 
 impl Shared {
@@ -159,6 +162,10 @@ impl Shared {
         Shared {
             counters: [per(Transport::Grpc), per(Transport::Http)],
             too_large: [too_large(Transport::Grpc), too_large(Transport::Http)],
+            connections: [
+                ConnCounters::new("receiver", &id, "grpc"),
+                ConnCounters::new("receiver", &id, "http"),
+            ],
             id,
             next,
         }
@@ -270,58 +277,41 @@ impl OtlpReceiver {
             .map_or((None, None), |r| (r.grpc_addr, r.http_addr))
     }
 
-    fn grpc_server(&self, g: &GrpcConfig) -> tonic::transport::server::Router {
-        let mut server = tonic::transport::Server::builder();
-        if g.max_concurrent_streams > 0 {
-            server = server.max_concurrent_streams(g.max_concurrent_streams);
-        }
-        if let Some(sp) = g
-            .keepalive
-            .as_ref()
-            .and_then(|k| k.server_parameters.as_ref())
-        {
-            server = server
-                .http2_keepalive_interval(sp.time)
-                .http2_keepalive_timeout(sp.timeout);
-            if let Some(age) = sp.max_connection_age {
-                server = server.max_connection_age(age);
-            }
-            if let Some(grace) = sp.max_connection_age_grace {
-                server = server.max_connection_age_grace(grace);
-            }
-        }
+    /// The gRPC services, one per signal with a pipeline, as a router; a signal without a
+    /// pipeline gets no service, so its calls answer UNIMPLEMENTED.
+    fn grpc_router(&self, g: &GrpcConfig) -> axum::Router {
         let (max, max_decoded) = (g.max_recv_bytes(), g.max_decoded_bytes());
         let shared = &self.shared;
-        // A signal without a pipeline gets no service, so its calls answer UNIMPLEMENTED.
         let has = |s| shared.next.get(s).is_some();
-        server
-            .add_optional_service(has(Signal::Traces).then(|| {
-                grpc::ExportService::<ExportTraceServiceRequest>::new(
-                    Arc::clone(shared),
-                    max,
-                    max_decoded,
-                )
-            }))
-            .add_optional_service(has(Signal::Metrics).then(|| {
-                grpc::ExportService::<ExportMetricsServiceRequest>::new(
-                    Arc::clone(shared),
-                    max,
-                    max_decoded,
-                )
-            }))
-            .add_optional_service(has(Signal::Logs).then(|| {
-                grpc::ExportService::<ExportLogsServiceRequest>::new(
-                    Arc::clone(shared),
-                    max,
-                    max_decoded,
-                )
-            }))
+        let mut routes = tonic::service::Routes::default();
+        if has(Signal::Traces) {
+            routes = routes.add_service(grpc::ExportService::<ExportTraceServiceRequest>::new(
+                Arc::clone(shared),
+                max,
+                max_decoded,
+            ));
+        }
+        if has(Signal::Metrics) {
+            routes = routes.add_service(grpc::ExportService::<ExportMetricsServiceRequest>::new(
+                Arc::clone(shared),
+                max,
+                max_decoded,
+            ));
+        }
+        if has(Signal::Logs) {
+            routes = routes.add_service(grpc::ExportService::<ExportLogsServiceRequest>::new(
+                Arc::clone(shared),
+                max,
+                max_decoded,
+            ));
+        }
+        routes.prepare().into_axum_router()
     }
 }
 
 #[async_trait]
 impl Component for OtlpReceiver {
-    async fn start(&self, host: &Host) -> anyhow::Result<()> {
+    async fn start(&self, _host: &Host) -> anyhow::Result<()> {
         if self.local_addrs() != (None, None) {
             anyhow::bail!("receivers::{}: already started", self.id);
         }
@@ -344,31 +334,27 @@ impl Component for OtlpReceiver {
         };
         if let (Some(g), Some(listener)) = (&protocols.grpc, grpc_listener) {
             running.grpc_addr = Some(listener.local_addr()?);
-            let incoming =
-                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-            let server = self.grpc_server(g);
-            let (host, id, stop) = (host.clone(), self.id.clone(), stop.clone());
-            running.tasks.push(tokio::spawn(async move {
-                let served = server
-                    .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
-                    .await;
-                if let Err(e) = served {
-                    host.report_fatal(&id, format!("otlp gRPC server failed: {e}"));
-                }
-            }));
+            let router = self.grpc_router(g);
+            let counters = self.shared.connections[Transport::Grpc as usize].clone();
+            running.tasks.push(tokio::spawn(serve(
+                listener,
+                router,
+                g.serve_options(),
+                counters,
+                stop.clone(),
+            )));
         }
         if let (Some(h), Some(listener)) = (&protocols.http, http_listener) {
             running.http_addr = Some(listener.local_addr()?);
-            let app = http::router(Arc::clone(&self.shared), h);
-            let (host, id, stop) = (host.clone(), self.id.clone(), stop.clone());
-            running.tasks.push(tokio::spawn(async move {
-                let served = axum::serve(listener, app)
-                    .with_graceful_shutdown(stop.cancelled_owned())
-                    .await;
-                if let Err(e) = served {
-                    host.report_fatal(&id, format!("otlp HTTP server failed: {e}"));
-                }
-            }));
+            let router = http::router(Arc::clone(&self.shared), h);
+            let counters = self.shared.connections[Transport::Http as usize].clone();
+            running.tasks.push(tokio::spawn(serve(
+                listener,
+                router,
+                h.serve_options(),
+                counters,
+                stop.clone(),
+            )));
         }
         tracing::info!(
             receiver = %self.id,

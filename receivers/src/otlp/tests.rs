@@ -1163,3 +1163,94 @@ fn decoded_estimates_of_normal_requests() {
     assert!(decoded::protobuf(Signal::Traces, &wire, pb - 1).is_err());
     assert!(decoded::json(&json, js - 1).is_err());
 }
+
+// ---------- connections ----------
+
+/// A request whose headers never complete is closed after `read_header_timeout`, and so is a
+/// connection that never sends anything, on both listeners. Before the listeners had timeouts, such
+/// a connection stayed open indefinitely (over 100 s in the security review).
+#[tokio::test]
+async fn a_half_sent_request_is_closed_after_the_header_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut cfg = both_on_port_0();
+    cfg["protocols"]["http"]["read_header_timeout"] = json!("200ms");
+    cfg["protocols"]["grpc"]["max_connections"] = json!(4);
+    let h = Harness::start(cfg, &[Signal::Traces]).await;
+    let mut half = tokio::net::TcpStream::connect(h.http).await.unwrap();
+    half.write_all(
+        b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n",
+    )
+    .await
+    .unwrap();
+    let mut silent = tokio::net::TcpStream::connect(h.http).await.unwrap();
+    for sock in [&mut half, &mut silent] {
+        let mut rest = Vec::new();
+        // The bound only keeps a broken build from hanging the test run; the timeout is 200 ms.
+        let closed =
+            tokio::time::timeout(Duration::from_secs(60), sock.read_to_end(&mut rest)).await;
+        assert!(closed.is_ok(), "the connection is still open");
+    }
+    // The listener still serves.
+    let resp = h
+        .post(
+            "/v1/traces",
+            "application/x-protobuf",
+            traces(1).encode_to_vec(),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+}
+
+/// At `max_connections`, idle sockets are closed to make room, so a client with something to send
+/// is served however many idle sockets are open, on both transports.
+#[tokio::test]
+async fn idle_sockets_do_not_stop_a_normal_client() {
+    use metrics_util::debugging::DebuggingRecorder;
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let mut cfg = both_on_port_0();
+    cfg["protocols"]["http"]["max_connections"] = json!(8);
+    cfg["protocols"]["grpc"]["max_connections"] = json!(8);
+    let sink = Arc::new(Recorder::default());
+    let mut next = NextConsumers::new();
+    next.insert(Signal::Traces, sink.clone());
+    let cfg = config::load(&id(), &cfg).unwrap();
+    let receiver = metrics::with_local_recorder(&recorder, || OtlpReceiver::new(&id(), cfg, next));
+    receiver.start(&Host::detached()).await.unwrap();
+    let (grpc, http) = receiver.local_addrs();
+    let (grpc, http) = (grpc.unwrap(), http.unwrap());
+    let mut idle = Vec::new();
+    for _ in 0..50 {
+        idle.push(tokio::net::TcpStream::connect(http).await.unwrap());
+        idle.push(tokio::net::TcpStream::connect(grpc).await.unwrap());
+    }
+    let resp = reqwest::Client::new()
+        .post(format!("http://{http}/v1/traces"))
+        .header("content-type", "application/x-protobuf")
+        .body(traces(2).encode_to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    TraceServiceClient::connect(format!("http://{grpc}"))
+        .await
+        .unwrap()
+        .export(traces(3))
+        .await
+        .unwrap();
+    assert_eq!(sink.items(), 5);
+    let evicted: u64 = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .filter(|(k, ..)| k.key().name() == "vigil_listener_connections_evicted")
+        .map(|t| match t.3 {
+            metrics_util::debugging::DebugValue::Counter(n) => n,
+            _ => 0,
+        })
+        .sum();
+    // 100 idle sockets and 2 clients into 2 listeners of 8 slots each.
+    assert!(evicted >= 100 - 16, "{evicted} evicted");
+    drop(idle);
+    receiver.shutdown().await.unwrap();
+}
