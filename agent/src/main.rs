@@ -5,6 +5,7 @@
 mod config;
 mod eval;
 mod extensions;
+mod observed;
 mod registry;
 mod service;
 mod telemetry;

@@ -65,6 +65,15 @@ pub fn metrics_address(cfg: &MetricsTelemetry) -> Result<Option<String>, String>
     Ok(Some("localhost:8888".into()))
 }
 
+static OWN_METRICS: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> =
+    std::sync::OnceLock::new();
+
+/// vigil's own metrics in the Prometheus text format, as the pull endpoint serves them; `None` when
+/// own metrics are turned off.
+pub fn own_metrics() -> Option<String> {
+    OWN_METRICS.get().map(|h| h.render())
+}
+
 /// Starts the Prometheus endpoint and the process-metrics sampler.
 pub fn init_metrics(cfg: &MetricsTelemetry) -> anyhow::Result<()> {
     let Some(addr) = metrics_address(cfg).map_err(anyhow::Error::msg)? else {
@@ -82,10 +91,15 @@ pub fn init_metrics(cfg: &MetricsTelemetry) -> anyhow::Result<()> {
         ),
         Err(e) => anyhow::bail!("service::telemetry::metrics: cannot listen on {addr}: {e}"),
     }
-    metrics_exporter_prometheus::PrometheusBuilder::new()
+    let (recorder, serve) = metrics_exporter_prometheus::PrometheusBuilder::new()
         .with_http_listener(sock)
-        .install()
+        .build()
         .map_err(|e| anyhow::anyhow!("service::telemetry::metrics: {e}"))?;
+    // Kept so that the status page (zpages) reads the same numbers the endpoint serves.
+    let _ = OWN_METRICS.set(recorder.handle());
+    metrics::set_global_recorder(recorder)
+        .map_err(|e| anyhow::anyhow!("service::telemetry::metrics: {e}"))?;
+    tokio::spawn(serve);
     tokio::spawn(sample_process());
     Ok(())
 }

@@ -4,6 +4,7 @@
 pub mod bearertokenauth;
 pub mod file_storage;
 pub mod health_check;
+pub mod zpages;
 
 use std::sync::Arc;
 use vigil_core::ExtensionFactory;
@@ -13,5 +14,6 @@ pub fn factories() -> Vec<Arc<dyn ExtensionFactory>> {
         health_check::factory(),
         file_storage::factory(),
         bearertokenauth::factory(),
+        zpages::factory(),
     ]
 }

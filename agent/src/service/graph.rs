@@ -5,6 +5,7 @@
 //! (and its open port) at a new graph without dropping a request.
 
 use crate::config::{Config, Pipeline};
+use crate::observed::{self, At};
 use crate::registry::Registry;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
@@ -212,7 +213,8 @@ impl Builder<'_> {
                 outs.push(self.exporter(e)?);
             }
         }
-        let mut next = FanOut::build(outs);
+        // The status page's taps (crate::observed); a config without `zpages` gets none.
+        let mut next = observed::tap(self.cfg, p, At::Output, FanOut::build(outs));
         for proc_id in p.processors.iter().rev() {
             let factory = self
                 .registry
@@ -231,6 +233,7 @@ impl Builder<'_> {
             });
             next = proc;
         }
+        let next = observed::tap(self.cfg, p, At::Input, next);
         self.visiting.remove(&p.id);
         self.heads.insert(p.id.clone(), next.clone());
         Ok(next)

@@ -109,6 +109,7 @@ impl Service {
             stop_extensions(&started_exts).await;
             return Err(e);
         }
+        crate::observed::global().set_config(&graph.config);
         self.graph = Some(graph);
         status::set(Status::Ready);
         tracing::info!("Everything is ready. Begin running and processing data.");
@@ -262,6 +263,7 @@ impl Service {
             }
         }
         stop_chain(&old).await;
+        crate::observed::global().set_config(&new.config);
         self.graph = Some(new);
         if let Some(e) = failed {
             self.host

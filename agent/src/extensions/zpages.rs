@@ -1,0 +1,208 @@
+//! `zpages`: otelcol's in-process debug pages, served as plain HTML on `endpoint` (default
+//! `localhost:55679`): `/debug/servicez` (build, uptime, the running config's components),
+//! `/debug/pipelinez` (each pipeline's components with their own-metrics counters), `/debug/extensionz`,
+//! `/debug/featurez` and `/debug/tracez`, plus vigil's status page `/debug/vigilz`: what the
+//! detectors see now, from the taps of `crate::observed`. With `expvar::enabled`, `/debug/expvarz`
+//! serves the own metrics as JSON.
+
+mod page;
+mod plot;
+mod prom;
+
+use crate::observed::{self, Observed};
+use async_trait::async_trait;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::Value;
+use std::sync::{Arc, Mutex};
+use tokio::sync::oneshot;
+use vigil_core::config::{bind_tcp, check_endpoint, decode};
+use vigil_core::{
+    Component, ComponentId, ComponentKind, ConfigError, Extension, ExtensionFactory, Host,
+};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ZPagesConfig {
+    #[serde(default = "default_endpoint")]
+    endpoint: String,
+    #[serde(default)]
+    expvar: Expvar,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Expvar {
+    #[serde(default)]
+    enabled: bool,
+}
+
+fn default_endpoint() -> String {
+    "localhost:55679".into()
+}
+
+struct Factory;
+
+pub fn factory() -> Arc<dyn ExtensionFactory> {
+    Arc::new(Factory)
+}
+
+fn parse(id: &ComponentId, config: &Value) -> Result<ZPagesConfig, ConfigError> {
+    let cfg: ZPagesConfig = decode(ComponentKind::Extension, id, config)?;
+    check_endpoint(&cfg.endpoint)
+        .map_err(|e| ConfigError::component(ComponentKind::Extension, id, "endpoint", e))?;
+    Ok(cfg)
+}
+
+impl ExtensionFactory for Factory {
+    fn type_name(&self) -> &'static str {
+        "zpages"
+    }
+
+    fn validate(&self, id: &ComponentId, config: &Value) -> Result<(), ConfigError> {
+        parse(id, config).map(|_| ())
+    }
+
+    fn create(&self, id: &ComponentId, config: &Value) -> Result<Arc<dyn Extension>, ConfigError> {
+        let cfg = parse(id, config)?;
+        Ok(Arc::new(ZPages {
+            id: id.clone(),
+            cfg,
+            observed: observed::global(),
+            stop: Mutex::new(None),
+        }))
+    }
+}
+
+struct ZPages {
+    id: ComponentId,
+    cfg: ZPagesConfig,
+    observed: Arc<Observed>,
+    stop: Mutex<Option<(oneshot::Sender<()>, tokio::task::JoinHandle<()>)>>,
+}
+
+impl Extension for ZPages {}
+
+#[derive(Clone)]
+struct Pages {
+    observed: Arc<Observed>,
+}
+
+fn html(body: String) -> Response {
+    ([(header::CACHE_CONTROL, "no-store")], Html(body)).into_response()
+}
+
+async fn index() -> Response {
+    html(page::index())
+}
+
+async fn servicez(State(p): State<Pages>) -> Response {
+    html(page::servicez(&p.observed.snapshot(), &own_metrics()))
+}
+
+async fn pipelinez(State(p): State<Pages>) -> Response {
+    html(page::pipelinez(&p.observed.snapshot(), &own_metrics()))
+}
+
+async fn extensionz(State(p): State<Pages>) -> Response {
+    html(page::extensionz(&p.observed.snapshot()))
+}
+
+async fn featurez() -> Response {
+    html(page::featurez())
+}
+
+async fn tracez() -> Response {
+    html(page::tracez())
+}
+
+async fn vigilz(State(p): State<Pages>) -> Response {
+    html(page::vigilz(&p.observed.snapshot(), &own_metrics()))
+}
+
+async fn expvarz() -> Response {
+    let mut vars = serde_json::Map::new();
+    for s in own_metrics().samples {
+        vars.insert(s.key(), serde_json::json!(s.value));
+    }
+    axum::Json(Value::Object(vars)).into_response()
+}
+
+async fn not_found() -> Response {
+    (StatusCode::NOT_FOUND, html(page::not_found())).into_response()
+}
+
+fn own_metrics() -> prom::Metrics {
+    match crate::telemetry::own_metrics() {
+        Some(text) => prom::Metrics::parse(&text),
+        None => prom::Metrics::off(),
+    }
+}
+
+#[async_trait]
+impl Component for ZPages {
+    async fn start(&self, _host: &Host) -> anyhow::Result<()> {
+        let listener = bind_tcp(ComponentKind::Extension, &self.id, &self.cfg.endpoint).await?;
+        let mut app = axum::Router::new()
+            .route("/", axum::routing::get(index))
+            .route("/debug", axum::routing::get(index))
+            .route("/debug/servicez", axum::routing::get(servicez))
+            .route("/debug/pipelinez", axum::routing::get(pipelinez))
+            .route("/debug/extensionz", axum::routing::get(extensionz))
+            .route("/debug/featurez", axum::routing::get(featurez))
+            .route("/debug/tracez", axum::routing::get(tracez))
+            .route("/debug/vigilz", axum::routing::get(vigilz));
+        if self.cfg.expvar.enabled {
+            app = app.route("/debug/expvarz", axum::routing::get(expvarz));
+        }
+        let app = app.fallback(not_found).with_state(Pages {
+            observed: self.observed.clone(),
+        });
+        let (tx, rx) = oneshot::channel();
+        let id = self.id.clone();
+        let task = tokio::spawn(async move {
+            let serve = axum::serve(listener, app).with_graceful_shutdown(async {
+                let _ = rx.await;
+            });
+            if let Err(e) = serve.await {
+                tracing::error!(extension = %id, "zpages server failed: {e}");
+            }
+        });
+        *self.stop.lock().unwrap_or_else(|p| p.into_inner()) = Some((tx, task));
+        Ok(())
+    }
+
+    async fn shutdown(&self) -> anyhow::Result<()> {
+        let taken = self.stop.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some((tx, task)) = taken {
+            let _ = tx.send(());
+            let _ = task.await;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_defaults_and_mistakes() {
+        let id = ComponentId::new("zpages", None);
+        let cfg = parse(&id, &Value::Null).unwrap();
+        assert_eq!(cfg.endpoint, "localhost:55679");
+        assert!(!cfg.expvar.enabled);
+        let cfg = parse(
+            &id,
+            &serde_json::json!({"endpoint": "0.0.0.0:1234", "expvar": {"enabled": true}}),
+        )
+        .unwrap();
+        assert!(cfg.expvar.enabled);
+        let e = parse(&id, &serde_json::json!({"endpoint": "nowhere"})).unwrap_err();
+        assert!(e.to_string().contains("endpoint"), "{e}");
+        let e = parse(&id, &serde_json::json!({"endpoit": "x:1"})).unwrap_err();
+        assert!(e.to_string().contains("endpoit"), "{e}");
+    }
+}
