@@ -142,6 +142,13 @@ fn run(registry: Registry, sources: Sources, shutdown_timeout: &str) -> ExitCode
     for w in warnings {
         tracing::warn!("{w}");
     }
+    match vigil_receivers::serve::raise_nofile_limit() {
+        Ok((before, after)) if before != after => {
+            tracing::debug!(before, after, "raised the open-file limit")
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!("cannot raise the open-file limit: {e}"),
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

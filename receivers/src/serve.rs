@@ -24,7 +24,8 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
+/// Re-exported so that callers outside this crate need no `tokio-util` of their own.
+pub use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 /// otelcol's confighttp default for `read_header_timeout`.
@@ -85,6 +86,28 @@ pub fn default_max_connections() -> usize {
     }
     let quarter = usize::try_from(lim.rlim_cur / 4).unwrap_or(usize::MAX);
     DEFAULT_MAX_CONNECTIONS.min(quarter.max(16))
+}
+
+/// Raises the soft open-file limit to the hard limit, as Go does at start (since 1.19) and so
+/// otelcol: every connection takes a descriptor, and the common soft default of 1024 is reached by
+/// about a thousand idle sockets. Returns the limit before and after, or the error.
+pub fn raise_nofile_limit() -> std::io::Result<(u64, u64)> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct they are given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let before = lim.rlim_cur;
+    if lim.rlim_cur < lim.rlim_max {
+        lim.rlim_cur = lim.rlim_max;
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok((before as u64, lim.rlim_cur as u64))
 }
 
 /// What the listener counts, labelled with the component and transport.

@@ -8,11 +8,11 @@ use axum::response::IntoResponse;
 use serde::Deserialize;
 use serde_json::Value;
 use std::sync::{Arc, Mutex};
-use tokio::sync::oneshot;
 use vigil_core::config::{bind_tcp, check_endpoint, decode};
 use vigil_core::{
     Component, ComponentId, ComponentKind, ConfigError, Extension, ExtensionFactory, Host,
 };
+use vigil_receivers::serve::{serve, CancellationToken, ConnCounters, ServeOptions};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -77,7 +77,7 @@ impl ExtensionFactory for Factory {
 struct HealthCheck {
     id: ComponentId,
     cfg: HealthCheckConfig,
-    stop: Mutex<Option<(oneshot::Sender<()>, tokio::task::JoinHandle<()>)>>,
+    stop: Mutex<Option<(CancellationToken, tokio::task::JoinHandle<()>)>>,
 }
 
 impl Extension for HealthCheck {}
@@ -104,24 +104,25 @@ impl Component for HealthCheck {
     async fn start(&self, _host: &Host) -> anyhow::Result<()> {
         let listener = bind_tcp(ComponentKind::Extension, &self.id, &self.cfg.endpoint).await?;
         let app = axum::Router::new().route(&self.cfg.path, axum::routing::get(answer));
-        let (tx, rx) = oneshot::channel();
-        let id = self.id.clone();
-        let task = tokio::spawn(async move {
-            let serve = axum::serve(listener, app).with_graceful_shutdown(async {
-                let _ = rx.await;
-            });
-            if let Err(e) = serve.await {
-                tracing::error!(extension = %id, "health_check server failed: {e}");
-            }
-        });
-        *self.stop.lock().unwrap_or_else(|p| p.into_inner()) = Some((tx, task));
+        let stop = CancellationToken::new();
+        // The same timeouts and connection cap as the receivers' listeners, so idle sockets cannot
+        // keep probes from being answered.
+        let counters = ConnCounters::new("extension", &self.id.to_string(), "http");
+        let task = tokio::spawn(serve(
+            listener,
+            app,
+            ServeOptions::default(),
+            counters,
+            stop.clone(),
+        ));
+        *self.stop.lock().unwrap_or_else(|p| p.into_inner()) = Some((stop, task));
         Ok(())
     }
 
     async fn shutdown(&self) -> anyhow::Result<()> {
         let taken = self.stop.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some((tx, task)) = taken {
-            let _ = tx.send(());
+        if let Some((stop, task)) = taken {
+            stop.cancel();
             let _ = task.await;
         }
         Ok(())

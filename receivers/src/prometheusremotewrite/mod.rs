@@ -11,6 +11,7 @@
 
 pub mod proto;
 
+use crate::serve::{serve, ConnCounters, ServeOptions};
 use async_trait::async_trait;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
@@ -75,14 +76,39 @@ pub struct Config {
     /// Server authenticators are not supported yet; refused for the same reason.
     pub auth: Option<Value>,
     pub cors: Option<Value>,
+    /// Accepted for otelcol compatibility; `read_header_timeout` and `idle_timeout` bound slow and
+    /// idle clients.
     #[serde(with = "vigil_core::config::opt_duration")]
     pub read_timeout: Option<Duration>,
+    /// How long a new connection has to send its request headers; default 1 minute, as otelcol.
     #[serde(with = "vigil_core::config::opt_duration")]
     pub read_header_timeout: Option<Duration>,
+    /// Accepted for otelcol compatibility.
     #[serde(with = "vigil_core::config::opt_duration")]
     pub write_timeout: Option<Duration>,
+    /// How long a connection may stay open with no request in flight; default 1 minute.
     #[serde(with = "vigil_core::config::opt_duration")]
     pub idle_timeout: Option<Duration>,
+    /// Open connections allowed; at the cap the longest-idle one is closed to make room. 0 means
+    /// 1024, or a quarter of the open-file limit if lower. Not an otelcol key.
+    pub max_connections: usize,
+}
+
+impl Config {
+    /// The listener's limits.
+    pub fn serve_options(&self) -> ServeOptions {
+        let mut o = ServeOptions::default();
+        if let Some(d) = self.read_header_timeout.filter(|d| !d.is_zero()) {
+            o.read_header_timeout = d;
+        }
+        if let Some(d) = self.idle_timeout.filter(|d| !d.is_zero()) {
+            o.idle_timeout = d;
+        }
+        if self.max_connections > 0 {
+            o.max_connections = self.max_connections;
+        }
+        o
+    }
 }
 
 impl Default for Config {
@@ -100,6 +126,7 @@ impl Default for Config {
             read_header_timeout: None,
             write_timeout: None,
             idle_timeout: None,
+            max_connections: 0,
         }
     }
 }
@@ -222,6 +249,7 @@ pub struct RemoteWriteReceiver {
     cfg: Config,
     shared: Arc<Shared>,
     running: Mutex<Option<Running>>,
+    connections: ConnCounters,
 }
 
 impl RemoteWriteReceiver {
@@ -245,6 +273,7 @@ impl RemoteWriteReceiver {
             }),
             cfg,
             running: Mutex::new(None),
+            connections: ConnCounters::new("receiver", &id.to_string(), "http"),
         }
     }
 
@@ -260,7 +289,7 @@ impl RemoteWriteReceiver {
 
 #[async_trait]
 impl Component for RemoteWriteReceiver {
-    async fn start(&self, host: &Host) -> anyhow::Result<()> {
+    async fn start(&self, _host: &Host) -> anyhow::Result<()> {
         let listener = bind_tcp(ComponentKind::Receiver, &self.id, &self.cfg.endpoint).await?;
         let addr = listener.local_addr()?;
         let app = Router::new()
@@ -270,15 +299,13 @@ impl Component for RemoteWriteReceiver {
             ))
             .with_state(Arc::clone(&self.shared));
         let stop = CancellationToken::new();
-        let (host, id, s) = (host.clone(), self.id.clone(), stop.clone());
-        let task = tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app)
-                .with_graceful_shutdown(s.cancelled_owned())
-                .await
-            {
-                host.report_fatal(&id, format!("prometheusremotewrite server failed: {e}"));
-            }
-        });
+        let task = tokio::spawn(serve(
+            listener,
+            app,
+            self.cfg.serve_options(),
+            self.connections.clone(),
+            stop.clone(),
+        ));
         tracing::info!(receiver = %self.id, %addr, "prometheusremotewrite receiver listening");
         *self.running.lock().unwrap_or_else(|p| p.into_inner()) =
             Some(Running { stop, task, addr });

@@ -204,6 +204,7 @@ async fn http_answers_204_400_415_and_503() {
         }),
         cfg,
         running: Mutex::new(None),
+        connections: ConnCounters::new("receiver", "x", "http"),
     };
     let r = make(next, cfg.clone());
     r.start(&Host::detached()).await.unwrap();
