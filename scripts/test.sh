@@ -14,8 +14,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# 1. Debian packages: the real peers the end-to-end tests run against.
-APT_PACKAGES=(python3-venv util-linux logrotate bsdutils prometheus prometheus-node-exporter prometheus-alertmanager)
+# 1. Debian packages: the real peers the end-to-end tests run against (chromium: the status page test
+#    loads the page in a headless browser).
+APT_PACKAGES=(python3-venv util-linux logrotate bsdutils prometheus prometheus-node-exporter prometheus-alertmanager chromium)
 # Node.js checks the Grafana dashboard against Grafana's schema; Debian's only when none is installed.
 command -v npm >/dev/null 2>&1 || APT_PACKAGES+=(nodejs npm)
 missing=()

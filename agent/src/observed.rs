@@ -243,7 +243,7 @@ impl Consumer for Tap {
     }
 }
 
-fn any<'a>(kv: &'a KeyValue) -> Option<&'a any_value::Value> {
+fn any(kv: &KeyValue) -> Option<&any_value::Value> {
     kv.value.as_ref().and_then(|v| v.value.as_ref())
 }
 
