@@ -107,7 +107,7 @@ pub fn raise_nofile_limit() -> std::io::Result<(u64, u64)> {
             return Err(std::io::Error::last_os_error());
         }
     }
-    Ok((before as u64, lim.rlim_cur as u64))
+    Ok((before, lim.rlim_cur))
 }
 
 /// What the listener counts, labelled with the component and transport.
