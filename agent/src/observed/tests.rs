@@ -1,4 +1,5 @@
 use super::*;
+use async_trait::async_trait;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, ArrayValue};
 use opentelemetry_proto::tonic::logs::v1::ScopeLogs;
 use opentelemetry_proto::tonic::metrics::v1::{Gauge, Metric, NumberDataPoint, ScopeMetrics, Sum};
@@ -245,4 +246,129 @@ fn batches_of_nothing_leave_no_trace() {
     o.observe(&metrics(vec![gauge("cpu", "x", &[(1, 1.0)])]), true);
     let s = o.snapshot();
     assert!(s.bands.is_empty() && s.patterns.is_empty() && s.anomalies.is_empty());
+}
+
+struct Keep(Mutex<Vec<Telemetry>>);
+
+#[async_trait]
+impl Consumer for Keep {
+    async fn consume(&self, data: Telemetry) -> Result<(), ConsumeError> {
+        self.0.lock().unwrap().push(data);
+        Ok(())
+    }
+
+    async fn consume_or_return(&self, data: Telemetry) -> Result<(), Refused> {
+        Err(Refused {
+            error: ConsumeError::retryable("full"),
+            data: Some(data),
+        })
+    }
+}
+
+fn config(extensions: &[&str]) -> Config {
+    Config {
+        receivers: BTreeMap::new(),
+        processors: BTreeMap::new(),
+        exporters: BTreeMap::new(),
+        connectors: BTreeMap::new(),
+        extensions: BTreeMap::new(),
+        service_extensions: extensions
+            .iter()
+            .map(|e| vigil_core::ComponentId::new(e, None))
+            .collect(),
+        pipelines: Vec::new(),
+        telemetry: Default::default(),
+    }
+}
+
+fn pipeline(signal: Signal) -> Pipeline {
+    Pipeline {
+        id: signal.to_string(),
+        signal,
+        receivers: Vec::new(),
+        processors: vec![vigil_core::ComponentId::new("logpattern", None)],
+        exporters: Vec::new(),
+    }
+}
+
+#[tokio::test]
+async fn the_tap_passes_batches_through_untouched() {
+    let keep = Arc::new(Keep(Mutex::new(Vec::new())));
+    let next: Arc<dyn Consumer> = keep.clone();
+    // No zpages, or a traces pipeline: no tap at all.
+    let same = tap(
+        &config(&["health_check"]),
+        &pipeline(Signal::Logs),
+        At::Output,
+        next.clone(),
+    );
+    assert!(Arc::ptr_eq(&same, &next));
+    let cfg = config(&["zpages"]);
+    let same = tap(&cfg, &pipeline(Signal::Traces), At::Output, next.clone());
+    assert!(Arc::ptr_eq(&same, &next));
+
+    let tapped = tap(&cfg, &pipeline(Signal::Logs), At::Output, next.clone());
+    assert!(!Arc::ptr_eq(&tapped, &next));
+    let batch = logs(vec![
+        event(
+            "vigil.incident",
+            1,
+            vec![
+                kv_str("vigil.incident.id", "tap-test"),
+                kv_str("vigil.incident.status", "open"),
+            ],
+        ),
+        LogRecord {
+            attributes: vec![kv_str("log.pattern.id", "tap-test-pattern")],
+            ..Default::default()
+        },
+    ]);
+    tapped.consume(batch.clone()).await.unwrap();
+    assert_eq!(keep.0.lock().unwrap().as_slice(), [batch.clone()]);
+    // A refusal hands the same batch back, so a batch processor upstream can retry it.
+    let refused = tapped.consume_or_return(batch.clone()).await.unwrap_err();
+    assert_eq!(refused.data, Some(batch));
+    let s = global().snapshot();
+    assert!(s.incidents.iter().any(|i| i.id == "tap-test"));
+    assert!(s
+        .patterns
+        .iter()
+        .any(|p| p.id == "tap-test-pattern" && p.count == 2));
+}
+
+/// Not a test: the tap's cost on batches with nothing of interest, the common case. Run with
+/// `cargo test -p vigil --release observed::tests::tap_cost -- --ignored --nocapture`; the figures
+/// are in BENCHMARKS.md ("Status page tap").
+#[test]
+#[ignore]
+fn tap_cost() {
+    let o = Observed::default();
+    let record = |i: usize| LogRecord {
+        time_unix_nano: i as u64,
+        event_name: String::new(),
+        attributes: vec![
+            kv_str("http.method", "GET"),
+            kv_str("http.route", "/api/orders"),
+            kv_i64("http.status_code", 200),
+            kv_str("log.pattern.id", ["a1", "b2", "c3", "d4"][i % 4]),
+            kv_str("log.pattern", "request <*> served in <*>"),
+        ],
+        ..Default::default()
+    };
+    let batch = logs((0..1024).map(record).collect());
+    let points: Vec<(u64, f64)> = (0..1000).map(|i| (i, i as f64)).collect();
+    let gauges = metrics(vec![gauge("system.cpu.utilization", "x", &points)]);
+    for (what, data, count) in [
+        ("logs, input tap (no events)", &batch, false),
+        ("logs, output tap counting patterns", &batch, true),
+        ("metrics, nothing of interest", &gauges, false),
+    ] {
+        let rounds = 2000;
+        let start = std::time::Instant::now();
+        for _ in 0..rounds {
+            o.observe(std::hint::black_box(data), count);
+        }
+        let per = start.elapsed().as_nanos() as f64 / (rounds * data.item_count()) as f64;
+        println!("{what}: {per:.1} ns per item");
+    }
 }
