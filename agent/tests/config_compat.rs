@@ -179,6 +179,7 @@ fn resource_hungry_values_are_bounded() {
     assert_errors(
         "bounds.yaml",
         &[
+            "receivers::hostmetrics::collection_interval: 1ns is shorter than 1ms",
             "processors::memory_limiter::check_interval: 'check_interval' must be at least 1ms",
             "exporters::otlp::sending_queue::num_consumers: 100000000 is more than 1000",
         ],

@@ -380,6 +380,24 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 /// `i64::MAX` nanoseconds, the longest duration Go (and so otelcol) can hold.
 const MAX_DURATION_NANOS: f64 = 9_223_372_036_854_775_807.0;
 
+/// The shortest period accepted for anything that runs on a timer (`check_interval`,
+/// `collection_interval`; Prometheus durations cannot go below 1ms anyway). otelcol takes any positive value, but `1ns` keeps a core
+/// busy while idle; nothing a node agent does on a timer is useful more often than every millisecond.
+pub const MIN_INTERVAL: Duration = Duration::from_millis(1);
+
+/// Checks a timer's period against [`MIN_INTERVAL`]; zero gets otelcol's message.
+pub fn check_interval(d: Duration) -> Result<(), String> {
+    if d.is_zero() {
+        Err("must be greater than zero".into())
+    } else if d < MIN_INTERVAL {
+        Err(format!(
+            "{d:?} is shorter than 1ms: a timer that fast keeps a core busy while idle"
+        ))
+    } else {
+        Ok(())
+    }
+}
+
 /// `#[serde(with = "vigil_core::config::duration")]` for `Duration` fields.
 pub mod duration {
     use super::parse_duration;

@@ -23,10 +23,6 @@ use vigil_core::{
 
 const MIB: u64 = 1024 * 1024;
 
-/// The shortest `check_interval` accepted. otelcol takes any positive value, but `1ns` spins a core
-/// while idle, and reading RSS more often than every millisecond cannot help.
-pub const MIN_CHECK_INTERVAL: Duration = Duration::from_millis(1);
-
 /// The `memory_limiter` config, with otelcol's keys. `check_interval` and one of `limit_mib` or
 /// `limit_percentage` are required.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -78,7 +74,8 @@ impl MemoryLimiterConfig {
                 "'check_interval' must be greater than zero",
             );
         }
-        if cfg.check_interval < MIN_CHECK_INTERVAL {
+        // Reading RSS more often than vigil_core's MIN_INTERVAL (1ms) cannot help, and `1ns` spins.
+        if cfg.check_interval < vigil_core::config::MIN_INTERVAL {
             return err(
                 "check_interval",
                 "'check_interval' must be at least 1ms: a shorter one keeps a core busy reading memory",

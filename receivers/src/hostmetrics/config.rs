@@ -191,11 +191,8 @@ pub fn load(id: &ComponentId, value: &Value) -> Result<HostMetricsConfig, Config
     let cfg: HostMetricsConfig = decode(ComponentKind::Receiver, id, value)?;
     let err =
         |path: String, msg: String| ConfigError::component(ComponentKind::Receiver, id, path, msg);
-    if cfg.collection_interval.is_zero() {
-        return Err(err(
-            "collection_interval".into(),
-            "must be greater than zero".into(),
-        ));
+    if let Err(m) = vigil_core::config::check_interval(cfg.collection_interval) {
+        return Err(err("collection_interval".into(), m));
     }
     if cfg.scrapers.is_empty() {
         return Err(err(
