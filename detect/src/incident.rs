@@ -1201,10 +1201,16 @@ mod tests {
             .is_empty());
         // A virtual node 4 band widths out: enough for a service, not for a database seen by callers.
         assert!(c
-            .observe(&weak("sqlite", "sqlite@other", 100, 4.0, Node::Dependency), &t)
+            .observe(
+                &weak("sqlite", "sqlite@other", 100, 4.0, Node::Dependency),
+                &t
+            )
             .is_empty());
         c.observe(&ev(EventKind::AnomalyEnd, "c", "cache", 110, 0.6), &t);
-        c.observe(&ev(EventKind::AnomalyEnd, "sqlite", "sqlite@other", 110, 0.6), &t);
+        c.observe(
+            &ev(EventKind::AnomalyEnd, "sqlite", "sqlite@other", 110, 0.6),
+            &t,
+        );
         c.tick(120 * SEC, &t);
         assert!(c.tick(400 * SEC, &t).is_empty());
         assert_eq!((c.suppressed, c.open_count()), (2, 0));
@@ -1242,8 +1248,14 @@ mod tests {
         assert_eq!(band_multiple(1.0, 1.0, 1.0), Some(0.0));
         assert_eq!(band_multiple(2.0, 1.0, 1.0), Some(f64::INFINITY));
         assert_eq!(band_multiple(f64::NAN, 1.0, 1.0), None);
-        assert_eq!(band_words(4.0, true).as_deref(), Some("4.0× above its band"));
-        assert_eq!(band_words(1e6, false).as_deref(), Some("far below its band"));
+        assert_eq!(
+            band_words(4.0, true).as_deref(),
+            Some("4.0× above its band")
+        );
+        assert_eq!(
+            band_words(1e6, false).as_deref(),
+            Some("far below its band")
+        );
         assert_eq!(band_words(0.5, true), None);
     }
 }

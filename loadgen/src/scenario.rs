@@ -3,6 +3,13 @@
 //! at a chosen step. The fault propagates the way it does in production: a slow callee makes every
 //! caller slower, and a failing callee makes callers fail too. `vigil eval rca` and the end-to-end test
 //! use it to check that correlation names the faulty service.
+//!
+//! [`Realism`] adds what real traffic has and a clean simulation lacks (issue #19): heavy-tailed
+//! latency noise and varying traffic, spans exported in per-service batches whose cut falls anywhere in
+//! a step (so a call's halves and a span's children often arrive a step apart), lost spans, per-host
+//! clock skew, and a benign level shift before the fault (a deploy or a traffic change) that is not a
+//! fault. Its randomness comes from a second generator, so a seed's topology and fault stay the same
+//! with and without it.
 
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::metrics::v1::{
@@ -46,6 +53,68 @@ impl Fault {
     }
 }
 
+/// What a real deployment adds to the clean simulation; [`Realism::none`] is the clean one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Realism {
+    /// Spread of the log-normal noise on each request's own work (0: the clean ±15% only).
+    pub latency_sigma: f64,
+    /// Chance that a request's own work stalls ×5–20 (a GC pause, a noisy neighbour).
+    pub stall: f64,
+    /// Step-to-step spread of the traffic, as a fraction of `requests`.
+    pub traffic_spread: f64,
+    /// Each service exports its spans in batches cut at a point of the step of its own (jittered by
+    /// a tenth of a step each time); spans that end after the cut go out with the next step's batch.
+    pub split_exports: bool,
+    /// Share of spans the SDKs drop (full queues).
+    pub span_loss: f64,
+    /// Largest clock skew of a host, in milliseconds either way.
+    pub skew_ms: u64,
+    /// One benign change before the fault: a deploy that makes one service 1.3–1.8× slower for good,
+    /// or traffic that grows 1.3–1.8× for good.
+    pub benign_shift: bool,
+}
+
+impl Realism {
+    /// The clean simulation.
+    pub fn none() -> Realism {
+        Realism {
+            latency_sigma: 0.0,
+            stall: 0.0,
+            traffic_spread: 0.0,
+            split_exports: false,
+            span_loss: 0.0,
+            skew_ms: 0,
+            benign_shift: false,
+        }
+    }
+
+    /// Real traffic as seen behind the OpenTelemetry SDKs.
+    pub fn real() -> Realism {
+        Realism {
+            latency_sigma: 0.25,
+            stall: 0.005,
+            traffic_spread: 0.15,
+            split_exports: true,
+            span_loss: 0.002,
+            skew_ms: 200,
+            benign_shift: true,
+        }
+    }
+}
+
+/// The benign change a scenario carries.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Benign {
+    /// From `step`, service `service` is `factor` times slower for good.
+    Deploy {
+        step: usize,
+        service: usize,
+        factor: f64,
+    },
+    /// From `step`, `factor` times as many requests for good.
+    Traffic { step: usize, factor: f64 },
+}
+
 /// A scenario's parameters.
 #[derive(Debug, Clone)]
 pub struct ScenarioConfig {
@@ -66,6 +135,7 @@ pub struct ScenarioConfig {
     pub requests: usize,
     /// Data time of step 0, nanoseconds since the epoch.
     pub start_ns: u64,
+    pub realism: Realism,
 }
 
 impl Default for ScenarioConfig {
@@ -81,6 +151,7 @@ impl Default for ScenarioConfig {
             step_secs: 10,
             requests: 20,
             start_ns: 1_700_000_000_000_000_000,
+            realism: Realism::none(),
         }
     }
 }
@@ -96,6 +167,16 @@ pub struct Scenario {
     /// Own work per request in seconds.
     base: Vec<f64>,
     rng: StdRng,
+    /// The realism's own randomness, apart from `rng` so that the clean draws stay the same.
+    aux: StdRng,
+    pub benign: Option<Benign>,
+    /// Per service: where in a step its export batch is cut (0..1), and its clock skew in ns.
+    cut: Vec<f64>,
+    skew: Vec<i64>,
+    /// The step being generated.
+    step_now: usize,
+    /// Spans held for the next step's export batch, per service.
+    carry: Vec<Vec<Span>>,
 }
 
 /// What one service saw in one step.
@@ -155,6 +236,33 @@ impl Scenario {
             _ => Fault::Saturation,
         });
         let base = (0..n).map(|_| rng.random_range(0.002..0.02)).collect();
+        let mut aux = StdRng::seed_from_u64(cfg.seed ^ 0x5eed_0f_5ea1_1573);
+        let r = &cfg.realism;
+        let cut = (0..n).map(|_| aux.random_range(0.0..1.0)).collect();
+        let skew = (0..n)
+            .map(|_| {
+                let ms = r.skew_ms as i64;
+                if ms == 0 {
+                    0
+                } else {
+                    aux.random_range(-ms..=ms) * 1_000_000
+                }
+            })
+            .collect();
+        // Well before the fault, and after the detector's warm-up.
+        let benign = (r.benign_shift && cfg.fault_at_step > 60).then(|| {
+            let step = aux.random_range(40..cfg.fault_at_step - 20);
+            let factor = aux.random_range(1.3..1.8);
+            if aux.random_bool(0.5) {
+                Benign::Deploy {
+                    step,
+                    service: aux.random_range(0..n),
+                    factor,
+                }
+            } else {
+                Benign::Traffic { step, factor }
+            }
+        });
         Scenario {
             cfg: ScenarioConfig { services: n, ..cfg },
             names,
@@ -163,7 +271,21 @@ impl Scenario {
             fault,
             base,
             rng,
+            aux,
+            benign,
+            cut,
+            skew,
+            step_now: 0,
+            carry: vec![Vec::new(); n],
         }
+    }
+
+    /// The `(start, end)` data time of the fault.
+    pub fn fault_window(&self) -> (u64, u64) {
+        (
+            self.time_of(self.cfg.fault_at_step),
+            self.time_of(self.cfg.fault_at_step + self.cfg.fault_steps),
+        )
     }
 
     /// The data time of step `i`.
@@ -182,13 +304,26 @@ impl Scenario {
         let mut spans: Vec<Vec<Span>> = vec![Vec::new(); n];
         let mut stats = vec![Stats::default(); n];
         let t0 = self.time_of(step);
-        let spacing = self.cfg.step_secs * NS / self.cfg.requests.max(1) as u64;
+        let mut requests = self.cfg.requests as f64;
+        if let Some(Benign::Traffic { step: from, factor }) = self.benign {
+            if step >= from {
+                requests *= factor;
+            }
+        }
+        let spread = self.cfg.realism.traffic_spread;
+        if spread > 0.0 {
+            requests *= 1.0 + self.aux.random_range(-spread..spread);
+        }
+        let requests = (requests.round() as usize).max(1);
+        let spacing = self.cfg.step_secs * NS / requests as u64;
         let faulting = self.faulting(step);
-        for r in 0..self.cfg.requests {
+        self.step_now = step;
+        for r in 0..requests {
             let trace: [u8; 16] = self.rng.random();
             let start = t0 + r as u64 * spacing;
             self.serve(0, start, &trace, None, faulting, &mut spans, &mut stats);
         }
+        let spans = self.export(spans, t0);
         let resource = |i: usize| {
             Some(Resource {
                 attributes: vec![
@@ -257,6 +392,29 @@ impl Scenario {
         let id: [u8; 8] = self.rng.random();
         let jitter = self.rng.random_range(0.85..1.15);
         let mut own = self.base[s] * jitter;
+        let r = &self.cfg.realism;
+        if r.latency_sigma > 0.0 {
+            // Log-normal from two uniforms (Box–Muller), without another dependency.
+            let (u1, u2): (f64, f64) = (
+                self.aux.random_range(f64::EPSILON..1.0),
+                self.aux.random_range(0.0..1.0),
+            );
+            let z = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
+            own *= (r.latency_sigma * z).exp();
+        }
+        if r.stall > 0.0 && self.aux.random_bool(r.stall) {
+            own *= self.aux.random_range(5.0..20.0);
+        }
+        if let Some(Benign::Deploy {
+            step,
+            service,
+            factor,
+        }) = self.benign
+        {
+            if service == s && self.step_now >= step {
+                own *= factor;
+            }
+        }
         let mut failed = self.rng.random_bool(0.002);
         if faulting && s == self.faulty {
             match self.fault {
@@ -322,6 +480,43 @@ impl Scenario {
             st.errors += 1;
         }
         (end - start, failed)
+    }
+}
+
+impl Scenario {
+    /// What each service's exporter sends this step: what it held from the last step, then this
+    /// step's spans that ended before its batch was cut; the rest waits for the next step. Lost
+    /// spans are dropped, and every timestamp is shifted by the host's clock skew.
+    fn export(&mut self, spans: Vec<Vec<Span>>, t0: u64) -> Vec<Vec<Span>> {
+        let r = self.cfg.realism.clone();
+        let step_ns = self.cfg.step_secs * NS;
+        let mut out = Vec::with_capacity(spans.len());
+        for (i, mut now) in spans.into_iter().enumerate() {
+            if r.span_loss > 0.0 {
+                let loss = r.span_loss;
+                now.retain(|_| !self.aux.random_bool(loss));
+            }
+            let skew = self.skew.get(i).copied().unwrap_or(0);
+            if skew != 0 {
+                for sp in now.iter_mut() {
+                    sp.start_time_unix_nano = sp.start_time_unix_nano.saturating_add_signed(skew);
+                    sp.end_time_unix_nano = sp.end_time_unix_nano.saturating_add_signed(skew);
+                }
+            }
+            let mut batch = std::mem::take(&mut self.carry[i]);
+            if r.split_exports {
+                let cut = (self.cut[i] + self.aux.random_range(-0.1..0.1)).clamp(0.0, 1.0);
+                let at = t0.saturating_add_signed(skew) + (cut * step_ns as f64) as u64;
+                let (early, late): (Vec<Span>, Vec<Span>) =
+                    now.into_iter().partition(|sp| sp.end_time_unix_nano <= at);
+                batch.extend(early);
+                self.carry[i] = late;
+            } else {
+                batch.extend(now);
+            }
+            out.push(batch);
+        }
+        out
     }
 }
 

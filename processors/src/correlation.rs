@@ -122,7 +122,10 @@ fn parse(id: &ComponentId, value: &Json) -> Result<CorrelationConfig, ConfigErro
         ("virtual_min_severity", c.virtual_min_severity),
     ] {
         if !(v.is_finite() && v >= 0.0) {
-            return Err(err(key, &format!("expected a number of 0 or more, got {v}")));
+            return Err(err(
+                key,
+                &format!("expected a number of 0 or more, got {v}"),
+            ));
         }
     }
     if c.max_members == 0 {
@@ -848,6 +851,48 @@ mod tests {
     }
 
     #[test]
+    fn edge_findings_know_their_virtual_nodes_and_band_multiples_match_the_body() {
+        let rec = |client: &str, server: &str, ct: &str, obs: f64| LogRecord {
+            event_name: "vigil.anomaly".into(),
+            attributes: vec![
+                kv_str("vigil.anomaly.state", "start"),
+                kv_str("client", client),
+                kv_str("server", server),
+                kv_str("connection_type", ct),
+                kv_str("vigil.anomaly.metric", "m"),
+                kv_str("vigil.anomaly.detector", "level_shift"),
+                kv_f64("vigil.anomaly.observed", obs),
+                kv_f64("vigil.anomaly.expected", 1.0),
+                kv_f64("vigil.anomaly.expected.lower", 0.999_999),
+                kv_f64("vigil.anomaly.expected.upper", 1.000_001),
+            ],
+            ..Default::default()
+        };
+        let node = |c, s, ct| to_event(&[], &rec(c, s, ct, 2.0)).map(|e| e.node);
+        assert_eq!(
+            node("web", "127.0.0.1:5001", "virtual_node"),
+            Some(Node::Address)
+        );
+        assert_eq!(
+            node("web", "sqlite@web", "database"),
+            Some(Node::Dependency)
+        );
+        assert_eq!(
+            node("web", "payments-api", "virtual_node"),
+            Some(Node::Dependency)
+        );
+        assert_eq!(node("user", "web", "virtual_node"), Some(Node::Service));
+        // A band of almost no width: the candidate line says "far", as the anomaly's body does,
+        // not "1000000.0×".
+        let e = to_event(&[], &rec("web", "api", "", 2.0)).expect("a finding");
+        assert_eq!(e.detail, "m far above its band");
+        assert!(e.band.is_some_and(|b| b > 1e5));
+        // Within one band width the detector part speaks.
+        let e = to_event(&[], &rec("web", "api", "", 1.000_000_5)).expect("a finding");
+        assert_eq!(e.detail, "m level shift (above)");
+    }
+
+    #[test]
     fn a_long_multibyte_pattern_body_is_cut_on_a_character() {
         let r = LogRecord {
             event_name: "vigil.pattern.new".into(),
@@ -904,6 +949,15 @@ mod tests {
         assert!(e.to_string().contains("gap"), "{e}");
         let e = parse(&id, &serde_json::json!({"max_members": 0})).unwrap_err();
         assert!(e.to_string().contains("max_members"), "{e}");
+        let e = parse(&id, &serde_json::json!({"min_severity": -1.0})).unwrap_err();
+        assert!(e.to_string().contains("min_severity"), "{e}");
+        let c = parse(
+            &id,
+            &serde_json::json!({"settle": "2s", "virtual_min_severity": 10}),
+        )
+        .unwrap();
+        assert_eq!(c.engine().settle_ns, 2_000_000_000);
+        assert_eq!(c.engine().virtual_min_severity, 10.0);
         assert!(parse(&id, &serde_json::json!({"window": "10m", "max_hops": 3})).is_ok());
     }
 }

@@ -2,13 +2,16 @@
 //! the pipeline's own parts: `servicegraph` pairs the spans into a dependency graph, the
 //! `anomalydetection` engine scores the per-service gauges, and the `correlation` code groups its events
 //! into incidents and ranks root causes. It reports how often the faulty service is ranked first and in
-//! the top 3, how many incidents each fault made, the compressions, and the time from fault to incident.
+//! the top 3, how many incidents each fault made, the compressions, the time from fault to incident, and
+//! the false incidents per hour of fault-free data. By default the scenarios carry what real traffic
+//! has (`vigil_loadgen::scenario::Realism::real`: noise, split export batches, lost spans, clock skew,
+//! a benign level shift); `--clean` runs the clean simulation.
 
 use serde_json::json;
-use std::time::Duration;
+use std::time::Instant;
 use vigil_core::{ComponentId, Telemetry};
 use vigil_detect::incident::{Correlator, EventKind, Status, Topology};
-use vigil_loadgen::scenario::{Scenario, ScenarioConfig};
+use vigil_loadgen::scenario::{Realism, Scenario, ScenarioConfig};
 use vigil_processors::anomaly::{config as anomaly_config, engine::Engine};
 use vigil_processors::correlation::{to_event, CorrelationConfig};
 use vigil_processors::servicegraph::{ServiceGraph, ServiceGraphConfig};
@@ -44,6 +47,10 @@ pub struct RcaArgs {
     /// Print the event and incident timeline of every scenario (for diagnosing misses).
     #[arg(long)]
     pub explain: bool,
+    /// The clean simulation: no noise beyond ±15%, one export batch per service and step, no lost
+    /// spans, no clock skew, no benign level shift.
+    #[arg(long)]
+    pub clean: bool,
 }
 
 /// One scenario's outcome.
@@ -61,6 +68,10 @@ struct Outcome {
     points: usize,
     top1: bool,
     top3: bool,
+    /// The first report naming the faulty service ranked it first.
+    first_top1: bool,
+    /// Opens of incidents that never held the faulty service, or that opened before the fault.
+    false_incidents: usize,
     /// Seconds of data time from the fault's start to the first incident containing the faulty service.
     to_incident_s: Option<f64>,
     top: Option<String>,
@@ -71,6 +82,11 @@ fn run_one(seed: u64, services: usize, args: &RcaArgs) -> anyhow::Result<Outcome
     let mut sc = Scenario::new(ScenarioConfig {
         seed,
         services,
+        realism: if args.clean {
+            Realism::none()
+        } else {
+            Realism::real()
+        },
         ..ScenarioConfig::default()
     });
     let id = ComponentId::new("servicegraph", None);
@@ -89,6 +105,7 @@ fn run_one(seed: u64, services: usize, args: &RcaArgs) -> anyhow::Result<Outcome
     if let Some(m) = args.min_members {
         corr_cfg.min_members = m;
     }
+    let settle_ns = corr_cfg.engine().settle_ns;
     let mut corr = Correlator::new(corr_cfg.engine(), 1);
     let faulty = sc.names[sc.faulty].clone();
     let sc_step_secs = sc.cfg.step_secs;
@@ -102,6 +119,8 @@ fn run_one(seed: u64, services: usize, args: &RcaArgs) -> anyhow::Result<Outcome
     };
     // The incident that holds the faulty service, and its last ranking.
     let mut best: Option<(u64, Vec<String>)> = None;
+    // Per incident id: opened before the fault, and whether it ever held the faulty service.
+    let mut opened: std::collections::BTreeMap<u64, (bool, bool)> = Default::default();
     let t0 = sc.time_of(0);
     if explain {
         println!(
@@ -138,6 +157,19 @@ fn run_one(seed: u64, services: usize, args: &RcaArgs) -> anyhow::Result<Outcome
             }
             if r.status == Status::Open {
                 out.incidents += 1;
+                opened
+                    .entry(r.incident.id)
+                    .or_insert((now < fault_ns, false));
+            }
+            let holds_faulty = r
+                .incident
+                .members
+                .iter()
+                .any(|m| m.service.as_deref() == Some(&faulty));
+            if holds_faulty {
+                if let Some(o) = opened.get_mut(&r.incident.id) {
+                    o.1 = true;
+                }
             }
             // The incident followed lives on in the one it was merged into.
             if let (Some(into), Some((id, _))) = (r.merged_into, &best) {
@@ -154,6 +186,8 @@ fn run_one(seed: u64, services: usize, args: &RcaArgs) -> anyhow::Result<Outcome
             if has && r.incident.last_ns >= fault_ns {
                 if out.to_incident_s.is_none() {
                     out.to_incident_s = Some(now.saturating_sub(fault_ns) as f64 / 1e9);
+                    out.first_top1 =
+                        r.candidates.first().map(|c| c.service.as_str()) == Some(faulty.as_str());
                 }
                 let cands = r.candidates.iter().map(|c| c.service.clone()).collect();
                 match &best {
@@ -163,12 +197,19 @@ fn run_one(seed: u64, services: usize, args: &RcaArgs) -> anyhow::Result<Outcome
             }
         }
     };
+    let mut last_mark: Option<Instant> = None;
     for step in 0..sc.cfg.steps {
         let (traces, metrics) = sc.step(step);
         let wall = (sc.time_of(step + 1)) as f64 / 1e9;
         let traces = Telemetry::Traces(traces);
+        let mark = Instant::now();
         sg.ingest(&traces);
-        sg.expire(Duration::from_secs(3600));
+        // The store's ttl in data time: a half waits one step (10 s, the default ttl) for its other
+        // half, which a split export batch delivers with the next step; older ones expire.
+        if let Some(m) = last_mark {
+            sg.expire(m.elapsed());
+        }
+        last_mark = Some(mark);
         let mut produced = engine.ingest(&Telemetry::Metrics(metrics), wall);
         if !args.gauges_only {
             engine.ingest(&traces, wall);
@@ -224,12 +265,23 @@ fn run_one(seed: u64, services: usize, args: &RcaArgs) -> anyhow::Result<Outcome
         note(reports, &mut out, now);
         let reports = corr.tick(now, topo);
         note(reports, &mut out, now);
+        // The live processor ticks every second; one tick once `settle` passed stands for those
+        // before the next step's data.
+        if settle_ns > 0 && settle_ns < sc.cfg.step_secs * 1_000_000_000 {
+            let later = now + settle_ns;
+            let reports = corr.tick(later, topo);
+            note(reports, &mut out, later);
+        }
     }
     // Every value a detector scored: gauge points, and per-window RED and edge values.
     out.points = usize::try_from(engine.counts().points).unwrap_or(usize::MAX);
     let topo: &dyn Topology = graph.as_ref();
     let reports = corr.close_all(topo);
     note(reports, &mut out, sc.time_of(sc.cfg.steps));
+    out.false_incidents = opened
+        .values()
+        .filter(|(before, held)| *before || !*held)
+        .count();
     if let Some((_, cands)) = best {
         out.top = cands.first().cloned();
         out.top1 = cands.first() == Some(&out.faulty);
@@ -289,6 +341,11 @@ pub fn run(args: RcaArgs) -> anyhow::Result<()> {
     let n = outs.len();
     let top1 = outs.iter().filter(|o| o.top1).count();
     let top3 = outs.iter().filter(|o| o.top3).count();
+    let first_top1 = outs.iter().filter(|o| o.first_top1).count();
+    let false_incidents: usize = outs.iter().map(|o| o.false_incidents).sum();
+    // Fault-free data time: every step outside the fault.
+    let d = ScenarioConfig::default();
+    let no_fault_h = n as f64 * (d.steps - d.fault_steps) as f64 * d.step_secs as f64 / 3600.0;
     let incidents: usize = outs.iter().map(|o| o.incidents).sum();
     let events: usize = outs.iter().map(|o| o.anomaly_events).sum();
     let points: usize = outs.iter().map(|o| o.points).sum();
@@ -328,6 +385,10 @@ pub fn run(args: RcaArgs) -> anyhow::Result<()> {
         "seed": args.seed,
         "top1_accuracy": ratio(top1, n),
         "top3_accuracy": ratio(top3, n),
+        "top1_first_report": ratio(first_top1, n),
+        "false_incidents": false_incidents,
+        "false_incidents_per_hour": if no_fault_h > 0.0 { false_incidents as f64 / no_fault_h } else { 0.0 },
+        "realism": !args.clean,
         "incidents_per_scenario": ratio(incidents, n),
         "faults_detected": ratio(detected.len(), n),
         // Two readings of 1 − incidents/anomaly events: per episode (the stricter), and per
