@@ -4,7 +4,10 @@
 //! one done at once, as if the backend were infinitely fast, so the figure is the queue's own cost:
 //! commit, read back, delete. Prints spans/s, spans per CPU-second, and bytes written per span.
 //!
-//! `cargo run --release -p vigil-exporters --example bench_queue -- [requests] [spans_per_request] [producers]`
+//! `cargo run --release -p vigil-exporters --example bench_queue -- [requests] [spans_per_request] [producers] [sealed]`
+//!
+//! With `sealed`, the store is wrapped in `SealedStorage` (AES-256-GCM, as `file_storage` with
+//! `encryption`), and the sealing cost alone is also measured on the same request bodies.
 //!
 //! The `Storage` here is a copy of the `file_storage` extension's redb calls (that extension lives in
 //! the agent crate, which this crate cannot depend on): one table, one write transaction per batch.
@@ -15,7 +18,7 @@ use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use redb::{Database, Durability, TableDefinition};
 use std::sync::Arc;
 use std::time::Instant;
-use vigil_core::storage::{KeyValues, StorageOp};
+use vigil_core::storage::{KeyValues, SealedStorage, SealingKey, StorageOp};
 use vigil_core::{Signal, Storage, StorageError, Telemetry};
 use vigil_exporters::helper::encode::proto_request;
 use vigil_exporters::helper::{Compression, Job, Persist, PersistentQueue, Queue};
@@ -156,7 +159,42 @@ fn cpu_seconds() -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
-async fn run(fsync: bool, requests: usize, spans: usize, producers: usize) {
+const BENCH_KEY: &str = "8f1e0c4a2b7d6e5f8f1e0c4a2b7d6e5f8f1e0c4a2b7d6e5f8f1e0c4a2b7d6e5f";
+
+/// Seals and opens the bodies on one thread, with nothing else in the way: the encryption's own cost.
+fn seal_only(bodies: &[Vec<u8>]) {
+    let key = SealingKey::from_hex(BENCH_KEY).expect("key");
+    let rounds = 200;
+    let bytes = (bodies.iter().map(Vec::len).sum::<usize>() * rounds) as f64;
+    let c0 = cpu_seconds();
+    let start = Instant::now();
+    let mut sealed = Vec::with_capacity(bodies.len());
+    for _ in 0..rounds {
+        sealed.clear();
+        for (i, b) in bodies.iter().enumerate() {
+            sealed.push(key.seal(&(i as u64).to_be_bytes(), b).expect("seal"));
+        }
+    }
+    let seal_s = start.elapsed().as_secs_f64();
+    let start = Instant::now();
+    for _ in 0..rounds {
+        for (i, s) in sealed.iter().enumerate() {
+            assert!(key.open(&(i as u64).to_be_bytes(), s).is_some());
+        }
+    }
+    let open_s = start.elapsed().as_secs_f64();
+    println!(
+        "seal only: {} bodies x {rounds}: seal {:.0} MB/s ({:.2} us per body), open {:.0} MB/s, \
+         cpu {:.2}s",
+        bodies.len(),
+        bytes / seal_s / 1e6,
+        seal_s * 1e6 / (bodies.len() * rounds) as f64,
+        bytes / open_s / 1e6,
+        cpu_seconds() - c0
+    );
+}
+
+async fn run(fsync: bool, sealed: bool, requests: usize, spans: usize, producers: usize) {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("queue.redb");
     let store = Arc::new(Redb {
@@ -167,10 +205,15 @@ async fn run(fsync: bool, requests: usize, spans: usize, producers: usize) {
             Durability::Eventual
         },
     });
-    let (queue, _) =
-        PersistentQueue::<Job<Body>>::open(store as Arc<dyn Storage>, requests, "bench")
-            .await
-            .expect("open queue");
+    let store: Arc<dyn Storage> = if sealed {
+        let key = SealingKey::from_hex(BENCH_KEY).expect("key");
+        Arc::new(SealedStorage::new(store, key, "bench"))
+    } else {
+        store
+    };
+    let (queue, _) = PersistentQueue::<Job<Body>>::open(store, requests, "bench")
+        .await
+        .expect("open queue");
     let queue = Arc::new(queue);
     // Bodies are built before the clock starts: the bench measures the queue, not the encoder.
     let bodies: Vec<Vec<u8>> = (0..64).map(|i| request(i * spans as u64, spans)).collect();
@@ -230,7 +273,7 @@ async fn run(fsync: bool, requests: usize, spans: usize, producers: usize) {
     let (w1, b1) = io_counters();
     let total = (per * producers * spans) as f64;
     println!(
-        "fsync={fsync:<5} requests={} spans/request={spans} producers={producers} body={body_len} B: \
+        "fsync={fsync:<5} sealed={sealed:<5} requests={} spans/request={spans} producers={producers} body={body_len} B: \
          pushed in {:.2}s ({:.0} spans/s), all delivered in {:.2}s ({:.0} spans/s), \
          cpu {:.2}s ({:.0} spans per cpu-second), written {:.1} B/span (write calls), \
          {:.1} B/span (block layer), file {} KiB",
@@ -257,7 +300,12 @@ async fn main() {
     let requests = args.first().copied().unwrap_or(5000);
     let spans = args.get(1).copied().unwrap_or(100);
     let producers = args.get(2).copied().unwrap_or(8);
+    let sealed = std::env::args().any(|a| a == "sealed");
+    if sealed {
+        let bodies: Vec<Vec<u8>> = (0..64).map(|i| request(i * spans as u64, spans)).collect();
+        seal_only(&bodies);
+    }
     for fsync in [false, true] {
-        run(fsync, requests, spans, producers).await;
+        run(fsync, sealed, requests, spans, producers).await;
     }
 }

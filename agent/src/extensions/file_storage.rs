@@ -228,10 +228,10 @@ impl Extension for FileStorage {
         if let Some((_, c)) = clients.iter().find(|(p, _)| *p == path) {
             return Some(Ok(c.clone()));
         }
-        Some(self.open_client(&path).map(|s| {
-            clients.push((path, s.clone()));
-            s
-        }))
+        Some(
+            self.open_client(&path)
+                .inspect(|s| clients.push((path, s.clone()))),
+        )
     }
 }
 
