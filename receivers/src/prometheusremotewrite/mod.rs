@@ -559,6 +559,38 @@ pub fn decoded_estimate(raw: &[u8], limit: usize) -> Option<usize> {
     Some(used)
 }
 
+/// One fuzz input through what a request meets: decoding under small limits, then the translation to
+/// OTLP. Panics if either panics, or if a request decodes that the estimate should have refused.
+/// Shared by the `prometheus_remote_write` fuzz target (which passes raw snappy bodies) and the
+/// randomised test.
+pub fn fuzz_decode(data: &[u8]) {
+    let limits = Limits {
+        decompressed: 1 << 20,
+        decoded: 1 << 22,
+    };
+    // Both the body as sent and, so that mutations reach the protobuf, the input as the payload.
+    let wrapped = snap::raw::Encoder::new()
+        .compress_vec(data)
+        .unwrap_or_default();
+    for body in [data, wrapped.as_slice()] {
+        let Ok(req) = decode_body(body, &limits) else {
+            continue;
+        };
+        let shared = Shared {
+            id: "fuzz".into(),
+            next: NextConsumers::new(),
+            threshold: Duration::from_secs(3600 * 24 * 365 * 100),
+            families: RwLock::new(HashMap::new()),
+            accepted: Counter::noop(),
+            refused: Counter::noop(),
+            too_large: Counter::noop(),
+            limits,
+        };
+        let rms = shared.translate(req, SystemTime::now());
+        let _ = Telemetry::Metrics(rms).item_count();
+    }
+}
+
 fn ms_to_ns(ms: i64) -> u64 {
     (ms.max(0) as u64).saturating_mul(1_000_000)
 }

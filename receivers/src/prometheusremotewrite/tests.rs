@@ -400,3 +400,51 @@ async fn too_large_is_413_and_counted() {
     assert_eq!(count, Some(DebugValue::Counter(1)));
     r.shutdown().await.unwrap();
 }
+
+/// Random mutations of valid requests through decoding and translation, from a fixed seed;
+/// `VIGIL_FUZZ_ITERS` runs it longer.
+#[test]
+fn random_bodies_never_panic_the_decoder() {
+    let iters: u64 = std::env::var("VIGIL_FUZZ_ITERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5_000);
+    let mut seed_req = WriteRequest {
+        timeseries: vec![
+            series("up", &[("a", "b")], 1.0, now_ms()),
+            series("x_total", &[], 2.0, now_ms()),
+        ],
+        metadata: vec![MetricMetadata {
+            r#type: MetricType::Counter as i32,
+            metric_family_name: "x".into(),
+            help: "h".into(),
+            unit: "u".into(),
+        }],
+    };
+    seed_req.timeseries[0].exemplars.push(proto::Exemplar {
+        labels: vec![label("trace_id", "abc")],
+        value: 1.0,
+        timestamp: now_ms(),
+    });
+    let seed = seed_req.encode_to_vec();
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for _ in 0..iters {
+        let mut body = seed.clone();
+        for _ in 0..=(next() % 6) {
+            let at = (next() as usize) % body.len().max(1);
+            match next() % 4 {
+                0 if !body.is_empty() => body[at] = next() as u8,
+                1 => body.insert(at.min(body.len()), next() as u8),
+                2 => body.truncate(at),
+                _ => body.extend_from_slice(seed.get(at..).unwrap_or_default()),
+            }
+        }
+        fuzz_decode(&body);
+    }
+}

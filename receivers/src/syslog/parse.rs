@@ -420,3 +420,71 @@ mod tests {
         assert_eq!((used, e), (b.len(), None));
     }
 }
+
+/// One fuzz input through TCP framing as a connection reads it: the first byte picks `max_octets`
+/// and the trailer, the rest arrives in chunks whose sizes the input also picks. Panics if framing
+/// panics or breaks an invariant: no frame over `max`, never more bytes used than held, and the
+/// buffer a connection keeps never beyond what one frame and one read can hold. Shared by the
+/// `syslog_framing` fuzz target and the randomised test.
+pub fn fuzz_framing(data: &[u8]) {
+    let Some((&sel, rest)) = data.split_first() else {
+        return;
+    };
+    let max = 1 + (usize::from(sel) * 37) % 300;
+    let trailer = if sel & 1 == 0 { b'\n' } else { 0 };
+    let mut buf: Vec<u8> = Vec::new();
+    let mut input = rest;
+    while !input.is_empty() {
+        let take = 1 + usize::from(input[0]) % 64;
+        let (chunk, tail) = input.split_at(take.min(input.len()));
+        input = tail;
+        buf.extend_from_slice(chunk);
+        let (frames, used, err) = frames(&buf, trailer, max);
+        assert!(used <= buf.len());
+        assert!(frames.iter().all(|f| f.len() <= max), "a frame over max");
+        if err.is_some() {
+            return;
+        }
+        buf.drain(..used);
+        // What is left is one incomplete frame: its count, a space and at most `max` bytes.
+        assert!(
+            buf.len() <= max + 1 + max.to_string().len() + 64,
+            "{} bytes held",
+            buf.len()
+        );
+    }
+}
+
+#[cfg(test)]
+mod fuzz_tests {
+    /// Random streams through framing, from a fixed seed; `VIGIL_FUZZ_ITERS` runs it longer.
+    #[test]
+    fn random_streams_never_break_framing() {
+        let iters: u64 = std::env::var("VIGIL_FUZZ_ITERS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(20_000);
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let alphabet = b"0123456789 <>\n\0abc18446744073709551615";
+        for _ in 0..iters {
+            let len = (next() % 600) as usize;
+            let data: Vec<u8> = (0..len)
+                .map(|_| {
+                    let r = next();
+                    if r % 4 == 0 {
+                        r as u8
+                    } else {
+                        alphabet[(r as usize >> 8) % alphabet.len()]
+                    }
+                })
+                .collect();
+            super::fuzz_framing(&data);
+        }
+    }
+}
