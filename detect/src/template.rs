@@ -504,7 +504,7 @@ impl TemplateMiner {
         let c = self.slots[slot as usize].as_ref()?;
         let mut found = None;
         for (i, (t, l)) in c.tokens.iter().zip(tokens.iter()).enumerate() {
-            if &**t == l || &**t == PARAM || (is_variable(t) && is_variable(l)) {
+            if &**t == l || &**t == PARAM || key_param(t, l) || (is_variable(t) && is_variable(l)) {
                 continue;
             }
             if found.is_some() || is_variable(t) || is_variable(l) {
@@ -968,17 +968,19 @@ fn similarity(template: &[Box<str>], line: &Tokens) -> Similarity {
             }
             continue;
         }
-        if &**t != PARAM {
-            s.changes += 1;
-        }
         if lv && is_variable(t) {
             s.same += 1;
+            s.changes += usize::from(&**t != PARAM);
             continue;
         }
         s.compared += 1;
         if &**t == PARAM {
             s.params += 1;
+        } else if key_param(t, l) {
+            s.same += 1;
+            s.same_words += 1;
         } else {
+            s.changes += 1;
             s.words_differ += 1;
             s.differ += 1;
         }
@@ -986,10 +988,25 @@ fn similarity(template: &[Box<str>], line: &Tokens) -> Similarity {
     s
 }
 
+/// A template's `key=<*>` takes any value of that key.
+fn key_param(t: &str, l: &str) -> bool {
+    t.strip_suffix(PARAM)
+        .is_some_and(|k| k.ends_with('=') && k.len() > 1 && l.starts_with(k))
+}
+
 /// The token that generalises two different tokens: `<*>`, keeping the brackets and punctuation that
 /// two variables share around their values (`(<*>)` and `()` give `(<*>)`, not `<*>`).
 fn merge_variables(t: &str, l: &str) -> Box<str> {
     if !(is_variable(t) && is_variable(l)) {
+        // `user=root` and `user=guest` give `user=<*>`: the key is the structure.
+        if let (Some(a), Some(b)) = (t.find('='), l.find('=')) {
+            if a == b && t[..a] == l[..b] && a > 0 {
+                let mut out = String::with_capacity(a + 1 + PARAM.len());
+                out.push_str(&t[..=a]);
+                out.push_str(PARAM);
+                return out.into();
+            }
+        }
         return PARAM.into();
     }
     let edge = |c: u8| !c.is_ascii_alphanumeric() && c != b'<' && c != b'>' && c != b'*';
@@ -1189,6 +1206,30 @@ mod tests {
         let t = one_leaf.get(resolved[0].0).expect("live");
         // Kind 0 sees all five names: the name became a variable in the indexed leaf too.
         assert_eq!(t.template, "kaax openaay modeaaz <*> from <*> in <*>");
+    }
+
+    /// `tty=ssh` stays a word; `user=<name>` becomes `user=<*>` once three names are seen, and then
+    /// takes any name.
+    #[test]
+    fn key_value_names_stay_until_they_vary() {
+        let mut m = miner();
+        let mut ids = Vec::new();
+        for (i, user) in ["root", "guest", "test", "admin", "root"]
+            .iter()
+            .enumerate()
+        {
+            let line =
+                format!("authentication failure; uid=0 tty=ssh rhost=10.0.0.{i} user={user}");
+            ids.push(m.add(&line).id);
+        }
+        let last = m.get(ids[4]).expect("live");
+        assert_eq!(
+            last.template,
+            "authentication failure; uid=<*> tty=ssh rhost=<*> user=<*>"
+        );
+        assert_eq!(last.count, 5);
+        assert_eq!(m.len(), 1);
+        assert_eq!(ids[3], ids[4]);
     }
 
     #[test]

@@ -26,8 +26,10 @@ struct Index {
     postings: HashMap<u64, Vec<u32>>,
 }
 
-/// The key of a word at a position.
+/// The key of a word at a position. A `key=value` word is filed under its `key=` alone, since a
+/// template's `key=<*>` takes any value of the key.
 fn key(pos: usize, word: &str) -> u64 {
+    let word = word.find('=').map_or(word, |eq| &word[..=eq]);
     let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ (pos as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     for &b in word.as_bytes() {
         h ^= u64::from(b);

@@ -25,6 +25,12 @@ pub struct MaskConfig {
     pub paths: bool,
     /// The value in `key=value` (the key is kept): `uid=0` becomes `uid=<*>`.
     pub key_values: bool,
+    /// A `key=value` whose value is a plain word of letters (`tty=ssh`) keeps it; it becomes
+    /// `key=<*>` only once templates are seen to differ there. Not a user setting: it is one of the
+    /// rules chosen by the leave-one-dataset-out evaluation.
+    #[doc(hidden)]
+    #[serde(skip)]
+    pub key_value_names: bool,
     /// Text between double quotes, or single quotes opening a token, even across spaces.
     pub quoted: bool,
     /// Host names: dotted lower-case names with a top-level-domain-like last label
@@ -43,6 +49,7 @@ impl Default for MaskConfig {
             dates: true,
             paths: true,
             key_values: true,
+            key_value_names: true,
             quoted: true,
             hosts: true,
             extra: Vec::new(),
@@ -243,7 +250,7 @@ impl Masker {
         // Fast path: most words of most lines are plain words.
         if !bytes
             .iter()
-            .any(|&c| c.is_ascii_digit() || matches!(c, b'=' | b'/' | b'.'))
+            .any(|&c| c.is_ascii_digit() || matches!(c, b'=' | b'/' | b'.' | b'\\'))
         {
             out.buf.push_str(word);
             return false;
@@ -256,7 +263,11 @@ impl Masker {
             if let Some(eq) = key_value_split(word) {
                 out.buf.push_str(&word[..=eq]);
                 let value = &word[eq + 1..];
-                if !value.is_empty() {
+                if self.config.key_value_names && is_name(value.trim_end_matches([',', ';'])) {
+                    // `tty=ssh`, `user=root`: a name is a word like any other; the sibling rule makes
+                    // it `key=<*>` once it is seen to vary.
+                    out.buf.push_str(value);
+                } else if !value.is_empty() {
                     // The value keeps only trailing punctuation such as `,` or `;`.
                     let trimmed = value.trim_end_matches([',', ';', ')', ']']);
                     out.buf.push_str(PARAM);
@@ -525,6 +536,13 @@ fn is_path_or_url(word: &str) -> bool {
     if let Some(p) = word.contains(':').then(|| word.find("://")).flatten() {
         return p > 0 && word[..p].bytes().all(|c| c.is_ascii_alphabetic());
     }
+    // A Windows path (`C:\Windows\x.dll`) with at least two components.
+    let b = word.as_bytes();
+    if b.len() > 3 && b[0].is_ascii_alphabetic() && b[1] == b':' && b[2] == b'\\' {
+        return word[3..]
+            .trim_end_matches(['\\', ',', ';', ')', ']', '.', ':'])
+            .contains('\\');
+    }
     // An absolute path has at least two components; `/10.0.0.1:80` (one component) is left to the
     // segment rules so that its parts are masked one by one.
     let rest = word.strip_prefix('/').or_else(|| word.strip_prefix("~/"));
@@ -611,10 +629,14 @@ mod tests {
     #[test]
     fn paths_urls_key_values_quotes_hosts() {
         assert_eq!(masked("ok /etc/httpd/conf/workers2.properties"), "ok <*>");
+        assert_eq!(
+            masked(r"Core: C:\Windows\winsxs\amd64_x_6.1.7601\cbscore.dll C:\tmp"),
+            r"Core: <*> C:\tmp"
+        );
         assert_eq!(masked("GET https://example.com/a?b=1 done"), "GET <*> done");
         assert_eq!(
-            masked("uid=0 euid=0 ruser= user=root,"),
-            "uid=<*> euid=<*> ruser= user=<*>,"
+            masked("uid=0 euid=0 ruser= user=root, rhost=a-1.b.net"),
+            "uid=<*> euid=<*> ruser= user=root, rhost=<*>"
         );
         assert_eq!(
             masked(r#"table "my big table" created"#),
