@@ -88,6 +88,8 @@ fn every_error_in_a_block_or_list_is_reported() {
     assert_errors(
         "every_error.yaml",
         &[
+            "receivers::filelog::operators::0::on_error: ",
+            "receivers::filelog::operators::1::regex: the regex has no named capture groups",
             "processors::resourcedetection::detectors::1: unknown detector \"nosuchcloud\"",
             "processors::resourcedetection::detectors::2: unknown detector \"othercloud\"",
             "processors::resourcedetection::system::resource_attributes::host.also.made.up: unknown attribute",

@@ -291,7 +291,10 @@ pub fn load(id: &ComponentId, value: &Value) -> Result<Checked, ConfigError> {
             None => return Err(err(id, "encoding", format!("unknown encoding {other:?}"))),
         },
     };
-    let pipeline = Pipeline::build(&raw.operators).map_err(|(p, m)| err(id, &p, m))?;
+    let pipeline = Pipeline::build_all(&raw.operators).map_err(|errors| {
+        let all = errors.into_iter().map(|(p, m)| err(id, &p, m)).collect();
+        ConfigError::join(all).unwrap_or_else(|| err(id, "operators", "cannot be built"))
+    })?;
     let storage = raw
         .storage
         .as_deref()

@@ -412,51 +412,25 @@ fn to_value(j: &Json) -> Value {
 impl Pipeline {
     /// Compiles the `operators` list. An error is `(key path under operators, message)`.
     pub fn build(configs: &[OperatorConfig]) -> Result<Pipeline, (String, String)> {
+        Pipeline::build_all(configs).map_err(|mut errors| errors.swap_remove(0))
+    }
+
+    /// [`Pipeline::build`], reporting every operator that does not compile rather than the first.
+    pub fn build_all(configs: &[OperatorConfig]) -> Result<Pipeline, Vec<(String, String)>> {
         let mut ops = Vec::with_capacity(configs.len());
         let mut outputs: Vec<(Option<String>, Vec<String>, Option<String>)> = Vec::new();
+        let mut errors = Vec::new();
         for (i, c) in configs.iter().enumerate() {
             let path = format!("operators::{i}");
             let p = path.as_str();
-            let (id, output, op) = match c {
-                OperatorConfig::JsonParser(c) => (
-                    c.id.clone().unwrap_or_else(|| "json_parser".into()),
-                    c.output.clone(),
-                    Op {
-                        id: String::new(),
-                        kind: Kind::Json {
-                            from: field(
-                                p,
-                                "parse_from",
-                                c.parse_from.as_deref().unwrap_or("body"),
-                            )?,
-                            to: field(
-                                p,
-                                "parse_to",
-                                c.parse_to.as_deref().unwrap_or("attributes"),
-                            )?,
-                        },
-                        cond: cond(p, &c.if_)?,
-                        on_error: on_error(p, &c.on_error)?,
-                        ts: ts_step(p, &c.timestamp)?,
-                        sev: sev_step(p, &c.severity)?,
-                        next: Next::Emit,
-                    },
-                ),
-                OperatorConfig::RegexParser(c) => {
-                    let re = vigil_core::config::re2_regex(&c.regex)
-                        .map_err(|e| (format!("{p}::regex"), format!("invalid regex: {e}")))?;
-                    if re.capture_names().flatten().next().is_none() {
-                        return Err((
-                            format!("{p}::regex"),
-                            "the regex has no named capture groups ((?P<name>...))".into(),
-                        ));
-                    }
-                    (
-                        c.id.clone().unwrap_or_else(|| "regex_parser".into()),
+            let built = || -> Result<(String, Option<String>, Op), (String, String)> {
+                Ok(match c {
+                    OperatorConfig::JsonParser(c) => (
+                        c.id.clone().unwrap_or_else(|| "json_parser".into()),
                         c.output.clone(),
                         Op {
                             id: String::new(),
-                            kind: Kind::Regex {
+                            kind: Kind::Json {
                                 from: field(
                                     p,
                                     "parse_from",
@@ -467,7 +441,6 @@ impl Pipeline {
                                     "parse_to",
                                     c.parse_to.as_deref().unwrap_or("attributes"),
                                 )?,
-                                re,
                             },
                             cond: cond(p, &c.if_)?,
                             on_error: on_error(p, &c.on_error)?,
@@ -475,164 +448,92 @@ impl Pipeline {
                             sev: sev_step(p, &c.severity)?,
                             next: Next::Emit,
                         },
-                    )
-                }
-                OperatorConfig::Timestamp(c) => (
-                    c.id.clone().unwrap_or_else(|| "timestamp".into()),
-                    c.output.clone(),
-                    Op {
-                        id: String::new(),
-                        kind: Kind::Timestamp,
-                        cond: cond(p, &c.if_)?,
-                        on_error: on_error(p, &c.on_error)?,
-                        ts: ts_step(
-                            p,
-                            &Some(TimestampConfig {
-                                parse_from: c.parse_from.clone(),
-                                layout_type: c.layout_type.clone(),
-                                layout: c.layout.clone(),
-                                location: c.location.clone(),
-                            }),
-                        )?,
-                        sev: None,
-                        next: Next::Emit,
-                    },
-                ),
-                OperatorConfig::Severity(c) => (
-                    c.id.clone().unwrap_or_else(|| "severity".into()),
-                    c.output.clone(),
-                    Op {
-                        id: String::new(),
-                        kind: Kind::Severity,
-                        cond: cond(p, &c.if_)?,
-                        on_error: on_error(p, &c.on_error)?,
-                        ts: None,
-                        sev: sev_step(
-                            p,
-                            &Some(SeverityConfig {
-                                parse_from: c.parse_from.clone(),
-                                mapping: c.mapping.clone(),
-                                preset: c.preset.clone(),
-                                overwrite_text: c.overwrite_text,
-                            }),
-                        )?,
-                        next: Next::Emit,
-                    },
-                ),
-                OperatorConfig::Move(c) => (
-                    c.id.clone().unwrap_or_else(|| "move".into()),
-                    c.output.clone(),
-                    Op {
-                        id: String::new(),
-                        kind: Kind::Move {
-                            from: field(p, "from", &c.from)?,
-                            to: field(p, "to", &c.to)?,
-                        },
-                        cond: cond(p, &c.if_)?,
-                        on_error: on_error(p, &c.on_error)?,
-                        ts: None,
-                        sev: None,
-                        next: Next::Emit,
-                    },
-                ),
-                OperatorConfig::Remove(c) => (
-                    c.id.clone().unwrap_or_else(|| "remove".into()),
-                    c.output.clone(),
-                    Op {
-                        id: String::new(),
-                        kind: Kind::Remove {
-                            field: field(p, "field", &c.field)?,
-                        },
-                        cond: cond(p, &c.if_)?,
-                        on_error: on_error(p, &c.on_error)?,
-                        ts: None,
-                        sev: None,
-                        next: Next::Emit,
-                    },
-                ),
-                OperatorConfig::Add(c) => (
-                    c.id.clone().unwrap_or_else(|| "add".into()),
-                    c.output.clone(),
-                    Op {
-                        id: String::new(),
-                        kind: Kind::Add {
-                            field: field(p, "field", &c.field)?,
-                            value: to_value(&c.value),
-                        },
-                        cond: cond(p, &c.if_)?,
-                        on_error: on_error(p, &c.on_error)?,
-                        ts: None,
-                        sev: None,
-                        next: Next::Emit,
-                    },
-                ),
-                OperatorConfig::Router(c) => {
-                    let mut routes = Vec::new();
-                    for (j, r) in c.routes.iter().enumerate() {
-                        let e = Expr::parse(&r.expr)
-                            .map_err(|e| (format!("{p}::routes::{j}::expr"), e))?;
-                        let attrs = r
-                            .attributes
-                            .iter()
-                            .map(|(k, v)| KeyValue {
-                                key: k.clone(),
-                                value: Some(AnyValue {
-                                    value: Some(to_value(v)),
-                                }),
-                                ..Default::default()
-                            })
-                            .collect();
-                        routes.push((e, attrs, Next::Drop));
-                    }
-                    (
-                        c.id.clone().unwrap_or_else(|| "router".into()),
-                        None,
-                        Op {
-                            id: String::new(),
-                            kind: Kind::Router {
-                                routes,
-                                default: Next::Drop,
-                            },
-                            cond: None,
-                            on_error: on_error(p, &c.on_error)?,
-                            ts: None,
-                            sev: None,
-                            next: Next::Emit,
-                        },
-                    )
-                }
-                OperatorConfig::Container(c) => {
-                    let max = match &c.max_log_size {
-                        None => 0,
-                        Some(Json::Number(n)) => n.as_u64().unwrap_or(0) as usize,
-                        Some(Json::String(s)) => crate::filelog::config::parse_size(s)
-                            .map_err(|e| (format!("{p}::max_log_size"), e))?,
-                        Some(_) => {
+                    ),
+                    OperatorConfig::RegexParser(c) => {
+                        let re = vigil_core::config::re2_regex(&c.regex)
+                            .map_err(|e| (format!("{p}::regex"), format!("invalid regex: {e}")))?;
+                        if re.capture_names().flatten().next().is_none() {
                             return Err((
-                                format!("{p}::max_log_size"),
-                                "expected a size such as 1MiB".into(),
-                            ))
+                                format!("{p}::regex"),
+                                "the regex has no named capture groups ((?P<name>...))".into(),
+                            ));
                         }
-                    };
-                    (
-                        c.id.clone().unwrap_or_else(|| "container".into()),
+                        (
+                            c.id.clone().unwrap_or_else(|| "regex_parser".into()),
+                            c.output.clone(),
+                            Op {
+                                id: String::new(),
+                                kind: Kind::Regex {
+                                    from: field(
+                                        p,
+                                        "parse_from",
+                                        c.parse_from.as_deref().unwrap_or("body"),
+                                    )?,
+                                    to: field(
+                                        p,
+                                        "parse_to",
+                                        c.parse_to.as_deref().unwrap_or("attributes"),
+                                    )?,
+                                    re,
+                                },
+                                cond: cond(p, &c.if_)?,
+                                on_error: on_error(p, &c.on_error)?,
+                                ts: ts_step(p, &c.timestamp)?,
+                                sev: sev_step(p, &c.severity)?,
+                                next: Next::Emit,
+                            },
+                        )
+                    }
+                    OperatorConfig::Timestamp(c) => (
+                        c.id.clone().unwrap_or_else(|| "timestamp".into()),
                         c.output.clone(),
                         Op {
                             id: String::new(),
-                            kind: Kind::Container {
-                                from: field(
-                                    p,
-                                    "parse_from",
-                                    c.parse_from.as_deref().unwrap_or("body"),
-                                )?,
-                                op: ContainerOp {
-                                    format: Format::parse(&c.format)
-                                        .map_err(|e| (format!("{p}::format"), e))?,
-                                    add_metadata_from_filepath: c
-                                        .add_metadata_from_filepath
-                                        .unwrap_or(true),
-                                    max_log_size: max,
-                                },
+                            kind: Kind::Timestamp,
+                            cond: cond(p, &c.if_)?,
+                            on_error: on_error(p, &c.on_error)?,
+                            ts: ts_step(
+                                p,
+                                &Some(TimestampConfig {
+                                    parse_from: c.parse_from.clone(),
+                                    layout_type: c.layout_type.clone(),
+                                    layout: c.layout.clone(),
+                                    location: c.location.clone(),
+                                }),
+                            )?,
+                            sev: None,
+                            next: Next::Emit,
+                        },
+                    ),
+                    OperatorConfig::Severity(c) => (
+                        c.id.clone().unwrap_or_else(|| "severity".into()),
+                        c.output.clone(),
+                        Op {
+                            id: String::new(),
+                            kind: Kind::Severity,
+                            cond: cond(p, &c.if_)?,
+                            on_error: on_error(p, &c.on_error)?,
+                            ts: None,
+                            sev: sev_step(
+                                p,
+                                &Some(SeverityConfig {
+                                    parse_from: c.parse_from.clone(),
+                                    mapping: c.mapping.clone(),
+                                    preset: c.preset.clone(),
+                                    overwrite_text: c.overwrite_text,
+                                }),
+                            )?,
+                            next: Next::Emit,
+                        },
+                    ),
+                    OperatorConfig::Move(c) => (
+                        c.id.clone().unwrap_or_else(|| "move".into()),
+                        c.output.clone(),
+                        Op {
+                            id: String::new(),
+                            kind: Kind::Move {
+                                from: field(p, "from", &c.from)?,
+                                to: field(p, "to", &c.to)?,
                             },
                             cond: cond(p, &c.if_)?,
                             on_error: on_error(p, &c.on_error)?,
@@ -640,7 +541,121 @@ impl Pipeline {
                             sev: None,
                             next: Next::Emit,
                         },
-                    )
+                    ),
+                    OperatorConfig::Remove(c) => (
+                        c.id.clone().unwrap_or_else(|| "remove".into()),
+                        c.output.clone(),
+                        Op {
+                            id: String::new(),
+                            kind: Kind::Remove {
+                                field: field(p, "field", &c.field)?,
+                            },
+                            cond: cond(p, &c.if_)?,
+                            on_error: on_error(p, &c.on_error)?,
+                            ts: None,
+                            sev: None,
+                            next: Next::Emit,
+                        },
+                    ),
+                    OperatorConfig::Add(c) => (
+                        c.id.clone().unwrap_or_else(|| "add".into()),
+                        c.output.clone(),
+                        Op {
+                            id: String::new(),
+                            kind: Kind::Add {
+                                field: field(p, "field", &c.field)?,
+                                value: to_value(&c.value),
+                            },
+                            cond: cond(p, &c.if_)?,
+                            on_error: on_error(p, &c.on_error)?,
+                            ts: None,
+                            sev: None,
+                            next: Next::Emit,
+                        },
+                    ),
+                    OperatorConfig::Router(c) => {
+                        let mut routes = Vec::new();
+                        for (j, r) in c.routes.iter().enumerate() {
+                            let e = Expr::parse(&r.expr)
+                                .map_err(|e| (format!("{p}::routes::{j}::expr"), e))?;
+                            let attrs = r
+                                .attributes
+                                .iter()
+                                .map(|(k, v)| KeyValue {
+                                    key: k.clone(),
+                                    value: Some(AnyValue {
+                                        value: Some(to_value(v)),
+                                    }),
+                                    ..Default::default()
+                                })
+                                .collect();
+                            routes.push((e, attrs, Next::Drop));
+                        }
+                        (
+                            c.id.clone().unwrap_or_else(|| "router".into()),
+                            None,
+                            Op {
+                                id: String::new(),
+                                kind: Kind::Router {
+                                    routes,
+                                    default: Next::Drop,
+                                },
+                                cond: None,
+                                on_error: on_error(p, &c.on_error)?,
+                                ts: None,
+                                sev: None,
+                                next: Next::Emit,
+                            },
+                        )
+                    }
+                    OperatorConfig::Container(c) => {
+                        let max = match &c.max_log_size {
+                            None => 0,
+                            Some(Json::Number(n)) => n.as_u64().unwrap_or(0) as usize,
+                            Some(Json::String(s)) => crate::filelog::config::parse_size(s)
+                                .map_err(|e| (format!("{p}::max_log_size"), e))?,
+                            Some(_) => {
+                                return Err((
+                                    format!("{p}::max_log_size"),
+                                    "expected a size such as 1MiB".into(),
+                                ))
+                            }
+                        };
+                        (
+                            c.id.clone().unwrap_or_else(|| "container".into()),
+                            c.output.clone(),
+                            Op {
+                                id: String::new(),
+                                kind: Kind::Container {
+                                    from: field(
+                                        p,
+                                        "parse_from",
+                                        c.parse_from.as_deref().unwrap_or("body"),
+                                    )?,
+                                    op: ContainerOp {
+                                        format: Format::parse(&c.format)
+                                            .map_err(|e| (format!("{p}::format"), e))?,
+                                        add_metadata_from_filepath: c
+                                            .add_metadata_from_filepath
+                                            .unwrap_or(true),
+                                        max_log_size: max,
+                                    },
+                                },
+                                cond: cond(p, &c.if_)?,
+                                on_error: on_error(p, &c.on_error)?,
+                                ts: None,
+                                sev: None,
+                                next: Next::Emit,
+                            },
+                        )
+                    }
+                })
+            };
+            let (id, output, op) = match built() {
+                Ok(b) => b,
+                Err(e) => {
+                    errors.push(e);
+                    continue;
                 }
             };
             let route_outputs = match c {
@@ -654,10 +669,21 @@ impl Pipeline {
             outputs.push((output, route_outputs, default));
             ops.push(Op { id, ..op });
         }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
         let explicit: Vec<Option<&str>> = configs.iter().map(|c| c.id()).collect();
         for (op, id) in ops.iter_mut().zip(default_ids(configs, &explicit)) {
             op.id = id;
         }
+        Pipeline::link(ops, outputs).map_err(|e| vec![e])
+    }
+
+    /// Points each operator at the next one: its `output`, its routes, or the one after it.
+    fn link(
+        mut ops: Vec<Op>,
+        outputs: Vec<(Option<String>, Vec<String>, Option<String>)>,
+    ) -> Result<Pipeline, (String, String)> {
         // Resolve outputs to indices. Only forward references are allowed, which rules out cycles.
         let ids: Vec<String> = ops.iter().map(|o| o.id.clone()).collect();
         for (i, id) in ids.iter().enumerate() {

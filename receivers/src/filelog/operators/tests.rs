@@ -198,3 +198,26 @@ fn router_expr_with_a_go_literal_brace() {
     assert_eq!(out.len(), 1);
     assert_eq!(get_str(&out[0].attributes, "b"), Some("c"));
 }
+
+#[test]
+fn every_operator_that_does_not_compile_is_reported() {
+    let v: Vec<OperatorConfig> = serde_saphyr::from_str(
+        r#"
+- type: regex_parser
+  regex: '(unclosed'
+- type: move
+  from: attributes.a
+  to: attributes.b
+- type: regex_parser
+  regex: 'no named groups'
+"#,
+    )
+    .unwrap();
+    let errors = Pipeline::build_all(&v).err().unwrap_or_default();
+    let paths: Vec<&str> = errors.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(
+        paths,
+        ["operators::0::regex", "operators::2::regex"],
+        "{errors:?}"
+    );
+}
