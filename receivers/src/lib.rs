@@ -7,6 +7,7 @@ pub mod prometheus;
 pub mod prometheusremotewrite;
 pub mod serve;
 pub mod syslog;
+pub mod tls;
 
 use std::sync::Arc;
 use vigil_core::ReceiverFactory;

@@ -56,6 +56,8 @@ pub struct ServeOptions {
     /// Connections older than this are asked to close (HTTP/2 GOAWAY), then given `age_grace`.
     pub max_connection_age: Option<Duration>,
     pub max_connection_age_grace: Option<Duration>,
+    /// TLS, if any; the handshake must finish within `read_header_timeout`.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Default for ServeOptions {
@@ -69,6 +71,7 @@ impl Default for ServeOptions {
             keepalive: None,
             max_connection_age: None,
             max_connection_age_grace: None,
+            tls: None,
         }
     }
 }
@@ -119,6 +122,9 @@ pub struct ConnCounters {
     pub timed_out: Counter,
     /// Idle connections closed to make room for a new one at the cap.
     pub evicted: Counter,
+    /// TLS handshakes that failed or did not finish in time (a client without a valid certificate
+    /// under mutual TLS, a plaintext client on a TLS port).
+    pub tls_failed: Counter,
 }
 
 impl ConnCounters {
@@ -129,6 +135,7 @@ impl ConnCounters {
             refused: metrics::counter!("vigil_listener_connections_refused", &labels),
             timed_out: metrics::counter!("vigil_listener_connections_timed_out", &labels),
             evicted: metrics::counter!("vigil_listener_connections_evicted", &labels),
+            tls_failed: metrics::counter!("vigil_listener_tls_handshakes_failed", &labels),
         }
     }
 }
@@ -251,7 +258,30 @@ pub async fn serve(
             router.clone(),
         );
         tasks.spawn(async move {
-            serve_conn(sock, router, &state, &opts, &counters, &stop).await;
+            match &opts.tls {
+                None => serve_conn(sock, router, &state, &opts, &counters, &stop).await,
+                Some(tls) => {
+                    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::clone(tls));
+                    let handshake =
+                        tokio::time::timeout(opts.read_header_timeout, acceptor.accept(sock));
+                    let tls_sock = tokio::select! {
+                        r = handshake => r,
+                        _ = state.evict.cancelled() => return,
+                        _ = stop.cancelled() => return,
+                    };
+                    match tls_sock {
+                        Ok(Ok(s)) => serve_conn(s, router, &state, &opts, &counters, &stop).await,
+                        Ok(Err(e)) => {
+                            counters.tls_failed.increment(1);
+                            tracing::debug!(error = %e, "TLS handshake failed");
+                        }
+                        Err(_) => {
+                            counters.tls_failed.increment(1);
+                            counters.timed_out.increment(1);
+                        }
+                    }
+                }
+            }
             registry
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
@@ -304,14 +334,16 @@ fn admit(
     Some((id, state))
 }
 
-async fn serve_conn(
-    sock: tokio::net::TcpStream,
+async fn serve_conn<I>(
+    sock: I,
     router: Router,
     state: &Arc<ConnState>,
     opts: &ServeOptions,
     counters: &ConnCounters,
     stop: &CancellationToken,
-) {
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let guard_state = Arc::clone(state);
     let service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
         let busy = Busy::new(&guard_state);

@@ -10,6 +10,12 @@ use vigil_core::{ComponentId, ComponentKind, ConfigError};
 
 pub use super::decoded::DEFAULT_MAX_DECODED_MIB;
 use crate::serve::ServeOptions;
+use crate::tls::TlsServerSettings;
+
+/// What the gRPC listener offers in ALPN: HTTP/2 only.
+pub const GRPC_ALPN: &[&[u8]] = &[b"h2"];
+/// What the HTTP listener offers in ALPN.
+pub const HTTP_ALPN: &[&[u8]] = &[b"h2", b"http/1.1"];
 
 /// The largest `max_concurrent_streams` accepted: each stream may hold a decoding request.
 pub const MAX_STREAMS_CAP: u32 = 10_000;
@@ -79,8 +85,8 @@ pub struct GrpcConfig {
     pub keepalive: Option<KeepaliveConfig>,
     /// Accepted for otelcol compatibility; client metadata is not carried in `Telemetry`.
     pub include_metadata: bool,
-    /// TLS is not served yet; `validate` refuses it rather than silently serving plaintext.
-    pub tls: Option<Value>,
+    /// otelcol's `configtls` server keys; see [`crate::tls`].
+    pub tls: Option<TlsServerSettings>,
     /// Server authenticators are not supported yet; `validate` refuses them for the same reason.
     pub auth: Option<Value>,
 }
@@ -129,6 +135,11 @@ impl GrpcConfig {
             .and_then(|k| k.server_parameters.as_ref());
         let mut o = ServeOptions {
             http2_only: true,
+            // `validate` built it once already, so this cannot fail on a loaded config.
+            tls: self
+                .tls
+                .as_ref()
+                .and_then(|t| t.server_config(GRPC_ALPN).ok()),
             ..ServeOptions::default()
         };
         if self.max_concurrent_streams > 0 {
@@ -224,8 +235,8 @@ pub struct HttpConfig {
     pub max_connections: usize,
     /// Accepted for otelcol compatibility; client metadata is not carried in `Telemetry`.
     pub include_metadata: bool,
-    /// TLS is not served yet; `validate` refuses it rather than silently serving plaintext.
-    pub tls: Option<Value>,
+    /// otelcol's `configtls` server keys; see [`crate::tls`].
+    pub tls: Option<TlsServerSettings>,
     /// Server authenticators are not supported yet; `validate` refuses them.
     pub auth: Option<Value>,
 }
@@ -268,7 +279,13 @@ impl HttpConfig {
 
     /// The listener's limits.
     pub fn serve_options(&self) -> ServeOptions {
-        let mut o = ServeOptions::default();
+        let mut o = ServeOptions {
+            tls: self
+                .tls
+                .as_ref()
+                .and_then(|t| t.server_config(HTTP_ALPN).ok()),
+            ..ServeOptions::default()
+        };
         if let Some(d) = self.read_header_timeout.filter(|d| !d.is_zero()) {
             o.read_header_timeout = d;
         }
@@ -338,7 +355,11 @@ pub fn validate(id: &ComponentId, cfg: &OtlpConfig) -> Result<(), ConfigError> {
                 ),
             ));
         }
-        refuse_unsupported(id, "protocols::grpc", g.tls.as_ref(), g.auth.as_ref())?;
+        refuse_unsupported(id, "protocols::grpc", g.auth.as_ref())?;
+        if let Some(t) = &g.tls {
+            t.server_config(GRPC_ALPN)
+                .map_err(|e| err(id, &format!("protocols::grpc::tls::{}", e.key), e.message))?;
+        }
     }
     if let Some(h) = &p.http {
         check_endpoint(&h.endpoint).map_err(|e| err(id, "protocols::http::endpoint", e))?;
@@ -401,7 +422,11 @@ pub fn validate(id: &ComponentId, cfg: &OtlpConfig) -> Result<(), ConfigError> {
                 }
             }
         }
-        refuse_unsupported(id, "protocols::http", h.tls.as_ref(), h.auth.as_ref())?;
+        refuse_unsupported(id, "protocols::http", h.auth.as_ref())?;
+        if let Some(t) = &h.tls {
+            t.server_config(HTTP_ALPN)
+                .map_err(|e| err(id, &format!("protocols::http::tls::{}", e.key), e.message))?;
+        }
     }
     Ok(())
 }
@@ -417,20 +442,8 @@ fn check_decoded(id: &ComponentId, at: &str, mib: u64) -> Result<(), ConfigError
     Ok(())
 }
 
-fn refuse_unsupported(
-    id: &ComponentId,
-    at: &str,
-    tls: Option<&Value>,
-    auth: Option<&Value>,
-) -> Result<(), ConfigError> {
-    // Accepting these and serving plaintext or unauthenticated would be a silent security downgrade.
-    if tls.is_some_and(|v| !v.is_null()) {
-        return Err(err(
-            id,
-            &format!("{at}::tls"),
-            "TLS on the otlp receiver is not supported yet; terminate TLS in front of vigil",
-        ));
-    }
+fn refuse_unsupported(id: &ComponentId, at: &str, auth: Option<&Value>) -> Result<(), ConfigError> {
+    // Accepting this and serving unauthenticated would be a silent security downgrade.
     if auth.is_some_and(|v| !v.is_null()) {
         return Err(err(
             id,

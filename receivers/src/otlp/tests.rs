@@ -1254,3 +1254,162 @@ async fn idle_sockets_do_not_stop_a_normal_client() {
     drop(idle);
     receiver.shutdown().await.unwrap();
 }
+
+// ---------- TLS ----------
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate, all made for the test.
+struct Pki {
+    dir: tempfile::TempDir,
+    ca_pem: String,
+    client_pem: String,
+    client_key: String,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "vigil test CA");
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let server_key = KeyPair::generate().unwrap();
+        let server = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+            .unwrap()
+            .signed_by(&server_key, &ca, &ca_key)
+            .unwrap();
+        let client_key = KeyPair::generate().unwrap();
+        let mut client_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        client_params
+            .distinguished_name
+            .push(DnType::CommonName, "vigil test client");
+        let client = client_params.signed_by(&client_key, &ca, &ca_key).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("ca.pem"), ca.pem()).unwrap();
+        std::fs::write(dir.path().join("server.pem"), server.pem()).unwrap();
+        std::fs::write(dir.path().join("server.key"), server_key.serialize_pem()).unwrap();
+        Pki {
+            dir,
+            ca_pem: ca.pem(),
+            client_pem: client.pem(),
+            client_key: client_key.serialize_pem(),
+        }
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).to_string_lossy().into_owned()
+    }
+
+    fn tls(&self, mutual: bool) -> Value {
+        let mut t =
+            json!({"cert_file": self.path("server.pem"), "key_file": self.path("server.key")});
+        if mutual {
+            t["client_ca_file"] = json!(self.path("ca.pem"));
+        }
+        t
+    }
+
+    fn client(&self, with_cert: bool, http2: bool) -> reqwest::Client {
+        let mut b = reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(self.ca_pem.as_bytes()).unwrap());
+        if with_cert {
+            let pem = format!("{}{}", self.client_pem, self.client_key);
+            b = b.identity(reqwest::Identity::from_pem(pem.as_bytes()).unwrap());
+        }
+        if http2 {
+            b = b.http2_prior_knowledge();
+        }
+        b.build().unwrap()
+    }
+}
+
+/// Under mutual TLS both listeners serve a client with a certificate the CA signed, and refuse one
+/// without a certificate at the handshake; a plaintext client is refused too.
+#[tokio::test]
+async fn mutual_tls_on_both_transports() {
+    let pki = Pki::new();
+    let mut cfg = both_on_port_0();
+    cfg["protocols"]["http"]["tls"] = pki.tls(true);
+    cfg["protocols"]["grpc"]["tls"] = pki.tls(true);
+    let h = Harness::start(cfg, &[Signal::Traces]).await;
+    let body = traces(2).encode_to_vec();
+    let post = |client: reqwest::Client, url: String, body: Vec<u8>| async move {
+        client
+            .post(url)
+            .header("content-type", "application/x-protobuf")
+            .body(body)
+            .send()
+            .await
+    };
+    let https = format!("https://{}/v1/traces", h.http);
+    let resp = post(pki.client(true, false), https.clone(), body.clone())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(post(pki.client(false, false), https.clone(), body.clone())
+        .await
+        .is_err());
+    assert!(
+        post(reqwest::Client::new(), h.url("/v1/traces"), body.clone())
+            .await
+            .is_err()
+    );
+
+    // gRPC: one raw frame over HTTP/2 with TLS.
+    let mut frame = vec![0u8];
+    frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&body);
+    let grpc = |client: reqwest::Client| {
+        client
+            .post(format!(
+                "https://{}{}",
+                h.grpc,
+                ExportTraceServiceRequest::GRPC_PATH
+            ))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(frame.clone())
+            .send()
+    };
+    let resp = grpc(pki.client(true, true)).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers().get("grpc-status"), None, "{resp:?}");
+    let _ = resp.bytes().await;
+    assert!(grpc(pki.client(false, true)).await.is_err());
+    assert_eq!(h.recorder.items(), 4);
+}
+
+/// Without `client_ca_file`, any client that trusts the CA is served.
+#[tokio::test]
+async fn server_tls_without_client_certificates() {
+    let pki = Pki::new();
+    let mut cfg = json!({"protocols": {"http": {"endpoint": "127.0.0.1:0"}}});
+    cfg["protocols"]["http"]["tls"] = pki.tls(false);
+    cfg["protocols"]["http"]["tls"]["min_version"] = json!("1.3");
+    let config = config::load(&id(), &cfg).unwrap();
+    let recorder = Arc::new(Recorder::default());
+    let mut next = NextConsumers::new();
+    next.insert(Signal::Traces, recorder.clone());
+    let receiver = OtlpReceiver::new(&id(), config, next);
+    receiver.start(&Host::detached()).await.unwrap();
+    let http = receiver.local_addrs().1.unwrap();
+    let resp = pki
+        .client(false, false)
+        .post(format!("https://{http}/v1/traces"))
+        .header("content-type", "application/x-protobuf")
+        .body(traces(1).encode_to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(recorder.items(), 1);
+    // A key that is not the certificate's fails validation, naming the key.
+    let other = rcgen::KeyPair::generate().unwrap();
+    std::fs::write(pki.path("other.key"), other.serialize_pem()).unwrap();
+    cfg["protocols"]["http"]["tls"]["key_file"] = json!(pki.path("other.key"));
+    let e = config::load(&id(), &cfg).unwrap_err().to_string();
+    assert!(e.contains("protocols::http::tls::key_file"), "{e}");
+    receiver.shutdown().await.unwrap();
+}
