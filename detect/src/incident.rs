@@ -394,7 +394,10 @@ impl Correlator {
             out.extend(self.promote(i, topo));
             return out;
         }
-        let window = self.cfg.window_ns;
+        // Once every member has ended, only a finding within `gap` still belongs to the incident (the
+        // return to the old level, a late effect); one after that is news, and joining it to an
+        // incident that is about to resolve would rank the new fault among stale members.
+        let window = self.cfg.window_ns.min(self.cfg.gap_ns);
         let max_hops = self.cfg.max_hops;
         let found: Vec<usize> = self
             .open

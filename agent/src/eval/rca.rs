@@ -8,7 +8,7 @@
 //! a benign level shift); `--clean` runs the clean simulation.
 
 use serde_json::json;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use vigil_core::{ComponentId, Telemetry};
 use vigil_detect::incident::{Correlator, EventKind, Status, Topology};
 use vigil_loadgen::scenario::{Realism, Scenario, ScenarioConfig};
@@ -41,6 +41,12 @@ pub struct RcaArgs {
     /// The `correlation` processor's `min_members`.
     #[arg(long)]
     pub min_members: Option<usize>,
+    /// The `correlation` processor's `settle`, in seconds.
+    #[arg(long)]
+    pub settle_s: Option<f64>,
+    /// The `correlation` processor's `min_severity` (`virtual_min_severity` is twice it).
+    #[arg(long)]
+    pub min_severity: Option<f64>,
     /// The `anomalydetection` connector's `confirm_points`.
     #[arg(long)]
     pub confirm_points: Option<u32>,
@@ -104,6 +110,13 @@ fn run_one(seed: u64, services: usize, args: &RcaArgs) -> anyhow::Result<Outcome
     let mut corr_cfg = CorrelationConfig::default();
     if let Some(m) = args.min_members {
         corr_cfg.min_members = m;
+    }
+    if let Some(s) = args.settle_s {
+        corr_cfg.settle = Duration::from_secs_f64(s.clamp(0.0, 3600.0));
+    }
+    if let Some(m) = args.min_severity {
+        corr_cfg.min_severity = m.max(0.0);
+        corr_cfg.virtual_min_severity = 2.0 * m.max(0.0);
     }
     let settle_ns = corr_cfg.engine().settle_ns;
     let mut corr = Correlator::new(corr_cfg.engine(), 1);

@@ -1,0 +1,62 @@
+"""Sends three spans over OTLP with TLS, with the real OpenTelemetry Python SDK exporter, and prints
+the export result as JSON ({"result": "SUCCESS"} or {"result": "FAILURE"}). The CA is always given;
+the client certificate and key only when --cert and --key are."""
+
+import argparse
+import json
+import logging
+
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+
+def exporter(args):
+    if args.protocol == "grpc":
+        import grpc
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+        read = lambda p: open(p, "rb").read() if p else None
+        creds = grpc.ssl_channel_credentials(
+            root_certificates=read(args.ca),
+            private_key=read(args.key),
+            certificate_chain=read(args.cert),
+        )
+        return OTLPSpanExporter(endpoint=args.endpoint, credentials=creds, timeout=3)
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    return OTLPSpanExporter(
+        endpoint=args.endpoint.rstrip("/") + "/v1/traces",
+        certificate_file=args.ca,
+        client_certificate_file=args.cert,
+        client_key_file=args.key,
+        timeout=3,
+    )
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--protocol", choices=["grpc", "http"], required=True)
+    p.add_argument("--endpoint", required=True)
+    p.add_argument("--ca", required=True)
+    p.add_argument("--cert")
+    p.add_argument("--key")
+    p.add_argument("--run", required=True)
+    args = p.parse_args()
+    # The refused handshakes are expected; keep the SDK's retry warnings off stdout's JSON.
+    logging.basicConfig(level=logging.CRITICAL)
+
+    memory = InMemorySpanExporter()
+    tp = TracerProvider(resource=Resource.create({"service.name": "sdk-tls", "test.run": args.run}))
+    tp.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = tp.get_tracer("vigil.sdk.tls")
+    for i in range(3):
+        with tracer.start_as_current_span(f"tls-{i}", attributes={"test.run": args.run}):
+            pass
+    result = exporter(args).export(memory.get_finished_spans())
+    print(json.dumps({"result": result.name}))
+
+
+if __name__ == "__main__":
+    main()

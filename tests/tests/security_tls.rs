@@ -1,0 +1,150 @@
+//! TLS and mutual TLS on the `otlp` receiver with the real OpenTelemetry Python SDK as the client:
+//! with the CA and a client certificate the CA signed, export succeeds over gRPC and over HTTP;
+//! without the client certificate it is refused at the handshake, and nothing arrives.
+
+use std::process::Command;
+use std::time::Duration;
+use vigil_tests::{eventually, free_port, python, read_json_lines, repo_root, Agent};
+
+struct Pki {
+    dir: tempfile::TempDir,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+        let ca_key = KeyPair::generate().expect("CA key");
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "vigil test CA");
+        let ca = ca_params.self_signed(&ca_key).expect("CA");
+        let server_key = KeyPair::generate().expect("server key");
+        let server = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+            .expect("server params")
+            .signed_by(&server_key, &ca, &ca_key)
+            .expect("server certificate");
+        let client_key = KeyPair::generate().expect("client key");
+        let mut client_params = CertificateParams::new(Vec::<String>::new()).expect("params");
+        client_params
+            .distinguished_name
+            .push(DnType::CommonName, "vigil test client");
+        let client = client_params
+            .signed_by(&client_key, &ca, &ca_key)
+            .expect("client certificate");
+        let dir = tempfile::tempdir().expect("tempdir");
+        for (name, pem) in [
+            ("ca.pem", ca.pem()),
+            ("server.pem", server.pem()),
+            ("server.key", server_key.serialize_pem()),
+            ("client.pem", client.pem()),
+            ("client.key", client_key.serialize_pem()),
+        ] {
+            std::fs::write(dir.path().join(name), pem).expect("write PEM");
+        }
+        Pki { dir }
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).display().to_string()
+    }
+}
+
+fn export(pki: &Pki, protocol: &str, endpoint: &str, with_cert: bool, run: &str) -> String {
+    let mut cmd = Command::new(python());
+    cmd.arg(repo_root().join("tests/python/sdk_tls.py"))
+        .args(["--protocol", protocol, "--endpoint", endpoint, "--run", run])
+        .args(["--ca", &pki.path("ca.pem")]);
+    if with_cert {
+        cmd.args(["--cert", &pki.path("client.pem"), "--key", &pki.path("client.key")]);
+    }
+    let out = cmd.output().expect("run the SDK script");
+    assert!(
+        out.status.success(),
+        "SDK script failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("SDK script prints JSON");
+    v["result"].as_str().unwrap_or_default().to_string()
+}
+
+#[test]
+fn sdk_with_and_without_a_client_certificate() {
+    let pki = Pki::new();
+    let (grpc, http, health) = (free_port(), free_port(), free_port());
+    let out_dir = tempfile::tempdir().expect("tempdir");
+    let out = out_dir.path().join("received.jsonl");
+    let tls = format!(
+        "tls: {{cert_file: {}, key_file: {}, client_ca_file: {}}}",
+        pki.path("server.pem"),
+        pki.path("server.key"),
+        pki.path("ca.pem")
+    );
+    let cfg = format!(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:{grpc}
+        {tls}
+      http:
+        endpoint: 127.0.0.1:{http}
+        {tls}
+exporters:
+  file:
+    path: {}
+extensions:
+  health_check:
+    endpoint: 127.0.0.1:{health}
+service:
+  extensions: [health_check]
+  pipelines:
+    traces: {{receivers: [otlp], exporters: [file]}}
+  telemetry:
+    metrics:
+      level: none
+"#,
+        out.display()
+    );
+    let mut agent = Agent::with_config(&cfg);
+    agent.wait_http_ok(
+        &format!("http://127.0.0.1:{health}/"),
+        Duration::from_secs(30),
+    );
+    let grpc_url = format!("https://127.0.0.1:{grpc}");
+    let http_url = format!("https://127.0.0.1:{http}");
+    assert_eq!(export(&pki, "grpc", &grpc_url, true, "g-ok"), "SUCCESS");
+    assert_eq!(export(&pki, "http", &http_url, true, "h-ok"), "SUCCESS");
+    assert_eq!(export(&pki, "grpc", &grpc_url, false, "g-no"), "FAILURE");
+    assert_eq!(export(&pki, "http", &http_url, false, "h-no"), "FAILURE");
+    let runs = |lines: &[serde_json::Value]| -> Vec<String> {
+        let mut runs: Vec<String> = lines
+            .iter()
+            .flat_map(|l| l["resourceSpans"].as_array().cloned().unwrap_or_default())
+            .flat_map(|rs| {
+                let run = vigil_tests::otlp_attr(&rs["resource"]["attributes"], "test.run")
+                    .and_then(|v| v["stringValue"].as_str().map(str::to_string))
+                    .unwrap_or_default();
+                let n = rs["scopeSpans"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|ss| ss["spans"].as_array().map_or(0, Vec::len))
+                    .sum::<usize>();
+                std::iter::repeat_n(run, n)
+            })
+            .collect();
+        runs.sort();
+        runs
+    };
+    let got = eventually(Duration::from_secs(30), "6 spans in the file", || {
+        let r = runs(&read_json_lines(&out));
+        (r.len() >= 6).then_some(r)
+    });
+    let want: Vec<String> = ["g-ok", "g-ok", "g-ok", "h-ok", "h-ok", "h-ok"]
+        .map(String::from)
+        .to_vec();
+    assert_eq!(got, want, "only the exports with a client certificate arrive");
+}
