@@ -1365,6 +1365,16 @@ mod tests {
         assert_eq!(back.resolve(TemplateId(7)), None);
     }
 
+    /// The rule switches are not settings: a config read from YAML or JSON gets the chosen rules.
+    #[test]
+    fn deserialised_config_keeps_the_chosen_rules() {
+        let c: MinerConfig =
+            serde_json::from_str(r#"{"similarity": 0.7, "masking": {"digits": true}}"#)
+                .expect("valid");
+        assert_eq!(c.rules, Rules::default());
+        assert_eq!(c.masking, MaskConfig::default());
+    }
+
     #[test]
     fn bad_config_is_rejected() {
         let err = TemplateMiner::new(MinerConfig {
