@@ -5,6 +5,7 @@ the client certificate and key only when --cert and --key are."""
 import argparse
 import json
 import logging
+import os
 
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
@@ -23,7 +24,7 @@ def exporter(args):
             private_key=read(args.key),
             certificate_chain=read(args.cert),
         )
-        return OTLPSpanExporter(endpoint=args.endpoint, credentials=creds, timeout=3)
+        return OTLPSpanExporter(endpoint=args.endpoint, credentials=creds, timeout=args.timeout)
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
     return OTLPSpanExporter(
@@ -31,7 +32,7 @@ def exporter(args):
         certificate_file=args.ca,
         client_certificate_file=args.cert,
         client_key_file=args.key,
-        timeout=3,
+        timeout=args.timeout,
     )
 
 
@@ -43,7 +44,13 @@ def main():
     p.add_argument("--cert")
     p.add_argument("--key")
     p.add_argument("--run", required=True)
+    # Generous: on a loaded machine the first connection and handshake can take seconds.
+    p.add_argument("--timeout", type=float, default=20)
     args = p.parse_args()
+    # requests lets these variables replace a session's CA bundle, which is how the SDK passes
+    # certificate_file: with one set, the test's CA would be ignored.
+    os.environ.pop("REQUESTS_CA_BUNDLE", None)
+    os.environ.pop("CURL_CA_BUNDLE", None)
     # The refused handshakes are expected; keep the SDK's retry warnings off stdout's JSON.
     logging.basicConfig(level=logging.CRITICAL)
 

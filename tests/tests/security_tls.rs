@@ -57,7 +57,12 @@ fn export(pki: &Pki, protocol: &str, endpoint: &str, with_cert: bool, run: &str)
         .args(["--protocol", protocol, "--endpoint", endpoint, "--run", run])
         .args(["--ca", &pki.path("ca.pem")]);
     if with_cert {
-        cmd.args(["--cert", &pki.path("client.pem"), "--key", &pki.path("client.key")]);
+        cmd.args([
+            "--cert",
+            &pki.path("client.pem"),
+            "--key",
+            &pki.path("client.key"),
+        ]);
     }
     let out = cmd.output().expect("run the SDK script");
     assert!(
@@ -66,7 +71,11 @@ fn export(pki: &Pki, protocol: &str, endpoint: &str, with_cert: bool, run: &str)
         String::from_utf8_lossy(&out.stderr)
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("SDK script prints JSON");
-    v["result"].as_str().unwrap_or_default().to_string()
+    let result = v["result"].as_str().unwrap_or_default().to_string();
+    if (result == "SUCCESS") != with_cert {
+        eprintln!("{protocol} {run}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    result
 }
 
 #[test]
@@ -115,7 +124,11 @@ service:
     );
     let grpc_url = format!("https://127.0.0.1:{grpc}");
     let http_url = format!("https://127.0.0.1:{http}");
-    assert_eq!(export(&pki, "grpc", &grpc_url, true, "g-ok"), "SUCCESS");
+    let ok = export(&pki, "grpc", &grpc_url, true, "g-ok");
+    if ok != "SUCCESS" {
+        eprintln!("{}", agent.logs());
+    }
+    assert_eq!(ok, "SUCCESS");
     assert_eq!(export(&pki, "http", &http_url, true, "h-ok"), "SUCCESS");
     assert_eq!(export(&pki, "grpc", &grpc_url, false, "g-no"), "FAILURE");
     assert_eq!(export(&pki, "http", &http_url, false, "h-no"), "FAILURE");
@@ -146,5 +159,8 @@ service:
     let want: Vec<String> = ["g-ok", "g-ok", "g-ok", "h-ok", "h-ok", "h-ok"]
         .map(String::from)
         .to_vec();
-    assert_eq!(got, want, "only the exports with a client certificate arrive");
+    assert_eq!(
+        got, want,
+        "only the exports with a client certificate arrive"
+    );
 }
