@@ -7,20 +7,21 @@
 //!   as the scale, so one spike moves neither;
 //! - a seasonal profile once a period is found: candidate periods from `augurs` (Welch periodogram),
 //!   refined by autocorrelation and accepted only if an MSTL decomposition shows a strong seasonal part;
-//! - four cues on the standardised residual: its size (an outlier), a short EWMA of its size (a deviation
-//!   that lasts), a two-sided CUSUM for level shifts (which re-anchors the level so that a shift is
-//!   reported once) and a short-over-long scale ratio for variance changes.
+//! - four cues on the residual: its size in the series' own units (an outlier), a short EWMA of its
+//!   standardised size (a deviation that lasts), a two-sided CUSUM for level shifts (which re-anchors the
+//!   level so that a shift is reported once) and a short-over-long scale ratio for variance changes.
 //!
 //! The score does not compare a cue with a fixed constant. Each cue is compared with its own largest
 //! value on this series over the last few hundred points (a decaying maximum, half-life
-//! [`Tuning::peak_half_life`]): a point scores [`DEFAULT_THRESHOLD`] when a cue reaches
-//! [`Tuning::margin`] times that memory (or a floor, on a quiet series). This is the idea behind an
+//! [`Tuning::peak_half_life`], and a share of a slower one, [`Tuning::slow_weight`]): a point scores
+//! [`DEFAULT_THRESHOLD`] when a cue reaches [`Tuning::margin`] times that memory (or a floor in scale
+//! units, on a quiet series). This is the idea behind an
 //! anomaly *likelihood* (judge a raw score against the series' own recent scores), and it is what lets
 //! one threshold serve a flat error ratio and a spiky request count alike. After a detection the score
 //! stays just under the threshold for [`Tuning::hold`] points, so that one event is not reported again
 //! and again. The constants were chosen by cross-validation over four labelled corpora (BENCHMARKS.md).
 //!
-//! Memory per series: 232 bytes inline without seasonality; during the period search, a buffer of
+//! Memory per series: 256 bytes inline without seasonality; during the period search, a buffer of
 //! [`DetectorConfig::season_buffer`] 16-bit samples (2.3 KiB by default), released once the search ends;
 //! with a period `p`, one season of `f32` offsets (`4·p` bytes, 1.1 KiB for daily 5-minute data).
 
@@ -121,8 +122,13 @@ const RECENT: usize = 8;
 pub struct Tuning {
     /// Half-life, in points, of each cue's memory of its largest recent value.
     pub peak_half_life: f64,
-    /// Smallest memory of the outlier cue, in scale units (mean absolute deviations).
+    /// Smallest memory of the outlier cue (the absolute residual), in scale units (mean absolute
+    /// deviations).
     pub outlier_floor: f64,
+    /// Every floor is this many times higher while the series is young (fewer scored points than
+    /// `peak_half_life`): until the memories have seen a half-life of data they underestimate the tail,
+    /// and a series that has been exactly flat (an error ratio) makes every first blip look huge.
+    pub early_factor: f64,
     /// Smallest memory of the level-shift cue, in scale units of the move.
     pub shift_floor: f64,
     /// Smallest memory of the variance cue, in doublings of the residual spread.
@@ -137,6 +143,9 @@ pub struct Tuning {
     pub smooth_alpha: f64,
     /// Smallest memory of the sustained-deviation cue, in scale units.
     pub smooth_floor: f64,
+    /// Each point adds at most this many scale units to the sustained-deviation cue, so that a few
+    /// blips on a series that is mostly flat (whose scale is tiny) do not add up to a lasting shift.
+    pub smooth_clip: f64,
     /// Half-life of a second, longer memory of each cue's largest value.
     pub slow_half_life: f64,
     /// Weight of the long memory: a cue is judged against the larger of its short memory and this
@@ -155,14 +164,16 @@ pub struct Tuning {
 #[doc(hidden)]
 pub static DEFAULT_TUNING: Tuning = Tuning {
     peak_half_life: 500.0,
-    outlier_floor: 6.0,
+    outlier_floor: 3.0,
+    early_factor: 2.0,
     shift_floor: 4.0,
     var_floor: 2.0,
     margin: 1.25,
-    power: 4.0,
-    hold: 30.0,
+    power: 8.0,
+    hold: 60.0,
     smooth_alpha: 0.3,
     smooth_floor: 4.0,
+    smooth_clip: 12.0,
     slow_half_life: 10000.0,
     slow_weight: 0.4,
     level_alpha: 0.05,
@@ -330,14 +341,24 @@ impl SeriesDetector {
         let t = self.tuning;
         let smooth = if t.smooth_alpha > 0.0 {
             let x = f64::from(self.smooth)
-                + t.smooth_alpha * (z.abs().min(4.0 * CLIP) - f64::from(self.smooth));
+                + t.smooth_alpha * (z.abs().min(t.smooth_clip) - f64::from(self.smooth));
             self.smooth = x as f32;
             x
         } else {
             0.0
         };
-        let cues = [z.abs(), shift, var, smooth];
-        let floors = [t.outlier_floor, t.shift_floor, t.var_floor, t.smooth_floor];
+        // The outlier cue and its memory are residuals in the series' own units, not in scale units:
+        // on a series of rare blips (an error ratio that is mostly 0) the scale shrinks between blips,
+        // and a blip like the last would otherwise look ever larger.
+        let cues = [abs_r, shift, var, smooth];
+        let young = ((self.seen - u64::from(self.config_warmup)) as f64) < t.peak_half_life;
+        let f = if young { t.early_factor.max(1.0) } else { 1.0 };
+        let floors = [
+            f * t.outlier_floor * s,
+            f * t.shift_floor,
+            f * t.var_floor,
+            f * t.smooth_floor,
+        ];
         const PARTS: [Part; 4] = [
             Part::Outlier,
             Part::LevelShift,
@@ -356,7 +377,8 @@ impl SeriesDetector {
                 best = (q, part);
             }
         }
-        let band_units = t.margin * memory(0);
+        // Half-width of the band: where the outlier cue would reach the margin.
+        let half = t.margin * memory(0);
         if best.1 == Part::Outlier && self.season.period().is_some() {
             best.1 = Part::Seasonal;
         }
@@ -396,7 +418,6 @@ impl SeriesDetector {
             self.rebase(reset);
         }
 
-        let half = band_units * s;
         let lower = expected - half;
         Observation {
             score,
@@ -413,11 +434,10 @@ impl SeriesDetector {
 
     fn quiet(&self, expected: f64) -> Observation {
         let t = self.tuning;
-        let units = t.margin
+        let half = t.margin
             * f64::from(self.peaks[0])
                 .max(t.slow_weight * f64::from(self.slow_peaks[0]))
-                .max(t.outlier_floor);
-        let half = units * self.scale.max(self.floor());
+                .max(t.outlier_floor * self.scale.max(self.floor()));
         let lower = expected - half;
         Observation {
             score: 0.0,

@@ -45,6 +45,14 @@ pub fn run(args: NabArgs) -> anyhow::Result<()> {
             plot(dir, run)?;
         }
     }
+    let scores: Vec<Vec<f64>> = eval.runs.iter().map(FileRun::scores).collect();
+    let results: Vec<nab::Scores<'_>> = eval
+        .runs
+        .iter()
+        .zip(&scores)
+        .map(|(r, s)| (&r.series, s.as_slice()))
+        .collect();
+    let categories = nab::score_by_category(&results, DEFAULT_THRESHOLD);
     if args.json {
         let section = |scores: &[ProfileScore]| {
             let mut m = serde_json::Map::new();
@@ -55,8 +63,16 @@ pub fn run(args: NabArgs) -> anyhow::Result<()> {
             m.insert("threshold".into(), serde_json::json!(scores[0].threshold));
             serde_json::Value::Object(m)
         };
+        let mut by_category = serde_json::Map::new();
+        for (name, o, d) in &categories {
+            by_category.insert(
+                name.clone(),
+                serde_json::json!({"optimized": section(o), "default_threshold": section(d)}),
+            );
+        }
         let out = serde_json::json!({
             "files": eval.runs.len(),
+            "categories": by_category,
             "optimized": section(&eval.optimized),
             "default_threshold": section(&eval.default_threshold),
             "points_per_sec": eval.points_per_sec,
@@ -76,6 +92,24 @@ pub fn run(args: NabArgs) -> anyhow::Result<()> {
             println!(
                 "{:<22} {:>10.1} {:>10.4} {:>12.1}",
                 o.profile.name, o.normalized, o.threshold, d.normalized
+            );
+        }
+        // Each category is normalised on its own files and gets its own optimised threshold; a
+        // category without windows has no score (its perfect and null detectors coincide).
+        println!(
+            "\n{:<30} {:>9} {:>10} {:>12} {:>12}",
+            "standard profile by category", "optimized", "threshold", "default 0.5", "out-of-order"
+        );
+        for (name, o, d) in &categories {
+            let disorder: u32 = eval
+                .runs
+                .iter()
+                .filter(|r| r.series.category_and_file().0 == name)
+                .map(|r| r.out_of_order)
+                .sum();
+            println!(
+                "{:<30} {:>9.1} {:>10.4} {:>12.1} {:>12}",
+                name, o[0].normalized, o[0].threshold, d[0].normalized, disorder
             );
         }
     }

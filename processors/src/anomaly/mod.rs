@@ -151,8 +151,16 @@ impl Inner {
             ("vigil_anomaly_series_evicted", now.evicted, last.evicted),
             ("vigil_anomaly_series_expired", now.expired, last.expired),
             ("vigil_anomaly_points", now.points, last.points),
-            ("vigil_anomaly_points_duplicate", now.duplicates, last.duplicates),
-            ("vigil_anomaly_points_out_of_order", now.out_of_order, last.out_of_order),
+            (
+                "vigil_anomaly_points_duplicate",
+                now.duplicates,
+                last.duplicates,
+            ),
+            (
+                "vigil_anomaly_points_out_of_order",
+                now.out_of_order,
+                last.out_of_order,
+            ),
             ("vigil_anomaly_events", now.events, last.events),
         ];
         for (name, now, before) in counters {

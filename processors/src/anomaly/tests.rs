@@ -141,8 +141,13 @@ fn by_default_a_one_point_spike_is_not_announced_but_a_shift_is() {
     assert_eq!(ev.len(), 2, "{ev:?}");
     assert_eq!(s(&ev[0].1, "vigil.anomaly.state"), "start");
     assert_eq!(s(&ev[1].1, "vigil.anomaly.state"), "end");
-    let lasted: f64 = s(&ev[1].1, "vigil.anomaly.duration_s").parse().unwrap_or(0.0);
-    assert!(lasted >= 590.0, "ended after {lasted} s, while still shifted");
+    let lasted: f64 = s(&ev[1].1, "vigil.anomaly.duration_s")
+        .parse()
+        .unwrap_or(0.0);
+    assert!(
+        lasted >= 590.0,
+        "ended after {lasted} s, while still shifted"
+    );
     let id = ComponentId::new("anomalydetection", None);
     let err = parse(&id, &json!({"confirm_points": 0}))
         .unwrap_err()
