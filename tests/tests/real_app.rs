@@ -111,6 +111,14 @@ struct Fault {
     end_ns: u64,
 }
 
+impl Fault {
+    /// Whether `name` is a right answer: the root, or for a slow database also the service it is
+    /// embedded in (its own latency is the database's).
+    fn names(&self, name: Option<&str>) -> bool {
+        name.is_some_and(|n| n == self.root || (self.kind == "slowdb" && n == self.service))
+    }
+}
+
 /// An incident record as the `file` exporter wrote it.
 #[derive(Debug, Clone)]
 struct Rec {
@@ -448,21 +456,24 @@ service:
     let detected: Vec<&Score> = scores.iter().filter(|s| s.to_first_s.is_some()).collect();
     let top1 = scores
         .iter()
-        .filter(|s| s.last_top.as_deref() == Some(s.fault.root.as_str()))
+        .filter(|s| s.fault.names(s.last_top.as_deref()))
         .count();
     let first_top1 = scores
         .iter()
-        .filter(|s| s.first_top.as_deref() == Some(s.fault.root.as_str()))
+        .filter(|s| s.fault.names(s.first_top.as_deref()))
         .count();
     let top3 = scores
         .iter()
-        .filter(|s| s.last_top3.contains(&s.fault.root))
+        .filter(|s| s.last_top3.iter().any(|c| s.fault.names(Some(c))))
         .count();
     let mut times: Vec<f64> = detected.iter().filter_map(|s| s.to_first_s).collect();
     times.sort_by(f64::total_cmp);
     let no_fault_h =
         (quiet.1 - quiet.0) as f64 / 3.6e12 + scores.len() as f64 * recover_s as f64 / 3600.0;
     let unpaired = metric_value(&telemetry, "vigil_servicegraph_unpaired");
+    // Spans the receiver refused (a loaded machine, a slow debug build) leave their other halves
+    // unpaired; that is not the pairing's doing.
+    let refused = metric_value(&telemetry, "otelcol_receiver_refused_spans");
     let summary = json!({
         "faults": scores.len(),
         "detected": detected.len(),
@@ -484,6 +495,7 @@ service:
             "to_first_s": s.to_first_s, "start_ns": s.fault.start_ns, "end_ns": s.fault.end_ns,
         })).collect::<Vec<_>>(),
         "quiet_ns": [quiet.0, quiet.1],
+        "refused_spans": refused,
         "unpaired_lines": telemetry.lines().filter(|l| l.starts_with("vigil_servicegraph")).collect::<Vec<_>>(),
         "false": false_opens.iter().map(|r| json!({"services": r.services, "candidates": r.candidates})).collect::<Vec<_>>(),
     });
@@ -527,7 +539,7 @@ service:
     // Halves exported a second apart pair: next to nothing goes unpaired (the SDK drops no spans here).
     let calls = sent.load(Ordering::Relaxed) as f64 * 3.0;
     assert!(
-        unpaired <= calls * 0.01,
+        unpaired <= calls * 0.01 + refused,
         "{unpaired} unpaired halves of about {calls} calls\n{}",
         context()
     );

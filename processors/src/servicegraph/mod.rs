@@ -506,6 +506,7 @@ impl Inner {
         let mut dropped = 0u64;
         let mut no_room = 0u64;
         let mut done = Vec::new();
+        let mut immediate: Vec<(Side, String)> = Vec::new();
         for rs in rss {
             let res = rs
                 .resource
@@ -562,6 +563,19 @@ impl Inner {
                             None
                         },
                     };
+                    // A database has no server half to wait for: waiting out the ttl would only
+                    // delay its edge, and with it the finding that a database is slow.
+                    if kind == SpanKind::Client {
+                        if let Some(Peer {
+                            node: Some((name, "database")),
+                            ..
+                        }) = &side.peer
+                        {
+                            let name = name.clone();
+                            immediate.push((side, name));
+                            continue;
+                        }
+                    }
                     if !st.pending.contains_key(&key) {
                         if st.pending.len() >= self.cfg.store.max_items {
                             dropped += 1;
@@ -588,6 +602,9 @@ impl Inner {
             if let (Some(c), Some(s)) = (p.client, p.server) {
                 self.record(&mut st, &c, Some(&s), &s.service.clone(), "");
             }
+        }
+        for (c, name) in immediate {
+            self.record(&mut st, &c, None, &name, "database");
         }
         if dropped > 0 {
             metrics::counter!("vigil_servicegraph_edges_dropped", "connector" => self.label.clone())
@@ -670,8 +687,8 @@ impl Inner {
                             .cloned()
                     });
                     let node = c.peer.as_ref().and_then(|p| p.node.clone());
-                    // Databases and queues have no server half to wait for.
-                    if !matches!(&node, Some((_, "database" | "messaging_system"))) {
+                    // A queue's consumer may never come; that is not a lost half.
+                    if !matches!(&node, Some((_, "messaging_system"))) {
                         clients += 1;
                     }
                     match (listener, node) {
@@ -1045,6 +1062,11 @@ mod tests {
                 at(span(SpanKind::Client, 6, 1, 40, to_db), 4),
             ],
         )]));
+        // The database call is an edge at once, without waiting for a server half.
+        assert_eq!(
+            sg.graph().callees("web"),
+            vec!["api".to_string(), "sqlite@web".to_string()]
+        );
         sg.expire(Duration::ZERO);
         assert_eq!(
             sg.graph().callees("web"),
