@@ -388,19 +388,33 @@ fn restrict_file(path: &Path) -> Result<(), StorageError> {
         .create_new(true)
         .mode(FILE_MODE)
         .open(path);
-    let result = match created {
+    match created {
         Ok(_) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(FILE_MODE))
+            tighten(path);
+            Ok(())
         }
-        Err(e) => Err(e),
-    };
-    result.map_err(|e| {
-        io_or_other(
+        Err(e) => Err(io_or_other(
             format!("cannot create {} with mode 0600: {e}", path.display()),
             Some(&e),
-        )
-    })
+        )),
+    }
+}
+
+/// Sets an existing file to 0600. A file the agent may use but not change the mode of (owned by
+/// another user) is still used, as before: a warning says what is exposed.
+fn tighten(path: &Path) {
+    let loose = std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o077 != 0);
+    if !loose {
+        return;
+    }
+    if let Err(e) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(FILE_MODE)) {
+        tracing::warn!(
+            file = %path.display(),
+            "storage file {} is readable by other users and its mode cannot be set to 0600: {e}",
+            path.display()
+        );
+    }
 }
 
 impl RedbStorage {
@@ -470,10 +484,7 @@ impl RedbStorage {
             .write(true)
             .mode(FILE_MODE)
             .open(records_path(path))
-            .and_then(|f| {
-                f.set_permissions(std::fs::Permissions::from_mode(FILE_MODE))?;
-                Ok(f)
-            })
+            .inspect(|_| tighten(&records_path(path)))
             .map_err(|e| {
                 tracing::warn!(
                     "cannot keep the record count of {} ({e}); a damaged file will be reported \
