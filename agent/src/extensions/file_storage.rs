@@ -238,9 +238,23 @@ impl Extension for FileStorage {
 impl FileStorage {
     fn open_client(&self, path: &Path) -> Result<Arc<dyn Storage>, StorageError> {
         let key = match &self.cfg.encryption {
-            Some(enc) => Some(enc.key().map_err(|(key, msg)| {
-                StorageError::Other(format!("extensions::{}::{key}: {msg}", self.id))
-            })?),
+            Some(enc) => {
+                if let Some(file) = &enc.key_file {
+                    // A key others can read protects nothing; still run, but say so.
+                    let loose =
+                        std::fs::metadata(file).is_ok_and(|m| m.permissions().mode() & 0o077 != 0);
+                    if loose {
+                        tracing::warn!(
+                            extension = %self.id,
+                            "encryption::key_file {} is readable by other users: chmod 600 it",
+                            file.display()
+                        );
+                    }
+                }
+                Some(enc.key().map_err(|(key, msg)| {
+                    StorageError::Other(format!("extensions::{}::{key}: {msg}", self.id))
+                })?)
+            }
             None => None,
         };
         let db = RedbStorage::open(
