@@ -11,7 +11,9 @@
 
 pub mod proto;
 
+use crate::otlp::config::HTTP_ALPN;
 use crate::serve::{serve, ConnCounters, ServeOptions};
+use crate::tls::TlsServerSettings;
 use async_trait::async_trait;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
@@ -71,8 +73,8 @@ pub struct Config {
     pub max_decoded_size_mib: u64,
     /// Accepted for otelcol compatibility; client metadata is not carried in `Telemetry`.
     pub include_metadata: bool,
-    /// TLS is not served yet; refused rather than silently serving plaintext.
-    pub tls: Option<Value>,
+    /// otelcol's `configtls` server keys; see [`crate::tls`].
+    pub tls: Option<TlsServerSettings>,
     /// Server authenticators are not supported yet; refused for the same reason.
     pub auth: Option<Value>,
     pub cors: Option<Value>,
@@ -97,7 +99,14 @@ pub struct Config {
 impl Config {
     /// The listener's limits.
     pub fn serve_options(&self) -> ServeOptions {
-        let mut o = ServeOptions::default();
+        let mut o = ServeOptions {
+            // `load` built it once already, so this cannot fail on a loaded config.
+            tls: self
+                .tls
+                .as_ref()
+                .and_then(|t| t.server_config(HTTP_ALPN).ok()),
+            ..ServeOptions::default()
+        };
         if let Some(d) = self.read_header_timeout.filter(|d| !d.is_zero()) {
             o.read_header_timeout = d;
         }
@@ -136,11 +145,9 @@ pub fn load(id: &ComponentId, value: &Value) -> Result<Config, ConfigError> {
     let mut cfg: Config = decode(ComponentKind::Receiver, id, value)?;
     let err = |p: &str, m: String| ConfigError::component(ComponentKind::Receiver, id, p, m);
     check_endpoint(&cfg.endpoint).map_err(|m| err("endpoint", m))?;
-    if cfg.tls.is_some() {
-        return Err(err(
-            "tls",
-            "TLS is not supported by this receiver yet; terminate TLS in front of it".into(),
-        ));
+    if let Some(t) = &cfg.tls {
+        t.server_config(HTTP_ALPN)
+            .map_err(|e| err(&format!("tls::{}", e.key), e.message))?;
     }
     if cfg.auth.is_some() {
         return Err(err(

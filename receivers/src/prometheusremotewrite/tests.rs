@@ -448,3 +448,61 @@ fn random_bodies_never_panic_the_decoder() {
         fuzz_decode(&body);
     }
 }
+
+/// With `tls`, remote write is served over HTTPS only.
+#[tokio::test]
+async fn serves_tls() {
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (crt, key) = (dir.path().join("s.pem"), dir.path().join("s.key"));
+    std::fs::write(&crt, cert.cert.pem()).unwrap();
+    std::fs::write(&key, cert.key_pair.serialize_pem()).unwrap();
+    let id = ComponentId::parse("prometheusremotewrite").unwrap();
+    let cfg = load(
+        &id,
+        &serde_json::json!({"endpoint": "127.0.0.1:0", "tls": {"cert_file": crt, "key_file": key}}),
+    )
+    .unwrap();
+    let sink = Arc::new(Sink::default());
+    let mut next = NextConsumers::new();
+    next.insert(Signal::Metrics, sink.clone());
+    let r = RemoteWriteReceiver::new(&id, cfg, next);
+    r.start(&Host::detached()).await.unwrap();
+    let addr = r.local_addr().unwrap();
+    let body = snappy(&WriteRequest {
+        timeseries: vec![series("up", &[], 1.0, now_ms())],
+        metadata: vec![],
+    });
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let send = |client: &reqwest::Client, url: String| {
+        client
+            .post(url)
+            .header("Content-Type", "application/x-protobuf")
+            .header("Content-Encoding", "snappy")
+            .body(body.clone())
+            .send()
+    };
+    let resp = send(&client, format!("https://{addr}/api/v1/write"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204);
+    assert!(send(&client, format!("http://{addr}/api/v1/write"))
+        .await
+        .is_err());
+    assert_eq!(sink.got.lock().unwrap().len(), 1);
+    // A missing key file fails at load, naming the key.
+    let e = load(
+        &id,
+        &serde_json::json!({"tls": {"cert_file": dir.path().join("s.pem"), "key_file": "/nonexistent"}}),
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("prometheusremotewrite::tls::key_file"),
+        "{e}"
+    );
+    r.shutdown().await.unwrap();
+}
