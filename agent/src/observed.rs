@@ -202,12 +202,18 @@ pub enum At {
 
 /// Wraps `next` in a tap when the config serves a status page; otherwise returns it unchanged, so a
 /// config without `zpages` pays nothing. Traces are never tapped: nothing the page shows is a span.
+/// Cost per batch: BENCHMARKS.md, "Status page tap".
 pub fn tap(cfg: &Config, p: &Pipeline, at: At, next: Arc<dyn Consumer>) -> Arc<dyn Consumer> {
     let serves = cfg
         .service_extensions
         .iter()
         .any(|id| id.type_name() == "zpages");
     if !serves || p.signal == Signal::Traces {
+        return next;
+    }
+    // What receivers send in is seen at the output anyway; only a connector's events (which a
+    // filter in the same pipeline may drop, as in incidents.yaml) need a look before the processors.
+    if at == At::Input && !p.receivers.iter().any(|r| cfg.connectors.contains_key(r)) {
         return next;
     }
     // A record is counted once for its pattern: where the pattern id was put on it.

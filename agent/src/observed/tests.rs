@@ -307,6 +307,11 @@ async fn the_tap_passes_batches_through_untouched() {
     let same = tap(&cfg, &pipeline(Signal::Traces), At::Output, next.clone());
     assert!(Arc::ptr_eq(&same, &next));
 
+    let same = tap(&cfg, &pipeline(Signal::Logs), At::Input, next.clone());
+    assert!(
+        Arc::ptr_eq(&same, &next),
+        "receivers' data is seen at the output"
+    );
     let tapped = tap(&cfg, &pipeline(Signal::Logs), At::Output, next.clone());
     assert!(!Arc::ptr_eq(&tapped, &next));
     let batch = logs(vec![
