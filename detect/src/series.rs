@@ -252,6 +252,11 @@ impl SeriesDetector {
         self.seen
     }
 
+    /// Whether the series is still learning its baseline: its points are not scored yet.
+    pub fn warming_up(&self) -> bool {
+        self.seen <= u64::from(self.config_warmup)
+    }
+
     /// Points whose timestamp repeated or stepped back from the latest one seen.
     pub fn out_of_order(&self) -> u32 {
         self.out_of_order

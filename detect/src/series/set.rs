@@ -148,6 +148,11 @@ impl<K: Hash + Eq + Clone, V> SeriesSet<K, V> {
         self.slots.get(key).map(|s| &s.value)
     }
 
+    /// Every held state, in no particular order, without marking any as seen.
+    pub fn values(&self) -> impl Iterator<Item = &V> {
+        self.slots.values().map(|s| &s.value)
+    }
+
     /// Series held now.
     pub fn len(&self) -> usize {
         self.slots.len()

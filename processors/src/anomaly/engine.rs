@@ -172,6 +172,21 @@ impl Engine {
         }
     }
 
+    /// Series held now that are still in warm-up (learning, not scored). A walk over every series, so
+    /// it is for the once-per-interval tick, not for each batch.
+    pub fn warming(&self) -> usize {
+        self.series
+            .values()
+            .filter(|st| st.tracked.detector.warming_up())
+            .count()
+    }
+
+    /// Points a new series is learnt from before its points are scored.
+    pub fn warmup_points(&self) -> u32 {
+        // The detector never scores before its second point, whatever the config says.
+        self.detector.warmup.max(2)
+    }
+
     /// Counts for the connector's own telemetry.
     pub fn counts(&self) -> Counts {
         let s = self.series.stats();

@@ -95,6 +95,8 @@ impl ConnectorFactory for Factory {
                 outbox: Mutex::new(VecDeque::new()),
                 reported: Mutex::new(Counts::default()),
                 interval,
+                started: std::time::Instant::now(),
+                warmup_note: Mutex::new(WarmupNote::Nothing),
             }),
             task: tokio::sync::Mutex::new(None),
         }))
@@ -115,6 +117,27 @@ struct Inner {
     /// The counts last reported to the metrics recorder, so that counters move by the difference.
     reported: Mutex<Counts>,
     interval: Duration,
+    started: std::time::Instant,
+    /// What has been said about warm-up so far, so that it is said once.
+    warmup_note: Mutex<WarmupNote>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WarmupNote {
+    Nothing,
+    Watching,
+    AllLive,
+}
+
+/// `300` → `5m`, `90` → `1m30s`, `10` → `10s`: how a person says an interval.
+fn human_secs(secs: u64) -> String {
+    match (secs / 3600, secs % 3600 / 60, secs % 60) {
+        (0, 0, s) => format!("{s}s"),
+        (0, m, 0) => format!("{m}m"),
+        (0, m, s) => format!("{m}m{s}s"),
+        (h, 0, 0) => format!("{h}h"),
+        (h, m, _) => format!("{h}h{m}m"),
+    }
 }
 
 fn wall_now() -> f64 {
@@ -235,7 +258,41 @@ impl Inner {
     async fn tick(&self, final_flush: bool) {
         self.drain_outbox().await;
         let out = self.with_engine(|e| e.tick(wall_now(), final_flush));
+        if !final_flush {
+            self.report_warmup();
+        }
         self.deliver(out).await;
+    }
+
+    /// A series is silent while it learns its baseline, and at a 60 s export interval that is half an
+    /// hour: so the gauge `vigil_anomaly_series_warming` says how many are still learning, and the log
+    /// says once, about a minute after the start, what is watched and when it goes live, and once more
+    /// when every series is live.
+    fn report_warmup(&self) {
+        let (live, warming, points) = {
+            let e = lock(&self.engine);
+            (e.counts().live, e.warming(), e.warmup_points())
+        };
+        let label = ("connector", self.id.clone());
+        metrics::gauge!("vigil_anomaly_series_warming", std::slice::from_ref(&label))
+            .set(warming as f64);
+        let mut note = lock(&self.warmup_note);
+        let ripe = self.started.elapsed() >= Duration::from_secs(55);
+        if *note == WarmupNote::Nothing && (ripe || (live > 0 && warming == 0)) {
+            let window = human_secs(u64::from(points) * self.interval.as_secs().max(1));
+            tracing::info!(
+                connector = %self.id,
+                series = live,
+                warming,
+                "watching {live} series, {warming} of them still warming up: a series is scored after its first {points} points ({window} for span and log rates at the {} interval; metrics at the interval they are reported at)",
+                human_secs(self.interval.as_secs().max(1)),
+            );
+            *note = WarmupNote::Watching;
+        }
+        if *note == WarmupNote::Watching && live > 0 && warming == 0 {
+            tracing::info!(connector = %self.id, series = live, "detection is live on all {live} watched series");
+            *note = WarmupNote::AllLive;
+        }
     }
 }
 
@@ -285,3 +342,17 @@ impl Consumer for AnomalyDetection {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod warmup_tests {
+    use super::human_secs;
+
+    #[test]
+    fn intervals_read_as_a_person_says_them() {
+        assert_eq!(human_secs(300), "5m");
+        assert_eq!(human_secs(1800), "30m");
+        assert_eq!(human_secs(90), "1m30s");
+        assert_eq!(human_secs(10), "10s");
+        assert_eq!(human_secs(7200), "2h");
+    }
+}

@@ -721,3 +721,17 @@ async fn connector_sends_events_and_score_gauges() {
         ]
     );
 }
+
+#[test]
+fn warming_counts_the_series_not_scored_yet() {
+    let mut e = Engine::new(settings(json!({})), false);
+    let warmup = u64::from(e.warmup_points());
+    for i in 0..warmup {
+        e.ingest(&gauge("a", T0 + i as f64 * 10.0, 1.0), T0);
+    }
+    e.ingest(&gauge("b", T0, 1.0), T0);
+    assert_eq!((e.counts().live, e.warming()), (2, 2));
+    // One point past the warm-up: `a` is scored from now on, `b` is still learning.
+    e.ingest(&gauge("a", T0 + warmup as f64 * 10.0, 1.0), T0);
+    assert_eq!((e.counts().live, e.warming()), (2, 1));
+}
