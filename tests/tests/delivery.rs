@@ -832,3 +832,85 @@ fn damaged_queue_file_header_is_moved_aside_and_the_agent_starts() {
     let seen = wait_all_seqs(&backend.out, "after", 200, Duration::from_secs(60));
     assert_eq!(seen.len(), 200);
 }
+
+/// A TCP front for `backend` whose first `http1` connections get an HTTP/1.1 answer and next `resets`
+/// connections a reset (RST) after the first read; later ones are forwarded. Returns its port.
+fn faulty_proxy(backend: u16, http1: usize, resets: usize) -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+    let port = listener.local_addr().expect("proxy addr").port();
+    std::thread::spawn(move || {
+        for (n, conn) in listener.incoming().enumerate() {
+            let Ok(mut conn) = conn else { continue };
+            if n < http1 + resets {
+                let mut buf = [0u8; 4096];
+                let _ = conn.read(&mut buf);
+                if n < http1 {
+                    let _ = conn.write_all(
+                        b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                    );
+                } else {
+                    use std::os::fd::AsRawFd;
+                    // A zero linger turns the close into a reset.
+                    let linger = libc::linger {
+                        l_onoff: 1,
+                        l_linger: 0,
+                    };
+                    // SAFETY: a valid socket and a correctly sized option value.
+                    unsafe {
+                        libc::setsockopt(
+                            conn.as_raw_fd(),
+                            libc::SOL_SOCKET,
+                            libc::SO_LINGER,
+                            (&linger as *const libc::linger).cast(),
+                            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+                        );
+                    }
+                }
+                continue;
+            }
+            let Ok(up) = std::net::TcpStream::connect(("127.0.0.1", backend)) else {
+                continue;
+            };
+            let (Ok(mut c2), Ok(mut u2)) = (conn.try_clone(), up.try_clone()) else {
+                continue;
+            };
+            let mut up = up;
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut c2, &mut up);
+                let _ = up.shutdown(std::net::Shutdown::Write);
+            });
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut u2, &mut conn);
+                let _ = conn.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn reset_connections_and_http1_answers_are_retried_not_dropped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let backend_grpc = free_port();
+    let backend = start_backend(backend_grpc, dir.path());
+    let proxy = faulty_proxy(backend_grpc, 2, 2);
+    let p = FrontPorts::new();
+    let exporter = otlp_exporter(proxy, "      queue_size: 1000\n");
+    let front = start_front(
+        dir.path(),
+        "front.yaml",
+        &front_config(p, &exporter, None),
+        p,
+    );
+    let (report, _) = loadgen(p.grpc, "faulty", &["--items", "200", "--batch", "10"]);
+    assert_eq!(report["sent"].as_u64(), Some(200), "{report}");
+    let seen = wait_all_seqs(&backend.out, "faulty", 200, Duration::from_secs(60));
+    assert_eq!(seen.len(), 200, "log:\n{}", front.logs());
+    assert_eq!(
+        metric(p.metrics, "otelcol_exporter_send_failed_spans"),
+        Some(0.0),
+        "log:\n{}",
+        front.logs()
+    );
+}
