@@ -106,6 +106,8 @@ exporters:
 extensions:
   zpages:
     endpoint: 127.0.0.1:{zpages}
+    expvar:
+      enabled: true
 service:
   extensions: [zpages]
   pipelines:
@@ -298,6 +300,14 @@ service:
     let (code, features) = get(&format!("{base}/debug/featurez"));
     assert_eq!(code, 200);
     assert!(features.contains("no feature gates"), "{features}");
+    let (code, expvar) = get(&format!("{base}/debug/expvarz"));
+    assert_eq!(code, 200);
+    let expvar: Value = serde_json::from_str(&expvar).expect("expvarz is JSON");
+    assert_eq!(
+        expvar["otelcol_receiver_accepted_spans{receiver=\"otlp\",transport=\"grpc\"}"],
+        spans as f64,
+        "{expvar}"
+    );
     let (code, _) = get(&format!("{base}/debug/nothing"));
     assert_eq!(code, 404);
     drop(agent);
