@@ -152,6 +152,18 @@ impl ExtensionFactory for Factory {
                 ConfigError::component(ComponentKind::Extension, id, path, msg)
             })?;
         }
+        // As otelcol's validate does, so that validate refuses what start would.
+        if !cfg.create_directory && !cfg.directory.is_dir() {
+            return Err(ConfigError::component(
+                ComponentKind::Extension,
+                id,
+                "directory",
+                format!(
+                    "{} does not exist or is not a directory (create it, or set create_directory: true)",
+                    cfg.directory.display()
+                ),
+            ));
+        }
         Ok(())
     }
 
