@@ -156,6 +156,19 @@ pub trait Extension: Component {
     fn client_auth(&self) -> Option<Arc<dyn ClientAuth>> {
         None
     }
+
+    /// Server authenticators return the check a receiver's `auth::authenticator` applies.
+    fn server_auth(&self) -> Option<Arc<dyn ServerAuth>> {
+        None
+    }
+}
+
+/// The check a receiver applies to each request, from the extension its `auth::authenticator`
+/// names.
+pub trait ServerAuth: Send + Sync {
+    /// Whether the request's headers (gRPC metadata) carry valid credentials. The error says why
+    /// not, and never contains the credential.
+    fn authenticate(&self, headers: &http::HeaderMap) -> Result<(), String>;
 }
 
 /// The credentials an exporter adds to each outgoing request, from the extension its
@@ -284,6 +297,15 @@ impl Host {
         })?;
         ext.client_auth()
             .ok_or_else(|| anyhow::anyhow!("extension {auth_id} is not a client authenticator"))
+    }
+
+    /// The server authenticator `auth_id`, which a receiver's `auth::authenticator` names.
+    pub fn server_auth(&self, auth_id: &ComponentId) -> anyhow::Result<Arc<dyn ServerAuth>> {
+        let ext = self.extension(auth_id).ok_or_else(|| {
+            anyhow::anyhow!("authenticator {auth_id} is not configured in service::extensions")
+        })?;
+        ext.server_auth()
+            .ok_or_else(|| anyhow::anyhow!("extension {auth_id} is not a server authenticator"))
     }
 
     /// The service is stopping and must be done by `at`. Components that drain (exporter queues) fit

@@ -14,7 +14,7 @@ pub mod telemetry;
 pub use component::{
     ClientAuth, Component, ComponentId, ComponentKind, Connector, ConnectorFactory, Exporter,
     ExporterFactory, Extension, ExtensionFactory, Host, Processor, ProcessorFactory, Receiver,
-    ReceiverFactory,
+    ReceiverFactory, ServerAuth,
 };
 pub use config::ConfigError;
 pub use consumer::{ConsumeError, Consumer, FanOut, NextConsumers, Refused};

@@ -3,8 +3,10 @@
 //! otelcol's keys: `token`, `filename` (read again whenever the file changes, so a rotated token is
 //! picked up without a restart), `scheme` and `header`. Errors and logs never contain the token.
 //!
-//! The server side (checking tokens on receivers, otelcol's `tokens`) is not implemented: receivers
-//! refuse authenticators for now.
+//! As a server authenticator (`auth: {authenticator: bearertokenauth/x}` on the `otlp` receiver) it
+//! accepts a request whose header carries `scheme token` for one of `tokens` or, without `tokens`,
+//! for the client token (`token` or the current content of `filename`). Comparison is in constant
+//! time.
 
 use async_trait::async_trait;
 use axum::http::{HeaderName, HeaderValue};
@@ -16,6 +18,7 @@ use std::time::SystemTime;
 use vigil_core::config::decode;
 use vigil_core::{
     ClientAuth, Component, ComponentId, ComponentKind, ConfigError, Extension, ExtensionFactory,
+    ServerAuth,
 };
 
 #[derive(Debug, Deserialize)]
@@ -30,9 +33,8 @@ struct BearerTokenConfig {
     scheme: String,
     #[serde(default = "default_header")]
     header: String,
-    /// otelcol's server-side token list; accepted so that configs load, used by no receiver yet.
+    /// otelcol's server-side token list: any of them is accepted by receivers.
     #[serde(default)]
-    #[allow(dead_code)]
     tokens: Option<Vec<String>>,
 }
 
@@ -136,12 +138,20 @@ impl ExtensionFactory for Factory {
             ),
             (None, None) => Source::None,
         };
+        let tokens = cfg
+            .tokens
+            .unwrap_or_default()
+            .iter()
+            .map(|t| header_value(&cfg.scheme, t))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| config_error(id, "tokens", e))?;
         Ok(Arc::new(BearerToken {
             inner: Arc::new(Credential {
                 id: id.clone(),
                 header,
                 scheme: cfg.scheme,
                 source,
+                tokens,
             }),
         }))
     }
@@ -156,6 +166,8 @@ struct Credential {
     header: HeaderName,
     scheme: String,
     source: Source,
+    /// The header values a receiver accepts, from `tokens`; empty means the client token.
+    tokens: Vec<HeaderValue>,
 }
 
 enum Source {
@@ -213,11 +225,45 @@ impl ClientAuth for Credential {
     }
 }
 
+impl ServerAuth for Credential {
+    fn authenticate(&self, headers: &axum::http::HeaderMap) -> Result<(), String> {
+        let Some(got) = headers.get(&self.header) else {
+            return Err(format!("no {} header", self.header));
+        };
+        let accepted = if self.tokens.is_empty() {
+            vec![self.value()?]
+        } else {
+            self.tokens.clone()
+        };
+        // Every candidate is compared in full, so the time taken tells nothing about the token.
+        let ok = accepted
+            .iter()
+            .fold(false, |ok, v| ct_eq(v.as_bytes(), got.as_bytes()) | ok);
+        if ok {
+            Ok(())
+        } else {
+            Err(format!("the {} header holds no valid token", self.header))
+        }
+    }
+}
+
+/// Equality in time that depends only on the lengths.
+fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 #[async_trait]
 impl Component for BearerToken {}
 
 impl Extension for BearerToken {
     fn client_auth(&self) -> Option<Arc<dyn ClientAuth>> {
+        Some(self.inner.clone())
+    }
+
+    fn server_auth(&self) -> Option<Arc<dyn ServerAuth>> {
         Some(self.inner.clone())
     }
 }
@@ -362,5 +408,25 @@ mod tests {
                 "Bearer second-token".to_string()
             ]
         );
+    }
+
+    #[test]
+    fn as_a_server_it_accepts_the_token_or_one_of_tokens() {
+        let check = |config: Value, header: Option<&str>| {
+            let ext = factory().create(&id(), &config).unwrap();
+            let auth = ext.server_auth().unwrap();
+            let mut h = axum::http::HeaderMap::new();
+            if let Some(v) = header {
+                h.insert("authorization", HeaderValue::from_str(v).unwrap());
+            }
+            auth.authenticate(&h)
+        };
+        assert!(check(json!({"token": "s3cret"}), Some("Bearer s3cret")).is_ok());
+        let e = check(json!({"token": "s3cret"}), Some("Bearer wrong")).unwrap_err();
+        assert!(!e.contains("s3cret") && !e.contains("wrong"), "{e}");
+        assert!(check(json!({"token": "s3cret"}), None).is_err());
+        let tokens = json!({"tokens": ["a", "b"]});
+        assert!(check(tokens.clone(), Some("Bearer b")).is_ok());
+        assert!(check(tokens, Some("Bearer c")).is_err());
     }
 }

@@ -87,8 +87,8 @@ pub struct GrpcConfig {
     pub include_metadata: bool,
     /// otelcol's `configtls` server keys; see [`crate::tls`].
     pub tls: Option<TlsServerSettings>,
-    /// Server authenticators are not supported yet; `validate` refuses them for the same reason.
-    pub auth: Option<Value>,
+    /// `auth: {authenticator: <extension id>}`: every call must pass that extension's check.
+    pub auth: Option<AuthConfig>,
 }
 
 impl Default for GrpcConfig {
@@ -237,8 +237,8 @@ pub struct HttpConfig {
     pub include_metadata: bool,
     /// otelcol's `configtls` server keys; see [`crate::tls`].
     pub tls: Option<TlsServerSettings>,
-    /// Server authenticators are not supported yet; `validate` refuses them.
-    pub auth: Option<Value>,
+    /// `auth: {authenticator: <extension id>}`: every request must pass that extension's check.
+    pub auth: Option<AuthConfig>,
 }
 
 impl Default for HttpConfig {
@@ -355,7 +355,7 @@ pub fn validate(id: &ComponentId, cfg: &OtlpConfig) -> Result<(), ConfigError> {
                 ),
             ));
         }
-        refuse_unsupported(id, "protocols::grpc", g.auth.as_ref())?;
+        check_auth(id, "protocols::grpc", g.auth.as_ref())?;
         if let Some(t) = &g.tls {
             t.server_config(GRPC_ALPN)
                 .map_err(|e| err(id, &format!("protocols::grpc::tls::{}", e.key), e.message))?;
@@ -422,7 +422,7 @@ pub fn validate(id: &ComponentId, cfg: &OtlpConfig) -> Result<(), ConfigError> {
                 }
             }
         }
-        refuse_unsupported(id, "protocols::http", h.auth.as_ref())?;
+        check_auth(id, "protocols::http", h.auth.as_ref())?;
         if let Some(t) = &h.tls {
             t.server_config(HTTP_ALPN)
                 .map_err(|e| err(id, &format!("protocols::http::tls::{}", e.key), e.message))?;
@@ -442,14 +442,18 @@ fn check_decoded(id: &ComponentId, at: &str, mib: u64) -> Result<(), ConfigError
     Ok(())
 }
 
-fn refuse_unsupported(id: &ComponentId, at: &str, auth: Option<&Value>) -> Result<(), ConfigError> {
-    // Accepting this and serving unauthenticated would be a silent security downgrade.
-    if auth.is_some_and(|v| !v.is_null()) {
-        return Err(err(
-            id,
-            &format!("{at}::auth"),
-            "authenticators on the otlp receiver are not supported yet",
-        ));
+fn check_auth(id: &ComponentId, at: &str, auth: Option<&AuthConfig>) -> Result<(), ConfigError> {
+    if let Some(a) = auth {
+        ComponentId::parse(&a.authenticator)
+            .map_err(|e| err(id, &format!("{at}::auth::authenticator"), e))?;
     }
     Ok(())
+}
+
+/// `auth:` on a server, as otelcol's `configauth.Config`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// The id of the authenticator extension, which must be in `service::extensions`.
+    pub authenticator: String,
 }

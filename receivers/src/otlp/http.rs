@@ -66,6 +66,19 @@ pub(crate) fn router(shared: Arc<Shared>, cfg: &HttpConfig) -> Router {
     }
 }
 
+/// 401 for a request the authenticator refused: a `google.rpc.Status` in the request's encoding
+/// when it is known, plain text otherwise.
+pub(crate) fn unauthorized(headers: &http::HeaderMap, reason: String) -> Response {
+    let encoding = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(Encoding::from_content_type);
+    match encoding {
+        Some(e) => status_error(e, StatusCode::UNAUTHORIZED, reason),
+        None => plain(StatusCode::UNAUTHORIZED, reason),
+    }
+}
+
 async fn not_found(req: Request) -> Response {
     plain(
         StatusCode::NOT_FOUND,
@@ -109,6 +122,7 @@ fn status_error(encoding: Encoding, status: StatusCode, message: String) -> Resp
 fn grpc_code_for(status: StatusCode) -> i32 {
     let code = match status {
         StatusCode::BAD_REQUEST => tonic::Code::InvalidArgument,
+        StatusCode::UNAUTHORIZED => tonic::Code::Unauthenticated,
         StatusCode::NOT_FOUND | StatusCode::UNSUPPORTED_MEDIA_TYPE => tonic::Code::Unimplemented,
         StatusCode::PAYLOAD_TOO_LARGE => tonic::Code::ResourceExhausted,
         StatusCode::TOO_MANY_REQUESTS

@@ -146,6 +146,8 @@ pub(crate) struct Shared {
     too_large: [Counter; 2],
     /// Each listener's connection counters; by transport.
     connections: [ConnCounters; 2],
+    /// Requests refused by the authenticator; by transport.
+    unauthenticated: [Counter; 2],
 }
 
 impl Shared {
@@ -166,6 +168,13 @@ impl Shared {
                 ConnCounters::new("receiver", &id, "grpc"),
                 ConnCounters::new("receiver", &id, "http"),
             ],
+            unauthenticated: [Transport::Grpc, Transport::Http].map(|t| {
+                metrics::counter!(
+                    "vigil_receiver_requests_unauthenticated",
+                    "receiver" => id.clone(),
+                    "transport" => t.as_str()
+                )
+            }),
             id,
             next,
         }
@@ -277,6 +286,48 @@ impl OtlpReceiver {
             .map_or((None, None), |r| (r.grpc_addr, r.http_addr))
     }
 
+    /// `router` behind the authenticator `auth` names, if any: a request that fails its check gets
+    /// HTTP 401 or gRPC `UNAUTHENTICATED`, is counted, and is logged with the reason (never the
+    /// credential).
+    fn authenticated(
+        &self,
+        host: &Host,
+        router: axum::Router,
+        auth: Option<&config::AuthConfig>,
+        transport: Transport,
+    ) -> anyhow::Result<axum::Router> {
+        let Some(auth) = auth else {
+            return Ok(router);
+        };
+        let auth_id = ComponentId::parse(&auth.authenticator)
+            .map_err(|e| anyhow::anyhow!("receivers::{}: {e}", self.id))?;
+        let check = host
+            .server_auth(&auth_id)
+            .map_err(|e| anyhow::anyhow!("receivers::{}: {e}", self.id))?;
+        let refused = self.shared.unauthenticated[transport as usize].clone();
+        let id = self.id.to_string();
+        Ok(router.layer(axum::middleware::from_fn(
+            move |req: axum::extract::Request, next: axum::middleware::Next| {
+                let verdict = check.authenticate(req.headers());
+                let (refused, id) = (refused.clone(), id.clone());
+                async move {
+                    match verdict {
+                        Ok(()) => next.run(req).await,
+                        Err(reason) => {
+                            refused.increment(1);
+                            tracing::debug!(receiver = %id, %reason, "request refused by the authenticator");
+                            match transport {
+                                Transport::Grpc => tonic::Status::unauthenticated(reason)
+                                    .into_http::<axum::body::Body>(),
+                                Transport::Http => http::unauthorized(req.headers(), reason),
+                            }
+                        }
+                    }
+                }
+            },
+        )))
+    }
+
     /// The gRPC services, one per signal with a pipeline, as a router; a signal without a
     /// pipeline gets no service, so its calls answer UNIMPLEMENTED.
     fn grpc_router(&self, g: &GrpcConfig) -> axum::Router {
@@ -311,7 +362,7 @@ impl OtlpReceiver {
 
 #[async_trait]
 impl Component for OtlpReceiver {
-    async fn start(&self, _host: &Host) -> anyhow::Result<()> {
+    async fn start(&self, host: &Host) -> anyhow::Result<()> {
         if self.local_addrs() != (None, None) {
             anyhow::bail!("receivers::{}: already started", self.id);
         }
@@ -334,7 +385,8 @@ impl Component for OtlpReceiver {
         };
         if let (Some(g), Some(listener)) = (&protocols.grpc, grpc_listener) {
             running.grpc_addr = Some(listener.local_addr()?);
-            let router = self.grpc_router(g);
+            let router =
+                self.authenticated(host, self.grpc_router(g), g.auth.as_ref(), Transport::Grpc)?;
             let counters = self.shared.connections[Transport::Grpc as usize].clone();
             running.tasks.push(tokio::spawn(serve(
                 listener,
@@ -346,7 +398,12 @@ impl Component for OtlpReceiver {
         }
         if let (Some(h), Some(listener)) = (&protocols.http, http_listener) {
             running.http_addr = Some(listener.local_addr()?);
-            let router = http::router(Arc::clone(&self.shared), h);
+            let router = self.authenticated(
+                host,
+                http::router(Arc::clone(&self.shared), h),
+                h.auth.as_ref(),
+                Transport::Http,
+            )?;
             let counters = self.shared.connections[Transport::Http as usize].clone();
             running.tasks.push(tokio::spawn(serve(
                 listener,

@@ -1413,3 +1413,121 @@ async fn server_tls_without_client_certificates() {
     assert!(e.contains("protocols::http::tls::key_file"), "{e}");
     receiver.shutdown().await.unwrap();
 }
+
+// ---------- authentication ----------
+
+/// A server authenticator that accepts one bearer token.
+struct OneToken;
+
+#[async_trait]
+impl Component for OneToken {}
+
+impl vigil_core::Extension for OneToken {
+    fn server_auth(&self) -> Option<Arc<dyn vigil_core::ServerAuth>> {
+        Some(Arc::new(OneToken))
+    }
+}
+
+impl vigil_core::ServerAuth for OneToken {
+    fn authenticate(&self, headers: &http::HeaderMap) -> Result<(), String> {
+        match headers.get("authorization").map(|v| v.as_bytes()) {
+            Some(b"Bearer right") => Ok(()),
+            Some(_) => Err("wrong token".into()),
+            None => Err("no authorization header".into()),
+        }
+    }
+}
+
+/// With `auth`, a request without the right credentials gets 401 or UNAUTHENTICATED and is counted;
+/// with them it is served, on both transports. A missing authenticator fails start.
+#[tokio::test]
+async fn an_authenticator_guards_both_transports() {
+    use metrics_util::debugging::DebuggingRecorder;
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let mut cfg = both_on_port_0();
+    cfg["protocols"]["http"]["auth"] = json!({"authenticator": "bearertokenauth/in"});
+    cfg["protocols"]["grpc"]["auth"] = json!({"authenticator": "bearertokenauth/in"});
+    let sink = Arc::new(Recorder::default());
+    let mut next = NextConsumers::new();
+    next.insert(Signal::Traces, sink.clone());
+    let config = config::load(&id(), &cfg).unwrap();
+    let receiver =
+        metrics::with_local_recorder(&recorder, || OtlpReceiver::new(&id(), config.clone(), next));
+    // Without the extension, start fails and names it.
+    let e = receiver
+        .start(&Host::detached())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("bearertokenauth/in"), "{e}");
+    let mut extensions: std::collections::HashMap<ComponentId, Arc<dyn vigil_core::Extension>> =
+        std::collections::HashMap::new();
+    extensions.insert(
+        ComponentId::parse("bearertokenauth/in").unwrap(),
+        Arc::new(OneToken),
+    );
+    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    receiver.start(&Host::new(extensions, tx)).await.unwrap();
+    let (grpc, http) = receiver.local_addrs();
+    let (grpc, http) = (grpc.unwrap(), http.unwrap());
+    let body = traces(1).encode_to_vec();
+    let post = |token: Option<&'static str>| {
+        let mut req = reqwest::Client::new()
+            .post(format!("http://{http}/v1/traces"))
+            .header("content-type", "application/x-protobuf")
+            .body(body.clone());
+        if let Some(t) = token {
+            req = req.header("authorization", t);
+        }
+        req.send()
+    };
+    let resp = post(None).await.unwrap();
+    assert_eq!(resp.status(), 401);
+    assert_eq!(
+        pb_status(resp).await.code,
+        tonic::Code::Unauthenticated as i32
+    );
+    assert_eq!(post(Some("Bearer wrong")).await.unwrap().status(), 401);
+    assert_eq!(post(Some("Bearer right")).await.unwrap().status(), 200);
+
+    let mut frame = vec![0u8];
+    frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&body);
+    let grpc_call = |token: Option<&'static str>| {
+        let mut req = reqwest::Client::builder()
+            .http2_prior_knowledge()
+            .build()
+            .unwrap()
+            .post(format!(
+                "http://{grpc}{}",
+                ExportTraceServiceRequest::GRPC_PATH
+            ))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(frame.clone());
+        if let Some(t) = token {
+            req = req.header("authorization", t);
+        }
+        req.send()
+    };
+    let resp = grpc_call(None).await.unwrap();
+    let st = tonic::Status::from_header_map(resp.headers()).expect("a trailers-only error");
+    assert_eq!(st.code(), tonic::Code::Unauthenticated);
+    let resp = grpc_call(Some("Bearer right")).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(tonic::Status::from_header_map(resp.headers()).is_none());
+    let _ = resp.bytes().await;
+    assert_eq!(sink.items(), 2);
+    let refused: Vec<String> = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .filter(|(k, ..)| k.key().name() == "vigil_receiver_requests_unauthenticated")
+        .map(|t| format!("{:?}", t.3))
+        .collect();
+    assert_eq!(refused.len(), 2);
+    assert!(refused.contains(&"Counter(2)".to_string()), "{refused:?}");
+    assert!(refused.contains(&"Counter(1)".to_string()), "{refused:?}");
+    receiver.shutdown().await.unwrap();
+}
