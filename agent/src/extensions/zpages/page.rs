@@ -454,93 +454,6 @@ pub fn vigilz(snap: &Snapshot, m: &Metrics) -> String {
         o.push_str(".</p>");
     }
 
-    // Pipelines.
-    o.push_str("<h2>Pipelines</h2>");
-    match &snap.config {
-        None => no_config(&mut o),
-        Some(cfg) => {
-            o.push_str("<table><tr><th>pipeline</th><th>receivers</th><th>processors</th><th>exporters</th><th>accepted</th><th>refused</th><th>sent</th><th>failed</th></tr>");
-            for p in &cfg.pipelines {
-                let list = |ids: &[ComponentId]| {
-                    esc(&ids
-                        .iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join(", "))
-                };
-                let _ = write!(
-                    o,
-                    "<tr><td><b>{}</b></td><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
-                    esc(&p.id),
-                    list(&p.receivers),
-                    list(&p.processors),
-                    list(&p.exporters),
-                    count(pipeline_sum(m, cfg, p, "receiver", "otelcol_receiver_accepted")),
-                    count(pipeline_sum(m, cfg, p, "receiver", "otelcol_receiver_refused")),
-                    count(pipeline_sum(m, cfg, p, "exporter", "otelcol_exporter_sent")),
-                    count(pipeline_sum(m, cfg, p, "exporter", "otelcol_exporter_send_failed")),
-                );
-            }
-            o.push_str("</table><p class=\"muted\">Items (spans, metric points, log records) counted by the pipeline's receivers and exporters; connectors do not count, so — means none of them does. Per component: <a href=\"/debug/pipelinez\">pipelines</a>.</p>");
-        }
-    }
-
-    // Plots.
-    o.push_str("<h2>Series and their expected band</h2>");
-    let mut plots = 0;
-    let mut plot_html = String::new();
-    for (series, pts) in &snap.bands {
-        if plots == 4 {
-            break;
-        }
-        let episodes: Vec<&Anomaly> = snap
-            .anomalies
-            .iter()
-            .chain(&snap.ended)
-            .filter(|a| &a.series == series)
-            .collect();
-        let svg = plot::band(series, pts, &episodes);
-        if svg.is_empty() {
-            continue;
-        }
-        plots += 1;
-        let _ = write!(
-            plot_html,
-            "<div class=\"plot-box\"><h3>{}</h3>{svg}</div>",
-            esc(series)
-        );
-    }
-    if plots == 0 {
-        o.push_str("<p class=\"muted\">No score gauges seen yet. They flow when a metrics pipeline takes the <code>anomalydetection</code> connector's output (and <code>emit_scores</code> is not false), once a series is past its warm-up.</p>");
-    } else {
-        let _ = write!(o, "<div class=\"plots\">{plot_html}</div><p class=\"muted\">Series with an open anomaly first, then recently ended ones, then by peak score; {} series kept (at most {}, {} points each).</p>", snap.series_tracked, snap.limits.series, snap.limits.points);
-    }
-
-    // Anomalies.
-    let _ = write!(o, "<h2>Open anomalies ({})</h2>", snap.anomalies.len());
-    let header = "<table><tr><th>series</th><th>score</th><th>observed</th><th>expected</th><th>band</th><th>detector</th><th>when (UTC)</th></tr>";
-    if snap.anomalies.is_empty() {
-        o.push_str("<p class=\"muted\">None.</p>");
-    } else {
-        o.push_str(header);
-        for a in &snap.anomalies {
-            anomaly_row(&mut o, a, false);
-        }
-        o.push_str("</table>");
-    }
-    if !snap.ended.is_empty() {
-        let _ = write!(
-            o,
-            "<h2>Recently ended anomalies ({})</h2>",
-            snap.ended.len()
-        );
-        o.push_str(header);
-        for a in &snap.ended {
-            anomaly_row(&mut o, a, true);
-        }
-        o.push_str("</table>");
-    }
-
     // Incidents.
     let _ = write!(o, "<h2>Incidents ({open_inc} open)</h2>");
     if snap.incidents.is_empty() {
@@ -588,6 +501,62 @@ pub fn vigilz(snap: &Snapshot, m: &Metrics) -> String {
         o.push_str("</table>");
     }
 
+    // Anomalies.
+    let _ = write!(o, "<h2>Open anomalies ({})</h2>", snap.anomalies.len());
+    let header = "<table><tr><th>series</th><th>score</th><th>observed</th><th>expected</th><th>band</th><th>detector</th><th>when (UTC)</th></tr>";
+    if snap.anomalies.is_empty() {
+        o.push_str("<p class=\"muted\">None.</p>");
+    } else {
+        o.push_str(header);
+        for a in &snap.anomalies {
+            anomaly_row(&mut o, a, false);
+        }
+        o.push_str("</table>");
+    }
+    // Plots.
+    o.push_str("<h2>Series and their expected band</h2>");
+    let mut plots = 0;
+    let mut plot_html = String::new();
+    for (series, pts) in &snap.bands {
+        if plots == 4 {
+            break;
+        }
+        let episodes: Vec<&Anomaly> = snap
+            .anomalies
+            .iter()
+            .chain(&snap.ended)
+            .filter(|a| &a.series == series)
+            .collect();
+        let svg = plot::band(series, pts, &episodes);
+        if svg.is_empty() {
+            continue;
+        }
+        plots += 1;
+        let _ = write!(
+            plot_html,
+            "<div class=\"plot-box\"><h3>{}</h3>{svg}</div>",
+            esc(series)
+        );
+    }
+    if plots == 0 {
+        o.push_str("<p class=\"muted\">No score gauges seen yet. They flow when a metrics pipeline takes the <code>anomalydetection</code> connector's output (and <code>emit_scores</code> is not false), once a series is past its warm-up.</p>");
+    } else {
+        let _ = write!(o, "<div class=\"plots\">{plot_html}</div><p class=\"muted\">Series with an open anomaly first, then recently ended ones, then by peak score; {} series kept (at most {}, {} points each).</p>", snap.series_tracked, snap.limits.series, snap.limits.points);
+    }
+
+    if !snap.ended.is_empty() {
+        let _ = write!(
+            o,
+            "<h2>Recently ended anomalies ({})</h2>",
+            snap.ended.len()
+        );
+        o.push_str(header);
+        for a in &snap.ended {
+            anomaly_row(&mut o, a, true);
+        }
+        o.push_str("</table>");
+    }
+
     // Service graph.
     let _ = write!(o, "<h2>Service graph ({} edges)</h2>", snap.edges.len());
     if snap.edges.is_empty() {
@@ -630,6 +599,37 @@ pub fn vigilz(snap: &Snapshot, m: &Metrics) -> String {
         }
         o.push_str("</table>");
     }
+    // Pipelines.
+    o.push_str("<h2>Pipelines</h2>");
+    match &snap.config {
+        None => no_config(&mut o),
+        Some(cfg) => {
+            o.push_str("<table><tr><th>pipeline</th><th>receivers</th><th>processors</th><th>exporters</th><th>accepted</th><th>refused</th><th>sent</th><th>failed</th></tr>");
+            for p in &cfg.pipelines {
+                let list = |ids: &[ComponentId]| {
+                    esc(&ids
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", "))
+                };
+                let _ = write!(
+                    o,
+                    "<tr><td><b>{}</b></td><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+                    esc(&p.id),
+                    list(&p.receivers),
+                    list(&p.processors),
+                    list(&p.exporters),
+                    count(pipeline_sum(m, cfg, p, "receiver", "otelcol_receiver_accepted")),
+                    count(pipeline_sum(m, cfg, p, "receiver", "otelcol_receiver_refused")),
+                    count(pipeline_sum(m, cfg, p, "exporter", "otelcol_exporter_sent")),
+                    count(pipeline_sum(m, cfg, p, "exporter", "otelcol_exporter_send_failed")),
+                );
+            }
+            o.push_str("</table><p class=\"muted\">Items (spans, metric points, log records) counted by the pipeline's receivers and exporters; connectors do not count, so — means none of them does. Per component: <a href=\"/debug/pipelinez\">pipelines</a>.</p>");
+        }
+    }
+
     let d = snap.dropped;
     let l = snap.limits;
     let _ = write!(
