@@ -329,7 +329,10 @@ async fn the_tap_passes_batches_through_untouched() {
         },
     ]);
     tapped.consume(batch.clone()).await.unwrap();
-    assert_eq!(keep.0.lock().unwrap().as_slice(), [batch.clone()]);
+    assert_eq!(
+        keep.0.lock().unwrap().as_slice(),
+        std::slice::from_ref(&batch)
+    );
     // A refusal hands the same batch back, so a batch processor upstream can retry it.
     let refused = tapped.consume_or_return(batch.clone()).await.unwrap_err();
     assert_eq!(refused.data, Some(batch));
