@@ -24,7 +24,9 @@ def exporter(args):
             private_key=read(args.key),
             certificate_chain=read(args.cert),
         )
-        return OTLPSpanExporter(endpoint=args.endpoint, credentials=creds, timeout=args.timeout)
+        return OTLPSpanExporter(
+            endpoint=args.endpoint, credentials=creds, timeout=args.timeout, headers=headers(args)
+        )
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
     return OTLPSpanExporter(
@@ -33,7 +35,14 @@ def exporter(args):
         client_certificate_file=args.cert,
         client_key_file=args.key,
         timeout=args.timeout,
+        headers=headers(args),
     )
+
+
+def headers(args):
+    if not args.token:
+        return None
+    return {"authorization": f"Bearer {args.token}"}
 
 
 def main():
@@ -44,6 +53,7 @@ def main():
     p.add_argument("--cert")
     p.add_argument("--key")
     p.add_argument("--run", required=True)
+    p.add_argument("--token", help="sent as 'authorization: Bearer <token>'")
     # Generous: on a loaded machine the first connection and handshake can take seconds.
     p.add_argument("--timeout", type=float, default=20)
     args = p.parse_args()

@@ -52,10 +52,24 @@ impl Pki {
 }
 
 fn export(pki: &Pki, protocol: &str, endpoint: &str, with_cert: bool, run: &str) -> String {
+    export_with(pki, protocol, endpoint, with_cert, None, run)
+}
+
+fn export_with(
+    pki: &Pki,
+    protocol: &str,
+    endpoint: &str,
+    with_cert: bool,
+    token: Option<&str>,
+    run: &str,
+) -> String {
     let mut cmd = Command::new(python());
     cmd.arg(repo_root().join("tests/python/sdk_tls.py"))
         .args(["--protocol", protocol, "--endpoint", endpoint, "--run", run])
         .args(["--ca", &pki.path("ca.pem")]);
+    if let Some(t) = token {
+        cmd.args(["--token", t]);
+    }
     if with_cert {
         cmd.args([
             "--cert",
@@ -72,7 +86,7 @@ fn export(pki: &Pki, protocol: &str, endpoint: &str, with_cert: bool, run: &str)
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("SDK script prints JSON");
     let result = v["result"].as_str().unwrap_or_default().to_string();
-    if (result == "SUCCESS") != with_cert {
+    if (result == "SUCCESS") != (with_cert && token != Some("wrong")) {
         eprintln!("{protocol} {run}: {}", String::from_utf8_lossy(&out.stderr));
     }
     result
@@ -162,5 +176,95 @@ service:
     assert_eq!(
         got, want,
         "only the exports with a client certificate arrive"
+    );
+}
+
+/// With `auth: {authenticator: bearertokenauth}` (and server TLS), the SDK is served with the right
+/// bearer token and refused with a wrong or missing one, over gRPC and HTTP.
+#[test]
+fn sdk_with_a_bearer_token() {
+    let pki = Pki::new();
+    let (grpc, http, health) = (free_port(), free_port(), free_port());
+    let out_dir = tempfile::tempdir().expect("tempdir");
+    let out = out_dir.path().join("received.jsonl");
+    let server = format!(
+        "tls: {{cert_file: {}, key_file: {}}}\n        auth: {{authenticator: bearertokenauth}}",
+        pki.path("server.pem"),
+        pki.path("server.key"),
+    );
+    let cfg = format!(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:{grpc}
+        {server}
+      http:
+        endpoint: 127.0.0.1:{http}
+        {server}
+exporters:
+  file:
+    path: {}
+extensions:
+  bearertokenauth:
+    token: s3cret
+  health_check:
+    endpoint: 127.0.0.1:{health}
+service:
+  extensions: [health_check, bearertokenauth]
+  pipelines:
+    traces: {{receivers: [otlp], exporters: [file]}}
+  telemetry:
+    metrics:
+      level: none
+"#,
+        out.display()
+    );
+    let mut agent = Agent::with_config(&cfg);
+    agent.wait_http_ok(
+        &format!("http://127.0.0.1:{health}/"),
+        Duration::from_secs(30),
+    );
+    let grpc_url = format!("https://127.0.0.1:{grpc}");
+    let http_url = format!("https://127.0.0.1:{http}");
+    for (protocol, url) in [("grpc", &grpc_url), ("http", &http_url)] {
+        let ok = export_with(
+            &pki,
+            protocol,
+            url,
+            true,
+            Some("s3cret"),
+            &format!("{protocol}-ok"),
+        );
+        if ok != "SUCCESS" {
+            eprintln!("{}", agent.logs());
+        }
+        assert_eq!(ok, "SUCCESS", "{protocol} with the token");
+        let wrong = export_with(&pki, protocol, url, true, Some("wrong"), "wrong");
+        assert_eq!(wrong, "FAILURE", "{protocol} with a wrong token");
+        let none = export_with(&pki, protocol, url, false, None, "none");
+        assert_eq!(none, "FAILURE", "{protocol} without a token");
+    }
+    let got = eventually(Duration::from_secs(30), "6 spans in the file", || {
+        let lines = read_json_lines(&out);
+        let n = lines
+            .iter()
+            .flat_map(|l| l["resourceSpans"].as_array().cloned().unwrap_or_default())
+            .filter(|rs| {
+                vigil_tests::otlp_attr(&rs["resource"]["attributes"], "test.run")
+                    .and_then(|v| v["stringValue"].as_str())
+                    .is_some_and(|r| r.ends_with("-ok"))
+            })
+            .flat_map(|rs| rs["scopeSpans"].as_array().cloned().unwrap_or_default())
+            .map(|ss| ss["spans"].as_array().map_or(0, Vec::len))
+            .sum::<usize>();
+        (n >= 6).then_some(n)
+    });
+    assert_eq!(got, 6);
+    let logs = agent.logs();
+    assert!(
+        !logs.contains("s3cret") && !logs.contains("wrong"),
+        "a credential was logged"
     );
 }
