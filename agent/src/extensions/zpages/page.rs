@@ -431,7 +431,7 @@ pub fn vigilz(snap: &Snapshot, m: &Metrics) -> String {
             if warming.is_some() {
                 count(warming)
             } else {
-                "n/a".into()
+                "—".into()
             },
         ),
         ("open anomalies", snap.anomalies.len().to_string()),
@@ -444,7 +444,7 @@ pub fn vigilz(snap: &Snapshot, m: &Metrics) -> String {
     }
     o.push_str("</div>");
     if warming.is_none() && live.is_some() {
-        o.push_str("<p class=\"muted\">This build does not report warm-up per series (<code>vigil_anomaly_series_warming</code>): a series scores after its first 30 points.</p>");
+        o.push_str("<p class=\"muted\">Warm-up is not reported yet: <code>vigil_anomaly_series_warming</code> is set at the connector's first <code>interval</code> tick. A series is scored after its first 30 points.</p>");
     }
     if live.is_none() {
         o.push_str("<p class=\"muted\">No <code>anomalydetection</code> connector reports series");
