@@ -174,7 +174,9 @@ service:
             (code == 200
                 && section(&page, "Incidents").contains("<ol><li>")
                 && section(&page, "Service graph").contains("→")
-                && section(&page, "Top log patterns").contains("<td class=\"n\">300</td>"))
+                && section(&page, "Top log patterns").contains("<td class=\"n\">300</td>")
+            // Set at the detector's first interval tick.
+            && !page.contains("still warming up<b>—"))
             .then_some(())
         },
     );
@@ -199,6 +201,15 @@ service:
         .and_then(|n| n.parse::<u64>().ok())
         .unwrap_or(0);
     assert!(watched > 0, "series watched: {dom}");
+    let warming = dom
+        .split("still warming up<b>")
+        .nth(1)
+        .and_then(|s| s.split('<').next())
+        .and_then(|n| n.parse::<u64>().ok());
+    assert!(
+        warming.is_some_and(|w| w <= watched),
+        "series still warming up, of {watched}: {warming:?}"
+    );
     let anomalies = format!(
         "{}{}",
         section(&dom, "Open anomalies"),
