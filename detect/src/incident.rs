@@ -256,7 +256,8 @@ pub struct Config {
     /// are ranked together. A later change of the top candidate is reported at once.
     pub settle_ns: u64,
     /// Evidence: an incident on one service is reported only once a member lies at least this many
-    /// band widths ([`band_multiple`]) outside its band. Findings on two or more services corroborate
+    /// band widths ([`band_multiple`]) outside its band, and at most [`FAR_MULTIPLE`] (a band of no
+    /// width says nothing about the size of a deviation). Findings on two or more services corroborate
     /// each other and need no minimum. 0 reports every finding.
     pub min_severity: f64,
     /// The same for an incident whose only services are dependencies and addresses (virtual nodes),
@@ -509,7 +510,10 @@ impl Correlator {
                 Node::Service => self.cfg.min_severity,
                 Node::Dependency | Node::Address => self.cfg.virtual_min_severity,
             };
-            m.band.is_none_or(|b| b >= min)
+            // Beyond FAR_MULTIPLE the band had no width (a series that sat still, such as an error
+            // ratio at exactly 0): the multiple measures the band, not the deviation, and one stray
+            // error would pass any minimum. Such a finding needs corroboration.
+            m.band.is_none_or(|b| b >= min && b <= FAR_MULTIPLE)
         })
     }
 
@@ -1224,7 +1228,11 @@ mod tests {
         let r = c.observe(&weak("api", "api", 501, 1.5, Node::Service), &t);
         assert_eq!(r.len(), 1);
         assert_eq!(r[0].status, Status::Open);
-        // A strong finding on one service is enough alone.
+        // A strong finding on one service is enough alone; one against a band of no width (a stray
+        // first error of a quiet error ratio) is not.
+        assert!(c
+            .observe(&weak("z", "zero", 900, f64::INFINITY, Node::Service), &t)
+            .is_empty());
         let r = c.observe(&weak("o", "other", 900, 3.5, Node::Service), &t);
         assert_eq!(r.len(), 1);
     }
