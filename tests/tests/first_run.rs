@@ -1,6 +1,6 @@
 //! The README's first command: `vigil` with no config watches the node and prints its findings
 //! readably on stderr. This file holds one test, because the embedded default listens on the fixed
-//! ports 4317, 4318, 13133 and 8888 and tests within a file run in parallel.
+//! ports 4317, 4318, 13133, 8888 and 55679 and tests within a file run in parallel.
 
 use std::process::Command;
 use std::time::Duration;
