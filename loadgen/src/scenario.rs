@@ -236,7 +236,7 @@ impl Scenario {
             _ => Fault::Saturation,
         });
         let base = (0..n).map(|_| rng.random_range(0.002..0.02)).collect();
-        let mut aux = StdRng::seed_from_u64(cfg.seed ^ 0x5eed_0f_5ea1_1573);
+        let mut aux = StdRng::seed_from_u64(cfg.seed ^ 0x005e_ed0f_5ea1_1573);
         let r = &cfg.realism;
         let cut = (0..n).map(|_| aux.random_range(0.0..1.0)).collect();
         let skew = (0..n)
