@@ -231,7 +231,8 @@ pub struct Report {
 /// Tuning; the defaults suit a 10–60 s collection interval.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// An event joins an incident if it starts within `window` of the incident's last activity.
+    /// An event joins an incident if it starts within `window` (or `gap`, if shorter) of the
+    /// incident's last activity, or while a member is still anomalous.
     pub window_ns: u64,
     /// An incident resolves once all its members ended and `gap` passed with nothing new.
     pub gap_ns: u64,

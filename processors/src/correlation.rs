@@ -34,7 +34,8 @@ pub const SCOPE: &str = "vigil/correlation";
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CorrelationConfig {
-    /// An event joins an incident if it starts within this of the incident's last activity.
+    /// An event joins an incident if it starts within this (or `gap`, if shorter) of the incident's
+    /// last activity, or while a member is still anomalous.
     #[serde(with = "duration")]
     pub window: Duration,
     /// An incident resolves once every member ended and this passed with nothing new.
