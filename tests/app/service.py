@@ -65,7 +65,9 @@ def setup_telemetry(name, otlp, export_ms):
 
 def open_db(path):
     # The instrumentation wraps sqlite3.connect, so connections are opened after instrument().
-    conn = sqlite3.connect(path, check_same_thread=False)
+    conn = sqlite3.connect(path, timeout=10)
+    # Readers do not block the writer (nor it them) in WAL mode.
+    conn.execute("PRAGMA journal_mode=WAL")
     # A SQL function the slow-database fault calls, so that the slowness is inside the traced query.
     conn.create_function("pause_ms", 1, lambda ms: time.sleep(ms / 1000.0) or 0)
     conn.execute("CREATE TABLE IF NOT EXISTS items (id INTEGER PRIMARY KEY, qty INTEGER)")
@@ -94,8 +96,19 @@ def main():
     FlaskInstrumentor().instrument_app(app, excluded_urls="_fault,_ready")
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
 
-    db = open_db(args.db) if args.db else None
-    db_lock = threading.Lock()
+    if args.db:
+        open_db(args.db).close()
+    # One connection per thread: reads run side by side, as on a database server, so that a slow
+    # query slows requests without queueing every later one behind it (a saturated single
+    # connection never recovered within the test's recovery time).
+    local = threading.local()
+
+    def db():
+        if not hasattr(local, "conn"):
+            local.conn = open_db(args.db)
+        return local.conn
+
+    write_lock = threading.Lock()
     session = requests.Session()
 
     @app.post("/_fault")
@@ -118,16 +131,17 @@ def main():
         time.sleep(random.uniform(0.5, 1.5) * args.work_ms / 1000.0)
         if f["kind"] == "latency":
             time.sleep(random.uniform(0.8, 1.2) * f["ms"] / 1000.0)
-        if db is not None:
+        if args.db:
             pause = f["ms"] * random.uniform(0.8, 1.2) if f["kind"] == "slowdb" else 0.0
-            with db_lock:
-                item = random.randrange(50)
-                # Through a cursor: the instrumentation traces cursor calls, not the connection's shortcuts.
-                cur = db.cursor()
-                cur.execute("SELECT qty, pause_ms(?) FROM items WHERE id = ?", (pause, item))
-                cur.fetchone()
+            conn = db()
+            item = random.randrange(50)
+            # Through a cursor: the instrumentation traces cursor calls, not the connection's shortcuts.
+            cur = conn.cursor()
+            cur.execute("SELECT qty, pause_ms(?) FROM items WHERE id = ?", (pause, item))
+            cur.fetchone()
+            with write_lock:
                 cur.execute("UPDATE items SET qty = qty WHERE id = ?", (item,))
-                db.commit()
+                conn.commit()
         for url in args.call:
             r = session.get(url, timeout=10)
             if r.status_code >= 500:
