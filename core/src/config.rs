@@ -158,7 +158,10 @@ pub fn decode_partial<T: DeserializeOwned>(value: &Value) -> (Option<T>, Vec<(St
             .collect();
         let msg = e.inner().to_string();
         let orig = original_path(&cur, &removed_items);
-        let is_null = matches!(lookup(&work, &cur), Some(Value::Null));
+        // A key with no value means "the default" only for a key the component has: an unknown key
+        // (`thrift:` under otlp's protocols) is an error whatever its value.
+        let is_null = !msg.starts_with("unknown field")
+            && matches!(lookup(&work, &cur), Some(Value::Null));
         if !is_null {
             if let Some(field) = missing_field(&msg) {
                 let mut key = orig.clone();
