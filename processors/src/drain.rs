@@ -185,7 +185,7 @@ fn parse(id: &ComponentId, value: &Value) -> Result<Checked, ConfigError> {
                 ),
             ));
         }
-        let re = Regex::new(&r.pattern).map_err(|e| {
+        let re = vigil_core::config::re2_regex(&r.pattern).map_err(|e| {
             err(
                 &format!("{path}::pattern"),
                 format!("not a valid regex: {e}"),
