@@ -160,8 +160,8 @@ pub fn decode_partial<T: DeserializeOwned>(value: &Value) -> (Option<T>, Vec<(St
         let orig = original_path(&cur, &removed_items);
         // A key with no value means "the default" only for a key the component has: an unknown key
         // (`thrift:` under otlp's protocols) is an error whatever its value.
-        let is_null = !msg.starts_with("unknown field")
-            && matches!(lookup(&work, &cur), Some(Value::Null));
+        let is_null =
+            !msg.starts_with("unknown field") && matches!(lookup(&work, &cur), Some(Value::Null));
         if !is_null {
             if let Some(field) = missing_field(&msg) {
                 let mut key = orig.clone();

@@ -187,7 +187,8 @@ fn compile_one(c: &ActionConfig) -> Result<Action, FieldError> {
         ))
     };
     let regex = |what: &str| -> Result<Regex, FieldError> {
-        vigil_core::config::re2_regex(what).map_err(|e| ("pattern", format!("invalid pattern {what:?}: {e}")))
+        vigil_core::config::re2_regex(what)
+            .map_err(|e| ("pattern", format!("invalid pattern {what:?}: {e}")))
     };
     let key = || -> Result<String, FieldError> {
         if c.key.is_empty() {

@@ -174,7 +174,8 @@ impl Matcher {
             }
         }
         let compile_re = |path: String, pattern: &str| {
-            vigil_core::config::re2_regex(pattern).map_err(|e| err(path, format!("invalid regexp {pattern:?}: {e}")))
+            vigil_core::config::re2_regex(pattern)
+                .map_err(|e| err(path, format!("invalid regexp {pattern:?}: {e}")))
         };
         let names = |key: &str, list: &[String]| -> Result<Vec<NameMatch>, ConfigError> {
             list.iter()
