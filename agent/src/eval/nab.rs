@@ -150,6 +150,7 @@ fn plot(dir: &Path, run: &FileRun) -> anyhow::Result<()> {
 
 fn draw(path: &Path, run: &FileRun) -> Result<(), Box<dyn std::error::Error>> {
     let values = &run.series.values;
+    let stamps = &run.series.timestamps;
     let n = values.len();
     let (mut lo, mut hi) = values
         .iter()
@@ -159,42 +160,104 @@ fn draw(path: &Path, run: &FileRun) -> Result<(), Box<dyn std::error::Error>> {
     let pad = ((hi - lo) * 0.1).max(1e-9);
     lo -= pad;
     hi += pad;
-    let root = SVGBackend::new(path, (1400, 420)).into_drawing_area();
+    // Rows, not seconds, run along the x axis (a file may repeat or step back in time), labelled with
+    // the time of the row.
+    let time_of = |row: &usize| {
+        stamps
+            .get(*row)
+            .and_then(|&t| chrono::DateTime::from_timestamp(t, 0))
+            .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
+            .unwrap_or_default()
+    };
+    let root = SVGBackend::new(path, (1400, 460)).into_drawing_area();
     root.fill(&WHITE)?;
     let mut chart = ChartBuilder::on(&root)
         .caption(&run.series.name, ("sans-serif", 18))
-        .margin(8)
-        .x_label_area_size(28)
-        .y_label_area_size(56)
-        .build_cartesian_2d(0..n, lo..hi)?;
-    chart.configure_mesh().x_desc("row").disable_mesh().draw()?;
-    for &(s, e) in &run.series.windows {
-        chart.draw_series(std::iter::once(Rectangle::new(
+        .margin(10)
+        .x_label_area_size(36)
+        .y_label_area_size(64)
+        .build_cartesian_2d(0..n.max(1), lo..hi)?;
+    chart
+        .configure_mesh()
+        .x_desc("time (UTC)")
+        .y_desc("value")
+        .x_labels(8)
+        .x_label_formatter(&time_of)
+        .light_line_style(WHITE.mix(0.0))
+        .draw()?;
+    let window_color = RGBColor(255, 200, 120).mix(0.45);
+    for (k, &(s, e)) in run.series.windows.iter().enumerate() {
+        let drawn = chart.draw_series(std::iter::once(Rectangle::new(
             [(s, lo), (e, hi)],
-            RGBColor(255, 220, 160).mix(0.5).filled(),
+            window_color.filled(),
         )))?;
+        if k == 0 {
+            drawn
+                .label("labelled anomaly window")
+                .legend(move |(x, y)| {
+                    Rectangle::new([(x, y - 5), (x + 16, y + 5)], window_color.filled())
+                });
+        }
     }
-    // The band is clipped to the plot so that a wide band early on does not flatten the series.
+    // The expected band, clipped to the plot so that a wide band does not flatten the series; rows in
+    // warm-up have no band and are left out.
     let clip = |v: f64| v.clamp(lo, hi);
-    let band = |f: fn(&vigil_detect::series::Observation) -> f64| {
-        run.observations
+    let band_color = RGBColor(120, 190, 120).mix(0.35);
+    let scored: Vec<(usize, f64, f64)> = run
+        .observations
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| o.part != vigil_detect::series::Part::Warmup)
+        .filter(|(_, o)| o.lower.is_finite() && o.upper.is_finite())
+        .map(|(i, o)| (i, clip(o.lower), clip(o.upper)))
+        .collect();
+    if !scored.is_empty() {
+        let outline: Vec<(usize, f64)> = scored
             .iter()
-            .enumerate()
-            .map(move |(i, o)| (i, clip(f(o))))
-    };
-    chart.draw_series(LineSeries::new(band(|o| o.lower), RGBColor(150, 200, 150)))?;
-    chart.draw_series(LineSeries::new(band(|o| o.upper), RGBColor(150, 200, 150)))?;
-    chart.draw_series(LineSeries::new(
-        values.iter().enumerate().map(|(i, &v)| (i, v)),
-        RGBColor(40, 80, 180),
-    ))?;
-    chart.draw_series(
-        run.observations
-            .iter()
-            .enumerate()
-            .filter(|(_, o)| o.score >= DEFAULT_THRESHOLD)
-            .map(|(i, _)| Circle::new((i, values[i]), 4, RED.filled())),
-    )?;
+            .map(|&(i, _, u)| (i, u))
+            .chain(scored.iter().rev().map(|&(i, l, _)| (i, l)))
+            .collect();
+        chart
+            .draw_series(std::iter::once(Polygon::new(outline, band_color.filled())))?
+            .label("expected band")
+            .legend(move |(x, y)| {
+                Rectangle::new([(x, y - 5), (x + 16, y + 5)], band_color.filled())
+            });
+    }
+    let line = RGBColor(40, 80, 180);
+    chart
+        .draw_series(LineSeries::new(
+            values.iter().enumerate().map(|(i, &v)| (i, v)),
+            line.stroke_width(1),
+        ))?
+        .label("value")
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], line.stroke_width(2)));
+    // A detection is a row whose score crosses the threshold after one that did not: NAB credits the
+    // first one in a window, and a dot per row of a long episode hides the data.
+    let onsets: Vec<usize> = run
+        .observations
+        .iter()
+        .enumerate()
+        .filter(|&(i, o)| {
+            o.score >= DEFAULT_THRESHOLD
+                && (i == 0 || run.observations[i - 1].score < DEFAULT_THRESHOLD)
+        })
+        .map(|(i, _)| i)
+        .collect();
+    chart
+        .draw_series(
+            onsets
+                .iter()
+                .map(|&i| Circle::new((i, values[i]), 5, RED.filled())),
+        )?
+        .label(format!("detection (score ≥ {DEFAULT_THRESHOLD})"))
+        .legend(|(x, y)| Circle::new((x + 8, y), 5, RED.filled()));
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.3))
+        .draw()?;
     root.present()?;
     Ok(())
 }
