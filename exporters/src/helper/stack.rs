@@ -122,7 +122,12 @@ struct StackCore<S: Sender> {
     cancel: CancellationToken,
     /// Items not delivered because of shutdown, reported in one line at the end.
     lost: AtomicU64,
+    /// When a failed attempt that will be retried was last logged: an unreachable backend is said at
+    /// once, not only when the retries run out minutes later, and then at most every 30 s.
+    retry_logged: Mutex<Option<std::time::Instant>>,
 }
+
+const RETRY_LOG_EVERY: Duration = Duration::from_secs(30);
 
 /// A network exporter: a `Sender` behind timeout, retry and the sending queue.
 pub struct SendStack<S: Sender> {
@@ -171,6 +176,7 @@ impl<S: Sender> SendStack<S> {
                 gauges,
                 cancel: CancellationToken::new(),
                 lost: AtomicU64::new(0),
+                retry_logged: Mutex::new(None),
             }),
             workers: Mutex::new(Vec::new()),
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
@@ -211,12 +217,29 @@ impl<S: Sender> StackCore<S> {
                 ))),
             }
         };
-        tokio::select! {
+        let result = tokio::select! {
             r = timed => r,
             _ = self.cancel.cancelled() => {
-                Err(SendError::retryable("the exporter stopped before the request completed"))
+                return Err(SendError::retryable("the exporter stopped before the request completed"));
             }
+        };
+        if let Err(SendError::Retryable { reason, .. }) = &result {
+            self.log_retry(reason);
         }
+        result
+    }
+
+    fn log_retry(&self, reason: &str) {
+        let mut last = self.retry_logged.lock().unwrap_or_else(|p| p.into_inner());
+        let now = std::time::Instant::now();
+        if last.is_some_and(|t| now.duration_since(t) < RETRY_LOG_EVERY) {
+            return;
+        }
+        *last = Some(now);
+        tracing::warn!(
+            exporter = %self.id,
+            "sending failed, will retry until retry_on_failure::max_elapsed_time: {reason}"
+        );
     }
 
     /// Sends a job with retries and accounts for the outcome. `owned` says whether the stack owns the
