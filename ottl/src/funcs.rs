@@ -1,0 +1,769 @@
+//! OTTL's editors and converters: resolution at parse time (the name, the number of arguments, and the
+//! arguments that must be literals, such as patterns, which are compiled once here), and their run
+//! time. An unknown function is an error naming it; docs/ottl.md lists the ones below.
+
+use crate::eval::eval;
+use crate::{kv, Call, Expr, Path, Target, Value};
+use regex::Regex;
+use sha2::Digest;
+use vigil_core::otlp::common::v1::{AnyValue, KeyValue};
+
+/// Whether a function edits a path (lowercase names) or computes a value (capitalised names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FuncKind {
+    Editor,
+    Converter,
+}
+
+macro_rules! funcs {
+    ($($v:ident = $name:literal, $kind:ident, $min:literal ..= $max:literal;)*) => {
+        /// A supported function.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Func { $($v,)* }
+
+        const TABLE: &[(Func, &str, FuncKind, usize, usize)] = &[
+            $((Func::$v, $name, FuncKind::$kind, $min, $max),)*
+        ];
+    };
+}
+
+funcs! {
+    Set = "set", Editor, 2..=2;
+    DeleteKey = "delete_key", Editor, 2..=2;
+    DeleteMatchingKeys = "delete_matching_keys", Editor, 2..=2;
+    KeepKeys = "keep_keys", Editor, 2..=2;
+    KeepMatchingKeys = "keep_matching_keys", Editor, 2..=2;
+    ReplacePattern = "replace_pattern", Editor, 3..=3;
+    ReplaceAllPatterns = "replace_all_patterns", Editor, 4..=4;
+    ReplaceMatch = "replace_match", Editor, 3..=3;
+    ReplaceAllMatches = "replace_all_matches", Editor, 3..=3;
+    MergeMaps = "merge_maps", Editor, 3..=3;
+    Limit = "limit", Editor, 2..=3;
+    TruncateAll = "truncate_all", Editor, 2..=2;
+    Flatten = "flatten", Editor, 1..=3;
+    Append = "append", Editor, 2..=3;
+    Route = "route", Editor, 0..=0;
+    ParseJson = "ParseJSON", Converter, 1..=1;
+    Concat = "Concat", Converter, 2..=2;
+    Split = "Split", Converter, 2..=2;
+    IsMatch = "IsMatch", Converter, 2..=2;
+    IsString = "IsString", Converter, 1..=1;
+    IsMap = "IsMap", Converter, 1..=1;
+    IsList = "IsList", Converter, 1..=1;
+    IsInt = "IsInt", Converter, 1..=1;
+    IsDouble = "IsDouble", Converter, 1..=1;
+    IsBool = "IsBool", Converter, 1..=1;
+    Int = "Int", Converter, 1..=1;
+    Double = "Double", Converter, 1..=1;
+    String = "String", Converter, 1..=1;
+    Len = "Len", Converter, 1..=1;
+    ToLowerCase = "ToLowerCase", Converter, 1..=1;
+    ToUpperCase = "ToUpperCase", Converter, 1..=1;
+    Substring = "Substring", Converter, 3..=3;
+    SpanId = "SpanID", Converter, 1..=1;
+    TraceId = "TraceID", Converter, 1..=1;
+    Sha256 = "SHA256", Converter, 1..=1;
+    Md5 = "MD5", Converter, 1..=1;
+    Hex = "Hex", Converter, 1..=1;
+    Time = "Time", Converter, 2..=2;
+    Now = "Now", Converter, 0..=0;
+    Unix = "Unix", Converter, 1..=2;
+    UnixNano = "UnixNano", Converter, 1..=1;
+    UnixMicro = "UnixMicro", Converter, 1..=1;
+    UnixMilli = "UnixMilli", Converter, 1..=1;
+    UnixSeconds = "UnixSeconds", Converter, 1..=1;
+    ExtractPatterns = "ExtractPatterns", Converter, 2..=2;
+    Format = "Format", Converter, 2..=2;
+    HasAttrOnDatapoint = "HasAttrOnDatapoint", Converter, 2..=2;
+    HasAttrKeyOnDatapoint = "HasAttrKeyOnDatapoint", Converter, 1..=1;
+    IsRootSpan = "IsRootSpan", Converter, 0..=0;
+}
+
+/// Every supported function's name and kind (docs/ottl.md is checked against this list).
+pub fn function_names() -> Vec<(&'static str, FuncKind)> {
+    TABLE
+        .iter()
+        .filter(|t| t.0 != Func::Route)
+        .map(|t| (t.1, t.2))
+        .collect()
+}
+
+/// The most keys `flatten` descends through when no depth is given, so a deep document is bounded.
+pub const FLATTEN_MAX_DEPTH: i64 = 100;
+
+fn lit_str<'a>(name: &str, args: &'a [Expr], i: usize, what: &str) -> Result<&'a str, String> {
+    match args.get(i) {
+        Some(Expr::Lit(Value::Str(s))) => Ok(s),
+        _ => Err(format!("{name}: argument {} ({what}) must be a string literal", i + 1)),
+    }
+}
+
+fn lit_int(name: &str, args: &[Expr], i: usize, what: &str) -> Result<i64, String> {
+    match args.get(i) {
+        Some(Expr::Lit(Value::Int(n))) => Ok(*n),
+        _ => Err(format!("{name}: argument {} ({what}) must be an integer literal", i + 1)),
+    }
+}
+
+fn regex(name: &str, pattern: &str) -> Result<Regex, String> {
+    vigil_core::config::re2_regex(pattern)
+        .map_err(|e| format!("{name}: invalid regex {pattern:?}: {e}"))
+}
+
+/// A glob (`*`, `?`, `[…]`, `{a,b}`) as an anchored regex, as OTTL's `replace_match` reads one.
+fn glob(name: &str, pattern: &str) -> Result<Regex, String> {
+    let mut re = String::from("^");
+    let mut in_class = false;
+    let mut in_alt = false;
+    for c in pattern.chars() {
+        match c {
+            '*' if !in_class => re.push_str(".*"),
+            '?' if !in_class => re.push('.'),
+            '[' if !in_class => {
+                in_class = true;
+                re.push('[')
+            }
+            ']' if in_class => {
+                in_class = false;
+                re.push(']')
+            }
+            '!' if in_class && re.ends_with('[') => re.push('^'),
+            '{' if !in_class => {
+                in_alt = true;
+                re.push_str("(?:")
+            }
+            '}' if in_alt => {
+                in_alt = false;
+                re.push(')')
+            }
+            ',' if in_alt => re.push('|'),
+            c if in_class => re.push(c),
+            c => re.push_str(&regex::escape(&c.to_string())),
+        }
+    }
+    re.push('$');
+    Regex::new(&re).map_err(|e| format!("{name}: invalid glob {pattern:?}: {e}"))
+}
+
+/// Finds a function and checks its arguments; the error names an unknown function.
+pub(crate) fn resolve(
+    name: &str,
+    kind: FuncKind,
+    args: Vec<Expr>,
+    allow_route: bool,
+) -> Result<Call, String> {
+    let Some(&(func, _, fkind, min, max)) = TABLE
+        .iter()
+        .find(|t| t.1 == name && (t.0 != Func::Route || allow_route))
+    else {
+        let what = match kind {
+            FuncKind::Editor => "editor",
+            FuncKind::Converter => "converter",
+        };
+        return Err(format!(
+            "unsupported {what} {name:?} (docs/ottl.md lists the supported functions)"
+        ));
+    };
+    if fkind != kind {
+        return Err(match kind {
+            FuncKind::Editor => format!("{name} is a converter; a statement starts with an editor such as set"),
+            FuncKind::Converter => format!("{name} is an editor; only converters can be used in an expression"),
+        });
+    }
+    if args.len() < min || args.len() > max {
+        let want = if min == max {
+            format!("{min}")
+        } else {
+            format!("{min} to {max}")
+        };
+        return Err(format!("{name} takes {want} arguments, got {}", args.len()));
+    }
+    if kind == FuncKind::Editor && func != Func::Route && !matches!(args[0], Expr::Path(_)) {
+        return Err(format!("{name}: the first argument must be a path to edit"));
+    }
+    let re = match func {
+        Func::DeleteMatchingKeys | Func::KeepMatchingKeys => {
+            Some(regex(name, lit_str(name, &args, 1, "pattern")?)?)
+        }
+        Func::ReplacePattern => Some(regex(name, lit_str(name, &args, 1, "regex")?)?),
+        Func::ReplaceAllPatterns => {
+            let mode = lit_str(name, &args, 1, "mode")?;
+            if mode != "key" && mode != "value" {
+                return Err(format!("{name}: mode must be \"key\" or \"value\", got {mode:?}"));
+            }
+            Some(regex(name, lit_str(name, &args, 2, "regex")?)?)
+        }
+        Func::ReplaceMatch | Func::ReplaceAllMatches => {
+            Some(glob(name, lit_str(name, &args, 1, "pattern")?)?)
+        }
+        Func::IsMatch => Some(regex(name, lit_str(name, &args, 1, "pattern")?)?),
+        Func::ExtractPatterns => {
+            let re = regex(name, lit_str(name, &args, 1, "pattern")?)?;
+            if re.capture_names().flatten().next().is_none() {
+                return Err(format!(
+                    "{name}: the pattern needs at least one named group, as in (?P<name>…)"
+                ));
+            }
+            Some(re)
+        }
+        Func::MergeMaps => {
+            let s = lit_str(name, &args, 2, "strategy")?;
+            if !matches!(s, "insert" | "update" | "upsert") {
+                return Err(format!(
+                    "{name}: strategy must be insert, update or upsert, got {s:?}"
+                ));
+            }
+            None
+        }
+        Func::Limit | Func::TruncateAll => {
+            if lit_int(name, &args, 1, "limit")? < 1 {
+                return Err(format!("{name}: the limit must be at least 1"));
+            }
+            None
+        }
+        Func::SpanId | Func::TraceId => {
+            let want = if func == Func::SpanId { 8 } else { 16 };
+            match &args[0] {
+                Expr::Lit(Value::Bytes(b)) if b.len() == want => None,
+                _ => {
+                    return Err(format!(
+                        "{name} takes a {want}-byte literal such as 0x{}",
+                        "00".repeat(want)
+                    ))
+                }
+            }
+        }
+        Func::Time => {
+            lit_str(name, &args, 1, "format")?;
+            None
+        }
+        _ => None,
+    };
+    Ok(Call {
+        func,
+        args,
+        regex: re,
+    })
+}
+
+fn arg(c: &Call, i: usize, t: &dyn Target) -> Result<Value, String> {
+    match c.args.get(i) {
+        Some(e) => eval(e, t),
+        None => Ok(Value::Nil),
+    }
+}
+
+fn name(f: Func) -> &'static str {
+    TABLE.iter().find(|x| x.0 == f).map_or("?", |x| x.1)
+}
+
+fn want_str(f: Func, v: Value) -> Result<String, String> {
+    match v {
+        Value::Str(s) => Ok(s),
+        o => Err(format!("{}: expected a string, got a {}", name(f), o.kind())),
+    }
+}
+
+fn want_time(f: Func, v: Value) -> Result<i64, String> {
+    match v {
+        Value::Time(t) => Ok(t),
+        o => Err(format!("{}: expected a time, got a {}", name(f), o.kind())),
+    }
+}
+
+/// Runs a converter.
+pub(crate) fn call_converter(c: &Call, t: &dyn Target) -> Result<Value, String> {
+    use Value as V;
+    let f = c.func;
+    let re = || c.regex.as_ref().ok_or("internal: the pattern was not compiled");
+    Ok(match f {
+        Func::ParseJson => {
+            let s = match arg(c, 0, t)? {
+                V::Str(s) => s,
+                V::Bytes(b) => String::from_utf8(b).map_err(|_| "ParseJSON: bytes are not UTF-8")?,
+                o => return Err(format!("ParseJSON: expected a string, got a {}", o.kind())),
+            };
+            let j: serde_json::Value =
+                serde_json::from_str(&s).map_err(|e| format!("ParseJSON: {e}"))?;
+            if !(j.is_object() || j.is_array()) {
+                return Err("ParseJSON: the document is neither an object nor an array".into());
+            }
+            V::from_json(j)
+        }
+        Func::Concat => {
+            let items = match arg(c, 0, t)? {
+                V::List(l) => l,
+                o => return Err(format!("Concat: expected a list, got a {}", o.kind())),
+            };
+            let delim = want_str(f, arg(c, 1, t)?)?;
+            let parts: Vec<String> = items
+                .iter()
+                .map(|a| V::from_any(Some(a)).to_text())
+                .collect();
+            V::Str(parts.join(&delim))
+        }
+        Func::Split => match arg(c, 0, t)? {
+            V::Nil => V::Nil,
+            v => {
+                let s = want_str(f, v)?;
+                let d = want_str(f, arg(c, 1, t)?)?;
+                V::List(
+                    s.split(d.as_str())
+                        .map(|p| V::Str(p.to_string()).into_any())
+                        .collect(),
+                )
+            }
+        },
+        Func::IsMatch => match arg(c, 0, t)? {
+            V::Nil => V::Bool(false),
+            V::Map(_) | V::List(_) => {
+                return Err("IsMatch: the target is a map or list, not a string".into())
+            }
+            v => V::Bool(re()?.is_match(&v.to_text())),
+        },
+        Func::IsString => V::Bool(matches!(arg(c, 0, t)?, V::Str(_))),
+        Func::IsMap => V::Bool(matches!(arg(c, 0, t)?, V::Map(_))),
+        Func::IsList => V::Bool(matches!(arg(c, 0, t)?, V::List(_))),
+        Func::IsInt => V::Bool(matches!(arg(c, 0, t)?, V::Int(_))),
+        Func::IsDouble => V::Bool(matches!(arg(c, 0, t)?, V::Double(_))),
+        Func::IsBool => V::Bool(matches!(arg(c, 0, t)?, V::Bool(_))),
+        Func::Int => match arg(c, 0, t)? {
+            V::Int(i) => V::Int(i),
+            V::Double(d) if d.is_finite() => V::Int(d.trunc() as i64),
+            V::Bool(b) => V::Int(i64::from(b)),
+            V::Str(s) => s.trim().parse::<i64>().map_or(V::Nil, V::Int),
+            _ => V::Nil,
+        },
+        Func::Double => match arg(c, 0, t)? {
+            V::Int(i) => V::Double(i as f64),
+            V::Double(d) => V::Double(d),
+            V::Bool(b) => V::Double(if b { 1.0 } else { 0.0 }),
+            V::Str(s) => s.trim().parse::<f64>().map_or(V::Nil, V::Double),
+            _ => V::Nil,
+        },
+        Func::String => match arg(c, 0, t)? {
+            V::Nil => V::Nil,
+            v => V::Str(v.to_text()),
+        },
+        Func::Len => V::Int(match arg(c, 0, t)? {
+            V::Str(s) => s.chars().count() as i64,
+            V::Bytes(b) => b.len() as i64,
+            V::Map(m) => m.len() as i64,
+            V::List(l) => l.len() as i64,
+            o => return Err(format!("Len: a {} has no length", o.kind())),
+        }),
+        Func::ToLowerCase => V::Str(want_str(f, arg(c, 0, t)?)?.to_lowercase()),
+        Func::ToUpperCase => V::Str(want_str(f, arg(c, 0, t)?)?.to_uppercase()),
+        Func::Substring => {
+            let s = want_str(f, arg(c, 0, t)?)?;
+            let (V::Int(start), V::Int(len)) = (arg(c, 1, t)?, arg(c, 2, t)?) else {
+                return Err("Substring: start and length must be integers".into());
+            };
+            let end = start.checked_add(len).unwrap_or(i64::MAX);
+            if start < 0 || len < 0 || end as u64 > s.len() as u64 {
+                return Err(format!(
+                    "Substring: start {start} and length {len} are outside a string of {} bytes",
+                    s.len()
+                ));
+            }
+            let (a, b) = (start as usize, end as usize);
+            match s.get(a..b) {
+                Some(x) => V::Str(x.to_string()),
+                None => return Err("Substring: the range splits a character".into()),
+            }
+        }
+        Func::SpanId | Func::TraceId => arg(c, 0, t)?,
+        Func::Sha256 => V::Str(hex::encode(sha2::Sha256::digest(
+            want_str(f, arg(c, 0, t)?)?.as_bytes(),
+        ))),
+        Func::Md5 => V::Str(hex::encode(md5::Md5::digest(
+            want_str(f, arg(c, 0, t)?)?.as_bytes(),
+        ))),
+        Func::Hex => match arg(c, 0, t)? {
+            V::Bytes(b) => V::Str(hex::encode(b)),
+            V::Str(s) => V::Str(hex::encode(s.as_bytes())),
+            V::Int(i) => V::Str(hex::encode(i.to_be_bytes())),
+            o => return Err(format!("Hex: cannot encode a {}", o.kind())),
+        },
+        Func::Time => {
+            let s = want_str(f, arg(c, 0, t)?)?;
+            let fmt = want_str(f, arg(c, 1, t)?)?;
+            V::Time(parse_time(&s, &fmt)?)
+        }
+        Func::Now => V::Time(
+            chrono::Utc::now()
+                .timestamp_nanos_opt()
+                .ok_or("Now: the clock is outside the representable range")?,
+        ),
+        Func::Unix => {
+            let (V::Int(secs), nanos) = (arg(c, 0, t)?, arg(c, 1, t)?) else {
+                return Err("Unix: seconds must be an integer".into());
+            };
+            let nanos = match nanos {
+                V::Nil => 0,
+                V::Int(n) => n,
+                o => return Err(format!("Unix: nanoseconds must be an integer, got a {}", o.kind())),
+            };
+            V::Time(
+                secs.checked_mul(1_000_000_000)
+                    .and_then(|s| s.checked_add(nanos))
+                    .ok_or("Unix: time out of range")?,
+            )
+        }
+        Func::UnixNano => V::Int(want_time(f, arg(c, 0, t)?)?),
+        Func::UnixMicro => V::Int(want_time(f, arg(c, 0, t)?)?.div_euclid(1_000)),
+        Func::UnixMilli => V::Int(want_time(f, arg(c, 0, t)?)?.div_euclid(1_000_000)),
+        Func::UnixSeconds => V::Int(want_time(f, arg(c, 0, t)?)?.div_euclid(1_000_000_000)),
+        Func::ExtractPatterns => {
+            let s = want_str(f, arg(c, 0, t)?)?;
+            let re = re()?;
+            let mut out = Vec::new();
+            if let Some(caps) = re.captures(&s) {
+                for n in re.capture_names().flatten() {
+                    if let Some(m) = caps.name(n) {
+                        out.push(kv(n, V::Str(m.as_str().to_string())));
+                    }
+                }
+            }
+            V::Map(out)
+        }
+        Func::Format => {
+            let fmt = want_str(f, arg(c, 0, t)?)?;
+            let items = match arg(c, 1, t)? {
+                V::List(l) => l,
+                o => return Err(format!("Format: expected a list, got a {}", o.kind())),
+            };
+            V::Str(sprintf(&fmt, &items)?)
+        }
+        Func::HasAttrOnDatapoint => {
+            let k = want_str(f, arg(c, 0, t)?)?;
+            let v = arg(c, 1, t)?;
+            V::Bool(t.datapoint_attributes()?.iter().any(|attrs| {
+                attrs
+                    .iter()
+                    .any(|x| x.key == k && V::from_any(x.value.as_ref()) == v)
+            }))
+        }
+        Func::HasAttrKeyOnDatapoint => {
+            let k = want_str(f, arg(c, 0, t)?)?;
+            V::Bool(
+                t.datapoint_attributes()?
+                    .iter()
+                    .any(|attrs| attrs.iter().any(|x| x.key == k)),
+            )
+        }
+        Func::IsRootSpan => {
+            let p = Path {
+                level: crate::Context::Span,
+                field: crate::Field::ParentSpanId,
+                keys: Vec::new(),
+                text: "span.parent_span_id".into(),
+            };
+            match t.get(&p)? {
+                V::Bytes(b) => V::Bool(b.iter().all(|x| *x == 0)),
+                _ => V::Bool(true),
+            }
+        }
+        _ => return Err(format!("{} is an editor, not a converter", name(f))),
+    })
+}
+
+/// Parses a time with a strptime-style format (`%Y-%m-%dT%H:%M:%S%z`, …); `%L` is milliseconds. A
+/// time without an offset is UTC.
+fn parse_time(s: &str, fmt: &str) -> Result<i64, String> {
+    let fmt = fmt.replace("%L", "%3f");
+    let nanos = if let Ok(t) = chrono::DateTime::parse_from_str(s, &fmt) {
+        t.timestamp_nanos_opt()
+    } else if let Ok(t) = chrono::NaiveDateTime::parse_from_str(s, &fmt) {
+        t.and_utc().timestamp_nanos_opt()
+    } else {
+        let d = chrono::NaiveDate::parse_from_str(s, &fmt)
+            .map_err(|e| format!("Time: {s:?} does not match {fmt:?}: {e}"))?;
+        d.and_hms_opt(0, 0, 0)
+            .and_then(|t| t.and_utc().timestamp_nanos_opt())
+    };
+    nanos.ok_or_else(|| format!("Time: {s:?} is outside the representable range"))
+}
+
+/// Go's `fmt.Sprintf` for the verbs OTTL's `Format` examples use: `%s`, `%v`, `%d`, `%f`, `%%`.
+fn sprintf(fmt: &str, items: &[AnyValue]) -> Result<String, String> {
+    let mut out = String::new();
+    let mut it = items.iter();
+    let mut chars = fmt.chars();
+    while let Some(ch) = chars.next() {
+        if ch != '%' {
+            out.push(ch);
+            continue;
+        }
+        match chars.next() {
+            Some('%') => out.push('%'),
+            Some(v @ ('s' | 'v' | 'd' | 'f')) => {
+                let item = Value::from_any(it.next());
+                match (v, &item) {
+                    ('d', Value::Int(i)) => out.push_str(&i.to_string()),
+                    ('f', Value::Double(d)) => out.push_str(&format!("{d:.6}")),
+                    ('f', Value::Int(i)) => out.push_str(&format!("{:.6}", *i as f64)),
+                    ('d' | 'f', o) => {
+                        return Err(format!("Format: %{v} given a {}", o.kind()))
+                    }
+                    _ => out.push_str(&item.to_text()),
+                }
+            }
+            Some(o) => return Err(format!("Format: unsupported verb %{o}")),
+            None => return Err("Format: the format ends with %".into()),
+        }
+    }
+    Ok(out)
+}
+
+fn target_path(c: &Call) -> Result<&Path, String> {
+    match c.args.first() {
+        Some(Expr::Path(p)) => Ok(p),
+        _ => Err("internal: an editor without a target path".into()),
+    }
+}
+
+/// Reads the editor's target as a map; nil (absent) is `None`.
+fn target_map(c: &Call, t: &dyn Target) -> Result<Option<Vec<KeyValue>>, String> {
+    let p = target_path(c)?;
+    match t.get(p)? {
+        Value::Map(m) => Ok(Some(m)),
+        Value::Nil => Ok(None),
+        o => Err(format!("{}: {} is a {}, not a map", name(c.func), p.text, o.kind())),
+    }
+}
+
+/// Runs an editor on its target.
+pub(crate) fn run_editor(c: &Call, t: &mut dyn Target) -> Result<(), String> {
+    use Value as V;
+    let f = c.func;
+    let re = || c.regex.as_ref().ok_or("internal: the pattern was not compiled");
+    let p = || target_path(c);
+    match f {
+        Func::Route => Ok(()),
+        Func::Set => match arg(c, 1, t)? {
+            // OTTL's set leaves the target alone when the value is nil.
+            V::Nil => Ok(()),
+            v => t.set(p()?, v),
+        },
+        Func::DeleteKey => {
+            let k = want_str(f, arg(c, 1, t)?)?;
+            edit_map(c, t, |m| m.retain(|x| x.key != k))
+        }
+        Func::DeleteMatchingKeys => {
+            let re = re()?.clone();
+            edit_map(c, t, |m| m.retain(|x| !re.is_match(&x.key)))
+        }
+        Func::KeepKeys => {
+            let keys: Vec<String> = match arg(c, 1, t)? {
+                V::List(l) => l.iter().map(|a| V::from_any(Some(a)).to_text()).collect(),
+                V::Str(s) => vec![s],
+                o => return Err(format!("keep_keys: expected a list of keys, got a {}", o.kind())),
+            };
+            edit_map(c, t, |m| m.retain(|x| keys.contains(&x.key)))
+        }
+        Func::KeepMatchingKeys => {
+            let re = re()?.clone();
+            edit_map(c, t, |m| m.retain(|x| re.is_match(&x.key)))
+        }
+        Func::ReplacePattern => {
+            let rep = want_str(f, arg(c, 2, t)?)?;
+            match t.get(p()?)? {
+                V::Str(s) => {
+                    let new = re()?.replace_all(&s, rep.as_str()).into_owned();
+                    if new != s {
+                        t.set(p()?, V::Str(new))?;
+                    }
+                    Ok(())
+                }
+                _ => Ok(()),
+            }
+        }
+        Func::ReplaceAllPatterns => {
+            let by_key = matches!(c.args.get(1), Some(Expr::Lit(V::Str(m))) if m == "key");
+            let rep = want_str(f, arg(c, 3, t)?)?;
+            let re = re()?.clone();
+            edit_map(c, t, |m| {
+                for x in m.iter_mut() {
+                    if by_key {
+                        x.key = re.replace_all(&x.key, rep.as_str()).into_owned();
+                    } else if let V::Str(s) = V::from_any(x.value.as_ref()) {
+                        x.value = Some(V::Str(re.replace_all(&s, rep.as_str()).into_owned()).into_any());
+                    }
+                }
+            })
+        }
+        Func::ReplaceMatch => {
+            let rep = want_str(f, arg(c, 2, t)?)?;
+            match t.get(p()?)? {
+                V::Str(s) if re()?.is_match(&s) => t.set(p()?, V::Str(rep)),
+                _ => Ok(()),
+            }
+        }
+        Func::ReplaceAllMatches => {
+            let rep = want_str(f, arg(c, 2, t)?)?;
+            let re = re()?.clone();
+            edit_map(c, t, |m| {
+                for x in m.iter_mut() {
+                    if let V::Str(s) = V::from_any(x.value.as_ref()) {
+                        if re.is_match(&s) {
+                            x.value = Some(V::Str(rep.clone()).into_any());
+                        }
+                    }
+                }
+            })
+        }
+        Func::MergeMaps => {
+            let src = match arg(c, 1, t)? {
+                V::Map(m) => m,
+                V::Nil => return Ok(()),
+                o => return Err(format!("merge_maps: the source is a {}, not a map", o.kind())),
+            };
+            let strategy = match c.args.get(2) {
+                Some(Expr::Lit(V::Str(s))) => s.clone(),
+                _ => "upsert".into(),
+            };
+            let mut m = target_map(c, t)?.unwrap_or_default();
+            for x in src {
+                match m.iter_mut().find(|y| y.key == x.key) {
+                    Some(y) if strategy != "insert" => y.value = x.value,
+                    Some(_) => {}
+                    None if strategy != "update" => m.push(x),
+                    None => {}
+                }
+            }
+            t.set(p()?, V::Map(m))
+        }
+        Func::Limit => {
+            let n = match c.args.get(1) {
+                Some(Expr::Lit(V::Int(n))) => *n as usize,
+                _ => return Err("limit: the limit must be an integer literal".into()),
+            };
+            let prio: Vec<String> = match arg(c, 2, t)? {
+                V::List(l) => l.iter().map(|a| V::from_any(Some(a)).to_text()).collect(),
+                V::Nil => Vec::new(),
+                o => return Err(format!("limit: priority keys must be a list, got a {}", o.kind())),
+            };
+            edit_map(c, t, |m| {
+                if m.len() <= n {
+                    return;
+                }
+                let mut keep = vec![false; m.len()];
+                let mut left = n;
+                for (i, x) in m.iter().enumerate() {
+                    if left > 0 && prio.contains(&x.key) {
+                        keep[i] = true;
+                        left -= 1;
+                    }
+                }
+                for k in keep.iter_mut() {
+                    if left > 0 && !*k {
+                        *k = true;
+                        left -= 1;
+                    }
+                }
+                let mut i = 0;
+                m.retain(|_| {
+                    i += 1;
+                    keep[i - 1]
+                });
+            })
+        }
+        Func::TruncateAll => {
+            let n = match c.args.get(1) {
+                Some(Expr::Lit(V::Int(n))) => *n as usize,
+                _ => return Err("truncate_all: the limit must be an integer literal".into()),
+            };
+            edit_map(c, t, |m| {
+                for x in m.iter_mut() {
+                    if let V::Str(s) = V::from_any(x.value.as_ref()) {
+                        if s.len() > n {
+                            let mut end = n;
+                            while !s.is_char_boundary(end) {
+                                end -= 1;
+                            }
+                            x.value = Some(V::Str(s[..end].to_string()).into_any());
+                        }
+                    }
+                }
+            })
+        }
+        Func::Flatten => {
+            let prefix = match arg(c, 1, t)? {
+                V::Nil => String::new(),
+                V::Str(s) => s,
+                o => return Err(format!("flatten: the prefix must be a string, got a {}", o.kind())),
+            };
+            let depth = match arg(c, 2, t)? {
+                V::Nil => FLATTEN_MAX_DEPTH,
+                V::Int(d) if d >= 0 => d.min(FLATTEN_MAX_DEPTH),
+                o => return Err(format!("flatten: depth must be a non-negative integer, got {}", o.to_text())),
+            };
+            edit_map(c, t, |m| {
+                let mut out = Vec::with_capacity(m.len());
+                flatten(std::mem::take(m), &prefix, depth, &mut out);
+                *m = out;
+            })
+        }
+        Func::Append => {
+            let mut add: Vec<AnyValue> = Vec::new();
+            match arg(c, 1, t)? {
+                V::Nil => {}
+                v => add.push(v.into_any()),
+            }
+            match arg(c, 2, t)? {
+                V::Nil => {}
+                V::List(l) => add.extend(l),
+                o => return Err(format!("append: values must be a list, got a {}", o.kind())),
+            }
+            let list = match t.get(p()?)? {
+                V::Nil => add,
+                V::List(mut l) => {
+                    l.extend(add);
+                    l
+                }
+                v => {
+                    let mut l = vec![v.into_any()];
+                    l.extend(add);
+                    l
+                }
+            };
+            t.set(p()?, V::List(list))
+        }
+        _ => Err(format!("{} is a converter, not an editor", name(f))),
+    }
+}
+
+fn edit_map(c: &Call, t: &mut dyn Target, f: impl FnOnce(&mut Vec<KeyValue>)) -> Result<(), String> {
+    let Some(mut m) = target_map(c, t)? else {
+        return Ok(());
+    };
+    f(&mut m);
+    t.set(target_path(c)?, Value::Map(m))
+}
+
+fn flatten(m: Vec<KeyValue>, prefix: &str, depth: i64, out: &mut Vec<KeyValue>) {
+    for x in m {
+        let key = if prefix.is_empty() {
+            x.key
+        } else {
+            format!("{prefix}.{}", x.key)
+        };
+        match Value::from_any(x.value.as_ref()) {
+            Value::Map(inner) if depth > 0 => flatten(inner, &key, depth - 1, out),
+            Value::List(items) if depth > 0 => {
+                let inner = items
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, a)| KeyValue {
+                        key: i.to_string(),
+                        value: Some(a),
+                        ..Default::default()
+                    })
+                    .collect();
+                flatten(inner, &key, depth - 1, out)
+            }
+            v => out.push(kv(key, v)),
+        }
+    }
+}
