@@ -8,6 +8,7 @@ pub mod attrs;
 pub mod component;
 pub mod config;
 pub mod consumer;
+pub mod net;
 pub mod storage;
 pub mod telemetry;
 

@@ -5,9 +5,11 @@ pub mod hostmetrics;
 pub mod otlp;
 pub mod prometheus;
 pub mod prometheusremotewrite;
-pub mod serve;
 pub mod syslog;
-pub mod tls;
+
+/// The listener loop and server TLS live in `vigil_core::net`, shared with the exporters and the
+/// agent's extensions; re-exported under their old paths.
+pub use vigil_core::net::{serve, tls};
 
 use std::sync::Arc;
 use vigil_core::ReceiverFactory;

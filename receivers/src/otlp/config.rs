@@ -139,7 +139,7 @@ impl GrpcConfig {
             tls: self
                 .tls
                 .as_ref()
-                .and_then(|t| t.server_config(GRPC_ALPN).ok()),
+                .and_then(|t| t.server(GRPC_ALPN).ok()),
             ..ServeOptions::default()
         };
         if self.max_concurrent_streams > 0 {
@@ -283,7 +283,7 @@ impl HttpConfig {
             tls: self
                 .tls
                 .as_ref()
-                .and_then(|t| t.server_config(HTTP_ALPN).ok()),
+                .and_then(|t| t.server(HTTP_ALPN).ok()),
             ..ServeOptions::default()
         };
         if let Some(d) = self.read_header_timeout.filter(|d| !d.is_zero()) {

@@ -104,7 +104,7 @@ impl Config {
             tls: self
                 .tls
                 .as_ref()
-                .and_then(|t| t.server_config(HTTP_ALPN).ok()),
+                .and_then(|t| t.server(HTTP_ALPN).ok()),
             ..ServeOptions::default()
         };
         if let Some(d) = self.read_header_timeout.filter(|d| !d.is_zero()) {

@@ -6,6 +6,8 @@
 pub mod parse;
 
 use crate::filelog::operators::{OperatorConfig, Pipeline, PipelineState};
+use crate::serve::{ConnCounters, DEFAULT_READ_HEADER_TIMEOUT};
+use crate::tls::TlsServerSettings;
 use async_trait::async_trait;
 use chrono_tz::Tz;
 use parse::Protocol;
@@ -73,6 +75,9 @@ pub struct ListenConfig {
     pub one_log_per_packet: bool,
     #[serde(default)]
     pub encoding: Option<String>,
+    /// TLS (and mutual TLS with `client_ca_file`) on `tcp`, with otelcol's `configtls` keys.
+    #[serde(default)]
+    pub tls: Option<TlsServerSettings>,
 }
 
 #[derive(Debug)]
@@ -149,6 +154,17 @@ fn load(id: &ComponentId, value: &Value) -> Result<Checked, ConfigError> {
                     &format!("{key}::one_log_per_packet"),
                     "not supported yet",
                 ));
+            }
+            if let Some(t) = &l.tls {
+                if key == "udp" {
+                    return Err(err(
+                        id,
+                        "udp::tls",
+                        "TLS is served on tcp only (syslog over UDP has no TLS)",
+                    ));
+                }
+                t.server_config(&[])
+                    .map_err(|e| err(id, &format!("tcp::tls::{}", e.key), e.message))?;
             }
             if let Some(e) = l.encoding.as_deref() {
                 if !matches!(e.to_ascii_lowercase().as_str(), "utf-8" | "utf8" | "") {
@@ -361,6 +377,22 @@ impl Component for SyslogReceiver {
             )
             .await?;
             *self.tcp_addr.lock().unwrap_or_else(|p| p.into_inner()) = listener.local_addr().ok();
+            // `load` built it once already, so this fails only if a file changed since.
+            let tls = match &tcp.tls {
+                Some(t) => Some(
+                    t.server(&[])
+                        .map_err(|e| anyhow::anyhow!("receivers::{}::tcp::{e}", self.id))?,
+                ),
+                None => None,
+            };
+            let counters = ConnCounters::new("receiver", &id, "tcp");
+            if let Some(tls) = tls.clone().filter(|t| t.reload_period().is_some()) {
+                let (c, stop) = (counters.clone(), stop.clone());
+                tasks.push(tokio::spawn(async move {
+                    tls.run_reloads(&c.component, c.tls_reloads, c.tls_reload_failures, stop)
+                        .await
+                }));
+            }
             let h = mk("tcp");
             let stop = stop.clone();
             let add = tcp.add_attributes;
@@ -372,12 +404,16 @@ impl Component for SyslogReceiver {
                             Ok(x) => x,
                             Err(e) => {
                                 tracing::warn!(error = %e, "syslog: accept failed");
+                                // Out of descriptors: pause rather than spin.
+                                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                                 continue;
                             }
                         },
                     };
                     let h = Arc::clone(&h);
                     let stop = stop.clone();
+                    let tls = tls.clone();
+                    let counters = counters.clone();
                     tokio::spawn(async move {
                         let local = sock.local_addr().ok();
                         let net = if add {
@@ -385,7 +421,30 @@ impl Component for SyslogReceiver {
                         } else {
                             Vec::new()
                         };
-                        serve_tcp(sock, h, net, stop).await;
+                        let Some(tls) = tls else {
+                            return serve_tcp(sock, h, net, stop).await;
+                        };
+                        // The handshake is bounded like an HTTP listener's request headers, so
+                        // a client that connects and sends nothing does not hold the task.
+                        let handshake = tokio::time::timeout(
+                            DEFAULT_READ_HEADER_TIMEOUT,
+                            tls.acceptor().accept(sock),
+                        );
+                        let r = tokio::select! {
+                            r = handshake => r,
+                            _ = stop.cancelled() => return,
+                        };
+                        match r {
+                            Ok(Ok(s)) => serve_tcp(s, h, net, stop).await,
+                            Ok(Err(e)) => {
+                                counters.tls_failed.increment(1);
+                                tracing::debug!(receiver = %h.id, error = %e, "syslog: TLS handshake failed");
+                            }
+                            Err(_) => {
+                                counters.tls_failed.increment(1);
+                                counters.timed_out.increment(1);
+                            }
+                        }
                     });
                 }
             }));
@@ -449,8 +508,8 @@ impl Component for SyslogReceiver {
 
 /// Reads frames from one TCP connection. When the pipeline refuses, the connection is read no further
 /// until it accepts: TCP's own flow control then pushes back on the sender.
-async fn serve_tcp(
-    mut sock: tokio::net::TcpStream,
+async fn serve_tcp<S: tokio::io::AsyncRead + Unpin>(
+    mut sock: S,
     h: Arc<Handler>,
     net: Vec<vigil_core::otlp::common::v1::KeyValue>,
     stop: CancellationToken,

@@ -56,8 +56,9 @@ pub struct ServeOptions {
     /// Connections older than this are asked to close (HTTP/2 GOAWAY), then given `age_grace`.
     pub max_connection_age: Option<Duration>,
     pub max_connection_age_grace: Option<Duration>,
-    /// TLS, if any; the handshake must finish within `read_header_timeout`.
-    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// TLS, if any; the handshake must finish within `read_header_timeout`. Its files are re-read
+    /// on its reload period while the listener runs.
+    pub tls: Option<Arc<crate::net::tls::ServerTls>>,
 }
 
 impl Default for ServeOptions {
@@ -125,6 +126,12 @@ pub struct ConnCounters {
     /// TLS handshakes that failed or did not finish in time (a client without a valid certificate
     /// under mutual TLS, a plaintext client on a TLS port).
     pub tls_failed: Counter,
+    /// Certificate reloads that served changed files, and reloads that failed (the previous
+    /// certificate stays in use).
+    pub tls_reloads: Counter,
+    pub tls_reload_failures: Counter,
+    /// `<kind>s::<id>`, to name the listener in log lines.
+    pub component: String,
 }
 
 impl ConnCounters {
@@ -136,6 +143,9 @@ impl ConnCounters {
             timed_out: metrics::counter!("vigil_listener_connections_timed_out", &labels),
             evicted: metrics::counter!("vigil_listener_connections_evicted", &labels),
             tls_failed: metrics::counter!("vigil_listener_tls_handshakes_failed", &labels),
+            tls_reloads: metrics::counter!("vigil_listener_tls_reloads", &labels),
+            tls_reload_failures: metrics::counter!("vigil_listener_tls_reload_failures", &labels),
+            component: format!("{kind}s::{id} ({transport})"),
         }
     }
 }
@@ -229,6 +239,13 @@ pub async fn serve(
     let registry = Arc::new(Mutex::new(Registry::default()));
     let mut tasks = tokio::task::JoinSet::new();
     let opts = Arc::new(opts);
+    if let Some(tls) = opts.tls.clone().filter(|t| t.reload_period().is_some()) {
+        let (c, stop) = (counters.clone(), stop.clone());
+        tasks.spawn(async move {
+            tls.run_reloads(&c.component, c.tls_reloads, c.tls_reload_failures, stop)
+                .await
+        });
+    }
     loop {
         let (sock, _peer) = tokio::select! {
             _ = stop.cancelled() => break,
@@ -261,7 +278,7 @@ pub async fn serve(
             match &opts.tls {
                 None => serve_conn(sock, router, &state, &opts, &counters, &stop).await,
                 Some(tls) => {
-                    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::clone(tls));
+                    let acceptor = tls.acceptor();
                     let handshake =
                         tokio::time::timeout(opts.read_header_timeout, acceptor.accept(sock));
                     let tls_sock = tokio::select! {

@@ -1,0 +1,6 @@
+//! What every listener of the agent shares, whichever crate it lives in (receivers, the `prometheus`
+//! exporter, the HTTP extensions): the server TLS settings with certificate reloading (`tls`) and the
+//! HTTP server loop with its timeouts and connection cap (`serve`).
+
+pub mod serve;
+pub mod tls;
