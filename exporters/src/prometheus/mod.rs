@@ -19,6 +19,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use translate::Naming;
 use vigil_core::config::{bind_tcp, check_endpoint, decode, duration};
+use vigil_core::net::serve::{serve, ConnCounters, ServeOptions};
+use vigil_core::net::tls::{ServerTls, TlsServerSettings};
 use vigil_core::{
     Component, ComponentId, ComponentKind, ConfigError, ConsumeError, Consumer, Exporter,
     ExporterFactory, Host, Signal, Telemetry,
@@ -59,6 +61,9 @@ pub struct PrometheusConfig {
     /// Serve OpenMetrics to scrapers that ask for it (default false).
     #[serde(default)]
     pub enable_open_metrics: bool,
+    /// TLS (and mutual TLS with `client_ca_file`) on `/metrics`, with otelcol's `configtls` keys.
+    #[serde(default)]
+    pub tls: Option<TlsServerSettings>,
 }
 
 fn default_expiration() -> Duration {
@@ -79,6 +84,10 @@ fn load(id: &ComponentId, config: &Json) -> Result<PrometheusConfig, ConfigError
         ));
     }
     check_endpoint(&cfg.endpoint).map_err(|e| err("endpoint", e))?;
+    if let Some(t) = &cfg.tls {
+        t.server_config(HTTP_ALPN)
+            .map_err(|e| err(&format!("tls::{}", e.key), e.message))?;
+    }
     for k in cfg.const_labels.keys() {
         if translate::sanitize_label(k) != *k || k.starts_with("__") {
             return Err(err(
@@ -89,6 +98,9 @@ fn load(id: &ComponentId, config: &Json) -> Result<PrometheusConfig, ConfigError
     }
     Ok(cfg)
 }
+
+/// What `/metrics` offers over TLS: scrapers speak HTTP/1.1, some HTTP/2.
+const HTTP_ALPN: &[&[u8]] = &[b"h2", b"http/1.1"];
 
 struct Factory;
 
@@ -121,6 +133,7 @@ pub struct PrometheusExporter {
     id: ComponentId,
     endpoint: String,
     open_metrics: bool,
+    tls: Option<TlsServerSettings>,
     registry: Arc<Mutex<Registry>>,
     cancel: CancellationToken,
     server: Mutex<Option<JoinHandle<()>>>,
@@ -142,6 +155,7 @@ impl PrometheusExporter {
             id: id.clone(),
             endpoint: cfg.endpoint,
             open_metrics: cfg.enable_open_metrics,
+            tls: cfg.tls,
             registry: Arc::new(Mutex::new(Registry::new(settings))),
             cancel: CancellationToken::new(),
             server: Mutex::new(None),
@@ -183,16 +197,22 @@ impl Component for PrometheusExporter {
                 serve_metrics(Arc::clone(&registry), om, headers)
             }),
         );
-        let cancel = self.cancel.clone();
-        let id = self.id.clone();
-        let task = tokio::spawn(async move {
-            let r = axum::serve(listener, app)
-                .with_graceful_shutdown(async move { cancel.cancelled().await })
-                .await;
-            if let Err(e) = r {
-                tracing::error!(exporter = %id, "the /metrics server stopped: {e}");
-            }
-        });
+        // Validated at load; re-read here, so a file removed since fails start with its key.
+        let tls: Option<Arc<ServerTls>> = match &self.tls {
+            Some(t) => Some(
+                t.server(HTTP_ALPN)
+                    .map_err(|e| anyhow::anyhow!("exporters::{}::{e}", self.id))?,
+            ),
+            None => None,
+        };
+        // The receivers' listener loop: header and idle timeouts and a connection cap, so idle
+        // scrapers cannot exhaust descriptors.
+        let opts = ServeOptions {
+            tls,
+            ..ServeOptions::default()
+        };
+        let counters = ConnCounters::new("exporter", &self.id.to_string(), "http");
+        let task = tokio::spawn(serve(listener, app, opts, counters, self.cancel.clone()));
         *self.server.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
         Ok(())
     }
