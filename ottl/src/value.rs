@@ -22,17 +22,22 @@ pub enum Value {
 impl Value {
     /// The value an OTLP `AnyValue` holds; an absent value is nil.
     pub fn from_any(v: Option<&AnyValue>) -> Value {
-        match v.and_then(|a| a.value.as_ref()) {
-            None => Value::Nil,
-            Some(Any::StringValue(s)) => Value::Str(s.clone()),
-            Some(Any::BoolValue(b)) => Value::Bool(*b),
-            Some(Any::IntValue(i)) => Value::Int(*i),
-            Some(Any::DoubleValue(d)) => Value::Double(*d),
-            Some(Any::BytesValue(b)) => Value::Bytes(b.clone()),
-            Some(Any::ArrayValue(a)) => Value::List(a.values.clone()),
-            Some(Any::KvlistValue(l)) => Value::Map(l.values.clone()),
+        v.and_then(|a| a.value.as_ref())
+            .map_or(Value::Nil, Value::from_inner)
+    }
+
+    /// The value of an OTLP `AnyValue`'s inner value.
+    pub fn from_inner(v: &Any) -> Value {
+        match v {
+            Any::StringValue(s) => Value::Str(s.clone()),
+            Any::BoolValue(b) => Value::Bool(*b),
+            Any::IntValue(i) => Value::Int(*i),
+            Any::DoubleValue(d) => Value::Double(*d),
+            Any::BytesValue(b) => Value::Bytes(b.clone()),
+            Any::ArrayValue(a) => Value::List(a.values.clone()),
+            Any::KvlistValue(l) => Value::Map(l.values.clone()),
             // Profiles' string-table indices have no table here.
-            Some(Any::StringValueStrindex(i)) => Value::Int(i64::from(*i)),
+            Any::StringValueStrindex(i) => Value::Int(i64::from(*i)),
         }
     }
 
