@@ -14,7 +14,7 @@ use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs};
 use opentelemetry_proto::tonic::metrics::v1::{metric, number_data_point, ResourceMetrics};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, OnceLock};
-use vigil_core::{ConsumeError, Consumer, Refused, Signal, Telemetry};
+use vigil_core::{ConsumeError, Consumer, Signal, Telemetry};
 
 /// The bounds of what the status page keeps.
 #[derive(Debug, Clone, Copy)]
@@ -240,12 +240,6 @@ impl Consumer for Tap {
     async fn consume(&self, data: Telemetry) -> Result<(), ConsumeError> {
         self.observed.observe(&data, self.count_patterns);
         self.next.consume(data).await
-    }
-
-    // Forwarded, so that a batch processor upstream still gets refused data back to retry.
-    async fn consume_or_return(&self, data: Telemetry) -> Result<(), Refused> {
-        self.observed.observe(&data, self.count_patterns);
-        self.next.consume_or_return(data).await
     }
 }
 

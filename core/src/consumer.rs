@@ -1,7 +1,10 @@
 //! The call chain data flows down. Each processor is a `Consumer` that wraps the next one, and the
 //! answer (`Ok`, `Retryable`, `Permanent`) comes back up the same path so the receiver can turn it
-//! into the protocol's status code. Only the batch processor and an exporter's sending queue cut
-//! the chain and take ownership.
+//! into the protocol's status code. Only an exporter's sending queue cuts the chain and takes
+//! ownership (docs/delivery.md): every other component, `batch` included, answers with what the next
+//! one answered, so a refusal anywhere reaches the client whatever the pipeline's shape.
+
+pub mod split;
 
 use crate::telemetry::{Signal, Telemetry};
 use async_trait::async_trait;
@@ -43,26 +46,70 @@ impl ConsumeError {
     }
 }
 
-/// A refusal that may hand the untouched data back to the caller.
-#[derive(Debug)]
-pub struct Refused {
-    pub error: ConsumeError,
-    pub data: Option<Telemetry>,
-}
-
 /// Anything that takes a batch: a processor, an exporter, a connector's input, a fan-out.
 #[async_trait]
 pub trait Consumer: Send + Sync {
     async fn consume(&self, data: Telemetry) -> Result<(), ConsumeError>;
+}
 
-    /// Like `consume`, but a consumer that refuses data before doing anything with it may hand it
-    /// back. A caller that already acknowledged the data upstream (the batch processor) can then hold
-    /// it and retry instead of losing it, without paying for a copy on every send. The default hands
-    /// nothing back.
-    async fn consume_or_return(&self, data: Telemetry) -> Result<(), Refused> {
-        self.consume(data)
-            .await
-            .map_err(|error| Refused { error, data: None })
+tokio::task_local! {
+    static CLIENT_METADATA: Arc<ClientMetadata>;
+}
+
+/// What a receiver with `include_metadata: true` knows of the client that sent the data in hand
+/// (its request headers or gRPC metadata), as otelcol's `client.Info.Metadata`. It travels with the
+/// call down the pipeline as a task-local value, so `Consumer::consume` keeps one argument; the
+/// `batch` processor's `metadata_keys` read it.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ClientMetadata {
+    /// Lower-case keys; every value a key had, in order.
+    entries: BTreeMap<String, Vec<String>>,
+}
+
+impl ClientMetadata {
+    /// The headers of a request; values that are not text are left out.
+    pub fn from_headers(headers: &tonic::codegen::http::HeaderMap) -> Self {
+        let mut entries: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (k, v) in headers {
+            if let Ok(v) = v.to_str() {
+                entries
+                    .entry(k.as_str().to_ascii_lowercase())
+                    .or_default()
+                    .push(v.to_string());
+            }
+        }
+        ClientMetadata { entries }
+    }
+
+    /// Metadata from key-value pairs (keys are case-insensitive), for receivers without headers.
+    pub fn from_pairs<K: AsRef<str>, V: Into<String>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        let mut entries: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (k, v) in pairs {
+            entries
+                .entry(k.as_ref().to_ascii_lowercase())
+                .or_default()
+                .push(v.into());
+        }
+        ClientMetadata { entries }
+    }
+
+    /// The values of `key` (case-insensitive); empty when the client did not send it.
+    pub fn get(&self, key: &str) -> &[String] {
+        self.entries
+            .get(&key.to_ascii_lowercase())
+            .map_or(&[], Vec::as_slice)
+    }
+
+    /// Runs `f` (a pipeline call) with this metadata visible to every component it reaches.
+    pub async fn scope<F: std::future::Future>(self, f: F) -> F::Output {
+        CLIENT_METADATA.scope(Arc::new(self), f).await
+    }
+
+    /// The metadata of the call in progress, if its receiver passed any.
+    pub fn current() -> Option<Arc<ClientMetadata>> {
+        CLIENT_METADATA.try_with(Arc::clone).ok()
     }
 }
 
@@ -117,6 +164,9 @@ impl Consumer for FanOut {
 #[derive(Clone, Default)]
 pub struct NextConsumers {
     by_signal: BTreeMap<Signal, Arc<dyn Consumer>>,
+    /// Each pipeline's head by pipeline id (`traces/x`), for connectors that route to named
+    /// pipelines (`routing`); receivers do not get them.
+    by_pipeline: BTreeMap<String, Arc<dyn Consumer>>,
 }
 
 impl NextConsumers {
@@ -134,6 +184,16 @@ impl NextConsumers {
 
     pub fn signals(&self) -> impl Iterator<Item = Signal> + '_ {
         self.by_signal.keys().copied()
+    }
+
+    /// Records the head of one pipeline this connector feeds.
+    pub fn insert_pipeline(&mut self, pipeline: impl Into<String>, consumer: Arc<dyn Consumer>) {
+        self.by_pipeline.insert(pipeline.into(), consumer);
+    }
+
+    /// The head of a named pipeline this connector feeds.
+    pub fn pipeline(&self, pipeline: &str) -> Option<&Arc<dyn Consumer>> {
+        self.by_pipeline.get(pipeline)
     }
 
     /// Routes a batch to the consumer of its signal; a signal with no pipeline is a permanent error.

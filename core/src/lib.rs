@@ -18,7 +18,7 @@ pub use component::{
     ReceiverFactory, ServerAuth,
 };
 pub use config::ConfigError;
-pub use consumer::{ConsumeError, Consumer, FanOut, NextConsumers, Refused};
+pub use consumer::{ClientMetadata, ConsumeError, Consumer, FanOut, NextConsumers};
 pub use storage::{Storage, StorageError};
 pub use telemetry::{Signal, Telemetry};
 

@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime};
 use vigil_core::config::{decode, duration, present};
 use vigil_core::{
     Component, ComponentId, ComponentKind, ConfigError, ConsumeError, Consumer, Exporter,
-    ExporterFactory, Host, Refused, Signal, Telemetry,
+    ExporterFactory, Host, Signal, Telemetry,
 };
 
 /// How each batch is written.
@@ -286,9 +286,8 @@ impl Component for FileExporter {
 }
 
 impl FileExporter {
-    /// Writes one batch. With `hand_back`, the batch is kept until the write is done, so that a
-    /// failed write (a full disk) returns it to a caller that can hold and retry it.
-    async fn write(&self, data: Telemetry, hand_back: bool) -> Result<(), Refused> {
+    /// Writes one batch. A failed write (a full disk) is refused as retryable, so the client resends.
+    async fn write(&self, data: Telemetry) -> Result<(), ConsumeError> {
         let signal = data.signal();
         let items = data.item_count();
         let record = match frame(self.cfg.format, &data) {
@@ -296,13 +295,10 @@ impl FileExporter {
             Err(reason) => {
                 self.metrics.send_failed(signal, items as u64);
                 tracing::error!(exporter = %self.id, %reason, "dropping {signal}");
-                return Err(Refused {
-                    error: ConsumeError::permanent(reason, items),
-                    data: None,
-                });
+                return Err(ConsumeError::permanent(reason, items));
             }
         };
-        let held = hand_back.then_some(data);
+        drop(data);
         let writer = Arc::clone(&self.writer);
         let written = tokio::task::spawn_blocking(move || {
             let mut guard = writer.lock().unwrap_or_else(|p| p.into_inner());
@@ -322,13 +318,10 @@ impl FileExporter {
                 // A full disk or a removed directory may recover; let the sender try again.
                 self.metrics.send_failed(signal, items as u64);
                 tracing::warn!(exporter = %self.id, path = %self.cfg.path, error = %e, "cannot write {signal}");
-                Err(Refused {
-                    error: ConsumeError::retryable(format!(
-                        "cannot write to {}: {e}",
-                        self.cfg.path
-                    )),
-                    data: held,
-                })
+                Err(ConsumeError::retryable(format!(
+                    "cannot write to {}: {e}",
+                    self.cfg.path
+                )))
             }
         }
     }
@@ -337,11 +330,7 @@ impl FileExporter {
 #[async_trait]
 impl Consumer for FileExporter {
     async fn consume(&self, data: Telemetry) -> Result<(), ConsumeError> {
-        self.write(data, false).await.map_err(|r| r.error)
-    }
-
-    async fn consume_or_return(&self, data: Telemetry) -> Result<(), Refused> {
-        self.write(data, true).await
+        self.write(data).await
     }
 }
 
@@ -414,16 +403,13 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_failed_write_hands_the_batch_back() {
+    async fn a_failed_write_is_refused_as_retryable() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("out.json");
         // Not started: there is no file to write to, which fails like a full disk would.
         let e = factory()
             .create(&id(), &json!({"path": path.to_str().unwrap()}))
             .unwrap();
-        let r = e.consume_or_return(sample_traces(2)).await.unwrap_err();
-        assert!(r.error.is_retryable(), "{:?}", r.error);
-        assert_eq!(r.data, Some(sample_traces(2)));
         let r = e.consume(sample_traces(2)).await.unwrap_err();
         assert!(r.is_retryable());
     }

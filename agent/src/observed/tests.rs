@@ -256,13 +256,6 @@ impl Consumer for Keep {
         self.0.lock().unwrap().push(data);
         Ok(())
     }
-
-    async fn consume_or_return(&self, data: Telemetry) -> Result<(), Refused> {
-        Err(Refused {
-            error: ConsumeError::retryable("full"),
-            data: Some(data),
-        })
-    }
 }
 
 fn config(extensions: &[&str]) -> Config {
@@ -333,9 +326,6 @@ async fn the_tap_passes_batches_through_untouched() {
         keep.0.lock().unwrap().as_slice(),
         std::slice::from_ref(&batch)
     );
-    // A refusal hands the same batch back, so a batch processor upstream can retry it.
-    let refused = tapped.consume_or_return(batch.clone()).await.unwrap_err();
-    assert_eq!(refused.data, Some(batch));
     let s = global().snapshot();
     assert!(s.incidents.iter().any(|i| i.id == "tap-test"));
     assert!(s

@@ -2,6 +2,8 @@
 //! consumers deliver it in the background. The `Queue` trait is the seam between the in-memory
 //! `MemoryQueue` here and the durable `PersistentQueue` (`storage: file_storage/x`). A full queue refuses new data
 //! rather than dropping it, so the refusal travels back to the client as backpressure.
+//! `sending_queue::batch` merges what the queue holds into larger requests after it, so that the
+//! queue stays the one owner of acknowledged data (docs/delivery.md).
 
 use async_trait::async_trait;
 use serde::Deserialize;
@@ -27,6 +29,59 @@ pub struct QueueConfig {
     pub block_on_overflow: bool,
     /// A storage extension (`file_storage/x`) that makes the queue durable.
     pub storage: Option<String>,
+    /// Merge queued requests into larger ones before sending; off unless the section is present.
+    pub batch: Option<BatchSettings>,
+}
+
+/// `sending_queue::batch`, as otelcol's exporterhelper spells it: queued requests are merged until
+/// `min_size` is reached or the oldest has waited `flush_timeout`, and cut at `max_size`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchSettings {
+    #[serde(with = "vigil_core::config::duration")]
+    pub flush_timeout: std::time::Duration,
+    /// In `sizer` units: a batch this large is sent without waiting for `flush_timeout`.
+    pub min_size: usize,
+    /// In `sizer` units; `0` means no limit. Only the `items` sizer can cut a request.
+    pub max_size: usize,
+    pub sizer: Sizer,
+}
+
+impl Default for BatchSettings {
+    fn default() -> Self {
+        BatchSettings {
+            flush_timeout: std::time::Duration::from_millis(200),
+            min_size: 8192,
+            max_size: 0,
+            sizer: Sizer::Items,
+        }
+    }
+}
+
+impl BatchSettings {
+    /// A batch's size in this sizer's units.
+    pub fn units(&self, items: usize) -> usize {
+        match self.sizer {
+            Sizer::Requests => 1,
+            Sizer::Items => items,
+        }
+    }
+
+    fn validate(&self) -> Result<(), (&'static str, String)> {
+        if self.flush_timeout.is_zero() {
+            return Err(("batch::flush_timeout", "must be greater than zero".into()));
+        }
+        if self.max_size > 0 && self.max_size < self.min_size {
+            return Err((
+                "batch::max_size",
+                format!(
+                    "max_size ({}) must be greater or equal to min_size ({})",
+                    self.max_size, self.min_size
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Default for QueueConfig {
@@ -38,6 +93,7 @@ impl Default for QueueConfig {
             sizer: Sizer::Requests,
             block_on_overflow: false,
             storage: None,
+            batch: None,
         }
     }
 }
@@ -46,7 +102,19 @@ impl QueueConfig {
     /// Checks the values otelcol rejects. Returns the offending key and why.
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
         if !self.enabled {
+            if self.batch.is_some() {
+                // otelcol can batch without a queue by making callers wait; vigil batches only
+                // after the queue, where the data has one owner.
+                return Err((
+                    "batch",
+                    "needs the sending queue: remove `enabled: false`, or batch with the `batch` processor"
+                        .into(),
+                ));
+            }
             return Ok(());
+        }
+        if let Some(b) = &self.batch {
+            b.validate()?;
         }
         if self.num_consumers == 0 {
             return Err(("num_consumers", "must be at least 1".into()));
@@ -284,6 +352,23 @@ mod tests {
         assert!(
             serde_json::from_value::<QueueConfig>(serde_json::json!({"sizer": "bytes"})).is_err()
         );
+        let c: QueueConfig = serde_json::from_value(serde_json::json!({"batch": {}})).unwrap();
+        assert_eq!(c.batch, Some(BatchSettings::default()));
+        let b = c.batch.clone().unwrap();
+        assert_eq!(
+            (b.flush_timeout, b.min_size, b.max_size, b.sizer),
+            (Duration::from_millis(200), 8192, 0, Sizer::Items)
+        );
+        let c: QueueConfig =
+            serde_json::from_value(serde_json::json!({"batch": {"min_size": 100, "max_size": 10}}))
+                .unwrap();
+        assert_eq!(c.validate().unwrap_err().0, "batch::max_size");
+        let c: QueueConfig =
+            serde_json::from_value(serde_json::json!({"batch": {"flush_timeout": "0s"}})).unwrap();
+        assert_eq!(c.validate().unwrap_err().0, "batch::flush_timeout");
+        let c: QueueConfig =
+            serde_json::from_value(serde_json::json!({"enabled": false, "batch": {}})).unwrap();
+        assert_eq!(c.validate().unwrap_err().0, "batch");
         let bad = QueueConfig {
             num_consumers: 0,
             ..QueueConfig::default()

@@ -1,24 +1,27 @@
 //! `SendStack`: the exporter every network exporter becomes once its transport is written. It takes
 //! a `Sender` (encode a batch once, send it once) and wraps it in otelcol's exporterhelper layers:
-//! per-attempt `timeout`, `retry_on_failure`, `sending_queue`, the `otelcol_exporter_*` metrics, and a
-//! shutdown that drains the queue within a deadline.
+//! per-attempt `timeout`, `retry_on_failure`, `sending_queue` (with its optional `batch`), the
+//! `otelcol_exporter_*` metrics, and a shutdown that drains the queue within a deadline.
 
 use super::classify::{Delivered, SendError};
 use super::counters::{ExporterMetrics, QueueGauges};
+use super::encode::{decode_proto_request, proto_request};
 use super::persistent::PersistentQueue;
 use super::queue::{
-    signal_from_tag, signal_tag, MemoryQueue, Persist, PushError, Queue, QueueConfig, Sizer,
+    signal_from_tag, signal_tag, BatchSettings, MemoryQueue, Persist, Popped, PushError, Queue,
+    QueueConfig, Sizer,
 };
 use super::retry::{Clock, Retry, RetryConfig, TokioClock};
 use async_trait::async_trait;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use vigil_core::consumer::split::{merge, split_max};
 use vigil_core::{
-    Component, ComponentId, ComponentKind, ConfigError, ConsumeError, Consumer, Host, Refused,
-    Signal, Telemetry,
+    Component, ComponentId, ComponentKind, ConfigError, ConsumeError, Consumer, Host, Signal,
+    Telemetry,
 };
 
 /// How long `shutdown` lets the queue drain before it cuts in-flight sends and counts the rest as
@@ -109,13 +112,88 @@ impl<R: Persist> Persist for Job<R> {
     }
 }
 
+/// What a sending queue holds: a request prepared for the wire, or, with `sending_queue::batch`, the
+/// data itself, so that queued data can be merged before it is prepared.
+#[derive(Debug)]
+pub enum Queued<R> {
+    Ready(Job<R>),
+    Raw(Telemetry),
+}
+
+/// Version 2 record: version, signal tag, then the data as an OTLP protobuf export request.
+const RAW_RECORD_V2: u8 = 2;
+
+impl<R> Queued<R> {
+    fn signal(&self) -> Signal {
+        match self {
+            Queued::Ready(j) => j.signal,
+            Queued::Raw(d) => d.signal(),
+        }
+    }
+
+    fn items(&self) -> usize {
+        match self {
+            Queued::Ready(j) => j.items,
+            Queued::Raw(d) => d.item_count(),
+        }
+    }
+}
+
+impl<R: Persist> Persist for Queued<R> {
+    fn to_bytes(&self) -> Vec<u8> {
+        match self {
+            Queued::Ready(job) => job.to_bytes(),
+            Queued::Raw(data) => {
+                let body = proto_request(data);
+                let mut out = Vec::with_capacity(2 + body.len());
+                out.push(RAW_RECORD_V2);
+                out.push(signal_tag(data.signal()));
+                out.extend_from_slice(&body);
+                out
+            }
+        }
+    }
+
+    fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        match bytes.first()? {
+            &JOB_RECORD_V1 => Job::from_bytes(bytes).map(Queued::Ready),
+            &RAW_RECORD_V2 => {
+                let signal = signal_from_tag(*bytes.get(1)?)?;
+                decode_proto_request(signal, bytes.get(2..)?)
+                    .ok()
+                    .map(Queued::Raw)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The queue entries one send carries. They are marked done when every part of the send has ended,
+/// unless a stop cut a part short over a durable queue: then they stay stored and are sent again
+/// after the next start.
+struct Tickets {
+    ids: Vec<u64>,
+    parts_left: AtomicUsize,
+    keep: AtomicBool,
+}
+
+/// Queued data being merged for one signal.
+struct Gathering {
+    data: Telemetry,
+    units: usize,
+    ids: Vec<u64>,
+    deadline: tokio::time::Instant,
+}
+
+type DynQueue<R> = Arc<dyn Queue<Queued<R>>>;
+
 struct StackCore<S: Sender> {
     id: String,
     sender: S,
     timeout: Duration,
     retry: Retry,
     queue_cfg: QueueConfig,
-    queue: OnceLock<Arc<dyn Queue<Job<S::Request>>>>,
+    queue: OnceLock<DynQueue<S::Request>>,
     gauges: Option<QueueGauges>,
     metrics: ExporterMetrics,
     /// Fired when the drain deadline passes: waits and in-flight sends end at once.
@@ -159,8 +237,7 @@ impl<S: Sender> SendStack<S> {
             gauges = Some(QueueGauges::new(&id, queue_cfg.queue_size));
             // A durable queue needs the storage extension, which only `start` can reach.
             if queue_cfg.storage.is_none() {
-                let q: Arc<dyn Queue<Job<S::Request>>> =
-                    Arc::new(MemoryQueue::new(queue_cfg.queue_size));
+                let q: DynQueue<S::Request> = Arc::new(MemoryQueue::new(queue_cfg.queue_size));
                 let _ = queue.set(q);
             }
         }
@@ -308,23 +385,51 @@ impl<S: Sender> StackCore<S> {
         }
     }
 
-    fn update_gauge(&self, queue: &dyn Queue<Job<S::Request>>) {
+    fn update_gauge(&self, queue: &dyn Queue<Queued<S::Request>>) {
         if let Some(g) = &self.gauges {
             g.size.set(queue.size() as f64);
         }
     }
 
     /// An item that shutdown reached before it could be sent.
-    fn abandon(&self, job: &Job<S::Request>, durable: bool) {
+    fn abandon(&self, item: &Queued<S::Request>, durable: bool) {
         if durable {
             return;
         }
-        self.metrics.send_failed(job.signal, job.items as u64);
-        self.lost.fetch_add(job.items as u64, Ordering::Relaxed);
+        self.metrics.send_failed(item.signal(), item.items() as u64);
+        self.lost.fetch_add(item.items() as u64, Ordering::Relaxed);
+    }
+
+    /// Sends what came off the queue, preparing it first if it was queued as data.
+    async fn send_queued(&self, item: Queued<S::Request>) -> Result<(), SendError> {
+        let job = match item {
+            Queued::Ready(job) => job,
+            Queued::Raw(data) => {
+                let (signal, items) = (data.signal(), data.item_count());
+                match self.sender.prepare(&data) {
+                    Ok(request) => Job {
+                        signal,
+                        items,
+                        request,
+                    },
+                    Err(e) => {
+                        self.give_up(signal, items, &e, true);
+                        return Err(e);
+                    }
+                }
+            }
+        };
+        self.deliver(&job, true).await
+    }
+
+    /// Whether a failed send leaves its entries stored for the next start (a stop cut it short over a
+    /// durable queue) rather than marking them done.
+    fn keeps(&self, durable: bool, result: &Result<(), SendError>) -> bool {
+        durable && self.cancel.is_cancelled() && result.is_err()
     }
 
     /// A consumer task: takes jobs off the queue until it is closed and empty.
-    async fn work(self: Arc<Self>, queue: Arc<dyn Queue<Job<S::Request>>>) {
+    async fn work(self: Arc<Self>, queue: DynQueue<S::Request>) {
         let durable = queue.is_durable();
         while let Some(p) = queue.pop().await {
             self.update_gauge(queue.as_ref());
@@ -335,10 +440,169 @@ impl<S: Sender> StackCore<S> {
                 }
                 continue;
             }
-            let result = self.deliver(&p.item, true).await;
-            let keep = durable && self.cancel.is_cancelled() && result.is_err();
-            if !keep {
+            let result = self.send_queued(p.item).await;
+            if !self.keeps(durable, &result) {
                 queue.done(p.id);
+            }
+        }
+    }
+
+    /// `sending_queue::batch`: one task takes everything off the queue and merges the data of each
+    /// signal until `min_size` or `flush_timeout`; up to `num_consumers` merged batches are sent at
+    /// once. Queue entries are marked done only when the batch that carries them has ended, so a
+    /// durable queue keeps them until then.
+    async fn batch_work(self: Arc<Self>, queue: DynQueue<S::Request>, settings: BatchSettings) {
+        let durable = queue.is_durable();
+        // `pop` is not cancel-safe (a durable queue reads from storage after taking an entry), so
+        // it runs on a task of its own and hands entries over a channel that is.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Popped<Queued<S::Request>>>(1);
+        let popper = {
+            let queue = Arc::clone(&queue);
+            tokio::spawn(async move {
+                while let Some(p) = queue.pop().await {
+                    if tx.send(p).await.is_err() {
+                        break;
+                    }
+                }
+            })
+        };
+        let permits = Arc::new(tokio::sync::Semaphore::new(self.queue_cfg.num_consumers));
+        let mut sends = tokio::task::JoinSet::new();
+        let mut gathering: [Option<Gathering>; 3] = [None, None, None];
+        loop {
+            let due = gathering.iter().flatten().map(|g| g.deadline).min();
+            let popped = match due {
+                Some(at) => tokio::select! {
+                    p = rx.recv() => p,
+                    _ = tokio::time::sleep_until(at) => {
+                        let now = tokio::time::Instant::now();
+                        for slot in gathering.iter_mut() {
+                            if slot.as_ref().is_some_and(|g| g.deadline <= now) {
+                                if let Some(g) = slot.take() {
+                                    self.send_batch(&queue, &settings, g, &permits, &mut sends).await;
+                                }
+                            }
+                        }
+                        continue;
+                    }
+                },
+                None => rx.recv().await,
+            };
+            let Some(p) = popped else { break };
+            self.update_gauge(queue.as_ref());
+            while sends.try_join_next().is_some() {}
+            if self.cancel.is_cancelled() {
+                self.abandon(&p.item, durable);
+                if !durable {
+                    queue.done(p.id);
+                }
+                continue;
+            }
+            match p.item {
+                ready @ Queued::Ready(_) => {
+                    let tickets = Tickets {
+                        ids: vec![p.id],
+                        parts_left: AtomicUsize::new(1),
+                        keep: AtomicBool::new(false),
+                    };
+                    let permit = Arc::clone(&permits).acquire_owned().await;
+                    let (me, q, t) = (Arc::clone(&self), Arc::clone(&queue), Arc::new(tickets));
+                    sends.spawn(async move {
+                        let _permit = permit;
+                        let result = me.send_queued(ready).await;
+                        me.finish(&q, &t, durable, &result);
+                    });
+                }
+                Queued::Raw(data) => {
+                    let slot = signal_tag(data.signal()) as usize % 3;
+                    let units = settings.units(data.item_count());
+                    let g = gathering[slot].get_or_insert_with(|| Gathering {
+                        data: Telemetry::empty(data.signal()),
+                        units: 0,
+                        ids: Vec::new(),
+                        deadline: tokio::time::Instant::now() + settings.flush_timeout,
+                    });
+                    // The slot is chosen by signal, so the merge cannot fail.
+                    let _ = merge(&mut g.data, data);
+                    g.units += units;
+                    g.ids.push(p.id);
+                    if g.units >= settings.min_size {
+                        if let Some(g) = gathering[slot].take() {
+                            self.send_batch(&queue, &settings, g, &permits, &mut sends)
+                                .await;
+                        }
+                    }
+                }
+            }
+        }
+        // The queue is closed and empty (an in-memory queue drains first; a durable one stops
+        // handing out entries). What is gathered goes out now, or stays stored if a stop cut in.
+        for g in gathering.iter_mut().filter_map(Option::take) {
+            if self.cancel.is_cancelled() {
+                if !durable {
+                    self.abandon(&Queued::Raw(g.data), durable);
+                    for id in g.ids {
+                        queue.done(id);
+                    }
+                }
+                continue;
+            }
+            self.send_batch(&queue, &settings, g, &permits, &mut sends)
+                .await;
+        }
+        while sends.join_next().await.is_some() {}
+        popper.abort();
+    }
+
+    /// Sends one merged batch, cut at `max_size` (items), each part on its own sending task.
+    async fn send_batch(
+        self: &Arc<Self>,
+        queue: &DynQueue<S::Request>,
+        settings: &BatchSettings,
+        g: Gathering,
+        permits: &Arc<tokio::sync::Semaphore>,
+        sends: &mut tokio::task::JoinSet<()>,
+    ) {
+        let durable = queue.is_durable();
+        let max = match settings.sizer {
+            Sizer::Items => settings.max_size,
+            Sizer::Requests => 0,
+        };
+        let parts = split_max(g.data, max);
+        let tickets = Arc::new(Tickets {
+            ids: g.ids,
+            parts_left: AtomicUsize::new(parts.len()),
+            keep: AtomicBool::new(false),
+        });
+        for part in parts {
+            // Waiting for a free sender here stops taking from the queue, which fills it, which
+            // refuses new data: backpressure reaches the clients instead of memory growing.
+            let permit = Arc::clone(permits).acquire_owned().await;
+            let (me, q, t) = (Arc::clone(self), Arc::clone(queue), Arc::clone(&tickets));
+            sends.spawn(async move {
+                let _permit = permit;
+                let result = me.send_queued(Queued::Raw(part)).await;
+                me.finish(&q, &t, durable, &result);
+            });
+        }
+    }
+
+    /// One part of a send has ended: mark its entries done once every part has.
+    fn finish(
+        &self,
+        queue: &DynQueue<S::Request>,
+        tickets: &Tickets,
+        durable: bool,
+        result: &Result<(), SendError>,
+    ) {
+        if self.keeps(durable, result) {
+            tickets.keep.store(true, Ordering::SeqCst);
+        }
+        if tickets.parts_left.fetch_sub(1, Ordering::SeqCst) == 1
+            && !tickets.keep.load(Ordering::SeqCst)
+        {
+            for &id in &tickets.ids {
+                queue.done(id);
             }
         }
     }
@@ -361,22 +625,21 @@ fn to_consume_error(e: SendError, items: usize) -> ConsumeError {
 }
 
 impl<S: Sender> SendStack<S> {
-    /// Takes a batch: queues it, or sends it right away when the queue is off. With `hand_back`, the
-    /// decoded batch is kept until the outcome is known so that a retryable refusal returns it to the
-    /// caller; otherwise it is dropped as soon as it is encoded, since it is usually several times
-    /// larger than the request.
-    async fn submit(&self, data: Telemetry, hand_back: bool) -> Result<(), Refused> {
+    /// Takes a batch: queues it, or sends it right away when the queue is off. A refusal is the
+    /// caller's to pass back to its client; nothing refused is kept here.
+    async fn submit(&self, data: Telemetry) -> Result<(), ConsumeError> {
         let core = &self.core;
         let signal = data.signal();
         let items = data.item_count();
         if items == 0 {
             return Ok(());
         }
-        let refuse = |error: ConsumeError, data: Option<Telemetry>| Err(Refused { error, data });
         let queue = if core.queue_cfg.enabled {
             let Some(queue) = core.queue.get() else {
-                let e = ConsumeError::retryable(format!("exporter {} is not started yet", core.id));
-                return refuse(e, Some(data));
+                return Err(ConsumeError::retryable(format!(
+                    "exporter {} is not started yet",
+                    core.id
+                )));
             };
             // Under backpressure the same batch comes back again and again: refuse it before paying
             // for its encoding when it cannot fit anyway.
@@ -385,42 +648,43 @@ impl<S: Sender> SendStack<S> {
                 && self.queue_units(items) <= queue.capacity()
             {
                 core.metrics.enqueue_failed(signal, items as u64);
-                return refuse(self.full_error(queue.as_ref()), Some(data));
+                return Err(self.full_error(queue.as_ref()));
             }
             Some(queue)
         } else {
             None
         };
-        let request = match core.sender.prepare(&data) {
-            Ok(r) => r,
-            Err(e) => {
-                core.give_up(signal, items, &e, false);
-                return refuse(to_consume_error(e, items), None);
-            }
-        };
-        let held = if hand_back {
-            Some(data)
+        let entry = if queue.is_some() && core.queue_cfg.batch.is_some() {
+            // Prepared after merging, by the batcher.
+            Queued::Raw(data)
         } else {
-            drop(data);
-            None
-        };
-        let job = Job {
-            signal,
-            items,
-            request,
-        };
-        let Some(queue) = queue else {
-            return match core.deliver(&job, false).await {
-                Ok(()) => Ok(()),
+            let request = match core.sender.prepare(&data) {
+                Ok(r) => r,
                 Err(e) => {
-                    let back = if e.is_retryable() { held } else { None };
-                    refuse(to_consume_error(e, items), back)
+                    core.give_up(signal, items, &e, false);
+                    return Err(to_consume_error(e, items));
                 }
             };
+            // The decoded batch is usually several times larger than the request: free it now.
+            drop(data);
+            Queued::Ready(Job {
+                signal,
+                items,
+                request,
+            })
+        };
+        let Some(queue) = queue else {
+            let Queued::Ready(job) = entry else {
+                unreachable!("without a queue every entry is prepared")
+            };
+            return core
+                .deliver(&job, false)
+                .await
+                .map_err(|e| to_consume_error(e, items));
         };
         let pushed = queue
             .push(
-                job,
+                entry,
                 self.queue_units(items),
                 core.queue_cfg.block_on_overflow,
             )
@@ -446,7 +710,7 @@ impl<S: Sender> SendStack<S> {
             }
         };
         core.metrics.enqueue_failed(signal, items as u64);
-        refuse(error, held)
+        Err(error)
     }
 
     /// What a batch of `items` counts against the queue's capacity.
@@ -457,7 +721,7 @@ impl<S: Sender> SendStack<S> {
         }
     }
 
-    fn full_error(&self, queue: &dyn Queue<Job<S::Request>>) -> ConsumeError {
+    fn full_error(&self, queue: &dyn Queue<Queued<S::Request>>) -> ConsumeError {
         let unit = match self.core.queue_cfg.sizer {
             Sizer::Requests => "requests",
             Sizer::Items => "items",
@@ -477,7 +741,7 @@ impl<S: Sender> SendStack<S> {
         &self,
         host: &Host,
         storage: &str,
-    ) -> anyhow::Result<Arc<dyn Queue<Job<S::Request>>>> {
+    ) -> anyhow::Result<DynQueue<S::Request>> {
         let core = &self.core;
         let where_ = || format!("exporters::{}::sending_queue::storage", core.id);
         let storage_id =
@@ -488,10 +752,10 @@ impl<S: Sender> SendStack<S> {
             .storage(&storage_id, &owner, "sending_queue")
             .map_err(|e| anyhow::anyhow!("{}: {e}", where_()))?;
         let (queue, replayed) =
-            PersistentQueue::<Job<S::Request>>::open(store, core.queue_cfg.queue_size, &core.id)
+            PersistentQueue::<Queued<S::Request>>::open(store, core.queue_cfg.queue_size, &core.id)
                 .await
                 .map_err(|e| anyhow::anyhow!("{}: cannot open the durable queue: {e}", where_()))?;
-        let queue: Arc<dyn Queue<Job<S::Request>>> = Arc::new(queue);
+        let queue: DynQueue<S::Request> = Arc::new(queue);
         core.update_gauge(queue.as_ref());
         tracing::debug!(exporter = %core.id, replayed = replayed.items, corrupt = replayed.corrupt, "durable sending queue opened");
         Ok(queue)
@@ -500,7 +764,7 @@ impl<S: Sender> SendStack<S> {
     /// Stops over a durable queue: no drain is needed, since what is not delivered stays in storage
     /// for the next start. In-flight sends are cut; a cut send stays queued and may be delivered
     /// twice (at least once, never lost).
-    async fn stop_durable(&self, queue: &dyn Queue<Job<S::Request>>) -> anyhow::Result<()> {
+    async fn stop_durable(&self, queue: &dyn Queue<Queued<S::Request>>) -> anyhow::Result<()> {
         let core = &self.core;
         core.cancel.cancel();
         for w in self.take_workers() {
@@ -523,11 +787,7 @@ impl<S: Sender> SendStack<S> {
 #[async_trait]
 impl<S: Sender> Consumer for SendStack<S> {
     async fn consume(&self, data: Telemetry) -> Result<(), ConsumeError> {
-        self.submit(data, false).await.map_err(|r| r.error)
-    }
-
-    async fn consume_or_return(&self, data: Telemetry) -> Result<(), Refused> {
-        self.submit(data, true).await
+        self.submit(data).await
     }
 }
 
@@ -565,8 +825,15 @@ impl<S: Sender> Component for SendStack<S> {
         };
         let mut workers = self.workers.lock().unwrap_or_else(|p| p.into_inner());
         if workers.is_empty() {
-            for _ in 0..core.queue_cfg.num_consumers {
-                workers.push(tokio::spawn(Arc::clone(core).work(Arc::clone(queue))));
+            match &core.queue_cfg.batch {
+                Some(b) => workers.push(tokio::spawn(
+                    Arc::clone(core).batch_work(Arc::clone(queue), b.clone()),
+                )),
+                None => {
+                    for _ in 0..core.queue_cfg.num_consumers {
+                        workers.push(tokio::spawn(Arc::clone(core).work(Arc::clone(queue))));
+                    }
+                }
             }
         }
         Ok(())
@@ -800,7 +1067,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn refusals_hand_the_batch_back() {
+    async fn refusals_go_back_to_the_caller() {
         let rec = TestRecorder::default();
         let s = stack(
             &rec,
@@ -808,13 +1075,12 @@ mod tests {
             Arc::new(ScriptedSender::default()),
             ManualClock::new(),
         );
-        s.consume_or_return(sample_traces(1)).await.unwrap();
-        let r = s.consume_or_return(sample_traces(2)).await.unwrap_err();
-        assert!(r.error.is_retryable());
-        assert_eq!(r.data, Some(sample_traces(2)));
+        s.consume(sample_traces(1)).await.unwrap();
+        let e = s.consume(sample_traces(2)).await.unwrap_err();
+        assert!(e.is_retryable());
         assert_eq!(rec.counter(ENQUEUE_FAILED), 2);
 
-        // Without a queue: a retryable failure hands back, a permanent one does not.
+        // Without a queue: a retryable failure and a permanent one both reach the caller.
         let sender = Arc::new(ScriptedSender::default());
         sender.script.lock().unwrap().extend([
             Err(SendError::retryable("down")),
@@ -823,11 +1089,115 @@ mod tests {
         let mut cfg = settings(false, 1);
         cfg.retry_on_failure.enabled = false;
         let s = stack(&TestRecorder::default(), cfg, sender, ManualClock::new());
-        let r = s.consume_or_return(sample_traces(3)).await.unwrap_err();
-        assert_eq!(r.data, Some(sample_traces(3)));
-        let r = s.consume_or_return(sample_traces(3)).await.unwrap_err();
-        assert!(!r.error.is_retryable());
-        assert_eq!(r.data, None);
+        assert!(s
+            .consume(sample_traces(3))
+            .await
+            .unwrap_err()
+            .is_retryable());
+        assert_eq!(
+            s.consume(sample_traces(3)).await.unwrap_err(),
+            ConsumeError::permanent("bad", 3)
+        );
+    }
+
+    fn batching(min_size: usize, max_size: usize, flush_ms: u64) -> SendSettings {
+        let mut cfg = settings(true, 1000);
+        cfg.sending_queue.batch = Some(BatchSettings {
+            flush_timeout: Duration::from_millis(flush_ms),
+            min_size,
+            max_size,
+            sizer: Sizer::Items,
+        });
+        cfg
+    }
+
+    async fn wait_sent(rec: &TestRecorder, n: u64) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while rec.counter(SENT) < n && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        assert_eq!(rec.counter(SENT), n);
+    }
+
+    #[tokio::test]
+    async fn queue_batch_merges_to_min_size_and_cuts_at_max_size() {
+        let rec = TestRecorder::default();
+        let sender = Arc::new(ScriptedSender::default());
+        let s = stack(
+            &rec,
+            batching(10, 12, 3_600_000),
+            sender.clone(),
+            ManualClock::new(),
+        );
+        // Before start nothing is taken off the queue, so the order of merging is known.
+        for n in [4, 4, 4, 3] {
+            s.consume(sample_traces(n)).await.unwrap();
+        }
+        s.start(&Host::detached()).await.unwrap();
+        // 4+4+4 reaches min_size 10 at 12 items: one request of 12 (within max_size); the last 3
+        // wait for the hour-long flush_timeout and go at shutdown.
+        wait_sent(&rec, 12).await;
+        assert_eq!(sender.calls.load(Ordering::SeqCst), 1);
+        s.shutdown().await.unwrap();
+        assert_eq!((rec.counter(SENT), rec.counter(FAILED)), (15, 0));
+        assert_eq!(sender.calls.load(Ordering::SeqCst), 2);
+
+        let rec = TestRecorder::default();
+        let sender = Arc::new(ScriptedSender::default());
+        let s = stack(
+            &rec,
+            batching(10, 10, 3_600_000),
+            sender.clone(),
+            ManualClock::new(),
+        );
+        for n in [7, 7, 7] {
+            s.consume(sample_traces(n)).await.unwrap();
+        }
+        s.start(&Host::detached()).await.unwrap();
+        s.shutdown().await.unwrap();
+        // 21 items cut at 10: three requests.
+        assert_eq!(
+            (rec.counter(SENT), sender.calls.load(Ordering::SeqCst)),
+            (21, 3)
+        );
+    }
+
+    #[tokio::test]
+    async fn queue_batch_flushes_after_the_timeout() {
+        let rec = TestRecorder::default();
+        let sender = Arc::new(ScriptedSender::default());
+        let s = stack(
+            &rec,
+            batching(1000, 0, 20),
+            sender.clone(),
+            ManualClock::new(),
+        );
+        s.start(&Host::detached()).await.unwrap();
+        s.consume(sample_traces(3)).await.unwrap();
+        s.consume(sample_traces(2)).await.unwrap();
+        wait_sent(&rec, 5).await;
+        assert!(sender.calls.load(Ordering::SeqCst) <= 2);
+        s.shutdown().await.unwrap();
+    }
+
+    #[test]
+    fn queued_data_persists_and_old_records_still_read() {
+        let raw: Queued<Count> = Queued::Raw(sample_traces(4));
+        let back = Queued::<Count>::from_bytes(&raw.to_bytes()).unwrap();
+        assert!(matches!(&back, Queued::Raw(d) if *d == sample_traces(4)));
+        // A record written before sending_queue::batch existed (a prepared request).
+        let job = Job {
+            signal: Signal::Traces,
+            items: 2,
+            request: Count(2),
+        };
+        let back = Queued::<Count>::from_bytes(&job.to_bytes()).unwrap();
+        assert!(matches!(back, Queued::Ready(j) if j.items == 2));
+        let mut bad = raw.to_bytes();
+        bad.truncate(bad.len() - 3);
+        bad[1] = 9;
+        assert!(Queued::<Count>::from_bytes(&bad).is_none());
+        assert!(Queued::<Count>::from_bytes(&[]).is_none());
     }
 
     #[tokio::test]
@@ -986,6 +1356,15 @@ mod tests {
 
     #[tokio::test]
     async fn durable_queue_keeps_undelivered_data_across_a_stop() {
+        durable_run(false).await;
+    }
+
+    #[tokio::test]
+    async fn durable_queue_with_batch_keeps_undelivered_data_across_a_stop() {
+        durable_run(true).await;
+    }
+
+    async fn durable_run(batch: bool) {
         let store = Arc::new(crate::helper::persistent::tests::MemStorage::default());
         let mut exts: std::collections::HashMap<ComponentId, Arc<dyn vigil_core::Extension>> =
             Default::default();
@@ -997,6 +1376,12 @@ mod tests {
         let host = Host::new(exts, tx);
         let mut cfg = settings(true, 100);
         cfg.sending_queue.storage = Some("file_storage/q".into());
+        if batch {
+            cfg.sending_queue.batch = Some(BatchSettings {
+                min_size: 6,
+                ..BatchSettings::default()
+            });
+        }
 
         // First run: the backend never answers; a stop leaves everything queued, nothing counted lost.
         let rec = TestRecorder::default();

@@ -1,19 +1,20 @@
 use super::*;
 use serde_json::json;
+use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::{AtomicBool, Ordering};
-use vigil_core::attrs::{get_str, kv_str};
+use vigil_core::attrs::kv_str;
 use vigil_core::otlp::common::v1::InstrumentationScope;
-use vigil_core::otlp::metrics::v1::{
-    metric, AggregationTemporality, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum,
-};
 use vigil_core::otlp::resource::v1::Resource;
 use vigil_core::otlp::trace::v1::{ResourceSpans, ScopeSpans, Span};
 
-/// Records what reaches it; refuses everything as retryable while `fail` is set.
+/// Records what reaches it; refuses everything as retryable while `fail` is set, and holds each call
+/// until released while `gate` has no permits.
 #[derive(Default)]
 struct Sink {
     batches: Mutex<Vec<Telemetry>>,
     fail: AtomicBool,
+    gate: Option<Arc<tokio::sync::Semaphore>>,
+    calls: AtomicUsize,
 }
 
 impl Sink {
@@ -30,6 +31,10 @@ impl Sink {
 #[async_trait]
 impl Consumer for Sink {
     async fn consume(&self, data: Telemetry) -> Result<(), ConsumeError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        if let Some(g) = &self.gate {
+            let _permit = g.acquire().await;
+        }
         if self.fail.load(Ordering::SeqCst) {
             return Err(ConsumeError::retryable("backend down"));
         }
@@ -96,127 +101,136 @@ fn cfg(size: u32, max: u32, timeout_ms: u64) -> BatchConfig {
         send_batch_size: size,
         send_batch_max_size: max,
         timeout: Duration::from_millis(timeout_ms),
+        ..BatchConfig::default()
     }
 }
 
-async fn settle(ms: u64) {
-    tokio::time::sleep(Duration::from_millis(ms)).await;
+fn gated() -> (Arc<Sink>, Arc<tokio::sync::Semaphore>) {
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let sink = Arc::new(Sink {
+        gate: Some(gate.clone()),
+        ..Default::default()
+    });
+    (sink, gate)
 }
 
-#[test]
-fn split_inside_a_resource_keeps_resource_and_scope() {
-    let Telemetry::Traces(mut rs) = traces(&[&[3, 3], &[3, 3]]) else {
-        unreachable!()
-    };
-    let front = split::take_front(&mut rs, 8);
-    let front = Telemetry::Traces(front);
-    let rest = Telemetry::Traces(rs);
-    assert_eq!((front.item_count(), rest.item_count()), (8, 4));
-    assert_eq!(
-        span_names(&front),
-        ["r0s0-0", "r0s0-1", "r0s0-2", "r0s1-0", "r0s1-1", "r0s1-2", "r1s0-0", "r1s0-1"]
-    );
-    assert_eq!(span_names(&rest), ["r1s0-2", "r1s1-0", "r1s1-1", "r1s1-2"]);
-    let (Telemetry::Traces(f), Telemetry::Traces(r)) = (&front, &rest) else {
-        unreachable!()
-    };
-    // The cut resource and scope appear on both sides with their identity intact.
-    let res = |x: &ResourceSpans| {
-        get_str(&x.resource.as_ref().unwrap().attributes, "service.name").map(str::to_string)
-    };
-    assert_eq!(res(&f[1]).as_deref(), Some("r1"));
-    assert_eq!(res(&r[0]).as_deref(), Some("r1"));
-    assert_eq!(
-        (f[1].schema_url.as_str(), r[0].schema_url.as_str()),
-        ("url1", "url1")
-    );
-    assert_eq!(f[1].scope_spans[0].scope.as_ref().unwrap().name, "s0");
-    assert_eq!(r[0].scope_spans[0].scope.as_ref().unwrap().name, "s0");
-    assert_eq!(r[0].scope_spans[1].scope.as_ref().unwrap().name, "s1");
-}
-
-#[test]
-fn split_inside_a_metric_keeps_its_settings() {
-    let point = |v: i64| NumberDataPoint {
-        value: Some(vigil_core::otlp::metrics::v1::number_data_point::Value::AsInt(v)),
-        ..Default::default()
-    };
-    let mut metrics = vec![ResourceMetrics {
-        scope_metrics: vec![ScopeMetrics {
-            metrics: vec![Metric {
-                name: "requests".into(),
-                unit: "1".into(),
-                data: Some(metric::Data::Sum(Sum {
-                    data_points: (0..5).map(point).collect(),
-                    aggregation_temporality: AggregationTemporality::Cumulative as i32,
-                    is_monotonic: true,
-                })),
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-        ..Default::default()
-    }];
-    let front = split::take_front(&mut metrics, 2);
-    for (part, n) in [(&front, 2), (&metrics, 3)] {
-        let m = &part[0].scope_metrics[0].metrics[0];
-        assert_eq!((m.name.as_str(), m.unit.as_str()), ("requests", "1"));
-        let Some(metric::Data::Sum(s)) = &m.data else {
-            panic!("sum expected")
-        };
-        assert_eq!(s.data_points.len(), n);
-        assert!(s.is_monotonic);
-        assert_eq!(
-            s.aggregation_temporality,
-            AggregationTemporality::Cumulative as i32
-        );
+/// Waits (in paused time, so instantly) until `cond` holds.
+async fn until(what: &str, cond: impl Fn() -> bool) {
+    for _ in 0..10_000 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
+    panic!("never happened: {what}");
 }
 
 #[tokio::test(start_paused = true)]
-async fn flushes_on_timeout_not_before() {
+async fn an_idle_pipeline_sends_at_once() {
     let sink = Arc::new(Sink::default());
-    let b = batch(cfg(100, 0, 200), &sink);
+    let b = batch(cfg(100, 0, 60_000), &sink);
     b.start(&Host::detached()).await.unwrap();
+    let t0 = tokio::time::Instant::now();
     b.consume(traces(&[&[10]])).await.unwrap();
-    settle(199).await;
-    assert!(sink.sizes().is_empty(), "sent before the timeout");
-    settle(2).await;
+    assert_eq!(t0.elapsed(), Duration::ZERO, "waited for the timeout");
     assert_eq!(sink.sizes(), [10]);
     b.shutdown().await.unwrap();
 }
 
 #[tokio::test(start_paused = true)]
-async fn merges_small_batches_and_sends_at_size() {
-    let sink = Arc::new(Sink::default());
-    let b = batch(cfg(10, 0, 10_000), &sink);
-    b.start(&Host::detached()).await.unwrap();
-    for _ in 0..2 {
-        b.consume(traces(&[&[4]])).await.unwrap();
+async fn data_gathers_while_a_send_is_in_flight_and_follows_it() {
+    let (sink, gate) = gated();
+    let b = Arc::new(batch(cfg(100, 0, 60_000), &sink));
+    let first = tokio::spawn({
+        let b = b.clone();
+        async move { b.consume(traces(&[&[1]])).await }
+    });
+    until("the first send to start", || {
+        sink.calls.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    let mut later = Vec::new();
+    for _ in 0..3 {
+        let b = b.clone();
+        later.push(tokio::spawn(
+            async move { b.consume(traces(&[&[4]])).await },
+        ));
     }
-    settle(1).await;
-    assert!(sink.sizes().is_empty());
-    b.consume(traces(&[&[4]])).await.unwrap();
-    settle(1).await;
-    // Without a max size, the batch that crosses the trigger goes out whole.
-    assert_eq!(sink.sizes(), [12]);
-    let resources = match &sink.batches.lock().unwrap()[0] {
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(
+        sink.calls.load(Ordering::SeqCst),
+        1,
+        "sent before the one in flight returned"
+    );
+    gate.add_permits(100);
+    first.await.unwrap().unwrap();
+    for h in later {
+        h.await.unwrap().unwrap();
+    }
+    // The three calls that came during the first send went out as one batch.
+    assert_eq!(sink.sizes(), [1, 12]);
+    let resources = match &sink.batches.lock().unwrap()[1] {
         Telemetry::Traces(rs) => rs.len(),
         other => panic!("not traces: {other:?}"),
     };
     assert_eq!(resources, 3);
-    b.shutdown().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn size_and_timeout_do_not_wait_for_a_slow_send() {
+    let (sink, gate) = gated();
+    let b = Arc::new(batch(cfg(10, 0, 200), &sink));
+    let first = tokio::spawn({
+        let b = b.clone();
+        async move { b.consume(traces(&[&[1]])).await }
+    });
+    until("the first send to start", || {
+        sink.calls.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    // Reaching send_batch_size sends in parallel with the send in flight.
+    let big = tokio::spawn({
+        let b = b.clone();
+        async move { b.consume(traces(&[&[10]])).await }
+    });
+    until("the size-triggered send", || {
+        sink.calls.load(Ordering::SeqCst) == 2
+    })
+    .await;
+    // A small call waits for the timeout at most, then goes alongside.
+    let t0 = tokio::time::Instant::now();
+    let small = tokio::spawn({
+        let b = b.clone();
+        async move { b.consume(traces(&[&[2]])).await }
+    });
+    until("the timeout-triggered send", || {
+        sink.calls.load(Ordering::SeqCst) == 3
+    })
+    .await;
+    assert!(
+        t0.elapsed() >= Duration::from_millis(200),
+        "{:?}",
+        t0.elapsed()
+    );
+    assert!(
+        t0.elapsed() < Duration::from_millis(300),
+        "{:?}",
+        t0.elapsed()
+    );
+    gate.add_permits(100);
+    for h in [first, big, small] {
+        h.await.unwrap().unwrap();
+    }
+    let mut sizes = sink.sizes();
+    sizes.sort_unstable();
+    assert_eq!(sizes, [1, 2, 10]);
 }
 
 #[tokio::test(start_paused = true)]
 async fn splits_oversize_batches_at_max_size() {
     let sink = Arc::new(Sink::default());
     let b = batch(cfg(10, 10, 200), &sink);
-    b.start(&Host::detached()).await.unwrap();
     b.consume(traces(&[&[7, 6], &[12]])).await.unwrap();
-    settle(1).await;
-    assert_eq!(sink.sizes(), [10, 10]);
-    settle(250).await;
     assert_eq!(sink.sizes(), [10, 10, 5]);
     let all: Vec<String> = sink
         .batches
@@ -230,67 +244,123 @@ async fn splits_oversize_batches_at_max_size() {
         span_names(&traces(&[&[7, 6], &[12]])),
         "order or content changed"
     );
-    b.shutdown().await.unwrap();
 }
 
 #[tokio::test(start_paused = true)]
-async fn shutdown_drains_before_returning_and_then_refuses() {
-    let sink = Arc::new(Sink::default());
-    let b = batch(cfg(100, 4, 60_000), &sink);
-    b.start(&Host::detached()).await.unwrap();
-    b.consume(traces(&[&[7]])).await.unwrap();
-    b.shutdown().await.unwrap();
-    assert_eq!(sink.sizes(), [4, 3]);
+async fn a_refusal_downstream_reaches_every_caller_and_nothing_is_held() {
+    let (sink, gate) = gated();
+    sink.fail.store(true, Ordering::SeqCst);
+    let b = Arc::new(batch(cfg(100, 0, 60_000), &sink));
+    let mut calls = Vec::new();
+    for n in [3, 4, 5] {
+        let b = b.clone();
+        calls.push(tokio::spawn(
+            async move { b.consume(traces(&[&[n]])).await },
+        ));
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    gate.add_permits(100);
+    for c in calls {
+        let r = c.await.unwrap();
+        assert!(matches!(r, Err(ConsumeError::Retryable { .. })), "{r:?}");
+    }
+    // Nothing is retried behind the callers' backs: the processor is idle and the sink saw each
+    // batch once.
+    assert!(b.inner.idle());
+    let calls_before = sink.calls.load(Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    assert_eq!(sink.calls.load(Ordering::SeqCst), calls_before);
+    sink.fail.store(false, Ordering::SeqCst);
+    b.consume(traces(&[&[1]])).await.unwrap();
+    assert_eq!(sink.sizes(), [1]);
+}
+
+/// Refuses permanently, rejecting the whole batch.
+struct Refuser;
+
+#[async_trait]
+impl Consumer for Refuser {
+    async fn consume(&self, data: Telemetry) -> Result<(), ConsumeError> {
+        Err(ConsumeError::permanent("bad data", data.item_count()))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_permanent_refusal_names_each_callers_own_items() {
+    let b = Batch::new(&id(), cfg(100, 0, 0), Signal::Traces, Arc::new(Refuser));
+    let r = b.consume(traces(&[&[3]])).await;
+    assert_eq!(r, Err(ConsumeError::permanent("bad data", 3)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_waits_for_sends_in_flight_then_refuses() {
+    let (sink, gate) = gated();
+    let b = Arc::new(batch(cfg(100, 0, 60_000), &sink));
+    let call = tokio::spawn({
+        let b = b.clone();
+        async move { b.consume(traces(&[&[7]])).await }
+    });
+    until("the send to start", || {
+        sink.calls.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    let stop = tokio::spawn({
+        let b = b.clone();
+        async move { b.shutdown().await }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(
+        !stop.is_finished(),
+        "shutdown returned with a send in flight"
+    );
+    gate.add_permits(10);
+    stop.await.unwrap().unwrap();
+    call.await.unwrap().unwrap();
+    assert_eq!(sink.sizes(), [7]);
     let r = b.consume(traces(&[&[1]])).await;
     assert!(matches!(r, Err(ConsumeError::Retryable { .. })), "{r:?}");
 }
 
 #[tokio::test(start_paused = true)]
-async fn shutdown_without_start_still_drains() {
-    let sink = Arc::new(Sink::default());
-    let b = batch(cfg(100, 0, 60_000), &sink);
-    b.consume(traces(&[&[3]])).await.unwrap();
-    b.shutdown().await.unwrap();
-    assert_eq!(sink.sizes(), [3]);
-}
-
-#[tokio::test(start_paused = true)]
-async fn downstream_refusal_holds_data_and_pushes_back() {
-    let sink = Arc::new(Sink::default());
-    // Buffer limit: 4 batches of 10.
-    let b = batch(cfg(10, 10, 0), &sink);
-    b.start(&Host::detached()).await.unwrap();
-    sink.fail.store(true, Ordering::SeqCst);
-    // The first refusal costs its batch (counted as dropped) and switches to careful mode.
-    b.consume(traces(&[&[10]])).await.unwrap();
-    settle(1).await;
-    // This one is kept and retried.
-    b.consume(traces(&[&[10]])).await.unwrap();
-    settle(1).await;
-    b.consume(traces(&[&[30]])).await.unwrap();
-    let r = b.consume(traces(&[&[1]])).await;
+async fn metadata_keys_keep_tenants_apart_up_to_the_limit() {
+    let (sink, gate) = gated();
+    let mut c = cfg(100, 0, 60_000);
+    c.metadata_keys = vec!["X-Tenant".into()];
+    c.metadata_cardinality_limit = 2;
+    let b = Arc::new(batch(c, &sink));
+    let call = |tenant: &'static str, n: usize| {
+        let b = b.clone();
+        let meta = ClientMetadata::from_pairs([("X-TENANT", tenant)]);
+        tokio::spawn(async move { meta.scope(b.consume(traces(&[&[n]]))).await })
+    };
+    // Each tenant's first call goes at once: the other tenant's send in flight does not hold it.
+    let a = call("a", 1);
+    until("tenant a's send", || sink.calls.load(Ordering::SeqCst) == 1).await;
+    let b1 = call("b", 2);
+    until("tenant b's send", || sink.calls.load(Ordering::SeqCst) == 2).await;
+    let r = call("c", 3).await.unwrap();
     assert!(
-        matches!(
-            r,
-            Err(ConsumeError::Retryable {
-                retry_after: Some(_),
-                ..
-            })
-        ),
-        "a full buffer must refuse as retryable: {r:?}"
+        matches!(&r, Err(ConsumeError::Permanent { rejected: 3, reason }) if reason.contains("metadata_cardinality_limit")),
+        "{r:?}"
     );
-    settle(10_000).await;
-    assert!(sink.sizes().is_empty());
-    sink.fail.store(false, Ordering::SeqCst);
-    settle(10_000).await;
-    assert_eq!(sink.sizes().iter().sum::<usize>(), 40);
-    b.consume(traces(&[&[1]])).await.unwrap();
-    b.shutdown().await.unwrap();
-    assert_eq!(sink.sizes().iter().sum::<usize>(), 41);
+    gate.add_permits(10);
+    a.await.unwrap().unwrap();
+    b1.await.unwrap().unwrap();
 }
 
 #[test]
 fn config_defaults_and_errors() {
+    let c = BatchConfig::parse(&id(), &json!({"metadata_keys": ["a", "A"]})).unwrap_err();
+    assert!(
+        c.to_string().contains("duplicate entry in metadata_keys"),
+        "{c}"
+    );
+    let c = BatchConfig::parse(
+        &id(),
+        &json!({"metadata_keys": ["a"], "metadata_cardinality_limit": 0}),
+    )
+    .unwrap_err();
+    assert!(c.to_string().contains("metadata_cardinality_limit"), "{c}");
     let c = BatchConfig::parse(&id(), &Value::Null).unwrap();
     assert_eq!(c, BatchConfig::default());
     assert_eq!(
@@ -329,58 +399,5 @@ fn config_defaults_and_errors() {
         e.to_string()
             .starts_with("processors::batch/test::timeout: "),
         "{e}"
-    );
-}
-
-#[test]
-fn buffer_limit_is_a_few_batches() {
-    assert_eq!(cfg(8192, 0, 200).buffer_limit(), 4 * 8192);
-    assert_eq!(cfg(100, 1000, 200).buffer_limit(), 4000);
-    assert_eq!(cfg(0, 0, 200).buffer_limit(), 4 * 8192);
-}
-
-/// Refuses while `fail` is set and hands the data back, as a full sending queue does.
-#[derive(Default)]
-struct QueueLike {
-    inner: Sink,
-}
-
-#[async_trait]
-impl Consumer for QueueLike {
-    async fn consume(&self, data: Telemetry) -> Result<(), ConsumeError> {
-        self.inner.consume(data).await
-    }
-
-    async fn consume_or_return(&self, data: Telemetry) -> Result<(), Refused> {
-        if self.inner.fail.load(Ordering::SeqCst) {
-            return Err(Refused {
-                error: ConsumeError::retryable("queue full"),
-                data: Some(data),
-            });
-        }
-        self.inner
-            .consume(data)
-            .await
-            .map_err(|error| Refused { error, data: None })
-    }
-}
-
-#[tokio::test(start_paused = true)]
-async fn data_handed_back_by_a_full_queue_is_never_dropped() {
-    let sink = Arc::new(QueueLike::default());
-    let b = Batch::new(&id(), cfg(10, 10, 0), Signal::Traces, sink.clone());
-    b.start(&Host::detached()).await.unwrap();
-    sink.inner.fail.store(true, Ordering::SeqCst);
-    b.consume(traces(&[&[10]])).await.unwrap();
-    b.consume(traces(&[&[10]])).await.unwrap();
-    settle(5_000).await;
-    assert!(sink.inner.sizes().is_empty());
-    sink.inner.fail.store(false, Ordering::SeqCst);
-    settle(10_000).await;
-    b.shutdown().await.unwrap();
-    assert_eq!(
-        sink.inner.sizes().iter().sum::<usize>(),
-        20,
-        "the first batch too must arrive"
     );
 }
