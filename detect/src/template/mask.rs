@@ -40,6 +40,46 @@ pub struct MaskConfig {
     pub dates: bool,
     /// Extra regexes, applied to the whole line before the built-in rules; each match becomes `<*>`.
     pub extra: Vec<String>,
+    /// How much of a value a template shows around its `<*>`s. Not a user setting: chosen by the
+    /// leave-one-dataset-out evaluation.
+    #[doc(hidden)]
+    #[serde(skip)]
+    pub parts: Parts,
+}
+
+/// How a template writes its variables. Lines are always grouped on whole values (`/10.0.0.1:50010`
+/// is one `<*>` when deciding which template a line joins); these switches only decide which parts
+/// of the values the template's text keeps, where every line of the template agrees on them. Not a
+/// user setting: the leave-one-dataset-out evaluation (`examples/loghub_loo.rs`) chooses them.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Parts {
+    /// Values joined by punctuation are written part by part: `/<*>:<*>` rather than `<*>`. A run
+    /// of numbers joined by `:` (a time, a MAC address) stays one `<*>`.
+    pub split: bool,
+    /// A name joined by `_` to a number keeps the name: `blk_<*>`, `attempt_<*>`.
+    pub prefix: bool,
+    /// A URL keeps its scheme: `hdfs://<*>`.
+    pub schemes: bool,
+}
+
+impl Default for Parts {
+    fn default() -> Self {
+        Self {
+            split: true,
+            prefix: true,
+            schemes: true,
+        }
+    }
+}
+
+impl Parts {
+    /// Every value written as one `<*>`, as lines are grouped.
+    pub const WHOLE: Self = Self {
+        split: false,
+        prefix: false,
+        schemes: false,
+    };
 }
 
 impl Default for MaskConfig {
@@ -53,6 +93,7 @@ impl Default for MaskConfig {
             quoted: true,
             hosts: true,
             extra: Vec::new(),
+            parts: Parts::default(),
         }
     }
 }
@@ -73,6 +114,11 @@ pub(crate) struct Tokens {
     vars: Vec<bool>,
     /// Scratch space for the word offsets of the line being masked.
     words: Vec<(usize, usize)>,
+    /// The line as masked (after any `extra` rules), and each token's word in it: `(0, 0)` for a
+    /// token made of several words or none (quotes, a number and its unit, dates, saved templates),
+    /// whose written form is the token itself.
+    src: String,
+    raw: Vec<(u32, u32)>,
 }
 
 impl Tokens {
@@ -102,7 +148,32 @@ impl Tokens {
         for t in tokens {
             let start = self.start();
             self.buf.push_str(t);
-            self.end_token(start);
+            self.end_token(start, NO_WORD);
+        }
+    }
+
+    /// Whether token `i`, as it appears in the line, is an instance of the written form `form`: its
+    /// text fits `form` with each `<*>` standing for one or more bytes. A template that writes a
+    /// variable as `form` then keeps doing so for this line, which spares masking the word again.
+    pub(crate) fn fits(&self, i: usize, form: &str) -> bool {
+        let (a, b) = self.raw[i];
+        let text = if a == b {
+            self.get(i)
+        } else {
+            &self.src[a as usize..b as usize]
+        };
+        fits(form, text)
+    }
+
+    /// Writes token `i` as a template shows it (see [`Parts`]) into `out`: the token itself unless it
+    /// is a variable masked from one word.
+    pub(crate) fn written(&self, i: usize, masker: &Masker, out: &mut String) {
+        out.clear();
+        let (a, b) = self.raw[i];
+        if !self.vars[i] || a == b || !masker.writes_parts() {
+            out.push_str(self.get(i));
+        } else {
+            let _ = masker.mask_word::<true>(&self.src[a as usize..b as usize], out);
         }
     }
 
@@ -110,6 +181,7 @@ impl Tokens {
         self.buf.clear();
         self.spans.clear();
         self.vars.clear();
+        self.raw.clear();
     }
 
     /// Starts a token at the end of the buffer; `end_token` closes it.
@@ -117,13 +189,18 @@ impl Tokens {
         self.buf.len()
     }
 
-    fn end_token(&mut self, start: usize) {
+    /// Closes the token begun at `start`, masked from the line's bytes `word` (`NO_WORD` when it is
+    /// not one word of the line).
+    fn end_token(&mut self, start: usize, word: (usize, usize)) {
         if self.buf.len() > start {
             self.spans.push((start as u32, self.buf.len() as u32));
             self.vars.push(is_variable(&self.buf[start..]));
+            self.raw.push((word.0 as u32, word.1 as u32));
         }
     }
 }
+
+const NO_WORD: (usize, usize) = (0, 0);
 
 /// A mask rule whose regex does not compile.
 #[derive(Debug, thiserror::Error)]
@@ -158,8 +235,10 @@ impl Masker {
     /// Masks `line` into `out`, replacing its previous content.
     pub(crate) fn mask(&self, line: &str, out: &mut Tokens) {
         out.clear();
+        let mut src = std::mem::take(&mut out.src);
+        src.clear();
         if self.extra.is_empty() {
-            self.mask_builtin(line, out);
+            src.push_str(line);
         } else {
             let mut text = std::borrow::Cow::Borrowed(line);
             for re in &self.extra {
@@ -167,8 +246,16 @@ impl Masker {
                     text = std::borrow::Cow::Owned(s);
                 }
             }
-            self.mask_builtin(&text, out);
+            src.push_str(&text);
         }
+        self.mask_builtin(&src, out);
+        out.src = src;
+    }
+
+    /// Whether templates write some values in parts (see [`Parts`]), so that a token's written form
+    /// may differ from the token.
+    pub(crate) fn writes_parts(&self) -> bool {
+        self.config.parts != Parts::WHOLE
     }
 
     fn mask_builtin(&self, line: &str, out: &mut Tokens) {
@@ -192,7 +279,7 @@ impl Masker {
                         // structure, not a value; `"GET <*>"` and `"POST <*>"` are different events.
                         let start = out.start();
                         out.buf.push_str(word);
-                        out.end_token(start);
+                        out.end_token(start, NO_WORD);
                     }
                     let start = out.start();
                     if last == i
@@ -202,8 +289,8 @@ impl Masker {
                     }
                     out.buf.push_str(PARAM);
                     out.buf.push_str(q);
-                    let _ = self.mask_word(rest, out);
-                    out.end_token(start);
+                    let _ = self.mask_word::<false>(rest, &mut out.buf);
+                    out.end_token(start, NO_WORD);
                     i = last + 1;
                     continue;
                 }
@@ -217,14 +304,16 @@ impl Masker {
                     // `18.4 KB)` is one value: the unit joins the number, keeping its trailing punctuation.
                     if let Some((x, _)) = out.spans.pop() {
                         out.vars.pop();
+                        out.raw.pop();
                         out.buf.push_str(tail);
-                        out.end_token(x as usize);
+                        out.end_token(x as usize, NO_WORD);
                     }
                     i += 1;
                     continue;
                 }
             }
             let start = out.start();
+            let mut from = (a, b);
             if self.config.dates
                 && is_date_word(word)
                 && (prev_variable || next_is_date_part(line, &words, i))
@@ -232,55 +321,66 @@ impl Masker {
                 out.buf.push_str(PARAM);
                 out.buf
                     .push_str(&word[word.trim_end_matches([',', '.']).len()..]);
-            } else {
-                if self.mask_word(word, out) {
-                    whole_value(out, start);
-                }
+                from = NO_WORD;
+            } else if self.mask_word::<false>(word, &mut out.buf) {
+                whole_value(&mut out.buf, start);
             }
-            out.end_token(start);
+            out.end_token(start, from);
             i += 1;
         }
         out.words = words;
     }
 
-    /// Masks one whitespace-free word, appending the result to the buffer. True when the result is
-    /// several variables or one with punctuation, and no word (`<*>:<*>`, `/<*>:<*>,`).
-    fn mask_word(&self, word: &str, out: &mut Tokens) -> bool {
+    /// Masks one whitespace-free word, appending the result to `out`. True when the result is
+    /// several variables or one with punctuation, and no word (`<*>:<*>`, `/<*>:<*>,`). With
+    /// `WRITTEN`, values are written as a template shows them (see [`Parts`]) rather than as lines are
+    /// grouped.
+    fn mask_word<const WRITTEN: bool>(&self, word: &str, out: &mut String) -> bool {
         let bytes = word.as_bytes();
         // Fast path: most words of most lines are plain words.
         if !bytes
             .iter()
             .any(|&c| c.is_ascii_digit() || matches!(c, b'=' | b'/' | b'.' | b'\\'))
         {
-            out.buf.push_str(word);
+            out.push_str(word);
             return false;
         }
         if self.config.paths && is_path_or_url(word) {
-            out.buf.push_str(PARAM);
+            if WRITTEN && self.config.parts.schemes {
+                if let Some(p) = word.find("://") {
+                    out.push_str(&word[..p + 3]);
+                }
+            }
+            out.push_str(PARAM);
             return false;
         }
         if self.config.key_values {
             if let Some(eq) = key_value_split(word) {
-                out.buf.push_str(&word[..=eq]);
+                out.push_str(&word[..=eq]);
                 let value = &word[eq + 1..];
                 if self.config.key_value_names && is_name(value.trim_end_matches([',', ';'])) {
                     // `tty=ssh`, `user=root`: a name is a word like any other; the sibling rule makes
                     // it `key=<*>` once it is seen to vary.
-                    out.buf.push_str(value);
+                    out.push_str(value);
                 } else if !value.is_empty() {
                     // The value keeps only trailing punctuation such as `,` or `;`.
                     let trimmed = value.trim_end_matches([',', ';', ')', ']']);
-                    out.buf.push_str(PARAM);
-                    out.buf.push_str(&value[trimmed.len()..]);
+                    out.push_str(PARAM);
+                    out.push_str(&value[trimmed.len()..]);
                 }
                 return false;
             }
         }
-        self.mask_segments(word, out)
+        let start = out.len();
+        let whole = self.mask_segments::<WRITTEN>(word, out);
+        if WRITTEN && whole && (!self.config.parts.split || is_clock_like(word)) {
+            whole_value(out, start);
+        }
+        whole
     }
 
     /// Splits a word into segments of `[A-Za-z0-9._-]` and masks the segments that look like values.
-    fn mask_segments(&self, word: &str, out: &mut Tokens) -> bool {
+    fn mask_segments<const WRITTEN: bool>(&self, word: &str, out: &mut String) -> bool {
         let bytes = word.as_bytes();
         let (mut values, mut names, mut punctuation) = (0usize, 0usize, false);
         let mut i = 0;
@@ -290,7 +390,7 @@ impl Masker {
                 let j = (i..bytes.len())
                     .find(|&j| is_segment_byte(bytes[j]))
                     .unwrap_or(bytes.len());
-                out.buf.push_str(&word[i..j]);
+                out.push_str(&word[i..j]);
                 punctuation = true;
                 i = j;
                 continue;
@@ -304,14 +404,18 @@ impl Masker {
             let variable = (self.config.digits && is_value_segment(seg))
                 || (self.config.hosts && (is_host_name(seg) || (before_port && seg.contains('.'))));
             if variable {
-                out.buf.push_str(PARAM);
+                if WRITTEN {
+                    self.write_value(seg.trim_end_matches('.'), out);
+                } else {
+                    out.push_str(PARAM);
+                }
                 // A sentence's full stop after a value is not part of it (`server: host:8030.`).
                 let stop = &seg[seg.trim_end_matches('.').len()..];
-                out.buf.push_str(stop);
+                out.push_str(stop);
                 values += 1;
                 punctuation |= !stop.is_empty();
             } else {
-                out.buf.push_str(seg);
+                out.push_str(seg);
                 // `.`, `-` and `_` alone are punctuation, not a word.
                 if seg.bytes().any(|c| c.is_ascii_alphanumeric()) {
                     names += 1;
@@ -323,6 +427,97 @@ impl Masker {
         }
         values > 0 && names == 0 && (values > 1 || punctuation)
     }
+}
+
+impl Masker {
+    /// Writes one value segment as a template shows it (see [`Parts`]).
+    fn write_value(&self, seg: &str, out: &mut String) {
+        if self.config.parts.prefix {
+            out.push_str(&seg[..name_prefix(seg)]);
+        }
+        out.push_str(PARAM);
+    }
+}
+
+/// The length of a name in front of a number (`blk_` in `blk_-1608`, `attempt_` in
+/// `attempt_12_0003`): words of letters each followed by `_`, then a digit or a sign and a digit. 0
+/// when the segment does not start that way. `-` does not join a name here: it joins the words of
+/// host names (`web-07`), which are values as a whole.
+fn name_prefix(seg: &str) -> usize {
+    let b = seg.as_bytes();
+    let (mut end, mut i) = (0, 0);
+    loop {
+        let j = i + b[i..]
+            .iter()
+            .take_while(|c| c.is_ascii_alphabetic())
+            .count();
+        if j == i || j >= b.len() || b[j] != b'_' {
+            break;
+        }
+        end = j + 1;
+        i = end;
+    }
+    let rest = &b[end..];
+    let number = rest.first().is_some_and(u8::is_ascii_digit)
+        || (rest.first() == Some(&b'-') && rest.get(1).is_some_and(u8::is_ascii_digit));
+    if number {
+        end
+    } else {
+        0
+    }
+}
+
+/// `text` with each `<*>` of `pattern` standing for one or more bytes (a glob match; the middle
+/// literal parts are matched leftmost, which finds a match whenever there is one). Bytes rather than
+/// `str::find`: the parts are a few bytes long and this runs for each written variable of a line.
+fn fits(pattern: &str, text: &str) -> bool {
+    let marker = PARAM.as_bytes();
+    let (p, t) = (pattern.as_bytes(), text.as_bytes());
+    let Some(m) = find(p, marker) else {
+        return p == t;
+    };
+    if !t.starts_with(&p[..m]) {
+        return false;
+    }
+    let (mut p, mut t) = (&p[m + marker.len()..], &t[m..]);
+    loop {
+        // `t` starts where the current `<*>` begins; it takes at least one byte.
+        if t.is_empty() {
+            return false;
+        }
+        match find(p, marker) {
+            None => return t.len() > p.len() && t.ends_with(p),
+            Some(m) => {
+                let Some(at) = find(&t[1..], &p[..m]) else {
+                    return false;
+                };
+                t = &t[1 + at + m..];
+                p = &p[m + marker.len()..];
+            }
+        }
+    }
+}
+
+/// The first position of `needle` in `hay`.
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.is_empty() {
+        return Some(0);
+    }
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Numbers joined by `:` with no dotted part before the first `:`: a time (`07:07:00`), a MAC or
+/// IPv6 address, a bus address (`0000:00:1f.0`). It is one value, unlike `10.0.0.1:80` or
+/// `host-7:8030`, an address and a port.
+fn is_clock_like(word: &str) -> bool {
+    let core = word.trim_matches(|c: char| !c.is_ascii_alphanumeric());
+    let Some(colon) = core.find(':') else {
+        return false;
+    };
+    !core[..colon].contains('.')
+        && core
+            .bytes()
+            .all(|c| c.is_ascii_hexdigit() || c == b':' || c == b'.')
 }
 
 /// Byte offsets of the whitespace-separated words of `line`.
@@ -373,8 +568,8 @@ fn is_name(word: &str) -> bool {
 /// Makes the token begun at `start` one `<*>` when it is made of variables and punctuation only
 /// (`/10.0.0.1:50010` gave `/<*>:<*>`), keeping its brackets and trailing punctuation: a variable
 /// stands for the whole value a person would name, an address rather than its parts.
-fn whole_value(out: &mut Tokens, start: usize) {
-    let token = &out.buf[start..];
+fn whole_value(out: &mut String, start: usize) {
+    let token = &out[start..];
     let lead = token.len() - token.trim_start_matches(['(', '[', '{']).len();
     let core_end = token
         .trim_end_matches([')', ']', '}', ',', ';', ':', '.'])
@@ -392,11 +587,10 @@ fn whole_value(out: &mut Tokens, start: usize) {
         return;
     }
     tail[..tail_len].copy_from_slice(&token.as_bytes()[core_end..]);
-    out.buf.truncate(start + lead);
-    out.buf.push_str(PARAM);
+    out.truncate(start + lead);
+    out.push_str(PARAM);
     // The tail is ASCII punctuation copied from the token.
-    out.buf
-        .push_str(std::str::from_utf8(&tail[..tail_len]).unwrap_or_default());
+    out.push_str(std::str::from_utf8(&tail[..tail_len]).unwrap_or_default());
 }
 
 /// A token that is all variable: it has no letter or digit outside its `<*>`s (`<*>:<*>`, `[<*>]`, `()`).
@@ -656,6 +850,42 @@ mod tests {
             masked("class org.apache.hadoop.MRAppMaster"),
             "class org.apache.hadoop.MRAppMaster"
         );
+    }
+
+    fn written(line: &str) -> String {
+        let m = Masker::new(MaskConfig::default()).expect("default masks compile");
+        let mut t = Tokens::default();
+        m.mask(line, &mut t);
+        let mut out = Vec::new();
+        let mut w = String::new();
+        for i in 0..t.len() {
+            t.written(i, &m, &mut w);
+            out.push(w.clone());
+        }
+        out.join(" ")
+    }
+
+    #[test]
+    fn written_forms_keep_names_and_separators() {
+        assert_eq!(
+            written("blk_-1608 from /10.1.2.3:50010, 10.1.2.4 at 07:07:00."),
+            "blk_<*> from /<*>:<*>, <*> at <*>."
+        );
+        assert_eq!(
+            written("task_12_0003_m_4 on web-07:8030 via spark://drv@10.0.0.1:7077 #3"),
+            "task_<*> on <*>:<*> via spark://<*> #<*>"
+        );
+        // No name before the number, or a name joined by `-` (a host name): the value is whole.
+        assert_eq!(
+            written("id 0x1f on msra-sa-41 bus 0000:00:1f.0"),
+            "id <*> on <*> bus <*>"
+        );
+        // Only the written form differs; the tokens lines are grouped on are whole values.
+        assert_eq!(masked("blk_-1608 from /10.1.2.3:50010,"), "<*> from <*>,");
+        assert!(fits("blk_<*>", "blk_-77") && fits("/<*>:<*>", "/1.2.3.4:5"));
+        assert!(!fits("blk_<*>", "blk_") && !fits("/<*>:<*>", "1.2.3.4:5"));
+        assert!(fits("<*>", "x") && !fits("<*>", "") && fits("a", "a") && !fits("a", "b"));
+        assert!(fits("<*>:<*>:<*>", "1:2:3") && !fits("<*>:<*>:<*>", "1:2"));
     }
 
     #[test]
