@@ -9,10 +9,14 @@ use serde::Deserialize;
 use serde_json::Value;
 use std::sync::{Arc, Mutex};
 use vigil_core::config::{bind_tcp, check_endpoint, decode};
+use vigil_core::net::serve::{serve, CancellationToken, ConnCounters, ServeOptions};
+use vigil_core::net::tls::TlsServerSettings;
 use vigil_core::{
     Component, ComponentId, ComponentKind, ConfigError, Extension, ExtensionFactory, Host,
 };
-use vigil_receivers::serve::{serve, CancellationToken, ConnCounters, ServeOptions};
+
+/// What the endpoint offers over TLS.
+pub(crate) const HTTP_ALPN: &[&[u8]] = &[b"h2", b"http/1.1"];
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -21,6 +25,9 @@ struct HealthCheckConfig {
     endpoint: String,
     #[serde(default = "default_path")]
     path: String,
+    /// TLS (and mutual TLS with `client_ca_file`), with otelcol's `configtls` keys.
+    #[serde(default)]
+    tls: Option<TlsServerSettings>,
     /// Deprecated in otelcol and ignored there too; accepted so existing configs load.
     #[serde(default)]
     #[allow(dead_code)]
@@ -44,6 +51,16 @@ fn parse(id: &ComponentId, config: &Value) -> Result<HealthCheckConfig, ConfigEr
     let cfg: HealthCheckConfig = decode(ComponentKind::Extension, id, config)?;
     check_endpoint(&cfg.endpoint)
         .map_err(|e| ConfigError::component(ComponentKind::Extension, id, "endpoint", e))?;
+    if let Some(t) = &cfg.tls {
+        t.server_config(HTTP_ALPN).map_err(|e| {
+            ConfigError::component(
+                ComponentKind::Extension,
+                id,
+                &format!("tls::{}", e.key),
+                e.message,
+            )
+        })?;
+    }
     if !cfg.path.starts_with('/') {
         return Err(ConfigError::component(
             ComponentKind::Extension,
@@ -108,13 +125,18 @@ impl Component for HealthCheck {
         // The same timeouts and connection cap as the receivers' listeners, so idle sockets cannot
         // keep probes from being answered.
         let counters = ConnCounters::new("extension", &self.id.to_string(), "http");
-        let task = tokio::spawn(serve(
-            listener,
-            app,
-            ServeOptions::default(),
-            counters,
-            stop.clone(),
-        ));
+        let tls = match &self.cfg.tls {
+            Some(t) => Some(
+                t.server(HTTP_ALPN)
+                    .map_err(|e| anyhow::anyhow!("extensions::{}::{e}", self.id))?,
+            ),
+            None => None,
+        };
+        let opts = ServeOptions {
+            tls,
+            ..ServeOptions::default()
+        };
+        let task = tokio::spawn(serve(listener, app, opts, counters, stop.clone()));
         *self.stop.lock().unwrap_or_else(|p| p.into_inner()) = Some((stop, task));
         Ok(())
     }

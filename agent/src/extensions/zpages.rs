@@ -17,8 +17,9 @@ use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::Value;
 use std::sync::{Arc, Mutex};
-use tokio::sync::oneshot;
 use vigil_core::config::{bind_tcp, check_endpoint, decode};
+use vigil_core::net::serve::{serve, CancellationToken, ConnCounters, ServeOptions};
+use vigil_core::net::tls::TlsServerSettings;
 use vigil_core::{
     Component, ComponentId, ComponentKind, ConfigError, Extension, ExtensionFactory, Host,
 };
@@ -30,6 +31,9 @@ struct ZPagesConfig {
     endpoint: String,
     #[serde(default)]
     expvar: Expvar,
+    /// TLS (and mutual TLS with `client_ca_file`), with otelcol's `configtls` keys.
+    #[serde(default)]
+    tls: Option<TlsServerSettings>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -53,6 +57,17 @@ fn parse(id: &ComponentId, config: &Value) -> Result<ZPagesConfig, ConfigError> 
     let cfg: ZPagesConfig = decode(ComponentKind::Extension, id, config)?;
     check_endpoint(&cfg.endpoint)
         .map_err(|e| ConfigError::component(ComponentKind::Extension, id, "endpoint", e))?;
+    if let Some(t) = &cfg.tls {
+        t.server_config(super::health_check::HTTP_ALPN)
+            .map_err(|e| {
+                ConfigError::component(
+                    ComponentKind::Extension,
+                    id,
+                    &format!("tls::{}", e.key),
+                    e.message,
+                )
+            })?;
+    }
     Ok(cfg)
 }
 
@@ -80,7 +95,7 @@ struct ZPages {
     id: ComponentId,
     cfg: ZPagesConfig,
     observed: Arc<Observed>,
-    stop: Mutex<Option<(oneshot::Sender<()>, tokio::task::JoinHandle<()>)>>,
+    stop: Mutex<Option<(CancellationToken, tokio::task::JoinHandle<()>)>>,
 }
 
 impl Extension for ZPages {}
@@ -160,24 +175,29 @@ impl Component for ZPages {
         let app = app.fallback(not_found).with_state(Pages {
             observed: self.observed.clone(),
         });
-        let (tx, rx) = oneshot::channel();
-        let id = self.id.clone();
-        let task = tokio::spawn(async move {
-            let serve = axum::serve(listener, app).with_graceful_shutdown(async {
-                let _ = rx.await;
-            });
-            if let Err(e) = serve.await {
-                tracing::error!(extension = %id, "zpages server failed: {e}");
-            }
-        });
-        *self.stop.lock().unwrap_or_else(|p| p.into_inner()) = Some((tx, task));
+        let tls = match &self.cfg.tls {
+            Some(t) => Some(
+                t.server(super::health_check::HTTP_ALPN)
+                    .map_err(|e| anyhow::anyhow!("extensions::{}::{e}", self.id))?,
+            ),
+            None => None,
+        };
+        // The receivers' listener loop: header and idle timeouts and a connection cap.
+        let opts = ServeOptions {
+            tls,
+            ..ServeOptions::default()
+        };
+        let counters = ConnCounters::new("extension", &self.id.to_string(), "http");
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(serve(listener, app, opts, counters, stop.clone()));
+        *self.stop.lock().unwrap_or_else(|p| p.into_inner()) = Some((stop, task));
         Ok(())
     }
 
     async fn shutdown(&self) -> anyhow::Result<()> {
         let taken = self.stop.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some((tx, task)) = taken {
-            let _ = tx.send(());
+        if let Some((stop, task)) = taken {
+            stop.cancel();
             let _ = task.await;
         }
         Ok(())
