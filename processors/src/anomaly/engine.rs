@@ -8,7 +8,7 @@ use super::derive::{
     bucket_quantile, exponential_to_explicit, hist_delta, quantile_suffix, sum_rate, Prev,
 };
 use super::events::{anomaly_event, forecast_event, EndReason, ScoreBatch};
-use super::identity::{attrs_hash, series_key, SeriesMeta};
+use super::identity::{attrs_hash, series_key, Resources, SeriesMeta};
 use super::windows::{AggKind, AggMeta, Flushed, Windows};
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, HashSet};
@@ -89,6 +89,8 @@ pub struct Engine {
     detector: DetectorConfig,
     episodes: EpisodeConfig,
     series: SeriesSet<u64, SeriesState>,
+    // Resource attributes shared by the series of one resource.
+    resources: Resources,
     prev: SeriesSet<u64, Prev>,
     windows: Windows,
     open: HashSet<u64>,
@@ -155,6 +157,7 @@ impl Engine {
             detector: DetectorConfig::default(),
             episodes,
             series: SeriesSet::new(limits),
+            resources: Resources::default(),
             prev: SeriesSet::new(limits),
             windows: Windows::new(
                 settings.interval_secs,
@@ -277,11 +280,13 @@ impl Engine {
         let mut evicted = Vec::new();
         let (detector, episodes, rules) = (&self.detector, self.episodes, &self.settings.forecasts);
         let forecasting = &mut self.forecasting;
+        let resources = &mut self.resources;
         let st = self.series.get_or_insert_with(
             &key,
             wall,
             || {
-                let meta = make();
+                let mut meta = make();
+                meta.resource = resources.intern(&meta.resource);
                 let forecast = if *forecasting < FORECAST_MAX_SERIES {
                     forecast_rule(rules, &meta).map(|rule| {
                         *forecasting += 1;

@@ -12,6 +12,7 @@ use vigil_core::otlp::metrics::v1::{
 };
 use vigil_core::otlp::resource::v1::Resource;
 use vigil_detect::forecast::Crossing;
+use vigil_detect::incident::{band_multiple, band_words};
 use vigil_detect::series::{Episode, Observation};
 
 /// The scope name on everything the connector emits.
@@ -96,12 +97,9 @@ pub fn anomaly_body(meta: &SeriesMeta, ep: &Episode, end: Option<EndReason>) -> 
     let o = &ep.peak;
     let v = ep.peak_value;
     let band = format!("{}–{}", human(o.lower), human(o.upper));
-    let half = (o.upper - o.expected).abs();
-    let away = if half > 0.0 {
-        (v - o.expected).abs() / half
-    } else {
-        f64::INFINITY
-    };
+    // One definition of "multiples of the band" everywhere, so that this body and the incident's
+    // candidate lines agree.
+    let away = band_multiple(v, o.expected, o.upper).unwrap_or(0.0);
     let dir = if v >= o.expected { "above" } else { "below" };
     let what = match meta.attribute("log.pattern.id") {
         Some(id) => {
@@ -117,14 +115,10 @@ pub fn anomaly_body(meta: &SeriesMeta, ep: &Episode, end: Option<EndReason>) -> 
         }
         None => meta.identity.clone(),
     };
-    // A band of almost no width (a constant series) would give absurd multiples.
-    let how = if away > 100.0 {
-        format!("far {dir} its band")
-    } else if away > 1.0 {
-        format!("{away:.1}× {dir} its band")
-    } else {
-        format!("{} ({})", o.part.as_str().replace('_', " "), dir)
-    };
+    // A band of almost no width (a constant series) would give absurd multiples: `band_words` says
+    // "far" beyond `FAR_MULTIPLE`.
+    let how = band_words(away, v >= o.expected)
+        .unwrap_or_else(|| format!("{} ({})", o.part.as_str().replace('_', " "), dir));
     match end {
         None => format!("{what} {how}: {} vs {band}", human(v)),
         Some(reason) => {
@@ -315,7 +309,7 @@ impl ScoreBatch {
         let i = *self.by_series.entry(key).or_insert_with(|| {
             self.out.push(ResourceMetrics {
                 resource: Some(Resource {
-                    attributes: meta.resource.clone(),
+                    attributes: meta.resource.to_vec(),
                     ..Default::default()
                 }),
                 scope_metrics: vec![ScopeMetrics {

@@ -3,7 +3,9 @@
 //! is first seen, for events and score gauges.
 
 use std::collections::hash_map::DefaultHasher;
+use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 use vigil_core::attrs::value_to_string;
 use vigil_core::otlp::common::v1::{any_value::Value, AnyValue, KeyValue};
 use vigil_core::Signal;
@@ -26,8 +28,9 @@ pub struct SeriesMeta {
     pub metric: String,
     /// The series' own attributes (point attributes, or the RED/log grouping keys).
     pub attributes: Vec<KeyValue>,
-    /// The resource the data came from.
-    pub resource: Vec<KeyValue>,
+    /// The resource the data came from, shared by every series of that resource ([`Resources`]): an
+    /// SDK's resource has about ten attributes, and a copy per series was most of a series' identity.
+    pub resource: Arc<[KeyValue]>,
     /// `metric{k=v,…}`.
     pub identity: String,
 }
@@ -63,7 +66,7 @@ impl SeriesMeta {
             signal,
             metric: metric.to_string(),
             attributes,
-            resource: resource.to_vec(),
+            resource: resource.into(),
             identity,
         }
     }
@@ -81,6 +84,58 @@ fn text(v: Option<&AnyValue>) -> String {
     v.and_then(|v| v.value.as_ref())
         .map(value_to_string)
         .unwrap_or_default()
+}
+
+/// Resource attribute lists shared between the series of one resource. Bounded: entries no series uses
+/// any more are dropped whenever the table reaches twice what was in use at the last pruning (at least
+/// [`Resources::MIN_PRUNE`] entries), so it holds at most about twice the resources in use.
+#[derive(Debug)]
+pub struct Resources {
+    by_hash: HashMap<u64, Arc<[KeyValue]>>,
+    prune_at: usize,
+}
+
+impl Default for Resources {
+    fn default() -> Self {
+        Self {
+            by_hash: HashMap::new(),
+            prune_at: Self::MIN_PRUNE,
+        }
+    }
+}
+
+impl Resources {
+    /// The table is not pruned below this many entries.
+    pub const MIN_PRUNE: usize = 1024;
+
+    /// The shared copy of `attrs`, added if new. A hash collision with a different list (or the same
+    /// attributes in another order) gets a copy of its own: sharing saves memory, never changes meaning.
+    pub fn intern(&mut self, attrs: &Arc<[KeyValue]>) -> Arc<[KeyValue]> {
+        let h = attrs_hash(attrs);
+        if let Some(shared) = self.by_hash.get(&h) {
+            return if **shared == **attrs {
+                Arc::clone(shared)
+            } else {
+                Arc::clone(attrs)
+            };
+        }
+        if self.by_hash.len() >= self.prune_at {
+            self.by_hash.retain(|_, a| Arc::strong_count(a) > 1);
+            self.prune_at = (2 * self.by_hash.len()).max(Self::MIN_PRUNE);
+        }
+        self.by_hash.insert(h, Arc::clone(attrs));
+        Arc::clone(attrs)
+    }
+
+    /// Distinct resources held.
+    pub fn len(&self) -> usize {
+        self.by_hash.len()
+    }
+
+    /// Whether none is held.
+    pub fn is_empty(&self) -> bool {
+        self.by_hash.is_empty()
+    }
 }
 
 /// A hash of an attribute list that does not depend on its order.
@@ -164,5 +219,26 @@ mod tests {
             SeriesMeta::new(Signal::Metrics, "up", &[], &[]).identity,
             "up"
         );
+    }
+
+    #[test]
+    fn series_of_one_resource_share_its_attributes_and_unused_ones_are_pruned() {
+        let mut r = Resources::default();
+        let res = [kv_str("host.name", "n1"), kv_str("service.name", "a")];
+        let a = SeriesMeta::new(Signal::Metrics, "cpu", &[], &res);
+        let b = SeriesMeta::new(Signal::Metrics, "mem", &[], &res);
+        let (a, b) = (r.intern(&a.resource), r.intern(&b.resource));
+        assert!(Arc::ptr_eq(&a, &b));
+        assert_eq!(&*a, &res[..]);
+        let other = r.intern(&Arc::from(vec![kv_str("host.name", "n2")]));
+        assert!(!Arc::ptr_eq(&a, &other));
+        assert_eq!(r.len(), 2);
+        // Fill past the pruning point with resources no series keeps: the table stays bounded and
+        // keeps the ones in use.
+        for i in 0..3 * Resources::MIN_PRUNE {
+            let _ = r.intern(&Arc::from(vec![kv_str("host.name", i.to_string())]));
+        }
+        assert!(r.len() <= Resources::MIN_PRUNE + 1, "{}", r.len());
+        assert!(Arc::ptr_eq(&a, &r.intern(&Arc::from(&res[..]))));
     }
 }
