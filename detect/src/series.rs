@@ -22,7 +22,7 @@
 //! and again. The constants were chosen by cross-validation over four labelled corpora (BENCHMARKS.md).
 //!
 //! Memory per series: 240 bytes inline without seasonality; during the period search, a buffer of
-//! [`DetectorConfig::season_buffer`] 16-bit samples (2.3 KiB by default), released once the search ends;
+//! [`DetectorConfig::season_buffer`] 8-bit samples (1.1 KiB by default), released once the search ends;
 //! with a period `p`, one season of `f32` offsets (`4·p` bytes, 1.1 KiB for daily 5-minute data).
 
 mod episode;
