@@ -361,13 +361,14 @@ impl TemplateMiner {
             // to generalise.
             Some((slot, s)) if s.changes == 0 => {
                 self.hit(slot);
-                let rewritten = self.rewrite(slot, &tokens);
+                let rewritten = self.rewrite(slot, &tokens, line);
                 (slot, false, rewritten, Vec::new(), None)
             }
             Some((slot, _)) => match self.single_constant_difference(slot, &tokens) {
-                Some(pos) => self.join_family(leaf, slot, pos, &tokens),
+                Some(pos) => self.join_family(leaf, slot, pos, &tokens, line),
                 None => {
-                    let generalised = self.generalise(slot, &tokens) | self.rewrite(slot, &tokens);
+                    let generalised =
+                        self.generalise(slot, &tokens) | self.rewrite(slot, &tokens, line);
                     let merged = if generalised {
                         self.merge_duplicates(slot)
                     } else {
@@ -384,7 +385,7 @@ impl TemplateMiner {
                     self.hit(slot);
                     (slot, false, false, Vec::new(), None)
                 }
-                None => self.create_counted(leaf, &tokens),
+                None => self.create_counted(leaf, &tokens, line),
             },
         };
         self.scratch = tokens;
@@ -508,14 +509,14 @@ impl TemplateMiner {
         self.touch(slot);
     }
 
-    fn create_counted(&mut self, leaf: u32, tokens: &Tokens) -> Step {
+    fn create_counted(&mut self, leaf: u32, tokens: &Tokens, line: &str) -> Step {
         let evicted = if self.live >= self.config.max_templates {
             self.evict_lru()
         } else {
             None
         };
         // Leaves are never freed, so `leaf` stays valid after an eviction.
-        let slot = self.create(leaf, tokens);
+        let slot = self.create(leaf, tokens, line);
         (slot, true, false, Vec::new(), evicted)
     }
 
@@ -541,9 +542,16 @@ impl TemplateMiner {
     /// differ in that one position is it taken to be a variable and the siblings are merged. A word seen
     /// in two variants (`HTTPS`/`SOCKS5`, `bytes`/`values`) is more often part of two messages than a
     /// value. Measured in `BENCHMARKS.md` ("one-word siblings").
-    fn join_family(&mut self, leaf: u32, slot: u32, pos: usize, tokens: &Tokens) -> Step {
+    fn join_family(
+        &mut self,
+        leaf: u32,
+        slot: u32,
+        pos: usize,
+        tokens: &Tokens,
+        line: &str,
+    ) -> Step {
         let Some(best) = self.slots[slot as usize].as_ref() else {
-            return self.create_counted(leaf, tokens);
+            return self.create_counted(leaf, tokens, line);
         };
         let family: Vec<u32> = self
             .same_word_somewhere(leaf, &best.tokens, Some(pos))
@@ -572,7 +580,7 @@ impl TemplateMiner {
         if family.len() + 1 < self.config.rules.family_variable
             || (structural(&best.tokens[pos]) && structural(tokens.get(pos)))
         {
-            return self.create_counted(leaf, tokens);
+            return self.create_counted(leaf, tokens, line);
         }
         // The most used sibling keeps its id; on a tie the oldest (leaves keep insertion order).
         let count = |o: u32| self.slots[o as usize].as_ref().map_or(0, |c| c.count);
@@ -590,7 +598,7 @@ impl TemplateMiner {
         for o in family.into_iter().filter(|&o| o != survivor) {
             merged.push(self.absorb(survivor, o));
         }
-        let generalised = self.generalise(survivor, tokens) | self.rewrite(survivor, tokens);
+        let generalised = self.generalise(survivor, tokens) | self.rewrite(survivor, tokens, line);
         merged.extend(self.merge_duplicates(survivor));
         self.hit(survivor);
         (survivor, false, generalised, merged, None)
@@ -770,7 +778,7 @@ impl TemplateMiner {
 
     /// Writes the template's variables only as far as this line agrees with them (`blk_<*>` stays
     /// while every line's value has that name; see [`Parts`]); true if the text changed.
-    fn rewrite(&mut self, slot: u32, tokens: &Tokens) -> bool {
+    fn rewrite(&mut self, slot: u32, tokens: &Tokens, line: &str) -> bool {
         let Some(c) = self.slots[slot as usize].as_mut() else {
             return false;
         };
@@ -782,12 +790,12 @@ impl TemplateMiner {
         let mut k = 0;
         while k < c.written.len() {
             let pos = c.written[k].0;
-            if tokens.fits(pos as usize, &c.written[k].1) {
+            if tokens.fits(pos as usize, &c.written[k].1, line) {
                 // The common case: the line's value has the shape the template writes.
                 k += 1;
                 continue;
             }
-            tokens.written(pos as usize, &self.masker, &mut buf);
+            tokens.written(pos as usize, &self.masker, line, &mut buf);
             if *c.written[k].1 != *buf {
                 let merged = merge_written(&c.written[k].1, &buf);
                 let before = c.written.len();
@@ -825,11 +833,11 @@ impl TemplateMiner {
         same.into_iter().map(|o| self.absorb(slot, o)).collect()
     }
 
-    fn create(&mut self, leaf: u32, line: &Tokens) -> u32 {
-        let tokens: Vec<Box<str>> = line.iter().map(Box::from).collect();
+    fn create(&mut self, leaf: u32, masked: &Tokens, line: &str) -> u32 {
+        let tokens: Vec<Box<str>> = masked.iter().map(Box::from).collect();
         let mut written = Vec::new();
-        for i in (0..line.len()).filter(|&i| line.is_var(i)) {
-            line.written(i, &self.masker, &mut self.word);
+        for i in (0..masked.len()).filter(|&i| masked.is_var(i)) {
+            masked.written(i, &self.masker, line, &mut self.word);
             if *self.word != *tokens[i] {
                 written.push((i as u32, Box::from(self.word.as_str())));
             }

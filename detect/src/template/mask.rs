@@ -114,11 +114,12 @@ pub(crate) struct Tokens {
     vars: Vec<bool>,
     /// Scratch space for the word offsets of the line being masked.
     words: Vec<(usize, usize)>,
-    /// The line as masked (after any `extra` rules), and each token's word in it: `(0, 0)` for a
-    /// token made of several words or none (quotes, a number and its unit, dates, saved templates),
-    /// whose written form is the token itself.
-    src: String,
+    /// Each token's word in the line: `(0, 0)` for a token made of several words or none (quotes,
+    /// a number and its unit, dates, saved templates), whose written form is the token itself.
     raw: Vec<(u32, u32)>,
+    /// The line after `extra` rules, when they changed it: `raw` then points into this text rather
+    /// than into the line given to `mask` (which is not copied otherwise).
+    src: Option<String>,
 }
 
 impl Tokens {
@@ -155,25 +156,31 @@ impl Tokens {
     /// Whether token `i`, as it appears in the line, is an instance of the written form `form`: its
     /// text fits `form` with each `<*>` standing for one or more bytes. A template that writes a
     /// variable as `form` then keeps doing so for this line, which spares masking the word again.
-    pub(crate) fn fits(&self, i: usize, form: &str) -> bool {
+    pub(crate) fn fits(&self, i: usize, form: &str, line: &str) -> bool {
         let (a, b) = self.raw[i];
         let text = if a == b {
             self.get(i)
         } else {
-            &self.src[a as usize..b as usize]
+            self.source(line).get(a as usize..b as usize).unwrap_or("")
         };
         fits(form, text)
     }
 
+    /// The text `raw` points into: `line`, the line given to `mask`, unless `extra` rules changed it.
+    fn source<'a>(&'a self, line: &'a str) -> &'a str {
+        self.src.as_deref().unwrap_or(line)
+    }
+
     /// Writes token `i` as a template shows it (see [`Parts`]) into `out`: the token itself unless it
     /// is a variable masked from one word.
-    pub(crate) fn written(&self, i: usize, masker: &Masker, out: &mut String) {
+    pub(crate) fn written(&self, i: usize, masker: &Masker, line: &str, out: &mut String) {
         out.clear();
         let (a, b) = self.raw[i];
         if !self.vars[i] || a == b || !masker.writes_parts() {
             out.push_str(self.get(i));
         } else {
-            let _ = masker.mask_word::<true>(&self.src[a as usize..b as usize], out);
+            let word = self.source(line).get(a as usize..b as usize).unwrap_or("");
+            let _ = masker.mask_word::<true>(word, out);
         }
     }
 
@@ -232,13 +239,13 @@ impl Masker {
         Ok(Self { config, extra })
     }
 
-    /// Masks `line` into `out`, replacing its previous content.
+    /// Masks `line` into `out`, replacing its previous content. The same `line` must be given to
+    /// `Tokens::written` and `Tokens::fits` afterwards.
     pub(crate) fn mask(&self, line: &str, out: &mut Tokens) {
         out.clear();
-        let mut src = std::mem::take(&mut out.src);
-        src.clear();
+        out.src = None;
         if self.extra.is_empty() {
-            src.push_str(line);
+            self.mask_builtin(line, out);
         } else {
             let mut text = std::borrow::Cow::Borrowed(line);
             for re in &self.extra {
@@ -246,10 +253,11 @@ impl Masker {
                     text = std::borrow::Cow::Owned(s);
                 }
             }
-            src.push_str(&text);
+            self.mask_builtin(&text, out);
+            if let std::borrow::Cow::Owned(s) = text {
+                out.src = Some(s);
+            }
         }
-        self.mask_builtin(&src, out);
-        out.src = src;
     }
 
     /// Whether templates write some values in parts (see [`Parts`]), so that a token's written form
@@ -859,7 +867,7 @@ mod tests {
         let mut out = Vec::new();
         let mut w = String::new();
         for i in 0..t.len() {
-            t.written(i, &m, &mut w);
+            t.written(i, &m, line, &mut w);
             out.push(w.clone());
         }
         out.join(" ")
