@@ -2,6 +2,8 @@
 //! single signal. The `opentelemetry-proto` types are used as they are, so that a receiver decodes
 //! straight into them and an exporter encodes straight out of them, with no conversion in between.
 
+pub mod prompb;
+
 use opentelemetry_proto::tonic::{
     logs::v1::ResourceLogs, metrics::v1::metric::Data, metrics::v1::ResourceMetrics,
     trace::v1::ResourceSpans,

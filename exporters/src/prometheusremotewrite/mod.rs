@@ -477,6 +477,7 @@ impl Translation {
                         .map(|(name, value)| Label { name, value })
                         .collect(),
                     samples,
+                    exemplars: Vec::new(),
                 }
             })
             .collect();
