@@ -1182,6 +1182,10 @@ fn merge_written(a: &str, b: &str) -> String {
     {
         p -= 1;
     }
+    // A non-ASCII character copied from the line may differ in its last bytes only.
+    while !a.is_char_boundary(p) {
+        p -= 1;
+    }
     let room = x.len().min(y.len()) - p;
     let mut s = x
         .iter()
@@ -1196,6 +1200,9 @@ fn merge_written(a: &str, b: &str) -> String {
             || splits_marker(y, j)
             || (word(x[i]) && ((i > 0 && word(x[i - 1])) || (j > 0 && word(y[j - 1]))))
     } {
+        s -= 1;
+    }
+    while !a.is_char_boundary(a.len() - s) {
         s -= 1;
     }
     let mut out = String::with_capacity(p + PARAM.len() + s);
@@ -1659,6 +1666,40 @@ mod tests {
         assert_eq!(merge_written("(<*>)", "(<*>:<*>)"), "(<*>)");
         assert_eq!(merge_written("[<*>/<*>]", "[<*>]"), "[<*>]");
         assert_eq!(merge_written("root", "<*>"), "<*>");
+        // Characters that share their first or last bytes are not cut.
+        assert_eq!(merge_written("é<*>", "è<*>"), "<*>");
+        assert_eq!(merge_written("<*>é", "<*>è"), "<*>");
+        assert_eq!(merge_written("€<*>", "€<*>:<*>"), "€<*>");
+    }
+
+    /// Lines of odd punctuation, markers and non-ASCII text never panic, and every line ends in a live
+    /// template.
+    #[test]
+    fn odd_lines_do_not_panic() {
+        let mut m = miner();
+        let pieces = [
+            "é", "€1", "blk_", "_", "-", ":", "/", "//", "<*>", "<", "*>", "x=", "=1", "\\",
+            "C:\\a\\b", "\"", "'", "[", "]", "0x", "1.2.3.4:", ":5", "a_1", "ü_2", "hdfs://", "#",
+            "~", "..",
+        ];
+        let mut seed = 7u64;
+        for _ in 0..3000 {
+            let mut line = String::new();
+            for _ in 0..(seed % 7 + 1) {
+                seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                line.push_str(pieces[(seed >> 33) as usize % pieces.len()]);
+                seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                if seed % 3 == 0 {
+                    line.push(' ');
+                }
+                line.push_str(&(seed % 50).to_string());
+            }
+            let r = m.add(&line);
+            let id = r.id;
+            let t = m.get(id).expect("live");
+            assert!(!t.template.is_empty() || line.trim().is_empty(), "{line:?}");
+        }
+        assert!(m.len() > 10);
     }
 
     #[test]
