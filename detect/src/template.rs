@@ -1689,7 +1689,7 @@ mod tests {
                 seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
                 line.push_str(pieces[(seed >> 33) as usize % pieces.len()]);
                 seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
-                if seed % 3 == 0 {
+                if seed.is_multiple_of(3) {
                     line.push(' ');
                 }
                 line.push_str(&(seed % 50).to_string());
