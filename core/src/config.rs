@@ -696,6 +696,12 @@ pub struct TlsClientConfig {
     pub key_file: Option<String>,
     #[serde(default)]
     pub server_name_override: Option<String>,
+    /// `"1.2"` (default) or `"1.3"`: the lowest TLS version offered.
+    #[serde(default)]
+    pub min_version: Option<String>,
+    /// `"1.2"` or `"1.3"` (default): the highest TLS version offered.
+    #[serde(default)]
+    pub max_version: Option<String>,
 }
 
 #[cfg(test)]

@@ -128,6 +128,23 @@ impl OtlpConfig {
                  verification",
             ));
         }
+        if target.tls {
+            // tonic's TLS settings have no version range: it always offers TLS 1.2 and 1.3, so
+            // anything narrower is refused rather than silently not applied.
+            let range = vigil_core::net::tls::version_range(
+                self.tls.min_version.as_deref(),
+                self.tls.max_version.as_deref(),
+            )
+            .map_err(|e| config_error(id, &format!("tls::{}", e.key), e.message))?;
+            if range != (2, 3) {
+                return Err(config_error(
+                    id,
+                    "tls::min_version",
+                    "a range other than TLS 1.2 to 1.3 is not supported by the otlp (gRPC) \
+                     exporter yet (otlphttp supports it)",
+                ));
+            }
+        }
         header_map(id, &self.headers)?;
         if let Some(auth) = &self.auth {
             auth.id(id)?;
@@ -1005,6 +1022,14 @@ mod tests {
             "tls": {"insecure_skip_verify": true, "ca_file": "ca.pem"}
         }))
         .contains("tls::insecure_skip_verify: cannot be combined"));
+        assert!(
+            check(json!({"endpoint": "gw:4317", "tls": {"min_version": "1.3"}}))
+                .contains("tls::min_version: a range other than TLS 1.2 to 1.3")
+        );
+        assert!(
+            check(json!({"endpoint": "gw:4317", "tls": {"max_version": "1.1"}}))
+                .contains("tls::max_version: TLS 1.1 is not supported")
+        );
         assert!(check(json!({"endpoint": "gw:4317", "timeout": "fast"})).contains("timeout"));
         assert!(
             check(json!({"endpoint": "gw:4317", "retry_on_failure": {"multiplier": 0}}))

@@ -31,7 +31,7 @@ pub const DEFAULT_CA_RELOAD_POLL: Duration = Duration::from_secs(10);
 pub const MIN_RELOAD_INTERVAL: Duration = Duration::from_secs(1);
 
 /// `tls:` on a server, as otelcol's `configtls.ServerConfig`.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TlsServerSettings {
     pub cert_file: Option<String>,
@@ -92,6 +92,17 @@ fn version(key: &'static str, v: &str) -> Result<u8, TlsError> {
             format!("unknown TLS version {v:?}; use \"1.2\" or \"1.3\""),
         )),
     }
+}
+
+/// `min_version` and `max_version` of a client or server, as TLS minor versions (2 or 3); the
+/// defaults are 1.2 and 1.3.
+pub fn version_range(min: Option<&str>, max: Option<&str>) -> Result<(u8, u8), TlsError> {
+    let min = version("min_version", min.unwrap_or("1.2"))?;
+    let max = version("max_version", max.unwrap_or("1.3"))?;
+    if min > max {
+        return Err(e("max_version", "is lower than min_version"));
+    }
+    Ok((min, max))
 }
 
 fn read(key: &'static str, path: &str) -> Result<Vec<u8>, TlsError> {
@@ -308,11 +319,7 @@ impl TlsServerSettings {
         };
         let certs = pem_certs(cert_key, &inputs.cert)?;
         let key = pem_key(key_key, &inputs.key)?;
-        let min = version("min_version", self.min_version.as_deref().unwrap_or("1.2"))?;
-        let max = version("max_version", self.max_version.as_deref().unwrap_or("1.3"))?;
-        if min > max {
-            return Err(e("max_version", "is lower than min_version"));
-        }
+        let (min, max) = version_range(self.min_version.as_deref(), self.max_version.as_deref())?;
         let versions: Vec<&'static SupportedProtocolVersion> =
             [(2, &rustls::version::TLS12), (3, &rustls::version::TLS13)]
                 .into_iter()

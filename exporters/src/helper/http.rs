@@ -109,6 +109,17 @@ pub fn http_client(
     if tls.insecure_skip_verify {
         builder = builder.tls_danger_accept_invalid_certs(true);
     }
+    let (min, max) =
+        vigil_core::net::tls::version_range(tls.min_version.as_deref(), tls.max_version.as_deref())
+            .map_err(|e| config_error(id, format!("tls::{}", e.key), e.message))?;
+    let v = |minor: u8| {
+        if minor == 3 {
+            reqwest::tls::Version::TLS_1_3
+        } else {
+            reqwest::tls::Version::TLS_1_2
+        }
+    };
+    builder = builder.tls_version_min(v(min)).tls_version_max(v(max));
     builder
         .build()
         .map_err(|e| config_error(id, "tls", format!("cannot build the HTTP client: {e}")))
@@ -128,4 +139,30 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
         cur = s.source();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_versions_are_checked_and_named() {
+        let id = ComponentId::parse("otlphttp").unwrap();
+        let tls = |min: Option<&str>, max: Option<&str>| TlsClientConfig {
+            min_version: min.map(str::to_string),
+            max_version: max.map(str::to_string),
+            ..TlsClientConfig::default()
+        };
+        let none = BTreeMap::new();
+        assert!(http_client(&id, &none, &tls(Some("1.3"), None)).is_ok());
+        assert!(http_client(&id, &none, &tls(Some("1.2"), Some("1.2"))).is_ok());
+        let e = http_client(&id, &none, &tls(Some("1.0"), None)).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("otlphttp::tls::min_version: TLS 1.0"),
+            "{e}"
+        );
+        let e = http_client(&id, &none, &tls(Some("1.3"), Some("1.2"))).unwrap_err();
+        assert!(e.to_string().contains("tls::max_version: is lower"), "{e}");
+    }
 }
