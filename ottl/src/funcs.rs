@@ -94,14 +94,20 @@ pub const FLATTEN_MAX_DEPTH: i64 = 100;
 fn lit_str<'a>(name: &str, args: &'a [Expr], i: usize, what: &str) -> Result<&'a str, String> {
     match args.get(i) {
         Some(Expr::Lit(Value::Str(s))) => Ok(s),
-        _ => Err(format!("{name}: argument {} ({what}) must be a string literal", i + 1)),
+        _ => Err(format!(
+            "{name}: argument {} ({what}) must be a string literal",
+            i + 1
+        )),
     }
 }
 
 fn lit_int(name: &str, args: &[Expr], i: usize, what: &str) -> Result<i64, String> {
     match args.get(i) {
         Some(Expr::Lit(Value::Int(n))) => Ok(*n),
-        _ => Err(format!("{name}: argument {} ({what}) must be an integer literal", i + 1)),
+        _ => Err(format!(
+            "{name}: argument {} ({what}) must be an integer literal",
+            i + 1
+        )),
     }
 }
 
@@ -166,8 +172,12 @@ pub(crate) fn resolve(
     };
     if fkind != kind {
         return Err(match kind {
-            FuncKind::Editor => format!("{name} is a converter; a statement starts with an editor such as set"),
-            FuncKind::Converter => format!("{name} is an editor; only converters can be used in an expression"),
+            FuncKind::Editor => {
+                format!("{name} is a converter; a statement starts with an editor such as set")
+            }
+            FuncKind::Converter => {
+                format!("{name} is an editor; only converters can be used in an expression")
+            }
         });
     }
     if args.len() < min || args.len() > max {
@@ -189,7 +199,9 @@ pub(crate) fn resolve(
         Func::ReplaceAllPatterns => {
             let mode = lit_str(name, &args, 1, "mode")?;
             if mode != "key" && mode != "value" {
-                return Err(format!("{name}: mode must be \"key\" or \"value\", got {mode:?}"));
+                return Err(format!(
+                    "{name}: mode must be \"key\" or \"value\", got {mode:?}"
+                ));
             }
             Some(regex(name, lit_str(name, &args, 2, "regex")?)?)
         }
@@ -260,7 +272,11 @@ fn name(f: Func) -> &'static str {
 fn want_str(f: Func, v: Value) -> Result<String, String> {
     match v {
         Value::Str(s) => Ok(s),
-        o => Err(format!("{}: expected a string, got a {}", name(f), o.kind())),
+        o => Err(format!(
+            "{}: expected a string, got a {}",
+            name(f),
+            o.kind()
+        )),
     }
 }
 
@@ -275,12 +291,18 @@ fn want_time(f: Func, v: Value) -> Result<i64, String> {
 pub(crate) fn call_converter(c: &Call, t: &dyn Target) -> Result<Value, String> {
     use Value as V;
     let f = c.func;
-    let re = || c.regex.as_ref().ok_or("internal: the pattern was not compiled");
+    let re = || {
+        c.regex
+            .as_ref()
+            .ok_or("internal: the pattern was not compiled")
+    };
     Ok(match f {
         Func::ParseJson => {
             let s = match arg(c, 0, t)? {
                 V::Str(s) => s,
-                V::Bytes(b) => String::from_utf8(b).map_err(|_| "ParseJSON: bytes are not UTF-8")?,
+                V::Bytes(b) => {
+                    String::from_utf8(b).map_err(|_| "ParseJSON: bytes are not UTF-8")?
+                }
                 o => return Err(format!("ParseJSON: expected a string, got a {}", o.kind())),
             };
             let j: serde_json::Value =
@@ -402,7 +424,12 @@ pub(crate) fn call_converter(c: &Call, t: &dyn Target) -> Result<Value, String> 
             let nanos = match nanos {
                 V::Nil => 0,
                 V::Int(n) => n,
-                o => return Err(format!("Unix: nanoseconds must be an integer, got a {}", o.kind())),
+                o => {
+                    return Err(format!(
+                        "Unix: nanoseconds must be an integer, got a {}",
+                        o.kind()
+                    ))
+                }
             };
             V::Time(
                 secs.checked_mul(1_000_000_000)
@@ -503,9 +530,7 @@ fn sprintf(fmt: &str, items: &[AnyValue]) -> Result<String, String> {
                     ('d', Value::Int(i)) => out.push_str(&i.to_string()),
                     ('f', Value::Double(d)) => out.push_str(&format!("{d:.6}")),
                     ('f', Value::Int(i)) => out.push_str(&format!("{:.6}", *i as f64)),
-                    ('d' | 'f', o) => {
-                        return Err(format!("Format: %{v} given a {}", o.kind()))
-                    }
+                    ('d' | 'f', o) => return Err(format!("Format: %{v} given a {}", o.kind())),
                     _ => out.push_str(&item.to_text()),
                 }
             }
@@ -529,7 +554,12 @@ fn target_map(c: &Call, t: &dyn Target) -> Result<Option<Vec<KeyValue>>, String>
     match t.get(p)? {
         Value::Map(m) => Ok(Some(m)),
         Value::Nil => Ok(None),
-        o => Err(format!("{}: {} is a {}, not a map", name(c.func), p.text, o.kind())),
+        o => Err(format!(
+            "{}: {} is a {}, not a map",
+            name(c.func),
+            p.text,
+            o.kind()
+        )),
     }
 }
 
@@ -537,7 +567,11 @@ fn target_map(c: &Call, t: &dyn Target) -> Result<Option<Vec<KeyValue>>, String>
 pub(crate) fn run_editor(c: &Call, t: &mut dyn Target) -> Result<(), String> {
     use Value as V;
     let f = c.func;
-    let re = || c.regex.as_ref().ok_or("internal: the pattern was not compiled");
+    let re = || {
+        c.regex
+            .as_ref()
+            .ok_or("internal: the pattern was not compiled")
+    };
     let p = || target_path(c);
     match f {
         Func::Route => Ok(()),
@@ -558,7 +592,12 @@ pub(crate) fn run_editor(c: &Call, t: &mut dyn Target) -> Result<(), String> {
             let keys: Vec<String> = match arg(c, 1, t)? {
                 V::List(l) => l.iter().map(|a| V::from_any(Some(a)).to_text()).collect(),
                 V::Str(s) => vec![s],
-                o => return Err(format!("keep_keys: expected a list of keys, got a {}", o.kind())),
+                o => {
+                    return Err(format!(
+                        "keep_keys: expected a list of keys, got a {}",
+                        o.kind()
+                    ))
+                }
             };
             edit_map(c, t, |m| m.retain(|x| keys.contains(&x.key)))
         }
@@ -588,7 +627,8 @@ pub(crate) fn run_editor(c: &Call, t: &mut dyn Target) -> Result<(), String> {
                     if by_key {
                         x.key = re.replace_all(&x.key, rep.as_str()).into_owned();
                     } else if let V::Str(s) = V::from_any(x.value.as_ref()) {
-                        x.value = Some(V::Str(re.replace_all(&s, rep.as_str()).into_owned()).into_any());
+                        x.value =
+                            Some(V::Str(re.replace_all(&s, rep.as_str()).into_owned()).into_any());
                     }
                 }
             })
@@ -617,7 +657,12 @@ pub(crate) fn run_editor(c: &Call, t: &mut dyn Target) -> Result<(), String> {
             let src = match arg(c, 1, t)? {
                 V::Map(m) => m,
                 V::Nil => return Ok(()),
-                o => return Err(format!("merge_maps: the source is a {}, not a map", o.kind())),
+                o => {
+                    return Err(format!(
+                        "merge_maps: the source is a {}, not a map",
+                        o.kind()
+                    ))
+                }
             };
             let strategy = match c.args.get(2) {
                 Some(Expr::Lit(V::Str(s))) => s.clone(),
@@ -642,7 +687,12 @@ pub(crate) fn run_editor(c: &Call, t: &mut dyn Target) -> Result<(), String> {
             let prio: Vec<String> = match arg(c, 2, t)? {
                 V::List(l) => l.iter().map(|a| V::from_any(Some(a)).to_text()).collect(),
                 V::Nil => Vec::new(),
-                o => return Err(format!("limit: priority keys must be a list, got a {}", o.kind())),
+                o => {
+                    return Err(format!(
+                        "limit: priority keys must be a list, got a {}",
+                        o.kind()
+                    ))
+                }
             };
             edit_map(c, t, |m| {
                 if m.len() <= n {
@@ -692,12 +742,22 @@ pub(crate) fn run_editor(c: &Call, t: &mut dyn Target) -> Result<(), String> {
             let prefix = match arg(c, 1, t)? {
                 V::Nil => String::new(),
                 V::Str(s) => s,
-                o => return Err(format!("flatten: the prefix must be a string, got a {}", o.kind())),
+                o => {
+                    return Err(format!(
+                        "flatten: the prefix must be a string, got a {}",
+                        o.kind()
+                    ))
+                }
             };
             let depth = match arg(c, 2, t)? {
                 V::Nil => FLATTEN_MAX_DEPTH,
                 V::Int(d) if d >= 0 => d.min(FLATTEN_MAX_DEPTH),
-                o => return Err(format!("flatten: depth must be a non-negative integer, got {}", o.to_text())),
+                o => {
+                    return Err(format!(
+                        "flatten: depth must be a non-negative integer, got {}",
+                        o.to_text()
+                    ))
+                }
             };
             edit_map(c, t, |m| {
                 let mut out = Vec::with_capacity(m.len());
@@ -734,7 +794,11 @@ pub(crate) fn run_editor(c: &Call, t: &mut dyn Target) -> Result<(), String> {
     }
 }
 
-fn edit_map(c: &Call, t: &mut dyn Target, f: impl FnOnce(&mut Vec<KeyValue>)) -> Result<(), String> {
+fn edit_map(
+    c: &Call,
+    t: &mut dyn Target,
+    f: impl FnOnce(&mut Vec<KeyValue>),
+) -> Result<(), String> {
     let Some(mut m) = target_map(c, t)? else {
         return Ok(());
     };

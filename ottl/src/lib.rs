@@ -22,12 +22,17 @@ mod parse;
 pub mod pdata;
 mod value;
 
-pub use funcs::{function_names, FuncKind};
+pub use funcs::{function_names, Func, FuncKind};
 pub use parse::{infer_context, parse_condition, parse_expr, parse_statement, StatementOptions};
 pub use value::{get_in_any, get_in_kvs, index, kv, set_in_any, set_in_kvs, Key, Value};
 
 use regex::Regex;
 use vigil_core::otlp::common::v1::KeyValue;
+
+/// `routing`'s `route()` editor, to tell a routing statement from others.
+pub fn route_func() -> funcs::Func {
+    funcs::Func::Route
+}
 
 /// Which language a source text is in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -273,7 +273,9 @@ impl Parser {
             if let Some(v) = crate::enum_value(&w) {
                 return Ok(Expr::Lit(Value::Int(v)));
             }
-            if w.chars().all(|c| c.is_ascii_uppercase() || c == '_' || c.is_ascii_digit()) {
+            if w.chars()
+                .all(|c| c.is_ascii_uppercase() || c == '_' || c.is_ascii_digit())
+            {
                 return Err(format!("unknown enum {w:?}"));
             }
         }
@@ -308,7 +310,9 @@ fn bind(ctx: Context, segs: &[String], keys: Vec<Key>) -> Result<Path, String> {
     let text = path_text(segs, &keys);
     if segs[0] == "cache" {
         if segs.len() > 1 {
-            return Err(format!("unsupported path {text}: cache takes [\"key\"] indexes only"));
+            return Err(format!(
+                "unsupported path {text}: cache takes [\"key\"] indexes only"
+            ));
         }
         return Ok(Path {
             level: ctx,

@@ -303,7 +303,12 @@ impl Item<'_> {
 
     fn attrs_mut(&mut self, level: Context) -> Option<&mut Vec<KeyValue>> {
         Some(match level {
-            Context::Resource => &mut self.resource.get_or_insert_with(Default::default).attributes,
+            Context::Resource => {
+                &mut self
+                    .resource
+                    .get_or_insert_with(Default::default)
+                    .attributes
+            }
             Context::Scope => {
                 &mut self
                     .scope
@@ -373,7 +378,10 @@ impl Item<'_> {
                     F::DroppedLinksCount => Value::Int(s.dropped_links_count.into()),
                     F::StatusCode => Value::Int(s.status.as_ref().map_or(0, |x| x.code.into())),
                     F::StatusMessage => Value::Str(
-                        s.status.as_ref().map(|x| x.message.clone()).unwrap_or_default(),
+                        s.status
+                            .as_ref()
+                            .map(|x| x.message.clone())
+                            .unwrap_or_default(),
                     ),
                     F::Flags => Value::Int(s.flags.into()),
                     _ => return None,
@@ -476,12 +484,9 @@ impl Item<'_> {
                 Point::Number(_) => return None,
             },
             F::BucketCounts => match p {
-                Point::Histogram(x) => Value::List(
-                    x.bucket_counts
-                        .iter()
-                        .map(|c| int(*c).into_any())
-                        .collect(),
-                ),
+                Point::Histogram(x) => {
+                    Value::List(x.bucket_counts.iter().map(|c| int(*c).into_any()).collect())
+                }
                 _ => return None,
             },
             F::ExplicitBounds => match p {
@@ -514,13 +519,11 @@ impl Item<'_> {
                     }
                 }
                 (level, F::Attributes) => set_in_kvs(self.attrs_mut(level)?, &p.keys, v),
-                (C::Resource, F::DroppedAttributesCount) => {
-                    want_u32(p, &v).map(|n| {
-                        self.resource
-                            .get_or_insert_with(Default::default)
-                            .dropped_attributes_count = n
-                    })
-                }
+                (C::Resource, F::DroppedAttributesCount) => want_u32(p, &v).map(|n| {
+                    self.resource
+                        .get_or_insert_with(Default::default)
+                        .dropped_attributes_count = n
+                }),
                 (C::Scope, f) => {
                     let s = self.scope.as_mut()?.get_or_insert_with(Default::default);
                     match f {
@@ -552,17 +555,20 @@ impl Item<'_> {
                         F::DroppedAttributesCount => {
                             want_u32(p, &v).map(|x| s.dropped_attributes_count = x)
                         }
-                        F::DroppedEventsCount => want_u32(p, &v).map(|x| s.dropped_events_count = x),
+                        F::DroppedEventsCount => {
+                            want_u32(p, &v).map(|x| s.dropped_events_count = x)
+                        }
                         F::DroppedLinksCount => want_u32(p, &v).map(|x| s.dropped_links_count = x),
                         F::StatusCode => want_i32(p, &v).map(|x| {
                             s.status.get_or_insert_with(Status::default).code = x;
                         }),
                         F::StatusMessage => want_str(p, v).map(|x| {
-                            s.status.get_or_insert_with(|| Status {
-                                code: status::StatusCode::Unset as i32,
-                                ..Default::default()
-                            })
-                            .message = x;
+                            s.status
+                                .get_or_insert_with(|| Status {
+                                    code: status::StatusCode::Unset as i32,
+                                    ..Default::default()
+                                })
+                                .message = x;
                         }),
                         F::Flags => want_u32(p, &v).map(|x| s.flags = x),
                         _ => return None,
@@ -642,20 +648,35 @@ impl Item<'_> {
         use Field as F;
         let pt = self.point.as_mut()?;
         let (start, time, flags) = match pt {
-            Point::Number(x) => (&mut x.start_time_unix_nano, &mut x.time_unix_nano, &mut x.flags),
-            Point::Histogram(x) => (&mut x.start_time_unix_nano, &mut x.time_unix_nano, &mut x.flags),
-            Point::ExpHistogram(x) => {
-                (&mut x.start_time_unix_nano, &mut x.time_unix_nano, &mut x.flags)
-            }
-            Point::Summary(x) => (&mut x.start_time_unix_nano, &mut x.time_unix_nano, &mut x.flags),
+            Point::Number(x) => (
+                &mut x.start_time_unix_nano,
+                &mut x.time_unix_nano,
+                &mut x.flags,
+            ),
+            Point::Histogram(x) => (
+                &mut x.start_time_unix_nano,
+                &mut x.time_unix_nano,
+                &mut x.flags,
+            ),
+            Point::ExpHistogram(x) => (
+                &mut x.start_time_unix_nano,
+                &mut x.time_unix_nano,
+                &mut x.flags,
+            ),
+            Point::Summary(x) => (
+                &mut x.start_time_unix_nano,
+                &mut x.time_unix_nano,
+                &mut x.flags,
+            ),
         };
         Some(match f {
             F::StartTimeUnixNano | F::StartTime => want_time(p, &v).map(|x| *start = x),
             F::TimeUnixNano | F::Time => want_time(p, &v).map(|x| *time = x),
             F::Flags => want_u32(p, &v).map(|x| *flags = x),
             F::ValueDouble => match pt {
-                Point::Number(x) => want_f64(p, &v)
-                    .map(|d| x.value = Some(number_data_point::Value::AsDouble(d))),
+                Point::Number(x) => {
+                    want_f64(p, &v).map(|d| x.value = Some(number_data_point::Value::AsDouble(d)))
+                }
                 _ => return None,
             },
             F::ValueInt => match pt {
@@ -687,9 +708,8 @@ impl Target for Item<'_> {
     }
 
     fn set(&mut self, p: &Path, v: Value) -> Result<(), String> {
-        self.set_inner(p, v).unwrap_or_else(|| {
-            Err(format!("path {} cannot be set for this item", p.text))
-        })
+        self.set_inner(p, v)
+            .unwrap_or_else(|| Err(format!("path {} cannot be set for this item", p.text)))
     }
 
     fn datapoint_attributes(&self) -> Result<Vec<&[KeyValue]>, String> {
@@ -698,15 +718,31 @@ impl Target for Item<'_> {
             .as_ref()
             .ok_or("data points are only reachable from the metric context")?;
         Ok(match &m.data {
-            Some(Data::Gauge(g)) => g.data_points.iter().map(|p| p.attributes.as_slice()).collect(),
-            Some(Data::Sum(s)) => s.data_points.iter().map(|p| p.attributes.as_slice()).collect(),
-            Some(Data::Histogram(h)) => {
-                h.data_points.iter().map(|p| p.attributes.as_slice()).collect()
-            }
-            Some(Data::ExponentialHistogram(h)) => {
-                h.data_points.iter().map(|p| p.attributes.as_slice()).collect()
-            }
-            Some(Data::Summary(s)) => s.data_points.iter().map(|p| p.attributes.as_slice()).collect(),
+            Some(Data::Gauge(g)) => g
+                .data_points
+                .iter()
+                .map(|p| p.attributes.as_slice())
+                .collect(),
+            Some(Data::Sum(s)) => s
+                .data_points
+                .iter()
+                .map(|p| p.attributes.as_slice())
+                .collect(),
+            Some(Data::Histogram(h)) => h
+                .data_points
+                .iter()
+                .map(|p| p.attributes.as_slice())
+                .collect(),
+            Some(Data::ExponentialHistogram(h)) => h
+                .data_points
+                .iter()
+                .map(|p| p.attributes.as_slice())
+                .collect(),
+            Some(Data::Summary(s)) => s
+                .data_points
+                .iter()
+                .map(|p| p.attributes.as_slice())
+                .collect(),
             None => Vec::new(),
         })
     }

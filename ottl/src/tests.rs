@@ -1,0 +1,673 @@
+//! Grammar, paths and every function, on real OTLP items through [`crate::pdata`].
+
+use super::*;
+use crate::pdata::{visit, Item};
+use vigil_core::attrs::{kv_i64, kv_str};
+use vigil_core::otlp::common::v1::any_value::Value as Any;
+use vigil_core::otlp::common::v1::{AnyValue, InstrumentationScope};
+use vigil_core::otlp::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+use vigil_core::otlp::metrics::v1::{
+    metric::Data, Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics,
+};
+use vigil_core::otlp::resource::v1::Resource;
+use vigil_core::otlp::trace::v1::{
+    span::Event, status::StatusCode, ResourceSpans, ScopeSpans, Span, Status,
+};
+use vigil_core::Telemetry;
+
+fn log() -> LogRecord {
+    LogRecord {
+        severity_number: 17,
+        severity_text: "ERROR".into(),
+        time_unix_nano: 1_700_000_000_000_000_000,
+        body: Some(AnyValue {
+            value: Some(Any::StringValue("GET /health 200".into())),
+        }),
+        attributes: vec![
+            kv_str("http.route", "/health"),
+            kv_i64("http.status", 503),
+            kv_str("user.email", "a@b.c"),
+        ],
+        ..Default::default()
+    }
+}
+
+fn logs(l: LogRecord) -> Telemetry {
+    Telemetry::Logs(vec![ResourceLogs {
+        resource: Some(Resource {
+            attributes: vec![kv_str("service.name", "web")],
+            ..Default::default()
+        }),
+        scope_logs: vec![ScopeLogs {
+            scope: Some(InstrumentationScope {
+                name: "lib".into(),
+                ..Default::default()
+            }),
+            log_records: vec![l],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }])
+}
+
+fn the_log(t: &Telemetry) -> &LogRecord {
+    let Telemetry::Logs(rl) = t else { panic!() };
+    &rl[0].scope_logs[0].log_records[0]
+}
+
+/// Evaluates a condition on the sample log record.
+fn on_log(src: &str) -> Result<bool, String> {
+    let c = parse_condition(Context::Log, src)?;
+    let mut data = logs(log());
+    let mut out = None;
+    visit(&mut data, Context::Log, &mut |it: &mut Item<'_>| {
+        out = Some(c.eval(it));
+        true
+    });
+    out.expect("one log record")
+}
+
+/// Runs statements on the sample log record and returns the batch.
+fn run(ctx: Context, stmts: &[&str]) -> Result<Telemetry, String> {
+    let parsed: Vec<Statement> = stmts
+        .iter()
+        .map(|s| parse_statement(ctx, s, StatementOptions::default()))
+        .collect::<Result<_, _>>()?;
+    let mut data = logs(log());
+    let mut err = None;
+    visit(&mut data, ctx, &mut |it: &mut Item<'_>| {
+        for s in &parsed {
+            if let Err(e) = s.execute(it) {
+                err.get_or_insert(e);
+            }
+        }
+        true
+    });
+    err.map_or(Ok(data), Err)
+}
+
+fn attr(t: &Telemetry, k: &str) -> Value {
+    Value::from_any(
+        the_log(t)
+            .attributes
+            .iter()
+            .find(|x| x.key == k)
+            .and_then(|x| x.value.as_ref()),
+    )
+}
+
+/// Evaluates one converter expression on the sample log and returns its value (via `cache`).
+fn conv(src: &str) -> Result<Value, String> {
+    let t = run(Context::Log, &[&format!("set(attributes[\"out\"], {src})")])?;
+    Ok(attr(&t, "out"))
+}
+
+fn s(x: &str) -> Value {
+    Value::Str(x.into())
+}
+
+#[test]
+fn conditions_grammar() {
+    assert_eq!(on_log(r#"attributes["http.route"] == "/health""#), Ok(true));
+    assert_eq!(on_log("severity_number >= SEVERITY_NUMBER_ERROR"), Ok(true));
+    assert_eq!(on_log("severity_number < SEVERITY_NUMBER_WARN2"), Ok(false));
+    assert_eq!(
+        on_log(
+            r#"IsMatch(body, "^GET /health") and not (resource.attributes["service.name"] != "web")"#
+        ),
+        Ok(true)
+    );
+    assert_eq!(on_log(r#"attributes["missing"] == nil or false"#), Ok(true));
+    assert_eq!(on_log(r#"attributes["http.status"] > 499.5"#), Ok(true));
+    assert_eq!(
+        on_log(r#"severity_text == "ERROR" and attributes["http.status"] == "503""#),
+        Ok(false)
+    );
+    assert_eq!(on_log(r#"log.severity_text == "ERROR""#), Ok(true));
+    assert_eq!(on_log(r#"scope.name == "lib""#), Ok(true));
+    // Math, with the usual precedence and unary minus.
+    assert_eq!(
+        on_log(r#"attributes["http.status"] + 2 * 3 == 509"#),
+        Ok(true)
+    );
+    assert_eq!(
+        on_log(r#"(attributes["http.status"] - 3) / 100 == 5"#),
+        Ok(true)
+    );
+    assert_eq!(on_log("-1 * -2 == 2"), Ok(true));
+    assert_eq!(on_log("1.5 * 2 == 3"), Ok(true));
+    // Literals: bytes, maps, lists, nil.
+    assert_eq!(on_log("0x0102 == 0x0102"), Ok(true));
+    assert_eq!(
+        on_log(r#"{"a": 1, "b": [1, "x"]} == {"a": 1, "b": [1, "x"]}"#),
+        Ok(true)
+    );
+    assert_eq!(on_log("[1, 2] != [2, 1]"), Ok(true));
+    assert_eq!(on_log("nil == nil"), Ok(true));
+    // Indexing a converter's result and nested paths.
+    assert_eq!(
+        on_log(r#"ParseJSON("{\"a\":{\"b\":[5]}}")["a"]["b"][0] == 5"#),
+        Ok(true)
+    );
+    // Time arithmetic.
+    assert_eq!(
+        on_log("time > Time(\"2000-01-01\", \"%Y-%m-%d\")"),
+        Ok(true)
+    );
+    // Runtime errors are errors, not panics.
+    assert!(on_log("1 / 0 == 1")
+        .unwrap_err()
+        .contains("division by zero"));
+    assert!(on_log(r#"body"#).unwrap_err().contains("not a boolean"));
+    assert!(on_log(r#"ParseJSON("{\"a\":[1]}")["a"][3] == 1"#)
+        .unwrap_err()
+        .contains("out of range"));
+    assert!(on_log("9223372036854775807 + 1 == 0")
+        .unwrap_err()
+        .contains("overflow"));
+}
+
+#[test]
+fn paths_for_every_context() {
+    let span = Span {
+        name: "GET /x".into(),
+        kind: 2,
+        trace_id: vec![1; 16],
+        span_id: vec![2; 8],
+        status: Some(Status {
+            code: StatusCode::Error as i32,
+            ..Default::default()
+        }),
+        events: vec![Event {
+            name: "exception".into(),
+            attributes: vec![kv_str("exception.type", "IOError")],
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let mut traces = Telemetry::Traces(vec![ResourceSpans {
+        resource: Some(Resource {
+            attributes: vec![kv_str("service.name", "web")],
+            ..Default::default()
+        }),
+        scope_spans: vec![ScopeSpans {
+            spans: vec![span],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }]);
+    let check = |data: &mut Telemetry, ctx: Context, src: &str| -> bool {
+        let c = parse_condition(ctx, src).unwrap();
+        let mut r = Vec::new();
+        visit(data, ctx, &mut |it: &mut Item<'_>| {
+            r.push(c.eval(it).unwrap());
+            true
+        });
+        r == vec![true]
+    };
+    assert!(check(
+        &mut traces,
+        Context::Span,
+        "kind == SPAN_KIND_SERVER and status.code == STATUS_CODE_ERROR"
+    ));
+    assert!(check(
+        &mut traces,
+        Context::Span,
+        r#"span.name != "GET /y" and trace_id == TraceID(0x01010101010101010101010101010101)"#
+    ));
+    assert!(check(
+        &mut traces,
+        Context::Span,
+        r#"span_id.string == "0202020202020202" and IsRootSpan()"#
+    ));
+    assert!(check(
+        &mut traces,
+        Context::SpanEvent,
+        r#"name == "exception" and span.name == "GET /x" and attributes["exception.type"] == "IOError""#
+    ));
+    assert!(check(
+        &mut traces,
+        Context::Resource,
+        r#"attributes["service.name"] == "web""#
+    ));
+    assert!(check(&mut traces, Context::Scope, r#"name == """#));
+
+    let gauge = |name: &str, cpus: &[&str]| Metric {
+        name: name.into(),
+        data: Some(Data::Gauge(Gauge {
+            data_points: cpus
+                .iter()
+                .map(|c| NumberDataPoint {
+                    attributes: vec![kv_str("cpu", *c)],
+                    value: Some(
+                        vigil_core::otlp::metrics::v1::number_data_point::Value::AsDouble(0.5),
+                    ),
+                    ..Default::default()
+                })
+                .collect(),
+        })),
+        ..Default::default()
+    };
+    let mut metrics = Telemetry::Metrics(vec![ResourceMetrics {
+        scope_metrics: vec![ScopeMetrics {
+            metrics: vec![gauge("cpu", &["0"])],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }]);
+    assert!(check(
+        &mut metrics,
+        Context::Metric,
+        r#"type == METRIC_DATA_TYPE_GAUGE and HasAttrOnDatapoint("cpu", "0") and not HasAttrKeyOnDatapoint("mem")"#
+    ));
+    assert!(check(
+        &mut metrics,
+        Context::DataPoint,
+        r#"metric.name == "cpu" and value_double == 0.5 and attributes["cpu"] == "0""#
+    ));
+
+    let bad = |ctx: Context, src: &str| parse_condition(ctx, src).unwrap_err();
+    assert!(bad(Context::Span, "body == nil").contains("unsupported path body in the span context"));
+    assert!(bad(Context::Log, "span.name == nil").contains("not reachable from the log context"));
+    assert!(bad(Context::Log, "severity_text[\"a\"] == nil").contains("does not take"));
+    assert!(bad(Context::Metric, "HasAttrOnDatapoint(\"a\")").contains("takes 2 arguments"));
+    assert!(bad(Context::Log, "FOO_BAR == 1").contains("unknown enum"));
+    assert!(bad(Context::Log, r#"Levenshtein(body) == 1"#)
+        .contains("unsupported converter \"Levenshtein\""));
+    assert!(bad(Context::Metric, "name == \"x\" where").contains("where"));
+    assert!(
+        bad(Context::Log, "IsMatch(body, attributes[\"re\"])").contains("must be a string literal")
+    );
+    assert!(bad(Context::Log, "IsMatch(body, \"(\")").contains("invalid regex"));
+}
+
+#[test]
+fn statements_and_editors() {
+    let t = run(
+        Context::Log,
+        &[
+            r#"set(attributes["a"], "x") where severity_number >= SEVERITY_NUMBER_ERROR"#,
+            r#"set(attributes["b"], "y") where severity_number < SEVERITY_NUMBER_ERROR"#,
+            r#"set(body, attributes["http.route"])"#,
+            r#"set(severity_text, "FATAL")"#,
+            r#"set(attributes["n"]["m"], 1)"#,
+            r#"set(attributes["nil"], nil)"#,
+            r#"set(cache["k"], "cached")"#,
+            r#"set(attributes["from_cache"], cache["k"])"#,
+            r#"set(resource.attributes["env"], "prod")"#,
+        ],
+    )
+    .unwrap();
+    assert_eq!(attr(&t, "a"), s("x"));
+    assert_eq!(attr(&t, "b"), Value::Nil);
+    assert_eq!(attr(&t, "nil"), Value::Nil);
+    assert_eq!(attr(&t, "from_cache"), s("cached"));
+    assert_eq!(Value::from_any(the_log(&t).body.as_ref()), s("/health"));
+    assert_eq!(the_log(&t).severity_text, "FATAL");
+    assert_eq!(
+        index(attr(&t, "n"), &[Key::Str("m".into())]),
+        Ok(Value::Int(1))
+    );
+    let Telemetry::Logs(rl) = &t else { panic!() };
+    assert_eq!(
+        vigil_core::attrs::get_str(&rl[0].resource.as_ref().unwrap().attributes, "env"),
+        Some("prod")
+    );
+
+    let keys = |t: &Telemetry| -> Vec<String> {
+        the_log(t)
+            .attributes
+            .iter()
+            .map(|x| x.key.clone())
+            .collect()
+    };
+    let t = run(Context::Log, &[r#"delete_key(attributes, "user.email")"#]).unwrap();
+    assert_eq!(keys(&t), ["http.route", "http.status"]);
+    let t = run(
+        Context::Log,
+        &[r#"delete_matching_keys(attributes, "^http\\.")"#],
+    )
+    .unwrap();
+    assert_eq!(keys(&t), ["user.email"]);
+    let t = run(
+        Context::Log,
+        &[r#"keep_keys(attributes, ["http.status", "nope"])"#],
+    )
+    .unwrap();
+    assert_eq!(keys(&t), ["http.status"]);
+    let t = run(
+        Context::Log,
+        &[r#"keep_matching_keys(attributes, "route|email")"#],
+    )
+    .unwrap();
+    assert_eq!(keys(&t), ["http.route", "user.email"]);
+    let t = run(Context::Log, &[r#"limit(attributes, 2, ["user.email"])"#]).unwrap();
+    assert_eq!(keys(&t), ["http.route", "user.email"]);
+    let t = run(Context::Log, &[r#"truncate_all(attributes, 3)"#]).unwrap();
+    assert_eq!(attr(&t, "http.route"), s("/he"));
+    assert_eq!(attr(&t, "http.status"), Value::Int(503));
+
+    let t = run(
+        Context::Log,
+        &[r#"replace_pattern(body, "GET (/\\w+) (\\d+)", "$1=$2")"#],
+    )
+    .unwrap();
+    assert_eq!(Value::from_any(the_log(&t).body.as_ref()), s("/health=200"));
+    let t = run(
+        Context::Log,
+        &[r#"replace_all_patterns(attributes, "value", "@.*", "@redacted")"#],
+    )
+    .unwrap();
+    assert_eq!(attr(&t, "user.email"), s("a@redacted"));
+    let t = run(
+        Context::Log,
+        &[r#"replace_all_patterns(attributes, "key", "^http\\.", "h.")"#],
+    )
+    .unwrap();
+    assert_eq!(keys(&t), ["h.route", "h.status", "user.email"]);
+    let t = run(
+        Context::Log,
+        &[r#"replace_match(attributes["http.route"], "/he*", "/h")"#],
+    )
+    .unwrap();
+    assert_eq!(attr(&t, "http.route"), s("/h"));
+    let t = run(
+        Context::Log,
+        &[r#"replace_all_matches(attributes, "*@*", "[email]")"#],
+    )
+    .unwrap();
+    assert_eq!(attr(&t, "user.email"), s("[email]"));
+    assert_eq!(attr(&t, "http.route"), s("/health"));
+
+    let t = run(
+        Context::Log,
+        &[r#"merge_maps(attributes, ParseJSON("{\"http.route\":\"/x\",\"new\":true}"), "insert")"#],
+    )
+    .unwrap();
+    assert_eq!(attr(&t, "http.route"), s("/health"));
+    assert_eq!(attr(&t, "new"), Value::Bool(true));
+    let t = run(
+        Context::Log,
+        &[r#"merge_maps(attributes, {"http.route": "/x", "new": 1}, "update")"#],
+    )
+    .unwrap();
+    assert_eq!(attr(&t, "http.route"), s("/x"));
+    assert_eq!(attr(&t, "new"), Value::Nil);
+    let t = run(
+        Context::Log,
+        &[r#"merge_maps(attributes, {"http.route": "/x", "new": 1}, "upsert")"#],
+    )
+    .unwrap();
+    assert_eq!(attr(&t, "new"), Value::Int(1));
+
+    let t = run(
+        Context::Log,
+        &[
+            r#"set(attributes["doc"], ParseJSON("{\"a\":{\"b\":1,\"c\":[2,3]}}"))"#,
+            r#"flatten(attributes["doc"])"#,
+            r#"set(attributes["doc2"], {"a": {"b": {"c": 1}}})"#,
+            r#"flatten(attributes["doc2"], "p", 1)"#,
+        ],
+    )
+    .unwrap();
+    let doc = attr(&t, "doc");
+    assert_eq!(
+        index(doc.clone(), &[Key::Str("a.b".into())]),
+        Ok(Value::Double(1.0))
+    );
+    assert_eq!(
+        index(doc, &[Key::Str("a.c.1".into())]),
+        Ok(Value::Double(3.0))
+    );
+    let doc2 = attr(&t, "doc2");
+    assert!(matches!(
+        index(doc2, &[Key::Str("p.a.b".into())]),
+        Ok(Value::Map(_))
+    ));
+
+    let t = run(
+        Context::Log,
+        &[
+            r#"append(attributes["tags"], "a")"#,
+            r#"append(attributes["tags"], "b", ["c", "d"])"#,
+            r#"append(attributes["http.route"], "/x")"#,
+        ],
+    )
+    .unwrap();
+    assert_eq!(conv_list(attr(&t, "tags")), ["a", "b", "c", "d"]);
+    assert_eq!(conv_list(attr(&t, "http.route")), ["/health", "/x"]);
+
+    // Statements that fail at run time return errors; parse errors name the function.
+    assert!(run(Context::Log, &[r#"delete_key(body, "x")"#])
+        .unwrap_err()
+        .contains("not a map"));
+    assert!(run(Context::Log, &[r#"set(severity_number, "high")"#])
+        .unwrap_err()
+        .contains("takes an int"));
+    let e =
+        parse_statement(Context::Log, r#"scrub(body)"#, StatementOptions::default()).unwrap_err();
+    assert!(e.contains("unsupported editor \"scrub\""), "{e}");
+    let e = parse_statement(
+        Context::Log,
+        r#"Concat(["a"], "")"#,
+        StatementOptions::default(),
+    )
+    .unwrap_err();
+    assert!(e.contains("is a converter"), "{e}");
+    let e =
+        parse_statement(Context::Log, r#"set("x", 1)"#, StatementOptions::default()).unwrap_err();
+    assert!(e.contains("must be a path"), "{e}");
+    let e = parse_statement(Context::Log, r#"route()"#, StatementOptions::default()).unwrap_err();
+    assert!(e.contains("unsupported editor"), "{e}");
+    let e = parse_statement(
+        Context::Log,
+        r#"merge_maps(attributes, {}, "replace")"#,
+        StatementOptions::default(),
+    )
+    .unwrap_err();
+    assert!(e.contains("insert, update or upsert"), "{e}");
+    let e = parse_statement(
+        Context::Log,
+        r#"set(attributes["a"], x = 1)"#,
+        StatementOptions::default(),
+    )
+    .unwrap_err();
+    assert!(e.contains("named arguments"), "{e}");
+}
+
+fn conv_list(v: Value) -> Vec<String> {
+    match v {
+        Value::List(l) => l
+            .iter()
+            .map(|a| Value::from_any(Some(a)).to_text())
+            .collect(),
+        o => panic!("not a list: {o:?}"),
+    }
+}
+
+#[test]
+fn converters() {
+    assert_eq!(
+        conv(r#"Concat([body, attributes["http.status"], 1.5], "|")"#),
+        Ok(s("GET /health 200|503|1.5"))
+    );
+    assert_eq!(
+        conv_list(conv(r#"Split(body, " ")"#).unwrap()),
+        ["GET", "/health", "200"]
+    );
+    assert_eq!(
+        conv(r#"IsMatch(attributes["http.status"], "^5\\d\\d$")"#),
+        Ok(Value::Bool(true))
+    );
+    assert_eq!(
+        conv(r#"IsMatch(attributes["nope"], ".*")"#),
+        Ok(Value::Bool(false))
+    );
+    assert_eq!(conv("IsString(body)"), Ok(Value::Bool(true)));
+    assert_eq!(conv("IsMap(attributes)"), Ok(Value::Bool(true)));
+    assert_eq!(conv(r#"IsList(Split(body, " "))"#), Ok(Value::Bool(true)));
+    assert_eq!(
+        conv(r#"IsInt(attributes["http.status"])"#),
+        Ok(Value::Bool(true))
+    );
+    assert_eq!(conv("IsDouble(1.5)"), Ok(Value::Bool(true)));
+    assert_eq!(conv("IsBool(true)"), Ok(Value::Bool(true)));
+    assert_eq!(conv(r#"Int("42")"#), Ok(Value::Int(42)));
+    assert_eq!(conv("Int(2.9)"), Ok(Value::Int(2)));
+    assert_eq!(conv(r#"Int("x")"#), Ok(Value::Nil));
+    assert_eq!(conv(r#"Double("1.25")"#), Ok(Value::Double(1.25)));
+    assert_eq!(conv(r#"String(attributes["http.status"])"#), Ok(s("503")));
+    assert_eq!(conv(r#"String({"a": 1})"#), Ok(s(r#"{"a":1}"#)));
+    assert_eq!(conv("Len(body)"), Ok(Value::Int(15)));
+    assert_eq!(conv("Len(attributes)"), Ok(Value::Int(3)));
+    assert_eq!(conv("ToLowerCase(severity_text)"), Ok(s("error")));
+    assert_eq!(conv(r#"ToUpperCase("abc")"#), Ok(s("ABC")));
+    assert_eq!(conv("Substring(body, 4, 7)"), Ok(s("/health")));
+    assert!(conv("Substring(body, 10, 70)")
+        .unwrap_err()
+        .contains("outside"));
+    assert_eq!(
+        conv("SpanID(0x0102030405060708)"),
+        Ok(Value::Bytes(vec![1, 2, 3, 4, 5, 6, 7, 8]))
+    );
+    assert!(parse_condition(Context::Log, "SpanID(0x01) == nil")
+        .unwrap_err()
+        .contains("8-byte"));
+    assert_eq!(
+        conv("TraceID(0x0102030405060708090a0b0c0d0e0f10)"),
+        Ok(Value::Bytes((1..=16).collect()))
+    );
+    assert_eq!(
+        conv(r#"SHA256("abc")"#),
+        Ok(s(
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        ))
+    );
+    assert_eq!(
+        conv(r#"MD5("abc")"#),
+        Ok(s("900150983cd24fb0d6963f7d28e17f72"))
+    );
+    assert_eq!(conv("Hex(0x0aff)"), Ok(s("0aff")));
+    assert_eq!(
+        conv(r#"UnixNano(Time("2023-11-14T22:13:20Z", "%Y-%m-%dT%H:%M:%SZ"))"#),
+        Ok(Value::Int(1_700_000_000_000_000_000))
+    );
+    assert_eq!(
+        conv(r#"UnixMilli(Time("2023-11-14 22:13:20.123 +0100", "%Y-%m-%d %H:%M:%S%.f %z"))"#),
+        Ok(Value::Int(1_699_996_400_123))
+    );
+    assert!(conv(r#"Time("nope", "%Y")"#)
+        .unwrap_err()
+        .contains("does not match"));
+    assert_eq!(conv("UnixSeconds(time)"), Ok(Value::Int(1_700_000_000)));
+    assert_eq!(conv("UnixMicro(Unix(1, 5000))"), Ok(Value::Int(1_000_005)));
+    assert_eq!(
+        conv("UnixNano(Now()) > 1700000000000000000"),
+        Ok(Value::Bool(true))
+    );
+    let m = conv(r#"ExtractPatterns(body, "^(?P<method>\\w+) (?P<path>\\S+)")"#).unwrap();
+    assert_eq!(index(m.clone(), &[Key::Str("method".into())]), Ok(s("GET")));
+    assert_eq!(index(m, &[Key::Str("path".into())]), Ok(s("/health")));
+    assert!(
+        parse_condition(Context::Log, r#"ExtractPatterns(body, "\\w+") == nil"#)
+            .unwrap_err()
+            .contains("named group")
+    );
+    assert_eq!(
+        conv(r#"Format("%s took %d ms (%v)", [body, 12, true])"#),
+        Ok(s("GET /health 200 took 12 ms (true)"))
+    );
+    assert!(conv(r#"Format("%d", ["x"])"#).unwrap_err().contains("%d"));
+    let j = conv(r#"ParseJSON("{\"a\": [1, \"b\"], \"c\": null}")"#).unwrap();
+    assert_eq!(j.to_json(), serde_json::json!({"a": [1.0, "b"], "c": null}));
+    assert!(conv(r#"ParseJSON("{")"#).unwrap_err().contains("ParseJSON"));
+}
+
+#[test]
+fn expr_dialect_shares_the_engine() {
+    let c = parse_expr(r#"attributes["a"] == 'x' && (body matches "^G" || !(body contains "z"))"#)
+        .unwrap();
+    assert!(matches!(c.expr, Expr::And(..)));
+    // OTTL-only syntax is refused in the expr dialect, and expr-only syntax in OTTL.
+    assert!(parse_expr("IsMatch(body, \"x\")")
+        .unwrap_err()
+        .contains("unsupported function"));
+    assert!(parse_expr("span.name == 'x'")
+        .unwrap_err()
+        .contains("a field starts with"));
+    assert!(parse_condition(Context::Log, "body matches \"x\"").is_err());
+    assert!(parse_condition(Context::Log, "'x' == body").is_err());
+}
+
+#[test]
+fn flat_form_context_inference() {
+    let all = [
+        Context::Resource,
+        Context::Scope,
+        Context::Span,
+        Context::SpanEvent,
+    ];
+    assert_eq!(
+        infer_context(r#"set(span.name, resource.attributes["x"])"#, &all),
+        Ok(Context::Span)
+    );
+    assert_eq!(
+        infer_context(r#"set(resource.attributes["x"], "y")"#, &all),
+        Ok(Context::Resource)
+    );
+    assert_eq!(
+        infer_context(r#"set(spanevent.name, "y") where span.name == "x""#, &all),
+        Ok(Context::SpanEvent)
+    );
+    assert!(infer_context(r#"set(log.body, "y")"#, &all)
+        .unwrap_err()
+        .contains("cannot be used here"));
+    assert!(infer_context(r#"set(name, "y")"#, &all)
+        .unwrap_err()
+        .contains("cannot infer"));
+}
+
+#[test]
+fn cache_is_bounded() {
+    let st = parse_statement(
+        Context::Log,
+        r#"set(cache[String(attributes["i"])], 1)"#,
+        StatementOptions::default(),
+    );
+    // Keys must be literals; the bound is reached with many literal keys instead.
+    assert!(st.is_err());
+    let stmts: Vec<Statement> = (0..=crate::pdata::MAX_CACHE_KEYS)
+        .map(|i| {
+            parse_statement(
+                Context::Log,
+                &format!("set(cache[\"k{i}\"], 1)"),
+                StatementOptions::default(),
+            )
+            .unwrap()
+        })
+        .collect();
+    let mut data = logs(log());
+    let mut errs = Vec::new();
+    visit(&mut data, Context::Log, &mut |it: &mut Item<'_>| {
+        for s in &stmts {
+            if let Err(e) = s.execute(it) {
+                errs.push(e);
+            }
+        }
+        true
+    });
+    assert_eq!(errs.len(), 1);
+    assert!(errs[0].contains("cache is full"), "{}", errs[0]);
+}
+
+#[test]
+fn every_function_is_documented() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/ottl.md"))
+        .expect("docs/ottl.md");
+    for (name, _) in function_names() {
+        assert!(
+            doc.contains(&format!("`{name}`")) || doc.contains(&format!("`{name}(")),
+            "docs/ottl.md does not list {name}"
+        );
+    }
+}

@@ -188,7 +188,9 @@ pub fn get_in_kvs(kvs: &[KeyValue], keys: &[Key]) -> Result<Value, String> {
     match keys.split_first() {
         None => Ok(Value::Map(kvs.to_vec())),
         Some((Key::Str(k), rest)) => get_in_any(
-            kvs.iter().find(|kv| &kv.key == k).and_then(|kv| kv.value.as_ref()),
+            kvs.iter()
+                .find(|kv| &kv.key == k)
+                .and_then(|kv| kv.value.as_ref()),
             rest,
         ),
         Some((k, _)) => Err(format!("cannot index a map with {k}")),
@@ -203,16 +205,15 @@ pub fn get_in_any(v: Option<&AnyValue>, keys: &[Key]) -> Result<Value, String> {
     match (v.and_then(|a| a.value.as_ref()), first) {
         (None, _) => Ok(Value::Nil),
         (Some(Any::KvlistValue(l)), Key::Str(_)) => get_in_kvs(&l.values, keys),
-        (Some(Any::ArrayValue(a)), Key::Int(i)) => match usize::try_from(*i)
-            .ok()
-            .and_then(|i| a.values.get(i))
-        {
-            Some(x) => get_in_any(Some(x), rest),
-            None => Err(format!(
-                "index {i} out of range for a slice of {}",
-                a.values.len()
-            )),
-        },
+        (Some(Any::ArrayValue(a)), Key::Int(i)) => {
+            match usize::try_from(*i).ok().and_then(|i| a.values.get(i)) {
+                Some(x) => get_in_any(Some(x), rest),
+                None => Err(format!(
+                    "index {i} out of range for a slice of {}",
+                    a.values.len()
+                )),
+            }
+        }
         (Some(_), k) => Err(format!(
             "cannot index a {} with {k}",
             Value::from_any(v).kind()
