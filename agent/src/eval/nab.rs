@@ -107,10 +107,24 @@ pub fn run(args: NabArgs) -> anyhow::Result<()> {
                 .filter(|r| r.series.category_and_file().0 == name)
                 .map(|r| r.out_of_order)
                 .sum();
-            println!(
-                "{:<30} {:>9.1} {:>10.4} {:>12.1} {:>12}",
-                name, o[0].normalized, o[0].threshold, d[0].normalized, disorder
-            );
+            if o[0].normalized.is_finite() {
+                println!(
+                    "{:<30} {:>9.1} {:>10.4} {:>12.1} {:>12}",
+                    name, o[0].normalized, o[0].threshold, d[0].normalized, disorder
+                );
+            } else {
+                // Nothing to normalise against: what matters there is how often the default fires.
+                let part: Vec<nab::Scores<'_>> = results
+                    .iter()
+                    .filter(|(s, _)| s.category_and_file().0 == name)
+                    .copied()
+                    .collect();
+                let fp = nab::score_at(&part, &nab::PROFILES[0], DEFAULT_THRESHOLD).fp;
+                println!(
+                    "{:<30} {:>9} {:>10} {:>12} {:>12}   ({fp} false positives at the default)",
+                    name, "no windows", "-", "-", disorder
+                );
+            }
         }
     }
     Ok(())
