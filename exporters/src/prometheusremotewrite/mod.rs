@@ -176,6 +176,9 @@ fn load(id: &ComponentId, config: &Json) -> Result<RemoteWriteConfig, ConfigErro
         cfg.sending_queue.num_consumers = q.num_consumers;
     }
     settings(&cfg).validate(id)?;
+    // The client every HTTP exporter builds, so `tls` (certificates, client certificate, versions)
+    // is read and checked here at validate, as start builds it.
+    crate::helper::http::http_client(id, &cfg.headers, &cfg.tls)?;
     Ok(cfg)
 }
 
@@ -209,14 +212,7 @@ impl ExporterFactory for Factory {
 
     fn create(&self, id: &ComponentId, config: &Json) -> Result<Arc<dyn Exporter>, ConfigError> {
         let cfg = load(id, config)?;
-        let sender = RemoteWriteSender::new(&cfg).map_err(|e| {
-            ConfigError::component(
-                ComponentKind::Exporter,
-                id,
-                "",
-                format!("cannot build the HTTP client: {e}"),
-            )
-        })?;
+        let sender = RemoteWriteSender::new(id, &cfg)?;
         Ok(Arc::new(SendStack::new(id, settings(&cfg), sender)))
     }
 }
@@ -584,24 +580,18 @@ pub struct RemoteWriteSender {
 }
 
 impl RemoteWriteSender {
-    fn new(cfg: &RemoteWriteConfig) -> anyhow::Result<Self> {
-        let mut builder = reqwest::Client::builder();
-        if cfg.tls.insecure_skip_verify {
-            builder = builder.danger_accept_invalid_certs(true);
-        }
-        if let Some(ca) = &cfg.tls.ca_file {
-            let pem = std::fs::read(ca).map_err(|e| anyhow::anyhow!("tls::ca_file {ca}: {e}"))?;
-            builder = builder.add_root_certificate(reqwest::Certificate::from_pem(&pem)?);
-        }
+    fn new(id: &ComponentId, cfg: &RemoteWriteConfig) -> Result<Self, ConfigError> {
         let mut headers = http::HeaderMap::new();
         for (k, v) in &cfg.headers {
-            headers.insert(
-                http::HeaderName::from_bytes(k.as_bytes())?,
-                http::HeaderValue::from_str(v)?,
-            );
+            if let (Ok(k), Ok(v)) = (
+                http::HeaderName::from_bytes(k.as_bytes()),
+                http::HeaderValue::from_str(v),
+            ) {
+                headers.insert(k, v);
+            }
         }
         Ok(RemoteWriteSender {
-            client: builder.build()?,
+            client: crate::helper::http::http_client(id, &BTreeMap::new(), &cfg.tls)?,
             endpoint: cfg.endpoint.clone(),
             headers,
             translation: Translation {
@@ -849,5 +839,27 @@ mod tests {
             e.to_string().contains("sending_queue::num_consumers"),
             "{e}"
         );
+        // `tls` goes through the shared HTTP client at validate: files, versions, client keys.
+        for (tls, want) in [
+            (
+                serde_json::json!({"ca_file": "/nonexistent/ca.pem"}),
+                "tls::ca_file: cannot read",
+            ),
+            (
+                serde_json::json!({"min_version": "1.1"}),
+                "tls::min_version: TLS 1.1",
+            ),
+            (
+                serde_json::json!({"cert_file": "/nonexistent/c.pem"}),
+                "tls::key_file: cert_file needs key_file",
+            ),
+        ] {
+            let e = load(
+                &id,
+                &serde_json::json!({"endpoint": "https://x", "tls": tls}),
+            )
+            .unwrap_err();
+            assert!(e.to_string().contains(want), "{e}");
+        }
     }
 }
