@@ -914,3 +914,378 @@ fn reset_connections_and_http1_answers_are_retried_not_dropped() {
         front.logs()
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// The guarantee for any pipeline shape. `batch` holds nothing that a caller is not waiting for,
+// so what the exporter's sending queue refuses reaches the client, in whatever position `batch`
+// stands and however many exporters a pipeline fans out to.
+
+/// A front config with `processors` and `exporters` sections (entries indented two spaces, as they
+/// sit under the section) and one traces pipeline through `chain` to `outs`.
+fn shaped_config(
+    p: FrontPorts,
+    processors: &str,
+    chain: &[&str],
+    exporters: &str,
+    outs: &[&str],
+    storage_dir: Option<&Path>,
+) -> String {
+    let (storage_ext, storage_list) = match storage_dir {
+        Some(d) => (
+            format!(
+                "  file_storage/queue:\n    directory: {}\n    create_directory: true\n",
+                d.display()
+            ),
+            ", file_storage/queue",
+        ),
+        None => (String::new(), ""),
+    };
+    format!(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:{grpc}
+processors:
+{processors}
+exporters:
+{exporters}
+extensions:
+  health_check:
+    endpoint: 127.0.0.1:{health}
+{storage_ext}
+service:
+  extensions: [health_check{storage_list}]
+  pipelines:
+    traces: {{receivers: [otlp], processors: [{chain}], exporters: [{outs}]}}
+  telemetry:
+    metrics:
+      address: 127.0.0.1:{metrics}
+"#,
+        grpc = p.grpc,
+        health = p.health,
+        metrics = p.metrics,
+        chain = chain.join(", "),
+        outs = outs.join(", "),
+    )
+}
+
+/// An `otlp` exporter entry named `name` with a small queue (three requests, one sender) that
+/// merges what it queues, so that a backend outage fills it within a few requests.
+fn small_queue_exporter(name: &str, port: u16) -> String {
+    format!(
+        "  {name}:
+    endpoint: 127.0.0.1:{port}
+    tls:
+      insecure: true
+    timeout: 5s
+    {FAST_RETRY}
+    sending_queue:
+      queue_size: 3
+      num_consumers: 1
+      batch:
+        min_size: 300
+        flush_timeout: 50ms
+"
+    )
+}
+
+/// The sum of the series of `name` whose labels contain `label` (such as `exporter="otlp/b"`).
+fn metric_where(port: u16, name: &str, label: &str) -> Option<f64> {
+    let text = reqwest::blocking::get(format!("http://127.0.0.1:{port}/metrics"))
+        .ok()?
+        .text()
+        .ok()?;
+    let mut found = None;
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some(rest) = line.strip_prefix(name) else {
+            continue;
+        };
+        if !rest.starts_with('{') || !rest.contains(label) {
+            continue;
+        }
+        let v: f64 = rest.rsplit(' ').next()?.parse().ok()?;
+        found = Some(found.unwrap_or(0.0) + v);
+    }
+    found
+}
+
+/// Floods the front with `items` spans of `service` while its backend is down: returns (accepted,
+/// refused) after checking that refusals reached the client as retryable and were counted.
+fn flood_while_down(p: FrontPorts, service: &str, items: u64) -> (u64, u64) {
+    let (report, stderr) = loadgen(
+        p.grpc,
+        service,
+        &[
+            "--items",
+            &items.to_string(),
+            "--batch",
+            "100",
+            "--rate",
+            "0",
+            "--workers",
+            "2",
+        ],
+    );
+    let sent = report["sent"].as_u64().unwrap_or(0);
+    let refused = report["refused"].as_u64().unwrap_or(0);
+    assert_eq!(sent + refused, items, "{report}");
+    assert!(
+        sent > 0 && refused > 0,
+        "a full queue must refuse some and accept some: {report} {stderr}"
+    );
+    assert!(
+        stderr.contains("Unavailable"),
+        "a full queue answers UNAVAILABLE (retryable) through the pipeline: {stderr}"
+    );
+    (sent, refused)
+}
+
+/// Waits until exactly `accepted` distinct spans of `service` have arrived, then checks that no more
+/// come (a refused span that was kept somewhere and sent later would show up here) and that none
+/// arrived twice.
+fn exactly_the_accepted_arrive(out: &Path, service: &str, accepted: u64) {
+    eventually(
+        Duration::from_secs(120),
+        "every accepted span at the backend",
+        || (seqs_arrived(out, service).len() as u64 >= accepted).then_some(()),
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let seen = seqs_arrived(out, service);
+    assert_eq!(
+        seen.len() as u64,
+        accepted,
+        "what arrives is exactly what was accepted"
+    );
+    assert_eq!(report_duplicates(service, &seen), 0);
+}
+
+#[test]
+fn shape_batch_then_queued_exporter_refuses_back_and_loses_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let backend_grpc = free_port();
+    let p = FrontPorts::new();
+    let cfg = shaped_config(
+        p,
+        "  batch:\n    timeout: 50ms\n",
+        &["batch"],
+        &small_queue_exporter("otlp", backend_grpc),
+        &["otlp"],
+        None,
+    );
+    let front = start_front(dir.path(), "front.yaml", &cfg, p);
+    let (sent, refused) = flood_while_down(p, "shape-a", 3000);
+    assert_eq!(
+        metric(p.metrics, "otelcol_exporter_enqueue_failed_spans"),
+        Some(refused as f64),
+        "every refusal is counted once, by the queue that refused"
+    );
+    let backend = start_backend(backend_grpc, dir.path());
+    exactly_the_accepted_arrive(&backend.out, "shape-a", sent);
+    assert_eq!(
+        metric(p.metrics, "otelcol_exporter_sent_spans"),
+        Some(sent as f64)
+    );
+    assert_eq!(
+        metric(p.metrics, "otelcol_exporter_send_failed_spans"),
+        Some(0.0),
+        "log:\n{}",
+        front.logs()
+    );
+}
+
+#[test]
+fn shape_limiter_batch_attributes_chain_refuses_back_and_loses_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let backend_grpc = free_port();
+    // The backend sits behind a proxy that resets the first connections, once it is up.
+    let proxy = faulty_proxy(backend_grpc, 0, 3);
+    let p = FrontPorts::new();
+    let processors = "  memory_limiter:
+    check_interval: 1s
+    limit_mib: 8000
+  batch:
+    send_batch_size: 250
+    timeout: 50ms
+  attributes:
+    actions:
+      - {key: delivery.shape, value: chain, action: insert}
+";
+    let cfg = shaped_config(
+        p,
+        processors,
+        &["memory_limiter", "batch", "attributes"],
+        &small_queue_exporter("otlp", proxy),
+        &["otlp"],
+        None,
+    );
+    let _front = start_front(dir.path(), "front.yaml", &cfg, p);
+    let (sent, refused) = flood_while_down(p, "shape-b", 3000);
+    assert_eq!(
+        metric(p.metrics, "otelcol_exporter_enqueue_failed_spans"),
+        Some(refused as f64)
+    );
+    let backend = start_backend(backend_grpc, dir.path());
+    exactly_the_accepted_arrive(&backend.out, "shape-b", sent);
+    // Every span went through the whole chain.
+    let mut tagged = 0;
+    for line in read_json_lines(&backend.out) {
+        for rs in line["resourceSpans"].as_array().into_iter().flatten() {
+            for ss in rs["scopeSpans"].as_array().into_iter().flatten() {
+                for s in ss["spans"].as_array().into_iter().flatten() {
+                    let v = attr(&s["attributes"], "delivery.shape");
+                    assert_eq!(
+                        v.and_then(|v| v["stringValue"].as_str()),
+                        Some("chain"),
+                        "{s}"
+                    );
+                    tagged += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(tagged, sent);
+}
+
+#[test]
+fn shape_batch_fanning_out_to_two_exporters_one_failing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let good_dir = dir.path().join("good");
+    let bad_dir = dir.path().join("bad");
+    std::fs::create_dir_all(&good_dir).expect("mkdir");
+    std::fs::create_dir_all(&bad_dir).expect("mkdir");
+    let good_grpc = free_port();
+    let bad_grpc = free_port();
+    let good = start_backend(good_grpc, &good_dir);
+    let p = FrontPorts::new();
+    let exporters = format!(
+        "  otlp/good:
+    endpoint: 127.0.0.1:{good_grpc}
+    tls:
+      insecure: true
+    {FAST_RETRY}
+    sending_queue:
+      queue_size: 1000
+      batch: {{}}
+{}",
+        small_queue_exporter("otlp/bad", bad_grpc)
+    );
+    let cfg = shaped_config(
+        p,
+        "  batch:\n    timeout: 50ms\n",
+        &["batch"],
+        &exporters,
+        &["otlp/good", "otlp/bad"],
+        None,
+    );
+    let _front = start_front(dir.path(), "front.yaml", &cfg, p);
+    let (sent, refused) = flood_while_down(p, "shape-c", 3000);
+    // The failing branch's refusal is the client's answer, and only that branch counts it.
+    assert_eq!(
+        metric_where(
+            p.metrics,
+            "otelcol_exporter_enqueue_failed_spans",
+            "otlp/bad"
+        ),
+        Some(refused as f64)
+    );
+    assert_eq!(
+        metric_where(
+            p.metrics,
+            "otelcol_exporter_enqueue_failed_spans",
+            "otlp/good"
+        )
+        .unwrap_or(0.0),
+        0.0
+    );
+    // The healthy branch took every request, refused ones included: a client that retries them
+    // makes duplicates there (at least once), never a loss.
+    let seen = wait_all_seqs(&good.out, "shape-c", 3000, Duration::from_secs(60));
+    assert_eq!(seen.len(), 3000);
+    // The failing branch delivers exactly what was acknowledged once its backend is back.
+    let bad = start_backend(bad_grpc, &bad_dir);
+    exactly_the_accepted_arrive(&bad.out, "shape-c", sent);
+}
+
+#[test]
+fn shape_batch_then_durable_batching_queue_survives_kill_9() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let storage = dir.path().join("storage");
+    let backend_grpc = free_port();
+    let p = FrontPorts::new();
+    let exporter = format!(
+        "  otlp:
+    endpoint: 127.0.0.1:{backend_grpc}
+    tls:
+      insecure: true
+    {FAST_RETRY}
+    sending_queue:
+      queue_size: 1000
+      storage: file_storage/queue
+      batch:
+        min_size: 1000
+        max_size: 1500
+"
+    );
+    let processors = "  batch:\n    timeout: 50ms\n    send_batch_max_size: 8192\n";
+    let cfg = shaped_config(
+        p,
+        processors,
+        &["batch"],
+        &exporter,
+        &["otlp"],
+        Some(&storage),
+    );
+    let mut front = start_front(dir.path(), "front.yaml", &cfg, p);
+    let (report, stderr) = loadgen(
+        p.grpc,
+        "shape-d",
+        &[
+            "--items",
+            "10000",
+            "--batch",
+            "100",
+            "--rate",
+            "0",
+            "--workers",
+            "2",
+        ],
+    );
+    assert_eq!(
+        (report["sent"].as_u64(), report["refused"].as_u64()),
+        (Some(10000), Some(0)),
+        "{report} {stderr}"
+    );
+    // Everything is acknowledged, and some of it is merged and in flight: crash now.
+    front.signal(libc::SIGKILL);
+    let _ = front.child.wait();
+
+    let p2 = FrontPorts {
+        grpc: p.grpc,
+        ..FrontPorts::new()
+    };
+    let cfg2 = shaped_config(
+        p2,
+        processors,
+        &["batch"],
+        &exporter,
+        &["otlp"],
+        Some(&storage),
+    );
+    let front2 = start_front(dir.path(), "front2.yaml", &cfg2, p2);
+    let backend = start_backend(backend_grpc, dir.path());
+    let seen = wait_all_seqs(&backend.out, "shape-d", 10000, Duration::from_secs(120));
+    report_duplicates("durable batching queue after kill -9", &seen);
+    assert_eq!(seen.len(), 10000);
+    eventually(
+        Duration::from_secs(30),
+        "the durable queue to empty",
+        || (metric(p2.metrics, "otelcol_exporter_queue_size") == Some(0.0)).then_some(()),
+    );
+    assert!(
+        front2.logs().contains("replaying"),
+        "log:\n{}",
+        front2.logs()
+    );
+}
