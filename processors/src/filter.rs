@@ -1,22 +1,19 @@
 //! `filter`: otelcol's filter processor with OTTL conditions. A span, metric, data point or log record
 //! that matches any condition of its kind is dropped; a metric whose data points are all dropped goes
-//! too, and so do scopes and resources left empty. Conditions are parsed once at config load (see
-//! [`crate::ottl`]); `error_mode` decides what an evaluation error does.
+//! too, and so do scopes and resources left empty. Conditions are parsed once at config load by the
+//! shared OTTL engine ([`vigil_ottl`]); `error_mode` decides what an evaluation error does.
 
-use crate::ottl::{
-    parse_condition, Condition, Context, DataPointCtx, LogCtx, MetricCtx, SpanCtx, Target,
-};
 use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::Value as Json;
 use std::sync::Arc;
 use vigil_core::config::decode;
-use vigil_core::otlp::common::v1::KeyValue;
-use vigil_core::otlp::metrics::v1::{metric::Data, Metric};
 use vigil_core::{
     Component, ComponentId, ComponentKind, ConfigError, ConsumeError, Consumer, Processor,
     ProcessorFactory, Signal, Telemetry,
 };
+use vigil_ottl::pdata::{visit, Item};
+use vigil_ottl::{parse_condition, Condition, Context, ErrorMode, Target};
 
 /// The `filter` processor config as written.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -38,6 +35,8 @@ pub struct FilterConfig {
 pub struct TracesConfig {
     #[serde(default)]
     pub span: Vec<String>,
+    #[serde(default)]
+    pub spanevent: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -56,18 +55,12 @@ pub struct LogsConfig {
     pub log_record: Vec<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ErrorMode {
-    Propagate,
-    Ignore,
-    Silent,
-}
-
 /// The compiled config.
 #[derive(Debug, Clone)]
 struct Compiled {
     error_mode: ErrorMode,
     span: Vec<Condition>,
+    spanevent: Vec<Condition>,
     metric: Vec<Condition>,
     datapoint: Vec<Condition>,
     log_record: Vec<Condition>,
@@ -76,17 +69,9 @@ struct Compiled {
 fn compile(id: &ComponentId, value: &Json) -> Result<Compiled, ConfigError> {
     let c: FilterConfig = decode(ComponentKind::Processor, id, value)?;
     let error_mode = match c.error_mode.as_deref() {
-        None | Some("propagate") => ErrorMode::Propagate,
-        Some("ignore") => ErrorMode::Ignore,
-        Some("silent") => ErrorMode::Silent,
-        Some(o) => {
-            return Err(ConfigError::component(
-                ComponentKind::Processor,
-                id,
-                "error_mode",
-                format!("invalid error_mode {o:?}: expected propagate, ignore or silent"),
-            ))
-        }
+        None => ErrorMode::Propagate,
+        Some(m) => ErrorMode::parse(m)
+            .map_err(|e| ConfigError::component(ComponentKind::Processor, id, "error_mode", e))?,
     };
     let list = |key: &str, ctx: Context, srcs: &[String]| -> Result<Vec<Condition>, ConfigError> {
         srcs.iter()
@@ -106,13 +91,14 @@ fn compile(id: &ComponentId, value: &Json) -> Result<Compiled, ConfigError> {
     Ok(Compiled {
         error_mode,
         span: list("traces::span", Context::Span, &c.traces.span)?,
+        spanevent: list("traces::spanevent", Context::SpanEvent, &c.traces.spanevent)?,
         metric: list("metrics::metric", Context::Metric, &c.metrics.metric)?,
         datapoint: list(
             "metrics::datapoint",
             Context::DataPoint,
             &c.metrics.datapoint,
         )?,
-        log_record: list("logs::log_record", Context::LogRecord, &c.logs.log_record)?,
+        log_record: list("logs::log_record", Context::Log, &c.logs.log_record)?,
     })
 }
 
@@ -182,131 +168,35 @@ impl FilterProcessor {
         Ok(false)
     }
 
+    /// Drops what matches, context by context: spans before their events, metrics before their
+    /// data points (a metric left without points goes too). Returns the first error under
+    /// `propagate`.
     fn filter(&self, data: &mut Telemetry) -> Result<(), String> {
         let mut err: Option<String> = None;
-        let mut keep = |r: Result<bool, String>| -> bool {
-            match r {
-                Ok(drop) => !drop,
-                Err(e) => {
-                    err.get_or_insert(e);
-                    true
-                }
+        let passes: [(&[Condition], Context); 5] = [
+            (&self.c.span, Context::Span),
+            (&self.c.spanevent, Context::SpanEvent),
+            (&self.c.metric, Context::Metric),
+            (&self.c.datapoint, Context::DataPoint),
+            (&self.c.log_record, Context::Log),
+        ];
+        for (conds, ctx) in passes {
+            if conds.is_empty() {
+                continue;
             }
-        };
-        match data {
-            Telemetry::Traces(rs) if !self.c.span.is_empty() => {
-                for r in rs.iter_mut() {
-                    let res: &[KeyValue] = r.resource.as_ref().map_or(&[], |x| &x.attributes);
-                    for ss in r.scope_spans.iter_mut() {
-                        ss.spans.retain(|s| {
-                            keep(self.matches(
-                                &self.c.span,
-                                &SpanCtx {
-                                    span: s,
-                                    resource: res,
-                                },
-                            ))
-                        });
+            visit(
+                data,
+                ctx,
+                &mut |item: &mut Item<'_>| match self.matches(conds, item) {
+                    Ok(drop) => !drop,
+                    Err(e) => {
+                        err.get_or_insert(e);
+                        true
                     }
-                    r.scope_spans.retain(|s| !s.spans.is_empty());
-                }
-                rs.retain(|r| !r.scope_spans.is_empty());
-            }
-            Telemetry::Metrics(rm)
-                if !(self.c.metric.is_empty() && self.c.datapoint.is_empty()) =>
-            {
-                for r in rm.iter_mut() {
-                    let res: &[KeyValue] = r.resource.as_ref().map_or(&[], |x| &x.attributes);
-                    for sm in r.scope_metrics.iter_mut() {
-                        sm.metrics.retain_mut(|m| {
-                            if !self.c.metric.is_empty()
-                                && !keep(self.matches(
-                                    &self.c.metric,
-                                    &MetricCtx {
-                                        metric: m,
-                                        resource: res,
-                                    },
-                                ))
-                            {
-                                return false;
-                            }
-                            if self.c.datapoint.is_empty() {
-                                return true;
-                            }
-                            self.filter_points(m, res, &mut keep)
-                        });
-                    }
-                    r.scope_metrics.retain(|s| !s.metrics.is_empty());
-                }
-                rm.retain(|r| !r.scope_metrics.is_empty());
-            }
-            Telemetry::Logs(rl) if !self.c.log_record.is_empty() => {
-                for r in rl.iter_mut() {
-                    let res: &[KeyValue] = r.resource.as_ref().map_or(&[], |x| &x.attributes);
-                    for sl in r.scope_logs.iter_mut() {
-                        sl.log_records.retain(|l| {
-                            keep(self.matches(
-                                &self.c.log_record,
-                                &LogCtx {
-                                    log: l,
-                                    resource: res,
-                                },
-                            ))
-                        });
-                    }
-                    r.scope_logs.retain(|s| !s.log_records.is_empty());
-                }
-                rl.retain(|r| !r.scope_logs.is_empty());
-            }
-            _ => {}
+                },
+            );
         }
         err.map_or(Ok(()), Err)
-    }
-
-    /// Drops matching data points; returns whether the metric still has any.
-    fn filter_points(
-        &self,
-        m: &mut Metric,
-        res: &[KeyValue],
-        keep: &mut dyn FnMut(Result<bool, String>) -> bool,
-    ) -> bool {
-        // The conditions see the metric's name and type through a copy without its points, so that
-        // the points can be filtered in place.
-        let shape = Metric {
-            data: m.data.as_ref().map(|d| match d {
-                Data::Gauge(_) => Data::Gauge(Default::default()),
-                Data::Sum(_) => Data::Sum(Default::default()),
-                Data::Histogram(_) => Data::Histogram(Default::default()),
-                Data::ExponentialHistogram(_) => Data::ExponentialHistogram(Default::default()),
-                Data::Summary(_) => Data::Summary(Default::default()),
-            }),
-            name: m.name.clone(),
-            ..Default::default()
-        };
-        let conds = &self.c.datapoint;
-        macro_rules! points {
-            ($pts:expr) => {{
-                $pts.retain(|p| {
-                    keep(self.matches(
-                        conds,
-                        &DataPointCtx {
-                            metric: &shape,
-                            attributes: &p.attributes,
-                            resource: res,
-                        },
-                    ))
-                });
-                !$pts.is_empty()
-            }};
-        }
-        match &mut m.data {
-            Some(Data::Gauge(g)) => points!(g.data_points),
-            Some(Data::Sum(s)) => points!(s.data_points),
-            Some(Data::Histogram(h)) => points!(h.data_points),
-            Some(Data::ExponentialHistogram(h)) => points!(h.data_points),
-            Some(Data::Summary(s)) => points!(s.data_points),
-            None => true,
-        }
     }
 }
 
@@ -340,7 +230,9 @@ mod tests {
     use std::sync::Mutex;
     use vigil_core::attrs::kv_str;
     use vigil_core::otlp::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
-    use vigil_core::otlp::metrics::v1::{Gauge, NumberDataPoint, ResourceMetrics, ScopeMetrics};
+    use vigil_core::otlp::metrics::v1::{
+        metric::Data, Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics,
+    };
     use vigil_core::otlp::resource::v1::Resource;
 
     #[derive(Default)]

@@ -13,10 +13,11 @@ pub mod filter;
 pub mod forward;
 pub mod logpattern;
 pub mod memory_limiter;
-pub mod ottl;
 pub mod resource;
 pub mod resourcedetection;
+pub mod routing;
 pub mod servicegraph;
+pub mod transform;
 
 /// Every processor type this crate provides.
 pub fn processor_factories() -> Vec<Arc<dyn ProcessorFactory>> {
@@ -27,6 +28,7 @@ pub fn processor_factories() -> Vec<Arc<dyn ProcessorFactory>> {
         resource::factory(),
         resourcedetection::factory(),
         filter::factory(),
+        transform::factory(),
         logpattern::factory(),
         dedup::factory(),
         drain::factory(),
@@ -40,5 +42,6 @@ pub fn connector_factories() -> Vec<Arc<dyn ConnectorFactory>> {
         forward::factory(),
         anomaly::factory(),
         servicegraph::factory(),
+        routing::factory(),
     ]
 }

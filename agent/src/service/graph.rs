@@ -262,14 +262,19 @@ impl Builder<'_> {
             return Ok(c.clone());
         }
         let mut by_signal: BTreeMap<Signal, Vec<Arc<dyn Consumer>>> = BTreeMap::new();
+        let mut heads = Vec::new();
         for q in 0..self.cfg.pipelines.len() {
             if self.cfg.pipelines[q].receivers.contains(id) {
                 let signal = self.cfg.pipelines[q].signal;
                 let head = self.pipeline_head(q)?;
+                heads.push((self.cfg.pipelines[q].id.clone(), head.clone()));
                 by_signal.entry(signal).or_default().push(head);
             }
         }
         let mut next = NextConsumers::new();
+        for (p, head) in heads {
+            next.insert_pipeline(p, head);
+        }
         for (s, v) in by_signal {
             next.insert(s, FanOut::build(v));
         }

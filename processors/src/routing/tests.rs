@@ -1,0 +1,191 @@
+use super::*;
+use serde_json::json;
+use std::sync::Mutex;
+use vigil_core::attrs::kv_str;
+use vigil_core::otlp::resource::v1::Resource;
+use vigil_core::otlp::trace::v1::Span;
+
+#[derive(Default)]
+struct Keep(Mutex<Vec<Telemetry>>);
+
+#[async_trait]
+impl Consumer for Keep {
+    async fn consume(&self, data: Telemetry) -> Result<(), ConsumeError> {
+        self.0.lock().unwrap().push(data);
+        Ok(())
+    }
+}
+
+impl Keep {
+    /// Span names received, in order.
+    fn names(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for t in self.0.lock().unwrap().iter() {
+            if let Telemetry::Traces(rs) = t {
+                for r in rs {
+                    for ss in &r.scope_spans {
+                        out.extend(ss.spans.iter().map(|s| s.name.clone()));
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// A connector and one receiving end per pipeline.
+type Made = (Arc<dyn vigil_core::Connector>, Vec<Arc<Keep>>);
+
+fn make(cfg: Json, pipelines: &[&str]) -> Result<Made, ConfigError> {
+    let mut next = NextConsumers::new();
+    let mut keeps = Vec::new();
+    for p in pipelines {
+        let k = Arc::new(Keep::default());
+        next.insert_pipeline(*p, k.clone());
+        keeps.push(k);
+    }
+    let id = ComponentId::parse("routing/x").unwrap();
+    factory().create(&id, &cfg, next).map(|c| (c, keeps))
+}
+
+/// One resource group per tenant, with the given span names.
+fn traces(groups: &[(&str, &[&str])]) -> Telemetry {
+    Telemetry::Traces(
+        groups
+            .iter()
+            .map(|(tenant, names)| ResourceSpans {
+                resource: Some(Resource {
+                    attributes: vec![kv_str("tenant", *tenant)],
+                    ..Default::default()
+                }),
+                scope_spans: vec![ScopeSpans {
+                    spans: names
+                        .iter()
+                        .map(|n| Span {
+                            name: n.to_string(),
+                            ..Default::default()
+                        })
+                        .collect(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            })
+            .collect(),
+    )
+}
+
+#[tokio::test]
+async fn resource_groups_go_to_the_first_matching_route() {
+    let (c, k) = make(
+        json!({
+            "default_pipelines": ["traces/default"],
+            "match_once": true,
+            "table": [
+                {"statement": "route() where resource.attributes[\"tenant\"] == \"acme\"", "pipelines": ["traces/acme"]},
+                {"condition": "resource.attributes[\"tenant\"] != \"nobody\"", "pipelines": ["traces/other", "traces/acme2"]},
+            ],
+        }),
+        &["traces/acme", "traces/other", "traces/acme2", "traces/default"],
+    )
+    .unwrap();
+    c.consume(traces(&[
+        ("acme", &["a1", "a2"]),
+        ("ecorp", &["e1"]),
+        ("nobody", &["n1"]),
+    ]))
+    .await
+    .unwrap();
+    assert_eq!(k[0].names(), ["a1", "a2"]);
+    assert_eq!(k[1].names(), ["e1"]);
+    assert_eq!(k[2].names(), ["e1"]);
+    assert_eq!(k[3].names(), ["n1"]);
+}
+
+#[tokio::test]
+async fn span_context_splits_a_resource() {
+    let (c, k) = make(
+        json!({
+            "table": [
+                {"context": "span", "condition": "IsMatch(name, \"^checkout\")", "pipelines": ["traces/checkout"]},
+                {"condition": "attributes[\"tenant\"] == \"acme\"", "pipelines": ["traces/acme"]},
+            ],
+        }),
+        &["traces/checkout", "traces/acme"],
+    )
+    .unwrap();
+    c.consume(traces(&[
+        ("acme", &["checkout.pay", "cart", "checkout.ship"]),
+        ("ecorp", &["cart"]),
+    ]))
+    .await
+    .unwrap();
+    assert_eq!(k[0].names(), ["checkout.pay", "checkout.ship"]);
+    // The rest of acme's resource goes to acme; ecorp's span matches nothing and has no default.
+    assert_eq!(k[1].names(), ["cart"]);
+    let got = k[0].0.lock().unwrap();
+    let Telemetry::Traces(rs) = &got[0] else {
+        panic!()
+    };
+    assert_eq!(rs.len(), 1, "one resource copy for the routed spans");
+    assert_eq!(
+        vigil_core::attrs::get_str(&rs[0].resource.as_ref().unwrap().attributes, "tenant"),
+        Some("acme")
+    );
+}
+
+#[tokio::test]
+async fn errors_follow_error_mode() {
+    let table = json!([{"condition": "resource.attributes[\"tenant\"] + 1 == 2", "pipelines": ["traces/a"]}]);
+    let (c, k) = make(
+        json!({"table": table.clone(), "default_pipelines": ["traces/d"]}),
+        &["traces/a", "traces/d"],
+    )
+    .unwrap();
+    assert!(c.consume(traces(&[("acme", &["s"])])).await.is_err());
+    assert!(k[1].names().is_empty());
+    let (c, k) = make(
+        json!({"table": table, "default_pipelines": ["traces/d"], "error_mode": "ignore"}),
+        &["traces/a", "traces/d"],
+    )
+    .unwrap();
+    c.consume(traces(&[("acme", &["s"])])).await.unwrap();
+    assert_eq!(k[1].names(), ["s"]);
+}
+
+#[test]
+fn unknown_pipelines_fail_at_creation() {
+    let Err(e) = make(
+        json!({"table": [{"condition": "true", "pipelines": ["traces/typo"]}]}),
+        &["traces/a"],
+    ) else {
+        panic!("created");
+    };
+    let e = e.to_string();
+    assert!(
+        e.contains("connectors::routing/x::table::0::pipelines: pipeline \"traces/typo\" does not list this connector"),
+        "{e}"
+    );
+}
+
+/// Each bad config under testdata/routing names its key path and what is wrong.
+#[test]
+fn bad_configs_name_the_key() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/routing");
+    let id = ComponentId::parse("routing/x").unwrap();
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let p = entry.unwrap().path();
+        let text = std::fs::read_to_string(&p).unwrap();
+        let want = text
+            .lines()
+            .next()
+            .unwrap()
+            .trim_start_matches("# expect: ")
+            .to_string();
+        let v: Json = serde_saphyr::from_str(&text).unwrap();
+        let e = compile(&id, &v).unwrap_err().to_string();
+        assert!(e.contains(&want), "{}: {e:?} lacks {want:?}", p.display());
+        n += 1;
+    }
+    assert!(n >= 5, "expected bad-config cases in {}", dir.display());
+}

@@ -1,0 +1,230 @@
+use super::*;
+use serde_json::json;
+use std::sync::Mutex;
+use vigil_core::attrs::{get_str, kv_str};
+use vigil_core::otlp::common::v1::{any_value::Value as Any, AnyValue};
+use vigil_core::otlp::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+use vigil_core::otlp::metrics::v1::{
+    metric::Data, number_data_point, Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics,
+};
+use vigil_core::otlp::resource::v1::Resource;
+use vigil_core::otlp::trace::v1::{ResourceSpans, ScopeSpans, Span};
+
+#[derive(Default)]
+struct Keep(Mutex<Vec<Telemetry>>);
+
+#[async_trait]
+impl Consumer for Keep {
+    async fn consume(&self, data: Telemetry) -> Result<(), ConsumeError> {
+        self.0.lock().unwrap().push(data);
+        Ok(())
+    }
+}
+
+fn make(cfg: Json, signal: Signal) -> (Arc<dyn Processor>, Arc<Keep>) {
+    let keep = Arc::new(Keep::default());
+    let id = ComponentId::parse("transform/x").unwrap();
+    (
+        factory().create(&id, &cfg, signal, keep.clone()).unwrap(),
+        keep,
+    )
+}
+
+fn resource(kvs: Vec<vigil_core::otlp::common::v1::KeyValue>) -> Option<Resource> {
+    Some(Resource {
+        attributes: kvs,
+        ..Default::default()
+    })
+}
+
+fn spans(names: &[&str]) -> Telemetry {
+    Telemetry::Traces(vec![ResourceSpans {
+        resource: resource(vec![kv_str("deployment.environment", "prod")]),
+        scope_spans: vec![ScopeSpans {
+            spans: names
+                .iter()
+                .map(|n| Span {
+                    name: n.to_string(),
+                    kind: 2,
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }])
+}
+
+fn logs(bodies: &[&str]) -> Telemetry {
+    Telemetry::Logs(vec![ResourceLogs {
+        resource: resource(vec![]),
+        scope_logs: vec![ScopeLogs {
+            log_records: bodies
+                .iter()
+                .map(|b| LogRecord {
+                    body: Some(AnyValue {
+                        value: Some(Any::StringValue(b.to_string())),
+                    }),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }])
+}
+
+#[tokio::test]
+async fn flat_statements_infer_their_context() {
+    let (p, keep) = make(
+        json!({"trace_statements": [
+            "set(span.attributes[\"env\"], resource.attributes[\"deployment.environment\"])",
+            "set(resource.attributes[\"team\"], \"core\")",
+            "set(span.name, Concat([span.name, \"!\"], \"\")) where span.kind == SPAN_KIND_SERVER and span.name != \"skip\"",
+        ]}),
+        Signal::Traces,
+    );
+    p.consume(spans(&["a", "skip"])).await.unwrap();
+    let got = keep.0.lock().unwrap();
+    let Telemetry::Traces(rs) = &got[0] else {
+        panic!()
+    };
+    let res = &rs[0].resource.as_ref().unwrap().attributes;
+    assert_eq!(get_str(res, "team"), Some("core"));
+    let s = &rs[0].scope_spans[0].spans;
+    assert_eq!(s[0].name, "a!");
+    assert_eq!(s[1].name, "skip");
+    assert_eq!(get_str(&s[1].attributes, "env"), Some("prod"));
+}
+
+#[tokio::test]
+async fn groups_with_conditions() {
+    let (p, keep) = make(
+        json!({"log_statements": [{
+            "context": "log",
+            "conditions": ["IsMatch(body, \"^\\\\{\")"],
+            "statements": [
+                "merge_maps(attributes, ParseJSON(body), \"upsert\")",
+                "set(severity_text, attributes[\"level\"])",
+                "delete_key(attributes, \"level\")",
+            ],
+        }]}),
+        Signal::Logs,
+    );
+    p.consume(logs(&[r#"{"level":"WARN","user":"ann"}"#, "plain text"]))
+        .await
+        .unwrap();
+    let got = keep.0.lock().unwrap();
+    let Telemetry::Logs(rl) = &got[0] else {
+        panic!()
+    };
+    let l = &rl[0].scope_logs[0].log_records;
+    assert_eq!(l[0].severity_text, "WARN");
+    assert_eq!(get_str(&l[0].attributes, "user"), Some("ann"));
+    assert_eq!(get_str(&l[0].attributes, "level"), None);
+    assert!(l[1].attributes.is_empty());
+    assert_eq!(l[1].severity_text, "");
+}
+
+#[tokio::test]
+async fn data_points_and_metrics() {
+    let (p, keep) = make(
+        json!({"metric_statements": [
+            {"context": "datapoint", "statements": [
+                "set(value_double, value_double * 100) where metric.name == \"cpu.utilization\"",
+                "set(attributes[\"unit\"], metric.unit)",
+            ]},
+            "set(metric.unit, \"%\") where metric.name == \"cpu.utilization\"",
+        ]}),
+        Signal::Metrics,
+    );
+    let data = Telemetry::Metrics(vec![ResourceMetrics {
+        scope_metrics: vec![ScopeMetrics {
+            metrics: vec![Metric {
+                name: "cpu.utilization".into(),
+                unit: "1".into(),
+                data: Some(Data::Gauge(Gauge {
+                    data_points: vec![NumberDataPoint {
+                        value: Some(number_data_point::Value::AsDouble(0.25)),
+                        ..Default::default()
+                    }],
+                })),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }]);
+    p.consume(data).await.unwrap();
+    let got = keep.0.lock().unwrap();
+    let Telemetry::Metrics(rm) = &got[0] else {
+        panic!()
+    };
+    let m = &rm[0].scope_metrics[0].metrics[0];
+    assert_eq!(m.unit, "%");
+    let Some(Data::Gauge(g)) = &m.data else {
+        panic!()
+    };
+    assert_eq!(
+        g.data_points[0].value,
+        Some(number_data_point::Value::AsDouble(25.0))
+    );
+    assert_eq!(get_str(&g.data_points[0].attributes, "unit"), Some("1"));
+}
+
+#[tokio::test]
+async fn error_mode_decides() {
+    let stmts = json!([
+        "set(log.severity_number, log.body)",
+        "set(log.attributes[\"after\"], true)",
+    ]);
+    let (p, keep) = make(json!({"log_statements": stmts.clone()}), Signal::Logs);
+    let e = p.consume(logs(&["x"])).await.unwrap_err();
+    assert!(e.to_string().contains("takes an int"), "{e}");
+    assert!(keep.0.lock().unwrap().is_empty());
+
+    for mode in ["ignore", "silent"] {
+        let (p, keep) = make(
+            json!({"error_mode": mode, "log_statements": stmts.clone()}),
+            Signal::Logs,
+        );
+        p.consume(logs(&["x"])).await.unwrap();
+        let got = keep.0.lock().unwrap();
+        let Telemetry::Logs(rl) = &got[0] else {
+            panic!()
+        };
+        let l = &rl[0].scope_logs[0].log_records[0];
+        assert_eq!(l.attributes.len(), 1, "the next statement ran under {mode}");
+    }
+    // A group's own error_mode wins over the processor's.
+    let (p, _keep) = make(
+        json!({"error_mode": "ignore", "log_statements": [
+            {"context": "log", "error_mode": "propagate", "statements": ["set(severity_number, body)"]}
+        ]}),
+        Signal::Logs,
+    );
+    assert!(p.consume(logs(&["x"])).await.is_err());
+}
+
+/// Each bad config under testdata/transform names its key path and what is wrong.
+#[test]
+fn bad_configs_name_the_key() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/transform");
+    let id = ComponentId::parse("transform/x").unwrap();
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let p = entry.unwrap().path();
+        let text = std::fs::read_to_string(&p).unwrap();
+        let want = text
+            .lines()
+            .next()
+            .unwrap()
+            .trim_start_matches("# expect: ")
+            .to_string();
+        let v: Json = serde_saphyr::from_str(&text).unwrap();
+        let e = compile(&id, &v).unwrap_err().to_string();
+        assert!(e.contains(&want), "{}: {e:?} lacks {want:?}", p.display());
+        n += 1;
+    }
+    assert!(n >= 5, "expected bad-config cases in {}", dir.display());
+}
