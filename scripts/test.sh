@@ -15,8 +15,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # 1. Debian packages: the real peers the end-to-end tests run against (chromium: the status page test
-#    loads the page in a headless browser).
-APT_PACKAGES=(python3-venv util-linux logrotate bsdutils prometheus prometheus-node-exporter prometheus-alertmanager chromium)
+#    loads the page in a headless browser; apache2-utils: htpasswd writes the basicauth test's file;
+#    curl: a client of the auth and listener tests).
+APT_PACKAGES=(python3-venv util-linux logrotate bsdutils prometheus prometheus-node-exporter prometheus-alertmanager chromium apache2-utils curl)
 # Node.js checks the Grafana dashboard against Grafana's schema; Debian's only when none is installed.
 command -v npm >/dev/null 2>&1 || APT_PACKAGES+=(nodejs npm)
 missing=()
@@ -54,7 +55,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # 2. A Python venv with the real OpenTelemetry SDK (the client in the OTLP tests).
-if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import opentelemetry.sdk, opentelemetry.exporter.otlp.proto.grpc, opentelemetry.exporter.otlp.proto.http' 2>/dev/null; then
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import opentelemetry.sdk, opentelemetry.exporter.otlp.proto.grpc, opentelemetry.exporter.otlp.proto.http, jwt, cryptography' 2>/dev/null; then
   echo "== creating .venv with the OpenTelemetry SDK (tests/requirements.txt)"
   python3 -m venv .venv
   .venv/bin/pip install -q --upgrade pip

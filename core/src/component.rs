@@ -163,20 +163,53 @@ pub trait Extension: Component {
     }
 }
 
+/// Who a server authenticator found a request to come from. A receiver's `auth::roles` match on it
+/// to decide what the caller may send and which tenant its data belongs to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Principal {
+    /// The user (basicauth), the `username_claim` (oidc), or the token's name (bearertokenauth).
+    pub name: String,
+    /// The groups the authenticator vouches for (oidc's `groups_claim`).
+    pub groups: Vec<String>,
+}
+
+impl Principal {
+    pub fn named(name: impl Into<String>) -> Principal {
+        Principal {
+            name: name.into(),
+            groups: Vec::new(),
+        }
+    }
+}
+
 /// The check a receiver applies to each request, from the extension its `auth::authenticator`
 /// names.
+#[async_trait]
 pub trait ServerAuth: Send + Sync {
-    /// Whether the request's headers (gRPC metadata) carry valid credentials. The error says why
-    /// not, and never contains the credential.
-    fn authenticate(&self, headers: &http::HeaderMap) -> Result<(), String>;
+    /// Who the request's headers (gRPC metadata) prove it comes from. The error says why they prove
+    /// nothing, and never contains the credential. Async because a check may have to fetch keys
+    /// (oidc's JWKS).
+    async fn authenticate(&self, headers: &http::HeaderMap) -> Result<Principal, String>;
 }
 
 /// The credentials an exporter adds to each outgoing request, from the extension its
 /// `auth::authenticator` names.
+#[async_trait]
 pub trait ClientAuth: Send + Sync {
     /// Headers (gRPC metadata) for the next request. An error means the credential cannot be had
-    /// right now (a token file being rewritten, say): the request fails retryably.
-    fn headers(&self) -> Result<Vec<(http::HeaderName, http::HeaderValue)>, String>;
+    /// right now (a token file being rewritten, a token endpoint down): the request fails
+    /// retryably. Async because a credential may have to be fetched (oauth2client).
+    async fn headers(&self) -> Result<Vec<(http::HeaderName, http::HeaderValue)>, String>;
+
+    /// Puts the credentials on an outgoing request whose headers so far are `headers` (the
+    /// exporter's own `headers:`). The default sets each of [`ClientAuth::headers`], replacing a
+    /// header of the same name; `headers_setter` overrides it for its insert/update/delete actions.
+    async fn apply(&self, headers: &mut http::HeaderMap) -> Result<(), String> {
+        for (name, value) in self.headers().await? {
+            headers.insert(name, value);
+        }
+        Ok(())
+    }
 }
 
 pub trait ReceiverFactory: Send + Sync {

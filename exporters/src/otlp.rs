@@ -473,13 +473,15 @@ impl Sender for GrpcSender {
             ))
         })?;
         let mut request = tonic::Request::new(req.body.clone());
-        let credentials = self.auth.headers().map_err(SendError::retryable)?;
-        *request.metadata_mut() = if credentials.is_empty() {
-            self.metadata.clone()
-        } else {
+        *request.metadata_mut() = if self.auth.is_configured() {
             let mut headers = self.metadata.clone().into_headers();
-            headers.extend(credentials);
+            self.auth
+                .apply(&mut headers)
+                .await
+                .map_err(SendError::retryable)?;
             MetadataMap::from_headers(headers)
+        } else {
+            self.metadata.clone()
         };
         if !self.timeout.is_zero() {
             // Tells the server our deadline (`grpc-timeout`), so it stops working on a lost cause.
@@ -896,8 +898,9 @@ mod tests {
     /// An authenticator extension that always hands out the same header.
     struct FixedToken;
 
+    #[async_trait]
     impl vigil_core::ClientAuth for FixedToken {
-        fn headers(&self) -> Result<Vec<(http::HeaderName, http::HeaderValue)>, String> {
+        async fn headers(&self) -> Result<Vec<(http::HeaderName, http::HeaderValue)>, String> {
             Ok(vec![(
                 http::header::AUTHORIZATION,
                 http::HeaderValue::from_static("Bearer s3cret"),

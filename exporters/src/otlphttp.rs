@@ -6,7 +6,7 @@ use crate::helper::auth::{AuthConfig, Authenticator};
 use crate::helper::encode::{
     json_request, partial_success_json, partial_success_proto, proto_request,
 };
-use crate::helper::http::{error_chain, http_client};
+use crate::helper::http::{error_chain, header_map, http_client};
 use crate::helper::queue::{signal_from_tag, signal_tag, Persist};
 use crate::helper::{
     classify, Clock, Compression, Delivered, QueueConfig, RetryConfig, SendError, SendSettings,
@@ -215,6 +215,9 @@ pub struct HttpSender {
     compression: Compression,
     id: ComponentId,
     auth: Authenticator,
+    /// With `auth`, the exporter's `headers:`, which the authenticator sees (and may change) on
+    /// each request; without it they are the client's default headers and this is empty.
+    headers: http::HeaderMap,
 }
 
 fn slot(signal: Signal) -> usize {
@@ -262,8 +265,13 @@ impl Sender for HttpSender {
         if let Some(enc) = req.compression.encoding_name() {
             builder = builder.header(CONTENT_ENCODING, enc);
         }
-        for (name, value) in self.auth.headers().map_err(SendError::retryable)? {
-            builder = builder.header(name, value);
+        if self.auth.is_configured() {
+            let mut headers = self.headers.clone();
+            self.auth
+                .apply(&mut headers)
+                .await
+                .map_err(SendError::retryable)?;
+            builder = builder.headers(headers);
         }
         let resp = builder.send().await.map_err(|e| {
             // Connection refused, reset, DNS: the backend may come back.
@@ -317,8 +325,16 @@ fn build(
 ) -> Result<SendStack<HttpSender>, ConfigError> {
     let cfg: OtlpHttpConfig = decode(ComponentKind::Exporter, id, config)?;
     cfg.validate(id)?;
+    // An authenticator sees the exporter's headers on each request (headers_setter's insert and
+    // update depend on them), so with one they are not the client's defaults.
+    let (defaults, headers) = if cfg.auth.is_some() {
+        (BTreeMap::new(), header_map(id, &cfg.headers)?)
+    } else {
+        (cfg.headers.clone(), http::HeaderMap::new())
+    };
     let sender = HttpSender {
-        client: http_client(id, &cfg.headers, &cfg.tls)?,
+        client: http_client(id, &defaults, &cfg.tls)?,
+        headers,
         urls: cfg.urls(id)?,
         encoding: cfg.encoding,
         compression: cfg.compression,

@@ -6,8 +6,11 @@
 //! As a server authenticator (`auth: {authenticator: bearertokenauth/x}` on the `otlp` receiver) it
 //! accepts a request whose header carries `scheme token` for one of `tokens` or, without `tokens`,
 //! for the client token (`token` or the current content of `filename`). Comparison is in constant
-//! time.
+//! time. The principal (what a receiver's `auth::roles` match on) is `token` for the client token,
+//! `tokens[i]` for an entry of `tokens`, or the entry's `principal` when it is written
+//! `{token, principal}`.
 
+use crate::extensions::auth_util::ct_eq;
 use async_trait::async_trait;
 use axum::http::{HeaderName, HeaderValue};
 use serde::Deserialize;
@@ -15,6 +18,7 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
+use vigil_core::component::Principal;
 use vigil_core::config::decode;
 use vigil_core::{
     ClientAuth, Component, ComponentId, ComponentKind, ConfigError, Extension, ExtensionFactory,
@@ -33,9 +37,17 @@ struct BearerTokenConfig {
     scheme: String,
     #[serde(default = "default_header")]
     header: String,
-    /// otelcol's server-side token list: any of them is accepted by receivers.
+    /// otelcol's server-side token list: any of them is accepted by receivers. An entry may also
+    /// be `{token, principal}` (vigil's): the name a receiver's `auth::roles` match on.
     #[serde(default)]
-    tokens: Option<Vec<String>>,
+    tokens: Option<Vec<TokenEntry>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum TokenEntry {
+    Bare(String),
+    Named { token: String, principal: String },
 }
 
 fn default_scheme() -> String {
@@ -142,9 +154,17 @@ impl ExtensionFactory for Factory {
             .tokens
             .unwrap_or_default()
             .iter()
-            .map(|t| header_value(&cfg.scheme, t))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| config_error(id, "tokens", e))?;
+            .enumerate()
+            .map(|(i, t)| {
+                let (token, name) = match t {
+                    TokenEntry::Bare(t) => (t, format!("tokens[{i}]")),
+                    TokenEntry::Named { token, principal } => (token, principal.clone()),
+                };
+                let value = header_value(&cfg.scheme, token)
+                    .map_err(|e| config_error(id, &format!("tokens[{i}]"), e))?;
+                Ok((value, name))
+            })
+            .collect::<Result<Vec<_>, ConfigError>>()?;
         Ok(Arc::new(BearerToken {
             inner: Arc::new(Credential {
                 id: id.clone(),
@@ -166,8 +186,9 @@ struct Credential {
     header: HeaderName,
     scheme: String,
     source: Source,
-    /// The header values a receiver accepts, from `tokens`; empty means the client token.
-    tokens: Vec<HeaderValue>,
+    /// The header values a receiver accepts, from `tokens`, each with its principal's name;
+    /// empty means the client token, whose principal is `token`.
+    tokens: Vec<(HeaderValue, String)>,
 }
 
 enum Source {
@@ -219,40 +240,37 @@ impl Credential {
     }
 }
 
+#[async_trait]
 impl ClientAuth for Credential {
-    fn headers(&self) -> Result<Vec<(HeaderName, HeaderValue)>, String> {
+    async fn headers(&self) -> Result<Vec<(HeaderName, HeaderValue)>, String> {
         Ok(vec![(self.header.clone(), self.value()?)])
     }
 }
 
+#[async_trait]
 impl ServerAuth for Credential {
-    fn authenticate(&self, headers: &axum::http::HeaderMap) -> Result<(), String> {
+    async fn authenticate(&self, headers: &axum::http::HeaderMap) -> Result<Principal, String> {
         let Some(got) = headers.get(&self.header) else {
             return Err(format!("no {} header", self.header));
         };
         let accepted = if self.tokens.is_empty() {
-            vec![self.value()?]
+            vec![(self.value()?, "token".to_string())]
         } else {
             self.tokens.clone()
         };
         // Every candidate is compared in full, so the time taken tells nothing about the token.
-        let ok = accepted
-            .iter()
-            .fold(false, |ok, v| ct_eq(v.as_bytes(), got.as_bytes()) | ok);
-        if ok {
-            Ok(())
-        } else {
-            Err(format!("the {} header holds no valid token", self.header))
+        let found = accepted.iter().fold(None, |found, (v, name)| {
+            if ct_eq(v.as_bytes(), got.as_bytes()) {
+                Some(name)
+            } else {
+                found
+            }
+        });
+        match found {
+            Some(name) => Ok(Principal::named(name.clone())),
+            None => Err(format!("the {} header holds no valid token", self.header)),
         }
     }
-}
-
-/// Equality in time that depends only on the lengths.
-fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[async_trait]
@@ -280,7 +298,7 @@ mod tests {
     fn headers(config: Value) -> Vec<(String, String)> {
         let ext = factory().create(&id(), &config).unwrap();
         let auth = ext.client_auth().unwrap();
-        auth.headers()
+        futures::executor::block_on(auth.headers())
             .unwrap()
             .into_iter()
             .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_string()))
@@ -308,14 +326,19 @@ mod tests {
             .create(&id(), &json!({"filename": path, "token": "ignored"}))
             .unwrap();
         let auth = ext.client_auth().unwrap();
-        let value =
-            |a: &Arc<dyn ClientAuth>| a.headers().unwrap()[0].1.to_str().unwrap().to_string();
+        let value = |a: &Arc<dyn ClientAuth>| {
+            futures::executor::block_on(a.headers()).unwrap()[0]
+                .1
+                .to_str()
+                .unwrap()
+                .to_string()
+        };
         assert_eq!(value(&auth), "Bearer first");
         // A different length changes the stamp even within the file system's time granularity.
         std::fs::write(&path, "second-token\n").unwrap();
         assert_eq!(value(&auth), "Bearer second-token");
         std::fs::remove_file(&path).unwrap();
-        let e = auth.headers().unwrap_err();
+        let e = futures::executor::block_on(auth.headers()).unwrap_err();
         assert!(e.contains("cannot read the token file"), "{e}");
     }
 
@@ -419,14 +442,24 @@ mod tests {
             if let Some(v) = header {
                 h.insert("authorization", HeaderValue::from_str(v).unwrap());
             }
-            auth.authenticate(&h)
+            futures::executor::block_on(auth.authenticate(&h))
         };
-        assert!(check(json!({"token": "s3cret"}), Some("Bearer s3cret")).is_ok());
+        assert_eq!(
+            check(json!({"token": "s3cret"}), Some("Bearer s3cret")),
+            Ok(Principal::named("token"))
+        );
         let e = check(json!({"token": "s3cret"}), Some("Bearer wrong")).unwrap_err();
         assert!(!e.contains("s3cret") && !e.contains("wrong"), "{e}");
         assert!(check(json!({"token": "s3cret"}), None).is_err());
-        let tokens = json!({"tokens": ["a", "b"]});
-        assert!(check(tokens.clone(), Some("Bearer b")).is_ok());
+        let tokens = json!({"tokens": ["a", "b", {"token": "c2", "principal": "ci"}]});
+        assert_eq!(
+            check(tokens.clone(), Some("Bearer b")),
+            Ok(Principal::named("tokens[1]"))
+        );
+        assert_eq!(
+            check(tokens.clone(), Some("Bearer c2")),
+            Ok(Principal::named("ci"))
+        );
         assert!(check(tokens, Some("Bearer c")).is_err());
     }
 }

@@ -1,9 +1,15 @@
 //! Extensions built into the agent: `health_check` (the DaemonSet's probe), `file_storage` (durable
-//! state for queues and checkpoints) and `bearertokenauth` (credentials for exporters).
+//! state for queues and checkpoints) and the authenticators (`bearertokenauth`, `basicauth`, `oidc`,
+//! `oauth2client`, `headers_setter`: credentials checked by receivers and sent by exporters).
 
+mod auth_util;
+pub mod basicauth;
 pub mod bearertokenauth;
 pub mod file_storage;
+pub mod headers_setter;
 pub mod health_check;
+pub mod oauth2client;
+pub mod oidc;
 pub mod zpages;
 
 use std::sync::Arc;
@@ -14,6 +20,10 @@ pub fn factories() -> Vec<Arc<dyn ExtensionFactory>> {
         health_check::factory(),
         file_storage::factory(),
         bearertokenauth::factory(),
+        basicauth::factory(),
+        oidc::factory(),
+        oauth2client::factory(),
+        headers_setter::factory(),
         zpages::factory(),
     ]
 }

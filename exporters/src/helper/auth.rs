@@ -55,15 +55,21 @@ impl Authenticator {
         Ok(())
     }
 
-    /// The headers for the next request. With `auth` configured but not resolved (the exporter
-    /// was not started), or a credential that cannot be had now, the request must not go out
-    /// without it: the error is retryable, as the credential may come back.
-    pub fn headers(&self) -> Result<Vec<(http::HeaderName, http::HeaderValue)>, String> {
+    /// Whether `auth` is configured.
+    pub fn is_configured(&self) -> bool {
+        self.id.is_some()
+    }
+
+    /// Puts the credentials on a request whose headers so far are `headers`. With `auth`
+    /// configured but not resolved (the exporter was not started), or a credential that cannot be
+    /// had now, the request must not go out without it: the error is retryable, as the credential
+    /// may come back.
+    pub async fn apply(&self, headers: &mut http::HeaderMap) -> Result<(), String> {
         let Some(id) = &self.id else {
-            return Ok(Vec::new());
+            return Ok(());
         };
         match self.resolved.get() {
-            Some(auth) => auth.headers(),
+            Some(auth) => auth.apply(headers).await,
             None => Err(format!("authenticator {id} is not started")),
         }
     }

@@ -136,10 +136,7 @@ impl GrpcConfig {
         let mut o = ServeOptions {
             http2_only: true,
             // `validate` built it once already, so this cannot fail on a loaded config.
-            tls: self
-                .tls
-                .as_ref()
-                .and_then(|t| t.server(GRPC_ALPN).ok()),
+            tls: self.tls.as_ref().and_then(|t| t.server(GRPC_ALPN).ok()),
             ..ServeOptions::default()
         };
         if self.max_concurrent_streams > 0 {
@@ -280,10 +277,7 @@ impl HttpConfig {
     /// The listener's limits.
     pub fn serve_options(&self) -> ServeOptions {
         let mut o = ServeOptions {
-            tls: self
-                .tls
-                .as_ref()
-                .and_then(|t| t.server(HTTP_ALPN).ok()),
+            tls: self.tls.as_ref().and_then(|t| t.server(HTTP_ALPN).ok()),
             ..ServeOptions::default()
         };
         if let Some(d) = self.read_header_timeout.filter(|d| !d.is_zero()) {
@@ -446,14 +440,26 @@ fn check_auth(id: &ComponentId, at: &str, auth: Option<&AuthConfig>) -> Result<(
     if let Some(a) = auth {
         ComponentId::parse(&a.authenticator)
             .map_err(|e| err(id, &format!("{at}::auth::authenticator"), e))?;
+        super::roles::Roles::load(
+            id,
+            &format!("{at}::auth"),
+            &a.tenant_attribute,
+            a.roles.as_deref(),
+        )?;
     }
     Ok(())
 }
 
-/// `auth:` on a server, as otelcol's `configauth.Config`.
-#[derive(Debug, Clone, Default, Deserialize)]
+/// `auth:` on a server, as otelcol's `configauth.Config`, with vigil's roles (see `roles.rs`).
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthConfig {
     /// The id of the authenticator extension, which must be in `service::extensions`.
     pub authenticator: String,
+    /// The resource attribute that roles stamp with their tenant.
+    #[serde(default = "super::roles::default_attribute")]
+    pub tenant_attribute: String,
+    /// What each principal may send; without it, any authenticated client may send anything.
+    #[serde(default)]
+    pub roles: Option<Vec<super::roles::RoleConfig>>,
 }

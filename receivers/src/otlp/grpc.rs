@@ -121,7 +121,11 @@ impl<R: ExportRequest> UnaryService<R> for Unary<R> {
     fn call(&mut self, request: tonic::Request<R>) -> Self::Future {
         let shared = Arc::clone(&self.shared);
         Box::pin(async move {
-            match shared.export(Transport::Grpc, request.into_inner()).await {
+            let grant = request.extensions().get::<super::roles::Grant>().cloned();
+            match shared
+                .export(Transport::Grpc, request.into_inner(), grant.as_ref())
+                .await
+            {
                 Outcome::Accepted => Ok(tonic::Response::new(R::response(None))),
                 Outcome::Partial { rejected, message } => Ok(tonic::Response::new(R::response(
                     Some((i64::try_from(rejected).unwrap_or(i64::MAX), message)),
@@ -131,6 +135,7 @@ impl<R: ExportRequest> UnaryService<R> for Unary<R> {
                 Outcome::Retryable { message, .. } => Err(Status::unavailable(message)),
                 Outcome::Rejected { message } => Err(Status::invalid_argument(message)),
                 Outcome::NoPipeline { message } => Err(Status::unimplemented(message)),
+                Outcome::Forbidden { message } => Err(Status::permission_denied(message)),
             }
         })
     }

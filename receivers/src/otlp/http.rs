@@ -69,13 +69,22 @@ pub(crate) fn router(shared: Arc<Shared>, cfg: &HttpConfig) -> Router {
 /// 401 for a request the authenticator refused: a `google.rpc.Status` in the request's encoding
 /// when it is known, plain text otherwise.
 pub(crate) fn unauthorized(headers: &http::HeaderMap, reason: String) -> Response {
+    refusal(headers, StatusCode::UNAUTHORIZED, reason)
+}
+
+/// 403 for a principal that has no role, in the same forms as [`unauthorized`].
+pub(crate) fn forbidden(headers: &http::HeaderMap, reason: String) -> Response {
+    refusal(headers, StatusCode::FORBIDDEN, reason)
+}
+
+fn refusal(headers: &http::HeaderMap, status: StatusCode, reason: String) -> Response {
     let encoding = headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(Encoding::from_content_type);
     match encoding {
-        Some(e) => status_error(e, StatusCode::UNAUTHORIZED, reason),
-        None => plain(StatusCode::UNAUTHORIZED, reason),
+        Some(e) => status_error(e, status, reason),
+        None => plain(status, reason),
     }
 }
 
@@ -123,6 +132,7 @@ fn grpc_code_for(status: StatusCode) -> i32 {
     let code = match status {
         StatusCode::BAD_REQUEST => tonic::Code::InvalidArgument,
         StatusCode::UNAUTHORIZED => tonic::Code::Unauthenticated,
+        StatusCode::FORBIDDEN => tonic::Code::PermissionDenied,
         StatusCode::NOT_FOUND | StatusCode::UNSUPPORTED_MEDIA_TYPE => tonic::Code::Unimplemented,
         StatusCode::PAYLOAD_TOO_LARGE => tonic::Code::ResourceExhausted,
         StatusCode::TOO_MANY_REQUESTS
@@ -194,6 +204,7 @@ async fn handle<R: ExportRequest>(State(st): State<HttpState>, req: Request) -> 
         st.shared.too_large(Transport::Http);
         return decode_error(encoding, &DecodeError::TooLarge { limit: st.limit });
     }
+    let grant = req.extensions().get::<super::roles::Grant>().cloned();
     let body = match read_body(req.into_body(), st.limit, declared).await {
         Ok(b) => b,
         Err(ReadError::TooLarge) => {
@@ -220,7 +231,11 @@ async fn handle<R: ExportRequest>(State(st): State<HttpState>, req: Request) -> 
             return decode_error(encoding, &e);
         }
     };
-    match st.shared.export(Transport::Http, request).await {
+    match st
+        .shared
+        .export(Transport::Http, request, grant.as_ref())
+        .await
+    {
         Outcome::Accepted => success::<R>(encoding, None),
         Outcome::Partial { rejected, message } => success::<R>(encoding, Some((rejected, message))),
         Outcome::Retryable {
@@ -236,6 +251,7 @@ async fn handle<R: ExportRequest>(State(st): State<HttpState>, req: Request) -> 
         }
         Outcome::Rejected { message } => status_error(encoding, StatusCode::BAD_REQUEST, message),
         Outcome::NoPipeline { message } => status_error(encoding, StatusCode::NOT_FOUND, message),
+        Outcome::Forbidden { message } => status_error(encoding, StatusCode::FORBIDDEN, message),
     }
 }
 

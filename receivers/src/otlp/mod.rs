@@ -12,6 +12,7 @@ pub mod decode;
 pub mod decoded;
 mod grpc;
 pub mod http;
+mod roles;
 
 #[cfg(test)]
 mod tests;
@@ -109,6 +110,10 @@ pub(crate) enum Outcome {
     NoPipeline {
         message: String,
     },
+    /// The principal's role does not allow this signal.
+    Forbidden {
+        message: String,
+    },
 }
 
 /// The counter handles of one signal on one transport, registered once at creation.
@@ -148,6 +153,8 @@ pub(crate) struct Shared {
     connections: [ConnCounters; 2],
     /// Requests refused by the authenticator; by transport.
     unauthenticated: [Counter; 2],
+    /// Requests of an authenticated principal refused by its role; by transport.
+    forbidden: [Counter; 2],
 }
 
 impl Shared {
@@ -171,6 +178,13 @@ impl Shared {
             unauthenticated: [Transport::Grpc, Transport::Http].map(|t| {
                 metrics::counter!(
                     "vigil_receiver_requests_unauthenticated",
+                    "receiver" => id.clone(),
+                    "transport" => t.as_str()
+                )
+            }),
+            forbidden: [Transport::Grpc, Transport::Http].map(|t| {
+                metrics::counter!(
+                    "vigil_receiver_requests_forbidden",
                     "receiver" => id.clone(),
                     "transport" => t.as_str()
                 )
@@ -199,8 +213,19 @@ impl Shared {
     }
 
     /// Sends one request down its signal's pipeline and counts the result. The request's data is
-    /// moved, never cloned.
-    pub(crate) async fn export<R: ExportRequest>(&self, transport: Transport, req: R) -> Outcome {
+    /// moved, never cloned. With `grant` (roles are configured), a signal the principal's role does
+    /// not allow is refused, and the role's tenant is stamped on every resource.
+    pub(crate) async fn export<R: ExportRequest>(
+        &self,
+        transport: Transport,
+        req: R,
+        grant: Option<&roles::Grant>,
+    ) -> Outcome {
+        if let Some(message) = grant.and_then(|g| g.refuses(R::SIGNAL)) {
+            self.forbidden[transport as usize].increment(1);
+            tracing::debug!(receiver = %self.id, %message, "request refused by the principal's role");
+            return Outcome::Forbidden { message };
+        }
         let Some(next) = self.next.get(R::SIGNAL) else {
             return Outcome::NoPipeline {
                 message: format!("receiver {} has no {} pipeline", self.id, R::SIGNAL),
@@ -212,7 +237,11 @@ impl Shared {
             return Outcome::Accepted;
         }
         let counters = self.counters(transport, R::SIGNAL);
-        match next.consume(req.into_telemetry()).await {
+        let mut data = req.into_telemetry();
+        if let Some(g) = grant {
+            g.stamp(&mut data);
+        }
+        match next.consume(data).await {
             Ok(()) => {
                 counters.accepted.increment(items as u64);
                 Outcome::Accepted
@@ -305,14 +334,48 @@ impl OtlpReceiver {
             .server_auth(&auth_id)
             .map_err(|e| anyhow::anyhow!("receivers::{}: {e}", self.id))?;
         let refused = self.shared.unauthenticated[transport as usize].clone();
+        let forbidden = self.shared.forbidden[transport as usize].clone();
+        let roles = roles::Roles::load(
+            &self.id,
+            "auth",
+            &auth.tenant_attribute,
+            auth.roles.as_deref(),
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .map(Arc::new);
         let id = self.id.to_string();
         Ok(router.layer(axum::middleware::from_fn(
             move |req: axum::extract::Request, next: axum::middleware::Next| {
-                let verdict = check.authenticate(req.headers());
-                let (refused, id) = (refused.clone(), id.clone());
+                let (check, refused, id) = (check.clone(), refused.clone(), id.clone());
+                let (roles, forbidden) = (roles.clone(), forbidden.clone());
                 async move {
-                    match verdict {
-                        Ok(()) => next.run(req).await,
+                    match check.authenticate(req.headers()).await {
+                        Ok(principal) => {
+                            let mut req = req;
+                            if let Some(roles) = &roles {
+                                match roles.grant(&principal) {
+                                    Some(grant) => {
+                                        req.extensions_mut().insert(grant);
+                                    }
+                                    None => {
+                                        forbidden.increment(1);
+                                        let reason =
+                                            format!("principal {:?} has no role", principal.name);
+                                        tracing::debug!(receiver = %id, %reason, "request refused");
+                                        return match transport {
+                                            Transport::Grpc => {
+                                                tonic::Status::permission_denied(reason)
+                                                    .into_http::<axum::body::Body>()
+                                            }
+                                            Transport::Http => {
+                                                http::forbidden(req.headers(), reason)
+                                            }
+                                        };
+                                    }
+                                }
+                            }
+                            next.run(req).await
+                        }
                         Err(reason) => {
                             refused.increment(1);
                             tracing::debug!(receiver = %id, %reason, "request refused by the authenticator");

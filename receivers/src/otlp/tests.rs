@@ -1428,10 +1428,14 @@ impl vigil_core::Extension for OneToken {
     }
 }
 
+#[async_trait]
 impl vigil_core::ServerAuth for OneToken {
-    fn authenticate(&self, headers: &http::HeaderMap) -> Result<(), String> {
+    async fn authenticate(
+        &self,
+        headers: &http::HeaderMap,
+    ) -> Result<vigil_core::component::Principal, String> {
         match headers.get("authorization").map(|v| v.as_bytes()) {
-            Some(b"Bearer right") => Ok(()),
+            Some(b"Bearer right") => Ok(vigil_core::component::Principal::named("right")),
             Some(_) => Err("wrong token".into()),
             None => Err("no authorization header".into()),
         }
@@ -1529,5 +1533,121 @@ async fn an_authenticator_guards_both_transports() {
     assert_eq!(refused.len(), 2);
     assert!(refused.contains(&"Counter(2)".to_string()), "{refused:?}");
     assert!(refused.contains(&"Counter(1)".to_string()), "{refused:?}");
+    receiver.shutdown().await.unwrap();
+}
+
+/// With `auth::roles`, a principal whose role does not list the signal gets 403 or
+/// PERMISSION_DENIED and is counted; an allowed request has the role's tenant stamped on its
+/// resources in place of the one it sent. A principal that matches no role is refused the same way.
+#[tokio::test]
+async fn roles_refuse_signals_and_stamp_the_tenant() {
+    use metrics_util::debugging::DebuggingRecorder;
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let mut cfg = both_on_port_0();
+    let auth = json!({
+        "authenticator": "bearertokenauth/in",
+        "tenant_attribute": "tenant",
+        "roles": [{"principals": ["right"], "signals": ["traces"], "tenant": "team-a"}],
+    });
+    cfg["protocols"]["http"]["auth"] = auth.clone();
+    cfg["protocols"]["grpc"]["auth"] = auth;
+    let sink = Arc::new(Recorder::default());
+    let mut next = NextConsumers::new();
+    next.insert(Signal::Traces, sink.clone());
+    next.insert(Signal::Logs, sink.clone());
+    let config = config::load(&id(), &cfg).unwrap();
+    let receiver =
+        metrics::with_local_recorder(&recorder, || OtlpReceiver::new(&id(), config.clone(), next));
+    let mut extensions: std::collections::HashMap<ComponentId, Arc<dyn vigil_core::Extension>> =
+        std::collections::HashMap::new();
+    extensions.insert(
+        ComponentId::parse("bearertokenauth/in").unwrap(),
+        Arc::new(OneToken),
+    );
+    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    receiver.start(&Host::new(extensions, tx)).await.unwrap();
+    let (grpc, http) = receiver.local_addrs();
+    let (grpc, http) = (grpc.unwrap(), http.unwrap());
+
+    let mut forged = traces(2);
+    forged.resource_spans[0]
+        .resource
+        .get_or_insert_with(Default::default)
+        .attributes
+        .push(vigil_core::attrs::kv_str("tenant", "victim"));
+    let resp = reqwest::Client::new()
+        .post(format!("http://{http}/v1/traces"))
+        .header("content-type", "application/x-protobuf")
+        .header("authorization", "Bearer right")
+        .body(forged.encode_to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let batches = sink.batches();
+    let Telemetry::Traces(rs) = &batches[0] else {
+        panic!("traces expected")
+    };
+    let attrs = &rs[0].resource.as_ref().unwrap().attributes;
+    assert_eq!(vigil_core::attrs::get_str(attrs, "tenant"), Some("team-a"));
+    assert_eq!(attrs.iter().filter(|kv| kv.key == "tenant").count(), 1);
+
+    // Logs are not in the role: 403 over HTTP, PERMISSION_DENIED over gRPC.
+    let logs_one = ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            scope_logs: vec![ScopeLogs {
+                log_records: vec![LogRecord::default()],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let resp = reqwest::Client::new()
+        .post(format!("http://{http}/v1/logs"))
+        .header("content-type", "application/x-protobuf")
+        .header("authorization", "Bearer right")
+        .body(logs_one.encode_to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    assert_eq!(
+        pb_status(resp).await.code,
+        tonic::Code::PermissionDenied as i32
+    );
+    let body = logs_one.encode_to_vec();
+    let mut frame = vec![0u8];
+    frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&body);
+    let resp = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap()
+        .post(format!(
+            "http://{grpc}{}",
+            ExportLogsServiceRequest::GRPC_PATH
+        ))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .header("authorization", "Bearer right")
+        .body(frame)
+        .send()
+        .await
+        .unwrap();
+    let st = tonic::Status::from_header_map(resp.headers()).expect("a trailers-only error");
+    assert_eq!(st.code(), tonic::Code::PermissionDenied);
+    assert_eq!(sink.items(), 2, "only the allowed spans arrived");
+    let forbidden: u64 = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .filter(|(k, ..)| k.key().name() == "vigil_receiver_requests_forbidden")
+        .map(|t| match t.3 {
+            metrics_util::debugging::DebugValue::Counter(n) => n,
+            _ => 0,
+        })
+        .sum();
+    assert_eq!(forbidden, 2);
     receiver.shutdown().await.unwrap();
 }

@@ -1,0 +1,470 @@
+//! `basicauth`: HTTP Basic authentication, as otelcol's `basicauthextension`. As a server
+//! authenticator it checks `Authorization: Basic ...` against an htpasswd table (`htpasswd::file`
+//! and `htpasswd::inline`, inline entries winning for a user in both); as a client authenticator it
+//! sends `client_auth::username` and `client_auth::password`.
+//!
+//! Hash forms accepted, each as Apache's `htpasswd` writes it: bcrypt (`-B`, `$2y$`/`$2b$`/`$2a$`),
+//! SHA-1 (`-s`, `{SHA}`), SHA-256 and SHA-512 crypt (`-2`, `-5`, `$5$`/`$6$`), and plain text (`-p`,
+//! and otelcol's `inline: ${env:USER}:${env:PASSWORD}`). MD5 (`$apr1$`, htpasswd's default), DES
+//! crypt (`-d`) and `{SSHA}` are refused at validate with the user named, since no well-kept crate
+//! verifies them. The principal is the user name.
+
+use crate::extensions::auth_util::{ct_eq, sensitive};
+use async_trait::async_trait;
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use base64::Engine;
+use serde::Deserialize;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use vigil_core::component::Principal;
+use vigil_core::config::decode;
+use vigil_core::{
+    ClientAuth, Component, ComponentId, ComponentKind, ConfigError, Extension, ExtensionFactory,
+    ServerAuth,
+};
+
+/// Successful checks remembered, so that a client sending the same credentials on every request
+/// pays for one bcrypt run, not one per request. Failures are never remembered: a guess always
+/// costs the guesser the full hash.
+const VERIFIED_CACHE: usize = 1024;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BasicAuthConfig {
+    #[serde(default)]
+    htpasswd: Option<HtpasswdConfig>,
+    #[serde(default)]
+    client_auth: Option<ClientConfig>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HtpasswdConfig {
+    #[serde(default)]
+    file: Option<PathBuf>,
+    #[serde(default)]
+    inline: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClientConfig {
+    username: String,
+    #[serde(default)]
+    password: String,
+}
+
+fn config_error(id: &ComponentId, key: &str, msg: impl Into<String>) -> ConfigError {
+    ConfigError::component(ComponentKind::Extension, id, key, msg)
+}
+
+/// One user's stored password, in the form htpasswd wrote it.
+#[derive(Clone)]
+enum Stored {
+    Bcrypt(String),
+    /// The base64 SHA-1 digest after `{SHA}`.
+    Sha1(String),
+    /// A `$5$` or `$6$` string.
+    ShaCrypt(String),
+    Plain(String),
+}
+
+impl Stored {
+    /// The hash form of an htpasswd entry; the error names the form, never the hash.
+    fn parse(hash: &str) -> Result<Stored, String> {
+        if ["$2y$", "$2b$", "$2a$"].iter().any(|p| hash.starts_with(p)) {
+            return Ok(Stored::Bcrypt(hash.to_string()));
+        }
+        if let Some(d) = hash.strip_prefix("{SHA}") {
+            return Ok(Stored::Sha1(d.to_string()));
+        }
+        if hash.starts_with("$5$") || hash.starts_with("$6$") {
+            return Ok(Stored::ShaCrypt(hash.to_string()));
+        }
+        if hash.starts_with("$apr1$") || hash.starts_with("$1$") {
+            return Err("MD5 hashes ($apr1$, htpasswd's default) are not supported: write the entry with htpasswd -B (bcrypt), -2 or -5".into());
+        }
+        if hash.starts_with("{SSHA}") {
+            return Err("{SSHA} hashes are not supported: use htpasswd -B (bcrypt)".into());
+        }
+        if hash.len() == 13
+            && hash
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'/')
+        {
+            // 13 characters of crypt's alphabet is what htpasswd -d writes; taking it for a plain
+            // password would silently accept the hash itself as the password.
+            return Err(
+                "DES crypt hashes (htpasswd -d) are not supported: use htpasswd -B (bcrypt)".into(),
+            );
+        }
+        if hash.starts_with('$') && hash[1..].contains('$') {
+            return Err(
+                "this $id$ hash form is not supported: use htpasswd -B (bcrypt), -2 or -5".into(),
+            );
+        }
+        Ok(Stored::Plain(hash.to_string()))
+    }
+
+    /// Whether `password` matches. CPU-heavy for bcrypt and SHA-crypt: run off the async threads.
+    fn verify(&self, password: &str) -> bool {
+        match self {
+            Stored::Bcrypt(h) => bcrypt::verify(password, h).unwrap_or(false),
+            Stored::Sha1(d) => {
+                let digest = sha1::Sha1::digest(password.as_bytes());
+                let got = base64::engine::general_purpose::STANDARD.encode(digest);
+                ct_eq(got.as_bytes(), d.as_bytes())
+            }
+            Stored::ShaCrypt(h) => {
+                use sha_crypt::PasswordVerifier;
+                sha_crypt::ShaCrypt::default()
+                    .verify_password(password.as_bytes(), h.as_str())
+                    .is_ok()
+            }
+            Stored::Plain(p) => ct_eq(password.as_bytes(), p.as_bytes()),
+        }
+    }
+}
+
+/// Parses htpasswd text (`user:hash` lines; blank lines and `#` comments skipped) into `table`.
+fn parse_htpasswd(text: &str, table: &mut HashMap<String, Stored>) -> Result<(), String> {
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim_end_matches('\r');
+        if line.trim().is_empty() || line.trim_start().starts_with('#') {
+            continue;
+        }
+        let Some((user, hash)) = line.split_once(':') else {
+            return Err(format!(
+                "line {}: expected user:hash (the line is not shown, it may hold a password)",
+                n + 1
+            ));
+        };
+        if user.is_empty() {
+            return Err(format!("line {}: the user name is empty", n + 1));
+        }
+        let stored =
+            Stored::parse(hash).map_err(|e| format!("line {} (user {user:?}): {e}", n + 1))?;
+        table.insert(user.to_string(), stored);
+    }
+    Ok(())
+}
+
+struct Parsed {
+    table: Option<HashMap<String, Stored>>,
+    client: Option<HeaderValue>,
+}
+
+fn parse(id: &ComponentId, config: &Value) -> Result<Parsed, ConfigError> {
+    let cfg: BasicAuthConfig = decode(ComponentKind::Extension, id, config)?;
+    if cfg.htpasswd.is_none() && cfg.client_auth.is_none() {
+        return Err(config_error(
+            id,
+            "htpasswd",
+            "set htpasswd (to check clients) or client_auth (to send credentials)",
+        ));
+    }
+    let table = match &cfg.htpasswd {
+        None => None,
+        Some(h) => {
+            let mut table = HashMap::new();
+            if let Some(path) = &h.file {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    config_error(
+                        id,
+                        "htpasswd::file",
+                        format!("cannot read {}: {e}", path.display()),
+                    )
+                })?;
+                parse_htpasswd(&text, &mut table).map_err(|e| {
+                    config_error(id, "htpasswd::file", format!("{}: {e}", path.display()))
+                })?;
+            }
+            // Inline entries come last, so they win over the file's for the same user, as in
+            // otelcol.
+            if let Some(text) = &h.inline {
+                parse_htpasswd(text, &mut table)
+                    .map_err(|e| config_error(id, "htpasswd::inline", e))?;
+            }
+            if table.is_empty() {
+                return Err(config_error(
+                    id,
+                    "htpasswd",
+                    "no user: set file or inline to htpasswd lines (user:hash)",
+                ));
+            }
+            Some(table)
+        }
+    };
+    let client = match &cfg.client_auth {
+        None => None,
+        Some(c) => {
+            if c.username.contains(':') {
+                return Err(config_error(
+                    id,
+                    "client_auth::username",
+                    "a Basic user name cannot contain ':'",
+                ));
+            }
+            let encoded = base64::engine::general_purpose::STANDARD
+                .encode(format!("{}:{}", c.username, c.password));
+            Some(
+                sensitive(&format!("Basic {encoded}"))
+                    .map_err(|e| config_error(id, "client_auth", e))?,
+            )
+        }
+    };
+    Ok(Parsed { table, client })
+}
+
+struct Factory;
+
+pub fn factory() -> Arc<dyn ExtensionFactory> {
+    Arc::new(Factory)
+}
+
+impl ExtensionFactory for Factory {
+    fn type_name(&self) -> &'static str {
+        "basicauth"
+    }
+
+    fn validate(&self, id: &ComponentId, config: &Value) -> Result<(), ConfigError> {
+        parse(id, config).map(|_| ())
+    }
+
+    fn create(&self, id: &ComponentId, config: &Value) -> Result<Arc<dyn Extension>, ConfigError> {
+        let parsed = parse(id, config)?;
+        let cache =
+            lru::LruCache::new(NonZeroUsize::new(VERIFIED_CACHE).unwrap_or(NonZeroUsize::MIN));
+        Ok(Arc::new(BasicAuth {
+            inner: Arc::new(Inner {
+                id: id.clone(),
+                table: parsed.table,
+                client: parsed.client,
+                verified: Mutex::new(cache),
+            }),
+        }))
+    }
+}
+
+struct BasicAuth {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    id: ComponentId,
+    table: Option<HashMap<String, Stored>>,
+    client: Option<HeaderValue>,
+    /// SHA-256 of `user:password` for credentials that passed, most recent first.
+    verified: Mutex<lru::LruCache<[u8; 32], ()>>,
+}
+
+/// The user and password of an `Authorization: Basic` header.
+fn credentials(headers: &HeaderMap) -> Result<(String, String), String> {
+    let value = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .ok_or("no authorization header")?;
+    let text = value
+        .to_str()
+        .map_err(|_| "the authorization header is not ASCII")?;
+    let (scheme, rest) = text
+        .split_once(' ')
+        .ok_or("the authorization header has no scheme")?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Err("the authorization scheme is not Basic".into());
+    }
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(rest.trim())
+        .map_err(|_| "the Basic credentials are not base64")?;
+    let text = String::from_utf8(raw).map_err(|_| "the Basic credentials are not UTF-8")?;
+    let (user, password) = text
+        .split_once(':')
+        .ok_or("the Basic credentials have no ':'")?;
+    Ok((user.to_string(), password.to_string()))
+}
+
+#[async_trait]
+impl ServerAuth for Inner {
+    async fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, String> {
+        let Some(table) = &self.table else {
+            return Err(format!(
+                "{} has no htpasswd to check clients against",
+                self.id
+            ));
+        };
+        let (user, password) = credentials(headers)?;
+        let key: [u8; 32] = Sha256::digest(format!("{user}:{password}").as_bytes()).into();
+        let hit = self
+            .verified
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            .is_some();
+        if hit {
+            return Ok(Principal::named(user));
+        }
+        // The user is named in the error (it is not a secret); the password never is.
+        let refused = || format!("wrong user or password (user {user:?})");
+        let Some(stored) = table.get(&user).cloned() else {
+            return Err(refused());
+        };
+        let ok = tokio::task::spawn_blocking(move || stored.verify(&password))
+            .await
+            .unwrap_or(false);
+        if !ok {
+            return Err(refused());
+        }
+        self.verified
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .put(key, ());
+        Ok(Principal::named(user))
+    }
+}
+
+#[async_trait]
+impl ClientAuth for Inner {
+    async fn headers(&self) -> Result<Vec<(HeaderName, HeaderValue)>, String> {
+        match &self.client {
+            Some(v) => Ok(vec![(axum::http::header::AUTHORIZATION, v.clone())]),
+            None => Err(format!("{} has no client_auth to send", self.id)),
+        }
+    }
+}
+
+#[async_trait]
+impl Component for BasicAuth {}
+
+impl Extension for BasicAuth {
+    fn client_auth(&self) -> Option<Arc<dyn ClientAuth>> {
+        Some(self.inner.clone())
+    }
+
+    fn server_auth(&self) -> Option<Arc<dyn ServerAuth>> {
+        Some(self.inner.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn id() -> ComponentId {
+        ComponentId::parse("basicauth/x").unwrap()
+    }
+
+    fn basic(user: &str, password: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        let v = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        h.insert("authorization", format!("Basic {v}").parse().unwrap());
+        h
+    }
+
+    /// Lines written by Apache's htpasswd 2.4 (`htpasswd -nbB alice pw`, `-nbs bob pw`,
+    /// `-nb2 carol pw`, `-nb5 dave pw`), all with the password `pw`.
+    const HTPASSWD: &str = "alice:$2y$05$3TZZ31NaeCVHlumFK/yqtOq2hO0Tc0aFXVd2gEXGPm2pZId8rjx32
+bob:{SHA}GpHWL3ymc5liWkNopqtdSjuqYHM=
+carol:$5$hdRVKrCkOl9jWGEW$sM.1Or.rdVwly70t.V7CwlfvcD69B4g9zDYmHIslSl8
+dave:$6$mcyxteZXOGSTez1/$f00.FKKlvTU6hX2Z5OkRYQmrcHKyCofIz3f4sfW8d/naJ6ZdQpygtl4A0Cs2Vo1U1Ka3iZJn4jvxc7l1vLFFA.
+";
+
+    #[tokio::test]
+    async fn every_supported_hash_form_checks_the_password() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("htpasswd");
+        std::fs::write(&file, HTPASSWD).unwrap();
+        let ext = factory()
+            .create(
+                &id(),
+                &json!({"htpasswd": {"file": file, "inline": "erin:plain-pw\nalice:override"}}),
+            )
+            .unwrap();
+        let auth = ext.server_auth().unwrap();
+        for user in ["bob", "carol", "dave"] {
+            assert_eq!(
+                auth.authenticate(&basic(user, "pw")).await,
+                Ok(Principal::named(user)),
+                "{user}"
+            );
+            // Twice: the second answer comes from the cache of verified credentials.
+            assert!(auth.authenticate(&basic(user, "pw")).await.is_ok());
+            let e = auth.authenticate(&basic(user, "wrong")).await.unwrap_err();
+            assert!(!e.contains("wrong\"") && !e.contains("pw"), "{e}");
+        }
+        assert!(auth.authenticate(&basic("erin", "plain-pw")).await.is_ok());
+        // The inline entry replaced the file's bcrypt one for alice.
+        assert!(auth.authenticate(&basic("alice", "pw")).await.is_err());
+        assert!(auth.authenticate(&basic("alice", "override")).await.is_ok());
+        assert!(auth.authenticate(&basic("nobody", "pw")).await.is_err());
+        assert!(auth.authenticate(&HeaderMap::new()).await.is_err());
+        let mut bearer = HeaderMap::new();
+        bearer.insert("authorization", "Bearer pw".parse().unwrap());
+        assert!(auth.authenticate(&bearer).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn bcrypt_entries_are_checked() {
+        let ext = factory()
+            .create(
+                &id(),
+                &json!({"htpasswd": {"inline": HTPASSWD.lines().next().unwrap()}}),
+            )
+            .unwrap();
+        let auth = ext.server_auth().unwrap();
+        assert_eq!(
+            auth.authenticate(&basic("alice", "pw")).await,
+            Ok(Principal::named("alice"))
+        );
+        assert!(auth.authenticate(&basic("alice", "pW")).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn the_client_sends_basic_credentials() {
+        let ext = factory()
+            .create(
+                &id(),
+                &json!({"client_auth": {"username": "u", "password": "p"}}),
+            )
+            .unwrap();
+        let h = ext.client_auth().unwrap().headers().await.unwrap();
+        assert_eq!(h[0].1.to_str().unwrap(), "Basic dTpw");
+        assert!(h[0].1.is_sensitive());
+        // A client-only config checks nobody in.
+        assert!(ext
+            .server_auth()
+            .unwrap()
+            .authenticate(&basic("u", "p"))
+            .await
+            .is_err());
+    }
+
+    #[test]
+    fn bad_configs_name_the_key_and_never_the_hash() {
+        let check = |v: Value| factory().validate(&id(), &v).unwrap_err().to_string();
+        let e = check(json!({"htpasswd": {"inline": "u:$apr1$lZL6V/ci$eIMz/iKDkbtys/uU7LEK00"}}));
+        assert!(
+            e.contains("basicauth/x::htpasswd::inline")
+                && e.contains("MD5")
+                && e.contains("\"u\"")
+                && !e.contains("lZL6V"),
+            "{e}"
+        );
+        assert!(check(json!({"htpasswd": {"inline": "u:bGVh02xkuGli2"}})).contains("DES"));
+        assert!(check(json!({"htpasswd": {"inline": "no-colon-secret"}})).contains("user:hash"));
+        assert!(!check(json!({"htpasswd": {"inline": "no-colon-secret"}})).contains("secret"));
+        assert!(check(json!({})).contains("set htpasswd"));
+        assert!(check(json!({"htpasswd": {}})).contains("no user"));
+        assert!(
+            check(json!({"htpasswd": {"file": "/nonexistent/htpasswd"}}))
+                .contains("htpasswd::file: cannot read")
+        );
+        assert!(
+            check(json!({"client_auth": {"username": "a:b"}})).contains("client_auth::username")
+        );
+        assert!(check(json!({"htpasswd": {"inline": "u:p"}, "extra": 1})).contains("extra"));
+    }
+}

@@ -1,0 +1,325 @@
+//! Roles (vigil's, beyond otelcol): what an authenticated principal may send through this receiver,
+//! and the tenant its data belongs to. Configured under a protocol's `auth:`:
+//!
+//! ```yaml
+//! auth:
+//!   authenticator: basicauth/in
+//!   tenant_attribute: tenant.id        # the resource attribute stamped; default tenant.id
+//!   roles:
+//!     - principals: [alice]            # names from the authenticator ("*" matches any)
+//!       signals: [traces, metrics]     # default: all three
+//!       tenant: team-a                 # stamped on every resource
+//!     - groups: [ops]                  # oidc's groups_claim
+//!       tenant: ops
+//! ```
+//!
+//! The first role whose `principals` holds the principal's name, or whose `groups` shares one of
+//! its groups, applies. A principal that matches no role is refused (HTTP 403, gRPC
+//! `PERMISSION_DENIED`), as is a signal its role does not list; both are counted in
+//! `vigil_receiver_requests_forbidden`. The tenant attribute is set on every resource of an accepted
+//! request, replacing whatever the client sent under that key; a role without `tenant` removes the
+//! key, so a client can never choose its tenant.
+
+use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
+use opentelemetry_proto::tonic::common::v1::KeyValue;
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use serde::Deserialize;
+use std::sync::Arc;
+use vigil_core::component::Principal;
+use vigil_core::{ComponentId, ComponentKind, ConfigError, Signal, Telemetry};
+
+fn default_tenant_attribute() -> String {
+    "tenant.id".into()
+}
+
+/// One entry of `roles`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleConfig {
+    #[serde(default)]
+    pub principals: Vec<String>,
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// `traces`, `metrics`, `logs`; all when absent.
+    #[serde(default)]
+    pub signals: Option<Vec<String>>,
+    #[serde(default)]
+    pub tenant: Option<String>,
+}
+
+pub(crate) fn default_attribute() -> String {
+    default_tenant_attribute()
+}
+
+/// The roles of one listener, checked.
+#[derive(Debug)]
+pub(crate) struct Roles {
+    attribute: Arc<str>,
+    roles: Vec<Arc<Role>>,
+}
+
+#[derive(Debug)]
+struct Role {
+    principals: Vec<String>,
+    groups: Vec<String>,
+    /// Indexed in the order of `Signal::ALL`.
+    signals: [bool; 3],
+    tenant: Option<String>,
+}
+
+/// What a request's principal was granted: carried from the authenticating layer to the export
+/// path as a request extension.
+#[derive(Debug, Clone)]
+pub(crate) struct Grant {
+    principal: String,
+    attribute: Arc<str>,
+    role: Arc<Role>,
+}
+
+fn slot(signal: Signal) -> usize {
+    match signal {
+        Signal::Traces => 0,
+        Signal::Metrics => 1,
+        Signal::Logs => 2,
+    }
+}
+
+impl Roles {
+    /// Checks `roles` at `at` (`protocols::http::auth`); `None` when there are none.
+    pub(crate) fn load(
+        id: &ComponentId,
+        at: &str,
+        attribute: &str,
+        roles: Option<&[RoleConfig]>,
+    ) -> Result<Option<Roles>, ConfigError> {
+        let err = |key: String, msg: String| {
+            ConfigError::component(ComponentKind::Receiver, id, format!("{at}::{key}"), msg)
+        };
+        let Some(roles) = roles else {
+            return Ok(None);
+        };
+        if attribute.is_empty() {
+            return Err(err("tenant_attribute".into(), "must not be empty".into()));
+        }
+        if roles.is_empty() {
+            return Err(err(
+                "roles".into(),
+                "is empty: every request would be refused; list at least one role or remove roles"
+                    .into(),
+            ));
+        }
+        let mut out = Vec::new();
+        for (i, r) in roles.iter().enumerate() {
+            if r.principals.is_empty() && r.groups.is_empty() {
+                return Err(err(
+                    format!("roles[{i}]"),
+                    "names no principals or groups (use principals: [\"*\"] for anyone)".into(),
+                ));
+            }
+            let mut signals = [false; 3];
+            match &r.signals {
+                None => signals = [true; 3],
+                Some(list) => {
+                    for s in list {
+                        let signal =
+                            match s.as_str() {
+                                "traces" => Signal::Traces,
+                                "metrics" => Signal::Metrics,
+                                "logs" => Signal::Logs,
+                                other => return Err(err(
+                                    format!("roles[{i}]::signals"),
+                                    format!(
+                                        "{other:?} is not a signal: use traces, metrics or logs"
+                                    ),
+                                )),
+                            };
+                        signals[slot(signal)] = true;
+                    }
+                }
+            }
+            if r.tenant.as_deref() == Some("") {
+                return Err(err(
+                    format!("roles[{i}]::tenant"),
+                    "must not be empty (leave it out to stamp no tenant)".into(),
+                ));
+            }
+            out.push(Arc::new(Role {
+                principals: r.principals.clone(),
+                groups: r.groups.clone(),
+                signals,
+                tenant: r.tenant.clone(),
+            }));
+        }
+        Ok(Some(Roles {
+            attribute: attribute.into(),
+            roles: out,
+        }))
+    }
+
+    /// The role of `principal`, if any.
+    pub(crate) fn grant(&self, principal: &Principal) -> Option<Grant> {
+        let role = self.roles.iter().find(|r| {
+            r.principals
+                .iter()
+                .any(|p| p == "*" || *p == principal.name)
+                || r.groups.iter().any(|g| principal.groups.contains(g))
+        })?;
+        Some(Grant {
+            principal: principal.name.clone(),
+            attribute: self.attribute.clone(),
+            role: role.clone(),
+        })
+    }
+}
+
+impl Grant {
+    /// Why `signal` is refused, if it is.
+    pub(crate) fn refuses(&self, signal: Signal) -> Option<String> {
+        if self.role.signals[slot(signal)] {
+            None
+        } else {
+            Some(format!(
+                "principal {:?} may not send {signal}",
+                self.principal
+            ))
+        }
+    }
+
+    /// Sets (or, without a tenant, removes) the tenant attribute on every resource, replacing every
+    /// value the client sent under that key.
+    pub(crate) fn stamp(&self, data: &mut Telemetry) {
+        let apply = |resource: &mut Option<Resource>| {
+            let r = resource.get_or_insert_with(Resource::default);
+            stamp_attrs(
+                &mut r.attributes,
+                &self.attribute,
+                self.role.tenant.as_deref(),
+            );
+        };
+        match data {
+            Telemetry::Traces(v) => v.iter_mut().for_each(|r| apply(&mut r.resource)),
+            Telemetry::Metrics(v) => v.iter_mut().for_each(|r| apply(&mut r.resource)),
+            Telemetry::Logs(v) => v.iter_mut().for_each(|r| apply(&mut r.resource)),
+        }
+    }
+}
+
+fn stamp_attrs(attrs: &mut Vec<KeyValue>, key: &str, tenant: Option<&str>) {
+    // Every copy goes: a client could send the key twice and hope only the first is replaced.
+    attrs.retain(|kv| kv.key != key);
+    if let Some(t) = tenant {
+        attrs.push(vigil_core::attrs::kv(
+            key,
+            AnyValue::StringValue(t.to_string()),
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
+
+    fn id() -> ComponentId {
+        ComponentId::parse("otlp").unwrap()
+    }
+
+    fn roles(v: serde_json::Value) -> Result<Option<Roles>, String> {
+        let list: Vec<RoleConfig> = serde_json::from_value(v).unwrap();
+        Roles::load(&id(), "protocols::http::auth", "tenant.id", Some(&list))
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_first_matching_role_applies_and_strangers_get_none() {
+        let r = roles(serde_json::json!([
+            {"principals": ["alice"], "signals": ["traces"], "tenant": "a"},
+            {"groups": ["ops"], "tenant": "ops"},
+        ]))
+        .unwrap()
+        .unwrap();
+        let alice = r.grant(&Principal::named("alice")).unwrap();
+        assert!(alice.refuses(Signal::Traces).is_none());
+        assert!(alice
+            .refuses(Signal::Logs)
+            .unwrap()
+            .contains("\"alice\" may not send logs"));
+        let ops = Principal {
+            name: "bob".into(),
+            groups: vec!["dev".into(), "ops".into()],
+        };
+        assert_eq!(r.grant(&ops).unwrap().role.tenant.as_deref(), Some("ops"));
+        assert!(r.grant(&Principal::named("mallory")).is_none());
+    }
+
+    #[test]
+    fn the_tenant_is_stamped_and_a_forged_one_replaced() {
+        let r = roles(serde_json::json!([{"principals": ["*"], "tenant": "a"}]))
+            .unwrap()
+            .unwrap();
+        let forged = || {
+            vec![
+                ResourceSpans {
+                    resource: Some(Resource {
+                        attributes: vec![
+                            vigil_core::attrs::kv_str("tenant.id", "victim"),
+                            vigil_core::attrs::kv_str("service.name", "x"),
+                            vigil_core::attrs::kv_str("tenant.id", "victim2"),
+                        ],
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+                ResourceSpans::default(),
+            ]
+        };
+        let mut data = Telemetry::Traces(forged());
+        r.grant(&Principal::named("anyone"))
+            .unwrap()
+            .stamp(&mut data);
+        let Telemetry::Traces(spans) = &data else {
+            unreachable!()
+        };
+        for rs in spans {
+            let attrs = &rs.resource.as_ref().unwrap().attributes;
+            let tenants: Vec<_> = attrs.iter().filter(|kv| kv.key == "tenant.id").collect();
+            assert_eq!(tenants.len(), 1);
+            assert_eq!(vigil_core::attrs::get_str(attrs, "tenant.id"), Some("a"));
+        }
+        // A role without a tenant removes what the client sent.
+        let r = roles(serde_json::json!([{"principals": ["*"]}]))
+            .unwrap()
+            .unwrap();
+        let mut data = Telemetry::Traces(forged());
+        r.grant(&Principal::named("anyone"))
+            .unwrap()
+            .stamp(&mut data);
+        let Telemetry::Traces(spans) = &data else {
+            unreachable!()
+        };
+        let attrs = &spans[0].resource.as_ref().unwrap().attributes;
+        assert_eq!(vigil_core::attrs::get_str(attrs, "tenant.id"), None);
+        assert_eq!(vigil_core::attrs::get_str(attrs, "service.name"), Some("x"));
+    }
+
+    #[test]
+    fn bad_roles_name_the_key() {
+        let e =
+            roles(serde_json::json!([{"principals": ["a"], "signals": ["spans"]}])).unwrap_err();
+        assert!(
+            e.contains("protocols::http::auth::roles[0]::signals") && e.contains("\"spans\""),
+            "{e}"
+        );
+        assert!(roles(serde_json::json!([{"signals": ["logs"]}]))
+            .unwrap_err()
+            .contains("roles[0]: names no principals"));
+        assert!(roles(serde_json::json!([]))
+            .unwrap_err()
+            .contains("roles: is empty"));
+        assert!(
+            roles(serde_json::json!([{"principals": ["a"], "tenant": ""}]))
+                .unwrap_err()
+                .contains("roles[0]::tenant")
+        );
+    }
+}
