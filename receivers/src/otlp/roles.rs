@@ -121,18 +121,19 @@ impl Roles {
                 None => signals = [true; 3],
                 Some(list) => {
                     for s in list {
-                        let signal =
-                            match s.as_str() {
-                                "traces" => Signal::Traces,
-                                "metrics" => Signal::Metrics,
-                                "logs" => Signal::Logs,
-                                other => return Err(err(
+                        let signal = match s.as_str() {
+                            "traces" => Signal::Traces,
+                            "metrics" => Signal::Metrics,
+                            "logs" => Signal::Logs,
+                            other => {
+                                return Err(err(
                                     format!("roles[{i}]::signals"),
                                     format!(
                                         "{other:?} is not a signal: use traces, metrics or logs"
                                     ),
-                                )),
-                            };
+                                ))
+                            }
+                        };
                         signals[slot(signal)] = true;
                     }
                 }
