@@ -20,11 +20,11 @@ use tokio::io::AsyncReadExt;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use vigil_core::attrs::{kv_i64, kv_str};
-use vigil_core::config::{check_endpoint, resolve_endpoint};
+use vigil_core::config::{check_endpoint, decode, resolve_endpoint};
 use vigil_core::otlp::logs::v1::{ResourceLogs, ScopeLogs};
 use vigil_core::{
     Component, ComponentId, ComponentKind, ConfigError, ConsumeError, Consumer, Host,
-    NextConsumers, Receiver, Signal, Telemetry,
+    NextConsumers, Receiver, ReceiverFactory, Signal, Telemetry,
 };
 
 /// The largest `max_octets` accepted. A TCP connection holds up to one frame in memory, so the
@@ -32,7 +32,7 @@ use vigil_core::{
 pub const MAX_OCTETS_CAP: usize = 16 * 1024 * 1024;
 
 /// `receivers::syslog` as written.
-#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SyslogConfig {
     /// `rfc5424` or `rfc3164`; required, as in otelcol.
@@ -61,7 +61,7 @@ pub struct SyslogConfig {
 }
 
 /// `tcp:` and `udp:`.
-#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListenConfig {
     #[serde(default)]
@@ -95,16 +95,8 @@ fn err(id: &ComponentId, path: &str, msg: impl Into<String>) -> ConfigError {
     ConfigError::component(ComponentKind::Receiver, id, path, msg)
 }
 
-#[cfg(test)]
 fn load(id: &ComponentId, value: &Value) -> Result<Checked, ConfigError> {
-    check(
-        id,
-        vigil_core::config::decode(ComponentKind::Receiver, id, value)?,
-    )
-}
-
-/// Checks a decoded section and prepares what the component runs with.
-fn check(id: &ComponentId, c: SyslogConfig) -> Result<Checked, ConfigError> {
+    let c: SyslogConfig = decode(ComponentKind::Receiver, id, value)?;
     let protocol = match c.protocol.as_str() {
         "rfc5424" => Protocol::Rfc5424,
         "rfc3164" => Protocol::Rfc3164,
@@ -209,35 +201,30 @@ fn check(id: &ComponentId, c: SyslogConfig) -> Result<Checked, ConfigError> {
 struct Factory;
 
 /// The `syslog` receiver factory, for the registry.
-pub fn factory() -> Arc<dyn vigil_core::factory::DynReceiverFactory> {
-    vigil_core::factory::receiver(Factory)
+pub fn factory() -> Arc<dyn ReceiverFactory> {
+    Arc::new(Factory)
 }
 
-impl vigil_core::factory::FactoryBase for Factory {
-    type Config = SyslogConfig;
-
+impl ReceiverFactory for Factory {
     fn type_name(&self) -> &'static str {
         "syslog"
     }
 
-    fn validate(&self, id: &ComponentId, cfg: &SyslogConfig) -> Result<(), ConfigError> {
-        check(id, cfg.clone()).map(|_| ())
+    fn signals(&self) -> &'static [Signal] {
+        &[Signal::Logs]
     }
-}
 
-impl vigil_core::factory::ReceiverFactory for Factory {
-    fn stability(&self) -> &'static [(Signal, vigil_core::Stability)] {
-        &[(Signal::Logs, vigil_core::Stability::Alpha)]
+    fn validate(&self, id: &ComponentId, config: &Value) -> Result<(), ConfigError> {
+        load(id, config).map(|_| ())
     }
 
     fn create(
         &self,
-        set: vigil_core::Settings,
-        cfg: SyslogConfig,
+        id: &ComponentId,
+        config: &Value,
         next: NextConsumers,
     ) -> Result<Arc<dyn Receiver>, ConfigError> {
-        let id = &set.id;
-        Ok(Arc::new(SyslogReceiver::new(id, check(id, cfg)?, next)))
+        Ok(Arc::new(SyslogReceiver::new(id, config, next)?))
     }
 }
 
@@ -253,15 +240,19 @@ pub struct SyslogReceiver {
 }
 
 impl SyslogReceiver {
-    fn new(id: &ComponentId, cfg: Checked, next: NextConsumers) -> SyslogReceiver {
-        SyslogReceiver {
+    fn new(
+        id: &ComponentId,
+        config: &Value,
+        next: NextConsumers,
+    ) -> Result<SyslogReceiver, ConfigError> {
+        Ok(SyslogReceiver {
             id: id.clone(),
-            cfg: Arc::new(cfg),
+            cfg: Arc::new(load(id, config)?),
             next,
             running: Mutex::new(None),
             tcp_addr: Mutex::new(None),
             bad_frames: metrics::counter!("vigil_syslog_bad_frames", "receiver" => id.to_string()),
-        }
+        })
     }
 
     /// The TCP address actually bound, once started; useful with port 0.
@@ -597,10 +588,8 @@ mod tests {
         next.insert(Signal::Logs, sink.clone());
         let recorder = DebuggingRecorder::new();
         let snapshotter = recorder.snapshotter();
-        let r = metrics::with_local_recorder(&recorder, || {
-            load(&id, &cfg).map(|c| SyslogReceiver::new(&id, c, next))
-        })
-        .unwrap();
+        let r = metrics::with_local_recorder(&recorder, || SyslogReceiver::new(&id, &cfg, next))
+            .unwrap();
         r.start(&Host::detached()).await.unwrap();
         let addr = r.tcp_addr().unwrap();
         let mut sock = tokio::net::TcpStream::connect(addr).await.unwrap();
