@@ -268,11 +268,25 @@ impl Masker {
 
     fn mask_builtin(&self, line: &str, out: &mut Tokens) {
         let mut words = std::mem::take(&mut out.words);
-        word_spans(line, &mut words);
+        // Whether the line has a `key="…` at all, so that most lines skip the per-word check.
+        let quoted_values =
+            word_spans(line, &mut words) && self.config.quoted && self.config.key_values;
         let mut i = 0;
         while i < words.len() {
             let (a, b) = words[i];
             let word = &line[a..b];
+            if quoted_values {
+                if let Some((key, last, rest)) = quoted_value_run(line, &words, i) {
+                    // `tag="View Lock",` is one `key=value` token, `tag=<*>,`, like `tag="Window",`.
+                    let start = out.start();
+                    out.buf.push_str(&word[..key]);
+                    out.buf.push_str(PARAM);
+                    let _ = self.mask_word::<false>(rest, &mut out.buf);
+                    out.end_token(start, NO_WORD);
+                    i = last + 1;
+                    continue;
+                }
+            }
             if self.config.quoted {
                 if let Some((last, rest)) = quoted_run(line, &words, i).filter(|&(last, _)| {
                     // A quoted name (`'safety'`, `'hlt'`) is a word like any other: only its digits
@@ -351,6 +365,13 @@ impl Masker {
             .any(|&c| c.is_ascii_digit() || matches!(c, b'=' | b'/' | b'.' | b'\\'))
         {
             out.push_str(word);
+            return false;
+        }
+        if self.config.digits && is_hex_colon_run(word) {
+            // `5c:50:15:36:bc:03`, `fe80::1ff:fe23`, `07:07:00`: one value even where a group has no
+            // digit (`bc`), which would otherwise read as a word.
+            out.push_str(PARAM);
+            out.push_str(&word[word.trim_end_matches([',', ';', ')', ']', '.']).len()..]);
             return false;
         }
         if self.config.paths && is_path_or_url(word) {
@@ -514,6 +535,23 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
+/// Groups of hex digits joined by at least two `:`, with a digit somewhere and trailing punctuation
+/// allowed: a MAC or IPv6 address or a time of day.
+fn is_hex_colon_run(word: &str) -> bool {
+    let core = word.trim_end_matches([',', ';', ')', ']', '.']);
+    let (mut colons, mut digits) = (0, false);
+    // One pass that stops at the first other byte: most words fail on their first few bytes.
+    for c in core.bytes() {
+        match c {
+            b':' => colons += 1,
+            b'0'..=b'9' => digits = true,
+            b'a'..=b'f' | b'A'..=b'F' => {}
+            _ => return false,
+        }
+    }
+    colons >= 2 && digits && !core.starts_with(':')
+}
+
 /// Numbers joined by `:` with no dotted part before the first `:`: a time (`07:07:00`), a MAC or
 /// IPv6 address, a bus address (`0000:00:1f.0`). It is one value, unlike `10.0.0.1:80` or
 /// `host-7:8030`, an address and a port.
@@ -529,22 +567,29 @@ fn is_clock_like(word: &str) -> bool {
 }
 
 /// Byte offsets of the whitespace-separated words of `line`.
-fn word_spans(line: &str, spans: &mut Vec<(usize, usize)>) {
+/// Also tells whether some word has a `=` followed by a quote (`msg="…`), found in the same pass so
+/// that most lines skip the check for quoted `key=value` runs.
+fn word_spans(line: &str, spans: &mut Vec<(usize, usize)>) -> bool {
     spans.clear();
     let bytes = line.as_bytes();
     let mut i = 0;
+    let mut key_quote = false;
     while i < bytes.len() {
         while i < bytes.len() && bytes[i].is_ascii_whitespace() {
             i += 1;
         }
         let start = i;
         while i < bytes.len() && !bytes[i].is_ascii_whitespace() {
+            if bytes[i] == b'=' {
+                key_quote |= matches!(bytes.get(i + 1), Some(b'"' | b'\''));
+            }
             i += 1;
         }
         if i > start {
             spans.push((start, i));
         }
     }
+    key_quote
 }
 
 /// If word `i` opens a quoted string, returns the index of the word that closes it and the text after
@@ -560,12 +605,41 @@ fn quoted_run<'a>(line: &'a str, words: &[(usize, usize)], i: usize) -> Option<(
     if let Some(p) = first.find(q as char) {
         return Some((i, &first[p + 1..]));
     }
+    closing_quote(line, words, i, q)
+}
+
+/// The word after `i`, at most 64 words on, that holds the quote `q`, and the text after the quote.
+fn closing_quote<'a>(
+    line: &'a str,
+    words: &[(usize, usize)],
+    i: usize,
+    q: u8,
+) -> Option<(usize, &'a str)> {
     for (k, &(c, d)) in words.iter().enumerate().skip(i + 1).take(64) {
         if let Some(p) = line[c..d].find(q as char) {
             return Some((k, &line[c + p + 1..d]));
         }
     }
     None
+}
+
+/// If word `i` is `key="` opening a quoted value that closes in a later word (`msg="disk full"`),
+/// the length of `key=`, the index of the closing word and the text after the closing quote.
+fn quoted_value_run<'a>(
+    line: &'a str,
+    words: &[(usize, usize)],
+    i: usize,
+) -> Option<(usize, usize, &'a str)> {
+    let (a, b) = words[i];
+    let word = &line[a..b];
+    let eq = key_value_split(word)?;
+    let value = &word[eq + 1..];
+    let q = *value.as_bytes().first()?;
+    if (q != b'"' && q != b'\'') || value[1..].contains(q as char) {
+        return None;
+    }
+    let (last, rest) = closing_quote(line, words, i, q)?;
+    Some((eq + 1, last, rest))
 }
 
 /// A word of letters only (a name or keyword, never a value by itself).
@@ -871,6 +945,21 @@ mod tests {
             out.push(w.clone());
         }
         out.join(" ")
+    }
+
+    /// logfmt-style quoted values and colon-joined hex are single values, whatever their spaces or
+    /// letter-only groups.
+    #[test]
+    fn quoted_key_values_and_mac_addresses_are_one_value() {
+        assert_eq!(
+            masked(r#"wake tag="View Lock", name=ui msg="a b c" ok"#),
+            "wake tag=<*>, name=ui msg=<*> ok"
+        );
+        assert_eq!(masked(r#"tag="Window", x"#), "tag=<*>, x");
+        assert_eq!(
+            masked("mac 5c:50:15:36:bc:03, at 07:07:00. ::1 and a:b:c"),
+            "mac <*>, at <*>. <*> and a:b:c"
+        );
     }
 
     #[test]
