@@ -673,7 +673,8 @@ warmup_min_clusters: 20
             .collect();
         assert_eq!(t[1], "user <*> logged in from <*>");
         assert_eq!(t[2], "GET <*> took <*>");
-        assert_eq!(t[3], "connected to <*>");
+        // A host and its port: grouped as one value, written in its two parts.
+        assert_eq!(t[3], "connected to <*>:<*>");
     }
 
     #[tokio::test]
