@@ -2,6 +2,7 @@
 //! generic values here and are decoded by each component's factory, so that every error carries the
 //! component id and the key path. `validate` collects every mistake instead of stopping at the first.
 
+mod auth_refs;
 pub mod load;
 
 use crate::registry::Registry;
@@ -258,6 +259,19 @@ impl Config {
                 Err(e) => errors.push(ConfigError::new("service::extensions", "", e)),
             }
         }
+
+        errors.extend(auth_refs::check(
+            ComponentKind::Receiver,
+            &receivers,
+            &service_extensions,
+            &extensions,
+        ));
+        errors.extend(auth_refs::check(
+            ComponentKind::Exporter,
+            &exporters,
+            &service_extensions,
+            &extensions,
+        ));
 
         // Only when the file has no pipelines at all: pipelines refused above are not missing.
         let pipelines_written = root_map
