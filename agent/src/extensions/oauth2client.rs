@@ -551,6 +551,78 @@ mod tests {
         );
     }
 
+    /// The real `otlphttp` exporter with this extension: while the token endpoint fails, an export
+    /// fails retryably (the data stays with the exporter's retry and queue); once it answers, the
+    /// export carries the token.
+    #[tokio::test]
+    async fn an_exporter_fails_retryably_without_a_token_and_sends_it_once_there() {
+        use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+        use vigil_core::{Host, Telemetry};
+        let (ep, url) = endpoint().await;
+        ep.answer.lock().unwrap().0 = 503;
+        let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+        let log = seen.clone();
+        let app = axum::Router::new().route(
+            "/v1/traces",
+            axum::routing::post(move |headers: HeaderMap| {
+                let log = log.clone();
+                async move {
+                    let auth = headers
+                        .get("authorization")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("")
+                        .to_string();
+                    log.lock().unwrap().push(auth);
+                    StatusCode::OK
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let ext = factory()
+            .create(
+                &id(),
+                &json!({"client_id": "agent", "client_secret": "s3cret", "token_url": url}),
+            )
+            .unwrap();
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let host = Host::new([(id(), ext)].into_iter().collect(), tx);
+        let exporter = vigil_exporters::otlphttp::factory()
+            .create(
+                &ComponentId::parse("otlphttp/b").unwrap(),
+                &json!({
+                    "endpoint": format!("http://{addr}"),
+                    "auth": {"authenticator": "oauth2client/x"},
+                    "sending_queue": {"enabled": false},
+                    "retry_on_failure": {"enabled": false},
+                }),
+            )
+            .unwrap();
+        exporter.start(&host).await.unwrap();
+        let spans = || {
+            Telemetry::Traces(vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans: vec![Span {
+                        name: "s".into(),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }])
+        };
+        let e = exporter.consume(spans()).await.unwrap_err();
+        assert!(e.is_retryable(), "{e:?}");
+        assert!(
+            seen.lock().unwrap().is_empty(),
+            "nothing went out without a token"
+        );
+        ep.answer.lock().unwrap().0 = 200;
+        exporter.consume(spans()).await.unwrap();
+        assert_eq!(*seen.lock().unwrap(), vec!["Bearer t2".to_string()]);
+    }
+
     #[test]
     fn bad_configs_name_the_key() {
         let check = |v: Value| factory().validate(&id(), &v).unwrap_err().to_string();
