@@ -351,23 +351,9 @@ mod tests {
     /// Each bad config under testdata/filter names its key path and the unsupported part.
     #[test]
     fn bad_configs_name_the_key() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/filter");
         let id = ComponentId::parse("filter/x").unwrap();
-        let mut n = 0;
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let p = entry.unwrap().path();
-            let text = std::fs::read_to_string(&p).unwrap();
-            let want = text
-                .lines()
-                .next()
-                .unwrap()
-                .trim_start_matches("# expect: ")
-                .to_string();
-            let v: Json = serde_saphyr::from_str(&text).unwrap();
-            let e = compile(&id, &v).unwrap_err().to_string();
-            assert!(e.contains(&want), "{}: {e:?} lacks {want:?}", p.display());
-            n += 1;
-        }
-        assert!(n >= 4, "expected bad-config cases in {}", dir.display());
+        let n =
+            crate::testdata::bad_configs("filter", |v| compile(&id, v).unwrap_err().to_string());
+        assert!(n >= 5, "expected bad-config cases in testdata/filter");
     }
 }

@@ -17,6 +17,8 @@ pub mod resource;
 pub mod resourcedetection;
 pub mod routing;
 pub mod servicegraph;
+#[cfg(test)]
+mod testdata;
 pub mod transform;
 
 /// Every processor type this crate provides.

@@ -170,22 +170,7 @@ fn unknown_pipelines_fail_at_creation() {
 /// Each bad config under testdata/routing names its key path and what is wrong.
 #[test]
 fn bad_configs_name_the_key() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/routing");
     let id = ComponentId::parse("routing/x").unwrap();
-    let mut n = 0;
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let p = entry.unwrap().path();
-        let text = std::fs::read_to_string(&p).unwrap();
-        let want = text
-            .lines()
-            .next()
-            .unwrap()
-            .trim_start_matches("# expect: ")
-            .to_string();
-        let v: Json = serde_saphyr::from_str(&text).unwrap();
-        let e = compile(&id, &v).unwrap_err().to_string();
-        assert!(e.contains(&want), "{}: {e:?} lacks {want:?}", p.display());
-        n += 1;
-    }
-    assert!(n >= 5, "expected bad-config cases in {}", dir.display());
+    let n = crate::testdata::bad_configs("routing", |v| compile(&id, v).unwrap_err().to_string());
+    assert!(n >= 5, "expected bad-config cases in testdata/routing");
 }
