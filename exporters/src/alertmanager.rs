@@ -4,11 +4,11 @@
 //! alert: opened and updated with an `endsAt` in the future, and ended with `endsAt` when it resolves.
 //! Delivery, retry and queueing are the shared `SendStack`.
 
+use crate::helper::events::{body_text, endpoint_url, event_name, post_json, rfc3339, JsonBody};
 use crate::helper::http::http_client;
 use crate::helper::{
     Delivered, QueueConfig, RetryConfig, SendError, SendSettings, SendStack, Sender,
 };
-use crate::webhook::{body_text, endpoint_url, event_name, post_json, rfc3339, JsonBody};
 use async_trait::async_trait;
 use bytes::Bytes;
 use reqwest::Url;

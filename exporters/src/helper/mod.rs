@@ -7,6 +7,7 @@ pub mod auth;
 pub mod classify;
 pub mod counters;
 pub mod encode;
+pub mod events;
 pub mod http;
 pub mod persistent;
 pub mod queue;
