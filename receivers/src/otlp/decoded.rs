@@ -274,6 +274,64 @@ fn walk(msg: Msg, buf: &[u8], depth: u32, budget: &mut Budget) -> Result<(), Ove
     Ok(())
 }
 
+/// Every message type, for [`max_per_wire_byte`].
+const ALL_MSGS: [Msg; 34] = {
+    use Msg::*;
+    [
+        TraceRequest,
+        ResourceSpans,
+        ScopeSpans,
+        Span,
+        Event,
+        Link,
+        Status,
+        MetricsRequest,
+        ResourceMetrics,
+        ScopeMetrics,
+        Metric,
+        Gauge,
+        Sum,
+        Histogram,
+        ExpHistogram,
+        Summary,
+        NumberPoint,
+        HistogramPoint,
+        ExpHistogramPoint,
+        Buckets,
+        SummaryPoint,
+        Quantile,
+        Exemplar,
+        LogsRequest,
+        ResourceLogs,
+        ScopeLogs,
+        LogRecord,
+        Resource,
+        Scope,
+        EntityRef,
+        KeyValue,
+        AnyValue,
+        ArrayValue,
+        KvList,
+    ]
+};
+
+/// The most [`protobuf`] can count for one byte of a body, whatever the body. Every field takes at
+/// least two bytes on the wire (a key, and a length or a value), and the walk charges each field
+/// once: a nested message its struct size, a string or byte field a header plus its bytes (at most
+/// `HEADER / 2` per byte of field), a packed varint `SCALAR` per byte plus a header, a scalar
+/// `SCALAR`. So the estimate of any body is at most its length times the largest of these.
+pub fn max_per_wire_byte() -> usize {
+    let largest = ALL_MSGS.iter().map(|m| m.size()).max().unwrap_or(0);
+    (largest / 2 + 1).max(HEADER / 2 + 1).max(SCALAR)
+}
+
+/// Whether a protobuf body is too small to pass `limit` whatever it holds, so that the walk can be
+/// skipped. Typical requests (tens of KiB against the default 128 MiB) never need the walk; a body
+/// of about a MiB or more still gets it. Measured in BENCHMARKS.md ("OTLP pipeline").
+pub fn protobuf_surely_within(body_len: usize, limit: usize) -> bool {
+    body_len.saturating_mul(max_per_wire_byte()) <= limit
+}
+
 /// The estimated decoded size of a protobuf export request of `signal`, or `OverLimit` as soon as
 /// it passes `limit` bytes.
 pub fn protobuf(signal: Signal, body: &[u8], limit: usize) -> Result<usize, OverLimit> {
@@ -399,4 +457,133 @@ pub fn json(body: &[u8], limit: usize) -> Result<usize, OverLimit> {
         }
     }
     Ok(budget.used)
+}
+
+#[cfg(test)]
+mod bound_tests {
+    use super::*;
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::any_value;
+    use opentelemetry_proto::tonic::metrics::v1::metric;
+    use prost::Message;
+
+    fn check(signal: Signal, wire: &[u8]) {
+        let estimate = protobuf(signal, wire, usize::MAX).unwrap();
+        assert!(
+            estimate <= wire.len() * max_per_wire_byte(),
+            "{signal}: estimate {estimate} for {} bytes passes the bound {} per byte",
+            wire.len(),
+            max_per_wire_byte()
+        );
+        // The fast path agrees with the walk at the edge: a limit just under the estimate is
+        // never waved through without a walk.
+        if estimate > 0 {
+            assert!(!protobuf_surely_within(wire.len(), estimate - 1));
+        }
+    }
+
+    /// The densest bodies there are: empty messages and empty strings at every level.
+    #[test]
+    fn the_bound_holds_for_bodies_of_empty_messages() {
+        let empty_kv = || KeyValue {
+            key: String::new(),
+            value: Some(AnyValue { value: None }),
+            ..Default::default()
+        };
+        let spans = ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                resource: Some(Resource {
+                    attributes: (0..500).map(|_| empty_kv()).collect(),
+                    ..Default::default()
+                }),
+                scope_spans: vec![ScopeSpans {
+                    spans: (0..2000)
+                        .map(|_| Span {
+                            events: vec![span::Event::default()],
+                            links: vec![span::Link::default()],
+                            status: Some(Status::default()),
+                            ..Default::default()
+                        })
+                        .collect(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        check(Signal::Traces, &spans.encode_to_vec());
+        let point = ExponentialHistogramDataPoint {
+            positive: Some(Buckets {
+                offset: 0,
+                bucket_counts: vec![0; 300],
+            }),
+            exemplars: vec![Exemplar::default()],
+            ..Default::default()
+        };
+        let metrics = ExportMetricsServiceRequest {
+            resource_metrics: vec![ResourceMetrics {
+                scope_metrics: vec![ScopeMetrics {
+                    metrics: (0..500)
+                        .map(|i| Metric {
+                            data: Some(if i % 2 == 0 {
+                                metric::Data::ExponentialHistogram(ExponentialHistogram {
+                                    data_points: vec![point.clone()],
+                                    ..Default::default()
+                                })
+                            } else {
+                                metric::Data::Summary(Summary {
+                                    data_points: vec![SummaryDataPoint {
+                                        quantile_values: vec![ValueAtQuantile::default(); 10],
+                                        ..Default::default()
+                                    }],
+                                })
+                            }),
+                            ..Default::default()
+                        })
+                        .collect(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        check(Signal::Metrics, &metrics.encode_to_vec());
+        // Nested arrays of empty values, as deep as prost decodes.
+        let mut v = AnyValue { value: None };
+        for _ in 0..90 {
+            v = AnyValue {
+                value: Some(any_value::Value::ArrayValue(ArrayValue {
+                    values: vec![v, AnyValue { value: None }],
+                })),
+            };
+        }
+        let logs = ExportLogsServiceRequest {
+            resource_logs: vec![ResourceLogs {
+                scope_logs: vec![ScopeLogs {
+                    log_records: (0..1000)
+                        .map(|_| LogRecord {
+                            body: Some(AnyValue { value: None }),
+                            ..Default::default()
+                        })
+                        .chain(std::iter::once(LogRecord {
+                            body: Some(v),
+                            ..Default::default()
+                        }))
+                        .collect(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        check(Signal::Logs, &logs.encode_to_vec());
+    }
+
+    #[test]
+    fn only_small_bodies_skip_the_walk() {
+        let limit = 128 << 20;
+        // A typical request (tens of KiB) skips it; a 20 MiB body is walked.
+        assert!(protobuf_surely_within(64 << 10, limit));
+        assert!(!protobuf_surely_within(20 << 20, limit));
+        assert!(!protobuf_surely_within(usize::MAX, limit));
+    }
 }
