@@ -121,8 +121,8 @@ pub fn run(args: NabArgs) -> anyhow::Result<()> {
                     .collect();
                 let fp = nab::score_at(&part, &nab::PROFILES[0], DEFAULT_THRESHOLD).fp;
                 println!(
-                    "{:<30} {:>9} {:>10} {:>12} {:>12}   ({fp} false positives at the default)",
-                    name, "no windows", "-", "-", disorder
+                    "{:<30} {:>9} {:>10} {:>12} {:>12}   no windows: {fp} false positives at the default",
+                    name, "-", "-", "-", disorder
                 );
             }
         }
