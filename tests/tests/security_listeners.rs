@@ -624,3 +624,106 @@ fn embedded_config(configmap: &str) -> String {
     }
     out
 }
+
+/// `otlphttp` with `tls::server_name_override`: the receiver's certificate names only `vigil.test`,
+/// the exporter connects to 127.0.0.1 and verifies the certificate against the override. Without the
+/// override the same export is refused by the exporter's verification, and nothing arrives.
+#[test]
+fn otlphttp_verifies_the_server_against_server_name_override() {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().expect("CA key");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).expect("CA");
+    let server_key = KeyPair::generate().expect("server key");
+    let server = CertificateParams::new(vec!["vigil.test".to_string()])
+        .expect("params")
+        .signed_by(&server_key, &ca, &ca_key)
+        .expect("server certificate");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = |f: &str| dir.path().join(f).display().to_string();
+    std::fs::write(p("ca.pem"), ca.pem()).expect("write");
+    std::fs::write(p("server.pem"), server.pem()).expect("write");
+    std::fs::write(p("server.key"), server_key.serialize_pem()).expect("write");
+    let (front, back, health) = (free_port(), free_port(), free_port());
+    let out = dir.path().join("received.jsonl");
+    let cfg = format!(
+        r#"
+receivers:
+  otlp/front:
+    protocols:
+      http:
+        endpoint: 127.0.0.1:{front}
+  otlp/back:
+    protocols:
+      http:
+        endpoint: 127.0.0.1:{back}
+        tls: {{cert_file: {cert}, key_file: {key}}}
+exporters:
+  otlphttp/named:
+    endpoint: https://127.0.0.1:{back}
+    tls: {{ca_file: {ca}, server_name_override: vigil.test}}
+    retry_on_failure: {{enabled: false}}
+  otlphttp/unnamed:
+    endpoint: https://127.0.0.1:{back}
+    tls: {{ca_file: {ca}}}
+    retry_on_failure: {{enabled: false}}
+  file:
+    path: {out}
+extensions:
+  health_check:
+    endpoint: 127.0.0.1:{health}
+service:
+  extensions: [health_check]
+  pipelines:
+    logs/front:
+      receivers: [otlp/front]
+      exporters: [otlphttp/named, otlphttp/unnamed]
+    logs/back:
+      receivers: [otlp/back]
+      exporters: [file]
+  telemetry:
+    metrics:
+      level: none
+"#,
+        cert = p("server.pem"),
+        key = p("server.key"),
+        ca = p("ca.pem"),
+        out = out.display()
+    );
+    let mut agent = Agent::with_config(&cfg);
+    agent.wait_http_ok(
+        &format!("http://127.0.0.1:{health}/"),
+        Duration::from_secs(60),
+    );
+    let body = r#"{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"body":{"stringValue":"over-named-tls"}}]}]}]}"#;
+    let sent = reqwest::blocking::Client::new()
+        .post(format!("http://127.0.0.1:{front}/v1/logs"))
+        .header("content-type", "application/json")
+        .body(body)
+        .timeout(Duration::from_secs(30))
+        .send()
+        .expect("send to the front receiver");
+    // One of the two exporters fails, so the front answers with an error; what matters is what
+    // arrives at the back.
+    let _ = sent.status();
+    eventually(Duration::from_secs(60), "the record at the back", || {
+        let b = log_bodies(&read_json_lines(&out));
+        b.iter().any(|m| m == "over-named-tls").then_some(())
+    });
+    eventually(
+        Duration::from_secs(60),
+        "the unnamed exporter's refusal",
+        || {
+            let logs = agent.logs();
+            (logs.contains("otlphttp/unnamed") && logs.contains("vigil.test")
+                || logs.contains("otlphttp/unnamed") && logs.contains("NotValidForName"))
+            .then_some(())
+        },
+    );
+    let n = log_bodies(&read_json_lines(&out))
+        .iter()
+        .filter(|m| *m == "over-named-tls")
+        .count();
+    assert_eq!(n, 1, "only the exporter with the override delivered");
+}
