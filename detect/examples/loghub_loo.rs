@@ -91,7 +91,7 @@ fn candidates() -> Vec<(String, MinerConfig)> {
 }
 
 /// How templates write their variables: these switches change no grouping, only the text, so they
-/// are chosen after the grouping rules, on the PA of the original ground truth (see `main`). Fewer
+/// are chosen after the grouping rules, on the worse of the two truths' PA (see `main`). Fewer
 /// rules first, so that a tie goes to the simpler set.
 fn written_candidates() -> Vec<(String, Parts)> {
     let mut out = Vec::new();
@@ -189,8 +189,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 best = c;
             }
         }
-        // Then how variables are written, with those grouping rules: best mean PA on the original
-        // truth over the other datasets (ties: corrected PA, then the earlier candidate).
+        // Then how variables are written, with those grouping rules: the best of the two truths' worse
+        // mean PA over the other datasets (ties: their sum, then the earlier candidate).
         let mut best_w = 0;
         let mut best_key = (f64::NEG_INFINITY, f64::NEG_INFINITY);
         for (w, (_, parts)) in written.iter().enumerate() {
@@ -213,7 +213,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     .map(|(_, s)| f(s))
                     .sum::<f64>()
             };
-            let key = (sum(|s| s.1), sum(|s| s.3));
+            // Which truth the logs a user cares about would follow is unknown, so the worse of the two
+            // decides, and their sum breaks ties.
+            let (pa, pac) = (sum(|s| s.1), sum(|s| s.3));
+            let key = (pa.min(pac), pa + pac);
             if key.0 > best_key.0 + 1e-12
                 || ((key.0 - best_key.0).abs() <= 1e-12 && key.1 > best_key.1 + 1e-12)
             {

@@ -13,8 +13,9 @@
 //!
 //! Lines are grouped on whole values: `blk_-6952` and `/10.0.0.1:50010` are each one `<*>` when a line
 //! is compared with a template. The template's text then writes a variable in the parts that all its
-//! lines share (`blk_<*>`, `/<*>:<*>`, `hdfs://<*>`), as the Loghub ground truth does (see [`Parts`]);
-//! a line whose value has another shape makes that position a plain `<*>`.
+//! lines share (`/<*>:<*>`, `hdfs://<*>`; `blk_<*>` only when [`Parts::prefix`] is on, which the
+//! default leaves off), as the Loghub ground truths do (see [`Parts`]); a line whose value has another
+//! shape makes that position a plain `<*>`.
 //!
 //! ```
 //! use vigil_detect::template::{MinerConfig, TemplateMiner};
@@ -23,7 +24,7 @@
 //! let a = miner.add("PacketResponder 1 for block blk_3886 terminating").id;
 //! let b = miner.add("PacketResponder 0 for block blk_-6952 terminating");
 //! assert_eq!(b.id, a);
-//! assert_eq!(b.template, "PacketResponder <*> for block blk_<*> terminating");
+//! assert_eq!(b.template, "PacketResponder <*> for block <*> terminating");
 //! ```
 
 mod leaf;
@@ -1596,7 +1597,19 @@ mod tests {
     /// whole values: the written form changes no template id or grouping.
     #[test]
     fn variables_are_written_in_shared_parts() {
-        let mut m = miner();
+        // Every written-form switch on (the default leaves `prefix` off), so that each is exercised.
+        let all = MinerConfig {
+            masking: MaskConfig {
+                parts: Parts {
+                    split: true,
+                    prefix: true,
+                    schemes: true,
+                },
+                ..MaskConfig::default()
+            },
+            ..MinerConfig::default()
+        };
+        let mut m = TemplateMiner::new(all.clone()).expect("valid config");
         let a = m.add("served blk_-93 to /10.0.0.1:5000 at 10:02:03").id;
         let b = m.add("served blk_17 to /10.0.0.2:5001 at 11:42:09");
         assert_eq!(b.id, a);
@@ -1614,8 +1627,7 @@ mod tests {
         assert_eq!(r.template, "fetch hdfs://<*> for attempt_<*>");
         let rid = r.id;
         // Written forms survive a save and load, and keep narrowing afterwards.
-        let mut back =
-            TemplateMiner::from_bytes(MinerConfig::default(), &m.to_bytes()).expect("loads");
+        let mut back = TemplateMiner::from_bytes(all.clone(), &m.to_bytes()).expect("loads");
         assert_eq!(
             back.get(rid).expect("live").template,
             "fetch hdfs://<*> for attempt_<*>"
@@ -1641,7 +1653,7 @@ mod tests {
             ..MinerConfig::default()
         };
         let mut w = TemplateMiner::new(whole).expect("valid");
-        let mut p = miner();
+        let mut p = TemplateMiner::new(all).expect("valid");
         for l in lines {
             let (x, y) = (w.add(l), p.add(l));
             assert_eq!(x.id, y.id, "{l}");

@@ -65,9 +65,12 @@ pub struct Parts {
 
 impl Default for Parts {
     fn default() -> Self {
+        // The leave-one-dataset-out choice on the worse of the two ground truths' PA
+        // (`examples/loghub_loo.rs`): 7 of 8 folds choose this. `prefix` raises PA on the original
+        // truth (0.631 -> 0.762) but costs more on the corrected one (0.688 -> 0.570).
         Self {
             split: true,
-            prefix: true,
+            prefix: false,
             schemes: true,
         }
     }
@@ -934,8 +937,17 @@ mod tests {
         );
     }
 
+    /// Every written-form switch on, whatever the default, so that each is exercised.
     fn written(line: &str) -> String {
-        let m = Masker::new(MaskConfig::default()).expect("default masks compile");
+        let m = Masker::new(MaskConfig {
+            parts: Parts {
+                split: true,
+                prefix: true,
+                schemes: true,
+            },
+            ..MaskConfig::default()
+        })
+        .expect("default masks compile");
         let mut t = Tokens::default();
         m.mask(line, &mut t);
         let mut out = Vec::new();
