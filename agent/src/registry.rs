@@ -5,10 +5,12 @@ use crate::extensions;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use vigil_core::{
-    ComponentId, ComponentKind, ConfigError, ConnectorFactory, ExporterFactory, ExtensionFactory,
-    ProcessorFactory, ReceiverFactory, Signal,
+use vigil_core::factory::{
+    DynConnectorFactory as ConnectorFactory, DynExporterFactory as ExporterFactory,
+    DynExtensionFactory as ExtensionFactory, DynFactory, DynProcessorFactory as ProcessorFactory,
+    DynReceiverFactory as ReceiverFactory,
 };
+use vigil_core::{ComponentId, ComponentKind, ConfigError, Signal};
 
 pub struct Registry {
     pub receivers: BTreeMap<&'static str, Arc<dyn ReceiverFactory>>,

@@ -4,6 +4,7 @@
 use crate::config::ConfigError;
 use crate::consumer::{Consumer, NextConsumers};
 use crate::storage::Storage;
+use crate::task::lock;
 use crate::telemetry::Signal;
 use async_trait::async_trait;
 use serde_json::Value;
@@ -121,6 +122,14 @@ pub trait Component: Send + Sync {
     }
     async fn shutdown(&self) -> anyhow::Result<()> {
         Ok(())
+    }
+    /// Stops by `deadline` (the service's `--shutdown-timeout`, counted from the start of the
+    /// whole shutdown). What the service calls; a component that drains or waits for in-flight
+    /// work bounds the wait by `deadline` rather than by a grace of its own. The default is
+    /// [`Component::shutdown`], for components with nothing to wait for.
+    async fn shutdown_by(&self, deadline: std::time::Instant) -> anyhow::Result<()> {
+        let _ = deadline;
+        self.shutdown().await
     }
 }
 
@@ -345,20 +354,12 @@ impl Host {
     /// their drain into what is left, so that what they cannot deliver is counted and logged rather
     /// than cut off unreported when the process exits.
     pub fn set_shutdown_deadline(&self, at: std::time::Instant) {
-        *self
-            .inner
-            .shutdown_deadline
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(at);
+        *lock(&self.inner.shutdown_deadline) = Some(at);
     }
 
     /// The deadline set by [`Host::set_shutdown_deadline`], if the service is stopping.
     pub fn shutdown_deadline(&self) -> Option<std::time::Instant> {
-        *self
-            .inner
-            .shutdown_deadline
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        *lock(&self.inner.shutdown_deadline)
     }
 
     /// A running component hit an error it cannot recover from; the service stops.
@@ -368,11 +369,7 @@ impl Host {
 
     /// A handle shared by every component of this host, created on first use.
     pub fn shared<T: Any + Send + Sync + Default>(&self, key: &str) -> Arc<T> {
-        let mut map = self
-            .inner
-            .shared
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut map = lock(&self.inner.shared);
         if let Some(v) = map.get(key) {
             if let Ok(t) = Arc::clone(v).downcast::<T>() {
                 return t;

@@ -51,6 +51,24 @@ impl ConfigError {
         out
     }
 
+    /// An error at `path` inside whatever section is being checked; the registry adds the section
+    /// and id (see [`ConfigError::in_component`]). What a typed factory's `validate` returns.
+    pub fn at(path: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError::new("", path, message)
+    }
+
+    /// Places an error (and those it carries) that has no location yet in a component's section.
+    pub fn in_component(mut self, kind: ComponentKind, id: &ComponentId) -> Self {
+        if self.location.is_empty() {
+            self.location = format!("{}::{}", kind.section(), id);
+        }
+        self.more = std::mem::take(&mut self.more)
+            .into_iter()
+            .map(|e| e.in_component(kind, id))
+            .collect();
+        self
+    }
+
     /// An error in a component's own section.
     pub fn component(
         kind: ComponentKind,
@@ -380,6 +398,27 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_nanos(total.round() as u64))
 }
 
+/// Writes a duration as a config would spell it, in the largest unit that keeps it exact: `10s`,
+/// `200ms`, `1500us`; [`parse_duration`] reads it back to the same value.
+pub fn format_duration(d: Duration) -> String {
+    let ns = d.as_nanos();
+    if ns == 0 {
+        return "0s".into();
+    }
+    for (unit, scale) in [
+        ("h", 3_600_000_000_000u128),
+        ("m", 60_000_000_000),
+        ("s", 1_000_000_000),
+        ("ms", 1_000_000),
+        ("us", 1_000),
+    ] {
+        if ns % scale == 0 {
+            return format!("{}{unit}", ns / scale);
+        }
+    }
+    format!("{ns}ns")
+}
+
 /// `i64::MAX` nanoseconds, the longest duration Go (and so otelcol) can hold.
 const MAX_DURATION_NANOS: f64 = 9_223_372_036_854_775_807.0;
 
@@ -427,7 +466,7 @@ pub mod duration {
     }
 
     pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format!("{}ms", d.as_millis()))
+        s.serialize_str(&super::format_duration(*d))
     }
 }
 

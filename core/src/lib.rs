@@ -8,8 +8,11 @@ pub mod attrs;
 pub mod component;
 pub mod config;
 pub mod consumer;
+pub mod factory;
 pub mod net;
+pub mod obs;
 pub mod storage;
+pub mod task;
 pub mod telemetry;
 
 pub use component::{
@@ -19,7 +22,10 @@ pub use component::{
 };
 pub use config::ConfigError;
 pub use consumer::{ClientMetadata, ConsumeError, Consumer, FanOut, NextConsumers};
+pub use factory::{Settings, Stability};
+pub use obs::{ExporterObs, ProcessorObs, ReceiverObs};
 pub use storage::{Storage, StorageError};
+pub use task::{lock, Tasks};
 pub use telemetry::{Signal, Telemetry};
 
 /// Re-exported so that every crate names the OTLP types through one path and one version.

@@ -6,30 +6,28 @@
 use crate::helper::ExporterMetrics;
 use async_trait::async_trait;
 use serde::Deserialize;
-use serde_json::Value;
 use std::io::Write;
 use std::sync::Arc;
 use vigil_core::attrs::value_to_string;
-use vigil_core::config::decode;
 use vigil_core::otlp::common::v1::KeyValue;
 use vigil_core::telemetry::metric_point_count;
 use vigil_core::{
-    Component, ComponentId, ComponentKind, ConfigError, ConsumeError, Consumer, Exporter,
-    ExporterFactory, Signal, Telemetry,
+    Component, ComponentId, ConfigError, ConsumeError, Consumer, Exporter, Signal, Telemetry,
 };
 
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
-enum Verbosity {
+pub enum Verbosity {
     #[default]
     Basic,
     Normal,
     Detailed,
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// The `debug` exporter config.
+#[derive(Debug, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
-struct DebugConfig {
+pub struct DebugConfig {
     #[serde(default)]
     verbosity: Verbosity,
     // Accepted for otelcol compatibility; sampling of output lines is not needed at these volumes.
@@ -46,25 +44,39 @@ struct DebugConfig {
 
 struct Factory;
 
-pub fn factory() -> Arc<dyn ExporterFactory> {
-    Arc::new(Factory)
+/// The `debug` exporter factory, for the registry.
+pub fn factory() -> Arc<dyn vigil_core::factory::DynExporterFactory> {
+    vigil_core::factory::exporter(Factory)
 }
 
-impl ExporterFactory for Factory {
+impl vigil_core::factory::FactoryBase for Factory {
+    type Config = DebugConfig;
+
     fn type_name(&self) -> &'static str {
         "debug"
     }
 
-    fn signals(&self) -> &'static [Signal] {
-        &Signal::ALL
+    fn validate(&self, id: &ComponentId, cfg: &DebugConfig) -> Result<(), ConfigError> {
+        let _ = (id, cfg);
+        Ok(())
+    }
+}
+
+impl vigil_core::factory::ExporterFactory for Factory {
+    fn stability(&self) -> &'static [(Signal, vigil_core::Stability)] {
+        &[
+            (Signal::Traces, vigil_core::Stability::Development),
+            (Signal::Metrics, vigil_core::Stability::Development),
+            (Signal::Logs, vigil_core::Stability::Development),
+        ]
     }
 
-    fn validate(&self, id: &ComponentId, config: &Value) -> Result<(), ConfigError> {
-        decode::<DebugConfig>(ComponentKind::Exporter, id, config).map(|_| ())
-    }
-
-    fn create(&self, id: &ComponentId, config: &Value) -> Result<Arc<dyn Exporter>, ConfigError> {
-        let cfg: DebugConfig = decode(ComponentKind::Exporter, id, config)?;
+    fn create(
+        &self,
+        set: vigil_core::Settings,
+        cfg: DebugConfig,
+    ) -> Result<Arc<dyn Exporter>, ConfigError> {
+        let id = &set.id;
         Ok(Arc::new(DebugExporter {
             id: id.to_string(),
             verbosity: cfg.verbosity,

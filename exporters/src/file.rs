@@ -7,20 +7,19 @@ use crate::helper::encode::{json_request, proto_request};
 use crate::helper::ExporterMetrics;
 use async_trait::async_trait;
 use serde::Deserialize;
-use serde_json::Value;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
-use vigil_core::config::{decode, duration, present};
+use vigil_core::config::{duration, present};
 use vigil_core::{
-    Component, ComponentId, ComponentKind, ConfigError, ConsumeError, Consumer, Exporter,
-    ExporterFactory, Host, Signal, Telemetry,
+    Component, ComponentId, ComponentKind, ConfigError, ConsumeError, Consumer, Exporter, Host,
+    Signal, Telemetry,
 };
 
 /// How each batch is written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 enum Format {
     /// One OTLP/JSON `Export*ServiceRequest` per line.
@@ -31,7 +30,7 @@ enum Format {
 }
 
 /// `rotation`, with lumberjack's defaults as otelcol uses them.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 struct Rotation {
     max_megabytes: u64,
@@ -58,9 +57,10 @@ fn default_flush_interval() -> Duration {
     Duration::from_secs(1)
 }
 
-#[derive(Debug, Deserialize)]
+/// The `file` exporter config.
+#[derive(Debug, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
-struct FileConfig {
+pub struct FileConfig {
     #[serde(default)]
     path: String,
     #[serde(default, deserialize_with = "present")]
@@ -336,28 +336,38 @@ impl Consumer for FileExporter {
 
 struct Factory;
 
-/// The `file` exporter factory.
-pub fn factory() -> Arc<dyn ExporterFactory> {
-    Arc::new(Factory)
+/// The `file` exporter factory, for the registry.
+pub fn factory() -> Arc<dyn vigil_core::factory::DynExporterFactory> {
+    vigil_core::factory::exporter(Factory)
 }
 
-impl ExporterFactory for Factory {
+impl vigil_core::factory::FactoryBase for Factory {
+    type Config = FileConfig;
+
     fn type_name(&self) -> &'static str {
         "file"
     }
 
-    fn signals(&self) -> &'static [Signal] {
-        &Signal::ALL
-    }
-
-    fn validate(&self, id: &ComponentId, config: &Value) -> Result<(), ConfigError> {
-        let cfg: FileConfig = decode(ComponentKind::Exporter, id, config)?;
+    fn validate(&self, id: &ComponentId, cfg: &FileConfig) -> Result<(), ConfigError> {
         cfg.validate(id)
     }
+}
 
-    fn create(&self, id: &ComponentId, config: &Value) -> Result<Arc<dyn Exporter>, ConfigError> {
-        let cfg: FileConfig = decode(ComponentKind::Exporter, id, config)?;
-        cfg.validate(id)?;
+impl vigil_core::factory::ExporterFactory for Factory {
+    fn stability(&self) -> &'static [(Signal, vigil_core::Stability)] {
+        &[
+            (Signal::Traces, vigil_core::Stability::Alpha),
+            (Signal::Metrics, vigil_core::Stability::Alpha),
+            (Signal::Logs, vigil_core::Stability::Alpha),
+        ]
+    }
+
+    fn create(
+        &self,
+        set: vigil_core::Settings,
+        cfg: FileConfig,
+    ) -> Result<Arc<dyn Exporter>, ConfigError> {
+        let id = &set.id;
         Ok(Arc::new(FileExporter {
             id: id.to_string(),
             metrics: ExporterMetrics::new(&id.to_string()),
@@ -373,6 +383,7 @@ mod tests {
     use crate::helper::encode::tests::{sample_logs, sample_metrics, sample_traces};
     use crate::helper::encode::{decode_json_request, decode_proto_request};
     use serde_json::json;
+    use serde_json::Value;
 
     fn id() -> ComponentId {
         ComponentId::parse("file/out").unwrap()

@@ -1,7 +1,7 @@
 //! Exporters, one module per component, named as in config. Network exporters share `helper`.
 
 use std::sync::Arc;
-use vigil_core::ExporterFactory;
+use vigil_core::factory::{legacy, DynExporterFactory};
 
 pub mod alertmanager;
 pub mod debug;
@@ -14,16 +14,16 @@ pub mod prometheusremotewrite;
 pub mod webhook;
 
 /// Every exporter type this crate provides.
-pub fn factories() -> Vec<Arc<dyn ExporterFactory>> {
+pub fn factories() -> Vec<Arc<dyn DynExporterFactory>> {
     vec![
         debug::factory(),
         file::factory(),
-        otlp::factory(),
-        otlphttp::factory(),
+        legacy::exporter(otlp::factory()),
+        legacy::exporter(otlphttp::factory()),
         prometheus::factory(),
-        prometheusremotewrite::factory(),
-        alertmanager::factory(),
-        webhook::factory(),
+        legacy::exporter(prometheusremotewrite::factory()),
+        legacy::exporter(alertmanager::factory()),
+        legacy::exporter(webhook::factory()),
     ]
 }
 

@@ -6,13 +6,12 @@
 use crate::servicegraph::{DependencyGraph, KEY as GRAPH_KEY};
 use async_trait::async_trait;
 use serde::Deserialize;
-use serde_json::Value as Json;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use vigil_core::attrs::{get, get_str, kv, kv_i64, kv_str};
-use vigil_core::config::{decode, duration};
+use vigil_core::config::duration;
 use vigil_core::otlp::common::v1::{
     any_value::Value, AnyValue, ArrayValue, InstrumentationScope, KeyValue,
 };
@@ -20,7 +19,7 @@ use vigil_core::otlp::logs::v1::{LogRecord, ResourceLogs, ScopeLogs, SeverityNum
 use vigil_core::otlp::resource::v1::Resource;
 use vigil_core::{
     Component, ComponentId, ComponentKind, ConfigError, ConsumeError, Consumer, Host, Processor,
-    ProcessorFactory, Signal, Telemetry,
+    Signal, Telemetry,
 };
 use vigil_detect::incident::{
     band_multiple, band_words, Config as EngineConfig, Correlator, Event, EventKind, NoTopology,
@@ -31,7 +30,7 @@ use vigil_detect::incident::{
 pub const SCOPE: &str = "vigil/correlation";
 
 /// The `correlation` config.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CorrelationConfig {
     /// An event joins an incident if it starts within this (or `gap`, if shorter) of the incident's
@@ -102,8 +101,16 @@ impl CorrelationConfig {
     }
 }
 
-fn parse(id: &ComponentId, value: &Json) -> Result<CorrelationConfig, ConfigError> {
-    let c: CorrelationConfig = decode(ComponentKind::Processor, id, value)?;
+#[cfg(test)]
+fn parse(id: &ComponentId, value: &serde_json::Value) -> Result<CorrelationConfig, ConfigError> {
+    check(
+        id,
+        vigil_core::config::decode(ComponentKind::Processor, id, value)?,
+    )
+}
+
+/// Checks a decoded section and prepares what the component runs with.
+fn check(id: &ComponentId, c: CorrelationConfig) -> Result<CorrelationConfig, ConfigError> {
     let err =
         |path: &str, msg: &str| ConfigError::component(ComponentKind::Processor, id, path, msg);
     for (key, d) in [
@@ -147,30 +154,35 @@ fn parse(id: &ComponentId, value: &Json) -> Result<CorrelationConfig, ConfigErro
 struct Factory;
 
 /// The `correlation` processor factory.
-pub fn factory() -> Arc<dyn ProcessorFactory> {
-    Arc::new(Factory)
+pub fn factory() -> Arc<dyn vigil_core::factory::DynProcessorFactory> {
+    vigil_core::factory::processor(Factory)
 }
 
-impl ProcessorFactory for Factory {
+impl vigil_core::factory::FactoryBase for Factory {
+    type Config = CorrelationConfig;
+
     fn type_name(&self) -> &'static str {
         "correlation"
     }
 
-    fn signals(&self) -> &'static [Signal] {
-        &[Signal::Logs]
+    fn validate(&self, id: &ComponentId, cfg: &CorrelationConfig) -> Result<(), ConfigError> {
+        check(id, cfg.clone()).map(|_| ())
     }
+}
 
-    fn validate(&self, id: &ComponentId, config: &Json) -> Result<(), ConfigError> {
-        parse(id, config).map(|_| ())
+impl vigil_core::factory::ProcessorFactory for Factory {
+    fn stability(&self) -> &'static [(Signal, vigil_core::Stability)] {
+        &[(Signal::Logs, vigil_core::Stability::Alpha)]
     }
 
     fn create(
         &self,
-        id: &ComponentId,
-        config: &Json,
+        set: vigil_core::Settings,
+        cfg: CorrelationConfig,
         signal: Signal,
         next: Arc<dyn Consumer>,
     ) -> Result<Arc<dyn Processor>, ConfigError> {
+        let id = &set.id;
         if signal != Signal::Logs {
             return Err(ConfigError::component(
                 ComponentKind::Processor,
@@ -179,7 +191,8 @@ impl ProcessorFactory for Factory {
                 format!("correlation only processes logs, not {signal}"),
             ));
         }
-        Ok(Arc::new(Correlation::new(id, parse(id, config)?, next)))
+        let cfg = check(id, cfg)?;
+        Ok(Arc::new(Correlation::new(id, cfg, next)))
     }
 }
 

@@ -10,7 +10,6 @@
 use async_trait::async_trait;
 use lru::LruCache;
 use serde::Deserialize;
-use serde_json::Value as Json;
 use std::collections::VecDeque;
 use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 use std::num::NonZeroUsize;
@@ -20,13 +19,13 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use vigil_core::attrs::{get, upsert};
-use vigil_core::config::{decode, duration};
+use vigil_core::config::duration;
 use vigil_core::otlp::common::v1::{any_value::Value, InstrumentationScope, KeyValue};
 use vigil_core::otlp::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use vigil_core::otlp::resource::v1::Resource;
 use vigil_core::{
     Component, ComponentId, ComponentKind, ConfigError, ConsumeError, Consumer, Host, Processor,
-    ProcessorFactory, Signal, Telemetry,
+    Signal, Telemetry,
 };
 
 /// Total occurrences of the key in the window, the first record included.
@@ -39,7 +38,7 @@ pub const LAST_SEEN: &str = "vigil.dedup.last_seen";
 const PENDING_KEYS_FACTOR: usize = 1;
 
 /// What a record's key is made of, besides the chosen attributes and the resource.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum KeySource {
     /// `log.pattern.id` when the record has it (set by `logpattern`), else the body.
@@ -52,7 +51,7 @@ pub enum KeySource {
 }
 
 /// The `dedup` processor's config as written in YAML.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DedupConfig {
     /// `auto` (default), `body` or `pattern`.
@@ -77,8 +76,16 @@ impl Default for DedupConfig {
     }
 }
 
-fn parse(id: &ComponentId, value: &Json) -> Result<DedupConfig, ConfigError> {
-    let c: DedupConfig = decode(ComponentKind::Processor, id, value)?;
+#[cfg(test)]
+fn parse(id: &ComponentId, value: &serde_json::Value) -> Result<DedupConfig, ConfigError> {
+    check(
+        id,
+        vigil_core::config::decode(ComponentKind::Processor, id, value)?,
+    )
+}
+
+/// Checks a decoded section and prepares what the component runs with.
+fn check(id: &ComponentId, c: DedupConfig) -> Result<DedupConfig, ConfigError> {
     let err =
         |path: &str, msg: String| ConfigError::component(ComponentKind::Processor, id, path, msg);
     if c.window.is_zero() {
@@ -102,30 +109,35 @@ fn parse(id: &ComponentId, value: &Json) -> Result<DedupConfig, ConfigError> {
 struct Factory;
 
 /// The `dedup` processor factory.
-pub fn factory() -> Arc<dyn ProcessorFactory> {
-    Arc::new(Factory)
+pub fn factory() -> Arc<dyn vigil_core::factory::DynProcessorFactory> {
+    vigil_core::factory::processor(Factory)
 }
 
-impl ProcessorFactory for Factory {
+impl vigil_core::factory::FactoryBase for Factory {
+    type Config = DedupConfig;
+
     fn type_name(&self) -> &'static str {
         "dedup"
     }
 
-    fn signals(&self) -> &'static [Signal] {
-        &[Signal::Logs]
+    fn validate(&self, id: &ComponentId, cfg: &DedupConfig) -> Result<(), ConfigError> {
+        check(id, cfg.clone()).map(|_| ())
     }
+}
 
-    fn validate(&self, id: &ComponentId, config: &Json) -> Result<(), ConfigError> {
-        parse(id, config).map(|_| ())
+impl vigil_core::factory::ProcessorFactory for Factory {
+    fn stability(&self) -> &'static [(Signal, vigil_core::Stability)] {
+        &[(Signal::Logs, vigil_core::Stability::Alpha)]
     }
 
     fn create(
         &self,
-        id: &ComponentId,
-        config: &Json,
+        set: vigil_core::Settings,
+        cfg: DedupConfig,
         signal: Signal,
         next: Arc<dyn Consumer>,
     ) -> Result<Arc<dyn Processor>, ConfigError> {
+        let id = &set.id;
         if signal != Signal::Logs {
             return Err(ConfigError::component(
                 ComponentKind::Processor,
@@ -134,7 +146,8 @@ impl ProcessorFactory for Factory {
                 format!("dedup only processes logs, not {signal}"),
             ));
         }
-        Ok(Arc::new(Dedup::new(id, parse(id, config)?, next)))
+        let cfg = check(id, cfg)?;
+        Ok(Arc::new(Dedup::new(id, cfg, next)))
     }
 }
 
@@ -592,6 +605,7 @@ impl Consumer for Dedup {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value as Json;
     use vigil_core::attrs::{get_str, kv_str};
     use vigil_core::otlp::common::v1::{any_value, AnyValue};
 

@@ -13,18 +13,17 @@
 use async_trait::async_trait;
 use regex::Regex;
 use serde::Deserialize;
-use serde_json::Value;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use vigil_core::attrs::{upsert, value_to_string};
-use vigil_core::config::{decode, opt_duration};
+use vigil_core::config::opt_duration;
 use vigil_core::otlp::common::v1::{any_value, AnyValue, ArrayValue};
 use vigil_core::otlp::logs::v1::ResourceLogs;
 use vigil_core::{
     Component, ComponentId, ComponentKind, ConfigError, ConsumeError, Consumer, Host, Processor,
-    ProcessorFactory, Signal, Storage, Telemetry,
+    Signal, Storage, Telemetry,
 };
 use vigil_detect::template::{self, MinerConfig, TemplateMiner};
 
@@ -43,7 +42,7 @@ pub const DEFAULT_MAX_CLUSTERS: usize = 50_000;
 const STATE_KEY: &[u8] = b"drain";
 
 /// One of otelcol's `masking_rules`: matches of `pattern` become the token `<name>`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct MaskingRule {
     /// The mask's name, written as `<name>` in templates.
@@ -53,7 +52,7 @@ pub struct MaskingRule {
 }
 
 /// The `drain` processor's config, with otelcol's keys and defaults except where noted.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DrainConfig {
     /// Depth of the prefix tree (at least 3), counted as in Drain.
@@ -131,8 +130,16 @@ struct Checked {
     save_interval: Duration,
 }
 
-fn parse(id: &ComponentId, value: &Value) -> Result<Checked, ConfigError> {
-    let c: DrainConfig = decode(ComponentKind::Processor, id, value)?;
+#[cfg(test)]
+fn parse(id: &ComponentId, value: &serde_json::Value) -> Result<Checked, ConfigError> {
+    check(
+        id,
+        vigil_core::config::decode(ComponentKind::Processor, id, value)?,
+    )
+}
+
+/// Checks a decoded section and prepares what the component runs with.
+fn check(id: &ComponentId, c: DrainConfig) -> Result<Checked, ConfigError> {
     let err = |path: &str, msg: String| {
         ConfigError::component(ComponentKind::Processor, id, path.to_string(), msg)
     };
@@ -234,30 +241,35 @@ fn parse(id: &ComponentId, value: &Value) -> Result<Checked, ConfigError> {
 struct Factory;
 
 /// The `drain` processor factory.
-pub fn factory() -> Arc<dyn ProcessorFactory> {
-    Arc::new(Factory)
+pub fn factory() -> Arc<dyn vigil_core::factory::DynProcessorFactory> {
+    vigil_core::factory::processor(Factory)
 }
 
-impl ProcessorFactory for Factory {
+impl vigil_core::factory::FactoryBase for Factory {
+    type Config = DrainConfig;
+
     fn type_name(&self) -> &'static str {
         "drain"
     }
 
-    fn signals(&self) -> &'static [Signal] {
-        &[Signal::Logs]
+    fn validate(&self, id: &ComponentId, cfg: &DrainConfig) -> Result<(), ConfigError> {
+        check(id, cfg.clone()).map(|_| ())
     }
+}
 
-    fn validate(&self, id: &ComponentId, config: &Value) -> Result<(), ConfigError> {
-        parse(id, config).map(|_| ())
+impl vigil_core::factory::ProcessorFactory for Factory {
+    fn stability(&self) -> &'static [(Signal, vigil_core::Stability)] {
+        &[(Signal::Logs, vigil_core::Stability::Alpha)]
     }
 
     fn create(
         &self,
-        id: &ComponentId,
-        config: &Value,
+        set: vigil_core::Settings,
+        cfg: DrainConfig,
         signal: Signal,
         next: Arc<dyn Consumer>,
     ) -> Result<Arc<dyn Processor>, ConfigError> {
+        let id = &set.id;
         if signal != Signal::Logs {
             return Err(ConfigError::component(
                 ComponentKind::Processor,
@@ -266,7 +278,7 @@ impl ProcessorFactory for Factory {
                 format!("drain only processes logs, not {signal}"),
             ));
         }
-        let cfg = parse(id, config)?;
+        let cfg = check(id, cfg)?;
         Ok(Arc::new(Drain::new(id, cfg, next)?))
     }
 }
@@ -566,6 +578,7 @@ impl Consumer for Drain {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
     use vigil_core::attrs::get_str;
     use vigil_core::otlp::common::v1::{KeyValue, KeyValueList};
     use vigil_core::otlp::logs::v1::{LogRecord, ScopeLogs};

@@ -2,49 +2,49 @@
 //! becomes another's input (for example to apply different processors before different exporters).
 
 use async_trait::async_trait;
-use serde::Deserialize;
-use serde_json::Value;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-use vigil_core::config::decode;
+use vigil_core::factory::{self, ConnectorFactory, DynConnectorFactory, FactoryBase};
 use vigil_core::{
-    Component, ComponentId, ComponentKind, ConfigError, ConnectorFactory, ConsumeError, Consumer,
-    NextConsumers, Signal, Telemetry,
+    Component, ConfigError, ConsumeError, Consumer, NextConsumers, Settings, Signal, Stability,
+    Telemetry,
 };
 
-#[derive(Debug, Default, Deserialize)]
+/// `forward` has no keys.
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-struct ForwardConfig {}
+pub struct ForwardConfig {}
 
 struct Factory;
 
-pub fn factory() -> Arc<dyn ConnectorFactory> {
-    Arc::new(Factory)
+/// The `forward` connector factory.
+pub fn factory() -> Arc<dyn DynConnectorFactory> {
+    factory::connector(Factory)
 }
 
-impl ConnectorFactory for Factory {
+impl FactoryBase for Factory {
+    type Config = ForwardConfig;
+
     fn type_name(&self) -> &'static str {
         "forward"
     }
+}
 
-    fn pairs(&self) -> &'static [(Signal, Signal)] {
+impl ConnectorFactory for Factory {
+    fn stability(&self) -> &'static [(Signal, Signal, Stability)] {
         &[
-            (Signal::Traces, Signal::Traces),
-            (Signal::Metrics, Signal::Metrics),
-            (Signal::Logs, Signal::Logs),
+            (Signal::Traces, Signal::Traces, Stability::Beta),
+            (Signal::Metrics, Signal::Metrics, Stability::Beta),
+            (Signal::Logs, Signal::Logs, Stability::Beta),
         ]
-    }
-
-    fn validate(&self, id: &ComponentId, config: &Value) -> Result<(), ConfigError> {
-        decode::<ForwardConfig>(ComponentKind::Connector, id, config).map(|_| ())
     }
 
     fn create(
         &self,
-        id: &ComponentId,
-        config: &Value,
+        _set: Settings,
+        _cfg: ForwardConfig,
         next: NextConsumers,
     ) -> Result<Arc<dyn vigil_core::Connector>, ConfigError> {
-        self.validate(id, config)?;
         Ok(Arc::new(Forward { next }))
     }
 }

@@ -1,7 +1,7 @@
 //! Processors and connectors, one module per component, named as in config.
 
 use std::sync::Arc;
-use vigil_core::{ConnectorFactory, ProcessorFactory};
+use vigil_core::factory::{legacy, DynConnectorFactory, DynProcessorFactory};
 
 pub mod anomaly;
 pub mod attributes;
@@ -22,15 +22,15 @@ mod testdata;
 pub mod transform;
 
 /// Every processor type this crate provides.
-pub fn processor_factories() -> Vec<Arc<dyn ProcessorFactory>> {
+pub fn processor_factories() -> Vec<Arc<dyn DynProcessorFactory>> {
     vec![
-        batch::factory(),
+        legacy::processor(batch::factory()),
         memory_limiter::factory(),
         attributes::factory(),
         resource::factory(),
         resourcedetection::factory(),
-        filter::factory(),
-        transform::factory(),
+        legacy::processor(filter::factory()),
+        legacy::processor(transform::factory()),
         logpattern::factory(),
         dedup::factory(),
         drain::factory(),
@@ -39,11 +39,11 @@ pub fn processor_factories() -> Vec<Arc<dyn ProcessorFactory>> {
 }
 
 /// Every connector type this crate provides.
-pub fn connector_factories() -> Vec<Arc<dyn ConnectorFactory>> {
+pub fn connector_factories() -> Vec<Arc<dyn DynConnectorFactory>> {
     vec![
         forward::factory(),
         anomaly::factory(),
         servicegraph::factory(),
-        routing::factory(),
+        legacy::connector(routing::factory()),
     ]
 }

@@ -8,19 +8,18 @@
 
 use async_trait::async_trait;
 use serde::Deserialize;
-use serde_json::Value;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use vigil_core::attrs::{get_str, kv_str, upsert, value_to_string};
-use vigil_core::config::{decode, opt_duration};
+use vigil_core::config::opt_duration;
 use vigil_core::otlp::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
 use vigil_core::otlp::logs::v1::{LogRecord, ResourceLogs, ScopeLogs, SeverityNumber};
 use vigil_core::{
     Component, ComponentId, ComponentKind, ConfigError, ConsumeError, Consumer, Host, Processor,
-    ProcessorFactory, Signal, Storage, Telemetry,
+    Signal, Storage, Telemetry,
 };
 use vigil_detect::template::{self, MaskConfig, MinerConfig, TemplateMiner};
 
@@ -41,7 +40,7 @@ const HELD_EVENTS_LIMIT: usize = 1000;
 
 /// The `logpattern` processor's config as written in YAML. The miner keys and their defaults are those
 /// of [`MinerConfig`], the one configuration scored on Loghub.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogPatternConfig {
     /// Most templates kept; the least recently used one is dropped to make room.
@@ -90,8 +89,16 @@ struct Checked {
     storage: Option<ComponentId>,
 }
 
-fn parse(id: &ComponentId, value: &Value) -> Result<Checked, ConfigError> {
-    let c: LogPatternConfig = decode(ComponentKind::Processor, id, value)?;
+#[cfg(test)]
+fn parse(id: &ComponentId, value: &serde_json::Value) -> Result<Checked, ConfigError> {
+    check(
+        id,
+        vigil_core::config::decode(ComponentKind::Processor, id, value)?,
+    )
+}
+
+/// Checks a decoded section and prepares what the component runs with.
+fn check(id: &ComponentId, c: LogPatternConfig) -> Result<Checked, ConfigError> {
     let err =
         |path: String, msg: String| ConfigError::component(ComponentKind::Processor, id, path, msg);
     let miner = MinerConfig {
@@ -133,30 +140,35 @@ fn parse(id: &ComponentId, value: &Value) -> Result<Checked, ConfigError> {
 struct Factory;
 
 /// The `logpattern` processor factory.
-pub fn factory() -> Arc<dyn ProcessorFactory> {
-    Arc::new(Factory)
+pub fn factory() -> Arc<dyn vigil_core::factory::DynProcessorFactory> {
+    vigil_core::factory::processor(Factory)
 }
 
-impl ProcessorFactory for Factory {
+impl vigil_core::factory::FactoryBase for Factory {
+    type Config = LogPatternConfig;
+
     fn type_name(&self) -> &'static str {
         "logpattern"
     }
 
-    fn signals(&self) -> &'static [Signal] {
-        &[Signal::Logs]
+    fn validate(&self, id: &ComponentId, cfg: &LogPatternConfig) -> Result<(), ConfigError> {
+        check(id, cfg.clone()).map(|_| ())
     }
+}
 
-    fn validate(&self, id: &ComponentId, config: &Value) -> Result<(), ConfigError> {
-        parse(id, config).map(|_| ())
+impl vigil_core::factory::ProcessorFactory for Factory {
+    fn stability(&self) -> &'static [(Signal, vigil_core::Stability)] {
+        &[(Signal::Logs, vigil_core::Stability::Alpha)]
     }
 
     fn create(
         &self,
-        id: &ComponentId,
-        config: &Value,
+        set: vigil_core::Settings,
+        cfg: LogPatternConfig,
         signal: Signal,
         next: Arc<dyn Consumer>,
     ) -> Result<Arc<dyn Processor>, ConfigError> {
+        let id = &set.id;
         if signal != Signal::Logs {
             return Err(ConfigError::component(
                 ComponentKind::Processor,
@@ -165,7 +177,7 @@ impl ProcessorFactory for Factory {
                 format!("logpattern only processes logs, not {signal}"),
             ));
         }
-        let cfg = parse(id, config)?;
+        let cfg = check(id, cfg)?;
         Ok(Arc::new(LogPattern::new(id, cfg, next)?))
     }
 }
@@ -523,6 +535,7 @@ impl Consumer for LogPattern {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
     use std::collections::{BTreeMap, HashMap};
     use vigil_core::attrs::kv_i64;
     use vigil_core::otlp::resource::v1::Resource;

@@ -8,7 +8,7 @@
 //! `memory.limit_in_bytes`), else of the machine's total memory.
 
 use async_trait::async_trait;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,16 +16,17 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::task::JoinHandle;
 use vigil_core::config::{decode, duration};
+use vigil_core::factory::{self, DynProcessorFactory, FactoryBase, ProcessorFactory};
 use vigil_core::{
     Component, ComponentId, ComponentKind, ConfigError, ConsumeError, Consumer, Host, Processor,
-    ProcessorFactory, Signal, Telemetry,
+    Settings, Signal, Stability, Telemetry,
 };
 
 const MIB: u64 = 1024 * 1024;
 
 /// The `memory_limiter` config, with otelcol's keys. `check_interval` and one of `limit_mib` or
 /// `limit_percentage` are required.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct MemoryLimiterConfig {
     /// How often memory is measured.
@@ -60,14 +61,15 @@ impl MemoryLimiterConfig {
     /// Decodes and checks a `memory_limiter` section, with otelcol's rules and messages.
     pub fn parse(id: &ComponentId, value: &Value) -> Result<Self, ConfigError> {
         let cfg: MemoryLimiterConfig = decode(ComponentKind::Processor, id, value)?;
-        let err = |path: &str, msg: &str| {
-            Err(ConfigError::component(
-                ComponentKind::Processor,
-                id,
-                path,
-                msg,
-            ))
-        };
+        cfg.check()
+            .map_err(|e| e.in_component(ComponentKind::Processor, id))?;
+        Ok(cfg)
+    }
+
+    /// otelcol's checks of a decoded section.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let cfg = self;
+        let err = |path: &str, msg: &str| Err(ConfigError::at(path, msg));
         if cfg.check_interval.is_zero() {
             return err(
                 "check_interval",
@@ -124,7 +126,7 @@ impl MemoryLimiterConfig {
                 ),
             );
         }
-        Ok(cfg)
+        Ok(())
     }
 
     /// The limits in bytes. `total` is asked only when the limit is a percentage.
@@ -249,33 +251,40 @@ fn cgroup_limit() -> Option<u64> {
 struct Factory;
 
 /// The `memory_limiter` processor factory.
-pub fn factory() -> Arc<dyn ProcessorFactory> {
-    Arc::new(Factory)
+pub fn factory() -> Arc<dyn DynProcessorFactory> {
+    factory::processor(Factory)
 }
 
-impl ProcessorFactory for Factory {
+impl FactoryBase for Factory {
+    type Config = MemoryLimiterConfig;
+
     fn type_name(&self) -> &'static str {
         "memory_limiter"
     }
 
-    fn signals(&self) -> &'static [Signal] {
-        &Signal::ALL
+    fn validate(&self, _id: &ComponentId, cfg: &MemoryLimiterConfig) -> Result<(), ConfigError> {
+        cfg.check()
     }
+}
 
-    fn validate(&self, id: &ComponentId, config: &Value) -> Result<(), ConfigError> {
-        MemoryLimiterConfig::parse(id, config).map(|_| ())
+impl ProcessorFactory for Factory {
+    fn stability(&self) -> &'static [(Signal, Stability)] {
+        &[
+            (Signal::Traces, Stability::Beta),
+            (Signal::Metrics, Stability::Beta),
+            (Signal::Logs, Stability::Beta),
+        ]
     }
 
     fn create(
         &self,
-        id: &ComponentId,
-        config: &Value,
+        set: Settings,
+        cfg: MemoryLimiterConfig,
         signal: Signal,
         next: Arc<dyn Consumer>,
     ) -> Result<Arc<dyn Processor>, ConfigError> {
-        let cfg = MemoryLimiterConfig::parse(id, config)?;
         Ok(Arc::new(MemoryLimiter::new(
-            id,
+            &set.id,
             cfg,
             signal,
             next,

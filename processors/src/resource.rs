@@ -2,19 +2,19 @@
 //! [`crate::attributes::actions`]) to the resource attributes of every batch, listed under
 //! `attributes` as otelcol spells it.
 
-use crate::attributes::actions::{decode_section, ActionConfig, Actions};
+use crate::attributes::actions::{ActionConfig, Actions};
 use async_trait::async_trait;
-use serde::Deserialize;
-use serde_json::Value as Json;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+use vigil_core::factory::{self, DynProcessorFactory, FactoryBase, ProcessorFactory};
 use vigil_core::otlp::resource::v1::Resource;
 use vigil_core::{
-    Component, ComponentId, ConfigError, ConsumeError, Consumer, Processor, ProcessorFactory,
-    Signal, Telemetry,
+    Component, ComponentId, ConfigError, ConsumeError, Consumer, Processor, Settings, Signal,
+    Stability, Telemetry,
 };
 
 /// The `resource` processor config.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ResourceConfig {
     /// The actions, applied in order to each resource's attributes.
@@ -22,40 +22,53 @@ pub struct ResourceConfig {
     pub attributes: Vec<ActionConfig>,
 }
 
-fn compile(id: &ComponentId, config: &Json) -> Result<Actions, ConfigError> {
-    let cfg: ResourceConfig = decode_section(id, config)?;
+#[cfg(test)]
+fn compile(id: &ComponentId, config: &serde_json::Value) -> Result<Actions, ConfigError> {
+    let cfg: ResourceConfig = crate::attributes::actions::decode_section(id, config)?;
+    compile_cfg(id, &cfg)
+}
+
+fn compile_cfg(id: &ComponentId, cfg: &ResourceConfig) -> Result<Actions, ConfigError> {
     Actions::compile(id, "attributes", &cfg.attributes)
 }
 
 struct Factory;
 
 /// The `resource` processor factory.
-pub fn factory() -> Arc<dyn ProcessorFactory> {
-    Arc::new(Factory)
+pub fn factory() -> Arc<dyn DynProcessorFactory> {
+    factory::processor(Factory)
 }
 
-impl ProcessorFactory for Factory {
+impl FactoryBase for Factory {
+    type Config = ResourceConfig;
+
     fn type_name(&self) -> &'static str {
         "resource"
     }
 
-    fn signals(&self) -> &'static [Signal] {
-        &Signal::ALL
+    fn validate(&self, id: &ComponentId, cfg: &ResourceConfig) -> Result<(), ConfigError> {
+        compile_cfg(id, cfg).map(|_| ())
     }
+}
 
-    fn validate(&self, id: &ComponentId, config: &Json) -> Result<(), ConfigError> {
-        compile(id, config).map(|_| ())
+impl ProcessorFactory for Factory {
+    fn stability(&self) -> &'static [(Signal, Stability)] {
+        &[
+            (Signal::Traces, Stability::Beta),
+            (Signal::Metrics, Stability::Beta),
+            (Signal::Logs, Stability::Beta),
+        ]
     }
 
     fn create(
         &self,
-        id: &ComponentId,
-        config: &Json,
+        set: Settings,
+        cfg: ResourceConfig,
         _signal: Signal,
         next: Arc<dyn Consumer>,
     ) -> Result<Arc<dyn Processor>, ConfigError> {
         Ok(Arc::new(ResourceProcessor {
-            actions: compile(id, config)?,
+            actions: compile_cfg(&set.id, &cfg)?,
             next,
         }))
     }

@@ -5,30 +5,29 @@
 
 use async_trait::async_trait;
 use serde::Deserialize;
-use serde_json::Value as Json;
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use vigil_core::attrs::{kv_str, value_to_string};
-use vigil_core::config::{decode, duration};
+use vigil_core::config::duration;
 use vigil_core::otlp::common::v1::KeyValue;
 use vigil_core::otlp::resource::v1::Resource;
 use vigil_core::{
     Component, ComponentId, ComponentKind, ConfigError, ConsumeError, Consumer, Host, Processor,
-    ProcessorFactory, Signal, Telemetry,
+    Signal, Telemetry,
 };
 
 const DETECTORS: &[&str] = &["env", "system", "k8snode"];
 
 /// `{ enabled: bool }` toggles of optional resource attributes.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Toggle {
     pub enabled: bool,
 }
 
 /// The `system` detector's section.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SystemConfig {
     /// Where `host.name` comes from, first success wins: `dns` (the canonical name) or `os`
@@ -53,7 +52,7 @@ fn default_sources() -> Vec<String> {
 }
 
 /// The `k8snode` detector's section.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct K8sNodeConfig {
     /// The environment variable holding the node name (set from `spec.nodeName` by the downward API).
@@ -81,7 +80,7 @@ fn default_node_env() -> String {
 }
 
 /// The `resourcedetection` processor config.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ResourceDetectionConfig {
     #[serde(default = "default_detectors")]
@@ -117,8 +116,22 @@ const SYSTEM_ATTRS: &[(&str, bool)] = &[
 ];
 const K8S_ATTRS: &[(&str, bool)] = &[("k8s.node.name", true)];
 
-fn load(id: &ComponentId, config: &Json) -> Result<ResourceDetectionConfig, ConfigError> {
-    let cfg: ResourceDetectionConfig = decode(ComponentKind::Processor, id, config)?;
+#[cfg(test)]
+fn load(
+    id: &ComponentId,
+    value: &serde_json::Value,
+) -> Result<ResourceDetectionConfig, ConfigError> {
+    check(
+        id,
+        vigil_core::config::decode(ComponentKind::Processor, id, value)?,
+    )
+}
+
+/// Checks a decoded section and prepares what the component runs with.
+fn check(
+    id: &ComponentId,
+    cfg: ResourceDetectionConfig,
+) -> Result<ResourceDetectionConfig, ConfigError> {
     let err = |k: String, m: String| ConfigError::component(ComponentKind::Processor, id, k, m);
     // Every problem, not only the first, so that one `validate` run lists them all.
     let mut errors = Vec::new();
@@ -354,33 +367,43 @@ pub fn merge(resource: &mut Option<Resource>, detected: &[KeyValue], override_: 
 struct Factory;
 
 /// The `resourcedetection` processor factory.
-pub fn factory() -> Arc<dyn ProcessorFactory> {
-    Arc::new(Factory)
+pub fn factory() -> Arc<dyn vigil_core::factory::DynProcessorFactory> {
+    vigil_core::factory::processor(Factory)
 }
 
-impl ProcessorFactory for Factory {
+impl vigil_core::factory::FactoryBase for Factory {
+    type Config = ResourceDetectionConfig;
+
     fn type_name(&self) -> &'static str {
         "resourcedetection"
     }
 
-    fn signals(&self) -> &'static [Signal] {
-        &Signal::ALL
+    fn validate(&self, id: &ComponentId, cfg: &ResourceDetectionConfig) -> Result<(), ConfigError> {
+        check(id, cfg.clone()).map(|_| ())
     }
+}
 
-    fn validate(&self, id: &ComponentId, config: &Json) -> Result<(), ConfigError> {
-        load(id, config).map(|_| ())
+impl vigil_core::factory::ProcessorFactory for Factory {
+    fn stability(&self) -> &'static [(Signal, vigil_core::Stability)] {
+        &[
+            (Signal::Traces, vigil_core::Stability::Beta),
+            (Signal::Metrics, vigil_core::Stability::Beta),
+            (Signal::Logs, vigil_core::Stability::Beta),
+        ]
     }
 
     fn create(
         &self,
-        id: &ComponentId,
-        config: &Json,
+        set: vigil_core::Settings,
+        cfg: ResourceDetectionConfig,
         _signal: Signal,
         next: Arc<dyn Consumer>,
     ) -> Result<Arc<dyn Processor>, ConfigError> {
+        let id = &set.id;
+        let cfg = check(id, cfg)?;
         Ok(Arc::new(ResourceDetection {
             id: id.to_string(),
-            cfg: load(id, config)?,
+            cfg,
             detected: OnceLock::new(),
             next,
         }))

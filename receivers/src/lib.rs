@@ -12,15 +12,15 @@ pub mod syslog;
 pub use vigil_core::net::{serve, tls};
 
 use std::sync::Arc;
-use vigil_core::ReceiverFactory;
+use vigil_core::factory::{legacy, DynReceiverFactory};
 
 /// Every receiver type this crate provides.
-pub fn factories() -> Vec<Arc<dyn ReceiverFactory>> {
+pub fn factories() -> Vec<Arc<dyn DynReceiverFactory>> {
     vec![
-        otlp::factory(),
+        legacy::receiver(otlp::factory()),
         hostmetrics::factory(),
         prometheus::factory(),
-        prometheusremotewrite::factory(),
+        legacy::receiver(prometheusremotewrite::factory()),
         filelog::factory(),
         syslog::factory(),
     ]

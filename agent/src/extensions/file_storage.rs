@@ -9,16 +9,14 @@
 use async_trait::async_trait;
 use redb::{Database, Durability, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::Deserialize;
-use serde_json::Value;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use vigil_core::config::{decode, duration};
+use vigil_core::config::duration;
 use vigil_core::storage::{SealedStorage, SealingKey, StorageOp};
 use vigil_core::{
-    Component, ComponentId, ComponentKind, ConfigError, Extension, ExtensionFactory, Host, Storage,
-    StorageError,
+    Component, ComponentId, ComponentKind, ConfigError, Extension, Host, Storage, StorageError,
 };
 
 const TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("kv");
@@ -33,7 +31,7 @@ const KEY_CHECK_TEXT: &[u8] = b"vigil file_storage key check";
 const DIR_MODE: u32 = 0o700;
 const FILE_MODE: u32 = 0o600;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 struct FileStorageConfig {
     #[serde(default = "default_directory")]
@@ -55,7 +53,7 @@ struct FileStorageConfig {
 }
 
 /// Where the 256-bit key comes from: a file or an environment variable holding 64 hex digits.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 struct EncryptionConfig {
     #[serde(default)]
@@ -97,7 +95,7 @@ impl EncryptionConfig {
 
 /// otelcol's compaction keys. Only `on_start` acts here (redb compacts in place); the rest are
 /// accepted so that otelcol configs load unchanged.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 struct CompactionConfig {
@@ -128,17 +126,19 @@ fn default_timeout() -> Duration {
 
 struct Factory;
 
-pub fn factory() -> Arc<dyn ExtensionFactory> {
-    Arc::new(Factory)
+/// The `file_storage` extension factory, for the registry.
+pub fn factory() -> Arc<dyn vigil_core::factory::DynExtensionFactory> {
+    vigil_core::factory::extension(Factory)
 }
 
-impl ExtensionFactory for Factory {
+impl vigil_core::factory::FactoryBase for Factory {
+    type Config = FileStorageConfig;
+
     fn type_name(&self) -> &'static str {
         "file_storage"
     }
 
-    fn validate(&self, id: &ComponentId, config: &Value) -> Result<(), ConfigError> {
-        let cfg: FileStorageConfig = decode(ComponentKind::Extension, id, config)?;
+    fn validate(&self, id: &ComponentId, cfg: &FileStorageConfig) -> Result<(), ConfigError> {
         if cfg.directory.as_os_str().is_empty() {
             return Err(ConfigError::component(
                 ComponentKind::Extension,
@@ -166,10 +166,19 @@ impl ExtensionFactory for Factory {
         }
         Ok(())
     }
+}
 
-    fn create(&self, id: &ComponentId, config: &Value) -> Result<Arc<dyn Extension>, ConfigError> {
-        self.validate(id, config)?;
-        let cfg: FileStorageConfig = decode(ComponentKind::Extension, id, config)?;
+impl vigil_core::factory::ExtensionFactory for Factory {
+    fn stability(&self) -> vigil_core::Stability {
+        vigil_core::Stability::Beta
+    }
+
+    fn create(
+        &self,
+        set: vigil_core::Settings,
+        cfg: FileStorageConfig,
+    ) -> Result<Arc<dyn Extension>, ConfigError> {
+        let id = &set.id;
         Ok(Arc::new(FileStorage {
             id: id.clone(),
             cfg,
@@ -690,6 +699,7 @@ impl Storage for RedbStorage {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     #[test]
     fn set_get_scan_delete_and_reopen() {

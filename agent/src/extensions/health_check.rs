@@ -8,17 +8,15 @@ use axum::response::IntoResponse;
 use serde::Deserialize;
 use serde_json::Value;
 use std::sync::{Arc, Mutex};
-use vigil_core::config::{bind_tcp, check_endpoint, decode};
+use vigil_core::config::{bind_tcp, check_endpoint};
 use vigil_core::net::serve::{serve, CancellationToken, ConnCounters, ServeOptions};
 use vigil_core::net::tls::TlsServerSettings;
-use vigil_core::{
-    Component, ComponentId, ComponentKind, ConfigError, Extension, ExtensionFactory, Host,
-};
+use vigil_core::{Component, ComponentId, ComponentKind, ConfigError, Extension, Host};
 
 /// What the endpoint offers over TLS.
 pub(crate) const HTTP_ALPN: &[&[u8]] = &[b"h2", b"http/1.1"];
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 struct HealthCheckConfig {
     #[serde(default = "default_endpoint")]
@@ -41,14 +39,8 @@ fn default_path() -> String {
     "/".into()
 }
 
-struct Factory;
-
-pub fn factory() -> Arc<dyn ExtensionFactory> {
-    Arc::new(Factory)
-}
-
-fn parse(id: &ComponentId, config: &Value) -> Result<HealthCheckConfig, ConfigError> {
-    let cfg: HealthCheckConfig = decode(ComponentKind::Extension, id, config)?;
+/// Checks a decoded section and prepares what the component runs with.
+fn check(id: &ComponentId, cfg: HealthCheckConfig) -> Result<HealthCheckConfig, ConfigError> {
     check_endpoint(&cfg.endpoint)
         .map_err(|e| ConfigError::component(ComponentKind::Extension, id, "endpoint", e))?;
     if let Some(t) = &cfg.tls {
@@ -72,17 +64,36 @@ fn parse(id: &ComponentId, config: &Value) -> Result<HealthCheckConfig, ConfigEr
     Ok(cfg)
 }
 
-impl ExtensionFactory for Factory {
+struct Factory;
+
+/// The `health_check` extension factory, for the registry.
+pub fn factory() -> Arc<dyn vigil_core::factory::DynExtensionFactory> {
+    vigil_core::factory::extension(Factory)
+}
+
+impl vigil_core::factory::FactoryBase for Factory {
+    type Config = HealthCheckConfig;
+
     fn type_name(&self) -> &'static str {
         "health_check"
     }
 
-    fn validate(&self, id: &ComponentId, config: &Value) -> Result<(), ConfigError> {
-        parse(id, config).map(|_| ())
+    fn validate(&self, id: &ComponentId, cfg: &HealthCheckConfig) -> Result<(), ConfigError> {
+        check(id, cfg.clone()).map(|_| ())
+    }
+}
+
+impl vigil_core::factory::ExtensionFactory for Factory {
+    fn stability(&self) -> vigil_core::Stability {
+        vigil_core::Stability::Beta
     }
 
-    fn create(&self, id: &ComponentId, config: &Value) -> Result<Arc<dyn Extension>, ConfigError> {
-        let cfg = parse(id, config)?;
+    fn create(
+        &self,
+        set: vigil_core::Settings,
+        cfg: HealthCheckConfig,
+    ) -> Result<Arc<dyn Extension>, ConfigError> {
+        let id = &set.id;
         Ok(Arc::new(HealthCheck {
             id: id.clone(),
             cfg,

@@ -17,14 +17,12 @@ use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::Value;
 use std::sync::{Arc, Mutex};
-use vigil_core::config::{bind_tcp, check_endpoint, decode};
+use vigil_core::config::{bind_tcp, check_endpoint};
 use vigil_core::net::serve::{serve, CancellationToken, ConnCounters, ServeOptions};
 use vigil_core::net::tls::TlsServerSettings;
-use vigil_core::{
-    Component, ComponentId, ComponentKind, ConfigError, Extension, ExtensionFactory, Host,
-};
+use vigil_core::{Component, ComponentId, ComponentKind, ConfigError, Extension, Host};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 struct ZPagesConfig {
     #[serde(default = "default_endpoint")]
@@ -36,7 +34,7 @@ struct ZPagesConfig {
     tls: Option<TlsServerSettings>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 struct Expvar {
     #[serde(default)]
@@ -47,14 +45,16 @@ fn default_endpoint() -> String {
     "localhost:55679".into()
 }
 
-struct Factory;
-
-pub fn factory() -> Arc<dyn ExtensionFactory> {
-    Arc::new(Factory)
+#[cfg(test)]
+fn parse(id: &ComponentId, value: &serde_json::Value) -> Result<ZPagesConfig, ConfigError> {
+    check(
+        id,
+        vigil_core::config::decode(ComponentKind::Extension, id, value)?,
+    )
 }
 
-fn parse(id: &ComponentId, config: &Value) -> Result<ZPagesConfig, ConfigError> {
-    let cfg: ZPagesConfig = decode(ComponentKind::Extension, id, config)?;
+/// Checks a decoded section and prepares what the component runs with.
+fn check(id: &ComponentId, cfg: ZPagesConfig) -> Result<ZPagesConfig, ConfigError> {
     check_endpoint(&cfg.endpoint)
         .map_err(|e| ConfigError::component(ComponentKind::Extension, id, "endpoint", e))?;
     if let Some(t) = &cfg.tls {
@@ -71,17 +71,36 @@ fn parse(id: &ComponentId, config: &Value) -> Result<ZPagesConfig, ConfigError> 
     Ok(cfg)
 }
 
-impl ExtensionFactory for Factory {
+struct Factory;
+
+/// The `zpages` extension factory, for the registry.
+pub fn factory() -> Arc<dyn vigil_core::factory::DynExtensionFactory> {
+    vigil_core::factory::extension(Factory)
+}
+
+impl vigil_core::factory::FactoryBase for Factory {
+    type Config = ZPagesConfig;
+
     fn type_name(&self) -> &'static str {
         "zpages"
     }
 
-    fn validate(&self, id: &ComponentId, config: &Value) -> Result<(), ConfigError> {
-        parse(id, config).map(|_| ())
+    fn validate(&self, id: &ComponentId, cfg: &ZPagesConfig) -> Result<(), ConfigError> {
+        check(id, cfg.clone()).map(|_| ())
+    }
+}
+
+impl vigil_core::factory::ExtensionFactory for Factory {
+    fn stability(&self) -> vigil_core::Stability {
+        vigil_core::Stability::Beta
     }
 
-    fn create(&self, id: &ComponentId, config: &Value) -> Result<Arc<dyn Extension>, ConfigError> {
-        let cfg = parse(id, config)?;
+    fn create(
+        &self,
+        set: vigil_core::Settings,
+        cfg: ZPagesConfig,
+    ) -> Result<Arc<dyn Extension>, ConfigError> {
+        let id = &set.id;
         Ok(Arc::new(ZPages {
             id: id.clone(),
             cfg,

@@ -11,7 +11,7 @@ use graph::{Graph, ReceiverNode};
 use status::Status;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 use vigil_core::{ComponentId, Extension, Host};
@@ -81,6 +81,11 @@ impl Service {
         Ok(out)
     }
 
+    /// When a stop that begins now must be over.
+    fn deadline(&self) -> Instant {
+        Instant::now() + self.shutdown_timeout
+    }
+
     fn host_for(&self, exts: &[(ComponentId, Arc<dyn Extension>)]) -> Host {
         Host::new(exts.iter().cloned().collect(), self.fatal_tx.clone())
     }
@@ -93,7 +98,7 @@ impl Service {
         let mut started_exts = Vec::new();
         for (id, e) in &exts {
             if let Err(err) = e.start(&self.host).await {
-                stop_extensions(&started_exts).await;
+                stop_extensions(&started_exts, self.deadline()).await;
                 return Err(err.context(format!("extension {id} failed to start")));
             }
             started_exts.push((id.clone(), e.clone()));
@@ -101,12 +106,12 @@ impl Service {
         let graph = match graph::build(cfg, &self.registry, exts, &mut Vec::new()) {
             Ok(g) => g,
             Err(e) => {
-                stop_extensions(&started_exts).await;
+                stop_extensions(&started_exts, self.deadline()).await;
                 return Err(e);
             }
         };
-        if let Err(e) = start_graph(&graph, &self.host).await {
-            stop_extensions(&started_exts).await;
+        if let Err(e) = start_graph(&graph, &self.host, self.shutdown_timeout).await {
+            stop_extensions(&started_exts, self.deadline()).await;
             return Err(e);
         }
         crate::observed::global().set_config(&graph.config);
@@ -150,12 +155,12 @@ impl Service {
             return;
         };
         let timeout = self.shutdown_timeout;
-        self.host
-            .set_shutdown_deadline(std::time::Instant::now() + timeout);
+        let deadline = self.deadline();
+        self.host.set_shutdown_deadline(deadline);
         let stop = async {
-            stop_receivers(graph.receivers.iter()).await;
-            stop_chain(&graph).await;
-            stop_extensions(&graph.extensions).await;
+            stop_receivers(graph.receivers.iter(), deadline).await;
+            stop_chain(&graph, deadline).await;
+            stop_extensions(&graph.extensions, deadline).await;
         };
         if tokio::time::timeout(timeout, stop).await.is_err() {
             tracing::error!(
@@ -196,7 +201,7 @@ impl Service {
         let exts = if same_exts {
             old.extensions.clone()
         } else {
-            stop_extensions(&old.extensions).await;
+            stop_extensions(&old.extensions, self.deadline()).await;
             let exts = self.create_extensions(&cfg)?;
             let host = self.host_for(&exts);
             for (id, e) in &exts {
@@ -221,8 +226,9 @@ impl Service {
         let mut start_error = None;
         for (i, node) in new.chain.iter().enumerate() {
             if let Err(e) = node.component.start(&self.host).await {
+                let deadline = self.deadline();
                 for n in new.chain[..i].iter().rev() {
-                    let _ = n.component.shutdown().await;
+                    let _ = n.component.shutdown_by(deadline).await;
                 }
                 start_error = Some(e.context(format!("{} failed to start", node.label)));
                 break;
@@ -254,7 +260,7 @@ impl Service {
         }
         drop(previous);
         // Receivers that are gone or changed release their ports before the new ones bind them.
-        stop_receivers(keep.iter()).await;
+        stop_receivers(keep.iter(), self.deadline()).await;
         let mut failed = None;
         for r in new.receivers.iter().filter(|r| !r.kept) {
             if let Err(e) = r.receiver.start(&self.host).await {
@@ -262,7 +268,7 @@ impl Service {
                 break;
             }
         }
-        stop_chain(&old).await;
+        stop_chain(&old, self.deadline()).await;
         crate::observed::global().set_config(&new.config);
         self.graph = Some(new);
         if let Some(e) = failed {
@@ -285,44 +291,47 @@ fn restore(old: &mut Graph, keep: &mut Vec<ReceiverNode>, new: Option<&mut Graph
     }
 }
 
-async fn start_graph(g: &Graph, host: &Host) -> anyhow::Result<()> {
+/// Starts the chain, then the receivers; on a failure, stops what started by `now + grace`.
+async fn start_graph(g: &Graph, host: &Host, grace: Duration) -> anyhow::Result<()> {
     for (i, node) in g.chain.iter().enumerate() {
         if let Err(e) = node.component.start(host).await {
+            let deadline = Instant::now() + grace;
             for n in g.chain[..i].iter().rev() {
-                let _ = n.component.shutdown().await;
+                let _ = n.component.shutdown_by(deadline).await;
             }
             return Err(e.context(format!("{} failed to start", node.label)));
         }
     }
     for (i, r) in g.receivers.iter().enumerate() {
         if let Err(e) = r.receiver.start(host).await {
-            stop_receivers(g.receivers[..i].iter()).await;
-            stop_chain(g).await;
+            let deadline = Instant::now() + grace;
+            stop_receivers(g.receivers[..i].iter(), deadline).await;
+            stop_chain(g, deadline).await;
             return Err(e);
         }
     }
     Ok(())
 }
 
-async fn stop_receivers<'a>(rs: impl Iterator<Item = &'a ReceiverNode>) {
+async fn stop_receivers<'a>(rs: impl Iterator<Item = &'a ReceiverNode>, deadline: Instant) {
     for r in rs {
-        if let Err(e) = r.receiver.shutdown().await {
+        if let Err(e) = r.receiver.shutdown_by(deadline).await {
             tracing::warn!(receiver = %r.id, "error while stopping: {e:#}");
         }
     }
 }
 
-async fn stop_chain(g: &Graph) {
+async fn stop_chain(g: &Graph, deadline: Instant) {
     for n in g.chain.iter().rev() {
-        if let Err(e) = n.component.shutdown().await {
+        if let Err(e) = n.component.shutdown_by(deadline).await {
             tracing::warn!("error while stopping {}: {e:#}", n.label);
         }
     }
 }
 
-async fn stop_extensions(exts: &[(ComponentId, Arc<dyn Extension>)]) {
+async fn stop_extensions(exts: &[(ComponentId, Arc<dyn Extension>)], deadline: Instant) {
     for (id, e) in exts.iter().rev() {
-        if let Err(err) = e.shutdown().await {
+        if let Err(err) = e.shutdown_by(deadline).await {
             tracing::warn!(extension = %id, "error while stopping: {err:#}");
         }
     }

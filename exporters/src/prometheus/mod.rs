@@ -11,23 +11,22 @@ pub mod translate;
 use async_trait::async_trait;
 use registry::{Registry, Settings};
 use serde::Deserialize;
-use serde_json::Value as Json;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use translate::Naming;
-use vigil_core::config::{bind_tcp, check_endpoint, decode, duration};
+use vigil_core::config::{bind_tcp, check_endpoint, duration};
 use vigil_core::net::serve::{serve, ConnCounters, ServeOptions};
 use vigil_core::net::tls::{ServerTls, TlsServerSettings};
 use vigil_core::{
-    Component, ComponentId, ComponentKind, ConfigError, ConsumeError, Consumer, Exporter,
-    ExporterFactory, Host, Signal, Telemetry,
+    Component, ComponentId, ComponentKind, ConfigError, ConsumeError, Consumer, Exporter, Host,
+    Signal, Telemetry,
 };
 
 /// `resource_to_telemetry_conversion`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ResourceToTelemetry {
     #[serde(default)]
@@ -35,7 +34,7 @@ pub struct ResourceToTelemetry {
 }
 
 /// The `prometheus` exporter config, with otelcol's keys and defaults.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PrometheusConfig {
     /// Where to serve `/metrics`, `host:port`.
@@ -74,8 +73,16 @@ fn yes() -> bool {
     true
 }
 
-fn load(id: &ComponentId, config: &Json) -> Result<PrometheusConfig, ConfigError> {
-    let cfg: PrometheusConfig = decode(ComponentKind::Exporter, id, config)?;
+#[cfg(test)]
+fn load(id: &ComponentId, value: &serde_json::Value) -> Result<PrometheusConfig, ConfigError> {
+    check(
+        id,
+        vigil_core::config::decode(ComponentKind::Exporter, id, value)?,
+    )
+}
+
+/// Checks a decoded section and prepares what the component runs with.
+pub fn check(id: &ComponentId, cfg: PrometheusConfig) -> Result<PrometheusConfig, ConfigError> {
     let err = |k: &str, m: String| ConfigError::component(ComponentKind::Exporter, id, k, m);
     if cfg.endpoint.is_empty() {
         return Err(err(
@@ -105,26 +112,34 @@ const HTTP_ALPN: &[&[u8]] = &[b"h2", b"http/1.1"];
 struct Factory;
 
 /// The `prometheus` exporter factory, for the registry.
-pub fn factory() -> Arc<dyn ExporterFactory> {
-    Arc::new(Factory)
+pub fn factory() -> Arc<dyn vigil_core::factory::DynExporterFactory> {
+    vigil_core::factory::exporter(Factory)
 }
 
-impl ExporterFactory for Factory {
+impl vigil_core::factory::FactoryBase for Factory {
+    type Config = PrometheusConfig;
+
     fn type_name(&self) -> &'static str {
         "prometheus"
     }
 
-    fn signals(&self) -> &'static [Signal] {
-        &[Signal::Metrics]
+    fn validate(&self, id: &ComponentId, cfg: &PrometheusConfig) -> Result<(), ConfigError> {
+        check(id, cfg.clone()).map(|_| ())
+    }
+}
+
+impl vigil_core::factory::ExporterFactory for Factory {
+    fn stability(&self) -> &'static [(Signal, vigil_core::Stability)] {
+        &[(Signal::Metrics, vigil_core::Stability::Beta)]
     }
 
-    fn validate(&self, id: &ComponentId, config: &Json) -> Result<(), ConfigError> {
-        load(id, config).map(|_| ())
-    }
-
-    fn create(&self, id: &ComponentId, config: &Json) -> Result<Arc<dyn Exporter>, ConfigError> {
-        let cfg = load(id, config)?;
-        Ok(Arc::new(PrometheusExporter::new(id, cfg)))
+    fn create(
+        &self,
+        set: vigil_core::Settings,
+        cfg: PrometheusConfig,
+    ) -> Result<Arc<dyn Exporter>, ConfigError> {
+        let id = &set.id;
+        Ok(Arc::new(PrometheusExporter::new(id, check(id, cfg)?)))
     }
 }
 

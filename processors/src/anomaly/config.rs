@@ -11,7 +11,7 @@ use vigil_core::config::{decode, duration};
 use vigil_core::{ComponentId, ComponentKind, ConfigError};
 
 /// The connector's config as written in YAML.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AnomalyConfig {
     /// The most series tracked at once; the least recently seen one is dropped to make room.
@@ -49,7 +49,7 @@ pub struct AnomalyConfig {
 }
 
 /// Selects metrics by name, as otelcol's filter `match_type`/`metric_names` does.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct NameMatchConfig {
     /// `strict` (equality) or `regexp` (each entry is a regex, unanchored as in otelcol).
@@ -61,7 +61,7 @@ pub struct NameMatchConfig {
 }
 
 /// One `forecasts:` entry.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ForecastConfigEntry {
     /// The watched series' metric name (as it appears in `vigil.anomaly.metric`).
@@ -168,6 +168,11 @@ pub fn parse(id: &ComponentId, value: &Value) -> Result<Settings, ConfigError> {
     let cfg: AnomalyConfig = decode(ComponentKind::Connector, id, value)?;
     check(&cfg)
         .map_err(|(path, msg)| ConfigError::component(ComponentKind::Connector, id, path, msg))
+}
+
+/// Checks a decoded section and derives what the engine runs with.
+pub fn prepare(cfg: &AnomalyConfig) -> Result<Settings, ConfigError> {
+    check(cfg).map_err(|(path, msg)| ConfigError::at(path, msg))
 }
 
 fn check(cfg: &AnomalyConfig) -> Result<Settings, (String, String)> {

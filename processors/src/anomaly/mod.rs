@@ -36,15 +36,14 @@ pub mod windows;
 
 use async_trait::async_trait;
 use engine::{Counts, Engine, Output};
-use serde_json::Value;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use vigil_core::{
-    Component, ComponentId, ConfigError, ConnectorFactory, ConsumeError, Consumer, Host,
-    NextConsumers, Signal, Telemetry,
+    Component, ComponentId, ConfigError, ConsumeError, Consumer, Host, NextConsumers, Signal,
+    Telemetry,
 };
 
 /// Event batches held for a retry after downstream pushed back; beyond this the oldest is dropped.
@@ -53,37 +52,43 @@ const OUTBOX_LIMIT: usize = 256;
 struct Factory;
 
 /// The `anomalydetection` connector factory.
-pub fn factory() -> Arc<dyn ConnectorFactory> {
-    Arc::new(Factory)
+pub fn factory() -> Arc<dyn vigil_core::factory::DynConnectorFactory> {
+    vigil_core::factory::connector(Factory)
 }
 
-impl ConnectorFactory for Factory {
+impl vigil_core::factory::FactoryBase for Factory {
+    type Config = config::AnomalyConfig;
+
     fn type_name(&self) -> &'static str {
         "anomalydetection"
     }
 
-    fn pairs(&self) -> &'static [(Signal, Signal)] {
-        &[
-            (Signal::Metrics, Signal::Logs),
-            (Signal::Traces, Signal::Logs),
-            (Signal::Logs, Signal::Logs),
-            (Signal::Metrics, Signal::Metrics),
-            (Signal::Traces, Signal::Metrics),
-            (Signal::Logs, Signal::Metrics),
-        ]
+    fn validate(&self, _id: &ComponentId, cfg: &config::AnomalyConfig) -> Result<(), ConfigError> {
+        config::prepare(cfg).map(|_| ())
     }
+}
 
-    fn validate(&self, id: &ComponentId, config: &Value) -> Result<(), ConfigError> {
-        config::parse(id, config).map(|_| ())
+impl vigil_core::factory::ConnectorFactory for Factory {
+    fn stability(&self) -> &'static [(Signal, Signal, vigil_core::Stability)] {
+        use vigil_core::Stability::Alpha;
+        &[
+            (Signal::Metrics, Signal::Logs, Alpha),
+            (Signal::Traces, Signal::Logs, Alpha),
+            (Signal::Logs, Signal::Logs, Alpha),
+            (Signal::Metrics, Signal::Metrics, Alpha),
+            (Signal::Traces, Signal::Metrics, Alpha),
+            (Signal::Logs, Signal::Metrics, Alpha),
+        ]
     }
 
     fn create(
         &self,
-        id: &ComponentId,
-        config: &Value,
+        set: vigil_core::Settings,
+        cfg: config::AnomalyConfig,
         next: NextConsumers,
     ) -> Result<Arc<dyn vigil_core::Connector>, ConfigError> {
-        let settings = config::parse(id, config)?;
+        let id = &set.id;
+        let settings = config::prepare(&cfg)?;
         let emit_scores =
             settings.emit_scores.unwrap_or(true) && next.get(Signal::Metrics).is_some();
         let interval = Duration::from_secs_f64(settings.interval_secs);

@@ -18,7 +18,7 @@ use vigil_core::otlp::common::v1::{
 use vigil_core::{ComponentId, ComponentKind, ConfigError};
 
 /// One entry of an `actions` (or, for `resource`, `attributes`) list, as written in config.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ActionConfig {
     /// The attribute acted on.

@@ -8,23 +8,24 @@
 
 pub mod actions;
 
-use actions::{decode_section, json_to_any, ActionConfig, Actions};
+use actions::{json_to_any, ActionConfig, Actions};
 use async_trait::async_trait;
 use regex::Regex;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 use std::sync::Arc;
 use vigil_core::attrs::value_to_string;
+use vigil_core::factory::{self, DynProcessorFactory, FactoryBase, ProcessorFactory};
 use vigil_core::otlp::common::v1::{any_value::Value, KeyValue};
 use vigil_core::otlp::metrics::v1::metric::Data;
 use vigil_core::otlp::resource::v1::Resource;
 use vigil_core::{
     Component, ComponentId, ComponentKind, ConfigError, ConsumeError, Consumer, Processor,
-    ProcessorFactory, Signal, Telemetry,
+    Settings, Signal, Stability, Telemetry,
 };
 
 /// The `attributes` processor config.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AttributesConfig {
     /// The actions, applied in order.
@@ -39,7 +40,7 @@ pub struct AttributesConfig {
 }
 
 /// otelcol's match properties, the supported subset.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct MatchConfig {
     /// `strict` (equality) or `regexp` (each entry is a regex).
@@ -63,7 +64,7 @@ pub struct MatchConfig {
 }
 
 /// One attribute condition of a match.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AttributeMatch {
     pub key: String,
@@ -275,10 +276,9 @@ struct Compiled {
 
 fn compile(
     id: &ComponentId,
-    config: &Json,
+    cfg: &AttributesConfig,
     signal: Option<Signal>,
 ) -> Result<Compiled, ConfigError> {
-    let cfg: AttributesConfig = decode_section(id, config)?;
     let actions = Actions::compile(id, "actions", &cfg.actions)?;
     let filter = Filter {
         include: cfg
@@ -298,31 +298,39 @@ fn compile(
 struct Factory;
 
 /// The `attributes` processor factory.
-pub fn factory() -> Arc<dyn ProcessorFactory> {
-    Arc::new(Factory)
+pub fn factory() -> Arc<dyn DynProcessorFactory> {
+    factory::processor(Factory)
 }
 
-impl ProcessorFactory for Factory {
+impl FactoryBase for Factory {
+    type Config = AttributesConfig;
+
     fn type_name(&self) -> &'static str {
         "attributes"
     }
 
-    fn signals(&self) -> &'static [Signal] {
-        &Signal::ALL
+    fn validate(&self, id: &ComponentId, cfg: &AttributesConfig) -> Result<(), ConfigError> {
+        compile(id, cfg, None).map(|_| ())
     }
+}
 
-    fn validate(&self, id: &ComponentId, config: &Json) -> Result<(), ConfigError> {
-        compile(id, config, None).map(|_| ())
+impl ProcessorFactory for Factory {
+    fn stability(&self) -> &'static [(Signal, Stability)] {
+        &[
+            (Signal::Traces, Stability::Beta),
+            (Signal::Metrics, Stability::Beta),
+            (Signal::Logs, Stability::Beta),
+        ]
     }
 
     fn create(
         &self,
-        id: &ComponentId,
-        config: &Json,
+        set: Settings,
+        cfg: AttributesConfig,
         signal: Signal,
         next: Arc<dyn Consumer>,
     ) -> Result<Arc<dyn Processor>, ConfigError> {
-        let c = compile(id, config, Some(signal))?;
+        let c = compile(&set.id, &cfg, Some(signal))?;
         Ok(Arc::new(AttributesProcessor {
             actions: c.actions,
             filter: c.filter,

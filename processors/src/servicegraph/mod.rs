@@ -11,14 +11,13 @@ pub use graph::{DependencyGraph, KEY};
 
 use async_trait::async_trait;
 use serde::Deserialize;
-use serde_json::Value as Json;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use vigil_core::attrs::{get, kv_str, value_to_string};
-use vigil_core::config::{decode, duration, opt_duration};
+use vigil_core::config::{duration, opt_duration};
 use vigil_core::otlp::common::v1::{InstrumentationScope, KeyValue};
 use vigil_core::otlp::metrics::v1::{
     metric, number_data_point, AggregationTemporality, Histogram, HistogramDataPoint, Metric,
@@ -27,12 +26,12 @@ use vigil_core::otlp::metrics::v1::{
 use vigil_core::otlp::resource::v1::Resource;
 use vigil_core::otlp::trace::v1::{span::SpanKind, status::StatusCode, Span};
 use vigil_core::{
-    Component, ComponentId, ComponentKind, ConfigError, ConnectorFactory, ConsumeError, Consumer,
-    Host, NextConsumers, Signal, Telemetry,
+    Component, ComponentId, ComponentKind, ConfigError, ConsumeError, Consumer, Host,
+    NextConsumers, Signal, Telemetry,
 };
 
 /// `store` as in otelcol-contrib.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
     #[serde(with = "duration")]
@@ -70,7 +69,7 @@ fn default_peer_attributes() -> Vec<String> {
 }
 
 /// The `servicegraph` config, with otelcol-contrib's keys.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceGraphConfig {
     #[serde(default = "default_buckets", with = "durations")]
@@ -95,8 +94,12 @@ pub struct ServiceGraphConfig {
 
 /// A list of durations such as `["2ms", "1s"]`.
 mod durations {
-    use serde::{Deserialize, Deserializer};
+    use serde::{Deserialize, Deserializer, Serializer};
     use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &[Duration], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(d.iter().map(|d| vigil_core::config::format_duration(*d)))
+    }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error> {
         let raw: Vec<String> = Vec::deserialize(d)?;
@@ -109,8 +112,16 @@ mod durations {
     }
 }
 
-fn parse(id: &ComponentId, value: &Json) -> Result<ServiceGraphConfig, ConfigError> {
-    let c: ServiceGraphConfig = decode(ComponentKind::Connector, id, value)?;
+#[cfg(test)]
+fn parse(id: &ComponentId, value: &serde_json::Value) -> Result<ServiceGraphConfig, ConfigError> {
+    check(
+        id,
+        vigil_core::config::decode(ComponentKind::Connector, id, value)?,
+    )
+}
+
+/// Checks a decoded section and prepares what the component runs with.
+fn check(id: &ComponentId, c: ServiceGraphConfig) -> Result<ServiceGraphConfig, ConfigError> {
     let err =
         |path: &str, msg: &str| ConfigError::component(ComponentKind::Connector, id, path, msg);
     if c.store.max_items == 0 {
@@ -134,30 +145,39 @@ fn parse(id: &ComponentId, value: &Json) -> Result<ServiceGraphConfig, ConfigErr
 struct Factory;
 
 /// The `servicegraph` connector factory.
-pub fn factory() -> Arc<dyn ConnectorFactory> {
-    Arc::new(Factory)
+pub fn factory() -> Arc<dyn vigil_core::factory::DynConnectorFactory> {
+    vigil_core::factory::connector(Factory)
 }
 
-impl ConnectorFactory for Factory {
+impl vigil_core::factory::FactoryBase for Factory {
+    type Config = ServiceGraphConfig;
+
     fn type_name(&self) -> &'static str {
         "servicegraph"
     }
 
-    fn pairs(&self) -> &'static [(Signal, Signal)] {
-        &[(Signal::Traces, Signal::Metrics)]
+    fn validate(&self, id: &ComponentId, cfg: &ServiceGraphConfig) -> Result<(), ConfigError> {
+        check(id, cfg.clone()).map(|_| ())
     }
+}
 
-    fn validate(&self, id: &ComponentId, config: &Json) -> Result<(), ConfigError> {
-        parse(id, config).map(|_| ())
+impl vigil_core::factory::ConnectorFactory for Factory {
+    fn stability(&self) -> &'static [(Signal, Signal, vigil_core::Stability)] {
+        &[(
+            Signal::Traces,
+            Signal::Metrics,
+            vigil_core::Stability::Alpha,
+        )]
     }
 
     fn create(
         &self,
-        id: &ComponentId,
-        config: &Json,
+        set: vigil_core::Settings,
+        cfg: ServiceGraphConfig,
         next: NextConsumers,
     ) -> Result<Arc<dyn vigil_core::Connector>, ConfigError> {
-        let cfg = parse(id, config)?;
+        let id = &set.id;
+        let cfg = check(id, cfg)?;
         Ok(Arc::new(ServiceGraph::new(
             id,
             cfg,

@@ -11,7 +11,7 @@ use vigil_core::config::decode;
 use vigil_core::{ComponentId, ComponentKind, ConfigError};
 
 /// `receivers::filelog` as written.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FilelogConfig {
     /// Globs of files to read (`**` allowed).
@@ -79,7 +79,7 @@ impl Default for FilelogConfig {
 }
 
 /// `multiline`: exactly one of the two patterns.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct MultilineConfig {
     pub line_start_pattern: Option<String>,
@@ -91,6 +91,12 @@ pub struct MultilineConfig {
 /// A byte size as otelcol's `helper.ByteSize` takes it: a number, or text such as `1kb`, `1KiB`, `16MiB`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ByteSize(pub usize);
+
+impl serde::Serialize for ByteSize {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(self.0 as u64)
+    }
+}
 
 impl<'de> Deserialize<'de> for ByteSize {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -173,7 +179,11 @@ fn err(id: &ComponentId, path: &str, msg: impl Into<String>) -> ConfigError {
 
 /// Decodes and checks `receivers::filelog`.
 pub fn load(id: &ComponentId, value: &Value) -> Result<Checked, ConfigError> {
-    let raw: FilelogConfig = decode(ComponentKind::Receiver, id, value)?;
+    check(id, decode(ComponentKind::Receiver, id, value)?)
+}
+
+/// Checks a decoded section and prepares what the component runs with.
+pub fn check(id: &ComponentId, raw: FilelogConfig) -> Result<Checked, ConfigError> {
     if raw.include.is_empty() {
         return Err(err(
             id,

@@ -16,43 +16,46 @@ pub mod tracker;
 mod tests;
 
 use async_trait::async_trait;
-use serde_json::Value;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use tracker::Tracker;
 use vigil_core::{
-    Component, ComponentId, ConfigError, Host, NextConsumers, Receiver, ReceiverFactory, Signal,
-    Telemetry,
+    Component, ComponentId, ConfigError, Host, NextConsumers, Receiver, Signal, Telemetry,
 };
 
 struct Factory;
 
 /// The `filelog` receiver factory, for the registry.
-pub fn factory() -> Arc<dyn ReceiverFactory> {
-    Arc::new(Factory)
+pub fn factory() -> Arc<dyn vigil_core::factory::DynReceiverFactory> {
+    vigil_core::factory::receiver(Factory)
 }
 
-impl ReceiverFactory for Factory {
+impl vigil_core::factory::FactoryBase for Factory {
+    type Config = config::FilelogConfig;
+
     fn type_name(&self) -> &'static str {
         "filelog"
     }
 
-    fn signals(&self) -> &'static [Signal] {
-        &[Signal::Logs]
+    fn validate(&self, id: &ComponentId, cfg: &config::FilelogConfig) -> Result<(), ConfigError> {
+        config::check(id, cfg.clone()).map(|_| ())
     }
+}
 
-    fn validate(&self, id: &ComponentId, config: &Value) -> Result<(), ConfigError> {
-        config::load(id, config).map(|_| ())
+impl vigil_core::factory::ReceiverFactory for Factory {
+    fn stability(&self) -> &'static [(Signal, vigil_core::Stability)] {
+        &[(Signal::Logs, vigil_core::Stability::Beta)]
     }
 
     fn create(
         &self,
-        id: &ComponentId,
-        config: &Value,
+        set: vigil_core::Settings,
+        cfg: config::FilelogConfig,
         next: NextConsumers,
     ) -> Result<Arc<dyn Receiver>, ConfigError> {
-        let cfg = config::load(id, config)?;
+        let id = &set.id;
+        let cfg = config::check(id, cfg)?;
         Ok(Arc::new(FilelogReceiver {
             id: id.clone(),
             cfg: Arc::new(cfg),

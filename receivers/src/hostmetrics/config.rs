@@ -11,7 +11,7 @@ use vigil_core::config::{decode, duration};
 use vigil_core::{ComponentId, ComponentKind, ConfigError};
 
 /// The receiver's top-level keys.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct HostMetricsConfig {
     /// Time between two collections (otelcol's default: 1m).
@@ -37,7 +37,7 @@ fn default_initial_delay() -> Duration {
 }
 
 /// `metrics: { system.cpu.utilization: { enabled: true } }`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct MetricToggle {
     pub enabled: bool,
@@ -101,7 +101,7 @@ impl Toggles {
 }
 
 /// The keys shared by the scrapers that only take metric toggles.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PlainScraper {
     #[serde(default)]
@@ -109,7 +109,7 @@ pub struct PlainScraper {
 }
 
 /// `load`: `cpu_average` divides the averages by the number of CPUs.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LoadScraper {
     #[serde(default)]
@@ -119,7 +119,7 @@ pub struct LoadScraper {
 }
 
 /// `disk`: `include`/`exclude` by `devices`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DiskScraper {
     #[serde(default)]
@@ -135,7 +135,7 @@ pub type NetworkScraper = DiskScraper;
 
 /// `filesystem`: filters by device, file system type and mount point, and whether virtual file
 /// systems (those `/proc/filesystems` marks `nodev`) are reported.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct FilesystemScraper {
     #[serde(default)]
@@ -157,7 +157,7 @@ pub struct FilesystemScraper {
 }
 
 /// `process`: `include`/`exclude` by executable `names`, and otelcol's `mute_process_*_error` flags.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProcessScraper {
     #[serde(default)]
@@ -188,7 +188,11 @@ pub struct ProcessScraper {
 
 /// Decodes the receiver's section and each scraper's own section, with key paths in the errors.
 pub fn load(id: &ComponentId, value: &Value) -> Result<HostMetricsConfig, ConfigError> {
-    let cfg: HostMetricsConfig = decode(ComponentKind::Receiver, id, value)?;
+    check(id, decode(ComponentKind::Receiver, id, value)?)
+}
+
+/// Checks a decoded section and prepares what the component runs with.
+pub fn check(id: &ComponentId, cfg: HostMetricsConfig) -> Result<HostMetricsConfig, ConfigError> {
     let err =
         |path: String, msg: String| ConfigError::component(ComponentKind::Receiver, id, path, msg);
     if let Err(m) = vigil_core::config::check_interval(cfg.collection_interval) {

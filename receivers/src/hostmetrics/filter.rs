@@ -7,7 +7,7 @@ use regex::Regex;
 use serde::Deserialize;
 
 /// An `include` or `exclude` section.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct FilterConfig {
     #[serde(default)]

@@ -21,7 +21,6 @@ mod processes;
 
 use async_trait::async_trait;
 use config::{HostMetricsConfig, Toggles};
-use serde_json::Value;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -35,8 +34,7 @@ use vigil_core::otlp::metrics::v1::{
 };
 use vigil_core::otlp::resource::v1::Resource;
 use vigil_core::{
-    Component, ComponentId, ConfigError, Host, NextConsumers, Receiver, ReceiverFactory, Signal,
-    Telemetry,
+    Component, ComponentId, ConfigError, Host, NextConsumers, Receiver, Signal, Telemetry,
 };
 
 /// The scope name prefix otelcol's scrapers use, so dashboards keyed on it keep working.
@@ -301,31 +299,41 @@ pub fn collect(
 struct Factory;
 
 /// The `hostmetrics` receiver factory, for the registry.
-pub fn factory() -> Arc<dyn ReceiverFactory> {
-    Arc::new(Factory)
+pub fn factory() -> Arc<dyn vigil_core::factory::DynReceiverFactory> {
+    vigil_core::factory::receiver(Factory)
 }
 
-impl ReceiverFactory for Factory {
+impl vigil_core::factory::FactoryBase for Factory {
+    type Config = config::HostMetricsConfig;
+
     fn type_name(&self) -> &'static str {
         "hostmetrics"
     }
 
-    fn signals(&self) -> &'static [Signal] {
-        &[Signal::Metrics]
-    }
-
-    fn validate(&self, id: &ComponentId, config: &Value) -> Result<(), ConfigError> {
-        let cfg = config::load(id, config)?;
+    fn validate(
+        &self,
+        id: &ComponentId,
+        cfg: &config::HostMetricsConfig,
+    ) -> Result<(), ConfigError> {
+        // Each scraper decodes and checks its own section; building one reads nothing.
+        let cfg = config::check(id, cfg.clone())?;
         build_scrapers(id, &cfg).map(|_| ())
+    }
+}
+
+impl vigil_core::factory::ReceiverFactory for Factory {
+    fn stability(&self) -> &'static [(Signal, vigil_core::Stability)] {
+        &[(Signal::Metrics, vigil_core::Stability::Beta)]
     }
 
     fn create(
         &self,
-        id: &ComponentId,
-        config: &Value,
+        set: vigil_core::Settings,
+        cfg: config::HostMetricsConfig,
         next: NextConsumers,
     ) -> Result<Arc<dyn Receiver>, ConfigError> {
-        let cfg = config::load(id, config)?;
+        let id = &set.id;
+        let cfg = config::check(id, cfg)?;
         let scrapers = build_scrapers(id, &cfg)?;
         Ok(Arc::new(HostMetricsReceiver {
             id: id.to_string(),

@@ -21,7 +21,7 @@ pub const DEFAULT_BODY_SIZE_LIMIT: u64 = 32 * 1024 * 1024;
 pub const DEFAULT_FILE_SD_REFRESH: Duration = Duration::from_secs(300);
 
 /// `receivers::prometheus` as written.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
     pub config: Option<PromConfig>,
@@ -39,7 +39,7 @@ pub struct RawConfig {
 }
 
 /// The Prometheus config block.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PromConfig {
     #[serde(default)]
@@ -48,7 +48,7 @@ pub struct PromConfig {
     pub scrape_configs: Vec<ScrapeConfigRaw>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct GlobalConfig {
     pub scrape_interval: Option<String>,
@@ -61,7 +61,7 @@ pub struct GlobalConfig {
 }
 
 /// One `scrape_configs` entry as written.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScrapeConfigRaw {
     pub job_name: Option<String>,
@@ -91,7 +91,7 @@ pub struct ScrapeConfigRaw {
 }
 
 /// A group of targets with shared labels, as in `static_configs` and file SD files.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TargetGroup {
     #[serde(default)]
@@ -100,7 +100,7 @@ pub struct TargetGroup {
     pub labels: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileSdRaw {
     #[serde(default)]
@@ -108,7 +108,7 @@ pub struct FileSdRaw {
     pub refresh_interval: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct BasicAuth {
     #[serde(default)]
@@ -117,7 +117,7 @@ pub struct BasicAuth {
     pub password_file: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Authorization {
     #[serde(rename = "type")]
@@ -126,7 +126,7 @@ pub struct Authorization {
     pub credentials_file: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     pub ca_file: Option<String>,
@@ -268,7 +268,11 @@ fn duration_at(
 
 /// Decodes and checks the whole section.
 pub fn load(id: &ComponentId, value: &Value) -> Result<Config, ConfigError> {
-    let raw: RawConfig = decode(ComponentKind::Receiver, id, value)?;
+    check(id, decode(ComponentKind::Receiver, id, value)?)
+}
+
+/// Checks a decoded section and prepares what the component runs with.
+pub fn check(id: &ComponentId, raw: RawConfig) -> Result<Config, ConfigError> {
     if raw.target_allocator.is_some() {
         return Err(err(
             id,

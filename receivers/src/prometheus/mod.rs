@@ -23,16 +23,12 @@ use async_trait::async_trait;
 use config::{Config, Job};
 use discovery::Target;
 use scrape::LoopContext;
-use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use vigil_core::{
-    Component, ComponentId, ComponentKind, ConfigError, Host, NextConsumers, Receiver,
-    ReceiverFactory, Signal,
-};
+use vigil_core::{Component, ComponentId, ConfigError, Host, NextConsumers, Receiver, Signal};
 
 /// How long `shutdown` waits for target loops to send their last staleness markers.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -40,43 +36,43 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 struct Factory;
 
 /// The `prometheus` receiver factory, for the registry.
-pub fn factory() -> Arc<dyn ReceiverFactory> {
-    Arc::new(Factory)
+pub fn factory() -> Arc<dyn vigil_core::factory::DynReceiverFactory> {
+    vigil_core::factory::receiver(Factory)
 }
 
-impl ReceiverFactory for Factory {
+impl vigil_core::factory::FactoryBase for Factory {
+    type Config = config::RawConfig;
+
     fn type_name(&self) -> &'static str {
         "prometheus"
     }
 
-    fn signals(&self) -> &'static [Signal] {
-        &[Signal::Metrics]
-    }
-
-    fn validate(&self, id: &ComponentId, config: &Value) -> Result<(), ConfigError> {
-        let cfg = config::load(id, config)?;
+    fn validate(&self, id: &ComponentId, cfg: &config::RawConfig) -> Result<(), ConfigError> {
+        let cfg = config::check(id, cfg.clone())?;
         // TLS files are read when the client is built; a missing one is a config error, not a
         // start-time surprise.
         for (i, job) in cfg.jobs.iter().enumerate() {
             scrape::client(job).map_err(|m| {
-                ConfigError::component(
-                    ComponentKind::Receiver,
-                    id,
-                    format!("config::scrape_configs::{i}::tls_config"),
-                    m,
-                )
+                ConfigError::at(format!("config::scrape_configs::{i}::tls_config"), m)
             })?;
         }
         Ok(())
     }
+}
+
+impl vigil_core::factory::ReceiverFactory for Factory {
+    fn stability(&self) -> &'static [(Signal, vigil_core::Stability)] {
+        &[(Signal::Metrics, vigil_core::Stability::Beta)]
+    }
 
     fn create(
         &self,
-        id: &ComponentId,
-        config: &Value,
+        set: vigil_core::Settings,
+        cfg: config::RawConfig,
         next: NextConsumers,
     ) -> Result<Arc<dyn Receiver>, ConfigError> {
-        let cfg = config::load(id, config)?;
+        let id = &set.id;
+        let cfg = config::check(id, cfg)?;
         Ok(Arc::new(PrometheusReceiver {
             id: id.clone(),
             cfg,

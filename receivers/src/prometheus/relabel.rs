@@ -31,7 +31,7 @@ pub fn get_label<'a>(labels: &'a Labels, name: &str) -> &'a str {
 }
 
 /// One `relabel_configs` entry as written in YAML.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RelabelConfigRaw {
     #[serde(default)]

@@ -20,11 +20,11 @@ use tokio::io::AsyncReadExt;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use vigil_core::attrs::{kv_i64, kv_str};
-use vigil_core::config::{check_endpoint, decode, resolve_endpoint};
+use vigil_core::config::{check_endpoint, resolve_endpoint};
 use vigil_core::otlp::logs::v1::{ResourceLogs, ScopeLogs};
 use vigil_core::{
     Component, ComponentId, ComponentKind, ConfigError, ConsumeError, Consumer, Host,
-    NextConsumers, Receiver, ReceiverFactory, Signal, Telemetry,
+    NextConsumers, Receiver, Signal, Telemetry,
 };
 
 /// The largest `max_octets` accepted. A TCP connection holds up to one frame in memory, so the
@@ -32,7 +32,7 @@ use vigil_core::{
 pub const MAX_OCTETS_CAP: usize = 16 * 1024 * 1024;
 
 /// `receivers::syslog` as written.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SyslogConfig {
     /// `rfc5424` or `rfc3164`; required, as in otelcol.
@@ -61,7 +61,7 @@ pub struct SyslogConfig {
 }
 
 /// `tcp:` and `udp:`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListenConfig {
     #[serde(default)]
@@ -95,8 +95,16 @@ fn err(id: &ComponentId, path: &str, msg: impl Into<String>) -> ConfigError {
     ConfigError::component(ComponentKind::Receiver, id, path, msg)
 }
 
+#[cfg(test)]
 fn load(id: &ComponentId, value: &Value) -> Result<Checked, ConfigError> {
-    let c: SyslogConfig = decode(ComponentKind::Receiver, id, value)?;
+    check(
+        id,
+        vigil_core::config::decode(ComponentKind::Receiver, id, value)?,
+    )
+}
+
+/// Checks a decoded section and prepares what the component runs with.
+fn check(id: &ComponentId, c: SyslogConfig) -> Result<Checked, ConfigError> {
     let protocol = match c.protocol.as_str() {
         "rfc5424" => Protocol::Rfc5424,
         "rfc3164" => Protocol::Rfc3164,
@@ -201,30 +209,35 @@ fn load(id: &ComponentId, value: &Value) -> Result<Checked, ConfigError> {
 struct Factory;
 
 /// The `syslog` receiver factory, for the registry.
-pub fn factory() -> Arc<dyn ReceiverFactory> {
-    Arc::new(Factory)
+pub fn factory() -> Arc<dyn vigil_core::factory::DynReceiverFactory> {
+    vigil_core::factory::receiver(Factory)
 }
 
-impl ReceiverFactory for Factory {
+impl vigil_core::factory::FactoryBase for Factory {
+    type Config = SyslogConfig;
+
     fn type_name(&self) -> &'static str {
         "syslog"
     }
 
-    fn signals(&self) -> &'static [Signal] {
-        &[Signal::Logs]
+    fn validate(&self, id: &ComponentId, cfg: &SyslogConfig) -> Result<(), ConfigError> {
+        check(id, cfg.clone()).map(|_| ())
     }
+}
 
-    fn validate(&self, id: &ComponentId, config: &Value) -> Result<(), ConfigError> {
-        load(id, config).map(|_| ())
+impl vigil_core::factory::ReceiverFactory for Factory {
+    fn stability(&self) -> &'static [(Signal, vigil_core::Stability)] {
+        &[(Signal::Logs, vigil_core::Stability::Alpha)]
     }
 
     fn create(
         &self,
-        id: &ComponentId,
-        config: &Value,
+        set: vigil_core::Settings,
+        cfg: SyslogConfig,
         next: NextConsumers,
     ) -> Result<Arc<dyn Receiver>, ConfigError> {
-        Ok(Arc::new(SyslogReceiver::new(id, config, next)?))
+        let id = &set.id;
+        Ok(Arc::new(SyslogReceiver::new(id, check(id, cfg)?, next)))
     }
 }
 
@@ -240,19 +253,15 @@ pub struct SyslogReceiver {
 }
 
 impl SyslogReceiver {
-    fn new(
-        id: &ComponentId,
-        config: &Value,
-        next: NextConsumers,
-    ) -> Result<SyslogReceiver, ConfigError> {
-        Ok(SyslogReceiver {
+    fn new(id: &ComponentId, cfg: Checked, next: NextConsumers) -> SyslogReceiver {
+        SyslogReceiver {
             id: id.clone(),
-            cfg: Arc::new(load(id, config)?),
+            cfg: Arc::new(cfg),
             next,
             running: Mutex::new(None),
             tcp_addr: Mutex::new(None),
             bad_frames: metrics::counter!("vigil_syslog_bad_frames", "receiver" => id.to_string()),
-        })
+        }
     }
 
     /// The TCP address actually bound, once started; useful with port 0.
@@ -588,8 +597,10 @@ mod tests {
         next.insert(Signal::Logs, sink.clone());
         let recorder = DebuggingRecorder::new();
         let snapshotter = recorder.snapshotter();
-        let r = metrics::with_local_recorder(&recorder, || SyslogReceiver::new(&id, &cfg, next))
-            .unwrap();
+        let r = metrics::with_local_recorder(&recorder, || {
+            load(&id, &cfg).map(|c| SyslogReceiver::new(&id, c, next))
+        })
+        .unwrap();
         r.start(&Host::detached()).await.unwrap();
         let addr = r.tcp_addr().unwrap();
         let mut sock = tokio::net::TcpStream::connect(addr).await.unwrap();

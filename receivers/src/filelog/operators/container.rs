@@ -50,7 +50,7 @@ pub fn parse_line(format: Format, line: &str) -> Result<ContainerLine, String> {
         Format::Crio | Format::Containerd => false,
     };
     if docker {
-        #[derive(serde::Deserialize)]
+        #[derive(serde::Deserialize, serde::Serialize)]
         struct D {
             log: String,
             #[serde(default)]

@@ -51,7 +51,7 @@ fn default_ids(configs: &[OperatorConfig], explicit: &[Option<&str>]) -> Vec<Str
 }
 
 /// One operator as written in config; `type` picks the variant.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum OperatorConfig {
     JsonParser(ParserConfig),
@@ -98,7 +98,7 @@ impl OperatorConfig {
 }
 
 /// Keys every operator has.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ParserConfig {
     pub id: Option<String>,
@@ -113,7 +113,7 @@ pub struct ParserConfig {
     pub severity: Option<SeverityConfig>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegexParserConfig {
     pub id: Option<String>,
@@ -131,7 +131,7 @@ pub struct RegexParserConfig {
 }
 
 /// A parser's `timestamp:` block.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TimestampConfig {
     pub parse_from: String,
@@ -147,7 +147,7 @@ fn strptime() -> String {
 }
 
 /// A parser's `severity:` block.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SeverityConfig {
     pub parse_from: String,
@@ -163,7 +163,7 @@ fn default_preset() -> String {
     "default".into()
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TimestampOpConfig {
     pub id: Option<String>,
@@ -179,7 +179,7 @@ pub struct TimestampOpConfig {
     pub location: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SeverityOpConfig {
     pub id: Option<String>,
@@ -196,7 +196,7 @@ pub struct SeverityOpConfig {
     pub overwrite_text: bool,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct MoveConfig {
     pub id: Option<String>,
@@ -208,7 +208,7 @@ pub struct MoveConfig {
     pub to: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RemoveConfig {
     pub id: Option<String>,
@@ -219,7 +219,7 @@ pub struct RemoveConfig {
     pub field: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AddConfig {
     pub id: Option<String>,
@@ -231,7 +231,7 @@ pub struct AddConfig {
     pub value: Json,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouterConfig {
     pub id: Option<String>,
@@ -242,7 +242,7 @@ pub struct RouterConfig {
     pub on_error: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
     pub expr: String,
@@ -251,7 +251,7 @@ pub struct RouteConfig {
     pub attributes: HashMap<String, Json>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ContainerConfig {
     pub id: Option<String>,

@@ -1,0 +1,206 @@
+//! Self-telemetry every component kind reports the same way, with otelcol's metric names: what a
+//! receiver accepted, refused or failed, what went into and out of a processor, what an exporter
+//! sent or failed to send. Handles are labelled and registered once, at creation (see
+//! [`crate::factory::Settings`]), so counting on the data path only bumps atomics.
+
+use crate::component::ComponentId;
+use crate::consumer::ConsumeError;
+use crate::telemetry::Signal;
+use metrics::Counter;
+
+fn slot(signal: Signal) -> usize {
+    match signal {
+        Signal::Traces => 0,
+        Signal::Metrics => 1,
+        Signal::Logs => 2,
+    }
+}
+
+/// `otelcol_receiver_{accepted,refused,failed}_<items>{receiver, transport}`, as otelcol's
+/// `receiverhelper.ObsReport` counts them.
+#[derive(Clone)]
+pub struct ReceiverObs {
+    accepted: [Counter; 3],
+    refused: [Counter; 3],
+    failed: [Counter; 3],
+}
+
+impl ReceiverObs {
+    pub fn new(id: &ComponentId, transport: &str) -> ReceiverObs {
+        let labels = [
+            ("receiver", id.to_string()),
+            ("transport", transport.to_string()),
+        ];
+        let per = |what: &str| {
+            Signal::ALL.map(|s| {
+                metrics::counter!(
+                    format!("otelcol_receiver_{what}_{}", s.item_name()),
+                    &labels
+                )
+            })
+        };
+        ReceiverObs {
+            accepted: per("accepted"),
+            refused: per("refused"),
+            failed: per("failed"),
+        }
+    }
+
+    /// Counts one batch of `items` pushed into the pipeline, by the pipeline's answer. A permanent
+    /// error that names how many it rejected is a partial success: the rest were accepted. A
+    /// permanent error with no count, and a retryable one, refused the whole batch.
+    pub fn end_op(&self, signal: Signal, items: usize, result: &Result<(), ConsumeError>) {
+        let (accepted, refused) = match result {
+            Ok(()) => (items, 0),
+            Err(ConsumeError::Retryable { .. }) => (0, items),
+            Err(ConsumeError::Permanent { rejected, .. }) => {
+                let rejected = if *rejected == 0 {
+                    items
+                } else {
+                    (*rejected).min(items)
+                };
+                (items - rejected, rejected)
+            }
+        };
+        self.accepted(signal, accepted);
+        self.refused(signal, refused);
+    }
+
+    pub fn accepted(&self, signal: Signal, items: usize) {
+        if items > 0 {
+            self.accepted[slot(signal)].increment(items as u64);
+        }
+    }
+
+    /// Items the pipeline did not take.
+    pub fn refused(&self, signal: Signal, items: usize) {
+        if items > 0 {
+            self.refused[slot(signal)].increment(items as u64);
+        }
+    }
+
+    /// Items the receiver itself could not turn into telemetry (otelcol's `failed`, as opposed to
+    /// `refused` by what follows).
+    pub fn failed(&self, signal: Signal, items: usize) {
+        if items > 0 {
+            self.failed[slot(signal)].increment(items as u64);
+        }
+    }
+}
+
+/// `otelcol_processor_{incoming,outgoing}_items{processor, otel.signal}` and the older
+/// `otelcol_processor_refused_<items>{processor}` that `memory_limiter` and `batch` report.
+#[derive(Clone)]
+pub struct ProcessorObs {
+    incoming: Counter,
+    outgoing: Counter,
+    refused: Counter,
+}
+
+impl ProcessorObs {
+    pub fn new(id: &ComponentId, signal: Signal) -> ProcessorObs {
+        let labels = [
+            ("processor", id.to_string()),
+            ("otel.signal", signal.as_str().to_string()),
+        ];
+        ProcessorObs {
+            incoming: metrics::counter!("otelcol_processor_incoming_items", &labels),
+            outgoing: metrics::counter!("otelcol_processor_outgoing_items", &labels),
+            refused: metrics::counter!(
+                format!("otelcol_processor_refused_{}", signal.item_name()),
+                "processor" => id.to_string()
+            ),
+        }
+    }
+
+    pub fn incoming(&self, items: usize) {
+        self.incoming.increment(items as u64);
+    }
+
+    pub fn outgoing(&self, items: usize) {
+        self.outgoing.increment(items as u64);
+    }
+
+    pub fn refused(&self, items: usize) {
+        self.refused.increment(items as u64);
+    }
+}
+
+/// `otelcol_exporter_{sent,send_failed,enqueue_failed}_<items>{exporter}`.
+#[derive(Clone)]
+pub struct ExporterObs {
+    sent: [Counter; 3],
+    send_failed: [Counter; 3],
+    enqueue_failed: [Counter; 3],
+}
+
+impl ExporterObs {
+    pub fn new(id: &ComponentId) -> ExporterObs {
+        let per = |prefix: &str| {
+            Signal::ALL.map(|s| {
+                metrics::counter!(
+                    format!("{prefix}_{}", s.item_name()),
+                    "exporter" => id.to_string()
+                )
+            })
+        };
+        ExporterObs {
+            sent: per("otelcol_exporter_sent"),
+            send_failed: per("otelcol_exporter_send_failed"),
+            enqueue_failed: per("otelcol_exporter_enqueue_failed"),
+        }
+    }
+
+    /// Items the backend accepted.
+    pub fn sent(&self, signal: Signal, items: u64) {
+        self.sent[slot(signal)].increment(items);
+    }
+
+    /// Items given up on: refused by the backend, out of retries, or not sent before shutdown.
+    pub fn send_failed(&self, signal: Signal, items: u64) {
+        self.send_failed[slot(signal)].increment(items);
+    }
+
+    /// Items the sending queue had no room for.
+    pub fn enqueue_failed(&self, signal: Signal, items: u64) {
+        self.enqueue_failed[slot(signal)].increment(items);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
+    fn counter(snap: &[(String, u64)], name: &str) -> u64 {
+        snap.iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| *v)
+            .unwrap_or(0)
+    }
+
+    #[test]
+    fn receiver_counts_partial_success_as_otelcol_does() {
+        let rec = DebuggingRecorder::new();
+        let snapshotter = rec.snapshotter();
+        metrics::with_local_recorder(&rec, || {
+            let obs = ReceiverObs::new(&ComponentId::new("otlp", None), "grpc");
+            obs.end_op(Signal::Traces, 10, &Ok(()));
+            obs.end_op(Signal::Traces, 10, &Err(ConsumeError::permanent("bad", 3)));
+            obs.end_op(Signal::Traces, 4, &Err(ConsumeError::permanent("bad", 0)));
+            obs.end_op(Signal::Traces, 5, &Err(ConsumeError::retryable("full")));
+        });
+        let snap: Vec<(String, u64)> = snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .filter_map(|(k, _, _, v)| match v {
+                DebugValue::Counter(c) => Some((k.key().name().to_string(), c)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(counter(&snap, "otelcol_receiver_accepted_spans"), 17);
+        assert_eq!(counter(&snap, "otelcol_receiver_refused_spans"), 3 + 4 + 5);
+        assert_eq!(counter(&snap, "otelcol_receiver_failed_spans"), 0);
+    }
+}
