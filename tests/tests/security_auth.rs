@@ -499,3 +499,146 @@ fn oidc_tokens_from_a_local_issuer() {
     assert!(s.counter("vigil_receiver_requests_unauthenticated") >= 9.0);
     assert_eq!(s.counter("vigil_receiver_requests_forbidden"), 1.0);
 }
+
+/// A CA, a server certificate for 127.0.0.1, and client certificates for the common names given,
+/// written as PEM files.
+fn pki(clients: &[&str]) -> tempfile::TempDir {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().expect("CA key");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "vigil auth test CA");
+    let ca = ca_params.self_signed(&ca_key).expect("CA");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let write = |name: &str, pem: String| {
+        std::fs::write(dir.path().join(name), pem).expect("write PEM");
+    };
+    let server_key = KeyPair::generate().expect("server key");
+    let server = CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .expect("server params")
+        .signed_by(&server_key, &ca, &ca_key)
+        .expect("server certificate");
+    write("ca.pem", ca.pem());
+    write("server.pem", server.pem());
+    write("server.key", server_key.serialize_pem());
+    for cn in clients {
+        let key = KeyPair::generate().expect("client key");
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.distinguished_name.push(DnType::CommonName, *cn);
+        let cert = params
+            .signed_by(&key, &ca, &ca_key)
+            .expect("client certificate");
+        write(&format!("{cn}.pem"), cert.pem());
+        write(&format!("{cn}.key"), key.serialize_pem());
+    }
+    dir
+}
+
+/// Roles by client certificate subject under mutual TLS, with no authenticator: the SDK with
+/// agent-a's certificate is served and its spans carry tenant a (over the one it forged); with
+/// agent-b's, which the CA also signed but no role names, it is refused (403 / PERMISSION_DENIED).
+#[test]
+fn roles_by_client_certificate_subject() {
+    let certs = pki(&["agent-a", "agent-b"]);
+    let p = |n: &str| certs.path().join(n).display().to_string();
+    let (grpc, http, health) = (free_port(), free_port(), free_port());
+    let out_dir = tempfile::tempdir().expect("tempdir");
+    let out = out_dir.path().join("received.jsonl");
+    let server = format!(
+        "tls: {{cert_file: {}, key_file: {}, client_ca_file: {}}}\n        auth: {{roles: [{{subjects: [\"CN=agent-a\"], tenant: a}}]}}",
+        p("server.pem"),
+        p("server.key"),
+        p("ca.pem")
+    );
+    let cfg = format!(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:{grpc}
+        {server}
+      http:
+        endpoint: 127.0.0.1:{http}
+        {server}
+exporters:
+  file:
+    path: {}
+extensions:
+  health_check:
+    endpoint: 127.0.0.1:{health}
+service:
+  extensions: [health_check]
+  pipelines:
+    traces: {{receivers: [otlp], exporters: [file]}}
+  telemetry:
+    metrics:
+      level: none
+"#,
+        out.display()
+    );
+    let mut agent = Agent::with_config(&cfg);
+    agent.wait_http_ok(
+        &format!("http://127.0.0.1:{health}/"),
+        Duration::from_secs(60),
+    );
+    let send = |protocol: &str, url: &str, client: &str, run: &str| {
+        let out = Command::new(python())
+            .arg(repo_root().join("tests/python/sdk_tls.py"))
+            .args(["--protocol", protocol, "--endpoint", url, "--run", run])
+            .args(["--ca", &p("ca.pem")])
+            .args(["--cert", &p(&format!("{client}.pem"))])
+            .args(["--key", &p(&format!("{client}.key"))])
+            .output()
+            .expect("run tests/python/sdk_tls.py");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        v["result"].as_str().unwrap_or_default().to_string()
+    };
+    for (protocol, url) in [
+        ("grpc", format!("https://127.0.0.1:{grpc}")),
+        ("http", format!("https://127.0.0.1:{http}")),
+    ] {
+        let ok = send(protocol, &url, "agent-a", &format!("{protocol}-a"));
+        if ok != "SUCCESS" {
+            eprintln!("{}", agent.logs());
+        }
+        assert_eq!(ok, "SUCCESS", "{protocol} as agent-a");
+        assert_eq!(
+            send(protocol, &url, "agent-b", "b"),
+            "FAILURE",
+            "{protocol} as agent-b"
+        );
+    }
+    let tenants = eventually(Duration::from_secs(30), "6 spans in the file", || {
+        let mut got: Vec<(String, String)> = read_json_lines(&out)
+            .iter()
+            .flat_map(|l| l["resourceSpans"].as_array().cloned().unwrap_or_default())
+            .flat_map(|rs| {
+                let attr = |k: &str| {
+                    otlp_attr(&rs["resource"]["attributes"], k)
+                        .and_then(|v| v["stringValue"].as_str().map(str::to_string))
+                        .unwrap_or_default()
+                };
+                let n = rs["scopeSpans"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|ss| ss["spans"].as_array().map_or(0, Vec::len))
+                    .sum::<usize>();
+                std::iter::repeat_n((attr("test.run"), attr("tenant.id")), n)
+            })
+            .collect();
+        got.sort();
+        (got.len() >= 6).then_some(got)
+    });
+    let mut want = run("grpc-a", "a", 3);
+    want.extend(run("http-a", "a", 3));
+    assert_eq!(tenants, want);
+}

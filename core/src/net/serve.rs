@@ -42,6 +42,11 @@ const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// The pause after a failed accept, so that running out of descriptors does not spin a core.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
+/// The certificate a client presented under mutual TLS (DER, the leaf), put in the extensions of
+/// each request of its connection so that a receiver can name the client by its subject.
+#[derive(Debug, Clone)]
+pub struct PeerCertificate(pub Arc<[u8]>);
+
 /// The limits of one listener.
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
@@ -276,7 +281,7 @@ pub async fn serve(
         );
         tasks.spawn(async move {
             match &opts.tls {
-                None => serve_conn(sock, router, &state, &opts, &counters, &stop).await,
+                None => serve_conn(sock, router, None, &state, &opts, &counters, &stop).await,
                 Some(tls) => {
                     let acceptor = tls.acceptor();
                     let handshake =
@@ -287,7 +292,15 @@ pub async fn serve(
                         _ = stop.cancelled() => return,
                     };
                     match tls_sock {
-                        Ok(Ok(s)) => serve_conn(s, router, &state, &opts, &counters, &stop).await,
+                        Ok(Ok(s)) => {
+                            let peer = s
+                                .get_ref()
+                                .1
+                                .peer_certificates()
+                                .and_then(|c| c.first())
+                                .map(|c| PeerCertificate(Arc::from(c.as_ref())));
+                            serve_conn(s, router, peer, &state, &opts, &counters, &stop).await
+                        }
                         Ok(Err(e)) => {
                             counters.tls_failed.increment(1);
                             tracing::debug!(error = %e, "TLS handshake failed");
@@ -354,6 +367,7 @@ fn admit(
 async fn serve_conn<I>(
     sock: I,
     router: Router,
+    peer: Option<PeerCertificate>,
     state: &Arc<ConnState>,
     opts: &ServeOptions,
     counters: &ConnCounters,
@@ -362,7 +376,10 @@ async fn serve_conn<I>(
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let guard_state = Arc::clone(state);
-    let service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
+    let service = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
+        if let Some(p) = &peer {
+            req.extensions_mut().insert(p.clone());
+        }
         let busy = Busy::new(&guard_state);
         let call = router.clone().oneshot(req.map(axum::body::Body::new));
         async move {

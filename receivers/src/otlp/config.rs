@@ -349,7 +349,8 @@ pub fn validate(id: &ComponentId, cfg: &OtlpConfig) -> Result<(), ConfigError> {
                 ),
             ));
         }
-        check_auth(id, "protocols::grpc", g.auth.as_ref())?;
+        let mtls = g.tls.as_ref().is_some_and(|t| t.client_ca_file.is_some());
+        check_auth(id, "protocols::grpc", g.auth.as_ref(), mtls)?;
         if let Some(t) = &g.tls {
             t.server_config(GRPC_ALPN)
                 .map_err(|e| err(id, &format!("protocols::grpc::tls::{}", e.key), e.message))?;
@@ -416,7 +417,8 @@ pub fn validate(id: &ComponentId, cfg: &OtlpConfig) -> Result<(), ConfigError> {
                 }
             }
         }
-        check_auth(id, "protocols::http", h.auth.as_ref())?;
+        let mtls = h.tls.as_ref().is_some_and(|t| t.client_ca_file.is_some());
+        check_auth(id, "protocols::http", h.auth.as_ref(), mtls)?;
         if let Some(t) = &h.tls {
             t.server_config(HTTP_ALPN)
                 .map_err(|e| err(id, &format!("protocols::http::tls::{}", e.key), e.message))?;
@@ -436,10 +438,28 @@ fn check_decoded(id: &ComponentId, at: &str, mib: u64) -> Result<(), ConfigError
     Ok(())
 }
 
-fn check_auth(id: &ComponentId, at: &str, auth: Option<&AuthConfig>) -> Result<(), ConfigError> {
+fn check_auth(
+    id: &ComponentId,
+    at: &str,
+    auth: Option<&AuthConfig>,
+    mtls: bool,
+) -> Result<(), ConfigError> {
     if let Some(a) = auth {
-        ComponentId::parse(&a.authenticator)
-            .map_err(|e| err(id, &format!("{at}::auth::authenticator"), e))?;
+        match &a.authenticator {
+            Some(name) => {
+                ComponentId::parse(name)
+                    .map_err(|e| err(id, &format!("{at}::auth::authenticator"), e))?;
+            }
+            // Without an authenticator, the client certificate's subject names the client.
+            None if a.roles.is_some() && mtls => {}
+            None => {
+                return Err(err(
+                    id,
+                    &format!("{at}::auth::authenticator"),
+                    "is required (or, to name clients by their certificate's subject, roles with tls::client_ca_file)",
+                ))
+            }
+        }
         super::roles::Roles::load(
             id,
             &format!("{at}::auth"),
@@ -454,8 +474,10 @@ fn check_auth(id: &ComponentId, at: &str, auth: Option<&AuthConfig>) -> Result<(
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthConfig {
-    /// The id of the authenticator extension, which must be in `service::extensions`.
-    pub authenticator: String,
+    /// The id of the authenticator extension, which must be in `service::extensions`. It may be
+    /// left out with `roles` under mutual TLS: the client certificate's subject is the principal.
+    #[serde(default)]
+    pub authenticator: Option<String>,
     /// The resource attribute that roles stamp with their tenant.
     #[serde(default = "super::roles::default_attribute")]
     pub tenant_attribute: String,

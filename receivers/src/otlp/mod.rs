@@ -328,11 +328,19 @@ impl OtlpReceiver {
         let Some(auth) = auth else {
             return Ok(router);
         };
-        let auth_id = ComponentId::parse(&auth.authenticator)
-            .map_err(|e| anyhow::anyhow!("receivers::{}: {e}", self.id))?;
-        let check = host
-            .server_auth(&auth_id)
-            .map_err(|e| anyhow::anyhow!("receivers::{}: {e}", self.id))?;
+        // Without an authenticator (validate allows it only with roles under mutual TLS), the
+        // client certificate's subject is the principal.
+        let check = match &auth.authenticator {
+            Some(name) => {
+                let auth_id = ComponentId::parse(name)
+                    .map_err(|e| anyhow::anyhow!("receivers::{}: {e}", self.id))?;
+                Some(
+                    host.server_auth(&auth_id)
+                        .map_err(|e| anyhow::anyhow!("receivers::{}: {e}", self.id))?,
+                )
+            }
+            None => None,
+        };
         let refused = self.shared.unauthenticated[transport as usize].clone();
         let forbidden = self.shared.forbidden[transport as usize].clone();
         let roles = roles::Roles::load(
@@ -345,47 +353,49 @@ impl OtlpReceiver {
         .map(Arc::new);
         let id = self.id.to_string();
         Ok(router.layer(axum::middleware::from_fn(
-            move |req: axum::extract::Request, next: axum::middleware::Next| {
+            move |mut req: axum::extract::Request, next: axum::middleware::Next| {
                 let (check, refused, id) = (check.clone(), refused.clone(), id.clone());
                 let (roles, forbidden) = (roles.clone(), forbidden.clone());
                 async move {
-                    match check.authenticate(req.headers()).await {
-                        Ok(principal) => {
-                            let mut req = req;
-                            if let Some(roles) = &roles {
-                                match roles.grant(&principal) {
-                                    Some(grant) => {
-                                        req.extensions_mut().insert(grant);
-                                    }
-                                    None => {
-                                        forbidden.increment(1);
-                                        let reason =
-                                            format!("principal {:?} has no role", principal.name);
-                                        tracing::debug!(receiver = %id, %reason, "request refused");
-                                        return match transport {
-                                            Transport::Grpc => {
-                                                tonic::Status::permission_denied(reason)
-                                                    .into_http::<axum::body::Body>()
-                                            }
-                                            Transport::Http => {
-                                                http::forbidden(req.headers(), reason)
-                                            }
-                                        };
-                                    }
-                                }
-                            }
-                            next.run(req).await
-                        }
+                    let subject = req
+                        .extensions()
+                        .get::<vigil_core::net::serve::PeerCertificate>()
+                        .and_then(|p| roles::Subject::of(&p.0));
+                    let verdict = match (&check, &subject) {
+                        (Some(check), _) => check.authenticate(req.headers()).await,
+                        (None, Some(s)) => Ok(vigil_core::component::Principal::named(s.dn.clone())),
+                        (None, None) => Err("no client certificate".to_string()),
+                    };
+                    let principal = match verdict {
+                        Ok(p) => p,
                         Err(reason) => {
                             refused.increment(1);
                             tracing::debug!(receiver = %id, %reason, "request refused by the authenticator");
-                            match transport {
+                            return match transport {
                                 Transport::Grpc => tonic::Status::unauthenticated(reason)
                                     .into_http::<axum::body::Body>(),
                                 Transport::Http => http::unauthorized(req.headers(), reason),
+                            };
+                        }
+                    };
+                    if let Some(roles) = &roles {
+                        match roles.grant(&principal, subject.as_ref()) {
+                            Some(grant) => {
+                                req.extensions_mut().insert(grant);
+                            }
+                            None => {
+                                forbidden.increment(1);
+                                let reason = format!("principal {:?} has no role", principal.name);
+                                tracing::debug!(receiver = %id, %reason, "request refused");
+                                return match transport {
+                                    Transport::Grpc => tonic::Status::permission_denied(reason)
+                                        .into_http::<axum::body::Body>(),
+                                    Transport::Http => http::forbidden(req.headers(), reason),
+                                };
                             }
                         }
                     }
+                    next.run(req).await
                 }
             },
         )))

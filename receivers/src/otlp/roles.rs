@@ -40,6 +40,10 @@ pub struct RoleConfig {
     pub principals: Vec<String>,
     #[serde(default)]
     pub groups: Vec<String>,
+    /// Client certificate subjects under mutual TLS: the whole subject as RFC 4514 writes it
+    /// (`CN=agent-1,O=Example`) or its common name alone (`CN=agent-1`).
+    #[serde(default)]
+    pub subjects: Vec<String>,
     /// `traces`, `metrics`, `logs`; all when absent.
     #[serde(default)]
     pub signals: Option<Vec<String>>,
@@ -62,6 +66,7 @@ pub(crate) struct Roles {
 struct Role {
     principals: Vec<String>,
     groups: Vec<String>,
+    subjects: Vec<String>,
     /// Indexed in the order of `Signal::ALL`.
     signals: [bool; 3],
     tenant: Option<String>,
@@ -110,10 +115,11 @@ impl Roles {
         }
         let mut out = Vec::new();
         for (i, r) in roles.iter().enumerate() {
-            if r.principals.is_empty() && r.groups.is_empty() {
+            if r.principals.is_empty() && r.groups.is_empty() && r.subjects.is_empty() {
                 return Err(err(
                     format!("roles[{i}]"),
-                    "names no principals or groups (use principals: [\"*\"] for anyone)".into(),
+                    "names no principals, groups or subjects (use principals: [\"*\"] for anyone)"
+                        .into(),
                 ));
             }
             let mut signals = [false; 3];
@@ -147,6 +153,7 @@ impl Roles {
             out.push(Arc::new(Role {
                 principals: r.principals.clone(),
                 groups: r.groups.clone(),
+                subjects: r.subjects.clone(),
                 signals,
                 tenant: r.tenant.clone(),
             }));
@@ -157,13 +164,15 @@ impl Roles {
         }))
     }
 
-    /// The role of `principal`, if any.
-    pub(crate) fn grant(&self, principal: &Principal) -> Option<Grant> {
+    /// The role of `principal` (and of the client certificate's subject, under mutual TLS), if
+    /// any.
+    pub(crate) fn grant(&self, principal: &Principal, subject: Option<&Subject>) -> Option<Grant> {
         let role = self.roles.iter().find(|r| {
             r.principals
                 .iter()
                 .any(|p| p == "*" || *p == principal.name)
                 || r.groups.iter().any(|g| principal.groups.contains(g))
+                || subject.is_some_and(|s| r.subjects.iter().any(|want| s.matches(want)))
         })?;
         Some(Grant {
             principal: principal.name.clone(),
@@ -205,6 +214,39 @@ impl Grant {
     }
 }
 
+/// A client certificate's subject: the whole RFC 4514 string and its common name.
+#[derive(Debug, Clone)]
+pub(crate) struct Subject {
+    pub(crate) dn: String,
+    cn: Option<String>,
+}
+
+impl Subject {
+    /// The subject of a DER certificate; `None` when it does not parse (rustls verified it, so
+    /// this does not happen in practice).
+    pub(crate) fn of(der: &[u8]) -> Option<Subject> {
+        let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+        let subject = cert.subject();
+        let cn = subject
+            .iter_common_name()
+            .next()
+            .and_then(|a| a.as_str().ok())
+            .map(str::to_string);
+        Some(Subject {
+            dn: subject.to_string(),
+            cn,
+        })
+    }
+
+    fn matches(&self, want: &str) -> bool {
+        let compact = |s: &str| s.replace(", ", ",");
+        compact(want) == compact(&self.dn)
+            || want
+                .strip_prefix("CN=")
+                .is_some_and(|cn| self.cn.as_deref() == Some(cn))
+    }
+}
+
 fn stamp_attrs(attrs: &mut Vec<KeyValue>, key: &str, tenant: Option<&str>) {
     // Every copy goes: a client could send the key twice and hope only the first is replaced.
     attrs.retain(|kv| kv.key != key);
@@ -239,7 +281,7 @@ mod tests {
         ]))
         .unwrap()
         .unwrap();
-        let alice = r.grant(&Principal::named("alice")).unwrap();
+        let alice = r.grant(&Principal::named("alice"), None).unwrap();
         assert!(alice.refuses(Signal::Traces).is_none());
         assert!(alice
             .refuses(Signal::Logs)
@@ -249,8 +291,11 @@ mod tests {
             name: "bob".into(),
             groups: vec!["dev".into(), "ops".into()],
         };
-        assert_eq!(r.grant(&ops).unwrap().role.tenant.as_deref(), Some("ops"));
-        assert!(r.grant(&Principal::named("mallory")).is_none());
+        assert_eq!(
+            r.grant(&ops, None).unwrap().role.tenant.as_deref(),
+            Some("ops")
+        );
+        assert!(r.grant(&Principal::named("mallory"), None).is_none());
     }
 
     #[test]
@@ -275,7 +320,7 @@ mod tests {
             ]
         };
         let mut data = Telemetry::Traces(forged());
-        r.grant(&Principal::named("anyone"))
+        r.grant(&Principal::named("anyone"), None)
             .unwrap()
             .stamp(&mut data);
         let Telemetry::Traces(spans) = &data else {
@@ -292,7 +337,7 @@ mod tests {
             .unwrap()
             .unwrap();
         let mut data = Telemetry::Traces(forged());
-        r.grant(&Principal::named("anyone"))
+        r.grant(&Principal::named("anyone"), None)
             .unwrap()
             .stamp(&mut data);
         let Telemetry::Traces(spans) = &data else {
@@ -313,7 +358,7 @@ mod tests {
         );
         assert!(roles(serde_json::json!([{"signals": ["logs"]}]))
             .unwrap_err()
-            .contains("roles[0]: names no principals"));
+            .contains("roles[0]: names no principals, groups or subjects"));
         assert!(roles(serde_json::json!([]))
             .unwrap_err()
             .contains("roles: is empty"));
