@@ -404,15 +404,13 @@ impl ServerTls {
     pub fn reload(&self) -> Result<bool, TlsError> {
         // With only `client_ca_file_reload`, the certificate and key stay as loaded at start.
         let only_ca = self.settings.reload_interval.is_none_or(|d| d.is_zero());
-        let fresh = self.settings.inputs()?;
         let mut held = self.inputs.lock().unwrap_or_else(|p| p.into_inner());
-        let next = if only_ca {
-            Inputs {
-                client_ca: fresh.client_ca,
+        let next = match (&self.settings.client_ca_file, only_ca) {
+            (Some(path), true) => Inputs {
+                client_ca: Some(read("client_ca_file", path)?),
                 ..held.clone()
-            }
-        } else {
-            fresh
+            },
+            _ => self.settings.inputs()?,
         };
         if next == *held {
             return Ok(false);
@@ -608,6 +606,40 @@ mod tests {
         // The new certificate with the old key does not fit: still the old config.
         assert_eq!(tls.reload().unwrap_err().key, "key_file");
         std::fs::write(&kp, &k2).unwrap();
+        assert!(tls.reload().unwrap());
+        assert!(!Arc::ptr_eq(&before, &tls.current.load_full()));
+    }
+
+    #[test]
+    fn client_ca_file_reload_alone_rereads_only_the_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        let (c, k) = self_signed();
+        let (ca1, _) = self_signed();
+        let (ca2, _) = self_signed();
+        let p = |f: &str| dir.path().join(f).to_string_lossy().into_owned();
+        std::fs::write(p("c.pem"), &c).unwrap();
+        std::fs::write(p("k.pem"), &k).unwrap();
+        std::fs::write(p("ca.pem"), &ca1).unwrap();
+        let mut s = TlsServerSettings {
+            cert_file: Some(p("c.pem")),
+            key_file: Some(p("k.pem")),
+            client_ca_file_reload: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            s.server_config(&[]).unwrap_err().key,
+            "client_ca_file_reload"
+        );
+        s.client_ca_file = Some(p("ca.pem"));
+        assert_eq!(s.reload_period(), Some(DEFAULT_CA_RELOAD_POLL));
+        let tls = s.server(&[]).unwrap();
+        // A changed (or missing) certificate is not looked at without reload_interval...
+        std::fs::remove_file(p("c.pem")).unwrap();
+        assert!(!tls.reload().unwrap());
+        // ...a changed CA is.
+        std::fs::write(p("ca.pem"), &ca2).unwrap();
+        let before = tls.current.load_full();
+        std::fs::write(p("c.pem"), &c).unwrap();
         assert!(tls.reload().unwrap());
         assert!(!Arc::ptr_eq(&before, &tls.current.load_full()));
     }
