@@ -1,15 +1,26 @@
 //! `resourcedetection`: otelcol's resource detection processor. At start it runs the configured
-//! detectors once — `env` (`OTEL_RESOURCE_ATTRIBUTES`), `system` (`host.name`, `host.id`, `os.type`)
-//! and `k8snode` (the node name from a downward-API environment variable) — and then adds what they
-//! found to the resource of every batch, replacing existing values when `override` is true.
+//! detectors once, all at the same time and each bounded by `timeout` — `env`
+//! (`OTEL_RESOURCE_ATTRIBUTES`), `system` (host name and id, OS, CPU, interfaces), `k8snode` (the node
+//! name from a downward-API environment variable) and the metadata-service detectors in [`cloud`]
+//! (`ec2`, `eks`, `ecs`, `gcp`, `azure`, `aks`, `oraclecloud`, `docker`, `elastic_beanstalk`) — and
+//! then adds what they found to the resource of every batch, replacing existing values when
+//! `override` is true. For the same key, the detector listed first wins.
+
+pub mod cloud;
+#[cfg(test)]
+mod cloud_tests;
+pub mod host;
 
 use async_trait::async_trait;
+use cloud::{Endpoints, Miss};
+use regex::Regex;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
-use vigil_core::attrs::{kv_str, value_to_string};
+use vigil_core::attrs::{kv, value_to_string};
 use vigil_core::config::duration;
+use vigil_core::otlp::common::v1::any_value::Value;
 use vigil_core::otlp::common::v1::KeyValue;
 use vigil_core::otlp::resource::v1::Resource;
 use vigil_core::{
@@ -17,7 +28,23 @@ use vigil_core::{
     Signal, Telemetry,
 };
 
-const DETECTORS: &[&str] = &["env", "system", "k8snode"];
+/// What one detector found, in its order.
+pub type Found = Vec<(String, Value)>;
+
+const DETECTORS: &[&str] = &[
+    "env",
+    "system",
+    "k8snode",
+    "ec2",
+    "eks",
+    "ecs",
+    "gcp",
+    "azure",
+    "aks",
+    "oraclecloud",
+    "docker",
+    "elastic_beanstalk",
+];
 
 /// `{ enabled: bool }` toggles of optional resource attributes.
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
@@ -95,6 +122,56 @@ pub struct ResourceDetectionConfig {
     pub system: SystemConfig,
     #[serde(default)]
     pub k8snode: K8sNodeConfig,
+    #[serde(default)]
+    pub ec2: TagsConfig,
+    #[serde(default)]
+    pub eks: EksConfig,
+    #[serde(default)]
+    pub ecs: AttrsConfig,
+    #[serde(default)]
+    pub gcp: AttrsConfig,
+    #[serde(default)]
+    pub azure: TagsConfig,
+    #[serde(default)]
+    pub aks: AttrsConfig,
+    #[serde(default)]
+    pub oraclecloud: AttrsConfig,
+    #[serde(default)]
+    pub docker: AttrsConfig,
+    #[serde(default)]
+    pub elastic_beanstalk: AttrsConfig,
+}
+
+/// A detector section that only toggles attributes.
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttrsConfig {
+    #[serde(default)]
+    pub resource_attributes: BTreeMap<String, Toggle>,
+}
+
+/// The `ec2` and `azure` sections: `tags` are regular expressions; every instance tag whose key
+/// matches one becomes `ec2.tag.<key>` / `azure.tag.<key>`.
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TagsConfig {
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub resource_attributes: BTreeMap<String, Toggle>,
+}
+
+/// The `eks` section.
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EksConfig {
+    /// otelcol looks the node up in the EC2 API by this name to find its cluster tag; vigil reads
+    /// the same tag of its own instance from IMDS, which needs no name, so this is accepted and
+    /// not needed.
+    #[serde(default)]
+    pub node_from_env_var: Option<String>,
+    #[serde(default)]
+    pub resource_attributes: BTreeMap<String, Toggle>,
 }
 
 fn default_detectors() -> Vec<String> {
@@ -113,8 +190,148 @@ const SYSTEM_ATTRS: &[(&str, bool)] = &[
     ("os.type", true),
     ("host.arch", false),
     ("os.description", false),
+    ("os.name", false),
+    ("os.version", false),
+    ("os.build.id", false),
+    ("host.cpu.vendor.id", false),
+    ("host.cpu.family", false),
+    ("host.cpu.model.id", false),
+    ("host.cpu.model.name", false),
+    ("host.cpu.stepping", false),
+    ("host.cpu.cache.l2.size", false),
+    ("host.ip", false),
+    ("host.mac", false),
+    ("host.interface", false),
 ];
 const K8S_ATTRS: &[(&str, bool)] = &[("k8s.node.name", true)];
+const EC2_ATTRS: &[(&str, bool)] = &[
+    ("cloud.provider", true),
+    ("cloud.platform", true),
+    ("cloud.region", true),
+    ("cloud.account.id", true),
+    ("cloud.availability_zone", true),
+    ("host.id", true),
+    ("host.image.id", true),
+    ("host.type", true),
+    ("host.name", true),
+];
+const EKS_ATTRS: &[(&str, bool)] = &[
+    ("cloud.provider", true),
+    ("cloud.platform", true),
+    ("k8s.cluster.name", false),
+    ("cloud.region", false),
+    ("cloud.account.id", false),
+    ("cloud.availability_zone", false),
+    ("host.id", false),
+    ("host.image.id", false),
+    ("host.type", false),
+    ("host.name", false),
+];
+const ECS_ATTRS: &[(&str, bool)] = &[
+    ("cloud.provider", true),
+    ("cloud.platform", true),
+    ("cloud.account.id", true),
+    ("cloud.region", true),
+    ("cloud.availability_zone", true),
+    ("aws.ecs.cluster.arn", true),
+    ("aws.ecs.task.arn", true),
+    ("aws.ecs.task.family", true),
+    ("aws.ecs.task.id", true),
+    ("aws.ecs.task.revision", true),
+    ("aws.ecs.launchtype", true),
+    ("aws.ecs.container.arn", true),
+    ("aws.log.group.names", true),
+    ("aws.log.group.arns", true),
+    ("aws.log.stream.names", true),
+    ("aws.log.stream.arns", true),
+];
+const GCP_ATTRS: &[(&str, bool)] = &[
+    ("cloud.provider", true),
+    ("cloud.platform", true),
+    ("cloud.account.id", true),
+    ("cloud.region", true),
+    ("cloud.availability_zone", true),
+    ("host.id", true),
+    ("host.name", true),
+    ("host.type", true),
+    ("k8s.cluster.name", true),
+];
+const AZURE_ATTRS: &[(&str, bool)] = &[
+    ("cloud.provider", true),
+    ("cloud.platform", true),
+    ("cloud.region", true),
+    ("cloud.account.id", true),
+    ("cloud.availability_zone", true),
+    ("host.id", true),
+    ("host.name", true),
+    ("azure.vm.name", true),
+    ("azure.vm.size", true),
+    ("azure.vm.scaleset.name", true),
+    ("azure.resourcegroup.name", true),
+];
+const AKS_ATTRS: &[(&str, bool)] = &[
+    ("cloud.provider", true),
+    ("cloud.platform", true),
+    ("k8s.cluster.name", false),
+];
+const ORACLE_ATTRS: &[(&str, bool)] = &[
+    ("cloud.provider", true),
+    ("cloud.platform", true),
+    ("cloud.region", true),
+    ("cloud.availability_zone", true),
+    ("host.id", true),
+    ("host.name", true),
+    ("host.type", true),
+];
+const DOCKER_ATTRS: &[(&str, bool)] = &[("host.name", true), ("os.type", true)];
+const BEANSTALK_ATTRS: &[(&str, bool)] = &[
+    ("cloud.provider", true),
+    ("cloud.platform", true),
+    ("deployment.environment", true),
+    ("service.instance.id", true),
+    ("service.version", true),
+];
+
+/// A detector's section name, its attributes with their defaults, and the user's toggles.
+type Section<'a> = (
+    &'static str,
+    &'static [(&'static str, bool)],
+    &'a BTreeMap<String, Toggle>,
+);
+
+impl ResourceDetectionConfig {
+    /// Each detector's section name, attribute table and toggles.
+    fn sections(&self) -> Vec<Section<'_>> {
+        vec![
+            ("system", SYSTEM_ATTRS, &self.system.resource_attributes),
+            ("k8snode", K8S_ATTRS, &self.k8snode.resource_attributes),
+            ("ec2", EC2_ATTRS, &self.ec2.resource_attributes),
+            ("eks", EKS_ATTRS, &self.eks.resource_attributes),
+            ("ecs", ECS_ATTRS, &self.ecs.resource_attributes),
+            ("gcp", GCP_ATTRS, &self.gcp.resource_attributes),
+            ("azure", AZURE_ATTRS, &self.azure.resource_attributes),
+            ("aks", AKS_ATTRS, &self.aks.resource_attributes),
+            (
+                "oraclecloud",
+                ORACLE_ATTRS,
+                &self.oraclecloud.resource_attributes,
+            ),
+            ("docker", DOCKER_ATTRS, &self.docker.resource_attributes),
+            (
+                "elastic_beanstalk",
+                BEANSTALK_ATTRS,
+                &self.elastic_beanstalk.resource_attributes,
+            ),
+        ]
+    }
+}
+
+fn compile_tags(tags: &[String]) -> Result<Vec<Regex>, (usize, String)> {
+    tags.iter()
+        .enumerate()
+        .map(|(i, t)| Regex::new(t).map_err(|e| (i, e.to_string())))
+        .collect()
+}
 
 #[cfg(test)]
 fn load(
@@ -136,7 +353,14 @@ fn check(
     // Every problem, not only the first, so that one `validate` run lists them all.
     let mut errors = Vec::new();
     for (i, d) in cfg.detectors.iter().enumerate() {
-        if !DETECTORS.contains(&d.as_str()) {
+        if d == "k8s_api" {
+            errors.push(err(
+                format!("detectors::{i}"),
+                "unknown detector \"k8s_api\": vigil does not query the Kubernetes API yet; \
+                 k8snode reads the node name from the downward API instead"
+                    .into(),
+            ));
+        } else if !DETECTORS.contains(&d.as_str()) {
             errors.push(err(
                 format!("detectors::{i}"),
                 format!(
@@ -154,10 +378,15 @@ fn check(
             ));
         }
     }
-    for (section, known, map) in [
-        ("system", SYSTEM_ATTRS, &cfg.system.resource_attributes),
-        ("k8snode", K8S_ATTRS, &cfg.k8snode.resource_attributes),
-    ] {
+    for (section, tags) in [("ec2", &cfg.ec2.tags), ("azure", &cfg.azure.tags)] {
+        if let Err((i, e)) = compile_tags(tags) {
+            errors.push(err(
+                format!("{section}::tags::{i}"),
+                format!("invalid regular expression: {e}"),
+            ));
+        }
+    }
+    for (section, known, map) in cfg.sections() {
         for k in map.keys() {
             if !known.iter().any(|(n, _)| n == k) {
                 let names: Vec<&str> = known.iter().map(|(n, _)| *n).collect();
@@ -278,74 +507,215 @@ fn arch() -> &'static str {
     }
 }
 
-/// Runs the detectors in order; for the same key, the first detector that set it wins, as in otelcol.
-pub fn detect(
-    cfg: &ResourceDetectionConfig,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<Vec<KeyValue>, String> {
-    let mut found: Vec<(String, String)> = Vec::new();
-    for d in &cfg.detectors {
-        let mut attrs: Vec<(String, String)> = Vec::new();
-        match d.as_str() {
-            "env" => {
-                if let Some(v) = env("OTEL_RESOURCE_ATTRIBUTES") {
-                    attrs = parse_env_attributes(&v)?;
-                }
-            }
-            "system" => {
-                let s = &cfg.system;
-                let on = |n: &str| enabled(SYSTEM_ATTRS, &s.resource_attributes, n);
-                if on("host.name") {
-                    let name = s
-                        .hostname_sources
-                        .iter()
-                        .find_map(|src| match src.as_str() {
-                            "os" => os_hostname(),
-                            _ => dns_hostname(),
-                        });
-                    match name {
-                        Some(n) => attrs.push(("host.name".into(), n)),
-                        None => return Err("system detector: no hostname source answered".into()),
-                    }
-                }
-                if on("host.id") {
-                    if let Some(id) = machine_id() {
-                        attrs.push(("host.id".into(), id));
-                    }
-                }
-                if on("os.type") {
-                    attrs.push(("os.type".into(), std::env::consts::OS.into()));
-                }
-                if on("host.arch") {
-                    attrs.push(("host.arch".into(), arch().into()));
-                }
-                if on("os.description") {
-                    if let Ok(r) = std::fs::read_to_string("/proc/sys/kernel/osrelease") {
-                        attrs.push(("os.description".into(), format!("Linux {}", r.trim())));
-                    }
-                }
-            }
-            "k8snode" => {
-                let k = &cfg.k8snode;
-                let node = env(&k.node_from_env_var).filter(|v| !v.is_empty()).ok_or_else(|| {
-                    format!(
-                        "k8snode detector: environment variable {} is not set (set it from spec.nodeName with the downward API)",
-                        k.node_from_env_var
-                    )
-                })?;
-                if enabled(K8S_ATTRS, &k.resource_attributes, "k8s.node.name") {
-                    attrs.push(("k8s.node.name".into(), node));
-                }
-            }
-            _ => {}
+/// The `system` detector: blocking (the DNS lookup), so it runs on a blocking thread.
+fn system(s: &SystemConfig) -> Result<Found, String> {
+    let on = |n: &str| enabled(SYSTEM_ATTRS, &s.resource_attributes, n);
+    let st = |v: String| Value::StringValue(v);
+    let strs = |v: Vec<String>| {
+        Value::ArrayValue(vigil_core::otlp::common::v1::ArrayValue {
+            values: v
+                .into_iter()
+                .map(|x| vigil_core::otlp::common::v1::AnyValue {
+                    value: Some(Value::StringValue(x)),
+                })
+                .collect(),
+        })
+    };
+    let mut attrs: Found = Vec::new();
+    if on("host.name") {
+        let name = s
+            .hostname_sources
+            .iter()
+            .find_map(|src| match src.as_str() {
+                "os" => os_hostname(),
+                _ => dns_hostname(),
+            });
+        match name {
+            Some(n) => attrs.push(("host.name".into(), st(n))),
+            None => return Err("system detector: no hostname source answered".into()),
         }
-        for (k, v) in attrs {
+    }
+    if on("host.id") {
+        if let Some(id) = machine_id() {
+            attrs.push(("host.id".into(), st(id)));
+        }
+    }
+    if on("os.type") {
+        attrs.push(("os.type".into(), st(std::env::consts::OS.into())));
+    }
+    if on("host.arch") {
+        attrs.push(("host.arch".into(), st(arch().into())));
+    }
+    let kernel = host::kernel_release();
+    if on("os.description") {
+        if let Some(r) = &kernel {
+            attrs.push(("os.description".into(), st(format!("Linux {r}"))));
+        }
+    }
+    if on("os.name") || on("os.version") || on("os.build.id") {
+        let rel = host::os_release();
+        let build = rel.build_id.or(kernel);
+        for (k, v) in [
+            ("os.name", rel.name),
+            ("os.version", rel.version),
+            ("os.build.id", build),
+        ] {
+            if let (true, Some(v)) = (on(k), v) {
+                attrs.push((k.into(), st(v)));
+            }
+        }
+    }
+    if SYSTEM_ATTRS
+        .iter()
+        .any(|(n, _)| n.starts_with("host.cpu.") && on(n))
+    {
+        let c = host::cpu();
+        let text = [
+            ("host.cpu.vendor.id", c.vendor_id),
+            ("host.cpu.family", c.family),
+            ("host.cpu.model.id", c.model_id),
+            ("host.cpu.model.name", c.model_name),
+        ];
+        for (k, v) in text {
+            if let (true, Some(v)) = (on(k), v) {
+                attrs.push((k.into(), st(v)));
+            }
+        }
+        for (k, v) in [
+            ("host.cpu.stepping", c.stepping),
+            ("host.cpu.cache.l2.size", c.cache_l2_size),
+        ] {
+            if let (true, Some(v)) = (on(k), v) {
+                attrs.push((k.into(), Value::IntValue(v)));
+            }
+        }
+    }
+    if on("host.ip") || on("host.mac") || on("host.interface") {
+        let i = host::interfaces();
+        for (k, v) in [
+            ("host.ip", i.ips),
+            ("host.mac", i.macs),
+            ("host.interface", i.names),
+        ] {
+            if on(k) {
+                attrs.push((k.into(), strs(v)));
+            }
+        }
+    }
+    Ok(attrs)
+}
+
+/// Keeps the attributes a detector's section enables; instance tags are enabled by `tags` itself.
+fn keep(found: Found, known: &[(&str, bool)], user: &BTreeMap<String, Toggle>) -> Found {
+    found
+        .into_iter()
+        .filter(|(k, _)| {
+            k.starts_with("ec2.tag.") || k.starts_with("azure.tag.") || enabled(known, user, k)
+        })
+        .collect()
+}
+
+/// One detector. `Err` is a problem that stops the processor from starting (as a missing node
+/// name does); a metadata service that is absent or answers badly only costs its attributes.
+async fn run_one(
+    d: &str,
+    cfg: &ResourceDetectionConfig,
+    env: &(dyn Fn(&str) -> Option<String> + Sync),
+    ep: &Endpoints,
+) -> Result<Found, String> {
+    let t = cfg.timeout;
+    // `check` compiled these already; a failure here cannot happen after validation.
+    let tags = |v: &[String]| compile_tags(v).unwrap_or_default();
+    let cloud = match d {
+        "env" => {
+            let attrs = match env("OTEL_RESOURCE_ATTRIBUTES") {
+                Some(v) => parse_env_attributes(&v)?,
+                None => Vec::new(),
+            };
+            return Ok(attrs
+                .into_iter()
+                .map(|(k, v)| (k, Value::StringValue(v)))
+                .collect());
+        }
+        "system" => {
+            let s = cfg.system.clone();
+            return tokio::task::spawn_blocking(move || system(&s))
+                .await
+                .map_err(|e| format!("system detector failed: {e}"))?;
+        }
+        "k8snode" => {
+            let k = &cfg.k8snode;
+            let node = env(&k.node_from_env_var).filter(|v| !v.is_empty()).ok_or_else(|| {
+                format!(
+                    "k8snode detector: environment variable {} is not set (set it from spec.nodeName with the downward API)",
+                    k.node_from_env_var
+                )
+            })?;
+            return Ok(keep(
+                vec![("k8s.node.name".into(), Value::StringValue(node))],
+                K8S_ATTRS,
+                &k.resource_attributes,
+            ));
+        }
+        "ec2" => cloud::ec2(ep, t, "aws_ec2", &tags(&cfg.ec2.tags)).await,
+        "eks" => cloud::eks(ep, t, env).await,
+        "ecs" => cloud::ecs(t, env).await,
+        "gcp" => cloud::gcp(ep, t, env).await,
+        "azure" => cloud::azure(ep, t, &tags(&cfg.azure.tags)).await,
+        "aks" => cloud::aks(ep, t, env).await,
+        "oraclecloud" => cloud::oraclecloud(ep, t).await,
+        "docker" => cloud::docker(ep, t).await,
+        "elastic_beanstalk" => cloud::elastic_beanstalk(ep).await,
+        _ => return Ok(Vec::new()),
+    };
+    match cloud {
+        Ok(found) => {
+            let (_, known, user) = cfg
+                .sections()
+                .into_iter()
+                .find(|(n, _, _)| *n == d)
+                .unwrap_or(("", &[], &cfg.system.resource_attributes));
+            Ok(keep(found, known, user))
+        }
+        Err(Miss::Absent(why)) => {
+            tracing::debug!("{d} detector: not on this platform ({why})");
+            Ok(Vec::new())
+        }
+        Err(Miss::Failed(why)) => {
+            tracing::warn!("{d} detector: metadata service answered but detection failed: {why}");
+            Ok(Vec::new())
+        }
+    }
+}
+
+/// Runs the detectors at the same time, each bounded by `timeout`; for the same key, the
+/// detector listed first wins, as in otelcol.
+pub async fn detect(
+    cfg: &ResourceDetectionConfig,
+    env: &(dyn Fn(&str) -> Option<String> + Sync),
+    ep: &Endpoints,
+) -> Result<Vec<KeyValue>, String> {
+    let runs = cfg.detectors.iter().map(|d| async move {
+        match tokio::time::timeout(cfg.timeout, run_one(d, cfg, env, ep)).await {
+            Ok(r) => r,
+            Err(_) => {
+                tracing::warn!(
+                    "{d} detector: no answer within timeout ({:?}); its attributes are left out",
+                    cfg.timeout
+                );
+                Ok(Vec::new())
+            }
+        }
+    });
+    let mut found: Found = Vec::new();
+    for r in futures::future::join_all(runs).await {
+        for (k, v) in r? {
             if !found.iter().any(|(f, _)| *f == k) {
                 found.push((k, v));
             }
         }
     }
-    Ok(found.into_iter().map(|(k, v)| kv_str(&k, v)).collect())
+    Ok(found.into_iter().map(|(k, v)| kv(&k, v)).collect())
 }
 
 /// Adds `detected` to a resource: replacing existing keys when `override_`, otherwise only filling
@@ -421,19 +791,12 @@ pub struct ResourceDetection {
 #[async_trait]
 impl Component for ResourceDetection {
     async fn start(&self, _host: &Host) -> anyhow::Result<()> {
-        let cfg = self.cfg.clone();
-        // Detection may wait on DNS; bound it by `timeout` and keep it off the async workers.
-        let run = tokio::task::spawn_blocking(move || detect(&cfg, &|k| std::env::var(k).ok()));
-        let attrs = match tokio::time::timeout(self.cfg.timeout, run).await {
-            Ok(Ok(Ok(a))) => a,
-            Ok(Ok(Err(e))) => anyhow::bail!("processors::{}: {e}", self.id),
-            Ok(Err(e)) => anyhow::bail!("processors::{}: detection failed: {e}", self.id),
-            Err(_) => anyhow::bail!(
-                "processors::{}: detection did not finish within timeout ({:?})",
-                self.id,
-                self.cfg.timeout
-            ),
-        };
+        let env = |k: &str| std::env::var(k).ok();
+        let ep = Endpoints::from_env(&env);
+        // Each detector is bounded by `timeout`, and they run together, so this is too.
+        let attrs = detect(&self.cfg, &env, &ep)
+            .await
+            .map_err(|e| anyhow::anyhow!("processors::{}: {e}", self.id))?;
         let shown: Vec<String> = attrs
             .iter()
             .map(|kv| {
@@ -475,14 +838,14 @@ impl Consumer for ResourceDetection {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vigil_core::attrs::get_str;
+    use vigil_core::attrs::{get_str, kv_str};
 
     fn id() -> ComponentId {
         ComponentId::parse("resourcedetection").unwrap()
     }
 
-    #[test]
-    fn env_system_and_k8snode_first_detector_wins() {
+    #[tokio::test]
+    async fn env_system_and_k8snode_first_detector_wins() {
         let cfg = load(
             &id(),
             &serde_json::json!({"detectors": ["env", "system", "k8snode"],
@@ -496,7 +859,8 @@ mod tests {
             "K8S_NODE_NAME" => Some("node-7".to_string()),
             _ => None,
         };
-        let attrs = detect(&cfg, &env).unwrap();
+        let ep = Endpoints::from_env(&|_| None);
+        let attrs = detect(&cfg, &env, &ep).await.unwrap();
         assert_eq!(get_str(&attrs, "service.name"), Some("api"));
         assert_eq!(get_str(&attrs, "team"), Some("a,b"));
         assert_eq!(get_str(&attrs, "os.type"), Some("custom"), "env came first");
@@ -507,7 +871,7 @@ mod tests {
             assert_eq!(get_str(&attrs, "host.id"), Some(mid.as_str()));
         }
 
-        let missing = detect(&cfg, &|_| None).unwrap_err();
+        let missing = detect(&cfg, &|_| None, &ep).await.unwrap_err();
         assert!(missing.contains("K8S_NODE_NAME"), "{missing}");
     }
 
@@ -534,10 +898,27 @@ mod tests {
 
     #[test]
     fn config_errors_name_the_key() {
-        let e = load(&id(), &serde_json::json!({"detectors": ["env", "gcp"]})).unwrap_err();
+        let e = load(&id(), &serde_json::json!({"detectors": ["env", "heroku"]})).unwrap_err();
         assert!(
             e.to_string()
                 .starts_with("processors::resourcedetection::detectors::1: unknown detector"),
+            "{e}"
+        );
+        let e = load(&id(), &serde_json::json!({"detectors": ["k8s_api"]})).unwrap_err();
+        assert!(e.to_string().contains("Kubernetes API"), "{e}");
+        let e = load(
+            &id(),
+            &serde_json::json!({"detectors": ["ec2"], "ec2": {"tags": ["(x"]},
+                "eks": {"resource_attributes": {"k8s.cluster.nam": {"enabled": true}}}}),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("ec2::tags::0: invalid regular expression"),
+            "{e}"
+        );
+        assert!(
+            e.contains("eks::resource_attributes::k8s.cluster.nam: unknown attribute"),
             "{e}"
         );
         let e = load(

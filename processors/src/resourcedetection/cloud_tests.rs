@@ -1,0 +1,536 @@
+//! The metadata-service detectors against local doubles. No cloud is reachable here, so each test
+//! starts an HTTP server (or, for Docker, a Unix-socket server) that answers as the real service
+//! does: the same paths, the same required headers (refusing requests without them, as the real
+//! services do), and response bodies shaped as the providers document them.
+
+use super::*;
+use std::collections::HashMap;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use vigil_core::attrs::{get, get_str};
+
+struct Req {
+    method: String,
+    target: String,
+    headers: Vec<(String, String)>,
+}
+
+impl Req {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Status, extra headers, body.
+type Reply = (u16, Vec<(&'static str, String)>, String);
+type Handler = Arc<dyn Fn(&Req) -> Reply + Send + Sync>;
+
+async fn serve_conn<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(mut s: S, h: Handler) {
+    let mut buf = Vec::new();
+    let mut tmp = [0u8; 4096];
+    let end = loop {
+        let Ok(n) = s.read(&mut tmp).await else {
+            return;
+        };
+        if n == 0 {
+            return;
+        }
+        buf.extend_from_slice(&tmp[..n]);
+        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break p;
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+    let mut lines = head.lines();
+    let mut first = lines.next().unwrap_or_default().split(' ');
+    let req = Req {
+        method: first.next().unwrap_or_default().to_string(),
+        target: first.next().unwrap_or_default().to_string(),
+        headers: lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+            .collect(),
+    };
+    let (code, extra, body) = h(&req);
+    let mut out = format!(
+        "HTTP/1.1 {code} X\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    for (k, v) in extra {
+        out.push_str(&format!("{k}: {v}\r\n"));
+    }
+    out.push_str("\r\n");
+    out.push_str(&body);
+    let _ = s.write_all(out.as_bytes()).await;
+    let _ = s.shutdown().await;
+}
+
+/// An HTTP double on 127.0.0.1; returns its base URL.
+async fn http(h: impl Fn(&Req) -> Reply + Send + Sync + 'static) -> String {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let h: Handler = Arc::new(h);
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            tokio::spawn(serve_conn(s, h.clone()));
+        }
+    });
+    format!("http://{addr}")
+}
+
+fn ok(body: &str) -> Reply {
+    (200, vec![], body.to_string())
+}
+
+fn not_found() -> Reply {
+    (404, vec![], "Not Found".into())
+}
+
+/// Endpoints where nothing listens: every detector is off its platform.
+async fn nowhere() -> Endpoints {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let closed = format!("http://{}", l.local_addr().unwrap());
+    drop(l);
+    Endpoints {
+        ec2: closed.clone(),
+        gcp: closed.clone(),
+        azure: closed.clone(),
+        oracle: closed,
+        docker_socket: "/nonexistent/docker.sock".into(),
+        beanstalk_conf: "/nonexistent/environment.conf".into(),
+    }
+}
+
+fn cfg(v: serde_json::Value) -> ResourceDetectionConfig {
+    let id = ComponentId::parse("resourcedetection").unwrap();
+    check(
+        &id,
+        vigil_core::config::decode(ComponentKind::Processor, &id, &v).unwrap(),
+    )
+    .unwrap()
+}
+
+fn env_of(m: HashMap<&'static str, String>) -> impl Fn(&str) -> Option<String> + Sync {
+    move |k| m.get(k).cloned()
+}
+
+/// The example identity document from the EC2 user guide.
+const IDENTITY: &str = r#"{"accountId":"123456789012","architecture":"x86_64","availabilityZone":"us-west-2b","billingProducts":null,"devpayProductCodes":null,"marketplaceProductCodes":null,"imageId":"ami-5fb8c835","instanceId":"i-1234567890abcdef0","instanceType":"t2.micro","kernelId":null,"pendingTime":"2016-11-19T16:32:11Z","privateIp":"172.31.1.23","ramdiskId":null,"region":"us-west-2","version":"2017-09-30"}"#;
+
+/// EC2 IMDSv2: a token from PUT /latest/api/token (400 without the TTL header), then every GET
+/// must carry it (401 otherwise).
+fn imds(req: &Req) -> Reply {
+    if req.target == "/latest/api/token" {
+        if req.method != "PUT" || req.header("X-aws-ec2-metadata-token-ttl-seconds").is_none() {
+            return (400, vec![], "Bad Request".into());
+        }
+        return ok("AQAEAFTok3n==");
+    }
+    if req.header("X-aws-ec2-metadata-token") != Some("AQAEAFTok3n==") {
+        return (401, vec![], "Unauthorized".into());
+    }
+    match req.target.as_str() {
+        "/latest/dynamic/instance-identity/document" => ok(IDENTITY),
+        "/latest/meta-data/hostname" => ok("ip-172-31-1-23.us-west-2.compute.internal"),
+        "/latest/meta-data/tags/instance" => ok("Name\nteam\neks:cluster-name"),
+        "/latest/meta-data/tags/instance/Name" => ok("web-1"),
+        "/latest/meta-data/tags/instance/team" => ok("payments"),
+        "/latest/meta-data/tags/instance/eks:cluster-name" => ok("prod-eks"),
+        _ => not_found(),
+    }
+}
+
+#[tokio::test]
+async fn ec2_imdsv2_token_then_identity_hostname_and_tags() {
+    let ep = Endpoints {
+        ec2: http(imds).await,
+        ..nowhere().await
+    };
+    let c = cfg(serde_json::json!({"detectors": ["ec2", "system"], "ec2": {"tags": ["^team$"]}}));
+    let a = detect(&c, &|_| None, &ep).await.unwrap();
+    assert_eq!(get_str(&a, "cloud.provider"), Some("aws"));
+    assert_eq!(get_str(&a, "cloud.platform"), Some("aws_ec2"));
+    assert_eq!(get_str(&a, "cloud.region"), Some("us-west-2"));
+    assert_eq!(get_str(&a, "cloud.account.id"), Some("123456789012"));
+    assert_eq!(get_str(&a, "cloud.availability_zone"), Some("us-west-2b"));
+    assert_eq!(get_str(&a, "host.id"), Some("i-1234567890abcdef0"));
+    assert_eq!(get_str(&a, "host.image.id"), Some("ami-5fb8c835"));
+    assert_eq!(get_str(&a, "host.type"), Some("t2.micro"));
+    // ec2 is listed before system, so its host.name wins.
+    assert_eq!(
+        get_str(&a, "host.name"),
+        Some("ip-172-31-1-23.us-west-2.compute.internal")
+    );
+    assert_eq!(get_str(&a, "ec2.tag.team"), Some("payments"));
+    assert_eq!(
+        get_str(&a, "ec2.tag.Name"),
+        None,
+        "only tags matching `tags`"
+    );
+
+    // A toggle turns a default-on attribute off.
+    let c = cfg(serde_json::json!({"detectors": ["ec2"],
+        "ec2": {"resource_attributes": {"host.name": {"enabled": false}}}}));
+    let a = detect(&c, &|_| None, &ep).await.unwrap();
+    assert_eq!(get_str(&a, "host.name"), None);
+    assert_eq!(get_str(&a, "host.id"), Some("i-1234567890abcdef0"));
+}
+
+#[tokio::test]
+async fn eks_needs_kubernetes_and_reads_the_cluster_tag() {
+    let ep = Endpoints {
+        ec2: http(imds).await,
+        ..nowhere().await
+    };
+    let c = cfg(
+        serde_json::json!({"detectors": ["eks"], "eks": {"node_from_env_var": "K8S_NODE_NAME",
+        "resource_attributes": {"k8s.cluster.name": {"enabled": true}, "cloud.region": {"enabled": true}}}}),
+    );
+    // Off Kubernetes: nothing, and no error.
+    assert!(detect(&c, &|_| None, &ep).await.unwrap().is_empty());
+    let env = env_of(HashMap::from([(
+        "KUBERNETES_SERVICE_HOST",
+        "10.0.0.1".into(),
+    )]));
+    let a = detect(&c, &env, &ep).await.unwrap();
+    assert_eq!(get_str(&a, "cloud.platform"), Some("aws_eks"));
+    assert_eq!(get_str(&a, "k8s.cluster.name"), Some("prod-eks"));
+    assert_eq!(get_str(&a, "cloud.region"), Some("us-west-2"));
+    assert_eq!(get_str(&a, "host.id"), None, "off by default for eks");
+}
+
+/// The GCE metadata server: 403 without `Metadata-Flavor: Google`, and every answer carries it.
+fn gce(req: &Req) -> Reply {
+    if req.header("Metadata-Flavor") != Some("Google") {
+        return (403, vec![], "Missing Metadata-Flavor:Google header.".into());
+    }
+    let body = match req.target.as_str() {
+        "/computeMetadata/v1/instance/id" => "4520031799277581759",
+        "/computeMetadata/v1/project/project-id" => "my-project",
+        "/computeMetadata/v1/instance/zone" => "projects/123456789012/zones/us-central1-a",
+        "/computeMetadata/v1/instance/name" => "gke-node-1",
+        "/computeMetadata/v1/instance/machine-type" => {
+            "projects/123456789012/machineTypes/e2-medium"
+        }
+        "/computeMetadata/v1/instance/attributes/cluster-name" => "prod",
+        "/computeMetadata/v1/instance/attributes/cluster-location" => "us-central1",
+        _ => return not_found(),
+    };
+    (
+        200,
+        vec![("Metadata-Flavor", "Google".into())],
+        body.to_string(),
+    )
+}
+
+#[tokio::test]
+async fn gcp_compute_engine_and_kubernetes_engine() {
+    let ep = Endpoints {
+        gcp: http(gce).await,
+        ..nowhere().await
+    };
+    let c = cfg(serde_json::json!({"detectors": ["gcp"], "timeout": "10s"}));
+    let a = detect(&c, &|_| None, &ep).await.unwrap();
+    assert_eq!(get_str(&a, "cloud.provider"), Some("gcp"));
+    assert_eq!(get_str(&a, "cloud.platform"), Some("gcp_compute_engine"));
+    assert_eq!(get_str(&a, "cloud.account.id"), Some("my-project"));
+    assert_eq!(
+        get_str(&a, "cloud.availability_zone"),
+        Some("us-central1-a")
+    );
+    assert_eq!(get_str(&a, "cloud.region"), Some("us-central1"));
+    assert_eq!(get_str(&a, "host.id"), Some("4520031799277581759"));
+    assert_eq!(get_str(&a, "host.name"), Some("gke-node-1"));
+    assert_eq!(get_str(&a, "host.type"), Some("e2-medium"));
+
+    let env = env_of(HashMap::from([(
+        "KUBERNETES_SERVICE_HOST",
+        "10.0.0.1".into(),
+    )]));
+    let a = detect(&c, &env, &ep).await.unwrap();
+    assert_eq!(get_str(&a, "cloud.platform"), Some("gcp_kubernetes_engine"));
+    assert_eq!(get_str(&a, "k8s.cluster.name"), Some("prod"));
+    assert_eq!(get_str(&a, "cloud.region"), Some("us-central1"));
+
+    // Something else on that address (no Metadata-Flavor in the answer) is not GCE.
+    let ep = Endpoints {
+        gcp: http(|_| ok("hello")).await,
+        ..nowhere().await
+    };
+    assert!(detect(&c, &|_| None, &ep).await.unwrap().is_empty());
+}
+
+/// Azure IMDS: 400 without `Metadata: true` or without `api-version`; the documented compute
+/// document.
+fn azure_imds(req: &Req) -> Reply {
+    if req.header("Metadata") != Some("true") {
+        return (
+            400,
+            vec![],
+            r#"{"error":"Bad request. Required metadata header not specified"}"#.into(),
+        );
+    }
+    let Some(q) = req.target.strip_prefix("/metadata/instance/compute?") else {
+        return not_found();
+    };
+    if !q
+        .split('&')
+        .any(|p| p == format!("api-version={}", cloud::AZURE_API_VERSION))
+    {
+        return (400, vec![], r#"{"error":"Bad request. api-version is invalid or was not specified in the request."}"#.into());
+    }
+    ok(
+        r#"{"azEnvironment":"AzurePublicCloud","location":"westus","name":"examplevmname","offer":"UbuntuServer","osType":"Linux","resourceGroupName":"MC_myrg_prodaks_westus","subscriptionId":"8d10da13-8125-4ba9-a717-bf7490507b3d","tagsList":[{"name":"Department","value":"IT"},{"name":"Environment","value":"Prod"}],"vmId":"02aab8a4-74ef-476e-8182-f6d2ba4166a6","vmScaleSetName":"crpteste9vflji9","vmSize":"Standard_A3","zone":"1"}"#,
+    )
+}
+
+#[tokio::test]
+async fn azure_and_aks_from_imds() {
+    let ep = Endpoints {
+        azure: http(azure_imds).await,
+        ..nowhere().await
+    };
+    let c = cfg(serde_json::json!({"detectors": ["azure"], "azure": {"tags": ["^Dep"]}}));
+    let a = detect(&c, &|_| None, &ep).await.unwrap();
+    assert_eq!(get_str(&a, "cloud.provider"), Some("azure"));
+    assert_eq!(get_str(&a, "cloud.platform"), Some("azure_vm"));
+    assert_eq!(get_str(&a, "cloud.region"), Some("westus"));
+    assert_eq!(
+        get_str(&a, "cloud.account.id"),
+        Some("8d10da13-8125-4ba9-a717-bf7490507b3d")
+    );
+    assert_eq!(get_str(&a, "cloud.availability_zone"), Some("1"));
+    assert_eq!(
+        get_str(&a, "host.id"),
+        Some("02aab8a4-74ef-476e-8182-f6d2ba4166a6")
+    );
+    assert_eq!(get_str(&a, "host.name"), Some("examplevmname"));
+    assert_eq!(get_str(&a, "azure.vm.size"), Some("Standard_A3"));
+    assert_eq!(
+        get_str(&a, "azure.vm.scaleset.name"),
+        Some("crpteste9vflji9")
+    );
+    assert_eq!(
+        get_str(&a, "azure.resourcegroup.name"),
+        Some("MC_myrg_prodaks_westus")
+    );
+    assert_eq!(get_str(&a, "azure.tag.Department"), Some("IT"));
+    assert_eq!(get_str(&a, "azure.tag.Environment"), None);
+
+    let c = cfg(serde_json::json!({"detectors": ["aks"],
+        "aks": {"resource_attributes": {"k8s.cluster.name": {"enabled": true}}}}));
+    let env = env_of(HashMap::from([(
+        "KUBERNETES_SERVICE_HOST",
+        "10.0.0.1".into(),
+    )]));
+    let a = detect(&c, &env, &ep).await.unwrap();
+    assert_eq!(get_str(&a, "cloud.platform"), Some("azure_aks"));
+    assert_eq!(get_str(&a, "k8s.cluster.name"), Some("prodaks"));
+}
+
+#[tokio::test]
+async fn ecs_task_metadata_v4() {
+    // The task and container documents of the ECS developer guide's v4 example (trimmed to the
+    // fields a detector reads plus a few it ignores).
+    let base = http(|req: &Req| match req.target.as_str() {
+        "/v4/abc/task" => ok(r#"{"Cluster":"default","TaskARN":"arn:aws:ecs:us-west-2:111122223333:task/default/158d1c8083dd49d6b527399fd6414f5c","Family":"curltest","Revision":"26","DesiredStatus":"RUNNING","KnownStatus":"RUNNING","AvailabilityZone":"us-west-2d","LaunchType":"EC2","Containers":[]}"#),
+        "/v4/abc" => ok(r#"{"DockerId":"ea32192c8553fbff06c9340478a2ff089b2bb5646fb718b4ee206641c9086d66","Name":"curl","Image":"111122223333.dkr.ecr.us-west-2.amazonaws.com/curltest:latest","LogDriver":"awslogs","LogOptions":{"awslogs-create-group":"true","awslogs-group":"/ecs/metadata","awslogs-region":"us-west-2","awslogs-stream":"ecs/curl/8f03e41243824aea923aca126495f665"},"ContainerARN":"arn:aws:ecs:us-west-2:111122223333:container/0206b271-b33f-47ab-86c6-a0ba208a70a9"}"#),
+        _ => not_found(),
+    })
+    .await;
+    let c = cfg(serde_json::json!({"detectors": ["ecs"]}));
+    let ep = nowhere().await;
+    assert!(
+        detect(&c, &|_| None, &ep).await.unwrap().is_empty(),
+        "off ECS"
+    );
+    let env = env_of(HashMap::from([(
+        "ECS_CONTAINER_METADATA_URI_V4",
+        format!("{base}/v4/abc"),
+    )]));
+    let a = detect(&c, &env, &ep).await.unwrap();
+    assert_eq!(get_str(&a, "cloud.platform"), Some("aws_ecs"));
+    assert_eq!(get_str(&a, "cloud.account.id"), Some("111122223333"));
+    assert_eq!(get_str(&a, "cloud.region"), Some("us-west-2"));
+    assert_eq!(get_str(&a, "cloud.availability_zone"), Some("us-west-2d"));
+    assert_eq!(
+        get_str(&a, "aws.ecs.cluster.arn"),
+        Some("arn:aws:ecs:us-west-2:111122223333:cluster/default")
+    );
+    assert_eq!(
+        get_str(&a, "aws.ecs.task.id"),
+        Some("158d1c8083dd49d6b527399fd6414f5c")
+    );
+    assert_eq!(get_str(&a, "aws.ecs.task.family"), Some("curltest"));
+    assert_eq!(get_str(&a, "aws.ecs.task.revision"), Some("26"));
+    assert_eq!(get_str(&a, "aws.ecs.launchtype"), Some("ec2"));
+    let Some(Value::ArrayValue(streams)) = get(&a, "aws.log.stream.arns") else {
+        panic!("aws.log.stream.arns: {a:?}");
+    };
+    assert_eq!(
+        streams.values[0].value,
+        Some(Value::StringValue(
+            "arn:aws:logs:us-west-2:111122223333:log-group:/ecs/metadata:log-stream:ecs/curl/8f03e41243824aea923aca126495f665".into()
+        ))
+    );
+}
+
+#[tokio::test]
+async fn oraclecloud_imds_v2() {
+    let oracle = http(|req: &Req| {
+        if req.header("Authorization") != Some("Bearer Oracle") {
+            return (401, vec![], r#"{"code":"NotAuthenticated"}"#.into());
+        }
+        match req.target.as_str() {
+            "/opc/v2/instance/" => ok(r#"{"availabilityDomain":"EMIr:PHX-AD-1","faultDomain":"FAULT-DOMAIN-3","compartmentId":"ocid1.tenancy.oc1..exampleuniqueID","displayName":"my-example-instance","hostname":"my-hostname","id":"ocid1.instance.oc1.phx.exampleuniqueID","image":"ocid1.image.oc1.phx.exampleuniqueID","region":"phx","canonicalRegionName":"us-phoenix-1","shape":"VM.Standard.E3.Flex","state":"Running"}"#),
+            _ => not_found(),
+        }
+    })
+    .await;
+    let ep = Endpoints {
+        oracle,
+        ..nowhere().await
+    };
+    let c = cfg(serde_json::json!({"detectors": ["oraclecloud"]}));
+    let a = detect(&c, &|_| None, &ep).await.unwrap();
+    assert_eq!(get_str(&a, "cloud.provider"), Some("oracle_cloud"));
+    assert_eq!(get_str(&a, "cloud.region"), Some("us-phoenix-1"));
+    assert_eq!(
+        get_str(&a, "cloud.availability_zone"),
+        Some("EMIr:PHX-AD-1")
+    );
+    assert_eq!(get_str(&a, "host.name"), Some("my-hostname"));
+    assert_eq!(get_str(&a, "host.type"), Some("VM.Standard.E3.Flex"));
+}
+
+#[tokio::test]
+async fn docker_info_over_the_unix_socket_and_elastic_beanstalk_file() {
+    let dir = tempdir();
+    let sock = dir.join("docker.sock");
+    let l = tokio::net::UnixListener::bind(&sock).unwrap();
+    let h: Handler = Arc::new(|req: &Req| match req.target.as_str() {
+        "/info" => ok(
+            r#"{"ID":"7TRN:IPZB:QYBB:VPBQ:UWYL","Containers":3,"Name":"docker-host-1","OSType":"linux","OperatingSystem":"Debian GNU/Linux 12 (bookworm)","ServerVersion":"24.0.7"}"#,
+        ),
+        _ => not_found(),
+    });
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            tokio::spawn(serve_conn(s, h.clone()));
+        }
+    });
+    let conf = dir.join("environment.conf");
+    std::fs::write(
+        &conf,
+        r#"{"deployment_id":23,"environment_name":"BETA","version_label":"Sample Application"}"#,
+    )
+    .unwrap();
+    let ep = Endpoints {
+        docker_socket: sock.to_string_lossy().into_owned(),
+        beanstalk_conf: conf.to_string_lossy().into_owned(),
+        ..nowhere().await
+    };
+    let c = cfg(serde_json::json!({"detectors": ["docker", "elastic_beanstalk"]}));
+    let a = detect(&c, &|_| None, &ep).await.unwrap();
+    assert_eq!(get_str(&a, "host.name"), Some("docker-host-1"));
+    assert_eq!(get_str(&a, "os.type"), Some("linux"));
+    assert_eq!(get_str(&a, "cloud.platform"), Some("aws_elastic_beanstalk"));
+    assert_eq!(get_str(&a, "deployment.environment"), Some("BETA"));
+    assert_eq!(get_str(&a, "service.instance.id"), Some("23"));
+    assert_eq!(get_str(&a, "service.version"), Some("Sample Application"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn tempdir() -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "vigil-rd-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+    ));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[tokio::test]
+async fn off_every_platform_detection_is_quiet_and_keeps_the_others() {
+    // Nothing listens at any endpoint, no ECS or Kubernetes variables: every cloud detector finds
+    // nothing, and the env detector's attributes still arrive.
+    let ep = nowhere().await;
+    let c = cfg(
+        serde_json::json!({"detectors": ["gcp", "ecs", "ec2", "azure", "eks", "aks",
+        "oraclecloud", "docker", "elastic_beanstalk", "env"], "timeout": "2s"}),
+    );
+    let env = env_of(HashMap::from([(
+        "OTEL_RESOURCE_ATTRIBUTES",
+        "service.name=api".into(),
+    )]));
+    let a = detect(&c, &env, &ep).await.unwrap();
+    assert_eq!(a.len(), 1, "{a:?}");
+    assert_eq!(get_str(&a, "service.name"), Some("api"));
+
+    // A service that accepts and never answers costs its detector `timeout`, not the start.
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent = format!("http://{}", l.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = l.accept().await {
+            held.push(s);
+        }
+    });
+    let ep = Endpoints {
+        azure: silent,
+        ..nowhere().await
+    };
+    let c = cfg(serde_json::json!({"detectors": ["azure", "env"], "timeout": "200ms"}));
+    let a = detect(&c, &env, &ep).await.unwrap();
+    assert_eq!(get_str(&a, "service.name"), Some("api"));
+    assert_eq!(get_str(&a, "cloud.provider"), None);
+}
+
+#[tokio::test]
+async fn system_detector_cpu_interfaces_and_os() {
+    let all: serde_json::Map<String, serde_json::Value> = SYSTEM_ATTRS
+        .iter()
+        .map(|(n, _)| (n.to_string(), serde_json::json!({"enabled": true})))
+        .collect();
+    let c = cfg(serde_json::json!({"detectors": ["system"],
+        "system": {"hostname_sources": ["os"], "resource_attributes": all}}));
+    let a = detect(&c, &|_| None, &nowhere().await).await.unwrap();
+    assert_eq!(get_str(&a, "os.type"), Some("linux"));
+    for k in ["host.ip", "host.mac", "host.interface"] {
+        assert!(
+            matches!(get(&a, k), Some(Value::ArrayValue(_))),
+            "{k} is a list: {a:?}"
+        );
+    }
+    // Whatever this host's CPU, the values match what the kernel reports.
+    let cpu = host::cpu();
+    assert_eq!(
+        get_str(&a, "host.cpu.model.name"),
+        cpu.model_name.as_deref()
+    );
+    if let Some(s) = cpu.stepping {
+        assert_eq!(get(&a, "host.cpu.stepping"), Some(&Value::IntValue(s)));
+    }
+    assert_eq!(get_str(&a, "os.name"), host::os_release().name.as_deref());
+
+    let p = host::parse_cpuinfo(
+        "processor\t: 0\nvendor_id\t: GenuineIntel\ncpu family\t: 6\nmodel\t\t: 85\n\
+         model name\t: Intel(R) Xeon(R) Platinum 8259CL CPU @ 2.50GHz\nstepping\t: 7\n\
+         cache size\t: 36608 KB\n\nprocessor\t: 1\nvendor_id\t: Other\n",
+    );
+    assert_eq!(p.vendor_id.as_deref(), Some("GenuineIntel"));
+    assert_eq!(p.family.as_deref(), Some("6"));
+    assert_eq!(p.model_id.as_deref(), Some("85"));
+    assert_eq!(p.stepping, Some(7));
+    assert_eq!(p.cache_l2_size, Some(36608 * 1024));
+    let r = host::parse_os_release("NAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\nID=debian\n");
+    assert_eq!(r.name.as_deref(), Some("Debian GNU/Linux"));
+    assert_eq!(r.version.as_deref(), Some("12"));
+    assert_eq!(host::ieee_mac("0a:1b:2c:3d:4e:5f"), "0A-1B-2C-3D-4E-5F");
+}
