@@ -6,7 +6,7 @@
 pub mod parse;
 
 use crate::filelog::operators::{OperatorConfig, Pipeline, PipelineState};
-use crate::serve::{ConnCounters, DEFAULT_READ_HEADER_TIMEOUT};
+use crate::serve::{default_max_connections, ConnCounters, DEFAULT_READ_HEADER_TIMEOUT};
 use crate::tls::TlsServerSettings;
 use async_trait::async_trait;
 use chrono_tz::Tz;
@@ -89,6 +89,8 @@ struct Checked {
     tcp: Option<ListenConfig>,
     udp: Option<ListenConfig>,
     pipeline: Pipeline,
+    /// Open TCP connections at most.
+    max_connections: usize,
 }
 
 fn err(id: &ComponentId, path: &str, msg: impl Into<String>) -> ConfigError {
@@ -203,6 +205,7 @@ fn check(id: &ComponentId, c: SyslogConfig) -> Result<Checked, ConfigError> {
         tcp: c.tcp,
         udp: c.udp,
         pipeline,
+        max_connections: default_max_connections(),
     })
 }
 
@@ -405,6 +408,10 @@ impl Component for SyslogReceiver {
             let h = mk("tcp");
             let stop = stop.clone();
             let add = tcp.add_attributes;
+            // Syslog senders keep connections open while idle, so there is no idle timeout; the
+            // number of connections is capped instead (as every HTTP listener's), and a connection
+            // beyond the cap is closed at once and counted in vigil_listener_connections_refused.
+            let slots = Arc::new(tokio::sync::Semaphore::new(self.cfg.max_connections));
             tasks.push(tokio::spawn(async move {
                 loop {
                     let (sock, peer) = tokio::select! {
@@ -419,11 +426,18 @@ impl Component for SyslogReceiver {
                             }
                         },
                     };
+                    let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+                        counters.refused.increment(1);
+                        tracing::debug!(receiver = %h.id, "syslog: connection cap reached; closing a new connection");
+                        drop(sock);
+                        continue;
+                    };
                     let h = Arc::clone(&h);
                     let stop = stop.clone();
                     let tls = tls.clone();
                     let counters = counters.clone();
                     tokio::spawn(async move {
+                        let _slot = slot;
                         let local = sock.local_addr().ok();
                         let net = if add {
                             net_attrs("IP.TCP", peer, local)
@@ -583,6 +597,59 @@ mod tests {
             self.0.lock().unwrap().push(data);
             Ok(())
         }
+    }
+
+    /// At the connection cap a new TCP connection is closed at once; the open one keeps working.
+    #[tokio::test]
+    async fn tcp_connections_are_capped() {
+        let id = ComponentId::parse("syslog").unwrap();
+        let cfg = json!({"protocol": "rfc5424", "tcp": {"listen_address": "127.0.0.1:0"}});
+        let sink = Arc::new(Sink::default());
+        let mut next = NextConsumers::new();
+        next.insert(Signal::Logs, sink.clone());
+        let mut checked = load(&id, &cfg).unwrap();
+        checked.max_connections = 1;
+        let r = SyslogReceiver::new(&id, checked, next);
+        r.start(&Host::detached()).await.unwrap();
+        let addr = r.tcp_addr().unwrap();
+        let mut first = tokio::net::TcpStream::connect(addr).await.unwrap();
+        first
+            .write_all(b"<13>1 2024-01-01T00:00:00Z h app - - - one\n")
+            .await
+            .unwrap();
+        // Once the first message is through, the first connection holds the only slot.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while sink.0.lock().unwrap().is_empty() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "first message not received"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let mut second = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut rest = Vec::new();
+        tokio::time::timeout(Duration::from_secs(30), second.read_to_end(&mut rest))
+            .await
+            .expect("the connection over the cap was not closed")
+            .ok();
+        first
+            .write_all(b"<13>1 2024-01-01T00:00:00Z h app - - - two\n")
+            .await
+            .unwrap();
+        drop(first);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let n: usize = sink.0.lock().unwrap().iter().map(|t| t.item_count()).sum();
+            if n == 2 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "second message not received"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        r.shutdown().await.unwrap();
     }
 
     /// A frame that cannot be read closes the connection, after the frames before it are delivered,
