@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use vigil_core::factory::{
     DynConnectorFactory as ConnectorFactory, DynExporterFactory as ExporterFactory,
-    DynExtensionFactory as ExtensionFactory, DynFactory, DynProcessorFactory as ProcessorFactory,
+    DynExtensionFactory as ExtensionFactory, DynProcessorFactory as ProcessorFactory,
     DynReceiverFactory as ReceiverFactory,
 };
 use vigil_core::{ComponentId, ComponentKind, ConfigError, Signal};
@@ -288,6 +288,10 @@ pub const RENAMES: &[(ComponentKind, &str, &str)] = &[
     ),
     (ComponentKind::Connector, "service_graph", "servicegraph"),
 ];
+
+#[cfg(test)]
+#[path = "registry_tests.rs"]
+mod tests;
 
 fn dedup(mut v: Vec<Signal>) -> Vec<Signal> {
     v.sort();

@@ -623,36 +623,6 @@ fn config_errors_name_the_key_path() {
     );
 }
 
-/// Each `testdata/anomaly/bad_*.yaml` starts with `# error: <the start of the message>`; each
-/// `good_*.yaml` must validate.
-#[test]
-fn testdata_configs() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/anomaly");
-    let f = factory();
-    let id = ComponentId::new("anomalydetection", Some("test"));
-    let mut seen = 0;
-    for entry in std::fs::read_dir(&dir).expect("testdata/anomaly exists") {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        let text = std::fs::read_to_string(&path).unwrap();
-        let value: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
-        let got = f.validate(&id, &value);
-        if name.starts_with("bad_") {
-            let want = text
-                .lines()
-                .next()
-                .and_then(|l| l.strip_prefix("# error: "))
-                .unwrap_or_else(|| panic!("{name} has no '# error: ' first line"));
-            let e = got.expect_err(&name).to_string();
-            assert!(e.starts_with(want), "{name}:\n got: {e}\nwant: {want}");
-        } else {
-            got.unwrap_or_else(|e| panic!("{name}: {e}"));
-        }
-        seen += 1;
-    }
-    assert!(seen >= 6, "only {seen} testdata files");
-}
-
 /// Captures what the connector sends downstream.
 #[derive(Default)]
 struct Capture(std::sync::Mutex<Vec<Telemetry>>);

@@ -345,24 +345,4 @@ mod tests {
         assert_eq!(parse_size("1KiB").unwrap(), 1024);
     }
 
-    /// Each bad config under testdata/filelog/bad names its key path.
-    #[test]
-    fn bad_configs_name_the_key() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/filelog/bad");
-        let mut n = 0;
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let p = entry.unwrap().path();
-            let text = std::fs::read_to_string(&p).unwrap();
-            let want = text
-                .lines()
-                .next()
-                .unwrap()
-                .trim_start_matches("# expect: ")
-                .to_string();
-            let e = load(&id(), &yaml(&text)).unwrap_err().to_string();
-            assert!(e.contains(&want), "{}: {e:?} lacks {want:?}", p.display());
-            n += 1;
-        }
-        assert!(n >= 5, "expected the bad-config cases in {}", dir.display());
-    }
 }
