@@ -412,7 +412,13 @@ fn oidc_tokens_from_a_local_issuer() {
         ),
         "oidc",
     );
-    let token = |q: &str| format!("authorization=Bearer {}", issuer.get(&format!("/mint?{q}")));
+    // Every token handed out, to check that none reaches the log.
+    let minted = std::cell::RefCell::new(Vec::new());
+    let token = |q: &str| {
+        let t = issuer.get(&format!("/mint?{q}"));
+        minted.borrow_mut().push(t.clone());
+        format!("authorization=Bearer {t}")
+    };
     for (p, url) in [("grpc", &s.grpc), ("http", &s.http)] {
         let rs = sdk(
             p,
@@ -455,10 +461,9 @@ fn oidc_tokens_from_a_local_issuer() {
     }
     let traces = format!("{}/v1/traces", s.http);
     let bearer = |q: &str| {
-        format!(
-            "Authorization: Bearer {}",
-            issuer.get(&format!("/mint?{q}"))
-        )
+        let t = issuer.get(&format!("/mint?{q}"));
+        minted.borrow_mut().push(t.clone());
+        format!("Authorization: Bearer {t}")
     };
     // Valid, but no role for the group dev.
     assert_eq!(
@@ -498,6 +503,13 @@ fn oidc_tokens_from_a_local_issuer() {
     assert_eq!(s.wait_spans(13), want);
     assert!(s.counter("vigil_receiver_requests_unauthenticated") >= 9.0);
     assert_eq!(s.counter("vigil_receiver_requests_forbidden"), 1.0);
+    // A JWT's signature is what makes it a credential; none may be logged.
+    let signatures: Vec<String> = minted
+        .borrow()
+        .iter()
+        .filter_map(|t| t.rsplit('.').next().map(str::to_string))
+        .collect();
+    s.assert_no_secret(&signatures.iter().map(String::as_str).collect::<Vec<_>>());
 }
 
 /// A CA, a server certificate for 127.0.0.1, and client certificates for the common names given,
