@@ -7,9 +7,12 @@ cd "$(dirname "$0")/.."
 secs=${1:-20}; shift || true
 rates=("${@:-10000 50000 100000}")
 [ $# -eq 0 ] && rates=(10000 50000 100000)
-cargo build --release -q -p vigil -p vigil-loadgen
+# VIGIL_BIN / LOADGEN_BIN run given binaries instead (A/B runs of two builds in one sitting).
 T=${CARGO_TARGET_DIR:-target}
-V=$T/release/vigil; L=$T/release/vigil-loadgen
+if [ -z "${VIGIL_BIN:-}" ]; then cargo build --release -q -p vigil -p vigil-loadgen; fi
+V=${VIGIL_BIN:-$T/release/vigil}; L=${LOADGEN_BIN:-$T/release/vigil-loadgen}
+# MID_EXTRA adds YAML keys to the middle agent's otlp exporter (e.g. "sending_queue: {batch: {}}").
+MID_EXTRA=${MID_EXTRA:-}
 tmp=$(mktemp -d); trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$tmp"' EXIT
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 SINK=$(port); MID=$(port)
@@ -23,7 +26,7 @@ YAML
 cat > "$tmp/mid.yaml" <<YAML
 receivers: {otlp: {protocols: {grpc: {endpoint: "127.0.0.1:$MID"}}}}
 processors: {batch: {}}
-exporters: {otlp: {endpoint: "127.0.0.1:$SINK", tls: {insecure: true}, compression: none}}
+exporters: {otlp: {endpoint: "127.0.0.1:$SINK", tls: {insecure: true}, compression: none${MID_EXTRA:+, $MID_EXTRA}}}
 service:
   pipelines: {traces: {receivers: [otlp], processors: [batch], exporters: [otlp]}}
   telemetry: {metrics: {level: none}, logs: {level: warn}}
