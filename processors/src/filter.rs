@@ -356,4 +356,13 @@ mod tests {
             crate::testdata::bad_configs("filter", |v| compile(&id, v).unwrap_err().to_string());
         assert!(n >= 5, "expected bad-config cases in testdata/filter");
     }
+
+    #[test]
+    fn good_configs_compile() {
+        let id = ComponentId::parse("filter/x").unwrap();
+        let n = crate::testdata::good_configs("filter", |v| {
+            compile(&id, v).map(|_| ()).map_err(|e| e.to_string())
+        });
+        assert!(n >= 1, "expected good configs in testdata/filter");
+    }
 }

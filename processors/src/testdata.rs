@@ -1,9 +1,10 @@
-//! The bad-config cases under `testdata/<type>/`: each YAML file's first line is `# expect: <text>`,
-//! and the error the component gives for the rest of the file must contain that text.
+//! The bad-config cases under `testdata/<type>/bad_*.yaml`: each file's first line is
+//! `# expect: <text>`, and the error the component gives for the rest of the file must contain that
+//! text. (`good_*.yaml` and `minimal.yaml` are the registry-wide lifecycle test's.)
 
 use serde_json::Value as Json;
 
-/// Runs every case in `testdata/<dir>` through `error` (which returns the error message for a
+/// Runs every `bad_*.yaml` case in `testdata/<dir>` through `error` (which returns the error message for a
 /// config) and returns how many there were.
 pub(crate) fn bad_configs(dir: &str, error: impl Fn(&Json) -> String) -> usize {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -12,6 +13,13 @@ pub(crate) fn bad_configs(dir: &str, error: impl Fn(&Json) -> String) -> usize {
     let mut n = 0;
     for entry in std::fs::read_dir(&dir).expect("testdata dir") {
         let p = entry.expect("dir entry").path();
+        let bad = p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("bad_") && n.ends_with(".yaml"));
+        if !bad {
+            continue;
+        }
         let text = std::fs::read_to_string(&p).expect("read case");
         let want = text
             .lines()
@@ -21,6 +29,31 @@ pub(crate) fn bad_configs(dir: &str, error: impl Fn(&Json) -> String) -> usize {
         let v: Json = serde_saphyr::from_str(&text).expect("the case is YAML");
         let e = error(&v);
         assert!(e.contains(want), "{}: {e:?} lacks {want:?}", p.display());
+        n += 1;
+    }
+    n
+}
+
+/// Checks that every `good_*.yaml` in `testdata/<dir>` is accepted by `check`; returns how many.
+pub(crate) fn good_configs(dir: &str, check: impl Fn(&Json) -> Result<(), String>) -> usize {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("testdata")
+        .join(dir);
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).expect("testdata dir") {
+        let p = entry.expect("dir entry").path();
+        if !p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("good_") && n.ends_with(".yaml"))
+        {
+            continue;
+        }
+        let text = std::fs::read_to_string(&p).expect("read case");
+        let v: Json = serde_saphyr::from_str(&text).expect("the case is YAML");
+        if let Err(e) = check(&v) {
+            panic!("{}: {e}", p.display());
+        }
         n += 1;
     }
     n

@@ -174,3 +174,12 @@ fn bad_configs_name_the_key() {
     let n = crate::testdata::bad_configs("routing", |v| compile(&id, v).unwrap_err().to_string());
     assert!(n >= 5, "expected bad-config cases in testdata/routing");
 }
+
+#[test]
+fn good_configs_compile() {
+    let id = ComponentId::parse("routing/x").unwrap();
+    let n = crate::testdata::good_configs("routing", |v| {
+        compile(&id, v).map(|_| ()).map_err(|e| e.to_string())
+    });
+    assert!(n >= 1, "expected good configs in testdata/routing");
+}
