@@ -59,10 +59,14 @@ mod tests {
         let y = Expr::parse(r#"not (attributes.missing != nil) || body contains "POST""#).unwrap();
         assert!(y.matches(&e));
         assert!(!Expr::parse(r#"body == 'x'"#).unwrap().matches(&e));
-        assert!(Expr::parse(r#"attributes.status >= 500 && resource.host == "a""#)
+        assert!(
+            Expr::parse(r#"attributes.status >= 500 && resource.host == "a""#)
+                .unwrap()
+                .matches(&e)
+        );
+        assert!(Expr::parse("attributes.status == 503.0")
             .unwrap()
             .matches(&e));
-        assert!(Expr::parse("attributes.status == 503.0").unwrap().matches(&e));
         // A map body is reached by its keys.
         let mut m = Entry::text(String::new(), 0);
         m.body = Any::KvlistValue(Default::default());
