@@ -58,3 +58,20 @@ pub(crate) fn good_configs(dir: &str, check: impl Fn(&Json) -> Result<(), String
     }
     n
 }
+
+/// Both kinds for one component: every bad case fails with its expected text (at least `min_bad`
+/// of them), and every good case (at least one) is accepted.
+pub(crate) fn check_all(dir: &str, min_bad: usize, f: impl Fn(&Json) -> Result<(), String>) {
+    let bad = bad_configs(dir, |v| match f(v) {
+        Ok(()) => "the config was accepted".into(),
+        Err(e) => e,
+    });
+    assert!(
+        bad >= min_bad,
+        "expected {min_bad} bad configs in testdata/{dir}"
+    );
+    assert!(
+        good_configs(dir, &f) >= 1,
+        "expected good configs in testdata/{dir}"
+    );
+}

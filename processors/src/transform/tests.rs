@@ -206,19 +206,12 @@ async fn error_mode_decides() {
     assert!(p.consume(logs(&["x"])).await.is_err());
 }
 
-/// Each bad config under testdata/transform names its key path and what is wrong.
+/// The cases under testdata/transform: each bad one names its key path and what is wrong, and the good
+/// ones (in the style of otelcol's README) are accepted.
 #[test]
-fn bad_configs_name_the_key() {
+fn testdata_cases() {
     let id = ComponentId::parse("transform/x").unwrap();
-    let n = crate::testdata::bad_configs("transform", |v| compile(&id, v).unwrap_err().to_string());
-    assert!(n >= 5, "expected bad-config cases in testdata/transform");
-}
-
-#[test]
-fn good_configs_compile() {
-    let id = ComponentId::parse("transform/x").unwrap();
-    let n = crate::testdata::good_configs("transform", |v| {
+    crate::testdata::check_all("transform", 5, |v| {
         compile(&id, v).map(|_| ()).map_err(|e| e.to_string())
     });
-    assert!(n >= 1, "expected good configs in testdata/transform");
 }
