@@ -48,7 +48,7 @@ fn check(id: &ComponentId, cfg: HealthCheckConfig) -> Result<HealthCheckConfig, 
             ConfigError::component(
                 ComponentKind::Extension,
                 id,
-                &format!("tls::{}", e.key),
+                format!("tls::{}", e.key),
                 e.message,
             )
         })?;

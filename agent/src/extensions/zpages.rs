@@ -63,7 +63,7 @@ fn check(id: &ComponentId, cfg: ZPagesConfig) -> Result<ZPagesConfig, ConfigErro
                 ConfigError::component(
                     ComponentKind::Extension,
                     id,
-                    &format!("tls::{}", e.key),
+                    format!("tls::{}", e.key),
                     e.message,
                 )
             })?;
