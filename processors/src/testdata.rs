@@ -1,6 +1,7 @@
-//! The bad-config cases under `testdata/<type>/bad_*.yaml`: each file's first line is
-//! `# expect: <text>`, and the error the component gives for the rest of the file must contain that
-//! text. (`good_*.yaml` and `minimal.yaml` are the registry-wide lifecycle test's.)
+//! The config cases under `testdata/<type>/`, checked against the component's own `compile` (the
+//! registry-wide test in agent/src/registry_tests.rs runs the same files through the registry): each
+//! `bad_*.yaml` starts with `# error: <key path>: <message>` and its error must contain that text;
+//! each `good_*.yaml` must be accepted.
 
 use serde_json::Value as Json;
 
@@ -24,8 +25,8 @@ pub(crate) fn bad_configs(dir: &str, error: impl Fn(&Json) -> String) -> usize {
         let want = text
             .lines()
             .next()
-            .and_then(|l| l.strip_prefix("# expect: "))
-            .unwrap_or_else(|| panic!("{} lacks a first line `# expect: …`", p.display()));
+            .and_then(|l| l.strip_prefix("# error: "))
+            .unwrap_or_else(|| panic!("{} lacks a first line `# error: …`", p.display()));
         let v: Json = serde_saphyr::from_str(&text).expect("the case is YAML");
         let e = error(&v);
         assert!(e.contains(want), "{}: {e:?} lacks {want:?}", p.display());
