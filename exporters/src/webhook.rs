@@ -19,8 +19,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use vigil_core::config::{decode, duration, TlsClientConfig};
-use vigil_core::otlp::common::v1::{any_value::Value, AnyValue};
-use vigil_core::otlp::logs::v1::LogRecord;
 use vigil_core::{
     ComponentId, ComponentKind, ConfigError, Exporter, ExporterFactory, Signal, Telemetry,
 };
@@ -187,6 +185,8 @@ impl ExporterFactory for Factory {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use vigil_core::otlp::common::v1::{any_value::Value, AnyValue};
+    use vigil_core::otlp::logs::v1::LogRecord;
     use vigil_core::attrs::kv_str;
     use vigil_core::otlp::logs::v1::{ResourceLogs, ScopeLogs};
     use vigil_core::otlp::resource::v1::Resource;

@@ -155,9 +155,9 @@ impl<R: Persist> Persist for Queued<R> {
     }
 
     fn from_bytes(bytes: &[u8]) -> Option<Self> {
-        match bytes.first()? {
-            &JOB_RECORD_V1 => Job::from_bytes(bytes).map(Queued::Ready),
-            &RAW_RECORD_V2 => {
+        match *bytes.first()? {
+            JOB_RECORD_V1 => Job::from_bytes(bytes).map(Queued::Ready),
+            RAW_RECORD_V2 => {
                 let signal = signal_from_tag(*bytes.get(1)?)?;
                 decode_proto_request(signal, bytes.get(2..)?)
                     .ok()
