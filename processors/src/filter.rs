@@ -37,6 +37,12 @@ pub struct TracesConfig {
     pub span: Vec<String>,
     #[serde(default)]
     pub spanevent: Vec<String>,
+    /// otelcol's legacy match config: keep only spans that match (`include`), drop those that do
+    /// (`exclude`). Translated into OTTL span conditions at load (see [`legacy`]).
+    #[serde(default)]
+    pub include: Option<MatchProperties>,
+    #[serde(default)]
+    pub exclude: Option<MatchProperties>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -46,6 +52,10 @@ pub struct MetricsConfig {
     pub metric: Vec<String>,
     #[serde(default)]
     pub datapoint: Vec<String>,
+    #[serde(default)]
+    pub include: Option<MatchProperties>,
+    #[serde(default)]
+    pub exclude: Option<MatchProperties>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -53,6 +63,184 @@ pub struct MetricsConfig {
 pub struct LogsConfig {
     #[serde(default)]
     pub log_record: Vec<String>,
+    #[serde(default)]
+    pub include: Option<MatchProperties>,
+    #[serde(default)]
+    pub exclude: Option<MatchProperties>,
+}
+
+/// otelcol's legacy `include`/`exclude` block (filterconfig.MatchProperties). Every field given
+/// must match (names and bodies: any of the list; attributes: all of them).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MatchProperties {
+    /// `strict` (equality) or `regexp` (RE2 syntax; a match anywhere, as Go's MatchString).
+    #[serde(default)]
+    pub match_type: Option<String>,
+    #[serde(default)]
+    pub services: Vec<String>,
+    #[serde(default)]
+    pub span_names: Vec<String>,
+    #[serde(default, deserialize_with = "string_or_list")]
+    pub metric_names: Vec<String>,
+    #[serde(default)]
+    pub attributes: Vec<AttrMatch>,
+    #[serde(default)]
+    pub resource_attributes: Vec<AttrMatch>,
+    #[serde(default)]
+    pub record_attributes: Vec<AttrMatch>,
+    #[serde(default)]
+    pub log_bodies: Vec<String>,
+    #[serde(default)]
+    pub severity_texts: Vec<String>,
+}
+
+/// `{key, value}`; without `value` the key only has to be present.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttrMatch {
+    pub key: String,
+    #[serde(default)]
+    pub value: Option<Json>,
+}
+
+/// A list, or one name as a scalar (`${env:...}` may expand to either).
+fn string_or_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match Option::<OneOrMany>::deserialize(d)? {
+        None => Vec::new(),
+        Some(OneOrMany::One(s)) => vec![s],
+        Some(OneOrMany::Many(v)) => v,
+    })
+}
+
+/// Translates the legacy match config into OTTL conditions for the shared engine, so both forms
+/// run the same way.
+mod legacy {
+    use super::{AttrMatch, Json, MatchProperties};
+
+    /// An OTTL string literal.
+    fn lit(s: &str) -> String {
+        format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+    }
+
+    fn value_lit(v: &Json) -> Result<String, String> {
+        match v {
+            Json::String(s) => Ok(lit(s)),
+            Json::Bool(b) => Ok(b.to_string()),
+            Json::Number(n) => Ok(n.to_string()),
+            other => Err(format!("value {other} must be a string, number or boolean")),
+        }
+    }
+
+    fn one_of(path: &str, items: &[String], regexp: bool) -> Result<String, String> {
+        let mut parts = Vec::new();
+        for it in items {
+            if regexp {
+                regex::Regex::new(it)
+                    .map_err(|e| format!("invalid regular expression {it:?}: {e}"))?;
+                parts.push(format!("IsMatch({path}, {})", lit(it)));
+            } else {
+                parts.push(format!("{path} == {}", lit(it)));
+            }
+        }
+        Ok(format!("({})", parts.join(" or ")))
+    }
+
+    fn attrs(map: &str, list: &[AttrMatch], regexp: bool) -> Result<Vec<String>, String> {
+        list.iter()
+            .map(|a| {
+                let path = format!("{map}[{}]", lit(&a.key));
+                Ok(match &a.value {
+                    None | Some(Json::Null) => format!("{path} != nil"),
+                    Some(Json::String(re)) if regexp => {
+                        regex::Regex::new(re)
+                            .map_err(|e| format!("invalid regular expression {re:?}: {e}"))?;
+                        format!("({path} != nil and IsMatch({path}, {}))", lit(re))
+                    }
+                    Some(v) => format!("{path} == {}", value_lit(v)?),
+                })
+            })
+            .collect()
+    }
+
+    /// The condition that is true for an item this block matches. `allowed` are the fields that
+    /// apply to the signal; any other non-empty field is refused.
+    pub fn condition(m: &MatchProperties, allowed: &[&str]) -> Result<String, (String, String)> {
+        let regexp = match m.match_type.as_deref() {
+            Some("strict") => false,
+            Some("regexp") => true,
+            Some(other) => {
+                return Err((
+                    "match_type".into(),
+                    format!("{other:?} is not supported; expected strict or regexp"),
+                ))
+            }
+            None => return Err(("match_type".into(), "is required: strict or regexp".into())),
+        };
+        let given: [(&str, bool); 9] = [
+            ("services", !m.services.is_empty()),
+            ("span_names", !m.span_names.is_empty()),
+            ("metric_names", !m.metric_names.is_empty()),
+            ("attributes", !m.attributes.is_empty()),
+            ("resource_attributes", !m.resource_attributes.is_empty()),
+            ("record_attributes", !m.record_attributes.is_empty()),
+            ("log_bodies", !m.log_bodies.is_empty()),
+            ("severity_texts", !m.severity_texts.is_empty()),
+            ("", false),
+        ];
+        for (k, set) in given {
+            if set && !allowed.contains(&k) {
+                return Err((
+                    k.into(),
+                    format!(
+                        "does not apply here; this block takes {}",
+                        allowed.join(", ")
+                    ),
+                ));
+            }
+        }
+        let e = |k: &'static str| move |m: String| (k.to_string(), m);
+        let mut parts = Vec::new();
+        if !m.services.is_empty() {
+            parts.push(
+                one_of("resource.attributes[\"service.name\"]", &m.services, regexp)
+                    .map_err(e("services"))?,
+            );
+        }
+        if !m.span_names.is_empty() {
+            parts.push(one_of("name", &m.span_names, regexp).map_err(e("span_names"))?);
+        }
+        if !m.metric_names.is_empty() {
+            parts.push(one_of("name", &m.metric_names, regexp).map_err(e("metric_names"))?);
+        }
+        if !m.log_bodies.is_empty() {
+            parts.push(one_of("body", &m.log_bodies, regexp).map_err(e("log_bodies"))?);
+        }
+        if !m.severity_texts.is_empty() {
+            parts.push(
+                one_of("severity_text", &m.severity_texts, regexp).map_err(e("severity_texts"))?,
+            );
+        }
+        parts.extend(attrs("attributes", &m.attributes, regexp).map_err(e("attributes"))?);
+        parts.extend(
+            attrs("attributes", &m.record_attributes, regexp).map_err(e("record_attributes"))?,
+        );
+        parts.extend(
+            attrs("resource.attributes", &m.resource_attributes, regexp)
+                .map_err(e("resource_attributes"))?,
+        );
+        if parts.is_empty() {
+            // otelcol: a block that names nothing matches nothing.
+            return Ok("false".into());
+        }
+        Ok(format!("({})", parts.join(" and ")))
+    }
 }
 
 /// The compiled config.
@@ -88,17 +276,73 @@ fn compile(id: &ComponentId, value: &Json) -> Result<Compiled, ConfigError> {
             })
             .collect()
     };
+    // The legacy blocks become conditions: drop what `exclude` matches and what `include` does not.
+    let legacy = |section: &str,
+                  include: &Option<MatchProperties>,
+                  exclude: &Option<MatchProperties>,
+                  allowed: &[&str],
+                  ctx: Context|
+     -> Result<Vec<Condition>, ConfigError> {
+        let mut out = Vec::new();
+        for (which, m, negate) in [("include", include, true), ("exclude", exclude, false)] {
+            let Some(m) = m else { continue };
+            let key = format!("{section}::{which}");
+            let cond = legacy::condition(m, allowed).map_err(|(k, msg)| {
+                ConfigError::component(ComponentKind::Processor, id, format!("{key}::{k}"), msg)
+            })?;
+            let src = if negate { format!("not {cond}") } else { cond };
+            out.push(parse_condition(ctx, &src).map_err(|e| {
+                ConfigError::component(ComponentKind::Processor, id, key, format!("{src:?}: {e}"))
+            })?);
+        }
+        Ok(out)
+    };
+    let mut span = list("traces::span", Context::Span, &c.traces.span)?;
+    span.extend(legacy(
+        "traces",
+        &c.traces.include,
+        &c.traces.exclude,
+        &[
+            "services",
+            "span_names",
+            "attributes",
+            "resource_attributes",
+        ],
+        Context::Span,
+    )?);
+    let mut metric = list("metrics::metric", Context::Metric, &c.metrics.metric)?;
+    metric.extend(legacy(
+        "metrics",
+        &c.metrics.include,
+        &c.metrics.exclude,
+        &["metric_names", "resource_attributes"],
+        Context::Metric,
+    )?);
+    let mut log_record = list("logs::log_record", Context::Log, &c.logs.log_record)?;
+    log_record.extend(legacy(
+        "logs",
+        &c.logs.include,
+        &c.logs.exclude,
+        &[
+            "attributes",
+            "record_attributes",
+            "resource_attributes",
+            "log_bodies",
+            "severity_texts",
+        ],
+        Context::Log,
+    )?);
     Ok(Compiled {
         error_mode,
-        span: list("traces::span", Context::Span, &c.traces.span)?,
+        span,
         spanevent: list("traces::spanevent", Context::SpanEvent, &c.traces.spanevent)?,
-        metric: list("metrics::metric", Context::Metric, &c.metrics.metric)?,
+        metric,
         datapoint: list(
             "metrics::datapoint",
             Context::DataPoint,
             &c.metrics.datapoint,
         )?,
-        log_record: list("logs::log_record", Context::Log, &c.logs.log_record)?,
+        log_record,
     })
 }
 
@@ -346,6 +590,126 @@ mod tests {
             .collect();
         assert_eq!(names, vec!["cpu"]);
         assert_eq!(got[0].item_count(), 1);
+    }
+
+    /// otelcol's legacy include/exclude blocks, as published configs write them.
+    #[tokio::test]
+    async fn legacy_include_exclude() {
+        let names = |t: &Telemetry| -> Vec<String> {
+            let Telemetry::Metrics(rm) = t else { panic!() };
+            rm.iter()
+                .flat_map(|r| &r.scope_metrics)
+                .flat_map(|s| &s.metrics)
+                .map(|m| m.name.clone())
+                .collect()
+        };
+        let batch = |svc: &str, ns: &[&str]| ResourceMetrics {
+            resource: Some(Resource {
+                attributes: vec![kv_str("service.name", svc)],
+                ..Default::default()
+            }),
+            scope_metrics: vec![ScopeMetrics {
+                metrics: ns
+                    .iter()
+                    .map(|n| Metric {
+                        name: n.to_string(),
+                        data: Some(Data::Gauge(Gauge {
+                            data_points: vec![NumberDataPoint::default()],
+                        })),
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        // include strict: only the named metrics stay.
+        let (p, keep) = make(
+            serde_json::json!({"metrics": {"include": {"match_type": "strict",
+                "metric_names": ["otelcol_process_uptime", "a\"q"]}}}),
+            Signal::Metrics,
+        );
+        let data = Telemetry::Metrics(vec![batch(
+            "x",
+            &["otelcol_process_uptime", "other", "a\"q"],
+        )]);
+        p.consume(data).await.unwrap();
+        assert_eq!(
+            names(&keep.0.lock().unwrap()[0]),
+            vec!["otelcol_process_uptime", "a\"q"]
+        );
+        // exclude regexp on names and a resource attribute together: both must match.
+        let (p, keep) = make(
+            serde_json::json!({"metrics": {"exclude": {"match_type": "regexp",
+                "metric_names": ["^system\\.cpu\\..*"],
+                "resource_attributes": [{"key": "service.name", "value": "^ag.nt$"}]}}}),
+            Signal::Metrics,
+        );
+        let data = Telemetry::Metrics(vec![
+            batch("agent", &["system.cpu.time", "system.memory.usage"]),
+            batch("other", &["system.cpu.time"]),
+        ]);
+        p.consume(data).await.unwrap();
+        assert_eq!(
+            names(&keep.0.lock().unwrap()[0]),
+            vec!["system.memory.usage", "system.cpu.time"]
+        );
+        // An empty list (as `${env:METRICS_TO_EXCLUDE}` set to []) matches nothing.
+        let (p, keep) = make(
+            serde_json::json!({"metrics": {"exclude": {"match_type": "regexp", "metric_names": []}}}),
+            Signal::Metrics,
+        );
+        p.consume(Telemetry::Metrics(vec![batch("x", &["m"])]))
+            .await
+            .unwrap();
+        assert_eq!(names(&keep.0.lock().unwrap()[0]), vec!["m"]);
+
+        // logs exclude on a resource attribute (Splunk's chart) and include on severity text.
+        let (p, keep) = make(
+            serde_json::json!({"logs": {"exclude": {"match_type": "strict",
+                "resource_attributes": [{"key": "splunk.com/exclude", "value": "true"}]}}}),
+            Signal::Logs,
+        );
+        let mut excluded = logs(&[9]);
+        if let Telemetry::Logs(rl) = &mut excluded {
+            rl[0]
+                .resource
+                .as_mut()
+                .unwrap()
+                .attributes
+                .push(kv_str("splunk.com/exclude", "true"));
+        }
+        p.consume(excluded).await.unwrap();
+        assert!(
+            keep.0.lock().unwrap().is_empty(),
+            "the excluded resource's logs are gone"
+        );
+        p.consume(logs(&[9])).await.unwrap();
+        assert_eq!(keep.0.lock().unwrap().len(), 1);
+
+        // Bad blocks name their key.
+        let id = ComponentId::parse("filter/x").unwrap();
+        for (cfg, want) in [
+            (
+                serde_json::json!({"metrics": {"include": {"metric_names": ["a"]}}}),
+                "metrics::include::match_type: is required",
+            ),
+            (
+                serde_json::json!({"metrics": {"include": {"match_type": "expr", "metric_names": ["a"]}}}),
+                "metrics::include::match_type: \"expr\" is not supported",
+            ),
+            (
+                serde_json::json!({"metrics": {"exclude": {"match_type": "strict", "span_names": ["a"]}}}),
+                "metrics::exclude::span_names: does not apply here",
+            ),
+            (
+                serde_json::json!({"traces": {"exclude": {"match_type": "regexp", "services": ["(x"]}}}),
+                "traces::exclude::services: invalid regular expression",
+            ),
+        ] {
+            let e = compile(&id, &cfg).unwrap_err().to_string();
+            assert!(e.contains(want), "{e}");
+        }
     }
 
     /// Each bad config under testdata/filter names its key path and the unsupported part.
