@@ -54,6 +54,7 @@ pub const SCRAPERS: &[&str] = &[
     "paging",
     "processes",
     "process",
+    "system",
 ];
 
 /// Which of a scraper's metrics are emitted: otelcol's defaults, overridden by the `metrics` toggles.

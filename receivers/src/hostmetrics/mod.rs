@@ -18,6 +18,7 @@ mod network;
 mod paging;
 mod process;
 mod processes;
+mod system;
 
 use async_trait::async_trait;
 use config::{HostMetricsConfig, Toggles};
@@ -226,6 +227,7 @@ pub fn build_scrapers(
             "paging" => Box::new(paging::PagingScraper::new(id, section)?),
             "processes" => Box::new(processes::ProcessesScraper::new(id, section)?),
             "process" => Box::new(process::ProcessScraper::new(id, section)?),
+            "system" => Box::new(system::SystemScraper::new(id, section)?),
             _ => continue,
         };
         out.push(s);
