@@ -84,6 +84,10 @@ pub struct ScrapeConfigRaw {
     pub honor_timestamps: Option<bool>,
     pub basic_auth: Option<BasicAuth>,
     pub authorization: Option<Authorization>,
+    /// Prometheus's older spelling of `authorization: {credentials}` (type Bearer).
+    pub bearer_token: Option<String>,
+    /// Prometheus's older spelling of `authorization: {credentials_file}`; read at every scrape.
+    pub bearer_token_file: Option<String>,
     pub tls_config: Option<TlsConfig>,
     pub body_size_limit: Option<String>,
     pub sample_limit: Option<u64>,
@@ -453,6 +457,29 @@ pub fn check(id: &ComponentId, raw: RawConfig) -> Result<Config, ConfigError> {
         };
         let relabel = compile(&sc.relabel_configs, "relabel_configs")?;
         let metric_relabel = compile(&sc.metric_relabel_configs, "metric_relabel_configs")?;
+        // bearer_token(_file) is authorization with type Bearer, as Prometheus converts it.
+        let mut authorization = sc.authorization.clone();
+        if sc.bearer_token.is_some() || sc.bearer_token_file.is_some() {
+            if sc.bearer_token.is_some() && sc.bearer_token_file.is_some() {
+                return Err(err(
+                    id,
+                    at("bearer_token_file"),
+                    "at most one of bearer_token and bearer_token_file must be configured",
+                ));
+            }
+            if sc.authorization.is_some() || sc.basic_auth.is_some() {
+                return Err(err(
+                    id,
+                    at("bearer_token_file"),
+                    "at most one of basic_auth, authorization and bearer_token(_file) must be configured",
+                ));
+            }
+            authorization = Some(Authorization {
+                kind: Some("Bearer".into()),
+                credentials: sc.bearer_token.clone(),
+                credentials_file: sc.bearer_token_file.clone(),
+            });
+        }
         if let Some(b) = &sc.basic_auth {
             if b.password.is_some() && b.password_file.is_some() {
                 return Err(err(
@@ -516,7 +543,7 @@ pub fn check(id: &ComponentId, raw: RawConfig) -> Result<Config, ConfigError> {
             honor_labels: sc.honor_labels,
             honor_timestamps: sc.honor_timestamps.unwrap_or(true),
             basic_auth: sc.basic_auth.clone(),
-            authorization: sc.authorization.clone(),
+            authorization,
             tls,
             body_size_limit,
             sample_limit: sc.sample_limit.unwrap_or(0),

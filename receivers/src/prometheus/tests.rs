@@ -494,15 +494,31 @@ async fn auth_headers_are_sent() {
         }),
     );
     let addr = serve(app).await;
+    // Prometheus's older bearer_token(_file) keys become authorization with type Bearer.
+    let token = std::env::temp_dir().join(format!("vigil-prom-token-{}", std::process::id()));
+    std::fs::write(&token, "s3cret\n").unwrap();
+    let from_file = format!("    bearer_token_file: {}\n", token.display());
     for extra in [
         "    authorization:\n      credentials: s3cret\n",
         "    basic_auth:\n      username: u\n      password: p\n",
+        "    bearer_token: s3cret\n",
+        from_file.as_str(),
     ] {
         let (job, t) = job_for(addr, "/metrics", extra);
         let mut last = None;
         let rms = scrape::scrape_once(&ctx(job), &t, &mut Translator::new(), &mut last).await;
         assert_eq!(up_of(&rms), 1.0, "{extra}: {last:?}");
     }
+    let _ = std::fs::remove_file(&token);
+    let both = load_yaml(&format!(
+        "config:\n  scrape_configs:\n  - job_name: t\n    static_configs:\n    - targets: ['{addr}']\n    bearer_token: a\n    authorization:\n      credentials: b\n"
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(
+        both.contains("scrape_configs::0::bearer_token_file: at most one of"),
+        "{both}"
+    );
     let (job, t) = job_for(addr, "/metrics", "");
     let mut last = None;
     let rms = scrape::scrape_once(&ctx(job), &t, &mut Translator::new(), &mut last).await;
