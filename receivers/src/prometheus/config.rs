@@ -75,6 +75,9 @@ pub struct ScrapeConfigRaw {
     pub static_configs: Vec<TargetGroup>,
     #[serde(default)]
     pub file_sd_configs: Vec<FileSdRaw>,
+    /// Read so that validate can say why it is refused rather than call it an unknown key.
+    #[serde(default)]
+    pub kubernetes_sd_configs: Option<serde_json::Value>,
     #[serde(default)]
     pub relabel_configs: Vec<RelabelConfigRaw>,
     #[serde(default)]
@@ -457,6 +460,14 @@ pub fn check(id: &ComponentId, raw: RawConfig) -> Result<Config, ConfigError> {
         };
         let relabel = compile(&sc.relabel_configs, "relabel_configs")?;
         let metric_relabel = compile(&sc.metric_relabel_configs, "metric_relabel_configs")?;
+        if sc.kubernetes_sd_configs.is_some() {
+            return Err(err(
+                id,
+                at("kubernetes_sd_configs"),
+                "Kubernetes service discovery is not supported: vigil does not query the Kubernetes API; \
+                 list targets in static_configs or file_sd_configs",
+            ));
+        }
         // bearer_token(_file) is authorization with type Bearer, as Prometheus converts it.
         let mut authorization = sc.authorization.clone();
         if sc.bearer_token.is_some() || sc.bearer_token_file.is_some() {

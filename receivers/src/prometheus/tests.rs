@@ -519,6 +519,15 @@ async fn auth_headers_are_sent() {
         both.contains("scrape_configs::0::bearer_token_file: at most one of"),
         "{both}"
     );
+    let k8s = load_yaml(
+        "config:\n  scrape_configs:\n  - job_name: t\n    kubernetes_sd_configs:\n    - role: pod\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        k8s.contains("scrape_configs::0::kubernetes_sd_configs: Kubernetes service discovery is not supported"),
+        "{k8s}"
+    );
     let (job, t) = job_for(addr, "/metrics", "");
     let mut last = None;
     let rms = scrape::scrape_once(&ctx(job), &t, &mut Translator::new(), &mut last).await;
