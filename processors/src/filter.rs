@@ -124,6 +124,18 @@ fn string_or_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>,
 mod legacy {
     use super::{AttrMatch, Json, MatchProperties};
 
+    /// The regex crate's parse errors span lines (the pattern, a caret, the message); validate
+    /// prints one line per problem, so keep the message.
+    fn one_line(e: &regex::Error) -> String {
+        let t = e.to_string();
+        t.lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("")
+            .trim()
+            .to_string()
+    }
+
     /// An OTTL string literal.
     fn lit(s: &str) -> String {
         format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
@@ -143,7 +155,7 @@ mod legacy {
         for it in items {
             if regexp {
                 regex::Regex::new(it)
-                    .map_err(|e| format!("invalid regular expression {it:?}: {e}"))?;
+                    .map_err(|e| format!("invalid regular expression {it:?}: {}", one_line(&e)))?;
                 parts.push(format!("IsMatch({path}, {})", lit(it)));
             } else {
                 parts.push(format!("{path} == {}", lit(it)));
@@ -159,8 +171,9 @@ mod legacy {
                 Ok(match &a.value {
                     None | Some(Json::Null) => format!("{path} != nil"),
                     Some(Json::String(re)) if regexp => {
-                        regex::Regex::new(re)
-                            .map_err(|e| format!("invalid regular expression {re:?}: {e}"))?;
+                        regex::Regex::new(re).map_err(|e| {
+                            format!("invalid regular expression {re:?}: {}", one_line(&e))
+                        })?;
                         format!("({path} != nil and IsMatch({path}, {}))", lit(re))
                     }
                     Some(v) => format!("{path} == {}", value_lit(v)?),
