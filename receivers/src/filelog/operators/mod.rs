@@ -56,7 +56,11 @@ fn default_ids(configs: &[OperatorConfig], explicit: &[Option<&str>]) -> Vec<Str
 pub enum OperatorConfig {
     JsonParser(ParserConfig),
     RegexParser(RegexParserConfig),
+    /// Stanza's `time_parser` is the same operator under its upstream name.
+    #[serde(alias = "time_parser")]
     Timestamp(TimestampOpConfig),
+    /// Stanza's `severity_parser` likewise.
+    #[serde(alias = "severity_parser")]
     Severity(SeverityOpConfig),
     Move(MoveConfig),
     Remove(RemoveConfig),

@@ -221,3 +221,24 @@ fn every_operator_that_does_not_compile_is_reported() {
         "{errors:?}"
     );
 }
+
+/// Stanza's upstream names for the standalone parsers, as published configs write them.
+#[test]
+fn time_parser_and_severity_parser_are_the_upstream_names() {
+    let p = build(
+        r#"
+- type: json_parser
+- type: time_parser
+  parse_from: attributes.time
+  layout: '%Y-%m-%dT%H:%M:%S%z'
+- type: severity_parser
+  parse_from: attributes.level
+"#,
+    );
+    let out = run(
+        &p,
+        &[r#"{"time":"2024-03-01T10:00:00+0000","level":"error","msg":"x"}"#],
+    );
+    assert_eq!(out[0].timestamp, 1_709_287_200_000_000_000);
+    assert_eq!(out[0].severity_number, 17);
+}
