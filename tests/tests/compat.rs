@@ -44,9 +44,8 @@ const KNOWN_GAPS: &[&str] = &[
     // `root_path`, a `file_storage` directory).
     "\"/hostfs\" is not a directory",
     "does not exist or is not a directory (create it, or set create_directory: true)",
-    // Stanza operators vigil lacks (`recombine`, …), and keys of the parsers it has.
+    // Stanza operators vigil lacks (`recombine`, …).
     "unknown variant `recombine`",
-    "has invalid keys: body",
     // `profiles` pipelines, and own telemetry exported over OTLP.
     "unknown signal \"profiles\"",
     "service::telemetry::logs::processors",

@@ -115,6 +115,8 @@ pub struct ParserConfig {
     pub parse_to: Option<String>,
     pub timestamp: Option<TimestampConfig>,
     pub severity: Option<SeverityConfig>,
+    /// The parsed field that becomes the body (stanza's parser `body`).
+    pub body: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
@@ -132,6 +134,8 @@ pub struct RegexParserConfig {
     pub cache: Option<Json>,
     pub timestamp: Option<TimestampConfig>,
     pub severity: Option<SeverityConfig>,
+    /// The parsed field that becomes the body (stanza's parser `body`).
+    pub body: Option<String>,
 }
 
 /// A parser's `timestamp:` block.
@@ -342,6 +346,8 @@ struct Op {
     on_error: OnError,
     ts: Option<TsStep>,
     sev: Option<SevStep>,
+    /// A parser's `body`: the field copied into the body once parsing is done.
+    body: Option<Field>,
     next: Next,
 }
 
@@ -385,6 +391,10 @@ fn cond(path: &str, s: &Option<String>) -> Result<Option<Expr>, (String, String)
     s.as_deref()
         .map(|x| Expr::parse(x).map_err(|e| (format!("{path}::if"), e)))
         .transpose()
+}
+
+fn body_step(path: &str, b: &Option<String>) -> Result<Option<Field>, (String, String)> {
+    b.as_deref().map(|s| field(path, "body", s)).transpose()
 }
 
 fn ts_step(path: &str, t: &Option<TimestampConfig>) -> Result<Option<TsStep>, (String, String)> {
@@ -450,6 +460,7 @@ impl Pipeline {
                             on_error: on_error(p, &c.on_error)?,
                             ts: ts_step(p, &c.timestamp)?,
                             sev: sev_step(p, &c.severity)?,
+                            body: body_step(p, &c.body)?,
                             next: Next::Emit,
                         },
                     ),
@@ -484,6 +495,7 @@ impl Pipeline {
                                 on_error: on_error(p, &c.on_error)?,
                                 ts: ts_step(p, &c.timestamp)?,
                                 sev: sev_step(p, &c.severity)?,
+                                body: body_step(p, &c.body)?,
                                 next: Next::Emit,
                             },
                         )
@@ -506,6 +518,7 @@ impl Pipeline {
                                 }),
                             )?,
                             sev: None,
+                            body: None,
                             next: Next::Emit,
                         },
                     ),
@@ -527,6 +540,7 @@ impl Pipeline {
                                     overwrite_text: c.overwrite_text,
                                 }),
                             )?,
+                            body: None,
                             next: Next::Emit,
                         },
                     ),
@@ -543,6 +557,7 @@ impl Pipeline {
                             on_error: on_error(p, &c.on_error)?,
                             ts: None,
                             sev: None,
+                            body: None,
                             next: Next::Emit,
                         },
                     ),
@@ -558,6 +573,7 @@ impl Pipeline {
                             on_error: on_error(p, &c.on_error)?,
                             ts: None,
                             sev: None,
+                            body: None,
                             next: Next::Emit,
                         },
                     ),
@@ -574,6 +590,7 @@ impl Pipeline {
                             on_error: on_error(p, &c.on_error)?,
                             ts: None,
                             sev: None,
+                            body: None,
                             next: Next::Emit,
                         },
                     ),
@@ -608,6 +625,7 @@ impl Pipeline {
                                 on_error: on_error(p, &c.on_error)?,
                                 ts: None,
                                 sev: None,
+                                body: None,
                                 next: Next::Emit,
                             },
                         )
@@ -649,6 +667,7 @@ impl Pipeline {
                                 on_error: on_error(p, &c.on_error)?,
                                 ts: None,
                                 sev: None,
+                                body: None,
                                 next: Next::Emit,
                             },
                         )
@@ -920,6 +939,13 @@ impl Pipeline {
                 _ => return Err(format!("timestamp: {} does not exist", t.from)),
             };
             e.timestamp = t.parser.parse(&raw)?;
+        }
+        if let Some(b) = &op.body {
+            let v = b
+                .get(e)
+                .cloned()
+                .ok_or_else(|| format!("body: {b} does not exist"))?;
+            e.body = v;
         }
         if let Some(s) = &op.sev {
             let raw = s

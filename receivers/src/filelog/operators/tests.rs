@@ -242,3 +242,33 @@ fn time_parser_and_severity_parser_are_the_upstream_names() {
     assert_eq!(out[0].timestamp, 1_709_287_200_000_000_000);
     assert_eq!(out[0].severity_number, 17);
 }
+
+/// A parser's `body` field: the parsed field becomes the body (the attribute stays), as stanza does.
+#[test]
+fn parser_body_field_becomes_the_body() {
+    let p = build(
+        r#"
+- type: json_parser
+  body: attributes.formattedMessage
+  timestamp:
+    parse_from: attributes.timestamp
+    layout_type: epoch
+    layout: ms
+"#,
+    );
+    let out = run(
+        &p,
+        &[
+            r#"{"timestamp":1709287200000,"formattedMessage":"user logged in","level":"INFO"}"#,
+            r#"{"level":"INFO"}"#,
+        ],
+    );
+    assert_eq!(out[0].body, Value::StringValue("user logged in".into()));
+    assert_eq!(
+        get_str(&out[0].attributes, "formattedMessage"),
+        Some("user logged in")
+    );
+    assert_eq!(out[0].timestamp, 1_709_287_200_000_000_000);
+    // Without the field, on_error (send) passes the entry on unchanged.
+    assert_eq!(out.len(), 2);
+}
