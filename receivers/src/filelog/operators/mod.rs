@@ -940,13 +940,6 @@ impl Pipeline {
             };
             e.timestamp = t.parser.parse(&raw)?;
         }
-        if let Some(b) = &op.body {
-            let v = b
-                .get(e)
-                .cloned()
-                .ok_or_else(|| format!("body: {b} does not exist"))?;
-            e.body = v;
-        }
         if let Some(s) = &op.sev {
             let raw = s
                 .from
@@ -957,6 +950,13 @@ impl Pipeline {
             if s.overwrite_text || e.severity_text.is_empty() {
                 e.severity_text = vigil_core::attrs::value_to_string(&raw);
             }
+        }
+        if let Some(b) = &op.body {
+            let v = b
+                .get(e)
+                .cloned()
+                .ok_or_else(|| format!("body: {b} does not exist"))?;
+            e.body = v;
         }
         Ok(Step::Next)
     }
