@@ -6,12 +6,13 @@
 use crate::servicegraph::{DependencyGraph, KEY as GRAPH_KEY};
 use async_trait::async_trait;
 use serde::Deserialize;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use vigil_core::attrs::{get, get_str, kv, kv_i64, kv_str};
 use vigil_core::config::duration;
+use vigil_core::lock;
 use vigil_core::otlp::common::v1::{
     any_value::Value, AnyValue, ArrayValue, InstrumentationScope, KeyValue,
 };
@@ -253,10 +254,6 @@ pub struct Correlation {
     inner: Arc<Inner>,
     tick_every: Duration,
     task: tokio::sync::Mutex<Option<(watch::Sender<bool>, JoinHandle<()>)>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Correlation {

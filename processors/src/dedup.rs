@@ -13,13 +13,14 @@ use serde::Deserialize;
 use std::collections::VecDeque;
 use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 use std::num::NonZeroUsize;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use vigil_core::attrs::{get, upsert};
 use vigil_core::config::duration;
+use vigil_core::lock;
 use vigil_core::otlp::common::v1::{any_value::Value, InstrumentationScope, KeyValue};
 use vigil_core::otlp::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use vigil_core::otlp::resource::v1::Resource;
@@ -189,12 +190,6 @@ struct Inner {
     hasher: RandomState,
     next: Arc<dyn Consumer>,
     state: Mutex<State>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Holders leave the state whole between statements and never panic on input, so a poisoned lock is
-    // still safe to use.
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn wall_nanos() -> u64 {
@@ -904,5 +899,4 @@ mod tests {
             .unwrap();
         assert_eq!(sink.take().len(), 2);
     }
-
 }

@@ -13,12 +13,13 @@
 use async_trait::async_trait;
 use regex::Regex;
 use serde::Deserialize;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use vigil_core::attrs::{upsert, value_to_string};
 use vigil_core::config::opt_duration;
+use vigil_core::lock;
 use vigil_core::otlp::common::v1::{any_value, AnyValue, ArrayValue};
 use vigil_core::otlp::logs::v1::ResourceLogs;
 use vigil_core::{
@@ -302,11 +303,6 @@ struct Inner {
 pub struct Drain {
     inner: Arc<Inner>,
     saver: tokio::sync::Mutex<Option<(watch::Sender<bool>, JoinHandle<()>)>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Holders never panic while the state is half-updated, so a poisoned lock is still whole.
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Drain {

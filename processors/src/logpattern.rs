@@ -8,13 +8,14 @@
 
 use async_trait::async_trait;
 use serde::Deserialize;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use vigil_core::attrs::{get_str, kv_str, upsert, value_to_string};
 use vigil_core::config::opt_duration;
+use vigil_core::lock;
 use vigil_core::otlp::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
 use vigil_core::otlp::logs::v1::{LogRecord, ResourceLogs, ScopeLogs, SeverityNumber};
 use vigil_core::{
@@ -210,12 +211,6 @@ struct Inner {
     /// the lines, but their templates are no longer new, so the events go out with the next batch.
     held: Mutex<Vec<ResourceLogs>>,
     storage: Mutex<Option<Arc<dyn Storage>>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Holders leave the state whole between statements and never panic on input, so a poisoned lock is
-    // still safe to use.
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn wall_nanos() -> u64 {
@@ -882,5 +877,4 @@ mod tests {
             .is_ok());
         assert!(f.create(&id, &Value::Null, Signal::Traces, sink).is_err());
     }
-
 }

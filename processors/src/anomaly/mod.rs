@@ -37,10 +37,11 @@ pub mod windows;
 use async_trait::async_trait;
 use engine::{Counts, Engine, Output};
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use vigil_core::lock;
 use vigil_core::{
     Component, ComponentId, ConfigError, ConsumeError, Consumer, Host, NextConsumers, Signal,
     Telemetry,
@@ -150,12 +151,6 @@ fn wall_now() -> f64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Every holder leaves the state whole between statements (no panics on input paths), so a poisoned
-    // lock is still safe to use.
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Inner {

@@ -12,12 +12,13 @@ pub use graph::{DependencyGraph, KEY};
 use async_trait::async_trait;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use vigil_core::attrs::{get, kv_str, value_to_string};
 use vigil_core::config::{duration, opt_duration};
+use vigil_core::lock;
 use vigil_core::otlp::common::v1::{InstrumentationScope, KeyValue};
 use vigil_core::otlp::metrics::v1::{
     metric, number_data_point, AggregationTemporality, Histogram, HistogramDataPoint, Metric,
@@ -285,10 +286,6 @@ struct Inner {
 pub struct ServiceGraph {
     inner: Arc<Inner>,
     task: tokio::sync::Mutex<Option<(watch::Sender<bool>, JoinHandle<()>)>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn now_ns() -> u64 {
