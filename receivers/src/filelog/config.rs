@@ -344,5 +344,4 @@ mod tests {
         assert!(c.raw.include_file_name && !c.raw.include_file_path);
         assert_eq!(parse_size("1KiB").unwrap(), 1024);
     }
-
 }
