@@ -118,6 +118,15 @@ async fn call(req: reqwest::RequestBuilder) -> Result<(reqwest::header::HeaderMa
     Ok((headers, text))
 }
 
+/// The first request of a detector: any failure, an HTTP error status included, means the service
+/// is not there (off EC2, 169.254.169.254 may be a proxy that answers 403), as otelcol decides.
+async fn probe(req: reqwest::RequestBuilder) -> Result<(reqwest::header::HeaderMap, String), Miss> {
+    call(req).await.map_err(|m| match m {
+        Miss::Failed(e) => Miss::Absent(e),
+        absent => absent,
+    })
+}
+
 fn json<T: for<'de> Deserialize<'de>>(what: &str, text: &str) -> Result<T, Miss> {
     serde_json::from_str(text).map_err(|e| Miss::Failed(format!("{what}: {e}")))
 }
@@ -138,7 +147,7 @@ struct Identity {
 /// `tags` is set, the instance tags that IMDS exposes (instance metadata tags must be enabled).
 pub async fn ec2(ep: &Endpoints, timeout: Duration, platform: &str, tags: &[Regex]) -> Out {
     let c = client(timeout, None)?;
-    let (_, token) = call(
+    let (_, token) = probe(
         c.put(format!("{}/latest/api/token", ep.ec2))
             .header("X-aws-ec2-metadata-token-ttl-seconds", "60"),
     )
@@ -223,7 +232,7 @@ pub async fn gcp(
         c.get(format!("{}/computeMetadata/v1/{path}", ep.gcp))
             .header("Metadata-Flavor", "Google")
     };
-    let (h, instance_id) = call(get("instance/id")).await?;
+    let (h, instance_id) = probe(get("instance/id")).await?;
     if h.get("Metadata-Flavor").and_then(|v| v.to_str().ok()) != Some("Google") {
         return Err(Miss::Absent(
             "the answer is not from a GCE metadata server".into(),
@@ -299,7 +308,7 @@ pub const AZURE_API_VERSION: &str = "2020-09-01";
 
 async fn azure_compute(ep: &Endpoints, timeout: Duration) -> Result<AzureCompute, Miss> {
     let c = client(timeout, None)?;
-    let (_, body) = call(
+    let (_, body) = probe(
         c.get(format!(
             "{}/metadata/instance/compute?api-version={AZURE_API_VERSION}&format=json",
             ep.azure
@@ -467,7 +476,7 @@ struct OracleInstance {
 /// Oracle Cloud through IMDS v2 (`Authorization: Bearer Oracle`).
 pub async fn oraclecloud(ep: &Endpoints, timeout: Duration) -> Out {
     let c = client(timeout, None)?;
-    let (_, body) = call(
+    let (_, body) = probe(
         c.get(format!("{}/opc/v2/instance/", ep.oracle))
             .header("Authorization", "Bearer Oracle"),
     )
@@ -501,7 +510,7 @@ pub async fn docker(ep: &Endpoints, timeout: Duration) -> Out {
         )));
     }
     let c = client(timeout, Some(&ep.docker_socket))?;
-    let (_, body) = call(c.get("http://docker/info")).await?;
+    let (_, body) = probe(c.get("http://docker/info")).await?;
     let info: DockerInfo = json("Docker /info", &body)?;
     Ok(vec![
         ("host.name".into(), s(info.name)),

@@ -473,6 +473,19 @@ async fn off_every_platform_detection_is_quiet_and_keeps_the_others() {
     assert_eq!(a.len(), 1, "{a:?}");
     assert_eq!(get_str(&a, "service.name"), Some("api"));
 
+    // Something else at the metadata address (a proxy answering 403) is not the service either.
+    let deny = http(|_| (403, vec![], "resolve_deny: denied destination".into())).await;
+    let ep = Endpoints {
+        ec2: deny.clone(),
+        azure: deny.clone(),
+        oracle: deny.clone(),
+        gcp: deny,
+        ..nowhere().await
+    };
+    let c = cfg(serde_json::json!({"detectors": ["ec2", "azure", "oraclecloud", "gcp", "env"]}));
+    let a = detect(&c, &env, &ep).await.unwrap();
+    assert_eq!(a.len(), 1, "{a:?}");
+
     // A service that accepts and never answers costs its detector `timeout`, not the start.
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let silent = format!("http://{}", l.local_addr().unwrap());
