@@ -331,7 +331,7 @@ async fn the_tap_passes_batches_through_untouched() {
     assert!(s
         .patterns
         .iter()
-        .any(|p| p.id == "tap-test-pattern" && p.count == 2));
+        .any(|p| p.id == "tap-test-pattern" && p.count == 1));
 }
 
 /// Not a test: the tap's cost on batches with nothing of interest, the common case. Run with
