@@ -6,9 +6,9 @@
 //!
 //! How its template strings compare with Drain's is in `docs/drain.md`. In short: the same `<*>`
 //! marker and space-joined tokens, but a value is masked before matching (numbers, ids, addresses,
-//! paths), so `<*>` covers a whole value (`<*>` for `10.0.0.1:80`, where Drain writes `10.0.0.1:80`
-//! until a second address varies), and a capitalised word such as a request verb is never turned
-//! into `<*>`.
+//! paths), so a value is masked from its first line (`<*>:<*>` for `10.0.0.1:80`, where Drain writes
+//! `10.0.0.1:80` until a second address varies), and a capitalised word such as a request verb is
+//! never turned into `<*>`.
 
 use async_trait::async_trait;
 use regex::Regex;
