@@ -185,9 +185,9 @@ impl ExporterFactory for Factory {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use vigil_core::attrs::kv_str;
     use vigil_core::otlp::common::v1::{any_value::Value, AnyValue};
     use vigil_core::otlp::logs::v1::LogRecord;
-    use vigil_core::attrs::kv_str;
     use vigil_core::otlp::logs::v1::{ResourceLogs, ScopeLogs};
     use vigil_core::otlp::resource::v1::Resource;
 

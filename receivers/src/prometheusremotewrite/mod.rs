@@ -101,10 +101,7 @@ impl Config {
     pub fn serve_options(&self) -> ServeOptions {
         let mut o = ServeOptions {
             // `load` built it once already, so this cannot fail on a loaded config.
-            tls: self
-                .tls
-                .as_ref()
-                .and_then(|t| t.server(HTTP_ALPN).ok()),
+            tls: self.tls.as_ref().and_then(|t| t.server(HTTP_ALPN).ok()),
             ..ServeOptions::default()
         };
         if let Some(d) = self.read_header_timeout.filter(|d| !d.is_zero()) {
