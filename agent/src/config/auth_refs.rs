@@ -37,12 +37,15 @@ fn find(value: &Value, path: &str, out: &mut Vec<(String, String)>) {
 }
 
 /// The errors of every reference in `components` (receivers or exporters). `listed` is
-/// `service::extensions`; `configured` the `extensions` section.
+/// `service::extensions`; `configured` the `extensions` section; `resolve` gives the registered
+/// extension type a spelling stands for (`bearer_token_auth` is `bearertokenauth`), or `None` when
+/// vigil has no such extension.
 pub(crate) fn check(
     kind: ComponentKind,
     components: &BTreeMap<ComponentId, Value>,
     listed: &[ComponentId],
     configured: &BTreeMap<ComponentId, Value>,
+    resolve: &dyn Fn(&str) -> Option<&'static str>,
 ) -> Vec<ConfigError> {
     let (wanted, role) = match kind {
         ComponentKind::Receiver => (SERVER_AUTH, "server"),
@@ -61,7 +64,9 @@ pub(crate) fn check(
                 format!("references extension {raw:?} which is not configured")
             } else if !listed.contains(&ext) {
                 format!("extension {raw:?} is not listed in service::extensions")
-            } else if !wanted.contains(&ext.type_name()) {
+            } else if resolve(ext.type_name()).is_some_and(|t| !wanted.contains(&t)) {
+                // An extension type vigil lacks is reported once, as unknown, where it is
+                // configured; saying it is no authenticator as well would mislead.
                 format!(
                     "extension {raw:?} is not a {role} authenticator (those are: {})",
                     wanted.join(", ")
@@ -79,6 +84,15 @@ pub(crate) fn check(
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn known(t: &str) -> Option<&'static str> {
+        SERVER_AUTH
+            .iter()
+            .chain(CLIENT_AUTH)
+            .chain(&["file_storage"])
+            .copied()
+            .find(|k| *k == t)
+    }
 
     #[test]
     fn references_are_checked_like_start_checks_them() {
@@ -100,10 +114,16 @@ mod tests {
         .into_iter()
         .collect();
         let listed = [id("oauth2client"), id("oidc")];
-        let errors: Vec<String> = check(ComponentKind::Receiver, &receivers, &listed, &configured)
-            .iter()
-            .map(ToString::to_string)
-            .collect();
+        let errors: Vec<String> = check(
+            ComponentKind::Receiver,
+            &receivers,
+            &listed,
+            &configured,
+            &known,
+        )
+        .iter()
+        .map(ToString::to_string)
+        .collect();
         assert_eq!(errors.len(), 2, "{errors:?}");
         assert!(
             errors[0].contains("protocols::grpc::auth::authenticator")
@@ -125,10 +145,16 @@ mod tests {
         ]
         .into_iter()
         .collect();
-        let errors: Vec<String> = check(ComponentKind::Exporter, &exporters, &listed, &configured)
-            .iter()
-            .map(ToString::to_string)
-            .collect();
+        let errors: Vec<String> = check(
+            ComponentKind::Exporter,
+            &exporters,
+            &listed,
+            &configured,
+            &known,
+        )
+        .iter()
+        .map(ToString::to_string)
+        .collect();
         assert_eq!(errors.len(), 2, "{errors:?}");
         assert!(
             errors[0].contains("exporters::otlp/a::auth::authenticator")
@@ -136,6 +162,23 @@ mod tests {
             "{errors:?}"
         );
         assert!(errors[1].contains("not configured"), "{errors:?}");
+
+        // An extension type vigil lacks is already an "unknown type" error where it is configured:
+        // no second, misleading "not an authenticator" here.
+        let configured: BTreeMap<ComponentId, Value> =
+            [(id("sigv4auth"), json!({}))].into_iter().collect();
+        let exporters: BTreeMap<ComponentId, Value> =
+            [(id("otlp"), json!({"auth": {"authenticator": "sigv4auth"}}))]
+                .into_iter()
+                .collect();
+        let errors = check(
+            ComponentKind::Exporter,
+            &exporters,
+            &[id("sigv4auth")],
+            &configured,
+            &known,
+        );
+        assert!(errors.is_empty(), "{errors:?}");
     }
 
     /// The type lists agree with what each authenticator extension offers.

@@ -265,12 +265,14 @@ impl Config {
             &receivers,
             &service_extensions,
             &extensions,
+            &|t| registry.resolve(ComponentKind::Extension, t),
         ));
         errors.extend(auth_refs::check(
             ComponentKind::Exporter,
             &exporters,
             &service_extensions,
             &extensions,
+            &|t| registry.resolve(ComponentKind::Extension, t),
         ));
 
         // Only when the file has no pipelines at all: pipelines refused above are not missing.
