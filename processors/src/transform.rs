@@ -106,8 +106,15 @@ fn compile(id: &ComponentId, value: &Json) -> Result<Compiled, ConfigError> {
                             error_mode: mode,
                         });
                     }
-                    Json::Object(_) => {
-                        let g: GroupConfig = serde_json::from_value(item.clone())
+                    Json::Object(fields) => {
+                        // A key left empty (`statements:` holding only an anchor) means its
+                        // default, as everywhere in otelcol's config.
+                        let fields: serde_json::Map<String, Json> = fields
+                            .iter()
+                            .filter(|(_, v)| !v.is_null())
+                            .map(|(k, v)| (k.clone(), v.clone()))
+                            .collect();
+                        let g: GroupConfig = serde_json::from_value(Json::Object(fields))
                             .map_err(|e| err(at.clone(), e.to_string()))?;
                         out.push(group(&at, g, allowed, mode).map_err(|(k, e)| err(k, e))?);
                     }
@@ -142,12 +149,6 @@ fn group(
         None => mode,
         Some(m) => ErrorMode::parse(m).map_err(|e| (format!("{at}::error_mode"), e))?,
     };
-    if g.statements.is_empty() {
-        return Err((
-            format!("{at}::statements"),
-            "a group needs at least one statement".into(),
-        ));
-    }
     let context = match g.context.as_deref() {
         Some(name) => match Context::from_name(name).filter(|c| allowed.contains(c)) {
             Some(c) => c,

@@ -215,3 +215,19 @@ fn testdata_cases() {
         compile(&id, v).map(|_| ()).map_err(|e| e.to_string())
     });
 }
+
+/// A group whose `statements` key is left empty (YAML null, as when it holds only an anchor) is a
+/// group with no statements, as in otelcol: it validates and passes data through untouched.
+#[tokio::test]
+async fn a_group_with_empty_statements_is_accepted() {
+    let cfg = json!({"log_statements": [{"context": "resource", "statements": null}]});
+    let id = ComponentId::parse("transform/x").unwrap();
+    factory().validate(&id, &cfg).unwrap();
+    let (p, keep) = make(cfg, Signal::Logs);
+    let batch = logs(&["a"]);
+    p.consume(batch.clone()).await.unwrap();
+    assert_eq!(
+        keep.0.lock().unwrap().as_slice(),
+        std::slice::from_ref(&batch)
+    );
+}
