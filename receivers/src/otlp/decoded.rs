@@ -40,9 +40,22 @@ const SCALAR: usize = 8;
 /// fails to decode anyway; the walk stops descending and counts the bytes as they are.
 const MAX_DEPTH: u32 = 100;
 
-/// The message types of the three export requests, for the walk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Msg {
+/// Defines [`Msg`] and [`ALL_MSGS`] from one list, so that the walk's bound
+/// ([`max_per_wire_byte`]) cannot miss a message type added later.
+macro_rules! messages {
+    ($($m:ident),+ $(,)?) => {
+        /// The message types of the three export requests, for the walk.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        enum Msg {
+            $($m),+
+        }
+
+        /// Every message type, for [`max_per_wire_byte`].
+        const ALL_MSGS: &[Msg] = &[$(Msg::$m),+];
+    };
+}
+
+messages! {
     TraceRequest,
     ResourceSpans,
     ScopeSpans,
@@ -273,47 +286,6 @@ fn walk(msg: Msg, buf: &[u8], depth: u32, budget: &mut Budget) -> Result<(), Ove
     }
     Ok(())
 }
-
-/// Every message type, for [`max_per_wire_byte`].
-const ALL_MSGS: [Msg; 34] = {
-    use Msg::*;
-    [
-        TraceRequest,
-        ResourceSpans,
-        ScopeSpans,
-        Span,
-        Event,
-        Link,
-        Status,
-        MetricsRequest,
-        ResourceMetrics,
-        ScopeMetrics,
-        Metric,
-        Gauge,
-        Sum,
-        Histogram,
-        ExpHistogram,
-        Summary,
-        NumberPoint,
-        HistogramPoint,
-        ExpHistogramPoint,
-        Buckets,
-        SummaryPoint,
-        Quantile,
-        Exemplar,
-        LogsRequest,
-        ResourceLogs,
-        ScopeLogs,
-        LogRecord,
-        Resource,
-        Scope,
-        EntityRef,
-        KeyValue,
-        AnyValue,
-        ArrayValue,
-        KvList,
-    ]
-};
 
 /// The most [`protobuf`] can count for one byte of a body, whatever the body. Every field takes at
 /// least two bytes on the wire (a key, and a length or a value), and the walk charges each field
