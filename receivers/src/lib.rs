@@ -17,7 +17,7 @@ use vigil_core::factory::{legacy, DynReceiverFactory};
 /// Every receiver type this crate provides.
 pub fn factories() -> Vec<Arc<dyn DynReceiverFactory>> {
     vec![
-        legacy::receiver(otlp::factory()),
+        otlp::factory(),
         hostmetrics::factory(),
         prometheus::factory(),
         legacy::receiver(prometheusremotewrite::factory()),

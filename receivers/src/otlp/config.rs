@@ -2,7 +2,7 @@
 //! `confighttp.ServerConfig` and the receiver's own URL paths), decoded with the key path in every
 //! error, and a `validate` that catches what would otherwise only fail at start.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::time::Duration;
 use vigil_core::config::{check_endpoint, decode, present};
@@ -33,7 +33,7 @@ pub const DEFAULT_GRPC_MAX_RECV_MIB: u64 = 4;
 pub const DEFAULT_HTTP_MAX_BODY: u64 = 20 * 1024 * 1024;
 
 /// `receivers::otlp` as a whole.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct OtlpConfig {
     /// The transports to serve; each one is on only if its key is present, even when empty.
@@ -51,7 +51,7 @@ where
 }
 
 /// `protocols`: `grpc:` and `http:`, each enabled by being present.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Protocols {
     #[serde(default, deserialize_with = "present")]
@@ -61,7 +61,7 @@ pub struct Protocols {
 }
 
 /// `protocols::grpc`, otelcol's `configgrpc.ServerConfig`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GrpcConfig {
     /// `host:port` to listen on; default `localhost:4317`.
@@ -169,7 +169,7 @@ fn decoded_bytes(mib: u64) -> usize {
 }
 
 /// `protocols::grpc::keepalive`, as otelcol spells it.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KeepaliveConfig {
     pub server_parameters: Option<KeepaliveServerParameters>,
@@ -179,7 +179,7 @@ pub struct KeepaliveConfig {
 /// `keepalive::server_parameters`. `time` and `timeout` drive HTTP/2 pings, `max_connection_age`
 /// and `max_connection_age_grace` recycle connections, and `max_connection_idle` (default 1 minute
 /// here, unlimited in grpc-go) closes a connection with no call in flight.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KeepaliveServerParameters {
     #[serde(with = "vigil_core::config::opt_duration")]
@@ -196,7 +196,7 @@ pub struct KeepaliveServerParameters {
 
 /// `keepalive::enforcement_policy`: accepted for compatibility. Client ping rates are not policed,
 /// which only makes the server more permissive than grpc-go, never less.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KeepaliveEnforcementPolicy {
     #[serde(with = "vigil_core::config::opt_duration")]
@@ -205,7 +205,7 @@ pub struct KeepaliveEnforcementPolicy {
 }
 
 /// `protocols::http`, otelcol's `confighttp.ServerConfig` plus the OTLP URL paths.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
     /// `host:port` to listen on; default `localhost:4318`.
@@ -294,7 +294,7 @@ impl HttpConfig {
 }
 
 /// `protocols::http::cors`, for browser SDKs.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CorsConfig {
     /// Origins allowed to send data: exact (`https://app.example.com`), one `*` wildcard
@@ -471,7 +471,7 @@ fn check_auth(
 }
 
 /// `auth:` on a server, as otelcol's `configauth.Config`, with vigil's roles (see `roles.rs`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthConfig {
     /// The id of the authenticator extension, which must be in `service::extensions`. It may be

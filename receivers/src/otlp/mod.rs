@@ -26,50 +26,53 @@ use opentelemetry_proto::tonic::collector::{
     logs::v1::ExportLogsServiceRequest, metrics::v1::ExportMetricsServiceRequest,
     trace::v1::ExportTraceServiceRequest,
 };
-use serde_json::Value;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
+use std::time::{Duration, Instant};
 use vigil_core::config::bind_tcp;
+use vigil_core::factory::{DynReceiverFactory, FactoryBase, ReceiverFactory, Settings};
+use vigil_core::obs::ReceiverObs;
+use vigil_core::task::{lock, Tasks};
 use vigil_core::{
     Component, ComponentId, ComponentKind, ConfigError, ConsumeError, Host, NextConsumers,
-    Receiver, ReceiverFactory, Signal,
+    Receiver, Signal, Stability,
 };
-
-/// How long `shutdown` waits for in-flight requests before it gives up on them. A request blocked
-/// behind a stuck exporter must not hold the whole agent's stop forever.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 struct Factory;
 
 /// The `otlp` receiver factory, for the registry.
-pub fn factory() -> Arc<dyn ReceiverFactory> {
-    Arc::new(Factory)
+pub fn factory() -> Arc<dyn DynReceiverFactory> {
+    vigil_core::factory::receiver(Factory)
 }
 
-impl ReceiverFactory for Factory {
+impl FactoryBase for Factory {
+    type Config = OtlpConfig;
+
     fn type_name(&self) -> &'static str {
         "otlp"
     }
 
-    fn signals(&self) -> &'static [Signal] {
-        &Signal::ALL
+    fn validate(&self, id: &ComponentId, cfg: &OtlpConfig) -> Result<(), ConfigError> {
+        config::validate(id, cfg)
     }
+}
 
-    fn validate(&self, id: &ComponentId, config: &Value) -> Result<(), ConfigError> {
-        config::load(id, config).map(|_| ())
+impl ReceiverFactory for Factory {
+    fn stability(&self) -> &'static [(Signal, Stability)] {
+        &[
+            (Signal::Traces, Stability::Stable),
+            (Signal::Metrics, Stability::Stable),
+            (Signal::Logs, Stability::Stable),
+        ]
     }
 
     fn create(
         &self,
-        id: &ComponentId,
-        config: &Value,
+        set: Settings,
+        cfg: OtlpConfig,
         next: NextConsumers,
     ) -> Result<Arc<dyn Receiver>, ConfigError> {
-        let cfg = config::load(id, config)?;
-        Ok(Arc::new(OtlpReceiver::new(id, cfg, next)))
+        Ok(Arc::new(OtlpReceiver::new(set, cfg, next)))
     }
 }
 
@@ -116,37 +119,12 @@ pub(crate) enum Outcome {
     },
 }
 
-/// The counter handles of one signal on one transport, registered once at creation.
-struct ItemCounters {
-    accepted: Counter,
-    refused: Counter,
-}
-
-impl ItemCounters {
-    fn new(id: &str, signal: Signal, transport: Transport) -> Self {
-        let labels = [
-            ("receiver", id.to_string()),
-            ("transport", transport.as_str().to_string()),
-        ];
-        ItemCounters {
-            accepted: metrics::counter!(
-                format!("otelcol_receiver_accepted_{}", signal.item_name()),
-                &labels
-            ),
-            refused: metrics::counter!(
-                format!("otelcol_receiver_refused_{}", signal.item_name()),
-                &labels
-            ),
-        }
-    }
-}
-
 /// What both transports share: the pipelines and the counters.
 pub(crate) struct Shared {
     id: String,
     next: NextConsumers,
-    /// Indexed by `[transport][signal]`, in the order of `Transport` and `Signal::ALL`.
-    counters: [[ItemCounters; 3]; 2],
+    /// `otelcol_receiver_*`; by transport.
+    obs: [ReceiverObs; 2],
     /// Requests refused for their size, as sent, decompressed or decoded; by transport.
     too_large: [Counter; 2],
     /// Each listener's connection counters; by transport.
@@ -158,9 +136,8 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    fn new(id: &ComponentId, next: NextConsumers) -> Shared {
-        let id = id.to_string();
-        let per = |t| Signal::ALL.map(|s| ItemCounters::new(&id, s, t));
+    fn new(set: &Settings, next: NextConsumers) -> Shared {
+        let id = set.id.to_string();
         let too_large = |t: Transport| {
             metrics::counter!(
                 "vigil_receiver_requests_too_large",
@@ -169,7 +146,10 @@ impl Shared {
             )
         };
         Shared {
-            counters: [per(Transport::Grpc), per(Transport::Http)],
+            obs: [
+                set.receiver_obs(Transport::Grpc.as_str()),
+                set.receiver_obs(Transport::Http.as_str()),
+            ],
             too_large: [too_large(Transport::Grpc), too_large(Transport::Http)],
             connections: [
                 ConnCounters::new("receiver", &id, "grpc"),
@@ -199,19 +179,6 @@ impl Shared {
         self.too_large[transport as usize].increment(1);
     }
 
-    fn counters(&self, transport: Transport, signal: Signal) -> &ItemCounters {
-        let t = match transport {
-            Transport::Grpc => 0,
-            Transport::Http => 1,
-        };
-        let s = match signal {
-            Signal::Traces => 0,
-            Signal::Metrics => 1,
-            Signal::Logs => 2,
-        };
-        &self.counters[t][s]
-    }
-
     /// Sends one request down its signal's pipeline and counts the result. The request's data is
     /// moved, never cloned. With `grant` (roles are configured), a signal the principal's role does
     /// not allow is refused, and the role's tenant is stamped on every resource.
@@ -236,21 +203,18 @@ impl Shared {
         if items == 0 {
             return Outcome::Accepted;
         }
-        let counters = self.counters(transport, R::SIGNAL);
         let mut data = req.into_telemetry();
         if let Some(g) = grant {
             g.stamp(&mut data);
         }
-        match next.consume(data).await {
-            Ok(()) => {
-                counters.accepted.increment(items as u64);
-                Outcome::Accepted
-            }
+        let result = next.consume(data).await;
+        self.obs[transport as usize].end_op(R::SIGNAL, items, &result);
+        match result {
+            Ok(()) => Outcome::Accepted,
             Err(ConsumeError::Retryable {
                 reason,
                 retry_after,
             }) => {
-                counters.refused.increment(items as u64);
                 tracing::debug!(receiver = %self.id, %reason, "pipeline refused data, retryable");
                 Outcome::Retryable {
                     message: reason,
@@ -264,8 +228,6 @@ impl Shared {
                 } else {
                     rejected
                 };
-                counters.refused.increment(rejected as u64);
-                counters.accepted.increment((items - rejected) as u64);
                 tracing::debug!(receiver = %self.id, %reason, rejected, "pipeline rejected data");
                 if rejected < items {
                     Outcome::Partial {
@@ -280,10 +242,9 @@ impl Shared {
     }
 }
 
-/// The running servers, kept so that `shutdown` can stop them.
-struct Running {
-    stop: CancellationToken,
-    tasks: Vec<JoinHandle<()>>,
+/// The addresses bound by `start`.
+#[derive(Default, Clone, Copy)]
+struct Bound {
     grpc_addr: Option<SocketAddr>,
     http_addr: Option<SocketAddr>,
 }
@@ -293,28 +254,27 @@ pub struct OtlpReceiver {
     id: ComponentId,
     config: OtlpConfig,
     shared: Arc<Shared>,
-    running: Mutex<Option<Running>>,
+    /// The listeners; stopped together by the shutdown deadline.
+    tasks: Tasks,
+    running: Mutex<Option<Bound>>,
 }
 
 impl OtlpReceiver {
     /// A receiver that feeds `next`; nothing listens until `start`.
-    pub fn new(id: &ComponentId, config: OtlpConfig, next: NextConsumers) -> OtlpReceiver {
+    pub fn new(set: Settings, config: OtlpConfig, next: NextConsumers) -> OtlpReceiver {
         OtlpReceiver {
-            id: id.clone(),
+            shared: Arc::new(Shared::new(&set, next)),
+            id: set.id,
             config,
-            shared: Arc::new(Shared::new(id, next)),
+            tasks: set.tasks,
             running: Mutex::new(None),
         }
     }
 
     /// The addresses actually bound, `(grpc, http)`, once started; useful with port 0.
     pub fn local_addrs(&self) -> (Option<SocketAddr>, Option<SocketAddr>) {
-        let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
-        running
-            .as_ref()
-            .map_or((None, None), |r| (r.grpc_addr, r.http_addr))
+        lock(&self.running).map_or((None, None), |r| (r.grpc_addr, r.http_addr))
     }
-
     /// `router` behind the authenticator `auth` names, if any: a request that fails its check gets
     /// HTTP 401 or gRPC `UNAUTHENTICATED`, is counted, and is logged with the reason (never the
     /// credential).
@@ -439,6 +399,10 @@ impl Component for OtlpReceiver {
         if self.local_addrs() != (None, None) {
             anyhow::bail!("receivers::{}: already started", self.id);
         }
+        if self.tasks.is_stopping() {
+            // A reload creates a new receiver; a stopped one is not started again.
+            anyhow::bail!("receivers::{}: started after shutdown", self.id);
+        }
         let protocols = &self.config.protocols;
         // Bind every listener before serving any, so a taken port leaves nothing half-started.
         let grpc_listener = match &protocols.grpc {
@@ -449,28 +413,18 @@ impl Component for OtlpReceiver {
             Some(h) => Some(bind_tcp(ComponentKind::Receiver, &self.id, &h.endpoint).await?),
             None => None,
         };
-        let stop = CancellationToken::new();
-        let mut running = Running {
-            stop: stop.clone(),
-            tasks: Vec::new(),
-            grpc_addr: None,
-            http_addr: None,
-        };
+        let mut bound = Bound::default();
+        // Routers first: an authenticator that is missing fails start before anything serves.
+        let mut servers = Vec::new();
         if let (Some(g), Some(listener)) = (&protocols.grpc, grpc_listener) {
-            running.grpc_addr = Some(listener.local_addr()?);
+            bound.grpc_addr = Some(listener.local_addr()?);
             let router =
                 self.authenticated(host, self.grpc_router(g), g.auth.as_ref(), Transport::Grpc)?;
             let counters = self.shared.connections[Transport::Grpc as usize].clone();
-            running.tasks.push(tokio::spawn(serve(
-                listener,
-                router,
-                g.serve_options(),
-                counters,
-                stop.clone(),
-            )));
+            servers.push((listener, router, g.serve_options(), counters));
         }
         if let (Some(h), Some(listener)) = (&protocols.http, http_listener) {
-            running.http_addr = Some(listener.local_addr()?);
+            bound.http_addr = Some(listener.local_addr()?);
             let router = self.authenticated(
                 host,
                 http::router(Arc::clone(&self.shared), h),
@@ -478,43 +432,39 @@ impl Component for OtlpReceiver {
                 Transport::Http,
             )?;
             let counters = self.shared.connections[Transport::Http as usize].clone();
-            running.tasks.push(tokio::spawn(serve(
+            servers.push((listener, router, h.serve_options(), counters));
+        }
+        for (listener, router, options, counters) in servers {
+            self.tasks.spawn(serve(
                 listener,
                 router,
-                h.serve_options(),
+                options,
                 counters,
-                stop.clone(),
-            )));
+                self.tasks.stopping(),
+            ));
         }
         tracing::info!(
             receiver = %self.id,
-            grpc = ?running.grpc_addr,
-            http = ?running.http_addr,
+            grpc = ?bound.grpc_addr,
+            http = ?bound.http_addr,
             "otlp receiver listening"
         );
-        *self.running.lock().unwrap_or_else(|p| p.into_inner()) = Some(running);
+        *lock(&self.running) = Some(bound);
         Ok(())
     }
 
-    /// Stops accepting connections and waits for in-flight requests to finish, up to
-    /// [`SHUTDOWN_GRACE`].
     async fn shutdown(&self) -> anyhow::Result<()> {
-        let running = self
-            .running
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        let Some(running) = running else {
+        self.shutdown_by(vigil_core::task::default_deadline()).await
+    }
+
+    /// Stops accepting connections and waits for in-flight requests to finish, until `deadline`:
+    /// a request blocked behind a stuck exporter must not hold the agent's stop beyond it.
+    async fn shutdown_by(&self, deadline: Instant) -> anyhow::Result<()> {
+        if lock(&self.running).take().is_none() {
             return Ok(());
-        };
-        running.stop.cancel();
-        let all = futures::future::join_all(running.tasks);
-        if tokio::time::timeout(SHUTDOWN_GRACE, all).await.is_err() {
-            tracing::warn!(
-                receiver = %self.id,
-                "in-flight requests did not finish within {SHUTDOWN_GRACE:?}; stopping anyway"
-            );
         }
+        // What outlives the deadline is aborted, and `stop` says so in the log.
+        self.tasks.stop(deadline).await;
         Ok(())
     }
 }

@@ -23,7 +23,7 @@
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use vigil_core::component::Principal;
 use vigil_core::{ComponentId, ComponentKind, ConfigError, Signal, Telemetry};
@@ -33,7 +33,7 @@ fn default_tenant_attribute() -> String {
 }
 
 /// One entry of `roles`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RoleConfig {
     #[serde(default)]

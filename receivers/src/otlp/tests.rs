@@ -92,6 +92,10 @@ fn id() -> ComponentId {
     ComponentId::parse("otlp/in").unwrap()
 }
 
+fn settings() -> vigil_core::Settings {
+    vigil_core::Settings::new(vigil_core::ComponentKind::Receiver, &id())
+}
+
 fn both_on_port_0() -> Value {
     json!({"protocols": {
         "grpc": {"endpoint": "127.0.0.1:0"},
@@ -118,7 +122,7 @@ impl Harness {
 
     async fn start_with(config: Value, next: NextConsumers, recorder: Arc<Recorder>) -> Harness {
         let cfg = config::load(&id(), &config).unwrap();
-        let receiver = OtlpReceiver::new(&id(), cfg, next);
+        let receiver = OtlpReceiver::new(settings(), cfg, next);
         receiver.start(&Host::detached()).await.unwrap();
         let (grpc, http) = receiver.local_addrs();
         Harness {
@@ -744,7 +748,7 @@ async fn http_custom_paths_and_cors_preflight() {
     let recorder = Arc::new(Recorder::default());
     let mut next = NextConsumers::new();
     next.insert(Signal::Traces, recorder.clone());
-    let receiver = OtlpReceiver::new(&id(), cfg, next);
+    let receiver = OtlpReceiver::new(settings(), cfg, next);
     receiver.start(&Host::detached()).await.unwrap();
     let addr = receiver.local_addrs().1.unwrap();
     let client = reqwest::Client::new();
@@ -810,7 +814,7 @@ async fn a_port_in_use_names_the_component_and_port() {
     let port = taken.local_addr().unwrap().port();
     let cfg = json!({"protocols": {"grpc": {"endpoint": format!("127.0.0.1:{port}")}}});
     let cfg = config::load(&id(), &cfg).unwrap();
-    let receiver = OtlpReceiver::new(&id(), cfg, NextConsumers::new());
+    let receiver = OtlpReceiver::new(settings(), cfg, NextConsumers::new());
     let err = receiver
         .start(&Host::detached())
         .await
@@ -876,7 +880,8 @@ async fn counters_by_signal_and_transport() {
     next.insert(Signal::Logs, sink.clone());
     let cfg = config::load(&id(), &both_on_port_0()).unwrap();
     // Handles are registered at creation, so creating under the local recorder binds them to it.
-    let receiver = metrics::with_local_recorder(&recorder, || OtlpReceiver::new(&id(), cfg, next));
+    let receiver =
+        metrics::with_local_recorder(&recorder, || OtlpReceiver::new(settings(), cfg, next));
     receiver.start(&Host::detached()).await.unwrap();
     let (grpc, http) = receiver.local_addrs();
     let (grpc, http) = (grpc.unwrap(), http.unwrap());
@@ -1048,7 +1053,8 @@ async fn a_body_of_empty_spans_is_refused_before_it_is_decoded() {
     let mut next = NextConsumers::new();
     next.insert(Signal::Traces, sink.clone());
     let cfg = config::load(&id(), &both_on_port_0()).unwrap();
-    let receiver = metrics::with_local_recorder(&recorder, || OtlpReceiver::new(&id(), cfg, next));
+    let receiver =
+        metrics::with_local_recorder(&recorder, || OtlpReceiver::new(settings(), cfg, next));
     receiver.start(&Host::detached()).await.unwrap();
     let (grpc, http) = receiver.local_addrs();
     let (grpc, http) = (grpc.unwrap(), http.unwrap());
@@ -1215,7 +1221,8 @@ async fn idle_sockets_do_not_stop_a_normal_client() {
     let mut next = NextConsumers::new();
     next.insert(Signal::Traces, sink.clone());
     let cfg = config::load(&id(), &cfg).unwrap();
-    let receiver = metrics::with_local_recorder(&recorder, || OtlpReceiver::new(&id(), cfg, next));
+    let receiver =
+        metrics::with_local_recorder(&recorder, || OtlpReceiver::new(settings(), cfg, next));
     receiver.start(&Host::detached()).await.unwrap();
     let (grpc, http) = receiver.local_addrs();
     let (grpc, http) = (grpc.unwrap(), http.unwrap());
@@ -1392,7 +1399,7 @@ async fn server_tls_without_client_certificates() {
     let recorder = Arc::new(Recorder::default());
     let mut next = NextConsumers::new();
     next.insert(Signal::Traces, recorder.clone());
-    let receiver = OtlpReceiver::new(&id(), config, next);
+    let receiver = OtlpReceiver::new(settings(), config, next);
     receiver.start(&Host::detached()).await.unwrap();
     let http = receiver.local_addrs().1.unwrap();
     let resp = pki
@@ -1456,8 +1463,9 @@ async fn an_authenticator_guards_both_transports() {
     let mut next = NextConsumers::new();
     next.insert(Signal::Traces, sink.clone());
     let config = config::load(&id(), &cfg).unwrap();
-    let receiver =
-        metrics::with_local_recorder(&recorder, || OtlpReceiver::new(&id(), config.clone(), next));
+    let receiver = metrics::with_local_recorder(&recorder, || {
+        OtlpReceiver::new(settings(), config.clone(), next)
+    });
     // Without the extension, start fails and names it.
     let e = receiver
         .start(&Host::detached())
@@ -1557,8 +1565,9 @@ async fn roles_refuse_signals_and_stamp_the_tenant() {
     next.insert(Signal::Traces, sink.clone());
     next.insert(Signal::Logs, sink.clone());
     let config = config::load(&id(), &cfg).unwrap();
-    let receiver =
-        metrics::with_local_recorder(&recorder, || OtlpReceiver::new(&id(), config.clone(), next));
+    let receiver = metrics::with_local_recorder(&recorder, || {
+        OtlpReceiver::new(settings(), config.clone(), next)
+    });
     let mut extensions: std::collections::HashMap<ComponentId, Arc<dyn vigil_core::Extension>> =
         std::collections::HashMap::new();
     extensions.insert(
