@@ -24,7 +24,7 @@ pub mod transform;
 /// Every processor type this crate provides.
 pub fn processor_factories() -> Vec<Arc<dyn DynProcessorFactory>> {
     vec![
-        legacy::processor(batch::factory()),
+        batch::factory(),
         memory_limiter::factory(),
         attributes::factory(),
         resource::factory(),

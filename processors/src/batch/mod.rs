@@ -14,26 +14,26 @@
 //! batcher, up to `metadata_cardinality_limit` of them.
 
 use async_trait::async_trait;
-use serde::Deserialize;
-use serde_json::Value;
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
-use vigil_core::config::{decode, duration};
+use vigil_core::config::duration;
 use vigil_core::consumer::split::{merge, split_max};
 use vigil_core::consumer::ClientMetadata;
+use vigil_core::factory::{FactoryBase, ProcessorFactory};
 use vigil_core::{
-    Component, ComponentId, ComponentKind, ConfigError, ConsumeError, Consumer, Host, Processor,
-    ProcessorFactory, Signal, Telemetry,
+    lock, Component, ComponentId, ConfigError, ConsumeError, Consumer, Host, Processor,
+    ProcessorObs, Settings, Signal, Stability, Tasks, Telemetry,
 };
 
 const DEFAULT_SEND_BATCH_SIZE: u32 = 8192;
 const DEFAULT_CARDINALITY_LIMIT: u32 = 1000;
 
 /// The `batch` processor's config, with otelcol's keys and defaults.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct BatchConfig {
     /// Items (spans, data points, log records) at which a batch is sent without waiting any longer.
@@ -79,69 +79,72 @@ impl Default for BatchConfig {
 }
 
 impl BatchConfig {
-    /// Decodes and checks a `batch` section.
-    pub fn parse(id: &ComponentId, value: &Value) -> Result<BatchConfig, ConfigError> {
-        let cfg: BatchConfig = decode(ComponentKind::Processor, id, value)?;
-        let err =
-            |key: &str, msg: String| ConfigError::component(ComponentKind::Processor, id, key, msg);
-        if cfg.send_batch_max_size > 0 && cfg.send_batch_max_size < cfg.send_batch_size {
-            return Err(err(
+    /// What the types cannot check; errors carry the key path inside the section.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        if self.send_batch_max_size > 0 && self.send_batch_max_size < self.send_batch_size {
+            return Err(ConfigError::at(
                 "send_batch_max_size",
                 format!(
                     "send_batch_max_size ({}) must be greater or equal to send_batch_size ({})",
-                    cfg.send_batch_max_size, cfg.send_batch_size
+                    self.send_batch_max_size, self.send_batch_size
                 ),
             ));
         }
         let mut seen = std::collections::HashSet::new();
-        for k in &cfg.metadata_keys {
+        for k in &self.metadata_keys {
             if !seen.insert(k.to_ascii_lowercase()) {
-                return Err(err(
+                return Err(ConfigError::at(
                     "metadata_keys",
                     format!("duplicate entry in metadata_keys: {k:?} (keys are case-insensitive)"),
                 ));
             }
         }
-        if !cfg.metadata_keys.is_empty() && cfg.metadata_cardinality_limit == 0 {
-            return Err(err(
+        if !self.metadata_keys.is_empty() && self.metadata_cardinality_limit == 0 {
+            return Err(ConfigError::at(
                 "metadata_cardinality_limit",
-                "must be at least 1 when metadata_keys is set: every batcher is held in memory"
-                    .into(),
+                "must be at least 1 when metadata_keys is set: every batcher is held in memory",
             ));
         }
-        Ok(cfg)
+        Ok(())
     }
 }
 
 struct Factory;
 
 /// The `batch` processor factory.
-pub fn factory() -> Arc<dyn ProcessorFactory> {
-    Arc::new(Factory)
+pub fn factory() -> Arc<dyn vigil_core::factory::DynProcessorFactory> {
+    vigil_core::factory::processor(Factory)
 }
 
-impl ProcessorFactory for Factory {
+impl FactoryBase for Factory {
+    type Config = BatchConfig;
+
     fn type_name(&self) -> &'static str {
         "batch"
     }
 
-    fn signals(&self) -> &'static [Signal] {
-        &Signal::ALL
+    fn validate(&self, _id: &ComponentId, cfg: &BatchConfig) -> Result<(), ConfigError> {
+        cfg.check()
     }
+}
 
-    fn validate(&self, id: &ComponentId, config: &Value) -> Result<(), ConfigError> {
-        BatchConfig::parse(id, config).map(|_| ())
+impl ProcessorFactory for Factory {
+    fn stability(&self) -> &'static [(Signal, Stability)] {
+        &[
+            (Signal::Traces, Stability::Beta),
+            (Signal::Metrics, Stability::Beta),
+            (Signal::Logs, Stability::Beta),
+        ]
     }
 
     fn create(
         &self,
-        id: &ComponentId,
-        config: &Value,
+        set: Settings,
+        cfg: BatchConfig,
         signal: Signal,
         next: Arc<dyn Consumer>,
     ) -> Result<Arc<dyn Processor>, ConfigError> {
-        let cfg = BatchConfig::parse(id, config)?;
-        Ok(Arc::new(Batch::new(id, cfg, signal, next)))
+        Ok(Arc::new(Batch::new(set, cfg, signal, next)))
     }
 }
 
@@ -194,8 +197,7 @@ impl Shard {
     }
 
     fn lock(&self) -> MutexGuard<'_, ShardState> {
-        // Every update is a few plain assignments, so a poisoned lock is safe to keep using.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.state)
     }
 
     /// Takes the pending batch to send it; the caller must spawn the send.
@@ -216,6 +218,9 @@ struct Inner {
     /// Batchers by metadata values, bounded by `metadata_cardinality_limit`.
     shards: Mutex<HashMap<Vec<Vec<String>>, Arc<Shard>>>,
     closing: std::sync::atomic::AtomicBool,
+    obs: ProcessorObs,
+    /// The sends in flight, so shutdown waits for them until the deadline and no longer.
+    tasks: Tasks,
     send_size: metrics::Histogram,
     size_trigger: metrics::Counter,
     timeout_trigger: metrics::Counter,
@@ -229,13 +234,8 @@ pub struct Batch {
 
 impl Batch {
     /// A batch processor feeding `next`.
-    pub fn new(
-        id: &ComponentId,
-        cfg: BatchConfig,
-        signal: Signal,
-        next: Arc<dyn Consumer>,
-    ) -> Self {
-        let label = id.to_string();
+    pub fn new(set: Settings, cfg: BatchConfig, signal: Signal, next: Arc<dyn Consumer>) -> Self {
+        let label = set.id.to_string();
         Batch {
             inner: Arc::new(Inner {
                 send_size: metrics::histogram!(
@@ -261,6 +261,8 @@ impl Batch {
                 default_shard: Arc::new(Shard::new()),
                 shards: Mutex::new(HashMap::new()),
                 closing: std::sync::atomic::AtomicBool::new(false),
+                obs: set.processor_obs(signal),
+                tasks: set.tasks,
             }),
         }
     }
@@ -279,16 +281,12 @@ impl Inner {
             .iter()
             .map(|k| meta.as_ref().map(|m| m.get(k).to_vec()).unwrap_or_default())
             .collect();
-        let mut shards = self.shards.lock().unwrap_or_else(|p| p.into_inner());
+        let mut shards = lock(&self.shards);
         if let Some(s) = shards.get(&key) {
             return Ok(Arc::clone(s));
         }
         if shards.len() >= self.cfg.metadata_cardinality_limit as usize {
-            metrics::counter!(
-                format!("otelcol_processor_refused_{}", self.signal.item_name()),
-                "processor" => self.id.clone()
-            )
-            .increment(items as u64);
+            self.obs.refused(items);
             return Err(ConsumeError::permanent(
                 format!(
                     "processor {}: too many batcher metadata-value combinations \
@@ -309,13 +307,16 @@ impl Inner {
         if n == 0 {
             return Ok(());
         }
+        self.obs.incoming(n);
         if self.closing.load(std::sync::atomic::Ordering::Acquire) {
+            self.obs.refused(n);
             return Err(ConsumeError::retryable(format!(
                 "processor {} is shutting down",
                 self.id
             )));
         }
         if data.signal() != self.signal {
+            self.obs.refused(n);
             return Err(ConsumeError::permanent(
                 format!(
                     "processor {} of a {} pipeline was given {}",
@@ -392,7 +393,8 @@ impl Inner {
 
     fn spawn_send(self: &Arc<Self>, shard: &Arc<Shard>, p: Pending, trigger: Trigger) {
         let (me, shard) = (Arc::clone(self), Arc::clone(shard));
-        tokio::spawn(async move { me.send_loop(shard, p, trigger).await });
+        self.tasks
+            .spawn(async move { me.send_loop(shard, p, trigger).await });
     }
 
     /// Sends a batch, answers its callers, and then sends whatever gathered meanwhile.
@@ -442,7 +444,9 @@ impl Inner {
             vec![data]
         };
         for part in parts {
-            self.send_size.record(part.item_count() as f64);
+            let n = part.item_count();
+            self.send_size.record(n as f64);
+            self.obs.outgoing(n);
             self.next.consume(part).await?;
         }
         Ok(())
@@ -454,7 +458,7 @@ impl Inner {
             let st = s.lock();
             st.pending.is_none() && st.in_flight == 0
         };
-        let shards = self.shards.lock().unwrap_or_else(|p| p.into_inner());
+        let shards = lock(&self.shards);
         quiet(&self.default_shard) && shards.values().all(|s| quiet(s))
     }
 }
@@ -465,15 +469,24 @@ impl Component for Batch {
         Ok(())
     }
 
-    /// Refuses new data and returns once every batch in flight has its answer. Nothing is held
-    /// without a caller waiting for it, so there is no buffer to drain.
     async fn shutdown(&self) -> anyhow::Result<()> {
-        self.inner
+        self.shutdown_by(vigil_core::task::default_deadline()).await
+    }
+
+    /// Refuses new data and returns once every batch in flight has its answer, or at `deadline`:
+    /// a send still running then is stopped and its callers are told to retry. Nothing is held
+    /// without a caller waiting for it, so there is no buffer to drain.
+    async fn shutdown_by(&self, deadline: std::time::Instant) -> anyhow::Result<()> {
+        let inner = &self.inner;
+        inner
             .closing
             .store(true, std::sync::atomic::Ordering::Release);
-        while !self.inner.idle() {
+        // A caller that was let in just before `closing` may still start a send, so wait for the
+        // batchers to go quiet before the task set stops what is left.
+        while !inner.idle() && std::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+        inner.tasks.stop(deadline).await;
         Ok(())
     }
 }

@@ -1,5 +1,5 @@
 use super::*;
-use serde_json::json;
+use serde_json::{json, Value};
 use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::{AtomicBool, Ordering};
 use vigil_core::attrs::kv_str;
@@ -92,8 +92,20 @@ fn id() -> ComponentId {
     ComponentId::parse("batch/test").unwrap()
 }
 
+fn settings() -> Settings {
+    Settings::new(vigil_core::ComponentKind::Processor, &id())
+}
+
 fn batch(cfg: BatchConfig, sink: &Arc<Sink>) -> Batch {
-    Batch::new(&id(), cfg, Signal::Traces, sink.clone())
+    Batch::new(settings(), cfg, Signal::Traces, sink.clone())
+}
+
+/// Decodes and validates a section as the registry does, with its errors as `validate` prints them.
+fn parse(value: &Value) -> Result<BatchConfig, vigil_core::ConfigError> {
+    let f = factory();
+    f.validate(&id(), value)?;
+    let resolved = f.resolved(&id(), value).expect("a typed factory")?;
+    Ok(serde_json::from_value(resolved).expect("the resolved config decodes"))
 }
 
 fn cfg(size: u32, max: u32, timeout_ms: u64) -> BatchConfig {
@@ -287,7 +299,12 @@ impl Consumer for Refuser {
 
 #[tokio::test(start_paused = true)]
 async fn a_permanent_refusal_names_each_callers_own_items() {
-    let b = Batch::new(&id(), cfg(100, 0, 0), Signal::Traces, Arc::new(Refuser));
+    let b = Batch::new(
+        settings(),
+        cfg(100, 0, 0),
+        Signal::Traces,
+        Arc::new(Refuser),
+    );
     let r = b.consume(traces(&[&[3]])).await;
     assert_eq!(r, Err(ConsumeError::permanent("bad data", 3)));
 }
@@ -350,54 +367,49 @@ async fn metadata_keys_keep_tenants_apart_up_to_the_limit() {
 
 #[test]
 fn config_defaults_and_errors() {
-    let c = BatchConfig::parse(&id(), &json!({"metadata_keys": ["a", "A"]})).unwrap_err();
+    let c = parse(&json!({"metadata_keys": ["a", "A"]})).unwrap_err();
     assert!(
         c.to_string().contains("duplicate entry in metadata_keys"),
         "{c}"
     );
-    let c = BatchConfig::parse(
-        &id(),
-        &json!({"metadata_keys": ["a"], "metadata_cardinality_limit": 0}),
-    )
-    .unwrap_err();
+    let c = parse(&json!({"metadata_keys": ["a"], "metadata_cardinality_limit": 0})).unwrap_err();
     assert!(c.to_string().contains("metadata_cardinality_limit"), "{c}");
-    let c = BatchConfig::parse(&id(), &Value::Null).unwrap();
+    let c = parse(&Value::Null).unwrap();
     assert_eq!(c, BatchConfig::default());
     assert_eq!(
         (c.send_batch_size, c.send_batch_max_size, c.timeout),
         (8192, 0, Duration::from_millis(200))
     );
-    let c = BatchConfig::parse(
-        &id(),
-        &json!({"timeout": "1s", "send_batch_max_size": 9000}),
-    )
-    .unwrap();
+    let c = parse(&json!({"timeout": "1s", "send_batch_max_size": 9000})).unwrap();
     assert_eq!(
         (c.timeout, c.send_batch_max_size),
         (Duration::from_secs(1), 9000)
     );
 
-    let e = BatchConfig::parse(
-        &id(),
-        &json!({"send_batch_size": 100, "send_batch_max_size": 50}),
-    )
-    .unwrap_err();
+    let e = parse(&json!({"send_batch_size": 100, "send_batch_max_size": 50})).unwrap_err();
     assert_eq!(
         e.to_string(),
         "processors::batch/test::send_batch_max_size: send_batch_max_size (50) must be greater or \
          equal to send_batch_size (100)"
     );
-    let e = BatchConfig::parse(&id(), &json!({"send_batch_sise": 1})).unwrap_err();
+    let e = parse(&json!({"send_batch_sise": 1})).unwrap_err();
     assert!(
         e.to_string().starts_with(
             "processors::batch/test::send_batch_sise: has invalid keys: send_batch_sise"
         ),
         "{e}"
     );
-    let e = BatchConfig::parse(&id(), &json!({"timeout": "-1s"})).unwrap_err();
+    let e = parse(&json!({"timeout": "-1s"})).unwrap_err();
     assert!(
         e.to_string()
             .starts_with("processors::batch/test::timeout: "),
         "{e}"
     );
+}
+
+#[test]
+fn testdata_cases() {
+    crate::testdata::check_all("batch", 3, |v| {
+        parse(v).map(|_| ()).map_err(|e| e.to_string())
+    });
 }
