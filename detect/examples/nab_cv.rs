@@ -32,6 +32,7 @@ fn set(t: &mut Tuning, name: &str, v: f64) -> Result<(), String> {
         "early_factor" => t.early_factor = v,
         "smooth_alpha" => t.smooth_alpha = v,
         "smooth_floor" => t.smooth_floor = v,
+        "season_gamma" => t.season_gamma = v,
         _ => return Err(format!("unknown constant {name}")),
     }
     Ok(())
@@ -303,6 +304,7 @@ fn field(t: &Tuning, name: &str) -> f64 {
         "early_factor" => t.early_factor,
         "smooth_alpha" => t.smooth_alpha,
         "smooth_floor" => t.smooth_floor,
+        "season_gamma" => t.season_gamma,
         _ => f64::NAN,
     }
 }

@@ -22,7 +22,7 @@
 //! and again. The constants were chosen by cross-validation over four labelled corpora (BENCHMARKS.md).
 //!
 //! Memory per series: 240 bytes inline without seasonality; during the period search, a buffer of
-//! [`DetectorConfig::season_buffer`] 8-bit samples (1.1 KiB by default), released once the search ends;
+//! [`DetectorConfig::season_buffer`] 8-bit samples (768 B by default), released once the search ends;
 //! with a period `p`, one season of `f32` offsets (`4·p` bytes, 1.1 KiB for daily 5-minute data).
 
 mod episode;
@@ -93,7 +93,10 @@ pub struct DetectorConfig {
     pub warmup: u32,
     /// Look for a seasonal period at all.
     pub seasonality: bool,
-    /// The most points kept while looking for a period; periods up to a third of this can be found.
+    /// The most points kept while looking for a period; periods up to half of this can be found. The
+    /// search runs at 576 points (two days of 5-minute data) and again at 768: on the four development
+    /// corpora a longer buffer (1,152, two more searches) found one more period, a spurious one, for
+    /// 384 more bytes per series while it searches (BENCHMARKS.md).
     pub season_buffer: usize,
 }
 
@@ -102,7 +105,7 @@ impl Default for DetectorConfig {
         Self {
             warmup: 30,
             seasonality: true,
-            season_buffer: 1152,
+            season_buffer: 768,
         }
     }
 }
@@ -146,6 +149,8 @@ pub struct Tuning {
     /// Each point adds at most this many scale units to the sustained-deviation cue, so that a few
     /// blips on a series that is mostly flat (whose scale is tiny) do not add up to a lasting shift.
     pub smooth_clip: f64,
+    /// Rate, per season, at which each phase's seasonal offset follows the (clipped) residual.
+    pub season_gamma: f64,
     /// Half-life of a second, longer memory of each cue's largest value.
     pub slow_half_life: f64,
     /// Weight of the long memory: a cue is judged against the larger of its short memory and this
@@ -174,6 +179,7 @@ pub static DEFAULT_TUNING: Tuning = Tuning {
     smooth_alpha: 0.3,
     smooth_floor: 4.0,
     smooth_clip: 12.0,
+    season_gamma: 0.1,
     slow_half_life: 10000.0,
     slow_weight: 0.4,
     level_alpha: 0.05,
@@ -410,7 +416,7 @@ impl SeriesDetector {
         }
         let rc = r.clamp(-CLIP * s, CLIP * s);
         self.level += t.level_alpha * rc;
-        self.season.learn(rc);
+        self.season.learn(rc, t.season_gamma);
         self.scale += t.scale_beta * (clipped - self.scale);
         if let Some(new_level) = reanchor {
             // The level moved: re-anchor on the recent points so the shift is reported once, not for as

@@ -7,8 +7,6 @@ use augurs::seasons::PeriodogramDetector;
 
 use super::DetectorConfig;
 
-// How fast each phase's offset follows the data, per season.
-const GAMMA: f64 = 0.1;
 // A candidate period must have at least this autocorrelation.
 const ACF_MIN: f64 = 0.3;
 // And MSTL must attribute at least this share of the detrended variance to it (Hyndman's F_s).
@@ -89,9 +87,9 @@ impl Season {
     }
 
     /// Moves the current phase's offset towards a (clipped) residual.
-    pub fn learn(&mut self, residual: f64) {
+    pub fn learn(&mut self, residual: f64, gamma: f64) {
         if let Season::Found { profile, phase } = self {
-            profile[*phase] += (GAMMA * residual) as f32;
+            profile[*phase] += (gamma * residual) as f32;
         }
     }
 
