@@ -2,13 +2,16 @@
 //! dataset in DIR, a miner learns the 2k messages once, then the same messages are added again
 //! `PASSES` times and timed. Time is this thread's own CPU time (`/proc/thread-self/schedstat`, in
 //! nanoseconds), so other work on a shared machine does not count; wall-clock is shown beside it.
-//! `cargo run --release -p vigil-detect --example loghub_speed -- DIR`
+//! With ROUNDS (default 1), every dataset is timed that many times, the rounds interleaved, and the
+//! median, lowest and highest figure are shown: on a loaded machine even CPU time varies (a sibling
+//! hyper-thread and the caches are shared), so one run is not a measurement.
+//! `cargo run --release -p vigil-detect --example loghub_speed -- DIR [ROUNDS]`
 
 use std::hint::black_box;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use vigil_detect::loghub::{discover, load};
+use vigil_detect::loghub::{discover, load, Dataset};
 use vigil_detect::template::{MinerConfig, TemplateMiner};
 
 const PASSES: usize = 50;
@@ -18,40 +21,69 @@ fn thread_cpu_ns() -> Option<u64> {
     s.split_whitespace().next()?.parse().ok()
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let dir = PathBuf::from(std::env::args().nth(1).ok_or("usage: loghub_speed DIR")?);
-    let (mut all_lines, mut all_cpu, mut all_wall) = (0usize, 0f64, 0f64);
-    println!("| dataset | lines/s per CPU-second | lines/s wall |");
-    println!("|---|---|---|");
-    for name in discover(&dir)? {
-        let d = load(&dir, &name)?;
-        let mut miner = TemplateMiner::new(MinerConfig::default())?;
+/// Lines, CPU seconds and wall seconds of one timed run.
+fn run(d: &Dataset) -> Result<(usize, f64, f64), Box<dyn std::error::Error>> {
+    let mut miner = TemplateMiner::new(MinerConfig::default())?;
+    for l in &d.contents {
+        let _ = black_box(miner.add(l).id);
+    }
+    let cpu0 = thread_cpu_ns().ok_or("no schedstat")?;
+    let wall0 = Instant::now();
+    for _ in 0..PASSES {
         for l in &d.contents {
             let _ = black_box(miner.add(l).id);
         }
-        let cpu0 = thread_cpu_ns().ok_or("no schedstat")?;
-        let wall0 = Instant::now();
-        for _ in 0..PASSES {
-            for l in &d.contents {
-                let _ = black_box(miner.add(l).id);
-            }
-        }
-        let wall = wall0.elapsed().as_secs_f64();
-        let cpu = (thread_cpu_ns().ok_or("no schedstat")? - cpu0) as f64 / 1e9;
-        let n = PASSES * d.contents.len();
-        println!(
-            "| {name} | {:.2} M | {:.2} M |",
-            n as f64 / cpu / 1e6,
-            n as f64 / wall / 1e6
-        );
-        all_lines += n;
-        all_cpu += cpu;
-        all_wall += wall;
     }
-    println!(
-        "| **all** | **{:.2} M** | {:.2} M |",
-        all_lines as f64 / all_cpu / 1e6,
-        all_lines as f64 / all_wall / 1e6
-    );
+    let wall = wall0.elapsed().as_secs_f64();
+    let cpu = (thread_cpu_ns().ok_or("no schedstat")? - cpu0) as f64 / 1e9;
+    Ok((PASSES * d.contents.len(), cpu, wall))
+}
+
+/// Median, lowest and highest of a non-empty list.
+fn spread(mut v: Vec<f64>) -> (f64, f64, f64) {
+    v.sort_by(f64::total_cmp);
+    let mid = v.len() / 2;
+    let median = if v.len() % 2 == 0 {
+        (v[mid - 1] + v[mid]) / 2.0
+    } else {
+        v[mid]
+    };
+    (median, v[0], v[v.len() - 1])
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    let dir = PathBuf::from(args.next().ok_or("usage: loghub_speed DIR [ROUNDS]")?);
+    let rounds: usize = args.next().map_or(Ok(1), |r| r.parse())?.max(1);
+    let data = discover(&dir)?
+        .iter()
+        .map(|name| load(&dir, name))
+        .collect::<Result<Vec<_>, _>>()?;
+    // per dataset: lines/CPU-s and lines/wall-s of each round; and all datasets' totals per round.
+    let mut cpu_rates = vec![Vec::new(); data.len()];
+    let mut wall_rates = vec![Vec::new(); data.len()];
+    let mut all = vec![Vec::new(); 2];
+    for _ in 0..rounds {
+        let (mut lines, mut cpu, mut wall) = (0usize, 0f64, 0f64);
+        for (k, d) in data.iter().enumerate() {
+            let (n, c, w) = run(d)?;
+            cpu_rates[k].push(n as f64 / c / 1e6);
+            wall_rates[k].push(n as f64 / w / 1e6);
+            (lines, cpu, wall) = (lines + n, cpu + c, wall + w);
+        }
+        all[0].push(lines as f64 / cpu / 1e6);
+        all[1].push(lines as f64 / wall / 1e6);
+    }
+    println!("| dataset | M lines per CPU-second: median (lowest to highest of {rounds}) | M lines/s wall, median |");
+    println!("|---|---|---|");
+    let row = |name: &str, cpu: &[f64], wall: &[f64]| {
+        let (m, lo, hi) = spread(cpu.to_vec());
+        let (w, _, _) = spread(wall.to_vec());
+        println!("| {name} | {m:.2} ({lo:.2} to {hi:.2}) | {w:.2} |");
+    };
+    for (k, d) in data.iter().enumerate() {
+        row(&d.name, &cpu_rates[k], &wall_rates[k]);
+    }
+    row("**all**", &all[0], &all[1]);
     Ok(())
 }

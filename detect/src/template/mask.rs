@@ -117,6 +117,8 @@ pub(crate) struct Tokens {
     vars: Vec<bool>,
     /// Scratch space for the word offsets of the line being masked.
     words: Vec<(usize, usize)>,
+    /// The byte classes each of those words holds (see [`CLASS`]).
+    word_flags: Vec<u16>,
     /// Each token's word in the line: `(0, 0)` for a token made of several words or none (quotes,
     /// a number and its unit, dates, saved templates), whose written form is the token itself.
     raw: Vec<(u32, u32)>,
@@ -203,11 +205,62 @@ impl Tokens {
     /// not one word of the line).
     fn end_token(&mut self, start: usize, word: (usize, usize)) {
         if self.buf.len() > start {
-            self.spans.push((start as u32, self.buf.len() as u32));
-            self.vars.push(is_variable(&self.buf[start..]));
-            self.raw.push((word.0 as u32, word.1 as u32));
+            let var = is_variable(&self.buf[start..]);
+            self.push_token(start, word, var);
         }
     }
+
+    /// `end_token` for a token whose `is_variable` is already known.
+    fn push_token(&mut self, start: usize, word: (usize, usize), var: bool) {
+        self.spans.push((start as u32, self.buf.len() as u32));
+        self.vars.push(var);
+        self.raw.push((word.0 as u32, word.1 as u32));
+    }
+}
+
+/// Byte classes, looked up once per byte of a line as it is split into words, so that each word's
+/// rules start from what the word holds instead of rescanning it (`examples/loghub_speed.rs`).
+const SPACE: u16 = 1;
+const DIGIT: u16 = 2;
+const EQ: u16 = 4;
+const SLASH: u16 = 8;
+const DOT: u16 = 16;
+const BACKSLASH: u16 = 32;
+const COLON: u16 = 64;
+/// An ASCII letter.
+const ALPHA: u16 = 128;
+/// Any of these makes a word more than a plain word for `mask_word`.
+const NOT_PLAIN: u16 = DIGIT | EQ | SLASH | DOT | BACKSLASH;
+
+static CLASS: [u16; 256] = {
+    let mut t = [0u16; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = if b.is_ascii_whitespace() {
+            SPACE
+        } else if b.is_ascii_digit() {
+            DIGIT
+        } else if b.is_ascii_alphabetic() {
+            ALPHA
+        } else {
+            match b {
+                b'=' => EQ,
+                b'/' => SLASH,
+                b'.' => DOT,
+                b'\\' => BACKSLASH,
+                b':' => COLON,
+                _ => 0,
+            }
+        };
+        c += 1;
+    }
+    t
+};
+
+/// The byte classes a word holds.
+fn flags_of(word: &str) -> u16 {
+    word.bytes().fold(0, |f, c| f | CLASS[c as usize])
 }
 
 const NO_WORD: (usize, usize) = (0, 0);
@@ -271,9 +324,11 @@ impl Masker {
 
     fn mask_builtin(&self, line: &str, out: &mut Tokens) {
         let mut words = std::mem::take(&mut out.words);
+        let mut flags = std::mem::take(&mut out.word_flags);
         // Whether the line has a `key="…` at all, so that most lines skip the per-word check.
-        let quoted_values =
-            word_spans(line, &mut words) && self.config.quoted && self.config.key_values;
+        let quoted_values = word_spans(line, &mut words, &mut flags)
+            && self.config.quoted
+            && self.config.key_values;
         let mut i = 0;
         while i < words.len() {
             let (a, b) = words[i];
@@ -338,6 +393,15 @@ impl Masker {
                 }
             }
             let start = out.start();
+            let f = flags[i];
+            if f & NOT_PLAIN == 0 && !(self.config.dates && is_date_word(word)) {
+                // The common case, a plain word: it is its own token, a variable only when it has
+                // no letter (`-`, `|`; a digit would have made it not plain).
+                out.buf.push_str(word);
+                out.push_token(start, (a, b), f & ALPHA == 0);
+                i += 1;
+                continue;
+            }
             let mut from = (a, b);
             if self.config.dates
                 && is_date_word(word)
@@ -347,13 +411,14 @@ impl Masker {
                 out.buf
                     .push_str(&word[word.trim_end_matches([',', '.']).len()..]);
                 from = NO_WORD;
-            } else if self.mask_word::<false>(word, &mut out.buf) {
+            } else if self.mask_flagged::<false>(word, f, &mut out.buf) {
                 whole_value(&mut out.buf, start);
             }
             out.end_token(start, from);
             i += 1;
         }
         out.words = words;
+        out.word_flags = flags;
     }
 
     /// Masks one whitespace-free word, appending the result to `out`. True when the result is
@@ -361,23 +426,25 @@ impl Masker {
     /// `WRITTEN`, values are written as a template shows them (see [`Parts`]) rather than as lines are
     /// grouped.
     fn mask_word<const WRITTEN: bool>(&self, word: &str, out: &mut String) -> bool {
-        let bytes = word.as_bytes();
+        self.mask_flagged::<WRITTEN>(word, flags_of(word), out)
+    }
+
+    /// `mask_word` for a word whose byte classes `f` are known: each rule is tried only when the
+    /// word holds the bytes it needs.
+    fn mask_flagged<const WRITTEN: bool>(&self, word: &str, f: u16, out: &mut String) -> bool {
         // Fast path: most words of most lines are plain words.
-        if !bytes
-            .iter()
-            .any(|&c| c.is_ascii_digit() || matches!(c, b'=' | b'/' | b'.' | b'\\'))
-        {
+        if f & NOT_PLAIN == 0 {
             out.push_str(word);
             return false;
         }
-        if self.config.digits && is_hex_colon_run(word) {
+        if self.config.digits && f & (COLON | DIGIT) == COLON | DIGIT && is_hex_colon_run(word) {
             // `5c:50:15:36:bc:03`, `fe80::1ff:fe23`, `07:07:00`: one value even where a group has no
             // digit (`bc`), which would otherwise read as a word.
             out.push_str(PARAM);
             out.push_str(&word[word.trim_end_matches([',', ';', ')', ']', '.']).len()..]);
             return false;
         }
-        if self.config.paths && is_path_or_url(word) {
+        if self.config.paths && f & (SLASH | BACKSLASH) != 0 && is_path_or_url(word) {
             if WRITTEN && self.config.parts.schemes {
                 if let Some(p) = word.find("://") {
                     out.push_str(&word[..p + 3]);
@@ -386,7 +453,7 @@ impl Masker {
             out.push_str(PARAM);
             return false;
         }
-        if self.config.key_values {
+        if self.config.key_values && f & EQ != 0 {
             if let Some(eq) = key_value_split(word) {
                 out.push_str(&word[..=eq]);
                 let value = &word[eq + 1..];
@@ -419,22 +486,30 @@ impl Masker {
         while i < bytes.len() {
             if !is_segment_byte(bytes[i]) {
                 // Copy the run of punctuation (and any non-ASCII text) as is.
-                let j = (i..bytes.len())
-                    .find(|&j| is_segment_byte(bytes[j]))
-                    .unwrap_or(bytes.len());
+                let mut j = i + 1;
+                while j < bytes.len() && !is_segment_byte(bytes[j]) {
+                    j += 1;
+                }
                 out.push_str(&word[i..j]);
                 punctuation = true;
                 i = j;
                 continue;
             }
-            let j = (i..bytes.len())
-                .find(|&j| !is_segment_byte(bytes[j]))
-                .unwrap_or(bytes.len());
+            // One pass over the segment counts what the rules below ask about.
+            let (mut j, mut digits, mut dots, mut alnum) = (i, 0usize, 0usize, false);
+            while j < bytes.len() && is_segment_byte(bytes[j]) {
+                let c = bytes[j];
+                digits += usize::from(c.is_ascii_digit());
+                dots += usize::from(c == b'.');
+                alnum |= c.is_ascii_alphanumeric();
+                j += 1;
+            }
             let seg = &word[i..j];
             let before_port =
                 bytes.get(j) == Some(&b':') && bytes.get(j + 1).is_some_and(u8::is_ascii_digit);
-            let variable = (self.config.digits && is_value_segment(seg))
-                || (self.config.hosts && (is_host_name(seg) || (before_port && seg.contains('.'))));
+            let variable = (self.config.digits && digits > 0 && is_value_segment(seg, digits))
+                || (self.config.hosts
+                    && ((dots >= 2 && is_host_name(seg)) || (before_port && dots > 0)));
             if variable {
                 if WRITTEN {
                     self.write_value(seg.trim_end_matches('.'), out);
@@ -449,7 +524,7 @@ impl Masker {
             } else {
                 out.push_str(seg);
                 // `.`, `-` and `_` alone are punctuation, not a word.
-                if seg.bytes().any(|c| c.is_ascii_alphanumeric()) {
+                if alnum {
                     names += 1;
                 } else {
                     punctuation = true;
@@ -532,10 +607,14 @@ fn fits(pattern: &str, text: &str) -> bool {
 
 /// The first position of `needle` in `hay`.
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    if needle.is_empty() {
-        return Some(0);
-    }
-    hay.windows(needle.len()).position(|w| w == needle)
+    let (&first, rest) = match needle.split_first() {
+        Some(x) => x,
+        None => return Some(0),
+    };
+    // The needles are a byte or two of punctuation (`:`, `_`, `<*>`): a scan for the first byte,
+    // then a compare, rather than a `memcmp` call per window.
+    let last = hay.len().checked_sub(needle.len())?;
+    (0..=last).find(|&i| hay[i] == first && &hay[i + 1..i + needle.len()] == rest)
 }
 
 /// Groups of hex digits joined by at least two `:`, with a digit somewhere and trailing punctuation
@@ -569,27 +648,37 @@ fn is_clock_like(word: &str) -> bool {
             .all(|c| c.is_ascii_hexdigit() || c == b':' || c == b'.')
 }
 
-/// Byte offsets of the whitespace-separated words of `line`.
+/// Byte offsets of the whitespace-separated words of `line`, and the byte classes of each.
 /// Also tells whether some word has a `=` followed by a quote (`msg="…`), found in the same pass so
 /// that most lines skip the check for quoted `key=value` runs.
-fn word_spans(line: &str, spans: &mut Vec<(usize, usize)>) -> bool {
+fn word_spans(line: &str, spans: &mut Vec<(usize, usize)>, flags: &mut Vec<u16>) -> bool {
     spans.clear();
+    flags.clear();
     let bytes = line.as_bytes();
     let mut i = 0;
     let mut key_quote = false;
     while i < bytes.len() {
-        while i < bytes.len() && bytes[i].is_ascii_whitespace() {
+        while i < bytes.len() && CLASS[bytes[i] as usize] == SPACE {
             i += 1;
         }
         let start = i;
-        while i < bytes.len() && !bytes[i].is_ascii_whitespace() {
-            if bytes[i] == b'=' {
-                key_quote |= matches!(bytes.get(i + 1), Some(b'"' | b'\''));
+        let mut f = 0;
+        while i < bytes.len() {
+            let c = CLASS[bytes[i] as usize];
+            if c == SPACE {
+                break;
             }
+            f |= c;
             i += 1;
         }
         if i > start {
+            if f & EQ != 0 {
+                key_quote |= bytes[start..i]
+                    .windows(2)
+                    .any(|p| p[0] == b'=' && matches!(p[1], b'"' | b'\''));
+            }
             spans.push((start, i));
+            flags.push(f);
         }
     }
     key_quote
@@ -710,50 +799,51 @@ fn unit_tail(word: &str) -> Option<&str> {
 }
 
 fn is_date_word(word: &str) -> bool {
-    const NAMES: &[&str] = &[
-        "Jan",
-        "Feb",
-        "Mar",
-        "Apr",
-        "May",
-        "Jun",
-        "Jul",
-        "Aug",
-        "Sep",
-        "Sept",
-        "Oct",
-        "Nov",
-        "Dec",
-        "Mon",
-        "Tue",
-        "Wed",
-        "Thu",
-        "Fri",
-        "Sat",
-        "Sun",
-        "January",
-        "February",
-        "March",
-        "April",
-        "June",
-        "July",
-        "August",
-        "September",
-        "October",
-        "November",
-        "December",
-        "Monday",
-        "Tuesday",
-        "Wednesday",
-        "Thursday",
-        "Friday",
-        "Saturday",
-        "Sunday",
-    ];
-    // Cheap checks first: this runs for every word of every line.
+    // Cheap checks first: this runs for every capitalised word of every line. A `match` on the
+    // string compiles to a switch on its length, not a scan of the list.
     (3..=10).contains(&word.len())
         && word.as_bytes()[0].is_ascii_uppercase()
-        && NAMES.contains(&word.trim_end_matches([',', '.']))
+        && matches!(
+            word.trim_end_matches([',', '.']),
+            "Jan"
+                | "Feb"
+                | "Mar"
+                | "Apr"
+                | "May"
+                | "Jun"
+                | "Jul"
+                | "Aug"
+                | "Sep"
+                | "Sept"
+                | "Oct"
+                | "Nov"
+                | "Dec"
+                | "Mon"
+                | "Tue"
+                | "Wed"
+                | "Thu"
+                | "Fri"
+                | "Sat"
+                | "Sun"
+                | "January"
+                | "February"
+                | "March"
+                | "April"
+                | "June"
+                | "July"
+                | "August"
+                | "September"
+                | "October"
+                | "November"
+                | "December"
+                | "Monday"
+                | "Tuesday"
+                | "Wednesday"
+                | "Thursday"
+                | "Friday"
+                | "Saturday"
+                | "Sunday"
+        )
 }
 
 /// The word after `i` is a number or another month or weekday name.
@@ -768,27 +858,27 @@ fn is_segment_byte(c: u8) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-')
 }
 
-/// A segment with digits is a value, except a word of letters that ends in a single digit (`ssh2`).
-fn is_value_segment(seg: &str) -> bool {
+/// A segment with `digits` digits (at least one) is a value, except a word of letters that ends in
+/// a single digit (`ssh2`).
+fn is_value_segment(seg: &str, digits: usize) -> bool {
     let bytes = seg.as_bytes();
-    let digits = bytes.iter().filter(|c| c.is_ascii_digit()).count();
-    if digits == 0 {
-        return false;
+    if digits != 1 {
+        return true;
     }
-    let name_with_one_digit = digits == 1
-        && bytes.len() >= 3
+    let name_with_one_digit = bytes.len() >= 3
         && bytes[..bytes.len() - 1].iter().all(u8::is_ascii_alphabetic)
         && bytes[bytes.len() - 1].is_ascii_digit();
     // `jk2_init`, `Slf4jLogger`, `log4j`: one digit inside a word of at least three letters, next to a
     // letter, is part of a name; values carry more digits or stand apart (`node-5`, `rdd_2_0`).
-    let letters = bytes.iter().filter(|c| c.is_ascii_alphabetic()).count();
-    let digit_in_name = digits == 1 && letters >= 3 && bytes[0].is_ascii_alphabetic() && {
-        let p = bytes.iter().position(u8::is_ascii_digit).unwrap_or(0);
-        bytes[p - 1].is_ascii_alphabetic()
-            && bytes
-                .get(p + 1)
-                .is_some_and(|&c| c.is_ascii_alphabetic() || c == b'_')
-    };
+    let digit_in_name = bytes[0].is_ascii_alphabetic()
+        && bytes.iter().filter(|c| c.is_ascii_alphabetic()).count() >= 3
+        && {
+            let p = bytes.iter().position(u8::is_ascii_digit).unwrap_or(0);
+            bytes[p - 1].is_ascii_alphabetic()
+                && bytes
+                    .get(p + 1)
+                    .is_some_and(|&c| c.is_ascii_alphabetic() || c == b'_')
+        };
     !(name_with_one_digit || digit_in_name)
 }
 
