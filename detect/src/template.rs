@@ -205,7 +205,7 @@ pub struct TemplateMiner {
     /// Merged-away id → live id.
     aliases: HashMap<TemplateId, TemplateId>,
     /// Token count → first tree level.
-    roots: HashMap<usize, Node>,
+    roots: HashMap<usize, Node, TreeHash>,
     leaves: Vec<Leaf>,
     /// Skeleton hash (see `skeleton`) → the template that owns it.
     skeletons: HashMap<u64, u32>,
@@ -251,8 +251,62 @@ struct Cluster {
 
 #[derive(Debug, Default)]
 struct Node {
-    children: HashMap<Box<str>, Node>,
+    children: HashMap<Box<str>, Node, TreeHash>,
     leaf: Option<u32>,
+}
+
+/// The hasher of the prefix tree, whose keys are each line's token count and leading words: a
+/// multiply-rotate over 8 bytes at a time (as rustc's FxHash), seeded per process so that words
+/// cannot be chosen to collide. SipHash was 5% of `add` (`examples/loghub_speed.rs`); a node holds
+/// at most `max_children` keys, so even colliding keys cost little.
+#[derive(Debug, Clone, Copy)]
+struct TreeHash(u64);
+
+impl Default for TreeHash {
+    fn default() -> Self {
+        use std::hash::BuildHasher;
+        Self(std::collections::hash_map::RandomState::new().hash_one(0x7265_6574_u64))
+    }
+}
+
+impl std::hash::BuildHasher for TreeHash {
+    type Hasher = TreeHasher;
+    fn build_hasher(&self) -> TreeHasher {
+        TreeHasher(self.0)
+    }
+}
+
+#[derive(Debug)]
+struct TreeHasher(u64);
+
+impl TreeHasher {
+    fn add(&mut self, x: u64) {
+        self.0 = (self.0.rotate_left(5) ^ x).wrapping_mul(0xf135_7aea_2e62_a9c5);
+    }
+}
+
+impl std::hash::Hasher for TreeHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        let mut word = [0u8; 8];
+        for c in &mut chunks {
+            word.copy_from_slice(c);
+            self.add(u64::from_le_bytes(word));
+        }
+        let rest = chunks.remainder();
+        word = [0u8; 8];
+        word[..rest.len()].copy_from_slice(rest);
+        self.add(u64::from_le_bytes(word) ^ ((rest.len() as u64) << 59));
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.add(n as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        // The table takes its bucket from the low bits, which the multiply mixes least.
+        self.0.rotate_left(26)
+    }
 }
 
 /// One template as saved: enough to rebuild the tree with any configuration.
@@ -325,7 +379,7 @@ impl TemplateMiner {
             free: Vec::new(),
             by_id: HashMap::new(),
             aliases: HashMap::new(),
-            roots: HashMap::new(),
+            roots: HashMap::default(),
             leaves: Vec::new(),
             skeletons: HashMap::new(),
             lru_head: NIL,

@@ -229,6 +229,9 @@ const BACKSLASH: u16 = 32;
 const COLON: u16 = 64;
 /// An ASCII letter.
 const ALPHA: u16 = 128;
+/// `_` or `-`, which with letters, digits and `.` make up a segment (see `mask_segments`).
+const JOINER: u16 = 256;
+const SEGMENT: u16 = DIGIT | ALPHA | DOT | JOINER;
 /// Any of these makes a word more than a plain word for `mask_word`.
 const NOT_PLAIN: u16 = DIGIT | EQ | SLASH | DOT | BACKSLASH;
 
@@ -250,6 +253,7 @@ static CLASS: [u16; 256] = {
                 b'.' => DOT,
                 b'\\' => BACKSLASH,
                 b':' => COLON,
+                b'_' | b'-' => JOINER,
                 _ => 0,
             }
         };
@@ -484,10 +488,10 @@ impl Masker {
         let (mut values, mut names, mut punctuation) = (0usize, 0usize, false);
         let mut i = 0;
         while i < bytes.len() {
-            if !is_segment_byte(bytes[i]) {
+            if CLASS[bytes[i] as usize] & SEGMENT == 0 {
                 // Copy the run of punctuation (and any non-ASCII text) as is.
                 let mut j = i + 1;
-                while j < bytes.len() && !is_segment_byte(bytes[j]) {
+                while j < bytes.len() && CLASS[bytes[j] as usize] & SEGMENT == 0 {
                     j += 1;
                 }
                 out.push_str(&word[i..j]);
@@ -496,14 +500,18 @@ impl Masker {
                 continue;
             }
             // One pass over the segment counts what the rules below ask about.
-            let (mut j, mut digits, mut dots, mut alnum) = (i, 0usize, 0usize, false);
-            while j < bytes.len() && is_segment_byte(bytes[j]) {
-                let c = bytes[j];
-                digits += usize::from(c.is_ascii_digit());
-                dots += usize::from(c == b'.');
-                alnum |= c.is_ascii_alphanumeric();
+            let (mut j, mut digits, mut dots, mut seen) = (i, 0usize, 0usize, 0u16);
+            while j < bytes.len() {
+                let c = CLASS[bytes[j] as usize];
+                if c & SEGMENT == 0 {
+                    break;
+                }
+                digits += usize::from(c == DIGIT);
+                dots += usize::from(c == DOT);
+                seen |= c;
                 j += 1;
             }
+            let alnum = seen & (DIGIT | ALPHA) != 0;
             let seg = &word[i..j];
             let before_port =
                 bytes.get(j) == Some(&b':') && bytes.get(j + 1).is_some_and(u8::is_ascii_digit);
@@ -854,10 +862,6 @@ fn next_is_date_part(line: &str, words: &[(usize, usize)], i: usize) -> bool {
     })
 }
 
-fn is_segment_byte(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-')
-}
-
 /// A segment with `digits` digits (at least one) is a value, except a word of letters that ends in
 /// a single digit (`ssh2`).
 fn is_value_segment(seg: &str, digits: usize) -> bool {
@@ -885,20 +889,26 @@ fn is_value_segment(seg: &str, digits: usize) -> bool {
 /// `a.b.example.com`: at least two dots, lower-case labels, and a last label of 2 to 6 letters. Java
 /// class names (`org.apache.Foo`) fail on the upper case, which keeps them as constants.
 fn is_host_name(seg: &str) -> bool {
-    if seg.bytes().filter(|&c| c == b'.').count() < 2 {
-        return false;
+    // One pass over the bytes: this runs for every dotted segment of every line.
+    let (mut dots, mut label, mut letters) = (0usize, 0usize, true);
+    for &c in seg.as_bytes() {
+        if c == b'.' {
+            if label == 0 {
+                return false;
+            }
+            dots += 1;
+            label = 0;
+            letters = true;
+        } else if c.is_ascii_lowercase() {
+            label += 1;
+        } else if c.is_ascii_digit() || c == b'-' {
+            label += 1;
+            letters = false;
+        } else {
+            return false;
+        }
     }
-    let mut labels = seg.split('.');
-    let Some(tld) = seg.rsplit('.').next() else {
-        return false;
-    };
-    let tld_ok = (2..=6).contains(&tld.len()) && tld.bytes().all(|c| c.is_ascii_lowercase());
-    tld_ok
-        && labels.all(|l| {
-            !l.is_empty()
-                && l.bytes()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
-        })
+    dots >= 2 && (2..=6).contains(&label) && letters
 }
 
 fn is_path_or_url(word: &str) -> bool {
@@ -923,7 +933,7 @@ fn is_path_or_url(word: &str) -> bool {
 
 /// The position of `=` in `key=value`, where the key is an identifier.
 fn key_value_split(word: &str) -> Option<usize> {
-    let eq = word.find('=')?;
+    let eq = word.bytes().position(|c| c == b'=')?;
     let key = &word[..eq];
     let ok = !key.is_empty()
         && key.as_bytes()[0].is_ascii_alphabetic()
