@@ -6,6 +6,7 @@ pub mod otlp;
 pub mod prometheus;
 pub mod prometheusremotewrite;
 pub mod syslog;
+pub mod stanza;
 
 /// The listener loop and server TLS live in `vigil_core::net`, shared with the exporters and the
 /// agent's extensions; re-exported under their old paths.

@@ -2,7 +2,8 @@
 //! `poll_interval` 200ms, `fingerprint_size` 1kb, `max_log_size` 1MiB, …), decoded with the key path in
 //! every error and checked before start, so that a mistake is reported by `vigil validate`.
 
-use crate::filelog::operators::{OperatorConfig, Pipeline};
+use crate::stanza::operators::{OperatorConfig, Pipeline};
+pub use crate::stanza::{parse_size, ByteSize};
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -86,60 +87,6 @@ pub struct MultilineConfig {
     pub line_end_pattern: Option<String>,
     #[serde(default)]
     pub omit_pattern: bool,
-}
-
-/// A byte size as otelcol's `helper.ByteSize` takes it: a number, or text such as `1kb`, `1KiB`, `16MiB`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ByteSize(pub usize);
-
-impl serde::Serialize for ByteSize {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(self.0 as u64)
-    }
-}
-
-impl<'de> Deserialize<'de> for ByteSize {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        match Value::deserialize(d)? {
-            Value::Number(n) => n
-                .as_u64()
-                .map(|n| ByteSize(n as usize))
-                .ok_or_else(|| serde::de::Error::custom("expected a non-negative byte size")),
-            Value::String(s) => parse_size(&s)
-                .map(ByteSize)
-                .map_err(serde::de::Error::custom),
-            _ => Err(serde::de::Error::custom(
-                "expected a byte size such as 1024 or \"1MiB\"",
-            )),
-        }
-    }
-}
-
-/// Parses `1kb` (1000), `1KiB` (1024), `5MB`, `5MiB`, `1GB`, `1GiB` or a bare number of bytes.
-pub fn parse_size(s: &str) -> Result<usize, String> {
-    let t = s.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: f64 = num.parse().map_err(|_| {
-        format!("invalid byte size {s:?}: expected a number and a unit such as 1MiB")
-    })?;
-    let mult = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1.0,
-        "kb" => 1e3,
-        "kib" => 1024.0,
-        "mb" => 1e6,
-        "mib" => 1024.0 * 1024.0,
-        "gb" => 1e9,
-        "gib" => 1024.0 * 1024.0 * 1024.0,
-        u => {
-            return Err(format!(
-                "invalid byte size {s:?}: unknown unit {u:?} (use B, KB, KiB, MB, MiB, GB or GiB)"
-            ))
-        }
-    };
-    Ok((n * mult) as usize)
 }
 
 /// How records are split out of the byte stream.

@@ -3,25 +3,24 @@
 //! delete-and-recreate are each read exactly once; with `storage`, offsets are checkpointed after the
 //! pipeline accepted the lines (at-least-once across restarts and `kill -9`).
 //!
-//! Layout: `config` (keys, defaults, checks), `tracker` (discovery, identity, reading, checkpoints),
-//! `entry` and `operators` (the stanza operator subset, shared with `syslog`). Reading runs on a
+//! Layout: `config` (keys, defaults, checks), `tracker` (discovery, identity, reading, checkpoints);
+//! the operators are stanza's, in [`crate::stanza`], shared with `syslog`. Reading runs on a
 //! thread of its own because file and storage I/O block; it hands batches to the async pipeline.
 
 pub mod config;
-pub mod entry;
-pub mod operators;
 pub mod tracker;
 
 #[cfg(test)]
 mod tests;
 
 use async_trait::async_trait;
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::sync::Arc;
+use std::time::Instant;
 use tracker::Tracker;
+use vigil_core::task::Tasks;
 use vigil_core::{
-    Component, ComponentId, ConfigError, Host, NextConsumers, Receiver, Signal, Telemetry,
+    Component, ComponentId, ConfigError, Host, NextConsumers, Receiver, ReceiverObs, Signal,
+    Telemetry,
 };
 
 struct Factory;
@@ -54,13 +53,13 @@ impl vigil_core::factory::ReceiverFactory for Factory {
         cfg: config::FilelogConfig,
         next: NextConsumers,
     ) -> Result<Arc<dyn Receiver>, ConfigError> {
-        let id = &set.id;
-        let cfg = config::check(id, cfg)?;
+        let cfg = config::check(&set.id, cfg)?;
         Ok(Arc::new(FilelogReceiver {
-            id: id.clone(),
+            obs: set.receiver_obs("file"),
+            id: set.id,
             cfg: Arc::new(cfg),
             next,
-            running: Mutex::new(None),
+            tasks: set.tasks,
         }))
     }
 }
@@ -70,7 +69,8 @@ pub struct FilelogReceiver {
     id: ComponentId,
     cfg: Arc<config::Checked>,
     next: NextConsumers,
-    running: Mutex<Option<(mpsc::Sender<()>, JoinHandle<()>)>>,
+    obs: ReceiverObs,
+    tasks: Tasks,
 }
 
 #[async_trait]
@@ -89,36 +89,39 @@ impl Component for FilelogReceiver {
                 self.id
             );
         };
-        let (stop_tx, stop_rx) = mpsc::channel::<()>();
         let cfg = Arc::clone(&self.cfg);
         let id = self.id.to_string();
+        let obs = self.obs.clone();
+        let stop = self.tasks.stopping();
         let handle = tokio::runtime::Handle::current();
-        let thread = std::thread::Builder::new()
-            .name(format!("filelog-{}", self.id))
-            .spawn(move || {
-                let mut tracker = Tracker::new(Arc::clone(&cfg), &id, storage);
-                let mut sink = |batch| handle.block_on(next.consume(Telemetry::Logs(batch)));
-                loop {
-                    tracker.poll(&mut sink);
-                    match stop_rx.recv_timeout(cfg.raw.poll_interval) {
-                        Err(mpsc::RecvTimeoutError::Timeout) => {}
-                        _ => break,
+        // File and storage I/O block, so the reader runs on a blocking thread; the task around it is
+        // what `Tasks::stop` waits for. The reader checks `stop` between polls and while it waits.
+        let reader = move || {
+            let mut tracker = Tracker::new(Arc::clone(&cfg), &id, storage, obs);
+            let mut sink = |batch| handle.block_on(next.consume(Telemetry::Logs(batch)));
+            while !stop.is_cancelled() {
+                tracker.poll(&mut sink);
+                handle.block_on(async {
+                    tokio::select! {
+                        _ = stop.cancelled() => {}
+                        _ = tokio::time::sleep(cfg.raw.poll_interval) => {}
                     }
-                }
-            })?;
-        if let Ok(mut r) = self.running.lock() {
-            *r = Some((stop_tx, thread));
-        }
+                });
+            }
+        };
+        self.tasks.spawn(async move {
+            let _ = tokio::task::spawn_blocking(reader).await;
+        });
         Ok(())
     }
 
     async fn shutdown(&self) -> anyhow::Result<()> {
-        let running = self.running.lock().ok().and_then(|mut r| r.take());
-        if let Some((stop, thread)) = running {
-            let _ = stop.send(());
-            // The reader finishes the batch it is sending, then stops; join off the async threads.
-            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
-        }
+        self.shutdown_by(vigil_core::task::default_deadline()).await
+    }
+
+    /// The reader finishes the batch it is sending, then stops, within the service's deadline.
+    async fn shutdown_by(&self, deadline: Instant) -> anyhow::Result<()> {
+        self.tasks.stop(deadline).await;
         Ok(())
     }
 }

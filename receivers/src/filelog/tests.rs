@@ -91,7 +91,12 @@ fn tracker(dir: &Path, extra: serde_json::Value, storage: Option<Arc<dyn Storage
     }
     let id = ComponentId::parse("filelog/t").unwrap();
     let checked = config::load(&id, &cfg).unwrap();
-    Tracker::new(Arc::new(checked), "filelog/t", storage)
+    Tracker::new(
+        Arc::new(checked),
+        "filelog/t",
+        storage,
+        vigil_core::ReceiverObs::new(&id, "file"),
+    )
 }
 
 fn append(path: &Path, lines: std::ops::Range<usize>) {

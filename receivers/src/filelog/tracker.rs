@@ -7,8 +7,8 @@
 //! written) only after the sink accepted a batch, so a refused batch is read again at the next poll.
 
 use crate::filelog::config::{Checked, Encoding, Split};
-use crate::filelog::entry::Entry;
-use crate::filelog::operators::PipelineState;
+use crate::stanza::entry::Entry;
+use crate::stanza::operators::PipelineState;
 use metrics::Counter;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
@@ -19,12 +19,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use vigil_core::attrs::{kv, kv_str};
+use vigil_core::obs::ReceiverObs;
 use vigil_core::otlp::common::v1::any_value::Value;
 use vigil_core::otlp::common::v1::KeyValue;
 use vigil_core::otlp::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use vigil_core::otlp::resource::v1::Resource;
 use vigil_core::storage::Storage;
-use vigil_core::ConsumeError;
+use vigil_core::{ConsumeError, Signal};
 
 /// Records per batch handed to the sink. One batch is also the most that a crash between
 /// acceptance and checkpoint can duplicate.
@@ -46,23 +47,22 @@ impl<F: FnMut(Vec<ResourceLogs>) -> Result<(), ConsumeError>> Sink for F {
     }
 }
 
-/// The counters a tracker updates, labelled with the receiver id.
+/// The counters a tracker updates: otelcol's receiver counts through [`ReceiverObs`], and vigil's
+/// own, labelled with the receiver id.
 pub struct Counters {
-    pub accepted: Counter,
-    pub refused: Counter,
+    pub obs: ReceiverObs,
     pub invalid_utf8: Counter,
     pub truncated: Counter,
 }
 
 impl Counters {
-    pub fn new(id: &str) -> Counters {
+    pub fn new(id: &str, obs: ReceiverObs) -> Counters {
         let l = [
             ("receiver", id.to_string()),
             ("transport", "file".to_string()),
         ];
         Counters {
-            accepted: metrics::counter!("otelcol_receiver_accepted_log_records", &l),
-            refused: metrics::counter!("otelcol_receiver_refused_log_records", &l),
+            obs,
             invalid_utf8: metrics::counter!("vigil_filelog_invalid_utf8_records", &l),
             truncated: metrics::counter!("vigil_filelog_truncated_records", &l),
         }
@@ -123,7 +123,7 @@ fn json_kvs(m: &std::collections::HashMap<String, serde_json::Value>) -> Vec<Key
         .iter()
         .map(|(k, v)| match v {
             serde_json::Value::String(s) => kv_str(k, s.clone()),
-            other => kv(k, crate::filelog::entry::json_to_value(other.clone())),
+            other => kv(k, crate::stanza::entry::json_to_value(other.clone())),
         })
         .collect();
     v.sort_by(|a, b| a.key.cmp(&b.key));
@@ -140,7 +140,12 @@ struct Record {
 
 impl Tracker {
     /// A tracker; with storage, the offsets of a previous run are loaded from it.
-    pub fn new(cfg: Arc<Checked>, id: &str, storage: Option<Arc<dyn Storage>>) -> Tracker {
+    pub fn new(
+        cfg: Arc<Checked>,
+        id: &str,
+        storage: Option<Arc<dyn Storage>>,
+        obs: ReceiverObs,
+    ) -> Tracker {
         let mut t = Tracker {
             extra_attrs: json_kvs(&cfg.raw.attributes),
             extra_resource: json_kvs(&cfg.raw.resource),
@@ -152,7 +157,7 @@ impl Tracker {
             unreadable: HashSet::new(),
             storage,
             storage_failing: false,
-            counters: Counters::new(id),
+            counters: Counters::new(id, obs),
         };
         t.restore();
         t
@@ -701,17 +706,14 @@ impl Tracker {
         let end = batch.end;
         let data = batch.take();
         let result = if n == 0 { Ok(()) } else { sink.send(data) };
+        self.counters.obs.end_op(Signal::Logs, n, &result);
         match result {
-            Ok(()) => {
-                self.counters.accepted.increment(n as u64);
-            }
+            Ok(()) => {}
             Err(ConsumeError::Permanent { reason, .. }) => {
                 // Bad data no retry can fix: count it and move on, or the file would be stuck forever.
-                self.counters.refused.increment(n as u64);
                 tracing::warn!(receiver = %self.id, %reason, records = n, "pipeline rejected log records");
             }
             Err(ConsumeError::Retryable { reason, .. }) => {
-                self.counters.refused.increment(n as u64);
                 tracing::debug!(receiver = %self.id, %reason, "pipeline refused log records; re-reading them at the next poll");
                 let r = &mut self.readers[ri];
                 r.state = PipelineState::default();

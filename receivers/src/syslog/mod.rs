@@ -5,8 +5,8 @@
 
 pub mod parse;
 
-use crate::filelog::operators::{OperatorConfig, Pipeline, PipelineState};
 use crate::serve::{default_max_connections, ConnCounters, DEFAULT_READ_HEADER_TIMEOUT};
+use crate::stanza::operators::{OperatorConfig, Pipeline, PipelineState};
 use crate::tls::TlsServerSettings;
 use async_trait::async_trait;
 use chrono_tz::Tz;
@@ -17,11 +17,11 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::io::AsyncReadExt;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use vigil_core::attrs::{kv_i64, kv_str};
 use vigil_core::config::{check_endpoint, resolve_endpoint};
 use vigil_core::otlp::logs::v1::{ResourceLogs, ScopeLogs};
+use vigil_core::ReceiverObs;
 use vigil_core::{
     Component, ComponentId, ComponentKind, ConfigError, ConsumeError, Consumer, Host,
     NextConsumers, Receiver, Signal, Telemetry,
@@ -239,8 +239,8 @@ impl vigil_core::factory::ReceiverFactory for Factory {
         cfg: SyslogConfig,
         next: NextConsumers,
     ) -> Result<Arc<dyn Receiver>, ConfigError> {
-        let id = &set.id;
-        Ok(Arc::new(SyslogReceiver::new(id, check(id, cfg)?, next)))
+        let checked = check(&set.id, cfg)?;
+        Ok(Arc::new(SyslogReceiver::new(set, checked, next)))
     }
 }
 
@@ -249,21 +249,21 @@ pub struct SyslogReceiver {
     id: ComponentId,
     cfg: Arc<Checked>,
     next: NextConsumers,
-    running: Mutex<Option<(CancellationToken, Vec<JoinHandle<()>>)>>,
+    set: vigil_core::Settings,
     tcp_addr: Mutex<Option<std::net::SocketAddr>>,
     /// TCP connections closed on a frame that could not be read.
     bad_frames: metrics::Counter,
 }
 
 impl SyslogReceiver {
-    fn new(id: &ComponentId, cfg: Checked, next: NextConsumers) -> SyslogReceiver {
+    fn new(set: vigil_core::Settings, cfg: Checked, next: NextConsumers) -> SyslogReceiver {
         SyslogReceiver {
-            id: id.clone(),
+            id: set.id.clone(),
             cfg: Arc::new(cfg),
             next,
-            running: Mutex::new(None),
             tcp_addr: Mutex::new(None),
-            bad_frames: metrics::counter!("vigil_syslog_bad_frames", "receiver" => id.to_string()),
+            bad_frames: metrics::counter!("vigil_syslog_bad_frames", "receiver" => set.id.to_string()),
+            set,
         }
     }
 
@@ -285,8 +285,7 @@ struct Handler {
     id: String,
     cfg: Arc<Checked>,
     next: Arc<dyn Consumer>,
-    accepted: metrics::Counter,
-    refused: metrics::Counter,
+    obs: ReceiverObs,
     /// TCP connections closed on a frame that could not be read.
     bad_frames: metrics::Counter,
 }
@@ -313,14 +312,14 @@ impl Handler {
                 }
                 Err(reason) => {
                     tracing::debug!(receiver = %self.id, %reason, "dropping an unparsable syslog message");
-                    self.refused.increment(1);
+                    self.obs.failed(Signal::Logs, 1);
                 }
             }
         }
         if out.is_empty() {
             return Ok(());
         }
-        let n = out.len() as u64;
+        let n = out.len();
         let records = out.into_iter().map(|e| e.into_record().1).collect();
         let data = Telemetry::Logs(vec![ResourceLogs {
             scope_logs: vec![ScopeLogs {
@@ -330,10 +329,7 @@ impl Handler {
             ..Default::default()
         }]);
         let r = self.next.consume(data).await;
-        match &r {
-            Ok(()) => self.accepted.increment(n),
-            Err(_) => self.refused.increment(n),
-        }
+        self.obs.end_op(Signal::Logs, n, &r);
         r
     }
 }
@@ -364,20 +360,15 @@ impl Component for SyslogReceiver {
                 self.id
             );
         };
-        let stop = CancellationToken::new();
-        let mut tasks = Vec::new();
+        let stop = self.set.tasks.stopping();
+        let tasks = &self.set.tasks;
         let id = self.id.to_string();
         let mk = |transport: &str| {
-            let labels = [
-                ("receiver", id.clone()),
-                ("transport", transport.to_string()),
-            ];
             Arc::new(Handler {
                 id: id.clone(),
                 cfg: Arc::clone(&self.cfg),
                 next: Arc::clone(&next),
-                accepted: metrics::counter!("otelcol_receiver_accepted_log_records", &labels),
-                refused: metrics::counter!("otelcol_receiver_refused_log_records", &labels),
+                obs: self.set.receiver_obs(transport),
                 bad_frames: self.bad_frames.clone(),
             })
         };
@@ -400,10 +391,10 @@ impl Component for SyslogReceiver {
             let counters = ConnCounters::new("receiver", &id, "tcp");
             if let Some(tls) = tls.clone().filter(|t| t.reload_period().is_some()) {
                 let (c, stop) = (counters.clone(), stop.clone());
-                tasks.push(tokio::spawn(async move {
+                tasks.spawn(async move {
                     tls.run_reloads(&c.component, c.tls_reloads, c.tls_reload_failures, stop)
                         .await
-                }));
+                });
             }
             let h = mk("tcp");
             let stop = stop.clone();
@@ -412,7 +403,8 @@ impl Component for SyslogReceiver {
             // number of connections is capped instead (as every HTTP listener's), and a connection
             // beyond the cap is closed at once and counted in vigil_listener_connections_refused.
             let slots = Arc::new(tokio::sync::Semaphore::new(self.cfg.max_connections));
-            tasks.push(tokio::spawn(async move {
+            let conns = tasks.clone();
+            tasks.spawn(async move {
                 loop {
                     let (sock, peer) = tokio::select! {
                         _ = stop.cancelled() => break,
@@ -436,7 +428,7 @@ impl Component for SyslogReceiver {
                     let stop = stop.clone();
                     let tls = tls.clone();
                     let counters = counters.clone();
-                    tokio::spawn(async move {
+                    conns.spawn(async move {
                         let _slot = slot;
                         let local = sock.local_addr().ok();
                         let net = if add {
@@ -470,7 +462,7 @@ impl Component for SyslogReceiver {
                         }
                     });
                 }
-            }));
+            });
         }
         if let Some(udp) = &self.cfg.udp {
             let addr = resolve_endpoint(&udp.listen_address)
@@ -485,7 +477,7 @@ impl Component for SyslogReceiver {
             let h = mk("udp");
             let stop = stop.clone();
             let add = udp.add_attributes;
-            tasks.push(tokio::spawn(async move {
+            tasks.spawn(async move {
                 let mut buf = vec![0u8; 65536];
                 let mut st = PipelineState::default();
                 let local = sock.local_addr().ok();
@@ -509,22 +501,19 @@ impl Component for SyslogReceiver {
                         tracing::debug!(error = %e, "syslog: pipeline refused a UDP message");
                     }
                 }
-            }));
-        }
-        if let Ok(mut r) = self.running.lock() {
-            *r = Some((stop, tasks));
+            });
         }
         Ok(())
     }
 
     async fn shutdown(&self) -> anyhow::Result<()> {
-        let running = self.running.lock().ok().and_then(|mut r| r.take());
-        if let Some((stop, tasks)) = running {
-            stop.cancel();
-            for t in tasks {
-                let _ = t.await;
-            }
-        }
+        self.shutdown_by(vigil_core::task::default_deadline()).await
+    }
+
+    /// Listeners and connections stop together; a connection finishes the frames it is handing
+    /// to the pipeline, within the service's deadline.
+    async fn shutdown_by(&self, deadline: std::time::Instant) -> anyhow::Result<()> {
+        self.set.tasks.stop(deadline).await;
         Ok(())
     }
 }
@@ -591,6 +580,10 @@ mod tests {
     #[derive(Default)]
     struct Sink(Mutex<Vec<Telemetry>>);
 
+    fn settings(id: &ComponentId) -> vigil_core::Settings {
+        vigil_core::Settings::new(ComponentKind::Receiver, id)
+    }
+
     #[async_trait]
     impl Consumer for Sink {
         async fn consume(&self, data: Telemetry) -> Result<(), ConsumeError> {
@@ -609,7 +602,7 @@ mod tests {
         next.insert(Signal::Logs, sink.clone());
         let mut checked = load(&id, &cfg).unwrap();
         checked.max_connections = 1;
-        let r = SyslogReceiver::new(&id, checked, next);
+        let r = SyslogReceiver::new(settings(&id), checked, next);
         r.start(&Host::detached()).await.unwrap();
         let addr = r.tcp_addr().unwrap();
         let mut first = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -665,7 +658,7 @@ mod tests {
         let recorder = DebuggingRecorder::new();
         let snapshotter = recorder.snapshotter();
         let r = metrics::with_local_recorder(&recorder, || {
-            load(&id, &cfg).map(|c| SyslogReceiver::new(&id, c, next))
+            load(&id, &cfg).map(|c| SyslogReceiver::new(settings(&id), c, next))
         })
         .unwrap();
         r.start(&Host::detached()).await.unwrap();

@@ -4,7 +4,7 @@
 //! `structured_data` as attributes, the header time as the timestamp, and severity from the priority.
 //! Hand-written: the syslog crates on crates.io either do not keep the fields apart or are unmaintained.
 
-use crate::filelog::entry::Entry;
+use crate::stanza::entry::Entry;
 use chrono::{DateTime, Datelike, NaiveDateTime, TimeZone};
 use chrono_tz::Tz;
 use vigil_core::attrs::{kv, kv_i64, kv_str};

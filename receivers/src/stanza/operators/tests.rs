@@ -1,5 +1,5 @@
 use super::*;
-use crate::filelog::entry::Entry;
+use crate::stanza::entry::Entry;
 use vigil_core::attrs::get_str;
 
 fn build(yaml: &str) -> Pipeline {

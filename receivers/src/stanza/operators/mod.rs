@@ -8,7 +8,7 @@ pub mod expr;
 pub mod severity;
 pub mod time;
 
-use crate::filelog::entry::{json_to_value, Entry, Field, Root};
+use crate::stanza::entry::{json_to_value, Entry, Field, Root};
 use container::{ContainerOp, ContainerState, Format};
 use expr::Expr;
 use regex::Regex;
@@ -634,7 +634,7 @@ impl Pipeline {
                         let max = match &c.max_log_size {
                             None => 0,
                             Some(Json::Number(n)) => n.as_u64().unwrap_or(0) as usize,
-                            Some(Json::String(s)) => crate::filelog::config::parse_size(s)
+                            Some(Json::String(s)) => crate::stanza::parse_size(s)
                                 .map_err(|e| (format!("{p}::max_log_size"), e))?,
                             Some(_) => {
                                 return Err((

@@ -3,7 +3,7 @@
 //! (a `P` tag, or a Docker `log` without its trailing newline) into one record per stream, and takes
 //! the pod's namespace, name, uid, container name and restart count from the `/var/log/pods` path.
 
-use crate::filelog::entry::Entry;
+use crate::stanza::entry::Entry;
 use regex::Regex;
 use std::collections::HashMap;
 use std::sync::OnceLock;

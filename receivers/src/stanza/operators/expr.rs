@@ -4,7 +4,7 @@
 //! lexer, parser and evaluator are the shared OTTL engine's ([`vigil_ottl`], its expr dialect); this
 //! module only shows it an [`Entry`].
 
-use crate::filelog::entry::Entry;
+use crate::stanza::entry::Entry;
 use vigil_core::otlp::common::v1::any_value::Value as Any;
 use vigil_ottl::{get_in_kvs, Condition, Context, Field, Path, Target, Value};
 
@@ -70,7 +70,7 @@ mod tests {
         // A map body is reached by its keys.
         let mut m = Entry::text(String::new(), 0);
         m.body = Any::KvlistValue(Default::default());
-        crate::filelog::entry::Field::parse("body.level")
+        crate::stanza::entry::Field::parse("body.level")
             .unwrap()
             .set(&mut m, Any::StringValue("warn".into()));
         assert!(Expr::parse(r#"body.level == "warn""#).unwrap().matches(&m));
