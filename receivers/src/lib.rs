@@ -13,7 +13,7 @@ pub mod stanza;
 pub use vigil_core::net::{serve, tls};
 
 use std::sync::Arc;
-use vigil_core::factory::{legacy, DynReceiverFactory};
+use vigil_core::factory::DynReceiverFactory;
 
 /// Every receiver type this crate provides.
 pub fn factories() -> Vec<Arc<dyn DynReceiverFactory>> {
@@ -21,7 +21,7 @@ pub fn factories() -> Vec<Arc<dyn DynReceiverFactory>> {
         otlp::factory(),
         hostmetrics::factory(),
         prometheus::factory(),
-        legacy::receiver(prometheusremotewrite::factory()),
+        prometheusremotewrite::factory(),
         filelog::factory(),
         syslog::factory(),
     ]

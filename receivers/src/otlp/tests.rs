@@ -971,34 +971,6 @@ fn defaults_match_otelcol() {
     assert!(only_http.protocols.grpc.is_none());
 }
 
-/// Each `testdata/otlp/bad_*.yaml` starts with `# error: <the exact message>`; each `good_*.yaml`
-/// must load.
-#[test]
-fn testdata_configs() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/otlp");
-    let mut seen = 0;
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        let text = std::fs::read_to_string(&path).unwrap();
-        let value: Value = serde_saphyr::from_str(&text).unwrap_or(Value::Null);
-        let got = super::factory().validate(&id(), &value);
-        if name.starts_with("bad_") {
-            let want = text
-                .lines()
-                .next()
-                .and_then(|l| l.strip_prefix("# error: "))
-                .unwrap_or_else(|| panic!("{name} has no '# error: ' first line"));
-            let err = got.expect_err(&name).to_string();
-            assert!(err.starts_with(want), "{name}:\n got: {err}\nwant: {want}");
-        } else {
-            got.unwrap_or_else(|e| panic!("{name}: {e}"));
-        }
-        seen += 1;
-    }
-    assert!(seen >= 10, "only {seen} testdata files");
-}
-
 #[test]
 fn bad_endpoint_names_the_key_path() {
     let e = config::load(

@@ -30,19 +30,19 @@ use opentelemetry_proto::tonic::metrics::v1::{
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
 use proto::{MetricMetadata, MetricType, WriteRequest};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use vigil_core::attrs::kv_str;
 use vigil_core::config::{bind_tcp, check_endpoint, decode};
+use vigil_core::factory::{DynReceiverFactory, FactoryBase, ReceiverFactory, Settings};
+use vigil_core::task::{lock, Tasks};
 use vigil_core::{
     Component, ComponentId, ComponentKind, ConfigError, ConsumeError, Host, NextConsumers,
-    Receiver, ReceiverFactory, Signal, Telemetry,
+    Receiver, ReceiverObs, Signal, Stability, Telemetry,
 };
 
 /// confighttp's default request body limit.
@@ -55,10 +55,9 @@ pub const MAX_DECODED_MIB_CAP: u64 = 16 * 1024;
 /// The scope otelcol-contrib's receiver uses.
 pub const SCOPE_NAME: &str =
     "github.com/open-telemetry/opentelemetry-collector-contrib/receiver/prometheusremotewritereceiver";
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 /// `receivers::prometheusremotewrite`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// `host:port`; default `localhost:9090`.
@@ -66,10 +65,10 @@ pub struct Config {
     /// Samples older than this many hours are dropped; default 24.
     pub time_threshold: i64,
     /// Largest body in bytes, both as sent and once snappy-decompressed (as confighttp bounds a
-    /// decompressed body); default 20 MiB.
+    /// decompressed body); default 20 MiB, also when 0.
     pub max_request_body_size: u64,
     /// Most memory one request may take once decoded and translated, in MiB, estimated before
-    /// decoding; default 128. Not an otelcol key.
+    /// decoding; default 128, also when 0. Not an otelcol key.
     pub max_decoded_size_mib: u64,
     /// Accepted for otelcol compatibility; client metadata is not carried in `Telemetry`.
     pub include_metadata: bool,
@@ -100,7 +99,7 @@ impl Config {
     /// The listener's limits.
     pub fn serve_options(&self) -> ServeOptions {
         let mut o = ServeOptions {
-            // `load` built it once already, so this cannot fail on a loaded config.
+            // `validate` built it once already, so this cannot fail on a validated config.
             tls: self.tls.as_ref().and_then(|t| t.server(HTTP_ALPN).ok()),
             ..ServeOptions::default()
         };
@@ -137,9 +136,15 @@ impl Default for Config {
     }
 }
 
-/// Decodes and checks the section.
+/// Decodes and checks the section, as the registry does before `create`.
 pub fn load(id: &ComponentId, value: &Value) -> Result<Config, ConfigError> {
-    let mut cfg: Config = decode(ComponentKind::Receiver, id, value)?;
+    let cfg: Config = decode(ComponentKind::Receiver, id, value)?;
+    validate(id, &cfg)?;
+    Ok(cfg)
+}
+
+/// Checks what serde cannot; reads the TLS files, starts nothing.
+pub fn validate(id: &ComponentId, cfg: &Config) -> Result<(), ConfigError> {
     let err = |p: &str, m: String| ConfigError::component(ComponentKind::Receiver, id, p, m);
     check_endpoint(&cfg.endpoint).map_err(|m| err("endpoint", m))?;
     if let Some(t) = &cfg.tls {
@@ -168,12 +173,6 @@ pub fn load(id: &ComponentId, value: &Value) -> Result<Config, ConfigError> {
             ),
         ));
     }
-    if cfg.max_request_body_size == 0 {
-        cfg.max_request_body_size = DEFAULT_MAX_BODY;
-    }
-    if cfg.max_decoded_size_mib == 0 {
-        cfg.max_decoded_size_mib = DEFAULT_MAX_DECODED_MIB;
-    }
     if cfg.max_decoded_size_mib > MAX_DECODED_MIB_CAP {
         return Err(err(
             "max_decoded_size_mib",
@@ -183,40 +182,40 @@ pub fn load(id: &ComponentId, value: &Value) -> Result<Config, ConfigError> {
             ),
         ));
     }
-    Ok(cfg)
+    Ok(())
 }
 
 struct Factory;
 
 /// The `prometheusremotewrite` receiver factory, for the registry.
-pub fn factory() -> Arc<dyn ReceiverFactory> {
-    Arc::new(Factory)
+pub fn factory() -> Arc<dyn DynReceiverFactory> {
+    vigil_core::factory::receiver(Factory)
 }
 
-impl ReceiverFactory for Factory {
+impl FactoryBase for Factory {
+    type Config = Config;
+
     fn type_name(&self) -> &'static str {
         "prometheusremotewrite"
     }
 
-    fn signals(&self) -> &'static [Signal] {
-        &[Signal::Metrics]
+    fn validate(&self, id: &ComponentId, cfg: &Config) -> Result<(), ConfigError> {
+        validate(id, cfg)
     }
+}
 
-    fn validate(&self, id: &ComponentId, config: &Value) -> Result<(), ConfigError> {
-        load(id, config).map(|_| ())
+impl ReceiverFactory for Factory {
+    fn stability(&self) -> &'static [(Signal, Stability)] {
+        &[(Signal::Metrics, Stability::Alpha)]
     }
 
     fn create(
         &self,
-        id: &ComponentId,
-        config: &Value,
+        set: Settings,
+        cfg: Config,
         next: NextConsumers,
     ) -> Result<Arc<dyn Receiver>, ConfigError> {
-        Ok(Arc::new(RemoteWriteReceiver::new(
-            id,
-            load(id, config)?,
-            next,
-        )))
+        Ok(Arc::new(RemoteWriteReceiver::new(set, cfg, next)))
     }
 }
 
@@ -234,17 +233,28 @@ struct Shared {
     threshold: Duration,
     /// Metadata arrives in its own requests, so it is remembered for the samples that follow.
     families: RwLock<HashMap<String, Family>>,
-    accepted: Counter,
-    refused: Counter,
+    obs: ReceiverObs,
     /// Requests refused for their size, as sent, decompressed or decoded.
     too_large: Counter,
     limits: Limits,
 }
 
-struct Running {
-    stop: CancellationToken,
-    task: JoinHandle<()>,
-    addr: SocketAddr,
+impl Shared {
+    fn new(id: &ComponentId, cfg: &Config, next: NextConsumers, obs: ReceiverObs) -> Shared {
+        Shared {
+            id: id.to_string(),
+            next,
+            threshold: Duration::from_secs(cfg.time_threshold.max(1) as u64 * 3600),
+            families: RwLock::new(HashMap::new()),
+            obs,
+            too_large: metrics::counter!(
+                "vigil_receiver_requests_too_large",
+                "receiver" => id.to_string(),
+                "transport" => "http"
+            ),
+            limits: Limits::of(cfg),
+        }
+    }
 }
 
 /// The receiver.
@@ -252,82 +262,67 @@ pub struct RemoteWriteReceiver {
     id: ComponentId,
     cfg: Config,
     shared: Arc<Shared>,
-    running: Mutex<Option<Running>>,
+    /// The listener; stopped by the shutdown deadline.
+    tasks: Tasks,
+    addr: Mutex<Option<SocketAddr>>,
     connections: ConnCounters,
 }
 
 impl RemoteWriteReceiver {
     /// A receiver that feeds `next`; nothing listens until `start`.
-    pub fn new(id: &ComponentId, cfg: Config, next: NextConsumers) -> RemoteWriteReceiver {
-        let labels = [
-            ("receiver", id.to_string()),
-            ("transport", "http".to_string()),
-        ];
+    pub fn new(set: Settings, cfg: Config, next: NextConsumers) -> RemoteWriteReceiver {
+        let obs = set.receiver_obs("http");
         RemoteWriteReceiver {
-            id: id.clone(),
-            shared: Arc::new(Shared {
-                id: id.to_string(),
-                next,
-                threshold: Duration::from_secs(cfg.time_threshold as u64 * 3600),
-                families: RwLock::new(HashMap::new()),
-                accepted: metrics::counter!("otelcol_receiver_accepted_metric_points", &labels),
-                refused: metrics::counter!("otelcol_receiver_refused_metric_points", &labels),
-                too_large: metrics::counter!("vigil_receiver_requests_too_large", &labels),
-                limits: Limits::of(&cfg),
-            }),
+            shared: Arc::new(Shared::new(&set.id, &cfg, next, obs)),
+            connections: ConnCounters::new("receiver", &set.id.to_string(), "http"),
+            id: set.id,
             cfg,
-            running: Mutex::new(None),
-            connections: ConnCounters::new("receiver", &id.to_string(), "http"),
+            tasks: set.tasks,
+            addr: Mutex::new(None),
         }
     }
 
     /// The bound address once started; useful with port 0.
     pub fn local_addr(&self) -> Option<SocketAddr> {
-        self.running
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .map(|r| r.addr)
+        *lock(&self.addr)
     }
 }
 
 #[async_trait]
 impl Component for RemoteWriteReceiver {
     async fn start(&self, _host: &Host) -> anyhow::Result<()> {
+        if self.local_addr().is_some() {
+            anyhow::bail!("receivers::{}: already started", self.id);
+        }
+        if self.tasks.is_stopping() {
+            // A reload creates a new receiver; a stopped one is not started again.
+            anyhow::bail!("receivers::{}: started after shutdown", self.id);
+        }
         let listener = bind_tcp(ComponentKind::Receiver, &self.id, &self.cfg.endpoint).await?;
         let addr = listener.local_addr()?;
         let app = Router::new()
             .route("/api/v1/write", post(write))
-            .layer(DefaultBodyLimit::max(
-                self.cfg.max_request_body_size as usize,
-            ))
+            .layer(DefaultBodyLimit::max(self.shared.limits.decompressed))
             .with_state(Arc::clone(&self.shared));
-        let stop = CancellationToken::new();
-        let task = tokio::spawn(serve(
+        self.tasks.spawn(serve(
             listener,
             app,
             self.cfg.serve_options(),
             self.connections.clone(),
-            stop.clone(),
+            self.tasks.stopping(),
         ));
         tracing::info!(receiver = %self.id, %addr, "prometheusremotewrite receiver listening");
-        *self.running.lock().unwrap_or_else(|p| p.into_inner()) =
-            Some(Running { stop, task, addr });
+        *lock(&self.addr) = Some(addr);
         Ok(())
     }
 
     async fn shutdown(&self) -> anyhow::Result<()> {
-        let running = self
-            .running
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        if let Some(r) = running {
-            r.stop.cancel();
-            if tokio::time::timeout(SHUTDOWN_GRACE, r.task).await.is_err() {
-                tracing::warn!(receiver = %self.id, "in-flight remote writes did not finish in time");
-            }
-        }
+        self.shutdown_by(vigil_core::task::default_deadline()).await
+    }
+
+    /// Stops accepting and lets in-flight writes finish until `deadline`.
+    async fn shutdown_by(&self, deadline: Instant) -> anyhow::Result<()> {
+        self.tasks.stop(deadline).await;
         Ok(())
     }
 }
@@ -380,20 +375,18 @@ async fn write(
     };
     let rms = shared.translate(req, SystemTime::now());
     let data = Telemetry::Metrics(rms);
-    let n = data.item_count() as u64;
+    let n = data.item_count();
     if n == 0 {
         return StatusCode::NO_CONTENT.into_response();
     }
-    match shared.next.consume(data).await {
-        Ok(()) => {
-            shared.accepted.increment(n);
-            StatusCode::NO_CONTENT.into_response()
-        }
+    let result = shared.next.consume(data).await;
+    shared.obs.end_op(Signal::Metrics, n, &result);
+    match result {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(ConsumeError::Retryable {
             reason,
             retry_after,
         }) => {
-            shared.refused.increment(n);
             let mut resp = refuse(StatusCode::SERVICE_UNAVAILABLE, reason);
             if let Some(d) = retry_after {
                 if let Ok(v) = d.as_secs().max(1).to_string().parse() {
@@ -404,7 +397,6 @@ async fn write(
             resp
         }
         Err(ConsumeError::Permanent { reason, .. }) => {
-            shared.refused.increment(n);
             tracing::debug!(receiver = %shared.id, %reason, "pipeline rejected remote write");
             refuse(StatusCode::BAD_REQUEST, reason)
         }
@@ -421,10 +413,13 @@ pub struct Limits {
 }
 
 impl Limits {
+    /// The config's limits; 0 means the default, as in otelcol.
     fn of(cfg: &Config) -> Limits {
-        let mib = cfg.max_decoded_size_mib.saturating_mul(1024 * 1024);
+        let or = |v: u64, default: u64| if v == 0 { default } else { v };
+        let body = or(cfg.max_request_body_size, DEFAULT_MAX_BODY);
+        let mib = or(cfg.max_decoded_size_mib, DEFAULT_MAX_DECODED_MIB).saturating_mul(1024 * 1024);
         Limits {
-            decompressed: usize::try_from(cfg.max_request_body_size).unwrap_or(usize::MAX),
+            decompressed: usize::try_from(body).unwrap_or(usize::MAX),
             decoded: usize::try_from(mib).unwrap_or(usize::MAX),
         }
     }
@@ -580,16 +575,15 @@ pub fn fuzz_decode(data: &[u8]) {
         let Ok(req) = decode_body(body, &limits) else {
             continue;
         };
-        let shared = Shared {
-            id: "fuzz".into(),
-            next: NextConsumers::new(),
-            threshold: Duration::from_secs(3600 * 24 * 365 * 100),
-            families: RwLock::new(HashMap::new()),
-            accepted: Counter::noop(),
-            refused: Counter::noop(),
-            too_large: Counter::noop(),
-            limits,
-        };
+        let id = ComponentId::new("fuzz", None);
+        let mut shared = Shared::new(
+            &id,
+            &Config::default(),
+            NextConsumers::new(),
+            ReceiverObs::new(&id, "http"),
+        );
+        shared.threshold = Duration::from_secs(3600 * 24 * 365 * 100);
+        shared.limits = limits;
         let rms = shared.translate(req, SystemTime::now());
         let _ = Telemetry::Metrics(rms).item_count();
     }

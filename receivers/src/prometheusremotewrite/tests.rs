@@ -59,17 +59,17 @@ fn snappy(req: &WriteRequest) -> Vec<u8> {
         .unwrap()
 }
 
+fn id() -> ComponentId {
+    ComponentId::parse("prometheusremotewrite").unwrap()
+}
+
+fn settings() -> Settings {
+    Settings::new(ComponentKind::Receiver, &id())
+}
+
 fn shared() -> Shared {
-    Shared {
-        id: "prometheusremotewrite".into(),
-        next: NextConsumers::new(),
-        threshold: Duration::from_secs(24 * 3600),
-        families: RwLock::new(HashMap::new()),
-        accepted: Counter::noop(),
-        refused: Counter::noop(),
-        too_large: Counter::noop(),
-        limits: Limits::default(),
-    }
+    let obs = ReceiverObs::new(&id(), "http");
+    Shared::new(&id(), &Config::default(), NextConsumers::new(), obs)
 }
 
 #[test]
@@ -189,22 +189,12 @@ async fn http_answers_204_400_415_and_503() {
     next.insert(Signal::Metrics, sink.clone());
     let id = ComponentId::parse("prometheusremotewrite").unwrap();
     let cfg = load(&id, &serde_json::json!({"endpoint": "127.0.0.1:0"})).unwrap();
-    let labels = [("receiver", "x".to_string())];
-    let make = |next: NextConsumers, cfg: Config| RemoteWriteReceiver {
-        id: id.clone(),
-        shared: Arc::new(Shared {
-            id: "x".into(),
-            next,
-            threshold: Duration::from_secs(3600),
-            families: RwLock::new(HashMap::new()),
-            accepted: metrics::counter!("t_accepted", &labels),
-            refused: metrics::counter!("t_refused", &labels),
-            too_large: Counter::noop(),
-            limits: Limits::of(&cfg),
-        }),
-        cfg,
-        running: Mutex::new(None),
-        connections: ConnCounters::new("receiver", "x", "http"),
+    let recorder = metrics_util::debugging::DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let make = |next: NextConsumers, cfg: Config| {
+        metrics::with_local_recorder(&recorder, || {
+            RemoteWriteReceiver::new(settings(), cfg, next)
+        })
     };
     let r = make(next, cfg.clone());
     r.start(&Host::detached()).await.unwrap();
@@ -277,6 +267,20 @@ async fn http_answers_204_400_415_and_503() {
         .unwrap();
     assert_eq!(resp.status(), 503);
     r.shutdown().await.unwrap();
+    // One point accepted (the first 204), one refused (the 503), as otelcol's obsreport counts.
+    let counters: HashMap<String, u64> = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .filter_map(|(k, _, _, v)| match v {
+            metrics_util::debugging::DebugValue::Counter(c) => {
+                Some((k.key().name().to_string(), c))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(counters["otelcol_receiver_accepted_metric_points"], 1);
+    assert_eq!(counters["otelcol_receiver_refused_metric_points"], 1);
 }
 
 fn raw_snappy(raw: &[u8]) -> Vec<u8> {
@@ -379,7 +383,9 @@ async fn too_large_is_413_and_counted() {
     next.insert(Signal::Metrics, Arc::new(Sink::default()));
     let id = ComponentId::parse("prometheusremotewrite").unwrap();
     let cfg = load(&id, &serde_json::json!({"endpoint": "127.0.0.1:0"})).unwrap();
-    let r = metrics::with_local_recorder(&recorder, || RemoteWriteReceiver::new(&id, cfg, next));
+    let r = metrics::with_local_recorder(&recorder, || {
+        RemoteWriteReceiver::new(settings(), cfg, next)
+    });
     r.start(&Host::detached()).await.unwrap();
     let url = format!("http://{}/api/v1/write", r.local_addr().unwrap());
     let resp = reqwest::Client::new()
@@ -466,7 +472,7 @@ async fn serves_tls() {
     let sink = Arc::new(Sink::default());
     let mut next = NextConsumers::new();
     next.insert(Signal::Metrics, sink.clone());
-    let r = RemoteWriteReceiver::new(&id, cfg, next);
+    let r = RemoteWriteReceiver::new(settings(), cfg, next);
     r.start(&Host::detached()).await.unwrap();
     let addr = r.local_addr().unwrap();
     let body = snappy(&WriteRequest {
