@@ -56,17 +56,38 @@ tokio::task_local! {
     static CLIENT_METADATA: Arc<ClientMetadata>;
 }
 
-/// What a receiver with `include_metadata: true` knows of the client that sent the data in hand
-/// (its request headers or gRPC metadata), as otelcol's `client.Info.Metadata`. It travels with the
-/// call down the pipeline as a task-local value, so `Consumer::consume` keeps one argument; the
-/// `batch` processor's `metadata_keys` read it.
+/// What a receiver knows of the client that sent the data in hand, as otelcol's `client.Info`:
+/// with `include_metadata: true`, its request headers or gRPC metadata (`Metadata`); with an
+/// authenticator, the principal it proved (`Auth`). It travels with the call down the pipeline as
+/// a task-local value, so `Consumer::consume` keeps one argument. The `batch` processor's
+/// `metadata_keys` read it (and pass only those keys on), the exporters' sending queue keeps it
+/// with each queued request, and `headers_setter`'s `from_context` and `from_attribute` copy from
+/// it to outgoing headers.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ClientMetadata {
     /// Lower-case keys; every value a key had, in order.
     entries: BTreeMap<String, Vec<String>>,
+    /// Who the receiver's authenticator found the client to be.
+    auth: Option<crate::component::Principal>,
 }
 
 impl ClientMetadata {
+    /// The same metadata, with the principal the receiver's authenticator proved.
+    pub fn with_auth(mut self, principal: crate::component::Principal) -> Self {
+        self.auth = Some(principal);
+        self
+    }
+
+    /// The authenticated principal, when the receiver had an authenticator.
+    pub fn auth(&self) -> Option<&crate::component::Principal> {
+        self.auth.as_ref()
+    }
+
+    /// Whether there is nothing to carry (no metadata and no principal).
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty() && self.auth.is_none()
+    }
+
     /// The headers of a request; values that are not text are left out.
     pub fn from_headers(headers: &tonic::codegen::http::HeaderMap) -> Self {
         let mut entries: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -78,7 +99,10 @@ impl ClientMetadata {
                     .push(v.to_string());
             }
         }
-        ClientMetadata { entries }
+        ClientMetadata {
+            entries,
+            auth: None,
+        }
     }
 
     /// Metadata from key-value pairs (keys are case-insensitive), for receivers without headers.
@@ -92,7 +116,10 @@ impl ClientMetadata {
                 .or_default()
                 .push(v.into());
         }
-        ClientMetadata { entries }
+        ClientMetadata {
+            entries,
+            auth: None,
+        }
     }
 
     /// The values of `key` (case-insensitive); empty when the client did not send it.

@@ -20,3 +20,33 @@ pub(crate) fn sensitive(text: &str) -> Result<HeaderValue, String> {
     value.set_sensitive(true);
     Ok(value)
 }
+
+/// Serializes a secret config value as otelcol's `configopaque` prints it, so that the resolved
+/// config (the component reference, `resolved()`) never shows a credential.
+pub(crate) fn redacted<T, S: serde::Serializer>(value: &T, s: S) -> Result<S::Ok, S::Error>
+where
+    T: Redactable,
+{
+    if value.is_set() {
+        s.serialize_str("[REDACTED]")
+    } else {
+        s.serialize_none()
+    }
+}
+
+/// What [`redacted`] can hide: a string, or an optional one (`None` stays `null`).
+pub(crate) trait Redactable {
+    fn is_set(&self) -> bool;
+}
+
+impl Redactable for String {
+    fn is_set(&self) -> bool {
+        true
+    }
+}
+
+impl Redactable for Option<String> {
+    fn is_set(&self) -> bool {
+        self.is_some()
+    }
+}

@@ -9,22 +9,21 @@
 //! crypt (`-d`) and `{SSHA}` are refused at validate with the user named, since no well-kept crate
 //! verifies them. The principal is the user name.
 
-use crate::extensions::auth_util::{ct_eq, sensitive};
+use crate::extensions::auth_util::{ct_eq, redacted, sensitive};
 use async_trait::async_trait;
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use base64::Engine;
-use serde::Deserialize;
-use serde_json::Value;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use vigil_core::component::Principal;
-use vigil_core::config::decode;
+use vigil_core::factory::{DynExtensionFactory, ExtensionFactory, FactoryBase};
 use vigil_core::{
-    ClientAuth, Component, ComponentId, ComponentKind, ConfigError, Extension, ExtensionFactory,
-    ServerAuth,
+    ClientAuth, Component, ComponentId, ComponentKind, ConfigError, Extension, ServerAuth,
+    Settings, Stability,
 };
 
 /// Successful checks remembered, so that a client sending the same credentials on every request
@@ -32,29 +31,29 @@ use vigil_core::{
 /// costs the guesser the full hash.
 const VERIFIED_CACHE: usize = 1024;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-struct BasicAuthConfig {
+pub(crate) struct BasicAuthConfig {
     #[serde(default)]
     htpasswd: Option<HtpasswdConfig>,
     #[serde(default)]
     client_auth: Option<ClientConfig>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct HtpasswdConfig {
     #[serde(default)]
     file: Option<PathBuf>,
-    #[serde(default)]
+    #[serde(default, serialize_with = "redacted")]
     inline: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct ClientConfig {
     username: String,
-    #[serde(default)]
+    #[serde(default, serialize_with = "redacted")]
     password: String,
 }
 
@@ -158,8 +157,7 @@ struct Parsed {
     client: Option<HeaderValue>,
 }
 
-fn parse(id: &ComponentId, config: &Value) -> Result<Parsed, ConfigError> {
-    let cfg: BasicAuthConfig = decode(ComponentKind::Extension, id, config)?;
+fn parse(id: &ComponentId, cfg: &BasicAuthConfig) -> Result<Parsed, ConfigError> {
     if cfg.htpasswd.is_none() && cfg.client_auth.is_none() {
         return Err(config_error(
             id,
@@ -222,21 +220,40 @@ fn parse(id: &ComponentId, config: &Value) -> Result<Parsed, ConfigError> {
 
 struct Factory;
 
-pub fn factory() -> Arc<dyn ExtensionFactory> {
-    Arc::new(Factory)
+/// The `basicauth` extension factory, for the registry.
+pub fn factory() -> Arc<dyn DynExtensionFactory> {
+    vigil_core::factory::extension(Factory)
 }
 
-impl ExtensionFactory for Factory {
+impl FactoryBase for Factory {
+    type Config = BasicAuthConfig;
+
     fn type_name(&self) -> &'static str {
         "basicauth"
     }
 
-    fn validate(&self, id: &ComponentId, config: &Value) -> Result<(), ConfigError> {
-        parse(id, config).map(|_| ())
+    /// `htpasswd` or `client_auth` must be given.
+    fn default_config(&self) -> Option<BasicAuthConfig> {
+        None
     }
 
-    fn create(&self, id: &ComponentId, config: &Value) -> Result<Arc<dyn Extension>, ConfigError> {
-        let parsed = parse(id, config)?;
+    fn validate(&self, id: &ComponentId, cfg: &BasicAuthConfig) -> Result<(), ConfigError> {
+        parse(id, cfg).map(|_| ())
+    }
+}
+
+impl ExtensionFactory for Factory {
+    fn stability(&self) -> Stability {
+        Stability::Beta
+    }
+
+    fn create(
+        &self,
+        set: Settings,
+        cfg: BasicAuthConfig,
+    ) -> Result<Arc<dyn Extension>, ConfigError> {
+        let id = &set.id;
+        let parsed = parse(id, &cfg)?;
         let cache =
             lru::LruCache::new(NonZeroUsize::new(VERIFIED_CACHE).unwrap_or(NonZeroUsize::MIN));
         Ok(Arc::new(BasicAuth {
@@ -351,7 +368,7 @@ impl Extension for BasicAuth {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     fn id() -> ComponentId {
         ComponentId::parse("basicauth/x").unwrap()

@@ -10,25 +10,24 @@
 //! `tokens[i]` for an entry of `tokens`, or the entry's `principal` when it is written
 //! `{token, principal}`.
 
-use crate::extensions::auth_util::ct_eq;
+use crate::extensions::auth_util::{ct_eq, redacted};
 use async_trait::async_trait;
 use axum::http::{HeaderName, HeaderValue};
-use serde::Deserialize;
-use serde_json::Value;
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 use vigil_core::component::Principal;
-use vigil_core::config::decode;
+use vigil_core::factory::{DynExtensionFactory, ExtensionFactory, FactoryBase};
 use vigil_core::{
-    ClientAuth, Component, ComponentId, ComponentKind, ConfigError, Extension, ExtensionFactory,
-    ServerAuth,
+    ClientAuth, Component, ComponentId, ComponentKind, ConfigError, Extension, ServerAuth,
+    Settings, Stability,
 };
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-struct BearerTokenConfig {
-    #[serde(default)]
+pub(crate) struct BearerTokenConfig {
+    #[serde(default, serialize_with = "redacted")]
     token: Option<String>,
     /// Takes precedence over `token`, as in otelcol.
     #[serde(default)]
@@ -43,11 +42,15 @@ struct BearerTokenConfig {
     tokens: Option<Vec<TokenEntry>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(untagged)]
 enum TokenEntry {
-    Bare(String),
-    Named { token: String, principal: String },
+    Bare(#[serde(serialize_with = "redacted")] String),
+    Named {
+        #[serde(serialize_with = "redacted")]
+        token: String,
+        principal: String,
+    },
 }
 
 fn default_scheme() -> String {
@@ -89,8 +92,8 @@ fn read_token(path: &Path) -> Result<String, String> {
 }
 
 impl BearerTokenConfig {
-    fn parse(id: &ComponentId, config: &Value) -> Result<BearerTokenConfig, ConfigError> {
-        let cfg: BearerTokenConfig = decode(ComponentKind::Extension, id, config)?;
+    fn check(&self, id: &ComponentId) -> Result<(), ConfigError> {
+        let cfg = self;
         HeaderName::from_bytes(cfg.header.as_bytes()).map_err(|_| {
             config_error(
                 id,
@@ -117,27 +120,45 @@ impl BearerTokenConfig {
                 }
             }
         }
-        Ok(cfg)
+        Ok(())
     }
 }
 
 struct Factory;
 
-pub fn factory() -> Arc<dyn ExtensionFactory> {
-    Arc::new(Factory)
+/// The `bearertokenauth` extension factory, for the registry.
+pub fn factory() -> Arc<dyn DynExtensionFactory> {
+    vigil_core::factory::extension(Factory)
 }
 
-impl ExtensionFactory for Factory {
+impl FactoryBase for Factory {
+    type Config = BearerTokenConfig;
+
     fn type_name(&self) -> &'static str {
         "bearertokenauth"
     }
 
-    fn validate(&self, id: &ComponentId, config: &Value) -> Result<(), ConfigError> {
-        BearerTokenConfig::parse(id, config).map(|_| ())
+    /// A token (or file) or a server `tokens` list has no default.
+    fn default_config(&self) -> Option<BearerTokenConfig> {
+        None
     }
 
-    fn create(&self, id: &ComponentId, config: &Value) -> Result<Arc<dyn Extension>, ConfigError> {
-        let cfg = BearerTokenConfig::parse(id, config)?;
+    fn validate(&self, id: &ComponentId, cfg: &BearerTokenConfig) -> Result<(), ConfigError> {
+        cfg.check(id)
+    }
+}
+
+impl ExtensionFactory for Factory {
+    fn stability(&self) -> Stability {
+        Stability::Beta
+    }
+
+    fn create(
+        &self,
+        set: Settings,
+        cfg: BearerTokenConfig,
+    ) -> Result<Arc<dyn Extension>, ConfigError> {
+        let id = &set.id;
         let header = HeaderName::from_bytes(cfg.header.as_bytes())
             .map_err(|_| config_error(id, "header", "not a valid header name"))?;
         let source = match (cfg.filename, cfg.token) {
@@ -289,7 +310,7 @@ impl Extension for BearerToken {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     fn id() -> ComponentId {
         ComponentId::parse("bearertokenauth/x").unwrap()

@@ -2,31 +2,31 @@
 //! headers on every request of the exporters that name it (`auth: {authenticator: headers_setter}`
 //! on `otlp` and `otlphttp`). Each entry of `headers` has a `key`, an `action` (`upsert` by default,
 //! `insert`, `update` or `delete`, applied to the request's headers so far: the exporter's own
-//! `headers:`) and, except for `delete`, a `value`.
-//!
-//! otelcol's `from_context` (copy a header of the request that brought the data in) and its
-//! `default_value` are refused at validate: vigil's receivers do not carry client metadata down the
-//! pipeline, so the value would always be missing. Accepting the key and sending nothing would
-//! hide that.
+//! `headers:`) and, except for `delete`, where the value comes from: `value` (fixed),
+//! `from_context` (a key of the client metadata of the request that brought the data in, which a
+//! receiver attaches with `include_metadata: true`; see [`vigil_core::ClientMetadata`]) or
+//! `from_attribute` (an attribute of the principal the receiver's authenticator proved:
+//! `subject`/`username`, or `membership`/`groups` as a JSON list). `default_value` is used when
+//! the key or attribute is absent; with neither, the header is left alone.
 
 use async_trait::async_trait;
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
-use serde::Deserialize;
-use serde_json::Value;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-use vigil_core::config::decode;
+use vigil_core::factory::{DynExtensionFactory, ExtensionFactory, FactoryBase};
 use vigil_core::{
-    ClientAuth, Component, ComponentId, ComponentKind, ConfigError, Extension, ExtensionFactory,
+    ClientAuth, ClientMetadata, Component, ComponentId, ComponentKind, ConfigError, Extension,
+    Settings, Stability,
 };
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-struct HeadersSetterConfig {
+pub(crate) struct HeadersSetterConfig {
     #[serde(default)]
     headers: Vec<HeaderConfig>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct HeaderConfig {
     #[serde(default)]
@@ -35,15 +35,17 @@ struct HeaderConfig {
     action: Action,
     #[serde(default)]
     value: Option<String>,
+    /// A client metadata key (a request header name, case-insensitive).
     #[serde(default)]
     from_context: Option<String>,
     #[serde(default)]
     default_value: Option<String>,
+    /// An attribute of the authenticated principal.
     #[serde(default)]
     from_attribute: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 enum Action {
     Insert,
@@ -53,19 +55,40 @@ enum Action {
     Delete,
 }
 
+/// The principal attributes `from_attribute` can name: otelcol's `basicauth` (`username`) and
+/// `oidc` (`subject`, `membership`) attribute names, and vigil's plain `groups`.
+const ATTRIBUTES: [&str; 4] = ["subject", "username", "membership", "groups"];
+
 fn config_error(id: &ComponentId, key: &str, msg: impl Into<String>) -> ConfigError {
     ConfigError::component(ComponentKind::Extension, id, key, msg)
+}
+
+/// Where a rule's value comes from.
+enum Source {
+    Fixed(HeaderValue),
+    /// A client metadata key (lower case), and the value when the request had none.
+    Context(String, Option<HeaderValue>),
+    /// A principal attribute, and the value when there is none.
+    Attribute(String, Option<HeaderValue>),
+    /// `delete` takes no value.
+    None,
 }
 
 /// One header rule, ready to apply.
 struct Rule {
     key: HeaderName,
     action: Action,
-    value: Option<HeaderValue>,
+    source: Source,
 }
 
-fn parse(id: &ComponentId, config: &Value) -> Result<Vec<Rule>, ConfigError> {
-    let cfg: HeadersSetterConfig = decode(ComponentKind::Extension, id, config)?;
+/// A header value marked sensitive: such headers often carry tenant keys.
+fn sensitive(v: &str) -> Option<HeaderValue> {
+    let mut v = HeaderValue::from_str(v).ok()?;
+    v.set_sensitive(true);
+    Some(v)
+}
+
+fn parse(id: &ComponentId, cfg: &HeadersSetterConfig) -> Result<Vec<Rule>, ConfigError> {
     if cfg.headers.is_empty() {
         return Err(config_error(
             id,
@@ -78,47 +101,74 @@ fn parse(id: &ComponentId, config: &Value) -> Result<Vec<Rule>, ConfigError> {
         .enumerate()
         .map(|(i, h)| {
             let at = |k: &str| format!("headers[{i}]::{k}");
-            let unsupported = |k: &str| {
-                config_error(
-                    id,
-                    &at(k),
-                    format!("is not supported: vigil's receivers do not carry request metadata down the pipeline, so {k} would never find a value; use value"),
-                )
-            };
-            if h.from_context.is_some() {
-                return Err(unsupported("from_context"));
-            }
-            if h.default_value.is_some() {
-                return Err(unsupported("default_value"));
-            }
-            if h.from_attribute.is_some() {
-                return Err(unsupported("from_attribute"));
-            }
             if h.key.is_empty() {
                 return Err(config_error(id, &at("key"), "is required"));
             }
             let key = HeaderName::from_bytes(h.key.as_bytes()).map_err(|_| {
                 config_error(id, &at("key"), format!("{:?} is not a valid header name", h.key))
             })?;
-            let value = match (&h.value, h.action) {
-                (Some(_), Action::Delete) => {
-                    return Err(config_error(id, &at("value"), "must not be set with action delete"))
+            let text = |k: &str, v: &str| {
+                sensitive(v).ok_or_else(|| {
+                    config_error(id, &at(k), "must be printable ASCII without line breaks")
+                })
+            };
+            let default = match &h.default_value {
+                Some(d) => Some(text("default_value", d)?),
+                None => None,
+            };
+            let sources = [h.value.is_some(), h.from_context.is_some(), h.from_attribute.is_some()];
+            if sources.iter().filter(|s| **s).count() > 1 {
+                return Err(config_error(
+                    id,
+                    &at("value"),
+                    "value, from_context and from_attribute are mutually exclusive",
+                ));
+            }
+            let source = match (h.action, &h.value, &h.from_context, &h.from_attribute) {
+                (Action::Delete, None, None, None) if default.is_none() => Source::None,
+                (Action::Delete, ..) => {
+                    return Err(config_error(
+                        id,
+                        &at("value"),
+                        "must not be set with action delete (nor from_context, from_attribute or default_value)",
+                    ))
                 }
-                (None, Action::Delete) => None,
-                (None, _) => return Err(config_error(id, &at("value"), "is required (the header's value)")),
-                (Some(v), _) => {
-                    let mut v = HeaderValue::from_str(v).map_err(|_| {
-                        config_error(id, &at("value"), "must be printable ASCII without line breaks")
-                    })?;
-                    // Such headers often carry tenant keys: keep them out of debug output.
-                    v.set_sensitive(true);
-                    Some(v)
+                (_, Some(_), _, _) if default.is_some() => {
+                    return Err(config_error(
+                        id,
+                        &at("default_value"),
+                        "goes with from_context or from_attribute, not with value",
+                    ))
+                }
+                (_, Some(v), _, _) => Source::Fixed(text("value", v)?),
+                (_, None, Some(k), _) => {
+                    if k.is_empty() {
+                        return Err(config_error(id, &at("from_context"), "must not be empty"));
+                    }
+                    Source::Context(k.to_ascii_lowercase(), default)
+                }
+                (_, None, None, Some(a)) => {
+                    if !ATTRIBUTES.contains(&a.as_str()) {
+                        return Err(config_error(
+                            id,
+                            &at("from_attribute"),
+                            format!("{a:?} is not an attribute vigil's authenticators set; expected one of {}", ATTRIBUTES.join(", ")),
+                        ));
+                    }
+                    Source::Attribute(a.clone(), default)
+                }
+                (_, None, None, None) => {
+                    return Err(config_error(
+                        id,
+                        &at("value"),
+                        "is required (the header's value), or from_context or from_attribute",
+                    ))
                 }
             };
             Ok(Rule {
                 key,
                 action: h.action,
-                value,
+                source,
             })
         })
         .collect()
@@ -126,22 +176,40 @@ fn parse(id: &ComponentId, config: &Value) -> Result<Vec<Rule>, ConfigError> {
 
 struct Factory;
 
-pub fn factory() -> Arc<dyn ExtensionFactory> {
-    Arc::new(Factory)
+/// The `headers_setter` extension factory, for the registry.
+pub fn factory() -> Arc<dyn DynExtensionFactory> {
+    vigil_core::factory::extension(Factory)
 }
 
-impl ExtensionFactory for Factory {
+impl FactoryBase for Factory {
+    type Config = HeadersSetterConfig;
+
     fn type_name(&self) -> &'static str {
         "headers_setter"
     }
 
-    fn validate(&self, id: &ComponentId, config: &Value) -> Result<(), ConfigError> {
-        parse(id, config).map(|_| ())
+    /// At least one header must be listed.
+    fn default_config(&self) -> Option<HeadersSetterConfig> {
+        None
     }
 
-    fn create(&self, id: &ComponentId, config: &Value) -> Result<Arc<dyn Extension>, ConfigError> {
+    fn validate(&self, id: &ComponentId, cfg: &HeadersSetterConfig) -> Result<(), ConfigError> {
+        parse(id, cfg).map(|_| ())
+    }
+}
+
+impl ExtensionFactory for Factory {
+    fn stability(&self) -> Stability {
+        Stability::Alpha
+    }
+
+    fn create(
+        &self,
+        set: Settings,
+        cfg: HeadersSetterConfig,
+    ) -> Result<Arc<dyn Extension>, ConfigError> {
         Ok(Arc::new(HeadersSetter {
-            rules: Arc::new(Rules(parse(id, config)?)),
+            rules: Arc::new(Rules(parse(&set.id, &cfg)?)),
         }))
     }
 }
@@ -151,6 +219,41 @@ struct HeadersSetter {
 }
 
 struct Rules(Vec<Rule>);
+
+impl Rule {
+    /// The value to set for the call in progress; `None` leaves the header alone. The client's
+    /// metadata is read from the task-local value the receiver (and the batch processor, and the
+    /// sending queue) carried down to this exporter call.
+    fn value(&self, meta: Option<&ClientMetadata>) -> Result<Option<HeaderValue>, String> {
+        match &self.source {
+            Source::None => Ok(None),
+            Source::Fixed(v) => Ok(Some(v.clone())),
+            Source::Context(key, default) => {
+                let values = meta.map(|m| m.get(key)).unwrap_or_default();
+                match values {
+                    [] => Ok(default.clone()),
+                    [one] => Ok(sensitive(one)),
+                    // As otelcol: which one to send cannot be decided.
+                    many => Err(format!(
+                        "headers_setter: the client sent {} values of {key:?}; cannot choose one for {}",
+                        many.len(),
+                        self.key
+                    )),
+                }
+            }
+            Source::Attribute(name, default) => {
+                let Some(p) = meta.and_then(|m| m.auth()) else {
+                    return Ok(default.clone());
+                };
+                let v = match name.as_str() {
+                    "subject" | "username" => p.name.clone(),
+                    _ => serde_json::to_string(&p.groups).unwrap_or_default(),
+                };
+                Ok(sensitive(&v).or_else(|| default.clone()))
+            }
+        }
+    }
+}
 
 #[async_trait]
 impl ClientAuth for Rules {
@@ -164,20 +267,22 @@ impl ClientAuth for Rules {
     }
 
     async fn apply(&self, headers: &mut HeaderMap) -> Result<(), String> {
+        let meta = ClientMetadata::current();
         for rule in &self.0 {
             let present = headers.contains_key(&rule.key);
-            match (rule.action, &rule.value) {
+            let value = rule.value(meta.as_deref())?;
+            match (rule.action, value) {
                 (Action::Delete, _) => {
                     headers.remove(&rule.key);
                 }
                 (Action::Insert, Some(v)) if !present => {
-                    headers.insert(rule.key.clone(), v.clone());
+                    headers.insert(rule.key.clone(), v);
                 }
                 (Action::Update, Some(v)) if present => {
-                    headers.insert(rule.key.clone(), v.clone());
+                    headers.insert(rule.key.clone(), v);
                 }
                 (Action::Upsert, Some(v)) => {
-                    headers.insert(rule.key.clone(), v.clone());
+                    headers.insert(rule.key.clone(), v);
                 }
                 _ => {}
             }
@@ -198,7 +303,7 @@ impl Extension for HeadersSetter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     fn id() -> ComponentId {
         ComponentId::parse("headers_setter").unwrap()
@@ -235,17 +340,17 @@ mod tests {
     }
 
     #[test]
-    fn from_context_is_refused_by_name() {
+    fn bad_configs_name_the_key() {
         let check = |v: Value| factory().validate(&id(), &v).unwrap_err().to_string();
-        let e = check(json!({"headers": [{"key": "X-Tenant", "from_context": "tenant"}]}));
-        assert!(
-            e.contains("headers_setter::headers[0]::from_context: is not supported")
-                && e.contains("use value"),
-            "{e}"
-        );
+        let e = check(json!({"headers": [{"key": "X-Tenant", "from_context": "t", "value": "v"}]}));
+        assert!(e.contains("headers_setter::headers[0]::value: value, from_context and from_attribute are mutually exclusive"), "{e}");
         assert!(
             check(json!({"headers": [{"key": "k", "value": "v", "default_value": "d"}]}))
-                .contains("default_value")
+                .contains("headers[0]::default_value: goes with from_context")
+        );
+        assert!(
+            check(json!({"headers": [{"key": "k", "from_attribute": "email"}]}))
+                .contains("headers[0]::from_attribute: \"email\" is not an attribute")
         );
         assert!(
             check(json!({"headers": [{"value": "v"}]})).contains("headers[0]::key: is required")
@@ -266,6 +371,62 @@ mod tests {
                 .contains("action")
         );
         assert!(check(json!({"headers": []})).contains("headers: is empty"));
+    }
+
+    /// `from_context` and `from_attribute` read the client metadata of the call in progress; a
+    /// missing key takes `default_value` or leaves the header alone; two values of one key fail.
+    #[tokio::test]
+    async fn from_context_copies_the_clients_metadata() {
+        use vigil_core::component::Principal;
+        let ext = factory()
+            .create(
+                &id(),
+                &json!({"headers": [
+                    {"key": "X-Scope-OrgID", "from_context": "X-Tenant"},
+                    {"key": "X-Region", "from_context": "x-region", "default_value": "eu"},
+                    {"key": "X-User", "from_attribute": "subject"},
+                    {"key": "X-Groups", "from_attribute": "membership"},
+                ]}),
+            )
+            .unwrap();
+        let auth = ext.client_auth().unwrap();
+        let run = |meta: Option<ClientMetadata>| {
+            let auth = auth.clone();
+            async move {
+                let mut h = HeaderMap::new();
+                let r = match meta {
+                    Some(m) => m.scope(auth.apply(&mut h)).await,
+                    None => auth.apply(&mut h).await,
+                };
+                r.map(|_| {
+                    let mut v: Vec<String> = h
+                        .iter()
+                        .map(|(k, v)| format!("{k}={}", v.to_str().unwrap()))
+                        .collect();
+                    v.sort();
+                    v
+                })
+            }
+        };
+        // Outside any receiver's call: only the default applies.
+        assert_eq!(run(None).await.unwrap(), vec!["x-region=eu"]);
+        let meta = ClientMetadata::from_pairs([("x-tenant", "acme"), ("X-Region", "us")])
+            .with_auth(Principal {
+                name: "ci-bot".into(),
+                groups: vec!["payments".into()],
+            });
+        assert_eq!(
+            run(Some(meta)).await.unwrap(),
+            vec![
+                "x-groups=[\"payments\"]",
+                "x-region=us",
+                "x-scope-orgid=acme",
+                "x-user=ci-bot"
+            ]
+        );
+        let two = ClientMetadata::from_pairs([("x-tenant", "a"), ("x-tenant", "b")]);
+        let e = run(Some(two)).await.unwrap_err();
+        assert!(e.contains("2 values of \"x-tenant\""), "{e}");
     }
 
     /// The real `otlphttp` exporter sends the header, in place of its own value for the same key.

@@ -13,17 +13,17 @@ pub mod oidc;
 pub mod zpages;
 
 use std::sync::Arc;
-use vigil_core::factory::{legacy, DynExtensionFactory};
+use vigil_core::factory::DynExtensionFactory;
 
 pub fn factories() -> Vec<Arc<dyn DynExtensionFactory>> {
     vec![
         health_check::factory(),
         file_storage::factory(),
-        legacy::extension(bearertokenauth::factory()),
-        legacy::extension(basicauth::factory()),
-        legacy::extension(oidc::factory()),
-        legacy::extension(oauth2client::factory()),
-        legacy::extension(headers_setter::factory()),
+        bearertokenauth::factory(),
+        basicauth::factory(),
+        oidc::factory(),
+        oauth2client::factory(),
+        headers_setter::factory(),
         zpages::factory(),
     ]
 }

@@ -14,18 +14,18 @@
 //! export fails retryably and the exporter's retry brings the next attempt. Fetches are counted
 //! (`vigil_oauth2client_token_fetches{result}`); errors and logs never hold the secret or the token.
 
-use crate::extensions::auth_util::sensitive;
+use crate::extensions::auth_util::{redacted, sensitive};
 use async_trait::async_trait;
 use axum::http::{HeaderName, HeaderValue};
-use serde::Deserialize;
-use serde_json::Value;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use vigil_core::config::{decode, duration};
+use vigil_core::config::duration;
+use vigil_core::factory::{DynExtensionFactory, ExtensionFactory, FactoryBase};
 use vigil_core::{
-    ClientAuth, Component, ComponentId, ComponentKind, ConfigError, Extension, ExtensionFactory,
+    ClientAuth, Component, ComponentId, ComponentKind, ConfigError, Extension, Settings, Stability,
 };
 
 /// The largest token response read.
@@ -38,14 +38,14 @@ fn default_expiry_buffer() -> Duration {
     Duration::from_secs(300)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-struct OAuth2Config {
+pub(crate) struct OAuth2Config {
     #[serde(default)]
     client_id: Option<String>,
     #[serde(default)]
     client_id_file: Option<PathBuf>,
-    #[serde(default)]
+    #[serde(default, serialize_with = "redacted")]
     client_secret: Option<String>,
     #[serde(default)]
     client_secret_file: Option<PathBuf>,
@@ -62,7 +62,7 @@ struct OAuth2Config {
 }
 
 /// Go's `url.Values` takes one value or a list per key.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(untagged)]
 enum ParamValue {
     One(String),
@@ -105,8 +105,7 @@ struct Parsed {
     expiry_buffer: Duration,
 }
 
-fn parse(id: &ComponentId, config: &Value) -> Result<Parsed, ConfigError> {
-    let cfg: OAuth2Config = decode(ComponentKind::Extension, id, config)?;
+fn parse(id: &ComponentId, cfg: &OAuth2Config) -> Result<Parsed, ConfigError> {
     // The file wins over the inline value, as in otelcol.
     let secret = |inline: &Option<String>, file: &Option<PathBuf>, key: &str| match (inline, file) {
         (_, Some(p)) => {
@@ -163,28 +162,42 @@ fn parse(id: &ComponentId, config: &Value) -> Result<Parsed, ConfigError> {
 
 struct Factory;
 
-pub fn factory() -> Arc<dyn ExtensionFactory> {
-    Arc::new(Factory)
+/// The `oauth2client` extension factory, for the registry.
+pub fn factory() -> Arc<dyn DynExtensionFactory> {
+    vigil_core::factory::extension(Factory)
 }
 
-impl ExtensionFactory for Factory {
+impl FactoryBase for Factory {
+    type Config = OAuth2Config;
+
     fn type_name(&self) -> &'static str {
         "oauth2client"
     }
 
-    fn validate(&self, id: &ComponentId, config: &Value) -> Result<(), ConfigError> {
-        parse(id, config).map(|_| ())
+    /// The client id, its secret and `token_url` have no default.
+    fn default_config(&self) -> Option<OAuth2Config> {
+        None
     }
 
-    fn create(&self, id: &ComponentId, config: &Value) -> Result<Arc<dyn Extension>, ConfigError> {
+    fn validate(&self, id: &ComponentId, cfg: &OAuth2Config) -> Result<(), ConfigError> {
+        parse(id, cfg).map(|_| ())
+    }
+}
+
+impl ExtensionFactory for Factory {
+    fn stability(&self) -> Stability {
+        Stability::Beta
+    }
+
+    fn create(&self, set: Settings, cfg: OAuth2Config) -> Result<Arc<dyn Extension>, ConfigError> {
         Ok(Arc::new(OAuth2Client {
-            inner: token_source(id, config)?,
+            inner: token_source(&set.id, &cfg)?,
         }))
     }
 }
 
-fn token_source(id: &ComponentId, config: &Value) -> Result<Arc<TokenSource>, ConfigError> {
-    let p = parse(id, config)?;
+fn token_source(id: &ComponentId, cfg: &OAuth2Config) -> Result<Arc<TokenSource>, ConfigError> {
+    let p = parse(id, cfg)?;
     let client = reqwest::Client::builder()
         .timeout(p.timeout)
         .user_agent(concat!("vigil/", env!("CARGO_PKG_VERSION")))
@@ -404,11 +417,15 @@ mod tests {
     use super::*;
     use axum::extract::State;
     use axum::http::{HeaderMap, StatusCode};
-    use serde_json::json;
+    use serde_json::{json, Value};
     use std::sync::Mutex;
 
     fn id() -> ComponentId {
         ComponentId::parse("oauth2client/x").unwrap()
+    }
+
+    fn cfg(v: serde_json::Value) -> OAuth2Config {
+        vigil_core::config::decode(ComponentKind::Extension, &id(), &v).unwrap()
     }
 
     /// What the test token endpoint saw and how it answers.
@@ -470,10 +487,10 @@ mod tests {
         std::fs::write(&secret_file, "s3cret\n").unwrap();
         let auth = token_source(
             &id(),
-            &json!({
+            &cfg(json!({
                 "client_id": "agent", "client_secret_file": secret_file, "token_url": url,
                 "scopes": ["api.read", "api.write"], "endpoint_params": {"audience": "backend"},
-            }),
+            })),
         )
         .unwrap();
         assert_eq!(token(&auth).await.unwrap(), "Bearer t1");
@@ -511,7 +528,7 @@ mod tests {
         let (ep, url) = endpoint().await;
         let auth = token_source(
             &id(),
-            &json!({"client_id": "agent", "client_secret": "s3cret", "token_url": url}),
+            &cfg(json!({"client_id": "agent", "client_secret": "s3cret", "token_url": url})),
         )
         .unwrap();
         ep.answer.lock().unwrap().0 = 401;
@@ -541,7 +558,7 @@ mod tests {
         drop(listener);
         let auth = token_source(
             &id(),
-            &json!({"client_id": "a", "client_secret": "s3cret", "token_url": format!("http://{addr}/token")}),
+            &cfg(json!({"client_id": "a", "client_secret": "s3cret", "token_url": format!("http://{addr}/token")})),
         )
         .unwrap();
         let e = token(&auth).await.unwrap_err();

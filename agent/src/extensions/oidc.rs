@@ -20,16 +20,17 @@ use async_trait::async_trait;
 use axum::http::{HeaderMap, HeaderName};
 use jsonwebtoken::jwk::{AlgorithmParameters, Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use vigil_core::component::Principal;
-use vigil_core::config::{decode, duration};
+use vigil_core::config::duration;
+use vigil_core::factory::{DynExtensionFactory, ExtensionFactory, FactoryBase};
 use vigil_core::{
-    Component, ComponentId, ComponentKind, ConfigError, Extension, ExtensionFactory, Host,
-    ServerAuth,
+    Component, ComponentId, ComponentKind, ConfigError, Extension, Host, ServerAuth, Settings,
+    Stability,
 };
 
 /// The least time between two fetches of the key set caused by an unknown `kid`.
@@ -53,9 +54,9 @@ fn default_refresh() -> Duration {
     Duration::from_secs(300)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-struct OidcConfig {
+pub(crate) struct OidcConfig {
     #[serde(default)]
     issuer_url: String,
     /// A PEM CA added to the system roots for the issuer's TLS, as otelcol does.
@@ -84,8 +85,7 @@ struct Parsed {
     client: reqwest::Client,
 }
 
-fn parse(id: &ComponentId, config: &Value) -> Result<Parsed, ConfigError> {
-    let cfg: OidcConfig = decode(ComponentKind::Extension, id, config)?;
+fn parse(id: &ComponentId, cfg: OidcConfig) -> Result<Parsed, ConfigError> {
     if cfg.issuer_url.is_empty() {
         return Err(config_error(
             id,
@@ -177,21 +177,36 @@ fn parse(id: &ComponentId, config: &Value) -> Result<Parsed, ConfigError> {
 
 struct Factory;
 
-pub fn factory() -> Arc<dyn ExtensionFactory> {
-    Arc::new(Factory)
+/// The `oidc` extension factory, for the registry.
+pub fn factory() -> Arc<dyn DynExtensionFactory> {
+    vigil_core::factory::extension(Factory)
 }
 
-impl ExtensionFactory for Factory {
+impl FactoryBase for Factory {
+    type Config = OidcConfig;
+
     fn type_name(&self) -> &'static str {
         "oidc"
     }
 
-    fn validate(&self, id: &ComponentId, config: &Value) -> Result<(), ConfigError> {
-        parse(id, config).map(|_| ())
+    /// `issuer_url` and `audience` have no default.
+    fn default_config(&self) -> Option<OidcConfig> {
+        None
     }
 
-    fn create(&self, id: &ComponentId, config: &Value) -> Result<Arc<dyn Extension>, ConfigError> {
-        let p = parse(id, config)?;
+    fn validate(&self, id: &ComponentId, cfg: &OidcConfig) -> Result<(), ConfigError> {
+        parse(id, cfg.clone()).map(|_| ())
+    }
+}
+
+impl ExtensionFactory for Factory {
+    fn stability(&self) -> Stability {
+        Stability::Beta
+    }
+
+    fn create(&self, set: Settings, cfg: OidcConfig) -> Result<Arc<dyn Extension>, ConfigError> {
+        let id = &set.id;
+        let p = parse(id, cfg)?;
         let issuer = p.cfg.issuer_url.clone();
         Ok(Arc::new(Oidc {
             inner: Arc::new(Verifier {
