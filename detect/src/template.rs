@@ -216,6 +216,9 @@ pub struct TemplateMiner {
     scratch: Tokens,
     /// Scratch space for one token's written form.
     word: String,
+    /// Templates compared with a line in full, for the test that leaf scans stay linear.
+    #[cfg(test)]
+    comparisons: std::cell::Cell<u64>,
 }
 
 const NIL: u32 = u32::MAX;
@@ -387,6 +390,8 @@ impl TemplateMiner {
             live: 0,
             scratch: Tokens::default(),
             word: String::new(),
+            #[cfg(test)]
+            comparisons: std::cell::Cell::new(0),
         })
     }
 
@@ -788,6 +793,8 @@ impl TemplateMiner {
             let Some(c) = self.slots[slot as usize].as_ref() else {
                 continue;
             };
+            #[cfg(test)]
+            self.comparisons.set(self.comparisons.get() + 1);
             let s = similarity(&c.tokens, tokens);
             let passes = if exact {
                 s.differ == 0
@@ -1409,6 +1416,65 @@ mod tests {
             m.get(verbs[2]).expect("live").template,
             r#"<*> "DELETE <*>" status: <*> len: <*> time: <*>"#
         );
+    }
+
+    /// Issue #14: no quadratic leaf scan. Thousands of distinct templates in one leaf (a leading
+    /// number routes every line to the `<*>` child), learnt and then matched again, cost a bounded
+    /// number of full comparisons per line, however many templates share the leaf; a scan would
+    /// compare each line with every template (n²/2 to learn them). Counted, not timed.
+    #[test]
+    fn crowded_leaf_compares_few_templates_per_line() {
+        // A distinct word of letters for each `i` (a digit would make it a variable).
+        let word = |i: usize, salt: u8| -> String {
+            let mut w = String::from(char::from(b'a' + salt));
+            let mut n = i;
+            loop {
+                w.push(char::from(b'a' + (n % 26) as u8));
+                n /= 26;
+                if n == 0 {
+                    break w;
+                }
+            }
+        };
+        let comparisons = |n: usize, shared: bool| -> (u64, usize) {
+            let mut m = miner();
+            let line = |i: usize| {
+                if shared {
+                    // Every template shares two of its four words with all the others.
+                    format!("7 opened session {} {}", word(i, 0), word(i, 1))
+                } else {
+                    format!(
+                        "7 {} {} {} {}",
+                        word(i, 0),
+                        word(i, 1),
+                        word(i, 2),
+                        word(i, 3)
+                    )
+                }
+            };
+            for i in 0..n {
+                assert!(m.add(&line(i)).is_new, "{}", line(i));
+            }
+            for i in 0..n {
+                assert!(!m.add(&line(i)).is_new);
+            }
+            assert_eq!(m.leaves.len(), 1, "one leaf holds them all");
+            (m.comparisons.get(), m.len())
+        };
+        for shared in [false, true] {
+            let (small, templates) = comparisons(1000, shared);
+            assert_eq!(templates, 1000);
+            let (large, _) = comparisons(4000, shared);
+            // Fewer comparisons than lines (4496 for 8000 lines: the first `INDEX_MIN` templates are
+            // scanned, then a new line meets no candidate and a repeated one its own template),
+            // against the 8 million a scan of 4000 templates would take just to learn them.
+            assert!(large < 2 * 4000, "shared={shared}: {large} comparisons");
+            // Linear: four times the lines, about four times the comparisons.
+            assert!(
+                large <= 4 * small + 2000,
+                "shared={shared}: {small} -> {large}"
+            );
+        }
     }
 
     /// A leaf that holds many templates indexes their words; it must group lines exactly as leaves
