@@ -33,6 +33,7 @@ fn set(t: &mut Tuning, name: &str, v: f64) -> Result<(), String> {
         "smooth_alpha" => t.smooth_alpha = v,
         "smooth_floor" => t.smooth_floor = v,
         "season_gamma" => t.season_gamma = v,
+        "seasonal_margin" => t.seasonal_margin = v,
         _ => return Err(format!("unknown constant {name}")),
     }
     Ok(())
@@ -305,6 +306,7 @@ fn field(t: &Tuning, name: &str) -> f64 {
         "smooth_alpha" => t.smooth_alpha,
         "smooth_floor" => t.smooth_floor,
         "season_gamma" => t.season_gamma,
+        "seasonal_margin" => t.seasonal_margin,
         _ => f64::NAN,
     }
 }

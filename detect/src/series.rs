@@ -149,6 +149,9 @@ pub struct Tuning {
     /// Each point adds at most this many scale units to the sustained-deviation cue, so that a few
     /// blips on a series that is mostly flat (whose scale is tiny) do not add up to a lasting shift.
     pub smooth_clip: f64,
+    /// The outlier cue's margin once a seasonal period is found (cross-validation step 24; equal to
+    /// `margin` in the shipped constants).
+    pub seasonal_margin: f64,
     /// Rate, per season, at which each phase's seasonal offset follows the (clipped) residual.
     pub season_gamma: f64,
     /// Half-life of a second, longer memory of each cue's largest value.
@@ -179,6 +182,7 @@ pub static DEFAULT_TUNING: Tuning = Tuning {
     smooth_alpha: 0.3,
     smooth_floor: 4.0,
     smooth_clip: 12.0,
+    seasonal_margin: 1.25,
     season_gamma: 0.1,
     slow_half_life: 10000.0,
     slow_weight: 0.4,
@@ -382,14 +386,22 @@ impl SeriesDetector {
                 .max(floors[i])
         };
         let mut best = (0.0, Part::None);
+        let seasonal_boost = if self.season.period().is_some() {
+            t.margin / t.seasonal_margin
+        } else {
+            1.0
+        };
         for (i, (&cue, &part)) in cues.iter().zip(&PARTS).enumerate() {
-            let q = cue / memory(i);
+            let mut q = cue / memory(i);
+            if i == 0 {
+                q *= seasonal_boost;
+            }
             if q > best.0 {
                 best = (q, part);
             }
         }
         // Half-width of the band: where the outlier cue would reach the margin.
-        let half = t.margin * memory(0);
+        let half = t.margin / seasonal_boost * memory(0);
         if best.1 == Part::Outlier && self.season.period().is_some() {
             best.1 = Part::Seasonal;
         }
