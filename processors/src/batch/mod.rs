@@ -183,16 +183,21 @@ struct ShardState {
 /// One batcher: all data with the same metadata values.
 struct Shard {
     state: Mutex<ShardState>,
+    /// The `metadata_keys` values this batcher holds data of, passed on with its sends (as
+    /// otelcol, only those keys: the rest of the client metadata, and the principal, stop here).
+    /// `None` for the batcher without `metadata_keys`, whose sends carry no client metadata.
+    meta: Option<ClientMetadata>,
 }
 
 impl Shard {
-    fn new() -> Self {
+    fn new(meta: Option<ClientMetadata>) -> Self {
         Shard {
             state: Mutex::new(ShardState {
                 pending: None,
                 generation: 0,
                 in_flight: 0,
             }),
+            meta,
         }
     }
 
@@ -258,7 +263,7 @@ impl Batch {
                 cfg,
                 signal,
                 next,
-                default_shard: Arc::new(Shard::new()),
+                default_shard: Arc::new(Shard::new(None)),
                 shards: Mutex::new(HashMap::new()),
                 closing: std::sync::atomic::AtomicBool::new(false),
                 obs: set.processor_obs(signal),
@@ -296,7 +301,13 @@ impl Inner {
                 items,
             ));
         }
-        let s = Arc::new(Shard::new());
+        let pairs = self
+            .cfg
+            .metadata_keys
+            .iter()
+            .zip(&key)
+            .flat_map(|(k, vs)| vs.iter().map(move |v| (k.as_str(), v.clone())));
+        let s = Arc::new(Shard::new(Some(ClientMetadata::from_pairs(pairs))));
         shards.insert(key, Arc::clone(&s));
         self.cardinality.set(shards.len() as f64);
         Ok(s)
@@ -393,8 +404,12 @@ impl Inner {
 
     fn spawn_send(self: &Arc<Self>, shard: &Arc<Shard>, p: Pending, trigger: Trigger) {
         let (me, shard) = (Arc::clone(self), Arc::clone(shard));
-        self.tasks
-            .spawn(async move { me.send_loop(shard, p, trigger).await });
+        self.tasks.spawn(async move {
+            match shard.meta.clone() {
+                Some(meta) => meta.scope(me.send_loop(shard, p, trigger)).await,
+                None => me.send_loop(shard, p, trigger).await,
+            }
+        });
     }
 
     /// Sends a batch, answers its callers, and then sends whatever gathered meanwhile.

@@ -15,6 +15,8 @@ struct Sink {
     fail: AtomicBool,
     gate: Option<Arc<tokio::sync::Semaphore>>,
     calls: AtomicUsize,
+    /// The client metadata each call saw.
+    metas: Mutex<Vec<Option<Arc<ClientMetadata>>>>,
 }
 
 impl Sink {
@@ -32,6 +34,7 @@ impl Sink {
 impl Consumer for Sink {
     async fn consume(&self, data: Telemetry) -> Result<(), ConsumeError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
+        self.metas.lock().unwrap().push(ClientMetadata::current());
         if let Some(g) = &self.gate {
             let _permit = g.acquire().await;
         }
@@ -363,6 +366,29 @@ async fn metadata_keys_keep_tenants_apart_up_to_the_limit() {
     gate.add_permits(10);
     a.await.unwrap().unwrap();
     b1.await.unwrap().unwrap();
+}
+
+/// A batcher's sends carry its `metadata_keys` values, and only those, to the next consumer (so an
+/// exporter's `headers_setter` can copy them); without `metadata_keys` they carry nothing.
+#[tokio::test]
+async fn sends_carry_only_the_metadata_keys_values() {
+    let meta = || {
+        ClientMetadata::from_pairs([("x-tenant", "acme"), ("authorization", "Bearer s3cret")])
+            .with_auth(vigil_core::component::Principal::named("ci-bot"))
+    };
+    let sink = Arc::new(Sink::default());
+    let mut c = cfg(1, 0, 60_000);
+    c.metadata_keys = vec!["X-Tenant".into()];
+    let b = batch(c, &sink);
+    meta().scope(b.consume(traces(&[&[1]]))).await.unwrap();
+    let seen = sink.metas.lock().unwrap().pop().flatten().expect("metadata");
+    assert_eq!(seen.get("x-tenant"), ["acme".to_string()]);
+    assert!(seen.get("authorization").is_empty() && seen.auth().is_none());
+
+    let sink = Arc::new(Sink::default());
+    let b = batch(cfg(1, 0, 60_000), &sink);
+    meta().scope(b.consume(traces(&[&[1]]))).await.unwrap();
+    assert_eq!(*sink.metas.lock().unwrap(), vec![None]);
 }
 
 #[test]
