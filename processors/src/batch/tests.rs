@@ -381,7 +381,13 @@ async fn sends_carry_only_the_metadata_keys_values() {
     c.metadata_keys = vec!["X-Tenant".into()];
     let b = batch(c, &sink);
     meta().scope(b.consume(traces(&[&[1]]))).await.unwrap();
-    let seen = sink.metas.lock().unwrap().pop().flatten().expect("metadata");
+    let seen = sink
+        .metas
+        .lock()
+        .unwrap()
+        .pop()
+        .flatten()
+        .expect("metadata");
     assert_eq!(seen.get("x-tenant"), ["acme".to_string()]);
     assert!(seen.get("authorization").is_empty() && seen.auth().is_none());
 
