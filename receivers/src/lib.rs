@@ -2,11 +2,13 @@
 
 pub mod filelog;
 pub mod hostmetrics;
+pub mod jaeger;
 pub mod otlp;
 pub mod prometheus;
 pub mod prometheusremotewrite;
-pub mod syslog;
 pub mod stanza;
+pub mod syslog;
+pub mod zipkin;
 
 /// The listener loop and server TLS live in `vigil_core::net`, shared with the exporters and the
 /// agent's extensions; re-exported under their old paths.
@@ -24,5 +26,7 @@ pub fn factories() -> Vec<Arc<dyn DynReceiverFactory>> {
         prometheusremotewrite::factory(),
         filelog::factory(),
         syslog::factory(),
+        jaeger::factory(),
+        zipkin::factory(),
     ]
 }
