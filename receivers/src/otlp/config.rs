@@ -83,7 +83,8 @@ pub struct GrpcConfig {
     /// Accepted for otelcol compatibility; hyper sizes its buffers itself.
     pub write_buffer_size: Option<u64>,
     pub keepalive: Option<KeepaliveConfig>,
-    /// Accepted for otelcol compatibility; client metadata is not carried in `Telemetry`.
+    /// Pass the request's headers (gRPC metadata) down the pipeline with its data, as otelcol's
+    /// `client.Info.Metadata`: for `batch`'s `metadata_keys` and `headers_setter`'s `from_context`.
     pub include_metadata: bool,
     /// otelcol's `configtls` server keys; see [`crate::tls`].
     pub tls: Option<TlsServerSettings>,
@@ -230,7 +231,8 @@ pub struct HttpConfig {
     pub idle_timeout: Option<Duration>,
     /// Open connections allowed; see [`GrpcConfig::max_connections`]. Not an otelcol key.
     pub max_connections: usize,
-    /// Accepted for otelcol compatibility; client metadata is not carried in `Telemetry`.
+    /// Pass the request's headers (gRPC metadata) down the pipeline with its data, as otelcol's
+    /// `client.Info.Metadata`: for `batch`'s `metadata_keys` and `headers_setter`'s `from_context`.
     pub include_metadata: bool,
     /// otelcol's `configtls` server keys; see [`crate::tls`].
     pub tls: Option<TlsServerSettings>,

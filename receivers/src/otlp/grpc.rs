@@ -15,6 +15,7 @@ use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::codegen::{http, Body, BoxFuture, Service, StdError};
 use tonic::server::{NamedService, UnaryService};
 use tonic::{Code, Status};
+use vigil_core::ClientMetadata;
 
 /// Encodes the export response and decodes the export request with prost, refusing a request whose
 /// decoded form would pass `max_decoded` bytes before decoding it.
@@ -122,8 +123,9 @@ impl<R: ExportRequest> UnaryService<R> for Unary<R> {
         let shared = Arc::clone(&self.shared);
         Box::pin(async move {
             let grant = request.extensions().get::<super::roles::Grant>().cloned();
+            let meta = request.extensions().get::<ClientMetadata>().cloned();
             match shared
-                .export(Transport::Grpc, request.into_inner(), grant.as_ref())
+                .export(Transport::Grpc, request.into_inner(), grant.as_ref(), meta)
                 .await
             {
                 Outcome::Accepted => Ok(tonic::Response::new(R::response(None))),

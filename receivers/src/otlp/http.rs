@@ -22,6 +22,7 @@ use prost::Message;
 use std::sync::Arc;
 use std::time::Duration;
 use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
+use vigil_core::ClientMetadata;
 
 /// `google.rpc.Status`, the body of every OTLP/HTTP error answer. `details` is never filled, so it is
 /// left out; a decoder that expects it sees an empty list.
@@ -205,6 +206,7 @@ async fn handle<R: ExportRequest>(State(st): State<HttpState>, req: Request) -> 
         return decode_error(encoding, &DecodeError::TooLarge { limit: st.limit });
     }
     let grant = req.extensions().get::<super::roles::Grant>().cloned();
+    let meta = req.extensions().get::<ClientMetadata>().cloned();
     let body = match read_body(req.into_body(), st.limit, declared).await {
         Ok(b) => b,
         Err(ReadError::TooLarge) => {
@@ -233,7 +235,7 @@ async fn handle<R: ExportRequest>(State(st): State<HttpState>, req: Request) -> 
     };
     match st
         .shared
-        .export(Transport::Http, request, grant.as_ref())
+        .export(Transport::Http, request, grant.as_ref(), meta)
         .await
     {
         Outcome::Accepted => success::<R>(encoding, None),

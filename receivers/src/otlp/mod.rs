@@ -34,8 +34,8 @@ use vigil_core::factory::{DynReceiverFactory, FactoryBase, ReceiverFactory, Sett
 use vigil_core::obs::ReceiverObs;
 use vigil_core::task::{lock, Tasks};
 use vigil_core::{
-    Component, ComponentId, ComponentKind, ConfigError, ConsumeError, Host, NextConsumers,
-    Receiver, Signal, Stability,
+    ClientMetadata, Component, ComponentId, ComponentKind, ConfigError, ConsumeError, Host,
+    NextConsumers, Receiver, Signal, Stability,
 };
 
 struct Factory;
@@ -187,6 +187,7 @@ impl Shared {
         transport: Transport,
         req: R,
         grant: Option<&roles::Grant>,
+        meta: Option<ClientMetadata>,
     ) -> Outcome {
         if let Some(message) = grant.and_then(|g| g.refuses(R::SIGNAL)) {
             self.forbidden[transport as usize].increment(1);
@@ -207,7 +208,11 @@ impl Shared {
         if let Some(g) = grant {
             g.stamp(&mut data);
         }
-        let result = next.consume(data).await;
+        // The client's metadata travels with the call, as otelcol's client.Info in the context.
+        let result = match meta {
+            Some(meta) => meta.scope(next.consume(data)).await,
+            None => next.consume(data).await,
+        };
         self.obs[transport as usize].end_op(R::SIGNAL, items, &result);
         match result {
             Ok(()) => Outcome::Accepted,
@@ -240,6 +245,33 @@ impl Shared {
             }
         }
     }
+}
+
+/// `router` with each request's client metadata, as otelcol's `client.Info`, in its extensions:
+/// its headers (gRPC metadata) with `include_metadata`, and the principal the authenticator (a
+/// layer outside this one) proved. The handlers pass it down the pipeline with the data
+/// ([`Shared::export`]); without either, nothing is attached.
+pub(crate) fn with_client_metadata(router: axum::Router, include_metadata: bool) -> axum::Router {
+    router.layer(axum::middleware::from_fn(
+        move |mut req: axum::extract::Request, next: axum::middleware::Next| async move {
+            let principal = req
+                .extensions()
+                .get::<vigil_core::component::Principal>()
+                .cloned();
+            if include_metadata || principal.is_some() {
+                let mut meta = if include_metadata {
+                    ClientMetadata::from_headers(req.headers())
+                } else {
+                    ClientMetadata::default()
+                };
+                if let Some(p) = principal {
+                    meta = meta.with_auth(p);
+                }
+                req.extensions_mut().insert(meta);
+            }
+            next.run(req).await
+        },
+    ))
 }
 
 /// The addresses bound by `start`.
@@ -327,7 +359,12 @@ impl OtlpReceiver {
                         (None, None) => Err("no client certificate".to_string()),
                     };
                     let principal = match verdict {
-                        Ok(p) => p,
+                        Ok(p) => {
+                            // For the client metadata (`with_client_metadata`), as otelcol's
+                            // client.Info.Auth.
+                            req.extensions_mut().insert(p.clone());
+                            p
+                        }
                         Err(reason) => {
                             refused.increment(1);
                             tracing::debug!(receiver = %id, %reason, "request refused by the authenticator");
@@ -418,8 +455,12 @@ impl Component for OtlpReceiver {
         let mut servers = Vec::new();
         if let (Some(g), Some(listener)) = (&protocols.grpc, grpc_listener) {
             bound.grpc_addr = Some(listener.local_addr()?);
-            let router =
-                self.authenticated(host, self.grpc_router(g), g.auth.as_ref(), Transport::Grpc)?;
+            let router = self.authenticated(
+                host,
+                with_client_metadata(self.grpc_router(g), g.include_metadata),
+                g.auth.as_ref(),
+                Transport::Grpc,
+            )?;
             let counters = self.shared.connections[Transport::Grpc as usize].clone();
             servers.push((listener, router, g.serve_options(), counters));
         }
@@ -427,7 +468,10 @@ impl Component for OtlpReceiver {
             bound.http_addr = Some(listener.local_addr()?);
             let router = self.authenticated(
                 host,
-                http::router(Arc::clone(&self.shared), h),
+                with_client_metadata(
+                    http::router(Arc::clone(&self.shared), h),
+                    h.include_metadata,
+                ),
                 h.auth.as_ref(),
                 Transport::Http,
             )?;

@@ -1632,3 +1632,80 @@ async fn roles_refuse_signals_and_stamp_the_tenant() {
     assert_eq!(forbidden, 2);
     receiver.shutdown().await.unwrap();
 }
+
+// ---------- client metadata ----------
+
+/// Records the client metadata each call carried.
+#[derive(Default)]
+struct MetaRecorder(Mutex<Vec<Option<Arc<vigil_core::ClientMetadata>>>>);
+
+#[async_trait]
+impl Consumer for MetaRecorder {
+    async fn consume(&self, _data: Telemetry) -> Result<(), ConsumeError> {
+        self.0
+            .lock()
+            .unwrap()
+            .push(vigil_core::ClientMetadata::current());
+        Ok(())
+    }
+}
+
+/// With `include_metadata: true` the request's headers (gRPC metadata) travel down the pipeline
+/// with its data, and the authenticated principal does in any case; without it, the headers stay
+/// behind, as in otelcol.
+#[tokio::test]
+async fn include_metadata_passes_headers_and_the_principal_down_the_pipeline() {
+    let run = |include: bool| async move {
+        let mut cfg = both_on_port_0();
+        for p in ["http", "grpc"] {
+            cfg["protocols"][p]["include_metadata"] = json!(include);
+            cfg["protocols"][p]["auth"] = json!({"authenticator": "bearertokenauth/in"});
+        }
+        let sink = Arc::new(MetaRecorder::default());
+        let mut next = NextConsumers::new();
+        next.insert(Signal::Traces, sink.clone());
+        let receiver = OtlpReceiver::new(settings(), config::load(&id(), &cfg).unwrap(), next);
+        let mut extensions: std::collections::HashMap<ComponentId, Arc<dyn vigil_core::Extension>> =
+            std::collections::HashMap::new();
+        extensions.insert(
+            ComponentId::parse("bearertokenauth/in").unwrap(),
+            Arc::new(OneToken),
+        );
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        receiver.start(&Host::new(extensions, tx)).await.unwrap();
+        let (grpc, http) = receiver.local_addrs();
+        let resp = reqwest::Client::new()
+            .post(format!("http://{}/v1/traces", http.unwrap()))
+            .header("content-type", "application/x-protobuf")
+            .header("authorization", "Bearer right")
+            .header("X-Tenant", "acme")
+            .body(traces(1).encode_to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let mut client = TraceServiceClient::connect(format!("http://{}", grpc.unwrap()))
+            .await
+            .unwrap();
+        let mut req = tonic::Request::new(traces(1));
+        req.metadata_mut()
+            .insert("authorization", "Bearer right".parse().unwrap());
+        req.metadata_mut()
+            .insert("x-tenant", "globex".parse().unwrap());
+        client.export(req).await.unwrap();
+        receiver.shutdown().await.unwrap();
+        let seen = sink.0.lock().unwrap().clone();
+        seen.into_iter()
+            .map(|m| {
+                let m = m.expect("the principal travels even without include_metadata");
+                assert_eq!(m.auth().map(|p| p.name.as_str()), Some("right"));
+                m.get("x-tenant").to_vec()
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        run(true).await,
+        vec![vec!["acme".to_string()], vec!["globex".to_string()]]
+    );
+    assert_eq!(run(false).await, vec![Vec::<String>::new(), Vec::new()]);
+}
