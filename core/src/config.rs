@@ -720,7 +720,7 @@ pub async fn bind_tcp(
 }
 
 /// Client TLS settings as otelcol's `configtls` spells them.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsClientConfig {
     #[serde(default)]

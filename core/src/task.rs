@@ -70,6 +70,26 @@ impl Tasks {
         });
     }
 
+    /// Waits until every task has returned on its own, or until `until`; cancels nothing. For a
+    /// component that drains first (closes its input and lets its tasks finish the work) and only
+    /// then calls [`Tasks::stop`]. Returns whether every task finished.
+    pub async fn wait(&self, until: Instant) -> bool {
+        let mut handles = std::mem::take(&mut *lock(&self.handles));
+        let left = until.saturating_duration_since(Instant::now());
+        // A handle leaves the list as soon as it has finished: after a timeout the rest go back to
+        // the set, and a finished JoinHandle must never be polled again (it panics).
+        let done = tokio::time::timeout(left, async {
+            while let Some(h) = handles.last_mut() {
+                let _ = h.await;
+                handles.pop();
+            }
+        })
+        .await
+        .is_ok();
+        lock(&self.handles).extend(handles);
+        done
+    }
+
     /// Cancels every task and waits for them until `deadline`; what is still running then is
     /// aborted. Returns whether every task finished on its own.
     pub async fn stop(&self, deadline: Instant) -> bool {
@@ -122,6 +142,12 @@ mod tests {
         let after = n.load(Ordering::SeqCst);
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert_eq!(n.load(Ordering::SeqCst), after, "a stopped ticker ticked");
+
+        let draining = Tasks::new("draining");
+        draining.spawn(std::future::pending());
+        assert!(!draining.wait(Instant::now()).await, "wait cancelled nothing");
+        assert!(!draining.is_stopping());
+        assert!(!draining.stop(Instant::now()).await);
 
         let stuck = Tasks::new("stuck");
         stuck.spawn(std::future::pending());

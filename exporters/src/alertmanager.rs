@@ -5,24 +5,25 @@
 //! Delivery, retry and queueing are the shared `SendStack`.
 
 use crate::helper::events::{body_text, endpoint_url, event_name, post_json, rfc3339, JsonBody};
-use crate::helper::http::http_client;
+use crate::helper::http::{check_client, http_client};
 use crate::helper::{
     Delivered, QueueConfig, RetryConfig, SendError, SendSettings, SendStack, Sender,
 };
 use async_trait::async_trait;
 use bytes::Bytes;
 use reqwest::Url;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value as Json};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use vigil_core::attrs::{get, get_str, value_to_string};
-use vigil_core::config::{decode, duration, TlsClientConfig};
+use vigil_core::config::{duration, TlsClientConfig};
+use vigil_core::factory::{DynExporterFactory, ExporterFactory, FactoryBase};
 use vigil_core::otlp::common::v1::{any_value::Value, KeyValue};
 use vigil_core::otlp::logs::v1::LogRecord;
 use vigil_core::{
-    ComponentId, ComponentKind, ConfigError, Exporter, ExporterFactory, Signal, Telemetry,
+    ComponentId, ComponentKind, ConfigError, Exporter, Settings, Signal, Stability, Telemetry,
 };
 
 /// Alerts whose identity labels are remembered at most. Past it the oldest is forgotten, and a later
@@ -56,10 +57,13 @@ fn default_timeout() -> Duration {
     Duration::from_secs(5)
 }
 
-#[derive(Debug, Deserialize)]
+/// The `alertmanager` exporter config: the alert mapping, otelcol's HTTP client keys and the
+/// exporterhelper keys.
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-struct AlertmanagerConfig {
+pub struct AlertmanagerConfig {
     /// Alertmanager's base URL; `/api/v2/alerts` is appended.
+    #[serde(default)]
     endpoint: Option<String>,
     #[serde(default = "default_alertname")]
     alertname: String,
@@ -287,75 +291,109 @@ impl Sender for AlertmanagerSender {
     }
 }
 
-fn build(id: &ComponentId, config: &Json) -> Result<SendStack<AlertmanagerSender>, ConfigError> {
-    let cfg: AlertmanagerConfig = decode(ComponentKind::Exporter, id, config)?;
-    let err =
-        |path: String, msg: String| ConfigError::component(ComponentKind::Exporter, id, path, msg);
-    let mut url = endpoint_url(id, cfg.endpoint.as_deref())?;
-    let path = format!("{}/api/v2/alerts", url.path().trim_end_matches('/'));
-    url.set_path(&path);
-    for (section, names) in [
-        ("labels", &cfg.labels),
-        ("static_labels", &cfg.static_labels),
-    ] {
-        for name in names.keys() {
-            if !valid_label(name) || name == "alertname" {
-                return Err(err(
-                    format!("{section}::{name}"),
-                    "expected a label name matching [a-zA-Z_][a-zA-Z0-9_]* other than alertname"
-                        .into(),
-                ));
+impl AlertmanagerConfig {
+    fn settings(&self) -> SendSettings {
+        SendSettings {
+            timeout: self.timeout,
+            retry_on_failure: self.retry_on_failure.clone(),
+            sending_queue: self.sending_queue.clone(),
+        }
+    }
+
+    /// `endpoint` with Alertmanager's API path appended.
+    fn url(&self, id: &ComponentId) -> Result<Url, ConfigError> {
+        let mut url = endpoint_url(id, self.endpoint.as_deref())?;
+        let path = format!("{}/api/v2/alerts", url.path().trim_end_matches('/'));
+        url.set_path(&path);
+        Ok(url)
+    }
+
+    /// Checks what serde cannot; reads the TLS files start would read, builds nothing.
+    fn validate(&self, id: &ComponentId) -> Result<(), ConfigError> {
+        let err = |path: String, msg: String| {
+            ConfigError::component(ComponentKind::Exporter, id, path, msg)
+        };
+        self.url(id)?;
+        for (section, names) in [
+            ("labels", &self.labels),
+            ("static_labels", &self.static_labels),
+        ] {
+            for name in names.keys() {
+                if !valid_label(name) || name == "alertname" {
+                    return Err(err(
+                        format!("{section}::{name}"),
+                        "expected a label name matching [a-zA-Z_][a-zA-Z0-9_]* other than alertname"
+                            .into(),
+                    ));
+                }
             }
         }
-    }
-    for name in [&cfg.alertname, &cfg.anomaly_alertname] {
-        if name.is_empty() {
-            return Err(err("alertname".into(), "expected a non-empty name".into()));
+        for (key, name) in [
+            ("alertname", &self.alertname),
+            ("anomaly_alertname", &self.anomaly_alertname),
+        ] {
+            if name.is_empty() {
+                return Err(err(key.into(), "expected a non-empty name".into()));
+            }
         }
+        if self.resolve_timeout.is_zero() {
+            return Err(err(
+                "resolve_timeout".into(),
+                "expected a duration above 0 such as \"1h\"".into(),
+            ));
+        }
+        self.settings().validate(id)?;
+        check_client(id, &self.headers, &self.tls)
     }
-    if cfg.resolve_timeout.is_zero() {
-        return Err(err(
-            "resolve_timeout".into(),
-            "expected a duration above 0 such as \"1h\"".into(),
-        ));
-    }
-    let settings = SendSettings {
-        timeout: cfg.timeout,
-        retry_on_failure: cfg.retry_on_failure.clone(),
-        sending_queue: cfg.sending_queue.clone(),
-    };
-    settings.validate(id)?;
+}
+
+fn build(
+    set: &Settings,
+    cfg: AlertmanagerConfig,
+) -> Result<SendStack<AlertmanagerSender>, ConfigError> {
+    let id = &set.id;
+    let settings = cfg.settings();
     let sender = AlertmanagerSender {
         client: http_client(id, &cfg.headers, &cfg.tls)?,
-        url,
+        url: cfg.url(id)?,
         cfg,
         remembered: Mutex::new(Default::default()),
     };
-    Ok(SendStack::new(id, settings, sender))
+    Ok(SendStack::new(set, settings, sender))
 }
 
 struct Factory;
 
 /// The `alertmanager` exporter factory.
-pub fn factory() -> Arc<dyn ExporterFactory> {
-    Arc::new(Factory)
+pub fn factory() -> Arc<dyn DynExporterFactory> {
+    vigil_core::factory::exporter(Factory)
 }
 
-impl ExporterFactory for Factory {
+impl FactoryBase for Factory {
+    type Config = AlertmanagerConfig;
+
     fn type_name(&self) -> &'static str {
         "alertmanager"
     }
 
-    fn signals(&self) -> &'static [Signal] {
-        &[Signal::Logs]
+    fn validate(&self, id: &ComponentId, cfg: &AlertmanagerConfig) -> Result<(), ConfigError> {
+        cfg.validate(id)
+    }
+}
+
+impl ExporterFactory for Factory {
+    /// vigil's own mapping of incidents to alerts, so `development` as otelcol marks a new
+    /// component (otelcol-contrib's `alertmanager` exporter sends spans, not incidents).
+    fn stability(&self) -> &'static [(Signal, Stability)] {
+        &[(Signal::Logs, Stability::Development)]
     }
 
-    fn validate(&self, id: &ComponentId, config: &Json) -> Result<(), ConfigError> {
-        build(id, config).map(|_| ())
-    }
-
-    fn create(&self, id: &ComponentId, config: &Json) -> Result<Arc<dyn Exporter>, ConfigError> {
-        Ok(Arc::new(build(id, config)?))
+    fn create(
+        &self,
+        set: Settings,
+        cfg: AlertmanagerConfig,
+    ) -> Result<Arc<dyn Exporter>, ConfigError> {
+        Ok(Arc::new(build(&set, cfg)?))
     }
 }
 
@@ -386,12 +424,13 @@ mod tests {
     #[test]
     fn labels_stay_those_of_the_first_send_and_resolve_sets_ends_at() {
         let id = ComponentId::parse("alertmanager").unwrap();
-        let stack = build(
-            &id,
-            &json!({"endpoint": "http://127.0.0.1:9", "labels": {"root_cause": "vigil.incident.root_cause"},
+        let cfg: AlertmanagerConfig = serde_json::from_value(
+            json!({"endpoint": "http://127.0.0.1:9", "labels": {"root_cause": "vigil.incident.root_cause"},
                     "static_labels": {"team": "sre"}}),
         )
         .unwrap();
+        cfg.validate(&id).unwrap();
+        let stack = build(&Settings::new(ComponentKind::Exporter, &id), cfg).unwrap();
         let s = stack.sender();
         let res = [kv_str("host.name", "n1")];
         let open = s.alert(&incident("open", "db-1", 5), &res, 10).unwrap();
@@ -426,15 +465,12 @@ mod tests {
     #[test]
     fn config_errors_name_the_key() {
         let id = ComponentId::parse("alertmanager").unwrap();
-        let e = build(
-            &id,
-            &json!({"endpoint": "http://x", "labels": {"a-b": "x"}}),
-        )
-        .err()
-        .unwrap()
-        .to_string();
+        let check = |v: Json| factory().validate(&id, &v).unwrap_err().to_string();
+        let e = check(json!({"endpoint": "http://x", "labels": {"a-b": "x"}}));
         assert!(e.contains("labels::a-b"), "{e}");
-        let e = build(&id, &json!({})).err().unwrap().to_string();
+        let e = check(json!({}));
         assert!(e.contains("endpoint"), "{e}");
+        let e = check(json!({"endpoint": "http://x", "anomaly_alertname": ""}));
+        assert!(e.contains("anomaly_alertname"), "{e}");
     }
 }

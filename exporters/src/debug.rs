@@ -3,7 +3,6 @@
 //! every field. vigil's own events (`vigil.anomaly`, `vigil.incident`, ...) get one readable line each
 //! at every verbosity: they are what a person runs vigil to see, and a count of them says nothing.
 
-use crate::helper::ExporterMetrics;
 use async_trait::async_trait;
 use serde::Deserialize;
 use std::io::Write;
@@ -80,7 +79,7 @@ impl vigil_core::factory::ExporterFactory for Factory {
         Ok(Arc::new(DebugExporter {
             id: id.to_string(),
             verbosity: cfg.verbosity,
-            metrics: ExporterMetrics::new(&id.to_string()),
+            obs: set.exporter_obs(),
         }))
     }
 }
@@ -88,7 +87,7 @@ impl vigil_core::factory::ExporterFactory for Factory {
 struct DebugExporter {
     id: String,
     verbosity: Verbosity,
-    metrics: ExporterMetrics,
+    obs: vigil_core::ExporterObs,
 }
 
 impl Component for DebugExporter {}
@@ -99,7 +98,7 @@ impl Consumer for DebugExporter {
         let text = render(&self.id, self.verbosity, &data);
         // One write per batch under the stderr lock keeps lines from concurrent batches apart.
         let _ = std::io::stderr().lock().write_all(text.as_bytes());
-        self.metrics.sent(data.signal(), data.item_count() as u64);
+        self.obs.sent(data.signal(), data.item_count() as u64);
         Ok(())
     }
 }

@@ -4,7 +4,6 @@
 //! before `consume` returns.
 
 use crate::helper::encode::{json_request, proto_request};
-use crate::helper::ExporterMetrics;
 use async_trait::async_trait;
 use serde::Deserialize;
 use std::fs::{File, OpenOptions};
@@ -259,7 +258,7 @@ struct FileExporter {
     id: String,
     cfg: FileConfig,
     writer: Arc<Mutex<Option<FileWriter>>>,
-    metrics: ExporterMetrics,
+    obs: vigil_core::ExporterObs,
 }
 
 #[async_trait]
@@ -293,7 +292,7 @@ impl FileExporter {
         let record = match frame(self.cfg.format, &data) {
             Ok(r) => r,
             Err(reason) => {
-                self.metrics.send_failed(signal, items as u64);
+                self.obs.send_failed(signal, items as u64);
                 tracing::error!(exporter = %self.id, %reason, "dropping {signal}");
                 return Err(ConsumeError::permanent(reason, items));
             }
@@ -311,12 +310,12 @@ impl FileExporter {
         .unwrap_or_else(|e| Err(format!("the write task failed: {e}")));
         match written {
             Ok(()) => {
-                self.metrics.sent(signal, items as u64);
+                self.obs.sent(signal, items as u64);
                 Ok(())
             }
             Err(e) => {
                 // A full disk or a removed directory may recover; let the sender try again.
-                self.metrics.send_failed(signal, items as u64);
+                self.obs.send_failed(signal, items as u64);
                 tracing::warn!(exporter = %self.id, path = %self.cfg.path, error = %e, "cannot write {signal}");
                 Err(ConsumeError::retryable(format!(
                     "cannot write to {}: {e}",
@@ -370,7 +369,7 @@ impl vigil_core::factory::ExporterFactory for Factory {
         let id = &set.id;
         Ok(Arc::new(FileExporter {
             id: id.to_string(),
-            metrics: ExporterMetrics::new(&id.to_string()),
+            obs: set.exporter_obs(),
             cfg,
             writer: Arc::new(Mutex::new(None)),
         }))

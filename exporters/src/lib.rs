@@ -1,7 +1,7 @@
 //! Exporters, one module per component, named as in config. Network exporters share `helper`.
 
 use std::sync::Arc;
-use vigil_core::factory::{legacy, DynExporterFactory};
+use vigil_core::factory::DynExporterFactory;
 
 pub mod alertmanager;
 pub mod debug;
@@ -18,11 +18,11 @@ pub fn factories() -> Vec<Arc<dyn DynExporterFactory>> {
     vec![
         debug::factory(),
         file::factory(),
-        legacy::exporter(otlp::factory()),
-        legacy::exporter(otlphttp::factory()),
+        otlp::factory(),
+        otlphttp::factory(),
         prometheus::factory(),
-        legacy::exporter(prometheusremotewrite::factory()),
-        legacy::exporter(alertmanager::factory()),
-        legacy::exporter(webhook::factory()),
+        prometheusremotewrite::factory(),
+        alertmanager::factory(),
+        webhook::factory(),
     ]
 }

@@ -15,8 +15,7 @@ use crate::helper::{
 use async_trait::async_trait;
 use bytes::{Buf, BufMut, Bytes};
 use http::uri::PathAndQuery;
-use serde::Deserialize;
-use serde_json::Value;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,9 +26,10 @@ use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, En
 use tonic::metadata::MetadataMap;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::Status;
-use vigil_core::config::{decode, duration, TlsClientConfig};
+use vigil_core::config::{duration, TlsClientConfig};
+use vigil_core::factory::{DynExporterFactory, ExporterFactory, FactoryBase};
 use vigil_core::{
-    ComponentId, ComponentKind, ConfigError, Exporter, ExporterFactory, Host, Signal, Telemetry,
+    ComponentId, ComponentKind, ConfigError, Exporter, Host, Settings, Signal, Stability, Telemetry,
 };
 
 fn default_timeout() -> Duration {
@@ -37,9 +37,9 @@ fn default_timeout() -> Duration {
 }
 
 /// The `otlp` exporter config, with otelcol's keys.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-struct OtlpConfig {
+pub struct OtlpConfig {
     #[serde(default)]
     endpoint: String,
     #[serde(default)]
@@ -501,14 +501,13 @@ impl Sender for GrpcSender {
     }
 }
 
-/// Builds the exporter; `clock` is what retries wait on.
+/// Builds the exporter from a validated config; `clock` is what retries wait on.
 fn build(
-    id: &ComponentId,
-    config: &Value,
+    set: &Settings,
+    cfg: OtlpConfig,
     clock: Arc<dyn Clock>,
 ) -> Result<SendStack<GrpcSender>, ConfigError> {
-    let cfg: OtlpConfig = decode(ComponentKind::Exporter, id, config)?;
-    cfg.validate(id)?;
+    let id = &set.id;
     let sender = GrpcSender {
         endpoint: cfg.endpoint(id)?,
         channel: OnceLock::new(),
@@ -518,32 +517,39 @@ fn build(
         id: id.clone(),
         auth: Authenticator::new(cfg.auth.as_ref().map(|a| a.id(id)).transpose()?),
     };
-    Ok(SendStack::with_clock(id, cfg.settings(), sender, clock))
+    Ok(SendStack::with_clock(set, cfg.settings(), sender, clock))
 }
 
 struct Factory;
 
 /// The `otlp` exporter factory.
-pub fn factory() -> Arc<dyn ExporterFactory> {
-    Arc::new(Factory)
+pub fn factory() -> Arc<dyn DynExporterFactory> {
+    vigil_core::factory::exporter(Factory)
 }
 
-impl ExporterFactory for Factory {
+impl FactoryBase for Factory {
+    type Config = OtlpConfig;
+
     fn type_name(&self) -> &'static str {
         "otlp"
     }
 
-    fn signals(&self) -> &'static [Signal] {
-        &Signal::ALL
-    }
-
-    fn validate(&self, id: &ComponentId, config: &Value) -> Result<(), ConfigError> {
-        let cfg: OtlpConfig = decode(ComponentKind::Exporter, id, config)?;
+    fn validate(&self, id: &ComponentId, cfg: &OtlpConfig) -> Result<(), ConfigError> {
         cfg.validate(id)
     }
+}
 
-    fn create(&self, id: &ComponentId, config: &Value) -> Result<Arc<dyn Exporter>, ConfigError> {
-        Ok(Arc::new(build(id, config, Arc::new(TokioClock))?))
+impl ExporterFactory for Factory {
+    fn stability(&self) -> &'static [(Signal, Stability)] {
+        &[
+            (Signal::Traces, Stability::Stable),
+            (Signal::Metrics, Stability::Stable),
+            (Signal::Logs, Stability::Stable),
+        ]
+    }
+
+    fn create(&self, set: Settings, cfg: OtlpConfig) -> Result<Arc<dyn Exporter>, ConfigError> {
+        Ok(Arc::new(build(&set, cfg, Arc::new(TokioClock))?))
     }
 }
 
@@ -560,7 +566,7 @@ mod tests {
     use opentelemetry_proto::tonic::collector::trace::v1::{
         ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
     };
-    use serde_json::json;
+    use serde_json::{json, Value};
     use std::collections::VecDeque;
     use std::sync::Mutex;
     use tonic::{Code, Request, Response};
@@ -613,12 +619,22 @@ mod tests {
         ComponentId::parse("otlp/test").unwrap()
     }
 
+    /// Decoded and validated as the registry does, then built with `clock`.
+    fn build_json(
+        config: &Value,
+        clock: Arc<ManualClock>,
+    ) -> Result<SendStack<GrpcSender>, ConfigError> {
+        let cfg: OtlpConfig = vigil_core::config::decode(ComponentKind::Exporter, &id(), config)?;
+        cfg.validate(&id())?;
+        build(&Settings::new(ComponentKind::Exporter, &id()), cfg, clock)
+    }
+
     fn exporter(
         rec: &TestRecorder,
         config: Value,
         clock: Arc<ManualClock>,
     ) -> SendStack<GrpcSender> {
-        metrics::with_local_recorder(rec, || build(&id(), &config, clock)).unwrap()
+        metrics::with_local_recorder(rec, || build_json(&config, clock)).unwrap()
     }
 
     /// Plaintext, no queue, no retries unless `extra` says so.
@@ -1050,7 +1066,7 @@ mod tests {
     #[test]
     fn tls_by_default_sets_up_or_explains() {
         // Hosts without a system trust store cannot build a TLS client; the error must say what to do.
-        match build(&id(), &json!({"endpoint": "gw:4317"}), ManualClock::new()) {
+        match build_json(&json!({"endpoint": "gw:4317"}), ManualClock::new()) {
             Ok(e) => assert_eq!(e.sender().endpoint.uri().scheme_str(), Some("https")),
             Err(e) => assert!(e.to_string().contains("tls::ca_file"), "{e}"),
         }
@@ -1059,14 +1075,14 @@ mod tests {
     #[test]
     fn skip_verify_builds_without_a_trust_store() {
         let cfg = json!({"endpoint": "gw:4317", "tls": {"insecure_skip_verify": true}});
-        let e = build(&id(), &cfg, ManualClock::new()).unwrap();
+        let e = build_json(&cfg, ManualClock::new()).unwrap();
         assert_eq!(e.sender().endpoint.uri().scheme_str(), Some("https"));
     }
 
     #[test]
     fn missing_ca_file_is_a_config_error() {
         let cfg = json!({"endpoint": "gw:4317", "tls": {"ca_file": "/nonexistent/ca.pem"}});
-        let e = build(&id(), &cfg, ManualClock::new()).err().unwrap();
+        let e = build_json(&cfg, ManualClock::new()).err().unwrap();
         assert!(
             e.to_string()
                 .starts_with("exporters::otlp/test::tls::ca_file: cannot read"),

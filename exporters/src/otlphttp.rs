@@ -16,18 +16,18 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE};
 use reqwest::Url;
-use serde::Deserialize;
-use serde_json::Value;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
-use vigil_core::config::{decode, duration, TlsClientConfig};
+use vigil_core::config::{duration, TlsClientConfig};
+use vigil_core::factory::{DynExporterFactory, ExporterFactory, FactoryBase};
 use vigil_core::{
-    ComponentId, ComponentKind, ConfigError, Exporter, ExporterFactory, Host, Signal, Telemetry,
+    ComponentId, ComponentKind, ConfigError, Exporter, Host, Settings, Signal, Stability, Telemetry,
 };
 
 /// The body format of requests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Encoding {
     #[default]
@@ -50,9 +50,9 @@ fn default_timeout() -> Duration {
 }
 
 /// The `otlphttp` config, with otelcol's keys.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-struct OtlpHttpConfig {
+pub struct OtlpHttpConfig {
     #[serde(default)]
     endpoint: Option<String>,
     #[serde(default)]
@@ -317,14 +317,13 @@ impl Sender for HttpSender {
     }
 }
 
-/// Builds the exporter; `clock` is what retries wait on.
+/// Builds the exporter from a validated config; `clock` is what retries wait on.
 fn build(
-    id: &ComponentId,
-    config: &Value,
+    set: &Settings,
+    cfg: OtlpHttpConfig,
     clock: Arc<dyn Clock>,
 ) -> Result<SendStack<HttpSender>, ConfigError> {
-    let cfg: OtlpHttpConfig = decode(ComponentKind::Exporter, id, config)?;
-    cfg.validate(id)?;
+    let id = &set.id;
     // An authenticator sees the exporter's headers on each request (headers_setter's insert and
     // update depend on them), so with one they are not the client's defaults.
     let (defaults, headers) = if cfg.auth.is_some() {
@@ -341,32 +340,39 @@ fn build(
         id: id.clone(),
         auth: Authenticator::new(cfg.auth.as_ref().map(|a| a.id(id)).transpose()?),
     };
-    Ok(SendStack::with_clock(id, cfg.settings(), sender, clock))
+    Ok(SendStack::with_clock(set, cfg.settings(), sender, clock))
 }
 
 struct Factory;
 
 /// The `otlphttp` exporter factory.
-pub fn factory() -> Arc<dyn ExporterFactory> {
-    Arc::new(Factory)
+pub fn factory() -> Arc<dyn DynExporterFactory> {
+    vigil_core::factory::exporter(Factory)
 }
 
-impl ExporterFactory for Factory {
+impl FactoryBase for Factory {
+    type Config = OtlpHttpConfig;
+
     fn type_name(&self) -> &'static str {
         "otlphttp"
     }
 
-    fn signals(&self) -> &'static [Signal] {
-        &Signal::ALL
-    }
-
-    fn validate(&self, id: &ComponentId, config: &Value) -> Result<(), ConfigError> {
-        let cfg: OtlpHttpConfig = decode(ComponentKind::Exporter, id, config)?;
+    fn validate(&self, id: &ComponentId, cfg: &OtlpHttpConfig) -> Result<(), ConfigError> {
         cfg.validate(id)
     }
+}
 
-    fn create(&self, id: &ComponentId, config: &Value) -> Result<Arc<dyn Exporter>, ConfigError> {
-        Ok(Arc::new(build(id, config, Arc::new(TokioClock))?))
+impl ExporterFactory for Factory {
+    fn stability(&self) -> &'static [(Signal, Stability)] {
+        &[
+            (Signal::Traces, Stability::Stable),
+            (Signal::Metrics, Stability::Stable),
+            (Signal::Logs, Stability::Stable),
+        ]
+    }
+
+    fn create(&self, set: Settings, cfg: OtlpHttpConfig) -> Result<Arc<dyn Exporter>, ConfigError> {
+        Ok(Arc::new(build(&set, cfg, Arc::new(TokioClock))?))
     }
 }
 
@@ -383,7 +389,7 @@ mod tests {
     use axum::extract::State;
     use axum::http::{HeaderMap, StatusCode, Uri};
     use axum::response::IntoResponse;
-    use serde_json::json;
+    use serde_json::{json, Value};
     use std::collections::VecDeque;
     use std::sync::Mutex;
     use vigil_core::{Component, ConsumeError, Consumer, Host};
@@ -441,7 +447,12 @@ mod tests {
         config: Value,
         clock: Arc<ManualClock>,
     ) -> SendStack<HttpSender> {
-        metrics::with_local_recorder(rec, || build(&id(), &config, clock)).unwrap()
+        // Decoded and validated as the registry does.
+        let cfg: OtlpHttpConfig =
+            vigil_core::config::decode(ComponentKind::Exporter, &id(), &config).unwrap();
+        cfg.validate(&id()).unwrap();
+        let set = Settings::new(ComponentKind::Exporter, &id());
+        metrics::with_local_recorder(rec, || build(&set, cfg, clock)).unwrap()
     }
 
     /// Sends synchronously (no queue) so each test sees the outcome of its batch directly.

@@ -6,21 +6,22 @@
 use crate::helper::events::{
     attrs_to_json, body_text, endpoint_url, event_name, post_json, rfc3339, JsonBody,
 };
-use crate::helper::http::http_client;
+use crate::helper::http::{check_client, http_client};
 use crate::helper::{
     Delivered, QueueConfig, RetryConfig, SendError, SendSettings, SendStack, Sender,
 };
 use async_trait::async_trait;
 use bytes::Bytes;
 use reqwest::Url;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value as Json};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
-use vigil_core::config::{decode, duration, TlsClientConfig};
+use vigil_core::config::{duration, TlsClientConfig};
+use vigil_core::factory::{DynExporterFactory, ExporterFactory, FactoryBase};
 use vigil_core::{
-    ComponentId, ComponentKind, ConfigError, Exporter, ExporterFactory, Signal, Telemetry,
+    ComponentId, ComponentKind, ConfigError, Exporter, Settings, Signal, Stability, Telemetry,
 };
 
 /// The payload's format version; bumped only on an incompatible change.
@@ -34,9 +35,11 @@ fn default_timeout() -> Duration {
     Duration::from_secs(5)
 }
 
-#[derive(Debug, Deserialize)]
+/// The `webhook` exporter config: otelcol's HTTP client and exporterhelper keys, and `events`.
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-struct WebhookConfig {
+pub struct WebhookConfig {
+    #[serde(default)]
     endpoint: Option<String>,
     /// Event names to send; `*` sends every log record.
     #[serde(default = "default_events")]
@@ -51,6 +54,31 @@ struct WebhookConfig {
     retry_on_failure: RetryConfig,
     #[serde(default)]
     sending_queue: QueueConfig,
+}
+
+impl WebhookConfig {
+    fn settings(&self) -> SendSettings {
+        SendSettings {
+            timeout: self.timeout,
+            retry_on_failure: self.retry_on_failure.clone(),
+            sending_queue: self.sending_queue.clone(),
+        }
+    }
+
+    /// Checks what serde cannot; reads the TLS files start would read, builds nothing.
+    fn validate(&self, id: &ComponentId) -> Result<(), ConfigError> {
+        endpoint_url(id, self.endpoint.as_deref())?;
+        if self.events.is_empty() {
+            return Err(ConfigError::component(
+                ComponentKind::Exporter,
+                id,
+                "events",
+                "expected at least one event name (or \"*\")",
+            ));
+        }
+        self.settings().validate(id)?;
+        check_client(id, &self.headers, &self.tls)
+    }
 }
 
 /// Builds the documented payload from the records whose event name `wanted` accepts.
@@ -132,53 +160,44 @@ impl Sender for WebhookSender {
     }
 }
 
-fn build(id: &ComponentId, config: &Json) -> Result<SendStack<WebhookSender>, ConfigError> {
-    let cfg: WebhookConfig = decode(ComponentKind::Exporter, id, config)?;
-    let url = endpoint_url(id, cfg.endpoint.as_deref())?;
-    if cfg.events.is_empty() {
-        return Err(ConfigError::component(
-            ComponentKind::Exporter,
-            id,
-            "events",
-            "expected at least one event name (or \"*\")",
-        ));
-    }
-    let settings = SendSettings {
-        timeout: cfg.timeout,
-        retry_on_failure: cfg.retry_on_failure,
-        sending_queue: cfg.sending_queue,
-    };
-    settings.validate(id)?;
+fn build(set: &Settings, cfg: WebhookConfig) -> Result<SendStack<WebhookSender>, ConfigError> {
+    let id = &set.id;
+    let settings = cfg.settings();
     let sender = WebhookSender {
         client: http_client(id, &cfg.headers, &cfg.tls)?,
-        url,
+        url: endpoint_url(id, cfg.endpoint.as_deref())?,
         events: cfg.events,
     };
-    Ok(SendStack::new(id, settings, sender))
+    Ok(SendStack::new(set, settings, sender))
 }
 
 struct Factory;
 
 /// The `webhook` exporter factory.
-pub fn factory() -> Arc<dyn ExporterFactory> {
-    Arc::new(Factory)
+pub fn factory() -> Arc<dyn DynExporterFactory> {
+    vigil_core::factory::exporter(Factory)
 }
 
-impl ExporterFactory for Factory {
+impl FactoryBase for Factory {
+    type Config = WebhookConfig;
+
     fn type_name(&self) -> &'static str {
         "webhook"
     }
 
-    fn signals(&self) -> &'static [Signal] {
-        &[Signal::Logs]
+    fn validate(&self, id: &ComponentId, cfg: &WebhookConfig) -> Result<(), ConfigError> {
+        cfg.validate(id)
+    }
+}
+
+impl ExporterFactory for Factory {
+    /// vigil's own exporter, so `development` as otelcol marks a new component.
+    fn stability(&self) -> &'static [(Signal, Stability)] {
+        &[(Signal::Logs, Stability::Development)]
     }
 
-    fn validate(&self, id: &ComponentId, config: &Json) -> Result<(), ConfigError> {
-        build(id, config).map(|_| ())
-    }
-
-    fn create(&self, id: &ComponentId, config: &Json) -> Result<Arc<dyn Exporter>, ConfigError> {
-        Ok(Arc::new(build(id, config)?))
+    fn create(&self, set: Settings, cfg: WebhookConfig) -> Result<Arc<dyn Exporter>, ConfigError> {
+        Ok(Arc::new(build(&set, cfg)?))
     }
 }
 
@@ -229,20 +248,14 @@ mod tests {
     #[test]
     fn config_errors_name_the_key() {
         let id = ComponentId::parse("webhook").unwrap();
-        let e = build(&id, &json!({})).err().unwrap().to_string();
+        let check = |v: Json| factory().validate(&id, &v).unwrap_err().to_string();
+        let e = check(json!({}));
         assert!(e.contains("endpoint"), "{e}");
-        let e = build(&id, &json!({"endpoint": "ftp://x"}))
-            .err()
-            .unwrap()
-            .to_string();
+        let e = check(json!({"endpoint": "ftp://x"}));
         assert!(e.contains("endpoint"), "{e}");
-        let e = build(
-            &id,
-            &json!({"endpoint": "http://x", "headers": {"a b": "1"}}),
-        )
-        .err()
-        .unwrap()
-        .to_string();
+        let e = check(json!({"endpoint": "http://x", "headers": {"a b": "1"}}));
         assert!(e.contains("headers"), "{e}");
+        let e = check(json!({"endpoint": "http://x", "events": []}));
+        assert!(e.contains("events"), "{e}");
     }
 }

@@ -2,12 +2,12 @@
 //! (`bearertokenauth`, ...) is looked up when the exporter starts, and its headers go on every
 //! request.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::sync::{Arc, OnceLock};
 use vigil_core::{ClientAuth, ComponentId, ComponentKind, ConfigError, Host};
 
 /// The `auth` key.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthConfig {
     pub authenticator: String,

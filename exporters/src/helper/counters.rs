@@ -1,61 +1,8 @@
-//! The exporter metrics otelcol users already chart: items sent, items that failed to send, items the
-//! queue refused, and the queue's fill level. Handles are registered once, when the exporter is
-//! created, so the send path only bumps atomics.
+//! The sending queue's fill level, as otelcol reports it (items sent, failed and refused are
+//! counted by the component's `vigil_core::ExporterObs`), and a recorder tests read metrics from.
+//! Handles are registered once, when the exporter is created, so the send path only bumps atomics.
 
-use metrics::{Counter, Gauge};
-use vigil_core::Signal;
-
-/// Per-signal counters of one exporter, labelled `exporter=<component id>`.
-#[derive(Clone)]
-pub struct ExporterMetrics {
-    sent: [Counter; 3],
-    send_failed: [Counter; 3],
-    enqueue_failed: [Counter; 3],
-}
-
-fn slot(signal: Signal) -> usize {
-    match signal {
-        Signal::Traces => 0,
-        Signal::Metrics => 1,
-        Signal::Logs => 2,
-    }
-}
-
-fn per_signal(prefix: &str, exporter: &str) -> [Counter; 3] {
-    Signal::ALL.map(|s| {
-        metrics::counter!(
-            format!("{prefix}_{}", s.item_name()),
-            "exporter" => exporter.to_string()
-        )
-    })
-}
-
-impl ExporterMetrics {
-    /// Registers `otelcol_exporter_sent_*`, `otelcol_exporter_send_failed_*` and
-    /// `otelcol_exporter_enqueue_failed_*` for `exporter` (its component id).
-    pub fn new(exporter: &str) -> Self {
-        ExporterMetrics {
-            sent: per_signal("otelcol_exporter_sent", exporter),
-            send_failed: per_signal("otelcol_exporter_send_failed", exporter),
-            enqueue_failed: per_signal("otelcol_exporter_enqueue_failed", exporter),
-        }
-    }
-
-    /// Items the backend accepted.
-    pub fn sent(&self, signal: Signal, items: u64) {
-        self.sent[slot(signal)].increment(items);
-    }
-
-    /// Items given up on: refused by the backend, out of retries, or not sent before shutdown.
-    pub fn send_failed(&self, signal: Signal, items: u64) {
-        self.send_failed[slot(signal)].increment(items);
-    }
-
-    /// Items the sending queue had no room for.
-    pub fn enqueue_failed(&self, signal: Signal, items: u64) {
-        self.enqueue_failed[slot(signal)].increment(items);
-    }
-}
+use metrics::Gauge;
 
 /// The fill level of one exporter's sending queue, in the queue's sizer unit.
 #[derive(Clone)]

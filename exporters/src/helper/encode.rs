@@ -198,6 +198,13 @@ impl<'de> Deserialize<'de> for Compression {
     }
 }
 
+/// Shown as the config spells it, so the reference lists `gzip`, `zstd` or `none`.
+impl Serialize for Compression {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.encoding_name().unwrap_or("none"))
+    }
+}
+
 impl Compression {
     /// The `Content-Encoding` / `grpc-encoding` name, or `None` when uncompressed.
     pub fn encoding_name(self) -> Option<&'static str> {

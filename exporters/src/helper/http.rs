@@ -126,6 +126,16 @@ pub fn http_client(
         .map_err(|e| config_error(id, "tls", format!("cannot build the HTTP client: {e}")))
 }
 
+/// What a factory's `validate` calls: `headers` and `tls` checked as [`http_client`] reads them
+/// (the certificate files included), without keeping a client. Nothing connects or spawns.
+pub fn check_client(
+    id: &ComponentId,
+    headers: &BTreeMap<String, String>,
+    tls: &TlsClientConfig,
+) -> Result<(), ConfigError> {
+    http_client(id, headers, tls).map(drop)
+}
+
 /// `tls::server_name_override`: reqwest has no setting for it, so the whole rustls configuration is
 /// built here (roots, client certificate, versions) with a verifier that checks the server's
 /// certificate against the override instead of the endpoint's host, as Go's `tls.Config.ServerName`

@@ -15,9 +15,9 @@ pub mod retry;
 mod stack;
 
 pub use classify::{Delivered, SendError};
-pub use counters::{ExporterMetrics, QueueGauges};
+pub use counters::QueueGauges;
 pub use encode::Compression;
 pub use persistent::{PersistentQueue, Replayed};
 pub use queue::{MemoryQueue, Persist, Popped, PushError, Queue, QueueConfig, Sizer};
 pub use retry::{Backoff, Clock, Retry, RetryConfig, TokioClock};
-pub use stack::{Job, SendSettings, SendStack, Sender, DEFAULT_DRAIN_TIMEOUT};
+pub use stack::{Job, SendSettings, SendStack, Sender};

@@ -6,7 +6,7 @@
 //! queue stays the one owner of acknowledged data (docs/delivery.md).
 
 use async_trait::async_trait;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::sync::Mutex;
 use tokio::sync::Notify;
@@ -16,7 +16,7 @@ use tokio::sync::Notify;
 pub const MAX_NUM_CONSUMERS: usize = 1000;
 
 /// `sending_queue`, as otelcol's exporterhelper spells it.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct QueueConfig {
     pub enabled: bool,
@@ -35,7 +35,7 @@ pub struct QueueConfig {
 
 /// `sending_queue::batch`, as otelcol's exporterhelper spells it: queued requests are merged until
 /// `min_size` is reached or the oldest has waited `flush_timeout`, and cut at `max_size`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BatchSettings {
     #[serde(with = "vigil_core::config::duration")]
@@ -139,7 +139,7 @@ impl QueueConfig {
 }
 
 /// What `queue_size` counts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Sizer {
     /// Batches, whatever their size.

@@ -1,10 +1,11 @@
 //! `SendStack`: the exporter every network exporter becomes once its transport is written. It takes
 //! a `Sender` (encode a batch once, send it once) and wraps it in otelcol's exporterhelper layers:
 //! per-attempt `timeout`, `retry_on_failure`, `sending_queue` (with its optional `batch`), the
-//! `otelcol_exporter_*` metrics, and a shutdown that drains the queue within a deadline.
+//! `otelcol_exporter_*` metrics (the component's `ExporterObs`), and a shutdown that drains the
+//! queue until the service's shutdown deadline. Queue consumers run on the component's `Tasks`.
 
 use super::classify::{Delivered, SendError};
-use super::counters::{ExporterMetrics, QueueGauges};
+use super::counters::QueueGauges;
 use super::encode::{decode_proto_request, proto_request};
 use super::persistent::PersistentQueue;
 use super::queue::{
@@ -15,18 +16,13 @@ use super::retry::{Clock, Retry, RetryConfig, TokioClock};
 use async_trait::async_trait;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
-use tokio::task::JoinHandle;
+use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use vigil_core::consumer::split::{merge, split_max};
 use vigil_core::{
-    Component, ComponentId, ComponentKind, ConfigError, ConsumeError, Consumer, Host, Signal,
-    Telemetry,
+    lock, Component, ComponentId, ComponentKind, ConfigError, ConsumeError, Consumer, ExporterObs,
+    Host, Settings, Signal, Tasks, Telemetry,
 };
-
-/// How long `shutdown` lets the queue drain before it cuts in-flight sends and counts the rest as
-/// lost. It stays below the agent's overall stop budget so that the count and the log line happen.
-pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// One transport: how a batch becomes a request, and how one request is sent once.
 #[async_trait]
@@ -195,7 +191,7 @@ struct StackCore<S: Sender> {
     queue_cfg: QueueConfig,
     queue: OnceLock<DynQueue<S::Request>>,
     gauges: Option<QueueGauges>,
-    metrics: ExporterMetrics,
+    obs: ExporterObs,
     /// Fired when the drain deadline passes: waits and in-flight sends end at once.
     cancel: CancellationToken,
     /// Items not delivered because of shutdown, reported in one line at the end.
@@ -207,29 +203,32 @@ struct StackCore<S: Sender> {
 
 const RETRY_LOG_EVERY: Duration = Duration::from_secs(30);
 
+/// How long cancelled queue consumers may take to count what they drop, past the deadline if need
+/// be. They only pop and count, so this is far more than they need.
+const COUNT_GRACE: Duration = Duration::from_millis(200);
+
 /// A network exporter: a `Sender` behind timeout, retry and the sending queue.
 pub struct SendStack<S: Sender> {
     core: Arc<StackCore<S>>,
-    workers: Mutex<Vec<JoinHandle<()>>>,
-    drain_timeout: Duration,
-    /// The host it started on, for the service's shutdown deadline.
-    host: OnceLock<Host>,
+    /// The queue consumers.
+    tasks: Tasks,
+    started: AtomicBool,
 }
 
 impl<S: Sender> SendStack<S> {
-    /// Builds the stack for exporter `id`. Metrics are registered here, once.
-    pub fn new(id: &ComponentId, settings: SendSettings, sender: S) -> Self {
-        Self::with_clock(id, settings, sender, Arc::new(TokioClock))
+    /// Builds the stack for the exporter `set` describes. Metrics are registered here, once.
+    pub fn new(set: &Settings, settings: SendSettings, sender: S) -> Self {
+        Self::with_clock(set, settings, sender, Arc::new(TokioClock))
     }
 
     /// Like `new`, with the clock the retry loop waits on (tests inject one).
     pub fn with_clock(
-        id: &ComponentId,
+        set: &Settings,
         settings: SendSettings,
         sender: S,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        let id = id.to_string();
+        let id = set.id.to_string();
         let queue_cfg = settings.sending_queue;
         let queue = OnceLock::new();
         let mut gauges = None;
@@ -243,7 +242,7 @@ impl<S: Sender> SendStack<S> {
         }
         SendStack {
             core: Arc::new(StackCore {
-                metrics: ExporterMetrics::new(&id),
+                obs: set.exporter_obs(),
                 id,
                 sender,
                 timeout: settings.timeout,
@@ -255,26 +254,14 @@ impl<S: Sender> SendStack<S> {
                 lost: AtomicU64::new(0),
                 retry_logged: Mutex::new(None),
             }),
-            workers: Mutex::new(Vec::new()),
-            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
-            host: OnceLock::new(),
+            tasks: set.tasks.clone(),
+            started: AtomicBool::new(false),
         }
-    }
-
-    /// Sets how long `shutdown` waits for the queue to drain.
-    #[must_use]
-    pub fn drain_timeout(mut self, d: Duration) -> Self {
-        self.drain_timeout = d;
-        self
     }
 
     /// The transport, for exporters that need to reach it after construction.
     pub fn sender(&self) -> &S {
         &self.core.sender
-    }
-
-    fn take_workers(&self) -> Vec<JoinHandle<()>> {
-        std::mem::take(&mut *self.workers.lock().unwrap_or_else(|p| p.into_inner()))
     }
 }
 
@@ -307,7 +294,7 @@ impl<S: Sender> StackCore<S> {
     }
 
     fn log_retry(&self, reason: &str) {
-        let mut last = self.retry_logged.lock().unwrap_or_else(|p| p.into_inner());
+        let mut last = lock(&self.retry_logged);
         let now = std::time::Instant::now();
         if last.is_some_and(|t| now.duration_since(t) < RETRY_LOG_EVERY) {
             return;
@@ -329,9 +316,9 @@ impl<S: Sender> StackCore<S> {
         match result {
             Ok(d) => {
                 let rejected = d.rejected.min(job.items as u64);
-                self.metrics.sent(job.signal, job.items as u64 - rejected);
+                self.obs.sent(job.signal, job.items as u64 - rejected);
                 if rejected > 0 {
-                    self.metrics.send_failed(job.signal, rejected);
+                    self.obs.send_failed(job.signal, rejected);
                 }
                 if rejected > 0 || !d.message.is_empty() {
                     tracing::warn!(
@@ -358,7 +345,7 @@ impl<S: Sender> StackCore<S> {
             // Cut by a stop: the request stays in storage and is sent after the next start.
             return;
         }
-        self.metrics.send_failed(signal, items as u64);
+        self.obs.send_failed(signal, items as u64);
         match e {
             SendError::Permanent { reason } => tracing::error!(
                 exporter = %self.id,
@@ -396,7 +383,7 @@ impl<S: Sender> StackCore<S> {
         if durable {
             return;
         }
-        self.metrics.send_failed(item.signal(), item.items() as u64);
+        self.obs.send_failed(item.signal(), item.items() as u64);
         self.lost.fetch_add(item.items() as u64, Ordering::Relaxed);
     }
 
@@ -647,7 +634,7 @@ impl<S: Sender> SendStack<S> {
                 && queue.size() + self.queue_units(items) > queue.capacity()
                 && self.queue_units(items) <= queue.capacity()
             {
-                core.metrics.enqueue_failed(signal, items as u64);
+                core.obs.enqueue_failed(signal, items as u64);
                 return Err(self.full_error(queue.as_ref()));
             }
             Some(queue)
@@ -709,7 +696,7 @@ impl<S: Sender> SendStack<S> {
                 ConsumeError::retryable(format!("exporter {}: {reason}", core.id))
             }
         };
-        core.metrics.enqueue_failed(signal, items as u64);
+        core.obs.enqueue_failed(signal, items as u64);
         Err(error)
     }
 
@@ -764,12 +751,14 @@ impl<S: Sender> SendStack<S> {
     /// Stops over a durable queue: no drain is needed, since what is not delivered stays in storage
     /// for the next start. In-flight sends are cut; a cut send stays queued and may be delivered
     /// twice (at least once, never lost).
-    async fn stop_durable(&self, queue: &dyn Queue<Queued<S::Request>>) -> anyhow::Result<()> {
+    async fn stop_durable(
+        &self,
+        queue: &dyn Queue<Queued<S::Request>>,
+        deadline: Instant,
+    ) -> anyhow::Result<()> {
         let core = &self.core;
         core.cancel.cancel();
-        for w in self.take_workers() {
-            let _ = w.await;
-        }
+        self.tasks.stop(deadline).await;
         queue.flush().await;
         let left = queue.size();
         core.lost.store(0, Ordering::Relaxed);
@@ -791,24 +780,9 @@ impl<S: Sender> Consumer for SendStack<S> {
     }
 }
 
-impl<S: Sender> SendStack<S> {
-    // The drain time, cut to fit the service's shutdown deadline. A tenth of what is left is kept
-    // back for abandoning the rest and logging it before the process exits.
-    fn drain_budget(&self) -> Duration {
-        match self.host.get().and_then(Host::shutdown_deadline) {
-            Some(at) => {
-                let left = at.saturating_duration_since(std::time::Instant::now());
-                self.drain_timeout.min(left.saturating_sub(left / 10))
-            }
-            None => self.drain_timeout,
-        }
-    }
-}
-
 #[async_trait]
 impl<S: Sender> Component for SendStack<S> {
     async fn start(&self, host: &Host) -> anyhow::Result<()> {
-        let _ = self.host.set(host.clone());
         let core = &self.core;
         core.sender.start(host).await?;
         if !core.queue_cfg.enabled {
@@ -823,15 +797,16 @@ impl<S: Sender> Component for SendStack<S> {
         let Some(queue) = core.queue.get() else {
             anyhow::bail!("exporters::{}: the sending queue was not created", core.id);
         };
-        let mut workers = self.workers.lock().unwrap_or_else(|p| p.into_inner());
-        if workers.is_empty() {
+        // The consumers watch the queue closing and the stack's own cancel, not the task set's:
+        // a stop drains first and cuts in-flight sends only when the deadline nears.
+        if !self.started.swap(true, Ordering::SeqCst) {
             match &core.queue_cfg.batch {
-                Some(b) => workers.push(tokio::spawn(
-                    Arc::clone(core).batch_work(Arc::clone(queue), b.clone()),
-                )),
+                Some(b) => self
+                    .tasks
+                    .spawn(Arc::clone(core).batch_work(Arc::clone(queue), b.clone())),
                 None => {
                     for _ in 0..core.queue_cfg.num_consumers {
-                        workers.push(tokio::spawn(Arc::clone(core).work(Arc::clone(queue))));
+                        self.tasks.spawn(Arc::clone(core).work(Arc::clone(queue)));
                     }
                 }
             }
@@ -840,35 +815,32 @@ impl<S: Sender> Component for SendStack<S> {
     }
 
     async fn shutdown(&self) -> anyhow::Result<()> {
+        self.shutdown_by(vigil_core::task::default_deadline()).await
+    }
+
+    /// Drains the queue until shortly before `deadline` (the service's `--shutdown-timeout`), then
+    /// cuts in-flight sends and counts what is left as lost. A tenth of the time left is kept back
+    /// for that, so that the count and the log line happen before the process exits.
+    async fn shutdown_by(&self, deadline: Instant) -> anyhow::Result<()> {
         let core = &self.core;
         let Some(queue) = core.queue.get() else {
             return Ok(());
         };
         queue.close();
         if queue.is_durable() {
-            return self.stop_durable(queue.as_ref()).await;
+            return self.stop_durable(queue.as_ref(), deadline).await;
         }
-        let drain = self.drain_budget();
-        let mut workers = self.take_workers();
-        // A worker is removed as soon as it has finished, so that after a timeout only the ones still
-        // running are awaited again: a finished JoinHandle must not be polled twice (it panics).
-        let drained = tokio::time::timeout(drain, async {
-            while let Some(w) = workers.last_mut() {
-                let _ = w.await;
-                workers.pop();
-            }
-        })
-        .await
-        .is_ok();
-        if !drained {
-            // Cut waits and in-flight sends; the consumers then empty the queue without sending.
-            core.cancel.cancel();
-            for w in workers {
-                let _ = w.await;
-            }
-        }
-        // Whatever no consumer took (the exporter was never started, or every consumer ended early).
+        let start = Instant::now();
+        let left = deadline.saturating_duration_since(start);
+        // Whether the consumers emptied the queue in time shows in `lost` below.
+        self.tasks.wait(start + (left - left / 10)).await;
+        let drain = start.elapsed();
+        // Cut waits and in-flight sends; the consumers then empty the queue without sending,
+        // counting what they drop. That takes no I/O, so they get a moment for it even when the
+        // deadline has already passed: an aborted consumer would lose its batch uncounted.
         core.cancel.cancel();
+        let counted = Instant::now() + COUNT_GRACE;
+        self.tasks.stop(deadline.max(counted)).await;
         let durable = queue.is_durable();
         while let Some(p) = queue.pop().await {
             core.abandon(&p.item, durable);
@@ -882,7 +854,7 @@ impl<S: Sender> Component for SendStack<S> {
             tracing::error!(
                 exporter = %core.id,
                 items = lost,
-                "{lost} items could not be delivered within the shutdown drain time ({drain:?}) and are lost",
+                "{lost} items could not be delivered within the shutdown drain time ({drain:.1?}) and are lost",
             );
         }
         Ok(())
@@ -987,7 +959,8 @@ mod tests {
         clock: Arc<ManualClock>,
     ) -> SendStack<Arc<ScriptedSender>> {
         let id = ComponentId::parse("otlp/test").unwrap();
-        metrics::with_local_recorder(rec, || SendStack::with_clock(&id, settings, sender, clock))
+        let set = Settings::new(ComponentKind::Exporter, &id);
+        metrics::with_local_recorder(rec, || SendStack::with_clock(&set, settings, sender, clock))
     }
 
     const SENT: &str = "otelcol_exporter_sent_spans{exporter=otlp/test}";
@@ -1250,13 +1223,14 @@ mod tests {
             settings(true, 100),
             sender.clone(),
             ManualClock::new(),
-        )
-        .drain_timeout(Duration::from_millis(50));
+        );
         s.start(&Host::detached()).await.unwrap();
         for _ in 0..5 {
             s.consume(sample_traces(3)).await.unwrap();
         }
-        s.shutdown().await.unwrap();
+        s.shutdown_by(Instant::now() + Duration::from_millis(50))
+            .await
+            .unwrap();
         assert_eq!(rec.counter(SENT), 0);
         assert_eq!(rec.counter(FAILED), 15);
         assert_eq!(
@@ -1284,8 +1258,7 @@ mod tests {
             settings(true, 100),
             sender.clone(),
             ManualClock::new(),
-        )
-        .drain_timeout(Duration::from_millis(50));
+        );
         s.start(&Host::detached()).await.unwrap();
         s.consume(sample_traces(2)).await.unwrap();
         s.consume(sample_traces(3)).await.unwrap();
@@ -1296,29 +1269,30 @@ mod tests {
         while rec.counter(SENT) < 2 {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
-        s.shutdown().await.unwrap();
+        s.shutdown_by(Instant::now() + Duration::from_millis(50))
+            .await
+            .unwrap();
         assert_eq!((rec.counter(SENT), rec.counter(FAILED)), (2, 3));
     }
 
     #[tokio::test]
-    async fn the_service_deadline_shortens_the_drain() {
+    async fn the_service_deadline_bounds_the_drain() {
         let rec = TestRecorder::default();
         let sender = Arc::new(ScriptedSender {
             hold: Some(Arc::new(tokio::sync::Semaphore::new(0))),
             ..Default::default()
         });
-        // The exporter alone would wait an hour for the backend; the service allows 100 ms.
-        let s = stack(&rec, settings(true, 100), sender, ManualClock::new())
-            .drain_timeout(Duration::from_secs(3600));
-        let host = Host::detached();
-        s.start(&host).await.unwrap();
+        // The backend never answers and the retries would go on for minutes; the service allows
+        // 100 ms.
+        let s = stack(&rec, settings(true, 100), sender, ManualClock::new());
+        s.start(&Host::detached()).await.unwrap();
         for _ in 0..4 {
             s.consume(sample_traces(2)).await.unwrap();
         }
-        host.set_shutdown_deadline(std::time::Instant::now() + Duration::from_millis(100));
-        tokio::time::timeout(Duration::from_secs(60), s.shutdown())
+        let deadline = Instant::now() + Duration::from_millis(100);
+        tokio::time::timeout(Duration::from_secs(60), s.shutdown_by(deadline))
             .await
-            .expect("shutdown kept to the service deadline, not the hour-long drain")
+            .expect("shutdown kept to the service deadline")
             .unwrap();
         assert_eq!((rec.counter(SENT), rec.counter(FAILED)), (0, 8));
     }

@@ -17,18 +17,19 @@ use crate::prometheus::translate::{
 use async_trait::async_trait;
 use prost::Message;
 use proto::{Label, MetricMetadata, Sample, TimeSeries, WriteRequest};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use vigil_core::config::{decode, duration, TlsClientConfig};
+use vigil_core::factory::{DynExporterFactory, ExporterFactory, FactoryBase};
 use vigil_core::otlp::metrics::v1::{
     metric::Data, number_data_point, AggregationTemporality, ResourceMetrics,
 };
 use vigil_core::{
-    ComponentId, ComponentKind, ConfigError, Exporter, ExporterFactory, Signal, Telemetry,
+    ComponentId, ComponentKind, ConfigError, Exporter, Settings, Signal, Stability, Telemetry,
 };
 
 /// Prometheus's staleness marker: a NaN with this exact bit pattern ends a series.
@@ -38,7 +39,7 @@ const STALE_NAN: u64 = 0x7ff0_0000_0000_0002;
 const NO_RECORDED_VALUE: u32 = 1;
 
 /// `resource_to_telemetry_conversion` and `target_info`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Enabled {
     #[serde(default)]
@@ -46,7 +47,7 @@ pub struct Enabled {
 }
 
 /// otelcol's older `remote_write_queue` section, mapped onto the shared `sending_queue`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RemoteWriteQueue {
     #[serde(default = "yes")]
@@ -58,7 +59,7 @@ pub struct RemoteWriteQueue {
 }
 
 /// The `prometheusremotewrite` exporter config, with otelcol's keys and defaults.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RemoteWriteConfig {
     /// The remote write URL, such as `http://prometheus:9090/api/v1/write`.
@@ -129,8 +130,15 @@ fn remote_write_retry() -> RetryConfig {
     }
 }
 
-fn load(id: &ComponentId, config: &Json) -> Result<RemoteWriteConfig, ConfigError> {
-    let mut cfg: RemoteWriteConfig = decode(ComponentKind::Exporter, id, config)?;
+/// Decodes and checks the section, as the registry does before `create`.
+pub fn load(id: &ComponentId, config: &Json) -> Result<RemoteWriteConfig, ConfigError> {
+    let cfg: RemoteWriteConfig = decode(ComponentKind::Exporter, id, config)?;
+    validate(id, &cfg)?;
+    Ok(cfg)
+}
+
+/// Checks what serde cannot. Reads the TLS files, as start would; starts nothing.
+fn validate(id: &ComponentId, cfg: &RemoteWriteConfig) -> Result<(), ConfigError> {
     let err = |k: &str, m: String| ConfigError::component(ComponentKind::Exporter, id, k, m);
     if cfg.endpoint.is_empty() {
         return Err(err(
@@ -170,50 +178,59 @@ fn load(id: &ComponentId, config: &Json) -> Result<RemoteWriteConfig, ConfigErro
             ));
         }
     }
-    if let Some(q) = &cfg.remote_write_queue {
-        cfg.sending_queue.enabled = q.enabled;
-        cfg.sending_queue.queue_size = q.queue_size;
-        cfg.sending_queue.num_consumers = q.num_consumers;
-    }
-    settings(&cfg).validate(id)?;
+    settings(cfg).validate(id)?;
     // The client every HTTP exporter builds, so `tls` (certificates, client certificate, versions)
     // is read and checked here at validate, as start builds it.
-    crate::helper::http::http_client(id, &cfg.headers, &cfg.tls)?;
-    Ok(cfg)
+    crate::helper::http::check_client(id, &cfg.headers, &cfg.tls)
 }
 
+/// The exporterhelper settings, with otelcol's older `remote_write_queue` taking the place of
+/// `sending_queue`'s keys it names.
 fn settings(cfg: &RemoteWriteConfig) -> SendSettings {
+    let mut sending_queue = cfg.sending_queue.clone();
+    if let Some(q) = &cfg.remote_write_queue {
+        sending_queue.enabled = q.enabled;
+        sending_queue.queue_size = q.queue_size;
+        sending_queue.num_consumers = q.num_consumers;
+    }
     SendSettings {
         timeout: cfg.timeout,
         retry_on_failure: cfg.retry_on_failure.clone(),
-        sending_queue: cfg.sending_queue.clone(),
+        sending_queue,
     }
 }
 
 struct Factory;
 
 /// The `prometheusremotewrite` exporter factory, for the registry.
-pub fn factory() -> Arc<dyn ExporterFactory> {
-    Arc::new(Factory)
+pub fn factory() -> Arc<dyn DynExporterFactory> {
+    vigil_core::factory::exporter(Factory)
 }
 
-impl ExporterFactory for Factory {
+impl FactoryBase for Factory {
+    type Config = RemoteWriteConfig;
+
     fn type_name(&self) -> &'static str {
         "prometheusremotewrite"
     }
 
-    fn signals(&self) -> &'static [Signal] {
-        &[Signal::Metrics]
+    fn validate(&self, id: &ComponentId, cfg: &RemoteWriteConfig) -> Result<(), ConfigError> {
+        validate(id, cfg)
+    }
+}
+
+impl ExporterFactory for Factory {
+    fn stability(&self) -> &'static [(Signal, Stability)] {
+        &[(Signal::Metrics, Stability::Beta)]
     }
 
-    fn validate(&self, id: &ComponentId, config: &Json) -> Result<(), ConfigError> {
-        load(id, config).map(|_| ())
-    }
-
-    fn create(&self, id: &ComponentId, config: &Json) -> Result<Arc<dyn Exporter>, ConfigError> {
-        let cfg = load(id, config)?;
-        let sender = RemoteWriteSender::new(id, &cfg)?;
-        Ok(Arc::new(SendStack::new(id, settings(&cfg), sender)))
+    fn create(
+        &self,
+        set: Settings,
+        cfg: RemoteWriteConfig,
+    ) -> Result<Arc<dyn Exporter>, ConfigError> {
+        let sender = RemoteWriteSender::new(&set.id, &cfg)?;
+        Ok(Arc::new(SendStack::new(&set, settings(&cfg), sender)))
     }
 }
 
