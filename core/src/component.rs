@@ -285,8 +285,6 @@ struct HostInner {
     extensions: HashMap<ComponentId, Arc<dyn Extension>>,
     fatal: mpsc::UnboundedSender<(ComponentId, String)>,
     shared: Mutex<HashMap<String, Arc<dyn Any + Send + Sync>>>,
-    /// When the whole shutdown must be over (`--shutdown-timeout` from its start), once it began.
-    shutdown_deadline: Mutex<Option<std::time::Instant>>,
 }
 
 impl Host {
@@ -299,7 +297,6 @@ impl Host {
                 extensions,
                 fatal,
                 shared: Mutex::new(HashMap::new()),
-                shutdown_deadline: Mutex::new(None),
             }),
         }
     }
@@ -348,18 +345,6 @@ impl Host {
         })?;
         ext.server_auth()
             .ok_or_else(|| anyhow::anyhow!("extension {auth_id} is not a server authenticator"))
-    }
-
-    /// The service is stopping and must be done by `at`. Components that drain (exporter queues) fit
-    /// their drain into what is left, so that what they cannot deliver is counted and logged rather
-    /// than cut off unreported when the process exits.
-    pub fn set_shutdown_deadline(&self, at: std::time::Instant) {
-        *lock(&self.inner.shutdown_deadline) = Some(at);
-    }
-
-    /// The deadline set by [`Host::set_shutdown_deadline`], if the service is stopping.
-    pub fn shutdown_deadline(&self) -> Option<std::time::Instant> {
-        *lock(&self.inner.shutdown_deadline)
     }
 
     /// A running component hit an error it cannot recover from; the service stops.

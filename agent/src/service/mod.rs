@@ -156,7 +156,6 @@ impl Service {
         };
         let timeout = self.shutdown_timeout;
         let deadline = self.deadline();
-        self.host.set_shutdown_deadline(deadline);
         let stop = async {
             stop_receivers(graph.receivers.iter(), deadline).await;
             stop_chain(&graph, deadline).await;
