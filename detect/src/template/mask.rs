@@ -416,7 +416,11 @@ impl Masker {
                     .push_str(&word[word.trim_end_matches([',', '.']).len()..]);
                 from = NO_WORD;
             } else if self.mask_flagged::<false>(word, f, &mut out.buf) {
+                // Values and punctuation only, so a variable, which `end_token` need not scan for.
                 whole_value(&mut out.buf, start);
+                out.push_token(start, from, true);
+                i += 1;
+                continue;
             }
             out.end_token(start, from);
             i += 1;
