@@ -9,7 +9,8 @@
 #   afterwards, so nothing new listens on :9090, :9093 or :9100 and nothing starts at boot. The tests
 #   start these programs themselves, on ports of their own, and stop them.
 #   The prometheus package adds a `prometheus` system user; that stays.
-# - A Python venv in .venv with the OpenTelemetry SDK (tests/requirements.txt).
+# - A Python venv in .venv with the OpenTelemetry SDK (tests/requirements.txt), and .venv-legacy with the
+#   clients that need older packages (tests/requirements-legacy.txt).
 # - Grafana's schema types and TypeScript in deploy/grafana/schema-check/node_modules (npm).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -55,13 +56,22 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # 2. A Python venv with the real OpenTelemetry SDK (the client in the OTLP tests).
-if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import opentelemetry.sdk, opentelemetry.exporter.otlp.proto.grpc, opentelemetry.exporter.otlp.proto.http, jwt, cryptography' 2>/dev/null; then
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import opentelemetry.sdk, opentelemetry.exporter.otlp.proto.grpc, opentelemetry.exporter.otlp.proto.http, opentelemetry.exporter.zipkin.json, jwt, cryptography' 2>/dev/null; then
   echo "== creating .venv with the OpenTelemetry SDK (tests/requirements.txt)"
   python3 -m venv .venv
   .venv/bin/pip install -q --upgrade pip
   .venv/bin/pip install -q -r tests/requirements.txt
 fi
 
+#    A second venv for the clients that cannot share .venv: the discontinued Jaeger exporters (on the
+#    SDK of their last release) and the Zipkin protobuf exporter (protobuf 3); see
+#    tests/requirements-legacy.txt.
+if [ ! -x .venv-legacy/bin/python ] || ! .venv-legacy/bin/python -c 'import opentelemetry.sdk, opentelemetry.exporter.jaeger.thrift, opentelemetry.exporter.jaeger.proto.grpc, opentelemetry.exporter.zipkin.proto.http' 2>/dev/null; then
+  echo "== creating .venv-legacy with the Jaeger and Zipkin protobuf exporters (tests/requirements-legacy.txt)"
+  python3 -m venv .venv-legacy
+  .venv-legacy/bin/pip install -q --upgrade pip
+  .venv-legacy/bin/pip install -q -r tests/requirements-legacy.txt
+fi
 # 3. Grafana's dashboard schema (@grafana/schema) and the TypeScript compiler, pinned by package-lock.json,
 #    in deploy/grafana/schema-check/node_modules.
 if [ ! -d deploy/grafana/schema-check/node_modules/@grafana/schema ]; then

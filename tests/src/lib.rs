@@ -74,6 +74,22 @@ pub fn python() -> PathBuf {
     p
 }
 
+/// The Python interpreter of the second test venv, `.venv-legacy`, for clients that cannot share
+/// `.venv` (the discontinued Jaeger exporters and the Zipkin protobuf exporter; see
+/// tests/requirements-legacy.txt). Fails, naming the setup step, when it is missing.
+pub fn python_legacy() -> PathBuf {
+    let p = std::env::var_os("VIGIL_TEST_PYTHON_LEGACY")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join(".venv-legacy/bin/python"));
+    assert!(
+        p.exists(),
+        "{} is missing: run the README's test command (scripts/test.sh), which creates .venv-legacy \
+         with the Jaeger and Zipkin protobuf exporters (pip install -r tests/requirements-legacy.txt)",
+        p.display()
+    );
+    p
+}
+
 /// A running `vigil` process with its own temp dir; killed on drop.
 pub struct Agent {
     pub child: Child,
