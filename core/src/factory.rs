@@ -15,7 +15,7 @@ use crate::component::{
 };
 use crate::config::{decode, ConfigError};
 use crate::consumer::{Consumer, NextConsumers};
-use crate::obs::{ExporterObs, ProcessorObs, ReceiverObs};
+use crate::obs::{ConnectorObs, ExporterObs, ProcessorObs, ReceiverObs};
 use crate::task::Tasks;
 use crate::telemetry::Signal;
 use serde::de::DeserializeOwned;
@@ -84,6 +84,11 @@ impl Settings {
     /// `otelcol_processor_*` for this processor in a pipeline of `signal`.
     pub fn processor_obs(&self, signal: Signal) -> ProcessorObs {
         ProcessorObs::new(&self.id, signal)
+    }
+
+    /// `otelcol_connector_*` for this connector, every signal.
+    pub fn connector_obs(&self) -> ConnectorObs {
+        ConnectorObs::new(&self.id)
     }
 
     /// `otelcol_exporter_*` for this exporter.

@@ -23,7 +23,7 @@ pub use component::{
 pub use config::ConfigError;
 pub use consumer::{ClientMetadata, ConsumeError, Consumer, FanOut, NextConsumers};
 pub use factory::{Settings, Stability};
-pub use obs::{ExporterObs, ProcessorObs, ReceiverObs};
+pub use obs::{ConnectorObs, ExporterObs, ProcessorObs, ReceiverObs};
 pub use storage::{Storage, StorageError};
 pub use task::{lock, Tasks};
 pub use telemetry::{Signal, Telemetry};

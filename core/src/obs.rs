@@ -126,6 +126,62 @@ impl ProcessorObs {
     }
 }
 
+/// What a connector took in and sent on, per signal: otelcol's component telemetry
+/// `otelcol_connector_consumed_items` / `otelcol_connector_produced_items{connector, otel.signal}`,
+/// and `vigil_connector_refused_<items>{connector}` for what it refused itself. A connector's input
+/// and output signals differ (metrics in, logs out), so each call names its signal.
+#[derive(Clone)]
+pub struct ConnectorObs {
+    consumed: [Counter; 3],
+    produced: [Counter; 3],
+    refused: [Counter; 3],
+}
+
+impl ConnectorObs {
+    pub fn new(id: &ComponentId) -> ConnectorObs {
+        let per = |name: &str| {
+            Signal::ALL.map(|s| {
+                metrics::counter!(
+                    name.to_string(),
+                    "connector" => id.to_string(),
+                    "otel.signal" => s.as_str().to_string()
+                )
+            })
+        };
+        ConnectorObs {
+            consumed: per("otelcol_connector_consumed_items"),
+            produced: per("otelcol_connector_produced_items"),
+            refused: Signal::ALL.map(|s| {
+                metrics::counter!(
+                    format!("vigil_connector_refused_{}", s.item_name()),
+                    "connector" => id.to_string()
+                )
+            }),
+        }
+    }
+
+    /// Items given to the connector.
+    pub fn consumed(&self, signal: Signal, items: usize) {
+        if items > 0 {
+            self.consumed[slot(signal)].increment(items as u64);
+        }
+    }
+
+    /// Items the connector sent on (for a detector, the events it emitted).
+    pub fn produced(&self, signal: Signal, items: usize) {
+        if items > 0 {
+            self.produced[slot(signal)].increment(items as u64);
+        }
+    }
+
+    /// Items the connector itself refused (bad input, shutting down).
+    pub fn refused(&self, signal: Signal, items: usize) {
+        if items > 0 {
+            self.refused[slot(signal)].increment(items as u64);
+        }
+    }
+}
+
 /// `otelcol_exporter_{sent,send_failed,enqueue_failed}_<items>{exporter}`.
 #[derive(Clone)]
 pub struct ExporterObs {
