@@ -4,24 +4,24 @@
 //! shared OTTL engine ([`vigil_ottl`]); `error_mode` decides what an evaluation error does.
 
 use async_trait::async_trait;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 use std::sync::Arc;
-use vigil_core::config::decode;
+use vigil_core::factory::{FactoryBase, ProcessorFactory};
 use vigil_core::{
-    Component, ComponentId, ComponentKind, ConfigError, ConsumeError, Consumer, Processor,
-    ProcessorFactory, Signal, Telemetry,
+    Component, ComponentId, ConfigError, ConsumeError, Consumer, Processor, ProcessorObs, Settings,
+    Signal, Stability, Telemetry,
 };
 use vigil_ottl::pdata::{visit, Item};
 use vigil_ottl::{parse_condition, Condition, Context, ErrorMode, Target};
 
 /// The `filter` processor config as written.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct FilterConfig {
     /// `propagate` (default), `ignore` or `silent`.
-    #[serde(default)]
-    pub error_mode: Option<String>,
+    #[serde(default = "default_error_mode")]
+    pub error_mode: String,
     #[serde(default)]
     pub traces: TracesConfig,
     #[serde(default)]
@@ -30,7 +30,7 @@ pub struct FilterConfig {
     pub logs: LogsConfig,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TracesConfig {
     #[serde(default)]
@@ -45,7 +45,7 @@ pub struct TracesConfig {
     pub exclude: Option<MatchProperties>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct MetricsConfig {
     #[serde(default)]
@@ -58,7 +58,7 @@ pub struct MetricsConfig {
     pub exclude: Option<MatchProperties>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogsConfig {
     #[serde(default)]
@@ -71,7 +71,7 @@ pub struct LogsConfig {
 
 /// otelcol's legacy `include`/`exclude` block (filterconfig.MatchProperties). Every field given
 /// must match (names and bodies: any of the list; attributes: all of them).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct MatchProperties {
     /// `strict` (equality) or `regexp` (RE2 syntax; a match anywhere, as Go's MatchString).
@@ -96,12 +96,16 @@ pub struct MatchProperties {
 }
 
 /// `{key, value}`; without `value` the key only has to be present.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AttrMatch {
     pub key: String,
     #[serde(default)]
     pub value: Option<Json>,
+}
+
+fn default_error_mode() -> String {
+    "propagate".into()
 }
 
 /// A list, or one name as a scalar (`${env:...}` may expand to either).
@@ -267,24 +271,16 @@ struct Compiled {
     log_record: Vec<Condition>,
 }
 
-fn compile(id: &ComponentId, value: &Json) -> Result<Compiled, ConfigError> {
-    let c: FilterConfig = decode(ComponentKind::Processor, id, value)?;
-    let error_mode = match c.error_mode.as_deref() {
-        None => ErrorMode::Propagate,
-        Some(m) => ErrorMode::parse(m)
-            .map_err(|e| ConfigError::component(ComponentKind::Processor, id, "error_mode", e))?,
-    };
+/// Parses every condition; pure, so `validate` and `create` both call it.
+fn compile(c: &FilterConfig) -> Result<Compiled, ConfigError> {
+    let error_mode =
+        ErrorMode::parse(&c.error_mode).map_err(|e| ConfigError::at("error_mode", e))?;
     let list = |key: &str, ctx: Context, srcs: &[String]| -> Result<Vec<Condition>, ConfigError> {
         srcs.iter()
             .enumerate()
             .map(|(i, s)| {
                 parse_condition(ctx, s).map_err(|e| {
-                    ConfigError::component(
-                        ComponentKind::Processor,
-                        id,
-                        format!("{key}::{i}"),
-                        format!("condition {s:?}: {e}"),
-                    )
+                    ConfigError::at(format!("{key}::{i}"), format!("condition {s:?}: {e}"))
                 })
             })
             .collect()
@@ -300,13 +296,13 @@ fn compile(id: &ComponentId, value: &Json) -> Result<Compiled, ConfigError> {
         for (which, m, negate) in [("include", include, true), ("exclude", exclude, false)] {
             let Some(m) = m else { continue };
             let key = format!("{section}::{which}");
-            let cond = legacy::condition(m, allowed).map_err(|(k, msg)| {
-                ConfigError::component(ComponentKind::Processor, id, format!("{key}::{k}"), msg)
-            })?;
+            let cond = legacy::condition(m, allowed)
+                .map_err(|(k, msg)| ConfigError::at(format!("{key}::{k}"), msg))?;
             let src = if negate { format!("not {cond}") } else { cond };
-            out.push(parse_condition(ctx, &src).map_err(|e| {
-                ConfigError::component(ComponentKind::Processor, id, key, format!("{src:?}: {e}"))
-            })?);
+            out.push(
+                parse_condition(ctx, &src)
+                    .map_err(|e| ConfigError::at(key, format!("{src:?}: {e}")))?,
+            );
         }
         Ok(out)
     };
@@ -362,36 +358,45 @@ fn compile(id: &ComponentId, value: &Json) -> Result<Compiled, ConfigError> {
 struct Factory;
 
 /// The `filter` processor factory.
-pub fn factory() -> Arc<dyn ProcessorFactory> {
-    Arc::new(Factory)
+pub fn factory() -> Arc<dyn vigil_core::factory::DynProcessorFactory> {
+    vigil_core::factory::processor(Factory)
 }
 
-impl ProcessorFactory for Factory {
+impl FactoryBase for Factory {
+    type Config = FilterConfig;
+
     fn type_name(&self) -> &'static str {
         "filter"
     }
 
-    fn signals(&self) -> &'static [Signal] {
-        &Signal::ALL
+    fn validate(&self, _id: &ComponentId, cfg: &FilterConfig) -> Result<(), ConfigError> {
+        compile(cfg).map(|_| ())
     }
+}
 
-    fn validate(&self, id: &ComponentId, config: &Json) -> Result<(), ConfigError> {
-        compile(id, config).map(|_| ())
+impl ProcessorFactory for Factory {
+    fn stability(&self) -> &'static [(Signal, Stability)] {
+        &[
+            (Signal::Traces, Stability::Alpha),
+            (Signal::Metrics, Stability::Alpha),
+            (Signal::Logs, Stability::Alpha),
+        ]
     }
 
     fn create(
         &self,
-        id: &ComponentId,
-        config: &Json,
-        _signal: Signal,
+        set: Settings,
+        cfg: FilterConfig,
+        signal: Signal,
         next: Arc<dyn Consumer>,
     ) -> Result<Arc<dyn Processor>, ConfigError> {
-        let c = compile(id, config)?;
-        let labels = [("processor", id.to_string())];
+        let c = compile(&cfg)?;
+        let labels = [("processor", set.id.to_string())];
         Ok(Arc::new(FilterProcessor {
-            id: id.to_string(),
+            id: set.id.to_string(),
             c,
             next,
+            obs: set.processor_obs(signal),
             dropped: metrics::counter!("vigil_processor_filter_dropped_items", &labels),
         }))
     }
@@ -402,6 +407,7 @@ pub struct FilterProcessor {
     id: String,
     c: Compiled,
     next: Arc<dyn Consumer>,
+    obs: ProcessorObs,
     dropped: metrics::Counter,
 }
 
@@ -463,6 +469,7 @@ impl Component for FilterProcessor {}
 impl Consumer for FilterProcessor {
     async fn consume(&self, mut data: Telemetry) -> Result<(), ConsumeError> {
         let before = data.item_count();
+        self.obs.incoming(before);
         if let Err(e) = self.filter(&mut data) {
             return Err(ConsumeError::permanent(
                 format!("filter processor {}: {e}", self.id),
@@ -477,6 +484,7 @@ impl Consumer for FilterProcessor {
         if after == 0 {
             return Ok(());
         }
+        self.obs.outgoing(after);
         self.next.consume(data).await
     }
 }
@@ -720,7 +728,7 @@ mod tests {
                 "traces::exclude::services: invalid regular expression",
             ),
         ] {
-            let e = compile(&id, &cfg).unwrap_err().to_string();
+            let e = factory().validate(&id, &cfg).unwrap_err().to_string();
             assert!(e.contains(want), "{e}");
         }
     }
@@ -729,8 +737,9 @@ mod tests {
     #[test]
     fn bad_configs_name_the_key() {
         let id = ComponentId::parse("filter/x").unwrap();
-        let n =
-            crate::testdata::bad_configs("filter", |v| compile(&id, v).unwrap_err().to_string());
+        let n = crate::testdata::bad_configs("filter", |v| {
+            factory().validate(&id, v).unwrap_err().to_string()
+        });
         assert!(n >= 5, "expected bad-config cases in testdata/filter");
     }
 
@@ -738,7 +747,7 @@ mod tests {
     fn good_configs_compile() {
         let id = ComponentId::parse("filter/x").unwrap();
         let n = crate::testdata::good_configs("filter", |v| {
-            compile(&id, v).map(|_| ()).map_err(|e| e.to_string())
+            factory().validate(&id, v).map_err(|e| e.to_string())
         });
         assert!(n >= 1, "expected good configs in testdata/filter");
     }

@@ -1,7 +1,7 @@
 //! Processors and connectors, one module per component, named as in config.
 
 use std::sync::Arc;
-use vigil_core::factory::{legacy, DynConnectorFactory, DynProcessorFactory};
+use vigil_core::factory::{DynConnectorFactory, DynProcessorFactory};
 
 pub mod anomaly;
 pub mod attributes;
@@ -29,8 +29,8 @@ pub fn processor_factories() -> Vec<Arc<dyn DynProcessorFactory>> {
         attributes::factory(),
         resource::factory(),
         resourcedetection::factory(),
-        legacy::processor(filter::factory()),
-        legacy::processor(transform::factory()),
+        filter::factory(),
+        transform::factory(),
         logpattern::factory(),
         dedup::factory(),
         drain::factory(),
@@ -44,6 +44,6 @@ pub fn connector_factories() -> Vec<Arc<dyn DynConnectorFactory>> {
         forward::factory(),
         anomaly::factory(),
         servicegraph::factory(),
-        legacy::connector(routing::factory()),
+        routing::factory(),
     ]
 }

@@ -7,16 +7,15 @@
 //! scope). `error_mode` decides what a condition that fails at run time does.
 
 use async_trait::async_trait;
-use serde::Deserialize;
-use serde_json::Value as Json;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-use vigil_core::config::decode;
+use vigil_core::factory::{ConnectorFactory, FactoryBase};
 use vigil_core::otlp::logs::v1::{ResourceLogs, ScopeLogs};
 use vigil_core::otlp::metrics::v1::{ResourceMetrics, ScopeMetrics};
 use vigil_core::otlp::trace::v1::{ResourceSpans, ScopeSpans};
 use vigil_core::{
-    Component, ComponentId, ComponentKind, ConfigError, ConnectorFactory, ConsumeError, Consumer,
-    NextConsumers, Signal, Telemetry,
+    Component, ComponentId, ConfigError, ConnectorObs, ConsumeError, Consumer, NextConsumers,
+    Settings, Signal, Stability, Telemetry,
 };
 use vigil_ottl::pdata::{visit, Item};
 use vigil_ottl::{
@@ -24,14 +23,15 @@ use vigil_ottl::{
 };
 
 /// The `routing` connector config as written.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RoutingConfig {
+    /// Pipelines that get what no route matches (nothing when empty).
     #[serde(default)]
     pub default_pipelines: Vec<String>,
     /// `propagate` (default), `ignore` or `silent`.
-    #[serde(default)]
-    pub error_mode: Option<String>,
+    #[serde(default = "default_error_mode")]
+    pub error_mode: String,
     /// Deprecated in otelcol; accepted, and routing is always first-match.
     #[serde(default)]
     pub match_once: Option<bool>,
@@ -39,14 +39,20 @@ pub struct RoutingConfig {
     pub table: Vec<RouteConfig>,
 }
 
+fn default_error_mode() -> String {
+    "propagate".into()
+}
+
 /// One row of `table`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
+    /// `route() where <condition>`; exclusive with `condition`.
     #[serde(default)]
     pub statement: Option<String>,
     #[serde(default)]
     pub condition: Option<String>,
+    /// `resource` (default), `span`, `metric` or `log`.
     #[serde(default)]
     pub context: Option<String>,
     #[serde(default)]
@@ -67,17 +73,10 @@ struct Compiled {
     error_mode: ErrorMode,
 }
 
-fn compile(id: &ComponentId, value: &Json) -> Result<Compiled, ConfigError> {
-    let err =
-        |key: String, msg: String| ConfigError::component(ComponentKind::Connector, id, key, msg);
-    let c: RoutingConfig = decode(ComponentKind::Connector, id, value)?;
-    let error_mode = match c.error_mode.as_deref() {
-        None => ErrorMode::Propagate,
-        Some(m) => ErrorMode::parse(m).map_err(|e| err("error_mode".into(), e))?,
-    };
-    if c.match_once == Some(false) {
-        tracing::warn!(connector = %id, "routing: match_once is deprecated and routing is always first-match");
-    }
+/// Parses every route; pure, so `validate` and `create` both call it.
+fn compile(c: &RoutingConfig) -> Result<Compiled, ConfigError> {
+    let err = |key: String, msg: String| ConfigError::at(key, msg);
+    let error_mode = ErrorMode::parse(&c.error_mode).map_err(|e| err("error_mode".into(), e))?;
     if c.table.is_empty() {
         return Err(err("table".into(), "at least one route is needed".into()));
     }
@@ -146,7 +145,7 @@ fn compile(id: &ComponentId, value: &Json) -> Result<Compiled, ConfigError> {
     }
     Ok(Compiled {
         routes,
-        default_pipelines: c.default_pipelines,
+        default_pipelines: c.default_pipelines.clone(),
         error_mode,
     })
 }
@@ -164,37 +163,47 @@ fn pipeline_signal(p: &str) -> Option<Signal> {
 struct Factory;
 
 /// The `routing` connector factory.
-pub fn factory() -> Arc<dyn ConnectorFactory> {
-    Arc::new(Factory)
+pub fn factory() -> Arc<dyn vigil_core::factory::DynConnectorFactory> {
+    vigil_core::factory::connector(Factory)
 }
 
-impl ConnectorFactory for Factory {
+impl FactoryBase for Factory {
+    type Config = RoutingConfig;
+
     fn type_name(&self) -> &'static str {
         "routing"
     }
 
-    fn pairs(&self) -> &'static [(Signal, Signal)] {
-        &[
-            (Signal::Traces, Signal::Traces),
-            (Signal::Metrics, Signal::Metrics),
-            (Signal::Logs, Signal::Logs),
-        ]
+    /// `table` has no default: a routing connector without routes is a mistake.
+    fn default_config(&self) -> Option<RoutingConfig> {
+        None
     }
 
-    fn validate(&self, id: &ComponentId, config: &Json) -> Result<(), ConfigError> {
-        compile(id, config).map(|_| ())
+    fn validate(&self, _id: &ComponentId, cfg: &RoutingConfig) -> Result<(), ConfigError> {
+        compile(cfg).map(|_| ())
+    }
+}
+
+impl ConnectorFactory for Factory {
+    fn stability(&self) -> &'static [(Signal, Signal, Stability)] {
+        &[
+            (Signal::Traces, Signal::Traces, Stability::Alpha),
+            (Signal::Metrics, Signal::Metrics, Stability::Alpha),
+            (Signal::Logs, Signal::Logs, Stability::Alpha),
+        ]
     }
 
     fn create(
         &self,
-        id: &ComponentId,
-        config: &Json,
+        set: Settings,
+        cfg: RoutingConfig,
         next: NextConsumers,
     ) -> Result<Arc<dyn vigil_core::Connector>, ConfigError> {
-        let c = compile(id, config)?;
-        let err = |key: String, msg: String| {
-            ConfigError::component(ComponentKind::Connector, id, key, msg)
-        };
+        let c = compile(&cfg)?;
+        if cfg.match_once == Some(false) {
+            let _in = set.span.enter();
+            tracing::warn!("routing: match_once is deprecated and routing is always first-match");
+        }
         // Every pipeline named must be one this connector feeds, so a typo fails validate, not data.
         let resolve = |key: String, names: &[String]| -> Result<Vec<Target>, ConfigError> {
             names
@@ -204,7 +213,7 @@ impl ConnectorFactory for Factory {
                         signal,
                         consumer: c.clone(),
                     }),
-                    _ => Err(err(
+                    _ => Err(ConfigError::at(
                         key.clone(),
                         format!("pipeline {p:?} does not list this connector among its receivers"),
                     )),
@@ -217,12 +226,13 @@ impl ConnectorFactory for Factory {
             routes.push((r, targets));
         }
         let default = resolve("default_pipelines".into(), &c.default_pipelines)?;
-        let labels = [("connector", id.to_string())];
+        let labels = [("connector", set.id.to_string())];
         Ok(Arc::new(Routing {
-            id: id.to_string(),
+            id: set.id.to_string(),
             routes,
             default,
             error_mode: c.error_mode,
+            obs: set.connector_obs(),
             unrouted: metrics::counter!("vigil_connector_routing_unrouted_items", &labels),
             errors: metrics::counter!("vigil_connector_routing_errors", &labels),
         }))
@@ -239,6 +249,7 @@ struct Routing {
     routes: Vec<(Route, Vec<Target>)>,
     default: Vec<Target>,
     error_mode: ErrorMode,
+    obs: ConnectorObs,
     /// Items no route matched while there are no default pipelines: they go nowhere, as in otelcol.
     unrouted: metrics::Counter,
     /// Conditions that failed at run time, whatever the `error_mode`.
@@ -336,6 +347,7 @@ impl Component for Routing {}
 impl Consumer for Routing {
     async fn consume(&self, mut data: Telemetry) -> Result<(), ConsumeError> {
         let signal = data.signal();
+        self.obs.consumed(signal, data.item_count());
         let by_item = self
             .routes
             .iter()
@@ -358,6 +370,7 @@ impl Consumer for Routing {
             true
         });
         if let Some(e) = failed {
+            self.obs.refused(signal, data.item_count());
             return Err(ConsumeError::permanent(
                 format!("routing connector {}: {e}", self.id),
                 data.item_count(),
@@ -421,6 +434,7 @@ impl Consumer for Routing {
                 continue;
             }
             // Every target but the last gets a copy; the last takes the batch.
+            self.obs.produced(signal, part.item_count() * targets.len());
             if let Some((last, rest)) = targets.split_last() {
                 for t in rest {
                     if let Err(e) = t.consumer.consume(part.clone()).await {

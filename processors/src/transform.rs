@@ -7,13 +7,13 @@
 //! unsupported function or path is a config error that names it.
 
 use async_trait::async_trait;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 use std::sync::Arc;
-use vigil_core::config::decode;
+use vigil_core::factory::{FactoryBase, ProcessorFactory};
 use vigil_core::{
-    Component, ComponentId, ComponentKind, ConfigError, ConsumeError, Consumer, Processor,
-    ProcessorFactory, Signal, Telemetry,
+    Component, ComponentId, ConfigError, ConsumeError, Consumer, Processor, ProcessorObs, Settings,
+    Signal, Stability, Telemetry,
 };
 use vigil_ottl::pdata::{visit, Item};
 use vigil_ottl::{
@@ -22,32 +22,71 @@ use vigil_ottl::{
 };
 
 /// The `transform` processor config as written; each list holds strings or groups.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TransformConfig {
     /// `propagate` (default), `ignore` or `silent`.
+    #[serde(default = "default_error_mode")]
+    pub error_mode: String,
     #[serde(default)]
-    pub error_mode: Option<String>,
+    pub trace_statements: Vec<Entry>,
     #[serde(default)]
-    pub trace_statements: Vec<Json>,
+    pub metric_statements: Vec<Entry>,
     #[serde(default)]
-    pub metric_statements: Vec<Json>,
-    #[serde(default)]
-    pub log_statements: Vec<Json>,
+    pub log_statements: Vec<Entry>,
+}
+
+fn default_error_mode() -> String {
+    "propagate".into()
+}
+
+/// One entry of a `*_statements` list: otelcol's flat form (a statement whose context is
+/// inferred from its paths) or its grouped form.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum Entry {
+    Flat(String),
+    Group(GroupConfig),
+}
+
+impl<'de> Deserialize<'de> for Entry {
+    /// By hand rather than `untagged`, whose error names neither form's problem.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Entry, D::Error> {
+        use serde::de::Error;
+        match Json::deserialize(d)? {
+            Json::String(s) => Ok(Entry::Flat(s)),
+            Json::Object(fields) => {
+                // A key left empty (`statements:` holding only an anchor) means its default, as
+                // everywhere in otelcol's config.
+                let fields: serde_json::Map<String, Json> =
+                    fields.into_iter().filter(|(_, v)| !v.is_null()).collect();
+                serde_json::from_value(Json::Object(fields))
+                    .map(Entry::Group)
+                    .map_err(D::Error::custom)
+            }
+            other => Err(D::Error::custom(format!(
+                "expected a statement string or a group with statements, got {other}"
+            ))),
+        }
+    }
 }
 
 /// One group in otelcol's grouped form.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-struct GroupConfig {
+pub struct GroupConfig {
+    /// `resource`, `scope`, `span`, `spanevent`, `metric`, `datapoint` or `log`; inferred from the
+    /// paths when absent.
     #[serde(default)]
-    context: Option<String>,
+    pub context: Option<String>,
+    /// The statements run on an item when any of these holds (all items when empty).
     #[serde(default)]
-    conditions: Vec<String>,
+    pub conditions: Vec<String>,
     #[serde(default)]
-    statements: Vec<String>,
+    pub statements: Vec<String>,
+    /// Overrides the processor's `error_mode` for this group.
     #[serde(default)]
-    error_mode: Option<String>,
+    pub error_mode: Option<String>,
 }
 
 /// Statements that run together on each item of one context.
@@ -81,24 +120,21 @@ const METRIC_CONTEXTS: &[Context] = &[
 ];
 const LOG_CONTEXTS: &[Context] = &[Context::Resource, Context::Scope, Context::Log];
 
-fn compile(id: &ComponentId, value: &Json) -> Result<Compiled, ConfigError> {
-    let err =
-        |key: String, msg: String| ConfigError::component(ComponentKind::Processor, id, key, msg);
-    let c: TransformConfig = decode(ComponentKind::Processor, id, value)?;
-    let mode = match c.error_mode.as_deref() {
-        None => ErrorMode::Propagate,
-        Some(m) => ErrorMode::parse(m).map_err(|e| err("error_mode".into(), e))?,
-    };
+/// Parses every statement and condition; pure, so `validate` and `create` both call it.
+fn compile(c: &TransformConfig) -> Result<Compiled, ConfigError> {
+    let mode = ErrorMode::parse(&c.error_mode).map_err(|e| ConfigError::at("error_mode", e))?;
     let list =
-        |key: &str, items: &[Json], allowed: &[Context]| -> Result<Vec<Group>, ConfigError> {
+        |key: &str, items: &[Entry], allowed: &[Context]| -> Result<Vec<Group>, ConfigError> {
             let mut out = Vec::new();
             for (i, item) in items.iter().enumerate() {
                 let at = format!("{key}::{i}");
                 match item {
-                    Json::String(src) => {
-                        let ctx = infer_context(src, allowed).map_err(|e| err(at.clone(), e))?;
-                        let st = parse_statement(ctx, src, StatementOptions::default())
-                            .map_err(|e| err(at.clone(), format!("statement {src:?}: {e}")))?;
+                    Entry::Flat(src) => {
+                        let ctx = infer_context(src, allowed)
+                            .map_err(|e| ConfigError::at(at.clone(), e))?;
+                        let st = parse_statement(ctx, src, StatementOptions::default()).map_err(
+                            |e| ConfigError::at(at.clone(), format!("statement {src:?}: {e}")),
+                        )?;
                         out.push(Group {
                             context: ctx,
                             conditions: Vec::new(),
@@ -106,26 +142,9 @@ fn compile(id: &ComponentId, value: &Json) -> Result<Compiled, ConfigError> {
                             error_mode: mode,
                         });
                     }
-                    Json::Object(fields) => {
-                        // A key left empty (`statements:` holding only an anchor) means its
-                        // default, as everywhere in otelcol's config.
-                        let fields: serde_json::Map<String, Json> = fields
-                            .iter()
-                            .filter(|(_, v)| !v.is_null())
-                            .map(|(k, v)| (k.clone(), v.clone()))
-                            .collect();
-                        let g: GroupConfig = serde_json::from_value(Json::Object(fields))
-                            .map_err(|e| err(at.clone(), e.to_string()))?;
-                        out.push(group(&at, g, allowed, mode).map_err(|(k, e)| err(k, e))?);
-                    }
-                    other => {
-                        return Err(err(
-                            at,
-                            format!(
-                            "expected a statement string or a group with statements, got {other}"
-                        ),
-                        ))
-                    }
+                    Entry::Group(g) => out.push(
+                        group(&at, g, allowed, mode).map_err(|(k, e)| ConfigError::at(k, e))?,
+                    ),
                 }
             }
             Ok(out)
@@ -141,7 +160,7 @@ fn compile(id: &ComponentId, value: &Json) -> Result<Compiled, ConfigError> {
 /// and statements.
 fn group(
     at: &str,
-    g: GroupConfig,
+    g: &GroupConfig,
     allowed: &[Context],
     mode: ErrorMode,
 ) -> Result<Group, (String, String)> {
@@ -215,41 +234,50 @@ fn group(
 struct Factory;
 
 /// The `transform` processor factory.
-pub fn factory() -> Arc<dyn ProcessorFactory> {
-    Arc::new(Factory)
+pub fn factory() -> Arc<dyn vigil_core::factory::DynProcessorFactory> {
+    vigil_core::factory::processor(Factory)
 }
 
-impl ProcessorFactory for Factory {
+impl FactoryBase for Factory {
+    type Config = TransformConfig;
+
     fn type_name(&self) -> &'static str {
         "transform"
     }
 
-    fn signals(&self) -> &'static [Signal] {
-        &Signal::ALL
+    fn validate(&self, _id: &ComponentId, cfg: &TransformConfig) -> Result<(), ConfigError> {
+        compile(cfg).map(|_| ())
     }
+}
 
-    fn validate(&self, id: &ComponentId, config: &Json) -> Result<(), ConfigError> {
-        compile(id, config).map(|_| ())
+impl ProcessorFactory for Factory {
+    fn stability(&self) -> &'static [(Signal, Stability)] {
+        &[
+            (Signal::Traces, Stability::Beta),
+            (Signal::Metrics, Stability::Beta),
+            (Signal::Logs, Stability::Beta),
+        ]
     }
 
     fn create(
         &self,
-        id: &ComponentId,
-        config: &Json,
+        set: Settings,
+        cfg: TransformConfig,
         signal: Signal,
         next: Arc<dyn Consumer>,
     ) -> Result<Arc<dyn Processor>, ConfigError> {
-        let c = compile(id, config)?;
+        let c = compile(&cfg)?;
         let groups = match signal {
             Signal::Traces => c.traces,
             Signal::Metrics => c.metrics,
             Signal::Logs => c.logs,
         };
-        let labels = [("processor", id.to_string())];
+        let labels = [("processor", set.id.to_string())];
         Ok(Arc::new(TransformProcessor {
-            id: id.to_string(),
+            id: set.id.to_string(),
             groups,
             next,
+            obs: set.processor_obs(signal),
             errors: metrics::counter!("vigil_processor_transform_errors", &labels),
         }))
     }
@@ -260,6 +288,7 @@ pub struct TransformProcessor {
     id: String,
     groups: Vec<Group>,
     next: Arc<dyn Consumer>,
+    obs: ProcessorObs,
     /// Statements and conditions that failed at run time, whatever the `error_mode`.
     errors: metrics::Counter,
 }
@@ -329,12 +358,15 @@ impl Component for TransformProcessor {}
 #[async_trait]
 impl Consumer for TransformProcessor {
     async fn consume(&self, mut data: Telemetry) -> Result<(), ConsumeError> {
+        self.obs.incoming(data.item_count());
         if let Err(e) = self.transform(&mut data) {
             return Err(ConsumeError::permanent(
                 format!("transform processor {}: {e}", self.id),
                 data.item_count(),
             ));
         }
+        // Statements may drop items (a metric or attribute, not a record, today), so count again.
+        self.obs.outgoing(data.item_count());
         self.next.consume(data).await
     }
 }

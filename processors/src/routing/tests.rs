@@ -1,5 +1,5 @@
 use super::*;
-use serde_json::json;
+use serde_json::{json, Value as Json};
 use std::sync::Mutex;
 use vigil_core::attrs::kv_str;
 use vigil_core::otlp::resource::v1::Resource;
@@ -173,6 +173,6 @@ fn unknown_pipelines_fail_at_creation() {
 fn testdata_cases() {
     let id = ComponentId::parse("routing/x").unwrap();
     crate::testdata::check_all("routing", 5, |v| {
-        compile(&id, v).map(|_| ()).map_err(|e| e.to_string())
+        factory().validate(&id, v).map_err(|e| e.to_string())
     });
 }

@@ -212,7 +212,7 @@ async fn error_mode_decides() {
 fn testdata_cases() {
     let id = ComponentId::parse("transform/x").unwrap();
     crate::testdata::check_all("transform", 5, |v| {
-        compile(&id, v).map(|_| ()).map_err(|e| e.to_string())
+        factory().validate(&id, v).map_err(|e| e.to_string())
     });
 }
 
