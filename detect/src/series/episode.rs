@@ -89,44 +89,44 @@ pub enum EpisodeEvent {
     Ended(Episode),
 }
 
-/// Tracks the open episode of one series.
+/// Tracks the open episode of one series. Everything about an episode lives in a box that exists only
+/// while one is open, so a quiet series (most of 100k) holds its settings and a null pointer.
 #[derive(Debug, Clone, Default)]
 pub struct EpisodeTracker {
     config: EpisodeConfig,
-    open: Option<Episode>,
-    /// The open episode was announced (confirmed); until then it is a candidate.
+    open: Option<Box<Open>>,
+}
+
+/// The open episode and its bookkeeping.
+#[derive(Debug, Clone)]
+struct Open {
+    episode: Episode,
+    /// The episode was announced (confirmed); until then it is a candidate.
     announced: bool,
     /// Anomalous points of the candidate so far.
     anomalous: u32,
     quiet: u32,
     since_last: u32,
-    /// The band expected at the first point of the open episode.
+    /// The band expected at the first point of the episode.
     first_band: (f64, f64),
     /// `first_band` once a level shift was seen in the episode; `None` for other episodes.
     start_band: Option<(f64, f64)>,
-    /// Low-scoring points of the open episode that were still outside `start_band`.
+    /// Low-scoring points of the episode that were still outside `start_band`.
     shifted: u32,
 }
 
 impl EpisodeTracker {
     /// A tracker with the given settings.
     pub fn new(config: EpisodeConfig) -> Self {
-        Self {
-            config,
-            open: None,
-            announced: false,
-            anomalous: 0,
-            quiet: 0,
-            since_last: 0,
-            first_band: (f64::NEG_INFINITY, f64::INFINITY),
-            start_band: None,
-            shifted: 0,
-        }
+        Self { config, open: None }
     }
 
     /// The open (announced) episode, if any.
     pub fn open(&self) -> Option<&Episode> {
-        self.open.as_ref().filter(|_| self.announced)
+        self.open
+            .as_deref()
+            .filter(|o| o.announced)
+            .map(|o| &o.episode)
     }
 
     /// Feeds one scored point. Returns an event when an episode is announced or ends here.
@@ -142,105 +142,101 @@ impl EpisodeTracker {
         // short-over-long scale are the detector's own confirmation), so it is announced at once;
         // only outliers, which one point can make, wait for `confirm_points`.
         let persistent = matches!(obs.part, Part::LevelShift | Part::VarianceChange);
-        match &mut self.open {
-            None => {
-                if obs.score >= self.config.threshold {
-                    let e = Episode {
-                        start: timestamp_secs,
-                        end: timestamp_secs,
-                        peak_score: obs.score,
-                        peak_at: timestamp_secs,
-                        peak: *obs,
-                        peak_value: value,
-                        points: 1,
-                    };
-                    self.open = Some(e);
-                    self.quiet = 0;
-                    self.since_last = 0;
-                    self.anomalous = 1;
-                    self.shifted = 0;
-                    self.first_band = (obs.lower, obs.upper);
-                    self.start_band = (obs.part == Part::LevelShift).then_some(self.first_band);
-                    self.announced = confirm <= 1 || persistent;
-                    if self.announced {
-                        return Some(EpisodeEvent::Started(e));
-                    }
+        let Some(o) = self.open.as_deref_mut() else {
+            if obs.score >= self.config.threshold {
+                let e = Episode {
+                    start: timestamp_secs,
+                    end: timestamp_secs,
+                    peak_score: obs.score,
+                    peak_at: timestamp_secs,
+                    peak: *obs,
+                    peak_value: value,
+                    points: 1,
+                };
+                let first_band = (obs.lower, obs.upper);
+                let announced = confirm <= 1 || persistent;
+                self.open = Some(Box::new(Open {
+                    episode: e,
+                    announced,
+                    anomalous: 1,
+                    quiet: 0,
+                    since_last: 0,
+                    first_band,
+                    start_band: (obs.part == Part::LevelShift).then_some(first_band),
+                    shifted: 0,
+                }));
+                if announced {
+                    return Some(EpisodeEvent::Started(e));
                 }
-                None
             }
-            Some(e) if !self.announced => {
-                self.since_last += 1;
-                if obs.score < self.config.end_threshold {
-                    self.quiet += 1;
-                    if self.quiet >= self.config.quiet_points {
-                        self.open = None;
-                    }
-                    return None;
-                }
-                self.quiet = 0;
-                e.end = timestamp_secs;
-                e.points += self.since_last;
-                self.since_last = 0;
-                self.anomalous += 1;
-                if obs.part == Part::LevelShift {
-                    self.start_band = Some(self.first_band);
-                }
-                if obs.score > e.peak_score {
-                    e.peak_score = obs.score;
-                    e.peak_at = timestamp_secs;
-                    e.peak = *obs;
-                    e.peak_value = value;
-                }
-                if self.anomalous >= confirm || persistent {
-                    self.announced = true;
-                    return Some(EpisodeEvent::Started(*e));
-                }
-                None
-            }
-            Some(e) => {
-                self.since_last += 1;
-                if obs.part == Part::LevelShift {
-                    self.start_band = Some(self.first_band);
-                }
-                let shifted = self
-                    .start_band
-                    .is_some_and(|(lo, hi)| !(lo..=hi).contains(&value));
-                if shifted && obs.score < self.config.end_threshold {
-                    self.shifted += 1;
-                }
-                let held = shifted && self.shifted < self.config.shifted_points;
-                if obs.score >= self.config.end_threshold || held {
-                    self.quiet = 0;
-                    e.end = timestamp_secs;
-                    e.points += self.since_last;
-                    self.since_last = 0;
-                    if obs.score > e.peak_score {
-                        e.peak_score = obs.score;
-                        e.peak_at = timestamp_secs;
-                        e.peak = *obs;
-                        e.peak_value = value;
-                    }
-                    return None;
-                }
-                self.quiet += 1;
-                if self.quiet >= self.config.quiet_points {
-                    let done = *e;
+            return None;
+        };
+        o.since_last += 1;
+        if !o.announced {
+            if obs.score < self.config.end_threshold {
+                o.quiet += 1;
+                if o.quiet >= self.config.quiet_points {
                     self.open = None;
-                    return Some(EpisodeEvent::Ended(done));
                 }
-                None
+                return None;
             }
+            o.quiet = 0;
+            o.episode.end = timestamp_secs;
+            o.episode.points += o.since_last;
+            o.since_last = 0;
+            o.anomalous += 1;
+            if obs.part == Part::LevelShift {
+                o.start_band = Some(o.first_band);
+            }
+            o.raise_peak(timestamp_secs, value, obs);
+            if o.anomalous >= confirm || persistent {
+                o.announced = true;
+                return Some(EpisodeEvent::Started(o.episode));
+            }
+            return None;
         }
+        if obs.part == Part::LevelShift {
+            o.start_band = Some(o.first_band);
+        }
+        let shifted = o
+            .start_band
+            .is_some_and(|(lo, hi)| !(lo..=hi).contains(&value));
+        if shifted && obs.score < self.config.end_threshold {
+            o.shifted += 1;
+        }
+        let held = shifted && o.shifted < self.config.shifted_points;
+        if obs.score >= self.config.end_threshold || held {
+            o.quiet = 0;
+            o.episode.end = timestamp_secs;
+            o.episode.points += o.since_last;
+            o.since_last = 0;
+            o.raise_peak(timestamp_secs, value, obs);
+            return None;
+        }
+        o.quiet += 1;
+        if o.quiet >= self.config.quiet_points {
+            let done = o.episode;
+            self.open = None;
+            return Some(EpisodeEvent::Ended(done));
+        }
+        None
     }
 
     /// Closes the open episode, e.g. when its series is evicted or the agent stops. An unannounced
     /// candidate is dropped: nobody was told it started.
     pub fn close(&mut self) -> Option<Episode> {
-        let e = self.open.take();
-        if self.announced {
-            e
-        } else {
-            None
+        self.open.take().filter(|o| o.announced).map(|o| o.episode)
+    }
+}
+
+impl Open {
+    fn raise_peak(&mut self, timestamp_secs: f64, value: f64, obs: &Observation) {
+        let e = &mut self.episode;
+        if obs.score > e.peak_score {
+            e.peak_score = obs.score;
+            e.peak_at = timestamp_secs;
+            e.peak = *obs;
+            e.peak_value = value;
         }
     }
 }
