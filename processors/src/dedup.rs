@@ -15,8 +15,6 @@ use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use vigil_core::attrs::{get, upsert};
 use vigil_core::config::duration;
@@ -148,7 +146,7 @@ impl vigil_core::factory::ProcessorFactory for Factory {
             ));
         }
         let cfg = check(id, cfg)?;
-        Ok(Arc::new(Dedup::new(id, cfg, next)))
+        Ok(Arc::new(Dedup::new(set, cfg, next)))
     }
 }
 
@@ -180,11 +178,13 @@ struct State {
 /// A running `dedup` processor.
 pub struct Dedup {
     inner: Arc<Inner>,
-    task: tokio::sync::Mutex<Option<(watch::Sender<bool>, JoinHandle<()>)>>,
+    /// The window timer.
+    tasks: vigil_core::Tasks,
 }
 
 struct Inner {
     label: String,
+    obs: vigil_core::ProcessorObs,
     cfg: DedupConfig,
     /// Keyed per process, so that nobody can craft two messages that collapse into one.
     hasher: RandomState,
@@ -305,11 +305,12 @@ fn count_records(rls: &[ResourceLogs]) -> usize {
 
 impl Dedup {
     /// A dedup processor feeding `next`; its window timer starts with `start`.
-    pub fn new(id: &ComponentId, cfg: DedupConfig, next: Arc<dyn Consumer>) -> Dedup {
+    pub fn new(set: vigil_core::Settings, cfg: DedupConfig, next: Arc<dyn Consumer>) -> Dedup {
         let cap = NonZeroUsize::new(cfg.max_keys).unwrap_or(NonZeroUsize::MIN);
         Dedup {
             inner: Arc::new(Inner {
-                label: id.to_string(),
+                label: set.id.to_string(),
+                obs: set.processor_obs(Signal::Logs),
                 cfg,
                 hasher: RandomState::new(),
                 next,
@@ -321,7 +322,7 @@ impl Dedup {
                     closed: false,
                 }),
             }),
-            task: tokio::sync::Mutex::new(None),
+            tasks: set.tasks,
         }
     }
 
@@ -337,13 +338,6 @@ impl Dedup {
 }
 
 impl Inner {
-    fn counter(&self, name: &'static str, n: usize) {
-        if n > 0 {
-            metrics::counter!(name, "processor" => self.label.clone(), "otel.signal" => "logs")
-                .increment(n as u64);
-        }
-    }
-
     fn key(&self, resource_hash: u64, r: &LogRecord) -> Option<u64> {
         let mut h = self.hasher.build_hasher();
         h.write_u64(resource_hash);
@@ -506,7 +500,7 @@ impl Inner {
             return;
         }
         let n = summaries.len();
-        self.counter("otelcol_processor_outgoing_items", n);
+        self.obs.outgoing(n);
         // A copy is kept only for a retry; summaries are one record per key, so it is small.
         let copy = summaries.clone();
         match self.next.consume(Telemetry::Logs(summaries)).await {
@@ -528,32 +522,37 @@ impl Inner {
 #[async_trait]
 impl Component for Dedup {
     async fn start(&self, _host: &Host) -> anyhow::Result<()> {
-        let (stop_tx, mut stop_rx) = watch::channel(false);
         let inner = Arc::clone(&self.inner);
         // Summaries go out at most one tick after their window ends.
         let tick_every =
             (inner.cfg.window / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
-        let handle = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(tick_every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => inner.flush(Some(Instant::now())).await,
-                    _ = stop_rx.changed() => return,
-                }
-            }
+        self.tasks.spawn_ticker(tick_every, move || {
+            let inner = Arc::clone(&inner);
+            async move { inner.flush(Some(Instant::now())).await }
         });
-        *self.task.lock().await = Some((stop_tx, handle));
         Ok(())
     }
 
     async fn shutdown(&self) -> anyhow::Result<()> {
-        if let Some((stop, handle)) = self.task.lock().await.take() {
-            let _ = stop.send(true);
-            let _ = handle.await;
+        self.shutdown_by(vigil_core::task::default_deadline()).await
+    }
+
+    /// Stops the timer, then sends every pending summary once, for as long as the deadline allows.
+    async fn shutdown_by(&self, deadline: std::time::Instant) -> anyhow::Result<()> {
+        self.tasks.stop(deadline).await;
+        let waiting = {
+            let mut st = lock(&self.inner.state);
+            st.closed = true;
+            st.keys.len() + st.pending.len()
+        };
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if tokio::time::timeout(left, self.inner.flush(None))
+            .await
+            .is_err()
+        {
+            self.inner
+                .dropped(waiting, "not sent by the shutdown deadline");
         }
-        lock(&self.inner.state).closed = true;
-        self.inner.flush(None).await;
         Ok(())
     }
 }
@@ -566,10 +565,10 @@ impl Consumer for Dedup {
             return inner.next.consume(data).await;
         };
         let incoming = count_records(&batch);
-        inner.counter("otelcol_processor_incoming_items", incoming);
+        inner.obs.incoming(incoming);
         if lock(&inner.state).closed {
             // After shutdown's final flush nothing could send a summary: pass everything through.
-            inner.counter("otelcol_processor_outgoing_items", incoming);
+            inner.obs.outgoing(incoming);
             return inner.next.consume(Telemetry::Logs(batch)).await;
         }
         let (suppressed, summaries) = inner.collapse(&mut batch);
@@ -583,7 +582,7 @@ impl Consumer for Dedup {
         if outgoing == 0 {
             return Ok(());
         }
-        inner.counter("otelcol_processor_outgoing_items", outgoing);
+        inner.obs.outgoing(outgoing);
         let result = inner.next.consume(Telemetry::Logs(batch)).await;
         if let (Err(e), Some(copy)) = (&result, copy) {
             // The client resends its records, not our summaries of evicted keys: keep those.
@@ -667,7 +666,11 @@ mod tests {
     fn dedup(yaml: &str, sink: Arc<Sink>) -> Dedup {
         let id = ComponentId::parse("dedup/t").unwrap();
         let v: Json = serde_saphyr::from_str(yaml).unwrap();
-        Dedup::new(&id, parse(&id, &v).unwrap(), sink)
+        Dedup::new(
+            vigil_core::Settings::new(ComponentKind::Processor, &id),
+            parse(&id, &v).unwrap(),
+            sink,
+        )
     }
 
     fn count(r: &LogRecord) -> Option<i64> {

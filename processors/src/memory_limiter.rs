@@ -14,7 +14,6 @@ use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::task::JoinHandle;
 use vigil_core::config::{decode, duration};
 use vigil_core::factory::{self, DynProcessorFactory, FactoryBase, ProcessorFactory};
 use vigil_core::{
@@ -284,7 +283,7 @@ impl ProcessorFactory for Factory {
         next: Arc<dyn Consumer>,
     ) -> Result<Arc<dyn Processor>, ConfigError> {
         Ok(Arc::new(MemoryLimiter::new(
-            &set.id,
+            set,
             cfg,
             signal,
             next,
@@ -295,8 +294,8 @@ impl ProcessorFactory for Factory {
 
 struct Inner {
     id: String,
+    obs: vigil_core::ProcessorObs,
     cfg: MemoryLimiterConfig,
-    signal: Signal,
     source: Arc<dyn MemorySource>,
     limits: Mutex<Option<Limits>>,
     refusing: AtomicBool,
@@ -308,13 +307,14 @@ struct Inner {
 pub struct MemoryLimiter {
     inner: Arc<Inner>,
     next: Arc<dyn Consumer>,
-    task: Mutex<Option<JoinHandle<()>>>,
+    /// The periodic memory check.
+    tasks: vigil_core::Tasks,
 }
 
 impl MemoryLimiter {
     /// A limiter in front of `next`, measuring through `source`. It measures from `start` on.
     pub fn new(
-        id: &ComponentId,
+        set: Settings,
         cfg: MemoryLimiterConfig,
         signal: Signal,
         next: Arc<dyn Consumer>,
@@ -322,16 +322,16 @@ impl MemoryLimiter {
     ) -> Self {
         MemoryLimiter {
             inner: Arc::new(Inner {
-                id: id.to_string(),
+                id: set.id.to_string(),
+                obs: set.processor_obs(signal),
                 cfg,
-                signal,
                 source,
                 limits: Mutex::new(None),
                 refusing: AtomicBool::new(false),
                 read_failed: AtomicBool::new(false),
             }),
             next,
-            task: Mutex::new(None),
+            tasks: set.tasks,
         }
     }
 }
@@ -400,33 +400,21 @@ impl Component for MemoryLimiter {
             "memory limiter started"
         );
         inner.check();
-        let every = inner.cfg.check_interval;
+        // The first check is the one just made; the ticker's first comes one interval later.
         let checker = Arc::clone(inner);
-        let handle = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            // The first tick completes at once, and start has just measured.
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                checker.check();
-            }
+        self.tasks.spawn_ticker(inner.cfg.check_interval, move || {
+            checker.check();
+            std::future::ready(())
         });
-        if let Some(old) = self
-            .task
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .replace(handle)
-        {
-            old.abort();
-        }
         Ok(())
     }
 
     async fn shutdown(&self) -> anyhow::Result<()> {
-        if let Some(t) = self.task.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            t.abort();
-        }
+        self.shutdown_by(vigil_core::task::default_deadline()).await
+    }
+
+    async fn shutdown_by(&self, deadline: std::time::Instant) -> anyhow::Result<()> {
+        self.tasks.stop(deadline).await;
         Ok(())
     }
 }
@@ -434,18 +422,16 @@ impl Component for MemoryLimiter {
 #[async_trait]
 impl Consumer for MemoryLimiter {
     async fn consume(&self, data: Telemetry) -> Result<(), ConsumeError> {
+        let n = data.item_count();
+        self.inner.obs.incoming(n);
         if self.inner.refusing.load(Ordering::Relaxed) {
-            let n = data.item_count();
-            metrics::counter!(
-                format!("otelcol_processor_refused_{}", self.inner.signal.item_name()),
-                "processor" => self.inner.id.clone()
-            )
-            .increment(n as u64);
+            self.inner.obs.refused(n);
             return Err(ConsumeError::Retryable {
                 reason: "data refused due to high memory usage".into(),
                 retry_after: Some(self.inner.cfg.check_interval.max(Duration::from_secs(1))),
             });
         }
+        self.inner.obs.outgoing(n);
         self.next.consume(data).await
     }
 }
@@ -496,6 +482,10 @@ mod tests {
         ComponentId::parse("memory_limiter").unwrap()
     }
 
+    fn settings() -> Settings {
+        Settings::new(vigil_core::ComponentKind::Processor, &id())
+    }
+
     fn parse(v: Value) -> Result<MemoryLimiterConfig, String> {
         MemoryLimiterConfig::parse(&id(), &v).map_err(|e| e.to_string())
     }
@@ -509,7 +499,7 @@ mod tests {
         let sink = Arc::new(Count::default());
         let cfg = parse(json!({"check_interval": "1s", "limit_mib": 100, "spike_limit_mib": 20}))
             .unwrap();
-        let ml = MemoryLimiter::new(&id(), cfg, Signal::Logs, sink.clone(), mem.clone());
+        let ml = MemoryLimiter::new(settings(), cfg, Signal::Logs, sink.clone(), mem.clone());
         ml.start(&Host::detached()).await.unwrap();
         ml.consume(logs(3)).await.unwrap();
         assert_eq!(sink.0.load(Ordering::SeqCst), 3);
@@ -548,7 +538,13 @@ mod tests {
             total: 1000 * MIB,
         });
         let cfg = parse(json!({"check_interval": "5s", "limit_percentage": 80})).unwrap();
-        let ml = MemoryLimiter::new(&id(), cfg, Signal::Logs, Arc::new(Count::default()), mem);
+        let ml = MemoryLimiter::new(
+            settings(),
+            cfg,
+            Signal::Logs,
+            Arc::new(Count::default()),
+            mem,
+        );
         ml.start(&Host::detached()).await.unwrap();
         assert!(ml.consume(logs(1)).await.unwrap_err().is_retryable());
         ml.shutdown().await.unwrap();
