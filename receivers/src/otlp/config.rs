@@ -352,7 +352,7 @@ pub fn validate(id: &ComponentId, cfg: &OtlpConfig) -> Result<(), ConfigError> {
             ));
         }
         let mtls = g.tls.as_ref().is_some_and(|t| t.client_ca_file.is_some());
-        check_auth(id, "protocols::grpc", g.auth.as_ref(), mtls)?;
+        check_auth(id, "protocols::grpc::auth", g.auth.as_ref(), mtls)?;
         if let Some(t) = &g.tls {
             t.server_config(GRPC_ALPN)
                 .map_err(|e| err(id, &format!("protocols::grpc::tls::{}", e.key), e.message))?;
@@ -420,7 +420,7 @@ pub fn validate(id: &ComponentId, cfg: &OtlpConfig) -> Result<(), ConfigError> {
             }
         }
         let mtls = h.tls.as_ref().is_some_and(|t| t.client_ca_file.is_some());
-        check_auth(id, "protocols::http", h.auth.as_ref(), mtls)?;
+        check_auth(id, "protocols::http::auth", h.auth.as_ref(), mtls)?;
         if let Some(t) = &h.tls {
             t.server_config(HTTP_ALPN)
                 .map_err(|e| err(id, &format!("protocols::http::tls::{}", e.key), e.message))?;
@@ -440,7 +440,9 @@ fn check_decoded(id: &ComponentId, at: &str, mib: u64) -> Result<(), ConfigError
     Ok(())
 }
 
-fn check_auth(
+/// Checks an `auth:` block whose key path is `at` (`protocols::grpc::auth`, or `auth`); `mtls`
+/// says whether the listener asks for client certificates. Shared with `prometheusremotewrite`.
+pub(crate) fn check_auth(
     id: &ComponentId,
     at: &str,
     auth: Option<&AuthConfig>,
@@ -450,24 +452,19 @@ fn check_auth(
         match &a.authenticator {
             Some(name) => {
                 ComponentId::parse(name)
-                    .map_err(|e| err(id, &format!("{at}::auth::authenticator"), e))?;
+                    .map_err(|e| err(id, &format!("{at}::authenticator"), e))?;
             }
             // Without an authenticator, the client certificate's subject names the client.
             None if a.roles.is_some() && mtls => {}
             None => {
                 return Err(err(
                     id,
-                    &format!("{at}::auth::authenticator"),
+                    &format!("{at}::authenticator"),
                     "is required (or, to name clients by their certificate's subject, roles with tls::client_ca_file)",
                 ))
             }
         }
-        super::roles::Roles::load(
-            id,
-            &format!("{at}::auth"),
-            &a.tenant_attribute,
-            a.roles.as_deref(),
-        )?;
+        super::roles::Roles::load(id, at, &a.tenant_attribute, a.roles.as_deref())?;
     }
     Ok(())
 }

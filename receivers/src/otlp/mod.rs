@@ -12,7 +12,7 @@ pub mod decode;
 pub mod decoded;
 mod grpc;
 pub mod http;
-mod roles;
+pub(crate) mod roles;
 
 #[cfg(test)]
 mod tests;
@@ -320,82 +320,32 @@ impl OtlpReceiver {
         let Some(auth) = auth else {
             return Ok(router);
         };
-        // Without an authenticator (validate allows it only with roles under mutual TLS), the
-        // client certificate's subject is the principal.
-        let check = match &auth.authenticator {
-            Some(name) => {
-                let auth_id = ComponentId::parse(name)
-                    .map_err(|e| anyhow::anyhow!("receivers::{}: {e}", self.id))?;
-                Some(
-                    host.server_auth(&auth_id)
-                        .map_err(|e| anyhow::anyhow!("receivers::{}: {e}", self.id))?,
-                )
-            }
-            None => None,
-        };
-        let refused = self.shared.unauthenticated[transport as usize].clone();
-        let forbidden = self.shared.forbidden[transport as usize].clone();
-        let roles = roles::Roles::load(
+        let guard = roles::Guard::new(
+            host,
             &self.id,
             "auth",
-            &auth.tenant_attribute,
-            auth.roles.as_deref(),
-        )
-        .map_err(|e| anyhow::anyhow!("{e}"))?
-        .map(Arc::new);
-        let id = self.id.to_string();
-        Ok(router.layer(axum::middleware::from_fn(
-            move |mut req: axum::extract::Request, next: axum::middleware::Next| {
-                let (check, refused, id) = (check.clone(), refused.clone(), id.clone());
-                let (roles, forbidden) = (roles.clone(), forbidden.clone());
-                async move {
-                    let subject = req
-                        .extensions()
-                        .get::<vigil_core::net::serve::PeerCertificate>()
-                        .and_then(|p| roles::Subject::of(&p.0));
-                    let verdict = match (&check, &subject) {
-                        (Some(check), _) => check.authenticate(req.headers()).await,
-                        (None, Some(s)) => Ok(vigil_core::component::Principal::named(s.dn.clone())),
-                        (None, None) => Err("no client certificate".to_string()),
-                    };
-                    let principal = match verdict {
-                        Ok(p) => {
-                            // For the client metadata (`with_client_metadata`), as otelcol's
-                            // client.Info.Auth.
-                            req.extensions_mut().insert(p.clone());
-                            p
-                        }
-                        Err(reason) => {
-                            refused.increment(1);
-                            tracing::debug!(receiver = %id, %reason, "request refused by the authenticator");
-                            return match transport {
-                                Transport::Grpc => tonic::Status::unauthenticated(reason)
-                                    .into_http::<axum::body::Body>(),
-                                Transport::Http => http::unauthorized(req.headers(), reason),
-                            };
-                        }
-                    };
-                    if let Some(roles) = &roles {
-                        match roles.grant(&principal, subject.as_ref()) {
-                            Some(grant) => {
-                                req.extensions_mut().insert(grant);
-                            }
-                            None => {
-                                forbidden.increment(1);
-                                let reason = format!("principal {:?} has no role", principal.name);
-                                tracing::debug!(receiver = %id, %reason, "request refused");
-                                return match transport {
-                                    Transport::Grpc => tonic::Status::permission_denied(reason)
-                                        .into_http::<axum::body::Body>(),
-                                    Transport::Http => http::forbidden(req.headers(), reason),
-                                };
-                            }
-                        }
+            auth,
+            self.shared.unauthenticated[transport as usize].clone(),
+            self.shared.forbidden[transport as usize].clone(),
+        )?;
+        Ok(
+            Arc::new(guard).layer(router, move |headers, refusal, reason| {
+                match (transport, refusal) {
+                    (Transport::Grpc, roles::Refusal::Unauthenticated) => {
+                        tonic::Status::unauthenticated(reason).into_http::<axum::body::Body>()
                     }
-                    next.run(req).await
+                    (Transport::Grpc, roles::Refusal::Forbidden) => {
+                        tonic::Status::permission_denied(reason).into_http::<axum::body::Body>()
+                    }
+                    (Transport::Http, roles::Refusal::Unauthenticated) => {
+                        http::unauthorized(headers, reason)
+                    }
+                    (Transport::Http, roles::Refusal::Forbidden) => {
+                        http::forbidden(headers, reason)
+                    }
                 }
-            },
-        )))
+            }),
+        )
     }
 
     /// The gRPC services, one per signal with a pipeline, as a router; a signal without a

@@ -258,6 +258,116 @@ fn stamp_attrs(attrs: &mut Vec<KeyValue>, key: &str, tenant: Option<&str>) {
     }
 }
 
+/// Why a request was refused before it reached the handler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// The authenticator's check failed: HTTP 401, gRPC `UNAUTHENTICATED`.
+    Unauthenticated,
+    /// The principal has no role: HTTP 403, gRPC `PERMISSION_DENIED`.
+    Forbidden,
+}
+
+/// A listener's `auth:` at work: the authenticator's check (or, under mutual TLS without one, the
+/// client certificate's subject), then the roles. Shared by every receiver that takes `auth:`
+/// (`otlp`, `prometheusremotewrite`), so that they refuse, count and log alike.
+pub(crate) struct Guard {
+    id: String,
+    check: Option<Arc<dyn vigil_core::ServerAuth>>,
+    roles: Option<Arc<Roles>>,
+    /// `vigil_receiver_requests_unauthenticated` of this listener.
+    refused: metrics::Counter,
+    /// `vigil_receiver_requests_forbidden` of this listener.
+    forbidden: metrics::Counter,
+}
+
+impl Guard {
+    /// The guard of `auth` (at `at` in the receiver's config): the authenticator it names is looked
+    /// up in `host`; one that is missing or not a server authenticator fails start.
+    pub(crate) fn new(
+        host: &vigil_core::Host,
+        id: &ComponentId,
+        at: &str,
+        auth: &super::config::AuthConfig,
+        refused: metrics::Counter,
+        forbidden: metrics::Counter,
+    ) -> anyhow::Result<Guard> {
+        let check = match &auth.authenticator {
+            Some(name) => {
+                let auth_id = ComponentId::parse(name)
+                    .map_err(|e| anyhow::anyhow!("receivers::{id}: {e}"))?;
+                Some(
+                    host.server_auth(&auth_id)
+                        .map_err(|e| anyhow::anyhow!("receivers::{id}: {e}"))?,
+                )
+            }
+            None => None,
+        };
+        let roles = Roles::load(id, at, &auth.tenant_attribute, auth.roles.as_deref())
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .map(Arc::new);
+        Ok(Guard {
+            id: id.to_string(),
+            check,
+            roles,
+            refused,
+            forbidden,
+        })
+    }
+
+    /// `router` behind this guard. A request that passes carries the [`Principal`] (for the
+    /// client metadata) and, with roles, its [`Grant`] in its extensions; one that fails is
+    /// answered by `answer`, counted, and logged at debug with the reason (never the credential).
+    pub(crate) fn layer<F>(self: Arc<Self>, router: axum::Router, answer: F) -> axum::Router
+    where
+        F: Fn(&http::HeaderMap, Refusal, String) -> axum::response::Response
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+    {
+        router.layer(axum::middleware::from_fn(
+            move |mut req: axum::extract::Request, next: axum::middleware::Next| {
+                let (me, answer) = (Arc::clone(&self), answer.clone());
+                async move {
+                    let subject = req
+                        .extensions()
+                        .get::<vigil_core::net::serve::PeerCertificate>()
+                        .and_then(|p| Subject::of(&p.0));
+                    let verdict = match (&me.check, &subject) {
+                        (Some(check), _) => check.authenticate(req.headers()).await,
+                        (None, Some(s)) => Ok(Principal::named(s.dn.clone())),
+                        (None, None) => Err("no client certificate".to_string()),
+                    };
+                    let principal = match verdict {
+                        Ok(p) => p,
+                        Err(reason) => {
+                            me.refused.increment(1);
+                            tracing::debug!(receiver = %me.id, %reason, "request refused by the authenticator");
+                            return answer(req.headers(), Refusal::Unauthenticated, reason);
+                        }
+                    };
+                    if let Some(roles) = &me.roles {
+                        match roles.grant(&principal, subject.as_ref()) {
+                            Some(grant) => {
+                                req.extensions_mut().insert(grant);
+                            }
+                            None => {
+                                me.forbidden.increment(1);
+                                let reason = format!("principal {:?} has no role", principal.name);
+                                tracing::debug!(receiver = %me.id, %reason, "request refused");
+                                return answer(req.headers(), Refusal::Forbidden, reason);
+                            }
+                        }
+                    }
+                    // As otelcol's client.Info.Auth, for the client metadata.
+                    req.extensions_mut().insert(principal);
+                    next.run(req).await
+                }
+            },
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -70,12 +70,15 @@ pub struct Config {
     /// Most memory one request may take once decoded and translated, in MiB, estimated before
     /// decoding; default 128, also when 0. Not an otelcol key.
     pub max_decoded_size_mib: u64,
-    /// Accepted for otelcol compatibility; client metadata is not carried in `Telemetry`.
+    /// Pass the request's headers down the pipeline with its data, as the `otlp` receiver's
+    /// `include_metadata` does.
     pub include_metadata: bool,
     /// otelcol's `configtls` server keys; see [`crate::tls`].
     pub tls: Option<TlsServerSettings>,
-    /// Server authenticators are not supported yet; refused for the same reason.
-    pub auth: Option<Value>,
+    /// `auth: {authenticator: <extension id>}`, with vigil's roles, as on the `otlp` receiver: a
+    /// request that fails the check gets 401, one whose principal has no role (or a role without
+    /// `metrics`) 403; the role's tenant is stamped on every resource.
+    pub auth: Option<crate::otlp::config::AuthConfig>,
     pub cors: Option<Value>,
     /// Accepted for otelcol compatibility; `read_header_timeout` and `idle_timeout` bound slow and
     /// idle clients.
@@ -151,12 +154,8 @@ pub fn validate(id: &ComponentId, cfg: &Config) -> Result<(), ConfigError> {
         t.server_config(HTTP_ALPN)
             .map_err(|e| err(&format!("tls::{}", e.key), e.message))?;
     }
-    if cfg.auth.is_some() {
-        return Err(err(
-            "auth",
-            "server authenticators are not supported yet".into(),
-        ));
-    }
+    let mtls = cfg.tls.as_ref().is_some_and(|t| t.client_ca_file.is_some());
+    crate::otlp::config::check_auth(id, "auth", cfg.auth.as_ref(), mtls)?;
     if cfg.cors.is_some() {
         return Err(err(
             "cors",
@@ -236,6 +235,10 @@ struct Shared {
     obs: ReceiverObs,
     /// Requests refused for their size, as sent, decompressed or decoded.
     too_large: Counter,
+    /// Requests refused by the authenticator (`vigil_receiver_requests_unauthenticated`).
+    unauthenticated: Counter,
+    /// Requests refused by the principal's role (`vigil_receiver_requests_forbidden`).
+    forbidden: Counter,
     limits: Limits,
 }
 
@@ -245,6 +248,16 @@ impl Shared {
             id: id.to_string(),
             next,
             threshold: Duration::from_secs(cfg.time_threshold.max(1) as u64 * 3600),
+            unauthenticated: metrics::counter!(
+                "vigil_receiver_requests_unauthenticated",
+                "receiver" => id.to_string(),
+                "transport" => "http"
+            ),
+            forbidden: metrics::counter!(
+                "vigil_receiver_requests_forbidden",
+                "receiver" => id.to_string(),
+                "transport" => "http"
+            ),
             families: RwLock::new(HashMap::new()),
             obs,
             too_large: metrics::counter!(
@@ -290,7 +303,7 @@ impl RemoteWriteReceiver {
 
 #[async_trait]
 impl Component for RemoteWriteReceiver {
-    async fn start(&self, _host: &Host) -> anyhow::Result<()> {
+    async fn start(&self, host: &Host) -> anyhow::Result<()> {
         if self.local_addr().is_some() {
             anyhow::bail!("receivers::{}: already started", self.id);
         }
@@ -304,6 +317,28 @@ impl Component for RemoteWriteReceiver {
             .route("/api/v1/write", post(write))
             .layer(DefaultBodyLimit::max(self.shared.limits.decompressed))
             .with_state(Arc::clone(&self.shared));
+        let app = crate::otlp::with_client_metadata(app, self.cfg.include_metadata);
+        // Before anything serves: a missing authenticator fails start.
+        let app = match &self.cfg.auth {
+            None => app,
+            Some(auth) => {
+                let guard = crate::otlp::roles::Guard::new(
+                    host,
+                    &self.id,
+                    "auth",
+                    auth,
+                    self.shared.unauthenticated.clone(),
+                    self.shared.forbidden.clone(),
+                )?;
+                Arc::new(guard).layer(app, |_headers, refusal, reason| {
+                    let status = match refusal {
+                        crate::otlp::roles::Refusal::Unauthenticated => StatusCode::UNAUTHORIZED,
+                        crate::otlp::roles::Refusal::Forbidden => StatusCode::FORBIDDEN,
+                    };
+                    refuse(status, reason)
+                })
+            }
+        };
         self.tasks.spawn(serve(
             listener,
             app,
@@ -334,9 +369,16 @@ fn refuse(status: StatusCode, msg: String) -> axum::response::Response {
 
 async fn write(
     State(shared): State<Arc<Shared>>,
+    grant: Option<axum::Extension<crate::otlp::roles::Grant>>,
+    meta: Option<axum::Extension<vigil_core::ClientMetadata>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> axum::response::Response {
+    if let Some(message) = grant.as_ref().and_then(|g| g.refuses(Signal::Metrics)) {
+        shared.forbidden.increment(1);
+        tracing::debug!(receiver = %shared.id, %message, "request refused by the principal's role");
+        return refuse(StatusCode::FORBIDDEN, message);
+    }
     let header = |n: &str| {
         headers
             .get(n)
@@ -374,12 +416,18 @@ async fn write(
         Err(DecodeError::Malformed(m)) => return refuse(StatusCode::BAD_REQUEST, m),
     };
     let rms = shared.translate(req, SystemTime::now());
-    let data = Telemetry::Metrics(rms);
+    let mut data = Telemetry::Metrics(rms);
     let n = data.item_count();
     if n == 0 {
         return StatusCode::NO_CONTENT.into_response();
     }
-    let result = shared.next.consume(data).await;
+    if let Some(g) = &grant {
+        g.stamp(&mut data);
+    }
+    let result = match meta {
+        Some(axum::Extension(meta)) => meta.scope(shared.next.consume(data)).await,
+        None => shared.next.consume(data).await,
+    };
     shared.obs.end_op(Signal::Metrics, n, &result);
     match result {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),

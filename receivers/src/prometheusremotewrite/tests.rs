@@ -512,3 +512,126 @@ async fn serves_tls() {
     );
     r.shutdown().await.unwrap();
 }
+
+/// A server authenticator with three tokens, for three principals.
+struct Tokens;
+
+#[async_trait]
+impl Component for Tokens {}
+
+impl vigil_core::Extension for Tokens {
+    fn server_auth(&self) -> Option<Arc<dyn vigil_core::ServerAuth>> {
+        Some(Arc::new(Tokens))
+    }
+}
+
+#[async_trait]
+impl vigil_core::ServerAuth for Tokens {
+    async fn authenticate(
+        &self,
+        headers: &HeaderMap,
+    ) -> Result<vigil_core::component::Principal, String> {
+        let name = match headers.get("authorization").map(|v| v.as_bytes()) {
+            Some(b"Bearer w") => "writer",
+            Some(b"Bearer l") => "logs-only",
+            Some(b"Bearer s") => "stranger",
+            Some(_) => return Err("wrong token".into()),
+            None => return Err("no authorization header".into()),
+        };
+        Ok(vigil_core::component::Principal::named(name))
+    }
+}
+
+/// `auth` with roles, as on the otlp receiver: no or a wrong token is 401, a principal without a
+/// role or whose role lacks `metrics` is 403 (both counted), and an allowed write has its role's
+/// tenant stamped on every resource in place of the one the sender put in its labels.
+#[tokio::test]
+async fn auth_and_roles_guard_remote_write() {
+    let sink = Arc::new(Sink::default());
+    let mut next = NextConsumers::new();
+    next.insert(Signal::Metrics, sink.clone());
+    let cfg = load(
+        &id(),
+        &serde_json::json!({
+            "endpoint": "127.0.0.1:0",
+            "auth": {
+                "authenticator": "bearertokenauth/in",
+                "roles": [
+                    {"principals": ["writer"], "signals": ["metrics"], "tenant": "t1"},
+                    {"principals": ["logs-only"], "signals": ["logs"]},
+                ],
+            },
+        }),
+    )
+    .unwrap();
+    let recorder = metrics_util::debugging::DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let r = metrics::with_local_recorder(&recorder, || {
+        RemoteWriteReceiver::new(settings(), cfg, next)
+    });
+    let e = r.start(&Host::detached()).await.unwrap_err().to_string();
+    assert!(e.contains("bearertokenauth/in"), "{e}");
+    let mut extensions: HashMap<ComponentId, Arc<dyn vigil_core::Extension>> = HashMap::new();
+    extensions.insert(
+        ComponentId::parse("bearertokenauth/in").unwrap(),
+        Arc::new(Tokens),
+    );
+    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    let host = Host::new(extensions, tx);
+    r.start(&host).await.unwrap();
+    let url = format!("http://{}/api/v1/write", r.local_addr().unwrap());
+    let body = snappy(&WriteRequest {
+        timeseries: vec![series("up", &[("tenant.id", "forged")], 1.0, now_ms())],
+        metadata: vec![],
+    });
+    let send = |token: Option<&'static str>| {
+        let mut req = reqwest::Client::new()
+            .post(&url)
+            .header("Content-Type", "application/x-protobuf")
+            .header("Content-Encoding", "snappy")
+            .body(body.clone());
+        if let Some(t) = token {
+            req = req.header("authorization", t);
+        }
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(send(None).await, 401);
+    assert_eq!(send(Some("Bearer nope")).await, 401);
+    assert_eq!(send(Some("Bearer s")).await, 403);
+    assert_eq!(send(Some("Bearer l")).await, 403);
+    assert!(sink.got.lock().unwrap().is_empty());
+    assert_eq!(send(Some("Bearer w")).await, 204);
+    let got = sink.got.lock().unwrap().clone();
+    let Telemetry::Metrics(rms) = &got[0] else {
+        panic!("metrics expected")
+    };
+    for rm in rms {
+        let tenants: Vec<_> = rm
+            .resource
+            .iter()
+            .flat_map(|r| &r.attributes)
+            .filter(|kv| kv.key == "tenant.id")
+            .map(|kv| format!("{:?}", kv.value))
+            .collect();
+        assert_eq!(tenants.len(), 1, "{tenants:?}");
+        assert!(tenants[0].contains("t1"), "{tenants:?}");
+    }
+    let counted: Vec<(String, String)> = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .filter(|(k, ..)| k.key().name().starts_with("vigil_receiver_requests_"))
+        .map(|(k, _, _, v)| (k.key().name().to_string(), format!("{v:?}")))
+        .collect();
+    assert!(
+        counted.contains(&(
+            "vigil_receiver_requests_unauthenticated".into(),
+            "Counter(2)".into()
+        )) && counted.contains(&(
+            "vigil_receiver_requests_forbidden".into(),
+            "Counter(2)".into()
+        )),
+        "{counted:?}"
+    );
+    r.shutdown().await.unwrap();
+}
