@@ -756,10 +756,11 @@ fn is_name(word: &str) -> bool {
 /// stands for the whole value a person would name, an address rather than its parts.
 fn whole_value(out: &mut String, start: usize) {
     let token = &out[start..];
-    let lead = token.len() - token.trim_start_matches(['(', '[', '{']).len();
-    let core_end = token
-        .trim_end_matches([')', ']', '}', ',', ';', ':', '.'])
-        .len();
+    let lead = token
+        .bytes()
+        .take_while(|c| matches!(c, b'(' | b'[' | b'{'))
+        .count();
+    let core_end = trim_end_len(token, b")]},;:.");
     if core_end <= lead {
         return;
     }
@@ -806,8 +807,19 @@ fn unit_tail(word: &str) -> Option<&str> {
     if word.len() > 5 {
         return None;
     }
-    let core = word.trim_end_matches([',', ';', ')', ']', '.', ':']);
+    let core = &word[..trim_end_len(word, b",;)].:")];
     UNITS.contains(&core).then(|| &word[core.len()..])
+}
+
+/// The length of `s` without its trailing bytes from `set` (ASCII): `trim_end_matches` with a
+/// byte loop, since a `char` pattern decodes UTF-8 backwards and this runs for each value of a line.
+fn trim_end_len(s: &str, set: &[u8]) -> usize {
+    let b = s.as_bytes();
+    let mut end = b.len();
+    while end > 0 && set.contains(&b[end - 1]) {
+        end -= 1;
+    }
+    end
 }
 
 fn is_date_word(word: &str) -> bool {
