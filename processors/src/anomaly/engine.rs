@@ -88,7 +88,9 @@ pub struct Engine {
     settings: Settings,
     detector: DetectorConfig,
     episodes: EpisodeConfig,
-    series: SeriesSet<u64, SeriesState>,
+    // Boxed: a hash table keeps up to half its slots empty after it grows, and each empty slot would
+    // be the size of a whole series state (400 B); boxed, it is a pointer.
+    series: SeriesSet<u64, Box<SeriesState>>,
     // Resource attributes shared by the series of one resource.
     resources: Resources,
     prev: SeriesSet<u64, Prev>,
@@ -246,7 +248,7 @@ impl Engine {
 
     fn retire(
         &mut self,
-        gone: Vec<(u64, SeriesState)>,
+        gone: Vec<(u64, Box<SeriesState>)>,
         reason: EndReason,
         wall: f64,
         out: &mut Output,
@@ -303,13 +305,13 @@ impl Engine {
                 } else {
                     None
                 };
-                SeriesState {
+                Box::new(SeriesState {
                     tracked: TrackedSeries::new(detector, episodes),
                     meta,
                     last_t: f64::NEG_INFINITY,
                     last_v: f64::NAN,
                     forecast,
-                }
+                })
             },
             |k, v| evicted.push((k, v)),
         );
@@ -734,7 +736,7 @@ fn number(v: Option<&number_data_point::Value>) -> Option<f64> {
 
 fn forecast_rule(rules: &[ForecastRule], meta: &SeriesMeta) -> Option<usize> {
     rules.iter().position(|r| {
-        r.metric == meta.metric
+        r.metric == meta.metric()
             && r.attributes
                 .iter()
                 .all(|(k, v)| meta.attribute(k).as_deref() == Some(v.as_str()))

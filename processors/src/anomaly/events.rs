@@ -200,7 +200,7 @@ pub fn anomaly_event(
         kv_str("vigil.anomaly.detector", o.part.as_str()),
         kv_str("vigil.anomaly.signal", meta.signal.as_str()),
         kv_str("vigil.anomaly.series", meta.identity.clone()),
-        kv_str("vigil.anomaly.metric", meta.metric.clone()),
+        kv_str("vigil.anomaly.metric", meta.metric()),
     ];
     let t = match end {
         None => ep.start,
@@ -239,7 +239,7 @@ pub fn forecast_event(
     wall: f64,
 ) -> ResourceLogs {
     let mut a = vec![
-        kv_str("vigil.forecast.metric", meta.metric.clone()),
+        kv_str("vigil.forecast.metric", meta.metric()),
         kv_str("vigil.forecast.series", meta.identity.clone()),
         kv_str("vigil.forecast.signal", meta.signal.as_str()),
         kv_f64("vigil.forecast.threshold", threshold),
@@ -333,9 +333,9 @@ impl ScoreBatch {
             });
             self.out.len() - 1
         });
-        let mut attrs = meta.attributes.clone();
+        let mut attrs = meta.attributes.to_vec();
         attrs.push(kv_str("vigil.anomaly.series", meta.identity.clone()));
-        attrs.push(kv_str("vigil.anomaly.metric", meta.metric.clone()));
+        attrs.push(kv_str("vigil.anomaly.metric", meta.metric()));
         attrs.push(kv_str("vigil.anomaly.signal", meta.signal.as_str()));
         let Some(sm) = self
             .out

@@ -24,10 +24,10 @@ const IDENTITY_RESOURCE_KEYS: [&str; 4] = [
 pub struct SeriesMeta {
     /// The signal the series was derived from.
     pub signal: Signal,
-    /// The watched metric name (`cpu.utilization`, `http.server.duration.p99`, `red.error_ratio`).
-    pub metric: String,
+    /// Length of the watched metric name, which begins `identity`: the name is not stored twice.
+    metric_len: usize,
     /// The series' own attributes (point attributes, or the RED/log grouping keys).
-    pub attributes: Vec<KeyValue>,
+    pub attributes: Box<[KeyValue]>,
     /// The resource the data came from, shared by every series of that resource ([`Resources`]): an
     /// SDK's resource has about ten attributes, and a copy per series was most of a series' identity.
     pub resource: Arc<[KeyValue]>,
@@ -64,11 +64,16 @@ impl SeriesMeta {
         };
         SeriesMeta {
             signal,
-            metric: metric.to_string(),
-            attributes,
+            metric_len: metric.len(),
+            attributes: attributes.into_boxed_slice(),
             resource: resource.into(),
             identity,
         }
+    }
+
+    /// The watched metric name (`cpu.utilization`, `http.server.duration.p99`, `red.error_ratio`).
+    pub fn metric(&self) -> &str {
+        self.identity.get(..self.metric_len).unwrap_or_default()
     }
 
     /// The value of a series attribute as text.
