@@ -41,16 +41,20 @@ impl ConnectorFactory for Factory {
 
     fn create(
         &self,
-        _set: Settings,
+        set: Settings,
         _cfg: ForwardConfig,
         next: NextConsumers,
     ) -> Result<Arc<dyn vigil_core::Connector>, ConfigError> {
-        Ok(Arc::new(Forward { next }))
+        Ok(Arc::new(Forward {
+            next,
+            obs: set.connector_obs(),
+        }))
     }
 }
 
 struct Forward {
     next: NextConsumers,
+    obs: vigil_core::ConnectorObs,
 }
 
 impl Component for Forward {}
@@ -58,6 +62,9 @@ impl Component for Forward {}
 #[async_trait]
 impl Consumer for Forward {
     async fn consume(&self, data: Telemetry) -> Result<(), ConsumeError> {
+        let (signal, n) = (data.signal(), data.item_count());
+        self.obs.consumed(signal, n);
+        self.obs.produced(signal, n);
         self.next.consume(data).await
     }
 }

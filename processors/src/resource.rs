@@ -64,12 +64,13 @@ impl ProcessorFactory for Factory {
         &self,
         set: Settings,
         cfg: ResourceConfig,
-        _signal: Signal,
+        signal: Signal,
         next: Arc<dyn Consumer>,
     ) -> Result<Arc<dyn Processor>, ConfigError> {
         Ok(Arc::new(ResourceProcessor {
             actions: compile_cfg(&set.id, &cfg)?,
             next,
+            obs: set.processor_obs(signal),
         }))
     }
 }
@@ -78,6 +79,7 @@ impl ProcessorFactory for Factory {
 pub struct ResourceProcessor {
     actions: Actions,
     next: Arc<dyn Consumer>,
+    obs: vigil_core::ProcessorObs,
 }
 
 impl ResourceProcessor {
@@ -105,7 +107,10 @@ impl Component for ResourceProcessor {}
 #[async_trait]
 impl Consumer for ResourceProcessor {
     async fn consume(&self, mut data: Telemetry) -> Result<(), ConsumeError> {
+        let n = data.item_count();
+        self.obs.incoming(n);
         self.process(&mut data);
+        self.obs.outgoing(n);
         self.next.consume(data).await
     }
 }
@@ -188,6 +193,7 @@ mod tests {
             )
             .unwrap(),
             next: Arc::new(Keep::default()),
+            obs: vigil_core::ProcessorObs::new(&id(), Signal::Logs),
         };
         let mut r = None;
         p.apply(&mut r);

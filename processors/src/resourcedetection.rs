@@ -766,7 +766,7 @@ impl vigil_core::factory::ProcessorFactory for Factory {
         &self,
         set: vigil_core::Settings,
         cfg: ResourceDetectionConfig,
-        _signal: Signal,
+        signal: Signal,
         next: Arc<dyn Consumer>,
     ) -> Result<Arc<dyn Processor>, ConfigError> {
         let id = &set.id;
@@ -776,6 +776,7 @@ impl vigil_core::factory::ProcessorFactory for Factory {
             cfg,
             detected: OnceLock::new(),
             next,
+            obs: set.processor_obs(signal),
         }))
     }
 }
@@ -786,6 +787,7 @@ pub struct ResourceDetection {
     cfg: ResourceDetectionConfig,
     detected: OnceLock<Vec<KeyValue>>,
     next: Arc<dyn Consumer>,
+    obs: vigil_core::ProcessorObs,
 }
 
 #[async_trait]
@@ -818,6 +820,8 @@ impl Component for ResourceDetection {
 #[async_trait]
 impl Consumer for ResourceDetection {
     async fn consume(&self, mut data: Telemetry) -> Result<(), ConsumeError> {
+        let n = data.item_count();
+        self.obs.incoming(n);
         let detected = self.detected.get().map(Vec::as_slice).unwrap_or(&[]);
         let o = self.cfg.override_;
         match &mut data {
@@ -831,6 +835,7 @@ impl Consumer for ResourceDetection {
                 .iter_mut()
                 .for_each(|r| merge(&mut r.resource, detected, o)),
         }
+        self.obs.outgoing(n);
         self.next.consume(data).await
     }
 }

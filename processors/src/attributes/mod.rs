@@ -335,6 +335,7 @@ impl ProcessorFactory for Factory {
             actions: c.actions,
             filter: c.filter,
             next,
+            obs: set.processor_obs(signal),
         }))
     }
 }
@@ -344,6 +345,7 @@ pub struct AttributesProcessor {
     actions: Actions,
     filter: Filter,
     next: Arc<dyn Consumer>,
+    obs: vigil_core::ProcessorObs,
 }
 
 fn resource_attrs(r: &Option<Resource>) -> &[KeyValue] {
@@ -419,7 +421,10 @@ impl Component for AttributesProcessor {}
 #[async_trait]
 impl Consumer for AttributesProcessor {
     async fn consume(&self, mut data: Telemetry) -> Result<(), ConsumeError> {
+        let n = data.item_count();
+        self.obs.incoming(n);
         self.process(&mut data);
+        self.obs.outgoing(n);
         self.next.consume(data).await
     }
 }
