@@ -253,6 +253,7 @@ async fn run(fsync: bool, sealed: bool, requests: usize, spans: usize, producers
                         signal: Signal::Traces,
                         items: spans,
                         request: Body(bodies[(w * per + i) % bodies.len()].clone()),
+                        meta: None,
                     };
                     if q.push(job, 1, true).await.is_err() {
                         panic!("push refused");

@@ -498,4 +498,75 @@ mod tests {
             vec![("tenant-a".to_string(), "kept".to_string())]
         );
     }
+
+    /// Through the real `otlphttp` exporter with its in-memory sending queue (on by default): the
+    /// queue keeps the metadata of the call that queued each request, so `from_context` finds
+    /// it when a queue consumer sends; a call without metadata gets the default.
+    #[tokio::test]
+    async fn from_context_survives_the_sending_queue() {
+        use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+        use std::sync::Mutex;
+        use vigil_core::{Host, Telemetry};
+        let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+        let log = seen.clone();
+        let app = axum::Router::new().route(
+            "/v1/traces",
+            axum::routing::post(move |headers: HeaderMap| {
+                let log = log.clone();
+                async move {
+                    let v = headers
+                        .get("x-scope-orgid")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("(none)")
+                        .to_string();
+                    log.lock().unwrap().push(v);
+                    axum::http::StatusCode::OK
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let ext = factory()
+            .create(
+                &id(),
+                &json!({"headers": [{"key": "X-Scope-OrgID", "from_context": "x-tenant", "default_value": "anonymous"}]}),
+            )
+            .unwrap();
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let host = Host::new([(id(), ext)].into_iter().collect(), tx);
+        let exporter = vigil_exporters::otlphttp::factory()
+            .create(
+                &ComponentId::parse("otlphttp/q").unwrap(),
+                &json!({
+                    "endpoint": format!("http://{addr}"),
+                    "auth": {"authenticator": "headers_setter"},
+                    "sending_queue": {"num_consumers": 1},
+                    "retry_on_failure": {"enabled": false},
+                }),
+            )
+            .unwrap();
+        exporter.start(&host).await.unwrap();
+        let spans = || {
+            Telemetry::Traces(vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans: vec![Span {
+                        name: "s".into(),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }])
+        };
+        ClientMetadata::from_pairs([("X-Tenant", "acme")])
+            .scope(exporter.consume(spans()))
+            .await
+            .unwrap();
+        exporter.consume(spans()).await.unwrap();
+        exporter.shutdown().await.unwrap();
+        let mut got = seen.lock().unwrap().clone();
+        got.sort();
+        assert_eq!(got, vec!["acme".to_string(), "anonymous".to_string()]);
+    }
 }

@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use vigil_core::consumer::split::{merge, split_max};
 use vigil_core::{
-    lock, Component, ComponentId, ComponentKind, ConfigError, ConsumeError, Consumer, ExporterObs,
-    Host, Settings, Signal, Tasks, Telemetry,
+    lock, ClientMetadata, Component, ComponentId, ComponentKind, ConfigError, ConsumeError,
+    Consumer, ExporterObs, Host, Settings, Signal, Tasks, Telemetry,
 };
 
 /// One transport: how a batch becomes a request, and how one request is sent once.
@@ -78,6 +78,10 @@ pub struct Job<R> {
     pub signal: Signal,
     pub items: usize,
     pub request: R,
+    /// The client metadata of the call that queued it, restored around its send so that a
+    /// `headers_setter`'s `from_context` finds it (otelcol's in-memory queue keeps the context
+    /// too). Not stored by a durable queue: a record read back has none.
+    pub meta: Option<Arc<ClientMetadata>>,
 }
 
 /// Version 1 record: version, signal tag, item count (u64, big-endian), then the request.
@@ -104,6 +108,7 @@ impl<R: Persist> Persist for Job<R> {
             signal: signal_from_tag(tag)?,
             items: usize::try_from(u64::from_be_bytes(*items)).ok()?,
             request: R::from_bytes(request)?,
+            meta: None,
         })
     }
 }
@@ -398,6 +403,7 @@ impl<S: Sender> StackCore<S> {
                         signal,
                         items,
                         request,
+                        meta: None,
                     },
                     Err(e) => {
                         self.give_up(signal, items, &e, true);
@@ -427,7 +433,18 @@ impl<S: Sender> StackCore<S> {
                 }
                 continue;
             }
-            let result = self.send_queued(p.item).await;
+            let meta = match &p.item {
+                Queued::Ready(job) => job.meta.clone(),
+                Queued::Raw(_) => None,
+            };
+            let result = match meta {
+                Some(meta) => {
+                    ClientMetadata::clone(&meta)
+                        .scope(self.send_queued(p.item))
+                        .await
+                }
+                None => self.send_queued(p.item).await,
+            };
             if !self.keeps(durable, &result) {
                 queue.done(p.id);
             }
@@ -658,6 +675,7 @@ impl<S: Sender> SendStack<S> {
                 signal,
                 items,
                 request,
+                meta: ClientMetadata::current(),
             })
         };
         let Some(queue) = queue else {
@@ -899,6 +917,7 @@ mod tests {
             signal: Signal::Logs,
             items: 7,
             request: Count(7),
+            meta: None,
         };
         let back = Job::<Count>::from_bytes(&job.to_bytes()).unwrap();
         assert_eq!(
@@ -1163,6 +1182,7 @@ mod tests {
             signal: Signal::Traces,
             items: 2,
             request: Count(2),
+            meta: None,
         };
         let back = Queued::<Count>::from_bytes(&job.to_bytes()).unwrap();
         assert!(matches!(back, Queued::Ready(j) if j.items == 2));
