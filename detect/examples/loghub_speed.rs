@@ -1,6 +1,7 @@
 //! Steady-state speed of `TemplateMiner::add` (masking included) on real log lines: for each Loghub-2k
 //! dataset in DIR, a miner learns the 2k messages once, then the same messages are added again
-//! `PASSES` times and timed. Time is this thread's own CPU time (`/proc/thread-self/schedstat`, in
+//! `PASSES` times and timed (400k lines: the CPU clock of a thread advances in scheduler ticks, so a
+//! shorter run would show their steps). Time is this thread's own CPU time (`/proc/thread-self/schedstat`, in
 //! nanoseconds), so other work on a shared machine does not count; wall-clock is shown beside it.
 //! With ROUNDS (default 1), every dataset is timed that many times, the rounds interleaved, and the
 //! median, lowest and highest figure are shown: on a loaded machine even CPU time varies (a sibling
@@ -14,7 +15,7 @@ use std::time::Instant;
 use vigil_detect::loghub::{discover, load, Dataset};
 use vigil_detect::template::{MinerConfig, TemplateMiner};
 
-const PASSES: usize = 50;
+const PASSES: usize = 200;
 
 fn thread_cpu_ns() -> Option<u64> {
     let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;

@@ -210,6 +210,14 @@ impl Tokens {
         }
     }
 
+    /// A token that is word `a..b` of the line as it is, not a variable: a span of the line's copy
+    /// at the start of the buffer.
+    fn push_line_word(&mut self, a: usize, b: usize) {
+        self.spans.push((a as u32, b as u32));
+        self.vars.push(false);
+        self.raw.push((a as u32, b as u32));
+    }
+
     /// `end_token` for a token whose `is_variable` is already known.
     fn push_token(&mut self, start: usize, word: (usize, usize), var: bool) {
         self.spans.push((start as u32, self.buf.len() as u32));
@@ -333,6 +341,9 @@ impl Masker {
         let quoted_values = word_spans(line, &mut words, &mut flags)
             && self.config.quoted
             && self.config.key_values;
+        // The line is copied once, so that a plain word's token is a span of it rather than a copy
+        // of its own; masked tokens are appended after it.
+        out.buf.push_str(line);
         let mut i = 0;
         while i < words.len() {
             let (a, b) = words[i];
@@ -401,8 +412,14 @@ impl Masker {
             if f & NOT_PLAIN == 0 && !(self.config.dates && is_date_word(word)) {
                 // The common case, a plain word: it is its own token, a variable only when it has
                 // no letter (`-`, `|`; a digit would have made it not plain).
-                out.buf.push_str(word);
-                out.push_token(start, (a, b), f & ALPHA == 0);
+                if f & ALPHA != 0 {
+                    out.push_line_word(a, b);
+                } else {
+                    // Copied, as variables always are: a unit that follows (`- KB`) joins the last
+                    // token by extending it at the end of the buffer.
+                    out.buf.push_str(word);
+                    out.push_token(start, (a, b), true);
+                }
                 i += 1;
                 continue;
             }
