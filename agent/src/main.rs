@@ -40,7 +40,8 @@ struct Cli {
     )]
     shutdown_timeout: String,
 
-    /// Accepted for otelcol compatibility; vigil has no feature gates yet.
+    /// Accepted for otelcol compatibility: vigil has no feature gates; zpages' /debug/featurez lists
+    /// the ones given.
     #[arg(long = "feature-gates", global = true, hide = true)]
     feature_gates: Vec<String>,
 
@@ -63,6 +64,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    extensions::zpages::set_feature_gates(&cli.feature_gates);
     let registry = Registry::builtin();
     let sources = Sources {
         uris: cli.config.clone(),

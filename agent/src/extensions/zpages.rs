@@ -145,7 +145,29 @@ async fn extensionz(State(p): State<Pages>) -> Response {
 }
 
 async fn featurez() -> Response {
-    html(page::featurez())
+    html(page::featurez(&feature_gates()))
+}
+
+static FEATURE_GATES: std::sync::OnceLock<Vec<(String, bool)>> = std::sync::OnceLock::new();
+
+/// Records the `--feature-gates` values for `/debug/featurez`: comma-separated ids, each with an
+/// optional `+` (enable, the default) or `-` (disable), as otelcol reads them. Set once at start.
+pub fn set_feature_gates(flags: &[String]) {
+    let gates = flags
+        .iter()
+        .flat_map(|f| f.split(','))
+        .map(str::trim)
+        .filter(|g| !g.is_empty())
+        .map(|g| match g.strip_prefix('-') {
+            Some(id) => (id.to_string(), false),
+            None => (g.strip_prefix('+').unwrap_or(g).to_string(), true),
+        })
+        .collect();
+    let _ = FEATURE_GATES.set(gates);
+}
+
+fn feature_gates() -> Vec<(String, bool)> {
+    FEATURE_GATES.get().cloned().unwrap_or_default()
 }
 
 async fn tracez() -> Response {

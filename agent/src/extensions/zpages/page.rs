@@ -167,6 +167,10 @@ pub fn servicez(snap: &Snapshot, m: &Metrics) -> String {
             format!("{}/{}", std::env::consts::OS, std::env::consts::ARCH),
         ),
         ("process id", std::process::id().to_string()),
+        (
+            "command line",
+            std::env::args().collect::<Vec<_>>().join(" "),
+        ),
         ("started", status::up_since().0),
         ("uptime", duration(status::up_since().1.as_secs_f64())),
         (
@@ -184,6 +188,24 @@ pub fn servicez(snap: &Snapshot, m: &Metrics) -> String {
     ];
     for (k, v) in rows {
         let _ = write!(o, "<tr><td>{k}</td><td>{}</td></tr>", esc(&v));
+    }
+    let gates = super::feature_gates();
+    let _ = write!(
+        o,
+        "<tr><td>feature gates</td><td><a href=\"/debug/featurez\">{}</a></td></tr>",
+        if gates.is_empty() {
+            "none requested".to_string()
+        } else {
+            format!("{} requested, none has an effect", gates.len())
+        }
+    );
+    if let Some(cfg) = &snap.config {
+        let _ = write!(
+            o,
+            "<tr><td>pipelines</td><td><a href=\"/debug/pipelinez\">{}</a></td></tr><tr><td>extensions</td><td><a href=\"/debug/extensionz\">{} running</a></td></tr>",
+            cfg.pipelines.len(),
+            cfg.service_extensions.len()
+        );
     }
     o.push_str("</table>");
     if !m.on {
@@ -346,16 +368,32 @@ pub fn extensionz(snap: &Snapshot) -> String {
     o
 }
 
-pub fn featurez() -> String {
+/// The gates asked for with `--feature-gates`, as otelcol's page lists its registry: vigil has no
+/// gate registry, so each requested gate is shown with what it does here (nothing).
+pub fn featurez(gates: &[(String, bool)]) -> String {
     let mut o = head("features", false);
-    o.push_str("<h1>Feature gates</h1><p>vigil has no feature gates: every behaviour is chosen in the config, and otelcol's <code>--feature-gates</code> flag has nothing to switch here.</p>");
+    o.push_str("<h1>Feature gates</h1><p>vigil has no feature gates: every behaviour is chosen in the config. otelcol's <code>--feature-gates</code> flag is accepted so that existing command lines run, and the gates it names switch nothing here.</p>");
+    if gates.is_empty() {
+        o.push_str("<p class=\"muted\">No gate was requested on the command line.</p>");
+    } else {
+        o.push_str("<h2>Requested on the command line</h2><table><tr><th>id</th><th>requested</th><th>in vigil</th></tr>");
+        for (id, on) in gates {
+            let _ = write!(
+                o,
+                "<tr><td><code>{}</code></td><td>{}</td><td class=\"muted\">no such gate; no effect</td></tr>",
+                esc(id),
+                if *on { "enabled" } else { "disabled" }
+            );
+        }
+        o.push_str("</table>");
+    }
     o.push_str(TAIL);
     o
 }
 
 pub fn tracez() -> String {
     let mut o = head("traces", false);
-    o.push_str("<h1>Traces</h1><p>vigil does not record spans of its own, so there are no samples to show. Its own metrics (<code>service::telemetry::metrics</code>) and logs describe what it does.</p>");
+    o.push_str("<h1>Traces</h1><p>vigil records no spans of its own, so there are no span samples to show. otelcol traces its own work through its instrumented gRPC and HTTP clients and servers; vigil's listeners and exporters count the same requests as metrics instead. Its own metrics (<code>service::telemetry::metrics</code>, by component on <a href=\"/debug/pipelinez\">pipelines</a>) and its logs (each line names its component) describe what it does.</p>");
     o.push_str(TAIL);
     o
 }
