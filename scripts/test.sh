@@ -17,8 +17,9 @@ cd "$(dirname "$0")/.."
 
 # 1. Debian packages: the real peers the end-to-end tests run against (chromium: the status page test
 #    loads the page in a headless browser; apache2-utils: htpasswd writes the basicauth test's file;
-#    curl: a client of the auth and listener tests).
-APT_PACKAGES=(python3-venv util-linux logrotate bsdutils prometheus prometheus-node-exporter prometheus-alertmanager chromium apache2-utils curl)
+#    curl: a client of the auth and listener tests; golang-go: `go tool pprof` reads the pprof extension's
+#    profiles).
+APT_PACKAGES=(python3-venv util-linux logrotate bsdutils prometheus prometheus-node-exporter prometheus-alertmanager chromium apache2-utils curl golang-go)
 # Node.js checks the Grafana dashboard against Grafana's schema; Debian's only when none is installed.
 command -v npm >/dev/null 2>&1 || APT_PACKAGES+=(nodejs npm)
 missing=()
@@ -62,7 +63,6 @@ if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import opentelemetry.sdk,
   .venv/bin/pip install -q --upgrade pip
   .venv/bin/pip install -q -r tests/requirements.txt
 fi
-
 #    A second venv for the clients that cannot share .venv: the discontinued Jaeger exporters (on the
 #    SDK of their last release) and the Zipkin protobuf exporter (protobuf 3); see
 #    tests/requirements-legacy.txt.
@@ -72,6 +72,7 @@ if [ ! -x .venv-legacy/bin/python ] || ! .venv-legacy/bin/python -c 'import open
   .venv-legacy/bin/pip install -q --upgrade pip
   .venv-legacy/bin/pip install -q -r tests/requirements-legacy.txt
 fi
+
 # 3. Grafana's dashboard schema (@grafana/schema) and the TypeScript compiler, pinned by package-lock.json,
 #    in deploy/grafana/schema-check/node_modules.
 if [ ! -d deploy/grafana/schema-check/node_modules/@grafana/schema ]; then

@@ -10,6 +10,7 @@ pub mod headers_setter;
 pub mod health_check;
 pub mod oauth2client;
 pub mod oidc;
+pub mod pprof;
 pub mod zpages;
 
 use std::sync::Arc;
@@ -25,5 +26,6 @@ pub fn factories() -> Vec<Arc<dyn DynExtensionFactory>> {
         oauth2client::factory(),
         headers_setter::factory(),
         zpages::factory(),
+        pprof::factory(),
     ]
 }
