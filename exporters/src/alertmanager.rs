@@ -199,7 +199,7 @@ impl AlertmanagerSender {
             _ => return None,
         };
         let labels = {
-            let mut mem = self.remembered.lock().unwrap_or_else(|p| p.into_inner());
+            let mut mem = vigil_core::lock(&self.remembered);
             let labels = match mem.0.get(&key) {
                 Some(l) => l.clone(),
                 None => {

@@ -273,13 +273,13 @@ impl Component for FileExporter {
                     path.display()
                 )
             })?;
-        *self.writer.lock().unwrap_or_else(|p| p.into_inner()) = Some(w);
+        *vigil_core::lock(&self.writer) = Some(w);
         Ok(())
     }
 
     async fn shutdown(&self) -> anyhow::Result<()> {
         // Each record was flushed when written; dropping the handle closes the file.
-        self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
+        vigil_core::lock(&self.writer).take();
         Ok(())
     }
 }
@@ -300,7 +300,7 @@ impl FileExporter {
         drop(data);
         let writer = Arc::clone(&self.writer);
         let written = tokio::task::spawn_blocking(move || {
-            let mut guard = writer.lock().unwrap_or_else(|p| p.into_inner());
+            let mut guard = vigil_core::lock(&writer);
             match guard.as_mut() {
                 Some(w) => w.write_record(&record).map_err(|e| e.to_string()),
                 None => Err("the exporter is not started".to_string()),

@@ -34,7 +34,7 @@ const SEQ_BITS: u32 = 40;
 static EPOCH_FLOOR: Mutex<u64> = Mutex::new(0);
 
 fn next_epoch(max_on_disk: Option<u64>) -> u64 {
-    let mut floor = EPOCH_FLOOR.lock().unwrap_or_else(|p| p.into_inner());
+    let mut floor = vigil_core::lock(&EPOCH_FLOOR);
     let epoch = max_on_disk.map_or(0, |e| e + 1).max(*floor + 1);
     *floor = epoch;
     epoch
@@ -325,13 +325,8 @@ impl<T: Persist + Send + 'static> PersistentQueue<T> {
         ))
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State<T>> {
-        // Each critical section leaves the state consistent, so a poisoned lock is still usable.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     fn send(&self, w: Write) -> bool {
-        let guard = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let guard = vigil_core::lock(&self.writer);
         guard.as_ref().is_some_and(|tx| tx.send(w).is_ok())
     }
 
@@ -343,7 +338,7 @@ impl<T: Persist + Send + 'static> PersistentQueue<T> {
             tokio::pin!(room);
             room.as_mut().enable();
             {
-                let mut st = self.lock();
+                let mut st = vigil_core::lock(&self.state);
                 if st.closed {
                     return Err(true);
                 }
@@ -363,7 +358,7 @@ impl<T: Persist + Send + 'static> PersistentQueue<T> {
 
     fn release(&self, size: usize) {
         {
-            let mut st = self.lock();
+            let mut st = vigil_core::lock(&self.state);
             st.used = st.used.saturating_sub(size);
         }
         self.not_full.notify_waiters();
@@ -445,7 +440,7 @@ impl<T: Persist + Send + 'static> Queue<T> for PersistentQueue<T> {
             return Err(PushError::Storage(item, reason));
         }
         {
-            let mut st = self.lock();
+            let mut st = vigil_core::lock(&self.state);
             let cache = st.cached_bytes + len <= self.cache_limit;
             st.cached_bytes += if cache { len } else { 0 };
             st.pending.insert(
@@ -467,7 +462,7 @@ impl<T: Persist + Send + 'static> Queue<T> for PersistentQueue<T> {
             tokio::pin!(ready);
             ready.as_mut().enable();
             let next = {
-                let mut st = self.lock();
+                let mut st = vigil_core::lock(&self.state);
                 // Once closed, what is left stays on disk for the next start.
                 if st.closed {
                     return None;
@@ -512,7 +507,7 @@ impl<T: Persist + Send + 'static> Queue<T> for PersistentQueue<T> {
     }
 
     fn close(&self) {
-        self.lock().closed = true;
+        vigil_core::lock(&self.state).closed = true;
         self.not_empty.notify_waiters();
         self.not_full.notify_waiters();
     }
@@ -529,7 +524,7 @@ impl<T: Persist + Send + 'static> Queue<T> for PersistentQueue<T> {
     }
 
     fn size(&self) -> usize {
-        self.lock().used
+        vigil_core::lock(&self.state).used
     }
 
     fn capacity(&self) -> usize {
@@ -540,7 +535,7 @@ impl<T: Persist + Send + 'static> Queue<T> for PersistentQueue<T> {
 impl<T> Drop for PersistentQueue<T> {
     fn drop(&mut self) {
         // Dropping the sender ends the writer thread once it has committed what is left.
-        self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
+        vigil_core::lock(&self.writer).take();
     }
 }
 

@@ -249,12 +249,6 @@ impl<T> MemoryQueue<T> {
             not_full: Notify::new(),
         }
     }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, State<T>> {
-        // The state stays consistent across a panic in another holder: each critical section is a
-        // single push or pop.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
 }
 
 #[async_trait]
@@ -270,7 +264,7 @@ impl<T: Send + 'static> Queue<T> for MemoryQueue<T> {
             tokio::pin!(room);
             room.as_mut().enable();
             {
-                let mut st = self.lock();
+                let mut st = vigil_core::lock(&self.state);
                 if st.closed {
                     return Err(PushError::Closed(item));
                 }
@@ -295,7 +289,7 @@ impl<T: Send + 'static> Queue<T> for MemoryQueue<T> {
             tokio::pin!(ready);
             ready.as_mut().enable();
             {
-                let mut st = self.lock();
+                let mut st = vigil_core::lock(&self.state);
                 if let Some((item, size)) = st.items.pop_front() {
                     st.used -= size;
                     st.next_id += 1;
@@ -318,13 +312,13 @@ impl<T: Send + 'static> Queue<T> for MemoryQueue<T> {
     }
 
     fn close(&self) {
-        self.lock().closed = true;
+        vigil_core::lock(&self.state).closed = true;
         self.not_empty.notify_waiters();
         self.not_full.notify_waiters();
     }
 
     fn size(&self) -> usize {
-        self.lock().used
+        vigil_core::lock(&self.state).used
     }
 
     fn capacity(&self) -> usize {

@@ -14,15 +14,13 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 use translate::Naming;
 use vigil_core::config::{bind_tcp, check_endpoint, duration};
 use vigil_core::net::serve::{serve, ConnCounters, ServeOptions};
 use vigil_core::net::tls::{ServerTls, TlsServerSettings};
 use vigil_core::{
-    Component, ComponentId, ComponentKind, ConfigError, ConsumeError, Consumer, Exporter, Host,
-    Signal, Telemetry,
+    lock, Component, ComponentId, ComponentKind, ConfigError, ConsumeError, Consumer, Exporter,
+    ExporterObs, Host, Signal, Tasks, Telemetry,
 };
 
 /// `resource_to_telemetry_conversion`.
@@ -138,8 +136,8 @@ impl vigil_core::factory::ExporterFactory for Factory {
         set: vigil_core::Settings,
         cfg: PrometheusConfig,
     ) -> Result<Arc<dyn Exporter>, ConfigError> {
-        let id = &set.id;
-        Ok(Arc::new(PrometheusExporter::new(id, check(id, cfg)?)))
+        let cfg = check(&set.id, cfg)?;
+        Ok(Arc::new(PrometheusExporter::new(&set, cfg)))
     }
 }
 
@@ -150,12 +148,13 @@ pub struct PrometheusExporter {
     open_metrics: bool,
     tls: Option<TlsServerSettings>,
     registry: Arc<Mutex<Registry>>,
-    cancel: CancellationToken,
-    server: Mutex<Option<JoinHandle<()>>>,
+    obs: ExporterObs,
+    /// The `/metrics` server.
+    tasks: Tasks,
 }
 
 impl PrometheusExporter {
-    pub fn new(id: &ComponentId, cfg: PrometheusConfig) -> Self {
+    pub fn new(set: &vigil_core::Settings, cfg: PrometheusConfig) -> Self {
         let settings = Settings {
             naming: Naming {
                 namespace: cfg.namespace.clone(),
@@ -167,13 +166,13 @@ impl PrometheusExporter {
             send_timestamps: cfg.send_timestamps,
         };
         PrometheusExporter {
-            id: id.clone(),
+            id: set.id.clone(),
             endpoint: cfg.endpoint,
             open_metrics: cfg.enable_open_metrics,
             tls: cfg.tls,
             registry: Arc::new(Mutex::new(Registry::new(settings))),
-            cancel: CancellationToken::new(),
-            server: Mutex::new(None),
+            obs: set.exporter_obs(),
+            tasks: set.tasks.clone(),
         }
     }
 }
@@ -192,7 +191,7 @@ async fn serve_metrics(
             .and_then(|v| v.to_str().ok())
             .is_some_and(|a| a.contains("application/openmetrics-text"));
     let body = {
-        let mut r = registry.lock().unwrap_or_else(|p| p.into_inner());
+        let mut r = lock(&registry);
         r.expire(Instant::now());
         r.render(wants_om)
     };
@@ -227,17 +226,18 @@ impl Component for PrometheusExporter {
             ..ServeOptions::default()
         };
         let counters = ConnCounters::new("exporter", &self.id.to_string(), "http");
-        let task = tokio::spawn(serve(listener, app, opts, counters, self.cancel.clone()));
-        *self.server.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
+        self.tasks
+            .spawn(serve(listener, app, opts, counters, self.tasks.stopping()));
         Ok(())
     }
 
     async fn shutdown(&self) -> anyhow::Result<()> {
-        self.cancel.cancel();
-        let task = self.server.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(t) = task {
-            let _ = t.await;
-        }
+        self.shutdown_by(vigil_core::task::default_deadline()).await
+    }
+
+    /// Stops serving; a scrape in flight may finish until `deadline`.
+    async fn shutdown_by(&self, deadline: Instant) -> anyhow::Result<()> {
+        self.tasks.stop(deadline).await;
         Ok(())
     }
 }
@@ -250,17 +250,16 @@ impl Consumer for PrometheusExporter {
         };
         let now = Instant::now();
         let conflicts = {
-            let mut r = self.registry.lock().unwrap_or_else(|p| p.into_inner());
+            let mut r = lock(&self.registry);
             let c = r.update(batch, now);
             r.expire(now);
             c
         };
         let items = data.item_count() as u64;
-        metrics::counter!("otelcol_exporter_sent_metric_points", "exporter" => self.id.to_string())
-            .increment(items - (conflicts as u64).min(items));
-        if conflicts > 0 {
-            metrics::counter!("otelcol_exporter_send_failed_metric_points", "exporter" => self.id.to_string())
-                .increment(conflicts as u64);
+        let failed = (conflicts as u64).min(items);
+        self.obs.sent(Signal::Metrics, items - failed);
+        if failed > 0 {
+            self.obs.send_failed(Signal::Metrics, failed);
             tracing::warn!(
                 exporter = %self.id,
                 points = conflicts,

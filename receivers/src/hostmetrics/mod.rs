@@ -26,8 +26,6 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 use vigil_core::otlp::common::v1::{InstrumentationScope, KeyValue};
 use vigil_core::otlp::metrics::v1::{
     metric::Data, number_data_point, AggregationTemporality, Gauge, Metric, NumberDataPoint,
@@ -344,8 +342,8 @@ impl vigil_core::factory::ReceiverFactory for Factory {
             root: Root::new(&cfg.root_path),
             scrapers: Arc::new(Mutex::new(scrapers)),
             next,
-            cancel: CancellationToken::new(),
-            task: Mutex::new(None),
+            obs: set.receiver_obs(""),
+            tasks: set.tasks,
         }))
     }
 }
@@ -358,8 +356,9 @@ pub struct HostMetricsReceiver {
     root: Root,
     scrapers: Arc<Mutex<Vec<Box<dyn Scraper>>>>,
     next: NextConsumers,
-    cancel: CancellationToken,
-    task: Mutex<Option<JoinHandle<()>>>,
+    obs: vigil_core::ReceiverObs,
+    /// The collection loop.
+    tasks: vigil_core::Tasks,
 }
 
 #[async_trait]
@@ -371,9 +370,10 @@ impl Component for HostMetricsReceiver {
         let root = self.root.clone();
         let scrapers = Arc::clone(&self.scrapers);
         let next = self.next.clone();
-        let cancel = self.cancel.clone();
+        let obs = self.obs.clone();
+        let cancel = self.tasks.stopping();
         let ticks = clock_ticks();
-        let task = tokio::spawn(async move {
+        self.tasks.spawn(async move {
             tokio::select! {
                 _ = tokio::time::sleep(initial_delay) => {}
                 _ = cancel.cancelled() => return,
@@ -390,7 +390,7 @@ impl Component for HostMetricsReceiver {
                 let root = root.clone();
                 // File reads block; keep them off the async workers.
                 let joined = tokio::task::spawn_blocking(move || {
-                    let mut s = scrapers.lock().unwrap_or_else(|p| p.into_inner());
+                    let mut s = vigil_core::lock(&scrapers);
                     collect(&mut s, &root, ticks)
                 })
                 .await;
@@ -407,21 +407,25 @@ impl Component for HostMetricsReceiver {
                 if batch.is_empty() {
                     continue;
                 }
-                if let Err(e) = next.consume(Telemetry::Metrics(batch)).await {
+                let data = Telemetry::Metrics(batch);
+                let items = data.item_count();
+                let result = next.consume(data).await;
+                obs.end_op(Signal::Metrics, items, &result);
+                if let Err(e) = result {
                     tracing::warn!(receiver = %id, "the pipeline refused host metrics: {e}");
                 }
             }
         });
-        *self.task.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
         Ok(())
     }
 
     async fn shutdown(&self) -> anyhow::Result<()> {
-        self.cancel.cancel();
-        let task = self.task.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(t) = task {
-            let _ = t.await;
-        }
+        self.shutdown_by(vigil_core::task::default_deadline()).await
+    }
+
+    /// Stops the loop; a collection in flight may finish until `deadline`.
+    async fn shutdown_by(&self, deadline: std::time::Instant) -> anyhow::Result<()> {
+        self.tasks.stop(deadline).await;
         Ok(())
     }
 }

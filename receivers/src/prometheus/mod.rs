@@ -24,14 +24,14 @@ use config::{Config, Job};
 use discovery::Target;
 use scrape::LoopContext;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use vigil_core::{Component, ComponentId, ConfigError, Host, NextConsumers, Receiver, Signal};
-
-/// How long `shutdown` waits for target loops to send their last staleness markers.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+use vigil_core::{
+    Component, ComponentId, ConfigError, Host, NextConsumers, Receiver, ReceiverObs, Signal, Tasks,
+};
 
 struct Factory;
 
@@ -71,20 +71,16 @@ impl vigil_core::factory::ReceiverFactory for Factory {
         cfg: config::RawConfig,
         next: NextConsumers,
     ) -> Result<Arc<dyn Receiver>, ConfigError> {
-        let id = &set.id;
-        let cfg = config::check(id, cfg)?;
+        let cfg = config::check(&set.id, cfg)?;
         Ok(Arc::new(PrometheusReceiver {
-            id: id.clone(),
+            obs: set.receiver_obs("http"),
+            id: set.id,
             cfg,
             next,
-            running: Mutex::new(None),
+            tasks: set.tasks,
+            started: AtomicBool::new(false),
         }))
     }
-}
-
-struct Running {
-    stop: CancellationToken,
-    tasks: Vec<JoinHandle<()>>,
 }
 
 /// The receiver: one manager per job, started at `start` and stopped at `shutdown`.
@@ -92,18 +88,19 @@ pub struct PrometheusReceiver {
     id: ComponentId,
     cfg: Config,
     next: NextConsumers,
-    running: Mutex<Option<Running>>,
+    obs: ReceiverObs,
+    /// The job managers; each waits for its target loops.
+    tasks: Tasks,
+    started: AtomicBool,
 }
 
 #[async_trait]
 impl Component for PrometheusReceiver {
     async fn start(&self, _host: &Host) -> anyhow::Result<()> {
-        let stop = CancellationToken::new();
-        let labels = [
-            ("receiver", self.id.to_string()),
-            ("transport", "http".to_string()),
-        ];
-        let mut tasks = Vec::new();
+        if self.started.swap(true, Ordering::SeqCst) {
+            anyhow::bail!("receivers::{}: already started", self.id);
+        }
+        let mut contexts = Vec::new();
         for (i, job) in self.cfg.jobs.iter().enumerate() {
             let client = scrape::client(job).map_err(|m| {
                 anyhow::anyhow!("receivers::{}::config::scrape_configs::{i}: {m}", self.id)
@@ -115,30 +112,25 @@ impl Component for PrometheusReceiver {
                 next: self.next.clone(),
                 start_time_metric: self.cfg.start_time_metric.clone(),
                 report_extra: self.cfg.report_extra_scrape_metrics,
-                accepted: metrics::counter!("otelcol_receiver_accepted_metric_points", &labels),
-                refused: metrics::counter!("otelcol_receiver_refused_metric_points", &labels),
+                obs: self.obs.clone(),
             });
-            tasks.push(tokio::spawn(manage(ctx, stop.clone())));
+            contexts.push(ctx);
+        }
+        // Every job's client is built before any loop runs, so a bad one leaves nothing started.
+        for ctx in contexts {
+            self.tasks.spawn(manage(ctx, self.tasks.stopping()));
         }
         tracing::info!(receiver = %self.id, jobs = self.cfg.jobs.len(), "prometheus receiver started");
-        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
-        *running = Some(Running { stop, tasks });
         Ok(())
     }
 
     async fn shutdown(&self) -> anyhow::Result<()> {
-        let running = self
-            .running
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        if let Some(r) = running {
-            r.stop.cancel();
-            let all = futures::future::join_all(r.tasks);
-            if tokio::time::timeout(SHUTDOWN_GRACE, all).await.is_err() {
-                tracing::warn!(receiver = %self.id, "scrape loops did not stop in time");
-            }
-        }
+        self.shutdown_by(vigil_core::task::default_deadline()).await
+    }
+
+    /// Stops every loop; each sends its staleness markers, until `deadline`.
+    async fn shutdown_by(&self, deadline: Instant) -> anyhow::Result<()> {
+        self.tasks.stop(deadline).await;
         Ok(())
     }
 }
@@ -148,9 +140,22 @@ fn refresh_every(job: &Job) -> Option<Duration> {
     job.file_sd.iter().map(|f| f.refresh).min()
 }
 
+/// One target's scrape loop. Dropping it aborts the loop, so that a manager stopped at the
+/// shutdown deadline takes its loops with it.
+struct TargetLoop {
+    stop: CancellationToken,
+    handle: JoinHandle<()>,
+}
+
+impl Drop for TargetLoop {
+    fn drop(&mut self) {
+        self.handle.abort();
+    }
+}
+
 /// Keeps one loop per discovered target of a job, re-reading file SD every refresh interval.
 async fn manage(ctx: Arc<LoopContext>, stop: CancellationToken) {
-    let mut loops: HashMap<String, (CancellationToken, JoinHandle<()>)> = HashMap::new();
+    let mut loops: HashMap<String, TargetLoop> = HashMap::new();
     loop {
         let mut groups: Vec<(Option<String>, config::TargetGroup)> = ctx
             .job
@@ -173,9 +178,9 @@ async fn manage(ctx: Arc<LoopContext>, stop: CancellationToken) {
             .cloned()
             .collect();
         for k in gone {
-            if let Some((tok, handle)) = loops.remove(&k) {
-                tok.cancel();
-                let _ = handle.await;
+            if let Some(mut l) = loops.remove(&k) {
+                l.stop.cancel();
+                let _ = (&mut l.handle).await;
             }
         }
         for (k, t) in wanted {
@@ -183,7 +188,7 @@ async fn manage(ctx: Arc<LoopContext>, stop: CancellationToken) {
                 tracing::debug!(receiver = %ctx.receiver, job = %ctx.job.name, target = %t.url, "scraping new target");
                 let tok = stop.child_token();
                 let handle = tokio::spawn(scrape::run(Arc::clone(&ctx), t, tok.clone()));
-                slot.insert((tok, handle));
+                slot.insert(TargetLoop { stop: tok, handle });
             }
         }
         let wait = async {
@@ -198,5 +203,7 @@ async fn manage(ctx: Arc<LoopContext>, stop: CancellationToken) {
         }
     }
     // The stop token is the parent of every loop's token, so they are already cancelled.
-    futures::future::join_all(loops.into_values().map(|(_, h)| h)).await;
+    for l in loops.values_mut() {
+        let _ = (&mut l.handle).await;
+    }
 }

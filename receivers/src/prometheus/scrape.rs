@@ -7,7 +7,6 @@ use super::config::Job;
 use super::convert::{scrape_report, ScrapeCounts, ScrapeSettings, Translator};
 use super::discovery::Target;
 use super::parse::Format;
-use metrics::Counter;
 use opentelemetry_proto::tonic::metrics::v1::{ResourceMetrics, ScopeMetrics};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -186,8 +185,7 @@ pub struct LoopContext {
     pub next: NextConsumers,
     pub start_time_metric: Option<regex::Regex>,
     pub report_extra: bool,
-    pub accepted: Counter,
-    pub refused: Counter,
+    pub obs: vigil_core::ReceiverObs,
 }
 
 /// Scrapes `target` every interval until `stop` fires, then marks its series stale.
@@ -316,16 +314,14 @@ fn attach(
 
 async fn deliver(ctx: &LoopContext, target: &Target, rms: Vec<ResourceMetrics>) {
     let data = Telemetry::Metrics(rms);
-    let n = data.item_count() as u64;
+    let n = data.item_count();
     if n == 0 {
         return;
     }
-    match ctx.next.consume(data).await {
-        Ok(()) => ctx.accepted.increment(n),
-        Err(e) => {
-            ctx.refused.increment(n);
-            // A scrape is not retried: the next one carries fresher values, as in otelcol.
-            tracing::warn!(receiver = %ctx.receiver, job = %ctx.job.name, target = %target.url, error = %e, "pipeline refused scraped metrics");
-        }
+    let result = ctx.next.consume(data).await;
+    ctx.obs.end_op(vigil_core::Signal::Metrics, n, &result);
+    if let Err(e) = result {
+        // A scrape is not retried: the next one carries fresher values, as in otelcol.
+        tracing::warn!(receiver = %ctx.receiver, job = %ctx.job.name, target = %target.url, error = %e, "pipeline refused scraped metrics");
     }
 }

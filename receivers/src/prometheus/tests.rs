@@ -360,8 +360,10 @@ fn ctx(job: Job) -> LoopContext {
         next: NextConsumers::new(),
         start_time_metric: None,
         report_extra: true,
-        accepted: metrics::Counter::noop(),
-        refused: metrics::Counter::noop(),
+        obs: vigil_core::ReceiverObs::new(
+            &vigil_core::ComponentId::new("prometheus", None),
+            "http",
+        ),
     }
 }
 
