@@ -15,8 +15,6 @@ use regex::Regex;
 use serde::Deserialize;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 use vigil_core::attrs::{upsert, value_to_string};
 use vigil_core::config::opt_duration;
 use vigil_core::lock;
@@ -280,7 +278,7 @@ impl vigil_core::factory::ProcessorFactory for Factory {
             ));
         }
         let cfg = check(id, cfg)?;
-        Ok(Arc::new(Drain::new(id, cfg, next)?))
+        Ok(Arc::new(Drain::new(set, cfg, next)?))
     }
 }
 
@@ -293,6 +291,7 @@ struct State {
 struct Inner {
     id: ComponentId,
     label: String,
+    obs: vigil_core::ProcessorObs,
     cfg: Checked,
     next: Arc<dyn Consumer>,
     state: Mutex<State>,
@@ -302,23 +301,29 @@ struct Inner {
 /// A running `drain` processor.
 pub struct Drain {
     inner: Arc<Inner>,
-    saver: tokio::sync::Mutex<Option<(watch::Sender<bool>, JoinHandle<()>)>>,
+    /// The periodic save of the templates.
+    tasks: vigil_core::Tasks,
 }
 
 impl Drain {
-    fn new(id: &ComponentId, cfg: Checked, next: Arc<dyn Consumer>) -> Result<Self, ConfigError> {
+    fn new(
+        set: vigil_core::Settings,
+        cfg: Checked,
+        next: Arc<dyn Consumer>,
+    ) -> Result<Self, ConfigError> {
         let miner = TemplateMiner::new(cfg.miner.clone())
-            .map_err(|e| ConfigError::component(ComponentKind::Processor, id, "", e.to_string()))?;
+            .map_err(|e| ConfigError::at("", e.to_string()))?;
         let drain = Drain {
             inner: Arc::new(Inner {
-                id: id.clone(),
-                label: id.to_string(),
+                id: set.id.clone(),
+                label: set.id.to_string(),
+                obs: set.processor_obs(Signal::Logs),
                 cfg,
                 next,
                 state: Mutex::new(State { miner, unsaved: 0 }),
                 storage: Mutex::new(None),
             }),
-            saver: tokio::sync::Mutex::new(None),
+            tasks: set.tasks,
         };
         drain.inner.seed();
         Ok(drain)
@@ -524,37 +529,36 @@ impl Component for Drain {
         if inner.cfg.save_interval.is_zero() {
             return Ok(());
         }
-        let (stop_tx, mut stop_rx) = watch::channel(false);
         let inner = Arc::clone(inner);
-        let handle = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(inner.cfg.save_interval);
-            tick.tick().await;
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => {
-                        if let Err(e) = inner.save(false).await {
-                            tracing::warn!(processor = %inner.id, error = %e, "cannot save drain templates; will retry");
-                        }
+        self.tasks
+            .spawn_ticker(inner.cfg.save_interval, move || {
+                let inner = Arc::clone(&inner);
+                async move {
+                    if let Err(e) = inner.save(false).await {
+                        tracing::warn!(processor = %inner.id, error = %e, "cannot save drain templates; will retry");
                     }
-                    _ = stop_rx.changed() => return,
                 }
-            }
-        });
-        *self.saver.lock().await = Some((stop_tx, handle));
+            });
         Ok(())
     }
 
     async fn shutdown(&self) -> anyhow::Result<()> {
-        if let Some((stop, handle)) = self.saver.lock().await.take() {
-            let _ = stop.send(true);
-            let _ = handle.await;
+        self.shutdown_by(vigil_core::task::default_deadline()).await
+    }
+
+    /// Stops the periodic save and saves once more, within the shutdown deadline.
+    async fn shutdown_by(&self, deadline: std::time::Instant) -> anyhow::Result<()> {
+        self.tasks.stop(deadline).await;
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let id = &self.inner.id;
+        match tokio::time::timeout(left, self.inner.save(true)).await {
+            Ok(r) => {
+                r.map_err(|e| anyhow::anyhow!("processors::{id}: cannot save drain templates: {e}"))
+            }
+            Err(_) => anyhow::bail!(
+                "processors::{id}: drain templates not saved by the shutdown deadline"
+            ),
         }
-        self.inner.save(true).await.map_err(|e| {
-            anyhow::anyhow!(
-                "processors::{}: cannot save drain templates: {e}",
-                self.inner.id
-            )
-        })
     }
 }
 
@@ -563,7 +567,10 @@ impl Consumer for Drain {
     async fn consume(&self, data: Telemetry) -> Result<(), ConsumeError> {
         match data {
             Telemetry::Logs(mut batch) => {
+                let n = vigil_core::telemetry::log_record_count(&batch);
+                self.inner.obs.incoming(n);
                 self.inner.annotate(&mut batch);
+                self.inner.obs.outgoing(n);
                 self.inner.next.consume(Telemetry::Logs(batch)).await
             }
             other => self.inner.next.consume(other).await,
@@ -815,7 +822,13 @@ warmup_min_clusters: 20
         let cfg = "storage: file_storage/x\nsave_interval: 1h\nseed_logs: [\"seeded line here\"]";
         let id = ComponentId::parse("drain").expect("id");
         let v: Value = serde_saphyr::from_str(cfg).expect("yaml");
-        let make = |sink: Arc<Sink>| Drain::new(&id, parse(&id, &v).expect("valid"), sink);
+        let make = |sink: Arc<Sink>| {
+            Drain::new(
+                vigil_core::Settings::new(ComponentKind::Processor, &id),
+                parse(&id, &v).expect("valid"),
+                sink,
+            )
+        };
         let first = make(Arc::new(Sink::default())).expect("drain");
         first.start(&host).await.expect("start");
         assert_eq!(first.template_count(), 1, "the seed");

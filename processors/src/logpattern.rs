@@ -10,8 +10,6 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use vigil_core::attrs::{get_str, kv_str, upsert, value_to_string};
 use vigil_core::config::opt_duration;
@@ -179,7 +177,7 @@ impl vigil_core::factory::ProcessorFactory for Factory {
             ));
         }
         let cfg = check(id, cfg)?;
-        Ok(Arc::new(LogPattern::new(id, cfg, next)?))
+        Ok(Arc::new(LogPattern::new(set, cfg, next)?))
     }
 }
 
@@ -197,13 +195,17 @@ struct State {
 /// A running `logpattern` processor.
 pub struct LogPattern {
     inner: Arc<Inner>,
-    saver: tokio::sync::Mutex<Option<(watch::Sender<bool>, JoinHandle<()>)>>,
+    /// The periodic save of the templates.
+    tasks: vigil_core::Tasks,
 }
 
 /// What `consume` and the periodic saver share.
 struct Inner {
     id: ComponentId,
     label: String,
+    obs: vigil_core::ProcessorObs,
+    /// `vigil.pattern.new` events dropped because too many waited for a retry.
+    events_dropped: metrics::Counter,
     cfg: Checked,
     next: Arc<dyn Consumer>,
     state: Mutex<State>,
@@ -228,14 +230,23 @@ pub fn is_vigil_event(r: &LogRecord) -> bool {
 }
 
 impl LogPattern {
-    fn new(id: &ComponentId, cfg: Checked, next: Arc<dyn Consumer>) -> Result<Self, ConfigError> {
+    fn new(
+        set: vigil_core::Settings,
+        cfg: Checked,
+        next: Arc<dyn Consumer>,
+    ) -> Result<Self, ConfigError> {
         let miner = TemplateMiner::new(cfg.miner.clone())
-            .map_err(|e| ConfigError::component(ComponentKind::Processor, id, "", e.to_string()))?;
+            .map_err(|e| ConfigError::at("", e.to_string()))?;
         let warm = cfg.warmup_lines == 0 && cfg.warmup.is_zero();
         Ok(LogPattern {
             inner: Arc::new(Inner {
-                id: id.clone(),
-                label: id.to_string(),
+                id: set.id.clone(),
+                label: set.id.to_string(),
+                obs: set.processor_obs(Signal::Logs),
+                events_dropped: metrics::counter!(
+                    "vigil_logpattern_events_dropped",
+                    "processor" => set.id.to_string()
+                ),
                 cfg,
                 next,
                 state: Mutex::new(State {
@@ -248,7 +259,7 @@ impl LogPattern {
                 held: Mutex::new(Vec::new()),
                 storage: Mutex::new(None),
             }),
-            saver: tokio::sync::Mutex::new(None),
+            tasks: set.tasks,
         })
     }
 
@@ -449,37 +460,35 @@ impl Component for LogPattern {
             .load(store.as_ref())
             .map_err(|e| anyhow::anyhow!("{where_}: cannot read saved templates: {e}"))?;
         *lock(&inner.storage) = Some(store);
-        let (stop_tx, mut stop_rx) = watch::channel(false);
         let inner = Arc::clone(inner);
-        let handle = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(SAVE_INTERVAL);
-            tick.tick().await;
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => {
-                        if let Err(e) = inner.save(false).await {
-                            tracing::warn!(processor = %inner.id, error = %e, "cannot save log templates; will retry");
-                        }
-                    }
-                    _ = stop_rx.changed() => return,
+        self.tasks.spawn_ticker(SAVE_INTERVAL, move || {
+            let inner = Arc::clone(&inner);
+            async move {
+                if let Err(e) = inner.save(false).await {
+                    tracing::warn!(processor = %inner.id, error = %e, "cannot save log templates; will retry");
                 }
             }
         });
-        *self.saver.lock().await = Some((stop_tx, handle));
         Ok(())
     }
 
     async fn shutdown(&self) -> anyhow::Result<()> {
-        if let Some((stop, handle)) = self.saver.lock().await.take() {
-            let _ = stop.send(true);
-            let _ = handle.await;
+        self.shutdown_by(vigil_core::task::default_deadline()).await
+    }
+
+    /// Stops the periodic save and saves once more, within the shutdown deadline.
+    async fn shutdown_by(&self, deadline: std::time::Instant) -> anyhow::Result<()> {
+        self.tasks.stop(deadline).await;
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let id = &self.inner.id;
+        match tokio::time::timeout(left, self.inner.save(true)).await {
+            Ok(r) => {
+                r.map_err(|e| anyhow::anyhow!("processors::{id}: cannot save log templates: {e}"))
+            }
+            Err(_) => {
+                anyhow::bail!("processors::{id}: log templates not saved by the shutdown deadline")
+            }
         }
-        self.inner.save(true).await.map_err(|e| {
-            anyhow::anyhow!(
-                "processors::{}: cannot save log templates: {e}",
-                self.inner.id
-            )
-        })
     }
 }
 
@@ -491,17 +500,26 @@ impl Consumer for LogPattern {
             // Only logs pipelines are created; anything else goes on untouched.
             return inner.next.consume(data).await;
         };
+        inner
+            .obs
+            .incoming(vigil_core::telemetry::log_record_count(&batch));
         let mut events = inner.mine(&mut batch);
         let held = std::mem::take(&mut *lock(&inner.held));
         if !held.is_empty() {
             events.splice(0..0, held);
         }
         if events.is_empty() {
+            inner
+                .obs
+                .outgoing(vigil_core::telemetry::log_record_count(&batch));
             return inner.next.consume(Telemetry::Logs(batch)).await;
         }
         // Events are few and small: a copy is kept so that a pushed-back batch does not lose them.
         let copy = events.clone();
         batch.extend(events);
+        inner
+            .obs
+            .outgoing(vigil_core::telemetry::log_record_count(&batch));
         let result = inner.next.consume(Telemetry::Logs(batch)).await;
         if let Err(e) = &result {
             if e.is_retryable() {
@@ -518,7 +536,9 @@ impl Consumer for LogPattern {
                     .sum();
                 if n > HELD_EVENTS_LIMIT {
                     let dropped = held.len() / 2;
+                    let records = vigil_core::telemetry::log_record_count(&held[..dropped]);
                     held.drain(..dropped);
+                    inner.events_dropped.increment(records as u64);
                     tracing::warn!(processor = %inner.id, "too many vigil.pattern.new events held for a retry; dropped the oldest");
                 }
             }
@@ -610,7 +630,12 @@ mod tests {
     fn processor(yaml: &str, sink: Arc<Sink>) -> LogPattern {
         let id = ComponentId::parse("logpattern/t").unwrap();
         let v: Value = serde_saphyr::from_str(yaml).unwrap();
-        LogPattern::new(&id, parse(&id, &v).unwrap(), sink).unwrap()
+        LogPattern::new(
+            vigil_core::Settings::new(ComponentKind::Processor, &id),
+            parse(&id, &v).unwrap(),
+            sink,
+        )
+        .unwrap()
     }
 
     fn events(rs: &[LogRecord]) -> Vec<&LogRecord> {
