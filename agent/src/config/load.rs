@@ -214,10 +214,19 @@ fn expand_string(
     Ok(Some(Value::String(out)))
 }
 
-/// Types a whole-reference value as YAML 1.2 would type a plain scalar: integers, floats and
-/// booleans become numbers and bools; anything else (structured text included) stays a string.
+/// Types a whole-reference value as otelcol does, by reading it as YAML: integers, floats and
+/// booleans become numbers and bools, and a list or map becomes that list or map (so
+/// `metric_names: ${env:NAMES}` with `NAMES=[a, b]` is a list). A collection is taken only in flow
+/// form (`[…]`, `{…}`) or over several lines: otelcol would also read a one-line `key: value` as a
+/// map, but vigil cannot see that the key it fills wants a string (otelcol keeps the original text
+/// for string fields), so such one-liners stay text. Anything else stays a string.
 fn scalar(text: String) -> Value {
     let t = text.trim();
+    if t.starts_with(['[', '{']) || t.contains('\n') {
+        if let Ok(v @ (Value::Array(_) | Value::Object(_))) = parse_yaml("", t) {
+            return v;
+        }
+    }
     if let Ok(i) = t.parse::<i64>() {
         return Value::from(i);
     }
@@ -304,6 +313,33 @@ mod tests {
         );
         assert_eq!(e("a$$b", &mut w), Some(json!("a$b")));
         assert_eq!(e("$HOME", &mut w), Some(json!("$HOME")));
+        assert!(w.is_empty());
+        // A whole reference holding a YAML list or map is that list or map; inside text it is text.
+        std::env::set_var("VIGIL_TEST_LIST", "[]");
+        std::env::set_var("VIGIL_TEST_LIST2", "[a, \"b c\"]");
+        std::env::set_var("VIGIL_TEST_MAP", "{level: debug, n: 3}");
+        std::env::set_var("VIGIL_TEST_BLOCK", "- x\n- y\n");
+        std::env::set_var("VIGIL_TEST_HEADER", "Api-Key: abc");
+        std::env::set_var("VIGIL_TEST_BROKEN", "[a, b");
+        assert_eq!(e("${env:VIGIL_TEST_LIST}", &mut w), Some(json!([])));
+        assert_eq!(
+            e("${env:VIGIL_TEST_LIST2}", &mut w),
+            Some(json!(["a", "b c"]))
+        );
+        assert_eq!(
+            e("${env:VIGIL_TEST_MAP}", &mut w),
+            Some(json!({"level": "debug", "n": 3}))
+        );
+        assert_eq!(
+            e("${env:VIGIL_TEST_BLOCK}", &mut w),
+            Some(json!(["x", "y"]))
+        );
+        assert_eq!(
+            e("${env:VIGIL_TEST_HEADER}", &mut w),
+            Some(json!("Api-Key: abc"))
+        );
+        assert_eq!(e("${env:VIGIL_TEST_BROKEN}", &mut w), Some(json!("[a, b")));
+        assert_eq!(e("x${env:VIGIL_TEST_LIST}", &mut w), Some(json!("x[]")));
         assert!(w.is_empty());
         assert_eq!(e("x${env:VIGIL_TEST_UNSET_Y}", &mut w), Some(json!("x")));
         assert_eq!(w.len(), 1);
