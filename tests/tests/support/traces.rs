@@ -55,7 +55,14 @@ pub fn send(python: &Path, exporter: &str, port: u16, run: &str) -> Value {
     let script = repo_root().join("tests/python/trace_send.py");
     let out = Command::new(python)
         .arg(script)
-        .args(["--exporter", exporter, "--port", &port.to_string(), "--run", run])
+        .args([
+            "--exporter",
+            exporter,
+            "--port",
+            &port.to_string(),
+            "--run",
+            run,
+        ])
         .output()
         .expect("run tests/python/trace_send.py");
     assert!(
@@ -212,9 +219,12 @@ pub fn check(v: &Vigil, exporter: &str, sent: &Value, run: &str, e: &Expect) {
                 Value::Bool(b) if e.typed => a["boolValue"].as_bool() == Some(*b),
                 Value::Number(n) if e.typed && n.is_i64() => int_of(&a) == n.as_i64(),
                 Value::Number(n) if e.typed => a["doubleValue"].as_f64() == n.as_f64(),
-                other => str_of(&a).is_some_and(|t| {
-                    t == other.to_string() || (other.as_bool() == Some(true) && t == "True")
-                }),
+                // Untyped: the SDK writes numbers and booleans as Python's str() (booleans
+                // lower-cased), which is JSON's spelling for these values.
+                other => {
+                    let text = other.to_string();
+                    str_of(&a).is_some_and(|t| t == text)
+                }
             };
             assert!(ok, "{ctx}: attribute {k} should be {want}, is {a}");
         }
