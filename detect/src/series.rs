@@ -34,7 +34,7 @@ pub use episode::{
     DEFAULT_SHIFTED_POINTS,
 };
 pub use seasonal::detect_period;
-pub use set::{SeriesSet, SeriesSetConfig, SeriesSetStats, TrackedSeries};
+pub use set::{SeriesSet, SeriesSetConfig, SeriesSetStats, TrackedSeries, EVICT_SHARE};
 
 /// The score at or above which a point is anomalous by default: a cue at [`Tuning::margin`] times its
 /// recent maximum on the series. The reported band is where the outlier cue stays below it.

@@ -2,7 +2,7 @@
 //! series and an idle expiry, with counts of both kinds of eviction. Without it, a label with unbounded
 //! values (a request id in a metric attribute) would grow memory without limit.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::hash::Hash;
 
 use super::{DetectorConfig, EpisodeConfig, EpisodeTracker, SeriesDetector};
@@ -55,18 +55,23 @@ impl TrackedSeries {
     }
 }
 
+/// When full, a set evicts at least this share (1/64) of its cap at once.
+pub const EVICT_SHARE: usize = 64;
+
 struct Slot<V> {
     value: V,
     tick: u64,
     last_seen: f64,
 }
 
-/// Per-series state keyed by `K`, with an LRU cap and idle expiry.
+/// Per-series state keyed by `K`, with an LRU cap and idle expiry. Each slot holds the tick of its
+/// last use; there is no separate access-order index (an ordered map of 100k ticks cost about 30 B a
+/// series and two tree updates per point). When the set is full, the least recently used
+/// [`EVICT_SHARE`] of the cap goes at once, found by one pass over the ticks, so that a flood of new
+/// series (a label with unbounded values) costs a pass per batch, not per series.
 pub struct SeriesSet<K, V = TrackedSeries> {
     config: SeriesSetConfig,
     slots: HashMap<K, Slot<V>>,
-    // Access order: tick -> key. The smallest tick is the least recently used.
-    order: BTreeMap<u64, K>,
     tick: u64,
     stats: SeriesSetStats,
 }
@@ -77,7 +82,6 @@ impl<K: Hash + Eq + Clone, V> SeriesSet<K, V> {
         Self {
             config,
             slots: HashMap::new(),
-            order: BTreeMap::new(),
             tick: 0,
             stats: SeriesSetStats::default(),
         }
@@ -96,21 +100,13 @@ impl<K: Hash + Eq + Clone, V> SeriesSet<K, V> {
         self.tick += 1;
         let tick = self.tick;
         if let Some(slot) = self.slots.get_mut(key) {
-            self.order.remove(&slot.tick);
             slot.tick = tick;
             slot.last_seen = now_secs;
-            self.order.insert(tick, key.clone());
         } else {
-            while self.slots.len() >= self.config.max_series.max(1) {
-                let Some((_, old)) = self.order.pop_first() else {
-                    break;
-                };
-                if let Some(slot) = self.slots.remove(&old) {
-                    self.stats.evicted_lru += 1;
-                    on_evict(old, slot.value);
-                }
+            let cap = self.config.max_series.max(1);
+            if self.slots.len() >= cap {
+                self.evict_oldest(self.slots.len() + 1 - cap, &mut on_evict);
             }
-            self.order.insert(tick, key.clone());
             self.slots.insert(
                 key.clone(),
                 Slot {
@@ -127,20 +123,47 @@ impl<K: Hash + Eq + Clone, V> SeriesSet<K, V> {
     /// Drops every series idle for longer than the TTL, handing each to `on_expire`. Returns how many.
     pub fn expire(&mut self, now_secs: f64, mut on_expire: impl FnMut(K, V)) -> usize {
         let cutoff = now_secs - self.config.series_ttl_secs;
-        let stale: Vec<(u64, K)> = self
-            .order
+        let mut stale: Vec<(u64, K)> = self
+            .slots
             .iter()
-            .filter(|(_, k)| self.slots.get(*k).is_some_and(|s| s.last_seen < cutoff))
-            .map(|(t, k)| (*t, k.clone()))
+            .filter(|(_, s)| s.last_seen < cutoff)
+            .map(|(k, s)| (s.tick, k.clone()))
             .collect();
-        for (tick, key) in &stale {
-            self.order.remove(tick);
+        // Oldest first, as the access order would give them.
+        stale.sort_unstable_by_key(|(t, _)| *t);
+        for (_, key) in &stale {
             if let Some(slot) = self.slots.remove(key) {
                 self.stats.expired += 1;
                 on_expire(key.clone(), slot.value);
             }
         }
         stale.len()
+    }
+
+    /// Evicts the least recently used series: at least `need`, and [`EVICT_SHARE`] of the cap.
+    fn evict_oldest(&mut self, need: usize, on_evict: &mut impl FnMut(K, V)) {
+        let batch = (self.config.max_series / EVICT_SHARE)
+            .max(need)
+            .min(self.slots.len());
+        if batch == 0 {
+            return;
+        }
+        let mut ticks: Vec<u64> = self.slots.values().map(|s| s.tick).collect();
+        // Ticks are unique, so exactly `batch` slots are at or below the cut.
+        let cut = *ticks.select_nth_unstable(batch - 1).1;
+        let mut old: Vec<(u64, K)> = self
+            .slots
+            .iter()
+            .filter(|(_, s)| s.tick <= cut)
+            .map(|(k, s)| (s.tick, k.clone()))
+            .collect();
+        old.sort_unstable_by_key(|(t, _)| *t);
+        for (_, key) in old {
+            if let Some(slot) = self.slots.remove(&key) {
+                self.stats.evicted_lru += 1;
+                on_evict(key, slot.value);
+            }
+        }
     }
 
     /// The state of `key`, if held, without marking it as seen.
@@ -197,6 +220,25 @@ mod tests {
                 expired: 0
             }
         );
+    }
+
+    #[test]
+    fn a_full_set_evicts_its_least_recent_share_at_once() {
+        let mut set: SeriesSet<u32, ()> = SeriesSet::new(SeriesSetConfig {
+            max_series: 4 * EVICT_SHARE,
+            series_ttl_secs: 100.0,
+        });
+        let mut evicted = Vec::new();
+        for k in 0..4 * EVICT_SHARE as u32 {
+            set.get_or_insert_with(&k, 0.0, || (), |k, _| evicted.push(k));
+        }
+        // 0 and 2 are seen again: 1, 3, 4 and 5 are now the four least recently used.
+        set.get_or_insert_with(&0, 1.0, || (), |k, _| evicted.push(k));
+        set.get_or_insert_with(&2, 1.0, || (), |k, _| evicted.push(k));
+        set.get_or_insert_with(&9999, 2.0, || (), |k, _| evicted.push(k));
+        assert_eq!(evicted, vec![1, 3, 4, 5]);
+        assert_eq!(set.len(), 4 * EVICT_SHARE - 3);
+        assert_eq!(set.stats().evicted_lru, 4);
     }
 
     #[test]

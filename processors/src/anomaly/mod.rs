@@ -10,7 +10,7 @@
 //!
 //! | key | default | meaning |
 //! |---|---|---|
-//! | `max_series` | 100000 | series tracked at once; the least recently seen is dropped (and its open episode ended) |
+//! | `max_series` | 100000 | series tracked at once; when full, the least recently seen are dropped, a 64th of it at a time (and their open episodes ended) |
 //! | `series_ttl` | 1h | a series not seen for this long is dropped |
 //! | `threshold` | 0.5 | the score that starts an episode; it ends after 10 points below half of it |
 //! | `include`, `exclude` | none | `match_type: strict\|regexp` and `metric_names`, applied to input metric names and to the derived `red.*`/`log.*` names |
