@@ -46,6 +46,14 @@ pub(crate) fn eval(e: &Expr, t: &dyn Target) -> Result<Value, String> {
             (Value::Str(x), Value::Str(y)) => x.contains(&y),
             _ => false,
         }),
+        Expr::StartsWith(a, b) => Value::Bool(match (eval(a, t)?, eval(b, t)?) {
+            (Value::Str(x), Value::Str(y)) => x.starts_with(&y),
+            _ => false,
+        }),
+        Expr::EndsWith(a, b) => Value::Bool(match (eval(a, t)?, eval(b, t)?) {
+            (Value::Str(x), Value::Str(y)) => x.ends_with(&y),
+            _ => false,
+        }),
     })
 }
 

@@ -65,6 +65,12 @@ pub(crate) fn lex(s: &str, dialect: Dialect) -> Result<Vec<Tok>, String> {
             b'{' => single(Tok::LBrace, &mut out),
             b'}' => single(Tok::RBrace, &mut out),
             b'.' => single(Tok::Dot, &mut out),
+            // expr's optional chaining `a?.b`: a missing field already reads as nil, so it is `.`.
+            b'?' if dialect == Dialect::Expr && b.get(i + 1) == Some(&b'.') => {
+                out.push(Tok::Dot);
+                i += 2;
+                continue;
+            }
             b',' => single(Tok::Comma, &mut out),
             b':' => single(Tok::Colon, &mut out),
             b'"' => {

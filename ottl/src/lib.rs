@@ -194,6 +194,10 @@ pub enum Expr {
     Matches(Box<Expr>, Regex),
     /// expr's `a contains b`.
     Contains(Box<Expr>, Box<Expr>),
+    /// expr's `a startsWith b`.
+    StartsWith(Box<Expr>, Box<Expr>),
+    /// expr's `a endsWith b`.
+    EndsWith(Box<Expr>, Box<Expr>),
 }
 
 /// A function call with its arguments checked at parse time.

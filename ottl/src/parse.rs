@@ -83,34 +83,49 @@ impl Parser {
     }
 
     fn cmp(&mut self) -> Result<Expr, String> {
-        let l = self.math()?;
-        let op = match self.peek() {
-            Some(Tok::Op("==")) => CmpOp::Eq,
-            Some(Tok::Op("!=")) => CmpOp::Ne,
-            Some(Tok::Op("<")) => CmpOp::Lt,
-            Some(Tok::Op("<=")) => CmpOp::Le,
-            Some(Tok::Op(">")) => CmpOp::Gt,
-            Some(Tok::Op(">=")) => CmpOp::Ge,
-            Some(Tok::Ident(w)) if self.dialect == Dialect::Expr && w == "matches" => {
-                self.pos += 1;
-                return match self.bump() {
-                    Some(Tok::Str(re)) => {
-                        let re = vigil_core::config::re2_regex(&re)
-                            .map_err(|e| format!("invalid regex {re:?}: {e}"))?;
-                        Ok(Expr::Matches(Box::new(l), re))
-                    }
-                    _ => Err("matches takes a quoted regex".into()),
-                };
+        let mut l = self.math()?;
+        // expr chains comparisons left to right (`body matches "x" == true`); OTTL has one at most.
+        loop {
+            let op = match self.peek() {
+                Some(Tok::Op("==")) => CmpOp::Eq,
+                Some(Tok::Op("!=")) => CmpOp::Ne,
+                Some(Tok::Op("<")) => CmpOp::Lt,
+                Some(Tok::Op("<=")) => CmpOp::Le,
+                Some(Tok::Op(">")) => CmpOp::Gt,
+                Some(Tok::Op(">=")) => CmpOp::Ge,
+                Some(Tok::Ident(w)) if self.dialect == Dialect::Expr => {
+                    let w = w.clone();
+                    let build: fn(Box<Expr>, Box<Expr>) -> Expr = match w.as_str() {
+                        "matches" => {
+                            self.pos += 1;
+                            l = match self.bump() {
+                                Some(Tok::Str(re)) => {
+                                    let re = vigil_core::config::re2_regex(&re)
+                                        .map_err(|e| format!("invalid regex {re:?}: {e}"))?;
+                                    Expr::Matches(Box::new(l), re)
+                                }
+                                _ => return Err("matches takes a quoted regex".into()),
+                            };
+                            continue;
+                        }
+                        "contains" => Expr::Contains,
+                        "startsWith" => Expr::StartsWith,
+                        "endsWith" => Expr::EndsWith,
+                        _ => return Ok(l),
+                    };
+                    self.pos += 1;
+                    l = build(Box::new(l), Box::new(self.math()?));
+                    continue;
+                }
+                _ => return Ok(l),
+            };
+            self.pos += 1;
+            let r = self.math()?;
+            l = Expr::Cmp(Box::new(l), op, Box::new(r));
+            if self.dialect == Dialect::Ottl {
+                return Ok(l);
             }
-            Some(Tok::Ident(w)) if self.dialect == Dialect::Expr && w == "contains" => {
-                self.pos += 1;
-                return Ok(Expr::Contains(Box::new(l), Box::new(self.math()?)));
-            }
-            _ => return Ok(l),
-        };
-        self.pos += 1;
-        let r = self.math()?;
-        Ok(Expr::Cmp(Box::new(l), op, Box::new(r)))
+        }
     }
 
     fn math(&mut self) -> Result<Expr, String> {

@@ -38,9 +38,6 @@ const KNOWN_GAPS: &[&str] = &[
     // `root_path`, a `file_storage` directory).
     "\"/hostfs\" is not a directory",
     "does not exist or is not a directory (create it, or set create_directory: true)",
-    // Stanza operators vigil lacks (`recombine`, …), and the parsers' `scope_name` key.
-    "has invalid keys: scope_name",
-    "unknown variant `recombine`",
     // `profiles` pipelines, and own telemetry exported over OTLP.
     "unknown signal \"profiles\"",
     "service::telemetry::logs::processors",

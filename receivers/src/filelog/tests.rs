@@ -408,3 +408,57 @@ fn copytruncate_mid_read_is_detected() {
     assert_eq!(got.len(), want.len(), "lost or repeated lines");
     assert!(got == want);
 }
+
+/// A Java stack trace written in two parts, with a poll between: recombine holds the open record
+/// across polls (the next read starts after it, so nothing is fed twice), the checkpoint never
+/// passes a held line, and the record goes out whole once its successor arrives.
+#[test]
+fn recombine_joins_a_stack_trace_across_polls_and_holds_the_checkpoint() {
+    let d = tempfile::tempdir().unwrap();
+    let log = d.path().join("app.log");
+    let store: Arc<dyn Storage> = Arc::new(MemStorage::default());
+    let ops = json!({"operators": [{
+        "type": "recombine",
+        "combine_field": "body",
+        "is_first_entry": "body matches \"^\\\\d{4}-\\\\d{2}-\\\\d{2} \"",
+        "source_identifier": "attributes[\"log.file.name\"]",
+    }]});
+    std::fs::write(
+        &log,
+        "2024-03-01 10:00:00 ERROR request failed\n\
+         java.lang.IllegalStateException: boom\n\
+         \tat com.example.Foo.bar(Foo.java:42)\n",
+    )
+    .unwrap();
+    let mut c = Collect::default();
+    {
+        let mut t = tracker(d.path(), ops.clone(), Some(store.clone()));
+        t.poll(&mut c.sink());
+        assert!(c.bodies.is_empty(), "{:?}", c.bodies);
+        let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+        f.write_all(
+            b"Caused by: java.io.IOException: disk\n\
+              \tat com.example.Disk.read(Disk.java:7)\n\
+              \t... 2 more\n\
+              2024-03-01 10:00:01 INFO next request\n",
+        )
+        .unwrap();
+        t.poll(&mut c.sink());
+        assert_eq!(
+            c.bodies,
+            vec!["2024-03-01 10:00:00 ERROR request failed\n\
+                  java.lang.IllegalStateException: boom\n\
+                  \tat com.example.Foo.bar(Foo.java:42)\n\
+                  Caused by: java.io.IOException: disk\n\
+                  \tat com.example.Disk.read(Disk.java:7)\n\
+                  \t... 2 more"
+                .to_string()]
+        );
+    }
+    // The INFO line is still held: a restart from the checkpoint reads it again, not the trace.
+    let mut t = tracker(d.path(), ops, Some(store));
+    let mut c2 = Collect::default();
+    t.poll(&mut c2.sink());
+    drop(t);
+    assert!(c2.bodies.is_empty(), "{:?}", c2.bodies);
+}

@@ -22,8 +22,7 @@ use vigil_core::attrs::{kv, kv_str};
 use vigil_core::obs::ReceiverObs;
 use vigil_core::otlp::common::v1::any_value::Value;
 use vigil_core::otlp::common::v1::KeyValue;
-use vigil_core::otlp::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
-use vigil_core::otlp::resource::v1::Resource;
+use vigil_core::otlp::logs::v1::ResourceLogs;
 use vigil_core::storage::Storage;
 use vigil_core::{ConsumeError, Signal};
 
@@ -71,8 +70,13 @@ impl Counters {
 
 struct Reader {
     fp: Vec<u8>,
-    /// Position after the last record the sink accepted.
+    /// Position after the last record the sink accepted (or the first one an operator holds): what
+    /// is checkpointed.
     offset: u64,
+    /// Where the next read starts: after the last record handed to the operators. Ahead of
+    /// `offset` while an operator (recombine, container) holds records; back to `offset` when the
+    /// operators' state is dropped.
+    read_to: u64,
     path: PathBuf,
     file: Option<File>,
     state: PipelineState,
@@ -173,6 +177,7 @@ impl Tracker {
                         self.readers.push(Reader {
                             fp,
                             offset: r.offset,
+                            read_to: r.offset,
                             path: PathBuf::from(r.path),
                             file: None,
                             state: PipelineState::default(),
@@ -351,6 +356,7 @@ impl Tracker {
             self.readers.push(Reader {
                 fp: c.fp.clone(),
                 offset,
+                read_to: offset,
                 path: c.path.clone(),
                 file: None,
                 state: PipelineState::default(),
@@ -392,9 +398,10 @@ impl Tracker {
             if c.fp.len() > r.fp.len() {
                 r.fp = c.fp;
             }
-            if c.len < r.offset {
+            if c.len < r.read_to {
                 // Same first bytes but shorter than what we read: truncated and rewritten.
                 r.offset = 0;
+                r.read_to = 0;
                 r.state = PipelineState::default();
             }
             r.file = Some(c.file);
@@ -444,7 +451,7 @@ impl Tracker {
         let path_str = self.readers[ri].path.display().to_string();
         let file_attrs = self.file_attrs(&self.readers[ri].path);
         let mut buf: Vec<u8> = Vec::with_capacity(CHUNK);
-        let mut buf_start = self.readers[ri].offset;
+        let mut buf_start = self.readers[ri].read_to;
         let mut pos = buf_start;
         let mut scan = 0usize; // bytes of buf already searched for a newline
         let mut truncating: Option<Record> = None;
@@ -610,6 +617,14 @@ impl Tracker {
             // Partial container lines at the very end: wait for their end like any other tail.
             at_end = false;
         }
+        // Records an operator held past their time (recombine's force_flush_period) go out now.
+        let r = &mut self.readers[ri];
+        cfg.pipeline
+            .flush_due(Some(&path_str), &mut r.state, &mut out);
+        batch.end = batch.end.max(r.read_to);
+        for e in out.drain(..) {
+            batch.push(e);
+        }
         if batch.len > 0 || batch.end > self.readers[ri].offset {
             match self.send(ri, &mut batch, sink) {
                 Some(n) => accepted += n,
@@ -680,8 +695,7 @@ impl Tracker {
             resource: self.extra_resource.clone(),
             timestamp: 0,
             observed: batch.observed(),
-            severity_number: 0,
-            severity_text: String::new(),
+            ..Entry::text(String::new(), 0)
         };
         if rec.truncated {
             self.counters.truncated.increment(1);
@@ -690,6 +704,7 @@ impl Tracker {
         }
         batch.end = rec.end;
         let r = &mut self.readers[ri];
+        r.read_to = rec.end;
         if self.cfg.pipeline.is_empty() {
             out.push(e);
         } else {
@@ -717,6 +732,7 @@ impl Tracker {
                 tracing::debug!(receiver = %self.id, %reason, "pipeline refused log records; re-reading them at the next poll");
                 let r = &mut self.readers[ri];
                 r.state = PipelineState::default();
+                r.read_to = r.offset;
                 r.tail_seen = None;
                 return None;
             }
@@ -734,10 +750,10 @@ impl Tracker {
     }
 }
 
-/// Groups consecutive records that share resource attributes.
+/// Consecutive records, grouped by resource and scope, and where they end in the file.
 #[derive(Default)]
 struct Batch {
-    groups: Vec<(Vec<KeyValue>, Vec<LogRecord>)>,
+    groups: crate::stanza::Grouper,
     len: usize,
     end: u64,
     observed: Option<u64>,
@@ -749,35 +765,14 @@ impl Batch {
     }
 
     fn push(&mut self, e: Entry) {
-        let (res, rec) = e.into_record();
-        match self.groups.last_mut() {
-            Some((r, recs)) if *r == res => recs.push(rec),
-            _ => self.groups.push((res, vec![rec])),
-        }
+        self.groups.push(e);
         self.len += 1;
     }
 
     fn take(&mut self) -> Vec<ResourceLogs> {
         self.len = 0;
         self.observed = None;
-        self.groups
-            .drain(..)
-            .map(|(attrs, recs)| ResourceLogs {
-                resource: if attrs.is_empty() {
-                    None
-                } else {
-                    Some(Resource {
-                        attributes: attrs,
-                        ..Default::default()
-                    })
-                },
-                scope_logs: vec![ScopeLogs {
-                    log_records: recs,
-                    ..Default::default()
-                }],
-                ..Default::default()
-            })
-            .collect()
+        self.groups.take()
     }
 }
 

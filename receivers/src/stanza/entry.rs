@@ -17,6 +17,12 @@ pub struct Entry {
     pub observed: u64,
     pub severity_number: i32,
     pub severity_text: String,
+    /// The instrumentation scope's name (a parser's `scope_name`); records are grouped by it.
+    pub scope_name: String,
+    /// Set by a parser's `trace` block; empty when unknown.
+    pub trace_id: Vec<u8>,
+    pub span_id: Vec<u8>,
+    pub flags: u32,
 }
 
 impl Entry {
@@ -30,12 +36,19 @@ impl Entry {
             observed,
             severity_number: 0,
             severity_text: String::new(),
+            scope_name: String::new(),
+            trace_id: Vec::new(),
+            span_id: Vec::new(),
+            flags: 0,
         }
     }
 
-    /// The OTLP log record; resource attributes are grouped by the caller.
-    pub fn into_record(self) -> (Vec<KeyValue>, LogRecord) {
+    /// The OTLP log record; resource attributes and the scope name are grouped by the caller.
+    pub fn into_record(self) -> (Vec<KeyValue>, String, LogRecord) {
         let rec = LogRecord {
+            trace_id: self.trace_id,
+            span_id: self.span_id,
+            flags: self.flags,
             time_unix_nano: self.timestamp,
             observed_time_unix_nano: self.observed,
             severity_number: self.severity_number,
@@ -46,7 +59,7 @@ impl Entry {
             attributes: self.attributes,
             ..Default::default()
         };
-        (self.resource, rec)
+        (self.resource, self.scope_name, rec)
     }
 }
 

@@ -9,9 +9,12 @@ pub mod operators;
 
 use serde::Deserialize;
 use serde_json::Value;
+use vigil_core::otlp::common::v1::{InstrumentationScope, KeyValue};
+use vigil_core::otlp::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+use vigil_core::otlp::resource::v1::Resource;
 
 /// A byte size as otelcol's `helper.ByteSize` takes it: a number, or text such as `1kb`, `1KiB`, `16MiB`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ByteSize(pub usize);
 
 impl serde::Serialize for ByteSize {
@@ -62,4 +65,63 @@ pub fn parse_size(s: &str) -> Result<usize, String> {
         }
     };
     Ok((n * mult) as usize)
+}
+
+/// Turns entries into OTLP resource logs, grouping consecutive entries that share resource
+/// attributes, and within those the ones that share a scope name, as stanza's converter does.
+#[derive(Debug, Default)]
+pub struct Grouper {
+    groups: Vec<(Vec<KeyValue>, Vec<(String, Vec<LogRecord>)>)>,
+}
+
+impl Grouper {
+    pub fn push(&mut self, e: entry::Entry) {
+        let (res, scope, rec) = e.into_record();
+        let scopes = match self.groups.last_mut() {
+            Some((r, scopes)) if *r == res => scopes,
+            _ => {
+                self.groups.push((res, Vec::new()));
+                match self.groups.last_mut() {
+                    Some((_, scopes)) => scopes,
+                    None => return,
+                }
+            }
+        };
+        match scopes.last_mut() {
+            Some((s, recs)) if *s == scope => recs.push(rec),
+            _ => scopes.push((scope, vec![rec])),
+        }
+    }
+
+    pub fn take(&mut self) -> Vec<ResourceLogs> {
+        self.groups
+            .drain(..)
+            .map(|(attrs, scopes)| ResourceLogs {
+                resource: if attrs.is_empty() {
+                    None
+                } else {
+                    Some(Resource {
+                        attributes: attrs,
+                        ..Default::default()
+                    })
+                },
+                scope_logs: scopes
+                    .into_iter()
+                    .map(|(name, recs)| ScopeLogs {
+                        scope: if name.is_empty() {
+                            None
+                        } else {
+                            Some(InstrumentationScope {
+                                name,
+                                ..Default::default()
+                            })
+                        },
+                        log_records: recs,
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            })
+            .collect()
+    }
 }

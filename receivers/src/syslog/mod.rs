@@ -20,7 +20,6 @@ use tokio::io::AsyncReadExt;
 use tokio_util::sync::CancellationToken;
 use vigil_core::attrs::{kv_i64, kv_str};
 use vigil_core::config::{check_endpoint, resolve_endpoint};
-use vigil_core::otlp::logs::v1::{ResourceLogs, ScopeLogs};
 use vigil_core::ReceiverObs;
 use vigil_core::{
     Component, ComponentId, ComponentKind, ConfigError, ConsumeError, Consumer, Host,
@@ -316,18 +315,23 @@ impl Handler {
                 }
             }
         }
+        // A recombine's batch goes out when the next message comes after its force_flush_period,
+        // or when the connection ends.
+        self.cfg.pipeline.flush_due(None, st, &mut out);
+        self.send(out).await
+    }
+
+    /// Hands finished entries to the pipeline, counted.
+    async fn send(&self, out: Vec<crate::stanza::entry::Entry>) -> Result<(), ConsumeError> {
         if out.is_empty() {
             return Ok(());
         }
         let n = out.len();
-        let records = out.into_iter().map(|e| e.into_record().1).collect();
-        let data = Telemetry::Logs(vec![ResourceLogs {
-            scope_logs: vec![ScopeLogs {
-                log_records: records,
-                ..Default::default()
-            }],
-            ..Default::default()
-        }]);
+        let mut groups = crate::stanza::Grouper::default();
+        for e in out {
+            groups.push(e);
+        }
+        let data = Telemetry::Logs(groups.take());
         let r = self.next.consume(data).await;
         self.obs.end_op(Signal::Logs, n, &r);
         r
@@ -565,6 +569,11 @@ async fn serve_tcp<S: tokio::io::AsyncRead + Unpin>(
             }
         }
         if eof || bad.is_some() {
+            let mut held = Vec::new();
+            h.cfg.pipeline.flush(None, &mut st, &mut held);
+            if !held.is_empty() {
+                let _ = h.send(held).await;
+            }
             return;
         }
     }

@@ -18,6 +18,11 @@ impl Expr {
         vigil_ottl::parse_expr(s).map(Expr)
     }
 
+    /// The expression's value on the entry; an error when it cannot be evaluated or is not a bool.
+    pub fn eval(&self, e: &Entry) -> Result<bool, String> {
+        self.0.eval(&EntryTarget(e))
+    }
+
     /// Whether the entry satisfies the expression; anything but `true` (an error included) does not.
     pub fn matches(&self, e: &Entry) -> bool {
         self.0.matches(&EntryTarget(e))

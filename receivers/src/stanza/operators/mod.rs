@@ -1,16 +1,20 @@
-//! A subset of stanza's operators, shared by `filelog` and `syslog`: `json_parser`, `regex_parser`,
-//! `timestamp`, `severity`, `move`, `remove`, `add`, `router` and `container`. The list is compiled
+//! stanza's operators, shared by `filelog` and `syslog`: the parsers `json_parser`, `regex_parser`,
+//! `timestamp` (`time_parser`), `severity` (`severity_parser`) and `container`; the transformers
+//! `move`, `remove`, `add`, `flatten`, `retain`, `regex_replace`, `recombine`, `filter` and `noop`;
+//! and `router`. The list is compiled
 //! once at config load into a `Pipeline` (fields parsed, regexes and layouts compiled, outputs
 //! resolved to indices), so that the per-line path only runs already-checked steps.
 
 pub mod container;
 pub mod expr;
+pub mod recombine;
 pub mod severity;
 pub mod time;
 
 use crate::stanza::entry::{json_to_value, Entry, Field, Root};
 use container::{ContainerOp, ContainerState, Format};
 use expr::Expr;
+use recombine::{RecombineOp, RecombineState};
 use regex::Regex;
 use serde::Deserialize;
 use serde_json::Value as Json;
@@ -67,6 +71,12 @@ pub enum OperatorConfig {
     Add(AddConfig),
     Router(RouterConfig),
     Container(ContainerConfig),
+    Recombine(RecombineConfig),
+    Filter(FilterConfig),
+    Flatten(FlattenConfig),
+    RegexReplace(RegexReplaceConfig),
+    Noop(NoopConfig),
+    Retain(RetainConfig),
 }
 
 impl OperatorConfig {
@@ -82,6 +92,12 @@ impl OperatorConfig {
             OperatorConfig::Add(_) => "add",
             OperatorConfig::Router(_) => "router",
             OperatorConfig::Container(_) => "container",
+            OperatorConfig::Recombine(_) => "recombine",
+            OperatorConfig::Filter(_) => "filter",
+            OperatorConfig::Flatten(_) => "flatten",
+            OperatorConfig::RegexReplace(_) => "regex_replace",
+            OperatorConfig::Noop(_) => "noop",
+            OperatorConfig::Retain(_) => "retain",
         }
     }
 
@@ -97,6 +113,12 @@ impl OperatorConfig {
             OperatorConfig::Add(c) => c.id.as_deref(),
             OperatorConfig::Router(c) => c.id.as_deref(),
             OperatorConfig::Container(c) => c.id.as_deref(),
+            OperatorConfig::Recombine(c) => c.id.as_deref(),
+            OperatorConfig::Filter(c) => c.id.as_deref(),
+            OperatorConfig::Flatten(c) => c.id.as_deref(),
+            OperatorConfig::RegexReplace(c) => c.id.as_deref(),
+            OperatorConfig::Noop(c) => c.id.as_deref(),
+            OperatorConfig::Retain(c) => c.id.as_deref(),
         }
     }
 }
@@ -117,6 +139,8 @@ pub struct ParserConfig {
     pub severity: Option<SeverityConfig>,
     /// The parsed field that becomes the body (stanza's parser `body`).
     pub body: Option<String>,
+    pub trace: Option<TraceConfig>,
+    pub scope_name: Option<ScopeNameConfig>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
@@ -136,6 +160,31 @@ pub struct RegexParserConfig {
     pub severity: Option<SeverityConfig>,
     /// The parsed field that becomes the body (stanza's parser `body`).
     pub body: Option<String>,
+    pub trace: Option<TraceConfig>,
+    pub scope_name: Option<ScopeNameConfig>,
+}
+
+/// A parser's `trace:` block: where the trace id, span id and flags are read from, as hex.
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TraceConfig {
+    pub trace_id: Option<ParseFrom>,
+    pub span_id: Option<ParseFrom>,
+    pub trace_flags: Option<ParseFrom>,
+}
+
+/// `{parse_from: field}`; an absent `parse_from` means the block's default field.
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParseFrom {
+    pub parse_from: Option<String>,
+}
+
+/// A parser's `scope_name:` block: the field that names the instrumentation scope.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScopeNameConfig {
+    pub parse_from: String,
 }
 
 /// A parser's `timestamp:` block.
@@ -276,6 +325,132 @@ pub struct ContainerConfig {
     pub parse_from: Option<String>,
 }
 
+/// `recombine`, with stanza's defaults.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecombineConfig {
+    pub id: Option<String>,
+    pub output: Option<String>,
+    pub on_error: Option<String>,
+    #[serde(rename = "if")]
+    pub if_: Option<String>,
+    /// An expression true for the first entry of a record; exactly one of this and `is_last_entry`.
+    pub is_first_entry: Option<String>,
+    pub is_last_entry: Option<String>,
+    /// The field whose text is joined; required.
+    pub combine_field: Option<String>,
+    #[serde(default = "newline")]
+    pub combine_with: String,
+    /// Entries in one record at most (0: no limit).
+    #[serde(default = "thousand")]
+    pub max_batch_size: usize,
+    /// Entries joined before any entry matched (0: no limit).
+    #[serde(default = "hundred")]
+    pub max_unmatched_batch_size: usize,
+    /// Sources with an open record at most.
+    #[serde(default = "thousand")]
+    pub max_sources: usize,
+    /// `oldest` or `newest`: whose other fields the joined record keeps.
+    #[serde(default = "oldest")]
+    pub overwrite_with: String,
+    #[serde(default = "five_seconds", with = "vigil_core::config::duration")]
+    pub force_flush_period: std::time::Duration,
+    #[serde(default = "file_path_field")]
+    pub source_identifier: String,
+    /// Bytes in one joined field at most (0: no limit).
+    #[serde(default)]
+    pub max_log_size: crate::stanza::ByteSize,
+}
+
+fn newline() -> String {
+    "\n".into()
+}
+fn thousand() -> usize {
+    1000
+}
+fn hundred() -> usize {
+    100
+}
+fn oldest() -> String {
+    "oldest".into()
+}
+fn five_seconds() -> std::time::Duration {
+    std::time::Duration::from_secs(5)
+}
+fn file_path_field() -> String {
+    "attributes[\"log.file.path\"]".into()
+}
+fn one() -> f64 {
+    1.0
+}
+
+/// `filter`: drops entries for which `expr` is true, each with probability `drop_ratio`.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilterConfig {
+    pub id: Option<String>,
+    pub output: Option<String>,
+    pub on_error: Option<String>,
+    #[serde(rename = "if")]
+    pub if_: Option<String>,
+    pub expr: String,
+    #[serde(default = "one")]
+    pub drop_ratio: f64,
+}
+
+/// `flatten`: moves a map's keys up beside it, one level.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlattenConfig {
+    pub id: Option<String>,
+    pub output: Option<String>,
+    pub on_error: Option<String>,
+    #[serde(rename = "if")]
+    pub if_: Option<String>,
+    pub field: String,
+}
+
+/// `regex_replace`: replaces every match of `regex` (or the named `regex_name`) in a string field.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegexReplaceConfig {
+    pub id: Option<String>,
+    pub output: Option<String>,
+    pub on_error: Option<String>,
+    #[serde(rename = "if")]
+    pub if_: Option<String>,
+    pub field: String,
+    #[serde(default)]
+    pub regex: String,
+    /// `ansi_control_sequences`.
+    #[serde(default)]
+    pub regex_name: String,
+    /// The replacement; `$1` and `${name}` name groups.
+    #[serde(default)]
+    pub replace_with: String,
+}
+
+/// `noop`: passes entries on unchanged (a target for `output` and routes).
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoopConfig {
+    pub id: Option<String>,
+    pub output: Option<String>,
+}
+
+/// `retain`: keeps the listed fields and removes the rest of the body, attributes or resource
+/// they are in.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetainConfig {
+    pub id: Option<String>,
+    pub output: Option<String>,
+    pub on_error: Option<String>,
+    #[serde(rename = "if")]
+    pub if_: Option<String>,
+    pub fields: Vec<String>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum OnError {
     Send,
@@ -336,6 +511,34 @@ enum Kind {
         from: Field,
         op: ContainerOp,
     },
+    Recombine(Box<RecombineOp>),
+    Filter {
+        expr: Expr,
+        /// Out of 1000: a matching entry is dropped when a draw below 1000 falls under it.
+        cutoff: u64,
+    },
+    Flatten {
+        field: Field,
+    },
+    RegexReplace {
+        field: Field,
+        re: Regex,
+        with: String,
+    },
+    Noop,
+    Retain {
+        fields: Vec<Field>,
+        body: bool,
+        attributes: bool,
+        resource: bool,
+    },
+}
+
+#[derive(Debug, Clone)]
+struct TraceStep {
+    trace_id: Field,
+    span_id: Field,
+    flags: Field,
 }
 
 #[derive(Debug, Clone)]
@@ -348,6 +551,9 @@ struct Op {
     sev: Option<SevStep>,
     /// A parser's `body`: the field copied into the body once parsing is done.
     body: Option<Field>,
+    trace: Option<TraceStep>,
+    /// A parser's `scope_name::parse_from`.
+    scope: Option<Field>,
     next: Next,
 }
 
@@ -361,12 +567,33 @@ pub struct Pipeline {
 #[derive(Debug, Default)]
 pub struct PipelineState {
     container: HashMap<usize, ContainerState>,
+    recombine: HashMap<usize, RecombineState>,
+    /// `filter`'s draws (splitmix64): sampling needs no cryptographic randomness.
+    rng: u64,
 }
 
 impl PipelineState {
     /// The lowest file offset an operator still holds unfinished input from.
     pub fn held_from(&self) -> Option<u64> {
-        self.container.values().filter_map(|c| c.held_from()).min()
+        let c = self.container.values().filter_map(|c| c.held_from());
+        let r = self.recombine.values().filter_map(|r| r.held_from());
+        c.chain(r).min()
+    }
+
+    /// A draw in 0..1000.
+    fn draw(&mut self) -> u64 {
+        if self.rng == 0 {
+            self.rng = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(1)
+                | 1;
+        }
+        self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        (z ^ (z >> 31)) % 1000
     }
 }
 
@@ -397,6 +624,50 @@ fn body_step(path: &str, b: &Option<String>) -> Result<Option<Field>, (String, S
     b.as_deref().map(|s| field(path, "body", s)).transpose()
 }
 
+fn scope_step(path: &str, s: &Option<ScopeNameConfig>) -> Result<Option<Field>, (String, String)> {
+    s.as_ref()
+        .map(|s| field(path, "scope_name::parse_from", &s.parse_from))
+        .transpose()
+}
+
+fn trace_step(path: &str, t: &Option<TraceConfig>) -> Result<Option<TraceStep>, (String, String)> {
+    let Some(t) = t else { return Ok(None) };
+    let one = |key: &str, c: &Option<ParseFrom>| {
+        let default = format!("body.{key}");
+        let from = c
+            .as_ref()
+            .and_then(|c| c.parse_from.as_deref())
+            .unwrap_or(&default);
+        field(path, &format!("trace::{key}::parse_from"), from)
+    };
+    Ok(Some(TraceStep {
+        trace_id: one("trace_id", &t.trace_id)?,
+        span_id: one("span_id", &t.span_id)?,
+        flags: one("trace_flags", &t.trace_flags)?,
+    }))
+}
+
+/// Reads a hex field for a parser's `trace` block; absent is fine, as in stanza.
+fn hex_field(e: &Entry, f: &Field, what: &str) -> Result<Option<Vec<u8>>, String> {
+    let text = match f.get(e) {
+        None => return Ok(None),
+        Some(Value::StringValue(s)) => s.clone(),
+        Some(other) => vigil_core::attrs::value_to_string(other),
+    };
+    hex::decode(text.trim())
+        .map(Some)
+        .map_err(|x| format!("trace: {what} {text:?} is not hex: {x}"))
+}
+
+/// stanza's predefined `regex_name`s.
+fn named_regex(name: &str) -> Option<&'static str> {
+    match name {
+        // ANSI CSI escape sequences (colours, cursor moves), as stanza defines them.
+        "ansi_control_sequences" => Some(r"\x1B\[[\x30-\x3F]*[\x20-\x2F]*[\x40-\x7E]"),
+        _ => None,
+    }
+}
+
 fn ts_step(path: &str, t: &Option<TimestampConfig>) -> Result<Option<TsStep>, (String, String)> {
     let Some(t) = t else { return Ok(None) };
     Ok(Some(TsStep {
@@ -414,6 +685,22 @@ fn sev_step(path: &str, s: &Option<SeverityConfig>) -> Result<Option<SevStep>, (
             .map_err(|e| (format!("{path}::severity"), e))?,
         overwrite_text: s.overwrite_text,
     }))
+}
+
+/// An operator with no parser steps, its `next` set when the list is linked.
+fn plain(kind: Kind, cond: Option<Expr>, on_error: OnError) -> Op {
+    Op {
+        id: String::new(),
+        kind,
+        cond,
+        on_error,
+        ts: None,
+        sev: None,
+        body: None,
+        trace: None,
+        scope: None,
+        next: Next::Emit,
+    }
 }
 
 fn to_value(j: &Json) -> Value {
@@ -461,6 +748,8 @@ impl Pipeline {
                             ts: ts_step(p, &c.timestamp)?,
                             sev: sev_step(p, &c.severity)?,
                             body: body_step(p, &c.body)?,
+                            trace: trace_step(p, &c.trace)?,
+                            scope: scope_step(p, &c.scope_name)?,
                             next: Next::Emit,
                         },
                     ),
@@ -496,6 +785,8 @@ impl Pipeline {
                                 ts: ts_step(p, &c.timestamp)?,
                                 sev: sev_step(p, &c.severity)?,
                                 body: body_step(p, &c.body)?,
+                                trace: trace_step(p, &c.trace)?,
+                                scope: scope_step(p, &c.scope_name)?,
                                 next: Next::Emit,
                             },
                         )
@@ -519,6 +810,8 @@ impl Pipeline {
                             )?,
                             sev: None,
                             body: None,
+                            trace: None,
+                            scope: None,
                             next: Next::Emit,
                         },
                     ),
@@ -541,6 +834,8 @@ impl Pipeline {
                                 }),
                             )?,
                             body: None,
+                            trace: None,
+                            scope: None,
                             next: Next::Emit,
                         },
                     ),
@@ -558,6 +853,8 @@ impl Pipeline {
                             ts: None,
                             sev: None,
                             body: None,
+                            trace: None,
+                            scope: None,
                             next: Next::Emit,
                         },
                     ),
@@ -574,6 +871,8 @@ impl Pipeline {
                             ts: None,
                             sev: None,
                             body: None,
+                            trace: None,
+                            scope: None,
                             next: Next::Emit,
                         },
                     ),
@@ -591,6 +890,8 @@ impl Pipeline {
                             ts: None,
                             sev: None,
                             body: None,
+                            trace: None,
+                            scope: None,
                             next: Next::Emit,
                         },
                     ),
@@ -626,6 +927,8 @@ impl Pipeline {
                                 ts: None,
                                 sev: None,
                                 body: None,
+                                trace: None,
+                                scope: None,
                                 next: Next::Emit,
                             },
                         )
@@ -668,8 +971,190 @@ impl Pipeline {
                                 ts: None,
                                 sev: None,
                                 body: None,
+                                trace: None,
+                                scope: None,
                                 next: Next::Emit,
                             },
+                        )
+                    }
+                    OperatorConfig::Recombine(c) => {
+                        let (first, src, key) = match (&c.is_first_entry, &c.is_last_entry) {
+                            (Some(f), None) => (true, f, "is_first_entry"),
+                            (None, Some(l)) => (false, l, "is_last_entry"),
+                            (Some(_), Some(_)) => {
+                                return Err((
+                                    p.to_string(),
+                                    "only one of is_first_entry and is_last_entry can be set"
+                                        .into(),
+                                ))
+                            }
+                            (None, None) => {
+                                return Err((
+                                    p.to_string(),
+                                    "one of is_first_entry and is_last_entry must be set".into(),
+                                ))
+                            }
+                        };
+                        let expr = Expr::parse(src).map_err(|e| (format!("{p}::{key}"), e))?;
+                        let Some(combine) = c.combine_field.as_deref() else {
+                            return Err((
+                                format!("{p}::combine_field"),
+                                "required: the field whose text is joined, such as body".into(),
+                            ));
+                        };
+                        let newest = match c.overwrite_with.as_str() {
+                            "newest" => true,
+                            "oldest" | "" => false,
+                            o => {
+                                return Err((
+                                    format!("{p}::overwrite_with"),
+                                    format!("invalid value {o:?}: expected oldest or newest"),
+                                ))
+                            }
+                        };
+                        if c.force_flush_period.is_zero() {
+                            return Err((
+                                format!("{p}::force_flush_period"),
+                                "must be greater than 0".into(),
+                            ));
+                        }
+                        if c.max_sources == 0 {
+                            return Err((
+                                format!("{p}::max_sources"),
+                                "must be greater than 0".into(),
+                            ));
+                        }
+                        let op = RecombineOp {
+                            first,
+                            expr,
+                            combine_field: field(p, "combine_field", combine)?,
+                            combine_with: c.combine_with.clone(),
+                            max_batch_size: c.max_batch_size,
+                            max_unmatched_batch_size: c.max_unmatched_batch_size,
+                            max_sources: c.max_sources,
+                            newest,
+                            force_flush_period: c.force_flush_period,
+                            source_identifier: field(p, "source_identifier", &c.source_identifier)?,
+                            max_log_size: c.max_log_size.0,
+                        };
+                        (
+                            c.id.clone().unwrap_or_else(|| "recombine".into()),
+                            c.output.clone(),
+                            plain(
+                                Kind::Recombine(Box::new(op)),
+                                cond(p, &c.if_)?,
+                                on_error(p, &c.on_error)?,
+                            ),
+                        )
+                    }
+                    OperatorConfig::Filter(c) => {
+                        if !(0.0..=1.0).contains(&c.drop_ratio) {
+                            return Err((
+                                format!("{p}::drop_ratio"),
+                                format!(
+                                    "{} is out of range: expected a number from 0 to 1",
+                                    c.drop_ratio
+                                ),
+                            ));
+                        }
+                        let expr = Expr::parse(&c.expr).map_err(|e| (format!("{p}::expr"), e))?;
+                        (
+                            c.id.clone().unwrap_or_else(|| "filter".into()),
+                            c.output.clone(),
+                            plain(
+                                Kind::Filter {
+                                    expr,
+                                    cutoff: (c.drop_ratio * 1000.0).round() as u64,
+                                },
+                                cond(p, &c.if_)?,
+                                on_error(p, &c.on_error)?,
+                            ),
+                        )
+                    }
+                    OperatorConfig::Flatten(c) => {
+                        let f = field(p, "field", &c.field)?;
+                        if f.keys.is_empty() {
+                            return Err((
+                                format!("{p}::field"),
+                                format!("cannot flatten {f} itself: name a map below it, such as body.key"),
+                            ));
+                        }
+                        (
+                            c.id.clone().unwrap_or_else(|| "flatten".into()),
+                            c.output.clone(),
+                            plain(
+                                Kind::Flatten { field: f },
+                                cond(p, &c.if_)?,
+                                on_error(p, &c.on_error)?,
+                            ),
+                        )
+                    }
+                    OperatorConfig::RegexReplace(c) => {
+                        let src = match (c.regex.is_empty(), c.regex_name.is_empty()) {
+                            (false, true) => c.regex.clone(),
+                            (true, false) => named_regex(&c.regex_name)
+                                .ok_or_else(|| {
+                                    (
+                                        format!("{p}::regex_name"),
+                                        format!(
+                                            "unknown regex_name {:?}: expected ansi_control_sequences",
+                                            c.regex_name
+                                        ),
+                                    )
+                                })?
+                                .to_string(),
+                            _ => {
+                                return Err((
+                                    p.to_string(),
+                                    "either regex or regex_name must be set".into(),
+                                ))
+                            }
+                        };
+                        let re = vigil_core::config::re2_regex(&src)
+                            .map_err(|e| (format!("{p}::regex"), format!("invalid regex: {e}")))?;
+                        (
+                            c.id.clone().unwrap_or_else(|| "regex_replace".into()),
+                            c.output.clone(),
+                            plain(
+                                Kind::RegexReplace {
+                                    field: field(p, "field", &c.field)?,
+                                    re,
+                                    with: c.replace_with.clone(),
+                                },
+                                cond(p, &c.if_)?,
+                                on_error(p, &c.on_error)?,
+                            ),
+                        )
+                    }
+                    OperatorConfig::Noop(c) => (
+                        c.id.clone().unwrap_or_else(|| "noop".into()),
+                        c.output.clone(),
+                        plain(Kind::Noop, None, OnError::Send),
+                    ),
+                    OperatorConfig::Retain(c) => {
+                        if c.fields.is_empty() {
+                            return Err((
+                                format!("{p}::fields"),
+                                "required: at least one field to keep".into(),
+                            ));
+                        }
+                        let fields = c
+                            .fields
+                            .iter()
+                            .enumerate()
+                            .map(|(j, f)| field(p, &format!("fields::{j}"), f))
+                            .collect::<Result<Vec<_>, _>>()?;
+                        let any = |r: Root| fields.iter().any(|f| f.root == r);
+                        let kind = Kind::Retain {
+                            body: any(Root::Body),
+                            attributes: any(Root::Attributes),
+                            resource: any(Root::Resource),
+                            fields,
+                        };
+                        (
+                            c.id.clone().unwrap_or_else(|| "retain".into()),
+                            c.output.clone(),
+                            plain(kind, cond(p, &c.if_)?, on_error(p, &c.on_error)?),
                         )
                     }
                 })
@@ -777,14 +1262,48 @@ impl Pipeline {
 
     /// Passes on every entry a stateful operator still holds (partial lines at a file's end).
     pub fn flush(&self, path: Option<&str>, st: &mut PipelineState, out: &mut Vec<Entry>) {
-        let mut idx: Vec<usize> = st.container.keys().copied().collect();
+        self.flush_held(None, path, st, out);
+    }
+
+    /// Passes on what a `recombine` has held for its `force_flush_period`; inputs call it at each
+    /// poll (filelog) or message (syslog).
+    pub fn flush_due(&self, path: Option<&str>, st: &mut PipelineState, out: &mut Vec<Entry>) {
+        if st.recombine.is_empty() {
+            return;
+        }
+        self.flush_held(Some(std::time::Instant::now()), path, st, out);
+    }
+
+    /// With `due`, only recombine batches that are due; without, everything held. In operator order,
+    /// so an entry one operator lets go can still be joined by a later one.
+    fn flush_held(
+        &self,
+        due: Option<std::time::Instant>,
+        path: Option<&str>,
+        st: &mut PipelineState,
+        out: &mut Vec<Entry>,
+    ) {
+        let mut idx: Vec<usize> = st
+            .container
+            .keys()
+            .chain(st.recombine.keys())
+            .copied()
+            .collect();
         idx.sort_unstable();
+        idx.dedup();
         for i in idx {
-            let held = st
-                .container
-                .get_mut(&i)
-                .map(|c| c.drain())
-                .unwrap_or_default();
+            let mut held = Vec::new();
+            if due.is_none() {
+                if let Some(c) = st.container.get_mut(&i) {
+                    held.extend(c.drain());
+                }
+            }
+            if let (Some(r), Kind::Recombine(op)) = (st.recombine.get_mut(&i), &self.ops[i].kind) {
+                match due {
+                    Some(now) => op.flush_due(now, r, &mut held),
+                    None => op.flush_all(r, &mut held),
+                }
+            }
             for e in held {
                 self.continue_after(i, e, 0, path, st, out);
             }
@@ -829,6 +1348,12 @@ impl Pipeline {
                     Ok(Step::To(n)) => next = n,
                     Ok(Step::Held) => return,
                     Ok(Step::Replace(x)) => e = x,
+                    Ok(Step::Emit(v)) => {
+                        for x in v {
+                            self.continue_after(i, x, offset, path, st, out);
+                        }
+                        return;
+                    }
                     Err(msg) => {
                         if matches!(op.on_error, OnError::Send | OnError::Drop) {
                             tracing::debug!(operator = %op.id, error = %msg, "operator failed on an entry");
@@ -930,6 +1455,83 @@ impl Pipeline {
                     None => Ok(Step::Held),
                 };
             }
+            Kind::Recombine(op) => {
+                let mut out = Vec::new();
+                op.apply(e, offset, st.recombine.entry(i).or_default(), &mut out)?;
+                return Ok(Step::Emit(out));
+            }
+            Kind::Filter { expr, cutoff } => {
+                // stanza drops an entry whose expression cannot be evaluated, and logs it.
+                let hit = match expr.eval(e) {
+                    Ok(b) => b,
+                    Err(x) => {
+                        tracing::debug!(operator = %op.id, error = %x, "filter: dropping an entry the expression cannot be evaluated on");
+                        return Ok(Step::To(Next::Drop));
+                    }
+                };
+                if hit && (*cutoff >= 1000 || st.draw() < *cutoff) {
+                    return Ok(Step::To(Next::Drop));
+                }
+            }
+            Kind::Flatten { field } => {
+                let v = field
+                    .get(e)
+                    .ok_or_else(|| format!("flatten: {field} does not exist"))?;
+                if !matches!(v, Value::KvlistValue(_)) {
+                    return Err(format!("flatten: {field} is not a map"));
+                }
+                let Some(Value::KvlistValue(map)) = field.remove(e) else {
+                    return Err(format!("flatten: {field} is not a map"));
+                };
+                let parent = Field {
+                    root: field.root,
+                    keys: field.keys[..field.keys.len().saturating_sub(1)].to_vec(),
+                };
+                for kv in map.values {
+                    let mut to = parent.clone();
+                    to.keys.push(kv.key);
+                    let v = kv
+                        .value
+                        .and_then(|a| a.value)
+                        .unwrap_or(Value::StringValue(String::new()));
+                    to.set(e, v);
+                }
+            }
+            Kind::RegexReplace { field, re, with } => {
+                let text = field
+                    .get_str(e)
+                    .ok_or_else(|| format!("regex_replace: {field} is not a string"))?;
+                if let std::borrow::Cow::Owned(s) = re.replace_all(text, with.as_str()) {
+                    field.set(e, Value::StringValue(s));
+                }
+            }
+            Kind::Noop => {}
+            Kind::Retain {
+                fields,
+                body,
+                attributes,
+                resource,
+            } => {
+                // As stanza: start from an entry with only the times, the groups no listed field
+                // is in, and then the listed fields.
+                let mut kept = Entry::text(String::new(), e.observed);
+                kept.timestamp = e.timestamp;
+                if !*body {
+                    kept.body = e.body.clone();
+                }
+                if !*attributes {
+                    kept.attributes = e.attributes.clone();
+                }
+                if !*resource {
+                    kept.resource = e.resource.clone();
+                }
+                for f in fields {
+                    if let Some(v) = f.get(e) {
+                        f.set(&mut kept, v.clone());
+                    }
+                }
+                *e = kept;
+            }
         }
         if let Some(t) = &op.ts {
             let raw = match t.from.get(e) {
@@ -951,6 +1553,27 @@ impl Pipeline {
                 e.severity_text = vigil_core::attrs::value_to_string(&raw);
             }
         }
+        if let Some(t) = &op.trace {
+            let trace_id = hex_field(e, &t.trace_id, "trace_id")?;
+            let span_id = hex_field(e, &t.span_id, "span_id")?;
+            let flags = hex_field(e, &t.flags, "trace_flags")?;
+            if let Some(v) = trace_id {
+                e.trace_id = v;
+            }
+            if let Some(v) = span_id {
+                e.span_id = v;
+            }
+            if let Some(v) = flags {
+                e.flags = v.first().copied().map(u32::from).unwrap_or(0);
+            }
+        }
+        if let Some(f) = &op.scope {
+            match f.get(e) {
+                Some(Value::StringValue(s)) => e.scope_name = s.clone(),
+                Some(_) => return Err(format!("scope_name: {f} is not a string")),
+                None => return Err(format!("scope_name: {f} does not exist")),
+            }
+        }
         if let Some(b) = &op.body {
             let v = b
                 .get(e)
@@ -967,6 +1590,8 @@ enum Step {
     To(Next),
     Held,
     Replace(Entry),
+    /// The entry was taken; these (none, one or more) go on to the next operator instead.
+    Emit(Vec<Entry>),
 }
 
 #[cfg(test)]

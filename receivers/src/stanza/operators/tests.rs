@@ -272,3 +272,299 @@ fn parser_body_field_becomes_the_body() {
     // Without the field, on_error (send) passes the entry on unchanged.
     assert_eq!(out.len(), 2);
 }
+
+fn body(e: &Entry) -> &str {
+    match &e.body {
+        Value::StringValue(s) => s,
+        _ => "",
+    }
+}
+
+/// A Java stack trace, one line per entry as a file input makes them, joined by recombine with
+/// is_first_entry on the timestamp that starts each record; the last record is held until the
+/// input flushes it.
+#[test]
+fn recombine_joins_java_stack_traces() {
+    let p = build(
+        r#"
+- type: recombine
+  combine_field: body
+  is_first_entry: body matches "^\\d{4}-\\d{2}-\\d{2}"
+"#,
+    );
+    let lines = [
+        "2024-03-01 10:00:00.123 ERROR [main] c.e.Api - request failed",
+        "java.lang.IllegalStateException: boom",
+        "\tat com.example.Foo.bar(Foo.java:42)",
+        "\tat com.example.Foo.main(Foo.java:10)",
+        "Caused by: java.io.IOException: disk full",
+        "\tat com.example.Disk.write(Disk.java:7)",
+        "\t... 2 more",
+        "2024-03-01 10:00:01.000 INFO  [main] c.e.Api - next request",
+    ];
+    let mut st = PipelineState::default();
+    let mut out = Vec::new();
+    for (i, l) in lines.iter().enumerate() {
+        let mut e = Entry::text(l.to_string(), 0);
+        e.attributes.push(vigil_core::attrs::kv_str(
+            "log.file.path",
+            "/var/log/app.log",
+        ));
+        p.process(e, i as u64 * 100, None, &mut st, &mut out);
+    }
+    assert_eq!(out.len(), 1);
+    assert_eq!(body(&out[0]), lines[..7].join("\n"));
+    // The oldest entry's other fields are kept (overwrite_with: oldest).
+    assert_eq!(
+        get_str(&out[0].attributes, "log.file.path"),
+        Some("/var/log/app.log")
+    );
+    assert_eq!(st.held_from(), Some(700));
+    p.flush(None, &mut st, &mut out);
+    assert_eq!(out.len(), 2);
+    assert_eq!(body(&out[1]), lines[7]);
+    assert_eq!(st.held_from(), None);
+}
+
+/// CRI partial lines (`P`) closed by `F`, as the Helm charts' recombine after a regex_parser.
+#[test]
+fn recombine_is_last_entry_joins_cri_partials_per_source() {
+    let p = build(
+        r#"
+- type: regex_parser
+  regex: '^(?P<time>[^ ]+) (?P<stream>stdout|stderr) (?P<logtag>[^ ]*) ?(?P<log>.*)$'
+- type: recombine
+  combine_field: attributes.log
+  combine_with: ""
+  is_last_entry: attributes.logtag == 'F'
+  source_identifier: attributes["log.file.path"]
+"#,
+    );
+    let mut st = PipelineState::default();
+    let mut out = Vec::new();
+    let feed = |line: &str, path: &str, st: &mut PipelineState, out: &mut Vec<Entry>| {
+        let mut e = Entry::text(line.to_string(), 0);
+        e.attributes
+            .push(vigil_core::attrs::kv_str("log.file.path", path));
+        p.process(e, 0, None, st, out);
+    };
+    feed(
+        "2024-03-01T10:00:00Z stdout P hel",
+        "/a.log",
+        &mut st,
+        &mut out,
+    );
+    feed(
+        "2024-03-01T10:00:00Z stdout P wor",
+        "/b.log",
+        &mut st,
+        &mut out,
+    );
+    feed(
+        "2024-03-01T10:00:00Z stdout F lo",
+        "/a.log",
+        &mut st,
+        &mut out,
+    );
+    feed(
+        "2024-03-01T10:00:00Z stdout F ld",
+        "/b.log",
+        &mut st,
+        &mut out,
+    );
+    let logs: Vec<_> = out
+        .iter()
+        .map(|e| get_str(&e.attributes, "log").unwrap_or(""))
+        .collect();
+    assert_eq!(logs, vec!["hello", "world"]);
+}
+
+#[test]
+fn recombine_limits_and_timed_flush() {
+    // max_batch_size: a record goes out at 3 entries even without a match.
+    let p = build(
+        "- type: recombine\n  combine_field: body\n  is_last_entry: body == 'end'\n  max_batch_size: 3\n  max_unmatched_batch_size: 0\n",
+    );
+    let out = run(&p, &["a", "b", "c", "d", "end"]);
+    let bodies: Vec<_> = out.iter().map(body).collect();
+    assert_eq!(bodies, vec!["a\nb\nc", "d\nend"]);
+    // max_unmatched_batch_size 1: entries before any match go out one by one.
+    let p = build(
+        "- type: recombine\n  combine_field: body\n  is_first_entry: body == 'start'\n  max_unmatched_batch_size: 1\n",
+    );
+    let out = run(&p, &["x", "y", "start", "z"]);
+    let bodies: Vec<_> = out.iter().map(body).collect();
+    assert_eq!(bodies, vec!["x", "y"]);
+    // max_log_size: the joined text past it goes out.
+    let p = build(
+        "- type: recombine\n  combine_field: body\n  is_first_entry: body == 'start'\n  max_log_size: 8\n  overwrite_with: newest\n",
+    );
+    let out = run(&p, &["start", "12345", "x"]);
+    assert_eq!(
+        out.iter().map(body).collect::<Vec<_>>(),
+        vec!["start\n12345"]
+    );
+    // force_flush_period: what an input's flush_due finds past the period goes out.
+    let p = build(
+        "- type: recombine\n  combine_field: body\n  is_first_entry: body == 'start'\n  force_flush_period: 1ns\n",
+    );
+    let mut st = PipelineState::default();
+    let mut out = Vec::new();
+    p.process(Entry::text("start".into(), 0), 0, None, &mut st, &mut out);
+    p.process(Entry::text("more".into(), 0), 1, None, &mut st, &mut out);
+    assert!(out.is_empty());
+    std::thread::sleep(std::time::Duration::from_millis(1));
+    p.flush_due(None, &mut st, &mut out);
+    assert_eq!(
+        out.iter().map(body).collect::<Vec<_>>(),
+        vec!["start\nmore"]
+    );
+}
+
+#[test]
+fn filter_flatten_regex_replace_noop_retain() {
+    let p = build(
+        r#"
+- type: filter
+  expr: body matches "health" or attributes.missing?.x != nil
+- type: json_parser
+  parse_to: body
+- type: flatten
+  field: body.http
+- type: regex_replace
+  field: body.msg
+  regex_name: ansi_control_sequences
+- type: regex_replace
+  field: body.path
+  regex: '/users/(\d+)'
+  replace_with: '/users/{id=$1}'
+- type: noop
+- type: retain
+  fields: [body.msg, body.path, body.status]
+"#,
+    );
+    let out = run(
+        &p,
+        &[
+            r#"GET /healthz"#,
+            "{\"msg\":\"\\u001b[31mfailed\\u001b[0m\",\"http\":{\"path\":\"/users/42\",\"status\":500},\"pid\":7}",
+        ],
+    );
+    assert_eq!(out.len(), 1, "the health check is filtered out");
+    let b = &out[0].body;
+    let get = |k: &str| {
+        Field::parse(&format!("body.{k}"))
+            .unwrap()
+            .get(&out[0])
+            .cloned()
+    };
+    assert_eq!(get("msg"), Some(Value::StringValue("failed".into())));
+    assert_eq!(
+        get("path"),
+        Some(Value::StringValue("/users/{id=42}".into()))
+    );
+    assert_eq!(get("status"), Some(Value::IntValue(500)));
+    assert_eq!(
+        get("pid"),
+        None,
+        "retain removed the rest of the body: {b:?}"
+    );
+    assert_eq!(get("http"), None);
+    // drop_ratio 0 keeps everything; an expression that cannot be evaluated drops, as stanza does.
+    let p = build("- type: filter\n  expr: body == 'x'\n  drop_ratio: 0\n");
+    assert_eq!(run(&p, &["x", "y"]).len(), 2);
+    let p = build("- type: filter\n  expr: body + 1 > 2\n");
+    assert_eq!(run(&p, &["x"]).len(), 0);
+}
+
+#[test]
+fn parser_scope_name_and_trace() {
+    let p = build(
+        r#"
+- type: json_parser
+  scope_name:
+    parse_from: attributes.loggerName
+  trace:
+    trace_id:
+      parse_from: attributes.mdc.trace_id
+    span_id:
+      parse_from: attributes.mdc.span_id
+    trace_flags:
+      parse_from: attributes.mdc.trace_flags
+"#,
+    );
+    let out = run(
+        &p,
+        &[
+            r#"{"loggerName":"com.example.Api","mdc":{"trace_id":"0102030405060708090a0b0c0d0e0f10","span_id":"0102030405060708","trace_flags":"01"}}"#,
+        ],
+    );
+    assert_eq!(out[0].scope_name, "com.example.Api");
+    assert_eq!(out[0].trace_id.len(), 16);
+    assert_eq!(out[0].span_id, vec![1, 2, 3, 4, 5, 6, 7, 8]);
+    assert_eq!(out[0].flags, 1);
+    let mut g = crate::stanza::Grouper::default();
+    g.push(out[0].clone());
+    let rl = g.take();
+    assert_eq!(
+        rl[0].scope_logs[0].scope.as_ref().map(|s| s.name.as_str()),
+        Some("com.example.Api")
+    );
+}
+
+#[test]
+fn expr_dialect_forms_from_published_configs() {
+    let p = build(
+        r#"
+- type: add
+  field: attributes.ends
+  value: "yes"
+  if: body endsWith "\n"
+- type: add
+  field: attributes.starts
+  value: "yes"
+  if: body startsWith "{" and (body matches "\\{[^{}]*\\}" == true)
+"#,
+    );
+    let out = run(&p, &["{\"a\":1}\n"]);
+    assert_eq!(get_str(&out[0].attributes, "ends"), Some("yes"));
+    assert_eq!(get_str(&out[0].attributes, "starts"), Some("yes"));
+}
+
+#[test]
+fn new_operators_refuse_bad_config() {
+    let bad = |yaml: &str, want: &str| {
+        let v: Vec<OperatorConfig> = serde_saphyr::from_str(yaml).unwrap();
+        let (path, msg) = Pipeline::build(&v).unwrap_err();
+        let all = format!("{path}: {msg}");
+        assert!(all.contains(want), "{all}");
+    };
+    bad(
+        "- type: recombine\n  combine_field: body\n",
+        "operators::0: one of is_first_entry and is_last_entry must be set",
+    );
+    bad(
+        "- type: recombine\n  combine_field: body\n  is_first_entry: 'true'\n  is_last_entry: 'true'\n",
+        "only one of is_first_entry and is_last_entry",
+    );
+    bad(
+        "- type: recombine\n  is_first_entry: 'true'\n",
+        "operators::0::combine_field: required",
+    );
+    bad(
+        "- type: regex_replace\n  field: body\n",
+        "either regex or regex_name must be set",
+    );
+    bad(
+        "- type: regex_replace\n  field: body\n  regex_name: colours\n",
+        "operators::0::regex_name: unknown regex_name",
+    );
+    bad(
+        "- type: filter\n  expr: 'true'\n  drop_ratio: 2\n",
+        "operators::0::drop_ratio",
+    );
+    bad(
+        "- type: flatten\n  field: body\n",
+        "cannot flatten body itself",
+    );
+}
