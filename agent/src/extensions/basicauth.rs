@@ -5,9 +5,12 @@
 //!
 //! Hash forms accepted, each as Apache's `htpasswd` writes it: bcrypt (`-B`, `$2y$`/`$2b$`/`$2a$`),
 //! SHA-1 (`-s`, `{SHA}`), SHA-256 and SHA-512 crypt (`-2`, `-5`, `$5$`/`$6$`), and plain text (`-p`,
-//! and otelcol's `inline: ${env:USER}:${env:PASSWORD}`). MD5 (`$apr1$`, htpasswd's default), DES
-//! crypt (`-d`) and `{SSHA}` are refused at validate with the user named, since no well-kept crate
-//! verifies them. The principal is the user name.
+//! and otelcol's `inline: ${env:USER}:${env:PASSWORD}`); also salted SHA-1 (`{SSHA}`, as
+//! `slappasswd` writes it, from the same `sha1` crate). MD5 (`$apr1$`, htpasswd's default) and DES
+//! crypt (`-d`) are refused at validate, naming the scheme and the user: the only crates that
+//! verify them (`htpasswd-verify`, `pwhash`) are little used and unmaintained, or lean on the
+//! abandoned `rust-crypto`, and hand-written password hashing is not something to ship. The
+//! principal is the user name.
 
 use crate::extensions::auth_util::{ct_eq, redacted, sensitive};
 use async_trait::async_trait;
@@ -67,6 +70,12 @@ enum Stored {
     Bcrypt(String),
     /// The base64 SHA-1 digest after `{SHA}`.
     Sha1(String),
+    /// `{SSHA}`, salted SHA-1 as OpenLDAP's `slappasswd` writes it (nginx reads it too): the
+    /// 20-byte digest of password and salt, then the salt.
+    Ssha1 {
+        digest: Vec<u8>,
+        salt: Vec<u8>,
+    },
     /// A `$5$` or `$6$` string.
     ShaCrypt(String),
     Plain(String),
@@ -87,8 +96,20 @@ impl Stored {
         if hash.starts_with("$apr1$") || hash.starts_with("$1$") {
             return Err("MD5 hashes ($apr1$, htpasswd's default) are not supported: write the entry with htpasswd -B (bcrypt), -2 or -5".into());
         }
-        if hash.starts_with("{SSHA}") {
-            return Err("{SSHA} hashes are not supported: use htpasswd -B (bcrypt)".into());
+        if let Some(b) = hash.strip_prefix("{SSHA}") {
+            let raw = base64::engine::general_purpose::STANDARD
+                .decode(b)
+                .ok()
+                .filter(|r| r.len() > 20)
+                .ok_or_else(|| {
+                    "{SSHA} must be base64 of a 20-byte SHA-1 digest followed by its salt"
+                        .to_string()
+                })?;
+            let (digest, salt) = raw.split_at(20);
+            return Ok(Stored::Ssha1 {
+                digest: digest.to_vec(),
+                salt: salt.to_vec(),
+            });
         }
         if hash.len() == 13
             && hash
@@ -117,6 +138,12 @@ impl Stored {
                 let digest = sha1::Sha1::digest(password.as_bytes());
                 let got = base64::engine::general_purpose::STANDARD.encode(digest);
                 ct_eq(got.as_bytes(), d.as_bytes())
+            }
+            Stored::Ssha1 { digest, salt } => {
+                let mut h = sha1::Sha1::new();
+                h.update(password.as_bytes());
+                h.update(salt);
+                ct_eq(&h.finalize(), digest)
             }
             Stored::ShaCrypt(h) => {
                 use sha_crypt::PasswordVerifier;
@@ -457,6 +484,60 @@ dave:$6$mcyxteZXOGSTez1/$f00.FKKlvTU6hX2Z5OkRYQmrcHKyCofIz3f4sfW8d/naJ6ZdQpygtl4
             .authenticate(&basic("u", "p"))
             .await
             .is_err());
+    }
+
+    /// Each form Debian's `htpasswd` (apache2-utils) writes: the ones accepted check the password,
+    /// MD5 and DES are refused at validate with the scheme named. `{SSHA}` (which htpasswd does not
+    /// write) is checked against a vector made with Python's hashlib.
+    #[tokio::test]
+    async fn every_form_debians_htpasswd_writes() {
+        let line = |flag: &str| {
+            let out = std::process::Command::new("htpasswd")
+                .args([&format!("-nb{flag}"), "u", "pw-1"])
+                .output()
+                .expect("htpasswd is installed: run scripts/test.sh, which installs Debian's apache2-utils");
+            assert!(out.status.success(), "htpasswd -nb{flag} failed");
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        };
+        for flag in ["B", "2", "5", "s", "p"] {
+            let inline = line(flag);
+            let ext = factory()
+                .create(&id(), &json!({"htpasswd": {"inline": inline}}))
+                .unwrap_or_else(|e| panic!("htpasswd -{flag}: {e}"));
+            let auth = ext.server_auth().unwrap();
+            assert!(
+                auth.authenticate(&basic("u", "pw-1")).await.is_ok(),
+                "-{flag}"
+            );
+            assert!(
+                auth.authenticate(&basic("u", "pw-2")).await.is_err(),
+                "-{flag}"
+            );
+        }
+        for (flag, scheme) in [("m", "MD5"), ("d", "DES")] {
+            let e = factory()
+                .validate(&id(), &json!({"htpasswd": {"inline": line(flag)}}))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("htpasswd::inline: line 1 (user \"u\")") && e.contains(scheme),
+                "-{flag}: {e}"
+            );
+        }
+        let ext = factory()
+            .create(
+                &id(),
+                &json!({"htpasswd": {"inline": "u:{SSHA}3ebNeIjit5mUMokultRHVtiM5NuKAf4T"}}),
+            )
+            .unwrap();
+        let auth = ext.server_auth().unwrap();
+        assert!(auth.authenticate(&basic("u", "pw")).await.is_ok());
+        assert!(auth.authenticate(&basic("u", "pw2")).await.is_err());
+        let e = factory()
+            .validate(&id(), &json!({"htpasswd": {"inline": "u:{SSHA}c2hvcnQ="}}))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("{SSHA} must be base64"), "{e}");
     }
 
     #[test]
