@@ -816,17 +816,19 @@ impl TemplateMiner {
         };
         let scan: &[u32] = if narrowed { &candidates } else { &node.slots };
         // Compared positions that do not match, beyond which a template cannot pass: the share of
-        // matching words must reach the threshold, and at most every position is compared. One
-        // more than that, so that float rounding never drops a template that passes.
+        // matching words must reach the threshold, and at most every position is compared, so a
+        // template passes only with at most (1 - threshold) x length misses. The epsilon keeps a
+        // product that float rounding puts just below a whole number from losing that number;
+        // a template pruned has at least one miss more, far beyond any rounding of the test.
         let limit = if exact {
             Limit {
                 miss: usize::MAX,
                 differ: 0,
             }
         } else if rules.word_similarity && rules.short_words == 0 {
-            let miss = ((1.0 - self.config.similarity) * tokens.len() as f64).ceil();
+            let miss = ((1.0 - self.config.similarity) * tokens.len() as f64 + 1e-9).floor();
             Limit {
-                miss: miss as usize + 1,
+                miss: miss as usize,
                 differ: usize::MAX,
             }
         } else {
