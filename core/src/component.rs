@@ -274,8 +274,35 @@ pub trait ExtensionFactory: Send + Sync {
     fn create(&self, id: &ComponentId, config: &Value) -> Result<Arc<dyn Extension>, ConfigError>;
 }
 
+/// The name and type of a service one component offers another through the [`Host`] (the service
+/// dependency graph that `servicegraph` builds and `correlation` reads). The owner declares it once
+/// as a constant; both sides name that constant, so the type travels with the name.
+pub struct ServiceKey<T> {
+    name: &'static str,
+    _type: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<T> ServiceKey<T> {
+    pub const fn new(name: &'static str) -> ServiceKey<T> {
+        ServiceKey {
+            name,
+            _type: std::marker::PhantomData,
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+}
+
+/// One service in the host's table: the value and the type it was created as.
+struct Service {
+    value: Arc<dyn Any + Send + Sync>,
+    type_name: &'static str,
+}
+
 /// What a running component can reach: the extensions, a channel to report a fatal error, and typed
-/// handles shared between components (such as the service dependency graph).
+/// services shared between components (such as the service dependency graph).
 #[derive(Clone)]
 pub struct Host {
     inner: Arc<HostInner>,
@@ -284,7 +311,7 @@ pub struct Host {
 struct HostInner {
     extensions: HashMap<ComponentId, Arc<dyn Extension>>,
     fatal: mpsc::UnboundedSender<(ComponentId, String)>,
-    shared: Mutex<HashMap<String, Arc<dyn Any + Send + Sync>>>,
+    services: Mutex<HashMap<&'static str, Service>>,
 }
 
 impl Host {
@@ -296,7 +323,7 @@ impl Host {
             inner: Arc::new(HostInner {
                 extensions,
                 fatal,
-                shared: Mutex::new(HashMap::new()),
+                services: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -352,17 +379,26 @@ impl Host {
         let _ = self.inner.fatal.send((id.clone(), err.to_string()));
     }
 
-    /// A handle shared by every component of this host, created on first use.
-    pub fn shared<T: Any + Send + Sync + Default>(&self, key: &str) -> Arc<T> {
-        let mut map = lock(&self.inner.shared);
-        if let Some(v) = map.get(key) {
-            if let Ok(t) = Arc::clone(v).downcast::<T>() {
-                return t;
-            }
-        }
-        let t = Arc::new(T::default());
-        map.insert(key.to_string(), t.clone());
-        t
+    /// The service `key` names, created on first use by whichever component asks first (the
+    /// order components start in does not matter). A name already holding another type is an
+    /// error naming both types: it is never replaced, so no component loses what another put there.
+    pub fn service<T: Any + Send + Sync + Default>(
+        &self,
+        key: &ServiceKey<T>,
+    ) -> Result<Arc<T>, String> {
+        let mut map = lock(&self.inner.services);
+        let entry = map.entry(key.name).or_insert_with(|| Service {
+            value: Arc::new(T::default()),
+            type_name: std::any::type_name::<T>(),
+        });
+        let type_name = entry.type_name;
+        Arc::clone(&entry.value).downcast::<T>().map_err(|_| {
+            format!(
+                "the shared service {:?} holds a {type_name}, not a {}",
+                key.name,
+                std::any::type_name::<T>()
+            )
+        })
     }
 }
 
@@ -378,5 +414,18 @@ mod tests {
         assert!(ComponentId::parse("").is_err());
         assert!(ComponentId::parse("otlp/").is_err());
         assert!(ComponentId::parse("ot-lp").is_err());
+    }
+
+    #[test]
+    fn a_service_of_another_type_is_an_error_not_a_replacement() {
+        const A: ServiceKey<Vec<u8>> = ServiceKey::new("x");
+        const B: ServiceKey<String> = ServiceKey::new("x");
+        let host = Host::detached();
+        let a = host.service(&A).unwrap();
+        assert!(Arc::ptr_eq(&a, &host.service(&A).unwrap()));
+        let e = host.service(&B).unwrap_err();
+        assert!(e.contains("holds a alloc::vec::Vec<u8>"), "{e}");
+        // The first value is still there.
+        assert!(Arc::ptr_eq(&a, &host.service(&A).unwrap()));
     }
 }

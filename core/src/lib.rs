@@ -18,7 +18,7 @@ pub mod telemetry;
 pub use component::{
     ClientAuth, Component, ComponentId, ComponentKind, Connector, ConnectorFactory, Exporter,
     ExporterFactory, Extension, ExtensionFactory, Host, Processor, ProcessorFactory, Receiver,
-    ReceiverFactory, ServerAuth,
+    ReceiverFactory, ServerAuth, ServiceKey,
 };
 pub use config::ConfigError;
 pub use consumer::{ClientMetadata, ConsumeError, Consumer, FanOut, NextConsumers};

@@ -8,8 +8,6 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 use vigil_core::attrs::{get, get_str, kv, kv_i64, kv_str};
 use vigil_core::config::duration;
 use vigil_core::lock;
@@ -193,7 +191,7 @@ impl vigil_core::factory::ProcessorFactory for Factory {
             ));
         }
         let cfg = check(id, cfg)?;
-        Ok(Arc::new(Correlation::new(id, cfg, next)))
+        Ok(Arc::new(Correlation::new(set, cfg, next)))
     }
 }
 
@@ -240,6 +238,9 @@ impl DataClock {
 
 struct Inner {
     label: String,
+    obs: vigil_core::ProcessorObs,
+    /// Incident records downstream refused on a tick (not a client's call, so no one resends them).
+    records_dropped: metrics::Counter,
     clock: Mutex<DataClock>,
     next: Arc<dyn Consumer>,
     engine: Mutex<Correlator>,
@@ -253,18 +254,24 @@ struct Inner {
 pub struct Correlation {
     inner: Arc<Inner>,
     tick_every: Duration,
-    task: tokio::sync::Mutex<Option<(watch::Sender<bool>, JoinHandle<()>)>>,
+    /// The engine's ticks.
+    tasks: vigil_core::Tasks,
 }
 
 impl Correlation {
     /// Builds the processor; it ticks on its own once started.
-    pub fn new(id: &ComponentId, cfg: CorrelationConfig, next: Arc<dyn Consumer>) -> Self {
+    pub fn new(set: vigil_core::Settings, cfg: CorrelationConfig, next: Arc<dyn Consumer>) -> Self {
         // Ids start at the wall clock in milliseconds so that a restart does not reuse one.
         let first_id = now_ns() / 1_000_000;
         let tick_every = (cfg.gap / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
         Correlation {
             inner: Arc::new(Inner {
-                label: id.to_string(),
+                label: set.id.to_string(),
+                obs: set.processor_obs(Signal::Logs),
+                records_dropped: metrics::counter!(
+                    "vigil_correlation_records_dropped",
+                    "processor" => set.id.to_string()
+                ),
                 clock: Mutex::new(DataClock::default()),
                 next,
                 engine: Mutex::new(Correlator::new(cfg.engine(), first_id)),
@@ -272,7 +279,7 @@ impl Correlation {
                 reported: Mutex::new([0; 4]),
             }),
             tick_every,
-            task: tokio::sync::Mutex::new(None),
+            tasks: set.tasks,
         }
     }
 }
@@ -357,7 +364,11 @@ impl Inner {
         }
         let now = self.now();
         let rl = reports_to_logs(&reports, now);
-        if let Err(e) = self.next.consume(Telemetry::Logs(vec![rl])).await {
+        let data = Telemetry::Logs(vec![rl]);
+        let n = data.item_count();
+        self.obs.outgoing(n);
+        if let Err(e) = self.next.consume(data).await {
+            self.records_dropped.increment(n as u64);
             tracing::warn!(processor = %self.label, error = %e, "incident records dropped");
         }
     }
@@ -381,34 +392,33 @@ impl Inner {
 #[async_trait]
 impl Component for Correlation {
     async fn start(&self, host: &Host) -> anyhow::Result<()> {
-        let _ = self
-            .inner
-            .graph
-            .set(host.shared::<DependencyGraph>(GRAPH_KEY));
-        let (stop_tx, mut stop_rx) = watch::channel(false);
+        let graph = host
+            .service(&GRAPH_KEY)
+            .map_err(|e| anyhow::anyhow!("processors::{}: {e}", self.inner.label))?;
+        let _ = self.inner.graph.set(graph);
         let inner = Arc::clone(&self.inner);
-        let every = self.tick_every;
-        let handle = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => inner.tick(false).await,
-                    _ = stop_rx.changed() => return,
-                }
-            }
+        self.tasks.spawn_ticker(self.tick_every, move || {
+            let inner = Arc::clone(&inner);
+            async move { inner.tick(false).await }
         });
-        *self.task.lock().await = Some((stop_tx, handle));
         Ok(())
     }
 
     async fn shutdown(&self) -> anyhow::Result<()> {
-        if let Some((stop, handle)) = self.task.lock().await.take() {
-            let _ = stop.send(true);
-            let _ = handle.await;
+        self.shutdown_by(vigil_core::task::default_deadline()).await
+    }
+
+    /// Stops the ticks, then resolves every open incident, so that alerts downstream do not hang
+    /// open; within the shutdown deadline.
+    async fn shutdown_by(&self, deadline: std::time::Instant) -> anyhow::Result<()> {
+        self.tasks.stop(deadline).await;
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if tokio::time::timeout(left, self.inner.tick(true))
+            .await
+            .is_err()
+        {
+            tracing::warn!(processor = %self.inner.label, "correlation: the resolves of open incidents were not sent by the shutdown deadline");
         }
-        // Every open gets its resolve, so that alerts downstream do not hang open.
-        self.inner.tick(true).await;
         Ok(())
     }
 }
@@ -419,11 +429,18 @@ impl Consumer for Correlation {
         let Telemetry::Logs(mut batch) = data else {
             return self.inner.next.consume(data).await;
         };
-        let reports = self.inner.observe(&batch);
+        let inner = &self.inner;
+        inner
+            .obs
+            .incoming(vigil_core::telemetry::log_record_count(&batch));
+        let reports = inner.observe(&batch);
         if !reports.is_empty() {
-            batch.push(reports_to_logs(&reports, self.inner.now()));
+            batch.push(reports_to_logs(&reports, inner.now()));
         }
-        self.inner.next.consume(Telemetry::Logs(batch)).await
+        inner
+            .obs
+            .outgoing(vigil_core::telemetry::log_record_count(&batch));
+        inner.next.consume(Telemetry::Logs(batch)).await
     }
 }
 
@@ -703,6 +720,10 @@ mod tests {
     use super::*;
     use vigil_core::attrs::kv_f64;
 
+    fn settings(id: &ComponentId) -> vigil_core::Settings {
+        vigil_core::Settings::new(ComponentKind::Processor, id)
+    }
+
     #[test]
     fn the_clock_follows_data_time_and_then_the_wall() {
         let mut c = DataClock::default();
@@ -791,9 +812,9 @@ mod tests {
     async fn anomalies_in_the_graph_become_one_incident_naming_the_dependency() {
         let sink = Arc::new(Sink::default());
         let id = ComponentId::parse("correlation").unwrap();
-        let p = Correlation::new(&id, CorrelationConfig::default(), sink.clone());
+        let p = Correlation::new(settings(&id), CorrelationConfig::default(), sink.clone());
         let host = Host::detached();
-        let graph = host.shared::<DependencyGraph>(GRAPH_KEY);
+        let graph = host.service(&GRAPH_KEY).unwrap();
         for f in ["web", "mobile", "batch"] {
             graph.record(f, "api");
         }
@@ -927,7 +948,7 @@ mod tests {
             gap: Duration::from_millis(50),
             ..CorrelationConfig::default()
         };
-        let p = Correlation::new(&id, cfg, sink.clone());
+        let p = Correlation::new(settings(&id), cfg, sink.clone());
         p.start(&Host::detached()).await.unwrap();
         // Ten years ahead of the wall clock: a skewed host clock.
         let t = now_ns() / 1_000_000_000 + 10 * 365 * 24 * 3600;

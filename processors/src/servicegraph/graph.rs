@@ -1,5 +1,5 @@
-//! The live service dependency graph the `servicegraph` connector builds from paired spans. It sits in
-//! a `Host::shared` handle under [`KEY`] so that `correlation` can ask which services are related,
+//! The live service dependency graph the `servicegraph` connector builds from paired spans. It is a
+//! typed host service under [`KEY`] so that `correlation` can ask which services are related,
 //! without a global and without the two components knowing each other.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -7,8 +7,10 @@ use std::sync::RwLock;
 use std::time::{Duration, Instant};
 use vigil_detect::incident::Topology;
 
-/// The `Host::shared` key of the graph.
-pub const KEY: &str = "vigil.servicegraph";
+/// The host service that holds the graph: whichever of `servicegraph` and `correlation` starts
+/// first creates it, and the other gets the same one.
+pub const KEY: vigil_core::ServiceKey<DependencyGraph> =
+    vigil_core::ServiceKey::new("vigil.servicegraph");
 
 /// Edges kept at most; beyond it the least recently seen edge is dropped. A graph this big is
 /// a misconfiguration (span names as services), and the cap keeps it from growing without bound.

@@ -14,8 +14,6 @@ use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 use vigil_core::attrs::{get, kv_str, value_to_string};
 use vigil_core::config::{duration, opt_duration};
 use vigil_core::lock;
@@ -177,10 +175,9 @@ impl vigil_core::factory::ConnectorFactory for Factory {
         cfg: ServiceGraphConfig,
         next: NextConsumers,
     ) -> Result<Arc<dyn vigil_core::Connector>, ConfigError> {
-        let id = &set.id;
-        let cfg = check(id, cfg)?;
-        Ok(Arc::new(ServiceGraph::new(
-            id,
+        let cfg = check(&set.id, cfg)?;
+        Ok(Arc::new(ServiceGraph::with_settings(
+            set,
             cfg,
             next.get(Signal::Metrics).cloned(),
         )))
@@ -274,6 +271,7 @@ struct State {
 
 struct Inner {
     label: String,
+    obs: vigil_core::ConnectorObs,
     cfg: ServiceGraphConfig,
     bounds: Vec<f64>,
     next: Option<Arc<dyn Consumer>>,
@@ -285,7 +283,8 @@ struct Inner {
 /// A running `servicegraph` connector.
 pub struct ServiceGraph {
     inner: Arc<Inner>,
-    task: tokio::sync::Mutex<Option<(watch::Sender<bool>, JoinHandle<()>)>>,
+    /// The metrics flush and the store's expiry loop.
+    tasks: vigil_core::Tasks,
 }
 
 fn now_ns() -> u64 {
@@ -304,6 +303,15 @@ fn str_attr(attrs: &[KeyValue], key: &str) -> Option<String> {
 impl ServiceGraph {
     /// Builds the connector; metrics go to `next` (none: the graph is still kept).
     pub fn new(id: &ComponentId, cfg: ServiceGraphConfig, next: Option<Arc<dyn Consumer>>) -> Self {
+        let set = vigil_core::Settings::new(ComponentKind::Connector, id);
+        ServiceGraph::with_settings(set, cfg, next)
+    }
+
+    fn with_settings(
+        set: vigil_core::Settings,
+        cfg: ServiceGraphConfig,
+        next: Option<Arc<dyn Consumer>>,
+    ) -> Self {
         let bounds = cfg
             .latency_histogram_buckets
             .iter()
@@ -311,7 +319,8 @@ impl ServiceGraph {
             .collect();
         ServiceGraph {
             inner: Arc::new(Inner {
-                label: id.to_string(),
+                label: set.id.to_string(),
+                obs: set.connector_obs(),
                 cfg,
                 bounds,
                 next,
@@ -319,7 +328,7 @@ impl ServiceGraph {
                 graph: OnceLock::new(),
                 start_ns: now_ns(),
             }),
-            task: tokio::sync::Mutex::new(None),
+            tasks: set.tasks,
         }
     }
 
@@ -832,7 +841,10 @@ impl Inner {
         if m.is_empty() {
             return;
         }
-        if let Err(e) = next.consume(Telemetry::Metrics(m)).await {
+        let data = Telemetry::Metrics(m);
+        self.obs.produced(Signal::Metrics, data.item_count());
+        // The metrics are cumulative: the next flush carries whatever this one could not.
+        if let Err(e) = next.consume(data).await {
             tracing::warn!(connector = %self.label, error = %e, "service graph metrics dropped");
         }
     }
@@ -841,8 +853,10 @@ impl Inner {
 #[async_trait]
 impl Component for ServiceGraph {
     async fn start(&self, host: &Host) -> anyhow::Result<()> {
-        let _ = self.inner.graph.set(host.shared::<DependencyGraph>(KEY));
-        let (stop_tx, mut stop_rx) = watch::channel(false);
+        let graph = host
+            .service(&KEY)
+            .map_err(|e| anyhow::anyhow!("connectors::{}: {e}", self.inner.label))?;
+        let _ = self.inner.graph.set(graph);
         let inner = Arc::clone(&self.inner);
         let flush_every = inner
             .cfg
@@ -855,33 +869,34 @@ impl Component for ServiceGraph {
             .filter(|d| !d.is_zero())
             .unwrap_or(Duration::from_secs(2))
             .min(inner.cfg.store.ttl);
-        let handle = tokio::spawn(async move {
-            let mut flush = tokio::time::interval(flush_every);
-            let mut expire = tokio::time::interval(expire_every);
-            flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            expire.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = flush.tick() => inner.flush().await,
-                    _ = expire.tick() => {
-                        inner.expire(inner.cfg.store.ttl, Instant::now());
-                        // Edges not seen for a while leave the live graph, so that it follows deploys.
-                        inner.graph().expire(Duration::from_secs(3600));
-                    }
-                    _ = stop_rx.changed() => return,
-                }
-            }
+        let flusher = Arc::clone(&inner);
+        self.tasks.spawn_ticker(flush_every, move || {
+            let inner = Arc::clone(&flusher);
+            async move { inner.flush().await }
         });
-        *self.task.lock().await = Some((stop_tx, handle));
+        self.tasks.spawn_ticker(expire_every, move || {
+            inner.expire(inner.cfg.store.ttl, Instant::now());
+            // Edges not seen for a while leave the live graph, so that it follows deploys.
+            inner.graph().expire(Duration::from_secs(3600));
+            std::future::ready(())
+        });
         Ok(())
     }
 
     async fn shutdown(&self) -> anyhow::Result<()> {
-        if let Some((stop, handle)) = self.task.lock().await.take() {
-            let _ = stop.send(true);
-            let _ = handle.await;
+        self.shutdown_by(vigil_core::task::default_deadline()).await
+    }
+
+    /// Stops the loops and sends the metrics once more, within the shutdown deadline.
+    async fn shutdown_by(&self, deadline: std::time::Instant) -> anyhow::Result<()> {
+        self.tasks.stop(deadline).await;
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if tokio::time::timeout(left, self.inner.flush())
+            .await
+            .is_err()
+        {
+            tracing::warn!(connector = %self.inner.label, "service graph metrics not sent by the shutdown deadline");
         }
-        self.inner.flush().await;
         Ok(())
     }
 }
@@ -889,6 +904,7 @@ impl Component for ServiceGraph {
 #[async_trait]
 impl Consumer for ServiceGraph {
     async fn consume(&self, data: Telemetry) -> Result<(), ConsumeError> {
+        self.inner.obs.consumed(data.signal(), data.item_count());
         self.inner.ingest(&data);
         Ok(())
     }
