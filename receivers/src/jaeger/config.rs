@@ -70,7 +70,8 @@ pub struct GrpcServer {
     /// Accepted for otelcol compatibility; hyper sizes its buffers itself.
     pub read_buffer_size: Option<u64>,
     pub write_buffer_size: Option<u64>,
-    /// Accepted for otelcol compatibility; client metadata is not carried in `Telemetry`.
+    /// Each request's headers (gRPC metadata) travel down the pipeline with its spans, as
+    /// otelcol's `client.Info` (read by `batch`'s `metadata_keys` and `headers_setter`).
     pub include_metadata: bool,
     /// Open connections allowed (the longest-idle is closed at the cap); 0 means the default.
     /// Not an otelcol key.
@@ -137,7 +138,8 @@ pub struct HttpServer {
     pub read_header_timeout: Option<Duration>,
     #[serde(with = "vigil_core::config::opt_duration")]
     pub idle_timeout: Option<Duration>,
-    /// Accepted for otelcol compatibility; client metadata is not carried in `Telemetry`.
+    /// Each request's headers (gRPC metadata) travel down the pipeline with its spans, as
+    /// otelcol's `client.Info` (read by `batch`'s `metadata_keys` and `headers_setter`).
     pub include_metadata: bool,
     /// See [`GrpcServer::max_connections`].
     pub max_connections: usize,

@@ -32,8 +32,8 @@ use vigil_core::config::{bind_tcp, resolve_endpoint};
 use vigil_core::factory::{FactoryBase, ReceiverFactory};
 use vigil_core::net::serve::{serve, ConnCounters};
 use vigil_core::{
-    Component, ComponentId, ComponentKind, ConfigError, ConsumeError, Consumer, Host,
-    NextConsumers, Receiver, ReceiverObs, Settings, Signal, Stability, Telemetry,
+    ClientMetadata, Component, ComponentId, ComponentKind, ConfigError, ConsumeError, Consumer,
+    Host, NextConsumers, Receiver, ReceiverObs, Settings, Signal, Stability, Telemetry,
 };
 
 struct Factory;
@@ -112,10 +112,17 @@ struct Shared {
     bad: metrics::Counter,
     /// Requests or packets refused for their size (sent or decoded).
     too_large: metrics::Counter,
+    /// `include_metadata`: each request's headers travel down the pipeline with its spans.
+    include_metadata: bool,
 }
 
 impl Shared {
-    fn new(set: &Settings, next: Arc<dyn Consumer>, transport: &'static str) -> Shared {
+    fn new(
+        set: &Settings,
+        next: Arc<dyn Consumer>,
+        transport: &'static str,
+        include_metadata: bool,
+    ) -> Shared {
         let id = set.id.to_string();
         let labels = [
             ("receiver", id.clone()),
@@ -127,17 +134,31 @@ impl Shared {
             too_large: metrics::counter!("vigil_receiver_requests_too_large", &labels),
             id,
             next,
+            include_metadata,
         }
     }
 
+    /// The client metadata a request carries down the pipeline, as otelcol's `client.Info`.
+    fn metadata(&self, headers: &http::HeaderMap) -> Option<ClientMetadata> {
+        self.include_metadata
+            .then(|| ClientMetadata::from_headers(headers))
+    }
+
     /// Pushes spans down the pipeline and counts the answer.
-    async fn push(&self, rs: Vec<ResourceSpans>) -> Result<(), ConsumeError> {
+    async fn push(
+        &self,
+        rs: Vec<ResourceSpans>,
+        meta: Option<ClientMetadata>,
+    ) -> Result<(), ConsumeError> {
         let data = Telemetry::Traces(rs);
         let items = data.item_count();
         if items == 0 {
             return Ok(());
         }
-        let r = self.next.consume(data).await;
+        let r = match meta {
+            Some(m) => m.scope(self.next.consume(data)).await,
+            None => self.next.consume(data).await,
+        };
         self.obs.end_op(Signal::Traces, items, &r);
         if let Err(e) = &r {
             tracing::debug!(receiver = %self.id, error = %e, "pipeline refused jaeger spans");
@@ -176,7 +197,12 @@ impl Component for JaegerReceiver {
         let tasks = &self.set.tasks;
         if let Some((g, listener)) = grpc {
             bound.grpc = listener.local_addr().ok();
-            let shared = Arc::new(Shared::new(&self.set, Arc::clone(&next), "grpc"));
+            let shared = Arc::new(Shared::new(
+                &self.set,
+                Arc::clone(&next),
+                "grpc",
+                g.include_metadata,
+            ));
             let router = grpc_router(shared, g);
             let counters = ConnCounters::new("receiver", &id.to_string(), "grpc");
             tasks.spawn(serve(
@@ -189,7 +215,12 @@ impl Component for JaegerReceiver {
         }
         if let Some((h, listener)) = http {
             bound.thrift_http = listener.local_addr().ok();
-            let shared = Arc::new(Shared::new(&self.set, Arc::clone(&next), "collector_http"));
+            let shared = Arc::new(Shared::new(
+                &self.set,
+                Arc::clone(&next),
+                "collector_http",
+                h.include_metadata,
+            ));
             let router = http_router(shared, h);
             let counters = ConnCounters::new("receiver", &id.to_string(), "collector_http");
             tasks.spawn(serve(
@@ -211,7 +242,7 @@ impl Component for JaegerReceiver {
                     "udp_thrift_binary"
                 }
             };
-            let shared = Arc::new(Shared::new(&self.set, Arc::clone(&next), transport));
+            let shared = Arc::new(Shared::new(&self.set, Arc::clone(&next), transport, false));
             serve_udp(tasks, sock, proto, &u, shared, transport);
         }
         tracing::info!(receiver = %id, ?bound, "jaeger receiver listening");
@@ -296,6 +327,11 @@ impl UnaryService<Bytes> for PostSpans {
     fn call(&mut self, request: tonic::Request<Bytes>) -> Self::Future {
         let (shared, max_decoded) = (Arc::clone(&self.shared), self.max_decoded);
         Box::pin(async move {
+            let meta = if shared.include_metadata {
+                shared.metadata(&request.metadata().clone().into_headers())
+            } else {
+                None
+            };
             let body = request.into_inner();
             let rs = match proto::post_spans(&body, max_decoded) {
                 Ok(rs) => rs,
@@ -310,7 +346,7 @@ impl UnaryService<Bytes> for PostSpans {
                     return Err(Status::resource_exhausted(e));
                 }
             };
-            match shared.push(rs).await {
+            match shared.push(rs, meta).await {
                 Ok(()) => Ok(tonic::Response::new(proto::PostSpansResponse {})),
                 Err(ConsumeError::Retryable { reason, .. }) => Err(Status::unavailable(reason)),
                 Err(ConsumeError::Permanent { reason, .. }) => {
@@ -438,6 +474,7 @@ async fn post_traces(State(st): State<HttpState>, req: Request) -> Response {
         .get(http::header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
+    let meta = st.shared.metadata(req.headers());
     let body = match read_body(req.into_body(), encoding.as_deref(), st.max_body).await {
         Ok(b) => b,
         Err(BodyError::TooLarge(m)) => {
@@ -467,7 +504,7 @@ async fn post_traces(State(st): State<HttpState>, req: Request) -> Response {
             return text(StatusCode::PAYLOAD_TOO_LARGE, e.to_string());
         }
     };
-    match st.shared.push(rs).await {
+    match st.shared.push(rs, meta).await {
         Ok(()) => StatusCode::ACCEPTED.into_response(),
         Err(ConsumeError::Retryable { reason, .. }) => text(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -657,7 +694,7 @@ async fn handle_packet(shared: &Shared, pkt: &[u8], proto: Protocol) {
     match model::thrift_batch(batch.process, batch.spans, &mut budget) {
         Ok(rs) => {
             // UDP cannot tell the sender; the pipeline's refusal is counted by `push`.
-            let _ = shared.push(rs).await;
+            let _ = shared.push(rs, None).await;
         }
         Err(e) => {
             shared.too_large.increment(1);

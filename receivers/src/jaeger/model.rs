@@ -451,6 +451,8 @@ fn span(mut s: JSpan, enc: Encoding) -> Option<Span> {
         events,
         links,
         status,
+        // Jaeger's sampled bit is W3C's, which OTLP keeps in the low byte of the span's flags.
+        flags: u32::from(s.flags & 1 == 1),
         ..Default::default()
     })
 }
@@ -650,7 +652,10 @@ mod tests {
             tag("n", TagValue::I64(3)),
             tag("n", TagValue::I64(4)),
         ];
+        j.flags = 3;
         let out = span(j, Encoding::Thrift).unwrap();
+        // Only the sampled bit carries over.
+        assert_eq!(out.flags, 1);
         assert_eq!(out.kind, SpanKind::Server as i32);
         let st = out.status.unwrap();
         assert_eq!(st.code, StatusCode::Error as i32);

@@ -176,3 +176,48 @@ fn config_errors_name_the_key() {
     assert!(e.contains("protocols::grpc::endpoint"), "{e}");
     assert!(load(serde_json::json!({"protocols": {"grpc": null, "thrift_compact": null}})).is_ok());
 }
+
+/// Records the `x-tenant` header each call carried down the pipeline.
+#[derive(Default)]
+struct MetaSink(Mutex<Vec<Vec<String>>>);
+
+#[async_trait::async_trait]
+impl Consumer for MetaSink {
+    async fn consume(&self, _data: Telemetry) -> Result<(), ConsumeError> {
+        let tenant = ClientMetadata::current()
+            .map(|m| m.get("x-tenant").to_vec())
+            .unwrap_or_default();
+        vigil_core::lock(&self.0).push(tenant);
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn include_metadata_carries_the_headers_down_the_pipeline() {
+    let id = ComponentId::parse("jaeger").unwrap();
+    for include in [true, false] {
+        let cfg = serde_json::json!({"protocols": {"thrift_http": {
+            "endpoint": "127.0.0.1:0", "include_metadata": include
+        }}});
+        let cfg: JaegerConfig =
+            vigil_core::config::decode(ComponentKind::Receiver, &id, &cfg).unwrap();
+        let sink = Arc::new(MetaSink::default());
+        let mut next = NextConsumers::new();
+        next.insert(Signal::Traces, sink.clone());
+        let r = JaegerReceiver::new(Settings::new(ComponentKind::Receiver, &id), cfg, next);
+        r.start(&Host::detached()).await.unwrap();
+        let addr = r.bound().unwrap().thrift_http.unwrap();
+        let resp = reqwest::Client::new()
+            .post(format!("http://{addr}/api/traces"))
+            .header("content-type", "application/x-thrift")
+            .header("x-tenant", "blue")
+            .body(batch_bytes(Protocol::Binary, 1))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 202);
+        let want: Vec<String> = if include { vec!["blue".into()] } else { vec![] };
+        assert_eq!(*vigil_core::lock(&sink.0), vec![want]);
+        r.shutdown().await.unwrap();
+    }
+}

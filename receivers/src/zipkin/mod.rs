@@ -27,8 +27,8 @@ use vigil_core::factory::{FactoryBase, ReceiverFactory};
 use vigil_core::net::serve::{serve, ConnCounters};
 use vigil_core::net::tls::TlsServerSettings;
 use vigil_core::{
-    Component, ComponentId, ComponentKind, ConfigError, ConsumeError, Consumer, Host,
-    NextConsumers, Receiver, ReceiverObs, Settings, Signal, Stability, Telemetry,
+    ClientMetadata, Component, ComponentId, ComponentKind, ConfigError, ConsumeError, Consumer,
+    Host, NextConsumers, Receiver, ReceiverObs, Settings, Signal, Stability, Telemetry,
 };
 
 /// `receivers::zipkin`: otelcol's `confighttp.ServerConfig` keys that apply, and
@@ -47,7 +47,8 @@ pub struct ZipkinConfig {
     pub read_header_timeout: Option<Duration>,
     #[serde(with = "vigil_core::config::opt_duration")]
     pub idle_timeout: Option<Duration>,
-    /// Accepted for otelcol compatibility; client metadata is not carried in `Telemetry`.
+    /// Each request's headers travel down the pipeline with its spans, as otelcol's
+    /// `client.Info` (read by `batch`'s `metadata_keys` and `headers_setter`).
     pub include_metadata: bool,
     /// Open connections allowed (the longest-idle is closed at the cap); 0 means the default.
     /// Not an otelcol key.
@@ -149,6 +150,7 @@ struct St {
     next: Arc<dyn Consumer>,
     obs: ReceiverObs,
     parse_string_tags: bool,
+    include_metadata: bool,
     max_body: usize,
     max_decoded: usize,
     bad: metrics::Counter,
@@ -174,6 +176,7 @@ impl Component for ZipkinReceiver {
             next,
             obs: self.set.receiver_obs("http"),
             parse_string_tags: self.cfg.parse_string_tags,
+            include_metadata: self.cfg.include_metadata,
             max_body: server.max_body_bytes(),
             max_decoded: crate::jaeger::config::decoded_bytes(server.max_decoded_size_mib),
             bad: metrics::counter!("vigil_receiver_requests_malformed", &labels),
@@ -267,6 +270,9 @@ async fn handle(st: St, req: Request, format: Format) -> Response {
         .get(CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
+    let meta = st
+        .include_metadata
+        .then(|| ClientMetadata::from_headers(req.headers()));
     let body = match read_body(req.into_body(), encoding.as_deref(), st.max_body).await {
         Ok(b) => b,
         Err(BodyError::TooLarge(m)) => {
@@ -308,7 +314,10 @@ async fn handle(st: St, req: Request, format: Format) -> Response {
     if items == 0 {
         return StatusCode::ACCEPTED.into_response();
     }
-    let r = st.next.consume(data).await;
+    let r = match meta {
+        Some(m) => m.scope(st.next.consume(data)).await,
+        None => st.next.consume(data).await,
+    };
     st.obs.end_op(Signal::Traces, items, &r);
     match r {
         Ok(()) => StatusCode::ACCEPTED.into_response(),
