@@ -24,8 +24,6 @@ const KNOWN_GAPS: &[&str] = &[
     "named arguments (",
     "context \"datapoint\" is not supported",
     "has invalid keys: profile_statements",
-    // headers_setter `from_context` needs request metadata carried down the pipeline.
-    "from_context: is not supported",
     // Prometheus Kubernetes service discovery (needs a Kubernetes API client).
     "Kubernetes service discovery is not supported",
     // Exporter `balancer_name` and the `bytes` sizer, filelog `retry_on_failure`.
