@@ -30,8 +30,6 @@ const KNOWN_GAPS: &[&str] = &[
     "has invalid keys: balancer_name",
     "unknown variant `bytes`",
     "retry_on_failure",
-    // hostmetrics' newer metrics.
-    "unknown metric; this scraper emits",
     // Paths that exist on the publishers' hosts, not here: otelcol refuses them too (a host mount as
     // `root_path`, a `file_storage` directory).
     "\"/hostfs\" is not a directory",
