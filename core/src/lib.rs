@@ -5,6 +5,7 @@
 //! Nothing here knows a concrete component; `agent` wires them together through one registry.
 
 pub mod attrs;
+pub mod codec;
 pub mod component;
 pub mod config;
 pub mod consumer;

@@ -145,7 +145,10 @@ mod tests {
 
         let draining = Tasks::new("draining");
         draining.spawn(std::future::pending());
-        assert!(!draining.wait(Instant::now()).await, "wait cancelled nothing");
+        assert!(
+            !draining.wait(Instant::now()).await,
+            "wait cancelled nothing"
+        );
         assert!(!draining.is_stopping());
         assert!(!draining.stop(Instant::now()).await);
 

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Instant;
 use vigil_core::storage::{KeyValues, SealedStorage, SealingKey, StorageOp};
 use vigil_core::{Signal, Storage, StorageError, Telemetry};
-use vigil_exporters::helper::encode::proto_request;
+use vigil_core::codec::encode::proto_request;
 use vigil_exporters::helper::{Compression, Job, Persist, PersistentQueue, Queue};
 
 const TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("kv");

@@ -3,7 +3,6 @@
 //! It is the plainest way to see exactly what left the agent, so each batch is written and flushed
 //! before `consume` returns.
 
-use crate::helper::encode::{json_request, proto_request};
 use async_trait::async_trait;
 use serde::Deserialize;
 use std::fs::{File, OpenOptions};
@@ -11,6 +10,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
+use vigil_core::codec::encode::{json_request, proto_request};
 use vigil_core::config::{duration, present};
 use vigil_core::{
     Component, ComponentId, ComponentKind, ConfigError, ConsumeError, Consumer, Exporter, Host,
@@ -380,9 +380,9 @@ impl vigil_core::factory::ExporterFactory for Factory {
 mod tests {
     use super::*;
     use crate::helper::encode::tests::{sample_logs, sample_metrics, sample_traces};
-    use crate::helper::encode::{decode_json_request, decode_proto_request};
     use serde_json::json;
     use serde_json::Value;
+    use vigil_core::codec::encode::{decode_json_request, decode_proto_request};
 
     fn id() -> ComponentId {
         ComponentId::parse("file/out").unwrap()

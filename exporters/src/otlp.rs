@@ -5,7 +5,7 @@
 
 use crate::helper::auth::{AuthConfig, Authenticator};
 use crate::helper::classify::classify_grpc_call;
-use crate::helper::encode::{partial_success_proto, proto_request};
+use crate::helper::encode::partial_success_proto;
 use crate::helper::http::{error_chain, header_map};
 use crate::helper::queue::{signal_from_tag, signal_tag, Persist};
 use crate::helper::{
@@ -26,6 +26,7 @@ use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, En
 use tonic::metadata::MetadataMap;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::Status;
+use vigil_core::codec::encode::proto_request;
 use vigil_core::config::{duration, TlsClientConfig};
 use vigil_core::factory::{DynExporterFactory, ExporterFactory, FactoryBase};
 use vigil_core::{
@@ -463,7 +464,8 @@ impl Sender for GrpcSender {
         grpc = match self.compression {
             Compression::Gzip => grpc.send_compressed(CompressionEncoding::Gzip),
             Compression::Zstd => grpc.send_compressed(CompressionEncoding::Zstd),
-            Compression::None => grpc,
+            // `deflate` is refused by the config: tonic does not speak it.
+            Compression::None | Compression::Deflate => grpc,
         };
         grpc.ready().await.map_err(|e| {
             SendError::retryable(format!(

@@ -3,9 +3,7 @@
 //! 502, 503 and 504 are retried (honouring `Retry-After`), any other non-2xx status is final.
 
 use crate::helper::auth::{AuthConfig, Authenticator};
-use crate::helper::encode::{
-    json_request, partial_success_json, partial_success_proto, proto_request,
-};
+use crate::helper::encode::{partial_success_json, partial_success_proto};
 use crate::helper::http::{error_chain, header_map, http_client};
 use crate::helper::queue::{signal_from_tag, signal_tag, Persist};
 use crate::helper::{
@@ -20,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
+use vigil_core::codec::encode::{json_request, proto_request};
 use vigil_core::config::{duration, TlsClientConfig};
 use vigil_core::factory::{DynExporterFactory, ExporterFactory, FactoryBase};
 use vigil_core::{
@@ -180,6 +179,7 @@ impl Persist for HttpRequest {
             Compression::None => 0,
             Compression::Gzip => 1,
             Compression::Zstd => 2,
+            Compression::Deflate => 3,
         };
         let mut out = Vec::with_capacity(3 + self.body.len());
         out.extend_from_slice(&[signal_tag(self.signal), encoding, compression]);
@@ -200,6 +200,7 @@ impl Persist for HttpRequest {
                 0 => Compression::None,
                 1 => Compression::Gzip,
                 2 => Compression::Zstd,
+                3 => Compression::Deflate,
                 _ => return None,
             },
             body: Bytes::copy_from_slice(body),
@@ -381,8 +382,6 @@ mod tests {
     use super::*;
     use crate::helper::classify::rpc;
     use crate::helper::counters::testing::TestRecorder;
-    use crate::helper::encode::decode_json_request;
-    use crate::helper::encode::decode_proto_request;
     use crate::helper::encode::tests::{sample_logs, sample_traces};
     use crate::helper::retry::tests::ManualClock;
     use axum::body::Bytes as AxumBytes;
@@ -392,6 +391,7 @@ mod tests {
     use serde_json::{json, Value};
     use std::collections::VecDeque;
     use std::sync::Mutex;
+    use vigil_core::codec::encode::{decode_json_request, decode_proto_request};
     use vigil_core::{Component, ConsumeError, Consumer, Host};
 
     /// A scripted answer: status, headers, body.

@@ -1,129 +1,14 @@
-//! OTLP request bodies built straight from a `Telemetry` batch, without copying it: protobuf
-//! `Export*ServiceRequest` bytes and compact OTLP/JSON. Also the reverse direction exporters need
-//! (partial-success answers) and request compression, so that the otlp, otlphttp and file exporters
-//! speak exactly the same bytes.
+//! What the exporters read back from an OTLP answer: the partial success of a protobuf or JSON
+//! `Export*ServiceResponse`. Request bodies and their compression are `vigil_core::codec`, shared
+//! with the receivers.
 
-use opentelemetry_proto::tonic::collector::logs::v1::{
-    ExportLogsServiceRequest, ExportLogsServiceResponse,
-};
-use opentelemetry_proto::tonic::collector::metrics::v1::{
-    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
-};
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
-use opentelemetry_proto::tonic::{
-    logs::v1::ResourceLogs, metrics::v1::ResourceMetrics, trace::v1::ResourceSpans,
-};
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use prost::Message;
-use serde::{Deserialize, Deserializer, Serialize};
-use std::io::Write;
-use vigil_core::{Signal, Telemetry};
+use vigil_core::Signal;
 
 use super::classify::Delivered;
-
-/// Encodes a batch as the protobuf `Export{Trace,Metrics,Logs}ServiceRequest` of its signal. The request
-/// message is a single repeated field 1, so the resource entries are written one by one from borrowed
-/// data instead of being moved into a request struct.
-pub fn proto_request(data: &Telemetry) -> Vec<u8> {
-    fn encode_all<M: Message>(items: &[M]) -> Vec<u8> {
-        let len: usize = items
-            .iter()
-            .map(|m| prost::encoding::message::encoded_len(1, m))
-            .sum();
-        let mut buf = Vec::with_capacity(len);
-        for m in items {
-            prost::encoding::message::encode(1, m, &mut buf);
-        }
-        buf
-    }
-    match data {
-        Telemetry::Traces(rs) => encode_all(rs),
-        Telemetry::Metrics(rm) => encode_all(rm),
-        Telemetry::Logs(rl) => encode_all(rl),
-    }
-}
-
-/// Decodes protobuf request bytes back into a batch of `signal`.
-pub fn decode_proto_request(signal: Signal, body: &[u8]) -> Result<Telemetry, prost::DecodeError> {
-    Ok(match signal {
-        Signal::Traces => {
-            Telemetry::Traces(ExportTraceServiceRequest::decode(body)?.resource_spans)
-        }
-        Signal::Metrics => {
-            Telemetry::Metrics(ExportMetricsServiceRequest::decode(body)?.resource_metrics)
-        }
-        Signal::Logs => Telemetry::Logs(ExportLogsServiceRequest::decode(body)?.resource_logs),
-    })
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct TracesJson<'a> {
-    resource_spans: &'a [ResourceSpans],
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct MetricsJson<'a> {
-    resource_metrics: &'a [ResourceMetrics],
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct LogsJson<'a> {
-    resource_logs: &'a [ResourceLogs],
-}
-
-/// Encodes a batch as one OTLP/JSON request object (hex ids, lowerCamelCase keys, 64-bit integers as
-/// strings), without nulls or empty lists: those are proto3 defaults, so leaving them out keeps the
-/// meaning and makes lines much shorter.
-pub fn json_request(data: &Telemetry) -> Result<Vec<u8>, serde_json::Error> {
-    let mut value = match data {
-        Telemetry::Traces(rs) => serde_json::to_value(TracesJson { resource_spans: rs })?,
-        Telemetry::Metrics(rm) => serde_json::to_value(MetricsJson {
-            resource_metrics: rm,
-        })?,
-        Telemetry::Logs(rl) => serde_json::to_value(LogsJson { resource_logs: rl })?,
-    };
-    prune(&mut value);
-    serde_json::to_vec(&value)
-}
-
-/// Members whose empty list must stay: their messages (`ArrayValue`, `KeyValueList`, `EntityRef`)
-/// are decoded by `opentelemetry-proto` without serde defaults, so a missing list is an error there.
-const KEEP_EMPTY: [&str; 3] = ["values", "idKeys", "descriptionKeys"];
-
-/// Drops `null` and `[]` members, depth first. Empty strings, zeros and `false` stay: inside a oneof
-/// (`stringValue`, `asDouble`, `boolValue`) they are the value, not a default.
-fn prune(v: &mut serde_json::Value) {
-    match v {
-        serde_json::Value::Object(map) => {
-            map.retain(|key, child| {
-                prune(child);
-                let empty_list = child.as_array().is_some_and(|a| a.is_empty());
-                !(child.is_null() || empty_list && !KEEP_EMPTY.contains(&key.as_str()))
-            });
-        }
-        serde_json::Value::Array(items) => items.iter_mut().for_each(prune),
-        _ => {}
-    }
-}
-
-/// Decodes one OTLP/JSON request object into a batch of `signal`.
-pub fn decode_json_request(signal: Signal, body: &[u8]) -> Result<Telemetry, serde_json::Error> {
-    Ok(match signal {
-        Signal::Traces => Telemetry::Traces(
-            serde_json::from_slice::<ExportTraceServiceRequest>(body)?.resource_spans,
-        ),
-        Signal::Metrics => Telemetry::Metrics(
-            serde_json::from_slice::<ExportMetricsServiceRequest>(body)?.resource_metrics,
-        ),
-        Signal::Logs => {
-            Telemetry::Logs(serde_json::from_slice::<ExportLogsServiceRequest>(body)?.resource_logs)
-        }
-    })
-}
 
 /// Reads the `partial_success` of a protobuf `Export*ServiceResponse`. An empty or unreadable body is
 /// a plain success: the data was accepted, and the answer only failed to say more.
@@ -175,67 +60,10 @@ pub fn partial_success_json(signal: Signal, body: &[u8]) -> Delivered {
     Delivered { rejected, message }
 }
 
-/// Request compression, as otelcol's `compression` key spells it. An empty string means none.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Compression {
-    #[default]
-    Gzip,
-    Zstd,
-    None,
-}
-
-impl<'de> Deserialize<'de> for Compression {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        match s.as_str() {
-            "gzip" => Ok(Compression::Gzip),
-            "zstd" => Ok(Compression::Zstd),
-            "none" | "" => Ok(Compression::None),
-            other => Err(serde::de::Error::custom(format!(
-                "unsupported compression {other:?}: use gzip, zstd or none"
-            ))),
-        }
-    }
-}
-
-/// Shown as the config spells it, so the reference lists `gzip`, `zstd` or `none`.
-impl Serialize for Compression {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.encoding_name().unwrap_or("none"))
-    }
-}
-
-impl Compression {
-    /// The `Content-Encoding` / `grpc-encoding` name, or `None` when uncompressed.
-    pub fn encoding_name(self) -> Option<&'static str> {
-        match self {
-            Compression::Gzip => Some("gzip"),
-            Compression::Zstd => Some("zstd"),
-            Compression::None => None,
-        }
-    }
-
-    /// Compresses a whole request body. Fast levels: an agent spends its CPU budget on throughput, and
-    /// the ratio gained by higher levels is small on OTLP.
-    pub fn compress(self, body: Vec<u8>) -> std::io::Result<Vec<u8>> {
-        match self {
-            Compression::None => Ok(body),
-            Compression::Gzip => {
-                let mut enc = flate2::write::GzEncoder::new(
-                    Vec::with_capacity(body.len() / 4),
-                    flate2::Compression::fast(),
-                );
-                enc.write_all(&body)?;
-                enc.finish()
-            }
-            Compression::Zstd => zstd::bulk::compress(&body, 1),
-        }
-    }
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue, ArrayValue};
     use opentelemetry_proto::tonic::logs::v1::{LogRecord, ScopeLogs};
     use opentelemetry_proto::tonic::metrics::v1::{
@@ -243,7 +71,14 @@ pub(crate) mod tests {
     };
     use opentelemetry_proto::tonic::resource::v1::Resource;
     use opentelemetry_proto::tonic::trace::v1::{ScopeSpans, Span};
+    use opentelemetry_proto::tonic::{
+        logs::v1::ResourceLogs, metrics::v1::ResourceMetrics, trace::v1::ResourceSpans,
+    };
     use vigil_core::attrs::{kv, kv_i64, kv_str};
+    use vigil_core::codec::encode::{
+        decode_json_request, decode_proto_request, json_request, proto_request,
+    };
+    use vigil_core::Telemetry;
 
     /// Traces with ids, attributes of every shape and `n` spans, for round-trip tests.
     pub fn sample_traces(n: usize) -> Telemetry {
@@ -398,17 +233,5 @@ pub(crate) mod tests {
             partial_success_json(Signal::Logs, b"{}"),
             Delivered::default()
         );
-    }
-
-    #[test]
-    fn compression_round_trips() {
-        let body = proto_request(&sample_traces(20));
-        let gz = Compression::Gzip.compress(body.clone()).unwrap();
-        let mut out = Vec::new();
-        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut out).unwrap();
-        assert_eq!(out, body);
-        let z = Compression::Zstd.compress(body.clone()).unwrap();
-        assert_eq!(zstd::decode_all(&z[..]).unwrap(), body);
-        assert_eq!(Compression::None.compress(body.clone()).unwrap(), body);
     }
 }

@@ -6,7 +6,6 @@
 
 use super::classify::{Delivered, SendError};
 use super::counters::QueueGauges;
-use super::encode::{decode_proto_request, proto_request};
 use super::persistent::PersistentQueue;
 use super::queue::{
     signal_from_tag, signal_tag, BatchSettings, MemoryQueue, Persist, Popped, PushError, Queue,
@@ -18,6 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
+use vigil_core::codec::encode::{decode_proto_request, proto_request};
 use vigil_core::consumer::split::{merge, split_max};
 use vigil_core::{
     lock, ClientMetadata, Component, ComponentId, ComponentKind, ConfigError, ConsumeError,

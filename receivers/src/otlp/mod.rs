@@ -3,19 +3,21 @@
 //! `opentelemetry-proto` types, pushes each request down the pipeline, and turns the pipeline's answer
 //! into the status code the OTLP spec prescribes, so that clients retry exactly what they should.
 //!
-//! Layout: `config` (keys, defaults, validation), `decode` (bodies to requests; public for the fuzz
-//! targets), `grpc` and `http` (the two transports). This file holds the factory, the lifecycle and
-//! the one export path both transports share.
+//! Layout: `config` (keys, defaults, validation), `grpc` and `http` (the two transports); bodies
+//! become requests in `vigil_core::codec::decode`, shared with the exporters. This file holds the
+//! factory, the lifecycle and the one export path both transports share.
 
 pub mod config;
-pub mod decode;
-pub mod decoded;
 mod grpc;
 pub mod http;
 pub(crate) mod roles;
 
 #[cfg(test)]
 mod tests;
+
+/// The OTLP codec lives in core, shared with the exporters; here under the paths the transports,
+/// the other receivers and the fuzz targets use.
+pub use vigil_core::codec::{decode, decoded};
 
 use crate::serve::{serve, ConnCounters};
 use async_trait::async_trait;

@@ -10,6 +10,7 @@
 //! The estimate counts what prost allocates for each item, not the slack of a growing `Vec` (up to
 //! twice the items), so actual memory may be up to about twice the estimate.
 
+use crate::Signal;
 use opentelemetry_proto::tonic::common::v1::{
     AnyValue, ArrayValue, EntityRef, InstrumentationScope, KeyValue, KeyValueList,
 };
@@ -22,7 +23,6 @@ use opentelemetry_proto::tonic::metrics::v1::{
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{span, ResourceSpans, ScopeSpans, Span, Status};
 use std::mem::size_of;
-use vigil_core::Signal;
 
 /// The default bound on one request's decoded size, for both transports: 128 MiB. A legitimate
 /// request decodes to about 2 to 15 times its protobuf size (small attributes inflate most), so the

@@ -1,7 +1,6 @@
 //! Turns an OTLP request body into the `opentelemetry-proto` request types: decompression (gzip,
 //! deflate, zstd) under a size limit, then protobuf straight into the prost types or OTLP/JSON through
-//! serde. It is public and free of I/O so that the fuzz targets in `fuzz/` drive exactly the code the
-//! HTTP server runs.
+//! serde. Free of I/O so that the fuzz targets in `fuzz/` drive exactly the code the receivers run.
 
 use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::{
@@ -17,9 +16,10 @@ use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, status::StatusCode};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use std::fmt;
-use std::io::Read;
-use vigil_core::telemetry::{data_point_count, log_record_count, span_count};
-use vigil_core::{Signal, Telemetry};
+
+pub use super::compression::{decompress, Compression};
+use crate::telemetry::{data_point_count, log_record_count, span_count};
+use crate::{Signal, Telemetry};
 
 /// How the body is encoded, from its `Content-Type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,43 +49,6 @@ impl Encoding {
         match self {
             Encoding::Protobuf => "application/x-protobuf",
             Encoding::Json => "application/json",
-        }
-    }
-}
-
-/// The body's `Content-Encoding`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Compression {
-    None,
-    Gzip,
-    /// HTTP's `deflate`, which is zlib-wrapped (RFC 9110 §8.4.1.2).
-    Deflate,
-    Zstd,
-}
-
-impl Compression {
-    /// Reads a `Content-Encoding` value. Absent, empty and `identity` mean no compression.
-    pub fn from_header(value: Option<&str>) -> Result<Compression, DecodeError> {
-        let v = value.unwrap_or("").trim();
-        if v.is_empty() || v.eq_ignore_ascii_case("identity") {
-            Ok(Compression::None)
-        } else if v.eq_ignore_ascii_case("gzip") || v.eq_ignore_ascii_case("x-gzip") {
-            Ok(Compression::Gzip)
-        } else if v.eq_ignore_ascii_case("deflate") {
-            Ok(Compression::Deflate)
-        } else if v.eq_ignore_ascii_case("zstd") {
-            Ok(Compression::Zstd)
-        } else {
-            Err(DecodeError::UnsupportedCompression(v.to_string()))
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Compression::None => "identity",
-            Compression::Gzip => "gzip",
-            Compression::Deflate => "deflate",
-            Compression::Zstd => "zstd",
         }
     }
 }
@@ -257,50 +220,6 @@ impl ExportRequest for ExportLogsServiceRequest {
             }),
         }
     }
-}
-
-/// Decompresses `body`, refusing output larger than `limit` bytes so that a small compressed body
-/// cannot expand into an out-of-memory ("zip bomb"). An uncompressed body is returned as is.
-pub fn decompress(
-    body: Bytes,
-    compression: Compression,
-    limit: usize,
-) -> Result<Bytes, DecodeError> {
-    if body.len() > limit {
-        return Err(DecodeError::TooLarge { limit });
-    }
-    let reader: Box<dyn Read + '_> = match compression {
-        Compression::None => return Ok(body),
-        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(&body[..])),
-        Compression::Deflate => Box::new(flate2::read::ZlibDecoder::new(&body[..])),
-        Compression::Zstd => match zstd::stream::read::Decoder::with_buffer(&body[..]) {
-            Ok(d) => Box::new(d),
-            Err(e) => {
-                return Err(DecodeError::Decompress {
-                    compression: compression.name(),
-                    reason: e.to_string(),
-                })
-            }
-        },
-    };
-    // Start from a guess of the expanded size, bounded by the limit, to avoid regrowing the buffer
-    // several times for a typical 5-10x compression ratio.
-    let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(limit));
-    let read_limit = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
-    reader
-        .take(read_limit)
-        .read_to_end(&mut out)
-        .map_err(|e| DecodeError::Decompress {
-            compression: compression.name(),
-            reason: match e.kind() {
-                std::io::ErrorKind::UnexpectedEof => "unexpected end of stream (truncated?)".into(),
-                _ => e.to_string(),
-            },
-        })?;
-    if out.len() > limit {
-        return Err(DecodeError::TooLarge { limit });
-    }
-    Ok(Bytes::from(out))
 }
 
 /// Decodes a protobuf body straight into the prost request type.
