@@ -6,7 +6,8 @@
 //! It is the end of its input pipelines: nothing passes through. The detection itself is
 //! `vigil-detect`'s; [`engine`] maps OTLP onto it, and this module adds the pipeline around it: a timer
 //! task that scores span and log windows every `interval`, a small outbox that retries events a
-//! downstream consumer pushed back on, and the connector's own metrics.
+//! downstream consumer pushed back on (see [`OUTBOX_LIMIT`] for why it exists), and the connector's
+//! own metrics.
 //!
 //! | key | default | meaning |
 //! |---|---|---|
@@ -24,7 +25,8 @@
 //! `vigil_anomaly_points` (values scored), `vigil_anomaly_points_duplicate` (a second delivery of a
 //! series' latest point, same timestamp and value: dropped), `vigil_anomaly_points_out_of_order` (a
 //! repeated or earlier timestamp with a new value: scored as the next sample, the series is not reset),
-//! `vigil_anomaly_events` (events written). Every event and
+//! `vigil_anomaly_events` (events written), `vigil_anomaly_events_dropped` (event records refused
+//! downstream and given up: outbox full, a permanent refusal, or still refused at shutdown). Every event and
 //! attribute is in `docs/events.md`.
 
 pub mod config;
@@ -39,16 +41,24 @@ use engine::{Counts, Engine, Output};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 use vigil_core::lock;
 use vigil_core::{
     Component, ComponentId, ConfigError, ConsumeError, Consumer, Host, NextConsumers, Signal,
     Telemetry,
 };
 
-/// Event batches held for a retry after downstream pushed back; beyond this the oldest is dropped.
-const OUTBOX_LIMIT: usize = 256;
+/// Event batches held for a retry after downstream pushed back; beyond this the oldest is dropped
+/// and counted in `vigil_anomaly_events_dropped`.
+///
+/// Why this connector keeps a retry of its own when no other component does: everywhere else a
+/// refusal goes back to the caller, who still holds the data and resends it, and the exporter's
+/// sending queue is the one owner after acknowledgement. The events are not the caller's data. They
+/// are made here, from state that has already moved on: a resent metrics batch is recognised as a
+/// duplicate and makes no event again, and the events of a timer tick have no caller at all. Without
+/// the outbox, an episode's end refused once (a full queue downstream) would be lost for good after its
+/// start went out, and alerts would stay open. It is retried on the existing tick, not by a loop of
+/// its own, and it is small: events are a few records per episode.
+pub const OUTBOX_LIMIT: usize = 256;
 
 struct Factory;
 
@@ -88,14 +98,18 @@ impl vigil_core::factory::ConnectorFactory for Factory {
         cfg: config::AnomalyConfig,
         next: NextConsumers,
     ) -> Result<Arc<dyn vigil_core::Connector>, ConfigError> {
-        let id = &set.id;
         let settings = config::prepare(&cfg)?;
         let emit_scores =
             settings.emit_scores.unwrap_or(true) && next.get(Signal::Metrics).is_some();
         let interval = Duration::from_secs_f64(settings.interval_secs);
         Ok(Arc::new(AnomalyDetection {
             inner: Arc::new(Inner {
-                id: id.to_string(),
+                id: set.id.to_string(),
+                obs: set.connector_obs(),
+                events_dropped: metrics::counter!(
+                    "vigil_anomaly_events_dropped",
+                    "connector" => set.id.to_string()
+                ),
                 next,
                 engine: Mutex::new(Engine::new(settings, emit_scores)),
                 outbox: Mutex::new(VecDeque::new()),
@@ -104,7 +118,7 @@ impl vigil_core::factory::ConnectorFactory for Factory {
                 started: std::time::Instant::now(),
                 warmup_note: Mutex::new(WarmupNote::Nothing),
             }),
-            task: tokio::sync::Mutex::new(None),
+            tasks: set.tasks,
         }))
     }
 }
@@ -112,11 +126,14 @@ impl vigil_core::factory::ConnectorFactory for Factory {
 /// A running `anomalydetection` connector.
 pub struct AnomalyDetection {
     inner: Arc<Inner>,
-    task: tokio::sync::Mutex<Option<(watch::Sender<bool>, JoinHandle<()>)>>,
+    /// The tick that scores windows and retries the outbox.
+    tasks: vigil_core::Tasks,
 }
 
 struct Inner {
     id: String,
+    obs: vigil_core::ConnectorObs,
+    events_dropped: metrics::Counter,
     next: NextConsumers,
     engine: Mutex<Engine>,
     outbox: Mutex<VecDeque<Telemetry>>,
@@ -201,6 +218,7 @@ impl Inner {
         if !out.scores.is_empty() {
             if let Some(next) = self.next.get(Signal::Metrics) {
                 let data = Telemetry::Metrics(out.scores.into_resource_metrics());
+                self.obs.produced(Signal::Metrics, data.item_count());
                 if let Err(e) = next.consume(data).await {
                     tracing::debug!(connector = %self.id, error = %e, "score gauges not delivered");
                 }
@@ -215,6 +233,7 @@ impl Inner {
         let Some(next) = self.next.get(Signal::Logs) else {
             return;
         };
+        self.obs.produced(Signal::Logs, data.item_count());
         // Events are few and small, so a copy kept for a retry costs little, whatever the consumer
         // downstream hands back.
         match next.consume(data.clone()).await {
@@ -222,12 +241,15 @@ impl Inner {
             Err(e) if e.is_retryable() => {
                 let mut q = lock(&self.outbox);
                 if q.len() >= OUTBOX_LIMIT {
-                    q.pop_front();
+                    if let Some(old) = q.pop_front() {
+                        self.events_dropped.increment(old.item_count() as u64);
+                    }
                     tracing::warn!(connector = %self.id, "event outbox full; dropped the oldest events");
                 }
                 q.push_back(data);
             }
             Err(e) => {
+                self.events_dropped.increment(data.item_count() as u64);
                 tracing::warn!(connector = %self.id, error = %e, "events rejected downstream; dropped");
             }
         }
@@ -249,6 +271,7 @@ impl Inner {
                     return;
                 }
                 Err(e) => {
+                    self.events_dropped.increment(data.item_count() as u64);
                     tracing::warn!(connector = %self.id, error = %e, "events rejected downstream; dropped");
                 }
             }
@@ -299,33 +322,35 @@ impl Inner {
 #[async_trait]
 impl Component for AnomalyDetection {
     async fn start(&self, _host: &Host) -> anyhow::Result<()> {
-        let (stop_tx, mut stop_rx) = watch::channel(false);
         let inner = Arc::clone(&self.inner);
-        let handle = tokio::spawn(async move {
-            let mut every = tokio::time::interval(inner.interval);
-            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            every.tick().await;
-            loop {
-                tokio::select! {
-                    _ = every.tick() => inner.tick(false).await,
-                    _ = stop_rx.changed() => return,
-                }
-            }
+        self.tasks.spawn_ticker(self.inner.interval, move || {
+            let inner = Arc::clone(&inner);
+            async move { inner.tick(false).await }
         });
-        *self.task.lock().await = Some((stop_tx, handle));
         Ok(())
     }
 
     async fn shutdown(&self) -> anyhow::Result<()> {
-        if let Some((stop, handle)) = self.task.lock().await.take() {
-            let _ = stop.send(true);
-            let _ = handle.await;
+        self.shutdown_by(vigil_core::task::default_deadline()).await
+    }
+
+    /// Stops the tick, ends every open episode and tries the outbox once more, within the shutdown
+    /// deadline; what is still refused then is counted as dropped.
+    async fn shutdown_by(&self, deadline: std::time::Instant) -> anyhow::Result<()> {
+        let inner = &self.inner;
+        self.tasks.stop(deadline).await;
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let last = async {
+            inner.tick(true).await;
+            inner.drain_outbox().await;
+        };
+        if tokio::time::timeout(left, last).await.is_err() {
+            tracing::warn!(connector = %inner.id, "the last events were not sent by the shutdown deadline");
         }
-        self.inner.tick(true).await;
-        self.inner.drain_outbox().await;
-        let left = lock(&self.inner.outbox).len();
-        if left > 0 {
-            tracing::warn!(connector = %self.inner.id, batches = left, "events still refused downstream at shutdown; lost");
+        let lost: usize = lock(&inner.outbox).drain(..).map(|d| d.item_count()).sum();
+        if lost > 0 {
+            inner.events_dropped.increment(lost as u64);
+            tracing::warn!(connector = %inner.id, records = lost, "events still refused downstream at shutdown; lost");
         }
         Ok(())
     }
@@ -334,6 +359,7 @@ impl Component for AnomalyDetection {
 #[async_trait]
 impl Consumer for AnomalyDetection {
     async fn consume(&self, data: Telemetry) -> Result<(), ConsumeError> {
+        self.inner.obs.consumed(data.signal(), data.item_count());
         let out = self.inner.with_engine(|e| e.ingest(&data, wall_now()));
         self.inner.deliver(out).await;
         Ok(())
