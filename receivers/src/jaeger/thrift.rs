@@ -797,4 +797,34 @@ pub(crate) mod tests {
         let deep: Vec<u8> = std::iter::repeat_n([0x1c], 1000).flatten().collect();
         assert!(decode_batch(&deep, Protocol::Compact).is_err());
     }
+
+    proptest::proptest! {
+        /// Whatever arrives in a datagram or a body, decoding and translating end in a value or
+        /// an error, never a panic or an allocation beyond the input.
+        #[test]
+        fn arbitrary_bytes_never_panic(b in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600)) {
+            for p in [Protocol::Binary, Protocol::Compact] {
+                if let Ok(batch) = decode_batch(&b, p) {
+                    let _ = super::super::model::thrift_batch(batch.process, batch.spans, &mut super::super::model::Budget::new(1 << 20));
+                }
+                let _ = decode_agent_message(&b, p);
+            }
+            let _ = super::super::proto::post_spans(&bytes::Bytes::from(b.clone()), 1 << 20);
+        }
+
+        /// Valid batches with a few bytes changed: the decoder meets plausible lengths and types.
+        #[test]
+        fn mutated_batches_never_panic(flips in proptest::collection::vec((proptest::prelude::any::<usize>(), proptest::prelude::any::<u8>()), 1..6)) {
+            for p in [Protocol::Binary, Protocol::Compact] {
+                let mut b = batch_bytes(p, 3);
+                for (i, v) in &flips {
+                    let n = b.len();
+                    b[i % n] = *v;
+                }
+                if let Ok(batch) = decode_batch(&b, p) {
+                    let _ = super::super::model::thrift_batch(batch.process, batch.spans, &mut super::super::model::Budget::new(1 << 20));
+                }
+            }
+        }
+    }
 }

@@ -538,4 +538,30 @@ mod tests {
         assert_eq!(v[0].local.as_ref().unwrap().ipv4, Some(Ipv4Addr::LOCALHOST));
         assert!(v2_proto(&[0x0a, 0x10, 0x01], |_| Ok(())).is_err());
     }
+
+    proptest::proptest! {
+        /// Arbitrary bodies in every encoding end in spans or an error, never a panic.
+        #[test]
+        fn arbitrary_bodies_never_panic(b in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600)) {
+            let mut t = crate::zipkin::model::Translator::new(true);
+            let mut budget = crate::jaeger::model::Budget::new(1 << 20);
+            let mut add = |z: ZSpan| t.add(z, &mut budget).map_err(|e| format!("{e:?}"));
+            let _ = v2_json(&b, &mut add);
+            let _ = v1_json(&b, &mut add);
+            let _ = v2_proto(&b, &mut add);
+        }
+
+        /// Zipkin-shaped JSON with arbitrary strings where ids, annotations and link tags go.
+        #[test]
+        fn odd_values_in_valid_json_never_panic(id in ".{0,40}", value in ".{0,60}") {
+            let body = serde_json::json!([{
+                "traceId": id, "id": id, "parentId": id, "name": value,
+                "annotations": [{"timestamp": 1, "value": value}],
+                "tags": {"otlp.link.0": value, "error": value, "otel.status_code": value}
+            }]).to_string();
+            let mut t = crate::zipkin::model::Translator::new(true);
+            let mut budget = crate::jaeger::model::Budget::new(1 << 20);
+            let _ = v2_json(body.as_bytes(), |z| t.add(z, &mut budget).map_err(|e| format!("{e:?}")));
+        }
+    }
 }

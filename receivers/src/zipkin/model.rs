@@ -53,7 +53,8 @@ pub(crate) struct ZSpan {
 /// A trace id from Zipkin's hex form: 16 or 32 digits (shorter ones are left-padded, as zipkin-go
 /// reads them).
 pub(crate) fn trace_id_hex(s: &str) -> Result<[u8; 16], String> {
-    if s.is_empty() || s.len() > 32 {
+    // Checked before splitting: a split inside a multi-byte character would panic.
+    if s.is_empty() || s.len() > 32 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(format!(
             "invalid trace id {s:?}: 1 to 32 hex digits expected"
         ));
@@ -71,7 +72,7 @@ pub(crate) fn trace_id_hex(s: &str) -> Result<[u8; 16], String> {
 
 /// A span id from Zipkin's hex form: up to 16 digits.
 pub(crate) fn span_id_hex(s: &str) -> Result<[u8; 8], String> {
-    if s.is_empty() || s.len() > 16 {
+    if s.is_empty() || s.len() > 16 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(format!(
             "invalid span id {s:?}: 1 to 16 hex digits expected"
         ));
@@ -540,6 +541,9 @@ mod tests {
         let t = trace_id_hex("48485a3953bb6124").unwrap();
         assert_eq!(hex::encode(t), "000000000000000048485a3953bb6124");
         assert!(trace_id_hex("zz").is_err());
+        // Found by the decoder's property test: a non-ASCII id once panicked on a split.
+        assert!(trace_id_hex("\u{da86f}'^4`").is_err());
+        assert!(trace_id_hex("+1").is_err());
         assert_eq!(hex::encode(span_id_hex("a").unwrap()), "000000000000000a");
     }
 
