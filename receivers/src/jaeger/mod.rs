@@ -644,6 +644,8 @@ fn serve_udp(
                     Ok((n, _)) => n,
                     Err(e) => {
                         tracing::debug!(error = %e, "jaeger: udp receive failed");
+                        // A socket error that repeats must not spin a core.
+                        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
                         continue;
                     }
                 },
