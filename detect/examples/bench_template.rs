@@ -1,5 +1,6 @@
-//! Benchmark of `TemplateMiner` (not a test): steady-state lines per second on synthetic HDFS-like lines,
-//! and the memory and saved-state size of 10k templates. Run it in release mode:
+//! Benchmark of `TemplateMiner` (not a test): steady-state lines per second on synthetic HDFS-like lines
+//! and on lines crowding one tree leaf with 20, 200 or 4000 distinct templates, and the memory and
+//! saved-state size of 10k templates. Run it in release mode:
 //! `cargo run --release -p vigil-detect --example bench_template`. Figures go to `BENCHMARKS.md`.
 
 use std::hint::black_box;
@@ -116,7 +117,58 @@ fn rss_bytes() -> Option<u64> {
     Some(pages * 4096)
 }
 
+/// Steady state when `n` distinct templates share one leaf (a leading number routes every line to
+/// the `<*>` child; four words of letters differ from template to template, the rest agree), as a
+/// system with many messages of one length and no routing word has: lines per CPU-second.
+fn crowded_leaf(n: usize) -> Option<f64> {
+    let word = |i: usize, salt: u8| {
+        let mut w = String::from(char::from(b'a' + salt));
+        let mut k = i;
+        loop {
+            w.push(char::from(b'a' + (k % 26) as u8));
+            k /= 26;
+            if k == 0 {
+                break w;
+            }
+        }
+    };
+    let lines: Vec<String> = (0..n)
+        .map(|i| {
+            format!(
+                "7 {} {} {} {} from 10.0.0.{} port {}",
+                word(i, 0),
+                word(i, 1),
+                word(i, 2),
+                word(i, 3),
+                i % 250,
+                1000 + i
+            )
+        })
+        .collect();
+    let mut miner = TemplateMiner::new(MinerConfig::default()).ok()?;
+    for line in &lines {
+        let _ = black_box(miner.add(line).id);
+    }
+    let passes = 1_000_000 / n;
+    let start = thread_cpu_secs()?;
+    for _ in 0..passes {
+        for line in &lines {
+            let _ = black_box(miner.add(line).id);
+        }
+    }
+    let cpu = thread_cpu_secs()? - start;
+    (cpu > 0.0).then(|| (passes * n) as f64 / cpu)
+}
+
 fn main() {
+    for n in [20, 200, 4000] {
+        match crowded_leaf(n) {
+            Some(rate) => {
+                println!("{n} distinct templates in one leaf: {rate:.0} lines per CPU-second")
+            }
+            None => println!("{n} distinct templates in one leaf: n/a"),
+        }
+    }
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let lines: Vec<String> = (0..200_000).map(|_| hdfs_like(&mut rng)).collect();
     let mut miner = TemplateMiner::new(MinerConfig::default()).expect("default config is valid");
