@@ -42,7 +42,8 @@ pub struct BatchSettings {
     pub flush_timeout: std::time::Duration,
     /// In `sizer` units: a batch this large is sent without waiting for `flush_timeout`.
     pub min_size: usize,
-    /// In `sizer` units; `0` means no limit. Only the `items` sizer can cut a request.
+    /// In `sizer` units; `0` means no limit. Only the `items` sizer can cut a request: with
+    /// `requests` or `bytes` a merged batch is sent once it reaches `min_size`, uncut.
     pub max_size: usize,
     pub sizer: Sizer,
 }
@@ -60,11 +61,8 @@ impl Default for BatchSettings {
 
 impl BatchSettings {
     /// A batch's size in this sizer's units.
-    pub fn units(&self, items: usize) -> usize {
-        match self.sizer {
-            Sizer::Requests => 1,
-            Sizer::Items => items,
-        }
+    pub fn units(&self, data: &vigil_core::Telemetry) -> usize {
+        self.sizer.measure(data)
     }
 
     fn validate(&self) -> Result<(), (&'static str, String)> {
@@ -147,6 +145,45 @@ pub enum Sizer {
     Requests,
     /// Spans, data points or log records.
     Items,
+    /// Bytes of the batch as an uncompressed OTLP protobuf request, as otelcol's `bytes` sizer
+    /// counts them: a bound on memory rather than on counts. Measuring walks the batch once.
+    Bytes,
+}
+
+impl Sizer {
+    /// `data`'s size in this sizer's unit.
+    pub fn measure(self, data: &vigil_core::Telemetry) -> usize {
+        use vigil_core::Telemetry;
+        fn proto_len<M: prost::Message>(entries: &[M]) -> usize {
+            entries
+                .iter()
+                .map(|m| prost::encoding::message::encoded_len(1, m))
+                .sum()
+        }
+        match self {
+            Sizer::Requests => 1,
+            Sizer::Items => data.item_count(),
+            Sizer::Bytes => match data {
+                Telemetry::Traces(rs) => proto_len(rs),
+                Telemetry::Metrics(rm) => proto_len(rm),
+                Telemetry::Logs(rl) => proto_len(rl),
+            },
+        }
+    }
+
+    fn unit(self) -> &'static str {
+        match self {
+            Sizer::Requests => "requests",
+            Sizer::Items => "items",
+            Sizer::Bytes => "bytes",
+        }
+    }
+}
+
+impl std::fmt::Display for Sizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.unit())
+    }
 }
 
 /// A queued value that a durable queue can write to storage and read back after a restart. Every
@@ -343,8 +380,17 @@ mod tests {
         .unwrap();
         assert_eq!(c.sizer, Sizer::Items);
         assert!(c.validate().is_ok());
+        let c: QueueConfig = serde_json::from_value(
+            serde_json::json!({"sizer": "bytes", "batch": {"sizer": "bytes"}}),
+        )
+        .unwrap();
+        assert_eq!(
+            (c.sizer, c.batch.map(|b| b.sizer)),
+            (Sizer::Bytes, Some(Sizer::Bytes))
+        );
         assert!(
-            serde_json::from_value::<QueueConfig>(serde_json::json!({"sizer": "bytes"})).is_err()
+            serde_json::from_value::<QueueConfig>(serde_json::json!({"sizer": "kilobytes"}))
+                .is_err()
         );
         let c: QueueConfig = serde_json::from_value(serde_json::json!({"batch": {}})).unwrap();
         assert_eq!(c.batch, Some(BatchSettings::default()));

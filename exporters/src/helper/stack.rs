@@ -519,7 +519,7 @@ impl<S: Sender> StackCore<S> {
                 }
                 Queued::Raw(data) => {
                     let slot = signal_tag(data.signal()) as usize % 3;
-                    let units = settings.units(data.item_count());
+                    let units = settings.units(&data);
                     let g = gathering[slot].get_or_insert_with(|| Gathering {
                         data: Telemetry::empty(data.signal()),
                         units: 0,
@@ -570,7 +570,7 @@ impl<S: Sender> StackCore<S> {
         let durable = queue.is_durable();
         let max = match settings.sizer {
             Sizer::Items => settings.max_size,
-            Sizer::Requests => 0,
+            Sizer::Requests | Sizer::Bytes => 0,
         };
         let parts = split_max(g.data, max);
         let tickets = Arc::new(Tickets {
@@ -638,6 +638,12 @@ impl<S: Sender> SendStack<S> {
         if items == 0 {
             return Ok(());
         }
+        // What the batch counts against the queue's capacity, in the sizer's unit.
+        let units = if core.queue_cfg.enabled {
+            core.queue_cfg.sizer.measure(&data)
+        } else {
+            0
+        };
         let queue = if core.queue_cfg.enabled {
             let Some(queue) = core.queue.get() else {
                 return Err(ConsumeError::retryable(format!(
@@ -648,8 +654,8 @@ impl<S: Sender> SendStack<S> {
             // Under backpressure the same batch comes back again and again: refuse it before paying
             // for its encoding when it cannot fit anyway.
             if !core.queue_cfg.block_on_overflow
-                && queue.size() + self.queue_units(items) > queue.capacity()
-                && self.queue_units(items) <= queue.capacity()
+                && queue.size() + units > queue.capacity()
+                && units <= queue.capacity()
             {
                 core.obs.enqueue_failed(signal, items as u64);
                 return Err(self.full_error(queue.as_ref()));
@@ -688,11 +694,7 @@ impl<S: Sender> SendStack<S> {
                 .map_err(|e| to_consume_error(e, items));
         };
         let pushed = queue
-            .push(
-                entry,
-                self.queue_units(items),
-                core.queue_cfg.block_on_overflow,
-            )
+            .push(entry, units, core.queue_cfg.block_on_overflow)
             .await;
         core.update_gauge(queue.as_ref());
         let error = match pushed {
@@ -700,10 +702,11 @@ impl<S: Sender> SendStack<S> {
             Err(PushError::Full(_)) => self.full_error(queue.as_ref()),
             Err(PushError::TooLarge(_)) => ConsumeError::permanent(
                 format!(
-                    "a batch of {items} items is larger than the whole sending queue of exporter {} \
-                     (sending_queue::queue_size {} items)",
+                    "a batch of {items} items ({units} {sizer}) is larger than the whole sending \
+                     queue of exporter {} (sending_queue::queue_size {} {sizer})",
                     core.id,
-                    queue.capacity()
+                    queue.capacity(),
+                    sizer = core.queue_cfg.sizer,
                 ),
                 items,
             ),
@@ -718,24 +721,13 @@ impl<S: Sender> SendStack<S> {
         Err(error)
     }
 
-    /// What a batch of `items` counts against the queue's capacity.
-    fn queue_units(&self, items: usize) -> usize {
-        match self.core.queue_cfg.sizer {
-            Sizer::Requests => 1,
-            Sizer::Items => items,
-        }
-    }
-
     fn full_error(&self, queue: &dyn Queue<Queued<S::Request>>) -> ConsumeError {
-        let unit = match self.core.queue_cfg.sizer {
-            Sizer::Requests => "requests",
-            Sizer::Items => "items",
-        };
         ConsumeError::retryable(format!(
-            "the sending queue of exporter {} is full ({} of {} {unit})",
+            "the sending queue of exporter {} is full ({} of {} {})",
             self.core.id,
             queue.size(),
-            queue.capacity()
+            queue.capacity(),
+            self.core.queue_cfg.sizer
         ))
     }
 }
@@ -1056,6 +1048,49 @@ mod tests {
             rec.gauge("otelcol_exporter_queue_capacity{exporter=otlp/test}"),
             2.0
         );
+    }
+
+    #[tokio::test]
+    async fn bytes_sizer_counts_the_encoded_request() {
+        let rec = TestRecorder::default();
+        let one = Sizer::Bytes.measure(&sample_traces(1));
+        assert!(one > 20, "an encoded span is more than a few bytes: {one}");
+        assert_eq!(
+            Sizer::Bytes.measure(&sample_traces(3)),
+            prost::Message::encoded_len(
+                &opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest {
+                    resource_spans: match sample_traces(3) {
+                        Telemetry::Traces(rs) => rs,
+                        _ => unreachable!(),
+                    },
+                }
+            ),
+            "the size of the OTLP request, as otelcol's bytes sizer"
+        );
+        // Room for two one-span batches, in bytes; not started, so nothing drains.
+        let mut cfg = settings(true, 2 * one + one / 2);
+        cfg.sending_queue.sizer = Sizer::Bytes;
+        let s = stack(
+            &rec,
+            cfg,
+            Arc::new(ScriptedSender::default()),
+            ManualClock::new(),
+        );
+        s.consume(sample_traces(1)).await.unwrap();
+        s.consume(sample_traces(1)).await.unwrap();
+        let e = s.consume(sample_traces(1)).await.unwrap_err();
+        assert!(e.is_retryable() && e.to_string().contains(" bytes)"), "{e}");
+        assert_eq!(
+            rec.gauge("otelcol_exporter_queue_size{exporter=otlp/test}"),
+            (2 * one) as f64
+        );
+        // Larger than the whole queue: refused for good, naming both units.
+        let e = s.consume(sample_traces(4)).await.unwrap_err();
+        assert!(!e.is_retryable() && e.to_string().contains("bytes"), "{e}");
+        let c: QueueConfig =
+            serde_json::from_value(serde_json::json!({"sizer": "bytes", "queue_size": 50000000}))
+                .unwrap();
+        assert_eq!(c.sizer, Sizer::Bytes);
     }
 
     #[tokio::test]
