@@ -17,8 +17,8 @@ use std::time::Duration;
 use vigil_core::config::{decode, duration};
 use vigil_core::factory::{self, DynProcessorFactory, FactoryBase, ProcessorFactory};
 use vigil_core::{
-    Component, ComponentId, ComponentKind, ConfigError, ConsumeError, Consumer, Host, Processor,
-    Settings, Signal, Stability, Telemetry,
+    lock, Component, ComponentId, ComponentKind, ConfigError, ConsumeError, Consumer, Host,
+    Processor, Settings, Signal, Stability, Telemetry,
 };
 
 const MIB: u64 = 1024 * 1024;
@@ -338,7 +338,7 @@ impl MemoryLimiter {
 
 impl Inner {
     fn limits(&self) -> Option<Limits> {
-        *self.limits.lock().unwrap_or_else(|p| p.into_inner())
+        *lock(&self.limits)
     }
 
     /// Measures once and updates whether data is refused.
@@ -392,7 +392,7 @@ impl Component for MemoryLimiter {
                 inner.id
             )
         })?;
-        *inner.limits.lock().unwrap_or_else(|p| p.into_inner()) = Some(limits);
+        *lock(&inner.limits) = Some(limits);
         tracing::info!(
             processor = %inner.id,
             soft_limit_mib = limits.soft / MIB,

@@ -3,8 +3,9 @@
 //! without a global and without the two components knowing each other.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::RwLock;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
+use vigil_core::lock;
 use vigil_detect::incident::Topology;
 
 /// The host service that holds the graph: whichever of `servicegraph` and `correlation` starts
@@ -19,13 +20,13 @@ const MAX_EDGES: usize = 100_000;
 /// Client → server edges with the time each was last seen.
 #[derive(Debug, Default)]
 pub struct DependencyGraph {
-    edges: RwLock<BTreeMap<(String, String), Instant>>,
+    edges: Mutex<BTreeMap<(String, String), Instant>>,
 }
 
 impl DependencyGraph {
     /// Records that `client` called `server` just now.
     pub fn record(&self, client: &str, server: &str) {
-        let mut e = self.edges.write().unwrap_or_else(|p| p.into_inner());
+        let mut e = lock(&self.edges);
         e.insert((client.to_string(), server.to_string()), Instant::now());
         if e.len() > MAX_EDGES {
             if let Some(oldest) = e.iter().min_by_key(|(_, t)| **t).map(|(k, _)| k.clone()) {
@@ -36,20 +37,20 @@ impl DependencyGraph {
 
     /// Forgets edges not seen for `ttl`.
     pub fn expire(&self, ttl: Duration) {
-        let mut e = self.edges.write().unwrap_or_else(|p| p.into_inner());
+        let mut e = lock(&self.edges);
         e.retain(|_, t| t.elapsed() < ttl);
     }
 
     /// Every edge as (client, server), sorted.
     pub fn edges(&self) -> Vec<(String, String)> {
-        let e = self.edges.read().unwrap_or_else(|p| p.into_inner());
+        let e = lock(&self.edges);
         e.keys().cloned().collect()
     }
 }
 
 impl Topology for DependencyGraph {
     fn callees(&self, service: &str) -> Vec<String> {
-        let e = self.edges.read().unwrap_or_else(|p| p.into_inner());
+        let e = lock(&self.edges);
         let out: BTreeSet<String> = e
             .keys()
             .filter(|(c, _)| c == service)
@@ -59,7 +60,7 @@ impl Topology for DependencyGraph {
     }
 
     fn callers(&self, service: &str) -> Vec<String> {
-        let e = self.edges.read().unwrap_or_else(|p| p.into_inner());
+        let e = lock(&self.edges);
         let out: BTreeSet<String> = e
             .keys()
             .filter(|(_, s)| s == service)
