@@ -469,6 +469,52 @@ mod tests {
         assert!(vigil_core::lock(&sink.0).is_empty());
     }
 
+    /// TLS through the shared listener: a client that trusts the CA is served, a plaintext one is
+    /// not.
+    #[tokio::test]
+    async fn tls_is_served_from_the_configured_certificate() {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(vec!["127.0.0.1".to_string()])
+            .unwrap()
+            .signed_by(&key, &ca, &ca_key)
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let (cert_file, key_file) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+        std::fs::write(&cert_file, cert.pem()).unwrap();
+        std::fs::write(&key_file, key.serialize_pem()).unwrap();
+        let (r, sink, base) = start(serde_json::json!({
+            "endpoint": "127.0.0.1:0",
+            "tls": {"cert_file": cert_file, "key_file": key_file},
+        }))
+        .await;
+        let https = base.replace("http://", "https://");
+        let client = reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(ca.pem().as_bytes()).unwrap())
+            .build()
+            .unwrap();
+        let resp = client
+            .post(format!("{https}/api/v2/spans"))
+            .header("content-type", "application/json")
+            .body(V2)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 202);
+        assert_eq!(vigil_core::lock(&sink.0).len(), 1);
+        let plain = reqwest::Client::new()
+            .post(format!("{base}/api/v2/spans"))
+            .body(V2)
+            .send()
+            .await;
+        assert!(plain.is_err() || plain.is_ok_and(|r| !r.status().is_success()));
+        r.shutdown().await.unwrap();
+    }
+
     #[test]
     fn config_errors_name_the_key() {
         let id = ComponentId::parse("zipkin").unwrap();
