@@ -231,14 +231,9 @@ impl Component for PrometheusExporter {
         Ok(())
     }
 
-    async fn shutdown(&self) -> anyhow::Result<()> {
-        self.shutdown_by(vigil_core::task::default_deadline()).await
-    }
-
-    /// Stops serving; a scrape in flight may finish until `deadline`.
-    async fn shutdown_by(&self, deadline: Instant) -> anyhow::Result<()> {
-        self.tasks.stop(deadline).await;
-        Ok(())
+    /// Stopping cancels the server; a scrape in flight may finish until the deadline.
+    fn tasks(&self) -> Option<&vigil_core::Tasks> {
+        Some(&self.tasks)
     }
 }
 

@@ -419,14 +419,9 @@ impl Component for HostMetricsReceiver {
         Ok(())
     }
 
-    async fn shutdown(&self) -> anyhow::Result<()> {
-        self.shutdown_by(vigil_core::task::default_deadline()).await
-    }
-
-    /// Stops the loop; a collection in flight may finish until `deadline`.
-    async fn shutdown_by(&self, deadline: std::time::Instant) -> anyhow::Result<()> {
-        self.tasks.stop(deadline).await;
-        Ok(())
+    /// Stopping cancels the loop; a collection in flight may finish until the deadline.
+    fn tasks(&self) -> Option<&vigil_core::Tasks> {
+        Some(&self.tasks)
     }
 }
 

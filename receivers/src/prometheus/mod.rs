@@ -26,7 +26,7 @@ use scrape::LoopContext;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use vigil_core::{
@@ -124,14 +124,9 @@ impl Component for PrometheusReceiver {
         Ok(())
     }
 
-    async fn shutdown(&self) -> anyhow::Result<()> {
-        self.shutdown_by(vigil_core::task::default_deadline()).await
-    }
-
-    /// Stops every loop; each sends its staleness markers, until `deadline`.
-    async fn shutdown_by(&self, deadline: Instant) -> anyhow::Result<()> {
-        self.tasks.stop(deadline).await;
-        Ok(())
+    /// Stopping cancels every loop; each sends its staleness markers until the deadline.
+    fn tasks(&self) -> Option<&vigil_core::Tasks> {
+        Some(&self.tasks)
     }
 }
 

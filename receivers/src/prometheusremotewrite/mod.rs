@@ -35,7 +35,7 @@ use serde_json::Value;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use vigil_core::attrs::kv_str;
 use vigil_core::config::{bind_tcp, check_endpoint, decode};
 use vigil_core::factory::{DynReceiverFactory, FactoryBase, ReceiverFactory, Settings};
@@ -351,14 +351,9 @@ impl Component for RemoteWriteReceiver {
         Ok(())
     }
 
-    async fn shutdown(&self) -> anyhow::Result<()> {
-        self.shutdown_by(vigil_core::task::default_deadline()).await
-    }
-
-    /// Stops accepting and lets in-flight writes finish until `deadline`.
-    async fn shutdown_by(&self, deadline: Instant) -> anyhow::Result<()> {
-        self.tasks.stop(deadline).await;
-        Ok(())
+    /// Stopping cancels the listener; in-flight writes may finish until the deadline.
+    fn tasks(&self) -> Option<&vigil_core::Tasks> {
+        Some(&self.tasks)
     }
 }
 
