@@ -265,8 +265,8 @@ struct Node {
 }
 
 /// The hasher of the prefix tree, whose keys are each line's token count and leading words: a
-/// multiply-rotate over 8 bytes at a time (as rustc's FxHash), seeded per process so that words
-/// cannot be chosen to collide. SipHash was 5% of `add` (`examples/loghub_speed.rs`); a node holds
+/// multiply-rotate over 8 bytes at a time (as rustc's FxHash), seeded from `RandomState` for each
+/// map so that words cannot be chosen to collide. Also a leaf's word index, whose keys are hashes. SipHash was 5% of `add` (`examples/loghub_speed.rs`); a node holds
 /// at most `max_children` keys, so even colliding keys cost little.
 #[derive(Debug, Clone, Copy)]
 struct TreeHash(u64);
@@ -310,6 +310,10 @@ impl std::hash::Hasher for TreeHasher {
 
     fn write_usize(&mut self, n: usize) {
         self.add(n as u64);
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.add(n);
     }
 
     fn finish(&self) -> u64 {
