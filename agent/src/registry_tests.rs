@@ -372,12 +372,8 @@ fn reference(reg: &Registry) -> String {
             let id = ComponentId::new(t, None);
             let min = minimal(kind, t);
             match f.resolved(&id, &min) {
-                None => out
-                    .push_str("Not yet on the typed frame: keys are listed in its module docs.\n"),
-                Some(Err(e)) => {
-                    out.push_str(&format!("Its default config does not validate: {e}\n"))
-                }
-                Some(Ok(v)) => {
+                Err(e) => out.push_str(&format!("Its default config does not validate: {e}\n")),
+                Ok(v) => {
                     let mut keys = Vec::new();
                     flatten("", &v, &mut keys);
                     let required: Vec<String> = {

@@ -1,13 +1,10 @@
-//! Component ids, kinds, the lifecycle trait, the factories the registry lists, and the `Host` handle
-//! each component gets at start.
+//! Component ids, kinds, the lifecycle trait, and the `Host` handle each component gets at start.
+//! How components are built is [`crate::factory`].
 
-use crate::config::ConfigError;
-use crate::consumer::{Consumer, NextConsumers};
+use crate::consumer::Consumer;
 use crate::storage::Storage;
 use crate::task::lock;
-use crate::telemetry::Signal;
 use async_trait::async_trait;
-use serde_json::Value;
 use std::any::Any;
 use std::collections::HashMap;
 use std::fmt;
@@ -232,59 +229,6 @@ pub trait ClientAuth: Send + Sync {
         }
         Ok(())
     }
-}
-
-pub trait ReceiverFactory: Send + Sync {
-    fn type_name(&self) -> &'static str;
-    fn signals(&self) -> &'static [Signal];
-    /// Decodes and checks the config without creating anything.
-    fn validate(&self, id: &ComponentId, config: &Value) -> Result<(), ConfigError>;
-    fn create(
-        &self,
-        id: &ComponentId,
-        config: &Value,
-        next: NextConsumers,
-    ) -> Result<Arc<dyn Receiver>, ConfigError>;
-}
-
-pub trait ProcessorFactory: Send + Sync {
-    fn type_name(&self) -> &'static str;
-    fn signals(&self) -> &'static [Signal];
-    fn validate(&self, id: &ComponentId, config: &Value) -> Result<(), ConfigError>;
-    /// Processors are created once per pipeline, as otelcol does.
-    fn create(
-        &self,
-        id: &ComponentId,
-        config: &Value,
-        signal: Signal,
-        next: Arc<dyn Consumer>,
-    ) -> Result<Arc<dyn Processor>, ConfigError>;
-}
-
-pub trait ExporterFactory: Send + Sync {
-    fn type_name(&self) -> &'static str;
-    fn signals(&self) -> &'static [Signal];
-    fn validate(&self, id: &ComponentId, config: &Value) -> Result<(), ConfigError>;
-    fn create(&self, id: &ComponentId, config: &Value) -> Result<Arc<dyn Exporter>, ConfigError>;
-}
-
-pub trait ConnectorFactory: Send + Sync {
-    fn type_name(&self) -> &'static str;
-    /// The (input, output) signal pairs this connector supports.
-    fn pairs(&self) -> &'static [(Signal, Signal)];
-    fn validate(&self, id: &ComponentId, config: &Value) -> Result<(), ConfigError>;
-    fn create(
-        &self,
-        id: &ComponentId,
-        config: &Value,
-        next: NextConsumers,
-    ) -> Result<Arc<dyn Connector>, ConfigError>;
-}
-
-pub trait ExtensionFactory: Send + Sync {
-    fn type_name(&self) -> &'static str;
-    fn validate(&self, id: &ComponentId, config: &Value) -> Result<(), ConfigError>;
-    fn create(&self, id: &ComponentId, config: &Value) -> Result<Arc<dyn Extension>, ConfigError>;
 }
 
 /// The name and type of a service one component offers another through the [`Host`] (the service

@@ -174,8 +174,8 @@ pub trait DynFactory: Send + Sync {
     /// reference and the lifecycle test.
     fn default_value(&self) -> Option<Value>;
     /// `config` decoded and shown again with every key, defaults filled in: what the component
-    /// runs with. `None` for factories not yet on the typed frame.
-    fn resolved(&self, id: &ComponentId, config: &Value) -> Option<Result<Value, ConfigError>>;
+    /// runs with.
+    fn resolved(&self, id: &ComponentId, config: &Value) -> Result<Value, ConfigError>;
     /// Decodes and validates; nothing is created.
     fn validate(&self, id: &ComponentId, config: &Value) -> Result<(), ConfigError>;
 }
@@ -266,8 +266,8 @@ macro_rules! dyn_base {
         fn default_value(&self) -> Option<Value> {
             default_value(&self.0)
         }
-        fn resolved(&self, id: &ComponentId, config: &Value) -> Option<Result<Value, ConfigError>> {
-            Some(resolved(&self.0, $kind, id, config))
+        fn resolved(&self, id: &ComponentId, config: &Value) -> Result<Value, ConfigError> {
+            resolved(&self.0, $kind, id, config)
         }
         fn validate(&self, id: &ComponentId, config: &Value) -> Result<(), ConfigError> {
             decode_valid(&self.0, $kind, id, config).map(|_| ())
@@ -408,159 +408,4 @@ pub fn connector<F: ConnectorFactory>(f: F) -> Arc<dyn DynConnectorFactory> {
 /// A typed extension factory, ready for the registry.
 pub fn extension<F: ExtensionFactory>(f: F) -> Arc<dyn DynExtensionFactory> {
     Arc::new(TypedExtension(f))
-}
-
-/// The factories written before the typed frame, adapted so that both sit in one registry while
-/// they are moved over. Their default config is the empty section, which each decodes to its
-/// defaults; they have no stability table yet, so they are listed as `development`.
-pub mod legacy {
-    use super::*;
-    use crate::component as old;
-
-    pub struct Legacy<T: ?Sized>(pub Arc<T>);
-
-    fn dev(s: &[Signal]) -> Vec<(String, Stability)> {
-        s.iter()
-            .map(|s| (s.to_string(), Stability::Development))
-            .collect()
-    }
-
-    macro_rules! legacy_base {
-        ($kind:expr, $stab:expr) => {
-            fn kind(&self) -> ComponentKind {
-                $kind
-            }
-            fn type_name(&self) -> &'static str {
-                self.0.type_name()
-            }
-            fn signal_stability(&self) -> Vec<(String, Stability)> {
-                $stab(&*self.0)
-            }
-            fn default_value(&self) -> Option<Value> {
-                Some(Value::Null)
-            }
-            fn resolved(
-                &self,
-                _id: &ComponentId,
-                _config: &Value,
-            ) -> Option<Result<Value, ConfigError>> {
-                None
-            }
-            fn validate(&self, id: &ComponentId, config: &Value) -> Result<(), ConfigError> {
-                self.0.validate(id, config)
-            }
-        };
-    }
-
-    impl DynFactory for Legacy<dyn old::ReceiverFactory> {
-        legacy_base!(ComponentKind::Receiver, |f: &dyn old::ReceiverFactory| dev(
-            f.signals()
-        ));
-    }
-    impl DynReceiverFactory for Legacy<dyn old::ReceiverFactory> {
-        fn signals(&self) -> Vec<Signal> {
-            self.0.signals().to_vec()
-        }
-        fn create(
-            &self,
-            id: &ComponentId,
-            config: &Value,
-            next: NextConsumers,
-        ) -> Result<Arc<dyn Receiver>, ConfigError> {
-            self.0.create(id, config, next)
-        }
-    }
-
-    impl DynFactory for Legacy<dyn old::ProcessorFactory> {
-        legacy_base!(ComponentKind::Processor, |f: &dyn old::ProcessorFactory| {
-            dev(f.signals())
-        });
-    }
-    impl DynProcessorFactory for Legacy<dyn old::ProcessorFactory> {
-        fn signals(&self) -> Vec<Signal> {
-            self.0.signals().to_vec()
-        }
-        fn create(
-            &self,
-            id: &ComponentId,
-            config: &Value,
-            signal: Signal,
-            next: Arc<dyn Consumer>,
-        ) -> Result<Arc<dyn Processor>, ConfigError> {
-            self.0.create(id, config, signal, next)
-        }
-    }
-
-    impl DynFactory for Legacy<dyn old::ExporterFactory> {
-        legacy_base!(ComponentKind::Exporter, |f: &dyn old::ExporterFactory| dev(
-            f.signals()
-        ));
-    }
-    impl DynExporterFactory for Legacy<dyn old::ExporterFactory> {
-        fn signals(&self) -> Vec<Signal> {
-            self.0.signals().to_vec()
-        }
-        fn create(
-            &self,
-            id: &ComponentId,
-            config: &Value,
-        ) -> Result<Arc<dyn Exporter>, ConfigError> {
-            self.0.create(id, config)
-        }
-    }
-
-    impl DynFactory for Legacy<dyn old::ConnectorFactory> {
-        legacy_base!(ComponentKind::Connector, |f: &dyn old::ConnectorFactory| f
-            .pairs()
-            .iter()
-            .map(|(i, o)| (format!("{i}_to_{o}"), Stability::Development))
-            .collect::<Vec<_>>());
-    }
-    impl DynConnectorFactory for Legacy<dyn old::ConnectorFactory> {
-        fn pairs(&self) -> Vec<(Signal, Signal)> {
-            self.0.pairs().to_vec()
-        }
-        fn create(
-            &self,
-            id: &ComponentId,
-            config: &Value,
-            next: NextConsumers,
-        ) -> Result<Arc<dyn Connector>, ConfigError> {
-            self.0.create(id, config, next)
-        }
-    }
-
-    impl DynFactory for Legacy<dyn old::ExtensionFactory> {
-        legacy_base!(ComponentKind::Extension, |_: &dyn old::ExtensionFactory| {
-            Vec::new()
-        });
-    }
-    impl DynExtensionFactory for Legacy<dyn old::ExtensionFactory> {
-        fn extension_stability(&self) -> Stability {
-            Stability::Development
-        }
-        fn create(
-            &self,
-            id: &ComponentId,
-            config: &Value,
-        ) -> Result<Arc<dyn Extension>, ConfigError> {
-            self.0.create(id, config)
-        }
-    }
-
-    pub fn receiver(f: Arc<dyn old::ReceiverFactory>) -> Arc<dyn DynReceiverFactory> {
-        Arc::new(Legacy(f))
-    }
-    pub fn processor(f: Arc<dyn old::ProcessorFactory>) -> Arc<dyn DynProcessorFactory> {
-        Arc::new(Legacy(f))
-    }
-    pub fn exporter(f: Arc<dyn old::ExporterFactory>) -> Arc<dyn DynExporterFactory> {
-        Arc::new(Legacy(f))
-    }
-    pub fn connector(f: Arc<dyn old::ConnectorFactory>) -> Arc<dyn DynConnectorFactory> {
-        Arc::new(Legacy(f))
-    }
-    pub fn extension(f: Arc<dyn old::ExtensionFactory>) -> Arc<dyn DynExtensionFactory> {
-        Arc::new(Legacy(f))
-    }
 }

@@ -17,9 +17,8 @@ pub mod task;
 pub mod telemetry;
 
 pub use component::{
-    ClientAuth, Component, ComponentId, ComponentKind, Connector, ConnectorFactory, Exporter,
-    ExporterFactory, Extension, ExtensionFactory, Host, Processor, ProcessorFactory, Receiver,
-    ReceiverFactory, ServerAuth, ServiceKey,
+    ClientAuth, Component, ComponentId, ComponentKind, Connector, Exporter, Extension, Host,
+    Processor, Receiver, ServerAuth, ServiceKey,
 };
 pub use config::ConfigError;
 pub use consumer::{ClientMetadata, ConsumeError, Consumer, FanOut, NextConsumers};

@@ -107,7 +107,7 @@ fn batch(cfg: BatchConfig, sink: &Arc<Sink>) -> Batch {
 fn parse(value: &Value) -> Result<BatchConfig, vigil_core::ConfigError> {
     let f = factory();
     f.validate(&id(), value)?;
-    let resolved = f.resolved(&id(), value).expect("a typed factory")?;
+    let resolved = f.resolved(&id(), value)?;
     Ok(serde_json::from_value(resolved).expect("the resolved config decodes"))
 }
 
