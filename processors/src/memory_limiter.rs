@@ -409,13 +409,8 @@ impl Component for MemoryLimiter {
         Ok(())
     }
 
-    async fn shutdown(&self) -> anyhow::Result<()> {
-        self.shutdown_by(vigil_core::task::default_deadline()).await
-    }
-
-    async fn shutdown_by(&self, deadline: std::time::Instant) -> anyhow::Result<()> {
-        self.tasks.stop(deadline).await;
-        Ok(())
+    fn tasks(&self) -> Option<&vigil_core::Tasks> {
+        Some(&self.tasks)
     }
 }
 
