@@ -38,7 +38,7 @@ fn default_timeout() -> Duration {
 }
 
 /// The `otlp` exporter config, with otelcol's keys.
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct OtlpConfig {
     #[serde(default)]
@@ -57,7 +57,33 @@ pub struct OtlpConfig {
     sending_queue: QueueConfig,
     #[serde(default)]
     auth: Option<AuthConfig>,
+    /// gRPC's load-balancing policy over the addresses `endpoint`'s host resolves to.
+    #[serde(default)]
+    balancer_name: Balancer,
 }
+
+/// `balancer_name`, gRPC's policy names. otelcol's default is `round_robin`; vigil's is
+/// `pick_first`, what it did before the key existed (one connection), so an existing config keeps
+/// its behaviour.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Balancer {
+    /// One connection, to the first resolved address that accepts it; another address is tried
+    /// only when that connection fails.
+    #[default]
+    PickFirst,
+    /// A connection to every address the host resolves to, requests spread over the ready ones
+    /// (tower's power-of-two-choices balancer: of two random ready connections, the less loaded).
+    /// The name is resolved again every `RERESOLVE`, so addresses that come and go (a headless
+    /// Kubernetes Service) are followed.
+    RoundRobin,
+}
+
+/// How often `round_robin` resolves the host again (gRPC's DNS resolver re-resolves on
+/// connection changes and at most every 30 s).
+const RERESOLVE: Duration = Duration::from_secs(30);
+/// How soon a failed resolution is tried again.
+const RERESOLVE_AFTER_FAILURE: Duration = Duration::from_secs(1);
 
 fn config_error(id: &ComponentId, path: &str, msg: impl Into<String>) -> ConfigError {
     ConfigError::component(ComponentKind::Exporter, id, path, msg)
@@ -155,15 +181,42 @@ impl OtlpConfig {
 
     /// The tonic endpoint, with TLS set up from `tls` when it is on. Reads certificate files.
     fn endpoint(&self, id: &ComponentId) -> Result<Endpoint, ConfigError> {
+        self.endpoint_at(id, None)
+    }
+
+    /// The endpoint for one resolved address of the host (`round_robin`): it connects to `addr`
+    /// but names the host as the request authority and, under TLS, as the server name to verify.
+    fn endpoint_at(
+        &self,
+        id: &ComponentId,
+        addr: Option<std::net::SocketAddr>,
+    ) -> Result<Endpoint, ConfigError> {
         let target = self.target(id)?;
         let scheme = if target.tls { "https" } else { "http" };
         let uri = format!("{scheme}://{}", target.authority);
-        let mut endpoint = Endpoint::from_shared(uri.clone())
+        let connect = match addr {
+            Some(a) => format!("{scheme}://{a}"),
+            None => uri.clone(),
+        };
+        let mut endpoint = Endpoint::from_shared(connect)
             .map_err(|e| config_error(id, "endpoint", format!("invalid endpoint {uri:?}: {e}")))?
             .user_agent(concat!("vigil/", env!("CARGO_PKG_VERSION")))
             .map_err(|e| config_error(id, "endpoint", e.to_string()))?;
+        if addr.is_some() {
+            let origin = uri.parse::<http::Uri>().map_err(|e| {
+                config_error(id, "endpoint", format!("invalid endpoint {uri:?}: {e}"))
+            })?;
+            endpoint = endpoint.origin(origin);
+        }
         if target.tls {
-            let tls = self.tls_config(id)?;
+            let mut tls = self.tls_config(id)?;
+            if addr.is_some() && self.tls.server_name_override.is_none() {
+                let host = target
+                    .authority
+                    .rsplit_once(':')
+                    .map_or(target.authority.as_str(), |(h, _)| h);
+                tls = tls.domain_name(host.trim_start_matches('[').trim_end_matches(']'));
+            }
             let configured = if self.tls.insecure_skip_verify {
                 endpoint.tls_config_with_verifier(tls, Arc::new(AnyServerCert::new()))
             } else {
@@ -421,6 +474,8 @@ pub struct GrpcSender {
     endpoint: Endpoint,
     /// Connected lazily on first use: creating a channel needs the runtime, which `create` may lack.
     channel: OnceLock<Channel>,
+    /// With `round_robin`: how to find the host's addresses and connect to each.
+    balance: Option<Arc<Balanced>>,
     metadata: MetadataMap,
     compression: Compression,
     timeout: Duration,
@@ -451,7 +506,10 @@ impl Sender for GrpcSender {
     async fn send(&self, req: &GrpcRequest) -> Result<Delivered, SendError> {
         let channel = self
             .channel
-            .get_or_init(|| self.endpoint.connect_lazy())
+            .get_or_init(|| match &self.balance {
+                Some(b) => Arc::clone(b).channel(),
+                None => self.endpoint.connect_lazy(),
+            })
             .clone();
         let status_seen = Arc::new(AtomicBool::new(false));
         let observed = Observed {
@@ -503,16 +561,149 @@ impl Sender for GrpcSender {
     }
 }
 
+type Resolved =
+    Pin<Box<dyn std::future::Future<Output = std::io::Result<Vec<std::net::SocketAddr>>> + Send>>;
+
+/// Resolves a host and port to addresses; the system resolver in production.
+type Lookup = Arc<dyn Fn(String, u16) -> Resolved + Send + Sync>;
+
+fn dns_lookup(host: String, port: u16) -> Resolved {
+    Box::pin(async move {
+        Ok(tokio::net::lookup_host((host.as_str(), port))
+            .await?
+            .collect())
+    })
+}
+
+/// `round_robin`: one endpoint per resolved address, kept in step with the name by a task that
+/// lives as long as the channel.
+struct Balanced {
+    id: ComponentId,
+    host: String,
+    port: u16,
+    /// An endpoint per address, each built from the validated config.
+    make: Arc<dyn Fn(std::net::SocketAddr) -> Result<Endpoint, ConfigError> + Send + Sync>,
+    lookup: Lookup,
+}
+
+impl Balanced {
+    fn new(id: &ComponentId, cfg: &OtlpConfig, lookup: Lookup) -> Result<Balanced, ConfigError> {
+        let target = cfg.target(id)?;
+        let (host, port) = target
+            .authority
+            .rsplit_once(':')
+            .ok_or_else(|| config_error(id, "endpoint", "expected host:port"))?;
+        let port = port
+            .parse()
+            .map_err(|_| config_error(id, "endpoint", "the port is not a number"))?;
+        // Each address's endpoint needs the same TLS files: read them once, now, so a missing
+        // file fails here rather than at every resolution.
+        cfg.endpoint_at(id, Some(std::net::SocketAddr::from(([127, 0, 0, 1], port))))?;
+        let cfg = cfg.clone();
+        let owner = id.clone();
+        Ok(Balanced {
+            id: id.clone(),
+            host: host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string(),
+            port,
+            make: Arc::new(move |addr| cfg.endpoint_at(&owner, Some(addr))),
+            lookup,
+        })
+    }
+
+    /// A balancing channel, and the task that feeds it the host's addresses. The task ends when
+    /// the channel is dropped (its receiving side closes).
+    fn channel(self: Arc<Self>) -> Channel {
+        let (channel, tx) = Channel::balance_channel::<std::net::SocketAddr>(64);
+        tokio::spawn(self.follow(tx));
+        channel
+    }
+
+    async fn follow(
+        self: Arc<Self>,
+        tx: tokio::sync::mpsc::Sender<
+            tonic::transport::channel::Change<std::net::SocketAddr, Endpoint>,
+        >,
+    ) {
+        use tonic::transport::channel::Change;
+        let mut current = std::collections::BTreeSet::new();
+        let mut failing = false;
+        loop {
+            let wait = match (self.lookup)(self.host.clone(), self.port).await {
+                Ok(found) if !found.is_empty() => {
+                    failing = false;
+                    let found: std::collections::BTreeSet<_> = found.into_iter().collect();
+                    for addr in found.difference(&current) {
+                        match (self.make)(*addr) {
+                            Ok(e) => {
+                                if tx.send(Change::Insert(*addr, e)).await.is_err() {
+                                    return;
+                                }
+                            }
+                            Err(e) => tracing::warn!(exporter = %self.id, "{e}"),
+                        }
+                    }
+                    for addr in current.difference(&found) {
+                        if tx.send(Change::Remove(*addr)).await.is_err() {
+                            return;
+                        }
+                    }
+                    current = found;
+                    RERESOLVE
+                }
+                // No address, or no answer: the addresses known so far stay in use.
+                result => {
+                    if !failing {
+                        let why = match result {
+                            Err(e) => e.to_string(),
+                            Ok(_) => "no addresses".into(),
+                        };
+                        tracing::warn!(
+                            exporter = %self.id,
+                            "round_robin: cannot resolve {}: {why}; keeping {} known addresses",
+                            self.host,
+                            current.len()
+                        );
+                    }
+                    failing = true;
+                    RERESOLVE_AFTER_FAILURE
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = tx.closed() => return,
+            }
+        }
+    }
+}
+
 /// Builds the exporter from a validated config; `clock` is what retries wait on.
 fn build(
     set: &Settings,
     cfg: OtlpConfig,
     clock: Arc<dyn Clock>,
 ) -> Result<SendStack<GrpcSender>, ConfigError> {
+    build_with(set, cfg, clock, Arc::new(dns_lookup))
+}
+
+/// `build` with the resolver `round_robin` uses.
+fn build_with(
+    set: &Settings,
+    cfg: OtlpConfig,
+    clock: Arc<dyn Clock>,
+    lookup: Lookup,
+) -> Result<SendStack<GrpcSender>, ConfigError> {
     let id = &set.id;
+    let balance = match cfg.balancer_name {
+        Balancer::PickFirst => None,
+        Balancer::RoundRobin => Some(Arc::new(Balanced::new(id, &cfg, lookup)?)),
+    };
     let sender = GrpcSender {
         endpoint: cfg.endpoint(id)?,
         channel: OnceLock::new(),
+        balance,
         metadata: MetadataMap::from_headers(header_map(id, &cfg.headers)?),
         compression: cfg.compression,
         timeout: cfg.timeout,
@@ -683,6 +874,108 @@ mod tests {
         assert_eq!(got[0].0.get("x-tenant").unwrap(), "a");
         assert_eq!(Telemetry::Traces(got[0].1.resource_spans.clone()), data);
         assert_eq!((rec.counter(SENT), rec.counter(FAILED)), (3, 0));
+    }
+
+    /// A backend on `ip`:`port` (any loopback address), or on a free port when `port` is 0.
+    async fn backend_on(ip: [u8; 4], port: u16) -> (Arc<Backend>, u16) {
+        let b = Arc::new(Backend::default());
+        let svc = TraceServiceServer::new(Svc(b.clone()))
+            .accept_compressed(CompressionEncoding::Gzip)
+            .accept_compressed(CompressionEncoding::Zstd);
+        let listener = tokio::net::TcpListener::bind(std::net::SocketAddr::from((ip, port)))
+            .await
+            .unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            tonic::transport::Server::builder()
+                .add_service(svc)
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+                .await
+        });
+        (b, port)
+    }
+
+    #[tokio::test]
+    async fn round_robin_spreads_requests_over_every_resolved_address() {
+        // Two backends on one port of two loopback addresses. The name `otlp.test` resolves to
+        // both through a stand-in resolver (no DNS server or hosts entry can be set up here);
+        // connections, the balancer and the backends are real.
+        let (a, port) = backend_on([127, 0, 0, 1], 0).await;
+        let (b, _) = backend_on([127, 0, 0, 2], port).await;
+        let addrs = vec![
+            std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+            std::net::SocketAddr::from(([127, 0, 0, 2], port)),
+        ];
+        let asked = Arc::new(Mutex::new(Vec::new()));
+        let seen = asked.clone();
+        let lookup: Lookup = Arc::new(move |host, p| {
+            seen.lock().unwrap().push((host, p));
+            let addrs = addrs.clone();
+            Box::pin(async move { Ok(addrs) })
+        });
+        let rec = TestRecorder::default();
+        let config = sync_config(
+            &format!("otlp.test:{port}"),
+            json!({"balancer_name": "round_robin"}),
+        );
+        let cfg: OtlpConfig =
+            vigil_core::config::decode(ComponentKind::Exporter, &id(), &config).unwrap();
+        cfg.validate(&id()).unwrap();
+        let e = metrics::with_local_recorder(&rec, || {
+            build_with(
+                &Settings::new(ComponentKind::Exporter, &id()),
+                cfg,
+                ManualClock::new(),
+                lookup,
+            )
+        })
+        .unwrap();
+        for _ in 0..40 {
+            e.consume(sample_traces(1)).await.unwrap();
+        }
+        let (on_a, on_b) = (
+            a.received.lock().unwrap().len(),
+            b.received.lock().unwrap().len(),
+        );
+        assert_eq!(on_a + on_b, 40);
+        assert!(
+            on_a > 0 && on_b > 0,
+            "both addresses used: {on_a} and {on_b}"
+        );
+        assert_eq!(asked.lock().unwrap()[0], ("otlp.test".to_string(), port));
+        assert_eq!(rec.counter(SENT), 40);
+    }
+
+    #[tokio::test]
+    async fn round_robin_resolves_a_real_name_and_pick_first_is_the_default() {
+        let (b, port) = backend_on([127, 0, 0, 1], 0).await;
+        let rec = TestRecorder::default();
+        for balancer in ["round_robin", "pick_first"] {
+            let e = exporter(
+                &rec,
+                sync_config(
+                    &format!("localhost:{port}"),
+                    json!({"balancer_name": balancer}),
+                ),
+                ManualClock::new(),
+            );
+            e.consume(sample_traces(2)).await.unwrap();
+        }
+        assert_eq!(b.received.lock().unwrap().len(), 2);
+        let cfg: OtlpConfig =
+            vigil_core::config::decode(ComponentKind::Exporter, &id(), &json!({"endpoint": "x:1"}))
+                .unwrap();
+        assert_eq!(cfg.balancer_name, Balancer::PickFirst);
+        let e = build_json(
+            &json!({"endpoint": "x:1", "balancer_name": "grpclb"}),
+            ManualClock::new(),
+        )
+        .err()
+        .expect("an unknown policy is refused");
+        assert!(
+            e.to_string().contains("balancer_name") && e.to_string().contains("round_robin"),
+            "{e}"
+        );
     }
 
     #[tokio::test]
