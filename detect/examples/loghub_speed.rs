@@ -5,8 +5,10 @@
 //! nanoseconds), so other work on a shared machine does not count; wall-clock is shown beside it.
 //! With ROUNDS (default 1), every dataset is timed that many times, the rounds interleaved, and the
 //! median, lowest and highest figure are shown: on a loaded machine even CPU time varies (a sibling
-//! hyper-thread and the caches are shared), so one run is not a measurement.
-//! `cargo run --release -p vigil-detect --example loghub_speed -- DIR [ROUNDS]`
+//! hyper-thread and the caches are shared), so one run is not a measurement. With `--pairs`, each
+//! message is followed by the one 7 messages on (`i * 7 mod n`), in one line: messages about twice as
+//! long, as other systems write them, from the same words and values.
+//! `cargo run --release -p vigil-detect --example loghub_speed -- DIR [ROUNDS] [--pairs]`
 
 use std::hint::black_box;
 use std::path::PathBuf;
@@ -53,13 +55,26 @@ fn spread(mut v: Vec<f64>) -> (f64, f64, f64) {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut args = std::env::args().skip(1);
-    let dir = PathBuf::from(args.next().ok_or("usage: loghub_speed DIR [ROUNDS]")?);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let pairs = args.iter().any(|a| a == "--pairs");
+    let mut args = args.into_iter().filter(|a| a != "--pairs");
+    let dir = PathBuf::from(
+        args.next()
+            .ok_or("usage: loghub_speed DIR [ROUNDS] [--pairs]")?,
+    );
     let rounds: usize = args.next().map_or(Ok(1), |r| r.parse())?.max(1);
-    let data = discover(&dir)?
+    let mut data = discover(&dir)?
         .iter()
         .map(|name| load(&dir, name))
         .collect::<Result<Vec<_>, _>>()?;
+    if pairs {
+        for d in &mut data {
+            let n = d.contents.len();
+            d.contents = (0..n)
+                .map(|i| format!("{} {}", d.contents[i], d.contents[(i * 7) % n]))
+                .collect();
+        }
+    }
     // per dataset: lines/CPU-s and lines/wall-s of each round; and all datasets' totals per round.
     let mut cpu_rates = vec![Vec::new(); data.len()];
     let mut wall_rates = vec![Vec::new(); data.len()];
@@ -75,16 +90,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         all[0].push(lines as f64 / cpu / 1e6);
         all[1].push(lines as f64 / wall / 1e6);
     }
-    println!("| dataset | M lines per CPU-second: median (lowest to highest of {rounds}) | M lines/s wall, median |");
-    println!("|---|---|---|");
-    let row = |name: &str, cpu: &[f64], wall: &[f64]| {
+    println!("| dataset | M lines per CPU-second: median (lowest to highest of {rounds}) | M lines/s wall, median | bytes per message |");
+    println!("|---|---|---|---|");
+    let row = |name: &str, cpu: &[f64], wall: &[f64], bytes: f64| {
         let (m, lo, hi) = spread(cpu.to_vec());
         let (w, _, _) = spread(wall.to_vec());
-        println!("| {name} | {m:.2} ({lo:.2} to {hi:.2}) | {w:.2} |");
+        println!("| {name} | {m:.2} ({lo:.2} to {hi:.2}) | {w:.2} | {bytes:.0} |");
+    };
+    let mean_len = |lines: &[String]| {
+        lines.iter().map(String::len).sum::<usize>() as f64 / lines.len().max(1) as f64
     };
     for (k, d) in data.iter().enumerate() {
-        row(&d.name, &cpu_rates[k], &wall_rates[k]);
+        row(
+            &d.name,
+            &cpu_rates[k],
+            &wall_rates[k],
+            mean_len(&d.contents),
+        );
     }
-    row("**all**", &all[0], &all[1]);
+    let all_lines: Vec<String> = data.iter().flat_map(|d| d.contents.clone()).collect();
+    row("**all**", &all[0], &all[1], mean_len(&all_lines));
     Ok(())
 }
