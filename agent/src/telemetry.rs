@@ -91,20 +91,55 @@ pub fn init_metrics(cfg: &MetricsTelemetry) -> anyhow::Result<()> {
         ),
         Err(e) => anyhow::bail!("service::telemetry::metrics: cannot listen on {addr}: {e}"),
     }
-    let (recorder, serve) = metrics_exporter_prometheus::PrometheusBuilder::new()
-        .with_http_listener(sock)
-        .build()
-        .map_err(|e| anyhow::anyhow!("service::telemetry::metrics: {e}"))?;
+    let tls = match &cfg.tls {
+        Some(t) => Some(
+            t.server(HTTP_ALPN)
+                .map_err(|e| anyhow::anyhow!("service::telemetry::metrics::tls::{e}"))?,
+        ),
+        None => None,
+    };
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
     // Kept so that the status page (zpages) reads the same numbers the endpoint serves.
-    let _ = OWN_METRICS.set(recorder.handle());
+    let _ = OWN_METRICS.set(handle.clone());
     metrics::set_global_recorder(recorder)
         .map_err(|e| anyhow::anyhow!("service::telemetry::metrics: {e}"))?;
-    tokio::spawn(serve);
-    tokio::spawn(sample_process());
+    // Served by the same loop as every other listener (header and idle timeouts, a connection
+    // cap, optional TLS), so idle sockets cannot take the endpoint down either.
+    let listener = std::net::TcpListener::bind(sock)
+        .and_then(|l| l.set_nonblocking(true).map(|_| l))
+        .and_then(tokio::net::TcpListener::from_std)
+        .map_err(|e| {
+            anyhow::anyhow!("service::telemetry::metrics: cannot listen on {addr}: {e}")
+        })?;
+    let render = handle.clone();
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let render = render.clone();
+            async move { render.render() }
+        }),
+    );
+    let opts = vigil_core::net::serve::ServeOptions {
+        tls,
+        ..Default::default()
+    };
+    let counters = vigil_core::net::serve::ConnCounters::new("service", "telemetry", "http");
+    tokio::spawn(vigil_core::net::serve::serve(
+        listener,
+        app,
+        opts,
+        counters,
+        vigil_core::net::serve::CancellationToken::new(),
+    ));
+    tokio::spawn(sample_process(handle));
     Ok(())
 }
 
-async fn sample_process() {
+/// What the own-metrics endpoint offers over TLS.
+pub(crate) const HTTP_ALPN: &[&[u8]] = &[b"h2", b"http/1.1"];
+
+async fn sample_process(handle: metrics_exporter_prometheus::PrometheusHandle) {
     let started = Instant::now();
     let uptime = metrics::counter!("otelcol_process_uptime");
     let rss = metrics::gauge!("otelcol_process_memory_rss");
@@ -112,6 +147,8 @@ async fn sample_process() {
     let mut tick = tokio::time::interval(Duration::from_secs(5));
     loop {
         tick.tick().await;
+        // The exporter's own listener did this; without it histograms keep every sample.
+        handle.run_upkeep();
         uptime.absolute(started.elapsed().as_secs());
         if let Some(bytes) = read_rss() {
             rss.set(bytes as f64);

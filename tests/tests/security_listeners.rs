@@ -366,6 +366,79 @@ service:
     );
 }
 
+/// The agent's own metrics endpoint (`service::telemetry::metrics`) takes vigil's `tls:` block:
+/// `/metrics` is served to a client with the CA's certificate and refused at the handshake without
+/// one, or in plaintext; a bad `tls` fails `vigil validate` with its key path.
+#[test]
+fn the_own_metrics_endpoint_serves_mutual_tls() {
+    let pki = Pki::new("right");
+    let other = Pki::new("other");
+    let (health, telemetry) = (free_port(), free_port());
+    let tls = pki.server_tls("");
+    let mut agent = Agent::with_config(&format!(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      http: {{endpoint: "127.0.0.1:{}"}}
+exporters:
+  debug: {{}}
+extensions:
+  health_check:
+    endpoint: 127.0.0.1:{health}
+service:
+  extensions: [health_check]
+  pipelines:
+    traces: {{receivers: [otlp], exporters: [debug]}}
+  telemetry:
+    metrics:
+      address: 127.0.0.1:{telemetry}
+      tls: {tls}
+"#,
+        free_port()
+    ));
+    let ca = pki.path("ca.pem");
+    let right = (pki.path("client.pem"), pki.path("client.key"));
+    let right = Some((right.0.as_str(), right.1.as_str()));
+    let wrong = (other.path("client.pem"), other.path("client.key"));
+    let wrong = Some((wrong.0.as_str(), wrong.1.as_str()));
+    let url = format!("https://127.0.0.1:{telemetry}/metrics");
+    wait_served(&mut agent, &url, &ca, right);
+    assert_eq!(
+        curl(&url, &ca, None, &[]),
+        None,
+        "without a client certificate"
+    );
+    assert_eq!(
+        curl(&url, &ca, wrong, &[]),
+        None,
+        "with another CA's certificate"
+    );
+    let plain = format!("http://127.0.0.1:{telemetry}/metrics");
+    assert_eq!(curl(&plain, &ca, None, &[]), None, "in plaintext");
+    let (code, out) = validate(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      http: {endpoint: "127.0.0.1:0"}
+exporters:
+  debug: {}
+service:
+  pipelines:
+    traces: {receivers: [otlp], exporters: [debug]}
+  telemetry:
+    metrics:
+      tls: {cert_file: /nonexistent/vigil.pem, key_file: /nonexistent/vigil.key}
+"#,
+    );
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        out.contains("service::telemetry::metrics::tls::cert_file"),
+        "{out}"
+    );
+}
+
 /// Replaces a file in one step, as a secret mount or cert-manager does.
 fn replace(path: &str, contents: &[u8]) {
     let tmp = format!("{path}.new");

@@ -58,6 +58,10 @@ pub struct MetricsTelemetry {
     /// The newer form: `readers: [{pull: {exporter: {prometheus: {host, port}}}}]`.
     #[serde(default)]
     pub readers: Vec<Value>,
+    /// vigil's: TLS (and mutual TLS) on the endpoint, with otelcol's `configtls` server keys.
+    /// otelcol's own telemetry has no TLS key; this one is not part of its schema.
+    #[serde(default)]
+    pub tls: Option<vigil_core::net::tls::TlsServerSettings>,
 }
 
 fn default_metrics_level() -> String {
@@ -70,6 +74,7 @@ impl Default for MetricsTelemetry {
             level: default_metrics_level(),
             address: None,
             readers: Vec::new(),
+            tls: None,
         }
     }
 }
@@ -424,6 +429,17 @@ impl Config {
                         ),
                     ));
                 }
+            }
+        }
+
+        // As every listener's TLS: files read and the configuration built at validate.
+        if let Some(t) = &service.telemetry.metrics.tls {
+            if let Err(e) = t.server_config(crate::telemetry::HTTP_ALPN) {
+                errors.push(ConfigError::new(
+                    "service::telemetry::metrics",
+                    format!("tls::{}", e.key),
+                    e.message,
+                ));
             }
         }
 
