@@ -40,7 +40,8 @@ fn run(name: &str, dir: &std::path::Path, file: &str, extra: serde_json::Value, 
     }
     let id = ComponentId::parse("filelog/bench").expect("id");
     let checked = config::load(&id, &cfg).expect("config");
-    let mut t = Tracker::new(Arc::new(checked), "filelog/bench", None);
+    let obs = vigil_core::ReceiverObs::new(&id, "file");
+    let mut t = Tracker::new(Arc::new(checked), "filelog/bench", None, obs);
     let mut n = 0usize;
     let mut sink = |b: Vec<ResourceLogs>| -> Result<(), ConsumeError> {
         n += b

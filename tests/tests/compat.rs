@@ -26,8 +26,6 @@ const KNOWN_GAPS: &[&str] = &[
     "has invalid keys: profile_statements",
     // Prometheus Kubernetes service discovery (needs a Kubernetes API client).
     "Kubernetes service discovery is not supported",
-    // filelog `retry_on_failure`.
-    "retry_on_failure",
     // Paths that exist on the publishers' hosts, not here: otelcol refuses them too (a host mount as
     // `root_path`, a `file_storage` directory).
     "\"/hostfs\" is not a directory",

@@ -47,8 +47,37 @@ pub struct FilelogConfig {
     /// Attributes and resource attributes added to every record, as stanza's input operators take them.
     pub attributes: HashMap<String, Value>,
     pub resource: HashMap<String, Value>,
-    /// Accepted for otelcol compatibility: refused batches are always re-read at the next poll.
-    pub retry_on_failure: Option<Value>,
+    /// What the reader does when the pipeline refuses a batch: with `enabled`, it waits and sends
+    /// the same batch again, backing off, for up to `max_elapsed_time`. Whether enabled or not,
+    /// a batch still refused is never dropped: the reader keeps its checkpoint and reads it
+    /// again at the next poll.
+    pub retry_on_failure: RetryOnFailure,
+}
+
+/// `retry_on_failure`, with otelcol's (consumerretry's) keys and defaults.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryOnFailure {
+    pub enabled: bool,
+    /// The first wait; later waits grow by half each time, up to `max_interval`.
+    #[serde(with = "vigil_core::config::duration")]
+    pub initial_interval: Duration,
+    #[serde(with = "vigil_core::config::duration")]
+    pub max_interval: Duration,
+    /// How long one batch is retried at most; 0 means until it is accepted or the receiver stops.
+    #[serde(with = "vigil_core::config::duration")]
+    pub max_elapsed_time: Duration,
+}
+
+impl Default for RetryOnFailure {
+    fn default() -> Self {
+        RetryOnFailure {
+            enabled: false,
+            initial_interval: Duration::from_secs(1),
+            max_interval: Duration::from_secs(30),
+            max_elapsed_time: Duration::from_secs(300),
+        }
+    }
 }
 
 impl Default for FilelogConfig {
@@ -74,7 +103,7 @@ impl Default for FilelogConfig {
             operators: Vec::new(),
             attributes: HashMap::new(),
             resource: HashMap::new(),
-            retry_on_failure: None,
+            retry_on_failure: RetryOnFailure::default(),
         }
     }
 }
@@ -192,11 +221,22 @@ pub fn check(id: &ComponentId, raw: FilelogConfig) -> Result<Checked, ConfigErro
             "not supported yet: leave it unset (0)",
         ));
     }
-    if raw.retry_on_failure.is_some() {
+    let retry = &raw.retry_on_failure;
+    if retry.enabled && retry.initial_interval.is_zero() {
         return Err(err(
             id,
-            "retry_on_failure",
-            "not supported: a refused batch is read again at the next poll, from the last checkpoint",
+            "retry_on_failure::initial_interval",
+            "must be greater than 0 when retry_on_failure is enabled",
+        ));
+    }
+    if retry.enabled && retry.max_interval < retry.initial_interval {
+        return Err(err(
+            id,
+            "retry_on_failure::max_interval",
+            format!(
+                "{:?} is less than initial_interval ({:?})",
+                retry.max_interval, retry.initial_interval
+            ),
         ));
     }
     if raw.multiline.as_ref().is_some_and(|m| m.omit_pattern) {

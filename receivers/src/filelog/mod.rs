@@ -16,11 +16,13 @@ mod tests;
 use async_trait::async_trait;
 use std::sync::Arc;
 use std::time::Instant;
+use tokio_util::sync::CancellationToken;
 use tracker::Tracker;
+use vigil_core::otlp::logs::v1::ResourceLogs;
 use vigil_core::task::Tasks;
 use vigil_core::{
-    Component, ComponentId, ConfigError, Host, NextConsumers, Receiver, ReceiverObs, Signal,
-    Telemetry,
+    Component, ComponentId, ConfigError, ConsumeError, Consumer, Host, NextConsumers, Receiver,
+    ReceiverObs, Signal, Telemetry,
 };
 
 struct Factory;
@@ -64,6 +66,41 @@ impl vigil_core::factory::ReceiverFactory for Factory {
     }
 }
 
+/// Hands a batch to the pipeline. With `retry_on_failure` enabled, a retryable refusal is met by
+/// waiting (the pipeline's retry-after if it gave one, else `initial_interval` growing by half each
+/// time up to `max_interval`) and sending the same records again, as otelcol's consumerretry does,
+/// until `max_elapsed_time` has passed or the receiver stops. What is still refused then goes back
+/// to the tracker, which keeps its checkpoint and reads the records again at the next poll.
+pub(crate) async fn send_with_retry(
+    next: &dyn Consumer,
+    batch: Vec<ResourceLogs>,
+    retry: &config::RetryOnFailure,
+    stop: &CancellationToken,
+) -> Result<(), ConsumeError> {
+    if !retry.enabled {
+        return next.consume(Telemetry::Logs(batch)).await;
+    }
+    let started = Instant::now();
+    let mut backoff = retry.initial_interval;
+    loop {
+        let r = next.consume(Telemetry::Logs(batch.clone())).await;
+        let Err(ConsumeError::Retryable { retry_after, .. }) = &r else {
+            return r;
+        };
+        let wait = retry_after.unwrap_or(backoff).min(retry.max_interval);
+        let give_up =
+            !retry.max_elapsed_time.is_zero() && started.elapsed() + wait > retry.max_elapsed_time;
+        if give_up || stop.is_cancelled() {
+            return r;
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return r,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        backoff = backoff.mul_f64(1.5).min(retry.max_interval);
+    }
+}
+
 /// The `filelog` receiver.
 pub struct FilelogReceiver {
     id: ComponentId,
@@ -98,7 +135,9 @@ impl Component for FilelogReceiver {
         // what `Tasks::stop` waits for. The reader checks `stop` between polls and while it waits.
         let reader = move || {
             let mut tracker = Tracker::new(Arc::clone(&cfg), &id, storage, obs);
-            let mut sink = |batch| handle.block_on(next.consume(Telemetry::Logs(batch)));
+            let retry = cfg.raw.retry_on_failure.clone();
+            let mut sink =
+                |batch| handle.block_on(send_with_retry(next.as_ref(), batch, &retry, &stop));
             while !stop.is_cancelled() {
                 tracker.poll(&mut sink);
                 handle.block_on(async {

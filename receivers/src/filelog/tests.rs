@@ -462,3 +462,120 @@ fn recombine_joins_a_stack_trace_across_polls_and_holds_the_checkpoint() {
     drop(t);
     assert!(c2.bodies.is_empty(), "{:?}", c2.bodies);
 }
+
+/// A pipeline that refuses its first `refusals` batches as retryable, then takes everything.
+struct Flaky {
+    refusals: std::sync::atomic::AtomicUsize,
+    attempts: std::sync::atomic::AtomicUsize,
+    accepted: Mutex<Vec<String>>,
+}
+
+#[async_trait::async_trait]
+impl vigil_core::Consumer for Flaky {
+    async fn consume(&self, data: vigil_core::Telemetry) -> Result<(), ConsumeError> {
+        use std::sync::atomic::Ordering;
+        self.attempts.fetch_add(1, Ordering::SeqCst);
+        let left = self.refusals.load(Ordering::SeqCst);
+        if left > 0 {
+            self.refusals.store(left - 1, Ordering::SeqCst);
+            return Err(ConsumeError::retryable("queue full"));
+        }
+        let vigil_core::Telemetry::Logs(rls) = data else {
+            return Ok(());
+        };
+        let mut got = self.accepted.lock().unwrap();
+        for rl in rls {
+            for sl in rl.scope_logs {
+                for r in sl.log_records {
+                    if let Some(Value::StringValue(s)) = r.body.and_then(|b| b.value) {
+                        got.push(s);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// With retry_on_failure, the running receiver meets refusals by backing off and sending the same
+/// records again: once the pipeline accepts, every line has arrived exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_on_failure_resends_the_same_records_until_accepted() {
+    use vigil_core::Signal;
+    let d = tempfile::tempdir().unwrap();
+    append(&d.path().join("app.log"), 0..50);
+    let cfg = json!({
+        "include": [format!("{}/*.log", d.path().display())],
+        "start_at": "beginning",
+        "poll_interval": "10ms",
+        "retry_on_failure": {"enabled": true, "initial_interval": "5ms", "max_interval": "20ms"},
+    });
+    let flaky = Arc::new(Flaky {
+        refusals: 3.into(),
+        attempts: 0.into(),
+        accepted: Mutex::new(Vec::new()),
+    });
+    let mut next = vigil_core::NextConsumers::new();
+    next.insert(Signal::Logs, flaky.clone());
+    let id = ComponentId::parse("filelog/retry").unwrap();
+    let recorder = metrics_util::debugging::DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let r = metrics::with_local_recorder(&recorder, || super::factory().create(&id, &cfg, next))
+        .unwrap();
+    r.start(&vigil_core::Host::detached()).await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while flaky.accepted.lock().unwrap().len() < 50 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "lines not delivered: {:?}",
+            flaky.accepted.lock().unwrap().len()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    r.shutdown().await.unwrap();
+    assert_eq!(*flaky.accepted.lock().unwrap(), expect(0..50));
+    // Three refusals, then the accepted attempt, all inside one send: the reader never saw a
+    // refusal (without retry_on_failure it counts 150 refused and re-reads at later polls).
+    assert_eq!(flaky.attempts.load(std::sync::atomic::Ordering::SeqCst), 4);
+    // One snapshot: taking one resets the debugging recorder's counters.
+    let snap = snapshotter.snapshot().into_vec();
+    let count = |name: &str| {
+        snap.iter()
+            .find(|(k, ..)| k.key().name() == name)
+            .map(|(.., v)| v)
+    };
+    use metrics_util::debugging::DebugValue;
+    assert_eq!(
+        count("otelcol_receiver_accepted_log_records"),
+        Some(&DebugValue::Counter(50))
+    );
+    assert_eq!(
+        count("otelcol_receiver_refused_log_records"),
+        Some(&DebugValue::Counter(0))
+    );
+}
+
+#[test]
+fn retry_on_failure_keys_and_defaults() {
+    let id = ComponentId::parse("filelog/x").unwrap();
+    let c = config::load(
+        &id,
+        &json!({"include": ["a"], "retry_on_failure": {"enabled": true}}),
+    )
+    .unwrap();
+    let r = &c.raw.retry_on_failure;
+    assert!(r.enabled);
+    assert_eq!(r.initial_interval, std::time::Duration::from_secs(1));
+    assert_eq!(r.max_interval, std::time::Duration::from_secs(30));
+    assert_eq!(r.max_elapsed_time, std::time::Duration::from_secs(300));
+    let e = config::load(
+        &id,
+        &json!({"include": ["a"], "retry_on_failure": {"enabled": true, "initial_interval": "0s"}}),
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("filelog/x::retry_on_failure::initial_interval: must be greater than 0"),
+        "{e}"
+    );
+}

@@ -71,8 +71,11 @@ pub fn parse_size(s: &str) -> Result<usize, String> {
 /// attributes, and within those the ones that share a scope name, as stanza's converter does.
 #[derive(Debug, Default)]
 pub struct Grouper {
-    groups: Vec<(Vec<KeyValue>, Vec<(String, Vec<LogRecord>)>)>,
+    groups: Vec<(Vec<KeyValue>, Vec<ScopeGroup>)>,
 }
+
+/// Records under one scope name.
+type ScopeGroup = (String, Vec<LogRecord>);
 
 impl Grouper {
     pub fn push(&mut self, e: entry::Entry) {
