@@ -74,6 +74,48 @@ pub fn python() -> PathBuf {
     p
 }
 
+/// Runs `tests/python/<script>` with `args` under `python` (a test venv's interpreter); what it
+/// printed on stdout, as JSON. Panics with its stderr when it fails.
+pub fn python_script_json(python: &Path, script: &str, args: &[&str]) -> serde_json::Value {
+    let out = Command::new(python)
+        .arg(repo_root().join("tests/python").join(script))
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("run tests/python/{script}: {e}"));
+    assert!(
+        out.status.success(),
+        "tests/python/{script} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "tests/python/{script} printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+/// One OpenTelemetry SDK export of three spans (tests/python/sdk_auth.py) over `protocol` (`grpc` or
+/// `http`) to `endpoint`, with `test.run` = `run`, request `headers` and resource `attrs` (each
+/// `k=v`); `"SUCCESS"` or `"FAILURE"`.
+pub fn sdk_auth_export(
+    protocol: &str,
+    endpoint: &str,
+    run: &str,
+    headers: &[&str],
+    attrs: &[&str],
+) -> String {
+    let mut args = vec!["--protocol", protocol, "--endpoint", endpoint, "--run", run];
+    for h in headers {
+        args.extend(["--header", h]);
+    }
+    for a in attrs {
+        args.extend(["--attr", a]);
+    }
+    let v = python_script_json(&python(), "sdk_auth.py", &args);
+    v["result"].as_str().unwrap_or_default().to_string()
+}
+
 /// The Python interpreter of the second test venv, `.venv-legacy`, for clients that cannot share
 /// `.venv` (the discontinued Jaeger exporters and the Zipkin protobuf exporter; see
 /// tests/requirements-legacy.txt). Fails, naming the setup step, when it is missing.
@@ -126,10 +168,22 @@ impl Agent {
 
     /// Starts `vigil` with a config file written from `yaml` into the temp dir.
     pub fn with_config(yaml: &str) -> Agent {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let cfg = dir.path().join("config.yaml");
-        std::fs::write(&cfg, yaml).expect("write config");
+        Agent::with_config_in(tempfile::tempdir().expect("temp dir"), yaml)
+    }
+
+    /// Starts `vigil` in `dir` (which it then owns) with `yaml` written to `<dir>/config.yaml`.
+    pub fn with_config_in(dir: tempfile::TempDir, yaml: &str) -> Agent {
+        let cfg = write_config(dir.path(), "config.yaml", yaml);
         Agent::start_in(dir, &["--config".into(), cfg.display().to_string()])
+    }
+
+    /// Starts `vigil` with `yaml` written to `<dir>/<file>` and `extra` arguments after
+    /// `--config`; the agent gets a temp dir of its own.
+    pub fn with_config_file(dir: &Path, file: &str, yaml: &str, extra: &[&str]) -> Agent {
+        let cfg = write_config(dir, file, yaml);
+        let mut args = vec!["--config".to_string(), cfg.display().to_string()];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        Agent::start(&args)
     }
 
     pub fn config_path(&self) -> PathBuf {
@@ -181,6 +235,12 @@ impl Agent {
         panic!("{url} not ready after {limit:?}; log:\n{}", self.logs());
     }
 
+    /// Polls the `health_check` extension on `127.0.0.1:<port>` until it answers 200, or panics
+    /// with the agent's log after `limit`.
+    pub fn wait_healthy(&mut self, port: u16, limit: Duration) {
+        self.wait_http_ok(&format!("http://127.0.0.1:{port}/"), limit);
+    }
+
     /// Polls until the log contains `needle`.
     pub fn wait_log(&mut self, needle: &str, limit: Duration) {
         let start = Instant::now();
@@ -199,6 +259,78 @@ impl Drop for Agent {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Writes `yaml` to `<dir>/<file>` and returns the path.
+pub fn write_config(dir: &Path, file: &str, yaml: &str) -> PathBuf {
+    let path = dir.join(file);
+    std::fs::write(&path, yaml).expect("write config");
+    path
+}
+
+/// The middle of most test configs: a `file` exporter writing OTLP/JSON lines to `out`, the
+/// `health_check` extension on `health`, and the start of `service:` with that extension, so that
+/// `  pipelines:` follows directly.
+pub fn file_exporter_and_health(out: &Path, health: u16) -> String {
+    format!(
+        "exporters:
+  file:
+    path: {}
+extensions:
+  health_check:
+    endpoint: 127.0.0.1:{health}
+service:
+  extensions: [health_check]
+",
+        out.display()
+    )
+}
+
+/// The sum of the series of `name` on vigil's own Prometheus endpoint (`127.0.0.1:<port>/metrics`)
+/// whose text after the name contains `label` (`""` for every series); `None` if there is none.
+pub fn metric_sum(port: u16, name: &str, label: &str) -> Option<f64> {
+    let text = reqwest::blocking::get(format!("http://127.0.0.1:{port}/metrics"))
+        .ok()?
+        .text()
+        .ok()?;
+    let mut found = None;
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some(rest) = line.strip_prefix(name) else {
+            continue;
+        };
+        if !(rest.starts_with('{') || rest.starts_with(' ')) || !rest.contains(label) {
+            continue;
+        }
+        let v: f64 = rest.rsplit(' ').next()?.parse().ok()?;
+        found = Some(found.unwrap_or(0.0) + v);
+    }
+    found
+}
+
+/// `(a, b)` of every span in an OTLP/JSON-lines traces file, where `a` and `b` are the string
+/// values of resource attributes `key_a` and `key_b` (empty when missing); sorted.
+pub fn spans_by_resource_attrs(out: &Path, key_a: &str, key_b: &str) -> Vec<(String, String)> {
+    let mut got: Vec<(String, String)> = read_json_lines(out)
+        .iter()
+        .flat_map(|l| l["resourceSpans"].as_array().cloned().unwrap_or_default())
+        .flat_map(|rs| {
+            let attr = |k: &str| {
+                otlp_attr(&rs["resource"]["attributes"], k)
+                    .and_then(|v| v["stringValue"].as_str().map(str::to_string))
+                    .unwrap_or_default()
+            };
+            let pair = (attr(key_a), attr(key_b));
+            let n = rs["scopeSpans"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|ss| ss["spans"].as_array().map_or(0, Vec::len))
+                .sum::<usize>();
+            std::iter::repeat_n(pair, n)
+        })
+        .collect();
+    got.sort();
+    got
 }
 
 /// Polls `f` until it returns `Some`, or panics with `what` after `limit`.

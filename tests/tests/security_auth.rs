@@ -11,33 +11,15 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
-use vigil_tests::{eventually, free_port, otlp_attr, python, read_json_lines, repo_root, Agent};
+use vigil_tests::{
+    eventually, file_exporter_and_health, free_port, metric_sum, python, python_script_json,
+    repo_root, sdk_auth_export, spans_by_resource_attrs, Agent,
+};
 
 /// One SDK export of three spans; `"SUCCESS"` or `"FAILURE"`.
 fn sdk(protocol: &str, endpoint: &str, run: &str, headers: &[String], attrs: &[&str]) -> String {
-    let mut cmd = Command::new(python());
-    cmd.arg(repo_root().join("tests/python/sdk_auth.py")).args([
-        "--protocol",
-        protocol,
-        "--endpoint",
-        endpoint,
-        "--run",
-        run,
-    ]);
-    for h in headers {
-        cmd.args(["--header", h]);
-    }
-    for a in attrs {
-        cmd.args(["--attr", a]);
-    }
-    let out = cmd.output().expect("run tests/python/sdk_auth.py");
-    assert!(
-        out.status.success(),
-        "SDK script failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("SDK script prints JSON");
-    v["result"].as_str().unwrap_or_default().to_string()
+    let headers: Vec<&str> = headers.iter().map(String::as_str).collect();
+    sdk_auth_export(protocol, endpoint, run, &headers, attrs)
 }
 
 /// curl POSTs an OTLP/JSON body to `url`; the HTTP status.
@@ -116,10 +98,7 @@ service:
         out.display()
     );
     let mut agent = Agent::with_config(&cfg);
-    agent.wait_http_ok(
-        &format!("http://127.0.0.1:{health}/"),
-        Duration::from_secs(60),
-    );
+    agent.wait_healthy(health, Duration::from_secs(60));
     Setup {
         agent,
         grpc: format!("http://127.0.0.1:{grpc}"),
@@ -133,27 +112,7 @@ service:
 impl Setup {
     /// `(test.run, tenant.id)` of every span received, sorted.
     fn spans(&self) -> Vec<(String, String)> {
-        let mut got: Vec<(String, String)> = read_json_lines(&self.out)
-            .iter()
-            .flat_map(|l| l["resourceSpans"].as_array().cloned().unwrap_or_default())
-            .flat_map(|rs| {
-                let attr = |k: &str| {
-                    otlp_attr(&rs["resource"]["attributes"], k)
-                        .and_then(|v| v["stringValue"].as_str().map(str::to_string))
-                        .unwrap_or_default()
-                };
-                let (run, tenant) = (attr("test.run"), attr("tenant.id"));
-                let n = rs["scopeSpans"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|ss| ss["spans"].as_array().map_or(0, Vec::len))
-                    .sum::<usize>();
-                std::iter::repeat_n((run, tenant), n)
-            })
-            .collect();
-        got.sort();
-        got
+        spans_by_resource_attrs(&self.out, "test.run", "tenant.id")
     }
 
     fn wait_spans(&self, n: usize) -> Vec<(String, String)> {
@@ -169,13 +128,7 @@ impl Setup {
 
     /// The sum of a counter of the agent's own metrics over its labels.
     fn counter(&self, name: &str) -> f64 {
-        let text = reqwest::blocking::get(format!("http://127.0.0.1:{}/metrics", self.metrics))
-            .and_then(|r| r.text())
-            .unwrap_or_default();
-        text.lines()
-            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
+        metric_sum(self.metrics, name, "").unwrap_or(0.0)
     }
 
     /// The agent's log holds none of `secrets`.
@@ -575,42 +528,25 @@ receivers:
       http:
         endpoint: 127.0.0.1:{http}
         {server}
-exporters:
-  file:
-    path: {}
-extensions:
-  health_check:
-    endpoint: 127.0.0.1:{health}
-service:
-  extensions: [health_check]
-  pipelines:
+{frame}  pipelines:
     traces: {{receivers: [otlp], exporters: [file]}}
   telemetry:
     metrics:
       level: none
 "#,
-        out.display()
+        frame = file_exporter_and_health(&out, health)
     );
     let mut agent = Agent::with_config(&cfg);
-    agent.wait_http_ok(
-        &format!("http://127.0.0.1:{health}/"),
-        Duration::from_secs(60),
-    );
+    agent.wait_healthy(health, Duration::from_secs(60));
     let send = |protocol: &str, url: &str, client: &str, run: &str| {
-        let out = Command::new(python())
-            .arg(repo_root().join("tests/python/sdk_tls.py"))
-            .args(["--protocol", protocol, "--endpoint", url, "--run", run])
-            .args(["--ca", &p("ca.pem")])
-            .args(["--cert", &p(&format!("{client}.pem"))])
-            .args(["--key", &p(&format!("{client}.key"))])
-            .output()
-            .expect("run tests/python/sdk_tls.py");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        let (ca, cert, key) = (
+            p("ca.pem"),
+            p(&format!("{client}.pem")),
+            p(&format!("{client}.key")),
         );
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        let args = ["--protocol", protocol, "--endpoint", url, "--run", run];
+        let certs = ["--ca", &ca, "--cert", &cert, "--key", &key];
+        let v = python_script_json(&python(), "sdk_tls.py", &[&args[..], &certs[..]].concat());
         v["result"].as_str().unwrap_or_default().to_string()
     };
     for (protocol, url) in [
@@ -629,25 +565,7 @@ service:
         );
     }
     let tenants = eventually(Duration::from_secs(30), "6 spans in the file", || {
-        let mut got: Vec<(String, String)> = read_json_lines(&out)
-            .iter()
-            .flat_map(|l| l["resourceSpans"].as_array().cloned().unwrap_or_default())
-            .flat_map(|rs| {
-                let attr = |k: &str| {
-                    otlp_attr(&rs["resource"]["attributes"], k)
-                        .and_then(|v| v["stringValue"].as_str().map(str::to_string))
-                        .unwrap_or_default()
-                };
-                let n = rs["scopeSpans"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|ss| ss["spans"].as_array().map_or(0, Vec::len))
-                    .sum::<usize>();
-                std::iter::repeat_n((attr("test.run"), attr("tenant.id")), n)
-            })
-            .collect();
-        got.sort();
+        let got = spans_by_resource_attrs(&out, "test.run", "tenant.id");
         (got.len() >= 6).then_some(got)
     });
     let mut want = run("grpc-a", "a", 3);

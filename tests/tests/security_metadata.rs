@@ -7,45 +7,19 @@
 //! header never leaves it, so the second one refuses every request (counted as unauthenticated) and
 //! writes nothing.
 
-use std::process::Command;
 use std::time::Duration;
-use vigil_tests::{eventually, free_port, otlp_attr, python, read_json_lines, repo_root, Agent};
+use vigil_tests::{
+    eventually, free_port, metric_sum, sdk_auth_export, spans_by_resource_attrs, Agent,
+};
 
 /// One SDK export of three spans with `headers`; `"SUCCESS"` or `"FAILURE"`.
 fn sdk(protocol: &str, endpoint: &str, run: &str, headers: &[&str]) -> String {
-    let mut cmd = Command::new(python());
-    cmd.arg(repo_root().join("tests/python/sdk_auth.py")).args([
-        "--protocol",
-        protocol,
-        "--endpoint",
-        endpoint,
-        "--run",
-        run,
-    ]);
-    for h in headers {
-        cmd.args(["--header", h]);
-    }
-    let out = cmd
-        .output()
-        .expect("run tests/python/sdk_auth.py (the .venv from tests/requirements.txt; scripts/test.sh makes it)");
-    assert!(
-        out.status.success(),
-        "SDK script failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("SDK script prints JSON");
-    v["result"].as_str().unwrap_or_default().to_string()
+    sdk_auth_export(protocol, endpoint, run, headers, &[])
 }
 
 /// The sum of a counter of an agent's own metrics over its labels.
 fn counter(port: u16, name: &str) -> f64 {
-    let text = reqwest::blocking::get(format!("http://127.0.0.1:{port}/metrics"))
-        .and_then(|r| r.text())
-        .unwrap_or_default();
-    text.lines()
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    metric_sum(port, name, "").unwrap_or(0.0)
 }
 
 struct Hops {
@@ -99,10 +73,7 @@ service:
 "#,
         out.display()
     ));
-    second.wait_http_ok(
-        &format!("http://127.0.0.1:{b_health}/"),
-        Duration::from_secs(60),
-    );
+    second.wait_healthy(b_health, Duration::from_secs(60));
     let (a_grpc, a_http, a_health) = (free_port(), free_port(), free_port());
     let mut first = Agent::with_config(&format!(
         r#"
@@ -138,10 +109,7 @@ service:
 "#,
         free_port()
     ));
-    first.wait_http_ok(
-        &format!("http://127.0.0.1:{a_health}/"),
-        Duration::from_secs(60),
-    );
+    first.wait_healthy(a_health, Duration::from_secs(60));
     Hops {
         first,
         second,
@@ -156,27 +124,7 @@ service:
 impl Hops {
     /// `(test.run, tenant.id)` of every span the second vigil wrote, sorted.
     fn spans(&self) -> Vec<(String, String)> {
-        let mut got: Vec<(String, String)> = read_json_lines(&self.out)
-            .iter()
-            .flat_map(|l| l["resourceSpans"].as_array().cloned().unwrap_or_default())
-            .flat_map(|rs| {
-                let attr = |k: &str| {
-                    otlp_attr(&rs["resource"]["attributes"], k)
-                        .and_then(|v| v["stringValue"].as_str().map(str::to_string))
-                        .unwrap_or_default()
-                };
-                let (run, tenant) = (attr("test.run"), attr("tenant.id"));
-                let n = rs["scopeSpans"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|ss| ss["spans"].as_array().map_or(0, Vec::len))
-                    .sum::<usize>();
-                std::iter::repeat_n((run, tenant), n)
-            })
-            .collect();
-        got.sort();
-        got
+        spans_by_resource_attrs(&self.out, "test.run", "tenant.id")
     }
 }
 

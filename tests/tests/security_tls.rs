@@ -4,7 +4,10 @@
 
 use std::process::Command;
 use std::time::Duration;
-use vigil_tests::{eventually, free_port, python, read_json_lines, repo_root, Agent};
+use vigil_tests::{
+    eventually, file_exporter_and_health, free_port, python, repo_root, spans_by_resource_attrs,
+    Agent,
+};
 
 struct Pki {
     dir: tempfile::TempDir,
@@ -115,27 +118,16 @@ receivers:
       http:
         endpoint: 127.0.0.1:{http}
         {tls}
-exporters:
-  file:
-    path: {}
-extensions:
-  health_check:
-    endpoint: 127.0.0.1:{health}
-service:
-  extensions: [health_check]
-  pipelines:
+{frame}  pipelines:
     traces: {{receivers: [otlp], exporters: [file]}}
   telemetry:
     metrics:
       level: none
 "#,
-        out.display()
+        frame = file_exporter_and_health(&out, health)
     );
     let mut agent = Agent::with_config(&cfg);
-    agent.wait_http_ok(
-        &format!("http://127.0.0.1:{health}/"),
-        Duration::from_secs(30),
-    );
+    agent.wait_healthy(health, Duration::from_secs(30));
     let grpc_url = format!("https://127.0.0.1:{grpc}");
     let http_url = format!("https://127.0.0.1:{http}");
     let ok = export(&pki, "grpc", &grpc_url, true, "g-ok");
@@ -146,28 +138,11 @@ service:
     assert_eq!(export(&pki, "http", &http_url, true, "h-ok"), "SUCCESS");
     assert_eq!(export(&pki, "grpc", &grpc_url, false, "g-no"), "FAILURE");
     assert_eq!(export(&pki, "http", &http_url, false, "h-no"), "FAILURE");
-    let runs = |lines: &[serde_json::Value]| -> Vec<String> {
-        let mut runs: Vec<String> = lines
-            .iter()
-            .flat_map(|l| l["resourceSpans"].as_array().cloned().unwrap_or_default())
-            .flat_map(|rs| {
-                let run = vigil_tests::otlp_attr(&rs["resource"]["attributes"], "test.run")
-                    .and_then(|v| v["stringValue"].as_str().map(str::to_string))
-                    .unwrap_or_default();
-                let n = rs["scopeSpans"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|ss| ss["spans"].as_array().map_or(0, Vec::len))
-                    .sum::<usize>();
-                std::iter::repeat_n(run, n)
-            })
-            .collect();
-        runs.sort();
-        runs
-    };
     let got = eventually(Duration::from_secs(30), "6 spans in the file", || {
-        let r = runs(&read_json_lines(&out));
+        let r: Vec<String> = spans_by_resource_attrs(&out, "test.run", "tenant.id")
+            .into_iter()
+            .map(|(run, _)| run)
+            .collect();
         (r.len() >= 6).then_some(r)
     });
     let want: Vec<String> = ["g-ok", "g-ok", "g-ok", "h-ok", "h-ok", "h-ok"]
@@ -222,10 +197,7 @@ service:
         out.display()
     );
     let mut agent = Agent::with_config(&cfg);
-    agent.wait_http_ok(
-        &format!("http://127.0.0.1:{health}/"),
-        Duration::from_secs(30),
-    );
+    agent.wait_healthy(health, Duration::from_secs(30));
     let grpc_url = format!("https://127.0.0.1:{grpc}");
     let http_url = format!("https://127.0.0.1:{http}");
     for (protocol, url) in [("grpc", &grpc_url), ("http", &http_url)] {
@@ -247,18 +219,10 @@ service:
         assert_eq!(none, "FAILURE", "{protocol} without a token");
     }
     let got = eventually(Duration::from_secs(30), "6 spans in the file", || {
-        let lines = read_json_lines(&out);
-        let n = lines
+        let n = spans_by_resource_attrs(&out, "test.run", "tenant.id")
             .iter()
-            .flat_map(|l| l["resourceSpans"].as_array().cloned().unwrap_or_default())
-            .filter(|rs| {
-                vigil_tests::otlp_attr(&rs["resource"]["attributes"], "test.run")
-                    .and_then(|v| v["stringValue"].as_str())
-                    .is_some_and(|r| r.ends_with("-ok"))
-            })
-            .flat_map(|rs| rs["scopeSpans"].as_array().cloned().unwrap_or_default())
-            .map(|ss| ss["spans"].as_array().map_or(0, Vec::len))
-            .sum::<usize>();
+            .filter(|(run, _)| run.ends_with("-ok"))
+            .count();
         (n >= 6).then_some(n)
     });
     assert_eq!(got, 6);
