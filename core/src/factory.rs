@@ -318,6 +318,16 @@ impl<F: ProcessorFactory> DynProcessorFactory for TypedProcessor<F> {
         next: Arc<dyn Consumer>,
     ) -> Result<Arc<dyn Processor>, ConfigError> {
         let kind = ComponentKind::Processor;
+        // The config check refuses a processor in a pipeline of a signal it lacks; this keeps a
+        // caller that skipped it (a test, `vigil eval`) from building one that would misbehave.
+        if !self.0.stability().iter().any(|(s, _)| *s == signal) {
+            return Err(ConfigError::component(
+                kind,
+                id,
+                "",
+                format!("{} does not process {signal}", self.0.type_name()),
+            ));
+        }
         let cfg = decode_valid(&self.0, kind, id, config)?;
         self.0
             .create(Settings::new(kind, id), cfg, signal, next)

@@ -112,6 +112,13 @@ impl Tasks {
     }
 }
 
+/// Runs `work` (a component's last flush or save, after its tasks stopped) until `deadline`;
+/// `None` when the deadline cut it off, for the caller to count or log what that lost.
+pub async fn within<T>(deadline: Instant, work: impl Future<Output = T>) -> Option<T> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    tokio::time::timeout(left, work).await.ok()
+}
+
 /// The deadline a component stops by when the service did not set one (tests, `vigil eval`).
 pub fn default_deadline() -> Instant {
     Instant::now() + Duration::from_secs(30)

@@ -178,18 +178,10 @@ impl vigil_core::factory::ProcessorFactory for Factory {
         &self,
         set: vigil_core::Settings,
         cfg: CorrelationConfig,
-        signal: Signal,
+        _signal: Signal,
         next: Arc<dyn Consumer>,
     ) -> Result<Arc<dyn Processor>, ConfigError> {
         let id = &set.id;
-        if signal != Signal::Logs {
-            return Err(ConfigError::component(
-                ComponentKind::Processor,
-                id,
-                "",
-                format!("correlation only processes logs, not {signal}"),
-            ));
-        }
         let cfg = check(id, cfg)?;
         Ok(Arc::new(Correlation::new(set, cfg, next)))
     }
@@ -412,10 +404,9 @@ impl Component for Correlation {
     /// open; within the shutdown deadline.
     async fn shutdown_by(&self, deadline: std::time::Instant) -> anyhow::Result<()> {
         self.tasks.stop(deadline).await;
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        if tokio::time::timeout(left, self.inner.tick(true))
+        if vigil_core::task::within(deadline, self.inner.tick(true))
             .await
-            .is_err()
+            .is_none()
         {
             tracing::warn!(processor = %self.inner.label, "correlation: the resolves of open incidents were not sent by the shutdown deadline");
         }

@@ -133,18 +133,10 @@ impl vigil_core::factory::ProcessorFactory for Factory {
         &self,
         set: vigil_core::Settings,
         cfg: DedupConfig,
-        signal: Signal,
+        _signal: Signal,
         next: Arc<dyn Consumer>,
     ) -> Result<Arc<dyn Processor>, ConfigError> {
         let id = &set.id;
-        if signal != Signal::Logs {
-            return Err(ConfigError::component(
-                ComponentKind::Processor,
-                id,
-                "",
-                format!("dedup only processes logs, not {signal}"),
-            ));
-        }
         let cfg = check(id, cfg)?;
         Ok(Arc::new(Dedup::new(set, cfg, next)))
     }
@@ -545,10 +537,9 @@ impl Component for Dedup {
             st.closed = true;
             st.keys.len() + st.pending.len()
         };
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        if tokio::time::timeout(left, self.inner.flush(None))
+        if vigil_core::task::within(deadline, self.inner.flush(None))
             .await
-            .is_err()
+            .is_none()
         {
             self.inner
                 .dropped(waiting, "not sent by the shutdown deadline");

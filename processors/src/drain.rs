@@ -265,18 +265,10 @@ impl vigil_core::factory::ProcessorFactory for Factory {
         &self,
         set: vigil_core::Settings,
         cfg: DrainConfig,
-        signal: Signal,
+        _signal: Signal,
         next: Arc<dyn Consumer>,
     ) -> Result<Arc<dyn Processor>, ConfigError> {
         let id = &set.id;
-        if signal != Signal::Logs {
-            return Err(ConfigError::component(
-                ComponentKind::Processor,
-                id,
-                "",
-                format!("drain only processes logs, not {signal}"),
-            ));
-        }
         let cfg = check(id, cfg)?;
         Ok(Arc::new(Drain::new(set, cfg, next)?))
     }
@@ -549,13 +541,12 @@ impl Component for Drain {
     /// Stops the periodic save and saves once more, within the shutdown deadline.
     async fn shutdown_by(&self, deadline: std::time::Instant) -> anyhow::Result<()> {
         self.tasks.stop(deadline).await;
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
         let id = &self.inner.id;
-        match tokio::time::timeout(left, self.inner.save(true)).await {
-            Ok(r) => {
+        match vigil_core::task::within(deadline, self.inner.save(true)).await {
+            Some(r) => {
                 r.map_err(|e| anyhow::anyhow!("processors::{id}: cannot save drain templates: {e}"))
             }
-            Err(_) => anyhow::bail!(
+            None => anyhow::bail!(
                 "processors::{id}: drain templates not saved by the shutdown deadline"
             ),
         }

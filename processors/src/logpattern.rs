@@ -164,18 +164,10 @@ impl vigil_core::factory::ProcessorFactory for Factory {
         &self,
         set: vigil_core::Settings,
         cfg: LogPatternConfig,
-        signal: Signal,
+        _signal: Signal,
         next: Arc<dyn Consumer>,
     ) -> Result<Arc<dyn Processor>, ConfigError> {
         let id = &set.id;
-        if signal != Signal::Logs {
-            return Err(ConfigError::component(
-                ComponentKind::Processor,
-                id,
-                "",
-                format!("logpattern only processes logs, not {signal}"),
-            ));
-        }
         let cfg = check(id, cfg)?;
         Ok(Arc::new(LogPattern::new(set, cfg, next)?))
     }
@@ -479,13 +471,12 @@ impl Component for LogPattern {
     /// Stops the periodic save and saves once more, within the shutdown deadline.
     async fn shutdown_by(&self, deadline: std::time::Instant) -> anyhow::Result<()> {
         self.tasks.stop(deadline).await;
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
         let id = &self.inner.id;
-        match tokio::time::timeout(left, self.inner.save(true)).await {
-            Ok(r) => {
+        match vigil_core::task::within(deadline, self.inner.save(true)).await {
+            Some(r) => {
                 r.map_err(|e| anyhow::anyhow!("processors::{id}: cannot save log templates: {e}"))
             }
-            Err(_) => {
+            None => {
                 anyhow::bail!("processors::{id}: log templates not saved by the shutdown deadline")
             }
         }

@@ -339,12 +339,11 @@ impl Component for AnomalyDetection {
     async fn shutdown_by(&self, deadline: std::time::Instant) -> anyhow::Result<()> {
         let inner = &self.inner;
         self.tasks.stop(deadline).await;
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
         let last = async {
             inner.tick(true).await;
             inner.drain_outbox().await;
         };
-        if tokio::time::timeout(left, last).await.is_err() {
+        if vigil_core::task::within(deadline, last).await.is_none() {
             tracing::warn!(connector = %inner.id, "the last events were not sent by the shutdown deadline");
         }
         let lost: usize = lock(&inner.outbox).drain(..).map(|d| d.item_count()).sum();

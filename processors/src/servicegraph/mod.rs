@@ -890,10 +890,9 @@ impl Component for ServiceGraph {
     /// Stops the loops and sends the metrics once more, within the shutdown deadline.
     async fn shutdown_by(&self, deadline: std::time::Instant) -> anyhow::Result<()> {
         self.tasks.stop(deadline).await;
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        if tokio::time::timeout(left, self.inner.flush())
+        if vigil_core::task::within(deadline, self.inner.flush())
             .await
-            .is_err()
+            .is_none()
         {
             tracing::warn!(connector = %self.inner.label, "service graph metrics not sent by the shutdown deadline");
         }
