@@ -77,6 +77,10 @@ funcs! {
     HasAttrOnDatapoint = "HasAttrOnDatapoint", Converter, 2..=2;
     HasAttrKeyOnDatapoint = "HasAttrKeyOnDatapoint", Converter, 1..=1;
     IsRootSpan = "IsRootSpan", Converter, 0..=0;
+    FormatTime = "FormatTime", Converter, 2..=2;
+    HasPrefix = "HasPrefix", Converter, 2..=2;
+    HasSuffix = "HasSuffix", Converter, 2..=2;
+    ContainsValue = "ContainsValue", Converter, 2..=2;
 }
 
 /// Every supported function's name and kind (docs/ottl.md is checked against this list).
@@ -247,6 +251,12 @@ pub(crate) fn resolve(
         }
         Func::Time => {
             lit_str(name, &args, 1, "format")?;
+            None
+        }
+        Func::FormatTime => {
+            if let Some(Expr::Lit(Value::Str(fmt))) = args.get(1) {
+                check_time_format(name, fmt)?;
+            }
             None
         }
         _ => None,
@@ -479,6 +489,43 @@ pub(crate) fn call_converter(c: &Call, t: &dyn Target) -> Result<Value, String> 
                     .any(|attrs| attrs.iter().any(|x| x.key == k)),
             )
         }
+        Func::FormatTime => {
+            let at = want_time(f, arg(c, 0, t)?)?;
+            let fmt = want_str(f, arg(c, 1, t)?)?;
+            V::Str(format_time(at, &fmt)?)
+        }
+        Func::HasPrefix | Func::HasSuffix => {
+            let target = match arg(c, 0, t)? {
+                V::Str(s) => s,
+                V::Nil => return Ok(V::Bool(false)),
+                o => {
+                    return Err(format!(
+                        "{}: the target is a {}, not a string",
+                        name(f),
+                        o.kind()
+                    ))
+                }
+            };
+            let affix = want_str(f, arg(c, 1, t)?)?;
+            V::Bool(if f == Func::HasPrefix {
+                target.starts_with(&affix)
+            } else {
+                target.ends_with(&affix)
+            })
+        }
+        Func::ContainsValue => {
+            let item = arg(c, 1, t)?;
+            match arg(c, 0, t)? {
+                V::List(items) => V::Bool(items.iter().any(|x| V::from_any(Some(x)) == item)),
+                V::Nil => V::Bool(false),
+                o => {
+                    return Err(format!(
+                        "ContainsValue: the target is a {}, not a list",
+                        o.kind()
+                    ))
+                }
+            }
+        }
         Func::IsRootSpan => {
             let p = Path {
                 level: crate::Context::Span,
@@ -510,6 +557,36 @@ fn parse_time(s: &str, fmt: &str) -> Result<i64, String> {
             .and_then(|t| t.and_utc().timestamp_nanos_opt())
     };
     nanos.ok_or_else(|| format!("Time: {s:?} is outside the representable range"))
+}
+
+/// OTTL's time directives (`%Y`, `%m`, `%d`, `%H`, `%M`, `%S`, `%L` milliseconds, `%f`
+/// microseconds, `%z`, `%Z`, …) in chrono's spelling; a directive chrono does not know is an error,
+/// never a panic.
+fn chrono_format(name: &str, fmt: &str) -> Result<String, String> {
+    let f = fmt.replace("%L", "%3f").replace("%f", "%6f");
+    let items = chrono::format::StrftimeItems::new(&f);
+    if items
+        .clone()
+        .any(|i| matches!(i, chrono::format::Item::Error))
+    {
+        return Err(format!("{name}: invalid time format {fmt:?}"));
+    }
+    Ok(f)
+}
+
+fn check_time_format(name: &str, fmt: &str) -> Result<(), String> {
+    chrono_format(name, fmt).map(|_| ())
+}
+
+/// `FormatTime`: a time in UTC, written with OTTL's directives.
+fn format_time(nanos: i64, fmt: &str) -> Result<String, String> {
+    use std::fmt::Write;
+    let f = chrono_format("FormatTime", fmt)?;
+    let at = chrono::DateTime::from_timestamp_nanos(nanos);
+    let mut out = String::new();
+    write!(out, "{}", at.format(&f))
+        .map_err(|_| format!("FormatTime: cannot write the time with {fmt:?}"))?;
+    Ok(out)
 }
 
 /// Go's `fmt.Sprintf` for the verbs OTTL's `Format` examples use: `%s`, `%v`, `%d`, `%f`, `%%`.

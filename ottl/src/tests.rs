@@ -671,3 +671,47 @@ fn every_function_is_documented() {
         );
     }
 }
+
+/// The converters the published configs use, with otelcol's docs examples.
+#[test]
+fn format_time_affixes_and_contains_value() {
+    assert_eq!(
+        conv(r#"FormatTime(Unix(1700000000), "%Y-%m-%dT%H:%M:%SZ")"#),
+        Ok(s("2023-11-14T22:13:20Z"))
+    );
+    assert_eq!(
+        conv(r#"FormatTime(Time("02/04/2023", "%m/%d/%Y"), "%A %h %e %Y")"#),
+        Ok(s("Saturday Feb  4 2023"))
+    );
+    assert_eq!(
+        conv(r#"FormatTime(Unix(1700000000, 123456789), "%H:%M:%S.%L")"#),
+        Ok(s("22:13:20.123"))
+    );
+    // A directive chrono does not know is refused at load, not a panic at run time.
+    assert!(parse_statement(
+        Context::Log,
+        r#"set(attributes["x"], FormatTime(Now(), "%Q"))"#,
+        StatementOptions::default()
+    )
+    .unwrap_err()
+    .contains("invalid time format"));
+    assert!(conv(r#"FormatTime("x", "%Y")"#)
+        .unwrap_err()
+        .contains("time"));
+    assert_eq!(conv(r#"HasPrefix(body, "GET")"#), Ok(Value::Bool(true)));
+    assert_eq!(conv(r#"HasSuffix(body, "200")"#), Ok(Value::Bool(true)));
+    assert_eq!(
+        conv(r#"HasSuffix(attributes["http.route"], ":unknowncounter")"#),
+        Ok(Value::Bool(false))
+    );
+    assert_eq!(
+        conv(r#"HasPrefix(attributes["missing"], "x")"#),
+        Ok(Value::Bool(false))
+    );
+    assert!(conv(r#"HasPrefix(attributes["http.status"], "5")"#).is_err());
+    assert_eq!(
+        conv(r#"ContainsValue(["staging", "prod"], "staging")"#),
+        Ok(Value::Bool(true))
+    );
+    assert_eq!(conv(r#"ContainsValue([1, 2], 3)"#), Ok(Value::Bool(false)));
+}
