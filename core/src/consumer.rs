@@ -63,12 +63,23 @@ tokio::task_local! {
 /// `metadata_keys` read it (and pass only those keys on), the exporters' sending queue keeps it
 /// with each queued request, and `headers_setter`'s `from_context` and `from_attribute` copy from
 /// it to outgoing headers.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Default, Clone, PartialEq, Eq)]
 pub struct ClientMetadata {
     /// Lower-case keys; every value a key had, in order.
     entries: BTreeMap<String, Vec<String>>,
     /// Who the receiver's authenticator found the client to be.
     auth: Option<crate::component::Principal>,
+}
+
+/// Keys and the principal's name only: header values often carry credentials (`authorization`)
+/// and must not reach a log line through a `{:?}` of a queued request.
+impl std::fmt::Debug for ClientMetadata {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientMetadata")
+            .field("keys", &self.entries.keys().collect::<Vec<_>>())
+            .field("auth", &self.auth.as_ref().map(|p| &p.name))
+            .finish()
+    }
 }
 
 impl ClientMetadata {
@@ -240,6 +251,16 @@ impl NextConsumers {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn client_metadata_debug_shows_keys_not_values() {
+        let m = super::ClientMetadata::from_pairs([("Authorization", "Bearer s3cret")]);
+        let shown = format!("{m:?}");
+        assert!(
+            shown.contains("authorization") && !shown.contains("s3cret"),
+            "{shown}"
+        );
+    }
+
     use super::*;
     use std::sync::Mutex;
 
