@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use vigil_tests::{bin, eventually, free_port, python, read_json_lines, repo_root, Agent};
+use vigil_tests::{
+    bin, eventually, free_port, metric_sum, python, read_json_lines, repo_root, Agent,
+};
 
 /// Retries in these tests are quick so that each test stays short; the behaviour is the same.
 const FAST_RETRY: &str = "retry_on_failure:
@@ -52,13 +54,8 @@ service:
 "#,
         out = out.display()
     );
-    let path = dir.join(format!("backend-{grpc}.yaml"));
-    std::fs::write(&path, cfg).expect("write backend config");
-    let mut agent = Agent::start(&["--config".into(), path.display().to_string()]);
-    agent.wait_http_ok(
-        &format!("http://127.0.0.1:{health}/"),
-        Duration::from_secs(30),
-    );
+    let mut agent = Agent::with_config_file(dir, &format!("backend-{grpc}.yaml"), &cfg, &[]);
+    agent.wait_healthy(health, Duration::from_secs(30));
     Backend { agent, out }
 }
 
@@ -127,40 +124,61 @@ fn start_front(dir: &Path, file: &str, cfg: &str, p: FrontPorts) -> Agent {
 
 /// `start_front` with more command-line arguments after `--config`.
 fn start_front_with(dir: &Path, file: &str, cfg: &str, p: FrontPorts, extra: &[&str]) -> Agent {
-    let path = dir.join(file);
-    std::fs::write(&path, cfg).expect("write front config");
-    let mut args = vec!["--config".to_string(), path.display().to_string()];
-    args.extend(extra.iter().map(|a| a.to_string()));
-    let mut agent = Agent::start(&args);
-    agent.wait_http_ok(
-        &format!("http://127.0.0.1:{}/", p.health),
-        Duration::from_secs(30),
-    );
+    let mut agent = Agent::with_config_file(dir, file, cfg, extra);
+    agent.wait_healthy(p.health, Duration::from_secs(30));
     agent
 }
 
 /// The sum of every series of `name` on vigil's own metrics endpoint; `None` if it is not there.
 fn metric(port: u16, name: &str) -> Option<f64> {
-    let text = reqwest::blocking::get(format!("http://127.0.0.1:{port}/metrics"))
-        .ok()?
-        .text()
-        .ok()?;
-    let mut found = None;
-    for line in text.lines().filter(|l| !l.starts_with('#')) {
-        let Some(rest) = line.strip_prefix(name) else {
-            continue;
-        };
-        if !(rest.starts_with('{') || rest.starts_with(' ')) {
-            continue;
+    metric_sum(port, name, "")
+}
+
+/// Sends `items` spans of `service` as fast as two workers can, in requests of 100; asserts that
+/// the front accepted every one.
+fn send_all_fast(p: FrontPorts, service: &str, items: u64) {
+    let (report, stderr) = loadgen(p.grpc, service, &fast_args(items));
+    assert_eq!(
+        (report["sent"].as_u64(), report["refused"].as_u64()),
+        (Some(items), Some(0)),
+        "{report} {stderr}"
+    );
+}
+
+/// loadgen arguments: `items` spans in requests of 100, no rate limit, two workers.
+fn fast_args(items: u64) -> Vec<String> {
+    [
+        "--items",
+        &items.to_string(),
+        "--batch",
+        "100",
+        "--rate",
+        "0",
+        "--workers",
+        "2",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// Kills the front with SIGKILL (no chance to flush) and reaps it.
+fn crash(front: &mut Agent) {
+    front.signal(libc::SIGKILL);
+    let _ = front.child.wait();
+}
+
+impl FrontPorts {
+    /// New ports but `p`'s gRPC port: the same front, started again.
+    fn again(p: FrontPorts) -> Self {
+        FrontPorts {
+            grpc: p.grpc,
+            ..FrontPorts::new()
         }
-        let v: f64 = rest.rsplit(' ').next()?.parse().ok()?;
-        found = Some(found.unwrap_or(0.0) + v);
     }
-    found
 }
 
 /// Runs `vigil-loadgen traces` to completion and returns its JSON report and its stderr.
-fn loadgen(grpc: u16, service: &str, extra: &[&str]) -> (Value, String) {
+fn loadgen<S: AsRef<std::ffi::OsStr>>(grpc: u16, service: &str, extra: &[S]) -> (Value, String) {
     let out = Command::new(bin("vigil-loadgen"))
         .arg("traces")
         .args([
@@ -346,33 +364,11 @@ fn kill_9_with_durable_queue_loses_nothing_acknowledged() {
     let cfg = front_config(p, &exporter, Some(&storage));
     let mut front = start_front(dir.path(), "front.yaml", &cfg, p);
 
-    let (report, stderr) = loadgen(
-        p.grpc,
-        "kill9",
-        &[
-            "--items",
-            "20000",
-            "--batch",
-            "100",
-            "--rate",
-            "0",
-            "--workers",
-            "2",
-        ],
-    );
-    assert_eq!(
-        (report["sent"].as_u64(), report["refused"].as_u64()),
-        (Some(20000), Some(0)),
-        "{report} {stderr}"
-    );
+    send_all_fast(p, "kill9", 20000);
     // Every span is acknowledged: now crash the agent without any chance to flush.
-    front.signal(libc::SIGKILL);
-    let _ = front.child.wait();
+    crash(&mut front);
 
-    let p2 = FrontPorts {
-        grpc: p.grpc,
-        ..FrontPorts::new()
-    };
+    let p2 = FrontPorts::again(p);
     let cfg2 = front_config(p2, &exporter, Some(&storage));
     let front2 = start_front(dir.path(), "front2.yaml", &cfg2, p2);
     let backend = start_backend(backend_grpc, dir.path());
@@ -644,10 +640,20 @@ fn retry_after_is_honoured() {
     assert_eq!(fake.requests().len(), 2, "one retry was enough");
 }
 
-#[test]
-fn truncated_queue_file_is_reported_and_the_agent_goes_on() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let storage = dir.path().join("storage");
+/// A front whose persistent queue was filled on disk while its backend was down, then stopped.
+struct QueuedOnDisk {
+    backend_grpc: u16,
+    grpc: u16,
+    exporter: String,
+    storage: PathBuf,
+    /// The queue's database file.
+    db: PathBuf,
+}
+
+/// Starts a front with a `file_storage` queue under `<dir>/storage` and a backend that is down,
+/// sends `items` spans of service `before` in requests of 10, and stops it with SIGTERM.
+fn queue_on_disk(dir: &Path, items: u64) -> QueuedOnDisk {
+    let storage = dir.join("storage");
     let backend_grpc = free_port();
     let p = FrontPorts::new();
     let exporter = otlp_exporter(
@@ -655,18 +661,24 @@ fn truncated_queue_file_is_reported_and_the_agent_goes_on() {
         "      queue_size: 1000\n      storage: file_storage/queue\n",
     );
     let mut front = start_front(
-        dir.path(),
+        dir,
         "front.yaml",
         &front_config(p, &exporter, Some(&storage)),
         p,
     );
-    // 50 requests queue up on disk while the backend is down.
     let (report, _) = loadgen(
         p.grpc,
         "before",
-        &["--items", "500", "--batch", "10", "--rate", "0"],
+        &[
+            "--items",
+            &items.to_string(),
+            "--batch",
+            "10",
+            "--rate",
+            "0",
+        ],
     );
-    assert_eq!(report["sent"].as_u64(), Some(500), "{report}");
+    assert_eq!(report["sent"].as_u64(), Some(items), "{report}");
     front.signal(libc::SIGTERM);
     assert_eq!(
         front.wait_exit(Duration::from_secs(30)),
@@ -674,44 +686,68 @@ fn truncated_queue_file_is_reported_and_the_agent_goes_on() {
         "{}",
         front.logs()
     );
-
-    // Damage the queue file by hand: cut it in half.
     let db = std::fs::read_dir(&storage)
         .expect("storage dir")
         .filter_map(|e| e.ok().map(|e| e.path()))
         .find(|p| p.extension().is_none() && p.to_string_lossy().contains("sending_queue"))
         .expect("the queue's database file");
-    let len = std::fs::metadata(&db).expect("db").len();
+    QueuedOnDisk {
+        backend_grpc,
+        grpc: p.grpc,
+        exporter,
+        storage,
+        db,
+    }
+}
+
+impl QueuedOnDisk {
+    /// Starts the front again on the same gRPC port and storage (the queue file damaged by now)
+    /// and checks that its log and metrics report `lost` records in one corrupt file; the front
+    /// (kept running by the caller) and its ports.
+    fn restart_reporting_lost(&self, dir: &Path, lost: u64) -> (Agent, FrontPorts) {
+        let p2 = FrontPorts {
+            grpc: self.grpc,
+            ..FrontPorts::new()
+        };
+        let front2 = start_front(
+            dir,
+            "front2.yaml",
+            &front_config(p2, &self.exporter, Some(&self.storage)),
+            p2,
+        );
+        let log = front2.logs();
+        assert!(
+            log.contains(&format!("it held {lost} records")),
+            "the log says how many records were lost; log:\n{log}"
+        );
+        assert_eq!(
+            metric(p2.metrics, "vigil_storage_corrupt_records"),
+            Some(lost as f64)
+        );
+        assert_eq!(metric(p2.metrics, "vigil_storage_corrupt_files"), Some(1.0));
+        (front2, p2)
+    }
+}
+
+#[test]
+fn truncated_queue_file_is_reported_and_the_agent_goes_on() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // 50 requests queue up on disk while the backend is down.
+    let q = queue_on_disk(dir.path(), 500);
+
+    // Damage the queue file by hand: cut it in half.
+    let len = std::fs::metadata(&q.db).expect("db").len();
     let f = std::fs::OpenOptions::new()
         .write(true)
-        .open(&db)
+        .open(&q.db)
         .expect("open db");
     f.set_len(len / 2).expect("truncate");
     drop(f);
 
-    let p2 = FrontPorts {
-        grpc: p.grpc,
-        ..FrontPorts::new()
-    };
-    let front2 = start_front(
-        dir.path(),
-        "front2.yaml",
-        &front_config(p2, &exporter, Some(&storage)),
-        p2,
-    );
-    let log = front2.logs();
-    assert!(
-        log.contains("it held 50 records"),
-        "the log says how many records were lost; log:\n{log}"
-    );
-    assert_eq!(
-        metric(p2.metrics, "vigil_storage_corrupt_records"),
-        Some(50.0)
-    );
-    assert_eq!(metric(p2.metrics, "vigil_storage_corrupt_files"), Some(1.0));
+    let (_front2, p2) = q.restart_reporting_lost(dir.path(), 50);
 
     // And it goes on: new data is queued durably and delivered.
-    let backend = start_backend(backend_grpc, dir.path());
+    let backend = start_backend(q.backend_grpc, dir.path());
     let (report, _) = loadgen(p2.grpc, "after", &["--items", "300", "--batch", "10"]);
     assert_eq!(report["sent"].as_u64(), Some(300), "{report}");
     let seen = wait_all_seqs(&backend.out, "after", 300, Duration::from_secs(60));
@@ -760,65 +796,16 @@ fn a_short_shutdown_timeout_still_counts_and_reports_what_is_lost() {
 #[test]
 fn damaged_queue_file_header_is_moved_aside_and_the_agent_starts() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let storage = dir.path().join("storage");
-    let backend_grpc = free_port();
-    let p = FrontPorts::new();
-    let exporter = otlp_exporter(
-        backend_grpc,
-        "      queue_size: 1000\n      storage: file_storage/queue\n",
-    );
-    let mut front = start_front(
-        dir.path(),
-        "front.yaml",
-        &front_config(p, &exporter, Some(&storage)),
-        p,
-    );
     // 30 requests queue up on disk while the backend is down.
-    let (report, _) = loadgen(
-        p.grpc,
-        "before",
-        &["--items", "300", "--batch", "10", "--rate", "0"],
-    );
-    assert_eq!(report["sent"].as_u64(), Some(300), "{report}");
-    front.signal(libc::SIGTERM);
-    assert_eq!(
-        front.wait_exit(Duration::from_secs(30)),
-        Some(0),
-        "{}",
-        front.logs()
-    );
+    let q = queue_on_disk(dir.path(), 300);
 
     // Overwrite the file's header (magic number, page size, commit slots) in place.
-    let db = std::fs::read_dir(&storage)
-        .expect("storage dir")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.extension().is_none() && p.to_string_lossy().contains("sending_queue"))
-        .expect("the queue's database file");
-    let mut bytes = std::fs::read(&db).expect("read db");
+    let mut bytes = std::fs::read(&q.db).expect("read db");
     bytes[..512].fill(0x5a);
-    std::fs::write(&db, &bytes).expect("damage db");
+    std::fs::write(&q.db, &bytes).expect("damage db");
 
-    let p2 = FrontPorts {
-        grpc: p.grpc,
-        ..FrontPorts::new()
-    };
-    let front2 = start_front(
-        dir.path(),
-        "front2.yaml",
-        &front_config(p2, &exporter, Some(&storage)),
-        p2,
-    );
-    let log = front2.logs();
-    assert!(
-        log.contains("it held 30 records"),
-        "the log says how many records were lost; log:\n{log}"
-    );
-    assert_eq!(
-        metric(p2.metrics, "vigil_storage_corrupt_records"),
-        Some(30.0)
-    );
-    assert_eq!(metric(p2.metrics, "vigil_storage_corrupt_files"), Some(1.0));
-    let aside = std::fs::read_dir(&storage)
+    let (_front2, p2) = q.restart_reporting_lost(dir.path(), 30);
+    let aside = std::fs::read_dir(&q.storage)
         .expect("storage dir")
         .filter_map(|e| e.ok())
         .filter(|e| e.file_name().to_string_lossy().contains(".corrupt-"))
@@ -826,7 +813,7 @@ fn damaged_queue_file_header_is_moved_aside_and_the_agent_starts() {
     assert_eq!(aside, 1, "the damaged file is kept aside");
 
     // And it goes on: new data is queued durably and delivered.
-    let backend = start_backend(backend_grpc, dir.path());
+    let backend = start_backend(q.backend_grpc, dir.path());
     let (report, _) = loadgen(p2.grpc, "after", &["--items", "200", "--batch", "10"]);
     assert_eq!(report["sent"].as_u64(), Some(200), "{report}");
     let seen = wait_all_seqs(&backend.out, "after", 200, Duration::from_secs(60));
@@ -993,41 +980,13 @@ fn small_queue_exporter(name: &str, port: u16) -> String {
 
 /// The sum of the series of `name` whose labels contain `label` (such as `exporter="otlp/b"`).
 fn metric_where(port: u16, name: &str, label: &str) -> Option<f64> {
-    let text = reqwest::blocking::get(format!("http://127.0.0.1:{port}/metrics"))
-        .ok()?
-        .text()
-        .ok()?;
-    let mut found = None;
-    for line in text.lines().filter(|l| !l.starts_with('#')) {
-        let Some(rest) = line.strip_prefix(name) else {
-            continue;
-        };
-        if !rest.starts_with('{') || !rest.contains(label) {
-            continue;
-        }
-        let v: f64 = rest.rsplit(' ').next()?.parse().ok()?;
-        found = Some(found.unwrap_or(0.0) + v);
-    }
-    found
+    metric_sum(port, name, label)
 }
 
 /// Floods the front with `items` spans of `service` while its backend is down: returns (accepted,
 /// refused) after checking that refusals reached the client as retryable and were counted.
 fn flood_while_down(p: FrontPorts, service: &str, items: u64) -> (u64, u64) {
-    let (report, stderr) = loadgen(
-        p.grpc,
-        service,
-        &[
-            "--items",
-            &items.to_string(),
-            "--batch",
-            "100",
-            "--rate",
-            "0",
-            "--workers",
-            "2",
-        ],
-    );
+    let (report, stderr) = loadgen(p.grpc, service, &fast_args(items));
     let sent = report["sent"].as_u64().unwrap_or(0);
     let refused = report["refused"].as_u64().unwrap_or(0);
     assert_eq!(sent + refused, items, "{report}");
@@ -1238,33 +1197,11 @@ fn shape_batch_then_durable_batching_queue_survives_kill_9() {
         Some(&storage),
     );
     let mut front = start_front(dir.path(), "front.yaml", &cfg, p);
-    let (report, stderr) = loadgen(
-        p.grpc,
-        "shape-d",
-        &[
-            "--items",
-            "10000",
-            "--batch",
-            "100",
-            "--rate",
-            "0",
-            "--workers",
-            "2",
-        ],
-    );
-    assert_eq!(
-        (report["sent"].as_u64(), report["refused"].as_u64()),
-        (Some(10000), Some(0)),
-        "{report} {stderr}"
-    );
+    send_all_fast(p, "shape-d", 10000);
     // Everything is acknowledged, and some of it is merged and in flight: crash now.
-    front.signal(libc::SIGKILL);
-    let _ = front.child.wait();
+    crash(&mut front);
 
-    let p2 = FrontPorts {
-        grpc: p.grpc,
-        ..FrontPorts::new()
-    };
+    let p2 = FrontPorts::again(p);
     let cfg2 = shaped_config(
         p2,
         processors,
