@@ -253,7 +253,16 @@ impl Shared {
 /// its headers (gRPC metadata) with `include_metadata`, and the principal the authenticator (a
 /// layer outside this one) proved. The handlers pass it down the pipeline with the data
 /// ([`Shared::export`]); without either, nothing is attached.
-pub(crate) fn with_client_metadata(router: axum::Router, include_metadata: bool) -> axum::Router {
+/// `authenticated` says whether a guard runs outside it; with neither, the router is returned as
+/// it is, so a listener without either pays nothing per request.
+pub(crate) fn with_client_metadata(
+    router: axum::Router,
+    include_metadata: bool,
+    authenticated: bool,
+) -> axum::Router {
+    if !include_metadata && !authenticated {
+        return router;
+    }
     router.layer(axum::middleware::from_fn(
         move |mut req: axum::extract::Request, next: axum::middleware::Next| async move {
             let principal = req
@@ -409,7 +418,7 @@ impl Component for OtlpReceiver {
             bound.grpc_addr = Some(listener.local_addr()?);
             let router = self.authenticated(
                 host,
-                with_client_metadata(self.grpc_router(g), g.include_metadata),
+                with_client_metadata(self.grpc_router(g), g.include_metadata, g.auth.is_some()),
                 g.auth.as_ref(),
                 Transport::Grpc,
             )?;
@@ -423,6 +432,7 @@ impl Component for OtlpReceiver {
                 with_client_metadata(
                     http::router(Arc::clone(&self.shared), h),
                     h.include_metadata,
+                    h.auth.is_some(),
                 ),
                 h.auth.as_ref(),
                 Transport::Http,

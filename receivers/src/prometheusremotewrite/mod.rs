@@ -317,7 +317,11 @@ impl Component for RemoteWriteReceiver {
             .route("/api/v1/write", post(write))
             .layer(DefaultBodyLimit::max(self.shared.limits.decompressed))
             .with_state(Arc::clone(&self.shared));
-        let app = crate::otlp::with_client_metadata(app, self.cfg.include_metadata);
+        let app = crate::otlp::with_client_metadata(
+            app,
+            self.cfg.include_metadata,
+            self.cfg.auth.is_some(),
+        );
         // Before anything serves: a missing authenticator fails start.
         let app = match &self.cfg.auth {
             None => app,
