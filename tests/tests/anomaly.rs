@@ -7,7 +7,9 @@
 use serde_json::Value;
 use std::process::Command;
 use std::time::Duration;
-use vigil_tests::{eventually, free_port, python, read_json_lines, repo_root, Agent};
+use vigil_tests::{
+    eventually, file_exporter_and_health, free_port, python, read_json_lines, repo_root, Agent,
+};
 
 /// Every log record in OTLP/JSON lines, with its resource's attributes.
 fn records(lines: &[Value]) -> Vec<(Value, Value)> {
@@ -68,15 +70,7 @@ connectors:
   anomalydetection:
     # One injected spike is the whole anomaly here; by default an outlier needs a second point.
     confirm_points: 1
-exporters:
-  file:
-    path: {}
-extensions:
-  health_check:
-    endpoint: 127.0.0.1:{health}
-service:
-  extensions: [health_check]
-  pipelines:
+{frame}  pipelines:
     metrics:
       receivers: [otlp]
       exporters: [anomalydetection]
@@ -87,15 +81,10 @@ service:
     metrics:
       address: 127.0.0.1:{metrics}
 "#,
-        out.display()
+        frame = file_exporter_and_health(&out, health)
     );
-    let cfg_path = dir.path().join("config.yaml");
-    std::fs::write(&cfg_path, cfg).expect("write config");
-    let mut agent = Agent::start_in(dir, &["--config".into(), cfg_path.display().to_string()]);
-    agent.wait_http_ok(
-        &format!("http://127.0.0.1:{health}/"),
-        Duration::from_secs(60),
-    );
+    let mut agent = Agent::with_config_in(dir, &cfg);
+    agent.wait_healthy(health, Duration::from_secs(60));
 
     let script = repo_root().join("tests/python/anomaly_gauge.py");
     let sent = Command::new(python())
