@@ -7,7 +7,7 @@
 use serde_json::Value;
 use std::process::Command;
 use std::time::Duration;
-use vigil_tests::{bin, eventually, free_port, read_json_lines, Agent};
+use vigil_tests::{bin, eventually, file_exporter_and_health, free_port, read_json_lines, Agent};
 
 fn incident_records(lines: &[Value]) -> Vec<Value> {
     let mut out = Vec::new();
@@ -46,15 +46,7 @@ connectors:
   anomalydetection:
 processors:
   correlation:
-exporters:
-  file:
-    path: {}
-extensions:
-  health_check:
-    endpoint: 127.0.0.1:{health}
-service:
-  extensions: [health_check]
-  pipelines:
+{frame}  pipelines:
     traces:
       receivers: [otlp]
       exporters: [servicegraph, anomalydetection]
@@ -72,15 +64,10 @@ service:
     metrics:
       address: 127.0.0.1:{metrics}
 "#,
-        out.display()
+        frame = file_exporter_and_health(&out, health)
     );
-    let cfg_path = dir.path().join("config.yaml");
-    std::fs::write(&cfg_path, cfg).expect("write config");
-    let mut agent = Agent::start_in(dir, &["--config".into(), cfg_path.display().to_string()]);
-    agent.wait_http_ok(
-        &format!("http://127.0.0.1:{health}/"),
-        Duration::from_secs(60),
-    );
+    let mut agent = Agent::with_config_in(dir, &cfg);
+    agent.wait_healthy(health, Duration::from_secs(60));
 
     let sent = Command::new(bin("vigil-loadgen"))
         .args(["scenario", "--otlp-endpoint", &format!("127.0.0.1:{grpc}")])
