@@ -492,7 +492,6 @@ impl Consumer for FilterProcessor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Mutex;
     use vigil_core::attrs::kv_str;
     use vigil_core::otlp::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
     use vigil_core::otlp::metrics::v1::{
@@ -500,16 +499,7 @@ mod tests {
     };
     use vigil_core::otlp::resource::v1::Resource;
 
-    #[derive(Default)]
-    struct Keep(Mutex<Vec<Telemetry>>);
-
-    #[async_trait]
-    impl Consumer for Keep {
-        async fn consume(&self, data: Telemetry) -> Result<(), ConsumeError> {
-            self.0.lock().unwrap().push(data);
-            Ok(())
-        }
-    }
+    use crate::testdata::Keep;
 
     fn make(cfg: Json, signal: Signal) -> (Arc<dyn Processor>, Arc<Keep>) {
         let keep = Arc::new(Keep::default());

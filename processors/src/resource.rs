@@ -119,21 +119,11 @@ impl Consumer for ResourceProcessor {
 mod tests {
     use super::*;
     use serde_json::json;
-    use std::sync::Mutex;
     use vigil_core::attrs::{get, kv_str};
     use vigil_core::otlp::common::v1::any_value::Value;
     use vigil_core::otlp::logs::v1::ResourceLogs;
 
-    #[derive(Default)]
-    struct Keep(Mutex<Vec<Telemetry>>);
-
-    #[async_trait]
-    impl Consumer for Keep {
-        async fn consume(&self, data: Telemetry) -> Result<(), ConsumeError> {
-            self.0.lock().unwrap().push(data);
-            Ok(())
-        }
-    }
+    use crate::testdata::Keep;
 
     fn id() -> ComponentId {
         ComponentId::parse("resource/x").unwrap()

@@ -1,9 +1,42 @@
-//! The config cases under `testdata/<type>/`, checked against the component's own `compile` (the
-//! registry-wide test in agent/src/registry_tests.rs runs the same files through the registry): each
-//! `bad_*.yaml` starts with `# error: <key path>: <message>` and its error must contain that text;
-//! each `good_*.yaml` must be accepted.
+//! What the processors' tests share: the config cases under `testdata/<type>/`, checked against the
+//! component's own factory (the registry-wide test in agent/src/registry_tests.rs runs the same files
+//! through the registry: each `bad_*.yaml` starts with `# error: <key path>: <message>` and its error
+//! must contain that text; each `good_*.yaml` must be accepted), and [`Keep`], the next consumer
+//! that keeps what it is given.
 
+use async_trait::async_trait;
 use serde_json::Value as Json;
+use std::sync::Mutex;
+use vigil_core::{ConsumeError, Consumer, Telemetry};
+
+/// A next consumer that keeps every batch it is given and accepts it.
+#[derive(Default)]
+pub(crate) struct Keep(pub(crate) Mutex<Vec<Telemetry>>);
+
+#[async_trait]
+impl Consumer for Keep {
+    async fn consume(&self, data: Telemetry) -> Result<(), ConsumeError> {
+        vigil_core::lock(&self.0).push(data);
+        Ok(())
+    }
+}
+
+impl Keep {
+    /// Span names received, in order.
+    pub(crate) fn names(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for t in vigil_core::lock(&self.0).iter() {
+            if let Telemetry::Traces(rs) = t {
+                for r in rs {
+                    for ss in &r.scope_spans {
+                        out.extend(ss.spans.iter().map(|s| s.name.clone()));
+                    }
+                }
+            }
+        }
+        out
+    }
+}
 
 /// Runs every `bad_*.yaml` case in `testdata/<dir>` through `error` (which returns the error message for a
 /// config) and returns how many there were.

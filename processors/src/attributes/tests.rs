@@ -1,6 +1,5 @@
 use super::*;
 use serde_json::json;
-use std::sync::Mutex;
 use vigil_core::attrs::{get, kv_str};
 use vigil_core::otlp::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use vigil_core::otlp::metrics::v1::{
@@ -8,16 +7,7 @@ use vigil_core::otlp::metrics::v1::{
 };
 use vigil_core::otlp::trace::v1::{ResourceSpans, ScopeSpans, Span};
 
-#[derive(Default)]
-struct Keep(Mutex<Vec<Telemetry>>);
-
-#[async_trait]
-impl Consumer for Keep {
-    async fn consume(&self, data: Telemetry) -> Result<(), ConsumeError> {
-        self.0.lock().unwrap().push(data);
-        Ok(())
-    }
-}
+use crate::testdata::Keep;
 
 fn id() -> ComponentId {
     ComponentId::parse("attributes/x").unwrap()

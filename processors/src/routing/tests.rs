@@ -1,37 +1,10 @@
 use super::*;
 use serde_json::{json, Value as Json};
-use std::sync::Mutex;
 use vigil_core::attrs::kv_str;
 use vigil_core::otlp::resource::v1::Resource;
 use vigil_core::otlp::trace::v1::Span;
 
-#[derive(Default)]
-struct Keep(Mutex<Vec<Telemetry>>);
-
-#[async_trait]
-impl Consumer for Keep {
-    async fn consume(&self, data: Telemetry) -> Result<(), ConsumeError> {
-        self.0.lock().unwrap().push(data);
-        Ok(())
-    }
-}
-
-impl Keep {
-    /// Span names received, in order.
-    fn names(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        for t in self.0.lock().unwrap().iter() {
-            if let Telemetry::Traces(rs) = t {
-                for r in rs {
-                    for ss in &r.scope_spans {
-                        out.extend(ss.spans.iter().map(|s| s.name.clone()));
-                    }
-                }
-            }
-        }
-        out
-    }
-}
+use crate::testdata::Keep;
 
 /// A connector and one receiving end per pipeline.
 type Made = (Arc<dyn vigil_core::Connector>, Vec<Arc<Keep>>);

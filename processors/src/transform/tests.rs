@@ -1,6 +1,5 @@
 use super::*;
 use serde_json::json;
-use std::sync::Mutex;
 use vigil_core::attrs::{get_str, kv_str};
 use vigil_core::otlp::common::v1::{any_value::Value as Any, AnyValue};
 use vigil_core::otlp::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
@@ -10,16 +9,7 @@ use vigil_core::otlp::metrics::v1::{
 use vigil_core::otlp::resource::v1::Resource;
 use vigil_core::otlp::trace::v1::{ResourceSpans, ScopeSpans, Span};
 
-#[derive(Default)]
-struct Keep(Mutex<Vec<Telemetry>>);
-
-#[async_trait]
-impl Consumer for Keep {
-    async fn consume(&self, data: Telemetry) -> Result<(), ConsumeError> {
-        self.0.lock().unwrap().push(data);
-        Ok(())
-    }
-}
+use crate::testdata::Keep;
 
 fn make(cfg: Json, signal: Signal) -> (Arc<dyn Processor>, Arc<Keep>) {
     let keep = Arc::new(Keep::default());
