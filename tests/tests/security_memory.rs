@@ -11,7 +11,7 @@
 use std::io::Write;
 use std::net::TcpStream;
 use std::time::Duration;
-use vigil_tests::{free_port, python, repo_root, Agent};
+use vigil_tests::{file_exporter_and_health, free_port, python, repo_root, Agent};
 
 /// `memory_limiter::limit_mib` in the agent's config.
 const LIMIT_MIB: u64 = 200;
@@ -97,26 +97,15 @@ processors:
     check_interval: 1s
     limit_mib: {LIMIT_MIB}
   batch: {{}}
-exporters:
-  file:
-    path: {}
-extensions:
-  health_check:
-    endpoint: 127.0.0.1:{health}
-service:
-  extensions: [health_check]
-  pipelines:
+{frame}  pipelines:
     traces: {{receivers: [otlp], processors: [memory_limiter, batch], exporters: [file]}}
   telemetry:
     metrics:
       address: 127.0.0.1:{metrics}
 "#,
-        out.display()
+        frame = file_exporter_and_health(&out, health)
     ));
-    agent.wait_http_ok(
-        &format!("http://127.0.0.1:{health}/"),
-        Duration::from_secs(60),
-    );
+    agent.wait_healthy(health, Duration::from_secs(60));
     let pid = agent.child.id();
     let (start_peak, _) = memory_kib(pid);
 
