@@ -237,6 +237,19 @@ fn decode_valid<F: FactoryBase>(
     Ok(cfg)
 }
 
+/// Decodes and validates `config`, then builds the component with `make`: the one path from a
+/// section to a running component, whatever its kind.
+fn build<F: FactoryBase, T>(
+    f: &F,
+    kind: ComponentKind,
+    id: &ComponentId,
+    config: &Value,
+    make: impl FnOnce(Settings, F::Config) -> Result<T, ConfigError>,
+) -> Result<T, ConfigError> {
+    let cfg = decode_valid(f, kind, id, config)?;
+    make(Settings::new(kind, id), cfg).map_err(|e| e.in_component(kind, id))
+}
+
 fn default_value<F: FactoryBase>(f: &F) -> Option<Value> {
     serde_json::to_value(f.default_config()?).ok()
 }
@@ -293,10 +306,9 @@ impl<F: ReceiverFactory> DynReceiverFactory for Typed<F> {
         next: NextConsumers,
     ) -> Result<Arc<dyn Receiver>, ConfigError> {
         let kind = ComponentKind::Receiver;
-        let cfg = decode_valid(&self.0, kind, id, config)?;
-        self.0
-            .create(Settings::new(kind, id), cfg, next)
-            .map_err(|e| e.in_component(kind, id))
+        build(&self.0, kind, id, config, |set, cfg| {
+            self.0.create(set, cfg, next)
+        })
     }
 }
 
@@ -328,10 +340,9 @@ impl<F: ProcessorFactory> DynProcessorFactory for TypedProcessor<F> {
                 format!("{} does not process {signal}", self.0.type_name()),
             ));
         }
-        let cfg = decode_valid(&self.0, kind, id, config)?;
-        self.0
-            .create(Settings::new(kind, id), cfg, signal, next)
-            .map_err(|e| e.in_component(kind, id))
+        build(&self.0, kind, id, config, |set, cfg| {
+            self.0.create(set, cfg, signal, next)
+        })
     }
 }
 
@@ -345,10 +356,9 @@ impl<F: ExporterFactory> DynExporterFactory for TypedExporter<F> {
     }
     fn create(&self, id: &ComponentId, config: &Value) -> Result<Arc<dyn Exporter>, ConfigError> {
         let kind = ComponentKind::Exporter;
-        let cfg = decode_valid(&self.0, kind, id, config)?;
-        self.0
-            .create(Settings::new(kind, id), cfg)
-            .map_err(|e| e.in_component(kind, id))
+        build(&self.0, kind, id, config, |set, cfg| {
+            self.0.create(set, cfg)
+        })
     }
 }
 
@@ -375,10 +385,9 @@ impl<F: ConnectorFactory> DynConnectorFactory for TypedConnector<F> {
         next: NextConsumers,
     ) -> Result<Arc<dyn Connector>, ConfigError> {
         let kind = ComponentKind::Connector;
-        let cfg = decode_valid(&self.0, kind, id, config)?;
-        self.0
-            .create(Settings::new(kind, id), cfg, next)
-            .map_err(|e| e.in_component(kind, id))
+        build(&self.0, kind, id, config, |set, cfg| {
+            self.0.create(set, cfg, next)
+        })
     }
 }
 
@@ -392,10 +401,9 @@ impl<F: ExtensionFactory> DynExtensionFactory for TypedExtension<F> {
     }
     fn create(&self, id: &ComponentId, config: &Value) -> Result<Arc<dyn Extension>, ConfigError> {
         let kind = ComponentKind::Extension;
-        let cfg = decode_valid(&self.0, kind, id, config)?;
-        self.0
-            .create(Settings::new(kind, id), cfg)
-            .map_err(|e| e.in_component(kind, id))
+        build(&self.0, kind, id, config, |set, cfg| {
+            self.0.create(set, cfg)
+        })
     }
 }
 
