@@ -6,11 +6,10 @@
 //! Hash forms accepted, each as Apache's `htpasswd` writes it: bcrypt (`-B`, `$2y$`/`$2b$`/`$2a$`),
 //! SHA-1 (`-s`, `{SHA}`), SHA-256 and SHA-512 crypt (`-2`, `-5`, `$5$`/`$6$`), and plain text (`-p`,
 //! and otelcol's `inline: ${env:USER}:${env:PASSWORD}`); also salted SHA-1 (`{SSHA}`, as
-//! `slappasswd` writes it, from the same `sha1` crate). MD5 (`$apr1$`, htpasswd's default) and DES
-//! crypt (`-d`) are refused at validate, naming the scheme and the user: the only crates that
-//! verify them (`htpasswd-verify`, `pwhash`) are little used and unmaintained, or lean on the
-//! abandoned `rust-crypto`, and hand-written password hashing is not something to ship. The
-//! principal is the user name.
+//! `slappasswd` writes it, from the same `sha1` crate), and MD5-crypt (`$apr1$`, htpasswd's default
+//! `-m`, and `$1$`), as otelcol's go-htpasswd reads them. DES crypt (`-d`) is refused at validate,
+//! naming the scheme and the user, as go-htpasswd does not read it either. The principal is the user
+//! name.
 
 use crate::extensions::auth_util::{ct_eq, redacted, sensitive};
 use async_trait::async_trait;
@@ -78,6 +77,13 @@ enum Stored {
     },
     /// A `$5$` or `$6$` string.
     ShaCrypt(String),
+    /// `$apr1$salt$hash` or `$1$salt$hash`: the whole string, compared with what [`md5_crypt`]
+    /// makes of the password with the same magic and salt.
+    Md5Crypt {
+        magic: &'static str,
+        salt: String,
+        full: String,
+    },
     Plain(String),
 }
 
@@ -93,8 +99,22 @@ impl Stored {
         if hash.starts_with("$5$") || hash.starts_with("$6$") {
             return Ok(Stored::ShaCrypt(hash.to_string()));
         }
-        if hash.starts_with("$apr1$") || hash.starts_with("$1$") {
-            return Err("MD5 hashes ($apr1$, htpasswd's default) are not supported: write the entry with htpasswd -B (bcrypt), -2 or -5".into());
+        for magic in ["$apr1$", "$1$"] {
+            if let Some(rest) = hash.strip_prefix(magic) {
+                let Some((salt, digest)) = rest.split_once('$') else {
+                    return Err(format!("an MD5 ({magic}) hash must be {magic}salt$digest"));
+                };
+                if salt.is_empty() || salt.len() > 8 || digest.len() != 22 {
+                    return Err(format!(
+                        "an MD5 ({magic}) hash must have a salt of 1 to 8 characters and a 22-character digest"
+                    ));
+                }
+                return Ok(Stored::Md5Crypt {
+                    magic,
+                    salt: salt.to_string(),
+                    full: hash.to_string(),
+                });
+            }
         }
         if let Some(b) = hash.strip_prefix("{SSHA}") {
             let raw = base64::engine::general_purpose::STANDARD
@@ -151,9 +171,86 @@ impl Stored {
                     .verify_password(password.as_bytes(), h.as_str())
                     .is_ok()
             }
+            Stored::Md5Crypt { magic, salt, full } => ct_eq(
+                md5_crypt(password.as_bytes(), magic, salt.as_bytes()).as_bytes(),
+                full.as_bytes(),
+            ),
             Stored::Plain(p) => ct_eq(password.as_bytes(), p.as_bytes()),
         }
     }
+}
+
+/// MD5-crypt (Poul-Henning Kamp's FreeBSD scheme; `$apr1$` is Apache's spelling of the same
+/// algorithm): `magic salt $ digest`. Written here because no maintained crate verifies it (the
+/// ones that do, `htpasswd-verify` and `pwhash`, are unmaintained or lean on the abandoned
+/// `rust-crypto`), while the MD5 itself comes from RustCrypto's `md-5`; the construction is fixed
+/// and public, and the tests check it against what Debian's `htpasswd -m` writes.
+fn md5_crypt(password: &[u8], magic: &str, salt: &[u8]) -> String {
+    use md5::{Digest as _, Md5};
+    const ITOA64: &[u8; 64] = b"./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let salt = &salt[..salt.len().min(8)];
+    let alt = Md5::new()
+        .chain_update(password)
+        .chain_update(salt)
+        .chain_update(password)
+        .finalize();
+    let mut ctx = Md5::new()
+        .chain_update(password)
+        .chain_update(magic.as_bytes())
+        .chain_update(salt);
+    let mut left = password.len();
+    while left > 0 {
+        let n = left.min(16);
+        ctx.update(&alt[..n]);
+        left -= n;
+    }
+    let mut i = password.len();
+    while i > 0 {
+        if i & 1 == 1 {
+            ctx.update([0u8]);
+        } else {
+            ctx.update(&password[..1]);
+        }
+        i >>= 1;
+    }
+    let mut fin = ctx.finalize();
+    for round in 0..1000 {
+        let mut c = Md5::new();
+        if round & 1 == 1 {
+            c.update(password);
+        } else {
+            c.update(fin);
+        }
+        if round % 3 != 0 {
+            c.update(salt);
+        }
+        if round % 7 != 0 {
+            c.update(password);
+        }
+        if round & 1 == 1 {
+            c.update(fin);
+        } else {
+            c.update(password);
+        }
+        fin = c.finalize();
+    }
+    let mut out = String::with_capacity(magic.len() + salt.len() + 23);
+    out.push_str(magic);
+    out.push_str(&String::from_utf8_lossy(salt));
+    out.push('$');
+    let mut put = |v: u32, n: usize| {
+        let mut v = v;
+        for _ in 0..n {
+            out.push(ITOA64[(v & 0x3f) as usize] as char);
+            v >>= 6;
+        }
+    };
+    let f = |i: usize| u32::from(fin[i]);
+    for (a, b, c) in [(0, 6, 12), (1, 7, 13), (2, 8, 14), (3, 9, 15), (4, 10, 5)] {
+        put((f(a) << 16) | (f(b) << 8) | f(c), 4);
+    }
+    put(f(11), 2);
+    out
 }
 
 /// Parses htpasswd text (`user:hash` lines; blank lines and `#` comments skipped) into `table`.
@@ -487,7 +584,7 @@ dave:$6$mcyxteZXOGSTez1/$f00.FKKlvTU6hX2Z5OkRYQmrcHKyCofIz3f4sfW8d/naJ6ZdQpygtl4
     }
 
     /// Each form Debian's `htpasswd` (apache2-utils) writes: the ones accepted check the password,
-    /// MD5 and DES are refused at validate with the scheme named. `{SSHA}` (which htpasswd does not
+    /// DES is refused at validate with the scheme named. `{SSHA}` (which htpasswd does not
     /// write) is checked against a vector made with Python's hashlib.
     #[tokio::test]
     async fn every_form_debians_htpasswd_writes() {
@@ -499,7 +596,7 @@ dave:$6$mcyxteZXOGSTez1/$f00.FKKlvTU6hX2Z5OkRYQmrcHKyCofIz3f4sfW8d/naJ6ZdQpygtl4
             assert!(out.status.success(), "htpasswd -nb{flag} failed");
             String::from_utf8_lossy(&out.stdout).trim().to_string()
         };
-        for flag in ["B", "2", "5", "s", "p"] {
+        for flag in ["B", "2", "5", "s", "p", "m"] {
             let inline = line(flag);
             let ext = factory()
                 .create(&id(), &json!({"htpasswd": {"inline": inline}}))
@@ -514,16 +611,14 @@ dave:$6$mcyxteZXOGSTez1/$f00.FKKlvTU6hX2Z5OkRYQmrcHKyCofIz3f4sfW8d/naJ6ZdQpygtl4
                 "-{flag}"
             );
         }
-        for (flag, scheme) in [("m", "MD5"), ("d", "DES")] {
-            let e = factory()
-                .validate(&id(), &json!({"htpasswd": {"inline": line(flag)}}))
-                .unwrap_err()
-                .to_string();
-            assert!(
-                e.contains("htpasswd::inline: line 1 (user \"u\")") && e.contains(scheme),
-                "-{flag}: {e}"
-            );
-        }
+        let e = factory()
+            .validate(&id(), &json!({"htpasswd": {"inline": line("d")}}))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("htpasswd::inline: line 1 (user \"u\")") && e.contains("DES"),
+            "-d: {e}"
+        );
         let ext = factory()
             .create(
                 &id(),
@@ -540,10 +635,34 @@ dave:$6$mcyxteZXOGSTez1/$f00.FKKlvTU6hX2Z5OkRYQmrcHKyCofIz3f4sfW8d/naJ6ZdQpygtl4
         assert!(e.contains("{SSHA} must be base64"), "{e}");
     }
 
+    /// Vectors from OpenSSL's `passwd -apr1` / `passwd -1`, a second implementation of the scheme.
+    #[test]
+    fn md5_crypt_matches_openssl() {
+        assert_eq!(
+            md5_crypt(b"pw-1", "$apr1$", b"lZL6V/ci"),
+            "$apr1$lZL6V/ci$XTjpoMF89HBQI4tRziyMj1"
+        );
+        assert_eq!(
+            md5_crypt(
+                "pässwörd longer than sixteen bytes".as_bytes(),
+                "$1$",
+                b"abcdefgh"
+            ),
+            "$1$abcdefgh$YVBOU0nTGYUg6GR0v.1Ln."
+        );
+        assert_eq!(
+            md5_crypt(b"", "$apr1$", b"x"),
+            "$apr1$x$tMwYqBfQwi3FYAr0aJc8M/"
+        );
+        let stored = Stored::parse("$apr1$lZL6V/ci$XTjpoMF89HBQI4tRziyMj1").unwrap();
+        assert!(stored.verify("pw-1"));
+        assert!(!stored.verify("pw-2"));
+    }
+
     #[test]
     fn bad_configs_name_the_key_and_never_the_hash() {
         let check = |v: Value| factory().validate(&id(), &v).unwrap_err().to_string();
-        let e = check(json!({"htpasswd": {"inline": "u:$apr1$lZL6V/ci$eIMz/iKDkbtys/uU7LEK00"}}));
+        let e = check(json!({"htpasswd": {"inline": "u:$apr1$lZL6V/ci$eIMz/iKDkbtys/uU7LEK0"}}));
         assert!(
             e.contains("basicauth/x::htpasswd::inline")
                 && e.contains("MD5")
