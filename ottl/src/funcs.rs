@@ -43,6 +43,11 @@ funcs! {
     Flatten = "flatten", Editor, 1..=3;
     Append = "append", Editor, 2..=3;
     Route = "route", Editor, 0..=0;
+    ConvertGaugeToSum = "convert_gauge_to_sum", Editor, 2..=2;
+    ConvertSumToGauge = "convert_sum_to_gauge", Editor, 0..=0;
+    CopyMetric = "copy_metric", Editor, 0..=3;
+    ExtractCountMetric = "extract_count_metric", Editor, 1..=2;
+    ExtractSumMetric = "extract_sum_metric", Editor, 1..=2;
     ParseJson = "ParseJSON", Converter, 1..=1;
     Concat = "Concat", Converter, 2..=2;
     Split = "Split", Converter, 2..=2;
@@ -103,6 +108,29 @@ fn lit_str<'a>(name: &str, args: &'a [Expr], i: usize, what: &str) -> Result<&'a
             i + 1
         )),
     }
+}
+
+fn lit_bool(name: &str, args: &[Expr], i: usize, what: &str) -> Result<bool, String> {
+    match args.get(i) {
+        Some(Expr::Lit(Value::Bool(b))) => Ok(*b),
+        _ => Err(format!(
+            "{name}: argument {} ({what}) must be true or false",
+            i + 1
+        )),
+    }
+}
+
+/// Editors that act on the metric in context rather than on a path (`route` too takes none).
+fn metric_editor(f: Func) -> bool {
+    matches!(
+        f,
+        Func::Route
+            | Func::ConvertGaugeToSum
+            | Func::ConvertSumToGauge
+            | Func::CopyMetric
+            | Func::ExtractCountMetric
+            | Func::ExtractSumMetric
+    )
 }
 
 fn lit_int(name: &str, args: &[Expr], i: usize, what: &str) -> Result<i64, String> {
@@ -192,10 +220,27 @@ pub(crate) fn resolve(
         };
         return Err(format!("{name} takes {want} arguments, got {}", args.len()));
     }
-    if kind == FuncKind::Editor && func != Func::Route && !matches!(args[0], Expr::Path(_)) {
+    if kind == FuncKind::Editor && !metric_editor(func) && !matches!(args[0], Expr::Path(_)) {
         return Err(format!("{name}: the first argument must be a path to edit"));
     }
     let re = match func {
+        Func::ConvertGaugeToSum => {
+            let t = lit_str(name, &args, 0, "aggregation temporality")?;
+            if !matches!(t, "cumulative" | "delta") {
+                return Err(format!(
+                    "{name}: aggregation temporality {t:?} must be \"cumulative\" or \"delta\""
+                ));
+            }
+            lit_bool(name, &args, 1, "is_monotonic")?;
+            None
+        }
+        Func::ExtractCountMetric | Func::ExtractSumMetric => {
+            lit_bool(name, &args, 0, "is_monotonic")?;
+            if args.len() > 1 {
+                lit_str(name, &args, 1, "suffix")?;
+            }
+            None
+        }
         Func::DeleteMatchingKeys | Func::KeepMatchingKeys => {
             Some(regex(name, lit_str(name, &args, 1, "pattern")?)?)
         }
@@ -652,6 +697,11 @@ pub(crate) fn run_editor(c: &Call, t: &mut dyn Target) -> Result<(), String> {
     let p = || target_path(c);
     match f {
         Func::Route => Ok(()),
+        Func::ConvertGaugeToSum
+        | Func::ConvertSumToGauge
+        | Func::CopyMetric
+        | Func::ExtractCountMetric
+        | Func::ExtractSumMetric => metric_edit(c, t),
         Func::Set => match arg(c, 1, t)? {
             // OTTL's set leaves the target alone when the value is nil.
             V::Nil => Ok(()),
@@ -869,6 +919,173 @@ pub(crate) fn run_editor(c: &Call, t: &mut dyn Target) -> Result<(), String> {
         }
         _ => Err(format!("{} is a converter, not an editor", name(f))),
     }
+}
+
+/// The metric-context editors of the transform processor, with otelcol's semantics.
+fn metric_edit(c: &Call, t: &mut dyn Target) -> Result<(), String> {
+    use vigil_core::otlp::metrics::v1::{
+        metric::Data, number_data_point, AggregationTemporality, Gauge, NumberDataPoint, Sum,
+    };
+    let f = c.func;
+    let mut strs = Vec::new();
+    for i in 0..c.args.len() {
+        strs.push(arg(c, i, t)?);
+    }
+    let text = |i: usize| -> Option<String> {
+        match strs.get(i) {
+            Some(Value::Str(s)) => Some(s.clone()),
+            _ => None,
+        }
+    };
+    let flag = |i: usize| matches!(strs.get(i), Some(Value::Bool(true)));
+    t.edit_metric(&mut |m, added| {
+        match f {
+            // A gauge becomes a sum with the given temporality; other types are left alone.
+            Func::ConvertGaugeToSum => {
+                if let Some(Data::Gauge(g)) = &mut m.data {
+                    let temporality = if text(0).as_deref() == Some("delta") {
+                        AggregationTemporality::Delta
+                    } else {
+                        AggregationTemporality::Cumulative
+                    };
+                    m.data = Some(Data::Sum(Sum {
+                        data_points: std::mem::take(&mut g.data_points),
+                        aggregation_temporality: temporality as i32,
+                        is_monotonic: flag(1),
+                    }));
+                }
+            }
+            Func::ConvertSumToGauge => {
+                if let Some(Data::Sum(s)) = &mut m.data {
+                    m.data = Some(Data::Gauge(Gauge {
+                        data_points: std::mem::take(&mut s.data_points),
+                    }));
+                }
+            }
+            // A copy goes after the metrics of its scope, with the name, description and unit
+            // given (in that order) instead of the original's.
+            Func::CopyMetric => {
+                let mut copy = m.clone();
+                if let Some(n) = text(0) {
+                    copy.name = n;
+                }
+                if let Some(d) = text(1) {
+                    copy.description = d;
+                }
+                if let Some(u) = text(2) {
+                    copy.unit = u;
+                }
+                added.push(copy);
+            }
+            // A monotonic-or-not sum of each point's count (unit "1") or sum (the metric's
+            // unit), named with the suffix (".count" / ".sum"); histograms, exponential
+            // histograms and summaries only.
+            Func::ExtractCountMetric | Func::ExtractSumMetric => {
+                let count = f == Func::ExtractCountMetric;
+                let name = if count {
+                    "extract_count_metric"
+                } else {
+                    "extract_sum_metric"
+                };
+                let suffix =
+                    text(1).unwrap_or_else(|| if count { ".count" } else { ".sum" }.into());
+                // (attributes, start, time, count, sum)
+                type P<'x> = (
+                    &'x [vigil_core::otlp::common::v1::KeyValue],
+                    u64,
+                    u64,
+                    u64,
+                    Option<f64>,
+                );
+                let (temporality, points): (i32, Vec<P<'_>>) = match &m.data {
+                    Some(Data::Histogram(h)) => (
+                        h.aggregation_temporality,
+                        h.data_points
+                            .iter()
+                            .map(|p| {
+                                (
+                                    &p.attributes[..],
+                                    p.start_time_unix_nano,
+                                    p.time_unix_nano,
+                                    p.count,
+                                    p.sum,
+                                )
+                            })
+                            .collect(),
+                    ),
+                    Some(Data::ExponentialHistogram(h)) => (
+                        h.aggregation_temporality,
+                        h.data_points
+                            .iter()
+                            .map(|p| {
+                                (
+                                    &p.attributes[..],
+                                    p.start_time_unix_nano,
+                                    p.time_unix_nano,
+                                    p.count,
+                                    p.sum,
+                                )
+                            })
+                            .collect(),
+                    ),
+                    Some(Data::Summary(s)) => (
+                        AggregationTemporality::Cumulative as i32,
+                        s.data_points
+                            .iter()
+                            .map(|p| {
+                                (
+                                    &p.attributes[..],
+                                    p.start_time_unix_nano,
+                                    p.time_unix_nano,
+                                    p.count,
+                                    Some(p.sum),
+                                )
+                            })
+                            .collect(),
+                    ),
+                    _ => {
+                        return Err(format!(
+                        "{name}: metric {:?} is not a histogram, exponential histogram or summary",
+                        m.name
+                    ))
+                    }
+                };
+                let data_points: Vec<NumberDataPoint> = points
+                    .into_iter()
+                    .filter_map(|(attrs, start, time, n, sum)| {
+                        let value = if count {
+                            number_data_point::Value::AsInt(n as i64)
+                        } else {
+                            // A histogram point without a sum adds nothing, as in otelcol.
+                            number_data_point::Value::AsDouble(sum?)
+                        };
+                        Some(NumberDataPoint {
+                            attributes: attrs.to_vec(),
+                            start_time_unix_nano: start,
+                            time_unix_nano: time,
+                            value: Some(value),
+                            ..Default::default()
+                        })
+                    })
+                    .collect();
+                if !data_points.is_empty() {
+                    added.push(vigil_core::otlp::metrics::v1::Metric {
+                        name: format!("{}{suffix}", m.name),
+                        description: m.description.clone(),
+                        unit: if count { "1".into() } else { m.unit.clone() },
+                        data: Some(Data::Sum(Sum {
+                            data_points,
+                            aggregation_temporality: temporality,
+                            is_monotonic: flag(0),
+                        })),
+                        ..Default::default()
+                    });
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    })
 }
 
 fn edit_map(

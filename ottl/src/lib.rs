@@ -143,6 +143,8 @@ pub enum Field {
     ExplicitBounds,
     /// The per-item scratch map `cache`.
     Cache,
+    /// A metric's `metadata` map (Prometheus' `prometheus.type`, …).
+    Metadata,
 }
 
 /// A path bound to its context: which item (`level`), which field, and map/slice keys below it.
@@ -209,12 +211,25 @@ pub struct Call {
     pub regex: Option<Regex>,
 }
 
+/// An edit of the metric in context, given the list new metrics are appended to.
+pub type MetricEdit<'a> = dyn FnMut(
+        &mut vigil_core::otlp::metrics::v1::Metric,
+        &mut Vec<vigil_core::otlp::metrics::v1::Metric>,
+    ) -> Result<(), String>
+    + 'a;
+
 /// What a context gives an expression: the value at a path, and a place to write one.
 pub trait Target {
     fn get(&self, path: &Path) -> Result<Value, String>;
 
     fn set(&mut self, path: &Path, _v: Value) -> Result<(), String> {
         Err(format!("path {} cannot be set here", path.text))
+    }
+
+    /// Runs `f` on the metric in context with the list new metrics are appended to (metric context
+    /// only: `convert_*`, `copy_metric`, `extract_*_metric`).
+    fn edit_metric(&mut self, _f: &mut MetricEdit<'_>) -> Result<(), String> {
+        Err("this function runs in the metric context only".into())
     }
 
     /// The attributes of each data point of the metric in context (for `HasAttrOnDatapoint`).

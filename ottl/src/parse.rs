@@ -357,7 +357,11 @@ fn bind(ctx: Context, segs: &[String], keys: Vec<Key>) -> Result<Path, String> {
     })?;
     let indexable = matches!(
         field,
-        Field::Attributes | Field::Body | Field::BucketCounts | Field::ExplicitBounds
+        Field::Attributes
+            | Field::Body
+            | Field::BucketCounts
+            | Field::ExplicitBounds
+            | Field::Metadata
     );
     if !keys.is_empty() && !indexable {
         return Err(format!("path {text} does not take [\"key\"] indexes"));
@@ -409,6 +413,7 @@ fn field_for(level: Context, rest: &[&str]) -> Option<Field> {
         (C::Metric, ["type"]) => F::Type,
         (C::Metric, ["aggregation_temporality"]) => F::AggregationTemporality,
         (C::Metric, ["is_monotonic"]) => F::IsMonotonic,
+        (C::Metric, ["metadata"]) => F::Metadata,
         (C::DataPoint, ["value_double"]) => F::ValueDouble,
         (C::DataPoint, ["value_int"]) => F::ValueInt,
         (C::DataPoint, ["count"]) => F::Count,

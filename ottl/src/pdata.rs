@@ -37,6 +37,9 @@ pub struct Item<'a> {
     pub log: Option<&'a mut LogRecord>,
     /// OTTL's `cache`: scratch space that lives as long as the item is being processed.
     pub cache: Vec<KeyValue>,
+    /// In the metric context: metrics an editor made (`copy_metric`, `extract_count_metric`, …),
+    /// appended to the scope's metrics once the visit of that scope is done.
+    pub added: Option<&'a mut Vec<Metric>>,
 }
 
 impl<'a> Item<'a> {
@@ -52,6 +55,7 @@ impl<'a> Item<'a> {
             point: None,
             log: None,
             cache: Vec::new(),
+            added: None,
         }
     }
 }
@@ -133,6 +137,7 @@ pub fn visit(data: &mut Telemetry, ctx: Context, f: &mut dyn FnMut(&mut Item<'_>
                         f(&mut it);
                         return true;
                     }
+                    let mut added = Vec::new();
                     let lost_here = retain(&mut sm.metrics, |m| {
                         let mt = metric_type(m);
                         if ctx == Context::Metric {
@@ -140,6 +145,7 @@ pub fn visit(data: &mut Telemetry, ctx: Context, f: &mut dyn FnMut(&mut Item<'_>
                             it.scope = Some(scope);
                             it.metric = Some(m);
                             it.metric_type = mt;
+                            it.added = Some(&mut added);
                             return f(&mut it);
                         }
                         if ctx != Context::DataPoint {
@@ -173,6 +179,7 @@ pub fn visit(data: &mut Telemetry, ctx: Context, f: &mut dyn FnMut(&mut Item<'_>
                         m.data = d;
                         !emptied
                     });
+                    sm.metrics.append(&mut added);
                     lost |= lost_here;
                     !(lost_here && sm.metrics.is_empty())
                 });
@@ -400,6 +407,7 @@ impl Item<'_> {
             (C::Metric, f) => {
                 let m = self.metric.as_ref()?;
                 match f {
+                    F::Metadata => return Some(get_in_kvs(&m.metadata, &p.keys)),
                     F::Name => Value::Str(m.name.clone()),
                     F::Description => Value::Str(m.description.clone()),
                     F::Unit => Value::Str(m.unit.clone()),
@@ -588,6 +596,7 @@ impl Item<'_> {
                 (C::Metric, f) => {
                     let m = self.metric.as_mut()?;
                     match f {
+                        F::Metadata => set_in_kvs(&mut m.metadata, &p.keys, v),
                         F::Name => want_str(p, v).map(|x| m.name = x),
                         F::Description => want_str(p, v).map(|x| m.description = x),
                         F::Unit => want_str(p, v).map(|x| m.unit = x),
@@ -710,6 +719,19 @@ impl Target for Item<'_> {
     fn set(&mut self, p: &Path, v: Value) -> Result<(), String> {
         self.set_inner(p, v)
             .unwrap_or_else(|| Err(format!("path {} cannot be set for this item", p.text)))
+    }
+
+    fn edit_metric(&mut self, f: &mut crate::MetricEdit<'_>) -> Result<(), String> {
+        let (Some(m), Some(added), None) = (
+            self.metric.as_deref_mut(),
+            self.added.as_deref_mut(),
+            &self.point,
+        ) else {
+            return Err("this function runs in the metric context only".into());
+        };
+        f(m, added)?;
+        self.metric_type = metric_type(m);
+        Ok(())
     }
 
     fn datapoint_attributes(&self) -> Result<Vec<&[KeyValue]>, String> {

@@ -715,3 +715,181 @@ fn format_time_affixes_and_contains_value() {
     );
     assert_eq!(conv(r#"ContainsValue([1, 2], 3)"#), Ok(Value::Bool(false)));
 }
+
+/// A scope with a histogram (two points), a summary and a gauge, for the metric editors.
+fn metric_batch() -> Telemetry {
+    use vigil_core::otlp::metrics::v1::{Histogram, HistogramDataPoint, Summary, SummaryDataPoint};
+    let hp = |route: &str, count: u64, sum: Option<f64>| HistogramDataPoint {
+        attributes: vec![kv_str("http.route", route)],
+        start_time_unix_nano: 1,
+        time_unix_nano: 2,
+        count,
+        sum,
+        ..Default::default()
+    };
+    Telemetry::Metrics(vec![ResourceMetrics {
+        scope_metrics: vec![ScopeMetrics {
+            metrics: vec![
+                Metric {
+                    name: "http.server.duration".into(),
+                    description: "request time".into(),
+                    unit: "ms".into(),
+                    data: Some(Data::Histogram(Histogram {
+                        data_points: vec![hp("/a", 3, Some(12.5)), hp("/b", 2, None)],
+                        aggregation_temporality: 2,
+                    })),
+                    ..Default::default()
+                },
+                Metric {
+                    name: "rpc.latency".into(),
+                    unit: "s".into(),
+                    data: Some(Data::Summary(Summary {
+                        data_points: vec![SummaryDataPoint {
+                            count: 4,
+                            sum: 2.0,
+                            ..Default::default()
+                        }],
+                    })),
+                    ..Default::default()
+                },
+                Metric {
+                    name: "queue.size".into(),
+                    data: Some(Data::Gauge(Gauge {
+                        data_points: vec![NumberDataPoint {
+                            value: Some(
+                                vigil_core::otlp::metrics::v1::number_data_point::Value::AsInt(7),
+                            ),
+                            ..Default::default()
+                        }],
+                    })),
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }])
+}
+
+fn run_metric(stmts: &[&str]) -> Result<Vec<Metric>, String> {
+    let parsed: Vec<Statement> = stmts
+        .iter()
+        .map(|s| parse_statement(Context::Metric, s, StatementOptions::default()))
+        .collect::<Result<_, _>>()?;
+    let mut data = metric_batch();
+    for s in &parsed {
+        let mut err = None;
+        visit(&mut data, Context::Metric, &mut |it: &mut Item<'_>| {
+            if let Err(e) = s.execute(it) {
+                err.get_or_insert(e);
+            }
+            true
+        });
+        if let Some(e) = err {
+            return Err(e);
+        }
+    }
+    let Telemetry::Metrics(rms) = data else {
+        unreachable!("metrics in, metrics out")
+    };
+    Ok(rms
+        .into_iter()
+        .flat_map(|rm| rm.scope_metrics)
+        .flat_map(|sm| sm.metrics)
+        .collect())
+}
+
+/// otelcol's docs examples for the metric-context editors of the transform processor.
+#[test]
+fn metric_editors() {
+    use vigil_core::otlp::metrics::v1::number_data_point::Value as N;
+    // extract_count_metric(true) where name == "http.server.duration"
+    let m = run_metric(&[r#"extract_count_metric(true) where name == "http.server.duration""#])
+        .unwrap();
+    let count = m
+        .iter()
+        .find(|m| m.name == "http.server.duration.count")
+        .unwrap();
+    assert_eq!(count.unit, "1");
+    assert_eq!(count.description, "request time");
+    let Some(Data::Sum(s)) = &count.data else {
+        panic!("count is a sum: {count:?}")
+    };
+    assert!(s.is_monotonic);
+    assert_eq!(s.aggregation_temporality, 2);
+    let values: Vec<_> = s.data_points.iter().map(|p| p.value).collect();
+    assert_eq!(values, vec![Some(N::AsInt(3)), Some(N::AsInt(2))]);
+    assert_eq!(
+        s.data_points[0].attributes,
+        vec![kv_str("http.route", "/a")]
+    );
+    // extract_sum_metric with a suffix; the point without a sum adds nothing.
+    let m = run_metric(&[r#"extract_sum_metric(false, "_sum") where type == METRIC_DATA_TYPE_HISTOGRAM or type == METRIC_DATA_TYPE_SUMMARY"#]).unwrap();
+    let sum = m
+        .iter()
+        .find(|m| m.name == "http.server.duration_sum")
+        .unwrap();
+    assert_eq!(sum.unit, "ms");
+    let Some(Data::Sum(s)) = &sum.data else {
+        panic!("sum is a sum")
+    };
+    assert_eq!(s.data_points.len(), 1);
+    assert_eq!(s.data_points[0].value, Some(N::AsDouble(12.5)));
+    assert!(m.iter().any(|m| m.name == "rpc.latency_sum"));
+    // On a gauge it is an error, as in otelcol (error_mode decides what that does).
+    assert!(
+        run_metric(&[r#"extract_count_metric(false) where name == "queue.size""#])
+            .unwrap_err()
+            .contains("not a histogram")
+    );
+    // copy_metric(name = "…") positionally; the copy goes after the scope's metrics and a later
+    // statement sees it.
+    let m = run_metric(&[
+        r#"copy_metric(Concat([name, "unknowncounter"], ":")) where name == "queue.size" and not HasSuffix(name, ":unknowncounter")"#,
+        r#"convert_gauge_to_sum("cumulative", true) where name == "queue.size:unknowncounter""#,
+    ])
+    .unwrap();
+    let names: Vec<_> = m.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(
+        names,
+        vec![
+            "http.server.duration",
+            "rpc.latency",
+            "queue.size",
+            "queue.size:unknowncounter"
+        ]
+    );
+    assert!(matches!(m[2].data, Some(Data::Gauge(_))));
+    let Some(Data::Sum(s)) = &m[3].data else {
+        panic!("converted: {:?}", m[3])
+    };
+    assert!(s.is_monotonic && s.aggregation_temporality == 2);
+    // A metric's metadata map, as the Prometheus receiver fills it (GKE's unknown-counter config).
+    let m = run_metric(&[
+        r#"set(metric.metadata["prometheus.type"], "unknown") where name == "queue.size""#,
+        r#"copy_metric(Concat([metric.name, "unknowncounter"], ":")) where metric.metadata["prometheus.type"] == "unknown" and not HasSuffix(metric.name, ":unknowncounter")"#,
+    ])
+    .unwrap();
+    assert_eq!(m.len(), 4);
+    assert_eq!(m[3].name, "queue.size:unknowncounter");
+    assert_eq!(m[3].metadata, vec![kv_str("prometheus.type", "unknown")]);
+    // convert_sum_to_gauge back.
+    let m = run_metric(&[
+        r#"convert_gauge_to_sum("delta", false) where name == "queue.size""#,
+        r#"convert_sum_to_gauge() where name == "queue.size""#,
+    ])
+    .unwrap();
+    assert!(matches!(m[2].data, Some(Data::Gauge(_))));
+    // Arguments are checked at load.
+    let bad = parse_statement(
+        Context::Metric,
+        r#"convert_gauge_to_sum("weekly", true)"#,
+        StatementOptions::default(),
+    )
+    .unwrap_err();
+    assert!(bad.contains("cumulative"), "{bad}");
+    // Outside the metric context they fail, naming why.
+    assert!(run(Context::Log, &["copy_metric()"])
+        .unwrap_err()
+        .contains("metric context"));
+}
