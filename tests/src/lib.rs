@@ -2,6 +2,8 @@
 //! ports and temp directory, runs `vigil` as a child process that is killed when the guard drops, and
 //! waits for readiness by polling, never by sleeping a fixed time.
 
+pub mod pki;
+
 use std::io::Read;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -217,6 +219,13 @@ impl Agent {
         None
     }
 
+    /// Sends SIGTERM and asserts that the agent exits with code 0 within `limit`; its log otherwise.
+    pub fn stop_ok(&mut self, limit: Duration) {
+        self.signal(libc::SIGTERM);
+        let code = self.wait_exit(limit);
+        assert_eq!(code, Some(0), "log:\n{}", self.logs());
+    }
+
     /// Polls `url` until it answers 200, or panics with the agent's log after `limit`.
     pub fn wait_http_ok(&mut self, url: &str, limit: Duration) {
         let start = Instant::now();
@@ -261,11 +270,66 @@ impl Drop for Agent {
     }
 }
 
+/// GETs `url` (10 s timeout): its status code and body text. Panics when there is no answer.
+pub fn http_get(url: &str) -> (u16, String) {
+    let r = reqwest::blocking::Client::new()
+        .get(url)
+        .timeout(Duration::from_secs(10))
+        .send()
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let code = r.status().as_u16();
+    (code, r.text().unwrap_or_default())
+}
+
 /// Writes `yaml` to `<dir>/<file>` and returns the path.
 pub fn write_config(dir: &Path, file: &str, yaml: &str) -> PathBuf {
     let path = dir.join(file);
     std::fs::write(&path, yaml).expect("write config");
     path
+}
+
+/// A config's `receivers:` section with one `otlp` receiver serving `protocol` (`grpc` or `http`)
+/// on `127.0.0.1:<port>`.
+pub fn otlp_receiver(protocol: &str, port: u16) -> String {
+    format!(
+        "receivers:
+  otlp:
+    protocols:
+      {protocol}:
+        endpoint: 127.0.0.1:{port}
+"
+    )
+}
+
+/// A config's `receivers:` section with one `otlp` receiver serving gRPC on `127.0.0.1:<grpc>` and
+/// HTTP on `127.0.0.1:<http>`, each with `settings` (YAML at the endpoint's indentation; further
+/// lines start with eight spaces).
+pub fn otlp_receiver_grpc_http(grpc: u16, http: u16, settings: &str) -> String {
+    format!(
+        "receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:{grpc}
+        {settings}
+      http:
+        endpoint: 127.0.0.1:{http}
+        {settings}
+"
+    )
+}
+
+/// A config's `extensions:` section with only `health_check` on `health`, and the start of
+/// `service:` with that extension, so that `  pipelines:` follows directly.
+pub fn health_check_and_service(health: u16) -> String {
+    format!(
+        "extensions:
+  health_check:
+    endpoint: 127.0.0.1:{health}
+service:
+  extensions: [health_check]
+"
+    )
 }
 
 /// The middle of most test configs: a `file` exporter writing OTLP/JSON lines to `out`, the
@@ -276,13 +340,9 @@ pub fn file_exporter_and_health(out: &Path, health: u16) -> String {
         "exporters:
   file:
     path: {}
-extensions:
-  health_check:
-    endpoint: 127.0.0.1:{health}
-service:
-  extensions: [health_check]
-",
-        out.display()
+{}",
+        out.display(),
+        health_check_and_service(health)
     )
 }
 

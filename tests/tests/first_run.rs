@@ -44,11 +44,5 @@ fn with_no_config_a_step_in_a_host_metric_is_printed_as_a_readable_anomaly_line(
     assert!(line.contains("detector="), "no reason: {line}");
     assert!(line.contains("score="), "no score: {line}");
 
-    agent.signal(libc::SIGTERM);
-    assert_eq!(
-        agent.wait_exit(Duration::from_secs(30)),
-        Some(0),
-        "{}",
-        agent.logs()
-    );
+    agent.stop_ok(Duration::from_secs(30));
 }

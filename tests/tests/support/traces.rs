@@ -6,7 +6,9 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
-use vigil_tests::{eventually, otlp_attr, read_json_lines, repo_root, Agent};
+use vigil_tests::{
+    eventually, file_exporter_and_health, otlp_attr, read_json_lines, repo_root, Agent,
+};
 
 /// A vigil with `receiver_yaml` (the `receivers:` section's body) feeding a `file` exporter.
 pub struct Vigil {
@@ -23,30 +25,16 @@ pub fn start(receiver_yaml: &str, receiver: &str) -> Vigil {
         r#"
 receivers:
 {receiver_yaml}
-exporters:
-  file:
-    path: {}
-extensions:
-  health_check:
-    endpoint: 127.0.0.1:{health}
-service:
-  extensions: [health_check]
-  pipelines:
+{frame}  pipelines:
     traces: {{receivers: [{receiver}], exporters: [file]}}
   telemetry:
     metrics:
       level: none
 "#,
-        out.display()
+        frame = file_exporter_and_health(&out, health)
     );
-    let path = dir.path().join("config.yaml");
-    std::fs::write(&path, cfg).expect("write config");
-    let path = path.display().to_string();
-    let mut agent = Agent::start_in(dir, &["--config".into(), path]);
-    agent.wait_http_ok(
-        &format!("http://127.0.0.1:{health}/"),
-        Duration::from_secs(60),
-    );
+    let mut agent = Agent::with_config_in(dir, &cfg);
+    agent.wait_healthy(health, Duration::from_secs(60));
     Vigil { _agent: agent, out }
 }
 
