@@ -82,6 +82,32 @@ impl Default for ServeOptions {
     }
 }
 
+impl ServeOptions {
+    /// An HTTP listener's options from confighttp's server keys, as every HTTP receiver spells
+    /// them: an absent or zero timeout and a zero connection cap mean the default.
+    pub fn http(
+        tls: Option<Arc<crate::net::tls::ServerTls>>,
+        read_header_timeout: Option<Duration>,
+        idle_timeout: Option<Duration>,
+        max_connections: usize,
+    ) -> ServeOptions {
+        let mut o = ServeOptions {
+            tls,
+            ..ServeOptions::default()
+        };
+        if let Some(d) = read_header_timeout.filter(|d| !d.is_zero()) {
+            o.read_header_timeout = d;
+        }
+        if let Some(d) = idle_timeout.filter(|d| !d.is_zero()) {
+            o.idle_timeout = d;
+        }
+        if max_connections > 0 {
+            o.max_connections = max_connections;
+        }
+        o
+    }
+}
+
 /// [`DEFAULT_MAX_CONNECTIONS`], or a quarter of the soft open-file limit if that is lower.
 pub fn default_max_connections() -> usize {
     let mut lim = libc::rlimit {

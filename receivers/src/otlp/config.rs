@@ -278,20 +278,12 @@ impl HttpConfig {
 
     /// The listener's limits.
     pub fn serve_options(&self) -> ServeOptions {
-        let mut o = ServeOptions {
-            tls: self.tls.as_ref().and_then(|t| t.server(HTTP_ALPN).ok()),
-            ..ServeOptions::default()
-        };
-        if let Some(d) = self.read_header_timeout.filter(|d| !d.is_zero()) {
-            o.read_header_timeout = d;
-        }
-        if let Some(d) = self.idle_timeout.filter(|d| !d.is_zero()) {
-            o.idle_timeout = d;
-        }
-        if self.max_connections > 0 {
-            o.max_connections = self.max_connections;
-        }
-        o
+        ServeOptions::http(
+            self.tls.as_ref().and_then(|t| t.server(HTTP_ALPN).ok()),
+            self.read_header_timeout,
+            self.idle_timeout,
+            self.max_connections,
+        )
     }
 }
 
