@@ -6,17 +6,7 @@
 
 use std::process::Command;
 use std::time::Duration;
-use vigil_tests::{bin, eventually, free_port, Agent};
-
-fn get(url: &str) -> (u16, String) {
-    let r = reqwest::blocking::Client::new()
-        .get(url)
-        .timeout(Duration::from_secs(10))
-        .send()
-        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
-    let code = r.status().as_u16();
-    (code, r.text().unwrap_or_default())
-}
+use vigil_tests::{bin, eventually, free_port, http_get as get, Agent};
 
 /// The table row of `page` that contains `needle`.
 fn row<'a>(page: &'a str, needle: &str) -> &'a str {
@@ -74,10 +64,7 @@ service:
     let base = format!("http://127.0.0.1:{zpages}");
     // health_check answers 200 once every pipeline runs; zpages is up earlier (extensions start
     // first).
-    agent.wait_http_ok(
-        &format!("http://127.0.0.1:{health}/"),
-        Duration::from_secs(60),
-    );
+    agent.wait_healthy(health, Duration::from_secs(60));
 
     let sent = Command::new(bin("vigil-loadgen"))
         .args(["traces", "--otlp-endpoint", &format!("127.0.0.1:{grpc}")])
