@@ -7,7 +7,9 @@ use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use prost::Message;
 use std::time::Duration;
-use vigil_tests::{eventually, free_port, log_bodies, read_json_lines, Agent};
+use vigil_tests::{
+    eventually, file_exporter_and_health, free_port, log_bodies, read_json_lines, Agent,
+};
 
 #[test]
 fn embedded_default_serves_health_and_metrics_and_stops_on_sigterm() {
@@ -19,10 +21,7 @@ fn embedded_default_serves_health_and_metrics_and_stops_on_sigterm() {
         format!("--set=extensions::health_check::endpoint=127.0.0.1:{health}"),
         format!("--set=service::telemetry::metrics::address=127.0.0.1:{metrics}"),
     ]);
-    agent.wait_http_ok(
-        &format!("http://127.0.0.1:{health}/"),
-        Duration::from_secs(30),
-    );
+    agent.wait_healthy(health, Duration::from_secs(30));
     let body = reqwest::blocking::get(format!("http://127.0.0.1:{health}/"))
         .and_then(|r| r.text())
         .expect("health body");
@@ -36,9 +35,7 @@ fn embedded_default_serves_health_and_metrics_and_stops_on_sigterm() {
     });
     assert!(text.contains("otelcol_process_memory_rss"), "{text}");
 
-    agent.signal(libc::SIGTERM);
-    let code = agent.wait_exit(Duration::from_secs(30));
-    assert_eq!(code, Some(0), "log:\n{}", agent.logs());
+    agent.stop_ok(Duration::from_secs(30));
 }
 
 fn logs_request(body: &str) -> Vec<u8> {
@@ -67,22 +64,15 @@ receivers:
     protocols:
       http:
         endpoint: 127.0.0.1:{http}
-exporters:
-  file:
-    path: {out}
-extensions:
-  health_check:
-    endpoint: 127.0.0.1:{health}
-service:
-  extensions: [health_check]
-  pipelines:
+{frame}  pipelines:
     logs:
       receivers: [otlp]
       exporters: [file]
   telemetry:
     metrics:
       level: none
-"#
+"#,
+        frame = file_exporter_and_health(std::path::Path::new(out), health),
     )
 }
 
@@ -99,10 +89,7 @@ fn sighup_swaps_config_without_failed_requests() {
     )
     .expect("write config");
     let mut agent = Agent::start(&["--config".into(), cfg.display().to_string()]);
-    agent.wait_http_ok(
-        &format!("http://127.0.0.1:{health}/"),
-        Duration::from_secs(30),
-    );
+    agent.wait_healthy(health, Duration::from_secs(30));
 
     let url = format!("http://127.0.0.1:{http}/v1/logs");
     let client = reqwest::blocking::Client::new();
