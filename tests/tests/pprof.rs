@@ -201,10 +201,7 @@ fn finish(sender: Child) {
 /// Waits until every pipeline runs (health_check answers 200 only then; the pprof listener is up
 /// earlier, since extensions start first).
 fn wait_ready(agent: &mut Agent, health: u16) {
-    agent.wait_http_ok(
-        &format!("http://127.0.0.1:{health}/"),
-        Duration::from_secs(60),
-    );
+    agent.wait_healthy(health, Duration::from_secs(60));
 }
 
 fn config(grpc: u16, pprof: u16, health: u16, metrics: u16, extra: &str) -> String {
@@ -357,13 +354,7 @@ fn save_to_file_writes_the_whole_run_at_shutdown() {
     assert_eq!(code, 429, "{}", String::from_utf8_lossy(&body));
     finish(sender);
     assert!(!file.exists(), "written only at shutdown");
-    agent.signal(libc::SIGTERM);
-    assert_eq!(
-        agent.wait_exit(Duration::from_secs(60)),
-        Some(0),
-        "{}",
-        agent.logs()
-    );
+    agent.stop_ok(Duration::from_secs(60));
     let body = std::fs::read(&file)
         .unwrap_or_else(|e| panic!("{}: {e}\n{}", file.display(), agent.logs()));
     let p = decode(&body);
