@@ -14,7 +14,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
-use vigil_tests::{eventually, free_port, python, read_json_lines, repo_root, Agent};
+use vigil_tests::{
+    eventually, file_exporter_and_health, free_port, otlp_receiver, python, read_json_lines,
+    repo_root, Agent,
+};
 
 /// One log record as the file exporter wrote it, flattened for checks.
 #[derive(Debug, Clone)]
@@ -99,22 +102,9 @@ fn tally<'a>(recs: impl Iterator<Item = &'a Out>) -> Tally {
 fn start_agent(out: &Path, http: u16, health: u16, metrics: u16, processors: &str) -> Agent {
     let cfg = format!(
         r#"
-receivers:
-  otlp:
-    protocols:
-      http:
-        endpoint: 127.0.0.1:{http}
-processors:
+{recv}processors:
 {processors}
-exporters:
-  file:
-    path: {out}
-extensions:
-  health_check:
-    endpoint: 127.0.0.1:{health}
-service:
-  extensions: [health_check]
-  pipelines:
+{frame}  pipelines:
     logs:
       receivers: [otlp]
       processors: [logpattern, dedup]
@@ -123,13 +113,11 @@ service:
     metrics:
       address: 127.0.0.1:{metrics}
 "#,
-        out = out.display()
+        frame = file_exporter_and_health(out, health),
+        recv = otlp_receiver("http", http),
     );
     let mut agent = Agent::with_config(&cfg);
-    agent.wait_http_ok(
-        &format!("http://127.0.0.1:{health}/"),
-        Duration::from_secs(60),
-    );
+    agent.wait_healthy(health, Duration::from_secs(60));
     agent
 }
 
