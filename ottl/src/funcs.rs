@@ -48,6 +48,7 @@ funcs! {
     CopyMetric = "copy_metric", Editor, 0..=3;
     ExtractCountMetric = "extract_count_metric", Editor, 1..=2;
     ExtractSumMetric = "extract_sum_metric", Editor, 1..=2;
+    AggregateOnAttributes = "aggregate_on_attributes", Editor, 1..=2;
     ParseJson = "ParseJSON", Converter, 1..=1;
     Concat = "Concat", Converter, 2..=2;
     Split = "Split", Converter, 2..=2;
@@ -130,6 +131,7 @@ fn metric_editor(f: Func) -> bool {
             | Func::CopyMetric
             | Func::ExtractCountMetric
             | Func::ExtractSumMetric
+            | Func::AggregateOnAttributes
     )
 }
 
@@ -232,6 +234,15 @@ pub(crate) fn resolve(
                 ));
             }
             lit_bool(name, &args, 1, "is_monotonic")?;
+            None
+        }
+        Func::AggregateOnAttributes => {
+            let f = lit_str(name, &args, 0, "aggregation function")?;
+            if !matches!(f, "sum" | "max" | "min" | "mean" | "median" | "count") {
+                return Err(format!(
+                    "{name}: unknown aggregation function {f:?}: expected sum, max, min, mean, median or count"
+                ));
+            }
             None
         }
         Func::ExtractCountMetric | Func::ExtractSumMetric => {
@@ -701,7 +712,8 @@ pub(crate) fn run_editor(c: &Call, t: &mut dyn Target) -> Result<(), String> {
         | Func::ConvertSumToGauge
         | Func::CopyMetric
         | Func::ExtractCountMetric
-        | Func::ExtractSumMetric => metric_edit(c, t),
+        | Func::ExtractSumMetric
+        | Func::AggregateOnAttributes => metric_edit(c, t),
         Func::Set => match arg(c, 1, t)? {
             // OTTL's set leaves the target alone when the value is nil.
             V::Nil => Ok(()),
@@ -1081,6 +1093,18 @@ fn metric_edit(c: &Call, t: &mut dyn Target) -> Result<(), String> {
                         ..Default::default()
                     });
                 }
+            }
+            Func::AggregateOnAttributes => {
+                let func = text(0).unwrap_or_default();
+                let keep: Option<Vec<String>> = match strs.get(1) {
+                    Some(Value::List(l)) => Some(
+                        l.iter()
+                            .map(|x| Value::from_any(Some(x)).to_text())
+                            .collect(),
+                    ),
+                    _ => None,
+                };
+                crate::aggregate::on_attributes(m, &func, keep.as_deref())?;
             }
             _ => {}
         }

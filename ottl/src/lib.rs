@@ -15,6 +15,7 @@
 //! processors use it and receivers must not depend on processors; it is not in vigil-core so that a
 //! change to the language does not rebuild every crate.
 
+mod aggregate;
 mod eval;
 mod funcs;
 mod lex;

@@ -893,3 +893,102 @@ fn metric_editors() {
         .unwrap_err()
         .contains("metric context"));
 }
+
+/// otelcol's docs example `aggregate_on_attributes("sum", ["attr1"])` on a per-CPU, per-state gauge.
+#[test]
+fn aggregate_on_attributes_merges_points() {
+    use vigil_core::otlp::metrics::v1::number_data_point::Value as N;
+    let pt = |cpu: &str, state: &str, v: f64| NumberDataPoint {
+        attributes: vec![kv_str("cpu", cpu), kv_str("state", state)],
+        time_unix_nano: 5,
+        value: Some(N::AsDouble(v)),
+        ..Default::default()
+    };
+    let mut m = Metric {
+        name: "system.cpu.utilization".into(),
+        data: Some(Data::Gauge(Gauge {
+            data_points: vec![
+                pt("0", "user", 1.0),
+                pt("1", "user", 2.0),
+                pt("0", "system", 4.0),
+            ],
+        })),
+        ..Default::default()
+    };
+    type Points = Vec<(Vec<KeyValue>, Option<N>)>;
+    let run_on = |m: &Metric, src: &str| -> Result<Points, String> {
+        let st = parse_statement(Context::Metric, src, StatementOptions::default())?;
+        let mut data = Telemetry::Metrics(vec![ResourceMetrics {
+            scope_metrics: vec![ScopeMetrics {
+                metrics: vec![m.clone()],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }]);
+        let mut err = None;
+        visit(&mut data, Context::Metric, &mut |it: &mut Item<'_>| {
+            if let Err(e) = st.execute(it) {
+                err = Some(e);
+            }
+            true
+        });
+        if let Some(e) = err {
+            return Err(e);
+        }
+        let Telemetry::Metrics(rms) = data else {
+            unreachable!("metrics in, metrics out")
+        };
+        let Some(Data::Gauge(g)) = rms[0].scope_metrics[0].metrics[0].data.clone() else {
+            return Err("not a gauge".into());
+        };
+        Ok(g.data_points
+            .into_iter()
+            .map(|p| (p.attributes, p.value))
+            .collect())
+    };
+    let by_state = run_on(
+        &m,
+        r#"aggregate_on_attributes("sum", ["state"]) where metric.name == "system.cpu.utilization""#,
+    )
+    .unwrap();
+    assert_eq!(
+        by_state,
+        vec![
+            (vec![kv_str("state", "user")], Some(N::AsDouble(3.0))),
+            (vec![kv_str("state", "system")], Some(N::AsDouble(4.0))),
+        ]
+    );
+    // No attributes listed: every point merges into one.
+    assert_eq!(
+        run_on(&m, r#"aggregate_on_attributes("max")"#).unwrap(),
+        vec![(vec![], Some(N::AsDouble(4.0)))]
+    );
+    assert_eq!(
+        run_on(&m, r#"aggregate_on_attributes("count", [])"#).unwrap(),
+        vec![(vec![], Some(N::AsInt(3)))]
+    );
+    assert_eq!(
+        run_on(&m, r#"aggregate_on_attributes("median", ["cpu"])"#).unwrap(),
+        vec![
+            (vec![kv_str("cpu", "0")], Some(N::AsDouble(2.5))),
+            (vec![kv_str("cpu", "1")], Some(N::AsDouble(2.0))),
+        ]
+    );
+    // Points at different times stay apart.
+    if let Some(Data::Gauge(g)) = &mut m.data {
+        g.data_points[1].time_unix_nano = 6;
+    }
+    assert_eq!(
+        run_on(&m, r#"aggregate_on_attributes("sum", ["state"])"#)
+            .unwrap()
+            .len(),
+        3
+    );
+    assert!(parse_statement(
+        Context::Metric,
+        r#"aggregate_on_attributes("avg")"#,
+        StatementOptions::default()
+    )
+    .unwrap_err()
+    .contains("expected sum, max"));
+}
