@@ -98,6 +98,77 @@ pub fn function_names() -> Vec<(&'static str, FuncKind)> {
         .collect()
 }
 
+/// The parameter names of functions that take optional arguments, in order, for OTTL's named
+/// arguments (`copy_metric(name = "x")`).
+fn params(name: &str) -> Option<&'static [&'static str]> {
+    Some(match name {
+        "copy_metric" => &["name", "description", "unit"],
+        "extract_count_metric" | "extract_sum_metric" => &["monotonic", "suffix"],
+        "aggregate_on_attributes" => &["function", "attributes"],
+        "convert_gauge_to_sum" => &["aggregation_temporality", "monotonic"],
+        "limit" => &["target", "limit", "priority_keys"],
+        "flatten" => &["target", "prefix", "depth"],
+        "append" => &["target", "value", "values"],
+        "Unix" => &["seconds", "nanoseconds"],
+        _ => return None,
+    })
+}
+
+/// Puts named arguments where their parameters are. A function that is not supported is left for
+/// `resolve` to name; a name the function lacks, or a gap before a named argument (an optional
+/// parameter skipped), is an error.
+pub(crate) fn by_position(
+    name: &str,
+    args: Vec<(Option<String>, Expr)>,
+) -> Result<Vec<Expr>, String> {
+    if args.iter().all(|(n, _)| n.is_none()) || !TABLE.iter().any(|t| t.1 == name) {
+        return Ok(args.into_iter().map(|(_, e)| e).collect());
+    }
+    let Some(names) = params(name) else {
+        return Err(format!(
+            "{name}: named arguments are not supported for this function; pass arguments by position"
+        ));
+    };
+    let mut slots: Vec<Option<Expr>> = vec![None; names.len().max(args.len())];
+    let mut next = 0;
+    for (n, e) in args {
+        let i = match n {
+            None if next < slots.len() => {
+                next += 1;
+                next - 1
+            }
+            None => return Err(format!("{name}: too many arguments")),
+            Some(n) => names.iter().position(|x| *x == n).ok_or_else(|| {
+                format!(
+                    "{name} has no parameter {n:?} (it takes {})",
+                    names.join(", ")
+                )
+            })?,
+        };
+        if slots[i].is_some() {
+            return Err(format!(
+                "{name}: argument {:?} is given twice",
+                names.get(i).unwrap_or(&"?")
+            ));
+        }
+        slots[i] = Some(e);
+    }
+    let given = slots.iter().rposition(Option::is_some).map_or(0, |i| i + 1);
+    slots
+        .into_iter()
+        .take(given)
+        .enumerate()
+        .map(|(i, e)| {
+            e.ok_or_else(|| {
+                format!(
+                    "{name}: {:?} is left out before a later argument; vigil needs the arguments before a named one",
+                    names.get(i).unwrap_or(&"?")
+                )
+            })
+        })
+        .collect()
+}
+
 /// The most keys `flatten` descends through when no depth is given, so a deep document is bounded.
 pub const FLATTEN_MAX_DEPTH: i64 = 100;
 

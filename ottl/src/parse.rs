@@ -222,21 +222,20 @@ impl Parser {
         }
     }
 
-    fn args(&mut self) -> Result<Vec<Expr>, String> {
+    /// A call's arguments, each with its name when given as `name = value`.
+    fn args(&mut self) -> Result<Vec<(Option<String>, Expr)>, String> {
         let mut args = Vec::new();
         if self.peek() == Some(&Tok::RParen) {
             self.pos += 1;
             return Ok(args);
         }
         loop {
-            if matches!(self.peek(), Some(Tok::Ident(_))) && self.peek_at(1) == Some(&Tok::Op("="))
-            {
-                return Err(format!(
-                    "named arguments ({} = …) are not supported; pass arguments by position",
-                    self.peek().map(ToString::to_string).unwrap_or_default()
-                ));
+            let mut named = None;
+            if let (Some(Tok::Ident(n)), Some(Tok::Op("="))) = (self.peek(), self.peek_at(1)) {
+                named = Some(n.clone());
+                self.pos += 2;
             }
-            args.push(self.or()?);
+            args.push((named, self.or()?));
             match self.bump() {
                 Some(Tok::Comma) => {}
                 Some(Tok::RParen) => return Ok(args),
@@ -279,7 +278,7 @@ impl Parser {
                     "unsupported function {w:?}: expressions here support paths, literals, ==, !=, <, >, matches, contains, and, or, not"
                 ));
             }
-            let args = self.args()?;
+            let args = funcs::by_position(&w, self.args()?)?;
             let call = funcs::resolve(&w, FuncKind::Converter, args, false)?;
             let keys = self.keys()?;
             return Ok(Expr::Call(Box::new(call), keys));
@@ -486,7 +485,7 @@ pub fn parse_statement(
         None => return Err("empty statement".into()),
     };
     p.expect(Tok::LParen, &format!("( after {name}"))?;
-    let args = p.args()?;
+    let args = funcs::by_position(&name, p.args()?)?;
     let editor = funcs::resolve(&name, FuncKind::Editor, args, opts.allow_route)?;
     let condition = if p.at_word("where") {
         p.pos += 1;

@@ -992,3 +992,30 @@ fn aggregate_on_attributes_merges_points() {
     .unwrap_err()
     .contains("expected sum, max"));
 }
+
+/// OTTL's named arguments, as otelcol's docs write them.
+#[test]
+fn named_arguments() {
+    let m = run_metric(&[
+        r#"copy_metric(name = "queue.size.copy") where name == "queue.size""#,
+        r#"extract_count_metric(true, suffix = "_count") where name == "rpc.latency""#,
+    ])
+    .unwrap();
+    let names: Vec<_> = m.iter().map(|m| m.name.as_str()).collect();
+    assert!(names.contains(&"queue.size.copy"), "{names:?}");
+    assert!(names.contains(&"rpc.latency_count"), "{names:?}");
+    assert_eq!(
+        conv(r#"UnixSeconds(Unix(seconds = 1700000000))"#),
+        Ok(Value::Int(1700000000))
+    );
+    let err =
+        |src: &str| parse_statement(Context::Metric, src, StatementOptions::default()).unwrap_err();
+    assert!(err(r#"copy_metric(colour = "x")"#).contains("has no parameter \"colour\""));
+    assert!(err(r#"copy_metric(unit = "By")"#).contains("left out"));
+    assert!(err(r#"set(target = name, value = "x")"#).contains("named arguments are not supported"));
+    // An unknown function is named as such, whatever its arguments.
+    assert!(
+        err(r#"merge_histogram_buckets(32, method = "limit_buckets")"#)
+            .contains("unsupported editor \"merge_histogram_buckets\"")
+    );
+}
