@@ -112,7 +112,11 @@ connectors:
     let line = |name: &str| {
         scrape
             .lines()
-            .find(|l| l.starts_with(name) && l.contains("connector=\"anomalydetection\""))
+            // The name and then its labels: `vigil_anomaly_events` is a prefix of
+            // `vigil_anomaly_events_dropped`.
+            .find(|l| {
+                l.starts_with(&format!("{name}{{")) && l.contains("connector=\"anomalydetection\"")
+            })
             .and_then(|l| l.rsplit(' ').next())
             .and_then(|v| v.parse::<f64>().ok())
             .unwrap_or_else(|| panic!("{name} not in own metrics:\n{scrape}"))
