@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use vigil_tests::{eventually, free_port, Agent};
+use vigil_tests::{eventually, free_port, health_check_and_service, otlp_receiver, Agent};
 
 const ALERTMANAGER: &str = "/usr/bin/prometheus-alertmanager";
 
@@ -149,12 +149,7 @@ fn an_incident_opens_and_resolves_in_alertmanager_and_reaches_the_webhook() {
 
     let cfg = format!(
         r#"
-receivers:
-  otlp:
-    protocols:
-      http:
-        endpoint: 127.0.0.1:{http}
-processors:
+{recv}processors:
   correlation:
     gap: 2s
     update_interval: 1s
@@ -170,12 +165,7 @@ exporters:
     endpoint: http://127.0.0.1:{hook_port}/hook
     headers:
       X-Vigil-Token: s3cret
-extensions:
-  health_check:
-    endpoint: 127.0.0.1:{health}
-service:
-  extensions: [health_check]
-  pipelines:
+{health_frame}  pipelines:
     logs:
       receivers: [otlp]
       processors: [correlation]
@@ -183,13 +173,12 @@ service:
   telemetry:
     metrics:
       address: 127.0.0.1:{metrics}
-"#
+"#,
+        health_frame = health_check_and_service(health),
+        recv = otlp_receiver("http", http),
     );
     let mut agent = Agent::with_config(&cfg);
-    agent.wait_http_ok(
-        &format!("http://127.0.0.1:{health}/"),
-        Duration::from_secs(60),
-    );
+    agent.wait_healthy(health, Duration::from_secs(60));
 
     // db-1 turns anomalous first and hardest; api follows on the same node.
     let t0 = now_ns();
