@@ -135,13 +135,7 @@ fn rotate_during_write(mode: &str) {
         std::thread::sleep(Duration::from_millis(100));
     }
     // Stop gracefully so that anything still in flight is written before counting duplicates.
-    agent.signal(libc::SIGTERM);
-    assert_eq!(
-        agent.wait_exit(Duration::from_secs(30)),
-        Some(0),
-        "log:\n{}",
-        agent.logs()
-    );
+    agent.stop_ok(Duration::from_secs(30));
     let c = counts(&[&out]);
     let missing: Vec<usize> = (0..LINES).filter(|i| !c.contains_key(&line(*i))).collect();
     assert!(
@@ -261,13 +255,7 @@ service:
             (counts(&[&out1, &out2]).len() >= total).then_some(())
         },
     );
-    a2.signal(libc::SIGTERM);
-    assert_eq!(
-        a2.wait_exit(Duration::from_secs(30)),
-        Some(0),
-        "log:\n{}",
-        a2.logs()
-    );
+    a2.stop_ok(Duration::from_secs(30));
     let c = counts(&[&out1, &out2]);
     let missing: Vec<usize> = (0..total)
         .filter(|i| !c.contains_key(&line(*i)))
