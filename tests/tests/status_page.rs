@@ -9,7 +9,7 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use vigil_tests::{bin, eventually, free_port, repo_root, Agent};
+use vigil_tests::{bin, eventually, free_port, http_get as get, repo_root, Agent};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 
@@ -52,16 +52,6 @@ fn chromium(profile: &Path, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn get(url: &str) -> (u16, String) {
-    let r = reqwest::blocking::Client::new()
-        .get(url)
-        .timeout(Duration::from_secs(10))
-        .send()
-        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
-    let code = r.status().as_u16();
-    (code, r.text().unwrap_or_default())
 }
 
 /// The text of the section that starts at heading `h2` (up to the next one).
