@@ -20,8 +20,6 @@ const KNOWN_GAPS: &[&str] = &[
     // OTTL editors and argument forms the shared engine lacks, the routing connector's datapoint
     // context, and the transform processor's profile statements.
     "unsupported editor",
-    "unsupported converter",
-    "named arguments (",
     "context \"datapoint\" is not supported",
     "has invalid keys: profile_statements",
     // Prometheus Kubernetes service discovery (needs a Kubernetes API client).
