@@ -88,16 +88,22 @@ fn compile(c: &RoutingConfig) -> Result<Compiled, ConfigError> {
             Some("span") => Context::Span,
             Some("metric") => Context::Metric,
             Some("log") => Context::Log,
-            Some(o @ ("datapoint" | "request")) => {
+            // Checked against the row's pipelines at create: inert on logs and traces, as in otelcol.
+            Some("datapoint") => Context::DataPoint,
+            Some(o @ "request") => {
                 return Err(err(
                     format!("{at}::context"),
-                    format!("context {o:?} is not supported; use resource, span, metric or log"),
+                    format!(
+                    "context {o:?} is not supported; use resource, span, metric, datapoint or log"
+                ),
                 ))
             }
             Some(o) => {
                 return Err(err(
                     format!("{at}::context"),
-                    format!("invalid context {o:?}: expected resource, span, metric or log"),
+                    format!(
+                        "invalid context {o:?}: expected resource, span, metric, datapoint or log"
+                    ),
                 ))
             }
         };
@@ -223,6 +229,21 @@ impl ConnectorFactory for Factory {
         let mut routes = Vec::new();
         for (i, r) in c.routes.into_iter().enumerate() {
             let targets = resolve(format!("table::{i}::pipelines"), &r.pipelines)?;
+            if r.context == Context::DataPoint {
+                // otelcol's logs and traces routers never match a datapoint row, so what it would
+                // take goes on to later rows and the defaults; its metrics router moves single
+                // points, which this connector does not do yet.
+                if targets.iter().any(|t| t.signal == Signal::Metrics) {
+                    return Err(ConfigError::at(
+                        format!("table::{i}::context"),
+                        "context \"datapoint\" is not supported for metrics pipelines yet; use \"metric\"",
+                    ));
+                }
+                let _in = set.span.enter();
+                tracing::warn!(
+                    "routing: table row {i} has context datapoint and routes logs or traces: it never matches, as in otelcol"
+                );
+            }
             routes.push((r, targets));
         }
         let default = resolve("default_pipelines".into(), &c.default_pipelines)?;

@@ -17,10 +17,9 @@ const KNOWN_GAPS: &[&str] = &[
     // The filter processor's newer `metric_conditions` and profiles section.
     "has invalid keys: metric_conditions",
     "has invalid keys: profiles",
-    // OTTL editors and argument forms the shared engine lacks, the routing connector's datapoint
-    // context, and the transform processor's profile statements.
+    // OTTL editors and argument forms the shared engine lacks, and the transform processor's profile
+    // statements.
     "unsupported editor",
-    "context \"datapoint\" is not supported",
     "has invalid keys: profile_statements",
     // Prometheus Kubernetes service discovery (needs a Kubernetes API client).
     "Kubernetes service discovery is not supported",

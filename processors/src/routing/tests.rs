@@ -140,6 +140,36 @@ fn unknown_pipelines_fail_at_creation() {
     );
 }
 
+/// A `datapoint` row routing traces (or logs) is accepted and never matches, as otelcol's traces
+/// and logs routers do: what it would take goes to the defaults (the New Relic chart's config has
+/// such rows). On a metrics pipeline it is refused at creation until single points can be moved.
+#[tokio::test]
+async fn a_datapoint_row_is_inert_on_traces_and_refused_on_metrics() {
+    let (c, k) = make(
+        json!({
+            "default_pipelines": ["traces/d"],
+            "table": [{"context": "datapoint", "condition": "true", "pipelines": ["traces/a"]}],
+        }),
+        &["traces/a", "traces/d"],
+    )
+    .unwrap();
+    c.consume(traces(&[("acme", &["s"])])).await.unwrap();
+    assert!(k[0].names().is_empty());
+    assert_eq!(k[1].names(), ["s"]);
+
+    let Err(e) = make(
+        json!({"table": [{"context": "datapoint", "condition": "true", "pipelines": ["metrics/a"]}]}),
+        &["metrics/a"],
+    ) else {
+        panic!("created");
+    };
+    assert!(
+        e.to_string()
+            .contains("table::0::context: context \"datapoint\" is not supported for metrics"),
+        "{e}"
+    );
+}
+
 /// The cases under testdata/routing: each bad one names its key path and what is wrong, and the good
 /// ones (in the style of otelcol's README) are accepted.
 #[test]
