@@ -697,6 +697,73 @@ mod tests {
         assert_eq!(bad, Some(DebugValue::Counter(1)));
     }
 
+    /// A Java stack trace sent one line per message is joined by recombine (on the parsed
+    /// `message`; the body is the raw message, as in otelcol), and the record still open when the
+    /// sender disconnects goes out then.
+    #[tokio::test]
+    async fn recombine_joins_messages_and_flushes_at_disconnect() {
+        let id = ComponentId::parse("syslog").unwrap();
+        let cfg = json!({
+            "protocol": "rfc5424",
+            "tcp": {"listen_address": "127.0.0.1:0"},
+            "operators": [{
+                "type": "recombine",
+                "combine_field": "attributes.message",
+                "is_first_entry": "attributes.message matches \"^\\d{4}-\\d{2}-\\d{2}\"",
+            }],
+        });
+        let sink = Arc::new(Sink::default());
+        let mut next = NextConsumers::new();
+        next.insert(Signal::Logs, sink.clone());
+        let r = SyslogReceiver::new(settings(&id), load(&id, &cfg).unwrap(), next);
+        r.start(&Host::detached()).await.unwrap();
+        let mut sock = tokio::net::TcpStream::connect(r.tcp_addr().unwrap())
+            .await
+            .unwrap();
+        for line in [
+            "2024-03-01 10:00:00 ERROR request failed",
+            "java.lang.IllegalStateException: boom",
+            "\tat com.example.Foo.bar(Foo.java:42)",
+            "2024-03-01 10:00:01 INFO next",
+        ] {
+            let msg = format!("<11>1 2024-03-01T10:00:00Z host app - - - {line}\n");
+            sock.write_all(msg.as_bytes()).await.unwrap();
+        }
+        drop(sock);
+        let bodies = || -> Vec<String> {
+            let mut out = Vec::new();
+            for t in sink.0.lock().unwrap().iter() {
+                if let Telemetry::Logs(rls) = t {
+                    for rl in rls {
+                        for sl in &rl.scope_logs {
+                            for rec in &sl.log_records {
+                                if let Some(m) =
+                                    vigil_core::attrs::get_str(&rec.attributes, "message")
+                                {
+                                    out.push(m.to_string());
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            out
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while bodies().len() < 2 {
+            assert!(std::time::Instant::now() < deadline, "got {:?}", bodies());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        r.shutdown().await.unwrap();
+        assert_eq!(
+            bodies(),
+            vec![
+                "2024-03-01 10:00:00 ERROR request failed\njava.lang.IllegalStateException: boom\n\tat com.example.Foo.bar(Foo.java:42)".to_string(),
+                "2024-03-01 10:00:01 INFO next".to_string(),
+            ]
+        );
+    }
+
     #[test]
     fn config_errors_name_the_key() {
         let id = ComponentId::parse("syslog").unwrap();
