@@ -4,55 +4,11 @@
 
 use std::process::Command;
 use std::time::Duration;
+use vigil_tests::pki::Pki;
 use vigil_tests::{
-    eventually, file_exporter_and_health, free_port, python, repo_root, spans_by_resource_attrs,
-    Agent,
+    eventually, file_exporter_and_health, free_port, otlp_receiver_grpc_http, python, repo_root,
+    spans_by_resource_attrs, Agent,
 };
-
-struct Pki {
-    dir: tempfile::TempDir,
-}
-
-impl Pki {
-    fn new() -> Pki {
-        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
-        let ca_key = KeyPair::generate().expect("CA key");
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "vigil test CA");
-        let ca = ca_params.self_signed(&ca_key).expect("CA");
-        let server_key = KeyPair::generate().expect("server key");
-        let server = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
-            .expect("server params")
-            .signed_by(&server_key, &ca, &ca_key)
-            .expect("server certificate");
-        let client_key = KeyPair::generate().expect("client key");
-        let mut client_params = CertificateParams::new(Vec::<String>::new()).expect("params");
-        client_params
-            .distinguished_name
-            .push(DnType::CommonName, "vigil test client");
-        let client = client_params
-            .signed_by(&client_key, &ca, &ca_key)
-            .expect("client certificate");
-        let dir = tempfile::tempdir().expect("tempdir");
-        for (name, pem) in [
-            ("ca.pem", ca.pem()),
-            ("server.pem", server.pem()),
-            ("server.key", server_key.serialize_pem()),
-            ("client.pem", client.pem()),
-            ("client.key", client_key.serialize_pem()),
-        ] {
-            std::fs::write(dir.path().join(name), pem).expect("write PEM");
-        }
-        Pki { dir }
-    }
-
-    fn path(&self, name: &str) -> String {
-        self.dir.path().join(name).display().to_string()
-    }
-}
 
 fn export(pki: &Pki, protocol: &str, endpoint: &str, with_cert: bool, run: &str) -> String {
     export_with(pki, protocol, endpoint, with_cert, None, run)
@@ -97,34 +53,21 @@ fn export_with(
 
 #[test]
 fn sdk_with_and_without_a_client_certificate() {
-    let pki = Pki::new();
+    let pki = Pki::new("vigil test");
     let (grpc, http, health) = (free_port(), free_port(), free_port());
     let out_dir = tempfile::tempdir().expect("tempdir");
     let out = out_dir.path().join("received.jsonl");
-    let tls = format!(
-        "tls: {{cert_file: {}, key_file: {}, client_ca_file: {}}}",
-        pki.path("server.pem"),
-        pki.path("server.key"),
-        pki.path("ca.pem")
-    );
+    let tls = format!("tls: {}", pki.server_tls(""));
     let cfg = format!(
         r#"
-receivers:
-  otlp:
-    protocols:
-      grpc:
-        endpoint: 127.0.0.1:{grpc}
-        {tls}
-      http:
-        endpoint: 127.0.0.1:{http}
-        {tls}
-{frame}  pipelines:
+{recv}{frame}  pipelines:
     traces: {{receivers: [otlp], exporters: [file]}}
   telemetry:
     metrics:
       level: none
 "#,
-        frame = file_exporter_and_health(&out, health)
+        frame = file_exporter_and_health(&out, health),
+        recv = otlp_receiver_grpc_http(grpc, http, &tls),
     );
     let mut agent = Agent::with_config(&cfg);
     agent.wait_healthy(health, Duration::from_secs(30));
@@ -158,7 +101,7 @@ receivers:
 /// bearer token and refused with a wrong or missing one, over gRPC and HTTP.
 #[test]
 fn sdk_with_a_bearer_token() {
-    let pki = Pki::new();
+    let pki = Pki::new("vigil test");
     let (grpc, http, health) = (free_port(), free_port(), free_port());
     let out_dir = tempfile::tempdir().expect("tempdir");
     let out = out_dir.path().join("received.jsonl");
@@ -169,16 +112,7 @@ fn sdk_with_a_bearer_token() {
     );
     let cfg = format!(
         r#"
-receivers:
-  otlp:
-    protocols:
-      grpc:
-        endpoint: 127.0.0.1:{grpc}
-        {server}
-      http:
-        endpoint: 127.0.0.1:{http}
-        {server}
-exporters:
+{recv}exporters:
   file:
     path: {}
 extensions:
@@ -194,7 +128,8 @@ service:
     metrics:
       level: none
 "#,
-        out.display()
+        out.display(),
+        recv = otlp_receiver_grpc_http(grpc, http, &server),
     );
     let mut agent = Agent::with_config(&cfg);
     agent.wait_healthy(health, Duration::from_secs(30));
