@@ -8,64 +8,15 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
+use vigil_tests::pki::Pki;
 use vigil_tests::{bin, eventually, free_port, log_bodies, read_json_lines, repo_root, Agent};
 
-/// A CA with a server certificate (for 127.0.0.1) and a client certificate, as PEM files.
-struct Pki {
-    dir: tempfile::TempDir,
+/// What these tests add to a [`Pki`]: an X.509 v1 client certificate.
+trait V1Client {
+    fn v1_client(&self) -> (String, String);
 }
 
-impl Pki {
-    fn new(name: &str) -> Pki {
-        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
-        let ca_key = KeyPair::generate().expect("CA key");
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, format!("{name} CA"));
-        let ca = ca_params.self_signed(&ca_key).expect("CA");
-        let server_key = KeyPair::generate().expect("server key");
-        let server = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
-            .expect("server params")
-            .signed_by(&server_key, &ca, &ca_key)
-            .expect("server certificate");
-        let client_key = KeyPair::generate().expect("client key");
-        let mut client_params = CertificateParams::new(Vec::<String>::new()).expect("params");
-        client_params
-            .distinguished_name
-            .push(DnType::CommonName, format!("{name} client"));
-        let client = client_params
-            .signed_by(&client_key, &ca, &ca_key)
-            .expect("client certificate");
-        let dir = tempfile::tempdir().expect("tempdir");
-        for (file, pem) in [
-            ("ca.pem", ca.pem()),
-            ("ca.key", ca_key.serialize_pem()),
-            ("server.pem", server.pem()),
-            ("server.key", server_key.serialize_pem()),
-            ("client.pem", client.pem()),
-            ("client.key", client_key.serialize_pem()),
-        ] {
-            std::fs::write(dir.path().join(file), pem).expect("write PEM");
-        }
-        Pki { dir }
-    }
-
-    fn path(&self, file: &str) -> String {
-        self.dir.path().join(file).display().to_string()
-    }
-
-    /// `tls:` for a listener with this PKI's server certificate, and mTLS against its CA.
-    fn server_tls(&self, extra: &str) -> String {
-        format!(
-            "{{cert_file: {}, key_file: {}, client_ca_file: {}{extra}}}",
-            self.path("server.pem"),
-            self.path("server.key"),
-            self.path("ca.pem")
-        )
-    }
-
+impl V1Client for Pki {
     /// A client certificate this CA signs as X.509 v1, the way `openssl x509 -req` makes one when
     /// no extensions are given.
     fn v1_client(&self) -> (String, String) {
@@ -177,22 +128,7 @@ fn s_client(port: u16, ca: &str, client: Option<(&str, &str)>, lines: &str) {
 
 /// The sum of every series of `name` on vigil's own metrics endpoint; `None` if it is not there.
 fn metric(port: u16, name: &str, label: &str) -> Option<f64> {
-    let text = reqwest::blocking::get(format!("http://127.0.0.1:{port}/metrics"))
-        .ok()?
-        .text()
-        .ok()?;
-    let mut found = None;
-    for line in text.lines().filter(|l| !l.starts_with('#')) {
-        let Some(rest) = line.strip_prefix(name) else {
-            continue;
-        };
-        if !(rest.starts_with('{') || rest.starts_with(' ')) || !rest.contains(label) {
-            continue;
-        }
-        let v: f64 = rest.rsplit(' ').next()?.parse().ok()?;
-        found = Some(found.unwrap_or(0.0) + v);
-    }
-    found
+    vigil_tests::metric_sum(port, name, label)
 }
 
 fn wait_served(agent: &mut Agent, url: &str, ca: &str, client: Option<(&str, &str)>) {
