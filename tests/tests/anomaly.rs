@@ -8,7 +8,8 @@ use serde_json::Value;
 use std::process::Command;
 use std::time::Duration;
 use vigil_tests::{
-    eventually, file_exporter_and_health, free_port, python, read_json_lines, repo_root, Agent,
+    eventually, file_exporter_and_health, free_port, otlp_receiver, python, read_json_lines,
+    repo_root, Agent,
 };
 
 /// Every log record in OTLP/JSON lines, with its resource's attributes.
@@ -61,12 +62,7 @@ fn injected_spike_yields_one_start_and_one_end_event() {
     let out = dir.path().join("events.jsonl");
     let cfg = format!(
         r#"
-receivers:
-  otlp:
-    protocols:
-      grpc:
-        endpoint: 127.0.0.1:{grpc}
-connectors:
+{recv}connectors:
   anomalydetection:
     # One injected spike is the whole anomaly here; by default an outlier needs a second point.
     confirm_points: 1
@@ -81,7 +77,8 @@ connectors:
     metrics:
       address: 127.0.0.1:{metrics}
 "#,
-        frame = file_exporter_and_health(&out, health)
+        frame = file_exporter_and_health(&out, health),
+        recv = otlp_receiver("grpc", grpc),
     );
     let mut agent = Agent::with_config_in(dir, &cfg);
     agent.wait_healthy(health, Duration::from_secs(60));
@@ -126,13 +123,7 @@ connectors:
     assert_eq!(line("vigil_anomaly_series_live"), 1.0);
 
     // A graceful stop closes no further episode: the file holds exactly the two events.
-    agent.signal(libc::SIGTERM);
-    assert_eq!(
-        agent.wait_exit(Duration::from_secs(30)),
-        Some(0),
-        "{}",
-        agent.logs()
-    );
+    agent.stop_ok(Duration::from_secs(30));
     let recs = records(&read_json_lines(&out));
     assert_eq!(recs.len(), 2, "{recs:#?}");
 
