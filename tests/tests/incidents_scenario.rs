@@ -7,7 +7,9 @@
 use serde_json::Value;
 use std::process::Command;
 use std::time::Duration;
-use vigil_tests::{bin, eventually, file_exporter_and_health, free_port, read_json_lines, Agent};
+use vigil_tests::{
+    bin, eventually, file_exporter_and_health, free_port, otlp_receiver, read_json_lines, Agent,
+};
 
 fn incident_records(lines: &[Value]) -> Vec<Value> {
     let mut out = Vec::new();
@@ -36,12 +38,7 @@ fn a_scenario_fault_yields_one_incident_naming_the_faulty_service() {
     let out = dir.path().join("incidents.jsonl");
     let cfg = format!(
         r#"
-receivers:
-  otlp:
-    protocols:
-      grpc:
-        endpoint: 127.0.0.1:{grpc}
-connectors:
+{recv}connectors:
   servicegraph:
   anomalydetection:
 processors:
@@ -64,7 +61,8 @@ processors:
     metrics:
       address: 127.0.0.1:{metrics}
 "#,
-        frame = file_exporter_and_health(&out, health)
+        frame = file_exporter_and_health(&out, health),
+        recv = otlp_receiver("grpc", grpc),
     );
     let mut agent = Agent::with_config_in(dir, &cfg);
     agent.wait_healthy(health, Duration::from_secs(60));
@@ -87,13 +85,7 @@ processors:
         .to_string();
 
     // Stopping the agent resolves every open incident, so the file then holds the whole story.
-    agent.signal(libc::SIGTERM);
-    assert_eq!(
-        agent.wait_exit(Duration::from_secs(30)),
-        Some(0),
-        "{}",
-        agent.logs()
-    );
+    agent.stop_ok(Duration::from_secs(30));
     let records = eventually(Duration::from_secs(10), "incident records", || {
         let r = incident_records(&read_json_lines(&out));
         (!r.is_empty()).then_some(r)
