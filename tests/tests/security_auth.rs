@@ -12,8 +12,8 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use vigil_tests::{
-    eventually, file_exporter_and_health, free_port, metric_sum, python, python_script_json,
-    repo_root, sdk_auth_export, spans_by_resource_attrs, Agent,
+    eventually, file_exporter_and_health, free_port, metric_sum, otlp_receiver_grpc_http, python,
+    python_script_json, repo_root, sdk_auth_export, spans_by_resource_attrs, Agent,
 };
 
 /// One SDK export of three spans; `"SUCCESS"` or `"FAILURE"`.
@@ -70,16 +70,7 @@ fn start(auth: &str, extensions_yaml: &str, extension_ids: &str) -> Setup {
     let out = dir.path().join("received.jsonl");
     let cfg = format!(
         r#"
-receivers:
-  otlp:
-    protocols:
-      grpc:
-        endpoint: 127.0.0.1:{grpc}
-        auth: {auth}
-      http:
-        endpoint: 127.0.0.1:{http}
-        auth: {auth}
-exporters:
+{recv}exporters:
   file:
     path: {}
 extensions:
@@ -95,7 +86,8 @@ service:
     metrics:
       address: 127.0.0.1:{metrics}
 "#,
-        out.display()
+        out.display(),
+        recv = otlp_receiver_grpc_http(grpc, http, &format!("auth: {auth}")),
     );
     let mut agent = Agent::with_config(&cfg);
     agent.wait_healthy(health, Duration::from_secs(60));
@@ -519,22 +511,14 @@ fn roles_by_client_certificate_subject() {
     );
     let cfg = format!(
         r#"
-receivers:
-  otlp:
-    protocols:
-      grpc:
-        endpoint: 127.0.0.1:{grpc}
-        {server}
-      http:
-        endpoint: 127.0.0.1:{http}
-        {server}
-{frame}  pipelines:
+{recv}{frame}  pipelines:
     traces: {{receivers: [otlp], exporters: [file]}}
   telemetry:
     metrics:
       level: none
 "#,
-        frame = file_exporter_and_health(&out, health)
+        frame = file_exporter_and_health(&out, health),
+        recv = otlp_receiver_grpc_http(grpc, http, &server),
     );
     let mut agent = Agent::with_config(&cfg);
     agent.wait_healthy(health, Duration::from_secs(60));
