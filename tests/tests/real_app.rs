@@ -19,7 +19,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use vigil_tests::{eventually, free_port, otlp_attr, python, read_json_lines, repo_root, Agent};
+use vigil_tests::{
+    eventually, file_exporter_and_health, free_port, otlp_attr, python, read_json_lines, repo_root,
+    Agent,
+};
 
 /// A child process killed when the test ends, pass or fail.
 struct Proc(Child);
@@ -284,15 +287,7 @@ connectors:
     metrics_flush_interval: 1s
   anomalydetection:
     interval: 1s
-exporters:
-  file:
-    path: {}
-extensions:
-  health_check:
-    endpoint: 127.0.0.1:{health}
-service:
-  extensions: [health_check]
-  pipelines:
+{frame}  pipelines:
     traces:
       receivers: [otlp]
       exporters: [servicegraph, anomalydetection]
@@ -307,13 +302,10 @@ service:
     metrics:
       address: 127.0.0.1:{metrics}
 "#,
-        out.display()
+        frame = file_exporter_and_health(&out, health)
     );
     let mut agent = Agent::with_config(&cfg);
-    agent.wait_http_ok(
-        &format!("http://127.0.0.1:{health}/"),
-        Duration::from_secs(60),
-    );
+    agent.wait_healthy(health, Duration::from_secs(60));
 
     let services = [
         Service {
