@@ -54,11 +54,31 @@ pub fn bin(name: &str) -> PathBuf {
 }
 
 /// A port nobody listens on right now.
+///
+/// Ports come from below the kernel's ephemeral range (32768 and up on Linux): a port the kernel hands
+/// out for `:0` can be taken again, before the agent binds it, as the local end of any outgoing
+/// connection, and the tests open thousands. Each port is handed out once per process (tests of one
+/// target run in parallel threads), and the start is spread by process id so that two test processes
+/// rarely probe the same ports.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind an ephemeral port")
+    use std::sync::Mutex;
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: Mutex<Option<u32>> = Mutex::new(None);
+    let mut next = NEXT.lock().unwrap_or_else(|e| e.into_inner());
+    let mut offset = next.unwrap_or_else(|| (std::process::id().wrapping_mul(7919)) % SPAN);
+    for _ in 0..SPAN {
+        let port = (LOW + offset % SPAN) as u16;
+        offset = (offset + 1) % SPAN;
+        let free = TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && TcpListener::bind(("0.0.0.0", port)).is_ok()
+            && std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok();
+        if free {
+            *next = Some(offset);
+            return port;
+        }
+    }
+    panic!("no free port in {LOW}..{}", LOW + SPAN)
 }
 
 /// The Python interpreter of the test venv with the OpenTelemetry SDK. Fails, naming the setup step,
