@@ -18,9 +18,9 @@ use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use redb::{Database, Durability, TableDefinition};
 use std::sync::Arc;
 use std::time::Instant;
+use vigil_core::codec::encode::proto_request;
 use vigil_core::storage::{KeyValues, SealedStorage, SealingKey, StorageOp};
 use vigil_core::{Signal, Storage, StorageError, Telemetry};
-use vigil_core::codec::encode::proto_request;
 use vigil_exporters::helper::{Compression, Job, Persist, PersistentQueue, Queue};
 
 const TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("kv");

@@ -16,8 +16,8 @@ mod stack;
 
 pub use classify::{Delivered, SendError};
 pub use counters::QueueGauges;
-pub use vigil_core::codec::Compression;
 pub use persistent::{PersistentQueue, Replayed};
 pub use queue::{MemoryQueue, Persist, Popped, PushError, Queue, QueueConfig, Sizer};
 pub use retry::{Backoff, Clock, Retry, RetryConfig, TokioClock};
 pub use stack::{Job, SendSettings, SendStack, Sender};
+pub use vigil_core::codec::Compression;
