@@ -117,23 +117,20 @@ pub trait Component: Send + Sync {
     async fn start(&self, _host: &Host) -> anyhow::Result<()> {
         Ok(())
     }
-    /// The default stops [`Component::tasks`] by [`crate::task::default_deadline`].
+    /// [`Component::shutdown_by`] with [`crate::task::default_deadline`], for callers that have
+    /// no deadline of their own (tests, tools). Components implement `shutdown_by`, never this.
     async fn shutdown(&self) -> anyhow::Result<()> {
-        if let Some(t) = self.tasks() {
-            t.stop(crate::task::default_deadline()).await;
-        }
-        Ok(())
+        self.shutdown_by(crate::task::default_deadline()).await
     }
     /// Stops by `deadline` (the service's `--shutdown-timeout`, counted from the start of the
     /// whole shutdown). What the service calls; a component that drains or waits for in-flight
     /// work bounds the wait by `deadline` rather than by a grace of its own. The default stops
-    /// [`Component::tasks`] by `deadline`, then calls [`Component::shutdown`] (whose own stop of
-    /// the tasks then finds nothing left).
+    /// [`Component::tasks`] by `deadline`.
     async fn shutdown_by(&self, deadline: std::time::Instant) -> anyhow::Result<()> {
         if let Some(t) = self.tasks() {
             t.stop(deadline).await;
         }
-        self.shutdown().await
+        Ok(())
     }
     /// The component's background tasks (its `Settings::tasks`), for the default stop. A
     /// component whose stop is only "cancel the tasks and wait for them until the deadline" names

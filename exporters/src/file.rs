@@ -277,7 +277,7 @@ impl Component for FileExporter {
         Ok(())
     }
 
-    async fn shutdown(&self) -> anyhow::Result<()> {
+    async fn shutdown_by(&self, _deadline: std::time::Instant) -> anyhow::Result<()> {
         // Each record was flushed when written; dropping the handle closes the file.
         vigil_core::lock(&self.writer).take();
         Ok(())

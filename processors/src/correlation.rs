@@ -396,10 +396,6 @@ impl Component for Correlation {
         Ok(())
     }
 
-    async fn shutdown(&self) -> anyhow::Result<()> {
-        self.shutdown_by(vigil_core::task::default_deadline()).await
-    }
-
     /// Stops the ticks, then resolves every open incident, so that alerts downstream do not hang
     /// open; within the shutdown deadline.
     async fn shutdown_by(&self, deadline: std::time::Instant) -> anyhow::Result<()> {

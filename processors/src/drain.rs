@@ -534,10 +534,6 @@ impl Component for Drain {
         Ok(())
     }
 
-    async fn shutdown(&self) -> anyhow::Result<()> {
-        self.shutdown_by(vigil_core::task::default_deadline()).await
-    }
-
     /// Stops the periodic save and saves once more, within the shutdown deadline.
     async fn shutdown_by(&self, deadline: std::time::Instant) -> anyhow::Result<()> {
         self.tasks.stop(deadline).await;

@@ -223,7 +223,7 @@ impl Component for FileStorage {
         Ok(())
     }
 
-    async fn shutdown(&self) -> anyhow::Result<()> {
+    async fn shutdown_by(&self, _deadline: std::time::Instant) -> anyhow::Result<()> {
         self.clients
             .lock()
             .unwrap_or_else(|p| p.into_inner())

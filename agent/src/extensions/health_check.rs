@@ -7,9 +7,9 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde::Deserialize;
 use serde_json::Value;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use vigil_core::config::{bind_tcp, check_endpoint};
-use vigil_core::net::serve::{serve, CancellationToken, ConnCounters, ServeOptions};
+use vigil_core::net::serve::{serve, ConnCounters, ServeOptions};
 use vigil_core::net::tls::TlsServerSettings;
 use vigil_core::{Component, ComponentId, ComponentKind, ConfigError, Extension, Host};
 
@@ -97,7 +97,7 @@ impl vigil_core::factory::ExtensionFactory for Factory {
         Ok(Arc::new(HealthCheck {
             id: id.clone(),
             cfg,
-            stop: Mutex::new(None),
+            tasks: set.tasks.clone(),
         }))
     }
 }
@@ -105,7 +105,7 @@ impl vigil_core::factory::ExtensionFactory for Factory {
 struct HealthCheck {
     id: ComponentId,
     cfg: HealthCheckConfig,
-    stop: Mutex<Option<(CancellationToken, tokio::task::JoinHandle<()>)>>,
+    tasks: vigil_core::task::Tasks,
 }
 
 impl Extension for HealthCheck {}
@@ -132,7 +132,6 @@ impl Component for HealthCheck {
     async fn start(&self, _host: &Host) -> anyhow::Result<()> {
         let listener = bind_tcp(ComponentKind::Extension, &self.id, &self.cfg.endpoint).await?;
         let app = axum::Router::new().route(&self.cfg.path, axum::routing::get(answer));
-        let stop = CancellationToken::new();
         // The same timeouts and connection cap as the receivers' listeners, so idle sockets cannot
         // keep probes from being answered.
         let counters = ConnCounters::new("extension", &self.id.to_string(), "http");
@@ -147,17 +146,12 @@ impl Component for HealthCheck {
             tls,
             ..ServeOptions::default()
         };
-        let task = tokio::spawn(serve(listener, app, opts, counters, stop.clone()));
-        *self.stop.lock().unwrap_or_else(|p| p.into_inner()) = Some((stop, task));
+        let stop = self.tasks.stopping();
+        self.tasks.spawn(serve(listener, app, opts, counters, stop));
         Ok(())
     }
 
-    async fn shutdown(&self) -> anyhow::Result<()> {
-        let taken = self.stop.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some((stop, task)) = taken {
-            stop.cancel();
-            let _ = task.await;
-        }
-        Ok(())
+    fn tasks(&self) -> Option<&vigil_core::task::Tasks> {
+        Some(&self.tasks)
     }
 }

@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use vigil_core::config::{bind_tcp, check_endpoint};
-use vigil_core::net::serve::{serve, CancellationToken, ConnCounters, ServeOptions};
+use vigil_core::net::serve::{serve, ConnCounters, ServeOptions};
 use vigil_core::{Component, ComponentId, ComponentKind, ConfigError, Extension, Host};
 
 /// Go's default profile length when `seconds` is absent or not a positive number.
@@ -124,7 +124,7 @@ impl vigil_core::factory::ExtensionFactory for Factory {
             id: set.id.clone(),
             cfg,
             stopping: Arc::new(AtomicBool::new(false)),
-            server: Mutex::new(None),
+            tasks: set.tasks.clone(),
             whole_run: Mutex::new(None),
         }))
     }
@@ -230,7 +230,7 @@ struct Pprof {
     cfg: PprofConfig,
     /// Set at shutdown: running profiles end early and answer with what they have.
     stopping: Arc<AtomicBool>,
-    server: Mutex<Option<(CancellationToken, tokio::task::JoinHandle<()>)>>,
+    tasks: vigil_core::task::Tasks,
     whole_run: Mutex<Option<WholeRun>>,
 }
 
@@ -423,25 +423,22 @@ impl Component for Pprof {
             .route("/debug/pprof/{name}", axum::routing::get(not_served))
             .with_state(ctx);
         let counters = ConnCounters::new("extension", &self.id.to_string(), "http");
-        let stop = CancellationToken::new();
-        let task = tokio::spawn(serve(
+        let stop = self.tasks.stopping();
+        self.tasks.spawn(serve(
             listener,
             app,
             ServeOptions::default(),
             counters,
-            stop.clone(),
+            stop,
         ));
-        *self.server.lock().unwrap_or_else(|p| p.into_inner()) = Some((stop, task));
         Ok(())
     }
 
-    async fn shutdown(&self) -> anyhow::Result<()> {
+    /// Running profiles end early and answer with what they have; the listener stops by
+    /// `deadline`; then the whole run's profile is written.
+    async fn shutdown_by(&self, deadline: std::time::Instant) -> anyhow::Result<()> {
         self.stopping.store(true, Ordering::Release);
-        let taken = self.server.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some((stop, task)) = taken {
-            stop.cancel();
-            let _ = task.await;
-        }
+        self.tasks.stop(deadline).await;
         self.save_whole_run().await
     }
 }

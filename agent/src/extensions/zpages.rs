@@ -16,9 +16,9 @@ use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::Value;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use vigil_core::config::{bind_tcp, check_endpoint};
-use vigil_core::net::serve::{serve, CancellationToken, ConnCounters, ServeOptions};
+use vigil_core::net::serve::{serve, ConnCounters, ServeOptions};
 use vigil_core::net::tls::TlsServerSettings;
 use vigil_core::{Component, ComponentId, ComponentKind, ConfigError, Extension, Host};
 
@@ -105,7 +105,7 @@ impl vigil_core::factory::ExtensionFactory for Factory {
             id: id.clone(),
             cfg,
             observed: observed::global(),
-            stop: Mutex::new(None),
+            tasks: set.tasks.clone(),
         }))
     }
 }
@@ -114,7 +114,7 @@ struct ZPages {
     id: ComponentId,
     cfg: ZPagesConfig,
     observed: Arc<Observed>,
-    stop: Mutex<Option<(CancellationToken, tokio::task::JoinHandle<()>)>>,
+    tasks: vigil_core::task::Tasks,
 }
 
 impl Extension for ZPages {}
@@ -229,19 +229,13 @@ impl Component for ZPages {
             ..ServeOptions::default()
         };
         let counters = ConnCounters::new("extension", &self.id.to_string(), "http");
-        let stop = CancellationToken::new();
-        let task = tokio::spawn(serve(listener, app, opts, counters, stop.clone()));
-        *self.stop.lock().unwrap_or_else(|p| p.into_inner()) = Some((stop, task));
+        let stop = self.tasks.stopping();
+        self.tasks.spawn(serve(listener, app, opts, counters, stop));
         Ok(())
     }
 
-    async fn shutdown(&self) -> anyhow::Result<()> {
-        let taken = self.stop.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some((stop, task)) = taken {
-            stop.cancel();
-            let _ = task.await;
-        }
-        Ok(())
+    fn tasks(&self) -> Option<&vigil_core::task::Tasks> {
+        Some(&self.tasks)
     }
 }
 

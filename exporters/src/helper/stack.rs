@@ -824,10 +824,6 @@ impl<S: Sender> Component for SendStack<S> {
         Ok(())
     }
 
-    async fn shutdown(&self) -> anyhow::Result<()> {
-        self.shutdown_by(vigil_core::task::default_deadline()).await
-    }
-
     /// Drains the queue until shortly before `deadline` (the service's `--shutdown-timeout`), then
     /// cuts in-flight sends and counts what is left as lost. A tenth of the time left is kept back
     /// for that, so that the count and the log line happen before the process exits.

@@ -330,10 +330,6 @@ impl Component for AnomalyDetection {
         Ok(())
     }
 
-    async fn shutdown(&self) -> anyhow::Result<()> {
-        self.shutdown_by(vigil_core::task::default_deadline()).await
-    }
-
     /// Stops the tick, ends every open episode and tries the outbox once more, within the shutdown
     /// deadline; what is still refused then is counted as dropped.
     async fn shutdown_by(&self, deadline: std::time::Instant) -> anyhow::Result<()> {

@@ -484,10 +484,6 @@ impl Component for Batch {
         Ok(())
     }
 
-    async fn shutdown(&self) -> anyhow::Result<()> {
-        self.shutdown_by(vigil_core::task::default_deadline()).await
-    }
-
     /// Refuses new data and returns once every batch in flight has its answer, or at `deadline`:
     /// a send still running then is stopped and its callers are told to retry. Nothing is held
     /// without a caller waiting for it, so there is no buffer to drain.

@@ -154,10 +154,6 @@ impl Component for FilelogReceiver {
         Ok(())
     }
 
-    async fn shutdown(&self) -> anyhow::Result<()> {
-        self.shutdown_by(vigil_core::task::default_deadline()).await
-    }
-
     /// The reader finishes the batch it is sending, then stops, within the service's deadline.
     async fn shutdown_by(&self, deadline: Instant) -> anyhow::Result<()> {
         self.tasks.stop(deadline).await;

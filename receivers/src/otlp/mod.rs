@@ -459,10 +459,6 @@ impl Component for OtlpReceiver {
         Ok(())
     }
 
-    async fn shutdown(&self) -> anyhow::Result<()> {
-        self.shutdown_by(vigil_core::task::default_deadline()).await
-    }
-
     /// Stops accepting connections and waits for in-flight requests to finish, until `deadline`:
     /// a request blocked behind a stuck exporter must not hold the agent's stop beyond it.
     async fn shutdown_by(&self, deadline: Instant) -> anyhow::Result<()> {

@@ -510,10 +510,6 @@ impl Component for SyslogReceiver {
         Ok(())
     }
 
-    async fn shutdown(&self) -> anyhow::Result<()> {
-        self.shutdown_by(vigil_core::task::default_deadline()).await
-    }
-
     /// Listeners and connections stop together; a connection finishes the frames it is handing
     /// to the pipeline, within the service's deadline.
     async fn shutdown_by(&self, deadline: std::time::Instant) -> anyhow::Result<()> {

@@ -199,10 +199,6 @@ impl Component for ZipkinReceiver {
         Ok(())
     }
 
-    async fn shutdown(&self) -> anyhow::Result<()> {
-        self.shutdown_by(vigil_core::task::default_deadline()).await
-    }
-
     async fn shutdown_by(&self, deadline: Instant) -> anyhow::Result<()> {
         self.set.tasks.stop(deadline).await;
         Ok(())
