@@ -112,6 +112,8 @@ pub struct BandPoint {
     pub lower: f64,
     pub upper: f64,
     pub score: f64,
+    /// The series' own value at `t` (`vigil.anomaly.observed`).
+    pub value: f64,
 }
 
 impl BandPoint {
@@ -121,6 +123,7 @@ impl BandPoint {
             lower: f64::NAN,
             upper: f64::NAN,
             score: f64::NAN,
+            value: f64::NAN,
         }
     }
 }
@@ -313,12 +316,14 @@ impl Seen<'_> {
 const SCORE: usize = 0;
 const LOWER: usize = 1;
 const UPPER: usize = 2;
+const VALUE: usize = 3;
 
 fn band_gauge(name: &str) -> Option<usize> {
     match name {
         "vigil.anomaly.score" => Some(SCORE),
         "vigil.anomaly.expected.lower" => Some(LOWER),
         "vigil.anomaly.expected.upper" => Some(UPPER),
+        "vigil.anomaly.observed" => Some(VALUE),
         _ => None,
     }
 }
@@ -517,7 +522,8 @@ impl Observed {
         match which {
             SCORE => p.score = v,
             LOWER => p.lower = v,
-            _ => p.upper = v,
+            UPPER => p.upper = v,
+            _ => p.value = v,
         }
         while ring.len() > l.points {
             ring.pop_front();

@@ -332,7 +332,7 @@ impl Engine {
             let t = st.last_t;
             self.points += 1;
             if self.emit_scores && o.part != Part::Warmup {
-                out.scores.push(key, &st.meta, t, &o);
+                out.scores.push(key, &st.meta, t, value, &o);
             }
             match st.tracked.episodes.update(t, value, &o) {
                 Some(EpisodeEvent::Started(ep)) => {

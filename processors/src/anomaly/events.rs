@@ -293,10 +293,11 @@ pub struct ScoreBatch {
 }
 
 /// The gauge names, in the order each series' `ScopeMetrics` holds them.
-pub const SCORE_GAUGES: [&str; 3] = [
+pub const SCORE_GAUGES: [&str; 4] = [
     "vigil.anomaly.score",
     "vigil.anomaly.expected.lower",
     "vigil.anomaly.expected.upper",
+    "vigil.anomaly.observed",
 ];
 
 impl ScoreBatch {
@@ -304,8 +305,9 @@ impl ScoreBatch {
         self.out.is_empty()
     }
 
-    /// Adds one observation of series `key` at `t`.
-    pub fn push(&mut self, key: u64, meta: &SeriesMeta, t: f64, o: &Observation) {
+    /// Adds one observation of series `key` at `t`, whose value was `value`: the value goes out
+    /// with its band so that a plot of the gauges shows the series inside its band.
+    pub fn push(&mut self, key: u64, meta: &SeriesMeta, t: f64, value: f64, o: &Observation) {
         let i = *self.by_series.entry(key).or_insert_with(|| {
             self.out.push(ResourceMetrics {
                 resource: Some(Resource {
@@ -344,7 +346,11 @@ impl ScoreBatch {
         else {
             return;
         };
-        for (m, v) in sm.metrics.iter_mut().zip([o.score, o.lower, o.upper]) {
+        for (m, v) in sm
+            .metrics
+            .iter_mut()
+            .zip([o.score, o.lower, o.upper, value])
+        {
             if let Some(metric::Data::Gauge(g)) = &mut m.data {
                 g.data_points.push(NumberDataPoint {
                     attributes: attrs.clone(),

@@ -687,6 +687,7 @@ async fn connector_sends_events_and_score_gauges() {
         vec![
             "vigil.anomaly.expected.lower",
             "vigil.anomaly.expected.upper",
+            "vigil.anomaly.observed",
             "vigil.anomaly.score"
         ]
     );

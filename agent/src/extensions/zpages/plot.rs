@@ -1,6 +1,6 @@
-//! An inline SVG of one series' recent expected band and score, with its anomaly episodes shaded and
-//! each episode's peak value marked. The score gauges carry the band, not the value itself, so the
-//! value shows only where an anomaly event reported it.
+//! An inline SVG of one series' recent values inside their expected band, and its score, with its
+//! anomaly episodes shaded and each episode's peak value marked. The values come from the
+//! `vigil.anomaly.observed` gauge that goes out with the band.
 
 use super::page::esc;
 use crate::observed::{Anomaly, BandPoint};
@@ -52,6 +52,10 @@ pub fn band(series: &str, points: &[BandPoint], episodes: &[&Anomaly]) -> String
     for p in &banded {
         lo = lo.min(p.lower);
         hi = hi.max(p.upper);
+        if p.value.is_finite() {
+            lo = lo.min(p.value);
+            hi = hi.max(p.value);
+        }
     }
     for a in episodes {
         if a.observed.is_finite() {
@@ -104,6 +108,18 @@ pub fn band(series: &str, points: &[BandPoint], episodes: &[&Anomaly]) -> String
         o,
         r##"<polygon points="{upper}{lower}" fill="#3b82f6" fill-opacity="0.28" stroke="#3b82f6" stroke-width="1"/>"##
     );
+    // The series itself, over its band.
+    let values: String = banded
+        .iter()
+        .filter(|p| p.value.is_finite())
+        .map(|p| format!("{:.1},{:.1} ", x(p.t), y(p.value)))
+        .collect();
+    if !values.is_empty() {
+        let _ = write!(
+            o,
+            r##"<polyline class="observed" points="{values}" fill="none" stroke="#111827" stroke-width="1.5"/>"##
+        );
+    }
     // Score strip, with the default threshold.
     let _ = write!(
         o,
@@ -176,7 +192,7 @@ pub fn band(series: &str, points: &[BandPoint], episodes: &[&Anomaly]) -> String
     let ly = h - 8.0;
     let _ = write!(
         o,
-        r##"<g font-size="11" fill="#333"><rect x="{LEFT}" y="{:.1}" width="14" height="9" fill="#3b82f6" fill-opacity="0.4"/><text x="{:.1}" y="{ly:.1}">expected band</text><rect x="{:.1}" y="{:.1}" width="14" height="9" fill="#e5484d" fill-opacity="0.25"/><text x="{:.1}" y="{ly:.1}">anomaly</text><circle cx="{:.1}" cy="{:.1}" r="4" fill="#e5484d"/><text x="{:.1}" y="{ly:.1}">peak value</text><line x1="{:.1}" x2="{:.1}" y1="{:.1}" y2="{:.1}" stroke="#6b21a8" stroke-width="1.5"/><text x="{:.1}" y="{ly:.1}">score (0.5 dashed)</text></g>"##,
+        r##"<g font-size="11" fill="#333"><rect x="{LEFT}" y="{:.1}" width="14" height="9" fill="#3b82f6" fill-opacity="0.4"/><text x="{:.1}" y="{ly:.1}">expected band</text><rect x="{:.1}" y="{:.1}" width="14" height="9" fill="#e5484d" fill-opacity="0.25"/><text x="{:.1}" y="{ly:.1}">anomaly</text><circle cx="{:.1}" cy="{:.1}" r="4" fill="#e5484d"/><text x="{:.1}" y="{ly:.1}">peak value</text><line x1="{:.1}" x2="{:.1}" y1="{:.1}" y2="{:.1}" stroke="#6b21a8" stroke-width="1.5"/><text x="{:.1}" y="{ly:.1}">score (0.5 dashed)</text><line x1="{:.1}" x2="{:.1}" y1="{:.1}" y2="{:.1}" stroke="#111827" stroke-width="1.5"/><text x="{:.1}" y="{ly:.1}">observed</text></g>"##,
         ly - 8.0,
         LEFT + 18.0,
         LEFT + 110.0,
@@ -189,7 +205,12 @@ pub fn band(series: &str, points: &[BandPoint], episodes: &[&Anomaly]) -> String
         LEFT + 291.0,
         ly - 4.0,
         ly - 4.0,
-        LEFT + 295.0
+        LEFT + 295.0,
+        LEFT + 405.0,
+        LEFT + 419.0,
+        ly - 4.0,
+        ly - 4.0,
+        LEFT + 423.0
     );
     o.push_str("</svg>");
     o
@@ -205,6 +226,7 @@ mod tests {
             lower,
             upper,
             score,
+            value: (lower + upper) / 2.0,
         }
     }
 
@@ -225,6 +247,14 @@ mod tests {
         assert!(svg.starts_with("<svg"), "{svg}");
         assert!(svg.contains("<polygon"), "{svg}");
         assert!(svg.contains("peak 9"), "{svg}");
+        // The series' own values: one vertex per point, and a legend entry.
+        let line = svg
+            .split(r#"<polyline class="observed" points=""#)
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .unwrap_or_default();
+        assert_eq!(line.split_whitespace().count(), 3, "{svg}");
+        assert!(svg.contains(">observed</text>"), "{svg}");
         assert!(
             svg.contains("00:00:10") && svg.contains("00:00:30"),
             "{svg}"
