@@ -21,6 +21,11 @@ fn set(t: &mut Tuning, name: &str, v: f64) -> Result<(), String> {
         "shift_floor" => t.shift_floor = v,
         "var_floor" => t.var_floor = v,
         "margin" => t.margin = v,
+        // Every cue's margin at once (the outlier cue's seasonal margin too).
+        "margin_all" => {
+            t.margin = v;
+            t.seasonal_margin = v;
+        }
         "power" => t.power = v,
         "slow_weight" => t.slow_weight = v,
         "slow_half_life" => t.slow_half_life = v,
@@ -34,6 +39,7 @@ fn set(t: &mut Tuning, name: &str, v: f64) -> Result<(), String> {
         "smooth_floor" => t.smooth_floor = v,
         "season_gamma" => t.season_gamma = v,
         "seasonal_margin" => t.seasonal_margin = v,
+        "ar_weight" => t.ar_weight = v,
         _ => return Err(format!("unknown constant {name}")),
     }
     Ok(())
@@ -293,7 +299,7 @@ fn field(t: &Tuning, name: &str) -> f64 {
         "outlier_floor" => t.outlier_floor,
         "shift_floor" => t.shift_floor,
         "var_floor" => t.var_floor,
-        "margin" => t.margin,
+        "margin" | "margin_all" => t.margin,
         "power" => t.power,
         "slow_weight" => t.slow_weight,
         "slow_half_life" => t.slow_half_life,
@@ -307,6 +313,7 @@ fn field(t: &Tuning, name: &str) -> f64 {
         "smooth_floor" => t.smooth_floor,
         "season_gamma" => t.season_gamma,
         "seasonal_margin" => t.seasonal_margin,
+        "ar_weight" => t.ar_weight,
         _ => f64::NAN,
     }
 }

@@ -7,9 +7,11 @@
 //!   as the scale, so one spike moves neither;
 //! - a seasonal profile once a period is found: candidate periods from `augurs` (Welch periodogram),
 //!   refined by autocorrelation and accepted only if an MSTL decomposition shows a strong seasonal part;
-//! - four cues on the residual: its size in the series' own units (an outlier), a short EWMA of its
-//!   standardised size (a deviation that lasts), a two-sided CUSUM for level shifts (which re-anchors the
-//!   level so that a shift is reported once) and a short-over-long scale ratio for variance changes.
+//! - five cues on the residual: its size in the series' own units (an outlier), its size once the
+//!   series' own lag-1 autocorrelation of residuals has predicted part of it (an onset on a smooth
+//!   series), a short EWMA of its standardised size (a deviation that lasts), a two-sided CUSUM for
+//!   level shifts (which re-anchors the level so that a shift is reported once) and a short-over-long
+//!   scale ratio for variance changes.
 //!
 //! The score does not compare a cue with a fixed constant. Each cue is compared with its own largest
 //! value on this series over the last few hundred points (a decaying maximum, half-life
@@ -21,7 +23,7 @@
 //! stays just under the threshold for [`Tuning::hold`] points, so that one event is not reported again
 //! and again. The constants were chosen by cross-validation over four labelled corpora (BENCHMARKS.md).
 //!
-//! Memory per series: 240 bytes inline without seasonality; during the period search, a buffer of
+//! Memory per series: 264 bytes inline without seasonality; during the period search, a buffer of
 //! [`DetectorConfig::season_buffer`] 8-bit samples (768 B by default), released once the search ends;
 //! with a period `p`, one season of `f32` offsets (`4·p` bytes, 1.1 KiB for daily 5-minute data).
 
@@ -117,6 +119,8 @@ const CLIP: f64 = 3.0;
 // CUSUM allowance, in scale units.
 const CUSUM_K: f64 = 1.0;
 const RECENT: usize = 8;
+// Cues: outlier, level shift, variance change, lasting deviation, autoregressive outlier.
+const CUES: usize = 5;
 
 /// Constants of the score, exposed only so that the cross-validation example can vary them; the pipeline
 /// and `vigil eval` use [`DEFAULT_TUNING`].
@@ -159,6 +163,10 @@ pub struct Tuning {
     /// Weight of the long memory: a cue is judged against the larger of its short memory and this
     /// share of its long one, so that a heavy-tailed series, whose records keep growing, needs more.
     pub slow_weight: f64,
+    /// Weight of the one-step autoregressive correction in the fifth cue's expectation (0 turns the cue
+    /// off): the last residual times the series' own lag-1 autocorrelation of residuals, estimated
+    /// online at `scale_beta` per point (cross-validation step 29).
+    pub ar_weight: f64,
 
     /// Rate per point at which the level follows the (clipped) data.
     pub level_alpha: f64,
@@ -186,6 +194,7 @@ pub static DEFAULT_TUNING: Tuning = Tuning {
     season_gamma: 0.1,
     slow_half_life: 10000.0,
     slow_weight: 0.4,
+    ar_weight: 1.0,
     level_alpha: 0.05,
     scale_beta: 0.01,
     cusum_h: 12.0,
@@ -207,13 +216,20 @@ pub struct SeriesDetector {
     short_scale: f64,
     cusum_pos: f64,
     cusum_neg: f64,
-    // Each cue's largest recent value (outlier, level shift, variance), decaying with `peak_half_life`.
-    peaks: [f32; 4],
-    slow_peaks: [f32; 4],
+    // Each cue's largest recent value (see CUES), decaying with `peak_half_life`.
+    peaks: [f32; CUES],
+    slow_peaks: [f32; CUES],
     // EWMA of the absolute standardised residual: a deviation too small for one point that lasts.
     smooth: f32,
     // Points left in the hold after a detection.
     hold: u16,
+    // For the autoregressive cue: the last clipped residual's deviation from their running mean, the
+    // running lag-1 covariance and variance of those deviations, and the spread of the corrected residual.
+    last_dev: f32,
+    ar_cov: f32,
+    ar_var: f32,
+    ar_mean: f32,
+    ar_scale: f32,
     // The smallest value seen, so that the band does not reach below zero on a series that never did.
     min_seen: f32,
     recent: [f64; RECENT],
@@ -247,10 +263,15 @@ impl SeriesDetector {
             short_scale: 0.0,
             cusum_pos: 0.0,
             cusum_neg: 0.0,
-            peaks: [0.0; 4],
-            slow_peaks: [0.0; 4],
+            peaks: [0.0; CUES],
+            slow_peaks: [0.0; CUES],
             smooth: 0.0,
             hold: 0,
+            last_dev: 0.0,
+            ar_cov: 0.0,
+            ar_var: 0.0,
+            ar_mean: 0.0,
+            ar_scale: 0.0,
             min_seen: f32::INFINITY,
             recent: [0.0; RECENT],
             season: seasonal::Season::new(config),
@@ -322,10 +343,25 @@ impl SeriesDetector {
             return o;
         }
 
+        let t = self.tuning;
         let expected = self.level + seasonal;
         let s = self.scale.max(self.floor());
         let r = value - expected;
         let z = r / s;
+        // Residuals of a smooth series are autocorrelated (a busy afternoon stays busy for a while), so
+        // an onset hides in the spread that slow swings give the plain residual. A fifth cue judges the
+        // part of the residual that the last one did not announce, against its own smaller spread.
+        let phi = if self.ar_var > 0.0 {
+            f64::from(self.ar_cov / self.ar_var).clamp(0.0, 0.95)
+        } else {
+            0.0
+        };
+        let r_ar = r - t.ar_weight * phi * f64::from(self.last_dev);
+        let s_ar = if self.ar_scale > 0.0 {
+            f64::from(self.ar_scale).max(self.floor())
+        } else {
+            s
+        };
 
         // Variance change: a short-memory scale against the long one. The short one clips more loosely
         // so that the ratio can reach well past the long scale's clip, yet a single spike moves it little.
@@ -353,7 +389,6 @@ impl SeriesDetector {
 
         // Each cue is judged against its own recent history on this series: what makes one threshold
         // work on series as different as a flat error ratio and a spiky request count.
-        let t = self.tuning;
         let smooth = if t.smooth_alpha > 0.0 {
             let x = f64::from(self.smooth)
                 + t.smooth_alpha * (z.abs().min(t.smooth_clip) - f64::from(self.smooth));
@@ -365,7 +400,8 @@ impl SeriesDetector {
         // The outlier cue and its memory are residuals in the series' own units, not in scale units:
         // on a series of rare blips (an error ratio that is mostly 0) the scale shrinks between blips,
         // and a blip like the last would otherwise look ever larger.
-        let cues = [abs_r, shift, var, smooth];
+        let ar_cue = if t.ar_weight > 0.0 { r_ar.abs() } else { 0.0 };
+        let cues = [abs_r, shift, var, smooth, ar_cue];
         let young = ((self.seen - u64::from(self.config_warmup)) as f64) < t.peak_half_life;
         let f = if young { t.early_factor.max(1.0) } else { 1.0 };
         let floors = [
@@ -373,12 +409,14 @@ impl SeriesDetector {
             f * t.shift_floor,
             f * t.var_floor,
             f * t.smooth_floor,
+            f * t.outlier_floor * s_ar,
         ];
-        const PARTS: [Part; 4] = [
+        const PARTS: [Part; CUES] = [
             Part::Outlier,
             Part::LevelShift,
             Part::VarianceChange,
             Part::LevelShift,
+            Part::Outlier,
         ];
         let memory = |i: usize| {
             f64::from(self.peaks[i])
@@ -393,7 +431,7 @@ impl SeriesDetector {
         };
         for (i, (&cue, &part)) in cues.iter().zip(&PARTS).enumerate() {
             let mut q = cue / memory(i);
-            if i == 0 {
+            if i == 0 || i == 4 {
                 q *= seasonal_boost;
             }
             if q > best.0 {
@@ -427,6 +465,19 @@ impl SeriesDetector {
             *slow = (f64::from(*slow) * slow_decay).max(cue) as f32;
         }
         let rc = r.clamp(-CLIP * s, CLIP * s);
+        if t.ar_weight > 0.0 {
+            let last = f64::from(self.last_dev);
+            // Deviations from the residuals' own mean: a trend leaves every residual with the same lag,
+            // which is not a correlation between one residual and the next.
+            let d = rc - f64::from(self.ar_mean);
+            self.ar_cov += (t.scale_beta * (d * last - f64::from(self.ar_cov))) as f32;
+            self.ar_var += (t.scale_beta * (last * last - f64::from(self.ar_var))) as f32;
+            self.ar_mean += (t.scale_beta * (rc - f64::from(self.ar_mean))) as f32;
+            let a = f64::from(self.ar_scale);
+            let a = if a > 0.0 { a } else { s };
+            self.ar_scale = (a + t.scale_beta * (r_ar.abs().min(CLIP * a) - a)) as f32;
+            self.last_dev = d as f32;
+        }
         self.level += t.level_alpha * rc;
         self.season.learn(rc, t.season_gamma);
         self.scale += t.scale_beta * (clipped - self.scale);
@@ -436,6 +487,8 @@ impl SeriesDetector {
             self.level = new_level;
             self.cusum_pos = 0.0;
             self.cusum_neg = 0.0;
+            self.last_dev = 0.0;
+            self.ar_mean = 0.0;
         }
         if let Some(reset) = self.season.push(value) {
             self.rebase(reset);
@@ -497,6 +550,9 @@ impl SeriesDetector {
         self.cusum_pos = 0.0;
         self.cusum_neg = 0.0;
         self.recent = [reset.level; RECENT];
+        self.last_dev = 0.0;
+        self.ar_mean = 0.0;
+        self.ar_scale = reset.scale as f32;
     }
 
     // How many sampling intervals this timestamp is past the latest one seen (at least 1). A repeated or
