@@ -845,6 +845,35 @@ pub fn rank(inc: &Incident, topo: &dyn Topology, max_hops: usize, top: usize) ->
         }
     }
     let any_service = per.keys().any(|s| !addresses.contains(s));
+    // Evidence beside a service's peak finding, for its reason line: a log finding of its own (a new
+    // pattern, a pattern's surge), and a finding with no service (a host metric) on a resource the
+    // service's findings share.
+    let mut resources: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for m in &inc.members {
+        if let Some(s) = &m.service {
+            resources.entry(s).or_default().insert(&m.resource);
+        }
+    }
+    let also = |s: &str, primary: &str| -> String {
+        let mut out = String::new();
+        if let Some(log) = inc
+            .members
+            .iter()
+            .find(|m| m.service.as_deref() == Some(s) && m.detail != primary && is_log_finding(m))
+        {
+            out.push_str(&format!("; also {}", log.detail));
+        }
+        let on = resources.get(s);
+        if let Some(host) = inc
+            .members
+            .iter()
+            .filter(|m| m.service.is_none() && on.is_some_and(|r| r.contains(m.resource.as_str())))
+            .max_by(|a, b| a.peak.total_cmp(&b.peak))
+        {
+            out.push_str(&format!("; on {}: {}", host.resource, host.detail));
+        }
+        out
+    };
     let n = per.len();
     if n == 0 {
         return Vec::new();
@@ -871,7 +900,7 @@ pub fn rank(inc: &Incident, topo: &dyn Topology, max_hops: usize, top: usize) ->
                 score -= 2.0;
             }
             let reason = format!(
-                "{s}: first anomaly at {}, called by {callers} of {} anomalous services{}, {detail}",
+                "{s}: first anomaly at {}, called by {callers} of {} anomalous services{}, {detail}{}",
                 clock(*first),
                 n - 1,
                 if callees > 0 {
@@ -879,6 +908,7 @@ pub fn rank(inc: &Incident, topo: &dyn Topology, max_hops: usize, top: usize) ->
                 } else {
                     String::new()
                 },
+                also(s, detail),
             );
             Candidate {
                 service: s.clone(),
@@ -894,6 +924,11 @@ pub fn rank(inc: &Incident, topo: &dyn Topology, max_hops: usize, top: usize) ->
     });
     cands.truncate(top);
     cands
+}
+
+/// A finding from logs: a new pattern, or a pattern's rate out of its band.
+fn is_log_finding(m: &Member) -> bool {
+    m.key.starts_with("pattern:") || m.detail.starts_with("log pattern ")
 }
 
 /// `HH:MM:SS` UTC of a nanosecond timestamp.
@@ -1269,5 +1304,38 @@ mod tests {
             Some("far below its band")
         );
         assert_eq!(band_words(0.5, true), None);
+    }
+
+    #[test]
+    fn log_and_host_findings_join_and_give_their_reasons() {
+        let mut c = Correlator::new(now_cfg(), 1);
+        let on_node = |mut e: Event| {
+            e.resource = "host.name=node-1".into();
+            e
+        };
+        let mut log = ev(EventKind::Pattern, "pattern:api:7", "api", 101, 0.5);
+        log.detail = "new log pattern \"db timeout after <*> ms\"".into();
+        log.band = None;
+        let mut cpu = ev(EventKind::AnomalyStart, "cpu", "x", 102, 0.8);
+        cpu.service = None;
+        cpu.detail = "system.cpu.utilization 4.0× above its band".into();
+        let mut out = Vec::new();
+        for e in [
+            ev(EventKind::AnomalyStart, "lat", "api", 100, 0.9),
+            log,
+            cpu,
+        ] {
+            out.extend(c.observe(&on_node(e), &NoTopology));
+        }
+        assert_eq!(c.open_count(), 1, "one incident: {out:?}");
+        let r = c.close_all(&NoTopology);
+        let reason = &r[0].candidates[0].reason;
+        assert!(reason.starts_with("api: "), "{reason}");
+        assert!(
+            reason.ends_with(
+                "lat 5× above its band; also new log pattern \"db timeout after <*> ms\"; on host.name=node-1: system.cpu.utilization 4.0× above its band"
+            ),
+            "{reason}"
+        );
     }
 }

@@ -58,11 +58,15 @@ pub struct Episode {
     pub end: f64,
     /// The highest score seen.
     pub peak_score: f64,
-    /// When the peak was seen.
+    /// When the peak value was seen.
     pub peak_at: f64,
-    /// The observation at the peak (value band and the part that fired).
+    /// The observation at the peak value: the part that fired there, with the band expected at the
+    /// episode's first point (the band the deviation is measured against; the detector's own band
+    /// follows the series once it shifts).
     pub peak: Observation,
-    /// The value observed at the peak.
+    /// The worst value observed: the farthest out on the side the episode started on. Not the value
+    /// of the highest score: a first partial window scores highest while the series is still on its
+    /// way up, and the return to normal scores on the other side.
     pub peak_value: f64,
     /// Points from start to end, inclusive.
     pub points: u32,
@@ -113,6 +117,8 @@ struct Open {
     start_band: Option<(f64, f64)>,
     /// Low-scoring points of the episode that were still outside `start_band`.
     shifted: u32,
+    /// The episode started above its expected value: its peak is its highest value, else its lowest.
+    up: bool,
 }
 
 impl EpisodeTracker {
@@ -142,6 +148,14 @@ impl EpisodeTracker {
         // short-over-long scale are the detector's own confirmation), so it is announced at once;
         // only outliers, which one point can make, wait for `confirm_points`.
         let persistent = matches!(obs.part, Part::LevelShift | Part::VarianceChange);
+        // A candidate whose last anomalous point lies more than one quiet point back is noise that
+        // went away; a new deviation after it starts its own candidate, so that a fault is not stamped
+        // with the time of a blip before it (and its onset not moved ahead of its callers').
+        if self.open.as_deref().is_some_and(|o| {
+            !o.announced && o.since_last >= 2 && obs.score >= self.config.threshold
+        }) {
+            self.open = None;
+        }
         let Some(o) = self.open.as_deref_mut() else {
             if obs.score >= self.config.threshold {
                 let e = Episode {
@@ -164,6 +178,7 @@ impl EpisodeTracker {
                     first_band,
                     start_band: (obs.part == Part::LevelShift).then_some(first_band),
                     shifted: 0,
+                    up: value >= obs.expected,
                 }));
                 if announced {
                     return Some(EpisodeEvent::Started(e));
@@ -232,11 +247,88 @@ impl EpisodeTracker {
 impl Open {
     fn raise_peak(&mut self, timestamp_secs: f64, value: f64, obs: &Observation) {
         let e = &mut self.episode;
-        if obs.score > e.peak_score {
-            e.peak_score = obs.score;
+        e.peak_score = e.peak_score.max(obs.score);
+        let worse = if self.up {
+            value > e.peak_value
+        } else {
+            value < e.peak_value
+        };
+        if worse {
             e.peak_at = timestamp_secs;
-            e.peak = *obs;
             e.peak_value = value;
+            e.peak = Observation {
+                score: obs.score,
+                part: obs.part,
+                ..e.peak
+            };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obs(score: f64, expected: f64, upper: f64, part: Part) -> Observation {
+        Observation {
+            score,
+            expected,
+            lower: 0.0,
+            upper,
+            part,
+        }
+    }
+
+    #[test]
+    fn the_peak_is_the_worst_value_against_the_starting_band() {
+        let mut t = EpisodeTracker::new(EpisodeConfig {
+            quiet_points: 2,
+            ..EpisodeConfig::default()
+        });
+        // An error ratio: the first, partial window scores highest; the ratio keeps climbing while
+        // the detector's band follows it; the return to 0 scores on the other side.
+        let steps = [
+            (1.0, 0.05, obs(1.0, 0.0, 0.01, Part::Outlier)),
+            (2.0, 0.40, obs(0.7, 0.02, 0.1, Part::LevelShift)),
+            (3.0, 0.38, obs(0.6, 0.3, 0.45, Part::LevelShift)),
+            (4.0, 0.0, obs(0.9, 0.38, 0.45, Part::LevelShift)),
+            (5.0, 0.0, obs(0.0, 0.0, 0.01, Part::None)),
+            (6.0, 0.0, obs(0.0, 0.0, 0.01, Part::None)),
+        ];
+        let events: Vec<EpisodeEvent> = steps
+            .iter()
+            .filter_map(|(ts, v, o)| t.update(*ts, *v, o))
+            .collect();
+        let Some(EpisodeEvent::Ended(e)) = events.last() else {
+            panic!("the episode ends: {events:?}");
+        };
+        assert_eq!(e.peak_value, 0.40);
+        assert_eq!(e.peak_at, 2.0);
+        assert_eq!(e.peak_score, 1.0);
+        assert_eq!((e.peak.expected, e.peak.upper), (0.0, 0.01));
+        assert_eq!(e.peak.part, Part::LevelShift);
+    }
+
+    #[test]
+    fn a_blip_before_a_change_does_not_stamp_its_start() {
+        let mut t = EpisodeTracker::new(EpisodeConfig::default());
+        let high = obs(0.9, 1.0, 2.0, Part::Outlier);
+        let calm = obs(0.0, 1.0, 2.0, Part::None);
+        assert!(t.update(1.0, 5.0, &high).is_none());
+        assert!(t.update(2.0, 1.0, &calm).is_none());
+        assert!(t.update(3.0, 1.0, &calm).is_none());
+        assert!(t.update(4.0, 6.0, &high).is_none());
+        match t.update(5.0, 6.0, &high) {
+            Some(EpisodeEvent::Started(e)) => assert_eq!(e.start, 4.0),
+            other => panic!("a start: {other:?}"),
+        }
+        // One quiet point between two anomalous ones still confirms (an export landing late).
+        let mut t = EpisodeTracker::new(EpisodeConfig::default());
+        assert!(t.update(1.0, 5.0, &high).is_none());
+        assert!(t.update(2.0, 1.0, &calm).is_none());
+        match t.update(3.0, 6.0, &high) {
+            Some(EpisodeEvent::Started(e)) => assert_eq!(e.start, 1.0),
+            other => panic!("a start: {other:?}"),
         }
     }
 }
