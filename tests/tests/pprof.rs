@@ -99,6 +99,8 @@ fn decode(body: &[u8]) -> Profile {
     assert!(p.period > 0, "period {}", p.period);
     assert!(!p.sample.is_empty(), "no samples in the profile");
     // Each sample is charged to the interrupted function, not to the profiler's own unwinder.
+    // A rare sample may still end there (a signal landing while a frame is half set up, seen
+    // once in 58 samples on a loaded CI machine); a broken trim shows in most samples.
     let leaf = |sample: &Sample| {
         let loc = p
             .location
@@ -113,9 +115,8 @@ fn decode(body: &[u8]) -> Profile {
         .iter()
         .filter(|x| leaf(x).is_some_and(|n| n.starts_with("backtrace::")))
         .count();
-    assert_eq!(
-        unwinder,
-        0,
+    assert!(
+        unwinder * 10 <= p.sample.len(),
         "of {} samples, {unwinder} end in the unwinder",
         p.sample.len()
     );
