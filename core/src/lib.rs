@@ -10,6 +10,7 @@ pub mod component;
 pub mod config;
 pub mod consumer;
 pub mod factory;
+pub mod kafka;
 pub mod net;
 pub mod obs;
 pub mod storage;

@@ -7,6 +7,7 @@ pub mod alertmanager;
 pub mod debug;
 pub mod file;
 pub mod helper;
+pub mod kafka;
 pub mod otlp;
 pub mod otlphttp;
 pub mod prometheus;
@@ -24,5 +25,6 @@ pub fn factories() -> Vec<Arc<dyn DynExporterFactory>> {
         prometheusremotewrite::factory(),
         alertmanager::factory(),
         webhook::factory(),
+        kafka::factory(),
     ]
 }

@@ -3,6 +3,7 @@
 pub mod filelog;
 pub mod hostmetrics;
 pub mod jaeger;
+pub mod kafka;
 pub mod otlp;
 pub mod prometheus;
 pub mod prometheusremotewrite;
@@ -28,5 +29,6 @@ pub fn factories() -> Vec<Arc<dyn DynReceiverFactory>> {
         syslog::factory(),
         jaeger::factory(),
         zipkin::factory(),
+        kafka::factory(),
     ]
 }
