@@ -69,6 +69,9 @@ pub struct ClientMetadata {
     entries: BTreeMap<String, Vec<String>>,
     /// Who the receiver's authenticator found the client to be.
     auth: Option<crate::component::Principal>,
+    /// The address the request came from (otelcol's `client.Info.Addr`), for `k8sattributes`'
+    /// `connection` association: set by every listener on `net::serve`, whatever the options.
+    addr: Option<std::net::IpAddr>,
 }
 
 /// Keys and the principal's name only: header values often carry credentials (`authorization`)
@@ -78,6 +81,7 @@ impl std::fmt::Debug for ClientMetadata {
         f.debug_struct("ClientMetadata")
             .field("keys", &self.entries.keys().collect::<Vec<_>>())
             .field("auth", &self.auth.as_ref().map(|p| &p.name))
+            .field("addr", &self.addr)
             .finish()
     }
 }
@@ -87,6 +91,31 @@ impl ClientMetadata {
     pub fn with_auth(mut self, principal: crate::component::Principal) -> Self {
         self.auth = Some(principal);
         self
+    }
+
+    /// The same metadata, with the address the request came from.
+    pub fn with_addr(mut self, addr: std::net::IpAddr) -> Self {
+        self.addr = Some(addr);
+        self
+    }
+
+    /// The address the request came from, when the receiver knows it.
+    pub fn addr(&self) -> Option<std::net::IpAddr> {
+        self.addr
+    }
+
+    /// What a request handler passes down the pipeline: the metadata a layer attached (headers,
+    /// principal), with the peer address the server loop put in the request's extensions.
+    pub fn of_request(
+        meta: Option<&ClientMetadata>,
+        peer: Option<&crate::net::PeerAddr>,
+    ) -> Option<ClientMetadata> {
+        match (meta, peer) {
+            (Some(m), Some(p)) => Some(m.clone().with_addr(p.0.ip())),
+            (Some(m), None) => Some(m.clone()),
+            (None, Some(p)) => Some(ClientMetadata::default().with_addr(p.0.ip())),
+            (None, None) => None,
+        }
     }
 
     /// The authenticated principal, when the receiver had an authenticator.
@@ -113,6 +142,7 @@ impl ClientMetadata {
         ClientMetadata {
             entries,
             auth: None,
+            addr: None,
         }
     }
 
@@ -130,6 +160,7 @@ impl ClientMetadata {
         ClientMetadata {
             entries,
             auth: None,
+            addr: None,
         }
     }
 

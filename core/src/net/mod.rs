@@ -4,3 +4,5 @@
 
 pub mod serve;
 pub mod tls;
+
+pub use serve::PeerAddr;

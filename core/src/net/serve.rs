@@ -47,6 +47,11 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 #[derive(Debug, Clone)]
 pub struct PeerCertificate(pub Arc<[u8]>);
 
+/// The address a connection came from, put in the extensions of each of its requests, as
+/// otelcol's `client.Info.Addr` (`k8sattributes` names the pod that sent the data by it).
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub std::net::SocketAddr);
+
 /// The limits of one listener.
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
@@ -278,7 +283,7 @@ pub async fn serve(
         });
     }
     loop {
-        let (sock, _peer) = tokio::select! {
+        let (sock, peer_addr) = tokio::select! {
             _ = stop.cancelled() => break,
             // Reaps finished connection tasks, so the set holds only open ones.
             Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
@@ -307,7 +312,12 @@ pub async fn serve(
         );
         tasks.spawn(async move {
             match &opts.tls {
-                None => serve_conn(sock, router, None, &state, &opts, &counters, &stop).await,
+                None => {
+                    serve_conn(
+                        sock, router, peer_addr, None, &state, &opts, &counters, &stop,
+                    )
+                    .await
+                }
                 Some(tls) => {
                     let acceptor = tls.acceptor();
                     let handshake =
@@ -325,7 +335,8 @@ pub async fn serve(
                                 .peer_certificates()
                                 .and_then(|c| c.first())
                                 .map(|c| PeerCertificate(Arc::from(c.as_ref())));
-                            serve_conn(s, router, peer, &state, &opts, &counters, &stop).await
+                            serve_conn(s, router, peer_addr, peer, &state, &opts, &counters, &stop)
+                                .await
                         }
                         Ok(Err(e)) => {
                             counters.tls_failed.increment(1);
@@ -390,9 +401,11 @@ fn admit(
     Some((id, state))
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn serve_conn<I>(
     sock: I,
     router: Router,
+    peer_addr: std::net::SocketAddr,
     peer: Option<PeerCertificate>,
     state: &Arc<ConnState>,
     opts: &ServeOptions,
@@ -403,6 +416,7 @@ async fn serve_conn<I>(
 {
     let guard_state = Arc::clone(state);
     let service = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
+        req.extensions_mut().insert(PeerAddr(peer_addr));
         if let Some(p) = &peer {
             req.extensions_mut().insert(p.clone());
         }

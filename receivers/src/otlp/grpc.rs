@@ -123,7 +123,10 @@ impl<R: ExportRequest> UnaryService<R> for Unary<R> {
         let shared = Arc::clone(&self.shared);
         Box::pin(async move {
             let grant = request.extensions().get::<super::roles::Grant>().cloned();
-            let meta = request.extensions().get::<ClientMetadata>().cloned();
+            let meta = ClientMetadata::of_request(
+                request.extensions().get::<ClientMetadata>(),
+                request.extensions().get::<vigil_core::net::PeerAddr>(),
+            );
             match shared
                 .export(Transport::Grpc, request.into_inner(), grant.as_ref(), meta)
                 .await

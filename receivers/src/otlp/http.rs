@@ -206,7 +206,10 @@ async fn handle<R: ExportRequest>(State(st): State<HttpState>, req: Request) -> 
         return decode_error(encoding, &DecodeError::TooLarge { limit: st.limit });
     }
     let grant = req.extensions().get::<super::roles::Grant>().cloned();
-    let meta = req.extensions().get::<ClientMetadata>().cloned();
+    let meta = ClientMetadata::of_request(
+        req.extensions().get::<ClientMetadata>(),
+        req.extensions().get::<vigil_core::net::PeerAddr>(),
+    );
     let body = match read_body(req.into_body(), st.limit, declared).await {
         Ok(b) => b,
         Err(ReadError::TooLarge) => {
