@@ -2,6 +2,7 @@
 //! ports and temp directory, runs `vigil` as a child process that is killed when the guard drops, and
 //! waits for readiness by polling, never by sleeping a fixed time.
 
+pub mod k8s_api;
 pub mod pki;
 
 use std::io::Read;

@@ -1,0 +1,941 @@
+//! A Kubernetes API-server double, for tests only: no cluster can run on the machines that build
+//! and test vigil, so the components that read the API (`k8sattributes`, resourcedetection's
+//! `k8snode`/`k8s_api`) are tested against this. It speaks the real list/watch protocol as the
+//! API server does: every change bumps one resource version; a list answers with the version it
+//! reflects (and pages with `limit`/`continue`); `?watch=true&resourceVersion=N` replays the
+//! events after N and then streams ADDED/MODIFIED/DELETED as they happen, with BOOKMARK events
+//! when asked; a watch from a version older than the kept history gets the API server's
+//! `410 Gone` (an ERROR event whose Status has reason `Expired`), which forces a re-list; and a
+//! test can cut every open watch mid-stream, as a restarting API server or a load balancer does.
+//! Objects are JSON shaped like a real cluster's (built by [`pod`], [`replicaset`], [`node`],
+//! [`namespace`], [`job`]), and `Accept: ...;as=PartialObjectMetadata` gets metadata only.
+//!
+//! It runs on its own thread and runtime, so sync and async tests use it the same way.
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc, watch};
+
+/// The resources the double serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    Pod,
+    Node,
+    Namespace,
+    ReplicaSet,
+    Job,
+}
+
+impl Kind {
+    fn list_kind(self) -> &'static str {
+        match self {
+            Kind::Pod => "PodList",
+            Kind::Node => "NodeList",
+            Kind::Namespace => "NamespaceList",
+            Kind::ReplicaSet => "ReplicaSetList",
+            Kind::Job => "JobList",
+        }
+    }
+    fn kind(self) -> &'static str {
+        match self {
+            Kind::Pod => "Pod",
+            Kind::Node => "Node",
+            Kind::Namespace => "Namespace",
+            Kind::ReplicaSet => "ReplicaSet",
+            Kind::Job => "Job",
+        }
+    }
+    fn api_version(self) -> &'static str {
+        match self {
+            Kind::Pod | Kind::Node | Kind::Namespace => "v1",
+            Kind::ReplicaSet => "apps/v1",
+            Kind::Job => "batch/v1",
+        }
+    }
+    fn namespaced(self) -> bool {
+        matches!(self, Kind::Pod | Kind::ReplicaSet | Kind::Job)
+    }
+    fn from_path(group: &str, plural: &str) -> Option<Kind> {
+        match (group, plural) {
+            ("v1", "pods") => Some(Kind::Pod),
+            ("v1", "nodes") => Some(Kind::Node),
+            ("v1", "namespaces") => Some(Kind::Namespace),
+            ("apps/v1", "replicasets") => Some(Kind::ReplicaSet),
+            ("batch/v1", "jobs") => Some(Kind::Job),
+            _ => None,
+        }
+    }
+}
+
+type Key = (Kind, String, String);
+
+#[derive(Clone)]
+enum Live {
+    Event {
+        kind: Kind,
+        rv: u64,
+        etype: &'static str,
+        obj: Arc<Value>,
+    },
+    Bookmark(u64),
+}
+
+struct State {
+    rv: u64,
+    /// Objects as stored; a list or get serializes them again.
+    objects: BTreeMap<Key, Arc<Value>>,
+    /// The events a watch can start after; older versions answer `410 Gone`.
+    history: VecDeque<(u64, Kind, &'static str, Arc<Value>)>,
+    /// A watch from a version below this has lost events.
+    oldest: u64,
+    max_history: usize,
+    requests: Vec<String>,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    live: broadcast::Sender<Live>,
+    /// Bumped to cut every open watch.
+    cut: watch::Sender<u64>,
+    /// When set, every request with a path containing it answers 500 (a failing API).
+    fail: Mutex<Option<String>>,
+}
+
+/// A running API-server double; stops when dropped.
+pub struct K8sApi {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    _stop: std::sync::mpsc::Sender<()>,
+}
+
+impl Default for K8sApi {
+    fn default() -> Self {
+        Self::start()
+    }
+}
+
+impl K8sApi {
+    /// Starts the double on a free loopback port.
+    pub fn start() -> K8sApi {
+        let (live, _) = broadcast::channel(65_536);
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                rv: 1000,
+                objects: BTreeMap::new(),
+                history: VecDeque::new(),
+                oldest: 0,
+                max_history: 100_000,
+                requests: Vec::new(),
+            }),
+            live,
+            cut: watch::channel(0).0,
+            fail: Mutex::new(None),
+        });
+        let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let s = Arc::clone(&shared);
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .expect("runtime for the API double");
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .expect("bind the API double");
+                let _ = addr_tx.send(listener.local_addr().expect("local addr"));
+                let app = axum::Router::new().fallback(move |req: Request| {
+                    let s = Arc::clone(&s);
+                    async move { handle(s, req).await }
+                });
+                let server = axum::serve(listener, app);
+                let stop = async move {
+                    // The sender lives in K8sApi; the double stops when it is dropped.
+                    let _ = tokio::task::spawn_blocking(move || stop_rx.recv()).await;
+                };
+                let _ = server.with_graceful_shutdown(stop).await;
+            });
+        });
+        let addr = addr_rx.recv().expect("API double address");
+        K8sApi {
+            addr,
+            shared,
+            _stop: stop_tx,
+        }
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Writes a kubeconfig that points at the double and returns its path.
+    pub fn kubeconfig(&self, dir: &Path) -> PathBuf {
+        let p = dir.join("kubeconfig");
+        let text = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: double\n  cluster:\n    server: {}\n\
+             contexts:\n- name: double\n  context:\n    cluster: double\n    user: double\n\
+             current-context: double\nusers:\n- name: double\n  user: {{}}\n",
+            self.url()
+        );
+        std::fs::write(&p, text).expect("write kubeconfig");
+        p
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.shared.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds or replaces an object (its kind from `kind`, its key from its metadata) and tells the
+    /// open watches; returns the new resource version.
+    pub fn apply(&self, kind: Kind, mut obj: Value) -> u64 {
+        let mut st = self.lock();
+        st.rv += 1;
+        let rv = st.rv;
+        obj["kind"] = json!(kind.kind());
+        obj["apiVersion"] = json!(kind.api_version());
+        obj["metadata"]["resourceVersion"] = json!(rv.to_string());
+        let key = key_of(kind, &obj);
+        let obj = Arc::new(obj);
+        let etype = if st.objects.insert(key, Arc::clone(&obj)).is_some() {
+            "MODIFIED"
+        } else {
+            "ADDED"
+        };
+        record(&mut st, rv, kind, etype, &obj);
+        let _ = self.shared.live.send(Live::Event {
+            kind,
+            rv,
+            etype,
+            obj,
+        });
+        rv
+    }
+
+    /// Adds many objects at once without events, as if they existed before any watch began
+    /// (a cluster's 300k ReplicaSets); watches from before this version must re-list.
+    pub fn preload(&self, kind: Kind, objs: impl IntoIterator<Item = Value>) {
+        let mut st = self.lock();
+        for mut obj in objs {
+            st.rv += 1;
+            obj["kind"] = json!(kind.kind());
+            obj["apiVersion"] = json!(kind.api_version());
+            obj["metadata"]["resourceVersion"] = json!(st.rv.to_string());
+            let key = key_of(kind, &obj);
+            st.objects.insert(key, Arc::new(obj));
+        }
+        st.history.clear();
+        st.oldest = st.rv;
+    }
+
+    /// Deletes an object; the watches get a DELETED event with its last state.
+    pub fn delete(&self, kind: Kind, namespace: &str, name: &str) -> bool {
+        let mut st = self.lock();
+        let key = (kind, namespace.to_string(), name.to_string());
+        let Some(old) = st.objects.remove(&key) else {
+            return false;
+        };
+        st.rv += 1;
+        let rv = st.rv;
+        let mut obj = (*old).clone();
+        obj["metadata"]["resourceVersion"] = json!(rv.to_string());
+        let obj = Arc::new(obj);
+        record(&mut st, rv, kind, "DELETED", &obj);
+        let _ = self.shared.live.send(Live::Event {
+            kind,
+            rv,
+            etype: "DELETED",
+            obj,
+        });
+        true
+    }
+
+    /// Removes an object without telling anyone, as a change missed while a watch was down
+    /// and already compacted away: only a re-list finds it gone.
+    pub fn delete_silently(&self, kind: Kind, namespace: &str, name: &str) -> bool {
+        let mut st = self.lock();
+        let key = (kind, namespace.to_string(), name.to_string());
+        let gone = st.objects.remove(&key).is_some();
+        st.rv += 1;
+        gone
+    }
+
+    /// Sends a BOOKMARK with the current version to every watch that allowed them.
+    pub fn bookmark(&self) {
+        let rv = self.lock().rv;
+        let _ = self.shared.live.send(Live::Bookmark(rv));
+    }
+
+    /// Cuts every open watch mid-stream (the connection breaks); clients watch again from the
+    /// last version they saw.
+    pub fn drop_watches(&self) {
+        self.shared.cut.send_modify(|g| *g += 1);
+    }
+
+    /// Forgets the event history (etcd compaction) and cuts every watch: a client watching again
+    /// from its last version gets `410 Gone` and must re-list.
+    pub fn compact(&self) {
+        {
+            let mut st = self.lock();
+            st.history.clear();
+            st.rv += 1;
+            st.oldest = st.rv;
+        }
+        self.drop_watches();
+    }
+
+    /// Makes requests whose path contains `needle` answer 500 until [`K8sApi::heal`].
+    pub fn fail(&self, needle: &str) {
+        *self.shared.fail.lock().unwrap_or_else(|e| e.into_inner()) = Some(needle.into());
+    }
+
+    pub fn heal(&self) {
+        *self.shared.fail.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// Every request so far, as `path?query`.
+    pub fn requests(&self) -> Vec<String> {
+        self.lock().requests.clone()
+    }
+
+    /// How many requests so far matched `pred`.
+    pub fn count_requests(&self, pred: impl Fn(&str) -> bool) -> usize {
+        self.lock().requests.iter().filter(|r| pred(r)).count()
+    }
+
+    /// How many watches are open now.
+    pub fn open_watches(&self) -> usize {
+        self.shared.live.receiver_count()
+    }
+}
+
+fn key_of(kind: Kind, obj: &Value) -> Key {
+    let md = &obj["metadata"];
+    let ns = if kind.namespaced() {
+        md["namespace"].as_str().unwrap_or("default").to_string()
+    } else {
+        String::new()
+    };
+    (
+        kind,
+        ns,
+        md["name"].as_str().unwrap_or_default().to_string(),
+    )
+}
+
+fn record(st: &mut State, rv: u64, kind: Kind, etype: &'static str, obj: &Arc<Value>) {
+    st.history.push_back((rv, kind, etype, Arc::clone(obj)));
+    while st.history.len() > st.max_history {
+        if let Some((old, ..)) = st.history.pop_front() {
+            st.oldest = old;
+        }
+    }
+}
+
+/// What a request asks for, parsed from its path and query.
+struct Query {
+    kind: Kind,
+    namespace: Option<String>,
+    name: Option<String>,
+    params: HashMap<String, String>,
+}
+
+fn parse(path: &str, query: &str) -> Option<Query> {
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let (group, rest) = match segs.as_slice() {
+        ["api", "v1", rest @ ..] => ("v1".to_string(), rest),
+        ["apis", g, v, rest @ ..] => (format!("{g}/{v}"), rest),
+        _ => return None,
+    };
+    let (namespace, plural, name) = match rest {
+        ["namespaces", ns, plural] => (Some(ns.to_string()), *plural, None),
+        ["namespaces", ns, plural, name] => (Some(ns.to_string()), *plural, Some(name.to_string())),
+        [plural] => (None, *plural, None),
+        [plural, name] => (None, *plural, Some(name.to_string())),
+        _ => return None,
+    };
+    // `/api/v1/namespaces/x` is the namespace x itself, not a list in it.
+    let (kind, namespace, name) = match (group.as_str(), namespace, plural, name) {
+        ("v1", Some(ns), "namespaces", None) => (Kind::Namespace, None, Some(ns)),
+        (g, ns, p, n) => (Kind::from_path(g, p)?, ns, n),
+    };
+    let params = query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .filter_map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            Some((decode(k), decode(v)))
+        })
+        .collect();
+    Some(Query {
+        kind,
+        namespace,
+        name,
+        params,
+    })
+}
+
+fn decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' if i + 2 < b.len() => {
+                let h = std::str::from_utf8(&b[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                match h {
+                    Some(c) => {
+                        out.push(c);
+                        i += 3;
+                        continue;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b'+' => out.push(b' '),
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `fieldSelector`: `a=b`, `a==b`, `a!=b`, comma-joined, over the fields the API server indexes.
+fn field_matches(sel: &str, obj: &Value) -> bool {
+    sel.split(',').filter(|t| !t.is_empty()).all(|term| {
+        let (path, want, eq) = if let Some((p, v)) = term.split_once("!=") {
+            (p, v, false)
+        } else if let Some((p, v)) = term.split_once("==") {
+            (p, v, true)
+        } else if let Some((p, v)) = term.split_once('=') {
+            (p, v, true)
+        } else {
+            return true;
+        };
+        let mut cur = obj;
+        for part in path.split('.') {
+            cur = &cur[part];
+        }
+        (cur.as_str().unwrap_or("") == want) == eq
+    })
+}
+
+/// `labelSelector`: `k=v`, `k!=v`, `k` (exists), comma-joined.
+fn labels_match(sel: &str, obj: &Value) -> bool {
+    let labels = &obj["metadata"]["labels"];
+    sel.split(',').filter(|t| !t.is_empty()).all(|term| {
+        if let Some((k, v)) = term.split_once("!=") {
+            labels[k].as_str() != Some(v)
+        } else if let Some((k, v)) = term.split_once('=') {
+            labels[k.trim_end_matches('=')].as_str() == Some(v)
+        } else {
+            labels.get(term).is_some()
+        }
+    })
+}
+
+impl Query {
+    fn selects(&self, kind: Kind, obj: &Value) -> bool {
+        if kind != self.kind {
+            return false;
+        }
+        let md = &obj["metadata"];
+        if let Some(ns) = &self.namespace {
+            if md["namespace"].as_str() != Some(ns) {
+                return false;
+            }
+        }
+        if let Some(n) = &self.name {
+            if md["name"].as_str() != Some(n) {
+                return false;
+            }
+        }
+        self.params
+            .get("fieldSelector")
+            .is_none_or(|s| field_matches(s, obj))
+            && self
+                .params
+                .get("labelSelector")
+                .is_none_or(|s| labels_match(s, obj))
+    }
+}
+
+/// Metadata only, as the API server answers `as=PartialObjectMetadata`.
+fn partial(obj: &Value) -> Value {
+    json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata", "metadata": obj["metadata"]})
+}
+
+fn status(code: u16, reason: &str, message: &str) -> Value {
+    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+           "message": message, "reason": reason, "code": code})
+}
+
+fn json_response(code: StatusCode, v: &Value) -> Response {
+    (
+        code,
+        [("content-type", "application/json")],
+        serde_json::to_vec(v).unwrap_or_default(),
+    )
+        .into_response()
+}
+
+async fn handle(shared: Arc<Shared>, req: Request) -> Response {
+    let path = req.uri().path().to_string();
+    let query = req.uri().query().unwrap_or("").to_string();
+    {
+        let mut st = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.requests.push(format!("{path}?{query}"));
+    }
+    let failing = shared
+        .fail
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    if failing.is_some_and(|n| path.contains(&n)) {
+        return json_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &status(500, "InternalError", "the double was told to fail"),
+        );
+    }
+    let Some(q) = parse(&path, &query) else {
+        return json_response(
+            StatusCode::NOT_FOUND,
+            &status(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+            ),
+        );
+    };
+    let meta_only = accepts_partial(req.headers());
+    if q.params
+        .get("watch")
+        .is_some_and(|w| w == "true" || w == "1")
+    {
+        return watch_response(shared, q, meta_only);
+    }
+    let st = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(name) = &q.name {
+        let key = (
+            q.kind,
+            q.namespace.clone().unwrap_or_default(),
+            name.clone(),
+        );
+        return match st.objects.get(&key) {
+            Some(o) if meta_only => json_response(StatusCode::OK, &partial(o)),
+            Some(o) => json_response(StatusCode::OK, o),
+            None => json_response(
+                StatusCode::NOT_FOUND,
+                &status(
+                    404,
+                    "NotFound",
+                    &format!("{} \"{name}\" not found", q.kind.kind().to_lowercase()),
+                ),
+            ),
+        };
+    }
+    // A page starts after the key in `continue`; the token also carries the list's version,
+    // which every page reports, as the API server's consistent pages do.
+    let limit: usize = q
+        .params
+        .get("limit")
+        .and_then(|l| l.parse().ok())
+        .filter(|l| *l > 0)
+        .unwrap_or(usize::MAX);
+    let (list_rv, after) = match q.params.get("continue").filter(|c| !c.is_empty()) {
+        Some(c) => match c.split_once('|') {
+            Some((rv, after)) => (rv.parse().unwrap_or(st.rv), Some(after.to_string())),
+            None => {
+                return json_response(
+                    StatusCode::BAD_REQUEST,
+                    &status(400, "BadRequest", "invalid continue token"),
+                )
+            }
+        },
+        None => (st.rv, None),
+    };
+    let mut items = Vec::new();
+    let mut next = None;
+    for ((kind, ns, name), obj) in &st.objects {
+        if *kind != q.kind || !q.selects(*kind, obj) {
+            continue;
+        }
+        let k = format!("{ns}/{name}");
+        if after.as_ref().is_some_and(|a| k.as_str() <= a.as_str()) {
+            continue;
+        }
+        if items.len() == limit {
+            next = items
+                .last()
+                .map(|(k, _): &(String, Value)| format!("{list_rv}|{k}"));
+            break;
+        }
+        let mut v = if meta_only {
+            partial(obj)
+        } else {
+            (**obj).clone()
+        };
+        // List items carry neither kind nor apiVersion; the list does.
+        if let Some(m) = v.as_object_mut() {
+            m.remove("kind");
+            m.remove("apiVersion");
+        }
+        items.push((k, v));
+    }
+    let mut md = json!({"resourceVersion": list_rv.to_string()});
+    if let Some(c) = next {
+        md["continue"] = json!(c);
+    }
+    let (kind, api) = if meta_only {
+        ("PartialObjectMetadataList", "meta.k8s.io/v1")
+    } else {
+        (q.kind.list_kind(), q.kind.api_version())
+    };
+    let items: Vec<Value> = items.into_iter().map(|(_, v)| v).collect();
+    json_response(
+        StatusCode::OK,
+        &json!({"kind": kind, "apiVersion": api, "metadata": md, "items": items}),
+    )
+}
+
+fn accepts_partial(h: &HeaderMap) -> bool {
+    h.get("accept")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("as=PartialObjectMetadata"))
+}
+
+fn event_line(etype: &str, obj: &Value) -> bytes::Bytes {
+    let mut line = serde_json::to_vec(&json!({"type": etype, "object": obj})).unwrap_or_default();
+    line.push(b'\n');
+    line.into()
+}
+
+fn watch_response(shared: Arc<Shared>, q: Query, meta_only: bool) -> Response {
+    let from: u64 = q
+        .params
+        .get("resourceVersion")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let bookmarks = q
+        .params
+        .get("allowWatchBookmarks")
+        .is_some_and(|b| b == "true");
+    let timeout = q
+        .params
+        .get("timeoutSeconds")
+        .and_then(|t| t.parse().ok())
+        .map(Duration::from_secs)
+        .unwrap_or(Duration::from_secs(1800));
+    let (tx, rx) = mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(1024);
+    let shape = move |o: &Value| if meta_only { partial(o) } else { o.clone() };
+    // Subscribe and read the history under one lock, so no event falls between them.
+    let (replay, mut live, expired) = {
+        let st = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+        let live = shared.live.subscribe();
+        if from != 0 && from < st.oldest {
+            (Vec::new(), live, true)
+        } else if from == 0 {
+            // No version: the current state as ADDED events, then live ones.
+            let v: Vec<bytes::Bytes> = st
+                .objects
+                .iter()
+                .filter(|((k, ..), o)| q.selects(*k, o))
+                .map(|(_, o)| event_line("ADDED", &shape(o)))
+                .collect();
+            (v, live, false)
+        } else {
+            let v = st
+                .history
+                .iter()
+                .filter(|(rv, k, _, o)| *rv > from && q.selects(*k, o))
+                .map(|(_, _, t, o)| event_line(t, &shape(o)))
+                .collect();
+            (v, live, false)
+        }
+    };
+    let mut cut = shared.cut.subscribe();
+    cut.mark_unchanged();
+    tokio::spawn(async move {
+        if expired {
+            let s = status(410, "Expired", &format!("too old resource version: {from}"));
+            let _ = tx.send(Ok(event_line("ERROR", &s))).await;
+            return;
+        }
+        for line in replay {
+            if tx.send(Ok(line)).await.is_err() {
+                return;
+            }
+        }
+        let end = tokio::time::sleep(timeout);
+        tokio::pin!(end);
+        loop {
+            let ev = tokio::select! {
+                _ = &mut end => return,
+                _ = cut.changed() => {
+                    let _ = tx
+                        .send(Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "cut by the test")))
+                        .await;
+                    return;
+                }
+                _ = tx.closed() => return,
+                ev = live.recv() => ev,
+            };
+            let line = match ev {
+                Ok(Live::Event {
+                    kind,
+                    rv,
+                    etype,
+                    obj,
+                }) => {
+                    if rv <= from || !q.selects(kind, &obj) {
+                        continue;
+                    }
+                    event_line(etype, &shape(&obj))
+                }
+                Ok(Live::Bookmark(rv)) => {
+                    if !bookmarks {
+                        continue;
+                    }
+                    event_line(
+                        "BOOKMARK",
+                        &json!({"kind": q.kind.kind(), "apiVersion": q.kind.api_version(),
+                                "metadata": {"resourceVersion": rv.to_string()}}),
+                    )
+                }
+                // A watcher too slow for the event rate is cut, as the API server does.
+                Err(_) => {
+                    let _ = tx
+                        .send(Err(std::io::Error::other("watch fell behind")))
+                        .await;
+                    return;
+                }
+            };
+            if tx.send(Ok(line)).await.is_err() {
+                return;
+            }
+        }
+    });
+    let body = Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "application/json")
+        .header("transfer-encoding", "chunked")
+        .body(body)
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+/// A deterministic UID for `seed`, shaped as the API server's (a v4 UUID).
+pub fn uid(seed: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut h2: u64 = 0x9e37_79b9_7f4a_7c15;
+    for b in seed.bytes() {
+        h = (h ^ b as u64).wrapping_mul(0x100_0000_01b3);
+        h2 = (h2 ^ b as u64)
+            .wrapping_mul(0xff51_afd7_ed55_8ccd)
+            .rotate_left(17);
+    }
+    format!(
+        "{:08x}-{:04x}-4{:03x}-a{:03x}-{:012x}",
+        h >> 32,
+        (h >> 16) & 0xffff,
+        h & 0xfff,
+        (h2 >> 52) & 0xfff,
+        h2 & 0xffff_ffff_ffff
+    )
+}
+
+/// The owner reference a controller sets on what it creates.
+fn owner(api_version: &str, kind: &str, name: &str, uid: &str) -> Value {
+    json!([{"apiVersion": api_version, "kind": kind, "name": name, "uid": uid,
+            "controller": true, "blockOwnerDeletion": true}])
+}
+
+/// What a pod's owner is, for [`pod`].
+pub enum Owner<'a> {
+    None,
+    /// A ReplicaSet by name (its UID is `uid("rs/<ns>/<name>")`, as [`replicaset`] gives it).
+    ReplicaSet(&'a str),
+    DaemonSet(&'a str),
+    StatefulSet(&'a str),
+    Job(&'a str),
+}
+
+/// A running pod as the API server returns it: owner reference, labels, a container with its
+/// `containerd://` id, `podIP`/`podIPs`, `startTime`, and the managed fields real objects carry.
+pub fn pod(ns: &str, name: &str, node: &str, ip: &str, owner_of: Owner<'_>) -> Value {
+    let uid = uid(&format!("pod/{ns}/{name}"));
+    let cid = format!("{}{}", uid.replace('-', ""), uid.replace('-', ""));
+    let (app, owners) = match owner_of {
+        Owner::None => (name.to_string(), json!([])),
+        Owner::ReplicaSet(rs) => (
+            rs.rsplit_once('-')
+                .map(|(d, _)| d)
+                .unwrap_or(rs)
+                .to_string(),
+            owner(
+                "apps/v1",
+                "ReplicaSet",
+                rs,
+                &self::uid(&format!("rs/{ns}/{rs}")),
+            ),
+        ),
+        Owner::DaemonSet(d) => (
+            d.to_string(),
+            owner(
+                "apps/v1",
+                "DaemonSet",
+                d,
+                &self::uid(&format!("ds/{ns}/{d}")),
+            ),
+        ),
+        Owner::StatefulSet(s) => (
+            s.to_string(),
+            owner(
+                "apps/v1",
+                "StatefulSet",
+                s,
+                &self::uid(&format!("sts/{ns}/{s}")),
+            ),
+        ),
+        Owner::Job(j) => (
+            j.to_string(),
+            owner("batch/v1", "Job", j, &self::uid(&format!("job/{ns}/{j}"))),
+        ),
+    };
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {
+            "name": name, "namespace": ns, "uid": uid,
+            "creationTimestamp": "2026-11-30T08:00:00Z",
+            "generateName": format!("{app}-"),
+            "labels": {"app.kubernetes.io/name": app, "pod-template-hash": "7c9f8d6b5d"},
+            "annotations": {"kubectl.kubernetes.io/restartedAt": "2026-11-30T07:59:00Z"},
+            "ownerReferences": owners,
+            "managedFields": [{"manager": "kube-controller-manager", "operation": "Update",
+                "apiVersion": "v1", "time": "2026-11-30T08:00:00Z", "fieldsType": "FieldsV1",
+                "fieldsV1": {"f:metadata": {"f:generateName": {}, "f:labels": {".": {},
+                    "f:app.kubernetes.io/name": {}, "f:pod-template-hash": {}}},
+                    "f:spec": {"f:containers": {"k:{\"name\":\"app\"}": {".": {}, "f:image": {},
+                    "f:name": {}}}}}}]
+        },
+        "spec": {
+            "nodeName": node,
+            "serviceAccountName": "default",
+            "restartPolicy": "Always",
+            "containers": [{"name": "app", "image": format!("registry.example.com/{app}:1.4.2"),
+                "imagePullPolicy": "IfNotPresent",
+                "ports": [{"containerPort": 8080, "protocol": "TCP"}],
+                "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}}}]
+        },
+        "status": {
+            "phase": "Running",
+            "hostIP": "10.0.0.10", "hostIPs": [{"ip": "10.0.0.10"}],
+            "podIP": ip, "podIPs": [{"ip": ip}],
+            "startTime": "2026-11-30T08:00:02Z",
+            "qosClass": "Burstable",
+            "conditions": [{"type": "Ready", "status": "True",
+                "lastTransitionTime": "2026-11-30T08:00:09Z"}],
+            "containerStatuses": [{"name": "app", "ready": true, "started": true, "restartCount": 0,
+                "image": format!("registry.example.com/{app}:1.4.2"),
+                "imageID": format!("registry.example.com/{app}@sha256:{cid}"),
+                "containerID": format!("containerd://{cid}"),
+                "state": {"running": {"startedAt": "2026-11-30T08:00:08Z"}}}]
+        }
+    })
+}
+
+/// A ReplicaSet owned by Deployment `deployment` (none when empty), with the annotations the
+/// deployment controller writes.
+pub fn replicaset(ns: &str, name: &str, deployment: &str) -> Value {
+    let owners = if deployment.is_empty() {
+        json!([])
+    } else {
+        owner(
+            "apps/v1",
+            "Deployment",
+            deployment,
+            &uid(&format!("deploy/{ns}/{deployment}")),
+        )
+    };
+    json!({
+        "apiVersion": "apps/v1", "kind": "ReplicaSet",
+        "metadata": {
+            "name": name, "namespace": ns, "uid": uid(&format!("rs/{ns}/{name}")),
+            "creationTimestamp": "2026-11-30T07:59:58Z", "generation": 1,
+            "labels": {"app.kubernetes.io/name": deployment, "pod-template-hash": "7c9f8d6b5d"},
+            "annotations": {"deployment.kubernetes.io/desired-replicas": "3",
+                "deployment.kubernetes.io/max-replicas": "4", "deployment.kubernetes.io/revision": "1"},
+            "ownerReferences": owners
+        },
+        "spec": {"replicas": 3, "selector": {"matchLabels": {"app.kubernetes.io/name": deployment,
+            "pod-template-hash": "7c9f8d6b5d"}}},
+        "status": {"replicas": 3, "readyReplicas": 3, "availableReplicas": 3, "observedGeneration": 1}
+    })
+}
+
+/// A Job, owned by CronJob `cronjob` when it is not empty.
+pub fn job(ns: &str, name: &str, cronjob: &str) -> Value {
+    let owners = if cronjob.is_empty() {
+        json!([])
+    } else {
+        owner(
+            "batch/v1",
+            "CronJob",
+            cronjob,
+            &uid(&format!("cronjob/{ns}/{cronjob}")),
+        )
+    };
+    json!({
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": name, "namespace": ns, "uid": uid(&format!("job/{ns}/{name}")),
+            "creationTimestamp": "2026-11-30T08:00:00Z", "ownerReferences": owners},
+        "spec": {"completions": 1, "parallelism": 1, "backoffLimit": 6},
+        "status": {"active": 1, "startTime": "2026-11-30T08:00:00Z"}
+    })
+}
+
+/// A ready node with its labels, addresses and system info.
+pub fn node(name: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": name, "uid": uid(&format!("node/{name}")),
+            "creationTimestamp": "2026-11-01T00:00:00Z",
+            "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
+                "kubernetes.io/arch": "amd64", "node.kubernetes.io/instance-type": "m6i.xlarge",
+                "topology.kubernetes.io/zone": "eu-west-1a"},
+            "annotations": {"node.alpha.kubernetes.io/ttl": "0"}},
+        "spec": {"podCIDR": "10.244.1.0/24", "providerID": format!("aws:///eu-west-1a/i-{name}")},
+        "status": {
+            "addresses": [{"type": "InternalIP", "address": "10.0.0.10"},
+                {"type": "Hostname", "address": name}],
+            "nodeInfo": {"kubeletVersion": "v1.33.2", "containerRuntimeVersion": "containerd://2.0.5",
+                "osImage": "Amazon Linux 2023", "kernelVersion": "6.1.132", "architecture": "amd64",
+                "operatingSystem": "linux", "machineID": "ec2d3f", "systemUUID": "ec2d3f",
+                "bootID": "b00t", "kubeProxyVersion": ""},
+            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}]
+        }
+    })
+}
+
+/// A namespace; `kube-system`'s UID is what `k8s_api` reports as `k8s.cluster.uid`.
+pub fn namespace(name: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": name, "uid": uid(&format!("ns/{name}")),
+            "creationTimestamp": "2026-11-01T00:00:00Z",
+            "labels": {"kubernetes.io/metadata.name": name}},
+        "spec": {"finalizers": ["kubernetes"]},
+        "status": {"phase": "Active"}
+    })
+}
