@@ -4,6 +4,7 @@ pub mod filelog;
 pub mod hostmetrics;
 pub mod jaeger;
 pub mod kafka;
+pub mod kubeletstats;
 pub mod otlp;
 pub mod prometheus;
 pub mod prometheusremotewrite;
@@ -30,5 +31,6 @@ pub fn factories() -> Vec<Arc<dyn DynReceiverFactory>> {
         jaeger::factory(),
         zipkin::factory(),
         kafka::factory(),
+        kubeletstats::factory(),
     ]
 }
