@@ -142,6 +142,9 @@ pub struct Event {
     /// How far outside its band the finding's peak is ([`band_multiple`]); `None` for findings with
     /// no band (a new log pattern, a forecast).
     pub band: Option<f64>,
+    /// The finding is about how much traffic reaches its service (a request rate), which the
+    /// service's callers set: it says the service is affected, not that it is the cause.
+    pub load: bool,
 }
 
 /// One member of an incident.
@@ -159,6 +162,8 @@ pub struct Member {
     pub node: Node,
     /// The largest band multiple seen.
     pub band: Option<f64>,
+    /// A traffic finding ([`Event::load`]).
+    pub load: bool,
 }
 
 /// A ranked root-cause candidate.
@@ -424,6 +429,7 @@ impl Correlator {
             active,
             node: ev.node,
             band: ev.band,
+            load: ev.load,
         };
         let Some(&first) = found.first() else {
             out.extend(self.start_incident(member, topo));
@@ -503,7 +509,11 @@ impl Correlator {
             .members
             .iter()
             .any(|m| m.service.is_some() && m.node == Node::Service);
-        if services.len() >= 2 && instrumented {
+        // Traffic moves together along the call graph (callers set their callees' request rates), so
+        // request rates changing on several services at once corroborate nothing; a traffic change
+        // alone must be large on its own.
+        let beyond_load = inc.members.iter().any(|m| !m.load);
+        if services.len() >= 2 && instrumented && beyond_load {
             return true;
         }
         inc.members.iter().any(|m| {
@@ -845,6 +855,14 @@ pub fn rank(inc: &Incident, topo: &dyn Topology, max_hops: usize, top: usize) ->
         }
     }
     let any_service = per.keys().any(|s| !addresses.contains(s));
+    // Services with a finding beyond traffic; one whose findings are all request rates is where the
+    // effect landed (a caller slowed or failed and sent less), so it ranks below those.
+    let beyond_load: BTreeSet<&str> = inc
+        .members
+        .iter()
+        .filter(|m| !m.load)
+        .filter_map(|m| m.service.as_deref())
+        .collect();
     // Evidence beside a service's peak finding, for its reason line: a log finding of its own (a new
     // pattern, a pattern's surge), and a finding with no service (a host metric) on a resource the
     // service's findings share.
@@ -899,6 +917,9 @@ pub fn rank(inc: &Incident, topo: &dyn Topology, max_hops: usize, top: usize) ->
                 // Below every service: the scores lie in [-0.5, 1].
                 score -= 2.0;
             }
+            if !beyond_load.is_empty() && !beyond_load.contains(s.as_str()) {
+                score -= 1.5;
+            }
             let reason = format!(
                 "{s}: first anomaly at {}, called by {callers} of {} anomalous services{}, {detail}{}",
                 clock(*first),
@@ -952,6 +973,7 @@ mod tests {
             detail: format!("{key} 5× above its band"),
             node: Node::Service,
             band: Some(5.0),
+            load: false,
         }
     }
 
@@ -1304,6 +1326,33 @@ mod tests {
             Some("far below its band")
         );
         assert_eq!(band_words(0.5, true), None);
+    }
+
+    #[test]
+    fn traffic_findings_rank_below_causes_and_corroborate_nothing() {
+        // A slow api sends fewer queries to its database: db-1's only finding is its request rate.
+        let t = topo();
+        let mut c = Correlator::new(now_cfg(), 1);
+        let mut rate = ev(EventKind::AnomalyStart, "db-rate", "db-1", 100, 0.9);
+        rate.load = true;
+        rate.band = Some(1.0);
+        let mut lat = ev(EventKind::AnomalyStart, "api-lat", "api", 101, 0.7);
+        lat.band = Some(1.0);
+        let mut out = c.observe(&rate, &t);
+        out.extend(c.observe(&lat, &t));
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(out[0].candidates[0].service, "api");
+        assert_eq!(out[0].candidates[1].service, "db-1");
+        // Request rates moving together on two services, each within its band's width, open nothing.
+        let mut c = Correlator::new(now_cfg(), 1);
+        let mut out = Vec::new();
+        for (k, s) in [("web-rate", "web"), ("api-rate", "api")] {
+            let mut e = ev(EventKind::AnomalyStart, k, s, 100, 0.9);
+            e.load = true;
+            e.band = Some(1.2);
+            out.extend(c.observe(&e, &t));
+        }
+        assert!(out.is_empty(), "{out:?}");
     }
 
     #[test]

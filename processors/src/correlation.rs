@@ -475,6 +475,7 @@ pub fn to_event(resource: &[KeyValue], r: &LogRecord) -> Option<Event> {
     };
     let node = edge_node(a);
     let mut band = None;
+    let mut load = false;
     let (kind, key, score, detail) = match event_name(r) {
         "vigil.anomaly" => {
             let kind = match get_str(a, "vigil.anomaly.state")? {
@@ -486,8 +487,16 @@ pub fn to_event(resource: &[KeyValue], r: &LogRecord) -> Option<Event> {
                 .map(str::to_string)
                 .unwrap_or_else(|| body_text(r));
             let metric = get_str(a, "vigil.anomaly.metric").unwrap_or("metric");
-            let (detail, multiple) = anomaly_detail(a, metric);
+            let (mut detail, multiple) = anomaly_detail(a, metric);
             band = multiple;
+            load = is_request_rate(metric);
+            // A pattern's rate says which pattern only in the body ("log pattern 7 \"…\" of api
+            // surged 5.0× above its band: 12 vs 0–3"): that line, without the numbers, is the detail.
+            if metric == "log.pattern.rate" {
+                if let Some((what, _)) = body_text(r).rsplit_once(": ") {
+                    detail = what.chars().take(160).collect();
+                }
+            }
             let score = num(a, "vigil.anomaly.score").unwrap_or(0.5);
             (kind, format!("anomaly:{series}"), score, detail)
         }
@@ -527,7 +536,25 @@ pub fn to_event(resource: &[KeyValue], r: &LogRecord) -> Option<Event> {
         detail,
         node,
         band,
+        load,
     })
+}
+
+/// A rate of requests or calls (`red.request.rate`, `traces_service_graph_request_total.rate`, the
+/// count rate of a duration histogram such as `http.server.request.duration.rate`), not of failures:
+/// how much traffic reaches a service, which its callers decide.
+fn is_request_rate(metric: &str) -> bool {
+    let Some(base) = metric.strip_suffix(".rate") else {
+        return false;
+    };
+    let m = base.to_ascii_lowercase();
+    if ["fail", "error", "fault", "exception"]
+        .iter()
+        .any(|w| m.contains(w))
+    {
+        return false;
+    }
+    m.contains("request") || m.contains("duration") || m.contains("calls")
 }
 
 /// What the `server` of a `servicegraph` edge series is. Its `connection_type` says the edge has a
@@ -909,6 +936,29 @@ mod tests {
         // Within one band width the detector part speaks.
         let e = to_event(&[], &rec("web", "api", "", 1.000_000_5)).expect("a finding");
         assert_eq!(e.detail, "m level shift (above)");
+    }
+
+    #[test]
+    fn request_rates_are_traffic_and_failures_are_not() {
+        for m in [
+            "red.request.rate",
+            "traces_service_graph_request_total.rate",
+            "traces_service_graph_request_client_seconds.rate",
+            "http.server.request.duration.rate",
+            "traces.span.metrics.calls.rate",
+        ] {
+            assert!(is_request_rate(m), "{m}");
+        }
+        for m in [
+            "traces_service_graph_request_failed_total.rate",
+            "red.error_ratio",
+            "red.latency.p99",
+            "http.server.request.duration.p99",
+            "log.pattern.rate",
+            "process_cpu_seconds_total.rate",
+        ] {
+            assert!(!is_request_rate(m), "{m}");
+        }
     }
 
     #[test]
