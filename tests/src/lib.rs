@@ -34,8 +34,13 @@ fn target_dir() -> PathBuf {
     }
 }
 
-/// Path to a workspace binary (`vigil`, `vigil-loadgen`), built once per test run.
+/// Path to a workspace binary (`vigil`, `vigil-loadgen`), built once per test run. With
+/// `VIGIL_TEST_BIN_DIR` set, the binaries in that directory instead, built beforehand: a long
+/// measurement run by hand (tests/real_app/measure.sh) keeps the binary it started with.
 pub fn bin(name: &str) -> PathBuf {
+    if let Some(dir) = std::env::var_os("VIGIL_TEST_BIN_DIR") {
+        return PathBuf::from(dir).join(name);
+    }
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| {
         let status = Command::new(env!("CARGO"))

@@ -190,6 +190,8 @@ struct Score {
     last_top: Option<String>,
     last_top3: Vec<String>,
     to_first_s: Option<f64>,
+    /// Seconds to the first report that ranks the root cause first.
+    to_first_top_s: Option<f64>,
 }
 
 fn score(faults: &[Fault], recs: &[Rec], quiet: (u64, u64), end_ns: u64) -> (Vec<Score>, Vec<Rec>) {
@@ -218,6 +220,10 @@ fn score(faults: &[Fault], recs: &[Rec], quiet: (u64, u64), end_ns: u64) -> (Vec
                 .unwrap_or_default(),
             to_first_s: during
                 .first()
+                .map(|r| r.at_ns.saturating_sub(f.start_ns) as f64 / 1e9),
+            to_first_top_s: during
+                .iter()
+                .find(|r| f.names(r.root.as_deref()))
                 .map(|r| r.at_ns.saturating_sub(f.start_ns) as f64 / 1e9),
         });
     }
@@ -449,6 +455,10 @@ connectors:
     agent.signal(libc::SIGTERM);
     agent.wait_exit(Duration::from_secs(30));
 
+    // A hand run keeps what vigil wrote (anomalies and incidents) for a closer look.
+    if let Ok(keep) = std::env::var("VIGIL_REAL_APP_KEEP") {
+        let _ = std::fs::copy(&out, &keep);
+    }
     let recs = incidents(&out);
     let (scores, false_opens) = score(&faults, &recs, quiet, end_ns);
     let detected: Vec<&Score> = scores.iter().filter(|s| s.to_first_s.is_some()).collect();
@@ -466,6 +476,8 @@ connectors:
         .count();
     let mut times: Vec<f64> = detected.iter().filter_map(|s| s.to_first_s).collect();
     times.sort_by(f64::total_cmp);
+    let mut top_times: Vec<f64> = scores.iter().filter_map(|s| s.to_first_top_s).collect();
+    top_times.sort_by(f64::total_cmp);
     let no_fault_h =
         (quiet.1 - quiet.0) as f64 / 3.6e12 + scores.len() as f64 * recover_s as f64 / 3600.0;
     let unpaired = metric_value(&telemetry, "vigil_servicegraph_unpaired");
@@ -485,6 +497,12 @@ connectors:
             "min": times.first(),
             "max": times.last(),
         },
+        "fault_to_first_report_ranking_it_first_s": {
+            "n": top_times.len(),
+            "median": top_times.get(top_times.len() / 2),
+            "min": top_times.first(),
+            "max": top_times.last(),
+        },
         "requests": sent.load(Ordering::Relaxed),
         "servicegraph_unpaired": unpaired,
         "servicegraph_unpaired_before_faults": unpaired_before,
@@ -492,12 +510,12 @@ connectors:
         "per_fault": scores.iter().map(|s| json!({
             "kind": s.fault.kind, "service": s.fault.service, "root": s.fault.root,
             "first_top": s.first_top, "last_top": s.last_top, "last_top3": s.last_top3,
-            "to_first_s": s.to_first_s, "start_ns": s.fault.start_ns, "end_ns": s.fault.end_ns,
+            "to_first_s": s.to_first_s, "to_first_top_s": s.to_first_top_s, "start_ns": s.fault.start_ns, "end_ns": s.fault.end_ns,
         })).collect::<Vec<_>>(),
         "quiet_ns": [quiet.0, quiet.1],
         "refused_spans": refused,
         "unpaired_lines": telemetry.lines().filter(|l| l.starts_with("vigil_servicegraph")).collect::<Vec<_>>(),
-        "false": false_opens.iter().map(|r| json!({"services": r.services, "candidates": r.candidates})).collect::<Vec<_>>(),
+        "false": false_opens.iter().map(|r| json!({"at_ns": r.at_ns, "id": r.id, "services": r.services, "candidates": r.candidates})).collect::<Vec<_>>(),
     });
     println!(
         "{}",
