@@ -741,6 +741,10 @@ pub struct TlsClientConfig {
     /// `"1.2"` or `"1.3"` (default): the highest TLS version offered.
     #[serde(default)]
     pub max_version: Option<String>,
+    /// Go's suite names, read as on servers: listed TLS 1.2 suites restrict TLS 1.2, and TLS 1.3
+    /// keeps all of its suites unless some are listed. Empty: every suite rustls offers.
+    #[serde(default)]
+    pub cipher_suites: Vec<String>,
 }
 
 #[cfg(test)]

@@ -171,6 +171,11 @@ impl ClientMetadata {
             .map_or(&[], Vec::as_slice)
     }
 
+    /// Every key (lower-case) with its values, in key order: what a durable queue stores.
+    pub fn entries(&self) -> impl Iterator<Item = (&str, &[String])> {
+        self.entries.iter().map(|(k, v)| (k.as_str(), v.as_slice()))
+    }
+
     /// Runs `f` (a pipeline call) with this metadata visible to every component it reaches.
     pub async fn scope<F: std::future::Future>(self, f: F) -> F::Output {
         CLIENT_METADATA.scope(Arc::new(self), f).await

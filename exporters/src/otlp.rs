@@ -8,6 +8,7 @@ use crate::helper::classify::classify_grpc_call;
 use crate::helper::encode::partial_success_proto;
 use crate::helper::http::{error_chain, header_map};
 use crate::helper::queue::{signal_from_tag, signal_tag, Persist};
+use crate::helper::tls::{client_config, server_name, TlsConnector};
 use crate::helper::{
     Clock, Compression, Delivered, QueueConfig, RetryConfig, SendError, SendSettings, SendStack,
     Sender, TokioClock,
@@ -24,7 +25,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::metadata::MetadataMap;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use tonic::transport::{Channel, Endpoint};
 use tonic::Status;
 use vigil_core::codec::encode::proto_request;
 use vigil_core::config::{duration, TlsClientConfig};
@@ -155,23 +156,8 @@ impl OtlpConfig {
                  verification",
             ));
         }
-        if target.tls {
-            // tonic's TLS settings have no version range: it always offers TLS 1.2 and 1.3, so
-            // anything narrower is refused rather than silently not applied.
-            let range = vigil_core::net::tls::version_range(
-                self.tls.min_version.as_deref(),
-                self.tls.max_version.as_deref(),
-            )
-            .map_err(|e| config_error(id, &format!("tls::{}", e.key), e.message))?;
-            if range != (2, 3) {
-                return Err(config_error(
-                    id,
-                    "tls::min_version",
-                    "a range other than TLS 1.2 to 1.3 is not supported by the otlp (gRPC) \
-                     exporter yet (otlphttp supports it)",
-                ));
-            }
-        }
+        // Builds the client TLS as start would, reading its files: a missing one fails here.
+        self.client_tls(id)?;
         header_map(id, &self.headers)?;
         if let Some(auth) = &self.auth {
             auth.id(id)?;
@@ -179,163 +165,97 @@ impl OtlpConfig {
         self.settings().validate(id)
     }
 
-    /// The tonic endpoint, with TLS set up from `tls` when it is on. Reads certificate files.
-    fn endpoint(&self, id: &ComponentId) -> Result<Endpoint, ConfigError> {
-        self.endpoint_at(id, None)
+    /// The client TLS when it is on (`None` for plaintext), built once from `tls`: the version
+    /// range, suites, CA, client certificate and verification of every address's connection.
+    fn client_tls(
+        &self,
+        id: &ComponentId,
+    ) -> Result<Option<Arc<rustls::ClientConfig>>, ConfigError> {
+        if !self.target(id)?.tls {
+            return Ok(None);
+        }
+        client_config(id, &self.tls, &[b"h2"]).map(Some)
     }
 
-    /// The endpoint for one resolved address of the host (`round_robin`): it connects to `addr`
-    /// but names the host as the request authority and, under TLS, as the server name to verify.
-    fn endpoint_at(
+    /// How to connect to the endpoint, or with `round_robin` to one resolved address of its
+    /// host: the connection goes to `addr` but the request authority and, under TLS, the server
+    /// name verified are the host's (or `server_name_override`).
+    fn dialer(
         &self,
         id: &ComponentId,
         addr: Option<std::net::SocketAddr>,
-    ) -> Result<Endpoint, ConfigError> {
+        tls: Option<&Arc<rustls::ClientConfig>>,
+    ) -> Result<Dialer, ConfigError> {
         let target = self.target(id)?;
         let scheme = if target.tls { "https" } else { "http" };
         let uri = format!("{scheme}://{}", target.authority);
-        let connect = match addr {
-            Some(a) => format!("{scheme}://{a}"),
-            None => uri.clone(),
-        };
-        let mut endpoint = Endpoint::from_shared(connect)
+        // tonic sees plaintext: under TLS our connector runs the handshake, and the origin below
+        // keeps `https` in the requests.
+        let connect = format!(
+            "http://{}",
+            addr.map_or_else(|| target.authority.clone(), |a| a.to_string())
+        );
+        let origin = uri
+            .parse::<http::Uri>()
+            .map_err(|e| config_error(id, "endpoint", format!("invalid endpoint {uri:?}: {e}")))?;
+        let endpoint = Endpoint::from_shared(connect)
             .map_err(|e| config_error(id, "endpoint", format!("invalid endpoint {uri:?}: {e}")))?
             .user_agent(concat!("vigil/", env!("CARGO_PKG_VERSION")))
-            .map_err(|e| config_error(id, "endpoint", e.to_string()))?;
-        if addr.is_some() {
-            let origin = uri.parse::<http::Uri>().map_err(|e| {
-                config_error(id, "endpoint", format!("invalid endpoint {uri:?}: {e}"))
-            })?;
-            endpoint = endpoint.origin(origin);
-        }
-        if target.tls {
-            let mut tls = self.tls_config(id)?;
-            if addr.is_some() && self.tls.server_name_override.is_none() {
+            .map_err(|e| config_error(id, "endpoint", e.to_string()))?
+            .origin(origin);
+        let tls = match (target.tls, tls) {
+            (false, _) => None,
+            (true, Some(config)) => {
                 let host = target
                     .authority
                     .rsplit_once(':')
                     .map_or(target.authority.as_str(), |(h, _)| h);
-                tls = tls.domain_name(host.trim_start_matches('[').trim_end_matches(']'));
+                let name = match &self.tls.server_name_override {
+                    Some(name) => server_name(id, "server_name_override", name)?,
+                    None => server_name(id, "endpoint", host)?,
+                };
+                Some(TlsConnector::new(Arc::clone(config), name))
             }
-            let configured = if self.tls.insecure_skip_verify {
-                endpoint.tls_config_with_verifier(tls, Arc::new(AnyServerCert::new()))
-            } else {
-                endpoint.tls_config(tls)
-            };
-            endpoint = configured.map_err(|e| {
-                config_error(
-                    id,
-                    "tls",
-                    format!(
-                        "cannot set up TLS: {} (set tls::ca_file, or tls::insecure: true for \
-                             a plaintext backend)",
-                        error_chain(&e)
-                    ),
-                )
-            })?;
-        }
-        Ok(endpoint)
-    }
-
-    fn tls_config(&self, id: &ComponentId) -> Result<ClientTlsConfig, ConfigError> {
-        let read = |key: &str, path: &str| {
-            std::fs::read(path).map_err(|e| {
-                config_error(
-                    id,
-                    &format!("tls::{key}"),
-                    format!("cannot read {path:?}: {e}"),
-                )
-            })
+            (true, None) => {
+                return Err(config_error(id, "tls", "TLS is on but was not set up"));
+            }
         };
-        let mut tls = ClientTlsConfig::new();
-        // A CA file replaces the system roots, as Go's crypto/tls treats RootCAs. Skipping
-        // verification takes no roots at all: tonic refuses roots next to a custom verifier.
-        tls = match &self.tls.ca_file {
-            Some(ca) => tls.ca_certificate(Certificate::from_pem(read("ca_file", ca)?)),
-            None if self.tls.insecure_skip_verify => tls,
-            None => tls.with_native_roots(),
-        };
-        match (&self.tls.cert_file, &self.tls.key_file) {
-            (Some(cert), Some(key)) => {
-                tls = tls.identity(Identity::from_pem(
-                    read("cert_file", cert)?,
-                    read("key_file", key)?,
-                ));
-            }
-            (Some(_), None) => {
-                return Err(config_error(
-                    id,
-                    "tls::key_file",
-                    "cert_file needs key_file",
-                ))
-            }
-            (None, Some(_)) => {
-                return Err(config_error(
-                    id,
-                    "tls::cert_file",
-                    "key_file needs cert_file",
-                ))
-            }
-            (None, None) => {}
-        }
-        if let Some(name) = &self.tls.server_name_override {
-            tls = tls.domain_name(name.clone());
-        }
-        Ok(tls)
+        Ok(Dialer {
+            endpoint,
+            tls,
+            target: uri,
+        })
     }
 }
 
-/// `tls.insecure_skip_verify`: accepts any server certificate and name, while still checking that
-/// the handshake is signed by the key in that certificate, so the connection stays encrypted to
-/// whoever presented it. For test setups and self-signed gateways only, as in otelcol.
-#[derive(Debug)]
-struct AnyServerCert {
-    algorithms: rustls::crypto::WebPkiSupportedAlgorithms,
+/// One way to the backend: the tonic endpoint and, under TLS, the connector that does the
+/// handshake (tonic's own TLS cannot narrow versions or suites).
+#[derive(Clone)]
+struct Dialer {
+    endpoint: Endpoint,
+    tls: Option<TlsConnector>,
+    /// The endpoint as configured (`https://host:port`), for messages.
+    target: String,
 }
 
-impl AnyServerCert {
-    fn new() -> Self {
-        AnyServerCert {
-            algorithms: rustls::crypto::aws_lc_rs::default_provider()
-                .signature_verification_algorithms,
+impl Dialer {
+    /// A channel that connects on first use (creating one needs the runtime).
+    fn lazy(&self) -> Channel {
+        match &self.tls {
+            Some(c) => self.endpoint.connect_with_connector_lazy(c.clone()),
+            None => self.endpoint.connect_lazy(),
         }
     }
 }
 
-impl rustls::client::danger::ServerCertVerifier for AnyServerCert {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &rustls::pki_types::CertificateDer<'_>,
-        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
-        _server_name: &rustls::pki_types::ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: rustls::pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
-    }
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.algorithms.supported_schemes()
-    }
-}
+/// What a call goes through: one channel (`pick_first`) or the balancer over one per address.
+type Transport = tower::util::BoxCloneSyncService<
+    http::Request<tonic::body::Body>,
+    http::Response<tonic::body::Body>,
+    BoxError,
+>;
 
 /// Passes pre-encoded request bytes through unchanged and hands back the raw response bytes. The
 /// batch is encoded once in `prepare`, so a retry resends the same bytes instead of cloning and
@@ -383,13 +303,13 @@ impl Decoder for RawCodec {
 /// describes a failure on the way (see `classify_grpc_call`).
 #[derive(Clone)]
 struct Observed {
-    channel: Channel,
+    channel: Transport,
     status_seen: Arc<AtomicBool>,
 }
 
 impl tonic::codegen::Service<http::Request<tonic::body::Body>> for Observed {
     type Response = http::Response<ObservedBody>;
-    type Error = tonic::transport::Error;
+    type Error = BoxError;
     type Future = tonic::codegen::BoxFuture<Self::Response, Self::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -471,9 +391,9 @@ impl Persist for GrpcRequest {
 
 /// The OTLP/gRPC transport.
 pub struct GrpcSender {
-    endpoint: Endpoint,
+    dialer: Dialer,
     /// Connected lazily on first use: creating a channel needs the runtime, which `create` may lack.
-    channel: OnceLock<Channel>,
+    channel: OnceLock<Transport>,
     /// With `round_robin`: how to find the host's addresses and connect to each.
     balance: Option<Arc<Balanced>>,
     metadata: MetadataMap,
@@ -508,7 +428,10 @@ impl Sender for GrpcSender {
             .channel
             .get_or_init(|| match &self.balance {
                 Some(b) => Arc::clone(b).channel(),
-                None => self.endpoint.connect_lazy(),
+                None => Transport::new(tower::ServiceExt::map_err(
+                    self.dialer.lazy(),
+                    BoxError::from,
+                )),
             })
             .clone();
         let status_seen = Arc::new(AtomicBool::new(false));
@@ -528,8 +451,8 @@ impl Sender for GrpcSender {
         grpc.ready().await.map_err(|e| {
             SendError::retryable(format!(
                 "cannot reach {}: {}",
-                self.endpoint.uri(),
-                error_chain(&e)
+                self.dialer.target,
+                error_chain(&*e)
             ))
         })?;
         let mut request = tonic::Request::new(req.body.clone());
@@ -575,16 +498,26 @@ fn dns_lookup(host: String, port: u16) -> Resolved {
     })
 }
 
-/// `round_robin`: one endpoint per resolved address, kept in step with the name by a task that
-/// lives as long as the channel.
+/// `round_robin`: one channel per resolved address, kept in step with the name by a task that
+/// lives as long as the balancer.
 struct Balanced {
     id: ComponentId,
     host: String,
     port: u16,
-    /// An endpoint per address, each built from the validated config.
-    make: Arc<dyn Fn(std::net::SocketAddr) -> Result<Endpoint, ConfigError> + Send + Sync>,
+    /// A dialer per address, each built from the validated config.
+    make: Arc<dyn Fn(std::net::SocketAddr) -> Result<Dialer, ConfigError> + Send + Sync>,
     lookup: Lookup,
 }
+
+/// One address's channel inside the balancer, carrying its count of calls in flight (the load
+/// the power-of-two-choices balancer compares).
+type Member = tower::load::PendingRequests<
+    tower::util::MapErr<Channel, fn(tonic::transport::Error) -> BoxError>,
+    tower::load::CompleteOnResponse,
+>;
+
+/// How many calls may wait for the balancer, as tonic's own balanced channel allows.
+const BALANCER_BUFFER: usize = 1024;
 
 impl Balanced {
     fn new(id: &ComponentId, cfg: &OtlpConfig, lookup: Lookup) -> Result<Balanced, ConfigError> {
@@ -596,9 +529,14 @@ impl Balanced {
         let port = port
             .parse()
             .map_err(|_| config_error(id, "endpoint", "the port is not a number"))?;
-        // Each address's endpoint needs the same TLS files: read them once, now, so a missing
-        // file fails here rather than at every resolution.
-        cfg.endpoint_at(id, Some(std::net::SocketAddr::from(([127, 0, 0, 1], port))))?;
+        // Every address's connection uses the same TLS: read the files once, now, so a missing
+        // one fails here rather than at every resolution.
+        let tls = cfg.client_tls(id)?;
+        cfg.dialer(
+            id,
+            Some(std::net::SocketAddr::from(([127, 0, 0, 1], port))),
+            tls.as_ref(),
+        )?;
         let cfg = cfg.clone();
         let owner = id.clone();
         Ok(Balanced {
@@ -608,26 +546,29 @@ impl Balanced {
                 .trim_end_matches(']')
                 .to_string(),
             port,
-            make: Arc::new(move |addr| cfg.endpoint_at(&owner, Some(addr))),
+            make: Arc::new(move |addr| cfg.dialer(&owner, Some(addr), tls.as_ref())),
             lookup,
         })
     }
 
-    /// A balancing channel, and the task that feeds it the host's addresses. The task ends when
-    /// the channel is dropped (its receiving side closes).
-    fn channel(self: Arc<Self>) -> Channel {
-        let (channel, tx) = Channel::balance_channel::<std::net::SocketAddr>(64);
+    /// A balancing transport, and the task that feeds it the host's addresses. The task ends
+    /// when the transport is dropped (its receiving side closes).
+    fn channel(self: Arc<Self>) -> Transport {
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
         tokio::spawn(self.follow(tx));
-        channel
+        let discover = tokio_stream::StreamExt::map(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+            Ok::<_, std::convert::Infallible>,
+        );
+        let balance = tower::balance::p2c::Balance::new(discover);
+        Transport::new(tower::buffer::Buffer::new(balance, BALANCER_BUFFER))
     }
 
     async fn follow(
         self: Arc<Self>,
-        tx: tokio::sync::mpsc::Sender<
-            tonic::transport::channel::Change<std::net::SocketAddr, Endpoint>,
-        >,
+        tx: tokio::sync::mpsc::Sender<tower::discover::Change<std::net::SocketAddr, Member>>,
     ) {
-        use tonic::transport::channel::Change;
+        use tower::discover::Change;
         let mut current = std::collections::BTreeSet::new();
         let mut failing = false;
         loop {
@@ -637,8 +578,14 @@ impl Balanced {
                     let found: std::collections::BTreeSet<_> = found.into_iter().collect();
                     for addr in found.difference(&current) {
                         match (self.make)(*addr) {
-                            Ok(e) => {
-                                if tx.send(Change::Insert(*addr, e)).await.is_err() {
+                            Ok(dialer) => {
+                                let to_box: fn(tonic::transport::Error) -> BoxError =
+                                    BoxError::from;
+                                let member = tower::load::PendingRequests::new(
+                                    tower::ServiceExt::map_err(dialer.lazy(), to_box),
+                                    tower::load::CompleteOnResponse::default(),
+                                );
+                                if tx.send(Change::Insert(*addr, member)).await.is_err() {
                                     return;
                                 }
                             }
@@ -700,8 +647,9 @@ fn build_with(
         Balancer::PickFirst => None,
         Balancer::RoundRobin => Some(Arc::new(Balanced::new(id, &cfg, lookup)?)),
     };
+    let tls = cfg.client_tls(id)?;
     let sender = GrpcSender {
-        endpoint: cfg.endpoint(id)?,
+        dialer: cfg.dialer(id, None, tls.as_ref())?,
         channel: OnceLock::new(),
         balance,
         metadata: MetadataMap::from_headers(header_map(id, &cfg.headers)?),
@@ -743,6 +691,50 @@ impl ExporterFactory for Factory {
 
     fn create(&self, set: Settings, cfg: OtlpConfig) -> Result<Arc<dyn Exporter>, ConfigError> {
         Ok(Arc::new(build(&set, cfg, Arc::new(TokioClock))?))
+    }
+}
+
+/// What the `loadbalancing` exporter takes from `otlp`: its `protocol::otlp` section is this
+/// exporter's config without an endpoint, and each backend gets a copy aimed at it.
+impl OtlpConfig {
+    /// Validates the template with a placeholder endpoint (otelcol sets one too), since the
+    /// resolver supplies the real ones.
+    pub(crate) fn validate_template(&self, id: &ComponentId) -> Result<(), ConfigError> {
+        let mut cfg = self.clone();
+        if cfg.endpoint.trim().is_empty() {
+            cfg.endpoint = "placeholder:4317".into();
+        }
+        cfg.validate(id)
+    }
+
+    /// The template's `timeout`, `retry_on_failure` and `sending_queue`.
+    pub(crate) fn send_settings(&self) -> SendSettings {
+        self.settings()
+    }
+}
+
+/// The transport of one backend: `template` aimed at `endpoint`, inside a stack without queue or
+/// retry that only holds it (the caller wraps the transport in its own stack).
+pub(crate) fn backend_transport(
+    set: &Settings,
+    template: &OtlpConfig,
+    endpoint: &str,
+) -> Result<SendStack<GrpcSender>, ConfigError> {
+    let mut cfg = template.clone();
+    cfg.endpoint = endpoint.to_string();
+    cfg.sending_queue.enabled = false;
+    cfg.retry_on_failure.enabled = false;
+    build(set, cfg, Arc::new(TokioClock))
+}
+
+impl GrpcRequest {
+    pub(crate) fn signal(&self) -> Signal {
+        self.signal
+    }
+
+    /// The encoded `Export*ServiceRequest`.
+    pub(crate) fn body(&self) -> &[u8] {
+        &self.body
     }
 }
 
@@ -1206,6 +1198,146 @@ mod tests {
         assert!(err.is_retryable(), "{err:?}");
     }
 
+    /// A trace backend behind vigil's own server loop and server TLS (what the `otlp` receiver
+    /// runs), offering only the TLS versions from `min` to `max`, with a certificate for
+    /// `localhost` signed by itself. Returns the backend, its address and the certificate's path.
+    async fn tls_backend(
+        dir: &std::path::Path,
+        min: &str,
+        max: &str,
+    ) -> (Arc<Backend>, std::net::SocketAddr, String) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".into()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let ca = dir.join(format!("ca-{min}-{max}.pem"));
+        std::fs::write(&ca, cert.pem()).unwrap();
+        let tls = vigil_core::net::tls::TlsServerSettings {
+            cert_pem: Some(cert.pem()),
+            key_pem: Some(key.serialize_pem()),
+            min_version: Some(min.into()),
+            max_version: Some(max.into()),
+            ..Default::default()
+        }
+        .server(&[b"h2"])
+        .unwrap();
+        let b = Arc::new(Backend::default());
+        let svc =
+            TraceServiceServer::new(Svc(b.clone())).accept_compressed(CompressionEncoding::Gzip);
+        let router = tonic::service::Routes::new(svc)
+            .prepare()
+            .into_axum_router();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let opts = vigil_core::net::serve::ServeOptions {
+            http2_only: true,
+            tls: Some(tls),
+            ..Default::default()
+        };
+        let counters = vigil_core::net::serve::ConnCounters::new("receiver", "otlp/tls", "grpc");
+        tokio::spawn(vigil_core::net::serve::serve(
+            listener,
+            router,
+            opts,
+            counters,
+            tokio_util::sync::CancellationToken::new(),
+        ));
+        (b, addr, ca.to_string_lossy().into_owned())
+    }
+
+    /// `tls::min_version: "1.3"` on gRPC: the exporter reaches a server that offers TLS 1.3, and a
+    /// server that offers only TLS 1.2 refuses the handshake, which stays retryable (the batch is
+    /// kept and tried again, never dropped as permanent). Both balancers dial through the same
+    /// TLS connector.
+    #[tokio::test]
+    async fn min_version_13_reaches_a_13_server_and_is_refused_by_a_12_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let (b13, addr13, ca13) = tls_backend(dir.path(), "1.3", "1.3").await;
+        let (b12, addr12, ca12) = tls_backend(dir.path(), "1.2", "1.2").await;
+        for balancer in ["pick_first", "round_robin"] {
+            let tls = |ca: &str, min: &str| json!({"ca_file": ca, "min_version": min, "max_version": "1.3"});
+            let config = |port: u16, tls: Value| {
+                json!({
+                    "endpoint": format!("localhost:{port}"),
+                    "tls": tls,
+                    "balancer_name": balancer,
+                    "sending_queue": {"enabled": false},
+                    "retry_on_failure": {"enabled": false},
+                })
+            };
+            let rec = TestRecorder::default();
+            let e = exporter(
+                &rec,
+                config(addr13.port(), tls(&ca13, "1.3")),
+                ManualClock::new(),
+            );
+            e.consume(sample_traces(2)).await.unwrap();
+            assert_eq!(rec.counter(SENT), 2, "{balancer}");
+
+            let e = exporter(
+                &rec,
+                config(addr12.port(), tls(&ca12, "1.3")),
+                ManualClock::new(),
+            );
+            let err = e.consume(sample_traces(1)).await.unwrap_err();
+            assert!(err.is_retryable(), "{balancer}: {err:?}");
+            // The same exporter allowing TLS 1.2 gets through: the refusal was the version.
+            let e = exporter(
+                &rec,
+                config(addr12.port(), tls(&ca12, "1.2")),
+                ManualClock::new(),
+            );
+            e.consume(sample_traces(1)).await.unwrap();
+        }
+        assert_eq!(b13.received.lock().unwrap().len(), 2);
+        assert_eq!(b12.received.lock().unwrap().len(), 2);
+    }
+
+    /// `server_name_override` on gRPC: the server's certificate names only `localhost`; reached
+    /// as 127.0.0.1 it verifies only with the override, and `cipher_suites` narrows TLS 1.2.
+    #[tokio::test]
+    async fn server_name_override_and_cipher_suites_apply_on_grpc() {
+        let dir = tempfile::tempdir().unwrap();
+        let (b, addr, ca) = tls_backend(dir.path(), "1.2", "1.2").await;
+        let rec = TestRecorder::default();
+        let config = |tls: Value| {
+            json!({
+                "endpoint": addr.to_string(),
+                "tls": tls,
+                "sending_queue": {"enabled": false},
+                "retry_on_failure": {"enabled": false},
+            })
+        };
+        let e = exporter(&rec, config(json!({"ca_file": ca})), ManualClock::new());
+        let err = e.consume(sample_traces(1)).await.unwrap_err();
+        assert!(err.is_retryable(), "{err:?}");
+        assert!(err.to_string().contains("not valid for name"), "{err}");
+        let named = json!({"ca_file": ca, "server_name_override": "localhost"});
+        let e = exporter(&rec, config(named), ManualClock::new());
+        e.consume(sample_traces(1)).await.unwrap();
+        // rcgen's key is ECDSA: offering only an RSA suite for TLS 1.2 cannot agree.
+        let rsa_only = json!({
+            "ca_file": ca,
+            "server_name_override": "localhost",
+            "cipher_suites": ["TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"],
+        });
+        let e = exporter(&rec, config(rsa_only), ManualClock::new());
+        assert!(e
+            .consume(sample_traces(1))
+            .await
+            .unwrap_err()
+            .is_retryable());
+        let ecdsa = json!({
+            "ca_file": ca,
+            "server_name_override": "localhost",
+            "cipher_suites": ["TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384"],
+        });
+        let e = exporter(&rec, config(ecdsa), ManualClock::new());
+        e.consume(sample_traces(1)).await.unwrap();
+        assert_eq!(b.received.lock().unwrap().len(), 2);
+    }
+
     /// An authenticator extension that always hands out the same header.
     struct FixedToken;
 
@@ -1336,9 +1468,15 @@ mod tests {
             "tls": {"insecure_skip_verify": true, "ca_file": "ca.pem"}
         }))
         .contains("tls::insecure_skip_verify: cannot be combined"));
+        assert!(f
+            .validate(
+                &id(),
+                &json!({"endpoint": "gw:4317", "tls": {"min_version": "1.3"}})
+            )
+            .is_ok());
         assert!(
-            check(json!({"endpoint": "gw:4317", "tls": {"min_version": "1.3"}}))
-                .contains("tls::min_version: a range other than TLS 1.2 to 1.3")
+            check(json!({"endpoint": "gw:4317", "tls": {"ca_file": "/nonexistent/ca.pem"}}))
+                .contains("tls::ca_file: cannot read")
         );
         assert!(
             check(json!({"endpoint": "gw:4317", "tls": {"max_version": "1.1"}}))
@@ -1362,7 +1500,7 @@ mod tests {
     fn tls_by_default_sets_up_or_explains() {
         // Hosts without a system trust store cannot build a TLS client; the error must say what to do.
         match build_json(&json!({"endpoint": "gw:4317"}), ManualClock::new()) {
-            Ok(e) => assert_eq!(e.sender().endpoint.uri().scheme_str(), Some("https")),
+            Ok(e) => assert!(e.sender().dialer.tls.is_some()),
             Err(e) => assert!(e.to_string().contains("tls::ca_file"), "{e}"),
         }
     }
@@ -1371,7 +1509,8 @@ mod tests {
     fn skip_verify_builds_without_a_trust_store() {
         let cfg = json!({"endpoint": "gw:4317", "tls": {"insecure_skip_verify": true}});
         let e = build_json(&cfg, ManualClock::new()).unwrap();
-        assert_eq!(e.sender().endpoint.uri().scheme_str(), Some("https"));
+        assert_eq!(e.sender().dialer.target, "https://gw:4317");
+        assert!(e.sender().dialer.tls.is_some());
     }
 
     #[test]

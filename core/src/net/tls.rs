@@ -105,6 +105,16 @@ pub fn version_range(min: Option<&str>, max: Option<&str>) -> Result<(u8, u8), T
     Ok((min, max))
 }
 
+/// The rustls protocol versions from `min` to `max` (TLS minor versions, as [`version_range`]
+/// returns them).
+pub fn versions(min: u8, max: u8) -> Vec<&'static SupportedProtocolVersion> {
+    [(2, &rustls::version::TLS12), (3, &rustls::version::TLS13)]
+        .into_iter()
+        .filter(|(v, _)| (min..=max).contains(v))
+        .map(|(_, p)| p)
+        .collect()
+}
+
 fn read(key: &'static str, path: &str) -> Result<Vec<u8>, TlsError> {
     std::fs::read(path).map_err(|err| e(key, format!("cannot read {path:?}: {err}")))
 }
@@ -179,8 +189,8 @@ const GO_ONLY_SUITES: &[&str] = &[
 ];
 
 /// The suites `names` select from the provider's, following Go's rule for TLS 1.3 (see
-/// [`TlsServerSettings::cipher_suites`]).
-fn select_suites(
+/// [`TlsServerSettings::cipher_suites`]); servers and clients read `cipher_suites` alike.
+pub fn select_suites(
     names: &[String],
     all: &[SupportedCipherSuite],
     versions: &[&'static SupportedProtocolVersion],
@@ -320,12 +330,7 @@ impl TlsServerSettings {
         let certs = pem_certs(cert_key, &inputs.cert)?;
         let key = pem_key(key_key, &inputs.key)?;
         let (min, max) = version_range(self.min_version.as_deref(), self.max_version.as_deref())?;
-        let versions: Vec<&'static SupportedProtocolVersion> =
-            [(2, &rustls::version::TLS12), (3, &rustls::version::TLS13)]
-                .into_iter()
-                .filter(|(v, _)| (min..=max).contains(v))
-                .map(|(_, p)| p)
-                .collect();
+        let versions = versions(min, max);
         // An explicit provider: with more than one compiled in, rustls has no process default.
         let base = aws_lc_rs::default_provider();
         let provider = Arc::new(CryptoProvider {

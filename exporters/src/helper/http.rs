@@ -49,8 +49,9 @@ fn read(id: &ComponentId, key: &str, path: &str) -> Result<Vec<u8>, ConfigError>
 }
 
 /// Builds a client with default `headers` and the `tls` settings: `ca_file` replaces the system roots
-/// (as Go's crypto/tls does), `cert_file` + `key_file` present a client certificate, and
-/// `insecure_skip_verify` turns verification off. Plain `http://` URLs never use TLS.
+/// (as Go's crypto/tls does), `cert_file` + `key_file` present a client certificate,
+/// `insecure_skip_verify` turns verification off, and `server_name_override` and `cipher_suites`
+/// go through [`crate::helper::tls::client_config`]. Plain `http://` URLs never use TLS.
 pub fn http_client(
     id: &ComponentId,
     headers: &BTreeMap<String, String>,
@@ -114,12 +115,12 @@ pub fn http_client(
         }
     };
     builder = builder.tls_version_min(v(min)).tls_version_max(v(max));
-    match &tls.server_name_override {
-        Some(name) if !tls.insecure_skip_verify => {
-            builder =
-                builder.tls_backend_preconfigured(name_override_tls(id, tls, name, min, max)?);
-        }
-        _ => {}
+    // reqwest has no setting for these two: the whole rustls configuration is built instead
+    // (roots, client certificate, versions and suites from the same keys). With the override,
+    // SNI still carries the endpoint's host; the certificate is checked against the override.
+    if tls.server_name_override.is_some() || !tls.cipher_suites.is_empty() {
+        let config = crate::helper::tls::client_config(id, tls, &[b"h2", b"http/1.1"])?;
+        builder = builder.tls_backend_preconfigured(Arc::unwrap_or_clone(config));
     }
     builder
         .build()
@@ -134,124 +135,6 @@ pub fn check_client(
     tls: &TlsClientConfig,
 ) -> Result<(), ConfigError> {
     http_client(id, headers, tls).map(drop)
-}
-
-/// `tls::server_name_override`: reqwest has no setting for it, so the whole rustls configuration is
-/// built here (roots, client certificate, versions) with a verifier that checks the server's
-/// certificate against the override instead of the endpoint's host, as Go's `tls.Config.ServerName`
-/// does. One difference: SNI still carries the endpoint's host.
-fn name_override_tls(
-    id: &ComponentId,
-    tls: &TlsClientConfig,
-    name: &str,
-    min: u8,
-    max: u8,
-) -> Result<rustls::ClientConfig, ConfigError> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-    let err = |key: &str, m: String| config_error(id, format!("tls::{key}"), m);
-    let server_name = ServerName::try_from(name.to_string()).map_err(|e| {
-        err(
-            "server_name_override",
-            format!("{name:?} is not a DNS name or IP address: {e}"),
-        )
-    })?;
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    match &tls.ca_file {
-        Some(ca) => {
-            for cert in CertificateDer::pem_slice_iter(&read(id, "ca_file", ca)?) {
-                let cert = cert.map_err(|e| err("ca_file", format!("{ca:?}: {e}")))?;
-                roots
-                    .add(cert)
-                    .map_err(|e| err("ca_file", format!("{ca:?}: {e}")))?;
-            }
-        }
-        // The system store, as without the override (a certificate it cannot parse is skipped).
-        None => {
-            for cert in rustls_native_certs::load_native_certs().certs {
-                let _ = roots.add(cert);
-            }
-        }
-    }
-    let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(
-        Arc::new(roots),
-        provider.clone(),
-    )
-    .build()
-    .map_err(|e| err("ca_file", format!("no usable root certificate: {e}")))?;
-    let versions: Vec<&'static rustls::SupportedProtocolVersion> =
-        [(2, &rustls::version::TLS12), (3, &rustls::version::TLS13)]
-            .into_iter()
-            .filter(|(v, _)| (min..=max).contains(v))
-            .map(|(_, p)| p)
-            .collect();
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&versions)
-        .map_err(|e| err("min_version", e.to_string()))?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(NameOverride {
-            inner,
-            name: server_name,
-        }));
-    let mut cfg = match (&tls.cert_file, &tls.key_file) {
-        (Some(cert), Some(key)) => {
-            let certs = CertificateDer::pem_slice_iter(&read(id, "cert_file", cert)?)
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| err("cert_file", format!("{cert:?}: {e}")))?;
-            let key_der = PrivateKeyDer::from_pem_slice(&read(id, "key_file", key)?)
-                .map_err(|e| err("key_file", format!("{key:?}: {e}")))?;
-            builder
-                .with_client_auth_cert(certs, key_der)
-                .map_err(|e| err("key_file", format!("does not fit cert_file: {e}")))?
-        }
-        _ => builder.with_no_client_auth(),
-    };
-    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(cfg)
-}
-
-/// Verifies the server's certificate for a fixed name, whatever host the connection was made to.
-#[derive(Debug)]
-struct NameOverride {
-    inner: Arc<rustls::client::WebPkiServerVerifier>,
-    name: rustls::pki_types::ServerName<'static>,
-}
-
-impl rustls::client::danger::ServerCertVerifier for NameOverride {
-    fn verify_server_cert(
-        &self,
-        end_entity: &rustls::pki_types::CertificateDer<'_>,
-        intermediates: &[rustls::pki_types::CertificateDer<'_>],
-        _server_name: &rustls::pki_types::ServerName<'_>,
-        ocsp: &[u8],
-        now: rustls::pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        self.inner
-            .verify_server_cert(end_entity, intermediates, &self.name, ocsp, now)
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
 }
 
 /// A transport error with its causes, which reqwest keeps in the source chain ("connection refused"

@@ -9,10 +9,12 @@ pub mod counters;
 pub mod encode;
 pub mod events;
 pub mod http;
+pub mod meta;
 pub mod persistent;
 pub mod queue;
 pub mod retry;
 mod stack;
+pub mod tls;
 
 pub use classify::{Delivered, SendError};
 pub use counters::QueueGauges;

@@ -46,7 +46,24 @@ pub struct BatchSettings {
     /// `requests` or `bytes` a merged batch is sent once it reaches `min_size`, uncut.
     pub max_size: usize,
     pub sizer: Sizer,
+    /// Which requests may be merged: only those whose client metadata agree on these keys (and
+    /// on the authenticated principal), so a merged batch keeps them for `headers_setter`.
+    pub partition: Partition,
 }
+
+/// `sending_queue::batch::partition`, as otelcol's exporterhelper spells it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Partition {
+    /// Client metadata keys (case-insensitive) whose values separate batches; a merged batch
+    /// carries these keys and no others.
+    pub metadata_keys: Vec<String>,
+}
+
+/// How many batches may gather at once (one per signal and partition). One more partition sends
+/// the batch that has waited longest, early, and counts it
+/// (`vigil_exporter_queue_batches_flushed_early`): nothing is lost, batches only get smaller.
+pub const MAX_OPEN_PARTITIONS: usize = 1000;
 
 impl Default for BatchSettings {
     fn default() -> Self {
@@ -55,6 +72,7 @@ impl Default for BatchSettings {
             min_size: 8192,
             max_size: 0,
             sizer: Sizer::Items,
+            partition: Partition::default(),
         }
     }
 }

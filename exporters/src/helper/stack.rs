@@ -6,10 +6,11 @@
 
 use super::classify::{Delivered, SendError};
 use super::counters::QueueGauges;
+use super::meta;
 use super::persistent::PersistentQueue;
 use super::queue::{
     signal_from_tag, signal_tag, BatchSettings, MemoryQueue, Persist, Popped, PushError, Queue,
-    QueueConfig, Sizer,
+    QueueConfig, Sizer, MAX_OPEN_PARTITIONS,
 };
 use super::retry::{Clock, Retry, RetryConfig, TokioClock};
 use async_trait::async_trait;
@@ -80,35 +81,50 @@ pub struct Job<R> {
     pub request: R,
     /// The client metadata of the call that queued it, restored around its send so that a
     /// `headers_setter`'s `from_context` finds it (otelcol's in-memory queue keeps the context
-    /// too). Not stored by a durable queue: a record read back has none.
+    /// too). A durable queue stores it in the record (version 3).
     pub meta: Option<Arc<ClientMetadata>>,
 }
 
-/// Version 1 record: version, signal tag, item count (u64, big-endian), then the request.
+/// Version 1 record: version, signal tag, item count (u64, big-endian), then the request. Still
+/// written when there is no client metadata, so such records read the same in older versions.
 const JOB_RECORD_V1: u8 = 1;
+/// Version 3 record: version 1 with the client metadata (`helper::meta`) before the request.
+const JOB_RECORD_V3: u8 = 3;
 
 impl<R: Persist> Persist for Job<R> {
     fn to_bytes(&self) -> Vec<u8> {
         let request = self.request.to_bytes();
         let mut out = Vec::with_capacity(10 + request.len());
-        out.push(JOB_RECORD_V1);
+        out.push(if self.meta.is_some() {
+            JOB_RECORD_V3
+        } else {
+            JOB_RECORD_V1
+        });
         out.push(signal_tag(self.signal));
         out.extend_from_slice(&(self.items as u64).to_be_bytes());
+        if let Some(meta) = &self.meta {
+            meta::encode(meta, &mut out);
+        }
         out.extend_from_slice(&request);
         out
     }
 
     fn from_bytes(bytes: &[u8]) -> Option<Self> {
         let (&[version, tag], rest) = bytes.split_first_chunk::<2>()?;
-        if version != JOB_RECORD_V1 {
-            return None;
-        }
-        let (items, request) = rest.split_first_chunk::<8>()?;
+        let (items, rest) = rest.split_first_chunk::<8>()?;
+        let (meta, request) = match version {
+            JOB_RECORD_V1 => (None, rest),
+            JOB_RECORD_V3 => {
+                let (m, request) = meta::decode(rest)?;
+                (Some(Arc::new(m)), request)
+            }
+            _ => return None,
+        };
         Some(Job {
             signal: signal_from_tag(tag)?,
             items: usize::try_from(u64::from_be_bytes(*items)).ok()?,
             request: R::from_bytes(request)?,
-            meta: None,
+            meta,
         })
     }
 }
@@ -118,24 +134,28 @@ impl<R: Persist> Persist for Job<R> {
 #[derive(Debug)]
 pub enum Queued<R> {
     Ready(Job<R>),
-    Raw(Telemetry),
+    /// The data, with the client metadata its batch may carry (`helper::meta::partition`).
+    Raw(Telemetry, Option<Arc<ClientMetadata>>),
 }
 
 /// Version 2 record: version, signal tag, then the data as an OTLP protobuf export request.
+/// Still written when there is no client metadata.
 const RAW_RECORD_V2: u8 = 2;
+/// Version 4 record: version 2 with the client metadata (`helper::meta`) before the data.
+const RAW_RECORD_V4: u8 = 4;
 
 impl<R> Queued<R> {
     fn signal(&self) -> Signal {
         match self {
             Queued::Ready(j) => j.signal,
-            Queued::Raw(d) => d.signal(),
+            Queued::Raw(d, _) => d.signal(),
         }
     }
 
     fn items(&self) -> usize {
         match self {
             Queued::Ready(j) => j.items,
-            Queued::Raw(d) => d.item_count(),
+            Queued::Raw(d, _) => d.item_count(),
         }
     }
 }
@@ -144,11 +164,18 @@ impl<R: Persist> Persist for Queued<R> {
     fn to_bytes(&self) -> Vec<u8> {
         match self {
             Queued::Ready(job) => job.to_bytes(),
-            Queued::Raw(data) => {
+            Queued::Raw(data, meta) => {
                 let body = proto_request(data);
                 let mut out = Vec::with_capacity(2 + body.len());
-                out.push(RAW_RECORD_V2);
+                out.push(if meta.is_some() {
+                    RAW_RECORD_V4
+                } else {
+                    RAW_RECORD_V2
+                });
                 out.push(signal_tag(data.signal()));
+                if let Some(meta) = meta {
+                    meta::encode(meta, &mut out);
+                }
                 out.extend_from_slice(&body);
                 out
             }
@@ -157,12 +184,18 @@ impl<R: Persist> Persist for Queued<R> {
 
     fn from_bytes(bytes: &[u8]) -> Option<Self> {
         match *bytes.first()? {
-            JOB_RECORD_V1 => Job::from_bytes(bytes).map(Queued::Ready),
-            RAW_RECORD_V2 => {
+            JOB_RECORD_V1 | JOB_RECORD_V3 => Job::from_bytes(bytes).map(Queued::Ready),
+            version @ (RAW_RECORD_V2 | RAW_RECORD_V4) => {
                 let signal = signal_from_tag(*bytes.get(1)?)?;
-                decode_proto_request(signal, bytes.get(2..)?)
-                    .ok()
-                    .map(Queued::Raw)
+                let rest = bytes.get(2..)?;
+                let (meta, body) = if version == RAW_RECORD_V4 {
+                    let (m, body) = meta::decode(rest)?;
+                    (Some(Arc::new(m)), body)
+                } else {
+                    (None, rest)
+                };
+                let data = decode_proto_request(signal, body).ok()?;
+                Some(Queued::Raw(data, meta))
             }
             _ => None,
         }
@@ -178,8 +211,10 @@ struct Tickets {
     keep: AtomicBool,
 }
 
-/// Queued data being merged for one signal.
+/// Queued data being merged for one signal and partition.
 struct Gathering {
+    /// What every merged request's client metadata reduced to (`helper::meta::partition`).
+    meta: Option<Arc<ClientMetadata>>,
     data: Telemetry,
     units: usize,
     ids: Vec<u64>,
@@ -204,6 +239,8 @@ struct StackCore<S: Sender> {
     /// When a failed attempt that will be retried was last logged: an unreachable backend is said at
     /// once, not only when the retries run out minutes later, and then at most every 30 s.
     retry_logged: Mutex<Option<std::time::Instant>>,
+    /// Batches sent before `min_size` or `flush_timeout` to keep at most `MAX_OPEN_PARTITIONS`.
+    flushed_early: metrics::Counter,
 }
 
 const RETRY_LOG_EVERY: Duration = Duration::from_secs(30);
@@ -245,6 +282,7 @@ impl<S: Sender> SendStack<S> {
                 let _ = queue.set(q);
             }
         }
+        let flushed_early = metrics::counter!("vigil_exporter_queue_batches_flushed_early", "exporter" => id.clone());
         SendStack {
             core: Arc::new(StackCore {
                 obs: set.exporter_obs(),
@@ -258,6 +296,7 @@ impl<S: Sender> SendStack<S> {
                 cancel: CancellationToken::new(),
                 lost: AtomicU64::new(0),
                 retry_logged: Mutex::new(None),
+                flushed_early,
             }),
             tasks: set.tasks.clone(),
             started: AtomicBool::new(false),
@@ -392,18 +431,19 @@ impl<S: Sender> StackCore<S> {
         self.lost.fetch_add(item.items() as u64, Ordering::Relaxed);
     }
 
-    /// Sends what came off the queue, preparing it first if it was queued as data.
+    /// Sends what came off the queue, preparing it first if it was queued as data, with the
+    /// client metadata it was queued with in scope (for `headers_setter`).
     async fn send_queued(&self, item: Queued<S::Request>) -> Result<(), SendError> {
         let job = match item {
             Queued::Ready(job) => job,
-            Queued::Raw(data) => {
+            Queued::Raw(data, meta) => {
                 let (signal, items) = (data.signal(), data.item_count());
                 match self.sender.prepare(&data) {
                     Ok(request) => Job {
                         signal,
                         items,
                         request,
-                        meta: None,
+                        meta,
                     },
                     Err(e) => {
                         self.give_up(signal, items, &e, true);
@@ -412,7 +452,14 @@ impl<S: Sender> StackCore<S> {
                 }
             }
         };
-        self.deliver(&job, true).await
+        match job.meta.clone() {
+            Some(meta) => {
+                ClientMetadata::clone(&meta)
+                    .scope(self.deliver(&job, true))
+                    .await
+            }
+            None => self.deliver(&job, true).await,
+        }
     }
 
     /// Whether a failed send leaves its entries stored for the next start (a stop cut it short over a
@@ -433,18 +480,7 @@ impl<S: Sender> StackCore<S> {
                 }
                 continue;
             }
-            let meta = match &p.item {
-                Queued::Ready(job) => job.meta.clone(),
-                Queued::Raw(_) => None,
-            };
-            let result = match meta {
-                Some(meta) => {
-                    ClientMetadata::clone(&meta)
-                        .scope(self.send_queued(p.item))
-                        .await
-                }
-                None => self.send_queued(p.item).await,
-            };
+            let result = self.send_queued(p.item).await;
             if !self.keeps(durable, &result) {
                 queue.done(p.id);
             }
@@ -472,20 +508,19 @@ impl<S: Sender> StackCore<S> {
         };
         let permits = Arc::new(tokio::sync::Semaphore::new(self.queue_cfg.num_consumers));
         let mut sends = tokio::task::JoinSet::new();
-        let mut gathering: [Option<Gathering>; 3] = [None, None, None];
+        let mut gathering: Vec<Gathering> = Vec::new();
         loop {
-            let due = gathering.iter().flatten().map(|g| g.deadline).min();
+            let due = gathering.iter().map(|g| g.deadline).min();
             let popped = match due {
                 Some(at) => tokio::select! {
                     p = rx.recv() => p,
                     _ = tokio::time::sleep_until(at) => {
                         let now = tokio::time::Instant::now();
-                        for slot in gathering.iter_mut() {
-                            if slot.as_ref().is_some_and(|g| g.deadline <= now) {
-                                if let Some(g) = slot.take() {
-                                    self.send_batch(&queue, &settings, g, &permits, &mut sends).await;
-                                }
-                            }
+                        let (ready, waiting): (Vec<_>, Vec<_>) =
+                            gathering.drain(..).partition(|g| g.deadline <= now);
+                        gathering = waiting;
+                        for g in ready {
+                            self.send_batch(&queue, &settings, g, &permits, &mut sends).await;
                         }
                         continue;
                     }
@@ -517,34 +552,59 @@ impl<S: Sender> StackCore<S> {
                         me.finish(&q, &t, durable, &result);
                     });
                 }
-                Queued::Raw(data) => {
-                    let slot = signal_tag(data.signal()) as usize % 3;
+                Queued::Raw(data, meta) => {
+                    let signal = data.signal();
+                    let at = gathering
+                        .iter()
+                        .position(|g| g.data.signal() == signal && g.meta == meta);
+                    let at = match at {
+                        Some(at) => at,
+                        None => {
+                            if gathering.len() >= MAX_OPEN_PARTITIONS {
+                                // Room for one more partition: the batch that has waited
+                                // longest goes out now, smaller than it would have been.
+                                let oldest = gathering
+                                    .iter()
+                                    .enumerate()
+                                    .min_by_key(|(_, g)| g.deadline)
+                                    .map(|(i, _)| i);
+                                if let Some(i) = oldest {
+                                    let g = gathering.swap_remove(i);
+                                    self.flushed_early.increment(1);
+                                    self.send_batch(&queue, &settings, g, &permits, &mut sends)
+                                        .await;
+                                }
+                            }
+                            gathering.push(Gathering {
+                                meta,
+                                data: Telemetry::empty(signal),
+                                units: 0,
+                                ids: Vec::new(),
+                                deadline: tokio::time::Instant::now() + settings.flush_timeout,
+                            });
+                            gathering.len() - 1
+                        }
+                    };
                     let units = settings.units(&data);
-                    let g = gathering[slot].get_or_insert_with(|| Gathering {
-                        data: Telemetry::empty(data.signal()),
-                        units: 0,
-                        ids: Vec::new(),
-                        deadline: tokio::time::Instant::now() + settings.flush_timeout,
-                    });
-                    // The slot is chosen by signal, so the merge cannot fail.
+                    let g = &mut gathering[at];
+                    // The batch is chosen by signal, so the merge cannot fail.
                     let _ = merge(&mut g.data, data);
                     g.units += units;
                     g.ids.push(p.id);
                     if g.units >= settings.min_size {
-                        if let Some(g) = gathering[slot].take() {
-                            self.send_batch(&queue, &settings, g, &permits, &mut sends)
-                                .await;
-                        }
+                        let g = gathering.swap_remove(at);
+                        self.send_batch(&queue, &settings, g, &permits, &mut sends)
+                            .await;
                     }
                 }
             }
         }
         // The queue is closed and empty (an in-memory queue drains first; a durable one stops
         // handing out entries). What is gathered goes out now, or stays stored if a stop cut in.
-        for g in gathering.iter_mut().filter_map(Option::take) {
+        for g in gathering.drain(..) {
             if self.cancel.is_cancelled() {
                 if !durable {
-                    self.abandon(&Queued::Raw(g.data), durable);
+                    self.abandon(&Queued::Raw(g.data, None), durable);
                     for id in g.ids {
                         queue.done(id);
                     }
@@ -572,6 +632,7 @@ impl<S: Sender> StackCore<S> {
             Sizer::Items => settings.max_size,
             Sizer::Requests | Sizer::Bytes => 0,
         };
+        let batch_meta = g.meta;
         let parts = split_max(g.data, max);
         let tickets = Arc::new(Tickets {
             ids: g.ids,
@@ -583,9 +644,10 @@ impl<S: Sender> StackCore<S> {
             // refuses new data: backpressure reaches the clients instead of memory growing.
             let permit = Arc::clone(permits).acquire_owned().await;
             let (me, q, t) = (Arc::clone(self), Arc::clone(queue), Arc::clone(&tickets));
+            let meta = batch_meta.clone();
             sends.spawn(async move {
                 let _permit = permit;
-                let result = me.send_queued(Queued::Raw(part)).await;
+                let result = me.send_queued(Queued::Raw(part, meta)).await;
                 me.finish(&q, &t, durable, &result);
             });
         }
@@ -664,9 +726,13 @@ impl<S: Sender> SendStack<S> {
         } else {
             None
         };
-        let entry = if queue.is_some() && core.queue_cfg.batch.is_some() {
-            // Prepared after merging, by the batcher.
-            Queued::Raw(data)
+        let entry = if let (Some(_), Some(batch)) = (&queue, &core.queue_cfg.batch) {
+            // Prepared after merging, by the batcher, which merges only what agrees on this.
+            let meta = meta::partition(
+                ClientMetadata::current().as_deref(),
+                &batch.partition.metadata_keys,
+            );
+            Queued::Raw(data, meta)
         } else {
             let request = match core.sender.prepare(&data) {
                 Ok(r) => r,
@@ -884,7 +950,13 @@ mod tests {
         hold: Option<Arc<tokio::sync::Semaphore>>,
         /// A request of this many items never gets an answer.
         hang_on_items: Option<usize>,
+        /// Per send: its items, and the `x-tenant` and `user-agent` values of the client metadata
+        /// in scope (what `headers_setter` would read).
+        seen: Mutex<Vec<Seen>>,
     }
+
+    /// Items, `x-tenant` values, `user-agent` values.
+    type Seen = (usize, Vec<String>, Vec<String>);
 
     /// The test request: just the item count.
     #[derive(Debug, PartialEq)]
@@ -931,6 +1003,12 @@ mod tests {
         }
         async fn send(&self, req: &Count) -> Result<Delivered, SendError> {
             self.calls.fetch_add(1, Ordering::SeqCst);
+            let meta = ClientMetadata::current();
+            let get = |k: &str| meta.as_ref().map(|m| m.get(k).to_vec()).unwrap_or_default();
+            self.seen
+                .lock()
+                .unwrap()
+                .push((req.0, get("x-tenant"), get("user-agent")));
             if self.hang_on_items == Some(req.0) {
                 std::future::pending::<()>().await;
             }
@@ -1130,6 +1208,7 @@ mod tests {
             min_size,
             max_size,
             sizer: Sizer::Items,
+            partition: Default::default(),
         });
         cfg
     }
@@ -1205,9 +1284,9 @@ mod tests {
 
     #[test]
     fn queued_data_persists_and_old_records_still_read() {
-        let raw: Queued<Count> = Queued::Raw(sample_traces(4));
+        let raw: Queued<Count> = Queued::Raw(sample_traces(4), None);
         let back = Queued::<Count>::from_bytes(&raw.to_bytes()).unwrap();
-        assert!(matches!(&back, Queued::Raw(d) if *d == sample_traces(4)));
+        assert!(matches!(&back, Queued::Raw(d, None) if *d == sample_traces(4)));
         // A record written before sending_queue::batch existed (a prepared request).
         let job = Job {
             signal: Signal::Traces,
@@ -1404,9 +1483,15 @@ mod tests {
         if batch {
             cfg.sending_queue.batch = Some(BatchSettings {
                 min_size: 6,
+                partition: crate::helper::queue::Partition {
+                    metadata_keys: vec!["X-Tenant".into()],
+                },
                 ..BatchSettings::default()
             });
         }
+        // Every request comes from a client of tenant t1; the metadata must reach the sends of
+        // the next run, read back from storage.
+        let client = ClientMetadata::from_pairs([("x-tenant", "t1"), ("user-agent", "sdk")]);
 
         // First run: the backend never answers; a stop leaves everything queued, nothing counted lost.
         let rec = TestRecorder::default();
@@ -1417,7 +1502,11 @@ mod tests {
         let s = stack(&rec, cfg.clone(), down, ManualClock::new());
         s.start(&host).await.unwrap();
         for _ in 0..5 {
-            s.consume(sample_traces(3)).await.unwrap();
+            client
+                .clone()
+                .scope(s.consume(sample_traces(3)))
+                .await
+                .unwrap();
         }
         s.shutdown().await.unwrap();
         assert_eq!((rec.counter(SENT), rec.counter(FAILED)), (0, 0));
@@ -1438,5 +1527,98 @@ mod tests {
             store.map.lock().unwrap().is_empty(),
             "delivered requests are deleted"
         );
+        let seen = up.seen.lock().unwrap();
+        assert!(!seen.is_empty());
+        for (items, tenant, agent) in seen.iter() {
+            assert_eq!(
+                tenant,
+                &["t1"],
+                "a send of {items} without its client's tenant"
+            );
+            // A merged batch keeps only the partition's keys; a single request keeps them all.
+            let expected: &[&str] = if batch { &[] } else { &["sdk"] };
+            assert_eq!(agent, expected);
+        }
+    }
+
+    /// `sending_queue::batch::partition::metadata_keys`: requests of different tenants are never
+    /// merged, each merged batch is sent with its tenant's metadata, and keys not listed are
+    /// dropped. Without the keys, a merge carries no client's headers at all.
+    #[tokio::test]
+    async fn queue_batch_merges_within_a_partition_and_sends_with_its_metadata() {
+        for keys in [vec!["x-tenant".to_string()], vec![]] {
+            let rec = TestRecorder::default();
+            let sender = Arc::new(ScriptedSender::default());
+            let mut cfg = batching(1000, 0, 3_600_000);
+            if let Some(b) = cfg.sending_queue.batch.as_mut() {
+                b.partition.metadata_keys = keys.clone();
+            }
+            let s = stack(&rec, cfg, sender.clone(), ManualClock::new());
+            let tenant =
+                |t: &str| ClientMetadata::from_pairs([("X-Tenant", t), ("user-agent", "sdk")]);
+            for (t, n) in [("a", 2), ("b", 3), ("a", 4)] {
+                tenant(t).scope(s.consume(sample_traces(n))).await.unwrap();
+            }
+            s.start(&Host::detached()).await.unwrap();
+            s.shutdown().await.unwrap();
+            assert_eq!(rec.counter(SENT), 9);
+            let mut seen = sender.seen.lock().unwrap().clone();
+            seen.sort();
+            if keys.is_empty() {
+                assert_eq!(seen, vec![(9, vec![], vec![])]);
+            } else {
+                assert_eq!(
+                    seen,
+                    vec![
+                        (3, vec!["b".to_string()], vec![]),
+                        (6, vec!["a".to_string()], vec![])
+                    ]
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn records_keep_client_metadata_and_older_versions_still_read() {
+        let meta = Arc::new(
+            ClientMetadata::from_pairs([("x-tenant", "t1")])
+                .with_auth(vigil_core::component::Principal::named("svc")),
+        );
+        let job = Job {
+            signal: Signal::Traces,
+            items: 2,
+            request: Count(2),
+            meta: Some(Arc::clone(&meta)),
+        };
+        let bytes = job.to_bytes();
+        assert_eq!(bytes[0], JOB_RECORD_V3);
+        let Some(Queued::Ready(back)) = Queued::<Count>::from_bytes(&bytes) else {
+            panic!("a version 3 record reads back")
+        };
+        assert_eq!(
+            (back.items, back.request, back.meta),
+            (2, Count(2), Some(meta.clone()))
+        );
+        let raw: Queued<Count> = Queued::Raw(sample_traces(4), Some(Arc::clone(&meta)));
+        let bytes = raw.to_bytes();
+        assert_eq!(bytes[0], RAW_RECORD_V4);
+        let back = Queued::<Count>::from_bytes(&bytes).unwrap();
+        assert!(matches!(&back, Queued::Raw(d, Some(m)) if *d == sample_traces(4) && *m == meta));
+        // Damage inside the metadata reads as a damaged record.
+        assert!(Queued::<Count>::from_bytes(&bytes[..12]).is_none());
+        // Records as versions before this one wrote them, byte for byte: version 1 (signal tag
+        // 0 = traces, 2 items, the request) and version 2 (traces, an empty export request).
+        let v1 = [&[1u8, 0][..], &2u64.to_be_bytes(), &2u64.to_be_bytes()].concat();
+        let Some(Queued::Ready(old)) = Queued::<Count>::from_bytes(&v1) else {
+            panic!("a version 1 record still reads")
+        };
+        assert_eq!((old.items, old.request, old.meta), (2, Count(2), None));
+        assert!(matches!(
+            Queued::<Count>::from_bytes(&[2, 0]),
+            Some(Queued::Raw(_, None))
+        ));
+        // Without metadata the old versions are still what is written.
+        let plain = Job { meta: None, ..job };
+        assert_eq!(plain.to_bytes()[0], JOB_RECORD_V1);
     }
 }
