@@ -145,6 +145,17 @@ pub trait ProcessorFactory: FactoryBase {
 pub trait ExporterFactory: FactoryBase {
     fn stability(&self) -> &'static [(Signal, Stability)];
     fn create(&self, set: Settings, cfg: Self::Config) -> Result<Arc<dyn Exporter>, ConfigError>;
+    /// Checks a config against one pipeline's signal, for keys that fit only some signals
+    /// (loadbalancing's `routing_key`). Called once per pipeline the exporter is in, after
+    /// `validate`; an exporter is one instance for all its pipelines, so `create` cannot.
+    fn validate_signal(
+        &self,
+        _id: &ComponentId,
+        _cfg: &Self::Config,
+        _signal: Signal,
+    ) -> Result<(), ConfigError> {
+        Ok(())
+    }
 }
 
 pub trait ConnectorFactory: FactoryBase {
@@ -205,6 +216,14 @@ pub trait DynProcessorFactory: DynFactory {
 pub trait DynExporterFactory: DynFactory {
     fn signals(&self) -> Vec<Signal>;
     fn create(&self, id: &ComponentId, config: &Value) -> Result<Arc<dyn Exporter>, ConfigError>;
+    /// [`ExporterFactory::validate_signal`] on the decoded section; a section that does not
+    /// decode passes here (`validate` reports it).
+    fn validate_signal(
+        &self,
+        id: &ComponentId,
+        config: &Value,
+        signal: Signal,
+    ) -> Result<(), ConfigError>;
 }
 
 pub trait DynConnectorFactory: DynFactory {
@@ -359,6 +378,20 @@ impl<F: ExporterFactory> DynExporterFactory for TypedExporter<F> {
         build(&self.0, kind, id, config, |set, cfg| {
             self.0.create(set, cfg)
         })
+    }
+    fn validate_signal(
+        &self,
+        id: &ComponentId,
+        config: &Value,
+        signal: Signal,
+    ) -> Result<(), ConfigError> {
+        let kind = ComponentKind::Exporter;
+        let Ok(cfg) = decode::<F::Config>(kind, id, config) else {
+            return Ok(());
+        };
+        self.0
+            .validate_signal(id, &cfg, signal)
+            .map_err(|e| e.in_component(kind, id))
     }
 }
 

@@ -4,10 +4,12 @@ use std::sync::Arc;
 use vigil_core::factory::DynExporterFactory;
 
 pub mod alertmanager;
+pub mod awss3;
 pub mod debug;
 pub mod file;
 pub mod helper;
 pub mod kafka;
+pub mod loadbalancing;
 pub mod otlp;
 pub mod otlphttp;
 pub mod prometheus;
@@ -25,6 +27,8 @@ pub fn factories() -> Vec<Arc<dyn DynExporterFactory>> {
         prometheusremotewrite::factory(),
         alertmanager::factory(),
         webhook::factory(),
+        loadbalancing::factory(),
+        awss3::factory(),
         kafka::factory(),
     ]
 }

@@ -362,6 +362,15 @@ impl Config {
                     };
                     if let Some(msg) = registry.signal_support(*kind, &id, signal, role) {
                         errors.push(ConfigError::new(loc.clone(), role, msg));
+                    } else if *kind == ComponentKind::Exporter {
+                        // Keys that fit only some signals (loadbalancing's routing_key).
+                        let checked = registry
+                            .exporter(id.type_name())
+                            .zip(exporters.get(&id))
+                            .map(|(f, cfg)| f.validate_signal(&id, cfg, signal));
+                        if let Some(Err(e)) = checked {
+                            errors.push(e);
+                        }
                     }
                     ids.push(id);
                 }
