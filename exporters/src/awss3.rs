@@ -475,12 +475,15 @@ impl Sender for S3Sender {
     }
 
     async fn start(&self, _host: &Host) -> anyhow::Result<()> {
-        // Checked at start so that missing credentials stop the agent with the reason, rather than
-        // every batch failing later.
-        self.credentials
-            .load()
-            .map(drop)
-            .map_err(|e| anyhow::anyhow!("{e}"))
+        // Said at start rather than only on the first batch; not a start error, since credentials
+        // can appear later (a mounted secret) and every send reads them again.
+        if let Err(e) = self.credentials.load() {
+            tracing::error!(
+                bucket = %self.uploader.s3_bucket,
+                "{e}; uploads are retried until credentials appear"
+            );
+        }
+        Ok(())
     }
 }
 
