@@ -75,9 +75,8 @@ pub struct ScrapeConfigRaw {
     pub static_configs: Vec<TargetGroup>,
     #[serde(default)]
     pub file_sd_configs: Vec<FileSdRaw>,
-    /// Read so that validate can say why it is refused rather than call it an unknown key.
     #[serde(default)]
-    pub kubernetes_sd_configs: Option<serde_json::Value>,
+    pub kubernetes_sd_configs: Vec<super::kubernetes::KubernetesSdRaw>,
     #[serde(default)]
     pub relabel_configs: Vec<RelabelConfigRaw>,
     #[serde(default)]
@@ -163,6 +162,7 @@ pub struct Job {
     pub params: BTreeMap<String, Vec<String>>,
     pub static_groups: Vec<TargetGroup>,
     pub file_sd: Vec<FileSd>,
+    pub kubernetes_sd: Vec<super::kubernetes::KubernetesSd>,
     pub relabel: Vec<Rule>,
     pub metric_relabel: Vec<Rule>,
     pub honor_labels: bool,
@@ -460,13 +460,11 @@ pub fn check(id: &ComponentId, raw: RawConfig) -> Result<Config, ConfigError> {
         };
         let relabel = compile(&sc.relabel_configs, "relabel_configs")?;
         let metric_relabel = compile(&sc.metric_relabel_configs, "metric_relabel_configs")?;
-        if sc.kubernetes_sd_configs.is_some() {
-            return Err(err(
-                id,
-                at("kubernetes_sd_configs"),
-                "Kubernetes service discovery is not supported: vigil does not query the Kubernetes API; \
-                 list targets in static_configs or file_sd_configs",
-            ));
+        let mut kubernetes_sd = Vec::new();
+        for (k, raw) in sc.kubernetes_sd_configs.iter().enumerate() {
+            kubernetes_sd.push(super::kubernetes::check(raw).map_err(|(key, m)| {
+                err(id, at(&format!("kubernetes_sd_configs::{k}::{key}")), m)
+            })?);
         }
         // bearer_token(_file) is authorization with type Bearer, as Prometheus converts it.
         let mut authorization = sc.authorization.clone();
@@ -549,6 +547,7 @@ pub fn check(id: &ComponentId, raw: RawConfig) -> Result<Config, ConfigError> {
             params: sc.params.clone(),
             static_groups: sc.static_configs.clone(),
             file_sd,
+            kubernetes_sd,
             relabel,
             metric_relabel,
             honor_labels: sc.honor_labels,

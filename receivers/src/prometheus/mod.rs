@@ -1,10 +1,10 @@
 //! `prometheus`: the Prometheus scrape receiver, a drop-in for otelcol's `prometheusreceiver`. Its
-//! `config:` block is Prometheus's own (`global`, `scrape_configs` with static and file discovery,
+//! `config:` block is Prometheus's own (`global`, `scrape_configs` with static, file and Kubernetes discovery,
 //! relabelling, auth and TLS); every target is scraped on its own loop and each scrape is mapped to
 //! OTLP as otelcol maps it, with the synthetic `up`/`scrape_*` series and staleness markers.
 //!
 //! Layout: `config` (keys, defaults, checks), `parse` (the exposition parser; public for the fuzz
-//! target and the benchmark), `relabel`, `discovery` (targets from static and file SD), `convert`
+//! target and the benchmark), `relabel`, `discovery` (targets from static and file SD), `kubernetes` (targets from the Kubernetes API), `convert`
 //! (samples to OTLP, start times, staleness), `scrape` (HTTP and the per-target loop). This file holds
 //! the factory and the lifecycle: one manager task per job that keeps the set of target loops in
 //! step with discovery.
@@ -12,6 +12,7 @@
 pub mod config;
 pub mod convert;
 pub mod discovery;
+pub mod kubernetes;
 pub mod parse;
 pub mod relabel;
 pub mod scrape;
@@ -130,9 +131,11 @@ impl Component for PrometheusReceiver {
     }
 }
 
-/// The shortest file SD refresh of a job; `None` when it has only static targets.
+/// How often a job's targets are discovered again: its shortest file SD refresh, or the
+/// Kubernetes re-list interval; `None` when it has only static targets.
 fn refresh_every(job: &Job) -> Option<Duration> {
-    job.file_sd.iter().map(|f| f.refresh).min()
+    let k8s = (!job.kubernetes_sd.is_empty()).then_some(kubernetes::RELIST_INTERVAL);
+    job.file_sd.iter().map(|f| f.refresh).chain(k8s).min()
 }
 
 /// One target's scrape loop. Dropping it aborts the loop, so that a manager stopped at the
@@ -151,7 +154,32 @@ impl Drop for TargetLoop {
 /// Keeps one loop per discovered target of a job, re-reading file SD every refresh interval.
 async fn manage(ctx: Arc<LoopContext>, stop: CancellationToken) {
     let mut loops: HashMap<String, TargetLoop> = HashMap::new();
+    // Each Kubernetes SD entry's last good answer: a failed list keeps it, as Prometheus keeps its
+    // last state when a watch breaks.
+    let mut k8s_groups: Vec<kubernetes::Groups> = vec![Vec::new(); ctx.job.kubernetes_sd.len()];
+    let sd_failures = metrics::counter!(
+        "vigil_prometheus_sd_failures",
+        "receiver" => ctx.receiver.clone(),
+        "job" => ctx.job.name.clone()
+    );
     loop {
+        for (sd, last) in ctx.job.kubernetes_sd.iter().zip(k8s_groups.iter_mut()) {
+            let found = tokio::select! {
+                _ = stop.cancelled() => break,
+                found = kubernetes::discover(sd) => found,
+            };
+            match found {
+                Ok(groups) => *last = groups,
+                Err(e) => {
+                    sd_failures.increment(1);
+                    tracing::warn!(receiver = %ctx.receiver, job = %ctx.job.name, error = %e,
+                        "Kubernetes discovery failed; the job keeps its last targets");
+                }
+            }
+        }
+        if stop.is_cancelled() {
+            break;
+        }
         let mut groups: Vec<(Option<String>, config::TargetGroup)> = ctx
             .job
             .static_groups
@@ -163,6 +191,7 @@ async fn manage(ctx: Arc<LoopContext>, stop: CancellationToken) {
                 .into_iter()
                 .map(|(f, g)| (Some(f), g)),
         );
+        groups.extend(k8s_groups.iter().flatten().map(|g| (None, g.clone())));
         let targets: Vec<Target> = discovery::targets(&ctx.job, &groups);
         let wanted: HashMap<String, Target> =
             targets.into_iter().map(|t| (t.identity(), t)).collect();

@@ -522,16 +522,129 @@ async fn auth_headers_are_sent() {
         "{both}"
     );
     let k8s = load_yaml(
-        "config:\n  scrape_configs:\n  - job_name: t\n    kubernetes_sd_configs:\n    - role: pod\n",
+        "config:\n  scrape_configs:\n  - job_name: t\n    kubernetes_sd_configs:\n    - role: pods\n",
     )
     .unwrap_err()
     .to_string();
     assert!(
-        k8s.contains("scrape_configs::0::kubernetes_sd_configs: Kubernetes service discovery is not supported"),
+        k8s.contains("scrape_configs::0::kubernetes_sd_configs::0::role: unknown Kubernetes SD role \"pods\""),
         "{k8s}"
     );
     let (job, t) = job_for(addr, "/metrics", "");
     let mut last = None;
     let rms = scrape::scrape_once(&ctx(job), &t, &mut Translator::new(), &mut last).await;
     assert_eq!(up_of(&rms), 0.0);
+}
+
+// --- Kubernetes discovery against a local API server -----------------------------------------
+
+/// A stand-in API server (a cluster cannot run here) that answers pod lists as the Kubernetes API
+/// documents them, only to the bearer token it was given, and records each query string.
+async fn api_server(
+    pods: serde_json::Value,
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) {
+    use axum::http::{HeaderMap, StatusCode, Uri};
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let app = axum::Router::new().route(
+        "/api/v1/namespaces/{ns}/pods",
+        axum::routing::get(move |headers: HeaderMap, uri: Uri| {
+            let pods = pods.clone();
+            let log = log.clone();
+            async move {
+                log.lock()
+                    .unwrap()
+                    .push(format!("{}?{}", uri.path(), uri.query().unwrap_or("")));
+                let auth = headers.get("authorization").and_then(|v| v.to_str().ok());
+                if auth != Some("Bearer t0k") {
+                    return (StatusCode::UNAUTHORIZED, String::new());
+                }
+                let list = serde_json::json!({"kind": "PodList", "apiVersion": "v1",
+                    "metadata": {"resourceVersion": "1"}, "items": pods});
+                (StatusCode::OK, list.to_string())
+            }
+        }),
+    );
+    (serve(app).await, seen)
+}
+
+#[tokio::test]
+async fn kubernetes_pods_become_targets_after_relabelling() {
+    let metrics = serve(axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(|| async { "requests_total 7\n" }),
+    ))
+    .await;
+    let pod = |name: &str, scrape: &str| {
+        serde_json::json!({
+            "metadata": {"name": name, "namespace": "shop", "labels": {"app": name},
+                "annotations": {"prometheus.io/scrape": scrape}},
+            "spec": {"nodeName": "node-1", "containers": [{"name": "app", "image": "a:1",
+                "ports": [{"name": "metrics", "containerPort": metrics.port()}]}]},
+            "status": {"podIP": "127.0.0.1", "phase": "Running"}
+        })
+    };
+    let (api, seen) = api_server(serde_json::json!([pod("web", "true"), pod("db", "false")])).await;
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "t0k\n").unwrap();
+    let cfg = load_yaml(&format!(
+        "config:\n  scrape_configs:\n  - job_name: pods\n    kubernetes_sd_configs:\n    - role: pod\n      api_server: http://{api}\n      bearer_token_file: {}\n      namespaces: {{names: [shop]}}\n      selectors:\n      - role: pod\n        field: spec.nodeName=node-1\n    relabel_configs:\n    - source_labels: [__meta_kubernetes_pod_annotation_prometheus_io_scrape]\n      action: keep\n      regex: true\n    - source_labels: [__meta_kubernetes_pod_name]\n      target_label: pod\n",
+        token.display()
+    ))
+    .unwrap();
+    let job = cfg.jobs.into_iter().next().unwrap();
+    let groups = super::kubernetes::discover(&job.kubernetes_sd[0])
+        .await
+        .unwrap();
+    assert_eq!(groups.len(), 2, "both pods are discovered: {groups:?}");
+    let groups: Vec<_> = groups.into_iter().map(|g| (None, g)).collect();
+    let targets = super::discovery::targets(&job, &groups);
+    assert_eq!(targets.len(), 1, "relabelling keeps the annotated pod only");
+    let t = &targets[0];
+    assert_eq!(
+        t.url,
+        format!("http://127.0.0.1:{}/metrics", metrics.port())
+    );
+    assert_eq!(super::relabel::get_label(&t.info.labels, "pod"), "web");
+    let query = seen.lock().unwrap()[0].clone();
+    assert!(
+        query.starts_with("/api/v1/namespaces/shop/pods?")
+            && query.contains("resourceVersion=0")
+            && query.contains("fieldSelector=spec.nodeName%3Dnode-1"),
+        "{query}"
+    );
+    let mut last = None;
+    let rms = scrape::scrape_once(&ctx(job.clone()), t, &mut Translator::new(), &mut last).await;
+    assert_eq!(up_of(&rms), 1.0, "{last:?}");
+
+    // A refused list is an error naming the request, not an empty target set.
+    std::fs::write(&token, "wrong").unwrap();
+    let e = super::kubernetes::discover(&job.kubernetes_sd[0])
+        .await
+        .unwrap_err();
+    assert!(e.contains("HTTP status 401"), "{e}");
+}
+
+#[test]
+fn kubernetes_off_cluster_fails_discovery_not_validation() {
+    // Validation accepts an in-cluster entry anywhere, as otelcol's does; discovery then says
+    // why it cannot reach the API.
+    let cfg = load_yaml(
+        "config:\n  scrape_configs:\n  - job_name: t\n    kubernetes_sd_configs:\n    - role: node\n",
+    )
+    .unwrap();
+    if std::env::var_os("KUBERNETES_SERVICE_HOST").is_none() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let e = rt
+            .block_on(super::kubernetes::discover(&cfg.jobs[0].kubernetes_sd[0]))
+            .unwrap_err();
+        assert!(e.contains("KUBERNETES_SERVICE_HOST"), "{e}");
+    }
 }
