@@ -28,6 +28,14 @@ pub struct FilterConfig {
     pub metrics: MetricsConfig,
     #[serde(default)]
     pub logs: LogsConfig,
+    /// otelcol's flat form (contrib v0.146+): conditions whose context is inferred from their path
+    /// prefixes (`span.`, `resource.`, ...), or groups `{context, conditions, error_mode}`.
+    #[serde(default)]
+    pub trace_conditions: Vec<Json>,
+    #[serde(default)]
+    pub metric_conditions: Vec<Json>,
+    #[serde(default)]
+    pub log_conditions: Vec<Json>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -260,28 +268,137 @@ mod legacy {
     }
 }
 
+/// A condition and the `error_mode` it runs under.
+type Rule = (Condition, ErrorMode);
+
 /// The compiled config.
 #[derive(Debug, Clone)]
 struct Compiled {
-    error_mode: ErrorMode,
-    span: Vec<Condition>,
-    spanevent: Vec<Condition>,
-    metric: Vec<Condition>,
-    datapoint: Vec<Condition>,
-    log_record: Vec<Condition>,
+    span: Vec<Rule>,
+    spanevent: Vec<Rule>,
+    metric: Vec<Rule>,
+    datapoint: Vec<Rule>,
+    log_record: Vec<Rule>,
+}
+
+/// One entry of `trace_conditions`/`metric_conditions`/`log_conditions`: a condition whose
+/// context is inferred from its paths, or a group naming its context. Returns each condition with
+/// the context it is evaluated in. A resource or scope condition is evaluated on every item below
+/// it, which drops the same data as dropping the resource or scope: vigil removes what is left
+/// empty.
+fn flat_entry(
+    key: &str,
+    entry: &Json,
+    contexts: &[Context],
+    mode: ErrorMode,
+) -> Result<Vec<(Context, Rule)>, ConfigError> {
+    let lowest = |c: Context| match c {
+        Context::Resource | Context::Scope => contexts[2],
+        c => c,
+    };
+    let parse = |at: &str, ctx: Context, src: &str, mode: ErrorMode| {
+        parse_condition(ctx, src)
+            .map(|c| (ctx, (c, mode)))
+            .map_err(|e| ConfigError::at(at, format!("condition {src:?}: {e}")))
+    };
+    match entry {
+        Json::String(src) => {
+            let ctx =
+                vigil_ottl::infer_context(src, contexts).map_err(|e| ConfigError::at(key, e))?;
+            Ok(vec![parse(key, lowest(ctx), src, mode)?])
+        }
+        Json::Object(m) => {
+            if let Some(k) = m
+                .keys()
+                .find(|k| !["context", "conditions", "error_mode"].contains(&k.as_str()))
+            {
+                return Err(ConfigError::at(
+                    format!("{key}::{k}"),
+                    "unknown key (expected context, conditions or error_mode)",
+                ));
+            }
+            let mode = match m.get("error_mode") {
+                None | Some(Json::Null) => mode,
+                Some(Json::String(s)) => ErrorMode::parse(s)
+                    .map_err(|e| ConfigError::at(format!("{key}::error_mode"), e))?,
+                Some(_) => {
+                    return Err(ConfigError::at(
+                        format!("{key}::error_mode"),
+                        "expected propagate, ignore or silent",
+                    ))
+                }
+            };
+            let srcs: Vec<&str> = match m.get("conditions") {
+                Some(Json::Array(a)) => a
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| {
+                        c.as_str().ok_or_else(|| {
+                            ConfigError::at(format!("{key}::conditions::{i}"), "expected a string")
+                        })
+                    })
+                    .collect::<Result<_, _>>()?,
+                Some(Json::Null) | None => Vec::new(),
+                Some(_) => {
+                    return Err(ConfigError::at(
+                        format!("{key}::conditions"),
+                        "expected a list of conditions",
+                    ))
+                }
+            };
+            let ctx = match m.get("context") {
+                Some(Json::String(name)) => Context::from_name(name)
+                    .filter(|c| contexts.contains(c))
+                    .ok_or_else(|| {
+                        ConfigError::at(
+                            format!("{key}::context"),
+                            format!(
+                                "unknown context {name:?} (expected one of {})",
+                                contexts
+                                    .iter()
+                                    .map(|c| c.name())
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            ),
+                        )
+                    })?,
+                None | Some(Json::Null) => match srcs.first() {
+                    Some(first) => vigil_ottl::infer_context(first, contexts)
+                        .map_err(|e| ConfigError::at(format!("{key}::conditions::0"), e))?,
+                    None => return Ok(Vec::new()),
+                },
+                Some(_) => {
+                    return Err(ConfigError::at(
+                        format!("{key}::context"),
+                        "expected a context name",
+                    ))
+                }
+            };
+            srcs.iter()
+                .enumerate()
+                .map(|(i, src)| parse(&format!("{key}::conditions::{i}"), lowest(ctx), src, mode))
+                .collect()
+        }
+        _ => Err(ConfigError::at(
+            key,
+            "expected a condition, or a group with context and conditions",
+        )),
+    }
 }
 
 /// Parses every condition; pure, so `validate` and `create` both call it.
 fn compile(c: &FilterConfig) -> Result<Compiled, ConfigError> {
     let error_mode =
         ErrorMode::parse(&c.error_mode).map_err(|e| ConfigError::at("error_mode", e))?;
-    let list = |key: &str, ctx: Context, srcs: &[String]| -> Result<Vec<Condition>, ConfigError> {
+    let list = |key: &str, ctx: Context, srcs: &[String]| -> Result<Vec<Rule>, ConfigError> {
         srcs.iter()
             .enumerate()
             .map(|(i, s)| {
-                parse_condition(ctx, s).map_err(|e| {
-                    ConfigError::at(format!("{key}::{i}"), format!("condition {s:?}: {e}"))
-                })
+                parse_condition(ctx, s)
+                    .map(|c| (c, error_mode))
+                    .map_err(|e| {
+                        ConfigError::at(format!("{key}::{i}"), format!("condition {s:?}: {e}"))
+                    })
             })
             .collect()
     };
@@ -291,7 +408,7 @@ fn compile(c: &FilterConfig) -> Result<Compiled, ConfigError> {
                   exclude: &Option<MatchProperties>,
                   allowed: &[&str],
                   ctx: Context|
-     -> Result<Vec<Condition>, ConfigError> {
+     -> Result<Vec<Rule>, ConfigError> {
         let mut out = Vec::new();
         for (which, m, negate) in [("include", include, true), ("exclude", exclude, false)] {
             let Some(m) = m else { continue };
@@ -299,10 +416,11 @@ fn compile(c: &FilterConfig) -> Result<Compiled, ConfigError> {
             let cond = legacy::condition(m, allowed)
                 .map_err(|(k, msg)| ConfigError::at(format!("{key}::{k}"), msg))?;
             let src = if negate { format!("not {cond}") } else { cond };
-            out.push(
+            out.push((
                 parse_condition(ctx, &src)
                     .map_err(|e| ConfigError::at(key, format!("{src:?}: {e}")))?,
-            );
+                error_mode,
+            ));
         }
         Ok(out)
     };
@@ -341,8 +459,7 @@ fn compile(c: &FilterConfig) -> Result<Compiled, ConfigError> {
         ],
         Context::Log,
     )?);
-    Ok(Compiled {
-        error_mode,
+    let mut compiled = Compiled {
         span,
         spanevent: list("traces::spanevent", Context::SpanEvent, &c.traces.spanevent)?,
         metric,
@@ -352,7 +469,34 @@ fn compile(c: &FilterConfig) -> Result<Compiled, ConfigError> {
             &c.metrics.datapoint,
         )?,
         log_record,
-    })
+    };
+    use Context::*;
+    for (key, entries, contexts) in [
+        (
+            "trace_conditions",
+            &c.trace_conditions,
+            &[Resource, Scope, Span, SpanEvent][..],
+        ),
+        (
+            "metric_conditions",
+            &c.metric_conditions,
+            &[Resource, Scope, Metric, DataPoint],
+        ),
+        ("log_conditions", &c.log_conditions, &[Resource, Scope, Log]),
+    ] {
+        for (i, e) in entries.iter().enumerate() {
+            for (ctx, rule) in flat_entry(&format!("{key}::{i}"), e, contexts, error_mode)? {
+                match ctx {
+                    Span => compiled.span.push(rule),
+                    SpanEvent => compiled.spanevent.push(rule),
+                    Metric => compiled.metric.push(rule),
+                    DataPoint => compiled.datapoint.push(rule),
+                    _ => compiled.log_record.push(rule),
+                }
+            }
+        }
+    }
+    Ok(compiled)
 }
 
 struct Factory;
@@ -414,12 +558,12 @@ pub struct FilterProcessor {
 impl FilterProcessor {
     /// Whether any condition matches. An error follows `error_mode`: propagate fails the batch,
     /// ignore logs it and treats the condition as false, silent just treats it as false.
-    fn matches(&self, conds: &[Condition], t: &dyn Target) -> Result<bool, String> {
-        for c in conds {
+    fn matches(&self, conds: &[Rule], t: &dyn Target) -> Result<bool, String> {
+        for (c, mode) in conds {
             match c.eval(t) {
                 Ok(true) => return Ok(true),
                 Ok(false) => {}
-                Err(e) => match self.c.error_mode {
+                Err(e) => match mode {
                     ErrorMode::Propagate => return Err(e),
                     ErrorMode::Ignore => {
                         tracing::warn!(processor = %self.id, error = %e, "filter condition failed; keeping the item")
@@ -436,7 +580,7 @@ impl FilterProcessor {
     /// `propagate`.
     fn filter(&self, data: &mut Telemetry) -> Result<(), String> {
         let mut err: Option<String> = None;
-        let passes: [(&[Condition], Context); 5] = [
+        let passes: [(&[Rule], Context); 5] = [
             (&self.c.span, Context::Span),
             (&self.c.spanevent, Context::SpanEvent),
             (&self.c.metric, Context::Metric),
@@ -601,6 +745,92 @@ mod tests {
             .collect();
         assert_eq!(names, vec!["cpu"]);
         assert_eq!(got[0].item_count(), 1);
+    }
+
+    /// The flat form: each condition's context comes from its path prefixes; a resource condition
+    /// drops the resource's metrics; a group names its context and error_mode.
+    #[tokio::test]
+    async fn metric_conditions_infer_their_context() {
+        let (p, keep) = make(
+            serde_json::json!({"metric_conditions": [
+                "metric.name == \"noise\"",
+                "datapoint.attributes[\"cpu\"] == \"1\"",
+                "resource.attributes[\"env\"] == \"test\"",
+                {"context": "metric", "conditions": ["name == \"other\""], "error_mode": "ignore"},
+            ]}),
+            Signal::Metrics,
+        );
+        let gauge = |name: &str, cpus: &[&str]| Metric {
+            name: name.into(),
+            data: Some(Data::Gauge(Gauge {
+                data_points: cpus
+                    .iter()
+                    .map(|c| NumberDataPoint {
+                        attributes: vec![kv_str("cpu", *c)],
+                        ..Default::default()
+                    })
+                    .collect(),
+            })),
+            ..Default::default()
+        };
+        let resource = |env: &str, metrics: Vec<Metric>| ResourceMetrics {
+            resource: Some(Resource {
+                attributes: vec![kv_str("env", env)],
+                ..Default::default()
+            }),
+            scope_metrics: vec![ScopeMetrics {
+                metrics,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let data = Telemetry::Metrics(vec![
+            resource(
+                "prod",
+                vec![
+                    gauge("noise", &["0"]),
+                    gauge("cpu", &["0", "1"]),
+                    gauge("other", &["0"]),
+                ],
+            ),
+            resource("test", vec![gauge("cpu", &["0"])]),
+        ]);
+        p.consume(data).await.unwrap();
+        let got = keep.0.lock().unwrap();
+        let Telemetry::Metrics(rm) = &got[0] else {
+            panic!()
+        };
+        assert_eq!(rm.len(), 1, "the test resource is gone");
+        let names: Vec<&str> = rm[0].scope_metrics[0]
+            .metrics
+            .iter()
+            .map(|m| m.name.as_str())
+            .collect();
+        assert_eq!(names, vec!["cpu"]);
+        assert_eq!(got[0].item_count(), 1, "cpu=1 is dropped");
+
+        let bad = |cfg: Json| {
+            let id = ComponentId::parse("filter/x").unwrap();
+            let keep = Arc::new(Keep::default());
+            match factory().create(&id, &cfg, Signal::Metrics, keep) {
+                Ok(_) => panic!("accepted {cfg}"),
+                Err(e) => e.to_string(),
+            }
+        };
+        let e = bad(serde_json::json!({"metric_conditions": ["name == \"x\""]}));
+        assert!(
+            e.contains("metric_conditions::0: cannot infer the context"),
+            "{e}"
+        );
+        let e = bad(serde_json::json!({"metric_conditions": ["span.name == \"x\""]}));
+        assert!(e.contains("path prefix span. cannot be used here"), "{e}");
+        let e = bad(
+            serde_json::json!({"log_conditions": [{"context": "span", "conditions": ["true"]}]}),
+        );
+        assert!(
+            e.contains("log_conditions::0::context: unknown context \"span\""),
+            "{e}"
+        );
     }
 
     /// otelcol's legacy include/exclude blocks, as published configs write them.
