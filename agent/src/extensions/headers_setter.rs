@@ -503,7 +503,21 @@ mod tests {
     /// queue keeps the metadata of the call that queued each request, so `from_context` finds
     /// it when a queue consumer sends; a call without metadata gets the default.
     #[tokio::test]
+    /// The client's tenant reaches the backend's header through each kind of sending queue: in
+    /// memory, `batch` partitioned by the tenant (two clients, two merged requests), and a durable
+    /// queue on a real `file_storage`, whose records are written and read back before the send.
     async fn from_context_survives_the_sending_queue() {
+        for queue in [
+            json!({"num_consumers": 1}),
+            json!({"batch": {"flush_timeout": "10ms", "partition": {"metadata_keys": ["x-tenant"]}}}),
+            json!({"storage": "file_storage/q", "num_consumers": 1}),
+            json!({"storage": "file_storage/q", "batch": {"flush_timeout": "10ms", "partition": {"metadata_keys": ["X-Tenant"]}}}),
+        ] {
+            headers_through(queue).await;
+        }
+    }
+
+    async fn headers_through(queue: serde_json::Value) {
         use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
         use std::sync::Mutex;
         use vigil_core::{Host, Telemetry};
@@ -533,15 +547,26 @@ mod tests {
                 &json!({"headers": [{"key": "X-Scope-OrgID", "from_context": "x-tenant", "default_value": "anonymous"}]}),
             )
             .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let storage_id = ComponentId::parse("file_storage/q").unwrap();
+        let storage = super::super::file_storage::factory()
+            .create(&storage_id, &json!({"directory": dir.path()}))
+            .unwrap();
         let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
-        let host = Host::new([(id(), ext)].into_iter().collect(), tx);
+        let host = Host::new(
+            [(id(), ext), (storage_id, storage.clone())]
+                .into_iter()
+                .collect(),
+            tx,
+        );
+        storage.start(&host).await.unwrap();
         let exporter = vigil_exporters::otlphttp::factory()
             .create(
                 &ComponentId::parse("otlphttp/q").unwrap(),
                 &json!({
                     "endpoint": format!("http://{addr}"),
                     "auth": {"authenticator": "headers_setter"},
-                    "sending_queue": {"num_consumers": 1},
+                    "sending_queue": queue,
                     "retry_on_failure": {"enabled": false},
                 }),
             )
@@ -564,9 +589,19 @@ mod tests {
             .await
             .unwrap();
         exporter.consume(spans()).await.unwrap();
+        // A durable queue's stop leaves what is unsent stored for the next start: wait for both.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while seen.lock().unwrap().len() < 2 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
         exporter.shutdown().await.unwrap();
+        storage.shutdown().await.unwrap();
         let mut got = seen.lock().unwrap().clone();
         got.sort();
-        assert_eq!(got, vec!["acme".to_string(), "anonymous".to_string()]);
+        assert_eq!(
+            got,
+            vec!["acme".to_string(), "anonymous".to_string()],
+            "{queue}"
+        );
     }
 }
