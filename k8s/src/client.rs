@@ -55,9 +55,8 @@ pub async fn connect(cfg: &ApiConfig) -> Result<kube::Client, ConnectError> {
     let auth = cfg.auth_type.as_str();
     let err = |reason: String| ConnectError::Config { auth, reason };
     let config = match cfg.auth_type {
-        AuthType::ServiceAccount => {
-            kube::Config::incluster().map_err(|e| err(format!("{e}; is vigil running in a pod?")))?
-        }
+        AuthType::ServiceAccount => kube::Config::incluster()
+            .map_err(|e| err(format!("{e}; is vigil running in a pod?")))?,
         AuthType::KubeConfig => {
             let opts = kube::config::KubeConfigOptions {
                 context: cfg.context.clone().filter(|c| !c.is_empty()),

@@ -65,19 +65,22 @@ impl Counters {
     }
 }
 
-/// Lists and watches `api` with `config` for as long as the returned future runs, calling `apply`
-/// with each change of the trimmed set. Errors (an unreachable server, a refused request, a
+/// Lists and watches `api` with `config` for as long as the returned future runs, awaiting `apply`
+/// with each change of the trimmed set (the watch waits while it works, so a slow consumer slows
+/// the stream instead of queueing changes). Errors (an unreachable server, a refused request, a
 /// broken stream) are logged, counted as `vigil_k8s_watch_errors{component,resource}` and retried
 /// with kube's default backoff; the future never ends on its own, so run it in the component's
 /// task set and let its stop cancel it.
-pub async fn watch<K, T>(
+pub async fn watch<K, T, F, Fut>(
     api: kube::Api<K>,
     config: watcher::Config,
     limits: WatchLimits,
     component: &str,
     trim: impl Fn(K) -> Option<T>,
-    mut apply: impl FnMut(Change<T>),
+    mut apply: F,
 ) where
+    F: FnMut(Change<T>) -> Fut,
+    Fut: std::future::Future<Output = ()>,
     K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
     K::DynamicType: Default,
 {
@@ -107,18 +110,18 @@ pub async fn watch<K, T>(
             Ok(Event::InitDone) => {
                 let all = listing.take().unwrap_or_default();
                 tracing::debug!(component, %resource, objects = all.len(), "list complete");
-                apply(Change::Replace(all));
+                apply(Change::Replace(all)).await;
             }
             Ok(Event::Apply(obj)) => {
                 counters.events.increment(1);
                 if let Some(t) = trim(obj) {
-                    apply(Change::Apply(t));
+                    apply(Change::Apply(t)).await;
                 }
             }
             Ok(Event::Delete(obj)) => {
                 counters.events.increment(1);
                 if let Some(t) = trim(obj) {
-                    apply(Change::Delete(t));
+                    apply(Change::Delete(t)).await;
                 }
             }
             Err(e) => {

@@ -11,6 +11,7 @@ pub mod dedup;
 pub mod drain;
 pub mod filter;
 pub mod forward;
+pub mod k8sattributes;
 pub mod logpattern;
 pub mod memory_limiter;
 pub mod resource;
@@ -29,6 +30,7 @@ pub fn processor_factories() -> Vec<Arc<dyn DynProcessorFactory>> {
         attributes::factory(),
         resource::factory(),
         resourcedetection::factory(),
+        k8sattributes::factory(),
         filter::factory(),
         transform::factory(),
         logpattern::factory(),

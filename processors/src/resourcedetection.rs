@@ -1,7 +1,8 @@
 //! `resourcedetection`: otelcol's resource detection processor. At start it runs the configured
 //! detectors once, all at the same time and each bounded by `timeout` — `env`
-//! (`OTEL_RESOURCE_ATTRIBUTES`), `system` (host name and id, OS, CPU, interfaces), `k8snode` (the node
-//! name from a downward-API environment variable) and the metadata-service detectors in [`cloud`]
+//! (`OTEL_RESOURCE_ATTRIBUTES`), `system` (host name and id, OS, CPU, interfaces), `k8snode` and
+//! `k8s_api` (the node name from a downward-API environment variable, the node's and the cluster's
+//! UIDs from the API server, in [`k8s`]) and the metadata-service detectors in [`cloud`]
 //! (`ec2`, `eks`, `ecs`, `gcp`, `azure`, `aks`, `oraclecloud`, `docker`, `elastic_beanstalk`) — and
 //! then adds what they found to the resource of every batch, replacing existing values when
 //! `override` is true. For the same key, the detector listed first wins.
@@ -10,6 +11,7 @@ pub mod cloud;
 #[cfg(test)]
 mod cloud_tests;
 pub mod host;
+pub mod k8s;
 
 use async_trait::async_trait;
 use cloud::{Endpoints, Miss};
@@ -35,6 +37,7 @@ const DETECTORS: &[&str] = &[
     "env",
     "system",
     "k8snode",
+    "k8s_api",
     "ec2",
     "eks",
     "ecs",
@@ -78,16 +81,20 @@ fn default_sources() -> Vec<String> {
     vec!["dns".into(), "os".into()]
 }
 
-/// The `k8snode` detector's section.
+/// The `k8snode` and `k8s_api` detectors' sections.
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct K8sNodeConfig {
     /// The environment variable holding the node name (set from `spec.nodeName` by the downward API).
     #[serde(default = "default_node_env")]
     pub node_from_env_var: String,
-    /// Accepted for otelcol compatibility: the node name comes from the environment, not the API.
+    /// How the node's UID is read from the API server: `serviceAccount` (default), `kubeConfig`
+    /// or `none`.
     #[serde(default)]
-    pub auth_type: Option<String>,
+    pub auth_type: vigil_k8s::AuthType,
+    /// The kubeconfig context with `auth_type: kubeConfig`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
     #[serde(default)]
     pub resource_attributes: BTreeMap<String, Toggle>,
 }
@@ -96,7 +103,8 @@ impl Default for K8sNodeConfig {
     fn default() -> Self {
         K8sNodeConfig {
             node_from_env_var: default_node_env(),
-            auth_type: None,
+            auth_type: vigil_k8s::AuthType::default(),
+            context: None,
             resource_attributes: BTreeMap::new(),
         }
     }
@@ -122,6 +130,8 @@ pub struct ResourceDetectionConfig {
     pub system: SystemConfig,
     #[serde(default)]
     pub k8snode: K8sNodeConfig,
+    #[serde(default)]
+    pub k8s_api: K8sNodeConfig,
     #[serde(default)]
     pub ec2: TagsConfig,
     #[serde(default)]
@@ -203,7 +213,6 @@ const SYSTEM_ATTRS: &[(&str, bool)] = &[
     ("host.mac", false),
     ("host.interface", false),
 ];
-const K8S_ATTRS: &[(&str, bool)] = &[("k8s.node.name", true)];
 const EC2_ATTRS: &[(&str, bool)] = &[
     ("cloud.provider", true),
     ("cloud.platform", true),
@@ -304,7 +313,16 @@ impl ResourceDetectionConfig {
     fn sections(&self) -> Vec<Section<'_>> {
         vec![
             ("system", SYSTEM_ATTRS, &self.system.resource_attributes),
-            ("k8snode", K8S_ATTRS, &self.k8snode.resource_attributes),
+            (
+                "k8snode",
+                k8s::K8SNODE_ATTRS,
+                &self.k8snode.resource_attributes,
+            ),
+            (
+                "k8s_api",
+                k8s::K8S_API_ATTRS,
+                &self.k8s_api.resource_attributes,
+            ),
             ("ec2", EC2_ATTRS, &self.ec2.resource_attributes),
             ("eks", EKS_ATTRS, &self.eks.resource_attributes),
             ("ecs", ECS_ATTRS, &self.ecs.resource_attributes),
@@ -353,14 +371,7 @@ fn check(
     // Every problem, not only the first, so that one `validate` run lists them all.
     let mut errors = Vec::new();
     for (i, d) in cfg.detectors.iter().enumerate() {
-        if d == "k8s_api" {
-            errors.push(err(
-                format!("detectors::{i}"),
-                "unknown detector \"k8s_api\": vigil does not query the Kubernetes API yet; \
-                 k8snode reads the node name from the downward API instead"
-                    .into(),
-            ));
-        } else if !DETECTORS.contains(&d.as_str()) {
+        if !DETECTORS.contains(&d.as_str()) {
             errors.push(err(
                 format!("detectors::{i}"),
                 format!(
@@ -643,19 +654,13 @@ async fn run_one(
                 .await
                 .map_err(|e| format!("system detector failed: {e}"))?;
         }
-        "k8snode" => {
-            let k = &cfg.k8snode;
-            let node = env(&k.node_from_env_var).filter(|v| !v.is_empty()).ok_or_else(|| {
-                format!(
-                    "k8snode detector: environment variable {} is not set (set it from spec.nodeName with the downward API)",
-                    k.node_from_env_var
-                )
-            })?;
-            return Ok(keep(
-                vec![("k8s.node.name".into(), Value::StringValue(node))],
-                K8S_ATTRS,
-                &k.resource_attributes,
-            ));
+        "k8snode" | "k8s_api" => {
+            let section = if d == "k8s_api" {
+                &cfg.k8s_api
+            } else {
+                &cfg.k8snode
+            };
+            return k8s::detect(d, section, env, ep.kubernetes.clone()).await;
         }
         "ec2" => cloud::ec2(ep, t, "aws_ec2", &tags(&cfg.ec2.tags)).await,
         "eks" => cloud::eks(ep, t, env).await,
@@ -880,6 +885,71 @@ mod tests {
         assert!(missing.contains("K8S_NODE_NAME"), "{missing}");
     }
 
+    /// `k8snode` and `k8s_api` against the API-server double: the node name from the environment,
+    /// the node's UID from its Node, the cluster's from kube-system; a failing API costs only the
+    /// UIDs.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn k8snode_and_k8s_api_read_the_node_and_cluster_uids() {
+        use vigil_tests::k8s_api::{self, K8sApi, Kind};
+        let api = K8sApi::start();
+        api.apply(Kind::Node, k8s_api::node("node-a"));
+        api.apply(Kind::Namespace, k8s_api::namespace("kube-system"));
+        let client = vigil_k8s::client::client_at(&api.url()).unwrap();
+        let ep = Endpoints {
+            kubernetes: Some(k8s::Client(client)),
+            ..Endpoints::from_env(&|_| None)
+        };
+        let env = |k: &str| (k == "MY_NODE").then(|| "node-a".to_string());
+        let cfg = load(
+            &id(),
+            &serde_json::json!({"detectors": ["k8s_api"], "k8s_api": {"node_from_env_var": "MY_NODE"}}),
+        )
+        .unwrap();
+        let attrs = detect(&cfg, &env, &ep).await.unwrap();
+        assert_eq!(get_str(&attrs, "k8s.node.name"), Some("node-a"));
+        let node_uid = k8s_api::uid("node/node-a");
+        assert_eq!(get_str(&attrs, "k8s.node.uid"), Some(node_uid.as_str()));
+        let cluster_uid = k8s_api::uid("ns/kube-system");
+        assert_eq!(
+            get_str(&attrs, "k8s.cluster.uid"),
+            Some(cluster_uid.as_str())
+        );
+
+        // k8snode: no cluster UID; with the node UID turned off, the API is not asked at all.
+        let cfg = load(
+            &id(),
+            &serde_json::json!({"detectors": ["k8snode"], "k8snode": {"node_from_env_var": "MY_NODE"}}),
+        )
+        .unwrap();
+        let attrs = detect(&cfg, &env, &ep).await.unwrap();
+        assert_eq!(get_str(&attrs, "k8s.node.uid"), Some(node_uid.as_str()));
+        assert_eq!(get_str(&attrs, "k8s.cluster.uid"), None);
+        let asked = api.requests().len();
+        let cfg = load(
+            &id(),
+            &serde_json::json!({"detectors": ["k8snode"], "k8snode": {"node_from_env_var": "MY_NODE",
+                "resource_attributes": {"k8s.node.uid": {"enabled": false}}}}),
+        )
+        .unwrap();
+        let attrs = detect(&cfg, &env, &ep).await.unwrap();
+        assert_eq!(get_str(&attrs, "k8s.node.name"), Some("node-a"));
+        assert_eq!(api.requests().len(), asked);
+
+        // The API failing: the name still, no UIDs, no error.
+        api.fail("/api/v1/nodes");
+        let cfg = load(
+            &id(),
+            &serde_json::json!({"detectors": ["k8snode"], "k8snode": {"node_from_env_var": "MY_NODE"}}),
+        )
+        .unwrap();
+        let attrs = detect(&cfg, &env, &ep).await.unwrap();
+        assert_eq!(get_str(&attrs, "k8s.node.name"), Some("node-a"));
+        assert_eq!(get_str(&attrs, "k8s.node.uid"), None);
+        // No node name: an error naming the variable.
+        let e = detect(&cfg, &|_| None, &ep).await.unwrap_err();
+        assert!(e.contains("MY_NODE"), "{e}");
+    }
+
     #[test]
     fn override_decides_who_wins_on_the_resource() {
         let detected = vec![
@@ -909,8 +979,16 @@ mod tests {
                 .starts_with("processors::resourcedetection::detectors::1: unknown detector"),
             "{e}"
         );
-        let e = load(&id(), &serde_json::json!({"detectors": ["k8s_api"]})).unwrap_err();
-        assert!(e.to_string().contains("Kubernetes API"), "{e}");
+        let e = load(
+            &id(),
+            &serde_json::json!({"k8s_api": {"resource_attributes": {"k8s.pod.uid": {"enabled": true}}}}),
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("k8s_api::resource_attributes::k8s.pod.uid: unknown attribute"),
+            "{e}"
+        );
         let e = load(
             &id(),
             &serde_json::json!({"detectors": ["ec2"], "ec2": {"tags": ["(x"]},

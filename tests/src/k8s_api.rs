@@ -371,9 +371,9 @@ fn parse(path: &str, query: &str) -> Option<Query> {
     let params = query
         .split('&')
         .filter(|p| !p.is_empty())
-        .filter_map(|p| {
+        .map(|p| {
             let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            Some((decode(k), decode(v)))
+            (decode(k), decode(v))
         })
         .collect();
     Some(Query {

@@ -35,6 +35,8 @@ pub struct Endpoints {
     pub oracle: String,
     pub docker_socket: String,
     pub beanstalk_conf: String,
+    /// A Kubernetes client to use instead of the one `auth_type` describes (tests: the API double).
+    pub kubernetes: Option<super::k8s::Client>,
 }
 
 impl Endpoints {
@@ -53,6 +55,7 @@ impl Endpoints {
             oracle: "http://169.254.169.254".into(),
             docker_socket: docker,
             beanstalk_conf: "/var/elasticbeanstalk/xray/environment.conf".into(),
+            kubernetes: None,
         }
     }
 }

@@ -100,6 +100,7 @@ async fn nowhere() -> Endpoints {
         oracle: closed,
         docker_socket: "/nonexistent/docker.sock".into(),
         beanstalk_conf: "/nonexistent/environment.conf".into(),
+        kubernetes: None,
     }
 }
 
