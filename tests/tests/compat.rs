@@ -1,43 +1,100 @@
 //! `vigil validate` over the published collector configs in `../shared/compat/configs` (see its
-//! README): what is left once the config layer reads a file as otelcol does is either a component
-//! type vigil does not have, or a key or feature still missing inside a component it has, each of
-//! which is listed below with the issue item that adds it. Anything else is a regression in the
-//! config layer. The test prints how many configs validate; it is skipped where the corpus is absent.
+//! README). Once the config layer reads a file as otelcol does, every error left must be one of:
+//! - an unknown component type that `vigil components` really does not list (in either otelcol
+//!   spelling), checked here against the binary's own list;
+//! - a host path the config names that does not exist on this machine (a `/hostfs` mount, a
+//!   `file_storage` directory, a certificate or a pod's service-account CA), checked here with the
+//!   filesystem: otelcol refuses these too (its validate stats `root_path` and the storage
+//!   directory), or fails at start where vigil's validate reads the file, so they say nothing
+//!   about the config layer;
+//! - a feature gap inside a component vigil has, listed in `KNOWN_GAPS` with what adds it. Every
+//!   listed gap must still occur, so the list only shrinks.
+//!
+//! Anything else is a regression in the config layer. The test prints how many configs validate;
+//! it is skipped where the corpus is absent.
 
-use std::path::PathBuf;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Errors that name something vigil still lacks inside a component it has (issue #18's "missing
-/// keys and features" list). Remove a line when it lands, or when it no longer matches anything.
+/// Errors that name something vigil still lacks inside a component it has. Remove a line when it
+/// lands; a line that no longer matches any error fails the test.
 const KNOWN_GAPS: &[&str] = &[
-    // Components, connectors and extensions vigil does not have.
-    "unknown type",
-    // resourcedetection's `k8s_api` detector needs a Kubernetes API client.
+    // resourcedetection's `k8s_api` detector (issue #18 cloud detectors; needs the Kubernetes API).
     "unknown detector \"k8s_api\"",
-    // The filter processor's newer `metric_conditions` and profiles section.
-    "has invalid keys: metric_conditions",
-    "has invalid keys: profiles",
-    // OTTL editors and argument forms the shared engine lacks, and the transform processor's profile
-    // statements.
-    "unsupported editor",
+    // The filter processor's profiles section.
+    "::profiles: has invalid keys: profiles",
+    // OTTL editors the shared engine lacks, and the transform processor's profile statements.
+    "unsupported editor \"set_semconv_span_name\"",
+    "unsupported editor \"merge_histogram_buckets\"",
     "has invalid keys: profile_statements",
-    // Prometheus Kubernetes service discovery (needs a Kubernetes API client).
-    "Kubernetes service discovery is not supported",
-    // Paths that exist on the publishers' hosts, not here: otelcol refuses them too (a host mount as
-    // `root_path`, a `file_storage` directory).
-    "\"/hostfs\" is not a directory",
-    "does not exist or is not a directory (create it, or set create_directory: true)",
-    // `profiles` pipelines, and own telemetry exported over OTLP.
+    // `profiles` pipelines (otelcol's `service.profilesSupport` feature gate).
     "unknown signal \"profiles\"",
+    // Own logs exported over OTLP.
     "service::telemetry::logs::processors",
     // hostmetrics entity events go to a logs pipeline.
     "receiver \"hostmetrics\" does not support logs",
-    // Files (certificates, service-account CAs) that exist only on the publishers' hosts or inside
-    // a Kubernetes pod.
-    "No such file or directory (os error 2)",
     // Splunk's distribution-only top-level section.
     "'' has invalid keys: config_sources",
 ];
+
+/// The component types the binary has, per kind (`receivers`, ...), from `vigil components`, with
+/// underscores removed as the registry's lookup ignores them.
+fn known_types(vigil: &Path) -> BTreeMap<String, BTreeSet<String>> {
+    let out = Command::new(vigil)
+        .arg("components")
+        .output()
+        .expect("run vigil components");
+    assert!(out.status.success(), "vigil components failed");
+    let mut known: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut kind = String::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        if !line.starts_with(' ') && line.ends_with(':') {
+            kind = line.trim_end_matches(':').to_string();
+        } else if let Some(name) = line.trim().strip_prefix("- name: ") {
+            known
+                .entry(kind.clone())
+                .or_default()
+                .insert(name.replace('_', ""));
+        }
+    }
+    assert!(
+        known.get("receivers").is_some_and(|r| r.contains("otlp")),
+        "vigil components lists no otlp receiver: {known:?}"
+    );
+    known
+}
+
+/// `Some(type, kind)` for `unknown type "X" for receiver (...)`.
+fn unknown_type(line: &str) -> Option<(String, String)> {
+    let rest = &line[line.find("unknown type \"")? + "unknown type \"".len()..];
+    let (ty, rest) = rest.split_once('"')?;
+    let kind = rest.strip_prefix(" for ")?.split_whitespace().next()?;
+    Some((ty.to_string(), format!("{kind}s")))
+}
+
+/// The host paths an error says are missing, when it has one of the shapes a missing file or
+/// directory takes: `"<path>" is not a directory`, `<path> does not exist or is not a directory`,
+/// or `... "<path>": No such file or directory (os error 2)`.
+fn missing_paths(line: &str) -> Option<Vec<String>> {
+    let message = line.split_once(": ")?.1;
+    let quoted: Vec<String> = message
+        .split('"')
+        .skip(1)
+        .step_by(2)
+        .filter(|s| s.starts_with('/'))
+        .map(str::to_string)
+        .collect();
+    if message.ends_with("No such file or directory (os error 2)")
+        || (message.starts_with('"') && message.contains("\" is not a directory"))
+    {
+        return (!quoted.is_empty()).then_some(quoted);
+    }
+    if let Some((path, _)) = message.split_once(" does not exist or is not a directory") {
+        return path.starts_with('/').then(|| vec![path.to_string()]);
+    }
+    None
+}
 
 #[test]
 fn published_configs_fail_only_on_what_vigil_lacks() {
@@ -53,9 +110,12 @@ fn published_configs_fail_only_on_what_vigil_lacks() {
         .collect();
     files.sort();
     let vigil = vigil_tests::bin("vigil");
+    let known = known_types(&vigil);
     let storage = tempfile::tempdir().expect("tempdir");
     let mut passed = 0;
     let mut unexpected = Vec::new();
+    let mut counts = BTreeMap::<&str, usize>::new();
+    let mut gaps_seen = BTreeSet::new();
     for f in &files {
         // As check.sh runs it: with the environment variables the configs reference.
         let out = Command::new("bash")
@@ -79,9 +139,30 @@ fn published_configs_fail_only_on_what_vigil_lacks() {
             Some(0) => passed += 1,
             Some(1) => {
                 let text = String::from_utf8_lossy(&out.stderr);
-                for line in text.lines().filter(|l| l.starts_with("  ")) {
-                    if !KNOWN_GAPS.iter().any(|g| line.contains(g)) {
-                        unexpected.push(format!("{name}: {}", line.trim()));
+                let lines: Vec<&str> = text.lines().filter(|l| l.starts_with("  ")).collect();
+                if lines.is_empty() {
+                    unexpected.push(format!("{name}: exit 1 with no error lines:\n{text}"));
+                }
+                for line in lines {
+                    let line = line.trim();
+                    if let Some((ty, kind)) = unknown_type(line) {
+                        let has = known
+                            .get(&kind)
+                            .is_some_and(|k| k.contains(&ty.replace('_', "")));
+                        if has {
+                            unexpected.push(format!("{name}: {kind} has {ty:?}, yet: {line}"));
+                        }
+                        *counts.entry("unknown component type").or_default() += 1;
+                    } else if let Some(paths) = missing_paths(line) {
+                        for p in paths.iter().filter(|p| Path::new(p).exists()) {
+                            unexpected.push(format!("{name}: {p} exists here, yet: {line}"));
+                        }
+                        *counts.entry("host path absent here").or_default() += 1;
+                    } else if let Some(g) = KNOWN_GAPS.iter().find(|g| line.contains(*g)) {
+                        gaps_seen.insert(*g);
+                        *counts.entry("known feature gap").or_default() += 1;
+                    } else {
+                        unexpected.push(format!("{name}: {line}"));
                     }
                 }
             }
@@ -92,14 +173,45 @@ fn published_configs_fail_only_on_what_vigil_lacks() {
         }
     }
     println!(
-        "compat: {passed}/{} published configs validate unchanged",
+        "compat: {passed}/{} published configs validate unchanged; errors left: {counts:?}",
         files.len()
     );
+    for g in KNOWN_GAPS.iter().filter(|g| !gaps_seen.contains(*g)) {
+        unexpected.push(format!(
+            "KNOWN_GAPS lists {g:?}, which no config hits any more: remove it"
+        ));
+    }
     assert!(
         unexpected.is_empty(),
-        "errors that name no missing component type or known gap:\n{}",
+        "errors that name no missing component type, absent host path or known gap:\n{}",
         unexpected.join("\n")
     );
+}
+
+#[test]
+fn error_shapes_are_classified() {
+    assert_eq!(
+        unknown_type("receivers::kubeletstats: unknown type \"kubeletstats\" for receiver (known receivers: otlp)"),
+        Some(("kubeletstats".into(), "receivers".into()))
+    );
+    assert_eq!(
+        missing_paths("receivers::hostmetrics::root_path: \"/hostfs\" is not a directory"),
+        Some(vec!["/hostfs".to_string()])
+    );
+    assert_eq!(
+        missing_paths("extensions::file_storage::directory: /var/lib/x does not exist or is not a directory (create it, or set create_directory: true)"),
+        Some(vec!["/var/lib/x".to_string()])
+    );
+    assert_eq!(
+        missing_paths("receivers::otlp::protocols::grpc::tls::cert_file: cannot read \"/etc/a.crt\": No such file or directory (os error 2)"),
+        Some(vec!["/etc/a.crt".to_string()])
+    );
+    // A path error of another shape, or one without a path, is not an absent host path.
+    assert_eq!(
+        missing_paths("receivers::x::key: \"abc\" is not a directory"),
+        None
+    );
+    assert_eq!(missing_paths("receivers::x::key: permission denied"), None);
 }
 
 /// A running agent sent a config with a duration beyond Go's range (issue #15, fault 4): the reload is
