@@ -581,59 +581,6 @@ service:
     assert_eq!(code, 0, "a v3 CA validates: {err}");
 }
 
-/// The shipped DaemonSet: its config passes `vigil validate`, and OTLP is reached through a Service
-/// that keeps traffic on the node, not through a port opened on every node's IP.
-#[test]
-fn the_shipped_kubernetes_config_validates_and_opens_no_node_port() {
-    let k8s = repo_root().join("deploy/kubernetes");
-    let configmap = std::fs::read_to_string(k8s.join("configmap.yaml")).expect("configmap.yaml");
-    let config = embedded_config(&configmap);
-    // The environment daemonset.yaml gives the container.
-    let daemonset = std::fs::read_to_string(k8s.join("daemonset.yaml")).expect("daemonset.yaml");
-    assert!(daemonset.contains("name: GATEWAY_ENDPOINT"), "{daemonset}");
-    let env = [
-        ("K8S_NODE_NAME", "node-1"),
-        ("GATEWAY_ENDPOINT", "otel-gateway.observability.svc:4317"),
-    ];
-    let (code, err) = validate_env(&config, &env);
-    assert_eq!(code, 0, "deploy/kubernetes/configmap.yaml's config: {err}");
-    assert!(
-        !daemonset.contains("hostPort:"),
-        "no hostPort in daemonset.yaml"
-    );
-    assert!(!daemonset.contains("hostNetwork: true"), "no host network");
-    let service = std::fs::read_to_string(k8s.join("service.yaml")).expect("service.yaml");
-    assert!(
-        service.contains("internalTrafficPolicy: Local"),
-        "{service}"
-    );
-}
-
-/// The `config.yaml: |` block of a ConfigMap, unindented.
-fn embedded_config(configmap: &str) -> String {
-    let mut lines = configmap
-        .lines()
-        .skip_while(|l| !l.trim_start().starts_with("config.yaml: |"));
-    let head = lines.next().expect("a config.yaml: | block");
-    let outer = head.len() - head.trim_start().len();
-    let mut out = String::new();
-    let mut indent = None;
-    for line in lines {
-        if line.trim().is_empty() {
-            out.push('\n');
-            continue;
-        }
-        let n = line.len() - line.trim_start().len();
-        if n <= outer {
-            break;
-        }
-        let i = *indent.get_or_insert(n);
-        out.push_str(line.get(i..).unwrap_or(line.trim_start()));
-        out.push('\n');
-    }
-    out
-}
-
 /// `otlphttp` with `tls::server_name_override`: the receiver's certificate names only `vigil.test`,
 /// the exporter connects to 127.0.0.1 and verifies the certificate against the override. Without the
 /// override the same export is refused by the exporter's verification, and nothing arrives.
