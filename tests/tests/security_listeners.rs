@@ -9,7 +9,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 use vigil_tests::pki::Pki;
-use vigil_tests::{bin, eventually, free_port, log_bodies, read_json_lines, repo_root, Agent};
+use vigil_tests::{bin, eventually, free_port, log_bodies, read_json_lines, Agent};
 
 /// What these tests add to a [`Pki`]: an X.509 v1 client certificate.
 trait V1Client {
