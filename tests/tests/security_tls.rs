@@ -6,8 +6,8 @@ use std::process::Command;
 use std::time::Duration;
 use vigil_tests::pki::Pki;
 use vigil_tests::{
-    eventually, file_exporter_and_health, free_port, otlp_receiver_grpc_http, python, repo_root,
-    spans_by_resource_attrs, Agent,
+    eventually, file_exporter_and_health, free_port, metric_sum, otlp_receiver_grpc_http, python,
+    repo_root, spans_by_resource_attrs, Agent,
 };
 
 fn export(pki: &Pki, protocol: &str, endpoint: &str, with_cert: bool, run: &str) -> String {
@@ -165,5 +165,111 @@ service:
     assert!(
         !logs.contains("s3cret") && !logs.contains("wrong"),
         "a credential was logged"
+    );
+}
+
+/// The `otlp` (gRPC) exporter's `tls::min_version` against real `otlp` receivers of the same agent:
+/// one offering only TLS 1.3, one only TLS 1.2. An exporter asking for 1.3 delivers to the first and
+/// is refused at the handshake by the second, which is a transport failure: retried, never dropped
+/// as permanent, and nothing reaches the 1.2 receiver.
+#[test]
+fn grpc_exporter_min_version_13_against_receivers_offering_13_and_12() {
+    let pki = Pki::new("vigil test");
+    let (http_in, v13, v12, health, metrics) = (
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (out13, out12) = (dir.path().join("13.jsonl"), dir.path().join("12.jsonl"));
+    let server = |range: &str| {
+        format!(
+            "{{cert_file: {}, key_file: {}, {range}}}",
+            pki.path("server.pem"),
+            pki.path("server.key")
+        )
+    };
+    let client = format!("{{ca_file: {}, min_version: \"1.3\"}}", pki.path("ca.pem"));
+    let cfg = format!(
+        r#"
+receivers:
+  otlp/in:
+    protocols:
+      http: {{endpoint: "127.0.0.1:{http_in}"}}
+  otlp/v13:
+    protocols:
+      grpc: {{endpoint: "127.0.0.1:{v13}", tls: {tls13}}}
+  otlp/v12:
+    protocols:
+      grpc: {{endpoint: "127.0.0.1:{v12}", tls: {tls12}}}
+exporters:
+  otlp/to13:
+    endpoint: localhost:{v13}
+    tls: {client}
+  otlp/to12:
+    endpoint: localhost:{v12}
+    tls: {client}
+    retry_on_failure: {{initial_interval: 100ms, max_interval: 200ms}}
+  file/13: {{path: {out13}}}
+  file/12: {{path: {out12}}}
+extensions:
+  health_check: {{endpoint: "127.0.0.1:{health}"}}
+service:
+  extensions: [health_check]
+  pipelines:
+    traces/in: {{receivers: [otlp/in], exporters: [otlp/to13, otlp/to12]}}
+    traces/13: {{receivers: [otlp/v13], exporters: [file/13]}}
+    traces/12: {{receivers: [otlp/v12], exporters: [file/12]}}
+  telemetry:
+    metrics:
+      address: 127.0.0.1:{metrics}
+"#,
+        tls13 = server("min_version: \"1.3\""),
+        tls12 = server("max_version: \"1.2\""),
+        out13 = out13.display(),
+        out12 = out12.display(),
+    );
+    let mut agent = Agent::with_config(&cfg);
+    agent.wait_healthy(health, Duration::from_secs(30));
+    let body = r#"{"resourceSpans":[{"resource":{"attributes":[{"key":"test.run","value":{"stringValue":"v13"}}]},"scopeSpans":[{"spans":[{"traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174","name":"s","kind":1,"startTimeUnixNano":"1","endTimeUnixNano":"2"}]}]}]}"#;
+    let code = reqwest::blocking::Client::new()
+        .post(format!("http://127.0.0.1:{http_in}/v1/traces"))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .expect("POST to otlp/in")
+        .status()
+        .as_u16();
+    assert_eq!(code, 200);
+    eventually(
+        Duration::from_secs(30),
+        "the span at the TLS 1.3 receiver",
+        || (spans_by_resource_attrs(&out13, "test.run", "x").len() == 1).then_some(()),
+    );
+    // The 1.2-only receiver refuses the handshake again and again: the exporter logs a retry.
+    eventually(
+        Duration::from_secs(30),
+        "a retried handshake failure",
+        || {
+            let logs = agent.logs();
+            (logs.contains("otlp/to12") && logs.contains("will retry")).then_some(())
+        },
+    );
+    let logs = agent.logs();
+    assert!(
+        !logs.contains("refused them permanently"),
+        "a handshake failure was taken as permanent:\n{logs}"
+    );
+    assert!(spans_by_resource_attrs(&out12, "test.run", "x").is_empty());
+    assert_eq!(
+        metric_sum(metrics, "otelcol_exporter_send_failed_spans", "otlp/to12").unwrap_or(0.0),
+        0.0,
+        "nothing dropped while the backend refuses"
+    );
+    assert_eq!(
+        metric_sum(metrics, "otelcol_exporter_sent_spans", "otlp/to13"),
+        Some(1.0)
     );
 }
