@@ -23,7 +23,7 @@
 //! stays just under the threshold for [`Tuning::hold`] points, so that one event is not reported again
 //! and again. The constants were chosen by cross-validation over four labelled corpora (BENCHMARKS.md).
 //!
-//! Memory per series: 264 bytes inline without seasonality; during the period search, a buffer of
+//! Memory per series: 240 bytes inline without seasonality; during the period search, a buffer of
 //! [`DetectorConfig::season_buffer`] 8-bit samples (768 B by default), released once the search ends;
 //! with a period `p`, one season of `f32` offsets (`4·p` bytes, 1.1 KiB for daily 5-minute data).
 
@@ -208,14 +208,20 @@ pub struct SeriesDetector {
     tuning: &'static Tuning,
     config_warmup: u32,
     out_of_order: u32,
-    seen: u64,
+    // Points seen, saturating (at 4.3e9: 136 years at one point a second; only the warm-up and the young
+    // period read it). The ring of recent values has its own wrapping position.
+    seen: u32,
+    recent_at: u8,
     last_t: f64,
-    interval: f64,
+    // Seconds; f32 keeps the struct small and still resolves a millisecond interval.
+    interval: f32,
     level: f64,
     scale: f64,
-    short_scale: f64,
-    cusum_pos: f64,
-    cusum_neg: f64,
+    // The short scale is only compared with the long one, and the CUSUMs are in scale units below
+    // `cusum_h` plus a clipped step: f32 holds both without loss that matters, in fewer bytes per series.
+    short_scale: f32,
+    cusum_pos: f32,
+    cusum_neg: f32,
     // Each cue's largest recent value (see CUES), decaying with `peak_half_life`.
     peaks: [f32; CUES],
     slow_peaks: [f32; CUES],
@@ -230,8 +236,8 @@ pub struct SeriesDetector {
     ar_var: f32,
     ar_mean: f32,
     ar_scale: f32,
-    // The smallest value seen, so that the band does not reach below zero on a series that never did.
-    min_seen: f32,
+    // Whether a value below zero was seen: if not, the band does not reach below zero.
+    ever_negative: bool,
     recent: [f64; RECENT],
     season: seasonal::Season,
 }
@@ -256,8 +262,9 @@ impl SeriesDetector {
             config_warmup: config.warmup.max(2),
             out_of_order: 0,
             seen: 0,
+            recent_at: 0,
             last_t: f64::NAN,
-            interval: f64::NAN,
+            interval: f32::NAN,
             level: 0.0,
             scale: 0.0,
             short_scale: 0.0,
@@ -272,7 +279,7 @@ impl SeriesDetector {
             ar_var: 0.0,
             ar_mean: 0.0,
             ar_scale: 0.0,
-            min_seen: f32::INFINITY,
+            ever_negative: false,
             recent: [0.0; RECENT],
             season: seasonal::Season::new(config),
         }
@@ -280,12 +287,12 @@ impl SeriesDetector {
 
     /// Points seen so far.
     pub fn points(&self) -> u64 {
-        self.seen
+        u64::from(self.seen)
     }
 
     /// Whether the series is still learning its baseline: its points are not scored yet.
     pub fn warming_up(&self) -> bool {
-        self.seen <= u64::from(self.config_warmup)
+        self.seen <= self.config_warmup
     }
 
     /// Points whose timestamp repeated or stepped back from the latest one seen.
@@ -329,11 +336,12 @@ impl SeriesDetector {
         self.season.advance(steps);
         let seasonal = self.season.component();
         let deseasonalised = value - seasonal;
-        self.recent[(self.seen as usize) % RECENT] = deseasonalised;
-        self.seen += 1;
-        self.min_seen = self.min_seen.min(value as f32);
+        self.recent[usize::from(self.recent_at) % RECENT] = deseasonalised;
+        self.recent_at = self.recent_at.wrapping_add(1);
+        self.seen = self.seen.saturating_add(1);
+        self.ever_negative |= value < 0.0;
 
-        if self.seen <= u64::from(self.config_warmup) {
+        if self.seen <= self.config_warmup {
             self.learn_warmup(deseasonalised);
             if let Some(reset) = self.season.push(value) {
                 self.rebase(reset);
@@ -367,13 +375,17 @@ impl SeriesDetector {
         // so that the ratio can reach well past the long scale's clip, yet a single spike moves it little.
         let abs_r = r.abs();
         let clipped = abs_r.min(CLIP * s);
-        self.short_scale += SHORT_BETA * (abs_r.min(2.0 * CLIP * s) - self.short_scale);
-        let ratio = self.short_scale / s;
+        let short_scale = f64::from(self.short_scale);
+        let short_scale = short_scale + SHORT_BETA * (abs_r.min(2.0 * CLIP * s) - short_scale);
+        self.short_scale = short_scale as f32;
+        let ratio = short_scale / s;
 
         let zc = z.clamp(-CLIP, CLIP);
-        self.cusum_pos = (self.cusum_pos + zc - CUSUM_K).max(0.0);
-        self.cusum_neg = (self.cusum_neg - zc - CUSUM_K).max(0.0);
-        let cusum = self.cusum_pos.max(self.cusum_neg);
+        let cusum_pos = (f64::from(self.cusum_pos) + zc - CUSUM_K).max(0.0);
+        let cusum_neg = (f64::from(self.cusum_neg) - zc - CUSUM_K).max(0.0);
+        self.cusum_pos = cusum_pos as f32;
+        self.cusum_neg = cusum_neg as f32;
+        let cusum = cusum_pos.max(cusum_neg);
         // A level shift is decided once, when the CUSUM crosses its interval; its size is then the move,
         // so slow drifts (many small re-anchorings) stay small.
         let reanchor = (cusum > self.tuning.cusum_h).then(|| {
@@ -402,7 +414,7 @@ impl SeriesDetector {
         // and a blip like the last would otherwise look ever larger.
         let ar_cue = if t.ar_weight > 0.0 { r_ar.abs() } else { 0.0 };
         let cues = [abs_r, shift, var, smooth, ar_cue];
-        let young = ((self.seen - u64::from(self.config_warmup)) as f64) < t.peak_half_life;
+        let young = f64::from(self.seen - self.config_warmup) < t.peak_half_life;
         let f = if young { t.early_factor.max(1.0) } else { 1.0 };
         let floors = [
             f * t.outlier_floor * s,
@@ -498,7 +510,7 @@ impl SeriesDetector {
         Observation {
             score,
             expected,
-            lower: if self.min_seen >= 0.0 {
+            lower: if !self.ever_negative {
                 lower.max(0.0).min(expected)
             } else {
                 lower
@@ -518,7 +530,7 @@ impl SeriesDetector {
         Observation {
             score: 0.0,
             expected,
-            lower: if self.min_seen >= 0.0 {
+            lower: if !self.ever_negative {
                 lower.max(0.0).min(expected)
             } else {
                 lower
@@ -530,7 +542,7 @@ impl SeriesDetector {
 
     // Running mean and mean absolute deviation while warming up.
     fn learn_warmup(&mut self, x: f64) {
-        let n = self.seen as f64;
+        let n = f64::from(self.seen);
         if self.seen == 1 {
             self.level = x;
             self.scale = 0.0;
@@ -539,14 +551,14 @@ impl SeriesDetector {
             self.level += d / n;
             self.scale += (d.abs() - self.scale) / (n - 1.0);
         }
-        self.short_scale = self.scale;
+        self.short_scale = self.scale as f32;
     }
 
     // A period was just found: the seasonal decomposition gives a fresh level and scale.
     fn rebase(&mut self, reset: seasonal::Rebase) {
         self.level = reset.level;
         self.scale = reset.scale;
-        self.short_scale = reset.scale;
+        self.short_scale = reset.scale as f32;
         self.cusum_pos = 0.0;
         self.cusum_neg = 0.0;
         self.recent = [reset.level; RECENT];
@@ -570,12 +582,13 @@ impl SeriesDetector {
         if !dt.is_finite() {
             return 1;
         }
-        if !self.interval.is_finite() || dt < self.interval {
+        let interval = f64::from(self.interval);
+        if !interval.is_finite() || dt < interval {
             // The smallest gap seen is the sampling interval; regular series settle at once.
-            self.interval = dt;
+            self.interval = dt as f32;
             return 1;
         }
-        ((dt / self.interval).round() as u32).clamp(1, 10_000)
+        ((dt / interval).round() as u32).clamp(1, 10_000)
     }
 }
 
