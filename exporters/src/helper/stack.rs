@@ -747,7 +747,9 @@ impl<S: Sender> SendStack<S> {
                 signal,
                 items,
                 request,
-                meta: ClientMetadata::current(),
+                // Only what headers_setter can read: a bare peer address (which every listener
+                // attaches) would make each durable record carry metadata for nothing.
+                meta: ClientMetadata::current().filter(|m| !m.is_empty()),
             })
         };
         let Some(queue) = queue else {
