@@ -186,7 +186,10 @@ fn every_preset_renders_to_a_config_vigil_validates() {
 
         let ds = doc(&docs, "daemonset.yaml").expect("a DaemonSet");
         assert!(!ds.contains("hostPort:"), "{name}: no hostPort\n{ds}");
-        assert!(!ds.contains("hostNetwork: true"), "{name}: no host network\n{ds}");
+        assert!(
+            !ds.contains("hostNetwork: true"),
+            "{name}: no host network\n{ds}"
+        );
         assert!(
             ds.contains("httpGet: { path: /, port: 13133 }"),
             "{name}: probes on health_check"
@@ -204,6 +207,10 @@ fn every_preset_renders_to_a_config_vigil_validates() {
                 ds.contains("runAsUser: 10001") && !ds.contains("/var/log"),
                 "{name}"
             );
+        }
+        // The kubelet creates the state hostPath as root: a non-root pod cannot keep files there.
+        if ds.contains("runAsUser: 10001") {
+            assert!(!config.contains("directory: /var/lib/vigil"), "{name}: state as non-root");
         }
         if all || on("hostMetrics") {
             assert!(
