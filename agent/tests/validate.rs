@@ -91,7 +91,11 @@ fn unknown_extension_and_signal() {
     );
     assert_error(
         "bad_pipeline_signal.yaml",
-        &["service::pipelines::profiles: unknown signal \"profiles\""],
+        &["service::pipelines::profiles: profiles pipelines are not supported: vigil carries traces, metrics and logs"],
+    );
+    assert_error(
+        "bad_pipeline_signal_unknown.yaml",
+        &["service::pipelines::spans: unknown signal \"spans\" in pipeline id"],
     );
 }
 

@@ -36,6 +36,13 @@ pub struct FilterConfig {
     pub metric_conditions: Vec<Json>,
     #[serde(default)]
     pub log_conditions: Vec<Json>,
+    /// Conditions for a `profiles` pipeline. Accepted so that a config that also has one loads;
+    /// vigil refuses `profiles` pipelines (see the service's pipeline check), so these never run,
+    /// just as they never run on otelcol's traces, metrics or logs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profiles: Option<Json>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub profile_conditions: Vec<Json>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -831,6 +838,21 @@ mod tests {
             e.contains("log_conditions::0::context: unknown context \"span\""),
             "{e}"
         );
+    }
+
+    /// Profile conditions load (a config with a profiles pipeline keeps its filters) and leave
+    /// other signals alone: the pipeline check is what refuses profiles.
+    #[tokio::test]
+    async fn profile_conditions_load_and_touch_nothing_else() {
+        let (p, keep) = make(
+            serde_json::json!({
+                "profiles": {"profile": ["duration_unix_nano > 0"]},
+                "profile_conditions": ["profile.duration_unix_nano > 0"],
+            }),
+            Signal::Logs,
+        );
+        p.consume(logs(&[9, 13])).await.unwrap();
+        assert_eq!(keep.0.lock().unwrap()[0].item_count(), 2);
     }
 
     /// otelcol's legacy include/exclude blocks, as published configs write them.

@@ -34,6 +34,11 @@ pub struct TransformConfig {
     pub metric_statements: Vec<Entry>,
     #[serde(default)]
     pub log_statements: Vec<Entry>,
+    /// Statements for a `profiles` pipeline. Accepted so that a config that also has one loads;
+    /// vigil refuses `profiles` pipelines (see the service's pipeline check), so these never run,
+    /// just as they never run on otelcol's traces, metrics or logs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub profile_statements: Vec<serde_json::Value>,
 }
 
 fn default_error_mode() -> String {

@@ -22,14 +22,12 @@ use std::process::Command;
 const KNOWN_GAPS: &[&str] = &[
     // resourcedetection's `k8s_api` detector (issue #18 cloud detectors; needs the Kubernetes API).
     "unknown detector \"k8s_api\"",
-    // The filter processor's profiles section.
-    "::profiles: has invalid keys: profiles",
-    // OTTL editors the shared engine lacks, and the transform processor's profile statements.
+    // OTTL editors the shared engine lacks.
     "unsupported editor \"set_semconv_span_name\"",
     "unsupported editor \"merge_histogram_buckets\"",
-    "has invalid keys: profile_statements",
-    // `profiles` pipelines (otelcol's `service.profilesSupport` feature gate).
-    "unknown signal \"profiles\"",
+    // `profiles` pipelines (otelcol's `service.profilesSupport` feature gate): vigil has no
+    // profiles signal; filter's and transform's profile keys are accepted and never run.
+    "profiles pipelines are not supported",
     // Own logs exported over OTLP.
     "service::telemetry::logs::processors",
     // hostmetrics entity events go to a logs pipeline.
