@@ -256,7 +256,8 @@ pub enum Source {
     Attribute(String),
 }
 
-/// Resource attributes a source may name, and what of the pod each is matched against.
+/// Resource attributes matched through an index; any other is compared with each pod's extracted
+/// attributes.
 pub const ASSOCIATION_ATTRIBUTES: &[&str] = &[
     "k8s.pod.ip",
     "k8s.pod.uid",
@@ -391,17 +392,12 @@ pub fn check(cfg: &K8sAttributesConfig) -> Result<Compiled, ConfigError> {
         for (at, s) in sources {
             match (s.from.as_str(), s.name.as_deref()) {
                 ("connection", _) => compiled.push(Source::Connection),
-                ("resource_attribute", Some(n)) if ASSOCIATION_ATTRIBUTES.contains(&n) => {
+                // Any other attribute is matched against what `extract` gives each pod, as otelcol
+                // indexes pods by their extracted attributes.
+                ("resource_attribute", Some(n)) if !n.is_empty() => {
                     compiled.push(Source::Attribute(n.to_string()))
                 }
-                ("resource_attribute", Some(n)) => errors.push(ConfigError::at(
-                    format!("{at}::name"),
-                    format!(
-                        "vigil cannot match a pod by {n:?}; expected one of {}",
-                        ASSOCIATION_ATTRIBUTES.join(", ")
-                    ),
-                )),
-                ("resource_attribute", None) => errors.push(ConfigError::at(
+                ("resource_attribute", _) => errors.push(ConfigError::at(
                     format!("{at}::name"),
                     "resource_attribute needs the attribute's name",
                 )),

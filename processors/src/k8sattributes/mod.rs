@@ -72,6 +72,10 @@ impl Counters {
     }
 }
 
+const SYNC_PODS: u8 = 1;
+const SYNC_NAMESPACES: u8 = 2;
+const SYNC_NODE: u8 = 4;
+
 /// A Deployment's name and UID, what a ReplicaSet resolves to.
 type Deployment = (Arc<str>, Arc<str>);
 
@@ -82,7 +86,8 @@ pub struct Shared {
     node: RwLock<Fields>,
     cluster_uid: OnceLock<String>,
     owners: Mutex<LruCache<String, Option<Deployment>>>,
-    synced: tokio::sync::watch::Sender<bool>,
+    /// Which watches finished their first list ([`SYNC_PODS`], [`SYNC_NAMESPACES`], [`SYNC_NODE`]).
+    synced: tokio::sync::watch::Sender<u8>,
     counters: Counters,
     trimmer: Trimmer,
 }
@@ -97,7 +102,7 @@ impl Shared {
             owners: Mutex::new(LruCache::new(
                 NonZeroUsize::new(OWNER_CACHE_SIZE).unwrap_or(NonZeroUsize::MIN),
             )),
-            synced: tokio::sync::watch::channel(false).0,
+            synced: tokio::sync::watch::channel(0).0,
             counters: Counters::new(id),
             trimmer,
         }
@@ -187,7 +192,7 @@ impl Resolver {
                 t.replace(entries, now);
                 shared.counters.pods.set(t.len() as f64);
                 drop(t);
-                shared.synced.send_replace(true);
+                shared.synced.send_modify(|s| *s |= SYNC_PODS);
             }
             Change::Apply(p) => {
                 let e = self.entry(shared, p).await;
@@ -298,6 +303,17 @@ impl K8sAttributes {
             .len()
     }
 
+    /// Runs a watch or lookup until the processor stops: they never end on their own.
+    fn spawn(&self, fut: impl std::future::Future<Output = ()> + Send + 'static) {
+        let stop = self.tasks.stopping();
+        self.tasks.spawn(async move {
+            tokio::select! {
+                _ = stop.cancelled() => {}
+                _ = fut => {}
+            }
+        });
+    }
+
     fn wants(&self, name: &str) -> bool {
         self.cfg.extract.metadata.iter().any(|m| m == name)
     }
@@ -344,7 +360,7 @@ impl K8sAttributes {
             ..Default::default()
         };
         let (shared, id) = (Arc::clone(&self.shared), self.id.clone());
-        self.tasks.spawn(async move {
+        self.spawn(async move {
             let trim_with = Arc::clone(&shared);
             vigil_k8s::watch(
                 pods,
@@ -365,10 +381,12 @@ impl K8sAttributes {
                 .iter()
                 .chain(&self.compiled.annotations)
         };
+        let mut needed = SYNC_PODS;
         if rules().any(|r| r.from == From::Namespace) {
+            needed |= SYNC_NAMESPACES;
             let (shared, id) = (Arc::clone(&self.shared), self.id.clone());
             let api: Api<Namespace> = Api::all(client.clone());
-            self.tasks.spawn(async move {
+            self.spawn(async move {
                 let trim_with = Arc::clone(&shared);
                 vigil_k8s::watch(
                     api,
@@ -389,7 +407,10 @@ impl K8sAttributes {
                             let mut m =
                                 shared.namespaces.write().unwrap_or_else(|e| e.into_inner());
                             match change {
-                                Change::Replace(all) => *m = all.into_iter().collect(),
+                                Change::Replace(all) => {
+                                    *m = all.into_iter().collect();
+                                    shared.synced.send_modify(|s| *s |= SYNC_NAMESPACES);
+                                }
                                 Change::Apply((n, f)) => {
                                     m.insert(n, f);
                                 }
@@ -404,10 +425,11 @@ impl K8sAttributes {
             });
         }
         if let (true, Some(node)) = (rules().any(|r| r.from == From::Node), &node) {
+            needed |= SYNC_NODE;
             let (shared, id) = (Arc::clone(&self.shared), self.id.clone());
             let api: Api<Node> = Api::all(client.clone());
             let wc = watcher::Config::default().fields(&format!("metadata.name={node}"));
-            self.tasks.spawn(async move {
+            self.spawn(async move {
                 let trim_with = Arc::clone(&shared);
                 vigil_k8s::watch(
                     api,
@@ -426,7 +448,10 @@ impl K8sAttributes {
                         async move {
                             let mut f = shared.node.write().unwrap_or_else(|e| e.into_inner());
                             match change {
-                                Change::Replace(mut all) => *f = all.pop().unwrap_or_default(),
+                                Change::Replace(mut all) => {
+                                    *f = all.pop().unwrap_or_default();
+                                    shared.synced.send_modify(|s| *s |= SYNC_NODE);
+                                }
                                 Change::Apply(x) => *f = x,
                                 Change::Delete(_) => *f = Default::default(),
                             }
@@ -439,7 +464,7 @@ impl K8sAttributes {
         if self.wants("k8s.cluster.uid") {
             let shared = Arc::clone(&self.shared);
             let api: Api<Namespace> = Api::all(client);
-            self.tasks.spawn(async move {
+            self.spawn(async move {
                 // The kube-system namespace's UID names the cluster; retried until it answers.
                 let mut wait = Duration::from_millis(500);
                 loop {
@@ -456,13 +481,15 @@ impl K8sAttributes {
         }
         if self.cfg.wait_for_metadata {
             let mut synced = self.shared.synced.subscribe();
-            let waited =
-                tokio::time::timeout(self.cfg.wait_for_metadata_timeout, synced.wait_for(|s| *s))
-                    .await;
+            let waited = tokio::time::timeout(
+                self.cfg.wait_for_metadata_timeout,
+                synced.wait_for(|s| *s & needed == needed),
+            )
+            .await;
             if !matches!(waited, Ok(Ok(_))) {
                 anyhow::bail!(
-                    "processors::{}::wait_for_metadata: no list of pods from the API server within \
-                     wait_for_metadata_timeout ({:?})",
+                    "processors::{}::wait_for_metadata: no list of pods (and of the namespaces or \
+                     node that rules read) from the API server within wait_for_metadata_timeout ({:?})",
                     self.id,
                     self.cfg.wait_for_metadata_timeout
                 );
@@ -518,7 +545,13 @@ impl K8sAttributes {
             } else if let (Some(name), Some(ns)) = (v("k8s.pod.name"), v("k8s.namespace.name")) {
                 pods.by_name(ns, name)
             } else {
-                None
+                // Only extracted attributes: the node's pods, one by one (a few hundred at most).
+                pods.iter().find(|p| {
+                    let attrs = self.attributes(p, &[]);
+                    values
+                        .iter()
+                        .all(|(k, val)| attrs.iter().any(|(a, x)| a == k && x == val))
+                })
             };
             // Every source of the rule must agree with the pod found.
             let agrees = |p: &PodEntry| {
@@ -532,7 +565,10 @@ impl K8sAttributes {
                         .containers
                         .iter()
                         .any(|c| c.id.as_deref() == Some(*val)),
-                    _ => false,
+                    other => self
+                        .attributes(p, &[])
+                        .iter()
+                        .any(|(a, x)| a == other && x == val),
                 })
             };
             if let Some(p) = candidate.filter(|p| agrees(p)) {

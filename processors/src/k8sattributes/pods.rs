@@ -292,6 +292,11 @@ impl PodTable {
         }
     }
 
+    /// Every known pod.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<PodEntry>> {
+        self.by_uid.values()
+    }
+
     pub fn by_uid(&self, uid: &str) -> Option<&Arc<PodEntry>> {
         self.by_uid.get(uid)
     }

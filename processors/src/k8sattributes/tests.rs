@@ -412,3 +412,34 @@ fn testdata_configs() {
     });
     assert!(n >= 1, "expected good configs in testdata/k8sattributes");
 }
+
+/// A rule may name any extracted attribute, as otelcol's pod index does (a Job's pods by
+/// `k8s.job.name`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn associates_by_an_extracted_attribute() {
+    let api = cluster();
+    api.apply(
+        Kind::Pod,
+        k8s_api::pod(
+            "shop",
+            "report-29000000-abcde",
+            "node-a",
+            "10.244.1.40",
+            Owner::Job("report-29000000"),
+        ),
+    );
+    let (p, keep) = processor(
+        &api,
+        json!({"auth_type": "none", "filter": {"node": "node-a"}, "wait_for_metadata": true,
+            "pod_association": [{"sources": [{"from": "resource_attribute", "name": "k8s.job.name"}]}],
+            "extract": {"metadata": ["k8s.pod.name", "k8s.job.name", "k8s.cronjob.name"]}}),
+        DELETE_GRACE,
+    )
+    .await;
+    send(&p, None, vec![kv_str("k8s.job.name", "report-29000000")]).await;
+    let a = last(&keep);
+    assert_eq!(get_str(&a, "k8s.pod.name"), Some("report-29000000-abcde"));
+    assert_eq!(get_str(&a, "k8s.cronjob.name"), Some("report"));
+    send(&p, None, vec![kv_str("k8s.job.name", "other")]).await;
+    assert_eq!(get_str(&last(&keep), "k8s.pod.name"), None);
+}
