@@ -500,20 +500,20 @@ impl Correlator {
         if inc.members.len() < self.cfg.min_members.max(1) {
             return false;
         }
+        // Traffic moves along the call graph (callers set their callees' request rates), so a request
+        // rate corroborates nothing: two services must each deviate beyond traffic, and a traffic
+        // change alone must be large on its own.
         let services: BTreeSet<&str> = inc
             .members
             .iter()
+            .filter(|m| !m.load)
             .filter_map(|m| m.service.as_deref())
             .collect();
         let instrumented = inc
             .members
             .iter()
-            .any(|m| m.service.is_some() && m.node == Node::Service);
-        // Traffic moves together along the call graph (callers set their callees' request rates), so
-        // request rates changing on several services at once corroborate nothing; a traffic change
-        // alone must be large on its own.
-        let beyond_load = inc.members.iter().any(|m| !m.load);
-        if services.len() >= 2 && instrumented && beyond_load {
+            .any(|m| !m.load && m.service.is_some() && m.node == Node::Service);
+        if services.len() >= 2 && instrumented {
             return true;
         }
         inc.members.iter().any(|m| {
@@ -1337,7 +1337,7 @@ mod tests {
         rate.load = true;
         rate.band = Some(1.0);
         let mut lat = ev(EventKind::AnomalyStart, "api-lat", "api", 101, 0.7);
-        lat.band = Some(1.0);
+        lat.band = Some(4.0);
         let mut out = c.observe(&rate, &t);
         out.extend(c.observe(&lat, &t));
         assert_eq!(out.len(), 1, "{out:?}");
@@ -1352,6 +1352,16 @@ mod tests {
             e.band = Some(1.2);
             out.extend(c.observe(&e, &t));
         }
+        assert!(out.is_empty(), "{out:?}");
+        // Nor does a request rate corroborate another service's small latency rise.
+        let mut c = Correlator::new(now_cfg(), 1);
+        let mut rate = ev(EventKind::AnomalyStart, "web-rate", "web", 100, 0.9);
+        rate.load = true;
+        rate.band = Some(1.1);
+        let mut lat = ev(EventKind::AnomalyStart, "api-lat", "api", 101, 0.7);
+        lat.band = Some(1.8);
+        let mut out = c.observe(&rate, &t);
+        out.extend(c.observe(&lat, &t));
         assert!(out.is_empty(), "{out:?}");
     }
 
