@@ -167,9 +167,13 @@ impl Client<'_> {
                     format!("invalid Kafka version {v:?}: expected a version such as \"2.1.0\""),
                 ));
             }
-            // librdkafka asks the broker for its versions; this is what it assumes when a broker
-            // older than 0.10 cannot answer.
-            p.push(("broker.version.fallback", v.to_string()));
+            // librdkafka asks each broker for its API versions; the version matters only for a
+            // broker older than 0.10, which cannot answer (and librdkafka warns at every start
+            // when the fallback is set, so it is set only then).
+            if v.starts_with("0.") {
+                p.push(("api.version.request", "false".into()));
+                p.push(("broker.version.fallback", v.to_string()));
+            }
         }
         let refresh = self.metadata.refresh_interval.as_millis().max(1);
         p.push(("topic.metadata.refresh.interval.ms", refresh.to_string()));
@@ -333,7 +337,7 @@ mod tests {
             get(&p, "bootstrap.servers").as_deref(),
             Some("localhost:9092")
         );
-        assert_eq!(get(&p, "broker.version.fallback").as_deref(), Some("2.1.0"));
+        assert_eq!(get(&p, "broker.version.fallback"), None);
     }
 
     #[test]

@@ -541,9 +541,12 @@ impl rdkafka::consumer::ConsumerContext for Context {}
 
 type KafkaConsumer = StreamConsumer<Context>;
 
-/// Stores the offset after `msg`, and commits at once when autocommit is off.
+/// Marks `msg` consumed (the group resumes after it), and commits at once when autocommit is off.
 fn mark(consumer: &KafkaConsumer, msg: &OwnedMessage, commit_now: bool, id: &str) {
-    if let Err(e) = consumer.store_offset(msg.topic(), msg.partition(), msg.offset() + 1) {
+    // rd_kafka_offset_store (what rdkafka's store_offset calls) stores offset + 1 itself: the next
+    // message to read. Passing offset + 1 here skipped one message after every restart, which
+    // tests/tests/kafka.rs caught.
+    if let Err(e) = consumer.store_offset(msg.topic(), msg.partition(), msg.offset()) {
         // The partition was revoked by a rebalance: its new owner reads the message again.
         tracing::debug!(receiver = %id, error = %e, "cannot store a kafka offset");
         return;
