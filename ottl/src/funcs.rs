@@ -49,6 +49,7 @@ funcs! {
     ExtractCountMetric = "extract_count_metric", Editor, 1..=2;
     ExtractSumMetric = "extract_sum_metric", Editor, 1..=2;
     AggregateOnAttributes = "aggregate_on_attributes", Editor, 1..=2;
+    SetSemconvSpanName = "set_semconv_span_name", Editor, 1..=2;
     ParseJson = "ParseJSON", Converter, 1..=1;
     Concat = "Concat", Converter, 2..=2;
     Split = "Split", Converter, 2..=2;
@@ -110,6 +111,7 @@ fn params(name: &str) -> Option<&'static [&'static str]> {
         "flatten" => &["target", "prefix", "depth"],
         "append" => &["target", "value", "values"],
         "Unix" => &["seconds", "nanoseconds"],
+        "set_semconv_span_name" => &["semconv_version", "original_span_name_attribute"],
         _ => return None,
     })
 }
@@ -293,7 +295,18 @@ pub(crate) fn resolve(
         };
         return Err(format!("{name} takes {want} arguments, got {}", args.len()));
     }
-    if kind == FuncKind::Editor && !metric_editor(func) && !matches!(args[0], Expr::Path(_)) {
+    if func == Func::SetSemconvSpanName {
+        for (i, what) in ["semconv_version", "original_span_name_attribute"]
+            .iter()
+            .enumerate()
+            .take(args.len())
+        {
+            if !matches!(args[i], Expr::Lit(Value::Str(_))) {
+                return Err(format!("{name}: {what} must be a string literal"));
+            }
+        }
+    } else if kind == FuncKind::Editor && !metric_editor(func) && !matches!(args[0], Expr::Path(_))
+    {
         return Err(format!("{name}: the first argument must be a path to edit"));
     }
     let re = match func {
@@ -779,6 +792,7 @@ pub(crate) fn run_editor(c: &Call, t: &mut dyn Target) -> Result<(), String> {
     let p = || target_path(c);
     match f {
         Func::Route => Ok(()),
+        Func::SetSemconvSpanName => semconv::set_span_name(c, t),
         Func::ConvertGaugeToSum
         | Func::ConvertSumToGauge
         | Func::CopyMetric
@@ -1218,5 +1232,154 @@ fn flatten(m: Vec<KeyValue>, prefix: &str, depth: i64, out: &mut Vec<KeyValue>) 
             }
             v => out.push(kv(key, v)),
         }
+    }
+}
+
+/// `set_semconv_span_name(semconv_version, Optional[original_span_name_attribute])`: the span's
+/// name as the semantic conventions build it for HTTP, database, RPC and messaging spans, from the
+/// span's own attributes (so that names carrying ids, such as `GET /users/123`, become low
+/// cardinality). Other spans keep their name. When the name changes and an attribute is named, the
+/// old name is kept there. The current attribute names are read, then the pre-1.26 ones.
+mod semconv {
+    use super::*;
+    use crate::{Context, Field, Key};
+
+    fn path(field: Field, keys: Vec<Key>) -> Path {
+        Path {
+            level: Context::Span,
+            field,
+            keys,
+            text: "span".into(),
+        }
+    }
+
+    /// The first of `keys` the span has as a non-empty string or an int.
+    fn first(attrs: &[KeyValue], keys: &[&str]) -> Option<String> {
+        keys.iter().find_map(|k| {
+            match Value::from_any(attrs.iter().find(|a| a.key == *k)?.value.as_ref()) {
+                Value::Str(s) if !s.is_empty() => Some(s),
+                Value::Int(i) => Some(i.to_string()),
+                _ => None,
+            }
+        })
+    }
+
+    fn truthy(attrs: &[KeyValue], key: &str) -> bool {
+        attrs
+            .iter()
+            .any(|a| a.key == key && Value::from_any(a.value.as_ref()) == Value::Bool(true))
+    }
+
+    fn address(attrs: &[KeyValue]) -> Option<String> {
+        let host = first(attrs, &["server.address", "net.peer.name"])?;
+        Some(match first(attrs, &["server.port", "net.peer.port"]) {
+            Some(port) => format!("{host}:{port}"),
+            None => host,
+        })
+    }
+
+    fn join(a: Option<String>, b: Option<String>) -> Option<String> {
+        match (a, b) {
+            (Some(a), Some(b)) => Some(format!("{a} {b}")),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The conventional name, or `None` for a span no convention names.
+    pub(super) fn name_for(attrs: &[KeyValue], kind: i64) -> Option<String> {
+        const SERVER: i64 = 2;
+        if let Some(method) = first(attrs, &["http.request.method", "http.method"]) {
+            // Methods outside the HTTP registry are named "HTTP", as the convention says.
+            let known = [
+                "GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE",
+                "QUERY",
+            ];
+            let method = if known.contains(&method.as_str()) {
+                method
+            } else {
+                "HTTP".into()
+            };
+            let target = if kind == SERVER {
+                first(attrs, &["http.route"])
+            } else {
+                first(attrs, &["url.template"])
+            };
+            return join(Some(method), target);
+        }
+        if first(attrs, &["db.system.name", "db.system"]).is_some() {
+            if let Some(summary) = first(attrs, &["db.query.summary"]) {
+                return Some(summary);
+            }
+            let op = first(attrs, &["db.operation.name", "db.operation"]);
+            let target = first(
+                attrs,
+                &[
+                    "db.collection.name",
+                    "db.stored_procedure.name",
+                    "db.namespace",
+                    "db.sql.table",
+                    "db.name",
+                ],
+            )
+            .or_else(|| address(attrs));
+            return join(op, target).or_else(|| first(attrs, &["db.system.name", "db.system"]));
+        }
+        if first(attrs, &["rpc.system"]).is_some() {
+            let service = first(attrs, &["rpc.service"]);
+            let method = first(attrs, &["rpc.method"]);
+            return match (service, method) {
+                (Some(s), Some(m)) => Some(format!("{s}/{m}")),
+                _ => None,
+            };
+        }
+        if first(attrs, &["messaging.system"]).is_some() {
+            let op = first(attrs, &["messaging.operation.name", "messaging.operation"]);
+            let dest = if truthy(attrs, "messaging.destination.temporary") {
+                Some("(temporary)".to_string())
+            } else if truthy(attrs, "messaging.destination.anonymous") {
+                Some("(anonymous)".to_string())
+            } else {
+                first(
+                    attrs,
+                    &[
+                        "messaging.destination.template",
+                        "messaging.destination.name",
+                    ],
+                )
+                .or_else(|| address(attrs))
+            };
+            return join(op, dest);
+        }
+        None
+    }
+
+    pub(super) fn set_span_name(c: &Call, t: &mut dyn Target) -> Result<(), String> {
+        let attrs = match t.get(&path(Field::Attributes, Vec::new()))? {
+            Value::Map(m) => m,
+            _ => Vec::new(),
+        };
+        let kind = match t.get(&path(Field::Kind, Vec::new()))? {
+            Value::Int(k) => k,
+            _ => 0,
+        };
+        let Some(name) = name_for(&attrs, kind) else {
+            return Ok(());
+        };
+        let old = match t.get(&path(Field::Name, Vec::new()))? {
+            Value::Str(s) => s,
+            _ => String::new(),
+        };
+        if name == old {
+            return Ok(());
+        }
+        if let Some(Expr::Lit(Value::Str(key))) = c.args.get(1) {
+            if !key.is_empty() {
+                t.set(
+                    &path(Field::Attributes, vec![Key::Str(key.clone())]),
+                    Value::Str(old),
+                )?;
+            }
+        }
+        t.set(&path(Field::Name, Vec::new()), Value::Str(name))
     }
 }

@@ -1014,8 +1014,115 @@ fn named_arguments() {
     assert!(err(r#"copy_metric(unit = "By")"#).contains("left out"));
     assert!(err(r#"set(target = name, value = "x")"#).contains("named arguments are not supported"));
     // An unknown function is named as such, whatever its arguments.
+    assert!(err(r#"no_such_editor(32, method = "limit_buckets")"#)
+        .contains("unsupported editor \"no_such_editor\""));
+}
+
+#[test]
+fn set_semconv_span_name_follows_the_conventions() {
+    use vigil_core::otlp::trace::v1::{ResourceSpans, ScopeSpans, Span};
+    let span = |name: &str, kind: i32, attrs: &[(&str, &str)]| Span {
+        name: name.into(),
+        kind,
+        attributes: attrs.iter().map(|(k, v)| kv_str(k, *v)).collect(),
+        ..Default::default()
+    };
+    let mut data = Telemetry::Traces(vec![ResourceSpans {
+        scope_spans: vec![ScopeSpans {
+            spans: vec![
+                span(
+                    "GET /users/123",
+                    2,
+                    &[
+                        ("http.request.method", "GET"),
+                        ("http.route", "/users/{id}"),
+                    ],
+                ),
+                span("x", 3, &[("http.request.method", "PURGE")]),
+                span(
+                    "SELECT * FROM t WHERE id=1",
+                    3,
+                    &[
+                        ("db.system.name", "postgresql"),
+                        ("db.operation.name", "SELECT"),
+                        ("db.collection.name", "orders"),
+                    ],
+                ),
+                span(
+                    "q",
+                    3,
+                    &[
+                        ("db.system.name", "redis"),
+                        ("db.query.summary", "GET cart"),
+                    ],
+                ),
+                span(
+                    "call",
+                    3,
+                    &[
+                        ("rpc.system", "grpc"),
+                        ("rpc.service", "shop.Cart"),
+                        ("rpc.method", "Add"),
+                    ],
+                ),
+                span(
+                    "send",
+                    4,
+                    &[
+                        ("messaging.system", "kafka"),
+                        ("messaging.operation.name", "send"),
+                        ("messaging.destination.name", "orders"),
+                    ],
+                ),
+                span("mine", 1, &[("app", "x")]),
+            ],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }]);
+    let st = parse_statement(
+        Context::Span,
+        r#"set_semconv_span_name("1.37.0", "unsanitized_span_name")"#,
+        StatementOptions::default(),
+    )
+    .unwrap();
+    visit(&mut data, Context::Span, &mut |it: &mut Item<'_>| {
+        st.execute(it).unwrap();
+        true
+    });
+    let Telemetry::Traces(rs) = &data else {
+        panic!()
+    };
+    let spans = &rs[0].scope_spans[0].spans;
+    let names: Vec<&str> = spans.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "GET /users/{id}",
+            "HTTP",
+            "SELECT orders",
+            "GET cart",
+            "shop.Cart/Add",
+            "send orders",
+            "mine"
+        ]
+    );
+    let kept = |s: &Span| {
+        s.attributes
+            .iter()
+            .find(|a| a.key == "unsanitized_span_name")
+            .map(|a| Value::from_any(a.value.as_ref()))
+    };
+    assert_eq!(kept(&spans[0]), Some(s("GET /users/123")));
+    assert_eq!(kept(&spans[6]), None, "an unchanged name is not copied");
+    let bad = parse_statement(
+        Context::Span,
+        "set_semconv_span_name(name)",
+        StatementOptions::default(),
+    )
+    .unwrap_err();
     assert!(
-        err(r#"merge_histogram_buckets(32, method = "limit_buckets")"#)
-            .contains("unsupported editor \"merge_histogram_buckets\"")
+        bad.contains("semconv_version must be a string literal"),
+        "{bad}"
     );
 }

@@ -21,7 +21,6 @@ use std::process::Command;
 /// lands; a line that no longer matches any error fails the test.
 const KNOWN_GAPS: &[&str] = &[
     // OTTL editors the shared engine lacks.
-    "unsupported editor \"set_semconv_span_name\"",
     "unsupported editor \"merge_histogram_buckets\"",
     // `profiles` pipelines (otelcol's `service.profilesSupport` feature gate): vigil has no
     // profiles signal; filter's and transform's profile keys are accepted and never run.
