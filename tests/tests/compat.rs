@@ -29,8 +29,6 @@ const KNOWN_GAPS: &[&str] = &[
     "service::telemetry::logs::processors",
     // hostmetrics entity events go to a logs pipeline.
     "receiver \"hostmetrics\" does not support logs",
-    // Splunk's distribution-only top-level section.
-    "'' has invalid keys: config_sources",
 ];
 
 /// The component types the binary has, per kind (`receivers`, ...), from `vigil components`, with

@@ -33,6 +33,7 @@ pub fn load(
     warnings: &mut Vec<String>,
 ) -> Result<Value, LoadError> {
     let mut merged = Value::Object(Map::new());
+    let mut defaults = Defaults::new();
     let default_source = [String::new()];
     let sources: &[String] = if uris.is_empty() {
         &default_source
@@ -58,7 +59,8 @@ pub fn load(
         if !v.is_object() {
             return Err(LoadError::NotAMap { origin });
         }
-        expand_value(&mut v, &origin, warnings)?;
+        config_sources(&mut v, &origin, &mut defaults)?;
+        expand_value(&mut v, &origin, warnings, &defaults)?;
         merge(&mut merged, v);
     }
     for s in sets {
@@ -70,7 +72,7 @@ pub fn load(
         }
         let origin = format!("--set {s}");
         let mut leaf = parse_yaml(&origin, val)?;
-        expand_value(&mut leaf, &origin, warnings)?;
+        expand_value(&mut leaf, &origin, warnings, &defaults)?;
         let nested = nest(k.trim().split("::").collect::<Vec<_>>().as_slice(), leaf);
         merge(&mut merged, nested);
     }
@@ -144,21 +146,88 @@ pub fn merge(base: &mut Value, over: Value) {
     }
 }
 
-fn expand_value(v: &mut Value, origin: &str, warnings: &mut Vec<String>) -> Result<(), LoadError> {
+/// Values for unset environment variables, from the Splunk distribution's `config_sources: env:
+/// defaults:` (name to the text a reference expands to).
+type Defaults = std::collections::BTreeMap<String, String>;
+
+/// Takes the Splunk distribution's top-level `config_sources` out of a source. Its `env` source
+/// with `defaults` gives unset variables a value, which is all it does; any other source (vault,
+/// etcd2, zookeeper, include, ...) fetches values vigil cannot, so it is refused by name.
+fn config_sources(v: &mut Value, origin: &str, defaults: &mut Defaults) -> Result<(), LoadError> {
+    let Some(sources) = v.as_object_mut().and_then(|m| m.remove("config_sources")) else {
+        return Ok(());
+    };
+    let bad = |message: String| LoadError::Expand {
+        origin: origin.to_string(),
+        message,
+    };
+    let Value::Object(sources) = sources else {
+        return if sources.is_null() {
+            Ok(())
+        } else {
+            Err(bad(
+                "config_sources: expected a map of config sources".into()
+            ))
+        };
+    };
+    for (name, cfg) in sources {
+        if name != "env" {
+            return Err(bad(format!(
+                "config_sources::{name}: config source {name:?} is not supported (vigil reads only the env source's defaults)"
+            )));
+        }
+        let Some(cfg) = cfg.as_object() else {
+            continue;
+        };
+        for (key, val) in cfg {
+            if key != "defaults" {
+                return Err(bad(format!(
+                    "config_sources::env::{key}: unknown key (expected defaults)"
+                )));
+            }
+            let Some(map) = val.as_object() else {
+                if val.is_null() {
+                    continue;
+                }
+                return Err(bad(
+                    "config_sources::env::defaults: expected a map of variable names to values"
+                        .into(),
+                ));
+            };
+            for (var, d) in map {
+                let text = match d {
+                    Value::String(s) => s.clone(),
+                    Value::Null => String::new(),
+                    // A list or map as flow YAML, so a whole reference reads it back typed.
+                    other => other.to_string(),
+                };
+                defaults.insert(var.clone(), text);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn expand_value(
+    v: &mut Value,
+    origin: &str,
+    warnings: &mut Vec<String>,
+    defaults: &Defaults,
+) -> Result<(), LoadError> {
     match v {
         Value::String(s) => {
-            if let Some(new) = expand_string(s, origin, warnings)? {
+            if let Some(new) = expand_string_with(s, origin, warnings, defaults)? {
                 *v = new;
             }
         }
         Value::Array(items) => {
             for i in items {
-                expand_value(i, origin, warnings)?;
+                expand_value(i, origin, warnings, defaults)?;
             }
         }
         Value::Object(map) => {
             for (_, i) in map.iter_mut() {
-                expand_value(i, origin, warnings)?;
+                expand_value(i, origin, warnings, defaults)?;
             }
         }
         _ => {}
@@ -169,10 +238,20 @@ fn expand_value(v: &mut Value, origin: &str, warnings: &mut Vec<String>) -> Resu
 /// Expands `${env:VAR}`, `${VAR}`, `${env:VAR:-default}` and `$$`. A string that is exactly one
 /// reference takes the variable's value parsed as a YAML scalar (so a port becomes a number); a
 /// reference inside longer text is substituted as text. Bare `$VAR` is left alone, as otelcol does.
+#[cfg(test)]
 fn expand_string(
     s: &str,
     origin: &str,
     warnings: &mut Vec<String>,
+) -> Result<Option<Value>, LoadError> {
+    expand_string_with(s, origin, warnings, &Defaults::new())
+}
+
+fn expand_string_with(
+    s: &str,
+    origin: &str,
+    warnings: &mut Vec<String>,
+    defaults: &Defaults,
 ) -> Result<Option<Value>, LoadError> {
     if !s.contains('$') {
         return Ok(None);
@@ -194,7 +273,7 @@ fn expand_string(
                 message: format!("unterminated reference in {s:?}: missing '}}'"),
             })?;
             let inner = &inner_start[..end];
-            let value = resolve(inner, origin, warnings)?;
+            let value = resolve(inner, origin, warnings, defaults)?;
             // `${` + inner + `}` spans the whole string.
             let is_whole = pos == 0 && end + 3 == rest.len() && out.is_empty();
             if is_whole {
@@ -245,7 +324,12 @@ fn scalar(text: String) -> Value {
     }
 }
 
-fn resolve(inner: &str, origin: &str, warnings: &mut Vec<String>) -> Result<String, LoadError> {
+fn resolve(
+    inner: &str,
+    origin: &str,
+    warnings: &mut Vec<String>,
+    defaults: &Defaults,
+) -> Result<String, LoadError> {
     let (scheme, rest) = match inner.split_once(':') {
         Some((sch, r)) if sch == "env" => (sch, r),
         Some((sch, _)) if sch.chars().all(|c| c.is_ascii_alphabetic()) && !sch.is_empty() => {
@@ -273,6 +357,7 @@ fn resolve(inner: &str, origin: &str, warnings: &mut Vec<String>) -> Result<Stri
         Ok(v) => Ok(v),
         Err(_) => match default {
             Some(d) => Ok(d.to_string()),
+            None if defaults.contains_key(name) => Ok(defaults[name].clone()),
             None => {
                 warnings.push(format!(
                     "{origin}: environment variable {name} is not set; ${{{inner}}} expands to an empty string"
@@ -293,6 +378,32 @@ mod tests {
         let mut a = json!({"a": {"x": 1, "l": [1, 2]}, "b": 1});
         merge(&mut a, json!({"a": {"y": 2, "l": [3]}}));
         assert_eq!(a, json!({"a": {"x": 1, "y": 2, "l": [3]}, "b": 1}));
+    }
+
+    #[test]
+    fn splunk_env_config_source_defaults_unset_variables() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.yaml");
+        std::fs::write(
+            &f,
+            "config_sources:\n  env:\n    defaults:\n      VIGIL_TEST_UNSET_LIST: []\n      VIGIL_TEST_UNSET_NAME: web\n\
+             processors:\n  filter:\n    names: ${env:VIGIL_TEST_UNSET_LIST}\n    name: app-${env:VIGIL_TEST_UNSET_NAME}\n",
+        )
+        .unwrap();
+        let mut w = Vec::new();
+        let v = load(&[f.display().to_string()], &[], &mut w).unwrap();
+        assert_eq!(v["processors"]["filter"]["names"], json!([]));
+        assert_eq!(v["processors"]["filter"]["name"], json!("app-web"));
+        assert!(v.get("config_sources").is_none());
+        assert!(w.is_empty(), "{w:?}");
+        std::fs::write(&f, "config_sources:\n  vault:\n    endpoint: x\n").unwrap();
+        let e = load(&[f.display().to_string()], &[], &mut w)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("config_sources::vault: config source \"vault\" is not supported"),
+            "{e}"
+        );
     }
 
     #[test]
