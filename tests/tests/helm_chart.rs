@@ -210,7 +210,10 @@ fn every_preset_renders_to_a_config_vigil_validates() {
         }
         // The kubelet creates the state hostPath as root: a non-root pod cannot keep files there.
         if ds.contains("runAsUser: 10001") {
-            assert!(!config.contains("directory: /var/lib/vigil"), "{name}: state as non-root");
+            assert!(
+                !config.contains("directory: /var/lib/vigil"),
+                "{name}: state as non-root"
+            );
         }
         if all || on("hostMetrics") {
             assert!(
