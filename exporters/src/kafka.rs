@@ -422,7 +422,10 @@ impl Persist for KafkaRequest {
 /// Splits spans into one batch per trace id, in order of first appearance; each keeps its
 /// resource and scope. The key is the trace id in hex, as otelcol's.
 fn by_trace_id(rs: Vec<ResourceSpans>) -> Vec<(Vec<u8>, Telemetry)> {
-    let mut groups: Vec<(Vec<u8>, Vec<ResourceSpans>, (usize, usize))> = Vec::new();
+    // Per trace: its id, its spans under their resources, and the (resource, scope) index it
+    // last appended to, so that consecutive spans share one envelope.
+    type Group = (Vec<u8>, Vec<ResourceSpans>, (usize, usize));
+    let mut groups: Vec<Group> = Vec::new();
     let mut index: HashMap<Vec<u8>, usize> = HashMap::new();
     for (ri, r) in rs.into_iter().enumerate() {
         for (si, ss) in r.scope_spans.into_iter().enumerate() {
@@ -964,12 +967,12 @@ mod tests {
     fn too_large_batches_split_and_single_items_are_refused() {
         let st = stack(serde_json::json!({"producer": {"max_message_bytes": 1000}}));
         let s = st.sender();
-        let req = s.prepare(&sample_logs(40)).unwrap();
+        let req = s.prepare(&sample_logs(200)).unwrap();
         assert!(req.messages.len() > 1);
         assert!(req.messages.iter().all(|m| m.value.len() <= 1000));
         let mut big = sample_logs(1);
         if let Telemetry::Logs(rl) = &mut big {
-            rl[0].scope_logs[0].log_records[0].body =
+            rl[1].scope_logs[0].log_records[0].body =
                 Some(vigil_core::otlp::common::v1::AnyValue {
                     value: Some(any_value::Value::StringValue("x".repeat(5000))),
                 });
