@@ -99,6 +99,16 @@ pub enum EpisodeEvent {
 pub struct EpisodeTracker {
     config: EpisodeConfig,
     open: Option<Box<Open>>,
+    /// What the last ended episode started from, so that the series' return there is not taken for a
+    /// new anomaly; boxed for the same reason as `open`.
+    ended: Option<Box<Ended>>,
+}
+
+/// The band the last ended episode started from, and its side.
+#[derive(Debug, Clone)]
+struct Ended {
+    band: (f64, f64),
+    up: bool,
 }
 
 /// The open episode and its bookkeeping.
@@ -124,7 +134,11 @@ struct Open {
 impl EpisodeTracker {
     /// A tracker with the given settings.
     pub fn new(config: EpisodeConfig) -> Self {
-        Self { config, open: None }
+        Self {
+            config,
+            open: None,
+            ended: None,
+        }
     }
 
     /// The open (announced) episode, if any.
@@ -156,8 +170,25 @@ impl EpisodeTracker {
         }) {
             self.open = None;
         }
+        // An episode can end while the series is still off (the detector took the new level as
+        // normal); its return into the band that held before that episode then scores on the other
+        // side. That is the recovery, not a new anomaly.
+        if self.open.is_none() && obs.score >= self.config.threshold {
+            if let Some(e) = self.ended.as_deref() {
+                let back = (e.band.0..=e.band.1).contains(&value);
+                let other_side = if e.up {
+                    value < obs.expected
+                } else {
+                    value > obs.expected
+                };
+                if back && other_side {
+                    return None;
+                }
+            }
+        }
         let Some(o) = self.open.as_deref_mut() else {
             if obs.score >= self.config.threshold {
+                self.ended = None;
                 let e = Episode {
                     start: timestamp_secs,
                     end: timestamp_secs,
@@ -231,6 +262,10 @@ impl EpisodeTracker {
         o.quiet += 1;
         if o.quiet >= self.config.quiet_points {
             let done = o.episode;
+            self.ended = Some(Box::new(Ended {
+                band: o.first_band,
+                up: o.up,
+            }));
             self.open = None;
             return Some(EpisodeEvent::Ended(done));
         }
@@ -307,6 +342,37 @@ mod tests {
         assert_eq!(e.peak_score, 1.0);
         assert_eq!((e.peak.expected, e.peak.upper), (0.0, 0.01));
         assert_eq!(e.peak.part, Part::LevelShift);
+    }
+
+    #[test]
+    fn the_return_after_an_episode_ended_is_not_a_new_one() {
+        let mut t = EpisodeTracker::new(EpisodeConfig {
+            quiet_points: 2,
+            shifted_points: 1,
+            ..EpisodeConfig::default()
+        });
+        // An error ratio jumps to 0.5 and stays; the shifted level is taken as the new normal and the
+        // episode ends.
+        let up = obs(0.9, 0.0, 0.01, Part::LevelShift);
+        let settled = obs(0.0, 0.5, 0.6, Part::None);
+        assert!(matches!(
+            t.update(1.0, 0.5, &up),
+            Some(EpisodeEvent::Started(_))
+        ));
+        assert!(t.update(2.0, 0.5, &settled).is_none());
+        assert!(matches!(
+            t.update(3.0, 0.5, &settled),
+            Some(EpisodeEvent::Ended(_))
+        ));
+        // The fault ends: 0 scores as a change below 0.5, but it is back in the band of before.
+        let back = obs(0.9, 0.5, 0.6, Part::VarianceChange);
+        assert!(t.update(4.0, 0.0, &back).is_none());
+        assert!(t.update(5.0, 0.0, &back).is_none());
+        // Another rise is news again.
+        assert!(matches!(
+            t.update(6.0, 0.6, &obs(0.9, 0.0, 0.01, Part::LevelShift)),
+            Some(EpisodeEvent::Started(_))
+        ));
     }
 
     #[test]
