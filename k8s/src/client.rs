@@ -102,3 +102,44 @@ pub fn client_at(url: &str) -> Result<kube::Client, ConnectError> {
         .map_err(|e| ConnectError::Client(format!("invalid URL {url:?}: {e}")))?;
     client_for(kube::Config::new(uri))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auth_types_are_spelled_as_otelcol_spells_them() {
+        for (s, a) in [
+            ("none", AuthType::None),
+            ("serviceAccount", AuthType::ServiceAccount),
+            ("kubeConfig", AuthType::KubeConfig),
+        ] {
+            let got: AuthType = serde_json::from_value(serde_json::json!(s)).unwrap();
+            assert_eq!(got, a);
+            assert_eq!(a.as_str(), s);
+        }
+        assert!(serde_json::from_value::<AuthType>(serde_json::json!("tls")).is_err());
+        let c: ApiConfig = serde_json::from_value(serde_json::json!({})).unwrap();
+        assert_eq!(c.auth_type, AuthType::ServiceAccount);
+    }
+
+    #[test]
+    fn an_invalid_url_is_an_error_not_a_panic() {
+        assert!(client_at("not a url").is_err());
+    }
+
+    #[tokio::test]
+    async fn a_kubeconfig_context_that_does_not_exist_is_named() {
+        // The default kubeconfig may be absent here; either way the error says what is wrong
+        // instead of panicking, and names the auth type.
+        let e = connect(&ApiConfig {
+            auth_type: AuthType::KubeConfig,
+            context: Some("no-such-context-vigil".into()),
+        })
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+        assert!(e.starts_with("auth_type kubeConfig: "), "{e}");
+    }
+}
