@@ -243,6 +243,9 @@ impl Client<'_> {
                 ("server_name_override", t.server_name_override.is_some()),
                 ("min_version", t.min_version.is_some()),
                 ("max_version", t.max_version.is_some()),
+                // librdkafka takes OpenSSL's suite names, not Go's; a silent mismatch would
+                // weaken or break the handshake.
+                ("cipher_suites", !t.cipher_suites.is_empty()),
             ] {
                 if set {
                     return Err(ConfigError::at(
