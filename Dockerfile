@@ -1,4 +1,5 @@
 # Multi-stage build: compile in the Rust image, run from a small Debian image as a non-root user.
+# libssl3: librdkafka (the kafka exporter and receiver) links OpenSSL for SASL SCRAM and TLS.
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .
@@ -7,7 +8,7 @@ RUN cargo build --release -p vigil -p vigil-loadgen \
 
 FROM debian:bookworm-slim
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates \
+ && apt-get install -y --no-install-recommends ca-certificates libssl3 \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin vigil \
  && mkdir -p /etc/vigil /var/lib/vigil \
