@@ -482,8 +482,16 @@ impl Balancer {
         for b in leaving {
             // Flagged after the swap, so nothing new reaches it; its queue drains into the ring.
             b.left.store(true, Ordering::Release);
+            // The exporter's own stop ends this drain at once: what the queue still holds is then
+            // counted as lost by the stack's stop, not left uncounted.
+            let stop = self.tasks.stopping();
             self.tasks.spawn(async move {
-                let _ = b.stack.shutdown_by(Instant::now() + LEAVING_DRAIN).await;
+                tokio::select! {
+                    _ = b.stack.shutdown_by(Instant::now() + LEAVING_DRAIN) => {}
+                    _ = stop.cancelled() => {
+                        let _ = b.stack.shutdown_by(Instant::now()).await;
+                    }
+                }
             });
         }
     }
@@ -494,6 +502,7 @@ impl Balancer {
             return;
         };
         let port = dns.port.get().unwrap_or(resolver::DEFAULT_PORT);
+        let stop = self.tasks.stopping();
         let mut failing = false;
         loop {
             match resolver::resolve_dns(&lookup, &dns, port).await {
@@ -516,7 +525,10 @@ impl Balancer {
                     failing = true;
                 }
             }
-            tokio::time::sleep(dns.interval).await;
+            tokio::select! {
+                _ = tokio::time::sleep(dns.interval) => {}
+                _ = stop.cancelled() => return,
+            }
         }
     }
 }
