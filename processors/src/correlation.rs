@@ -489,7 +489,11 @@ pub fn to_event(resource: &[KeyValue], r: &LogRecord) -> Option<Event> {
             let metric = get_str(a, "vigil.anomaly.metric").unwrap_or("metric");
             let (mut detail, multiple) = anomaly_detail(a, metric);
             band = multiple;
-            load = is_request_rate(metric);
+            // A rate of failed requests (`error.type`, a 5xx status in the series) is a failure.
+            load = is_request_rate(metric)
+                && !["error.type=", "status_code=5", "otel.status_code=ERROR"]
+                    .iter()
+                    .any(|w| series.contains(w));
             // A pattern's rate says which pattern only in the body ("log pattern 7 \"…\" of api
             // surged 5.0× above its band: 12 vs 0–3"): that line, without the numbers, is the detail.
             if metric == "log.pattern.rate" {
