@@ -17,6 +17,11 @@ pub fn default_client_id() -> String {
     "otel-collector".to_string()
 }
 
+/// otelcol's default `protocol_version`, the Kafka API level both components ask the broker for.
+pub fn default_protocol_version() -> Option<String> {
+    Some("2.1.0".to_string())
+}
+
 /// `auth::plain_text`: SASL PLAIN, as otelcol's deprecated spelling has it.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]

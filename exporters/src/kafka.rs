@@ -21,7 +21,9 @@ use std::time::Duration;
 use vigil_core::codec::encode::{json_request, proto_request};
 use vigil_core::config::{duration, TlsClientConfig};
 use vigil_core::factory::{DynExporterFactory, ExporterFactory, FactoryBase};
-use vigil_core::kafka::{default_brokers, default_client_id, Auth, Client, Metadata};
+use vigil_core::kafka::{
+    default_brokers, default_client_id, default_protocol_version, Auth, Client, Metadata,
+};
 use vigil_core::otlp::common::v1::{any_value, KeyValue};
 use vigil_core::otlp::trace::v1::{ResourceSpans, ScopeSpans};
 use vigil_core::{
@@ -135,10 +137,6 @@ impl Default for ProducerConfig {
 
 fn default_timeout() -> Duration {
     Duration::from_secs(5)
-}
-
-fn default_protocol_version() -> Option<String> {
-    Some("2.1.0".to_string())
 }
 
 /// The `kafka` exporter's config, with otelcol's keys.

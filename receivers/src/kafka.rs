@@ -18,7 +18,9 @@ use vigil_core::codec::decode::{decode_body, Encoding as WireEncoding, ExportReq
 use vigil_core::codec::Compression;
 use vigil_core::config::{duration, TlsClientConfig};
 use vigil_core::factory::{FactoryBase, ReceiverFactory};
-use vigil_core::kafka::{default_brokers, default_client_id, Auth, Client, Metadata};
+use vigil_core::kafka::{
+    default_brokers, default_client_id, default_protocol_version, Auth, Client, Metadata,
+};
 use vigil_core::otlp::collector::logs::v1::ExportLogsServiceRequest;
 use vigil_core::otlp::collector::metrics::v1::ExportMetricsServiceRequest;
 use vigil_core::otlp::collector::trace::v1::ExportTraceServiceRequest;
@@ -158,10 +160,6 @@ fn default_fetch_size() -> usize {
 
 fn one() -> usize {
     1
-}
-
-fn default_protocol_version() -> Option<String> {
-    Some("2.1.0".to_string())
 }
 
 /// The `kafka` receiver's config, with otelcol's keys.
