@@ -177,6 +177,13 @@ pub trait Extension: Component {
     fn server_auth(&self) -> Option<Arc<dyn ServerAuth>> {
         None
     }
+
+    /// Observers (`k8s_observer`, `host_observer`) return the endpoints they see, as otelcol's
+    /// `observer.Observable`; `receiver_creator` downcasts it to the agent's endpoint feed, whose
+    /// type lives beside the observers rather than in core.
+    fn observer(&self) -> Option<Arc<dyn std::any::Any + Send + Sync>> {
+        None
+    }
 }
 
 /// Who a server authenticator found a request to come from. A receiver's `auth::roles` match on it
