@@ -1,6 +1,6 @@
 //! A Kubernetes API-server double, for tests only: no cluster can run on the machines that build
 //! and test vigil, so the components that read the API (`k8sattributes`, resourcedetection's
-//! `k8snode`/`k8s_api`) are tested against this. It speaks the real list/watch protocol as the
+//! `k8snode`/`k8s_api`, `k8s_cluster`) are tested against this. It speaks the real list/watch protocol as the
 //! API server does: every change bumps one resource version; a list answers with the version it
 //! reflects (and pages with `limit`/`continue`); `?watch=true&resourceVersion=N` replays the
 //! events after N and then streams ADDED/MODIFIED/DELETED as they happen, with BOOKMARK events
@@ -8,7 +8,8 @@
 //! `410 Gone` (an ERROR event whose Status has reason `Expired`), which forces a re-list; and a
 //! test can cut every open watch mid-stream, as a restarting API server or a load balancer does.
 //! Objects are JSON shaped like a real cluster's (built by [`pod`], [`replicaset`], [`node`],
-//! [`namespace`], [`job`]), and `Accept: ...;as=PartialObjectMetadata` gets metadata only.
+//! [`namespace`], [`job`], and for `k8s_cluster` [`deployment`], [`daemonset`], [`statefulset`],
+//! [`cronjob`], [`resourcequota`], [`replicationcontroller`], [`hpa`]), and `Accept: ...;as=PartialObjectMetadata` gets metadata only.
 //!
 //! It runs on its own thread and runtime, so sync and async tests use it the same way.
 
@@ -32,6 +33,13 @@ pub enum Kind {
     Namespace,
     ReplicaSet,
     Job,
+    Deployment,
+    DaemonSet,
+    StatefulSet,
+    CronJob,
+    ResourceQuota,
+    ReplicationController,
+    HorizontalPodAutoscaler,
 }
 
 impl Kind {
@@ -42,6 +50,13 @@ impl Kind {
             Kind::Namespace => "NamespaceList",
             Kind::ReplicaSet => "ReplicaSetList",
             Kind::Job => "JobList",
+            Kind::Deployment => "DeploymentList",
+            Kind::DaemonSet => "DaemonSetList",
+            Kind::StatefulSet => "StatefulSetList",
+            Kind::CronJob => "CronJobList",
+            Kind::ResourceQuota => "ResourceQuotaList",
+            Kind::ReplicationController => "ReplicationControllerList",
+            Kind::HorizontalPodAutoscaler => "HorizontalPodAutoscalerList",
         }
     }
     fn kind(self) -> &'static str {
@@ -51,17 +66,29 @@ impl Kind {
             Kind::Namespace => "Namespace",
             Kind::ReplicaSet => "ReplicaSet",
             Kind::Job => "Job",
+            Kind::Deployment => "Deployment",
+            Kind::DaemonSet => "DaemonSet",
+            Kind::StatefulSet => "StatefulSet",
+            Kind::CronJob => "CronJob",
+            Kind::ResourceQuota => "ResourceQuota",
+            Kind::ReplicationController => "ReplicationController",
+            Kind::HorizontalPodAutoscaler => "HorizontalPodAutoscaler",
         }
     }
     fn api_version(self) -> &'static str {
         match self {
-            Kind::Pod | Kind::Node | Kind::Namespace => "v1",
-            Kind::ReplicaSet => "apps/v1",
-            Kind::Job => "batch/v1",
+            Kind::Pod
+            | Kind::Node
+            | Kind::Namespace
+            | Kind::ResourceQuota
+            | Kind::ReplicationController => "v1",
+            Kind::ReplicaSet | Kind::Deployment | Kind::DaemonSet | Kind::StatefulSet => "apps/v1",
+            Kind::Job | Kind::CronJob => "batch/v1",
+            Kind::HorizontalPodAutoscaler => "autoscaling/v2",
         }
     }
     fn namespaced(self) -> bool {
-        matches!(self, Kind::Pod | Kind::ReplicaSet | Kind::Job)
+        !matches!(self, Kind::Node | Kind::Namespace)
     }
     fn from_path(group: &str, plural: &str) -> Option<Kind> {
         match (group, plural) {
@@ -70,6 +97,13 @@ impl Kind {
             ("v1", "namespaces") => Some(Kind::Namespace),
             ("apps/v1", "replicasets") => Some(Kind::ReplicaSet),
             ("batch/v1", "jobs") => Some(Kind::Job),
+            ("apps/v1", "deployments") => Some(Kind::Deployment),
+            ("apps/v1", "daemonsets") => Some(Kind::DaemonSet),
+            ("apps/v1", "statefulsets") => Some(Kind::StatefulSet),
+            ("batch/v1", "cronjobs") => Some(Kind::CronJob),
+            ("v1", "resourcequotas") => Some(Kind::ResourceQuota),
+            ("v1", "replicationcontrollers") => Some(Kind::ReplicationController),
+            ("autoscaling/v2", "horizontalpodautoscalers") => Some(Kind::HorizontalPodAutoscaler),
             _ => None,
         }
     }
@@ -923,7 +957,15 @@ pub fn node(name: &str) -> Value {
                 "osImage": "Amazon Linux 2023", "kernelVersion": "6.1.132", "architecture": "amd64",
                 "operatingSystem": "linux", "machineID": "ec2d3f", "systemUUID": "ec2d3f",
                 "bootID": "b00t", "kubeProxyVersion": ""},
-            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}]
+            "capacity": {"cpu": "4", "memory": "16044380Ki", "ephemeral-storage": "83873772Ki",
+                "pods": "58", "hugepages-2Mi": "0"},
+            "allocatable": {"cpu": "3920m", "memory": "15027548Ki",
+                "ephemeral-storage": "76224326324", "pods": "58", "hugepages-2Mi": "0"},
+            "conditions": [
+                {"type": "MemoryPressure", "status": "False", "reason": "KubeletHasSufficientMemory"},
+                {"type": "DiskPressure", "status": "False", "reason": "KubeletHasNoDiskPressure"},
+                {"type": "PIDPressure", "status": "False", "reason": "KubeletHasSufficientPID"},
+                {"type": "Ready", "status": "True", "reason": "KubeletReady"}]
         }
     })
 }
@@ -937,5 +979,150 @@ pub fn namespace(name: &str) -> Value {
             "labels": {"kubernetes.io/metadata.name": name}},
         "spec": {"finalizers": ["kubernetes"]},
         "status": {"phase": "Active"}
+    })
+}
+
+/// The labels and selector a workload controller's pods carry.
+fn selector(app: &str) -> Value {
+    json!({"matchLabels": {"app.kubernetes.io/name": app}})
+}
+
+/// A Deployment asking for `replicas` pods of which `available` are available, as the deployment
+/// controller reports it once it has observed the spec.
+pub fn deployment(ns: &str, name: &str, replicas: i32, available: i32) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": ns, "uid": uid(&format!("deploy/{ns}/{name}")),
+            "creationTimestamp": "2026-11-30T07:59:57Z", "generation": 1,
+            "labels": {"app.kubernetes.io/name": name},
+            "annotations": {"deployment.kubernetes.io/revision": "1"}},
+        "spec": {"replicas": replicas, "selector": selector(name),
+            "strategy": {"type": "RollingUpdate",
+                "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}},
+            "revisionHistoryLimit": 10, "progressDeadlineSeconds": 600,
+            "template": {"metadata": {"labels": {"app.kubernetes.io/name": name}},
+                "spec": {"containers": [{"name": "app",
+                    "image": format!("registry.example.com/{name}:1.4.2")}]}}},
+        "status": {"observedGeneration": 1, "replicas": available, "updatedReplicas": available,
+            "readyReplicas": available, "availableReplicas": available,
+            "unavailableReplicas": (replicas - available).max(0),
+            "conditions": [{"type": "Available", "status": if available >= replicas { "True" } else { "False" },
+                "reason": "MinimumReplicasAvailable"}]}
+    })
+}
+
+/// A DaemonSet scheduled on `desired` nodes, `ready` of them ready.
+pub fn daemonset(ns: &str, name: &str, desired: i32, ready: i32) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "DaemonSet",
+        "metadata": {"name": name, "namespace": ns, "uid": uid(&format!("ds/{ns}/{name}")),
+            "creationTimestamp": "2026-11-01T00:00:00Z", "generation": 2,
+            "labels": {"app.kubernetes.io/name": name}},
+        "spec": {"selector": selector(name),
+            "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}},
+            "template": {"metadata": {"labels": {"app.kubernetes.io/name": name}},
+                "spec": {"containers": [{"name": name, "image": format!("registry.example.com/{name}:0.9.1")}]}}},
+        "status": {"currentNumberScheduled": desired, "desiredNumberScheduled": desired,
+            "numberMisscheduled": 0, "numberReady": ready, "numberAvailable": ready,
+            "updatedNumberScheduled": desired, "observedGeneration": 2}
+    })
+}
+
+/// A StatefulSet asking for `replicas` pods, `ready` of them ready.
+pub fn statefulset(ns: &str, name: &str, replicas: i32, ready: i32) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": {"name": name, "namespace": ns, "uid": uid(&format!("sts/{ns}/{name}")),
+            "creationTimestamp": "2026-11-01T00:00:00Z", "generation": 1,
+            "labels": {"app.kubernetes.io/name": name}},
+        "spec": {"replicas": replicas, "serviceName": name, "selector": selector(name),
+            "podManagementPolicy": "OrderedReady",
+            "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": 0}},
+            "template": {"metadata": {"labels": {"app.kubernetes.io/name": name}},
+                "spec": {"containers": [{"name": name, "image": format!("registry.example.com/{name}:16.4")}]}}},
+        "status": {"observedGeneration": 1, "replicas": replicas, "readyReplicas": ready,
+            "currentReplicas": replicas, "updatedReplicas": replicas, "availableReplicas": ready,
+            "currentRevision": format!("{name}-6d8f7c9b5"), "updateRevision": format!("{name}-6d8f7c9b5"),
+            "collisionCount": 0}
+    })
+}
+
+/// A CronJob with the Jobs in `active` running.
+pub fn cronjob(ns: &str, name: &str, active: &[&str]) -> Value {
+    let active: Vec<Value> = active
+        .iter()
+        .map(|j| {
+            json!({"kind": "Job", "namespace": ns, "name": j, "apiVersion": "batch/v1",
+                        "uid": uid(&format!("job/{ns}/{j}")), "resourceVersion": "1001"})
+        })
+        .collect();
+    json!({
+        "apiVersion": "batch/v1", "kind": "CronJob",
+        "metadata": {"name": name, "namespace": ns, "uid": uid(&format!("cronjob/{ns}/{name}")),
+            "creationTimestamp": "2026-11-01T00:00:00Z", "generation": 1},
+        "spec": {"schedule": "*/5 * * * *", "concurrencyPolicy": "Forbid", "suspend": false,
+            "successfulJobsHistoryLimit": 3, "failedJobsHistoryLimit": 1,
+            "jobTemplate": {"spec": {"template": {"spec": {"restartPolicy": "OnFailure",
+                "containers": [{"name": name, "image": "registry.example.com/cron:2.1"}]}}}}},
+        "status": {"active": active, "lastScheduleTime": "2026-11-30T08:00:00Z"}
+    })
+}
+
+/// A ResourceQuota with its `hard` limits and `used` amounts, as quantities (`"2"`, `"500m"`,
+/// `"4Gi"`).
+pub fn resourcequota(ns: &str, name: &str, hard: &[(&str, &str)], used: &[(&str, &str)]) -> Value {
+    let map = |kv: &[(&str, &str)]| -> Value {
+        kv.iter()
+            .map(|(k, v)| (k.to_string(), json!(v)))
+            .collect::<serde_json::Map<_, _>>()
+            .into()
+    };
+    json!({
+        "apiVersion": "v1", "kind": "ResourceQuota",
+        "metadata": {"name": name, "namespace": ns, "uid": uid(&format!("quota/{ns}/{name}")),
+            "creationTimestamp": "2026-11-01T00:00:00Z"},
+        "spec": {"hard": map(hard)},
+        "status": {"hard": map(hard), "used": map(used)}
+    })
+}
+
+/// A ReplicationController asking for `replicas` pods, `available` of them available.
+pub fn replicationcontroller(ns: &str, name: &str, replicas: i32, available: i32) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "ReplicationController",
+        "metadata": {"name": name, "namespace": ns, "uid": uid(&format!("rc/{ns}/{name}")),
+            "creationTimestamp": "2026-11-01T00:00:00Z", "generation": 1},
+        "spec": {"replicas": replicas, "selector": {"app": name},
+            "template": {"metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": name, "image": "registry.example.com/legacy:0.1"}]}}},
+        "status": {"replicas": available, "readyReplicas": available,
+            "availableReplicas": available, "observedGeneration": 1}
+    })
+}
+
+/// An autoscaling/v2 HorizontalPodAutoscaler of Deployment `target`.
+pub fn hpa(
+    ns: &str,
+    name: &str,
+    target: &str,
+    min: i32,
+    max: i32,
+    current: i32,
+    desired: i32,
+) -> Value {
+    json!({
+        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": name, "namespace": ns, "uid": uid(&format!("hpa/{ns}/{name}")),
+            "creationTimestamp": "2026-11-01T00:00:00Z"},
+        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": target},
+            "minReplicas": min, "maxReplicas": max,
+            "metrics": [{"type": "Resource", "resource": {"name": "cpu",
+                "target": {"type": "Utilization", "averageUtilization": 70}}}]},
+        "status": {"currentReplicas": current, "desiredReplicas": desired,
+            "lastScaleTime": "2026-11-30T08:00:00Z",
+            "currentMetrics": [{"type": "Resource", "resource": {"name": "cpu",
+                "current": {"averageUtilization": 55, "averageValue": "110m"}}}],
+            "conditions": [{"type": "AbleToScale", "status": "True", "reason": "ReadyForNewScale",
+                "lastTransitionTime": "2026-11-30T08:00:00Z"}]}
     })
 }
