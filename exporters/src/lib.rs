@@ -10,6 +10,7 @@ pub mod file;
 pub mod helper;
 pub mod kafka;
 pub mod loadbalancing;
+pub mod nop;
 pub mod otlp;
 pub mod otlphttp;
 pub mod prometheus;
@@ -30,5 +31,6 @@ pub fn factories() -> Vec<Arc<dyn DynExporterFactory>> {
         loadbalancing::factory(),
         awss3::factory(),
         kafka::factory(),
+        nop::factory(),
     ]
 }

@@ -5,6 +5,7 @@ pub mod hostmetrics;
 pub mod jaeger;
 pub mod kafka;
 pub mod kubeletstats;
+pub mod nop;
 pub mod otlp;
 pub mod prometheus;
 pub mod prometheusremotewrite;
@@ -32,5 +33,6 @@ pub fn factories() -> Vec<Arc<dyn DynReceiverFactory>> {
         zipkin::factory(),
         kafka::factory(),
         kubeletstats::factory(),
+        nop::factory(),
     ]
 }
