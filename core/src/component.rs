@@ -184,6 +184,13 @@ pub trait Extension: Component {
     fn observer(&self) -> Option<Arc<dyn std::any::Any + Send + Sync>> {
         None
     }
+
+    /// Leader electors (`k8s_leader_elector`) return whether this instance leads now, as a watch
+    /// that turns `true` when it gains the lease and `false` when it loses it. Receivers whose
+    /// `k8s_leader_elector` names the extension run only while it is `true`.
+    fn leadership(&self) -> Option<tokio::sync::watch::Receiver<bool>> {
+        None
+    }
 }
 
 /// Who a server authenticator found a request to come from. A receiver's `auth::roles` match on it
@@ -333,6 +340,18 @@ impl Host {
         })?;
         ext.server_auth()
             .ok_or_else(|| anyhow::anyhow!("extension {auth_id} is not a server authenticator"))
+    }
+
+    /// The leadership of the leader elector `id`, which a receiver's `k8s_leader_elector` names.
+    pub fn leadership(
+        &self,
+        id: &ComponentId,
+    ) -> anyhow::Result<tokio::sync::watch::Receiver<bool>> {
+        let ext = self.extension(id).ok_or_else(|| {
+            anyhow::anyhow!("leader elector {id} is not configured in service::extensions")
+        })?;
+        ext.leadership()
+            .ok_or_else(|| anyhow::anyhow!("extension {id} is not a leader elector"))
     }
 
     /// A running component hit an error it cannot recover from; the service stops.
