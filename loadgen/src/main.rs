@@ -103,6 +103,16 @@ struct Args {
     /// scenario: seconds of data time per step.
     #[arg(long, default_value_t = 10)]
     step_secs: u64,
+    /// scenario: send only these services' spans and metrics (comma-separated names such as
+    /// `frontend,svc-2`): what the agent of one node of a fleet sees. Every service is simulated.
+    #[arg(long, value_delimiter = ',')]
+    only_services: Vec<String>,
+    /// scenario: client spans name their callee in `peer.service`.
+    #[arg(long)]
+    peer_service: bool,
+    /// scenario: wall time to wait after each step, such as 50ms (0: as fast as the agent takes them).
+    #[arg(long, default_value = "0s")]
+    step_wait: String,
 }
 
 #[derive(Default)]
@@ -480,6 +490,12 @@ async fn run_scenario(args: &Args, client: &Client) -> anyhow::Result<()> {
             args.services - 1
         );
     }
+    let step_wait = parse_secs(&args.step_wait).map_err(|_| {
+        anyhow::anyhow!(
+            "--step-wait {:?}: expected a duration such as 50ms",
+            args.step_wait
+        )
+    })?;
     let mut sc = Scenario::new(ScenarioConfig {
         seed: args.seed,
         services: args.services,
@@ -491,11 +507,32 @@ async fn run_scenario(args: &Args, client: &Client) -> anyhow::Result<()> {
         // Data time ends now, so the agent sees recent timestamps.
         start_ns: now_nanos()
             .saturating_sub(args.steps as u64 * args.step_secs.max(1) * 1_000_000_000),
+        peer_service: args.peer_service,
         ..ScenarioConfig::default()
     });
+    if let Some(unknown) = args.only_services.iter().find(|s| !sc.names.contains(s)) {
+        anyhow::bail!(
+            "--only-services: {unknown:?} is not a service of this scenario ({})",
+            sc.names.join(", ")
+        );
+    }
+    let keep = |service: &str| {
+        args.only_services.is_empty() || args.only_services.iter().any(|s| s == service)
+    };
+    let service_of = |r: Option<&Resource>| {
+        r.and_then(|r| r.attributes.iter().find(|kv| kv.key == "service.name"))
+            .and_then(|kv| kv.value.as_ref())
+            .and_then(|v| match &v.value {
+                Some(any_value::Value::StringValue(s)) => Some(s.clone()),
+                _ => None,
+            })
+            .unwrap_or_default()
+    };
     let mut spans = 0usize;
     for step in 0..sc.cfg.steps {
-        let (traces, metrics) = sc.step(step);
+        let (mut traces, mut metrics) = sc.step(step);
+        traces.retain(|r| keep(&service_of(r.resource.as_ref())));
+        metrics.retain(|r| keep(&service_of(r.resource.as_ref())));
         spans += traces
             .iter()
             .flat_map(|r| r.scope_spans.iter())
@@ -536,6 +573,9 @@ async fn run_scenario(args: &Args, client: &Client) -> anyhow::Result<()> {
                     );
                 }
             }
+        }
+        if !step_wait.is_zero() {
+            tokio::time::sleep(step_wait).await;
         }
     }
     let report = serde_json::json!({

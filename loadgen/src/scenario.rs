@@ -136,6 +136,10 @@ pub struct ScenarioConfig {
     /// Data time of step 0, nanoseconds since the epoch.
     pub start_ns: u64,
     pub realism: Realism,
+    /// Client spans name their callee in `peer.service`, as instrumentation configured with its
+    /// peers does. An agent that sees only some services (one node of a fleet) then still knows where
+    /// each call went when the server half is on another node.
+    pub peer_service: bool,
 }
 
 impl Default for ScenarioConfig {
@@ -152,6 +156,7 @@ impl Default for ScenarioConfig {
             requests: 20,
             start_ns: 1_700_000_000_000_000_000,
             realism: Realism::none(),
+            peer_service: false,
         }
     }
 }
@@ -453,6 +458,11 @@ impl Scenario {
                 start_time_unix_nano: t,
                 end_time_unix_nano: t + client_d,
                 status: Some(status_of(client_failed)),
+                attributes: if self.cfg.peer_service {
+                    vec![kv("peer.service", &self.names[c])]
+                } else {
+                    Vec::new()
+                },
                 ..Default::default()
             });
             t += client_d;

@@ -1,7 +1,9 @@
 //! `correlation` (logs): turns vigil's own findings (`vigil.anomaly`, `vigil.pattern.new`,
 //! `vigil.forecast`) into `vigil.incident` records, so that one slow database yields one incident that
 //! names it rather than ten alerts. Grouping and ranking live in `vigil_detect::incident`; this module
-//! maps OTLP records in and out, reads the `servicegraph` dependency graph and drives time.
+//! maps OTLP records in and out, reads the `servicegraph` dependency graph and drives time. In a
+//! metrics pipeline it feeds that graph from `servicegraph` metrics instead (`servicegraph::from_metrics`):
+//! the gateway of a fleet, whose agents export their edges.
 
 use crate::servicegraph::{DependencyGraph, KEY as GRAPH_KEY};
 use async_trait::async_trait;
@@ -171,18 +173,27 @@ impl vigil_core::factory::FactoryBase for Factory {
 
 impl vigil_core::factory::ProcessorFactory for Factory {
     fn stability(&self) -> &'static [(Signal, vigil_core::Stability)] {
-        &[(Signal::Logs, vigil_core::Stability::Alpha)]
+        &[
+            (Signal::Logs, vigil_core::Stability::Alpha),
+            (Signal::Metrics, vigil_core::Stability::Alpha),
+        ]
     }
 
     fn create(
         &self,
         set: vigil_core::Settings,
         cfg: CorrelationConfig,
-        _signal: Signal,
+        signal: Signal,
         next: Arc<dyn Consumer>,
     ) -> Result<Arc<dyn Processor>, ConfigError> {
         let id = &set.id;
         let cfg = check(id, cfg)?;
+        // In a metrics pipeline (a fleet's gateway) it rebuilds the graph from the agents' edges.
+        if signal == Signal::Metrics {
+            return Ok(Arc::new(crate::servicegraph::from_metrics::GraphFeed::new(
+                set, next,
+            )));
+        }
         Ok(Arc::new(Correlation::new(set, cfg, next)))
     }
 }

@@ -5,6 +5,7 @@
 //! database, a queue, or an address). Edges become request counts and latency histograms, and feed the
 //! live [`DependencyGraph`] that `correlation` reads.
 
+pub mod from_metrics;
 pub mod graph;
 
 pub use graph::{DependencyGraph, KEY};
