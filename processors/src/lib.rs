@@ -14,10 +14,12 @@ pub mod forward;
 pub mod k8sattributes;
 pub mod logpattern;
 pub mod memory_limiter;
+pub mod otlpjson;
 pub mod resource;
 pub mod resourcedetection;
 pub mod routing;
 pub mod servicegraph;
+pub mod spanmetrics;
 #[cfg(test)]
 mod testdata;
 pub mod transform;
@@ -47,5 +49,7 @@ pub fn connector_factories() -> Vec<Arc<dyn DynConnectorFactory>> {
         anomaly::factory(),
         servicegraph::factory(),
         routing::factory(),
+        otlpjson::factory(),
+        spanmetrics::factory(),
     ]
 }
