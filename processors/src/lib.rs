@@ -20,6 +20,7 @@ pub mod resourcedetection;
 pub mod routing;
 pub mod servicegraph;
 pub mod spanmetrics;
+pub mod tail_sampling;
 #[cfg(test)]
 mod testdata;
 pub mod transform;
@@ -39,6 +40,7 @@ pub fn processor_factories() -> Vec<Arc<dyn DynProcessorFactory>> {
         dedup::factory(),
         drain::factory(),
         correlation::factory(),
+        tail_sampling::factory(),
     ]
 }
 
