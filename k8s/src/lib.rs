@@ -5,6 +5,7 @@
 //! Kubernetes component uses the same client and the same watch semantics.
 
 pub mod client;
+pub mod leader;
 pub mod watch;
 
 pub use client::{connect, ApiConfig, AuthType};

@@ -8,6 +8,7 @@ pub mod bearertokenauth;
 pub mod file_storage;
 pub mod headers_setter;
 pub mod health_check;
+pub mod k8s_leader_elector;
 pub mod oauth2client;
 pub mod oidc;
 pub mod pprof;
@@ -25,6 +26,7 @@ pub fn factories() -> Vec<Arc<dyn DynExtensionFactory>> {
         oidc::factory(),
         oauth2client::factory(),
         headers_setter::factory(),
+        k8s_leader_elector::factory(),
         zpages::factory(),
         pprof::factory(),
     ]
