@@ -132,9 +132,10 @@ pub struct Tuning {
     /// Smallest memory of the outlier cue (the absolute residual), in scale units (mean absolute
     /// deviations).
     pub outlier_floor: f64,
-    /// Every floor is this many times higher while the series is young (fewer scored points than
-    /// `peak_half_life`): until the memories have seen a half-life of data they underestimate the tail,
-    /// and a series that has been exactly flat (an error ratio) makes every first blip look huge.
+    /// Every floor but the level-shift cue's is this many times higher while the series is young (fewer
+    /// scored points than `peak_half_life`): until the memories have seen a half-life of data they
+    /// underestimate the tail, and a series that has been exactly flat (an error ratio) makes every first
+    /// blip look huge.
     pub early_factor: f64,
     /// Smallest memory of the level-shift cue, in scale units of the move.
     pub shift_floor: f64,
@@ -416,9 +417,12 @@ impl SeriesDetector {
         let cues = [abs_r, shift, var, smooth, ar_cue];
         let young = f64::from(self.seen - self.config_warmup) < t.peak_half_life;
         let f = if young { t.early_factor.max(1.0) } else { 1.0 };
+        // The level-shift floor is not raised while young: the CUSUM already needs `cusum_h` scale units
+        // of evidence, and a shift early in a series' life is as real as a later one (cross-validation
+        // step 33: the higher floor cost short NAB files their early shifts, and no corpus gained).
         let floors = [
             f * t.outlier_floor * s,
-            f * t.shift_floor,
+            t.shift_floor,
             f * t.var_floor,
             f * t.smooth_floor,
             f * t.outlier_floor * s_ar,
