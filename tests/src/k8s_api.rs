@@ -10,6 +10,11 @@
 //! Objects are JSON shaped like a real cluster's (built by [`pod`], [`replicaset`], [`node`],
 //! [`namespace`], [`job`], and for `k8s_cluster` [`deployment`], [`daemonset`], [`statefulset`],
 //! [`cronjob`], [`resourcequota`], [`replicationcontroller`], [`hpa`]), and `Accept: ...;as=PartialObjectMetadata` gets metadata only.
+//! For the cluster-level receivers it also serves Events ([`event`], [`event_v1`]), Leases and any
+//! custom resource ([`Resource`], [`custom`]); POST creates and PUT replaces with the API server's
+//! optimistic concurrency (409 `Conflict` for a stale `resourceVersion`, 409 `AlreadyExists`),
+//! which Lease-based leader election relies on; and discovery (`/api`, `/api/v1`, `/apis`,
+//! `/apis/<group>/<version>`) lists every kind it serves.
 //!
 //! It runs on its own thread and runtime, so sync and async tests use it the same way.
 
@@ -40,24 +45,49 @@ pub enum Kind {
     ResourceQuota,
     ReplicationController,
     HorizontalPodAutoscaler,
+    /// core/v1 Events (what `k8s_events` reads, and `k8sobjects` with `name: events`).
+    Event,
+    /// events.k8s.io/v1 Events (`k8sobjects` with `group: events.k8s.io`).
+    EventV1,
+    /// coordination.k8s.io/v1 Leases (`k8s_leader_elector`).
+    Lease,
+    /// Any other resource, a custom one included, described by a [`Resource`].
+    Other(&'static Resource),
 }
 
+/// A resource the double serves besides its built-in kinds (a CRD's, say), for [`Kind::Other`].
+/// Discovery lists it once an object of it has been stored or it was [`K8sApi::register`]ed.
+#[derive(Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Resource {
+    /// `group/version`, or `v1` for the core group.
+    pub api_version: &'static str,
+    pub kind: &'static str,
+    pub plural: &'static str,
+    pub namespaced: bool,
+}
+
+/// Every built-in kind, in the order discovery lists them (add a new kind here too).
+const BUILTIN: &[Kind] = &[
+    Kind::Pod,
+    Kind::Node,
+    Kind::Namespace,
+    Kind::ResourceQuota,
+    Kind::ReplicationController,
+    Kind::Event,
+    Kind::ReplicaSet,
+    Kind::Deployment,
+    Kind::DaemonSet,
+    Kind::StatefulSet,
+    Kind::Job,
+    Kind::CronJob,
+    Kind::HorizontalPodAutoscaler,
+    Kind::EventV1,
+    Kind::Lease,
+];
+
 impl Kind {
-    fn list_kind(self) -> &'static str {
-        match self {
-            Kind::Pod => "PodList",
-            Kind::Node => "NodeList",
-            Kind::Namespace => "NamespaceList",
-            Kind::ReplicaSet => "ReplicaSetList",
-            Kind::Job => "JobList",
-            Kind::Deployment => "DeploymentList",
-            Kind::DaemonSet => "DaemonSetList",
-            Kind::StatefulSet => "StatefulSetList",
-            Kind::CronJob => "CronJobList",
-            Kind::ResourceQuota => "ResourceQuotaList",
-            Kind::ReplicationController => "ReplicationControllerList",
-            Kind::HorizontalPodAutoscaler => "HorizontalPodAutoscalerList",
-        }
+    fn list_kind(self) -> String {
+        format!("{}List", self.kind())
     }
     fn kind(self) -> &'static str {
         match self {
@@ -73,6 +103,9 @@ impl Kind {
             Kind::ResourceQuota => "ResourceQuota",
             Kind::ReplicationController => "ReplicationController",
             Kind::HorizontalPodAutoscaler => "HorizontalPodAutoscaler",
+            Kind::Event | Kind::EventV1 => "Event",
+            Kind::Lease => "Lease",
+            Kind::Other(r) => r.kind,
         }
     }
     fn api_version(self) -> &'static str {
@@ -85,10 +118,37 @@ impl Kind {
             Kind::ReplicaSet | Kind::Deployment | Kind::DaemonSet | Kind::StatefulSet => "apps/v1",
             Kind::Job | Kind::CronJob => "batch/v1",
             Kind::HorizontalPodAutoscaler => "autoscaling/v2",
+            Kind::Event => "v1",
+            Kind::EventV1 => "events.k8s.io/v1",
+            Kind::Lease => "coordination.k8s.io/v1",
+            Kind::Other(r) => r.api_version,
         }
     }
     fn namespaced(self) -> bool {
-        !matches!(self, Kind::Node | Kind::Namespace)
+        match self {
+            Kind::Other(r) => r.namespaced,
+            k => !matches!(k, Kind::Node | Kind::Namespace),
+        }
+    }
+    /// The plural in paths and discovery.
+    fn plural(self) -> &'static str {
+        match self {
+            Kind::Pod => "pods",
+            Kind::Node => "nodes",
+            Kind::Namespace => "namespaces",
+            Kind::ReplicaSet => "replicasets",
+            Kind::Job => "jobs",
+            Kind::Deployment => "deployments",
+            Kind::DaemonSet => "daemonsets",
+            Kind::StatefulSet => "statefulsets",
+            Kind::CronJob => "cronjobs",
+            Kind::ResourceQuota => "resourcequotas",
+            Kind::ReplicationController => "replicationcontrollers",
+            Kind::HorizontalPodAutoscaler => "horizontalpodautoscalers",
+            Kind::Event | Kind::EventV1 => "events",
+            Kind::Lease => "leases",
+            Kind::Other(r) => r.plural,
+        }
     }
     fn from_path(group: &str, plural: &str) -> Option<Kind> {
         match (group, plural) {
@@ -104,6 +164,9 @@ impl Kind {
             ("v1", "resourcequotas") => Some(Kind::ResourceQuota),
             ("v1", "replicationcontrollers") => Some(Kind::ReplicationController),
             ("autoscaling/v2", "horizontalpodautoscalers") => Some(Kind::HorizontalPodAutoscaler),
+            ("v1", "events") => Some(Kind::Event),
+            ("events.k8s.io/v1", "events") => Some(Kind::EventV1),
+            ("coordination.k8s.io/v1", "leases") => Some(Kind::Lease),
             _ => None,
         }
     }
@@ -132,6 +195,8 @@ struct State {
     oldest: u64,
     max_history: usize,
     requests: Vec<String>,
+    /// Resources besides the built-in kinds, listed by discovery.
+    custom: Vec<&'static Resource>,
 }
 
 struct Shared {
@@ -168,6 +233,7 @@ impl K8sApi {
                 oldest: 0,
                 max_history: 100_000,
                 requests: Vec::new(),
+                custom: Vec::new(),
             }),
             live,
             cut: watch::channel(0).0,
@@ -231,28 +297,25 @@ impl K8sApi {
 
     /// Adds or replaces an object (its kind from `kind`, its key from its metadata) and tells the
     /// open watches; returns the new resource version.
-    pub fn apply(&self, kind: Kind, mut obj: Value) -> u64 {
+    pub fn apply(&self, kind: Kind, obj: Value) -> u64 {
+        store(&self.shared, kind, obj).0
+    }
+
+    /// Lists `r` in discovery before any object of it exists (a CRD just installed).
+    pub fn register(&self, r: &'static Resource) {
         let mut st = self.lock();
-        st.rv += 1;
-        let rv = st.rv;
-        obj["kind"] = json!(kind.kind());
-        obj["apiVersion"] = json!(kind.api_version());
-        obj["metadata"]["resourceVersion"] = json!(rv.to_string());
-        let key = key_of(kind, &obj);
-        let obj = Arc::new(obj);
-        let etype = if st.objects.insert(key, Arc::clone(&obj)).is_some() {
-            "MODIFIED"
-        } else {
-            "ADDED"
-        };
-        record(&mut st, rv, kind, etype, &obj);
-        let _ = self.shared.live.send(Live::Event {
-            kind,
-            rv,
-            etype,
-            obj,
-        });
-        rv
+        if !st.custom.contains(&r) {
+            st.custom.push(r);
+        }
+    }
+
+    /// The stored object, as a get returns it.
+    pub fn get(&self, kind: Kind, namespace: &str, name: &str) -> Option<Value> {
+        let ns = if kind.namespaced() { namespace } else { "" };
+        self.lock()
+            .objects
+            .get(&(kind, ns.to_string(), name.to_string()))
+            .map(|o| (**o).clone())
     }
 
     /// Adds many objects at once without events, as if they existed before any watch began
@@ -352,6 +415,46 @@ impl K8sApi {
     }
 }
 
+/// Stores `obj` (adding or replacing), records the event and tells the open watches; returns the
+/// new resource version and the object as stored.
+fn store(shared: &Shared, kind: Kind, obj: Value) -> (u64, Arc<Value>) {
+    let mut st = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+    store_locked(&mut st, &shared.live, kind, obj)
+}
+
+fn store_locked(
+    st: &mut State,
+    live: &broadcast::Sender<Live>,
+    kind: Kind,
+    mut obj: Value,
+) -> (u64, Arc<Value>) {
+    st.rv += 1;
+    let rv = st.rv;
+    obj["kind"] = json!(kind.kind());
+    obj["apiVersion"] = json!(kind.api_version());
+    obj["metadata"]["resourceVersion"] = json!(rv.to_string());
+    if let Kind::Other(r) = kind {
+        if !st.custom.contains(&r) {
+            st.custom.push(r);
+        }
+    }
+    let key = key_of(kind, &obj);
+    let obj = Arc::new(obj);
+    let etype = if st.objects.insert(key, Arc::clone(&obj)).is_some() {
+        "MODIFIED"
+    } else {
+        "ADDED"
+    };
+    record(st, rv, kind, etype, &obj);
+    let _ = live.send(Live::Event {
+        kind,
+        rv,
+        etype,
+        obj: Arc::clone(&obj),
+    });
+    (rv, obj)
+}
+
 fn key_of(kind: Kind, obj: &Value) -> Key {
     let md = &obj["metadata"];
     let ns = if kind.namespaced() {
@@ -383,7 +486,7 @@ struct Query {
     params: HashMap<String, String>,
 }
 
-fn parse(path: &str, query: &str) -> Option<Query> {
+fn parse(path: &str, query: &str, custom: &[&'static Resource]) -> Option<Query> {
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
     let (group, rest) = match segs.as_slice() {
         ["api", "v1", rest @ ..] => ("v1".to_string(), rest),
@@ -400,7 +503,15 @@ fn parse(path: &str, query: &str) -> Option<Query> {
     // `/api/v1/namespaces/x` is the namespace x itself, not a list in it.
     let (kind, namespace, name) = match (group.as_str(), namespace, plural, name) {
         ("v1", Some(ns), "namespaces", None) => (Kind::Namespace, None, Some(ns)),
-        (g, ns, p, n) => (Kind::from_path(g, p)?, ns, n),
+        (g, ns, p, n) => {
+            let k = Kind::from_path(g, p).or_else(|| {
+                custom
+                    .iter()
+                    .find(|r| r.api_version == g && r.plural == p)
+                    .map(|r| Kind::Other(r))
+            })?;
+            (k, ns, n)
+        }
     };
     let params = query
         .split('&')
@@ -542,7 +653,18 @@ async fn handle(shared: Arc<Shared>, req: Request) -> Response {
             &status(500, "InternalError", "the double was told to fail"),
         );
     }
-    let Some(q) = parse(&path, &query) else {
+    if req.method() == axum::http::Method::GET {
+        if let Some(resp) = discovery(&shared, &path) {
+            return resp;
+        }
+    }
+    let custom = shared
+        .state
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .custom
+        .clone();
+    let Some(q) = parse(&path, &query, &custom) else {
         return json_response(
             StatusCode::NOT_FOUND,
             &status(
@@ -552,6 +674,12 @@ async fn handle(shared: Arc<Shared>, req: Request) -> Response {
             ),
         );
     };
+    if matches!(
+        *req.method(),
+        axum::http::Method::POST | axum::http::Method::PUT
+    ) {
+        return write(shared, q, req).await;
+    }
     let meta_only = accepts_partial(req.headers());
     if q.params
         .get("watch")
@@ -632,7 +760,7 @@ async fn handle(shared: Arc<Shared>, req: Request) -> Response {
         md["continue"] = json!(c);
     }
     let (kind, api) = if meta_only {
-        ("PartialObjectMetadataList", "meta.k8s.io/v1")
+        ("PartialObjectMetadataList".to_string(), "meta.k8s.io/v1")
     } else {
         (q.kind.list_kind(), q.kind.api_version())
     };
@@ -641,6 +769,207 @@ async fn handle(shared: Arc<Shared>, req: Request) -> Response {
         StatusCode::OK,
         &json!({"kind": kind, "apiVersion": api, "metadata": md, "items": items}),
     )
+}
+
+/// POST to a collection creates (409 `AlreadyExists` when the name is taken); PUT to an object
+/// replaces it, refusing with 409 `Conflict` a `metadata.resourceVersion` that is no longer the
+/// stored one (optimistic concurrency, what leader election relies on). Both answer the object as
+/// stored, with its new resource version.
+async fn write(shared: Arc<Shared>, q: Query, req: Request) -> Response {
+    let create = req.method() == axum::http::Method::POST;
+    let body = match axum::body::to_bytes(req.into_body(), 4 << 20).await {
+        Ok(b) => b,
+        Err(e) => {
+            return json_response(
+                StatusCode::BAD_REQUEST,
+                &status(400, "BadRequest", &e.to_string()),
+            )
+        }
+    };
+    let mut obj: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            return json_response(
+                StatusCode::BAD_REQUEST,
+                &status(400, "BadRequest", &format!("invalid JSON: {e}")),
+            )
+        }
+    };
+    if let Some(ns) = &q.namespace {
+        obj["metadata"]["namespace"] = json!(ns);
+    }
+    let name = obj["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    if name.is_empty() || (!create && q.name.as_deref() != Some(name.as_str())) {
+        return json_response(
+            StatusCode::BAD_REQUEST,
+            &status(
+                400,
+                "BadRequest",
+                "metadata.name is missing or differs from the path",
+            ),
+        );
+    }
+    let key = key_of(q.kind, &obj);
+    let kind_name = q.kind.kind().to_lowercase();
+    // The check and the store happen under one lock, so of two racing writers one gets the 409.
+    let mut st = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+    let existing = st.objects.get(&key).cloned();
+    match (create, existing) {
+        (true, Some(_)) => {
+            return json_response(
+                StatusCode::CONFLICT,
+                &status(
+                    409,
+                    "AlreadyExists",
+                    &format!("{kind_name} \"{name}\" already exists"),
+                ),
+            )
+        }
+        (true, None) => {
+            let seed = format!("{kind_name}/{}/{name}", key.1);
+            obj["metadata"]["uid"] = json!(uid(&seed));
+            obj["metadata"]["creationTimestamp"] = json!(rfc3339_now());
+        }
+        (false, None) => {
+            return json_response(
+                StatusCode::NOT_FOUND,
+                &status(
+                    404,
+                    "NotFound",
+                    &format!("{kind_name} \"{name}\" not found"),
+                ),
+            )
+        }
+        (false, Some(old)) => {
+            let sent = obj["metadata"]["resourceVersion"].as_str().unwrap_or("");
+            let stored = old["metadata"]["resourceVersion"].as_str().unwrap_or("");
+            if !sent.is_empty() && sent != stored {
+                return json_response(
+                    StatusCode::CONFLICT,
+                    &status(
+                        409,
+                        "Conflict",
+                        &format!(
+                            "Operation cannot be fulfilled on {}.{} \"{name}\": the object has been \
+                             modified; please apply your changes to the latest version and try again",
+                            q.kind.plural(),
+                            q.kind.api_version().split('/').next().unwrap_or("")
+                        ),
+                    ),
+                );
+            }
+            obj["metadata"]["uid"] = old["metadata"]["uid"].clone();
+            obj["metadata"]["creationTimestamp"] = old["metadata"]["creationTimestamp"].clone();
+        }
+    }
+    let (_, stored) = store_locked(&mut st, &shared.live, q.kind, obj);
+    drop(st);
+    let code = if create {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    json_response(code, &stored)
+}
+
+/// Now as the API server writes timestamps (RFC 3339, seconds, UTC).
+fn rfc3339_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    rfc3339(secs)
+}
+
+/// `secs` since the epoch as `YYYY-MM-DDThh:mm:ssZ` (Howard Hinnant's days-to-civil).
+pub fn rfc3339(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Discovery as the API server serves it: `/api` (the core versions), `/api/v1` and
+/// `/apis/<group>/<version>` (an `APIResourceList`), `/apis` (an `APIGroupList`, one version per
+/// group here, which is also the preferred one).
+fn discovery(shared: &Shared, path: &str) -> Option<Response> {
+    let custom = shared
+        .state
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .custom
+        .clone();
+    let kinds: Vec<Kind> = BUILTIN
+        .iter()
+        .copied()
+        .chain(custom.into_iter().map(Kind::Other))
+        .collect();
+    let resource = |k: Kind| {
+        let mut r = json!({"name": k.plural(), "singularName": k.kind().to_lowercase(),
+            "namespaced": k.namespaced(), "kind": k.kind(),
+            "verbs": ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]});
+        if k == Kind::Event || k == Kind::EventV1 {
+            r["shortNames"] = json!(["ev"]);
+        }
+        r
+    };
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let body = match segs.as_slice() {
+        ["api"] => json!({"kind": "APIVersions", "versions": ["v1"],
+            "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "10.0.0.1:6443"}]}),
+        ["apis"] => {
+            let mut groups: Vec<String> = Vec::new();
+            for k in &kinds {
+                let gv = k.api_version();
+                if gv.contains('/') && !groups.iter().any(|g| g == gv) {
+                    groups.push(gv.to_string());
+                }
+            }
+            let groups: Vec<Value> = groups
+                .iter()
+                .map(|gv| {
+                    let (g, v) = gv.split_once('/').unwrap_or((gv, ""));
+                    let ver = json!({"groupVersion": gv, "version": v});
+                    json!({"name": g, "versions": [ver.clone()], "preferredVersion": ver})
+                })
+                .collect();
+            json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+        }
+        ["api", v] | ["apis", _, v] => {
+            let gv = match segs.as_slice() {
+                ["apis", g, _] => format!("{g}/{v}"),
+                _ => v.to_string(),
+            };
+            let resources: Vec<Value> = kinds
+                .iter()
+                .filter(|k| k.api_version() == gv)
+                .map(|k| resource(*k))
+                .collect();
+            if resources.is_empty() {
+                return None;
+            }
+            json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv,
+                "resources": resources})
+        }
+        _ => return None,
+    };
+    Some(json_response(StatusCode::OK, &body))
 }
 
 fn accepts_partial(h: &HeaderMap) -> bool {
@@ -1125,4 +1454,63 @@ pub fn hpa(
             "conditions": [{"type": "AbleToScale", "status": "True", "reason": "ReadyForNewScale",
                 "lastTransitionTime": "2026-11-30T08:00:00Z"}]}
     })
+}
+
+/// A core/v1 Event about `pod` in `ns` as the kubelet reports one (`reason`, `message`, `type`
+/// `Normal`/`Warning`), first and last seen at `time` (RFC 3339), counted once.
+pub fn event(
+    ns: &str,
+    name: &str,
+    pod: &str,
+    reason: &str,
+    message: &str,
+    etype: &str,
+    time: &str,
+) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Event",
+        "metadata": {"name": name, "namespace": ns, "uid": uid(&format!("event/{ns}/{name}")),
+            "creationTimestamp": time},
+        "involvedObject": {"kind": "Pod", "namespace": ns, "name": pod,
+            "uid": uid(&format!("pod/{ns}/{pod}")), "apiVersion": "v1", "resourceVersion": "4121",
+            "fieldPath": "spec.containers{app}"},
+        "reason": reason, "message": message,
+        "source": {"component": "kubelet", "host": "node-a"},
+        "firstTimestamp": time, "lastTimestamp": time, "count": 1, "type": etype,
+        "eventTime": null, "reportingComponent": "kubelet", "reportingInstance": "node-a"
+    })
+}
+
+/// The same Event as events.k8s.io/v1 serves it (`regarding`, `note`, `deprecated*` fields).
+pub fn event_v1(
+    ns: &str,
+    name: &str,
+    pod: &str,
+    reason: &str,
+    note: &str,
+    etype: &str,
+    time: &str,
+) -> Value {
+    json!({
+        "apiVersion": "events.k8s.io/v1", "kind": "Event",
+        "metadata": {"name": name, "namespace": ns, "uid": uid(&format!("event/{ns}/{name}")),
+            "creationTimestamp": time},
+        "eventTime": null, "reportingController": "kubelet", "reportingInstance": "node-a",
+        "action": "", "reason": reason, "note": note, "type": etype,
+        "regarding": {"kind": "Pod", "namespace": ns, "name": pod,
+            "uid": uid(&format!("pod/{ns}/{pod}")), "apiVersion": "v1", "resourceVersion": "4121",
+            "fieldPath": "spec.containers{app}"},
+        "deprecatedSource": {"component": "kubelet", "host": "node-a"},
+        "deprecatedFirstTimestamp": time, "deprecatedLastTimestamp": time, "deprecatedCount": 1
+    })
+}
+
+/// An object of a custom resource `r` with a `spec`.
+pub fn custom(r: &Resource, ns: &str, name: &str, spec: Value) -> Value {
+    let mut md = json!({"name": name, "uid": uid(&format!("{}/{ns}/{name}", r.plural)),
+        "creationTimestamp": "2026-11-30T08:00:00Z", "generation": 1});
+    if r.namespaced {
+        md["namespace"] = json!(ns);
+    }
+    json!({"apiVersion": r.api_version, "kind": r.kind, "metadata": md, "spec": spec})
 }
