@@ -6,6 +6,8 @@ mod config;
 mod eval;
 mod extensions;
 mod observed;
+mod observer;
+mod receiver_creator;
 mod registry;
 mod service;
 mod telemetry;

@@ -26,6 +26,7 @@ impl Registry {
         Registry {
             receivers: vigil_receivers::factories()
                 .into_iter()
+                .chain([crate::receiver_creator::factory()])
                 .map(|f| (f.type_name(), f))
                 .collect(),
             processors: vigil_processors::processor_factories()

@@ -29,5 +29,7 @@ pub fn factories() -> Vec<Arc<dyn DynExtensionFactory>> {
         k8s_leader_elector::factory(),
         zpages::factory(),
         pprof::factory(),
+        crate::observer::k8s::factory(),
+        crate::observer::host::factory(),
     ]
 }
