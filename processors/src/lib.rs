@@ -7,6 +7,7 @@ pub mod anomaly;
 pub mod attributes;
 pub mod batch;
 pub mod correlation;
+pub mod cumulativetodelta;
 pub mod dedup;
 pub mod drain;
 pub mod filter;
@@ -40,6 +41,7 @@ pub fn processor_factories() -> Vec<Arc<dyn DynProcessorFactory>> {
         dedup::factory(),
         drain::factory(),
         correlation::factory(),
+        cumulativetodelta::factory(),
         tail_sampling::factory(),
     ]
 }
