@@ -155,6 +155,35 @@ fn by_default_a_one_point_spike_is_not_announced_but_a_shift_is() {
     assert!(err.contains("confirm_points"), "{err}");
 }
 
+/// The detector's hold (scores kept under the threshold for 60 points after one reached it) is not the
+/// connector's: a noise blip, or an episode that ended, must not hide a fault that starts soon after
+/// (issue #19: a latency fault 28 points after a blip went unseen on the real app).
+#[test]
+fn a_fault_soon_after_a_blip_or_an_ended_episode_is_announced() {
+    for (blip_len, gap) in [(1, 25), (3, 30)] {
+        let mut e = Engine::new(settings(json!({"confirm_points": 2})), false);
+        let mut v = noisy(300);
+        // A one-point blip (never announced), or a three-point episode (announced, then ended).
+        for x in &mut v[150..150 + blip_len] {
+            *x = 0.97;
+        }
+        let fault = 150 + blip_len + gap;
+        for x in &mut v[fault..fault + 40] {
+            *x += 0.5;
+        }
+        let ev = events(&run_gauge(&mut e, &v));
+        let starts: Vec<f64> = ev
+            .iter()
+            .filter(|(_, a, _)| s(a, "vigil.anomaly.state") == "start")
+            .map(|(_, a, _)| s(a, "vigil.anomaly.observed").parse().unwrap_or(0.0))
+            .collect();
+        assert!(
+            starts.iter().any(|&o| o > 0.6 && o < 0.8),
+            "blip of {blip_len}, fault {gap} points later: starts {starts:?}, events {ev:?}"
+        );
+    }
+}
+
 #[test]
 fn injected_spike_gives_one_start_and_one_end() {
     let mut e = Engine::new(settings(json!({})), false);
