@@ -3,6 +3,7 @@
 pub mod filelog;
 pub mod hostmetrics;
 pub mod jaeger;
+pub mod k8scluster;
 pub mod kafka;
 pub mod kubeletstats;
 pub mod nop;
@@ -33,6 +34,7 @@ pub fn factories() -> Vec<Arc<dyn DynReceiverFactory>> {
         zipkin::factory(),
         kafka::factory(),
         kubeletstats::factory(),
+        k8scluster::factory(),
         nop::factory(),
     ]
 }
