@@ -3,6 +3,8 @@
 pub mod filelog;
 pub mod hostmetrics;
 pub mod jaeger;
+pub mod k8sevents;
+pub mod k8sobjects;
 pub mod k8scluster;
 pub mod kafka;
 pub mod kubeletstats;
@@ -34,6 +36,8 @@ pub fn factories() -> Vec<Arc<dyn DynReceiverFactory>> {
         zipkin::factory(),
         kafka::factory(),
         kubeletstats::factory(),
+        k8sobjects::factory(),
+        k8sevents::factory(),
         k8scluster::factory(),
         nop::factory(),
     ]
