@@ -20,8 +20,9 @@ cd "$(dirname "$0")/.."
 # 1. Debian packages: the real peers the end-to-end tests run against (chromium: the status page test
 #    loads the page in a headless browser; apache2-utils: htpasswd writes the basicauth test's file;
 #    curl: a client of the auth and listener tests; golang-go: `go tool pprof` reads the pprof extension's
-#    profiles).
-APT_PACKAGES=(python3-venv util-linux logrotate bsdutils prometheus prometheus-node-exporter prometheus-alertmanager chromium apache2-utils curl golang-go)
+#    profiles; systemd: the journald test runs systemd-journald in a mount namespace of its own and
+#    reads it with journalctl, writing entries with systemd-cat and logger).
+APT_PACKAGES=(python3-venv util-linux logrotate bsdutils systemd prometheus prometheus-node-exporter prometheus-alertmanager chromium apache2-utils curl golang-go)
 # Node.js checks the Grafana dashboard against Grafana's schema; Debian's only when none is installed.
 command -v npm >/dev/null 2>&1 || APT_PACKAGES+=(nodejs npm)
 missing=()

@@ -3,6 +3,7 @@
 pub mod filelog;
 pub mod hostmetrics;
 pub mod jaeger;
+pub mod journald;
 pub mod k8sevents;
 pub mod k8sobjects;
 pub mod k8scluster;
@@ -40,5 +41,6 @@ pub fn factories() -> Vec<Arc<dyn DynReceiverFactory>> {
         k8sevents::factory(),
         k8scluster::factory(),
         nop::factory(),
+        journald::factory(),
     ]
 }
