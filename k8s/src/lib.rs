@@ -2,10 +2,12 @@
 //! (`auth_type` as otelcol's `k8sconfig.APIConfig` spells it, [`client`]) and one list/watch loop
 //! that keeps a trimmed copy of a resource current across dropped connections, bookmarks and
 //! `410 Gone` re-lists ([`watch`]); whole objects of any discovered resource, pulled or watched
-//! with their change types ([`objects`]); and Lease leader election ([`leader`]). It sits below `processors` and `receivers` so that every
+//! with their change types ([`objects`]); a Service's backends from its EndpointSlices
+//! ([`endpoints`]); and Lease leader election ([`leader`]). It sits below `processors` and `receivers` so that every
 //! Kubernetes component uses the same client and the same watch semantics.
 
 pub mod client;
+pub mod endpoints;
 pub mod leader;
 pub mod objects;
 pub mod watch;
