@@ -12,6 +12,7 @@ pub mod dedup;
 pub mod drain;
 pub mod filter;
 pub mod forward;
+pub mod groupbyattrs;
 pub mod k8sattributes;
 pub mod logpattern;
 pub mod memory_limiter;
@@ -43,6 +44,7 @@ pub fn processor_factories() -> Vec<Arc<dyn DynProcessorFactory>> {
         correlation::factory(),
         cumulativetodelta::factory(),
         tail_sampling::factory(),
+        groupbyattrs::factory(),
     ]
 }
 
