@@ -71,12 +71,15 @@ impl vigil_core::factory::ReceiverFactory for Factory {
     }
 }
 
+/// One watch's objects, by UID.
+type Objects = BTreeMap<String, Obj>;
+
 /// The cache: per (resource, watched namespace) the objects by UID. Bounded per map by
 /// `max_objects_per_kind`; what does not fit is refused and counted.
 struct Store {
     receiver: String,
     max: usize,
-    maps: Mutex<BTreeMap<(&'static str, usize), BTreeMap<String, Obj>>>,
+    maps: Mutex<BTreeMap<(&'static str, usize), Objects>>,
 }
 
 impl Store {
