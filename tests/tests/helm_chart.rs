@@ -169,7 +169,7 @@ fn values_files() -> Vec<PathBuf> {
 fn every_preset_renders_to_a_config_vigil_validates() {
     let listed = components();
     let files = values_files();
-    assert!(files.len() >= 7, "{files:?}");
+    assert!(files.len() >= 8, "{files:?}");
     let mut failures = Vec::new();
     for values in &files {
         let name = values.file_name().unwrap().to_string_lossy().into_owned();
@@ -197,10 +197,10 @@ fn every_preset_renders_to_a_config_vigil_validates() {
         let on = |preset: &str| std::fs::read_to_string(values).unwrap().contains(preset);
         let all = name.starts_with("all-presets");
         if all || on("logsCollection") {
-            assert!(
-                config.contains("filelog:") && ds.contains("path: /var/log/pods"),
-                "{name}"
-            );
+            assert!(config.contains("filelog:"), "{name}");
+        }
+        if all || on("logsCollection") || on("annotationDiscovery") {
+            assert!(ds.contains("path: /var/log/pods"), "{name}");
             assert!(ds.contains("runAsUser: 0"), "{name}: pod logs are root's");
         } else {
             assert!(
@@ -235,7 +235,16 @@ fn every_preset_renders_to_a_config_vigil_validates() {
             );
             assert!(rbac.contains("resources: [replicasets]"), "{name}");
         }
-        if !(all || on("kubeletMetrics") || on("kubernetesAttributes")) {
+        if all || on("annotationDiscovery") {
+            assert!(
+                config.contains("k8s_observer:")
+                    && config.contains("receiver_creator/metrics")
+                    && rbac.contains("resources: [pods, nodes]"),
+                "{name}"
+            );
+        }
+        if !(all || on("kubeletMetrics") || on("kubernetesAttributes") || on("annotationDiscovery"))
+        {
             assert!(
                 rbac.is_empty(),
                 "{name}: no RBAC without a preset that reads the API\n{rbac}"

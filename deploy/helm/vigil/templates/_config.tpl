@@ -17,6 +17,9 @@ lists, as the opentelemetry-collector chart does.
 {{- if .Values.presets.kubernetesAttributes.enabled -}}
 {{- $config = include "vigil.applyKubernetesAttributes" (dict "Values" .Values "config" $config) | fromYaml -}}
 {{- end -}}
+{{- if or .Values.presets.annotationDiscovery.logs.enabled .Values.presets.annotationDiscovery.metrics.enabled -}}
+{{- $config = include "vigil.applyAnnotationDiscovery" (dict "Values" .Values "config" $config) | fromYaml -}}
+{{- end -}}
 {{- if .Values.presets.detection.enabled -}}
 {{- $config = include "vigil.applyDetection" (dict "Values" .Values "config" $config) | fromYaml -}}
 {{- end -}}
@@ -195,6 +198,41 @@ processors:
           key_regex: (.*)
           from: pod
       {{- end }}
+{{- end -}}
+
+{{- define "vigil.applyAnnotationDiscovery" -}}
+{{- $config := mergeOverwrite (include "vigil.annotationDiscoveryConfig" . | fromYaml) .config -}}
+{{- $_ := set $config.service "extensions" (append (without $config.service.extensions "k8s_observer") "k8s_observer" | uniq) -}}
+{{- if .Values.presets.annotationDiscovery.logs.enabled -}}
+{{- include "vigil.appendTo" (dict "config" $config "pipeline" "logs" "key" "receivers" "item" "receiver_creator/logs") -}}
+{{- end -}}
+{{- if .Values.presets.annotationDiscovery.metrics.enabled -}}
+{{- include "vigil.appendTo" (dict "config" $config "pipeline" "metrics" "key" "receivers" "item" "receiver_creator/metrics") -}}
+{{- end -}}
+{{- toYaml $config -}}
+{{- end -}}
+
+{{- define "vigil.annotationDiscoveryConfig" -}}
+extensions:
+  k8s_observer:
+    auth_type: serviceAccount
+    node: ${env:K8S_NODE_NAME}
+    observe_pods: true
+receivers:
+  {{- if .Values.presets.annotationDiscovery.logs.enabled }}
+  receiver_creator/logs:
+    watch_observers: [k8s_observer]
+    discovery:
+      enabled: true
+      default_annotations:
+        io.opentelemetry.discovery.logs/enabled: "true"
+  {{- end }}
+  {{- if .Values.presets.annotationDiscovery.metrics.enabled }}
+  receiver_creator/metrics:
+    watch_observers: [k8s_observer]
+    discovery:
+      enabled: true
+  {{- end }}
 {{- end -}}
 
 {{/*

@@ -38,7 +38,7 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{/* Pod logs can only be read as root; every other preset runs as the non-root user. */}}
 {{- define "vigil.podSecurityContext" -}}
 {{- $ctx := deepCopy .Values.podSecurityContext -}}
-{{- if .Values.presets.logsCollection.enabled -}}
+{{- if or .Values.presets.logsCollection.enabled .Values.presets.annotationDiscovery.logs.enabled -}}
 {{- $_ := set $ctx "runAsNonRoot" false -}}
 {{- $_ := set $ctx "runAsUser" 0 -}}
 {{- $_ := set $ctx "runAsGroup" 0 -}}
