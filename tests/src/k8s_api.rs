@@ -1514,3 +1514,66 @@ pub fn custom(r: &Resource, ns: &str, name: &str, spec: Value) -> Value {
     }
     json!({"apiVersion": r.api_version, "kind": r.kind, "metadata": md, "spec": spec})
 }
+
+/// discovery.k8s.io/v1 EndpointSlices, served as [`Kind::Other`] (the `loadbalancing` exporter's
+/// `k8s` resolver watches them).
+pub static ENDPOINT_SLICE: Resource = Resource {
+    api_version: "discovery.k8s.io/v1",
+    kind: "EndpointSlice",
+    plural: "endpointslices",
+    namespaced: true,
+};
+
+/// An EndpointSlice of Service `service` as the EndpointSlice controller writes one: its labels
+/// (`kubernetes.io/service-name`, `endpointslice.kubernetes.io/managed-by`), the Service as owner, an
+/// IPv4 endpoint per `(ip, hostname, ready)` with its pod, node and conditions (a pod that is not
+/// ready is neither ready nor serving), and the Service's `port` named `otlp-grpc`.
+pub fn endpoint_slice(
+    ns: &str,
+    name: &str,
+    service: &str,
+    endpoints: &[(&str, Option<&str>, bool)],
+    port: u16,
+) -> Value {
+    let eps: Vec<Value> = endpoints
+        .iter()
+        .enumerate()
+        .map(|(i, (ip, hostname, ready))| {
+            let pod = match hostname {
+                Some(h) => h.to_string(),
+                None => format!("{service}-{}", uid(ip).get(..5).unwrap_or("00000")),
+            };
+            let mut ep = json!({
+                "addresses": [ip],
+                "conditions": {"ready": ready, "serving": ready, "terminating": false},
+                "nodeName": format!("node-{}", i % 3),
+                "zone": "zone-a",
+                "targetRef": {"kind": "Pod", "namespace": ns, "name": pod,
+                    "uid": uid(&format!("pod/{ns}/{pod}"))},
+            });
+            if let Some(h) = hostname {
+                ep["hostname"] = json!(h);
+            }
+            ep
+        })
+        .collect();
+    json!({
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {
+            "name": name, "namespace": ns, "generateName": format!("{service}-"),
+            "uid": uid(&format!("endpointslices/{ns}/{name}")),
+            "creationTimestamp": "2026-11-30T08:00:00Z", "generation": 1,
+            "labels": {
+                "kubernetes.io/service-name": service,
+                "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io",
+            },
+            "ownerReferences": [{"apiVersion": "v1", "kind": "Service", "name": service,
+                "uid": uid(&format!("services/{ns}/{service}")), "controller": true,
+                "blockOwnerDeletion": true}],
+        },
+        "addressType": "IPv4",
+        "endpoints": eps,
+        "ports": [{"name": "otlp-grpc", "port": port, "protocol": "TCP"}],
+    })
+}

@@ -1,7 +1,10 @@
 //! The `loadbalancing` exporter between real vigil processes: a front agent routes over three
 //! backend agents (each an `otlp` receiver writing a file). Every span of a trace lands on one
 //! backend; a backend killed with SIGKILL and started again loses nothing, because its share
-//! waits in the front's queue for that backend; the `dns` resolver follows a real name.
+//! waits in the front's queue for that backend; the `dns` resolver follows a real name; the `k8s`
+//! resolver follows a Service's EndpointSlices on the API-server double (tests/src/k8s_api.rs: no
+//! cluster can run here), moving only the share of an endpoint that joins or leaves, and keeping its
+//! backends across a dropped watch and a `410 Gone` re-list.
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
@@ -51,7 +54,14 @@ service:
 /// The front: OTLP/HTTP on `http`, `loadbalancing` with `resolver` (YAML under `resolver:`).
 fn front(dir: &Path, http: u16, resolver: &str) -> Agent {
     let health = free_port();
-    let yaml = format!(
+    let mut a =
+        Agent::with_config_file(dir, "front.yaml", &front_yaml(http, health, resolver), &[]);
+    a.wait_healthy(health, START);
+    a
+}
+
+fn front_yaml(http: u16, health: u16, resolver: &str) -> String {
+    format!(
         "receivers:
   otlp:
     protocols:
@@ -82,10 +92,7 @@ service:
     metrics:
       level: none
 "
-    );
-    let mut a = Agent::with_config_file(dir, "front.yaml", &yaml, &[]);
-    a.wait_healthy(health, START);
-    a
+    )
 }
 
 fn trace_id(t: u32) -> Vec<u8> {
@@ -319,4 +326,162 @@ fn the_dns_resolver_follows_a_real_name() {
         assert_eq!(b.len(), 1, "trace {t} split over {b:?}");
     }
     println!("dns resolver: localhost resolved to {addrs:?}");
+}
+
+/// Which backend got span `span` of each trace.
+fn owners(seen: &BTreeMap<(String, String), BTreeSet<usize>>, span: u8) -> BTreeMap<String, usize> {
+    let sid = format!("{:02x}", span + 1);
+    seen.iter()
+        .filter(|((_, s), _)| s.starts_with(&sid))
+        .map(|((t, _), b)| (t.clone(), *b.iter().next().expect("a backend")))
+        .collect()
+}
+
+#[test]
+fn the_k8s_resolver_follows_endpoint_slices_and_moves_only_their_share() {
+    use vigil_tests::k8s_api::{endpoint_slice, K8sApi, Kind, ENDPOINT_SLICE};
+    const N: u32 = 300;
+    let api = K8sApi::start();
+    let slices = Kind::Other(&ENDPOINT_SLICE);
+    let dir = tempfile::tempdir().unwrap();
+    // Three pods of the gateway Service, one port, three loopback addresses.
+    let port = free_port();
+    let ips = ["127.0.0.1", "127.0.0.2", "127.0.0.3"];
+    let mut outs = Vec::new();
+    let mut keep = Vec::new();
+    for (i, ip) in ips.iter().enumerate() {
+        let out = dir.path().join(format!("k{i}.jsonl"));
+        keep.push(backend(dir.path(), &format!("k{i}"), ip, port, &out));
+        outs.push(out);
+    }
+    // The third pod is not ready yet; a slice of another Service is not ours.
+    api.apply(
+        slices,
+        endpoint_slice(
+            "obs",
+            "gw-a1b2c",
+            "gw",
+            &[(ips[0], None, true), (ips[1], None, true)],
+            port,
+        ),
+    );
+    api.apply(
+        slices,
+        endpoint_slice("obs", "gw-d3e4f", "gw", &[(ips[2], None, false)], port),
+    );
+    api.apply(
+        slices,
+        endpoint_slice(
+            "obs",
+            "other-x1",
+            "other",
+            &[("127.0.0.9", None, true)],
+            port,
+        ),
+    );
+
+    let http = free_port();
+    let health = free_port();
+    let kubeconfig = api.kubeconfig(dir.path());
+    let cfg = vigil_tests::write_config(
+        dir.path(),
+        "front.yaml",
+        &front_yaml(
+            http,
+            health,
+            &format!("      k8s:\n        service: gw.obs\n        ports: [{port}]\n"),
+        ),
+    );
+    let mut fr = Agent::start_env(
+        tempfile::tempdir().unwrap(),
+        &["--config".into(), cfg.display().to_string()],
+        &[("KUBECONFIG", kubeconfig.display().to_string())],
+    );
+    fr.wait_healthy(health, START);
+    fr.wait_log("backends=2", START);
+
+    // Two ready endpoints: every trace on one of them.
+    post(http, 0..N, 0);
+    let seen = eventually(ARRIVE, "span 0 of every trace", || {
+        let s = arrived(&outs);
+        (s.len() == N as usize).then_some(s)
+    });
+    let first = owners(&seen, 0);
+    assert!(first.values().all(|b| *b < 2), "the not-ready pod got data");
+
+    // The third pod turns ready: only the traces it now owns move, all to it.
+    api.apply(
+        slices,
+        endpoint_slice("obs", "gw-d3e4f", "gw", &[(ips[2], None, true)], port),
+    );
+    fr.wait_log("backends=3", START);
+    post(http, 0..N, 1);
+    let seen = eventually(ARRIVE, "span 1 of every trace", || {
+        let s = arrived(&outs);
+        (s.len() == 2 * N as usize).then_some(s)
+    });
+    let second = owners(&seen, 1);
+    let moved: Vec<_> = first.iter().filter(|(t, b)| second[*t] != **b).collect();
+    assert!(
+        moved.iter().all(|(t, _)| second[*t] == 2),
+        "a trace moved between the old backends"
+    );
+    let share = moved.len() as f64 / N as f64;
+    println!(
+        "k8s resolver: {} of {N} traces moved to the pod that turned ready",
+        moved.len()
+    );
+    assert!(
+        (0.15..0.55).contains(&share),
+        "the new backend took {share:.2} of the traces, expected about 1/3"
+    );
+
+    // A dropped watch, then etcd compaction (the next watch gets 410 Gone and re-lists): the ring
+    // stays as it was throughout.
+    let lists_before =
+        api.count_requests(|r| r.contains("endpointslices") && !r.contains("watch=true"));
+    api.drop_watches();
+    post(http, 0..N, 2);
+    api.compact();
+    post(http, 0..N, 3);
+    eventually(ARRIVE, "a re-list after 410 Gone", || {
+        (api.count_requests(|r| r.contains("endpointslices") && !r.contains("watch=true"))
+            > lists_before)
+            .then_some(())
+    });
+    let seen = eventually(ARRIVE, "spans 2 and 3 of every trace", || {
+        let s = arrived(&outs);
+        (s.len() == 4 * N as usize).then_some(s)
+    });
+    for span in [2, 3] {
+        assert_eq!(
+            owners(&seen, span),
+            second,
+            "span {span}: the ring changed across the watch break"
+        );
+    }
+
+    // The first pod leaves: only its traces move.
+    api.apply(
+        slices,
+        endpoint_slice("obs", "gw-a1b2c", "gw", &[(ips[1], None, true)], port),
+    );
+    fr.wait_log("left=1", START);
+    post(http, 0..N, 4);
+    let seen = eventually(ARRIVE, "span 4 of every trace", || {
+        let s = arrived(&outs);
+        (s.len() == 5 * N as usize).then_some(s)
+    });
+    let last = owners(&seen, 4);
+    for (t, b) in &second {
+        if *b == 0 {
+            assert_ne!(last[t], 0, "trace {t} still went to the pod that left");
+        } else {
+            assert_eq!(last[t], *b, "trace {t} moved though its backend stayed");
+        }
+    }
+    for (t, b) in traces(&arrived(&outs)) {
+        assert!(b.len() <= 3, "trace {t}: {b:?}");
+    }
+    drop(keep);
 }

@@ -175,11 +175,15 @@ impl LoadBalancingConfig {
                     "is required (name or name.namespace of the backends' Service)",
                 ));
             }
-            return Err(cfg_err(
-                "resolver::k8s",
-                "is not supported by vigil yet; use dns with the Service's headless name \
-                 (hostname: <service>.<namespace>.svc.cluster.local)",
-            ));
+            if let Some(i) = k.ports.iter().position(|p| *p == 0) {
+                return Err(cfg_err(
+                    &format!("resolver::k8s::ports::{i}"),
+                    "expected a port number from 1 to 65535, got 0",
+                ));
+            }
+            if k.timeout.is_zero() {
+                return Err(cfg_err("resolver::k8s::timeout", "must be more than 0s"));
+            }
         }
         if self.routing_key == Some(RoutingKey::Attributes) {
             return Err(cfg_err(
@@ -533,6 +537,60 @@ impl Balancer {
     }
 }
 
+/// The API server the `k8s` resolver asks, found as otelcol's resolver finds it (client-go's
+/// default loading): `KUBECONFIG` or `~/.kube/config` when present, else the pod's service account.
+async fn k8s_client() -> Result<vigil_k8s::kube::Client, String> {
+    let config = vigil_k8s::kube::Config::infer()
+        .await
+        .map_err(|e| format!("no Kubernetes API to ask ({e}); is vigil running in a pod?"))?;
+    vigil_k8s::client::client_for(config).map_err(|e| e.to_string())
+}
+
+impl Balancer {
+    /// The `k8s` resolver: follows the Service's EndpointSlices and updates the ring on change.
+    async fn follow_k8s(
+        self: Arc<Self>,
+        client: vigil_k8s::kube::Client,
+        cfg: resolver::K8sResolver,
+    ) {
+        use vigil_k8s::endpoints::{follow, BackendNaming, ServiceName};
+        let svc = ServiceName::parse(&cfg.service);
+        let naming = BackendNaming {
+            ports: cfg.ports.clone(),
+            return_hostnames: cfg.return_hostnames,
+        };
+        let label = self.id.to_string();
+        let me = Arc::clone(&self);
+        let stop = self.tasks.stopping();
+        let run = follow(
+            client,
+            svc.clone(),
+            naming,
+            cfg.timeout,
+            &label,
+            move |eps| {
+                let me = Arc::clone(&me);
+                let svc = svc.clone();
+                async move {
+                    metrics::counter!("otelcol_loadbalancer_num_resolutions", "exporter" => me.id.to_string(), "resolver" => "k8s", "success" => "true")
+                    .increment(1);
+                    if eps.is_empty() {
+                        // As with dns: routing to nobody would refuse everything, while the backends
+                        // last known may only be restarting.
+                        tracing::warn!(exporter = %me.id, "service {}.{} has no ready endpoints; keeping the current backends", svc.name, svc.namespace);
+                    } else {
+                        me.update("k8s", eps).await;
+                    }
+                }
+            },
+        );
+        tokio::select! {
+            _ = run => {}
+            _ = stop.cancelled() => {}
+        }
+    }
+}
+
 /// The exporter-level request when `sending_queue` or `retry_on_failure` is on: the batch itself,
 /// routed on every attempt.
 pub struct Routed(Telemetry);
@@ -616,6 +674,16 @@ impl Component for LoadBalancing {
             let deadline = tokio::time::Instant::now()
                 + r.dns.as_ref().map_or(Duration::from_secs(1), |d| d.timeout)
                 + Duration::from_millis(100);
+            while b.state.load().ring.is_empty() && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        } else if let Some(k) = &r.k8s {
+            let client = k8s_client()
+                .await
+                .map_err(|e| anyhow::anyhow!("exporters::{}::resolver::k8s: {e}", b.id))?;
+            b.tasks.spawn(Arc::clone(b).follow_k8s(client, k.clone()));
+            // As with dns: the first list is awaited, within `timeout`.
+            let deadline = tokio::time::Instant::now() + k.timeout + Duration::from_millis(100);
             while b.state.load().ring.is_empty() && tokio::time::Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
