@@ -17,6 +17,7 @@ pub mod k8sattributes;
 pub mod logpattern;
 pub mod memory_limiter;
 pub mod otlpjson;
+pub mod redaction;
 pub mod resource;
 pub mod resourcedetection;
 pub mod routing;
@@ -45,6 +46,7 @@ pub fn processor_factories() -> Vec<Arc<dyn DynProcessorFactory>> {
         cumulativetodelta::factory(),
         tail_sampling::factory(),
         groupbyattrs::factory(),
+        redaction::factory(),
     ]
 }
 
