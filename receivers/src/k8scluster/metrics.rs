@@ -290,6 +290,25 @@ pub struct Obj {
     pub groups: Vec<Group>,
 }
 
+impl Obj {
+    /// Drops the points of disabled metrics and the disabled resource attributes, and frees the
+    /// spare capacity, so the cache holds only what a report can carry.
+    pub fn prune(mut self, checked: &Checked) -> Obj {
+        for g in &mut self.groups {
+            g.points.retain(|p| match p.name {
+                Name::Known(m) => checked.metrics.on(m.def().name),
+                Name::Condition(_) | Name::Allocatable(_) => true,
+            });
+            g.points.shrink_to_fit();
+            g.resource.retain(|(k, _)| checked.attributes.on(k));
+            g.resource.shrink_to_fit();
+        }
+        self.groups.retain(|g| !g.points.is_empty());
+        self.groups.shrink_to_fit();
+        self
+    }
+}
+
 fn kv(key: &str, value: &str) -> KeyValue {
     KeyValue {
         key: key.to_string(),

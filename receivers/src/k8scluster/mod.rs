@@ -226,7 +226,7 @@ fn watch_into<K>(
             watcher::Config::default(),
             limits,
             &id,
-            move |k: K| trim(k, &trim_with.checked),
+            move |k: K| trim(k, &trim_with.checked).map(|o| o.prune(&trim_with.checked)),
             move |change| {
                 apply_to.store.apply(resource, source, change);
                 async {}

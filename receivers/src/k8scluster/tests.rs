@@ -8,6 +8,7 @@ use std::time::Duration;
 use vigil_core::attrs::value_to_string;
 use vigil_core::otlp::metrics::v1::{metric::Data, number_data_point, ResourceMetrics};
 use vigil_core::{ConsumeError, Consumer};
+use vigil_k8s::k8s_openapi;
 use vigil_tests::k8s_api::{self, K8sApi, Kind, Owner};
 
 fn config(v: serde_json::Value) -> K8sClusterConfig {
@@ -699,4 +700,61 @@ async fn with_a_leader_elector_only_the_leader_watches_and_reports() {
         e.contains("k8s_leader_elector") && e.contains("not configured"),
         "{e}"
     );
+}
+
+/// Heap and inline bytes an object holds in the cache (its map key included), for the bound's
+/// documented cost; the map's own node overhead is not counted.
+fn deep_size(o: &Obj) -> usize {
+    use std::mem::size_of;
+    let mut n = size_of::<Obj>() + o.uid.capacity() * 2; // the UID is also the map key
+    n += o.groups.capacity() * size_of::<metrics::Group>();
+    for g in &o.groups {
+        n += g.resource.capacity() * size_of::<(&str, String)>();
+        n += g.resource.iter().map(|(_, v)| v.capacity()).sum::<usize>();
+        n += g.points.capacity() * size_of::<metrics::Point>();
+        n += g
+            .points
+            .iter()
+            .filter_map(|p| p.attr.as_ref().map(|(_, v)| v.capacity()))
+            .sum::<usize>();
+    }
+    n
+}
+
+/// What one cached Pod (one container, as the double's are) and one Deployment cost: the
+/// figures docs/kubernetes.md and `DEFAULT_MAX_OBJECTS` quote.
+#[test]
+fn a_cached_pod_costs_under_two_kib() {
+    let checked = config(serde_json::json!({})).check().unwrap();
+    let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(k8s_api::pod(
+        "shop",
+        "checkout-7c9f8d6b5d-x2x9q",
+        "node-a",
+        "10.244.1.7",
+        Owner::ReplicaSet("checkout-7c9f8d6b5d"),
+    ))
+    .unwrap();
+    let p = deep_size(&objects::pod(pod, &checked).unwrap().prune(&checked));
+    let mut two = k8s_api::pod("shop", "two", "node-a", "10.244.1.8", Owner::None);
+    let c = two["spec"]["containers"][0].clone();
+    let mut c2 = c.clone();
+    c2["name"] = "sidecar".into();
+    two["spec"]["containers"] = serde_json::json!([c, c2]);
+    let mut st = two["status"]["containerStatuses"][0].clone();
+    st["name"] = "sidecar".into();
+    two["status"]["containerStatuses"]
+        .as_array_mut()
+        .unwrap()
+        .push(st);
+    let two: k8s_openapi::api::core::v1::Pod = serde_json::from_value(two).unwrap();
+    let two = objects::pod(two, &checked).unwrap().prune(&checked);
+    assert_eq!(two.groups.len(), 3);
+    let extra = deep_size(&two) - p;
+    let d: k8s_openapi::api::apps::v1::Deployment =
+        serde_json::from_value(k8s_api::deployment("shop", "checkout", 3, 3)).unwrap();
+    let d = deep_size(&objects::deployment(d, &checked).unwrap().prune(&checked));
+    eprintln!("cached pod: {p} bytes, +{extra} per container; cached deployment: {d} bytes");
+    assert!(extra < 1024, "{extra}");
+    assert!(p < 2048, "{p}");
+    assert!(d < 1024, "{d}");
 }
