@@ -75,7 +75,14 @@ fn agent_config(
   anomalydetection:
 processors:
   correlation:
-{frame}  pipelines:
+exporters:
+  otlp/gateway:
+    endpoint: 127.0.0.1:{gateway}
+    tls:
+      insecure: true
+  file:
+    path: {out}
+{service}  pipelines:
     traces:
       receivers: [otlp]
       exporters: [servicegraph, anomalydetection]
@@ -97,18 +104,8 @@ processors:
       address: 127.0.0.1:{metrics}
 "#,
         recv = otlp_receiver("grpc", grpc),
-        frame = format!(
-            "exporters:
-  otlp/gateway:
-    endpoint: 127.0.0.1:{gateway}
-    tls:
-      insecure: true
-  file:
-    path: {}
-{}",
-            out.display(),
-            health_check_and_service(health)
-        ),
+        out = out.display(),
+        service = health_check_and_service(health),
     )
 }
 
