@@ -25,6 +25,7 @@ fn set(t: &mut Tuning, name: &str, v: f64) -> Result<(), String> {
         "margin_all" => {
             t.margin = v;
             t.seasonal_margin = v;
+            t.shift_margin = v;
         }
         "power" => t.power = v,
         "slow_weight" => t.slow_weight = v,
@@ -39,6 +40,7 @@ fn set(t: &mut Tuning, name: &str, v: f64) -> Result<(), String> {
         "smooth_floor" => t.smooth_floor = v,
         "season_gamma" => t.season_gamma = v,
         "seasonal_margin" => t.seasonal_margin = v,
+        "shift_margin" => t.shift_margin = v,
         "ar_weight" => t.ar_weight = v,
         _ => return Err(format!("unknown constant {name}")),
     }
@@ -313,6 +315,7 @@ fn field(t: &Tuning, name: &str) -> f64 {
         "smooth_floor" => t.smooth_floor,
         "season_gamma" => t.season_gamma,
         "seasonal_margin" => t.seasonal_margin,
+        "shift_margin" => t.shift_margin,
         "ar_weight" => t.ar_weight,
         _ => f64::NAN,
     }

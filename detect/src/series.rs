@@ -16,8 +16,8 @@
 //! The score does not compare a cue with a fixed constant. Each cue is compared with its own largest
 //! value on this series over the last few hundred points (a decaying maximum, half-life
 //! [`Tuning::peak_half_life`], and a share of a slower one, [`Tuning::slow_weight`]): a point scores
-//! [`DEFAULT_THRESHOLD`] when a cue reaches [`Tuning::margin`] times that memory (or a floor in scale
-//! units, on a quiet series). This is the idea behind an
+//! [`DEFAULT_THRESHOLD`] when a cue reaches [`Tuning::margin`] times that memory (a level shift
+//! [`Tuning::shift_margin`] times it; or a floor in scale units, on a quiet series). This is the idea behind an
 //! anomaly *likelihood* (judge a raw score against the series' own recent scores), and it is what lets
 //! one threshold serve a flat error ratio and a spiky request count alike. After a detection the score
 //! stays just under the threshold for [`Tuning::hold`] points, so that one event is not reported again
@@ -157,6 +157,11 @@ pub struct Tuning {
     /// The outlier cue's margin once a seasonal period is found (cross-validation step 24; equal to
     /// `margin` in the shipped constants).
     pub seasonal_margin: f64,
+    /// The level-shift cue scores [`DEFAULT_THRESHOLD`] at this multiple of its memory (every other cue
+    /// at `margin`). A CUSUM decision already carries its own evidence (a run worth `cusum_h` scale
+    /// units), so a shift need not outgrow the last one to be reported; it needs to be about as large
+    /// (cross-validation step 41).
+    pub shift_margin: f64,
     /// Rate, per season, at which each phase's seasonal offset follows the (clipped) residual.
     pub season_gamma: f64,
     /// Half-life of a second, longer memory of each cue's largest value.
@@ -192,6 +197,7 @@ pub static DEFAULT_TUNING: Tuning = Tuning {
     smooth_floor: 4.0,
     smooth_clip: 12.0,
     seasonal_margin: 1.25,
+    shift_margin: 0.875,
     season_gamma: 0.1,
     slow_half_life: 10000.0,
     slow_weight: 0.4,
@@ -449,6 +455,8 @@ impl SeriesDetector {
             let mut q = cue / memory(i);
             if i == 0 || i == 4 {
                 q *= seasonal_boost;
+            } else if i == 1 {
+                q *= t.margin / t.shift_margin;
             }
             if q > best.0 {
                 best = (q, part);
