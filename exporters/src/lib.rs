@@ -10,6 +10,7 @@ pub mod file;
 pub mod helper;
 pub mod kafka;
 pub mod loadbalancing;
+pub mod logging;
 pub mod nop;
 pub mod otlp;
 pub mod otlphttp;
@@ -32,5 +33,6 @@ pub fn factories() -> Vec<Arc<dyn DynExporterFactory>> {
         awss3::factory(),
         kafka::factory(),
         nop::factory(),
+        logging::factory(),
     ]
 }
