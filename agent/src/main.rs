@@ -11,6 +11,7 @@ mod receiver_creator;
 mod registry;
 mod service;
 mod telemetry;
+mod telemetry_logs;
 
 use clap::{Parser, Subcommand};
 use registry::Registry;
@@ -139,7 +140,11 @@ fn run(registry: Registry, sources: Sources, shutdown_timeout: &str) -> ExitCode
             return ExitCode::FAILURE;
         }
     };
-    if let Err(e) = telemetry::init_logs(&cfg.telemetry.logs) {
+    // Checked with the config already; an error here would have been reported there.
+    let own_logs = telemetry_logs::check(&cfg.telemetry.logs.processors, &registry)
+        .map(|p| telemetry_logs::layer(&p))
+        .unwrap_or_default();
+    if let Err(e) = telemetry::init_logs(&cfg.telemetry.logs, own_logs) {
         eprintln!("Error: {e}");
         return ExitCode::FAILURE;
     }
@@ -165,10 +170,19 @@ fn run(registry: Registry, sources: Sources, shutdown_timeout: &str) -> ExitCode
     };
     let result = runtime.block_on(async move {
         telemetry::init_metrics(&cfg.telemetry.metrics)?;
+        let exporting = telemetry_logs::start(&registry, cfg.telemetry.resource.as_ref()).await?;
         let mut svc = Service::new(registry, sources, shutdown_timeout);
         tracing::info!(version = env!("CARGO_PKG_VERSION"), "Starting vigil");
-        svc.start(cfg).await?;
-        svc.run().await
+        let r = match svc.start(cfg).await {
+            Ok(()) => svc.run().await,
+            Err(e) => Err(e),
+        };
+        if let Some(x) = exporting {
+            // The last own logs (the shutdown's) still go out, within a few seconds.
+            x.stop(std::time::Instant::now() + std::time::Duration::from_secs(5))
+                .await;
+        }
+        r
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -6,8 +6,16 @@ use crate::config::{LogsTelemetry, MetricsTelemetry};
 use std::time::{Duration, Instant};
 use tracing_subscriber::EnvFilter;
 
-/// Installs the log subscriber. `RUST_LOG`, when set, overrides the configured level.
-pub fn init_logs(cfg: &LogsTelemetry) -> Result<(), String> {
+/// Installs the log subscriber: stderr at the configured level and encoding, and, when
+/// `service::telemetry::logs::processors` is set, the OTLP copy (`crate::telemetry_logs`).
+/// `RUST_LOG`, when set, overrides the configured level.
+pub fn init_logs(
+    cfg: &LogsTelemetry,
+    otlp: Option<crate::telemetry_logs::OtlpLayer>,
+) -> Result<(), String> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
     let level = match cfg.level.to_ascii_lowercase().as_str() {
         "debug" => "debug",
         "info" => "info",
@@ -20,19 +28,23 @@ pub fn init_logs(cfg: &LogsTelemetry) -> Result<(), String> {
         }
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    let r = match cfg.encoding.as_str() {
-        "json" => builder.json().try_init(),
-        "console" | "text" => builder.try_init(),
+    let fmt = match cfg.encoding.as_str() {
+        "json" => fmt.json().boxed(),
+        "console" | "text" => fmt.boxed(),
         other => {
             return Err(format!(
             "service::telemetry::logs::encoding: unknown encoding {other:?} (use console or json)"
         ))
         }
     };
+    let r = tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt)
+        .with(otlp)
+        .try_init();
     // A second init (tests, reload) keeps the first subscriber; that is not an error worth failing on.
     let _ = r;
     Ok(())

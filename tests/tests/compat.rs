@@ -25,8 +25,6 @@ const KNOWN_GAPS: &[&str] = &[
     // `profiles` pipelines (otelcol's `service.profilesSupport` feature gate): vigil has no
     // profiles signal; filter's and transform's profile keys are accepted and never run.
     "profiles pipelines are not supported",
-    // Own logs exported over OTLP.
-    "service::telemetry::logs::processors",
     // hostmetrics entity events go to a logs pipeline.
     "receiver \"hostmetrics\" does not support logs",
 ];

@@ -101,6 +101,10 @@ pub struct LogsTelemetry {
     pub initial_fields: Option<Value>,
     #[serde(default)]
     pub sampling: Option<Value>,
+    /// Own logs over OTLP: `batch` or `simple` processors with an `otlp` exporter
+    /// (crate::telemetry_logs).
+    #[serde(default)]
+    pub processors: Vec<Value>,
 }
 
 fn default_log_level() -> String {
@@ -122,6 +126,7 @@ impl Default for LogsTelemetry {
             error_output_paths: None,
             initial_fields: None,
             sampling: None,
+            processors: Vec::new(),
         }
     }
 }
@@ -455,6 +460,16 @@ impl Config {
                     format!("tls::{}", e.key),
                     e.message,
                 ));
+            }
+        }
+
+        if let Err(es) =
+            crate::telemetry_logs::check(&service.telemetry.logs.processors, registry)
+        {
+            for e in es {
+                let (path, msg) = e.split_once(": ").unwrap_or((&e, ""));
+                let path = path.trim_start_matches("service::telemetry::logs::");
+                errors.push(ConfigError::new("service::telemetry::logs", path, msg));
             }
         }
 
