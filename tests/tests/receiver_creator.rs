@@ -218,3 +218,91 @@ service:
     );
     agent.stop_ok(Duration::from_secs(20));
 }
+
+/// Discovery by annotations (`discovery::enabled`, as the Helm chart's annotationDiscovery preset
+/// sets it): a port annotated `io.opentelemetry.discovery.metrics/enabled` with `scraper:
+/// prometheus` and a `config` hint holding the scrape config is scraped, with no template in the
+/// config; the same pod without `enabled` is not.
+#[test]
+fn discovery_annotations_start_the_scraper_they_name() {
+    let api = K8sApi::start();
+    let hinted = serve_metrics("127.0.0.13", 5);
+    let unhinted = serve_metrics("127.0.0.14", 6);
+    let hint_pod = |name: &str, ip: &str, t: &Target, enabled: bool| {
+        let mut p = k8s_api::pod("shop", name, "node-a", ip, Owner::None);
+        let ann = &mut p["metadata"]["annotations"];
+        if enabled {
+            ann["io.opentelemetry.discovery.metrics/enabled"] = "true".into();
+        }
+        ann["io.opentelemetry.discovery.metrics/scraper"] = "prometheus".into();
+        ann[format!("io.opentelemetry.discovery.metrics.{}/config", t.port)] =
+            "config:\n  scrape_configs:\n    - job_name: hinted\n      scrape_interval: 1s\n      static_configs: [{targets: ['`endpoint`']}]\n".into();
+        p["spec"]["containers"][0]["ports"][0]["containerPort"] = t.port.into();
+        p
+    };
+    api.apply(Kind::Pod, hint_pod("hinted", "127.0.0.13", &hinted, true));
+    api.apply(
+        Kind::Pod,
+        hint_pod("unhinted", "127.0.0.14", &unhinted, false),
+    );
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let kubeconfig = api.kubeconfig(dir.path());
+    let health = free_port();
+    let out = dir.path().join("out.json");
+    let cfg = format!(
+        r#"extensions:
+  health_check:
+    endpoint: 127.0.0.1:{health}
+  k8s_observer:
+    auth_type: kubeConfig
+    node: node-a
+receivers:
+  receiver_creator/metrics:
+    watch_observers: [k8s_observer]
+    discovery:
+      enabled: true
+exporters:
+  file:
+    path: {out}
+service:
+  extensions: [health_check, k8s_observer]
+  pipelines:
+    metrics:
+      receivers: [receiver_creator/metrics]
+      exporters: [file]
+"#,
+        out = out.display(),
+    );
+    let path = vigil_tests::write_config(dir.path(), "vigil.yaml", &cfg);
+    let run = tempfile::tempdir().expect("run dir");
+    let mut agent = Agent::start_env(
+        run,
+        &["--config".into(), path.display().to_string()],
+        &[("KUBECONFIG", kubeconfig.display().to_string())],
+    );
+    agent.wait_healthy(health, Duration::from_secs(60));
+    let attrs = eventually(
+        Duration::from_secs(30),
+        "the hinted pod's scraped metric in the output",
+        || {
+            read_json_lines(&out)
+                .iter()
+                .flat_map(|l| l["resourceMetrics"].as_array().cloned().unwrap_or_default())
+                .find(|rm| rm.to_string().contains("demo_requests_total"))
+                .map(|rm| rm["resource"]["attributes"].clone())
+        },
+    );
+    assert_eq!(
+        otlp_attr(&attrs, "k8s.pod.name").and_then(|v| v["stringValue"].as_str()),
+        Some("hinted"),
+        "{attrs}"
+    );
+    assert!(hinted.hits.load(Ordering::SeqCst) > 0);
+    assert_eq!(
+        unhinted.hits.load(Ordering::SeqCst),
+        0,
+        "a pod without the enabled hint was scraped"
+    );
+    agent.stop_ok(Duration::from_secs(20));
+}

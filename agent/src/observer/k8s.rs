@@ -99,6 +99,9 @@ pub struct K8sObserver {
     tasks: Tasks,
 }
 
+/// One object's UID and its endpoints.
+type Trimmed = (String, Vec<Endpoint>);
+
 /// Each kind's endpoints by object UID; the feed publishes their union.
 #[derive(Default)]
 struct State {
@@ -106,7 +109,7 @@ struct State {
 }
 
 impl State {
-    fn apply(&mut self, kind: &'static str, change: Change<(String, Vec<Endpoint>)>) {
+    fn apply(&mut self, kind: &'static str, change: Change<Trimmed>) {
         let set = self.kinds.entry(kind).or_default();
         match change {
             Change::Replace(all) => *set = all.into_iter().collect(),
@@ -135,7 +138,7 @@ impl K8sObserver {
         wc: watcher::Config,
         kind: &'static str,
         state: Arc<Mutex<State>>,
-        trim: fn(&str, K) -> Option<(String, Vec<Endpoint>)>,
+        trim: fn(&str, K) -> Option<Trimmed>,
     ) where
         K: vigil_k8s::kube::Resource
             + Clone
@@ -187,6 +190,10 @@ impl Component for K8sObserver {
         .map_err(|e| anyhow::anyhow!("extensions::{}::auth_type: {e}", self.id))?;
         let state = Arc::new(Mutex::new(State::default()));
         let node = self.cfg.node.trim();
+        if node.is_empty() {
+            let _in = tracing::info_span!("component", kind = "extension", id = %self.id).entered();
+            tracing::info!("node is empty: watching the pods and nodes of the whole cluster");
+        }
         let by_node = |field: &str| {
             let wc = watcher::Config::default();
             if node.is_empty() {
@@ -279,7 +286,7 @@ fn host_port(ip: &str, port: i32) -> String {
 
 /// A pod's endpoints: the pod, each container, each declared container port. None for a pod
 /// without an IP yet (pending) or one that has finished (nothing listens any more).
-pub fn pod_endpoints(obs: &str, pod: Pod) -> Option<(String, Vec<Endpoint>)> {
+pub fn pod_endpoints(obs: &str, pod: Pod) -> Option<Trimmed> {
     let uid = pod.metadata.uid.clone()?;
     let status = pod.status.unwrap_or_default();
     let ip = status.pod_ip.clone().unwrap_or_default();
@@ -345,7 +352,7 @@ pub fn pod_endpoints(obs: &str, pod: Pod) -> Option<(String, Vec<Endpoint>)> {
 }
 
 /// A node's endpoint; its target is the internal IP (the hostname when it has none).
-pub fn node_endpoint(obs: &str, node: Node) -> Option<(String, Vec<Endpoint>)> {
+pub fn node_endpoint(obs: &str, node: Node) -> Option<Trimmed> {
     let uid = node.metadata.uid.clone()?;
     let mut d = meta_env(&node.metadata);
     d.remove("namespace");
@@ -392,7 +399,7 @@ pub fn node_endpoint(obs: &str, node: Node) -> Option<(String, Vec<Endpoint>)> {
 }
 
 /// A service's endpoint; its target is the cluster DNS name `<name>.<namespace>.svc`.
-pub fn service_endpoint(obs: &str, svc: Service) -> Option<(String, Vec<Endpoint>)> {
+pub fn service_endpoint(obs: &str, svc: Service) -> Option<Trimmed> {
     let uid = svc.metadata.uid.clone()?;
     let mut d = meta_env(&svc.metadata);
     let spec = svc.spec.unwrap_or_default();
@@ -418,7 +425,7 @@ pub fn service_endpoint(obs: &str, svc: Service) -> Option<(String, Vec<Endpoint
 }
 
 /// An ingress's endpoints: one per rule host and path, `https` when a TLS entry names the host.
-pub fn ingress_endpoints(obs: &str, ing: Ingress) -> Option<(String, Vec<Endpoint>)> {
+pub fn ingress_endpoints(obs: &str, ing: Ingress) -> Option<Trimmed> {
     let uid = ing.metadata.uid.clone()?;
     let env = meta_env(&ing.metadata);
     let spec = ing.spec.unwrap_or_default();

@@ -280,12 +280,7 @@ receivers:
     )
     .unwrap();
     rc.start(&host).await.unwrap();
-    feed.publish(
-        (1..=5)
-            .map(|p| hostport(p))
-            .map(|e| (e.id.clone(), e))
-            .collect(),
-    );
+    feed.publish((1..=5).map(hostport).map(|e| (e.id.clone(), e)).collect());
     let until = Instant::now() + Duration::from_secs(10);
     while rc.inner.running.lock().await.by_endpoint.len() < 5 {
         assert!(Instant::now() < until, "the endpoints were not all seen");
