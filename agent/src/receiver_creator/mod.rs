@@ -898,7 +898,13 @@ impl Component for ReceiverCreator {
                     inner.reconcile(&name, &set).await;
                     tokio::select! {
                         _ = stop.cancelled() => return,
-                        changed = rx.changed() => if changed.is_err() { return },
+                        changed = rx.changed() => if changed.is_err() {
+                            // The observer was replaced (a reload that changed it but kept this
+                            // receiver): what runs stays as it is until this receiver restarts.
+                            tracing::warn!(observer = %name,
+                                "the observer stopped; its endpoints are no longer followed");
+                            return;
+                        },
                     }
                 }
             });
