@@ -7,6 +7,7 @@ pub mod anomaly;
 pub mod attributes;
 pub mod batch;
 pub mod correlation;
+pub mod count;
 pub mod cumulativetodelta;
 pub mod dedup;
 pub mod drain;
@@ -59,5 +60,6 @@ pub fn connector_factories() -> Vec<Arc<dyn DynConnectorFactory>> {
         routing::factory(),
         otlpjson::factory(),
         spanmetrics::factory(),
+        count::factory(),
     ]
 }
