@@ -1,7 +1,8 @@
 //! `k8s_cluster` through the vigil binary, against the Kubernetes API-server double (no cluster can
 //! run here; vigil_tests::k8s_api speaks the list/watch protocol): the cluster's state comes out of
 //! the `file` exporter as otelcol's metrics, and follows a Deployment scaled, a Pod that fails, a
-//! cut watch and a `410 Gone` re-list, with each series once and none stale.
+//! cut watch and a `410 Gone` re-list, with each series once and none stale; it reports once its
+//! `k8s_leader_elector` holds the Lease.
 
 use serde_json::Value;
 use std::time::Duration;
@@ -79,6 +80,8 @@ fn cluster_metrics_follow_the_cluster_end_to_end() {
     let kubeconfig = api.kubeconfig(dir.path());
     let health = free_port();
     let out = dir.path().join("out.json");
+    // Through a real k8s_leader_elector on a Lease in the double: the receiver reports only once
+    // this instance holds it.
     let cfg = format!(
         "receivers:
   k8s_cluster:
@@ -86,12 +89,25 @@ fn cluster_metrics_follow_the_cluster_end_to_end() {
     collection_interval: 200ms
     node_conditions_to_report: [Ready, MemoryPressure]
     allocatable_types_to_report: [cpu, memory]
-{exporter}  pipelines:
+    k8s_leader_elector: k8s_leader_elector/k8s_cluster
+exporters:
+  file:
+    path: {out}
+extensions:
+  health_check:
+    endpoint: 127.0.0.1:{health}
+  k8s_leader_elector/k8s_cluster:
+    auth_type: kubeConfig
+    lease_name: k8s.cluster.receiver.opentelemetry.io
+    lease_namespace: default
+service:
+  extensions: [health_check, k8s_leader_elector/k8s_cluster]
+  pipelines:
     metrics:
       receivers: [k8s_cluster]
       exporters: [file]
 ",
-        exporter = vigil_tests::file_exporter_and_health(&out, health),
+        out = out.display(),
     );
     let path = vigil_tests::write_config(dir.path(), "vigil.yaml", &cfg);
     let run = tempfile::tempdir().expect("run dir");
@@ -113,6 +129,11 @@ fn cluster_metrics_follow_the_cluster_end_to_end() {
                 && r.iter().any(|(m, ..)| m == "k8s.node.condition_ready"))
             .then_some(r)
         },
+    );
+    assert!(
+        api.count_requests(|r| r.contains("/leases")) > 0,
+        "the elector took the lease: {:?}",
+        api.requests()
     );
     assert_eq!(values(&r, "k8s.container.ready", pod), vec![1.0]);
     assert_eq!(
