@@ -26,6 +26,14 @@ pub struct HostMetricsConfig {
     /// Scraper name → its section (null for defaults).
     #[serde(default)]
     pub scrapers: BTreeMap<String, Value>,
+    /// In a logs pipeline: how often the host entity event is sent again (otelcol's default: 5m;
+    /// 0 sends it once, at start).
+    #[serde(default = "default_metadata_interval", with = "duration")]
+    pub metadata_collection_interval: Duration,
+}
+
+fn default_metadata_interval() -> Duration {
+    Duration::from_secs(300)
 }
 
 fn default_interval() -> Duration {

@@ -27,6 +27,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use vigil_core::otlp::common::v1::{InstrumentationScope, KeyValue};
+use vigil_core::otlp::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use vigil_core::otlp::metrics::v1::{
     metric::Data, number_data_point, AggregationTemporality, Gauge, Metric, NumberDataPoint,
     ResourceMetrics, ScopeMetrics, Sum,
@@ -323,7 +324,10 @@ impl vigil_core::factory::FactoryBase for Factory {
 
 impl vigil_core::factory::ReceiverFactory for Factory {
     fn stability(&self) -> &'static [(Signal, vigil_core::Stability)] {
-        &[(Signal::Metrics, vigil_core::Stability::Beta)]
+        &[
+            (Signal::Metrics, vigil_core::Stability::Beta),
+            (Signal::Logs, vigil_core::Stability::Development),
+        ]
     }
 
     fn create(
@@ -338,6 +342,7 @@ impl vigil_core::factory::ReceiverFactory for Factory {
         Ok(Arc::new(HostMetricsReceiver {
             id: id.to_string(),
             interval: cfg.collection_interval,
+            metadata_interval: cfg.metadata_collection_interval,
             initial_delay: cfg.initial_delay,
             root: Root::new(&cfg.root_path),
             scrapers: Arc::new(Mutex::new(scrapers)),
@@ -352,6 +357,8 @@ impl vigil_core::factory::ReceiverFactory for Factory {
 pub struct HostMetricsReceiver {
     id: String,
     interval: Duration,
+    /// How often the host entity event goes to a logs pipeline (0: once).
+    metadata_interval: Duration,
     initial_delay: Duration,
     root: Root,
     scrapers: Arc<Mutex<Vec<Box<dyn Scraper>>>>,
@@ -364,6 +371,12 @@ pub struct HostMetricsReceiver {
 #[async_trait]
 impl Component for HostMetricsReceiver {
     async fn start(&self, _host: &Host) -> anyhow::Result<()> {
+        if let Some(logs) = self.next.get(Signal::Logs).cloned() {
+            self.spawn_entity_events(logs);
+        }
+        if self.next.get(Signal::Metrics).is_none() {
+            return Ok(());
+        }
         let id = self.id.clone();
         let interval = self.interval;
         let initial_delay = self.initial_delay;
@@ -422,6 +435,73 @@ impl Component for HostMetricsReceiver {
     /// Stopping cancels the loop; a collection in flight may finish until the deadline.
     fn tasks(&self) -> Option<&vigil_core::Tasks> {
         Some(&self.tasks)
+    }
+}
+
+/// The host entity event as otelcol's hostmetrics receiver sends it to a logs pipeline (its
+/// `hostEntitiesReceiver`, through experimentalmetricmetadata's events-as-logs form): one record
+/// with `otel.entity.event.type: entity_state`, `otel.entity.type: host` and, when the interval is
+/// not 0, `otel.entity.interval` in milliseconds, in a scope marked `otel.entity.event_as_log`,
+/// under an empty resource (processors such as resourcedetection add the host's attributes).
+pub fn entity_event(interval: Duration, now_nanos: u64) -> Vec<ResourceLogs> {
+    use vigil_core::attrs::{kv, kv_i64, kv_str};
+    use vigil_core::otlp::common::v1::any_value;
+    let mut attrs = vec![
+        kv_str("otel.entity.event.type", "entity_state"),
+        kv_str("otel.entity.type", "host"),
+    ];
+    if !interval.is_zero() {
+        attrs.push(kv_i64("otel.entity.interval", interval.as_millis() as i64));
+    }
+    vec![ResourceLogs {
+        resource: None,
+        scope_logs: vec![ScopeLogs {
+            scope: Some(InstrumentationScope {
+                attributes: vec![kv(
+                    "otel.entity.event_as_log",
+                    any_value::Value::BoolValue(true),
+                )],
+                ..Default::default()
+            }),
+            log_records: vec![LogRecord {
+                time_unix_nano: now_nanos,
+                attributes: attrs,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }]
+}
+
+impl HostMetricsReceiver {
+    /// Sends the host entity event at start and every `metadata_collection_interval`. As otelcol,
+    /// a refused event is not retried: the next one carries the same, cumulative, state.
+    fn spawn_entity_events(&self, logs: Arc<dyn vigil_core::Consumer>) {
+        let id = self.id.clone();
+        let every = self.metadata_interval;
+        let obs = self.obs.clone();
+        let cancel = self.tasks.stopping();
+        self.tasks.spawn(async move {
+            loop {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos() as u64)
+                    .unwrap_or(0);
+                let r = logs.consume(Telemetry::Logs(entity_event(every, now))).await;
+                obs.end_op(Signal::Logs, 1, &r);
+                if let Err(e) = r {
+                    tracing::error!(receiver = %id, "the pipeline refused the host entity event: {e}");
+                }
+                if every.is_zero() {
+                    return;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = cancel.cancelled() => return,
+                }
+            }
+        });
     }
 }
 
@@ -569,5 +649,67 @@ mod tests {
         );
         // The fixture has two processes.
         assert_eq!(batch.len(), 3);
+    }
+}
+
+#[cfg(test)]
+mod entity_tests {
+    use super::*;
+    use serde_json::json;
+    use vigil_core::{ConsumeError, Consumer};
+
+    #[derive(Default)]
+    struct Keep(Mutex<Vec<Telemetry>>);
+
+    #[async_trait]
+    impl Consumer for Keep {
+        async fn consume(&self, data: Telemetry) -> Result<(), ConsumeError> {
+            vigil_core::lock(&self.0).push(data);
+            Ok(())
+        }
+    }
+
+    /// In a logs pipeline only: the host entity event at start, as otelcol's, and no metrics
+    /// collection (there is no metrics pipeline to take it).
+    #[tokio::test]
+    async fn a_logs_pipeline_gets_the_host_entity_event() {
+        let id = ComponentId::parse("hostmetrics").unwrap();
+        let keep = Arc::new(Keep::default());
+        let mut next = NextConsumers::new();
+        next.insert(Signal::Logs, keep.clone());
+        let r = factory()
+            .create(
+                &id,
+                &json!({"scrapers": {"cpu": null}, "initial_delay": "0s",
+                        "collection_interval": "10ms", "metadata_collection_interval": "1m"}),
+                next,
+            )
+            .unwrap();
+        r.start(&Host::detached()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        r.shutdown().await.unwrap();
+        let got = vigil_core::lock(&keep.0);
+        assert_eq!(got.len(), 1, "one event at start, nothing else");
+        let Telemetry::Logs(rl) = &got[0] else {
+            panic!("logs")
+        };
+        let sl = &rl[0].scope_logs[0];
+        assert_eq!(
+            sl.scope.as_ref().unwrap().attributes[0].key,
+            "otel.entity.event_as_log"
+        );
+        let a = &sl.log_records[0].attributes;
+        let get = |k: &str| vigil_core::attrs::get(a, k).cloned();
+        use vigil_core::otlp::common::v1::any_value::Value;
+        assert_eq!(
+            get("otel.entity.event.type"),
+            Some(Value::StringValue("entity_state".into()))
+        );
+        assert_eq!(
+            get("otel.entity.type"),
+            Some(Value::StringValue("host".into()))
+        );
+        assert_eq!(get("otel.entity.interval"), Some(Value::IntValue(60_000)));
+        assert!(rl[0].resource.is_none());
     }
 }
