@@ -283,7 +283,7 @@ impl K8sClusterConfig {
                 Some((_, _, false)) if t.enabled => errors.push(ConfigError::at(
                     format!("resource_attributes::{name}::enabled"),
                     "vigil does not set this attribute yet (it belongs to resources vigil does \
-                     not watch, or needs the kube-system namespace read); leave it disabled",
+                     not watch); leave it disabled",
                 )),
                 Some(_) => {}
             }

@@ -183,7 +183,7 @@ pub const RESOURCE_ATTRIBUTES: &[(&str, bool, bool)] = &[
     ("container.image.tag", true, true),
     ("container.runtime", false, true),
     ("container.runtime.version", false, true),
-    ("k8s.cluster.uid", false, false),
+    ("k8s.cluster.uid", false, true),
     ("k8s.container.name", true, true),
     ("k8s.container.status.last_terminated_reason", false, true),
     ("k8s.cronjob.name", true, true),
@@ -321,9 +321,11 @@ fn kv(key: &str, value: &str) -> KeyValue {
 
 /// The metrics of `objs` at time `now` (Unix nanoseconds), one ResourceMetrics per reporting
 /// resource, in the cache's order.
+/// `cluster_uid`, when known and enabled, goes on every resource (`k8s.cluster.uid`).
 pub fn emit<'a>(
     objs: impl Iterator<Item = &'a Obj>,
     checked: &Checked,
+    cluster_uid: Option<&str>,
     now: u64,
 ) -> Vec<ResourceMetrics> {
     let mut out = Vec::new();
@@ -392,6 +394,7 @@ pub fn emit<'a>(
                 .iter()
                 .filter(|(k, _)| checked.attributes.on(k))
                 .map(|(k, v)| kv(k, v))
+                .chain(cluster_uid.map(|u| kv("k8s.cluster.uid", u)))
                 .collect();
             out.push(ResourceMetrics {
                 resource: Some(Resource {

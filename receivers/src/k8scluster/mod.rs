@@ -137,10 +137,16 @@ impl Store {
     fn emit(
         &self,
         checked: &Checked,
+        cluster_uid: Option<&str>,
         now: u64,
     ) -> Vec<vigil_core::otlp::metrics::v1::ResourceMetrics> {
         let maps = vigil_core::lock(&self.maps);
-        metrics::emit(maps.values().flat_map(|m| m.values()), checked, now)
+        metrics::emit(
+            maps.values().flat_map(|m| m.values()),
+            checked,
+            cluster_uid,
+            now,
+        )
     }
 
     #[cfg(test)]
@@ -384,17 +390,40 @@ fn watches(shared: &Arc<Shared>, client: &Client) -> JoinSet<()> {
     set
 }
 
+/// The cluster's UID as otelcol defines it: the `kube-system` namespace's UID. `None` (with a
+/// warning) when it cannot be read, as with only namespaced Roles; asked again next report.
+async fn cluster_uid(shared: &Shared, client: &Client) -> Option<String> {
+    use k8s_openapi::api::core::v1::Namespace;
+    use vigil_k8s::k8s_openapi;
+    let api: Api<Namespace> = Api::all(client.clone());
+    match tokio::time::timeout(shared.cfg.collection_interval, api.get("kube-system")).await {
+        Ok(Ok(ns)) => ns.metadata.uid,
+        Ok(Err(e)) => {
+            tracing::warn!(receiver = %shared.id, "k8s.cluster.uid: reading namespace kube-system: {e}");
+            None
+        }
+        Err(_) => None,
+    }
+}
+
 /// Emits the cache every `collection_interval`, for as long as the future is polled.
-async fn report(shared: Arc<Shared>) {
+async fn report(shared: Arc<Shared>, client: Client) {
+    let want_uid = shared.checked.attributes.on("k8s.cluster.uid");
+    let mut uid: Option<String> = None;
     let mut timer = tokio::time::interval(shared.cfg.collection_interval);
     timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // The first tick fires at once; skip it so the first report follows the first lists.
     timer.tick().await;
     loop {
         timer.tick().await;
-        let batch = shared
-            .store
-            .emit(&shared.checked, unix_nanos(SystemTime::now()));
+        if want_uid && uid.is_none() {
+            uid = cluster_uid(&shared, &client).await;
+        }
+        let batch = shared.store.emit(
+            &shared.checked,
+            uid.as_deref(),
+            unix_nanos(SystemTime::now()),
+        );
         if batch.is_empty() {
             continue;
         }
@@ -422,7 +451,7 @@ impl Drop for ClearOnDrop {
 async fn round(shared: Arc<Shared>, client: Client) {
     let _clear = ClearOnDrop(Arc::clone(&shared));
     let _watches = watches(&shared, &client);
-    report(shared).await
+    report(shared, client).await
 }
 
 #[async_trait]

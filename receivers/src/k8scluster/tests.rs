@@ -50,9 +50,10 @@ fn bad_configs_name_the_key() {
         e.contains("metrics::k8s.service.endpoint.count::enabled"),
         "{e}"
     );
-    let e = err(serde_json::json!({"resource_attributes": {"k8s.cluster.uid": {"enabled": true}}}));
+    let e =
+        err(serde_json::json!({"resource_attributes": {"k8s.service.name": {"enabled": true}}}));
     assert!(
-        e.contains("resource_attributes::k8s.cluster.uid::enabled"),
+        e.contains("resource_attributes::k8s.service.name::enabled"),
         "{e}"
     );
     let e = err(serde_json::json!({"metadata_exporters": ["signalfx"]}));
@@ -204,6 +205,7 @@ fn receiver(api: &K8sApi, cfg: serde_json::Value) -> (K8sClusterReceiver, Arc<Si
 fn cluster() -> K8sApi {
     let api = K8sApi::start();
     api.apply(Kind::Namespace, k8s_api::namespace("shop"));
+    api.apply(Kind::Namespace, k8s_api::namespace("kube-system"));
     api.apply(Kind::Node, k8s_api::node("node-a"));
     api.apply(
         Kind::Deployment,
@@ -270,6 +272,7 @@ async fn reports_follow_the_cluster_through_scaling_phase_changes_cuts_and_relis
             "node_conditions_to_report": ["Ready", "MemoryPressure"],
             "allocatable_types_to_report": ["cpu", "memory", "pods"],
             "metrics": {"k8s.node.condition": {"enabled": true}},
+            "resource_attributes": {"k8s.cluster.uid": {"enabled": true}},
         }),
     );
     r.start(&Host::detached()).await.unwrap();
@@ -315,6 +318,11 @@ async fn reports_follow_the_cluster_through_scaling_phase_changes_cuts_and_relis
         !phase.attrs.contains_key("k8s.pod.qos_class"),
         "off by default"
     );
+    // k8s.cluster.uid is kube-system's UID, on every resource.
+    let cluster = k8s_api::uid("ns/kube-system");
+    assert!(s
+        .iter()
+        .all(|x| x.attrs.get("k8s.cluster.uid") == Some(&cluster)));
     assert_eq!(
         v("k8s.container.cpu_request", "k8s.container.name", "app"),
         vec![0.1]
