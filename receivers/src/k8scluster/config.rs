@@ -16,7 +16,8 @@ use vigil_k8s::AuthType;
 /// How many objects of one kind (per watched namespace) the cache keeps by default. A cached Pod
 /// with one container holds about 1.3 KB (each further container about 0.8 KB), a Deployment
 /// about 0.5 KB (`a_cached_pod_costs_under_two_kib`), so the default bounds the pod cache near
-/// 65 MB; objects past it are refused and counted (`vigil_k8scluster_objects_refused`).
+/// 65 MB. Objects past it are counted: dropped from a list in `vigil_k8s_watch_dropped_objects`,
+/// refused when added in `vigil_k8scluster_objects_refused`.
 pub const DEFAULT_MAX_OBJECTS: usize = 50_000;
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
