@@ -1,4 +1,5 @@
-//! `journald`: reads the systemd journal as otelcol's journald receiver does, by running
+//! `journald` (keys and behaviour in README.md beside this file): reads the systemd journal as
+//! otelcol's journald receiver does, by running
 //! `journalctl --utc --output=json --follow` with the config's filters (`units`, `identifiers`,
 //! `matches`, `priority`, `grep`, `dmesg`, `namespace`, `directory` or `files`, `all`, `merge`) and
 //! turning each JSON line into a log record whose body is the entry's field map, timed by
