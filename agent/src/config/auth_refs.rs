@@ -1,6 +1,7 @@
 //! `auth::authenticator` references, checked at `validate` as start would check them: the named
 //! extension must be configured and listed in `service::extensions`, and be a server authenticator
-//! under a receiver or a client authenticator under an exporter. Without this, such a config passed
+//! under a receiver or a client authenticator under an exporter. A receiver's
+//! `k8s_leader_elector` is checked the same way. Without this, such a config passed
 //! `validate` and then failed to start.
 
 use serde_json::Value;
@@ -80,10 +81,98 @@ pub(crate) fn check(
     errors
 }
 
+/// The errors of every receiver's `k8s_leader_elector: <id>`, checked as start checks it: the
+/// extension must be configured, listed in `service::extensions`, and a `k8s_leader_elector`.
+pub(crate) fn check_leader_electors(
+    receivers: &BTreeMap<ComponentId, Value>,
+    listed: &[ComponentId],
+    configured: &BTreeMap<ComponentId, Value>,
+    resolve: &dyn Fn(&str) -> Option<&'static str>,
+) -> Vec<ConfigError> {
+    let mut errors = Vec::new();
+    for (id, cfg) in receivers {
+        let Some(Value::String(raw)) = cfg.get("k8s_leader_elector") else {
+            continue;
+        };
+        // A malformed id is the receiver's own validate error already.
+        let Ok(ext) = ComponentId::parse(raw) else {
+            continue;
+        };
+        let msg = if !configured.contains_key(&ext) {
+            format!("references extension {raw:?} which is not configured")
+        } else if !listed.contains(&ext) {
+            format!("extension {raw:?} is not listed in service::extensions")
+        } else if resolve(ext.type_name()).is_some_and(|t| t != "k8s_leader_elector") {
+            format!("extension {raw:?} is not a k8s_leader_elector")
+        } else {
+            continue;
+        };
+        errors.push(ConfigError::component(
+            ComponentKind::Receiver,
+            id,
+            "k8s_leader_elector",
+            msg,
+        ));
+    }
+    errors
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn leader_elector_references_are_checked_like_start_checks_them() {
+        let id = |s: &str| ComponentId::parse(s).unwrap();
+        let receivers: BTreeMap<ComponentId, Value> = [
+            (
+                id("k8sobjects"),
+                json!({"k8s_leader_elector": "k8s_leader_elector/a"}),
+            ),
+            (
+                id("k8s_events"),
+                json!({"k8s_leader_elector": "k8s_leader_elector/b"}),
+            ),
+            (
+                id("k8s_cluster"),
+                json!({"k8s_leader_elector": "basicauth"}),
+            ),
+            (id("otlp"), json!({})),
+        ]
+        .into_iter()
+        .collect();
+        let configured: BTreeMap<ComponentId, Value> = [
+            (id("k8s_leader_elector/a"), json!({})),
+            (id("basicauth"), json!({})),
+        ]
+        .into_iter()
+        .collect();
+        let listed = [id("basicauth")];
+        let resolve = |t: &str| {
+            ["k8s_leader_elector", "basicauth"]
+                .into_iter()
+                .find(|k| *k == t)
+        };
+        let errors: Vec<String> = check_leader_electors(&receivers, &listed, &configured, &resolve)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(errors.len(), 3, "{errors:?}");
+        assert!(
+            errors[0].contains("receivers::k8s_cluster::k8s_leader_elector")
+                && errors[0].contains("not a k8s_leader_elector"),
+            "{errors:?}"
+        );
+        assert!(
+            errors[1].contains("\"k8s_leader_elector/b\" which is not configured"),
+            "{errors:?}"
+        );
+        assert!(
+            errors[2].contains("not listed in service::extensions"),
+            "{errors:?}"
+        );
+    }
 
     fn known(t: &str) -> Option<&'static str> {
         SERVER_AUTH

@@ -284,6 +284,12 @@ impl Config {
             &extensions,
             &|t| registry.resolve(ComponentKind::Extension, t),
         ));
+        errors.extend(auth_refs::check_leader_electors(
+            &receivers,
+            &service_extensions,
+            &extensions,
+            &|t| registry.resolve(ComponentKind::Extension, t),
+        ));
 
         // Only when the file has no pipelines at all: pipelines refused above are not missing.
         let pipelines_written = root_map
