@@ -79,6 +79,8 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Some(Command::Validate) => {
+            // Host files otelcol reads only at start are not read here (see host_files_deferred).
+            vigil_core::config::set_validate_only();
             let result = load_config(&sources, &registry).and_then(|(cfg, warnings)| {
                 // As otelcol's validate does: build the graph start would build, without starting it.
                 let runtime = tokio::runtime::Builder::new_current_thread()

@@ -286,6 +286,27 @@ fn remove_at(v: &mut Value, path: &[Seg]) -> bool {
     }
 }
 
+/// Set by `vigil validate` only: the config is being checked, possibly on a machine other than the
+/// one that will run it (a CI job checking a DaemonSet config whose certificates are mounted only in
+/// the pod). otelcol's validate stats a few host paths (`file_storage::directory`, hostmetrics'
+/// `root_path`, the prometheus receiver's client cert/key and credentials files) and reads no
+/// certificate: `configtls` loads its files when a component starts. Code that reads a host file
+/// while a component is created asks [`host_files_deferred`] and, when it is true, checks only
+/// what does not need the file; the same code run by `vigil` (or a reload) reads the file and fails
+/// the start with the component, key path and file.
+static VALIDATE_ONLY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Marks this process as `vigil validate` (see [`host_files_deferred`]).
+pub fn set_validate_only() {
+    VALIDATE_ONLY.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// True in `vigil validate`: files otelcol reads only at start (certificates, keys, CAs, secrets)
+/// are not read.
+pub fn host_files_deferred() -> bool {
+    VALIDATE_ONLY.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Renders serde's path (`actions[1].key`) as otelcol's key path (`actions::1::key`).
 pub fn key_path(serde_path: &str) -> String {
     if serde_path == "." {

@@ -270,7 +270,11 @@ impl Client<'_> {
                 ("cert_file", &t.cert_file),
                 ("key_file", &t.key_file),
             ] {
-                if let Some(f) = file {
+                // Not in `vigil validate`: otelcol's kafka components load these at start.
+                if let Some(f) = file
+                    .as_ref()
+                    .filter(|_| !crate::config::host_files_deferred())
+                {
                     if let Err(e) = std::fs::metadata(f) {
                         return Err(ConfigError::at(
                             format!("{tls_key}::{key}"),

@@ -293,7 +293,9 @@ fn parse(id: &ComponentId, cfg: &BasicAuthConfig) -> Result<Parsed, ConfigError>
         None => None,
         Some(h) => {
             let mut table = HashMap::new();
-            if let Some(path) = &h.file {
+            // Not read in `vigil validate`: otelcol reads the file when the extension starts.
+            let deferred = vigil_core::config::host_files_deferred();
+            if let Some(path) = h.file.as_ref().filter(|_| !deferred) {
                 let text = std::fs::read_to_string(path).map_err(|e| {
                     config_error(
                         id,
@@ -311,7 +313,7 @@ fn parse(id: &ComponentId, cfg: &BasicAuthConfig) -> Result<Parsed, ConfigError>
                 parse_htpasswd(text, &mut table)
                     .map_err(|e| config_error(id, "htpasswd::inline", e))?;
             }
-            if table.is_empty() {
+            if table.is_empty() && !(deferred && h.file.is_some()) {
                 return Err(config_error(
                     id,
                     "htpasswd",

@@ -109,7 +109,10 @@ fn parse(id: &ComponentId, cfg: &OAuth2Config) -> Result<Parsed, ConfigError> {
     // The file wins over the inline value, as in otelcol.
     let secret = |inline: &Option<String>, file: &Option<PathBuf>, key: &str| match (inline, file) {
         (_, Some(p)) => {
-            read_secret(p).map_err(|e| config_error(id, &format!("{key}_file"), e))?;
+            // Not read in `vigil validate`: otelcol reads it when a token is fetched.
+            if !vigil_core::config::host_files_deferred() {
+                read_secret(p).map_err(|e| config_error(id, &format!("{key}_file"), e))?;
+            }
             Ok(Secret::File(p.clone()))
         }
         (Some(s), None) if !s.is_empty() => Ok(Secret::Inline(s.clone())),

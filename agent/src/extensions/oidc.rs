@@ -141,7 +141,9 @@ fn parse(id: &ComponentId, cfg: OidcConfig) -> Result<Parsed, ConfigError> {
     let mut builder = reqwest::Client::builder()
         .timeout(FETCH_TIMEOUT)
         .user_agent(concat!("vigil/", env!("CARGO_PKG_VERSION")));
-    if let Some(path) = &cfg.issuer_ca_path {
+    // Not read in `vigil validate`: otelcol reads it when the extension starts.
+    let deferred = vigil_core::config::host_files_deferred();
+    if let Some(path) = cfg.issuer_ca_path.as_ref().filter(|_| !deferred) {
         let pem = std::fs::read(path).map_err(|e| {
             config_error(
                 id,

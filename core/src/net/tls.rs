@@ -2,8 +2,10 @@
 //! `cert_pem`/`key_pem`), `client_ca_file` (mutual TLS: a client without a certificate the CA signed
 //! is refused at the handshake), `min_version`/`max_version`, `cipher_suites` (Go's names) and
 //! `reload_interval` (the files are re-read on that interval, so a rotated certificate is served
-//! without a restart). Everything is loaded and checked when the config is validated, so a missing
-//! file, a key that does not match its certificate or an unknown suite fails `validate`, not start.
+//! without a restart). Every key is checked when the config is validated; the files are read when the
+//! component is created for a run, as otelcol's `configtls` loads them at start: `vigil validate` on
+//! a machine without the certificates passes, and a missing file, or a key that does not match its
+//! certificate, fails the start with the key path and the file.
 //!
 //! X.509 v1 certificates: Go's crypto/tls accepts a v1 client certificate, rustls (webpki) refuses
 //! it at the handshake. A `client_ca_file` that holds a v1 certificate is the mark of a CA that
@@ -117,6 +119,34 @@ pub fn versions(min: u8, max: u8) -> Vec<&'static SupportedProtocolVersion> {
 
 fn read(key: &'static str, path: &str) -> Result<Vec<u8>, TlsError> {
     std::fs::read(path).map_err(|err| e(key, format!("cannot read {path:?}: {err}")))
+}
+
+/// As [`read`], except in `vigil validate`, where it reads nothing and gives no bytes: otelcol's
+/// `configtls` loads its files when the component starts, not when the config is validated.
+fn read_at_start(key: &'static str, path: &str) -> Result<Vec<u8>, TlsError> {
+    if crate::config::host_files_deferred() {
+        return Ok(Vec::new());
+    }
+    read(key, path)
+}
+
+/// True when `file` is set and was not read (see [`read_at_start`]).
+fn deferred(file: &Option<String>, bytes: &[u8]) -> bool {
+    file.is_some() && bytes.is_empty() && crate::config::host_files_deferred()
+}
+
+/// The certificate source of a server config built by `vigil validate` without its files. It is
+/// never served: validate drops the graph without starting it.
+#[derive(Debug)]
+struct NotLoaded;
+
+impl rustls::server::ResolvesServerCert for NotLoaded {
+    fn resolve(
+        &self,
+        _hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        None
+    }
 }
 
 /// Go's name for each suite rustls offers (with Go's older aliases for the ChaCha20 ones).
@@ -295,18 +325,18 @@ impl TlsServerSettings {
         }
         let cert = match (&self.cert_file, &self.cert_pem) {
             (Some(_), Some(_)) => return Err(e("cert_pem", "set cert_file or cert_pem, not both")),
-            (Some(path), None) => read("cert_file", path)?,
+            (Some(path), None) => read_at_start("cert_file", path)?,
             (None, Some(pem)) => pem.as_bytes().to_vec(),
             (None, None) => return Err(e("cert_file", "required: a server needs a certificate")),
         };
         let key = match (&self.key_file, &self.key_pem) {
             (Some(_), Some(_)) => return Err(e("key_pem", "set key_file or key_pem, not both")),
-            (Some(path), None) => read("key_file", path)?,
+            (Some(path), None) => read_at_start("key_file", path)?,
             (None, Some(pem)) => pem.as_bytes().to_vec(),
             (None, None) => return Err(e("key_file", "required with a certificate")),
         };
         let client_ca = match &self.client_ca_file {
-            Some(path) => Some(read("client_ca_file", path)?),
+            Some(path) => Some(read_at_start("client_ca_file", path)?),
             None => None,
         };
         Ok(Inputs {
@@ -327,8 +357,16 @@ impl TlsServerSettings {
         } else {
             "key_pem"
         };
-        let certs = pem_certs(cert_key, &inputs.cert)?;
-        let key = pem_key(key_key, &inputs.key)?;
+        let unread =
+            deferred(&self.cert_file, &inputs.cert) || deferred(&self.key_file, &inputs.key);
+        let cert_and_key = if unread {
+            None
+        } else {
+            Some((
+                pem_certs(cert_key, &inputs.cert)?,
+                pem_key(key_key, &inputs.key)?,
+            ))
+        };
         let (min, max) = version_range(self.min_version.as_deref(), self.max_version.as_deref())?;
         let versions = versions(min, max);
         // An explicit provider: with more than one compiled in, rustls has no process default.
@@ -341,7 +379,7 @@ impl TlsServerSettings {
             .with_protocol_versions(&versions)
             .map_err(|err| e("min_version", err.to_string()))?;
         let builder = match (&self.client_ca_file, &inputs.client_ca) {
-            (Some(path), Some(pem)) => {
+            (Some(path), Some(pem)) if !pem.is_empty() || !crate::config::host_files_deferred() => {
                 let mut roots = RootCertStore::empty();
                 for cert in pem_certs("client_ca_file", pem)? {
                     if is_x509_v1(&cert) {
@@ -369,9 +407,12 @@ impl TlsServerSettings {
             }
             _ => builder.with_no_client_auth(),
         };
-        let mut cfg = builder
-            .with_single_cert(certs, key)
-            .map_err(|err| e(key_key, format!("does not fit the certificate: {err}")))?;
+        let mut cfg = match cert_and_key {
+            Some((certs, key)) => builder
+                .with_single_cert(certs, key)
+                .map_err(|err| e(key_key, format!("does not fit the certificate: {err}")))?,
+            None => builder.with_cert_resolver(Arc::new(NotLoaded)),
+        };
         cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         Ok(cfg)
     }

@@ -60,7 +60,9 @@ pub fn http_client(
     let mut builder = reqwest::Client::builder()
         .default_headers(header_map(id, headers)?)
         .user_agent(concat!("vigil/", env!("CARGO_PKG_VERSION")));
-    if let Some(ca) = &tls.ca_file {
+    // In `vigil validate` the files are not read: otelcol's `configtls` loads them at start.
+    let deferred = vigil_core::config::host_files_deferred();
+    if let Some(ca) = tls.ca_file.as_ref().filter(|_| !deferred) {
         let pem = read(id, "ca_file", ca)?;
         let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
             config_error(
@@ -72,6 +74,7 @@ pub fn http_client(
         builder = builder.tls_certs_only(certs);
     }
     match (&tls.cert_file, &tls.key_file) {
+        (Some(_), Some(_)) if deferred => {}
         (Some(cert), Some(key)) => {
             let mut pem = read(id, "cert_file", cert)?;
             pem.push(b'\n');

@@ -27,7 +27,9 @@ fn read(id: &ComponentId, key: &str, path: &str) -> Result<Vec<u8>, ConfigError>
 }
 
 /// The rustls client configuration for `tls`, offering `alpn`. Reads the certificate files, so a
-/// missing or unreadable one is an error naming its key; nothing connects.
+/// missing or unreadable one is an error naming its key; nothing connects. In `vigil validate`
+/// the files are not read (otelcol's `configtls` loads them at start) and the configuration
+/// built, which never connects, trusts nothing it would have read.
 pub fn client_config(
     id: &ComponentId,
     tls: &TlsClientConfig,
@@ -42,7 +44,9 @@ pub fn client_config(
             .map_err(|e| config_error(id, e.key, e.message))?,
         ..base
     });
-    let verifier: Arc<dyn ServerCertVerifier> = if tls.insecure_skip_verify {
+    let deferred = vigil_core::config::host_files_deferred();
+    let skip_verify = tls.insecure_skip_verify || (deferred && tls.ca_file.is_some());
+    let verifier: Arc<dyn ServerCertVerifier> = if skip_verify {
         Arc::new(AnyServerCert {
             algorithms: provider.signature_verification_algorithms,
         })
@@ -100,6 +104,7 @@ pub fn client_config(
         .dangerous()
         .with_custom_certificate_verifier(verifier);
     let mut cfg = match (&tls.cert_file, &tls.key_file) {
+        (Some(_), Some(_)) if deferred => builder.with_no_client_auth(),
         (Some(cert), Some(key)) => {
             let certs = CertificateDer::pem_slice_iter(&read(id, "cert_file", cert)?)
                 .collect::<Result<Vec<_>, _>>()

@@ -49,13 +49,64 @@ impl vigil_core::factory::FactoryBase for Factory {
     }
 
     fn validate(&self, id: &ComponentId, cfg: &config::RawConfig) -> Result<(), ConfigError> {
-        let cfg = config::check(id, cfg.clone())?;
-        // TLS files are read when the client is built; a missing one is a config error, not a
-        // start-time surprise.
-        for (i, job) in cfg.jobs.iter().enumerate() {
-            scrape::client(job).map_err(|m| {
-                ConfigError::at(format!("config::scrape_configs::{i}::tls_config"), m)
-            })?;
+        let checked = config::check(id, cfg.clone())?;
+        // As otelcol's validate: the files a job names for its credentials and its client
+        // certificate must exist (a stat, nothing is read); `ca_file` is not looked at, since it is
+        // loaded when the scrape pool starts.
+        let raws = cfg
+            .config
+            .as_ref()
+            .map(|c| c.scrape_configs.as_slice())
+            .unwrap_or_default();
+        for (i, (job, raw)) in checked.jobs.iter().zip(raws).enumerate() {
+            let creds_key = if raw.bearer_token_file.is_some() {
+                "bearer_token_file"
+            } else {
+                "authorization::credentials_file"
+            };
+            let files = [
+                (
+                    creds_key.to_string(),
+                    "authorization credentials",
+                    job.authorization
+                        .as_ref()
+                        .and_then(|a| a.credentials_file.as_ref()),
+                ),
+                (
+                    "tls_config::cert_file".into(),
+                    "client cert",
+                    job.tls.cert_file.as_ref(),
+                ),
+                (
+                    "tls_config::key_file".into(),
+                    "client key",
+                    job.tls.key_file.as_ref(),
+                ),
+            ]
+            .into_iter()
+            .chain(job.kubernetes_sd.iter().enumerate().flat_map(|(k, sd)| {
+                [
+                    (
+                        format!("kubernetes_sd_configs::{k}::tls_config::cert_file"),
+                        "client cert",
+                        sd.tls.cert_file.as_ref(),
+                    ),
+                    (
+                        format!("kubernetes_sd_configs::{k}::tls_config::key_file"),
+                        "client key",
+                        sd.tls.key_file.as_ref(),
+                    ),
+                ]
+            }));
+            for (key, what, file) in files {
+                let Some(f) = file else { continue };
+                if let Err(e) = std::fs::metadata(f) {
+                    return Err(ConfigError::at(
+                        format!("config::scrape_configs::{i}::{key}"),
+                        format!("error checking {what} file {f:?}: {e}"),
+                    ));
+                }
+            }
         }
         Ok(())
     }
@@ -103,9 +154,23 @@ impl Component for PrometheusReceiver {
         }
         let mut contexts = Vec::new();
         for (i, job) in self.cfg.jobs.iter().enumerate() {
-            let client = scrape::client(job).map_err(|m| {
-                anyhow::anyhow!("receivers::{}::config::scrape_configs::{i}: {m}", self.id)
-            })?;
+            // As Prometheus does with a scrape pool whose HTTP client cannot be made (a CA file
+            // that cannot be read, most often): the job is logged and dropped, the others run.
+            let client = match scrape::client(job) {
+                Ok(c) => c,
+                Err(m) => {
+                    metrics::counter!(
+                        "vigil_prometheus_jobs_dropped",
+                        "receiver" => self.id.to_string(),
+                        "job" => job.name.clone()
+                    )
+                    .increment(1);
+                    tracing::error!(receiver = %self.id, job = %job.name,
+                        key = %format!("config::scrape_configs::{i}::tls_config"), error = %m,
+                        "cannot create the scrape pool; this job is not scraped, the others are");
+                    continue;
+                }
+            };
             let ctx = Arc::new(LoopContext {
                 receiver: self.id.to_string(),
                 job: Arc::new(job.clone()),
@@ -117,7 +182,6 @@ impl Component for PrometheusReceiver {
             });
             contexts.push(ctx);
         }
-        // Every job's client is built before any loop runs, so a bad one leaves nothing started.
         for ctx in contexts {
             self.tasks.spawn(manage(ctx, self.tasks.stopping()));
         }
