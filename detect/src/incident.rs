@@ -145,6 +145,10 @@ pub struct Event {
     /// The finding is about how much traffic reaches its service (a request rate), which the
     /// service's callers set: it says the service is affected, not that it is the cause.
     pub load: bool,
+    /// An SLO burn-rate alert (`vigil.slo`): the share of the SLO period's error budget it spent. It
+    /// says how much the incident costs users, not where it comes from: it ranks incidents, not root
+    /// causes.
+    pub budget: Option<f64>,
 }
 
 /// One member of an incident.
@@ -164,6 +168,8 @@ pub struct Member {
     pub band: Option<f64>,
     /// A traffic finding ([`Event::load`]).
     pub load: bool,
+    /// The largest share of an error budget spent ([`Event::budget`]), for an SLO alert.
+    pub budget: Option<f64>,
 }
 
 /// A ranked root-cause candidate.
@@ -195,6 +201,15 @@ impl Incident {
             .filter_map(|m| m.service.as_ref())
             .collect();
         s.into_iter().cloned().collect()
+    }
+
+    /// The largest share of an SLO's error budget that the incident's SLO alerts spent, if any fired:
+    /// what ranks incidents by their cost to users.
+    pub fn budget_spent(&self) -> Option<f64> {
+        self.members
+            .iter()
+            .filter_map(|m| m.budget)
+            .reduce(f64::max)
     }
 
     /// The distinct resources involved, sorted.
@@ -373,6 +388,7 @@ impl Correlator {
                         m.last_ns = m.last_ns.max(ev.time_ns);
                         m.peak = m.peak.max(ev.score);
                         m.band = max_band(m.band, ev.band);
+                        m.budget = max_band(m.budget, ev.budget);
                         o.incident.last_ns = o.incident.last_ns.max(ev.time_ns);
                         // The end was only just seen: the next tick starts the gap.
                         o.idle_since = None;
@@ -395,6 +411,7 @@ impl Correlator {
                 m.last_ns = m.last_ns.max(ev.time_ns);
                 m.peak = m.peak.max(ev.score);
                 m.band = max_band(m.band, ev.band);
+                m.budget = max_band(m.budget, ev.budget);
             }
             o.incident.last_ns = o.incident.last_ns.max(ev.time_ns);
             o.idle_since = None;
@@ -430,6 +447,7 @@ impl Correlator {
             node: ev.node,
             band: ev.band,
             load: ev.load,
+            budget: ev.budget,
         };
         let Some(&first) = found.first() else {
             out.extend(self.start_incident(member, topo));
@@ -554,7 +572,9 @@ impl Correlator {
                 .open
                 .iter()
                 .enumerate()
-                .min_by_key(|(_, o)| (o.confirmed, o.incident.last_ns))
+                // Pending ones first, then the one that costs users least (error budget spent), then
+                // the least recently active.
+                .min_by_key(|(_, o)| (o.confirmed, budget_key(&o.incident), o.incident.last_ns))
             {
                 if let Some(o) = self.open.remove(idx) {
                     self.evicted_incidents += 1;
@@ -737,6 +757,35 @@ impl Correlator {
     }
 }
 
+/// An incident's error budget spent as an ordered key (parts per billion; none is 0).
+fn budget_key(inc: &Incident) -> u64 {
+    inc.budget_spent()
+        .map(|b| (b.clamp(0.0, 1e6) * 1e9) as u64)
+        .unwrap_or(0)
+}
+
+impl Correlator {
+    /// Where incident `id` stands among the reported open incidents, ordered by error budget spent
+    /// (most first), then by peak score and onset: 1 is the one to look at first. `None` for an
+    /// incident not open or not reported.
+    pub fn priority(&self, id: u64) -> Option<usize> {
+        let mut open: Vec<&Incident> = self
+            .open
+            .iter()
+            .filter(|o| o.confirmed)
+            .map(|o| &o.incident)
+            .collect();
+        open.sort_by(|a, b| {
+            let peak = |i: &Incident| i.members.iter().map(|m| m.peak).fold(0.0, f64::max);
+            budget_key(b)
+                .cmp(&budget_key(a))
+                .then_with(|| peak(b).total_cmp(&peak(a)))
+                .then_with(|| a.first_ns.cmp(&b.first_ns))
+        });
+        open.iter().position(|i| i.id == id).map(|p| p + 1)
+    }
+}
+
 /// How far ahead of the newest time seen a finding may be and still move the clock (a skewed host
 /// clock must not make every settle and gap pass at once).
 const SKEW_NS: u64 = 3600 * SEC;
@@ -831,6 +880,25 @@ fn reach(s: &str, max: usize, step: &dyn Fn(&str) -> Vec<String>) -> BTreeSet<St
 /// A bare address is only ever seen through its callers' spans, so it never outranks an instrumented
 /// service with findings of its own.
 pub fn rank(inc: &Incident, topo: &dyn Topology, max_hops: usize, top: usize) -> Vec<Candidate> {
+    // An SLO alert says what users feel, usually at the entry service, and later than the findings
+    // that explain it: it ranks only when nothing else is known.
+    let causes;
+    let inc = if inc.members.iter().any(|m| m.budget.is_some())
+        && inc.members.iter().any(|m| m.budget.is_none())
+    {
+        causes = Incident {
+            members: inc
+                .members
+                .iter()
+                .filter(|m| m.budget.is_none())
+                .cloned()
+                .collect(),
+            ..inc.clone()
+        };
+        &causes
+    } else {
+        inc
+    };
     // Per service: first onset, peak score, and the detail of its peak member.
     let mut per: BTreeMap<String, (u64, f64, String)> = BTreeMap::new();
     let mut addresses: BTreeSet<String> = BTreeSet::new();
@@ -974,6 +1042,7 @@ mod tests {
             node: Node::Service,
             band: Some(5.0),
             load: false,
+            budget: None,
         }
     }
 
@@ -1396,5 +1465,60 @@ mod tests {
             ),
             "{reason}"
         );
+    }
+
+    #[test]
+    fn an_slo_alert_joins_its_incident_and_ranks_incidents_not_causes() {
+        let t = topo();
+        let mut c = Correlator::new(now_cfg(), 1);
+        let out = c.observe_all(
+            &[
+                ev(EventKind::AnomalyStart, "db", "db-1", 100, 0.9),
+                ev(EventKind::AnomalyStart, "api", "api", 101, 0.8),
+            ],
+            &t,
+        );
+        let fault = out[0].incident.id;
+        // web's availability SLO pages 30 s later; web calls api, so it joins the fault's incident.
+        let mut slo = ev(
+            EventKind::AnomalyStart,
+            "slo:web:availability",
+            "web",
+            130,
+            1.0,
+        );
+        slo.band = None;
+        slo.budget = Some(0.02);
+        c.observe_all(&[slo], &t);
+        // An unrelated incident with a higher peak but no SLO burning.
+        let out = c.observe_all(&[ev(EventKind::AnomalyStart, "c", "cache", 131, 0.95)], &t);
+        let other = out[0].incident.id;
+        assert_eq!(c.open_count(), 2);
+        assert_eq!(
+            c.priority(fault),
+            Some(1),
+            "the incident that burns budget first"
+        );
+        assert_eq!(c.priority(other), Some(2));
+        let done = c.close_all(&t);
+        let r = done
+            .iter()
+            .find(|r| r.incident.id == fault)
+            .expect("resolved");
+        assert_eq!(r.incident.budget_spent(), Some(0.02));
+        assert_eq!(r.candidates[0].service, "db-1", "{:?}", r.candidates);
+        assert!(
+            r.candidates.iter().all(|c| c.service != "web"),
+            "{:?}",
+            r.candidates
+        );
+        // An SLO alert alone is evidence enough for an incident, and names its service.
+        let mut c = Correlator::new(now_cfg(), 1);
+        let mut slo = ev(EventKind::AnomalyStart, "slo:web:latency", "web", 200, 1.0);
+        slo.band = None;
+        slo.budget = Some(0.5);
+        let out = c.observe_all(&[slo], &t);
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(out[0].candidates[0].service, "web");
     }
 }

@@ -1,5 +1,5 @@
 //! `correlation` (logs): turns vigil's own findings (`vigil.anomaly`, `vigil.pattern.new`,
-//! `vigil.forecast`) into `vigil.incident` records, so that one slow database yields one incident that
+//! `vigil.forecast`, `vigil.slo`) into `vigil.incident` records, so that one slow database yields one incident that
 //! names it rather than ten alerts. Grouping and ranking live in `vigil_detect::incident`; this module
 //! maps OTLP records in and out, reads the `servicegraph` dependency graph and drives time. In a
 //! metrics pipeline it feeds that graph from `servicegraph` metrics instead (`servicegraph::from_metrics`):
@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use vigil_core::attrs::{get, get_str, kv, kv_i64, kv_str};
+use vigil_core::attrs::{get, get_str, kv, kv_f64, kv_i64, kv_str};
 use vigil_core::config::duration;
 use vigil_core::lock;
 use vigil_core::otlp::common::v1::{
@@ -317,8 +317,9 @@ impl Inner {
         }
     }
 
-    /// Feeds every vigil event of the batch to the engine and returns what to report.
-    fn observe(&self, batch: &[ResourceLogs]) -> Vec<Report> {
+    /// Feeds every vigil event of the batch to the engine and returns what to report, with each
+    /// report's priority.
+    fn observe(&self, batch: &[ResourceLogs]) -> (Vec<Report>, Vec<Option<usize>>) {
         let mut events = Vec::new();
         for rl in batch {
             let res = rl
@@ -335,7 +336,7 @@ impl Inner {
             }
         }
         if events.is_empty() {
-            return Vec::new();
+            return (Vec::new(), Vec::new());
         }
         let topo = self.topology();
         let mut engine = lock(&self.engine);
@@ -354,19 +355,20 @@ impl Inner {
         }
         let out = engine.observe_all(&events, topo);
         self.count_engine(&engine);
-        out
+        let prio = priorities(&engine, &out);
+        (out, prio)
     }
 
     fn now(&self) -> u64 {
         lock(&self.clock).now(now_ns())
     }
 
-    async fn emit(&self, reports: Vec<Report>) {
+    async fn emit(&self, (reports, prio): (Vec<Report>, Vec<Option<usize>>)) {
         if reports.is_empty() {
             return;
         }
         let now = self.now();
-        let rl = reports_to_logs(&reports, now);
+        let rl = reports_to_logs(&reports, &prio, now);
         let data = Telemetry::Logs(vec![rl]);
         let n = data.item_count();
         self.obs.outgoing(n);
@@ -386,7 +388,8 @@ impl Inner {
                 engine.tick(self.now(), topo)
             };
             self.count_engine(&engine);
-            reports
+            let prio = priorities(&engine, &reports);
+            (reports, prio)
         };
         self.emit(reports).await;
     }
@@ -431,15 +434,27 @@ impl Consumer for Correlation {
         inner
             .obs
             .incoming(vigil_core::telemetry::log_record_count(&batch));
-        let reports = inner.observe(&batch);
+        let (reports, prio) = inner.observe(&batch);
         if !reports.is_empty() {
-            batch.push(reports_to_logs(&reports, inner.now()));
+            batch.push(reports_to_logs(&reports, &prio, inner.now()));
         }
         inner
             .obs
             .outgoing(vigil_core::telemetry::log_record_count(&batch));
         inner.next.consume(Telemetry::Logs(batch)).await
     }
+}
+
+/// Each report's priority among the open incidents (none for a resolved one).
+fn priorities(engine: &Correlator, reports: &[Report]) -> Vec<Option<usize>> {
+    reports
+        .iter()
+        .map(|r| {
+            (r.status != Status::Resolved)
+                .then(|| engine.priority(r.incident.id))
+                .flatten()
+        })
+        .collect()
 }
 
 fn num(attrs: &[KeyValue], key: &str) -> Option<f64> {
@@ -473,6 +488,7 @@ pub fn to_event(resource: &[KeyValue], r: &LogRecord) -> Option<Event> {
     let edge_server = get_str(a, "server").filter(|_| get_str(a, "client").is_some());
     let service = get_str(resource, "service.name")
         .or(edge_server)
+        .or_else(|| get_str(a, "vigil.slo.service"))
         .map(str::to_string);
     let resource_id = ["k8s.pod.name", "host.name", "service.name"]
         .iter()
@@ -487,6 +503,7 @@ pub fn to_event(resource: &[KeyValue], r: &LogRecord) -> Option<Event> {
     let node = edge_node(a);
     let mut band = None;
     let mut load = false;
+    let mut budget = None;
     let (kind, key, score, detail) = match event_name(r) {
         "vigil.anomaly" => {
             let kind = match get_str(a, "vigil.anomaly.state")? {
@@ -528,6 +545,32 @@ pub fn to_event(resource: &[KeyValue], r: &LogRecord) -> Option<Event> {
                 format!("new log pattern {text:?}"),
             )
         }
+        "vigil.slo" => {
+            let kind = match get_str(a, "vigil.slo.state")? {
+                "firing" => EventKind::AnomalyStart,
+                "resolved" => EventKind::AnomalyEnd,
+                _ => return None,
+            };
+            let name = get_str(a, "vigil.slo.name").unwrap_or("slo");
+            let indicator = get_str(a, "vigil.slo.indicator").unwrap_or("availability");
+            let alert = num(a, "vigil.slo.alert.burn_rate").unwrap_or(0.0);
+            let long = num(a, "vigil.slo.alert.long_window_s").unwrap_or(0.0);
+            let burn = num(a, "vigil.slo.burn_rate.peak")
+                .or_else(|| num(a, "vigil.slo.burn_rate.long"))
+                .unwrap_or(0.0);
+            let spent = num(a, "vigil.slo.error_budget.spent").filter(|b| b.is_finite());
+            budget = Some(spent.unwrap_or(0.0).max(0.0));
+            let page = get_str(a, "vigil.slo.alert.severity") != Some("ticket");
+            (
+                kind,
+                format!("slo:{name}:{indicator}:{alert}:{long}"),
+                if page { 1.0 } else { 0.7 },
+                format!(
+                    "{indicator} SLO {name} burning its error budget {burn:.1}× (alert at {alert}× over {long}s), {:.2}% of it spent",
+                    100.0 * spent.unwrap_or(0.0)
+                ),
+            )
+        }
         "vigil.forecast" => {
             let series = get_str(a, "vigil.forecast.series").unwrap_or("series");
             let eta = num(a, "vigil.forecast.eta_s").unwrap_or(0.0);
@@ -552,6 +595,7 @@ pub fn to_event(resource: &[KeyValue], r: &LogRecord) -> Option<Event> {
         node,
         band,
         load,
+        budget,
     })
 }
 
@@ -651,8 +695,9 @@ fn str_array(items: impl IntoIterator<Item = String>) -> Value {
 /// Members listed in brief on a record at most; the count says how many there are.
 const MAX_BRIEF: usize = 20;
 
-/// One `vigil.incident` record.
-pub fn incident_record(rep: &Report, now: u64) -> LogRecord {
+/// One `vigil.incident` record; `priority` is the incident's place among the open ones by error budget
+/// spent ([`Correlator::priority`]).
+pub fn incident_record(rep: &Report, priority: Option<usize>, now: u64) -> LogRecord {
     let inc = &rep.incident;
     let peak = inc.members.iter().map(|m| m.peak).fold(0.0, f64::max);
     let (severity, text) = match rep.status {
@@ -710,6 +755,15 @@ pub fn incident_record(rep: &Report, now: u64) -> LogRecord {
     if let Some(into) = rep.merged_into {
         attrs.push(kv_str("vigil.incident.merged_into", into.to_string()));
     }
+    if let Some(spent) = inc.budget_spent() {
+        attrs.push(kv_f64("vigil.incident.error_budget.spent", spent));
+    }
+    if let Some(p) = priority {
+        attrs.push(kv_i64(
+            "vigil.incident.priority",
+            i64::try_from(p).unwrap_or(i64::MAX),
+        ));
+    }
     LogRecord {
         time_unix_nano: if rep.status == Status::Resolved {
             now
@@ -728,7 +782,7 @@ pub fn incident_record(rep: &Report, now: u64) -> LogRecord {
     }
 }
 
-fn reports_to_logs(reports: &[Report], now: u64) -> ResourceLogs {
+fn reports_to_logs(reports: &[Report], priorities: &[Option<usize>], now: u64) -> ResourceLogs {
     ResourceLogs {
         resource: Some(Resource::default()),
         scope_logs: vec![ScopeLogs {
@@ -737,7 +791,11 @@ fn reports_to_logs(reports: &[Report], now: u64) -> ResourceLogs {
                 version: env!("CARGO_PKG_VERSION").into(),
                 ..Default::default()
             }),
-            log_records: reports.iter().map(|r| incident_record(r, now)).collect(),
+            log_records: reports
+                .iter()
+                .enumerate()
+                .map(|(i, r)| incident_record(r, priorities.get(i).copied().flatten(), now))
+                .collect(),
             ..Default::default()
         }],
         ..Default::default()
@@ -1024,6 +1082,58 @@ mod tests {
         }
         assert!(resolved(), "the incident never resolved before shutdown");
         p.shutdown().await.unwrap();
+    }
+
+    #[test]
+    fn an_slo_alert_is_a_finding_whose_budget_the_incident_record_carries() {
+        let rec = |state: &str| LogRecord {
+            event_name: "vigil.slo".into(),
+            attributes: vec![
+                kv_str("vigil.slo.state", state),
+                kv_str("vigil.slo.name", "web-avail"),
+                kv_str("vigil.slo.service", "web"),
+                kv_str("vigil.slo.indicator", "availability"),
+                kv_f64("vigil.slo.alert.burn_rate", 14.4),
+                kv_f64("vigil.slo.alert.long_window_s", 3600.0),
+                kv_str("vigil.slo.alert.severity", "page"),
+                kv_f64("vigil.slo.burn_rate.long", 20.0),
+                kv_f64("vigil.slo.burn_rate.peak", 22.0),
+                kv_f64("vigil.slo.error_budget.spent", 0.03),
+            ],
+            ..Default::default()
+        };
+        let res = [kv_str("service.name", "web")];
+        let e = to_event(&res, &rec("firing")).expect("a finding");
+        assert_eq!(e.kind, EventKind::AnomalyStart);
+        assert_eq!(e.service.as_deref(), Some("web"));
+        assert_eq!(e.budget, Some(0.03));
+        assert_eq!(e.band, None);
+        assert!(!e.load);
+        assert!(e.detail.contains("22.0×"), "{}", e.detail);
+        let end = to_event(&res, &rec("resolved")).expect("a finding");
+        assert_eq!(end.kind, EventKind::AnomalyEnd);
+        assert_eq!(end.key, e.key);
+        // Through the engine: the record carries the budget spent and the priority.
+        let mut c = Correlator::new(
+            EngineConfig {
+                settle_ns: 0,
+                ..EngineConfig::default()
+            },
+            1,
+        );
+        let out = c.observe_all(&[e], &NoTopology);
+        let prio = priorities(&c, &out);
+        assert_eq!(prio, vec![Some(1)]);
+        let r = incident_record(&out[0], prio[0], 0);
+        assert_eq!(
+            attr(&r, "vigil.incident.error_budget.spent"),
+            Some(&Value::DoubleValue(0.03))
+        );
+        assert_eq!(
+            attr(&r, "vigil.incident.priority"),
+            Some(&Value::IntValue(1))
+        );
+        assert_eq!(r.severity_text, "ERROR");
     }
 
     #[test]

@@ -46,6 +46,68 @@ pub struct AnomalyConfig {
     /// connected.
     #[serde(default)]
     pub emit_scores: Option<bool>,
+    /// Service level objectives on span RED, alerted by burn rate (`vigil.slo` events).
+    #[serde(default)]
+    pub slos: Vec<SloConfig>,
+}
+
+/// One `slos:` entry: objectives for one service's server spans.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SloConfig {
+    /// Names the SLO in events; defaults to the service.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The `service.name` whose server (and consumer) spans are counted.
+    pub service: String,
+    /// The share of requests that must not fail (span status ERROR), such as 0.999.
+    #[serde(default)]
+    pub availability: Option<f64>,
+    /// The share of requests that must be faster than a threshold.
+    #[serde(default)]
+    pub latency: Option<LatencyConfig>,
+    /// The period the error budget is counted over (for `vigil.slo.error_budget.spent`).
+    #[serde(default = "default_slo_period", with = "duration")]
+    pub period: Duration,
+    /// Burn-rate alerts; by default the SRE workbook's 14.4× over 1h and 5m and 6× over 6h and 30m.
+    #[serde(default)]
+    pub alerts: Option<Vec<AlertConfig>>,
+}
+
+/// A latency objective.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LatencyConfig {
+    /// A request slower than this is bad.
+    #[serde(with = "duration")]
+    pub threshold: Duration,
+    /// The share of requests that must be faster, such as 0.99.
+    pub objective: f64,
+}
+
+/// One multi-window burn-rate alert: it fires while the burn rate over both windows is at least
+/// `burn_rate`.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertConfig {
+    /// How many times faster than the budget allows, such as 14.4 (2% of a 30-day budget in an hour).
+    pub burn_rate: f64,
+    /// The long window, which makes the alert significant.
+    #[serde(with = "duration")]
+    pub long: Duration,
+    /// The short window, which makes the alert stop soon after the burn does.
+    #[serde(with = "duration")]
+    pub short: Duration,
+    /// `page` (events at ERROR) or `ticket` (WARN).
+    #[serde(default = "default_severity")]
+    pub severity: String,
+}
+
+fn default_slo_period() -> Duration {
+    Duration::from_secs(30 * 24 * 3600)
+}
+fn default_severity() -> String {
+    "page".into()
 }
 
 /// Selects metrics by name, as otelcol's filter `match_type`/`metric_names` does.
@@ -115,6 +177,7 @@ impl Default for AnomalyConfig {
             interval: default_interval(),
             forecasts: Vec::new(),
             emit_scores: None,
+            slos: Vec::new(),
         }
     }
 }
@@ -160,6 +223,7 @@ pub struct Settings {
     pub interval_secs: f64,
     pub forecasts: Vec<ForecastRule>,
     pub emit_scores: Option<bool>,
+    pub slos: Vec<super::slo::Slo>,
 }
 
 impl Settings {
@@ -261,7 +325,9 @@ fn check(cfg: &AnomalyConfig) -> Result<Settings, (String, String)> {
             attributes,
         });
     }
+    let slos = super::slo::check(&cfg.slos, cfg.interval.as_secs_f64())?;
     Ok(Settings {
+        slos,
         max_series: cfg.max_series,
         series_ttl_secs: cfg.series_ttl.as_secs_f64(),
         threshold: cfg.threshold,

@@ -9,6 +9,7 @@ use super::derive::{
 };
 use super::events::{anomaly_event, forecast_event, EndReason, ScoreBatch};
 use super::identity::{attrs_hash, series_key, Resources, SeriesMeta};
+use super::slo::{self, SloState};
 use super::windows::{AggKind, AggMeta, Flushed, Windows};
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, HashSet};
@@ -97,6 +98,9 @@ pub struct Engine {
     prev: SeriesSet<u64, Prev>,
     windows: Windows,
     open: HashSet<u64>,
+    // The SLOs, and per service the SLOs that count its spans.
+    slos: Vec<SloState>,
+    slo_by_service: HashMap<String, Vec<usize>>,
     forecasting: usize,
     emit_scores: bool,
     points: u64,
@@ -156,7 +160,21 @@ impl Engine {
             confirm_points: settings.confirm_points,
             ..EpisodeConfig::default()
         };
+        let slos: Vec<SloState> = settings
+            .slos
+            .iter()
+            .map(|s| SloState::new(s.clone(), settings.interval_secs))
+            .collect();
+        let mut slo_by_service: HashMap<String, Vec<usize>> = HashMap::new();
+        for (i, s) in slos.iter().enumerate() {
+            slo_by_service
+                .entry(s.slo.service.clone())
+                .or_default()
+                .push(i);
+        }
         Engine {
+            slos,
+            slo_by_service,
             detector: DetectorConfig::default(),
             episodes,
             series: SeriesSet::new(limits),
@@ -226,6 +244,17 @@ impl Engine {
         let mut out = Output::default();
         for f in self.windows.flush(wall, final_flush) {
             self.feed_window(&f, wall, &mut out);
+        }
+        for s in &mut self.slos {
+            let records = if final_flush {
+                s.close(wall)
+            } else {
+                s.evaluate(wall)
+            };
+            if !records.is_empty() {
+                self.events += records.len() as u64;
+                out.logs.push(slo::to_logs(&s.slo.service, records));
+            }
         }
         let mut gone = Vec::new();
         self.series.expire(wall, |k, v| gone.push((k, v)));
@@ -581,6 +610,13 @@ impl Engine {
                         resource: resource.to_vec(),
                     };
                     self.windows.add(key, make, t, wall, error, latency_ms);
+                    if let Some(ix) = self.slo_by_service.get(service) {
+                        for &i in ix {
+                            if let Some(s) = self.slos.get_mut(i) {
+                                s.record(wall, error, latency_ms);
+                            }
+                        }
+                    }
                     // A service's own slowness hides in its span duration when most of that is
                     // waiting on callees; its self time shows it. Only spans whose client children
                     // came in the same batch have one (a leaf's self time is its duration anyway).

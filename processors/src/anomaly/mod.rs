@@ -19,6 +19,7 @@
 //! | `interval` | 10s | the RED and log-rate window, and the timer that scores them |
 //! | `forecasts` | none | `[{metric, threshold, horizon, attributes?}]`: `vigil.forecast` when a crossing is predicted within `horizon` |
 //! | `emit_scores` | true with a metrics output | score and band gauges into the metrics pipeline |
+//! | `slos` | none | `[{service, name?, availability?, latency?: {threshold, objective}, period (720h), alerts?: [{burn_rate, long, short, severity (page\|ticket)}]}]`: SLOs on the service's server spans, alerted by multi-window burn rates (default 14.4× over 1h and 5m, 6× over 6h and 30m); `vigil.slo` events |
 //!
 //! Own metrics, labelled `connector`: `vigil_anomaly_series_live` (gauge), `vigil_anomaly_series_evicted`,
 //! `vigil_anomaly_series_expired` (series, cumulative baselines and window groups dropped),
@@ -34,6 +35,7 @@ pub mod derive;
 pub mod engine;
 pub mod events;
 pub mod identity;
+pub mod slo;
 pub mod windows;
 
 use async_trait::async_trait;

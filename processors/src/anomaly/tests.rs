@@ -361,6 +361,85 @@ fn traces_of(service: &str, spans: Vec<Span>) -> Telemetry {
     }])
 }
 
+/// An SLO on span RED: a sustained error burst makes one `vigil.slo` firing record and, once it
+/// stops, one resolved record; the windows are the workbook's 1h/5m scaled to 60 s/5 s.
+#[test]
+fn an_slo_burning_its_budget_fires_once_and_resolves() {
+    let cfg = json!({
+        "interval": "1s",
+        "slos": [{
+            "service": "checkout",
+            "availability": 0.99,
+            "period": "1h",
+            "alerts": [{"burn_rate": 14.4, "long": "60s", "short": "5s"}]
+        }]
+    });
+    let mut e = Engine::new(settings(cfg), false);
+    let mut out = Vec::new();
+    for w in 0..200 {
+        let t = T0 + w as f64;
+        // 20 requests a second; half of them fail from second 100 to 129.
+        let errors = if (100..130).contains(&w) { 10 } else { 0 };
+        // Another service's failures do not count.
+        e.ingest(&spans("other", "GET /", t, 20, 20, 5.0), t + 0.5);
+        e.ingest(&spans("checkout", "POST /pay", t, 20, errors, 5.0), t + 0.5);
+        out.push(e.tick(t + 1.0, false));
+    }
+    let slo: Vec<_> = events(&out)
+        .into_iter()
+        .filter(|(name, _, _)| name == "vigil.slo")
+        .collect();
+    assert_eq!(slo.len(), 2, "{slo:?}");
+    assert_eq!(s(&slo[0].1, "vigil.slo.state"), "firing");
+    assert_eq!(s(&slo[0].1, "vigil.slo.service"), "checkout");
+    assert!(
+        slo[0].2.contains("availability SLO 99% of checkout"),
+        "{}",
+        slo[0].2
+    );
+    assert_eq!(s(&slo[1].1, "vigil.slo.state"), "resolved");
+    let lasted: f64 = s(&slo[1].1, "vigil.slo.duration_s").parse().unwrap_or(0.0);
+    assert!((5.0..=20.0).contains(&lasted), "fired for {lasted} s");
+    // A firing alert is resolved at shutdown.
+    let mut e = Engine::new(
+        settings(
+            json!({"interval": "1s", "slos": [{"service": "checkout", "availability": 0.99,
+            "alerts": [{"burn_rate": 2, "long": "10s", "short": "2s"}]}]}),
+        ),
+        false,
+    );
+    let mut out = Vec::new();
+    for w in 0..20 {
+        let t = T0 + w as f64;
+        e.ingest(&spans("checkout", "POST /pay", t, 20, 20, 5.0), t + 0.5);
+        out.push(e.tick(t + 1.0, false));
+    }
+    out.push(e.tick(T0 + 21.0, true));
+    let states: Vec<String> = events(&out)
+        .iter()
+        .filter(|(name, _, _)| name == "vigil.slo")
+        .map(|(_, a, _)| s(a, "vigil.slo.state"))
+        .collect();
+    assert_eq!(states, ["firing", "resolved"]);
+    // Config mistakes name their key path.
+    let id = ComponentId::new("anomalydetection", None);
+    let err = parse(
+        &id,
+        &json!({"slos": [{"service": "a", "availability": 99.9}]}),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("slos::0::availability"), "{err}");
+    let err = parse(
+        &id,
+        &json!({"interval": "10s", "slos": [{"service": "a", "availability": 0.99,
+            "alerts": [{"burn_rate": 14.4, "long": "1h", "short": "5s"}]}]}),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("slos::0::alerts::0::short"), "{err}");
+}
+
 #[test]
 fn red_windows_feed_rate_errors_and_latency() {
     let mut e = Engine::new(settings(json!({"interval": "10s"})), false);
