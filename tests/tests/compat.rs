@@ -2,11 +2,12 @@
 //! README). Once the config layer reads a file as otelcol does, every error left must be one of:
 //! - an unknown component type that `vigil components` really does not list (in either otelcol
 //!   spelling), checked here against the binary's own list;
-//! - a host path the config names that does not exist on this machine (a `/hostfs` mount, a
-//!   `file_storage` directory, a certificate or a pod's service-account CA), checked here with the
-//!   filesystem: otelcol refuses these too (its validate stats `root_path` and the storage
-//!   directory), or fails at start where vigil's validate reads the file, so they say nothing
-//!   about the config layer;
+//! - a host path the config names that does not exist on this machine, of the kinds otelcol's
+//!   validate also stats (a `/hostfs` `root_path`, a `file_storage` directory, a prometheus scrape
+//!   job's `credentials_file`/`bearer_token_file` or client cert/key), checked here with the
+//!   filesystem; they say nothing about the config layer. Certificates and CAs otelcol loads at
+//!   start (`configtls`, a scrape job's `ca_file`) are not read by validate at all (issue #18,
+//!   docs/security.md), so they never appear here;
 //! - a feature gap inside a component vigil has, listed in `KNOWN_GAPS` with what adds it. Every
 //!   listed gap must still occur, so the list only shrinks.
 //!
@@ -198,6 +199,10 @@ fn error_shapes_are_classified() {
     assert_eq!(
         missing_paths("receivers::otlp::protocols::grpc::tls::cert_file: cannot read \"/etc/a.crt\": No such file or directory (os error 2)"),
         Some(vec!["/etc/a.crt".to_string()])
+    );
+    assert_eq!(
+        missing_paths("receivers::prometheus::config::scrape_configs::2::authorization::credentials_file: error checking authorization credentials file \"/var/run/t\": No such file or directory (os error 2)"),
+        Some(vec!["/var/run/t".to_string()])
     );
     // A path error of another shape, or one without a path, is not an absent host path.
     assert_eq!(
