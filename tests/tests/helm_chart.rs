@@ -243,7 +243,20 @@ fn every_preset_renders_to_a_config_vigil_validates() {
                 "{name}"
             );
         }
-        if !(all || on("kubeletMetrics") || on("kubernetesAttributes") || on("annotationDiscovery"))
+        if on("clusterMetrics") {
+            assert!(
+                config.contains("k8s_cluster:")
+                    && config.contains("k8s_leader_elector: k8s_leader_elector/k8s_cluster")
+                    && rbac.contains("horizontalpodautoscalers")
+                    && rbac.contains("resources: [leases]"),
+                "{name}"
+            );
+        }
+        if !(all
+            || on("kubeletMetrics")
+            || on("kubernetesAttributes")
+            || on("annotationDiscovery")
+            || on("clusterMetrics"))
         {
             assert!(
                 rbac.is_empty(),

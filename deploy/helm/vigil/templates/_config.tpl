@@ -17,6 +17,9 @@ lists, as the opentelemetry-collector chart does.
 {{- if .Values.presets.kubernetesAttributes.enabled -}}
 {{- $config = include "vigil.applyKubernetesAttributes" (dict "Values" .Values "config" $config) | fromYaml -}}
 {{- end -}}
+{{- if .Values.presets.clusterMetrics.enabled -}}
+{{- $config = include "vigil.applyClusterMetrics" (dict "Values" .Values "Release" .Release "Chart" .Chart "config" $config) | fromYaml -}}
+{{- end -}}
 {{- if or .Values.presets.annotationDiscovery.logs.enabled .Values.presets.annotationDiscovery.metrics.enabled -}}
 {{- $config = include "vigil.applyAnnotationDiscovery" (dict "Values" .Values "config" $config) | fromYaml -}}
 {{- end -}}
@@ -146,6 +149,28 @@ receivers:
     auth_type: serviceAccount
     endpoint: ${env:K8S_NODE_IP}:10250
     insecure_skip_verify: {{ .Values.presets.kubeletMetrics.insecureSkipVerify }}
+{{- end -}}
+
+{{- define "vigil.applyClusterMetrics" -}}
+{{- $config := mergeOverwrite (include "vigil.clusterMetricsConfig" . | fromYaml) .config -}}
+{{- $_ := set $config.service "extensions" (append (default (list) $config.service.extensions) "k8s_leader_elector/k8s_cluster" | uniq) -}}
+{{- include "vigil.appendTo" (dict "config" $config "pipeline" "metrics" "key" "receivers" "item" "k8s_cluster") -}}
+{{- toYaml $config -}}
+{{- end -}}
+
+{{- define "vigil.clusterMetricsConfig" -}}
+extensions:
+  k8s_leader_elector/k8s_cluster:
+    auth_type: serviceAccount
+    lease_name: {{ printf "%s-k8s-cluster" (include "vigil.fullname" .) | trunc 63 }}
+    lease_namespace: ${env:K8S_NAMESPACE}
+receivers:
+  k8s_cluster:
+    auth_type: serviceAccount
+    collection_interval: {{ .Values.presets.clusterMetrics.collectionInterval }}
+    node_conditions_to_report: {{ toJson .Values.presets.clusterMetrics.nodeConditionsToReport }}
+    allocatable_types_to_report: {{ toJson .Values.presets.clusterMetrics.allocatableTypesToReport }}
+    k8s_leader_elector: k8s_leader_elector/k8s_cluster
 {{- end -}}
 
 {{- define "vigil.applyKubernetesAttributes" -}}
