@@ -85,8 +85,9 @@ struct Builder<'a> {
 /// Builds the graph of `cfg` as start would, extensions included, and drops it without starting
 /// anything. This is what `vigil validate` and a SIGHUP reload check, so that a config they accept
 /// does not then fail to start: connector cycles, and whatever a component refuses only when it is
-/// created (a `tls::ca_file` that cannot be read, a key the client cannot honour). Must run inside a
-/// Tokio runtime, as some components set up their clients on creation.
+/// created (a key the client cannot honour; on a reload, a `tls::ca_file` that cannot be read, which
+/// `vigil validate` does not read, as otelcol's does not: `config::host_files_deferred`). Must run
+/// inside a Tokio runtime, as some components set up their clients on creation.
 pub fn dry_run(cfg: &Config, registry: &Registry) -> Vec<String> {
     let mut errors = Vec::new();
     let mut exts = Vec::new();
