@@ -170,10 +170,9 @@ fn validate_builds_the_graph() {
         "connector_cycle.yaml",
         &["service::pipelines::traces/a: connectors form a cycle"],
     );
-    assert_errors(
-        "otlphttp_missing_ca.yaml",
-        &["exporters::otlphttp::tls::ca_file: cannot read"],
-    );
+    // otelcol's configtls loads a CA at start, not at validate (issue #18: configs are validated
+    // where they do not run); start refuses it (tests/tests/host_paths.rs).
+    assert_valid("otlphttp_missing_ca.yaml");
 }
 
 #[test]
