@@ -1,4 +1,4 @@
-//! The `spanmetrics` and `otlpjson` connectors on data from the real OpenTelemetry Python SDK
+//! The `spanmetrics`, `otlpjson` and `count` connectors on data from the real OpenTelemetry Python SDK
 //! (tests/python/span_metrics_send.py, spans with chosen durations, kinds and statuses, over
 //! OTLP/gRPC).
 //! - `span_metrics` (otelcol's new spelling): the calls and duration histograms that arrive are the
@@ -6,6 +6,7 @@
 //! - `otlp_json`: vigil writes the SDK's spans as OTLP/JSON lines with the `file` exporter (as
 //!   otelcol's does), `filelog` reads that file back, and the connector turns each line into spans
 //!   again; the same spans arrive.
+//! - `count`: the SDK's spans counted by an attribute (with a default) and by an OTTL condition.
 
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -268,5 +269,96 @@ exporters:
         },
     );
     assert_eq!(got, want, "each span once, nothing else");
+    agent.stop_ok(Duration::from_secs(20));
+}
+
+#[test]
+fn count_counts_the_python_sdks_spans_by_attribute_and_condition() {
+    let (grpc, health) = (free_port(), free_port());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("counts.jsonl");
+    let cfg = format!(
+        "receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:{grpc}
+connectors:
+  count:
+    spans:
+      spans.by.method:
+        attributes:
+          - key: http.method
+            default_value: none
+      failed.spans:
+        conditions: ['status.code == STATUS_CODE_ERROR']
+exporters:
+  file:
+    path: {}
+{}  telemetry:
+    metrics:
+      level: none
+  pipelines:
+    traces: {{receivers: [otlp], exporters: [count]}}
+    metrics: {{receivers: [count], exporters: [file]}}
+",
+        out.display(),
+        health_check_and_service(health)
+    );
+    let mut agent = Agent::with_config(&cfg);
+    agent.wait_healthy(health, Duration::from_secs(30));
+    let run = format!("count-{grpc}");
+    let sent = python_script_json(
+        &python(),
+        "span_metrics_send.py",
+        &[
+            "--endpoint",
+            &format!("127.0.0.1:{grpc}"),
+            "--run",
+            &run,
+            "--spans",
+            "40",
+        ],
+    );
+    let mut want: BTreeMap<String, u64> = BTreeMap::new();
+    for sp in sent["spans"].as_array().expect("spans") {
+        let method = sp["http.method"].as_str().unwrap_or("none");
+        *want.entry(format!("spans.by.method {method}")).or_default() += 1;
+        if sp["status"] == "STATUS_CODE_ERROR" {
+            *want.entry("failed.spans".into()).or_default() += 1;
+        }
+    }
+    let got = eventually(Duration::from_secs(20), "40 spans counted", || {
+        let mut got: BTreeMap<String, u64> = BTreeMap::new();
+        for l in read_json_lines(&out) {
+            for rm in l["resourceMetrics"].as_array().into_iter().flatten() {
+                if s(&rm["resource"]["attributes"], "test.run") != run {
+                    continue;
+                }
+                for sm in rm["scopeMetrics"].as_array().into_iter().flatten() {
+                    for m in sm["metrics"].as_array().into_iter().flatten() {
+                        assert_eq!(m["sum"]["aggregationTemporality"], 1, "delta");
+                        for p in m["sum"]["dataPoints"].as_array().into_iter().flatten() {
+                            let name = m["name"].as_str().unwrap_or_default();
+                            let key = match name {
+                                "spans.by.method" => {
+                                    format!("{name} {}", s(&p["attributes"], "http.method"))
+                                }
+                                _ => name.to_string(),
+                            };
+                            *got.entry(key).or_default() += int(&p["asInt"]);
+                        }
+                    }
+                }
+            }
+        }
+        let total: u64 = got
+            .iter()
+            .filter(|(k, _)| k.starts_with("spans.by.method"))
+            .map(|(_, v)| v)
+            .sum();
+        (total == 40).then_some(got)
+    });
+    assert_eq!(got, want);
     agent.stop_ok(Duration::from_secs(20));
 }
