@@ -510,4 +510,136 @@ mod tests {
             panic!("integers stay integers");
         };
     }
+    /// Collects what the receiver sends.
+    #[derive(Default)]
+    struct Sink(std::sync::Mutex<Vec<ResourceLogs>>);
+
+    #[async_trait]
+    impl vigil_core::Consumer for Sink {
+        async fn consume(&self, data: Telemetry) -> Result<(), vigil_core::ConsumeError> {
+            if let Telemetry::Logs(l) = data {
+                self.0.lock().unwrap().extend(l);
+            }
+            Ok(())
+        }
+    }
+
+    impl Sink {
+        /// `(type, name)` of every watch record so far.
+        fn changes(&self) -> Vec<(String, String)> {
+            let mut out = Vec::new();
+            for rl in self.0.lock().unwrap().iter() {
+                for r in &rl.scope_logs[0].log_records {
+                    let Some(any_value::Value::KvlistValue(kv)) =
+                        r.body.as_ref().and_then(|b| b.value.clone())
+                    else {
+                        continue;
+                    };
+                    let t = kv.values.iter().find(|k| k.key == "type").and_then(|k| {
+                        match k.value.as_ref().and_then(|v| v.value.as_ref()) {
+                            Some(any_value::Value::StringValue(s)) => Some(s.clone()),
+                            _ => None,
+                        }
+                    });
+                    if let Some(t) = t {
+                        let n = vigil_core::attrs::get_str(&r.attributes, "event.name")
+                            .unwrap_or_default();
+                        out.push((t, n.to_string()));
+                    }
+                }
+            }
+            out
+        }
+    }
+
+    struct Elector(tokio::sync::watch::Sender<bool>);
+    impl Component for Elector {}
+    impl vigil_core::Extension for Elector {
+        fn leadership(&self) -> Option<tokio::sync::watch::Receiver<bool>> {
+            Some(self.0.subscribe())
+        }
+    }
+
+    async fn settle(sink: &Sink, n: usize) {
+        for _ in 0..100 {
+            if sink.changes().len() >= n {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Against the API double: the initial state, excluded types and namespaces, and a watch that
+    /// runs only while the elector leads.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn initial_state_exclusions_and_leadership() {
+        use vigil_tests::k8s_api::{self, K8sApi, Kind};
+        let api = K8sApi::start();
+        let pod =
+            |ns: &str, n: &str| k8s_api::pod(ns, n, "node-a", "10.0.0.1", k8s_api::Owner::None);
+        api.apply(Kind::Pod, pod("shop", "old"));
+        api.apply(Kind::Pod, pod("kube-system", "dns"));
+        let cfg = decode(
+            "include_initial_state: true
+k8s_leader_elector: k8s_leader_elector/x
+objects:
+  - name: pods
+    mode: watch
+    exclude_watch_type: [DELETED]
+    exclude_namespaces: [{regexp: '^kube-'}]",
+        );
+        let sink = Arc::new(Sink::default());
+        let mut next = NextConsumers::new();
+        next.insert(Signal::Logs, sink.clone());
+        let id = ComponentId::new("k8sobjects", None);
+        let set = vigil_core::Settings::new(vigil_core::ComponentKind::Receiver, &id);
+        let r = Arc::new(K8sObjects {
+            obs: set.receiver_obs("http"),
+            id: set.id.clone(),
+            cfg: Arc::new(cfg),
+            next,
+            tasks: set.tasks.clone(),
+            client: Mutex::new(None),
+        });
+        r.set_client(vigil_k8s::client::client_at(&api.url()).unwrap());
+        let (tx, _) = tokio::sync::watch::channel(false);
+        let mut exts: std::collections::HashMap<ComponentId, Arc<dyn vigil_core::Extension>> =
+            Default::default();
+        exts.insert(
+            ComponentId::parse("k8s_leader_elector/x").unwrap(),
+            Arc::new(Elector(tx.clone())),
+        );
+        let host = Host::new(exts, tokio::sync::mpsc::unbounded_channel().0);
+        r.start(&host).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert!(sink.changes().is_empty(), "nothing before leading");
+        assert_eq!(api.count_requests(|q| q.contains("/pods")), 0);
+
+        tx.send_replace(true);
+        settle(&sink, 1).await;
+        // The initial state, without the excluded namespace.
+        assert_eq!(sink.changes(), [("ADDED".to_string(), "old".to_string())]);
+        api.apply(Kind::Pod, pod("shop", "new"));
+        api.delete(Kind::Pod, "shop", "old");
+        api.apply(Kind::Pod, pod("kube-system", "proxy"));
+        settle(&sink, 2).await;
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert_eq!(
+            sink.changes(),
+            [
+                ("ADDED".to_string(), "old".to_string()),
+                ("ADDED".to_string(), "new".to_string())
+            ],
+            "DELETED and kube-* are excluded"
+        );
+
+        // Losing the lease stops the watch; changes meanwhile are not reported by this instance.
+        tx.send_replace(false);
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        api.apply(Kind::Pod, pod("shop", "while-follower"));
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert_eq!(sink.changes().len(), 2, "{:?}", sink.changes());
+        assert_eq!(api.open_watches(), 0, "the watch was closed");
+        r.shutdown().await.unwrap();
+    }
 }
