@@ -224,7 +224,8 @@ fn sighup_with_an_out_of_range_duration_is_refused() {
              processors:\n  batch:\n    timeout: {timeout}\n\
              exporters:\n  debug:\n\
              extensions:\n  health_check:\n    endpoint: 127.0.0.1:{health}\n\
-             service:\n  extensions: [health_check]\n  pipelines:\n    traces:\n      \
+             service:\n  telemetry:\n    metrics:\n      level: none\n  extensions: [health_check]\n  \
+             pipelines:\n    traces:\n      \
              receivers: [otlp]\n      processors: [batch]\n      exporters: [debug]\n"
         )
     };
