@@ -288,6 +288,45 @@ pub const RENAMES: &[(ComponentKind, &str, &str)] = &[
         "resourcedetection",
     ),
     (ComponentKind::Connector, "service_graph", "servicegraph"),
+    // The same pattern for the rest: otelcol's other spelling of each type vigil registers, so that
+    // `vigil components` lists both (resolve() accepts them anyway, by squashing underscores).
+    (ComponentKind::Receiver, "k8scluster", "k8s_cluster"),
+    (ComponentKind::Receiver, "k8sevents", "k8s_events"),
+    (ComponentKind::Receiver, "k8s_objects", "k8sobjects"),
+    (ComponentKind::Receiver, "kubelet_stats", "kubeletstats"),
+    (
+        ComponentKind::Receiver,
+        "receivercreator",
+        "receiver_creator",
+    ),
+    (
+        ComponentKind::Processor,
+        "cumulative_to_delta",
+        "cumulativetodelta",
+    ),
+    (ComponentKind::Processor, "group_by_attrs", "groupbyattrs"),
+    (ComponentKind::Processor, "k8s_attributes", "k8sattributes"),
+    (ComponentKind::Processor, "memorylimiter", "memory_limiter"),
+    (ComponentKind::Processor, "tailsampling", "tail_sampling"),
+    (ComponentKind::Connector, "span_metrics", "spanmetrics"),
+    (ComponentKind::Connector, "otlp_json", "otlpjson"),
+    (ComponentKind::Extension, "basic_auth", "basicauth"),
+    (
+        ComponentKind::Extension,
+        "bearer_token_auth",
+        "bearertokenauth",
+    ),
+    (ComponentKind::Extension, "filestorage", "file_storage"),
+    (ComponentKind::Extension, "headerssetter", "headers_setter"),
+    (ComponentKind::Extension, "healthcheck", "health_check"),
+    (ComponentKind::Extension, "hostobserver", "host_observer"),
+    (
+        ComponentKind::Extension,
+        "k8sleaderelector",
+        "k8s_leader_elector",
+    ),
+    (ComponentKind::Extension, "k8sobserver", "k8s_observer"),
+    (ComponentKind::Extension, "oauth2_client", "oauth2client"),
 ];
 
 #[cfg(test)]
