@@ -12,6 +12,7 @@ mod registry;
 mod service;
 mod telemetry;
 mod telemetry_logs;
+mod telemetry_metrics;
 
 use clap::{Parser, Subcommand};
 use registry::Registry;
@@ -173,12 +174,22 @@ fn run(registry: Registry, sources: Sources, shutdown_timeout: &str) -> ExitCode
     let result = runtime.block_on(async move {
         telemetry::init_metrics(&cfg.telemetry.metrics)?;
         let exporting = telemetry_logs::start(&registry, cfg.telemetry.resource.as_ref()).await?;
+        // Checked with the config already, as the log processors above.
+        let readers =
+            telemetry_metrics::check(&cfg.telemetry.metrics.readers, &registry).unwrap_or_default();
+        let pushing =
+            telemetry_metrics::start(readers, &registry, cfg.telemetry.resource.as_ref()).await?;
         let mut svc = Service::new(registry, sources, shutdown_timeout);
         tracing::info!(version = env!("CARGO_PKG_VERSION"), "Starting vigil");
         let r = match svc.start(cfg).await {
             Ok(()) => svc.run().await,
             Err(e) => Err(e),
         };
+        if let Some(x) = pushing {
+            // A last export, so the final counts of a short run are not lost.
+            x.stop(std::time::Instant::now() + std::time::Duration::from_secs(5))
+                .await;
+        }
         if let Some(x) = exporting {
             // The last own logs (the shutdown's) still go out, within a few seconds.
             x.stop(std::time::Instant::now() + std::time::Duration::from_secs(5))

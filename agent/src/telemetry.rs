@@ -74,6 +74,11 @@ pub fn metrics_address(cfg: &MetricsTelemetry) -> Result<Option<String>, String>
             return Ok(Some(format!("{host}:{port}")));
         }
     }
+    // otelcol's default reader is a pull one on localhost:8888; readers that are all `periodic`
+    // (crate::telemetry_metrics) replace it, and nothing listens.
+    if !cfg.readers.is_empty() {
+        return Ok(None);
+    }
     Ok(Some("localhost:8888".into()))
 }
 
@@ -86,9 +91,20 @@ pub fn own_metrics() -> Option<String> {
     OWN_METRICS.get().map(|h| h.render())
 }
 
-/// Starts the Prometheus endpoint and the process-metrics sampler.
+/// Installs the own-metrics recorder and the process-metrics sampler (unless `level: none`),
+/// and starts the Prometheus endpoint when there is a pull reader (or no reader at all).
 pub fn init_metrics(cfg: &MetricsTelemetry) -> anyhow::Result<()> {
+    if cfg.level.eq_ignore_ascii_case("none") {
+        return Ok(());
+    }
     let Some(addr) = metrics_address(cfg).map_err(anyhow::Error::msg)? else {
+        // Only periodic readers: they read the same recorder the endpoint would serve.
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        let _ = OWN_METRICS.set(handle.clone());
+        metrics::set_global_recorder(recorder)
+            .map_err(|e| anyhow::anyhow!("service::telemetry::metrics: {e}"))?;
+        tokio::spawn(sample_process(handle));
         return Ok(());
     };
     let sock = vigil_core::config::resolve_endpoint(&addr).map_err(|e| {

@@ -60,8 +60,13 @@ fn count(v: Option<&Value>, default: usize, at: &str) -> Result<usize, String> {
     }
 }
 
-/// The vigil exporter config for one declarative-config `otlp` exporter.
-fn exporter_config(o: &Map<String, Value>, at: &str) -> Result<(&'static str, Value), String> {
+/// The vigil exporter config for one declarative-config `otlp` exporter of `signal` (`logs` or
+/// `metrics`: the path an http endpoint gets and the `<signal>_endpoint` key it is set on).
+fn exporter_config(
+    o: &Map<String, Value>,
+    signal: &str,
+    at: &str,
+) -> Result<(&'static str, Value), String> {
     const KEYS: &[&str] = &[
         "protocol",
         "endpoint",
@@ -159,16 +164,16 @@ fn exporter_config(o: &Map<String, Value>, at: &str) -> Result<(&'static str, Va
             Ok(("otlp", Value::Object(cfg)))
         }
         "http/protobuf" | "http/json" => {
-            // As otelcol's otelconf: an endpoint without a path gets /v1/logs; one with a path is
-            // the logs URL itself.
+            // As otelcol's otelconf: an endpoint without a path gets /v1/<signal>; one with a
+            // path is the signal's URL itself.
             let mut url = parsed.clone();
             if url.path().is_empty() || url.path() == "/" {
-                url.set_path("/v1/logs");
+                url.set_path(&format!("/v1/{signal}"));
             }
             if plain && url.scheme() == "https" && insecure_flag {
                 let _ = url.set_scheme("http");
             }
-            cfg.insert("logs_endpoint".into(), json!(url.to_string()));
+            cfg.insert(format!("{signal}_endpoint"), json!(url.to_string()));
             if protocol == "http/json" {
                 cfg.insert("encoding".into(), json!("json"));
             }
@@ -181,6 +186,55 @@ fn exporter_config(o: &Map<String, Value>, at: &str) -> Result<(&'static str, Va
             "{at}::protocol: unknown protocol {p:?} (expected grpc, http/protobuf or http/json)"
         )),
     }
+}
+
+/// The vigil exporter (type and config) for one declarative-config push exporter `name: config`
+/// under `at` (`otlp`, `otlp_http` or `otlp_grpc`), checked by that exporter's own factory.
+/// Shared by own logs and own metrics (`crate::telemetry_metrics`).
+pub(crate) fn otlp_exporter(
+    name: &str,
+    config: &Value,
+    signal: &str,
+    registry: &Registry,
+    at: &str,
+) -> Result<(&'static str, Value), String> {
+    let (etype, ecfg) = match name {
+        "otlp" | "otlp_http" | "otlp_grpc" => {
+            let mut o = config.as_object().cloned().unwrap_or_default();
+            if name == "otlp_grpc" {
+                o.entry("protocol").or_insert(json!("grpc"));
+            }
+            exporter_config(&o, signal, &format!("{at}::{name}"))?
+        }
+        o => return Err(format!("{at}::{o}: unknown exporter (expected otlp)")),
+    };
+    if let Some(f) = registry.exporter(etype) {
+        let id = ComponentId::new(etype, Some(&format!("telemetry_{signal}")));
+        f.validate(&id, &ecfg).map_err(|e| format!("{at}: {e}"))?;
+    }
+    Ok((etype, ecfg))
+}
+
+/// Creates and starts one own-telemetry exporter, named `<type>/<name>`; errors start with `at`.
+pub(crate) async fn start_exporter(
+    registry: &Registry,
+    etype: &str,
+    config: &Value,
+    name: &str,
+    at: &str,
+) -> anyhow::Result<Arc<dyn vigil_core::Exporter>> {
+    let factory = registry
+        .exporter(etype)
+        .ok_or_else(|| anyhow::anyhow!("{at}: no {etype} exporter"))?;
+    let id = ComponentId::new(etype, Some(name));
+    let exporter = factory
+        .create(&id, config)
+        .map_err(|e| anyhow::anyhow!("{at}: {e}"))?;
+    exporter
+        .start(&vigil_core::Host::detached())
+        .await
+        .map_err(|e| anyhow::anyhow!("{at}: {e:#}"))?;
+    Ok(exporter)
 }
 
 /// Checks `service::telemetry::logs::processors` and prepares each exporter, every error with
@@ -235,26 +289,13 @@ pub fn check(processors: &[Value], registry: &Registry) -> Result<Vec<LogProcess
                 Some((n, c)) if exp.len() == 1 => (n.as_str(), c),
                 _ => return Err(format!("{at}::exporter: expected exactly one exporter")),
             };
-            let (etype, ecfg) = match ename {
-                "otlp" | "otlp_http" | "otlp_grpc" => {
-                    let mut o = econf.as_object().cloned().unwrap_or_default();
-                    if ename == "otlp_grpc" {
-                        o.entry("protocol").or_insert(json!("grpc"));
-                    }
-                    exporter_config(&o, &format!("{at}::exporter::{ename}"))?
-                }
-                "console" => {
-                    return Err(format!(
-                        "{at}::exporter::console: not built in vigil: its logs already go to stderr (service::telemetry::logs::encoding)"
-                    ))
-                }
-                o => return Err(format!("{at}::exporter::{o}: unknown exporter (expected otlp)")),
-            };
-            if let Some(f) = registry.exporter(etype) {
-                let id = ComponentId::new(etype, Some("telemetry_logs"));
-                f.validate(&id, &ecfg)
-                    .map_err(|e| format!("{at}::exporter: {e}"))?;
+            if ename == "console" {
+                return Err(format!(
+                    "{at}::exporter::console: not built in vigil: its logs already go to stderr (service::telemetry::logs::encoding)"
+                ));
             }
+            let (etype, ecfg) =
+                otlp_exporter(ename, econf, "logs", registry, &format!("{at}::exporter"))?;
             Ok(LogProcessor {
                 batch,
                 exporter: etype,
@@ -459,9 +500,9 @@ impl Exporting {
     }
 }
 
-/// The resource of vigil's own logs: `service.name` and `service.version`, then
+/// The resource of vigil's own logs and metrics: `service.name` and `service.version`, then
 /// `service::telemetry::resource` (a null value removes an attribute, as in otelcol).
-fn resource(extra: Option<&Value>) -> Resource {
+pub(crate) fn resource(extra: Option<&Value>) -> Resource {
     let mut attrs = vec![
         kv_str("service.name", "vigil"),
         kv_str("service.version", env!("CARGO_PKG_VERSION")),
@@ -499,20 +540,14 @@ pub async fn start(
     let mut tasks = Vec::new();
     let res = resource(resource_cfg);
     for (i, (p, mut rx)) in receivers.into_iter().enumerate() {
-        let factory = registry.exporter(p.exporter).ok_or_else(|| {
-            anyhow::anyhow!(
-                "service::telemetry::logs::processors::{i}: no {} exporter",
-                p.exporter
-            )
-        })?;
-        let id = ComponentId::new(p.exporter, Some(&format!("telemetry_logs_{i}")));
-        let exporter = factory
-            .create(&id, &p.exporter_config)
-            .map_err(|e| anyhow::anyhow!("service::telemetry::logs::processors::{i}: {e}"))?;
-        exporter
-            .start(&vigil_core::Host::detached())
-            .await
-            .map_err(|e| anyhow::anyhow!("service::telemetry::logs::processors::{i}: {e:#}"))?;
+        let exporter = start_exporter(
+            registry,
+            p.exporter,
+            &p.exporter_config,
+            &format!("telemetry_logs_{i}"),
+            &format!("service::telemetry::logs::processors::{i}"),
+        )
+        .await?;
         let stop = stop.clone();
         let res = res.clone();
         tasks.push(tokio::spawn(async move {

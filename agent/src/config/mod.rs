@@ -469,13 +469,22 @@ impl Config {
             }
         }
 
-        if let Err(es) =
-            crate::telemetry_logs::check(&service.telemetry.logs.processors, registry)
+        if let Err(es) = crate::telemetry_logs::check(&service.telemetry.logs.processors, registry)
         {
             for e in es {
                 let (path, msg) = e.split_once(": ").unwrap_or((&e, ""));
                 let path = path.trim_start_matches("service::telemetry::logs::");
                 errors.push(ConfigError::new("service::telemetry::logs", path, msg));
+            }
+        }
+
+        if let Err(es) =
+            crate::telemetry_metrics::check(&service.telemetry.metrics.readers, registry)
+        {
+            for e in es {
+                let (path, msg) = e.split_once(": ").unwrap_or((&e, ""));
+                let path = path.trim_start_matches("service::telemetry::metrics::");
+                errors.push(ConfigError::new("service::telemetry::metrics", path, msg));
             }
         }
 
