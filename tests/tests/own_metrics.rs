@@ -168,3 +168,60 @@ fn own_metrics_reach_an_otlp_backend_over_http_and_grpc() {
         agent.stop_ok(Duration::from_secs(15));
     }
 }
+
+#[test]
+fn failed_exports_are_counted_and_logged_once_a_minute() {
+    // Nothing listens on `dead`; a pull reader next to the periodic one shows the counter.
+    let (dead, pull, health) = (free_port(), free_port(), free_port());
+    let cfg = format!(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: 127.0.0.1:{otlp}
+exporters:
+  debug: {{}}
+extensions:
+  health_check:
+    endpoint: 127.0.0.1:{health}
+service:
+  extensions: [health_check]
+  pipelines:
+    traces: {{receivers: [otlp], exporters: [debug]}}
+  telemetry:
+    metrics:
+      readers:
+        - pull:
+            exporter:
+              prometheus:
+                host: 127.0.0.1
+                port: {pull}
+        - periodic:
+            interval: 100
+            timeout: 1000
+            exporter:
+              otlp:
+                endpoint: http://127.0.0.1:{dead}
+                protocol: http/protobuf
+"#,
+        otlp = free_port()
+    );
+    let mut agent = Agent::with_config(&cfg);
+    agent.wait_healthy(health, Duration::from_secs(30));
+    let failures = eventually(
+        Duration::from_secs(15),
+        "three failed exports counted",
+        || {
+            vigil_tests::metric_sum(pull, "vigil_telemetry_metrics_export_failures", "")
+                .filter(|n| *n >= 3.0)
+        },
+    );
+    assert!(failures >= 3.0);
+    let logged = agent.logs().matches("Own metrics export failed").count();
+    assert_eq!(
+        logged, 1,
+        "{failures} failures must be logged once (at most once a minute)"
+    );
+    agent.stop_ok(Duration::from_secs(15));
+}
