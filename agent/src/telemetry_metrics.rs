@@ -60,7 +60,17 @@ pub fn check(readers: &[Value], registry: &Registry) -> Result<Vec<PeriodicReade
             continue;
         };
         match kind.as_str() {
-            "pull" => continue,
+            "pull" => {
+                // The endpoint itself is crate::telemetry's; only its exporter kind is checked here,
+                // so that a pull reader vigil cannot serve is not dropped silently.
+                let exp = body.get("exporter").and_then(Value::as_object);
+                if let Some(k) = exp.and_then(|e| e.keys().find(|k| *k != "prometheus")) {
+                    errors.push(format!(
+                        "{at}::pull::exporter::{k}: unknown pull exporter (expected prometheus)"
+                    ));
+                }
+                continue;
+            }
             "periodic" => {}
             k => {
                 errors.push(format!(
@@ -359,6 +369,10 @@ mod tests {
             (
                 json!({"push": {}}),
                 "readers::0::push: unknown metric reader",
+            ),
+            (
+                json!({"pull": {"exporter": {"otlp": {}}}}),
+                "readers::0::pull::exporter::otlp: unknown pull exporter",
             ),
         ];
         for (cfg, want) in cases {
