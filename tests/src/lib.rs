@@ -372,6 +372,73 @@ pub fn file_exporter_and_health(out: &Path, health: u16) -> String {
     )
 }
 
+/// The middle of a test config whose data goes nowhere: a `debug` exporter, the `health_check`
+/// extension on `health`, and the start of `service:` with that extension, so that `  pipelines:`
+/// follows directly.
+pub fn debug_exporter_and_health(health: u16) -> String {
+    format!(
+        "exporters:
+  debug: {{}}
+{}",
+        health_check_and_service(health)
+    )
+}
+
+/// A backend `vigil` that writes what it receives over OTLP (gRPC and HTTP) to a JSON-lines file;
+/// killed on drop.
+pub struct FileBackend {
+    pub agent: Agent,
+    pub grpc: u16,
+    pub http: u16,
+    /// The file exporter's output, read with [`read_json_lines`].
+    pub out: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+/// Starts a [`FileBackend`] (`otlp` receiver → `file` exporter writing `<temp dir>/<file>`) with one
+/// pipeline per signal in `signals` (`traces`, `metrics`, `logs`) and its own metrics off, and waits
+/// until its `health_check` answers.
+pub fn otlp_file_backend(signals: &[&str], file: &str) -> FileBackend {
+    let (grpc, http, health) = (free_port(), free_port(), free_port());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join(file);
+    let pipelines: String = signals
+        .iter()
+        .map(|s| format!("    {s}: {{receivers: [otlp], exporters: [file]}}\n"))
+        .collect();
+    let cfg = format!(
+        "{}{}  pipelines:\n{pipelines}  telemetry:\n    metrics:\n      level: none\n",
+        otlp_receiver_grpc_http(grpc, http, ""),
+        file_exporter_and_health(&out, health),
+    );
+    let mut agent = Agent::with_config(&cfg);
+    agent.wait_healthy(health, Duration::from_secs(30));
+    FileBackend {
+        agent,
+        grpc,
+        http,
+        out,
+        _dir: dir,
+    }
+}
+
+/// Every log record whose `eventName` is `event` (e.g. `vigil.incident`) in OTLP/JSON lines of logs.
+pub fn event_records(lines: &[serde_json::Value], event: &str) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    for l in lines {
+        for rl in l["resourceLogs"].as_array().into_iter().flatten() {
+            for sl in rl["scopeLogs"].as_array().into_iter().flatten() {
+                for r in sl["logRecords"].as_array().into_iter().flatten() {
+                    if r["eventName"] == event {
+                        out.push(r.clone());
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
 /// The sum of the series of `name` on vigil's own Prometheus endpoint (`127.0.0.1:<port>/metrics`)
 /// whose text after the name contains `label` (`""` for every series); `None` if there is none.
 pub fn metric_sum(port: u16, name: &str, label: &str) -> Option<f64> {

@@ -12,7 +12,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use vigil_tests::{
-    bin, eventually, free_port, metric_sum, python, read_json_lines, repo_root, Agent,
+    bin, eventually, free_port, health_check_and_service, metric_sum, otlp_receiver, python,
+    read_json_lines, repo_root, Agent,
 };
 
 /// Retries in these tests are quick so that each test stays short; the behaviour is the same.
@@ -32,27 +33,19 @@ fn start_backend(grpc: u16, dir: &Path) -> Backend {
     let out = dir.join("received.jsonl");
     let cfg = format!(
         r#"
-receivers:
-  otlp:
-    protocols:
-      grpc:
-        endpoint: 127.0.0.1:{grpc}
-exporters:
+{recv}exporters:
   file:
     path: {out}
     append: true
-extensions:
-  health_check:
-    endpoint: 127.0.0.1:{health}
-service:
-  extensions: [health_check]
-  pipelines:
+{health_ext}  pipelines:
     traces: {{receivers: [otlp], exporters: [file]}}
   telemetry:
     metrics:
       level: none
 "#,
-        out = out.display()
+        recv = otlp_receiver("grpc", grpc),
+        out = out.display(),
+        health_ext = health_check_and_service(health),
     );
     let mut agent = Agent::with_config_file(dir, &format!("backend-{grpc}.yaml"), &cfg, &[]);
     agent.wait_healthy(health, Duration::from_secs(30));
@@ -92,12 +85,7 @@ fn front_config(p: FrontPorts, exporter: &str, storage_dir: Option<&Path>) -> St
     };
     format!(
         r#"
-receivers:
-  otlp:
-    protocols:
-      grpc:
-        endpoint: 127.0.0.1:{grpc}
-exporters:
+{recv}exporters:
   {exporter}
 extensions:
   health_check:
@@ -111,7 +99,7 @@ service:
     metrics:
       address: 127.0.0.1:{metrics}
 "#,
-        grpc = p.grpc,
+        recv = otlp_receiver("grpc", p.grpc),
         health = p.health,
         metrics = p.metrics,
         name = exporter.split(':').next().unwrap_or_default(),
@@ -929,12 +917,7 @@ fn shaped_config(
     };
     format!(
         r#"
-receivers:
-  otlp:
-    protocols:
-      grpc:
-        endpoint: 127.0.0.1:{grpc}
-processors:
+{recv}processors:
 {processors}
 exporters:
 {exporters}
@@ -950,7 +933,7 @@ service:
     metrics:
       address: 127.0.0.1:{metrics}
 "#,
-        grpc = p.grpc,
+        recv = otlp_receiver("grpc", p.grpc),
         health = p.health,
         metrics = p.metrics,
         chain = chain.join(", "),

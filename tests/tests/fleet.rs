@@ -18,28 +18,12 @@ use std::collections::BTreeSet;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 use vigil_tests::{
-    bin, eventually, file_exporter_and_health, free_port, health_check_and_service, metric_sum,
-    otlp_receiver, read_json_lines, Agent,
+    bin, event_records, eventually, file_exporter_and_health, free_port, health_check_and_service,
+    metric_sum, otlp_receiver, read_json_lines, Agent,
 };
 
 /// The nodes: which services each agent sees. The fault's path crosses all three.
 const NODES: [&str; 3] = ["frontend", "svc-1,svc-2", "svc-3,svc-4,svc-5"];
-
-fn incident_records(lines: &[Value]) -> Vec<Value> {
-    let mut out = Vec::new();
-    for l in lines {
-        for rl in l["resourceLogs"].as_array().into_iter().flatten() {
-            for sl in rl["scopeLogs"].as_array().into_iter().flatten() {
-                for r in sl["logRecords"].as_array().into_iter().flatten() {
-                    if r["eventName"] == "vigil.incident" {
-                        out.push(r.clone());
-                    }
-                }
-            }
-        }
-    }
-    out
-}
 
 fn attr_str(r: &Value, key: &str) -> Option<String> {
     vigil_tests::otlp_attr(&r["attributes"], key)
@@ -197,7 +181,7 @@ fn a_fault_across_three_nodes_is_one_incident_on_the_gateway_and_fragments_on_th
     for ((mut agent, _, _, out), only) in agents.into_iter().zip(NODES) {
         agent.stop_ok(Duration::from_secs(30));
         let own: BTreeSet<String> = only.split(',').map(String::from).collect();
-        for r in incident_records(&read_json_lines(&out)) {
+        for r in event_records(&read_json_lines(&out), "vigil.incident") {
             let s = services(&r);
             assert!(
                 s.is_subset(&own),
@@ -208,7 +192,7 @@ fn a_fault_across_three_nodes_is_one_incident_on_the_gateway_and_fragments_on_th
     }
     gateway.stop_ok(Duration::from_secs(30));
     let records = eventually(Duration::from_secs(10), "gateway incident records", || {
-        let r = incident_records(&read_json_lines(&gw_out));
+        let r = event_records(&read_json_lines(&gw_out), "vigil.incident");
         (!r.is_empty()).then_some(r)
     });
     let ids: BTreeSet<String> = records

@@ -8,24 +8,9 @@ use serde_json::Value;
 use std::process::Command;
 use std::time::Duration;
 use vigil_tests::{
-    bin, eventually, file_exporter_and_health, free_port, otlp_receiver, read_json_lines, Agent,
+    bin, event_records, eventually, file_exporter_and_health, free_port, otlp_receiver,
+    read_json_lines, Agent,
 };
-
-fn incident_records(lines: &[Value]) -> Vec<Value> {
-    let mut out = Vec::new();
-    for l in lines {
-        for rl in l["resourceLogs"].as_array().into_iter().flatten() {
-            for sl in rl["scopeLogs"].as_array().into_iter().flatten() {
-                for r in sl["logRecords"].as_array().into_iter().flatten() {
-                    if r["eventName"] == "vigil.incident" {
-                        out.push(r.clone());
-                    }
-                }
-            }
-        }
-    }
-    out
-}
 
 fn attr(r: &Value, key: &str) -> Option<Value> {
     vigil_tests::otlp_attr(&r["attributes"], key).cloned()
@@ -87,7 +72,7 @@ processors:
     // Stopping the agent resolves every open incident, so the file then holds the whole story.
     agent.stop_ok(Duration::from_secs(30));
     let records = eventually(Duration::from_secs(10), "incident records", || {
-        let r = incident_records(&read_json_lines(&out));
+        let r = event_records(&read_json_lines(&out), "vigil.incident");
         (!r.is_empty()).then_some(r)
     });
     let ids: std::collections::BTreeSet<String> = records

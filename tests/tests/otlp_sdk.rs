@@ -5,57 +5,22 @@
 
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::Command;
 use std::time::Duration;
-use vigil_tests::{eventually, free_port, python, read_json_lines, repo_root, Agent};
+use vigil_tests::{
+    eventually, free_port, health_check_and_service, otlp_file_backend, otlp_receiver_grpc_http,
+    python, python_script_json, read_json_lines, Agent, FileBackend,
+};
 
 struct Pair {
     _front: Agent,
-    _back: Agent,
+    back: FileBackend,
     grpc: u16,
     http: u16,
-    out: std::path::PathBuf,
 }
 
 fn start_pair(front_exporter: &str) -> Pair {
-    let (back_grpc, back_http, back_health) = (free_port(), free_port(), free_port());
-    let back_dir = tempfile::tempdir().expect("tempdir");
-    let out = back_dir.path().join("received.jsonl");
-    let back_cfg = format!(
-        r#"
-receivers:
-  otlp:
-    protocols:
-      grpc:
-        endpoint: 127.0.0.1:{back_grpc}
-      http:
-        endpoint: 127.0.0.1:{back_http}
-exporters:
-  file:
-    path: {}
-extensions:
-  health_check:
-    endpoint: 127.0.0.1:{back_health}
-service:
-  extensions: [health_check]
-  pipelines:
-    traces: {{receivers: [otlp], exporters: [file]}}
-    metrics: {{receivers: [otlp], exporters: [file]}}
-    logs: {{receivers: [otlp], exporters: [file]}}
-  telemetry:
-    metrics:
-      level: none
-"#,
-        out.display()
-    );
-    std::fs::write(back_dir.path().join("config.yaml"), back_cfg).expect("write config");
-    let back_cfg_path = back_dir.path().join("config.yaml").display().to_string();
-    let mut back = Agent::start_in(back_dir, &["--config".into(), back_cfg_path]);
-    back.wait_http_ok(
-        &format!("http://127.0.0.1:{back_health}/"),
-        Duration::from_secs(30),
-    );
-
+    let back = otlp_file_backend(&["traces", "metrics", "logs"], "received.jsonl");
+    let (back_grpc, back_http) = (back.grpc, back.http);
     let (grpc, http, health) = (free_port(), free_port(), free_port());
     let exporter = match front_exporter {
         "otlp" => {
@@ -65,59 +30,38 @@ service:
     };
     let front_cfg = format!(
         r#"
-receivers:
-  otlp:
-    protocols:
-      grpc:
-        endpoint: 127.0.0.1:{grpc}
-      http:
-        endpoint: 127.0.0.1:{http}
-processors:
+{recv}processors:
   batch:
     timeout: 100ms
 exporters:
   {exporter}
-extensions:
-  health_check:
-    endpoint: 127.0.0.1:{health}
-service:
-  extensions: [health_check]
-  pipelines:
+{health_ext}  pipelines:
     traces: {{receivers: [otlp], processors: [batch], exporters: [{front_exporter}]}}
     metrics: {{receivers: [otlp], processors: [batch], exporters: [{front_exporter}]}}
     logs: {{receivers: [otlp], processors: [batch], exporters: [{front_exporter}]}}
   telemetry:
     metrics:
       level: none
-"#
+"#,
+        recv = otlp_receiver_grpc_http(grpc, http, ""),
+        health_ext = health_check_and_service(health),
     );
     let mut front = Agent::with_config(&front_cfg);
-    front.wait_http_ok(
-        &format!("http://127.0.0.1:{health}/"),
-        Duration::from_secs(30),
-    );
+    front.wait_healthy(health, Duration::from_secs(30));
     Pair {
         _front: front,
-        _back: back,
+        back,
         grpc,
         http,
-        out,
     }
 }
 
 fn run_sdk(protocol: &str, endpoint: &str, run: &str) -> Value {
-    let script = repo_root().join("tests/python/sdk_send.py");
-    let out = Command::new(python())
-        .arg(script)
-        .args(["--protocol", protocol, "--endpoint", endpoint, "--run", run])
-        .output()
-        .expect("run the SDK script");
-    assert!(
-        out.status.success(),
-        "SDK script failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("SDK script prints JSON")
+    python_script_json(
+        &python(),
+        "sdk_send.py",
+        &["--protocol", protocol, "--endpoint", endpoint, "--run", run],
+    )
 }
 
 fn attr<'a>(attrs: &'a Value, key: &str) -> Option<&'a Value> {
@@ -242,7 +186,7 @@ fn check_round_trip(protocol: &str, front_exporter: &str) {
         Duration::from_secs(30),
         "all SDK data at the backend",
         || {
-            let a = arrived(&read_json_lines(&pair.out), &run);
+            let a = arrived(&read_json_lines(&pair.back.out), &run);
             (a.spans.len() >= sent_spans.len()
                 && a.logs.len() >= sent_logs.len()
                 && a.hist.is_some())
@@ -252,7 +196,7 @@ fn check_round_trip(protocol: &str, front_exporter: &str) {
     // Let any duplicate that is still in flight arrive before counting.
     std::thread::sleep(Duration::from_millis(500));
     let got = {
-        let again = arrived(&read_json_lines(&pair.out), &run);
+        let again = arrived(&read_json_lines(&pair.back.out), &run);
         if again.spans.len() >= got.spans.len() {
             again
         } else {

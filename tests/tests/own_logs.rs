@@ -5,59 +5,15 @@
 //! agent's startup and shutdown lines, with the agent's resource.
 
 use std::time::Duration;
-use vigil_tests::{eventually, free_port, read_json_lines, Agent};
-
-fn backend() -> (Agent, u16, u16, std::path::PathBuf, tempfile::TempDir) {
-    let (grpc, http, health) = (free_port(), free_port(), free_port());
-    let dir = tempfile::tempdir().expect("tempdir");
-    let out = dir.path().join("own_logs.jsonl");
-    let cfg = format!(
-        r#"
-receivers:
-  otlp:
-    protocols:
-      grpc:
-        endpoint: 127.0.0.1:{grpc}
-      http:
-        endpoint: 127.0.0.1:{http}
-exporters:
-  file:
-    path: {}
-extensions:
-  health_check:
-    endpoint: 127.0.0.1:{health}
-service:
-  extensions: [health_check]
-  pipelines:
-    logs: {{receivers: [otlp], exporters: [file]}}
-  telemetry:
-    metrics:
-      level: none
-"#,
-        out.display()
-    );
-    let cfg_dir = tempfile::tempdir().expect("tempdir");
-    let mut a = Agent::with_config_in(cfg_dir, &cfg);
-    a.wait_healthy(health, Duration::from_secs(30));
-    (a, grpc, http, out, dir)
-}
+use vigil_tests::{
+    debug_exporter_and_health, eventually, free_port, otlp_file_backend, otlp_receiver,
+    read_json_lines, Agent,
+};
 
 fn agent_config(protocol: &str, endpoint: &str, health: u16) -> String {
     format!(
         r#"
-receivers:
-  otlp:
-    protocols:
-      grpc:
-        endpoint: 127.0.0.1:{otlp}
-exporters:
-  debug: {{}}
-extensions:
-  health_check:
-    endpoint: 127.0.0.1:{health}
-service:
-  extensions: [health_check]
-  pipelines:
+{recv}{frame}  pipelines:
     logs: {{receivers: [otlp], exporters: [debug]}}
   telemetry:
     resource:
@@ -74,7 +30,8 @@ service:
                 insecure: true
                 protocol: {protocol}
 "#,
-        otlp = free_port()
+        recv = otlp_receiver("grpc", free_port()),
+        frame = debug_exporter_and_health(health),
     )
 }
 
@@ -110,12 +67,13 @@ fn records(out: &std::path::Path) -> Vec<(String, String, String, String)> {
 
 #[test]
 fn own_logs_reach_an_otlp_backend_over_http_and_grpc() {
-    let (_backend, grpc, http, out, _dir) = backend();
+    let backend = otlp_file_backend(&["logs"], "own_logs.jsonl");
+    let (grpc, http, out) = (backend.grpc, backend.http, &backend.out);
     for (protocol, endpoint) in [
         ("http/protobuf", format!("http://127.0.0.1:{http}")),
         ("grpc", format!("http://127.0.0.1:{grpc}")),
     ] {
-        let before = records(&out).len();
+        let before = records(out).len();
         let health = free_port();
         let mut agent = Agent::with_config(&agent_config(protocol, &endpoint, health));
         agent.wait_healthy(health, Duration::from_secs(30));
@@ -123,7 +81,7 @@ fn own_logs_reach_an_otlp_backend_over_http_and_grpc() {
             Duration::from_secs(15),
             "the startup line at the backend",
             || {
-                let r = records(&out);
+                let r = records(out);
                 r[before..]
                     .iter()
                     .any(|(body, ..)| body == "Starting vigil")
@@ -141,7 +99,7 @@ fn own_logs_reach_an_otlp_backend_over_http_and_grpc() {
         assert_eq!(start.2, "vigil");
         agent.stop_ok(Duration::from_secs(15));
         // Lines logged while stopping still go out before the process ends.
-        let after = records(&out);
+        let after = records(out);
         assert!(
             after.len() > got.len(),
             "{protocol}: nothing was exported during shutdown: {:?}",

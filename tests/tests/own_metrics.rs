@@ -8,59 +8,15 @@
 
 use std::path::Path;
 use std::time::Duration;
-use vigil_tests::{eventually, free_port, otlp_attr, read_json_lines, sdk_auth_export, Agent};
-
-fn backend() -> (Agent, u16, u16, std::path::PathBuf, tempfile::TempDir) {
-    let (grpc, http, health) = (free_port(), free_port(), free_port());
-    let dir = tempfile::tempdir().expect("tempdir");
-    let out = dir.path().join("own_metrics.jsonl");
-    let cfg = format!(
-        r#"
-receivers:
-  otlp:
-    protocols:
-      grpc:
-        endpoint: 127.0.0.1:{grpc}
-      http:
-        endpoint: 127.0.0.1:{http}
-exporters:
-  file:
-    path: {}
-extensions:
-  health_check:
-    endpoint: 127.0.0.1:{health}
-service:
-  extensions: [health_check]
-  pipelines:
-    metrics: {{receivers: [otlp], exporters: [file]}}
-  telemetry:
-    metrics:
-      level: none
-"#,
-        out.display()
-    );
-    let cfg_dir = tempfile::tempdir().expect("tempdir");
-    let mut a = Agent::with_config_in(cfg_dir, &cfg);
-    a.wait_healthy(health, Duration::from_secs(30));
-    (a, grpc, http, out, dir)
-}
+use vigil_tests::{
+    debug_exporter_and_health, eventually, free_port, otlp_attr, otlp_file_backend, otlp_receiver,
+    read_json_lines, sdk_auth_export, Agent,
+};
 
 fn agent_config(protocol: &str, endpoint: &str, otlp_http: u16, health: u16, run: &str) -> String {
     format!(
         r#"
-receivers:
-  otlp:
-    protocols:
-      http:
-        endpoint: 127.0.0.1:{otlp_http}
-exporters:
-  debug: {{}}
-extensions:
-  health_check:
-    endpoint: 127.0.0.1:{health}
-service:
-  extensions: [health_check]
-  pipelines:
+{recv}{frame}  pipelines:
     traces: {{receivers: [otlp], exporters: [debug]}}
   telemetry:
     resource:
@@ -76,7 +32,9 @@ service:
                 insecure: true
                 protocol: {protocol}
                 temporality_preference: cumulative
-"#
+"#,
+        recv = otlp_receiver("http", otlp_http),
+        frame = debug_exporter_and_health(health),
     )
 }
 
@@ -127,7 +85,8 @@ fn latest(out: &Path, run: &str, name: &str, want: &[(&str, &str)]) -> Option<(f
 
 #[test]
 fn own_metrics_reach_an_otlp_backend_over_http_and_grpc() {
-    let (_backend, grpc, http, out, _dir) = backend();
+    let backend = otlp_file_backend(&["metrics"], "own_metrics.jsonl");
+    let (grpc, http, out) = (backend.grpc, backend.http, &backend.out);
     for (protocol, endpoint) in [
         ("http/protobuf", format!("http://127.0.0.1:{http}")),
         ("grpc", format!("http://127.0.0.1:{grpc}")),
@@ -152,7 +111,7 @@ fn own_metrics_reach_an_otlp_backend_over_http_and_grpc() {
             Duration::from_secs(15),
             "the agent's accepted-spans count of 3 at the backend",
             || {
-                latest(&out, &run, "otelcol_receiver_accepted_spans", &want)
+                latest(out, &run, "otelcol_receiver_accepted_spans", &want)
                     .filter(|(v, _)| *v >= 3.0)
             },
         );
@@ -162,7 +121,7 @@ fn own_metrics_reach_an_otlp_backend_over_http_and_grpc() {
             "{protocol}: a counter is a cumulative monotonic sum"
         );
         assert!(
-            latest(&out, &run, "otelcol_process_uptime", &[]).is_some(),
+            latest(out, &run, "otelcol_process_uptime", &[]).is_some(),
             "{protocol}: otelcol_process_uptime did not arrive"
         );
         agent.stop_ok(Duration::from_secs(15));
@@ -175,19 +134,7 @@ fn failed_exports_are_counted_and_logged_once_a_minute() {
     let (dead, pull, health) = (free_port(), free_port(), free_port());
     let cfg = format!(
         r#"
-receivers:
-  otlp:
-    protocols:
-      http:
-        endpoint: 127.0.0.1:{otlp}
-exporters:
-  debug: {{}}
-extensions:
-  health_check:
-    endpoint: 127.0.0.1:{health}
-service:
-  extensions: [health_check]
-  pipelines:
+{recv}{frame}  pipelines:
     traces: {{receivers: [otlp], exporters: [debug]}}
   telemetry:
     metrics:
@@ -205,7 +152,8 @@ service:
                 endpoint: http://127.0.0.1:{dead}
                 protocol: http/protobuf
 "#,
-        otlp = free_port()
+        recv = otlp_receiver("http", free_port()),
+        frame = debug_exporter_and_health(health),
     );
     let mut agent = Agent::with_config(&cfg);
     agent.wait_healthy(health, Duration::from_secs(30));

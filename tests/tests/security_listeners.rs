@@ -9,7 +9,10 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 use vigil_tests::pki::Pki;
-use vigil_tests::{bin, eventually, free_port, log_bodies, read_json_lines, Agent};
+use vigil_tests::{
+    bin, debug_exporter_and_health, eventually, free_port, log_bodies, otlp_receiver,
+    read_json_lines, Agent,
+};
 
 /// What these tests add to a [`Pki`]: an X.509 v1 client certificate.
 trait V1Client {
@@ -313,25 +316,15 @@ fn the_own_metrics_endpoint_serves_mutual_tls() {
     let tls = pki.server_tls("");
     let mut agent = Agent::with_config(&format!(
         r#"
-receivers:
-  otlp:
-    protocols:
-      http: {{endpoint: "127.0.0.1:{}"}}
-exporters:
-  debug: {{}}
-extensions:
-  health_check:
-    endpoint: 127.0.0.1:{health}
-service:
-  extensions: [health_check]
-  pipelines:
+{recv}{frame}  pipelines:
     traces: {{receivers: [otlp], exporters: [debug]}}
   telemetry:
     metrics:
       address: 127.0.0.1:{telemetry}
       tls: {tls}
 "#,
-        free_port()
+        recv = otlp_receiver("http", free_port()),
+        frame = debug_exporter_and_health(health),
     ));
     let ca = pki.path("ca.pem");
     let right = (pki.path("client.pem"), pki.path("client.key"));

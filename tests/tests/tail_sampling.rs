@@ -8,7 +8,8 @@ use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 use vigil_tests::{
-    eventually, free_port, metric_sum, python, python_script_json, read_json_lines, Agent,
+    eventually, file_exporter_and_health, free_port, metric_sum, otlp_receiver, python,
+    python_script_json, read_json_lines, Agent,
 };
 
 #[test]
@@ -18,12 +19,7 @@ fn keeps_every_span_of_error_and_slow_traces_across_batches() {
     let out = dir.path().join("sampled.jsonl");
     let cfg = format!(
         r#"
-receivers:
-  otlp:
-    protocols:
-      grpc:
-        endpoint: 127.0.0.1:{grpc}
-processors:
+{recv}processors:
   tailsampling:
     decision_wait: 2s
     num_traces: 1000
@@ -34,27 +30,17 @@ processors:
       - name: slow
         type: latency
         latency: {{threshold_ms: 300}}
-exporters:
-  file:
-    path: {}
-extensions:
-  health_check:
-    endpoint: 127.0.0.1:{health}
-service:
-  extensions: [health_check]
-  pipelines:
+{frame}  pipelines:
     traces: {{receivers: [otlp], processors: [tailsampling], exporters: [file]}}
   telemetry:
     metrics:
       address: 127.0.0.1:{metrics}
 "#,
-        out.display()
+        recv = otlp_receiver("grpc", grpc),
+        frame = file_exporter_and_health(&out, health),
     );
     let mut agent = Agent::with_config_in(dir, &cfg);
-    agent.wait_http_ok(
-        &format!("http://127.0.0.1:{health}/"),
-        Duration::from_secs(30),
-    );
+    agent.wait_healthy(health, Duration::from_secs(30));
 
     let sent = python_script_json(
         &python(),
