@@ -39,7 +39,8 @@ pub struct LogProcessor {
     pub max_export_batch_size: usize,
 }
 
-fn ms(v: Option<&Value>, default: u64, at: &str) -> Result<Duration, String> {
+/// A duration in whole milliseconds (the declarative config's unit), `default` when absent.
+pub(crate) fn ms(v: Option<&Value>, default: u64, at: &str) -> Result<Duration, String> {
     match v {
         None | Some(Value::Null) => Ok(Duration::from_millis(default)),
         Some(v) => v
@@ -484,14 +485,16 @@ where
     }
 }
 
-/// What runs the export; stopped with [`Exporting::stop`] so the last records go out.
+/// What runs the export of own logs (here) or own metrics (`crate::telemetry_metrics`); stopped
+/// with [`Exporting::stop`] so the last records, or a last export of metrics, go out.
 pub struct Exporting {
-    stop: tokio_util::sync::CancellationToken,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    pub(crate) stop: tokio_util::sync::CancellationToken,
+    pub(crate) tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Exporting {
-    /// Sends what is queued, then stops the exporters, by `deadline`.
+    /// Cancels the tasks, which send what is queued (a last export), then waits for them to stop
+    /// the exporters, by `deadline`.
     pub async fn stop(self, deadline: std::time::Instant) {
         self.stop.cancel();
         for t in self.tasks {

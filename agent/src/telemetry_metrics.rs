@@ -13,7 +13,7 @@
 //! once a minute.
 
 use crate::registry::Registry;
-use crate::telemetry_logs::{otlp_exporter, resource, start_exporter};
+use crate::telemetry_logs::{ms, otlp_exporter, resource, start_exporter, Exporting};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use vigil_core::otlp::common::v1::InstrumentationScope;
@@ -33,15 +33,6 @@ pub struct PeriodicReader {
     pub interval: Duration,
     /// `None`: no limit (`timeout: 0`).
     pub timeout: Option<Duration>,
-}
-
-fn ms(v: Option<&Value>, default: u64, at: &str) -> Result<u64, String> {
-    match v {
-        None | Some(Value::Null) => Ok(default),
-        Some(v) => v
-            .as_u64()
-            .ok_or_else(|| format!("{at}: expected milliseconds as a whole number, got {v}")),
-    }
 }
 
 /// Checks every `periodic` reader in `service::telemetry::metrics::readers` (the `pull` ones are
@@ -174,25 +165,13 @@ fn periodic(
         exporter: etype,
         exporter_config: ecfg,
         // As the SDK: an interval of 0 means the default.
-        interval: Duration::from_millis(if interval == 0 { 60_000 } else { interval }),
-        timeout: (timeout > 0).then(|| Duration::from_millis(timeout)),
+        interval: if interval.is_zero() {
+            Duration::from_millis(60_000)
+        } else {
+            interval
+        },
+        timeout: (!timeout.is_zero()).then_some(timeout),
     })
-}
-
-/// The periodic exports; stopped with [`Exporting::stop`], which sends a last export first.
-pub struct Exporting {
-    stop: tokio_util::sync::CancellationToken,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl Exporting {
-    /// Sends a last export, then stops the exporters, by `deadline`.
-    pub async fn stop(self, deadline: Instant) {
-        self.stop.cancel();
-        for t in self.tasks {
-            let _ = vigil_core::task::within(deadline, t).await;
-        }
-    }
 }
 
 /// Own metrics as OTLP, under vigil's resource; `None` when own metrics are off.
