@@ -313,6 +313,19 @@ where
     }
 }
 
+/// [`while_leading`] when the receiver names a `k8s_leader_elector` (`leading` is `Some`); without
+/// one, `work` runs once, at once, on every replica.
+pub async fn while_leading_or_always<F, Fut>(leading: Option<watch::Receiver<bool>>, mut work: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    match leading {
+        Some(l) => while_leading(l, work).await,
+        None => work().await,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -55,17 +55,12 @@ pub struct K8sEventsConfig {
 
 fn check(cfg: &K8sEventsConfig) -> Result<(), ConfigError> {
     let mut errs = Vec::new();
-    if cfg.auth_type != AuthType::KubeConfig && cfg.context.is_some() {
-        errs.push(ConfigError::at(
-            "context",
-            "context is read only with auth_type kubeConfig",
-        ));
-    }
-    if let Some(id) = &cfg.k8s_leader_elector {
-        if let Err(e) = ComponentId::parse(id) {
-            errs.push(ConfigError::at("k8s_leader_elector", e));
-        }
-    }
+    crate::k8sobjects::config::check_api_keys(
+        cfg.auth_type,
+        cfg.context.as_deref(),
+        cfg.k8s_leader_elector.as_deref(),
+        &mut errs,
+    );
     if !cfg.dedup_interval.is_zero() {
         errs.push(ConfigError::at(
             "dedup_interval",
@@ -184,15 +179,9 @@ impl Component for K8sEvents {
         };
         let stop = self.tasks.stopping();
         self.tasks.spawn(async move {
-            match leading {
-                Some(l) => tokio::select! {
-                    _ = stop.cancelled() => {}
-                    _ = vigil_k8s::leader::while_leading(l, || run.clone().run_all()) => {}
-                },
-                None => tokio::select! {
-                    _ = stop.cancelled() => {}
-                    _ = run.run_all() => {}
-                },
+            tokio::select! {
+                _ = stop.cancelled() => {}
+                _ = vigil_k8s::leader::while_leading_or_always(leading, || run.clone().run_all()) => {}
             }
         });
         Ok(())

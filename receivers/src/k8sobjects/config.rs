@@ -108,20 +108,36 @@ fn default_interval() -> Duration {
     Duration::from_secs(3600)
 }
 
-/// The checks otelcol's `Validate` makes, plus what vigil does not build.
-pub fn check(cfg: &K8sObjectsConfig) -> Result<(), ConfigError> {
-    let mut errs = Vec::new();
-    if cfg.auth_type != AuthType::KubeConfig && cfg.context.is_some() {
+/// The checks of the API connection keys shared by `k8sobjects` and `k8s_events`: `context` only
+/// with `auth_type: kubeConfig`, and `k8s_leader_elector` a component id.
+pub(crate) fn check_api_keys(
+    auth_type: AuthType,
+    context: Option<&str>,
+    k8s_leader_elector: Option<&str>,
+    errs: &mut Vec<ConfigError>,
+) {
+    if auth_type != AuthType::KubeConfig && context.is_some() {
         errs.push(ConfigError::at(
             "context",
             "context is read only with auth_type kubeConfig",
         ));
     }
-    if let Some(id) = &cfg.k8s_leader_elector {
+    if let Some(id) = k8s_leader_elector {
         if let Err(e) = ComponentId::parse(id) {
             errs.push(ConfigError::at("k8s_leader_elector", e));
         }
     }
+}
+
+/// The checks otelcol's `Validate` makes, plus what vigil does not build.
+pub fn check(cfg: &K8sObjectsConfig) -> Result<(), ConfigError> {
+    let mut errs = Vec::new();
+    check_api_keys(
+        cfg.auth_type,
+        cfg.context.as_deref(),
+        cfg.k8s_leader_elector.as_deref(),
+        &mut errs,
+    );
     if cfg.storage.is_some() {
         errs.push(ConfigError::at(
             "storage",

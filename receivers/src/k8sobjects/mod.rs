@@ -154,27 +154,23 @@ impl Component for K8sObjects {
             obs: self.obs.clone(),
         };
         let stop = self.tasks.stopping();
-        match &self.cfg.k8s_leader_elector {
+        let leading = match &self.cfg.k8s_leader_elector {
             Some(le) => {
                 let le = ComponentId::parse(le).map_err(|e| anyhow::anyhow!("{e}"))?;
                 let leading = host
                     .leadership(&le)
                     .map_err(|e| anyhow::anyhow!("receivers::{id}::k8s_leader_elector: {e}"))?;
                 tracing::info!(receiver = %id, elector = %le, "registering the receiver in leader election");
-                self.tasks.spawn(async move {
-                    tokio::select! {
-                        _ = stop.cancelled() => {}
-                        _ = vigil_k8s::leader::while_leading(leading, || run.clone().run_all()) => {}
-                    }
-                });
+                Some(leading)
             }
-            None => self.tasks.spawn(async move {
-                tokio::select! {
-                    _ = stop.cancelled() => {}
-                    _ = run.run_all() => {}
-                }
-            }),
-        }
+            None => None,
+        };
+        self.tasks.spawn(async move {
+            tokio::select! {
+                _ = stop.cancelled() => {}
+                _ = vigil_k8s::leader::while_leading_or_always(leading, || run.clone().run_all()) => {}
+            }
+        });
         Ok(())
     }
 
