@@ -4,11 +4,10 @@
 //! partitioning, as a data-lake user would. One exporter goes through a proxy that answers 503
 //! to the first uploads and never answers the next ones: nothing is lost.
 
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
-use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
-use prost::Message;
+#[path = "support/otlp_http.rs"]
+mod otlp_http;
+
+use opentelemetry_proto::tonic::trace::v1::Span;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -120,33 +119,8 @@ fn post(http: u16, service: &str, span: u8) {
             ..Default::default()
         })
         .collect();
-    let req = ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            resource: Some(Resource {
-                attributes: vec![KeyValue {
-                    key: "service.name".into(),
-                    value: Some(AnyValue {
-                        value: Some(any_value::Value::StringValue(service.into())),
-                    }),
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }),
-            scope_spans: vec![ScopeSpans {
-                spans,
-                ..Default::default()
-            }],
-            schema_url: String::new(),
-        }],
-    };
-    let r = reqwest::blocking::Client::new()
-        .post(format!("http://127.0.0.1:{http}/v1/traces"))
-        .header("content-type", "application/x-protobuf")
-        .body(req.encode_to_vec())
-        .timeout(Duration::from_secs(10))
-        .send()
-        .expect("POST /v1/traces");
-    assert!(r.status().is_success(), "vigil answered {}", r.status());
+    let status = otlp_http::post_spans(http, service, spans);
+    assert!(status.is_success(), "vigil answered {status}");
 }
 
 #[test]

@@ -6,11 +6,10 @@
 //! cluster can run here), moving only the share of an endpoint that joins or leaves, and keeping its
 //! backends across a dropped watch and a `410 Gone` re-list.
 
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
-use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
-use prost::Message;
+#[path = "support/otlp_http.rs"]
+mod otlp_http;
+
+use opentelemetry_proto::tonic::trace::v1::Span;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -115,33 +114,8 @@ fn post(http: u16, traces: std::ops::Range<u32>, span: u8) {
             ..Default::default()
         })
         .collect();
-    let req = ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            resource: Some(Resource {
-                attributes: vec![KeyValue {
-                    key: "service.name".into(),
-                    value: Some(AnyValue {
-                        value: Some(any_value::Value::StringValue("checkout".into())),
-                    }),
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }),
-            scope_spans: vec![ScopeSpans {
-                spans,
-                ..Default::default()
-            }],
-            schema_url: String::new(),
-        }],
-    };
-    let r = reqwest::blocking::Client::new()
-        .post(format!("http://127.0.0.1:{http}/v1/traces"))
-        .header("content-type", "application/x-protobuf")
-        .body(req.encode_to_vec())
-        .timeout(Duration::from_secs(10))
-        .send()
-        .expect("POST /v1/traces");
-    assert!(r.status().is_success(), "front answered {}", r.status());
+    let status = otlp_http::post_spans(http, "checkout", spans);
+    assert!(status.is_success(), "front answered {status}");
 }
 
 /// (trace id hex, span id hex) → the backends that wrote it, over every output file.
