@@ -12,10 +12,10 @@
 //! vanished ones as DELETED with their last known identity), so no change is lost or doubled.
 //! otelcol re-lists only to find a new version and reports nothing of what changed meanwhile.
 
+use crate::watch::Counters;
 use futures::StreamExt;
 use kube::api::{Api, DynamicObject, ListParams, WatchEvent, WatchParams};
 use kube::discovery::ApiResource;
-use metrics::Counter;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::future::Future;
@@ -125,29 +125,6 @@ pub fn resolve<'a>(
         ));
     };
     Ok(named.find(|d| d.group == group).unwrap_or(first))
-}
-
-/// Counters of one resource's pulls and watches, labelled as [`crate::watch`]'s.
-struct Counters {
-    lists: Counter,
-    errors: Counter,
-    events: Counter,
-    dropped: Counter,
-}
-
-impl Counters {
-    fn new(component: &str, resource: &str) -> Counters {
-        let labels = [
-            ("component", component.to_string()),
-            ("resource", resource.to_string()),
-        ];
-        Counters {
-            lists: metrics::counter!("vigil_k8s_watch_lists", &labels),
-            errors: metrics::counter!("vigil_k8s_watch_errors", &labels),
-            events: metrics::counter!("vigil_k8s_watch_events", &labels),
-            dropped: metrics::counter!("vigil_k8s_watch_dropped_objects", &labels),
-        }
-    }
 }
 
 /// An object as JSON with its `apiVersion` and `kind` (list items come without them; otelcol's

@@ -43,15 +43,16 @@ impl Default for WatchLimits {
     }
 }
 
-struct Counters {
-    lists: Counter,
-    errors: Counter,
-    events: Counter,
-    dropped: Counter,
+/// Counters of one resource's lists and watches; [`crate::objects`] counts its pulls in the same ones.
+pub(crate) struct Counters {
+    pub(crate) lists: Counter,
+    pub(crate) errors: Counter,
+    pub(crate) events: Counter,
+    pub(crate) dropped: Counter,
 }
 
 impl Counters {
-    fn new(component: &str, resource: &str) -> Counters {
+    pub(crate) fn new(component: &str, resource: &str) -> Counters {
         let labels = [
             ("component", component.to_string()),
             ("resource", resource.to_string()),
