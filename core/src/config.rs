@@ -19,6 +19,10 @@ pub struct ConfigError {
     pub message: String,
     /// Further problems found in the same section, so that one `validate` run lists them all.
     pub more: Vec<ConfigError>,
+    /// The config is well formed but names a host file or directory that is absent here (see
+    /// [`ConfigError::host_path`]): a template that only becomes a component on another machine
+    /// (`receiver_creator`) does not fail on it until then.
+    pub host_path: bool,
 }
 
 impl ConfigError {
@@ -32,6 +36,16 @@ impl ConfigError {
             path: path.into(),
             message: message.into(),
             more: Vec::new(),
+            host_path: false,
+        }
+    }
+
+    /// Like [`ConfigError::at`], for a host file or directory the config names that cannot be
+    /// found (otelcol's validate stats some: a `root_path`, a scrape job's credentials file).
+    pub fn host_path(path: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError {
+            host_path: true,
+            ..ConfigError::at(path, message)
         }
     }
 

@@ -286,13 +286,14 @@ fn sample_endpoint(kind: &'static str) -> Endpoint {
 
 /// The config a template gives for `ep`: expanded, with `endpoint` set to the target when the
 /// template has none and the receiver takes one (otelcol sets it, then drops it for a receiver
-/// without the key). Checked with the receiver's own `validate`.
-fn resolve_config(t: &Compiled, ep: &Endpoint, sub_id: &ComponentId) -> Result<Value, String> {
+/// without the key). Checked with the receiver's own `validate`; the error keeps
+/// [`ConfigError::host_path`]'s mark, and says `<key path>: <problem>`.
+fn resolve_config(t: &Compiled, ep: &Endpoint, sub_id: &ComponentId) -> Result<Value, ConfigError> {
     let env = ep.env();
-    let mut cfg = expand(&t.config, &env)?;
-    let factory = registry()
-        .receiver(t.id.type_name())
-        .ok_or_else(|| format!("unknown receiver type {:?}", t.id.type_name()))?;
+    let mut cfg = expand(&t.config, &env).map_err(|e| ConfigError::at("", e))?;
+    let factory = registry().receiver(t.id.type_name()).ok_or_else(|| {
+        ConfigError::at("", format!("unknown receiver type {:?}", t.id.type_name()))
+    })?;
     if let Value::Object(m) = &mut cfg {
         if !m.contains_key("endpoint") {
             let mut with = m.clone();
@@ -305,9 +306,10 @@ fn resolve_config(t: &Compiled, ep: &Endpoint, sub_id: &ComponentId) -> Result<V
             m.remove("endpoint");
         }
     }
-    factory
-        .validate(sub_id, &cfg)
-        .map_err(|e| format!("{}: {}", e.path, e.message))?;
+    factory.validate(sub_id, &cfg).map_err(|e| ConfigError {
+        host_path: e.clone().flatten().iter().all(|e| e.host_path),
+        ..ConfigError::at("", format!("{}: {}", e.path, e.message))
+    })?;
     Ok(cfg)
 }
 
@@ -355,13 +357,24 @@ fn check(id: &ComponentId, cfg: &Config) -> Result<Vec<Compiled>, ConfigError> {
             let ep = sample_endpoint(kind);
             let sub = ComponentId::new(c.id.type_name(), c.id.name());
             if let Err(e) = resolve_config(&c, &ep, &sub) {
-                if reads_metadata(&c.config) {
+                if e.host_path {
+                    // otelcol checks a template only when an endpoint matches it, on the node
+                    // that has the endpoint: a service account token or a `/hostfs` absent here
+                    // says nothing about the config. start_one checks it then.
+                    tracing::warn!(
+                        "receivers::{id}::receivers::{name}::config: {e}; checked again when an \
+                         endpoint matches"
+                    );
+                } else if reads_metadata(&c.config) {
                     tracing::warn!(
                         "receivers::{id}::receivers::{name}::config: with a sample {kind} endpoint \
                          without annotations or labels: {e}"
                     );
                 } else {
-                    return Err(ConfigError::at(format!("receivers::{name}::config"), e));
+                    return Err(ConfigError::at(
+                        format!("receivers::{name}::config"),
+                        e.message,
+                    ));
                 }
             }
         }

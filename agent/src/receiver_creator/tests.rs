@@ -80,6 +80,46 @@ receivers:
     }
 }
 
+/// A host file a template names is checked when an endpoint matches, as otelcol checks the whole
+/// template only then: validate passes on a machine without the service account token, and the
+/// receiver for a matching endpoint fails (start_one logs it and counts a failed receiver).
+#[test]
+fn host_files_in_templates_are_checked_when_an_endpoint_matches() {
+    let yaml = "watch_observers: [k8s_observer]
+receivers:
+  prometheus/apiserver:
+    rule: type == \"port\" && port == 6443
+    config:
+      config:
+        scrape_configs:
+          - job_name: apiserver
+            authorization: {credentials_file: /nonexistent/vigil-test/token}
+            static_configs: [{targets: ['`endpoint`']}]
+  hostmetrics:
+    rule: type == \"k8s.node\"
+    config: {root_path: /nonexistent/vigil-test/hostfs, scrapers: {cpu: {}}}
+";
+    validate(yaml).unwrap();
+    let cfg: Config = serde_saphyr::from_str(yaml).unwrap();
+    let templates = check(&ComponentId::new("receiver_creator", None), &cfg).unwrap();
+    for t in &templates {
+        let ep = sample_endpoint(rule_type(&cfg.receivers[&t.key].rule).unwrap());
+        let e = resolve_config(t, &ep, &t.id).unwrap_err();
+        assert!(e.host_path, "{}: {e}", t.key);
+        assert!(e.message.contains("/nonexistent/vigil-test/"), "{e}");
+    }
+    // A syntax mistake next to the missing file still fails validate.
+    let bad = yaml.replace(
+        "job_name: apiserver",
+        "job_name: apiserver\n            scrape_interval: often",
+    );
+    let e = validate(&bad).unwrap_err();
+    assert!(
+        e.contains("receivers::prometheus/apiserver::config: "),
+        "{e}"
+    );
+}
+
 /// Records every batch.
 #[derive(Default)]
 struct Sink(Mutex<Vec<Telemetry>>);

@@ -228,10 +228,13 @@ pub fn check(id: &ComponentId, cfg: HostMetricsConfig) -> Result<HostMetricsConf
         }
     }
     if !cfg.root_path.is_empty() && !std::path::Path::new(&cfg.root_path).is_dir() {
-        return Err(err(
-            "root_path".into(),
-            format!("{:?} is not a directory", cfg.root_path),
-        ));
+        return Err(ConfigError {
+            host_path: true,
+            ..err(
+                "root_path".into(),
+                format!("{:?} is not a directory", cfg.root_path),
+            )
+        });
     }
     Ok(cfg)
 }

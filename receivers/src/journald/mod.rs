@@ -214,7 +214,7 @@ fn check(c: JournaldConfig) -> Result<Checked, ConfigError> {
         ));
     }
     if !c.root_path.is_empty() && !std::path::Path::new(&c.root_path).is_dir() {
-        errors.push(ConfigError::at(
+        errors.push(ConfigError::host_path(
             "root_path",
             format!("\"{}\" is not a directory", c.root_path),
         ));

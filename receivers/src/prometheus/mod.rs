@@ -101,7 +101,7 @@ impl vigil_core::factory::FactoryBase for Factory {
             for (key, what, file) in files {
                 let Some(f) = file else { continue };
                 if let Err(e) = std::fs::metadata(f) {
-                    return Err(ConfigError::at(
+                    return Err(ConfigError::host_path(
                         format!("config::scrape_configs::{i}::{key}"),
                         format!("error checking {what} file {f:?}: {e}"),
                     ));
