@@ -12,7 +12,7 @@ use super::identity::{attrs_hash, series_key, Resources, SeriesMeta};
 use super::slo::{self, SloState};
 use super::windows::{AggKind, AggMeta, Flushed, Windows};
 use std::collections::hash_map::DefaultHasher;
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{Hash, Hasher};
 use vigil_core::attrs::{get, get_str, kv, kv_str, value_to_string};
 use vigil_core::otlp::common::v1::KeyValue;
@@ -37,6 +37,13 @@ pub const FORECAST_MAX_SERIES: usize = 1000;
 const FORECAST_REARM: u32 = 2;
 /// The longest forecast, in steps of the series' sampling interval.
 const FORECAST_MAX_STEPS: f64 = 10_000.0;
+
+/// Server spans remembered as having a failed CLIENT child, so that their own failure counts as passed
+/// on (`red.own_error_ratio` leaves it out). A child ends before its parent and is exported in the same
+/// batch or an earlier one, so a few seconds of memory is enough; beyond this many the oldest are
+/// forgotten (`vigil_anomaly_failed_calls_evicted`), and a parent that arrives after its entry went
+/// counts as an error of its own. 65,536 span ids are 1.5 MiB at most.
+pub const FAILED_PARENTS_LIMIT: usize = 65_536;
 
 /// What one call produced.
 #[derive(Default)]
@@ -83,6 +90,8 @@ pub struct Counts {
     pub out_of_order: u64,
     /// Events emitted.
     pub events: u64,
+    /// Remembered parents of failed calls forgotten to stay under [`FAILED_PARENTS_LIMIT`].
+    pub failed_calls_evicted: u64,
 }
 
 /// All state of one connector.
@@ -107,6 +116,10 @@ pub struct Engine {
     duplicates: u64,
     out_of_order: u64,
     events: u64,
+    // Span ids of server spans with a failed CLIENT child, oldest first, and the same as a set.
+    failed_parents: VecDeque<u64>,
+    failed_parent_set: HashSet<u64>,
+    failed_calls_evicted: u64,
 }
 
 fn hash_of(parts: &[&str]) -> u64 {
@@ -192,6 +205,9 @@ impl Engine {
             duplicates: 0,
             out_of_order: 0,
             events: 0,
+            failed_parents: VecDeque::new(),
+            failed_parent_set: HashSet::new(),
+            failed_calls_evicted: 0,
             settings,
         }
     }
@@ -223,6 +239,7 @@ impl Engine {
             duplicates: self.duplicates,
             out_of_order: self.out_of_order,
             events: self.events,
+            failed_calls_evicted: self.failed_calls_evicted,
         }
     }
 
@@ -576,6 +593,7 @@ impl Engine {
             let resource: &[KeyValue] = rs.resource.as_ref().map_or(&[], |r| &r.attributes);
             let service = get_str(resource, "service.name").unwrap_or("unknown_service");
             let children = client_time_by_parent(rs);
+            self.remember_failed_calls(rs);
             for ss in &rs.scope_spans {
                 for span in &ss.spans {
                     let kind = match SpanKind::try_from(span.kind) {
@@ -598,6 +616,10 @@ impl Engine {
                         .status
                         .as_ref()
                         .is_some_and(|s| s.code == StatusCode::Error as i32);
+                    // A failure with a failed call under it was (most likely) passed on from the
+                    // callee: the callee's own error ratio shows where it began.
+                    let passed_on =
+                        error && self.failed_parent_set.contains(&span_id(&span.span_id));
                     let key = hash_of(&["red", service, &span.name, kind]);
                     let make = || AggMeta {
                         kind: AggKind::Red,
@@ -609,7 +631,8 @@ impl Engine {
                         ],
                         resource: resource.to_vec(),
                     };
-                    self.windows.add(key, make, t, wall, error, latency_ms);
+                    self.windows
+                        .add_outcome(key, make, t, wall, error, passed_on, latency_ms);
                     if let Some(ix) = self.slo_by_service.get(service) {
                         for &i in ix {
                             if let Some(s) = self.slos.get_mut(i) {
@@ -637,6 +660,30 @@ impl Engine {
                     };
                     let own = (ms - child_ms).max(0.0);
                     self.windows.add(key, make, t, wall, false, Some(own));
+                }
+            }
+        }
+    }
+
+    // Remembers the parents of this batch's failed CLIENT spans, before its server spans are counted.
+    fn remember_failed_calls(&mut self, rs: &ResourceSpans) {
+        for span in rs.scope_spans.iter().flat_map(|ss| ss.spans.iter()) {
+            let failed = span
+                .status
+                .as_ref()
+                .is_some_and(|s| s.code == StatusCode::Error as i32);
+            if span.kind != SpanKind::Client as i32 || !failed || span.parent_span_id.is_empty() {
+                continue;
+            }
+            let id = span_id(&span.parent_span_id);
+            if !self.failed_parent_set.insert(id) {
+                continue;
+            }
+            self.failed_parents.push_back(id);
+            if self.failed_parents.len() > FAILED_PARENTS_LIMIT {
+                if let Some(old) = self.failed_parents.pop_front() {
+                    self.failed_parent_set.remove(&old);
+                    self.failed_calls_evicted += 1;
                 }
             }
         }
@@ -711,6 +758,16 @@ impl Engine {
                             "red.error_ratio",
                             seen.then(|| b.errors as f64 / b.count as f64),
                         ),
+                        // Errors that began here. A service's total error ratio also rises with
+                        // every callee's failures it passes on, so after one callee fault its
+                        // detector remembers a high ratio and a later failure of its own, no larger,
+                        // scores low (issue #19: errors on checkout after inventory's went unseen).
+                        (
+                            "red.own_error_ratio",
+                            seen.then(|| {
+                                b.errors.saturating_sub(b.passed_on) as f64 / b.count as f64
+                            }),
+                        ),
                         ("red.latency.p50", b.latency.quantile(0.5)),
                         ("red.latency.p99", b.latency.quantile(0.99)),
                     ],
@@ -754,6 +811,16 @@ fn unheld() -> &'static Tuning {
         hold: 0.0,
         ..DEFAULT_TUNING
     })
+}
+
+/// A span id as a number (8 bytes; shorter or longer ids are folded in, never refused).
+fn span_id(id: &[u8]) -> u64 {
+    match <[u8; 8]>::try_from(id) {
+        Ok(b) => u64::from_be_bytes(b),
+        Err(_) => id.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        }),
+    }
 }
 
 /// Milliseconds spent in client spans, summed per parent span id, within one resource's spans.

@@ -26,7 +26,8 @@
 //! `vigil_anomaly_points` (values scored), `vigil_anomaly_points_duplicate` (a second delivery of a
 //! series' latest point, same timestamp and value: dropped), `vigil_anomaly_points_out_of_order` (a
 //! repeated or earlier timestamp with a new value: scored as the next sample, the series is not reset),
-//! `vigil_anomaly_events` (events written), `vigil_anomaly_events_dropped` (event records refused
+//! `vigil_anomaly_events` (events written), `vigil_anomaly_failed_calls_evicted` (remembered parents of failed
+//! calls forgotten beyond [`engine::FAILED_PARENTS_LIMIT`], which `red.own_error_ratio` needs), `vigil_anomaly_events_dropped` (event records refused
 //! downstream and given up: outbox full, a permanent refusal, or still refused at shutdown). Every event and
 //! attribute is in `docs/events.md`.
 
@@ -204,6 +205,11 @@ impl Inner {
                 last.out_of_order,
             ),
             ("vigil_anomaly_events", now.events, last.events),
+            (
+                "vigil_anomaly_failed_calls_evicted",
+                now.failed_calls_evicted,
+                last.failed_calls_evicted,
+            ),
         ];
         for (name, now, before) in counters {
             if now > before {

@@ -456,16 +456,21 @@ fn red_windows_feed_rate_errors_and_latency() {
         out.push(e.tick(WALL, false));
     }
     out.push(e.tick(WALL, true));
-    // Four detectors per service × span name: rate, error ratio, p50, p99.
-    assert_eq!(e.counts().live, 4);
+    // Five detectors per service × span name: rate, error ratio, own error ratio, p50, p99.
+    assert_eq!(e.counts().live, 5);
     // The last window has not ended by its group's clock, so even the final flush leaves it.
-    assert_eq!(e.counts().points, 4 * 119);
+    assert_eq!(e.counts().points, 5 * 119);
     let ev = events(&out);
     let starts: Vec<_> = ev
         .iter()
         .filter(|(_, a, _)| s(a, "vigil.anomaly.state") == "start")
         .collect();
-    assert_eq!(starts.len(), 1, "{ev:?}");
+    // The error ratio, and the own error ratio beside it: no call failed under these failures.
+    assert_eq!(starts.len(), 2, "{ev:?}");
+    assert_eq!(
+        s(&starts[1].1, "vigil.anomaly.metric"),
+        "red.own_error_ratio"
+    );
     let a = &starts[0].1;
     assert_eq!(s(a, "vigil.anomaly.metric"), "red.error_ratio");
     assert_eq!(s(a, "vigil.anomaly.signal"), "traces");
@@ -519,8 +524,8 @@ fn self_time_shows_a_slowdown_hidden_behind_a_slow_callee() {
         e.ingest(&spans_with_children(start, 20, 400.0 + own, 400.0), WALL);
         out.push(e.tick(WALL, false));
     }
-    // Rate, error ratio, p50, p99, and the self time's p50.
-    assert_eq!(e.counts().live, 5);
+    // Rate, error ratio, own error ratio, p50, p99, and the self time's p50.
+    assert_eq!(e.counts().live, 6);
     let ev = events(&out);
     let starts: Vec<_> = ev
         .iter()
@@ -531,6 +536,97 @@ fn self_time_shows_a_slowdown_hidden_behind_a_slow_callee() {
         starts.iter().any(|m| m == "red.self_time.p50"),
         "the self time should be anomalous: {starts:?}"
     );
+}
+
+/// `n` server spans of one window (`w`), each with a CLIENT child; the first `failed` fail, and the
+/// first `passed_on` of them because their child failed.
+fn spans_failing(
+    window_start: f64,
+    w: u64,
+    n: usize,
+    failed: usize,
+    passed_on: usize,
+) -> Vec<Span> {
+    let status = |bad: bool| {
+        Some(Status {
+            code: if bad {
+                StatusCode::Error as i32
+            } else {
+                StatusCode::Ok as i32
+            },
+            ..Default::default()
+        })
+    };
+    let mut spans = Vec::new();
+    for i in 0..n {
+        let end = window_start + 1.0 + i as f64 * (8.0 / n as f64);
+        let id = (w * 1000 + i as u64 + 1).to_be_bytes().to_vec();
+        spans.push(Span {
+            name: "GET /buy".into(),
+            kind: SpanKind::Client as i32,
+            span_id: (w * 1000 + i as u64 + 500).to_be_bytes().to_vec(),
+            parent_span_id: id.clone(),
+            start_time_unix_nano: ((end - 0.04) * 1e9) as u64,
+            end_time_unix_nano: ((end - 0.01) * 1e9) as u64,
+            status: status(i < passed_on),
+            ..Default::default()
+        });
+        spans.push(Span {
+            name: "GET /buy".into(),
+            kind: SpanKind::Server as i32,
+            span_id: id,
+            start_time_unix_nano: ((end - 0.05) * 1e9) as u64,
+            end_time_unix_nano: (end * 1e9) as u64,
+            status: status(i < failed),
+            ..Default::default()
+        });
+    }
+    spans
+}
+
+#[test]
+fn own_errors_show_a_failure_that_passed_on_errors_would_hide() {
+    let mut e = Engine::new(settings(json!({"interval": "10s"})), false);
+    let mut out = Vec::new();
+    for w in 0..160u64 {
+        let start = T0 + 10.0 * w as f64;
+        // Windows 60–64: the callee fails and 15 of 20 requests fail with it (passed on). Windows
+        // 120–124: 10 of 20 fail here, every call fine: less than before in the total ratio.
+        let (failed, passed_on) = match w {
+            60..=64 => (15, 15),
+            120..=124 => (10, 0),
+            _ => (0, 0),
+        };
+        let spans = spans_failing(start, w, 20, failed, passed_on);
+        // Odd windows: the children come in an earlier batch of their own, as when an SDK's export
+        // falls between a call's end and its parent's.
+        if w % 2 == 1 {
+            let (children, parents): (Vec<Span>, Vec<Span>) = spans
+                .into_iter()
+                .partition(|s| s.kind == SpanKind::Client as i32);
+            e.ingest(&traces_of("checkout", children), WALL);
+            e.ingest(&traces_of("checkout", parents), WALL);
+        } else {
+            e.ingest(&traces_of("checkout", spans), WALL);
+        }
+        out.push(e.tick(WALL, false));
+    }
+    let ev = events(&out);
+    let own_starts: Vec<f64> = ev
+        .iter()
+        .filter(|(_, a, _)| {
+            s(a, "vigil.anomaly.state") == "start"
+                && s(a, "vigil.anomaly.metric") == "red.own_error_ratio"
+        })
+        .map(|(_, a, _)| {
+            s(a, "vigil.anomaly.observed")
+                .parse::<f64>()
+                .unwrap_or(-1.0)
+        })
+        .collect();
+    // Once, for the failure that began here, at its ratio; none for the callee's.
+    assert_eq!(own_starts, [0.5], "{ev:?}");
+    assert_eq!(e.counts().failed_calls_evicted, 0);
 }
 
 #[test]

@@ -92,6 +92,8 @@ impl LatencySketch {
 pub struct Bucket {
     pub count: u64,
     pub errors: u64,
+    /// Errors passed on from a callee: failed spans with a failed CLIENT child.
+    pub passed_on: u64,
     pub latency: LatencySketch,
 }
 
@@ -161,6 +163,21 @@ impl Windows {
         error: bool,
         latency_ms: Option<f64>,
     ) {
+        self.add_outcome(key, make, t, wall, error, false, latency_ms);
+    }
+
+    /// [`Windows::add`] for a span whose error may have been passed on from a callee (`passed_on`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn add_outcome(
+        &mut self,
+        key: u64,
+        make: impl FnOnce() -> AggMeta,
+        t: f64,
+        wall: f64,
+        error: bool,
+        passed_on: bool,
+        latency_ms: Option<f64>,
+    ) {
         if !t.is_finite() || t > wall + MAX_FUTURE_SECS {
             self.dropped += 1;
             return;
@@ -187,6 +204,9 @@ impl Windows {
         b.count += 1;
         if error {
             b.errors += 1;
+            if passed_on {
+                b.passed_on += 1;
+            }
         }
         if let Some(ms) = latency_ms {
             b.latency.add(ms);
