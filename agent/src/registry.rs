@@ -305,11 +305,13 @@ pub const RENAMES: &[(ComponentKind, &str, &str)] = &[
         "cumulativetodelta",
     ),
     (ComponentKind::Processor, "group_by_attrs", "groupbyattrs"),
+    (ComponentKind::Processor, "group_by_trace", "groupbytrace"),
     (ComponentKind::Processor, "k8s_attributes", "k8sattributes"),
     (ComponentKind::Processor, "memorylimiter", "memory_limiter"),
     (ComponentKind::Processor, "tailsampling", "tail_sampling"),
     (ComponentKind::Connector, "span_metrics", "spanmetrics"),
     (ComponentKind::Connector, "otlp_json", "otlpjson"),
+    (ComponentKind::Connector, "round_robin", "roundrobin"),
     (ComponentKind::Extension, "basic_auth", "basicauth"),
     (
         ComponentKind::Extension,

@@ -270,6 +270,11 @@ impl NextConsumers {
         self.by_pipeline.get(pipeline)
     }
 
+    /// Every pipeline this connector feeds, by id, in id order (`roundrobin` spreads over them).
+    pub fn pipelines(&self) -> impl Iterator<Item = (&str, &Arc<dyn Consumer>)> + '_ {
+        self.by_pipeline.iter().map(|(k, v)| (k.as_str(), v))
+    }
+
     /// Routes a batch to the consumer of its signal; a signal with no pipeline is a permanent error.
     pub async fn consume(&self, data: Telemetry) -> Result<(), ConsumeError> {
         match self.by_signal.get(&data.signal()) {

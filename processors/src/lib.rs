@@ -11,9 +11,12 @@ pub mod count;
 pub mod cumulativetodelta;
 pub mod dedup;
 pub mod drain;
+pub mod exceptions;
+pub mod failover;
 pub mod filter;
 pub mod forward;
 pub mod groupbyattrs;
+pub mod groupbytrace;
 pub mod k8sattributes;
 pub mod logpattern;
 pub mod memory_limiter;
@@ -21,6 +24,7 @@ pub mod otlpjson;
 pub mod redaction;
 pub mod resource;
 pub mod resourcedetection;
+pub mod roundrobin;
 pub mod routing;
 pub mod servicegraph;
 pub mod spanmetrics;
@@ -48,6 +52,7 @@ pub fn processor_factories() -> Vec<Arc<dyn DynProcessorFactory>> {
         tail_sampling::factory(),
         groupbyattrs::factory(),
         redaction::factory(),
+        groupbytrace::factory(),
     ]
 }
 
@@ -61,5 +66,8 @@ pub fn connector_factories() -> Vec<Arc<dyn DynConnectorFactory>> {
         otlpjson::factory(),
         spanmetrics::factory(),
         count::factory(),
+        roundrobin::factory(),
+        exceptions::factory(),
+        failover::factory(),
     ]
 }

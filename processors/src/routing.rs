@@ -157,7 +157,7 @@ fn compile(c: &RoutingConfig) -> Result<Compiled, ConfigError> {
 }
 
 /// The signal a pipeline id (`traces`, `traces/x`) carries.
-fn pipeline_signal(p: &str) -> Option<Signal> {
+pub(crate) fn pipeline_signal(p: &str) -> Option<Signal> {
     match p.split('/').next() {
         Some("traces") => Some(Signal::Traces),
         Some("metrics") => Some(Signal::Metrics),

@@ -113,7 +113,7 @@ fn now_nanos() -> u64 {
 }
 
 /// otelcol's `traceutil.SpanKindStr`.
-fn kind_str(kind: i32) -> &'static str {
+pub(crate) fn kind_str(kind: i32) -> &'static str {
     match SpanKind::try_from(kind).unwrap_or(SpanKind::Unspecified) {
         SpanKind::Unspecified => "SPAN_KIND_UNSPECIFIED",
         SpanKind::Internal => "SPAN_KIND_INTERNAL",
@@ -125,7 +125,7 @@ fn kind_str(kind: i32) -> &'static str {
 }
 
 /// otelcol's `traceutil.StatusCodeStr`.
-fn status_str(span: &Span) -> &'static str {
+pub(crate) fn status_str(span: &Span) -> &'static str {
     let code = span.status.as_ref().map(|s| s.code).unwrap_or(0);
     match StatusCode::try_from(code).unwrap_or(StatusCode::Unset) {
         StatusCode::Unset => "STATUS_CODE_UNSET",

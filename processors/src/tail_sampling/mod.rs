@@ -33,7 +33,7 @@ use vigil_core::{
     Signal, Stability, Telemetry,
 };
 
-type TraceId = [u8; 16];
+pub(crate) type TraceId = [u8; 16];
 
 struct Factory;
 
@@ -232,7 +232,9 @@ pub struct TailSampling {
 }
 
 /// Spans of one batch split by trace id, each trace's share with its resource and scope.
-fn split_by_trace(batch: Vec<ResourceSpans>) -> Vec<(TraceId, ResourceSpans, u64, bool)> {
+pub(crate) fn split_by_trace(
+    batch: Vec<ResourceSpans>,
+) -> Vec<(TraceId, ResourceSpans, u64, bool)> {
     let mut out: Vec<(TraceId, ResourceSpans, u64, bool)> = Vec::new();
     for rs in batch {
         let mut per: HashMap<TraceId, usize> = HashMap::new();
