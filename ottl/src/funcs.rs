@@ -3,6 +3,7 @@
 //! time. An unknown function is an error naming it; docs/ottl.md lists the ones below.
 
 use crate::eval::eval;
+use crate::histogram;
 use crate::{kv, Call, Expr, Path, Target, Value};
 use regex::Regex;
 use sha2::Digest;
@@ -50,6 +51,7 @@ funcs! {
     ExtractSumMetric = "extract_sum_metric", Editor, 1..=2;
     AggregateOnAttributes = "aggregate_on_attributes", Editor, 1..=2;
     SetSemconvSpanName = "set_semconv_span_name", Editor, 1..=2;
+    MergeHistogramBuckets = "merge_histogram_buckets", Editor, 1..=2;
     ParseJson = "ParseJSON", Converter, 1..=1;
     Concat = "Concat", Converter, 2..=2;
     Split = "Split", Converter, 2..=2;
@@ -112,6 +114,7 @@ fn params(name: &str) -> Option<&'static [&'static str]> {
         "append" => &["target", "value", "values"],
         "Unix" => &["seconds", "nanoseconds"],
         "set_semconv_span_name" => &["semconv_version", "original_span_name_attribute"],
+        "merge_histogram_buckets" => &["target_value", "method"],
         _ => return None,
     })
 }
@@ -305,7 +308,10 @@ pub(crate) fn resolve(
                 return Err(format!("{name}: {what} must be a string literal"));
             }
         }
-    } else if kind == FuncKind::Editor && !metric_editor(func) && !matches!(args[0], Expr::Path(_))
+    } else if kind == FuncKind::Editor
+        && !metric_editor(func)
+        && func != Func::MergeHistogramBuckets
+        && !matches!(args[0], Expr::Path(_))
     {
         return Err(format!("{name}: the first argument must be a path to edit"));
     }
@@ -318,6 +324,20 @@ pub(crate) fn resolve(
                 ));
             }
             lit_bool(name, &args, 1, "is_monotonic")?;
+            None
+        }
+        Func::MergeHistogramBuckets => {
+            let method = match args.get(1) {
+                Some(_) => histogram::Method::parse(lit_str(name, &args, 1, "method")?)?,
+                None => histogram::Method::RemoveExplicitBound,
+            };
+            // A literal target is checked now, as upstream checks it when the statement is built.
+            if let Expr::Lit(v) = &args[0] {
+                let target = float_like(v)?;
+                if method == histogram::Method::LimitBuckets {
+                    histogram::max_buckets(target)?;
+                }
+            }
             None
         }
         Func::AggregateOnAttributes => {
@@ -406,6 +426,23 @@ pub(crate) fn resolve(
         args,
         regex: re,
     })
+}
+
+/// A number as OTTL's `FloatLikeGetter` reads one: a double, an int, a numeric string or a bool.
+fn float_like(v: &Value) -> Result<f64, String> {
+    match v {
+        Value::Double(d) => Ok(*d),
+        Value::Int(i) => Ok(*i as f64),
+        Value::Bool(b) => Ok(if *b { 1.0 } else { 0.0 }),
+        Value::Str(s) => s
+            .parse()
+            .map_err(|_| format!("merge_histogram_buckets: target_value {s:?} is not a number")),
+        Value::Nil => Err("merge_histogram_buckets: target_value must not be nil".into()),
+        o => Err(format!(
+            "merge_histogram_buckets: target_value must be a number, got a {}",
+            o.kind()
+        )),
+    }
 }
 
 fn arg(c: &Call, i: usize, t: &dyn Target) -> Result<Value, String> {
@@ -793,6 +830,19 @@ pub(crate) fn run_editor(c: &Call, t: &mut dyn Target) -> Result<(), String> {
     match f {
         Func::Route => Ok(()),
         Func::SetSemconvSpanName => semconv::set_span_name(c, t),
+        Func::MergeHistogramBuckets => {
+            let target = float_like(&arg(c, 0, t)?)?;
+            let max = match arg(c, 1, t)? {
+                V::Str(m) if histogram::Method::parse(&m)? == histogram::Method::LimitBuckets => {
+                    Some(histogram::max_buckets(target)?)
+                }
+                _ => None,
+            };
+            t.edit_histogram_point(&mut |p| match max {
+                Some(max) => histogram::limit(p, max),
+                None => histogram::remove_bound(p, target),
+            })
+        }
         Func::ConvertGaugeToSum
         | Func::ConvertSumToGauge
         | Func::CopyMetric

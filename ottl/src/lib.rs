@@ -18,6 +18,7 @@
 mod aggregate;
 mod eval;
 mod funcs;
+mod histogram;
 mod lex;
 mod parse;
 pub mod pdata;
@@ -231,6 +232,15 @@ pub trait Target {
     /// only: `convert_*`, `copy_metric`, `extract_*_metric`).
     fn edit_metric(&mut self, _f: &mut MetricEdit<'_>) -> Result<(), String> {
         Err("this function runs in the metric context only".into())
+    }
+
+    /// Runs `f` on the histogram data point in context (data point context only; a point of another
+    /// type is left alone, as otelcol's bucket editors leave it).
+    fn edit_histogram_point(
+        &mut self,
+        _f: &mut dyn FnMut(&mut vigil_core::otlp::metrics::v1::HistogramDataPoint),
+    ) -> Result<(), String> {
+        Err("this function runs in the datapoint context only".into())
     }
 
     /// The attributes of each data point of the metric in context (for `HasAttrOnDatapoint`).

@@ -734,6 +734,20 @@ impl Target for Item<'_> {
         Ok(())
     }
 
+    fn edit_histogram_point(
+        &mut self,
+        f: &mut dyn FnMut(&mut HistogramDataPoint),
+    ) -> Result<(), String> {
+        match &mut self.point {
+            Some(Point::Histogram(p)) => {
+                f(p);
+                Ok(())
+            }
+            Some(_) => Ok(()),
+            None => Err("this function runs in the datapoint context only".into()),
+        }
+    }
+
     fn datapoint_attributes(&self) -> Result<Vec<&[KeyValue]>, String> {
         let m = self
             .metric

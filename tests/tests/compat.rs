@@ -21,8 +21,6 @@ use std::process::Command;
 /// Errors that name something vigil still lacks inside a component it has. Remove a line when it
 /// lands; a line that no longer matches any error fails the test.
 const KNOWN_GAPS: &[&str] = &[
-    // OTTL editors the shared engine lacks.
-    "unsupported editor \"merge_histogram_buckets\"",
     // `profiles` pipelines (otelcol's `service.profilesSupport` feature gate): vigil has no
     // profiles signal; filter's and transform's profile keys are accepted and never run.
     "profiles pipelines are not supported",

@@ -221,3 +221,96 @@ async fn a_group_with_empty_statements_is_accepted() {
         std::slice::from_ref(&batch)
     );
 }
+
+/// Splunk's gateway config: `merge_histogram_buckets(32, method="limit_buckets")` in the data point
+/// context leaves at most 32 buckets of a 41-bucket histogram (groups of 2, each keeping its upper
+/// bound), and the default method removes one bound; a gauge beside them is not touched.
+#[tokio::test]
+async fn merge_histogram_buckets_limits_and_removes_bounds() {
+    use vigil_core::otlp::metrics::v1::{Histogram, HistogramDataPoint};
+    let histogram = |name: &str| Metric {
+        name: name.into(),
+        data: Some(Data::Histogram(Histogram {
+            data_points: vec![HistogramDataPoint {
+                explicit_bounds: (1..=40).map(f64::from).collect(),
+                bucket_counts: (1..=41).collect(),
+                count: (1..=41).sum(),
+                ..Default::default()
+            }],
+            aggregation_temporality: 2,
+        })),
+        ..Default::default()
+    };
+    let gauge = Metric {
+        name: "g".into(),
+        data: Some(Data::Gauge(Gauge {
+            data_points: vec![NumberDataPoint {
+                value: Some(number_data_point::Value::AsDouble(2.0)),
+                ..Default::default()
+            }],
+        })),
+        ..Default::default()
+    };
+    let (p, keep) = make(
+        json!({"metric_statements": [
+            {"context": "datapoint", "statements": [
+                "merge_histogram_buckets(32, method=\"limit_buckets\") where metric.name == \"limited\"",
+                "merge_histogram_buckets(2.0) where metric.name == \"one_less\"",
+            ]},
+        ]}),
+        Signal::Metrics,
+    );
+    p.consume(Telemetry::Metrics(vec![ResourceMetrics {
+        scope_metrics: vec![ScopeMetrics {
+            metrics: vec![histogram("limited"), histogram("one_less"), gauge.clone()],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }]))
+    .await
+    .unwrap();
+    let got = keep.0.lock().unwrap();
+    let Telemetry::Metrics(rm) = &got[0] else {
+        panic!()
+    };
+    let m = &rm[0].scope_metrics[0].metrics;
+    let point = |i: usize| match &m[i].data {
+        Some(Data::Histogram(h)) => h.data_points[0].clone(),
+        o => panic!("{o:?}"),
+    };
+    let limited = point(0);
+    assert_eq!(limited.bucket_counts.len(), 21);
+    assert_eq!(limited.explicit_bounds.len(), 20);
+    assert_eq!(limited.explicit_bounds[0], 2.0);
+    assert_eq!(limited.bucket_counts[0], 3);
+    assert_eq!(limited.bucket_counts.iter().sum::<u64>(), limited.count);
+    let one_less = point(1);
+    assert_eq!(one_less.explicit_bounds.len(), 39);
+    assert!(!one_less.explicit_bounds.contains(&2.0));
+    assert_eq!(one_less.bucket_counts[..2], [1, 2 + 3]);
+    assert_eq!(m[2], gauge);
+}
+
+#[test]
+fn merge_histogram_buckets_arguments_are_checked_when_parsed() {
+    let id = ComponentId::parse("transform/x").unwrap();
+    for (stmt, want) in [
+        (
+            "merge_histogram_buckets(0, method=\"limit_buckets\")",
+            "positive integer",
+        ),
+        (
+            "merge_histogram_buckets(2.5, method=\"limit_buckets\")",
+            "positive integer",
+        ),
+        (
+            "merge_histogram_buckets(3, method=\"nearest\")",
+            "unsupported method \"nearest\"",
+        ),
+        ("merge_histogram_buckets(\"x\")", "is not a number"),
+    ] {
+        let cfg = json!({"metric_statements": [{"context": "datapoint", "statements": [stmt]}]});
+        let e = factory().validate(&id, &cfg).expect_err(stmt).to_string();
+        assert!(e.contains(want), "{stmt}: {e}");
+    }
+}
