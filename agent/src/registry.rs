@@ -308,6 +308,7 @@ pub const RENAMES: &[(ComponentKind, &str, &str)] = &[
     (ComponentKind::Processor, "group_by_trace", "groupbytrace"),
     (ComponentKind::Processor, "k8s_attributes", "k8sattributes"),
     (ComponentKind::Processor, "memorylimiter", "memory_limiter"),
+    (ComponentKind::Processor, "metrics_transform", "metricstransform"),
     (ComponentKind::Processor, "tailsampling", "tail_sampling"),
     (ComponentKind::Connector, "span_metrics", "spanmetrics"),
     (ComponentKind::Connector, "otlp_json", "otlpjson"),

@@ -20,7 +20,9 @@ pub mod groupbytrace;
 pub mod k8sattributes;
 pub mod logpattern;
 pub mod memory_limiter;
+pub mod metricstransform;
 pub mod otlpjson;
+mod points;
 pub mod redaction;
 pub mod resource;
 pub mod resourcedetection;
@@ -53,6 +55,7 @@ pub fn processor_factories() -> Vec<Arc<dyn DynProcessorFactory>> {
         groupbyattrs::factory(),
         redaction::factory(),
         groupbytrace::factory(),
+        metricstransform::factory(),
     ]
 }
 

@@ -277,7 +277,7 @@ struct CumulativeToDelta {
 }
 
 /// A canonical text of an attribute list: sorted, so that order does not make two series.
-fn attrs_key(out: &mut String, attrs: &[KeyValue]) {
+pub(crate) fn attrs_key(out: &mut String, attrs: &[KeyValue]) {
     let mut pairs: Vec<(&str, String)> = attrs
         .iter()
         .map(|a| {
