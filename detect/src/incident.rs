@@ -142,8 +142,9 @@ pub struct Event {
     /// How far outside its band the finding's peak is ([`band_multiple`]); `None` for findings with
     /// no band (a new log pattern, a forecast).
     pub band: Option<f64>,
-    /// The finding is about how much traffic reaches its service (a request rate), which the
-    /// service's callers set: it says the service is affected, not that it is the cause.
+    /// The finding says the service is affected, not that it is the cause: how much traffic reaches
+    /// it (a request rate, which its callers set), or a latency or failure measure that dropped (a
+    /// recovery). It corroborates nothing and ranks below causes.
     pub load: bool,
     /// An SLO burn-rate alert (`vigil.slo`): the share of the SLO period's error budget it spent. It
     /// says how much the incident costs users, not where it comes from: it ranks incidents, not root

@@ -522,6 +522,15 @@ pub fn to_event(resource: &[KeyValue], r: &LogRecord) -> Option<Event> {
                 && !["error.type=", "status_code=5", "otel.status_code=ERROR"]
                     .iter()
                     .any(|w| series.contains(w));
+            // Faster or failing less is not a fault: a latency or an error measure below its
+            // band (a recovery, or the end of a slow start) says the service changed, not that it
+            // broke, so like traffic it corroborates nothing and ranks below causes (issue #19:
+            // two services' p99s settling lower after a slow start opened a false incident).
+            let below = matches!(
+                (num(a, "vigil.anomaly.observed"), num(a, "vigil.anomaly.expected")),
+                (Some(v), Some(e)) if v < e
+            );
+            load |= below && lower_is_better(metric);
             // A pattern's rate says which pattern only in the body ("log pattern 7 \"…\" of api
             // surged 5.0× above its band: 12 vs 0–3"): that line, without the numbers, is the detail.
             if metric == "log.pattern.rate" {
@@ -614,6 +623,23 @@ fn is_request_rate(metric: &str) -> bool {
         return false;
     }
     m.contains("request") || m.contains("duration") || m.contains("calls")
+}
+
+/// A latency (a duration or latency quantile, a request's seconds) or a rate or ratio of failures:
+/// a measure whose drop is good news.
+fn lower_is_better(metric: &str) -> bool {
+    let m = metric.to_ascii_lowercase();
+    if ["error", "fail", "fault", "exception"]
+        .iter()
+        .any(|w| m.contains(w))
+    {
+        return true;
+    }
+    !m.ends_with(".rate")
+        && (m.contains("duration")
+            || m.contains("latency")
+            || m.contains("self_time")
+            || (m.contains("request") && m.contains("seconds")))
 }
 
 /// What the `server` of a `servicegraph` edge series is. Its `connection_type` says the edge has a
@@ -1032,6 +1058,53 @@ mod tests {
         ] {
             assert!(!is_request_rate(m), "{m}");
         }
+    }
+
+    #[test]
+    fn latencies_and_failures_below_their_band_are_no_evidence() {
+        for m in [
+            "red.latency.p99",
+            "red.self_time.p50",
+            "red.error_ratio",
+            "red.own_error_ratio",
+            "http.server.request.duration.p99",
+            "traces_service_graph_request_server_seconds.p99",
+            "traces_service_graph_request_failed_total.rate",
+        ] {
+            assert!(lower_is_better(m), "{m}");
+        }
+        for m in [
+            "red.request.rate",
+            "http.server.request.duration.rate",
+            "process_cpu_seconds_total.rate",
+            "http.server.active_requests",
+            "log.pattern.rate",
+        ] {
+            assert!(!lower_is_better(m), "{m}");
+        }
+        let finding = |metric: &str, observed: f64| {
+            let r = LogRecord {
+                event_name: "vigil.anomaly".into(),
+                time_unix_nano: 1,
+                attributes: vec![
+                    kv_str("vigil.anomaly.state", "start"),
+                    kv_str("vigil.anomaly.metric", metric),
+                    kv_str("vigil.anomaly.series", metric),
+                    kv_f64("vigil.anomaly.observed", observed),
+                    kv_f64("vigil.anomaly.expected", 50.0),
+                    kv_f64("vigil.anomaly.expected.upper", 60.0),
+                ],
+                ..Default::default()
+            };
+            to_event(&[kv_str("service.name", "api")], &r).expect("a finding")
+        };
+        // Slower is evidence, faster is not; a drop in traffic stays traffic either way.
+        assert!(!finding("red.latency.p99", 90.0).load);
+        assert!(finding("red.latency.p99", 10.0).load);
+        assert!(!finding("red.error_ratio", 90.0).load);
+        assert!(finding("red.error_ratio", 10.0).load);
+        assert!(!finding("process_cpu_seconds_total.rate", 10.0).load);
+        assert!(finding("red.request.rate", 90.0).load);
     }
 
     #[test]
