@@ -34,7 +34,9 @@ pub struct PlainText {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Sasl {
+    #[serde(default)]
     pub username: String,
+    #[serde(default)]
     pub password: String,
     /// `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`.
     pub mechanism: String,
@@ -45,6 +47,9 @@ pub struct Sasl {
     /// AWS MSK IAM: accepted so that the error can say it is unsupported.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aws_msk: Option<serde_json::Value>,
+    /// OIDC client credentials from a file: accepted so that the error can say it is unsupported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oidc_file: Option<serde_json::Value>,
 }
 
 /// `auth`: SASL credentials and (otelcol's older place for) TLS.
@@ -93,8 +98,8 @@ impl Default for MetadataRetry {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Metadata {
-    /// Sarama's "all topics" switch; librdkafka asks only for the topics in use, which is what
-    /// `full: false` asks for, so `true` costs nothing here and changes nothing.
+    /// Whether a metadata refresh asks for every topic of the cluster (`true`, otelcol's default)
+    /// or only for the topics in use: librdkafka's `topic.metadata.refresh.sparse`, inverted.
     #[serde(default = "yes")]
     pub full: bool,
     #[serde(default = "default_refresh", with = "duration")]
@@ -131,6 +136,15 @@ pub struct Client<'a> {
     pub auth: Option<&'a Auth>,
     pub tls: Option<&'a TlsClientConfig>,
     pub metadata: &'a Metadata,
+    /// `rack_id`: librdkafka's `client.rack` (rack-aware fetching from the nearest replica).
+    pub rack_id: &'a str,
+    /// `use_leader_epoch`: librdkafka always uses the leader epoch (KIP-320) and has no switch.
+    pub use_leader_epoch: bool,
+}
+
+/// otelcol's default `use_leader_epoch`.
+pub fn default_use_leader_epoch() -> bool {
+    true
 }
 
 impl Client<'_> {
@@ -183,6 +197,20 @@ impl Client<'_> {
         let refresh = self.metadata.refresh_interval.as_millis().max(1);
         p.push(("topic.metadata.refresh.interval.ms", refresh.to_string()));
         p.push((
+            "topic.metadata.refresh.sparse",
+            (!self.metadata.full).to_string(),
+        ));
+        if !self.rack_id.is_empty() {
+            p.push(("client.rack", self.rack_id.to_string()));
+        }
+        if !self.use_leader_epoch {
+            return Err(ConfigError::at(
+                "use_leader_epoch",
+                "false is not supported by vigil's kafka client: librdkafka always validates \
+                 fetch positions with the leader epoch (KIP-320) and has no setting to turn it off",
+            ));
+        }
+        p.push((
             "retry.backoff.ms",
             self.metadata.retry.backoff.as_millis().max(1).to_string(),
         ));
@@ -203,6 +231,12 @@ impl Client<'_> {
             }
             (Some(pt), None) => Some(("PLAIN", pt.username.clone(), pt.password.clone())),
             (None, Some(s)) => {
+                if s.oidc_file.is_some() {
+                    return Err(ConfigError::at(
+                        "auth::sasl::oidc_file",
+                        "OIDC (OAUTHBEARER) is not supported by vigil's kafka client",
+                    ));
+                }
                 if s.aws_msk.is_some() {
                     return Err(ConfigError::at(
                         "auth::sasl::aws_msk",
@@ -223,11 +257,17 @@ impl Client<'_> {
                         return Err(ConfigError::at(
                             "auth::sasl::mechanism",
                             format!(
-                                "unsupported mechanism {other:?}: expected PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"
+                                "unsupported mechanism {other:?}: expected PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 \
+                                 (AWS_MSK_IAM_OAUTHBEARER and OIDCFILE are not supported by vigil's kafka client)"
                             ),
                         ))
                     }
                 };
+                for (key, v) in [("username", &s.username), ("password", &s.password)] {
+                    if v.is_empty() {
+                        return Err(ConfigError::at(format!("auth::sasl::{key}"), "is required"));
+                    }
+                }
                 Some((mech, s.username.clone(), s.password.clone()))
             }
             (None, None) => None,
@@ -324,6 +364,8 @@ mod tests {
             auth,
             tls: None,
             metadata: md,
+            rack_id: "",
+            use_leader_epoch: true,
         }
     }
 

@@ -11,6 +11,7 @@ use crate::helper::{
 use async_trait::async_trait;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 use serde::{Deserialize, Serialize};
@@ -22,12 +23,15 @@ use vigil_core::codec::encode::{json_request, proto_request};
 use vigil_core::config::{duration, TlsClientConfig};
 use vigil_core::factory::{DynExporterFactory, ExporterFactory, FactoryBase};
 use vigil_core::kafka::{
-    default_brokers, default_client_id, default_protocol_version, Auth, Client, Metadata,
+    default_brokers, default_client_id, default_protocol_version, default_use_leader_epoch, Auth,
+    Client, Metadata,
 };
 use vigil_core::otlp::common::v1::{any_value, KeyValue};
+use vigil_core::otlp::logs::v1::{ResourceLogs, ScopeLogs};
 use vigil_core::otlp::trace::v1::{ResourceSpans, ScopeSpans};
 use vigil_core::{
-    ComponentId, ComponentKind, ConfigError, Exporter, Host, Settings, Signal, Stability, Telemetry,
+    ClientMetadata, ComponentId, ComponentKind, ConfigError, Exporter, Host, Settings, Signal,
+    Stability, Telemetry,
 };
 
 /// How a batch becomes message values.
@@ -49,6 +53,10 @@ pub struct SignalConfig {
     /// Absent: the top-level `topic`, else `otlp_spans`, `otlp_metrics` or `otlp_logs`.
     #[serde(default)]
     pub topic: Option<String>,
+    /// A client metadata key whose first value, when the call carries it, names the topic; it
+    /// wins over `topic_from_attribute` and `topic`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub topic_from_metadata_key: String,
     /// Absent: the top-level `encoding`, else `otlp_proto`.
     #[serde(default)]
     pub encoding: Option<Encoding>,
@@ -87,6 +95,23 @@ pub struct CompressionParams {
     pub level: Option<i32>,
 }
 
+/// `producer::required_acks`: 0, 1, -1, or `all` (otelcol's alias for -1).
+fn required_acks<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i32, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Acks {
+        N(i32),
+        S(String),
+    }
+    match Acks::deserialize(d)? {
+        Acks::N(n) => Ok(n),
+        Acks::S(s) if s == "all" => Ok(-1),
+        Acks::S(s) => s.parse().map_err(|_| {
+            serde::de::Error::custom(format!("invalid value {s:?}: expected 0, 1, -1 or \"all\""))
+        }),
+    }
+}
+
 /// `producer`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -96,7 +121,7 @@ pub struct ProducerConfig {
     #[serde(default = "default_max_message_bytes")]
     pub max_message_bytes: usize,
     /// 0: no acknowledgement, 1: the leader's (default), -1: every in-sync replica's.
-    #[serde(default = "one")]
+    #[serde(default = "one", deserialize_with = "required_acks")]
     pub required_acks: i32,
     #[serde(default)]
     pub compression: KafkaCompression,
@@ -157,6 +182,10 @@ pub struct KafkaExporterConfig {
     pub tls: Option<TlsClientConfig>,
     #[serde(default)]
     pub metadata: Metadata,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub rack_id: String,
+    #[serde(default = "default_use_leader_epoch")]
+    pub use_leader_epoch: bool,
     /// otelcol's older single topic for every signal; a signal block's `topic` wins.
     #[serde(default)]
     pub topic: Option<String>,
@@ -177,6 +206,17 @@ pub struct KafkaExporterConfig {
     pub partition_metrics_by_resource_attributes: bool,
     #[serde(default)]
     pub partition_logs_by_resource_attributes: bool,
+    /// One message per trace id of the log records, keyed by it in hex; records without a
+    /// trace id go together, unkeyed.
+    #[serde(default)]
+    pub partition_logs_by_trace_id: bool,
+    /// A resource attribute whose (string) value names the topic; each resource then goes in a
+    /// message of its own, to its topic, and resources without it to the signal's topic.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub topic_from_attribute: String,
+    /// Client metadata keys whose values travel as Kafka headers (one header per value).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub include_metadata_keys: Vec<String>,
     #[serde(default)]
     pub producer: ProducerConfig,
     /// How long librdkafka may take to deliver one message (`message.timeout.ms`), retries to the
@@ -228,6 +268,8 @@ impl KafkaExporterConfig {
             auth: self.auth.as_ref(),
             tls: self.tls.as_ref(),
             metadata: &self.metadata,
+            rack_id: &self.rack_id,
+            use_leader_epoch: self.use_leader_epoch,
         }
     }
 
@@ -272,6 +314,15 @@ impl KafkaExporterConfig {
             (producer.max_message_bytes + RECORD_OVERHEAD).to_string(),
         ));
         p.push(("compression.codec", producer.compression.codec().into()));
+        // otelcol's producers (Sarama, and franz-go's "sarama_compat" default) place a keyed
+        // message by FNV-1a of its key and an unkeyed one at random; librdkafka's fnv1a_random is
+        // that same hash (its absolute value as int32, modulo the partition count), so a key lands
+        // in the same partition as from otelcol. librdkafka's own default (CRC32) would not.
+        p.push(("partitioner", "fnv1a_random".into()));
+        p.push((
+            "allow.auto.create.topics",
+            producer.allow_auto_topic_creation.to_string(),
+        ));
         if let Some(level) = producer.compression_params.level.filter(|l| *l != -1) {
             let max = match producer.compression {
                 KafkaCompression::Gzip => 9,
@@ -310,6 +361,51 @@ impl KafkaExporterConfig {
 
     fn validate(&self) -> Result<(), ConfigError> {
         self.properties()?;
+        if self.partition_logs_by_resource_attributes && self.partition_logs_by_trace_id {
+            return Err(ConfigError::at(
+                "partition_logs_by_trace_id",
+                "partition_logs_by_resource_attributes and partition_logs_by_trace_id cannot both be enabled",
+            ));
+        }
+        // A merged batch carries only the metadata keys it is partitioned by (otelcol's rule):
+        // a key missing there would silently never reach the headers or the topic.
+        if let Some(batch) = self
+            .sending_queue
+            .batch
+            .as_ref()
+            .filter(|_| self.sending_queue.enabled)
+        {
+            let kept = |k: &str| {
+                batch
+                    .partition
+                    .metadata_keys
+                    .iter()
+                    .any(|p| p.eq_ignore_ascii_case(k))
+            };
+            for k in &self.include_metadata_keys {
+                if !kept(k) {
+                    return Err(ConfigError::at(
+                        "include_metadata_keys",
+                        format!(
+                            "{k:?} must also be in sending_queue::batch::partition::metadata_keys: \
+                             a merged batch carries no other client metadata"
+                        ),
+                    ));
+                }
+            }
+            for s in Signal::ALL {
+                let k = &self.signal(s).topic_from_metadata_key;
+                if !k.is_empty() && !kept(k) {
+                    return Err(ConfigError::at(
+                        format!("{s}::topic_from_metadata_key"),
+                        format!(
+                            "{k:?} must also be in sending_queue::batch::partition::metadata_keys: \
+                             a merged batch carries no other client metadata"
+                        ),
+                    ));
+                }
+            }
+        }
         for s in [Signal::Traces, Signal::Metrics] {
             if self.encoding(s) == Encoding::Raw {
                 let key = if self.signal(s).encoding.is_some() {
@@ -462,6 +558,59 @@ fn by_trace_id(rs: Vec<ResourceSpans>) -> Vec<(Vec<u8>, Telemetry)> {
         .collect()
 }
 
+/// Splits log records into one batch per trace id, in order of first appearance, each keeping
+/// its resource and scope; the key is the trace id in hex, and records without one go together,
+/// unkeyed (otelcol's `partition_logs_by_trace_id`).
+fn logs_by_trace_id(rl: Vec<ResourceLogs>) -> Vec<(Option<Vec<u8>>, Telemetry)> {
+    type Group = (Vec<u8>, Vec<ResourceLogs>, (usize, usize));
+    let mut groups: Vec<Group> = Vec::new();
+    let mut index: HashMap<Vec<u8>, usize> = HashMap::new();
+    for (ri, r) in rl.into_iter().enumerate() {
+        for (si, sl) in r.scope_logs.into_iter().enumerate() {
+            for rec in sl.log_records {
+                // An all-zero id is no id, as in OTLP.
+                let id = if rec.trace_id.iter().all(|b| *b == 0) {
+                    Vec::new()
+                } else {
+                    rec.trace_id.clone()
+                };
+                let gi = *index.entry(id.clone()).or_insert_with(|| {
+                    groups.push((id, Vec::new(), (usize::MAX, 0)));
+                    groups.len() - 1
+                });
+                let (_, out, last) = &mut groups[gi];
+                if last.0 != ri {
+                    out.push(ResourceLogs {
+                        resource: r.resource.clone(),
+                        scope_logs: Vec::new(),
+                        schema_url: r.schema_url.clone(),
+                    });
+                    *last = (ri, usize::MAX);
+                }
+                let Some(res) = out.last_mut() else { continue };
+                if last.1 != si {
+                    res.scope_logs.push(ScopeLogs {
+                        scope: sl.scope.clone(),
+                        log_records: Vec::new(),
+                        schema_url: sl.schema_url.clone(),
+                    });
+                    last.1 = si;
+                }
+                if let Some(scope) = res.scope_logs.last_mut() {
+                    scope.log_records.push(rec);
+                }
+            }
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(id, rl, _)| {
+            let key = (!id.is_empty()).then(|| hex(&id).into_bytes());
+            (key, Telemetry::Logs(rl))
+        })
+        .collect()
+}
+
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
@@ -490,6 +639,11 @@ pub struct KafkaSender {
     partition_traces_by_id: bool,
     partition_metrics_by_resource_attributes: bool,
     partition_logs_by_resource_attributes: bool,
+    partition_logs_by_trace_id: bool,
+    topic_from_attribute: String,
+    /// Per signal: the client metadata key that names the topic, if any.
+    topic_from_metadata_key: [String; 3],
+    include_metadata_keys: Vec<String>,
     max_message_bytes: usize,
     producer: OnceLock<FutureProducer<Context>>,
     too_large: metrics::Counter,
@@ -603,39 +757,110 @@ impl KafkaSender {
         Ok(())
     }
 
-    fn raw_logs(&self, data: &Telemetry, topic: &str) -> Result<Vec<Message>, SendError> {
+    /// `raw` logs: one message per record, its body as the value.
+    fn raw_logs(
+        &self,
+        data: &Telemetry,
+        topic: &str,
+        key: &Option<Vec<u8>>,
+        out: &mut Vec<Message>,
+    ) -> Result<(), SendError> {
         let Telemetry::Logs(rl) = data else {
             return Err(SendError::permanent("raw encoding is for logs only"));
         };
-        let mut out = Vec::new();
-        for r in rl {
-            let key = self
-                .partition_logs_by_resource_attributes
-                .then(|| attributes_key(r.resource.as_ref().map_or(&[][..], |x| &x.attributes)));
-            for rec in r.scope_logs.iter().flat_map(|s| &s.log_records) {
-                let value = match rec.body.as_ref().and_then(|b| b.value.as_ref()) {
-                    Some(any_value::Value::StringValue(s)) => s.as_bytes().to_vec(),
-                    Some(any_value::Value::BytesValue(b)) => b.clone(),
-                    Some(other) => vigil_core::attrs::value_to_string(other).into_bytes(),
-                    None => Vec::new(),
-                };
-                if !self.fits(&key, &value) {
-                    self.too_large.increment(1);
-                    return Err(SendError::permanent(format!(
-                        "a log body of {} bytes is more than producer::max_message_bytes ({})",
-                        value.len(),
-                        self.max_message_bytes
-                    )));
-                }
-                out.push(Message {
-                    topic: topic.to_string(),
-                    key: key.clone(),
-                    value,
-                    acked: AtomicBool::new(false),
-                });
+        for rec in rl
+            .iter()
+            .flat_map(|r| &r.scope_logs)
+            .flat_map(|s| &s.log_records)
+        {
+            let value = match rec.body.as_ref().and_then(|b| b.value.as_ref()) {
+                Some(any_value::Value::StringValue(s)) => s.as_bytes().to_vec(),
+                Some(any_value::Value::BytesValue(b)) => b.clone(),
+                Some(other) => vigil_core::attrs::value_to_string(other).into_bytes(),
+                None => Vec::new(),
+            };
+            if !self.fits(key, &value) {
+                self.too_large.increment(1);
+                return Err(SendError::permanent(format!(
+                    "a log body of {} bytes is more than producer::max_message_bytes ({})",
+                    value.len(),
+                    self.max_message_bytes
+                )));
             }
+            out.push(Message {
+                topic: topic.to_string(),
+                key: key.clone(),
+                value,
+                acked: AtomicBool::new(false),
+            });
         }
-        Ok(out)
+        Ok(())
+    }
+
+    /// The parts a batch is cut into before encoding, each with its message key, as otelcol's
+    /// exporter cuts them: by trace id, by resource (for a resource key or a topic per
+    /// resource), or not at all.
+    fn partition(&self, data: &Telemetry) -> Vec<(Option<Vec<u8>>, Telemetry)> {
+        let by_attribute = !self.topic_from_attribute.is_empty();
+        let resource_key = |r: &Option<vigil_core::otlp::resource::v1::Resource>| {
+            attributes_key(r.as_ref().map_or(&[][..], |x| &x.attributes))
+        };
+        match data {
+            Telemetry::Traces(rs) if self.partition_traces_by_id => by_trace_id(rs.clone())
+                .into_iter()
+                .map(|(k, t)| (Some(k), t))
+                .collect(),
+            Telemetry::Traces(rs) if by_attribute => rs
+                .iter()
+                .map(|r| (None, Telemetry::Traces(vec![r.clone()])))
+                .collect(),
+            Telemetry::Metrics(rm)
+                if self.partition_metrics_by_resource_attributes || by_attribute =>
+            {
+                rm.iter()
+                    .map(|r| {
+                        let key = self
+                            .partition_metrics_by_resource_attributes
+                            .then(|| resource_key(&r.resource));
+                        (key, Telemetry::Metrics(vec![r.clone()]))
+                    })
+                    .collect()
+            }
+            Telemetry::Logs(rl)
+                if self.partition_logs_by_resource_attributes
+                    || (by_attribute && !self.partition_logs_by_trace_id) =>
+            {
+                rl.iter()
+                    .map(|r| {
+                        let key = self
+                            .partition_logs_by_resource_attributes
+                            .then(|| resource_key(&r.resource));
+                        (key, Telemetry::Logs(vec![r.clone()]))
+                    })
+                    .collect()
+            }
+            Telemetry::Logs(rl) if self.partition_logs_by_trace_id => logs_by_trace_id(rl.clone()),
+            _ => vec![(None, data.clone())],
+        }
+    }
+
+    /// `topic_from_attribute`: the first resource whose attribute is a non-empty string names
+    /// the topic of the part; otherwise the signal's topic.
+    fn topic_of<'a>(&self, part: &'a Telemetry, default: &'a str) -> &'a str {
+        if self.topic_from_attribute.is_empty() {
+            return default;
+        }
+        let found = |r: &'a Option<vigil_core::otlp::resource::v1::Resource>| {
+            r.as_ref()
+                .and_then(|r| vigil_core::attrs::get_str(&r.attributes, &self.topic_from_attribute))
+                .filter(|t| !t.is_empty())
+        };
+        let topic = match part {
+            Telemetry::Traces(v) => v.iter().find_map(|r| found(&r.resource)),
+            Telemetry::Metrics(v) => v.iter().find_map(|r| found(&r.resource)),
+            Telemetry::Logs(v) => v.iter().find_map(|r| found(&r.resource)),
+        };
+        topic.unwrap_or(default)
     }
 }
 
@@ -645,45 +870,17 @@ impl Sender for KafkaSender {
 
     fn prepare(&self, data: &Telemetry) -> Result<KafkaRequest, SendError> {
         let signal = data.signal();
-        let topic = &self.topics[slot(signal)];
-        let messages = if self.encodings[slot(signal)] == Encoding::Raw {
-            self.raw_logs(data, topic)?
-        } else {
-            let mut out = Vec::new();
-            match data {
-                Telemetry::Traces(rs) if self.partition_traces_by_id => {
-                    for (key, part) in by_trace_id(rs.clone()) {
-                        self.push_part(topic, Some(key), part, &mut out)?;
-                    }
-                }
-                Telemetry::Metrics(rm) if self.partition_metrics_by_resource_attributes => {
-                    for r in rm {
-                        let key =
-                            attributes_key(r.resource.as_ref().map_or(&[][..], |x| &x.attributes));
-                        self.push_part(
-                            topic,
-                            Some(key),
-                            Telemetry::Metrics(vec![r.clone()]),
-                            &mut out,
-                        )?;
-                    }
-                }
-                Telemetry::Logs(rl) if self.partition_logs_by_resource_attributes => {
-                    for r in rl {
-                        let key =
-                            attributes_key(r.resource.as_ref().map_or(&[][..], |x| &x.attributes));
-                        self.push_part(
-                            topic,
-                            Some(key),
-                            Telemetry::Logs(vec![r.clone()]),
-                            &mut out,
-                        )?;
-                    }
-                }
-                _ => self.push_part(topic, None, data.clone(), &mut out)?,
+        let default_topic = &self.topics[slot(signal)];
+        let raw = self.encodings[slot(signal)] == Encoding::Raw;
+        let mut messages = Vec::new();
+        for (key, part) in self.partition(data) {
+            let topic = self.topic_of(&part, default_topic);
+            if raw {
+                self.raw_logs(&part, topic, &key, &mut messages)?;
+            } else {
+                self.push_part(topic, key, part.clone(), &mut messages)?;
             }
-            out
-        };
+        }
         Ok(KafkaRequest { signal, messages })
     }
 
@@ -696,14 +893,36 @@ impl Sender for KafkaSender {
             .iter()
             .filter(|m| !m.acked.load(Ordering::Relaxed))
             .collect();
+        // The client metadata of the call (restored by the queue around a queued send).
+        let meta = ClientMetadata::current();
+        let topic_key = &self.topic_from_metadata_key[slot(req.signal)];
+        let meta_topic = meta
+            .as_deref()
+            .filter(|_| !topic_key.is_empty())
+            .and_then(|m| m.get(topic_key).first().cloned());
+        let mut headers: Option<OwnedHeaders> = None;
+        if let Some(m) = meta.as_deref() {
+            for k in &self.include_metadata_keys {
+                for v in m.get(k) {
+                    headers = Some(headers.unwrap_or_default().insert(Header {
+                        key: k.as_str(),
+                        value: Some(v.as_bytes()),
+                    }));
+                }
+            }
+        }
         // Every message is handed to librdkafka first, then the acknowledgements are awaited:
         // librdkafka batches what is queued together into produce requests.
         let mut waiting = Vec::with_capacity(pending.len());
         let mut results: Vec<Result<(), KafkaError>> = Vec::with_capacity(pending.len());
         for m in &pending {
-            let mut record = FutureRecord::<[u8], [u8]>::to(&m.topic).payload(&m.value[..]);
+            let topic = meta_topic.as_deref().unwrap_or(&m.topic);
+            let mut record = FutureRecord::<[u8], [u8]>::to(topic).payload(&m.value[..]);
             if let Some(k) = &m.key {
                 record = record.key(&k[..]);
+            }
+            if let Some(h) = &headers {
+                record = record.headers(h.clone());
             }
             loop {
                 match producer.send_result(record) {
@@ -807,6 +1026,10 @@ fn build(set: &Settings, cfg: KafkaExporterConfig) -> Result<SendStack<KafkaSend
         partition_traces_by_id: cfg.partition_traces_by_id,
         partition_metrics_by_resource_attributes: cfg.partition_metrics_by_resource_attributes,
         partition_logs_by_resource_attributes: cfg.partition_logs_by_resource_attributes,
+        partition_logs_by_trace_id: cfg.partition_logs_by_trace_id,
+        topic_from_metadata_key: Signal::ALL.map(|s| cfg.signal(s).topic_from_metadata_key.clone()),
+        topic_from_attribute: cfg.topic_from_attribute.clone(),
+        include_metadata_keys: cfg.include_metadata_keys.clone(),
         max_message_bytes: cfg.producer.max_message_bytes,
         producer: OnceLock::new(),
         too_large: metrics::counter!("vigil_kafka_messages_too_large", "exporter" => id.to_string()),
@@ -857,7 +1080,7 @@ mod tests {
     use crate::helper::encode::tests::sample_traces;
     use vigil_core::codec::encode::decode_proto_request;
     use vigil_core::otlp::common::v1::AnyValue;
-    use vigil_core::otlp::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+    use vigil_core::otlp::logs::v1::LogRecord;
 
     fn stack(extra: serde_json::Value) -> SendStack<KafkaSender> {
         let id = ComponentId::parse("kafka/test").unwrap();
@@ -995,5 +1218,105 @@ mod tests {
         }
         assert!(KafkaRequest::from_bytes(&[9]).is_none());
         assert!(KafkaRequest::from_bytes(&[3, 0, 0, 0, 9, b'a']).is_none());
+    }
+
+    #[test]
+    fn topic_from_attribute_sends_each_resource_to_its_topic() {
+        let st = stack(
+            serde_json::json!({"topic_from_attribute": "service.name", "logs": {"topic": "rest"}}),
+        );
+        let s = st.sender();
+        let mut data = sample_logs(4);
+        if let Telemetry::Logs(rl) = &mut data {
+            rl.push(ResourceLogs::default());
+            rl[2].scope_logs = rl[0].scope_logs.clone();
+        }
+        let req = s.prepare(&data).unwrap();
+        let topics: Vec<&str> = req.messages.iter().map(|m| m.topic.as_str()).collect();
+        assert_eq!(topics, ["a", "b", "rest"]);
+        assert!(req.messages.iter().all(|m| m.key.is_none()));
+    }
+
+    #[test]
+    fn logs_split_by_trace_id_are_keyed_by_it() {
+        let st = stack(serde_json::json!({"partition_logs_by_trace_id": true}));
+        let s = st.sender();
+        let mut data = sample_logs(6);
+        if let Telemetry::Logs(rl) = &mut data {
+            for (i, rec) in rl
+                .iter_mut()
+                .flat_map(|r| &mut r.scope_logs)
+                .flat_map(|s| &mut s.log_records)
+                .enumerate()
+            {
+                // Records 0 and 3 have no trace id; the others alternate between two traces.
+                rec.trace_id = if i % 3 == 0 {
+                    vec![]
+                } else {
+                    vec![(i % 3) as u8; 16]
+                };
+            }
+        }
+        let req = s.prepare(&data).unwrap();
+        let keys: Vec<Option<String>> = req
+            .messages
+            .iter()
+            .map(|m| {
+                m.key
+                    .as_ref()
+                    .map(|k| String::from_utf8_lossy(k).into_owned())
+            })
+            .collect();
+        assert_eq!(
+            keys,
+            [None, Some("01".repeat(16)), Some("02".repeat(16))],
+            "one message per trace id, in order of first appearance"
+        );
+        let counts: Vec<usize> = req
+            .messages
+            .iter()
+            .map(|m| {
+                decode_proto_request(Signal::Logs, &m.value)
+                    .unwrap()
+                    .item_count()
+            })
+            .collect();
+        assert_eq!(counts, [2, 2, 2]);
+        let both = serde_json::json!({"partition_logs_by_trace_id": true, "partition_logs_by_resource_attributes": true});
+        let cfg: KafkaExporterConfig = serde_json::from_value(both).unwrap();
+        assert_eq!(
+            cfg.validate().unwrap_err().path,
+            "partition_logs_by_trace_id"
+        );
+    }
+
+    #[test]
+    fn metadata_keys_must_survive_queue_batching() {
+        let cfg: KafkaExporterConfig = serde_json::from_value(serde_json::json!({
+            "include_metadata_keys": ["X-Tenant"],
+            "sending_queue": {"batch": {"flush_timeout": "100ms"}}
+        }))
+        .unwrap();
+        assert_eq!(cfg.validate().unwrap_err().path, "include_metadata_keys");
+        let cfg: KafkaExporterConfig = serde_json::from_value(serde_json::json!({
+            "include_metadata_keys": ["X-Tenant"],
+            "logs": {"topic_from_metadata_key": "x-topic"},
+            "sending_queue": {"batch": {"partition": {"metadata_keys": ["x-tenant"]}}}
+        }))
+        .unwrap();
+        assert_eq!(
+            cfg.validate().unwrap_err().path,
+            "logs::topic_from_metadata_key"
+        );
+        let cfg: KafkaExporterConfig = serde_json::from_value(serde_json::json!({
+            "include_metadata_keys": ["X-Tenant"], "producer": {"required_acks": "all"}
+        }))
+        .unwrap();
+        cfg.validate().unwrap();
+        assert!(cfg.properties().unwrap().contains(&("acks", "-1".into())));
+        assert!(cfg
+            .properties()
+            .unwrap()
+            .contains(&("partitioner", "fnv1a_random".into())));
     }
 }

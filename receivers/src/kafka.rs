@@ -19,7 +19,8 @@ use vigil_core::codec::Compression;
 use vigil_core::config::{duration, TlsClientConfig};
 use vigil_core::factory::{FactoryBase, ReceiverFactory};
 use vigil_core::kafka::{
-    default_brokers, default_client_id, default_protocol_version, Auth, Client, Metadata,
+    default_brokers, default_client_id, default_protocol_version, default_use_leader_epoch, Auth,
+    Client, Metadata,
 };
 use vigil_core::otlp::collector::logs::v1::ExportLogsServiceRequest;
 use vigil_core::otlp::collector::metrics::v1::ExportMetricsServiceRequest;
@@ -58,8 +59,20 @@ pub enum Encoding {
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SignalConfig {
+    /// otelcol's older spelling of a one-topic `topics`.
     #[serde(default)]
     pub topic: Option<String>,
+    /// The topics to consume; a name starting with `^` is a regular expression matched against
+    /// every topic of the cluster (librdkafka's pattern subscription, rechecked at each metadata
+    /// refresh).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub topics: Vec<String>,
+    /// Accepted so that the error can say it is not supported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exclude_topic: Option<String>,
+    /// Accepted so that the error can say it is not supported.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude_topics: Vec<String>,
     #[serde(default)]
     pub encoding: Option<Encoding>,
 }
@@ -109,10 +122,14 @@ pub struct MessageMarking {
     /// (`false`, otelcol's default: a crash loses what was in the pipeline).
     #[serde(default = "yes")]
     pub after: bool,
-    /// Also mark a message the pipeline refused permanently. With `false` (the default) such a
-    /// message is retried and holds its partition, as in otelcol.
+    /// Mark (and skip) a message the pipeline refused with a retryable error once
+    /// `error_backoff` gave up on it (at once when `error_backoff` is off). With `false` (the
+    /// default) it is retried and holds its partition.
     #[serde(default)]
     pub on_error: bool,
+    /// The same for a permanent refusal; absent: `on_error`'s value, as in otelcol.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_permanent_error: Option<bool>,
 }
 
 impl Default for MessageMarking {
@@ -120,8 +137,67 @@ impl Default for MessageMarking {
         MessageMarking {
             after: true,
             on_error: false,
+            on_permanent_error: None,
         }
     }
+}
+
+/// `error_backoff`: how a message the pipeline refused as retryable is retried, with otelcol's
+/// `configretry` keys. Off (otelcol's default): vigil retries it every 100 ms doubling to 5 s
+/// until it is accepted, or marks it at once with `message_marking::on_error`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ErrorBackoff {
+    pub enabled: bool,
+    #[serde(with = "duration")]
+    pub initial_interval: Duration,
+    pub randomization_factor: f64,
+    pub multiplier: f64,
+    #[serde(with = "duration")]
+    pub max_interval: Duration,
+    /// Give up on the message after this long (0: never); then `message_marking::on_error`
+    /// decides whether it is skipped or held.
+    #[serde(with = "duration")]
+    pub max_elapsed_time: Duration,
+}
+
+impl Default for ErrorBackoff {
+    fn default() -> Self {
+        ErrorBackoff {
+            enabled: false,
+            initial_interval: Duration::from_secs(5),
+            randomization_factor: 0.5,
+            multiplier: 1.5,
+            max_interval: Duration::from_secs(30),
+            max_elapsed_time: Duration::from_secs(300),
+        }
+    }
+}
+
+/// `telemetry::metrics::kafka_receiver_records_delay`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricToggle {
+    #[serde(default)]
+    pub enabled: bool,
+}
+
+/// `telemetry::metrics`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiverMetrics {
+    /// The time from a record's timestamp to its reading, in seconds, as the histogram
+    /// `otelcol_kafka_receiver_records_delay` (off by default, as in otelcol).
+    #[serde(default)]
+    pub kafka_receiver_records_delay: MetricToggle,
+}
+
+/// `telemetry`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiverTelemetry {
+    #[serde(default)]
+    pub metrics: ReceiverMetrics,
 }
 
 /// `header_extraction`: Kafka headers copied to resource attributes `kafka.header.<name>`.
@@ -180,6 +256,10 @@ pub struct KafkaReceiverConfig {
     pub tls: Option<TlsClientConfig>,
     #[serde(default)]
     pub metadata: Metadata,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub rack_id: String,
+    #[serde(default = "default_use_leader_epoch")]
+    pub use_leader_epoch: bool,
     #[serde(default)]
     pub topic: Option<String>,
     #[serde(default)]
@@ -217,6 +297,14 @@ pub struct KafkaReceiverConfig {
     pub max_fetch_size: usize,
     #[serde(default = "default_max_fetch_wait", with = "duration")]
     pub max_fetch_wait: Duration,
+    /// The most bytes fetched per partition at a time (librdkafka grows it for a larger
+    /// message); absent: `default_fetch_size`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_partition_fetch_size: Option<usize>,
+    #[serde(default)]
+    pub error_backoff: ErrorBackoff,
+    #[serde(default)]
+    pub telemetry: ReceiverTelemetry,
 }
 
 impl KafkaReceiverConfig {
@@ -228,17 +316,23 @@ impl KafkaReceiverConfig {
         }
     }
 
-    pub fn topic(&self, signal: Signal) -> String {
+    /// The topics (or `^` patterns) of a signal: its block's `topics`, else its `topic`, else
+    /// the top-level `topic`, else otelcol's default.
+    pub fn topics(&self, signal: Signal) -> Vec<String> {
         let default = match signal {
             Signal::Traces => "otlp_spans",
             Signal::Metrics => "otlp_metrics",
             Signal::Logs => "otlp_logs",
         };
-        self.signal(signal)
+        let sc = self.signal(signal);
+        if !sc.topics.is_empty() {
+            return sc.topics.clone();
+        }
+        vec![sc
             .topic
             .clone()
             .or_else(|| self.topic.clone())
-            .unwrap_or_else(|| default.to_string())
+            .unwrap_or_else(|| default.to_string())]
     }
 
     pub fn encoding(&self, signal: Signal) -> Encoding {
@@ -258,6 +352,8 @@ impl KafkaReceiverConfig {
             auth: self.auth.as_ref(),
             tls: self.tls.as_ref(),
             metadata: &self.metadata,
+            rack_id: &self.rack_id,
+            use_leader_epoch: self.use_leader_epoch,
         }
         .properties()?;
         if self.group_id.is_empty() {
@@ -304,10 +400,16 @@ impl KafkaReceiverConfig {
         if self.default_fetch_size == 0 {
             return Err(ConfigError::at("default_fetch_size", "must be more than 0"));
         }
-        p.push((
-            "fetch.message.max.bytes",
-            self.default_fetch_size.to_string(),
-        ));
+        let per_partition = self
+            .max_partition_fetch_size
+            .unwrap_or(self.default_fetch_size);
+        if per_partition == 0 {
+            return Err(ConfigError::at(
+                "max_partition_fetch_size",
+                "must be more than 0",
+            ));
+        }
+        p.push(("fetch.message.max.bytes", per_partition.to_string()));
         if self.max_fetch_size > 0 {
             if self.max_fetch_size < self.default_fetch_size {
                 return Err(ConfigError::at(
@@ -340,8 +442,52 @@ impl KafkaReceiverConfig {
             }
         }
         for s in Signal::ALL {
-            if self.topic(s).is_empty() {
-                return Err(ConfigError::at(format!("{s}::topic"), "must not be empty"));
+            let sc = self.signal(s);
+            if sc.topic.is_some() && !sc.topics.is_empty() {
+                return Err(ConfigError::at(
+                    format!("{s}::topics"),
+                    format!("set {s}::topic or {s}::topics, not both"),
+                ));
+            }
+            if sc.exclude_topic.is_some() || !sc.exclude_topics.is_empty() {
+                let key = if sc.exclude_topic.is_some() {
+                    "exclude_topic"
+                } else {
+                    "exclude_topics"
+                };
+                return Err(ConfigError::at(
+                    format!("{s}::{key}"),
+                    "is not supported by vigil's kafka client (librdkafka's topic patterns have \
+                     no exclusion); write the exclusion into the ^ pattern of topics instead",
+                ));
+            }
+            for t in self.topics(s) {
+                if t.is_empty() {
+                    return Err(ConfigError::at(format!("{s}::topics"), "must not be empty"));
+                }
+                if let Some(pattern) = t.strip_prefix('^') {
+                    if let Err(e) = regex::Regex::new(&format!("^{pattern}")) {
+                        return Err(ConfigError::at(
+                            format!("{s}::topics"),
+                            format!("invalid topic pattern {t:?}: {e}"),
+                        ));
+                    }
+                }
+            }
+        }
+        let b = &self.error_backoff;
+        if b.enabled {
+            if b.multiplier < 1.0 || !(0.0..=1.0).contains(&b.randomization_factor) {
+                return Err(ConfigError::at(
+                    "error_backoff",
+                    "multiplier must be at least 1 and randomization_factor within [0, 1]",
+                ));
+            }
+            if b.initial_interval.is_zero() || b.max_interval < b.initial_interval {
+                return Err(ConfigError::at(
+                    "error_backoff::max_interval",
+                    "initial_interval must be more than 0 and max_interval at least initial_interval",
+                ));
             }
         }
         if self.header_extraction.extract_headers && self.header_extraction.headers.is_empty() {
@@ -444,6 +590,10 @@ struct Handler {
     encoding: Encoding,
     headers: Vec<String>,
     on_error: bool,
+    on_permanent_error: bool,
+    backoff: ErrorBackoff,
+    /// `otelcol_kafka_receiver_records_delay`, when enabled.
+    delay: Option<metrics::Histogram>,
     next: Arc<dyn Consumer>,
     obs: ReceiverObs,
     undecodable: metrics::Counter,
@@ -452,6 +602,12 @@ struct Handler {
 
 impl Handler {
     async fn handle(&self, msg: &OwnedMessage) -> Outcome {
+        if let (Some(h), Some(ms)) = (&self.delay, msg.timestamp().to_millis()) {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64);
+            h.record((now - ms).max(0) as f64 / 1000.0);
+        }
         let value = msg.payload().unwrap_or_default();
         let mut data = match to_telemetry(self.signal, self.encoding, value) {
             Ok(d) => d,
@@ -481,30 +637,60 @@ impl Handler {
             }
         }
         let items = data.item_count();
-        let mut wait = RETRY_FIRST;
+        let b = &self.backoff;
+        let (first, max) = if b.enabled {
+            (b.initial_interval, b.max_interval)
+        } else {
+            (RETRY_FIRST, RETRY_MAX)
+        };
+        let multiplier = if b.enabled { b.multiplier } else { 2.0 };
+        let started = std::time::Instant::now();
+        let mut wait = first;
         loop {
             let r = self.next.consume(data.clone()).await;
             self.obs.end_op(self.signal, items, &r);
             match r {
                 Ok(()) => return Outcome::Mark,
-                Err(ConsumeError::Permanent { reason, .. }) if self.on_error => {
-                    tracing::warn!(receiver = %self.id, %reason, "the pipeline refused a kafka message; marked anyway (message_marking::on_error)");
+                Err(ConsumeError::Permanent { reason, .. }) if self.on_permanent_error => {
+                    tracing::warn!(receiver = %self.id, %reason, "the pipeline refused a kafka message permanently; marked and skipped (message_marking::on_permanent_error)");
                     return Outcome::Mark;
                 }
                 Err(e) => {
+                    // A retryable refusal with on_error: skipped at once when error_backoff is
+                    // off, or once it has run out; without on_error it holds the partition.
+                    let gave_up = !b.enabled
+                        || (!b.max_elapsed_time.is_zero()
+                            && started.elapsed() >= b.max_elapsed_time);
+                    if e.is_retryable() && self.on_error && gave_up {
+                        tracing::warn!(receiver = %self.id, error = %e, "the pipeline refused a kafka message; marked and skipped (message_marking::on_error)");
+                        return Outcome::Mark;
+                    }
+                    let jittered = if b.enabled && b.randomization_factor > 0.0 {
+                        // Jitter only needs to differ between receivers, not be unpredictable:
+                        // the clock's nanoseconds do, without a random-number crate here.
+                        let r = std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map_or(0, |d| d.subsec_nanos() % 1000)
+                            as f64
+                            / 1000.0;
+                        let f = b.randomization_factor * (2.0 * r - 1.0);
+                        wait.mul_f64((1.0 + f).max(0.0))
+                    } else {
+                        wait
+                    };
                     let delay = match &e {
                         ConsumeError::Retryable {
                             retry_after: Some(d),
                             ..
-                        } => (*d).max(wait),
-                        _ => wait,
+                        } => (*d).max(jittered),
+                        _ => jittered,
                     };
                     tracing::debug!(receiver = %self.id, error = %e, ?delay, "the pipeline refused a kafka message; retrying");
                     tokio::select! {
                         _ = self.stop.cancelled() => return Outcome::Leave,
                         _ = tokio::time::sleep(delay) => {}
                     }
-                    wait = (wait * 2).min(RETRY_MAX);
+                    wait = wait.mul_f64(multiplier).min(max);
                 }
             }
         }
@@ -639,10 +825,11 @@ impl Component for KafkaReceiver {
                 .map_err(|e| {
                     anyhow::anyhow!("receivers::{id}: cannot create the kafka consumer: {e}")
                 })?;
-            let topic = self.cfg.topic(signal);
-            consumer.subscribe(&[topic.as_str()]).map_err(|e| {
+            let topics = self.cfg.topics(signal);
+            let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+            consumer.subscribe(&names).map_err(|e| {
                 anyhow::anyhow!(
-                    "receivers::{id}::{signal}::topic: cannot subscribe to {topic:?}: {e}"
+                    "receivers::{id}::{signal}::topics: cannot subscribe to {topics:?}: {e}"
                 )
             })?;
             let h = Arc::new(Handler {
@@ -655,6 +842,21 @@ impl Component for KafkaReceiver {
                     Vec::new()
                 },
                 on_error: self.cfg.message_marking.on_error,
+                on_permanent_error: self
+                    .cfg
+                    .message_marking
+                    .on_permanent_error
+                    .unwrap_or(self.cfg.message_marking.on_error),
+                backoff: self.cfg.error_backoff.clone(),
+                delay: self
+                    .cfg
+                    .telemetry
+                    .metrics
+                    .kafka_receiver_records_delay
+                    .enabled
+                    .then(|| {
+                        metrics::histogram!("otelcol_kafka_receiver_records_delay", "receiver" => id.clone(), "signal" => signal.to_string())
+                    }),
                 next,
                 obs: self.set.receiver_obs("kafka"),
                 undecodable: self.undecodable.clone(),
@@ -782,5 +984,42 @@ mod tests {
             vigil_core::attrs::get_str(attrs, "kafka.header.tenant"),
             Some("a")
         );
+    }
+
+    #[test]
+    fn topics_patterns_and_unsupported_keys() {
+        let c = cfg(
+            serde_json::json!({"logs": {"topics": ["a", "^app-.*"]}, "traces": {"topic": "t"}}),
+        );
+        c.validate().unwrap();
+        assert_eq!(c.topics(Signal::Logs), ["a", "^app-.*"]);
+        assert_eq!(c.topics(Signal::Traces), ["t"]);
+        assert_eq!(c.topics(Signal::Metrics), ["otlp_metrics"]);
+        let e = cfg(serde_json::json!({"logs": {"topics": ["^a"], "exclude_topics": ["^a-b"]}}))
+            .validate()
+            .unwrap_err();
+        assert_eq!(e.path, "logs::exclude_topics");
+        let e = cfg(serde_json::json!({"logs": {"topics": ["^(a"]}}))
+            .validate()
+            .unwrap_err();
+        assert_eq!(e.path, "logs::topics");
+        let e = cfg(serde_json::json!({"use_leader_epoch": false}))
+            .validate()
+            .unwrap_err();
+        assert_eq!(e.path, "use_leader_epoch");
+        let c = cfg(
+            serde_json::json!({"rack_id": "r1", "max_partition_fetch_size": 2048, "metadata": {"full": false}}),
+        );
+        let p = c.properties().unwrap();
+        for want in [
+            ("client.rack", "r1"),
+            ("fetch.message.max.bytes", "2048"),
+            ("topic.metadata.refresh.sparse", "true"),
+        ] {
+            assert!(
+                p.contains(&(want.0, want.1.to_string())),
+                "{want:?} in {p:?}"
+            );
+        }
     }
 }
