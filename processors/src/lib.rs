@@ -10,6 +10,8 @@ pub mod correlation;
 pub mod count;
 pub mod cumulativetodelta;
 pub mod dedup;
+pub mod deltatocumulative;
+pub mod deltatorate;
 pub mod drain;
 pub mod exceptions;
 pub mod failover;
@@ -17,9 +19,11 @@ pub mod filter;
 pub mod forward;
 pub mod groupbyattrs;
 pub mod groupbytrace;
+pub mod interval;
 pub mod k8sattributes;
 pub mod logpattern;
 pub mod memory_limiter;
+pub mod metricsgeneration;
 pub mod metricstransform;
 pub mod otlpjson;
 mod points;
@@ -56,6 +60,10 @@ pub fn processor_factories() -> Vec<Arc<dyn DynProcessorFactory>> {
         redaction::factory(),
         groupbytrace::factory(),
         metricstransform::factory(),
+        deltatocumulative::factory(),
+        deltatorate::factory(),
+        interval::factory(),
+        metricsgeneration::factory(),
     ]
 }
 
