@@ -7,9 +7,14 @@
 //! hmac-sha256, hmac-sha512 with `hmac_key`). With `summary: info` or `debug` the processor adds
 //! otelcol's `redaction.*` counts (and with `debug` the key lists) to the map it changed.
 //!
-//! Not built: `url_sanitizer` and `db_sanitizer` (otelcol's use grafana/clusterurl's word
-//! classifier and DataDog's query obfuscators, whose output vigil cannot reproduce exactly);
-//! enabling either is refused at validate, naming the key.
+//!
+//! `url_sanitizer` (URL paths as route templates) and `db_sanitizer` (SQL, Redis, Valkey,
+//! Memcached, MongoDB, Elasticsearch and OpenSearch statements with their literals as `?`) run after
+//! `blocked_values` on the attributes they list (a database kind only where the map's
+//! `db.system.name`/`db.system` is one of its systems), on every string of log bodies, and on span
+//! names; [`sanitize`] says how close they come to otelcol's.
+
+mod sanitize;
 
 use async_trait::async_trait;
 use hmac::{Hmac, Mac};
@@ -46,12 +51,10 @@ pub struct RedactionConfig {
     pub hmac_key: String,
     /// `debug`, `info` or `silent`; empty adds nothing, as `silent`.
     pub summary: String,
-    /// Accepted when disabled; enabling it is refused (not built).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub url_sanitizer: Option<Json>,
-    /// Accepted when no obfuscator is enabled; enabling one is refused (not built).
+    pub url_sanitizer: Option<sanitize::UrlConfig>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub db_sanitizer: Option<Json>,
+    pub db_sanitizer: Option<sanitize::DbConfig>,
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -117,6 +120,7 @@ struct Rules {
     hmac_key: Vec<u8>,
     summary: Summary,
     mask_all: Regex,
+    sanitizers: sanitize::Sanitizers,
 }
 
 fn regexes(key: &str, list: &[String], errors: &mut Vec<ConfigError>) -> Vec<Regex> {
@@ -133,27 +137,6 @@ fn regexes(key: &str, list: &[String], errors: &mut Vec<ConfigError>) -> Vec<Reg
             }
         })
         .collect()
-}
-
-/// Whether a sanitizer section turns anything on (`enabled: true` at any depth).
-fn enables_something(v: &Json) -> Option<String> {
-    match v {
-        Json::Object(m) => {
-            if m.get("enabled") == Some(&Json::Bool(true)) {
-                return Some(String::new());
-            }
-            m.iter().find_map(|(k, v)| {
-                enables_something(v).map(|p| {
-                    if p.is_empty() {
-                        k.clone()
-                    } else {
-                        format!("{k}::{p}")
-                    }
-                })
-            })
-        }
-        _ => None,
-    }
 }
 
 fn compile(c: &RedactionConfig) -> Result<Rules, ConfigError> {
@@ -191,22 +174,6 @@ fn compile(c: &RedactionConfig) -> Result<Rules, ConfigError> {
             Summary::Silent
         }
     };
-    for (key, section) in [
-        ("url_sanitizer", &c.url_sanitizer),
-        ("db_sanitizer", &c.db_sanitizer),
-    ] {
-        if let Some(path) = section.as_ref().and_then(enables_something) {
-            let at = if path.is_empty() {
-                format!("{key}::enabled")
-            } else {
-                format!("{key}::{path}::enabled")
-            };
-            errors.push(ConfigError::at(
-                at,
-                "not built in vigil: otelcol's sanitizers (grafana/clusterurl, DataDog's query obfuscators) have no equal here; use blocked_values or the transform processor",
-            ));
-        }
-    }
     let rules = Rules {
         allow_all: c.allow_all_keys,
         allowed: c
@@ -225,6 +192,7 @@ fn compile(c: &RedactionConfig) -> Result<Rules, ConfigError> {
         hmac_key: c.hmac_key.as_bytes().to_vec(),
         summary,
         mask_all: Regex::new("(?s).*").expect("a valid pattern"),
+        sanitizers: sanitize::Sanitizers::new(c.url_sanitizer.as_ref(), c.db_sanitizer.as_ref()),
     };
     match ConfigError::join(errors) {
         Some(e) => Err(e),
@@ -376,6 +344,11 @@ impl Rules {
 
     fn attrs(&self, attrs: &mut Vec<KeyValue>) {
         let mut f = Found::default();
+        let system = if self.sanitizers.is_empty() {
+            None
+        } else {
+            sanitize::db_system(attrs)
+        };
         for kv in attrs.iter_mut() {
             let k = kv.key.clone();
             if self.ignore_key(&k) {
@@ -401,7 +374,9 @@ impl Rules {
                 f.masked.push(k);
                 continue;
             }
-            let out = self.mask_blocked(s.clone());
+            let out =
+                self.sanitizers
+                    .attribute(&k, self.mask_blocked(s.clone()), system.as_deref());
             if out != s {
                 set_str(&mut kv.value, out);
                 f.masked.push(k);
@@ -467,7 +442,7 @@ impl Rules {
                     // otelcol records nothing here (its own TODO notes the list is dropped).
                     return;
                 }
-                let out = self.mask_blocked(s.clone());
+                let out = self.sanitizers.body(self.mask_blocked(s.clone()));
                 if out != s {
                     set_str(body, out);
                     f.masked.push("body".into());
@@ -524,7 +499,7 @@ impl Rules {
                     f.allowed.push(key.to_string());
                     return;
                 }
-                let out = self.mask_blocked(s.clone());
+                let out = self.sanitizers.body(self.mask_blocked(s.clone()));
                 if out != s {
                     set_str(&mut slot, out);
                     if let Some(new) = slot {
@@ -557,6 +532,9 @@ impl Rules {
                             self.attrs(&mut sp.attributes);
                             for ev in &mut sp.events {
                                 self.attrs(&mut ev.attributes);
+                            }
+                            if !self.sanitizers.is_empty() && !self.allow_value(&sp.name) {
+                                self.sanitizers.span_name(sp);
                             }
                         }
                     }
@@ -832,19 +810,108 @@ mod tests {
         assert!(v(json!({"summary": "loud"})).contains("summary: unknown summary"));
         assert!(v(json!({"blocked_values": ["("]}))
             .contains("blocked_values::0: invalid regular expression"));
-        let e = v(json!({"url_sanitizer": {"enabled": true}}));
         assert!(
-            e.contains("url_sanitizer::enabled: not built in vigil"),
-            "{e}"
-        );
-        let e =
-            v(json!({"db_sanitizer": {"sql": {"enabled": true, "attributes": ["db.statement"]}}}));
-        assert!(
-            e.contains("db_sanitizer::sql::enabled: not built in vigil"),
-            "{e}"
+            v(json!({"db_sanitizer": {"cassandra": {"enabled": true}}})).contains("db_sanitizer")
         );
         assert!(factory()
             .validate(&id(), &json!({"allow_all_keys": true, "url_sanitizer": {"enabled": false}, "db_sanitizer": null}))
             .is_ok());
+    }
+
+    /// The coralogix agent's sanitizers: URL attributes and HTTP span names become templates, a
+    /// database statement is obfuscated by its own system's kind (redis here, not SQL), and a log
+    /// body's SQL loses its literals.
+    #[tokio::test]
+    async fn url_and_db_sanitizers() {
+        let cfg = json!({
+            "allow_all_keys": true,
+            "summary": "info",
+            "url_sanitizer": {"enabled": true, "attributes": ["http.url"]},
+            "db_sanitizer": {
+                "sql": {"enabled": true, "attributes": ["db.statement", "db.query"]},
+                "redis": {"enabled": true, "attributes": ["db.statement", "redis.command"]},
+                "es": {"enabled": true, "attributes": ["db.statement", "elasticsearch.body"]},
+            },
+        });
+        let spans = Telemetry::Traces(vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans {
+                spans: vec![
+                    Span {
+                        name: "GET /orders/8812/items".into(),
+                        kind: 2,
+                        attributes: vec![
+                            kv_str("http.url", "https://shop.example/orders/8812/items?id=7"),
+                            kv_str("http.method", "GET"),
+                        ],
+                        ..Default::default()
+                    },
+                    Span {
+                        name: "SELECT * FROM users WHERE id = 42".into(),
+                        kind: 3,
+                        attributes: vec![
+                            kv_str("db.system", "postgresql"),
+                            kv_str("db.statement", "SELECT * FROM users WHERE name = 'ann'"),
+                        ],
+                        ..Default::default()
+                    },
+                    Span {
+                        name: "SET".into(),
+                        kind: 3,
+                        attributes: vec![
+                            kv_str("db.system.name", "redis"),
+                            kv_str("db.statement", "SET session:ann s3cr3t"),
+                        ],
+                        ..Default::default()
+                    },
+                ],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }]);
+        let out = run(cfg.clone(), spans, Signal::Traces).await;
+        let Telemetry::Traces(rs) = &out else {
+            panic!("traces")
+        };
+        let s = &rs[0].scope_spans[0].spans;
+        assert_eq!(
+            text(&s[0].attributes, "http.url").unwrap(),
+            "https://shop.example/orders/*/items"
+        );
+        assert_eq!(s[0].name, "GET /orders/*/items");
+        assert_eq!(
+            text(&s[0].attributes, "redaction.masked.count").unwrap(),
+            "1"
+        );
+        assert_eq!(
+            text(&s[1].attributes, "db.statement").unwrap(),
+            "SELECT * FROM users WHERE name = ?"
+        );
+        assert_eq!(s[1].name, "SELECT * FROM users WHERE id = ?");
+        assert_eq!(text(&s[2].attributes, "db.statement").unwrap(), "SET ?");
+        assert_eq!(s[2].name, "SET");
+
+        let logs = Telemetry::Logs(vec![ResourceLogs {
+            scope_logs: vec![ScopeLogs {
+                log_records: vec![LogRecord {
+                    body: Some(AnyValue {
+                        value: Some(Value::StringValue(
+                            "slow query: SELECT * FROM t WHERE card = '4111'".into(),
+                        )),
+                    }),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }]);
+        let cfg = json!({"allow_all_keys": true, "db_sanitizer": {"sql": {"enabled": true}}});
+        let out = run(cfg, logs, Signal::Logs).await;
+        let Telemetry::Logs(rl) = &out else {
+            panic!("logs")
+        };
+        assert_eq!(
+            as_str(&rl[0].scope_logs[0].log_records[0].body),
+            "slow query: SELECT * FROM t WHERE card = ?"
+        );
     }
 }

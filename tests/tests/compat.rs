@@ -24,10 +24,6 @@ const KNOWN_GAPS: &[&str] = &[
     // `profiles` pipelines (otelcol's `service.profilesSupport` feature gate): vigil has no
     // profiles signal; filter's and transform's profile keys are accepted and never run.
     "profiles pipelines are not supported",
-    // redaction's URL and query sanitizers (otelcol uses grafana/clusterurl's word classifier and
-    // DataDog's obfuscators); the rest of redaction is built.
-    "url_sanitizer::enabled: not built in vigil",
-    "db_sanitizer::es::enabled: not built in vigil",
 ];
 
 /// The component types the binary has, per kind (`receivers`, ...), from `vigil components`, with
