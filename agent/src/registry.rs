@@ -312,6 +312,11 @@ pub const RENAMES: &[(ComponentKind, &str, &str)] = &[
     (ComponentKind::Processor, "memorylimiter", "memory_limiter"),
     (ComponentKind::Processor, "metrics_generation", "metricsgeneration"),
     (ComponentKind::Processor, "metrics_transform", "metricstransform"),
+    (
+        ComponentKind::Processor,
+        "probabilisticsampler",
+        "probabilistic_sampler",
+    ),
     (ComponentKind::Processor, "tailsampling", "tail_sampling"),
     (ComponentKind::Connector, "span_metrics", "spanmetrics"),
     (ComponentKind::Connector, "otlp_json", "otlpjson"),

@@ -26,6 +26,7 @@ pub mod memory_limiter;
 pub mod metricsgeneration;
 pub mod metricstransform;
 pub mod otlpjson;
+pub mod probabilistic_sampler;
 mod points;
 pub mod redaction;
 pub mod resource;
@@ -58,6 +59,7 @@ pub fn processor_factories() -> Vec<Arc<dyn DynProcessorFactory>> {
         tail_sampling::factory(),
         groupbyattrs::factory(),
         redaction::factory(),
+        probabilistic_sampler::factory(),
         groupbytrace::factory(),
         metricstransform::factory(),
         deltatocumulative::factory(),
