@@ -42,6 +42,8 @@ fn set(t: &mut Tuning, name: &str, v: f64) -> Result<(), String> {
         "seasonal_margin" => t.seasonal_margin = v,
         "shift_margin" => t.shift_margin = v,
         "ar_weight" => t.ar_weight = v,
+        "spike_weight" => t.spike_weight = v,
+        "spike_floor" => t.spike_floor = v,
         _ => return Err(format!("unknown constant {name}")),
     }
     Ok(())
@@ -317,6 +319,8 @@ fn field(t: &Tuning, name: &str) -> f64 {
         "seasonal_margin" => t.seasonal_margin,
         "shift_margin" => t.shift_margin,
         "ar_weight" => t.ar_weight,
+        "spike_weight" => t.spike_weight,
+        "spike_floor" => t.spike_floor,
         _ => f64::NAN,
     }
 }

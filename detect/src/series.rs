@@ -7,11 +7,12 @@
 //!   as the scale, so one spike moves neither;
 //! - a seasonal profile once a period is found: candidate periods from `augurs` (Welch periodogram),
 //!   refined by autocorrelation and accepted only if an MSTL decomposition shows a strong seasonal part;
-//! - five cues on the residual: its size in the series' own units (an outlier), its size once the
+//! - six cues on the residual: its size in the series' own units (an outlier), its size once the
 //!   series' own lag-1 autocorrelation of residuals has predicted part of it (an onset on a smooth
 //!   series), a short EWMA of its standardised size (a deviation that lasts), a two-sided CUSUM for
-//!   level shifts (which re-anchors the level so that a shift is reported once) and a short-over-long
-//!   scale ratio for variance changes.
+//!   level shifts (which re-anchors the level so that a shift is reported once), a short-over-long
+//!   scale ratio for variance changes, and, one point late, how sharply the last point stood out from
+//!   its two neighbours (a spike no larger than the series' slow swings).
 //!
 //! The score does not compare a cue with a fixed constant. Each cue is compared with its own largest
 //! value on this series over the last few hundred points (a decaying maximum, half-life
@@ -23,7 +24,7 @@
 //! stays just under the threshold for [`Tuning::hold`] points, so that one event is not reported again
 //! and again. The constants were chosen by cross-validation over four labelled corpora (BENCHMARKS.md).
 //!
-//! Memory per series: 240 bytes inline without seasonality; during the period search, a buffer of
+//! Memory per series: 264 bytes inline without seasonality; during the period search, a buffer of
 //! [`DetectorConfig::season_buffer`] 8-bit samples (768 B by default), released once the search ends;
 //! with a period `p`, one season of `f32` offsets (`4·p` bytes, 1.1 KiB for daily 5-minute data).
 
@@ -119,8 +120,8 @@ const CLIP: f64 = 3.0;
 // CUSUM allowance, in scale units.
 const CUSUM_K: f64 = 1.0;
 const RECENT: usize = 8;
-// Cues: outlier, level shift, variance change, lasting deviation, autoregressive outlier.
-const CUES: usize = 5;
+// Cues: outlier, level shift, variance change, lasting deviation, autoregressive outlier, spike.
+const CUES: usize = 6;
 
 /// Constants of the score, exposed only so that the cross-validation example can vary them; the pipeline
 /// and `vigil eval` use [`DEFAULT_TUNING`].
@@ -173,6 +174,12 @@ pub struct Tuning {
     /// off): the last residual times the series' own lag-1 autocorrelation of residuals, estimated
     /// online at `scale_beta` per point (cross-validation step 29).
     pub ar_weight: f64,
+    /// 1 turns the spike cue on, 0 off: how far the last residual stood from the mean of its two
+    /// neighbours (the one before it and this point's), against its own spread and memory, combined
+    /// with how large an outlier that point was (cross-validation step 47).
+    pub spike_weight: f64,
+    /// The spike cue's floor, in multiples of `outlier_floor` in the cue's own spread.
+    pub spike_floor: f64,
 
     /// Rate per point at which the level follows the (clipped) data.
     pub level_alpha: f64,
@@ -202,6 +209,8 @@ pub static DEFAULT_TUNING: Tuning = Tuning {
     slow_half_life: 10000.0,
     slow_weight: 0.4,
     ar_weight: 1.0,
+    spike_weight: 1.0,
+    spike_floor: 1.5,
     level_alpha: 0.05,
     scale_beta: 0.01,
     cusum_h: 12.0,
@@ -243,6 +252,12 @@ pub struct SeriesDetector {
     ar_var: f32,
     ar_mean: f32,
     ar_scale: f32,
+    // For the spike cue: the last two residuals, the spread of the cue (a second difference of residuals)
+    // and the last point's outlier ratio.
+    r1: f32,
+    r2: f32,
+    spike_scale: f32,
+    q_prev: f32,
     // Whether a value below zero was seen: if not, the band does not reach below zero.
     ever_negative: bool,
     recent: [f64; RECENT],
@@ -286,6 +301,10 @@ impl SeriesDetector {
             ar_var: 0.0,
             ar_mean: 0.0,
             ar_scale: 0.0,
+            r1: 0.0,
+            r2: 0.0,
+            spike_scale: 0.0,
+            q_prev: 0.0,
             ever_negative: false,
             recent: [0.0; RECENT],
             season: seasonal::Season::new(config),
@@ -420,7 +439,21 @@ impl SeriesDetector {
         // on a series of rare blips (an error ratio that is mostly 0) the scale shrinks between blips,
         // and a blip like the last would otherwise look ever larger.
         let ar_cue = if t.ar_weight > 0.0 { r_ar.abs() } else { 0.0 };
-        let cues = [abs_r, shift, var, smooth, ar_cue];
+        // A single-point spike on a smooth series can be no larger than the series' slow swings away
+        // from its expectation, yet it is sharp: it rises and falls back at once. One point late, the
+        // last residual's distance from the mean of its two neighbours (a second difference, which
+        // slow swings hardly move) tells a spike from a swing.
+        let spike = if t.spike_weight > 0.0 {
+            (f64::from(self.r1) - 0.5 * (f64::from(self.r2) + r)).abs()
+        } else {
+            0.0
+        };
+        let s_spike = if self.spike_scale > 0.0 {
+            f64::from(self.spike_scale).max(self.floor())
+        } else {
+            s
+        };
+        let cues = [abs_r, shift, var, smooth, ar_cue, spike];
         let young = f64::from(self.seen - self.config_warmup) < t.peak_half_life;
         let f = if young { t.early_factor.max(1.0) } else { 1.0 };
         // The level-shift floor is not raised while young: the CUSUM already needs `cusum_h` scale units
@@ -432,12 +465,14 @@ impl SeriesDetector {
             f * t.var_floor,
             f * t.smooth_floor,
             f * t.outlier_floor * s_ar,
+            f * t.outlier_floor * t.spike_floor * s_spike,
         ];
         const PARTS: [Part; CUES] = [
             Part::Outlier,
             Part::LevelShift,
             Part::VarianceChange,
             Part::LevelShift,
+            Part::Outlier,
             Part::Outlier,
         ];
         let memory = |i: usize| {
@@ -451,8 +486,18 @@ impl SeriesDetector {
         } else {
             1.0
         };
+        let mut q_out = 0.0f64;
         for (i, (&cue, &part)) in cues.iter().zip(&PARTS).enumerate() {
             let mut q = cue / memory(i);
+            if i == 0 || i == 4 {
+                q_out = q_out.max(q * seasonal_boost);
+            }
+            if i == 5 {
+                // Sharpness alone fires on every noisy series; the spike counts by the geometric mean
+                // of how sharp it was and how large an outlier the point was (its outlier ratio one
+                // point ago): sharp and nearly as large as the series' recent peaks (step 47).
+                q = (q * f64::from(self.q_prev)).sqrt();
+            }
             if i == 0 || i == 4 {
                 q *= seasonal_boost;
             } else if i == 1 {
@@ -462,6 +507,14 @@ impl SeriesDetector {
                 best = (q, part);
             }
         }
+        // A point that reached the margin has been reported: the spike cue must not report it again one
+        // point later (in the connector, which has no hold, that second point would confirm a lone
+        // blip's episode).
+        self.q_prev = if best.0 >= t.margin {
+            0.0
+        } else {
+            q_out as f32
+        };
         // Half-width of the band: where the outlier cue would reach the margin.
         let half = t.margin / seasonal_boost * memory(0);
         if best.1 == Part::Outlier && self.season.period().is_some() {
@@ -502,6 +555,13 @@ impl SeriesDetector {
             self.ar_scale = (a + t.scale_beta * (r_ar.abs().min(CLIP * a) - a)) as f32;
             self.last_dev = d as f32;
         }
+        if t.spike_weight > 0.0 {
+            let a = f64::from(self.spike_scale);
+            let a = if a > 0.0 { a } else { s };
+            self.spike_scale = (a + t.scale_beta * (spike.min(CLIP * a) - a)) as f32;
+            self.r2 = self.r1;
+            self.r1 = r as f32;
+        }
         self.level += t.level_alpha * rc;
         self.season.learn(rc, t.season_gamma);
         self.scale += t.scale_beta * (clipped - self.scale);
@@ -513,6 +573,8 @@ impl SeriesDetector {
             self.cusum_neg = 0.0;
             self.last_dev = 0.0;
             self.ar_mean = 0.0;
+            self.r1 = 0.0;
+            self.r2 = 0.0;
         }
         if let Some(reset) = self.season.push(value) {
             self.rebase(reset);
@@ -577,6 +639,8 @@ impl SeriesDetector {
         self.last_dev = 0.0;
         self.ar_mean = 0.0;
         self.ar_scale = reset.scale as f32;
+        self.r1 = 0.0;
+        self.r2 = 0.0;
     }
 
     // How many sampling intervals this timestamp is past the latest one seen (at least 1). A repeated or
