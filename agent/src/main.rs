@@ -161,10 +161,12 @@ fn run(registry: Registry, sources: Sources, shutdown_timeout: &str) -> ExitCode
         Ok(_) => {}
         Err(e) => tracing::warn!("cannot raise the open-file limit: {e}"),
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    // `cgroup_runtime`'s gomaxprocs: the worker count is fixed once the runtime runs.
+    if let Some(n) = extensions::cgroup_runtime::worker_threads(&cfg) {
+        builder.worker_threads(n);
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("Error: cannot start the async runtime: {e}");

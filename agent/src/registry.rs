@@ -327,9 +327,11 @@ pub const RENAMES: &[(ComponentKind, &str, &str)] = &[
         "bearer_token_auth",
         "bearertokenauth",
     ),
+    (ComponentKind::Extension, "cgroupruntime", "cgroup_runtime"),
     (ComponentKind::Extension, "filestorage", "file_storage"),
     (ComponentKind::Extension, "headerssetter", "headers_setter"),
     (ComponentKind::Extension, "healthcheck", "health_check"),
+    (ComponentKind::Extension, "httpforwarder", "http_forwarder"),
     (ComponentKind::Extension, "hostobserver", "host_observer"),
     (
         ComponentKind::Extension,

@@ -1,16 +1,21 @@
 //! Extensions built into the agent: `health_check` (the DaemonSet's probe), `file_storage` (durable
 //! state for queues and checkpoints) and the authenticators (`bearertokenauth`, `basicauth`, `oidc`,
-//! `oauth2client`, `headers_setter`: credentials checked by receivers and sent by exporters).
+//! `oauth2client`, `headers_setter`: credentials checked by receivers and sent by exporters), and
+//! `cgroup_runtime` (worker threads and a soft memory limit from the cgroup), `http_forwarder` (a
+//! forwarding HTTP proxy to a vendor API), `opamp` (an OpAMP client reporting to a management server).
 
 mod auth_util;
 pub mod basicauth;
 pub mod bearertokenauth;
+pub mod cgroup_runtime;
 pub mod file_storage;
 pub mod headers_setter;
+pub mod http_forwarder;
 pub mod health_check;
 pub mod k8s_leader_elector;
 pub mod oauth2client;
 pub mod oidc;
+pub mod opamp;
 pub mod pprof;
 pub mod zpages;
 
@@ -29,6 +34,9 @@ pub fn factories() -> Vec<Arc<dyn DynExtensionFactory>> {
         k8s_leader_elector::factory(),
         zpages::factory(),
         pprof::factory(),
+        cgroup_runtime::factory(),
+        http_forwarder::factory(),
+        opamp::factory(),
         crate::observer::k8s::factory(),
         crate::observer::host::factory(),
     ]
