@@ -317,6 +317,7 @@ pub const RENAMES: &[(ComponentKind, &str, &str)] = &[
         "probabilisticsampler",
         "probabilistic_sampler",
     ),
+    (ComponentKind::Processor, "remote_tap", "remotetap"),
     (ComponentKind::Processor, "tailsampling", "tail_sampling"),
     (ComponentKind::Connector, "span_metrics", "spanmetrics"),
     (ComponentKind::Connector, "otlp_json", "otlpjson"),

@@ -29,6 +29,7 @@ pub mod otlpjson;
 pub mod probabilistic_sampler;
 mod points;
 pub mod redaction;
+pub mod remotetap;
 pub mod resource;
 pub mod resourcedetection;
 pub mod roundrobin;
@@ -61,6 +62,7 @@ pub fn processor_factories() -> Vec<Arc<dyn DynProcessorFactory>> {
         redaction::factory(),
         probabilistic_sampler::factory(),
         groupbytrace::factory(),
+        remotetap::factory(),
         metricstransform::factory(),
         deltatocumulative::factory(),
         deltatorate::factory(),

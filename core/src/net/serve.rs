@@ -444,7 +444,9 @@ async fn serve_conn<I>(
     if opts.http2_only {
         builder = builder.http2_only();
     }
-    let conn = builder.serve_connection(TokioIo::new(sock), service);
+    // With upgrades, so that a WebSocket (remotetap) can take its connection over; an upgraded
+    // connection leaves this loop's bookkeeping and its handler watches the stop itself.
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(sock), service);
     tokio::pin!(conn);
     let age = async {
         match opts.max_connection_age {
