@@ -409,4 +409,42 @@ mod tests {
         assert_eq!(e.path, "auth::sasl::mechanism");
         assert!(e.message.contains("SCRAM-SHA-256"), "{e}");
     }
+
+    #[test]
+    fn sasl_needs_credentials_and_unsupported_mechanisms_are_named() {
+        let md = Metadata::default();
+        let b = default_brokers();
+        for (sasl, path) in [
+            (
+                serde_json::json!({"mechanism": "SCRAM-SHA-256", "password": "p"}),
+                "auth::sasl::username",
+            ),
+            (
+                serde_json::json!({"mechanism": "PLAIN", "username": "u"}),
+                "auth::sasl::password",
+            ),
+            (
+                serde_json::json!({"mechanism": "OIDCFILE", "oidc_file": {"token_url": "x"}}),
+                "auth::sasl::oidc_file",
+            ),
+            (
+                serde_json::json!({"mechanism": "AWS_MSK_IAM_OAUTHBEARER"}),
+                "auth::sasl::mechanism",
+            ),
+        ] {
+            let auth: Auth = serde_json::from_value(serde_json::json!({ "sasl": sasl })).unwrap();
+            let e = client(&b, Some(&auth), &md).properties().unwrap_err();
+            assert_eq!(e.path, path, "{e}");
+        }
+        let mut c = client(&b, None, &md);
+        c.rack_id = "rack-1";
+        let p = c.properties().unwrap();
+        assert_eq!(get(&p, "client.rack").as_deref(), Some("rack-1"));
+        assert_eq!(
+            get(&p, "topic.metadata.refresh.sparse").as_deref(),
+            Some("false")
+        );
+        c.use_leader_epoch = false;
+        assert_eq!(c.properties().unwrap_err().path, "use_leader_epoch");
+    }
 }

@@ -25,8 +25,20 @@ REQUESTS = {
 }
 
 
+def client_conf(args, **extra):
+    """librdkafka settings shared by every client: the brokers and, with --sasl MECHANISM:USER:PASSWORD,
+    SASL over plaintext."""
+    conf = {"bootstrap.servers": args.brokers}
+    if args.sasl:
+        mech, user, password = args.sasl.split(":", 2)
+        conf.update({"security.protocol": "sasl_plaintext", "sasl.mechanism": mech,
+                     "sasl.username": user, "sasl.password": password})
+    conf.update(extra)
+    return conf
+
+
 def create_topic(args):
-    admin = AdminClient({"bootstrap.servers": args.brokers})
+    admin = AdminClient(client_conf(args))
     futures = admin.create_topics([NewTopic(args.topic, num_partitions=args.partitions, replication_factor=1)])
     for _, f in futures.items():
         try:
@@ -52,6 +64,8 @@ def items_of(signal, req):
             for sl in rl.scope_logs:
                 for r in sl.log_records:
                     names.append(r.body.string_value)
+                    if any(r.trace_id):
+                        traces.append(r.trace_id.hex())
     else:
         for rm in req.resource_metrics:
             for sm in rm.scope_metrics:
@@ -61,14 +75,7 @@ def items_of(signal, req):
 
 
 def consume(args):
-    c = Consumer(
-        {
-            "bootstrap.servers": args.brokers,
-            "group.id": args.group,
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-        }
-    )
+    c = Consumer(client_conf(args, **{"group.id": args.group, "auto.offset.reset": "earliest", "enable.auto.commit": False}))
     c.subscribe([args.topic])
     out = []
     items = 0
@@ -100,6 +107,7 @@ def consume(args):
                 "bytes": len(value),
                 "names": names,
                 "trace_ids": sorted(set(traces)),
+                "headers": [[k, v.decode(errors="replace") if v is not None else None] for k, v in (m.headers() or [])],
             }
         )
     c.close()
@@ -129,7 +137,7 @@ def log_request(first, n):
 
 
 def produce(args):
-    p = Producer({"bootstrap.servers": args.brokers, "linger.ms": 5})
+    p = Producer(client_conf(args, **{"linger.ms": 5, "message.timeout.ms": int(args.timeout * 1000)}))
     failed = []
 
     def report(err, _msg):
@@ -151,7 +159,7 @@ def produce(args):
         headers = [("tenant", b"team-a")] if args.header else None
         p.produce(args.topic, value=value, headers=headers, on_delivery=report)
         p.poll(0)
-    left = p.flush(60)
+    left = p.flush(args.timeout + 5)
     if left or failed:
         raise SystemExit(f"produce failed: {left} undelivered, errors {failed[:3]}")
     return {"produced": args.messages}
@@ -172,6 +180,7 @@ def main():
     ap.add_argument("--per-message", type=int, default=1)
     ap.add_argument("--first", type=int, default=0)
     ap.add_argument("--header", action="store_true")
+    ap.add_argument("--sasl", default="", help="MECHANISM:USER:PASSWORD")
     args = ap.parse_args()
     run = {"create-topic": create_topic, "consume": consume, "produce": produce}[args.command]
     print(json.dumps(run(args)))

@@ -40,16 +40,27 @@ fn tansu() -> PathBuf {
 struct Broker {
     child: Option<Child>,
     port: u16,
+    /// The port the broker tells clients to connect to: its own, or a TLS relay's in front of it.
+    advertised: u16,
+    /// Whether clients must authenticate (SASL SCRAM: tansu 0.6.0 offers no PLAIN).
+    authentication: bool,
     dir: PathBuf,
     _keep: Option<tempfile::TempDir>,
 }
 
 impl Broker {
     fn start() -> Broker {
+        let port = free_port();
+        Broker::start_advertising(port, port)
+    }
+
+    fn start_advertising(port: u16, advertised: u16) -> Broker {
         let tmp = tempfile::tempdir().expect("tempdir");
         let mut b = Broker {
             child: None,
-            port: free_port(),
+            port,
+            advertised,
+            authentication: false,
             dir: tmp.path().to_path_buf(),
             _keep: Some(tmp),
         };
@@ -61,6 +72,32 @@ impl Broker {
         format!("127.0.0.1:{}", self.port)
     }
 
+    /// A SCRAM user (`scram256` or `scram512`), stored by the broker (`tansu user create`).
+    fn create_user(&self, name: &str, password: &str, mechanism: &str) {
+        let out = Command::new(tansu())
+            .args([
+                "user",
+                "create",
+                "--broker",
+                &format!("tcp://{}", self.addr()),
+            ])
+            .args([name, password, "--mechanism", mechanism])
+            .output()
+            .expect("tansu user create");
+        assert!(
+            out.status.success(),
+            "tansu user create {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Restarts the broker requiring SASL authentication from every client.
+    fn require_authentication(&mut self) {
+        self.kill();
+        self.authentication = true;
+        self.restart();
+    }
+
     /// Starts the broker process (again) on the same port and storage.
     fn restart(&mut self) {
         let log = std::fs::OpenOptions::new()
@@ -68,12 +105,16 @@ impl Broker {
             .append(true)
             .open(self.dir.join("tansu.log"))
             .expect("broker log");
-        let child = Command::new(tansu())
-            .arg("broker")
+        let mut cmd = Command::new(tansu());
+        cmd.arg("broker");
+        if self.authentication {
+            cmd.arg("--authentication");
+        }
+        let child = cmd
             .args(["--kafka-listener-url", &format!("tcp://{}", self.addr())])
             .args([
                 "--kafka-advertised-listener-url",
-                &format!("tcp://{}", self.addr()),
+                &format!("tcp://127.0.0.1:{}", self.advertised),
             ])
             // The SQLite file is named relative to the working directory.
             .args(["--storage-engine", "sqlite://tansu.db"])
@@ -556,4 +597,251 @@ fn receiver_killed_mid_stream_rereads_what_was_not_accepted() {
         names.len() - before,
         names.len() - unique.len()
     );
+}
+
+/// FNV-1a (32-bit) of a key, as Sarama's hash partitioner and librdkafka's fnv1a partitioner place
+/// it: the hash as int32, its absolute value, modulo the partition count.
+fn sarama_partition(key: &[u8], partitions: i64) -> i64 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in key {
+        h ^= u32::from(*b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    i64::from(h as i32).abs() % partitions
+}
+
+#[test]
+fn exporter_routes_by_attribute_and_metadata_and_keys_logs_by_trace() {
+    let broker = Broker::start();
+    broker.create_topic("logs-default", 3);
+    broker.create_topic("team-x", 1);
+    let http = free_port();
+    let health = free_port();
+    let cfg = format!(
+        "receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: 127.0.0.1:{http}
+        include_metadata: true
+exporters:
+  kafka:
+    brokers: [{broker}]
+    logs: {{topic: logs-default}}
+    topic_from_attribute: kafka.topic
+    include_metadata_keys: [X-Tenant]
+    partition_logs_by_trace_id: true
+{frame}  pipelines:
+    logs: {{receivers: [otlp], exporters: [kafka]}}
+  telemetry:
+    metrics:
+      level: none
+",
+        broker = broker.addr(),
+        frame = health_check_and_service(health)
+    );
+    let mut agent = Agent::with_config(&cfg);
+    agent.wait_healthy(health, Duration::from_secs(60));
+    let rec = |body: &str, trace: u8| json!({"body": {"stringValue": body}, "traceId": format!("{:032x}", trace)});
+    let logs = json!({"resourceLogs": [
+        {"resource": {"attributes": [{"key": "kafka.topic", "value": {"stringValue": "team-x"}}]},
+         "scopeLogs": [{"logRecords": [rec("x1", 1), rec("x2", 1)]}]},
+        {"scopeLogs": [{"logRecords": [rec("d1", 2), rec("d2", 3), rec("d3", 2), rec("d4", 3),
+                                        {"body": {"stringValue": "no-trace"}}]}]}
+    ]});
+    let status = reqwest::blocking::Client::new()
+        .post(format!("http://127.0.0.1:{http}/v1/logs"))
+        .header("content-type", "application/json")
+        .header("X-Tenant", "acme")
+        .body(logs.to_string())
+        .timeout(Duration::from_secs(30))
+        .send()
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0);
+    assert_eq!(status, 200);
+
+    let team = broker.consume("team-x", "logs", "otlp_proto", 2);
+    let msgs = team["messages"].as_array().cloned().unwrap_or_default();
+    assert_eq!(msgs.len(), 1, "{team}\n{}", agent.logs());
+    assert_eq!(msgs[0]["names"], json!(["x1", "x2"]));
+    assert_eq!(msgs[0]["key"], json!(format!("{:032x}", 1)));
+    assert_eq!(msgs[0]["headers"], json!([["X-Tenant", "acme"]]));
+
+    let rest = broker.consume("logs-default", "logs", "otlp_proto", 5);
+    let mut by_key: BTreeMap<String, (Vec<Value>, i64)> = BTreeMap::new();
+    for m in rest["messages"].as_array().into_iter().flatten() {
+        assert_eq!(m["headers"], json!([["X-Tenant", "acme"]]), "{m}");
+        let key = m["key"].as_str().unwrap_or("<none>").to_string();
+        let names = m["names"].as_array().cloned().unwrap_or_default();
+        by_key.insert(key, (names, m["partition"].as_i64().unwrap_or(-1)));
+    }
+    let t2 = format!("{:032x}", 2);
+    let t3 = format!("{:032x}", 3);
+    assert_eq!(by_key.len(), 3, "{rest}");
+    assert_eq!(by_key[&t2].0, vec![json!("d1"), json!("d3")]);
+    assert_eq!(by_key[&t3].0, vec![json!("d2"), json!("d4")]);
+    assert_eq!(by_key["<none>"].0, vec![json!("no-trace")]);
+    // A keyed message lands where otelcol's producer would put it (Sarama's FNV-1a).
+    for t in [&t2, &t3] {
+        assert_eq!(
+            by_key[t].1,
+            sarama_partition(t.as_bytes(), 3),
+            "trace {t} in partition {} ({rest})",
+            by_key[t].1
+        );
+    }
+}
+
+/// A vigil whose otlp (HTTP) traces go to a kafka exporter and whose kafka receiver, reading the
+/// same topic, writes them to a file; `exporter` and `receiver` are extra YAML lines of each.
+fn kafka_round_trip(broker: &str, exporter: &str, receiver: &str, out: &Path) -> (Agent, u16) {
+    let http = free_port();
+    let health = free_port();
+    let cfg = format!(
+        "receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: 127.0.0.1:{http}
+  kafka:
+    brokers: [{broker}]
+    traces: {{topic: secure}}
+    group_id: vigil-secure
+    initial_offset: earliest
+{receiver}
+exporters:
+  kafka:
+    brokers: [{broker}]
+    traces: {{topic: secure}}
+    timeout: 2s
+    retry_on_failure: {{initial_interval: 100ms, max_interval: 500ms}}
+{exporter}
+  file:
+    path: {out}
+{frame}  pipelines:
+    traces/out: {{receivers: [otlp], exporters: [kafka]}}
+    traces/in: {{receivers: [kafka], exporters: [file]}}
+  telemetry:
+    metrics:
+      level: none
+",
+        out = out.display(),
+        frame = health_check_and_service(health)
+    );
+    let mut agent = Agent::with_config(&cfg);
+    agent.wait_healthy(health, Duration::from_secs(60));
+    (agent, http)
+}
+
+#[test]
+fn sasl_scram_against_a_broker_that_requires_it() {
+    let mut broker = Broker::start();
+    broker.create_topic("secure", 1);
+    broker.create_user("writer", "w-secret", "scram256");
+    broker.create_user("reader", "r-secret", "scram512");
+    broker.require_authentication();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out.jsonl");
+    let (agent, http) = kafka_round_trip(
+        &broker.addr(),
+        "    auth: {sasl: {mechanism: SCRAM-SHA-256, username: writer, password: w-secret}}",
+        "    auth: {sasl: {mechanism: SCRAM-SHA-512, username: reader, password: r-secret}}",
+        &out,
+    );
+    assert_eq!(post(http, "/v1/traces", &traces_json(0, 5, 1)), 200);
+    let names = eventually(Duration::from_secs(30), "5 spans through SASL", || {
+        let n = span_names(&read_json_lines(&out));
+        (n.len() >= 5).then_some(n)
+    });
+    assert_eq!(names.len(), 5, "{}", agent.logs());
+    // The broker does check: an independent client with a wrong password is refused.
+    let bad = Command::new(python())
+        .arg(vigil_tests::repo_root().join("tests/python/kafka_client.py"))
+        .args([
+            "produce",
+            "--brokers",
+            &broker.addr(),
+            "--topic",
+            "secure",
+            "--timeout",
+            "3",
+        ])
+        .args(["--sasl", "SCRAM-SHA-256:writer:wrong"])
+        .output()
+        .expect("run kafka_client.py");
+    assert!(
+        !bad.status.success(),
+        "a wrong password was accepted: {}",
+        String::from_utf8_lossy(&bad.stdout)
+    );
+}
+
+/// The TLS relay (tests/python/tls_relay.py) on `port`, in front of the broker's `upstream` port,
+/// requiring a client certificate from `pki`'s CA; killed on drop.
+struct Relay(Child);
+
+impl Relay {
+    fn start(port: u16, upstream: u16, pki: &vigil_tests::pki::Pki) -> Relay {
+        let child = Command::new(python())
+            .arg(vigil_tests::repo_root().join("tests/python/tls_relay.py"))
+            .args([
+                "--port",
+                &port.to_string(),
+                "--upstream",
+                &upstream.to_string(),
+            ])
+            .args([
+                "--cert",
+                &pki.path("server.pem"),
+                "--key",
+                &pki.path("server.key"),
+            ])
+            .args(["--ca", &pki.path("ca.pem")])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start tests/python/tls_relay.py");
+        let relay = Relay(child);
+        eventually(Duration::from_secs(30), "the TLS relay to listen", || {
+            TcpStream::connect(("127.0.0.1", port)).ok()
+        });
+        relay
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn tls_with_client_certificates_through_a_tls_relay() {
+    // tansu 0.6.0 serves plaintext only (see docs/kafka.md), so the broker advertises the relay's
+    // port and every client connection after the bootstrap one goes through TLS as well.
+    let port = free_port();
+    let relay_port = free_port();
+    let mut broker = Broker::start_advertising(port, port);
+    broker.create_topic("secure", 1);
+    broker.kill();
+    broker.advertised = relay_port;
+    broker.restart();
+    let pki = vigil_tests::pki::Pki::new("kafka");
+    let _relay = Relay::start(relay_port, port, &pki);
+    let tls = format!(
+        "    tls: {{ca_file: {}, cert_file: {}, key_file: {}}}",
+        pki.path("ca.pem"),
+        pki.path("client.pem"),
+        pki.path("client.key")
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out.jsonl");
+    let relay_addr = format!("127.0.0.1:{relay_port}");
+    let (agent, http) = kafka_round_trip(&relay_addr, &tls, &tls, &out);
+    assert_eq!(post(http, "/v1/traces", &traces_json(0, 5, 1)), 200);
+    let names = eventually(Duration::from_secs(30), "5 spans through TLS", || {
+        let n = span_names(&read_json_lines(&out));
+        (n.len() >= 5).then_some(n)
+    });
+    assert_eq!(names.len(), 5, "{}", agent.logs());
 }
