@@ -276,6 +276,8 @@ pub const RENAMES: &[(ComponentKind, &str, &str)] = &[
         "prometheusremotewrite",
     ),
     (ComponentKind::Receiver, "file_log", "filelog"),
+    (ComponentKind::Receiver, "fluent_forward", "fluentforward"),
+    (ComponentKind::Receiver, "http_check", "httpcheck"),
     (ComponentKind::Receiver, "host_metrics", "hostmetrics"),
     (
         ComponentKind::Receiver,
@@ -318,6 +320,11 @@ pub const RENAMES: &[(ComponentKind, &str, &str)] = &[
         "probabilistic_sampler",
     ),
     (ComponentKind::Processor, "remote_tap", "remotetap"),
+    (
+        ComponentKind::Processor,
+        "probabilisticsampler",
+        "probabilistic_sampler",
+    ),
     (ComponentKind::Processor, "tailsampling", "tail_sampling"),
     (ComponentKind::Connector, "span_metrics", "spanmetrics"),
     (ComponentKind::Connector, "otlp_json", "otlpjson"),

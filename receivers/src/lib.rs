@@ -1,7 +1,9 @@
 //! Receivers, one module per component, named as in config.
 
 pub mod filelog;
+pub mod fluentforward;
 pub mod hostmetrics;
+pub mod httpcheck;
 pub mod jaeger;
 pub mod journald;
 pub mod k8scluster;
@@ -42,5 +44,7 @@ pub fn factories() -> Vec<Arc<dyn DynReceiverFactory>> {
         k8scluster::factory(),
         nop::factory(),
         journald::factory(),
+        httpcheck::factory(),
+        fluentforward::factory(),
     ]
 }
