@@ -6,6 +6,7 @@
 #
 #   tests/real_app/measure.sh                 # 4 rounds, 600 s fault-free after warm-up
 #   ROUNDS=2 QUIET_S=300 tests/real_app/measure.sh
+#   LATENCY_SLO=0 tests/real_app/measure.sh   # availability SLOs only, as CI
 set -u
 cd "$(dirname "$0")/../.."
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
@@ -34,6 +35,7 @@ sampler=$!
 trap 'kill "$sampler" 2>/dev/null' EXIT
 VIGIL_REAL_APP_ROUNDS=${ROUNDS:-4} \
 VIGIL_REAL_APP_QUIET_S=${QUIET_S:-600} \
+VIGIL_REAL_APP_LATENCY_SLO=${LATENCY_SLO:-1} \
 VIGIL_REAL_APP_KEEP="$out/findings.jsonl" \
 VIGIL_TEST_BIN_DIR="$BIN_DIR" \
   "$out/bin/real_app" --nocapture >"$out/test.txt" 2>&1

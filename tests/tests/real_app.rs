@@ -6,9 +6,9 @@
 //! After a fault-free period, faults of three kinds are switched on one at a time: added latency,
 //! errors, and a slow database; then the incidents vigil wrote are scored: which fault got an
 //! incident, what the first and the last report ranked first, the time from the fault to the first
-//! report naming it, and incidents that belong to no fault. Every service has SLOs (availability and
-//! latency, multi-window burn rates): an errors fault must fire the faulty service's availability
-//! alert, and alerts in the fault-free period are reported.
+//! report naming it, and incidents that belong to no fault. Every service has an availability SLO
+//! (multi-window burn rates; a latency one in hand runs): an errors fault must fire the faulty
+//! service's availability alert, and alerts in the fault-free period are reported.
 //!
 //! CI runs one round (three faults, about 4 minutes) and asserts what must hold on any run; the
 //! figures in BENCHMARKS.md come from `VIGIL_REAL_APP_ROUNDS=4` (twelve faults). The summary is
@@ -185,16 +185,22 @@ fn incidents(path: &Path) -> Vec<Rec> {
 }
 
 /// SLOs on every service, time-compressed like the rest (60×): the SRE workbook's fast-burn alert
-/// pair (1 h and 5 m windows) becomes 60 s and 5 s, at a burn rate of 6. Objectives: 99% of requests
-/// succeed (a 50% error fault burns at 50), and 90% take under 150 ms (about four times the
-/// frontend's median here; a +150 ms fault makes nearly all slower, a burn near 10). A 99% latency
-/// objective was tried first: on a loaded host the frontend's p99 passes 150 ms without a fault, and
-/// its alert fired in the fault-free period and flapped for a minute after each fault.
-fn slo_config(services: &[&str]) -> String {
+/// pair (1 h and 5 m windows) becomes 60 s and 5 s, at a burn rate of 6. Availability: 99% of
+/// requests succeed (a 50% error fault burns at 50; without a fault nothing fails). With `latency`
+/// (`VIGIL_REAL_APP_LATENCY_SLO=1`, hand runs only), also 90% under 150 ms, about four times the
+/// frontend's median on a quiet host, which a +150 ms fault breaks; on a host at load 10 and more the
+/// frontend's latency breaks it without a fault (BENCHMARKS.md), so CI leaves it out. A 99% latency
+/// objective fired in the fault-free period and flapped for a minute after each fault even at load 4.
+fn slo_config(services: &[&str], latency: bool) -> String {
     let mut out = String::from("    slos:\n");
     for s in services {
         out.push_str(&format!(
-            "      - service: {s}\n        availability: 0.99\n        latency: {{threshold: 150ms, objective: 0.9}}\n        alerts: [{{burn_rate: 6, long: 60s, short: 5s}}]\n"
+            "      - service: {s}\n        availability: 0.99\n{}        alerts: [{{burn_rate: 6, long: 60s, short: 5s}}]\n",
+            if latency {
+                "        latency: {threshold: 150ms, objective: 0.9}\n"
+            } else {
+                ""
+            }
         ));
     }
     out
@@ -371,7 +377,10 @@ connectors:
       address: 127.0.0.1:{metrics}
 "#,
         frame = file_exporter_and_health(&out, health),
-        slos = slo_config(&["frontend", "checkout", "inventory", "payments"]),
+        slos = slo_config(
+            &["frontend", "checkout", "inventory", "payments"],
+            env_u64("VIGIL_REAL_APP_LATENCY_SLO", 0) == 1
+        ),
     );
     let mut agent = Agent::with_config(&cfg);
     agent.wait_healthy(health, Duration::from_secs(60));
