@@ -480,6 +480,48 @@ mod tests {
         assert!(closed.is_ok(), "the client is closed at shutdown");
     }
 
+    #[tokio::test]
+    async fn clients_past_the_bound_are_refused_with_503() {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let (p, _) = build(
+            "bound",
+            json!({"endpoint": format!("127.0.0.1:{port}")}),
+            Signal::Traces,
+        );
+        p.start(&Host::detached()).await.expect("binds");
+        let url = format!("ws://127.0.0.1:{port}/");
+        let mut open = Vec::new();
+        for _ in 0..MAX_CLIENTS {
+            open.push(
+                tokio_tungstenite::connect_async(&url)
+                    .await
+                    .expect("admitted")
+                    .0,
+            );
+        }
+        match tokio_tungstenite::connect_async(&url).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 503),
+            other => panic!("client {} was not refused: {other:?}", MAX_CLIENTS + 1),
+        }
+        // A client that leaves makes room.
+        let mut first = open.remove(0);
+        first.close(None).await.unwrap();
+        drop(first);
+        let mut admitted = false;
+        for _ in 0..50 {
+            if tokio_tungstenite::connect_async(&url).await.is_ok() {
+                admitted = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(admitted, "room made by a client that left");
+        p.shutdown().await.unwrap();
+    }
+
     fn hub_alive(port: u16) -> bool {
         lock(hubs())
             .iter()
