@@ -60,7 +60,11 @@ pub(crate) fn limit(p: &mut HistogramDataPoint, max: usize) {
     if p.explicit_bounds.len() + 1 != n || n <= max || n <= 1 {
         return;
     }
-    if p.explicit_bounds.windows(2).any(|w| !(w[1] > w[0])) {
+    // NaN bounds count as not increasing, as in upstream's `!(b[i] > b[i-1])`.
+    if p.explicit_bounds
+        .windows(2)
+        .any(|w| w[1].partial_cmp(&w[0]) != Some(std::cmp::Ordering::Greater))
+    {
         return;
     }
     let group = n.div_ceil(max);
