@@ -80,7 +80,7 @@ fn default_ratio() -> f64 {
 
 fn check(id: &ComponentId, cfg: &CgroupRuntimeConfig) -> Result<(), ConfigError> {
     let r = cfg.gomemlimit.ratio;
-    if !(r > 0.0 && r <= 1.0) {
+    if r.is_nan() || r <= 0.0 || r > 1.0 {
         return Err(ConfigError::component(
             ComponentKind::Extension,
             id,
