@@ -88,8 +88,9 @@ fn redacted_values<S: serde::Serializer>(
     s.collect_map(map.keys().map(|k| (k, "[REDACTED]")))
 }
 
+/// otelcol's default: every interface, as Go binds an empty host.
 fn default_ingress() -> String {
-    "localhost:6060".into()
+    ":6060".into()
 }
 fn default_timeout() -> Duration {
     Duration::from_secs(10)
@@ -183,6 +184,7 @@ impl vigil_core::factory::ExtensionFactory for Factory {
             id: set.id.clone(),
             cfg,
             tasks: set.tasks.clone(),
+            max_in_flight: MAX_IN_FLIGHT,
         }))
     }
 }
@@ -191,6 +193,8 @@ struct HttpForwarder {
     id: ComponentId,
     cfg: HttpForwarderConfig,
     tasks: vigil_core::task::Tasks,
+    /// [`MAX_IN_FLIGHT`]; smaller in a test.
+    max_in_flight: usize,
 }
 
 impl Extension for HttpForwarder {}
@@ -251,7 +255,7 @@ async fn forward(State(ctx): State<Arc<Ctx>>, req: Request) -> Response {
         count(&ctx, "busy");
         return plain(
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("{MAX_IN_FLIGHT} requests are being forwarded already; try again\n"),
+            "as many requests as the forwarder takes at once are in flight; try again\n".into(),
         );
     };
     let (parts, body) = req.into_parts();
@@ -365,7 +369,7 @@ impl Component for HttpForwarder {
             timeout: self.cfg.egress.timeout,
             max_body: usize::try_from(max_body).unwrap_or(usize::MAX),
             client,
-            slots: Semaphore::new(MAX_IN_FLIGHT),
+            slots: Semaphore::new(self.max_in_flight),
         });
         let app = axum::Router::new().fallback(forward).with_state(ctx);
         let opts = ServeOptions {
@@ -401,7 +405,7 @@ mod tests {
         assert!(e.to_string().contains("egress::endpoint"), "{e}");
         let cfg =
             parse(serde_json::json!({"egress": {"endpoint": "https://api.example.com"}})).unwrap();
-        assert_eq!(cfg.ingress.endpoint, "localhost:6060");
+        assert_eq!(cfg.ingress.endpoint, ":6060");
         assert_eq!(cfg.egress.timeout, Duration::from_secs(10));
         let e =
             parse(serde_json::json!({"egress": {"endpoint": "api.example.com:443"}})).unwrap_err();
@@ -441,7 +445,7 @@ mod tests {
             async move {
                 let (parts, body) = req.into_parts();
                 if parts.uri.path() == "/slow" {
-                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    tokio::time::sleep(Duration::from_secs(1)).await;
                 }
                 let body = axum::body::to_bytes(body, 1 << 20)
                     .await
@@ -541,6 +545,44 @@ mod tests {
         let r = c.get(format!("{ingress}/slow")).send().await.unwrap();
         assert_eq!(r.status(), 502);
         assert_eq!(seen.lock().unwrap().len(), 1);
+        ext.shutdown_by(std::time::Instant::now() + Duration::from_secs(2))
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn requests_past_the_in_flight_bound_are_refused() {
+        let (egress, seen) = backend().await;
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        drop(l);
+        let cfg = parse(serde_json::json!({
+            "ingress": {"endpoint": format!("127.0.0.1:{port}")},
+            "egress": {"endpoint": egress},
+        }))
+        .unwrap();
+        let set = vigil_core::Settings::new(
+            ComponentKind::Extension,
+            &ComponentId::new("http_forwarder", Some("one")),
+        );
+        let ext = HttpForwarder {
+            id: set.id.clone(),
+            cfg,
+            tasks: set.tasks.clone(),
+            max_in_flight: 1,
+        };
+        ext.start(&Host::detached()).await.unwrap();
+        let url = format!("http://127.0.0.1:{port}");
+        let slow = tokio::spawn(reqwest::get(format!("{url}/slow")));
+        // The slow request holds the one slot for a second.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let r = reqwest::get(format!("{url}/fast")).await.unwrap();
+        assert_eq!(r.status(), 503);
+        assert_eq!(slow.await.unwrap().unwrap().status(), 201);
+        // Once it is back, the next request goes through.
+        let r = reqwest::get(format!("{url}/fast")).await.unwrap();
+        assert_eq!(r.status(), 201);
+        assert_eq!(seen.lock().unwrap().len(), 2);
         ext.shutdown_by(std::time::Instant::now() + Duration::from_secs(2))
             .await
             .unwrap();
