@@ -203,10 +203,7 @@ impl Inner {
                         continue;
                     }
                     let mkey = points::metric_key(resource, sm.scope.as_ref(), &m);
-                    let pts: Vec<(String, Point)> = take_points(&mut m)
-                        .into_iter()
-                        .map(|(attrs_key, p)| (attrs_key, p))
-                        .collect();
+                    let pts = take_points(&mut m);
                     let mut refused = Vec::new();
                     for (skey, p) in pts {
                         let Held {
