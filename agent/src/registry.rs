@@ -311,14 +311,10 @@ pub const RENAMES: &[(ComponentKind, &str, &str)] = &[
     (ComponentKind::Processor, "delta_to_cumulative", "deltatocumulative"),
     (ComponentKind::Processor, "group_by_trace", "groupbytrace"),
     (ComponentKind::Processor, "k8s_attributes", "k8sattributes"),
+    (ComponentKind::Processor, "log_dedup", "logdedup"),
     (ComponentKind::Processor, "memorylimiter", "memory_limiter"),
     (ComponentKind::Processor, "metrics_generation", "metricsgeneration"),
     (ComponentKind::Processor, "metrics_transform", "metricstransform"),
-    (
-        ComponentKind::Processor,
-        "probabilisticsampler",
-        "probabilistic_sampler",
-    ),
     (ComponentKind::Processor, "remote_tap", "remotetap"),
     (
         ComponentKind::Processor,

@@ -198,7 +198,7 @@ pub fn rfc3339(nanos: u64) -> String {
 }
 
 /// Feeds an attribute value into a hasher with a tag per kind, so `1` and `"1"` differ.
-fn hash_value(h: &mut impl Hasher, v: Option<&Value>) {
+pub(crate) fn hash_value(h: &mut impl Hasher, v: Option<&Value>) {
     match v {
         None => h.write_u8(0),
         Some(Value::StringValue(s)) => {
@@ -241,7 +241,7 @@ fn hash_value(h: &mut impl Hasher, v: Option<&Value>) {
 
 /// Hashes a key-value list regardless of its order, as the same resource may list its attributes in a
 /// different order from one batch to the next.
-fn hash_attrs(h: &mut impl Hasher, attrs: &[KeyValue]) {
+pub(crate) fn hash_attrs(h: &mut impl Hasher, attrs: &[KeyValue]) {
     let mut sorted: Vec<&KeyValue> = attrs.iter().collect();
     sorted.sort_by(|a, b| a.key.cmp(&b.key));
     h.write_usize(sorted.len());

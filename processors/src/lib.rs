@@ -21,6 +21,7 @@ pub mod groupbyattrs;
 pub mod groupbytrace;
 pub mod interval;
 pub mod k8sattributes;
+pub mod logdedup;
 pub mod logpattern;
 pub mod memory_limiter;
 pub mod metricsgeneration;
@@ -54,6 +55,7 @@ pub fn processor_factories() -> Vec<Arc<dyn DynProcessorFactory>> {
         transform::factory(),
         logpattern::factory(),
         dedup::factory(),
+        logdedup::factory(),
         drain::factory(),
         correlation::factory(),
         cumulativetodelta::factory(),
