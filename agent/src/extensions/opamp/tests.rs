@@ -348,3 +348,28 @@ async fn reports_over_websocket_to_the_double() {
     let last = next(&mut rx).await;
     assert!(last.agent_disconnect.is_some());
 }
+
+#[tokio::test]
+async fn an_oversized_answer_is_refused() {
+    let app = axum::Router::new().route(
+        "/v1/opamp",
+        axum::routing::post(|| async { vec![0u8; MAX_MESSAGE_BYTES + 1] }),
+    );
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(l, app).await });
+    let client = reqwest::Client::new();
+    let r = exchange(
+        &client,
+        &format!("http://{addr}/v1/opamp"),
+        &AgentToServer::default(),
+    )
+    .await;
+    match r {
+        Err((reason, text, _)) => {
+            assert_eq!(reason, "too_large");
+            assert!(text.contains("larger than"), "{text}");
+        }
+        Ok(m) => panic!("accepted {m:?}"),
+    }
+}
