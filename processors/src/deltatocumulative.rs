@@ -164,8 +164,8 @@ impl Telem {
 enum Total {
     Int(i64),
     Double(f64),
-    Histogram(HistogramDataPoint),
-    Exponential(ExponentialHistogramDataPoint),
+    Histogram(Box<HistogramDataPoint>),
+    Exponential(Box<ExponentialHistogramDataPoint>),
 }
 
 struct Stream {
@@ -245,7 +245,7 @@ impl Inner {
                     add_histogram(a, &b);
                 }
             }
-            (Total::Exponential(a), Total::Exponential(b)) => add_exponential(a, b),
+            (Total::Exponential(a), Total::Exponential(b)) => add_exponential(a, *b),
             (t, v) => *t = v,
         }
         Outcome::Send {
@@ -290,7 +290,7 @@ impl Inner {
             Some(metric::Data::Histogram(h)) => {
                 h.data_points.retain_mut(|p| {
                     let key = points::stream_key(&base, &p.attributes);
-                    let value = Total::Histogram(p.clone());
+                    let value = Total::Histogram(Box::new(p.clone()));
                     match self.add(key, p.start_time_unix_nano, p.time_unix_nano, value, now) {
                         Outcome::Send {
                             start,
@@ -314,7 +314,7 @@ impl Inner {
             Some(metric::Data::ExponentialHistogram(h)) => {
                 h.data_points.retain_mut(|p| {
                     let key = points::stream_key(&base, &p.attributes);
-                    let value = Total::Exponential(p.clone());
+                    let value = Total::Exponential(Box::new(p.clone()));
                     match self.add(key, p.start_time_unix_nano, p.time_unix_nano, value, now) {
                         Outcome::Send {
                             start,
@@ -330,7 +330,7 @@ impl Inner {
                                 exemplars,
                                 time_unix_nano: time,
                                 start_time_unix_nano: start,
-                                ..t
+                                ..*t
                             };
                             true
                         }

@@ -88,13 +88,14 @@ impl DeltaToRate {
         for rm in rms.iter_mut() {
             for sm in rm.scope_metrics.iter_mut() {
                 for m in sm.metrics.iter_mut() {
-                    if self.names.contains(&m.name) && !to_rate(m) {
-                        if lock(&self.warned).insert(m.name.clone()) {
-                            tracing::info!(
-                                metric = %m.name,
-                                "configured metric for rate calculation is not a delta sum; left unchanged"
-                            );
-                        }
+                    if self.names.contains(&m.name)
+                        && !to_rate(m)
+                        && lock(&self.warned).insert(m.name.clone())
+                    {
+                        tracing::info!(
+                            metric = %m.name,
+                            "configured metric for rate calculation is not a delta sum; left unchanged"
+                        );
                     }
                 }
                 sm.metrics

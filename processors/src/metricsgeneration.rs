@@ -256,8 +256,7 @@ fn process(rules: &[Rule], rms: &mut [ResourceMetrics]) {
                         .scope_metrics
                         .iter()
                         .flat_map(|sm| &sm.metrics)
-                        .filter(|m| m.name == rule.metric2)
-                        .next_back()
+                        .rfind(|m| m.name == rule.metric2)
                         .cloned();
                     match found {
                         Some(m) => Some(m),

@@ -188,9 +188,7 @@ impl Filter {
 
     /// The copy of `m` with only its matching points; `None` when none matches.
     fn extract(&self, m: &Metric) -> Option<Metric> {
-        if self.name_captures(&m.name).is_none() {
-            return None;
-        }
+        self.name_captures(&m.name)?;
         let a = points::attrs(m);
         let matched = a.iter().filter(|p| self.attrs_match(p)).count();
         if matched == 0 && !a.is_empty() {
