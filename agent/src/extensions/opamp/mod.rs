@@ -35,6 +35,7 @@ use sha2::Digest;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
+use tracing::Instrument;
 use vigil_core::config::TlsClientConfig;
 use vigil_core::{Component, ComponentId, ComponentKind, ConfigError, Extension, Host};
 
@@ -1029,19 +1030,24 @@ impl Component for Opamp {
                     .polling_interval
                     .filter(|d| !d.is_zero())
                     .unwrap_or(Duration::from_secs(30));
-                self.tasks.spawn(run_http(
-                    id,
-                    client,
-                    t.endpoint.clone(),
-                    poll,
-                    self.session.clone(),
-                    stop.clone(),
-                ));
+                self.tasks.spawn(
+                    run_http(
+                        id,
+                        client,
+                        t.endpoint.clone(),
+                        poll,
+                        self.session.clone(),
+                        stop.clone(),
+                    )
+                    .instrument(self.span.clone()),
+                );
             }
             Kind::Ws => {
                 let connect = ws::Connect::new(&self.id, t)?;
-                self.tasks
-                    .spawn(ws::run(id, connect, self.session.clone(), stop.clone()));
+                self.tasks.spawn(
+                    ws::run(id, connect, self.session.clone(), stop.clone())
+                        .instrument(self.span.clone()),
+                );
             }
         }
         if self.cfg.ppid > 0 {
