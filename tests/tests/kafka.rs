@@ -692,8 +692,9 @@ exporters:
     }
 }
 
-/// A vigil whose otlp (HTTP) traces go to a kafka exporter and whose kafka receiver, reading the
-/// same topic, writes them to a file; `exporter` and `receiver` are extra YAML lines of each.
+/// A vigil whose otlp (HTTP) traces go to a kafka exporter (topic `secure`) and whose kafka
+/// receiver writes what it reads to a file; `exporter` and `receiver` are extra YAML lines of each
+/// (the receiver's name its topics).
 fn kafka_round_trip(broker: &str, exporter: &str, receiver: &str, out: &Path) -> (Agent, u16) {
     let http = free_port();
     let health = free_port();
@@ -705,7 +706,6 @@ fn kafka_round_trip(broker: &str, exporter: &str, receiver: &str, out: &Path) ->
         endpoint: 127.0.0.1:{http}
   kafka:
     brokers: [{broker}]
-    traces: {{topic: secure}}
     group_id: vigil-secure
     initial_offset: earliest
 {receiver}
@@ -745,7 +745,9 @@ fn sasl_scram_against_a_broker_that_requires_it() {
     let (agent, http) = kafka_round_trip(
         &broker.addr(),
         "    auth: {sasl: {mechanism: SCRAM-SHA-256, username: writer, password: w-secret}}",
-        "    auth: {sasl: {mechanism: SCRAM-SHA-512, username: reader, password: r-secret}}",
+        // The receiver subscribes by pattern (librdkafka's ^ subscription).
+        "    traces: {topics: [\"^sec.*\"]}
+    auth: {sasl: {mechanism: SCRAM-SHA-512, username: reader, password: r-secret}}",
         &out,
     );
     assert_eq!(post(http, "/v1/traces", &traces_json(0, 5, 1)), 200);
@@ -837,7 +839,8 @@ fn tls_with_client_certificates_through_a_tls_relay() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("out.jsonl");
     let relay_addr = format!("127.0.0.1:{relay_port}");
-    let (agent, http) = kafka_round_trip(&relay_addr, &tls, &tls, &out);
+    let receiver = format!("    traces: {{topic: secure}}\n{tls}");
+    let (agent, http) = kafka_round_trip(&relay_addr, &tls, &receiver, &out);
     assert_eq!(post(http, "/v1/traces", &traces_json(0, 5, 1)), 200);
     let names = eventually(Duration::from_secs(30), "5 spans through TLS", || {
         let n = span_names(&read_json_lines(&out));
