@@ -1046,6 +1046,48 @@ mod tests {
         assert_eq!(sink.0.lock().unwrap().len(), 1);
     }
 
+    /// `endpoint: unix://<path>` serves the same protocol on a Unix socket, and removes the socket
+    /// at shutdown.
+    #[tokio::test]
+    async fn a_unix_socket_endpoint_serves_and_acks() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fluent.sock");
+        let id = ComponentId::parse("fluentforward").unwrap();
+        let cfg = FluentForwardConfig {
+            endpoint: format!("unix://{}", path.display()),
+            ..Default::default()
+        };
+        let sink = Arc::new(Sink::default());
+        let mut next = NextConsumers::new();
+        next.insert(Signal::Logs, sink.clone());
+        let r = FluentForwardReceiver::new(
+            vigil_core::Settings::new(ComponentKind::Receiver, &id),
+            cfg,
+            next,
+        );
+        r.start(&Host::detached()).await.unwrap();
+        let mut s = tokio::net::UnixStream::connect(&path).await.unwrap();
+        let msg = enc(&Mp::Array(vec![
+            Mp::from("u"),
+            event_time_ext(1, 2),
+            rec(&[("log", Mp::from("over unix"))]),
+            rec(&[("chunk", Mp::from("k"))]),
+        ]));
+        s.write_all(&msg).await.unwrap();
+        let mut ack = vec![0u8; 64];
+        let n = tokio::time::timeout(Duration::from_secs(30), s.read(&mut ack))
+            .await
+            .unwrap()
+            .unwrap();
+        let v = rmpv::decode::read_value(&mut &ack[..n]).unwrap();
+        assert_eq!(v, Mp::Map(vec![(Mp::from("ack"), Mp::from("k"))]));
+        r.shutdown().await.unwrap();
+        assert!(!path.exists(), "the socket is removed at shutdown");
+        let got = sink.0.lock().unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].time_unix_nano, 1_000_000_002);
+    }
+
     #[test]
     fn config_errors_name_the_key() {
         let id = ComponentId::parse("fluentforward").unwrap();

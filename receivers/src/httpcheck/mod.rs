@@ -905,6 +905,88 @@ mod tests {
         );
     }
 
+    /// A minimal HTTPS server with a fresh self-signed certificate for `localhost`; answers 200.
+    async fn https_server(dir: &std::path::Path) -> (u16, String) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let ck = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        let ca = dir.join("ca.pem");
+        std::fs::write(&ca, ck.cert.pem()).unwrap();
+        let certs = vec![ck.cert.der().clone()];
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(ck.key_pair.serialize_der().into());
+        let cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((sock, _)) = l.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(mut s) = acceptor.accept(sock).await else {
+                        return;
+                    };
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 1024];
+                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let _ = s
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+                        )
+                        .await;
+                    let _ = s.shutdown().await;
+                });
+            }
+        });
+        (port, ca.display().to_string())
+    }
+
+    /// TLS: a server whose certificate is in `ca_file` is checked (2xx); without it the system
+    /// roots do not trust the certificate and the check reports the error; `insecure_skip_verify`
+    /// accepts it.
+    #[tokio::test]
+    async fn tls_targets_use_ca_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (port, ca) = https_server(dir.path()).await;
+        let url = format!("https://localhost:{port}/");
+        let cfg = load(json!({"targets": [
+            {"endpoint": url, "tls": {"ca_file": ca}},
+            {"endpoints": [url]},
+            {"endpoints": [url], "tls": {"insecure_skip_verify": true}},
+        ]}))
+        .unwrap();
+        let id = ComponentId::parse("httpcheck").unwrap();
+        let checked = check(&id, &cfg, true).unwrap();
+        let rms = round(&checked, Duration::ZERO, 0).await;
+        let status = points(&rms, "httpcheck.status");
+        let hits: Vec<i64> = status
+            .chunks(5)
+            .map(|c| c.iter().position(|p| int(p) == 1).map_or(-1, |i| i as i64))
+            .collect();
+        assert_eq!(
+            hits,
+            [1, -1, 1],
+            "2xx with ca_file, nothing without, 2xx when skipping verification"
+        );
+        let errors = points(&rms, "httpcheck.error");
+        assert_eq!(errors.len(), 1);
+        let msg = attr(errors[0], "error.message").unwrap().to_lowercase();
+        assert!(
+            msg.contains("certificate") || msg.contains("issuer"),
+            "{msg}"
+        );
+    }
+
     #[allow(non_snake_case)]
     fn Factory_create(
         set: vigil_core::Settings,
