@@ -6,7 +6,7 @@
 //! Cumulative metrics, gauges and summaries pass unchanged.
 //!
 //! - A point that starts before the stream did, or is not newer than its last point, is dropped
-//!   (`otelcol_deltatocumulative_datapoints{error="older_start"|"out_of_order"}`), as otelcol does.
+//!   (`otelcol_deltatocumulative_datapoints{error="delta.ErrOlderStart"|"delta.ErrOutOfOrder"}`), as otelcol does.
 //! - A histogram whose bounds changed starts its total again from that point. Exponential
 //!   histograms of different scales are added at the coarser scale; zero buckets are added with
 //!   the wider threshold (otelcol moves buckets below it into the zero bucket; vigil does not).
@@ -152,8 +152,8 @@ impl Telem {
         Telem {
             ok: metrics::counter!("otelcol_deltatocumulative_datapoints", "processor" => p.to_string()),
             limit: dps("limit"),
-            older_start: dps("older_start"),
-            out_of_order: dps("out_of_order"),
+            older_start: dps("delta.ErrOlderStart"),
+            out_of_order: dps("delta.ErrOutOfOrder"),
             tracked: metrics::gauge!("otelcol_deltatocumulative_streams_tracked", "processor" => p.to_string()),
         }
     }
@@ -607,11 +607,30 @@ mod tests {
 
     #[test]
     fn streams_over_the_limit_are_refused_and_stale_ones_forgotten() {
+        let rec = metrics_util::debugging::DebuggingRecorder::new();
+        let snap = rec.snapshotter();
+        let _g = metrics::set_default_local_recorder(&rec);
         let d = inner(2);
         let t0 = Instant::now();
         let mut b = sum(vec![(1, 2, 1, "/a"), (1, 2, 1, "/b"), (1, 2, 1, "/c")]);
         d.process(&mut b, t0);
         assert_eq!(out(&b).len(), 2, "the third stream is over the limit");
+        let refused: u64 = snap
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .filter(|(k, ..)| {
+                k.key().name() == "otelcol_deltatocumulative_datapoints"
+                    && k.key()
+                        .labels()
+                        .any(|l| l.key() == "error" && l.value() == "limit")
+            })
+            .map(|(.., v)| match v {
+                metrics_util::debugging::DebugValue::Counter(c) => c,
+                _ => 0,
+            })
+            .sum();
+        assert_eq!(refused, 1, "the refused point is counted");
         assert_eq!(lock(&d.streams).len(), 2);
         d.remove_stale(Duration::from_secs(300), t0 + Duration::from_secs(301));
         assert_eq!(lock(&d.streams).len(), 0);

@@ -413,7 +413,7 @@ mod tests {
             pass,
             held: Mutex::new(Held::default()),
             limit,
-            refused: metrics::counter!("test"),
+            refused: metrics::counter!("vigil_interval_streams_refused", "processor" => "interval"),
             next,
             obs: ProcessorObs::new(&ComponentId::new("interval", None), Signal::Metrics),
         }
@@ -577,6 +577,9 @@ mod tests {
 
     #[test]
     fn streams_over_the_bound_pass_at_once() {
+        let rec = metrics_util::debugging::DebuggingRecorder::new();
+        let snap = rec.snapshotter();
+        let _g = metrics::set_default_local_recorder(&rec);
         let keep = Arc::new(Keep::default());
         let i = inner(PassThrough::default(), 1, keep);
         let c = AggregationTemporality::Cumulative;
@@ -587,6 +590,17 @@ mod tests {
             flat(&i.drain()),
             [("m".to_string(), 1, 1.0, "a".to_string())]
         );
+        let refused: u64 = snap
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .filter(|(k, ..)| k.key().name() == "vigil_interval_streams_refused")
+            .map(|(.., v)| match v {
+                metrics_util::debugging::DebugValue::Counter(c) => c,
+                _ => 0,
+            })
+            .sum();
+        assert_eq!(refused, 1, "the point that passed at once is counted");
     }
 
     #[test]
