@@ -187,12 +187,13 @@ impl Threshold {
         if fraction == 1.0 {
             return Some(ALWAYS);
         }
+        // frexp's exponent (x = m * 2^exp, m in [0.5, 1)), read from the bits so that powers of two
+        // come out exactly as Go's math.Frexp gives them; both arguments are normal numbers here.
         let exp = |x: f64| -> i32 {
-            // frexp's exponent: x = m * 2^exp with m in [0.5, 1).
             if x == 0.0 {
                 0
             } else {
-                x.abs().log2().floor() as i32 + 1
+                ((x.to_bits() >> 52) & 0x7ff) as i32 - 1022
             }
         };
         let (ef, er) = (exp(fraction), exp(1.0 - fraction));
