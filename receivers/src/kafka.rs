@@ -644,7 +644,8 @@ impl Handler {
             (RETRY_FIRST, RETRY_MAX)
         };
         let multiplier = if b.enabled { b.multiplier } else { 2.0 };
-        let started = std::time::Instant::now();
+        // tokio's clock: the same as std's at run time, and paused time in the unit tests.
+        let started = tokio::time::Instant::now();
         let mut wait = first;
         loop {
             let r = self.next.consume(data.clone()).await;
@@ -1021,5 +1022,108 @@ mod tests {
                 "{want:?} in {p:?}"
             );
         }
+    }
+
+    /// Refuses every batch with the error `refusal` builds, counting the calls.
+    struct Refuse(fn() -> ConsumeError, std::sync::atomic::AtomicUsize);
+
+    #[async_trait]
+    impl Consumer for Refuse {
+        async fn consume(&self, _: Telemetry) -> Result<(), ConsumeError> {
+            self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Err((self.0)())
+        }
+    }
+
+    fn handler(
+        refusal: fn() -> ConsumeError,
+        marking: serde_json::Value,
+        backoff: serde_json::Value,
+    ) -> (Handler, Arc<Refuse>) {
+        let c = cfg(serde_json::json!({"message_marking": marking, "error_backoff": backoff}));
+        let next = Arc::new(Refuse(refusal, Default::default()));
+        let id = ComponentId::parse("kafka").unwrap();
+        let set = Settings::new(ComponentKind::Receiver, &id);
+        let h = Handler {
+            id: "kafka".into(),
+            signal: Signal::Logs,
+            encoding: Encoding::Text,
+            headers: Vec::new(),
+            on_error: c.message_marking.on_error,
+            on_permanent_error: c
+                .message_marking
+                .on_permanent_error
+                .unwrap_or(c.message_marking.on_error),
+            backoff: c.error_backoff.clone(),
+            delay: None,
+            next: next.clone(),
+            obs: set.receiver_obs("kafka"),
+            undecodable: metrics::Counter::noop(),
+            stop: tokio_util::sync::CancellationToken::new(),
+        };
+        (h, next)
+    }
+
+    fn message() -> OwnedMessage {
+        OwnedMessage::new(
+            Some(b"line".to_vec()),
+            None,
+            "logs".into(),
+            rdkafka::Timestamp::NotAvailable,
+            0,
+            7,
+            None,
+        )
+    }
+
+    fn calls(r: &Refuse) -> usize {
+        r.1.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    #[tokio::test]
+    async fn refusals_are_marked_or_held_as_message_marking_says() {
+        let retryable = || ConsumeError::retryable("full");
+        let permanent = || ConsumeError::permanent("bad", 1);
+        let off = serde_json::json!({});
+        // on_error: a retryable refusal is skipped at once when error_backoff is off.
+        let (h, n) = handler(
+            retryable,
+            serde_json::json!({"on_error": true}),
+            off.clone(),
+        );
+        assert!(matches!(h.handle(&message()).await, Outcome::Mark));
+        assert_eq!(calls(&n), 1);
+        // on_permanent_error inherits on_error, as in otelcol.
+        let (h, _) = handler(
+            permanent,
+            serde_json::json!({"on_error": true}),
+            off.clone(),
+        );
+        assert!(matches!(h.handle(&message()).await, Outcome::Mark));
+        // ... unless it is set: then a permanent refusal holds the partition until the stop.
+        let (h, n) = handler(
+            permanent,
+            serde_json::json!({"on_error": true, "on_permanent_error": false}),
+            off.clone(),
+        );
+        let stop = h.stop.clone();
+        let held =
+            tokio::spawn(async move { matches!(h.handle(&message()).await, Outcome::Leave) });
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        stop.cancel();
+        assert!(held.await.unwrap());
+        assert!(calls(&n) >= 2, "retried {} times", calls(&n));
+        // With error_backoff, on_error skips the message only once max_elapsed_time has passed.
+        let (h, n) = handler(
+            retryable,
+            serde_json::json!({"on_error": true}),
+            serde_json::json!({"enabled": true, "initial_interval": "10ms", "randomization_factor": 0,
+                               "multiplier": 2, "max_interval": "40ms", "max_elapsed_time": "100ms"}),
+        );
+        let started = std::time::Instant::now();
+        assert!(matches!(h.handle(&message()).await, Outcome::Mark));
+        // Attempts at about 0, 10, 30, 70 and 110 ms: the fifth is past 100 ms.
+        assert!(started.elapsed() >= Duration::from_millis(100));
+        assert!(calls(&n) >= 4, "{} attempts", calls(&n));
     }
 }
