@@ -7,7 +7,7 @@
 //! protocol's handshake phase are not supported (nor are they by otelcol).
 //!
 //! Bounds: a connection holds at most one message (`max_message_size`, default 8 MiB, and at most
-//! `MAX_ITEMS` MessagePack values) and a decompressed chunk at most `MAX_DECOMPRESSED_FACTOR` times
+//! `MAX_ITEMS` MessagePack values, `MAX_RECORDS` entries) and a decompressed chunk at most `MAX_DECOMPRESSED_FACTOR` times
 //! that; a message over a bound closes its connection and counts in `otelcol_fluent_parse_failures`
 //! and `vigil_fluent_messages_too_large`. Open connections are capped as every listener's
 //! (`vigil_listener_connections_refused`).
@@ -39,6 +39,9 @@ pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 8 * 1024 * 1024;
 /// MessagePack values one message (or one packed entry) may hold. Decoded values take tens of bytes
 /// each, so this bounds the memory a message of tiny values (such as an array of nils) can take.
 pub const MAX_ITEMS: u64 = 1 << 20;
+/// Log records one message may carry: a gzip chunk of tiny entries would otherwise turn a few
+/// megabytes into millions of records.
+pub const MAX_RECORDS: usize = 1 << 18;
 /// A compressed chunk may decompress to this many times `max_message_size`.
 pub const MAX_DECOMPRESSED_FACTOR: usize = 4;
 /// Nesting beyond this is refused (a record is a map of values, rarely more than a few deep).
@@ -471,6 +474,14 @@ async fn serve_conn<S: AsyncRead + AsyncWrite + Unpin>(
     loop {
         // Take every complete message already buffered before reading more.
         match scan.step(&buf) {
+            Step::Done(end) if end > sh.max => {
+                sh.counters.failures.increment(1);
+                sh.counters.too_large.increment(1);
+                return Err(format!(
+                    "a message is larger than max_message_size ({} bytes)",
+                    sh.max
+                ));
+            }
             Step::Done(end) => {
                 let frame: Vec<u8> = buf.drain(..end).collect();
                 scan = Scan::default();
@@ -605,6 +616,9 @@ fn decode_message(frame: &[u8], max: usize) -> Result<(Vec<LogRecord>, Option<St
             let Mp::Array(entries) = std::mem::replace(&mut parts[1], Mp::Nil) else {
                 unreachable!("matched as an array above")
             };
+            if entries.len() > MAX_RECORDS {
+                return Err(format!("more than {MAX_RECORDS} entries in one message"));
+            }
             for e in entries {
                 out.push(entry(&tag, e)?);
             }
@@ -633,6 +647,9 @@ fn decode_message(frame: &[u8], max: usize) -> Result<(Vec<LogRecord>, Option<St
                     Step::More => return Err("a packed entry is cut short".into()),
                     Step::Bad(e) => return Err(e),
                 };
+                if out.len() >= MAX_RECORDS {
+                    return Err(format!("more than {MAX_RECORDS} entries in one message"));
+                }
                 let v = rmpv::decode::read_value(&mut &rest[..end]).map_err(|e| e.to_string())?;
                 out.push(entry(&tag, v)?);
                 rest = &rest[end..];
@@ -1086,6 +1103,21 @@ mod tests {
         let got = sink.0.lock().unwrap();
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].time_unix_nano, 1_000_000_002);
+    }
+
+    #[test]
+    fn a_packed_message_of_too_many_entries_is_refused() {
+        let one = enc(&Mp::Array(vec![Mp::from(1), Mp::Map(vec![])]));
+        let packed: Vec<u8> = one.repeat(MAX_RECORDS + 1);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&packed).unwrap();
+        let msg = enc(&Mp::Array(vec![
+            Mp::from("p"),
+            Mp::Binary(gz.finish().unwrap()),
+            rec(&[("compressed", Mp::from("gzip"))]),
+        ]));
+        let e = decode_message(&msg, DEFAULT_MAX_MESSAGE_SIZE).unwrap_err();
+        assert!(e.contains("entries in one message"), "{e}");
     }
 
     #[test]
