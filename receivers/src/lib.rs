@@ -16,6 +16,7 @@ pub mod otlp;
 pub mod prometheus;
 pub mod prometheusremotewrite;
 pub mod stanza;
+pub mod statsd;
 pub mod syslog;
 pub mod zipkin;
 
@@ -46,5 +47,6 @@ pub fn factories() -> Vec<Arc<dyn DynReceiverFactory>> {
         journald::factory(),
         httpcheck::factory(),
         fluentforward::factory(),
+        statsd::factory(),
     ]
 }
