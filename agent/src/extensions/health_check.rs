@@ -10,11 +10,43 @@ use serde_json::Value;
 use std::sync::Arc;
 use vigil_core::config::{bind_tcp, check_endpoint};
 use vigil_core::net::serve::{serve, ConnCounters, ServeOptions};
-use vigil_core::net::tls::TlsServerSettings;
+use vigil_core::net::tls::{ServerTls, TlsServerSettings};
 use vigil_core::{Component, ComponentId, ComponentKind, ConfigError, Extension, Host};
 
 /// What the endpoint offers over TLS.
 pub(crate) const HTTP_ALPN: &[&[u8]] = &[b"h2", b"http/1.1"];
+
+/// The server TLS of an extension's HTTP endpoint, from `tls` (at key path `at`, "" or "name::")
+/// when set; a certificate that cannot be loaded is an error naming the extension and key.
+pub(crate) fn server_tls(
+    id: &ComponentId,
+    at: &str,
+    tls: Option<&TlsServerSettings>,
+) -> anyhow::Result<Option<Arc<ServerTls>>> {
+    tls.map(|t| {
+        t.server(HTTP_ALPN)
+            .map_err(|e| anyhow::anyhow!("extensions::{id}::{at}{e}"))
+    })
+    .transpose()
+}
+
+/// Serves an extension's HTTP `app` on `listener` until its tasks stop, with the receivers'
+/// listener loop (header and idle timeouts and a connection cap), so idle sockets cannot keep
+/// requests from being answered.
+pub(crate) fn serve_http(
+    id: &ComponentId,
+    tasks: &vigil_core::task::Tasks,
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    tls: Option<Arc<ServerTls>>,
+) {
+    let opts = ServeOptions {
+        tls,
+        ..ServeOptions::default()
+    };
+    let counters = ConnCounters::new("extension", &id.to_string(), "http");
+    tasks.spawn(serve(listener, app, opts, counters, tasks.stopping()));
+}
 
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
@@ -132,22 +164,8 @@ impl Component for HealthCheck {
     async fn start(&self, _host: &Host) -> anyhow::Result<()> {
         let listener = bind_tcp(ComponentKind::Extension, &self.id, &self.cfg.endpoint).await?;
         let app = axum::Router::new().route(&self.cfg.path, axum::routing::get(answer));
-        // The same timeouts and connection cap as the receivers' listeners, so idle sockets cannot
-        // keep probes from being answered.
-        let counters = ConnCounters::new("extension", &self.id.to_string(), "http");
-        let tls = match &self.cfg.tls {
-            Some(t) => Some(
-                t.server(HTTP_ALPN)
-                    .map_err(|e| anyhow::anyhow!("extensions::{}::{e}", self.id))?,
-            ),
-            None => None,
-        };
-        let opts = ServeOptions {
-            tls,
-            ..ServeOptions::default()
-        };
-        let stop = self.tasks.stopping();
-        self.tasks.spawn(serve(listener, app, opts, counters, stop));
+        let tls = server_tls(&self.id, "", self.cfg.tls.as_ref())?;
+        serve_http(&self.id, &self.tasks, listener, app, tls);
         Ok(())
     }
 

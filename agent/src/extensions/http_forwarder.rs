@@ -10,6 +10,7 @@
 //! 503. The answer's body is streamed through, never held whole. Counted in
 //! `vigil_http_forwarder_requests{extension,result}` (`forwarded`, `too_large`, `busy`, `failed`).
 
+use super::health_check::{serve_http, server_tls};
 use async_trait::async_trait;
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -21,7 +22,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
 use vigil_core::config::{bind_tcp, check_endpoint, TlsClientConfig};
-use vigil_core::net::serve::{serve, ConnCounters, ServeOptions};
 use vigil_core::net::tls::TlsServerSettings;
 use vigil_core::{Component, ComponentId, ComponentKind, ConfigError, Extension, Host};
 
@@ -345,13 +345,7 @@ impl Component for HttpForwarder {
         let headers =
             vigil_exporters::helper::http::header_map(&self.id, &self.cfg.egress.headers)?;
         let client = client(&self.id, &self.cfg.egress.tls)?;
-        let tls = match &self.cfg.ingress.tls {
-            Some(t) => Some(
-                t.server(super::health_check::HTTP_ALPN)
-                    .map_err(|e| anyhow::anyhow!("extensions::{}::ingress::{e}", self.id))?,
-            ),
-            None => None,
-        };
+        let tls = server_tls(&self.id, "ingress::", self.cfg.ingress.tls.as_ref())?;
         let listener = bind_tcp(
             ComponentKind::Extension,
             &self.id,
@@ -372,13 +366,7 @@ impl Component for HttpForwarder {
             slots: Semaphore::new(self.max_in_flight),
         });
         let app = axum::Router::new().fallback(forward).with_state(ctx);
-        let opts = ServeOptions {
-            tls,
-            ..ServeOptions::default()
-        };
-        let counters = ConnCounters::new("extension", &self.id.to_string(), "http");
-        let stop = self.tasks.stopping();
-        self.tasks.spawn(serve(listener, app, opts, counters, stop));
+        serve_http(&self.id, &self.tasks, listener, app, tls);
         Ok(())
     }
 

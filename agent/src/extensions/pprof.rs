@@ -22,7 +22,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use vigil_core::config::{bind_tcp, check_endpoint};
-use vigil_core::net::serve::{serve, ConnCounters, ServeOptions};
 use vigil_core::{Component, ComponentId, ComponentKind, ConfigError, Extension, Host};
 
 /// Go's default profile length when `seconds` is absent or not a positive number.
@@ -422,15 +421,7 @@ impl Component for Pprof {
             .route("/debug/pprof/cmdline", axum::routing::get(cmdline))
             .route("/debug/pprof/{name}", axum::routing::get(not_served))
             .with_state(ctx);
-        let counters = ConnCounters::new("extension", &self.id.to_string(), "http");
-        let stop = self.tasks.stopping();
-        self.tasks.spawn(serve(
-            listener,
-            app,
-            ServeOptions::default(),
-            counters,
-            stop,
-        ));
+        super::health_check::serve_http(&self.id, &self.tasks, listener, app, None);
         Ok(())
     }
 

@@ -9,6 +9,7 @@ mod page;
 mod plot;
 mod prom;
 
+use super::health_check::{serve_http, server_tls};
 use crate::observed::{self, Observed};
 use async_trait::async_trait;
 use axum::extract::State;
@@ -18,7 +19,6 @@ use serde::Deserialize;
 use serde_json::Value;
 use std::sync::Arc;
 use vigil_core::config::{bind_tcp, check_endpoint};
-use vigil_core::net::serve::{serve, ConnCounters, ServeOptions};
 use vigil_core::net::tls::TlsServerSettings;
 use vigil_core::{Component, ComponentId, ComponentKind, ConfigError, Extension, Host};
 
@@ -216,21 +216,8 @@ impl Component for ZPages {
         let app = app.fallback(not_found).with_state(Pages {
             observed: self.observed.clone(),
         });
-        let tls = match &self.cfg.tls {
-            Some(t) => Some(
-                t.server(super::health_check::HTTP_ALPN)
-                    .map_err(|e| anyhow::anyhow!("extensions::{}::{e}", self.id))?,
-            ),
-            None => None,
-        };
-        // The receivers' listener loop: header and idle timeouts and a connection cap.
-        let opts = ServeOptions {
-            tls,
-            ..ServeOptions::default()
-        };
-        let counters = ConnCounters::new("extension", &self.id.to_string(), "http");
-        let stop = self.tasks.stopping();
-        self.tasks.spawn(serve(listener, app, opts, counters, stop));
+        let tls = server_tls(&self.id, "", self.cfg.tls.as_ref())?;
+        serve_http(&self.id, &self.tasks, listener, app, tls);
         Ok(())
     }
 
