@@ -202,19 +202,20 @@ fn check(id: &ComponentId, c: &StatsdConfig) -> Result<Checked, ConfigError> {
     let (mut timer, mut histogram, mut distribution) = (None, None, None);
     for (i, m) in c.timer_histogram_mapping.iter().enumerate() {
         let at = |k: &str| format!("timer_histogram_mapping::{i}::{k}");
-        let slot =
-            match m.statsd_type.as_str() {
-                "timer" | "timing" => &mut timer,
-                "histogram" => &mut histogram,
-                "distribution" => &mut distribution,
-                o => return Err(err(
+        let slot = match m.statsd_type.as_str() {
+            "timer" | "timing" => &mut timer,
+            "histogram" => &mut histogram,
+            "distribution" => &mut distribution,
+            o => {
+                return Err(err(
                     id,
                     &at("statsd_type"),
                     format!(
                         "unsupported statsd_type {o:?}: expected timer, histogram or distribution"
                     ),
-                )),
-            };
+                ))
+            }
+        };
         if slot.is_some() {
             return Err(err(
                 id,
@@ -779,5 +780,327 @@ async fn read_lines(mut sock: tokio::net::TcpStream, h: &Shared) {
     }
     if !buf.is_empty() {
         h.ingest(&buf);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vigil_core::ConsumeError;
+
+    #[derive(Default)]
+    struct Sink(Mutex<Vec<Metric>>);
+
+    #[async_trait]
+    impl Consumer for Sink {
+        async fn consume(&self, data: Telemetry) -> Result<(), ConsumeError> {
+            if let Telemetry::Metrics(rms) = data {
+                let mut v = self.0.lock().unwrap();
+                for rm in rms {
+                    for sm in rm.scope_metrics {
+                        assert_eq!(sm.scope.as_ref().unwrap().name, SCOPE);
+                        v.extend(sm.metrics);
+                    }
+                }
+            }
+            Ok(())
+        }
+    }
+
+    fn receiver(cfg: StatsdConfig) -> (StatsdReceiver, Arc<Sink>) {
+        let id = ComponentId::parse("statsd").unwrap();
+        let checked = check(&id, &cfg).unwrap();
+        let sink = Arc::new(Sink::default());
+        let mut next = NextConsumers::new();
+        next.insert(Signal::Metrics, sink.clone());
+        let r = StatsdReceiver::new(
+            vigil_core::Settings::new(ComponentKind::Receiver, &id),
+            checked,
+            next,
+        );
+        (r, sink)
+    }
+
+    /// (name, sorted tags) -> the point's value as text, for assertions.
+    fn points(sink: &Sink) -> HashMap<(String, Vec<(String, String)>), String> {
+        let mut out = HashMap::new();
+        for m in sink.0.lock().unwrap().iter() {
+            let (attrs, v) = match m.data.as_ref().unwrap() {
+                Data::Sum(s) => {
+                    let p = &s.data_points[0];
+                    assert_eq!(
+                        s.aggregation_temporality,
+                        AggregationTemporality::Delta as i32
+                    );
+                    assert!(
+                        p.start_time_unix_nano > 0 && p.start_time_unix_nano <= p.time_unix_nano
+                    );
+                    (
+                        &p.attributes,
+                        format!("sum {:?} mono={}", p.value, s.is_monotonic),
+                    )
+                }
+                Data::Gauge(g) => (
+                    &g.data_points[0].attributes,
+                    format!("gauge {:?}", g.data_points[0].value),
+                ),
+                Data::Summary(s) => {
+                    let p = &s.data_points[0];
+                    let qs: Vec<String> = p
+                        .quantile_values
+                        .iter()
+                        .map(|q| format!("{}={}", q.quantile, q.value))
+                        .collect();
+                    (
+                        &p.attributes,
+                        format!("summary n={} sum={} {}", p.count, p.sum, qs.join(",")),
+                    )
+                }
+                other => panic!("unexpected {other:?}"),
+            };
+            let tags = attrs
+                .iter()
+                .map(|kv| {
+                    (
+                        kv.key.clone(),
+                        vigil_core::attrs::value_to_string(
+                            kv.value.as_ref().unwrap().value.as_ref().unwrap(),
+                        ),
+                    )
+                })
+                .collect();
+            assert!(
+                out.insert((m.name.clone(), tags), v).is_none(),
+                "{} twice",
+                m.name
+            );
+        }
+        out
+    }
+
+    fn key(name: &str, tags: &[(&str, &str)]) -> (String, Vec<(String, String)>) {
+        (
+            name.into(),
+            tags.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    async fn wait_for_series(r: &StatsdReceiver, n: usize) {
+        let shared = vigil_core::task::lock(&r.shared).clone().unwrap();
+        for _ in 0..500 {
+            if vigil_core::task::lock(&shared.agg).series.len() >= n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the statsd receiver did not see {n} series");
+    }
+
+    /// The real StatsD client (pystatsd, the `statsd` package) sends counters with and without a
+    /// sample rate, gauges set and moved by deltas, and timers over UDP, beside a raw DogStatsD
+    /// datagram with tags and a bad line; the interval's aggregate is sent at shutdown.
+    #[tokio::test]
+    async fn a_real_statsd_client_over_udp_is_aggregated() {
+        let python = vigil_tests::python();
+        let (r, sink) = receiver(StatsdConfig {
+            endpoint: "127.0.0.1:0".into(),
+            enable_metric_type: true,
+            ..Default::default()
+        });
+        r.start(&Host::detached()).await.unwrap();
+        let port = r.local_addr().unwrap().port().to_string();
+        let out = tokio::task::spawn_blocking(move || {
+            vigil_tests::python_script_json(
+                &python,
+                "statsd_client.py",
+                &["127.0.0.1", &port, "udp"],
+            )
+        })
+        .await
+        .unwrap();
+        assert_eq!(out["sent"], true);
+        wait_for_series(&r, 7).await;
+        let shared = vigil_core::task::lock(&r.shared).clone().unwrap();
+        r.shutdown().await.unwrap();
+        let got = points(&sink);
+        let c = |n: i64| format!("sum Some(AsInt({n})) mono=false");
+        assert_eq!(got[&key("hits", &[("metric_type", "counter")])], c(8));
+        assert_eq!(got[&key("hits.down", &[("metric_type", "counter")])], c(-2));
+        // Three lines of 2 at @0.5 count 4 each.
+        assert_eq!(got[&key("sampled", &[("metric_type", "counter")])], c(12));
+        assert_eq!(
+            got[&key("temp", &[("metric_type", "gauge")])],
+            "gauge Some(AsDouble(22.0))"
+        );
+        // Under the default mapping a timer is a gauge of its last value.
+        assert_eq!(
+            got[&key("lat", &[("metric_type", "timing")])],
+            "gauge Some(AsDouble(300.0))"
+        );
+        // Tags in either order are one series; attributes are sorted by key.
+        assert_eq!(
+            got[&key(
+                "tagged",
+                &[
+                    ("env", "prod"),
+                    ("region", "eu"),
+                    ("metric_type", "counter")
+                ]
+            )],
+            c(3)
+        );
+        assert_eq!(
+            got[&key("tagged", &[("env", "dev"), ("metric_type", "counter")])],
+            c(4)
+        );
+        assert_eq!(got.len(), 7, "{got:?}");
+        drop(shared);
+    }
+
+    /// The same client over TCP, with timers as summaries and monotonic counters.
+    #[tokio::test]
+    async fn a_real_statsd_client_over_tcp_with_summaries() {
+        let python = vigil_tests::python();
+        let mut cfg = StatsdConfig {
+            endpoint: "127.0.0.1:0".into(),
+            transport: "tcp".into(),
+            is_monotonic_counter: true,
+            ..Default::default()
+        };
+        cfg.timer_histogram_mapping[0] = TimerHistogramMapping {
+            statsd_type: "timer".into(),
+            observer_type: "summary".into(),
+            histogram: None,
+            summary: Some(SummaryConfig {
+                percentiles: vec![0.0, 50.0, 100.0],
+            }),
+        };
+        let (r, sink) = receiver(cfg);
+        r.start(&Host::detached()).await.unwrap();
+        let port = r.local_addr().unwrap().port().to_string();
+        tokio::task::spawn_blocking(move || {
+            vigil_tests::python_script_json(
+                &python,
+                "statsd_client.py",
+                &["127.0.0.1", &port, "tcp"],
+            )
+        })
+        .await
+        .unwrap();
+        wait_for_series(&r, 5).await;
+        r.shutdown().await.unwrap();
+        let got = points(&sink);
+        assert_eq!(got[&key("hits", &[])], "sum Some(AsInt(8)) mono=true");
+        assert_eq!(got[&key("temp", &[])], "gauge Some(AsDouble(22.0))");
+        assert_eq!(
+            got[&key("lat", &[])],
+            "summary n=3 sum=600 0=100,0.5=200,1=300"
+        );
+    }
+
+    /// Bounds and weights without a network: max_series refuses new series and counts them, a
+    /// sampled timer weighs 1/rate in a summary, disabled types are not observed, and a burst of
+    /// bad lines is counted without stopping good ones.
+    #[test]
+    fn bounds_weights_and_bad_lines() {
+        let id = ComponentId::parse("statsd").unwrap();
+        let mut cfg = StatsdConfig {
+            max_series: 2,
+            ..Default::default()
+        };
+        cfg.timer_histogram_mapping = vec![
+            TimerHistogramMapping {
+                statsd_type: "histogram".into(),
+                observer_type: "summary".into(),
+                histogram: None,
+                summary: None,
+            },
+            TimerHistogramMapping {
+                statsd_type: "distribution".into(),
+                observer_type: "disabled".into(),
+                histogram: None,
+                summary: None,
+            },
+        ];
+        let (sink, refused, bad) = (
+            Arc::new(Sink::default()),
+            metrics::Counter::noop(),
+            metrics::Counter::noop(),
+        );
+        let shared = Shared {
+            id: "statsd".into(),
+            cfg: check(&id, &cfg).unwrap(),
+            agg: Mutex::new(Agg {
+                start: 1,
+                series: HashMap::new(),
+            }),
+            next: sink,
+            obs: ReceiverObs::new(&id, "udp"),
+            bad_lines: bad,
+            series_refused: refused,
+        };
+        shared.ingest(b"h:10|h|@0.5\nh:20|h\nt:5|ms\nd:1|d\n\xff\xfe|c\nx:1|c|#a:1\nx:1|c|#a:2\n");
+        let mut agg = shared.agg.lock().unwrap();
+        // h and x{a=1}; the timer is unmapped and the distribution disabled; x{a=2} is refused.
+        assert_eq!(agg.series.len(), 2);
+        let Some(Acc::Summary(s)) = agg
+            .series
+            .values_mut()
+            .find(|a| matches!(a, Acc::Summary(_)))
+        else {
+            panic!("no summary")
+        };
+        assert_eq!((s.count, s.sum), (3.0, 40.0));
+        let q = s.quantiles(&[0.0, 0.5, 0.66, 0.67, 1.0]);
+        let v: Vec<f64> = q.iter().map(|q| q.value).collect();
+        // 10 weighs 2 of 3, so it is the median and 20 only above the two-thirds point.
+        assert_eq!(v, [10.0, 10.0, 10.0, 20.0, 20.0]);
+        // Many samples keep count and sum exact, and the reservoir stays bounded.
+        let mut big = Samples {
+            rng: 1,
+            ..Default::default()
+        };
+        for i in 0..(MAX_SAMPLES * 3) {
+            big.add(i as f64, 1.0);
+        }
+        assert_eq!(big.values.len(), MAX_SAMPLES);
+        assert_eq!(big.count as usize, MAX_SAMPLES * 3);
+        let med = big.quantiles(&[0.5])[0].value;
+        assert!((med - (MAX_SAMPLES * 3 / 2) as f64).abs() < 1500.0, "{med}");
+    }
+
+    #[test]
+    fn config_errors_name_the_key() {
+        let id = ComponentId::parse("statsd").unwrap();
+        let bad = |f: &dyn Fn(&mut StatsdConfig)| {
+            let mut c = StatsdConfig::default();
+            f(&mut c);
+            check(&id, &c).unwrap_err().to_string()
+        };
+        assert!(bad(&|c| c.transport = "sctp".into()).contains("transport"));
+        assert!(bad(&|c| c.endpoint = "nope".into()).contains("endpoint"));
+        assert!(bad(&|c| c.aggregation_interval = Duration::ZERO).contains("aggregation_interval"));
+        let e = bad(&|c| c.timer_histogram_mapping[1].statsd_type = "timer".into());
+        assert!(e.contains("timer_histogram_mapping::1::statsd_type"), "{e}");
+        let e = bad(&|c| c.timer_histogram_mapping[0].observer_type = "histogram".into());
+        assert!(e.contains("not built"), "{e}");
+        let e = bad(&|c| {
+            c.timer_histogram_mapping[0].summary = Some(SummaryConfig {
+                percentiles: vec![50.0],
+            })
+        });
+        assert!(e.contains("timer_histogram_mapping::0::summary"), "{e}");
+        let d = check(&id, &StatsdConfig::default()).unwrap();
+        assert_eq!(
+            (d.transport, d.endpoint.as_str(), d.interval, d.timer),
+            (
+                Transport::Udp,
+                "localhost:8125",
+                Duration::from_secs(60),
+                Observer::Gauge
+            )
+        );
     }
 }
