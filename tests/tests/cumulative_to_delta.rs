@@ -7,22 +7,13 @@
 
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 use vigil_tests::{
     eventually, free_port, health_check_and_service, otlp_attr, read_json_lines, Agent,
 };
 
-const NODE_EXPORTER: &str = "/usr/bin/prometheus-node-exporter";
-
-struct Peer(std::process::Child);
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+#[path = "support/node_exporter.rs"]
+mod node_exporter;
 
 fn num(v: &Value) -> Option<u64> {
     v.as_str()
@@ -65,23 +56,9 @@ fn points(lines: &[Value], name: &str, any: bool) -> Vec<(u64, u64, f64, i64)> {
 
 #[test]
 fn node_exporter_counters_become_deltas_of_consecutive_scrapes() {
-    assert!(
-        std::path::Path::new(NODE_EXPORTER).exists(),
-        "{NODE_EXPORTER} is missing: install the Debian package prometheus-node-exporter (the \
-         README's test command, scripts/test.sh, installs it)"
-    );
+    let node = node_exporter::start(&["--no-collector.textfile"]);
+    let node_port = node.port;
     let dir = tempfile::tempdir().expect("tempdir");
-    let node_port = free_port();
-    let _node = Peer(
-        Command::new(NODE_EXPORTER)
-            .arg(format!("--web.listen-address=127.0.0.1:{node_port}"))
-            .arg("--no-collector.textfile")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start prometheus-node-exporter"),
-    );
     let health = free_port();
     let (raw, delta) = (dir.path().join("raw.jsonl"), dir.path().join("delta.jsonl"));
     let cfg = format!(

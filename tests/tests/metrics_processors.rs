@@ -12,20 +12,11 @@
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 use vigil_tests::{eventually, free_port, health_check_and_service, read_json_lines, Agent};
 
-const NODE_EXPORTER: &str = "/usr/bin/prometheus-node-exporter";
-
-struct Peer(std::process::Child);
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+#[path = "support/node_exporter.rs"]
+mod node_exporter;
 
 /// One data point as the file exporter wrote it.
 #[derive(Debug, Clone)]
@@ -104,29 +95,15 @@ fn close(a: f64, b: f64) -> bool {
 
 #[test]
 fn node_exporter_through_the_metrics_processors() {
-    assert!(
-        Path::new(NODE_EXPORTER).exists(),
-        "{NODE_EXPORTER} is missing: install the Debian package prometheus-node-exporter (the \
-         README's test command, scripts/test.sh, installs it)"
-    );
+    // Only what the test reads, so that a scrape stays small on a loaded CI machine.
+    let node = node_exporter::start(&[
+        "--collector.disable-defaults",
+        "--collector.cpu",
+        "--collector.meminfo",
+        "--collector.loadavg",
+    ]);
+    let node_port = node.port;
     let dir = tempfile::tempdir().expect("tempdir");
-    let node_port = free_port();
-    let _node = Peer(
-        Command::new(NODE_EXPORTER)
-            .arg(format!("--web.listen-address=127.0.0.1:{node_port}"))
-            // Only what the test reads, so that a scrape stays small on a loaded CI machine.
-            .args([
-                "--collector.disable-defaults",
-                "--collector.cpu",
-                "--collector.meminfo",
-                "--collector.loadavg",
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start prometheus-node-exporter"),
-    );
     let health = free_port();
     let file = |n: &str| dir.path().join(format!("{n}.jsonl"));
     let cfg = format!(
