@@ -20,20 +20,27 @@ fn error(cfg: &serde_json::Value) -> Result<(), String> {
     factory().validate(&id, cfg).map_err(|e| e.to_string())
 }
 
+/// Points at time 2000 (start 1000) with the given attributes and values.
+fn number_points<V>(
+    pts: Vec<(Vec<(&str, &str)>, V)>,
+    value: fn(V) -> number_data_point::Value,
+) -> Vec<NumberDataPoint> {
+    pts.into_iter()
+        .map(|(a, v)| NumberDataPoint {
+            attributes: a.into_iter().map(|(k, v)| kv_str(k, v)).collect(),
+            time_unix_nano: 2_000,
+            start_time_unix_nano: 1_000,
+            value: Some(value(v)),
+            ..Default::default()
+        })
+        .collect()
+}
+
 fn gauge(name: &str, pts: Vec<(Vec<(&str, &str)>, f64)>) -> Metric {
     Metric {
         name: name.into(),
         data: Some(metric::Data::Gauge(Gauge {
-            data_points: pts
-                .into_iter()
-                .map(|(a, v)| NumberDataPoint {
-                    attributes: a.into_iter().map(|(k, v)| kv_str(k, v)).collect(),
-                    time_unix_nano: 2_000,
-                    start_time_unix_nano: 1_000,
-                    value: Some(number_data_point::Value::AsDouble(v)),
-                    ..Default::default()
-                })
-                .collect(),
+            data_points: number_points(pts, number_data_point::Value::AsDouble),
         })),
         ..Default::default()
     }
@@ -45,16 +52,7 @@ fn int_sum(name: &str, pts: Vec<(Vec<(&str, &str)>, i64)>) -> Metric {
         data: Some(metric::Data::Sum(Sum {
             aggregation_temporality: AggregationTemporality::Cumulative as i32,
             is_monotonic: true,
-            data_points: pts
-                .into_iter()
-                .map(|(a, v)| NumberDataPoint {
-                    attributes: a.into_iter().map(|(k, v)| kv_str(k, v)).collect(),
-                    time_unix_nano: 2_000,
-                    start_time_unix_nano: 1_000,
-                    value: Some(number_data_point::Value::AsInt(v)),
-                    ..Default::default()
-                })
-                .collect(),
+            data_points: number_points(pts, number_data_point::Value::AsInt),
         })),
         ..Default::default()
     }
