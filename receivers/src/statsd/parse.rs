@@ -87,7 +87,7 @@ pub fn parse_line(line: &str, simple_tags: bool) -> Result<Line<'_>, String> {
         } else if let Some(tags) = part.strip_prefix('#') {
             for tag in tags.split(',') {
                 match tag.split_once(':') {
-                    Some((k, _)) if k.is_empty() => {
+                    Some(("", _)) => {
                         return Err(format!("tag {tag:?} has an empty key in {line:?}"))
                     }
                     Some((k, v)) => out.tags.push((k, v)),
