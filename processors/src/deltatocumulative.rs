@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use vigil_core::config::duration;
 use vigil_core::factory::{self, DynProcessorFactory, FactoryBase, ProcessorFactory};
+use vigil_core::otlp::common::v1::KeyValue;
 use vigil_core::otlp::metrics::v1::{
     exponential_histogram_data_point::Buckets, metric, number_data_point, AggregationTemporality,
     ExponentialHistogramDataPoint, HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics,
@@ -181,12 +182,6 @@ pub(crate) struct Inner {
     telem: Telem,
 }
 
-/// What [`Inner::add`] decided for one point.
-enum Outcome {
-    Send { start: u64, total: Total },
-    Drop,
-}
-
 impl Inner {
     pub(crate) fn new(limit: usize, telem: Telem) -> Inner {
         Inner {
@@ -196,12 +191,23 @@ impl Inner {
         }
     }
 
-    fn add(&self, key: String, start: u64, time: u64, value: Total, now: Instant) -> Outcome {
+    /// Adds one point to its stream (`base` and the point's `attrs`): the stream's start and
+    /// running total when the point goes on, `None` when it is dropped (and counted).
+    fn add(
+        &self,
+        base: &str,
+        attrs: &[KeyValue],
+        start: u64,
+        time: u64,
+        value: Total,
+        now: Instant,
+    ) -> Option<(u64, Total)> {
+        let key = points::stream_key(base, attrs);
         let mut streams = lock(&self.streams);
         let Some(s) = streams.get_mut(&key) else {
             if streams.len() >= self.limit {
                 self.telem.limit.increment(1);
-                return Outcome::Drop;
+                return None;
             }
             self.telem.ok.increment(1);
             streams.insert(
@@ -213,18 +219,15 @@ impl Inner {
                     total: value.clone(),
                 },
             );
-            return Outcome::Send {
-                start,
-                total: value,
-            };
+            return Some((start, value));
         };
         if start < s.start {
             self.telem.older_start.increment(1);
-            return Outcome::Drop;
+            return None;
         }
         if time <= s.time {
             self.telem.out_of_order.increment(1);
-            return Outcome::Drop;
+            return None;
         }
         self.telem.ok.increment(1);
         s.time = time;
@@ -248,10 +251,7 @@ impl Inner {
             (Total::Exponential(a), Total::Exponential(b)) => add_exponential(a, *b),
             (t, v) => *t = v,
         }
-        Outcome::Send {
-            start: s.start,
-            total: s.total.clone(),
-        }
+        Some((s.start, s.total.clone()))
     }
 
     /// Forgets streams with no point since `now - max_stale`.
@@ -289,53 +289,42 @@ impl Inner {
             }
             Some(metric::Data::Histogram(h)) => {
                 h.data_points.retain_mut(|p| {
-                    let key = points::stream_key(&base, &p.attributes);
                     let value = Total::Histogram(Box::new(p.clone()));
-                    match self.add(key, p.start_time_unix_nano, p.time_unix_nano, value, now) {
-                        Outcome::Send {
-                            start,
-                            total: Total::Histogram(t),
-                        } => {
-                            p.start_time_unix_nano = start;
-                            p.count = t.count;
-                            p.sum = t.sum;
-                            p.min = t.min;
-                            p.max = t.max;
-                            p.bucket_counts = t.bucket_counts;
-                            p.explicit_bounds = t.explicit_bounds;
-                            true
-                        }
-                        _ => false,
-                    }
+                    let (start, time) = (p.start_time_unix_nano, p.time_unix_nano);
+                    let Some((start, Total::Histogram(t))) =
+                        self.add(&base, &p.attributes, start, time, value, now)
+                    else {
+                        return false;
+                    };
+                    p.start_time_unix_nano = start;
+                    p.count = t.count;
+                    p.sum = t.sum;
+                    p.min = t.min;
+                    p.max = t.max;
+                    p.bucket_counts = t.bucket_counts;
+                    p.explicit_bounds = t.explicit_bounds;
+                    true
                 });
                 h.aggregation_temporality = cumulative;
                 !h.data_points.is_empty()
             }
             Some(metric::Data::ExponentialHistogram(h)) => {
                 h.data_points.retain_mut(|p| {
-                    let key = points::stream_key(&base, &p.attributes);
                     let value = Total::Exponential(Box::new(p.clone()));
-                    match self.add(key, p.start_time_unix_nano, p.time_unix_nano, value, now) {
-                        Outcome::Send {
-                            start,
-                            total: Total::Exponential(t),
-                        } => {
-                            let (attributes, exemplars, time) = (
-                                std::mem::take(&mut p.attributes),
-                                std::mem::take(&mut p.exemplars),
-                                p.time_unix_nano,
-                            );
-                            *p = ExponentialHistogramDataPoint {
-                                attributes,
-                                exemplars,
-                                time_unix_nano: time,
-                                start_time_unix_nano: start,
-                                ..*t
-                            };
-                            true
-                        }
-                        _ => false,
-                    }
+                    let (start, time) = (p.start_time_unix_nano, p.time_unix_nano);
+                    let Some((start, Total::Exponential(t))) =
+                        self.add(&base, &p.attributes, start, time, value, now)
+                    else {
+                        return false;
+                    };
+                    *p = ExponentialHistogramDataPoint {
+                        attributes: std::mem::take(&mut p.attributes),
+                        exemplars: std::mem::take(&mut p.exemplars),
+                        time_unix_nano: time,
+                        start_time_unix_nano: start,
+                        ..*t
+                    };
+                    true
                 });
                 h.aggregation_temporality = cumulative;
                 !h.data_points.is_empty()
@@ -350,19 +339,17 @@ impl Inner {
             Some(number_data_point::Value::AsDouble(d)) => Total::Double(d),
             None => return false,
         };
-        let key = points::stream_key(base, &p.attributes);
-        match self.add(key, p.start_time_unix_nano, p.time_unix_nano, value, now) {
-            Outcome::Send { start, total } => {
-                p.start_time_unix_nano = start;
-                p.value = match total {
-                    Total::Int(i) => Some(number_data_point::Value::AsInt(i)),
-                    Total::Double(d) => Some(number_data_point::Value::AsDouble(d)),
-                    _ => return false,
-                };
-                true
-            }
-            Outcome::Drop => false,
-        }
+        let (start, time) = (p.start_time_unix_nano, p.time_unix_nano);
+        let Some((start, total)) = self.add(base, &p.attributes, start, time, value, now) else {
+            return false;
+        };
+        p.start_time_unix_nano = start;
+        p.value = match total {
+            Total::Int(i) => Some(number_data_point::Value::AsInt(i)),
+            Total::Double(d) => Some(number_data_point::Value::AsDouble(d)),
+            _ => return false,
+        };
+        true
     }
 }
 
