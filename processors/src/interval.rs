@@ -309,34 +309,36 @@ impl Inner {
 
 /// The metric's points, each with its stream key (its attributes); the metric is left empty.
 fn take_points(m: &mut Metric) -> Vec<(String, Point)> {
-    let key = |attrs: &[vigil_core::otlp::common::v1::KeyValue]| {
-        let mut k = String::new();
-        crate::cumulativetodelta::attrs_key(&mut k, attrs);
-        k
-    };
     match &mut m.data {
-        Some(metric::Data::Gauge(g)) => std::mem::take(&mut g.data_points)
-            .into_iter()
-            .map(|p| (key(&p.attributes), Point::Number(p)))
-            .collect(),
-        Some(metric::Data::Sum(s)) => std::mem::take(&mut s.data_points)
-            .into_iter()
-            .map(|p| (key(&p.attributes), Point::Number(p)))
-            .collect(),
-        Some(metric::Data::Histogram(h)) => std::mem::take(&mut h.data_points)
-            .into_iter()
-            .map(|p| (key(&p.attributes), Point::Histogram(p)))
-            .collect(),
-        Some(metric::Data::ExponentialHistogram(h)) => std::mem::take(&mut h.data_points)
-            .into_iter()
-            .map(|p| (key(&p.attributes), Point::Exponential(p)))
-            .collect(),
-        Some(metric::Data::Summary(s)) => std::mem::take(&mut s.data_points)
-            .into_iter()
-            .map(|p| (key(&p.attributes), Point::Summary(p)))
-            .collect(),
+        Some(metric::Data::Gauge(g)) => keyed(&mut g.data_points, |p| &p.attributes, Point::Number),
+        Some(metric::Data::Sum(s)) => keyed(&mut s.data_points, |p| &p.attributes, Point::Number),
+        Some(metric::Data::Histogram(h)) => {
+            keyed(&mut h.data_points, |p| &p.attributes, Point::Histogram)
+        }
+        Some(metric::Data::ExponentialHistogram(h)) => {
+            keyed(&mut h.data_points, |p| &p.attributes, Point::Exponential)
+        }
+        Some(metric::Data::Summary(s)) => {
+            keyed(&mut s.data_points, |p| &p.attributes, Point::Summary)
+        }
         None => Vec::new(),
     }
+}
+
+/// Takes `pts`, each with its stream key (its attributes) and wrapped as a [`Point`].
+fn keyed<P>(
+    pts: &mut Vec<P>,
+    attrs: fn(&P) -> &Vec<vigil_core::otlp::common::v1::KeyValue>,
+    wrap: fn(P) -> Point,
+) -> Vec<(String, Point)> {
+    std::mem::take(pts)
+        .into_iter()
+        .map(|p| {
+            let mut k = String::new();
+            crate::cumulativetodelta::attrs_key(&mut k, attrs(&p));
+            (k, wrap(p))
+        })
+        .collect()
 }
 
 /// Appends points to a metric of their type.
