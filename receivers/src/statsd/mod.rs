@@ -4,6 +4,7 @@
 //! timers, histograms and distributions gauges or summaries as `timer_histogram_mapping` says.
 //! `parse` reads the line protocol.
 
+pub mod expo;
 pub mod parse;
 
 use crate::serve::default_max_connections;
@@ -19,7 +20,8 @@ use vigil_core::config::{check_endpoint, resolve_endpoint};
 use vigil_core::otlp::common::v1::{InstrumentationScope, KeyValue};
 use vigil_core::otlp::metrics::v1::{
     metric::Data, number_data_point, summary_data_point::ValueAtQuantile, AggregationTemporality,
-    Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, Summary, SummaryDataPoint,
+    ExponentialHistogram, ExponentialHistogramDataPoint, Gauge, Metric, NumberDataPoint,
+    ResourceMetrics, ScopeMetrics, Sum, Summary, SummaryDataPoint,
 };
 use vigil_core::otlp::resource::v1::Resource;
 use vigil_core::{
@@ -142,6 +144,8 @@ enum Observer {
     Gauge,
     /// Quantiles, 0..=1.
     Summary(Vec<f64>),
+    /// An exponential histogram of at most this many buckets per sign.
+    Histogram(u32),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -257,17 +261,21 @@ fn check(id: &ComponentId, c: &StatsdConfig) -> Result<Checked, ConfigError> {
                 Observer::Summary(ps.iter().map(|p| p / 100.0).collect())
             }
             "histogram" => {
-                return Err(err(
-                    id,
-                    &at("observer_type"),
-                    "histogram (exponential histograms) is not built in vigil yet: use gauge or summary",
-                ))
+                let max = m.histogram.as_ref().and_then(|h| h.max_size).unwrap_or(expo::DEFAULT_MAX_SIZE);
+                if !(2..=16384).contains(&max) {
+                    return Err(err(
+                        id,
+                        &at("histogram::max_size"),
+                        format!("must be between 2 and 16384, got {max}"),
+                    ));
+                }
+                Observer::Histogram(max)
             }
             o => {
                 return Err(err(
                     id,
                     &at("observer_type"),
-                    format!("unsupported observer_type {o:?}: expected gauge, summary or disabled"),
+                    format!("unsupported observer_type {o:?}: expected gauge, summary, histogram or disabled"),
                 ))
             }
         };
@@ -343,6 +351,7 @@ enum Acc {
     Counter(i64),
     Gauge(f64),
     Summary(Samples),
+    Histogram(Box<expo::ExpoHistogram>),
 }
 
 /// What a summary series saw in an interval: (value, weight) pairs for quantiles, and the
@@ -471,6 +480,9 @@ impl Shared {
             None => {
                 let fresh = match (l.kind, observer) {
                     (Kind::Counter, _) => Acc::Counter(0),
+                    (_, Some(Observer::Histogram(max))) => {
+                        Acc::Histogram(Box::new(expo::ExpoHistogram::new(*max)))
+                    }
                     (_, Some(Observer::Summary(_))) => Acc::Summary(Samples {
                         rng: 0x9E37_79B9_7F4A_7C15,
                         ..Default::default()
@@ -486,6 +498,7 @@ impl Shared {
             Acc::Gauge(g) if l.delta => *g += l.value,
             Acc::Gauge(g) => *g = l.value,
             Acc::Summary(s) => s.add(l.value, 1.0 / l.sample_rate),
+            Acc::Histogram(h) => h.add(l.value, (1.0 / l.sample_rate).round().max(1.0) as u64),
         }
     }
 
@@ -526,6 +539,23 @@ impl Shared {
                 }),
                 Acc::Gauge(g) => Data::Gauge(Gauge {
                     data_points: vec![number(number_data_point::Value::AsDouble(g), 0)],
+                }),
+                Acc::Histogram(h) => Data::ExponentialHistogram(ExponentialHistogram {
+                    data_points: vec![ExponentialHistogramDataPoint {
+                        attributes: attributes.clone(),
+                        start_time_unix_nano: start,
+                        time_unix_nano: now,
+                        count: h.count,
+                        sum: Some(h.sum),
+                        scale: h.scale,
+                        zero_count: h.zero,
+                        positive: Some(h.positive()),
+                        negative: Some(h.negative()),
+                        min: Some(h.min),
+                        max: Some(h.max),
+                        ..Default::default()
+                    }],
+                    aggregation_temporality: AggregationTemporality::Delta as i32,
                 }),
                 Acc::Summary(mut s) => {
                     let qs = match key.kind {
@@ -1007,7 +1037,7 @@ mod tests {
     fn bounds_weights_and_bad_lines() {
         let id = ComponentId::parse("statsd").unwrap();
         let mut cfg = StatsdConfig {
-            max_series: 2,
+            max_series: 3,
             ..Default::default()
         };
         cfg.timer_histogram_mapping = vec![
@@ -1021,6 +1051,12 @@ mod tests {
                 statsd_type: "distribution".into(),
                 observer_type: "disabled".into(),
                 histogram: None,
+                summary: None,
+            },
+            TimerHistogramMapping {
+                statsd_type: "timer".into(),
+                observer_type: "histogram".into(),
+                histogram: Some(HistogramConfig { max_size: Some(10) }),
                 summary: None,
             },
         ];
@@ -1041,10 +1077,17 @@ mod tests {
             bad_lines: bad,
             series_refused: refused,
         };
-        shared.ingest(b"h:10|h|@0.5\nh:20|h\nt:5|ms\nd:1|d\n\xff\xfe|c\nx:1|c|#a:1\nx:1|c|#a:2\n");
+        shared.ingest(
+            b"h:10|h|@0.5\nh:20|h\nt:5|ms|@0.25\nd:1|d\n\xff\xfe|c\nx:1|c|#a:1\nx:1|c|#a:2\n",
+        );
         let mut agg = shared.agg.lock().unwrap();
-        // h and x{a=1}; the timer is unmapped and the distribution disabled; x{a=2} is refused.
-        assert_eq!(agg.series.len(), 2);
+        // h, t and x{a=1}; the distribution is disabled; x{a=2} is refused.
+        assert_eq!(agg.series.len(), 3);
+        let Some(Acc::Histogram(t)) = agg.series.values().find(|a| matches!(a, Acc::Histogram(_)))
+        else {
+            panic!("no histogram")
+        };
+        assert_eq!((t.count, t.sum, t.min, t.max), (4, 20.0, 5.0, 5.0));
         let Some(Acc::Summary(s)) = agg
             .series
             .values_mut()
@@ -1084,8 +1127,14 @@ mod tests {
         assert!(bad(&|c| c.aggregation_interval = Duration::ZERO).contains("aggregation_interval"));
         let e = bad(&|c| c.timer_histogram_mapping[1].statsd_type = "timer".into());
         assert!(e.contains("timer_histogram_mapping::1::statsd_type"), "{e}");
-        let e = bad(&|c| c.timer_histogram_mapping[0].observer_type = "histogram".into());
-        assert!(e.contains("not built"), "{e}");
+        let e = bad(&|c| {
+            c.timer_histogram_mapping[0].observer_type = "histogram".into();
+            c.timer_histogram_mapping[0].histogram = Some(HistogramConfig { max_size: Some(1) });
+        });
+        assert!(
+            e.contains("timer_histogram_mapping::0::histogram::max_size"),
+            "{e}"
+        );
         let e = bad(&|c| {
             c.timer_histogram_mapping[0].summary = Some(SummaryConfig {
                 percentiles: vec![50.0],
