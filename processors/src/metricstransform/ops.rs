@@ -436,19 +436,31 @@ fn merge_histograms(pts: Vec<HistogramDataPoint>, by_start: bool) -> Vec<Histogr
                     continue;
                 }
                 out.count += p.count;
-                out.sum = Some(out.sum.unwrap_or(0.0) + p.sum.unwrap_or(0.0));
-                if let (Some(a), Some(b)) = (out.min, p.min) {
-                    out.min = Some(a.min(b));
-                }
-                if let (Some(a), Some(b)) = (out.max, p.max) {
-                    out.max = Some(a.max(b));
-                }
+                fold_sum_min_max(
+                    (&mut out.sum, &mut out.min, &mut out.max),
+                    (p.sum, p.min, p.max),
+                );
                 add_counts(&mut out.bucket_counts, &p.bucket_counts);
                 out.exemplars.extend(p.exemplars);
             }
             Some(out)
         })
         .collect()
+}
+
+/// Folds one histogram point's sum, min and max into the merged point's: the sums add; the merged
+/// min (max) becomes the lower (higher) of the two when both have one, and is kept otherwise.
+fn fold_sum_min_max(
+    (sum, min, max): (&mut Option<f64>, &mut Option<f64>, &mut Option<f64>),
+    (p_sum, p_min, p_max): (Option<f64>, Option<f64>, Option<f64>),
+) {
+    *sum = Some(sum.unwrap_or(0.0) + p_sum.unwrap_or(0.0));
+    if let (Some(a), Some(b)) = (*min, p_min) {
+        *min = Some(a.min(b));
+    }
+    if let (Some(a), Some(b)) = (*max, p_max) {
+        *max = Some(a.max(b));
+    }
 }
 
 fn add_counts(to: &mut Vec<u64>, from: &[u64]) {
@@ -493,13 +505,10 @@ fn merge_exponential(
                 }
                 out.count += p.count;
                 out.zero_count += p.zero_count;
-                out.sum = Some(out.sum.unwrap_or(0.0) + p.sum.unwrap_or(0.0));
-                if let (Some(a), Some(b)) = (out.min, p.min) {
-                    out.min = Some(a.min(b));
-                }
-                if let (Some(a), Some(b)) = (out.max, p.max) {
-                    out.max = Some(a.max(b));
-                }
+                fold_sum_min_max(
+                    (&mut out.sum, &mut out.min, &mut out.max),
+                    (p.sum, p.min, p.max),
+                );
                 for (to, from) in [
                     (&mut out.negative, p.negative),
                     (&mut out.positive, p.positive),

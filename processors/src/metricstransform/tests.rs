@@ -470,3 +470,43 @@ fn version_placeholder_is_filled() {
         .clone();
     assert_eq!(v, format!("vigil/{}", env!("CARGO_PKG_VERSION")));
 }
+
+#[test]
+fn aggregate_labels_merges_histogram_points() {
+    let t = compiled(json!({"transforms": [
+        {"include": "latency", "action": "update", "operations": [
+            {"action": "aggregate_labels", "label_set": [], "aggregation_type": "sum"}]}]}));
+    let point = |pod: &str, count, sum, min, max, buckets: Vec<u64>| HistogramDataPoint {
+        attributes: vec![kv_str("pod", pod)],
+        time_unix_nano: 2_000,
+        start_time_unix_nano: 1_000,
+        count,
+        sum: Some(sum),
+        min,
+        max,
+        explicit_bounds: vec![1.0, 2.0],
+        bucket_counts: buckets,
+        ..Default::default()
+    };
+    let h = Metric {
+        name: "latency".into(),
+        data: Some(metric::Data::Histogram(Histogram {
+            aggregation_temporality: AggregationTemporality::Cumulative as i32,
+            data_points: vec![
+                point("a", 3, 4.0, Some(1.0), Some(2.5), vec![1, 1, 1]),
+                point("b", 2, 1.0, Some(0.25), Some(2.0), vec![2, 0, 0]),
+            ],
+        })),
+        ..Default::default()
+    };
+    let mut rms = batch(vec![h]);
+    process(&t, &mut rms);
+    let Some(metric::Data::Histogram(h)) = &find(&rms, "latency").data else {
+        panic!("a histogram")
+    };
+    assert_eq!(h.data_points.len(), 1);
+    let p = &h.data_points[0];
+    assert_eq!((p.count, p.sum), (5, Some(5.0)));
+    assert_eq!((p.min, p.max), (Some(0.25), Some(2.5)));
+    assert_eq!(p.bucket_counts, [3, 1, 1]);
+}
