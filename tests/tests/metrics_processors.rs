@@ -238,7 +238,7 @@ exporters:
         let per_cpu = raw_at("node_cpu_seconds_total", p.time, &|r| {
             attr(r, "mode") == Some("idle")
         });
-        assert!(per_cpu.len() >= 1);
+        assert!(!per_cpu.is_empty());
         let sum: f64 = per_cpu.iter().sum();
         assert!(
             close(p.value, sum),
