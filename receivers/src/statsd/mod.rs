@@ -1030,6 +1030,48 @@ mod tests {
         );
     }
 
+    /// pystatsd's timers over UDP as otelcol's exponential histogram.
+    #[tokio::test]
+    async fn a_real_statsd_client_timers_as_exponential_histograms() {
+        let python = vigil_tests::python();
+        let mut cfg = StatsdConfig {
+            endpoint: "127.0.0.1:0".into(),
+            ..Default::default()
+        };
+        cfg.timer_histogram_mapping[0].observer_type = "histogram".into();
+        let (r, sink) = receiver(cfg);
+        r.start(&Host::detached()).await.unwrap();
+        let port = r.local_addr().unwrap().port().to_string();
+        tokio::task::spawn_blocking(move || {
+            vigil_tests::python_script_json(
+                &python,
+                "statsd_client.py",
+                &["127.0.0.1", &port, "udp"],
+            )
+        })
+        .await
+        .unwrap();
+        wait_for_series(&r, 7).await;
+        r.shutdown().await.unwrap();
+        let got = sink.0.lock().unwrap();
+        let lat = got.iter().find(|m| m.name == "lat").expect("lat");
+        let Some(Data::ExponentialHistogram(h)) = &lat.data else {
+            panic!("{lat:?}")
+        };
+        let p = &h.data_points[0];
+        assert_eq!(
+            h.aggregation_temporality,
+            AggregationTemporality::Delta as i32
+        );
+        assert_eq!(
+            (p.count, p.sum, p.min, p.max),
+            (3, Some(600.0), Some(100.0), Some(300.0))
+        );
+        let pos = p.positive.as_ref().unwrap();
+        assert_eq!(pos.bucket_counts.iter().sum::<u64>(), 3);
+        assert!(pos.bucket_counts.len() <= 160 && p.scale <= expo::MAX_SCALE);
+    }
+
     /// Bounds and weights without a network: max_series refuses new series and counts them, a
     /// sampled timer weighs 1/rate in a summary, disabled types are not observed, and a burst of
     /// bad lines is counted without stopping good ones.
