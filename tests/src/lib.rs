@@ -520,6 +520,14 @@ pub fn otlp_attr<'a>(attrs: &'a serde_json::Value, key: &str) -> Option<&'a serd
         .map(|kv| &kv["value"])
 }
 
+/// The string value of `key` in an OTLP/JSON attribute list; empty when absent or not a string.
+pub fn otlp_attr_str(attrs: &serde_json::Value, key: &str) -> String {
+    otlp_attr(attrs, key)
+        .and_then(|v| v["stringValue"].as_str())
+        .unwrap_or_default()
+        .to_string()
+}
+
 /// Every log record body (as text) in OTLP/JSON lines of logs.
 pub fn log_bodies(lines: &[serde_json::Value]) -> Vec<String> {
     let mut out = Vec::new();

@@ -4,20 +4,12 @@
 //! exporter counts each (span, type, message) as the SDK recorded it, with otelcol's attribute
 //! names, and each exception is one ERROR log record with the span's ids and the SDK's stack trace.
 
-use serde_json::Value;
 use std::collections::BTreeMap;
 use std::time::Duration;
 use vigil_tests::{
-    eventually, free_port, health_check_and_service, otlp_attr, python, python_script_json,
-    read_json_lines, Agent,
+    eventually, free_port, health_check_and_service, otlp_attr_str as s, python,
+    python_script_json, read_json_lines, Agent,
 };
-
-fn s(attrs: &Value, key: &str) -> String {
-    otlp_attr(attrs, key)
-        .and_then(|v| v["stringValue"].as_str())
-        .unwrap_or_default()
-        .to_string()
-}
 
 type Key = (String, String, String);
 

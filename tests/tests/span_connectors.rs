@@ -12,8 +12,8 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::time::Duration;
 use vigil_tests::{
-    eventually, free_port, health_check_and_service, otlp_attr, python, python_script_json,
-    read_json_lines, Agent,
+    eventually, free_port, health_check_and_service, otlp_attr_str as s, python,
+    python_script_json, read_json_lines, Agent,
 };
 
 /// otelcol's default explicit buckets, in ms.
@@ -21,13 +21,6 @@ const BOUNDS_MS: [f64; 16] = [
     2.0, 4.0, 6.0, 8.0, 10.0, 50.0, 100.0, 200.0, 400.0, 800.0, 1000.0, 1400.0, 2000.0, 5000.0,
     10_000.0, 15_000.0,
 ];
-
-fn s(v: &Value, key: &str) -> String {
-    otlp_attr(v, key)
-        .and_then(|v| v["stringValue"].as_str())
-        .unwrap_or_default()
-        .to_string()
-}
 
 fn int(v: &Value) -> u64 {
     v.as_str()
