@@ -308,13 +308,25 @@ pub const RENAMES: &[(ComponentKind, &str, &str)] = &[
     ),
     (ComponentKind::Processor, "group_by_attrs", "groupbyattrs"),
     (ComponentKind::Processor, "delta_to_rate", "deltatorate"),
-    (ComponentKind::Processor, "delta_to_cumulative", "deltatocumulative"),
+    (
+        ComponentKind::Processor,
+        "delta_to_cumulative",
+        "deltatocumulative",
+    ),
     (ComponentKind::Processor, "group_by_trace", "groupbytrace"),
     (ComponentKind::Processor, "k8s_attributes", "k8sattributes"),
     (ComponentKind::Processor, "log_dedup", "logdedup"),
     (ComponentKind::Processor, "memorylimiter", "memory_limiter"),
-    (ComponentKind::Processor, "metrics_generation", "metricsgeneration"),
-    (ComponentKind::Processor, "metrics_transform", "metricstransform"),
+    (
+        ComponentKind::Processor,
+        "metrics_generation",
+        "metricsgeneration",
+    ),
+    (
+        ComponentKind::Processor,
+        "metrics_transform",
+        "metricstransform",
+    ),
     (ComponentKind::Processor, "remote_tap", "remotetap"),
     (
         ComponentKind::Processor,
