@@ -58,6 +58,9 @@ pub enum Part {
     LevelShift,
     /// The spread of the residuals changed.
     VarianceChange,
+    /// The point before this one stood sharply apart from both its neighbours (the spike cue scores a
+    /// point one step late).
+    Spike,
 }
 
 impl Part {
@@ -70,6 +73,7 @@ impl Part {
             Part::Seasonal => "seasonal",
             Part::LevelShift => "level_shift",
             Part::VarianceChange => "variance_change",
+            Part::Spike => "spike",
         }
     }
 }
@@ -473,7 +477,7 @@ impl SeriesDetector {
             Part::VarianceChange,
             Part::LevelShift,
             Part::Outlier,
-            Part::Outlier,
+            Part::Spike,
         ];
         let memory = |i: usize| {
             f64::from(self.peaks[i])
