@@ -327,6 +327,11 @@ pub const RENAMES: &[(ComponentKind, &str, &str)] = &[
         "metrics_transform",
         "metricstransform",
     ),
+    (
+        ComponentKind::Processor,
+        "metric_start_time",
+        "metricstarttime",
+    ),
     (ComponentKind::Processor, "remote_tap", "remotetap"),
     (
         ComponentKind::Processor,

@@ -25,6 +25,7 @@ pub mod logdedup;
 pub mod logpattern;
 pub mod memory_limiter;
 pub mod metricsgeneration;
+pub mod metricstarttime;
 pub mod metricstransform;
 pub mod otlpjson;
 mod points;
@@ -70,6 +71,7 @@ pub fn processor_factories() -> Vec<Arc<dyn DynProcessorFactory>> {
         deltatorate::factory(),
         interval::factory(),
         metricsgeneration::factory(),
+        metricstarttime::factory(),
     ]
 }
 
