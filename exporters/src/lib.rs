@@ -16,6 +16,8 @@ pub mod otlp;
 pub mod otlphttp;
 pub mod prometheus;
 pub mod prometheusremotewrite;
+pub mod signalfx;
+pub mod splunkhec;
 pub mod webhook;
 
 /// Every exporter type this crate provides.
@@ -34,5 +36,7 @@ pub fn factories() -> Vec<Arc<dyn DynExporterFactory>> {
         kafka::factory(),
         nop::factory(),
         logging::factory(),
+        signalfx::factory(),
+        splunkhec::factory(),
     ]
 }

@@ -10,6 +10,7 @@ pub mod encode;
 pub mod events;
 pub mod http;
 pub mod meta;
+pub mod parts;
 pub mod persistent;
 pub mod queue;
 pub mod retry;
