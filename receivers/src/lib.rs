@@ -11,6 +11,7 @@ pub mod k8sevents;
 pub mod k8sobjects;
 pub mod kafka;
 pub mod kubeletstats;
+mod listen;
 pub mod nop;
 pub mod otlp;
 pub mod prometheus;

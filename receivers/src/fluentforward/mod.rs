@@ -12,6 +12,7 @@
 //! and `vigil_fluent_messages_too_large`. Open connections are capped as every listener's
 //! (`vigil_listener_connections_refused`).
 
+use crate::listen::{accept_capped, Listening, StreamListener};
 use async_trait::async_trait;
 use rmpv::Value as Mp;
 use serde::{Deserialize, Serialize};
@@ -19,6 +20,7 @@ use std::io::Read;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 use vigil_core::config::{check_endpoint, resolve_endpoint};
 use vigil_core::net::serve::{default_max_connections, ConnCounters};
@@ -248,22 +250,7 @@ impl Component for FluentForwardReceiver {
             let l = tokio::net::UnixListener::bind(path).map_err(|e| {
                 anyhow::anyhow!("receivers::{id}: cannot listen on unix socket {path}: {e}")
             })?;
-            self.set.tasks.spawn(async move {
-                loop {
-                    let sock = tokio::select! {
-                        _ = stop.cancelled() => break,
-                        r = l.accept() => match r {
-                            Ok((s, _)) => s,
-                            Err(e) => {
-                                tracing::warn!(receiver = %shared.id, error = %e, "fluentforward: accept failed");
-                                tokio::time::sleep(Duration::from_millis(100)).await;
-                                continue;
-                            }
-                        },
-                    };
-                    admit(sock, &slots, &conn_counters, &shared, &stop, &tasks);
-                }
-            });
+            spawn_listener(l, shared, slots, &conn_counters, stop, tasks);
             return Ok(());
         }
         let listener =
@@ -295,23 +282,7 @@ impl Component for FluentForwardReceiver {
                 let _ = udp.send_to(&buf[..n.max(1).min(buf.len())], peer).await;
             }
         });
-        self.set.tasks.spawn(async move {
-            loop {
-                let sock = tokio::select! {
-                    _ = stop.cancelled() => break,
-                    r = listener.accept() => match r {
-                        Ok((s, _)) => s,
-                        Err(e) => {
-                            tracing::warn!(receiver = %shared.id, error = %e, "fluentforward: accept failed");
-                            // Out of descriptors: pause rather than spin.
-                            tokio::time::sleep(Duration::from_millis(100)).await;
-                            continue;
-                        }
-                    },
-                };
-                admit(sock, &slots, &conn_counters, &shared, &stop, &tasks);
-            }
-        });
+        spawn_listener(listener, shared, slots, &conn_counters, stop, tasks);
         Ok(())
     }
 
@@ -326,20 +297,39 @@ impl Component for FluentForwardReceiver {
     }
 }
 
-/// Starts serving a new connection if a slot is free; otherwise closes it and counts it.
+/// Accepts on `listener` until the receiver stops, serving each connection in its own task.
+fn spawn_listener<L: StreamListener>(
+    listener: L,
+    shared: Arc<Shared>,
+    slots: Arc<tokio::sync::Semaphore>,
+    conn_counters: &ConnCounters,
+    stop: CancellationToken,
+    tasks: vigil_core::Tasks,
+) where
+    L::Conn: AsyncRead + AsyncWrite + Unpin,
+{
+    let refused = conn_counters.refused.clone();
+    tasks.clone().spawn(async move {
+        let who = Listening {
+            kind: "fluentforward",
+            id: &shared.id,
+            refused,
+        };
+        accept_capped(listener, who, slots, &stop, |sock, _, slot| {
+            admit(sock, slot, &shared, &stop, &tasks)
+        })
+        .await
+    });
+}
+
+/// Serves an admitted connection, holding its slot until it ends.
 fn admit<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     sock: S,
-    slots: &Arc<tokio::sync::Semaphore>,
-    conn_counters: &ConnCounters,
+    slot: OwnedSemaphorePermit,
     shared: &Arc<Shared>,
     stop: &CancellationToken,
     tasks: &vigil_core::Tasks,
 ) {
-    let Ok(slot) = Arc::clone(slots).try_acquire_owned() else {
-        conn_counters.refused.increment(1);
-        tracing::debug!(receiver = %shared.id, "fluentforward: connection cap reached; closing a new connection");
-        return;
-    };
     let (shared, stop) = (Arc::clone(shared), stop.clone());
     shared.counters.opened.increment(1);
     tasks.spawn(async move {

@@ -7,6 +7,7 @@
 pub mod expo;
 pub mod parse;
 
+use crate::listen::{accept_capped, Listening};
 use crate::serve::default_max_connections;
 use async_trait::async_trait;
 use parse::Kind;
@@ -728,22 +729,12 @@ impl Component for StatsdReceiver {
                 let refused = metrics::counter!("vigil_listener_connections_refused", "receiver" => id.clone(), "transport" => "tcp");
                 let conns = tasks.clone();
                 tasks.spawn(async move {
-                    loop {
-                        let sock = tokio::select! {
-                            _ = stop.cancelled() => break,
-                            r = listener.accept() => match r {
-                                Ok((s, _)) => s,
-                                Err(e) => {
-                                    tracing::warn!(error = %e, "statsd: accept failed");
-                                    tokio::time::sleep(Duration::from_millis(100)).await;
-                                    continue;
-                                }
-                            },
-                        };
-                        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
-                            refused.increment(1);
-                            continue;
-                        };
+                    let who = Listening {
+                        kind: "statsd",
+                        id: &h.id,
+                        refused,
+                    };
+                    accept_capped(listener, who, slots, &stop, |sock, _, slot| {
                         let (h, stop) = (Arc::clone(&h), stop.clone());
                         conns.spawn(async move {
                             let _slot = slot;
@@ -752,7 +743,8 @@ impl Component for StatsdReceiver {
                                 _ = read_lines(sock, &h) => {}
                             }
                         });
-                    }
+                    })
+                    .await
                 });
             }
         }

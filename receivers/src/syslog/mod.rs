@@ -5,6 +5,7 @@
 
 pub mod parse;
 
+use crate::listen::{accept_capped, Listening};
 use crate::serve::{default_max_connections, ConnCounters, DEFAULT_READ_HEADER_TIMEOUT};
 use crate::stanza::operators::{OperatorConfig, Pipeline, PipelineState};
 use crate::tls::TlsServerSettings;
@@ -409,25 +410,12 @@ impl Component for SyslogReceiver {
             let slots = Arc::new(tokio::sync::Semaphore::new(self.cfg.max_connections));
             let conns = tasks.clone();
             tasks.spawn(async move {
-                loop {
-                    let (sock, peer) = tokio::select! {
-                        _ = stop.cancelled() => break,
-                        r = listener.accept() => match r {
-                            Ok(x) => x,
-                            Err(e) => {
-                                tracing::warn!(error = %e, "syslog: accept failed");
-                                // Out of descriptors: pause rather than spin.
-                                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                                continue;
-                            }
-                        },
-                    };
-                    let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
-                        counters.refused.increment(1);
-                        tracing::debug!(receiver = %h.id, "syslog: connection cap reached; closing a new connection");
-                        drop(sock);
-                        continue;
-                    };
+                let who = Listening {
+                    kind: "syslog",
+                    id: &h.id,
+                    refused: counters.refused.clone(),
+                };
+                accept_capped(listener, who, slots, &stop, |sock, peer, slot| {
                     let h = Arc::clone(&h);
                     let stop = stop.clone();
                     let tls = tls.clone();
@@ -465,7 +453,8 @@ impl Component for SyslogReceiver {
                             }
                         }
                     });
-                }
+                })
+                .await
             });
         }
         if let Some(udp) = &self.cfg.udp {
