@@ -14,11 +14,15 @@ pub mod kubeletstats;
 mod listen;
 pub mod nop;
 pub mod otlp;
+pub mod postgresql;
 pub mod prometheus;
 pub mod prometheusremotewrite;
+pub mod scrape;
 pub mod stanza;
 pub mod statsd;
 pub mod syslog;
+#[cfg(test)]
+mod test_servers;
 pub mod zipkin;
 
 /// The listener loop and server TLS live in `vigil_core::net`, shared with the exporters and the
@@ -49,5 +53,6 @@ pub fn factories() -> Vec<Arc<dyn DynReceiverFactory>> {
         httpcheck::factory(),
         fluentforward::factory(),
         statsd::factory(),
+        postgresql::factory(),
     ]
 }

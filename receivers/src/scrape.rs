@@ -1,0 +1,432 @@
+//! What the scraping receivers of servers (`postgresql`, `redis`, `nginx`) share, after otelcol's
+//! scraperhelper and mdatagen: metric definitions with their default toggles, a builder that groups
+//! points into metrics and metrics into resources as mdatagen's `MetricsBuilder` does, the loop that
+//! scrapes every `collection_interval` and hands each batch to the pipeline, and the rustls client
+//! configuration built from `tls`.
+
+use crate::hostmetrics::config::Toggles;
+use async_trait::async_trait;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{aws_lc_rs, CryptoProvider};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use vigil_core::config::TlsClientConfig;
+use vigil_core::otlp::common::v1::{InstrumentationScope, KeyValue};
+use vigil_core::otlp::metrics::v1::{
+    metric::Data, number_data_point, AggregationTemporality, Gauge, Metric, NumberDataPoint,
+    ResourceMetrics, ScopeMetrics, Sum,
+};
+use vigil_core::otlp::resource::v1::Resource;
+use vigil_core::{ConfigError, NextConsumers, Signal, Telemetry};
+
+/// How a metric is reported.
+#[derive(Debug, Clone, Copy)]
+pub enum Kind {
+    Gauge,
+    /// A cumulative sum.
+    Sum {
+        monotonic: bool,
+    },
+}
+
+/// One metric of a receiver's metadata: name, description, unit, type and whether otelcol emits it
+/// by default.
+#[derive(Debug, Clone, Copy)]
+pub struct MetricDef {
+    pub name: &'static str,
+    pub desc: &'static str,
+    pub unit: &'static str,
+    pub kind: Kind,
+    pub enabled: bool,
+}
+
+/// The `(name, enabled by default)` table [`Toggles::build`] takes.
+pub fn known(defs: &[MetricDef]) -> Vec<(&'static str, bool)> {
+    defs.iter().map(|d| (d.name, d.enabled)).collect()
+}
+
+pub fn unix_nanos(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+/// Collects one scrape's points: each point goes to its metric (created on first use, in the order
+/// points arrive), and [`Builder::emit_for_resource`] closes the metrics recorded so far under one
+/// resource, as mdatagen's `EmitForResource`. Points of disabled metrics are dropped on arrival.
+pub struct Builder<'a> {
+    defs: &'a [MetricDef],
+    metrics: &'a Toggles,
+    resource_attrs: &'a Toggles,
+    scope: &'static str,
+    start: u64,
+    now: u64,
+    pending: Vec<Metric>,
+    out: Vec<ResourceMetrics>,
+}
+
+impl<'a> Builder<'a> {
+    pub fn new(
+        defs: &'a [MetricDef],
+        metrics: &'a Toggles,
+        resource_attrs: &'a Toggles,
+        scope: &'static str,
+        start: u64,
+    ) -> Builder<'a> {
+        Builder {
+            defs,
+            metrics,
+            resource_attrs,
+            scope,
+            start,
+            now: unix_nanos(SystemTime::now()),
+            pending: Vec::new(),
+            out: Vec::new(),
+        }
+    }
+
+    /// Whether `name` is emitted; a caller skips a query whose metrics are all off.
+    pub fn on(&self, name: &str) -> bool {
+        self.metrics.on(name)
+    }
+
+    pub fn int(&mut self, name: &str, v: i64, attrs: Vec<KeyValue>) {
+        self.point(name, number_data_point::Value::AsInt(v), attrs)
+    }
+
+    pub fn double(&mut self, name: &str, v: f64, attrs: Vec<KeyValue>) {
+        self.point(name, number_data_point::Value::AsDouble(v), attrs)
+    }
+
+    fn point(&mut self, name: &str, value: number_data_point::Value, attributes: Vec<KeyValue>) {
+        if !self.metrics.on(name) {
+            return;
+        }
+        let Some(def) = self.defs.iter().find(|d| d.name == name) else {
+            debug_assert!(false, "metric {name} has no definition");
+            return;
+        };
+        let start = match def.kind {
+            Kind::Gauge => 0,
+            Kind::Sum { .. } => self.start,
+        };
+        let p = NumberDataPoint {
+            attributes,
+            start_time_unix_nano: start,
+            time_unix_nano: self.now,
+            value: Some(value),
+            ..Default::default()
+        };
+        let points = match self.pending.iter_mut().find(|m| m.name == name) {
+            Some(m) => m,
+            None => {
+                self.pending.push(Metric {
+                    name: def.name.into(),
+                    description: def.desc.into(),
+                    unit: def.unit.into(),
+                    data: Some(match def.kind {
+                        Kind::Gauge => Data::Gauge(Gauge {
+                            data_points: Vec::new(),
+                        }),
+                        Kind::Sum { monotonic } => Data::Sum(Sum {
+                            data_points: Vec::new(),
+                            aggregation_temporality: AggregationTemporality::Cumulative as i32,
+                            is_monotonic: monotonic,
+                        }),
+                    }),
+                    ..Default::default()
+                });
+                self.pending.last_mut().expect("just pushed")
+            }
+        };
+        match &mut points.data {
+            Some(Data::Gauge(g)) => g.data_points.push(p),
+            Some(Data::Sum(s)) => s.data_points.push(p),
+            _ => {}
+        }
+    }
+
+    /// Puts the metrics recorded since the last call under a resource with `attrs` (those the
+    /// `resource_attributes` toggles leave on). Nothing recorded: nothing emitted.
+    pub fn emit_for_resource(&mut self, attrs: Vec<KeyValue>) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let attributes = attrs
+            .into_iter()
+            .filter(|kv| self.resource_attrs.on(&kv.key))
+            .collect();
+        self.out.push(ResourceMetrics {
+            resource: Some(Resource {
+                attributes,
+                ..Default::default()
+            }),
+            scope_metrics: vec![ScopeMetrics {
+                scope: Some(InstrumentationScope {
+                    name: self.scope.into(),
+                    version: env!("CARGO_PKG_VERSION").into(),
+                    ..Default::default()
+                }),
+                metrics: std::mem::take(&mut self.pending),
+                schema_url: String::new(),
+            }],
+            schema_url: String::new(),
+        });
+    }
+
+    /// Everything recorded; what was not yet emitted goes under `attrs`.
+    pub fn finish(mut self, attrs: Vec<KeyValue>) -> Vec<ResourceMetrics> {
+        self.emit_for_resource(attrs);
+        self.out
+    }
+}
+
+/// What one scrape returned: the metrics it could make, and what failed (a partial scrape sends
+/// what it has, as scraperhelper does with a partial error).
+#[derive(Default)]
+pub struct Scraped {
+    pub metrics: Vec<ResourceMetrics>,
+    pub errors: Vec<String>,
+}
+
+/// One receiver's scrape.
+#[async_trait]
+pub trait Scrape: Send + Sync + 'static {
+    async fn scrape(&self) -> Scraped;
+}
+
+/// scraperhelper's controller keys.
+#[derive(Debug, Clone, Copy)]
+pub struct Schedule {
+    pub collection_interval: Duration,
+    pub initial_delay: Duration,
+    /// Bound on one scrape; zero means none.
+    pub timeout: Duration,
+}
+
+/// A receiver that runs its scraper every `collection_interval` after `initial_delay`, until it
+/// stops: a scrape that takes longer delays the next rather than stacking them, `timeout` (when set)
+/// cuts one short, and each scrape's errors are logged with the receiver's id and counted in
+/// `vigil_scrape_failures`.
+pub struct ScrapeReceiver {
+    id: String,
+    schedule: Schedule,
+    next: NextConsumers,
+    scraper: Arc<dyn Scrape>,
+    obs: vigil_core::ReceiverObs,
+    failed: metrics::Counter,
+    refused: metrics::Counter,
+    tasks: vigil_core::Tasks,
+}
+
+impl ScrapeReceiver {
+    pub fn new(
+        set: vigil_core::Settings,
+        schedule: Schedule,
+        next: NextConsumers,
+        scraper: Arc<dyn Scrape>,
+    ) -> ScrapeReceiver {
+        let id = set.id.to_string();
+        ScrapeReceiver {
+            obs: set.receiver_obs(""),
+            failed: metrics::counter!("vigil_scrape_failures", "receiver" => id.clone()),
+            refused: metrics::counter!("vigil_scrape_batches_refused", "receiver" => id.clone()),
+            id,
+            schedule,
+            next,
+            scraper,
+            tasks: set.tasks,
+        }
+    }
+}
+
+#[async_trait]
+impl vigil_core::Component for ScrapeReceiver {
+    async fn start(&self, _host: &vigil_core::Host) -> anyhow::Result<()> {
+        let Some(next) = self.next.get(Signal::Metrics).cloned() else {
+            anyhow::bail!(
+                "receivers::{}: no metrics pipeline uses this receiver",
+                self.id
+            );
+        };
+        let (id, obs, failed, refused) = (
+            self.id.clone(),
+            self.obs.clone(),
+            self.failed.clone(),
+            self.refused.clone(),
+        );
+        let (schedule, scraper) = (self.schedule, Arc::clone(&self.scraper));
+        let cancel = self.tasks.stopping();
+        self.tasks.spawn(async move {
+            tokio::select! {
+                _ = tokio::time::sleep(schedule.initial_delay) => {}
+                _ = cancel.cancelled() => return,
+            }
+            let mut timer = tokio::time::interval(schedule.collection_interval);
+            timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = timer.tick() => {}
+                    _ = cancel.cancelled() => return,
+                }
+                let work = async {
+                    if schedule.timeout.is_zero() {
+                        return scraper.scrape().await;
+                    }
+                    match tokio::time::timeout(schedule.timeout, scraper.scrape()).await {
+                        Ok(s) => s,
+                        Err(_) => Scraped {
+                            metrics: Vec::new(),
+                            errors: vec![format!(
+                                "the scrape took longer than timeout ({:?})",
+                                schedule.timeout
+                            )],
+                        },
+                    }
+                };
+                let scraped = tokio::select! {
+                    s = work => s,
+                    _ = cancel.cancelled() => return,
+                };
+                if !scraped.errors.is_empty() {
+                    failed.increment(1);
+                    tracing::warn!(receiver = %id, "scrape failed: {}", scraped.errors.join("; "));
+                }
+                if scraped.metrics.is_empty() {
+                    continue;
+                }
+                let data = Telemetry::Metrics(scraped.metrics);
+                let items = data.item_count();
+                let result = next.consume(data).await;
+                obs.end_op(Signal::Metrics, items, &result);
+                if let Err(e) = result {
+                    refused.increment(1);
+                    tracing::warn!(receiver = %id, "the pipeline refused scraped metrics: {e}");
+                }
+            }
+        });
+        Ok(())
+    }
+
+    /// Stopping cancels the loop, and a scrape in flight with it.
+    fn tasks(&self) -> Option<&vigil_core::Tasks> {
+        Some(&self.tasks)
+    }
+}
+
+/// The rustls client configuration of a `tls` section: `ca_file` replaces the system roots (as Go's
+/// `RootCAs`), `insecure_skip_verify` accepts any certificate, `cert_file`/`key_file` is the client
+/// certificate, `min_version`/`max_version` narrow the versions. Certificates are read here, so
+/// this runs on creation; `err(key, message)` names the key under `tls`.
+pub fn client_tls(
+    tls: &TlsClientConfig,
+    err: impl Fn(&str, String) -> ConfigError,
+) -> Result<Arc<rustls::ClientConfig>, ConfigError> {
+    let (min, max) =
+        vigil_core::net::tls::version_range(tls.min_version.as_deref(), tls.max_version.as_deref())
+            .map_err(|e| err(e.key, e.message))?;
+    let versions = vigil_core::net::tls::versions(min, max);
+    let provider = Arc::new(aws_lc_rs::default_provider());
+    let read = |key: &str, path: &str| {
+        std::fs::read(path).map_err(|e| err(key, format!("cannot read {path:?}: {e}")))
+    };
+    let verifier: Arc<dyn ServerCertVerifier> = if tls.insecure_skip_verify {
+        Arc::new(AnyServerCert(Arc::clone(&provider)))
+    } else {
+        let mut roots = RootCertStore::empty();
+        match &tls.ca_file {
+            Some(ca) => {
+                for cert in CertificateDer::pem_slice_iter(&read("ca_file", ca)?) {
+                    let cert = cert.map_err(|e| err("ca_file", format!("{ca:?}: {e}")))?;
+                    roots
+                        .add(cert)
+                        .map_err(|e| err("ca_file", format!("{ca:?}: {e}")))?;
+                }
+            }
+            None => {
+                for cert in rustls_native_certs::load_native_certs().certs {
+                    let _ = roots.add(cert);
+                }
+            }
+        }
+        rustls::client::WebPkiServerVerifier::builder_with_provider(
+            Arc::new(roots),
+            Arc::clone(&provider),
+        )
+        .build()
+        .map_err(|e| err("ca_file", format!("no usable root certificate: {e}")))?
+    };
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&versions)
+        .map_err(|e| err("min_version", e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier);
+    let cfg = match (&tls.cert_file, &tls.key_file) {
+        (Some(cert), Some(key)) => {
+            let certs = CertificateDer::pem_slice_iter(&read("cert_file", cert)?)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| err("cert_file", format!("{cert:?}: {e}")))?;
+            let key_der = PrivateKeyDer::from_pem_slice(&read("key_file", key)?)
+                .map_err(|e| err("key_file", format!("{key:?}: {e}")))?;
+            builder
+                .with_client_auth_cert(certs, key_der)
+                .map_err(|e| err("key_file", format!("does not fit cert_file: {e}")))?
+        }
+        (Some(_), None) => return Err(err("key_file", "cert_file needs key_file".into())),
+        (None, Some(_)) => return Err(err("cert_file", "key_file needs cert_file".into())),
+        (None, None) => builder.with_no_client_auth(),
+    };
+    Ok(Arc::new(cfg))
+}
+
+/// `insecure_skip_verify`: any certificate is accepted, its signatures still checked.
+#[derive(Debug)]
+struct AnyServerCert(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AnyServerCert {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
