@@ -920,30 +920,43 @@ mod tests {
         panic!("the statsd receiver did not see {n} series");
     }
 
-    /// The real StatsD client (pystatsd, the `statsd` package) sends counters with and without a
-    /// sample rate, gauges set and moved by deltas, and timers over UDP, beside a raw DogStatsD
-    /// datagram with tags and a bad line; the interval's aggregate is sent at shutdown.
-    #[tokio::test]
-    async fn a_real_statsd_client_over_udp_is_aggregated() {
+    /// Starts a receiver on `cfg`, runs the real StatsD client (pystatsd) against it over
+    /// `transport`, and waits until the receiver holds `series` series; returns what the client
+    /// said.
+    async fn real_client(
+        cfg: StatsdConfig,
+        transport: &'static str,
+        series: usize,
+    ) -> (StatsdReceiver, Arc<Sink>, serde_json::Value) {
         let python = vigil_tests::python();
-        let (r, sink) = receiver(StatsdConfig {
-            endpoint: "127.0.0.1:0".into(),
-            enable_metric_type: true,
-            ..Default::default()
-        });
+        let (r, sink) = receiver(cfg);
         r.start(&Host::detached()).await.unwrap();
         let port = r.local_addr().unwrap().port().to_string();
         let out = tokio::task::spawn_blocking(move || {
             vigil_tests::python_script_json(
                 &python,
                 "statsd_client.py",
-                &["127.0.0.1", &port, "udp"],
+                &["127.0.0.1", &port, transport],
             )
         })
         .await
         .unwrap();
+        wait_for_series(&r, series).await;
+        (r, sink, out)
+    }
+
+    /// The real StatsD client (pystatsd, the `statsd` package) sends counters with and without a
+    /// sample rate, gauges set and moved by deltas, and timers over UDP, beside a raw DogStatsD
+    /// datagram with tags and a bad line; the interval's aggregate is sent at shutdown.
+    #[tokio::test]
+    async fn a_real_statsd_client_over_udp_is_aggregated() {
+        let cfg = StatsdConfig {
+            endpoint: "127.0.0.1:0".into(),
+            enable_metric_type: true,
+            ..Default::default()
+        };
+        let (r, sink, out) = real_client(cfg, "udp", 7).await;
         assert_eq!(out["sent"], true);
-        wait_for_series(&r, 7).await;
         let shared = vigil_core::task::lock(&r.shared).clone().unwrap();
         r.shutdown().await.unwrap();
         let got = points(&sink);
@@ -984,7 +997,6 @@ mod tests {
     /// The same client over TCP, with timers as summaries and monotonic counters.
     #[tokio::test]
     async fn a_real_statsd_client_over_tcp_with_summaries() {
-        let python = vigil_tests::python();
         let mut cfg = StatsdConfig {
             endpoint: "127.0.0.1:0".into(),
             transport: "tcp".into(),
@@ -999,19 +1011,7 @@ mod tests {
                 percentiles: vec![0.0, 50.0, 100.0],
             }),
         };
-        let (r, sink) = receiver(cfg);
-        r.start(&Host::detached()).await.unwrap();
-        let port = r.local_addr().unwrap().port().to_string();
-        tokio::task::spawn_blocking(move || {
-            vigil_tests::python_script_json(
-                &python,
-                "statsd_client.py",
-                &["127.0.0.1", &port, "tcp"],
-            )
-        })
-        .await
-        .unwrap();
-        wait_for_series(&r, 5).await;
+        let (r, sink, _) = real_client(cfg, "tcp", 5).await;
         r.shutdown().await.unwrap();
         let got = points(&sink);
         assert_eq!(got[&key("hits", &[])], "sum Some(AsInt(8)) mono=true");
@@ -1025,25 +1025,12 @@ mod tests {
     /// pystatsd's timers over UDP as otelcol's exponential histogram.
     #[tokio::test]
     async fn a_real_statsd_client_timers_as_exponential_histograms() {
-        let python = vigil_tests::python();
         let mut cfg = StatsdConfig {
             endpoint: "127.0.0.1:0".into(),
             ..Default::default()
         };
         cfg.timer_histogram_mapping[0].observer_type = "histogram".into();
-        let (r, sink) = receiver(cfg);
-        r.start(&Host::detached()).await.unwrap();
-        let port = r.local_addr().unwrap().port().to_string();
-        tokio::task::spawn_blocking(move || {
-            vigil_tests::python_script_json(
-                &python,
-                "statsd_client.py",
-                &["127.0.0.1", &port, "udp"],
-            )
-        })
-        .await
-        .unwrap();
-        wait_for_series(&r, 7).await;
+        let (r, sink, _) = real_client(cfg, "udp", 7).await;
         r.shutdown().await.unwrap();
         let got = sink.0.lock().unwrap();
         let lat = got.iter().find(|m| m.name == "lat").expect("lat");
