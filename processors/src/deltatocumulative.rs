@@ -283,20 +283,23 @@ impl Inner {
         let cumulative = AggregationTemporality::Cumulative as i32;
         match &mut m.data {
             Some(metric::Data::Sum(s)) => {
-                s.data_points.retain_mut(|p| self.number(&base, p, now));
                 s.aggregation_temporality = cumulative;
-                !s.data_points.is_empty()
+                self.accumulate(&base, &mut s.data_points, now, number, |p, total| {
+                    p.value = Some(match total {
+                        Total::Int(i) => number_data_point::Value::AsInt(i),
+                        Total::Double(d) => number_data_point::Value::AsDouble(d),
+                        _ => return false,
+                    });
+                    true
+                })
             }
             Some(metric::Data::Histogram(h)) => {
-                h.data_points.retain_mut(|p| {
-                    let value = Total::Histogram(Box::new(p.clone()));
-                    let (start, time) = (p.start_time_unix_nano, p.time_unix_nano);
-                    let Some((start, Total::Histogram(t))) =
-                        self.add(&base, &p.attributes, start, time, value, now)
-                    else {
+                h.aggregation_temporality = cumulative;
+                let value = |p: &HistogramDataPoint| Some(Total::Histogram(Box::new(p.clone())));
+                self.accumulate(&base, &mut h.data_points, now, value, |p, total| {
+                    let Total::Histogram(t) = total else {
                         return false;
                     };
-                    p.start_time_unix_nano = start;
                     p.count = t.count;
                     p.sum = t.sum;
                     p.min = t.min;
@@ -304,54 +307,94 @@ impl Inner {
                     p.bucket_counts = t.bucket_counts;
                     p.explicit_bounds = t.explicit_bounds;
                     true
-                });
-                h.aggregation_temporality = cumulative;
-                !h.data_points.is_empty()
+                })
             }
             Some(metric::Data::ExponentialHistogram(h)) => {
-                h.data_points.retain_mut(|p| {
-                    let value = Total::Exponential(Box::new(p.clone()));
-                    let (start, time) = (p.start_time_unix_nano, p.time_unix_nano);
-                    let Some((start, Total::Exponential(t))) =
-                        self.add(&base, &p.attributes, start, time, value, now)
-                    else {
+                h.aggregation_temporality = cumulative;
+                let value = |p: &ExponentialHistogramDataPoint| {
+                    Some(Total::Exponential(Box::new(p.clone())))
+                };
+                self.accumulate(&base, &mut h.data_points, now, value, |p, total| {
+                    let Total::Exponential(t) = total else {
                         return false;
                     };
                     *p = ExponentialHistogramDataPoint {
                         attributes: std::mem::take(&mut p.attributes),
                         exemplars: std::mem::take(&mut p.exemplars),
-                        time_unix_nano: time,
-                        start_time_unix_nano: start,
+                        time_unix_nano: p.time_unix_nano,
+                        start_time_unix_nano: p.start_time_unix_nano,
                         ..*t
                     };
                     true
-                });
-                h.aggregation_temporality = cumulative;
-                !h.data_points.is_empty()
+                })
             }
             _ => true,
         }
     }
 
-    fn number(&self, base: &str, p: &mut NumberDataPoint, now: Instant) -> bool {
-        let value = match p.value {
-            Some(number_data_point::Value::AsInt(i)) => Total::Int(i),
-            Some(number_data_point::Value::AsDouble(d)) => Total::Double(d),
-            None => return false,
-        };
-        let (start, time) = (p.start_time_unix_nano, p.time_unix_nano);
-        let Some((start, total)) = self.add(base, &p.attributes, start, time, value, now) else {
-            return false;
-        };
-        p.start_time_unix_nano = start;
-        p.value = match total {
-            Total::Int(i) => Some(number_data_point::Value::AsInt(i)),
-            Total::Double(d) => Some(number_data_point::Value::AsDouble(d)),
-            _ => return false,
-        };
-        true
+    /// Accumulates one metric's points in place, whatever their type: `value` reads a point's
+    /// delta (`None` drops it), and `set` writes its stream's running total into it once its
+    /// start is the stream's (`false` drops it). `false` when no point is left.
+    fn accumulate<P: Point>(
+        &self,
+        base: &str,
+        pts: &mut Vec<P>,
+        now: Instant,
+        value: impl Fn(&P) -> Option<Total>,
+        set: impl Fn(&mut P, Total) -> bool,
+    ) -> bool {
+        pts.retain_mut(|p| {
+            let Some(value) = value(p) else {
+                return false;
+            };
+            let (start, time) = p.times();
+            let Some((start, total)) = self.add(base, p.attributes(), start, time, value, now)
+            else {
+                return false;
+            };
+            p.set_start(start);
+            set(p, total)
+        });
+        !pts.is_empty()
     }
 }
+
+/// A number point's delta.
+fn number(p: &NumberDataPoint) -> Option<Total> {
+    match p.value? {
+        number_data_point::Value::AsInt(i) => Some(Total::Int(i)),
+        number_data_point::Value::AsDouble(d) => Some(Total::Double(d)),
+    }
+}
+
+/// What [`Inner::accumulate`] reads and writes of a point of any type with a start time.
+trait Point {
+    fn attributes(&self) -> &[KeyValue];
+    /// Start and time.
+    fn times(&self) -> (u64, u64);
+    fn set_start(&mut self, start: u64);
+}
+
+macro_rules! point {
+    ($($t:ty),*) => {$(
+        impl Point for $t {
+            fn attributes(&self) -> &[KeyValue] {
+                &self.attributes
+            }
+            fn times(&self) -> (u64, u64) {
+                (self.start_time_unix_nano, self.time_unix_nano)
+            }
+            fn set_start(&mut self, start: u64) {
+                self.start_time_unix_nano = start;
+            }
+        }
+    )*};
+}
+point!(
+    NumberDataPoint,
+    HistogramDataPoint,
+    ExponentialHistogramDataPoint
+);
 
 fn add_histogram(a: &mut HistogramDataPoint, b: &HistogramDataPoint) {
     a.count += b.count;
