@@ -103,10 +103,7 @@ impl FactoryBase for Factory {
                 ),
             ));
         }
-        match ConfigError::join(errors) {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+        ConfigError::join(errors).map_or(Ok(()), Err)
     }
 }
 

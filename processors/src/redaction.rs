@@ -194,10 +194,7 @@ fn compile(c: &RedactionConfig) -> Result<Rules, ConfigError> {
         mask_all: Regex::new("(?s).*").expect("a valid pattern"),
         sanitizers: sanitize::Sanitizers::new(c.url_sanitizer.as_ref(), c.db_sanitizer.as_ref()),
     };
-    match ConfigError::join(errors) {
-        Some(e) => Err(e),
-        None => Ok(rules),
-    }
+    ConfigError::join(errors).map_or(Ok(rules), Err)
 }
 
 struct Factory;

@@ -408,10 +408,7 @@ fn check(
             }
         }
     }
-    match ConfigError::join(errors) {
-        Some(e) => Err(e),
-        None => Ok(cfg),
-    }
+    ConfigError::join(errors).map_or(Ok(cfg), Err)
 }
 
 fn enabled(known: &[(&str, bool)], user: &BTreeMap<String, Toggle>, name: &str) -> bool {

@@ -73,10 +73,7 @@ fn check(cfg: &K8sEventsConfig) -> Result<(), ConfigError> {
             "resource-version persistence is not built in vigil; remove storage",
         ));
     }
-    match ConfigError::join(errs) {
-        Some(e) => Err(e),
-        None => Ok(()),
-    }
+    ConfigError::join(errs).map_or(Ok(()), Err)
 }
 
 struct Factory;

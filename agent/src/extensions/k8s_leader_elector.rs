@@ -91,10 +91,7 @@ fn check(cfg: &LeaderElectorConfig) -> Result<(), ConfigError> {
             "context is read only with auth_type kubeConfig",
         ));
     }
-    match ConfigError::join(errs) {
-        Some(e) => Err(e),
-        None => Ok(()),
-    }
+    ConfigError::join(errs).map_or(Ok(()), Err)
 }
 
 struct Factory;

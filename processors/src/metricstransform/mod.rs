@@ -363,10 +363,7 @@ fn compile(cfg: &MetricsTransformConfig) -> Result<Vec<Compiled>, ConfigError> {
             });
         }
     }
-    match ConfigError::join(errors) {
-        Some(e) => Err(e),
-        None => Ok(out),
-    }
+    ConfigError::join(errors).map_or(Ok(out), Err)
 }
 
 struct Factory;

@@ -59,10 +59,7 @@ fn compile_all(cfg: &TailSamplingConfig) -> Result<Vec<(String, Eval)>, ConfigEr
             Err(e) => errors.push(e),
         }
     }
-    match ConfigError::join(errors) {
-        Some(e) => Err(e),
-        None => Ok(out),
-    }
+    ConfigError::join(errors).map_or(Ok(out), Err)
 }
 
 fn check(cfg: &TailSamplingConfig) -> Result<Vec<(String, Eval)>, ConfigError> {

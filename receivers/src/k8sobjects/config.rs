@@ -199,10 +199,7 @@ pub fn check(cfg: &K8sObjectsConfig) -> Result<(), ConfigError> {
             ));
         }
     }
-    match ConfigError::join(errs) {
-        Some(e) => Err(e),
-        None => Ok(()),
-    }
+    ConfigError::join(errs).map_or(Ok(()), Err)
 }
 
 /// The namespaces an object's `exclude_namespaces` leaves out, compiled.
