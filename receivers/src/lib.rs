@@ -17,6 +17,7 @@ pub mod otlp;
 pub mod postgresql;
 pub mod prometheus;
 pub mod prometheusremotewrite;
+pub mod redis;
 pub mod scrape;
 pub mod stanza;
 pub mod statsd;
@@ -54,5 +55,6 @@ pub fn factories() -> Vec<Arc<dyn DynReceiverFactory>> {
         fluentforward::factory(),
         statsd::factory(),
         postgresql::factory(),
+        redis::factory(),
     ]
 }
