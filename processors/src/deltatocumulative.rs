@@ -393,20 +393,20 @@ point!(
     ExponentialHistogramDataPoint
 );
 
-fn add_histogram(a: &mut HistogramDataPoint, b: &HistogramDataPoint) {
-    a.count += b.count;
-    a.sum = match (a.sum, b.sum) {
+/// Adds a point's `[sum, min, max]` into a total's: a sum missing on one side is the other's; a
+/// min or max is known only when both sides know it.
+fn add_stats([sum, min, max]: [&mut Option<f64>; 3], [b_sum, b_min, b_max]: [Option<f64>; 3]) {
+    *sum = match (*sum, b_sum) {
         (Some(x), Some(y)) => Some(x + y),
         (x, y) => x.or(y),
     };
-    a.min = match (a.min, b.min) {
-        (Some(x), Some(y)) => Some(x.min(y)),
-        _ => None,
-    };
-    a.max = match (a.max, b.max) {
-        (Some(x), Some(y)) => Some(x.max(y)),
-        _ => None,
-    };
+    *min = min.zip(b_min).map(|(x, y)| x.min(y));
+    *max = max.zip(b_max).map(|(x, y)| x.max(y));
+}
+
+fn add_histogram(a: &mut HistogramDataPoint, b: &HistogramDataPoint) {
+    a.count += b.count;
+    add_stats([&mut a.sum, &mut a.min, &mut a.max], [b.sum, b.min, b.max]);
     for (x, y) in a.bucket_counts.iter_mut().zip(&b.bucket_counts) {
         *x += y;
     }
@@ -475,18 +475,7 @@ fn add_exponential(a: &mut ExponentialHistogramDataPoint, mut b: ExponentialHist
     a.count += b.count;
     a.zero_count += b.zero_count;
     a.zero_threshold = a.zero_threshold.max(b.zero_threshold);
-    a.sum = match (a.sum, b.sum) {
-        (Some(x), Some(y)) => Some(x + y),
-        (x, y) => x.or(y),
-    };
-    a.min = match (a.min, b.min) {
-        (Some(x), Some(y)) => Some(x.min(y)),
-        _ => None,
-    };
-    a.max = match (a.max, b.max) {
-        (Some(x), Some(y)) => Some(x.max(y)),
-        _ => None,
-    };
+    add_stats([&mut a.sum, &mut a.min, &mut a.max], [b.sum, b.min, b.max]);
 }
 
 /// A running `deltatocumulative` processor.
@@ -681,6 +670,24 @@ mod tests {
         d.process(&mut b, Instant::now());
         assert_eq!(b, before);
         assert!(lock(&d.streams).is_empty());
+    }
+
+    #[test]
+    fn sums_add_and_min_max_need_both_sides() {
+        let (mut sum, mut min, mut max) = (Some(1.0), Some(2.0), Some(5.0));
+        add_stats(
+            [&mut sum, &mut min, &mut max],
+            [Some(3.0), Some(1.0), Some(4.0)],
+        );
+        assert_eq!((sum, min, max), (Some(4.0), Some(1.0), Some(5.0)));
+        add_stats([&mut sum, &mut min, &mut max], [None, None, Some(9.0)]);
+        assert_eq!((sum, min, max), (Some(4.0), None, Some(9.0)));
+        let (mut sum, mut min, mut max) = (None, None, None);
+        add_stats(
+            [&mut sum, &mut min, &mut max],
+            [Some(2.5), Some(1.0), Some(1.0)],
+        );
+        assert_eq!((sum, min, max), (Some(2.5), None, None));
     }
 
     #[test]
