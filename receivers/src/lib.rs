@@ -11,6 +11,7 @@ pub mod k8sevents;
 pub mod k8sobjects;
 pub mod kafka;
 pub mod kubeletstats;
+pub mod nginx;
 mod listen;
 pub mod nop;
 pub mod otlp;
@@ -56,5 +57,6 @@ pub fn factories() -> Vec<Arc<dyn DynReceiverFactory>> {
         statsd::factory(),
         postgresql::factory(),
         redis::factory(),
+        nginx::factory(),
     ]
 }
