@@ -252,8 +252,7 @@ async fn default_rules_and_excludes_send_signalfx_host_series() {
     let e = exporter(&rec, &url, json!({}));
     e.consume(cpu(10.0, 30.0)).await.unwrap();
     e.consume(cpu(13.0, 39.0)).await.unwrap();
-    let got = d.got.lock().unwrap();
-    let second = datapoints(&got[1]).datapoints;
+    let second = datapoints(&d.got.lock().unwrap()[1]).datapoints;
     let names: Vec<&str> = second.iter().map(|p| p.metric.as_str()).collect();
     // Per-state OTel CPU time and per-core cpu.* are excluded by default; the derived host
     // series are sent.
@@ -266,7 +265,6 @@ async fn default_rules_and_excludes_send_signalfx_host_series() {
     assert_eq!(util.value.double_value, Some(25.0));
     assert!(names.contains(&"cpu.idle") && names.contains(&"cpu.num_processors"));
     // With the rules off and `exclude_metrics: []`, the OTel series go as they are.
-    drop(got);
     let raw = exporter(
         &rec,
         &url,

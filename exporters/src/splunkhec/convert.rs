@@ -173,25 +173,30 @@ pub fn log_event(
     Some(envelope(m, d, t, body))
 }
 
+/// What every metric event of one resource shares.
+struct Ctx<'a> {
+    resource: &'a [KeyValue],
+    keys: &'a MetaKeys,
+    d: &'a Defaults,
+}
+
 fn metric_event(
-    resource: &[KeyValue],
+    ctx: &Ctx<'_>,
     attrs: &[KeyValue],
-    keys: &MetaKeys,
-    d: &Defaults,
     time_ns: u64,
     name: &str,
     mtype: &str,
     value: Json,
     extra: Option<(&str, String)>,
 ) -> Json {
-    let mut m = meta(keys, &[resource, attrs]);
+    let mut m = meta(ctx.keys, &[ctx.resource, attrs]);
     m.fields.insert(format!("metric_name:{name}"), value);
     m.fields
         .insert("metric_type".into(), Json::String(mtype.into()));
     if let Some((k, v)) = extra {
         m.fields.insert(k.into(), Json::String(v));
     }
-    envelope(m, d, time_ns, Json::String("metric".into()))
+    envelope(m, ctx.d, time_ns, Json::String("metric".into()))
 }
 
 fn num(f: f64) -> Json {
@@ -209,15 +214,14 @@ pub fn metric_events(
     out: &mut Vec<Json>,
 ) {
     let name = &m.name;
+    let ctx = Ctx { resource, keys, d };
     match &m.data {
         Some(Data::Gauge(g)) => {
             for p in &g.data_points {
                 if let Some(v) = number(p) {
                     out.push(metric_event(
-                        resource,
+                        &ctx,
                         &p.attributes,
-                        keys,
-                        d,
                         p.time_unix_nano,
                         name,
                         "Gauge",
@@ -231,10 +235,8 @@ pub fn metric_events(
             for p in &s.data_points {
                 if let Some(v) = number(p) {
                     out.push(metric_event(
-                        resource,
+                        &ctx,
                         &p.attributes,
-                        keys,
-                        d,
                         p.time_unix_nano,
                         name,
                         "Sum",
@@ -248,17 +250,7 @@ pub fn metric_events(
             for p in &h.data_points {
                 let t = p.time_unix_nano;
                 let ev = |n: String, v: Json, extra: Option<(&str, String)>| {
-                    metric_event(
-                        resource,
-                        &p.attributes,
-                        keys,
-                        d,
-                        t,
-                        &n,
-                        "Histogram",
-                        v,
-                        extra,
-                    )
+                    metric_event(&ctx, &p.attributes, t, &n, "Histogram", v, extra)
                 };
                 if let Some(sum) = p.sum {
                     out.push(ev(format!("{name}_sum"), num(sum), None));
@@ -285,7 +277,7 @@ pub fn metric_events(
             for p in &s.data_points {
                 let t = p.time_unix_nano;
                 let ev = |n: String, v: Json, extra: Option<(&str, String)>| {
-                    metric_event(resource, &p.attributes, keys, d, t, &n, "Summary", v, extra)
+                    metric_event(&ctx, &p.attributes, t, &n, "Summary", v, extra)
                 };
                 out.push(ev(format!("{name}_sum"), num(p.sum), None));
                 out.push(ev(format!("{name}_count"), json!(p.count), None));
