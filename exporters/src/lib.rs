@@ -5,6 +5,7 @@ use vigil_core::factory::DynExporterFactory;
 
 pub mod alertmanager;
 pub mod awss3;
+pub mod coralogix;
 pub mod debug;
 pub mod file;
 pub mod helper;
@@ -33,6 +34,7 @@ pub fn factories() -> Vec<Arc<dyn DynExporterFactory>> {
         webhook::factory(),
         loadbalancing::factory(),
         awss3::factory(),
+        coralogix::factory(),
         kafka::factory(),
         nop::factory(),
         logging::factory(),

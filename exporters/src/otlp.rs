@@ -38,29 +38,54 @@ fn default_timeout() -> Duration {
     Duration::from_secs(5)
 }
 
-/// The `otlp` exporter config, with otelcol's keys.
+/// The `otlp` exporter config, with otelcol's keys. The fields are the crate's so that an exporter
+/// built on this transport (`coralogix`) can fill one in.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct OtlpConfig {
     #[serde(default)]
-    endpoint: String,
+    pub(crate) endpoint: String,
     #[serde(default)]
-    tls: TlsClientConfig,
+    pub(crate) tls: TlsClientConfig,
     #[serde(default)]
-    headers: BTreeMap<String, String>,
+    pub(crate) headers: BTreeMap<String, String>,
     #[serde(default)]
-    compression: Compression,
+    pub(crate) compression: Compression,
     #[serde(default = "default_timeout", with = "duration")]
-    timeout: Duration,
+    pub(crate) timeout: Duration,
     #[serde(default)]
-    retry_on_failure: RetryConfig,
+    pub(crate) retry_on_failure: RetryConfig,
     #[serde(default)]
-    sending_queue: QueueConfig,
+    pub(crate) sending_queue: QueueConfig,
     #[serde(default)]
-    auth: Option<AuthConfig>,
+    pub(crate) auth: Option<AuthConfig>,
     /// gRPC's load-balancing policy over the addresses `endpoint`'s host resolves to.
     #[serde(default)]
-    balancer_name: Balancer,
+    pub(crate) balancer_name: Balancer,
+    /// HTTP/2 keepalive pings on the connection (configgrpc's `keepalive`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) keepalive: Option<Keepalive>,
+}
+
+/// `keepalive`: ping the server every `time` and drop the connection when a ping is not answered
+/// within `timeout`; with `permit_without_stream`, ping also while no call is open. `time: 0`
+/// (the default) sends no pings, as gRPC-Go.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Keepalive {
+    /// configoptional's switch: a block with `enabled: false` is as if absent.
+    #[serde(default = "enabled")]
+    pub(crate) enabled: bool,
+    #[serde(default, with = "duration")]
+    pub(crate) time: Duration,
+    #[serde(default, with = "duration")]
+    pub(crate) timeout: Duration,
+    #[serde(default)]
+    pub(crate) permit_without_stream: bool,
+}
+
+fn enabled() -> bool {
+    true
 }
 
 /// `balancer_name`, gRPC's policy names. otelcol's default is `round_robin`; vigil's is
@@ -146,7 +171,7 @@ impl OtlpConfig {
         }
     }
 
-    fn validate(&self, id: &ComponentId) -> Result<(), ConfigError> {
+    pub(crate) fn validate(&self, id: &ComponentId) -> Result<(), ConfigError> {
         let target = self.target(id)?;
         if target.tls && self.tls.insecure_skip_verify && self.tls.ca_file.is_some() {
             return Err(config_error(
@@ -203,6 +228,19 @@ impl OtlpConfig {
             .user_agent(concat!("vigil/", env!("CARGO_PKG_VERSION")))
             .map_err(|e| config_error(id, "endpoint", e.to_string()))?
             .origin(origin);
+        let endpoint = match &self.keepalive {
+            Some(k) if k.enabled && !k.time.is_zero() => {
+                let e = endpoint
+                    .http2_keep_alive_interval(k.time)
+                    .keep_alive_while_idle(k.permit_without_stream);
+                if k.timeout.is_zero() {
+                    e
+                } else {
+                    e.keep_alive_timeout(k.timeout)
+                }
+            }
+            _ => endpoint,
+        };
         let tls = match (target.tls, tls) {
             (false, _) => None,
             (true, Some(config)) => {
@@ -642,13 +680,28 @@ fn build_with(
     clock: Arc<dyn Clock>,
     lookup: Lookup,
 ) -> Result<SendStack<GrpcSender>, ConfigError> {
-    let id = &set.id;
+    let sender = grpc_sender(&set.id, &cfg, lookup)?;
+    Ok(SendStack::with_clock(set, cfg.settings(), sender, clock))
+}
+
+/// The transport alone, for an exporter that puts its own stack around it (`coralogix`): what
+/// `cfg` says about the endpoint, TLS, headers, compression, balancer and `auth`; its `timeout`
+/// goes on each call as `grpc-timeout`.
+pub(crate) fn sender(id: &ComponentId, cfg: &OtlpConfig) -> Result<GrpcSender, ConfigError> {
+    grpc_sender(id, cfg, Arc::new(dns_lookup))
+}
+
+fn grpc_sender(
+    id: &ComponentId,
+    cfg: &OtlpConfig,
+    lookup: Lookup,
+) -> Result<GrpcSender, ConfigError> {
     let balance = match cfg.balancer_name {
         Balancer::PickFirst => None,
-        Balancer::RoundRobin => Some(Arc::new(Balanced::new(id, &cfg, lookup)?)),
+        Balancer::RoundRobin => Some(Arc::new(Balanced::new(id, cfg, lookup)?)),
     };
     let tls = cfg.client_tls(id)?;
-    let sender = GrpcSender {
+    Ok(GrpcSender {
         dialer: cfg.dialer(id, None, tls.as_ref())?,
         channel: OnceLock::new(),
         balance,
@@ -657,8 +710,7 @@ fn build_with(
         timeout: cfg.timeout,
         id: id.clone(),
         auth: Authenticator::new(cfg.auth.as_ref().map(|a| a.id(id)).transpose()?),
-    };
-    Ok(SendStack::with_clock(set, cfg.settings(), sender, clock))
+    })
 }
 
 struct Factory;
