@@ -164,6 +164,25 @@ pub struct RegexParserConfig {
     pub scope_name: Option<ScopeNameConfig>,
 }
 
+impl RegexParserConfig {
+    /// The keys it shares with every parser.
+    fn parser(&self) -> ParserConfig {
+        ParserConfig {
+            id: self.id.clone(),
+            output: self.output.clone(),
+            on_error: self.on_error.clone(),
+            if_: self.if_.clone(),
+            parse_from: self.parse_from.clone(),
+            parse_to: self.parse_to.clone(),
+            timestamp: self.timestamp.clone(),
+            severity: self.severity.clone(),
+            body: self.body.clone(),
+            trace: self.trace.clone(),
+            scope_name: self.scope_name.clone(),
+        }
+    }
+}
+
 /// A parser's `trace:` block: where the trace id, span id and flags are read from, as hex.
 #[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
@@ -703,6 +722,29 @@ fn plain(kind: Kind, cond: Option<Expr>, on_error: OnError) -> Op {
     }
 }
 
+/// A parser operator: `kind` from its `parse_from` (default `body`) and `parse_to` (default
+/// `attributes`), then the steps every parser has, checked in this order.
+fn parser(
+    p: &str,
+    c: &ParserConfig,
+    kind: impl FnOnce(Field, Field) -> Kind,
+) -> Result<Op, (String, String)> {
+    let from = field(p, "parse_from", c.parse_from.as_deref().unwrap_or("body"))?;
+    let to = field(p, "parse_to", c.parse_to.as_deref().unwrap_or("attributes"))?;
+    Ok(Op {
+        id: String::new(),
+        kind: kind(from, to),
+        cond: cond(p, &c.if_)?,
+        on_error: on_error(p, &c.on_error)?,
+        ts: ts_step(p, &c.timestamp)?,
+        sev: sev_step(p, &c.severity)?,
+        body: body_step(p, &c.body)?,
+        trace: trace_step(p, &c.trace)?,
+        scope: scope_step(p, &c.scope_name)?,
+        next: Next::Emit,
+    })
+}
+
 fn to_value(j: &Json) -> Value {
     match j {
         Json::String(s) => Value::StringValue(s.clone()),
@@ -724,34 +766,11 @@ impl Pipeline {
         for (i, c) in configs.iter().enumerate() {
             let path = format!("operators::{i}");
             let p = path.as_str();
-            let built = || -> Result<(String, Option<String>, Op), (String, String)> {
+            let built = || -> Result<(Option<String>, Op), (String, String)> {
                 Ok(match c {
                     OperatorConfig::JsonParser(c) => (
-                        c.id.clone().unwrap_or_else(|| "json_parser".into()),
                         c.output.clone(),
-                        Op {
-                            id: String::new(),
-                            kind: Kind::Json {
-                                from: field(
-                                    p,
-                                    "parse_from",
-                                    c.parse_from.as_deref().unwrap_or("body"),
-                                )?,
-                                to: field(
-                                    p,
-                                    "parse_to",
-                                    c.parse_to.as_deref().unwrap_or("attributes"),
-                                )?,
-                            },
-                            cond: cond(p, &c.if_)?,
-                            on_error: on_error(p, &c.on_error)?,
-                            ts: ts_step(p, &c.timestamp)?,
-                            sev: sev_step(p, &c.severity)?,
-                            body: body_step(p, &c.body)?,
-                            trace: trace_step(p, &c.trace)?,
-                            scope: scope_step(p, &c.scope_name)?,
-                            next: Next::Emit,
-                        },
+                        parser(p, c, |from, to| Kind::Json { from, to })?,
                     ),
                     OperatorConfig::RegexParser(c) => {
                         let re = vigil_core::config::re2_regex(&c.regex)
@@ -763,137 +782,64 @@ impl Pipeline {
                             ));
                         }
                         (
-                            c.id.clone().unwrap_or_else(|| "regex_parser".into()),
                             c.output.clone(),
-                            Op {
-                                id: String::new(),
-                                kind: Kind::Regex {
-                                    from: field(
-                                        p,
-                                        "parse_from",
-                                        c.parse_from.as_deref().unwrap_or("body"),
-                                    )?,
-                                    to: field(
-                                        p,
-                                        "parse_to",
-                                        c.parse_to.as_deref().unwrap_or("attributes"),
-                                    )?,
-                                    re,
-                                },
-                                cond: cond(p, &c.if_)?,
-                                on_error: on_error(p, &c.on_error)?,
-                                ts: ts_step(p, &c.timestamp)?,
-                                sev: sev_step(p, &c.severity)?,
-                                body: body_step(p, &c.body)?,
-                                trace: trace_step(p, &c.trace)?,
-                                scope: scope_step(p, &c.scope_name)?,
-                                next: Next::Emit,
-                            },
+                            parser(p, &c.parser(), |from, to| Kind::Regex { from, to, re })?,
                         )
                     }
-                    OperatorConfig::Timestamp(c) => (
-                        c.id.clone().unwrap_or_else(|| "timestamp".into()),
-                        c.output.clone(),
-                        Op {
-                            id: String::new(),
-                            kind: Kind::Timestamp,
-                            cond: cond(p, &c.if_)?,
-                            on_error: on_error(p, &c.on_error)?,
-                            ts: ts_step(
-                                p,
-                                &Some(TimestampConfig {
-                                    parse_from: c.parse_from.clone(),
-                                    layout_type: c.layout_type.clone(),
-                                    layout: c.layout.clone(),
-                                    location: c.location.clone(),
-                                }),
-                            )?,
-                            sev: None,
-                            body: None,
-                            trace: None,
-                            scope: None,
-                            next: Next::Emit,
-                        },
-                    ),
-                    OperatorConfig::Severity(c) => (
-                        c.id.clone().unwrap_or_else(|| "severity".into()),
-                        c.output.clone(),
-                        Op {
-                            id: String::new(),
-                            kind: Kind::Severity,
-                            cond: cond(p, &c.if_)?,
-                            on_error: on_error(p, &c.on_error)?,
-                            ts: None,
-                            sev: sev_step(
-                                p,
-                                &Some(SeverityConfig {
-                                    parse_from: c.parse_from.clone(),
-                                    mapping: c.mapping.clone(),
-                                    preset: c.preset.clone(),
-                                    overwrite_text: c.overwrite_text,
-                                }),
-                            )?,
-                            body: None,
-                            trace: None,
-                            scope: None,
-                            next: Next::Emit,
-                        },
-                    ),
+                    OperatorConfig::Timestamp(c) => {
+                        let op =
+                            plain(Kind::Timestamp, cond(p, &c.if_)?, on_error(p, &c.on_error)?);
+                        let ts = TimestampConfig {
+                            parse_from: c.parse_from.clone(),
+                            layout_type: c.layout_type.clone(),
+                            layout: c.layout.clone(),
+                            location: c.location.clone(),
+                        };
+                        let ts = ts_step(p, &Some(ts))?;
+                        (c.output.clone(), Op { ts, ..op })
+                    }
+                    OperatorConfig::Severity(c) => {
+                        let op = plain(Kind::Severity, cond(p, &c.if_)?, on_error(p, &c.on_error)?);
+                        let sev = SeverityConfig {
+                            parse_from: c.parse_from.clone(),
+                            mapping: c.mapping.clone(),
+                            preset: c.preset.clone(),
+                            overwrite_text: c.overwrite_text,
+                        };
+                        let sev = sev_step(p, &Some(sev))?;
+                        (c.output.clone(), Op { sev, ..op })
+                    }
                     OperatorConfig::Move(c) => (
-                        c.id.clone().unwrap_or_else(|| "move".into()),
                         c.output.clone(),
-                        Op {
-                            id: String::new(),
-                            kind: Kind::Move {
+                        plain(
+                            Kind::Move {
                                 from: field(p, "from", &c.from)?,
                                 to: field(p, "to", &c.to)?,
                             },
-                            cond: cond(p, &c.if_)?,
-                            on_error: on_error(p, &c.on_error)?,
-                            ts: None,
-                            sev: None,
-                            body: None,
-                            trace: None,
-                            scope: None,
-                            next: Next::Emit,
-                        },
+                            cond(p, &c.if_)?,
+                            on_error(p, &c.on_error)?,
+                        ),
                     ),
                     OperatorConfig::Remove(c) => (
-                        c.id.clone().unwrap_or_else(|| "remove".into()),
                         c.output.clone(),
-                        Op {
-                            id: String::new(),
-                            kind: Kind::Remove {
+                        plain(
+                            Kind::Remove {
                                 field: field(p, "field", &c.field)?,
                             },
-                            cond: cond(p, &c.if_)?,
-                            on_error: on_error(p, &c.on_error)?,
-                            ts: None,
-                            sev: None,
-                            body: None,
-                            trace: None,
-                            scope: None,
-                            next: Next::Emit,
-                        },
+                            cond(p, &c.if_)?,
+                            on_error(p, &c.on_error)?,
+                        ),
                     ),
                     OperatorConfig::Add(c) => (
-                        c.id.clone().unwrap_or_else(|| "add".into()),
                         c.output.clone(),
-                        Op {
-                            id: String::new(),
-                            kind: Kind::Add {
+                        plain(
+                            Kind::Add {
                                 field: field(p, "field", &c.field)?,
                                 value: to_value(&c.value),
                             },
-                            cond: cond(p, &c.if_)?,
-                            on_error: on_error(p, &c.on_error)?,
-                            ts: None,
-                            sev: None,
-                            body: None,
-                            trace: None,
-                            scope: None,
-                            next: Next::Emit,
-                        },
+                            cond(p, &c.if_)?,
+                            on_error(p, &c.on_error)?,
+                        ),
                     ),
                     OperatorConfig::Router(c) => {
                         let mut routes = Vec::new();
@@ -914,23 +860,15 @@ impl Pipeline {
                             routes.push((e, attrs, Next::Drop));
                         }
                         (
-                            c.id.clone().unwrap_or_else(|| "router".into()),
                             None,
-                            Op {
-                                id: String::new(),
-                                kind: Kind::Router {
+                            plain(
+                                Kind::Router {
                                     routes,
                                     default: Next::Drop,
                                 },
-                                cond: None,
-                                on_error: on_error(p, &c.on_error)?,
-                                ts: None,
-                                sev: None,
-                                body: None,
-                                trace: None,
-                                scope: None,
-                                next: Next::Emit,
-                            },
+                                None,
+                                on_error(p, &c.on_error)?,
+                            ),
                         )
                     }
                     OperatorConfig::Container(c) => {
@@ -947,11 +885,9 @@ impl Pipeline {
                             }
                         };
                         (
-                            c.id.clone().unwrap_or_else(|| "container".into()),
                             c.output.clone(),
-                            Op {
-                                id: String::new(),
-                                kind: Kind::Container {
+                            plain(
+                                Kind::Container {
                                     from: field(
                                         p,
                                         "parse_from",
@@ -966,15 +902,9 @@ impl Pipeline {
                                         max_log_size: max,
                                     },
                                 },
-                                cond: cond(p, &c.if_)?,
-                                on_error: on_error(p, &c.on_error)?,
-                                ts: None,
-                                sev: None,
-                                body: None,
-                                trace: None,
-                                scope: None,
-                                next: Next::Emit,
-                            },
+                                cond(p, &c.if_)?,
+                                on_error(p, &c.on_error)?,
+                            ),
                         )
                     }
                     OperatorConfig::Recombine(c) => {
@@ -1038,7 +968,6 @@ impl Pipeline {
                             max_log_size: c.max_log_size.0,
                         };
                         (
-                            c.id.clone().unwrap_or_else(|| "recombine".into()),
                             c.output.clone(),
                             plain(
                                 Kind::Recombine(Box::new(op)),
@@ -1059,7 +988,6 @@ impl Pipeline {
                         }
                         let expr = Expr::parse(&c.expr).map_err(|e| (format!("{p}::expr"), e))?;
                         (
-                            c.id.clone().unwrap_or_else(|| "filter".into()),
                             c.output.clone(),
                             plain(
                                 Kind::Filter {
@@ -1080,7 +1008,6 @@ impl Pipeline {
                             ));
                         }
                         (
-                            c.id.clone().unwrap_or_else(|| "flatten".into()),
                             c.output.clone(),
                             plain(
                                 Kind::Flatten { field: f },
@@ -1113,7 +1040,6 @@ impl Pipeline {
                         let re = vigil_core::config::re2_regex(&src)
                             .map_err(|e| (format!("{p}::regex"), format!("invalid regex: {e}")))?;
                         (
-                            c.id.clone().unwrap_or_else(|| "regex_replace".into()),
                             c.output.clone(),
                             plain(
                                 Kind::RegexReplace {
@@ -1126,11 +1052,9 @@ impl Pipeline {
                             ),
                         )
                     }
-                    OperatorConfig::Noop(c) => (
-                        c.id.clone().unwrap_or_else(|| "noop".into()),
-                        c.output.clone(),
-                        plain(Kind::Noop, None, OnError::Send),
-                    ),
+                    OperatorConfig::Noop(c) => {
+                        (c.output.clone(), plain(Kind::Noop, None, OnError::Send))
+                    }
                     OperatorConfig::Retain(c) => {
                         if c.fields.is_empty() {
                             return Err((
@@ -1152,14 +1076,13 @@ impl Pipeline {
                             fields,
                         };
                         (
-                            c.id.clone().unwrap_or_else(|| "retain".into()),
                             c.output.clone(),
                             plain(kind, cond(p, &c.if_)?, on_error(p, &c.on_error)?),
                         )
                     }
                 })
             };
-            let (id, output, op) = match built() {
+            let (output, op) = match built() {
                 Ok(b) => b,
                 Err(e) => {
                     errors.push(e);
@@ -1175,7 +1098,7 @@ impl Pipeline {
                 _ => None,
             };
             outputs.push((output, route_outputs, default));
-            ops.push(Op { id, ..op });
+            ops.push(op);
         }
         if !errors.is_empty() {
             return Err(errors);
