@@ -109,6 +109,11 @@ pub struct EpisodeTracker {
 struct Ended {
     band: (f64, f64),
     up: bool,
+    /// The detector still scored the series at or above `end_threshold` when the episode ended (it
+    /// ended because the series was back in `band`): until a point scores below it, the detector's
+    /// slow statistics are still catching up with the deviation, and a point inside `band` is not
+    /// a new anomaly, on either side.
+    settling: bool,
 }
 
 /// The open episode and its bookkeeping.
@@ -182,17 +187,22 @@ impl EpisodeTracker {
         }
         // An episode can end while the series is still off (the detector took the new level as
         // normal); its return into the band that held before that episode then scores on the other
-        // side. That is the recovery, not a new anomaly.
-        if self.open.is_none() && obs.score >= self.config.threshold {
-            if let Some(e) = self.ended.as_deref() {
-                let back = (e.band.0..=e.band.1).contains(&value);
-                let other_side = if e.up {
-                    value < obs.expected
-                } else {
-                    value > obs.expected
-                };
-                if back && other_side {
-                    return None;
+        // side. That is the recovery, not a new anomaly. Nor is a point back in that band while
+        // the detector is still settling after an episode that ended there.
+        if self.open.is_none() {
+            if let Some(e) = self.ended.as_deref_mut() {
+                if obs.score < self.config.end_threshold {
+                    e.settling = false;
+                } else if obs.score >= self.config.threshold {
+                    let back = (e.band.0..=e.band.1).contains(&value);
+                    let other_side = if e.up {
+                        value < obs.expected
+                    } else {
+                        value > obs.expected
+                    };
+                    if back && (other_side || e.settling) {
+                        return None;
+                    }
                 }
             }
         }
@@ -261,7 +271,16 @@ impl EpisodeTracker {
             o.shifted += 1;
         }
         let held = shifted && o.shifted < self.config.shifted_points;
-        if obs.score >= self.config.end_threshold || held {
+        // An episode that went outside the band expected at its start is over once the series is
+        // back inside that band, however the detector scores it: its slow statistics (the long
+        // scale of the variance cue, the level it re-anchored on) take minutes to readjust, and
+        // meanwhile the return scores as a change. Ending on the score alone kept episodes open
+        // minutes past their fault, and with them an incident that absorbed later faults (issue
+        // #19: a 20 s fault's variance change on a p50 lasted 158 s).
+        let (lo, hi) = o.first_band;
+        let went_out = !(lo..=hi).contains(&o.episode.peak_value);
+        let back = went_out && (lo..=hi).contains(&value);
+        if (obs.score >= self.config.end_threshold && !back) || held {
             o.quiet = 0;
             o.episode.end = timestamp_secs;
             o.episode.points += o.since_last;
@@ -275,6 +294,7 @@ impl EpisodeTracker {
             self.ended = Some(Box::new(Ended {
                 band: o.first_band,
                 up: o.up,
+                settling: obs.score >= self.config.end_threshold,
             }));
             self.open = None;
             return Some(EpisodeEvent::Ended(done));
@@ -381,6 +401,82 @@ mod tests {
         // Another rise is news again.
         assert!(matches!(
             t.update(6.0, 0.6, &obs(0.9, 0.0, 0.01, Part::LevelShift)),
+            Some(EpisodeEvent::Started(_))
+        ));
+    }
+
+    // Issue #19: a 20 s latency fault's p50 opened an episode that the variance cue kept open for
+    // 158 s after the series was back, and with it an incident that absorbed four later faults.
+    #[test]
+    fn an_episode_ends_when_the_series_is_back_in_its_band() {
+        let config = EpisodeConfig {
+            quiet_points: 3,
+            confirm_points: 3,
+            ..EpisodeConfig::default()
+        };
+        let mut t = EpisodeTracker::new(config);
+        // p50 about 4 ms, band 3-5; a fault makes it 150 ms for three points.
+        let fault = obs(1.0, 4.0, 5.0, Part::Outlier);
+        assert!(t.update(1.0, 150.0, &fault).is_none());
+        assert!(t.update(2.0, 151.0, &fault).is_none());
+        assert!(matches!(
+            t.update(3.0, 152.0, &fault),
+            Some(EpisodeEvent::Started(_))
+        ));
+        // Back at 4 ms; the variance cue, judging against a long scale that grew with the fault,
+        // still scores the return 0.8.
+        let settling = Observation {
+            score: 0.8,
+            expected: 4.0,
+            lower: 3.0,
+            upper: 5.0,
+            part: Part::VarianceChange,
+        };
+        assert!(t.update(4.0, 4.2, &settling).is_none());
+        assert!(t.update(5.0, 3.9, &settling).is_none());
+        match t.update(6.0, 4.1, &settling) {
+            Some(EpisodeEvent::Ended(e)) => {
+                assert_eq!((e.start, e.end, e.peak_value), (1.0, 3.0, 152.0))
+            }
+            other => panic!("the episode ends 3 points after the series is back: {other:?}"),
+        }
+        // While the detector keeps scoring the settled series, a point in the band is not a new
+        // anomaly, on either side of the expected value.
+        assert!(t.update(7.0, 4.5, &settling).is_none());
+        assert!(t.update(8.0, 3.5, &settling).is_none());
+        assert!(t.open().is_none());
+        // A point outside the band is news at once.
+        assert!(matches!(
+            t.update(9.0, 40.0, &obs(0.9, 4.0, 5.0, Part::VarianceChange)),
+            Some(EpisodeEvent::Started(_))
+        ));
+        // An episode that stayed inside its band (a small shift the CUSUM saw) still ends on the
+        // score alone.
+        let mut t = EpisodeTracker::new(config);
+        let small = obs(0.8, 4.0, 5.0, Part::LevelShift);
+        assert!(matches!(
+            t.update(1.0, 4.8, &small),
+            Some(EpisodeEvent::Started(_))
+        ));
+        for ts in 2..10 {
+            assert!(t.update(f64::from(ts), 4.8, &small).is_none());
+        }
+        assert!(t.open().is_some());
+        // Once the detector has settled (a point below the end threshold), a deviation in the band
+        // of before is news again.
+        let mut t = EpisodeTracker::new(config);
+        assert!(t.update(1.0, 150.0, &fault).is_none());
+        assert!(t.update(2.0, 150.0, &fault).is_none());
+        assert!(t.update(3.0, 150.0, &fault).is_some());
+        for ts in 4..7 {
+            let _ = t.update(f64::from(ts), 4.0, &settling);
+        }
+        assert!(t.open().is_none());
+        assert!(t
+            .update(7.0, 4.0, &obs(0.1, 4.0, 5.0, Part::None))
+            .is_none());
+        assert!(matches!(
+            t.update(8.0, 4.9, &small),
             Some(EpisodeEvent::Started(_))
         ));
     }
