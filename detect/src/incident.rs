@@ -144,12 +144,16 @@ pub struct Event {
     pub band: Option<f64>,
     /// The finding says the service is affected, not that it is the cause: how much traffic reaches
     /// it (a request rate, which its callers set), or a latency or failure measure that dropped (a
-    /// recovery). It corroborates nothing and ranks below causes.
+    /// recovery); or, with no service, the CPU pressure of a host, which explains findings on that
+    /// host but is no service's fault. It corroborates nothing and ranks below causes.
     pub load: bool,
     /// An SLO burn-rate alert (`vigil.slo`): the share of the SLO period's error budget it spent. It
     /// says how much the incident costs users, not where it comes from: it ranks incidents, not root
-    /// causes.
+    /// causes, and opens none alone.
     pub budget: Option<f64>,
+    /// The host the data comes from (`host.name`, else `k8s.node.name`), when its resource says: a
+    /// finding with no service (a host metric) relates to the findings on its host.
+    pub host: Option<String>,
 }
 
 /// One member of an incident.
@@ -171,6 +175,8 @@ pub struct Member {
     pub load: bool,
     /// The largest share of an error budget spent ([`Event::budget`]), for an SLO alert.
     pub budget: Option<f64>,
+    /// [`Event::host`].
+    pub host: Option<String>,
 }
 
 /// A ranked root-cause candidate.
@@ -400,11 +406,26 @@ impl Correlator {
             EventKind::AnomalyStart | EventKind::Pattern | EventKind::Forecast => {}
         }
         let active = ev.kind == EventKind::AnomalyStart;
-        // A repeated start of a member already in an incident just refreshes it.
+        // A deviation that says where a fault is: not traffic or a recovery, not an SLO alert, not a
+        // point-in-time log or forecast finding.
+        let news = active && !ev.load && ev.budget.is_none();
+        // An incident still takes in news while a finding of it that says where is anomalous (or,
+        // not reported yet, any finding): traffic, recoveries, SLO alerts and the host's load
+        // linger after a fault, and must not gather the next one into it.
+        let live = |o: &Open| {
+            o.incident
+                .members
+                .iter()
+                .any(|m| m.active && (!o.confirmed || (!m.load && m.budget.is_none())))
+        };
+        let holds = |o: &Open| o.incident.members.iter().any(|m| m.key == ev.key);
+        // A repeated start of a member already in an incident just refreshes it; in an incident
+        // whose members have all ended, a new deviation of the same series is a new fault (below).
         if let Some(i) = self
             .open
             .iter()
-            .position(|o| o.incident.members.iter().any(|m| m.key == ev.key))
+            .position(|o| live(o) && holds(o))
+            .or_else(|| self.open.iter().position(holds).filter(|_| !news))
         {
             let o = &mut self.open[i];
             if let Some(m) = o.incident.members.iter_mut().find(|m| m.key == ev.key) {
@@ -426,23 +447,34 @@ impl Correlator {
             out.extend(self.promote(i, topo));
             return out;
         }
-        // Once every member has ended, only a finding within `gap` still belongs to the incident (the
-        // return to the old level, a late effect); one after that is news, and joining it to an
-        // incident that is about to resolve would rank the new fault among stale members.
+        // Once every member has ended, only the return to the old level or a late effect of it (traffic,
+        // a recovery, a log or forecast finding) within `gap`, on a service (or, with none, a
+        // resource) the incident holds, still belongs to it. A new deviation is news: joined to an
+        // incident that is about to resolve it would be ranked among stale members and lose on
+        // onset to the cause of the fault before (issue #19: four later faults were ranked under
+        // the first one's cause), and a live incident is never merged into an ended one.
         let window = self.cfg.window_ns.min(self.cfg.gap_ns);
         let max_hops = self.cfg.max_hops;
-        let found: Vec<usize> = self
+        let mut found: Vec<usize> = self
             .open
             .iter()
             .enumerate()
             .filter(|(_, o)| {
                 let inc = &o.incident;
-                let live = inc.members.iter().any(|m| m.active);
-                let recent = live || ev.time_ns <= inc.last_ns.saturating_add(window);
+                let recent = live(o)
+                    || (!news
+                        && ev.time_ns <= inc.last_ns.saturating_add(window)
+                        && inc.members.iter().any(|m| match &ev.service {
+                            Some(s) => m.service.as_ref() == Some(s),
+                            None => m.resource == ev.resource,
+                        }));
                 recent && inc.members.iter().any(|m| related(m, ev, topo, max_hops))
             })
             .map(|(i, _)| i)
             .collect();
+        if found.iter().any(|&i| live(&self.open[i])) {
+            found.retain(|&i| live(&self.open[i]));
+        }
         let member = Member {
             key: ev.key.clone(),
             service: ev.service.clone(),
@@ -456,6 +488,7 @@ impl Correlator {
             band: ev.band,
             load: ev.load,
             budget: ev.budget,
+            host: ev.host.clone(),
         };
         let Some(&first) = found.first() else {
             out.extend(self.start_incident(member, topo));
@@ -529,16 +562,22 @@ impl Correlator {
         // Traffic moves along the call graph (callers set their callees' request rates), so a request
         // rate corroborates nothing: two services must each deviate beyond traffic, and a traffic
         // change alone must be large on its own.
+        // An SLO alert says users are hurt, not where: it is a page of its own (`vigil.slo`), and
+        // an incident, which names a cause, needs a finding that says where. Issue #19: on a host at
+        // load 10, latency SLOs burned without a fault, and 5 of 8 false incidents were such
+        // alerts alone.
+        let evidence = |m: &&Member| !m.load && m.budget.is_none();
         let services: BTreeSet<&str> = inc
             .members
             .iter()
-            .filter(|m| !m.load)
+            .filter(evidence)
             .filter_map(|m| m.service.as_deref())
             .collect();
         let instrumented = inc
             .members
             .iter()
-            .any(|m| !m.load && m.service.is_some() && m.node == Node::Service);
+            .filter(evidence)
+            .any(|m| m.service.is_some() && m.node == Node::Service);
         // A finding inside its band is a shift the detector saw within the series' normal spread.
         // On a busy host several services' p99s do that at once (one stall, seen by every caller up
         // the chain), so such findings corroborate but do not open an incident: one finding beyond
@@ -549,14 +588,15 @@ impl Correlator {
         let outside = inc
             .members
             .iter()
-            .any(|m| !m.load && m.band.is_none_or(|b| b > 1.0));
+            .filter(evidence)
+            .any(|m| m.band.is_none_or(|b| b > 1.0));
         if !outside {
             return false;
         }
         if services.len() >= 2 && instrumented {
             return true;
         }
-        inc.members.iter().any(|m| {
+        inc.members.iter().filter(evidence).any(|m| {
             let min = match m.node {
                 Node::Service => self.cfg.min_severity,
                 Node::Dependency | Node::Address => self.cfg.virtual_min_severity,
@@ -840,6 +880,13 @@ fn related(m: &Member, ev: &Event, topo: &dyn Topology, max_hops: usize) -> bool
     if m.resource == ev.resource {
         return true;
     }
+    // A host's finding (no service) and a finding on that host: the resource of the one names the
+    // host, that of the other often a pod or a service.
+    if m.service.is_none() || ev.service.is_none() {
+        if let (Some(a), Some(b)) = (&m.host, &ev.host) {
+            return a == b;
+        }
+    }
     match (&m.service, &ev.service) {
         (Some(a), Some(b)) => a == b || hops(topo, a, b, max_hops).is_some(),
         _ => false,
@@ -957,31 +1004,41 @@ pub fn rank(inc: &Incident, topo: &dyn Topology, max_hops: usize, top: usize) ->
     // pattern, a pattern's surge), and a finding with no service (a host metric) on a resource the
     // service's findings share.
     let mut resources: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    let mut hosts: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
     for m in &inc.members {
         if let Some(s) = &m.service {
             resources.entry(s).or_default().insert(&m.resource);
+            if let Some(h) = &m.host {
+                hosts.entry(s).or_default().insert(h);
+            }
         }
     }
-    let also = |s: &str, primary: &str| -> String {
-        let mut out = String::new();
-        if let Some(log) = inc
-            .members
-            .iter()
-            .find(|m| m.service.as_deref() == Some(s) && m.detail != primary && is_log_finding(m))
-        {
-            out.push_str(&format!("; also {}", log.detail));
-        }
-        let on = resources.get(s);
-        if let Some(host) = inc
-            .members
-            .iter()
-            .filter(|m| m.service.is_none() && on.is_some_and(|r| r.contains(m.resource.as_str())))
-            .max_by(|a, b| a.peak.total_cmp(&b.peak))
-        {
-            out.push_str(&format!("; on {}: {}", host.resource, host.detail));
-        }
-        out
-    };
+    let also =
+        |s: &str, primary: &str| -> String {
+            let mut out = String::new();
+            if let Some(log) = inc.members.iter().find(|m| {
+                m.service.as_deref() == Some(s) && m.detail != primary && is_log_finding(m)
+            }) {
+                out.push_str(&format!("; also {}", log.detail));
+            }
+            let on = resources.get(s);
+            let on_host = hosts.get(s);
+            if let Some(host) = inc
+                .members
+                .iter()
+                .filter(|m| {
+                    m.service.is_none()
+                        && (on.is_some_and(|r| r.contains(m.resource.as_str()))
+                            || m.host
+                                .as_deref()
+                                .is_some_and(|h| on_host.is_some_and(|hs| hs.contains(h))))
+                })
+                .max_by(|a, b| a.peak.total_cmp(&b.peak))
+            {
+                out.push_str(&format!("; on {}: {}", host.resource, host.detail));
+            }
+            out
+        };
     let n = per.len();
     if n == 0 {
         return Vec::new();
@@ -1065,6 +1122,7 @@ mod tests {
             band: Some(5.0),
             load: false,
             budget: None,
+            host: None,
         }
     }
 
@@ -1288,13 +1346,21 @@ mod tests {
         // The detector ends the episode after its quiet run, stamping the last anomalous point.
         c.observe(&ev(EventKind::AnomalyEnd, "db", "db-1", 150, 0.9), &t);
         assert!(c.tick(250 * SEC, &t).is_empty());
-        // The return to the old level is found as a shift of its own, right after.
-        let r = c.observe(
-            &ev(EventKind::AnomalyStart, "db-back", "db-1", 260, 0.8),
-            &t,
-        );
+        // The return to the old level is found as a shift of its own, right after: a latency or
+        // failure measure below its band, which the processor marks as no evidence of a fault.
+        let mut back = ev(EventKind::AnomalyStart, "db-back", "db-1", 260, 0.8);
+        back.load = true;
+        let r = c.observe(&back, &t);
         assert!(r.is_empty(), "{r:?}");
         assert_eq!(c.open_count(), 1);
+        assert_eq!(c.open[0].incident.members.len(), 2);
+        // Once that has ended too, a new deviation there is a new fault, not part of the one that
+        // ended.
+        c.observe(&ev(EventKind::AnomalyEnd, "db-back", "db-1", 265, 0.8), &t);
+        let r = c.observe(&ev(EventKind::AnomalyStart, "db", "db-1", 270, 0.9), &t);
+        assert_eq!(r.len(), 1, "{r:?}");
+        assert_eq!(r[0].status, Status::Open);
+        assert_eq!(c.open_count(), 2);
     }
 
     #[test]
@@ -1515,6 +1581,138 @@ mod tests {
         );
     }
 
+    // Issue #19: on a shared host at load 10, every service slowed at once. The host's CPU pressure
+    // is the reason to give beside each candidate on that host, and alone it is no incident.
+    #[test]
+    fn host_cpu_pressure_joins_by_host_and_opens_nothing_alone() {
+        let t = topo();
+        let cpu = |at: u64| {
+            let mut e = ev(EventKind::AnomalyStart, "load1m", "x", at, 0.9);
+            e.service = None;
+            e.resource = "host.name=node-7".into();
+            e.host = Some("node-7".into());
+            e.load = true;
+            e.band = Some(6.0);
+            e.detail = "system.cpu.load_average.1m 6.0× above its band".into();
+            e
+        };
+        let mut c = Correlator::new(now_cfg(), 1);
+        // The load rises first: alone it opens nothing.
+        assert!(c.observe_all(&[cpu(100)], &t).is_empty());
+        // Services on that host (pods: their resource names the pod, not the host) slow down.
+        let on_pod = |mut e: Event, pod: &str| {
+            e.resource = format!("k8s.pod.name={pod}");
+            e.host = Some("node-7".into());
+            e
+        };
+        let out = c.observe_all(
+            &[
+                on_pod(ev(EventKind::AnomalyStart, "api", "api", 105, 0.9), "api-1"),
+                on_pod(ev(EventKind::AnomalyStart, "web", "web", 106, 0.8), "web-1"),
+            ],
+            &t,
+        );
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(c.open_count(), 1, "the load's finding joined: {out:?}");
+        assert_eq!(out[0].incident.members.len(), 3);
+        let reason = &out[0].candidates[0].reason;
+        assert!(reason.starts_with("api: "), "{reason}");
+        assert!(
+            reason
+                .ends_with("; on host.name=node-7: system.cpu.load_average.1m 6.0× above its band"),
+            "{reason}"
+        );
+        // A service on another host gets no such reason.
+        let mut c = Correlator::new(now_cfg(), 1);
+        c.observe_all(&[cpu(100)], &t);
+        let mut other = ev(EventKind::AnomalyStart, "api", "api", 105, 0.9);
+        other.host = Some("node-8".into());
+        let out = c.observe_all(&[other], &t);
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert!(
+            !out[0].candidates[0].reason.contains("load_average"),
+            "{out:?}"
+        );
+    }
+
+    // Issue #19: a fault on payments, then 45 s later errors on inventory. Once the first fault's
+    // findings have ended, the second's are their own incident, which names inventory, even
+    // within the first one's gap.
+    #[test]
+    fn a_finding_on_another_service_after_every_member_ended_is_a_new_incident() {
+        let mut t = StaticTopology::default();
+        t.add("frontend", "checkout");
+        t.add("checkout", "inventory");
+        t.add("checkout", "payments");
+        let cfg = Config {
+            gap_ns: 120 * SEC,
+            ..now_cfg()
+        };
+        let mut c = Correlator::new(cfg, 1);
+        let first = c.observe_all(
+            &[
+                ev(EventKind::AnomalyStart, "pay-p50", "payments", 100, 1.0),
+                ev(EventKind::AnomalyStart, "co-p99", "checkout", 101, 0.9),
+            ],
+            &t,
+        );
+        assert_eq!(first.len(), 1);
+        let first = first[0].incident.id;
+        c.observe_all(
+            &[
+                ev(EventKind::AnomalyEnd, "pay-p50", "payments", 130, 1.0),
+                ev(EventKind::AnomalyEnd, "co-p99", "checkout", 131, 0.9),
+            ],
+            &t,
+        );
+        c.tick(135 * SEC, &t);
+        // Within the gap, the same service's return (its request rate catching up) is still the
+        // first incident's.
+        let mut rate = ev(EventKind::AnomalyStart, "co-rate", "checkout", 140, 0.6);
+        rate.load = true;
+        c.observe_all(&[rate], &t);
+        assert_eq!(c.open_count(), 1);
+        assert_eq!(c.open[0].incident.members.len(), 3);
+        // It lasts (traffic lingers after a fault), but it says nothing of where a fault is.
+        // Errors on inventory, then its callers.
+        let out = c.observe_all(
+            &[
+                ev(EventKind::AnomalyStart, "inv-err", "inventory", 150, 1.0),
+                ev(EventKind::AnomalyStart, "co-err", "checkout", 150, 1.0),
+            ],
+            &t,
+        );
+        assert_eq!(c.open_count(), 2, "{out:?}");
+        let open: Vec<&Report> = out.iter().filter(|r| r.status == Status::Open).collect();
+        assert_eq!(open.len(), 1, "{out:?}");
+        assert_ne!(open[0].incident.id, first);
+        assert_eq!(open[0].candidates[0].service, "inventory", "{out:?}");
+        // While a member of the first is still anomalous, a related finding still joins it.
+        let mut c = Correlator::new(cfg_gap(), 1);
+        c.observe_all(
+            &[ev(EventKind::AnomalyStart, "pay-p50", "payments", 100, 1.0)],
+            &t,
+        );
+        c.observe_all(
+            &[ev(
+                EventKind::AnomalyStart,
+                "inv-err",
+                "inventory",
+                150,
+                1.0,
+            )],
+            &t,
+        );
+        assert_eq!(c.open_count(), 1);
+    }
+
+    fn cfg_gap() -> Config {
+        Config {
+            gap_ns: 120 * SEC,
+            ..now_cfg()
+        }
+    }
+
     #[test]
     fn an_slo_alert_joins_its_incident_and_ranks_incidents_not_causes() {
         let t = topo();
@@ -1560,13 +1758,28 @@ mod tests {
             "{:?}",
             r.candidates
         );
-        // An SLO alert alone is evidence enough for an incident, and names its service.
+        // An SLO alert alone is a page of its own (its `vigil.slo` event), not an incident: it says
+        // users are hurt, not where. A finding that says where opens the incident it joins.
         let mut c = Correlator::new(now_cfg(), 1);
         let mut slo = ev(EventKind::AnomalyStart, "slo:web:latency", "web", 200, 1.0);
         slo.band = None;
         slo.budget = Some(0.5);
         let out = c.observe_all(&[slo], &t);
+        assert!(out.is_empty(), "{out:?}");
+        let out = c.observe_all(&[ev(EventKind::AnomalyStart, "api", "api", 201, 0.8)], &t);
         assert_eq!(out.len(), 1, "{out:?}");
-        assert_eq!(out[0].candidates[0].service, "web");
+        assert_eq!(out[0].status, Status::Open);
+        assert_eq!(out[0].incident.budget_spent(), Some(0.5));
+        assert_eq!(out[0].candidates[0].service, "api");
+        // Nor does an SLO alert lift findings within their bands into an incident.
+        let mut c = Correlator::new(now_cfg(), 1);
+        let mut slo = ev(EventKind::AnomalyStart, "slo:web:latency", "web", 300, 1.0);
+        slo.band = None;
+        slo.budget = Some(0.5);
+        let mut weak = ev(EventKind::AnomalyStart, "web-p99", "web", 301, 0.6);
+        weak.band = Some(0.5);
+        let mut weak2 = ev(EventKind::AnomalyStart, "api-p99", "api", 301, 0.6);
+        weak2.band = Some(0.4);
+        assert!(c.observe_all(&[slo, weak, weak2], &t).is_empty());
     }
 }

@@ -531,6 +531,10 @@ pub fn to_event(resource: &[KeyValue], r: &LogRecord) -> Option<Event> {
                 (Some(v), Some(e)) if v < e
             );
             load |= below && lower_is_better(metric);
+            // A host's CPU pressure makes every service on it slower at once: it is the reason to
+            // give beside their findings, not a fault of its own to open an incident for (its
+            // `vigil.anomaly` event reports it either way).
+            load |= service.is_none() && is_cpu_pressure(metric);
             // A pattern's rate says which pattern only in the body ("log pattern 7 \"…\" of api
             // surged 5.0× above its band: 12 vs 0–3"): that line, without the numbers, is the detail.
             if metric == "log.pattern.rate" {
@@ -605,7 +609,18 @@ pub fn to_event(resource: &[KeyValue], r: &LogRecord) -> Option<Event> {
         band,
         load,
         budget,
+        host: ["host.name", "k8s.node.name"]
+            .iter()
+            .find_map(|k| get_str(resource, k))
+            .map(str::to_string),
     })
+}
+
+/// A host's CPU pressure: hostmetrics' `system.cpu.*` (utilization, time, load average) or a
+/// node's CPU from kubeletstats (`k8s.node.cpu.*`).
+fn is_cpu_pressure(metric: &str) -> bool {
+    let m = metric.to_ascii_lowercase();
+    m.starts_with("system.cpu.") || m.starts_with("system.load") || m.starts_with("k8s.node.cpu.")
 }
 
 /// A rate of requests or calls (`red.request.rate`, `traces_service_graph_request_total.rate`, the
@@ -1107,6 +1122,53 @@ mod tests {
         assert!(finding("red.request.rate", 90.0).load);
     }
 
+    // Issue #19: on a host at load 10 every service slowed at once. The host's CPU pressure is
+    // context: it joins the incidents on its host (by `host.name`, whatever the services'
+    // resources are named by) and gives its reason there, and opens none alone.
+    #[test]
+    fn host_cpu_pressure_is_context_on_its_host() {
+        let finding = |res: &[KeyValue], metric: &str| {
+            let r = LogRecord {
+                event_name: "vigil.anomaly".into(),
+                time_unix_nano: 1,
+                attributes: vec![
+                    kv_str("vigil.anomaly.state", "start"),
+                    kv_str("vigil.anomaly.metric", metric),
+                    kv_str("vigil.anomaly.series", metric),
+                    kv_f64("vigil.anomaly.observed", 9.0),
+                    kv_f64("vigil.anomaly.expected", 1.0),
+                    kv_f64("vigil.anomaly.expected.upper", 2.0),
+                ],
+                ..Default::default()
+            };
+            to_event(res, &r).expect("a finding")
+        };
+        let host = [kv_str("host.name", "node-1")];
+        for m in [
+            "system.cpu.load_average.1m",
+            "system.cpu.utilization",
+            "k8s.node.cpu.utilization",
+        ] {
+            let e = finding(&host, m);
+            assert!(e.load && e.service.is_none(), "{m}: {e:?}");
+            assert_eq!(e.host.as_deref(), Some("node-1"));
+        }
+        // Other host findings (a disk filling up) stay findings of their own.
+        assert!(!finding(&host, "system.filesystem.utilization").load);
+        // A service's own CPU is its finding, not its host's.
+        let pod = [
+            kv_str("service.name", "api"),
+            kv_str("k8s.pod.name", "api-1"),
+            kv_str("k8s.node.name", "node-1"),
+        ];
+        let e = finding(&pod, "system.cpu.utilization");
+        assert!(!e.load);
+        assert_eq!(
+            (e.resource.as_str(), e.host.as_deref()),
+            ("k8s.pod.name=api-1", Some("node-1"))
+        );
+    }
+
     #[test]
     fn a_long_multibyte_pattern_body_is_cut_on_a_character() {
         let r = LogRecord {
@@ -1186,7 +1248,8 @@ mod tests {
         let end = to_event(&res, &rec("resolved")).expect("a finding");
         assert_eq!(end.kind, EventKind::AnomalyEnd);
         assert_eq!(end.key, e.key);
-        // Through the engine: the record carries the budget spent and the priority.
+        // Through the engine, with a finding on the service that says where (an SLO alert alone
+        // opens no incident): the record carries the budget spent and the priority.
         let mut c = Correlator::new(
             EngineConfig {
                 settle_ns: 0,
@@ -1194,7 +1257,12 @@ mod tests {
             },
             1,
         );
-        let out = c.observe_all(&[e], &NoTopology);
+        let mut slow = e.clone();
+        slow.key = "anomaly:red.latency.p99{service.name=web}".into();
+        slow.budget = None;
+        slow.band = Some(5.0);
+        assert!(c.observe_all(&[e], &NoTopology).is_empty());
+        let out = c.observe_all(&[slow], &NoTopology);
         let prio = priorities(&c, &out);
         assert_eq!(prio, vec![Some(1)]);
         let r = incident_record(&out[0], prio[0], 0);
