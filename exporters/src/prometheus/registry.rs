@@ -10,6 +10,7 @@ use super::translate::{
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 use std::time::{Duration, Instant};
+use vigil_core::otlp::common::v1::KeyValue;
 use vigil_core::otlp::metrics::v1::{
     metric::Data, number_data_point, AggregationTemporality, Metric, NumberDataPoint,
     ResourceMetrics,
@@ -151,114 +152,92 @@ impl Registry {
             }
         }
         let help = m.description.as_str();
-        let stale = |flags: u32| flags & NO_RECORDED_VALUE != 0;
-        match m.data.as_ref() {
-            Some(Data::Gauge(g)) => {
-                for p in &g.data_points {
-                    let l = self.finish(point_labels(base, &p.attributes));
-                    self.put_or_remove(
-                        &name,
-                        kind,
-                        help,
-                        l,
-                        Value::Number(number(p)),
-                        ms(p.time_unix_nano),
-                        false,
-                        stale(p.flags),
-                        now,
-                    );
-                }
-            }
-            Some(Data::Sum(s)) => {
-                let delta = s.aggregation_temporality == AggregationTemporality::Delta as i32;
-                for p in &s.data_points {
-                    let l = self.finish(point_labels(base, &p.attributes));
-                    self.put_or_remove(
-                        &name,
-                        kind,
-                        help,
-                        l,
-                        Value::Number(number(p)),
-                        ms(p.time_unix_nano),
-                        delta,
-                        stale(p.flags),
-                        now,
-                    );
-                }
-            }
-            Some(Data::Histogram(h)) => {
-                let delta = h.aggregation_temporality == AggregationTemporality::Delta as i32;
-                for p in &h.data_points {
-                    let l = self.finish(point_labels(base, &p.attributes));
-                    let mut counts = p.bucket_counts.clone();
-                    counts.resize(p.explicit_bounds.len() + 1, 0);
-                    let v = Value::Histogram {
-                        bounds: p.explicit_bounds.clone(),
-                        counts,
-                        sum: p.sum.unwrap_or(0.0),
-                        count: p.count,
-                    };
-                    self.put_or_remove(
-                        &name,
-                        kind,
-                        help,
-                        l,
-                        v,
-                        ms(p.time_unix_nano),
-                        delta,
-                        stale(p.flags),
-                        now,
-                    );
-                }
-            }
-            Some(Data::ExponentialHistogram(h)) => {
-                let delta = h.aggregation_temporality == AggregationTemporality::Delta as i32;
-                for p in &h.data_points {
-                    let l = self.finish(point_labels(base, &p.attributes));
-                    let v = Value::Cumulative {
-                        buckets: exponential_buckets(p),
-                        sum: p.sum.unwrap_or(0.0),
-                        count: p.count,
-                    };
-                    self.put_or_remove(
-                        &name,
-                        kind,
-                        help,
-                        l,
-                        v,
-                        ms(p.time_unix_nano),
-                        delta,
-                        stale(p.flags),
-                        now,
-                    );
-                }
-            }
-            Some(Data::Summary(s)) => {
-                for p in &s.data_points {
-                    let l = self.finish(point_labels(base, &p.attributes));
-                    let v = Value::Summary {
-                        quantiles: p
-                            .quantile_values
-                            .iter()
-                            .map(|q| (q.quantile, q.value))
-                            .collect(),
-                        sum: p.sum,
-                        count: p.count,
-                    };
-                    self.put_or_remove(
-                        &name,
-                        kind,
-                        help,
-                        l,
-                        v,
-                        ms(p.time_unix_nano),
-                        false,
-                        stale(p.flags),
-                        now,
-                    );
-                }
-            }
-            None => {}
+        let is_delta = |t: i32| t == AggregationTemporality::Delta as i32;
+        // Each point's attributes, value, time and flags, and whether the metric is a delta.
+        let (delta, points): (bool, Vec<(&[KeyValue], Value, u64, u32)>) = match m.data.as_ref() {
+            Some(Data::Gauge(g)) => (
+                false,
+                g.data_points
+                    .iter()
+                    .map(|p| {
+                        (
+                            &p.attributes[..],
+                            Value::Number(number(p)),
+                            p.time_unix_nano,
+                            p.flags,
+                        )
+                    })
+                    .collect(),
+            ),
+            Some(Data::Sum(s)) => (
+                is_delta(s.aggregation_temporality),
+                s.data_points
+                    .iter()
+                    .map(|p| {
+                        (
+                            &p.attributes[..],
+                            Value::Number(number(p)),
+                            p.time_unix_nano,
+                            p.flags,
+                        )
+                    })
+                    .collect(),
+            ),
+            Some(Data::Histogram(h)) => (
+                is_delta(h.aggregation_temporality),
+                h.data_points
+                    .iter()
+                    .map(|p| {
+                        let mut counts = p.bucket_counts.clone();
+                        counts.resize(p.explicit_bounds.len() + 1, 0);
+                        let v = Value::Histogram {
+                            bounds: p.explicit_bounds.clone(),
+                            counts,
+                            sum: p.sum.unwrap_or(0.0),
+                            count: p.count,
+                        };
+                        (&p.attributes[..], v, p.time_unix_nano, p.flags)
+                    })
+                    .collect(),
+            ),
+            Some(Data::ExponentialHistogram(h)) => (
+                is_delta(h.aggregation_temporality),
+                h.data_points
+                    .iter()
+                    .map(|p| {
+                        let v = Value::Cumulative {
+                            buckets: exponential_buckets(p),
+                            sum: p.sum.unwrap_or(0.0),
+                            count: p.count,
+                        };
+                        (&p.attributes[..], v, p.time_unix_nano, p.flags)
+                    })
+                    .collect(),
+            ),
+            Some(Data::Summary(s)) => (
+                false,
+                s.data_points
+                    .iter()
+                    .map(|p| {
+                        let v = Value::Summary {
+                            quantiles: p
+                                .quantile_values
+                                .iter()
+                                .map(|q| (q.quantile, q.value))
+                                .collect(),
+                            sum: p.sum,
+                            count: p.count,
+                        };
+                        (&p.attributes[..], v, p.time_unix_nano, p.flags)
+                    })
+                    .collect(),
+            ),
+            None => return 0,
+        };
+        for (attrs, v, time, flags) in points {
+            let l = self.finish(point_labels(base, attrs));
+            let stale = flags & NO_RECORDED_VALUE != 0;
+            self.put_or_remove(&name, kind, help, l, v, ms(time), delta, stale, now);
         }
         0
     }
