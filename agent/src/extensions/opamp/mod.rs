@@ -324,7 +324,92 @@ struct Factory;
 
 /// The `opamp` extension factory, for the registry.
 pub fn factory() -> Arc<dyn vigil_core::factory::DynExtensionFactory> {
-    vigil_core::factory::extension(Factory)
+    Arc::new(NotSumoLogics(vigil_core::factory::extension(Factory)))
+}
+
+/// The keys of otelcol-contrib's `opamp` section.
+const CONTRIB_KEYS: &[&str] = &[
+    "server",
+    "instance_uid",
+    "capabilities",
+    "agent_description",
+    "ppid",
+    "ppid_poll_interval",
+];
+/// Keys only Sumo Logic's own `opamp` extension has (their distribution's, also named `opamp`):
+/// any of them marks a section written for it. Its HTTP client keys (`endpoint`, `tls`, ...) at the
+/// top level are not markers: alone they are more likely contrib keys put one level too high.
+const SUMO_LOGIC_KEYS: &[&str] = &[
+    "remote_configuration_directory",
+    "accepts_remote_configuration",
+    "disable_tag_replacement",
+];
+
+/// A section written for Sumo Logic's `opamp` extension is refused as the component it is, one
+/// vigil does not have, rather than by its keys one at a time: those keys are not typos of
+/// contrib's. Checked on the raw section, before it is decoded as contrib's.
+fn sumo_logics(id: &ComponentId, config: &Value) -> Result<(), ConfigError> {
+    let Value::Object(section) = config else {
+        return Ok(());
+    };
+    let Some(marker) = SUMO_LOGIC_KEYS.iter().find(|k| section.contains_key(**k)) else {
+        return Ok(());
+    };
+    let mut theirs: Vec<&str> = section
+        .keys()
+        .map(String::as_str)
+        .filter(|k| !CONTRIB_KEYS.contains(k))
+        .collect();
+    theirs.sort_unstable();
+    Err(err(
+        id,
+        *marker,
+        format!(
+            "{VENDOR_COMPONENT}Sumo Logic's opamp extension (their distribution's; keys {}); \
+             vigil's opamp is otelcol-contrib's, configured under server::ws or server::http",
+            theirs.join(", ")
+        ),
+    ))
+}
+
+/// How an error about a vendor distribution's own component under a type name vigil has begins, so
+/// that tools reading `vigil validate` count it with the unknown types (tests/tests/compat.rs).
+const VENDOR_COMPONENT: &str = "a component vigil does not have: ";
+
+/// The `opamp` factory with a look at the raw section first ([`sumo_logics`]).
+struct NotSumoLogics(Arc<dyn vigil_core::factory::DynExtensionFactory>);
+
+impl vigil_core::factory::DynFactory for NotSumoLogics {
+    fn kind(&self) -> ComponentKind {
+        self.0.kind()
+    }
+    fn type_name(&self) -> &'static str {
+        self.0.type_name()
+    }
+    fn signal_stability(&self) -> Vec<(String, vigil_core::Stability)> {
+        self.0.signal_stability()
+    }
+    fn default_value(&self) -> Option<Value> {
+        self.0.default_value()
+    }
+    fn resolved(&self, id: &ComponentId, config: &Value) -> Result<Value, ConfigError> {
+        sumo_logics(id, config)?;
+        self.0.resolved(id, config)
+    }
+    fn validate(&self, id: &ComponentId, config: &Value) -> Result<(), ConfigError> {
+        sumo_logics(id, config)?;
+        self.0.validate(id, config)
+    }
+}
+
+impl vigil_core::factory::DynExtensionFactory for NotSumoLogics {
+    fn extension_stability(&self) -> vigil_core::Stability {
+        self.0.extension_stability()
+    }
+    fn create(&self, id: &ComponentId, config: &Value) -> Result<Arc<dyn Extension>, ConfigError> {
+        sumo_logics(id, config)?;
+        self.0.create(id, config)
+    }
 }
 
 impl vigil_core::factory::FactoryBase for Factory {

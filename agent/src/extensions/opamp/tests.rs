@@ -50,6 +50,59 @@ fn config_defaults_and_mistakes() {
     assert_eq!(v7[8] >> 6, 2);
 }
 
+/// Sumo Logic's own `opamp` extension, as their distribution's example config writes it, is
+/// refused as the component it is; contrib's keys put one level too high are still key errors.
+#[test]
+fn sumo_logics_opamp_is_named_as_a_component_vigil_lacks() {
+    let f = factory();
+    let id = ComponentId::new("opamp", None);
+    let sumo = serde_json::json!({
+        "remote_configuration_directory": "/etc/otelcol-sumo/opamp.d",
+        "endpoint": "wss://opamp-collectors.sumologic.com/v1/opamp",
+    });
+    let expected = "extensions::opamp::remote_configuration_directory: a component vigil does \
+                    not have: Sumo Logic's opamp extension (their distribution's; keys endpoint, \
+                    remote_configuration_directory)";
+    let e = f.validate(&id, &sumo).unwrap_err().to_string();
+    assert!(e.starts_with(expected), "{e}");
+    assert!(!e.contains("invalid keys"), "{e}");
+    let e = f.create(&id, &sumo).err().expect("refused").to_string();
+    assert!(e.starts_with(expected), "{e}");
+    assert!(f.resolved(&id, &sumo).is_err());
+    // Any one of its own keys marks it, whatever else the section has.
+    let e = f
+        .validate(&id, &serde_json::json!({"accepts_remote_configuration": true, "server": {"ws": {"endpoint": "wss://x"}}}))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with(
+            "extensions::opamp::accepts_remote_configuration: a component vigil does not have"
+        ) && e.contains("keys accepts_remote_configuration);"),
+        "{e}"
+    );
+    // Without them, a top-level endpoint is a misplaced contrib key, and says so.
+    let e = f
+        .validate(&id, &serde_json::json!({"endpoint": "wss://x"}))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("invalid keys: endpoint"), "{e}");
+    assert!(!e.contains("Sumo Logic"), "{e}");
+    let e = f
+        .validate(
+            &id,
+            &serde_json::json!({"server": {"ws": {"endpoint": "wss://x"}}, "capabilites": {}}),
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("capabilites"), "{e}");
+    assert!(!e.contains("Sumo Logic"), "{e}");
+    f.validate(
+        &id,
+        &serde_json::json!({"server": {"ws": {"endpoint": "wss://x"}}}),
+    )
+    .unwrap();
+}
+
 #[test]
 fn credentials_are_redacted() {
     let mut v = serde_json::json!({
