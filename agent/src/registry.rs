@@ -361,6 +361,9 @@ pub const RENAMES: &[(ComponentKind, &str, &str)] = &[
     ),
     (ComponentKind::Extension, "k8sobserver", "k8s_observer"),
     (ComponentKind::Extension, "oauth2_client", "oauth2client"),
+    (ComponentKind::Exporter, "aws_emf", "awsemf"),
+    (ComponentKind::Exporter, "aws_xray", "awsxray"),
+    (ComponentKind::Extension, "aws_proxy", "awsproxy"),
 ];
 
 #[cfg(test)]

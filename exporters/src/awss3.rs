@@ -14,15 +14,15 @@
 //! An object's key is fixed when the batch is queued, so every retry writes the same key: a
 //! retry after a lost answer overwrites the object instead of duplicating the data.
 
+use crate::helper::aws::CredentialSource;
 use crate::helper::queue::{signal_from_tag, signal_tag, Persist};
 use crate::helper::{
     Delivered, QueueConfig, RetryConfig, SendError, SendSettings, SendStack, Sender,
 };
 use async_trait::async_trait;
 use bytes::Bytes;
-use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
+use rusty_s3::{Bucket, S3Action, UrlStyle};
 use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use vigil_core::codec::encode::{json_request, proto_request};
@@ -250,89 +250,6 @@ pub fn object_key(
         key.push_str(".gz");
     }
     key
-}
-
-/// Where credentials come from, in the AWS SDKs' order: the environment, then the shared
-/// credentials file's profile.
-#[derive(Debug, Clone)]
-struct CredentialSource {
-    file: Option<PathBuf>,
-    profile: String,
-}
-
-impl CredentialSource {
-    fn from_env() -> CredentialSource {
-        let file = std::env::var_os("AWS_SHARED_CREDENTIALS_FILE")
-            .map(PathBuf::from)
-            .or_else(|| {
-                std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".aws/credentials"))
-            });
-        let profile = std::env::var("AWS_PROFILE").unwrap_or_else(|_| "default".into());
-        CredentialSource { file, profile }
-    }
-
-    /// Read on every request, so that rotated keys are used without a restart.
-    fn load(&self) -> Result<Credentials, String> {
-        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-        if let (Some(key), Some(secret)) = (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY"))
-        {
-            return Ok(match env("AWS_SESSION_TOKEN") {
-                Some(t) => Credentials::new_with_token(key, secret, t),
-                None => Credentials::new(key, secret),
-            });
-        }
-        let missing = || {
-            format!(
-                "no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and \
-                 AWS_SESSION_TOKEN for temporary ones), or write profile [{}] in {}",
-                self.profile,
-                self.file
-                    .as_ref()
-                    .map_or("~/.aws/credentials".into(), |f| f.display().to_string())
-            )
-        };
-        let Some(path) = &self.file else {
-            return Err(missing());
-        };
-        let Ok(text) = std::fs::read_to_string(path) else {
-            return Err(missing());
-        };
-        let found = profile_keys(&text, &self.profile);
-        match (
-            found.get("aws_access_key_id"),
-            found.get("aws_secret_access_key"),
-        ) {
-            (Some(k), Some(s)) => Ok(match found.get("aws_session_token") {
-                Some(t) => Credentials::new_with_token(k.clone(), s.clone(), t.clone()),
-                None => Credentials::new(k.clone(), s.clone()),
-            }),
-            _ => Err(missing()),
-        }
-    }
-}
-
-/// The keys of `[profile]` in an INI credentials file.
-fn profile_keys(text: &str, profile: &str) -> std::collections::BTreeMap<String, String> {
-    let mut out = std::collections::BTreeMap::new();
-    let mut inside = false;
-    for line in text.lines() {
-        let line = line.trim();
-        if line.starts_with('#') || line.starts_with(';') || line.is_empty() {
-            continue;
-        }
-        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-            let name = name.trim();
-            inside =
-                name == profile || name.strip_prefix("profile ").map(str::trim) == Some(profile);
-            continue;
-        }
-        if inside {
-            if let Some((k, v)) = line.split_once('=') {
-                out.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
-            }
-        }
-    }
-    out
 }
 
 /// One object to write.

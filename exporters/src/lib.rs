@@ -4,7 +4,9 @@ use std::sync::Arc;
 use vigil_core::factory::DynExporterFactory;
 
 pub mod alertmanager;
+pub mod awsemf;
 pub mod awss3;
+pub mod awsxray;
 pub mod coralogix;
 pub mod debug;
 pub mod file;
@@ -34,6 +36,8 @@ pub fn factories() -> Vec<Arc<dyn DynExporterFactory>> {
         webhook::factory(),
         loadbalancing::factory(),
         awss3::factory(),
+        awsemf::factory(),
+        awsxray::factory(),
         coralogix::factory(),
         kafka::factory(),
         nop::factory(),

@@ -4,107 +4,16 @@
 //! partitioning, as a data-lake user would. One exporter goes through a proxy that answers 503
 //! to the first uploads and never answers the next ones: nothing is lost.
 
+#[path = "support/moto.rs"]
+mod moto;
 #[path = "support/otlp_http.rs"]
 mod otlp_http;
 
+use moto::{flaky_proxy, moto};
 use opentelemetry_proto::tonic::trace::v1::Span;
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 use vigil_tests::{eventually, free_port, python, python_script_json, repo_root, Agent};
-
-/// `moto_server` from the test venv, killed on drop.
-struct Moto(Child);
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn moto(port: u16) -> Moto {
-    let bin = python().with_file_name("moto_server");
-    assert!(
-        bin.exists(),
-        "{} is missing: run scripts/test.sh, which installs moto[server], boto3 and duckdb into .venv \
-         (pip install -r tests/requirements.txt)",
-        bin.display()
-    );
-    let child = Command::new(bin)
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start moto_server");
-    let m = Moto(child);
-    eventually(Duration::from_secs(60), "moto_server to answer", || {
-        reqwest::blocking::get(format!("http://127.0.0.1:{port}/"))
-            .ok()
-            .map(|_| ())
-    });
-    m
-}
-
-/// A proxy to `upstream` that answers 503 (S3's SlowDown) to the first `fail` PUTs and never
-/// answers the next `stall`; counts the PUTs it saw.
-fn flaky_proxy(
-    rt: &tokio::runtime::Runtime,
-    port: u16,
-    upstream: u16,
-    fail: usize,
-    stall: usize,
-) -> Arc<AtomicUsize> {
-    let puts = Arc::new(AtomicUsize::new(0));
-    let seen = Arc::clone(&puts);
-    let client = reqwest::Client::new();
-    let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
-        let seen = Arc::clone(&seen);
-        let client = client.clone();
-        async move {
-            use axum::response::IntoResponse;
-            let (parts, body) = req.into_parts();
-            let body = axum::body::to_bytes(body, 64 << 20).await.unwrap_or_default();
-            if parts.method == axum::http::Method::PUT {
-                let n = seen.fetch_add(1, Ordering::SeqCst);
-                if n < fail {
-                    return (
-                        axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                        "<Error><Code>SlowDown</Code><Message>Reduce your request rate.</Message></Error>",
-                    )
-                        .into_response();
-                }
-                if n < fail + stall {
-                    std::future::pending::<()>().await;
-                }
-            }
-            let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-            let mut fwd = client.request(
-                parts.method.clone(),
-                format!("http://127.0.0.1:{upstream}{path}"),
-            );
-            for (k, v) in &parts.headers {
-                if k != axum::http::header::HOST {
-                    fwd = fwd.header(k, v);
-                }
-            }
-            match fwd.body(body).send().await {
-                Ok(r) => {
-                    let status = r.status();
-                    let bytes = r.bytes().await.unwrap_or_default();
-                    (status, bytes).into_response()
-                }
-                Err(e) => (axum::http::StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
-            }
-        }
-    });
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind(("127.0.0.1", port)))
-        .expect("bind proxy");
-    rt.spawn(async move { axum::serve(listener, app).await });
-    puts
-}
 
 /// One export of span `span` of traces `0..20` of `service`.
 fn post(http: u16, service: &str, span: u8) {
@@ -136,7 +45,15 @@ fn objects_are_partitioned_decodable_and_queryable_and_503s_lose_nothing() {
         "s3_lake.py",
         &["create", "--endpoint", &endpoint, "--bucket", "lake"],
     );
-    let puts = flaky_proxy(&rt, proxy_port, moto_port, 3, 2);
+    let puts = flaky_proxy(
+        &rt,
+        proxy_port,
+        moto_port,
+        3,
+        2,
+        |p| p.method == axum::http::Method::PUT,
+        "<Error><Code>SlowDown</Code><Message>Reduce your request rate.</Message></Error>",
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let yaml = format!(

@@ -5,6 +5,7 @@
 //! forwarding HTTP proxy to a vendor API), `opamp` (an OpAMP client reporting to a management server).
 
 mod auth_util;
+pub mod awsproxy;
 pub mod basicauth;
 pub mod bearertokenauth;
 pub mod cgroup_runtime;
@@ -36,6 +37,7 @@ pub fn factories() -> Vec<Arc<dyn DynExtensionFactory>> {
         pprof::factory(),
         cgroup_runtime::factory(),
         http_forwarder::factory(),
+        awsproxy::factory(),
         opamp::factory(),
         crate::observer::k8s::factory(),
         crate::observer::host::factory(),

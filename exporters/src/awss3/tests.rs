@@ -1,6 +1,7 @@
 //! Keys, config errors, credentials, and delivery against a local S3 double that fails first.
 
 use super::*;
+use crate::helper::aws::profile_keys;
 use crate::helper::encode::tests::sample_traces;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, Uri};

@@ -4,6 +4,7 @@
 //! it in a `SendStack`.
 
 pub mod auth;
+pub mod aws;
 pub mod classify;
 pub mod counters;
 pub mod encode;

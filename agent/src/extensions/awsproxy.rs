@@ -1,0 +1,365 @@
+//! `awsproxy`: otelcol's X-Ray proxy. X-Ray SDKs in the node's applications call it, unsigned,
+//! for sampling rules and targets (`/GetSamplingRules`, `/SamplingTargets`) and anything else of
+//! X-Ray's API; it signs each request with the node's AWS credentials (SigV4, `service_name`,
+//! default `xray`) and forwards it to X-Ray (`aws_endpoint`, else the regional endpoint), then
+//! copies the answer back. Credentials and region come as for the AWS exporters
+//! (`vigil_exporters::helper::aws`); a `role_arn` is refused, as vigil has no STS client.
+//!
+//! Bounded: a request body larger than [`MAX_BODY`] is refused with 413, and at most
+//! [`MAX_IN_FLIGHT`] requests are forwarded at once (the rest get 503). Counted in
+//! `vigil_awsproxy_requests{extension,result}` (`forwarded`, `too_large`, `busy`, `failed`).
+
+use super::health_check::serve_http;
+use async_trait::async_trait;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderName, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use tokio::sync::Semaphore;
+use vigil_core::config::{bind_tcp, check_endpoint, TlsClientConfig};
+use vigil_core::{Component, ComponentId, ComponentKind, ConfigError, Extension, Host};
+use vigil_exporters::helper::aws::{self, AwsSession, CredentialSource};
+
+/// Requests forwarded at once.
+pub const MAX_IN_FLIGHT: usize = 64;
+/// X-Ray's sampling calls are small; anything larger is not an SDK's.
+pub const MAX_BODY: usize = 1024 * 1024;
+
+fn default_endpoint() -> String {
+    "localhost:2000".into()
+}
+fn default_service() -> String {
+    "xray".into()
+}
+
+/// otelcol's `proxy.Config`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsProxyConfig {
+    /// Where SDKs reach the proxy.
+    #[serde(default = "default_endpoint")]
+    pub endpoint: String,
+    /// An HTTP(S) proxy for the requests to X-Ray.
+    #[serde(default)]
+    pub proxy_address: String,
+    /// Client TLS towards X-Ray.
+    #[serde(default)]
+    pub tls: TlsClientConfig,
+    #[serde(default)]
+    pub region: String,
+    /// Refused: vigil has no STS client.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub role_arn: String,
+    /// X-Ray's URL (else `https://xray.<region>.amazonaws.com`).
+    #[serde(default)]
+    pub aws_endpoint: String,
+    /// Not on EC2: the region is not asked of the instance metadata service.
+    #[serde(default)]
+    pub local_mode: bool,
+    /// The service the signature is for.
+    #[serde(default = "default_service")]
+    pub service_name: String,
+    /// Accepted for otelcol's configs.
+    #[serde(default)]
+    pub imds_retries: u64,
+}
+
+impl AwsProxyConfig {
+    fn session(&self) -> AwsSession {
+        AwsSession {
+            region: self.region.clone(),
+            endpoint: self.aws_endpoint.clone(),
+            proxy_address: self.proxy_address.clone(),
+            no_verify_ssl: self.tls.insecure_skip_verify,
+            local_mode: self.local_mode,
+            role_arn: self.role_arn.clone(),
+            ..Default::default()
+        }
+    }
+}
+
+fn err(id: &ComponentId, path: impl Into<String>, msg: impl Into<String>) -> ConfigError {
+    ConfigError::component(ComponentKind::Extension, id, path, msg)
+}
+
+fn client(id: &ComponentId, cfg: &AwsProxyConfig) -> Result<reqwest::Client, ConfigError> {
+    cfg.session().client_with(id, &cfg.tls).map_err(|mut e| {
+        e.location = format!("extensions::{id}");
+        if e.path.starts_with("tls::") || e.path == "proxy_address" {
+            return e;
+        }
+        e.path = format!("tls::{}", e.path);
+        e
+    })
+}
+
+fn check(id: &ComponentId, cfg: &AwsProxyConfig) -> Result<(), ConfigError> {
+    check_endpoint(&cfg.endpoint).map_err(|e| err(id, "endpoint", e))?;
+    cfg.session().validate(|k, m| {
+        let k = if k == "endpoint" { "aws_endpoint" } else { k };
+        err(id, k, m)
+    })?;
+    if cfg.service_name.trim().is_empty() {
+        return Err(err(
+            id,
+            "service_name",
+            "must not be empty (the signature's service)",
+        ));
+    }
+    client(id, cfg).map(drop)
+}
+
+struct Factory;
+
+/// The `awsproxy` extension factory (`aws_proxy` is accepted too).
+pub fn factory() -> Arc<dyn vigil_core::factory::DynExtensionFactory> {
+    vigil_core::factory::extension(Factory)
+}
+
+impl vigil_core::factory::FactoryBase for Factory {
+    type Config = AwsProxyConfig;
+
+    fn type_name(&self) -> &'static str {
+        "awsproxy"
+    }
+
+    fn validate(&self, id: &ComponentId, cfg: &AwsProxyConfig) -> Result<(), ConfigError> {
+        check(id, cfg)
+    }
+}
+
+impl vigil_core::factory::ExtensionFactory for Factory {
+    fn stability(&self) -> vigil_core::Stability {
+        vigil_core::Stability::Beta
+    }
+
+    fn create(
+        &self,
+        set: vigil_core::Settings,
+        cfg: AwsProxyConfig,
+    ) -> Result<Arc<dyn Extension>, ConfigError> {
+        Ok(Arc::new(AwsProxy {
+            id: set.id.clone(),
+            cfg,
+            tasks: set.tasks.clone(),
+            credentials: CredentialSource::from_env(),
+        }))
+    }
+}
+
+struct AwsProxy {
+    id: ComponentId,
+    cfg: AwsProxyConfig,
+    tasks: vigil_core::task::Tasks,
+    credentials: CredentialSource,
+}
+
+impl Extension for AwsProxy {}
+
+struct Ctx {
+    id: String,
+    region: String,
+    service: String,
+    base: url::Url,
+    client: reqwest::Client,
+    credentials: CredentialSource,
+    slots: Semaphore,
+}
+
+/// Headers not passed on: one connection's (RFC 9110 §7.6.1), and the signature's own, which
+/// the proxy writes.
+fn dropped(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "host"
+            | "content-length"
+            | "authorization"
+            | "x-amz-date"
+            | "x-amz-security-token"
+            | "x-amz-content-sha256"
+    )
+}
+
+/// Headers the signature covers besides host and date: the ones X-Ray reads.
+fn signed(name: &str) -> bool {
+    name == "content-type" || name.starts_with("x-amz-")
+}
+
+fn count(ctx: &Ctx, result: &'static str) {
+    metrics::counter!("vigil_awsproxy_requests", "extension" => ctx.id.clone(), "result" => result)
+        .increment(1);
+}
+
+fn plain(code: StatusCode, body: String) -> Response {
+    (
+        code,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        body,
+    )
+        .into_response()
+}
+
+async fn forward(State(ctx): State<Arc<Ctx>>, req: Request) -> Response {
+    let Ok(_slot) = ctx.slots.try_acquire() else {
+        count(&ctx, "busy");
+        return plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many requests in flight; try again\n".into(),
+        );
+    };
+    let (parts, body) = req.into_parts();
+    let body = match axum::body::to_bytes(body, MAX_BODY).await {
+        Ok(b) => b,
+        Err(e) => {
+            count(&ctx, "too_large");
+            return plain(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "the request body is larger than {MAX_BODY} bytes, or could not be read: {e}\n"
+                ),
+            );
+        }
+    };
+    let creds = match ctx.credentials.load() {
+        Ok(c) => c,
+        Err(e) => {
+            count(&ctx, "failed");
+            return plain(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n"));
+        }
+    };
+    let mut url = ctx.base.clone();
+    url.set_path(&format!(
+        "{}{}",
+        ctx.base.path().trim_end_matches('/'),
+        parts.uri.path()
+    ));
+    url.set_query(parts.uri.query());
+    let kept: Vec<(String, String)> = parts
+        .headers
+        .iter()
+        .filter(|(k, _)| !dropped(k))
+        .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+        .collect();
+    let to_sign: Vec<(&str, &str)> = kept
+        .iter()
+        .filter(|(k, _)| signed(k))
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let signature = aws::sign(
+        parts.method.as_str(),
+        &url,
+        &to_sign,
+        &body,
+        &ctx.region,
+        &ctx.service,
+        &creds,
+        chrono::Utc::now(),
+    );
+    let mut out = ctx.client.request(parts.method, url).body(body);
+    for (k, v) in kept.iter().chain(signature.iter()) {
+        out = out.header(k, v);
+    }
+    let answer = match out.send().await {
+        Ok(a) => a,
+        Err(e) => {
+            count(&ctx, "failed");
+            return plain(
+                StatusCode::BAD_GATEWAY,
+                format!("{}\n", vigil_exporters::helper::http::error_chain(&e)),
+            );
+        }
+    };
+    count(&ctx, "forwarded");
+    let mut resp = Response::builder().status(answer.status());
+    if let Some(h) = resp.headers_mut() {
+        for (k, v) in answer.headers() {
+            if !dropped(k) {
+                h.append(k.clone(), v.clone());
+            }
+        }
+    }
+    let bytes = answer.bytes().await.unwrap_or_default();
+    resp.body(axum::body::Body::from(bytes))
+        .unwrap_or_else(|e| plain(StatusCode::BAD_GATEWAY, format!("{e}\n")))
+}
+
+#[async_trait]
+impl Component for AwsProxy {
+    async fn start(&self, _host: &Host) -> anyhow::Result<()> {
+        let client = client(&self.id, &self.cfg)?;
+        let session = self.cfg.session();
+        let region = session
+            .resolve_region(&client)
+            .await
+            .map_err(|e| anyhow::anyhow!("extensions::{}: {e}", self.id))?;
+        let base = if self.cfg.aws_endpoint.is_empty() {
+            aws::service_url("xray", &region)
+        } else {
+            aws::endpoint_url(&self.cfg.aws_endpoint)
+                .map_err(|e| anyhow::anyhow!("extensions::{}::aws_endpoint: {e}", self.id))?
+        };
+        if let Err(e) = self.credentials.load() {
+            tracing::error!(extension = %self.id, "{e}; requests are answered 500 until credentials appear");
+        }
+        let listener = bind_tcp(ComponentKind::Extension, &self.id, &self.cfg.endpoint).await?;
+        let ctx = Arc::new(Ctx {
+            id: self.id.to_string(),
+            region,
+            service: self.cfg.service_name.trim().to_string(),
+            base,
+            client,
+            credentials: self.credentials.clone(),
+            slots: Semaphore::new(MAX_IN_FLIGHT),
+        });
+        let app = axum::Router::new().fallback(forward).with_state(ctx);
+        serve_http(&self.id, &self.tasks, listener, app, None);
+        Ok(())
+    }
+
+    fn tasks(&self) -> Option<&vigil_core::task::Tasks> {
+        Some(&self.tasks)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vigil_core::factory::FactoryBase;
+
+    fn parse(v: serde_json::Value) -> Result<AwsProxyConfig, ConfigError> {
+        let id = ComponentId::new("awsproxy", None);
+        let cfg: AwsProxyConfig = vigil_core::config::decode(ComponentKind::Extension, &id, &v)?;
+        Factory.validate(&id, &cfg).map(|_| cfg)
+    }
+
+    #[test]
+    fn defaults_and_mistakes() {
+        let cfg = parse(serde_json::Value::Null).unwrap();
+        assert_eq!(cfg.endpoint, "localhost:2000");
+        assert_eq!(cfg.service_name, "xray");
+        let e = parse(serde_json::json!({"role_arn": "arn:aws:iam::1:role/r"})).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("extensions::awsproxy::role_arn: assuming a role"),
+            "{e}"
+        );
+        let e = parse(serde_json::json!({"aws_endpoint": "ftp://x"})).unwrap_err();
+        assert!(e.to_string().contains("aws_endpoint"), "{e}");
+        let e = parse(serde_json::json!({"endpoint": "nowhere"})).unwrap_err();
+        assert!(e.to_string().contains("endpoint"), "{e}");
+        let e = parse(serde_json::json!({"tls": {"ca_file": "/no/such.pem"}})).unwrap_err();
+        assert!(e.to_string().contains("tls::ca_file"), "{e}");
+        parse(serde_json::json!({"region": "us-west-2", "local_mode": true, "proxy_address": "http://proxy:3128"}))
+            .unwrap();
+    }
+}
