@@ -217,23 +217,13 @@ fn post(port: u16, path: &str, body: &Value) -> u16 {
         .unwrap_or(0)
 }
 
-/// A vigil whose otlp (HTTP) receiver feeds a kafka exporter with `exporter` (YAML body lines).
-fn vigil_to_kafka(exporter: &str, signals: &[&str]) -> (Agent, u16) {
-    let http = free_port();
+/// A vigil with `components` (its config from `receivers:` to the last exporter, without a
+/// trailing newline) and `pipelines` (the lines under `service::pipelines`), the health_check
+/// extension, and its own telemetry off; returned once healthy.
+fn start_agent(components: &str, pipelines: &str) -> Agent {
     let health = free_port();
-    let pipelines: String = signals
-        .iter()
-        .map(|s| format!("    {s}: {{receivers: [otlp], exporters: [kafka]}}\n"))
-        .collect();
     let cfg = format!(
-        "receivers:
-  otlp:
-    protocols:
-      http:
-        endpoint: 127.0.0.1:{http}
-exporters:
-  kafka:
-{exporter}
+        "{components}
 {frame}  pipelines:
 {pipelines}  telemetry:
     metrics:
@@ -243,7 +233,27 @@ exporters:
     );
     let mut agent = Agent::with_config(&cfg);
     agent.wait_healthy(health, Duration::from_secs(60));
-    (agent, http)
+    agent
+}
+
+/// A vigil whose otlp (HTTP) receiver feeds a kafka exporter with `exporter` (YAML body lines).
+fn vigil_to_kafka(exporter: &str, signals: &[&str]) -> (Agent, u16) {
+    let http = free_port();
+    let pipelines: String = signals
+        .iter()
+        .map(|s| format!("    {s}: {{receivers: [otlp], exporters: [kafka]}}\n"))
+        .collect();
+    let components = format!(
+        "receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: 127.0.0.1:{http}
+exporters:
+  kafka:
+{exporter}",
+    );
+    (start_agent(&components, &pipelines), http)
 }
 
 #[test]
@@ -306,27 +316,18 @@ fn exporter_writes_otlp_that_a_kafka_client_decodes() {
 
 /// A vigil whose kafka receiver (`receiver`: YAML body lines) feeds a `file` exporter.
 fn kafka_to_file(receiver: &str, dir: &Path, signal: &str) -> Agent {
-    let health = free_port();
     let out = dir.join("out.jsonl");
-    let cfg = format!(
+    let components = format!(
         "receivers:
   kafka:
 {receiver}
 exporters:
   file:
-    path: {out}
-{frame}  pipelines:
-    {signal}: {{receivers: [kafka], exporters: [file]}}
-  telemetry:
-    metrics:
-      level: none
-",
+    path: {out}",
         out = out.display(),
-        frame = health_check_and_service(health)
     );
-    let mut agent = Agent::with_config(&cfg);
-    agent.wait_healthy(health, Duration::from_secs(60));
-    agent
+    let pipelines = format!("    {signal}: {{receivers: [kafka], exporters: [file]}}\n");
+    start_agent(&components, &pipelines)
 }
 
 fn span_names(lines: &[Value]) -> Vec<String> {
@@ -505,8 +506,7 @@ fn backend(accept: usize) -> Backend {
 /// kafka receiver → otlphttp exporter with no queue, so that the receiver's offset commits follow
 /// what the backend accepted.
 fn kafka_to_backend(broker: &Broker, backend: u16) -> Agent {
-    let health = free_port();
-    let cfg = format!(
+    let components = format!(
         "receivers:
   kafka:
     brokers: [{broker}]
@@ -519,19 +519,13 @@ exporters:
     endpoint: http://127.0.0.1:{backend}
     compression: none
     sending_queue: {{enabled: false}}
-    retry_on_failure: {{enabled: false}}
-{frame}  pipelines:
-    traces: {{receivers: [kafka], exporters: [otlphttp]}}
-  telemetry:
-    metrics:
-      level: none
-",
+    retry_on_failure: {{enabled: false}}",
         broker = broker.addr(),
-        frame = health_check_and_service(health)
     );
-    let mut agent = Agent::with_config(&cfg);
-    agent.wait_healthy(health, Duration::from_secs(60));
-    agent
+    start_agent(
+        &components,
+        "    traces: {receivers: [kafka], exporters: [otlphttp]}\n",
+    )
 }
 
 #[test]
@@ -616,8 +610,7 @@ fn exporter_routes_by_attribute_and_metadata_and_keys_logs_by_trace() {
     broker.create_topic("logs-default", 3);
     broker.create_topic("team-x", 1);
     let http = free_port();
-    let health = free_port();
-    let cfg = format!(
+    let components = format!(
         "receivers:
   otlp:
     protocols:
@@ -630,18 +623,13 @@ exporters:
     logs: {{topic: logs-default}}
     topic_from_attribute: kafka.topic
     include_metadata_keys: [X-Tenant]
-    partition_logs_by_trace_id: true
-{frame}  pipelines:
-    logs: {{receivers: [otlp], exporters: [kafka]}}
-  telemetry:
-    metrics:
-      level: none
-",
+    partition_logs_by_trace_id: true",
         broker = broker.addr(),
-        frame = health_check_and_service(health)
     );
-    let mut agent = Agent::with_config(&cfg);
-    agent.wait_healthy(health, Duration::from_secs(60));
+    let agent = start_agent(
+        &components,
+        "    logs: {receivers: [otlp], exporters: [kafka]}\n",
+    );
     let rec = |body: &str, trace: u8| json!({"body": {"stringValue": body}, "traceId": format!("{:032x}", trace)});
     let logs = json!({"resourceLogs": [
         {"resource": {"attributes": [{"key": "kafka.topic", "value": {"stringValue": "team-x"}}]},
@@ -697,8 +685,7 @@ exporters:
 /// (the receiver's name its topics).
 fn kafka_round_trip(broker: &str, exporter: &str, receiver: &str, out: &Path) -> (Agent, u16) {
     let http = free_port();
-    let health = free_port();
-    let cfg = format!(
+    let components = format!(
         "receivers:
   otlp:
     protocols:
@@ -717,20 +704,13 @@ exporters:
     retry_on_failure: {{initial_interval: 100ms, max_interval: 500ms}}
 {exporter}
   file:
-    path: {out}
-{frame}  pipelines:
-    traces/out: {{receivers: [otlp], exporters: [kafka]}}
-    traces/in: {{receivers: [kafka], exporters: [file]}}
-  telemetry:
-    metrics:
-      level: none
-",
+    path: {out}",
         out = out.display(),
-        frame = health_check_and_service(health)
     );
-    let mut agent = Agent::with_config(&cfg);
-    agent.wait_healthy(health, Duration::from_secs(60));
-    (agent, http)
+    let pipelines = "    traces/out: {receivers: [otlp], exporters: [kafka]}
+    traces/in: {receivers: [kafka], exporters: [file]}
+";
+    (start_agent(&components, pipelines), http)
 }
 
 #[test]
