@@ -8,6 +8,7 @@ pub mod awsemf;
 pub mod awss3;
 pub mod awsxray;
 pub mod coralogix;
+pub mod datadog;
 pub mod debug;
 pub mod file;
 pub mod helper;
@@ -44,5 +45,6 @@ pub fn factories() -> Vec<Arc<dyn DynExporterFactory>> {
         logging::factory(),
         signalfx::factory(),
         splunkhec::factory(),
+        datadog::factory(),
     ]
 }
