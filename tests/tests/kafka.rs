@@ -157,6 +157,26 @@ impl Broker {
         assert_eq!(v["partitions"], json!(partitions), "topic {topic}: {v}");
     }
 
+    /// Writes `messages` OTLP trace messages of `per_message` spans each to `topic` with the
+    /// independent client (`extra`: more of its flags), and checks that all were written.
+    fn produce_traces(&self, topic: &str, messages: usize, per_message: usize, extra: &[&str]) {
+        let (m, per) = (messages.to_string(), per_message.to_string());
+        let mut args = vec![
+            "produce",
+            "--topic",
+            topic,
+            "--signal",
+            "traces",
+            "--messages",
+            &m,
+            "--per-message",
+            &per,
+        ];
+        args.extend_from_slice(extra);
+        let v = self.client(&args);
+        assert_eq!(v["produced"], json!(messages), "{v}");
+    }
+
     /// Reads `topic` from the start until `items` spans (or records) were seen.
     fn consume(&self, topic: &str, signal: &str, encoding: &str, items: usize) -> Value {
         let n = items.to_string();
@@ -348,19 +368,7 @@ fn span_names(lines: &[Value]) -> Vec<String> {
 fn receiver_reads_what_a_kafka_client_wrote() {
     let broker = Broker::start();
     broker.create_topic("in-spans", 2);
-    let v = broker.client(&[
-        "produce",
-        "--topic",
-        "in-spans",
-        "--signal",
-        "traces",
-        "--messages",
-        "20",
-        "--per-message",
-        "3",
-        "--header",
-    ]);
-    assert_eq!(v["produced"], json!(20));
+    broker.produce_traces("in-spans", 20, 3, &["--header"]);
     let dir = tempfile::tempdir().expect("tempdir");
     let _agent = kafka_to_file(
         &format!(
@@ -533,18 +541,7 @@ fn receiver_killed_mid_stream_rereads_what_was_not_accepted() {
     use std::sync::atomic::Ordering;
     let broker = Broker::start();
     broker.create_topic("work", 1);
-    let v = broker.client(&[
-        "produce",
-        "--topic",
-        "work",
-        "--signal",
-        "traces",
-        "--messages",
-        "50",
-        "--per-message",
-        "2",
-    ]);
-    assert_eq!(v["produced"], json!(50));
+    broker.produce_traces("work", 50, 2, &[]);
     // The backend takes 10 requests, then refuses (retryable): the receiver holds the partition
     // and retries; it must not commit past what was accepted.
     let be = backend(10);
