@@ -7,12 +7,15 @@
 //! passed-through token, per endpoint) is a [`Parts`] request, so a retry resends only what is
 //! left.
 //!
-//! Not built: trace correlation (the `correlation` section; the exporter takes no traces),
-//! `sync_host_metadata` and dimension (property) updates (`dimension_client`,
-//! `exclude_properties`, `log_dimension_updates`); these keys are read, and the first two warn
-//! at start.
+//! With `sync_host_metadata`, the host's properties are set once on its dimension through the
+//! API (`hostmeta.rs`).
+//!
+//! Not built: trace correlation (the `correlation` section; the exporter takes no traces) and
+//! the dimension updates other components ask for (k8s_cluster's metadata; `exclude_properties`
+//! has nothing to filter); these keys are read.
 
 mod filter;
+mod hostmeta;
 pub mod proto;
 mod rules;
 mod translate;
@@ -256,6 +259,21 @@ impl SignalFxConfig {
         }
     }
 
+    fn api_base(&self, id: &ComponentId) -> Result<Url, ConfigError> {
+        match (&self.api_url, &self.realm) {
+            (Some(u), _) => parse_url(id, "api_url", u),
+            (None, Some(realm)) => {
+                parse_url(id, "realm", &format!("https://api.{realm}.signalfx.com"))
+            }
+            (None, None) => Err(config_error(
+                id,
+                "realm",
+                "requires a non-empty \"realm\", or \"ingest_url\" and \"api_url\" should be \
+                 explicitly set",
+            )),
+        }
+    }
+
     fn tls(&self) -> &TlsClientConfig {
         self.tls.as_ref().unwrap_or(&self.ingest_tls)
     }
@@ -283,9 +301,7 @@ impl SignalFxConfig {
             ));
         }
         self.ingest_base(id)?;
-        if let Some(api) = &self.api_url {
-            parse_url(id, "api_url", api)?;
-        }
+        self.api_base(id)?;
         if self.delta_translation_ttl <= 0 {
             return Err(config_error(
                 id,
@@ -295,6 +311,9 @@ impl SignalFxConfig {
         }
         self.filters(id)?;
         self.settings().validate(id)?;
+        if self.sync_host_metadata {
+            check_client(id, &BTreeMap::new(), &self.api_tls)?;
+        }
         check_client(id, &self.headers, self.tls())
     }
 }
@@ -311,6 +330,7 @@ pub struct SignalFxSender {
     drop_buckets: bool,
     otlp_histograms: bool,
     log_data_points: bool,
+    host_sync: Option<hostmeta::HostSync>,
 }
 
 fn gzip(body: Vec<u8>) -> Result<Bytes, SendError> {
@@ -329,6 +349,14 @@ impl SignalFxSender {
     }
 
     fn metric_parts(&self, rms: &[ResourceMetrics]) -> Result<Vec<Part>, SendError> {
+        if let (Some(sync), Some(first)) = (&self.host_sync, rms.first()) {
+            let attrs = first
+                .resource
+                .as_ref()
+                .map(|r| r.attributes.as_slice())
+                .unwrap_or(&[]);
+            sync.observe(attrs);
+        }
         // Groups by token, in first-seen order.
         let mut groups: Vec<(Option<String>, Vec<&ResourceMetrics>)> = Vec::new();
         for rm in rms {
@@ -538,13 +566,32 @@ impl Sender for SignalFxSender {
 
 fn build(set: &Settings, cfg: SignalFxConfig) -> Result<SendStack<SignalFxSender>, ConfigError> {
     let id = &set.id;
-    if cfg.sync_host_metadata {
-        tracing::warn!(exporter = %id, "sync_host_metadata is not built in vigil: host properties are not sent to the SignalFx API (metrics are)");
-    }
     if cfg.translation_rules.is_some() {
         tracing::warn!(exporter = %id, "translation_rules was removed from otelcol-contrib's signalfx exporter and is ignored, as there; use the metricstransform processor");
     }
     let base = cfg.ingest_base(id)?;
+    let host_sync = if cfg.sync_host_metadata {
+        let timeout = cfg
+            .dimension_client
+            .timeout
+            .unwrap_or(Duration::from_secs(10));
+        Some(hostmeta::HostSync {
+            client: http_client(id, &BTreeMap::new(), &cfg.api_tls)?,
+            api: cfg.api_base(id)?,
+            timeout,
+            token: cfg.access_token.clone().unwrap_or_default(),
+            root: std::path::PathBuf::from(cfg.root_path.as_deref().unwrap_or("/")),
+            send_delay: cfg
+                .dimension_client
+                .send_delay
+                .unwrap_or(Duration::from_secs(10)),
+            log_updates: cfg.log_dimension_updates,
+            tasks: set.tasks.clone(),
+            done: Default::default(),
+        })
+    } else {
+        None
+    };
     let sender = SignalFxSender {
         client: http_client(id, &cfg.headers, cfg.tls())?,
         token: cfg.access_token.clone().unwrap_or_default(),
@@ -564,6 +611,7 @@ fn build(set: &Settings, cfg: SignalFxConfig) -> Result<SendStack<SignalFxSender
         drop_buckets: cfg.drop_histogram_buckets,
         otlp_histograms: cfg.send_otlp_histograms,
         log_data_points: cfg.log_data_points,
+        host_sync,
     };
     Ok(SendStack::new(set, cfg.settings(), sender))
 }

@@ -499,3 +499,107 @@ fn config_follows_upstream() {
     );
     assert_eq!(cfg.timeout, Duration::from_secs(10));
 }
+
+/// The API double's half: `PATCH /v2/dimension/...` with its token and JSON body.
+#[derive(Default)]
+struct Api {
+    answers: Mutex<VecDeque<u16>>,
+    got: Mutex<Vec<(String, String, Value)>>,
+}
+
+async fn api_handle(
+    State(a): State<Arc<Api>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: AxumBytes,
+) -> impl IntoResponse {
+    let token = headers
+        .get("x-sf-token")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    a.got
+        .lock()
+        .unwrap()
+        .push((uri.path().to_string(), token, json));
+    let code = a.answers.lock().unwrap().pop_front().unwrap_or(200);
+    (StatusCode::from_u16(code).unwrap(), "{}")
+}
+
+#[tokio::test]
+async fn host_metadata_is_synced_once_on_the_host_dimension() {
+    let (_d, url) = double().await;
+    let api = Arc::new(Api::default());
+    api.answers.lock().unwrap().push_back(503);
+    let app = axum::Router::new()
+        .fallback(axum::routing::patch(api_handle))
+        .with_state(api.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let api_url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    // A host seen from a container: its /proc and /etc under root_path.
+    let root = tempfile::tempdir().unwrap();
+    let put = |rel: &str, text: &str| {
+        let p = root.path().join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    };
+    put(
+        "proc/cpuinfo",
+        "processor\t: 0\nmodel name\t: Test CPU @ 2.0GHz\n\nprocessor\t: 1\nmodel name\t: Test CPU @ 2.0GHz\n",
+    );
+    put("proc/meminfo", "MemTotal:       16384 kB\nMemFree:  1 kB\n");
+    put("proc/sys/kernel/osrelease", "6.1.0-test\n");
+    put("proc/sys/kernel/version", "#1 SMP PREEMPT_DYNAMIC\n");
+    put(
+        "etc/os-release",
+        "PRETTY_NAME=\"Debian GNU/Linux 13 (trixie)\"\nID=debian\n",
+    );
+    let rec = TestRecorder::default();
+    let mut cfg = json!({
+        "sync_host_metadata": true,
+        "root_path": root.path().to_str().unwrap(),
+        "dimension_client": {"send_delay": "10ms"},
+    });
+    cfg["api_url"] = json!(api_url);
+    let e = exporter(&rec, &url, cfg);
+    for _ in 0..2 {
+        e.consume(Telemetry::Metrics(vec![resource_metrics(
+            vec![kv_str("host.name", "node-1")],
+            vec![gauge("g", 1.0, vec![])],
+        )]))
+        .await
+        .unwrap();
+    }
+    // The 503 is tried again after send_delay; then nothing more is sent.
+    for _ in 0..200 {
+        if api.got.lock().unwrap().len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let got = api.got.lock().unwrap();
+    assert_eq!(got.len(), 2, "one update, tried twice");
+    let (path, token, body) = &got[1];
+    assert_eq!(path, "/v2/dimension/host/node-1/_/sfxagent");
+    assert_eq!(token, "tok-config");
+    assert_eq!(
+        body["customProperties"],
+        json!({
+            "host_cpu_cores": "2",
+            "host_cpu_model": "Test CPU @ 2.0GHz",
+            "host_kernel_name": "linux",
+            "host_kernel_release": "6.1.0-test",
+            "host_kernel_version": "#1 SMP PREEMPT_DYNAMIC",
+            "host_linux_version": "Debian GNU/Linux 13 (trixie)",
+            "host_logical_cpus": "2",
+            "host_machine": std::env::consts::ARCH,
+            "host_mem_total": "16384",
+            "host_os_name": "debian",
+            "host_physical_cpus": "2",
+            "host_processor": std::env::consts::ARCH,
+        })
+    );
+}
