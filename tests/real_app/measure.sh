@@ -6,7 +6,7 @@
 #
 #   tests/real_app/measure.sh                 # 4 rounds, 600 s fault-free after warm-up
 #   ROUNDS=2 QUIET_S=300 tests/real_app/measure.sh
-#   LATENCY_SLO=0 tests/real_app/measure.sh   # availability SLOs only, as CI
+#   LATENCY_SLO=0 tests/real_app/measure.sh   # availability SLOs only (CI has latency ones too)
 set -u
 cd "$(dirname "$0")/../.."
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
