@@ -44,8 +44,9 @@ struct Cli {
     )]
     shutdown_timeout: String,
 
-    /// Accepted for otelcol compatibility: vigil has no feature gates; zpages' /debug/featurez lists
-    /// the ones given.
+    /// Accepted for otelcol compatibility. The one gate vigil reads is `service.profilesSupport`:
+    /// profiles pipelines run without it (with a warning) and are refused with
+    /// `-service.profilesSupport`; zpages' /debug/featurez lists the gates given.
     #[arg(long = "feature-gates", global = true, hide = true)]
     feature_gates: Vec<String>,
 

@@ -349,7 +349,7 @@ impl Observed {
         match data {
             Telemetry::Logs(rl) => logs(rl, count_patterns, &mut seen),
             Telemetry::Metrics(rm) => metrics(rm, &mut seen),
-            Telemetry::Traces(_) => return,
+            Telemetry::Traces(_) | Telemetry::Profiles(_) => return,
         }
         if seen.is_empty() {
             return;

@@ -90,10 +90,6 @@ fn unknown_extension_and_signal() {
         &["service::extensions: references extension \"health_check/missing\" which is not configured"],
     );
     assert_error(
-        "bad_pipeline_signal.yaml",
-        &["service::pipelines::profiles: profiles pipelines are not supported: vigil carries traces, metrics and logs"],
-    );
-    assert_error(
         "bad_pipeline_signal_unknown.yaml",
         &["service::pipelines::spans: unknown signal \"spans\" in pipeline id"],
     );

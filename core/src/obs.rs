@@ -13,16 +13,18 @@ fn slot(signal: Signal) -> usize {
         Signal::Traces => 0,
         Signal::Metrics => 1,
         Signal::Logs => 2,
+        Signal::Profiles => 3,
     }
 }
 
 /// `otelcol_receiver_{accepted,refused,failed}_<items>{receiver, transport}`, as otelcol's
-/// `receiverhelper.ObsReport` counts them.
+/// `receiverhelper.ObsReport` counts them (`vigil_receiver_…_profile_samples` for profiles, which
+/// otelcol does not count).
 #[derive(Clone)]
 pub struct ReceiverObs {
-    accepted: [Counter; 3],
-    refused: [Counter; 3],
-    failed: [Counter; 3],
+    accepted: [Counter; 4],
+    refused: [Counter; 4],
+    failed: [Counter; 4],
 }
 
 impl ReceiverObs {
@@ -34,7 +36,7 @@ impl ReceiverObs {
         let per = |what: &str| {
             Signal::ALL.map(|s| {
                 metrics::counter!(
-                    format!("otelcol_receiver_{what}_{}", s.item_name()),
+                    format!("{}_receiver_{what}_{}", s.metric_prefix(), s.item_name()),
                     &labels
                 )
             })
@@ -107,7 +109,7 @@ impl ProcessorObs {
             incoming: metrics::counter!("otelcol_processor_incoming_items", &labels),
             outgoing: metrics::counter!("otelcol_processor_outgoing_items", &labels),
             refused: metrics::counter!(
-                format!("otelcol_processor_refused_{}", signal.item_name()),
+                format!("{}_processor_refused_{}", signal.metric_prefix(), signal.item_name()),
                 "processor" => id.to_string()
             ),
         }
@@ -132,9 +134,9 @@ impl ProcessorObs {
 /// and output signals differ (metrics in, logs out), so each call names its signal.
 #[derive(Clone)]
 pub struct ConnectorObs {
-    consumed: [Counter; 3],
-    produced: [Counter; 3],
-    refused: [Counter; 3],
+    consumed: [Counter; 4],
+    produced: [Counter; 4],
+    refused: [Counter; 4],
 }
 
 impl ConnectorObs {
@@ -182,28 +184,29 @@ impl ConnectorObs {
     }
 }
 
-/// `otelcol_exporter_{sent,send_failed,enqueue_failed}_<items>{exporter}`.
+/// `otelcol_exporter_{sent,send_failed,enqueue_failed}_<items>{exporter}` (`vigil_exporter_…_profile_samples`
+/// for profiles, which otelcol's exporterhelper does not count).
 #[derive(Clone)]
 pub struct ExporterObs {
-    sent: [Counter; 3],
-    send_failed: [Counter; 3],
-    enqueue_failed: [Counter; 3],
+    sent: [Counter; 4],
+    send_failed: [Counter; 4],
+    enqueue_failed: [Counter; 4],
 }
 
 impl ExporterObs {
     pub fn new(id: &ComponentId) -> ExporterObs {
-        let per = |prefix: &str| {
+        let per = |what: &str| {
             Signal::ALL.map(|s| {
                 metrics::counter!(
-                    format!("{prefix}_{}", s.item_name()),
+                    format!("{}_exporter_{what}_{}", s.metric_prefix(), s.item_name()),
                     "exporter" => id.to_string()
                 )
             })
         };
         ExporterObs {
-            sent: per("otelcol_exporter_sent"),
-            send_failed: per("otelcol_exporter_send_failed"),
-            enqueue_failed: per("otelcol_exporter_enqueue_failed"),
+            sent: per("sent"),
+            send_failed: per("send_failed"),
+            enqueue_failed: per("enqueue_failed"),
         }
     }
 

@@ -5,38 +5,60 @@
 pub mod prompb;
 
 use opentelemetry_proto::tonic::{
-    logs::v1::ResourceLogs, metrics::v1::metric::Data, metrics::v1::ResourceMetrics,
+    logs::v1::ResourceLogs,
+    metrics::v1::metric::Data,
+    metrics::v1::ResourceMetrics,
+    profiles::v1development::{ProfilesData, ResourceProfiles},
     trace::v1::ResourceSpans,
 };
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-/// The three OTLP signals.
+/// The OTLP signals: the three stable ones and `profiles`, which otelcol carries only behind its
+/// `service.profilesSupport` feature gate (vigil carries it always; docs/architecture.md, "Profiles").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Signal {
     Traces,
     Metrics,
     Logs,
+    Profiles,
 }
 
 impl Signal {
-    pub const ALL: [Signal; 3] = [Signal::Traces, Signal::Metrics, Signal::Logs];
+    pub const ALL: [Signal; 4] = [
+        Signal::Traces,
+        Signal::Metrics,
+        Signal::Logs,
+        Signal::Profiles,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Signal::Traces => "traces",
             Signal::Metrics => "metrics",
             Signal::Logs => "logs",
+            Signal::Profiles => "profiles",
         }
     }
 
-    /// The otelcol name of the items this signal counts: `spans`, `metric_points`, `log_records`.
+    /// The otelcol name of the items this signal counts: `spans`, `metric_points`, `log_records`;
+    /// profiles count samples, as otelcol's processors do (`pprofile.Profiles.SampleCount`).
     pub fn item_name(self) -> &'static str {
         match self {
             Signal::Traces => "spans",
             Signal::Metrics => "metric_points",
             Signal::Logs => "log_records",
+            Signal::Profiles => "profile_samples",
+        }
+    }
+
+    /// The prefix of this signal's per-item counters: otelcol records no receiver or exporter
+    /// metrics for profiles (its exporterhelper says so), so vigil's own are `vigil_*`.
+    pub fn metric_prefix(self) -> &'static str {
+        match self {
+            Signal::Profiles => "vigil",
+            _ => "otelcol",
         }
     }
 
@@ -45,6 +67,7 @@ impl Signal {
             "traces" => Some(Signal::Traces),
             "metrics" => Some(Signal::Metrics),
             "logs" => Some(Signal::Logs),
+            "profiles" => Some(Signal::Profiles),
             _ => None,
         }
     }
@@ -56,12 +79,15 @@ impl fmt::Display for Signal {
     }
 }
 
-/// One batch of telemetry of one signal.
+/// One batch of telemetry of one signal. Profiles keep the request's whole `ProfilesData`: its
+/// `dictionary` (strings, functions, locations, stacks, attributes) is shared by every resource in
+/// the batch, so it cannot be cut apart from them.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Telemetry {
     Traces(Vec<ResourceSpans>),
     Metrics(Vec<ResourceMetrics>),
     Logs(Vec<ResourceLogs>),
+    Profiles(ProfilesData),
 }
 
 impl Telemetry {
@@ -70,6 +96,7 @@ impl Telemetry {
             Telemetry::Traces(_) => Signal::Traces,
             Telemetry::Metrics(_) => Signal::Metrics,
             Telemetry::Logs(_) => Signal::Logs,
+            Telemetry::Profiles(_) => Signal::Profiles,
         }
     }
 
@@ -79,15 +106,17 @@ impl Telemetry {
             Signal::Traces => Telemetry::Traces(Vec::new()),
             Signal::Metrics => Telemetry::Metrics(Vec::new()),
             Signal::Logs => Telemetry::Logs(Vec::new()),
+            Signal::Profiles => Telemetry::Profiles(ProfilesData::default()),
         }
     }
 
-    /// Spans, metric data points or log records, counted as otelcol counts them.
+    /// Spans, metric data points, log records or profile samples, counted as otelcol counts them.
     pub fn item_count(&self) -> usize {
         match self {
             Telemetry::Traces(rs) => span_count(rs),
             Telemetry::Metrics(rm) => data_point_count(rm),
             Telemetry::Logs(rl) => log_record_count(rl),
+            Telemetry::Profiles(p) => sample_count(&p.resource_profiles),
         }
     }
 
@@ -100,6 +129,15 @@ pub fn span_count(rs: &[ResourceSpans]) -> usize {
     rs.iter()
         .flat_map(|r| &r.scope_spans)
         .map(|s| s.spans.len())
+        .sum()
+}
+
+/// Samples in all profiles, as otelcol's `pprofile.Profiles.SampleCount` counts them.
+pub fn sample_count(rp: &[ResourceProfiles]) -> usize {
+    rp.iter()
+        .flat_map(|r| &r.scope_profiles)
+        .flat_map(|s| &s.profiles)
+        .map(|p| p.samples.len())
         .sum()
 }
 

@@ -67,6 +67,7 @@ impl vigil_core::factory::ExporterFactory for Factory {
             (Signal::Traces, vigil_core::Stability::Development),
             (Signal::Metrics, vigil_core::Stability::Development),
             (Signal::Logs, vigil_core::Stability::Development),
+            (Signal::Profiles, vigil_core::Stability::Development),
         ]
     }
 
@@ -121,6 +122,57 @@ fn attrs(list: &[KeyValue]) -> String {
 fn render(id: &str, verbosity: Verbosity, data: &Telemetry) -> String {
     let mut out = String::new();
     match data {
+        Telemetry::Profiles(p) => {
+            let profiles = p
+                .resource_profiles
+                .iter()
+                .flat_map(|r| &r.scope_profiles)
+                .flat_map(|s| &s.profiles);
+            out.push_str(&format!(
+                "{id}: Profiles {{\"resource profiles\": {}, \"profiles\": {}, \"samples\": {}}}\n",
+                p.resource_profiles.len(),
+                profiles.clone().count(),
+                data.item_count()
+            ));
+            if verbosity == Verbosity::Basic {
+                return out;
+            }
+            // Names come from the batch's string table; an index outside it shows as `?`.
+            let strings = p
+                .dictionary
+                .as_ref()
+                .map(|d| d.string_table.as_slice())
+                .unwrap_or(&[]);
+            let s = |i: i32| {
+                usize::try_from(i)
+                    .ok()
+                    .and_then(|i| strings.get(i))
+                    .map_or("?", |s| s.as_str())
+            };
+            for r in &p.resource_profiles {
+                if verbosity == Verbosity::Detailed {
+                    let ra = r.resource.as_ref().map(|x| attrs(&x.attributes));
+                    out.push_str(&format!("  Resource {}\n", ra.unwrap_or_default()));
+                }
+                for pr in r.scope_profiles.iter().flat_map(|s| &s.profiles) {
+                    let (ty, unit) = pr
+                        .sample_type
+                        .map_or(("?", "?"), |t| (s(t.type_strindex), s(t.unit_strindex)));
+                    out.push_str(&format!(
+                        "  profile_id={} sample_type={ty}/{unit} samples={} time={} duration={}",
+                        hex(&pr.profile_id),
+                        pr.samples.len(),
+                        pr.time_unix_nano,
+                        pr.duration_nano
+                    ));
+                    if verbosity == Verbosity::Detailed {
+                        let values: i64 = pr.samples.iter().flat_map(|x| &x.values).sum();
+                        out.push_str(&format!(" values_sum={values}"));
+                    }
+                    out.push('\n');
+                }
+            }
+        }
         Telemetry::Traces(rs) => {
             out.push_str(&format!(
                 "{id}: Traces {{\"resource spans\": {}, \"spans\": {}}}\n",

@@ -235,6 +235,12 @@ impl KafkaExporterConfig {
             Signal::Traces => &self.traces,
             Signal::Metrics => &self.metrics,
             Signal::Logs => &self.logs,
+            // Not a signal this exporter carries (see `stability`): its block is always empty.
+            Signal::Profiles => {
+                static NONE: std::sync::LazyLock<SignalConfig> =
+                    std::sync::LazyLock::new(SignalConfig::default);
+                &NONE
+            }
         }
     }
 
@@ -244,6 +250,7 @@ impl KafkaExporterConfig {
             Signal::Traces => "otlp_spans",
             Signal::Metrics => "otlp_metrics",
             Signal::Logs => "otlp_logs",
+            Signal::Profiles => "otlp_profiles",
         };
         self.signal(signal)
             .topic
@@ -634,15 +641,15 @@ fn attributes_key(attrs: &[KeyValue]) -> Vec<u8> {
 pub struct KafkaSender {
     id: ComponentId,
     properties: Vec<(&'static str, String)>,
-    topics: [String; 3],
-    encodings: [Encoding; 3],
+    topics: [String; 4],
+    encodings: [Encoding; 4],
     partition_traces_by_id: bool,
     partition_metrics_by_resource_attributes: bool,
     partition_logs_by_resource_attributes: bool,
     partition_logs_by_trace_id: bool,
     topic_from_attribute: String,
     /// Per signal: the client metadata key that names the topic, if any.
-    topic_from_metadata_key: [String; 3],
+    topic_from_metadata_key: [String; 4],
     include_metadata_keys: Vec<String>,
     max_message_bytes: usize,
     producer: OnceLock<FutureProducer<Context>>,
@@ -654,6 +661,7 @@ fn slot(signal: Signal) -> usize {
         Signal::Traces => 0,
         Signal::Metrics => 1,
         Signal::Logs => 2,
+        Signal::Profiles => 3,
     }
 }
 
@@ -859,6 +867,7 @@ impl KafkaSender {
             Telemetry::Traces(v) => v.iter().find_map(|r| found(&r.resource)),
             Telemetry::Metrics(v) => v.iter().find_map(|r| found(&r.resource)),
             Telemetry::Logs(v) => v.iter().find_map(|r| found(&r.resource)),
+            Telemetry::Profiles(p) => p.resource_profiles.iter().find_map(|r| found(&r.resource)),
         };
         topic.unwrap_or(default)
     }

@@ -446,6 +446,9 @@ fn export_path(signal: Signal) -> PathAndQuery {
         Signal::Traces => "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
         Signal::Metrics => "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
         Signal::Logs => "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
+        Signal::Profiles => {
+            "/opentelemetry.proto.collector.profiles.v1development.ProfilesService/Export"
+        }
     })
 }
 
@@ -738,6 +741,7 @@ impl ExporterFactory for Factory {
             (Signal::Traces, Stability::Stable),
             (Signal::Metrics, Stability::Stable),
             (Signal::Logs, Stability::Stable),
+            (Signal::Profiles, Stability::Development),
         ]
     }
 
@@ -1465,7 +1469,10 @@ mod tests {
         let back = GrpcRequest::from_bytes(&req.to_bytes()).unwrap();
         assert_eq!((back.signal, back.body), (Signal::Logs, req.body));
         assert!(GrpcRequest::from_bytes(&[]).is_none());
-        assert!(GrpcRequest::from_bytes(&[3]).is_none());
+        // Tag 3 is profiles now; 4 is no signal.
+        let profiles = GrpcRequest::from_bytes(&[3]).expect("profiles tag");
+        assert_eq!(profiles.signal, Signal::Profiles);
+        assert!(GrpcRequest::from_bytes(&[4]).is_none());
     }
 
     #[test]

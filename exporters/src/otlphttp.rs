@@ -60,6 +60,9 @@ pub struct OtlpHttpConfig {
     metrics_endpoint: Option<String>,
     #[serde(default)]
     logs_endpoint: Option<String>,
+    /// otelcol's key for profiles; without it `endpoint` + `/v1development/profiles`.
+    #[serde(default)]
+    profiles_endpoint: Option<String>,
     #[serde(default)]
     encoding: Encoding,
     #[serde(default)]
@@ -103,11 +106,12 @@ fn parse_url(id: &ComponentId, key: &str, raw: &str) -> Result<Url, ConfigError>
 impl OtlpHttpConfig {
     /// The URL of each signal, in `Signal::ALL` order: the per-signal key if set, otherwise `endpoint`
     /// with `/v1/<signal>` appended to its path.
-    fn urls(&self, id: &ComponentId) -> Result<[Option<Url>; 3], ConfigError> {
+    fn urls(&self, id: &ComponentId) -> Result<[Option<Url>; 4], ConfigError> {
         if self.endpoint.is_none()
             && self.traces_endpoint.is_none()
             && self.metrics_endpoint.is_none()
             && self.logs_endpoint.is_none()
+            && self.profiles_endpoint.is_none()
         {
             return Err(config_error(
                 id,
@@ -119,18 +123,24 @@ impl OtlpHttpConfig {
             Some(e) => Some(parse_url(id, "endpoint", e)?),
             None => None,
         };
-        let mut out: [Option<Url>; 3] = [None, None, None];
+        let mut out: [Option<Url>; 4] = [None, None, None, None];
         for (slot, signal) in Signal::ALL.into_iter().enumerate() {
             let (key, own) = match signal {
                 Signal::Traces => ("traces_endpoint", &self.traces_endpoint),
                 Signal::Metrics => ("metrics_endpoint", &self.metrics_endpoint),
                 Signal::Logs => ("logs_endpoint", &self.logs_endpoint),
+                Signal::Profiles => ("profiles_endpoint", &self.profiles_endpoint),
             };
             out[slot] = match (own, &base) {
                 (Some(raw), _) => Some(parse_url(id, key, raw)?),
                 (None, Some(base)) => {
                     let mut url = base.clone();
-                    let path = format!("{}/v1/{signal}", base.path().trim_end_matches('/'));
+                    // Profiles are still in development in OTLP, and so is their path.
+                    let version = match signal {
+                        Signal::Profiles => "v1development",
+                        _ => "v1",
+                    };
+                    let path = format!("{}/{version}/{signal}", base.path().trim_end_matches('/'));
                     url.set_path(&path);
                     Some(url)
                 }
@@ -211,7 +221,7 @@ impl Persist for HttpRequest {
 /// The OTLP/HTTP transport.
 pub struct HttpSender {
     client: reqwest::Client,
-    urls: [Option<Url>; 3],
+    urls: [Option<Url>; 4],
     encoding: Encoding,
     compression: Compression,
     id: ComponentId,
@@ -226,6 +236,7 @@ fn slot(signal: Signal) -> usize {
         Signal::Traces => 0,
         Signal::Metrics => 1,
         Signal::Logs => 2,
+        Signal::Profiles => 3,
     }
 }
 
@@ -369,6 +380,7 @@ impl ExporterFactory for Factory {
             (Signal::Traces, Stability::Stable),
             (Signal::Metrics, Stability::Stable),
             (Signal::Logs, Stability::Stable),
+            (Signal::Profiles, Stability::Development),
         ]
     }
 
@@ -728,7 +740,8 @@ mod tests {
             vec![
                 "https://gw:4318/prefix/v1/traces",
                 "http://m:9000/in",
-                "https://gw:4318/prefix/v1/logs"
+                "https://gw:4318/prefix/v1/logs",
+                "https://gw:4318/prefix/v1development/profiles"
             ]
         );
         assert_eq!(cfg.timeout, Duration::from_secs(30));

@@ -55,6 +55,9 @@ pub enum Context {
     Metric,
     DataPoint,
     Log,
+    /// A profile. Only its resource and scope are reachable: the profile's own fields index the
+    /// batch's dictionary, and no path into them is built (docs/ottl.md).
+    Profile,
 }
 
 impl Context {
@@ -68,6 +71,7 @@ impl Context {
             Context::Metric => "metric",
             Context::DataPoint => "datapoint",
             Context::Log => "log",
+            Context::Profile => "profile",
         }
     }
 
@@ -81,6 +85,7 @@ impl Context {
             "metric" => Context::Metric,
             "datapoint" => Context::DataPoint,
             "log" => Context::Log,
+            "profile" => Context::Profile,
             _ => return None,
         })
     }
@@ -96,6 +101,7 @@ impl Context {
             Metric => &[Resource, Scope, Metric],
             DataPoint => &[Resource, Scope, Metric, DataPoint],
             Log => &[Resource, Scope, Log],
+            Profile => &[Resource, Scope, Profile],
         }
     }
 }

@@ -377,6 +377,7 @@ fn field_for(level: Context, rest: &[&str]) -> Option<Field> {
     use Context as C;
     use Field as F;
     Some(match (level, rest) {
+        (C::Profile, _) => return None,
         (_, ["attributes"]) => F::Attributes,
         (_, ["dropped_attributes_count"]) => F::DroppedAttributesCount,
         (C::Scope, ["name"]) => F::Name,

@@ -73,7 +73,8 @@ pub fn metric_type(m: &Metric) -> i64 {
 }
 
 /// Walks every item of `ctx` in a batch (traces: resource, scope, span, spanevent; metrics:
-/// resource, scope, metric, datapoint; logs: resource, scope, log). An item for which `f` returns
+/// resource, scope, metric, datapoint; logs: resource, scope, log; profiles: resource, scope,
+/// profile). An item for which `f` returns
 /// false is removed (resources and scopes are never removed this way); a container that loses its
 /// last item that way goes too. A context that does not fit the signal visits nothing.
 pub fn visit(data: &mut Telemetry, ctx: Context, f: &mut dyn FnMut(&mut Item<'_>) -> bool) {
@@ -217,6 +218,37 @@ pub fn visit(data: &mut Telemetry, ctx: Context, f: &mut dyn FnMut(&mut Item<'_>
                 !(lost && rl.scope_logs.is_empty())
             });
         }
+        Telemetry::Profiles(pd) => {
+            pd.resource_profiles.retain_mut(|rp| {
+                let res = &mut rp.resource;
+                if ctx == Context::Resource {
+                    f(&mut Item::resource(res));
+                    return true;
+                }
+                let mut lost = false;
+                rp.scope_profiles.retain_mut(|sp| {
+                    let scope = &mut sp.scope;
+                    if ctx == Context::Scope {
+                        let mut it = Item::resource(res);
+                        it.scope = Some(scope);
+                        f(&mut it);
+                        return true;
+                    }
+                    if ctx != Context::Profile {
+                        return true;
+                    }
+                    // The item carries no profile: no path reaches into one (Context::Profile).
+                    let lost_here = retain(&mut sp.profiles, |_| {
+                        let mut it = Item::resource(res);
+                        it.scope = Some(scope);
+                        f(&mut it)
+                    });
+                    lost |= lost_here;
+                    !(lost_here && sp.profiles.is_empty())
+                });
+                !(lost && rp.scope_profiles.is_empty())
+            });
+        }
     }
 }
 
@@ -305,6 +337,7 @@ impl Item<'_> {
                 Point::Summary(p) => &p.attributes,
             },
             Context::Log => &self.log.as_ref()?.attributes,
+            Context::Profile => return None,
         })
     }
 
@@ -333,6 +366,7 @@ impl Item<'_> {
                 Point::Summary(p) => &mut p.attributes,
             },
             Context::Log => &mut self.log.as_mut()?.attributes,
+            Context::Profile => return None,
         })
     }
 

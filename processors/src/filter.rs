@@ -36,13 +36,20 @@ pub struct FilterConfig {
     pub metric_conditions: Vec<Json>,
     #[serde(default)]
     pub log_conditions: Vec<Json>,
-    /// Conditions for a `profiles` pipeline. Accepted so that a config that also has one loads;
-    /// vigil refuses `profiles` pipelines (see the service's pipeline check), so these never run,
-    /// just as they never run on otelcol's traces, metrics or logs.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub profiles: Option<Json>,
+    /// Conditions for a `profiles` pipeline, in the `profile` context. A profile's own fields
+    /// are not reachable (docs/ottl.md): `resource.*` and `instrumentation_scope.*` paths are, and
+    /// a profile whose resource or scope matches is dropped.
+    #[serde(default)]
+    pub profiles: ProfilesConfig,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub profile_conditions: Vec<Json>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfilesConfig {
+    #[serde(default)]
+    pub profile: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -286,6 +293,7 @@ struct Compiled {
     metric: Vec<Rule>,
     datapoint: Vec<Rule>,
     log_record: Vec<Rule>,
+    profile: Vec<Rule>,
 }
 
 /// One entry of `trace_conditions`/`metric_conditions`/`log_conditions`: a condition whose
@@ -476,6 +484,7 @@ fn compile(c: &FilterConfig) -> Result<Compiled, ConfigError> {
             &c.metrics.datapoint,
         )?,
         log_record,
+        profile: list("profiles::profile", Context::Profile, &c.profiles.profile)?,
     };
     use Context::*;
     for (key, entries, contexts) in [
@@ -490,6 +499,11 @@ fn compile(c: &FilterConfig) -> Result<Compiled, ConfigError> {
             &[Resource, Scope, Metric, DataPoint],
         ),
         ("log_conditions", &c.log_conditions, &[Resource, Scope, Log]),
+        (
+            "profile_conditions",
+            &c.profile_conditions,
+            &[Resource, Scope, Profile],
+        ),
     ] {
         for (i, e) in entries.iter().enumerate() {
             for (ctx, rule) in flat_entry(&format!("{key}::{i}"), e, contexts, error_mode)? {
@@ -498,6 +512,7 @@ fn compile(c: &FilterConfig) -> Result<Compiled, ConfigError> {
                     SpanEvent => compiled.spanevent.push(rule),
                     Metric => compiled.metric.push(rule),
                     DataPoint => compiled.datapoint.push(rule),
+                    Profile => compiled.profile.push(rule),
                     _ => compiled.log_record.push(rule),
                 }
             }
@@ -531,6 +546,7 @@ impl ProcessorFactory for Factory {
             (Signal::Traces, Stability::Alpha),
             (Signal::Metrics, Stability::Alpha),
             (Signal::Logs, Stability::Alpha),
+            (Signal::Profiles, Stability::Development),
         ]
     }
 
@@ -587,12 +603,13 @@ impl FilterProcessor {
     /// `propagate`.
     fn filter(&self, data: &mut Telemetry) -> Result<(), String> {
         let mut err: Option<String> = None;
-        let passes: [(&[Rule], Context); 5] = [
+        let passes: [(&[Rule], Context); 6] = [
             (&self.c.span, Context::Span),
             (&self.c.spanevent, Context::SpanEvent),
             (&self.c.metric, Context::Metric),
             (&self.c.datapoint, Context::DataPoint),
             (&self.c.log_record, Context::Log),
+            (&self.c.profile, Context::Profile),
         ];
         for (conds, ctx) in passes {
             if conds.is_empty() {
@@ -840,19 +857,63 @@ mod tests {
         );
     }
 
-    /// Profile conditions load (a config with a profiles pipeline keeps its filters) and leave
-    /// other signals alone: the pipeline check is what refuses profiles.
+    /// The demo chart's profiles filter: a profile whose resource matches is dropped, with its
+    /// scope and resource once empty; other profiles pass whole. A path into the profile itself
+    /// is refused at load, naming it.
     #[tokio::test]
-    async fn profile_conditions_load_and_touch_nothing_else() {
+    async fn profile_conditions_drop_profiles_by_resource() {
+        use vigil_core::otlp::profiles::v1development::{
+            Profile, ProfilesData, ResourceProfiles, Sample, ScopeProfiles,
+        };
         let (p, keep) = make(
             serde_json::json!({
-                "profiles": {"profile": ["duration_unix_nano > 0"]},
-                "profile_conditions": ["profile.duration_unix_nano > 0"],
+                "profiles": {"profile": [
+                    r#"IsMatch(resource.attributes["service.name"], "containerd-shim-.*")"#
+                ]},
+                "profile_conditions": [r#"resource.attributes["drop"] == true"#],
             }),
-            Signal::Logs,
+            Signal::Profiles,
         );
-        p.consume(logs(&[9, 13])).await.unwrap();
-        assert_eq!(keep.0.lock().unwrap()[0].item_count(), 2);
+        let rp = |svc: &str, samples: usize| ResourceProfiles {
+            resource: Some(Resource {
+                attributes: vec![kv_str("service.name", svc)],
+                ..Default::default()
+            }),
+            scope_profiles: vec![ScopeProfiles {
+                profiles: vec![Profile {
+                    samples: vec![Sample::default(); samples],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let data = Telemetry::Profiles(ProfilesData {
+            resource_profiles: vec![rp("containerd-shim-runc-v2", 3), rp("checkout", 2)],
+            dictionary: None,
+        });
+        p.consume(data).await.unwrap();
+        let got = keep.0.lock().unwrap()[0].clone();
+        let Telemetry::Profiles(got) = got else {
+            panic!("not profiles")
+        };
+        assert_eq!(got.resource_profiles.len(), 1);
+        assert_eq!(got.resource_profiles[0], rp("checkout", 2));
+
+        let e = Factory
+            .validate(
+                &ComponentId::parse("filter").unwrap(),
+                &serde_json::from_value(serde_json::json!({
+                    "profiles": {"profile": ["duration_unix_nano > 0"]}
+                }))
+                .unwrap(),
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("profiles::profile::0") && e.contains("duration_unix_nano"),
+            "{e}"
+        );
     }
 
     /// otelcol's legacy include/exclude blocks, as published configs write them.

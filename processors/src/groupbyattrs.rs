@@ -84,6 +84,8 @@ impl ProcessorFactory for Factory {
             Signal::Traces => "spans",
             Signal::Metrics => "metrics",
             Signal::Logs => "logs",
+            // Not in the stability table, so never created for profiles.
+            Signal::Profiles => "profiles",
         };
         let p = set.id.to_string();
         Ok(Arc::new(GroupByAttrs {
@@ -402,6 +404,7 @@ impl Consumer for GroupByAttrs {
             Telemetry::Traces(t) => Telemetry::Traces(self.spans(t)),
             Telemetry::Logs(l) => Telemetry::Logs(self.logs(l)),
             Telemetry::Metrics(m) => Telemetry::Metrics(self.metrics(m)),
+            p @ Telemetry::Profiles(_) => p,
         };
         self.obs.outgoing(out.item_count());
         self.next.consume(out).await

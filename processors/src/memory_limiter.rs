@@ -272,6 +272,7 @@ impl ProcessorFactory for Factory {
             (Signal::Traces, Stability::Beta),
             (Signal::Metrics, Stability::Beta),
             (Signal::Logs, Stability::Beta),
+            (Signal::Profiles, Stability::Development),
         ]
     }
 

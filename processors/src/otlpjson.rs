@@ -145,6 +145,8 @@ impl OtlpJson {
                     .map(|r| out.metrics.extend(r.resource_metrics)),
                 Signal::Logs => decode_json::<ExportLogsServiceRequest>(bytes)
                     .map(|r| out.logs.extend(r.resource_logs)),
+                // `request_signal` names only the three signals this connector emits.
+                Signal::Profiles => continue,
             };
             if let Err(e) = decoded {
                 self.warn(signal, &e.to_string());

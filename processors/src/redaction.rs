@@ -520,6 +520,9 @@ impl Rules {
             }
         };
         match data {
+            // Not in the stability table: profiles keep their attributes in the batch's
+            // dictionary, which this processor does not read.
+            Telemetry::Profiles(_) => {}
             Telemetry::Traces(rss) => {
                 for rs in rss {
                     res(&mut rs.resource);

@@ -57,6 +57,7 @@ impl ProcessorFactory for Factory {
             (Signal::Traces, Stability::Beta),
             (Signal::Metrics, Stability::Beta),
             (Signal::Logs, Stability::Beta),
+            (Signal::Profiles, Stability::Development),
         ]
     }
 
@@ -98,6 +99,10 @@ impl ResourceProcessor {
             Telemetry::Traces(rs) => rs.iter_mut().for_each(|r| self.apply(&mut r.resource)),
             Telemetry::Metrics(rm) => rm.iter_mut().for_each(|r| self.apply(&mut r.resource)),
             Telemetry::Logs(rl) => rl.iter_mut().for_each(|r| self.apply(&mut r.resource)),
+            Telemetry::Profiles(p) => p
+                .resource_profiles
+                .iter_mut()
+                .for_each(|r| self.apply(&mut r.resource)),
         }
     }
 }

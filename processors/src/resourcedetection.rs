@@ -761,6 +761,7 @@ impl vigil_core::factory::ProcessorFactory for Factory {
             (Signal::Traces, vigil_core::Stability::Beta),
             (Signal::Metrics, vigil_core::Stability::Beta),
             (Signal::Logs, vigil_core::Stability::Beta),
+            (Signal::Profiles, vigil_core::Stability::Development),
         ]
     }
 
@@ -834,6 +835,10 @@ impl Consumer for ResourceDetection {
                 .iter_mut()
                 .for_each(|r| merge(&mut r.resource, detected, o)),
             Telemetry::Logs(v) => v
+                .iter_mut()
+                .for_each(|r| merge(&mut r.resource, detected, o)),
+            Telemetry::Profiles(p) => p
+                .resource_profiles
                 .iter_mut()
                 .for_each(|r| merge(&mut r.resource, detected, o)),
         }

@@ -283,6 +283,7 @@ fn item_context(s: Signal) -> Context {
         Signal::Traces => Context::Span,
         Signal::Metrics => Context::Metric,
         Signal::Logs => Context::Log,
+        Signal::Profiles => Context::Profile,
     }
 }
 
@@ -438,6 +439,8 @@ impl Consumer for Routing {
             .into_iter()
             .map(Telemetry::Logs)
             .collect(),
+            // Not in the stability table: routes never see profiles.
+            p @ Telemetry::Profiles(_) => vec![p],
         };
         let mut first_err = None;
         for (i, part) in parts.into_iter().enumerate() {

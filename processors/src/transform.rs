@@ -34,11 +34,11 @@ pub struct TransformConfig {
     pub metric_statements: Vec<Entry>,
     #[serde(default)]
     pub log_statements: Vec<Entry>,
-    /// Statements for a `profiles` pipeline. Accepted so that a config that also has one loads;
-    /// vigil refuses `profiles` pipelines (see the service's pipeline check), so these never run,
-    /// just as they never run on otelcol's traces, metrics or logs.
+    /// Statements for a `profiles` pipeline, in the `resource`, `scope` or `profile` context; a
+    /// profile's own fields are not reachable (docs/ottl.md), so these edit resources and scopes
+    /// and test them per profile.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub profile_statements: Vec<serde_json::Value>,
+    pub profile_statements: Vec<Entry>,
 }
 
 fn default_error_mode() -> String {
@@ -108,6 +108,7 @@ struct Compiled {
     traces: Vec<Group>,
     metrics: Vec<Group>,
     logs: Vec<Group>,
+    profiles: Vec<Group>,
 }
 
 /// The contexts each signal's statements may use, from the top down.
@@ -124,6 +125,7 @@ const METRIC_CONTEXTS: &[Context] = &[
     Context::DataPoint,
 ];
 const LOG_CONTEXTS: &[Context] = &[Context::Resource, Context::Scope, Context::Log];
+const PROFILE_CONTEXTS: &[Context] = &[Context::Resource, Context::Scope, Context::Profile];
 
 /// Parses every statement and condition; pure, so `validate` and `create` both call it.
 fn compile(c: &TransformConfig) -> Result<Compiled, ConfigError> {
@@ -158,6 +160,11 @@ fn compile(c: &TransformConfig) -> Result<Compiled, ConfigError> {
         traces: list("trace_statements", &c.trace_statements, TRACE_CONTEXTS)?,
         metrics: list("metric_statements", &c.metric_statements, METRIC_CONTEXTS)?,
         logs: list("log_statements", &c.log_statements, LOG_CONTEXTS)?,
+        profiles: list(
+            "profile_statements",
+            &c.profile_statements,
+            PROFILE_CONTEXTS,
+        )?,
     })
 }
 
@@ -261,6 +268,7 @@ impl ProcessorFactory for Factory {
             (Signal::Traces, Stability::Beta),
             (Signal::Metrics, Stability::Beta),
             (Signal::Logs, Stability::Beta),
+            (Signal::Profiles, Stability::Development),
         ]
     }
 
@@ -276,6 +284,7 @@ impl ProcessorFactory for Factory {
             Signal::Traces => c.traces,
             Signal::Metrics => c.metrics,
             Signal::Logs => c.logs,
+            Signal::Profiles => c.profiles,
         };
         let labels = [("processor", set.id.to_string())];
         Ok(Arc::new(TransformProcessor {

@@ -313,6 +313,12 @@ impl KafkaReceiverConfig {
             Signal::Traces => &self.traces,
             Signal::Metrics => &self.metrics,
             Signal::Logs => &self.logs,
+            // Not a signal this receiver carries (see `stability`): its block is always empty.
+            Signal::Profiles => {
+                static NONE: std::sync::LazyLock<SignalConfig> =
+                    std::sync::LazyLock::new(SignalConfig::default);
+                &NONE
+            }
         }
     }
 
@@ -323,6 +329,7 @@ impl KafkaReceiverConfig {
             Signal::Traces => "otlp_spans",
             Signal::Metrics => "otlp_metrics",
             Signal::Logs => "otlp_logs",
+            Signal::Profiles => "otlp_profiles",
         };
         let sc = self.signal(signal);
         if !sc.topics.is_empty() {
@@ -546,6 +553,7 @@ fn to_telemetry(signal: Signal, encoding: Encoding, value: &[u8]) -> Result<Tele
         (Signal::Traces, _) => decode::<ExportTraceServiceRequest>(value, json),
         (Signal::Metrics, _) => decode::<ExportMetricsServiceRequest>(value, json),
         (Signal::Logs, _) => decode::<ExportLogsServiceRequest>(value, json),
+        (Signal::Profiles, _) => Err("the kafka receiver does not carry profiles".to_string()),
     }
 }
 
@@ -572,6 +580,10 @@ fn add_headers(data: &mut Telemetry, attrs: &[KeyValue]) {
         Telemetry::Traces(v) => v.iter_mut().for_each(|x| add(&mut x.resource)),
         Telemetry::Metrics(v) => v.iter_mut().for_each(|x| add(&mut x.resource)),
         Telemetry::Logs(v) => v.iter_mut().for_each(|x| add(&mut x.resource)),
+        Telemetry::Profiles(p) => p
+            .resource_profiles
+            .iter_mut()
+            .for_each(|x| add(&mut x.resource)),
     }
 }
 

@@ -310,18 +310,9 @@ impl Config {
             let loc = format!("service::pipelines::{pid}");
             let signal_name = pid.split('/').next().unwrap_or_default();
             let Some(signal) = Signal::parse(signal_name) else {
-                let message = if signal_name == "profiles" {
-                    // otelcol itself refuses these unless started with its feature gate; vigil has
-                    // no profiles signal to carry, so it says so rather than call the id unknown.
-                    "profiles pipelines are not supported: vigil carries traces, metrics and logs \
-                     (otelcol runs profiles only with --feature-gates=service.profilesSupport); \
-                     remove this pipeline"
-                        .to_string()
-                } else {
-                    format!(
-                        "unknown signal {signal_name:?} in pipeline id: use traces, metrics or logs (optionally traces/<name>)"
-                    )
-                };
+                let message = format!(
+                    "unknown signal {signal_name:?} in pipeline id: use traces, metrics, logs or profiles (optionally traces/<name>)"
+                );
                 errors.push(ConfigError::new(loc, "", message));
                 continue;
             };

@@ -170,6 +170,17 @@ fn feature_gates() -> Vec<(String, bool)> {
     FEATURE_GATES.get().cloned().unwrap_or_default()
 }
 
+/// Whether `--feature-gates` named gate `id`: `Some(true)` enabled, `Some(false)` disabled with
+/// `-id`, `None` not named (the last mention wins, as in otelcol).
+pub fn feature_gate(id: &str) -> Option<bool> {
+    FEATURE_GATES
+        .get()?
+        .iter()
+        .rev()
+        .find(|(g, _)| g == id)
+        .map(|(_, on)| *on)
+}
+
 async fn tracez() -> Response {
     html(page::tracez())
 }

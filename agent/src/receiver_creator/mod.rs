@@ -697,6 +697,10 @@ impl Consumer for Enhancer {
             Telemetry::Metrics(rs) => rs.iter_mut().for_each(|x| add(&mut x.resource)),
             Telemetry::Logs(rs) => rs.iter_mut().for_each(|x| add(&mut x.resource)),
             Telemetry::Traces(rs) => rs.iter_mut().for_each(|x| add(&mut x.resource)),
+            Telemetry::Profiles(p) => p
+                .resource_profiles
+                .iter_mut()
+                .for_each(|x| add(&mut x.resource)),
         }
         self.next.consume(data).await
     }

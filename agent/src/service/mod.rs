@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
-use vigil_core::{ComponentId, Extension, Host};
+use vigil_core::{ComponentId, Extension, Host, Signal};
 
 /// Where the config comes from, kept so that SIGHUP can read it again.
 #[derive(Debug, Clone)]
@@ -32,8 +32,39 @@ pub fn load_config(
     let root =
         load::load(&sources.uris, &sources.sets, &mut warnings).map_err(|e| vec![e.to_string()])?;
     match Config::from_value(&root, registry) {
-        Ok(c) => Ok((c, warnings)),
+        Ok(c) => {
+            profiles_gate(&c, &mut warnings)?;
+            Ok((c, warnings))
+        }
         Err(errs) => Err(errs.iter().map(ToString::to_string).collect()),
+    }
+}
+
+/// otelcol's feature gate for the profiles signal. otelcol refuses a `profiles` pipeline unless
+/// started with `--feature-gates=service.profilesSupport`; the configs that have one are published
+/// for collectors started that way. vigil runs them either way, so that `vigil validate` and a
+/// command line without the flag accept them too, and warns when the flag is missing (the config
+/// is then not one otelcol would run as started); a gate turned off with `-service.profilesSupport`
+/// is honoured, as otelcol does.
+fn profiles_gate(c: &Config, warnings: &mut Vec<String>) -> Result<(), Vec<String>> {
+    const GATE: &str = "service.profilesSupport";
+    let Some(p) = c.pipelines.iter().find(|p| p.signal == Signal::Profiles) else {
+        return Ok(());
+    };
+    match crate::extensions::zpages::feature_gate(GATE) {
+        Some(true) => Ok(()),
+        Some(false) => Err(vec![format!(
+            "service::pipelines::{}: profiles pipelines are turned off by --feature-gates=-{GATE}",
+            p.id
+        )]),
+        None => {
+            warnings.push(format!(
+                "service::pipelines::{}: otelcol runs profiles pipelines only with \
+                 --feature-gates={GATE}; vigil runs them without it",
+                p.id
+            ));
+            Ok(())
+        }
     }
 }
 

@@ -8,17 +8,21 @@ use opentelemetry_proto::tonic::collector::{
     metrics::v1::{
         ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
     },
+    profiles::v1development::{
+        ExportProfilesPartialSuccess, ExportProfilesServiceRequest, ExportProfilesServiceResponse,
+    },
     trace::v1::{ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse},
 };
 use opentelemetry_proto::tonic::logs::v1::SeverityNumber;
 use opentelemetry_proto::tonic::metrics::v1::AggregationTemporality;
+use opentelemetry_proto::tonic::profiles::v1development::ProfilesData;
 use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, status::StatusCode};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use std::fmt;
 
 pub use super::compression::{decompress, Compression};
-use crate::telemetry::{data_point_count, log_record_count, span_count};
+use crate::telemetry::{data_point_count, log_record_count, sample_count, span_count};
 use crate::{Signal, Telemetry};
 
 /// How the body is encoded, from its `Content-Type`.
@@ -112,7 +116,7 @@ impl fmt::Display for DecodeError {
 
 impl std::error::Error for DecodeError {}
 
-/// One of the three OTLP export requests, with what the receiver needs to know about it.
+/// One of the four OTLP export requests, with what the receiver needs to know about it.
 pub trait ExportRequest:
     prost::Message + Default + DeserializeOwned + Send + Sync + 'static
 {
@@ -137,6 +141,11 @@ pub trait ExportRequest:
     /// A check after a successful JSON decode, for what serde lets through silently.
     fn check_json(&self, _body: &[u8]) -> Result<(), String> {
         Ok(())
+    }
+    /// A rewrite of the parsed JSON before serde reads it, for request types whose generated serde
+    /// does not follow proto3 JSON on its own; `false` when the type needs none.
+    fn prepare_json(_value: &mut Value) -> bool {
+        false
     }
 }
 
@@ -222,6 +231,41 @@ impl ExportRequest for ExportLogsServiceRequest {
     }
 }
 
+impl ExportRequest for ExportProfilesServiceRequest {
+    type Response = ExportProfilesServiceResponse;
+    const SIGNAL: Signal = Signal::Profiles;
+    const MESSAGE_TYPE: &'static str = "ExportProfilesServiceRequest";
+    const GRPC_SERVICE: &'static str =
+        "opentelemetry.proto.collector.profiles.v1development.ProfilesService";
+    const GRPC_PATH: &'static str =
+        "/opentelemetry.proto.collector.profiles.v1development.ProfilesService/Export";
+    const JSON_REJECTED_KEY: &'static str = "rejectedProfiles";
+
+    fn item_count(&self) -> usize {
+        sample_count(&self.resource_profiles)
+    }
+    fn into_telemetry(self) -> Telemetry {
+        Telemetry::Profiles(ProfilesData {
+            resource_profiles: self.resource_profiles,
+            dictionary: self.dictionary,
+        })
+    }
+    fn prepare_json(value: &mut Value) -> bool {
+        super::profiles_json::fill_defaults(value);
+        true
+    }
+    fn response(partial: Option<(i64, String)>) -> Self::Response {
+        ExportProfilesServiceResponse {
+            partial_success: partial.map(|(rejected_profiles, error_message)| {
+                ExportProfilesPartialSuccess {
+                    rejected_profiles,
+                    error_message,
+                }
+            }),
+        }
+    }
+}
+
 /// Decodes a protobuf body straight into the prost request type.
 pub fn decode_protobuf<R: ExportRequest>(body: Bytes) -> Result<R, DecodeError> {
     R::decode(body).map_err(|e| DecodeError::Malformed {
@@ -242,10 +286,11 @@ pub fn decode_json<R: ExportRequest>(body: &[u8]) -> Result<R, DecodeError> {
         message_type: R::MESSAGE_TYPE,
         reason,
     };
-    let req = if has_enum_name(body) {
+    let req = if has_enum_name(body) || R::prepare_json(&mut Value::Null) {
         let mut value =
             serde_json::from_slice::<Value>(body).map_err(|e| malformed(e.to_string()))?;
         normalize_enum_names(&mut value);
+        R::prepare_json(&mut value);
         serde_json::from_value::<R>(value).map_err(|e| malformed(e.to_string()))?
     } else {
         serde_json::from_slice::<R>(body).map_err(|e| malformed(e.to_string()))?

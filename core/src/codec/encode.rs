@@ -5,9 +5,11 @@
 use crate::{Signal, Telemetry};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::profiles::v1development::ExportProfilesServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::{
-    logs::v1::ResourceLogs, metrics::v1::ResourceMetrics, trace::v1::ResourceSpans,
+    logs::v1::ResourceLogs, metrics::v1::ResourceMetrics, profiles::v1development::ProfilesData,
+    trace::v1::ResourceSpans,
 };
 use prost::Message;
 use serde::Serialize;
@@ -31,6 +33,9 @@ pub fn proto_request(data: &Telemetry) -> Vec<u8> {
         Telemetry::Traces(rs) => encode_all(rs),
         Telemetry::Metrics(rm) => encode_all(rm),
         Telemetry::Logs(rl) => encode_all(rl),
+        // `ProfilesData` and `ExportProfilesServiceRequest` are the same message on the wire
+        // (resource profiles in field 1, the dictionary in field 2).
+        Telemetry::Profiles(p) => p.encode_to_vec(),
     }
 }
 
@@ -44,6 +49,7 @@ pub fn decode_proto_request(signal: Signal, body: &[u8]) -> Result<Telemetry, pr
             Telemetry::Metrics(ExportMetricsServiceRequest::decode(body)?.resource_metrics)
         }
         Signal::Logs => Telemetry::Logs(ExportLogsServiceRequest::decode(body)?.resource_logs),
+        Signal::Profiles => Telemetry::Profiles(ProfilesData::decode(body)?),
     })
 }
 
@@ -75,6 +81,11 @@ pub fn json_request(data: &Telemetry) -> Result<Vec<u8>, serde_json::Error> {
             resource_metrics: rm,
         })?,
         Telemetry::Logs(rl) => serde_json::to_value(LogsJson { resource_logs: rl })?,
+        Telemetry::Profiles(p) => {
+            let mut v = serde_json::to_value(p)?;
+            super::profiles_json::to_otlp_json(&mut v);
+            v
+        }
     };
     prune(&mut value);
     serde_json::to_vec(&value)
@@ -111,6 +122,16 @@ pub fn decode_json_request(signal: Signal, body: &[u8]) -> Result<Telemetry, ser
         ),
         Signal::Logs => {
             Telemetry::Logs(serde_json::from_slice::<ExportLogsServiceRequest>(body)?.resource_logs)
+        }
+        Signal::Profiles => {
+            // The generated serde needs the defaults that `prune` left out (`profiles_json`).
+            let mut v = serde_json::from_slice::<serde_json::Value>(body)?;
+            super::profiles_json::fill_defaults(&mut v);
+            let req = serde_json::from_value::<ExportProfilesServiceRequest>(v)?;
+            Telemetry::Profiles(ProfilesData {
+                resource_profiles: req.resource_profiles,
+                dictionary: req.dictionary,
+            })
         }
     })
 }

@@ -6,5 +6,6 @@ pub mod compression;
 pub mod decode;
 pub mod decoded;
 pub mod encode;
+pub mod profiles_json;
 
 pub use compression::{decompress, Compression};

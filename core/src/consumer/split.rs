@@ -9,6 +9,9 @@ use crate::otlp::metrics::v1::{
     metric::Data, ExponentialHistogram, Gauge, Histogram, Metric, ResourceMetrics, ScopeMetrics,
     Sum, Summary,
 };
+use crate::otlp::profiles::v1development::{
+    Profile, ProfilesData, ProfilesDictionary, ResourceProfiles, ScopeProfiles,
+};
 use crate::otlp::trace::v1::{ResourceSpans, ScopeSpans};
 use crate::telemetry::{metric_point_count, Signal, Telemetry};
 
@@ -19,6 +22,7 @@ pub fn merge(pending: &mut Telemetry, data: Telemetry) -> Result<(), Signal> {
         (Telemetry::Traces(p), Telemetry::Traces(mut d)) => append(p, &mut d),
         (Telemetry::Metrics(p), Telemetry::Metrics(mut d)) => append(p, &mut d),
         (Telemetry::Logs(p), Telemetry::Logs(mut d)) => append(p, &mut d),
+        (Telemetry::Profiles(p), Telemetry::Profiles(d)) => merge_profiles(p, d),
         (_, d) => return Err(d.signal()),
     }
     Ok(())
@@ -40,6 +44,170 @@ pub fn take_front_items(data: &mut Telemetry, n: usize) -> Telemetry {
         Telemetry::Traces(v) => Telemetry::Traces(take_front(v, n)),
         Telemetry::Metrics(v) => Telemetry::Metrics(take_front(v, n)),
         Telemetry::Logs(v) => Telemetry::Logs(take_front(v, n)),
+        // Both parts keep the whole dictionary: its entries are shared by index.
+        Telemetry::Profiles(p) => Telemetry::Profiles(ProfilesData {
+            resource_profiles: take_front(&mut p.resource_profiles, n),
+            dictionary: p.dictionary.clone(),
+        }),
+    }
+}
+
+/// Appends the profiles of `d` to `p`. Each batch indexes its own dictionary, so `d`'s tables are
+/// appended to `p`'s and every index in what moves over is shifted to match. A table's entry 0 is
+/// the zero value by the spec ("unset"); when both batches agree on it, `d`'s is not copied and
+/// index 0 keeps meaning unset. Nothing is deduplicated beyond that.
+fn merge_profiles(p: &mut ProfilesData, mut d: ProfilesData) {
+    if p.resource_profiles.is_empty() && p.dictionary.is_none() {
+        *p = d;
+        return;
+    }
+    let pd = p.dictionary.get_or_insert_with(ProfilesDictionary::default);
+    let mut dd = d.dictionary.take().unwrap_or_default();
+    let strings = Remap::append(&mut pd.string_table, std::mem::take(&mut dd.string_table));
+    let attrs = Remap::append(
+        &mut pd.attribute_table,
+        std::mem::take(&mut dd.attribute_table),
+    );
+    let functions = Remap::append(
+        &mut pd.function_table,
+        std::mem::take(&mut dd.function_table),
+    );
+    let mappings = Remap::append(&mut pd.mapping_table, std::mem::take(&mut dd.mapping_table));
+    let links = Remap::append(&mut pd.link_table, std::mem::take(&mut dd.link_table));
+    let locations = Remap::append(
+        &mut pd.location_table,
+        std::mem::take(&mut dd.location_table),
+    );
+    let stacks = Remap::append(&mut pd.stack_table, std::mem::take(&mut dd.stack_table));
+    // Rewrite what was just appended, in place.
+    for a in &mut pd.attribute_table[attrs.start..] {
+        strings.at(&mut a.key_strindex);
+        strings.at(&mut a.unit_strindex);
+    }
+    for f in &mut pd.function_table[functions.start..] {
+        strings.at(&mut f.name_strindex);
+        strings.at(&mut f.system_name_strindex);
+        strings.at(&mut f.filename_strindex);
+    }
+    for m in &mut pd.mapping_table[mappings.start..] {
+        strings.at(&mut m.filename_strindex);
+        attrs.all(&mut m.attribute_indices);
+    }
+    for l in &mut pd.location_table[locations.start..] {
+        mappings.at(&mut l.mapping_index);
+        attrs.all(&mut l.attribute_indices);
+        for line in &mut l.lines {
+            functions.at(&mut line.function_index);
+        }
+    }
+    for s in &mut pd.stack_table[stacks.start..] {
+        locations.all(&mut s.location_indices);
+    }
+    let profiles = d
+        .resource_profiles
+        .iter_mut()
+        .flat_map(|r| &mut r.scope_profiles)
+        .flat_map(|s| &mut s.profiles);
+    for profile in profiles {
+        for vt in profile
+            .sample_type
+            .iter_mut()
+            .chain(profile.period_type.iter_mut())
+        {
+            strings.at(&mut vt.type_strindex);
+            strings.at(&mut vt.unit_strindex);
+        }
+        attrs.all(&mut profile.attribute_indices);
+        for sample in &mut profile.samples {
+            stacks.at(&mut sample.stack_index);
+            attrs.all(&mut sample.attribute_indices);
+            links.at(&mut sample.link_index);
+        }
+    }
+    append(&mut p.resource_profiles, &mut d.resource_profiles);
+}
+
+/// How the indices of one appended dictionary table move.
+struct Remap {
+    /// Where the appended entries start in the merged table.
+    start: usize,
+    /// Added to every moved index but 0 (when `keep_zero`) or every index.
+    shift: i64,
+    keep_zero: bool,
+}
+
+impl Remap {
+    fn append<T: PartialEq>(table: &mut Vec<T>, mut more: Vec<T>) -> Remap {
+        let base = table.len();
+        let same_zero = base > 0 && !more.is_empty() && table[0] == more[0];
+        if same_zero {
+            more.remove(0);
+        }
+        table.append(&mut more);
+        Remap {
+            start: base,
+            shift: if same_zero {
+                base as i64 - 1
+            } else {
+                base as i64
+            },
+            keep_zero: same_zero,
+        }
+    }
+
+    fn at(&self, i: &mut i32) {
+        if *i == 0 && self.keep_zero {
+            return;
+        }
+        *i = i32::try_from(i64::from(*i) + self.shift).unwrap_or(i32::MAX);
+    }
+
+    fn all(&self, v: &mut [i32]) {
+        v.iter_mut().for_each(|i| self.at(i));
+    }
+}
+
+impl Chunk for ResourceProfiles {
+    fn items(&self) -> usize {
+        self.scope_profiles.iter().map(Chunk::items).sum()
+    }
+
+    fn split_front(&mut self, n: usize) -> Self {
+        ResourceProfiles {
+            resource: self.resource.clone(),
+            scope_profiles: take_front(&mut self.scope_profiles, n),
+            schema_url: self.schema_url.clone(),
+        }
+    }
+}
+
+impl Chunk for ScopeProfiles {
+    fn items(&self) -> usize {
+        self.profiles.iter().map(|p| p.samples.len()).sum()
+    }
+
+    fn split_front(&mut self, n: usize) -> Self {
+        ScopeProfiles {
+            scope: self.scope.clone(),
+            profiles: take_front(&mut self.profiles, n),
+            schema_url: self.schema_url.clone(),
+        }
+    }
+}
+
+impl Chunk for Profile {
+    fn items(&self) -> usize {
+        self.samples.len()
+    }
+
+    fn split_front(&mut self, n: usize) -> Self {
+        // Both halves keep the profile's own fields; only the samples are divided.
+        let front_samples = self.samples.drain(..n).collect();
+        let rest = std::mem::take(&mut self.samples);
+        let mut front = self.clone();
+        self.samples = rest;
+        front.samples = front_samples;
+        front
     }
 }
 
@@ -261,6 +429,110 @@ mod tests {
             .flat_map(|s| &s.spans)
             .map(|s| s.name.clone())
             .collect()
+    }
+
+    /// One profile whose single sample's stack resolves to function `name`, with its own
+    /// dictionary laid out as a profiler writes it (entry 0 of each table the zero value).
+    fn profile_batch(name: &str, extra_strings: usize) -> ProfilesData {
+        use crate::otlp::profiles::v1development::{
+            Function, Line, Location, Sample, Stack, ValueType,
+        };
+        let mut strings = vec![String::new()];
+        strings.extend((0..extra_strings).map(|i| format!("pad{i}")));
+        let name_at = strings.len() as i32;
+        strings.push(name.to_string());
+        strings.push("samples".to_string());
+        let unit_at = strings.len() as i32 - 1;
+        ProfilesData {
+            resource_profiles: vec![ResourceProfiles {
+                scope_profiles: vec![ScopeProfiles {
+                    profiles: vec![Profile {
+                        sample_type: Some(ValueType {
+                            type_strindex: unit_at,
+                            unit_strindex: 0,
+                        }),
+                        samples: vec![Sample {
+                            stack_index: 1,
+                            values: vec![7],
+                            ..Default::default()
+                        }],
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            dictionary: Some(ProfilesDictionary {
+                string_table: strings,
+                function_table: vec![
+                    Function::default(),
+                    Function {
+                        name_strindex: name_at,
+                        ..Default::default()
+                    },
+                ],
+                location_table: vec![
+                    Location::default(),
+                    Location {
+                        lines: vec![Line {
+                            function_index: 1,
+                            ..Default::default()
+                        }],
+                        ..Default::default()
+                    },
+                ],
+                stack_table: vec![
+                    Stack::default(),
+                    Stack {
+                        location_indices: vec![1],
+                    },
+                ],
+                ..Default::default()
+            }),
+        }
+    }
+
+    /// The function name each sample's stack leads to, through the dictionary.
+    fn leaf_names(p: &ProfilesData) -> Vec<String> {
+        let d = p.dictionary.as_ref().unwrap();
+        p.resource_profiles
+            .iter()
+            .flat_map(|r| &r.scope_profiles)
+            .flat_map(|s| &s.profiles)
+            .flat_map(|pr| &pr.samples)
+            .map(|s| {
+                let stack = &d.stack_table[s.stack_index as usize];
+                let loc = &d.location_table[stack.location_indices[0] as usize];
+                let f = &d.function_table[loc.lines[0].function_index as usize];
+                d.string_table[f.name_strindex as usize].clone()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn merged_profiles_keep_every_reference_and_split_back() {
+        let mut t = Telemetry::Profiles(profile_batch("main", 0));
+        merge(&mut t, Telemetry::Profiles(profile_batch("worker", 3))).unwrap();
+        merge(&mut t, Telemetry::Profiles(profile_batch("gc", 1))).unwrap();
+        let Telemetry::Profiles(p) = &t else { panic!() };
+        assert_eq!(leaf_names(p), ["main", "worker", "gc"]);
+        let d = p.dictionary.as_ref().unwrap();
+        // Entry 0 of each table is shared, not repeated.
+        assert_eq!(d.string_table.iter().filter(|s| s.is_empty()).count(), 1);
+        assert_eq!(d.stack_table.len(), 4);
+        let st = p.resource_profiles[1].scope_profiles[0].profiles[0]
+            .sample_type
+            .unwrap();
+        assert_eq!(d.string_table[st.type_strindex as usize], "samples");
+        assert_eq!(st.unit_strindex, 0);
+        assert_eq!(t.item_count(), 3);
+
+        let front = take_front_items(&mut t, 2);
+        let (Telemetry::Profiles(f), Telemetry::Profiles(r)) = (&front, &t) else {
+            panic!()
+        };
+        assert_eq!(leaf_names(f), ["main", "worker"]);
+        assert_eq!(leaf_names(r), ["gc"]);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse;
+use opentelemetry_proto::tonic::collector::profiles::v1development::ExportProfilesServiceResponse;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use prost::Message;
 use vigil_core::Signal;
@@ -26,6 +27,10 @@ pub fn partial_success_proto(signal: Signal, body: &[u8]) -> Delivered {
             .ok()
             .and_then(|r| r.partial_success)
             .map(|p| (p.rejected_log_records, p.error_message)),
+        Signal::Profiles => ExportProfilesServiceResponse::decode(body)
+            .ok()
+            .and_then(|r| r.partial_success)
+            .map(|p| (p.rejected_profiles, p.error_message)),
     };
     parsed.map_or_else(Delivered::default, |(rejected, message)| Delivered {
         rejected: rejected.max(0) as u64,
@@ -46,6 +51,7 @@ pub fn partial_success_json(signal: Signal, body: &[u8]) -> Delivered {
         Signal::Traces => "rejectedSpans",
         Signal::Metrics => "rejectedDataPoints",
         Signal::Logs => "rejectedLogRecords",
+        Signal::Profiles => "rejectedProfiles",
     };
     let rejected = match p.get(key) {
         Some(serde_json::Value::Number(n)) => n.as_u64().unwrap_or(0),

@@ -185,6 +185,7 @@ impl Sizer {
                 Telemetry::Traces(rs) => proto_len(rs),
                 Telemetry::Metrics(rm) => proto_len(rm),
                 Telemetry::Logs(rl) => proto_len(rl),
+                Telemetry::Profiles(p) => prost::Message::encoded_len(p),
             },
         }
     }
@@ -219,6 +220,7 @@ pub fn signal_tag(signal: vigil_core::Signal) -> u8 {
         vigil_core::Signal::Traces => 0,
         vigil_core::Signal::Metrics => 1,
         vigil_core::Signal::Logs => 2,
+        vigil_core::Signal::Profiles => 3,
     }
 }
 

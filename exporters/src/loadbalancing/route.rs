@@ -65,7 +65,7 @@ impl RoutingKey {
     pub fn default_for(signal: Signal) -> RoutingKey {
         match signal {
             Signal::Traces => RoutingKey::TraceId,
-            Signal::Logs | Signal::Metrics => RoutingKey::Service,
+            Signal::Logs | Signal::Metrics | Signal::Profiles => RoutingKey::Service,
         }
     }
 }
@@ -151,6 +151,8 @@ pub fn split(
             };
             numbered(parts, Telemetry::Metrics)
         }
+        // Not in the stability table: this exporter never gets profiles.
+        p @ Telemetry::Profiles(_) => vec![(0, p)],
     }
 }
 

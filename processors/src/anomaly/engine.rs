@@ -251,6 +251,8 @@ impl Engine {
             Telemetry::Metrics(rm) => self.ingest_metrics(rm, wall, &mut out),
             Telemetry::Traces(rs) => self.ingest_spans(rs, wall),
             Telemetry::Logs(rl) => self.ingest_logs(rl, wall),
+            // Not a signal this connector takes (its stability table has no profiles).
+            Telemetry::Profiles(_) => {}
         }
         out
     }

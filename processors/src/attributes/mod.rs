@@ -356,6 +356,9 @@ impl AttributesProcessor {
     fn process(&self, data: &mut Telemetry) {
         let (actions, filter) = (&self.actions, &self.filter);
         match data {
+            // Not in the stability table: a profile's attributes live in the batch's dictionary,
+            // and this processor does not edit them.
+            Telemetry::Profiles(_) => {}
             Telemetry::Traces(rs) => {
                 for r in rs {
                     let res = resource_attrs(&r.resource);

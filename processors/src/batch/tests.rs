@@ -445,3 +445,102 @@ fn testdata_cases() {
         parse(v).map(|_| ()).map_err(|e| e.to_string())
     });
 }
+
+/// Profiles batch as otelcol's batch processor batches them: calls that arrive during a send go
+/// out together, one dictionary for all, every sample still resolving to its own function.
+#[tokio::test(start_paused = true)]
+async fn profiles_merge_with_one_dictionary() {
+    use vigil_core::otlp::profiles::v1development::{
+        Function, Line, Location, Profile, ProfilesData, ProfilesDictionary, ResourceProfiles,
+        Sample, ScopeProfiles, Stack,
+    };
+    let one = |name: &str| {
+        Telemetry::Profiles(ProfilesData {
+            resource_profiles: vec![ResourceProfiles {
+                scope_profiles: vec![ScopeProfiles {
+                    profiles: vec![Profile {
+                        samples: vec![Sample {
+                            stack_index: 1,
+                            values: vec![1],
+                            ..Default::default()
+                        }],
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            dictionary: Some(ProfilesDictionary {
+                string_table: vec![String::new(), name.to_string()],
+                function_table: vec![
+                    Function::default(),
+                    Function {
+                        name_strindex: 1,
+                        ..Default::default()
+                    },
+                ],
+                location_table: vec![
+                    Location::default(),
+                    Location {
+                        lines: vec![Line {
+                            function_index: 1,
+                            ..Default::default()
+                        }],
+                        ..Default::default()
+                    },
+                ],
+                stack_table: vec![
+                    Stack::default(),
+                    Stack {
+                        location_indices: vec![1],
+                    },
+                ],
+                ..Default::default()
+            }),
+        })
+    };
+    let (sink, gate) = gated();
+    let b = Arc::new(Batch::new(
+        settings(),
+        cfg(100, 0, 60_000),
+        Signal::Profiles,
+        sink.clone(),
+    ));
+    let first = tokio::spawn({
+        let b = b.clone();
+        let d = one("main");
+        async move { b.consume(d).await }
+    });
+    until("the first send", || sink.calls.load(Ordering::SeqCst) == 1).await;
+    let mut later = Vec::new();
+    for name in ["a", "b", "c"] {
+        let (b, d) = (b.clone(), one(name));
+        later.push(tokio::spawn(async move { b.consume(d).await }));
+    }
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    gate.add_permits(100);
+    first.await.unwrap().unwrap();
+    for h in later {
+        h.await.unwrap().unwrap();
+    }
+    assert_eq!(sink.sizes(), [1, 3]);
+    let Telemetry::Profiles(merged) = sink.batches.lock().unwrap()[1].clone() else {
+        panic!("not profiles")
+    };
+    let d = merged.dictionary.expect("one dictionary");
+    let names: Vec<&str> = merged
+        .resource_profiles
+        .iter()
+        .flat_map(|r| &r.scope_profiles)
+        .flat_map(|s| &s.profiles)
+        .flat_map(|p| &p.samples)
+        .map(|s| {
+            let loc = d.stack_table[s.stack_index as usize].location_indices[0];
+            let f = d.location_table[loc as usize].lines[0].function_index;
+            d.string_table[d.function_table[f as usize].name_strindex as usize].as_str()
+        })
+        .collect();
+    let mut names = names;
+    names.sort();
+    assert_eq!(names, ["a", "b", "c"]);
+}

@@ -356,11 +356,14 @@ impl Consumer for Count {
                 .into_iter()
                 .map(|r| (r.resource.clone(), Telemetry::Logs(vec![r])))
                 .collect(),
+            // Not an input this connector takes (its stability table has no profiles).
+            Telemetry::Profiles(_) => Vec::new(),
         };
         let fits = |ctx: Context| match signal {
             Signal::Traces => matches!(ctx, Context::Span | Context::SpanEvent),
             Signal::Metrics => matches!(ctx, Context::Metric | Context::DataPoint),
             Signal::Logs => ctx == Context::Log,
+            Signal::Profiles => false,
         };
         let mut per_resource = Vec::with_capacity(batches.len());
         for (resource, mut one) in batches {

@@ -235,6 +235,7 @@ impl ProcessorFactory for Factory {
             (Signal::Traces, Stability::Beta),
             (Signal::Metrics, Stability::Beta),
             (Signal::Logs, Stability::Beta),
+            (Signal::Profiles, Stability::Development),
         ]
     }
 
@@ -817,6 +818,10 @@ impl Consumer for K8sAttributes {
                 .iter_mut()
                 .for_each(|r| self.enrich(&mut r.resource, conn)),
             Telemetry::Logs(v) => v
+                .iter_mut()
+                .for_each(|r| self.enrich(&mut r.resource, conn)),
+            Telemetry::Profiles(p) => p
+                .resource_profiles
                 .iter_mut()
                 .for_each(|r| self.enrich(&mut r.resource, conn)),
         }

@@ -314,3 +314,67 @@ fn merge_histogram_buckets_arguments_are_checked_when_parsed() {
         assert!(e.contains(want), "{stmt}: {e}");
     }
 }
+
+/// The Coralogix agent's `profile_statements`: resource statements run on a profiles batch and
+/// leave the dictionary and samples as they came; a path into the profile itself is refused.
+#[tokio::test]
+async fn profile_statements_edit_resources() {
+    use vigil_core::otlp::profiles::v1development::{
+        Profile, ProfilesData, ProfilesDictionary, ResourceProfiles, Sample, ScopeProfiles,
+    };
+    let (p, keep) = make(
+        json!({"profile_statements": [
+            r#"set(resource.attributes["service.name"], resource.attributes["service.annotation"]) where resource.attributes["service.name"] == nil and resource.attributes["service.annotation"] != nil"#,
+        ]}),
+        Signal::Profiles,
+    );
+    let dictionary = Some(ProfilesDictionary {
+        string_table: vec![String::new(), "cpu".into()],
+        ..Default::default()
+    });
+    let data = ProfilesData {
+        resource_profiles: vec![ResourceProfiles {
+            resource: resource(vec![kv_str("service.annotation", "checkout")]),
+            scope_profiles: vec![ScopeProfiles {
+                profiles: vec![Profile {
+                    samples: vec![Sample {
+                        values: vec![7],
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        dictionary: dictionary.clone(),
+    };
+    p.consume(Telemetry::Profiles(data.clone())).await.unwrap();
+    let Telemetry::Profiles(got) = keep.0.lock().unwrap()[0].clone() else {
+        panic!("not profiles")
+    };
+    let attrs = &got.resource_profiles[0]
+        .resource
+        .as_ref()
+        .unwrap()
+        .attributes;
+    assert_eq!(get_str(attrs, "service.name"), Some("checkout"));
+    assert_eq!(got.dictionary, dictionary);
+    assert_eq!(
+        got.resource_profiles[0].scope_profiles,
+        data.resource_profiles[0].scope_profiles
+    );
+
+    let id = ComponentId::parse("transform/x").unwrap();
+    let e = factory()
+        .create(
+            &id,
+            &json!({"profile_statements": [r#"set(profile.period, 1)"#]}),
+            Signal::Profiles,
+            keep,
+        )
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(e.contains("profile_statements::0"), "{e}");
+}

@@ -1,4 +1,5 @@
-//! OTLP/HTTP: `POST` of protobuf or JSON bodies on the three signal paths, answered in the request's
+//! OTLP/HTTP: `POST` of protobuf or JSON bodies on the signal paths (the three configurable ones and
+//! otelcol's fixed `/v1development/profiles`), answered in the request's
 //! encoding. Errors follow the OTLP spec and otelcol: a `google.rpc.Status` in the request's encoding
 //! where the encoding is known, plain text where it is not (404, 405, 415).
 
@@ -16,7 +17,7 @@ use http::header::{ALLOW, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, RETRY_
 use http::{HeaderName, HeaderValue, Method, StatusCode};
 use opentelemetry_proto::tonic::collector::{
     logs::v1::ExportLogsServiceRequest, metrics::v1::ExportMetricsServiceRequest,
-    trace::v1::ExportTraceServiceRequest,
+    profiles::v1development::ExportProfilesServiceRequest, trace::v1::ExportTraceServiceRequest,
 };
 use prost::Message;
 use std::sync::Arc;
@@ -34,6 +35,9 @@ pub struct RpcStatus {
     #[prost(string, tag = "2")]
     pub message: String,
 }
+
+/// otelcol's path for OTLP profiles, which has no config key.
+pub(crate) const PROFILES_URL_PATH: &str = "/v1development/profiles";
 
 #[derive(Clone)]
 struct HttpState {
@@ -59,6 +63,11 @@ pub(crate) fn router(shared: Arc<Shared>, cfg: &HttpConfig) -> Router {
             any(handle::<ExportMetricsServiceRequest>),
         )
         .route(&cfg.logs_url_path, any(handle::<ExportLogsServiceRequest>))
+        // Not configurable in otelcol either.
+        .route(
+            PROFILES_URL_PATH,
+            any(handle::<ExportProfilesServiceRequest>),
+        )
         .fallback(not_found)
         .with_state(state);
     match cfg.cors.as_ref().and_then(cors_layer) {

@@ -26,7 +26,7 @@ use decode::ExportRequest;
 use metrics::Counter;
 use opentelemetry_proto::tonic::collector::{
     logs::v1::ExportLogsServiceRequest, metrics::v1::ExportMetricsServiceRequest,
-    trace::v1::ExportTraceServiceRequest,
+    profiles::v1development::ExportProfilesServiceRequest, trace::v1::ExportTraceServiceRequest,
 };
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -65,6 +65,7 @@ impl ReceiverFactory for Factory {
             (Signal::Traces, Stability::Stable),
             (Signal::Metrics, Stability::Stable),
             (Signal::Logs, Stability::Stable),
+            (Signal::Profiles, Stability::Development),
         ]
     }
 
@@ -382,6 +383,13 @@ impl OtlpReceiver {
         }
         if has(Signal::Logs) {
             routes = routes.add_service(grpc::ExportService::<ExportLogsServiceRequest>::new(
+                Arc::clone(shared),
+                max,
+                max_decoded,
+            ));
+        }
+        if has(Signal::Profiles) {
+            routes = routes.add_service(grpc::ExportService::<ExportProfilesServiceRequest>::new(
                 Arc::clone(shared),
                 max,
                 max_decoded,

@@ -68,7 +68,7 @@ struct Role {
     groups: Vec<String>,
     subjects: Vec<String>,
     /// Indexed in the order of `Signal::ALL`.
-    signals: [bool; 3],
+    signals: [bool; 4],
     tenant: Option<String>,
 }
 
@@ -86,6 +86,7 @@ fn slot(signal: Signal) -> usize {
         Signal::Traces => 0,
         Signal::Metrics => 1,
         Signal::Logs => 2,
+        Signal::Profiles => 3,
     }
 }
 
@@ -122,20 +123,21 @@ impl Roles {
                         .into(),
                 ));
             }
-            let mut signals = [false; 3];
+            let mut signals = [false; 4];
             match &r.signals {
-                None => signals = [true; 3],
+                None => signals = [true; 4],
                 Some(list) => {
                     for s in list {
                         let signal = match s.as_str() {
                             "traces" => Signal::Traces,
                             "metrics" => Signal::Metrics,
                             "logs" => Signal::Logs,
+                            "profiles" => Signal::Profiles,
                             other => {
                                 return Err(err(
                                     format!("roles[{i}]::signals"),
                                     format!(
-                                        "{other:?} is not a signal: use traces, metrics or logs"
+                                        "{other:?} is not a signal: use traces, metrics, logs or profiles"
                                     ),
                                 ))
                             }
@@ -210,6 +212,10 @@ impl Grant {
             Telemetry::Traces(v) => v.iter_mut().for_each(|r| apply(&mut r.resource)),
             Telemetry::Metrics(v) => v.iter_mut().for_each(|r| apply(&mut r.resource)),
             Telemetry::Logs(v) => v.iter_mut().for_each(|r| apply(&mut r.resource)),
+            Telemetry::Profiles(p) => p
+                .resource_profiles
+                .iter_mut()
+                .for_each(|r| apply(&mut r.resource)),
         }
     }
 }

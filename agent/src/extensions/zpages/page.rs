@@ -372,7 +372,7 @@ pub fn extensionz(snap: &Snapshot) -> String {
 /// gate registry, so each requested gate is shown with what it does here (nothing).
 pub fn featurez(gates: &[(String, bool)]) -> String {
     let mut o = head("features", false);
-    o.push_str("<h1>Feature gates</h1><p>vigil has no feature gates: every behaviour is chosen in the config. otelcol's <code>--feature-gates</code> flag is accepted so that existing command lines run, and the gates it names switch nothing here.</p>");
+    o.push_str("<h1>Feature gates</h1><p>vigil has no feature gates: every behaviour is chosen in the config. otelcol's <code>--feature-gates</code> flag is accepted so that existing command lines run; the one gate it reads is <code>service.profilesSupport</code>, and only to refuse profiles pipelines when it is turned off (vigil runs them without the gate).</p>");
     if gates.is_empty() {
         o.push_str("<p class=\"muted\">No gate was requested on the command line.</p>");
     } else {
