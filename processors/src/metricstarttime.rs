@@ -35,7 +35,7 @@ use vigil_core::factory::{self, DynProcessorFactory, FactoryBase, ProcessorFacto
 use vigil_core::otlp::common::v1::KeyValue;
 use vigil_core::otlp::metrics::v1::{
     exponential_histogram_data_point::Buckets, metric, number_data_point, AggregationTemporality,
-    DataPointFlags, ExponentialHistogramDataPoint, HistogramDataPoint, Metric, NumberDataPoint,
+    DataPointFlags, ExponentialHistogramDataPoint, HistogramDataPoint, NumberDataPoint,
     ResourceMetrics, SummaryDataPoint,
 };
 use vigil_core::{
@@ -469,7 +469,7 @@ impl Adjuster {
             number_data_point::Value::AsDouble(d) => d,
             number_data_point::Value::AsInt(i) => i as f64,
         };
-        (secs.is_finite() && secs > 0.0).then(|| (secs * 1e9) as u64)
+        (secs.is_finite() && secs > 0.0).then_some((secs * 1e9) as u64)
     }
 
     fn process(&self, rms: &mut Vec<ResourceMetrics>, now: Instant) {

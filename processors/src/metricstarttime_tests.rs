@@ -1,7 +1,7 @@
 use super::*;
 use serde_json::json;
 use vigil_core::otlp::common::v1::{any_value, AnyValue};
-use vigil_core::otlp::metrics::v1::{Gauge, Histogram, ScopeMetrics, Sum, Summary};
+use vigil_core::otlp::metrics::v1::{Gauge, Histogram, Metric, ScopeMetrics, Sum, Summary};
 
 const S: u64 = 1_000_000_000;
 
