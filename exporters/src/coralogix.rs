@@ -266,7 +266,7 @@ impl CoralogixConfig {
             // errors with the unknown types): the old exporter spoke another protocol.
             return Err(config_error(
                 id,
-                "",
+                "endpoint",
                 "a component vigil does not have: the coralogix exporter of old otelcol-contrib \
                  versions (a top-level `endpoint` for Coralogix's Jaeger-based traces ingress, \
                  removed from contrib); the current one, which vigil has, takes `domain` or \

@@ -397,7 +397,7 @@ fn config_errors_name_the_key() {
     assert!(check(without("application_name")).contains("application_name: not specified"));
     assert!(
         check(with("endpoint", json!("ingress.eu2.coralogix.com:9443"))).starts_with(
-            "exporters::coralogix: a component vigil does not have: the coralogix exporter of old"
+            "exporters::coralogix::endpoint: a component vigil does not have: the coralogix exporter of old"
         )
     );
     assert!(check(with("protocol", json!("http"))).contains("protocol: http is not built"));
