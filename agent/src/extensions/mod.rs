@@ -1,8 +1,9 @@
 //! Extensions built into the agent: `health_check` (the DaemonSet's probe), `file_storage` (durable
 //! state for queues and checkpoints) and the authenticators (`bearertokenauth`, `basicauth`, `oidc`,
-//! `oauth2client`, `headers_setter`: credentials checked by receivers and sent by exporters), and
-//! `cgroup_runtime` (worker threads and a soft memory limit from the cgroup), `http_forwarder` (a
-//! forwarding HTTP proxy to a vendor API), `opamp` (an OpAMP client reporting to a management server).
+//! `oauth2client`, `googleclientauth`, `headers_setter`: credentials checked by receivers and sent
+//! by exporters), and `cgroup_runtime` (worker threads and a soft memory limit from the cgroup),
+//! `http_forwarder` (a forwarding HTTP proxy to a vendor API), `opamp` (an OpAMP client reporting
+//! to a management server).
 
 mod auth_util;
 pub mod awsproxy;
@@ -10,6 +11,7 @@ pub mod basicauth;
 pub mod bearertokenauth;
 pub mod cgroup_runtime;
 pub mod file_storage;
+pub mod googleclientauth;
 pub mod headers_setter;
 pub mod health_check;
 pub mod http_forwarder;
@@ -31,6 +33,7 @@ pub fn factories() -> Vec<Arc<dyn DynExtensionFactory>> {
         basicauth::factory(),
         oidc::factory(),
         oauth2client::factory(),
+        googleclientauth::factory(),
         headers_setter::factory(),
         k8s_leader_elector::factory(),
         zpages::factory(),
