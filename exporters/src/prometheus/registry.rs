@@ -86,6 +86,9 @@ fn ms(nanos: u64) -> i64 {
     (nanos / 1_000_000) as i64
 }
 
+/// A data point as the registry stores it: its attributes, value, time and flags.
+type Point<'a> = (&'a [KeyValue], Value, u64, u32);
+
 impl Registry {
     pub fn new(settings: Settings) -> Registry {
         Registry {
@@ -153,8 +156,8 @@ impl Registry {
         }
         let help = m.description.as_str();
         let is_delta = |t: i32| t == AggregationTemporality::Delta as i32;
-        // Each point's attributes, value, time and flags, and whether the metric is a delta.
-        let (delta, points): (bool, Vec<(&[KeyValue], Value, u64, u32)>) = match m.data.as_ref() {
+        // Each point, and whether the metric is a delta.
+        let (delta, points): (bool, Vec<Point>) = match m.data.as_ref() {
             Some(Data::Gauge(g)) => (
                 false,
                 g.data_points
