@@ -5,11 +5,11 @@
 //! the trace intake as the trace agent's protobuf `AgentPayload` (`POST
 //! {traces::endpoint}/api/v0.2/traces`, gzip, `traces.rs`). Every request carries `DD-API-KEY`.
 //! Delivery, retries and the queue are the shared `SendStack`; a batch that needs several posts
-//! (logs are cut at Datadog's 1000 entries / 5 MB, series bodies at 5 MB) is a [`Parts`] request,
-//! so a retry resends only what is left.
+//! (series and sketches, logs cut at Datadog's 1000 entries / 5 MB) is a [`Parts`] request, so a
+//! retry resends only what is left. Histograms in `distributions` mode (the default) and delta
+//! exponential histograms go as the agent's DDSketches to `/api/beta/sketches` (`sketch.rs`).
 //!
-//! Not built: histogram `distributions` (DDSketch payloads to `/api/beta/sketches`; histograms
-//! in that mode, upstream's default, are refused per point and counted, see `metrics.rs`), APM
+//! Not built: APM
 //! stats (`compute_stats_by_span_kind` and the peer-tag keys are read; no `/api/v0.2/stats`
 //! payload is sent), host metadata (`host_metadata` is read; no `/intake` payload is sent, so
 //! `only_metadata: true` is refused at validate), and the `logs::compression_level` (vigil's gzip
@@ -19,6 +19,7 @@ mod attrs;
 mod logs;
 pub mod proto;
 mod series;
+mod sketch;
 mod traces;
 
 #[cfg(test)]
@@ -47,6 +48,7 @@ use vigil_core::{
 const ROUTE_SERIES: u8 = 0;
 const ROUTE_LOGS: u8 = 1;
 const ROUTE_TRACES: u8 = 2;
+const ROUTE_SKETCHES: u8 = 3;
 
 /// The header Datadog's intakes read the API key from.
 const API_KEY_HEADER: &str = "DD-API-KEY";
@@ -625,7 +627,7 @@ fn fallback_hostname(cfg: &DatadogConfig) -> String {
 pub struct DatadogSender {
     client: reqwest::Client,
     key: String,
-    urls: [Url; 3],
+    urls: [Url; 4],
     validate_url: Url,
     fail_on_invalid_key: bool,
     metrics: series::Translator,
@@ -702,11 +704,13 @@ impl Sender for DatadogSender {
                 let out = self.metrics.translate(rms);
                 dropped = out.refused;
                 reason = out.refused_reason;
-                out.bodies
-                    .into_iter()
-                    .map(|b| {
+                let series = out.bodies.into_iter().map(|b| (ROUTE_SERIES, b));
+                let sketches = out.sketches.into_iter().map(|b| (ROUTE_SKETCHES, b));
+                series
+                    .chain(sketches)
+                    .map(|(route, b)| {
                         Ok(Part {
-                            route: ROUTE_SERIES,
+                            route,
                             token: None,
                             body: compress(Compression::Gzip, b)?,
                         })
@@ -749,7 +753,7 @@ impl Sender for DatadogSender {
 
     async fn send(&self, req: &Parts) -> Result<Delivered, SendError> {
         for (i, part) in req.pending() {
-            let url = &self.urls[usize::from(part.route).min(2)];
+            let url = &self.urls[usize::from(part.route).min(3)];
             let (ctype, encoding) = Self::content(part.route, self.log_compression);
             let mut b = self
                 .client
@@ -818,9 +822,6 @@ fn build(set: &Settings, cfg: DatadogConfig) -> Result<SendStack<DatadogSender>,
     if cfg.host_metadata.enabled {
         tracing::info!(exporter = %id, "host_metadata is not built in vigil: no host metadata payload is sent (metrics, traces and logs are)");
     }
-    if cfg.metrics.histograms.mode == HistogramMode::Distributions {
-        tracing::warn!(exporter = %id, "metrics::histograms::mode distributions (sketches) is not built in vigil: histogram points are refused and counted; set counters or nobuckets");
-    }
     let metrics_base = cfg.url(id, "metrics")?;
     let host = fallback_hostname(&cfg);
     let m = &cfg.metrics;
@@ -831,6 +832,7 @@ fn build(set: &Settings, cfg: DatadogConfig) -> Result<SendStack<DatadogSender>,
             join(&metrics_base, "api/v2/series"),
             join(&cfg.url(id, "logs")?, "api/v2/logs"),
             join(&cfg.url(id, "traces")?, "api/v0.2/traces"),
+            join(&metrics_base, "api/beta/sketches"),
         ],
         validate_url: join(&metrics_base, "api/v1/validate"),
         fail_on_invalid_key: cfg.api.fail_on_invalid_key,

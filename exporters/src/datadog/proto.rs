@@ -1,7 +1,8 @@
-//! The Datadog trace agent's intake messages (`datadog/trace/agent_payload.proto`,
-//! `tracer_payload.proto`, `span.proto` in DataDog/datadog-agent), with their field numbers.
-//! Written by hand: only these four messages are needed, and libdatadog's generated crate would
-//! bring a second prost and its own workspace into the build for them.
+//! The Datadog intakes' protobuf messages: the trace agent's (`datadog/trace/agent_payload.proto`,
+//! `tracer_payload.proto`, `span.proto` in DataDog/datadog-agent) and the metrics intake's
+//! sketches (DataDog/agent-payload), with their field numbers. Written by hand: only these few
+//! messages (and only the fields vigil sets) are needed, and no maintained crate publishes them
+//! without bringing a second prost and a large workspace into the build.
 
 use std::collections::HashMap;
 
@@ -93,4 +94,46 @@ pub struct Span {
     pub metrics: HashMap<String, f64>,
     #[prost(string, tag = "12")]
     pub r#type: String,
+}
+
+/// What the metrics intake takes at `/api/beta/sketches` (agent-payload's
+/// `proto/metrics/agent_payload.proto`): distributions as DDSketches.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SketchPayload {
+    #[prost(message, repeated, tag = "1")]
+    pub sketches: Vec<Sketch>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Sketch {
+    #[prost(string, tag = "1")]
+    pub metric: String,
+    #[prost(string, tag = "2")]
+    pub host: String,
+    #[prost(string, repeated, tag = "4")]
+    pub tags: Vec<String>,
+    #[prost(message, repeated, tag = "7")]
+    pub dogsketches: Vec<Dogsketch>,
+}
+
+/// One sketch point: its statistics and its bins (`k` keys, `n` counts, sorted by key).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Dogsketch {
+    /// Seconds since the Unix epoch.
+    #[prost(int64, tag = "1")]
+    pub ts: i64,
+    #[prost(int64, tag = "2")]
+    pub cnt: i64,
+    #[prost(double, tag = "3")]
+    pub min: f64,
+    #[prost(double, tag = "4")]
+    pub max: f64,
+    #[prost(double, tag = "5")]
+    pub avg: f64,
+    #[prost(double, tag = "6")]
+    pub sum: f64,
+    #[prost(sint32, repeated, tag = "7")]
+    pub k: Vec<i32>,
+    #[prost(uint32, repeated, tag = "8")]
+    pub n: Vec<u32>,
 }

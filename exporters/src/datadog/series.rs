@@ -1,20 +1,24 @@
-//! OTLP metrics as Datadog series (metrics intake v2 JSON), after the mapping Datadog documents
-//! for OTLP (docs.datadoghq.com, "OTLP Metrics Types"): gauges and non-monotonic cumulative sums
-//! are gauges; delta sums are counts; cumulative monotonic sums are counts of the difference from
-//! the previous point (`to_delta`) or gauges of the raw value (`raw_value`); summaries are
-//! `.count` / `.sum` counts and `.quantile` gauges tagged `quantile:<q>`; explicit histograms are
-//! one `.bucket` count per bucket tagged `lower_bound`/`upper_bound` (`counters`) or nothing
-//! (`nobuckets`), with `.count`/`.sum` counts and `.min`/`.max` gauges when aggregations are on.
-//! Histograms in `distributions` mode and exponential histograms need DDSketch payloads, which
-//! are not built: their points are refused (counted as failed) unless aggregations are on.
+//! OTLP metrics as Datadog series (metrics intake v2 JSON) and sketches, after the mapping
+//! Datadog documents for OTLP (docs.datadoghq.com, "OTLP Metrics Types"): gauges and
+//! non-monotonic cumulative sums are gauges; delta sums are counts; cumulative monotonic sums are
+//! counts of the difference from the previous point (`to_delta`) or gauges of the raw value
+//! (`raw_value`); summaries are `.count` / `.sum` counts and `.quantile` gauges tagged
+//! `quantile:<q>`; explicit histograms are a distribution (a DDSketch, `distributions`), one
+//! `.bucket` count per bucket tagged `lower_bound`/`upper_bound` (`counters`) or nothing
+//! (`nobuckets`), with `.count`/`.sum` counts and `.min`/`.max` gauges when aggregations are on;
+//! delta exponential histograms are distributions in every mode (cumulative ones are refused
+//! and counted, as upstream does not support them).
 //!
 //! Cumulative values are turned into deltas against the last point of the same series, kept for
 //! `delta_ttl` and for at most [`MAX_DELTA_SERIES`] series; a series that finds the table full is
 //! not tracked, its points refused and counted in `vigil_datadog_delta_series_refused{exporter}`.
 
 use super::attrs::{go_float, hostname, resource_tags, tag, text};
+use super::proto::{Sketch, SketchPayload};
+use super::sketch::Builder;
 use super::HistogramMode;
 use super::InitialValueMode;
+use prost::Message;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -48,6 +52,8 @@ pub struct Options {
 /// The series bodies of one batch and the points that could not be sent.
 pub struct Output {
     pub bodies: Vec<Vec<u8>>,
+    /// Encoded `SketchPayload`s for `/api/beta/sketches`.
+    pub sketches: Vec<Vec<u8>>,
     pub refused: u64,
     pub refused_reason: String,
 }
@@ -99,6 +105,7 @@ pub struct Translator {
 /// What one batch collects while it is mapped.
 struct Batch<'a> {
     series: Vec<Series<'a>>,
+    sketches: Vec<Sketch>,
     refused: u64,
     unbuilt: u64,
     untracked: u64,
@@ -355,9 +362,40 @@ impl Translator {
                         }
                         HistogramMode::Nobuckets => {}
                         HistogramMode::Distributions => {
-                            if !self.opts.aggregations {
-                                b.unbuilt += 1;
-                            }
+                            let n = p.bucket_counts.len();
+                            let buckets = p
+                                .bucket_counts
+                                .iter()
+                                .enumerate()
+                                .map(|(i, c)| {
+                                    let lower = if i == 0 {
+                                        f64::NEG_INFINITY
+                                    } else {
+                                        p.explicit_bounds
+                                            .get(i - 1)
+                                            .copied()
+                                            .unwrap_or(f64::INFINITY)
+                                    };
+                                    let upper = if i + 1 == n {
+                                        f64::INFINITY
+                                    } else {
+                                        p.explicit_bounds.get(i).copied().unwrap_or(f64::INFINITY)
+                                    };
+                                    (lower, upper, *c)
+                                })
+                                .collect();
+                            let stats = (p.count, p.sum, p.min, p.max);
+                            self.distribution(
+                                b,
+                                host,
+                                name,
+                                &tags,
+                                cumul,
+                                (start, ts),
+                                buckets,
+                                0,
+                                stats,
+                            );
                         }
                     }
                     if self.opts.aggregations {
@@ -379,12 +417,43 @@ impl Translator {
             Some(Data::ExponentialHistogram(h)) => {
                 let cumul = cumulative(h.aggregation_temporality);
                 for p in &h.data_points {
-                    if !self.opts.aggregations {
+                    // As upstream: only delta exponential histograms are supported.
+                    if cumul {
                         b.unbuilt += 1;
                         continue;
                     }
                     let tags = point_tags(base, &p.attributes);
                     let times = (p.start_time_unix_nano, p.time_unix_nano);
+                    let base_v = 2f64.powf(2f64.powi(-p.scale));
+                    let mut buckets = Vec::new();
+                    let bounds = |i: i64| base_v.powf(i as f64);
+                    if let Some(pos) = &p.positive {
+                        for (i, c) in pos.bucket_counts.iter().enumerate() {
+                            let idx = i64::from(pos.offset) + i as i64;
+                            buckets.push((bounds(idx), bounds(idx + 1), *c));
+                        }
+                    }
+                    if let Some(neg) = &p.negative {
+                        for (i, c) in neg.bucket_counts.iter().enumerate() {
+                            let idx = i64::from(neg.offset) + i as i64;
+                            buckets.push((-bounds(idx + 1), -bounds(idx), *c));
+                        }
+                    }
+                    let stats = (p.count, p.sum, p.min, p.max);
+                    self.distribution(
+                        b,
+                        host,
+                        name,
+                        &tags,
+                        false,
+                        times,
+                        buckets,
+                        p.zero_count,
+                        stats,
+                    );
+                    if !self.opts.aggregations {
+                        continue;
+                    }
                     self.aggregations(
                         b, host, name, cumul, times, p.count, p.sum, p.min, p.max, tags,
                     );
@@ -392,6 +461,63 @@ impl Translator {
             }
             None => {}
         }
+    }
+
+    /// A histogram point as a sketch (`distributions`); a cumulative one as the difference of
+    /// each bucket, count and sum from the series' last point.
+    #[allow(clippy::too_many_arguments)]
+    fn distribution(
+        &self,
+        b: &mut Batch<'_>,
+        host: &str,
+        name: &str,
+        tags: &[String],
+        cumul: bool,
+        (start, ts): (u64, u64),
+        buckets: Vec<(f64, f64, u64)>,
+        zero: u64,
+        (count, sum, min, max): (u64, Option<f64>, Option<f64>, Option<f64>),
+    ) {
+        let mut builder = Builder::default();
+        let (count, sum, min, max) = if cumul {
+            let key = |what: &str| Self::series_key(&format!("{name}\u{0}{what}"), host, tags);
+            let Some(dc) = self.delta(key("count"), start, ts, count as f64, &mut b.untracked)
+            else {
+                // The first point (or one the table cannot take): buckets are remembered too.
+                for (lo, hi, c) in &buckets {
+                    let k = key(&format!("{lo}:{hi}"));
+                    let _ = self.delta(k, start, ts, *c as f64, &mut b.untracked);
+                }
+                if let Some(s) = sum {
+                    let _ = self.delta(key("sum"), start, ts, s, &mut b.untracked);
+                }
+                return;
+            };
+            for (lo, hi, c) in &buckets {
+                let k = key(&format!("{lo}:{hi}"));
+                if let Some(d) = self.delta(k, start, ts, *c as f64, &mut b.untracked) {
+                    builder.insert_interpolate(*lo, *hi, d.max(0.0) as u64);
+                }
+            }
+            let ds = sum.and_then(|s| self.delta(key("sum"), start, ts, s, &mut b.untracked));
+            // Min and max of a cumulative histogram cover its whole life: estimated from bins.
+            (dc.max(0.0) as u64, ds.unwrap_or(0.0), None, None)
+        } else {
+            for (lo, hi, c) in &buckets {
+                builder.insert_interpolate(*lo, *hi, *c);
+            }
+            (count, sum.unwrap_or(0.0), min, max)
+        };
+        builder.insert_zero(zero);
+        if count == 0 && builder.is_empty() {
+            return;
+        }
+        b.sketches.push(Sketch {
+            metric: name.to_string(),
+            host: host.to_string(),
+            tags: tags.to_vec(),
+            dogsketches: vec![builder.finish(secs(ts), count, sum, min, max)],
+        });
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -450,6 +576,7 @@ impl Translator {
             .collect();
         let mut b = Batch {
             series: Vec::new(),
+            sketches: Vec::new(),
             refused: 0,
             unbuilt: 0,
             untracked: 0,
@@ -497,12 +624,26 @@ impl Translator {
             body.extend_from_slice(b"]}");
             bodies.push(body);
         }
+        let mut sketches = Vec::new();
+        let mut payload = SketchPayload::default();
+        let mut size = 0;
+        for s in b.sketches {
+            let len = s.encoded_len() + 8;
+            if size > 0 && size + len > MAX_BODY {
+                sketches.push(std::mem::take(&mut payload).encode_to_vec());
+                size = 0;
+            }
+            size += len;
+            payload.sketches.push(s);
+        }
+        if !payload.sketches.is_empty() {
+            sketches.push(payload.encode_to_vec());
+        }
         let mut reasons = Vec::new();
         if b.unbuilt > 0 {
             reasons.push(format!(
-                "{} histogram points: metrics::histograms::mode distributions (sketches) and \
-                 exponential histograms are not built in vigil; set counters or nobuckets with \
-                 send_aggregation_metrics",
+                "{} cumulative exponential histogram points: only delta ones are supported, as \
+                 upstream",
                 b.unbuilt
             ));
         }
@@ -514,6 +655,7 @@ impl Translator {
         }
         Output {
             bodies,
+            sketches,
             refused: b.refused + b.unbuilt + b.untracked,
             refused_reason: reasons.join("; "),
         }

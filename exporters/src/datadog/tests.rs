@@ -403,22 +403,141 @@ async fn resource_attributes_as_tags_and_raw_cumulative_values() {
     assert_eq!(s[0].4, "fallback-host");
 }
 
+fn sketches(d: &Double) -> Vec<super::proto::Sketch> {
+    let got = d.got.lock().unwrap();
+    got.iter()
+        .filter(|g| g.path == "/api/beta/sketches")
+        .flat_map(|g| {
+            assert_eq!(g.content_type, "application/x-protobuf");
+            super::proto::SketchPayload::decode(&g.body[..])
+                .unwrap()
+                .sketches
+        })
+        .collect()
+}
+
 #[tokio::test]
-async fn histogram_modes_and_refused_distributions() {
+async fn histograms_go_as_sketches_by_default() {
     let (d, url) = double().await;
     let ts = now_ns();
-    // The default mode (distributions, DDSketch) is not built: the point is refused and counted.
     let rec = TestRecorder::default();
     let e = exporter(&rec, &url, json!({}));
-    // A refusal the exporter itself decides is a partial success, as otelcol reports one.
     e.consume(resource_metrics(
-        vec![],
+        vec![
+            kv_str("host.name", "node-1"),
+            kv_str("service.name", "checkout"),
+        ],
         vec![histogram(1, 6, vec![1, 2, 3], ts)],
     ))
     .await
     .unwrap();
     assert!(series(&d).is_empty());
-    assert_eq!((rec.counter(SENT), rec.counter(FAILED)), (0, 1));
+    let s = sketches(&d);
+    assert_eq!(s.len(), 1);
+    assert_eq!(
+        (s[0].metric.as_str(), s[0].host.as_str()),
+        ("http.server.duration", "node-1")
+    );
+    assert!(s[0].tags.contains(&"service:checkout".to_string()));
+    let ds = &s[0].dogsketches[0];
+    assert_eq!(
+        (ds.ts, ds.cnt, ds.sum, ds.min, ds.max),
+        ((ts / 1_000_000_000) as i64, 6, 12.5, 0.1, 9.0)
+    );
+    assert_eq!(ds.n.iter().sum::<u32>(), 6);
+    assert!(ds.k.windows(2).all(|w| w[0] < w[1]), "{:?}", ds.k);
+    // The first bucket (-inf, 0.5] sits at 0.5's key, the last (1e6, inf) at 1e6's.
+    assert_eq!(ds.k.first(), Some(&super::sketch::key(0.5)));
+    assert_eq!(ds.k.last(), Some(&super::sketch::key(1e6)));
+    assert_eq!((rec.counter(SENT), rec.counter(FAILED)), (1, 0));
+
+    // A cumulative histogram: its second point is sent as the difference.
+    let start = now_ns();
+    let cumulative = |count: u64, buckets: Vec<u64>, ts: u64| {
+        let mut m = histogram(2, count, buckets, ts);
+        if let Some(Data::Histogram(h)) = &mut m.data {
+            h.data_points[0].start_time_unix_nano = start;
+        }
+        m
+    };
+    e.consume(resource_metrics(
+        vec![],
+        vec![cumulative(6, vec![1, 2, 3], start + 1_000_000_000)],
+    ))
+    .await
+    .unwrap();
+    e.consume(resource_metrics(
+        vec![],
+        vec![cumulative(10, vec![1, 6, 3], start + 2_000_000_000)],
+    ))
+    .await
+    .unwrap();
+    let s = sketches(&d);
+    let last = &s.last().unwrap().dogsketches[0];
+    assert_eq!(
+        s.len(),
+        3,
+        "the first point started after the exporter: sent whole"
+    );
+    assert_eq!((last.cnt, last.n.iter().sum::<u32>()), (4, 4));
+    assert!(last
+        .k
+        .iter()
+        .all(|k| (super::sketch::key(0.5)..=super::sketch::key(1e6)).contains(k)));
+}
+
+#[tokio::test]
+async fn exponential_histograms_delta_as_sketches_cumulative_refused() {
+    use vigil_core::otlp::metrics::v1::{
+        exponential_histogram_data_point::Buckets, ExponentialHistogram,
+        ExponentialHistogramDataPoint,
+    };
+    let (d, url) = double().await;
+    let rec = TestRecorder::default();
+    let e = exporter(
+        &rec,
+        &url,
+        json!({"metrics": {"histograms": {"mode": "counters"}}}),
+    );
+    let exp = |temporality: i32| {
+        metric(
+            "latency",
+            Data::ExponentialHistogram(ExponentialHistogram {
+                aggregation_temporality: temporality,
+                data_points: vec![ExponentialHistogramDataPoint {
+                    time_unix_nano: now_ns(),
+                    count: 5,
+                    sum: Some(10.0),
+                    scale: 0,
+                    zero_count: 1,
+                    // Buckets (1, 2] and (2, 4].
+                    positive: Some(Buckets {
+                        offset: 0,
+                        bucket_counts: vec![2, 2],
+                    }),
+                    ..Default::default()
+                }],
+            }),
+        )
+    };
+    e.consume(resource_metrics(vec![], vec![exp(1), exp(2)]))
+        .await
+        .unwrap();
+    let s = sketches(&d);
+    assert_eq!(s.len(), 1);
+    let ds = &s[0].dogsketches[0];
+    assert_eq!((ds.cnt, ds.n.iter().sum::<u32>()), (5, 5));
+    assert_eq!(ds.k[0], 0, "the zero bucket");
+    assert!(ds.k[1..]
+        .iter()
+        .all(|k| (super::sketch::key(1.0)..=super::sketch::key(4.0)).contains(k)));
+    assert_eq!((rec.counter(SENT), rec.counter(FAILED)), (1, 1));
+}
+
+#[tokio::test]
+async fn histogram_aggregations_in_nobuckets_mode() {
+    let (d, url) = double().await;
+    let ts = now_ns();
     // nobuckets with aggregations: count and sum as counts, min and max as gauges.
     let rec = TestRecorder::default();
     let e = exporter(
@@ -868,4 +987,79 @@ fn validate_refuses_what_upstream_refuses() {
     // Published configs' keys decode: a placeholder key only warns (see the README).
     decode_config(json!({"api": {"key": "<YOUR_API_KEY_HERE>"}, "traces": {"trace_buffer": 500}}))
         .unwrap();
+}
+
+#[tokio::test]
+async fn a_series_older_than_the_exporter_starts_at_its_second_point() {
+    let (d, url) = double().await;
+    let rec = TestRecorder::default();
+    let e = exporter(&rec, &url, json!({}));
+    let ts = now_ns();
+    let start = ts - 60_000_000_000;
+    e.consume(resource_metrics(
+        vec![],
+        vec![cumulative_sum("c", start, ts, 100.0)],
+    ))
+    .await
+    .unwrap();
+    e.consume(resource_metrics(
+        vec![],
+        vec![cumulative_sum("c", start, ts + 10_000_000_000, 104.0)],
+    ))
+    .await
+    .unwrap();
+    let got: Vec<(i64, f64)> = series(&d).iter().map(|x| (x.1, x.2)).collect();
+    assert_eq!(got, vec![(1, 4.0)]);
+    // A reset (the value falls, a new start): the new series' whole value, once.
+    e.consume(resource_metrics(
+        vec![],
+        vec![cumulative_sum(
+            "c",
+            ts + 15_000_000_000,
+            ts + 20_000_000_000,
+            3.0,
+        )],
+    ))
+    .await
+    .unwrap();
+    let got: Vec<(i64, f64)> = series(&d).iter().map(|x| (x.1, x.2)).collect();
+    assert_eq!(got, vec![(1, 4.0), (1, 3.0)]);
+}
+
+#[tokio::test]
+async fn a_retry_resends_only_the_posts_not_yet_accepted() {
+    let (d, url) = double().await;
+    let rec = TestRecorder::default();
+    let e = exporter(
+        &rec,
+        &url,
+        json!({"retry_on_failure": {"enabled": true, "initial_interval": "10ms", "max_interval": "20ms"}}),
+    );
+    // The series post is accepted; the sketch post is refused once with 503.
+    d.answers.lock().unwrap().extend([202, 503]);
+    let ts = now_ns();
+    e.consume(resource_metrics(
+        vec![],
+        vec![
+            metric(
+                "g",
+                Data::Gauge(Gauge {
+                    data_points: vec![point(0, ts, 1.0, vec![])],
+                }),
+            ),
+            histogram(1, 6, vec![1, 2, 3], ts),
+        ],
+    ))
+    .await
+    .unwrap();
+    let paths: Vec<String> = d
+        .got
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|g| g.path.clone())
+        .collect();
+    assert_eq!(paths, vec!["/api/v2/series", "/api/beta/sketches"]);
+    assert_eq!(*d.attempts.lock().unwrap(), 3);
+    assert_eq!((rec.counter(SENT), rec.counter(FAILED)), (2, 0));
 }
