@@ -10,12 +10,14 @@ pub mod awsxray;
 pub mod coralogix;
 pub mod datadog;
 pub mod debug;
+pub mod elasticsearch;
 pub mod file;
 pub mod helper;
 pub mod kafka;
 pub mod loadbalancing;
 pub mod logging;
 pub mod nop;
+pub mod opensearch;
 pub mod otlp;
 pub mod otlphttp;
 pub mod prometheus;
@@ -46,5 +48,7 @@ pub fn factories() -> Vec<Arc<dyn DynExporterFactory>> {
         signalfx::factory(),
         splunkhec::factory(),
         datadog::factory(),
+        elasticsearch::factory(),
+        opensearch::factory(),
     ]
 }

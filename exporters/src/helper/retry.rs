@@ -29,6 +29,10 @@ pub struct RetryConfig {
     /// Give up once this much time has passed since the first attempt; zero retries forever.
     #[serde(with = "duration")]
     pub max_elapsed_time: Duration,
+    /// Give up after this many retries as well. Not an exporterhelper key: exporters whose own
+    /// retry section counts retries (`elasticsearch`'s `retry::max_retries`) set it.
+    #[serde(skip)]
+    pub max_retries: Option<u32>,
 }
 
 impl Default for RetryConfig {
@@ -40,6 +44,7 @@ impl Default for RetryConfig {
             multiplier: 1.5,
             max_interval: Duration::from_secs(30),
             max_elapsed_time: Duration::from_secs(300),
+            max_retries: None,
         }
     }
 }
@@ -160,6 +165,7 @@ impl Retry {
     {
         let start = self.clock.now();
         let mut backoff = Backoff::new(&self.cfg);
+        let mut retries = 0u32;
         loop {
             let err = match attempt().await {
                 Ok(v) => return Ok(v),
@@ -175,6 +181,13 @@ impl Retry {
             if !self.cfg.enabled || cancel.is_cancelled() {
                 return Err(err);
             }
+            if self.cfg.max_retries.is_some_and(|max| retries >= max) {
+                return Err(SendError::Retryable {
+                    reason: format!("{reason} (giving up after {retries} retries)"),
+                    retry_after: *retry_after,
+                });
+            }
+            retries += 1;
             let delay = backoff.next_delay().max(retry_after.unwrap_or_default());
             let elapsed = self.clock.now().saturating_duration_since(start);
             if !self.cfg.max_elapsed_time.is_zero() && elapsed + delay > self.cfg.max_elapsed_time {
@@ -320,6 +333,31 @@ pub(crate) mod tests {
         let total: Duration = clock.sleeps().iter().sum();
         assert!(total <= Duration::from_secs(2), "{total:?}");
         assert!(calls >= 7, "{calls}");
+    }
+
+    #[tokio::test]
+    async fn max_retries_counts_retries() {
+        let retry = Retry::new(
+            RetryConfig {
+                max_retries: Some(2),
+                max_elapsed_time: Duration::ZERO,
+                ..cfg()
+            },
+            ManualClock::new(),
+        );
+        let mut calls = 0;
+        let r: Result<(), _> = retry
+            .run(&CancellationToken::new(), || {
+                calls += 1;
+                async { Err(SendError::retryable("down")) }
+            })
+            .await;
+        let e = r.unwrap_err();
+        assert!(
+            e.is_retryable() && e.reason().contains("after 2 retries"),
+            "{e}"
+        );
+        assert_eq!(calls, 3);
     }
 
     #[tokio::test]
