@@ -10,6 +10,7 @@ pub mod k8scluster;
 pub mod k8sevents;
 pub mod k8sobjects;
 pub mod kafka;
+pub mod kafkametrics;
 pub mod kubeletstats;
 pub mod nginx;
 mod listen;
@@ -46,6 +47,7 @@ pub fn factories() -> Vec<Arc<dyn DynReceiverFactory>> {
         jaeger::factory(),
         zipkin::factory(),
         kafka::factory(),
+        kafkametrics::factory(),
         kubeletstats::factory(),
         k8sobjects::factory(),
         k8sevents::factory(),
