@@ -1003,8 +1003,7 @@ impl EmfSender {
                 ("x-amz-target", &amz_target),
             ],
             &body,
-            region,
-            "logs",
+            (region, "logs"),
             &creds,
             chrono::Utc::now(),
         );

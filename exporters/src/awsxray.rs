@@ -187,7 +187,7 @@ pub fn xray_trace_id(id: &[u8], now_secs: i64) -> Result<String, String> {
     }
     let epoch = i64::from(u32::from_be_bytes([id[0], id[1], id[2], id[3]]));
     let age = now_secs - epoch;
-    if age > MAX_AGE_SECS || age < -MAX_SKEW_SECS {
+    if !(-MAX_SKEW_SECS..=MAX_AGE_SECS).contains(&age) {
         return Err(format!(
             "trace id {} does not start with a time of the last 28 days (X-Ray's form; use the \
              X-Ray id generator in the application)",
@@ -663,8 +663,7 @@ async fn post(
         &url,
         &[("content-type", "application/json")],
         &body,
-        region,
-        "xray",
+        (region, "xray"),
         &creds,
         chrono::Utc::now(),
     );

@@ -260,8 +260,7 @@ async fn forward(State(ctx): State<Arc<Ctx>>, req: Request) -> Response {
         &url,
         &to_sign,
         &body,
-        &ctx.region,
-        &ctx.service,
+        (&ctx.region, &ctx.service),
         &creds,
         chrono::Utc::now(),
     );

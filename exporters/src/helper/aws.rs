@@ -430,14 +430,14 @@ fn uri_encode(s: &str, keep_slash: bool) -> String {
 /// Signs a request with AWS Signature Version 4 and returns the headers to send with it
 /// (`x-amz-date`, `x-amz-security-token` for temporary credentials, `authorization`).
 /// `headers` are the others that are sent and signed (lower-case names); `host` is taken from the
-/// URL. The path is encoded once more, as every service but S3 expects.
+/// URL; `(region, service)` is the credential scope. The path is encoded once more, as every
+/// service but S3 expects.
 pub fn sign(
     method: &str,
     url: &url::Url,
     headers: &[(&str, &str)],
     body: &[u8],
-    region: &str,
-    service: &str,
+    (region, service): (&str, &str),
     creds: &Credentials,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Vec<(String, String)> {
@@ -570,8 +570,7 @@ mod tests {
                 ("x-amz-target", "Logs_20140328.CreateLogGroup"),
             ],
             body,
-            "us-west-2",
-            "logs",
+            ("us-west-2", "logs"),
             &creds,
             now,
         );
@@ -581,7 +580,7 @@ mod tests {
             .parse()
             .unwrap();
         let creds = Credentials::new("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY");
-        let h = sign("POST", &url, &[], b"{}", "eu-west-1", "xray", &creds, now);
+        let h = sign("POST", &url, &[], b"{}", ("eu-west-1", "xray"), &creds, now);
         assert_eq!(h.len(), 2);
         assert_eq!(h[1].1, BOTOCORE_XRAY);
     }
