@@ -268,6 +268,26 @@ fn file_name_and_path_attributes() {
         .is_some_and(|p| p.ends_with("/x.log")));
 }
 
+/// Line `i` of the load tests: about 100 bytes, and distinct enough that each file's fingerprint is.
+fn numbered(i: usize) -> String {
+    format!("line {i:07} payload that keeps the fingerprint of each file distinct and the line near 100 bytes")
+}
+
+/// Every numbered line below `total` arrived, and none twice.
+fn assert_each_line_once(bodies: &[String], total: usize) {
+    let got: std::collections::HashSet<&String> = bodies.iter().collect();
+    let missing: Vec<usize> = (0..total)
+        .filter(|i| !got.contains(&numbered(*i)))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} missing, first {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
+    assert_eq!(bodies.len(), total, "duplicates");
+}
+
 /// Many polls over large files, with lines written in pieces and copytruncate rotations between
 /// polls: every line arrives once.
 #[test]
@@ -281,7 +301,7 @@ fn copytruncate_under_load() {
     let total = 60_000;
     let mut rotations = 0;
     for i in 0..total {
-        let l = format!("line {i:07} payload that keeps the fingerprint of each file distinct and the line near 100 bytes\n");
+        let l = format!("{}\n", numbered(i));
         let (a, b) = l.as_bytes().split_at(13);
         f.write_all(a).unwrap();
         if i % 997 == 0 {
@@ -308,17 +328,7 @@ fn copytruncate_under_load() {
     }
     t.poll(&mut c.sink());
     t.poll(&mut c.sink());
-    let got: std::collections::HashSet<&String> = c.bodies.iter().collect();
-    let missing: Vec<usize> = (0..total)
-        .filter(|i| !got.contains(&format!("line {i:07} payload that keeps the fingerprint of each file distinct and the line near 100 bytes")))
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "{} missing, first {:?}",
-        missing.len(),
-        &missing[..missing.len().min(5)]
-    );
-    assert_eq!(c.bodies.len(), total, "duplicates");
+    assert_each_line_once(&c.bodies, total);
 }
 
 /// A writer appends on another thread while the tracker polls: reads that end mid-growth lose nothing.
@@ -340,7 +350,7 @@ fn concurrent_writer_loses_nothing() {
             .open(&wlog)
             .unwrap();
         for i in 0..total {
-            writeln!(f, "line {i:07} payload that keeps the fingerprint of each file distinct and the line near 100 bytes").unwrap();
+            writeln!(f, "{}", numbered(i)).unwrap();
             if i % 2000 == 1999 {
                 std::thread::sleep(std::time::Duration::from_millis(5));
             }
@@ -350,17 +360,7 @@ fn concurrent_writer_loses_nothing() {
         t.poll(&mut c.sink());
     }
     t.poll(&mut c.sink());
-    let got: std::collections::HashSet<&String> = c.bodies.iter().collect();
-    let missing: Vec<usize> = (0..total)
-        .filter(|i| !got.contains(&format!("line {i:07} payload that keeps the fingerprint of each file distinct and the line near 100 bytes")))
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "{} missing, first {:?}",
-        missing.len(),
-        &missing[..missing.len().min(5)]
-    );
-    assert_eq!(c.bodies.len(), total, "duplicates");
+    assert_each_line_once(&c.bodies, total);
 }
 
 /// copytruncate lands while a file is being read, and the new content grows past the reader's offset
