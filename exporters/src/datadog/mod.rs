@@ -9,13 +9,14 @@
 //! retry resends only what is left. Histograms in `distributions` mode (the default) and delta
 //! exponential histograms go as the agent's DDSketches to `/api/beta/sketches` (`sketch.rs`).
 //!
-//! Not built: APM
-//! stats (`compute_stats_by_span_kind` and the peer-tag keys are read; no `/api/v0.2/stats`
-//! payload is sent), host metadata (`host_metadata` is read; no `/intake` payload is sent, so
-//! `only_metadata: true` is refused at validate), and the `logs::compression_level` (vigil's gzip
-//! level is used).
+//! Host metadata goes to `/intake` (`hostmeta.rs`); with `only_metadata` nothing else is sent.
+//!
+//! Not built: APM stats (`compute_stats_by_span_kind` and the peer-tag keys are read; no
+//! `/api/v0.2/stats` payload is sent), host metadata's `gohai` and `processes` sections, and the
+//! `logs::compression_level` (vigil's gzip level is used).
 
 mod attrs;
+mod hostmeta;
 mod logs;
 pub mod proto;
 mod series;
@@ -37,8 +38,10 @@ use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE};
 use reqwest::Url;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
+use tokio::sync::Notify;
+use tokio_util::sync::DropGuard;
 use vigil_core::config::{duration, opt_duration, TlsClientConfig};
 use vigil_core::factory::{DynExporterFactory, ExporterFactory, FactoryBase};
 use vigil_core::{
@@ -289,7 +292,7 @@ pub enum HostnameSource {
     ConfigOrSystem,
 }
 
-/// `host_metadata`: read; the metadata payload is not built.
+/// `host_metadata`: the payload `hostmeta.rs` sends.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct HostMetadataConfig {
@@ -503,13 +506,15 @@ impl DatadogConfig {
                 ),
             ));
         }
-        if self.only_metadata {
-            // Upstream needs host metadata for it; vigil sends none (see the module docs).
+        if self.only_metadata
+            && (!self.host_metadata.enabled
+                || self.host_metadata.hostname_source != HostnameSource::FirstResource)
+        {
             errors.push(config_error(
                 id,
                 "only_metadata",
-                "host metadata is not built in vigil, so only_metadata (which sends nothing else) \
-                 would send nothing; leave it false",
+                "only_metadata can't be enabled when host_metadata::enabled = false or \
+                 host_metadata::hostname_source != first_resource",
             ));
         }
         if !self.hostname.is_empty() {
@@ -611,16 +616,33 @@ impl DatadogConfig {
     }
 }
 
+fn system_hostname() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+}
+
 /// The host telemetry without a host attribute is reported under: `hostname`, else the system's.
 fn fallback_hostname(cfg: &DatadogConfig) -> String {
     if !cfg.hostname.is_empty() {
         return cfg.hostname.clone();
     }
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .ok()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "unknown".into())
+    system_hostname().unwrap_or_else(|| "unknown".into())
+}
+
+/// The host of the first resource of a batch that names one.
+fn first_resource_host(data: &Telemetry) -> Option<String> {
+    let resources: Vec<&Option<vigil_core::otlp::resource::v1::Resource>> = match data {
+        Telemetry::Metrics(v) => v.iter().map(|r| &r.resource).collect(),
+        Telemetry::Logs(v) => v.iter().map(|r| &r.resource).collect(),
+        Telemetry::Traces(v) => v.iter().map(|r| &r.resource).collect(),
+        _ => Vec::new(),
+    };
+    resources
+        .into_iter()
+        .flatten()
+        .find_map(|r| attrs::hostname(&r.attributes))
 }
 
 /// The Datadog transport: maps each signal on `prepare`, posts on `send`.
@@ -635,6 +657,13 @@ pub struct DatadogSender {
     traces: traces::Options,
     log_compression: Compression,
     dump_payloads: bool,
+    only_metadata: bool,
+    /// With `hostname_source: first_resource`: where the first resource's host goes, and the
+    /// signal that it is there.
+    first_host: Option<(Arc<OnceLock<String>>, Arc<Notify>)>,
+    /// The host metadata loop, started by `start`, and the guard that ends it with the exporter.
+    pusher: Mutex<Option<hostmeta::Pusher>>,
+    pusher_guard: Mutex<Option<DropGuard>>,
 }
 
 fn compress(c: Compression, body: Vec<u8>) -> Result<Bytes, SendError> {
@@ -697,6 +726,18 @@ impl Sender for DatadogSender {
     type Request = Parts;
 
     fn prepare(&self, data: &Telemetry) -> Result<Parts, SendError> {
+        if let Some((first, ready)) = &self.first_host {
+            if first.get().is_none() {
+                if let Some(host) = first_resource_host(data) {
+                    if first.set(host).is_ok() {
+                        ready.notify_one();
+                    }
+                }
+            }
+        }
+        if self.only_metadata {
+            return Ok(Parts::new(Vec::new(), 0, String::new()));
+        }
         let mut dropped = 0u64;
         let mut reason = String::new();
         let parts = match data {
@@ -782,6 +823,9 @@ impl Sender for DatadogSender {
     /// Upstream checks the API key at start: a refused key fails the start with
     /// `api::fail_on_invalid_key`, and is only logged otherwise.
     async fn start(&self, _host: &Host) -> anyhow::Result<()> {
+        if let Some(p) = vigil_core::lock(&self.pusher).take() {
+            *vigil_core::lock(&self.pusher_guard) = Some(p.start());
+        }
         if self.fail_on_invalid_key {
             if !key_is_valid(&self.client, &self.validate_url, &self.key).await? {
                 anyhow::bail!(
@@ -819,14 +863,29 @@ fn build(set: &Settings, cfg: DatadogConfig) -> Result<SendStack<DatadogSender>,
         // config with a placeholder key validates (see README).
         tracing::warn!(exporter = %id, "api::key contains characters other than hex digits: Datadog will refuse it (HTTP 403)");
     }
-    if cfg.host_metadata.enabled {
-        tracing::info!(exporter = %id, "host_metadata is not built in vigil: no host metadata payload is sent (metrics, traces and logs are)");
-    }
     let metrics_base = cfg.url(id, "metrics")?;
     let host = fallback_hostname(&cfg);
     let m = &cfg.metrics;
+    let client = http_client(id, &BTreeMap::new(), &cfg.tls)?;
+    let hm = &cfg.host_metadata;
+    let first_resource = hm.hostname_source == HostnameSource::FirstResource;
+    let first_host = (hm.enabled && first_resource)
+        .then(|| (Arc::new(OnceLock::new()), Arc::new(Notify::new())));
+    let pusher = hm.enabled.then(|| hostmeta::Pusher {
+        client: client.clone(),
+        url: join(&metrics_base, "intake"),
+        key: cfg.api.key.trim().to_string(),
+        fallback: host.clone(),
+        socket_hostname: system_hostname().unwrap_or_else(|| host.clone()),
+        tags: hm.tags.clone(),
+        period: hm.reporter_period,
+        first_resource,
+        first: first_host.as_ref().map(|(f, _)| f.clone()).unwrap_or_default(),
+        ready: first_host.as_ref().map(|(_, r)| r.clone()).unwrap_or_default(),
+        failures: ::metrics::counter!("vigil_datadog_host_metadata_failures", "exporter" => id.to_string()),
+    });
     let sender = DatadogSender {
-        client: http_client(id, &BTreeMap::new(), &cfg.tls)?,
+        client,
         key: cfg.api.key.trim().to_string(),
         urls: [
             join(&metrics_base, "api/v2/series"),
@@ -863,6 +922,10 @@ fn build(set: &Settings, cfg: DatadogConfig) -> Result<SendStack<DatadogSender>,
             Compression::None
         },
         dump_payloads: cfg.logs.dump_payloads,
+        only_metadata: cfg.only_metadata,
+        first_host,
+        pusher: Mutex::new(pusher),
+        pusher_guard: Mutex::new(None),
     };
     let stack = SendStack::new(set, cfg.settings(), sender);
     Ok(stack)

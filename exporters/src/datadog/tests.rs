@@ -121,6 +121,8 @@ fn config(url: &str, extra: Value) -> Value {
         "traces": {"endpoint": url},
         "sending_queue": {"enabled": false},
         "retry_on_failure": {"enabled": false},
+        // Turned on by the tests of host metadata only, so the others see only their data.
+        "host_metadata": {"enabled": false},
     });
     merge(&mut cfg, extra);
     cfg
@@ -978,7 +980,13 @@ fn validate_refuses_what_upstream_refuses() {
     let e = err(json!({"api": {"key": KEY}, "traces": {"ignore_resources": ["(GET"]}}));
     assert!(e.contains("traces::ignore_resources::0"), "{e}");
     let e = err(json!({"api": {"key": KEY}, "only_metadata": true}));
-    assert!(e.contains("only_metadata"), "{e}");
+    assert!(
+        e.contains("only_metadata: only_metadata can't be enabled"),
+        "{e}"
+    );
+    decode_config(json!({"api": {"key": KEY}, "only_metadata": true,
+                         "host_metadata": {"hostname_source": "first_resource"}}))
+    .unwrap();
     let e = err(json!({"api": {"key": KEY}, "host_metadata": {"reporter_period": "1m"}}));
     assert!(
         e.contains("reporter_period must be 5 minutes or higher"),
@@ -1062,4 +1070,75 @@ async fn a_retry_resends_only_the_posts_not_yet_accepted() {
     assert_eq!(paths, vec!["/api/v2/series", "/api/beta/sketches"]);
     assert_eq!(*d.attempts.lock().unwrap(), 3);
     assert_eq!((rec.counter(SENT), rec.counter(FAILED)), (2, 0));
+}
+
+fn intake(d: &Double) -> Vec<Value> {
+    d.got
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|g| g.path == "/intake")
+        .map(Got::json)
+        .collect()
+}
+
+async fn wait_for_intake(d: &Double) -> Vec<Value> {
+    for _ in 0..200 {
+        let got = intake(d);
+        if !got.is_empty() {
+            return got;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("no host metadata payload");
+}
+
+#[tokio::test]
+async fn host_metadata_is_sent_at_start_for_the_configured_host() {
+    let (d, url) = double().await;
+    let rec = TestRecorder::default();
+    let e = exporter(
+        &rec,
+        &url,
+        json!({"host_metadata": {"enabled": true, "tags": ["team:sre", "env:prod"]}}),
+    );
+    e.start(&Host::detached()).await.unwrap();
+    let got = wait_for_intake(&d).await;
+    assert_eq!(got[0]["internalHostname"], "fallback-host");
+    assert_eq!(got[0]["meta"]["hostname"], "fallback-host");
+    assert_eq!(got[0]["host-tags"]["otel"], json!(["team:sre", "env:prod"]));
+    e.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn only_metadata_sends_the_first_resources_host_and_nothing_else() {
+    let (d, url) = double().await;
+    let rec = TestRecorder::default();
+    let e = exporter(
+        &rec,
+        &url,
+        json!({"only_metadata": true,
+               "host_metadata": {"enabled": true, "hostname_source": "first_resource"}}),
+    );
+    e.start(&Host::detached()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(
+        intake(&d).is_empty(),
+        "first_resource waits for the first resource"
+    );
+    e.consume(resource_metrics(
+        vec![kv_str("host.name", "node-7")],
+        vec![metric(
+            "g",
+            Data::Gauge(Gauge {
+                data_points: vec![point(0, now_ns(), 1.0, vec![])],
+            }),
+        )],
+    ))
+    .await
+    .unwrap();
+    let got = wait_for_intake(&d).await;
+    assert_eq!(got[0]["internalHostname"], "node-7");
+    assert!(series(&d).is_empty(), "only_metadata sends no series");
+    e.shutdown().await.unwrap();
 }
