@@ -17,10 +17,10 @@
 //!   flood Coralogix; counted in `vigil_coralogix_rate_limited_requests{exporter}`.
 //! - `timeout`, `retry_on_failure` and `sending_queue` (with `batch`) are the exporterhelper keys.
 //!
-//! Not built, refused by name: `protocol: http` (upstream's OTLP/HTTP mode) and a signal's
-//! `proxy_url`. The `profiles` block is checked but carries nothing: vigil's pipelines have no
-//! profiles signal here. gRPC-Go's `read_buffer_size`, `write_buffer_size`, `wait_for_ready`,
-//! `authority` and `accept_encoding` are accepted and have no effect (tonic sizes its own buffers;
+//! Profiles (`profiles` pipelines, alpha as upstream) go over the same transport, to their own
+//! block's endpoint or the domain's. Not built, refused by name: `protocol: http` (upstream's
+//! OTLP/HTTP mode) and a signal's `proxy_url`. gRPC-Go's `read_buffer_size`,
+//! `write_buffer_size`, `wait_for_ready`, `authority` and `accept_encoding` are accepted and have no effect (tonic sizes its own buffers;
 //! a call that cannot connect fails retryably and the retry stack waits; answers are accepted
 //! gzip- or zstd-compressed). The top-level `endpoint` of old versions (the Jaeger-based traces
 //! protocol), removed from contrib, is refused as the different component it was.
@@ -184,10 +184,11 @@ fn is_empty(endpoint: &str) -> bool {
     matches!(endpoint, "" | "https://" | "http://")
 }
 
-const SIGNALS: [(Signal, &str); 3] = [
+const SIGNALS: [(Signal, &str); 4] = [
     (Signal::Traces, "traces"),
     (Signal::Metrics, "metrics"),
     (Signal::Logs, "logs"),
+    (Signal::Profiles, "profiles"),
 ];
 
 impl CoralogixConfig {
@@ -494,8 +495,10 @@ impl Sender for CoralogixSender {
             Telemetry::Logs(rs) => rs
                 .iter_mut()
                 .for_each(|r| name_resource(&self.cfg, &mut r.resource)),
-            #[allow(unreachable_patterns)]
-            _ => {}
+            Telemetry::Profiles(p) => p
+                .resource_profiles
+                .iter_mut()
+                .for_each(|r| name_resource(&self.cfg, &mut r.resource)),
         }
         sender.prepare(&data)
     }
@@ -576,6 +579,7 @@ impl ExporterFactory for Factory {
             (Signal::Traces, Stability::Beta),
             (Signal::Metrics, Stability::Beta),
             (Signal::Logs, Stability::Beta),
+            (Signal::Profiles, Stability::Alpha),
         ]
     }
 

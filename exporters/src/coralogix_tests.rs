@@ -11,6 +11,12 @@ use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::
 use opentelemetry_proto::tonic::collector::metrics::v1::{
     ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
+use opentelemetry_proto::tonic::collector::profiles::v1development::profiles_service_server::{
+    ProfilesService, ProfilesServiceServer,
+};
+use opentelemetry_proto::tonic::collector::profiles::v1development::{
+    ExportProfilesServiceRequest, ExportProfilesServiceResponse,
+};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
 };
@@ -103,7 +109,23 @@ impl LogsService for Backend {
     }
 }
 
-/// A tonic server with the three OTLP services on a free port, accepting gzip as Coralogix's
+#[tonic::async_trait]
+impl ProfilesService for Backend {
+    async fn export(
+        &self,
+        req: Request<ExportProfilesServiceRequest>,
+    ) -> Result<Response<ExportProfilesServiceResponse>, Status> {
+        self.record(req, "profiles", |r| {
+            r.resource_profiles
+                .iter()
+                .map(|x| x.resource.clone())
+                .collect()
+        })?;
+        Ok(Response::new(ExportProfilesServiceResponse::default()))
+    }
+}
+
+/// A tonic server with the four OTLP services on a free port, accepting gzip as Coralogix's
 /// ingress does.
 async fn backend() -> (Arc<Received>, String) {
     let rec = Arc::new(Received::default());
@@ -118,7 +140,10 @@ async fn backend() -> (Arc<Received>, String) {
             .add_service(
                 MetricsServiceServer::new(b.clone()).accept_compressed(CompressionEncoding::Gzip),
             )
-            .add_service(LogsServiceServer::new(b).accept_compressed(CompressionEncoding::Gzip))
+            .add_service(
+                LogsServiceServer::new(b.clone()).accept_compressed(CompressionEncoding::Gzip),
+            )
+            .add_service(ProfilesServiceServer::new(b).accept_compressed(CompressionEncoding::Gzip))
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
             .await
     });
@@ -201,6 +226,26 @@ fn logs(res: Option<Resource>) -> Telemetry {
     }])
 }
 
+fn profiles(res: Option<Resource>) -> Telemetry {
+    use vigil_core::otlp::profiles::v1development::{
+        Profile, ProfilesData, ResourceProfiles, Sample, ScopeProfiles,
+    };
+    Telemetry::Profiles(ProfilesData {
+        resource_profiles: vec![ResourceProfiles {
+            resource: res,
+            scope_profiles: vec![ScopeProfiles {
+                profiles: vec![Profile {
+                    samples: vec![Sample::default()],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    })
+}
+
 /// Every signal reaches its endpoint with the private key as a bearer token, the configured
 /// headers, and the Coralogix application and subsystem names resolved per resource.
 #[tokio::test]
@@ -219,6 +264,7 @@ async fn every_signal_arrives_with_the_key_headers_and_names() {
             "traces": block("t/1"),
             "metrics": block("m/1"),
             "logs": block("l/1"),
+            "profiles": block("p/1"),
             "sending_queue": {"enabled": false},
             "retry_on_failure": {"enabled": false},
         }),
@@ -236,13 +282,17 @@ async fn every_signal_arrives_with_the_key_headers_and_names() {
         .unwrap();
     // Neither attribute: the configured names.
     e.consume(logs(None)).await.unwrap();
+    e.consume(profiles(resource(&[("service.name", "ebpf")])))
+        .await
+        .unwrap();
     e.shutdown().await.unwrap();
     let calls = lock(&rec.calls);
-    assert_eq!(calls.len(), 3);
+    assert_eq!(calls.len(), 4);
     let want = [
         ("traces", "t/1", "shop", "cart"),
         ("metrics", "m/1", "otel", "api"),
         ("logs", "l/1", "otel", "integration"),
+        ("profiles", "p/1", "otel", "ebpf"),
     ];
     for ((md, signal, res), (want_signal, dist, app, sub)) in calls.iter().zip(want) {
         assert_eq!(*signal, want_signal);
