@@ -237,7 +237,6 @@ fn array_bytes(v: &Value) -> Option<Vec<u8>> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use crate::codec::decode::{decode_json, ExportRequest};
     use crate::codec::encode::{decode_json_request, json_request};
     use crate::otlp::collector::profiles::v1development::ExportProfilesServiceRequest;
