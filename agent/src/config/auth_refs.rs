@@ -15,6 +15,7 @@ pub(crate) const CLIENT_AUTH: &[&str] = &[
     "bearertokenauth",
     "basicauth",
     "oauth2client",
+    "googleclientauth",
     "headers_setter",
 ];
 
@@ -273,7 +274,9 @@ mod tests {
     /// The type lists agree with what each authenticator extension offers.
     #[test]
     fn the_lists_match_the_extensions() {
-        use crate::extensions::{basicauth, bearertokenauth, headers_setter, oauth2client, oidc};
+        use crate::extensions::{
+            basicauth, bearertokenauth, googleclientauth, headers_setter, oauth2client, oidc,
+        };
         let configs = [
             (bearertokenauth::factory(), json!({"token": "t"})),
             (
@@ -292,6 +295,7 @@ mod tests {
                 headers_setter::factory(),
                 json!({"headers": [{"key": "k", "value": "v"}]}),
             ),
+            (googleclientauth::factory(), json!({})),
         ];
         for (f, cfg) in configs {
             let t = f.type_name();
