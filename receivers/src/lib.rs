@@ -1,5 +1,6 @@
 //! Receivers, one module per component, named as in config.
 
+pub mod dockerstats;
 pub mod filelog;
 pub mod fluentforward;
 pub mod hostmetrics;
@@ -48,6 +49,7 @@ pub fn factories() -> Vec<Arc<dyn DynReceiverFactory>> {
         zipkin::factory(),
         kafka::factory(),
         kafkametrics::factory(),
+        dockerstats::factory(),
         kubeletstats::factory(),
         k8sobjects::factory(),
         k8sevents::factory(),

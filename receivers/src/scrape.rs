@@ -152,12 +152,19 @@ impl<'a> Builder<'a> {
     /// Puts the metrics recorded since the last call under a resource with `attrs` (those the
     /// `resource_attributes` toggles leave on). Nothing recorded: nothing emitted.
     pub fn emit_for_resource(&mut self, attrs: Vec<KeyValue>) {
+        self.emit_for_resource_with(attrs, Vec::new())
+    }
+
+    /// [`Builder::emit_for_resource`], with `extra` attributes that no toggle governs (names the
+    /// user chose, such as docker_stats' `container_labels_to_metric_labels`).
+    pub fn emit_for_resource_with(&mut self, attrs: Vec<KeyValue>, extra: Vec<KeyValue>) {
         if self.pending.is_empty() {
             return;
         }
         let attributes = attrs
             .into_iter()
             .filter(|kv| self.resource_attrs.on(&kv.key))
+            .chain(extra)
             .collect();
         self.out.push(ResourceMetrics {
             resource: Some(Resource {
