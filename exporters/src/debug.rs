@@ -363,6 +363,50 @@ mod tests {
         }])
     }
 
+    /// Profiles print their counts, and at normal verbosity each profile's sample type through
+    /// the batch's string table.
+    #[test]
+    fn profiles_render_with_names_from_the_dictionary() {
+        use vigil_core::otlp::profiles::v1development::{
+            Profile, ProfilesData, ProfilesDictionary, ResourceProfiles, Sample, ScopeProfiles,
+            ValueType,
+        };
+        let data = Telemetry::Profiles(ProfilesData {
+            resource_profiles: vec![ResourceProfiles {
+                scope_profiles: vec![ScopeProfiles {
+                    profiles: vec![Profile {
+                        sample_type: Some(ValueType {
+                            type_strindex: 1,
+                            unit_strindex: 2,
+                        }),
+                        samples: vec![Sample::default(); 3],
+                        profile_id: vec![0xab; 16],
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            dictionary: Some(ProfilesDictionary {
+                string_table: vec![String::new(), "cpu".into(), "nanoseconds".into()],
+                ..Default::default()
+            }),
+        });
+        let basic = render("debug", Verbosity::Basic, &data);
+        assert_eq!(
+            basic,
+            "debug: Profiles {\"resource profiles\": 1, \"profiles\": 1, \"samples\": 3}\n"
+        );
+        let normal = render("debug", Verbosity::Normal, &data);
+        assert!(
+            normal.contains(&format!(
+                "profile_id={} sample_type=cpu/nanoseconds samples=3",
+                "ab".repeat(16)
+            )),
+            "{normal}"
+        );
+    }
+
     #[test]
     fn vigil_events_get_a_readable_line_at_basic_verbosity() {
         let event = LogRecord {
