@@ -86,7 +86,7 @@ pub struct Router {
     pub logstash: Option<Logstash>,
 }
 
-fn find<'a>(key: &str, maps: &[&'a [KeyValue]]) -> Option<String> {
+fn find(key: &str, maps: &[&[KeyValue]]) -> Option<String> {
     maps.iter().find_map(|m| {
         m.iter().find(|kv| kv.key == key).map(|kv| {
             kv.value
@@ -538,11 +538,31 @@ pub fn flat_span(s: &Span, idx: &Index, ctx: &Context, raw: bool) -> Json {
     Json::Object(d)
 }
 
-/// A data point's value as the otel mode stores it, and its dynamic template.
-pub fn metric_values(
-    m: &Metric,
-) -> Vec<(u64, u64, &[KeyValue], Result<(Json, &'static str), String>)> {
+/// A data point as the otel mode stores it: its time, start, attributes, and its value with its
+/// dynamic template, or why it cannot be stored.
+pub struct Point<'a> {
+    pub ts: u64,
+    pub start: u64,
+    pub attrs: &'a [KeyValue],
+    pub value: Result<(Json, &'static str), String>,
+}
+
+/// The data points of a metric as the otel mode stores them.
+pub fn metric_values(m: &Metric) -> Vec<Point<'_>> {
     let mut out = Vec::new();
+    fn point<'a>(
+        ts: u64,
+        start: u64,
+        attrs: &'a [KeyValue],
+        value: Result<(Json, &'static str), String>,
+    ) -> Point<'a> {
+        Point {
+            ts,
+            start,
+            attrs,
+            value,
+        }
+    }
     let number = |p: &vigil_core::otlp::metrics::v1::NumberDataPoint, counter: bool| {
         let (v, long) = match p.value {
             Some(number_data_point::Value::AsInt(i)) => (json!(i), true),
@@ -563,7 +583,7 @@ pub fn metric_values(
     match &m.data {
         Some(Data::Gauge(g)) => {
             for p in &g.data_points {
-                out.push((
+                out.push(point(
                     p.time_unix_nano,
                     p.start_time_unix_nano,
                     p.attributes.as_slice(),
@@ -575,7 +595,7 @@ pub fn metric_values(
             // A cumulative monotonic sum is a counter; anything else a gauge, as upstream.
             let counter = s.is_monotonic && s.aggregation_temporality == 2;
             for p in &s.data_points {
-                out.push((
+                out.push(point(
                     p.time_unix_nano,
                     p.start_time_unix_nano,
                     p.attributes.as_slice(),
@@ -614,7 +634,7 @@ pub fn metric_values(
                 } else {
                     Ok((json!({"counts": counts, "values": values}), "histogram"))
                 };
-                out.push((
+                out.push(point(
                     p.time_unix_nano,
                     p.start_time_unix_nano,
                     p.attributes.as_slice(),
@@ -624,7 +644,7 @@ pub fn metric_values(
         }
         Some(Data::Summary(s)) => {
             for p in &s.data_points {
-                out.push((
+                out.push(point(
                     p.time_unix_nano,
                     p.start_time_unix_nano,
                     p.attributes.as_slice(),
@@ -634,7 +654,7 @@ pub fn metric_values(
         }
         Some(Data::ExponentialHistogram(e)) => {
             for p in &e.data_points {
-                out.push((
+                out.push(point(
                     p.time_unix_nano,
                     p.start_time_unix_nano,
                     p.attributes.as_slice(),

@@ -157,6 +157,15 @@ pub struct EsTelemetry {
     pub log_failed_docs_input_rate_limit: Option<Duration>,
 }
 
+/// `sending_queue` is optional upstream (configoptional): absent means no queue, so the exporter
+/// answers the pipeline with the outcome; present, it is exporterhelper's with its defaults.
+fn no_queue() -> QueueConfig {
+    QueueConfig {
+        enabled: false,
+        ..QueueConfig::default()
+    }
+}
+
 fn default_timeout() -> Duration {
     Duration::from_secs(90)
 }
@@ -233,7 +242,7 @@ pub struct EsConfig {
     pub bulk_response_filter_path: Option<String>,
     #[serde(default)]
     pub metadata_keys: Vec<String>,
-    #[serde(default)]
+    #[serde(default = "no_queue")]
     pub sending_queue: QueueConfig,
     // confighttp's connection-pool keys: read; reqwest keeps its own pool limits.
     #[serde(default)]
@@ -358,6 +367,8 @@ impl EsConfig {
         };
         let mut queue = self.sending_queue.clone();
         if let (Some(f), None) = (&self.flush, &queue.batch) {
+            // Upstream turns `flush` into the queue's batching when the queue is not configured.
+            queue.enabled = true;
             queue.batch = Some(BatchSettings {
                 flush_timeout: f.interval.unwrap_or(Duration::from_secs(10)),
                 min_size: f.bytes.unwrap_or(5_000_000),
@@ -435,6 +446,16 @@ pub struct EsSender {
     metrics: Router,
     traces: Router,
     pipeline: Option<String>,
+}
+
+/// Metric data points gathered into one document.
+struct Group<'a> {
+    idx: Index,
+    ts: u64,
+    start: u64,
+    unit: String,
+    attrs: &'a [vigil_core::otlp::common::v1::KeyValue],
+    doc: MetricDoc,
 }
 
 fn res_attrs(
@@ -595,19 +616,15 @@ impl EsSender {
                         };
                         // One document per index, time, start, unit and attribute set, in first-seen order.
                         let mut order: Vec<String> = Vec::new();
-                        let mut groups: HashMap<
-                            String,
-                            (
-                                Index,
-                                u64,
-                                u64,
-                                String,
-                                &[vigil_core::otlp::common::v1::KeyValue],
-                                MetricDoc,
-                            ),
-                        > = HashMap::new();
+                        let mut groups: HashMap<String, Group> = HashMap::new();
                         for m in &sm.metrics {
-                            for (ts, start, attrs, value) in encode::metric_values(m) {
+                            for encode::Point {
+                                ts,
+                                start,
+                                attrs,
+                                value,
+                            } in encode::metric_values(m)
+                            {
                                 let (v, template) = match value {
                                     Ok(v) => v,
                                     Err(why) => {
@@ -626,9 +643,16 @@ impl EsSender {
                                 let key = encode::metric_key(&idx, ts, start, &m.unit, attrs);
                                 let g = groups.entry(key.clone()).or_insert_with(|| {
                                     order.push(key.clone());
-                                    (idx, ts, start, m.unit.clone(), attrs, MetricDoc::default())
+                                    Group {
+                                        idx,
+                                        ts,
+                                        start,
+                                        unit: m.unit.clone(),
+                                        attrs,
+                                        doc: MetricDoc::default(),
+                                    }
                                 });
-                                if g.5.metrics.contains_key(&m.name) {
+                                if g.doc.metrics.contains_key(&m.name) {
                                     drop_one(
                                         format!(
                                             "data points of metric {:?} repeated in one document",
@@ -638,14 +662,22 @@ impl EsSender {
                                     );
                                     continue;
                                 }
-                                g.5.metrics.insert(m.name.clone(), v);
-                                g.5.templates
+                                g.doc.metrics.insert(m.name.clone(), v);
+                                g.doc
+                                    .templates
                                     .insert(format!("metrics.{}", m.name), template.to_string());
-                                g.5.items += 1;
+                                g.doc.items += 1;
                             }
                         }
                         for key in order {
-                            let Some((idx, ts, start, unit, attrs, doc)) = groups.remove(&key)
+                            let Some(Group {
+                                idx,
+                                ts,
+                                start,
+                                unit,
+                                attrs,
+                                doc,
+                            }) = groups.remove(&key)
                             else {
                                 continue;
                             };

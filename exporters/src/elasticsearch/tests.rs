@@ -485,6 +485,7 @@ fn config_follows_upstream() {
     assert_eq!(cfg.timeout, Duration::from_secs(90));
     assert_eq!(cfg.compression, Compression::Gzip);
     assert_eq!(cfg.retry.retry_on_status, vec![429]);
+    assert!(!cfg.sending_queue.enabled);
     let s = cfg.settings();
     assert_eq!(s.retry_on_failure.max_retries, Some(2));
     assert_eq!(
@@ -510,6 +511,8 @@ fn config_follows_upstream() {
     )
     .contains("disallowed default mapping mode"));
     let flush = load(json!({"endpoint": "http://a:9200", "flush": {"interval": "1s"}})).unwrap();
-    let batch = flush.settings().sending_queue.batch.unwrap();
+    let queue = flush.settings().sending_queue;
+    assert!(queue.enabled);
+    let batch = queue.batch.unwrap();
     assert_eq!(batch.flush_timeout, Duration::from_secs(1));
 }

@@ -114,6 +114,15 @@ impl Default for OsMapping {
     }
 }
 
+/// `sending_queue` is optional upstream (configoptional): absent means no queue, so the exporter
+/// answers the pipeline with the outcome; present, it is exporterhelper's with its defaults.
+fn no_queue() -> QueueConfig {
+    QueueConfig {
+        enabled: false,
+        ..QueueConfig::default()
+    }
+}
+
 fn default_timeout() -> Duration {
     Duration::from_secs(5)
 }
@@ -137,7 +146,7 @@ pub struct OsConfig {
     pub timeout: Duration,
     #[serde(default)]
     pub retry_on_failure: RetryConfig,
-    #[serde(default)]
+    #[serde(default = "no_queue")]
     pub sending_queue: QueueConfig,
     #[serde(default = "default_dataset")]
     pub dataset: String,
