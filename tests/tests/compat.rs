@@ -23,12 +23,7 @@ use std::process::Command;
 
 /// Errors that name something vigil still lacks inside a component it has. Remove a line when it
 /// lands; a line that no longer matches any error fails the test.
-const KNOWN_GAPS: &[&str] = &[
-    // The Coralogix agent's profiles pipeline: vigil carries profiles (docs/architecture.md,
-    // "Profiles") but its `coralogix` exporter does not send them yet (its `profiles` block is
-    // read only); adding `Signal::Profiles` to that exporter's signals removes this.
-    "exporter \"coralogix\" does not support profiles",
-];
+const KNOWN_GAPS: &[&str] = &[];
 
 /// The component types the binary has, per kind (`receivers`, ...), from `vigil components`, with
 /// underscores removed as the registry's lookup ignores them.
