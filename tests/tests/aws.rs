@@ -4,7 +4,7 @@
 //!   from resource placeholders), through a proxy that answers 503 to the first `PutLogEvents`
 //!   and never answers the next: every event arrives once.
 //! - `awsxray` turns spans into segment documents (`PutTraceSegments`), through a proxy that
-//!   answers 503 to the first call.
+//!   answers 503 to the first call, and reports its `telemetry` with `PutTelemetryRecords`.
 //! - the `awsproxy` extension signs an SDK's unsigned X-Ray call and forwards it to moto, which
 //!   routes a request by its signature's service, so the segment it stores was signed for X-Ray.
 
@@ -126,6 +126,17 @@ fn emf_events_xray_segments_and_the_signing_proxy_reach_moto() {
         },
         r#"{"__type":"ServiceUnavailableException","message":"try again"}"#,
     );
+    // The X-Ray exporter goes through a second front that counts its telemetry records.
+    let xray_front = free_port();
+    let records = flaky_proxy(
+        &rt,
+        xray_front,
+        proxy_port,
+        0,
+        0,
+        |p| p.uri.path() == "/TelemetryRecords",
+        "",
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let yaml = format!(
@@ -155,8 +166,10 @@ exporters:
       max_elapsed_time: 0s
   aws_xray:
     region: us-east-1
-    endpoint: http://127.0.0.1:{proxy_port}
+    endpoint: http://127.0.0.1:{xray_front}
     indexed_attributes: [customer]
+    telemetry:
+      enabled: true
     aws_log_groups: [/app/cart]
     timeout: 2s
     retry_on_failure:
@@ -187,6 +200,7 @@ service:
             "AWS_SHARED_CREDENTIALS_FILE",
             dir.path().join("none").display().to_string(),
         ),
+        ("VIGIL_XRAY_TELEMETRY_PERIOD_MS", "200".to_string()),
     ];
     let mut agent = Agent::start_env(
         tempfile::tempdir().unwrap(),
@@ -335,6 +349,10 @@ service:
         "stored through awsproxy"
     );
     assert_eq!(segs.len(), 3, "the random trace id was not sent");
+    assert!(
+        records.load(Ordering::SeqCst) >= 1,
+        "telemetry::enabled sends PutTelemetryRecords"
+    );
     assert!(
         calls.load(Ordering::SeqCst) >= 7,
         "the front refused 2 calls and stalled 1 before at least 3 PutLogEvents and 1 \

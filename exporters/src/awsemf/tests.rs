@@ -217,3 +217,20 @@ fn split_respects_limits_and_order() {
     assert_eq!(b.len(), 1);
     assert_eq!(b[0].events.len(), 1);
 }
+
+#[test]
+fn a_stored_request_keeps_only_the_calls_not_yet_made() {
+    let batch = |s: &str| LogBatch {
+        group: "g".into(),
+        stream: s.into(),
+        events: vec![(1, "{}".into())],
+    };
+    let req = EmfRequest {
+        batches: vec![batch("a"), batch("b"), batch("c")],
+        done: AtomicUsize::new(1),
+    };
+    let back = EmfRequest::from_bytes(&req.to_bytes()).unwrap();
+    let streams: Vec<&str> = back.batches.iter().map(|b| b.stream.as_str()).collect();
+    assert_eq!(streams, ["b", "c"]);
+    assert_eq!(back.done.load(Ordering::SeqCst), 0);
+}
