@@ -344,11 +344,14 @@ fn build(id: &ComponentId, cfg: &KafkaMetricsConfig) -> Result<KafkaMetricsScrap
             metrics: c.metrics,
             resource_attrs: c.resource_attrs,
             cluster_alias: cfg.cluster_alias.clone(),
+            // A little under the scrape's own bound, so that the request that failed is named
+            // rather than only the cut.
             request_timeout: if cfg.timeout.is_zero() {
                 REQUEST_TIMEOUT
             } else {
-                cfg.timeout.min(REQUEST_TIMEOUT)
+                (cfg.timeout * 9 / 10).min(REQUEST_TIMEOUT)
             },
+            running: std::sync::atomic::AtomicBool::new(false),
             start: scrape::unix_nanos(SystemTime::now()),
             groups_skipped: metrics::counter!("vigil_kafkametrics_groups_skipped", "receiver" => id.to_string()),
         }),
@@ -398,6 +401,9 @@ struct Inner {
     resource_attrs: Toggles,
     cluster_alias: String,
     request_timeout: Duration,
+    /// A scrape is on the blocking pool. A scrape the loop cut short (`timeout`) runs on until its
+    /// requests time out; the next one is skipped meanwhile rather than piled on it.
+    running: std::sync::atomic::AtomicBool,
     start: u64,
     groups_skipped: metrics::Counter,
 }
@@ -422,8 +428,26 @@ fn partitions(topics: &[Topic]) -> TopicPartitionList {
 #[async_trait]
 impl Scrape for KafkaMetricsScraper {
     async fn scrape(&self) -> Scraped {
+        use std::sync::atomic::Ordering;
+        if self.inner.running.swap(true, Ordering::AcqRel) {
+            return Scraped {
+                metrics: Vec::new(),
+                errors: vec!["the previous scrape is still waiting for the cluster".into()],
+            };
+        }
         let inner = Arc::clone(&self.inner);
-        match tokio::task::spawn_blocking(move || inner.scrape()).await {
+        let work = tokio::task::spawn_blocking(move || {
+            // Cleared however the scrape ends.
+            struct Done<'a>(&'a std::sync::atomic::AtomicBool);
+            impl Drop for Done<'_> {
+                fn drop(&mut self) {
+                    self.0.store(false, Ordering::Release);
+                }
+            }
+            let _done = Done(&inner.running);
+            inner.scrape()
+        });
+        match work.await {
             Ok(s) => s,
             Err(e) => Scraped {
                 metrics: Vec::new(),
