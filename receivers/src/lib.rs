@@ -1,5 +1,6 @@
 //! Receivers, one module per component, named as in config.
 
+pub mod awsecscontainermetrics;
 pub mod dockerstats;
 pub mod filelog;
 pub mod fluentforward;
@@ -13,8 +14,8 @@ pub mod k8sobjects;
 pub mod kafka;
 pub mod kafkametrics;
 pub mod kubeletstats;
-pub mod nginx;
 mod listen;
+pub mod nginx;
 pub mod nop;
 pub mod otlp;
 pub mod postgresql;
@@ -62,5 +63,6 @@ pub fn factories() -> Vec<Arc<dyn DynReceiverFactory>> {
         postgresql::factory(),
         redis::factory(),
         nginx::factory(),
+        awsecscontainermetrics::factory(),
     ]
 }
