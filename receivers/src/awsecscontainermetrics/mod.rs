@@ -616,6 +616,17 @@ fn image_name(image: &str) -> (&str, &str) {
     }
 }
 
+fn image_tags(tag: &str) -> KeyValue {
+    use vigil_core::otlp::common::v1::{any_value::Value, AnyValue, ArrayValue};
+    let values = vec![AnyValue {
+        value: Some(Value::StringValue(tag.to_string())),
+    }];
+    vigil_core::attrs::kv(
+        "container.image.tags",
+        Value::ArrayValue(ArrayValue { values }),
+    )
+}
+
 fn container_resource(c: &ContainerMetadata) -> Vec<KeyValue> {
     let (repo, tag) = image_name(&c.image);
     let mut out = vec![
@@ -624,7 +635,9 @@ fn container_resource(c: &ContainerMetadata) -> Vec<KeyValue> {
         kv_str("aws.ecs.docker.name", &c.docker_name),
         kv_str("container.image.name", repo),
         kv_str("aws.ecs.container.image.id", &c.image_id),
-        kv_str("container.image.tag", tag),
+        // otelcol's `EmitV1ContainerConventions` and `DontEmitV0ContainerConventions` gates (beta,
+        // on since v0.157): semconv 1.42's `container.image.tags` replaces `container.image.tag`.
+        image_tags(tag),
         kv_str("aws.ecs.container.created_at", &c.created_at),
         kv_str("aws.ecs.container.started_at", &c.started_at),
     ];

@@ -225,7 +225,6 @@ async fn scrapes_the_task_metadata_endpoint_double() {
             "container.image.name",
             "111122223333.dkr.ecr.us-west-2.amazonaws.com/curltest",
         ),
-        ("container.image.tag", "latest"),
         ("aws.ecs.container.know_status", "RUNNING"),
         ("aws.ecs.task.arn", ARN),
         ("aws.ecs.cluster.name", "default"),
@@ -279,7 +278,21 @@ async fn scrapes_the_task_metadata_endpoint_double() {
 
     let init = resource(&rms, "container.name", "init");
     assert_eq!(num(init, "container.duration"), 2.5);
-    assert_eq!(rattr(init, "container.image.tag"), Some("latest"));
+    assert_eq!(
+        rattr(init, "container.image.tag"),
+        None,
+        "the v0 name is gone"
+    );
+    let tags = init
+        .resource
+        .as_ref()
+        .unwrap()
+        .attributes
+        .iter()
+        .find(|kv| kv.key == "container.image.tags")
+        .and_then(|kv| kv.value.as_ref())
+        .map(|v| vigil_core::attrs::value_to_string(v.value.as_ref().unwrap()));
+    assert_eq!(tags.as_deref(), Some("[latest]"));
     assert_eq!(
         rattr(init, "aws.ecs.container.finished_at"),
         Some("2020-10-02T00:43:08.5Z")
