@@ -20,7 +20,7 @@ use vigil_core::otlp::metrics::v1::{
     ResourceMetrics, ScopeMetrics, Sum,
 };
 use vigil_core::otlp::resource::v1::Resource;
-use vigil_core::{ConfigError, NextConsumers, Signal, Telemetry};
+use vigil_core::{ComponentId, ConfigError, NextConsumers, Receiver, Signal, Telemetry};
 
 /// How a metric is reported.
 #[derive(Debug, Clone, Copy)]
@@ -321,6 +321,68 @@ impl vigil_core::Component for ScrapeReceiver {
     /// Stopping cancels the loop, and a scrape in flight with it.
     fn tasks(&self) -> Option<&vigil_core::Tasks> {
         Some(&self.tasks)
+    }
+}
+
+/// What differs between the scraping receivers' factories; [`factory`] supplies the rest (the
+/// `FactoryBase`/`ReceiverFactory` impls, and `create` building the scraper and its loop).
+pub trait ScraperFactory: Send + Sync + 'static {
+    type Config: serde::de::DeserializeOwned + serde::Serialize + Send + Sync + 'static;
+    type Scraper: Scrape;
+    const TYPE: &'static str;
+    const STABILITY: &'static [(Signal, vigil_core::Stability)] =
+        &[(Signal::Metrics, vigil_core::Stability::Beta)];
+
+    fn validate(&self, id: &ComponentId, cfg: &Self::Config) -> Result<(), ConfigError>;
+    /// The scraper of a section, checked (what `validate` checks, and what only creation reads).
+    fn build(&self, id: &ComponentId, cfg: &Self::Config) -> Result<Self::Scraper, ConfigError>;
+    fn schedule(&self, cfg: &Self::Config) -> Schedule;
+
+    /// The receiver running `scraper`; a receiver that does more on start wraps the loop here.
+    fn receiver(
+        &self,
+        set: vigil_core::Settings,
+        schedule: Schedule,
+        next: NextConsumers,
+        scraper: Arc<Self::Scraper>,
+    ) -> Arc<dyn Receiver> {
+        Arc::new(ScrapeReceiver::new(set, schedule, next, scraper))
+    }
+}
+
+/// A scraping receiver's factory, ready for the registry.
+pub fn factory<F: ScraperFactory>(f: F) -> Arc<dyn vigil_core::factory::DynReceiverFactory> {
+    vigil_core::factory::receiver(Scraping(f))
+}
+
+struct Scraping<F>(F);
+
+impl<F: ScraperFactory> vigil_core::factory::FactoryBase for Scraping<F> {
+    type Config = F::Config;
+
+    fn type_name(&self) -> &'static str {
+        F::TYPE
+    }
+
+    fn validate(&self, id: &ComponentId, cfg: &F::Config) -> Result<(), ConfigError> {
+        self.0.validate(id, cfg)
+    }
+}
+
+impl<F: ScraperFactory> vigil_core::factory::ReceiverFactory for Scraping<F> {
+    fn stability(&self) -> &'static [(Signal, vigil_core::Stability)] {
+        F::STABILITY
+    }
+
+    fn create(
+        &self,
+        set: vigil_core::Settings,
+        cfg: F::Config,
+        next: NextConsumers,
+    ) -> Result<Arc<dyn Receiver>, ConfigError> {
+        let scraper = Arc::new(self.0.build(&set.id, &cfg)?);
+        let schedule = self.0.schedule(&cfg);
+        Ok(self.0.receiver(set, schedule, next, scraper))
     }
 }
 

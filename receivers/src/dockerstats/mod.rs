@@ -384,45 +384,50 @@ struct Factory;
 
 /// The `docker_stats` receiver factory.
 pub fn factory() -> Arc<dyn vigil_core::factory::DynReceiverFactory> {
-    vigil_core::factory::receiver(Factory)
+    scrape::factory(Factory)
 }
 
-impl vigil_core::factory::FactoryBase for Factory {
+impl scrape::ScraperFactory for Factory {
     type Config = DockerStatsConfig;
-
-    fn type_name(&self) -> &'static str {
-        "docker_stats"
-    }
+    type Scraper = DockerScraper;
+    const TYPE: &'static str = "docker_stats";
+    const STABILITY: &'static [(Signal, vigil_core::Stability)] =
+        &[(Signal::Metrics, vigil_core::Stability::Alpha)];
 
     fn validate(&self, id: &ComponentId, cfg: &DockerStatsConfig) -> Result<(), ConfigError> {
         check(id, cfg).map(|_| ())
     }
-}
 
-impl vigil_core::factory::ReceiverFactory for Factory {
-    fn stability(&self) -> &'static [(Signal, vigil_core::Stability)] {
-        &[(Signal::Metrics, vigil_core::Stability::Alpha)]
+    fn build(
+        &self,
+        id: &ComponentId,
+        cfg: &DockerStatsConfig,
+    ) -> Result<DockerScraper, ConfigError> {
+        build(id, cfg)
     }
 
-    fn create(
-        &self,
-        set: vigil_core::Settings,
-        cfg: DockerStatsConfig,
-        next: NextConsumers,
-    ) -> Result<Arc<dyn Receiver>, ConfigError> {
-        let scraper = Arc::new(build(&set.id, &cfg)?);
-        let schedule = Schedule {
+    fn schedule(&self, cfg: &DockerStatsConfig) -> Schedule {
+        Schedule {
             collection_interval: cfg.collection_interval,
             initial_delay: cfg.initial_delay,
             // Each request is bounded by `timeout`.
             timeout: Duration::ZERO,
-        };
+        }
+    }
+
+    fn receiver(
+        &self,
+        set: vigil_core::Settings,
+        schedule: Schedule,
+        next: NextConsumers,
+        scraper: Arc<DockerScraper>,
+    ) -> Arc<dyn Receiver> {
         let id = set.id.to_string();
-        Ok(Arc::new(DockerStatsReceiver {
+        Arc::new(DockerStatsReceiver {
             id,
             scraper: Arc::clone(&scraper),
             inner: ScrapeReceiver::new(set, schedule, next, scraper),
-        }))
+        })
     }
 }
 

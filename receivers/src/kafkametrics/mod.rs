@@ -10,7 +10,7 @@
 //! that names the group without joining it, made for that scrape and dropped after it.
 
 use crate::hostmetrics::config::{MetricToggle, Toggles};
-use crate::scrape::{self, Builder, Kind, MetricDef, Schedule, Scrape, ScrapeReceiver, Scraped};
+use crate::scrape::{self, Builder, Kind, MetricDef, Schedule, Scrape, Scraped};
 use async_trait::async_trait;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
@@ -25,7 +25,7 @@ use vigil_core::config::{duration, TlsClientConfig};
 use vigil_core::kafka::{
     default_brokers, default_protocol_version, default_use_leader_epoch, Auth, Client, Metadata,
 };
-use vigil_core::{ComponentId, ComponentKind, ConfigError, NextConsumers, Receiver, Signal};
+use vigil_core::{ComponentId, ComponentKind, ConfigError};
 
 #[cfg(test)]
 mod tests;
@@ -277,39 +277,32 @@ struct Factory;
 
 /// The `kafkametrics` receiver factory.
 pub fn factory() -> Arc<dyn vigil_core::factory::DynReceiverFactory> {
-    vigil_core::factory::receiver(Factory)
+    scrape::factory(Factory)
 }
 
-impl vigil_core::factory::FactoryBase for Factory {
+impl scrape::ScraperFactory for Factory {
     type Config = KafkaMetricsConfig;
-
-    fn type_name(&self) -> &'static str {
-        "kafkametrics"
-    }
+    type Scraper = KafkaMetricsScraper;
+    const TYPE: &'static str = "kafkametrics";
 
     fn validate(&self, id: &ComponentId, cfg: &KafkaMetricsConfig) -> Result<(), ConfigError> {
         check(id, cfg).map(|_| ())
     }
-}
 
-impl vigil_core::factory::ReceiverFactory for Factory {
-    fn stability(&self) -> &'static [(Signal, vigil_core::Stability)] {
-        &[(Signal::Metrics, vigil_core::Stability::Beta)]
+    fn build(
+        &self,
+        id: &ComponentId,
+        cfg: &KafkaMetricsConfig,
+    ) -> Result<KafkaMetricsScraper, ConfigError> {
+        build(id, cfg)
     }
 
-    fn create(
-        &self,
-        set: vigil_core::Settings,
-        cfg: KafkaMetricsConfig,
-        next: NextConsumers,
-    ) -> Result<Arc<dyn Receiver>, ConfigError> {
-        let scraper = Arc::new(build(&set.id, &cfg)?);
-        let schedule = Schedule {
+    fn schedule(&self, cfg: &KafkaMetricsConfig) -> Schedule {
+        Schedule {
             collection_interval: cfg.collection_interval,
             initial_delay: cfg.initial_delay,
             timeout: cfg.timeout,
-        };
-        Ok(Arc::new(ScrapeReceiver::new(set, schedule, next, scraper)))
+        }
     }
 }
 

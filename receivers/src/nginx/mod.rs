@@ -5,7 +5,7 @@
 //! monotonic, as otelcol reports it since its `nginx.connections_as_sum` gate went stable).
 
 use crate::hostmetrics::config::{MetricToggle, Toggles};
-use crate::scrape::{self, Builder, Kind, MetricDef, Schedule, Scrape, ScrapeReceiver, Scraped};
+use crate::scrape::{self, Builder, Kind, MetricDef, Schedule, Scrape, Scraped};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use vigil_core::attrs::kv_str;
 use vigil_core::config::{duration, TlsClientConfig};
-use vigil_core::{ComponentId, ComponentKind, ConfigError, NextConsumers, Receiver, Signal};
+use vigil_core::{ComponentId, ComponentKind, ConfigError};
 
 #[cfg(test)]
 mod tests;
@@ -143,40 +143,29 @@ struct Factory;
 
 /// The `nginx` receiver factory.
 pub fn factory() -> Arc<dyn vigil_core::factory::DynReceiverFactory> {
-    vigil_core::factory::receiver(Factory)
+    scrape::factory(Factory)
 }
 
-impl vigil_core::factory::FactoryBase for Factory {
+impl scrape::ScraperFactory for Factory {
     type Config = NginxConfig;
-
-    fn type_name(&self) -> &'static str {
-        "nginx"
-    }
+    type Scraper = NginxScraper;
+    const TYPE: &'static str = "nginx";
 
     fn validate(&self, id: &ComponentId, cfg: &NginxConfig) -> Result<(), ConfigError> {
         check(id, cfg).map(|_| ())
     }
-}
 
-impl vigil_core::factory::ReceiverFactory for Factory {
-    fn stability(&self) -> &'static [(Signal, vigil_core::Stability)] {
-        &[(Signal::Metrics, vigil_core::Stability::Beta)]
+    fn build(&self, id: &ComponentId, cfg: &NginxConfig) -> Result<NginxScraper, ConfigError> {
+        build(id, cfg)
     }
 
-    fn create(
-        &self,
-        set: vigil_core::Settings,
-        cfg: NginxConfig,
-        next: NextConsumers,
-    ) -> Result<Arc<dyn Receiver>, ConfigError> {
-        let scraper = Arc::new(build(&set.id, &cfg)?);
-        let schedule = Schedule {
+    fn schedule(&self, cfg: &NginxConfig) -> Schedule {
+        Schedule {
             collection_interval: cfg.collection_interval,
             initial_delay: cfg.initial_delay,
             // The request's own timeout bounds the scrape.
             timeout: Duration::ZERO,
-        };
-        Ok(Arc::new(ScrapeReceiver::new(set, schedule, next, scraper)))
+        }
     }
 }
 

@@ -9,7 +9,7 @@
 //! sees more connections, the numbers are the same). The client is tokio-postgres over rustls.
 
 use crate::hostmetrics::config::{MetricToggle, Toggles};
-use crate::scrape::{self, Builder, Kind, MetricDef, Schedule, Scrape, ScrapeReceiver, Scraped};
+use crate::scrape::{self, Builder, Kind, MetricDef, Schedule, Scrape, Scraped};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime};
 use vigil_core::attrs::kv_str;
 use vigil_core::config::{duration, TlsClientConfig};
 use vigil_core::otlp::common::v1::KeyValue;
-use vigil_core::{ComponentId, ComponentKind, ConfigError, NextConsumers, Receiver, Signal};
+use vigil_core::{ComponentId, ComponentKind, ConfigError};
 
 #[cfg(test)]
 mod tests;
@@ -392,39 +392,28 @@ struct Factory;
 
 /// The `postgresql` receiver factory.
 pub fn factory() -> Arc<dyn vigil_core::factory::DynReceiverFactory> {
-    vigil_core::factory::receiver(Factory)
+    scrape::factory(Factory)
 }
 
-impl vigil_core::factory::FactoryBase for Factory {
+impl scrape::ScraperFactory for Factory {
     type Config = PostgresqlConfig;
-
-    fn type_name(&self) -> &'static str {
-        "postgresql"
-    }
+    type Scraper = PgScraper;
+    const TYPE: &'static str = "postgresql";
 
     fn validate(&self, id: &ComponentId, cfg: &PostgresqlConfig) -> Result<(), ConfigError> {
         check(id, cfg).map(|_| ())
     }
-}
 
-impl vigil_core::factory::ReceiverFactory for Factory {
-    fn stability(&self) -> &'static [(Signal, vigil_core::Stability)] {
-        &[(Signal::Metrics, vigil_core::Stability::Beta)]
+    fn build(&self, id: &ComponentId, cfg: &PostgresqlConfig) -> Result<PgScraper, ConfigError> {
+        build(id, cfg)
     }
 
-    fn create(
-        &self,
-        set: vigil_core::Settings,
-        cfg: PostgresqlConfig,
-        next: NextConsumers,
-    ) -> Result<Arc<dyn Receiver>, ConfigError> {
-        let scraper = Arc::new(build(&set.id, &cfg)?);
-        let schedule = Schedule {
+    fn schedule(&self, cfg: &PostgresqlConfig) -> Schedule {
+        Schedule {
             collection_interval: cfg.collection_interval,
             initial_delay: cfg.initial_delay,
             timeout: cfg.timeout,
-        };
-        Ok(Arc::new(ScrapeReceiver::new(set, schedule, next, scraper)))
+        }
     }
 }
 

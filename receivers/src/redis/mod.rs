@@ -10,7 +10,7 @@
 //! client crate would add its connection manager, pools and dozens of dependencies to the build.
 
 use crate::hostmetrics::config::{MetricToggle, Toggles};
-use crate::scrape::{self, Builder, Kind, MetricDef, Schedule, Scrape, ScrapeReceiver, Scraped};
+use crate::scrape::{self, Builder, Kind, MetricDef, Schedule, Scrape, Scraped};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -19,7 +19,7 @@ use std::time::{Duration, SystemTime};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use vigil_core::attrs::kv_str;
 use vigil_core::config::{duration, TlsClientConfig};
-use vigil_core::{ComponentId, ComponentKind, ConfigError, NextConsumers, Receiver, Signal};
+use vigil_core::{ComponentId, ComponentKind, ConfigError};
 
 #[cfg(test)]
 mod tests;
@@ -502,39 +502,28 @@ struct Factory;
 
 /// The `redis` receiver factory.
 pub fn factory() -> Arc<dyn vigil_core::factory::DynReceiverFactory> {
-    vigil_core::factory::receiver(Factory)
+    scrape::factory(Factory)
 }
 
-impl vigil_core::factory::FactoryBase for Factory {
+impl scrape::ScraperFactory for Factory {
     type Config = RedisConfig;
-
-    fn type_name(&self) -> &'static str {
-        "redis"
-    }
+    type Scraper = RedisScraper;
+    const TYPE: &'static str = "redis";
 
     fn validate(&self, id: &ComponentId, cfg: &RedisConfig) -> Result<(), ConfigError> {
         check(id, cfg).map(|_| ())
     }
-}
 
-impl vigil_core::factory::ReceiverFactory for Factory {
-    fn stability(&self) -> &'static [(Signal, vigil_core::Stability)] {
-        &[(Signal::Metrics, vigil_core::Stability::Beta)]
+    fn build(&self, id: &ComponentId, cfg: &RedisConfig) -> Result<RedisScraper, ConfigError> {
+        build(id, cfg)
     }
 
-    fn create(
-        &self,
-        set: vigil_core::Settings,
-        cfg: RedisConfig,
-        next: NextConsumers,
-    ) -> Result<Arc<dyn Receiver>, ConfigError> {
-        let scraper = Arc::new(build(&set.id, &cfg)?);
-        let schedule = Schedule {
+    fn schedule(&self, cfg: &RedisConfig) -> Schedule {
+        Schedule {
             collection_interval: cfg.collection_interval,
             initial_delay: cfg.initial_delay,
             timeout: cfg.timeout,
-        };
-        Ok(Arc::new(ScrapeReceiver::new(set, schedule, next, scraper)))
+        }
     }
 }
 
