@@ -20,7 +20,9 @@ use vigil_core::otlp::metrics::v1::{
     ResourceMetrics, ScopeMetrics, Sum,
 };
 use vigil_core::otlp::resource::v1::Resource;
-use vigil_core::{ComponentId, ConfigError, NextConsumers, Receiver, Signal, Telemetry};
+use vigil_core::{
+    ComponentId, ConfigError, NextConsumers, Receiver, Settings, Signal, Stability, Telemetry,
+};
 
 /// How a metric is reported.
 #[derive(Debug, Clone, Copy)]
@@ -324,65 +326,75 @@ impl vigil_core::Component for ScrapeReceiver {
     }
 }
 
-/// What differs between the scraping receivers' factories; [`factory`] supplies the rest (the
-/// `FactoryBase`/`ReceiverFactory` impls, and `create` building the scraper and its loop).
-pub trait ScraperFactory: Send + Sync + 'static {
-    type Config: serde::de::DeserializeOwned + serde::Serialize + Send + Sync + 'static;
-    type Scraper: Scrape;
-    const TYPE: &'static str;
-    const STABILITY: &'static [(Signal, vigil_core::Stability)] =
-        &[(Signal::Metrics, vigil_core::Stability::Beta)];
+/// What differs between the scraping receivers' factories; [`factory`] supplies the rest: the
+/// `FactoryBase`/`ReceiverFactory` impls, and `create` building the scraper and its loop.
+pub struct Spec<C, S> {
+    pub type_name: &'static str,
+    pub stability: &'static [(Signal, Stability)],
+    /// `validate`: checks the section, reads nothing.
+    pub check: fn(&ComponentId, &C) -> Result<(), ConfigError>,
+    /// The scraper of a section, checked; creation may read files (TLS certificates).
+    pub build: fn(&ComponentId, &C) -> Result<S, ConfigError>,
+    pub schedule: fn(&C) -> Schedule,
+    /// The receiver running the scraper; [`run`] unless a receiver does more on start.
+    pub receiver: fn(Settings, Schedule, NextConsumers, Arc<S>) -> Arc<dyn Receiver>,
+}
 
-    fn validate(&self, id: &ComponentId, cfg: &Self::Config) -> Result<(), ConfigError>;
-    /// The scraper of a section, checked (what `validate` checks, and what only creation reads).
-    fn build(&self, id: &ComponentId, cfg: &Self::Config) -> Result<Self::Scraper, ConfigError>;
-    fn schedule(&self, cfg: &Self::Config) -> Schedule;
+/// Metrics only, beta: the stability of most scraping receivers.
+pub const BETA: &[(Signal, Stability)] = &[(Signal::Metrics, Stability::Beta)];
 
-    /// The receiver running `scraper`; a receiver that does more on start wraps the loop here.
-    fn receiver(
-        &self,
-        set: vigil_core::Settings,
-        schedule: Schedule,
-        next: NextConsumers,
-        scraper: Arc<Self::Scraper>,
-    ) -> Arc<dyn Receiver> {
-        Arc::new(ScrapeReceiver::new(set, schedule, next, scraper))
-    }
+/// The plain receiver of a scraper: its loop, nothing more.
+pub fn run<S: Scrape>(
+    set: Settings,
+    schedule: Schedule,
+    next: NextConsumers,
+    scraper: Arc<S>,
+) -> Arc<dyn Receiver> {
+    Arc::new(ScrapeReceiver::new(set, schedule, next, scraper))
 }
 
 /// A scraping receiver's factory, ready for the registry.
-pub fn factory<F: ScraperFactory>(f: F) -> Arc<dyn vigil_core::factory::DynReceiverFactory> {
-    vigil_core::factory::receiver(Scraping(f))
+pub fn factory<C, S>(spec: Spec<C, S>) -> Arc<dyn vigil_core::factory::DynReceiverFactory>
+where
+    C: serde::de::DeserializeOwned + serde::Serialize + Send + Sync + 'static,
+    S: Scrape,
+{
+    vigil_core::factory::receiver(spec)
 }
 
-struct Scraping<F>(F);
-
-impl<F: ScraperFactory> vigil_core::factory::FactoryBase for Scraping<F> {
-    type Config = F::Config;
+impl<C, S> vigil_core::factory::FactoryBase for Spec<C, S>
+where
+    C: serde::de::DeserializeOwned + serde::Serialize + Send + Sync + 'static,
+    S: Scrape,
+{
+    type Config = C;
 
     fn type_name(&self) -> &'static str {
-        F::TYPE
+        self.type_name
     }
 
-    fn validate(&self, id: &ComponentId, cfg: &F::Config) -> Result<(), ConfigError> {
-        self.0.validate(id, cfg)
+    fn validate(&self, id: &ComponentId, cfg: &C) -> Result<(), ConfigError> {
+        (self.check)(id, cfg)
     }
 }
 
-impl<F: ScraperFactory> vigil_core::factory::ReceiverFactory for Scraping<F> {
-    fn stability(&self) -> &'static [(Signal, vigil_core::Stability)] {
-        F::STABILITY
+impl<C, S> vigil_core::factory::ReceiverFactory for Spec<C, S>
+where
+    C: serde::de::DeserializeOwned + serde::Serialize + Send + Sync + 'static,
+    S: Scrape,
+{
+    fn stability(&self) -> &'static [(Signal, Stability)] {
+        self.stability
     }
 
     fn create(
         &self,
-        set: vigil_core::Settings,
-        cfg: F::Config,
+        set: Settings,
+        cfg: C,
         next: NextConsumers,
     ) -> Result<Arc<dyn Receiver>, ConfigError> {
-        let scraper = Arc::new(self.0.build(&set.id, &cfg)?);
-        let schedule = self.0.schedule(&cfg);
-        Ok(self.0.receiver(set, schedule, next, scraper))
+        let scraper = Arc::new((self.build)(&set.id, &cfg)?);
+        Ok((self.receiver)(set, (self.schedule)(&cfg), next, scraper))
     }
 }
 

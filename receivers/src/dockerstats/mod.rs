@@ -22,7 +22,7 @@ use std::time::{Duration, SystemTime};
 use vigil_core::attrs::kv_str;
 use vigil_core::config::duration;
 use vigil_core::otlp::common::v1::KeyValue;
-use vigil_core::{ComponentId, ComponentKind, ConfigError, Host, NextConsumers, Receiver, Signal};
+use vigil_core::{ComponentId, ComponentKind, ConfigError, Host, Signal};
 
 mod api;
 #[cfg(test)]
@@ -380,55 +380,28 @@ fn check(id: &ComponentId, c: &DockerStatsConfig) -> Result<Checked, ConfigError
     })
 }
 
-struct Factory;
-
 /// The `docker_stats` receiver factory.
 pub fn factory() -> Arc<dyn vigil_core::factory::DynReceiverFactory> {
-    scrape::factory(Factory)
-}
-
-impl scrape::ScraperFactory for Factory {
-    type Config = DockerStatsConfig;
-    type Scraper = DockerScraper;
-    const TYPE: &'static str = "docker_stats";
-    const STABILITY: &'static [(Signal, vigil_core::Stability)] =
-        &[(Signal::Metrics, vigil_core::Stability::Alpha)];
-
-    fn validate(&self, id: &ComponentId, cfg: &DockerStatsConfig) -> Result<(), ConfigError> {
-        check(id, cfg).map(|_| ())
-    }
-
-    fn build(
-        &self,
-        id: &ComponentId,
-        cfg: &DockerStatsConfig,
-    ) -> Result<DockerScraper, ConfigError> {
-        build(id, cfg)
-    }
-
-    fn schedule(&self, cfg: &DockerStatsConfig) -> Schedule {
-        Schedule {
+    scrape::factory(scrape::Spec::<DockerStatsConfig, DockerScraper> {
+        type_name: "docker_stats",
+        stability: &[(Signal::Metrics, vigil_core::Stability::Alpha)],
+        check: |id, cfg| check(id, cfg).map(|_| ()),
+        build,
+        schedule: |cfg| Schedule {
             collection_interval: cfg.collection_interval,
             initial_delay: cfg.initial_delay,
             // Each request is bounded by `timeout`.
             timeout: Duration::ZERO,
-        }
-    }
-
-    fn receiver(
-        &self,
-        set: vigil_core::Settings,
-        schedule: Schedule,
-        next: NextConsumers,
-        scraper: Arc<DockerScraper>,
-    ) -> Arc<dyn Receiver> {
-        let id = set.id.to_string();
-        Arc::new(DockerStatsReceiver {
-            id,
-            scraper: Arc::clone(&scraper),
-            inner: ScrapeReceiver::new(set, schedule, next, scraper),
-        })
-    }
+        },
+        receiver: |set, schedule, next, scraper| {
+            let id = set.id.to_string();
+            Arc::new(DockerStatsReceiver {
+                id,
+                scraper: Arc::clone(&scraper),
+                inner: ScrapeReceiver::new(set, schedule, next, scraper),
+            })
+        },
+    })
 }
 
 fn build(id: &ComponentId, cfg: &DockerStatsConfig) -> Result<DockerScraper, ConfigError> {

@@ -11,6 +11,7 @@ use axum::routing::get;
 use serde_json::{json, Value};
 use std::sync::Mutex;
 use vigil_core::otlp::metrics::v1::{number_data_point, NumberDataPoint, ResourceMetrics};
+use vigil_core::NextConsumers;
 
 const WEB: &str = "4f1a0c2e9b8d7f6a5e4d3c2b1a0f9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a2f";
 const DB: &str = "9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a2f1e0d9c8b7a6f5e4d3c2b1a0f9e8d";

@@ -273,37 +273,20 @@ fn check(id: &ComponentId, c: &KafkaMetricsConfig) -> Result<Checked, ConfigErro
     })
 }
 
-struct Factory;
-
 /// The `kafkametrics` receiver factory.
 pub fn factory() -> Arc<dyn vigil_core::factory::DynReceiverFactory> {
-    scrape::factory(Factory)
-}
-
-impl scrape::ScraperFactory for Factory {
-    type Config = KafkaMetricsConfig;
-    type Scraper = KafkaMetricsScraper;
-    const TYPE: &'static str = "kafkametrics";
-
-    fn validate(&self, id: &ComponentId, cfg: &KafkaMetricsConfig) -> Result<(), ConfigError> {
-        check(id, cfg).map(|_| ())
-    }
-
-    fn build(
-        &self,
-        id: &ComponentId,
-        cfg: &KafkaMetricsConfig,
-    ) -> Result<KafkaMetricsScraper, ConfigError> {
-        build(id, cfg)
-    }
-
-    fn schedule(&self, cfg: &KafkaMetricsConfig) -> Schedule {
-        Schedule {
+    scrape::factory(scrape::Spec::<KafkaMetricsConfig, KafkaMetricsScraper> {
+        type_name: "kafkametrics",
+        stability: scrape::BETA,
+        check: |id, cfg| check(id, cfg).map(|_| ()),
+        build,
+        schedule: |cfg| Schedule {
             collection_interval: cfg.collection_interval,
             initial_delay: cfg.initial_delay,
             timeout: cfg.timeout,
-        }
-    }
+        },
+        receiver: scrape::run,
+    })
 }
 
 fn build(id: &ComponentId, cfg: &KafkaMetricsConfig) -> Result<KafkaMetricsScraper, ConfigError> {

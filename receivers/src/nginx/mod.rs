@@ -139,34 +139,21 @@ fn check(id: &ComponentId, c: &NginxConfig) -> Result<Toggles, ConfigError> {
     Toggles::build(&scrape::known(METRICS), &c.metrics, |p, m| err(id, p, m))
 }
 
-struct Factory;
-
 /// The `nginx` receiver factory.
 pub fn factory() -> Arc<dyn vigil_core::factory::DynReceiverFactory> {
-    scrape::factory(Factory)
-}
-
-impl scrape::ScraperFactory for Factory {
-    type Config = NginxConfig;
-    type Scraper = NginxScraper;
-    const TYPE: &'static str = "nginx";
-
-    fn validate(&self, id: &ComponentId, cfg: &NginxConfig) -> Result<(), ConfigError> {
-        check(id, cfg).map(|_| ())
-    }
-
-    fn build(&self, id: &ComponentId, cfg: &NginxConfig) -> Result<NginxScraper, ConfigError> {
-        build(id, cfg)
-    }
-
-    fn schedule(&self, cfg: &NginxConfig) -> Schedule {
-        Schedule {
+    scrape::factory(scrape::Spec::<NginxConfig, NginxScraper> {
+        type_name: "nginx",
+        stability: scrape::BETA,
+        check: |id, cfg| check(id, cfg).map(|_| ()),
+        build,
+        schedule: |cfg| Schedule {
             collection_interval: cfg.collection_interval,
             initial_delay: cfg.initial_delay,
             // The request's own timeout bounds the scrape.
             timeout: Duration::ZERO,
-        }
-    }
+        },
+        receiver: scrape::run,
+    })
 }
 
 fn build(id: &ComponentId, cfg: &NginxConfig) -> Result<NginxScraper, ConfigError> {

@@ -388,33 +388,20 @@ fn check(id: &ComponentId, c: &PostgresqlConfig) -> Result<Checked, ConfigError>
     })
 }
 
-struct Factory;
-
 /// The `postgresql` receiver factory.
 pub fn factory() -> Arc<dyn vigil_core::factory::DynReceiverFactory> {
-    scrape::factory(Factory)
-}
-
-impl scrape::ScraperFactory for Factory {
-    type Config = PostgresqlConfig;
-    type Scraper = PgScraper;
-    const TYPE: &'static str = "postgresql";
-
-    fn validate(&self, id: &ComponentId, cfg: &PostgresqlConfig) -> Result<(), ConfigError> {
-        check(id, cfg).map(|_| ())
-    }
-
-    fn build(&self, id: &ComponentId, cfg: &PostgresqlConfig) -> Result<PgScraper, ConfigError> {
-        build(id, cfg)
-    }
-
-    fn schedule(&self, cfg: &PostgresqlConfig) -> Schedule {
-        Schedule {
+    scrape::factory(scrape::Spec::<PostgresqlConfig, PgScraper> {
+        type_name: "postgresql",
+        stability: scrape::BETA,
+        check: |id, cfg| check(id, cfg).map(|_| ()),
+        build,
+        schedule: |cfg| Schedule {
             collection_interval: cfg.collection_interval,
             initial_delay: cfg.initial_delay,
             timeout: cfg.timeout,
-        }
-    }
+        },
+        receiver: scrape::run,
+    })
 }
 
 /// The scraper of a section: checks it and builds the TLS configuration (reading its files).

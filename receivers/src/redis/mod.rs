@@ -498,33 +498,20 @@ fn check(id: &ComponentId, c: &RedisConfig) -> Result<Checked, ConfigError> {
     })
 }
 
-struct Factory;
-
 /// The `redis` receiver factory.
 pub fn factory() -> Arc<dyn vigil_core::factory::DynReceiverFactory> {
-    scrape::factory(Factory)
-}
-
-impl scrape::ScraperFactory for Factory {
-    type Config = RedisConfig;
-    type Scraper = RedisScraper;
-    const TYPE: &'static str = "redis";
-
-    fn validate(&self, id: &ComponentId, cfg: &RedisConfig) -> Result<(), ConfigError> {
-        check(id, cfg).map(|_| ())
-    }
-
-    fn build(&self, id: &ComponentId, cfg: &RedisConfig) -> Result<RedisScraper, ConfigError> {
-        build(id, cfg)
-    }
-
-    fn schedule(&self, cfg: &RedisConfig) -> Schedule {
-        Schedule {
+    scrape::factory(scrape::Spec::<RedisConfig, RedisScraper> {
+        type_name: "redis",
+        stability: scrape::BETA,
+        check: |id, cfg| check(id, cfg).map(|_| ()),
+        build,
+        schedule: |cfg| Schedule {
             collection_interval: cfg.collection_interval,
             initial_delay: cfg.initial_delay,
             timeout: cfg.timeout,
-        }
-    }
+        },
+        receiver: scrape::run,
+    })
 }
 
 fn build(id: &ComponentId, cfg: &RedisConfig) -> Result<RedisScraper, ConfigError> {
