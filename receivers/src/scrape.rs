@@ -4,13 +4,14 @@
 //! scrapes every `collection_interval` and hands each batch to the pipeline, and the rustls client
 //! configuration built from `tls`.
 
-use crate::hostmetrics::config::Toggles;
+use crate::hostmetrics::config::{MetricToggle, Toggles};
 use async_trait::async_trait;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{aws_lc_rs, CryptoProvider};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use vigil_core::config::TlsClientConfig;
@@ -48,6 +49,23 @@ pub struct MetricDef {
 /// The `(name, enabled by default)` table [`Toggles::build`] takes.
 pub fn known(defs: &[MetricDef]) -> Vec<(&'static str, bool)> {
     defs.iter().map(|d| (d.name, d.enabled)).collect()
+}
+
+/// The toggles under `key` (`resource_attributes`, `events`), each named a `noun`:
+/// [`Toggles::build`] speaks of metrics under `metrics`, so its errors are renamed to match.
+pub fn toggles_under(
+    key: &str,
+    noun: &str,
+    known: &[(&'static str, bool)],
+    user: &BTreeMap<String, MetricToggle>,
+    err: impl Fn(String, String) -> ConfigError,
+) -> Result<Toggles, ConfigError> {
+    Toggles::build(known, user, |p, m| {
+        err(
+            format!("{key}::{}", p.trim_start_matches("metrics::")),
+            m.replace("metric", noun),
+        )
+    })
 }
 
 pub fn unix_nanos(t: SystemTime) -> u64 {

@@ -364,13 +364,13 @@ fn check(id: &ComponentId, c: &DockerStatsConfig) -> Result<Checked, ConfigError
     }
     let excluded = Excluded::new(&c.excluded_images).map_err(|m| err(id, "excluded_images", m))?;
     let metrics = Toggles::build(&scrape::known(METRICS), &c.metrics, |p, m| err(id, p, m))?;
-    let resource_attrs = Toggles::build(RESOURCE_ATTRIBUTES, &c.resource_attributes, |p, m| {
-        err(
-            id,
-            format!("resource_attributes::{}", p.trim_start_matches("metrics::")),
-            m.replace("metric", "resource attribute"),
-        )
-    })?;
+    let resource_attrs = scrape::toggles_under(
+        "resource_attributes",
+        "resource attribute",
+        RESOURCE_ATTRIBUTES,
+        &c.resource_attributes,
+        |p, m| err(id, p, m),
+    )?;
     Ok(Checked {
         endpoint,
         version: c.api_version.text(),

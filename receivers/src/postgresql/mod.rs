@@ -358,20 +358,14 @@ fn check(id: &ComponentId, c: &PostgresqlConfig) -> Result<Checked, ConfigError>
             ));
         }
     }
-    let resource_attrs = Toggles::build(RESOURCE_ATTRIBUTES, &c.resource_attributes, |p, m| {
-        err(
-            id,
-            format!("resource_attributes::{}", p.trim_start_matches("metrics::")),
-            m.replace("metric", "resource attribute"),
-        )
-    })?;
-    let events = Toggles::build(EVENTS, &c.events, |p, m| {
-        err(
-            id,
-            format!("events::{}", p.trim_start_matches("metrics::")),
-            m.replace("metric", "event"),
-        )
-    })?;
+    let resource_attrs = scrape::toggles_under(
+        "resource_attributes",
+        "resource attribute",
+        RESOURCE_ATTRIBUTES,
+        &c.resource_attributes,
+        |p, m| err(id, p, m),
+    )?;
+    let events = scrape::toggles_under("events", "event", EVENTS, &c.events, |p, m| err(id, p, m))?;
     for (name, _) in EVENTS {
         if events.on(name) {
             return Err(err(
