@@ -7,6 +7,7 @@
 use super::proto::AgentPayload;
 use super::*;
 use crate::helper::counters::testing::TestRecorder;
+use crate::helper::test_http::serve;
 use axum::body::Bytes as AxumBytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
@@ -96,10 +97,7 @@ async fn handle(
 async fn double() -> (Arc<Double>, String) {
     let d = Arc::new(Double::default());
     let app = axum::Router::new().fallback(handle).with_state(d.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (d, format!("http://{addr}"))
+    (d, serve(app).await)
 }
 
 fn id() -> ComponentId {

@@ -6,6 +6,7 @@
 
 use super::*;
 use crate::helper::counters::testing::TestRecorder;
+use crate::helper::test_http::{merged, serve};
 use axum::body::Bytes as AxumBytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
@@ -139,10 +140,7 @@ pub(crate) async fn double() -> (Arc<Double>, String) {
     let app = axum::Router::new()
         .fallback(axum::routing::any(handle))
         .with_state(d.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (d, format!("http://{addr}"))
+    (d, serve(app).await)
 }
 
 fn id() -> ComponentId {
@@ -156,15 +154,15 @@ fn load(cfg: Value) -> Result<EsConfig, ConfigError> {
 }
 
 fn exporter(rec: &TestRecorder, url: &str, extra: Value) -> SendStack<EsSender> {
-    let mut cfg = json!({
-        "endpoint": url,
-        "api_key": "a2V5OnNlY3JldA==",
-        "sending_queue": {"enabled": false},
-        "retry": {"initial_interval": "10ms", "max_interval": "20ms"},
-    });
-    if let (Some(c), Some(e)) = (cfg.as_object_mut(), extra.as_object()) {
-        c.extend(e.clone());
-    }
+    let cfg = merged(
+        json!({
+            "endpoint": url,
+            "api_key": "a2V5OnNlY3JldA==",
+            "sending_queue": {"enabled": false},
+            "retry": {"initial_interval": "10ms", "max_interval": "20ms"},
+        }),
+        extra,
+    );
     let cfg = load(cfg).unwrap();
     let set = Settings::new(ComponentKind::Exporter, &id());
     metrics::with_local_recorder(rec, || build(&set, cfg)).unwrap()

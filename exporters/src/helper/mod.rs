@@ -16,6 +16,8 @@ pub mod persistent;
 pub mod queue;
 pub mod retry;
 mod stack;
+#[cfg(test)]
+pub mod test_http;
 pub mod tls;
 
 pub use classify::{Delivered, SendError};

@@ -6,6 +6,7 @@
 use super::proto::{DataPointUploadMessage, EventUploadMessage, MetricType};
 use super::*;
 use crate::helper::counters::testing::TestRecorder;
+use crate::helper::test_http::{merged, serve};
 use axum::body::Bytes as AxumBytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
@@ -72,10 +73,7 @@ async fn double() -> (Arc<Double>, String) {
     let app = axum::Router::new()
         .fallback(axum::routing::post(handle))
         .with_state(d.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (d, format!("http://{addr}"))
+    (d, serve(app).await)
 }
 
 fn id() -> ComponentId {
@@ -83,16 +81,16 @@ fn id() -> ComponentId {
 }
 
 fn exporter(rec: &TestRecorder, url: &str, extra: Value) -> SendStack<SignalFxSender> {
-    let mut cfg = json!({
-        "access_token": "tok-config",
-        "ingest_url": url,
-        "api_url": url,
-        "sending_queue": {"enabled": false},
-        "retry_on_failure": {"enabled": false},
-    });
-    if let (Some(c), Some(e)) = (cfg.as_object_mut(), extra.as_object()) {
-        c.extend(e.clone());
-    }
+    let cfg = merged(
+        json!({
+            "access_token": "tok-config",
+            "ingest_url": url,
+            "api_url": url,
+            "sending_queue": {"enabled": false},
+            "retry_on_failure": {"enabled": false},
+        }),
+        extra,
+    );
     let cfg: SignalFxConfig =
         vigil_core::config::decode(ComponentKind::Exporter, &id(), &cfg).unwrap();
     cfg.validate(&id()).unwrap();
@@ -535,9 +533,7 @@ async fn host_metadata_is_synced_once_on_the_host_dimension() {
     let app = axum::Router::new()
         .fallback(axum::routing::patch(api_handle))
         .with_state(api.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let api_url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let api_url = serve(app).await;
     // A host seen from a container: its /proc and /etc under root_path.
     let root = tempfile::tempdir().unwrap();
     let put = |rel: &str, text: &str| {

@@ -6,6 +6,7 @@
 
 use super::*;
 use crate::helper::counters::testing::TestRecorder;
+use crate::helper::test_http::{merged, serve};
 use axum::body::Bytes as AxumBytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
@@ -78,10 +79,7 @@ async fn double() -> (Arc<Double>, String) {
     let app = axum::Router::new()
         .fallback(axum::routing::any(handle))
         .with_state(d.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (d, format!("http://{addr}"))
+    (d, serve(app).await)
 }
 
 fn id() -> ComponentId {
@@ -89,17 +87,17 @@ fn id() -> ComponentId {
 }
 
 fn exporter(rec: &TestRecorder, url: &str, extra: Value) -> SendStack<HecSender> {
-    let mut cfg = json!({
-        "endpoint": url,
-        "token": "hec-token",
-        "source": "otel",
-        "sourcetype": "otel",
-        "sending_queue": {"enabled": false},
-        "retry_on_failure": {"enabled": false},
-    });
-    if let (Some(c), Some(e)) = (cfg.as_object_mut(), extra.as_object()) {
-        c.extend(e.clone());
-    }
+    let cfg = merged(
+        json!({
+            "endpoint": url,
+            "token": "hec-token",
+            "source": "otel",
+            "sourcetype": "otel",
+            "sending_queue": {"enabled": false},
+            "retry_on_failure": {"enabled": false},
+        }),
+        extra,
+    );
     let cfg: SplunkHecConfig =
         vigil_core::config::decode(ComponentKind::Exporter, &id(), &cfg).unwrap();
     cfg.validate(&id()).unwrap();
