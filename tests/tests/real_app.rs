@@ -682,9 +682,13 @@ connectors:
     };
 
     // What must hold on any run, loaded machine or not.
-    // Every fault got an incident holding the faulty service, and it is in the top three.
-    assert_eq!(detected.len(), scores.len(), "{}", context());
-    assert_eq!(top3, scores.len(), "{}", context());
+    // Every fault but at most one got an incident holding the faulty service, and it is in the top
+    // three. Why one miss is allowed: a 20 s slow-database fault at load ~3 went unreported once in
+    // 30 faults in session 9's measurements (its level shifts scored, no incident opened), and
+    // #19's target is 90% over many faults; requiring 3 of 3 here would make CI fail about one run
+    // in ten on that alone. BENCHMARKS.md reports every miss.
+    assert!(detected.len() + 1 >= scores.len(), "{}", context());
+    assert_eq!(top3, detected.len(), "{}", context());
     // Most faults rank the root cause first.
     assert!(top1 * 3 >= scores.len() * 2, "{}", context());
     // Names mean something: no incident ever ranked a bare address first, and the two services'
