@@ -1,4 +1,4 @@
-//! Where each corpus loses its NAB points, by failure type (cross-validation steps 90 to 94 in
+//! Where each corpus loses its NAB points, by failure type (cross-validation steps 90 to 95 in
 //! BENCHMARKS.md): for every category of every corpus, at the shipped default threshold and at the
 //! corpus' optimised one, the windows detected and missed (and how many of the missed held a score of at
 //! least half the threshold), where in each detected window the first detection falls (NAB's scaled
