@@ -44,6 +44,7 @@ fn set(t: &mut Tuning, name: &str, v: f64) -> Result<(), String> {
         "ar_weight" => t.ar_weight = v,
         "spike_weight" => t.spike_weight = v,
         "spike_floor" => t.spike_floor = v,
+        "ar_freeze" => t.ar_freeze = v,
         _ => return Err(format!("unknown constant {name}")),
     }
     Ok(())
@@ -321,6 +322,7 @@ fn field(t: &Tuning, name: &str) -> f64 {
         "ar_weight" => t.ar_weight,
         "spike_weight" => t.spike_weight,
         "spike_floor" => t.spike_floor,
+        "ar_freeze" => t.ar_freeze,
         _ => f64::NAN,
     }
 }
