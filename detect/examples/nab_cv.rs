@@ -45,6 +45,13 @@ fn set(t: &mut Tuning, name: &str, v: f64) -> Result<(), String> {
         "spike_weight" => t.spike_weight = v,
         "spike_floor" => t.spike_floor = v,
         "ar_freeze" => t.ar_freeze = v,
+        "coarse_k" => t.coarse_k = v,
+        "coarse_margin" => t.coarse_margin = v,
+        "coarse_floor" => t.coarse_floor = v,
+        "coarse_alpha" => t.coarse_alpha = v,
+        "coarse_beta" => t.coarse_beta = v,
+        "coarse_min_half_life" => t.coarse_min_half_life = v,
+        "coarse_warmup" => t.coarse_warmup = v,
         _ => return Err(format!("unknown constant {name}")),
     }
     Ok(())
@@ -323,6 +330,13 @@ fn field(t: &Tuning, name: &str) -> f64 {
         "spike_weight" => t.spike_weight,
         "spike_floor" => t.spike_floor,
         "ar_freeze" => t.ar_freeze,
+        "coarse_k" => t.coarse_k,
+        "coarse_margin" => t.coarse_margin,
+        "coarse_floor" => t.coarse_floor,
+        "coarse_alpha" => t.coarse_alpha,
+        "coarse_beta" => t.coarse_beta,
+        "coarse_min_half_life" => t.coarse_min_half_life,
+        "coarse_warmup" => t.coarse_warmup,
         _ => f64::NAN,
     }
 }

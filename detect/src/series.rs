@@ -12,7 +12,11 @@
 //!   series), a short EWMA of its standardised size (a deviation that lasts), a two-sided CUSUM for
 //!   level shifts (which re-anchors the level so that a shift is reported once), a short-over-long
 //!   scale ratio for variance changes, and, one point late, how sharply the last point stood out from
-//!   its two neighbours (a spike no larger than the series' slow swings).
+//!   its two neighbours (a spike no larger than the series' slow swings);
+//! - a slower time scale: the mean of each block of [`Tuning::coarse_k`] points (of the deseasonalised
+//!   value) against a baseline that follows block means far more slowly than the per-point level follows
+//!   points, scored once per block on the point that closes it. A drift or a day of unusual demand,
+//!   which the per-point level absorbs within a few dozen points, moves a block mean away from it.
 //!
 //! The score does not compare a cue with a fixed constant. Each cue is compared with its own largest
 //! value on this series over the last few hundred points (a decaying maximum, half-life
@@ -24,10 +28,12 @@
 //! stays just under the threshold for [`Tuning::hold`] points, so that one event is not reported again
 //! and again. The constants were chosen by cross-validation over four labelled corpora (BENCHMARKS.md).
 //!
-//! Memory per series: 264 bytes inline without seasonality; during the period search, a buffer of
-//! [`DetectorConfig::season_buffer`] 8-bit samples (768 B by default), released once the search ends;
-//! with a period `p`, one season of `f32` offsets (`4·p` bytes, 1.1 KiB for daily 5-minute data).
+//! Memory per series: 296 bytes inline without seasonality (32 of them the slower time scale's); during
+//! the period search, a buffer of [`DetectorConfig::season_buffer`] 8-bit samples (768 B by default),
+//! released once the search ends; with a period `p`, one season of `f32` offsets (`4·p` bytes, 1.1 KiB
+//! for daily 5-minute data).
 
+mod coarse;
 mod episode;
 mod seasonal;
 mod set;
@@ -196,6 +202,29 @@ pub struct Tuning {
     pub scale_beta: f64,
     /// CUSUM decision interval, in scale units.
     pub cusum_h: f64,
+
+    /// Points per block of the coarse time scale (0 or 1 turns it off): block means of the
+    /// deseasonalised value against a slow baseline of their own, scored on the point that closes a block
+    /// (cross-validation steps 71 to 79: 32 chosen by every corpus fold; 16, 48 and 64 each cost some
+    /// corpus).
+    pub coarse_k: f64,
+    /// The coarse cue scores [`DEFAULT_THRESHOLD`] at this multiple of its memory. A block mean averages
+    /// away the per-point noise, so a new record of its wander is already news: 1.0, below the per-point
+    /// cues' 1.25 (at 1.25 the cue costs NAB more than it finds, step 71).
+    pub coarse_margin: f64,
+    /// Smallest memory of the coarse cue, in its own scale units (step 76; 4 would keep the rate of
+    /// detections on white noise near what it was without the cue, but loses NAB categories held out).
+    pub coarse_floor: f64,
+    /// Rate per block at which the coarse baseline follows the (clipped) block means.
+    pub coarse_alpha: f64,
+    /// Rate per block at which the coarse scale follows the (clipped) absolute block residuals.
+    pub coarse_beta: f64,
+    /// Smallest half-life, in blocks, of the coarse cue's memory.
+    pub coarse_min_half_life: f64,
+    /// Blocks learnt from (a running mean and mean absolute deviation) before the coarse cue scores,
+    /// again after a period is found: the spread of a handful of block means is too rough to judge by
+    /// (step 79b).
+    pub coarse_warmup: f64,
 }
 
 /// The shipped constants, chosen by the cross-validation in BENCHMARKS.md.
@@ -224,6 +253,13 @@ pub static DEFAULT_TUNING: Tuning = Tuning {
     level_alpha: 0.05,
     scale_beta: 0.01,
     cusum_h: 12.0,
+    coarse_k: 32.0,
+    coarse_margin: 1.0,
+    coarse_floor: 3.0,
+    coarse_alpha: 0.1,
+    coarse_beta: 0.05,
+    coarse_min_half_life: 50.0,
+    coarse_warmup: 16.0,
 };
 
 /// A streaming detector for one series. Feed points with [`SeriesDetector::observe`], in time order where
@@ -272,6 +308,7 @@ pub struct SeriesDetector {
     ever_negative: bool,
     recent: [f64; RECENT],
     season: seasonal::Season,
+    coarse: coarse::Coarse,
 }
 
 impl Default for SeriesDetector {
@@ -318,6 +355,7 @@ impl SeriesDetector {
             ever_negative: false,
             recent: [0.0; RECENT],
             season: seasonal::Season::new(config),
+            coarse: coarse::Coarse::new(),
         }
     }
 
@@ -525,6 +563,13 @@ impl SeriesDetector {
         } else {
             q_out as f32
         };
+        // The slower time scale speaks only on the point that closes a block, so a slow event is counted
+        // once per block, not on each of its points.
+        if let Some(ratio) = self.coarse.push(deseasonalised, t, self.floor()) {
+            if ratio > best.0 {
+                best = (ratio, Part::LevelShift);
+            }
+        }
         // Half-width of the band: where the outlier cue would reach the margin.
         let half = t.margin / seasonal_boost * memory(0);
         if best.1 == Part::Outlier && self.season.period().is_some() {
@@ -653,6 +698,7 @@ impl SeriesDetector {
         self.ar_scale = reset.scale as f32;
         self.r1 = 0.0;
         self.r2 = 0.0;
+        self.coarse.reset();
     }
 
     // How many sampling intervals this timestamp is past the latest one seen (at least 1). A repeated or

@@ -1,0 +1,104 @@
+//! The detector's slower time scale: the deseasonalised series seen as means of blocks of
+//! [`Tuning::coarse_k`] points, against a baseline of its own that follows those means far more slowly
+//! than the per-point level follows points. A change too gradual or too small for any one point (a drift
+//! before a failure, a day of unusual demand) is absorbed by the per-point level within a few dozen
+//! points, but it moves a block mean away from this slow baseline. The cue is judged like every cue:
+//! against its own decaying maximum, so a series whose block means always wander needs a larger wander.
+//!
+//! It is scored once per block, on the point that closes it, never on each of the block's points: NAB,
+//! like an operator, counts every point over the threshold.
+
+use super::{Tuning, CLIP};
+
+/// State of the coarse scale: 32 bytes inline, no heap.
+#[derive(Debug, Clone)]
+pub(crate) struct Coarse {
+    // Sum of the deseasonalised values of the open block; f64 so that a large level does not swallow the
+    // small differences between block means.
+    sum: f64,
+    level: f64,
+    // Mean absolute residual of the block means around `level`.
+    scale: f32,
+    // The cue's largest recent value, decaying like the per-point memories (see `push`).
+    peak: f32,
+    slow_peak: f32,
+    // Points in the open block.
+    filled: u16,
+    // Blocks closed since the last reset, saturating.
+    blocks: u16,
+}
+
+impl Coarse {
+    pub fn new() -> Self {
+        Self {
+            sum: 0.0,
+            level: 0.0,
+            scale: 0.0,
+            peak: 0.0,
+            slow_peak: 0.0,
+            filled: 0,
+            blocks: 0,
+        }
+    }
+
+    /// Forgets everything: the deseasonalised values changed meaning (a period was just found).
+    pub fn reset(&mut self) {
+        *self = Self::new();
+    }
+
+    /// Adds one deseasonalised value. At the point that closes a block, returns the block mean's
+    /// distance from the slow baseline over its memory, scaled so that [`Tuning::coarse_margin`] maps to
+    /// the shared margin, and learns from the block. `floor` keeps a flat series from dividing by zero.
+    pub fn push(&mut self, x: f64, t: &Tuning, floor: f64) -> Option<f64> {
+        if t.coarse_k < 2.0 {
+            return None;
+        }
+        let k = t.coarse_k.min(f64::from(u16::MAX)) as u16;
+        self.sum += x;
+        self.filled += 1;
+        if self.filled < k {
+            return None;
+        }
+        let mean = self.sum / f64::from(k);
+        self.sum = 0.0;
+        self.filled = 0;
+        self.blocks = self.blocks.saturating_add(1);
+        let n = f64::from(self.blocks);
+        // Blocks learnt from (a running mean and mean absolute deviation) before the cue scores.
+        let warmup = t.coarse_warmup.clamp(2.0, 1000.0) as u16;
+        if self.blocks <= warmup {
+            if self.blocks == 1 {
+                self.level = mean;
+            } else {
+                let d = mean - self.level;
+                self.level += d / n;
+                self.scale += ((d.abs() - f64::from(self.scale)) / (n - 1.0)) as f32;
+            }
+            return None;
+        }
+        let s = f64::from(self.scale).max(floor);
+        let r = mean - self.level;
+        let cue = r.abs();
+        // Half-lives in blocks: the per-point memories' half-lives over k, but never under
+        // `coarse_min_half_life` blocks, so that a long block does not forget its largest wander within a
+        // handful of blocks (cross-validation step 75).
+        let hl = (t.peak_half_life / f64::from(k)).max(t.coarse_min_half_life);
+        let slow_hl = (t.slow_half_life / f64::from(k)).max(4.0 * hl);
+        let young = n - f64::from(warmup) < hl;
+        let f = if young { t.early_factor.max(1.0) } else { 1.0 };
+        let memory = f64::from(self.peak)
+            .max(t.slow_weight * f64::from(self.slow_peak))
+            .max(f * t.coarse_floor * s);
+        let ratio = cue / memory * t.margin / t.coarse_margin;
+
+        // 1 - ln 2 / h for exp(-ln 2 / h), as for the per-point memories.
+        let decay = 1.0 - std::f64::consts::LN_2 / hl.max(1.0);
+        let slow_decay = 1.0 - std::f64::consts::LN_2 / slow_hl.max(1.0);
+        self.peak = (f64::from(self.peak) * decay).max(cue) as f32;
+        self.slow_peak = (f64::from(self.slow_peak) * slow_decay).max(cue) as f32;
+        let rc = r.clamp(-CLIP * s, CLIP * s);
+        self.level += t.coarse_alpha * rc;
+        self.scale += (t.coarse_beta * (rc.abs() - f64::from(self.scale))) as f32;
+        Some(ratio)
+    }
+}
