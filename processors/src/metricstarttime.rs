@@ -223,12 +223,42 @@ impl Value {
     }
 }
 
-/// One point type, as the adjuster sees it.
-trait Point {
+/// What the adjuster reads and writes of every point type alike.
+trait Stamped {
     fn start_mut(&mut self) -> &mut u64;
     fn time(&self) -> u64;
     fn flags(&self) -> u32;
     fn attributes(&self) -> &[KeyValue];
+}
+
+/// The point types' fields have the same names but no common trait in the generated code.
+macro_rules! stamped {
+    ($($t:ty),*) => {$(
+        impl Stamped for $t {
+            fn start_mut(&mut self) -> &mut u64 {
+                &mut self.start_time_unix_nano
+            }
+            fn time(&self) -> u64 {
+                self.time_unix_nano
+            }
+            fn flags(&self) -> u32 {
+                self.flags
+            }
+            fn attributes(&self) -> &[KeyValue] {
+                &self.attributes
+            }
+        }
+    )*};
+}
+stamped!(
+    NumberDataPoint,
+    HistogramDataPoint,
+    ExponentialHistogramDataPoint,
+    SummaryDataPoint
+);
+
+/// One point type, as the adjuster sees it: its value, and how to subtract a reference from it.
+trait Point: Stamped {
     /// `None` for a point without a value (a number point with neither an int nor a double).
     fn value(&self) -> Option<Value>;
     /// Takes `reference` (a point of the same series) off this point's counts.
@@ -236,18 +266,6 @@ trait Point {
 }
 
 impl Point for NumberDataPoint {
-    fn start_mut(&mut self) -> &mut u64 {
-        &mut self.start_time_unix_nano
-    }
-    fn time(&self) -> u64 {
-        self.time_unix_nano
-    }
-    fn flags(&self) -> u32 {
-        self.flags
-    }
-    fn attributes(&self) -> &[KeyValue] {
-        &self.attributes
-    }
     fn value(&self) -> Option<Value> {
         match self.value? {
             number_data_point::Value::AsInt(i) => Some(Value::Int(i)),
@@ -268,18 +286,6 @@ impl Point for NumberDataPoint {
 }
 
 impl Point for HistogramDataPoint {
-    fn start_mut(&mut self) -> &mut u64 {
-        &mut self.start_time_unix_nano
-    }
-    fn time(&self) -> u64 {
-        self.time_unix_nano
-    }
-    fn flags(&self) -> u32 {
-        self.flags
-    }
-    fn attributes(&self) -> &[KeyValue] {
-        &self.attributes
-    }
     fn value(&self) -> Option<Value> {
         Some(Value::Histogram {
             count: self.count,
@@ -325,18 +331,6 @@ fn subtract_exp_buckets(b: &mut Option<Buckets>, reference: &(i32, Vec<u64>)) {
 }
 
 impl Point for ExponentialHistogramDataPoint {
-    fn start_mut(&mut self) -> &mut u64 {
-        &mut self.start_time_unix_nano
-    }
-    fn time(&self) -> u64 {
-        self.time_unix_nano
-    }
-    fn flags(&self) -> u32 {
-        self.flags
-    }
-    fn attributes(&self) -> &[KeyValue] {
-        &self.attributes
-    }
     fn value(&self) -> Option<Value> {
         Some(Value::Exponential {
             count: self.count,
@@ -368,18 +362,6 @@ impl Point for ExponentialHistogramDataPoint {
 }
 
 impl Point for SummaryDataPoint {
-    fn start_mut(&mut self) -> &mut u64 {
-        &mut self.start_time_unix_nano
-    }
-    fn time(&self) -> u64 {
-        self.time_unix_nano
-    }
-    fn flags(&self) -> u32 {
-        self.flags
-    }
-    fn attributes(&self) -> &[KeyValue] {
-        &self.attributes
-    }
     fn value(&self) -> Option<Value> {
         Some(Value::Summary {
             count: self.count,
