@@ -46,6 +46,39 @@ pub struct MetricDef {
     pub enabled: bool,
 }
 
+/// A cumulative sum's definition, for a receiver's metadata table.
+pub const fn sum(
+    name: &'static str,
+    desc: &'static str,
+    unit: &'static str,
+    monotonic: bool,
+    enabled: bool,
+) -> MetricDef {
+    MetricDef {
+        name,
+        desc,
+        unit,
+        kind: Kind::Sum { monotonic },
+        enabled,
+    }
+}
+
+/// A gauge's definition, for a receiver's metadata table.
+pub const fn gauge(
+    name: &'static str,
+    desc: &'static str,
+    unit: &'static str,
+    enabled: bool,
+) -> MetricDef {
+    MetricDef {
+        name,
+        desc,
+        unit,
+        kind: Kind::Gauge,
+        enabled,
+    }
+}
+
 /// The `(name, enabled by default)` table [`Toggles::build`] takes.
 pub fn known(defs: &[MetricDef]) -> Vec<(&'static str, bool)> {
     defs.iter().map(|d| (d.name, d.enabled)).collect()

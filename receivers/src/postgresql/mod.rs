@@ -9,7 +9,7 @@
 //! sees more connections, the numbers are the same). The client is tokio-postgres over rustls.
 
 use crate::hostmetrics::config::{MetricToggle, Toggles};
-use crate::scrape::{self, Builder, Kind, MetricDef, Schedule, Scrape, Scraped};
+use crate::scrape::{self, gauge, sum, Builder, MetricDef, Schedule, Scrape, Scraped};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -33,37 +33,6 @@ const LIST_DATABASE: &str = "postgres";
 /// Bound on connecting to one database, so an unreachable server fails a scrape rather than
 /// holding it.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
-const fn sum(
-    name: &'static str,
-    desc: &'static str,
-    unit: &'static str,
-    monotonic: bool,
-    enabled: bool,
-) -> MetricDef {
-    MetricDef {
-        name,
-        desc,
-        unit,
-        kind: Kind::Sum { monotonic },
-        enabled,
-    }
-}
-
-const fn gauge(
-    name: &'static str,
-    desc: &'static str,
-    unit: &'static str,
-    enabled: bool,
-) -> MetricDef {
-    MetricDef {
-        name,
-        desc,
-        unit,
-        kind: Kind::Gauge,
-        enabled,
-    }
-}
 
 /// otelcol's metadata: every metric, its unit, type and default.
 pub const METRICS: &[MetricDef] = &[
@@ -511,6 +480,31 @@ struct DbStats {
     exec_seconds: BTreeMap<String, f64>,
 }
 
+/// Runs `sql`, whose first column is a database's name, and keeps what `read` takes of each row of
+/// a database in `dbs`; a failed query is an error named `what`, and leaves the map empty.
+async fn per_db<T>(
+    c: &tokio_postgres::Client,
+    sql: &str,
+    what: &str,
+    dbs: &[String],
+    errors: &mut Vec<String>,
+    read: impl Fn(&tokio_postgres::Row) -> T,
+) -> BTreeMap<String, T> {
+    match c.query(sql, &[]).await {
+        Ok(rows) => rows
+            .iter()
+            .filter_map(|r| {
+                let n = text(r, 0);
+                dbs.contains(&n).then(|| (n, read(r)))
+            })
+            .collect(),
+        Err(e) => {
+            errors.push(format!("{what}: {}", pg_error(&e)));
+            BTreeMap::new()
+        }
+    }
+}
+
 impl PgScraper {
     async fn connect(&self, db: &str) -> Result<tokio_postgres::Client, String> {
         let mut cfg = tokio_postgres::Config::new();
@@ -575,98 +569,61 @@ impl PgScraper {
         dbs: &[String],
         errors: &mut Vec<String>,
     ) -> DbStats {
-        let mut out = DbStats::default();
-        let wanted = |r: &tokio_postgres::Row| {
-            let n = text(r, 0);
-            dbs.contains(&n).then_some(n)
-        };
-        match c
-            .query(
+        let mut out = DbStats {
+            backends: per_db(
+                c,
                 "SELECT datname, count(*) FROM pg_stat_activity WHERE datname IS NOT NULL GROUP BY datname",
-                &[],
+                "pg_stat_activity",
+                dbs,
+                errors,
+                |r| int(r, 1),
             )
-            .await
-        {
-            Ok(rows) => {
-                for r in &rows {
-                    if let Some(n) = wanted(r) {
-                        out.backends.insert(n, int(r, 1));
-                    }
-                }
-            }
-            Err(e) => errors.push(format!("pg_stat_activity: {}", pg_error(&e))),
-        }
-        match c
-            .query(
+            .await,
+            sizes: per_db(
+                c,
                 "SELECT datname, pg_database_size(datname) FROM pg_database WHERE datistemplate = false",
-                &[],
+                "pg_database_size",
+                dbs,
+                errors,
+                |r| int(r, 1),
             )
-            .await
-        {
-            Ok(rows) => {
-                for r in &rows {
-                    if let Some(n) = wanted(r) {
-                        out.sizes.insert(n, int(r, 1));
-                    }
-                }
-            }
-            Err(e) => errors.push(format!("pg_database_size: {}", pg_error(&e))),
-        }
-        match c
-            .query(
+            .await,
+            stats: per_db(
+                c,
                 "SELECT datname, xact_commit, xact_rollback, deadlocks, temp_files, temp_bytes, \
                  tup_updated, tup_returned, tup_fetched, tup_inserted, tup_deleted, blks_hit, \
                  blks_read FROM pg_stat_database WHERE datname IS NOT NULL",
-                &[],
+                "pg_stat_database",
+                dbs,
+                errors,
+                |r| std::array::from_fn(|i| int(r, i + 1)),
             )
-            .await
-        {
-            Ok(rows) => {
-                for r in &rows {
-                    if let Some(n) = wanted(r) {
-                        out.stats.insert(n, std::array::from_fn(|i| int(r, i + 1)));
-                    }
-                }
-            }
-            Err(e) => errors.push(format!("pg_stat_database: {}", pg_error(&e))),
-        }
+            .await,
+            ..DbStats::default()
+        };
         if self.metrics.on("postgresql.query.conflicts") {
-            match c
-                .query(
-                    "SELECT datname, confl_tablespace, confl_lock, confl_snapshot, confl_bufferpin, \
-                     confl_deadlock FROM pg_stat_database_conflicts",
-                    &[],
-                )
-                .await
-            {
-                Ok(rows) => {
-                    for r in &rows {
-                        if let Some(n) = wanted(r) {
-                            out.conflicts.insert(n, std::array::from_fn(|i| int(r, i + 1)));
-                        }
-                    }
-                }
-                Err(e) => errors.push(format!("pg_stat_database_conflicts: {}", pg_error(&e))),
-            }
+            out.conflicts = per_db(
+                c,
+                "SELECT datname, confl_tablespace, confl_lock, confl_snapshot, confl_bufferpin, \
+                 confl_deadlock FROM pg_stat_database_conflicts",
+                "pg_stat_database_conflicts",
+                dbs,
+                errors,
+                |r| std::array::from_fn(|i| int(r, i + 1)),
+            )
+            .await;
         }
         if self.metrics.on("postgresql.query.execution.time") {
-            match c
-                .query(
-                    "SELECT d.datname, (sum(s.total_exec_time) / 1000)::float8 FROM pg_stat_statements s \
-                     JOIN pg_database d ON s.dbid = d.oid GROUP BY d.datname",
-                    &[],
-                )
-                .await
-            {
-                Ok(rows) => {
-                    for r in &rows {
-                        if let Some(n) = wanted(r) {
-                            out.exec_seconds.insert(n, float(r, 1));
-                        }
-                    }
-                }
-                Err(e) => errors.push(format!("pg_stat_statements (is the extension created?): {}", pg_error(&e))),
-            }
+            out.exec_seconds = per_db(
+                c,
+                "SELECT d.datname, (sum(s.total_exec_time) / 1000)::float8 FROM pg_stat_statements s \
+                 JOIN pg_database d ON s.dbid = d.oid GROUP BY d.datname",
+                "pg_stat_statements (is the extension created?)",
+                dbs,
+                errors,
+                |r| float(r, 1),
+            )
+            .await;
         }
         out
     }

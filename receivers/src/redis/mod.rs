@@ -10,7 +10,7 @@
 //! client crate would add its connection manager, pools and dozens of dependencies to the build.
 
 use crate::hostmetrics::config::{MetricToggle, Toggles};
-use crate::scrape::{self, Builder, Kind, MetricDef, Schedule, Scrape, Scraped};
+use crate::scrape::{self, gauge, sum, Builder, MetricDef, Schedule, Scrape, Scraped};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -33,37 +33,6 @@ const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Largest reply read: `INFO all` of a server with many commands is tens of kilobytes.
 const MAX_REPLY: usize = 4 * 1024 * 1024;
-
-const fn sum(
-    name: &'static str,
-    desc: &'static str,
-    unit: &'static str,
-    monotonic: bool,
-    enabled: bool,
-) -> MetricDef {
-    MetricDef {
-        name,
-        desc,
-        unit,
-        kind: Kind::Sum { monotonic },
-        enabled,
-    }
-}
-
-const fn gauge(
-    name: &'static str,
-    desc: &'static str,
-    unit: &'static str,
-    enabled: bool,
-) -> MetricDef {
-    MetricDef {
-        name,
-        desc,
-        unit,
-        kind: Kind::Gauge,
-        enabled,
-    }
-}
 
 /// otelcol's metadata: every metric, its unit, type and default.
 pub const METRICS: &[MetricDef] = &[
