@@ -18,6 +18,7 @@ pub mod loadbalancing;
 pub mod logging;
 pub mod nop;
 pub mod opensearch;
+pub mod otelarrow;
 pub mod otlp;
 pub mod otlphttp;
 pub mod prometheus;
@@ -50,5 +51,6 @@ pub fn factories() -> Vec<Arc<dyn DynExporterFactory>> {
         datadog::factory(),
         elasticsearch::factory(),
         opensearch::factory(),
+        otelarrow::factory(),
     ]
 }

@@ -668,7 +668,7 @@ impl Balanced {
 }
 
 /// Builds the exporter from a validated config; `clock` is what retries wait on.
-fn build(
+pub(crate) fn build(
     set: &Settings,
     cfg: OtlpConfig,
     clock: Arc<dyn Clock>,

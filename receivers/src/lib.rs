@@ -17,6 +17,7 @@ pub mod kubeletstats;
 mod listen;
 pub mod nginx;
 pub mod nop;
+pub mod otelarrow;
 pub mod otlp;
 pub mod postgresql;
 pub mod prometheus;
@@ -64,5 +65,6 @@ pub fn factories() -> Vec<Arc<dyn DynReceiverFactory>> {
         redis::factory(),
         nginx::factory(),
         awsecscontainermetrics::factory(),
+        otelarrow::factory(),
     ]
 }
