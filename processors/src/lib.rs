@@ -37,6 +37,7 @@ pub mod resourcedetection;
 pub mod roundrobin;
 pub mod routing;
 pub mod servicegraph;
+pub mod span;
 pub mod spanmetrics;
 pub mod tail_sampling;
 #[cfg(test)]
@@ -72,6 +73,7 @@ pub fn processor_factories() -> Vec<Arc<dyn DynProcessorFactory>> {
         interval::factory(),
         metricsgeneration::factory(),
         metricstarttime::factory(),
+        span::factory(),
     ]
 }
 

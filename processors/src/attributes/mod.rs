@@ -249,15 +249,37 @@ impl Matcher {
     }
 }
 
-/// `include` and `exclude` together.
+/// `include` and `exclude` together. The `span` processor selects its spans with the same filter.
 #[derive(Default)]
-struct Filter {
+pub(crate) struct Filter {
     include: Option<Matcher>,
     exclude: Option<Matcher>,
 }
 
 impl Filter {
-    fn selects(&self, resource: &[KeyValue], name: Option<&str>, attrs: &[KeyValue]) -> bool {
+    /// Compiles `include` and `exclude`; `signal`, when known, refuses the other signal's name keys.
+    pub(crate) fn compile(
+        id: &ComponentId,
+        include: Option<&MatchConfig>,
+        exclude: Option<&MatchConfig>,
+        signal: Option<Signal>,
+    ) -> Result<Filter, ConfigError> {
+        Ok(Filter {
+            include: include
+                .map(|m| Matcher::compile(id, "include", m, signal))
+                .transpose()?,
+            exclude: exclude
+                .map(|m| Matcher::compile(id, "exclude", m, signal))
+                .transpose()?,
+        })
+    }
+
+    pub(crate) fn selects(
+        &self,
+        resource: &[KeyValue],
+        name: Option<&str>,
+        attrs: &[KeyValue],
+    ) -> bool {
         self.include
             .as_ref()
             .is_none_or(|m| m.matches(resource, name, attrs))
@@ -280,18 +302,7 @@ fn compile(
     signal: Option<Signal>,
 ) -> Result<Compiled, ConfigError> {
     let actions = Actions::compile(id, "actions", &cfg.actions)?;
-    let filter = Filter {
-        include: cfg
-            .include
-            .as_ref()
-            .map(|m| Matcher::compile(id, "include", m, signal))
-            .transpose()?,
-        exclude: cfg
-            .exclude
-            .as_ref()
-            .map(|m| Matcher::compile(id, "exclude", m, signal))
-            .transpose()?,
-    };
+    let filter = Filter::compile(id, cfg.include.as_ref(), cfg.exclude.as_ref(), signal)?;
     Ok(Compiled { actions, filter })
 }
 
