@@ -1,20 +1,14 @@
 //! What the scraping receivers of servers (`postgresql`, `redis`, `nginx`) share, after otelcol's
 //! scraperhelper and mdatagen: metric definitions with their default toggles, a builder that groups
 //! points into metrics and metrics into resources as mdatagen's `MetricsBuilder` does, the loop that
-//! scrapes every `collection_interval` and hands each batch to the pipeline, and the rustls client
-//! configuration built from `tls`.
+//! scrapes every `collection_interval` and hands each batch to the pipeline. Their client TLS is
+//! `vigil_core::net::client_tls`, the exporters'.
 
 use crate::hostmetrics::config::{MetricToggle, Toggles};
 use async_trait::async_trait;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{aws_lc_rs, CryptoProvider};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use vigil_core::config::TlsClientConfig;
 use vigil_core::otlp::common::v1::{InstrumentationScope, KeyValue};
 use vigil_core::otlp::metrics::v1::{
     metric::Data, number_data_point, AggregationTemporality, Gauge, Metric, NumberDataPoint,
@@ -446,119 +440,5 @@ where
     ) -> Result<Arc<dyn Receiver>, ConfigError> {
         let scraper = Arc::new((self.build)(&set.id, &cfg)?);
         Ok((self.receiver)(set, (self.schedule)(&cfg), next, scraper))
-    }
-}
-
-/// The rustls client configuration of a `tls` section: `ca_file` replaces the system roots (as Go's
-/// `RootCAs`), `insecure_skip_verify` accepts any certificate, `cert_file`/`key_file` is the client
-/// certificate, `min_version`/`max_version` narrow the versions. Certificates are read here, so
-/// this runs on creation; `err(key, message)` names the key under `tls`.
-pub fn client_tls(
-    tls: &TlsClientConfig,
-    err: impl Fn(&str, String) -> ConfigError,
-) -> Result<Arc<rustls::ClientConfig>, ConfigError> {
-    let (min, max) =
-        vigil_core::net::tls::version_range(tls.min_version.as_deref(), tls.max_version.as_deref())
-            .map_err(|e| err(e.key, e.message))?;
-    let versions = vigil_core::net::tls::versions(min, max);
-    let provider = Arc::new(aws_lc_rs::default_provider());
-    let read = |key: &str, path: &str| {
-        std::fs::read(path).map_err(|e| err(key, format!("cannot read {path:?}: {e}")))
-    };
-    let verifier: Arc<dyn ServerCertVerifier> = if tls.insecure_skip_verify {
-        Arc::new(AnyServerCert(Arc::clone(&provider)))
-    } else {
-        let mut roots = RootCertStore::empty();
-        match &tls.ca_file {
-            Some(ca) => {
-                for cert in CertificateDer::pem_slice_iter(&read("ca_file", ca)?) {
-                    let cert = cert.map_err(|e| err("ca_file", format!("{ca:?}: {e}")))?;
-                    roots
-                        .add(cert)
-                        .map_err(|e| err("ca_file", format!("{ca:?}: {e}")))?;
-                }
-            }
-            None => {
-                for cert in rustls_native_certs::load_native_certs().certs {
-                    let _ = roots.add(cert);
-                }
-            }
-        }
-        rustls::client::WebPkiServerVerifier::builder_with_provider(
-            Arc::new(roots),
-            Arc::clone(&provider),
-        )
-        .build()
-        .map_err(|e| err("ca_file", format!("no usable root certificate: {e}")))?
-    };
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&versions)
-        .map_err(|e| err("min_version", e.to_string()))?
-        .dangerous()
-        .with_custom_certificate_verifier(verifier);
-    let cfg = match (&tls.cert_file, &tls.key_file) {
-        (Some(cert), Some(key)) => {
-            let certs = CertificateDer::pem_slice_iter(&read("cert_file", cert)?)
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| err("cert_file", format!("{cert:?}: {e}")))?;
-            let key_der = PrivateKeyDer::from_pem_slice(&read("key_file", key)?)
-                .map_err(|e| err("key_file", format!("{key:?}: {e}")))?;
-            builder
-                .with_client_auth_cert(certs, key_der)
-                .map_err(|e| err("key_file", format!("does not fit cert_file: {e}")))?
-        }
-        (Some(_), None) => return Err(err("key_file", "cert_file needs key_file".into())),
-        (None, Some(_)) => return Err(err("cert_file", "key_file needs cert_file".into())),
-        (None, None) => builder.with_no_client_auth(),
-    };
-    Ok(Arc::new(cfg))
-}
-
-/// `insecure_skip_verify`: any certificate is accepted, its signatures still checked.
-#[derive(Debug)]
-struct AnyServerCert(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for AnyServerCert {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
     }
 }

@@ -1,148 +1,41 @@
-//! Client TLS built with rustls from otelcol's `configtls` client keys: `ca_file` (which replaces the
-//! system roots, as Go's `RootCAs` does), `cert_file`/`key_file`, `min_version`/`max_version`,
-//! `cipher_suites` (Go's names), `server_name_override` and `insecure_skip_verify`. The `otlp`
-//! exporter hands tonic a connector that does its handshake with this configuration (tonic's own
-//! TLS cannot narrow the version range or the suites); the HTTP exporters use it where reqwest has
-//! no setting of its own (`server_name_override`, `cipher_suites`).
+//! Client TLS for the exporters: the rustls configuration from otelcol's `configtls` client keys,
+//! built by `vigil_core::net::client_tls` (which the scraping receivers share) with its errors
+//! placed in the exporter's section. The `otlp` exporter hands tonic a connector that does its
+//! handshake with this configuration (tonic's own TLS cannot narrow the version range or the
+//! suites); the HTTP exporters use it where reqwest has no setting of its own
+//! (`server_name_override`, `cipher_suites`).
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{aws_lc_rs, CryptoProvider};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::pki_types::ServerName;
+use rustls::ClientConfig;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use vigil_core::config::TlsClientConfig;
-use vigil_core::net::tls::{select_suites, version_range, versions};
 use vigil_core::{ComponentId, ComponentKind, ConfigError};
 
-fn config_error(id: &ComponentId, key: &str, msg: impl Into<String>) -> ConfigError {
-    ConfigError::component(ComponentKind::Exporter, id, format!("tls::{key}"), msg)
-}
-
-fn read(id: &ComponentId, key: &str, path: &str) -> Result<Vec<u8>, ConfigError> {
-    std::fs::read(path).map_err(|e| config_error(id, key, format!("cannot read {path:?}: {e}")))
-}
-
-/// The rustls client configuration for `tls`, offering `alpn`. Reads the certificate files, so a
-/// missing or unreadable one is an error naming its key; nothing connects. In `vigil validate`
-/// the files are not read (otelcol's `configtls` loads them at start) and the configuration
-/// built, which never connects, trusts nothing it would have read.
+/// The rustls client configuration for `tls`, offering `alpn`, with errors at `tls::` keys of the
+/// exporter `id` (see `vigil_core::net::client_tls::client_config`: the files are read here,
+/// except in `vigil validate`).
 pub fn client_config(
     id: &ComponentId,
     tls: &TlsClientConfig,
     alpn: &[&[u8]],
 ) -> Result<Arc<ClientConfig>, ConfigError> {
-    let (min, max) = version_range(tls.min_version.as_deref(), tls.max_version.as_deref())
-        .map_err(|e| config_error(id, e.key, e.message))?;
-    let versions = versions(min, max);
-    let base = aws_lc_rs::default_provider();
-    let provider = Arc::new(CryptoProvider {
-        cipher_suites: select_suites(&tls.cipher_suites, &base.cipher_suites, &versions)
-            .map_err(|e| config_error(id, e.key, e.message))?,
-        ..base
-    });
-    let deferred = vigil_core::config::host_files_deferred();
-    let skip_verify = tls.insecure_skip_verify || (deferred && tls.ca_file.is_some());
-    let verifier: Arc<dyn ServerCertVerifier> = if skip_verify {
-        Arc::new(AnyServerCert {
-            algorithms: provider.signature_verification_algorithms,
-        })
-    } else {
-        let mut roots = RootCertStore::empty();
-        match &tls.ca_file {
-            Some(ca) => {
-                for cert in CertificateDer::pem_slice_iter(&read(id, "ca_file", ca)?) {
-                    let cert =
-                        cert.map_err(|e| config_error(id, "ca_file", format!("{ca:?}: {e}")))?;
-                    roots
-                        .add(cert)
-                        .map_err(|e| config_error(id, "ca_file", format!("{ca:?}: {e}")))?;
-                }
-            }
-            // The system store (a certificate it cannot parse is skipped, as Go does).
-            None => {
-                for cert in rustls_native_certs::load_native_certs().certs {
-                    let _ = roots.add(cert);
-                }
-            }
-        }
-        let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(
-            Arc::new(roots),
-            Arc::clone(&provider),
-        )
-        .build()
-        .map_err(|e| match &tls.ca_file {
-            Some(ca) => config_error(
-                id,
-                "ca_file",
-                format!("{ca:?} holds no usable root certificate: {e}"),
-            ),
-            None => ConfigError::component(
-                ComponentKind::Exporter,
-                id,
-                "tls",
-                format!(
-                    "no usable root certificate in the system trust store ({e}); set \
-                     tls::ca_file, or tls::insecure: true for a plaintext backend"
-                ),
-            ),
-        })?;
-        match &tls.server_name_override {
-            Some(name) => Arc::new(NameOverride {
-                inner: webpki,
-                name: server_name(id, "server_name_override", name)?,
-            }),
-            None => webpki,
-        }
-    };
-    let builder = ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&versions)
-        .map_err(|e| config_error(id, "min_version", e.to_string()))?
-        .dangerous()
-        .with_custom_certificate_verifier(verifier);
-    let mut cfg = match (&tls.cert_file, &tls.key_file) {
-        (Some(_), Some(_)) if deferred => builder.with_no_client_auth(),
-        (Some(cert), Some(key)) => {
-            let certs = CertificateDer::pem_slice_iter(&read(id, "cert_file", cert)?)
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| config_error(id, "cert_file", format!("{cert:?}: {e}")))?;
-            if certs.is_empty() {
-                return Err(config_error(
-                    id,
-                    "cert_file",
-                    format!("{cert:?} holds no PEM certificate"),
-                ));
-            }
-            let key_der = PrivateKeyDer::from_pem_slice(&read(id, "key_file", key)?)
-                .map_err(|e| config_error(id, "key_file", format!("{key:?}: {e}")))?;
-            builder
-                .with_client_auth_cert(certs, key_der)
-                .map_err(|e| config_error(id, "key_file", format!("does not fit cert_file: {e}")))?
-        }
-        (Some(_), None) => return Err(config_error(id, "key_file", "cert_file needs key_file")),
-        (None, Some(_)) => return Err(config_error(id, "cert_file", "key_file needs cert_file")),
-        (None, None) => builder.with_no_client_auth(),
-    };
-    cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    Ok(Arc::new(cfg))
+    vigil_core::net::client_tls::client_config(tls, alpn, |key, msg| {
+        ConfigError::component(ComponentKind::Exporter, id, key, msg)
+    })
 }
 
-/// `name` as a TLS server name (a DNS name or an IP address, brackets allowed around IPv6).
+/// `name` as a TLS server name (a DNS name or an IP address, brackets allowed around IPv6), with
+/// an error at `tls::{key}`.
 pub fn server_name(
     id: &ComponentId,
     key: &str,
     name: &str,
 ) -> Result<ServerName<'static>, ConfigError> {
-    let bare = name.trim_start_matches('[').trim_end_matches(']');
-    ServerName::try_from(bare.to_string()).map_err(|e| {
-        config_error(
-            id,
-            key,
-            format!("{name:?} is not a DNS name or IP address: {e}"),
-        )
+    vigil_core::net::client_tls::server_name(name).map_err(|msg| {
+        ConfigError::component(ComponentKind::Exporter, id, format!("tls::{key}"), msg)
     })
 }
 
@@ -195,144 +88,29 @@ impl tower::Service<http::Uri> for TlsConnector {
     }
 }
 
-/// Verifies the server's certificate for a fixed name, whatever host the connection was made to
-/// (reqwest verifies against the URL's host, which `server_name_override` replaces).
-#[derive(Debug)]
-struct NameOverride {
-    inner: Arc<rustls::client::WebPkiServerVerifier>,
-    name: ServerName<'static>,
-}
-
-impl ServerCertVerifier for NameOverride {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        ocsp: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        self.inner
-            .verify_server_cert(end_entity, intermediates, &self.name, ocsp, now)
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
-}
-
-/// `insecure_skip_verify`: accepts any server certificate and name, while still checking that the
-/// handshake is signed by the key in that certificate, so the connection stays encrypted to
-/// whoever presented it. For test setups and self-signed gateways only, as in otelcol.
-#[derive(Debug)]
-struct AnyServerCert {
-    algorithms: rustls::crypto::WebPkiSupportedAlgorithms,
-}
-
-impl ServerCertVerifier for AnyServerCert {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn tls(v: serde_json::Value) -> TlsClientConfig {
-        serde_json::from_value(v).unwrap()
-    }
-
+    /// What the keys do is tested in `vigil_core::net::client_tls`; here, where the errors land.
     #[test]
-    fn versions_and_suites_narrow_the_offer_and_errors_name_the_key() {
+    fn errors_are_placed_in_the_exporters_section() {
         let id = ComponentId::parse("otlp/t").unwrap();
-        let only13 = tls(serde_json::json!({"insecure_skip_verify": true, "min_version": "1.3"}));
-        // What each range offers is shown against real servers in the `otlp` exporter's tests.
-        let cfg = client_config(&id, &only13, &[b"h2"]).unwrap();
-        assert_eq!(cfg.alpn_protocols, vec![b"h2".to_vec()]);
-        let suites = tls(serde_json::json!({
-            "insecure_skip_verify": true,
-            "cipher_suites": ["TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384"],
-        }));
-        let cfg = client_config(&id, &suites, &[]).unwrap();
-        let tls12: Vec<_> = cfg
-            .crypto_provider()
-            .cipher_suites
-            .iter()
-            .filter(|s| matches!(s, rustls::SupportedCipherSuite::Tls12(_)))
-            .map(|s| s.suite())
-            .collect();
-        assert_eq!(
-            tls12,
-            vec![rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384]
-        );
-        let bad = tls(serde_json::json!({"cipher_suites": ["TLS_RSA_WITH_RC4_128_SHA"]}));
+        let bad: TlsClientConfig = serde_json::from_value(
+            serde_json::json!({"cipher_suites": ["TLS_RSA_WITH_RC4_128_SHA"]}),
+        )
+        .unwrap();
         let e = client_config(&id, &bad, &[]).unwrap_err().to_string();
         assert!(
             e.starts_with("exporters::otlp/t::tls::cipher_suites: \"TLS_RSA_WITH_RC4_128_SHA\""),
             "{e}"
         );
-        let e = client_config(&id, &tls(serde_json::json!({"max_version": "1.1"})), &[])
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("tls::max_version: TLS 1.1 is not supported"),
-            "{e}"
-        );
-        let e = client_config(&id, &tls(serde_json::json!({"cert_file": "c.pem"})), &[])
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("tls::key_file: cert_file needs key_file"), "{e}");
         let e = server_name(&id, "server_name_override", "not a name!")
             .unwrap_err()
             .to_string();
-        assert!(e.contains("tls::server_name_override"), "{e}");
+        assert!(
+            e.starts_with("exporters::otlp/t::tls::server_name_override: \"not a name!\""),
+            "{e}"
+        );
     }
 }

@@ -174,7 +174,7 @@ fn build(id: &ComponentId, cfg: &NginxConfig) -> Result<NginxScraper, ConfigErro
         b = b.timeout(cfg.timeout);
     }
     if let Some(t) = &cfg.tls {
-        let tls = scrape::client_tls(t, |k, m| err(id, format!("tls::{k}"), m))?;
+        let tls = vigil_core::net::client_tls::client_config(t, &[], |k, m| err(id, k, m))?;
         b = b.tls_backend_preconfigured((*tls).clone());
     }
     let client = b

@@ -380,9 +380,11 @@ fn build(id: &ComponentId, cfg: &PostgresqlConfig) -> Result<PgScraper, ConfigEr
             key_file: cfg.tls.key_file.clone(),
             ..Default::default()
         };
-        Some(scrape::client_tls(&t, |k, m| {
-            err(id, format!("tls::{k}"), m)
-        })?)
+        Some(vigil_core::net::client_tls::client_config(
+            &t,
+            &[],
+            |k, m| err(id, k, m),
+        )?)
     };
     Ok(PgScraper {
         target: checked.target,

@@ -497,7 +497,7 @@ fn build(id: &ComponentId, cfg: &RedisConfig) -> Result<RedisScraper, ConfigErro
             max_version: cfg.tls.max_version.clone(),
             ..Default::default()
         };
-        let config = scrape::client_tls(&t, |k, m| err(id, format!("tls::{k}"), m))?;
+        let config = vigil_core::net::client_tls::client_config(&t, &[], |k, m| err(id, k, m))?;
         let host = match (&cfg.tls.server_name_override, &checked.host_port) {
             (Some(n), _) => n.clone(),
             (None, Some((h, _))) => h.clone(),
