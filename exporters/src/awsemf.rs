@@ -15,7 +15,7 @@
 //! CloudWatch's limits); the request remembers how many went through, so a retry resends only
 //! the rest and never duplicates an event.
 
-use crate::helper::aws::{self, CredentialSource};
+use crate::helper::aws::{ApiError, CredentialSource, JsonApi};
 use crate::helper::queue::Persist;
 use crate::helper::{
     Delivered, QueueConfig, RetryConfig, SendError, SendSettings, SendStack, Sender,
@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use vigil_core::attrs::value_to_string;
 use vigil_core::config::duration;
@@ -976,76 +976,24 @@ pub struct EmfSender {
     id: ComponentId,
     translator: Translator,
     stdout: bool,
-    client: reqwest::Client,
-    credentials: CredentialSource,
-    /// Region and URL, resolved at start (the region may come from EC2 metadata).
-    target: OnceLock<(String, url::Url)>,
+    logs: JsonApi,
     too_large: metrics::Counter,
     rejected: metrics::Counter,
 }
 
 impl EmfSender {
-    async fn call(&self, target: &str, body: &Value) -> Result<Value, (u16, String, String)> {
-        let (region, url) = self.target.get().ok_or((
-            0,
-            String::new(),
-            "the exporter has not started".to_string(),
-        ))?;
-        let creds = self.credentials.load().map_err(|e| (0, String::new(), e))?;
-        let body = body.to_string().into_bytes();
+    /// One CloudWatch Logs action (`target`, as in `Logs_20140328.{target}`).
+    async fn call(&self, target: &str, body: &Value) -> Result<Value, ApiError> {
         let amz_target = format!("Logs_20140328.{target}");
-        let content_type = "application/x-amz-json-1.1";
-        let signed = aws::sign(
-            "POST",
-            url,
-            &[
-                ("content-type", content_type),
-                ("x-amz-target", &amz_target),
-            ],
-            &body,
-            (region, "logs"),
-            &creds,
-            chrono::Utc::now(),
-        );
-        let mut req = self
-            .client
-            .post(url.clone())
-            .header("content-type", content_type)
-            .header("x-amz-target", &amz_target)
-            .body(body);
-        for (k, v) in signed {
-            req = req.header(k, v);
-        }
-        let resp = req.send().await.map_err(|e| {
-            (
-                0,
-                String::new(),
-                format!(
-                    "cannot reach CloudWatch Logs at {url}: {}",
-                    crate::helper::http::error_chain(&e)
-                ),
-            )
-        })?;
-        let status = resp.status().as_u16();
-        let bytes = resp.bytes().await.unwrap_or_default();
-        if (200..300).contains(&status) {
-            return Ok(serde_json::from_slice(&bytes).unwrap_or(Value::Null));
-        }
-        let (ty, msg) = aws::json_error(&bytes);
-        Err((status, ty, msg))
+        let headers = [
+            ("content-type", "application/x-amz-json-1.1"),
+            ("x-amz-target", amz_target.as_str()),
+        ];
+        self.logs.post("", &headers, body).await
     }
 
-    fn error(&self, call: &str, (status, ty, msg): (u16, String, String)) -> SendError {
-        let reason = if status == 0 {
-            msg
-        } else {
-            format!("CloudWatch Logs answered {status} {ty} to {call}: {msg}")
-        };
-        if status == 0 || aws::retryable(status, &ty) {
-            SendError::retryable(reason)
-        } else {
-            SendError::permanent(reason)
-        }
+    fn error(&self, call: &str, e: ApiError) -> SendError {
+        e.send_error(self.logs.name(), call)
     }
 
     /// Creates the group (with retention and tags) and the stream; "already exists" is fine.
@@ -1064,7 +1012,7 @@ impl EmfSender {
                         .map_err(|e| self.error("PutRetentionPolicy", e))?;
                 }
             }
-            Err((_, ty, _)) if ty == "ResourceAlreadyExistsException" => {}
+            Err(e) if e.error_type == "ResourceAlreadyExistsException" => {}
             Err(e) => return Err(self.error("CreateLogGroup", e)),
         }
         match self
@@ -1075,7 +1023,7 @@ impl EmfSender {
             .await
         {
             Ok(_) => Ok(()),
-            Err((_, ty, _)) if ty == "ResourceAlreadyExistsException" => Ok(()),
+            Err(e) if e.error_type == "ResourceAlreadyExistsException" => Ok(()),
             Err(e) => Err(self.error("CreateLogStream", e)),
         }
     }
@@ -1089,7 +1037,7 @@ impl EmfSender {
         let body = json!({"logGroupName": b.group, "logStreamName": b.stream, "logEvents": events});
         let answer = match self.call("PutLogEvents", &body).await {
             Ok(a) => a,
-            Err((_, ty, _)) if ty == "ResourceNotFoundException" => {
+            Err(e) if e.error_type == "ResourceNotFoundException" => {
                 self.create(b).await?;
                 self.call("PutLogEvents", &body)
                     .await
@@ -1161,22 +1109,9 @@ impl Sender for EmfSender {
         if self.stdout {
             return Ok(());
         }
-        let session = self.translator.cfg.session();
-        let region = session
-            .resolve_region(&self.client)
+        self.logs
+            .start(&self.id, &self.translator.cfg.session())
             .await
-            .map_err(|e| anyhow::anyhow!("exporters::{}: {e}", self.id))?;
-        let url = if session.endpoint.is_empty() {
-            aws::service_url("logs", &region)
-        } else {
-            aws::endpoint_url(&session.endpoint)
-                .map_err(|e| anyhow::anyhow!("exporters::{}::endpoint: {e}", self.id))?
-        };
-        let _ = self.target.set((region, url));
-        if let Err(e) = self.credentials.load() {
-            tracing::error!(exporter = %self.id, "{e}; sends are retried until credentials appear");
-        }
-        Ok(())
     }
 }
 
@@ -1193,9 +1128,7 @@ fn build(
         id: set.id.clone(),
         translator: Translator::new(cfg, &set.id)?,
         stdout,
-        client,
-        credentials,
-        target: OnceLock::new(),
+        logs: JsonApi::new("logs", "CloudWatch Logs", client, credentials),
         too_large: metrics::counter!("vigil_awsemf_events_too_large", "exporter" => id.clone()),
         rejected: metrics::counter!("vigil_awsemf_events_rejected", "exporter" => id),
     };

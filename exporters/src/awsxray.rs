@@ -13,7 +13,7 @@
 //! X-Ray id generator. With `telemetry::enabled`, `PutTelemetryRecords` reports each minute what
 //! was sent and refused, as otelcol's exporter does.
 
-use crate::helper::aws::{self, CredentialSource};
+use crate::helper::aws::{CredentialSource, JsonApi};
 use crate::helper::queue::Persist;
 use crate::helper::{
     Delivered, QueueConfig, RetryConfig, SendError, SendSettings, SendStack, Sender,
@@ -24,7 +24,7 @@ use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, status::StatusCode, 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 use vigil_core::config::duration;
 use vigil_core::factory::{DynExporterFactory, ExporterFactory, FactoryBase};
@@ -634,64 +634,13 @@ struct Counts {
 pub struct XraySender {
     id: ComponentId,
     cfg: AwsXrayConfig,
-    client: reqwest::Client,
-    credentials: CredentialSource,
-    target: Arc<OnceLock<(String, url::Url)>>,
+    xray: JsonApi,
     counts: Arc<Counts>,
     tasks: vigil_core::task::Tasks,
 }
 
-/// Signs and posts one X-Ray API call; `Err((status, type, message))`, status 0 when it never
-/// reached X-Ray.
-async fn post(
-    client: &reqwest::Client,
-    credentials: &CredentialSource,
-    target: &OnceLock<(String, url::Url)>,
-    path: &str,
-    body: &Value,
-) -> Result<Value, (u16, String, String)> {
-    let (region, base) =
-        target
-            .get()
-            .ok_or((0, String::new(), "the exporter has not started".to_string()))?;
-    let creds = credentials.load().map_err(|e| (0, String::new(), e))?;
-    let mut url = base.clone();
-    url.set_path(&format!("{}{path}", base.path().trim_end_matches('/')));
-    let body = body.to_string().into_bytes();
-    let signed = aws::sign(
-        "POST",
-        &url,
-        &[("content-type", "application/json")],
-        &body,
-        (region, "xray"),
-        &creds,
-        chrono::Utc::now(),
-    );
-    let mut req = client
-        .post(url.clone())
-        .header("content-type", "application/json")
-        .body(body);
-    for (k, v) in signed {
-        req = req.header(k, v);
-    }
-    let resp = req.send().await.map_err(|e| {
-        (
-            0,
-            String::new(),
-            format!(
-                "cannot reach X-Ray at {url}: {}",
-                crate::helper::http::error_chain(&e)
-            ),
-        )
-    })?;
-    let status = resp.status().as_u16();
-    let bytes = resp.bytes().await.unwrap_or_default();
-    if (200..300).contains(&status) {
-        return Ok(serde_json::from_slice(&bytes).unwrap_or(Value::Null));
-    }
-    let (ty, msg) = aws::json_error(&bytes);
-    Err((status, ty, msg))
-}
+/// X-Ray's API takes plain JSON.
+const JSON: [(&str, &str); 1] = [("content-type", "application/json")];
 
 #[async_trait]
 impl Sender for XraySender {
@@ -743,15 +692,7 @@ impl Sender for XraySender {
         let start = req.done.load(Ordering::SeqCst);
         for (i, docs) in req.calls.iter().enumerate().skip(start) {
             let body = json!({"TraceSegmentDocuments": docs});
-            match post(
-                &self.client,
-                &self.credentials,
-                &self.target,
-                "/TraceSegments",
-                &body,
-            )
-            .await
-            {
+            match self.xray.post("/TraceSegments", &JSON, &body).await {
                 Ok(answer) => {
                     let unprocessed = answer["UnprocessedTraceSegments"]
                         .as_array()
@@ -771,21 +712,14 @@ impl Sender for XraySender {
                         .fetch_add(unprocessed, Ordering::Relaxed);
                     req.done.store(i + 1, Ordering::SeqCst);
                 }
-                Err((status, ty, msg)) => {
-                    let reason = if status == 0 {
-                        self.counts
-                            .connection_errors
-                            .fetch_add(1, Ordering::Relaxed);
-                        msg
+                Err(e) => {
+                    let count = if e.status == 0 {
+                        &self.counts.connection_errors
                     } else {
-                        self.counts.other_errors.fetch_add(1, Ordering::Relaxed);
-                        format!("X-Ray answered {status} {ty} to PutTraceSegments: {msg}")
+                        &self.counts.other_errors
                     };
-                    return Err(if status == 0 || aws::retryable(status, &ty) {
-                        SendError::retryable(reason)
-                    } else {
-                        SendError::permanent(reason)
-                    });
+                    count.fetch_add(1, Ordering::Relaxed);
+                    return Err(e.send_error(self.xray.name(), "PutTraceSegments"));
                 }
             }
         }
@@ -800,21 +734,7 @@ impl Sender for XraySender {
     }
 
     async fn start(&self, _host: &Host) -> anyhow::Result<()> {
-        let session = self.cfg.session();
-        let region = session
-            .resolve_region(&self.client)
-            .await
-            .map_err(|e| anyhow::anyhow!("exporters::{}: {e}", self.id))?;
-        let url = if session.endpoint.is_empty() {
-            aws::service_url("xray", &region)
-        } else {
-            aws::endpoint_url(&session.endpoint)
-                .map_err(|e| anyhow::anyhow!("exporters::{}::endpoint: {e}", self.id))?
-        };
-        let _ = self.target.set((region, url));
-        if let Err(e) = self.credentials.load() {
-            tracing::error!(exporter = %self.id, "{e}; sends are retried until credentials appear");
-        }
+        self.xray.start(&self.id, &self.cfg.session()).await?;
         if self.cfg.telemetry.enabled {
             self.start_telemetry();
         }
@@ -827,13 +747,7 @@ impl XraySender {
     /// as otelcol's are: they describe the exporter, not the data).
     fn start_telemetry(&self) {
         let t = self.cfg.telemetry.clone();
-        let (client, credentials, target, counts, id) = (
-            self.client.clone(),
-            self.credentials.clone(),
-            Arc::clone(&self.target),
-            Arc::clone(&self.counts),
-            self.id.clone(),
-        );
+        let (xray, counts, id) = (self.xray.clone(), Arc::clone(&self.counts), self.id.clone());
         let hostname = if t.hostname.is_empty() {
             std::env::var("HOSTNAME").unwrap_or_default()
         } else {
@@ -881,10 +795,14 @@ impl XraySender {
                 if !t.resource_arn.is_empty() {
                     body["ResourceARN"] = json!(t.resource_arn);
                 }
-                if let Err((status, ty, msg)) =
-                    post(&client, &credentials, &target, "/TelemetryRecords", &body).await
-                {
-                    tracing::debug!(exporter = %id, status, ty, msg, "PutTelemetryRecords failed");
+                if let Err(e) = xray.post("/TelemetryRecords", &JSON, &body).await {
+                    tracing::debug!(
+                        exporter = %id,
+                        status = e.status,
+                        ty = e.error_type,
+                        msg = e.message,
+                        "PutTelemetryRecords failed"
+                    );
                 }
             }
         });
@@ -909,9 +827,7 @@ fn build(
     let sender = XraySender {
         id: set.id.clone(),
         cfg,
-        client,
-        credentials,
-        target: Arc::new(OnceLock::new()),
+        xray: JsonApi::new("xray", "X-Ray", client, credentials),
         counts: Arc::default(),
         tasks: set.tasks.clone(),
     };

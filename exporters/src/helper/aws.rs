@@ -1,18 +1,21 @@
 //! What the AWS components share (`awss3`, `awsemf`, `awsxray`, and the `awsproxy` extension):
 //! credentials as the AWS SDKs find them, the region (config, environment, then the EC2 instance
-//! metadata service), otelcol's `awsutil.AWSSessionSettings` keys, and AWS Signature Version 4 for
-//! JSON APIs (CloudWatch Logs, X-Ray).
+//! metadata service), otelcol's `awsutil.AWSSessionSettings` keys, AWS Signature Version 4, and
+//! the calls to AWS's JSON APIs (CloudWatch Logs, X-Ray: [`JsonApi`], signing, posting and telling
+//! retryable errors from the others).
 //!
 //! SigV4 is written here rather than taken from `aws-sigv4`: that crate pulls the smithy runtime
 //! (dozens of crates, minutes of build on CI's two cores) for what is four HMACs over a canonical
 //! request, and `rusty-s3` (which `awss3` uses) only presigns S3 URLs. It is checked against
 //! botocore's signer (see the tests).
 
+use crate::helper::SendError;
 use hmac::{Hmac, Mac};
 use rusty_s3::Credentials;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use vigil_core::{ComponentId, ConfigError};
 
@@ -528,6 +531,155 @@ pub fn json_error(body: &[u8]) -> (String, String) {
     (ty, msg)
 }
 
+/// An AWS JSON API that one component calls (CloudWatch Logs for `awsemf`, X-Ray for `awsxray`):
+/// the client, the credentials, read for every call, and the region and URL resolved at start.
+/// Cloning it shares the resolved target (a background task of the component's calls the same
+/// API).
+#[derive(Clone)]
+pub struct JsonApi {
+    /// The signing name, also the first label of AWS's host (`logs`, `xray`).
+    service: &'static str,
+    /// The service as messages name it (`CloudWatch Logs`, `X-Ray`).
+    name: &'static str,
+    client: reqwest::Client,
+    credentials: CredentialSource,
+    target: Arc<OnceLock<(String, url::Url)>>,
+}
+
+/// A call that failed: `status` 0 when it never reached the service (no start, no credentials, no
+/// connection), else the service's status and its error's `__type` and message.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: u16,
+    pub error_type: String,
+    pub message: String,
+}
+
+impl ApiError {
+    fn unsent(message: String) -> ApiError {
+        ApiError {
+            status: 0,
+            error_type: String::new(),
+            message,
+        }
+    }
+
+    /// The send error of `call` to the service `name`: retried when the call never arrived or
+    /// [`retryable`] says so, dropped otherwise.
+    pub fn send_error(self, name: &str, call: &str) -> SendError {
+        let reason = if self.status == 0 {
+            self.message
+        } else {
+            format!(
+                "{name} answered {} {} to {call}: {}",
+                self.status, self.error_type, self.message
+            )
+        };
+        if self.status == 0 || retryable(self.status, &self.error_type) {
+            SendError::retryable(reason)
+        } else {
+            SendError::permanent(reason)
+        }
+    }
+}
+
+impl JsonApi {
+    pub fn new(
+        service: &'static str,
+        name: &'static str,
+        client: reqwest::Client,
+        credentials: CredentialSource,
+    ) -> JsonApi {
+        JsonApi {
+            service,
+            name,
+            client,
+            credentials,
+            target: Arc::new(OnceLock::new()),
+        }
+    }
+
+    /// The service as messages name it.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// Resolves the region (see [`AwsSession::resolve_region`]) and the URL (`endpoint`, else
+    /// AWS's regional one) of exporter `id`; credentials missing now are logged, not fatal, as
+    /// they are read again for every call.
+    pub async fn start(&self, id: &ComponentId, session: &AwsSession) -> anyhow::Result<()> {
+        let region = session
+            .resolve_region(&self.client)
+            .await
+            .map_err(|e| anyhow::anyhow!("exporters::{id}: {e}"))?;
+        let url = if session.endpoint.is_empty() {
+            service_url(self.service, &region)
+        } else {
+            endpoint_url(&session.endpoint)
+                .map_err(|e| anyhow::anyhow!("exporters::{id}::endpoint: {e}"))?
+        };
+        let _ = self.target.set((region, url));
+        if let Err(e) = self.credentials.load() {
+            tracing::error!(exporter = %id, "{e}; sends are retried until credentials appear");
+        }
+        Ok(())
+    }
+
+    /// Signs and posts `body` to the service's URL with `path` appended (none: the URL as it is),
+    /// sending and signing `headers` too; the answer's JSON (`null` when it is none).
+    pub async fn post(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &serde_json::Value,
+    ) -> Result<serde_json::Value, ApiError> {
+        let (region, base) = self
+            .target
+            .get()
+            .ok_or_else(|| ApiError::unsent("the exporter has not started".into()))?;
+        let creds = self.credentials.load().map_err(ApiError::unsent)?;
+        let mut url = base.clone();
+        if !path.is_empty() {
+            url.set_path(&format!("{}{path}", base.path().trim_end_matches('/')));
+        }
+        let body = body.to_string().into_bytes();
+        let signed = sign(
+            "POST",
+            &url,
+            headers,
+            &body,
+            (region, self.service),
+            &creds,
+            chrono::Utc::now(),
+        );
+        let mut req = self.client.post(url.clone()).body(body);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        for (k, v) in signed {
+            req = req.header(k, v);
+        }
+        let resp = req.send().await.map_err(|e| {
+            ApiError::unsent(format!(
+                "cannot reach {} at {url}: {}",
+                self.name,
+                crate::helper::http::error_chain(&e)
+            ))
+        })?;
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().await.unwrap_or_default();
+        if (200..300).contains(&status) {
+            return Ok(serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null));
+        }
+        let (error_type, message) = json_error(&bytes);
+        Err(ApiError {
+            status,
+            error_type,
+            message,
+        })
+    }
+}
+
 /// Whether an AWS answer is worth trying again: 5xx, 429, and the throttling error types.
 pub fn retryable(status: u16, error_type: &str) -> bool {
     status >= 500
@@ -583,6 +735,86 @@ mod tests {
         let h = sign("POST", &url, &[], b"{}", ("eu-west-1", "xray"), &creds, now);
         assert_eq!(h.len(), 2);
         assert_eq!(h[1].1, BOTOCORE_XRAY);
+    }
+
+    /// [`JsonApi`] against a double: the path appended to the endpoint's, the headers sent and
+    /// signed, and which answers are retried.
+    #[tokio::test]
+    async fn json_api_posts_signed_and_classifies_answers() {
+        let app = axum::Router::new().fallback(
+            |uri: http::Uri, headers: http::HeaderMap, body: String| async move {
+                let h = |k: &str| {
+                    headers
+                        .get(k)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_string()
+                };
+                let auth = h("authorization");
+                let signed = auth.starts_with("AWS4-HMAC-SHA256 Credential=AKIDTEST/")
+                    && auth.contains("/us-east-1/xray/aws4_request")
+                    && auth.contains("SignedHeaders=content-type;host;x-amz-date")
+                    && !h("x-amz-date").is_empty();
+                let answer = |status: u16, ty: &str| {
+                    let status = http::StatusCode::from_u16(status).unwrap();
+                    (status, format!(r#"{{"__type":"x#{ty}","message":"m"}}"#))
+                };
+                match uri.path() {
+                    "/base/ok" if signed && h("content-type") == "application/json" => {
+                        (http::StatusCode::OK, format!(r#"{{"body":{body}}}"#))
+                    }
+                    "/base/throttled" => answer(400, "ThrottlingException"),
+                    "/base/refused" => answer(400, "InvalidParameterException"),
+                    _ => answer(404, "Unexpected"),
+                }
+            },
+        );
+        let base = crate::helper::test_http::serve(app).await;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("credentials");
+        std::fs::write(
+            &file,
+            "[default]\naws_access_key_id = AKIDTEST\naws_secret_access_key = s\n",
+        )
+        .unwrap();
+        let creds = CredentialSource {
+            file: Some(file),
+            profile: "default".into(),
+        };
+        let api = JsonApi::new("xray", "X-Ray", reqwest::Client::new(), creds);
+        let json = [("content-type", "application/json")];
+        let body = serde_json::json!({"a": 1});
+        let e = api.post("/ok", &json, &body).await.unwrap_err();
+        assert_eq!(
+            (e.status, e.message.as_str()),
+            (0, "the exporter has not started")
+        );
+        let session = AwsSession {
+            region: "us-east-1".into(),
+            endpoint: format!("{base}/base/"),
+            ..Default::default()
+        };
+        let id = ComponentId::parse("awsxray").unwrap();
+        api.start(&id, &session).await.unwrap();
+        // Skipped when the environment has keys of its own: they would be signed instead.
+        if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
+            let answer = api.post("/ok", &json, &body).await.unwrap();
+            assert_eq!(answer, serde_json::json!({"body": {"a": 1}}));
+        }
+        let throttled = api.post("/throttled", &json, &body).await.unwrap_err();
+        assert_eq!(
+            (throttled.status, throttled.error_type.as_str()),
+            (400, "ThrottlingException")
+        );
+        let e = throttled.send_error(api.name(), "PutTraceSegments");
+        assert!(e.is_retryable(), "{e:?}");
+        let e = api.post("/refused", &json, &body).await.unwrap_err();
+        let e = e.send_error(api.name(), "PutTraceSegments");
+        assert!(!e.is_retryable(), "{e:?}");
+        assert_eq!(
+            e.reason(),
+            "X-Ray answered 400 InvalidParameterException to PutTraceSegments: m"
+        );
     }
 
     const BOTOCORE_LOGS: &str =
