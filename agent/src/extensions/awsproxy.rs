@@ -7,17 +7,18 @@
 //!
 //! Bounded: a request body larger than [`MAX_BODY`] is refused with 413, and at most
 //! [`MAX_IN_FLIGHT`] requests are forwarded at once (the rest get 503). Counted in
-//! `vigil_awsproxy_requests{extension,result}` (`forwarded`, `too_large`, `busy`, `failed`).
+//! `vigil_awsproxy_requests{extension,result}` (`forwarded`, `too_large`, `busy`, `failed`). The
+//! server is `http_forwarder`'s too (`super::forward`); what is this extension's is the signing.
 
-use super::health_check::serve_http;
+use super::forward::{self, plain, Bounds, Forward};
 use async_trait::async_trait;
-use axum::extract::{Request, State};
-use axum::http::{header, HeaderName, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::body::{Body, Bytes};
+use axum::http::request::Parts;
+use axum::http::{HeaderName, StatusCode};
+use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-use tokio::sync::Semaphore;
-use vigil_core::config::{bind_tcp, check_endpoint, TlsClientConfig};
+use vigil_core::config::{check_endpoint, TlsClientConfig};
 use vigil_core::{Component, ComponentId, ComponentKind, ConfigError, Extension, Host};
 use vigil_exporters::helper::aws::{self, AwsSession, CredentialSource};
 
@@ -157,37 +158,26 @@ struct AwsProxy {
 
 impl Extension for AwsProxy {}
 
-struct Ctx {
-    id: String,
+/// What `awsproxy` adds to the shared forwarding server: the signature and X-Ray's URL.
+struct Signer {
     region: String,
     service: String,
     base: url::Url,
     client: reqwest::Client,
     credentials: CredentialSource,
-    slots: Semaphore,
 }
 
-/// Headers not passed on: one connection's (RFC 9110 §7.6.1), and the signature's own, which
-/// the proxy writes.
+/// Headers not passed on: one connection's, and the signature's own, which the proxy writes.
 fn dropped(name: &HeaderName) -> bool {
-    matches!(
-        name.as_str(),
-        "connection"
-            | "keep-alive"
-            | "proxy-connection"
-            | "proxy-authenticate"
-            | "proxy-authorization"
-            | "te"
-            | "trailer"
-            | "transfer-encoding"
-            | "upgrade"
-            | "host"
-            | "content-length"
-            | "authorization"
-            | "x-amz-date"
-            | "x-amz-security-token"
-            | "x-amz-content-sha256"
-    )
+    forward::hop_by_hop(name)
+        || matches!(
+            name.as_str(),
+            "content-length"
+                | "authorization"
+                | "x-amz-date"
+                | "x-amz-security-token"
+                | "x-amz-content-sha256"
+        )
 }
 
 /// Headers the signature covers besides host and date: the ones X-Ray reads.
@@ -195,101 +185,55 @@ fn signed(name: &str) -> bool {
     name == "content-type" || name.starts_with("x-amz-")
 }
 
-fn count(ctx: &Ctx, result: &'static str) {
-    metrics::counter!("vigil_awsproxy_requests", "extension" => ctx.id.clone(), "result" => result)
-        .increment(1);
-}
+#[async_trait]
+impl Forward for Signer {
+    const COUNTER: &'static str = "vigil_awsproxy_requests";
+    const BUSY: &'static str = "too many requests in flight; try again\n";
 
-fn plain(code: StatusCode, body: String) -> Response {
-    (
-        code,
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        body,
-    )
-        .into_response()
-}
-
-async fn forward(State(ctx): State<Arc<Ctx>>, req: Request) -> Response {
-    let Ok(_slot) = ctx.slots.try_acquire() else {
-        count(&ctx, "busy");
-        return plain(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "too many requests in flight; try again\n".into(),
+    fn request(&self, parts: &Parts, body: Bytes) -> Result<reqwest::RequestBuilder, Response> {
+        let creds = self
+            .credentials
+            .load()
+            .map_err(|e| plain(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")))?;
+        let mut url = self.base.clone();
+        url.set_path(&format!(
+            "{}{}",
+            self.base.path().trim_end_matches('/'),
+            parts.uri.path()
+        ));
+        url.set_query(parts.uri.query());
+        let kept: Vec<(String, String)> = parts
+            .headers
+            .iter()
+            .filter(|(k, _)| !dropped(k))
+            .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+            .collect();
+        let to_sign: Vec<(&str, &str)> = kept
+            .iter()
+            .filter(|(k, _)| signed(k))
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let signature = aws::sign(
+            parts.method.as_str(),
+            &url,
+            &to_sign,
+            &body,
+            (&self.region, &self.service),
+            &creds,
+            chrono::Utc::now(),
         );
-    };
-    let (parts, body) = req.into_parts();
-    let body = match axum::body::to_bytes(body, MAX_BODY).await {
-        Ok(b) => b,
-        Err(e) => {
-            count(&ctx, "too_large");
-            return plain(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!(
-                    "the request body is larger than {MAX_BODY} bytes, or could not be read: {e}\n"
-                ),
-            );
+        let mut out = self.client.request(parts.method.clone(), url).body(body);
+        for (k, v) in kept.iter().chain(signature.iter()) {
+            out = out.header(k, v);
         }
-    };
-    let creds = match ctx.credentials.load() {
-        Ok(c) => c,
-        Err(e) => {
-            count(&ctx, "failed");
-            return plain(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n"));
-        }
-    };
-    let mut url = ctx.base.clone();
-    url.set_path(&format!(
-        "{}{}",
-        ctx.base.path().trim_end_matches('/'),
-        parts.uri.path()
-    ));
-    url.set_query(parts.uri.query());
-    let kept: Vec<(String, String)> = parts
-        .headers
-        .iter()
-        .filter(|(k, _)| !dropped(k))
-        .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
-        .collect();
-    let to_sign: Vec<(&str, &str)> = kept
-        .iter()
-        .filter(|(k, _)| signed(k))
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    let signature = aws::sign(
-        parts.method.as_str(),
-        &url,
-        &to_sign,
-        &body,
-        (&ctx.region, &ctx.service),
-        &creds,
-        chrono::Utc::now(),
-    );
-    let mut out = ctx.client.request(parts.method, url).body(body);
-    for (k, v) in kept.iter().chain(signature.iter()) {
-        out = out.header(k, v);
+        Ok(out)
     }
-    let answer = match out.send().await {
-        Ok(a) => a,
-        Err(e) => {
-            count(&ctx, "failed");
-            return plain(
-                StatusCode::BAD_GATEWAY,
-                format!("{}\n", vigil_exporters::helper::http::error_chain(&e)),
-            );
-        }
-    };
-    count(&ctx, "forwarded");
-    let mut resp = Response::builder().status(answer.status());
-    if let Some(h) = resp.headers_mut() {
-        for (k, v) in answer.headers() {
-            if !dropped(k) {
-                h.append(k.clone(), v.clone());
-            }
-        }
+
+    async fn respond(&self, _parts: &Parts, answer: reqwest::Response) -> Response {
+        let resp = forward::head(&answer, |k| !dropped(k));
+        let bytes = answer.bytes().await.unwrap_or_default();
+        forward::finish(resp, Body::from(bytes))
     }
-    let bytes = answer.bytes().await.unwrap_or_default();
-    resp.body(axum::body::Body::from(bytes))
-        .unwrap_or_else(|e| plain(StatusCode::BAD_GATEWAY, format!("{e}\n")))
 }
 
 #[async_trait]
@@ -310,19 +254,26 @@ impl Component for AwsProxy {
         if let Err(e) = self.credentials.load() {
             tracing::error!(extension = %self.id, "{e}; requests are answered 500 until credentials appear");
         }
-        let listener = bind_tcp(ComponentKind::Extension, &self.id, &self.cfg.endpoint).await?;
-        let ctx = Arc::new(Ctx {
-            id: self.id.to_string(),
+        let signer = Signer {
             region,
             service: self.cfg.service_name.trim().to_string(),
             base,
             client,
             credentials: self.credentials.clone(),
-            slots: Semaphore::new(MAX_IN_FLIGHT),
-        });
-        let app = axum::Router::new().fallback(forward).with_state(ctx);
-        serve_http(&self.id, &self.tasks, listener, app, None);
-        Ok(())
+        };
+        let bounds = Bounds {
+            max_in_flight: MAX_IN_FLIGHT,
+            max_body: MAX_BODY,
+        };
+        forward::serve(
+            &self.id,
+            &self.tasks,
+            &self.cfg.endpoint,
+            None,
+            bounds,
+            signer,
+        )
+        .await
     }
 
     fn tasks(&self) -> Option<&vigil_core::task::Tasks> {

@@ -9,19 +9,20 @@
 //! is refused with 413; at most [`MAX_IN_FLIGHT`] requests are forwarded at once, and the rest get
 //! 503. The answer's body is streamed through, never held whole. Counted in
 //! `vigil_http_forwarder_requests{extension,result}` (`forwarded`, `too_large`, `busy`, `failed`).
+//! The server is `awsproxy`'s too (`super::forward`); what is this extension's is the egress.
 
-use super::health_check::{serve_http, server_tls};
+use super::forward::{self, hop_by_hop, Bounds, Forward};
+use super::health_check::server_tls;
 use async_trait::async_trait;
-use axum::body::Body;
-use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::body::{Body, Bytes};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Semaphore;
-use vigil_core::config::{bind_tcp, check_endpoint, TlsClientConfig};
+use vigil_core::config::{check_endpoint, TlsClientConfig};
 use vigil_core::net::tls::TlsServerSettings;
 use vigil_core::{Component, ComponentId, ComponentKind, ConfigError, Extension, Host};
 
@@ -199,31 +200,12 @@ struct HttpForwarder {
 
 impl Extension for HttpForwarder {}
 
-struct Ctx {
-    id: String,
+/// What `http_forwarder` adds to the shared forwarding server: the egress and its headers.
+struct Egressor {
     base: url::Url,
     headers: HeaderMap,
     timeout: Duration,
-    max_body: usize,
     client: reqwest::Client,
-    slots: Semaphore,
-}
-
-/// Headers that belong to one connection (RFC 9110 §7.6.1) and are not passed on.
-fn hop_by_hop(name: &HeaderName) -> bool {
-    matches!(
-        name.as_str(),
-        "connection"
-            | "keep-alive"
-            | "proxy-connection"
-            | "proxy-authenticate"
-            | "proxy-authorization"
-            | "te"
-            | "trailer"
-            | "transfer-encoding"
-            | "upgrade"
-            | "host"
-    )
 }
 
 fn proto(v: axum::http::Version) -> &'static str {
@@ -236,106 +218,71 @@ fn proto(v: axum::http::Version) -> &'static str {
     }
 }
 
-fn count(ctx: &Ctx, result: &'static str) {
-    metrics::counter!("vigil_http_forwarder_requests", "extension" => ctx.id.clone(), "result" => result)
-        .increment(1);
-}
-
-fn plain(code: StatusCode, body: String) -> Response {
-    (
-        code,
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        body,
-    )
-        .into_response()
-}
-
-async fn forward(State(ctx): State<Arc<Ctx>>, req: Request) -> Response {
-    let Ok(_slot) = ctx.slots.try_acquire() else {
-        count(&ctx, "busy");
-        return plain(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "as many requests as the forwarder takes at once are in flight; try again\n".into(),
-        );
-    };
-    let (parts, body) = req.into_parts();
-    let body = match axum::body::to_bytes(body, ctx.max_body).await {
-        Ok(b) => b,
-        Err(e) => {
-            count(&ctx, "too_large");
-            return plain(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!(
-                    "the request body is larger than {} bytes, or could not be read: {e}\n",
-                    ctx.max_body
-                ),
-            );
-        }
-    };
-    let mut url = ctx.base.clone();
-    url.set_path(parts.uri.path());
-    url.set_query(parts.uri.query());
-    let in_host = parts
+/// The host the client asked for, for the `Via` headers.
+fn in_host(parts: &Parts) -> String {
+    parts
         .headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .or(parts.uri.authority().map(|a| a.as_str()))
         .unwrap_or_default()
-        .to_string();
-    let mut headers = HeaderMap::with_capacity(parts.headers.len() + ctx.headers.len() + 1);
-    for (k, v) in &parts.headers {
-        if !hop_by_hop(k) {
-            headers.append(k.clone(), v.clone());
-        }
-    }
-    for (k, v) in &ctx.headers {
-        headers.append(k.clone(), v.clone());
-    }
-    if let Ok(via) = HeaderValue::from_str(&format!("{} {in_host}", proto(parts.version))) {
-        headers.append(header::VIA, via);
-    }
-    let mut out = ctx
-        .client
-        .request(parts.method, url)
-        .headers(headers)
-        .body(body);
-    if !ctx.timeout.is_zero() {
-        out = out.timeout(ctx.timeout);
-    }
-    let answer = match out.send().await {
-        Ok(a) => a,
-        Err(e) => {
-            count(&ctx, "failed");
-            return plain(
-                StatusCode::BAD_GATEWAY,
-                format!("{}\n", vigil_exporters::helper::http::error_chain(&e)),
-            );
-        }
-    };
-    count(&ctx, "forwarded");
-    let mut resp = Response::builder().status(answer.status());
-    if let Some(h) = resp.headers_mut() {
-        for (k, v) in answer.headers() {
+        .to_string()
+}
+
+#[async_trait]
+impl Forward for Egressor {
+    const COUNTER: &'static str = "vigil_http_forwarder_requests";
+    const BUSY: &'static str =
+        "as many requests as the forwarder takes at once are in flight; try again\n";
+
+    fn request(&self, parts: &Parts, body: Bytes) -> Result<reqwest::RequestBuilder, Response> {
+        let mut url = self.base.clone();
+        url.set_path(parts.uri.path());
+        url.set_query(parts.uri.query());
+        let mut headers = HeaderMap::with_capacity(parts.headers.len() + self.headers.len() + 1);
+        for (k, v) in &parts.headers {
             if !hop_by_hop(k) {
-                h.append(k.clone(), v.clone());
+                headers.append(k.clone(), v.clone());
             }
         }
-        if let Ok(via) = HeaderValue::from_str(&format!("{} {in_host}", proto(answer.version()))) {
-            h.append(header::VIA, via);
+        for (k, v) in &self.headers {
+            headers.append(k.clone(), v.clone());
         }
+        let via = format!("{} {}", proto(parts.version), in_host(parts));
+        if let Ok(via) = HeaderValue::from_str(&via) {
+            headers.append(header::VIA, via);
+        }
+        let mut out = self
+            .client
+            .request(parts.method.clone(), url)
+            .headers(headers)
+            .body(body);
+        if !self.timeout.is_zero() {
+            out = out.timeout(self.timeout);
+        }
+        Ok(out)
     }
-    // Chunk by chunk, so a large answer is never held whole (reqwest's `stream` feature is
-    // not enabled in the workspace; `chunk()` gives the same without it).
-    let chunks = futures::stream::unfold(Some(answer), |a| async move {
-        let mut a = a?;
-        match a.chunk().await {
-            Ok(Some(c)) => Some((Ok(c), Some(a))),
-            Ok(None) => None,
-            Err(e) => Some((Err(e), None)),
+
+    async fn respond(&self, parts: &Parts, answer: reqwest::Response) -> Response {
+        let mut resp = forward::head(&answer, |k| !hop_by_hop(k));
+        if let Some(h) = resp.headers_mut() {
+            let via = format!("{} {}", proto(answer.version()), in_host(parts));
+            if let Ok(via) = HeaderValue::from_str(&via) {
+                h.append(header::VIA, via);
+            }
         }
-    });
-    resp.body(Body::from_stream(chunks))
-        .unwrap_or_else(|e| plain(StatusCode::BAD_GATEWAY, format!("{e}\n")))
+        // Chunk by chunk, so a large answer is never held whole (reqwest's `stream` feature is
+        // not enabled in the workspace; `chunk()` gives the same without it).
+        let chunks = futures::stream::unfold(Some(answer), |a| async move {
+            let mut a = a?;
+            match a.chunk().await {
+                Ok(Some(c)) => Some((Ok(c), Some(a))),
+                Ok(None) => None,
+                Err(e) => Some((Err(e), None)),
+            }
+        });
+        forward::finish(resp, Body::from_stream(chunks))
+    }
 }
 
 #[async_trait]
@@ -346,28 +293,22 @@ impl Component for HttpForwarder {
             vigil_exporters::helper::http::header_map(&self.id, &self.cfg.egress.headers)?;
         let client = client(&self.id, &self.cfg.egress.tls)?;
         let tls = server_tls(&self.id, "ingress::", self.cfg.ingress.tls.as_ref())?;
-        let listener = bind_tcp(
-            ComponentKind::Extension,
-            &self.id,
-            &self.cfg.ingress.endpoint,
-        )
-        .await?;
         let max_body = match self.cfg.ingress.max_request_body_size {
             0 => DEFAULT_MAX_BODY,
             n => n,
         };
-        let ctx = Arc::new(Ctx {
-            id: self.id.to_string(),
+        let bounds = Bounds {
+            max_in_flight: self.max_in_flight,
+            max_body: usize::try_from(max_body).unwrap_or(usize::MAX),
+        };
+        let egressor = Egressor {
             base,
             headers,
             timeout: self.cfg.egress.timeout,
-            max_body: usize::try_from(max_body).unwrap_or(usize::MAX),
             client,
-            slots: Semaphore::new(self.max_in_flight),
-        });
-        let app = axum::Router::new().fallback(forward).with_state(ctx);
-        serve_http(&self.id, &self.tasks, listener, app, tls);
-        Ok(())
+        };
+        let endpoint = &self.cfg.ingress.endpoint;
+        forward::serve(&self.id, &self.tasks, endpoint, tls, bounds, egressor).await
     }
 
     fn tasks(&self) -> Option<&vigil_core::task::Tasks> {
@@ -378,6 +319,8 @@ impl Component for HttpForwarder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::extract::Request;
+    use axum::http::StatusCode;
     use vigil_core::factory::FactoryBase;
 
     fn parse(v: serde_json::Value) -> Result<HttpForwarderConfig, ConfigError> {

@@ -11,6 +11,7 @@ pub mod basicauth;
 pub mod bearertokenauth;
 pub mod cgroup_runtime;
 pub mod file_storage;
+mod forward;
 pub mod googleclientauth;
 pub mod headers_setter;
 pub mod health_check;
