@@ -364,6 +364,8 @@ pub const RENAMES: &[(ComponentKind, &str, &str)] = &[
     (ComponentKind::Exporter, "aws_emf", "awsemf"),
     (ComponentKind::Exporter, "aws_xray", "awsxray"),
     (ComponentKind::Extension, "aws_proxy", "awsproxy"),
+    (ComponentKind::Receiver, "tcp_log", "tcplog"),
+    (ComponentKind::Receiver, "udp_log", "udplog"),
 ];
 
 #[cfg(test)]

@@ -27,8 +27,10 @@ pub mod scrape;
 pub mod stanza;
 pub mod statsd;
 pub mod syslog;
+pub mod tcplog;
 #[cfg(test)]
 mod test_servers;
+pub mod udplog;
 pub mod zipkin;
 
 /// The listener loop and server TLS live in `vigil_core::net`, shared with the exporters and the
@@ -66,5 +68,7 @@ pub fn factories() -> Vec<Arc<dyn DynReceiverFactory>> {
         nginx::factory(),
         awsecscontainermetrics::factory(),
         otelarrow::factory(),
+        tcplog::factory(),
+        udplog::factory(),
     ]
 }
