@@ -240,7 +240,7 @@ fn push_value(out: &mut String, v: Option<&Value>) {
 }
 
 impl Compiled {
-    fn from_attributes(&self, span: &mut Span) {
+    fn rename_from_attributes(&self, span: &mut Span) {
         if self.from_attributes.is_empty() || span.attributes.is_empty() {
             return;
         }
@@ -257,7 +257,7 @@ impl Compiled {
         span.name = name;
     }
 
-    fn to_attributes(&self, span: &mut Span) {
+    fn extract_to_attributes(&self, span: &mut Span) {
         if span.name.is_empty() {
             return;
         }
@@ -302,7 +302,6 @@ impl Compiled {
             span.status = Some(Status {
                 code: *code as i32,
                 message: message.clone(),
-                ..Default::default()
             });
         }
     }
@@ -324,8 +323,8 @@ impl SpanProcessor {
                 {
                     continue;
                 }
-                self.c.from_attributes(span);
-                self.c.to_attributes(span);
+                self.c.rename_from_attributes(span);
+                self.c.extract_to_attributes(span);
                 self.c.set_status(span);
             }
         }

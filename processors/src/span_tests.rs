@@ -239,7 +239,6 @@ async fn status_is_set_with_its_description() {
         sp.status = Some(Status {
             code: StatusCode::Error as i32,
             message: "boom".into(),
-            ..Default::default()
         });
         let s = one(json!({"status": {"code": code}}), sp).await;
         let st = s.status.unwrap();
