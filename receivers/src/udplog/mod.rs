@@ -15,9 +15,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use tokio::net::UdpSocket;
 use vigil_core::config::resolve_endpoint;
-use vigil_core::{
-    Component, ComponentId, ComponentKind, ConfigError, Host, NextConsumers, Receiver, Signal,
-};
+use vigil_core::{Component, ComponentId, ConfigError, Host, NextConsumers, Receiver, Signal};
 
 /// The largest datagram read, as otelcol's (a UDP payload is at most 65507 bytes over IPv4).
 pub const MAX_UDP_SIZE: usize = 64 * 1024;
@@ -95,7 +93,7 @@ struct Checked {
 fn load(id: &ComponentId, value: &Value) -> Result<Checked, ConfigError> {
     check(
         id,
-        vigil_core::config::decode(ComponentKind::Receiver, id, value)?,
+        vigil_core::config::decode(vigil_core::ComponentKind::Receiver, id, value)?,
     )
 }
 

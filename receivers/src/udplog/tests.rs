@@ -3,7 +3,7 @@ use crate::tcplog::tests::{wait_for, Sink};
 
 use serde_json::json;
 use std::time::Duration;
-use vigil_core::{ConsumeError, Consumer, Telemetry};
+use vigil_core::{ComponentKind, ConsumeError, Consumer, Telemetry};
 
 fn settings(id: &ComponentId) -> vigil_core::Settings {
     vigil_core::Settings::new(ComponentKind::Receiver, id)
