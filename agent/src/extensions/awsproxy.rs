@@ -190,11 +190,15 @@ impl Forward for Signer {
     const COUNTER: &'static str = "vigil_awsproxy_requests";
     const BUSY: &'static str = "too many requests in flight; try again\n";
 
-    fn request(&self, parts: &Parts, body: Bytes) -> Result<reqwest::RequestBuilder, Response> {
+    fn request(
+        &self,
+        parts: &Parts,
+        body: Bytes,
+    ) -> Result<reqwest::RequestBuilder, Box<Response>> {
         let creds = self
             .credentials
             .load()
-            .map_err(|e| plain(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")))?;
+            .map_err(|e| Box::new(plain(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n"))))?;
         let mut url = self.base.clone();
         url.set_path(&format!(
             "{}{}",

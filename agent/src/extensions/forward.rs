@@ -27,7 +27,8 @@ pub(super) trait Forward: Send + Sync + 'static {
 
     /// The outgoing request for one received, whose body was read whole within the bound; an
     /// `Err` is sent back as it is and counted `failed`.
-    fn request(&self, parts: &Parts, body: Bytes) -> Result<reqwest::RequestBuilder, Response>;
+    fn request(&self, parts: &Parts, body: Bytes)
+        -> Result<reqwest::RequestBuilder, Box<Response>>;
 
     /// The response to send back for the upstream's answer (start it with [`head`]).
     async fn respond(&self, parts: &Parts, answer: reqwest::Response) -> Response;
@@ -127,7 +128,7 @@ async fn handle<F: Forward>(State(s): State<Arc<Server<F>>>, req: Request) -> Re
         Ok(o) => o,
         Err(r) => {
             s.count("failed");
-            return r;
+            return *r;
         }
     };
     let answer = match out.send().await {

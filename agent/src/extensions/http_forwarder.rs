@@ -235,7 +235,11 @@ impl Forward for Egressor {
     const BUSY: &'static str =
         "as many requests as the forwarder takes at once are in flight; try again\n";
 
-    fn request(&self, parts: &Parts, body: Bytes) -> Result<reqwest::RequestBuilder, Response> {
+    fn request(
+        &self,
+        parts: &Parts,
+        body: Bytes,
+    ) -> Result<reqwest::RequestBuilder, Box<Response>> {
         let mut url = self.base.clone();
         url.set_path(parts.uri.path());
         url.set_query(parts.uri.query());
