@@ -1,14 +1,19 @@
-//! Scores simple open-source detectors from NAB's scoreboard on NAB-layout corpora with the same scorer as
+//! Scores open-source detectors from NAB's scoreboard on NAB-layout corpora with the same scorer as
 //! `vigil eval nab` (`vigil_detect::nab`), so that the shipped `SeriesDetector` can be compared with them on
 //! the development corpora (issue #13: the held-out KPI corpus must beat the best of NAB's open-source
 //! detectors there).
 //!
-//! The detectors are reimplemented here from their published descriptions (NAB's detector documentation,
-//! Wang et al. 2011), not translated from NAB's code, so they are close to, not identical with, NAB's
-//! results; BENCHMARKS.md says how close on the 32 NAB files where NAB's own figure is known.
+//! The detectors (Windowed Gaussian, Relative Entropy, CAD OSE, KNN-CAD) are reimplemented here from their
+//! published descriptions and the documented behaviour of NAB's detectors (NAB's detector documentation,
+//! Wang et al. 2011, the CAD and KNN-CAD READMEs, Ishimtsev et al. 2017), written anew rather than
+//! translated, so they are close to, not identical with, NAB's results; BENCHMARKS.md says how close on
+//! the 32 NAB files where NAB's own figure is known. They are examples only, never part of the shipped
+//! detector.
 //!
-//! Usage: `cargo run --release -p vigil-detect --example nab_baselines -- DIR...`.
+//! Usage: `cargo run --release -p vigil-detect --example nab_baselines -- DIR...`; `DETECTORS=a,b` runs a
+//! subset by NAB name (`windowedGaussian,relativeEntropy,contextOSE,knncad`).
 
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::Path;
 
 use vigil_detect::nab::{self, NabSeries, ProfileScore};
@@ -163,6 +168,580 @@ fn relative_entropy(values: &[f64]) -> Vec<f64> {
     out
 }
 
+/// Python 2.7's `hash` of a tuple of non-negative integers on a 64-bit build (an integer hashes to itself).
+///
+/// CAD OSE breaks ties between equally often active contexts by the hashes of their two fact tuples, so
+/// which contexts become "neurons" depends on this function; NAB's published CAD OSE figures were made
+/// under Python 2.7. The mixing (multiplier 1000003, its per-item increment 82520 + 2 x items left,
+/// seed 0x345678, final 97531, -1 mapped to -2) is CPython's documented tuple hash of that version;
+/// `main` checks it against values printed by Python 2.7.18 before scoring.
+fn py2_tuple_hash(items: &[u64]) -> i64 {
+    let mut x: i64 = 0x345678;
+    let mut mult: i64 = 1_000_003;
+    let mut left = items.len() as i64;
+    for &item in items {
+        left -= 1;
+        x = (x ^ item as i64).wrapping_mul(mult);
+        mult = mult.wrapping_add(82_520 + left + left);
+    }
+    x = x.wrapping_add(97_531);
+    if x == -1 {
+        -2
+    } else {
+        x
+    }
+}
+
+/// Sensory facts of CAD OSE: bit `s` of the quantised value is the fact `SENSE + 2 s + bit`.
+const CAD_SENSE: u64 = 65_536;
+/// Facts that stand for an active context ("neuron") of the previous step: `NEURON + context id`.
+const CAD_NEURON: u64 = 1 << 31;
+
+/// One half of a context: a sorted set of facts, and which of them the current input holds.
+struct SemiContext {
+    facts: Vec<u64>,
+    hash: i64,
+    /// The facts of the last crossing's input that this semi-context holds (in input order, so sorted).
+    crossed: Vec<u64>,
+    /// Left halves only: the contexts this left half starts, as (right half, context), in creation order,
+    /// and the same keyed by right half for lookup.
+    contexts: Vec<(usize, usize)>,
+    by_right: HashMap<usize, usize>,
+}
+
+/// A learnt context "these facts (left) were followed by those (right)", with its prediction record.
+struct Context {
+    right: usize,
+    /// The sizes of its right half summed over the steps its left half was fully present.
+    expected: u64,
+    /// How many of those right facts then arrived.
+    hits: u64,
+    /// How often both halves were fully present.
+    activations: u64,
+    /// Whether it was ever seen whole as one step's (previous facts, current facts) pair.
+    zero_level: bool,
+    left_hash: i64,
+    right_hash: i64,
+}
+
+/// One side's memory of semi-contexts (0 = left, 1 = right).
+#[derive(Default)]
+struct Side {
+    semis: Vec<SemiContext>,
+    by_facts: HashMap<Vec<u64>, usize>,
+    by_fact: HashMap<u64, Vec<usize>>,
+    /// Semi-contexts the last crossing touched, in creation order.
+    crossed: Vec<usize>,
+}
+
+impl Side {
+    fn get_or_add(&mut self, facts: &[u64]) -> usize {
+        if let Some(&id) = self.by_facts.get(facts) {
+            return id;
+        }
+        let id = self.semis.len();
+        self.semis.push(SemiContext {
+            facts: facts.to_vec(),
+            hash: py2_tuple_hash(facts),
+            crossed: Vec::new(),
+            contexts: Vec::new(),
+            by_right: HashMap::new(),
+        });
+        self.by_facts.insert(facts.to_vec(), id);
+        for &f in facts {
+            self.by_fact.entry(f).or_default().push(id);
+        }
+        id
+    }
+
+    /// Marks in every semi-context which of `facts` (sorted) it holds; remembers the touched ones.
+    fn cross(&mut self, facts: &[u64]) {
+        for &id in &self.crossed {
+            self.semis[id].crossed.clear();
+        }
+        let mut touched = Vec::new();
+        for &f in facts {
+            for &id in self.by_fact.get(&f).map_or(&[][..], Vec::as_slice) {
+                self.semis[id].crossed.push(f);
+                touched.push(id);
+            }
+        }
+        touched.sort_unstable();
+        touched.dedup();
+        self.crossed = touched;
+    }
+}
+
+/// NAB's "contextOSE": the Contextual Anomaly Detector, open-source edition (M. Smirnov, 2016), as NAB
+/// runs it, reimplemented from the description of its behaviour.
+///
+/// Each value is quantised to 3 bits over the file's range (8 levels); each bit is a sensory fact. A step's
+/// left facts are the previous step's sensory facts plus up to 15 "neuron" facts naming the contexts that
+/// were fully active then. The pair (previous left facts, current sensory facts) is a zero-level context;
+/// when it is new, the intersections of the previous step's partly matching zero-level contexts with the
+/// current input (left halves of at most 7 facts) are learnt as further contexts. A context whose left half
+/// was fully present is "selected" and records how much of its right half arrived; if all of it did it is
+/// active (the most often active 15 become the next neuron facts). The contexts with the best record whose
+/// left halves are fully present predict the next sensory facts.
+///
+/// Score: 0 when every sensory fact was predicted; else the mean of the share of selected contexts that
+/// were not active and the share of potential new contexts that really were new (0 when the zero-level
+/// context already existed). After a raw score reaches 0.75, outputs are 0 for `rest` steps (NAB: the
+/// probationary period / 5). Memory grows with what it learns: unbounded, as in NAB (an example, not a
+/// shipped detector).
+struct CadOse {
+    min: f64,
+    step: f64,
+    bits: usize,
+    rest: usize,
+    max_left: usize,
+    max_neurons: usize,
+    threshold: f64,
+    /// Breaks ties between equally active contexts by id (newest wins) instead of Python 2.7's hashes
+    /// (`CAD_TIE=id`): the ids themselves follow NAB's only up to Python's dict order, so this measures
+    /// how much the tie-break detail moves the score.
+    tie_by_id: bool,
+    sides: [Side; 2],
+    contexts: Vec<Context>,
+    /// The zero-level context created this step, skipped when contexts are credited.
+    new_context: Option<usize>,
+    left_group: Vec<u64>,
+    predicted: Vec<u64>,
+    history: Vec<f64>,
+}
+
+impl CadOse {
+    fn new(min: f64, max: f64, rest: usize) -> Self {
+        let bits = 3;
+        let top = ((1u32 << bits) - 1) as f64;
+        let range = if max - min == 0.0 { top } else { max - min };
+        Self {
+            min,
+            step: range / top,
+            bits,
+            rest,
+            max_left: 7,
+            max_neurons: 15,
+            threshold: 0.75,
+            tie_by_id: std::env::var("CAD_TIE").is_ok_and(|v| v == "id"),
+            sides: [Side::default(), Side::default()],
+            contexts: Vec::new(),
+            new_context: None,
+            left_group: Vec::new(),
+            predicted: Vec::new(),
+            // Seeded with one high score, so the first `rest` outputs are 0.
+            history: vec![1.0],
+        }
+    }
+
+    /// Learns the contexts in `pairs` that are new; returns how many were.
+    fn learn(&mut self, pairs: &[(Vec<u64>, Vec<u64>)], zero_level: bool) -> usize {
+        let mut added = 0;
+        for (left, right) in pairs {
+            let l = self.sides[0].get_or_add(left);
+            let r = self.sides[1].get_or_add(right);
+            match self.sides[0].semis[l].by_right.get(&r) {
+                Some(&c) => {
+                    if zero_level {
+                        self.contexts[c].zero_level = true;
+                    }
+                }
+                None => {
+                    let c = self.contexts.len();
+                    self.contexts.push(Context {
+                        right: r,
+                        expected: 0,
+                        hits: 0,
+                        activations: 0,
+                        zero_level,
+                        left_hash: self.sides[0].semis[l].hash,
+                        right_hash: self.sides[1].semis[r].hash,
+                    });
+                    let semi = &mut self.sides[0].semis[l];
+                    semi.contexts.push((r, c));
+                    semi.by_right.insert(r, c);
+                    added += 1;
+                    if zero_level {
+                        self.new_context = Some(c);
+                    }
+                }
+            }
+        }
+        added
+    }
+
+    /// Credits the contexts whose left halves the previous step fully held with the current input;
+    /// returns the active ones (id, activations, hashes), how many were selected, and the potential new
+    /// contexts (when `new_zero` says this step's zero-level context was new).
+    #[allow(clippy::type_complexity)]
+    fn credit(
+        &mut self,
+        new_zero: bool,
+    ) -> (
+        Vec<(usize, u64, i64, i64)>,
+        usize,
+        Vec<(Vec<u64>, Vec<u64>)>,
+    ) {
+        let mut active = Vec::new();
+        let mut selected = 0;
+        let mut potential = Vec::new();
+        // NAB compares context ids with a "no new context" flag that Python takes for 0, so context 0 is
+        // skipped whenever no zero-level context was created this step; kept for fidelity.
+        let skip = self.new_context.unwrap_or(0);
+        let [left_side, right_side] = &self.sides;
+        for &l in &left_side.crossed {
+            let left = &left_side.semis[l];
+            let full = left.crossed.len() == left.facts.len();
+            for &(r, c) in &left.contexts {
+                if c == skip {
+                    continue;
+                }
+                let right = &right_side.semis[r];
+                let (got, want) = (right.crossed.len() as u64, right.facts.len() as u64);
+                let ctx = &mut self.contexts[c];
+                let may_grow = ctx.zero_level && new_zero && left.crossed.len() <= self.max_left;
+                if full {
+                    selected += 1;
+                    ctx.expected += want;
+                    if got > 0 {
+                        ctx.hits += got;
+                        if got == want {
+                            ctx.activations += 1;
+                            active.push((c, ctx.activations, ctx.left_hash, ctx.right_hash));
+                        } else if may_grow {
+                            potential.push((left.crossed.clone(), right.crossed.clone()));
+                        }
+                    }
+                } else if may_grow && got > 0 {
+                    potential.push((left.crossed.clone(), right.crossed.clone()));
+                }
+            }
+        }
+        self.new_context = None;
+        (active, selected, potential)
+    }
+
+    /// The sensory facts predicted by the best-recorded contexts whose left halves are fully present.
+    fn predict(&self) -> Vec<u64> {
+        let side = &self.sides[0];
+        let mut best = 0.0;
+        let mut chosen: Vec<usize> = Vec::new();
+        for &l in &side.crossed {
+            let semi = &side.semis[l];
+            if semi.crossed.len() != semi.facts.len() {
+                continue;
+            }
+            for &(_, c) in &semi.contexts {
+                let ctx = &self.contexts[c];
+                let w = if ctx.expected > 0 {
+                    ctx.hits as f64 / ctx.expected as f64
+                } else {
+                    0.0
+                };
+                if w > best {
+                    best = w;
+                    chosen.clear();
+                    chosen.push(c);
+                } else if w == best {
+                    chosen.push(c);
+                }
+            }
+        }
+        let mut facts: Vec<u64> = chosen
+            .iter()
+            .flat_map(|&c| {
+                self.sides[1].semis[self.contexts[c].right]
+                    .facts
+                    .iter()
+                    .copied()
+            })
+            .collect();
+        facts.sort_unstable();
+        facts.dedup();
+        facts
+    }
+
+    fn score(&mut self, value: f64) -> f64 {
+        let level = ((value - self.min) / self.step) as u64;
+        let width = self.bits.max(64 - level.leading_zeros() as usize);
+        let sensed: Vec<u64> = (0..width)
+            .map(|s| CAD_SENSE + 2 * s as u64 + ((level >> s) & 1))
+            .collect();
+        let surprised = sensed
+            .iter()
+            .any(|f| self.predicted.binary_search(f).is_err());
+
+        // The step: this step's zero-level context, crediting, neurons, learning and the next prediction.
+        let zero = (!self.left_group.is_empty()).then(|| (self.left_group.clone(), sensed.clone()));
+        let new_zero = match &zero {
+            Some(pair) => self.learn(std::slice::from_ref(pair), true) > 0,
+            None => false,
+        };
+        self.sides[1].cross(&sensed);
+        let (mut active, selected, potential) = self.credit(new_zero);
+        let mut unique: HashSet<&(Vec<u64>, Vec<u64>)> = potential.iter().collect();
+        if let Some(pair) = &zero {
+            unique.insert(pair);
+        }
+        let unique = unique.len();
+        let active_share = if selected > 0 {
+            active.len() as f64 / selected as f64
+        } else {
+            0.0
+        };
+        if self.tie_by_id {
+            active.sort_unstable_by_key(|&(c, n, ..)| (n, c as i64, 0));
+        } else {
+            active.sort_unstable_by_key(|&(_, n, lh, rh)| (n, lh, rh));
+        }
+        let mut group: Vec<u64> = active
+            .iter()
+            .rev()
+            .take(self.max_neurons)
+            .map(|&(c, ..)| CAD_NEURON + c as u64)
+            .chain(sensed.iter().copied())
+            .collect();
+        group.sort_unstable();
+        group.dedup();
+        self.left_group = group;
+        let learnt = if potential.is_empty() {
+            0
+        } else {
+            self.learn(&potential, false)
+        };
+        let left_group = std::mem::take(&mut self.left_group);
+        self.sides[0].cross(&left_group);
+        self.left_group = left_group;
+        self.predicted = self.predict();
+        let new_share = if new_zero && unique > 0 {
+            (learnt + 1) as f64 / unique as f64
+        } else {
+            0.0
+        };
+
+        let raw = if surprised {
+            (1.0 - active_share + new_share) / 2.0
+        } else {
+            0.0
+        };
+        let recent = if self.rest == 0 {
+            &self.history[..]
+        } else {
+            &self.history[self.history.len().saturating_sub(self.rest)..]
+        };
+        let out = if recent.iter().all(|&h| h < self.threshold) {
+            raw
+        } else {
+            0.0
+        };
+        self.history.push(raw);
+        out
+    }
+}
+
+/// CAD OSE with NAB's settings: the file's range, rest = the probationary period / 5 (truncated).
+fn cad_ose(values: &[f64]) -> Vec<f64> {
+    let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let rest = (nab::probationary_length(values.len()) as f64 / 5.0) as usize;
+    let mut cad = CadOse::new(min, max, rest);
+    values.iter().map(|&v| cad.score(v)).collect()
+}
+
+/// The inverse of a square matrix by Gauss-Jordan elimination with partial pivoting, or `None` when a
+/// pivot is exactly zero (the case where LAPACK, and so numpy's `inv`, reports a singular matrix).
+/// Hand-written because vigil-detect has no linear-algebra dependency and this is a 19 x 19 example.
+fn invert<const N: usize>(m: &[[f64; N]; N]) -> Option<[[f64; N]; N]> {
+    let mut a = *m;
+    let mut inv = [[0.0; N]; N];
+    for (i, row) in inv.iter_mut().enumerate() {
+        row[i] = 1.0;
+    }
+    for col in 0..N {
+        let pivot = (col..N).max_by(|&x, &y| a[x][col].abs().total_cmp(&a[y][col].abs()))?;
+        if a[pivot][col] == 0.0 {
+            return None;
+        }
+        a.swap(col, pivot);
+        inv.swap(col, pivot);
+        let p = a[col][col];
+        for j in 0..N {
+            a[col][j] /= p;
+            inv[col][j] /= p;
+        }
+        for r in 0..N {
+            if r != col && a[r][col] != 0.0 {
+                let f = a[r][col];
+                for j in 0..N {
+                    a[r][j] -= f * a[col][j];
+                    inv[r][j] -= f * inv[col][j];
+                }
+            }
+        }
+    }
+    Some(inv)
+}
+
+/// `L^T` for the Cholesky factor `L` of the symmetric part of `m` (so `x^T m x = |L^T x|^2`), or `None`
+/// when it is not numerically positive definite.
+fn cholesky_upper<const N: usize>(m: &[[f64; N]; N]) -> Option<[[f64; N]; N]> {
+    let mut l = [[0.0; N]; N];
+    for i in 0..N {
+        for j in 0..=i {
+            let s: f64 = (0..j).map(|k| l[i][k] * l[j][k]).sum();
+            let sym = 0.5 * (m[i][j] + m[j][i]);
+            if i == j {
+                let d = sym - s;
+                if d <= 0.0 || !d.is_finite() {
+                    return None;
+                }
+                l[i][i] = d.sqrt();
+            } else {
+                l[i][j] = (sym - s) / l[j][j];
+            }
+        }
+    }
+    let mut u = [[0.0; N]; N];
+    for i in 0..N {
+        for j in 0..N {
+            u[i][j] = l[j][i];
+        }
+    }
+    Some(u)
+}
+
+/// NAB's "knncad" (Ishimtsev et al. 2017, "Conformal k-NN anomaly detector for univariate data streams"),
+/// with NAB's settings, reimplemented from its README and paper.
+///
+/// Each point is the vector of the last 19 values. During the probationary period `P` the vectors form the
+/// training set. The non-conformity of a vector is the sum of its squared Mahalanobis distances to its 27
+/// nearest training vectors, the metric being `(X^T X)^-1` of the training matrix `X`, re-estimated at
+/// every multiple of `P` and of `P/2` (kept when singular). At the first scored point each training vector
+/// is scored against the training set (itself included, so its 28 nearest) to form the calibration scores;
+/// a new vector's score is the share of calibration scores strictly below its non-conformity. The scores
+/// then slide: each new non-conformity replaces the oldest, and from `2 P` on each new vector enters a
+/// calibration queue whose oldest member replaces the oldest training vector. A score of 0.9965 or more
+/// is followed by `P/5` outputs of 0.5.
+fn knn_cad(values: &[f64]) -> Vec<f64> {
+    const K: usize = 27;
+    const DIM: usize = 19;
+    let p = nab::probationary_length(values.len());
+    let half = p / 2;
+    let hold = p / 5;
+    let mut training: VecDeque<[f64; DIM]> = VecDeque::new();
+    let mut calibration: VecDeque<[f64; DIM]> = VecDeque::new();
+    let mut scores: VecDeque<f64> = VecDeque::new();
+    // The metric: while `Sigma` has a Cholesky factor, training vectors are kept transformed by `L^T`
+    // (`x^T Sigma x = |L^T x|^2`, 19 products a distance instead of 380); otherwise (a near-singular
+    // training matrix) the quadratic form is computed directly. Identity until first estimated, as in NAB.
+    let mut identity = [[0.0; DIM]; DIM];
+    for (i, row) in identity.iter_mut().enumerate() {
+        row[i] = 1.0;
+    }
+    let mut sigma = identity;
+    let mut factor = Some(identity);
+    let mut mapped: VecDeque<[f64; DIM]> = VecDeque::new();
+    let map = |factor: &Option<[[f64; DIM]; DIM]>, x: &[f64; DIM]| -> [f64; DIM] {
+        match factor {
+            Some(u) => std::array::from_fn(|i| u[i].iter().zip(x).map(|(a, b)| a * b).sum()),
+            None => *x,
+        }
+    };
+    let distance = |factor: &Option<[[f64; DIM]; DIM]>,
+                    sigma: &[[f64; DIM]; DIM],
+                    a: &[f64; DIM],
+                    b: &[f64; DIM]| {
+        let diff: [f64; DIM] = std::array::from_fn(|i| a[i] - b[i]);
+        match factor {
+            Some(_) => diff.iter().map(|d| d * d).sum::<f64>(),
+            None => (0..DIM)
+                .map(|i| diff[i] * (0..DIM).map(|j| sigma[i][j] * diff[j]).sum::<f64>())
+                .sum(),
+        }
+    };
+    let mut dists: Vec<f64> = Vec::new();
+    // The sum of the `k` smallest distances from `item` (already mapped) to the (mapped) training set.
+    let mut nonconformity = |factor: &Option<[[f64; DIM]; DIM]>,
+                             sigma: &[[f64; DIM]; DIM],
+                             mapped: &VecDeque<[f64; DIM]>,
+                             item: &[f64; DIM],
+                             k: usize| {
+        dists.clear();
+        dists.extend(mapped.iter().map(|t| distance(factor, sigma, t, item)));
+        let k = k.min(dists.len());
+        if k == 0 {
+            return 0.0;
+        }
+        if k < dists.len() {
+            dists.select_nth_unstable_by(k - 1, f64::total_cmp);
+        }
+        dists[..k].iter().sum::<f64>()
+    };
+    let mut pred = 0usize;
+    let mut out = Vec::with_capacity(values.len());
+    for i in 0..values.len() {
+        let count = i + 1;
+        if count < DIM {
+            out.push(0.0);
+            continue;
+        }
+        let item: [f64; DIM] = std::array::from_fn(|j| values[count - DIM + j]);
+        if count < p || p == 0 {
+            training.push_back(item);
+            mapped.push_back(map(&factor, &item));
+            out.push(0.0);
+            continue;
+        }
+        let ost = count % p;
+        if ost == 0 || ost == half {
+            let mut xtx = [[0.0; DIM]; DIM];
+            for t in &training {
+                for a in 0..DIM {
+                    for b in 0..DIM {
+                        xtx[a][b] += t[a] * t[b];
+                    }
+                }
+            }
+            if let Some(inv) = invert(&xtx) {
+                sigma = inv;
+                factor = cholesky_upper(&sigma);
+                mapped = training.iter().map(|t| map(&factor, t)).collect();
+            }
+        }
+        if scores.is_empty() {
+            let all: Vec<f64> = mapped
+                .iter()
+                .map(|t| nonconformity(&factor, &sigma, &mapped, t, K + 1))
+                .collect();
+            scores.extend(all);
+        }
+        let new = nonconformity(&factor, &sigma, &mapped, &map(&factor, &item), K);
+        let result =
+            scores.iter().filter(|&&s| s < new).count() as f64 / scores.len().max(1) as f64;
+        if count >= 2 * p {
+            training.pop_front();
+            mapped.pop_front();
+            if let Some(c) = calibration.pop_front() {
+                mapped.push_back(map(&factor, &c));
+                training.push_back(c);
+            }
+        }
+        scores.pop_front();
+        calibration.push_back(item);
+        scores.push_back(new);
+        out.push(if pred > 0 {
+            pred -= 1;
+            0.5
+        } else {
+            if result >= 0.9965 {
+                pred = hold;
+            }
+            result
+        });
+    }
+    out
+}
+
 struct Detector {
     name: &'static str,
     run: fn(&[f64]) -> Vec<f64>,
@@ -184,6 +763,16 @@ const DETECTORS: &[Detector] = &[
         run: relative_entropy,
         defaults: &[(0.5, "0.5 (scores are 0 or 1)")],
     },
+    Detector {
+        name: "contextOSE",
+        run: cad_ose,
+        defaults: &[(0.75, "0.75 (its own baseThreshold)"), (0.5, "0.5")],
+    },
+    Detector {
+        name: "knncad",
+        run: knn_cad,
+        defaults: &[(0.9965, "0.9965 (its own alarm level)")],
+    },
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -201,6 +790,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             nab::load_corpus(p).map(|s| (name, s))
         })
         .collect::<Result<_, _>>()?;
+    // The CAD OSE tie-break depends on Python 2.7's tuple hash; these values were printed by Python 2.7.18.
+    for (tuple, want) in [
+        (&[][..], 3_527_539_i64),
+        (&[1, 2][..], 3_713_081_631_934_410_656),
+        (&[65_536, 65_538][..], 3_784_025_191_587_926_781),
+        (&[(1 << 31) + 5, 65_537][..], 4_135_042_769_108_775_065),
+    ] {
+        let got = py2_tuple_hash(tuple);
+        if got != want {
+            return Err(
+                format!("py2_tuple_hash{tuple:?} = {got}, expected {want} (Python 2.7)").into(),
+            );
+        }
+    }
     let only = std::env::var("DETECTORS").ok();
     for det in DETECTORS {
         if only
