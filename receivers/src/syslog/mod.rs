@@ -5,8 +5,8 @@
 
 pub mod parse;
 
-use crate::listen::{accept_capped, Listening};
-use crate::serve::{default_max_connections, ConnCounters, DEFAULT_READ_HEADER_TIMEOUT};
+use crate::listen::{accept_capped, accept_tls, start_tls, Listening};
+use crate::serve::{default_max_connections, ConnCounters};
 use crate::stanza::operators::{OperatorConfig, Pipeline, PipelineState};
 use crate::tls::TlsServerSettings;
 use async_trait::async_trait;
@@ -385,22 +385,14 @@ impl Component for SyslogReceiver {
             )
             .await?;
             *self.tcp_addr.lock().unwrap_or_else(|p| p.into_inner()) = listener.local_addr().ok();
-            // `load` built it once already, so this fails only if a file changed since.
-            let tls = match &tcp.tls {
-                Some(t) => Some(
-                    t.server(&[])
-                        .map_err(|e| anyhow::anyhow!("receivers::{}::tcp::{e}", self.id))?,
-                ),
-                None => None,
-            };
             let counters = ConnCounters::new("receiver", &id, "tcp");
-            if let Some(tls) = tls.clone().filter(|t| t.reload_period().is_some()) {
-                let (c, stop) = (counters.clone(), stop.clone());
-                tasks.spawn(async move {
-                    tls.run_reloads(&c.component, c.tls_reloads, c.tls_reload_failures, stop)
-                        .await
-                });
-            }
+            let tls = start_tls(
+                tcp.tls.as_ref(),
+                &format!("receivers::{}::tcp", self.id),
+                &counters,
+                tasks,
+                &stop,
+            )?;
             let h = mk("tcp");
             let stop = stop.clone();
             let add = tcp.add_attributes;
@@ -431,26 +423,10 @@ impl Component for SyslogReceiver {
                         let Some(tls) = tls else {
                             return serve_tcp(sock, h, net, stop).await;
                         };
-                        // The handshake is bounded like an HTTP listener's request headers, so
-                        // a client that connects and sends nothing does not hold the task.
-                        let handshake = tokio::time::timeout(
-                            DEFAULT_READ_HEADER_TIMEOUT,
-                            tls.acceptor().accept(sock),
-                        );
-                        let r = tokio::select! {
-                            r = handshake => r,
-                            _ = stop.cancelled() => return,
-                        };
-                        match r {
-                            Ok(Ok(s)) => serve_tcp(s, h, net, stop).await,
-                            Ok(Err(e)) => {
-                                counters.tls_failed.increment(1);
-                                tracing::debug!(receiver = %h.id, error = %e, "syslog: TLS handshake failed");
-                            }
-                            Err(_) => {
-                                counters.tls_failed.increment(1);
-                                counters.timed_out.increment(1);
-                            }
+                        if let Some(s) =
+                            accept_tls(&tls, sock, ("syslog", &h.id), &counters, &stop).await
+                        {
+                            serve_tcp(s, h, net, stop).await;
                         }
                     });
                 })

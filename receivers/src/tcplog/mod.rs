@@ -7,8 +7,8 @@
 //! attributes, handing entries to the pipeline) live here as [`Records`] and [`Emitter`].
 
 use crate::filelog::config::{MultilineConfig, RetryOnFailure};
-use crate::listen::{accept_capped, Listening};
-use crate::serve::{default_max_connections, ConnCounters, DEFAULT_READ_HEADER_TIMEOUT};
+use crate::listen::{accept_capped, accept_tls, start_tls, Listening};
+use crate::serve::{default_max_connections, ConnCounters};
 use crate::stanza::entry::Entry;
 use crate::stanza::operators::{OperatorConfig, Pipeline, PipelineState};
 use crate::stanza::ByteSize;
@@ -647,21 +647,14 @@ impl Component for TcpLogReceiver {
         )
         .await?;
         *self.addr.lock().unwrap_or_else(|p| p.into_inner()) = listener.local_addr().ok();
-        let tls = match &self.cfg.tls {
-            Some(t) => Some(
-                t.server(&[])
-                    .map_err(|e| anyhow::anyhow!("receivers::{}::{e}", self.id))?,
-            ),
-            None => None,
-        };
         let counters = ConnCounters::new("receiver", &id, "tcp");
-        if let Some(tls) = tls.clone().filter(|t| t.reload_period().is_some()) {
-            let (c, stop) = (counters.clone(), stop.clone());
-            tasks.spawn(async move {
-                tls.run_reloads(&c.component, c.tls_reloads, c.tls_reload_failures, stop)
-                    .await
-            });
-        }
+        let tls = start_tls(
+            self.cfg.tls.as_ref(),
+            &format!("receivers::{}", self.id),
+            &counters,
+            tasks,
+            &stop,
+        )?;
         let em = Arc::new(Emitter {
             id: id.clone(),
             cfg: Arc::clone(&self.cfg.common),
@@ -695,24 +688,10 @@ impl Component for TcpLogReceiver {
                     let Some(tls) = tls else {
                         return serve_conn(sock, em, net, stop).await;
                     };
-                    // The handshake is bounded like an HTTP listener's request headers, so a
-                    // client that connects and sends nothing does not hold the slot.
-                    let handshake =
-                        tokio::time::timeout(DEFAULT_READ_HEADER_TIMEOUT, tls.acceptor().accept(sock));
-                    let r = tokio::select! {
-                        r = handshake => r,
-                        _ = stop.cancelled() => return,
-                    };
-                    match r {
-                        Ok(Ok(s)) => serve_conn(s, em, net, stop).await,
-                        Ok(Err(e)) => {
-                            counters.tls_failed.increment(1);
-                            tracing::debug!(receiver = %em.id, error = %e, "tcplog: TLS handshake failed");
-                        }
-                        Err(_) => {
-                            counters.tls_failed.increment(1);
-                            counters.timed_out.increment(1);
-                        }
+                    if let Some(s) =
+                        accept_tls(&tls, sock, ("tcplog", &em.id), &counters, &stop).await
+                    {
+                        serve_conn(s, em, net, stop).await;
                     }
                 });
             })
