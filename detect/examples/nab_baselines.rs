@@ -12,6 +12,7 @@
 //!
 //! Usage: `cargo run --release -p vigil-detect --example nab_baselines -- DIR...`; `DETECTORS=a,b` runs a
 //! subset by NAB name (`windowedGaussian,relativeEntropy,contextOSE,knncad,bayesChangePt`).
+//! `DUMP_DIR=dir` also writes each file's scores there (`<category>__<file>.txt`, one a line).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::Path;
@@ -203,10 +204,52 @@ struct SemiContext {
     hash: i64,
     /// The facts of the last crossing's input that this semi-context holds (in input order, so sorted).
     crossed: Vec<u64>,
-    /// Left halves only: the contexts this left half starts, as (right half, context), in creation order,
-    /// and the same keyed by right half for lookup.
+    /// Left halves only: the contexts this left half starts, as (right half, context), in the order NAB's
+    /// code visits them, and the same keyed by right half for lookup.
     contexts: Vec<(usize, usize)>,
     by_right: HashMap<usize, usize>,
+    /// The slots of the Python 2.7 dict NAB keeps them in (see `py2_dict_insert`).
+    slots: Vec<Option<(usize, usize)>>,
+}
+
+/// Inserts a new integer key into an emulation of a Python 2.7 dict's hash table, whose slot order is the
+/// order in which Python 2.7 iterates it.
+///
+/// CAD OSE visits a left semi-context's contexts in its dict's order, and that order decides the order in
+/// which new contexts are learnt, so their ids, the neuron facts named after them and the hashes that
+/// break ties. With creation order instead, scores on two of the 32 NAB files drift from NAB's code's
+/// (`elb_request_count_8c0756` from row 2557, `ambient_temperature_system_failure` from row 1353). The rules are CPython 2.7's documented ones: an integer
+/// hashes to itself; the first slot is `hash & mask`, then `i = 5 i + perturb + 1` with `perturb` starting
+/// at the hash and shifted right 5 bits after each probe; the table starts at 8 slots and, once two thirds
+/// are filled, is rebuilt at the smallest power of two above 4 x the entries, re-inserting in slot order.
+fn py2_dict_insert(slots: &mut Vec<Option<(usize, usize)>>, used: usize, key: usize, value: usize) {
+    fn place(slots: &mut [Option<(usize, usize)>], key: usize, value: usize) {
+        let mask = slots.len() - 1;
+        let (mut i, mut perturb) = (key, key);
+        while slots[i & mask].is_some() {
+            i = (i << 2)
+                .wrapping_add(i)
+                .wrapping_add(perturb)
+                .wrapping_add(1);
+            perturb >>= 5;
+        }
+        slots[i & mask] = Some((key, value));
+    }
+    if slots.is_empty() {
+        slots.resize(8, None);
+    }
+    place(slots, key, value);
+    if used * 3 >= slots.len() * 2 {
+        let wanted = if used > 50_000 { 2 } else { 4 } * used;
+        let mut size = 8;
+        while size <= wanted {
+            size <<= 1;
+        }
+        let old = std::mem::replace(slots, vec![None; size]);
+        for (k, v) in old.into_iter().flatten() {
+            place(slots, k, v);
+        }
+    }
 }
 
 /// A learnt context "these facts (left) were followed by those (right)", with its prediction record.
@@ -246,6 +289,7 @@ impl Side {
             crossed: Vec::new(),
             contexts: Vec::new(),
             by_right: HashMap::new(),
+            slots: Vec::new(),
         });
         self.by_facts.insert(facts.to_vec(), id);
         for &f in facts {
@@ -289,6 +333,9 @@ impl Side {
 /// context already existed). After a raw score reaches 0.75, outputs are 0 for `rest` steps (NAB: the
 /// probationary period / 5). Memory grows with what it learns: unbounded, as in NAB (an example, not a
 /// shipped detector).
+///
+/// Checked against NAB's own code run under Python 2.7.18 on the 32 NAB files in `../shared/data/nab`:
+/// the same score on every row (BENCHMARKS.md, baseline detectors).
 struct CadOse {
     min: f64,
     step: f64,
@@ -298,9 +345,11 @@ struct CadOse {
     max_neurons: usize,
     threshold: f64,
     /// Breaks ties between equally active contexts by id (newest wins) instead of Python 2.7's hashes
-    /// (`CAD_TIE=id`): the ids themselves follow NAB's only up to Python's dict order, so this measures
-    /// how much the tie-break detail moves the score.
+    /// (`CAD_TIE=id`), to measure how much the tie-break detail moves the score.
     tie_by_id: bool,
+    /// Visits each left semi-context's contexts in creation order instead of Python 2.7's dict order
+    /// (`CAD_ORDER=creation`), to measure how much that detail moves the score.
+    creation_order: bool,
     sides: [Side; 2],
     contexts: Vec<Context>,
     /// The zero-level context created this step, skipped when contexts are credited.
@@ -324,6 +373,7 @@ impl CadOse {
             max_neurons: 15,
             threshold: 0.75,
             tie_by_id: std::env::var("CAD_TIE").is_ok_and(|v| v == "id"),
+            creation_order: std::env::var("CAD_ORDER").is_ok_and(|v| v == "creation"),
             sides: [Side::default(), Side::default()],
             contexts: Vec::new(),
             new_context: None,
@@ -358,8 +408,13 @@ impl CadOse {
                         right_hash: self.sides[1].semis[r].hash,
                     });
                     let semi = &mut self.sides[0].semis[l];
-                    semi.contexts.push((r, c));
                     semi.by_right.insert(r, c);
+                    if self.creation_order {
+                        semi.contexts.push((r, c));
+                    } else {
+                        py2_dict_insert(&mut semi.slots, semi.by_right.len(), r, c);
+                        semi.contexts = semi.slots.iter().flatten().copied().collect();
+                    }
                     added += 1;
                     if zero_level {
                         self.new_context = Some(c);
@@ -942,6 +997,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     let only = std::env::var("DETECTORS").ok();
+    // Each file's scores, one a line, for comparison with a reference run of the original detector.
+    let dump = std::env::var("DUMP_DIR").ok();
     for det in DETECTORS {
         if only
             .as_deref()
@@ -952,6 +1009,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("== {}  [standard low_FP low_FN]", det.name);
         for (name, series) in &corpora {
             let scores: Vec<Vec<f64>> = series.iter().map(|s| (det.run)(&s.values)).collect();
+            if let Some(dir) = &dump {
+                for (s, sc) in series.iter().zip(&scores) {
+                    let path = Path::new(dir).join(format!("{}.txt", s.name.replace('/', "__")));
+                    let text: String = sc.iter().map(|v| format!("{v:?}\n")).collect();
+                    std::fs::write(&path, text).map_err(|e| {
+                        format!("nab_baselines: DUMP_DIR: writing {}: {e}", path.display())
+                    })?;
+                }
+            }
             let results: Vec<nab::Scores<'_>> = series
                 .iter()
                 .zip(&scores)
