@@ -118,6 +118,67 @@ pub struct MultilineConfig {
     pub omit_pattern: bool,
 }
 
+// `tcplog` and `udplog` take these keys (and `operators`, `attributes`, `resource`, `encoding`,
+// `preserve_*_whitespaces`) as `filelog` does, but each config struct lists its fields again rather
+// than `#[serde(flatten)]`-ing a shared one: serde cannot combine `flatten` with
+// `deny_unknown_fields`, and a misspelt key must stay an error. What is shared is the checking:
+// [`MultilineConfig::split`], [`RetryOnFailure::check_intervals`] and [`build_operators`].
+
+impl MultilineConfig {
+    /// The split the two patterns ask for; exactly one must be given, and it must compile as RE2.
+    /// `omit_pattern` is the caller's to refuse.
+    pub fn split(&self, id: &ComponentId) -> Result<Split, ConfigError> {
+        let re = |key: &str, s: &str| {
+            vigil_core::config::re2_bytes_regex(s).map_err(|e| {
+                err(
+                    id,
+                    &format!("multiline::{key}"),
+                    format!("invalid regex: {e}"),
+                )
+            })
+        };
+        match (&self.line_start_pattern, &self.line_end_pattern) {
+            (Some(s), None) => Ok(Split::Start(re("line_start_pattern", s)?)),
+            (None, Some(s)) => Ok(Split::End(re("line_end_pattern", s)?)),
+            (Some(_), Some(_)) => Err(err(
+                id,
+                "multiline",
+                "only one of line_start_pattern and line_end_pattern may be set",
+            )),
+            (None, None) => Err(err(
+                id,
+                "multiline",
+                "one of line_start_pattern or line_end_pattern is required",
+            )),
+        }
+    }
+}
+
+impl RetryOnFailure {
+    /// With `enabled`, `max_interval` may not be shorter than `initial_interval`.
+    pub fn check_intervals(&self, id: &ComponentId) -> Result<(), ConfigError> {
+        if self.enabled && self.max_interval < self.initial_interval {
+            return Err(err(
+                id,
+                "retry_on_failure::max_interval",
+                format!(
+                    "{:?} is less than initial_interval ({:?})",
+                    self.max_interval, self.initial_interval
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The stanza `operators`, built; every operator's error is reported, each with its key path.
+pub fn build_operators(id: &ComponentId, ops: &[OperatorConfig]) -> Result<Pipeline, ConfigError> {
+    Pipeline::build_all(ops).map_err(|errors| {
+        let all = errors.into_iter().map(|(p, m)| err(id, &p, m)).collect();
+        ConfigError::join(all).unwrap_or_else(|| err(id, "operators", "cannot be built"))
+    })
+}
+
 /// How records are split out of the byte stream.
 #[derive(Debug, Clone)]
 pub enum Split {
@@ -229,53 +290,13 @@ pub fn check(id: &ComponentId, raw: FilelogConfig) -> Result<Checked, ConfigErro
             "must be greater than 0 when retry_on_failure is enabled",
         ));
     }
-    if retry.enabled && retry.max_interval < retry.initial_interval {
-        return Err(err(
-            id,
-            "retry_on_failure::max_interval",
-            format!(
-                "{:?} is less than initial_interval ({:?})",
-                retry.max_interval, retry.initial_interval
-            ),
-        ));
-    }
+    retry.check_intervals(id)?;
     if raw.multiline.as_ref().is_some_and(|m| m.omit_pattern) {
         return Err(err(id, "multiline::omit_pattern", "not supported yet"));
     }
     let split = match &raw.multiline {
         None => Split::Lines,
-        Some(m) => match (&m.line_start_pattern, &m.line_end_pattern) {
-            (Some(s), None) => {
-                Split::Start(vigil_core::config::re2_bytes_regex(s).map_err(|e| {
-                    err(
-                        id,
-                        "multiline::line_start_pattern",
-                        format!("invalid regex: {e}"),
-                    )
-                })?)
-            }
-            (None, Some(s)) => Split::End(vigil_core::config::re2_bytes_regex(s).map_err(|e| {
-                err(
-                    id,
-                    "multiline::line_end_pattern",
-                    format!("invalid regex: {e}"),
-                )
-            })?),
-            (Some(_), Some(_)) => {
-                return Err(err(
-                    id,
-                    "multiline",
-                    "only one of line_start_pattern and line_end_pattern may be set",
-                ))
-            }
-            (None, None) => {
-                return Err(err(
-                    id,
-                    "multiline",
-                    "one of line_start_pattern or line_end_pattern is required",
-                ))
-            }
-        },
+        Some(m) => m.split(id)?,
     };
     let encoding = match raw.encoding.to_ascii_lowercase().as_str() {
         "utf-8" | "utf8" | "" => Encoding::Utf8,
@@ -288,10 +309,7 @@ pub fn check(id: &ComponentId, raw: FilelogConfig) -> Result<Checked, ConfigErro
             None => return Err(err(id, "encoding", format!("unknown encoding {other:?}"))),
         },
     };
-    let pipeline = Pipeline::build_all(&raw.operators).map_err(|errors| {
-        let all = errors.into_iter().map(|(p, m)| err(id, &p, m)).collect();
-        ConfigError::join(all).unwrap_or_else(|| err(id, "operators", "cannot be built"))
-    })?;
+    let pipeline = build_operators(id, &raw.operators)?;
     let storage = raw
         .storage
         .as_deref()

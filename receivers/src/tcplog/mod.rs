@@ -6,7 +6,7 @@
 //! The parts `udplog` shares (splitting a byte stream into records, decoding, trimming, `net.*`
 //! attributes, handing entries to the pipeline) live here as [`Records`] and [`Emitter`].
 
-use crate::filelog::config::{MultilineConfig, RetryOnFailure};
+use crate::filelog::config::{build_operators, MultilineConfig, RetryOnFailure, Split};
 use crate::listen::{accept_capped, accept_tls, start_tls, Listening};
 use crate::serve::{default_max_connections, ConnCounters};
 use crate::stanza::entry::Entry;
@@ -39,7 +39,9 @@ pub const MIN_MAX_LOG_SIZE: usize = 64 * 1024;
 /// connection cap is the receiver's memory bound; no log line needs more.
 pub const MAX_LOG_SIZE_CAP: usize = 16 * 1024 * 1024;
 
-/// `receivers::tcplog` as written.
+/// `receivers::tcplog` as written. The keys it shares with `filelog` and `udplog` are listed again
+/// here, not flattened in, so that `deny_unknown_fields` keeps refusing misspelt keys (see
+/// `filelog::config`); their checking is shared.
 #[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TcpLogConfig {
@@ -74,14 +76,6 @@ pub struct TcpLogConfig {
     /// Refused: network inputs keep no offsets, and no operator vigil has persists state.
     #[serde(default)]
     pub storage: Option<Value>,
-}
-
-/// How records are cut out of the bytes.
-#[derive(Debug, Clone)]
-pub(crate) enum Split {
-    Lines,
-    Start(regex::bytes::Regex),
-    End(regex::bytes::Regex),
 }
 
 /// How record bytes become the body.
@@ -172,38 +166,7 @@ pub(crate) fn check_common(id: &ComponentId, c: CommonRaw<'_>) -> Result<Common,
         Some(m) if m.omit_pattern => {
             return Err(err(id, "multiline::omit_pattern", "not built yet"));
         }
-        Some(m) => match (&m.line_start_pattern, &m.line_end_pattern) {
-            (Some(s), None) => {
-                Split::Start(vigil_core::config::re2_bytes_regex(s).map_err(|e| {
-                    err(
-                        id,
-                        "multiline::line_start_pattern",
-                        format!("invalid regex: {e}"),
-                    )
-                })?)
-            }
-            (None, Some(s)) => Split::End(vigil_core::config::re2_bytes_regex(s).map_err(|e| {
-                err(
-                    id,
-                    "multiline::line_end_pattern",
-                    format!("invalid regex: {e}"),
-                )
-            })?),
-            (Some(_), Some(_)) => {
-                return Err(err(
-                    id,
-                    "multiline",
-                    "only one of line_start_pattern and line_end_pattern may be set",
-                ))
-            }
-            (None, None) => {
-                return Err(err(
-                    id,
-                    "multiline",
-                    "one of line_start_pattern or line_end_pattern is required",
-                ))
-            }
-        },
+        Some(m) => m.split(id)?,
     };
     if c.one_log_per_packet && c.multiline.is_some() {
         return Err(err(
@@ -212,21 +175,8 @@ pub(crate) fn check_common(id: &ComponentId, c: CommonRaw<'_>) -> Result<Common,
             "cannot be used with one_log_per_packet (each packet is one record)",
         ));
     }
-    let r = c.retry;
-    if r.enabled && r.max_interval < r.initial_interval {
-        return Err(err(
-            id,
-            "retry_on_failure::max_interval",
-            format!(
-                "{:?} is less than initial_interval ({:?})",
-                r.max_interval, r.initial_interval
-            ),
-        ));
-    }
-    let pipeline = Pipeline::build_all(c.operators).map_err(|errors| {
-        let all = errors.into_iter().map(|(p, m)| err(id, &p, m)).collect();
-        ConfigError::join(all).unwrap_or_else(|| err(id, "operators", "cannot be built"))
-    })?;
+    c.retry.check_intervals(id)?;
+    let pipeline = build_operators(id, c.operators)?;
     Ok(Common {
         split,
         encoding,
@@ -237,7 +187,7 @@ pub(crate) fn check_common(id: &ComponentId, c: CommonRaw<'_>) -> Result<Common,
         attributes: json_kvs(c.attributes),
         resource: json_kvs(c.resource),
         pipeline,
-        retry: r.clone(),
+        retry: c.retry.clone(),
         max: c.max,
     })
 }

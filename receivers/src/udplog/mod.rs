@@ -25,7 +25,8 @@ pub const MAX_WORKERS: usize = 256;
 /// 64KiB is its worst-case memory (256MiB).
 pub const MAX_QUEUE_CAP: usize = 4096;
 
-/// `receivers::udplog` as written.
+/// `receivers::udplog` as written. Its keys shared with `tcplog` are listed again rather than
+/// flattened in, as `tcplog`'s are, so that `deny_unknown_fields` still refuses misspelt keys.
 #[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct UdpLogConfig {
