@@ -310,24 +310,11 @@ impl Compiled {
 impl SpanProcessor {
     fn process(&self, data: &mut Telemetry) {
         let Telemetry::Traces(rs) = data else { return };
-        for r in rs {
-            let res = r
-                .resource
-                .as_ref()
-                .map_or(&[][..], |r| r.attributes.as_slice());
-            for span in r.scope_spans.iter_mut().flat_map(|s| &mut s.spans) {
-                if !self
-                    .c
-                    .filter
-                    .selects(res, Some(&span.name), &span.attributes)
-                {
-                    continue;
-                }
-                self.c.rename_from_attributes(span);
-                self.c.extract_to_attributes(span);
-                self.c.set_status(span);
-            }
-        }
+        self.c.filter.each_selected_span(rs, |span| {
+            self.c.rename_from_attributes(span);
+            self.c.extract_to_attributes(span);
+            self.c.set_status(span);
+        });
     }
 }
 

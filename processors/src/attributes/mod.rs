@@ -19,6 +19,7 @@ use vigil_core::factory::{self, DynProcessorFactory, FactoryBase, ProcessorFacto
 use vigil_core::otlp::common::v1::{any_value::Value, KeyValue};
 use vigil_core::otlp::metrics::v1::metric::Data;
 use vigil_core::otlp::resource::v1::Resource;
+use vigil_core::otlp::trace::v1::{ResourceSpans, Span};
 use vigil_core::{
     Component, ComponentId, ComponentKind, ConfigError, ConsumeError, Consumer, Processor,
     Settings, Signal, Stability, Telemetry,
@@ -288,6 +289,23 @@ impl Filter {
                 .as_ref()
                 .is_some_and(|m| m.matches(resource, name, attrs))
     }
+
+    /// Calls `f` on each span of `rs` that the filter selects by its resource, name and
+    /// attributes: the walk `attributes` and `span` both make over traces.
+    pub(crate) fn each_selected_span(
+        &self,
+        rs: &mut [ResourceSpans],
+        mut f: impl FnMut(&mut Span),
+    ) {
+        for r in rs {
+            let res = resource_attrs(&r.resource);
+            for span in r.scope_spans.iter_mut().flat_map(|s| &mut s.spans) {
+                if self.selects(res, Some(&span.name), &span.attributes) {
+                    f(span);
+                }
+            }
+        }
+    }
 }
 
 /// The checked config: actions and filter.
@@ -371,14 +389,7 @@ impl AttributesProcessor {
             // and this processor does not edit them.
             Telemetry::Profiles(_) => {}
             Telemetry::Traces(rs) => {
-                for r in rs {
-                    let res = resource_attrs(&r.resource);
-                    for span in r.scope_spans.iter_mut().flat_map(|s| &mut s.spans) {
-                        if filter.selects(res, Some(&span.name), &span.attributes) {
-                            actions.apply(&mut span.attributes);
-                        }
-                    }
-                }
+                filter.each_selected_span(rs, |span| actions.apply(&mut span.attributes))
             }
             Telemetry::Logs(rl) => {
                 for r in rl {
