@@ -919,7 +919,7 @@ fn forecast_step(
             None
         }
         Err(e) => {
-            tracing::trace!(series = %meta.identity, error = %e, "no forecast yet");
+            tracing::trace!(series = %meta.identity(), error = %e, "no forecast yet");
             None
         }
     }

@@ -113,7 +113,7 @@ pub fn anomaly_body(meta: &SeriesMeta, ep: &Episode, end: Option<EndReason>) -> 
                 None => format!("log pattern {id} of {service} {verb}"),
             }
         }
-        None => meta.identity.clone(),
+        None => meta.identity().to_string(),
     };
     // A band of almost no width (a constant series) would give absurd multiples: `band_words` says
     // "far" beyond `FAR_MULTIPLE`.
@@ -199,7 +199,7 @@ pub fn anomaly_event(
         kv_f64("vigil.anomaly.expected.upper", o.upper),
         kv_str("vigil.anomaly.detector", o.part.as_str()),
         kv_str("vigil.anomaly.signal", meta.signal.as_str()),
-        kv_str("vigil.anomaly.series", meta.identity.clone()),
+        kv_str("vigil.anomaly.series", meta.identity()),
         kv_str("vigil.anomaly.metric", meta.metric()),
     ];
     let t = match end {
@@ -214,7 +214,7 @@ pub fn anomaly_event(
             ep.end
         }
     };
-    a.extend(meta.attributes.iter().cloned());
+    a.extend(meta.attributes());
     let severity = if ep.peak_score >= ERROR_SCORE {
         SeverityNumber::Error
     } else {
@@ -240,7 +240,7 @@ pub fn forecast_event(
 ) -> ResourceLogs {
     let mut a = vec![
         kv_str("vigil.forecast.metric", meta.metric()),
-        kv_str("vigil.forecast.series", meta.identity.clone()),
+        kv_str("vigil.forecast.series", meta.identity()),
         kv_str("vigil.forecast.signal", meta.signal.as_str()),
         kv_f64("vigil.forecast.threshold", threshold),
         kv_f64("vigil.forecast.observed", last),
@@ -254,7 +254,7 @@ pub fn forecast_event(
     if let Some(at) = rfc3339(t + crossing.eta_secs) {
         a.push(kv_str("vigil.forecast.crossing_at", at));
     }
-    a.extend(meta.attributes.iter().cloned());
+    a.extend(meta.attributes());
     let range = match crossing.latest_secs {
         Some(l) => format!(
             "{}–{}",
@@ -265,7 +265,7 @@ pub fn forecast_event(
     };
     let body = format!(
         "{} is forecast to cross {} in about {} ({range}); now {}",
-        meta.identity,
+        meta.identity(),
         human(threshold),
         human_duration(crossing.eta_secs),
         human(last)
@@ -335,8 +335,8 @@ impl ScoreBatch {
             });
             self.out.len() - 1
         });
-        let mut attrs = meta.attributes.to_vec();
-        attrs.push(kv_str("vigil.anomaly.series", meta.identity.clone()));
+        let mut attrs = meta.attributes();
+        attrs.push(kv_str("vigil.anomaly.series", meta.identity()));
         attrs.push(kv_str("vigil.anomaly.metric", meta.metric()));
         attrs.push(kv_str("vigil.anomaly.signal", meta.signal.as_str()));
         let Some(sm) = self
