@@ -25,8 +25,14 @@ pub struct QueueConfig {
     /// Capacity, in `sizer` units.
     pub queue_size: usize,
     pub sizer: Sizer,
-    /// Wait for room instead of refusing when the queue is full.
+    /// Wait for room instead of refusing when the queue is full. `blocking` is otelcol's name for it
+    /// before v0.123 (deprecated there, still in published configs), so it is read as this key.
+    #[serde(alias = "blocking")]
     pub block_on_overflow: bool,
+    /// otelcol's switch to make the pipeline wait for the export's result. Only `false` (the
+    /// default) is built: vigil's queue hands data over and returns, see `validate`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub wait_for_result: bool,
     /// A storage extension (`file_storage/x`) that makes the queue durable.
     pub storage: Option<String>,
     /// Merge queued requests into larger ones before sending; off unless the section is present.
@@ -108,6 +114,7 @@ impl Default for QueueConfig {
             queue_size: 1000,
             sizer: Sizer::Requests,
             block_on_overflow: false,
+            wait_for_result: false,
             storage: None,
             batch: None,
         }
@@ -131,6 +138,16 @@ impl QueueConfig {
         }
         if let Some(b) = &self.batch {
             b.validate()?;
+        }
+        if self.wait_for_result {
+            let why = if self.storage.is_some() {
+                // otelcol's own refusal, kept so that the message matches its.
+                "is not supported with a persistent queue configured with `storage`"
+            } else {
+                "true is not built in vigil: the queue returns once it holds the data; remove the \
+                 key, or set `enabled: false` to make the pipeline wait for each export"
+            };
+            return Err(("wait_for_result", why.into()));
         }
         if self.num_consumers == 0 {
             return Err(("num_consumers", "must be at least 1".into()));
@@ -439,6 +456,26 @@ mod tests {
             ..QueueConfig::default()
         };
         assert_eq!(huge.validate().unwrap_err().0, "num_consumers");
+    }
+
+    #[test]
+    fn otelcol_deprecated_and_newer_keys() {
+        // `blocking` is the pre-v0.123 spelling of `block_on_overflow`.
+        let c: QueueConfig = serde_json::from_value(serde_json::json!({"blocking": true})).unwrap();
+        assert!(c.block_on_overflow);
+        let c: QueueConfig =
+            serde_json::from_value(serde_json::json!({"wait_for_result": false})).unwrap();
+        assert!(c.validate().is_ok());
+        let c: QueueConfig =
+            serde_json::from_value(serde_json::json!({"wait_for_result": true})).unwrap();
+        let (key, why) = c.validate().unwrap_err();
+        assert_eq!(key, "wait_for_result");
+        assert!(why.contains("not built"), "{why}");
+        let c: QueueConfig = serde_json::from_value(
+            serde_json::json!({"wait_for_result": true, "storage": "file_storage"}),
+        )
+        .unwrap();
+        assert!(c.validate().unwrap_err().1.contains("persistent queue"));
     }
 
     #[tokio::test]
