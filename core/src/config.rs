@@ -780,6 +780,17 @@ pub struct TlsClientConfig {
     /// keeps all of its suites unless some are listed. Empty: every suite rustls offers.
     #[serde(default)]
     pub cipher_suites: Vec<String>,
+    /// With `ca_file`, trust the system's roots as well instead of only the file's.
+    #[serde(default)]
+    pub include_system_ca_certs_pool: bool,
+    /// configtls's period for reading the certificate files again. vigil reads them when the
+    /// component starts (a restart picks up rotated files); the key is read and has no effect.
+    #[serde(
+        default,
+        with = "opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub reload_interval: Option<Duration>,
 }
 
 #[cfg(test)]

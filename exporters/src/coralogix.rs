@@ -250,6 +250,10 @@ impl CoralogixConfig {
             auth: s.auth.clone().or_else(|| d.auth.clone()),
             balancer_name: s.balancer_name.or(d.balancer_name).unwrap_or_default(),
             keepalive: s.keepalive.clone().or_else(|| d.keepalive.clone()),
+            authority: None,
+            wait_for_ready: false,
+            read_buffer_size: None,
+            write_buffer_size: None,
         })
     }
 

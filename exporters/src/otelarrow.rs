@@ -55,6 +55,14 @@ pub struct OtelArrowConfig {
     balancer_name: Balancer,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     keepalive: Option<Keepalive>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    authority: Option<String>,
+    #[serde(default)]
+    wait_for_ready: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    read_buffer_size: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    write_buffer_size: Option<usize>,
 
     #[serde(default)]
     arrow: ArrowConfig,
@@ -150,6 +158,10 @@ impl OtelArrowConfig {
             auth: self.auth.clone(),
             balancer_name: self.balancer_name,
             keepalive: self.keepalive.clone(),
+            authority: self.authority.clone(),
+            wait_for_ready: self.wait_for_ready,
+            read_buffer_size: self.read_buffer_size,
+            write_buffer_size: self.write_buffer_size,
         }
     }
 

@@ -65,6 +65,19 @@ pub struct OtlpConfig {
     /// HTTP/2 keepalive pings on the connection (configgrpc's `keepalive`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) keepalive: Option<Keepalive>,
+    /// configgrpc's `:authority` override: requests carry this instead of the endpoint's host
+    /// (the connection and, under TLS, the name verified stay the endpoint's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) authority: Option<String>,
+    /// gRPC's wait-for-ready: a call waits for a connection instead of failing fast. vigil's calls
+    /// fail fast and `retry_on_failure` sends them again, which delivers the same; read only.
+    #[serde(default)]
+    pub(crate) wait_for_ready: bool,
+    /// grpc-go's socket buffer sizes: tuning that the OS and hyper size here; read only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) read_buffer_size: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) write_buffer_size: Option<usize>,
 }
 
 /// `keepalive`: ping the server every `time` and drop the connection when a ping is not answered
@@ -173,6 +186,11 @@ impl OtlpConfig {
 
     pub(crate) fn validate(&self, id: &ComponentId) -> Result<(), ConfigError> {
         let target = self.target(id)?;
+        if let Some(a) = self.authority.as_deref().filter(|a| !a.is_empty()) {
+            a.parse::<http::uri::Authority>().map_err(|e| {
+                config_error(id, "authority", format!("{a:?} is not a host[:port]: {e}"))
+            })?;
+        }
         if target.tls && self.tls.insecure_skip_verify && self.tls.ca_file.is_some() {
             return Err(config_error(
                 id,
@@ -214,15 +232,27 @@ impl OtlpConfig {
         let target = self.target(id)?;
         let scheme = if target.tls { "https" } else { "http" };
         let uri = format!("{scheme}://{}", target.authority);
+        let origin_authority = self
+            .authority
+            .as_deref()
+            .filter(|a| !a.is_empty())
+            .unwrap_or(&target.authority);
         // tonic sees plaintext: under TLS our connector runs the handshake, and the origin below
         // keeps `https` in the requests.
         let connect = format!(
             "http://{}",
             addr.map_or_else(|| target.authority.clone(), |a| a.to_string())
         );
-        let origin = uri
+        let origin = format!("{scheme}://{origin_authority}")
             .parse::<http::Uri>()
-            .map_err(|e| config_error(id, "endpoint", format!("invalid endpoint {uri:?}: {e}")))?;
+            .map_err(|e| {
+                let key = if self.authority.is_some() {
+                    "authority"
+                } else {
+                    "endpoint"
+                };
+                config_error(id, key, format!("invalid {key} {origin_authority:?}: {e}"))
+            })?;
         let endpoint = Endpoint::from_shared(connect)
             .map_err(|e| config_error(id, "endpoint", format!("invalid endpoint {uri:?}: {e}")))?
             .user_agent(concat!("vigil/", env!("CARGO_PKG_VERSION")))
@@ -1473,6 +1503,27 @@ mod tests {
         let profiles = GrpcRequest::from_bytes(&[3]).expect("profiles tag");
         assert_eq!(profiles.signal, Signal::Profiles);
         assert!(GrpcRequest::from_bytes(&[4]).is_none());
+    }
+
+    #[test]
+    fn configgrpc_client_keys_are_read() {
+        let cfg: OtlpConfig = serde_json::from_value(json!({
+            "endpoint": "gw:4317", "tls": {"insecure": true}, "authority": "collector.example",
+            "wait_for_ready": true, "read_buffer_size": 524288, "write_buffer_size": 524288,
+        }))
+        .unwrap();
+        cfg.validate(&id()).unwrap();
+        let dialer = cfg.dialer(&id(), None, None).unwrap();
+        // The requests' authority is the configured one; the connection still goes to gw:4317.
+        assert_eq!(
+            dialer.endpoint.uri().to_string(),
+            "http://gw:4317/",
+            "connects to the endpoint"
+        );
+        let bad: OtlpConfig =
+            serde_json::from_value(json!({"endpoint": "gw:4317", "authority": "a b"})).unwrap();
+        let e = bad.validate(&id()).unwrap_err().to_string();
+        assert!(e.contains("authority"), "{e}");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use crate::helper::auth::{AuthConfig, Authenticator};
 use crate::helper::encode::{partial_success_json, partial_success_proto};
-use crate::helper::http::{error_chain, header_map, http_client};
+use crate::helper::http::{error_chain, header_map, http_client_with};
 use crate::helper::queue::{signal_from_tag, signal_tag, Persist};
 use crate::helper::{
     classify, Clock, Compression, Delivered, QueueConfig, RetryConfig, SendError, SendSettings,
@@ -79,6 +79,42 @@ pub struct OtlpHttpConfig {
     sending_queue: QueueConfig,
     #[serde(default)]
     auth: Option<AuthConfig>,
+    // confighttp's client transport keys; see `helper::http::ClientTransport`.
+    #[serde(default)]
+    proxy_url: Option<String>,
+    #[serde(default)]
+    max_idle_conns: Option<usize>,
+    #[serde(default)]
+    max_idle_conns_per_host: Option<usize>,
+    /// Go's transport limit on all connections to a host. vigil bounds concurrent requests
+    /// instead, by `sending_queue::num_consumers` (one request per consumer); this key is read
+    /// and must be a count, but does not lower that bound.
+    #[serde(default)]
+    max_conns_per_host: Option<usize>,
+    #[serde(default, with = "vigil_core::config::opt_duration")]
+    idle_conn_timeout: Option<Duration>,
+    #[serde(default)]
+    disable_keep_alives: bool,
+    #[serde(default, with = "duration")]
+    http2_read_idle_timeout: Duration,
+    #[serde(default, with = "duration")]
+    http2_ping_timeout: Duration,
+    /// Go's transport buffer sizes: tuning that reqwest sizes on its own; read and not used.
+    #[serde(default)]
+    read_buffer_size: usize,
+    #[serde(default)]
+    write_buffer_size: usize,
+    /// `cookies::enabled`: only `false` is built (reqwest is compiled without a cookie store).
+    #[serde(default)]
+    cookies: Option<Cookies>,
+}
+
+/// confighttp's `cookies` section.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cookies {
+    #[serde(default)]
+    enabled: bool,
 }
 
 fn config_error(id: &ComponentId, path: &str, msg: impl Into<String>) -> ConfigError {
@@ -158,8 +194,27 @@ impl OtlpHttpConfig {
         }
     }
 
+    fn transport(&self) -> crate::helper::http::ClientTransport {
+        crate::helper::http::ClientTransport {
+            proxy_url: self.proxy_url.clone(),
+            max_idle_conns: self.max_idle_conns,
+            max_idle_conns_per_host: self.max_idle_conns_per_host,
+            idle_conn_timeout: self.idle_conn_timeout,
+            disable_keep_alives: self.disable_keep_alives,
+            http2_read_idle_timeout: self.http2_read_idle_timeout,
+            http2_ping_timeout: self.http2_ping_timeout,
+        }
+    }
+
     fn validate(&self, id: &ComponentId) -> Result<(), ConfigError> {
         self.urls(id)?;
+        if self.cookies.as_ref().is_some_and(|c| c.enabled) {
+            return Err(config_error(
+                id,
+                "cookies::enabled",
+                "true is not built in vigil: responses' cookies are not kept; remove the section",
+            ));
+        }
         crate::helper::http::header_map(id, &self.headers)?;
         if let Some(auth) = &self.auth {
             auth.id(id)?;
@@ -344,7 +399,7 @@ fn build(
         (cfg.headers.clone(), http::HeaderMap::new())
     };
     let sender = HttpSender {
-        client: http_client(id, &defaults, &cfg.tls)?,
+        client: http_client_with(id, &defaults, &cfg.tls, &cfg.transport())?,
         headers,
         urls: cfg.urls(id)?,
         encoding: cfg.encoding,

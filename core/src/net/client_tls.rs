@@ -56,6 +56,11 @@ pub fn client_config(
                         .add(cert)
                         .map_err(|e| at("ca_file", format!("{ca:?}: {e}")))?;
                 }
+                if tls.include_system_ca_certs_pool {
+                    for cert in rustls_native_certs::load_native_certs().certs {
+                        let _ = roots.add(cert);
+                    }
+                }
             }
             // The system store (a certificate it cannot parse is skipped, as Go does).
             None => {
@@ -287,6 +292,25 @@ mod tests {
             e.starts_with("tls::server_name_override: \"not a name!\" is not a DNS name"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn include_system_ca_certs_pool_adds_the_system_roots_to_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "").unwrap();
+        // An empty file alone leaves no root; with the system pool there are the system's.
+        assert!(config(&tls(serde_json::json!({"ca_file": empty})), &[]).is_err());
+        let with_system = tls(serde_json::json!({
+            "ca_file": empty, "include_system_ca_certs_pool": true, "reload_interval": "1h",
+        }));
+        assert_eq!(
+            with_system.reload_interval,
+            Some(std::time::Duration::from_secs(3600))
+        );
+        if !rustls_native_certs::load_native_certs().certs.is_empty() {
+            assert!(config(&with_system, &[]).is_ok());
+        }
     }
 
     #[test]

@@ -48,6 +48,76 @@ fn read(id: &ComponentId, key: &str, path: &str) -> Result<Vec<u8>, ConfigError>
     })
 }
 
+/// confighttp's client transport keys (otelcol's `ClientConfig`), mapped onto reqwest's pool.
+/// `None`/zero leaves reqwest's own default, as an unset key leaves Go's transport default.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ClientTransport {
+    /// `proxy_url`: every request goes through this HTTP(S) proxy. Without it the standard proxy
+    /// environment variables apply, as in Go.
+    pub proxy_url: Option<String>,
+    /// `max_idle_conns` / `max_idle_conns_per_host`: reqwest bounds idle connections per host
+    /// only, and an exporter talks to one host, so the smaller of the two is the bound.
+    pub max_idle_conns: Option<usize>,
+    pub max_idle_conns_per_host: Option<usize>,
+    /// `idle_conn_timeout` (0: idle connections are kept without a time limit).
+    pub idle_conn_timeout: Option<std::time::Duration>,
+    /// `disable_keep_alives`: no connection is reused.
+    pub disable_keep_alives: bool,
+    /// `http2_read_idle_timeout`: ping an HTTP/2 connection idle this long (0: never), and drop it
+    /// when the ping is not answered within `http2_ping_timeout` (0: 15s, Go's default).
+    pub http2_read_idle_timeout: std::time::Duration,
+    pub http2_ping_timeout: std::time::Duration,
+}
+
+impl ClientTransport {
+    fn apply(
+        &self,
+        id: &ComponentId,
+        mut builder: reqwest::ClientBuilder,
+    ) -> Result<reqwest::ClientBuilder, ConfigError> {
+        if let Some(raw) = self.proxy_url.as_deref().filter(|u| !u.is_empty()) {
+            let proxy = reqwest::Url::parse(raw)
+                .ok()
+                .filter(|u| u.has_host())
+                .and_then(|u| reqwest::Proxy::all(u).ok())
+                .ok_or_else(|| {
+                    config_error(
+                        id,
+                        "proxy_url",
+                        format!("{raw:?} is not a proxy URL (expected http://host:port)"),
+                    )
+                })?;
+            builder = builder.proxy(proxy);
+        }
+        let idle = match (self.max_idle_conns, self.max_idle_conns_per_host) {
+            // Go: 0 means no limit for max_idle_conns.
+            (Some(0), per_host) | (None, per_host) => per_host,
+            (Some(all), Some(per_host)) => Some(all.min(per_host)),
+            (Some(all), None) => Some(all),
+        };
+        if self.disable_keep_alives {
+            builder = builder.pool_max_idle_per_host(0);
+        } else if let Some(n) = idle {
+            builder = builder.pool_max_idle_per_host(n);
+        }
+        if let Some(t) = self.idle_conn_timeout {
+            builder = builder.pool_idle_timeout((!t.is_zero()).then_some(t));
+        }
+        if !self.http2_read_idle_timeout.is_zero() {
+            let ping = if self.http2_ping_timeout.is_zero() {
+                std::time::Duration::from_secs(15)
+            } else {
+                self.http2_ping_timeout
+            };
+            builder = builder
+                .http2_keep_alive_interval(self.http2_read_idle_timeout)
+                .http2_keep_alive_timeout(ping)
+                .http2_keep_alive_while_idle(true);
+        }
+        Ok(builder)
+    }
+}
+
 /// Builds a client with default `headers` and the `tls` settings: `ca_file` replaces the system roots
 /// (as Go's crypto/tls does), `cert_file` + `key_file` present a client certificate,
 /// `insecure_skip_verify` turns verification off, and `server_name_override` and `cipher_suites`
@@ -56,6 +126,16 @@ pub fn http_client(
     id: &ComponentId,
     headers: &BTreeMap<String, String>,
     tls: &TlsClientConfig,
+) -> Result<reqwest::Client, ConfigError> {
+    http_client_with(id, headers, tls, &ClientTransport::default())
+}
+
+/// [`http_client`] with confighttp's transport keys as well.
+pub fn http_client_with(
+    id: &ComponentId,
+    headers: &BTreeMap<String, String>,
+    tls: &TlsClientConfig,
+    transport: &ClientTransport,
 ) -> Result<reqwest::Client, ConfigError> {
     let mut builder = reqwest::Client::builder()
         .default_headers(header_map(id, headers)?)
@@ -71,7 +151,12 @@ pub fn http_client(
                 format!("{ca:?} holds no usable PEM certificate: {e}"),
             )
         })?;
-        builder = builder.tls_certs_only(certs);
+        // `include_system_ca_certs_pool` keeps the system roots beside the file's.
+        builder = if tls.include_system_ca_certs_pool {
+            builder.tls_certs_merge(certs)
+        } else {
+            builder.tls_certs_only(certs)
+        };
     }
     match (&tls.cert_file, &tls.key_file) {
         (Some(_), Some(_)) if deferred => {}
@@ -125,6 +210,7 @@ pub fn http_client(
         let config = crate::helper::tls::client_config(id, tls, &[b"h2", b"http/1.1"])?;
         builder = builder.tls_backend_preconfigured(Arc::unwrap_or_clone(config));
     }
+    builder = transport.apply(id, builder)?;
     builder
         .build()
         .map_err(|e| config_error(id, "tls", format!("cannot build the HTTP client: {e}")))
@@ -159,6 +245,29 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn transport_keys_build_or_name_the_key() {
+        let id = ComponentId::parse("otlphttp").unwrap();
+        let none = BTreeMap::new();
+        let tls = TlsClientConfig::default();
+        let t = ClientTransport {
+            proxy_url: Some("http://proxy.example:3128".into()),
+            max_idle_conns: Some(100),
+            max_idle_conns_per_host: Some(10),
+            idle_conn_timeout: Some(std::time::Duration::from_secs(90)),
+            disable_keep_alives: false,
+            http2_read_idle_timeout: std::time::Duration::from_secs(10),
+            http2_ping_timeout: std::time::Duration::ZERO,
+        };
+        assert!(http_client_with(&id, &none, &tls, &t).is_ok());
+        let bad = ClientTransport {
+            proxy_url: Some("not a url".into()),
+            ..ClientTransport::default()
+        };
+        let e = http_client_with(&id, &none, &tls, &bad).unwrap_err();
+        assert!(e.to_string().contains("proxy_url"), "{e}");
+    }
 
     #[test]
     fn tls_versions_are_checked_and_named() {
