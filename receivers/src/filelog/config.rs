@@ -52,6 +52,33 @@ pub struct FilelogConfig {
     /// a batch still refused is never dropped: the reader keeps its checkpoint and reads it
     /// again at the next poll.
     pub retry_on_failure: RetryOnFailure,
+    /// Files last modified longer ago than this are not read (0: no limit), as fileconsumer's
+    /// matcher leaves them out.
+    #[serde(with = "vigil_core::config::duration")]
+    pub exclude_older_than: Duration,
+    /// `log.file.owner.name` / `log.file.owner.group.name`: the file's owner and group, looked up
+    /// in the host's `/etc/passwd` and `/etc/group` (what Go's os/user reads without cgo).
+    pub include_file_owner_name: bool,
+    pub include_file_owner_group_name: bool,
+    /// `log.file.record_number`: the record's place in its file, from 1 (checkpointed with the
+    /// offset, so a restart continues the count).
+    pub include_file_record_number: bool,
+    /// `log.file.record_offset`: the byte offset where the record starts in its file.
+    pub include_file_record_offset: bool,
+    /// stanza's trim: by default leading and trailing whitespace is cut from every record and an
+    /// empty record is not sent; these keep it.
+    pub preserve_leading_whitespaces: bool,
+    pub preserve_trailing_whitespaces: bool,
+    /// fileconsumer's archive of fingerprints from earlier polls (default 0). vigil's tracker
+    /// keeps every known file for several polls on its own, so the key changes nothing here.
+    pub polls_to_archive: usize,
+    /// fileconsumer's advisory lock before reading; only `false` (the default) is built.
+    pub acquire_fs_lock: bool,
+    /// `""` (plain files, the default); `gzip`/`auto` are not built.
+    pub compression: String,
+    /// Keys otelcol has whose feature vigil does not build: refused when set (see `check`).
+    pub header: Option<Value>,
+    pub ordering_criteria: Option<Value>,
 }
 
 /// `retry_on_failure`, with otelcol's (consumerretry's) keys and defaults.
@@ -104,6 +131,18 @@ impl Default for FilelogConfig {
             attributes: HashMap::new(),
             resource: HashMap::new(),
             retry_on_failure: RetryOnFailure::default(),
+            exclude_older_than: Duration::ZERO,
+            include_file_owner_name: false,
+            include_file_owner_group_name: false,
+            include_file_record_number: false,
+            include_file_record_offset: false,
+            preserve_leading_whitespaces: false,
+            preserve_trailing_whitespaces: false,
+            polls_to_archive: 0,
+            acquire_fs_lock: false,
+            compression: String::new(),
+            header: None,
+            ordering_criteria: None,
         }
     }
 }
@@ -282,6 +321,39 @@ pub fn check(id: &ComponentId, raw: FilelogConfig) -> Result<Checked, ConfigErro
             "not supported yet: leave it unset (0)",
         ));
     }
+    if raw.acquire_fs_lock {
+        return Err(err(
+            id,
+            "acquire_fs_lock",
+            "true is not built in vigil: files are read without an advisory lock; remove the key",
+        ));
+    }
+    if !raw.compression.is_empty() {
+        return Err(err(
+            id,
+            "compression",
+            format!(
+                "{:?} is not built in vigil: only plain files are read (leave compression unset)",
+                raw.compression
+            ),
+        ));
+    }
+    if raw.header.as_ref().is_some_and(|v| !v.is_null()) {
+        // otelcol also needs the filelog.allowHeaderMetadataParsing feature gate for it.
+        return Err(err(
+            id,
+            "header",
+            "header metadata parsing is not built in vigil; remove the section",
+        ));
+    }
+    if raw.ordering_criteria.as_ref().is_some_and(|v| !v.is_null()) {
+        return Err(err(
+            id,
+            "ordering_criteria",
+            "not built in vigil: every matching file is read; remove the section, or narrow \
+             include/exclude (exclude_older_than) instead",
+        ));
+    }
     let retry = &raw.retry_on_failure;
     if retry.enabled && retry.initial_interval.is_zero() {
         return Err(err(
@@ -348,5 +420,33 @@ mod tests {
         assert!(!c.start_at_beginning);
         assert!(c.raw.include_file_name && !c.raw.include_file_path);
         assert_eq!(parse_size("1KiB").unwrap(), 1024);
+    }
+
+    #[test]
+    fn fileconsumer_keys_are_read_and_unbuilt_ones_refused() {
+        let c = load(
+            &id(),
+            &yaml(
+                "include: [/var/log/*.log]\nexclude_older_than: 24h\ninclude_file_owner_name: true\n\
+                 include_file_owner_group_name: true\ninclude_file_record_number: true\n\
+                 include_file_record_offset: true\npreserve_leading_whitespaces: true\n\
+                 preserve_trailing_whitespaces: true\npolls_to_archive: 3\nacquire_fs_lock: false\n\
+                 compression: \"\"\n",
+            ),
+        )
+        .unwrap();
+        assert_eq!(c.raw.exclude_older_than, Duration::from_secs(86400));
+        assert!(c.raw.include_file_record_number && c.raw.include_file_owner_group_name);
+        for (text, key) in [
+            ("acquire_fs_lock: true", "acquire_fs_lock"),
+            ("compression: gzip", "compression"),
+            ("header: {pattern: '^#'}", "header"),
+            ("ordering_criteria: {top_n: 1}", "ordering_criteria"),
+        ] {
+            let e = load(&id(), &yaml(&format!("include: [/x]\n{text}")))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(key) && e.contains("not built"), "{e}");
+        }
     }
 }

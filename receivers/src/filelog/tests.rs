@@ -417,7 +417,8 @@ fn recombine_joins_a_stack_trace_across_polls_and_holds_the_checkpoint() {
     let d = tempfile::tempdir().unwrap();
     let log = d.path().join("app.log");
     let store: Arc<dyn Storage> = Arc::new(MemStorage::default());
-    let ops = json!({"operators": [{
+    // Without it stanza trims each line, the stack frames' tabs included, as otelcol does.
+    let ops = json!({"preserve_leading_whitespaces": true, "operators": [{
         "type": "recombine",
         "combine_field": "body",
         "is_first_entry": "body matches \"^\\\\d{4}-\\\\d{2}-\\\\d{2} \"",
@@ -578,4 +579,84 @@ fn retry_on_failure_keys_and_defaults() {
             .contains("filelog/x::retry_on_failure::initial_interval: must be greater than 0"),
         "{e}"
     );
+}
+
+/// The attributes of every record the sink got, in order.
+fn attrs_of(c: &Collect) -> Vec<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for b in &c.batches {
+        for rl in b {
+            for sl in &rl.scope_logs {
+                for r in &sl.log_records {
+                    out.push(
+                        r.attributes
+                            .iter()
+                            .map(|kv| {
+                                let v = match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+                                    Some(Value::StringValue(s)) => s.clone(),
+                                    Some(Value::IntValue(i)) => i.to_string(),
+                                    other => format!("{other:?}"),
+                                };
+                                (kv.key.clone(), v)
+                            })
+                            .collect(),
+                    );
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn fileconsumer_trim_record_number_offset_and_age() {
+    let d = tempfile::tempdir().unwrap();
+    let log = d.path().join("a.log");
+    std::fs::write(&log, "  first record of a distinct file  \n\n   \nsecond\n").unwrap();
+    let mut t = tracker(
+        d.path(),
+        json!({"include_file_record_number": true, "include_file_record_offset": true,
+               "include_file_name": false}),
+        None,
+    );
+    let mut c = Collect::default();
+    t.poll(&mut c.sink());
+    // Trimmed by default; blank lines are not sent but still count as records, as in stanza.
+    assert_eq!(c.bodies, ["first record of a distinct file", "second"]);
+    let attrs = attrs_of(&c);
+    let get = |i: usize, k: &str| {
+        attrs[i]
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(get(0, "log.file.record_number").as_deref(), Some("1"));
+    assert_eq!(get(0, "log.file.record_offset").as_deref(), Some("0"));
+    assert_eq!(get(1, "log.file.record_number").as_deref(), Some("4"));
+    assert_eq!(get(1, "log.file.record_offset").as_deref(), Some("41"));
+
+    // preserve_* keeps the whitespace.
+    let d2 = tempfile::tempdir().unwrap();
+    std::fs::write(d2.path().join("b.log"), "  padded line of another file \n").unwrap();
+    let mut t = tracker(
+        d2.path(),
+        json!({"preserve_leading_whitespaces": true, "preserve_trailing_whitespaces": true}),
+        None,
+    );
+    let mut c = Collect::default();
+    t.poll(&mut c.sink());
+    assert_eq!(c.bodies, ["  padded line of another file "]);
+
+    // exclude_older_than leaves out a file last written long ago.
+    let d3 = tempfile::tempdir().unwrap();
+    let old = d3.path().join("old.log");
+    append(&old, 0..3);
+    let f = std::fs::OpenOptions::new().write(true).open(&old).unwrap();
+    f.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(7200))
+        .unwrap();
+    append(&d3.path().join("new.log"), 10..12);
+    let mut t = tracker(d3.path(), json!({"exclude_older_than": "1h"}), None);
+    let mut c = Collect::default();
+    t.poll(&mut c.sink());
+    assert_eq!(c.bodies, expect(10..12));
 }

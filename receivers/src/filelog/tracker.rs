@@ -84,6 +84,9 @@ struct Reader {
     tail_seen: Option<(u64, Instant)>,
     missed_polls: u32,
     matched: bool,
+    /// Records up to `offset` (`include_file_record_number`), and up to `read_to`.
+    records: u64,
+    read_records: u64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -91,6 +94,9 @@ struct Saved {
     fp: String,
     offset: u64,
     path: String,
+    /// Absent in checkpoints written before record numbers were counted.
+    #[serde(default)]
+    records: u64,
 }
 
 struct Candidate {
@@ -184,6 +190,8 @@ impl Tracker {
                             tail_seen: None,
                             missed_polls: 0,
                             matched: false,
+                            records: r.records,
+                            read_records: r.records,
                         });
                     }
                     tracing::info!(receiver = %self.id, files = self.readers.len(), "filelog resumes from its checkpoint");
@@ -208,6 +216,7 @@ impl Tracker {
                 fp: hex::encode(&r.fp),
                 offset: r.offset,
                 path: r.path.display().to_string(),
+                records: r.records,
             })
             .collect();
         let bytes = serde_json::to_vec(&saved).unwrap_or_default();
@@ -229,6 +238,8 @@ impl Tracker {
 
     fn find_paths(&self) -> Vec<PathBuf> {
         let mut out = Vec::new();
+        let max_age = self.cfg.raw.exclude_older_than;
+        let now = SystemTime::now();
         for pat in &self.cfg.include {
             // A directory that vanished, or one we may not list, yields nothing: that is no error.
             let Ok(paths) = glob::glob(pat.as_str()) else {
@@ -237,6 +248,14 @@ impl Tracker {
             for p in paths.flatten() {
                 if self.cfg.exclude.iter().any(|x| x.matches_path(&p)) {
                     continue;
+                }
+                if !max_age.is_zero() {
+                    let modified = std::fs::metadata(&p).and_then(|m| m.modified());
+                    // As fileconsumer: a file whose age cannot be read is kept.
+                    if modified.is_ok_and(|t| now.duration_since(t).is_ok_and(|age| age > max_age))
+                    {
+                        continue;
+                    }
                 }
                 out.push(p);
             }
@@ -363,6 +382,8 @@ impl Tracker {
                 tail_seen: None,
                 missed_polls: 0,
                 matched: true,
+                records: 0,
+                read_records: 0,
             });
             assign[ci] = Some(self.readers.len() - 1);
         }
@@ -402,6 +423,8 @@ impl Tracker {
                 // Same first bytes but shorter than what we read: truncated and rewritten.
                 r.offset = 0;
                 r.read_to = 0;
+                r.records = 0;
+                r.read_records = 0;
                 r.state = PipelineState::default();
             }
             r.file = Some(c.file);
@@ -664,6 +687,21 @@ impl Tracker {
                 }
             }
         }
+        if raw.include_file_owner_name || raw.include_file_owner_group_name {
+            use std::os::unix::fs::MetadataExt;
+            if let Ok(m) = std::fs::metadata(path) {
+                if raw.include_file_owner_name {
+                    if let Some(n) = id_name("/etc/passwd", m.uid()) {
+                        v.push(kv_str("log.file.owner.name", n));
+                    }
+                }
+                if raw.include_file_owner_group_name {
+                    if let Some(n) = id_name("/etc/group", m.gid()) {
+                        v.push(kv_str("log.file.owner.group.name", n));
+                    }
+                }
+            }
+        }
         v
     }
 
@@ -676,17 +714,36 @@ impl Tracker {
         out: &mut Vec<Entry>,
         batch: &mut Batch,
     ) {
+        let raw = &self.cfg.raw;
+        let r = &mut self.readers[ri];
+        r.read_records += 1;
+        let record_number = r.read_records;
+        let mut bytes = rec.bytes;
+        // stanza trims every token unless told to preserve; an empty token is not sent.
+        if !raw.preserve_trailing_whitespaces {
+            let keep = bytes.trim_ascii_end().len();
+            bytes.truncate(keep);
+        }
+        if !raw.preserve_leading_whitespaces {
+            let cut = bytes.len() - bytes.trim_ascii_start().len();
+            bytes.drain(..cut);
+        }
+        if bytes.is_empty() {
+            batch.end = rec.end;
+            r.read_to = rec.end;
+            return;
+        }
         let body = match self.cfg.encoding {
-            Encoding::Utf8 => match String::from_utf8(rec.bytes) {
+            Encoding::Utf8 => match String::from_utf8(bytes) {
                 Ok(s) => Value::StringValue(s),
                 Err(e) => {
                     self.counters.invalid_utf8.increment(1);
                     Value::StringValue(String::from_utf8_lossy(e.as_bytes()).into_owned())
                 }
             },
-            Encoding::Nop => Value::BytesValue(rec.bytes),
+            Encoding::Nop => Value::BytesValue(bytes),
             Encoding::Other(enc) => {
-                Value::StringValue(enc.decode_without_bom_handling(&rec.bytes).0.into_owned())
+                Value::StringValue(enc.decode_without_bom_handling(&bytes).0.into_owned())
             }
         };
         let mut e = Entry {
@@ -701,6 +758,18 @@ impl Tracker {
             self.counters.truncated.increment(1);
             e.attributes
                 .push(kv("log.truncated", Value::BoolValue(true)));
+        }
+        if self.cfg.raw.include_file_record_number {
+            e.attributes.push(kv(
+                "log.file.record_number",
+                Value::IntValue(record_number as i64),
+            ));
+        }
+        if self.cfg.raw.include_file_record_offset {
+            e.attributes.push(kv(
+                "log.file.record_offset",
+                Value::IntValue(rec.start as i64),
+            ));
         }
         batch.end = rec.end;
         let r = &mut self.readers[ri];
@@ -733,6 +802,7 @@ impl Tracker {
                 let r = &mut self.readers[ri];
                 r.state = PipelineState::default();
                 r.read_to = r.offset;
+                r.read_records = r.records;
                 r.tail_seen = None;
                 return None;
             }
@@ -745,6 +815,9 @@ impl Tracker {
         if commit > r.offset {
             r.offset = commit;
         }
+        // Records an operator still holds are counted as committed: after a restart they are read
+        // again under the next numbers, a gap rather than a repeat.
+        r.records = r.read_records;
         self.checkpoint();
         Some(n)
     }
@@ -864,4 +937,16 @@ fn read_full_at(f: &File, buf: &mut [u8], mut off: u64) -> io::Result<usize> {
         }
     }
     Ok(n)
+}
+
+/// The name of `id` in a passwd- or group-format file (`name:x:id:...`), as Go's os/user reads
+/// them without cgo. Hand-written: the format is one split per line and no crate in the tree reads it.
+fn id_name(file: &str, id: u32) -> Option<String> {
+    let text = std::fs::read_to_string(file).ok()?;
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        let mut f = l.split(':');
+        let name = f.next()?;
+        let _password = f.next()?;
+        (f.next()?.parse::<u32>().ok()? == id).then(|| name.to_string())
+    })
 }
