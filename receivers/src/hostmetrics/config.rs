@@ -20,6 +20,11 @@ pub struct HostMetricsConfig {
     /// Wait before the first collection (otelcol's default: 1s).
     #[serde(default = "default_initial_delay", with = "duration")]
     pub initial_delay: Duration,
+    /// scraperhelper's bound on one collection (otelcol's default 0: none). A collection that
+    /// outlasts it is given up and logged; while it still runs, later ticks are skipped, so slow
+    /// reads never pile up.
+    #[serde(default, with = "duration")]
+    pub timeout: Duration,
     /// Where the host's root file system is mounted (`/hostfs` in a container); empty means `/`.
     #[serde(default)]
     pub root_path: String,

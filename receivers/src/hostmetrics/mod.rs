@@ -344,6 +344,7 @@ impl vigil_core::factory::ReceiverFactory for Factory {
             interval: cfg.collection_interval,
             metadata_interval: cfg.metadata_collection_interval,
             initial_delay: cfg.initial_delay,
+            timeout: cfg.timeout,
             root: Root::new(&cfg.root_path),
             scrapers: Arc::new(Mutex::new(scrapers)),
             next,
@@ -360,6 +361,8 @@ pub struct HostMetricsReceiver {
     /// How often the host entity event goes to a logs pipeline (0: once).
     metadata_interval: Duration,
     initial_delay: Duration,
+    /// `timeout`; zero waits for every collection.
+    timeout: Duration,
     root: Root,
     scrapers: Arc<Mutex<Vec<Box<dyn Scraper>>>>,
     next: NextConsumers,
@@ -380,6 +383,7 @@ impl Component for HostMetricsReceiver {
         let id = self.id.clone();
         let interval = self.interval;
         let initial_delay = self.initial_delay;
+        let timeout = self.timeout;
         let root = self.root.clone();
         let scrapers = Arc::clone(&self.scrapers);
         let next = self.next.clone();
@@ -394,19 +398,45 @@ impl Component for HostMetricsReceiver {
             let mut timer = tokio::time::interval(interval);
             // A slow collection must not be followed by a burst of catch-up collections.
             timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            // A collection given up at `timeout` that is still reading: at most one, so blocked
+            // reads cannot pile up threads.
+            let mut overdue: Option<tokio::task::JoinHandle<_>> = None;
             loop {
                 tokio::select! {
                     _ = timer.tick() => {}
                     _ = cancel.cancelled() => return,
                 }
+                if overdue.as_ref().is_some_and(|h| !h.is_finished()) {
+                    tracing::warn!(
+                        receiver = %id,
+                        "skipping a collection: the previous one is still running past timeout ({timeout:?})"
+                    );
+                    continue;
+                }
+                // What a late collection gathered is stale by now: dropped.
+                overdue = None;
                 let scrapers = Arc::clone(&scrapers);
                 let root = root.clone();
                 // File reads block; keep them off the async workers.
-                let joined = tokio::task::spawn_blocking(move || {
+                let mut handle = tokio::task::spawn_blocking(move || {
                     let mut s = vigil_core::lock(&scrapers);
                     collect(&mut s, &root, ticks)
-                })
-                .await;
+                });
+                let joined = if timeout.is_zero() {
+                    (&mut handle).await
+                } else {
+                    match tokio::time::timeout(timeout, &mut handle).await {
+                        Ok(r) => r,
+                        Err(_) => {
+                            tracing::warn!(
+                                receiver = %id,
+                                "a collection took longer than timeout ({timeout:?}); its metrics are dropped"
+                            );
+                            overdue = Some(handle);
+                            continue;
+                        }
+                    }
+                };
                 let (batch, errors) = match joined {
                     Ok(r) => r,
                     Err(e) => {
@@ -614,6 +644,19 @@ mod tests {
         );
         let cfg = config::load(&id(), &serde_json::json!({"scrapers": {"cpu": null}})).unwrap();
         assert_eq!(cfg.collection_interval, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn scraperhelper_timeout_is_read() {
+        // otelcol's scraperhelper key: absent means no bound.
+        let cfg = config::load(&id(), &serde_json::json!({"scrapers": {"cpu": null}})).unwrap();
+        assert_eq!(cfg.timeout, Duration::ZERO);
+        let cfg = config::load(
+            &id(),
+            &serde_json::json!({"timeout": "10s", "scrapers": {"cpu": null}}),
+        )
+        .unwrap();
+        assert_eq!(cfg.timeout, Duration::from_secs(10));
     }
 
     #[test]
