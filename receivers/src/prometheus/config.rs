@@ -58,6 +58,68 @@ pub struct GlobalConfig {
     /// Accepted because Prometheus configs carry it; they only label outgoing remote writes there.
     #[serde(default)]
     pub external_labels: BTreeMap<String, String>,
+    /// The formats offered to targets, in order of preference (each job may set its own).
+    pub scrape_protocols: Option<Vec<String>>,
+}
+
+/// Prometheus's `scrape_protocols` names and the media type each asks for.
+const SCRAPE_PROTOCOLS: &[(&str, &str)] = &[
+    (
+        "PrometheusProto",
+        "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited",
+    ),
+    ("PrometheusText0.0.4", "text/plain;version=0.0.4"),
+    ("PrometheusText1.0.0", "text/plain;version=1.0.0"),
+    ("OpenMetricsText0.0.1", "application/openmetrics-text;version=0.0.1"),
+    ("OpenMetricsText1.0.0", "application/openmetrics-text;version=1.0.0"),
+];
+
+/// The `Accept` header for `protocols`, weighted in their order as Prometheus builds it. The
+/// protobuf format is left out: vigil parses the text formats only, so a target must not be asked
+/// for protobuf (a list of only `PrometheusProto` is refused by the caller).
+fn accept_header(protocols: &[String]) -> String {
+    let mut weight = SCRAPE_PROTOCOLS.len() + 1;
+    let mut out = Vec::new();
+    for p in protocols {
+        if let Some((name, media)) = SCRAPE_PROTOCOLS.iter().find(|(n, _)| n == p) {
+            if *name != "PrometheusProto" {
+                out.push(format!("{media};q=0.{weight}"));
+            }
+        }
+        weight -= 1;
+    }
+    out.push(format!("*/*;q=0.{weight}"));
+    out.join(",")
+}
+
+/// Checks a `scrape_protocols` list as Prometheus does (known names, no repeats).
+fn check_protocols(list: &[String]) -> Result<(), String> {
+    if list.is_empty() {
+        return Err("scrape_protocols cannot be empty".into());
+    }
+    for (i, p) in list.iter().enumerate() {
+        if !SCRAPE_PROTOCOLS.iter().any(|(n, _)| n == p) {
+            return Err(format!(
+                "unknown scrape protocol {p:?}; supported: {}",
+                SCRAPE_PROTOCOLS
+                    .iter()
+                    .map(|(n, _)| *n)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        if list[..i].contains(p) {
+            return Err(format!("duplicated protocol in scrape_protocols: {p:?}"));
+        }
+    }
+    if list.iter().all(|p| p == "PrometheusProto") {
+        return Err(
+            "PrometheusProto alone is not built in vigil (the protobuf exposition format is \
+                    not parsed); add a text format such as OpenMetricsText1.0.0"
+                .into(),
+        );
+    }
+    Ok(())
 }
 
 /// One `scrape_configs` entry as written.
@@ -94,6 +156,14 @@ pub struct ScrapeConfigRaw {
     pub body_size_limit: Option<String>,
     pub sample_limit: Option<u64>,
     pub follow_redirects: Option<bool>,
+    /// The job's own `scrape_protocols` (default: global's, else Prometheus's list).
+    pub scrape_protocols: Option<Vec<String>>,
+    /// The format read when a target's answer has no usable `Content-Type`.
+    pub fallback_scrape_protocol: Option<String>,
+    /// `false` asks targets for an uncompressed body (`Accept-Encoding: identity`).
+    pub enable_compression: Option<bool>,
+    /// `false` keeps scrapes on HTTP/1.1.
+    pub enable_http2: Option<bool>,
 }
 
 /// A group of targets with shared labels, as in `static_configs` and file SD files.
@@ -173,6 +243,12 @@ pub struct Job {
     pub body_size_limit: u64,
     pub sample_limit: u64,
     pub follow_redirects: bool,
+    /// The `Accept` header built from `scrape_protocols`.
+    pub accept: String,
+    /// `fallback_scrape_protocol`, as the parser's format.
+    pub fallback: Option<super::parse::Format>,
+    pub enable_compression: bool,
+    pub enable_http2: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -343,9 +419,44 @@ pub fn check(id: &ComponentId, raw: RawConfig) -> Result<Config, ConfigError> {
         ));
     }
 
+    if let Some(list) = &prom.global.scrape_protocols {
+        check_protocols(list).map_err(|m| err(id, "config::global::scrape_protocols", m))?;
+    }
     let mut jobs: Vec<Job> = Vec::new();
     for (i, sc) in prom.scrape_configs.iter().enumerate() {
         let at = |k: &str| format!("config::scrape_configs::{i}::{k}");
+        let protocols = match (&sc.scrape_protocols, &prom.global.scrape_protocols) {
+            (Some(own), _) => {
+                check_protocols(own).map_err(|m| err(id, at("scrape_protocols"), m))?;
+                own.clone()
+            }
+            (None, Some(global)) => global.clone(),
+            // Prometheus's default order.
+            (None, None) => [
+                "OpenMetricsText1.0.0",
+                "OpenMetricsText0.0.1",
+                "PrometheusText1.0.0",
+                "PrometheusText0.0.4",
+            ]
+            .map(String::from)
+            .to_vec(),
+        };
+        let fallback = match sc.fallback_scrape_protocol.as_deref() {
+            None | Some("") => None,
+            Some(p) if p.starts_with("OpenMetricsText") && SCRAPE_PROTOCOLS.iter().any(|(n, _)| *n == p) => {
+                Some(super::parse::Format::OpenMetrics)
+            }
+            Some(p) if p.starts_with("PrometheusText") && SCRAPE_PROTOCOLS.iter().any(|(n, _)| *n == p) => {
+                Some(super::parse::Format::Text)
+            }
+            Some(p) => {
+                return Err(err(
+                    id,
+                    at("fallback_scrape_protocol"),
+                    format!("invalid fallback_scrape_protocol {p:?}: expected one of the text formats (PrometheusText0.0.4, PrometheusText1.0.0, OpenMetricsText0.0.1, OpenMetricsText1.0.0)"),
+                ))
+            }
+        };
         let name = match sc.job_name.as_deref() {
             Some(n) if !n.is_empty() => n.to_string(),
             _ => return Err(err(id, at("job_name"), "job_name is empty")),
@@ -558,6 +669,10 @@ pub fn check(id: &ComponentId, raw: RawConfig) -> Result<Config, ConfigError> {
             body_size_limit,
             sample_limit: sc.sample_limit.unwrap_or(0),
             follow_redirects: sc.follow_redirects.unwrap_or(true),
+            accept: accept_header(&protocols),
+            fallback,
+            enable_compression: sc.enable_compression.unwrap_or(true),
+            enable_http2: sc.enable_http2.unwrap_or(true),
         });
     }
     let start_time_metric = if raw.use_start_time_metric {
@@ -601,6 +716,47 @@ pub fn check_target(t: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scrape_protocols_compression_and_http2_as_prometheus_reads_them() {
+        let id = ComponentId::parse("prometheus").unwrap();
+        let load_yaml = |y: &str| load(&id, &serde_saphyr::from_str::<Value>(y).unwrap());
+        let c = load_yaml(
+            "config:\n  global:\n    scrape_protocols: [PrometheusText0.0.4, OpenMetricsText1.0.0]\n  scrape_configs:\n  - job_name: a\n    static_configs: [{targets: ['h:1']}]\n  - job_name: b\n    scrape_protocols: [PrometheusProto, OpenMetricsText1.0.0]\n    fallback_scrape_protocol: PrometheusText0.0.4\n    enable_compression: false\n    enable_http2: false\n    static_configs: [{targets: ['h:2']}]\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.jobs[0].accept,
+            "text/plain;version=0.0.4;q=0.6,application/openmetrics-text;version=1.0.0;q=0.5,*/*;q=0.4"
+        );
+        // Protobuf is never asked for; its weight is still spent, as in Prometheus's order.
+        assert_eq!(
+            c.jobs[1].accept,
+            "application/openmetrics-text;version=1.0.0;q=0.5,*/*;q=0.4"
+        );
+        assert_eq!(c.jobs[1].fallback, Some(super::super::parse::Format::Text));
+        assert!(!c.jobs[1].enable_compression && !c.jobs[1].enable_http2);
+        assert!(c.jobs[0].enable_compression && c.jobs[0].enable_http2);
+        for (bad, key) in [
+            ("scrape_protocols: [Text]", "scrape_protocols"),
+            (
+                "scrape_protocols: [PrometheusText0.0.4, PrometheusText0.0.4]",
+                "scrape_protocols",
+            ),
+            ("scrape_protocols: [PrometheusProto]", "scrape_protocols"),
+            (
+                "fallback_scrape_protocol: PrometheusProto",
+                "fallback_scrape_protocol",
+            ),
+        ] {
+            let e = load_yaml(&format!(
+                "config:\n  scrape_configs:\n  - job_name: a\n    {bad}\n    static_configs: [{{targets: ['h:1']}}]\n"
+            ))
+            .unwrap_err()
+            .to_string();
+            assert!(e.contains(&format!("scrape_configs::0::{key}")), "{e}");
+        }
+    }
 
     #[test]
     fn prometheus_durations() {

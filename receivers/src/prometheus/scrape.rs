@@ -13,9 +13,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio_util::sync::CancellationToken;
 use vigil_core::{NextConsumers, Telemetry};
 
-/// What Prometheus 2.x sends: OpenMetrics first, then the text format, then anything.
-pub const ACCEPT: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
-
 /// Why one scrape failed.
 #[derive(Debug)]
 pub enum ScrapeError {
@@ -57,6 +54,9 @@ pub fn client(job: &Job) -> Result<reqwest::Client, String> {
             reqwest::redirect::Policy::none()
         })
         .tls_danger_accept_invalid_certs(job.tls.insecure_skip_verify);
+    if !job.enable_http2 {
+        b = b.http1_only();
+    }
     if let Some(ca) = &job.tls.ca_file {
         let pem = std::fs::read(ca)
             .map_err(|e| format!("cannot read tls_config::ca_file {ca:?}: {e}"))?;
@@ -95,12 +95,15 @@ pub async fn fetch(
 ) -> Result<(Format, String), ScrapeError> {
     let mut req = client
         .get(&target.url)
-        .header(reqwest::header::ACCEPT, ACCEPT)
+        .header(reqwest::header::ACCEPT, &job.accept)
         .header(
             "X-Prometheus-Scrape-Timeout-Seconds",
             format!("{}", target.timeout.as_secs_f64()),
         )
         .timeout(target.timeout);
+    if !job.enable_compression {
+        req = req.header(reqwest::header::ACCEPT_ENCODING, "identity");
+    }
     if let Some(b) = &job.basic_auth {
         // Files are read at every scrape so that rotated secrets are picked up, as Prometheus does.
         let password = match (&b.password, &b.password_file) {
@@ -126,12 +129,16 @@ pub async fn fetch(
         if resp.content_length().is_some_and(|n| n > limit) {
             return Err(ScrapeError::TooLarge(limit));
         }
-        let format = Format::from_content_type(
-            resp.headers()
-                .get(reqwest::header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default(),
-        );
+        let content_type = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        // A target that names no usable media type is read as fallback_scrape_protocol says.
+        let format = match job.fallback {
+            Some(f) if !content_type.contains('/') => f,
+            _ => Format::from_content_type(content_type),
+        };
         let mut body: Vec<u8> = Vec::new();
         while let Some(chunk) = resp
             .chunk()
