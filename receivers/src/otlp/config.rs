@@ -238,7 +238,35 @@ pub struct HttpConfig {
     pub tls: Option<TlsServerSettings>,
     /// `auth: {authenticator: <extension id>}`: every request must pass that extension's check.
     pub auth: Option<AuthConfig>,
+    /// Headers added to every answer, refusals included.
+    pub response_headers: std::collections::BTreeMap<String, String>,
+    /// The `Content-Encoding`s a request may use (`""` is none); unset allows every one vigil
+    /// decodes. A request with another is answered 400, as otelcol does.
+    pub compression_algorithms: Option<Vec<String>>,
+    /// How long reading one request's body may take (0: no limit, the default); a slower upload
+    /// is answered 408.
+    #[serde(with = "vigil_core::config::opt_duration")]
+    pub read_timeout: Option<Duration>,
+    /// Go's bound on writing an answer (default 30s). vigil's answers are one small buffered
+    /// write that the connection's own limits already bound; read for compatibility.
+    #[serde(with = "vigil_core::config::opt_duration")]
+    pub write_timeout: Option<Duration>,
+    /// `false` closes each HTTP/1.1 connection after its answer (`Connection: close`), as Go's
+    /// `SetKeepAlivesEnabled(false)` does. Default true.
+    pub keep_alives_enabled: bool,
 }
+
+/// The `Content-Encoding` names otelcol's `compression_algorithms` takes.
+pub const COMPRESSION_ALGORITHMS: &[&str] = &[
+    "",
+    "gzip",
+    "zstd",
+    "zlib",
+    "snappy",
+    "deflate",
+    "lz4",
+    "x-snappy-framed",
+];
 
 impl Default for HttpConfig {
     fn default() -> Self {
@@ -256,6 +284,11 @@ impl Default for HttpConfig {
             include_metadata: false,
             tls: None,
             auth: None,
+            response_headers: std::collections::BTreeMap::new(),
+            compression_algorithms: None,
+            read_timeout: None,
+            write_timeout: None,
+            keep_alives_enabled: true,
         }
     }
 }
@@ -409,6 +442,29 @@ pub fn validate(id: &ComponentId, cfg: &OtlpConfig) -> Result<(), ConfigError> {
                         format!("{h:?} is not a valid header name"),
                     ));
                 }
+            }
+        }
+        for (k, v) in &h.response_headers {
+            if http::HeaderName::from_bytes(k.as_bytes()).is_err()
+                || http::HeaderValue::from_str(v).is_err()
+            {
+                return Err(err(
+                    id,
+                    &format!("protocols::http::response_headers::{k}"),
+                    "is not a valid header name and value",
+                ));
+            }
+        }
+        for (i, a) in h.compression_algorithms.iter().flatten().enumerate() {
+            if !COMPRESSION_ALGORITHMS.contains(&a.as_str()) {
+                return Err(err(
+                    id,
+                    &format!("protocols::http::compression_algorithms::{i}"),
+                    format!(
+                        "unknown compression {a:?}; expected one of {:?}",
+                        COMPRESSION_ALGORITHMS
+                    ),
+                ));
             }
         }
         let mtls = h.tls.as_ref().is_some_and(|t| t.client_ca_file.is_some());

@@ -44,6 +44,39 @@ struct HttpState {
     shared: Arc<Shared>,
     limit: usize,
     max_decoded: usize,
+    /// `compression_algorithms`, lower-cased; `None` allows all.
+    allowed_encodings: Option<Arc<[String]>>,
+    read_timeout: Option<Duration>,
+}
+
+/// The layers that wrap every answer of the endpoint, refusals by `auth` included:
+/// `response_headers` and `keep_alives_enabled: false`.
+pub(crate) fn answer_layers(router: Router, cfg: &HttpConfig) -> Router {
+    let mut headers = http::HeaderMap::new();
+    for (k, v) in &cfg.response_headers {
+        // Checked by validate; a pair that does not parse is left out rather than failing start.
+        if let (Ok(k), Ok(v)) = (
+            HeaderName::from_bytes(k.as_bytes()),
+            HeaderValue::from_str(v),
+        ) {
+            headers.insert(k, v);
+        }
+    }
+    if !cfg.keep_alives_enabled {
+        headers.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    if headers.is_empty() {
+        return router;
+    }
+    router.layer(axum::middleware::map_response(move |mut resp: Response| {
+        let headers = headers.clone();
+        async move {
+            for (k, v) in &headers {
+                resp.headers_mut().insert(k.clone(), v.clone());
+            }
+            resp
+        }
+    }))
 }
 
 /// The router for one receiver's HTTP endpoint.
@@ -52,6 +85,13 @@ pub(crate) fn router(shared: Arc<Shared>, cfg: &HttpConfig) -> Router {
         shared,
         limit: cfg.max_body_bytes(),
         max_decoded: cfg.max_decoded_bytes(),
+        allowed_encodings: cfg.compression_algorithms.as_ref().map(|list| {
+            list.iter()
+                .map(|a| a.to_ascii_lowercase())
+                .collect::<Vec<_>>()
+                .into()
+        }),
+        read_timeout: cfg.read_timeout.filter(|t| !t.is_zero()),
     };
     let router = Router::new()
         .route(
@@ -192,6 +232,24 @@ async fn handle<R: ExportRequest>(State(st): State<HttpState>, req: Request) -> 
             format!("receiver {} has no {} pipeline", st.shared.id, R::SIGNAL),
         );
     }
+    if let Some(allowed) = &st.allowed_encodings {
+        let used = req
+            .headers()
+            .get(CONTENT_ENCODING)
+            .map(|v| {
+                String::from_utf8_lossy(v.as_bytes())
+                    .trim()
+                    .to_ascii_lowercase()
+            })
+            .unwrap_or_default();
+        if !allowed.contains(&used) {
+            return status_error(
+                encoding,
+                StatusCode::BAD_REQUEST,
+                format!("unsupported Content-Encoding: {used:?}"),
+            );
+        }
+    }
     let compression = match req.headers().get(CONTENT_ENCODING) {
         None => Ok(Compression::None),
         Some(v) => match v.to_str() {
@@ -219,7 +277,21 @@ async fn handle<R: ExportRequest>(State(st): State<HttpState>, req: Request) -> 
         req.extensions().get::<ClientMetadata>(),
         req.extensions().get::<vigil_core::net::PeerAddr>(),
     );
-    let body = match read_body(req.into_body(), st.limit, declared).await {
+    let reading = read_body(req.into_body(), st.limit, declared);
+    let read = match st.read_timeout {
+        None => reading.await,
+        Some(t) => match tokio::time::timeout(t, reading).await {
+            Ok(r) => r,
+            Err(_) => {
+                return status_error(
+                    encoding,
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!("the request body took longer than read_timeout ({t:?})"),
+                )
+            }
+        },
+    };
+    let body = match read {
         Ok(b) => b,
         Err(ReadError::TooLarge) => {
             st.shared.too_large(Transport::Http);

@@ -445,6 +445,7 @@ impl Component for OtlpReceiver {
                 h.auth.as_ref(),
                 Transport::Http,
             )?;
+            let router = http::answer_layers(router, h);
             let counters = self.shared.connections[Transport::Http as usize].clone();
             servers.push((listener, router, h.serve_options(), counters));
         }

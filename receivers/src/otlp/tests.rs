@@ -486,6 +486,56 @@ async fn http_gzip_zstd_and_deflate_bodies() {
     assert_eq!(h.recorder.items(), 6);
 }
 
+/// confighttp's server keys: `response_headers` on every answer (a 404 too), `compression_algorithms`
+/// refusing an encoding left out of the list, `keep_alives_enabled: false` closing the connection.
+#[tokio::test]
+async fn http_response_headers_compression_list_and_keep_alives() {
+    let cfg = json!({"protocols": {"http": {
+        "endpoint": "127.0.0.1:0",
+        "response_headers": {"x-served-by": "vigil"},
+        "compression_algorithms": ["", "zstd"],
+        "keep_alives_enabled": false,
+        "read_timeout": "10s",
+        "write_timeout": "30s",
+    }}});
+    let cfg = config::load(&id(), &cfg).unwrap();
+    let mut next = NextConsumers::new();
+    let recorder = Arc::new(Recorder::default());
+    next.insert(Signal::Traces, recorder.clone());
+    let receiver = OtlpReceiver::new(settings(), cfg, next);
+    receiver.start(&Host::detached()).await.unwrap();
+    let url = |p: &str| format!("http://{}{p}", receiver.local_addrs().1.unwrap());
+    let pb = traces(1).encode_to_vec();
+    let client = reqwest::Client::new();
+    let send = |encoding: Option<&'static str>, body: Vec<u8>| {
+        let mut r = client
+            .post(url("/v1/traces"))
+            .header("content-type", "application/x-protobuf")
+            .body(body);
+        if let Some(e) = encoding {
+            r = r.header("content-encoding", e);
+        }
+        r.send()
+    };
+    let ok = send(None, pb.clone()).await.unwrap();
+    assert_eq!(ok.status(), 200);
+    assert_eq!(ok.headers()["x-served-by"], "vigil");
+    assert_eq!(ok.headers()["connection"], "close");
+    let z = send(Some("zstd"), zstd::encode_all(&pb[..], 3).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(z.status(), 200);
+    let refused = send(Some("gzip"), gzip(&pb)).await.unwrap();
+    assert_eq!(refused.status(), 400);
+    assert_eq!(refused.headers()["x-served-by"], "vigil");
+    let missing = client.get(url("/nowhere")).send().await.unwrap();
+    assert_eq!(missing.headers()["x-served-by"], "vigil");
+    assert_eq!(recorder.items(), 2);
+    let bad = json!({"protocols": {"http": {"compression_algorithms": ["brotli"]}}});
+    let e = config::load(&id(), &bad).unwrap_err();
+    assert!(e.to_string().contains("compression_algorithms::0"), "{e}");
+}
+
 #[tokio::test]
 async fn http_bad_inputs_get_the_spec_codes_and_messages() {
     let mut cfg = both_on_port_0();
