@@ -18,7 +18,7 @@ use cloud::{Endpoints, Miss};
 use regex::Regex;
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use vigil_core::attrs::{kv, value_to_string};
 use vigil_core::config::duration;
@@ -126,6 +126,10 @@ pub struct ResourceDetectionConfig {
     /// The limit for all detectors together (default 5s).
     #[serde(default = "default_timeout", with = "duration")]
     pub timeout: Duration,
+    /// How often the detectors run again after start (otelcol's default 0: only at start). A
+    /// refresh that fails keeps the attributes detected before, as otelcol does.
+    #[serde(default, with = "duration")]
+    pub refresh_interval: Duration,
     #[serde(default)]
     pub system: SystemConfig,
     #[serde(default)]
@@ -777,9 +781,10 @@ impl vigil_core::factory::ProcessorFactory for Factory {
         Ok(Arc::new(ResourceDetection {
             id: id.to_string(),
             cfg,
-            detected: OnceLock::new(),
+            detected: Arc::default(),
             next,
             obs: set.processor_obs(signal),
+            tasks: set.tasks,
         }))
     }
 }
@@ -788,9 +793,28 @@ impl vigil_core::factory::ProcessorFactory for Factory {
 pub struct ResourceDetection {
     id: String,
     cfg: ResourceDetectionConfig,
-    detected: OnceLock<Vec<KeyValue>>,
+    /// Replaced whole by a refresh; a batch takes the current list once.
+    detected: Arc<RwLock<Arc<Vec<KeyValue>>>>,
     next: Arc<dyn Consumer>,
     obs: vigil_core::ProcessorObs,
+    /// The `refresh_interval` loop.
+    tasks: vigil_core::Tasks,
+}
+
+fn shown(attrs: &[KeyValue]) -> String {
+    attrs
+        .iter()
+        .map(|kv| {
+            let v = kv
+                .value
+                .as_ref()
+                .and_then(|v| v.value.as_ref())
+                .map(value_to_string)
+                .unwrap_or_default();
+            format!("{}={v}", kv.key)
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[async_trait]
@@ -802,21 +826,37 @@ impl Component for ResourceDetection {
         let attrs = detect(&self.cfg, &env, &ep)
             .await
             .map_err(|e| anyhow::anyhow!("processors::{}: {e}", self.id))?;
-        let shown: Vec<String> = attrs
-            .iter()
-            .map(|kv| {
-                let v = kv
-                    .value
-                    .as_ref()
-                    .and_then(|v| v.value.as_ref())
-                    .map(value_to_string)
-                    .unwrap_or_default();
-                format!("{}={v}", kv.key)
-            })
-            .collect();
-        tracing::info!(processor = %self.id, "detected resource attributes: {}", shown.join(", "));
-        let _ = self.detected.set(attrs);
+        tracing::info!(processor = %self.id, "detected resource attributes: {}", shown(&attrs));
+        *self.detected.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(attrs);
+        if !self.cfg.refresh_interval.is_zero() {
+            let (id, cfg, detected) = (
+                self.id.clone(),
+                self.cfg.clone(),
+                Arc::clone(&self.detected),
+            );
+            self.tasks.spawn_ticker(self.cfg.refresh_interval, move || {
+                let (id, cfg, detected) = (id.clone(), cfg.clone(), Arc::clone(&detected));
+                async move {
+                    let env = |k: &str| std::env::var(k).ok();
+                    let ep = Endpoints::from_env(&env);
+                    match detect(&cfg, &env, &ep).await {
+                        Ok(attrs) => {
+                            tracing::debug!(processor = %id, "refreshed resource attributes: {}", shown(&attrs));
+                            *detected.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(attrs);
+                        }
+                        Err(e) => {
+                            tracing::warn!(processor = %id, "resource detection refresh failed, keeping the attributes detected before: {e}")
+                        }
+                    }
+                }
+            });
+        }
         Ok(())
+    }
+
+    /// Stopping ends the refresh loop.
+    fn tasks(&self) -> Option<&vigil_core::Tasks> {
+        Some(&self.tasks)
     }
 }
 
@@ -825,7 +865,8 @@ impl Consumer for ResourceDetection {
     async fn consume(&self, mut data: Telemetry) -> Result<(), ConsumeError> {
         let n = data.item_count();
         self.obs.incoming(n);
-        let detected = self.detected.get().map(Vec::as_slice).unwrap_or(&[]);
+        let detected = Arc::clone(&self.detected.read().unwrap_or_else(|e| e.into_inner()));
+        let detected = detected.as_slice();
         let o = self.cfg.override_;
         match &mut data {
             Telemetry::Traces(v) => v
@@ -1015,6 +1056,9 @@ mod tests {
         let cfg = load(&id(), &serde_json::json!({"override": false})).unwrap();
         assert!(!cfg.override_);
         assert_eq!(cfg.timeout, Duration::from_secs(5));
+        assert_eq!(cfg.refresh_interval, Duration::ZERO);
+        let cfg = load(&id(), &serde_json::json!({"refresh_interval": "5m"})).unwrap();
+        assert_eq!(cfg.refresh_interval, Duration::from_secs(300));
         assert!(parse_env_attributes("novalue").is_err());
         assert_eq!(
             parse_env_attributes("k=%é%4").unwrap(),
