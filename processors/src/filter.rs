@@ -28,6 +28,10 @@ pub struct FilterConfig {
     pub metrics: MetricsConfig,
     #[serde(default)]
     pub logs: LogsConfig,
+    /// otelcol's oldest form for spans (filterconfig.MatchConfig, deprecated there and still read):
+    /// `spans: {include, exclude}`, the same blocks as `traces`' legacy ones.
+    #[serde(default)]
+    pub spans: SpansConfig,
     /// otelcol's flat form (contrib v0.146+): conditions whose context is inferred from their path
     /// prefixes (`span.`, `resource.`, ...), or groups `{context, conditions, error_mode}`.
     #[serde(default)]
@@ -50,6 +54,15 @@ pub struct FilterConfig {
 pub struct ProfilesConfig {
     #[serde(default)]
     pub profile: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpansConfig {
+    #[serde(default)]
+    pub include: Option<MatchProperties>,
+    #[serde(default)]
+    pub exclude: Option<MatchProperties>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -107,11 +120,13 @@ pub struct MatchProperties {
     pub metric_names: Vec<String>,
     #[serde(default)]
     pub attributes: Vec<AttrMatch>,
-    #[serde(default)]
+    /// `resources` is filterconfig.MatchProperties' name for it (the `spans` blocks).
+    #[serde(default, alias = "resources")]
     pub resource_attributes: Vec<AttrMatch>,
     #[serde(default)]
     pub record_attributes: Vec<AttrMatch>,
-    #[serde(default)]
+    /// `bodies` is the logs blocks' name for it (filterprocessor's LogMatchProperties).
+    #[serde(default, alias = "bodies")]
     pub log_bodies: Vec<String>,
     #[serde(default)]
     pub severity_texts: Vec<String>,
@@ -440,6 +455,18 @@ fn compile(c: &FilterConfig) -> Result<Compiled, ConfigError> {
         Ok(out)
     };
     let mut span = list("traces::span", Context::Span, &c.traces.span)?;
+    span.extend(legacy(
+        "spans",
+        &c.spans.include,
+        &c.spans.exclude,
+        &[
+            "services",
+            "span_names",
+            "attributes",
+            "resource_attributes",
+        ],
+        Context::Span,
+    )?);
     span.extend(legacy(
         "traces",
         &c.traces.include,
@@ -1034,6 +1061,43 @@ mod tests {
             let e = factory().validate(&id, &cfg).unwrap_err().to_string();
             assert!(e.contains(want), "{e}");
         }
+    }
+
+    /// filterprocessor's oldest `spans: {include, exclude}` (with filterconfig's `resources`) and
+    /// the logs blocks' `bodies`, as otelcol names them.
+    #[tokio::test]
+    async fn legacy_spans_section_and_bodies() {
+        use vigil_core::otlp::trace::v1::{ResourceSpans, ScopeSpans, Span};
+        let rs = |svc: &str, env: &str| ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![kv_str("service.name", svc), kv_str("env", env)],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans: vec![Span {
+                    name: "GET /health".into(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let (p, keep) = make(
+            serde_json::json!({"spans": {"exclude": {"match_type": "strict",
+                "services": ["web"], "resources": [{"key": "env", "value": "dev"}]}}}),
+            Signal::Traces,
+        );
+        p.consume(Telemetry::Traces(vec![rs("web", "dev"), rs("web", "prod")]))
+            .await
+            .unwrap();
+        let got = keep.0.lock().unwrap()[0].clone();
+        let Telemetry::Traces(got) = got else {
+            panic!("not traces")
+        };
+        assert_eq!(got, vec![rs("web", "prod")]);
+        let id = ComponentId::parse("filter/x").unwrap();
+        let cfg = serde_json::json!({"logs": {"exclude": {"match_type": "regexp", "bodies": ["^health"]}}});
+        assert!(factory().validate(&id, &cfg).is_ok());
     }
 
     /// Each bad config under testdata/filter names its key path and the unsupported part.
