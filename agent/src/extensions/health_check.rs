@@ -62,6 +62,19 @@ struct HealthCheckConfig {
     #[serde(default)]
     #[allow(dead_code)]
     check_collector_pipeline: Option<Value>,
+    /// otelcol's fixed answers: with it set, the body is `healthy` or `unhealthy` as plain text
+    /// instead of the JSON status.
+    #[serde(default)]
+    response_body: Option<ResponseBody>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+struct ResponseBody {
+    #[serde(default)]
+    healthy: String,
+    #[serde(default)]
+    unhealthy: String,
 }
 
 fn default_endpoint() -> String {
@@ -142,8 +155,15 @@ struct HealthCheck {
 
 impl Extension for HealthCheck {}
 
-async fn answer() -> impl IntoResponse {
+async fn answer(fixed: Option<Arc<ResponseBody>>) -> axum::response::Response {
     let st = status::get();
+    if let Some(b) = fixed {
+        return if st == Status::Ready {
+            (StatusCode::OK, b.healthy.clone()).into_response()
+        } else {
+            (StatusCode::SERVICE_UNAVAILABLE, b.unhealthy.clone()).into_response()
+        };
+    }
     let up = status::up_since();
     let body = serde_json::json!({
         "status": if st == Status::Ready { "Server available" } else { "Server not available" },
@@ -156,14 +176,18 @@ async fn answer() -> impl IntoResponse {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (code, axum::Json(body))
+    (code, axum::Json(body)).into_response()
 }
 
 #[async_trait]
 impl Component for HealthCheck {
     async fn start(&self, _host: &Host) -> anyhow::Result<()> {
         let listener = bind_tcp(ComponentKind::Extension, &self.id, &self.cfg.endpoint).await?;
-        let app = axum::Router::new().route(&self.cfg.path, axum::routing::get(answer));
+        let fixed = self.cfg.response_body.clone().map(Arc::new);
+        let app = axum::Router::new().route(
+            &self.cfg.path,
+            axum::routing::get(move || answer(fixed.clone())),
+        );
         let tls = server_tls(&self.id, "", self.cfg.tls.as_ref())?;
         serve_http(&self.id, &self.tasks, listener, app, tls);
         Ok(())
@@ -171,5 +195,34 @@ impl Component for HealthCheck {
 
     fn tasks(&self) -> Option<&vigil_core::task::Tasks> {
         Some(&self.tasks)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn response_body_replaces_the_json_status() {
+        let cfg: HealthCheckConfig = serde_json::from_value(serde_json::json!({
+            "response_body": {"healthy": "I'm OK", "unhealthy": "I'm not well"}
+        }))
+        .unwrap();
+        let resp = answer(cfg.response_body.map(Arc::new)).await;
+        let code = resp.status();
+        let body = axum::body::to_bytes(resp.into_body(), 1024).await.unwrap();
+        // Whatever the agent's state is here, the body is the configured text for it.
+        let want: &[u8] = if code == StatusCode::OK {
+            b"I'm OK"
+        } else {
+            b"I'm not well"
+        };
+        assert_eq!(&body[..], want);
+        let resp = answer(None).await;
+        let body = axum::body::to_bytes(resp.into_body(), 4096).await.unwrap();
+        assert!(
+            body.starts_with(b"{"),
+            "the JSON status without response_body"
+        );
     }
 }
