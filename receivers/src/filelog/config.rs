@@ -194,8 +194,16 @@ impl MultilineConfig {
 }
 
 impl RetryOnFailure {
-    /// With `enabled`, `max_interval` may not be shorter than `initial_interval`.
+    /// With `enabled`, `initial_interval` must be above zero (zero would retry without waiting) and
+    /// `max_interval` may not be shorter than it.
     pub fn check_intervals(&self, id: &ComponentId) -> Result<(), ConfigError> {
+        if self.enabled && self.initial_interval.is_zero() {
+            return Err(err(
+                id,
+                "retry_on_failure::initial_interval",
+                "must be greater than 0 when retry_on_failure is enabled",
+            ));
+        }
         if self.enabled && self.max_interval < self.initial_interval {
             return Err(err(
                 id,
@@ -354,15 +362,7 @@ pub fn check(id: &ComponentId, raw: FilelogConfig) -> Result<Checked, ConfigErro
              include/exclude (exclude_older_than) instead",
         ));
     }
-    let retry = &raw.retry_on_failure;
-    if retry.enabled && retry.initial_interval.is_zero() {
-        return Err(err(
-            id,
-            "retry_on_failure::initial_interval",
-            "must be greater than 0 when retry_on_failure is enabled",
-        ));
-    }
-    retry.check_intervals(id)?;
+    raw.retry_on_failure.check_intervals(id)?;
     if raw.multiline.as_ref().is_some_and(|m| m.omit_pattern) {
         return Err(err(id, "multiline::omit_pattern", "not supported yet"));
     }

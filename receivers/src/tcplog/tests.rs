@@ -262,3 +262,18 @@ async fn one_log_per_connection() {
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].0, "a\nb\nc");
 }
+
+/// Retrying with no wait would spin on a refusing pipeline: refused as filelog refuses it.
+#[test]
+fn retry_with_a_zero_initial_interval_is_refused() {
+    let id = ComponentId::parse("tcplog").unwrap();
+    let cfg = json!({
+        "listen_address": "127.0.0.1:0",
+        "retry_on_failure": {"enabled": true, "initial_interval": "0s"},
+    });
+    let e = load(&id, &cfg).err().expect("refused").to_string();
+    assert!(e.contains("retry_on_failure::initial_interval"), "{e}");
+    let ok =
+        json!({"listen_address": "127.0.0.1:0", "retry_on_failure": {"initial_interval": "0s"}});
+    assert!(load(&id, &ok).is_ok(), "disabled retry keeps any interval");
+}
