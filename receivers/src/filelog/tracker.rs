@@ -719,12 +719,14 @@ impl Tracker {
         r.read_records += 1;
         let record_number = r.read_records;
         let mut bytes = rec.bytes;
-        // stanza trims every token unless told to preserve; an empty token is not sent.
-        if !raw.preserve_trailing_whitespaces {
+        // stanza trims every token unless told to preserve (or the encoding is nop); an empty
+        // token is not sent.
+        let nop = matches!(self.cfg.encoding, Encoding::Nop);
+        if !raw.preserve_trailing_whitespaces && !nop {
             let keep = bytes.trim_ascii_end().len();
             bytes.truncate(keep);
         }
-        if !raw.preserve_leading_whitespaces {
+        if !raw.preserve_leading_whitespaces && !nop {
             let cut = bytes.len() - bytes.trim_ascii_start().len();
             bytes.drain(..cut);
         }
