@@ -271,7 +271,10 @@ fn retry_with_a_zero_initial_interval_is_refused() {
         "listen_address": "127.0.0.1:0",
         "retry_on_failure": {"enabled": true, "initial_interval": "0s"},
     });
-    let e = load(&id, &cfg).err().expect("refused").to_string();
+    let Err(e) = load(&id, &cfg) else {
+        panic!("initial_interval 0 with retry enabled was accepted")
+    };
+    let e = e.to_string();
     assert!(e.contains("retry_on_failure::initial_interval"), "{e}");
     let ok =
         json!({"listen_address": "127.0.0.1:0", "retry_on_failure": {"initial_interval": "0s"}});
