@@ -50,6 +50,22 @@ pub fn kv_f64(key: &str, value: f64) -> KeyValue {
     kv(key, Value::DoubleValue(value))
 }
 
+/// Renders attributes as `key=value` items joined by `sep`, values as [`value_to_string`] shows them
+/// (a missing value as empty), for log lines and the debug exporter.
+pub fn attrs_to_string(list: &[KeyValue], sep: &str) -> String {
+    list.iter()
+        .map(|kv| {
+            let v = kv
+                .value
+                .as_ref()
+                .and_then(|v| v.value.as_ref())
+                .map(value_to_string);
+            format!("{}={}", kv.key, v.unwrap_or_default())
+        })
+        .collect::<Vec<_>>()
+        .join(sep)
+}
+
 /// Renders a value as text, the way otelcol's debug exporter and Prometheus labels show it.
 pub fn value_to_string(v: &Value) -> String {
     match v {

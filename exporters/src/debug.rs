@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use std::io::Write;
 use std::sync::Arc;
-use vigil_core::attrs::value_to_string;
+use vigil_core::attrs::{attrs_to_string, value_to_string};
 use vigil_core::otlp::common::v1::KeyValue;
 use vigil_core::telemetry::metric_point_count;
 use vigil_core::{
@@ -105,18 +105,7 @@ impl Consumer for DebugExporter {
 }
 
 fn attrs(list: &[KeyValue]) -> String {
-    list.iter()
-        .map(|kv| {
-            let v = kv
-                .value
-                .as_ref()
-                .and_then(|v| v.value.as_ref())
-                .map(value_to_string)
-                .unwrap_or_default();
-            format!("{}={}", kv.key, v)
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
+    attrs_to_string(list, " ")
 }
 
 fn render(id: &str, verbosity: Verbosity, data: &Telemetry) -> String {

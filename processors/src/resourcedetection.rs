@@ -20,7 +20,7 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
-use vigil_core::attrs::{kv, value_to_string};
+use vigil_core::attrs::{attrs_to_string, kv};
 use vigil_core::config::duration;
 use vigil_core::otlp::common::v1::any_value::Value;
 use vigil_core::otlp::common::v1::KeyValue;
@@ -802,19 +802,7 @@ pub struct ResourceDetection {
 }
 
 fn shown(attrs: &[KeyValue]) -> String {
-    attrs
-        .iter()
-        .map(|kv| {
-            let v = kv
-                .value
-                .as_ref()
-                .and_then(|v| v.value.as_ref())
-                .map(value_to_string)
-                .unwrap_or_default();
-            format!("{}={v}", kv.key)
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
+    attrs_to_string(attrs, ", ")
 }
 
 #[async_trait]
