@@ -66,6 +66,24 @@ pub fn bin(name: &str) -> PathBuf {
 /// connection, and the tests open thousands. Each port is handed out once per process (tests of one
 /// target run in parallel threads), and the start is spread by process id so that two test processes
 /// rarely probe the same ports.
+/// An ephemeral UDP port on 127.0.0.1, free when this returns.
+pub fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("bind an ephemeral UDP port")
+}
+
+/// util-linux's `logger`, the syslog client the syslog, tcplog and udplog tests send with.
+pub fn logger() -> PathBuf {
+    let p = PathBuf::from("/usr/bin/logger");
+    assert!(
+        p.exists(),
+        "logger is not installed: run the README's test command (scripts/test.sh), which installs the Debian package bsdutils"
+    );
+    p
+}
+
 pub fn free_port() -> u16 {
     use std::sync::Mutex;
     const LOW: u32 = 20_000;
@@ -252,14 +270,32 @@ impl Agent {
         assert_eq!(code, Some(0), "log:\n{}", self.logs());
     }
 
+    /// Panics with the agent's log if it has exited: a test waiting on it would otherwise wait out
+    /// its whole limit and report only a timeout.
+    pub fn assert_running(&mut self) {
+        if let Ok(Some(st)) = self.child.try_wait() {
+            panic!("vigil exited early with {st}; log:\n{}", self.logs());
+        }
+    }
+
+    /// Waits until every `127.0.0.1:<port>` of `ports` accepts a TCP connection (the agent's
+    /// listeners are up), or panics after `limit`, or at once with the log if the agent exited.
+    pub fn wait_tcp(&mut self, ports: &[u16], limit: Duration) {
+        eventually(limit, &format!("TCP ports {ports:?} accepting"), || {
+            self.assert_running();
+            ports
+                .iter()
+                .all(|p| std::net::TcpStream::connect(("127.0.0.1", *p)).is_ok())
+                .then_some(())
+        });
+    }
+
     /// Polls `url` until it answers 200, or panics with the agent's log after `limit`.
     pub fn wait_http_ok(&mut self, url: &str, limit: Duration) {
         let start = Instant::now();
         let client = reqwest::blocking::Client::new();
         while start.elapsed() < limit {
-            if let Ok(Some(st)) = self.child.try_wait() {
-                panic!("vigil exited early with {st}; log:\n{}", self.logs());
-            }
+            self.assert_running();
             if let Ok(r) = client.get(url).timeout(Duration::from_secs(1)).send() {
                 if r.status().is_success() {
                     return;

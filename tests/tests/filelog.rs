@@ -129,9 +129,7 @@ fn rotate_during_write(mode: &str) {
 
     let start = std::time::Instant::now();
     while counts(&[&out]).len() < LINES && start.elapsed() < Duration::from_secs(120) {
-        if let Ok(Some(st)) = agent.child.try_wait() {
-            panic!("vigil exited early with {st}; log:\n{}", agent.logs());
-        }
+        agent.assert_running();
         std::thread::sleep(Duration::from_millis(100));
     }
     // Stop gracefully so that anything still in flight is written before counting duplicates.
@@ -229,9 +227,7 @@ service:
         Duration::from_secs(60),
         "some lines before the kill",
         || {
-            if let Ok(Some(st)) = a1.child.try_wait() {
-                panic!("vigil exited early with {st}; log:\n{}", a1.logs());
-            }
+            a1.assert_running();
             (counts(&[&out1]).len() >= 5_000).then_some(())
         },
     );
@@ -249,9 +245,7 @@ service:
         Duration::from_secs(120),
         "every line after the restart",
         || {
-            if let Ok(Some(st)) = a2.child.try_wait() {
-                panic!("vigil exited early with {st}; log:\n{}", a2.logs());
-            }
+            a2.assert_running();
             (counts(&[&out1, &out2]).len() >= total).then_some(())
         },
     );
@@ -303,9 +297,7 @@ fn container_formats_from_pod_paths() {
     );
     let mut agent = Agent::with_config(&yaml);
     let lines = eventually(Duration::from_secs(30), "12 container records", || {
-        if let Ok(Some(st)) = agent.child.try_wait() {
-            panic!("vigil exited early with {st}; log:\n{}", agent.logs());
-        }
+        agent.assert_running();
         let l = read_json_lines(&out);
         (log_bodies(&l).len() >= 12).then_some(l)
     });

@@ -136,9 +136,7 @@ fn metric(port: u16, name: &str, label: &str) -> Option<f64> {
 
 fn wait_served(agent: &mut Agent, url: &str, ca: &str, client: Option<(&str, &str)>) {
     eventually(Duration::from_secs(60), url, || {
-        if let Ok(Some(st)) = agent.child.try_wait() {
-            panic!("vigil exited early with {st}; log:\n{}", agent.logs());
-        }
+        agent.assert_running();
         (curl(url, ca, client, &[]) == Some(200)).then_some(())
     });
 }

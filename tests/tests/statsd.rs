@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::time::Duration;
-use vigil_tests::{eventually, free_port, python, python_script_json, read_json_lines, Agent};
+use vigil_tests::{free_port, python, python_script_json, read_json_lines, Agent};
 
 #[test]
 fn pystatsd_over_tcp_reaches_the_file_exporter_aggregated() {
@@ -39,14 +39,7 @@ service:
         out = out.display()
     );
     let mut agent = Agent::with_config(&yaml);
-    eventually(Duration::from_secs(30), "the statsd TCP port", || {
-        if let Ok(Some(st)) = agent.child.try_wait() {
-            panic!("vigil exited early with {st}; log:\n{}", agent.logs());
-        }
-        std::net::TcpStream::connect(("127.0.0.1", port))
-            .is_ok()
-            .then_some(())
-    });
+    agent.wait_tcp(&[port], Duration::from_secs(30));
     let sent = python_script_json(
         &python,
         "statsd_client.py",

@@ -2,26 +2,9 @@
 //! messages over TCP and UDP to the `vigil` binary, and the records that reach the `file` exporter
 //! carry the right severity, host, app and message.
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
-use vigil_tests::{eventually, free_port, read_json_lines, Agent};
-
-fn logger() -> PathBuf {
-    let p = PathBuf::from("/usr/bin/logger");
-    assert!(
-        p.exists(),
-        "logger is not installed: run the README's test command (scripts/test.sh), which installs the Debian package bsdutils"
-    );
-    p
-}
-
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .map(|a| a.port())
-        .expect("bind an ephemeral UDP port")
-}
+use vigil_tests::{eventually, free_port, free_udp_port, logger, read_json_lines, Agent};
 
 fn hostname() -> String {
     let out = Command::new("hostname").output().expect("run hostname");
@@ -106,15 +89,7 @@ service:
     );
     let mut agent = Agent::with_config(&yaml);
     // Ready when the TCP ports accept.
-    eventually(Duration::from_secs(30), "the syslog TCP ports", || {
-        if let Ok(Some(st)) = agent.child.try_wait() {
-            panic!("vigil exited early with {st}; log:\n{}", agent.logs());
-        }
-        [t5424, t3164]
-            .iter()
-            .all(|p| std::net::TcpStream::connect(("127.0.0.1", *p)).is_ok())
-            .then_some(())
-    });
+    agent.wait_tcp(&[t5424, t3164], Duration::from_secs(30));
     let cases: [(&str, u16, &str, &str, &str, i64, &str); 4] = [
         (
             "--tcp",

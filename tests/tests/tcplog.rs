@@ -3,26 +3,9 @@
 //! spellings, `tcp_log` and `udplog`), and the records that reach the `file` exporter carry the line,
 //! the fields a `regex_parser` took out of it, and the `net.*` attributes.
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
-use vigil_tests::{eventually, free_port, read_json_lines, Agent};
-
-fn logger() -> PathBuf {
-    let p = PathBuf::from("/usr/bin/logger");
-    assert!(
-        p.exists(),
-        "logger is not installed: run the README's test command (scripts/test.sh), which installs the Debian package bsdutils"
-    );
-    p
-}
-
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .map(|a| a.port())
-        .expect("bind an ephemeral UDP port")
-}
+use vigil_tests::{eventually, free_port, free_udp_port, logger, read_json_lines, Agent};
 
 /// Each record's attributes, as `key -> text`.
 fn records(path: &std::path::Path) -> Vec<std::collections::BTreeMap<String, String>> {
@@ -93,14 +76,7 @@ service:
         out = out.display()
     );
     let mut agent = Agent::with_config(&yaml);
-    eventually(Duration::from_secs(30), "the tcplog port", || {
-        if let Ok(Some(st)) = agent.child.try_wait() {
-            panic!("vigil exited early with {st}; log:\n{}", agent.logs());
-        }
-        std::net::TcpStream::connect(("127.0.0.1", tcp))
-            .is_ok()
-            .then_some(())
-    });
+    agent.wait_tcp(&[tcp], Duration::from_secs(30));
     for (proto, port, msg, via, transport) in [
         ("--tcp", tcp, "a line over tcp", "tcp", "IP.TCP"),
         ("--udp", udp, "a line over udp", "udp", "IP.UDP"),
