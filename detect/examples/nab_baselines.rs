@@ -595,10 +595,20 @@ impl CadOse {
 }
 
 /// CAD OSE with NAB's settings: the file's range, rest = the probationary period / 5 (truncated).
+///
+/// `CAD_RANGE=probation` gives it the range of the probationary rows only (what a streaming detector could
+/// know; later values above it take more bits, below it level 0), to measure how much of its score comes
+/// from being handed the whole file's range up front.
 fn cad_ose(values: &[f64]) -> Vec<f64> {
-    let min = values.iter().copied().fold(f64::INFINITY, f64::min);
-    let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let rest = (nab::probationary_length(values.len()) as f64 / 5.0) as usize;
+    let probation = nab::probationary_length(values.len());
+    let known = if std::env::var("CAD_RANGE").is_ok_and(|v| v == "probation") {
+        &values[..probation.max(1).min(values.len())]
+    } else {
+        values
+    };
+    let min = known.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = known.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let rest = (probation as f64 / 5.0) as usize;
     let mut cad = CadOse::new(min, max, rest);
     values.iter().map(|&v| cad.score(v)).collect()
 }
