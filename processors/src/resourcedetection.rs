@@ -3,7 +3,8 @@
 //! (`OTEL_RESOURCE_ATTRIBUTES`), `system` (host name and id, OS, CPU, interfaces), `k8snode` and
 //! `k8s_api` (the node name from a downward-API environment variable, the node's and the cluster's
 //! UIDs from the API server, in [`k8s`]) and the metadata-service detectors in [`cloud`]
-//! (`ec2`, `eks`, `ecs`, `gcp`, `azure`, `aks`, `oraclecloud`, `docker`, `elastic_beanstalk`) — and
+//! (`ec2`, `eks`, `ecs`, `gcp`, `azure`, `aks`, `oraclecloud`, `docker`, `elastic_beanstalk`) and
+//! [`providers`] (`heroku`, `lambda`, `dynatrace`, `upcloud`, `vultr`, `nova`, `digitalocean`) — and
 //! then adds what they found to the resource of every batch, replacing existing values when
 //! `override` is true. For the same key, the detector listed first wins.
 
@@ -12,6 +13,7 @@ pub mod cloud;
 mod cloud_tests;
 pub mod host;
 pub mod k8s;
+pub mod providers;
 
 use async_trait::async_trait;
 use cloud::{Endpoints, Miss};
@@ -47,6 +49,45 @@ const DETECTORS: &[&str] = &[
     "oraclecloud",
     "docker",
     "elastic_beanstalk",
+    "heroku",
+    "lambda",
+    "dynatrace",
+    "upcloud",
+    "vultr",
+    "nova",
+    "digitalocean",
+];
+
+/// otelcol-contrib's detectors that this build does not have: refused by name, so that a config
+/// naming one says so rather than "unknown".
+const NOT_BUILT: &[&str] = &[
+    "akamai",
+    "alibaba_ecs",
+    "azurecontainerapps",
+    "consul",
+    "hetzner",
+    "ibmcloud_classic",
+    "ibmcloud_vpc",
+    "kubeadm",
+    "openshift",
+    "scaleway",
+    "tencent_cvm",
+];
+
+/// The detectors that ask a metadata service over the network, which `fail_on_missing_metadata`
+/// concerns.
+const NETWORK: &[&str] = &[
+    "ec2",
+    "eks",
+    "ecs",
+    "gcp",
+    "azure",
+    "aks",
+    "oraclecloud",
+    "upcloud",
+    "vultr",
+    "nova",
+    "digitalocean",
 ];
 
 /// `{ enabled: bool }` toggles of optional resource attributes.
@@ -130,6 +171,10 @@ pub struct ResourceDetectionConfig {
     /// refresh that fails keeps the attributes detected before, as otelcol does.
     #[serde(default, with = "duration")]
     pub refresh_interval: Duration,
+    /// A network detector whose metadata service does not answer stops the processor from
+    /// starting, instead of finding nothing (default false).
+    #[serde(default)]
+    pub fail_on_missing_metadata: bool,
     #[serde(default)]
     pub system: SystemConfig,
     #[serde(default)]
@@ -152,8 +197,46 @@ pub struct ResourceDetectionConfig {
     pub oraclecloud: AttrsConfig,
     #[serde(default)]
     pub docker: AttrsConfig,
-    #[serde(default)]
+    /// otelcol's section is `elasticbeanstalk` (the detector is `elastic_beanstalk`); both are read.
+    #[serde(default, alias = "elasticbeanstalk")]
     pub elastic_beanstalk: AttrsConfig,
+    #[serde(default)]
+    pub heroku: AttrsConfig,
+    #[serde(default)]
+    pub lambda: AttrsConfig,
+    #[serde(default)]
+    pub upcloud: MetadataConfig,
+    #[serde(default)]
+    pub vultr: MetadataConfig,
+    #[serde(default)]
+    pub nova: NovaConfig,
+    #[serde(default)]
+    pub digitalocean: AttrsConfig,
+}
+
+/// The `upcloud` and `vultr` sections.
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetadataConfig {
+    #[serde(default)]
+    pub resource_attributes: BTreeMap<String, Toggle>,
+    /// otelcol's deprecated per-detector form of the processor's `fail_on_missing_metadata`.
+    #[serde(default)]
+    pub fail_on_missing_metadata: bool,
+}
+
+/// The `nova` section: `labels` are regular expressions; every instance `meta` key matching one
+/// becomes `openstack.nova.meta.<key>`.
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NovaConfig {
+    #[serde(default)]
+    pub labels: Vec<String>,
+    #[serde(default)]
+    pub resource_attributes: BTreeMap<String, Toggle>,
+    /// As in [`MetadataConfig`].
+    #[serde(default)]
+    pub fail_on_missing_metadata: bool,
 }
 
 /// A detector section that only toggles attributes.
@@ -304,6 +387,62 @@ const BEANSTALK_ATTRS: &[(&str, bool)] = &[
     ("service.instance.id", true),
     ("service.version", true),
 ];
+const HEROKU_ATTRS: &[(&str, bool)] = &[
+    ("cloud.provider", true),
+    ("heroku.app.id", true),
+    ("heroku.app.name", true),
+    ("heroku.dyno.id", true),
+    ("heroku.release.commit", true),
+    ("heroku.release.creation_timestamp", true),
+    ("heroku.release.version", true),
+    ("service.instance.id", true),
+];
+const LAMBDA_ATTRS: &[(&str, bool)] = &[
+    ("cloud.provider", true),
+    ("cloud.platform", true),
+    ("cloud.region", true),
+    ("aws.log.group.names", true),
+    ("aws.log.stream.names", true),
+    ("faas.name", true),
+    ("faas.version", true),
+    ("faas.instance", true),
+    ("faas.max_memory", true),
+];
+/// Dynatrace has no section in otelcol: its three keys are always on.
+const DYNATRACE_ATTRS: &[(&str, bool)] = &[
+    ("dt.entity.host", true),
+    ("host.name", true),
+    ("dt.smartscape.host", true),
+];
+const UPCLOUD_ATTRS: &[(&str, bool)] = &[
+    ("cloud.provider", true),
+    ("cloud.region", true),
+    ("host.id", true),
+    ("host.name", true),
+];
+const VULTR_ATTRS: &[(&str, bool)] = &[
+    ("cloud.provider", true),
+    ("cloud.platform", false),
+    ("cloud.region", true),
+    ("host.id", true),
+    ("host.name", true),
+];
+const NOVA_ATTRS: &[(&str, bool)] = &[
+    ("host.name", true),
+    ("host.id", true),
+    ("cloud.provider", true),
+    ("cloud.account.id", true),
+    ("cloud.platform", true),
+    ("cloud.region", true),
+    ("cloud.availability_zone", true),
+    ("host.type", true),
+];
+const DIGITALOCEAN_ATTRS: &[(&str, bool)] = &[
+    ("cloud.provider", true),
+    ("cloud.region", true),
+    ("host.id", true),
+    ("host.name", true),
+];
 
 /// A detector's section name, its attributes with their defaults, and the user's toggles.
 type Section<'a> = (
@@ -312,7 +451,21 @@ type Section<'a> = (
     &'a BTreeMap<String, Toggle>,
 );
 
+static NO_TOGGLES: BTreeMap<String, Toggle> = BTreeMap::new();
+
 impl ResourceDetectionConfig {
+    /// Whether a network detector's absent service is an error.
+    fn fail_on_missing(&self, detector: &str) -> bool {
+        NETWORK.contains(&detector)
+            && (self.fail_on_missing_metadata
+                || match detector {
+                    "upcloud" => self.upcloud.fail_on_missing_metadata,
+                    "vultr" => self.vultr.fail_on_missing_metadata,
+                    "nova" => self.nova.fail_on_missing_metadata,
+                    _ => false,
+                })
+    }
+
     /// Each detector's section name, attribute table and toggles.
     fn sections(&self) -> Vec<Section<'_>> {
         vec![
@@ -343,6 +496,17 @@ impl ResourceDetectionConfig {
                 "elastic_beanstalk",
                 BEANSTALK_ATTRS,
                 &self.elastic_beanstalk.resource_attributes,
+            ),
+            ("heroku", HEROKU_ATTRS, &self.heroku.resource_attributes),
+            ("lambda", LAMBDA_ATTRS, &self.lambda.resource_attributes),
+            ("dynatrace", DYNATRACE_ATTRS, &NO_TOGGLES),
+            ("upcloud", UPCLOUD_ATTRS, &self.upcloud.resource_attributes),
+            ("vultr", VULTR_ATTRS, &self.vultr.resource_attributes),
+            ("nova", NOVA_ATTRS, &self.nova.resource_attributes),
+            (
+                "digitalocean",
+                DIGITALOCEAN_ATTRS,
+                &self.digitalocean.resource_attributes,
             ),
         ]
     }
@@ -375,7 +539,15 @@ fn check(
     // Every problem, not only the first, so that one `validate` run lists them all.
     let mut errors = Vec::new();
     for (i, d) in cfg.detectors.iter().enumerate() {
-        if !DETECTORS.contains(&d.as_str()) {
+        if NOT_BUILT.contains(&d.as_str()) {
+            errors.push(err(
+                format!("detectors::{i}"),
+                format!(
+                    "detector {d:?} is an otelcol-contrib detector that this build does not have; this build has {}",
+                    DETECTORS.join(", ")
+                ),
+            ));
+        } else if !DETECTORS.contains(&d.as_str()) {
             errors.push(err(
                 format!("detectors::{i}"),
                 format!(
@@ -393,10 +565,14 @@ fn check(
             ));
         }
     }
-    for (section, tags) in [("ec2", &cfg.ec2.tags), ("azure", &cfg.azure.tags)] {
+    for (section, tags) in [
+        ("ec2::tags", &cfg.ec2.tags),
+        ("azure::tags", &cfg.azure.tags),
+        ("nova::labels", &cfg.nova.labels),
+    ] {
         if let Err((i, e)) = compile_tags(tags) {
             errors.push(err(
-                format!("{section}::tags::{i}"),
+                format!("{section}::{i}"),
                 format!("invalid regular expression: {e}"),
             ));
         }
@@ -622,7 +798,10 @@ fn keep(found: Found, known: &[(&str, bool)], user: &BTreeMap<String, Toggle>) -
     found
         .into_iter()
         .filter(|(k, _)| {
-            k.starts_with("ec2.tag.") || k.starts_with("azure.tag.") || enabled(known, user, k)
+            k.starts_with("ec2.tag.")
+                || k.starts_with("azure.tag.")
+                || k.starts_with("openstack.nova.meta.")
+                || enabled(known, user, k)
         })
         .collect()
 }
@@ -672,6 +851,13 @@ async fn run_one(
         "oraclecloud" => cloud::oraclecloud(ep, t).await,
         "docker" => cloud::docker(ep, t).await,
         "elastic_beanstalk" => cloud::elastic_beanstalk(ep).await,
+        "heroku" => providers::heroku(env),
+        "lambda" => providers::lambda(env),
+        "dynatrace" => providers::dynatrace(ep).await,
+        "upcloud" => providers::upcloud(ep, t).await,
+        "vultr" => providers::vultr(ep, t).await,
+        "nova" => providers::nova(ep, t, &tags(&cfg.nova.labels)).await,
+        "digitalocean" => providers::digitalocean(ep, t).await,
         _ => return Ok(Vec::new()),
     };
     match cloud {
@@ -683,6 +869,9 @@ async fn run_one(
                 .unwrap_or(("", &[], &cfg.system.resource_attributes));
             Ok(keep(found, known, user))
         }
+        Err(Miss::Absent(why) | Miss::Failed(why)) if cfg.fail_on_missing(d) => Err(format!(
+            "{d} detector: metadata unavailable and fail_on_missing_metadata is set: {why}"
+        )),
         Err(Miss::Absent(why)) => {
             tracing::debug!("{d} detector: not on this platform ({why})");
             Ok(Vec::new())
@@ -704,6 +893,10 @@ pub async fn detect(
     let runs = cfg.detectors.iter().map(|d| async move {
         match tokio::time::timeout(cfg.timeout, run_one(d, cfg, env, ep)).await {
             Ok(r) => r,
+            Err(_) if cfg.fail_on_missing(d) => Err(format!(
+                "{d} detector: no answer within timeout ({:?}) and fail_on_missing_metadata is set",
+                cfg.timeout
+            )),
             Err(_) => {
                 tracing::warn!(
                     "{d} detector: no answer within timeout ({:?}); its attributes are left out",
@@ -1004,10 +1197,48 @@ mod tests {
 
     #[test]
     fn config_errors_name_the_key() {
-        let e = load(&id(), &serde_json::json!({"detectors": ["env", "heroku"]})).unwrap_err();
+        let e = load(&id(), &serde_json::json!({"detectors": ["env", "herok"]})).unwrap_err();
         assert!(
             e.to_string()
                 .starts_with("processors::resourcedetection::detectors::1: unknown detector"),
+            "{e}"
+        );
+        let e = load(&id(), &serde_json::json!({"detectors": ["hetzner"]})).unwrap_err();
+        assert!(
+            e.to_string().contains(
+                "detectors::0: detector \"hetzner\" is an otelcol-contrib detector that this build does not have"
+            ),
+            "{e}"
+        );
+        // otelcol's section names and keys of the detectors added with issue #18.
+        let cfg = load(
+            &id(),
+            &serde_json::json!({"detectors": ["heroku", "lambda", "dynatrace", "upcloud", "vultr", "nova", "digitalocean", "elastic_beanstalk"],
+                "elasticbeanstalk": {"resource_attributes": {"service.version": {"enabled": false}}},
+                "heroku": {"resource_attributes": {"heroku.app.name": {"enabled": false}}},
+                "lambda": {"resource_attributes": {"faas.name": {"enabled": true}}},
+                "upcloud": {"fail_on_missing_metadata": false},
+                "vultr": {"resource_attributes": {"cloud.platform": {"enabled": true}}},
+                "nova": {"labels": ["^team$"], "resource_attributes": {"host.type": {"enabled": false}}},
+                "digitalocean": {"resource_attributes": {"host.name": {"enabled": true}}},
+                "fail_on_missing_metadata": false}),
+        )
+        .unwrap();
+        assert!(!cfg.elastic_beanstalk.resource_attributes["service.version"].enabled);
+        let e = load(
+            &id(),
+            &serde_json::json!({"nova": {"labels": ["(x"]}, "digitalocean": {"fail_on_missing_metadata": true}}),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("digitalocean") && e.contains("fail_on_missing_metadata"),
+            "{e}"
+        );
+        let e = load(&id(), &serde_json::json!({"nova": {"labels": ["(x"]}})).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("nova::labels::0: invalid regular expression"),
             "{e}"
         );
         let e = load(

@@ -35,6 +35,10 @@ pub struct Endpoints {
     pub oracle: String,
     pub docker_socket: String,
     pub beanstalk_conf: String,
+    /// The link-local service that UpCloud, Vultr, OpenStack Nova and DigitalOcean each answer on.
+    pub link_local: String,
+    /// The directory the Dynatrace OneAgent writes `dt_host_metadata.properties` into.
+    pub dynatrace_dir: String,
     /// A Kubernetes client to use instead of the one `auth_type` describes (tests: the API double).
     pub kubernetes: Option<super::k8s::Client>,
 }
@@ -55,6 +59,8 @@ impl Endpoints {
             oracle: "http://169.254.169.254".into(),
             docker_socket: docker,
             beanstalk_conf: "/var/elasticbeanstalk/xray/environment.conf".into(),
+            link_local: "http://169.254.169.254".into(),
+            dynatrace_dir: super::providers::dynatrace_dir(env),
             kubernetes: None,
         }
     }
@@ -66,13 +72,13 @@ pub enum Miss {
     Failed(String),
 }
 
-type Out = Result<Found, Miss>;
+pub(super) type Out = Result<Found, Miss>;
 
-fn s(v: impl Into<String>) -> Value {
+pub(super) fn s(v: impl Into<String>) -> Value {
     Value::StringValue(v.into())
 }
 
-fn list(v: Vec<String>) -> Value {
+pub(super) fn list(v: Vec<String>) -> Value {
     Value::ArrayValue(ArrayValue {
         values: v
             .into_iter()
@@ -83,7 +89,7 @@ fn list(v: Vec<String>) -> Value {
     })
 }
 
-fn client(timeout: Duration, socket: Option<&str>) -> Result<reqwest::Client, Miss> {
+pub(super) fn client(timeout: Duration, socket: Option<&str>) -> Result<reqwest::Client, Miss> {
     // Metadata services are link-local: a proxy from the environment must not see these requests.
     let mut b = reqwest::Client::builder()
         .no_proxy()
@@ -97,7 +103,9 @@ fn client(timeout: Duration, socket: Option<&str>) -> Result<reqwest::Client, Mi
 }
 
 /// Sends one request; a connection that fails or times out means the service is absent.
-async fn call(req: reqwest::RequestBuilder) -> Result<(reqwest::header::HeaderMap, String), Miss> {
+pub(super) async fn call(
+    req: reqwest::RequestBuilder,
+) -> Result<(reqwest::header::HeaderMap, String), Miss> {
     let mut resp = req.send().await.map_err(|e| Miss::Absent(e.to_string()))?;
     let status = resp.status();
     let headers = resp.headers().clone();
@@ -123,14 +131,16 @@ async fn call(req: reqwest::RequestBuilder) -> Result<(reqwest::header::HeaderMa
 
 /// The first request of a detector: any failure, an HTTP error status included, means the service
 /// is not there (off EC2, 169.254.169.254 may be a proxy that answers 403), as otelcol decides.
-async fn probe(req: reqwest::RequestBuilder) -> Result<(reqwest::header::HeaderMap, String), Miss> {
+pub(super) async fn probe(
+    req: reqwest::RequestBuilder,
+) -> Result<(reqwest::header::HeaderMap, String), Miss> {
     call(req).await.map_err(|m| match m {
         Miss::Failed(e) => Miss::Absent(e),
         absent => absent,
     })
 }
 
-fn json<T: for<'de> Deserialize<'de>>(what: &str, text: &str) -> Result<T, Miss> {
+pub(super) fn json<T: for<'de> Deserialize<'de>>(what: &str, text: &str) -> Result<T, Miss> {
     serde_json::from_str(text).map_err(|e| Miss::Failed(format!("{what}: {e}")))
 }
 

@@ -97,9 +97,11 @@ async fn nowhere() -> Endpoints {
         ec2: closed.clone(),
         gcp: closed.clone(),
         azure: closed.clone(),
-        oracle: closed,
+        oracle: closed.clone(),
         docker_socket: "/nonexistent/docker.sock".into(),
         beanstalk_conf: "/nonexistent/environment.conf".into(),
+        link_local: closed,
+        dynatrace_dir: "/nonexistent/enrichment".into(),
         kubernetes: None,
     }
 }
@@ -547,4 +549,215 @@ async fn system_detector_cpu_interfaces_and_os() {
     assert_eq!(r.name.as_deref(), Some("Debian GNU/Linux"));
     assert_eq!(r.version.as_deref(), Some("12"));
     assert_eq!(host::ieee_mac("0a:1b:2c:3d:4e:5f"), "0A-1B-2C-3D-4E-5F");
+}
+
+/// UpCloud's `/metadata/v1.json` as its metadata-service guide shows it (abridged: keys, network).
+const UPCLOUD_V1: &str = r#"{"cloud_name":"upcloud","instance_id":"00d5b4b1-7b8a-4d4a-a4d1-3b2e3f2a5c71","hostname":"web1.example.com","platform":"servers","subplatform":"metadata_service_v1","public_keys":[],"region":"fi-hel1","network":{"interfaces":[]},"storage":{"disks":[]},"tags":[],"user_data":"","vendor_data":""}"#;
+/// A droplet's `/metadata/v1.json` as DigitalOcean's metadata API reference shows it (abridged).
+const DROPLET_V1: &str = r##"{"droplet_id":2756294,"hostname":"sample-droplet","vendor_data":"#cloud-config\n","public_keys":["ssh-rsa AAAAB3Nza sammy@example.com"],"auth_key":"b0c7c1f4","region":"nyc3","interfaces":{"public":[{"ipv4":{"ip_address":"104.131.20.105","netmask":"255.255.192.0","gateway":"104.131.0.1"},"mac":"04:01:2a:0f:2a:01","type":"public"}]},"floating_ip":{"ipv4":{"active":false}},"dns":{"nameservers":["2001:4860:4860::8844","8.8.8.8"]},"features":{"dhcp_enabled":false}}"##;
+/// Vultr's `/v1.json` in the shape cloud-init's Vultr datasource tests record (abridged).
+const VULTR_V1: &str = r#"{"bgp":{"ipv4":{"my-address":"","my-asn":"","peer-address":"","peer-asn":""}},"hostname":"CLOUDINIT_2","instance-v2-id":"29bea708-2e6e-480a-90ad-0e6b5d5ad62f","instanceid":"42872224","interfaces":[{"ipv4":{"additional":[],"address":"45.76.7.171","gateway":"45.76.6.1","netmask":"255.255.254.0"},"mac":"56:00:03:1b:4e:ca","network-type":"public"}],"public-keys":["ssh-rsa AAAAB3NzaC1y"],"region":{"countrycode":"US","regioncode":"EWR"},"user-defined":[]}"#;
+/// OpenStack's `meta_data.json` as the Nova metadata-service documentation shows it.
+const NOVA_META: &str = r#"{"random_seed":"yu5ZnkqF2CqnDZVAfZgarG","uuid":"d8e02d56-2648-49a3-bf97-6be8f1204f38","availability_zone":"nova","keys":[{"data":"ssh-rsa AAAAB3Nz","type":"ssh","name":"mykey"}],"hostname":"test.novalocal","launch_index":0,"meta":{"priority":"low","role":"webserver"},"devices":[],"project_id":"f7ac731cc11f40efbc03a9f9e1d1d21f","public_keys":{"mykey":"ssh-rsa AAAAB3Nz"},"name":"test"}"#;
+
+#[tokio::test]
+async fn upcloud_and_digitalocean_share_a_path_and_tell_each_other_apart() {
+    let up = http(|req: &Req| match req.target.as_str() {
+        "/metadata/v1.json" => ok(UPCLOUD_V1),
+        _ => not_found(),
+    })
+    .await;
+    let ep = Endpoints {
+        link_local: up,
+        ..nowhere().await
+    };
+    let c = cfg(serde_json::json!({"detectors": ["digitalocean", "upcloud"],
+        "upcloud": {"resource_attributes": {"host.name": {"enabled": false}}}}));
+    let a = detect(&c, &|_| None, &ep).await.unwrap();
+    assert_eq!(get_str(&a, "cloud.provider"), Some("upcloud"));
+    assert_eq!(get_str(&a, "cloud.region"), Some("fi-hel1"));
+    assert_eq!(
+        get_str(&a, "host.id"),
+        Some("00d5b4b1-7b8a-4d4a-a4d1-3b2e3f2a5c71")
+    );
+    assert_eq!(get_str(&a, "host.name"), None, "turned off");
+
+    let d = http(|req: &Req| match req.target.as_str() {
+        "/metadata/v1.json" => ok(DROPLET_V1),
+        _ => not_found(),
+    })
+    .await;
+    let ep = Endpoints {
+        link_local: d,
+        ..nowhere().await
+    };
+    let a = detect(&c, &|_| None, &ep).await.unwrap();
+    assert_eq!(get_str(&a, "cloud.provider"), Some("digitalocean"));
+    assert_eq!(get_str(&a, "host.id"), Some("2756294"));
+    assert_eq!(get_str(&a, "host.name"), Some("sample-droplet"));
+    assert_eq!(get_str(&a, "cloud.region"), Some("nyc3"));
+}
+
+#[tokio::test]
+async fn vultr_v1_json() {
+    let v = http(|req: &Req| match req.target.as_str() {
+        "/v1.json" => ok(VULTR_V1),
+        _ => not_found(),
+    })
+    .await;
+    let ep = Endpoints {
+        link_local: v,
+        ..nowhere().await
+    };
+    let c = cfg(serde_json::json!({"detectors": ["vultr"]}));
+    let a = detect(&c, &|_| None, &ep).await.unwrap();
+    assert_eq!(get_str(&a, "cloud.provider"), Some("vultr"));
+    assert_eq!(get_str(&a, "cloud.platform"), None, "off by default");
+    assert_eq!(
+        get_str(&a, "host.id"),
+        Some("29bea708-2e6e-480a-90ad-0e6b5d5ad62f")
+    );
+    assert_eq!(get_str(&a, "host.name"), Some("CLOUDINIT_2"));
+    assert_eq!(get_str(&a, "cloud.region"), Some("ewr"));
+    let c = cfg(serde_json::json!({"detectors": ["vultr"],
+        "vultr": {"resource_attributes": {"cloud.platform": {"enabled": true}}}}));
+    let a = detect(&c, &|_| None, &ep).await.unwrap();
+    assert_eq!(get_str(&a, "cloud.platform"), Some("vultr_cloud_compute"));
+}
+
+#[tokio::test]
+async fn nova_meta_data_json_instance_type_and_labels() {
+    let n = http(|req: &Req| match req.target.as_str() {
+        "/openstack/latest/meta_data.json" => ok(NOVA_META),
+        "/latest/meta-data/instance-type" => ok("m1.small"),
+        _ => not_found(),
+    })
+    .await;
+    let ep = Endpoints {
+        link_local: n,
+        ..nowhere().await
+    };
+    let c = cfg(serde_json::json!({"detectors": ["nova"], "nova": {"labels": ["^rol"]}}));
+    let a = detect(&c, &|_| None, &ep).await.unwrap();
+    assert_eq!(get_str(&a, "cloud.provider"), Some("openstack"));
+    assert_eq!(get_str(&a, "cloud.platform"), Some("openstack_nova"));
+    assert_eq!(
+        get_str(&a, "cloud.account.id"),
+        Some("f7ac731cc11f40efbc03a9f9e1d1d21f")
+    );
+    assert_eq!(get_str(&a, "cloud.availability_zone"), Some("nova"));
+    assert_eq!(
+        get_str(&a, "host.id"),
+        Some("d8e02d56-2648-49a3-bf97-6be8f1204f38")
+    );
+    assert_eq!(get_str(&a, "host.name"), Some("test.novalocal"));
+    assert_eq!(get_str(&a, "host.type"), Some("m1.small"));
+    assert_eq!(get_str(&a, "openstack.nova.meta.role"), Some("webserver"));
+    assert_eq!(get_str(&a, "openstack.nova.meta.priority"), None);
+}
+
+#[tokio::test]
+async fn heroku_lambda_and_dynatrace_from_environment_and_file() {
+    let ep = nowhere().await;
+    let env = env_of(HashMap::from([
+        (
+            "HEROKU_DYNO_ID",
+            "1vac4117-c29f-4312-521e-ba4d8638c1ac".into(),
+        ),
+        (
+            "HEROKU_APP_ID",
+            "9daa2797-e49b-4624-932f-ec3f9688e3da".into(),
+        ),
+        ("HEROKU_APP_NAME", "example-app".into()),
+        ("HEROKU_RELEASE_CREATED_AT", "2015-04-02T18:00:42Z".into()),
+        ("HEROKU_RELEASE_VERSION", "v42".into()),
+        (
+            "HEROKU_SLUG_COMMIT",
+            "2c3a0b24069af49b3de35b8e8c26765c1dba9ff0".into(),
+        ),
+    ]));
+    let c = cfg(serde_json::json!({"detectors": ["heroku"]}));
+    let a = detect(&c, &env, &ep).await.unwrap();
+    assert_eq!(get_str(&a, "cloud.provider"), Some("heroku"));
+    assert_eq!(
+        get_str(&a, "service.instance.id"),
+        Some("1vac4117-c29f-4312-521e-ba4d8638c1ac")
+    );
+    assert_eq!(get_str(&a, "heroku.app.name"), Some("example-app"));
+    assert_eq!(get_str(&a, "heroku.release.version"), Some("v42"));
+    assert_eq!(
+        get_str(&a, "heroku.release.commit"),
+        Some("2c3a0b24069af49b3de35b8e8c26765c1dba9ff0")
+    );
+    assert!(detect(&c, &|_| None, &ep).await.unwrap().is_empty());
+
+    let env = env_of(HashMap::from([
+        ("AWS_LAMBDA_FUNCTION_NAME", "my-function".into()),
+        ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".into()),
+        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128".into()),
+        (
+            "AWS_LAMBDA_LOG_GROUP_NAME",
+            "/aws/lambda/my-function".into(),
+        ),
+        (
+            "AWS_LAMBDA_LOG_STREAM_NAME",
+            "2024/01/01/[$LATEST]abc".into(),
+        ),
+        ("AWS_REGION", "us-east-1".into()),
+    ]));
+    let c = cfg(serde_json::json!({"detectors": ["lambda"],
+        "lambda": {"resource_attributes": {"faas.max_memory": {"enabled": false}}}}));
+    let a = detect(&c, &env, &ep).await.unwrap();
+    assert_eq!(get_str(&a, "cloud.platform"), Some("aws_lambda"));
+    assert_eq!(get_str(&a, "cloud.region"), Some("us-east-1"));
+    assert_eq!(get_str(&a, "faas.name"), Some("my-function"));
+    assert_eq!(get_str(&a, "faas.version"), Some("$LATEST"));
+    assert_eq!(
+        get_str(&a, "faas.instance"),
+        Some("2024/01/01/[$LATEST]abc")
+    );
+    assert_eq!(get_str(&a, "faas.max_memory"), None, "turned off");
+    assert!(get(&a, "aws.log.group.names").is_some());
+
+    let dir = tempdir();
+    std::fs::write(
+        dir.join(providers::DYNATRACE_FILE),
+        "dt.entity.host=HOST-1234567890ABCDEF\nhost.name=dt-host\ndt.smartscape.host=h=x\nother=ignored\nbroken line\n",
+    )
+    .unwrap();
+    let ep = Endpoints {
+        dynatrace_dir: dir.to_string_lossy().into_owned(),
+        ..nowhere().await
+    };
+    let c = cfg(serde_json::json!({"detectors": ["dynatrace"]}));
+    let a = detect(&c, &|_| None, &ep).await.unwrap();
+    assert_eq!(get_str(&a, "dt.entity.host"), Some("HOST-1234567890ABCDEF"));
+    assert_eq!(get_str(&a, "host.name"), Some("dt-host"));
+    assert_eq!(get_str(&a, "dt.smartscape.host"), Some("h=x"));
+    assert_eq!(a.len(), 3, "{a:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+    // No file: nothing, no error.
+    assert!(detect(&c, &|_| None, &nowhere().await)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test]
+async fn fail_on_missing_metadata_makes_an_absent_service_an_error() {
+    let ep = nowhere().await;
+    let quiet = cfg(serde_json::json!({"detectors": ["upcloud", "vultr", "nova", "digitalocean"]}));
+    assert!(detect(&quiet, &|_| None, &ep).await.unwrap().is_empty());
+    let c = cfg(serde_json::json!({"detectors": ["vultr"], "fail_on_missing_metadata": true}));
+    let e = detect(&c, &|_| None, &ep).await.unwrap_err();
+    assert!(
+        e.contains("vultr detector") && e.contains("fail_on_missing_metadata"),
+        "{e}"
+    );
+    let c =
+        cfg(serde_json::json!({"detectors": ["nova"], "nova": {"fail_on_missing_metadata": true}}));
+    assert!(detect(&c, &|_| None, &ep).await.is_err());
+    // Not a network detector: the flag does not apply.
+    let c = cfg(serde_json::json!({"detectors": ["heroku"], "fail_on_missing_metadata": true}));
+    assert!(detect(&c, &|_| None, &ep).await.unwrap().is_empty());
 }
