@@ -54,6 +54,8 @@ fn set(t: &mut Tuning, name: &str, v: f64) -> Result<(), String> {
         "coarse_beta" => t.coarse_beta = v,
         "coarse_min_half_life" => t.coarse_min_half_life = v,
         "coarse_warmup" => t.coarse_warmup = v,
+        "season_rank" => t.season_rank = v,
+        "season_retry" => t.season_retry = v,
         _ => return Err(format!("unknown constant {name}")),
     }
     Ok(())
@@ -378,6 +380,8 @@ fn field(t: &Tuning, name: &str) -> f64 {
         "coarse_beta" => t.coarse_beta,
         "coarse_min_half_life" => t.coarse_min_half_life,
         "coarse_warmup" => t.coarse_warmup,
+        "season_rank" => t.season_rank,
+        "season_retry" => t.season_retry,
         _ => f64::NAN,
     }
 }

@@ -7,6 +7,9 @@
 //!   as the scale, so one spike moves neither;
 //! - a seasonal profile once a period is found: candidate periods from `augurs` (Welch periodogram),
 //!   refined by autocorrelation and accepted only if an MSTL decomposition shows a strong seasonal part;
+//!   if the first 768 points show none, one more search over means of 4 points (3,072 points, so a day
+//!   at one-minute data or a cycle that two or three days did not show), judged on ranks so that bursts
+//!   do not hide the daily swing of the bulk of the values;
 //! - six cues on the residual: its size in the series' own units (an outlier), its size once the
 //!   series' own lag-1 autocorrelation of residuals has predicted part of it (an onset on a smooth
 //!   series), a short EWMA of its standardised size (a deviation that lasts), a two-sided CUSUM for
@@ -29,9 +32,10 @@
 //! and again. The constants were chosen by cross-validation over four labelled corpora (BENCHMARKS.md).
 //!
 //! Memory per series: 296 bytes inline without seasonality (32 of them the slower time scale's); during
-//! the period search, a buffer of [`DetectorConfig::season_buffer`] 8-bit samples (768 B by default),
-//! released once the search ends; with a period `p`, one season of `f32` offsets (`4·p` bytes, 1.1 KiB
-//! for daily 5-minute data).
+//! the period search (up to 3,072 points with the retry), a buffer of [`DetectorConfig::season_buffer`]
+//! 8-bit samples (768 B by default), released once the search ends; with a period `p`, one season of
+//! `f32` offsets (`4·p` bytes, 1.1 KiB for daily 5-minute data; a period found by the retry keeps one
+//! offset per 4 points, `p` bytes).
 
 mod coarse;
 mod episode;
@@ -109,7 +113,9 @@ pub struct DetectorConfig {
     /// The most points kept while looking for a period; periods up to half of this can be found. The
     /// search runs at 576 points (two days of 5-minute data) and again at 768: on the four development
     /// corpora a longer buffer (1,152, two more searches) found one more period, a spurious one, for
-    /// 384 more bytes per series while it searches (BENCHMARKS.md).
+    /// 384 more bytes per series while it searches (BENCHMARKS.md). If neither finds one, the same
+    /// buffer is refilled with means of [`Tuning::season_retry`] points for one more search.
+    /// At most 65,535.
     pub season_buffer: usize,
 }
 
@@ -234,6 +240,16 @@ pub struct Tuning {
     /// again after a period is found: the spread of a handful of block means is too rough to judge by
     /// (step 79b).
     pub coarse_warmup: f64,
+    /// 1: the period search judges candidates on the ranks of its buffer; 2: only the retry does (0 off).
+    /// On ranks a few bursts cannot hide a daily swing of the bulk of the values (tweet volumes); on the
+    /// first search ranks found a spurious period on an asd series (cross-validation steps 136 to 145:
+    /// 1 cost asd 4.4, 2 is shipped).
+    pub season_rank: f64,
+    /// After a failed period search, one more over means of this many points (0 off): a buffer of 768
+    /// such means spans 3,072 points, so a daily period at one-minute data (1,440 points) or one that two
+    /// or three days of 5-minute data did not show can still be found; the profile then holds one offset
+    /// per `season_retry` points (cross-validation steps 136 to 145: 4 shipped; 2 and 8 lost).
+    pub season_retry: f64,
 }
 
 /// The shipped constants, chosen by the cross-validation in BENCHMARKS.md.
@@ -270,6 +286,8 @@ pub static DEFAULT_TUNING: Tuning = Tuning {
     coarse_beta: 0.05,
     coarse_min_half_life: 50.0,
     coarse_warmup: 16.0,
+    season_rank: 2.0,
+    season_retry: 4.0,
 };
 
 /// A streaming detector for one series. Feed points with [`SeriesDetector::observe`], in time order where
@@ -427,7 +445,7 @@ impl SeriesDetector {
 
         if self.seen <= self.config_warmup {
             self.learn_warmup(deseasonalised);
-            if let Some(reset) = self.season.push(value) {
+            if let Some(reset) = self.season.push(value, self.search_mode()) {
                 self.rebase(reset);
             }
             let mut o = self.quiet(self.level + seasonal);
@@ -643,7 +661,7 @@ impl SeriesDetector {
             self.r1 = 0.0;
             self.r2 = 0.0;
         }
-        if let Some(reset) = self.season.push(value) {
+        if let Some(reset) = self.season.push(value, self.search_mode()) {
             self.rebase(reset);
         }
 
@@ -696,16 +714,26 @@ impl SeriesDetector {
     }
 
     // A period was just found: the seasonal decomposition gives a fresh level and scale.
+    fn search_mode(&self) -> seasonal::SearchMode {
+        seasonal::SearchMode {
+            rank_first: self.tuning.season_rank == 1.0,
+            rank_retry: self.tuning.season_rank > 0.0,
+            retry_stride: self.tuning.season_retry.max(0.0) as u32,
+        }
+    }
+
     fn rebase(&mut self, reset: seasonal::Rebase) {
         self.level = reset.level;
-        self.scale = reset.scale;
-        self.short_scale = reset.scale as f32;
+        if let Some(scale) = reset.scale {
+            self.scale = scale;
+        }
+        self.short_scale = self.scale as f32;
         self.cusum_pos = 0.0;
         self.cusum_neg = 0.0;
         self.recent = [reset.level; RECENT];
         self.last_dev = 0.0;
         self.ar_mean = 0.0;
-        self.ar_scale = reset.scale as f32;
+        self.ar_scale = self.scale as f32;
         self.r1 = 0.0;
         self.r2 = 0.0;
         self.coarse.reset();

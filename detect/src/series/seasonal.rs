@@ -19,7 +19,19 @@ const SEARCH_STEP: usize = 192;
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Rebase {
     pub level: f64,
-    pub scale: f64,
+    /// `None` after a search over block means, whose residuals understate the per-point spread.
+    pub scale: Option<f64>,
+}
+
+/// How the search looks (the cross-validation's knobs, off in the shipped constants unless stated).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct SearchMode {
+    /// Judge candidate periods on the ranks of the buffered values, not the values: on the first search
+    /// and on the retry.
+    pub rank_first: bool,
+    pub rank_retry: bool,
+    /// After a failed search, search once more over means of this many points (0 or 1: no retry).
+    pub retry_stride: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -27,17 +39,33 @@ pub(crate) enum Season {
     /// No seasonality: either turned off or none was found.
     Off,
     /// Collecting points to look for a period.
-    Searching { buf: Quantized, cap: usize },
-    /// A period was found: one offset per phase.
-    Found { profile: Box<[f32]>, phase: usize },
+    Searching {
+        buf: Quantized,
+        // u16 and u8 keep the state as small as before the retry (`season_buffer` is capped at 65,535).
+        cap: u16,
+        // Points per buffered sample (1 on the first search), how many the open sample holds, their sum.
+        stride: u8,
+        fill: u8,
+        acc: f32,
+    },
+    /// A period was found: one offset per phase, each covering `stride` points.
+    Found {
+        profile: Box<[f32]>,
+        phase: u32,
+        stride: u32,
+    },
 }
 
 impl Season {
     pub fn new(config: &DetectorConfig) -> Self {
         if config.seasonality && config.season_buffer >= SEARCH_FIRST {
+            let cap = config.season_buffer.min(usize::from(u16::MAX));
             Season::Searching {
-                buf: Quantized::with_capacity(config.season_buffer),
-                cap: config.season_buffer,
+                buf: Quantized::with_capacity(cap),
+                cap: cap as u16,
+                stride: 1,
+                fill: 0,
+                acc: 0.0,
             }
         } else {
             Season::Off
@@ -46,7 +74,9 @@ impl Season {
 
     pub fn period(&self) -> Option<usize> {
         match self {
-            Season::Found { profile, .. } => Some(profile.len()),
+            Season::Found {
+                profile, stride, ..
+            } => Some(profile.len() * *stride as usize),
             _ => None,
         }
     }
@@ -62,15 +92,28 @@ impl Season {
     /// Moves to the phase of the next point, `steps` sampling intervals on.
     pub fn advance(&mut self, steps: u32) {
         match self {
-            Season::Found { profile, phase } => *phase = (*phase + steps as usize) % profile.len(),
-            Season::Searching { buf, cap } => {
+            Season::Found {
+                profile,
+                phase,
+                stride,
+            } => {
+                let n = profile.len() as u64 * u64::from(*stride);
+                *phase = ((u64::from(*phase) + u64::from(steps)) % n) as u32;
+            }
+            Season::Searching {
+                buf,
+                cap,
+                stride,
+                fill,
+                acc,
+            } => {
                 // Fill gaps with the last value so that positions in the buffer stay on the time grid.
                 if let Some(last) = buf.last() {
-                    let fill = (steps as usize)
-                        .saturating_sub(1)
-                        .min(*cap - buf.len().min(*cap));
-                    for _ in 0..fill {
-                        buf.push(last);
+                    let room =
+                        (*cap as usize - buf.len().min(*cap as usize)) * usize::from(*stride);
+                    let missing = (steps as usize).saturating_sub(1).min(room);
+                    for _ in 0..missing {
+                        add_point(buf, *stride, fill, acc, last);
                     }
                 }
             }
@@ -81,48 +124,119 @@ impl Season {
     /// The seasonal offset expected at the current phase.
     pub fn component(&self) -> f64 {
         match self {
-            Season::Found { profile, phase } => f64::from(profile[*phase]),
+            Season::Found {
+                profile,
+                phase,
+                stride,
+            } => f64::from(profile[(*phase / *stride) as usize]),
             _ => 0.0,
         }
     }
 
     /// Moves the current phase's offset towards a (clipped) residual.
     pub fn learn(&mut self, residual: f64, gamma: f64) {
-        if let Season::Found { profile, phase } = self {
-            profile[*phase] += (gamma * residual) as f32;
+        if let Season::Found {
+            profile,
+            phase,
+            stride,
+        } = self
+        {
+            // An offset that covers `stride` points learns from each of them, at a share of the rate.
+            profile[(*phase / *stride) as usize] += (gamma * residual / f64::from(*stride)) as f32;
         }
     }
 
     /// Adds a raw value to the search buffer and searches when it is due. Returns the new baseline when a
     /// period has just been found.
-    pub fn push(&mut self, value: f64) -> Option<Rebase> {
-        let Season::Searching { buf, cap } = self else {
+    pub fn push(&mut self, value: f64, mode: SearchMode) -> Option<Rebase> {
+        let Season::Searching {
+            buf,
+            cap,
+            stride,
+            fill,
+            acc,
+        } = self
+        else {
             return None;
         };
-        if buf.len() < *cap {
-            buf.push(value);
-        }
-        let n = buf.len();
-        if n < SEARCH_FIRST || !(n - SEARCH_FIRST).is_multiple_of(SEARCH_STEP) && n < *cap {
+        let cap = *cap as usize;
+        let stride = *stride;
+        if buf.len() < cap && !add_point(buf, stride, fill, acc, value) {
             return None;
         }
-        match find_period(&buf.to_f32()) {
+        let n = buf.len();
+        if n < SEARCH_FIRST || !(n - SEARCH_FIRST).is_multiple_of(SEARCH_STEP) && n < cap {
+            return None;
+        }
+        let rank = if stride == 1 {
+            mode.rank_first
+        } else {
+            mode.rank_retry
+        };
+        match find_period(&buf.to_f32(), rank) {
             Some(found) => {
+                let stride = u32::from(stride);
                 *self = Season::Found {
                     profile: found.profile.into_boxed_slice(),
                     // The profile ends at the newest point; the next point is phase 0.
-                    phase: found.period - 1,
+                    phase: (found.period as u32) * stride - 1,
+                    stride,
                 };
-                Some(found.rebase)
+                let mut rebase = found.rebase;
+                if stride > 1 {
+                    rebase.scale = None;
+                }
+                Some(rebase)
             }
             None => {
-                if n >= *cap {
-                    *self = Season::Off;
+                if n >= cap {
+                    let k = mode.retry_stride.min(64) as u8;
+                    if stride == 1 && k > 1 {
+                        // A period longer than half the buffer (daily at one-minute data), or one that
+                        // a few days did not show: search once more over means of `k` points, starting
+                        // from what the first buffer holds so that no day is lost.
+                        let mut coarse = Quantized::with_capacity(cap);
+                        let held = buf.to_f32();
+                        for chunk in held.chunks_exact(usize::from(k)) {
+                            let mean =
+                                chunk.iter().map(|&v| f64::from(v)).sum::<f64>() / f64::from(k);
+                            coarse.push(mean);
+                        }
+                        *self = Season::Searching {
+                            buf: coarse,
+                            cap: cap as u16,
+                            stride: k,
+                            fill: 0,
+                            acc: 0.0,
+                        };
+                    } else {
+                        *self = Season::Off;
+                    }
                 }
                 None
             }
         }
     }
+}
+
+/// Adds one point to the open sample of `stride` points and pushes the sample once it is full (returns
+/// whether it did). The sum is kept as `f32` offsets from the buffer's lower edge, which only a push
+/// moves: a series of large values (1e9 bytes, give or take 10) keeps its digits in 4 bytes of state.
+fn add_point(buf: &mut Quantized, stride: u8, fill: &mut u8, acc: &mut f32, v: f64) -> bool {
+    if stride <= 1 || buf.len() == 0 {
+        buf.push(v);
+        return true;
+    }
+    let limit = f64::from(f32::MAX) / 256.0;
+    *acc += (v - buf.lo).clamp(-limit, limit) as f32;
+    *fill += 1;
+    if *fill < stride {
+        return false;
+    }
+    buf.push(buf.lo + f64::from(*acc) / f64::from(stride));
+    *acc = 0.0;
+    *fill = 0;
+    true
 }
 
 /// Search-buffer samples as 8-bit codes over a range that widens when a value falls outside it: a quarter
@@ -213,12 +327,21 @@ fn acf(x: &[f64], denom: f64, lag: usize) -> f64 {
 /// forecaster, which decides on seasonality from its own history.
 pub fn detect_period(values: &[f64]) -> Option<usize> {
     let buf: Vec<f32> = values.iter().map(|&v| v as f32).collect();
-    find_period(&buf).map(|f| f.period)
+    find_period(&buf, false).map(|f| f.period)
 }
 
 /// Candidate periods from the `augurs` periodogram, each refined to the autocorrelation peak nearby (the
 /// periodogram's bins are coarse at long periods), then checked by an MSTL decomposition.
-fn find_period(buf: &[f32]) -> Option<Found> {
+fn find_period(raw: &[f32], rank: bool) -> Option<Found> {
+    // On ranks, a few bursts (a tweet storm, a nightly job's spike) cannot outweigh a daily swing of the
+    // bulk of the values, in the periodogram, the autocorrelation or the strength of the fit.
+    let ranked;
+    let buf = if rank {
+        ranked = ranks(raw);
+        &ranked[..]
+    } else {
+        raw
+    };
     let n = buf.len();
     let mean = buf.iter().map(|&v| f64::from(v)).sum::<f64>() / n as f64;
     let x: Vec<f64> = buf.iter().map(|&v| f64::from(v) - mean).collect();
@@ -251,6 +374,12 @@ fn find_period(buf: &[f32]) -> Option<Found> {
     if strength.is_nan() || strength < STRENGTH_MIN {
         return None;
     }
+    let fit = if rank {
+        MstlParams::new().fit(raw, &[period]).ok()?
+    } else {
+        fit
+    };
+    let buf = raw;
     // MSTL's seasonal part is LOESS-smoothed, which blurs sharp daily edges. The profile is instead the
     // per-phase median of the detrended data, which keeps edges and ignores a one-off outlier.
     let trend = fit.trend();
@@ -276,6 +405,29 @@ fn find_period(buf: &[f32]) -> Option<Found> {
     Some(Found {
         period,
         profile,
-        rebase: Rebase { level, scale },
+        rebase: Rebase {
+            level,
+            scale: Some(scale),
+        },
     })
+}
+
+/// Mid-ranks of `x` (ties share the mean of their ranks), as `f32`.
+fn ranks(x: &[f32]) -> Vec<f32> {
+    let mut idx: Vec<usize> = (0..x.len()).collect();
+    idx.sort_unstable_by(|&a, &b| x[a].total_cmp(&x[b]));
+    let mut r = vec![0.0f32; x.len()];
+    let mut i = 0;
+    while i < idx.len() {
+        let mut j = i;
+        while j + 1 < idx.len() && x[idx[j + 1]] == x[idx[i]] {
+            j += 1;
+        }
+        let mid = (i + j) as f32 / 2.0;
+        for &k in &idx[i..=j] {
+            r[k] = mid;
+        }
+        i = j + 1;
+    }
+    r
 }
