@@ -14,7 +14,7 @@ use std::collections::VecDeque;
 use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio::time::Instant;
 use vigil_core::attrs::{get, upsert};
 use vigil_core::config::duration;
@@ -22,6 +22,7 @@ use vigil_core::lock;
 use vigil_core::otlp::common::v1::{any_value::Value, InstrumentationScope, KeyValue};
 use vigil_core::otlp::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use vigil_core::otlp::resource::v1::Resource;
+use vigil_core::time::now_nanos;
 use vigil_core::{
     Component, ComponentId, ComponentKind, ConfigError, ConsumeError, Consumer, Host, Processor,
     Signal, Telemetry,
@@ -182,13 +183,6 @@ struct Inner {
     hasher: RandomState,
     next: Arc<dyn Consumer>,
     state: Mutex<State>,
-}
-
-fn wall_nanos() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
 }
 
 /// RFC 3339 in UTC with nanoseconds, as the summary attributes carry timestamps.
@@ -359,7 +353,7 @@ impl Inner {
     // Hot path: one lock per batch (examples/bench_logpattern.rs).
     fn collapse(&self, batch: &mut Vec<ResourceLogs>) -> (usize, Vec<ResourceLogs>) {
         let now = Instant::now();
-        let wall = wall_nanos();
+        let wall = now_nanos();
         let window_end = now + self.cfg.window;
         let mut suppressed = 0usize;
         let mut summaries = Vec::new();
@@ -434,7 +428,7 @@ impl Inner {
     /// Takes the summaries of windows ended by `now`, or of every window when `now` is `None`, plus any
     /// held for a retry.
     fn take_due(&self, now: Option<Instant>) -> Vec<ResourceLogs> {
-        let wall = wall_nanos();
+        let wall = now_nanos();
         let mut st = lock(&self.state);
         let mut out = std::mem::take(&mut st.pending);
         match now {

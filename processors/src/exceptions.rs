@@ -19,7 +19,6 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 use vigil_core::attrs::{get, get_str, kv, kv_str, value_to_string};
 use vigil_core::factory::{self, ConnectorFactory, DynConnectorFactory, FactoryBase};
 use vigil_core::otlp::common::v1::{any_value::Value, InstrumentationScope, KeyValue};
@@ -29,6 +28,7 @@ use vigil_core::otlp::metrics::v1::{
     ResourceMetrics, ScopeMetrics, Sum,
 };
 use vigil_core::otlp::trace::v1::{ResourceSpans, Span};
+use vigil_core::time::now_nanos;
 use vigil_core::{
     lock, ComponentId, ConfigError, ConnectorObs, ConsumeError, Consumer, NextConsumers, Settings,
     Signal, Stability, Telemetry,
@@ -159,13 +159,6 @@ struct Exceptions {
     /// Series by their dimension values joined with NUL, as otelcol keys them.
     series: Mutex<HashMap<String, Series>>,
     dropped: metrics::Counter,
-}
-
-fn now_nanos() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
 }
 
 /// One exception event with what both outputs need.

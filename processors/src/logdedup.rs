@@ -17,13 +17,14 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use vigil_core::attrs::upsert;
 use vigil_core::config::duration;
 use vigil_core::lock;
 use vigil_core::otlp::common::v1::{any_value::Value, InstrumentationScope, KeyValue};
 use vigil_core::otlp::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use vigil_core::otlp::resource::v1::Resource;
+use vigil_core::time::now_nanos;
 use vigil_core::{
     Component, ComponentId, ConfigError, ConsumeError, Consumer, Host, Processor, Signal, Telemetry,
 };
@@ -248,13 +249,6 @@ struct Inner {
     state: Mutex<State>,
     passed_through: metrics::Counter,
     dropped: metrics::Counter,
-}
-
-fn now_nanos() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
 }
 
 /// Removes the field at `path` (below `body` or `attributes`), if there.

@@ -9,13 +9,14 @@
 use async_trait::async_trait;
 use serde::Deserialize;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio::time::Instant;
 use vigil_core::attrs::{get_str, kv_str, upsert, value_to_string};
 use vigil_core::config::opt_duration;
 use vigil_core::lock;
 use vigil_core::otlp::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
 use vigil_core::otlp::logs::v1::{LogRecord, ResourceLogs, ScopeLogs, SeverityNumber};
+use vigil_core::time::now_nanos;
 use vigil_core::{
     Component, ComponentId, ComponentKind, ConfigError, ConsumeError, Consumer, Host, Processor,
     Signal, Storage, Telemetry,
@@ -207,13 +208,6 @@ struct Inner {
     storage: Mutex<Option<Arc<dyn Storage>>>,
 }
 
-fn wall_nanos() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
-}
-
 /// A record that vigil itself emitted (`vigil.anomaly`, `vigil.pattern.new`, …): mining those would
 /// turn events into patterns of their own.
 pub fn is_vigil_event(r: &LogRecord) -> bool {
@@ -274,7 +268,7 @@ impl Inner {
         let mut created = 0u64;
         let mut guard = lock(&self.state);
         let st = &mut *guard;
-        let observed = wall_nanos();
+        let observed = now_nanos();
         for rl in batch.iter_mut() {
             let mut new_here: Vec<LogRecord> = Vec::new();
             for sl in rl.scope_logs.iter_mut() {

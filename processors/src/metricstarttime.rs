@@ -29,7 +29,7 @@ use lru::LruCache;
 use serde::{Deserialize, Serialize};
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use vigil_core::config::{duration, re2_regex};
 use vigil_core::factory::{self, DynProcessorFactory, FactoryBase, ProcessorFactory};
 use vigil_core::otlp::common::v1::KeyValue;
@@ -38,6 +38,7 @@ use vigil_core::otlp::metrics::v1::{
     DataPointFlags, ExponentialHistogramDataPoint, HistogramDataPoint, NumberDataPoint,
     ResourceMetrics, SummaryDataPoint,
 };
+use vigil_core::time::now_nanos;
 use vigil_core::{
     lock, Component, ComponentId, ConfigError, ConsumeError, Consumer, Processor, ProcessorObs,
     Settings, Signal, Stability, Telemetry,
@@ -403,13 +404,6 @@ struct Adjuster {
     created: u64,
     state: Mutex<State>,
     evicted: metrics::Counter,
-}
-
-fn now_nanos() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
 }
 
 impl Adjuster {

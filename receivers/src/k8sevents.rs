@@ -114,7 +114,7 @@ impl vigil_core::factory::ReceiverFactory for Factory {
             next,
             tasks: set.tasks,
             client: Mutex::new(None),
-            started: crate::k8sobjects::now_nanos(),
+            started: vigil_core::time::now_nanos(),
         }))
     }
 }

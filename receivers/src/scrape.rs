@@ -8,7 +8,7 @@ use crate::hostmetrics::config::{MetricToggle, Toggles};
 use async_trait::async_trait;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 use vigil_core::otlp::common::v1::{InstrumentationScope, KeyValue};
 use vigil_core::otlp::metrics::v1::{
     metric::Data, number_data_point, AggregationTemporality, Gauge, Metric, NumberDataPoint,
@@ -95,11 +95,8 @@ pub fn toggles_under(
     })
 }
 
-pub fn unix_nanos(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
-}
+/// Kept under this path for the scrapers that name `scrape::unix_nanos`; the one implementation is core's.
+pub use vigil_core::time::unix_nanos;
 
 /// Collects one scrape's points: each point goes to its metric (created on first use, in the order
 /// points arrive), and [`Builder::emit_for_resource`] closes the metrics recorded so far under one

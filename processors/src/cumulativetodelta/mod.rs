@@ -19,7 +19,7 @@ use lru::LruCache;
 use serde::{Deserialize, Serialize};
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use vigil_core::attrs::value_to_string;
 use vigil_core::config::{duration, re2_regex};
 use vigil_core::factory::{self, DynProcessorFactory, FactoryBase, ProcessorFactory};
@@ -27,6 +27,7 @@ use vigil_core::otlp::common::v1::KeyValue;
 use vigil_core::otlp::metrics::v1::{
     metric, number_data_point, AggregationTemporality, DataPointFlags, Metric, ResourceMetrics,
 };
+use vigil_core::time::now_nanos;
 use vigil_core::{
     lock, Component, ComponentId, ConfigError, ConsumeError, Consumer, Processor, ProcessorObs,
     Settings, Signal, Stability, Tasks, Telemetry,
@@ -232,13 +233,6 @@ impl ProcessorFactory for Factory {
             tasks: set.tasks,
         }))
     }
-}
-
-fn now_nanos() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
 }
 
 #[derive(Clone)]

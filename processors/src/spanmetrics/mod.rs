@@ -23,7 +23,7 @@ use lru::LruCache;
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 use vigil_core::attrs::{get, kv, value_to_string};
 use vigil_core::factory::{self, ConnectorFactory, DynConnectorFactory, FactoryBase};
 use vigil_core::otlp::common::v1::{any_value, InstrumentationScope, KeyValue};
@@ -34,6 +34,7 @@ use vigil_core::otlp::metrics::v1::{
 };
 use vigil_core::otlp::resource::v1::Resource;
 use vigil_core::otlp::trace::v1::{span::SpanKind, status::StatusCode, ResourceSpans, Span};
+use vigil_core::time::now_nanos;
 use vigil_core::{
     lock, Component, ComponentId, ConfigError, ConnectorObs, ConsumeError, Consumer, NextConsumers,
     Settings, Signal, Stability, Tasks, Telemetry,
@@ -103,13 +104,6 @@ fn instance_id() -> &'static str {
             b & 0xffff_ffff_ffff
         )
     })
-}
-
-fn now_nanos() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
 }
 
 /// otelcol's `traceutil.SpanKindStr`.

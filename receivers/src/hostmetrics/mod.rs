@@ -25,7 +25,7 @@ use config::{HostMetricsConfig, Toggles};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 use vigil_core::otlp::common::v1::{InstrumentationScope, KeyValue};
 use vigil_core::otlp::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use vigil_core::otlp::metrics::v1::{
@@ -33,6 +33,7 @@ use vigil_core::otlp::metrics::v1::{
     ResourceMetrics, ScopeMetrics, Sum,
 };
 use vigil_core::otlp::resource::v1::Resource;
+use vigil_core::time::unix_nanos;
 use vigil_core::{
     Component, ComponentId, ConfigError, Host, NextConsumers, Receiver, Signal, Telemetry,
 };
@@ -198,12 +199,6 @@ pub(crate) fn clock_ticks() -> f64 {
     } else {
         100.0
     }
-}
-
-fn unix_nanos(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
 }
 
 /// Builds the configured scrapers, in otelcol's order.

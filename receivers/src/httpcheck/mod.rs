@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 use vigil_core::attrs::{kv_i64, kv_str};
 use vigil_core::config::{duration, TlsClientConfig};
 use vigil_core::otlp::common::v1::{InstrumentationScope, KeyValue};
@@ -20,6 +20,7 @@ use vigil_core::otlp::metrics::v1::{
     ResourceMetrics, ScopeMetrics, Sum,
 };
 use vigil_core::otlp::resource::v1::Resource;
+use vigil_core::time::unix_nanos;
 use vigil_core::{
     Component, ComponentId, ComponentKind, ConfigError, Host, NextConsumers, Receiver, Signal,
     Telemetry,
@@ -440,12 +441,6 @@ pub struct HttpCheckReceiver {
     /// Rounds of metrics the pipeline refused.
     failures: metrics::Counter,
     tasks: vigil_core::Tasks,
-}
-
-fn unix_nanos(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
 }
 
 /// What one request came to.

@@ -21,7 +21,7 @@ use serde_json::Value as Json;
 use std::collections::{BTreeMap, HashMap};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio::process::{Child, Command};
 use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
 use tokio_util::sync::CancellationToken;
@@ -29,6 +29,7 @@ use vigil_core::attrs::{kv, kv_str};
 use vigil_core::otlp::common::v1::any_value::Value;
 use vigil_core::otlp::common::v1::{KeyValue, KeyValueList};
 use vigil_core::storage::Storage;
+use vigil_core::time::now_nanos;
 use vigil_core::{
     lock, Component, ComponentId, ConfigError, Host, NextConsumers, Receiver, ReceiverObs, Signal,
 };
@@ -340,13 +341,6 @@ fn spawn(cfg: &Checked, args: &[String]) -> std::io::Result<Child> {
         }
     }
     cmd.spawn()
-}
-
-fn now_nanos() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
 }
 
 /// One journalctl JSON line as a stanza entry (body: the field map) and its cursor.

@@ -27,8 +27,9 @@ use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 use tokio::task::JoinSet;
+use vigil_core::time::unix_nanos;
 use vigil_core::{
     Component, ComponentId, ConfigError, Host, NextConsumers, Receiver, Signal, Telemetry,
 };
@@ -201,12 +202,6 @@ impl K8sClusterReceiver {
     pub fn with_client(&self, client: Client) {
         *vigil_core::lock(&self.client) = Some(client);
     }
-}
-
-fn unix_nanos(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
 }
 
 /// Lists and watches one resource into the store, for as long as the set runs.

@@ -28,6 +28,7 @@ use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use serde_json::Value;
 use std::sync::{Arc, Mutex};
+use vigil_core::time::now_nanos;
 use vigil_core::{
     Component, ComponentId, ConfigError, Host, NextConsumers, Receiver, Signal, Telemetry,
 };
@@ -352,13 +353,6 @@ fn namespace_of(o: &Value) -> &str {
         .as_str()
         .or_else(|| o["object"]["metadata"]["namespace"].as_str())
         .unwrap_or("")
-}
-
-pub(crate) fn now_nanos() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
 }
 
 /// One record per body, grouped into one `ResourceLogs` per namespace (first seen first), as

@@ -14,7 +14,7 @@ use parse::Kind;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use vigil_core::attrs::kv_str;
 use vigil_core::config::{check_endpoint, resolve_endpoint};
@@ -25,6 +25,7 @@ use vigil_core::otlp::metrics::v1::{
     ResourceMetrics, ScopeMetrics, Sum, Summary, SummaryDataPoint,
 };
 use vigil_core::otlp::resource::v1::Resource;
+use vigil_core::time::now_nanos;
 use vigil_core::{
     Component, ComponentId, ComponentKind, ConfigError, Consumer, Host, NextConsumers, Receiver,
     ReceiverObs, Signal, Telemetry,
@@ -330,13 +331,6 @@ impl vigil_core::factory::ReceiverFactory for Factory {
         let checked = check(&set.id, &cfg)?;
         Ok(Arc::new(StatsdReceiver::new(set, checked, next)))
     }
-}
-
-fn now_nanos() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
 }
 
 /// A series: name, type and its sorted tags.

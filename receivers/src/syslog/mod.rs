@@ -16,11 +16,11 @@ use serde::Deserialize;
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::io::AsyncReadExt;
 use tokio_util::sync::CancellationToken;
 use vigil_core::attrs::{kv_i64, kv_str};
 use vigil_core::config::{check_endpoint, resolve_endpoint};
+use vigil_core::time::now_nanos;
 use vigil_core::ReceiverObs;
 use vigil_core::{
     Component, ComponentId, ComponentKind, ConfigError, ConsumeError, Consumer, Host,
@@ -271,13 +271,6 @@ impl SyslogReceiver {
     pub fn tcp_addr(&self) -> Option<std::net::SocketAddr> {
         *self.tcp_addr.lock().unwrap_or_else(|p| p.into_inner())
     }
-}
-
-fn now_nanos() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
 }
 
 /// What both transports share: parsing, operators and the pipeline.

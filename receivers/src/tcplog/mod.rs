@@ -19,12 +19,12 @@ use serde_json::Value;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::io::AsyncReadExt;
 use tokio_util::sync::CancellationToken;
 use vigil_core::attrs::{kv, kv_str};
 use vigil_core::otlp::common::v1::any_value::Value as AnyValue;
 use vigil_core::otlp::common::v1::KeyValue;
+use vigil_core::time::now_nanos;
 use vigil_core::ReceiverObs;
 use vigil_core::{
     Component, ComponentId, ComponentKind, ConfigError, Consumer, Host, NextConsumers, Receiver,
@@ -439,13 +439,6 @@ impl Records {
             }
         }
     }
-}
-
-pub(crate) fn now_nanos() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
 }
 
 /// `net.*` attributes as otelcol's stanza TCP and UDP inputs add them (ports as text, as there).
