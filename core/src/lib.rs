@@ -16,6 +16,7 @@ pub mod obs;
 pub mod storage;
 pub mod task;
 pub mod telemetry;
+pub mod testing;
 pub mod time;
 
 pub use component::{

@@ -229,14 +229,8 @@ impl ExporterObs {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
-
-    fn counter(snap: &[(String, u64)], name: &str) -> u64 {
-        snap.iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| *v)
-            .unwrap_or(0)
-    }
+    use crate::testing::Counters;
+    use metrics_util::debugging::DebuggingRecorder;
 
     #[test]
     fn receiver_counts_partial_success_as_otelcol_does() {
@@ -249,17 +243,9 @@ mod tests {
             obs.end_op(Signal::Traces, 4, &Err(ConsumeError::permanent("bad", 0)));
             obs.end_op(Signal::Traces, 5, &Err(ConsumeError::retryable("full")));
         });
-        let snap: Vec<(String, u64)> = snapshotter
-            .snapshot()
-            .into_vec()
-            .into_iter()
-            .filter_map(|(k, _, _, v)| match v {
-                DebugValue::Counter(c) => Some((k.key().name().to_string(), c)),
-                _ => None,
-            })
-            .collect();
-        assert_eq!(counter(&snap, "otelcol_receiver_accepted_spans"), 17);
-        assert_eq!(counter(&snap, "otelcol_receiver_refused_spans"), 3 + 4 + 5);
-        assert_eq!(counter(&snap, "otelcol_receiver_failed_spans"), 0);
+        let snap = Counters::take(&snapshotter);
+        assert_eq!(snap.sum("otelcol_receiver_accepted_spans", &[]), 17);
+        assert_eq!(snap.sum("otelcol_receiver_refused_spans", &[]), 3 + 4 + 5);
+        assert_eq!(snap.sum("otelcol_receiver_failed_spans", &[]), 0);
     }
 }

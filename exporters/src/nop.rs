@@ -65,7 +65,7 @@ impl Consumer for Nop {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+    use metrics_util::debugging::DebuggingRecorder;
     use serde_json::json;
     use vigil_core::otlp::trace::v1::{ResourceSpans, ScopeSpans, Span};
     use vigil_core::ComponentId;
@@ -95,20 +95,9 @@ mod tests {
                 exp.consume(spans(4)).await.expect("nop accepts");
             });
         });
-        let sent: Vec<u64> = snapshotter
-            .snapshot()
-            .into_vec()
-            .into_iter()
-            .filter(|(k, ..)| {
-                k.key().name() == "otelcol_exporter_sent_spans"
-                    && k.key().labels().any(|l| l.value() == "nop/t")
-            })
-            .filter_map(|(.., v)| match v {
-                DebugValue::Counter(c) => Some(c),
-                _ => None,
-            })
-            .collect();
-        assert_eq!(sent, vec![7]);
+        let sent = vigil_core::testing::Counters::take(&snapshotter)
+            .find("otelcol_exporter_sent_spans", &[("exporter", "nop/t")]);
+        assert_eq!(sent, Some(7));
     }
 
     #[test]

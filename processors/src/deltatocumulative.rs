@@ -631,21 +631,11 @@ mod tests {
         let mut b = sum(vec![(1, 2, 1, "/a"), (1, 2, 1, "/b"), (1, 2, 1, "/c")]);
         d.process(&mut b, t0);
         assert_eq!(out(&b).len(), 2, "the third stream is over the limit");
-        let refused: u64 = snap
-            .snapshot()
-            .into_vec()
-            .into_iter()
-            .filter(|(k, ..)| {
-                k.key().name() == "otelcol_deltatocumulative_datapoints"
-                    && k.key()
-                        .labels()
-                        .any(|l| l.key() == "error" && l.value() == "limit")
-            })
-            .map(|(.., v)| match v {
-                metrics_util::debugging::DebugValue::Counter(c) => c,
-                _ => 0,
-            })
-            .sum();
+        let refused = vigil_core::testing::counter(
+            &snap,
+            "otelcol_deltatocumulative_datapoints",
+            &[("error", "limit")],
+        );
         assert_eq!(refused, 1, "the refused point is counted");
         assert_eq!(lock(&d.streams).len(), 2);
         d.remove_stale(Duration::from_secs(300), t0 + Duration::from_secs(301));

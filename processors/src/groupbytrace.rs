@@ -415,16 +415,11 @@ mod tests {
         p.consume(spans(&[(2, "mid")])).await.unwrap();
         p.consume(spans(&[(3, "new")])).await.unwrap();
         assert_eq!(p.trace_count(), 2, "bounded by num_traces");
-        let evicted: u64 = snap
-            .snapshot()
-            .into_vec()
-            .into_iter()
-            .filter(|(k, ..)| k.key().name() == "otelcol_processor_groupbytrace_traces_evicted")
-            .map(|(.., v)| match v {
-                metrics_util::debugging::DebugValue::Counter(c) => c,
-                _ => 0,
-            })
-            .sum();
+        let evicted = vigil_core::testing::counter(
+            &snap,
+            "otelcol_processor_groupbytrace_traces_evicted",
+            &[],
+        );
         assert_eq!(evicted, 1);
         p.shutdown_by(Instant::now() + Duration::from_secs(5))
             .await

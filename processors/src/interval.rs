@@ -592,16 +592,7 @@ mod tests {
             flat(&i.drain()),
             [("m".to_string(), 1, 1.0, "a".to_string())]
         );
-        let refused: u64 = snap
-            .snapshot()
-            .into_vec()
-            .into_iter()
-            .filter(|(k, ..)| k.key().name() == "vigil_interval_streams_refused")
-            .map(|(.., v)| match v {
-                metrics_util::debugging::DebugValue::Counter(c) => c,
-                _ => 0,
-            })
-            .sum();
+        let refused = vigil_core::testing::counter(&snap, "vigil_interval_streams_refused", &[]);
         assert_eq!(refused, 1, "the point that passed at once is counted");
     }
 

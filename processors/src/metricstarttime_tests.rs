@@ -310,16 +310,7 @@ fn series_are_bounded_evictions_counted_and_stale_ones_forgotten() {
     ])]);
     a.process(&mut b, t0);
     assert_eq!(lock(&a.state).series.len(), 2);
-    let count: u64 = snap
-        .snapshot()
-        .into_vec()
-        .into_iter()
-        .filter(|(k, ..)| k.key().name() == "vigil_metricstarttime_series_evicted")
-        .map(|(.., v)| match v {
-            metrics_util::debugging::DebugValue::Counter(c) => c,
-            _ => 0,
-        })
-        .sum();
+    let count = vigil_core::testing::counter(&snap, "vigil_metricstarttime_series_evicted", &[]);
     assert_eq!(count, 1, "/a was evicted and counted");
     // "/a" is a first point again: kept back.
     let mut b = batch(vec![sum(vec![(0, 20 * S, 5, "/a"), (0, 20 * S, 5, "/c")])]);

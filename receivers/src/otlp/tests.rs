@@ -29,6 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
 use tonic::codec::CompressionEncoding;
+use vigil_core::testing::{counter, Counters};
 use vigil_core::{
     Component, ComponentId, ComponentKind, ConsumeError, Consumer, Host, NextConsumers, Signal,
     Telemetry,
@@ -921,7 +922,7 @@ async fn shutdown_stops_accepting_and_finishes_in_flight_requests() {
 
 #[tokio::test]
 async fn counters_by_signal_and_transport() {
-    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+    use metrics_util::debugging::DebuggingRecorder;
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
     let sink = Arc::new(Recorder::default());
@@ -965,25 +966,11 @@ async fn counters_by_signal_and_transport() {
     );
 
     // A snapshot resets the debugging recorder's counters, so take exactly one.
-    let snapshot = snapshotter.snapshot().into_vec();
+    let snapshot = Counters::take(&snapshotter);
     let value = |name: &str, transport: &str| -> u64 {
         snapshot
-            .iter()
-            .find(|(k, _, _, _)| {
-                let key = k.key();
-                key.name() == name
-                    && key
-                        .labels()
-                        .any(|l| l.key() == "transport" && l.value() == transport)
-                    && key
-                        .labels()
-                        .any(|l| l.key() == "receiver" && l.value() == "otlp/in")
-            })
-            .map(|(_, _, _, v)| match v {
-                DebugValue::Counter(n) => *n,
-                other => panic!("{name} is not a counter: {other:?}"),
-            })
-            .unwrap_or_else(|| panic!("no {name}{{transport={transport}}}"))
+            .find(name, &[("transport", transport), ("receiver", "otlp/in")])
+            .unwrap_or_else(|| panic!("no counter {name}{{transport={transport}}}"))
     };
     assert_eq!(value("otelcol_receiver_accepted_spans", "grpc"), 3);
     assert_eq!(value("otelcol_receiver_accepted_spans", "http"), 0);
@@ -1140,20 +1127,15 @@ async fn a_body_of_empty_spans_is_refused_before_it_is_decoded() {
     assert_eq!(sink.items(), 100_000);
 
     // One snapshot: taking one resets the counters it reads.
-    let snapshot = snapshotter.snapshot().into_vec();
+    let snapshot = Counters::take(&snapshotter);
     let too_large = |transport: &str| {
-        snapshot
-            .iter()
-            .find(|(k, ..)| {
-                k.key().name() == "vigil_receiver_requests_too_large"
-                    && k.key()
-                        .labels()
-                        .any(|l| l.key() == "transport" && l.value() == transport)
-            })
-            .map(|t| format!("{:?}", t.3))
+        snapshot.find(
+            "vigil_receiver_requests_too_large",
+            &[("transport", transport)],
+        )
     };
-    assert_eq!(too_large("http").as_deref(), Some("Counter(2)"));
-    assert_eq!(too_large("grpc").as_deref(), Some("Counter(1)"));
+    assert_eq!(too_large("http"), Some(2));
+    assert_eq!(too_large("grpc"), Some(1));
     receiver.shutdown().await.unwrap();
 }
 
@@ -1268,16 +1250,7 @@ async fn idle_sockets_do_not_stop_a_normal_client() {
         .await
         .unwrap();
     assert_eq!(sink.items(), 5);
-    let evicted: u64 = snapshotter
-        .snapshot()
-        .into_vec()
-        .into_iter()
-        .filter(|(k, ..)| k.key().name() == "vigil_listener_connections_evicted")
-        .map(|t| match t.3 {
-            metrics_util::debugging::DebugValue::Counter(n) => n,
-            _ => 0,
-        })
-        .sum();
+    let evicted = counter(&snapshotter, "vigil_listener_connections_evicted", &[]);
     // 100 idle sockets and 2 clients into 2 listeners of 8 slots each.
     assert!(evicted >= 100 - 16, "{evicted} evicted");
     drop(idle);
@@ -1553,16 +1526,16 @@ async fn an_authenticator_guards_both_transports() {
     assert!(tonic::Status::from_header_map(resp.headers()).is_none());
     let _ = resp.bytes().await;
     assert_eq!(sink.items(), 2);
-    let refused: Vec<String> = snapshotter
-        .snapshot()
-        .into_vec()
-        .into_iter()
-        .filter(|(k, ..)| k.key().name() == "vigil_receiver_requests_unauthenticated")
-        .map(|t| format!("{:?}", t.3))
-        .collect();
-    assert_eq!(refused.len(), 2);
-    assert!(refused.contains(&"Counter(2)".to_string()), "{refused:?}");
-    assert!(refused.contains(&"Counter(1)".to_string()), "{refused:?}");
+    // One transport's counter is 2 and the other's 1 (which is which is not the point).
+    let c = Counters::take(&snapshotter);
+    let mut refused = ["grpc", "http"].map(|t| {
+        c.find(
+            "vigil_receiver_requests_unauthenticated",
+            &[("transport", t)],
+        )
+    });
+    refused.sort();
+    assert_eq!(refused, [Some(1), Some(2)], "{c:?}");
     receiver.shutdown().await.unwrap();
 }
 
@@ -1669,16 +1642,7 @@ async fn roles_refuse_signals_and_stamp_the_tenant() {
     let st = tonic::Status::from_header_map(resp.headers()).expect("a trailers-only error");
     assert_eq!(st.code(), tonic::Code::PermissionDenied);
     assert_eq!(sink.items(), 2, "only the allowed spans arrived");
-    let forbidden: u64 = snapshotter
-        .snapshot()
-        .into_vec()
-        .into_iter()
-        .filter(|(k, ..)| k.key().name() == "vigil_receiver_requests_forbidden")
-        .map(|t| match t.3 {
-            metrics_util::debugging::DebugValue::Counter(n) => n,
-            _ => 0,
-        })
-        .sum();
+    let forbidden = counter(&snapshotter, "vigil_receiver_requests_forbidden", &[]);
     assert_eq!(forbidden, 2);
     receiver.shutdown().await.unwrap();
 }

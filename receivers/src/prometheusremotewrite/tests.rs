@@ -4,6 +4,7 @@
 use super::*;
 use proto::{Label, MetricMetadata, Sample, TimeSeries};
 use std::sync::Mutex as StdMutex;
+use vigil_core::testing::Counters;
 
 #[derive(Default)]
 struct Sink {
@@ -268,19 +269,15 @@ async fn http_answers_204_400_415_and_503() {
     assert_eq!(resp.status(), 503);
     r.shutdown().await.unwrap();
     // One point accepted (the first 204), one refused (the 503), as otelcol's obsreport counts.
-    let counters: HashMap<String, u64> = snapshotter
-        .snapshot()
-        .into_vec()
-        .into_iter()
-        .filter_map(|(k, _, _, v)| match v {
-            metrics_util::debugging::DebugValue::Counter(c) => {
-                Some((k.key().name().to_string(), c))
-            }
-            _ => None,
-        })
-        .collect();
-    assert_eq!(counters["otelcol_receiver_accepted_metric_points"], 1);
-    assert_eq!(counters["otelcol_receiver_refused_metric_points"], 1);
+    let counters = Counters::take(&snapshotter);
+    assert_eq!(
+        counters.find("otelcol_receiver_accepted_metric_points", &[]),
+        Some(1)
+    );
+    assert_eq!(
+        counters.find("otelcol_receiver_refused_metric_points", &[]),
+        Some(1)
+    );
 }
 
 fn raw_snappy(raw: &[u8]) -> Vec<u8> {
@@ -376,7 +373,7 @@ fn a_body_that_decompresses_past_the_body_limit_is_refused() {
 
 #[tokio::test]
 async fn too_large_is_413_and_counted() {
-    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+    use metrics_util::debugging::DebuggingRecorder;
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
     let mut next = NextConsumers::new();
@@ -397,13 +394,8 @@ async fn too_large_is_413_and_counted() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 413);
-    let count = snapshotter
-        .snapshot()
-        .into_vec()
-        .into_iter()
-        .find(|(k, ..)| k.key().name() == "vigil_receiver_requests_too_large")
-        .map(|(.., v)| v);
-    assert_eq!(count, Some(DebugValue::Counter(1)));
+    let count = Counters::take(&snapshotter).find("vigil_receiver_requests_too_large", &[]);
+    assert_eq!(count, Some(1));
     r.shutdown().await.unwrap();
 }
 
@@ -616,21 +608,15 @@ async fn auth_and_roles_guard_remote_write() {
         assert_eq!(tenants.len(), 1, "{tenants:?}");
         assert!(tenants[0].contains("t1"), "{tenants:?}");
     }
-    let counted: Vec<(String, String)> = snapshotter
-        .snapshot()
-        .into_vec()
-        .into_iter()
-        .filter(|(k, ..)| k.key().name().starts_with("vigil_receiver_requests_"))
-        .map(|(k, _, _, v)| (k.key().name().to_string(), format!("{v:?}")))
-        .collect();
-    assert!(
-        counted.contains(&(
-            "vigil_receiver_requests_unauthenticated".into(),
-            "Counter(2)".into()
-        )) && counted.contains(&(
-            "vigil_receiver_requests_forbidden".into(),
-            "Counter(2)".into()
-        )),
+    let counted = Counters::take(&snapshotter);
+    assert_eq!(
+        counted.find("vigil_receiver_requests_unauthenticated", &[]),
+        Some(2),
+        "{counted:?}"
+    );
+    assert_eq!(
+        counted.find("vigil_receiver_requests_forbidden", &[]),
+        Some(2),
         "{counted:?}"
     );
     r.shutdown().await.unwrap();

@@ -612,7 +612,7 @@ mod tests {
     /// and is counted. Before framing was bounded, this count panicked the connection task.
     #[tokio::test]
     async fn a_bad_tcp_frame_closes_the_connection_and_is_counted() {
-        use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+        use metrics_util::debugging::DebuggingRecorder;
         let id = ComponentId::parse("syslog").unwrap();
         let cfg = json!({"protocol": "rfc5424", "tcp": {"listen_address": "127.0.0.1:0"}});
         let sink = Arc::new(Sink::default());
@@ -642,13 +642,8 @@ mod tests {
         r.shutdown().await.unwrap();
         let items: usize = sink.0.lock().unwrap().iter().map(|t| t.item_count()).sum();
         assert_eq!(items, 1);
-        let bad = snapshotter
-            .snapshot()
-            .into_vec()
-            .into_iter()
-            .find(|(k, ..)| k.key().name() == "vigil_syslog_bad_frames")
-            .map(|(.., v)| v);
-        assert_eq!(bad, Some(DebugValue::Counter(1)));
+        let bad = vigil_core::testing::counter(&snapshotter, "vigil_syslog_bad_frames", &[]);
+        assert_eq!(bad, 1);
     }
 
     /// A Java stack trace sent one line per message is joined by recombine (on the parsed

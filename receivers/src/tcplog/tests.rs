@@ -178,7 +178,7 @@ fn config_errors_name_the_key() {
 /// max_log_size is cut, flagged and counted.
 #[tokio::test]
 async fn lines_over_tcp_through_operators() {
-    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+    use metrics_util::debugging::DebuggingRecorder;
     let id = ComponentId::parse("tcplog").unwrap();
     let cfg = json!({
         "listen_address": "127.0.0.1:0",
@@ -232,13 +232,9 @@ async fn lines_over_tcp_through_operators() {
         "{:?}",
         got[2].1
     );
-    let truncated = snapshotter
-        .snapshot()
-        .into_vec()
-        .into_iter()
-        .find(|(k, ..)| k.key().name() == "vigil_tcplog_truncated_records")
-        .map(|(.., v)| v);
-    assert_eq!(truncated, Some(DebugValue::Counter(1)));
+    let truncated =
+        vigil_core::testing::counter(&snapshotter, "vigil_tcplog_truncated_records", &[]);
+    assert_eq!(truncated, 1);
 }
 
 /// one_log_per_packet: the whole connection is one record.

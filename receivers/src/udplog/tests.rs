@@ -87,7 +87,7 @@ impl Consumer for Gate {
 /// rest are dropped and counted, and the queued ones go through once it moves.
 #[tokio::test]
 async fn the_async_queue_is_bounded_and_counts_drops() {
-    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+    use metrics_util::debugging::DebuggingRecorder;
     let gate = Arc::new(Gate {
         open: tokio::sync::Semaphore::new(0),
         inner: Sink::default(),
@@ -103,15 +103,7 @@ async fn the_async_queue_is_bounded_and_counts_drops() {
     // A snapshot reads and resets the counter, so the reads are summed.
     let mut total = 0;
     let mut dropped = || {
-        if let Some(DebugValue::Counter(n)) = snapshotter
-            .snapshot()
-            .into_vec()
-            .into_iter()
-            .find(|(k, ..)| k.key().name() == "vigil_udplog_queue_full_dropped")
-            .map(|(.., v)| v)
-        {
-            total += n;
-        }
+        total += vigil_core::testing::counter(&snapshotter, "vigil_udplog_queue_full_dropped", &[]);
         total
     };
     // One datagram held by the processor in the stuck pipeline, two queued, the rest dropped.
