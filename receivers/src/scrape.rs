@@ -98,6 +98,79 @@ pub fn toggles_under(
 /// Kept under this path for the scrapers that name `scrape::unix_nanos`; the one implementation is core's.
 pub use vigil_core::time::unix_nanos;
 
+/// The two defaults in which the database scrapers' `tls` sections differ (otelcol's receivers each
+/// set their own). A type parameter rather than a flattened shared part: serde's `flatten` cannot
+/// be combined with `deny_unknown_fields`.
+pub trait TlsDefaults {
+    /// `insecure` when not written: true means plaintext.
+    fn insecure() -> bool;
+    /// `insecure_skip_verify` when not written.
+    fn insecure_skip_verify() -> bool;
+}
+
+/// A database scraper's `tls` section: configtls's client keys, without `cipher_suites` and
+/// `include_system_ca_certs_pool` (refused as unknown, as before this was shared), with the
+/// defaults of `D`.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, bound = "")]
+pub struct ScraperTls<D: TlsDefaults> {
+    #[serde(default = "D::insecure")]
+    pub insecure: bool,
+    #[serde(default = "D::insecure_skip_verify")]
+    pub insecure_skip_verify: bool,
+    #[serde(default)]
+    pub ca_file: Option<String>,
+    #[serde(default)]
+    pub cert_file: Option<String>,
+    #[serde(default)]
+    pub key_file: Option<String>,
+    #[serde(default)]
+    pub server_name_override: Option<String>,
+    #[serde(default)]
+    pub min_version: Option<String>,
+    #[serde(default)]
+    pub max_version: Option<String>,
+    /// Certificates are read when the receiver starts; accepted, not re-read.
+    #[serde(default, with = "vigil_core::config::duration")]
+    pub reload_interval: Duration,
+    #[serde(skip)]
+    defaults: std::marker::PhantomData<D>,
+}
+
+impl<D: TlsDefaults> Default for ScraperTls<D> {
+    fn default() -> Self {
+        ScraperTls {
+            insecure: D::insecure(),
+            insecure_skip_verify: D::insecure_skip_verify(),
+            ca_file: None,
+            cert_file: None,
+            key_file: None,
+            server_name_override: None,
+            min_version: None,
+            max_version: None,
+            reload_interval: Duration::ZERO,
+            defaults: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<D: TlsDefaults> ScraperTls<D> {
+    /// The client settings that `vigil_core::net::client_tls::client_config` builds from; `None` for
+    /// `insecure: true` (plaintext). `server_name_override` is left to the caller, whose driver
+    /// sets the name its own way.
+    pub fn client(&self) -> Option<vigil_core::config::TlsClientConfig> {
+        (!self.insecure).then(|| vigil_core::config::TlsClientConfig {
+            insecure_skip_verify: self.insecure_skip_verify,
+            ca_file: self.ca_file.clone(),
+            cert_file: self.cert_file.clone(),
+            key_file: self.key_file.clone(),
+            min_version: self.min_version.clone(),
+            max_version: self.max_version.clone(),
+            ..Default::default()
+        })
+    }
+}
+
 /// Collects one scrape's points: each point goes to its metric (created on first use, in the order
 /// points arrive), and [`Builder::emit_for_resource`] closes the metrics recorded so far under one
 /// resource, as mdatagen's `EmitForResource`. Points of disabled metrics are dropped on arrival.

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use vigil_core::attrs::kv_str;
-use vigil_core::config::{duration, TlsClientConfig};
+use vigil_core::config::duration;
 use vigil_core::otlp::common::v1::KeyValue;
 use vigil_core::{ComponentId, ComponentKind, ConfigError};
 
@@ -114,51 +114,20 @@ const EVENTS: &[(&str, bool)] = &[
 /// `tls` as otelcol's postgresql receiver defaults it: TLS on, the certificate not verified
 /// (`insecure_skip_verify: true`), so `sslmode=require`; `insecure: true` is `sslmode=disable`,
 /// `insecure_skip_verify: false` is `verify-full`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct PgTls {
-    #[serde(default)]
-    pub insecure: bool,
-    #[serde(default = "yes")]
-    pub insecure_skip_verify: bool,
-    #[serde(default)]
-    pub ca_file: Option<String>,
-    #[serde(default)]
-    pub cert_file: Option<String>,
-    #[serde(default)]
-    pub key_file: Option<String>,
-    /// Refused, as otelcol refuses it (its driver cannot set it).
-    #[serde(default)]
-    pub server_name_override: Option<String>,
-    /// Refused, as otelcol refuses it.
-    #[serde(default)]
-    pub min_version: Option<String>,
-    /// Refused, as otelcol refuses it.
-    #[serde(default)]
-    pub max_version: Option<String>,
-    /// Certificates are read when the receiver starts; accepted, not re-read.
-    #[serde(default, with = "duration")]
-    pub reload_interval: Duration,
-}
+/// `server_name_override`, `min_version` and `max_version` are refused, as otelcol refuses them
+/// (its driver cannot set them).
+pub type PgTls = scrape::ScraperTls<PgTlsDefaults>;
 
-impl Default for PgTls {
-    fn default() -> Self {
-        PgTls {
-            insecure: false,
-            insecure_skip_verify: true,
-            ca_file: None,
-            cert_file: None,
-            key_file: None,
-            server_name_override: None,
-            min_version: None,
-            max_version: None,
-            reload_interval: Duration::ZERO,
-        }
+#[derive(Debug, Clone)]
+pub struct PgTlsDefaults;
+
+impl scrape::TlsDefaults for PgTlsDefaults {
+    fn insecure() -> bool {
+        false
     }
-}
-
-fn yes() -> bool {
-    true
+    fn insecure_skip_verify() -> bool {
+        true
+    }
 }
 
 /// `receivers::postgresql` as written.
@@ -370,21 +339,14 @@ pub fn factory() -> Arc<dyn vigil_core::factory::DynReceiverFactory> {
 /// The scraper of a section: checks it and builds the TLS configuration (reading its files).
 fn build(id: &ComponentId, cfg: &PostgresqlConfig) -> Result<PgScraper, ConfigError> {
     let checked = check(id, cfg)?;
-    let tls = if cfg.tls.insecure {
-        None
-    } else {
-        let t = TlsClientConfig {
-            insecure_skip_verify: cfg.tls.insecure_skip_verify,
-            ca_file: cfg.tls.ca_file.clone(),
-            cert_file: cfg.tls.cert_file.clone(),
-            key_file: cfg.tls.key_file.clone(),
-            ..Default::default()
-        };
-        Some(vigil_core::net::client_tls::client_config(
+    // `check` has refused min_version and max_version, so the client offers the default versions.
+    let tls = match cfg.tls.client() {
+        None => None,
+        Some(t) => Some(vigil_core::net::client_tls::client_config(
             &t,
             &[],
             |k, m| err(id, k, m),
-        )?)
+        )?),
     };
     Ok(PgScraper {
         target: checked.target,

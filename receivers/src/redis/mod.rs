@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use vigil_core::attrs::kv_str;
-use vigil_core::config::{duration, TlsClientConfig};
+use vigil_core::config::duration;
 use vigil_core::{ComponentId, ComponentKind, ConfigError};
 
 #[cfg(test)]
@@ -309,48 +309,18 @@ const CPU_FIELDS: &[(&str, &str)] = &[
 ];
 
 /// `tls` as otelcol's redis receiver defaults it: plaintext (`insecure: true`) unless set false.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct RedisTls {
-    #[serde(default = "yes")]
-    pub insecure: bool,
-    #[serde(default)]
-    pub insecure_skip_verify: bool,
-    #[serde(default)]
-    pub ca_file: Option<String>,
-    #[serde(default)]
-    pub cert_file: Option<String>,
-    #[serde(default)]
-    pub key_file: Option<String>,
-    #[serde(default)]
-    pub server_name_override: Option<String>,
-    #[serde(default)]
-    pub min_version: Option<String>,
-    #[serde(default)]
-    pub max_version: Option<String>,
-    /// Certificates are read when the receiver starts; accepted, not re-read.
-    #[serde(default, with = "duration")]
-    pub reload_interval: Duration,
-}
+pub type RedisTls = scrape::ScraperTls<RedisTlsDefaults>;
 
-impl Default for RedisTls {
-    fn default() -> Self {
-        RedisTls {
-            insecure: true,
-            insecure_skip_verify: false,
-            ca_file: None,
-            cert_file: None,
-            key_file: None,
-            server_name_override: None,
-            min_version: None,
-            max_version: None,
-            reload_interval: Duration::ZERO,
-        }
+#[derive(Debug, Clone)]
+pub struct RedisTlsDefaults;
+
+impl scrape::TlsDefaults for RedisTlsDefaults {
+    fn insecure() -> bool {
+        true
     }
-}
-
-fn yes() -> bool {
-    true
+    fn insecure_skip_verify() -> bool {
+        false
+    }
 }
 
 /// `receivers::redis` as written.
@@ -485,18 +455,7 @@ pub fn factory() -> Arc<dyn vigil_core::factory::DynReceiverFactory> {
 
 fn build(id: &ComponentId, cfg: &RedisConfig) -> Result<RedisScraper, ConfigError> {
     let checked = check(id, cfg)?;
-    let tls = if cfg.tls.insecure {
-        None
-    } else {
-        let t = TlsClientConfig {
-            insecure_skip_verify: cfg.tls.insecure_skip_verify,
-            ca_file: cfg.tls.ca_file.clone(),
-            cert_file: cfg.tls.cert_file.clone(),
-            key_file: cfg.tls.key_file.clone(),
-            min_version: cfg.tls.min_version.clone(),
-            max_version: cfg.tls.max_version.clone(),
-            ..Default::default()
-        };
+    let tls = if let Some(t) = cfg.tls.client() {
         let config = vigil_core::net::client_tls::client_config(&t, &[], |k, m| err(id, k, m))?;
         let host = match (&cfg.tls.server_name_override, &checked.host_port) {
             (Some(n), _) => n.clone(),
@@ -511,6 +470,8 @@ fn build(id: &ComponentId, cfg: &RedisConfig) -> Result<RedisScraper, ConfigErro
             )
         })?;
         Some((tokio_rustls::TlsConnector::from(config), name))
+    } else {
+        None
     };
     let all = ["redis.cmd.calls", "redis.cmd.sec", "redis.cmd.latency"]
         .iter()
