@@ -364,6 +364,7 @@ pub const RENAMES: &[(ComponentKind, &str, &str)] = &[
     (ComponentKind::Exporter, "aws_emf", "awsemf"),
     (ComponentKind::Exporter, "aws_xray", "awsxray"),
     (ComponentKind::Extension, "aws_proxy", "awsproxy"),
+    (ComponentKind::Extension, "sigv4_auth", "sigv4auth"),
     (ComponentKind::Receiver, "tcp_log", "tcplog"),
     (ComponentKind::Receiver, "udp_log", "udplog"),
 ];

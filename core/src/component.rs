@@ -222,6 +222,18 @@ pub trait ServerAuth: Send + Sync {
     async fn authenticate(&self, headers: &http::HeaderMap) -> Result<Principal, String>;
 }
 
+/// What an authenticator that signs whole requests (`sigv4auth`) needs besides the headers: the
+/// request as it goes on the wire.
+#[derive(Debug, Clone, Copy)]
+pub struct OutgoingRequest<'a> {
+    /// `POST`, `GET`, ...
+    pub method: &'a str,
+    /// The full URL, query included.
+    pub url: &'a str,
+    /// The body exactly as sent (after compression).
+    pub body: &'a [u8],
+}
+
 /// The credentials an exporter adds to each outgoing request, from the extension its
 /// `auth::authenticator` names.
 #[async_trait]
@@ -239,6 +251,25 @@ pub trait ClientAuth: Send + Sync {
             headers.insert(name, value);
         }
         Ok(())
+    }
+
+    /// Whether the credential depends on the whole request ([`ClientAuth::apply_request`]), so
+    /// that an exporter which only passes headers must refuse it at start rather than send
+    /// requests it cannot sign.
+    fn needs_request(&self) -> bool {
+        false
+    }
+
+    /// Puts the credentials on `request`, whose headers so far are `headers` (those the exporter
+    /// sends, content type included). The default is [`ClientAuth::apply`]; `sigv4auth` signs
+    /// method, URL, headers and body.
+    async fn apply_request(
+        &self,
+        request: OutgoingRequest<'_>,
+        headers: &mut http::HeaderMap,
+    ) -> Result<(), String> {
+        let _ = request;
+        self.apply(headers).await
     }
 }
 

@@ -19,6 +19,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use vigil_core::codec::encode::{json_request, proto_request};
+use vigil_core::component::OutgoingRequest;
 use vigil_core::config::{duration, TlsClientConfig};
 use vigil_core::factory::{DynExporterFactory, ExporterFactory, FactoryBase};
 use vigil_core::{
@@ -333,9 +334,23 @@ impl Sender for HttpSender {
             builder = builder.header(CONTENT_ENCODING, enc);
         }
         if self.auth.is_configured() {
+            // The content headers go through the authenticator too, as a signature (sigv4auth)
+            // covers them; `headers()` below replaces the builder's copies with the same values.
             let mut headers = self.headers.clone();
+            headers.insert(
+                CONTENT_TYPE,
+                http::HeaderValue::from_static(req.encoding.content_type()),
+            );
+            if let Some(enc) = req.compression.encoding_name() {
+                headers.insert(CONTENT_ENCODING, http::HeaderValue::from_static(enc));
+            }
+            let request = OutgoingRequest {
+                method: "POST",
+                url: url.as_str(),
+                body: &req.body,
+            };
             self.auth
-                .apply(&mut headers)
+                .apply_request(request, &mut headers)
                 .await
                 .map_err(SendError::retryable)?;
             builder = builder.headers(headers);
@@ -405,7 +420,8 @@ fn build(
         encoding: cfg.encoding,
         compression: cfg.compression,
         id: id.clone(),
-        auth: Authenticator::new(cfg.auth.as_ref().map(|a| a.id(id)).transpose()?),
+        auth: Authenticator::new(cfg.auth.as_ref().map(|a| a.id(id)).transpose()?)
+            .passing_requests(),
     };
     Ok(SendStack::with_clock(set, cfg.settings(), sender, clock))
 }

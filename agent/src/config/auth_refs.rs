@@ -17,6 +17,7 @@ pub(crate) const CLIENT_AUTH: &[&str] = &[
     "oauth2client",
     "googleclientauth",
     "headers_setter",
+    "sigv4auth",
 ];
 
 /// Every `auth: {authenticator: <id>}` under `value`, as (key path, id text).
@@ -256,15 +257,15 @@ mod tests {
         // An extension type vigil lacks is already an "unknown type" error where it is configured:
         // no second, misleading "not an authenticator" here.
         let configured: BTreeMap<ComponentId, Value> =
-            [(id("sigv4auth"), json!({}))].into_iter().collect();
+            [(id("asapclient"), json!({}))].into_iter().collect();
         let exporters: BTreeMap<ComponentId, Value> =
-            [(id("otlp"), json!({"auth": {"authenticator": "sigv4auth"}}))]
+            [(id("otlp"), json!({"auth": {"authenticator": "asapclient"}}))]
                 .into_iter()
                 .collect();
         let errors = check(
             ComponentKind::Exporter,
             &exporters,
-            &[id("sigv4auth")],
+            &[id("asapclient")],
             &configured,
             &known,
         );
@@ -276,6 +277,7 @@ mod tests {
     fn the_lists_match_the_extensions() {
         use crate::extensions::{
             basicauth, bearertokenauth, googleclientauth, headers_setter, oauth2client, oidc,
+            sigv4auth,
         };
         let configs = [
             (bearertokenauth::factory(), json!({"token": "t"})),
@@ -296,6 +298,7 @@ mod tests {
                 json!({"headers": [{"key": "k", "value": "v"}]}),
             ),
             (googleclientauth::factory(), json!({})),
+            (sigv4auth::factory(), json!({"region": "us-east-1"})),
         ];
         for (f, cfg) in configs {
             let t = f.type_name();

@@ -1,6 +1,6 @@
 //! Extensions built into the agent: `health_check` (the DaemonSet's probe), `file_storage` (durable
 //! state for queues and checkpoints) and the authenticators (`bearertokenauth`, `basicauth`, `oidc`,
-//! `oauth2client`, `googleclientauth`, `headers_setter`: credentials checked by receivers and sent
+//! `oauth2client`, `googleclientauth`, `headers_setter`, `sigv4auth`: credentials checked by receivers and sent
 //! by exporters), and `cgroup_runtime` (worker threads and a soft memory limit from the cgroup),
 //! `http_forwarder` (a forwarding HTTP proxy to a vendor API), `opamp` (an OpAMP client reporting
 //! to a management server).
@@ -21,6 +21,7 @@ pub mod oauth2client;
 pub mod oidc;
 pub mod opamp;
 pub mod pprof;
+pub mod sigv4auth;
 pub mod zpages;
 
 use std::sync::Arc;
@@ -36,6 +37,7 @@ pub fn factories() -> Vec<Arc<dyn DynExtensionFactory>> {
         oauth2client::factory(),
         googleclientauth::factory(),
         headers_setter::factory(),
+        sigv4auth::factory(),
         k8s_leader_elector::factory(),
         zpages::factory(),
         pprof::factory(),

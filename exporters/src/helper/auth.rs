@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, OnceLock};
+use vigil_core::component::OutgoingRequest;
 use vigil_core::{ClientAuth, ComponentId, ComponentKind, ConfigError, Host};
 
 /// The `auth` key.
@@ -33,6 +34,9 @@ pub struct Authenticator {
     /// The extension to ask for, when `auth` is configured.
     id: Option<ComponentId>,
     resolved: OnceLock<Arc<dyn ClientAuth>>,
+    /// The exporter passes whole requests ([`Authenticator::apply_request`]), so authenticators
+    /// that sign them (`sigv4auth`) can be used.
+    passes_requests: bool,
 }
 
 impl Authenticator {
@@ -40,7 +44,14 @@ impl Authenticator {
         Authenticator {
             id,
             resolved: OnceLock::new(),
+            passes_requests: false,
         }
+    }
+
+    /// For an exporter that calls [`Authenticator::apply_request`] on every request.
+    pub fn passing_requests(mut self) -> Self {
+        self.passes_requests = true;
+        self
     }
 
     /// Looks the extension up; an exporter whose authenticator is missing does not start.
@@ -51,6 +62,13 @@ impl Authenticator {
         let auth = host
             .client_auth(id)
             .map_err(|e| anyhow::anyhow!("exporters::{exporter}::auth::authenticator: {e}"))?;
+        if auth.needs_request() && !self.passes_requests {
+            anyhow::bail!(
+                "exporters::{exporter}::auth::authenticator: {id} signs whole HTTP requests, \
+                 which this exporter does not pass to an authenticator (otlphttp and \
+                 prometheusremotewrite do)"
+            );
+        }
         let _ = self.resolved.set(auth);
         Ok(())
     }
@@ -70,6 +88,23 @@ impl Authenticator {
         };
         match self.resolved.get() {
             Some(auth) => auth.apply(headers).await,
+            None => Err(format!("authenticator {id} is not started")),
+        }
+    }
+
+    /// [`Authenticator::apply`] for an exporter that passes the whole request, which
+    /// authenticators that sign requests need. `headers` must hold every header the exporter
+    /// sets (content type and encoding included), as a signature may cover them.
+    pub async fn apply_request(
+        &self,
+        request: OutgoingRequest<'_>,
+        headers: &mut http::HeaderMap,
+    ) -> Result<(), String> {
+        let Some(id) = &self.id else {
+            return Ok(());
+        };
+        match self.resolved.get() {
+            Some(auth) => auth.apply_request(request, headers).await,
             None => Err(format!("authenticator {id} is not started")),
         }
     }

@@ -11,7 +11,8 @@
 
 use crate::helper::SendError;
 use hmac::{Hmac, Mac};
-use rusty_s3::Credentials;
+// Re-exported for the components outside this crate that sign with [`sign`] (`sigv4auth`).
+pub use rusty_s3::Credentials;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;

@@ -6,6 +6,7 @@
 
 pub mod proto;
 
+use crate::helper::auth::{AuthConfig, Authenticator};
 use crate::helper::classify::{http_error_message, retry_after_header};
 use crate::helper::queue::Persist;
 use crate::helper::{
@@ -23,13 +24,14 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use vigil_core::component::OutgoingRequest;
 use vigil_core::config::{decode, duration, TlsClientConfig};
 use vigil_core::factory::{DynExporterFactory, ExporterFactory, FactoryBase};
 use vigil_core::otlp::metrics::v1::{
     metric::Data, number_data_point, AggregationTemporality, ResourceMetrics,
 };
 use vigil_core::{
-    ComponentId, ComponentKind, ConfigError, Exporter, Settings, Signal, Stability, Telemetry,
+    ComponentId, ComponentKind, ConfigError, Exporter, Host, Settings, Signal, Stability, Telemetry,
 };
 
 /// Prometheus's staleness marker: a NaN with this exact bit pattern ends a series.
@@ -95,6 +97,10 @@ pub struct RemoteWriteConfig {
     pub remote_write_queue: Option<RemoteWriteQueue>,
     #[serde(default)]
     pub tls: TlsClientConfig,
+    /// confighttp's `auth: {authenticator: <extension>}`: `sigv4auth` for Amazon Managed
+    /// Prometheus, or any other client authenticator.
+    #[serde(default)]
+    pub auth: Option<AuthConfig>,
 }
 
 fn yes() -> bool {
@@ -177,6 +183,9 @@ fn validate(id: &ComponentId, cfg: &RemoteWriteConfig) -> Result<(), ConfigError
                 "is not a valid Prometheus label name".into(),
             ));
         }
+    }
+    if let Some(auth) = &cfg.auth {
+        auth.id(id)?;
     }
     settings(cfg).validate(id)?;
     // The client every HTTP exporter builds, so `tls` (certificates, client certificate, versions)
@@ -594,6 +603,8 @@ pub struct RemoteWriteSender {
     headers: http::HeaderMap,
     translation: Translation,
     max_batch_size_bytes: usize,
+    id: ComponentId,
+    auth: Authenticator,
 }
 
 impl RemoteWriteSender {
@@ -622,6 +633,9 @@ impl RemoteWriteSender {
                 send_metadata: cfg.send_metadata,
             },
             max_batch_size_bytes: cfg.max_batch_size_bytes,
+            id: id.clone(),
+            auth: Authenticator::new(cfg.auth.as_ref().map(|a| a.id(id)).transpose()?)
+                .passing_requests(),
         })
     }
 }
@@ -652,17 +666,38 @@ impl Sender for RemoteWriteSender {
 
     async fn send(&self, req: &Requests) -> Result<Delivered, SendError> {
         while let Some(body) = req.bodies.get(req.done.load(Ordering::SeqCst)) {
+            // One map of every header, so that an authenticator that signs the request
+            // (sigv4auth) sees what is sent.
+            let mut headers = self.headers.clone();
+            headers.insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/x-protobuf"),
+            );
+            headers.insert(
+                http::header::CONTENT_ENCODING,
+                http::HeaderValue::from_static("snappy"),
+            );
+            headers.insert(
+                "X-Prometheus-Remote-Write-Version",
+                http::HeaderValue::from_static("0.1.0"),
+            );
+            headers.insert(
+                http::header::USER_AGENT,
+                http::HeaderValue::from_static(concat!("vigil/", env!("CARGO_PKG_VERSION"))),
+            );
+            let request = OutgoingRequest {
+                method: "POST",
+                url: &self.endpoint,
+                body,
+            };
+            self.auth
+                .apply_request(request, &mut headers)
+                .await
+                .map_err(SendError::retryable)?;
             let resp = self
                 .client
                 .post(&self.endpoint)
-                .headers(self.headers.clone())
-                .header(http::header::CONTENT_TYPE, "application/x-protobuf")
-                .header(http::header::CONTENT_ENCODING, "snappy")
-                .header("X-Prometheus-Remote-Write-Version", "0.1.0")
-                .header(
-                    http::header::USER_AGENT,
-                    concat!("vigil/", env!("CARGO_PKG_VERSION")),
-                )
+                .headers(headers)
                 .body(body.clone())
                 .send()
                 .await
@@ -692,6 +727,10 @@ impl Sender for RemoteWriteSender {
             });
         }
         Ok(Delivered::default())
+    }
+
+    async fn start(&self, host: &Host) -> anyhow::Result<()> {
+        self.auth.start(host, &self.id)
     }
 }
 
