@@ -63,7 +63,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # 2. A Python venv with the real OpenTelemetry SDK (the client in the OTLP tests).
-if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import opentelemetry.sdk, opentelemetry.exporter.otlp.proto.grpc, opentelemetry.exporter.otlp.proto.http, opentelemetry.exporter.zipkin.json, jwt, cryptography, confluent_kafka, boto3, moto, duckdb, fluent.sender, statsd' 2>/dev/null; then
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import opentelemetry.sdk, opentelemetry.exporter.otlp.proto.grpc, opentelemetry.exporter.otlp.proto.http, opentelemetry.exporter.zipkin.json, jwt, cryptography, confluent_kafka, boto3, moto, duckdb, fluent.sender, statsd, aws_xray_sdk' 2>/dev/null; then
   echo "== creating .venv with the OpenTelemetry SDK (tests/requirements.txt)"
   python3 -m venv .venv
   .venv/bin/pip install -q --upgrade pip

@@ -2,6 +2,7 @@
 //! The CLI follows otelcol's: `--config` (repeatable, `file:`/`env:`/`yaml:` URIs), `--set`,
 //! `validate`, `components`, plus `eval` for scoring the detectors on public benchmarks.
 
+mod awsxray_receiver;
 mod config;
 mod eval;
 mod extensions;

@@ -26,7 +26,10 @@ impl Registry {
         Registry {
             receivers: vigil_receivers::factories()
                 .into_iter()
-                .chain([crate::receiver_creator::factory()])
+                .chain([
+                    crate::receiver_creator::factory(),
+                    crate::awsxray_receiver::factory(),
+                ])
                 .map(|f| (f.type_name(), f))
                 .collect(),
             processors: vigil_processors::processor_factories()
@@ -364,6 +367,7 @@ pub const RENAMES: &[(ComponentKind, &str, &str)] = &[
     (ComponentKind::Exporter, "aws_emf", "awsemf"),
     (ComponentKind::Exporter, "aws_xray", "awsxray"),
     (ComponentKind::Extension, "aws_proxy", "awsproxy"),
+    (ComponentKind::Receiver, "aws_xray", "awsxray"),
     (ComponentKind::Extension, "sigv4_auth", "sigv4auth"),
     (ComponentKind::Receiver, "tcp_log", "tcplog"),
     (ComponentKind::Receiver, "udp_log", "udplog"),

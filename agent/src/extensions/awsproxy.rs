@@ -9,6 +9,10 @@
 //! [`MAX_IN_FLIGHT`] requests are forwarded at once (the rest get 503). Counted in
 //! `vigil_awsproxy_requests{extension,result}` (`forwarded`, `too_large`, `busy`, `failed`). The
 //! server is `http_forwarder`'s too (`super::forward`); what is this extension's is the signing.
+//!
+//! The `awsxray` receiver's `proxy_server` is this proxy: otelcol shares one `proxy.Config` between
+//! them, so the receiver takes [`AwsProxyConfig`] and runs [`check`] and [`serve`] under its own
+//! name (its counter's label is then `receiver`).
 
 use super::forward::{self, plain, Bounds, Forward};
 use async_trait::async_trait;
@@ -66,6 +70,22 @@ pub struct AwsProxyConfig {
     pub imds_retries: u64,
 }
 
+impl Default for AwsProxyConfig {
+    fn default() -> AwsProxyConfig {
+        AwsProxyConfig {
+            endpoint: default_endpoint(),
+            proxy_address: String::new(),
+            tls: TlsClientConfig::default(),
+            region: String::new(),
+            role_arn: String::new(),
+            aws_endpoint: String::new(),
+            local_mode: false,
+            service_name: default_service(),
+            imds_retries: 0,
+        }
+    }
+}
+
 impl AwsProxyConfig {
     fn session(&self) -> AwsSession {
         AwsSession {
@@ -80,35 +100,62 @@ impl AwsProxyConfig {
     }
 }
 
-fn err(id: &ComponentId, path: impl Into<String>, msg: impl Into<String>) -> ConfigError {
-    ConfigError::component(ComponentKind::Extension, id, path, msg)
+/// Whose proxy this is: the extension's, or a receiver's section (`proxy_server::`), for the
+/// key paths of errors, the listener's name and the counter's label.
+#[derive(Clone, Copy)]
+pub(crate) struct Owner<'a> {
+    pub kind: ComponentKind,
+    pub id: &'a ComponentId,
+    /// Prepended to key paths: empty, or `proxy_server::`.
+    pub prefix: &'static str,
 }
 
-fn client(id: &ComponentId, cfg: &AwsProxyConfig) -> Result<reqwest::Client, ConfigError> {
-    cfg.session().client_with(id, &cfg.tls).map_err(|mut e| {
-        e.location = format!("extensions::{id}");
-        if e.path.starts_with("tls::") || e.path == "proxy_address" {
-            return e;
-        }
-        e.path = format!("tls::{}", e.path);
-        e
-    })
+impl Owner<'_> {
+    fn err(&self, path: &str, msg: impl Into<String>) -> ConfigError {
+        ConfigError::component(self.kind, self.id, format!("{}{path}", self.prefix), msg)
+    }
+
+    fn location(&self) -> String {
+        format!("{}::{}", self.kind.section(), self.id)
+    }
 }
 
-fn check(id: &ComponentId, cfg: &AwsProxyConfig) -> Result<(), ConfigError> {
-    check_endpoint(&cfg.endpoint).map_err(|e| err(id, "endpoint", e))?;
+fn client(owner: Owner, cfg: &AwsProxyConfig) -> Result<reqwest::Client, ConfigError> {
+    cfg.session()
+        .client_with(owner.id, &cfg.tls)
+        .map_err(|mut e| {
+            e.location = owner.location();
+            e.path = if e.path.starts_with("tls::") || e.path == "proxy_address" {
+                format!("{}{}", owner.prefix, e.path)
+            } else {
+                format!("{}tls::{}", owner.prefix, e.path)
+            };
+            e
+        })
+}
+
+/// otelcol's checks of a `proxy.Config`, with key paths under `owner`.
+pub(crate) fn check(owner: Owner, cfg: &AwsProxyConfig) -> Result<(), ConfigError> {
+    check_endpoint(&cfg.endpoint).map_err(|e| owner.err("endpoint", e))?;
     cfg.session().validate(|k, m| {
         let k = if k == "endpoint" { "aws_endpoint" } else { k };
-        err(id, k, m)
+        owner.err(k, m)
     })?;
     if cfg.service_name.trim().is_empty() {
-        return Err(err(
-            id,
+        return Err(owner.err(
             "service_name",
             "must not be empty (the signature's service)",
         ));
     }
-    client(id, cfg).map(drop)
+    client(owner, cfg).map(drop)
+}
+
+fn owner(id: &ComponentId) -> Owner<'_> {
+    Owner {
+        kind: ComponentKind::Extension,
+        id,
+        prefix: "",
+    }
 }
 
 struct Factory;
@@ -126,7 +173,7 @@ impl vigil_core::factory::FactoryBase for Factory {
     }
 
     fn validate(&self, id: &ComponentId, cfg: &AwsProxyConfig) -> Result<(), ConfigError> {
-        check(id, cfg)
+        check(owner(id), cfg)
     }
 }
 
@@ -240,42 +287,60 @@ impl Forward for Signer {
     }
 }
 
+/// Resolves the region, binds `cfg.endpoint` and serves the signing proxy until `tasks` stop.
+pub(crate) async fn serve(
+    owner: Owner<'_>,
+    tasks: &vigil_core::task::Tasks,
+    cfg: &AwsProxyConfig,
+    credentials: CredentialSource,
+) -> anyhow::Result<()> {
+    let at = owner.location();
+    let client = client(owner, cfg)?;
+    let region = cfg
+        .session()
+        .resolve_region(&client)
+        .await
+        .map_err(|e| anyhow::anyhow!("{at}: {e}"))?;
+    let base = if cfg.aws_endpoint.is_empty() {
+        aws::service_url("xray", &region)
+    } else {
+        aws::endpoint_url(&cfg.aws_endpoint)
+            .map_err(|e| anyhow::anyhow!("{at}::{}aws_endpoint: {e}", owner.prefix))?
+    };
+    if let Err(e) = credentials.load() {
+        tracing::error!(component = %at, "{e}; requests are answered 500 until credentials appear");
+    }
+    let signer = Signer {
+        region,
+        service: cfg.service_name.trim().to_string(),
+        base,
+        client,
+        credentials,
+    };
+    let bounds = Bounds {
+        max_in_flight: MAX_IN_FLIGHT,
+        max_body: MAX_BODY,
+    };
+    forward::serve_as(
+        owner.kind,
+        owner.id,
+        tasks,
+        &cfg.endpoint,
+        None,
+        bounds,
+        signer,
+    )
+    .await
+}
+
 #[async_trait]
 impl Component for AwsProxy {
     async fn start(&self, _host: &Host) -> anyhow::Result<()> {
-        let client = client(&self.id, &self.cfg)?;
-        let session = self.cfg.session();
-        let region = session
-            .resolve_region(&client)
-            .await
-            .map_err(|e| anyhow::anyhow!("extensions::{}: {e}", self.id))?;
-        let base = if self.cfg.aws_endpoint.is_empty() {
-            aws::service_url("xray", &region)
-        } else {
-            aws::endpoint_url(&self.cfg.aws_endpoint)
-                .map_err(|e| anyhow::anyhow!("extensions::{}::aws_endpoint: {e}", self.id))?
-        };
-        if let Err(e) = self.credentials.load() {
-            tracing::error!(extension = %self.id, "{e}; requests are answered 500 until credentials appear");
-        }
-        let signer = Signer {
-            region,
-            service: self.cfg.service_name.trim().to_string(),
-            base,
-            client,
-            credentials: self.credentials.clone(),
-        };
-        let bounds = Bounds {
-            max_in_flight: MAX_IN_FLIGHT,
-            max_body: MAX_BODY,
-        };
-        forward::serve(
-            &self.id,
+        serve(
+            owner(&self.id),
             &self.tasks,
-            &self.cfg.endpoint,
-            None,
-            bounds,
-            signer,
+            &self.cfg,
+            self.credentials.clone(),
         )
         .await
     }

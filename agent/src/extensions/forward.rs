@@ -92,6 +92,8 @@ pub(super) fn finish(resp: response::Builder, body: Body) -> Response {
 }
 
 struct Server<F> {
+    /// The counter's label key: `extension`, or `receiver` for a receiver's proxy.
+    label: &'static str,
     id: String,
     slots: Semaphore,
     max_body: usize,
@@ -100,7 +102,7 @@ struct Server<F> {
 
 impl<F: Forward> Server<F> {
     fn count(&self, result: &'static str) {
-        metrics::counter!(F::COUNTER, "extension" => self.id.clone(), "result" => result)
+        metrics::counter!(F::COUNTER, self.label => self.id.clone(), "result" => result)
             .increment(1);
     }
 }
@@ -154,8 +156,35 @@ pub(super) async fn serve<F: Forward>(
     bounds: Bounds,
     fwd: F,
 ) -> anyhow::Result<()> {
-    let listener = bind_tcp(ComponentKind::Extension, id, endpoint).await?;
+    serve_as(
+        ComponentKind::Extension,
+        id,
+        tasks,
+        endpoint,
+        tls,
+        bounds,
+        fwd,
+    )
+    .await
+}
+
+/// [`serve`] for a component of any kind (the `awsxray` receiver's `proxy_server`).
+pub(super) async fn serve_as<F: Forward>(
+    kind: ComponentKind,
+    id: &ComponentId,
+    tasks: &vigil_core::task::Tasks,
+    endpoint: &str,
+    tls: Option<Arc<ServerTls>>,
+    bounds: Bounds,
+    fwd: F,
+) -> anyhow::Result<()> {
+    let listener = bind_tcp(kind, id, endpoint).await?;
     let server = Arc::new(Server {
+        label: if kind == ComponentKind::Extension {
+            "extension"
+        } else {
+            "receiver"
+        },
         id: id.to_string(),
         slots: Semaphore::new(bounds.max_in_flight),
         max_body: bounds.max_body,
