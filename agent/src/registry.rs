@@ -365,6 +365,11 @@ pub const RENAMES: &[(ComponentKind, &str, &str)] = &[
     (ComponentKind::Extension, "k8sobserver", "k8s_observer"),
     (ComponentKind::Extension, "oauth2_client", "oauth2client"),
     (ComponentKind::Exporter, "aws_emf", "awsemf"),
+    (
+        ComponentKind::Exporter,
+        "aws_cloudwatch_logs",
+        "awscloudwatchlogs",
+    ),
     (ComponentKind::Exporter, "aws_xray", "awsxray"),
     (ComponentKind::Extension, "aws_proxy", "awsproxy"),
     (ComponentKind::Receiver, "aws_xray", "awsxray"),

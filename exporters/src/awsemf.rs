@@ -12,11 +12,11 @@
 //! `vigil_awsemf_series_refused{exporter}`.
 //!
 //! A batch becomes one request of several `PutLogEvents` calls (one per log stream, split at
-//! CloudWatch's limits); the request remembers how many went through, so a retry resends only
-//! the rest and never duplicates an event.
+//! CloudWatch's limits by `helper::cwlogs`, which `awscloudwatchlogs` shares); the request
+//! remembers how many went through, so a retry resends only the rest and never duplicates an event.
 
-use crate::helper::aws::{ApiError, CredentialSource, JsonApi};
-use crate::helper::queue::Persist;
+use crate::helper::aws::{CredentialSource, JsonApi};
+use crate::helper::cwlogs::{self, CwLogs, CwRequest, EventCounters};
 use crate::helper::{
     Delivered, QueueConfig, RetryConfig, SendError, SendSettings, SendStack, Sender,
 };
@@ -28,7 +28,6 @@ use opentelemetry_proto::tonic::metrics::v1::{
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use vigil_core::attrs::value_to_string;
@@ -41,12 +40,6 @@ use vigil_core::{Stability, Telemetry};
 pub const MAX_SERIES: usize = 100_000;
 /// A series not seen for this long loses its baseline first when the table is full.
 pub const SERIES_TTL: Duration = Duration::from_secs(300);
-/// CloudWatch Logs' limits of one `PutLogEvents` call.
-const MAX_EVENTS: usize = 10_000;
-const MAX_BATCH_BYTES: usize = 1_048_576;
-const EVENT_OVERHEAD: usize = 26;
-const MAX_EVENT_BYTES: usize = 256 * 1024 - EVENT_OVERHEAD;
-
 fn default_log_group() -> String {
     String::new()
 }
@@ -203,24 +196,12 @@ const UNITS: &[&str] = &[
     "None",
 ];
 
-const RETENTION_DAYS: &[i64] = &[
-    0, 1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
-    3288, 3653,
-];
-
 impl AwsEmfConfig {
     fn validate(&self, id: &ComponentId) -> Result<(), ConfigError> {
         let at = |k: &str, m: String| ConfigError::at(k, m);
         self.session().validate(at)?;
-        if !RETENTION_DAYS.contains(&self.log_retention) {
-            return Err(at(
-                "log_retention",
-                format!(
-                    "{} is not one of CloudWatch's retention periods: {RETENTION_DAYS:?} (0: never expire)",
-                    self.log_retention
-                ),
-            ));
-        }
+        cwlogs::validate_retention(self.log_retention)?;
+        cwlogs::validate_tags(&self.tags)?;
         if !matches!(
             self.output_destination.to_ascii_lowercase().as_str(),
             "cloudwatch" | "stdout"
@@ -900,188 +881,34 @@ fn exp_buckets(
     (values, counts)
 }
 
-/// One `PutLogEvents` call.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct LogBatch {
-    group: String,
-    stream: String,
-    events: Vec<(i64, String)>,
-}
-
-/// A batch's calls and how many went through.
-pub struct EmfRequest {
-    batches: Vec<LogBatch>,
-    done: AtomicUsize,
-}
-
-/// Stored as the JSON of the calls not yet made.
-impl Persist for EmfRequest {
-    fn to_bytes(&self) -> Vec<u8> {
-        let done = self.done.load(Ordering::SeqCst).min(self.batches.len());
-        serde_json::to_vec(&self.batches[done..]).unwrap_or_default()
-    }
-
-    fn from_bytes(bytes: &[u8]) -> Option<Self> {
-        Some(EmfRequest {
-            batches: serde_json::from_slice(bytes).ok()?,
-            done: AtomicUsize::new(0),
-        })
-    }
-}
-
-/// Splits one stream's events at CloudWatch's limits (count, bytes) in time order; an event
-/// larger than CloudWatch takes is left out and counted.
-fn split(
-    group: &str,
-    stream: &str,
-    mut events: Vec<(i64, String)>,
-    too_large: &metrics::Counter,
-) -> Vec<LogBatch> {
-    events.sort_by_key(|e| e.0);
-    let mut out: Vec<LogBatch> = Vec::new();
-    let mut bytes = 0;
-    for e in events {
-        if e.1.len() > MAX_EVENT_BYTES {
-            too_large.increment(1);
-            tracing::warn!(
-                group,
-                stream,
-                bytes = e.1.len(),
-                "an EMF event is larger than CloudWatch takes (256 KiB); dropped"
-            );
-            continue;
-        }
-        let size = e.1.len() + EVENT_OVERHEAD;
-        let full = out
-            .last()
-            .is_none_or(|b| b.events.len() >= MAX_EVENTS || bytes + size > MAX_BATCH_BYTES);
-        if full {
-            out.push(LogBatch {
-                group: group.into(),
-                stream: stream.into(),
-                events: Vec::new(),
-            });
-            bytes = 0;
-        }
-        bytes += size;
-        if let Some(b) = out.last_mut() {
-            b.events.push(e);
-        }
-    }
-    out
-}
-
 /// The CloudWatch Logs (or stdout) transport.
 pub struct EmfSender {
     id: ComponentId,
     translator: Translator,
     stdout: bool,
-    logs: JsonApi,
-    too_large: metrics::Counter,
+    logs: CwLogs,
+    counters: EventCounters,
     rejected: metrics::Counter,
-}
-
-impl EmfSender {
-    /// One CloudWatch Logs action (`target`, as in `Logs_20140328.{target}`).
-    async fn call(&self, target: &str, body: &Value) -> Result<Value, ApiError> {
-        let amz_target = format!("Logs_20140328.{target}");
-        let headers = [
-            ("content-type", "application/x-amz-json-1.1"),
-            ("x-amz-target", amz_target.as_str()),
-        ];
-        self.logs.post("", &headers, body).await
-    }
-
-    fn error(&self, call: &str, e: ApiError) -> SendError {
-        e.send_error(self.logs.name(), call)
-    }
-
-    /// Creates the group (with retention and tags) and the stream; "already exists" is fine.
-    async fn create(&self, b: &LogBatch) -> Result<(), SendError> {
-        let cfg = &self.translator.cfg;
-        let mut group = json!({"logGroupName": b.group});
-        if !cfg.tags.is_empty() {
-            group["tags"] = json!(cfg.tags);
-        }
-        match self.call("CreateLogGroup", &group).await {
-            Ok(_) => {
-                if cfg.log_retention > 0 {
-                    let r = json!({"logGroupName": b.group, "retentionInDays": cfg.log_retention});
-                    self.call("PutRetentionPolicy", &r)
-                        .await
-                        .map_err(|e| self.error("PutRetentionPolicy", e))?;
-                }
-            }
-            Err(e) if e.error_type == "ResourceAlreadyExistsException" => {}
-            Err(e) => return Err(self.error("CreateLogGroup", e)),
-        }
-        match self
-            .call(
-                "CreateLogStream",
-                &json!({"logGroupName": b.group, "logStreamName": b.stream}),
-            )
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if e.error_type == "ResourceAlreadyExistsException" => Ok(()),
-            Err(e) => Err(self.error("CreateLogStream", e)),
-        }
-    }
-
-    async fn put(&self, b: &LogBatch) -> Result<u64, SendError> {
-        let events: Vec<Value> = b
-            .events
-            .iter()
-            .map(|(t, m)| json!({"timestamp": t, "message": m}))
-            .collect();
-        let body = json!({"logGroupName": b.group, "logStreamName": b.stream, "logEvents": events});
-        let answer = match self.call("PutLogEvents", &body).await {
-            Ok(a) => a,
-            Err(e) if e.error_type == "ResourceNotFoundException" => {
-                self.create(b).await?;
-                self.call("PutLogEvents", &body)
-                    .await
-                    .map_err(|e| self.error("PutLogEvents", e))?
-            }
-            Err(e) => return Err(self.error("PutLogEvents", e)),
-        };
-        // Events outside CloudWatch's time window are refused for good; counted, not retried.
-        let info = &answer["rejectedLogEventsInfo"];
-        let n = b.events.len() as i64;
-        let mut rejected = 0;
-        if let Some(i) = info["tooNewLogEventStartIndex"].as_i64() {
-            rejected += (n - i).max(0);
-        }
-        if let Some(i) = info["tooOldLogEventEndIndex"].as_i64() {
-            rejected += (i + 1).min(n);
-        }
-        if let Some(i) = info["expiredLogEventEndIndex"].as_i64() {
-            rejected = rejected.max((i + 1).min(n));
-        }
-        Ok(rejected as u64)
-    }
 }
 
 #[async_trait]
 impl Sender for EmfSender {
-    type Request = EmfRequest;
+    type Request = CwRequest;
 
-    fn prepare(&self, data: &Telemetry) -> Result<EmfRequest, SendError> {
+    fn prepare(&self, data: &Telemetry) -> Result<CwRequest, SendError> {
         let Telemetry::Metrics(rms) = data else {
             return Err(SendError::permanent("awsemf exports metrics only"));
         };
         let now = chrono::Utc::now().timestamp_millis();
         let mut batches = Vec::new();
         for ((group, stream), events) in self.translator.translate(rms, now) {
-            batches.extend(split(&group, &stream, events, &self.too_large));
+            // Every event is stamped `now`: none is dropped for its time or emptiness.
+            batches.extend(cwlogs::split(&group, &stream, events, now, &self.counters).0);
         }
-        Ok(EmfRequest {
-            batches,
-            done: AtomicUsize::new(0),
-        })
+        Ok(CwRequest::new(batches, 0))
     }
 
-    async fn send(&self, req: &EmfRequest) -> Result<Delivered, SendError> {
+    async fn send(&self, req: &CwRequest) -> Result<Delivered, SendError> {
         if self.stdout {
             use std::io::Write;
             let mut out = std::io::stdout().lock();
@@ -1092,12 +919,7 @@ impl Sender for EmfSender {
             }
             return Ok(Delivered::default());
         }
-        let mut rejected = 0;
-        let start = req.done.load(Ordering::SeqCst);
-        for (i, b) in req.batches.iter().enumerate().skip(start) {
-            rejected += self.put(b).await?;
-            req.done.store(i + 1, Ordering::SeqCst);
-        }
+        let rejected = self.logs.send(req).await?;
         if rejected > 0 {
             self.rejected.increment(rejected);
             tracing::warn!(exporter = %self.id, rejected, "CloudWatch Logs refused events outside its time window");
@@ -1110,6 +932,7 @@ impl Sender for EmfSender {
             return Ok(());
         }
         self.logs
+            .api
             .start(&self.id, &self.translator.cfg.session())
             .await
     }
@@ -1126,10 +949,17 @@ fn build(
     let id = set.id.to_string();
     let sender = EmfSender {
         id: set.id.clone(),
-        translator: Translator::new(cfg, &set.id)?,
         stdout,
-        logs: JsonApi::new("logs", "CloudWatch Logs", client, credentials),
-        too_large: metrics::counter!("vigil_awsemf_events_too_large", "exporter" => id.clone()),
+        logs: CwLogs::new(
+            JsonApi::new("logs", "CloudWatch Logs", client, credentials),
+            cfg.log_retention,
+            cfg.tags.clone(),
+        ),
+        translator: Translator::new(cfg, &set.id)?,
+        counters: EventCounters {
+            truncated: metrics::counter!("vigil_awsemf_events_truncated", "exporter" => id.clone()),
+            dropped: metrics::counter!("vigil_awsemf_events_dropped", "exporter" => id.clone()),
+        },
         rejected: metrics::counter!("vigil_awsemf_events_rejected", "exporter" => id),
     };
     Ok(SendStack::new(set, settings, sender))

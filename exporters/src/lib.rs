@@ -4,6 +4,7 @@ use std::sync::Arc;
 use vigil_core::factory::DynExporterFactory;
 
 pub mod alertmanager;
+pub mod awscloudwatchlogs;
 pub mod awsemf;
 pub mod awss3;
 pub mod awsxray;
@@ -41,6 +42,7 @@ pub fn factories() -> Vec<Arc<dyn DynExporterFactory>> {
         loadbalancing::factory(),
         awss3::factory(),
         awsemf::factory(),
+        awscloudwatchlogs::factory(),
         awsxray::factory(),
         coralogix::factory(),
         kafka::factory(),

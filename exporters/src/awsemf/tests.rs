@@ -199,38 +199,3 @@ fn config_errors_name_the_key() {
     assert!(err(json!({"nope": 1})).contains("nope"));
     decode(json!({"region": "us-west-2", "endpoint": "logs.example.com", "version": "0"})).unwrap();
 }
-
-#[test]
-fn split_respects_limits_and_order() {
-    let c = metrics::counter!("test_awsemf_too_large");
-    let events: Vec<(i64, String)> = (0..10_005).rev().map(|i| (i, "x".repeat(10))).collect();
-    let b = split("g", "s", events, &c);
-    assert_eq!(b.len(), 2);
-    assert_eq!(b[0].events.len(), MAX_EVENTS);
-    assert_eq!(b[0].events[0].0, 0, "time order");
-    let b = split(
-        "g",
-        "s",
-        vec![(1, "x".repeat(300 * 1024)), (2, "ok".into())],
-        &c,
-    );
-    assert_eq!(b.len(), 1);
-    assert_eq!(b[0].events.len(), 1);
-}
-
-#[test]
-fn a_stored_request_keeps_only_the_calls_not_yet_made() {
-    let batch = |s: &str| LogBatch {
-        group: "g".into(),
-        stream: s.into(),
-        events: vec![(1, "{}".into())],
-    };
-    let req = EmfRequest {
-        batches: vec![batch("a"), batch("b"), batch("c")],
-        done: AtomicUsize::new(1),
-    };
-    let back = EmfRequest::from_bytes(&req.to_bytes()).unwrap();
-    let streams: Vec<&str> = back.batches.iter().map(|b| b.stream.as_str()).collect();
-    assert_eq!(streams, ["b", "c"]);
-    assert_eq!(back.done.load(Ordering::SeqCst), 0);
-}

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod aws;
 pub mod classify;
 pub mod counters;
+pub mod cwlogs;
 pub mod encode;
 pub mod events;
 pub mod http;
