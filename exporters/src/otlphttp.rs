@@ -68,6 +68,9 @@ pub struct OtlpHttpConfig {
     encoding: Encoding,
     #[serde(default)]
     compression: Compression,
+    /// confighttp's `compression_params`: the codec's level (see `Compression::compress_level`).
+    #[serde(default)]
+    compression_params: CompressionParams,
     #[serde(default)]
     headers: BTreeMap<String, String>,
     #[serde(default)]
@@ -108,6 +111,15 @@ pub struct OtlpHttpConfig {
     /// `cookies::enabled`: only `false` is built (reqwest is compiled without a cookie store).
     #[serde(default)]
     cookies: Option<Cookies>,
+}
+
+/// confighttp's `compression_params` section.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompressionParams {
+    /// 0 (the default): vigil's fast level.
+    #[serde(default)]
+    level: i32,
 }
 
 /// confighttp's `cookies` section.
@@ -216,6 +228,9 @@ impl OtlpHttpConfig {
                 "true is not built in vigil: responses' cookies are not kept; remove the section",
             ));
         }
+        self.compression
+            .check_level(self.compression_params.level)
+            .map_err(|e| config_error(id, "compression_params::level", &e))?;
         crate::helper::http::header_map(id, &self.headers)?;
         if let Some(auth) = &self.auth {
             auth.id(id)?;
@@ -280,6 +295,7 @@ pub struct HttpSender {
     urls: [Option<Url>; 4],
     encoding: Encoding,
     compression: Compression,
+    level: i32,
     id: ComponentId,
     auth: Authenticator,
     /// With `auth`, the exporter's `headers:`, which the authenticator sees (and may change) on
@@ -308,7 +324,7 @@ impl Sender for HttpSender {
         };
         let body = self
             .compression
-            .compress(body)
+            .compress_level(body, self.level)
             .map_err(|e| SendError::permanent(format!("cannot compress the request: {e}")))?;
         Ok(HttpRequest {
             signal: data.signal(),
@@ -419,6 +435,7 @@ fn build(
         urls: cfg.urls(id)?,
         encoding: cfg.encoding,
         compression: cfg.compression,
+        level: cfg.compression_params.level,
         id: id.clone(),
         auth: Authenticator::new(cfg.auth.as_ref().map(|a| a.id(id)).transpose()?)
             .passing_requests(),
@@ -757,6 +774,17 @@ mod tests {
                 .contains("compression: unsupported compression \"snappy\"")
         );
         assert!(check(json!({"endpoint": "http://x", "encoding": "xml"})).contains("encoding"));
+        assert!(
+            check(json!({"endpoint": "http://x", "compression_params": {"level": 12}}))
+                .contains("compression_params::level: unsupported level 12")
+        );
+        for ok in [
+            json!({"endpoint": "http://x", "compression_params": {"level": 9}}),
+            json!({"endpoint": "http://x", "compression": "zstd", "compression_params": {"level": 11}}),
+            json!({"endpoint": "http://x", "sending_queue": {"blocking": true, "block_on_overflow": false}}),
+        ] {
+            f.validate(&id(), &ok).unwrap();
+        }
         assert!(check(json!({"endpoint": "http://x", "endpont": "y"}))
             .contains("has invalid keys: endpont"));
         assert!(

@@ -54,25 +54,56 @@ impl Compression {
     /// Compresses a whole request body. Fast levels: an agent spends its CPU budget on throughput,
     /// and the ratio gained by higher levels is small on OTLP.
     pub fn compress(self, body: Vec<u8>) -> std::io::Result<Vec<u8>> {
+        self.compress_level(body, 0)
+    }
+
+    /// Checks a `compression_params::level` as otelcol's configcompression does: gzip takes -1
+    /// (the codec's default), -2 (Huffman only), 0 and 1..=9; zstd takes any level; no
+    /// compression takes only 0.
+    pub fn check_level(self, level: i32) -> Result<(), String> {
+        let ok = match self {
+            Compression::Gzip | Compression::Deflate => (-2..=9).contains(&level),
+            Compression::Zstd => true,
+            Compression::None => level == 0,
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(format!(
+                "unsupported level {level} for compression {:?}: gzip takes -2..=9, zstd any, none only 0",
+                self.encoding_name().unwrap_or("none")
+            ))
+        }
+    }
+
+    /// [`compress`](Self::compress) at a `compression_params::level`. 0 (unset) is vigil's fast
+    /// level; gzip's -1 is zlib's default (6) and -2 (Huffman only, which flate2 does not offer)
+    /// is its fastest level; zstd's level is clamped to the range the library takes.
+    pub fn compress_level(self, body: Vec<u8>, level: i32) -> std::io::Result<Vec<u8>> {
+        let flate = match level {
+            0 | -2 => flate2::Compression::fast(),
+            -1 => flate2::Compression::default(),
+            l => flate2::Compression::new(l.clamp(1, 9) as u32),
+        };
         match self {
             Compression::None => Ok(body),
             Compression::Gzip => {
-                let mut enc = flate2::write::GzEncoder::new(
-                    Vec::with_capacity(body.len() / 4),
-                    flate2::Compression::fast(),
-                );
+                let mut enc =
+                    flate2::write::GzEncoder::new(Vec::with_capacity(body.len() / 4), flate);
                 enc.write_all(&body)?;
                 enc.finish()
             }
             Compression::Deflate => {
-                let mut enc = flate2::write::ZlibEncoder::new(
-                    Vec::with_capacity(body.len() / 4),
-                    flate2::Compression::fast(),
-                );
+                let mut enc =
+                    flate2::write::ZlibEncoder::new(Vec::with_capacity(body.len() / 4), flate);
                 enc.write_all(&body)?;
                 enc.finish()
             }
-            Compression::Zstd => zstd::bulk::compress(&body, 1),
+            Compression::Zstd => {
+                let range = zstd::compression_level_range();
+                let l = if level == 0 { 1 } else { level };
+                zstd::bulk::compress(&body, l.clamp(*range.start(), *range.end()))
+            }
         }
     }
 }
@@ -142,6 +173,36 @@ pub fn decompress(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn compression_levels_are_checked_applied_and_round_trip() {
+        let body: Vec<u8> = (0..20_000u32)
+            .flat_map(|i| format!("span-{} ", i % 97).into_bytes())
+            .collect();
+        for c in [Compression::Gzip, Compression::Zstd] {
+            let fast = c.compress_level(body.clone(), 1).unwrap();
+            let best = c.compress_level(body.clone(), 9).unwrap();
+            assert!(
+                best.len() < fast.len(),
+                "{c:?}: {} vs {}",
+                best.len(),
+                fast.len()
+            );
+            for (level, z) in [(1, fast), (9, best)] {
+                let back = decompress(Bytes::from(z), c, 1 << 20).unwrap();
+                assert_eq!(back.as_ref(), &body[..], "{c:?} level {level}");
+            }
+        }
+        assert_eq!(
+            Compression::Gzip.compress_level(body.clone(), 0).unwrap(),
+            Compression::Gzip.compress(body.clone()).unwrap()
+        );
+        assert!(Compression::Gzip.check_level(-2).is_ok());
+        assert!(Compression::Gzip.check_level(10).is_err());
+        assert!(Compression::Zstd.check_level(22).is_ok());
+        assert!(Compression::None.check_level(1).is_err());
+        assert!(Compression::None.check_level(0).is_ok());
+    }
 
     #[test]
     fn every_compression_round_trips_under_its_limit() {

@@ -25,10 +25,13 @@ pub struct QueueConfig {
     /// Capacity, in `sizer` units.
     pub queue_size: usize,
     pub sizer: Sizer,
-    /// Wait for room instead of refusing when the queue is full. `blocking` is otelcol's name for it
-    /// before v0.123 (deprecated there, still in published configs), so it is read as this key.
-    #[serde(alias = "blocking")]
+    /// Wait for room instead of refusing when the queue is full; see [`QueueConfig::blocks`].
     pub block_on_overflow: bool,
+    /// `blocking`: otelcol's name for `block_on_overflow` before v0.123, deprecated there and still
+    /// in published configs. otelcol of those versions reads both keys and, when `blocking` is set,
+    /// takes its value over `block_on_overflow`'s; so does [`QueueConfig::blocks`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blocking: Option<bool>,
     /// otelcol's switch to make the pipeline wait for the export's result. Only `false` (the
     /// default) is built: vigil's queue hands data over and returns, see `validate`.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -114,6 +117,7 @@ impl Default for QueueConfig {
             queue_size: 1000,
             sizer: Sizer::Requests,
             block_on_overflow: false,
+            blocking: None,
             wait_for_result: false,
             storage: None,
             batch: None,
@@ -122,6 +126,11 @@ impl Default for QueueConfig {
 }
 
 impl QueueConfig {
+    /// Whether a full queue makes the caller wait: `blocking` when set, else `block_on_overflow`.
+    pub fn blocks(&self) -> bool {
+        self.blocking.unwrap_or(self.block_on_overflow)
+    }
+
     /// Checks the values otelcol rejects. Returns the offending key and why.
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
         if !self.enabled {
@@ -462,7 +471,16 @@ mod tests {
     fn otelcol_deprecated_and_newer_keys() {
         // `blocking` is the pre-v0.123 spelling of `block_on_overflow`.
         let c: QueueConfig = serde_json::from_value(serde_json::json!({"blocking": true})).unwrap();
-        assert!(c.block_on_overflow);
+        assert!(c.blocks());
+        // Both keys, as configs written across the rename have them: `blocking` decides.
+        let c: QueueConfig = serde_json::from_value(
+            serde_json::json!({"blocking": false, "block_on_overflow": true}),
+        )
+        .unwrap();
+        assert!(!c.blocks());
+        let c: QueueConfig =
+            serde_json::from_value(serde_json::json!({"block_on_overflow": true})).unwrap();
+        assert!(c.blocks());
         let c: QueueConfig =
             serde_json::from_value(serde_json::json!({"wait_for_result": false})).unwrap();
         assert!(c.validate().is_ok());

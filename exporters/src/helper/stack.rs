@@ -715,7 +715,7 @@ impl<S: Sender> SendStack<S> {
             };
             // Under backpressure the same batch comes back again and again: refuse it before paying
             // for its encoding when it cannot fit anyway.
-            if !core.queue_cfg.block_on_overflow
+            if !core.queue_cfg.blocks()
                 && queue.size() + units > queue.capacity()
                 && units <= queue.capacity()
             {
@@ -762,7 +762,7 @@ impl<S: Sender> SendStack<S> {
                 .map_err(|e| to_consume_error(e, items));
         };
         let pushed = queue
-            .push(entry, units, core.queue_cfg.block_on_overflow)
+            .push(entry, units, core.queue_cfg.blocks())
             .await;
         core.update_gauge(queue.as_ref());
         let error = match pushed {
