@@ -197,6 +197,7 @@ fn collect(
         metric_relabel: &[],
         sample_limit: 0,
         start_time_metric: None,
+        label_limits: Default::default(),
     };
     let t = translator
         .translate(&text, Format::Text, now, &target, &settings)

@@ -33,6 +33,7 @@ fuzz_target!(|data: &[u8]| {
         metric_relabel: &[],
         sample_limit: 0,
         start_time_metric: None,
+        label_limits: Default::default(),
     };
     let mut tr = Translator::new();
     let _ = tr.translate(&text, format, 1, &target, &settings);

@@ -156,6 +156,7 @@ fn main() {
             metric_relabel: &[],
             sample_limit: 0,
             start_time_metric: None,
+            label_limits: Default::default(),
         };
         let mut tr = Translator::new();
         let rounds = 5;

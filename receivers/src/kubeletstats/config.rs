@@ -4,7 +4,7 @@
 //! `collect_all_network_interfaces`, `node`, `k8s_api_config`, and mdatagen's `metrics` and
 //! `resource_attributes` toggles.
 
-use super::metrics::{KNOWN, NOT_EMITTED, RESOURCE_ATTRIBUTES};
+use super::metrics::{KNOWN, NOT_EMITTED, RESOURCE_ATTRIBUTES, RESOURCE_RATIOS};
 use crate::hostmetrics::config::{MetricToggle, Toggles};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -141,6 +141,8 @@ pub struct Checked {
     pub groups: Groups,
     pub container_id: bool,
     pub volume_type: bool,
+    /// A limit or request ratio is on, so `/pods` is read for the specs' resources.
+    pub resource_ratios: bool,
     pub toggles: Toggles,
     pub attributes: Toggles,
 }
@@ -235,8 +237,8 @@ impl KubeletStatsConfig {
             if t.enabled && NOT_EMITTED.contains(&name.as_str()) {
                 errors.push(ConfigError::at(
                     format!("metrics::{name}::enabled"),
-                    "vigil does not emit this metric yet (it needs the pods' limits and \
-                     requests or the system containers); leave it disabled",
+                    "vigil does not emit this metric yet (it needs the node's capacity or the \
+                     system containers); leave it disabled",
                 ));
             }
         }
@@ -272,11 +274,13 @@ impl KubeletStatsConfig {
         if let Some(e) = ConfigError::join(errors) {
             return Err(e);
         }
+        let resource_ratios = RESOURCE_RATIOS.iter().any(|n| toggles.on(n));
         Ok(Checked {
             auth,
             groups,
             container_id,
             volume_type,
+            resource_ratios,
             toggles,
             attributes,
         })

@@ -70,7 +70,15 @@ pub const KNOWN: &[MetricDef] = &[
     def("container.memory.usage", true, "By", "Container memory usage", G),
     def("container.memory.working_set", true, "By", "Container memory working_set", G),
     def("container.uptime", false, "s", "The time since the container started", S(true)),
+    def("k8s.container.cpu_limit_utilization", false, "1", "Container cpu utilization as a ratio of the container's limits", G),
+    def("k8s.container.cpu_request_utilization", false, "1", "Container cpu utilization as a ratio of the container's requests", G),
     def("k8s.container.ephemeral_storage.usage", false, "By", "Ephemeral storage used by the container.", S(false)),
+    def("k8s.container.memory_limit_utilization", false, "1", "Container memory utilization as a ratio of the container's limits", G),
+    def("k8s.container.memory_request_utilization", false, "1", "Container memory utilization as a ratio of the container's requests", G),
+    def("k8s.pod.cpu_limit_utilization", false, "1", "Pod cpu utilization as a ratio of the pod's total container limits. If any container is missing a limit the metric is not emitted.", G),
+    def("k8s.pod.cpu_request_utilization", false, "1", "Pod cpu utilization as a ratio of the pod's total container requests. If any container is missing a request the metric is not emitted.", G),
+    def("k8s.pod.memory_limit_utilization", false, "1", "Pod memory utilization as a ratio of the pod's total container limits. If any container is missing a limit the metric is not emitted.", G),
+    def("k8s.pod.memory_request_utilization", false, "1", "Pod memory utilization as a ratio of the pod's total container requests. If any container is missing a request the metric is not emitted.", G),
     def("k8s.node.cpu.time", true, "s", "Total cumulative CPU time (sum of all cores) spent by the container/pod/node since its creation", S(true)),
     def("k8s.node.cpu.usage", true, "{cpu}", "Total CPU usage (sum of all cores per second) averaged over the sample window", G),
     def("k8s.node.filesystem.available", true, "By", "Node filesystem available", G),
@@ -110,26 +118,31 @@ pub const KNOWN: &[MetricDef] = &[
     def("k8s.volume.inodes.used", true, "1", "The inodes used by the filesystem. This may not equal inodes - free because filesystem may share inodes with other filesystems.", G),
 ];
 
-/// otelcol's optional metrics vigil does not compute yet: the utilization ratios need the pods'
-/// limits and requests (or the node's capacity) and the system-container ones the node's system
-/// containers. Disabling one is accepted; enabling one is a config error, not a silent gap.
-pub const NOT_EMITTED: &[&str] = &[
-    "k8s.container.cpu.node.utilization",
+/// The `*_limit_utilization` / `*_request_utilization` metrics: usage over the pod spec's limits or
+/// requests, which come from `/pods`.
+pub const RESOURCE_RATIOS: &[&str] = &[
     "k8s.container.cpu_limit_utilization",
     "k8s.container.cpu_request_utilization",
-    "k8s.container.memory.node.utilization",
     "k8s.container.memory_limit_utilization",
     "k8s.container.memory_request_utilization",
+    "k8s.pod.cpu_limit_utilization",
+    "k8s.pod.cpu_request_utilization",
+    "k8s.pod.memory_limit_utilization",
+    "k8s.pod.memory_request_utilization",
+];
+
+/// otelcol's optional metrics vigil does not compute yet: the node-utilization ratios need the
+/// node's capacity and the system-container ones the node's system containers. Disabling one is
+/// accepted; enabling one is a config error, not a silent gap.
+pub const NOT_EMITTED: &[&str] = &[
+    "k8s.container.cpu.node.utilization",
+    "k8s.container.memory.node.utilization",
     "k8s.node.system_container.cpu.time",
     "k8s.node.system_container.cpu.usage",
     "k8s.node.system_container.memory.usage",
     "k8s.node.system_container.memory.working_set",
     "k8s.pod.cpu.node.utilization",
-    "k8s.pod.cpu_limit_utilization",
-    "k8s.pod.cpu_request_utilization",
     "k8s.pod.memory.node.utilization",
-    "k8s.pod.memory_limit_utilization",
-    "k8s.pod.memory_request_utilization",
     "k8s.pod.volume.usage",
 ];
 
@@ -160,6 +173,20 @@ pub const RESOURCE_ATTRIBUTES: &[(&str, bool)] = &[
 pub struct PodsMeta {
     pub container_ids: HashMap<(String, String), String>,
     pub volumes: HashMap<(String, String), VolumeMeta>,
+    /// Limits and requests by (pod uid, container name).
+    pub resources: HashMap<(String, String), Resources>,
+    /// By pod uid: each total is the sum over the pod's containers, present only when every
+    /// container sets it (otelcol emits no pod ratio when one container lacks the value).
+    pub pod_resources: HashMap<String, Resources>,
+}
+
+/// CPU in cores and memory in bytes, from the spec's quantities.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub struct Resources {
+    pub cpu_limit: Option<f64>,
+    pub cpu_request: Option<f64>,
+    pub memory_limit: Option<f64>,
+    pub memory_request: Option<f64>,
 }
 
 /// A volume's `k8s.volume.type` (when otelcol knows its source) and claim name (for a PVC).
@@ -170,6 +197,34 @@ impl PodsMeta {
         let mut m = PodsMeta::default();
         for pod in &list.items {
             let uid = &pod.metadata.uid;
+            let mut total: Option<Resources> = None;
+            for c in &pod.spec.containers {
+                let q = |m: &std::collections::BTreeMap<String, String>, k: &str| {
+                    m.get(k)
+                        .and_then(|v| crate::k8scluster::objects::quantity(v))
+                        .filter(|v| *v > 0.0)
+                };
+                let r = Resources {
+                    cpu_limit: q(&c.resources.limits, "cpu"),
+                    cpu_request: q(&c.resources.requests, "cpu"),
+                    memory_limit: q(&c.resources.limits, "memory"),
+                    memory_request: q(&c.resources.requests, "memory"),
+                };
+                let add = |a: Option<f64>, b: Option<f64>| Some(a? + b?);
+                total = Some(match total {
+                    None => r,
+                    Some(t) => Resources {
+                        cpu_limit: add(t.cpu_limit, r.cpu_limit),
+                        cpu_request: add(t.cpu_request, r.cpu_request),
+                        memory_limit: add(t.memory_limit, r.memory_limit),
+                        memory_request: add(t.memory_request, r.memory_request),
+                    },
+                });
+                m.resources.insert((uid.clone(), c.name.clone()), r);
+            }
+            if let Some(t) = total {
+                m.pod_resources.insert(uid.clone(), t);
+            }
             for c in pod
                 .status
                 .container_statuses
@@ -307,6 +362,29 @@ impl Emitter<'_> {
         );
     }
 
+    /// CPU and memory usage over the spec's limits and requests (`prefix` is `k8s.pod` or
+    /// `k8s.container`). Memory is `usageBytes`, as otelcol divides it.
+    fn ratios(
+        &mut self,
+        prefix: &str,
+        cpu: Option<&CpuStats>,
+        memory: Option<&MemoryStats>,
+        r: &Resources,
+    ) {
+        let cores = cpu.and_then(|c| c.usage_nano_cores).map(|n| n as f64 / 1e9);
+        let bytes = memory.and_then(|m| m.usage_bytes).map(|b| b as f64);
+        for (name, used, of) in [
+            ("cpu_limit_utilization", cores, r.cpu_limit),
+            ("cpu_request_utilization", cores, r.cpu_request),
+            ("memory_limit_utilization", bytes, r.memory_limit),
+            ("memory_request_utilization", bytes, r.memory_request),
+        ] {
+            if let (Some(u), Some(d)) = (used, of) {
+                self.double(&format!("{prefix}.{name}"), Some(u / d));
+            }
+        }
+    }
+
     fn filesystem(&mut self, prefix: &str, s: Option<&FsStats>) {
         let Some(s) = s else { return };
         self.int(&format!("{prefix}.filesystem.available"), s.available_bytes);
@@ -440,6 +518,9 @@ pub fn convert(summary: &Summary, ctx: &Ctx) -> Vec<ResourceMetrics> {
             };
             e.cpu("k8s.pod", p.cpu.as_ref());
             e.memory("k8s.pod", p.memory.as_ref());
+            if let Some(r) = ctx.pods.and_then(|m| m.pod_resources.get(&p.pod_ref.uid)) {
+                e.ratios("k8s.pod", p.cpu.as_ref(), p.memory.as_ref(), r);
+            }
             e.filesystem("k8s.pod", p.ephemeral_storage.as_ref());
             e.network("k8s.pod", p.network.as_ref(), ctx.all_pod_interfaces);
             e.uptime("k8s.pod.uptime", start);
@@ -479,6 +560,12 @@ fn container<'a>(
     };
     e.cpu("container", c.cpu.as_ref());
     e.memory("container", c.memory.as_ref());
+    if let Some(r) = ctx
+        .pods
+        .and_then(|m| m.resources.get(&(p.pod_ref.uid.clone(), c.name.clone())))
+    {
+        e.ratios("k8s.container", c.cpu.as_ref(), c.memory.as_ref(), r);
+    }
     e.filesystem("container", c.rootfs.as_ref());
     e.uptime("container.uptime", start);
     let used = |f: &Option<FsStats>| f.as_ref().and_then(|f| f.used_bytes);

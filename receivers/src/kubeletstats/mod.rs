@@ -264,7 +264,7 @@ async fn scrape(
     let body = kubelet.get("/stats/summary").await?;
     let summary: summary::Summary = serde_json::from_slice(&body)
         .map_err(|e| format!("/stats/summary is not a kubelet summary: {e}"))?;
-    let pods = if checked.container_id || checked.volume_type {
+    let pods = if checked.container_id || checked.volume_type || checked.resource_ratios {
         let list = kubelet.get("/pods").await.and_then(|b| {
             serde_json::from_slice::<summary::PodList>(&b)
                 .map_err(|e| format!("/pods is not a pod list: {e}"))

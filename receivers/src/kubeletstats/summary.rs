@@ -170,6 +170,23 @@ pub struct ObjectMeta {
 #[serde(default)]
 pub struct PodSpec {
     pub volumes: Vec<Volume>,
+    pub containers: Vec<Container>,
+}
+
+/// A container of the spec: only its limits and requests are read.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Container {
+    pub name: String,
+    pub resources: ResourceRequirements,
+}
+
+/// Quantities by resource name (`cpu`, `memory`, …), as the API writes them (`500m`, `128Mi`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct ResourceRequirements {
+    pub limits: std::collections::BTreeMap<String, String>,
+    pub requests: std::collections::BTreeMap<String, String>,
 }
 
 /// A pod volume: its name and which source it has. Only the source's presence matters (it names

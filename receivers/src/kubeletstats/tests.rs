@@ -314,6 +314,65 @@ async fn default_groups_toggles_and_all_interfaces() {
     assert!(pod.iter().any(|m| m.name == "k8s.pod.cpu.time"));
 }
 
+/// The `*_limit_utilization` / `*_request_utilization` ratios: usage from the summary over the pod
+/// specs' quantities from `/pods`; a pod total only when every container sets the value.
+#[tokio::test]
+async fn limit_and_request_utilization_from_the_pod_specs() {
+    let k = kubelet_double(None, None).await;
+    let on = serde_json::json!({"enabled": true});
+    let mut metrics = serde_json::Map::new();
+    for n in metrics::RESOURCE_RATIOS {
+        metrics.insert(n.to_string(), on.clone());
+    }
+    let cfg = config(serde_json::json!({
+        "auth_type": "none",
+        "endpoint": format!("http://{}", k.addr),
+        "metrics": metrics,
+    }));
+    let out = scrape_once(&cfg).await.unwrap();
+    assert_eq!(
+        k.requests.load(Ordering::SeqCst),
+        2,
+        "the summary and /pods"
+    );
+    let close = |m: &[Metric], name: &str, want: f64| {
+        let got = value(find(m, name), "");
+        assert!((got - want).abs() < 1e-9, "{name}: {got} != {want}");
+    };
+    let checkout = metrics_of(&out, &format!("k8s.container.name=checkout,{CHECKOUT}"));
+    close(checkout, "k8s.container.cpu_limit_utilization", 0.125 / 0.5);
+    close(
+        checkout,
+        "k8s.container.cpu_request_utilization",
+        0.125 / 0.25,
+    );
+    close(checkout, "k8s.container.memory_limit_utilization", 0.5);
+    close(checkout, "k8s.container.memory_request_utilization", 1.0);
+    let envoy = metrics_of(&out, &format!("k8s.container.name=envoy,{CHECKOUT}"));
+    close(envoy, "k8s.container.cpu_limit_utilization", 0.005 / 0.1);
+    assert!(!envoy
+        .iter()
+        .any(|m| m.name == "k8s.container.memory_request_utilization"));
+    let pod = metrics_of(&out, CHECKOUT);
+    close(pod, "k8s.pod.cpu_limit_utilization", 0.13 / 0.6);
+    close(pod, "k8s.pod.cpu_request_utilization", 0.13 / 0.3);
+    close(
+        pod,
+        "k8s.pod.memory_limit_utilization",
+        176160768.0 / (320.0 * 1048576.0),
+    );
+    // envoy sets no memory request: no pod total.
+    assert!(!pod
+        .iter()
+        .any(|m| m.name == "k8s.pod.memory_request_utilization"));
+    let proxy = metrics_of(
+        &out,
+        "k8s.namespace.name=kube-system,k8s.pod.name=kube-proxy-5wz8m,k8s.pod.uid=0a9b8c7d-2222-4b4b-8c8c-1a1b1c1d1e1f",
+    );
+    close(proxy, "k8s.pod.cpu_request_utilization", 0.0015 / 0.1);
+    assert!(!proxy.iter().any(|m| m.name.contains("limit_utilization")));
+}
+
 #[tokio::test]
 async fn service_account_token_is_sent_and_required() {
     let pki = Pki::new();

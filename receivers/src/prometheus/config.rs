@@ -60,6 +60,14 @@ pub struct GlobalConfig {
     pub external_labels: BTreeMap<String, String>,
     /// The formats offered to targets, in order of preference (each job may set its own).
     pub scrape_protocols: Option<Vec<String>>,
+    /// Defaults of the jobs' keys of the same names.
+    pub body_size_limit: Option<String>,
+    pub sample_limit: Option<u64>,
+    pub label_limit: Option<u64>,
+    pub label_name_length_limit: Option<u64>,
+    pub label_value_length_limit: Option<u64>,
+    pub target_limit: Option<u64>,
+    pub keep_dropped_targets: Option<u64>,
 }
 
 /// Prometheus's `scrape_protocols` names and the media type each asks for.
@@ -155,6 +163,16 @@ pub struct ScrapeConfigRaw {
     pub tls_config: Option<TlsConfig>,
     pub body_size_limit: Option<String>,
     pub sample_limit: Option<u64>,
+    /// Most labels a series may have after metric relabelling (`__name__` included); more fails
+    /// the scrape. 0: no limit.
+    pub label_limit: Option<u64>,
+    pub label_name_length_limit: Option<u64>,
+    pub label_value_length_limit: Option<u64>,
+    /// Most targets the job may have after relabelling; more and none is scraped. 0: no limit.
+    pub target_limit: Option<u64>,
+    /// How many dropped targets Prometheus keeps for its `/targets` page. vigil has no such
+    /// page and keeps none: read, without effect.
+    pub keep_dropped_targets: Option<u64>,
     pub follow_redirects: Option<bool>,
     /// The job's own `scrape_protocols` (default: global's, else Prometheus's list).
     pub scrape_protocols: Option<Vec<String>>,
@@ -242,6 +260,8 @@ pub struct Job {
     pub tls: TlsConfig,
     pub body_size_limit: u64,
     pub sample_limit: u64,
+    pub label_limits: super::convert::LabelLimits,
+    pub target_limit: u64,
     pub follow_redirects: bool,
     /// The `Accept` header built from `scrape_protocols`.
     pub accept: String,
@@ -642,7 +662,8 @@ pub fn check(id: &ComponentId, raw: RawConfig) -> Result<Config, ConfigError> {
         if tls.server_name.is_some() {
             return Err(err(id, at("tls_config::server_name"), "overriding the TLS server name is not supported yet; scrape the target by that name instead"));
         }
-        let body_size_limit = match &sc.body_size_limit {
+        let g = &prom.global;
+        let body_size_limit = match sc.body_size_limit.as_ref().or(g.body_size_limit.as_ref()) {
             Some(s) => match parse_size(s).map_err(|m| err(id, at("body_size_limit"), m))? {
                 0 => DEFAULT_BODY_SIZE_LIMIT,
                 n => n,
@@ -667,7 +688,19 @@ pub fn check(id: &ComponentId, raw: RawConfig) -> Result<Config, ConfigError> {
             authorization,
             tls,
             body_size_limit,
-            sample_limit: sc.sample_limit.unwrap_or(0),
+            sample_limit: sc.sample_limit.or(g.sample_limit).unwrap_or(0),
+            label_limits: super::convert::LabelLimits {
+                labels: sc.label_limit.or(g.label_limit).unwrap_or(0),
+                name_length: sc
+                    .label_name_length_limit
+                    .or(g.label_name_length_limit)
+                    .unwrap_or(0),
+                value_length: sc
+                    .label_value_length_limit
+                    .or(g.label_value_length_limit)
+                    .unwrap_or(0),
+            },
+            target_limit: sc.target_limit.or(g.target_limit).unwrap_or(0),
             follow_redirects: sc.follow_redirects.unwrap_or(true),
             accept: accept_header(&protocols),
             fallback,
@@ -737,6 +770,22 @@ mod tests {
         assert_eq!(c.jobs[1].fallback, Some(super::super::parse::Format::Text));
         assert!(!c.jobs[1].enable_compression && !c.jobs[1].enable_http2);
         assert!(c.jobs[0].enable_compression && c.jobs[0].enable_http2);
+        // The limits: a job's own, else global's.
+        let c = load_yaml(
+            "config:\n  global:\n    sample_limit: 100\n    label_limit: 30\n    target_limit: 7\n    keep_dropped_targets: 10\n    body_size_limit: 1MB\n  scrape_configs:\n  - job_name: a\n    label_limit: 20\n    label_name_length_limit: 64\n    label_value_length_limit: 256\n    keep_dropped_targets: 0\n    static_configs: [{targets: ['h:1']}]\n",
+        )
+        .unwrap();
+        let j = &c.jobs[0];
+        assert_eq!((j.sample_limit, j.target_limit), (100, 7));
+        assert_eq!(
+            j.label_limits,
+            super::super::convert::LabelLimits {
+                labels: 20,
+                name_length: 64,
+                value_length: 256
+            }
+        );
+        assert_eq!(j.body_size_limit, 1 << 20);
         for (bad, key) in [
             ("scrape_protocols: [Text]", "scrape_protocols"),
             (

@@ -33,6 +33,50 @@ pub struct ScrapeSettings<'a> {
     pub metric_relabel: &'a [Rule],
     pub sample_limit: u64,
     pub start_time_metric: Option<&'a regex::Regex>,
+    /// `label_limit`, `label_name_length_limit`, `label_value_length_limit`.
+    pub label_limits: LabelLimits,
+}
+
+/// Prometheus's per-series label bounds, checked after metric relabelling: one series over any
+/// of them fails the whole scrape, as `sample_limit` does. 0 is no limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LabelLimits {
+    pub labels: u64,
+    pub name_length: u64,
+    pub value_length: u64,
+}
+
+impl LabelLimits {
+    /// Why `labels` (the series' full set, `__name__` included) breaks a limit, as Prometheus
+    /// words it.
+    fn check(&self, labels: &Labels) -> Option<String> {
+        let name = get_label(labels, "__name__");
+        let short: String = name.chars().take(50).collect();
+        if self.labels > 0 && labels.len() as u64 > self.labels {
+            return Some(format!(
+                "label_limit exceeded (metric: {short}, number of labels: {}, limit: {})",
+                labels.len(),
+                self.labels
+            ));
+        }
+        for (k, v) in labels {
+            if self.name_length > 0 && k.len() as u64 > self.name_length {
+                return Some(format!(
+                    "label_name_length_limit exceeded (metric: {short}, label name: {k}, length: {}, limit: {})",
+                    k.len(),
+                    self.name_length
+                ));
+            }
+            if self.value_length > 0 && v.len() as u64 > self.value_length {
+                return Some(format!(
+                    "label_value_length_limit exceeded (metric: {short}, label name: {k}, value length: {}, limit: {})",
+                    v.len(),
+                    self.value_length
+                ));
+            }
+        }
+        None
+    }
 }
 
 /// A target after discovery and relabelling: its final labels (with `job` and `instance`) and the
@@ -101,6 +145,7 @@ pub struct Translation {
 pub enum TranslateError {
     Parse(ParseError),
     SampleLimit { limit: u64 },
+    LabelLimit(String),
 }
 
 impl std::fmt::Display for TranslateError {
@@ -110,6 +155,7 @@ impl std::fmt::Display for TranslateError {
             TranslateError::SampleLimit { limit } => {
                 write!(f, "sample limit exceeded (more than {limit} samples)")
             }
+            TranslateError::LabelLimit(why) => f.write_str(why),
         }
     }
 }
@@ -360,6 +406,9 @@ impl Translator {
                 return Err(TranslateError::SampleLimit {
                     limit: settings.sample_limit,
                 });
+            }
+            if let Some(why) = settings.label_limits.check(&labels) {
+                return Err(TranslateError::LabelLimit(why));
             }
             let name = get_label(&labels, "__name__").to_string();
             if let Some(re) = settings.start_time_metric {

@@ -256,7 +256,16 @@ async fn manage(ctx: Arc<LoopContext>, stop: CancellationToken) {
                 .map(|(f, g)| (Some(f), g)),
         );
         groups.extend(k8s_groups.iter().flatten().map(|g| (None, g.clone())));
-        let targets: Vec<Target> = discovery::targets(&ctx.job, &groups);
+        let mut targets: Vec<Target> = discovery::targets(&ctx.job, &groups);
+        let limit = ctx.job.target_limit;
+        if limit > 0 && targets.len() as u64 > limit {
+            // As Prometheus: over `target_limit`, none of the job's targets is scraped until
+            // discovery brings the count back under it.
+            tracing::warn!(receiver = %ctx.receiver, job = %ctx.job.name,
+                "target_limit exceeded ({} targets, limit {limit}); no target of this job is scraped",
+                targets.len());
+            targets.clear();
+        }
         let wanted: HashMap<String, Target> =
             targets.into_iter().map(|t| (t.identity(), t)).collect();
         // Stop loops of targets that are gone; each sends its staleness markers on the way out.

@@ -242,6 +242,7 @@ pub async fn scrape_once(
         metric_relabel: &ctx.job.metric_relabel,
         sample_limit: ctx.job.sample_limit,
         start_time_metric: ctx.start_time_metric.as_ref(),
+        label_limits: ctx.job.label_limits,
     };
     let mut body_len = 0u64;
     let result = match fetched {

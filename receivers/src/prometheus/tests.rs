@@ -3,7 +3,7 @@
 //! (garbage, 404, too slow, too big) which must all end in `up` = 0.
 
 use super::config::{self, Job};
-use super::convert::{ScrapeSettings, TargetInfo, Translator, FLAG_NO_RECORDED_VALUE};
+use super::convert::{LabelLimits, ScrapeSettings, TargetInfo, Translator, FLAG_NO_RECORDED_VALUE};
 use super::discovery::Target;
 use super::parse::Format;
 use super::relabel::Labels;
@@ -60,6 +60,7 @@ fn settings() -> ScrapeSettings<'static> {
         metric_relabel: &[],
         sample_limit: 0,
         start_time_metric: None,
+        label_limits: Default::default(),
     }
 }
 
@@ -339,6 +340,54 @@ fn start_time_metric_and_sample_limit() {
         .err()
         .unwrap();
     assert!(e.to_string().contains("sample limit"), "{e}");
+}
+
+/// `label_limit`, `label_name_length_limit` and `label_value_length_limit` fail the scrape on the
+/// first series over them (after the target's labels are added), as Prometheus does.
+#[test]
+fn label_limits_fail_the_scrape() {
+    let body = "# TYPE m gauge\nm{a=\"x\",longer_name=\"0123456789\"} 1\n";
+    let run = |limits: LabelLimits| {
+        let s = ScrapeSettings {
+            label_limits: limits,
+            ..settings()
+        };
+        Translator::new()
+            .translate(body, Format::Text, T0, &target(), &s)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    };
+    // __name__, a, longer_name, and the target's instance, job and zone: 6 labels.
+    run(LabelLimits {
+        labels: 6,
+        name_length: 11,
+        value_length: 14,
+    })
+    .unwrap();
+    let e = run(LabelLimits {
+        labels: 5,
+        ..Default::default()
+    })
+    .unwrap_err();
+    assert!(
+        e.contains("label_limit exceeded (metric: m, number of labels: 6, limit: 5)"),
+        "{e}"
+    );
+    let e = run(LabelLimits {
+        name_length: 10,
+        ..Default::default()
+    })
+    .unwrap_err();
+    assert!(
+        e.contains("label_name_length_limit exceeded") && e.contains("longer_name"),
+        "{e}"
+    );
+    let e = run(LabelLimits {
+        value_length: 13,
+        ..Default::default()
+    })
+    .unwrap_err();
+    assert!(e.contains("label_value_length_limit exceeded"), "{e}");
 }
 
 // --- scraping in-test targets -------------------------------------------------------------
