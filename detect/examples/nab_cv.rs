@@ -54,6 +54,28 @@ fn set(t: &mut Tuning, name: &str, v: f64) -> Result<(), String> {
         "coarse_beta" => t.coarse_beta = v,
         "coarse_min_half_life" => t.coarse_min_half_life = v,
         "coarse_warmup" => t.coarse_warmup = v,
+        "coarse_hops" => t.coarse_hops = v,
+        "coarse_offset" => t.coarse_offset = v,
+        "coarse_gate" => t.coarse_gate = v,
+        "coarse_quiet" => t.coarse_quiet = v,
+        "coarse_young" => t.coarse_young = v,
+        // Steps 112-115: whole forms of the coarse cue, `hops`.`half-life` with the gate (e.g. 4.1 is
+        // 4 hops, smallest half-life 100 blocks, gate 1); 0 the shipped form (1 hop, 50, no gate).
+        "coarse_form" => {
+            if v == 0.0 {
+                t.coarse_hops = 1.0;
+                t.coarse_gate = 0.0;
+                t.coarse_min_half_life = 50.0;
+            } else {
+                t.coarse_hops = v.trunc();
+                t.coarse_gate = 1.0;
+                t.coarse_min_half_life = if (v.fract() - 0.1).abs() < 1e-9 {
+                    100.0
+                } else {
+                    50.0
+                };
+            }
+        }
         "season_rank" => t.season_rank = v,
         "season_retry" => t.season_retry = v,
         _ => return Err(format!("unknown constant {name}")),
@@ -121,6 +143,37 @@ fn run(c: &Corpus, tuning: &'static Tuning, detail: bool) -> Run {
                 println!("  {name:<28} no windows: {fp} false positives at the default");
             }
         }
+        if let Some(filter) = std::env::var_os("NAB_WINDOWS") {
+            let filter = filter.to_string_lossy().into_owned();
+            for (r, s) in eval.runs.iter().zip(&scores) {
+                if !r.series.name.contains(&filter) {
+                    continue;
+                }
+                println!("    {}", r.series.name);
+                for &(a, b) in &r.series.windows {
+                    let best = (a..=b).max_by(|&i, &j| s[i].total_cmp(&s[j])).unwrap_or(a);
+                    let first = (a..=b).find(|&i| s[i] >= DEFAULT_THRESHOLD);
+                    let before = (a.saturating_sub(120)..a)
+                        .filter(|&i| s[i] >= DEFAULT_THRESHOLD)
+                        .map(|i| {
+                            format!(
+                                "{}({})",
+                                i as i64 - a as i64,
+                                r.observations[i].part.as_str()
+                            )
+                        })
+                        .collect::<Vec<_>>();
+                    println!(
+                        "      window {a}-{b}: best {:.3} at +{} ({}); first {:?}; detections in the 120 before {:?}",
+                        s[best],
+                        best - a,
+                        r.observations[best].part.as_str(),
+                        first.map(|i| i - a),
+                        before
+                    );
+                }
+            }
+        }
         if std::env::var_os("NAB_FILES").is_some() {
             for (r, s) in eval.runs.iter().zip(&scores) {
                 let one = [(&r.series, s.as_slice())];
@@ -185,18 +238,23 @@ fn white_noise_rate(tuning: &'static Tuning) -> f64 {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut base = DEFAULT_TUNING;
     let mut grid: Vec<(String, Vec<f64>)> = Vec::new();
+    // `--avg NAME=V1,V2`: every combination is scored as the mean over these values (an arbitrary
+    // phase, say, whose expected score is what unseen data gets).
+    let mut avg: Option<(String, Vec<f64>)> = None;
     let mut dirs = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
-            "--set" | "--grid" => {
+            "--set" | "--grid" | "--avg" => {
                 let spec = args.next().ok_or("--set/--grid need NAME=VALUE")?;
                 let (name, vals) = spec.split_once('=').ok_or("expected NAME=VALUE")?;
                 let vals: Vec<f64> = vals
                     .split(',')
                     .map(|v| v.parse::<f64>())
                     .collect::<Result<_, _>>()?;
-                if a == "--set" {
+                if a == "--avg" {
+                    avg = Some((name.to_owned(), vals));
+                } else if a == "--set" {
                     set(&mut base, name, vals[0])?;
                 } else {
                     set(&mut base, name, vals[0])?;
@@ -251,29 +309,104 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let results: Vec<Vec<Run>> = combos
         .iter()
         .map(|t| {
-            let t: &'static Tuning = Box::leak(Box::new(*t));
-            let runs: Vec<Run> = corpora.iter().map(|c| run(c, t, false)).collect();
+            let variants: Vec<(String, Tuning)> = match &avg {
+                None => vec![(String::new(), *t)],
+                Some((name, vals)) => vals
+                    .iter()
+                    .map(|&v| {
+                        let mut u = *t;
+                        set(&mut u, name, v).map(|()| (format!(" {name}={v}"), u))
+                    })
+                    .collect::<Result<_, _>>()
+                    .unwrap_or_else(|e| panic!("--avg: {e}")),
+            };
             let desc: Vec<String> = grid
                 .iter()
                 .map(|(n, _)| format!("{n}={}", field(t, n)))
                 .collect();
-            let cells: Vec<String> = corpora
-                .iter()
-                .zip(&runs)
-                .map(|(c, r)| {
-                    format!(
-                        "{} {:.1}/{:.1}@{:.2}",
-                        c.name, r.corpus.0, r.corpus.1, r.threshold
-                    )
+            let mut all: Vec<Vec<Run>> = Vec::new();
+            for (label, u) in &variants {
+                let u: &'static Tuning = Box::leak(Box::new(*u));
+                let runs: Vec<Run> = corpora.iter().map(|c| run(c, u, false)).collect();
+                let cells: Vec<String> = corpora
+                    .iter()
+                    .zip(&runs)
+                    .map(|(c, r)| {
+                        format!(
+                            "{} {:.1}/{:.1}@{:.2}",
+                            c.name, r.corpus.0, r.corpus.1, r.threshold
+                        )
+                    })
+                    .collect();
+                println!(
+                    "{}{label}  |  {}  noise {:.1}",
+                    desc.join(" "),
+                    cells.join("  "),
+                    white_noise_rate(u)
+                );
+                for (c, r) in corpora.iter().zip(&runs) {
+                    if r.categories.len() > 1 {
+                        let cats: Vec<String> = r
+                            .categories
+                            .iter()
+                            .map(|(n, o, d)| format!("{n} {o:.1}/{d:.1}"))
+                            .collect();
+                        println!("    {}: {}", c.name, cats.join("  "));
+                    }
+                }
+                all.push(runs);
+            }
+            if all.len() == 1 {
+                return all.pop().unwrap_or_default();
+            }
+            // The mean over the --avg values, corpus by corpus and category by category.
+            let m = all.len() as f64;
+            let mean: Vec<Run> = (0..corpora.len())
+                .map(|j| Run {
+                    corpus: (
+                        all.iter().map(|r| r[j].corpus.0).sum::<f64>() / m,
+                        all.iter().map(|r| r[j].corpus.1).sum::<f64>() / m,
+                    ),
+                    categories: (0..all[0][j].categories.len())
+                        .map(|c| {
+                            (
+                                all[0][j].categories[c].0.clone(),
+                                all.iter().map(|r| r[j].categories[c].1).sum::<f64>() / m,
+                                all.iter().map(|r| r[j].categories[c].2).sum::<f64>() / m,
+                            )
+                        })
+                        .collect(),
+                    threshold: all.iter().map(|r| r[j].threshold).sum::<f64>() / m,
+                    points_per_sec: all.iter().map(|r| r[j].points_per_sec).sum::<f64>() / m,
                 })
                 .collect();
+            let cells: Vec<String> = corpora
+                .iter()
+                .zip(&mean)
+                .map(|(c, r)| format!("{} {:.2}/{:.2}", c.name, r.corpus.0, r.corpus.1))
+                .collect();
+            let sum = (
+                mean.iter().map(|r| r.corpus.0).sum::<f64>(),
+                mean.iter().map(|r| r.corpus.1).sum::<f64>(),
+            );
             println!(
-                "{}  |  {}  noise {:.1}",
+                "{} MEAN  |  {}  sum {:.2}/{:.2}",
                 desc.join(" "),
                 cells.join("  "),
-                white_noise_rate(t)
+                sum.0,
+                sum.1
             );
-            runs
+            for (c, r) in corpora.iter().zip(&mean) {
+                if r.categories.len() > 1 {
+                    let cats: Vec<String> = r
+                        .categories
+                        .iter()
+                        .map(|(n, o, d)| format!("{n} {o:.2}/{d:.2}"))
+                        .collect();
+                    println!("    MEAN {}: {}", c.name, cats.join("  "));
+                }
+            }
+            mean
         })
         .collect();
 
@@ -380,6 +513,23 @@ fn field(t: &Tuning, name: &str) -> f64 {
         "coarse_beta" => t.coarse_beta,
         "coarse_min_half_life" => t.coarse_min_half_life,
         "coarse_warmup" => t.coarse_warmup,
+        "coarse_hops" => t.coarse_hops,
+        "coarse_offset" => t.coarse_offset,
+        "coarse_gate" => t.coarse_gate,
+        "coarse_quiet" => t.coarse_quiet,
+        "coarse_young" => t.coarse_young,
+        "coarse_form" => {
+            if t.coarse_gate == 0.0 {
+                0.0
+            } else {
+                t.coarse_hops
+                    + if t.coarse_min_half_life == 100.0 {
+                        0.1
+                    } else {
+                        0.0
+                    }
+            }
+        }
         "season_rank" => t.season_rank,
         "season_retry" => t.season_retry,
         _ => f64::NAN,

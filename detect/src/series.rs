@@ -16,10 +16,11 @@
 //!   level shifts (which re-anchors the level so that a shift is reported once), a short-over-long
 //!   scale ratio for variance changes, and, one point late, how sharply the last point stood out from
 //!   its two neighbours (a spike no larger than the series' slow swings);
-//! - a slower time scale: the mean of each block of [`Tuning::coarse_k`] points (of the deseasonalised
-//!   value) against a baseline that follows block means far more slowly than the per-point level follows
-//!   points, scored once per block on the point that closes it. A drift or a day of unusual demand,
-//!   which the per-point level absorbs within a few dozen points, moves a block mean away from it.
+//! - a slower time scale: the mean of the last [`Tuning::coarse_k`] points (of the deseasonalised
+//!   value) against a baseline that follows such means far more slowly than the per-point level follows
+//!   points, scored every `coarse_k / coarse_hops` points (8), only when it reaches the margin and the
+//!   per-point cues are quiet. A drift or a day of unusual demand, which the per-point level absorbs
+//!   within a few dozen points, moves that mean away from it.
 //!
 //! The score does not compare a cue with a fixed constant. Each cue is compared with its own largest
 //! value on this series over the last few hundred points (a decaying maximum, half-life
@@ -31,7 +32,7 @@
 //! stays just under the threshold for [`Tuning::hold`] points, so that one event is not reported again
 //! and again. The constants were chosen by cross-validation over four labelled corpora (BENCHMARKS.md).
 //!
-//! Memory per series: 296 bytes inline without seasonality (32 of them the slower time scale's); during
+//! Memory per series: 328 bytes inline without seasonality (64 of them the slower time scale's); during
 //! the period search (up to 3,072 points with the retry), a buffer of [`DetectorConfig::season_buffer`]
 //! 8-bit samples (768 B by default), released once the search ends; with a period `p`, one season of
 //! `f32` offsets (`4·p` bytes, 1.1 KiB for daily 5-minute data; a period found by the retry keeps one
@@ -234,12 +235,32 @@ pub struct Tuning {
     pub coarse_alpha: f64,
     /// Rate per block at which the coarse scale follows the (clipped) absolute block residuals.
     pub coarse_beta: f64,
-    /// Smallest half-life, in blocks, of the coarse cue's memory.
+    /// Smallest half-life, in blocks, of the coarse cue's memory (100 since step 122: scored every hop,
+    /// at 50 it forgets too soon and NAB loses 1.2).
     pub coarse_min_half_life: f64,
     /// Blocks learnt from (a running mean and mean absolute deviation) before the coarse cue scores,
     /// again after a period is found: the spread of a handful of block means is too rough to judge by
     /// (step 79b).
     pub coarse_warmup: f64,
+    /// Scores per block (1, 2 or 4): with `h` hops the coarse cue scores the mean of the last
+    /// `coarse_k` points every `coarse_k / h` points, rates and half-lives per hop scaled to keep their
+    /// time in points, so that where block boundaries fall does not matter (steps 108 to 115; 4 since
+    /// step 122: with one hop, shifting the blocks by 8 to 24 points moved NAB by up to 2.7 points).
+    pub coarse_hops: f64,
+    /// Diagnosis only: the first `coarse_offset` points after a reset are left out of the coarse scale,
+    /// shifting where its block boundaries fall (steps 107 and 112 to 115).
+    pub coarse_offset: f64,
+    /// The coarse cue counts only at or over this multiple of the margin (0: always; step 110; 1 since
+    /// step 122): its near misses would otherwise crowd the scores under the threshold.
+    pub coarse_gate: f64,
+    /// The coarse cue counts only while the per-point cues' best ratio is under this multiple of the
+    /// margin (0: always): a window that closes while a per-point cue already speaks adds a second
+    /// report of the same event, not a new one (steps 118 and 121).
+    pub coarse_quiet: f64,
+    /// Blocks after the coarse warm-up during which its floors are raised by `early_factor` (0: as many
+    /// as its memory's half-life). Tied to a half-life of 100 blocks the young period covered most of a
+    /// 5,000-point series and hid a second anomaly under the doubled floor (step 122).
+    pub coarse_young: f64,
     /// 1: the period search judges candidates on the ranks of its buffer; 2: only the retry does (0 off).
     /// On ranks a few bursts cannot hide a daily swing of the bulk of the values (tweet volumes); on the
     /// first search ranks found a spurious period on an asd series (cross-validation steps 136 to 145:
@@ -284,8 +305,13 @@ pub static DEFAULT_TUNING: Tuning = Tuning {
     coarse_noise_floor: 5.0,
     coarse_alpha: 0.1,
     coarse_beta: 0.05,
-    coarse_min_half_life: 50.0,
+    coarse_min_half_life: 100.0,
     coarse_warmup: 16.0,
+    coarse_hops: 4.0,
+    coarse_offset: 0.0,
+    coarse_gate: 1.0,
+    coarse_quiet: 0.3,
+    coarse_young: 50.0,
     season_rank: 2.0,
     season_retry: 4.0,
 };
@@ -594,7 +620,8 @@ impl SeriesDetector {
         // The slower time scale speaks only on the point that closes a block, so a slow event is counted
         // once per block, not on each of its points.
         if let Some(ratio) = self.coarse.push(deseasonalised, t, self.floor(), s) {
-            if ratio > best.0 {
+            let quiet = t.coarse_quiet <= 0.0 || best.0 < t.coarse_quiet * t.margin;
+            if ratio > best.0 && ratio >= t.coarse_gate * t.margin && quiet {
                 best = (ratio, Part::LevelShift);
             }
         }

@@ -437,10 +437,10 @@ fn band_stays_in_the_domain() {
     );
 }
 
-// A slow drift (white noise around 100, then a ramp of 0.01 scale units per point, 6 units over 600
-// points) is absorbed by the per-point level, which lags a ramp by only slope / rate (0.2 units); the
-// coarse scale's block means, against a baseline that lags by about 3 units, find it on a point that
-// closes a block, within 150 points (a rise of 1.5 units). The per-point cues alone find it later or never
+// A slow drift (white noise around 100, then, from row 2,400, after the coarse scale's young period, a
+// ramp of 0.01 scale units per point, 6 units over 600 points) is absorbed by the per-point level, which lags a ramp by only slope / rate (0.2 units); the
+// coarse scale's means of the last 32 points, against a baseline that lags by about 3 units, find it on
+// a point that closes a hop (every 8 points), within 150 points (a rise of 1.5 units). The per-point cues alone find it later or never
 // (or earlier, by chance, on the noise: 6 of the 20 series).
 #[test]
 fn slow_drift_found_on_the_coarse_scale() {
@@ -452,7 +452,7 @@ fn slow_drift_found_on_the_coarse_scale() {
         seasonality: false,
         ..DetectorConfig::default()
     };
-    let k = DEFAULT_TUNING.coarse_k as usize;
+    let hop = (DEFAULT_TUNING.coarse_k / DEFAULT_TUNING.coarse_hops) as usize;
     let (mut early_with, mut early_without) = (0, 0);
     let mut delays = Vec::new();
     for seed in 1..=20u64 {
@@ -460,31 +460,31 @@ fn slow_drift_found_on_the_coarse_scale() {
         let mut a = SeriesDetector::with_tuning(&config, &DEFAULT_TUNING);
         let mut b = SeriesDetector::with_tuning(&config, &WITHOUT);
         let (mut first_a, mut first_b) = (None, None);
-        for i in 0..2600usize {
-            let drift = if i >= 2000 {
-                0.01 * (i - 2000) as f64
+        for i in 0..3000usize {
+            let drift = if i >= 2400 {
+                0.01 * (i - 2400) as f64
             } else {
                 0.0
             };
             let v = 100.0 + drift + noise.next();
             let (oa, ob) = (a.observe(i as f64, v), b.observe(i as f64, v));
-            if i < 2000 {
+            if i < 2400 {
                 continue;
             }
             let (hit_a, hit_b) = (oa.score >= DEFAULT_THRESHOLD, ob.score >= DEFAULT_THRESHOLD);
             if hit_a && !hit_b && first_a.is_none() && first_b.is_none() {
-                // Scored points start after the warm-up (row 30); a block closes on every k-th of them.
+                // Scored points start after the warm-up (row 30); a hop closes on every 8th of them.
                 assert_eq!(
-                    (i + 1 - config.warmup as usize) % k,
+                    (i + 1 - config.warmup as usize) % hop,
                     0,
-                    "seed {seed}: row {i} inside a block"
+                    "seed {seed}: row {i} inside a hop"
                 );
             }
             if hit_a && first_a.is_none() {
-                first_a = Some(i - 2000);
+                first_a = Some(i - 2400);
             }
             if hit_b && first_b.is_none() {
-                first_b = Some(i - 2000);
+                first_b = Some(i - 2400);
             }
         }
         delays.push((first_a, first_b));
