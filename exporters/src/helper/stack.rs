@@ -761,9 +761,7 @@ impl<S: Sender> SendStack<S> {
                 .await
                 .map_err(|e| to_consume_error(e, items));
         };
-        let pushed = queue
-            .push(entry, units, core.queue_cfg.blocks())
-            .await;
+        let pushed = queue.push(entry, units, core.queue_cfg.blocks()).await;
         core.update_gauge(queue.as_ref());
         let error = match pushed {
             Ok(()) => return Ok(()),
