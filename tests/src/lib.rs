@@ -343,6 +343,20 @@ pub fn http_get(url: &str) -> (u16, String) {
     (code, r.text().unwrap_or_default())
 }
 
+/// The environment under which vigil signs AWS requests for moto and other local AWS stand-ins: moto's
+/// static test keys, and a shared-credentials path under `dir` that does not exist, so that a developer's
+/// own `~/.aws/credentials` never reaches a test.
+pub fn static_aws_env(dir: &Path) -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ACCESS_KEY_ID", "testing".to_string()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".to_string()),
+        (
+            "AWS_SHARED_CREDENTIALS_FILE",
+            dir.join("none").display().to_string(),
+        ),
+    ]
+}
+
 /// Writes `yaml` to `<dir>/<file>` and returns the path.
 pub fn write_config(dir: &Path, file: &str, yaml: &str) -> PathBuf {
     let path = dir.join(file);

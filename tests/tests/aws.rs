@@ -193,15 +193,8 @@ service:
 "
     );
     let cfg = vigil_tests::write_config(dir.path(), "config.yaml", &yaml);
-    let env = [
-        ("AWS_ACCESS_KEY_ID", "testing".to_string()),
-        ("AWS_SECRET_ACCESS_KEY", "testing".to_string()),
-        (
-            "AWS_SHARED_CREDENTIALS_FILE",
-            dir.path().join("none").display().to_string(),
-        ),
-        ("VIGIL_XRAY_TELEMETRY_PERIOD_MS", "200".to_string()),
-    ];
+    let mut env = vigil_tests::static_aws_env(dir.path());
+    env.push(("VIGIL_XRAY_TELEMETRY_PERIOD_MS", "200".to_string()));
     let mut agent = Agent::start_env(
         tempfile::tempdir().unwrap(),
         &["--config".into(), cfg.display().to_string()],
