@@ -525,6 +525,24 @@ pub mod opt_duration {
     }
 }
 
+/// An optional string key where `""` means unset, as it does for otelcol's plain Go `string`
+/// fields (`server_name_override: ""` is what a template writes when it has no name to give).
+/// Use as `#[serde(default, with = "vigil_core::config::empty_as_none")]`.
+pub mod empty_as_none {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        Ok(Option::<String>::deserialize(d)?.filter(|s| !s.is_empty()))
+    }
+
+    pub fn serialize<S: Serializer>(v: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(v) => s.serialize_str(v),
+            None => s.serialize_none(),
+        }
+    }
+}
+
 /// Compiles a regular expression from a config as Go's RE2 reads it: otelcol's components use Go's
 /// `regexp`, so a pattern that works there must work here. See [`re2_to_rust`] for what is translated.
 pub fn re2_regex(pattern: &str) -> Result<regex::Regex, regex::Error> {
@@ -762,19 +780,19 @@ pub struct TlsClientConfig {
     pub insecure: bool,
     #[serde(default)]
     pub insecure_skip_verify: bool,
-    #[serde(default)]
+    #[serde(default, with = "empty_as_none")]
     pub ca_file: Option<String>,
-    #[serde(default)]
+    #[serde(default, with = "empty_as_none")]
     pub cert_file: Option<String>,
-    #[serde(default)]
+    #[serde(default, with = "empty_as_none")]
     pub key_file: Option<String>,
-    #[serde(default)]
+    #[serde(default, with = "empty_as_none")]
     pub server_name_override: Option<String>,
     /// `"1.2"` (default) or `"1.3"`: the lowest TLS version offered.
-    #[serde(default)]
+    #[serde(default, with = "empty_as_none")]
     pub min_version: Option<String>,
     /// `"1.2"` or `"1.3"` (default): the highest TLS version offered.
-    #[serde(default)]
+    #[serde(default, with = "empty_as_none")]
     pub max_version: Option<String>,
     /// Go's suite names, read as on servers: listed TLS 1.2 suites restrict TLS 1.2, and TLS 1.3
     /// keeps all of its suites unless some are listed. Empty: every suite rustls offers.

@@ -294,6 +294,33 @@ mod tests {
         );
     }
 
+    /// configtls's keys are Go strings, so `server_name_override: ""` (as awsxray's
+    /// `proxy_server::tls` templates write it) is no override, and no other key is a path or
+    /// version when empty.
+    #[test]
+    fn empty_strings_are_unset_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let k = rcgen::KeyPair::generate().unwrap();
+        let ca = rcgen::CertificateParams::new(vec!["localhost".into()])
+            .unwrap()
+            .self_signed(&k)
+            .unwrap();
+        let path = dir.path().join("ca.pem");
+        std::fs::write(&path, ca.pem()).unwrap();
+        let t = tls(serde_json::json!({
+            "ca_file": path, "server_name_override": "", "cert_file": "", "key_file": "",
+            "min_version": "", "max_version": "",
+        }));
+        assert_eq!(t.server_name_override, None);
+        assert_eq!((t.cert_file, t.key_file), (None, None));
+        assert_eq!((t.min_version, t.max_version), (None, None));
+        let t = tls(serde_json::json!({"ca_file": path, "server_name_override": ""}));
+        assert!(config(&t, &[]).is_ok());
+        assert_eq!(tls(serde_json::json!({"ca_file": ""})).ca_file, None);
+        let named = tls(serde_json::json!({"server_name_override": "localhost"}));
+        assert_eq!(named.server_name_override.as_deref(), Some("localhost"));
+    }
+
     #[test]
     fn include_system_ca_certs_pool_adds_the_system_roots_to_the_file() {
         let dir = tempfile::tempdir().unwrap();
