@@ -76,6 +76,16 @@ fn set(t: &mut Tuning, name: &str, v: f64) -> Result<(), String> {
                 };
             }
         }
+        // Step 156: the seventh cue's whole form, 0 the one before step 124 (1 hop, half-life 50 blocks,
+        // no gate, no per-point-quiet condition, young period tied to the half-life), 1 step 124's.
+        "coarse_124" => {
+            let one = v != 0.0;
+            t.coarse_hops = if one { 4.0 } else { 1.0 };
+            t.coarse_min_half_life = if one { 100.0 } else { 50.0 };
+            t.coarse_gate = if one { 1.0 } else { 0.0 };
+            t.coarse_quiet = if one { 0.3 } else { 0.0 };
+            t.coarse_young = if one { 50.0 } else { 0.0 };
+        }
         "season_rank" => t.season_rank = v,
         "season_retry" => t.season_retry = v,
         _ => return Err(format!("unknown constant {name}")),
@@ -530,6 +540,7 @@ fn field(t: &Tuning, name: &str) -> f64 {
                     }
             }
         }
+        "coarse_124" => f64::from(u8::from(t.coarse_hops == 4.0 && t.coarse_quiet == 0.3)),
         "season_rank" => t.season_rank,
         "season_retry" => t.season_retry,
         _ => f64::NAN,
