@@ -110,7 +110,7 @@ pub trait TlsDefaults {
 
 /// A database scraper's `tls` section: configtls's client keys, without `cipher_suites` and
 /// `include_system_ca_certs_pool` (refused as unknown, as before this was shared), with the
-/// defaults of `D`.
+/// defaults of `D`. An empty string is an unset key, as in configtls.
 #[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, bound = "")]
 pub struct ScraperTls<D: TlsDefaults> {
@@ -118,17 +118,17 @@ pub struct ScraperTls<D: TlsDefaults> {
     pub insecure: bool,
     #[serde(default = "D::insecure_skip_verify")]
     pub insecure_skip_verify: bool,
-    #[serde(default)]
+    #[serde(default, with = "vigil_core::config::empty_as_none")]
     pub ca_file: Option<String>,
-    #[serde(default)]
+    #[serde(default, with = "vigil_core::config::empty_as_none")]
     pub cert_file: Option<String>,
-    #[serde(default)]
+    #[serde(default, with = "vigil_core::config::empty_as_none")]
     pub key_file: Option<String>,
-    #[serde(default)]
+    #[serde(default, with = "vigil_core::config::empty_as_none")]
     pub server_name_override: Option<String>,
-    #[serde(default)]
+    #[serde(default, with = "vigil_core::config::empty_as_none")]
     pub min_version: Option<String>,
-    #[serde(default)]
+    #[serde(default, with = "vigil_core::config::empty_as_none")]
     pub max_version: Option<String>,
     /// Certificates are read when the receiver starts; accepted, not re-read.
     #[serde(default, with = "vigil_core::config::duration")]
@@ -510,5 +510,32 @@ where
     ) -> Result<Arc<dyn Receiver>, ConfigError> {
         let scraper = Arc::new((self.build)(&set.id, &cfg)?);
         Ok((self.receiver)(set, (self.schedule)(&cfg), next, scraper))
+    }
+}
+
+#[cfg(test)]
+mod tls_tests {
+    use super::*;
+
+    struct Plain;
+    impl TlsDefaults for Plain {
+        fn insecure() -> bool {
+            false
+        }
+        fn insecure_skip_verify() -> bool {
+            false
+        }
+    }
+
+    /// `server_name_override: ""` is configtls's unset, so the postgresql receiver (which refuses
+    /// the key when set) and redis (which dials by it) both see no override.
+    #[test]
+    fn empty_tls_strings_are_unset() {
+        let t: ScraperTls<Plain> = serde_json::from_value(serde_json::json!({
+            "server_name_override": "", "ca_file": "", "min_version": "",
+        }))
+        .unwrap();
+        assert_eq!(t.server_name_override, None);
+        assert_eq!((t.ca_file, t.min_version), (None, None));
     }
 }
