@@ -49,12 +49,47 @@ fn default_initial_delay() -> Duration {
     Duration::from_secs(1)
 }
 
-/// `metrics: { system.cpu.utilization: { enabled: true } }`.
+/// `metrics: { system.cpu.utilization: { enabled: true } }`, as the other scraping receivers
+/// read it ([`Toggles::build`]).
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct MetricToggle {
     pub enabled: bool,
 }
+
+/// A hostmetrics scraper's metric section, all of mdatagen's keys: a missing `enabled` (or a null
+/// section) keeps the default, as in otelcol ([`Toggles::build_with`]).
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScraperMetric {
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    /// mdatagen's re-aggregation of a metric's points over fewer attributes; not built.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aggregation_strategy: Option<Value>,
+    /// The attributes kept when re-aggregating; not built.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attributes: Option<Value>,
+}
+
+/// A scraper's `metrics` map (a null entry is a section left at its defaults).
+pub type MetricToggles = BTreeMap<String, Option<ScraperMetric>>;
+
+/// `resource_attributes: { process.cgroup: { enabled: true } }`.
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceToggle {
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    /// mdatagen's experimental filters on the attribute's values; not built.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_include: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_exclude: Option<Value>,
+}
+
+/// A scraper's `resource_attributes` map.
+pub type ResourceToggles = BTreeMap<String, Option<ResourceToggle>>;
 
 /// The scrapers otelcol's hostmetrics receiver has, in the order they are collected.
 pub const SCRAPERS: &[&str] = &[
@@ -84,17 +119,108 @@ impl Toggles {
         user: &BTreeMap<String, MetricToggle>,
         err: impl Fn(String, String) -> ConfigError,
     ) -> Result<Toggles, ConfigError> {
+        let user: MetricToggles = user
+            .iter()
+            .map(|(k, t)| {
+                let t = ScraperMetric {
+                    enabled: Some(t.enabled),
+                    ..Default::default()
+                };
+                (k.clone(), Some(t))
+            })
+            .collect();
+        Toggles::build_with(known, &[], &user, err)
+    }
+
+    /// [`Toggles::build`] for a hostmetrics scraper, which may lack some of otelcol's metrics
+    /// (`not_built`, all off by default there): `enabled: false` for one of them is accepted (it
+    /// changes nothing), and `enabled: true` is refused by name.
+    pub fn build_with(
+        known: &[(&'static str, bool)],
+        not_built: &[&str],
+        user: &MetricToggles,
+        err: impl Fn(String, String) -> ConfigError,
+    ) -> Result<Toggles, ConfigError> {
         let mut enabled: BTreeMap<&'static str, bool> = known.iter().copied().collect();
         for (name, t) in user {
+            let t = t.clone().unwrap_or_default();
+            for (key, set) in [
+                ("aggregation_strategy", t.aggregation_strategy.is_some()),
+                ("attributes", t.attributes.is_some()),
+            ] {
+                if set {
+                    return Err(err(
+                        format!("metrics::{name}::{key}"),
+                        "not built: vigil emits every attribute of a metric's points, as \
+                         otelcol does by default"
+                            .into(),
+                    ));
+                }
+            }
             match known.iter().find(|(k, _)| k == name) {
                 Some((k, _)) => {
-                    enabled.insert(k, t.enabled);
+                    if let Some(on) = t.enabled {
+                        enabled.insert(k, on);
+                    }
+                }
+                None if not_built.contains(&name.as_str()) => {
+                    if t.enabled == Some(true) {
+                        return Err(err(
+                            format!("metrics::{name}"),
+                            "not built: vigil does not emit this metric (otelcol's default is \
+                             off; set enabled: false or remove the key)"
+                                .into(),
+                        ));
+                    }
                 }
                 None => {
                     let names: Vec<&str> = known.iter().map(|(k, _)| *k).collect();
                     return Err(err(
                         format!("metrics::{name}"),
                         format!("unknown metric; this scraper emits {}", names.join(", ")),
+                    ));
+                }
+            }
+        }
+        Ok(Toggles { enabled })
+    }
+
+    /// A scraper's `resource_attributes` over `known` (name, enabled by default); an unknown name
+    /// is an error naming the key, as is a value filter (not built).
+    pub fn resource(
+        known: &[(&'static str, bool)],
+        user: &ResourceToggles,
+        err: impl Fn(String, String) -> ConfigError,
+    ) -> Result<Toggles, ConfigError> {
+        let mut enabled: BTreeMap<&'static str, bool> = known.iter().copied().collect();
+        for (name, t) in user {
+            let t = t.clone().unwrap_or_default();
+            for (key, set) in [
+                ("metrics_include", t.metrics_include.is_some()),
+                ("metrics_exclude", t.metrics_exclude.is_some()),
+            ] {
+                if set {
+                    return Err(err(
+                        format!("resource_attributes::{name}::{key}"),
+                        "not built: filter the resources after the receiver (filter processor)"
+                            .into(),
+                    ));
+                }
+            }
+            match known.iter().find(|(k, _)| k == name) {
+                Some((k, _)) => {
+                    if let Some(on) = t.enabled {
+                        enabled.insert(k, on);
+                    }
+                }
+                None => {
+                    let names: Vec<&str> = known.iter().map(|(k, _)| *k).collect();
+                    return Err(err(
+                        format!("resource_attributes::{name}"),
+                        format!(
+                            "unknown resource attribute; this scraper sets {}",
+                            names.join(", ")
+                        ),
                     ));
                 }
             }
@@ -119,7 +245,7 @@ impl Toggles {
 #[serde(deny_unknown_fields)]
 pub struct PlainScraper {
     #[serde(default)]
-    pub metrics: BTreeMap<String, MetricToggle>,
+    pub metrics: MetricToggles,
 }
 
 /// `load`: `cpu_average` divides the averages by the number of CPUs.
@@ -129,7 +255,7 @@ pub struct LoadScraper {
     #[serde(default)]
     pub cpu_average: bool,
     #[serde(default)]
-    pub metrics: BTreeMap<String, MetricToggle>,
+    pub metrics: MetricToggles,
 }
 
 /// `disk`: `include`/`exclude` by `devices`.
@@ -141,7 +267,7 @@ pub struct DiskScraper {
     #[serde(default)]
     pub exclude: Option<FilterConfig>,
     #[serde(default)]
-    pub metrics: BTreeMap<String, MetricToggle>,
+    pub metrics: MetricToggles,
 }
 
 /// `network`: `include`/`exclude` by `interfaces`.
@@ -167,7 +293,7 @@ pub struct FilesystemScraper {
     #[serde(default)]
     pub include_virtual_filesystems: bool,
     #[serde(default)]
-    pub metrics: BTreeMap<String, MetricToggle>,
+    pub metrics: MetricToggles,
 }
 
 /// `process`: `include`/`exclude` by executable `names`, and otelcol's `mute_process_*_error` flags.
@@ -194,10 +320,10 @@ pub struct ProcessScraper {
     #[serde(default, with = "duration")]
     pub scrape_process_delay: Duration,
     #[serde(default)]
-    pub metrics: BTreeMap<String, MetricToggle>,
-    /// Accepted for otelcol compatibility: every resource attribute this scraper knows is emitted.
+    pub metrics: MetricToggles,
+    /// Which resource attributes each process carries (`process.cgroup` is off by default).
     #[serde(default)]
-    pub resource_attributes: BTreeMap<String, MetricToggle>,
+    pub resource_attributes: ResourceToggles,
 }
 
 /// Decodes the receiver's section and each scraper's own section, with key paths in the errors.

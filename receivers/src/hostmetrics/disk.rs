@@ -72,7 +72,7 @@ pub struct DiskScraper {
 impl DiskScraper {
     pub fn new(id: &ComponentId, section: &Value) -> Result<Self, ConfigError> {
         let cfg: DiskConfig = scraper(id, "disk", section)?;
-        let toggles = Toggles::build(METRICS, &cfg.metrics, |p, m| {
+        let toggles = Toggles::build_with(METRICS, &[], &cfg.metrics, |p, m| {
             ConfigError::component(
                 ComponentKind::Receiver,
                 id,

@@ -22,6 +22,20 @@ pub struct FilterConfig {
     pub mount_points: Option<Vec<String>>,
     #[serde(default)]
     pub match_type: Option<String>,
+    /// filterset's `regexp` options. Read and without effect: its cache remembers which names
+    /// matched, and vigil compiles the patterns once and matches the few names of one scrape.
+    #[serde(default)]
+    pub regexp: Option<RegexpOptions>,
+}
+
+/// `regexp: { cacheenabled, cachemaxnumentries }` under a filter.
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegexpOptions {
+    #[serde(default)]
+    pub cacheenabled: bool,
+    #[serde(default)]
+    pub cachemaxnumentries: u64,
 }
 
 /// A compiled filter.
@@ -130,5 +144,18 @@ mod tests {
             NameFilter::compile(&missing, "devices").unwrap_err().0,
             "names"
         );
+    }
+
+    #[test]
+    fn regexp_cache_options_are_read() {
+        let f: FilterConfig = serde_json::from_value(serde_json::json!({
+            "names": ["^a"], "match_type": "regexp",
+            "regexp": {"cacheenabled": true, "cachemaxnumentries": 100},
+        }))
+        .unwrap();
+        assert!(NameFilter::compile(&f, "names").unwrap().matches("abc"));
+        let bad =
+            serde_json::from_value::<FilterConfig>(serde_json::json!({"regexp": {"cachesize": 1}}));
+        assert!(bad.is_err());
     }
 }

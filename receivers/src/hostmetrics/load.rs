@@ -32,7 +32,7 @@ pub struct LoadScraper {
 impl LoadScraper {
     pub fn new(id: &ComponentId, section: &Value) -> Result<Self, ConfigError> {
         let cfg: LoadConfig = scraper(id, "load", section)?;
-        let toggles = Toggles::build(METRICS, &cfg.metrics, |p, m| {
+        let toggles = Toggles::build_with(METRICS, &[], &cfg.metrics, |p, m| {
             ConfigError::component(
                 ComponentKind::Receiver,
                 id,

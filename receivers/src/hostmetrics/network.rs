@@ -1,6 +1,7 @@
 //! `network` scraper: per-interface `system.network.{io,packets,errors,dropped}` from
 //! `/proc/net/dev`, filtered by `include`/`exclude` `interfaces`, and
-//! `system.network.connections{protocol,state}` from `/proc/net/tcp` and `/proc/net/tcp6`.
+//! `system.network.connections{protocol,state}` from `/proc/net/tcp` and `/proc/net/tcp6`, and the
+//! optional `system.network.conntrack.{count,max}` from `/proc/sys/net/netfilter`.
 
 use super::config::{compile_filter, scraper, NetworkScraper as NetConfig, Toggles};
 use super::filter::IncludeExclude;
@@ -15,6 +16,8 @@ const METRICS: &[(&str, bool)] = &[
     ("system.network.errors", true),
     ("system.network.dropped", true),
     ("system.network.connections", true),
+    ("system.network.conntrack.count", false),
+    ("system.network.conntrack.max", false),
 ];
 
 /// TCP states by the kernel's number (`st` column, 1-based), with the names otelcol reports.
@@ -86,7 +89,7 @@ pub struct NetworkScraper {
 impl NetworkScraper {
     pub fn new(id: &ComponentId, section: &Value) -> Result<Self, ConfigError> {
         let cfg: NetConfig = scraper(id, "network", section)?;
-        let toggles = Toggles::build(METRICS, &cfg.metrics, |p, m| {
+        let toggles = Toggles::build_with(METRICS, &[], &cfg.metrics, |p, m| {
             ConfigError::component(
                 ComponentKind::Receiver,
                 id,
@@ -156,7 +159,34 @@ impl Scraper for NetworkScraper {
                 }
             }
         }
+        // The netfilter table's size, as gopsutil's FilterCounters reads it; without the
+        // nf_conntrack module the files are absent and the metrics have no point.
+        let conntrack = |name: &str, file: &str| {
+            if !self.toggles.on(name) {
+                return Vec::new();
+            }
+            ctx.root
+                .read(&format!("/proc/sys/net/netfilter/{file}"))
+                .ok()
+                .and_then(|v| v.trim().parse::<i64>().ok())
+                .map(|v| vec![int_point(vec![], v, 0, t)])
+                .unwrap_or_default()
+        };
         let metrics = vec![
+            sum(
+                "system.network.conntrack.count",
+                "The count of entries in conntrack table.",
+                "{entries}",
+                false,
+                conntrack("system.network.conntrack.count", "nf_conntrack_count"),
+            ),
+            sum(
+                "system.network.conntrack.max",
+                "The limit for entries in the conntrack table.",
+                "{entries}",
+                false,
+                conntrack("system.network.conntrack.max", "nf_conntrack_max"),
+            ),
             sum(
                 "system.network.io",
                 "The number of bytes transmitted and received.",
@@ -239,5 +269,26 @@ mod tests {
         assert_eq!(value(c, "protocol=tcp,state=ESTABLISHED"), 2.0);
         assert_eq!(value(c, "protocol=tcp,state=TIME_WAIT"), 1.0);
         assert_eq!(value(c, "protocol=tcp,state=CLOSING"), 0.0);
+        assert!(out.metrics.iter().all(|m| !m.name.contains("conntrack")));
+    }
+
+    #[test]
+    fn conntrack_when_enabled() {
+        let root = fixture();
+        let ctx = ctx(&root);
+        let on = serde_json::json!({"metrics": {
+            "system.network.conntrack.count": {"enabled": true},
+            "system.network.conntrack.max": {"enabled": true},
+        }});
+        let out = NetworkScraper::new(&id(), &on)
+            .unwrap()
+            .scrape(&ctx)
+            .unwrap();
+        let c = find(&out.metrics, "system.network.conntrack.count");
+        assert_eq!((value(c, ""), c.unit.as_str()), (123.0, "{entries}"));
+        assert_eq!(
+            value(find(&out.metrics, "system.network.conntrack.max"), ""),
+            262144.0
+        );
     }
 }

@@ -37,7 +37,7 @@ pub struct PagingScraper {
 impl PagingScraper {
     pub fn new(id: &ComponentId, section: &Value) -> Result<Self, ConfigError> {
         let cfg: PlainScraper = scraper(id, "paging", section)?;
-        let toggles = Toggles::build(METRICS, &cfg.metrics, |p, m| {
+        let toggles = Toggles::build_with(METRICS, &[], &cfg.metrics, |p, m| {
             ConfigError::component(
                 ComponentKind::Receiver,
                 id,

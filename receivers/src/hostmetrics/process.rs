@@ -1,6 +1,8 @@
 //! `process` scraper: one resource per process (`process.pid`, `process.executable.name`, …) with
-//! its CPU time, memory and disk I/O, from `/proc/<pid>/{stat,status,cmdline,exe,io}`. Processes are
-//! kept or dropped by executable name with `include`/`exclude` `names`.
+//! its CPU time, memory and disk I/O, from `/proc/<pid>/{stat,status,cmdline,exe,io,cgroup}`.
+//! Processes are kept or dropped by executable name with `include`/`exclude` `names`;
+//! `resource_attributes` turns each resource attribute on or off (`process.cgroup` is off by
+//! default, as in otelcol).
 
 use super::config::{compile_filter, scraper, ProcessScraper as ProcessConfig, Toggles};
 use super::filter::IncludeExclude;
@@ -23,7 +25,28 @@ const METRICS: &[(&str, bool)] = &[
     ("process.open_file_descriptors", false),
     ("process.disk.operations", false),
     ("process.paging.faults", false),
+    ("process.context_switches", false),
+    ("process.uptime", false),
+    // Windows only: on Linux otelcol records no point for it either.
+    ("process.handles", false),
 ];
+
+/// The resource attributes and whether each is on by default.
+const RESOURCE_ATTRIBUTES: &[(&str, bool)] = &[
+    ("process.pid", true),
+    ("process.parent_pid", true),
+    ("process.executable.name", true),
+    ("process.executable.path", true),
+    ("process.command", true),
+    ("process.command_line", true),
+    ("process.owner", true),
+    ("process.cgroup", false),
+];
+
+/// otelcol's process metrics vigil does not emit (all off by default there): `enabled: false` is
+/// accepted, `enabled: true` refused by name. `process.signals_pending` is gopsutil's reading of a
+/// signal mask as a number, not a count worth copying.
+const NOT_BUILT: &[&str] = &["process.signals_pending"];
 
 /// What one process's files say.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -63,7 +86,7 @@ pub(crate) fn parse_pid_stat(pid: u32, text: &str) -> Option<ProcInfo> {
     })
 }
 
-fn page_size() -> u64 {
+pub(crate) fn page_size() -> u64 {
     // SAFETY: sysconf reads a constant and touches no memory of ours.
     let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     if p > 0 {
@@ -87,6 +110,7 @@ fn users(root: &Root) -> HashMap<u32, String> {
 
 pub struct ProcessScraper {
     toggles: Toggles,
+    resource: Toggles,
     names: IncludeExclude,
     cfg: ProcessConfig,
     page: u64,
@@ -97,7 +121,15 @@ pub struct ProcessScraper {
 impl ProcessScraper {
     pub fn new(id: &ComponentId, section: &Value) -> Result<Self, ConfigError> {
         let cfg: ProcessConfig = scraper(id, "process", section)?;
-        let toggles = Toggles::build(METRICS, &cfg.metrics, |p, m| {
+        let toggles = Toggles::build_with(METRICS, NOT_BUILT, &cfg.metrics, |p, m| {
+            ConfigError::component(
+                ComponentKind::Receiver,
+                id,
+                format!("scrapers::process::{p}"),
+                m,
+            )
+        })?;
+        let resource = Toggles::resource(RESOURCE_ATTRIBUTES, &cfg.resource_attributes, |p, m| {
             ConfigError::component(
                 ComponentKind::Receiver,
                 id,
@@ -111,6 +143,7 @@ impl ProcessScraper {
         };
         Ok(ProcessScraper {
             toggles,
+            resource,
             names,
             cfg,
             page: page_size(),
@@ -205,6 +238,19 @@ impl Scraper for ProcessScraper {
             if let Some(o) = owner {
                 attrs.push(kv_str("process.owner", o));
             }
+            if self.resource.on("process.cgroup") {
+                match root.read(&format!("/proc/{pid}/cgroup")) {
+                    Ok(c) => attrs.push(kv_str("process.cgroup", c.trim_end_matches('\n'))),
+                    Err(e) => {
+                        if !(all_muted || self.cfg.mute_process_cgroup_error) {
+                            errors.push(format!(
+                                "pid {pid} ({name}): reading /proc/{pid}/cgroup: {e}"
+                            ));
+                        }
+                    }
+                }
+            }
+            attrs.retain(|kv| self.resource.on(&kv.key));
 
             let secs = p.cpu_ticks.map(|v| v as f64 / ctx.ticks);
             let mut cpu_time = Vec::new();
@@ -254,7 +300,25 @@ impl Scraper for ProcessScraper {
             } else {
                 vec![]
             };
+            let switches: Vec<_> = [
+                ("involuntary", "nonvoluntary_ctxt_switches:"),
+                ("voluntary", "voluntary_ctxt_switches:"),
+            ]
+            .iter()
+            .filter_map(|(kind, key)| {
+                let n = status
+                    .lines()
+                    .find_map(|l| l.strip_prefix(key))?
+                    .trim()
+                    .parse::<i64>()
+                    .ok()?;
+                Some(int_point(vec![kv_str("type", *kind)], n, start, t))
+            })
+            .collect();
+            let uptime = t.saturating_sub(start) as f64 / 1e9;
             let metrics = vec![
+                sum("process.context_switches", "Number of times the process has been context switched.", "{count}", true, switches),
+                gauge("process.uptime", "The time the process has been running.", "s", vec![f64_point(vec![], uptime, 0, t)]),
                 sum("process.cpu.time", "Total CPU seconds broken down by different states.", "s", true, cpu_time),
                 sum("process.memory.usage", "The amount of physical memory in use.", "By", false, vec![int_point(vec![], rss as i64, 0, t)]),
                 sum("process.memory.virtual", "Virtual memory size.", "By", false, vec![int_point(vec![], p.vsize as i64, 0, t)]),
@@ -371,6 +435,67 @@ mod tests {
         assert_eq!(
             value(find(&out.resources[0].1, "process.cpu.time"), "state=wait"),
             0.07
+        );
+    }
+
+    #[test]
+    fn resource_attributes_context_switches_and_uptime() {
+        let root = fixture();
+        let ctx = ctx(&root);
+        let cfg = serde_json::json!({
+            "include": {"names": ["vigil agent"], "match_type": "strict"},
+            "mute_process_exe_error": true,
+            "resource_attributes": {
+                "process.cgroup": {"enabled": true},
+                "process.command_line": {"enabled": false},
+                "process.owner": null,
+            },
+            "metrics": {
+                "process.context_switches": {"enabled": true},
+                "process.uptime": {"enabled": true},
+                "process.handles": {"enabled": true},
+                "process.signals_pending": {"enabled": false},
+            },
+        });
+        let out = ProcessScraper::new(&id(), &cfg)
+            .unwrap()
+            .scrape(&ctx)
+            .unwrap();
+        let (attrs, metrics) = &out.resources[0];
+        assert_eq!(
+            get_str(attrs, "process.cgroup"),
+            Some("0::/system.slice/vigil.service")
+        );
+        assert_eq!(get_str(attrs, "process.command_line"), None);
+        assert_eq!(get_str(attrs, "process.owner"), Some("vigil"));
+        let cs = find(metrics, "process.context_switches");
+        assert_eq!(value(cs, "type=voluntary"), 150.0);
+        assert_eq!(value(cs, "type=involuntary"), 7.0);
+        // Started 500 s after boot.
+        let up = value(find(metrics, "process.uptime"), "");
+        assert_eq!(up, (ctx.now - ctx.boot) as f64 / 1e9 - 500.0);
+        assert!(metrics.iter().all(|m| m.name != "process.handles"));
+
+        let bad = serde_json::json!({"metrics": {"process.signals_pending": {"enabled": true}}});
+        let e = ProcessScraper::new(&id(), &bad).err().unwrap().to_string();
+        assert!(
+            e.contains("scrapers::process::metrics::process.signals_pending: not built"),
+            "{e}"
+        );
+        let bad = serde_json::json!({"resource_attributes": {"process.cgroup": {
+            "enabled": true, "metrics_include": [{"strict": "x"}]}}});
+        let e = ProcessScraper::new(&id(), &bad).err().unwrap().to_string();
+        assert!(
+            e.contains(
+                "scrapers::process::resource_attributes::process.cgroup::metrics_include: not built"
+            ),
+            "{e}"
+        );
+        let bad = serde_json::json!({"resource_attributes": {"process.nope": {"enabled": true}}});
+        let e = ProcessScraper::new(&id(), &bad).err().unwrap().to_string();
+        assert!(
+            e.contains("resource_attributes::process.nope: unknown resource attribute"),
+            "{e}"
         );
     }
 }

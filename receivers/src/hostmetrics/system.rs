@@ -15,7 +15,7 @@ pub struct SystemScraper {
 impl SystemScraper {
     pub fn new(id: &ComponentId, section: &Value) -> Result<Self, ConfigError> {
         let cfg: PlainScraper = scraper(id, "system", section)?;
-        let toggles = Toggles::build(METRICS, &cfg.metrics, |p, m| {
+        let toggles = Toggles::build_with(METRICS, &[], &cfg.metrics, |p, m| {
             ConfigError::component(
                 ComponentKind::Receiver,
                 id,
