@@ -54,6 +54,14 @@ pub const KNOWN_METADATA: &[&str] = &[
     "service.instance.id",
 ];
 
+/// otelcol's `extract.metadata` names vigil does not fill: each needs one more kind of object
+/// watched (the Job's owner for the CronJob's UID, Nodes for theirs). Refused by name.
+pub const NOT_BUILT_METADATA: &[&str] = &["k8s.cronjob.uid", "k8s.node.uid"];
+
+/// otelcol's `from` values for label and annotation rules that read a workload object (which
+/// vigil does not watch). Refused by name.
+pub const NOT_BUILT_FROM: &[&str] = &["deployment", "statefulset", "daemonset", "job"];
+
 /// The `k8sattributes` processor config.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -64,6 +72,14 @@ pub struct K8sAttributesConfig {
     /// The kubeconfig context with `auth_type: kubeConfig`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context: Option<String>,
+    /// client-go's client-side limit on requests per second (0: its default of 5). Read and
+    /// checked, without effect: vigil lists and then watches each kind of object once, and
+    /// reconnects with backoff, so it never nears the limit.
+    #[serde(default)]
+    pub kube_api_qps: f64,
+    /// client-go's burst above `kube_api_qps` (0: its default of 10); read and checked, as above.
+    #[serde(default)]
+    pub kube_api_burst: i64,
     /// Only put the sender's IP in `k8s.pod.ip`, without reading the API: the agent in front of a
     /// gateway that does the lookup.
     #[serde(default)]
@@ -91,6 +107,8 @@ impl Default for K8sAttributesConfig {
         K8sAttributesConfig {
             auth_type: AuthType::default(),
             context: None,
+            kube_api_qps: 0.0,
+            kube_api_burst: 0,
             passthrough: false,
             filter: FilterConfig::default(),
             extract: ExtractConfig::default(),
@@ -191,7 +209,8 @@ pub struct FieldRule {
     /// Every key this matches (the whole key) is extracted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_regex: Option<String>,
-    /// `pod` (default), `namespace` or `node`.
+    /// `pod` (default), `namespace` or `node`; otelcol's workload sources (`deployment`,
+    /// `statefulset`, `daemonset`, `job`) are not built.
     #[serde(default = "default_from")]
     pub from: String,
 }
@@ -300,10 +319,25 @@ fn compile_rules(rules: &[FieldRule], section: &str, errors: &mut Vec<ConfigErro
             "pod" => From::Pod,
             "namespace" => From::Namespace,
             "node" => From::Node,
+            // otelcol spells the default as an empty string too.
+            "" => From::Pod,
+            other if NOT_BUILT_FROM.contains(&other) => {
+                errors.push(ConfigError::at(
+                    at("from"),
+                    format!(
+                        "not built: vigil reads labels and annotations from pod, namespace or \
+                         node, not from the {other} (it does not watch {other} objects)"
+                    ),
+                ));
+                continue;
+            }
             other => {
                 errors.push(ConfigError::at(
                     at("from"),
-                    format!("unknown source {other:?}; expected pod, namespace or node"),
+                    format!(
+                        "unknown source {other:?}; expected pod, namespace, node, deployment, \
+                         statefulset, daemonset or job"
+                    ),
                 ));
                 continue;
             }
@@ -345,7 +379,12 @@ fn compile_rules(rules: &[FieldRule], section: &str, errors: &mut Vec<ConfigErro
 pub fn check(cfg: &K8sAttributesConfig) -> Result<Compiled, ConfigError> {
     let mut errors = Vec::new();
     for (i, m) in cfg.extract.metadata.iter().enumerate() {
-        if !KNOWN_METADATA.contains(&m.as_str()) {
+        if NOT_BUILT_METADATA.contains(&m.as_str()) {
+            errors.push(ConfigError::at(
+                format!("extract::metadata::{i}"),
+                format!("not built: vigil does not fill {m:?} (it does not watch the object that holds it)"),
+            ));
+        } else if !KNOWN_METADATA.contains(&m.as_str()) {
             errors.push(ConfigError::at(
                 format!("extract::metadata::{i}"),
                 format!(
@@ -444,6 +483,18 @@ pub fn check(cfg: &K8sAttributesConfig) -> Result<Compiled, ConfigError> {
                 format!("invalid regular expression: {e}"),
             )),
         }
+    }
+    if cfg.kube_api_qps < 0.0 || cfg.kube_api_qps.is_nan() {
+        errors.push(ConfigError::at(
+            "kube_api_qps",
+            format!("must be 0 or more, not {}", cfg.kube_api_qps),
+        ));
+    }
+    if cfg.kube_api_burst < 0 {
+        errors.push(ConfigError::at(
+            "kube_api_burst",
+            format!("must be 0 or more, not {}", cfg.kube_api_burst),
+        ));
     }
     if cfg.auth_type != AuthType::KubeConfig && cfg.context.is_some() {
         errors.push(ConfigError::at(

@@ -379,6 +379,29 @@ fn config_errors_name_the_key() {
     );
     let e = check(json!({"filter": {"labels": [{"key": "a", "op": "like"}]}}));
     assert!(e.contains("filter::labels::0::op"), "{e}");
+    // otelcol's keys that vigil does not build are refused by name.
+    let e = check(json!({"extract": {"metadata": ["k8s.cronjob.uid"]}}));
+    assert!(
+        e.starts_with("extract::metadata::0: not built: vigil does not fill \"k8s.cronjob.uid\""),
+        "{e}"
+    );
+    for from in config::NOT_BUILT_FROM {
+        let e = check(json!({"extract": {"annotations": [{"key": "a", "from": from}]}}));
+        assert!(
+            e.starts_with("extract::annotations::0::from: not built"),
+            "{e}"
+        );
+    }
+    let e = check(json!({"kube_api_burst": -5}));
+    assert!(e.starts_with("kube_api_burst: must be 0 or more"), "{e}");
+    let cfg: K8sAttributesConfig = serde_json::from_value(json!({
+        "kube_api_qps": 20.5, "kube_api_burst": 40,
+        "extract": {"labels": [{"key": "app", "from": ""}]},
+    }))
+    .unwrap();
+    let c = config::check(&cfg).unwrap();
+    assert_eq!(c.labels[0].from, config::From::Pod);
+    assert_eq!((cfg.kube_api_qps, cfg.kube_api_burst), (20.5, 40));
     // otelcol's older one-source form and its defaults.
     let cfg: K8sAttributesConfig = serde_json::from_value(json!({
         "pod_association": [{"from": "resource_attribute", "name": "k8s.pod.ip"}, {"from": "connection"}]
