@@ -88,6 +88,9 @@ fn set(t: &mut Tuning, name: &str, v: f64) -> Result<(), String> {
         }
         "season_rank" => t.season_rank = v,
         "season_retry" => t.season_retry = v,
+        "burst_share" => t.burst_share = v,
+        "burst_days" => t.burst_days = v,
+        "burst_damp" => t.burst_damp = v,
         _ => return Err(format!("unknown constant {name}")),
     }
     Ok(())
@@ -543,6 +546,9 @@ fn field(t: &Tuning, name: &str) -> f64 {
         "coarse_124" => f64::from(u8::from(t.coarse_hops == 4.0 && t.coarse_quiet == 0.3)),
         "season_rank" => t.season_rank,
         "season_retry" => t.season_retry,
+        "burst_share" => t.burst_share,
+        "burst_days" => t.burst_days,
+        "burst_damp" => t.burst_damp,
         _ => f64::NAN,
     }
 }

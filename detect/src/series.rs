@@ -21,6 +21,9 @@
 //!   points, scored every `coarse_k / coarse_hops` points (8), only when it reaches the margin and the
 //!   per-point cues are quiet. A drift or a day of unusual demand, which the per-point level absorbs
 //!   within a few dozen points, moves that mean away from it.
+//! - on a count (a series whose values have all been non-negative integers: tweets, requests), a ring of
+//!   each of the last 7 days' largest rise: a rise that most of those days matched is the count's
+//!   ordinary traffic and its per-point cues count for less ([`Tuning::burst_damp`]).
 //!
 //! The score does not compare a cue with a fixed constant. Each cue is compared with its own largest
 //! value on this series over the last few hundred points (a decaying maximum, half-life
@@ -32,12 +35,14 @@
 //! stays just under the threshold for [`Tuning::hold`] points, so that one event is not reported again
 //! and again. The constants were chosen by cross-validation over four labelled corpora (BENCHMARKS.md).
 //!
-//! Memory per series: 328 bytes inline without seasonality (64 of them the slower time scale's); during
+//! Memory per series: 384 bytes inline without seasonality (64 of them the slower time scale's, 40 the
+//! ring of daily rises); during
 //! the period search (up to 3,072 points with the retry), a buffer of [`DetectorConfig::season_buffer`]
 //! 8-bit samples (768 B by default), released once the search ends; with a period `p`, one season of
 //! `f32` offsets (`4·p` bytes, 1.1 KiB for daily 5-minute data; a period found by the retry keeps one
 //! offset per 4 points, `p` bytes).
 
+mod burst;
 mod coarse;
 mod episode;
 mod seasonal;
@@ -271,6 +276,14 @@ pub struct Tuning {
     /// or three days of 5-minute data did not show can still be found; the profile then holds one offset
     /// per `season_retry` points (cross-validation steps 136 to 145: 4 shipped; 2 and 8 lost).
     pub season_retry: f64,
+    /// On a series whose values so far are all non-negative integers (a count), a rise above the
+    /// expected value is matched by a day whose largest rise reached this share of it (0 turns the
+    /// damping off; cross-validation steps 166 to 175).
+    pub burst_share: f64,
+    /// A rise matched by at least this many of the last 7 days is the count's ordinary traffic...
+    pub burst_days: f64,
+    /// ... and its per-point cues count this many times their ratio (1: no damping).
+    pub burst_damp: f64,
 }
 
 /// The shipped constants, chosen by the cross-validation in BENCHMARKS.md.
@@ -314,6 +327,9 @@ pub static DEFAULT_TUNING: Tuning = Tuning {
     coarse_young: 50.0,
     season_rank: 2.0,
     season_retry: 4.0,
+    burst_share: 0.3,
+    burst_days: 4.0,
+    burst_damp: 0.8,
 };
 
 /// A streaming detector for one series. Feed points with [`SeriesDetector::observe`], in time order where
@@ -360,9 +376,12 @@ pub struct SeriesDetector {
     q_prev: f32,
     // Whether a value below zero was seen: if not, the band does not reach below zero.
     ever_negative: bool,
+    // Whether a value below zero or with a fraction was seen: if not, the series is a count.
+    ever_fraction: bool,
     recent: [f64; RECENT],
     season: seasonal::Season,
     coarse: coarse::Coarse,
+    burst: burst::BurstDays,
 }
 
 impl Default for SeriesDetector {
@@ -407,9 +426,11 @@ impl SeriesDetector {
             spike_scale: 0.0,
             q_prev: 0.0,
             ever_negative: false,
+            ever_fraction: false,
             recent: [0.0; RECENT],
             season: seasonal::Season::new(config),
             coarse: coarse::Coarse::new(),
+            burst: burst::BurstDays::new(),
         }
     }
 
@@ -468,6 +489,7 @@ impl SeriesDetector {
         self.recent_at = self.recent_at.wrapping_add(1);
         self.seen = self.seen.saturating_add(1);
         self.ever_negative |= value < 0.0;
+        self.ever_fraction |= value < 0.0 || value.fract() != 0.0;
 
         if self.seen <= self.config_warmup {
             self.learn_warmup(deseasonalised);
@@ -475,6 +497,8 @@ impl SeriesDetector {
                 self.rebase(reset);
             }
             let mut o = self.quiet(self.level + seasonal);
+            self.burst
+                .push(timestamp_secs, value - o.expected, self.tuning.burst_share);
             o.part = Part::Warmup;
             return o;
         }
@@ -502,6 +526,7 @@ impl SeriesDetector {
         // Variance change: a short-memory scale against the long one. The short one clips more loosely
         // so that the ratio can reach well past the long scale's clip, yet a single spike moves it little.
         let abs_r = r.abs();
+        let matched = self.burst.push(timestamp_secs, r, t.burst_share);
         let clipped = abs_r.min(CLIP * s);
         let short_scale = f64::from(self.short_scale);
         let short_scale = short_scale + SHORT_BETA * (abs_r.min(2.0 * CLIP * s) - short_scale);
@@ -617,6 +642,13 @@ impl SeriesDetector {
         } else {
             q_out as f32
         };
+        // A count's bursts come and go: a rise that most days of the last week matched (each day's
+        // largest rise at least `burst_share` of it) is its ordinary traffic, even when a quiet day or
+        // two let the memories decay under it (steps 166 to 175). Counts only: where labels mark every
+        // repeated spike (the KPI corpora, none of them counts) the same damping loses them.
+        if t.burst_share > 0.0 && !self.ever_fraction && matched as f64 >= t.burst_days {
+            best.0 *= t.burst_damp;
+        }
         // The slower time scale speaks only on the point that closes a block, so a slow event is counted
         // once per block, not on each of its points.
         if let Some(ratio) = self.coarse.push(deseasonalised, t, self.floor(), s) {

@@ -534,3 +534,52 @@ fn white_noise_does_not_wake_the_coarse_scale() {
          coarse scale, {without_floor} without its noise floor"
     );
 }
+
+// A count with a burst of the same size every day (tweets, requests): after a quiet stretch the burst
+// beats the decaying memories, but most days of the last week matched it, so on a count it is ordinary
+// traffic (BENCHMARKS.md, steps 166 to 175). The same series off the integers is not a count and keeps
+// reporting it; a burst several times the daily size is reported on both.
+#[test]
+fn a_counts_daily_burst_is_ordinary_traffic() {
+    let config = DetectorConfig {
+        seasonality: false,
+        ..DetectorConfig::default()
+    };
+    let day = 288;
+    let mut noise = Noise(11);
+    let counts: Vec<f64> = (0..14 * day)
+        .map(|i| {
+            let burst = match (i / day, i % day) {
+                (13, 144..=146) => 150.0,
+                (_, 144..=146) => 30.0,
+                _ => 0.0,
+            };
+            (10.0 + 2.0 * noise.next()).round().max(0.0) + burst
+        })
+        .collect();
+    let peaks = |offset: f64| -> Vec<f64> {
+        let mut d = SeriesDetector::new(&config);
+        let mut per_day = vec![0.0f64; 14];
+        for (i, &v) in counts.iter().enumerate() {
+            let o = d.observe(i as f64 * 300.0, v + offset);
+            per_day[i / day] = per_day[i / day].max(o.score);
+        }
+        per_day
+    };
+    let count = peaks(0.0);
+    let fraction = peaks(0.5);
+    // Until four days have closed nothing differs.
+    assert_eq!(count[..4], fraction[..4]);
+    assert!(
+        fraction[1..13].iter().all(|&s| s >= DEFAULT_THRESHOLD),
+        "{fraction:?}"
+    );
+    // From then on the count reports its daily burst on far fewer days.
+    let fired = |p: &[f64]| p[4..13].iter().filter(|&&s| s >= DEFAULT_THRESHOLD).count();
+    assert!(
+        fired(&count) + 3 <= fired(&fraction),
+        "{count:?} against {fraction:?}"
+    );
+    // A burst five times the daily size is news on both.
+    assert!(count[13] >= DEFAULT_THRESHOLD && fraction[13] >= DEFAULT_THRESHOLD);
+}
