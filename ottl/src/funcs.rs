@@ -4,6 +4,11 @@
 
 use crate::eval::eval;
 use crate::histogram;
+
+mod clock;
+mod collect;
+mod digest;
+mod text;
 use crate::{kv, Call, Expr, Path, Target, Value};
 use regex::Regex;
 use sha2::Digest;
@@ -42,7 +47,7 @@ funcs! {
     Limit = "limit", Editor, 2..=3;
     TruncateAll = "truncate_all", Editor, 2..=2;
     Flatten = "flatten", Editor, 1..=3;
-    Append = "append", Editor, 2..=3;
+    Append = "append", Editor, 1..=3;
     Route = "route", Editor, 0..=0;
     ConvertGaugeToSum = "convert_gauge_to_sum", Editor, 2..=2;
     ConvertSumToGauge = "convert_sum_to_gauge", Editor, 0..=0;
@@ -90,6 +95,61 @@ funcs! {
     HasPrefix = "HasPrefix", Converter, 2..=2;
     HasSuffix = "HasSuffix", Converter, 2..=2;
     ContainsValue = "ContainsValue", Converter, 2..=2;
+    DeleteIndex = "delete_index", Editor, 2..=3;
+    StringifyAll = "stringify_all", Editor, 1..=1;
+    Sha1 = "SHA1", Converter, 1..=1;
+    Sha512 = "SHA512", Converter, 1..=1;
+    Fnv = "FNV", Converter, 1..=1;
+    Murmur3Hash = "Murmur3Hash", Converter, 1..=1;
+    Murmur3Hash128 = "Murmur3Hash128", Converter, 1..=1;
+    Xxh3 = "XXH3", Converter, 1..=1;
+    Xxh128 = "XXH128", Converter, 1..=1;
+    CommunityId = "CommunityID", Converter, 4..=6;
+    Uuid = "UUID", Converter, 0..=0;
+    UuidV7 = "UUIDv7", Converter, 0..=0;
+    ProfileId = "ProfileID", Converter, 1..=1;
+    Duration = "Duration", Converter, 1..=1;
+    Hours = "Hours", Converter, 1..=1;
+    Minutes = "Minutes", Converter, 1..=1;
+    Seconds = "Seconds", Converter, 1..=1;
+    Milliseconds = "Milliseconds", Converter, 1..=1;
+    Microseconds = "Microseconds", Converter, 1..=1;
+    Nanoseconds = "Nanoseconds", Converter, 1..=1;
+    Year = "Year", Converter, 1..=1;
+    Month = "Month", Converter, 1..=1;
+    Day = "Day", Converter, 1..=1;
+    Weekday = "Weekday", Converter, 1..=1;
+    Hour = "Hour", Converter, 1..=1;
+    Minute = "Minute", Converter, 1..=1;
+    Second = "Second", Converter, 1..=1;
+    Nanosecond = "Nanosecond", Converter, 1..=1;
+    TruncateTime = "TruncateTime", Converter, 2..=2;
+    ParseKeyValue = "ParseKeyValue", Converter, 1..=3;
+    ToKeyValueString = "ToKeyValueString", Converter, 1..=4;
+    ParseCsv = "ParseCSV", Converter, 2..=5;
+    ConvertCase = "ConvertCase", Converter, 2..=2;
+    ToSnakeCase = "ToSnakeCase", Converter, 1..=1;
+    ToCamelCase = "ToCamelCase", Converter, 1..=1;
+    Trim = "Trim", Converter, 1..=2;
+    TrimPrefix = "TrimPrefix", Converter, 2..=2;
+    TrimSuffix = "TrimSuffix", Converter, 2..=2;
+    ParseInt = "ParseInt", Converter, 2..=2;
+    Bool = "Bool", Converter, 1..=1;
+    Log = "Log", Converter, 1..=1;
+    IsValidLuhn = "IsValidLuhn", Converter, 1..=1;
+    IsInCidr = "IsInCIDR", Converter, 2..=2;
+    Base64Decode = "Base64Decode", Converter, 1..=1;
+    Base64Encode = "Base64Encode", Converter, 1..=2;
+    Decode = "Decode", Converter, 2..=2;
+    Url = "URL", Converter, 1..=1;
+    Keys = "Keys", Converter, 1..=1;
+    Values = "Values", Converter, 1..=1;
+    Index = "Index", Converter, 2..=2;
+    Sort = "Sort", Converter, 1..=2;
+    SliceToMap = "SliceToMap", Converter, 1..=3;
+    Coalesce = "Coalesce", Converter, 1..=1;
+    IsEmpty = "IsEmpty", Converter, 1..=1;
+    ParseSeverity = "ParseSeverity", Converter, 2..=2;
 }
 
 /// Every supported function's name and kind (docs/ottl.md is checked against this list).
@@ -115,8 +175,44 @@ fn params(name: &str) -> Option<&'static [&'static str]> {
         "Unix" => &["seconds", "nanoseconds"],
         "set_semconv_span_name" => &["semconv_version", "original_span_name_attribute"],
         "merge_histogram_buckets" => &["target_value", "method"],
+        "delete_index" => &["target", "startIndex", "endIndex"],
+        "ParseKeyValue" => &["target", "delimiter", "pair_delimiter"],
+        "ToKeyValueString" => &["target", "delimiter", "pair_delimiter", "sort_output"],
+        "ParseCSV" => &["target", "headers", "delimiter", "headerDelimiter", "mode"],
+        "Trim" => &["target", "replacement"],
+        "Base64Encode" => &["value", "variant"],
+        "Sort" => &["target", "order"],
+        "SliceToMap" => &["target", "keyPath", "valuePath"],
+        "CommunityID" => &[
+            "sourceIP",
+            "sourcePort",
+            "destinationIP",
+            "destinationPort",
+            "protocol",
+            "seed",
+        ],
         _ => return None,
     })
+}
+
+/// Functions whose left-out optional parameters read as nil, so a named argument may skip them
+/// (`flatten(body, depth=2)`, `ParseCSV(body, "a,b", mode="ignoreQuotes")`), as OTTL allows.
+fn skips_as_nil(name: &str) -> bool {
+    matches!(
+        name,
+        "flatten"
+            | "append"
+            | "copy_metric"
+            | "delete_index"
+            | "ParseKeyValue"
+            | "ToKeyValueString"
+            | "ParseCSV"
+            | "Trim"
+            | "Base64Encode"
+            | "Sort"
+            | "SliceToMap"
+            | "CommunityID"
+    )
 }
 
 /// Puts named arguments where their parameters are. A function that is not supported is left for
@@ -164,6 +260,10 @@ pub(crate) fn by_position(
         .take(given)
         .enumerate()
         .map(|(i, e)| {
+            let required = TABLE.iter().find(|t| t.1 == name).map_or(0, |t| t.3);
+            if e.is_none() && i >= required && skips_as_nil(name) {
+                return Ok(Expr::Lit(Value::Nil));
+            }
             e.ok_or_else(|| {
                 format!(
                     "{name}: {:?} is left out before a later argument; vigil needs the arguments before a named one",
@@ -265,7 +365,7 @@ fn glob(name: &str, pattern: &str) -> Result<Regex, String> {
 pub(crate) fn resolve(
     name: &str,
     kind: FuncKind,
-    args: Vec<Expr>,
+    mut args: Vec<Expr>,
     allow_route: bool,
 ) -> Result<Call, String> {
     let Some(&(func, _, fkind, min, max)) = TABLE
@@ -397,16 +497,21 @@ pub(crate) fn resolve(
             }
             None
         }
-        Func::SpanId | Func::TraceId => {
+        Func::SpanId | Func::TraceId | Func::ProfileId => {
             let want = if func == Func::SpanId { 8 } else { 16 };
+            // A hex string literal is turned into the bytes once, here.
+            if let Expr::Lit(Value::Str(h)) = &args[0] {
+                if let Ok(b) = hex::decode(h) {
+                    args[0] = Expr::Lit(Value::Bytes(b));
+                }
+            }
             match &args[0] {
                 Expr::Lit(Value::Bytes(b)) if b.len() == want => None,
-                _ => {
-                    return Err(format!(
-                        "{name} takes a {want}-byte literal such as 0x{}",
-                        "00".repeat(want)
-                    ))
-                }
+                _ => return Err(format!(
+                    "{name} takes a {want}-byte literal such as 0x{} or a string of {} hex digits",
+                    "00".repeat(want),
+                    2 * want
+                )),
             }
         }
         Func::Time => {
@@ -419,13 +524,72 @@ pub(crate) fn resolve(
             }
             None
         }
-        _ => None,
+        _ => {
+            check_literals(func, name, &args)?;
+            None
+        }
     };
     Ok(Call {
         func,
         args,
         regex: re,
     })
+}
+
+/// Literal arguments of the newer converters that otelcol checks when the statement is built (a
+/// case, mode, encoding, order, protocol, duration or delimiter), checked here at load the same way.
+fn check_literals(func: Func, name: &str, args: &[Expr]) -> Result<(), String> {
+    let lit = |i: usize| match args.get(i) {
+        Some(Expr::Lit(Value::Str(s))) => Some(s.as_str()),
+        _ => None,
+    };
+    let refuse = |i: usize, what: &str| -> Result<(), String> {
+        Err(format!(
+            "{name}: argument {} {:?} is not {what}",
+            i + 1,
+            lit(i).unwrap_or_default()
+        ))
+    };
+    match func {
+        Func::ConvertCase if lit(1).is_some_and(|c| !text::known_case(c)) => {
+            refuse(1, "a case (lower, upper, snake or camel)")
+        }
+        Func::ParseCsv if lit(4).is_some_and(|m| !text::known_csv_mode(m)) => {
+            refuse(4, "a mode (strict, lazyQuotes or ignoreQuotes)")
+        }
+        Func::Decode if lit(1).is_some_and(|e| !text::known_encoding(e)) => refuse(
+            1,
+            "a known encoding (base64, base64-raw, base64-url, base64-raw-url or an IANA name)",
+        ),
+        Func::Base64Encode if lit(1).is_some_and(|v| text::base64_engine(v).is_none()) => refuse(
+            1,
+            "a base64 variant (base64, base64-raw, base64-url or base64-raw-url)",
+        ),
+        Func::Sort if lit(1).is_some_and(|o| o != "asc" && o != "desc") => {
+            refuse(1, "an order (asc or desc)")
+        }
+        Func::CommunityId if lit(4).is_some_and(|p| digest::protocol(p).is_none()) => {
+            refuse(4, "a protocol (ICMP, TCP, UDP, RSVP, ICMP6 or SCTP)")
+        }
+        Func::Duration => match lit(0) {
+            Some(d) => clock::parse_duration(d).map(|_| ()),
+            None => Ok(()),
+        },
+        Func::ParseKeyValue | Func::ToKeyValueString => {
+            let delim = lit(1).filter(|d| !d.is_empty()).unwrap_or("=");
+            let pair = lit(2).filter(|d| !d.is_empty()).unwrap_or(" ");
+            if func == Func::ToKeyValueString && (lit(1) == Some("") || lit(2) == Some("")) {
+                return Err(format!("{name}: a delimiter cannot be an empty string"));
+            }
+            if delim == pair {
+                return Err(format!(
+                    "{name}: pair delimiter {pair:?} cannot be equal to delimiter {delim:?}"
+                ));
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
 }
 
 /// A number as OTTL's `FloatLikeGetter` reads one: a double, an int, a numeric string or a bool.
@@ -483,6 +647,11 @@ pub(crate) fn call_converter(c: &Call, t: &dyn Target) -> Result<Value, String> 
             .as_ref()
             .ok_or("internal: the pattern was not compiled")
     };
+    for more in [digest::call, clock::call, text::call, collect::call] {
+        if let Some(r) = more(c, t) {
+            return r;
+        }
+    }
     Ok(match f {
         Func::ParseJson => {
             let s = match arg(c, 0, t)? {
@@ -581,7 +750,7 @@ pub(crate) fn call_converter(c: &Call, t: &dyn Target) -> Result<Value, String> 
                 None => return Err("Substring: the range splits a character".into()),
             }
         }
-        Func::SpanId | Func::TraceId => arg(c, 0, t)?,
+        Func::SpanId | Func::TraceId | Func::ProfileId => arg(c, 0, t)?,
         Func::Sha256 => V::Str(hex::encode(sha2::Sha256::digest(
             want_str(f, arg(c, 0, t)?)?.as_bytes(),
         ))),
@@ -827,6 +996,9 @@ pub(crate) fn run_editor(c: &Call, t: &mut dyn Target) -> Result<(), String> {
             .ok_or("internal: the pattern was not compiled")
     };
     let p = || target_path(c);
+    if let Some(r) = collect::edit(c, t) {
+        return r;
+    }
     match f {
         Func::Route => Ok(()),
         Func::SetSemconvSpanName => semconv::set_span_name(c, t),

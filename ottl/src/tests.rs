@@ -1011,7 +1011,26 @@ fn named_arguments() {
     let err =
         |src: &str| parse_statement(Context::Metric, src, StatementOptions::default()).unwrap_err();
     assert!(err(r#"copy_metric(colour = "x")"#).contains("has no parameter \"colour\""));
-    assert!(err(r#"copy_metric(unit = "By")"#).contains("left out"));
+    // A required parameter cannot be skipped; an optional one may be.
+    assert!(err(r#"extract_count_metric(suffix = "_c")"#).contains("left out"));
+    assert!(parse_statement(
+        Context::Metric,
+        r#"copy_metric(unit = "By")"#,
+        StatementOptions::default()
+    )
+    .is_ok());
+    assert!(parse_statement(
+        Context::Log,
+        r#"flatten(body, depth = 2)"#,
+        StatementOptions::default()
+    )
+    .is_ok());
+    assert!(parse_statement(
+        Context::Log,
+        r#"append(attributes["tags"], values = ["staging", "staging:east"])"#,
+        StatementOptions::default()
+    )
+    .is_ok());
     assert!(err(r#"set(target = name, value = "x")"#).contains("named arguments are not supported"));
     // An unknown function is named as such, whatever its arguments.
     assert!(err(r#"no_such_editor(32, method = "limit_buckets")"#)
@@ -1125,4 +1144,433 @@ fn set_semconv_span_name_follows_the_conventions() {
         bad.contains("semconv_version must be a string literal"),
         "{bad}"
     );
+}
+
+fn map_of(v: Value) -> Vec<(String, Value)> {
+    match v {
+        Value::Map(m) => m
+            .into_iter()
+            .map(|x| (x.key, Value::from_any(x.value.as_ref())))
+            .collect(),
+        o => panic!("not a map: {o:?}"),
+    }
+}
+
+fn get(m: &[(String, Value)], k: &str) -> Value {
+    m.iter()
+        .find(|x| x.0 == k)
+        .map_or(Value::Nil, |x| x.1.clone())
+}
+
+/// Digests checked against reference implementations (Python's hashlib, mmh3 and xxhash, and Go's
+/// hash/fnv) for "hello world", written as otelcol writes each.
+#[test]
+fn hash_converters_match_otelcol() {
+    assert_eq!(
+        conv(r#"SHA1("hello world")"#),
+        Ok(s("2aae6c35c94fcfb415dbe95f408b9ce91ee846ed"))
+    );
+    assert!(matches!(conv(r#"SHA512("hello world")"#), Ok(Value::Str(h))
+        if h.starts_with("309ecc489c12d6eb4cc40f50c902f2b4") && h.len() == 128));
+    assert_eq!(
+        conv(r#"FNV("hello world")"#),
+        Ok(Value::Int(8618312879776256743))
+    );
+    assert_eq!(conv(r#"FNV("")"#), Ok(s("")));
+    assert_eq!(conv(r#"Murmur3Hash("hello world")"#), Ok(s("0f8f925e")));
+    assert_eq!(
+        conv(r#"Murmur3Hash128("hello world")"#),
+        Ok(s("0e617feb46603f53b163eb607d4697ab"))
+    );
+    assert_eq!(conv(r#"XXH3("hello world")"#), Ok(s("d447b1ea40e6988b")));
+    assert_eq!(
+        conv(r#"XXH128("hello world")"#),
+        Ok(s("df8d09e93f874900a99b8775cc15b6c7"))
+    );
+    // A hash of a non-string is an error, as otelcol's StringGetter makes it.
+    assert!(conv(r#"SHA1(attributes["http.status"])"#).is_err());
+    // The Community ID specification's own TCP example, and the same flow seen the other way.
+    assert_eq!(
+        conv(r#"CommunityID("128.232.110.120", 34855, "66.35.250.204", 80)"#),
+        Ok(s("1:LQU9qZlK+B5F3KDmev6m5PMibrg="))
+    );
+    assert_eq!(
+        conv(r#"CommunityID("66.35.250.204", 80, "128.232.110.120", 34855, "TCP", 0)"#),
+        Ok(s("1:LQU9qZlK+B5F3KDmev6m5PMibrg="))
+    );
+    assert!(conv(r#"CommunityID("1.2.3.4", 0, "5.6.7.8", 80)"#)
+        .unwrap_err()
+        .contains("port"));
+    assert!(parse_statement(
+        Context::Log,
+        r#"set(attributes["x"], CommunityID("a", 1, "b", 2, "GRE"))"#,
+        StatementOptions::default()
+    )
+    .unwrap_err()
+    .contains("protocol"));
+    let (Ok(Value::Str(a)), Ok(Value::Str(b))) = (conv("UUID()"), conv("UUIDv7()")) else {
+        panic!("UUIDs are strings");
+    };
+    assert_eq!((a.len(), &a[14..15]), (36, "4"));
+    assert_eq!((b.len(), &b[14..15]), (36, "7"));
+}
+
+/// Durations and calendar fields, with values Go's time package gives for the same input.
+#[test]
+fn duration_and_time_converters() {
+    assert_eq!(
+        conv(r#"Nanoseconds(Duration("1h30m"))"#),
+        Ok(Value::Int(5_400_000_000_000))
+    );
+    assert_eq!(
+        conv(r#"Nanoseconds(Duration("2h45m30.5s"))"#),
+        Ok(Value::Int(9_930_500_000_000))
+    );
+    assert_eq!(
+        conv(r#"Nanoseconds(Duration("-1.5h"))"#),
+        Ok(Value::Int(-5_400_000_000_000))
+    );
+    assert_eq!(conv(r#"Hours(Duration("90m"))"#), Ok(Value::Double(1.5)));
+    assert_eq!(conv(r#"Minutes(Duration("90m"))"#), Ok(Value::Double(90.0)));
+    assert_eq!(
+        conv(r#"Seconds(Duration("333ms"))"#),
+        Ok(Value::Double(0.333))
+    );
+    assert_eq!(
+        conv(r#"Milliseconds(Duration("90m"))"#),
+        Ok(Value::Int(5_400_000))
+    );
+    assert_eq!(conv(r#"Microseconds(Duration("1µs"))"#), Ok(Value::Int(1)));
+    // A literal that is not a duration is refused at load.
+    assert!(parse_statement(
+        Context::Log,
+        r#"set(attributes["x"], Hours(Duration("10h 20m")))"#,
+        StatementOptions::default()
+    )
+    .unwrap_err()
+    .contains("duration"));
+    // 2023-11-14T22:15:23.000000456Z, a Tuesday.
+    let at = "Unix(1700000123, 456)";
+    for (f, want) in [
+        ("Year", 2023),
+        ("Month", 11),
+        ("Day", 14),
+        ("Weekday", 2),
+        ("Hour", 22),
+        ("Minute", 15),
+        ("Second", 23),
+        ("Nanosecond", 456),
+    ] {
+        assert_eq!(conv(&format!("{f}({at})")), Ok(Value::Int(want)), "{f}");
+    }
+    assert_eq!(
+        conv(&format!(r#"UnixNano(TruncateTime({at}, Duration("1m")))"#)),
+        Ok(Value::Int(1_700_000_100_000_000_000))
+    );
+    // Seven hours does not divide a day: Go counts from year 1, not from 1970.
+    assert_eq!(
+        conv(&format!(r#"UnixNano(TruncateTime({at}, Duration("7h")))"#)),
+        Ok(Value::Int(1_699_984_800_000_000_000))
+    );
+    // Time minus time is a duration too.
+    assert_eq!(
+        conv(r#"Seconds(Unix(100) - Unix(40))"#),
+        Ok(Value::Double(60.0))
+    );
+    assert!(conv(r#"Year("2023")"#).is_err());
+}
+
+#[test]
+fn text_converters() {
+    let m = map_of(conv(r#"ParseKeyValue("k1=v1 k2=v2 k3=v3")"#).unwrap());
+    assert_eq!(m.len(), 3);
+    assert_eq!(get(&m, "k2"), s("v2"));
+    let m = map_of(conv(r#"ParseKeyValue("k1!v1_k2!v2_k3!v3", "!", "_")"#).unwrap());
+    assert_eq!(get(&m, "k3"), s("v3"));
+    // Quotes keep a delimiter inside a value and are dropped.
+    let m = map_of(conv(r#"ParseKeyValue("a=\"x y\" b=z")"#).unwrap());
+    assert_eq!((get(&m, "a"), get(&m, "b")), (s("x y"), s("z")));
+    assert!(conv(r#"ParseKeyValue("")"#).is_err());
+    assert!(conv(r#"ParseKeyValue("novalue")"#).is_err());
+    assert_eq!(
+        conv(r#"ToKeyValueString({"k1": "v1", "k2": "v=2", "k3": "\"v=3\""})"#),
+        Ok(s(r#"k1=v1 k2="v=2" k3="\"v=3\"""#))
+    );
+    assert_eq!(
+        conv(r#"ToKeyValueString({"b": 2, "a": "x"}, ":", ",", true)"#),
+        Ok(s("a:x,b:2"))
+    );
+    let m = map_of(
+        conv(r#"ParseCSV("999-999-9999,Joe Smith,joe.smith@example.com", "phone,name,email")"#)
+            .unwrap(),
+    );
+    assert_eq!(get(&m, "name"), s("Joe Smith"));
+    let m = map_of(
+        conv(r#"ParseCSV("1|\"a|b\"", "x,y", delimiter="|", headerDelimiter=",")"#).unwrap(),
+    );
+    assert_eq!(get(&m, "y"), s("a|b"));
+    let m = map_of(
+        conv(r#"ParseCSV("\"555-555-5556,Joe Smith\",joe.smith@example.com", "phone,name,email", mode="ignoreQuotes")"#)
+            .unwrap(),
+    );
+    assert_eq!(get(&m, "phone"), s("\"555-555-5556"));
+    assert!(conv(r#"ParseCSV("a,b", "x")"#)
+        .unwrap_err()
+        .contains("number of fields"));
+    assert_eq!(
+        conv(r#"ConvertCase("myMetric", "snake")"#),
+        Ok(s("my_metric"))
+    );
+    assert_eq!(
+        conv(r#"ConvertCase("my_metric", "camel")"#),
+        Ok(s("MyMetric"))
+    );
+    assert_eq!(
+        conv(r#"ConvertCase("my_metric", "upper")"#),
+        Ok(s("MY_METRIC"))
+    );
+    assert_eq!(
+        conv(r#"ToSnakeCase("MyMetricName")"#),
+        Ok(s("my_metric_name"))
+    );
+    assert_eq!(
+        conv(r#"ToCamelCase("my_metric_name")"#),
+        Ok(s("MyMetricName"))
+    );
+    assert!(parse_statement(
+        Context::Log,
+        r#"set(attributes["x"], ConvertCase(body, "kebab"))"#,
+        StatementOptions::default()
+    )
+    .unwrap_err()
+    .contains("case"));
+    assert_eq!(
+        conv(r#"Trim(" this is a test ", " ")"#),
+        Ok(s("this is a test"))
+    );
+    assert_eq!(
+        conv(r#"Trim("!!this is a test!!", "!!")"#),
+        Ok(s("this is a test"))
+    );
+    assert_eq!(
+        conv(r#"TrimPrefix("ingest_service", "ingest_")"#),
+        Ok(s("service"))
+    );
+    assert_eq!(
+        conv(r#"TrimSuffix("ingest_service", "_service")"#),
+        Ok(s("ingest"))
+    );
+    assert_eq!(conv(r#"TrimSuffix("ingest", "_service")"#), Ok(s("ingest")));
+    for (src, want) in [
+        (r#""0b1111_0000", 0"#, 240),
+        (r#""-0xFF", 0"#, -255),
+        (r#""-0o123", 0"#, -83),
+        (r#""0755", 0"#, 493),
+        (r#""AA", 16"#, 170),
+        (r#""-20", 8"#, -16),
+        (r#""12345", 10"#, 12345),
+    ] {
+        assert_eq!(
+            conv(&format!("ParseInt({src})")),
+            Ok(Value::Int(want)),
+            "{src}"
+        );
+    }
+    assert!(conv(r#"ParseInt("1_000", 10)"#).is_err());
+    assert!(conv(r#"ParseInt("12", 37)"#).is_err());
+    assert_eq!(conv(r#"Bool("True")"#), Ok(Value::Bool(true)));
+    assert_eq!(conv(r#"Bool("0")"#), Ok(Value::Bool(false)));
+    assert_eq!(conv(r#"Bool(2.5)"#), Ok(Value::Bool(true)));
+    assert_eq!(conv(r#"Bool("yes")"#), Ok(Value::Nil));
+    assert_eq!(conv(r#"Log(1)"#), Ok(Value::Double(0.0)));
+    assert!(
+        matches!(conv(r#"Log("100")"#), Ok(Value::Double(x)) if (x - 100f64.ln()).abs() < 1e-12)
+    );
+    assert!(conv(r#"Log(0)"#).is_err());
+    assert_eq!(conv(r#"IsValidLuhn("17893729974")"#), Ok(Value::Bool(true)));
+    assert_eq!(conv(r#"IsValidLuhn(17893729975)"#), Ok(Value::Bool(false)));
+    assert!(conv(r#"IsValidLuhn("1234-5678")"#).is_err());
+    assert_eq!(
+        conv(r#"IsInCIDR("192.168.3.4", ["10.0.0.0/8", "192.168.0.0/16"])"#),
+        Ok(Value::Bool(true))
+    );
+    assert_eq!(
+        conv(r#"IsInCIDR("172.16.0.1", ["10.0.0.0/8"])"#),
+        Ok(Value::Bool(false))
+    );
+    assert_eq!(
+        conv(r#"IsInCIDR("2001:db8::1", ["2001:db8::/32"])"#),
+        Ok(Value::Bool(true))
+    );
+    assert_eq!(
+        conv(r#"Base64Decode("aGVsbG8gd29ybGQ=")"#),
+        Ok(s("hello world"))
+    );
+    assert_eq!(
+        conv(r#"Decode("aGVsbG8gd29ybGQ=", "base64")"#),
+        Ok(s("hello world"))
+    );
+    assert_eq!(
+        conv(r#"Decode("aGVsbG8gd29ybGQ", "base64-raw")"#),
+        Ok(s("hello world"))
+    );
+    assert_eq!(conv(r#"Decode(0xe9, "iso-8859-1")"#), Ok(s("é")));
+    assert!(parse_statement(
+        Context::Log,
+        r#"set(attributes["x"], Decode(body, "no-such-encoding"))"#,
+        StatementOptions::default()
+    )
+    .is_err());
+    assert_eq!(
+        conv(r#"Base64Encode("test string")"#),
+        Ok(s("dGVzdCBzdHJpbmc="))
+    );
+    assert_eq!(
+        conv(r#"Base64Encode("test string", "base64-raw")"#),
+        Ok(s("dGVzdCBzdHJpbmc"))
+    );
+}
+
+#[test]
+fn url_converter_keeps_what_was_written() {
+    let m = map_of(conv(r#"URL("http://www.example.com")"#).unwrap());
+    assert_eq!(m.len(), 4);
+    assert_eq!(get(&m, "url.domain"), s("www.example.com"));
+    assert_eq!(get(&m, "url.path"), s(""));
+    let m = map_of(
+        conv(r#"URL("http://myusername:mypassword@www.example.com:80/foo.gif?key1=val1&key2=val2#fragment")"#)
+            .unwrap(),
+    );
+    for (k, v) in [
+        ("url.scheme", s("http")),
+        ("url.domain", s("www.example.com")),
+        ("url.port", Value::Int(80)),
+        ("url.path", s("/foo.gif")),
+        ("url.extension", s("gif")),
+        ("url.query", s("key1=val1&key2=val2")),
+        ("url.fragment", s("fragment")),
+        ("url.user_info", s("myusername:mypassword")),
+        ("url.username", s("myusername")),
+        ("url.password", s("mypassword")),
+    ] {
+        assert_eq!(get(&m, k), v, "{k}");
+    }
+    assert!(conv(r#"URL("")"#).is_err());
+}
+
+#[test]
+fn map_and_list_converters() {
+    assert_eq!(
+        conv_list(conv(r#"Keys({"k1": "v1", "k2": "v2"})"#).unwrap()),
+        ["k1", "k2"]
+    );
+    assert_eq!(
+        conv_list(conv(r#"Values({"a": "x", "b": 5})"#).unwrap()),
+        ["x", "5"]
+    );
+    assert!(conv(r#"Keys("x")"#).is_err());
+    assert_eq!(conv(r#"Index("hello world", "world")"#), Ok(Value::Int(6)));
+    assert_eq!(conv(r#"Index(["a", 95, 1.5], 95)"#), Ok(Value::Int(1)));
+    assert_eq!(conv(r#"Index(["a"], "b")"#), Ok(Value::Int(-1)));
+    assert_eq!(
+        conv_list(conv(r#"Sort([3, 1, 2])"#).unwrap()),
+        ["1", "2", "3"]
+    );
+    assert_eq!(
+        conv_list(conv(r#"Sort([2.5, 1, 3], "desc")"#).unwrap()),
+        ["3", "2.5", "1"]
+    );
+    assert_eq!(
+        conv_list(conv(r#"Sort(["b", true, 10, "a"])"#).unwrap()),
+        ["10", "a", "b", "true"]
+    );
+    assert!(conv(r#"Sort([{"a": 1}])"#).is_err());
+    let things = r#"[{"name": "foo", "value": 2}, {"name": "bar", "value": 5}]"#;
+    let m = map_of(conv(&format!(r#"SliceToMap({things}, ["name"], ["value"])"#)).unwrap());
+    assert_eq!(
+        (get(&m, "foo"), get(&m, "bar")),
+        (Value::Int(2), Value::Int(5))
+    );
+    let m = map_of(conv(&format!("SliceToMap({things})")).unwrap());
+    assert!(matches!(get(&m, "1"), Value::Map(_)));
+    assert_eq!(
+        conv(r#"Coalesce([attributes["nope"], attributes["http.route"], "unknown"])"#),
+        Ok(s("/health"))
+    );
+    assert_eq!(conv(r#"Coalesce([attributes["nope"]])"#), Ok(Value::Nil));
+    for (src, want) in [
+        (r#""""#, true),
+        ("0", true),
+        ("{}", true),
+        ("[]", true),
+        (r#"attributes["nope"]"#, true),
+        ("body", false),
+        ("[0]", false),
+    ] {
+        assert_eq!(
+            conv(&format!("IsEmpty({src})")),
+            Ok(Value::Bool(want)),
+            "{src}"
+        );
+    }
+    let mapping = r#"{"info": [{"equals": ["inf"]}, {"range": {"min": 200, "max": 299}}], "error": [{"range": "5xx"}]}"#;
+    assert_eq!(
+        conv(&format!(r#"ParseSeverity("inf", {mapping})"#)),
+        Ok(s("info"))
+    );
+    assert_eq!(
+        conv(&format!("ParseSeverity(204, {mapping})")),
+        Ok(s("info"))
+    );
+    assert_eq!(
+        conv(&format!(
+            r#"ParseSeverity(attributes["http.status"], {mapping})"#
+        )),
+        Ok(s("error"))
+    );
+    assert!(conv(&format!("ParseSeverity(404, {mapping})")).is_err());
+    assert_eq!(
+        conv(r#"ProfileID("a389023abaa839283293ed323892389d")"#),
+        Ok(Value::Bytes(
+            hex::decode("a389023abaa839283293ed323892389d").unwrap()
+        ))
+    );
+    assert_eq!(
+        conv(r#"SpanID("0102030405060708")"#),
+        Ok(Value::Bytes(vec![1, 2, 3, 4, 5, 6, 7, 8]))
+    );
+}
+
+#[test]
+fn delete_index_and_stringify_all() {
+    let t = run(
+        Context::Log,
+        &[
+            r#"set(attributes["tags"], ["a", "b", "c", "d", "e"])"#,
+            r#"delete_index(attributes["tags"], 0)"#,
+            r#"delete_index(attributes["tags"], Len(attributes["tags"]) - 1)"#,
+            r#"delete_index(attributes["tags"], 0, 2)"#,
+        ],
+    )
+    .unwrap();
+    assert_eq!(conv_list(attr(&t, "tags")), ["d"]);
+    assert!(run(
+        Context::Log,
+        &[
+            r#"set(attributes["tags"], ["a"])"#,
+            r#"delete_index(attributes["tags"], 3)"#
+        ]
+    )
+    .is_err());
+    let t = run(
+        Context::Log,
+        &[
+            r#"set(attributes["m"], {"b": true, "n": 1.5, "l": [1, 2]})"#,
+            "stringify_all(attributes)",
+        ],
+    )
+    .unwrap();
+    assert_eq!(attr(&t, "http.status"), s("503"));
+    assert_eq!(attr(&t, "http.route"), s("/health"));
+    assert_eq!(attr(&t, "m"), s(r#"{"b":true,"l":[1,2],"n":1.5}"#));
 }
