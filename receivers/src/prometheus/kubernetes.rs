@@ -1,5 +1,6 @@
 //! `kubernetes_sd_configs`: scrape targets from the Kubernetes API, with the roles `pod`, `node`,
-//! `service` and `endpoints` and the `__meta_kubernetes_*` labels Prometheus gives them, so that a
+//! `service`, `endpoints`, `endpointslice` (discovery.k8s.io/v1) and `ingress` (networking.k8s.io/v1)
+//! and the `__meta_kubernetes_*` labels Prometheus gives them, so that a
 //! job's `relabel_configs` written for Prometheus select and rewrite the same targets here.
 //!
 //! Prometheus watches the API; vigil lists it again every [`RELIST_INTERVAL`] (one GET per
@@ -38,6 +39,8 @@ pub enum Role {
     Node,
     Service,
     Endpoints,
+    EndpointSlice,
+    Ingress,
 }
 
 impl Role {
@@ -47,9 +50,8 @@ impl Role {
             "node" => Ok(Role::Node),
             "service" => Ok(Role::Service),
             "endpoints" => Ok(Role::Endpoints),
-            "endpointslice" | "ingress" => Err(format!(
-                "role {s:?} is not supported yet (pod, node, service and endpoints are)"
-            )),
+            "endpointslice" => Ok(Role::EndpointSlice),
+            "ingress" => Ok(Role::Ingress),
             "" => Err("role missing (one of: pod, service, endpoints, endpointslice, node, ingress)".into()),
             other => Err(format!(
                 "unknown Kubernetes SD role {other:?} (one of: pod, service, endpoints, endpointslice, node, ingress)"
@@ -63,20 +65,26 @@ impl Role {
             Role::Node => "node",
             Role::Service => "service",
             Role::Endpoints => "endpoints",
+            Role::EndpointSlice => "endpointslice",
+            Role::Ingress => "ingress",
         }
     }
 
-    /// The API path of this role's objects, in one namespace or cluster-wide.
+    /// The API path of this role's objects, in one namespace or cluster-wide. EndpointSlices and
+    /// Ingresses are read at their v1 groups only (GA since Kubernetes 1.21 and 1.19); Prometheus
+    /// 3 dropped the beta versions too.
     fn path(self, namespace: Option<&str>) -> String {
-        let plural = match self {
-            Role::Pod => "pods",
-            Role::Node => "nodes",
-            Role::Service => "services",
-            Role::Endpoints => "endpoints",
+        let (group, plural) = match self {
+            Role::Pod => ("/api/v1", "pods"),
+            Role::Node => ("/api/v1", "nodes"),
+            Role::Service => ("/api/v1", "services"),
+            Role::Endpoints => ("/api/v1", "endpoints"),
+            Role::EndpointSlice => ("/apis/discovery.k8s.io/v1", "endpointslices"),
+            Role::Ingress => ("/apis/networking.k8s.io/v1", "ingresses"),
         };
         match namespace {
-            Some(ns) if self != Role::Node => format!("/api/v1/namespaces/{ns}/{plural}"),
-            _ => format!("/api/v1/{plural}"),
+            Some(ns) if self != Role::Node => format!("{group}/namespaces/{ns}/{plural}"),
+            _ => format!("{group}/{plural}"),
         }
     }
 
@@ -87,6 +95,8 @@ impl Role {
             Role::Node => &[Role::Node],
             Role::Service => &[Role::Service],
             Role::Endpoints => &[Role::Pod, Role::Service, Role::Endpoints],
+            Role::EndpointSlice => &[Role::Pod, Role::Service, Role::EndpointSlice],
+            Role::Ingress => &[Role::Ingress],
         }
     }
 }
@@ -432,15 +442,16 @@ pub async fn discover(sd: &KubernetesSd) -> Result<Groups, String> {
             Ok::<_, String>(items)
         }
     };
-    let nodes = if sd.attach_node && matches!(sd.role, Role::Pod | Role::Endpoints) {
-        let items = api.list(&Role::Node.path(None), None).await?;
-        items
-            .iter()
-            .filter_map(|n| Some((str_at(n, &["metadata", "name"])?.to_string(), n.clone())))
-            .collect()
-    } else {
-        HashMap::new()
-    };
+    let nodes =
+        if sd.attach_node && matches!(sd.role, Role::Pod | Role::Endpoints | Role::EndpointSlice) {
+            let items = api.list(&Role::Node.path(None), None).await?;
+            items
+                .iter()
+                .filter_map(|n| Some((str_at(n, &["metadata", "name"])?.to_string(), n.clone())))
+                .collect()
+        } else {
+            HashMap::new()
+        };
     Ok(match sd.role {
         Role::Pod => {
             let pods = list_all(Role::Pod).await?;
@@ -462,6 +473,17 @@ pub async fn discover(sd: &KubernetesSd) -> Result<Groups, String> {
             let services = list_all(Role::Service).await?;
             endpoints_targets(&endpoints, &pods, &services, &nodes)
         }
+        Role::EndpointSlice => {
+            let slices = list_all(Role::EndpointSlice).await?;
+            let pods = list_all(Role::Pod).await?;
+            let services = list_all(Role::Service).await?;
+            endpointslice_targets(&slices, &pods, &services, &nodes)
+        }
+        Role::Ingress => list_all(Role::Ingress)
+            .await?
+            .iter()
+            .flat_map(ingress_targets)
+            .collect(),
     })
 }
 
@@ -908,6 +930,220 @@ fn endpoints_targets(
     out
 }
 
+/// Role `endpointslice`: as `endpoints`, from discovery.k8s.io/v1 EndpointSlices. A target per
+/// endpoint address and slice port, with the slice's service (named by its
+/// `kubernetes.io/service-name` label) and, for a pod endpoint, the pod's labels and those of the
+/// container that declares the port; then every container port of those pods that no slice port
+/// named. As in Prometheus, ports match by number alone and only regular containers are read.
+fn endpointslice_targets(
+    slices: &[Value],
+    pods: &[Value],
+    services: &[Value],
+    nodes: &HashMap<String, Value>,
+) -> Groups {
+    let key = |o: &Value| {
+        (
+            namespace_of(o),
+            str_at(o, &["metadata", "name"]).unwrap_or("").to_string(),
+        )
+    };
+    let pods: HashMap<(String, String), &Value> = pods.iter().map(|p| (key(p), p)).collect();
+    let services: HashMap<(String, String), &Value> =
+        services.iter().map(|s| (key(s), s)).collect();
+    let prefix = "__meta_kubernetes_endpointslice_";
+    let mut out = Vec::new();
+    for es in slices {
+        let ns = namespace_of(es);
+        let mut object = Labels::new();
+        object.insert("__meta_kubernetes_namespace".into(), ns.clone());
+        object.insert(
+            format!("{prefix}address_type"),
+            str_at(es, &["addressType"]).unwrap_or("").into(),
+        );
+        object_meta(&mut object, es, "endpointslice");
+        if let Some(svc) = at(es, &["metadata", "labels", "kubernetes.io/service-name"])
+            .and_then(Value::as_str)
+            .and_then(|name| services.get(&(ns.clone(), name.to_string())))
+        {
+            object.extend(service_labels(svc));
+        }
+        // Pods seen through this slice, and the port numbers a slice port already named.
+        let mut seen: BTreeMap<(String, String), BTreeSet<u64>> = BTreeMap::new();
+        for ep in items(es, &["endpoints"]) {
+            for port in items(es, &["ports"]) {
+                let number = port.get("port").and_then(Value::as_u64);
+                for addr in items(ep, &["addresses"]).iter().filter_map(Value::as_str) {
+                    let mut own = Labels::new();
+                    for (label, field) in [
+                        ("port_name", "name"),
+                        ("port_protocol", "protocol"),
+                        ("port_app_protocol", "appProtocol"),
+                    ] {
+                        if let Some(v) = str_at(port, &[field]) {
+                            own.insert(format!("{prefix}{label}"), v.into());
+                        }
+                    }
+                    if let Some(n) = number {
+                        own.insert(format!("{prefix}port"), n.to_string());
+                    }
+                    for c in ["ready", "serving", "terminating"] {
+                        if let Some(b) = at(ep, &["conditions", c]).and_then(Value::as_bool) {
+                            own.insert(format!("{prefix}endpoint_conditions_{c}"), b.to_string());
+                        }
+                    }
+                    for (label, field) in [
+                        ("endpoint_hostname", "hostname"),
+                        ("endpoint_node_name", "nodeName"),
+                        ("endpoint_zone", "zone"),
+                    ] {
+                        if let Some(v) = str_at(ep, &[field]) {
+                            own.insert(format!("{prefix}{label}"), v.into());
+                        }
+                    }
+                    let target = at(ep, &["targetRef"]);
+                    if let Some(t) = target {
+                        own.insert(
+                            format!("{prefix}address_target_kind"),
+                            str_at(t, &["kind"]).unwrap_or("").into(),
+                        );
+                        own.insert(
+                            format!("{prefix}address_target_name"),
+                            str_at(t, &["name"]).unwrap_or("").into(),
+                        );
+                    }
+                    if let Some(topology) =
+                        at(ep, &["deprecatedTopology"]).and_then(Value::as_object)
+                    {
+                        for (k, v) in topology {
+                            let n = sanitize(k);
+                            own.insert(
+                                format!("{prefix}endpoint_topology_{n}"),
+                                v.as_str().unwrap_or("").into(),
+                            );
+                            own.insert(
+                                format!("{prefix}endpoint_topology_present_{n}"),
+                                "true".into(),
+                            );
+                        }
+                    }
+                    // attach_metadata.node: the node a Node target names, else the endpoint's.
+                    let node_name = match target {
+                        Some(t) if str_at(t, &["kind"]) == Some("Node") => str_at(t, &["name"]),
+                        _ => str_at(ep, &["nodeName"]),
+                    };
+                    if let Some(node) = node_name.and_then(|n| nodes.get(n)) {
+                        object_meta(&mut own, node, "node");
+                    }
+                    let pod_key = target
+                        .filter(|t| str_at(t, &["kind"]) == Some("Pod"))
+                        .map(|t| {
+                            (
+                                str_at(t, &["namespace"]).unwrap_or(&ns).to_string(),
+                                str_at(t, &["name"]).unwrap_or("").to_string(),
+                            )
+                        });
+                    if let Some((k, pod)) = pod_key.and_then(|k| pods.get(&k).map(|p| (k, *p))) {
+                        own.extend(pod_labels(pod, nodes));
+                        let ports = seen.entry(k).or_default();
+                        if let Some(n) = number {
+                            for c in items(pod, &["spec", "containers"]) {
+                                if let Some(p) = items(c, &["ports"]).iter().find(|p| {
+                                    p.get("containerPort").and_then(Value::as_u64) == Some(n)
+                                }) {
+                                    own.extend(container_labels(pod, c, false, Some(p)).1);
+                                }
+                            }
+                            ports.insert(n);
+                        }
+                    }
+                    let address = match number {
+                        Some(n) => join_host_port(addr, &n.to_string()),
+                        None => addr.to_string(),
+                    };
+                    out.push(group(address, &object, own));
+                }
+            }
+        }
+        for (k, ports) in seen {
+            let Some(pod) = pods.get(&k) else {
+                continue;
+            };
+            let Some(ip) = str_at(pod, &["status", "podIP"]).filter(|ip| !ip.is_empty()) else {
+                continue;
+            };
+            let plabels = pod_labels(pod, nodes);
+            for c in items(pod, &["spec", "containers"]) {
+                for p in items(c, &["ports"]) {
+                    let Some(n) = p.get("containerPort").and_then(Value::as_u64) else {
+                        continue;
+                    };
+                    if ports.contains(&n) {
+                        continue;
+                    }
+                    let mut own = plabels.clone();
+                    own.extend(container_labels(pod, c, false, Some(p)).1);
+                    out.push(group(join_host_port(ip, &n.to_string()), &object, own));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Role `ingress`: a target per rule and path at the rule's host (no port: relabelling sets it),
+/// `https` when one of the ingress's TLS hosts covers the host.
+fn ingress_targets(ing: &Value) -> Groups {
+    let mut object = Labels::new();
+    object.insert("__meta_kubernetes_namespace".into(), namespace_of(ing));
+    object_meta(&mut object, ing, "ingress");
+    if let Some(class) = str_at(ing, &["spec", "ingressClassName"]) {
+        object.insert("__meta_kubernetes_ingress_class_name".into(), class.into());
+    }
+    let tls_hosts: Vec<&str> = items(ing, &["spec", "tls"])
+        .iter()
+        .flat_map(|t| items(t, &["hosts"]))
+        .filter_map(Value::as_str)
+        .collect();
+    let mut out = Vec::new();
+    for rule in items(ing, &["spec", "rules"]) {
+        let host = str_at(rule, &["host"]).unwrap_or("");
+        let scheme = if tls_hosts.iter().any(|p| host_matches(p, host)) {
+            "https"
+        } else {
+            "http"
+        };
+        // A rule without `http` stands for every path.
+        let paths: Vec<&str> = match at(rule, &["http"]) {
+            None => vec!["/"],
+            Some(http) => items(http, &["paths"])
+                .iter()
+                .map(|p| {
+                    str_at(p, &["path"])
+                        .filter(|p| !p.is_empty())
+                        .unwrap_or("/")
+                })
+                .collect(),
+        };
+        for path in paths {
+            let mut own = Labels::new();
+            own.insert("__meta_kubernetes_ingress_scheme".into(), scheme.into());
+            own.insert("__meta_kubernetes_ingress_host".into(), host.into());
+            own.insert("__meta_kubernetes_ingress_path".into(), path.into());
+            out.push(group(host.to_string(), &object, own));
+        }
+    }
+    out
+}
+
+/// Whether a TLS host pattern covers a host: equal, or `*.` standing for exactly one leading label.
+fn host_matches(pattern: &str, host: &str) -> bool {
+    if pattern == host {
+        return true;
+    }
+    let (p, h): (Vec<&str>, Vec<&str>) = (pattern.split('.').collect(), host.split('.').collect());
+    p[0] == "*" && p.len() == h.len() && p[1..] == h[1..]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1067,9 +1303,145 @@ mod tests {
         assert_eq!(e.0, "role");
         let e = check(&raw("role: pod\nbearer_token_file: /t\n")).unwrap_err();
         assert!(e.1.contains("provide the 'api_server' URL"), "{e:?}");
-        let e = check(&raw("role: endpointslice\n")).unwrap_err();
-        assert!(e.1.contains("not supported yet"), "{e:?}");
+        assert_eq!(
+            check(&raw("role: endpointslice\n")).unwrap().role,
+            Role::EndpointSlice
+        );
+        assert!(check(&raw(
+            "role: endpointslice\nselectors:\n- role: endpointslice\n  label: a=b\n- role: service\n"
+        ))
+        .is_ok());
+        let e = check(&raw("role: ingress\nselectors:\n- role: pod\n")).unwrap_err();
+        assert!(
+            e.1.contains("ingress role supports only ingress selectors"),
+            "{e:?}"
+        );
         let e = check(&raw("role: pods\n")).unwrap_err();
         assert!(e.1.contains("unknown Kubernetes SD role"), "{e:?}");
+    }
+
+    #[test]
+    fn endpointslice_role_joins_its_service_pods_and_unnamed_ports() {
+        // discovery.k8s.io/v1 as the API server serves it: `port` and `name` are optional, the
+        // conditions are tri-state, the service is named by a label.
+        let slice = json!({
+            "kind": "EndpointSlice", "apiVersion": "discovery.k8s.io/v1",
+            "metadata": {"name": "web-abc12", "namespace": "shop",
+                "labels": {"kubernetes.io/service-name": "web",
+                    "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io"}},
+            "addressType": "IPv4",
+            "endpoints": [
+                {"addresses": ["10.0.0.7"], "conditions": {"ready": true, "serving": true,
+                    "terminating": false}, "nodeName": "node-1", "zone": "eu-west-1a",
+                    "targetRef": {"kind": "Pod", "name": "web-1", "namespace": "shop", "uid": "u-1"}},
+                {"addresses": ["10.0.0.8"], "conditions": {"ready": false}}],
+            "ports": [{"name": "http", "port": 8080, "protocol": "TCP", "appProtocol": "http"}]
+        });
+        let svc = json!({"metadata": {"name": "web", "namespace": "shop",
+            "annotations": {"prometheus.io/scrape": "true"}},
+            "spec": {"clusterIP": "10.96.0.10", "ports": [{"port": 80}]}});
+        let node =
+            json!({"metadata": {"name": "node-1", "labels": {"topology.kubernetes.io/zone": "a"}}});
+        let nodes = HashMap::from([("node-1".to_string(), node)]);
+        let groups = endpointslice_targets(&[slice], &[pod()], &[svc], &nodes);
+        let addrs: Vec<&str> = groups.iter().map(|g| g.targets[0].as_str()).collect();
+        // The two endpoints, then the pod's other container port (9100) no slice port named.
+        assert_eq!(addrs, ["10.0.0.7:8080", "10.0.0.8:8080", "10.0.0.7:9100"]);
+        let l = &groups[0].labels;
+        let p = "__meta_kubernetes_endpointslice_";
+        for (k, v) in [
+            ("name", "web-abc12"),
+            ("address_type", "IPv4"),
+            ("label_kubernetes_io_service_name", "web"),
+            ("port", "8080"),
+            ("port_name", "http"),
+            ("port_protocol", "TCP"),
+            ("port_app_protocol", "http"),
+            ("endpoint_conditions_ready", "true"),
+            ("endpoint_conditions_serving", "true"),
+            ("endpoint_conditions_terminating", "false"),
+            ("endpoint_node_name", "node-1"),
+            ("endpoint_zone", "eu-west-1a"),
+            ("address_target_kind", "Pod"),
+            ("address_target_name", "web-1"),
+        ] {
+            assert_eq!(l[&format!("{p}{k}")], v, "{k}");
+        }
+        assert_eq!(l["__meta_kubernetes_namespace"], "shop");
+        assert_eq!(l["__meta_kubernetes_service_name"], "web");
+        assert_eq!(
+            l["__meta_kubernetes_service_annotation_prometheus_io_scrape"],
+            "true"
+        );
+        assert_eq!(l["__meta_kubernetes_pod_name"], "web-1");
+        assert_eq!(l["__meta_kubernetes_pod_container_name"], "app");
+        assert_eq!(l["__meta_kubernetes_pod_container_port_name"], "http");
+        // attach_metadata.node: the endpoint's node.
+        assert_eq!(l["__meta_kubernetes_node_name"], "node-1");
+        let not_ready = &groups[1].labels;
+        assert_eq!(not_ready[&format!("{p}endpoint_conditions_ready")], "false");
+        assert!(!not_ready.contains_key(&format!("{p}endpoint_conditions_serving")));
+        assert!(!not_ready.contains_key("__meta_kubernetes_pod_name"));
+        let extra = &groups[2].labels;
+        assert!(!extra.contains_key(&format!("{p}port")));
+        assert_eq!(
+            extra["__meta_kubernetes_pod_container_port_name"],
+            "metrics"
+        );
+        assert_eq!(extra[&format!("{p}name")], "web-abc12");
+    }
+
+    #[test]
+    fn ingress_role_has_a_target_per_rule_and_path() {
+        let ing = json!({
+            "kind": "Ingress", "apiVersion": "networking.k8s.io/v1",
+            "metadata": {"name": "shop", "namespace": "shop", "labels": {"team": "a"}},
+            "spec": {"ingressClassName": "nginx",
+                "tls": [{"hosts": ["*.example.com"], "secretName": "tls"}],
+                "rules": [
+                    {"host": "web.example.com", "http": {"paths": [
+                        {"path": "/", "pathType": "Prefix",
+                         "backend": {"service": {"name": "web", "port": {"number": 80}}}},
+                        {"path": "/api", "pathType": "Prefix",
+                         "backend": {"service": {"name": "api", "port": {"name": "http"}}}}]}},
+                    {"host": "a.b.example.com"},
+                    {"host": "plain.test", "http": {"paths": [{"pathType": "ImplementationSpecific",
+                        "backend": {"service": {"name": "web", "port": {"number": 80}}}}]}}]}
+        });
+        let groups = ingress_targets(&ing);
+        let got: Vec<(&str, &str, &str)> = groups
+            .iter()
+            .map(|g| {
+                (
+                    g.targets[0].as_str(),
+                    g.labels["__meta_kubernetes_ingress_scheme"].as_str(),
+                    g.labels["__meta_kubernetes_ingress_path"].as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("web.example.com", "https", "/"),
+                ("web.example.com", "https", "/api"),
+                // `*.` covers one label only; a rule without http is every path.
+                ("a.b.example.com", "http", "/"),
+                ("plain.test", "http", "/"),
+            ]
+        );
+        let l = &groups[0].labels;
+        assert_eq!(l["__meta_kubernetes_ingress_name"], "shop");
+        assert_eq!(l["__meta_kubernetes_ingress_class_name"], "nginx");
+        assert_eq!(l["__meta_kubernetes_ingress_host"], "web.example.com");
+        assert_eq!(l["__meta_kubernetes_ingress_label_team"], "a");
+        assert_eq!(l["__meta_kubernetes_namespace"], "shop");
+        assert_eq!(
+            Role::Ingress.path(Some("shop")),
+            "/apis/networking.k8s.io/v1/namespaces/shop/ingresses"
+        );
+        assert_eq!(
+            Role::EndpointSlice.path(None),
+            "/apis/discovery.k8s.io/v1/endpointslices"
+        );
     }
 }

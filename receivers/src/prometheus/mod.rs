@@ -4,7 +4,7 @@
 //! OTLP as otelcol maps it, with the synthetic `up`/`scrape_*` series and staleness markers.
 //!
 //! Layout: `config` (keys, defaults, checks), `parse` (the exposition parser; public for the fuzz
-//! target and the benchmark), `relabel`, `discovery` (targets from static and file SD), `kubernetes` (targets from the Kubernetes API), `convert`
+//! target and the benchmark), `relabel`, `discovery` (targets from static and file SD), `kubernetes` (targets from the Kubernetes API: roles pod, node, service, endpoints, endpointslice, ingress), `convert`
 //! (samples to OTLP, start times, staleness), `scrape` (HTTP and the per-target loop). This file holds
 //! the factory and the lifecycle: one manager task per job that keeps the set of target loops in
 //! step with discovery.

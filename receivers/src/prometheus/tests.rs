@@ -678,6 +678,96 @@ async fn kubernetes_pods_become_targets_after_relabelling() {
     assert!(e.contains("HTTP status 401"), "{e}");
 }
 
+/// Lists of every kind the `endpointslice` and `ingress` roles read, each served at its API group's
+/// path as the API server does (`kind`/`apiVersion` of the list, `items`).
+#[tokio::test]
+async fn kubernetes_endpointslice_and_ingress_roles_list_their_api_groups() {
+    use axum::http::Uri;
+    use axum::routing::get;
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let list = |kind: &'static str, version: &'static str, items: serde_json::Value| {
+        let log = seen.clone();
+        get(move |uri: Uri| {
+            let items = items.clone();
+            let log = log.clone();
+            async move {
+                log.lock().unwrap().push(uri.path().to_string());
+                serde_json::json!({"kind": kind, "apiVersion": version,
+                    "metadata": {"resourceVersion": "7"}, "items": items})
+                .to_string()
+            }
+        })
+    };
+    let slice = serde_json::json!({"metadata": {"name": "web-x1", "namespace": "shop",
+        "labels": {"kubernetes.io/service-name": "web"}}, "addressType": "IPv4",
+        "endpoints": [{"addresses": ["10.0.0.7"], "conditions": {"ready": true},
+            "targetRef": {"kind": "Pod", "name": "web-1", "namespace": "shop"}}],
+        "ports": [{"name": "metrics", "port": 9100, "protocol": "TCP"}]});
+    let pod = serde_json::json!({"metadata": {"name": "web-1", "namespace": "shop"},
+        "spec": {"containers": [{"name": "app", "image": "a:1",
+            "ports": [{"name": "metrics", "containerPort": 9100}]}]},
+        "status": {"podIP": "10.0.0.7", "phase": "Running"}});
+    let svc = serde_json::json!({"metadata": {"name": "web", "namespace": "shop"},
+        "spec": {"clusterIP": "10.96.0.1", "ports": [{"port": 80}]}});
+    let ing = serde_json::json!({"metadata": {"name": "web", "namespace": "shop"},
+        "spec": {"rules": [{"host": "web.example.com"}]}});
+    let app = axum::Router::new()
+        .route(
+            "/apis/discovery.k8s.io/v1/namespaces/shop/endpointslices",
+            list(
+                "EndpointSliceList",
+                "discovery.k8s.io/v1",
+                serde_json::json!([slice]),
+            ),
+        )
+        .route(
+            "/api/v1/namespaces/shop/pods",
+            list("PodList", "v1", serde_json::json!([pod])),
+        )
+        .route(
+            "/api/v1/namespaces/shop/services",
+            list("ServiceList", "v1", serde_json::json!([svc])),
+        )
+        .route(
+            "/apis/networking.k8s.io/v1/namespaces/shop/ingresses",
+            list(
+                "IngressList",
+                "networking.k8s.io/v1",
+                serde_json::json!([ing]),
+            ),
+        );
+    let api = serve(app).await;
+    let cfg = load_yaml(&format!(
+        "config:\n  scrape_configs:\n  - job_name: slices\n    kubernetes_sd_configs:\n    - role: endpointslice\n      api_server: http://{api}\n      namespaces: {{names: [shop]}}\n  - job_name: ingresses\n    kubernetes_sd_configs:\n    - role: ingress\n      api_server: http://{api}\n      namespaces: {{names: [shop]}}\n"
+    ))
+    .unwrap();
+    let slices = super::kubernetes::discover(&cfg.jobs[0].kubernetes_sd[0])
+        .await
+        .unwrap();
+    assert_eq!(slices.len(), 1, "{slices:?}");
+    assert_eq!(slices[0].targets, ["10.0.0.7:9100"]);
+    assert_eq!(slices[0].labels["__meta_kubernetes_service_name"], "web");
+    assert_eq!(slices[0].labels["__meta_kubernetes_pod_name"], "web-1");
+    let ingresses = super::kubernetes::discover(&cfg.jobs[1].kubernetes_sd[0])
+        .await
+        .unwrap();
+    assert_eq!(ingresses[0].targets, ["web.example.com"]);
+    assert_eq!(
+        ingresses[0].labels["__meta_kubernetes_ingress_scheme"],
+        "http"
+    );
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(
+        seen,
+        [
+            "/apis/discovery.k8s.io/v1/namespaces/shop/endpointslices",
+            "/api/v1/namespaces/shop/pods",
+            "/api/v1/namespaces/shop/services",
+            "/apis/networking.k8s.io/v1/namespaces/shop/ingresses",
+        ]
+    );
+}
+
 #[test]
 fn kubernetes_off_cluster_fails_discovery_not_validation() {
     // Validation accepts an in-cluster entry anywhere, as otelcol's does; discovery then says
