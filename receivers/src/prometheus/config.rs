@@ -659,8 +659,9 @@ pub fn check(id: &ComponentId, raw: RawConfig) -> Result<Config, ConfigError> {
                 "cert_file and key_file must be set together",
             ));
         }
-        if tls.server_name.is_some() {
-            return Err(err(id, at("tls_config::server_name"), "overriding the TLS server name is not supported yet; scrape the target by that name instead"));
+        if let Some(name) = tls.server_name.as_deref().filter(|n| !n.is_empty()) {
+            vigil_core::net::client_tls::server_name(name)
+                .map_err(|m| err(id, at("tls_config::server_name"), m))?;
         }
         let g = &prom.global;
         let body_size_limit = match sc.body_size_limit.as_ref().or(g.body_size_limit.as_ref()) {

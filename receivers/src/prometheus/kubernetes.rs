@@ -256,6 +256,10 @@ pub fn check(raw: &KubernetesSdRaw) -> Result<KubernetesSd, (String, String)> {
             "cert_file and key_file must be set together".into(),
         ));
     }
+    if let Some(name) = tls.server_name.as_deref().filter(|n| !n.is_empty()) {
+        vigil_core::net::client_tls::server_name(name)
+            .map_err(|m| bad("tls_config::server_name", m))?;
+    }
     Ok(KubernetesSd {
         role,
         api_server: raw.api_server.clone(),
@@ -316,29 +320,10 @@ impl Api {
                 )
             }
         };
-        let mut b = reqwest::Client::builder()
+        let b = reqwest::Client::builder()
             .user_agent(concat!("vigil/", env!("CARGO_PKG_VERSION")))
             .timeout(LIST_TIMEOUT)
-            .tls_danger_accept_invalid_certs(tls.insecure_skip_verify);
-        if let Some(ca) = &tls.ca_file {
-            let pem = std::fs::read(ca).map_err(|e| format!("cannot read CA file {ca:?}: {e}"))?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| format!("CA file {ca:?} holds no valid PEM certificate: {e}"))?;
-            for cert in certs {
-                b = b.add_root_certificate(cert);
-            }
-        }
-        if let (Some(cert), Some(key)) = (&tls.cert_file, &tls.key_file) {
-            let mut pem =
-                std::fs::read(cert).map_err(|e| format!("cannot read cert_file {cert:?}: {e}"))?;
-            pem.extend(
-                std::fs::read(key).map_err(|e| format!("cannot read key_file {key:?}: {e}"))?,
-            );
-            b = b.identity(
-                reqwest::Identity::from_pem(&pem)
-                    .map_err(|e| format!("cert_file/key_file are not a valid PEM pair: {e}"))?,
-            );
-        }
+            .tls_backend_preconfigured(super::scrape::tls_client_config(&tls, true)?);
         let client = b
             .build()
             .map_err(|e| format!("cannot build the API client: {e}"))?;

@@ -44,6 +44,37 @@ impl std::fmt::Display for ScrapeError {
     }
 }
 
+/// The rustls configuration of a `tls_config` (a job's, or a `kubernetes_sd_configs` entry's),
+/// built by the same code as every other client of vigil's: `ca_file` replaces the system roots
+/// (Go's `RootCAs`, which Prometheus sets), `server_name` is the name the server's certificate is
+/// verified against whatever host the target's address names. The SNI sent stays the target's
+/// host (none for an IP address): reqwest takes it from the URL.
+pub fn tls_client_config(
+    tls: &super::config::TlsConfig,
+    http2: bool,
+) -> Result<rustls::ClientConfig, String> {
+    let core = vigil_core::config::TlsClientConfig {
+        ca_file: tls.ca_file.clone(),
+        cert_file: tls.cert_file.clone(),
+        key_file: tls.key_file.clone(),
+        server_name_override: tls.server_name.clone().filter(|n| !n.is_empty()),
+        insecure_skip_verify: tls.insecure_skip_verify,
+        ..Default::default()
+    };
+    let alpn: &[&[u8]] = if http2 {
+        &[b"h2", b"http/1.1"]
+    } else {
+        &[b"http/1.1"]
+    };
+    vigil_core::net::client_tls::client_config(&core, alpn, |key, msg| {
+        // core names its keys `tls::…`; Prometheus's section is `tls_config`.
+        let key = key.replacen("tls", "tls_config", 1);
+        vigil_core::ConfigError::new("", key, msg)
+    })
+    .map(|c| (*c).clone())
+    .map_err(|e| format!("{}: {}", e.path, e.message))
+}
+
 /// Builds the HTTP client of a job: its TLS settings and redirect policy.
 pub fn client(job: &Job) -> Result<reqwest::Client, String> {
     let mut b = reqwest::Client::builder()
@@ -53,29 +84,9 @@ pub fn client(job: &Job) -> Result<reqwest::Client, String> {
         } else {
             reqwest::redirect::Policy::none()
         })
-        .tls_danger_accept_invalid_certs(job.tls.insecure_skip_verify);
+        .tls_backend_preconfigured(tls_client_config(&job.tls, job.enable_http2)?);
     if !job.enable_http2 {
         b = b.http1_only();
-    }
-    if let Some(ca) = &job.tls.ca_file {
-        let pem = std::fs::read(ca)
-            .map_err(|e| format!("cannot read tls_config::ca_file {ca:?}: {e}"))?;
-        for cert in reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-            format!("tls_config::ca_file {ca:?} holds no valid PEM certificate: {e}")
-        })? {
-            b = b.add_root_certificate(cert);
-        }
-    }
-    if let (Some(cert), Some(key)) = (&job.tls.cert_file, &job.tls.key_file) {
-        let mut pem = std::fs::read(cert)
-            .map_err(|e| format!("cannot read tls_config::cert_file {cert:?}: {e}"))?;
-        pem.extend(
-            std::fs::read(key)
-                .map_err(|e| format!("cannot read tls_config::key_file {key:?}: {e}"))?,
-        );
-        let id = reqwest::Identity::from_pem(&pem)
-            .map_err(|e| format!("tls_config cert_file/key_file are not a valid PEM pair: {e}"))?;
-        b = b.identity(id);
     }
     b.build()
         .map_err(|e| format!("cannot build the HTTP client: {e}"))

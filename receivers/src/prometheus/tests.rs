@@ -585,6 +585,64 @@ async fn auth_headers_are_sent() {
     assert_eq!(up_of(&rms), 0.0);
 }
 
+/// `tls_config::server_name`: the target is reached by IP, its certificate names only
+/// `metrics.test`; with the name set the scrape verifies, without it the name does not match.
+#[tokio::test]
+async fn tls_server_name_is_the_name_verified() {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["metrics.test".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca, &ca_key)
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = |f: &str| dir.path().join(f).display().to_string();
+    std::fs::write(path("ca.crt"), ca.pem()).unwrap();
+    std::fs::write(path("server.pem"), cert.pem()).unwrap();
+    std::fs::write(path("server.key"), key.serialize_pem()).unwrap();
+    let settings = vigil_core::net::tls::TlsServerSettings {
+        cert_file: Some(path("server.pem")),
+        key_file: Some(path("server.key")),
+        ..Default::default()
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(vigil_core::net::serve::serve(
+        listener,
+        axum::Router::new().route("/metrics", axum::routing::get(|| async { "a 1\n" })),
+        vigil_core::net::serve::ServeOptions {
+            tls: Some(settings.server(&[b"h2", b"http/1.1"]).unwrap()),
+            ..Default::default()
+        },
+        vigil_core::net::serve::ConnCounters::new("receiver", "prometheus_tls_target", "http"),
+        stop.clone(),
+    ));
+    let ca_file = path("ca.crt");
+    for (server_name, want) in [("      server_name: metrics.test\n", 1.0), ("", 0.0)] {
+        let extra =
+            format!("    scheme: https\n    tls_config:\n      ca_file: {ca_file}\n{server_name}");
+        let (job, t) = job_for(addr, "/metrics", &extra);
+        let mut last = None;
+        let rms = scrape::scrape_once(&ctx(job), &t, &mut Translator::new(), &mut last).await;
+        assert_eq!(up_of(&rms), want, "{server_name:?}: {last:?}");
+    }
+    stop.cancel();
+    let e = load_yaml(
+        "config:\n  scrape_configs:\n  - job_name: t\n    tls_config:\n      server_name: 'not a name!'\n    static_configs: [{targets: ['h:1']}]\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("scrape_configs::0::tls_config::server_name"),
+        "{e}"
+    );
+}
+
 // --- Kubernetes discovery against a local API server -----------------------------------------
 
 /// A stand-in API server (a cluster cannot run here) that answers pod lists as the Kubernetes API
