@@ -15,7 +15,8 @@
 //!
 //! Bounded: one set of temporary credentials is cached (until five minutes before it expires);
 //! static credentials are read again on each request, so rotated keys are used without a restart.
-//! STS and metadata answers larger than [`MAX_ANSWER`] are refused.
+//! STS answers larger than [`MAX_ANSWER`] are refused (metadata answers over
+//! `aws::IMDS_MAX_ANSWER`, by the shared `aws::Imds` session).
 //!
 //! As in contrib, the payload's SHA-256 goes into the canonical request only (contrib's signer,
 //! aws-sdk-go-v2's `SignHTTP`, sends no `x-amz-content-sha256` header), and every header the
@@ -548,52 +549,20 @@ fn xml_text(doc: &str, tag: &str) -> Option<String> {
     )
 }
 
-/// The instance role's credentials from the EC2 metadata service (IMDSv2), at
-/// `AWS_EC2_METADATA_SERVICE_ENDPOINT` if set, as `aws::imds_region` reaches it.
+/// The instance role's credentials from the EC2 metadata service (an [`aws::Imds`] session, the
+/// same one `aws::imds_region` reads the region with).
 async fn imds_credentials(client: &reqwest::Client) -> Result<Temporary, String> {
-    if std::env::var("AWS_EC2_METADATA_DISABLED").is_ok_and(|v| v.eq_ignore_ascii_case("true")) {
-        return Err("AWS_EC2_METADATA_DISABLED is true".into());
-    }
-    let base = std::env::var("AWS_EC2_METADATA_SERVICE_ENDPOINT")
-        .unwrap_or_else(|_| "http://169.254.169.254".into());
-    let base = base.trim_end_matches('/');
-    let wait = Duration::from_secs(1);
-    let get = |resp: Result<reqwest::Response, reqwest::Error>, what: &str| {
-        let what = what.to_string();
-        async move {
-            let resp = resp.map_err(|e| format!("{base}: {e}"))?;
-            if !resp.status().is_success() {
-                return Err(format!("{base} answered {} for {what}", resp.status()));
-            }
-            read_bounded(resp).await
-        }
-    };
-    let token = client
-        .put(format!("{base}/latest/api/token"))
-        .header("x-aws-ec2-metadata-token-ttl-seconds", "21600")
-        .timeout(wait)
-        .send()
-        .await;
-    let token = get(token, "a token").await?;
-    let path = format!("{base}/latest/meta-data/iam/security-credentials/");
-    let roles = client
-        .get(&path)
-        .header("x-aws-ec2-metadata-token", token.trim())
-        .timeout(wait)
-        .send()
-        .await;
-    let roles = get(roles, "the instance role").await?;
+    let imds = aws::Imds::open(client).await?;
+    let base = imds.base();
+    let path = "meta-data/iam/security-credentials/";
+    let roles = imds.get(path, "the instance role").await?;
     let role = roles.lines().next().unwrap_or_default().trim().to_string();
     if role.is_empty() {
         return Err(format!("{base}: the instance has no role"));
     }
-    let doc = client
-        .get(format!("{path}{role}"))
-        .header("x-aws-ec2-metadata-token", token.trim())
-        .timeout(wait)
-        .send()
-        .await;
-    let doc = get(doc, "the role's credentials").await?;
+    let doc = imds
+        .get(&format!("{path}{role}"), "the role's credentials")
+        .await?;
     let v: serde_json::Value =
         serde_json::from_str(&doc).map_err(|e| format!("{base}: credentials: {e}"))?;
     let field = |k: &str| {

@@ -248,43 +248,107 @@ impl AwsSession {
     }
 }
 
-/// The region from the EC2 instance metadata service (IMDSv2: a session token, then the
-/// placement), at `AWS_EC2_METADATA_SERVICE_ENDPOINT` if set. Off EC2 this fails within a second.
+/// The largest answer read from the EC2 metadata service; its documents are a few hundred bytes.
+pub const IMDS_MAX_ANSWER: usize = 64 * 1024;
+
+/// One IMDSv2 session with the EC2 instance metadata service: a token from `PUT
+/// /latest/api/token`, then any number of [`Imds::get`]s with it. Shared by every AWS lookup
+/// (the region here, the instance role's credentials in the `sigv4auth` extension) so they honour
+/// the same environment and word their errors alike. Off EC2 opening fails within a second.
+pub struct Imds<'a> {
+    client: &'a reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl<'a> Imds<'a> {
+    /// Each request's limit: an instance reaches its metadata service in milliseconds, and off
+    /// EC2 nothing answers, so a longer wait only delays the fallback's error.
+    const WAIT: Duration = Duration::from_secs(1);
+
+    /// A session at `AWS_EC2_METADATA_SERVICE_ENDPOINT` (else `http://169.254.169.254`), or an
+    /// error when `AWS_EC2_METADATA_DISABLED` is `true`, as the AWS SDKs read them.
+    pub async fn open(client: &'a reqwest::Client) -> Result<Imds<'a>, String> {
+        if std::env::var("AWS_EC2_METADATA_DISABLED").is_ok_and(|v| v.eq_ignore_ascii_case("true"))
+        {
+            return Err("AWS_EC2_METADATA_DISABLED is true".into());
+        }
+        let base = std::env::var("AWS_EC2_METADATA_SERVICE_ENDPOINT")
+            .unwrap_or_else(|_| "http://169.254.169.254".into());
+        Imds::open_at(client, &base).await
+    }
+
+    /// A session at `base` (a URL without a path).
+    pub async fn open_at(client: &'a reqwest::Client, base: &str) -> Result<Imds<'a>, String> {
+        let base = base.trim_end_matches('/').to_string();
+        // The token lives a minute: a session serves one lookup and is not kept.
+        let resp = client
+            .put(format!("{base}/latest/api/token"))
+            .header("x-aws-ec2-metadata-token-ttl-seconds", "60")
+            .timeout(Imds::WAIT)
+            .send()
+            .await;
+        let token = answer(&base, resp, "a token").await?;
+        let token = token.trim().to_string();
+        Ok(Imds {
+            client,
+            base,
+            token,
+        })
+    }
+
+    /// The text at `path` (below `/latest/`, e.g. `meta-data/placement/region`); `what` names it
+    /// in errors.
+    pub async fn get(&self, path: &str, what: &str) -> Result<String, String> {
+        let resp = self
+            .client
+            .get(format!("{}/latest/{path}", self.base))
+            .header("x-aws-ec2-metadata-token", &self.token)
+            .timeout(Imds::WAIT)
+            .send()
+            .await;
+        answer(&self.base, resp, what).await
+    }
+
+    /// The service's URL, for errors about what it answered.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+}
+
+/// A metadata answer's body, refused when it is not a success or is over [`IMDS_MAX_ANSWER`].
+async fn answer(
+    base: &str,
+    resp: Result<reqwest::Response, reqwest::Error>,
+    what: &str,
+) -> Result<String, String> {
+    let mut resp = resp.map_err(|e| format!("{base}: {}", crate::helper::http::error_chain(&e)))?;
+    if !resp.status().is_success() {
+        return Err(format!("{base} answered {} for {what}", resp.status()));
+    }
+    let mut out = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| format!("{base}: {what}: {e}"))?
+    {
+        if out.len() + chunk.len() > IMDS_MAX_ANSWER {
+            return Err(format!(
+                "{base}: {what} is larger than {IMDS_MAX_ANSWER} bytes"
+            ));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// The region from the EC2 instance metadata service (the placement document of an [`Imds`]
+/// session).
 pub async fn imds_region(client: &reqwest::Client) -> Result<String, String> {
-    if std::env::var("AWS_EC2_METADATA_DISABLED").is_ok_and(|v| v.eq_ignore_ascii_case("true")) {
-        return Err("AWS_EC2_METADATA_DISABLED is true".into());
-    }
-    let base = std::env::var("AWS_EC2_METADATA_SERVICE_ENDPOINT")
-        .unwrap_or_else(|_| "http://169.254.169.254".into());
-    let base = base.trim_end_matches('/');
-    let wait = Duration::from_secs(1);
-    let token = client
-        .put(format!("{base}/latest/api/token"))
-        .header("x-aws-ec2-metadata-token-ttl-seconds", "60")
-        .timeout(wait)
-        .send()
-        .await
-        .map_err(|e| format!("{base}: {}", crate::helper::http::error_chain(&e)))?;
-    if !token.status().is_success() {
-        return Err(format!("{base} answered {} for a token", token.status()));
-    }
-    let token = token.text().await.map_err(|e| e.to_string())?;
-    let region = client
-        .get(format!("{base}/latest/meta-data/placement/region"))
-        .header("x-aws-ec2-metadata-token", token.trim())
-        .timeout(wait)
-        .send()
-        .await
-        .map_err(|e| format!("{base}: {}", crate::helper::http::error_chain(&e)))?;
-    if !region.status().is_success() {
-        return Err(format!(
-            "{base} answered {} for the region",
-            region.status()
-        ));
-    }
-    let r = region.text().await.map_err(|e| e.to_string())?;
+    let imds = Imds::open(client).await?;
+    let r = imds.get("meta-data/placement/region", "the region").await?;
     if r.trim().is_empty() {
-        return Err(format!("{base} answered an empty region"));
+        return Err(format!("{} answered an empty region", imds.base()));
     }
     Ok(r.trim().to_string())
 }
@@ -700,6 +764,63 @@ pub fn retryable(status: u16, error_type: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A double of the EC2 metadata service's IMDSv2 protocol (the real one runs only on EC2):
+    /// a token for a PUT with a TTL header, then GETs that must carry it.
+    async fn imds_double() -> String {
+        use axum::http::{HeaderMap, StatusCode};
+        use axum::routing::{get, put};
+        let token = |h: HeaderMap| async move {
+            match h.get("x-aws-ec2-metadata-token-ttl-seconds") {
+                Some(_) => (StatusCode::OK, "tok\n".to_string()),
+                None => (StatusCode::BAD_REQUEST, String::new()),
+            }
+        };
+        let authed = |body: String| {
+            move |h: HeaderMap| async move {
+                match h.get("x-aws-ec2-metadata-token") {
+                    Some(t) if t == "tok" => (StatusCode::OK, body),
+                    _ => (StatusCode::UNAUTHORIZED, String::new()),
+                }
+            }
+        };
+        let app = axum::Router::new()
+            .route("/latest/api/token", put(token))
+            .route(
+                "/latest/meta-data/placement/region",
+                get(authed("eu-west-3".into())),
+            )
+            .route(
+                "/latest/meta-data/huge",
+                get(authed("x".repeat(IMDS_MAX_ANSWER + 1))),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        format!("http://{addr}/")
+    }
+
+    #[tokio::test]
+    async fn imds_session_sends_its_token_and_bounds_answers() {
+        let base = imds_double().await;
+        let client = reqwest::Client::new();
+        let imds = Imds::open_at(&client, &base).await.unwrap();
+        let region = imds
+            .get("meta-data/placement/region", "the region")
+            .await
+            .unwrap();
+        assert_eq!(region, "eu-west-3");
+        let e = imds
+            .get("meta-data/huge", "the document")
+            .await
+            .unwrap_err();
+        assert!(
+            e.ends_with("the document is larger than 65536 bytes"),
+            "{e}"
+        );
+        let e = imds.get("meta-data/none", "nothing").await.unwrap_err();
+        assert!(e.ends_with("answered 404 Not Found for nothing"), "{e}");
+    }
 
     /// The vector was made with botocore's `SigV4Auth` (botocore 1.44, the test venv's) on the same
     /// request, credentials and time.
