@@ -46,6 +46,19 @@ pub struct PromConfig {
     pub global: GlobalConfig,
     #[serde(default)]
     pub scrape_configs: Vec<ScrapeConfigRaw>,
+    /// Refused as not built: jobs must be written inline.
+    pub scrape_config_files: Option<Value>,
+    /// Refused: a receiver evaluates no rules, sends no alerts and writes or reads no remote store.
+    pub rule_files: Option<Value>,
+    pub alerting: Option<Value>,
+    pub remote_write: Option<Value>,
+    pub remote_read: Option<Value>,
+    /// Prometheus server settings (TSDB, its own tracing, Go runtime, OTLP ingestion): read
+    /// without effect, there is no server here.
+    pub storage: Option<Value>,
+    pub tracing: Option<Value>,
+    pub runtime: Option<Value>,
+    pub otlp: Option<Value>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
@@ -68,7 +81,49 @@ pub struct GlobalConfig {
     pub label_value_length_limit: Option<u64>,
     pub target_limit: Option<u64>,
     pub keep_dropped_targets: Option<u64>,
+    /// Read without effect: no rules are evaluated.
+    pub rule_query_offset: Option<String>,
+    /// Refused when set: vigil writes no query or scrape-failure log files.
+    pub query_log_file: Option<String>,
+    pub scrape_failure_log_file: Option<String>,
+    /// Defaults of the jobs' keys of the same names.
+    pub metric_name_validation_scheme: Option<String>,
+    pub metric_name_escaping_scheme: Option<String>,
+    pub always_scrape_classic_histograms: Option<bool>,
+    pub convert_classic_histograms_to_nhcb: Option<bool>,
+    pub scrape_native_histograms: Option<bool>,
 }
+
+/// The `*_sd_configs` Prometheus has and vigil does not build: named in the refusal.
+const UNBUILT_SD: &[&str] = &[
+    "azure_sd_configs",
+    "consul_sd_configs",
+    "digitalocean_sd_configs",
+    "docker_sd_configs",
+    "dockerswarm_sd_configs",
+    "dns_sd_configs",
+    "ec2_sd_configs",
+    "eureka_sd_configs",
+    "gce_sd_configs",
+    "hetzner_sd_configs",
+    "http_sd_configs",
+    "ionos_sd_configs",
+    "kuma_sd_configs",
+    "lightsail_sd_configs",
+    "linode_sd_configs",
+    "marathon_sd_configs",
+    "nerve_sd_configs",
+    "nomad_sd_configs",
+    "openstack_sd_configs",
+    "ovhcloud_sd_configs",
+    "puppetdb_sd_configs",
+    "scaleway_sd_configs",
+    "serverset_sd_configs",
+    "stackit_sd_configs",
+    "triton_sd_configs",
+    "uyuni_sd_configs",
+    "vultr_sd_configs",
+];
 
 /// Prometheus's `scrape_protocols` names and the media type each asks for.
 const SCRAPE_PROTOCOLS: &[(&str, &str)] = &[
@@ -182,6 +237,134 @@ pub struct ScrapeConfigRaw {
     pub enable_compression: Option<bool>,
     /// `false` keeps scrapes on HTTP/1.1.
     pub enable_http2: Option<bool>,
+    /// vigil marks a vanished series stale whether or not it carried its own timestamp, as
+    /// Prometheus does with `true`: read, the behaviour is that of `true`.
+    pub track_timestamps_staleness: Option<bool>,
+    /// The text formats vigil reads carry classic histograms only, so they are always scraped:
+    /// both spellings are read without effect (`scrape_classic_histograms` is Prometheus 2's).
+    pub scrape_classic_histograms: Option<bool>,
+    pub always_scrape_classic_histograms: Option<bool>,
+    /// `true` is refused as not built (classic histograms are sent as they are).
+    pub convert_classic_histograms_to_nhcb: Option<bool>,
+    /// `true` is refused as not built: native histograms come only in the protobuf format, which
+    /// vigil never asks for.
+    pub scrape_native_histograms: Option<bool>,
+    /// Bounds on native histograms; read without effect for the same reason.
+    pub native_histogram_bucket_limit: Option<u64>,
+    pub native_histogram_min_bucket_factor: Option<f64>,
+    /// `legacy` or `utf8`, and `underscores`, `dots`, `values` or `allow-utf-8`: checked, then read
+    /// without effect: the text formats vigil parses carry legacy names, kept as they are.
+    pub metric_name_validation_scheme: Option<String>,
+    pub metric_name_escaping_scheme: Option<String>,
+    /// Refused as not built (named so the refusal says so, not "unknown field").
+    pub scrape_failure_log_file: Option<String>,
+    pub oauth2: Option<Value>,
+    pub http_headers: Option<Value>,
+    pub proxy_url: Option<String>,
+    pub no_proxy: Option<String>,
+    pub proxy_from_environment: Option<bool>,
+    pub proxy_connect_header: Option<Value>,
+    pub azure_sd_configs: Option<Value>,
+    pub consul_sd_configs: Option<Value>,
+    pub digitalocean_sd_configs: Option<Value>,
+    pub docker_sd_configs: Option<Value>,
+    pub dockerswarm_sd_configs: Option<Value>,
+    pub dns_sd_configs: Option<Value>,
+    pub ec2_sd_configs: Option<Value>,
+    pub eureka_sd_configs: Option<Value>,
+    pub gce_sd_configs: Option<Value>,
+    pub hetzner_sd_configs: Option<Value>,
+    pub http_sd_configs: Option<Value>,
+    pub ionos_sd_configs: Option<Value>,
+    pub kuma_sd_configs: Option<Value>,
+    pub lightsail_sd_configs: Option<Value>,
+    pub linode_sd_configs: Option<Value>,
+    pub marathon_sd_configs: Option<Value>,
+    pub nerve_sd_configs: Option<Value>,
+    pub nomad_sd_configs: Option<Value>,
+    pub openstack_sd_configs: Option<Value>,
+    pub ovhcloud_sd_configs: Option<Value>,
+    pub puppetdb_sd_configs: Option<Value>,
+    pub scaleway_sd_configs: Option<Value>,
+    pub serverset_sd_configs: Option<Value>,
+    pub stackit_sd_configs: Option<Value>,
+    pub triton_sd_configs: Option<Value>,
+    pub uyuni_sd_configs: Option<Value>,
+    pub vultr_sd_configs: Option<Value>,
+}
+
+impl ScrapeConfigRaw {
+    /// The keys set that vigil refuses as not built, each with why.
+    fn unbuilt(&self) -> Vec<(&'static str, &'static str)> {
+        let mut out = Vec::new();
+        let sd = [
+            &self.azure_sd_configs,
+            &self.consul_sd_configs,
+            &self.digitalocean_sd_configs,
+            &self.docker_sd_configs,
+            &self.dockerswarm_sd_configs,
+            &self.dns_sd_configs,
+            &self.ec2_sd_configs,
+            &self.eureka_sd_configs,
+            &self.gce_sd_configs,
+            &self.hetzner_sd_configs,
+            &self.http_sd_configs,
+            &self.ionos_sd_configs,
+            &self.kuma_sd_configs,
+            &self.lightsail_sd_configs,
+            &self.linode_sd_configs,
+            &self.marathon_sd_configs,
+            &self.nerve_sd_configs,
+            &self.nomad_sd_configs,
+            &self.openstack_sd_configs,
+            &self.ovhcloud_sd_configs,
+            &self.puppetdb_sd_configs,
+            &self.scaleway_sd_configs,
+            &self.serverset_sd_configs,
+            &self.stackit_sd_configs,
+            &self.triton_sd_configs,
+            &self.uyuni_sd_configs,
+            &self.vultr_sd_configs,
+        ];
+        for (name, v) in UNBUILT_SD.iter().zip(sd) {
+            // An empty list discovers nothing in Prometheus either.
+            if v.as_ref()
+                .is_some_and(|v| !v.is_null() && v.as_array().is_none_or(|a| !a.is_empty()))
+            {
+                out.push((*name, "this service discovery is not built in vigil; use static_configs, file_sd_configs or kubernetes_sd_configs"));
+            }
+        }
+        let other: [(&'static str, bool, &'static str); 7] = [
+            ("oauth2", self.oauth2.is_some(), "OAuth 2.0 client credentials for scrapes are not built in vigil"),
+            ("http_headers", self.http_headers.is_some(), "custom scrape headers are not built in vigil"),
+            ("proxy_url", self.proxy_url.is_some() || self.no_proxy.is_some() || self.proxy_connect_header.is_some(), "scraping through a proxy is not built in vigil"),
+            ("proxy_from_environment", self.proxy_from_environment == Some(true), "scraping through a proxy is not built in vigil"),
+            ("scrape_failure_log_file", self.scrape_failure_log_file.as_deref().is_some_and(|f| !f.is_empty()), "the scrape failure log file is not built in vigil; failures are logged and `up` is 0"),
+            ("convert_classic_histograms_to_nhcb", self.convert_classic_histograms_to_nhcb == Some(true), "converting classic histograms to native ones (NHCB) is not built in vigil"),
+            ("scrape_native_histograms", self.scrape_native_histograms == Some(true), "native histograms are not built in vigil (they come only in the protobuf format, which vigil does not parse)"),
+        ];
+        out.extend(
+            other
+                .iter()
+                .filter(|(_, set, _)| *set)
+                .map(|(k, _, m)| (*k, *m)),
+        );
+        out
+    }
+}
+
+const VALIDATION_SCHEMES: &[&str] = &["legacy", "utf8"];
+const ESCAPING_SCHEMES: &[&str] = &["allow-utf-8", "underscores", "dots", "values"];
+
+fn check_scheme(v: &Option<String>, allowed: &[&str]) -> Result<(), String> {
+    match v.as_deref() {
+        None | Some("") => Ok(()),
+        Some(s) if allowed.contains(&s) => Ok(()),
+        Some(s) => Err(format!(
+            "unknown value {s:?} (one of: {})",
+            allowed.join(", ")
+        )),
+    }
 }
 
 /// A group of targets with shared labels, as in `static_configs` and file SD files.
@@ -229,6 +412,21 @@ pub struct TlsConfig {
     pub server_name: Option<String>,
     #[serde(default)]
     pub insecure_skip_verify: bool,
+    /// `TLS12` or `TLS13` (rustls speaks no older version; `TLS10`/`TLS11` are refused).
+    pub min_version: Option<String>,
+    pub max_version: Option<String>,
+}
+
+/// Prometheus's TLS version names as vigil's TLS code spells them.
+pub fn tls_version(v: &str) -> Result<&'static str, String> {
+    match v {
+        "TLS12" => Ok("1.2"),
+        "TLS13" => Ok("1.3"),
+        "TLS10" | "TLS11" => Err(format!(
+            "{v} is not built in vigil (rustls speaks TLS 1.2 and 1.3); use TLS12"
+        )),
+        _ => Err(format!("unknown TLS version {v:?} (TLS12 or TLS13)")),
+    }
 }
 
 /// The whole receiver, checked and with every default filled in.
@@ -400,6 +598,28 @@ pub fn check(id: &ComponentId, raw: RawConfig) -> Result<Config, ConfigError> {
     let Some(prom) = raw.config else {
         return Err(err(id, "config", "no Prometheus scrape_configs set"));
     };
+    for (key, set, msg) in [
+        ("scrape_config_files", prom.scrape_config_files.is_some(), "not built in vigil; write the jobs under config::scrape_configs"),
+        ("rule_files", prom.rule_files.is_some(), "not supported: the receiver evaluates no recording or alerting rules"),
+        ("alerting", prom.alerting.is_some(), "not supported: the receiver sends no alerts"),
+        ("remote_write", prom.remote_write.is_some(), "not supported here: send metrics on with the prometheusremotewrite exporter"),
+        ("remote_read", prom.remote_read.is_some(), "not supported: the receiver reads no remote store"),
+        ("global::query_log_file", prom.global.query_log_file.as_deref().is_some_and(|f| !f.is_empty()), "not supported: the receiver answers no queries"),
+        ("global::scrape_failure_log_file", prom.global.scrape_failure_log_file.as_deref().is_some_and(|f| !f.is_empty()), "the scrape failure log file is not built in vigil; failures are logged and `up` is 0"),
+        ("global::convert_classic_histograms_to_nhcb", prom.global.convert_classic_histograms_to_nhcb == Some(true), "converting classic histograms to native ones (NHCB) is not built in vigil"),
+        ("global::scrape_native_histograms", prom.global.scrape_native_histograms == Some(true), "native histograms are not built in vigil (they come only in the protobuf format, which vigil does not parse)"),
+    ] {
+        if set {
+            return Err(err(id, format!("config::{key}"), msg));
+        }
+    }
+    check_scheme(
+        &prom.global.metric_name_validation_scheme,
+        VALIDATION_SCHEMES,
+    )
+    .map_err(|m| err(id, "config::global::metric_name_validation_scheme", m))?;
+    check_scheme(&prom.global.metric_name_escaping_scheme, ESCAPING_SCHEMES)
+        .map_err(|m| err(id, "config::global::metric_name_escaping_scheme", m))?;
     if prom.scrape_configs.is_empty() {
         return Err(err(
             id,
@@ -445,6 +665,13 @@ pub fn check(id: &ComponentId, raw: RawConfig) -> Result<Config, ConfigError> {
     let mut jobs: Vec<Job> = Vec::new();
     for (i, sc) in prom.scrape_configs.iter().enumerate() {
         let at = |k: &str| format!("config::scrape_configs::{i}::{k}");
+        if let Some((key, msg)) = sc.unbuilt().into_iter().next() {
+            return Err(err(id, at(key), msg));
+        }
+        check_scheme(&sc.metric_name_validation_scheme, VALIDATION_SCHEMES)
+            .map_err(|m| err(id, at("metric_name_validation_scheme"), m))?;
+        check_scheme(&sc.metric_name_escaping_scheme, ESCAPING_SCHEMES)
+            .map_err(|m| err(id, at("metric_name_escaping_scheme"), m))?;
         let protocols = match (&sc.scrape_protocols, &prom.global.scrape_protocols) {
             (Some(own), _) => {
                 check_protocols(own).map_err(|m| err(id, at("scrape_protocols"), m))?;
@@ -663,6 +890,14 @@ pub fn check(id: &ComponentId, raw: RawConfig) -> Result<Config, ConfigError> {
             vigil_core::net::client_tls::server_name(name)
                 .map_err(|m| err(id, at("tls_config::server_name"), m))?;
         }
+        for (key, v) in [
+            ("min_version", &tls.min_version),
+            ("max_version", &tls.max_version),
+        ] {
+            if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
+                tls_version(v).map_err(|m| err(id, at(&format!("tls_config::{key}")), m))?;
+            }
+        }
         let g = &prom.global;
         let body_size_limit = match sc.body_size_limit.as_ref().or(g.body_size_limit.as_ref()) {
             Some(s) => match parse_size(s).map_err(|m| err(id, at("body_size_limit"), m))? {
@@ -805,6 +1040,89 @@ mod tests {
             .unwrap_err()
             .to_string();
             assert!(e.contains(&format!("scrape_configs::0::{key}")), "{e}");
+        }
+    }
+
+    #[test]
+    fn prometheus_2_and_3_keys_are_read_or_refused_by_name() {
+        let id = ComponentId::parse("prometheus").unwrap();
+        let load_yaml = |y: &str| load(&id, &serde_saphyr::from_str::<Value>(y).unwrap());
+        // Keys published configs carry that change nothing vigil does.
+        load_yaml(
+            "config:\n  global:\n    rule_query_offset: 1m\n    metric_name_validation_scheme: utf8\n    metric_name_escaping_scheme: underscores\n    always_scrape_classic_histograms: true\n    convert_classic_histograms_to_nhcb: false\n  storage:\n    tsdb: {out_of_order_time_window: 10m}\n  runtime: {gogc: 75}\n  scrape_configs:\n  - job_name: a\n    tls_config: {min_version: TLS12, max_version: TLS13}\n    track_timestamps_staleness: true\n    scrape_classic_histograms: true\n    always_scrape_classic_histograms: false\n    native_histogram_bucket_limit: 160\n    native_histogram_min_bucket_factor: 1.1\n    metric_name_validation_scheme: legacy\n    metric_name_escaping_scheme: allow-utf-8\n    scrape_native_histograms: false\n    proxy_from_environment: false\n    dns_sd_configs: []\n    static_configs: [{targets: ['h:1']}]\n",
+        )
+        .unwrap();
+        for (bad, key, want) in [
+            (
+                "dns_sd_configs: [{names: [a.b]}]",
+                "dns_sd_configs",
+                "not built",
+            ),
+            (
+                "http_sd_configs: [{url: 'http://sd/'}]",
+                "http_sd_configs",
+                "not built",
+            ),
+            (
+                "oauth2: {client_id: a, token_url: 'http://t/'}",
+                "oauth2",
+                "not built",
+            ),
+            ("proxy_url: 'http://proxy:3128'", "proxy_url", "not built"),
+            (
+                "http_headers: {X-A: {values: [b]}}",
+                "http_headers",
+                "not built",
+            ),
+            (
+                "scrape_native_histograms: true",
+                "scrape_native_histograms",
+                "not built",
+            ),
+            (
+                "convert_classic_histograms_to_nhcb: true",
+                "convert_classic_histograms_to_nhcb",
+                "not built",
+            ),
+            (
+                "metric_name_validation_scheme: ascii",
+                "metric_name_validation_scheme",
+                "unknown value",
+            ),
+            (
+                "tls_config: {min_version: TLS10}",
+                "tls_config::min_version",
+                "not built",
+            ),
+        ] {
+            let e = load_yaml(&format!(
+                "config:\n  scrape_configs:\n  - job_name: a\n    {bad}\n    static_configs: [{{targets: ['h:1']}}]\n"
+            ))
+            .unwrap_err()
+            .to_string();
+            assert!(
+                e.contains(&format!("scrape_configs::0::{key}")) && e.contains(want),
+                "{e}"
+            );
+        }
+        for (bad, key) in [
+            ("rule_files: [a.yml]", "config::rule_files"),
+            (
+                "scrape_config_files: [a.yml]",
+                "config::scrape_config_files",
+            ),
+            ("remote_write: [{url: 'http://w/'}]", "config::remote_write"),
+            (
+                "global: {query_log_file: q.log}",
+                "config::global::query_log_file",
+            ),
+        ] {
+            let e = load_yaml(&format!(
+                "config:\n  {bad}\n  scrape_configs:\n  - job_name: a\n    static_configs: [{{targets: ['h:1']}}]\n"
+            ))
+            .unwrap_err()
+            .to_string();
+            assert!(e.contains(key), "{e}");
         }
     }
 

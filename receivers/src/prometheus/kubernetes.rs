@@ -260,6 +260,14 @@ pub fn check(raw: &KubernetesSdRaw) -> Result<KubernetesSd, (String, String)> {
         vigil_core::net::client_tls::server_name(name)
             .map_err(|m| bad("tls_config::server_name", m))?;
     }
+    for (key, v) in [
+        ("min_version", &tls.min_version),
+        ("max_version", &tls.max_version),
+    ] {
+        if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
+            super::config::tls_version(v).map_err(|m| bad(&format!("tls_config::{key}"), m))?;
+        }
+    }
     Ok(KubernetesSd {
         role,
         api_server: raw.api_server.clone(),

@@ -53,12 +53,20 @@ pub fn tls_client_config(
     tls: &super::config::TlsConfig,
     http2: bool,
 ) -> Result<rustls::ClientConfig, String> {
+    let version = |v: &Option<String>| {
+        v.as_deref()
+            .filter(|v| !v.is_empty())
+            .map(|v| super::config::tls_version(v).map(String::from))
+            .transpose()
+    };
     let core = vigil_core::config::TlsClientConfig {
         ca_file: tls.ca_file.clone(),
         cert_file: tls.cert_file.clone(),
         key_file: tls.key_file.clone(),
         server_name_override: tls.server_name.clone().filter(|n| !n.is_empty()),
         insecure_skip_verify: tls.insecure_skip_verify,
+        min_version: version(&tls.min_version)?,
+        max_version: version(&tls.max_version)?,
         ..Default::default()
     };
     let alpn: &[&[u8]] = if http2 {
