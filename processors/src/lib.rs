@@ -13,6 +13,7 @@ pub mod dedup;
 pub mod deltatocumulative;
 pub mod deltatorate;
 pub mod drain;
+pub mod elasticapm;
 pub mod exceptions;
 pub mod failover;
 pub mod filter;
@@ -74,6 +75,7 @@ pub fn processor_factories() -> Vec<Arc<dyn DynProcessorFactory>> {
         metricsgeneration::factory(),
         metricstarttime::factory(),
         span::factory(),
+        elasticapm::processor_factory(),
     ]
 }
 
@@ -90,5 +92,6 @@ pub fn connector_factories() -> Vec<Arc<dyn DynConnectorFactory>> {
         roundrobin::factory(),
         exceptions::factory(),
         failover::factory(),
+        elasticapm::connector_factory(),
     ]
 }

@@ -50,18 +50,23 @@ impl ExpoHistogram {
     }
 
     pub fn record(&mut self, v: f64) {
-        self.count += 1;
-        self.sum += v;
+        self.record_n(v, 1);
+    }
+
+    /// Records `v` `n` times (a sampled span standing for `n` spans).
+    pub fn record_n(&mut self, v: f64, n: u64) {
+        self.count += n;
+        self.sum += v * n as f64;
         self.min = self.min.min(v);
         self.max = self.max.max(v);
         if v <= 0.0 || !v.is_finite() {
-            self.zero_count += 1;
+            self.zero_count += n;
             return;
         }
         let mut i = index(v, self.scale);
         if self.counts.is_empty() {
             self.offset = i;
-            self.counts.push(1);
+            self.counts.push(n);
             return;
         }
         let (lo, hi) = (
@@ -87,7 +92,7 @@ impl ExpoHistogram {
         if at >= self.counts.len() {
             self.counts.resize(at + 1, 0);
         }
-        self.counts[at] += 1;
+        self.counts[at] += n;
     }
 
     /// Merges buckets `2^change` at a time: index `i` becomes `i >> change`.

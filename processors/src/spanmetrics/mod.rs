@@ -14,7 +14,7 @@
 //! `vigil_spanmetrics_overflow_spans`.
 
 pub mod config;
-mod expo;
+pub(crate) mod expo;
 
 use async_trait::async_trait;
 use config::*;
