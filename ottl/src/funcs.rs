@@ -9,6 +9,7 @@ mod clock;
 mod collect;
 mod digest;
 mod text;
+mod xml;
 use crate::{kv, Call, Expr, Path, Target, Value};
 use regex::Regex;
 use sha2::Digest;
@@ -45,7 +46,7 @@ funcs! {
     ReplaceAllMatches = "replace_all_matches", Editor, 3..=3;
     MergeMaps = "merge_maps", Editor, 3..=3;
     Limit = "limit", Editor, 2..=3;
-    TruncateAll = "truncate_all", Editor, 2..=2;
+    TruncateAll = "truncate_all", Editor, 2..=4;
     Flatten = "flatten", Editor, 1..=3;
     Append = "append", Editor, 1..=3;
     Route = "route", Editor, 0..=0;
@@ -73,13 +74,13 @@ funcs! {
     Len = "Len", Converter, 1..=1;
     ToLowerCase = "ToLowerCase", Converter, 1..=1;
     ToUpperCase = "ToUpperCase", Converter, 1..=1;
-    Substring = "Substring", Converter, 3..=3;
+    Substring = "Substring", Converter, 3..=4;
     SpanId = "SpanID", Converter, 1..=1;
     TraceId = "TraceID", Converter, 1..=1;
     Sha256 = "SHA256", Converter, 1..=1;
     Md5 = "MD5", Converter, 1..=1;
     Hex = "Hex", Converter, 1..=1;
-    Time = "Time", Converter, 2..=2;
+    Time = "Time", Converter, 2..=4;
     Now = "Now", Converter, 0..=0;
     Unix = "Unix", Converter, 1..=2;
     UnixNano = "UnixNano", Converter, 1..=1;
@@ -150,6 +151,8 @@ funcs! {
     Coalesce = "Coalesce", Converter, 1..=1;
     IsEmpty = "IsEmpty", Converter, 1..=1;
     ParseSeverity = "ParseSeverity", Converter, 2..=2;
+    ParseXml = "ParseXML", Converter, 1..=1;
+    ParseSimplifiedXml = "ParseSimplifiedXML", Converter, 1..=1;
 }
 
 /// Every supported function's name and kind (docs/ottl.md is checked against this list).
@@ -176,6 +179,9 @@ fn params(name: &str) -> Option<&'static [&'static str]> {
         "set_semconv_span_name" => &["semconv_version", "original_span_name_attribute"],
         "merge_histogram_buckets" => &["target_value", "method"],
         "delete_index" => &["target", "startIndex", "endIndex"],
+        "truncate_all" => &["target", "limit", "utf8_safe", "truncation_marker"],
+        "Substring" => &["target", "start", "length", "utf8_safe"],
+        "Time" => &["target", "format", "location", "locale"],
         "ParseKeyValue" => &["target", "delimiter", "pair_delimiter"],
         "ToKeyValueString" => &["target", "delimiter", "pair_delimiter", "sort_output"],
         "ParseCSV" => &["target", "headers", "delimiter", "headerDelimiter", "mode"],
@@ -204,6 +210,9 @@ fn skips_as_nil(name: &str) -> bool {
             | "append"
             | "copy_metric"
             | "delete_index"
+            | "truncate_all"
+            | "Substring"
+            | "Time"
             | "ParseKeyValue"
             | "ToKeyValueString"
             | "ParseCSV"
@@ -507,15 +516,29 @@ pub(crate) fn resolve(
             }
             match &args[0] {
                 Expr::Lit(Value::Bytes(b)) if b.len() == want => None,
-                _ => return Err(format!(
+                _ => {
+                    return Err(format!(
                     "{name} takes a {want}-byte literal such as 0x{} or a string of {} hex digits",
                     "00".repeat(want),
                     2 * want
-                )),
+                ))
+                }
             }
         }
         Func::Time => {
             lit_str(name, &args, 1, "format")?;
+            if let Some(Expr::Lit(Value::Str(loc))) = args.get(2) {
+                time_zone(loc)?;
+            }
+            // Month and day names are read in English only.
+            if let Some(Expr::Lit(Value::Str(locale))) = args.get(3) {
+                let lang = locale.split(['-', '_']).next().unwrap_or_default();
+                if !(locale.is_empty() || lang.eq_ignore_ascii_case("en")) {
+                    return Err(format!(
+                        "{name}: locale {locale:?} is not built: vigil reads English names only"
+                    ));
+                }
+            }
             None
         }
         Func::FormatTime => {
@@ -647,7 +670,13 @@ pub(crate) fn call_converter(c: &Call, t: &dyn Target) -> Result<Value, String> 
             .as_ref()
             .ok_or("internal: the pattern was not compiled")
     };
-    for more in [digest::call, clock::call, text::call, collect::call] {
+    for more in [
+        digest::call,
+        clock::call,
+        text::call,
+        collect::call,
+        xml::call,
+    ] {
         if let Some(r) = more(c, t) {
             return r;
         }
@@ -744,7 +773,18 @@ pub(crate) fn call_converter(c: &Call, t: &dyn Target) -> Result<Value, String> 
                     s.len()
                 ));
             }
-            let (a, b) = (start as usize, end as usize);
+            let (mut a, mut b) = (start as usize, end as usize);
+            // utf8_safe: a start inside a character moves to the next one, an end back to the
+            // previous one, so nothing is split (the result may be shorter than asked).
+            if arg(c, 3, t)? == V::Bool(true) {
+                while !s.is_char_boundary(a) {
+                    a += 1;
+                }
+                while !s.is_char_boundary(b) {
+                    b -= 1;
+                }
+                b = b.max(a);
+            }
             match s.get(a..b) {
                 Some(x) => V::Str(x.to_string()),
                 None => return Err("Substring: the range splits a character".into()),
@@ -766,7 +806,11 @@ pub(crate) fn call_converter(c: &Call, t: &dyn Target) -> Result<Value, String> 
         Func::Time => {
             let s = want_str(f, arg(c, 0, t)?)?;
             let fmt = want_str(f, arg(c, 1, t)?)?;
-            V::Time(parse_time(&s, &fmt)?)
+            let zone = match arg(c, 2, t)? {
+                V::Str(loc) => time_zone(&loc)?,
+                _ => None,
+            };
+            V::Time(parse_time(&s, &fmt, zone)?)
         }
         Func::Now => V::Time(
             chrono::Utc::now()
@@ -888,19 +932,37 @@ pub(crate) fn call_converter(c: &Call, t: &dyn Target) -> Result<Value, String> 
     })
 }
 
+/// `Time`'s location: an IANA zone name; empty (or `UTC`) is UTC.
+fn time_zone(loc: &str) -> Result<Option<chrono_tz::Tz>, String> {
+    if loc.is_empty() || loc == "UTC" {
+        return Ok(None);
+    }
+    loc.parse::<chrono_tz::Tz>().map(Some).map_err(|_| {
+        format!("Time: unknown location {loc:?} (expected an IANA zone such as America/New_York)")
+    })
+}
+
 /// Parses a time with a strptime-style format (`%Y-%m-%dT%H:%M:%S%z`, …); `%L` is milliseconds. A
-/// time without an offset is UTC.
-fn parse_time(s: &str, fmt: &str) -> Result<i64, String> {
+/// time without an offset is in `zone` (UTC when none); a local time a clock change skips or
+/// repeats takes its earlier reading.
+fn parse_time(s: &str, fmt: &str, zone: Option<chrono_tz::Tz>) -> Result<i64, String> {
+    use chrono::TimeZone;
     let fmt = fmt.replace("%L", "%3f");
+    let local = |t: chrono::NaiveDateTime| match zone {
+        None => t.and_utc().timestamp_nanos_opt(),
+        Some(z) => z
+            .from_local_datetime(&t)
+            .earliest()
+            .and_then(|t| t.timestamp_nanos_opt()),
+    };
     let nanos = if let Ok(t) = chrono::DateTime::parse_from_str(s, &fmt) {
         t.timestamp_nanos_opt()
     } else if let Ok(t) = chrono::NaiveDateTime::parse_from_str(s, &fmt) {
-        t.and_utc().timestamp_nanos_opt()
+        local(t)
     } else {
         let d = chrono::NaiveDate::parse_from_str(s, &fmt)
             .map_err(|e| format!("Time: {s:?} does not match {fmt:?}: {e}"))?;
-        d.and_hms_opt(0, 0, 0)
-            .and_then(|t| t.and_utc().timestamp_nanos_opt())
+        d.and_hms_opt(0, 0, 0).and_then(local)
     };
     nanos.ok_or_else(|| format!("Time: {s:?} is outside the representable range"))
 }
@@ -1170,15 +1232,32 @@ pub(crate) fn run_editor(c: &Call, t: &mut dyn Target) -> Result<(), String> {
                 Some(Expr::Lit(V::Int(n))) => *n as usize,
                 _ => return Err("truncate_all: the limit must be an integer literal".into()),
             };
+            // utf8_safe (argument 3) is read but every cut is on a character boundary: strings
+            // here are UTF-8, so otelcol's byte cut (utf8_safe = false) cannot be represented.
+            let marker = match arg(c, 3, t)? {
+                V::Nil => String::new(),
+                V::Str(m) => m,
+                o => {
+                    return Err(format!(
+                        "truncate_all: truncation_marker must be a string, got a {}",
+                        o.kind()
+                    ))
+                }
+            };
+            if marker.len() > n {
+                return Err(format!(
+                    "truncate_all: the truncation marker {marker:?} is longer than the limit {n}"
+                ));
+            }
             edit_map(c, t, |m| {
                 for x in m.iter_mut() {
                     if let V::Str(s) = V::from_any(x.value.as_ref()) {
                         if s.len() > n {
-                            let mut end = n;
+                            let mut end = n - marker.len();
                             while !s.is_char_boundary(end) {
                                 end -= 1;
                             }
-                            x.value = Some(V::Str(s[..end].to_string()).into_any());
+                            x.value = Some(V::Str(format!("{}{marker}", &s[..end])).into_any());
                         }
                     }
                 }

@@ -1574,3 +1574,90 @@ fn delete_index_and_stringify_all() {
     assert_eq!(attr(&t, "http.route"), s("/health"));
     assert_eq!(attr(&t, "m"), s(r#"{"b":true,"l":[1,2],"n":1.5}"#));
 }
+
+#[test]
+fn xml_converters() {
+    let doc = r#"<?xml version="1.0"?><Log><User><ID>00001</ID><Name type="first">Joe</Name></User><Text>User fired alert A</Text></Log>"#;
+    let m = map_of(conv(&format!("ParseXML({doc:?})")).unwrap());
+    assert_eq!(get(&m, "tag"), s("Log"));
+    let Value::List(children) = get(&m, "children") else {
+        panic!("children is a list")
+    };
+    let user = map_of(Value::from_any(Some(&children[0])));
+    let Value::List(fields) = get(&user, "children") else {
+        panic!("User has children")
+    };
+    let name = map_of(Value::from_any(Some(&fields[1])));
+    assert_eq!(get(&name, "content"), s("Joe"));
+    assert_eq!(
+        map_of(get(&name, "attributes")),
+        [("type".to_string(), s("first"))]
+    );
+    assert!(conv(r#"ParseXML("<a><b></a>")"#).is_err());
+
+    let m = map_of(
+        conv(r#"ParseSimplifiedXML("<a><b>1</b><c>2</c><c><![CDATA[3]]></c><d/><e>x<f>y</f></e></a>")"#)
+            .unwrap(),
+    );
+    let a = map_of(get(&m, "a"));
+    assert_eq!(get(&a, "b"), s("1"));
+    assert_eq!(conv_list(get(&a, "c")), ["2", "3"]);
+    assert_eq!(get(&a, "d"), Value::Nil);
+    assert_eq!(map_of(get(&a, "e")), [("f".to_string(), s("y"))]);
+    // An empty sibling is dropped but still makes the tag a list.
+    let m = map_of(conv(r#"ParseSimplifiedXML("<a><b>1</b><b/></a>")"#).unwrap());
+    assert_eq!(conv_list(get(&map_of(get(&m, "a")), "b")), ["1"]);
+    let deep = format!("{}{}", "<a>".repeat(129), "</a>".repeat(129));
+    assert!(conv(&format!("ParseSimplifiedXML({deep:?})"))
+        .unwrap_err()
+        .contains("deeper"));
+}
+
+#[test]
+fn truncate_all_marker_and_substring_utf8_safe() {
+    let t = run(
+        Context::Log,
+        &[
+            r#"set(attributes["long"], "abcdefghij")"#,
+            r#"truncate_all(attributes, 6, truncation_marker = "..")"#,
+        ],
+    )
+    .unwrap();
+    assert_eq!(attr(&t, "long"), s("abcd.."));
+    assert_eq!(attr(&t, "http.route"), s("/hea.."));
+    assert!(run(
+        Context::Log,
+        &[r#"truncate_all(attributes, 2, false, "(...)")"#]
+    )
+    .is_err());
+    // 一二三 is three characters of three bytes each.
+    assert_eq!(conv(r#"Substring("一二三", 0, 4, true)"#), Ok(s("一")));
+    assert_eq!(conv(r#"Substring("一二三", 1, 6, true)"#), Ok(s("二")));
+    assert!(conv(r#"Substring("一二三", 0, 4)"#).is_err());
+    assert_eq!(conv(r#"Substring("123456789", 0, 3)"#), Ok(s("123")));
+}
+
+#[test]
+fn time_with_a_location() {
+    // 12:34:56 in New York in May is 16:34:56 UTC (daylight saving time).
+    assert_eq!(
+        conv(
+            r#"UnixSeconds(Time("2023-05-26 12:34:56", "%Y-%m-%d %H:%M:%S", "America/New_York"))"#
+        ),
+        Ok(Value::Int(1_685_118_896))
+    );
+    assert_eq!(
+        conv(r#"UnixSeconds(Time("2023-05-26 12:34:56", "%Y-%m-%d %H:%M:%S", "", "en"))"#),
+        Ok(Value::Int(1_685_104_496))
+    );
+    let err = |src: &str| {
+        parse_statement(
+            Context::Log,
+            &format!(r#"set(attributes["t"], {src})"#),
+            StatementOptions::default(),
+        )
+        .unwrap_err()
+    };
+    assert!(err(r#"Time(body, "%Y", "Mars/Olympus")"#).contains("unknown location"));
+    assert!(err(r#"Time(body, "%Y", "", "it")"#).contains("not built"));
+}

@@ -19,7 +19,8 @@ use vigil_ottl::{parse_condition, Condition, Context, ErrorMode, Target};
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct FilterConfig {
-    /// `propagate` (default), `ignore` or `silent`.
+    /// `ignore` (default, as in otelcol since v0.153's `processor.filter.defaultErrorModeIgnore`,
+    /// stable from v0.157), `propagate` or `silent`.
     #[serde(default = "default_error_mode")]
     pub error_mode: String,
     #[serde(default)]
@@ -142,7 +143,7 @@ pub struct AttrMatch {
 }
 
 fn default_error_mode() -> String {
-    "propagate".into()
+    "ignore".into()
 }
 
 /// A list, or one name as a scalar (`${env:...}` may expand to either).

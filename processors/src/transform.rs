@@ -3,7 +3,7 @@
 //! `log_statements` take otelcol's two forms, mixed freely: a plain string, whose context is inferred
 //! from its path prefixes (`span.`, `resource.`, …), or a group with `context`, `conditions` (any one
 //! must hold) and `statements`. `error_mode` (per group or for the processor) decides what a statement
-//! that fails at run time does. Statements are parsed once at config load by [`vigil_ottl`]; an
+//! that fails at run time does (`ignore` by default, as in otelcol v0.157+). Statements are parsed once at config load by [`vigil_ottl`]; an
 //! unsupported function or path is a config error that names it.
 
 use async_trait::async_trait;
@@ -25,9 +25,15 @@ use vigil_ottl::{
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TransformConfig {
-    /// `propagate` (default), `ignore` or `silent`.
+    /// `ignore` (default, as in otelcol since v0.153's `processor.transform.defaultErrorModeIgnore`,
+    /// stable from v0.157), `propagate` or `silent`.
     #[serde(default = "default_error_mode")]
     pub error_mode: String,
+    /// otelcol's per-log-record copy of resource and scope, behind its alpha
+    /// `transform.flatten.logs` gate. `false` is accepted; `true` is refused as not built (otelcol
+    /// refuses it too unless the gate is enabled).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub flatten_data: bool,
     #[serde(default)]
     pub trace_statements: Vec<Entry>,
     #[serde(default)]
@@ -42,7 +48,7 @@ pub struct TransformConfig {
 }
 
 fn default_error_mode() -> String {
-    "propagate".into()
+    "ignore".into()
 }
 
 /// One entry of a `*_statements` list: otelcol's flat form (a statement whose context is
@@ -130,6 +136,13 @@ const PROFILE_CONTEXTS: &[Context] = &[Context::Resource, Context::Scope, Contex
 /// Parses every statement and condition; pure, so `validate` and `create` both call it.
 fn compile(c: &TransformConfig) -> Result<Compiled, ConfigError> {
     let mode = ErrorMode::parse(&c.error_mode).map_err(|e| ConfigError::at("error_mode", e))?;
+    if c.flatten_data {
+        return Err(ConfigError::at(
+            "flatten_data",
+            "not built: true needs otelcol's alpha transform.flatten.logs feature gate, which vigil \
+             does not have; leave it out or set false",
+        ));
+    }
     let list =
         |key: &str, items: &[Entry], allowed: &[Context]| -> Result<Vec<Group>, ConfigError> {
             let mut out = Vec::new();

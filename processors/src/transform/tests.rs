@@ -168,23 +168,32 @@ async fn error_mode_decides() {
         "set(log.severity_number, log.body)",
         "set(log.attributes[\"after\"], true)",
     ]);
-    let (p, keep) = make(json!({"log_statements": stmts.clone()}), Signal::Logs);
+    let (p, keep) = make(
+        json!({"error_mode": "propagate", "log_statements": stmts.clone()}),
+        Signal::Logs,
+    );
     let e = p.consume(logs(&["x"])).await.unwrap_err();
     assert!(e.to_string().contains("takes an int"), "{e}");
     assert!(keep.0.lock().unwrap().is_empty());
 
-    for mode in ["ignore", "silent"] {
-        let (p, keep) = make(
-            json!({"error_mode": mode, "log_statements": stmts.clone()}),
-            Signal::Logs,
-        );
+    // No error_mode is ignore, otelcol's default since v0.153.
+    for mode in [None, Some("ignore"), Some("silent")] {
+        let mut cfg = json!({"log_statements": stmts.clone()});
+        if let Some(m) = mode {
+            cfg["error_mode"] = json!(m);
+        }
+        let (p, keep) = make(cfg, Signal::Logs);
         p.consume(logs(&["x"])).await.unwrap();
         let got = keep.0.lock().unwrap();
         let Telemetry::Logs(rl) = &got[0] else {
             panic!()
         };
         let l = &rl[0].scope_logs[0].log_records[0];
-        assert_eq!(l.attributes.len(), 1, "the next statement ran under {mode}");
+        assert_eq!(
+            l.attributes.len(),
+            1,
+            "the next statement ran under {mode:?}"
+        );
     }
     // A group's own error_mode wins over the processor's.
     let (p, _keep) = make(
