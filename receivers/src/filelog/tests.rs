@@ -660,3 +660,52 @@ fn fileconsumer_trim_record_number_offset_and_age() {
     t.poll(&mut c.sink());
     assert_eq!(c.bodies, expect(10..12));
 }
+
+/// A file of RFC 5424 lines through `syslog_parser` and a `key_value_parser` on the message, as
+/// published filelog configs chain them: the records leave with the header's time and severity
+/// and the pairs as attributes.
+#[test]
+fn syslog_and_key_value_parsers_read_a_file() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(
+        d.path().join("app.log"),
+        "<165>1 2003-10-11T22:14:15.003Z web01 shop 42 - - user=alice action=\"add to cart\"\n\
+         <163>1 2003-10-11T22:14:16.000Z web01 shop 42 - - user=bob action=checkout\n",
+    )
+    .unwrap();
+    let ops = json!({"operators": [
+        {"type": "syslog_parser", "protocol": "rfc5424"},
+        {"type": "key_value_parser", "parse_from": "attributes.message", "parse_to": "attributes.kv"},
+    ]});
+    let mut t = tracker(d.path(), ops, None);
+    let mut c = Collect::default();
+    t.poll(&mut c.sink());
+    let recs: Vec<_> = c
+        .batches
+        .iter()
+        .flatten()
+        .flat_map(|rl| &rl.scope_logs)
+        .flat_map(|sl| &sl.log_records)
+        .collect();
+    assert_eq!(recs.len(), 2);
+    assert_eq!(recs[0].time_unix_nano, 1_065_910_455_003_000_000);
+    assert_eq!(
+        (recs[0].severity_number, recs[0].severity_text.as_str()),
+        (10, "notice")
+    );
+    assert_eq!(
+        (recs[1].severity_number, recs[1].severity_text.as_str()),
+        (17, "err")
+    );
+    assert_eq!(
+        vigil_core::attrs::get_str(&recs[0].attributes, "appname"),
+        Some("shop")
+    );
+    let Some(Value::KvlistValue(kv)) = vigil_core::attrs::get(&recs[0].attributes, "kv") else {
+        panic!("{:?}", recs[0].attributes)
+    };
+    assert_eq!(
+        vigil_core::attrs::get_str(&kv.values, "action"),
+        Some("add to cart")
+    );
+}

@@ -1,12 +1,17 @@
-//! stanza's operators, shared by `filelog` and `syslog`: the parsers `json_parser`, `regex_parser`,
-//! `timestamp` (`time_parser`), `severity` (`severity_parser`) and `container`; the transformers
-//! `move`, `remove`, `add`, `flatten`, `retain`, `regex_replace`, `recombine`, `filter` and `noop`;
-//! and `router`. The list is compiled
-//! once at config load into a `Pipeline` (fields parsed, regexes and layouts compiled, outputs
-//! resolved to indices), so that the per-line path only runs already-checked steps.
+//! stanza's operators, shared by `filelog`, `syslog`, `tcplog`, `udplog` and `journald`: the parsers
+//! `json_parser`, `json_array_parser`, `regex_parser`, `key_value_parser`, `csv_parser`,
+//! `syslog_parser`, `uri_parser`, `time_parser` (also `timestamp`), `severity_parser` (also
+//! `severity`), `trace_parser`, `scope_name_parser` and `container`; the transformers `move`,
+//! `copy`, `remove`, `add`, `flatten`, `retain`, `assign_keys`, `unquote`, `regex_replace`,
+//! `recombine`, `filter` and `noop`; `router`; and the outputs `stdout` and `drop_output`. Types
+//! otelcol-contrib has that vigil does not build (`file_output`, `sanitize_utf8`) are refused by
+//! name. The list is compiled once at config load into a `Pipeline` (fields parsed, regexes and
+//! layouts compiled, outputs resolved to indices), so that the per-line path only runs
+//! already-checked steps.
 
 pub mod container;
 pub mod expr;
+pub mod parsers;
 pub mod recombine;
 pub mod severity;
 pub mod time;
@@ -77,6 +82,21 @@ pub enum OperatorConfig {
     RegexReplace(RegexReplaceConfig),
     Noop(NoopConfig),
     Retain(RetainConfig),
+    KeyValueParser(KeyValueParserConfig),
+    CsvParser(CsvParserConfig),
+    SyslogParser(SyslogParserConfig),
+    UriParser(UriParserConfig),
+    JsonArrayParser(JsonArrayParserConfig),
+    TraceParser(TraceParserConfig),
+    ScopeNameParser(ScopeNameParserConfig),
+    Copy(CopyConfig),
+    AssignKeys(AssignKeysConfig),
+    Unquote(UnquoteConfig),
+    Stdout(OutputOpConfig),
+    DropOutput(OutputOpConfig),
+    FileOutput(NotBuilt<FileOutputType>),
+    #[serde(rename = "sanitize_utf8")]
+    SanitizeUtf8(NotBuilt<SanitizeUtf8Type>),
 }
 
 impl OperatorConfig {
@@ -98,6 +118,20 @@ impl OperatorConfig {
             OperatorConfig::RegexReplace(_) => "regex_replace",
             OperatorConfig::Noop(_) => "noop",
             OperatorConfig::Retain(_) => "retain",
+            OperatorConfig::KeyValueParser(_) => "key_value_parser",
+            OperatorConfig::CsvParser(_) => "csv_parser",
+            OperatorConfig::SyslogParser(_) => "syslog_parser",
+            OperatorConfig::UriParser(_) => "uri_parser",
+            OperatorConfig::JsonArrayParser(_) => "json_array_parser",
+            OperatorConfig::TraceParser(_) => "trace_parser",
+            OperatorConfig::ScopeNameParser(_) => "scope_name_parser",
+            OperatorConfig::Copy(_) => "copy",
+            OperatorConfig::AssignKeys(_) => "assign_keys",
+            OperatorConfig::Unquote(_) => "unquote",
+            OperatorConfig::Stdout(_) => "stdout",
+            OperatorConfig::DropOutput(_) => "drop_output",
+            OperatorConfig::FileOutput(_) => FileOutputType::NAME,
+            OperatorConfig::SanitizeUtf8(_) => SanitizeUtf8Type::NAME,
         }
     }
 
@@ -119,6 +153,18 @@ impl OperatorConfig {
             OperatorConfig::RegexReplace(c) => c.id.as_deref(),
             OperatorConfig::Noop(c) => c.id.as_deref(),
             OperatorConfig::Retain(c) => c.id.as_deref(),
+            OperatorConfig::KeyValueParser(c) => c.id.as_deref(),
+            OperatorConfig::CsvParser(c) => c.id.as_deref(),
+            OperatorConfig::SyslogParser(c) => c.id.as_deref(),
+            OperatorConfig::UriParser(c) => c.id.as_deref(),
+            OperatorConfig::JsonArrayParser(c) => c.id.as_deref(),
+            OperatorConfig::TraceParser(c) => c.id.as_deref(),
+            OperatorConfig::ScopeNameParser(c) => c.id.as_deref(),
+            OperatorConfig::Copy(c) => c.id.as_deref(),
+            OperatorConfig::AssignKeys(c) => c.id.as_deref(),
+            OperatorConfig::Unquote(c) => c.id.as_deref(),
+            OperatorConfig::Stdout(c) | OperatorConfig::DropOutput(c) => c.id.as_deref(),
+            OperatorConfig::FileOutput(_) | OperatorConfig::SanitizeUtf8(_) => None,
         }
     }
 }
@@ -470,6 +516,221 @@ pub struct RetainConfig {
     pub fields: Vec<String>,
 }
 
+/// Declares a parser's config: the keys every stanza parser has (`helper.ParserConfig`: `id`,
+/// `output`, `on_error`, `if`, `parse_from`, `parse_to`, `body` and the `timestamp`, `severity`,
+/// `trace` and `scope_name` blocks) and its own. serde's `flatten` cannot be combined with
+/// `deny_unknown_fields`, hence a macro rather than an embedded struct.
+macro_rules! parser_config {
+    ($(#[$m:meta])* $name:ident { $($(#[$fm:meta])* $f:ident : $t:ty),* $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct $name {
+            pub id: Option<String>,
+            pub output: Option<String>,
+            pub on_error: Option<String>,
+            #[serde(rename = "if")]
+            pub if_: Option<String>,
+            pub parse_from: Option<String>,
+            pub parse_to: Option<String>,
+            pub timestamp: Option<TimestampConfig>,
+            pub severity: Option<SeverityConfig>,
+            pub body: Option<String>,
+            pub trace: Option<TraceConfig>,
+            pub scope_name: Option<ScopeNameConfig>,
+            $($(#[$fm])* pub $f: $t,)*
+        }
+
+        impl $name {
+            /// The keys it shares with every parser.
+            fn parser(&self) -> ParserConfig {
+                ParserConfig {
+                    id: self.id.clone(),
+                    output: self.output.clone(),
+                    on_error: self.on_error.clone(),
+                    if_: self.if_.clone(),
+                    parse_from: self.parse_from.clone(),
+                    parse_to: self.parse_to.clone(),
+                    timestamp: self.timestamp.clone(),
+                    severity: self.severity.clone(),
+                    body: self.body.clone(),
+                    trace: self.trace.clone(),
+                    scope_name: self.scope_name.clone(),
+                }
+            }
+        }
+    };
+}
+
+parser_config!(
+    /// `key_value_parser`: `key=value` pairs, values as strings.
+    KeyValueParserConfig {
+        /// Between a key and its value; default `=`.
+        delimiter: Option<String>,
+        /// Between pairs; default one space. Quotes (`"` or `'`) keep a delimiter inside a value.
+        pair_delimiter: Option<String>,
+    }
+);
+
+parser_config!(
+    /// `csv_parser`: one delimited line, named by `header` (or by the attribute `header_attribute`).
+    CsvParserConfig {
+        header: Option<String>,
+        /// Splits `header`; default the `delimiter`.
+        header_delimiter: Option<String>,
+        header_attribute: Option<String>,
+        /// One character; default `,`.
+        delimiter: Option<String>,
+        #[serde(default)]
+        lazy_quotes: bool,
+        /// Split on the delimiter only, quotes being ordinary characters.
+        #[serde(default)]
+        ignore_quotes: bool,
+    }
+);
+
+parser_config!(
+    /// `syslog_parser`: RFC 5424 or RFC 3164 messages, with the keys of otelcol's syslog receiver.
+    SyslogParserConfig {
+        /// `rfc5424` or `rfc3164`; required.
+        protocol: Option<String>,
+        /// The zone of RFC 3164 times; default `UTC`.
+        location: Option<String>,
+        #[serde(default)]
+        enable_octet_counting: bool,
+        #[serde(default)]
+        allow_skip_pri_header: bool,
+        /// `LF` or `NUL` (rfc5424 only).
+        non_transparent_framing_trailer: Option<String>,
+        /// With octet counting, the longest message (0: no limit).
+        #[serde(default)]
+        max_octets: usize,
+    }
+);
+
+parser_config!(
+    /// `uri_parser`: an absolute URI, a request path or a `?query` string.
+    UriParserConfig {}
+);
+
+parser_config!(
+    /// `json_array_parser`: a JSON array as a list, or as a map with `header`. otelcol keeps it
+    /// behind the `logs.jsonParserArray` feature gate; vigil builds it without one.
+    JsonArrayParserConfig {
+        /// Comma-separated names for the elements.
+        header: Option<String>,
+    }
+);
+
+/// `trace_parser`: the trace id, span id and flags from hex fields (default `body.trace_id`,
+/// `body.span_id`, `body.trace_flags`).
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TraceParserConfig {
+    pub id: Option<String>,
+    pub output: Option<String>,
+    pub on_error: Option<String>,
+    #[serde(rename = "if")]
+    pub if_: Option<String>,
+    pub trace_id: Option<ParseFrom>,
+    pub span_id: Option<ParseFrom>,
+    pub trace_flags: Option<ParseFrom>,
+}
+
+/// `scope_name_parser`: the instrumentation scope's name from a string field (default `body`).
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScopeNameParserConfig {
+    pub id: Option<String>,
+    pub output: Option<String>,
+    pub on_error: Option<String>,
+    #[serde(rename = "if")]
+    pub if_: Option<String>,
+    pub parse_from: Option<String>,
+}
+
+/// `copy`: copies `from` to `to`, leaving `from` in place.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CopyConfig {
+    pub id: Option<String>,
+    pub output: Option<String>,
+    pub on_error: Option<String>,
+    #[serde(rename = "if")]
+    pub if_: Option<String>,
+    pub from: String,
+    pub to: String,
+}
+
+/// `assign_keys`: turns the list at `field` into a map whose keys are `keys`, in order.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssignKeysConfig {
+    pub id: Option<String>,
+    pub output: Option<String>,
+    pub on_error: Option<String>,
+    #[serde(rename = "if")]
+    pub if_: Option<String>,
+    pub field: String,
+    pub keys: Vec<String>,
+}
+
+/// `unquote`: Go's strconv.Unquote on a string field.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnquoteConfig {
+    pub id: Option<String>,
+    pub output: Option<String>,
+    pub on_error: Option<String>,
+    #[serde(rename = "if")]
+    pub if_: Option<String>,
+    pub field: String,
+}
+
+/// `stdout` and `drop_output`: output operators, whose only key is `id`. An entry that reaches
+/// one leaves the pipeline there (printed as a JSON line, or dropped) and is not sent on.
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputOpConfig {
+    pub id: Option<String>,
+}
+
+/// An otelcol-contrib operator type vigil does not build; see [`NotBuilt`].
+pub trait NotBuiltType {
+    const NAME: &'static str;
+    const WHY: &'static str;
+}
+
+/// Refuses an operator type by name when the config is decoded, with what to use instead.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct NotBuilt<T>(#[serde(skip)] std::marker::PhantomData<T>);
+
+impl<'de, T: NotBuiltType> Deserialize<'de> for NotBuilt<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        Err(serde::de::Error::custom(format!(
+            "operator type {:?} is not built in vigil: {}",
+            T::NAME,
+            T::WHY
+        )))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct FileOutputType;
+impl NotBuiltType for FileOutputType {
+    const NAME: &'static str = "file_output";
+    const WHY: &'static str =
+        "entries go on to the collector pipeline; use the file exporter, or stdout to debug";
+}
+
+#[derive(Debug, Clone)]
+pub struct SanitizeUtf8Type;
+impl NotBuiltType for SanitizeUtf8Type {
+    const NAME: &'static str = "sanitize_utf8";
+    const WHY: &'static str =
+        "remove the operator (the receivers decode input by their `encoding` key)";
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum OnError {
     Send,
@@ -551,6 +812,88 @@ enum Kind {
         attributes: bool,
         resource: bool,
     },
+    KeyValue {
+        from: Field,
+        to: Field,
+        delim: String,
+        pair_delim: String,
+    },
+    Csv {
+        from: Field,
+        to: Field,
+        csv: Box<CsvOp>,
+    },
+    Syslog {
+        from: Field,
+        to: Field,
+        op: Box<parsers::SyslogOp>,
+        /// No `timestamp` block: the header's time is the entry's, as otelcol's default.
+        header_time: bool,
+    },
+    Uri {
+        from: Field,
+        to: Field,
+    },
+    JsonArray {
+        from: Field,
+        to: Field,
+        header: Option<Vec<String>>,
+    },
+    Copy {
+        from: Field,
+        to: Field,
+    },
+    AssignKeys {
+        field: Field,
+        keys: Vec<String>,
+    },
+    Unquote {
+        field: Field,
+    },
+    /// Prints the entry as a JSON line; it goes no further.
+    Stdout,
+    DropOutput,
+}
+
+/// `csv_parser`, compiled.
+#[derive(Debug, Clone)]
+struct CsvOp {
+    /// `header`, split; `None` reads the header from `header_attribute` on each entry.
+    header: Option<Vec<String>>,
+    header_attribute: String,
+    header_delim: char,
+    delim: char,
+    lazy: bool,
+    ignore_quotes: bool,
+}
+
+impl CsvOp {
+    fn parse(&self, e: &Entry, text: &str) -> Result<Value, String> {
+        let dynamic;
+        let header = match &self.header {
+            Some(h) => h,
+            None => {
+                let h = vigil_core::attrs::get_str(&e.attributes, &self.header_attribute)
+                    .ok_or_else(|| {
+                        format!(
+                            "failed to read dynamic header attribute {:?}",
+                            self.header_attribute
+                        )
+                    })?;
+                dynamic = h
+                    .split(self.header_delim)
+                    .map(str::to_string)
+                    .collect::<Vec<_>>();
+                &dynamic
+            }
+        };
+        let fields = if self.ignore_quotes {
+            text.split(self.delim).map(str::to_string).collect()
+        } else {
+            parsers::csv_row(text, self.delim, self.lazy)?
+        };
+        parsers::map_headers(header, fields)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -731,6 +1074,12 @@ fn parser(
 ) -> Result<Op, (String, String)> {
     let from = field(p, "parse_from", c.parse_from.as_deref().unwrap_or("body"))?;
     let to = field(p, "parse_to", c.parse_to.as_deref().unwrap_or("attributes"))?;
+    if c.body.is_some() && to.root == Root::Body && to.keys.is_empty() {
+        return Err((
+            format!("{p}::parse_to"),
+            "`parse_to: body` is not allowed when `body` is configured".into(),
+        ));
+    }
     Ok(Op {
         id: String::new(),
         kind: kind(from, to),
@@ -743,6 +1092,59 @@ fn parser(
         scope: scope_step(p, &c.scope_name)?,
         next: Next::Emit,
     })
+}
+
+/// The text a parser reads, as stanza's ParseWith: a missing field fails the entry.
+fn source<'a>(e: &'a Entry, from: &Field) -> Result<&'a str, String> {
+    match from.get(e) {
+        Some(Value::StringValue(s)) => Ok(s),
+        Some(_) => Err(format!("{from} is not a string")),
+        None => Err(format!(
+            "entry is missing the expected parse_from field {from}"
+        )),
+    }
+}
+
+/// Sets a parser's result at `parse_to`; `attributes` or `resource` itself takes only a map.
+fn set_parsed(e: &mut Entry, to: &Field, v: Value) -> Result<(), String> {
+    if to.keys.is_empty() && to.root != Root::Body && !matches!(v, Value::KvlistValue(_)) {
+        return Err(format!(
+            "cannot set {to} to a value that is not a map: name a key below it"
+        ));
+    }
+    to.set(e, v);
+    Ok(())
+}
+
+/// `stdout`: one JSON line per entry, in stanza's entry layout.
+fn print_entry(e: &Entry) {
+    use std::io::Write;
+    let time = |n: u64| {
+        chrono::DateTime::from_timestamp_nanos(n as i64)
+            .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+    };
+    let mut j = serde_json::Map::new();
+    j.insert("observed_timestamp".into(), Json::String(time(e.observed)));
+    j.insert("timestamp".into(), Json::String(time(e.timestamp)));
+    j.insert("body".into(), parsers::to_json(&e.body));
+    if !e.attributes.is_empty() {
+        j.insert("attributes".into(), parsers::kvs_to_json(&e.attributes));
+    }
+    if !e.resource.is_empty() {
+        j.insert("resource".into(), parsers::kvs_to_json(&e.resource));
+    }
+    j.insert("severity".into(), Json::from(e.severity_number));
+    if !e.severity_text.is_empty() {
+        j.insert(
+            "severity_text".into(),
+            Json::String(e.severity_text.clone()),
+        );
+    }
+    if !e.scope_name.is_empty() {
+        j.insert("scope_name".into(), Json::String(e.scope_name.clone()));
+    }
+    // A closed stdout is not the entry's fault: the line is lost, as a debug aid may be.
+    let _ = writeln!(std::io::stdout().lock(), "{}", Json::Object(j));
 }
 
 fn to_value(j: &Json) -> Value {
@@ -1080,6 +1482,251 @@ impl Pipeline {
                             plain(kind, cond(p, &c.if_)?, on_error(p, &c.on_error)?),
                         )
                     }
+                    OperatorConfig::KeyValueParser(c) => {
+                        let delim = c.delimiter.clone().unwrap_or_else(|| "=".into());
+                        if delim.is_empty() {
+                            return Err((format!("{p}::delimiter"), "must not be empty".into()));
+                        }
+                        let pair_delim = match c.pair_delimiter.as_deref() {
+                            None | Some("") => " ".to_string(),
+                            Some(d) => d.to_string(),
+                        };
+                        if delim == pair_delim {
+                            return Err((
+                                format!("{p}::pair_delimiter"),
+                                format!("{pair_delim:?} is also the delimiter: they must differ"),
+                            ));
+                        }
+                        (
+                            c.output.clone(),
+                            parser(p, &c.parser(), |from, to| Kind::KeyValue {
+                                from,
+                                to,
+                                delim,
+                                pair_delim,
+                            })?,
+                        )
+                    }
+                    OperatorConfig::CsvParser(c) => {
+                        let one_char = |key: &str, v: &str| -> Result<char, (String, String)> {
+                            let mut it = v.chars();
+                            match (it.next(), it.next()) {
+                                (Some(ch), None) if ch != '\r' && ch != '\n' && ch != '"' => {
+                                    Ok(ch)
+                                }
+                                _ => Err((
+                                    format!("{p}::{key}"),
+                                    format!("invalid {key} {v:?}: expected one character other than a quote or line break"),
+                                )),
+                            }
+                        };
+                        let delim = one_char("delimiter", c.delimiter.as_deref().unwrap_or(","))?;
+                        let header_delim = match c.header_delimiter.as_deref() {
+                            None | Some("") => delim,
+                            Some(h) => one_char("header_delimiter", h)?,
+                        };
+                        if c.lazy_quotes && c.ignore_quotes {
+                            return Err((
+                                p.to_string(),
+                                "only one of ignore_quotes and lazy_quotes can be true".into(),
+                            ));
+                        }
+                        let header = c.header.as_deref().filter(|h| !h.is_empty());
+                        let attr = c.header_attribute.as_deref().filter(|h| !h.is_empty());
+                        let header = match (header, attr) {
+                            (None, None) => {
+                                return Err((
+                                    format!("{p}::header"),
+                                    "required: set header or header_attribute".into(),
+                                ))
+                            }
+                            (Some(_), Some(_)) => {
+                                return Err((
+                                    p.to_string(),
+                                    "only one of header and header_attribute can be set".into(),
+                                ))
+                            }
+                            (Some(h), None) => {
+                                if !h.contains(header_delim) {
+                                    return Err((
+                                        format!("{p}::header"),
+                                        format!("missing field delimiter {header_delim:?} in header {h:?}"),
+                                    ));
+                                }
+                                Some(h.split(header_delim).map(str::to_string).collect())
+                            }
+                            (None, Some(_)) => None,
+                        };
+                        let csv = Box::new(CsvOp {
+                            header,
+                            header_attribute: attr.unwrap_or_default().to_string(),
+                            header_delim,
+                            delim,
+                            lazy: c.lazy_quotes,
+                            ignore_quotes: c.ignore_quotes,
+                        });
+                        (
+                            c.output.clone(),
+                            parser(p, &c.parser(), |from, to| Kind::Csv { from, to, csv })?,
+                        )
+                    }
+                    OperatorConfig::SyslogParser(c) => {
+                        let proto = c.protocol.as_deref().unwrap_or("").to_ascii_lowercase();
+                        let protocol =
+                            match proto.as_str() {
+                                "rfc5424" => crate::syslog::parse::Protocol::Rfc5424,
+                                "rfc3164" => crate::syslog::parse::Protocol::Rfc3164,
+                                "" => {
+                                    return Err((
+                                        format!("{p}::protocol"),
+                                        "required: rfc5424 or rfc3164".into(),
+                                    ))
+                                }
+                                o => return Err((
+                                    format!("{p}::protocol"),
+                                    format!(
+                                        "unsupported protocol {o:?}: expected rfc5424 or rfc3164"
+                                    ),
+                                )),
+                            };
+                        let framing =
+                            c.enable_octet_counting || c.non_transparent_framing_trailer.is_some();
+                        if framing && proto != "rfc5424" {
+                            return Err((
+                                p.to_string(),
+                                "enable_octet_counting and non_transparent_framing_trailer are only compatible with protocol rfc5424".into(),
+                            ));
+                        }
+                        if c.enable_octet_counting && c.non_transparent_framing_trailer.is_some() {
+                            return Err((
+                                p.to_string(),
+                                "only one of enable_octet_counting and non_transparent_framing_trailer can be set".into(),
+                            ));
+                        }
+                        let trailer = match c.non_transparent_framing_trailer.as_deref() {
+                            None => None,
+                            Some("LF") => Some('\n'),
+                            Some("NUL") => Some('\0'),
+                            Some(o) => {
+                                return Err((
+                                    format!("{p}::non_transparent_framing_trailer"),
+                                    format!("invalid trailer {o:?}: expected LF or NUL"),
+                                ))
+                            }
+                        };
+                        let tz: chrono_tz::Tz = match c.location.as_deref() {
+                            None | Some("") => chrono_tz::Tz::UTC,
+                            Some(l) => l.parse().map_err(|_| {
+                                (
+                                    format!("{p}::location"),
+                                    format!("unknown location {l:?}: expected an IANA zone such as \"UTC\" or \"America/New_York\""),
+                                )
+                            })?,
+                        };
+                        let op = Box::new(parsers::SyslogOp {
+                            protocol,
+                            tz,
+                            octet_counting: c.enable_octet_counting,
+                            allow_skip_pri_header: c.allow_skip_pri_header,
+                            trailer,
+                            max_octets: c.max_octets,
+                        });
+                        let header_time = c.timestamp.is_none();
+                        (
+                            c.output.clone(),
+                            parser(p, &c.parser(), |from, to| Kind::Syslog {
+                                from,
+                                to,
+                                op,
+                                header_time,
+                            })?,
+                        )
+                    }
+                    OperatorConfig::UriParser(c) => (
+                        c.output.clone(),
+                        parser(p, &c.parser(), |from, to| Kind::Uri { from, to })?,
+                    ),
+                    OperatorConfig::JsonArrayParser(c) => {
+                        let header = c
+                            .header
+                            .as_deref()
+                            .filter(|h| !h.is_empty())
+                            .map(|h| h.split(',').map(str::to_string).collect());
+                        (
+                            c.output.clone(),
+                            parser(p, &c.parser(), |from, to| Kind::JsonArray {
+                                from,
+                                to,
+                                header,
+                            })?,
+                        )
+                    }
+                    OperatorConfig::TraceParser(c) => {
+                        let t = TraceConfig {
+                            trace_id: c.trace_id.clone(),
+                            span_id: c.span_id.clone(),
+                            trace_flags: c.trace_flags.clone(),
+                        };
+                        let op = plain(Kind::Noop, cond(p, &c.if_)?, on_error(p, &c.on_error)?);
+                        let trace = trace_step(p, &Some(t))?;
+                        (c.output.clone(), Op { trace, ..op })
+                    }
+                    OperatorConfig::ScopeNameParser(c) => {
+                        let op = plain(Kind::Noop, cond(p, &c.if_)?, on_error(p, &c.on_error)?);
+                        let from = c.parse_from.as_deref().unwrap_or("body");
+                        let scope = Some(field(p, "parse_from", from)?);
+                        (c.output.clone(), Op { scope, ..op })
+                    }
+                    OperatorConfig::Copy(c) => (
+                        c.output.clone(),
+                        plain(
+                            Kind::Copy {
+                                from: field(p, "from", &c.from)?,
+                                to: field(p, "to", &c.to)?,
+                            },
+                            cond(p, &c.if_)?,
+                            on_error(p, &c.on_error)?,
+                        ),
+                    ),
+                    OperatorConfig::AssignKeys(c) => {
+                        if c.keys.is_empty() {
+                            return Err((
+                                format!("{p}::keys"),
+                                "required: the keys for the list's values, in order".into(),
+                            ));
+                        }
+                        (
+                            c.output.clone(),
+                            plain(
+                                Kind::AssignKeys {
+                                    field: field(p, "field", &c.field)?,
+                                    keys: c.keys.clone(),
+                                },
+                                cond(p, &c.if_)?,
+                                on_error(p, &c.on_error)?,
+                            ),
+                        )
+                    }
+                    OperatorConfig::Unquote(c) => (
+                        c.output.clone(),
+                        plain(
+                            Kind::Unquote {
+                                field: field(p, "field", &c.field)?,
+                            },
+                            cond(p, &c.if_)?,
+                            on_error(p, &c.on_error)?,
+                        ),
+                    ),
+                    OperatorConfig::Stdout(_) => (None, plain(Kind::Stdout, None, OnError::Send)),
+                    OperatorConfig::DropOutput(_) => {
+                        (None, plain(Kind::DropOutput, None, OnError::Send))
+                    }
+                    OperatorConfig::FileOutput(_) | OperatorConfig::SanitizeUtf8(_) => {
+                        return Err((
+                            format!("{p}::type"),
+                            format!("operator type {:?} is not built in vigil", c.type_name()),
+                        ))
+                    }
                 })
             };
             let (output, op) = match built() {
@@ -1149,6 +1796,9 @@ impl Pipeline {
                 Some(o) => resolve(i, "output", &o)?,
                 None => fallthrough,
             };
+            if matches!(ops[i].kind, Kind::Stdout | Kind::DropOutput) {
+                ops[i].next = Next::Drop;
+            }
             if let Kind::Router {
                 routes: rs,
                 default: d,
@@ -1429,6 +2079,90 @@ impl Pipeline {
                 }
             }
             Kind::Noop => {}
+            Kind::KeyValue {
+                from,
+                to,
+                delim,
+                pair_delim,
+            } => {
+                let v = parsers::key_values(source(e, from)?, delim, pair_delim)
+                    .map_err(|x| format!("key_value_parser: {x}"))?;
+                set_parsed(e, to, v)?;
+            }
+            Kind::Csv { from, to, csv } => {
+                let v = csv
+                    .parse(e, source(e, from)?)
+                    .map_err(|x| format!("csv_parser: {x}"))?;
+                set_parsed(e, to, v)?;
+            }
+            Kind::Syslog {
+                from,
+                to,
+                op,
+                header_time,
+            } => {
+                let s = op
+                    .parse(source(e, from)?)
+                    .map_err(|x| format!("syslog_parser: {x}"))?;
+                set_parsed(e, to, s.fields)?;
+                if *header_time && s.timestamp != 0 {
+                    e.timestamp = s.timestamp;
+                }
+                if let Some((n, t)) = s.severity {
+                    e.severity_number = n;
+                    e.severity_text = t;
+                }
+            }
+            Kind::Uri { from, to } => {
+                let v = parsers::uri(source(e, from)?).map_err(|x| format!("uri_parser: {x}"))?;
+                set_parsed(e, to, v)?;
+            }
+            Kind::JsonArray { from, to, header } => {
+                let v = parsers::json_array(source(e, from)?, header.as_deref())
+                    .map_err(|x| format!("json_array_parser: {x}"))?;
+                set_parsed(e, to, v)?;
+            }
+            Kind::Copy { from, to } => {
+                let v = from
+                    .get(e)
+                    .cloned()
+                    .ok_or_else(|| format!("copy: {from} does not exist"))?;
+                to.set(e, v);
+            }
+            Kind::AssignKeys { field, keys } => {
+                let Some(Value::ArrayValue(list)) = field.get(e) else {
+                    return Err(format!("assign_keys: {field} is not a list"));
+                };
+                if list.values.len() != keys.len() {
+                    return Err(format!(
+                        "assign_keys: {field} has {} values but {} keys are configured",
+                        list.values.len(),
+                        keys.len()
+                    ));
+                }
+                let values = keys
+                    .iter()
+                    .zip(&list.values)
+                    .map(|(k, v)| KeyValue {
+                        key: k.clone(),
+                        value: Some(v.clone()),
+                        ..Default::default()
+                    })
+                    .collect();
+                field.set(e, Value::KvlistValue(KeyValueList { values }));
+            }
+            Kind::Unquote { field } => {
+                let text = field
+                    .get_str(e)
+                    .ok_or_else(|| format!("unquote: {field} is not a string"))?;
+                let v = parsers::unquote(text).map_err(|x| format!("unquote: {x}"))?;
+                field.set(e, Value::StringValue(v));
+            }
+            Kind::Stdout => {
+                print_entry(e);
+                return Ok(Step::To(Next::Drop));
+            }
+            Kind::DropOutput => return Ok(Step::To(Next::Drop)),
             Kind::Retain {
                 fields,
                 body,
@@ -1456,53 +2190,74 @@ impl Pipeline {
                 *e = kept;
             }
         }
+        // As stanza's ParseWith: the parsed `body` field first (absent, the body stays), then
+        // every embedded step is tried, and the first that failed fails the entry.
+        if let Some(b) = &op.body {
+            if let Some(v) = b.get(e).cloned() {
+                e.body = v;
+            }
+        }
+        let mut failed: Option<String> = None;
         if let Some(t) = &op.ts {
             let raw = match t.from.get(e) {
-                Some(Value::StringValue(s)) => s.clone(),
-                Some(Value::IntValue(i)) => i.to_string(),
-                Some(Value::DoubleValue(d)) => d.to_string(),
-                _ => return Err(format!("timestamp: {} does not exist", t.from)),
+                Some(Value::StringValue(s)) => Some(s.clone()),
+                Some(Value::IntValue(i)) => Some(i.to_string()),
+                Some(Value::DoubleValue(d)) => Some(d.to_string()),
+                _ => None,
             };
-            e.timestamp = t.parser.parse(&raw)?;
+            match raw.map(|r| t.parser.parse(&r)) {
+                Some(Ok(ts)) => e.timestamp = ts,
+                Some(Err(x)) => failed = Some(x),
+                None => failed = Some(format!("timestamp: {} does not exist", t.from)),
+            }
         }
         if let Some(s) = &op.sev {
-            let raw = s
-                .from
-                .get(e)
-                .cloned()
-                .ok_or_else(|| format!("severity: {} does not exist", s.from))?;
-            e.severity_number = s.map.lookup(&raw).unwrap_or(0);
-            if s.overwrite_text || e.severity_text.is_empty() {
-                e.severity_text = vigil_core::attrs::value_to_string(&raw);
+            match s.from.get(e).cloned() {
+                Some(raw) => {
+                    e.severity_number = s.map.lookup(&raw).unwrap_or(0);
+                    if s.overwrite_text || e.severity_text.is_empty() {
+                        e.severity_text = vigil_core::attrs::value_to_string(&raw);
+                    }
+                }
+                None => {
+                    failed.get_or_insert_with(|| format!("severity: {} does not exist", s.from));
+                }
             }
         }
         if let Some(t) = &op.trace {
-            let trace_id = hex_field(e, &t.trace_id, "trace_id")?;
-            let span_id = hex_field(e, &t.span_id, "span_id")?;
-            let flags = hex_field(e, &t.flags, "trace_flags")?;
-            if let Some(v) = trace_id {
-                e.trace_id = v;
-            }
-            if let Some(v) = span_id {
-                e.span_id = v;
-            }
-            if let Some(v) = flags {
-                e.flags = v.first().copied().map(u32::from).unwrap_or(0);
+            let trace_id = hex_field(e, &t.trace_id, "trace_id");
+            let span_id = hex_field(e, &t.span_id, "span_id");
+            let flags = hex_field(e, &t.flags, "trace_flags");
+            match (trace_id, span_id, flags) {
+                (Ok(trace_id), Ok(span_id), Ok(flags)) => {
+                    if let Some(v) = trace_id {
+                        e.trace_id = v;
+                    }
+                    if let Some(v) = span_id {
+                        e.span_id = v;
+                    }
+                    if let Some(v) = flags {
+                        e.flags = v.first().copied().map(u32::from).unwrap_or(0);
+                    }
+                }
+                (Err(x), _, _) | (_, Err(x), _) | (_, _, Err(x)) => {
+                    failed.get_or_insert(x);
+                }
             }
         }
         if let Some(f) = &op.scope {
             match f.get(e) {
                 Some(Value::StringValue(s)) => e.scope_name = s.clone(),
-                Some(_) => return Err(format!("scope_name: {f} is not a string")),
-                None => return Err(format!("scope_name: {f} does not exist")),
+                Some(_) => {
+                    failed.get_or_insert_with(|| format!("scope_name: {f} is not a string"));
+                }
+                None => {
+                    failed.get_or_insert_with(|| format!("scope_name: {f} does not exist"));
+                }
             }
         }
-        if let Some(b) = &op.body {
-            let v = b
-                .get(e)
-                .cloned()
-                .ok_or_else(|| format!("body: {b} does not exist"))?;
-            e.body = v;
+        if let Some(x) = failed {
+            return Err(x);
         }
         Ok(Step::Next)
     }

@@ -568,3 +568,368 @@ fn new_operators_refuse_bad_config() {
         "cannot flatten body itself",
     );
 }
+
+fn attr<'a>(e: &'a Entry, k: &str) -> Option<&'a Value> {
+    vigil_core::attrs::get(&e.attributes, k)
+}
+
+#[test]
+fn key_value_parser_quoted_values_and_embedded_blocks() {
+    let p = build(
+        r#"
+- type: key_value_parser
+  timestamp:
+    parse_from: attributes.ts
+    layout_type: epoch
+    layout: s
+  severity:
+    parse_from: attributes.level
+"#,
+    );
+    let out = run(
+        &p,
+        &[
+            r#"ts=1136214245 level=error msg="disk full on /var" user='app svc'"#,
+            "no pairs here",
+        ],
+    );
+    assert_eq!(out.len(), 2);
+    let e = &out[0];
+    assert_eq!(get_str(&e.attributes, "msg"), Some("disk full on /var"));
+    assert_eq!(get_str(&e.attributes, "user"), Some("app svc"));
+    assert_eq!(e.timestamp, 1_136_214_245_000_000_000);
+    assert_eq!(e.severity_number, 17);
+    // on_error send: the line goes on as it was.
+    assert_eq!(body(&out[1]), "no pairs here");
+    assert!(out[1].attributes.is_empty());
+    let p = build(
+        "- type: key_value_parser\n  delimiter: ':'\n  pair_delimiter: '|'\n  parse_to: body\n",
+    );
+    let out = run(&p, &["a:1|b: two words "]);
+    let Value::KvlistValue(b) = &out[0].body else {
+        panic!("{:?}", out[0].body)
+    };
+    assert_eq!(get_str(&b.values, "b"), Some("two words"));
+}
+
+#[test]
+fn csv_parser_with_quotes_and_a_dynamic_header() {
+    let p = build(
+        r#"
+- type: csv_parser
+  header: id,user,message
+  on_error: drop
+"#,
+    );
+    let out = run(
+        &p,
+        &[r#"1,"Smith, John","said ""hi"" twice""#, "2,only-two"],
+    );
+    assert_eq!(out.len(), 1, "the short row is dropped");
+    assert_eq!(get_str(&out[0].attributes, "user"), Some("Smith, John"));
+    assert_eq!(
+        get_str(&out[0].attributes, "message"),
+        Some(r#"said "hi" twice"#)
+    );
+    let p = build("- type: csv_parser\n  header_attribute: fields\n  delimiter: ';'\n");
+    let mut e = Entry::text("7;ok".into(), 0);
+    e.attributes
+        .push(vigil_core::attrs::kv_str("fields", "n;status"));
+    let mut out = Vec::new();
+    p.process(e, 0, None, &mut PipelineState::default(), &mut out);
+    assert_eq!(get_str(&out[0].attributes, "status"), Some("ok"));
+    let p = build(
+        "- type: csv_parser\n  header: a|b\n  header_delimiter: '|'\n  ignore_quotes: true\n",
+    );
+    let out = run(&p, &[r#"x","y"#]);
+    assert_eq!(get_str(&out[0].attributes, "a"), Some("x\""));
+}
+
+#[test]
+fn syslog_parser_rfc5424_and_rfc3164_lines() {
+    let p = build("- type: syslog_parser\n  protocol: rfc5424\n");
+    let out = run(
+        &p,
+        &[
+            r#"<34>1 2003-10-11T22:14:15.003Z mymachine.example.com su - ID47 [exampleSDID@32473 iut="3"] 'su root' failed for lonvick on /dev/pts/8"#,
+        ],
+    );
+    let e = &out[0];
+    assert_eq!(e.timestamp, 1_065_910_455_003_000_000);
+    assert_eq!((e.severity_number, e.severity_text.as_str()), (18, "crit"));
+    assert_eq!(
+        get_str(&e.attributes, "hostname"),
+        Some("mymachine.example.com")
+    );
+    assert_eq!(get_str(&e.attributes, "msg_id"), Some("ID47"));
+    assert_eq!(get_str(&e.attributes, "facility_text"), Some("auth"));
+    assert_eq!(attr(e, "priority"), Some(&Value::IntValue(34)));
+    assert_eq!(attr(e, "version"), Some(&Value::IntValue(1)));
+    assert_eq!(
+        attr(e, "timestamp"),
+        None,
+        "the header time is not left behind"
+    );
+    assert!(
+        matches!(e.body, Value::StringValue(_)),
+        "the body stays the raw line"
+    );
+    let p = build(
+        "- type: syslog_parser\n  protocol: rfc3164\n  location: America/New_York\n  parse_to: body\n",
+    );
+    let out = run(
+        &p,
+        &["<13>Feb  5 17:32:18 10.0.0.99 myapp[42]: Use the BFG!"],
+    );
+    let Value::KvlistValue(b) = &out[0].body else {
+        panic!("{:?}", out[0].body)
+    };
+    assert_eq!(get_str(&b.values, "appname"), Some("myapp"));
+    assert_eq!(get_str(&b.values, "proc_id"), Some("42"));
+    assert_eq!(get_str(&b.values, "message"), Some("Use the BFG!"));
+    // 17:32:18 in New York in February is 22:32:18 UTC.
+    assert_eq!(
+        (out[0].timestamp / 1_000_000_000) % 86_400,
+        22 * 3600 + 32 * 60 + 18
+    );
+    assert_eq!(out[0].severity_text, "notice");
+}
+
+#[test]
+fn uri_json_array_assign_keys_copy_unquote() {
+    let p = build(
+        r#"
+- type: regex_parser
+  regex: '^(?P<method>\S+) (?P<url>\S+) (?P<arr>\[.*\]) (?P<q>.*)$'
+- type: uri_parser
+  parse_from: attributes.url
+  parse_to: attributes.http
+- type: json_array_parser
+  parse_from: attributes.arr
+  parse_to: attributes.list
+- type: assign_keys
+  field: attributes.list
+  keys: [code, ok]
+- type: copy
+  from: attributes.method
+  to: resource.method
+- type: unquote
+  field: attributes.q
+"#,
+    );
+    let out = run(
+        &p,
+        &[r#"GET https://api.example.com:8443/v1/items?id=7&id=8 [200,true] "quoted \"text\"""#],
+    );
+    let e = &out[0];
+    let Some(Value::KvlistValue(http)) = attr(e, "http") else {
+        panic!("{:?}", e.attributes)
+    };
+    assert_eq!(get_str(&http.values, "host"), Some("api.example.com"));
+    assert_eq!(get_str(&http.values, "port"), Some("8443"));
+    assert_eq!(get_str(&http.values, "path"), Some("/v1/items"));
+    let Some(Value::KvlistValue(list)) = attr(e, "list") else {
+        panic!("{:?}", e.attributes)
+    };
+    assert_eq!(
+        vigil_core::attrs::get(&list.values, "code"),
+        Some(&Value::IntValue(200))
+    );
+    assert_eq!(get_str(&e.resource, "method"), Some("GET"));
+    assert_eq!(
+        get_str(&e.attributes, "method"),
+        Some("GET"),
+        "copy keeps the source"
+    );
+    assert_eq!(get_str(&e.attributes, "q"), Some(r#"quoted "text""#));
+    // An array cannot become the attributes themselves: the entry goes on unparsed.
+    let p = build("- type: json_array_parser\n");
+    let out = run(&p, &["[1,2]"]);
+    assert_eq!(body(&out[0]), "[1,2]");
+    assert!(out[0].attributes.is_empty());
+}
+
+#[test]
+fn trace_and_scope_name_parser_operators() {
+    let p = build(
+        r#"
+- type: json_parser
+  parse_to: body
+- type: trace_parser
+- type: scope_name_parser
+  parse_from: body.logger
+"#,
+    );
+    let out = run(
+        &p,
+        &[
+            r#"{"trace_id":"0123456789abcdef0123456789abcdef","span_id":"0123456789abcdef","trace_flags":"01","logger":"com.example.Api"}"#,
+        ],
+    );
+    let e = &out[0];
+    assert_eq!(hex::encode(&e.trace_id), "0123456789abcdef0123456789abcdef");
+    assert_eq!(hex::encode(&e.span_id), "0123456789abcdef");
+    assert_eq!(e.flags, 1);
+    assert_eq!(e.scope_name, "com.example.Api");
+}
+
+#[test]
+fn output_operators_end_the_entry() {
+    let p = build(
+        r#"
+- type: router
+  routes:
+    - expr: 'body matches "^debug"'
+      output: sink
+  default: keep
+- type: drop_output
+  id: sink
+- type: noop
+  id: keep
+"#,
+    );
+    let out = run(&p, &["debug noise", "real line"]);
+    assert_eq!(out.len(), 1);
+    assert_eq!(body(&out[0]), "real line");
+    let p = build("- type: stdout\n");
+    assert!(run(&p, &["printed, not sent"]).is_empty());
+}
+
+fn decode_err(yaml: &str) -> String {
+    let v: serde_json::Value = serde_saphyr::from_str(yaml).unwrap();
+    match vigil_core::config::decode_all::<Vec<OperatorConfig>>(&v) {
+        Err(e) => e
+            .into_iter()
+            .map(|(p, m)| format!("{p}: {m}"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        Ok(ops) => match Pipeline::build(&ops) {
+            Err((p, m)) => format!("{p}: {m}"),
+            Ok(_) => String::new(),
+        },
+    }
+}
+
+#[test]
+fn unknown_keys_unbuilt_types_and_bad_values_are_refused() {
+    for (yaml, want) in [
+        (
+            "- type: csv_parser\n  header: a,b\n  quote: x\n",
+            "has invalid keys: quote",
+        ),
+        (
+            "- type: key_value_parser\n  preserve_to: attributes.raw\n",
+            "has invalid keys: preserve_to",
+        ),
+        (
+            "- type: file_output\n  path: /tmp/x\n",
+            "\"file_output\" is not built",
+        ),
+        ("- type: sanitize_utf8\n", "\"sanitize_utf8\" is not built"),
+        ("- type: csv_parser\n", "0::header: required"),
+        (
+            "- type: csv_parser\n  header: a,b\n  delimiter: ';;'\n",
+            "0::delimiter: invalid delimiter",
+        ),
+        (
+            "- type: csv_parser\n  header: a\n",
+            "missing field delimiter",
+        ),
+        (
+            "- type: csv_parser\n  header: a,b\n  lazy_quotes: true\n  ignore_quotes: true\n",
+            "only one of",
+        ),
+        ("- type: syslog_parser\n", "0::protocol: required"),
+        (
+            "- type: syslog_parser\n  protocol: rfc3164\n  enable_octet_counting: true\n",
+            "only compatible with protocol rfc5424",
+        ),
+        (
+            "- type: syslog_parser\n  protocol: rfc5424\n  non_transparent_framing_trailer: CR\n",
+            "expected LF or NUL",
+        ),
+        (
+            "- type: key_value_parser\n  pair_delimiter: '='\n",
+            "0::pair_delimiter",
+        ),
+        (
+            "- type: json_parser\n  parse_to: body\n  body: body.msg\n",
+            "0::parse_to",
+        ),
+        (
+            "- type: assign_keys\n  field: body\n  keys: []\n",
+            "0::keys: required",
+        ),
+        ("- type: stdout\n  output: x\n", "has invalid keys: output"),
+        ("- type: uri_parser\n  on_error: ignore\n", "0::on_error"),
+    ] {
+        let e = decode_err(yaml);
+        assert!(e.contains(want), "{yaml}\n=> {e:?}\nwanted {want:?}");
+    }
+}
+
+/// Every parser takes the keys stanza's ParserConfig gives all of them, and filelog's config
+/// accepts each one with them.
+#[test]
+fn shared_parser_keys_on_every_parser_through_filelog() {
+    let shared = r#"
+  id: p
+  parse_from: body
+  parse_to: attributes.parsed
+  on_error: drop_quiet
+  if: 'body != ""'
+  body: attributes.parsed.message
+  timestamp:
+    parse_from: attributes.parsed.time
+    layout: '%Y-%m-%d'
+  severity:
+    parse_from: attributes.parsed.level
+    preset: none
+    mapping:
+      error: oops
+  trace:
+    trace_id:
+      parse_from: attributes.parsed.tid
+  scope_name:
+    parse_from: attributes.parsed.logger
+"#;
+    let own = [
+        ("json_parser", ""),
+        ("regex_parser", "\n  regex: '^(?P<message>.*)$'"),
+        ("key_value_parser", "\n  delimiter: '='"),
+        ("csv_parser", "\n  header: message,level"),
+        ("syslog_parser", "\n  protocol: rfc5424"),
+        ("uri_parser", ""),
+        ("json_array_parser", "\n  header: message,level"),
+    ];
+    let id = vigil_core::ComponentId::parse("filelog").unwrap();
+    for (t, extra) in own {
+        let yaml = format!("- type: {t}{extra}{shared}");
+        for on_error in ["send", "send_quiet", "drop", "drop_quiet"] {
+            let yaml = yaml.replace("drop_quiet", on_error);
+            let ops: serde_json::Value = serde_saphyr::from_str(&yaml).unwrap();
+            let cfg = serde_json::json!({"include": ["/tmp/none/*.log"], "operators": ops});
+            if let Err(e) = crate::filelog::config::load(&id, &cfg) {
+                panic!("{t} with on_error {on_error}: {e}");
+            }
+        }
+    }
+    for t in [
+        "trace_parser",
+        "scope_name_parser",
+        "time_parser",
+        "severity_parser",
+    ] {
+        let yaml = match t {
+            "time_parser" => "- type: time_parser\n  parse_from: body.t\n  layout: '%s'\n  layout_type: strptime\n  if: 'true'\n",
+            "severity_parser" => "- type: severity_parser\n  parse_from: body.s\n  on_error: send_quiet\n",
+            "trace_parser" => "- type: trace_parser\n  trace_id:\n    parse_from: attributes.t\n  span_id:\n    parse_from: attributes.s\n  trace_flags:\n    parse_from: attributes.f\n  if: 'true'\n",
+            _ => "- type: scope_name_parser\n  parse_from: attributes.logger\n  on_error: drop\n",
+        };
+        let ops: serde_json::Value = serde_saphyr::from_str(yaml).unwrap();
+        let cfg = serde_json::json!({"include": ["/tmp/none/*.log"], "operators": ops});
+        if let Err(e) = crate::filelog::config::load(&id, &cfg) {
+            panic!("{t}: {e}");
+        }
+    }
+}
