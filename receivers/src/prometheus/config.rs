@@ -467,6 +467,8 @@ pub struct Job {
     pub fallback: Option<super::parse::Format>,
     pub enable_compression: bool,
     pub enable_http2: bool,
+    /// The receiver's `trim_metric_suffixes`.
+    pub trim_suffixes: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -586,13 +588,6 @@ pub fn check(id: &ComponentId, raw: RawConfig) -> Result<Config, ConfigError> {
             id,
             "api_server",
             "the Prometheus API server is not supported by vigil",
-        ));
-    }
-    if raw.trim_metric_suffixes {
-        return Err(err(
-            id,
-            "trim_metric_suffixes",
-            "trimming metric suffixes is not supported yet; leave it false",
         ));
     }
     let Some(prom) = raw.config else {
@@ -942,6 +937,7 @@ pub fn check(id: &ComponentId, raw: RawConfig) -> Result<Config, ConfigError> {
             fallback,
             enable_compression: sc.enable_compression.unwrap_or(true),
             enable_http2: sc.enable_http2.unwrap_or(true),
+            trim_suffixes: raw.trim_metric_suffixes,
         });
     }
     let start_time_metric = if raw.use_start_time_metric {

@@ -132,6 +132,8 @@ struct StartState {
 pub struct Translator {
     starts: HashMap<String, StartState>,
     seen: HashMap<String, SeenSeries>,
+    /// The receiver's `trim_metric_suffixes`.
+    trim_suffixes: bool,
 }
 
 /// The result of one successful scrape.
@@ -195,6 +197,24 @@ struct Build {
     scalars: Vec<Scalar>,
     composites: Vec<Composite>,
     index: HashMap<String, usize>,
+}
+
+/// `trim_metric_suffixes` as otelcol does it (its translator's `TrimPromSuffixes`): on a name of
+/// more than one `_`-separated word, a counter's trailing `total`, then the words of the family's
+/// unit (OpenMetrics `# UNIT`; none in text 0.0.4) when the name ends with them and has more.
+fn trim_suffixes(name: &str, kind: Kind, unit: &str) -> String {
+    let mut words: Vec<&str> = name.split('_').collect();
+    if words.len() == 1 {
+        return name.to_string();
+    }
+    if kind == Kind::Sum && words.last() == Some(&"total") {
+        words.pop();
+    }
+    let unit_words: Vec<&str> = unit.split('_').collect();
+    if words.len() > unit_words.len() && words.ends_with(&unit_words) {
+        words.truncate(words.len() - unit_words.len());
+    }
+    words.join("_")
 }
 
 fn ms_to_ns(ms: i64) -> u64 {
@@ -338,6 +358,15 @@ impl Translator {
         Translator::default()
     }
 
+    /// A translator that names metrics without their type and unit suffixes
+    /// (`trim_metric_suffixes: true`).
+    pub fn trimming_suffixes(trim: bool) -> Translator {
+        Translator {
+            trim_suffixes: trim,
+            ..Translator::default()
+        }
+    }
+
     /// Staleness markers for every series of the last scrape; called when a scrape fails or the
     /// target goes away, as Prometheus marks a dead target's series stale.
     pub fn all_stale(&mut self, ts_ns: u64, scheme: &str) -> Vec<ResourceMetrics> {
@@ -355,6 +384,7 @@ impl Translator {
         target: &TargetInfo,
         settings: &ScrapeSettings<'_>,
     ) -> Result<Translation, TranslateError> {
+        let trim = self.trim_suffixes;
         let mut meta: HashMap<&str, FamilyMeta<'_>> = HashMap::new();
         let mut builds: Vec<Build> = Vec::new();
         let mut build_index: HashMap<(usize, String), usize> = HashMap::new();
@@ -456,11 +486,16 @@ impl Translator {
             let key = series_key(&attrs_labels);
             let bi = *build_index.entry((res, family.clone())).or_insert_with(|| {
                 let m = meta.get(family.as_str());
+                let unit = m.map(|m| m.unit.to_string()).unwrap_or_default();
                 builds.push(Build {
                     resource: res,
-                    name: family.clone(),
+                    name: if trim {
+                        trim_suffixes(&family, otlp_kind, &unit)
+                    } else {
+                        family.clone()
+                    },
                     help: m.map(|m| m.help.clone()).unwrap_or_default(),
-                    unit: m.map(|m| m.unit.to_string()).unwrap_or_default(),
+                    unit,
                     kind: otlp_kind,
                     scalars: Vec::new(),
                     composites: Vec::new(),
@@ -496,7 +531,11 @@ impl Translator {
                     }
                     if suffix == "_total" {
                         // A counter is named by its sample (`foo_total`), as otelcol names it.
-                        b.name.clone_from(&name);
+                        b.name = if trim {
+                            trim_suffixes(&name, Kind::Sum, &b.unit)
+                        } else {
+                            name.clone()
+                        };
                     }
                     let exemplars = sample
                         .exemplar

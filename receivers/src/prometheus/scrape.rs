@@ -216,7 +216,7 @@ pub struct LoopContext {
 
 /// Scrapes `target` every interval until `stop` fires, then marks its series stale.
 pub async fn run(ctx: Arc<LoopContext>, target: Target, stop: CancellationToken) {
-    let mut translator = Translator::new();
+    let mut translator = Translator::trimming_suffixes(ctx.job.trim_suffixes);
     // Spread targets over the interval, as Prometheus does, so they are not all scraped at once.
     let offset = {
         use std::hash::{Hash, Hasher};

@@ -107,6 +107,62 @@ rpc_duration{quantile=\"0.99\"} 0.9\n\
 rpc_duration_sum 12\n\
 rpc_duration_count 40\n";
 
+/// `trim_metric_suffixes: true`: a counter's `_total` and the family's unit words go, as otelcol's
+/// translator trims them; names that would be left with nothing keep their last word.
+#[test]
+fn trim_metric_suffixes_drops_total_and_unit_words() {
+    let names = |tr: &mut Translator, body: &str, format: Format| -> Vec<String> {
+        let out = tr
+            .translate(body, format, T0, &target(), &settings())
+            .unwrap();
+        let mut n: Vec<String> = metrics(&out.resource_metrics)
+            .iter()
+            .map(|m| m.name.clone())
+            .collect();
+        n.sort();
+        n
+    };
+    assert_eq!(
+        names(&mut Translator::trimming_suffixes(true), NODE, Format::Text),
+        [
+            "http_latency",
+            "mystery_value",
+            "node_cpu_seconds",
+            "node_load1",
+            "rpc_duration"
+        ]
+    );
+    let om = "# TYPE req_duration_seconds histogram\n\
+# UNIT req_duration_seconds seconds\n\
+req_duration_seconds_bucket{le=\"1\"} 1\n\
+req_duration_seconds_bucket{le=\"+Inf\"} 2\n\
+req_duration_seconds_sum 3\n\
+req_duration_seconds_count 2\n\
+# TYPE req counter\n\
+req_total 5\n\
+# TYPE seconds gauge\n\
+# UNIT seconds seconds\n\
+seconds 1\n\
+# EOF\n";
+    assert_eq!(
+        names(
+            &mut Translator::trimming_suffixes(true),
+            om,
+            Format::OpenMetrics
+        ),
+        ["req", "req_duration", "seconds"]
+    );
+    assert_eq!(
+        names(&mut Translator::new(), om, Format::OpenMetrics),
+        ["req_duration_seconds", "req_total", "seconds"]
+    );
+    let c = load_yaml(
+        "trim_metric_suffixes: true\nconfig:\n  scrape_configs:\n  - job_name: a\n    static_configs: [{targets: ['h:1']}]\n",
+    )
+    .unwrap();
+    assert!(c.jobs[0].trim_suffixes);
+}
+
 #[test]
 fn maps_every_type_like_otelcol() {
     let mut tr = Translator::new();
