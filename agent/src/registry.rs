@@ -301,6 +301,11 @@ pub const RENAMES: &[(ComponentKind, &str, &str)] = &[
     (ComponentKind::Receiver, "kubelet_stats", "kubeletstats"),
     (
         ComponentKind::Receiver,
+        "aws_container_insight_receiver",
+        "awscontainerinsightreceiver",
+    ),
+    (
+        ComponentKind::Receiver,
         "receivercreator",
         "receiver_creator",
     ),

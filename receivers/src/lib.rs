@@ -1,5 +1,6 @@
 //! Receivers, one module per component, named as in config.
 
+pub mod awscontainerinsight;
 pub mod awsecscontainermetrics;
 pub mod dockerstats;
 pub mod filelog;
@@ -67,6 +68,7 @@ pub fn factories() -> Vec<Arc<dyn DynReceiverFactory>> {
         redis::factory(),
         nginx::factory(),
         awsecscontainermetrics::factory(),
+        awscontainerinsight::factory(),
         otelarrow::factory(),
         tcplog::factory(),
         udplog::factory(),

@@ -101,7 +101,7 @@ impl KubeletStatsReceiver {
 }
 
 /// The HTTP client and what each request carries.
-struct Kubelet {
+pub(crate) struct Kubelet {
     http: reqwest::Client,
     base: String,
     /// The service-account token file, read at every scrape.
@@ -128,7 +128,7 @@ fn read_pem(
 impl Kubelet {
     /// Builds the client: reads the CA, client certificate or token the auth type needs. Errors
     /// name the key or file.
-    fn build(cfg: &KubeletStatsConfig, auth: Auth) -> Result<Kubelet, String> {
+    pub(crate) fn build(cfg: &KubeletStatsConfig, auth: Auth) -> Result<Kubelet, String> {
         let mut b = reqwest::Client::builder()
             .user_agent(concat!("vigil/", env!("CARGO_PKG_VERSION")))
             .redirect(reqwest::redirect::Policy::none())
@@ -202,7 +202,7 @@ impl Kubelet {
     }
 
     /// `GET path`, the body bounded by [`MAX_BODY`].
-    async fn get(&self, path: &str) -> Result<Vec<u8>, String> {
+    pub(crate) async fn get(&self, path: &str) -> Result<Vec<u8>, String> {
         let url = format!("{}{path}", self.base);
         let mut req = self.http.get(&url).timeout(self.timeout);
         if let Some(t) = &self.token {
