@@ -381,6 +381,7 @@ pub const RENAMES: &[(ComponentKind, &str, &str)] = &[
     (ComponentKind::Extension, "sigv4_auth", "sigv4auth"),
     (ComponentKind::Receiver, "tcp_log", "tcplog"),
     (ComponentKind::Receiver, "udp_log", "udplog"),
+    (ComponentKind::Receiver, "splunkhec", "splunk_hec"),
     (ComponentKind::Processor, "elastic_apm", "elasticapm"),
     (ComponentKind::Connector, "elastic_apm", "elasticapm"),
 ];

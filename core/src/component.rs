@@ -191,6 +191,11 @@ pub trait Extension: Component {
     fn leadership(&self) -> Option<tokio::sync::watch::Receiver<bool>> {
         None
     }
+
+    /// Acknowledgement stores (`ack`) return the store a receiver's `ack::extension` names.
+    fn ack_store(&self) -> Option<Arc<dyn crate::ack::AckStore>> {
+        None
+    }
 }
 
 /// Who a server authenticator found a request to come from. A receiver's `auth::roles` match on it
@@ -383,6 +388,15 @@ impl Host {
         })?;
         ext.leadership()
             .ok_or_else(|| anyhow::anyhow!("extension {id} is not a leader elector"))
+    }
+
+    /// The acknowledgement store `id`, which a receiver's `ack::extension` names.
+    pub fn ack_store(&self, id: &ComponentId) -> anyhow::Result<Arc<dyn crate::ack::AckStore>> {
+        let ext = self.extension(id).ok_or_else(|| {
+            anyhow::anyhow!("ack extension {id} is not configured in service::extensions")
+        })?;
+        ext.ack_store()
+            .ok_or_else(|| anyhow::anyhow!("extension {id} is not an ack extension"))
     }
 
     /// A running component hit an error it cannot recover from; the service stops.

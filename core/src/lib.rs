@@ -4,6 +4,7 @@
 //!
 //! Nothing here knows a concrete component; `agent` wires them together through one registry.
 
+pub mod ack;
 pub mod attrs;
 pub mod codec;
 pub mod component;

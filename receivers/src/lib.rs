@@ -25,6 +25,7 @@ pub mod prometheus;
 pub mod prometheusremotewrite;
 pub mod redis;
 pub mod scrape;
+pub mod splunkhec;
 pub mod stanza;
 pub mod statsd;
 pub mod syslog;
@@ -72,5 +73,6 @@ pub fn factories() -> Vec<Arc<dyn DynReceiverFactory>> {
         otelarrow::factory(),
         tcplog::factory(),
         udplog::factory(),
+        splunkhec::factory(),
     ]
 }

@@ -3,8 +3,9 @@
 //! `oauth2client`, `googleclientauth`, `headers_setter`, `sigv4auth`: credentials checked by receivers and sent
 //! by exporters), and `cgroup_runtime` (worker threads and a soft memory limit from the cgroup),
 //! `http_forwarder` (a forwarding HTTP proxy to a vendor API), `opamp` (an OpAMP client reporting
-//! to a management server).
+//! to a management server), `ack` (acknowledgement ids the `splunk_hec` receiver hands its clients).
 
+pub mod ack;
 mod auth_util;
 pub mod awsproxy;
 pub mod basicauth;
@@ -45,6 +46,7 @@ pub fn factories() -> Vec<Arc<dyn DynExtensionFactory>> {
         http_forwarder::factory(),
         awsproxy::factory(),
         opamp::factory(),
+        ack::factory(),
         crate::observer::k8s::factory(),
         crate::observer::host::factory(),
     ]
