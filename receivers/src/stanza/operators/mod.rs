@@ -1572,23 +1572,24 @@ impl Pipeline {
                     }
                     OperatorConfig::SyslogParser(c) => {
                         let proto = c.protocol.as_deref().unwrap_or("").to_ascii_lowercase();
-                        let protocol =
-                            match proto.as_str() {
-                                "rfc5424" => crate::syslog::parse::Protocol::Rfc5424,
-                                "rfc3164" => crate::syslog::parse::Protocol::Rfc3164,
-                                "" => {
-                                    return Err((
-                                        format!("{p}::protocol"),
-                                        "required: rfc5424 or rfc3164".into(),
-                                    ))
-                                }
-                                o => return Err((
+                        let protocol = match proto.as_str() {
+                            "rfc5424" => crate::syslog::parse::Protocol::Rfc5424,
+                            "rfc3164" => crate::syslog::parse::Protocol::Rfc3164,
+                            "" => {
+                                return Err((
+                                    format!("{p}::protocol"),
+                                    "required: rfc5424 or rfc3164".into(),
+                                ))
+                            }
+                            o => {
+                                return Err((
                                     format!("{p}::protocol"),
                                     format!(
                                         "unsupported protocol {o:?}: expected rfc5424 or rfc3164"
                                     ),
-                                )),
-                            };
+                                ))
+                            }
+                        };
                         let framing =
                             c.enable_octet_counting || c.non_transparent_framing_trailer.is_some();
                         if framing && proto != "rfc5424" {
