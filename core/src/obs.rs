@@ -81,6 +81,19 @@ impl ReceiverObs {
         }
     }
 
+    /// Pushes one batch into the pipeline and counts it by the answer ([`Self::end_op`]), which the
+    /// caller still gets: the scraping receivers each did these three steps by hand.
+    pub async fn push(
+        &self,
+        next: &crate::consumer::NextConsumers,
+        data: crate::telemetry::Telemetry,
+    ) -> Result<(), ConsumeError> {
+        let (signal, items) = (data.signal(), data.item_count());
+        let result = next.consume(data).await;
+        self.end_op(signal, items, &result);
+        result
+    }
+
     /// Items the receiver itself could not turn into telemetry (otelcol's `failed`, as opposed to
     /// `refused` by what follows).
     pub fn failed(&self, signal: Signal, items: usize) {

@@ -243,11 +243,7 @@ impl Runner {
             if logs.is_empty() {
                 return;
             }
-            let data = Telemetry::Logs(logs);
-            let items = data.item_count();
-            let result = next.consume(data).await;
-            obs.end_op(Signal::Logs, items, &result);
-            if let Err(e) = result {
+            if let Err(e) = obs.push(&next, Telemetry::Logs(logs)).await {
                 tracing::warn!(receiver = %id, "the pipeline refused Kubernetes events: {e}");
             }
         }

@@ -322,11 +322,7 @@ impl Component for KubeletStatsReceiver {
                 if batch.is_empty() {
                     continue;
                 }
-                let data = Telemetry::Metrics(batch);
-                let items = data.item_count();
-                let result = next.consume(data).await;
-                obs.end_op(Signal::Metrics, items, &result);
-                if let Err(e) = result {
+                if let Err(e) = obs.push(&next, Telemetry::Metrics(batch)).await {
                     tracing::warn!(receiver = %id, "the pipeline refused kubelet metrics: {e}");
                 }
             }
