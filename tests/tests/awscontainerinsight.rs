@@ -102,6 +102,21 @@ fn node_pod_and_container_metrics_reach_cloudwatch_as_container_insights_emf() {
     kubelet_double(&rt, kubelet, "sa-token");
     let api = K8sApi::start();
     api.apply(Kind::Node, k8s_api::node("node-1"));
+    // The checkout Service's Endpoints, for add_service_as_attribute (on by default).
+    static ENDPOINTS: k8s_api::Resource = k8s_api::Resource {
+        api_version: "v1",
+        kind: "Endpoints",
+        plural: "endpoints",
+        namespaced: true,
+    };
+    api.apply(
+        Kind::Other(&ENDPOINTS),
+        json!({
+            "metadata": {"name": "checkout", "namespace": "shop"},
+            "subsets": [{"addresses": [{"ip": "10.1.0.7", "targetRef":
+                {"kind": "Pod", "namespace": "shop", "name": "checkout-7d4b9c6f8-x2x7q"}}]}],
+        }),
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let sa = dir.path().join("sa");
@@ -218,6 +233,8 @@ service:
         .expect("a Pod event for the checkout Deployment");
     assert_eq!(pod["Namespace"], "shop");
     assert_eq!(pod["K8sPodName"], "checkout-7d4b9c6f8-x2x7q");
+    assert_eq!(pod["Service"], "checkout", "from the Service's Endpoints");
+    assert_eq!(pod["kubernetes"]["service_name"], "checkout");
     assert_eq!(
         pod["pod_cpu_utilization_over_pod_limit"],
         130.0 / 600.0 * 100.0

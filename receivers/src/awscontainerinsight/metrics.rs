@@ -84,6 +84,8 @@ pub struct Labels {
     pub cluster_name: String,
     pub prefer_full_pod_name: bool,
     pub full_pod_name: bool,
+    /// `add_service_as_attribute`'s map (empty when off): pods named here get `Service`.
+    pub services: std::sync::Arc<super::services::ServiceMap>,
 }
 
 /// Counters of the previous collection, by entity, for the per-second rates. Rebuilt from the
@@ -131,6 +133,8 @@ impl Rates {
 pub struct Dropped {
     pub pods: u64,
     pub containers: u64,
+    /// Endpoints objects past [`super::services::MAX_ENDPOINTS`] in one refresh.
+    pub endpoints: u64,
 }
 
 /// One resource's metrics being built.
@@ -453,11 +457,16 @@ fn kubernetes_json(
     pod_name: &str,
     owners: &[(String, String)],
     container: Option<(&str, &str)>,
+    service: Option<&str>,
 ) -> String {
     let mut k = serde_json::Map::new();
     k.insert("host".into(), node.into());
     k.insert("namespace_name".into(), ns.into());
     k.insert("pod_name".into(), pod_name.into());
+    // otelcol copies the `Service` label into the blob as well.
+    if let Some(s) = service {
+        k.insert("service_name".into(), s.into());
+    }
     if let Some(p) = pod {
         k.insert("pod_id".into(), p.metadata.uid.clone().into());
         if !p.metadata.labels.is_empty() {
@@ -605,6 +614,15 @@ pub fn convert(
         if labels.full_pod_name {
             pbase.push(("FullPodName".into(), ps.pod_ref.name.clone()));
         }
+        // Every resource under the pod (Pod, PodNet, Container, ContainerFS) carries
+        // K8sPodName, which is what otelcol's service store keys `Service` on.
+        let service = labels
+            .services
+            .get(&(ns.clone(), ps.pod_ref.name.clone()))
+            .map(String::as_str);
+        if let Some(s) = service {
+            pbase.push(("Service".into(), s.to_string()));
+        }
         let (res, per) = pod.map(resources).unwrap_or_default();
         let key = format!("pod/{}", ps.pod_ref.uid);
 
@@ -615,7 +633,15 @@ pub fn convert(
         o.attr("Sources", r#"["kubelet","pod","calculated"]"#);
         o.attr(
             "kubernetes",
-            kubernetes_json(&node_name, pod, &ns, &ps.pod_ref.name, &owners, None),
+            kubernetes_json(
+                &node_name,
+                pod,
+                &ns,
+                &ps.pod_ref.name,
+                &owners,
+                None,
+                service,
+            ),
         );
         let (cpu, ws) = o.cpu_mem("pod_", ps.cpu.as_ref(), ps.memory.as_ref());
         o.faults("pod_", rates, &key, ps.memory.as_ref());
@@ -710,6 +736,7 @@ pub fn convert(
                     &ps.pod_ref.name,
                     &owners,
                     Some((&c.name, &id)),
+                    service,
                 ),
             );
             let ckey = format!("{key}/{}", c.name);

@@ -4,8 +4,10 @@
 //! object from the API server (capacity, instance id and type), and emits Container Insights'
 //! node, node filesystem, node interface, pod, pod interface, container and container filesystem
 //! metrics with their names, units and labels, the shape awsemf turns into the ContainerInsights
-//! namespace's EMF events. otelcol reads cgroups through an embedded cAdvisor instead; the kubelet
-//! serves the same cgroup figures, so no host mounts are needed. What is not built (ECS, cluster
+//! namespace's EMF events. With `add_service_as_attribute` (on by default) the pod's resources
+//! also carry `Service`, from the cluster's Endpoints (services.rs). otelcol reads cgroups through
+//! an embedded cAdvisor instead; the kubelet serves the same cgroup figures, so no host mounts are
+//! needed. What is not built (ECS, cluster
 //! metrics under the leader lock, accelerators, the control plane, disk IO) is listed in README.md.
 //!
 //! Clients are built in the collection task, not at start: outside a pod (`vigil validate`, CI)
@@ -14,6 +16,7 @@
 pub mod config;
 pub mod metrics;
 pub mod pods;
+pub mod services;
 #[cfg(test)]
 mod tests;
 
@@ -67,7 +70,8 @@ impl vigil_core::factory::ReceiverFactory for Factory {
         Ok(Arc::new(AwsContainerInsightReceiver {
             failures: ::metrics::counter!("vigil_awscontainerinsight_collection_failures", "receiver" => r.clone()),
             dropped_pods: ::metrics::counter!("vigil_awscontainerinsight_dropped", "receiver" => r.clone(), "what" => "pod"),
-            dropped_containers: ::metrics::counter!("vigil_awscontainerinsight_dropped", "receiver" => r, "what" => "container"),
+            dropped_containers: ::metrics::counter!("vigil_awscontainerinsight_dropped", "receiver" => r.clone(), "what" => "container"),
+            dropped_endpoints: ::metrics::counter!("vigil_awscontainerinsight_dropped", "receiver" => r, "what" => "endpoints"),
             obs: set.receiver_obs("http"),
             id: set.id,
             cfg: Arc::new(cfg),
@@ -86,6 +90,7 @@ pub struct AwsContainerInsightReceiver {
     failures: ::metrics::Counter,
     dropped_pods: ::metrics::Counter,
     dropped_containers: ::metrics::Counter,
+    dropped_endpoints: ::metrics::Counter,
     tasks: vigil_core::Tasks,
 }
 
@@ -133,6 +138,7 @@ struct State {
     api: Option<vigil_k8s::kube::Client>,
     node: NodeInfo,
     rates: Rates,
+    services: services::Services,
 }
 
 /// One collection: the kubelet's summary and pods (both needed), the Node (its last answer kept
@@ -168,6 +174,7 @@ async fn collect(
             Err(e) => tracing::warn!("awscontainerinsightreceiver: no API server client: {e}"),
         }
     }
+    let mut dropped_endpoints = 0;
     if let Some(c) = &st.api {
         let nodes: vigil_k8s::kube::Api<vigil_k8s::k8s_openapi::api::core::v1::Node> =
             vigil_k8s::kube::Api::all(c.clone());
@@ -177,20 +184,43 @@ async fn collect(
                 "awscontainerinsightreceiver: GET node {node_name:?}: {e}; node capacity from the last answer"
             ),
         }
+        let now = std::time::Instant::now();
+        if cfg.add_service_as_attribute && st.services.due(now) {
+            // Only this node's pods are labelled, so only they are kept.
+            let local = summary
+                .pods
+                .iter()
+                .take(metrics::MAX_PODS)
+                .map(|p| (p.pod_ref.namespace.clone(), p.pod_ref.name.clone()))
+                .collect();
+            match st.services.refresh(c, &local, now).await {
+                Ok(n) => dropped_endpoints = n,
+                Err(e) => tracing::warn!(
+                    "awscontainerinsightreceiver: list endpoints: {e}; Service labels from the last answer"
+                ),
+            }
+        }
     }
     let labels = Labels {
         cluster_name: cfg.cluster_name.clone(),
         prefer_full_pod_name: cfg.prefer_full_pod_name,
         full_pod_name: cfg.add_full_pod_name_metric_label,
+        services: if cfg.add_service_as_attribute {
+            Arc::clone(&st.services.map)
+        } else {
+            Arc::default()
+        },
     };
-    Ok(metrics::convert(
+    let (out, mut dropped) = metrics::convert(
         &summary,
         &pods,
         &st.node,
         &labels,
         &mut st.rates,
         now_nanos(),
-    ))
+    );
+    dropped.endpoints = dropped_endpoints;
+    Ok((out, dropped))
 }
 
 #[async_trait]
@@ -200,6 +230,7 @@ impl Component for AwsContainerInsightReceiver {
         let cfg = Arc::clone(&self.cfg);
         let (next, obs, failures) = (self.next.clone(), self.obs.clone(), self.failures.clone());
         let (dp, dc) = (self.dropped_pods.clone(), self.dropped_containers.clone());
+        let de = self.dropped_endpoints.clone();
         let cancel = self.tasks.stopping();
         self.tasks.spawn(async move {
             let mut st = State {
@@ -207,6 +238,7 @@ impl Component for AwsContainerInsightReceiver {
                 api: None,
                 node: NodeInfo::default(),
                 rates: Rates::default(),
+                services: services::Services::default(),
             };
             let mut timer = tokio::time::interval(cfg.collection_interval);
             // A slow kubelet must not be followed by a burst of catch-up collections.
@@ -230,6 +262,7 @@ impl Component for AwsContainerInsightReceiver {
                 };
                 dp.increment(dropped.pods);
                 dc.increment(dropped.containers);
+                de.increment(dropped.endpoints);
                 if batch.is_empty() {
                     continue;
                 }

@@ -361,6 +361,7 @@ async fn one_collection_reads_the_kubelet_with_the_token_and_the_node_from_the_a
         api: None,
         node: NodeInfo::default(),
         rates: Rates::default(),
+        services: services::Services::default(),
     };
     let (out, _) = collect(&cfg, &mut st).await.unwrap();
     let node = of(&out, "Node", "NodeName", "node-1");
@@ -375,5 +376,182 @@ async fn one_collection_reads_the_kubelet_with_the_token_and_the_node_from_the_a
     std::fs::write(sa.path().join("token"), "stale").unwrap();
     let e = collect(&cfg, &mut st).await.unwrap_err();
     assert!(e.contains("401"), "{e}");
+    stop.cancel();
+}
+
+/// core/v1 Endpoints, which the API-server double serves as any other resource.
+static ENDPOINTS: vigil_tests::k8s_api::Resource = vigil_tests::k8s_api::Resource {
+    api_version: "v1",
+    kind: "Endpoints",
+    plural: "endpoints",
+    namespaced: true,
+};
+
+/// An Endpoints object as the endpoints controller writes one: `ready` pods as `addresses`, the
+/// rest as `notReadyAddresses`, each with its pod as `targetRef`.
+fn endpoints(ns: &str, service: &str, ready: &[&str], not_ready: &[&str]) -> Value {
+    let addr = |pods: &[&str]| -> Vec<Value> {
+        pods.iter()
+            .enumerate()
+            .map(|(i, p)| {
+                json!({"ip": format!("10.1.0.{i}"), "nodeName": "node-1",
+                    "targetRef": {"kind": "Pod", "namespace": ns, "name": p}})
+            })
+            .collect()
+    };
+    json!({
+        "metadata": {"name": service, "namespace": ns},
+        "subsets": [{
+            "addresses": addr(ready),
+            "notReadyAddresses": addr(not_ready),
+            "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+        }],
+    })
+}
+
+fn collect_config(
+    addr: std::net::SocketAddr,
+    sa: &std::path::Path,
+    kc: &std::path::Path,
+    service: bool,
+) -> AwsContainerInsightConfig {
+    serde_json::from_value(json!({
+        "kubelet_endpoint": format!("http://{addr}"),
+        "service_account_dir": sa.display().to_string(),
+        "kube_config_path": kc.display().to_string(),
+        "host_name": "node-1",
+        "add_service_as_attribute": service,
+    }))
+    .unwrap()
+}
+
+fn new_state() -> State {
+    State {
+        kubelet: None,
+        api: None,
+        node: NodeInfo::default(),
+        rates: Rates::default(),
+        services: services::Services::default(),
+    }
+}
+
+fn service_of(out: &[ResourceMetrics], ty: &str, key: &str, v: &str) -> Option<String> {
+    let rm = out
+        .iter()
+        .find(|rm| attr(rm, "Type").as_deref() == Some(ty) && attr(rm, key).as_deref() == Some(v))
+        .unwrap_or_else(|| panic!("no {ty} resource with {key}={v}"));
+    attr(rm, "Service")
+}
+
+#[tokio::test]
+async fn add_service_as_attribute_names_the_service_whose_endpoints_select_the_pod() {
+    use vigil_tests::k8s_api::{node, K8sApi, Kind};
+    let (addr, stop) = kubelet_double("sa-token").await;
+    let sa = service_account("sa-token");
+    let api = K8sApi::start();
+    api.apply(Kind::Node, node("node-1"));
+    let checkout = "checkout-7d4b9c6f8-x2x7q";
+    // Two Services select checkout: the smaller name is taken, on every collection.
+    api.apply(
+        Kind::Other(&ENDPOINTS),
+        endpoints(
+            "shop",
+            "checkout",
+            &[checkout, "checkout-7d4b9c6f8-zzzzz"],
+            &[],
+        ),
+    );
+    api.apply(
+        Kind::Other(&ENDPOINTS),
+        endpoints("shop", "api", &[checkout], &[]),
+    );
+    // kube-proxy is only behind a not-ready address, and a Service of the same name in another
+    // namespace does not name it either.
+    api.apply(
+        Kind::Other(&ENDPOINTS),
+        endpoints("kube-system", "proxy", &[], &["kube-proxy-5wz8m"]),
+    );
+    api.apply(
+        Kind::Other(&ENDPOINTS),
+        endpoints("default", "other", &["kube-proxy-5wz8m"], &[]),
+    );
+    let kc = api.kubeconfig(sa.path());
+    let cfg = collect_config(addr, sa.path(), &kc, true);
+    let mut st = new_state();
+    let (out, dropped) = collect(&cfg, &mut st).await.unwrap();
+    assert_eq!(dropped.endpoints, 0);
+    for (ty, key, v) in [
+        ("Pod", "K8sPodName", checkout),
+        ("Container", "ContainerName", "envoy"),
+        ("ContainerFS", "ContainerName", "checkout"),
+    ] {
+        assert_eq!(service_of(&out, ty, key, v).as_deref(), Some("api"), "{ty}");
+    }
+    // Interfaces are rates, so PodNet comes with the second collection, which uses the map of
+    // the first (less than services::REFRESH ago) without listing again.
+    let lists = api.count_requests(|r| r.contains("endpoints"));
+    assert!(lists > 0);
+    let (out, _) = collect(&cfg, &mut st).await.unwrap();
+    assert_eq!(api.count_requests(|r| r.contains("endpoints")), lists);
+    let pod_nets: Vec<_> = out
+        .iter()
+        .filter(|rm| attr(rm, "Type").as_deref() == Some("PodNet"))
+        .filter(|rm| attr(rm, "K8sPodName").as_deref() == Some(checkout))
+        .collect();
+    assert!(!pod_nets.is_empty());
+    assert!(pod_nets
+        .iter()
+        .all(|rm| attr(rm, "Service").as_deref() == Some("api")));
+    let rm = out
+        .iter()
+        .find(|rm| {
+            attr(rm, "Type").as_deref() == Some("Pod")
+                && attr(rm, "K8sPodName").as_deref() == Some(checkout)
+        })
+        .unwrap();
+    let k: Value = serde_json::from_str(&attr(rm, "kubernetes").unwrap()).unwrap();
+    assert_eq!(k["service_name"], "api");
+    assert_eq!(
+        service_of(&out, "Pod", "K8sPodName", "kube-proxy-5wz8m"),
+        None
+    );
+    assert_eq!(service_of(&out, "Node", "NodeName", "node-1"), None);
+    // Only this node's pods are held.
+    assert_eq!(st.services.map.len(), 1);
+
+    // Off: no Service, and the Endpoints are not listed.
+    let before = api.count_requests(|r| r.contains("endpoints"));
+    assert!(before > 0);
+    let cfg = collect_config(addr, sa.path(), &kc, false);
+    let (out, _) = collect(&cfg, &mut new_state()).await.unwrap();
+    assert_eq!(service_of(&out, "Pod", "K8sPodName", checkout), None);
+    assert_eq!(api.count_requests(|r| r.contains("endpoints")), before);
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn endpoints_past_the_bound_are_not_read_and_counted() {
+    use vigil_tests::k8s_api::{node, K8sApi, Kind};
+    let (addr, stop) = kubelet_double("sa-token").await;
+    let sa = service_account("sa-token");
+    let api = K8sApi::start();
+    api.apply(Kind::Node, node("node-1"));
+    // Namespace `aaa` lists before `shop`, so checkout's Service is past the bound.
+    api.preload(
+        Kind::Other(&ENDPOINTS),
+        (0..services::MAX_ENDPOINTS).map(|i| endpoints("aaa", &format!("s{i:05}"), &[], &[])),
+    );
+    api.apply(
+        Kind::Other(&ENDPOINTS),
+        endpoints("shop", "checkout", &["checkout-7d4b9c6f8-x2x7q"], &[]),
+    );
+    let kc = api.kubeconfig(sa.path());
+    let cfg = collect_config(addr, sa.path(), &kc, true);
+    let (out, dropped) = collect(&cfg, &mut new_state()).await.unwrap();
+    assert_eq!(dropped.endpoints, 1);
+    assert_eq!(
+        service_of(&out, "Pod", "K8sPodName", "checkout-7d4b9c6f8-x2x7q"),
+        None
+    );
     stop.cancel();
 }
