@@ -178,10 +178,23 @@ async fn collect(
     if let Some(c) = &st.api {
         let nodes: vigil_k8s::kube::Api<vigil_k8s::k8s_openapi::api::core::v1::Node> =
             vigil_k8s::kube::Api::all(c.clone());
-        match nodes.get(&node_name).await {
-            Ok(n) => st.node = NodeInfo::from_node(&n),
+        // A list narrowed to this node by a field selector, not a GET: AWS's published Container
+        // Insights ClusterRoles grant `list` and `watch` on nodes, some without `get`.
+        let lp = vigil_k8s::kube::api::ListParams::default()
+            .fields(&format!("metadata.name={node_name}"));
+        match nodes.list(&lp).await {
+            Ok(list) => match list
+                .items
+                .iter()
+                .find(|n| n.metadata.name.as_deref() == Some(node_name.as_str()))
+            {
+                Some(n) => st.node = NodeInfo::from_node(n),
+                None => tracing::warn!(
+                    "awscontainerinsightreceiver: no node {node_name:?} in the API server's list; node capacity from the last answer"
+                ),
+            },
             Err(e) => tracing::warn!(
-                "awscontainerinsightreceiver: GET node {node_name:?}: {e}; node capacity from the last answer"
+                "awscontainerinsightreceiver: list node {node_name:?}: {e}; node capacity from the last answer"
             ),
         }
         let now = std::time::Instant::now();
