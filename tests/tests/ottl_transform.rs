@@ -293,7 +293,7 @@ receivers:
 processors:
   transform:
     log_statements:
-      - set(log.attributes["h"], FNV(log.body))
+      - set(log.attributes["h"], Levenshtein(log.body))
 connectors:
   routing:
     table:
@@ -311,7 +311,7 @@ service:
     let err = validate_fails(&cfg);
     assert!(
         err.contains("processors::transform::log_statements::0")
-            && err.contains("unsupported converter \"FNV\""),
+            && err.contains("unsupported converter \"Levenshtein\""),
         "{err}"
     );
 
@@ -320,7 +320,7 @@ service:
         &cfg,
         std::fs::read_to_string(&cfg)
             .unwrap()
-            .replace("FNV(log.body)", "SHA256(log.body)"),
+            .replace("Levenshtein(log.body)", "SHA256(log.body)"),
     )
     .unwrap();
     let err = validate_fails(&cfg);
