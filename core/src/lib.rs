@@ -14,6 +14,7 @@ pub mod factory;
 pub mod kafka;
 pub mod net;
 pub mod obs;
+pub mod splunkhec;
 pub mod storage;
 pub mod task;
 pub mod telemetry;

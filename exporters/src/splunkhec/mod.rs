@@ -65,26 +65,7 @@ fn default_health_path() -> String {
     "/services/collector/health".into()
 }
 
-/// `hec_metadata_to_otel_attrs`: the attributes that hold HEC's metadata.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct HecToOtelAttrs {
-    pub source: String,
-    pub sourcetype: String,
-    pub index: String,
-    pub host: String,
-}
-
-impl Default for HecToOtelAttrs {
-    fn default() -> Self {
-        HecToOtelAttrs {
-            source: "com.splunk.source".into(),
-            sourcetype: "com.splunk.sourcetype".into(),
-            index: "com.splunk.index".into(),
-            host: "host.name".into(),
-        }
-    }
-}
+pub use vigil_core::splunkhec::HecToOtelAttrs;
 
 /// `otel_to_hec_fields`: the fields a log record's severity goes to.
 #[derive(Debug, Clone, Deserialize, Serialize)]

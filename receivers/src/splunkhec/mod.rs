@@ -49,26 +49,7 @@ pub const ACCESS_TOKEN_ATTR: &str = "com.splunk.hec.access_token";
 /// The header HEC clients name their channel in.
 pub const CHANNEL_HEADER: &str = "x-splunk-request-channel";
 
-/// `hec_metadata_to_otel_attrs`: the resource attributes HEC's metadata goes to.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct HecToOtelAttrs {
-    pub source: String,
-    pub sourcetype: String,
-    pub index: String,
-    pub host: String,
-}
-
-impl Default for HecToOtelAttrs {
-    fn default() -> Self {
-        HecToOtelAttrs {
-            source: "com.splunk.source".into(),
-            sourcetype: "com.splunk.sourcetype".into(),
-            index: "com.splunk.index".into(),
-            host: "host.name".into(),
-        }
-    }
-}
+pub use vigil_core::splunkhec::HecToOtelAttrs;
 
 /// `splitting`: how a raw body becomes records.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
