@@ -800,6 +800,18 @@ fn service_targets(svc: &Value) -> Groups {
     out
 }
 
+/// An object's namespace and name: how the endpoint roles find the pods and services they name.
+fn namespaced_name(o: &Value) -> (String, String) {
+    (
+        namespace_of(o),
+        str_at(o, &["metadata", "name"]).unwrap_or("").to_string(),
+    )
+}
+
+fn by_namespace_and_name(objects: &[Value]) -> HashMap<(String, String), &Value> {
+    objects.iter().map(|o| (namespaced_name(o), o)).collect()
+}
+
 /// Role `endpoints`: a target per endpoint address and port, with its service's and (when it is a
 /// pod) its pod's and container's labels; then every container port of those pods that no
 /// endpoint named, as Prometheus adds them.
@@ -809,18 +821,11 @@ fn endpoints_targets(
     services: &[Value],
     nodes: &HashMap<String, Value>,
 ) -> Groups {
-    let key = |o: &Value| {
-        (
-            namespace_of(o),
-            str_at(o, &["metadata", "name"]).unwrap_or("").to_string(),
-        )
-    };
-    let pods: HashMap<(String, String), &Value> = pods.iter().map(|p| (key(p), p)).collect();
-    let services: HashMap<(String, String), &Value> =
-        services.iter().map(|s| (key(s), s)).collect();
+    let pods = by_namespace_and_name(pods);
+    let services = by_namespace_and_name(services);
     let mut out = Vec::new();
     for ep in endpoints {
-        let (ns, name) = key(ep);
+        let (ns, name) = namespaced_name(ep);
         let mut object = Labels::new();
         object.insert("__meta_kubernetes_namespace".into(), ns.clone());
         object_meta(&mut object, ep, "endpoints");
@@ -934,15 +939,8 @@ fn endpointslice_targets(
     services: &[Value],
     nodes: &HashMap<String, Value>,
 ) -> Groups {
-    let key = |o: &Value| {
-        (
-            namespace_of(o),
-            str_at(o, &["metadata", "name"]).unwrap_or("").to_string(),
-        )
-    };
-    let pods: HashMap<(String, String), &Value> = pods.iter().map(|p| (key(p), p)).collect();
-    let services: HashMap<(String, String), &Value> =
-        services.iter().map(|s| (key(s), s)).collect();
+    let pods = by_namespace_and_name(pods);
+    let services = by_namespace_and_name(services);
     let prefix = "__meta_kubernetes_endpointslice_";
     let mut out = Vec::new();
     for es in slices {
