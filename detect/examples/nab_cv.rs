@@ -91,6 +91,7 @@ fn set(t: &mut Tuning, name: &str, v: f64) -> Result<(), String> {
         "burst_share" => t.burst_share = v,
         "burst_days" => t.burst_days = v,
         "burst_damp" => t.burst_damp = v,
+        "season_slip" => t.season_slip = v,
         _ => return Err(format!("unknown constant {name}")),
     }
     Ok(())
@@ -549,6 +550,7 @@ fn field(t: &Tuning, name: &str) -> f64 {
         "burst_share" => t.burst_share,
         "burst_days" => t.burst_days,
         "burst_damp" => t.burst_damp,
+        "season_slip" => t.season_slip,
         _ => f64::NAN,
     }
 }

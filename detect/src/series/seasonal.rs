@@ -133,6 +133,32 @@ impl Season {
         }
     }
 
+    /// The seasonal offsets from two points before the current phase to two points after it (zeros
+    /// without a period).
+    pub fn around(&self) -> [f64; 5] {
+        let mut o = [0.0; 5];
+        if let Season::Found {
+            profile,
+            phase,
+            stride,
+        } = self
+        {
+            let n = profile.len() as u32 * *stride;
+            for (k, x) in o.iter_mut().enumerate() {
+                // phase - 2 + k, round the season without a division.
+                let mut p = *phase + k as u32 + n - 2;
+                if p >= n {
+                    p -= n;
+                }
+                if p >= n {
+                    p -= n;
+                }
+                *x = f64::from(profile[(p / *stride) as usize]);
+            }
+        }
+        o
+    }
+
     /// Moves the current phase's offset towards a (clipped) residual.
     pub fn learn(&mut self, residual: f64, gamma: f64) {
         if let Season::Found {

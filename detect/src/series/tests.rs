@@ -583,3 +583,62 @@ fn a_counts_daily_burst_is_ordinary_traffic() {
     // A burst five times the daily size is news on both.
     assert!(count[13] >= DEFAULT_THRESHOLD && fraction[13] >= DEFAULT_THRESHOLD);
 }
+
+// An hourly job on 5-minute data: a 12-point cycle whose one-point run (70 over a base of 30) comes a
+// point late on every 25th cycle from the 100th and is skipped on the 230th. Against the current
+// phase's offset alone each slip or skip is an outlier as large as the job; near the profile's one-phase
+// peak the point is judged against the span of the offsets around it, and none is news. A spike of the
+// same size where the job never runs still is.
+#[test]
+fn a_periodic_jobs_slips_are_not_news() {
+    static WITHOUT: Tuning = Tuning {
+        season_slip: 0.0,
+        ..DEFAULT_TUNING
+    };
+    let job = |i: usize| -> f64 {
+        let cycle = i / 12;
+        let at = if cycle >= 100 && cycle.is_multiple_of(25) {
+            10
+        } else {
+            9
+        };
+        if i % 12 == at && cycle != 230 {
+            70.0
+        } else {
+            0.0
+        }
+    };
+    let mut noise = Noise(12);
+    let mut v: Vec<f64> = (0..3000).map(|i| 30.0 + job(i) + noise.next()).collect();
+    // Phase 7 of cycle 233.
+    v[2803] += 70.0;
+    let detections = |t: &'static Tuning| -> Vec<usize> {
+        let mut d = SeriesDetector::with_tuning(&DetectorConfig::default(), t);
+        let found: Vec<usize> = v
+            .iter()
+            .enumerate()
+            .filter(|&(i, &x)| d.observe(i as f64 * 300.0, x).score >= DEFAULT_THRESHOLD)
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(d.period(), Some(12));
+        found
+    };
+    let slip = |i: &usize| {
+        let cycle = i / 12;
+        cycle == 230 || (cycle >= 100 && cycle.is_multiple_of(25))
+    };
+    let with = detections(&DEFAULT_TUNING);
+    let without = detections(&WITHOUT);
+    assert!(
+        without.iter().filter(|i| slip(i)).count() >= 4,
+        "without the rule the slips should be outliers: {without:?}"
+    );
+    assert!(
+        !with.iter().any(slip),
+        "a slip or skip of the job was reported: {with:?}"
+    );
+    assert!(
+        with.contains(&2803),
+        "the spike off the job's phase: {with:?}"
+    );
+}
