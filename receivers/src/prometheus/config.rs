@@ -34,7 +34,8 @@ pub struct RawConfig {
     /// Also emit `scrape_body_size_bytes`, `scrape_timeout_seconds` and `scrape_sample_limit`.
     #[serde(default)]
     pub report_extra_scrape_metrics: bool,
-    pub target_allocator: Option<Value>,
+    /// otelcol's Target Allocator client: jobs from its `/scrape_configs`, targets by HTTP SD.
+    pub target_allocator: Option<super::target_allocator::TargetAllocatorRaw>,
     pub api_server: Option<Value>,
 }
 
@@ -106,7 +107,6 @@ const UNBUILT_SD: &[&str] = &[
     "eureka_sd_configs",
     "gce_sd_configs",
     "hetzner_sd_configs",
-    "http_sd_configs",
     "ionos_sd_configs",
     "kuma_sd_configs",
     "lightsail_sd_configs",
@@ -274,7 +274,8 @@ pub struct ScrapeConfigRaw {
     pub eureka_sd_configs: Option<Value>,
     pub gce_sd_configs: Option<Value>,
     pub hetzner_sd_configs: Option<Value>,
-    pub http_sd_configs: Option<Value>,
+    #[serde(default)]
+    pub http_sd_configs: Vec<super::http_sd::HttpSdRaw>,
     pub ionos_sd_configs: Option<Value>,
     pub kuma_sd_configs: Option<Value>,
     pub lightsail_sd_configs: Option<Value>,
@@ -308,7 +309,6 @@ impl ScrapeConfigRaw {
             &self.eureka_sd_configs,
             &self.gce_sd_configs,
             &self.hetzner_sd_configs,
-            &self.http_sd_configs,
             &self.ionos_sd_configs,
             &self.kuma_sd_configs,
             &self.lightsail_sd_configs,
@@ -331,7 +331,7 @@ impl ScrapeConfigRaw {
             if v.as_ref()
                 .is_some_and(|v| !v.is_null() && v.as_array().is_none_or(|a| !a.is_empty()))
             {
-                out.push((*name, "this service discovery is not built in vigil; use static_configs, file_sd_configs or kubernetes_sd_configs"));
+                out.push((*name, "this service discovery is not built in vigil; use static_configs, file_sd_configs, http_sd_configs or kubernetes_sd_configs"));
             }
         }
         let other: [(&'static str, bool, &'static str); 7] = [
@@ -433,6 +433,8 @@ pub fn tls_version(v: &str) -> Result<&'static str, String> {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub jobs: Vec<Job>,
+    /// The Target Allocator client, with the section the allocator's jobs are checked against.
+    pub target_allocator: Option<super::target_allocator::TargetAllocator>,
     pub start_time_metric: Option<regex::Regex>,
     pub report_extra_scrape_metrics: bool,
 }
@@ -449,6 +451,7 @@ pub struct Job {
     pub static_groups: Vec<TargetGroup>,
     pub file_sd: Vec<FileSd>,
     pub kubernetes_sd: Vec<super::kubernetes::KubernetesSd>,
+    pub http_sd: Vec<super::http_sd::HttpSd>,
     pub relabel: Vec<Rule>,
     pub metric_relabel: Vec<Rule>,
     pub honor_labels: bool,
@@ -576,13 +579,13 @@ pub fn load(id: &ComponentId, value: &Value) -> Result<Config, ConfigError> {
 
 /// Checks a decoded section and prepares what the component runs with.
 pub fn check(id: &ComponentId, raw: RawConfig) -> Result<Config, ConfigError> {
-    if raw.target_allocator.is_some() {
-        return Err(err(
-            id,
-            "target_allocator",
-            "the target allocator is not supported by vigil; list targets in config::scrape_configs",
-        ));
-    }
+    let target_allocator = match &raw.target_allocator {
+        Some(ta) => Some(
+            super::target_allocator::check(ta, &raw)
+                .map_err(|(key, m)| err(id, format!("target_allocator::{key}"), m))?,
+        ),
+        None => None,
+    };
     if raw.api_server.is_some() {
         return Err(err(
             id,
@@ -590,8 +593,17 @@ pub fn check(id: &ComponentId, raw: RawConfig) -> Result<Config, ConfigError> {
             "the Prometheus API server is not supported by vigil",
         ));
     }
-    let Some(prom) = raw.config else {
-        return Err(err(id, "config", "no Prometheus scrape_configs set"));
+    // As otelcol: jobs may come from the Target Allocator alone (`config: {}` or no `config`).
+    let prom = match raw.config {
+        Some(p) => p,
+        None if target_allocator.is_some() => PromConfig::default(),
+        None => {
+            return Err(err(
+                id,
+                "config",
+                "no Prometheus scrape_configs or target_allocator set",
+            ))
+        }
     };
     for (key, set, msg) in [
         ("scrape_config_files", prom.scrape_config_files.is_some(), "not built in vigil; write the jobs under config::scrape_configs"),
@@ -615,11 +627,11 @@ pub fn check(id: &ComponentId, raw: RawConfig) -> Result<Config, ConfigError> {
     .map_err(|m| err(id, "config::global::metric_name_validation_scheme", m))?;
     check_scheme(&prom.global.metric_name_escaping_scheme, ESCAPING_SCHEMES)
         .map_err(|m| err(id, "config::global::metric_name_escaping_scheme", m))?;
-    if prom.scrape_configs.is_empty() {
+    if prom.scrape_configs.is_empty() && target_allocator.is_none() {
         return Err(err(
             id,
             "config::scrape_configs",
-            "no Prometheus scrape_configs set",
+            "no Prometheus scrape_configs or target_allocator set",
         ));
     }
     let g_interval = duration_at(
@@ -811,6 +823,13 @@ pub fn check(id: &ComponentId, raw: RawConfig) -> Result<Config, ConfigError> {
                 })
                 .collect()
         };
+        let mut http_sd = Vec::new();
+        for (h, raw) in sc.http_sd_configs.iter().enumerate() {
+            http_sd.push(
+                super::http_sd::check(raw)
+                    .map_err(|(key, m)| err(id, at(&format!("http_sd_configs::{h}::{key}")), m))?,
+            );
+        }
         let relabel = compile(&sc.relabel_configs, "relabel_configs")?;
         let metric_relabel = compile(&sc.metric_relabel_configs, "metric_relabel_configs")?;
         let mut kubernetes_sd = Vec::new();
@@ -911,6 +930,7 @@ pub fn check(id: &ComponentId, raw: RawConfig) -> Result<Config, ConfigError> {
             static_groups: sc.static_configs.clone(),
             file_sd,
             kubernetes_sd,
+            http_sd,
             relabel,
             metric_relabel,
             honor_labels: sc.honor_labels,
@@ -957,6 +977,7 @@ pub fn check(id: &ComponentId, raw: RawConfig) -> Result<Config, ConfigError> {
     };
     Ok(Config {
         jobs,
+        target_allocator,
         start_time_metric,
         report_extra_scrape_metrics: raw.report_extra_scrape_metrics,
     })
@@ -1055,9 +1076,14 @@ mod tests {
                 "not built",
             ),
             (
-                "http_sd_configs: [{url: 'http://sd/'}]",
-                "http_sd_configs",
+                "http_sd_configs: [{url: 'http://sd/', oauth2: {client_id: a}}]",
+                "http_sd_configs::0::oauth2",
                 "not built",
+            ),
+            (
+                "http_sd_configs: [{url: 'ftp://sd/'}]",
+                "http_sd_configs::0::url",
+                "http or https",
             ),
             (
                 "oauth2: {client_id: a, token_url: 'http://t/'}",

@@ -4,18 +4,21 @@
 //! OTLP as otelcol maps it, with the synthetic `up`/`scrape_*` series and staleness markers.
 //!
 //! Layout: `config` (keys, defaults, checks), `parse` (the exposition parser; public for the fuzz
-//! target and the benchmark), `relabel`, `discovery` (targets from static and file SD), `kubernetes` (targets from the Kubernetes API: roles pod, node, service, endpoints, endpointslice, ingress), `convert`
+//! target and the benchmark), `relabel`, `discovery` (targets from static and file SD), `kubernetes` (targets from the Kubernetes API: roles pod, node, service, endpoints, endpointslice, ingress), `http_sd` (Prometheus's HTTP SD), `target_allocator` (jobs from otelcol's Target Allocator), `convert`
 //! (samples to OTLP, start times, staleness), `scrape` (HTTP and the per-target loop). This file holds
 //! the factory and the lifecycle: one manager task per job that keeps the set of target loops in
-//! step with discovery.
+//! step with discovery, and with `target_allocator` one more task that starts and stops the
+//! allocator's jobs' managers as its answer changes.
 
 pub mod config;
 pub mod convert;
 pub mod discovery;
+pub mod http_sd;
 pub mod kubernetes;
 pub mod parse;
 pub mod relabel;
 pub mod scrape;
+pub mod target_allocator;
 
 #[cfg(test)]
 mod tests;
@@ -152,6 +155,14 @@ impl Component for PrometheusReceiver {
         if self.started.swap(true, Ordering::SeqCst) {
             anyhow::bail!("receivers::{}: already started", self.id);
         }
+        // Built first so that a TLS file that cannot be read fails start, as otelcol's ToClient.
+        let ta_client =
+            match &self.cfg.target_allocator {
+                Some(ta) => Some(target_allocator::client(ta).map_err(|m| {
+                    anyhow::anyhow!("receivers::{}: target_allocator: {m}", self.id)
+                })?),
+                None => None,
+            };
         let mut contexts = Vec::new();
         for (i, job) in self.cfg.jobs.iter().enumerate() {
             // As Prometheus does with a scrape pool whose HTTP client cannot be made (a CA file
@@ -185,6 +196,33 @@ impl Component for PrometheusReceiver {
         for ctx in contexts {
             self.tasks.spawn(manage(ctx, self.tasks.stopping()));
         }
+        if let (Some(ta), Some(client)) = (&self.cfg.target_allocator, ta_client) {
+            let (receiver, next, obs) = (self.id.to_string(), self.next.clone(), self.obs.clone());
+            let (start_time_metric, report_extra) = (
+                self.cfg.start_time_metric.clone(),
+                self.cfg.report_extra_scrape_metrics,
+            );
+            let make: target_allocator::MakeContext = Arc::new(move |job: Job| {
+                Ok(Arc::new(LoopContext {
+                    receiver: receiver.clone(),
+                    client: scrape::client(&job)?,
+                    job: Arc::new(job),
+                    next: next.clone(),
+                    start_time_metric: start_time_metric.clone(),
+                    report_extra,
+                    obs: obs.clone(),
+                }))
+            });
+            let static_names = self.cfg.jobs.iter().map(|j| j.name.clone()).collect();
+            self.tasks.spawn(target_allocator::run(
+                self.id.clone(),
+                ta.clone(),
+                client,
+                static_names,
+                make,
+                self.tasks.stopping(),
+            ));
+        }
         tracing::info!(receiver = %self.id, jobs = self.cfg.jobs.len(), "prometheus receiver started");
         Ok(())
     }
@@ -195,11 +233,20 @@ impl Component for PrometheusReceiver {
     }
 }
 
-/// How often a job's targets are discovered again: its shortest file SD refresh, or the
-/// Kubernetes re-list interval; `None` when it has only static targets.
+/// How often a job's file and Kubernetes targets are discovered again: its shortest file SD
+/// refresh, or the Kubernetes re-list interval; `None` when it has none. HTTP SD sources keep
+/// their own intervals.
 fn refresh_every(job: &Job) -> Option<Duration> {
     let k8s = (!job.kubernetes_sd.is_empty()).then_some(kubernetes::RELIST_INTERVAL);
     job.file_sd.iter().map(|f| f.refresh).chain(k8s).min()
+}
+
+/// One HTTP SD source of a job as the manager keeps it: its client, its last good answer and
+/// when it is due again.
+struct HttpSource {
+    client: Option<reqwest::Client>,
+    last: Vec<config::TargetGroup>,
+    due: tokio::time::Instant,
 }
 
 /// One target's scrape loop. Dropping it aborts the loop, so that a manager stopped at the
@@ -226,8 +273,79 @@ async fn manage(ctx: Arc<LoopContext>, stop: CancellationToken) {
         "receiver" => ctx.receiver.clone(),
         "job" => ctx.job.name.clone()
     );
+    let dropped_targets = metrics::counter!(
+        "vigil_prometheus_sd_dropped",
+        "receiver" => ctx.receiver.clone(),
+        "what" => "targets"
+    );
+    let dropped_responses = metrics::counter!(
+        "vigil_prometheus_sd_dropped",
+        "receiver" => ctx.receiver.clone(),
+        "what" => "responses"
+    );
+    let mut http: Vec<HttpSource> = ctx
+        .job
+        .http_sd
+        .iter()
+        .map(|sd| HttpSource {
+            client: http_sd::client(sd)
+                .inspect_err(|e| {
+                    tracing::error!(receiver = %ctx.receiver, job = %ctx.job.name, url = %sd.url,
+                        error = %e, "cannot create the HTTP SD client; this source finds no targets");
+                })
+                .ok(),
+            last: Vec::new(),
+            due: tokio::time::Instant::now(),
+        })
+        .collect();
+    let mut next_full = tokio::time::Instant::now();
+    let mut file_groups: Vec<(String, config::TargetGroup)> = Vec::new();
     loop {
-        for (sd, last) in ctx.job.kubernetes_sd.iter().zip(k8s_groups.iter_mut()) {
+        let now = tokio::time::Instant::now();
+        for (sd, src) in ctx.job.http_sd.iter().zip(http.iter_mut()) {
+            if src.due > now {
+                continue;
+            }
+            src.due = now + sd.refresh;
+            let Some(client) = &src.client else { continue };
+            let mut dropped = 0;
+            let found = tokio::select! {
+                _ = stop.cancelled() => break,
+                found = http_sd::discover(client, sd, &mut dropped) => found,
+            };
+            if dropped > 0 {
+                dropped_targets.increment(dropped);
+                tracing::warn!(receiver = %ctx.receiver, job = %ctx.job.name, url = %sd.url, dropped,
+                    max = http_sd::MAX_TARGETS, "HTTP SD lists more targets than vigil's cap; the rest are not scraped");
+            }
+            match found {
+                Ok(groups) => src.last = groups,
+                Err(e) => {
+                    if matches!(e, http_sd::SdError::TooLarge) {
+                        dropped_responses.increment(1);
+                    }
+                    sd_failures.increment(1);
+                    tracing::warn!(receiver = %ctx.receiver, job = %ctx.job.name, url = %sd.url, error = %e,
+                        "HTTP discovery failed; the job keeps its last targets");
+                }
+            }
+        }
+        if stop.is_cancelled() {
+            break;
+        }
+        let full = now >= next_full;
+        if full {
+            if let Some(d) = refresh_every(&ctx.job) {
+                next_full = now + d;
+            }
+        }
+        for (sd, last) in ctx
+            .job
+            .kubernetes_sd
+            .iter()
+            .zip(k8s_groups.iter_mut())
+            .filter(|_| full)
+        {
             let found = tokio::select! {
                 _ = stop.cancelled() => break,
                 found = kubernetes::discover(sd) => found,
@@ -250,12 +368,20 @@ async fn manage(ctx: Arc<LoopContext>, stop: CancellationToken) {
             .iter()
             .map(|g| (None, g.clone()))
             .collect();
+        if full {
+            file_groups = discovery::file_groups(&ctx.job, &ctx.receiver);
+        }
         groups.extend(
-            discovery::file_groups(&ctx.job, &ctx.receiver)
-                .into_iter()
-                .map(|(f, g)| (Some(f), g)),
+            file_groups
+                .iter()
+                .map(|(f, g)| (Some(f.clone()), g.clone())),
         );
         groups.extend(k8s_groups.iter().flatten().map(|g| (None, g.clone())));
+        groups.extend(
+            http.iter()
+                .flat_map(|s| s.last.iter())
+                .map(|g| (None, g.clone())),
+        );
         let mut targets: Vec<Target> = discovery::targets(&ctx.job, &groups);
         let limit = ctx.job.target_limit;
         if limit > 0 && targets.len() as u64 > limit {
@@ -288,9 +414,14 @@ async fn manage(ctx: Arc<LoopContext>, stop: CancellationToken) {
                 slot.insert(TargetLoop { stop: tok, handle });
             }
         }
+        let wake = http
+            .iter()
+            .map(|s| s.due)
+            .chain(refresh_every(&ctx.job).map(|_| next_full))
+            .min();
         let wait = async {
-            match refresh_every(&ctx.job) {
-                Some(d) => tokio::time::sleep(d).await,
+            match wake {
+                Some(t) => tokio::time::sleep_until(t).await,
                 None => std::future::pending::<()>().await,
             }
         };
