@@ -92,6 +92,8 @@ fn set(t: &mut Tuning, name: &str, v: f64) -> Result<(), String> {
         "burst_days" => t.burst_days = v,
         "burst_damp" => t.burst_damp = v,
         "season_slip" => t.season_slip = v,
+        "step_floor" => t.step_floor = v,
+        "step_span" => t.step_span = v,
         _ => return Err(format!("unknown constant {name}")),
     }
     Ok(())
@@ -551,6 +553,8 @@ fn field(t: &Tuning, name: &str) -> f64 {
         "burst_days" => t.burst_days,
         "burst_damp" => t.burst_damp,
         "season_slip" => t.season_slip,
+        "step_floor" => t.step_floor,
+        "step_span" => t.step_span,
         _ => f64::NAN,
     }
 }

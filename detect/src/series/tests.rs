@@ -642,3 +642,93 @@ fn a_periodic_jobs_slips_are_not_news() {
         "the spike off the job's phase: {with:?}"
     );
 }
+
+// A resource metric recorded in steps of 0.01 (smd's `machine-2-2`: 98 % zeros, blips of one to four
+// steps; here one step either way from a resting value): between blips its scale shrinks towards zero,
+// and without the resolution floor a few one-step blips in a row read as a lasting deviation of 12 scale
+// units a point. With it they are rounding; a jump of 30 steps is still news. A two-level series (0 or
+// 20, an on/off signal) keeps the scores it had without the floor: its one step is its signal.
+#[test]
+fn one_step_blips_on_a_quantised_series_are_rounding() {
+    static WITHOUT: Tuning = Tuning {
+        step_floor: 0.0,
+        ..DEFAULT_TUNING
+    };
+    let config = DetectorConfig {
+        seasonality: false,
+        ..DetectorConfig::default()
+    };
+    let n = 6000;
+    let mut noise = Noise(5);
+    let mut last = 0.0;
+    let values: Vec<f64> = (0..n)
+        .map(|i| {
+            let x = noise.next();
+            // About one point in 60 blips one step up or down, for a point or a few.
+            let v = if (5800..5820).contains(&i) {
+                0.3
+            } else if last != 0.0 && x > 1.0 {
+                last
+            } else if x > 2.1 {
+                if i % 2 == 0 {
+                    0.01
+                } else {
+                    -0.01
+                }
+            } else {
+                0.0
+            };
+            last = v;
+            0.01 + v
+        })
+        .collect();
+    // Scores, and the rows reported by the lasting-deviation or level-shift cues.
+    let run = |tuning: &'static Tuning, values: &[f64]| -> (Vec<f64>, usize) {
+        let mut d = SeriesDetector::with_tuning(&config, tuning);
+        let mut shifts = 0;
+        let scores = values
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| {
+                let o = d.observe(i as f64 * 60.0, v);
+                if (1500..5800).contains(&i) && o.score >= DEFAULT_THRESHOLD {
+                    shifts += usize::from(o.part == Part::LevelShift);
+                }
+                o.score
+            })
+            .collect();
+        (scores, shifts)
+    };
+    let over = |s: &[f64], r: std::ops::Range<usize>| {
+        s[r].iter().filter(|&&x| x >= DEFAULT_THRESHOLD).count()
+    };
+    let (with, with_shifts) = run(&DEFAULT_TUNING, &values);
+    let (without, without_shifts) = run(&WITHOUT, &values);
+    // Runs of one-step blips no longer read as lasting deviations; a lone blip after a long quiet
+    // spell can still reach the outlier cue's floor (3 scale units, 0.75 steps at `step_floor` 0.25).
+    assert_eq!(
+        with_shifts, 0,
+        "blips read as lasting deviations with the floor"
+    );
+    assert!(
+        without_shifts >= 4,
+        "the test needs blips that do so without it: {without_shifts}"
+    );
+    let (fired, unfloored) = (over(&with, 1500..5800), over(&without, 1500..5800));
+    assert!(
+        2 * fired <= unfloored,
+        "{fired} reports with the floor, {unfloored} without"
+    );
+    // The jump is reported at once with the floor (without it, here, a blip's hold hides it).
+    assert!(with[5800] >= DEFAULT_THRESHOLD, "{:?}", &with[5800..5820]);
+    let on_off: Vec<f64> = (0..n)
+        .map(|i| {
+            if i % 97 == 0 || (5800..5830).contains(&i) && i % 3 == 0 {
+                20.0
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    assert_eq!(run(&DEFAULT_TUNING, &on_off).0, run(&WITHOUT, &on_off).0);
+}
