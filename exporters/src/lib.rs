@@ -26,6 +26,7 @@ pub mod prometheus;
 pub mod prometheusremotewrite;
 pub mod signalfx;
 pub mod splunkhec;
+pub mod sumologic;
 pub mod webhook;
 
 /// Every exporter type this crate provides.
@@ -50,6 +51,7 @@ pub fn factories() -> Vec<Arc<dyn DynExporterFactory>> {
         logging::factory(),
         signalfx::factory(),
         splunkhec::factory(),
+        sumologic::factory(),
         datadog::factory(),
         elasticsearch::factory(),
         opensearch::factory(),

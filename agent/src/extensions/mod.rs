@@ -23,6 +23,7 @@ pub mod oidc;
 pub mod opamp;
 pub mod pprof;
 pub mod sigv4auth;
+pub mod sumologic;
 pub mod zpages;
 
 use std::sync::Arc;
@@ -47,6 +48,7 @@ pub fn factories() -> Vec<Arc<dyn DynExtensionFactory>> {
         awsproxy::factory(),
         opamp::factory(),
         ack::factory(),
+        sumologic::factory(),
         crate::observer::k8s::factory(),
         crate::observer::host::factory(),
     ]

@@ -137,7 +137,19 @@ pub fn http_client_with(
     tls: &TlsClientConfig,
     transport: &ClientTransport,
 ) -> Result<reqwest::Client, ConfigError> {
-    let mut builder = reqwest::Client::builder()
+    http_client_from(reqwest::Client::builder(), id, headers, tls, transport)
+}
+
+/// [`http_client_with`] starting from `builder`, for a caller that sets more (the `sumologic`
+/// extension turns redirect following off, as it follows a 301 to another deployment itself).
+pub fn http_client_from(
+    builder: reqwest::ClientBuilder,
+    id: &ComponentId,
+    headers: &BTreeMap<String, String>,
+    tls: &TlsClientConfig,
+    transport: &ClientTransport,
+) -> Result<reqwest::Client, ConfigError> {
+    let mut builder = builder
         .default_headers(header_map(id, headers)?)
         .user_agent(concat!("vigil/", env!("CARGO_PKG_VERSION")));
     // In `vigil validate` the files are not read: otelcol's `configtls` loads them at start.
