@@ -40,6 +40,7 @@ pub mod routing;
 pub mod servicegraph;
 pub mod span;
 pub mod spanmetrics;
+pub mod sumologic;
 pub mod tail_sampling;
 #[cfg(test)]
 mod testdata;
@@ -52,6 +53,7 @@ pub fn processor_factories() -> Vec<Arc<dyn DynProcessorFactory>> {
         memory_limiter::factory(),
         attributes::factory(),
         resource::factory(),
+        sumologic::factory(),
         resourcedetection::factory(),
         k8sattributes::factory(),
         filter::factory(),
