@@ -4,7 +4,9 @@
 //! `k8s_api` (the node name from a downward-API environment variable, the node's and the cluster's
 //! UIDs from the API server, in [`k8s`]) and the metadata-service detectors in [`cloud`]
 //! (`ec2`, `eks`, `ecs`, `gcp`, `azure`, `aks`, `oraclecloud`, `docker`, `elastic_beanstalk`) and
-//! [`providers`] (`heroku`, `lambda`, `dynatrace`, `upcloud`, `vultr`, `nova`, `digitalocean`) — and
+//! [`providers`] (`heroku`, `lambda`, `dynatrace`, `upcloud`, `vultr`, `nova`, `digitalocean`),
+//! `kubeadm` (in [`k8s`]) and the platform APIs in [`platforms`] (`openshift`, `consul`,
+//! `azurecontainerapps`) — and
 //! then adds what they found to the resource of every batch, replacing existing values when
 //! `override` is true. For the same key, the detector listed first wins.
 
@@ -13,6 +15,7 @@ pub mod cloud;
 mod cloud_tests;
 pub mod host;
 pub mod k8s;
+pub mod platforms;
 pub mod providers;
 
 use async_trait::async_trait;
@@ -56,6 +59,10 @@ const DETECTORS: &[&str] = &[
     "vultr",
     "nova",
     "digitalocean",
+    "kubeadm",
+    "openshift",
+    "azurecontainerapps",
+    "consul",
 ];
 
 /// otelcol-contrib's detectors that this build does not have: refused by name, so that a config
@@ -63,20 +70,17 @@ const DETECTORS: &[&str] = &[
 const NOT_BUILT: &[&str] = &[
     "akamai",
     "alibaba_ecs",
-    "azurecontainerapps",
-    "consul",
     "hetzner",
     "ibmcloud_classic",
     "ibmcloud_vpc",
-    "kubeadm",
-    "openshift",
     "scaleway",
     "tencent_cvm",
 ];
 
-/// The detectors that ask a metadata service over the network, which `fail_on_missing_metadata`
-/// concerns.
+/// The detectors that `fail_on_missing_metadata` concerns: those that ask a metadata service over
+/// the network, and `azurecontainerapps`, which otelcol also hands the setting.
 const NETWORK: &[&str] = &[
+    "azurecontainerapps",
     "ec2",
     "eks",
     "ecs",
@@ -212,6 +216,74 @@ pub struct ResourceDetectionConfig {
     pub nova: NovaConfig,
     #[serde(default)]
     pub digitalocean: AttrsConfig,
+    #[serde(default)]
+    pub kubeadm: KubeadmConfig,
+    #[serde(default)]
+    pub openshift: OpenshiftConfig,
+    #[serde(default)]
+    pub azurecontainerapps: AttrsConfig,
+    #[serde(default)]
+    pub consul: ConsulConfig,
+}
+
+/// The `kubeadm` section: otelcol's API connection keys and the attribute toggles.
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct KubeadmConfig {
+    /// `serviceAccount` (default), `kubeConfig` or `none`, as for `k8s_api`.
+    #[serde(default)]
+    pub auth_type: vigil_k8s::AuthType,
+    /// The kubeconfig context with `auth_type: kubeConfig`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
+    #[serde(default)]
+    pub resource_attributes: BTreeMap<String, Toggle>,
+}
+
+/// The `openshift` section.
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenshiftConfig {
+    /// The API server (default `https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT`).
+    #[serde(default)]
+    pub address: String,
+    /// The bearer token (default: the pod's service account token).
+    #[serde(default)]
+    pub token: String,
+    /// Client TLS to the API server; `ca_file` defaults to the service account's CA unless
+    /// `insecure` is set.
+    #[serde(default)]
+    pub tls: vigil_core::config::TlsClientConfig,
+    #[serde(default)]
+    pub resource_attributes: BTreeMap<String, Toggle>,
+}
+
+/// The `consul` section. Empty keys fall back to the Consul client's environment variables
+/// (`CONSUL_HTTP_ADDR`, `CONSUL_HTTP_TOKEN`, `CONSUL_HTTP_TOKEN_FILE`, `CONSUL_HTTP_SSL`).
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsulConfig {
+    /// The agent's HTTP address (default `127.0.0.1:8500`).
+    #[serde(default)]
+    pub address: String,
+    /// The datacenter asked for (default: the agent's).
+    #[serde(default)]
+    pub datacenter: String,
+    /// The ACL token, when Consul's ACLs are on.
+    #[serde(default)]
+    pub token: String,
+    /// A file holding the ACL token, read at each detection; wins over `token`.
+    #[serde(default)]
+    pub token_file: String,
+    /// The namespace sent with the request (Consul Enterprise).
+    #[serde(default)]
+    pub namespace: String,
+    /// The node metadata keys to copy as attributes of the same name (otelcol's map; its values
+    /// are ignored).
+    #[serde(default)]
+    pub meta: BTreeMap<String, serde_json::Value>,
+    #[serde(default)]
+    pub resource_attributes: BTreeMap<String, Toggle>,
 }
 
 /// The `upcloud` and `vultr` sections.
@@ -437,6 +509,23 @@ const NOVA_ATTRS: &[(&str, bool)] = &[
     ("cloud.availability_zone", true),
     ("host.type", true),
 ];
+const OPENSHIFT_ATTRS: &[(&str, bool)] = &[
+    ("cloud.provider", true),
+    ("cloud.platform", true),
+    ("cloud.region", true),
+    ("k8s.cluster.name", true),
+];
+const AZURECONTAINERAPPS_ATTRS: &[(&str, bool)] = &[
+    ("cloud.provider", true),
+    ("cloud.platform", true),
+    ("service.name", true),
+    ("service.instance.id", true),
+];
+const CONSUL_ATTRS: &[(&str, bool)] = &[
+    ("cloud.region", true),
+    ("host.name", true),
+    ("host.id", true),
+];
 const DIGITALOCEAN_ATTRS: &[(&str, bool)] = &[
     ("cloud.provider", true),
     ("cloud.region", true),
@@ -508,6 +597,22 @@ impl ResourceDetectionConfig {
                 DIGITALOCEAN_ATTRS,
                 &self.digitalocean.resource_attributes,
             ),
+            (
+                "kubeadm",
+                k8s::KUBEADM_ATTRS,
+                &self.kubeadm.resource_attributes,
+            ),
+            (
+                "openshift",
+                OPENSHIFT_ATTRS,
+                &self.openshift.resource_attributes,
+            ),
+            (
+                "azurecontainerapps",
+                AZURECONTAINERAPPS_ATTRS,
+                &self.azurecontainerapps.resource_attributes,
+            ),
+            ("consul", CONSUL_ATTRS, &self.consul.resource_attributes),
         ]
     }
 }
@@ -793,14 +898,21 @@ fn system(s: &SystemConfig) -> Result<Found, String> {
     Ok(attrs)
 }
 
-/// Keeps the attributes a detector's section enables; instance tags are enabled by `tags` itself.
-fn keep(found: Found, known: &[(&str, bool)], user: &BTreeMap<String, Toggle>) -> Found {
+/// Keeps the attributes a detector's section enables; instance tags are enabled by `tags` itself,
+/// and keys outside the table (`consul`'s node metadata, chosen by `meta`) when `chosen`.
+fn keep(
+    found: Found,
+    known: &[(&str, bool)],
+    user: &BTreeMap<String, Toggle>,
+    chosen: bool,
+) -> Found {
     found
         .into_iter()
         .filter(|(k, _)| {
             k.starts_with("ec2.tag.")
                 || k.starts_with("azure.tag.")
                 || k.starts_with("openstack.nova.meta.")
+                || (chosen && !known.iter().any(|(n, _)| n == k))
                 || enabled(known, user, k)
         })
         .collect()
@@ -858,6 +970,10 @@ async fn run_one(
         "vultr" => providers::vultr(ep, t).await,
         "nova" => providers::nova(ep, t, &tags(&cfg.nova.labels)).await,
         "digitalocean" => providers::digitalocean(ep, t).await,
+        "kubeadm" => k8s::kubeadm(&cfg.kubeadm, ep.kubernetes.clone()).await,
+        "openshift" => platforms::openshift(&cfg.openshift, t, env).await,
+        "azurecontainerapps" => platforms::azurecontainerapps(env),
+        "consul" => platforms::consul(&cfg.consul, t, env).await,
         _ => return Ok(Vec::new()),
     };
     match cloud {
@@ -867,7 +983,7 @@ async fn run_one(
                 .into_iter()
                 .find(|(n, _, _)| *n == d)
                 .unwrap_or(("", &[], &cfg.system.resource_attributes));
-            Ok(keep(found, known, user))
+            Ok(keep(found, known, user, d == "consul"))
         }
         Err(Miss::Absent(why) | Miss::Failed(why)) if cfg.fail_on_missing(d) => Err(format!(
             "{d} detector: metadata unavailable and fail_on_missing_metadata is set: {why}"

@@ -498,6 +498,11 @@ fn parse(path: &str, query: &str, custom: &[&'static Resource]) -> Option<Query>
         ["namespaces", ns, plural, name] => (Some(ns.to_string()), *plural, Some(name.to_string())),
         [plural] => (None, *plural, None),
         [plural, name] => (None, *plural, Some(name.to_string())),
+        // A GET of the status subresource answers with the whole object, as the API server does.
+        ["namespaces", ns, plural, name, "status"] => {
+            (Some(ns.to_string()), *plural, Some(name.to_string()))
+        }
+        [plural, name, "status"] => (None, *plural, Some(name.to_string())),
         _ => return None,
     };
     // `/api/v1/namespaces/x` is the namespace x itself, not a list in it.

@@ -761,3 +761,245 @@ async fn fail_on_missing_metadata_makes_an_absent_service_an_error() {
     let c = cfg(serde_json::json!({"detectors": ["heroku"], "fail_on_missing_metadata": true}));
     assert!(detect(&c, &|_| None, &ep).await.unwrap().is_empty());
 }
+
+/// ConfigMaps, which the API double serves as a generic core resource.
+static CONFIG_MAP: vigil_tests::k8s_api::Resource = vigil_tests::k8s_api::Resource {
+    api_version: "v1",
+    kind: "ConfigMap",
+    plural: "configmaps",
+    namespaced: true,
+};
+
+/// The ClusterConfiguration `kubeadm init` (v1.33, kubeadm.k8s.io/v1beta4) stores in
+/// kube-system/kubeadm-config.
+const CLUSTER_CONFIGURATION: &str = "apiServer: {}\napiVersion: kubeadm.k8s.io/v1beta4\n\
+caCertificateValidityPeriod: 87600h0m0s\ncertificateValidityPeriod: 8760h0m0s\n\
+certificatesDir: /etc/kubernetes/pki\nclusterName: prod-east\ncontrollerManager: {}\ndns: {}\n\
+encryptionAlgorithm: RSA-2048\netcd:\n  local:\n    dataDir: /var/lib/etcd\n\
+imageRepository: registry.k8s.io\nkind: ClusterConfiguration\nkubernetesVersion: v1.33.2\n\
+networking:\n  dnsDomain: cluster.local\n  podSubnet: 10.244.0.0/16\n  serviceSubnet: 10.96.0.0/12\n\
+proxy: {}\nscheduler: {}\n";
+
+fn kubeadm_config(data: serde_json::Value) -> serde_json::Value {
+    serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "kubeadm-config", "namespace": "kube-system",
+            "uid": vigil_tests::k8s_api::uid("cm/kube-system/kubeadm-config"),
+            "creationTimestamp": "2026-11-01T00:00:00Z"},
+        "data": data})
+}
+
+/// `kubeadm` against the API-server double: the name from the ClusterConfiguration in
+/// kube-system/kubeadm-config, the UID from the kube-system namespace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubeadm_reads_the_cluster_name_from_kubeadm_config_and_the_uid_from_kube_system() {
+    use vigil_tests::k8s_api::{self, K8sApi, Kind};
+    let api = K8sApi::start();
+    api.apply(Kind::Namespace, k8s_api::namespace("kube-system"));
+    api.apply(
+        Kind::Other(&CONFIG_MAP),
+        kubeadm_config(serde_json::json!({"ClusterConfiguration": CLUSTER_CONFIGURATION})),
+    );
+    let ep = Endpoints {
+        kubernetes: Some(k8s::Client(
+            vigil_k8s::client::client_at(&api.url()).unwrap(),
+        )),
+        ..nowhere().await
+    };
+    let c = cfg(serde_json::json!({"detectors": ["kubeadm"]}));
+    let a = detect(&c, &|_| None, &ep).await.unwrap();
+    assert_eq!(get_str(&a, "k8s.cluster.name"), Some("prod-east"));
+    let uid = k8s_api::uid("ns/kube-system");
+    assert_eq!(get_str(&a, "k8s.cluster.uid"), Some(uid.as_str()));
+    assert!(api
+        .requests()
+        .iter()
+        .any(|r| r.starts_with("/api/v1/namespaces/kube-system/configmaps/kubeadm-config")));
+
+    // The UID off: the namespace is not asked for.
+    let c = cfg(
+        serde_json::json!({"detectors": ["kubeadm"], "kubeadm": {"auth_type": "serviceAccount",
+        "resource_attributes": {"k8s.cluster.uid": {"enabled": false}}}}),
+    );
+    let before = api.count_requests(|r| r.starts_with("/api/v1/namespaces/kube-system?"));
+    let a = detect(&c, &|_| None, &ep).await.unwrap();
+    assert_eq!(get_str(&a, "k8s.cluster.name"), Some("prod-east"));
+    assert_eq!(get_str(&a, "k8s.cluster.uid"), None);
+    assert_eq!(
+        api.count_requests(|r| r.starts_with("/api/v1/namespaces/kube-system?")),
+        before
+    );
+
+    // A hand-written ConfigMap with a top-level clusterName, as otelcol's first reader took.
+    api.apply(
+        Kind::Other(&CONFIG_MAP),
+        kubeadm_config(serde_json::json!({"clusterName": "lab"})),
+    );
+    let a = detect(&c, &|_| None, &ep).await.unwrap();
+    assert_eq!(get_str(&a, "k8s.cluster.name"), Some("lab"));
+
+    // The API failing: the detector finds nothing, and the processor still starts.
+    api.fail("/configmaps/");
+    let c = cfg(serde_json::json!({"detectors": ["kubeadm"]}));
+    assert!(detect(&c, &|_| None, &ep).await.unwrap().is_empty());
+}
+
+/// OpenShift's `cluster` Infrastructure on AWS, as `oc get infrastructure cluster -o json` shows it.
+fn infrastructure(platform: serde_json::Value) -> serde_json::Value {
+    serde_json::json!({"apiVersion": "config.openshift.io/v1", "kind": "Infrastructure",
+        "metadata": {"name": "cluster", "uid": vigil_tests::k8s_api::uid("infrastructure/cluster"),
+            "creationTimestamp": "2026-10-02T09:14:51Z", "generation": 1},
+        "spec": {"cloudConfig": {"name": ""}, "platformSpec": {"type": platform["type"].clone()}},
+        "status": {"apiServerInternalURI": "https://api-int.prod.example.com:6443",
+            "apiServerURL": "https://api.prod.example.com:6443",
+            "controlPlaneTopology": "HighlyAvailable", "cpuPartitioning": "None",
+            "etcdDiscoveryDomain": "", "infrastructureName": "prod-7x2kq",
+            "infrastructureTopology": "HighlyAvailable", "platform": platform["type"].clone(),
+            "platformStatus": platform}})
+}
+
+static INFRASTRUCTURE: vigil_tests::k8s_api::Resource = vigil_tests::k8s_api::Resource {
+    api_version: "config.openshift.io/v1",
+    kind: "Infrastructure",
+    plural: "infrastructures",
+    namespaced: false,
+};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openshift_reads_the_infrastructure_status_with_the_token() {
+    use vigil_tests::k8s_api::{K8sApi, Kind};
+    let api = K8sApi::start();
+    api.apply(
+        Kind::Other(&INFRASTRUCTURE),
+        infrastructure(serde_json::json!({"type": "AWS", "aws": {"region": "US-East-1"}})),
+    );
+    let c = cfg(serde_json::json!({"detectors": ["openshift"],
+        "openshift": {"address": api.url(), "token": "sha256~tok"}}));
+    let a = detect(&c, &|_| None, &nowhere().await).await.unwrap();
+    assert_eq!(get_str(&a, "k8s.cluster.name"), Some("prod-7x2kq"));
+    assert_eq!(get_str(&a, "cloud.provider"), Some("aws"));
+    assert_eq!(get_str(&a, "cloud.platform"), Some("aws_openshift"));
+    assert_eq!(get_str(&a, "cloud.region"), Some("us-east-1"));
+    assert!(api
+        .requests()
+        .iter()
+        .any(|r| r.starts_with("/apis/config.openshift.io/v1/infrastructures/cluster/status")));
+
+    // The token goes as a bearer token (a double that refuses without it), and a platform with
+    // only a cloud name gives a region and nothing else.
+    let url = http(|req: &Req| {
+        if req.header("Authorization") != Some("Bearer sha256~tok") {
+            return (
+                401,
+                vec![],
+                r#"{"kind":"Status","status":"Failure","code":401}"#.into(),
+            );
+        }
+        match req.target.as_str() {
+            "/apis/config.openshift.io/v1/infrastructures/cluster/status" => ok(&infrastructure(
+                serde_json::json!({"type": "OpenStack", "openstack": {"cloudName": "RegionOne"}}),
+            )
+            .to_string()),
+            _ => not_found(),
+        }
+    })
+    .await;
+    let c = cfg(serde_json::json!({"detectors": ["openshift"],
+        "openshift": {"address": url, "token": "sha256~tok",
+            "resource_attributes": {"k8s.cluster.name": {"enabled": false}}}}));
+    let a = detect(&c, &|_| None, &nowhere().await).await.unwrap();
+    assert_eq!(get_str(&a, "cloud.region"), Some("regionone"));
+    assert_eq!(get_str(&a, "cloud.provider"), None);
+    assert_eq!(get_str(&a, "k8s.cluster.name"), None, "turned off");
+    // A wrong token: refused, nothing found, no error.
+    let c = cfg(serde_json::json!({"detectors": ["openshift"],
+        "openshift": {"address": url, "token": "wrong"}}));
+    assert!(detect(&c, &|_| None, &nowhere().await)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+/// `GET /v1/agent/self` as Consul's agent API documentation shows it (trimmed of the debug
+/// configuration and stats).
+const AGENT_SELF: &str = r#"{"Config":{"Datacenter":"dc1","PrimaryDatacenter":"dc1","NodeName":"consul-client-7","NodeID":"9d754d17-d864-b1d3-e758-f3fe25a9874f","Revision":"2c56447e","Server":false,"Version":"1.20.1","BuildDate":"2024-10-29T19:04:05Z"},"Coord":{"Vec":[0,0,0,0,0,0,0,0],"Error":1.5,"Adjustment":0,"Height":1e-05},"Member":{"Name":"consul-client-7","Addr":"10.1.10.12","Port":8301,"Tags":{"build":"1.20.1:2c56447e","dc":"dc1","role":"node","segment":"","vsn":"2","vsn_max":"3","vsn_min":"2"},"Status":1,"ProtocolMin":1,"ProtocolMax":5,"ProtocolCur":2,"DelegateMin":2,"DelegateMax":5,"DelegateCur":4},"Meta":{"consul-network-segment":"","instance_type":"t2.medium","rack":"r12"},"xDS":{"SupportedProxies":{"envoy":["1.32.0"]},"Port":8502}}"#;
+
+#[tokio::test]
+async fn consul_reads_the_agent_self_with_datacenter_token_and_chosen_meta() {
+    let url = http(|req: &Req| {
+        if req.header("X-Consul-Token") != Some("acl-secret") {
+            return (403, vec![], "ACL not found".into());
+        }
+        match req.target.as_str() {
+            "/v1/agent/self?dc=dc1" | "/v1/agent/self" => ok(AGENT_SELF),
+            _ => not_found(),
+        }
+    })
+    .await;
+    let c = cfg(serde_json::json!({"detectors": ["consul"],
+        "consul": {"address": url, "datacenter": "dc1", "token": "acl-secret",
+            "meta": {"rack": null, "absent": null}}}));
+    let a = detect(&c, &|_| None, &nowhere().await).await.unwrap();
+    assert_eq!(get_str(&a, "host.name"), Some("consul-client-7"));
+    assert_eq!(get_str(&a, "cloud.region"), Some("dc1"));
+    assert_eq!(
+        get_str(&a, "host.id"),
+        Some("9d754d17-d864-b1d3-e758-f3fe25a9874f")
+    );
+    assert_eq!(get_str(&a, "rack"), Some("r12"), "listed in meta");
+    assert_eq!(get_str(&a, "instance_type"), None, "not listed in meta");
+
+    // The address from CONSUL_HTTP_ADDR (host:port is http), the token from a file, a toggle off.
+    let tf = std::env::temp_dir().join(format!("vigil-consul-token-{}", std::process::id()));
+    std::fs::write(&tf, "acl-secret\n").unwrap();
+    let c = cfg(serde_json::json!({"detectors": ["consul"],
+        "consul": {"token_file": tf.to_str().unwrap(),
+            "resource_attributes": {"host.id": {"enabled": false}}}}));
+    let hostport = url.trim_start_matches("http://").to_string();
+    let env = env_of(HashMap::from([("CONSUL_HTTP_ADDR", hostport)]));
+    let a = detect(&c, &env, &nowhere().await).await.unwrap();
+    assert_eq!(get_str(&a, "host.name"), Some("consul-client-7"));
+    assert_eq!(get_str(&a, "host.id"), None);
+    let _ = std::fs::remove_file(&tf);
+
+    // Without the token the agent refuses: nothing, and no error.
+    let c = cfg(serde_json::json!({"detectors": ["consul"], "consul": {"address": url}}));
+    assert!(detect(&c, &|_| None, &nowhere().await)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test]
+async fn azurecontainerapps_from_the_platform_variables() {
+    let c = cfg(serde_json::json!({"detectors": ["azurecontainerapps"]}));
+    let env = env_of(HashMap::from([
+        ("CONTAINER_APP_NAME", "checkout".to_string()),
+        (
+            "CONTAINER_APP_REPLICA_NAME",
+            "checkout--v3-7d9f8c5b6-xk2lp".to_string(),
+        ),
+    ]));
+    let a = detect(&c, &env, &nowhere().await).await.unwrap();
+    assert_eq!(get_str(&a, "cloud.provider"), Some("azure"));
+    assert_eq!(get_str(&a, "cloud.platform"), Some("azure.container_apps"));
+    assert_eq!(get_str(&a, "service.name"), Some("checkout"));
+    assert_eq!(
+        get_str(&a, "service.instance.id"),
+        Some("checkout--v3-7d9f8c5b6-xk2lp")
+    );
+    let c = cfg(serde_json::json!({"detectors": ["azurecontainerapps"],
+        "azurecontainerapps": {"resource_attributes": {"service.name": {"enabled": false}}}}));
+    let a = detect(&c, &env, &nowhere().await).await.unwrap();
+    assert_eq!(get_str(&a, "service.name"), None);
+    assert_eq!(a.len(), 3);
+    // Off the platform: nothing, unless fail_on_missing_metadata is set.
+    assert!(detect(&c, &|_| None, &nowhere().await)
+        .await
+        .unwrap()
+        .is_empty());
+    let c = cfg(
+        serde_json::json!({"detectors": ["azurecontainerapps"], "fail_on_missing_metadata": true}),
+    );
+    let e = detect(&c, &|_| None, &nowhere().await).await.unwrap_err();
+    assert!(e.contains("CONTAINER_APP_NAME"), "{e}");
+}
