@@ -8,8 +8,11 @@ use crate::histogram;
 mod clock;
 mod collect;
 mod digest;
+pub(crate) mod grok;
 mod text;
+mod useragent;
 mod xml;
+mod xpath;
 use crate::{kv, Call, Expr, Path, Target, Value};
 use regex::Regex;
 use sha2::Digest;
@@ -153,6 +156,13 @@ funcs! {
     ParseSeverity = "ParseSeverity", Converter, 2..=2;
     ParseXml = "ParseXML", Converter, 1..=1;
     ParseSimplifiedXml = "ParseSimplifiedXML", Converter, 1..=1;
+    GetXml = "GetXML", Converter, 2..=2;
+    InsertXml = "InsertXML", Converter, 3..=3;
+    RemoveXml = "RemoveXML", Converter, 2..=2;
+    ConvertAttributesToElementsXml = "ConvertAttributesToElementsXML", Converter, 1..=2;
+    ConvertTextToElementsXml = "ConvertTextToElementsXML", Converter, 1..=3;
+    ExtractGrokPatterns = "ExtractGrokPatterns", Converter, 2..=4;
+    UserAgent = "UserAgent", Converter, 1..=1;
 }
 
 /// Every supported function's name and kind (docs/ottl.md is checked against this list).
@@ -189,6 +199,16 @@ fn params(name: &str) -> Option<&'static [&'static str]> {
         "Base64Encode" => &["value", "variant"],
         "Sort" => &["target", "order"],
         "SliceToMap" => &["target", "keyPath", "valuePath"],
+        "ExtractGrokPatterns" => &[
+            "target",
+            "pattern",
+            "namedCapturesOnly",
+            "patternDefinitions",
+        ],
+        "GetXML" | "RemoveXML" => &["target", "xPath"],
+        "InsertXML" => &["target", "xPath", "subDocument"],
+        "ConvertAttributesToElementsXML" => &["target", "xPath"],
+        "ConvertTextToElementsXML" => &["target", "xPath", "elementName"],
         "CommunityID" => &[
             "sourceIP",
             "sourcePort",
@@ -221,6 +241,9 @@ fn skips_as_nil(name: &str) -> bool {
             | "Sort"
             | "SliceToMap"
             | "CommunityID"
+            | "ExtractGrokPatterns"
+            | "ConvertAttributesToElementsXML"
+            | "ConvertTextToElementsXML"
     )
 }
 
@@ -424,7 +447,24 @@ pub(crate) fn resolve(
     {
         return Err(format!("{name}: the first argument must be a path to edit"));
     }
+    let mut grok = None;
     let re = match func {
+        Func::ExtractGrokPatterns => {
+            grok = Some(grok::prepare(&args)?);
+            None
+        }
+        Func::UserAgent => {
+            useragent::prepare()?;
+            None
+        }
+        Func::GetXml
+        | Func::InsertXml
+        | Func::RemoveXml
+        | Func::ConvertAttributesToElementsXml
+        | Func::ConvertTextToElementsXml => {
+            xpath::check(func, &args)?;
+            None
+        }
         Func::ConvertGaugeToSum => {
             let t = lit_str(name, &args, 0, "aggregation temporality")?;
             if !matches!(t, "cumulative" | "delta") {
@@ -556,6 +596,7 @@ pub(crate) fn resolve(
         func,
         args,
         regex: re,
+        grok,
     })
 }
 
@@ -676,6 +717,9 @@ pub(crate) fn call_converter(c: &Call, t: &dyn Target) -> Result<Value, String> 
         text::call,
         collect::call,
         xml::call,
+        xpath::call,
+        grok::call,
+        useragent::call,
     ] {
         if let Some(r) = more(c, t) {
             return r;

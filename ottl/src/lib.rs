@@ -217,6 +217,8 @@ pub struct Call {
     pub args: Vec<Expr>,
     /// The compiled pattern of functions that take a regex or glob literal.
     pub regex: Option<Regex>,
+    /// `ExtractGrokPatterns`' pattern set, and its pattern when that is a literal.
+    pub grok: Option<std::sync::Arc<funcs::grok::Compiled>>,
 }
 
 /// An edit of the metric in context, given the list new metrics are appended to.

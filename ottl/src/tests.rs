@@ -1661,3 +1661,274 @@ fn time_with_a_location() {
     assert!(err(r#"Time(body, "%Y", "Mars/Olympus")"#).contains("unknown location"));
     assert!(err(r#"Time(body, "%Y", "", "it")"#).contains("not built"));
 }
+
+/// otelcol's Murmur3Hash: the 32-bit hash (seed 0) as 8 hex digits of its little-endian bytes, as in
+/// contrib's func_murmur3_hash_test.go.
+#[test]
+fn murmur3_hash_is_little_endian_hex_of_32_bits() {
+    assert_eq!(conv(r#"Murmur3Hash("Hello World")"#), Ok(s("ce837619")));
+    assert_eq!(conv(r#"Murmur3Hash("")"#), Ok(s("00000000")));
+    assert!(conv(r#"Murmur3Hash(attributes["http.status"])"#)
+        .unwrap_err()
+        .contains("Murmur3Hash"));
+}
+
+/// The examples of otelcol's UserAgent docs: uap-core's names and versions, `os.*` left out when
+/// empty.
+#[test]
+fn user_agent_parses_with_uap_core() {
+    let m = map_of(conv(r#"UserAgent("curl/7.81.0")"#).unwrap());
+    assert_eq!(get(&m, "user_agent.name"), s("curl"));
+    assert_eq!(get(&m, "user_agent.version"), s("7.81.0"));
+    assert_eq!(get(&m, "user_agent.original"), s("curl/7.81.0"));
+    assert_eq!(get(&m, "os.name"), s("Other"));
+    assert_eq!(get(&m, "os.version"), Value::Nil);
+
+    let ff = "Mozilla/5.0 (X11; Linux x86_64; rv:126.0) Gecko/20100101 Firefox/126.0";
+    let m = map_of(conv(&format!("UserAgent({ff:?})")).unwrap());
+    assert_eq!(get(&m, "user_agent.name"), s("Firefox"));
+    assert_eq!(get(&m, "user_agent.version"), s("126.0"));
+    assert_eq!(get(&m, "os.name"), s("Linux"));
+
+    let edge = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) \
+                Chrome/91.0.4472.124 Safari/537.36 Edg/91.0.864.59";
+    let m = map_of(conv(&format!("UserAgent({edge:?})")).unwrap());
+    assert_eq!(get(&m, "user_agent.name"), s("Edge"));
+    assert_eq!(get(&m, "user_agent.version"), s("91.0.864"));
+    assert_eq!(get(&m, "os.name"), s("Windows"));
+    assert_eq!(get(&m, "os.version"), s("10"));
+
+    let e = conv(r#"UserAgent(attributes["http.status"])"#).unwrap_err();
+    assert!(e.contains("UserAgent"), "{e}");
+}
+
+/// otelcol's ExtractGrokPatterns examples: plain named regex groups, default patterns, typed
+/// captures, patternDefinitions, and the errors at load.
+#[test]
+fn extract_grok_patterns() {
+    let m = map_of(
+        conv(r#"ExtractGrokPatterns("GIT_SHA=abc123 rest", "GIT_SHA=(?P<git.sha>\\w+)")"#).unwrap(),
+    );
+    assert_eq!(m, [("git.sha".to_string(), s("abc123"))]);
+
+    // The /etc/passwd example of the docs.
+    let m = map_of(
+        conv(
+            r#"ExtractGrokPatterns("smith:pass123:1001:1000:J Smith,1234,(234)567-8910,(234)567-1098,email:/home/smith:/bin/sh", "%{USERNAME:user.name}:%{PASSWORD:user.password}:%{USERINFO}", true, ["PASSWORD=%{WORD}", "USERINFO=%{GREEDYDATA}"])"#,
+        )
+        .unwrap(),
+    );
+    assert_eq!(get(&m, "user.name"), s("smith"));
+    assert_eq!(get(&m, "user.password"), s("pass123"));
+    assert_eq!(m.len(), 2, "{m:?}");
+
+    // A typed capture; without namedCapturesOnly the unnamed pattern is kept under its name.
+    let m = map_of(
+        conv(r#"ExtractGrokPatterns("pid 4242 at host", "pid %{POSINT:process.pid:int} at %{WORD}")"#)
+            .unwrap(),
+    );
+    assert_eq!(get(&m, "process.pid"), Value::Int(4242));
+    assert_eq!(get(&m, "WORD"), s("host"));
+    let m = map_of(
+        conv(r#"ExtractGrokPatterns("2.5 true", "%{NUMBER:n:float} %{WORD:b:boolean}", namedCapturesOnly = true)"#)
+            .unwrap(),
+    );
+    assert_eq!(get(&m, "n"), Value::Double(2.5));
+    assert_eq!(get(&m, "b"), Value::Bool(true));
+    // The docs' postgresql example, through DATESTAMP (DATE_US, YEAR, TIME) and TZ.
+    let m = map_of(
+        conv(r#"ExtractGrokPatterns("12/31/2023 10:11:12 UTC postgres 1234 5678", "%{DATESTAMP:timestamp} %{TZ:event.timezone} %{DATA:user.name} %{GREEDYDATA:postgresql.log.connection_id} %{POSINT:process.pid:int}", true)"#)
+            .unwrap(),
+    );
+    assert_eq!(get(&m, "timestamp"), s("12/31/2023 10:11:12"));
+    assert_eq!(get(&m, "event.timezone"), s("UTC"));
+    assert_eq!(get(&m, "user.name"), s("postgres"));
+    assert_eq!(get(&m, "postgresql.log.connection_id"), s("1234"));
+    assert_eq!(get(&m, "process.pid"), Value::Int(5678));
+    let m = map_of(
+        conv(r#"ExtractGrokPatterns("from 10.1.2.3 said 'hi there'", "from %{IP:ip} said %{QUOTEDSTRING:q}", true)"#)
+            .unwrap(),
+    );
+    assert_eq!(get(&m, "ip"), s("10.1.2.3"));
+    assert_eq!(get(&m, "q"), s("'hi there'"));
+    // No match is an empty map.
+    assert_eq!(
+        map_of(conv(r#"ExtractGrokPatterns("xyz", "%{INT:n}")"#).unwrap()),
+        []
+    );
+
+    let e = conv(r#"ExtractGrokPatterns(body, "%{WORD}", true)"#).unwrap_err();
+    assert!(
+        e.contains("ExtractGrokPatterns") && e.contains("named capture"),
+        "{e}"
+    );
+    let e = conv(r#"ExtractGrokPatterns(body, "%{X:a}", true, ["X"])"#).unwrap_err();
+    assert!(e.contains("PATTERNNAME=pattern definition"), "{e}");
+    let e = conv(r#"ExtractGrokPatterns(body, "%{X:a}", true, ["X:y=a"])"#).unwrap_err();
+    assert!(e.contains("should not contain ':'"), "{e}");
+    let e = conv(r#"ExtractGrokPatterns(body, "%{NOPE:a}")"#).unwrap_err();
+    assert!(
+        e.contains("ExtractGrokPatterns") && e.contains("NOPE"),
+        "{e}"
+    );
+}
+
+/// contrib's GetXML, InsertXML, RemoveXML, ConvertAttributesToElementsXML and
+/// ConvertTextToElementsXML test tables, in xmlquery's output form.
+#[test]
+fn xpath_xml_family() {
+    let x = |src: &str| match conv(src) {
+        Ok(Value::Str(s)) => s,
+        o => panic!("{src}: {o:?}"),
+    };
+    // GetXML
+    assert_eq!(x(r#"GetXML("<a><b/></a>", "/a/b")"#), "<b></b>");
+    assert_eq!(
+        x(r#"GetXML("<a foo=\"bar\"><b>hello</b></a>", "/a")"#),
+        r#"<a foo="bar"><b>hello</b></a>"#
+    );
+    assert_eq!(
+        x(r#"GetXML("<a><b>hello</b><b><c>world</c></b><d/></a>", "/a/*")"#),
+        "<b>hello</b><b><c>world</c></b><d></d>"
+    );
+    assert_eq!(
+        x(
+            r#"GetXML("<a><x env=\"prod\">1</x><b><x env=\"dev\">2</x></b><d><e><f><x env=\"prod\">3</x></f></e></d></a>", "/a//x[@env='prod']")"#
+        ),
+        r#"<x env="prod">1</x><x env="prod">3</x>"#
+    );
+    assert_eq!(x(r#"GetXML("", "/")"#), "");
+    assert_eq!(
+        x(r#"GetXML("<?xml version=\"1.0\" encoding=\"UTF-8\"?><a></a>", "/*")"#),
+        "<a></a>"
+    );
+    assert_eq!(
+        x(r#"GetXML("<!-- comment --><a></a><!-- comment -->", "/*")"#),
+        "<a></a>"
+    );
+    assert_eq!(x(r#"GetXML("<a foo=\"bar\"></a>", "/a/@foo")"#), "bar");
+    assert_eq!(x(r#"GetXML("<a>hello</a>", "/a/text()")"#), "hello");
+    assert_eq!(
+        x(r#"GetXML("<a><![CDATA[hello]]></a>", "/a/text()")"#),
+        "hello"
+    );
+
+    // InsertXML
+    assert_eq!(x(r#"InsertXML("<a></a>", "/a", "<b/>")"#), "<a><b></b></a>");
+    assert_eq!(
+        x(r#"InsertXML("<a></a><z><a></a></z>", "//a", "<b/><c/>")"#),
+        "<a><b></b><c></c></a><z><a><b></b><c></c></a></z>"
+    );
+    assert_eq!(
+        x(r#"InsertXML("<a></a>", "/", "<b/><c/>")"#),
+        "<a></a><b></b><c></c>"
+    );
+    assert_eq!(x(r#"InsertXML("", "/", "<a/>")"#), "<a></a>");
+    assert_eq!(
+        x(r#"InsertXML("<a></a>", "/a", "<x foo=\"bar\"><b>text</b><c><d><e>1</e></d></c></x>")"#),
+        r#"<a><x foo="bar"><b>text</b><c><d><e>1</e></d></c></x></a>"#
+    );
+    assert_eq!(
+        x(
+            r#"InsertXML("<a><b>has b</b></a><a></a><a><b>also has b</b></a>", "//a[not(b)]", "<b></b>")"#
+        ),
+        "<a><b>has b</b></a><a><b></b></a><a><b>also has b</b></a>"
+    );
+    let e = conv(r#"InsertXML("<a foo=\"bar\"></a>", "/a/@foo", "<b/>")"#).unwrap_err();
+    assert!(
+        e.contains(r#"InsertXML XPath selected non-element: "foo""#),
+        "{e}"
+    );
+
+    // RemoveXML
+    assert_eq!(
+        x(r#"RemoveXML("<a><b/><b><c/></b></a>", "/a/b")"#),
+        "<a></a>"
+    );
+    assert_eq!(
+        x(r#"RemoveXML("<a><b/><b/><c><b><d/></b></c></a>", "/a//b")"#),
+        "<a><c></c></a>"
+    );
+    assert_eq!(
+        x(r#"RemoveXML("<a><b foo=\"bar\"/><b foo=\"notbar\"/></a>", "/a/b[@foo='bar']")"#),
+        r#"<a><b foo="notbar"></b></a>"#
+    );
+    assert_eq!(
+        x(
+            r#"RemoveXML("<a><b foo=\"bar\" hello=\"world\" keep=\"this\"/></a>", "//@*[local-name() != 'keep']")"#
+        ),
+        r#"<a><b keep="this"></b></a>"#
+    );
+    assert_eq!(
+        x(
+            r#"RemoveXML("<a><b><c><!-- delete this --></c><!-- this too--></b></a>", "//comment()")"#
+        ),
+        "<a><b><c></c></b></a>"
+    );
+    assert_eq!(
+        x(
+            r#"RemoveXML("<?xml version=\"1.0\" encoding=\"UTF-8\"?><a>delete this</a>", "//text()['*delete*']")"#
+        ),
+        r#"<?xml version="1.0" encoding="UTF-8"?><a></a>"#
+    );
+
+    // ConvertAttributesToElementsXML
+    assert_eq!(
+        x(
+            r#"ConvertAttributesToElementsXML("<a hello=\"world\" foo=\"bar\">free value<b/>2<c/></a>")"#
+        ),
+        "<a>free value<b></b>2<c></c><hello>world</hello><foo>bar</foo></a>"
+    );
+    assert_eq!(
+        x(
+            r#"ConvertAttributesToElementsXML("<a hello=\"world\" foo=\"bar\"><b href=\"www.example.com\"></b></a>", "/a/b/@*")"#
+        ),
+        r#"<a hello="world" foo="bar"><b><href>www.example.com</href></b></a>"#
+    );
+    assert_eq!(
+        x(r#"ConvertAttributesToElementsXML("<a hello=\"world\"><b href=\"x\"></b></a>", "/a/b")"#),
+        r#"<a hello="world"><b href="x"></b></a>"#
+    );
+    assert_eq!(
+        x(
+            r#"ConvertAttributesToElementsXML("<?xml version=\"1.0\" encoding=\"UTF-8\"?><a><b/></a>")"#
+        ),
+        r#"<?xml version="1.0" encoding="UTF-8"?><a><b></b></a>"#
+    );
+
+    // ConvertTextToElementsXML
+    assert_eq!(
+        x(r#"ConvertTextToElementsXML("<a>hello world</a>")"#),
+        "<a>hello world</a>"
+    );
+    assert_eq!(
+        x(
+            r#"ConvertTextToElementsXML("<a>foo<b/>bar<c/>1<d>not</d>2<e><f/><f/></e></a>", elementName = "v")"#
+        ),
+        "<a><v>foo</v><b></b><v>bar</v><c></c><v>1</v><d>not</d><v>2</v><e><f></f><f></f></e></a>"
+    );
+    assert_eq!(
+        x(
+            r#"ConvertTextToElementsXML("<a><b><c/>foo</b><d><c/>bar</d><b><c/>baz</b></a>", "/a/b", "V")"#
+        ),
+        "<a><b><c></c><V>foo</V></b><d><c></c>bar</d><b><c></c><V>baz</V></b></a>"
+    );
+
+    // Text is escaped as Go's html.EscapeString does, and trimmed.
+    assert_eq!(
+        x(r#"GetXML("<a t=\"x&amp;y\">  1 &lt; 2 'q' </a>", "/a")"#),
+        r#"<a t="x&amp;y">1 &lt; 2 &#39;q&#39;</a>"#
+    );
+
+    // Errors name the function: a bad XPath at load, bad XML when the statement runs.
+    let e = conv(r#"GetXML(body, "!")"#).unwrap_err();
+    assert!(e.contains("GetXML") && e.contains("xpath"), "{e}");
+    let e = conv(r#"RemoveXML("<a>>>>>>>", "/")"#).unwrap_err();
+    assert!(e.contains("RemoveXML"), "{e}");
+    let e = conv(r#"InsertXML("<a/>", "/", "<a>>>>>>>")"#).unwrap_err();
+    assert!(e.contains("InsertXML"), "{e}");
+    let deep = format!("{}{}", "<a>".repeat(129), "</a>".repeat(129));
+    assert!(conv(&format!("GetXML({deep:?}, \"/\")"))
+        .unwrap_err()
+        .contains("deeper"));
+}
