@@ -306,7 +306,7 @@ service:
                     other => panic!("data on {other}"),
                 }
             }
-            (logs.len() >= 3 && metrics.len() >= 1 && spans.len() >= 1)
+            (logs.len() >= 3 && !metrics.is_empty() && !spans.is_empty())
                 .then_some((logs, metrics, spans))
         },
     );

@@ -216,12 +216,16 @@ fn config_error(id: &ComponentId, path: &str, msg: impl Into<String>) -> ConfigE
 /// Where the data goes: a fixed HTTP Source, or the API of the extension that registered.
 #[derive(Debug, Clone)]
 enum Target {
-    Source {
-        logs: Url,
-        metrics: Url,
-        traces: Url,
-    },
+    Source(Box<SourceUrls>),
     Extension(ComponentId),
+}
+
+/// The HTTP Source's URL per signal.
+#[derive(Debug, Clone)]
+struct SourceUrls {
+    logs: Url,
+    metrics: Url,
+    traces: Url,
 }
 
 impl SumologicConfig {
@@ -275,11 +279,11 @@ impl SumologicConfig {
                 }
                 u
             };
-            return Ok(Target::Source {
+            return Ok(Target::Source(Box::new(SourceUrls {
                 logs: signal_url("/v1/logs", self.log_format == LogFormat::Otlp),
                 metrics: signal_url("/v1/metrics", self.metric_format == MetricFormat::Otlp),
                 traces: signal_url("/v1/traces", true),
-            });
+            })));
         }
         let Some(auth) = &self.auth else {
             return Err(config_error(
@@ -554,14 +558,10 @@ impl SumoSender {
 
     fn url(&self, route: Route) -> Result<Url, SendError> {
         match &self.target {
-            Target::Source {
-                logs,
-                metrics,
-                traces,
-            } => Ok(match route {
-                Route::Logs => logs.clone(),
-                Route::Metrics => metrics.clone(),
-                Route::Traces => traces.clone(),
+            Target::Source(u) => Ok(match route {
+                Route::Logs => u.logs.clone(),
+                Route::Metrics => u.metrics.clone(),
+                Route::Traces => u.traces.clone(),
             }),
             Target::Extension(ext) => {
                 let base = self.apis.get().and_then(|a| a.get(ext)).ok_or_else(|| {
@@ -764,11 +764,11 @@ fn build(set: &Settings, cfg: SumologicConfig) -> Result<SendStack<SumoSender>, 
     // still applies.
     let auth = match (&target, &cfg.auth) {
         (Target::Extension(ext), _) => Some(ext.clone()),
-        (Target::Source { .. }, Some(a)) => {
+        (Target::Source(_), Some(a)) => {
             let a = a.id(id)?;
             (a.type_name() != EXTENSION_TYPE).then_some(a)
         }
-        (Target::Source { .. }, None) => None,
+        (Target::Source(_), None) => None,
     };
     let sender = SumoSender {
         id: id.clone(),
