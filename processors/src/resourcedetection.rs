@@ -4,7 +4,8 @@
 //! `k8s_api` (the node name from a downward-API environment variable, the node's and the cluster's
 //! UIDs from the API server, in [`k8s`]) and the metadata-service detectors in [`cloud`]
 //! (`ec2`, `eks`, `ecs`, `gcp`, `azure`, `aks`, `oraclecloud`, `docker`, `elastic_beanstalk`) and
-//! [`providers`] (`heroku`, `lambda`, `dynatrace`, `upcloud`, `vultr`, `nova`, `digitalocean`),
+//! [`providers`] (`heroku`, `lambda`, `dynatrace`, `upcloud`, `vultr`, `nova`, `digitalocean`,
+//! `hetzner`, `scaleway`),
 //! `kubeadm` (in [`k8s`]) and the platform APIs in [`platforms`] (`openshift`, `consul`,
 //! `azurecontainerapps`) — and
 //! then adds what they found to the resource of every batch, replacing existing values when
@@ -63,6 +64,8 @@ const DETECTORS: &[&str] = &[
     "openshift",
     "azurecontainerapps",
     "consul",
+    "hetzner",
+    "scaleway",
 ];
 
 /// otelcol-contrib's detectors that this build does not have: refused by name, so that a config
@@ -70,10 +73,8 @@ const DETECTORS: &[&str] = &[
 const NOT_BUILT: &[&str] = &[
     "akamai",
     "alibaba_ecs",
-    "hetzner",
     "ibmcloud_classic",
     "ibmcloud_vpc",
-    "scaleway",
     "tencent_cvm",
 ];
 
@@ -92,6 +93,8 @@ const NETWORK: &[&str] = &[
     "vultr",
     "nova",
     "digitalocean",
+    "hetzner",
+    "scaleway",
 ];
 
 /// `{ enabled: bool }` toggles of optional resource attributes.
@@ -224,6 +227,10 @@ pub struct ResourceDetectionConfig {
     pub azurecontainerapps: AttrsConfig,
     #[serde(default)]
     pub consul: ConsulConfig,
+    #[serde(default)]
+    pub hetzner: AttrsConfig,
+    #[serde(default)]
+    pub scaleway: AttrsConfig,
 }
 
 /// The `kubeadm` section: otelcol's API connection keys and the attribute toggles.
@@ -526,6 +533,27 @@ const CONSUL_ATTRS: &[(&str, bool)] = &[
     ("host.name", true),
     ("host.id", true),
 ];
+/// otelcol lists `cloud.platform` (off) for Hetzner but never sets it.
+const HETZNER_ATTRS: &[(&str, bool)] = &[
+    ("cloud.provider", true),
+    ("cloud.platform", false),
+    ("cloud.region", true),
+    ("cloud.availability_zone", true),
+    ("host.id", true),
+    ("host.name", true),
+];
+const SCALEWAY_ATTRS: &[(&str, bool)] = &[
+    ("cloud.provider", true),
+    ("cloud.platform", true),
+    ("cloud.account.id", true),
+    ("cloud.availability_zone", true),
+    ("cloud.region", true),
+    ("host.id", true),
+    ("host.image.id", true),
+    ("host.image.name", true),
+    ("host.name", true),
+    ("host.type", true),
+];
 const DIGITALOCEAN_ATTRS: &[(&str, bool)] = &[
     ("cloud.provider", true),
     ("cloud.region", true),
@@ -613,6 +641,12 @@ impl ResourceDetectionConfig {
                 &self.azurecontainerapps.resource_attributes,
             ),
             ("consul", CONSUL_ATTRS, &self.consul.resource_attributes),
+            ("hetzner", HETZNER_ATTRS, &self.hetzner.resource_attributes),
+            (
+                "scaleway",
+                SCALEWAY_ATTRS,
+                &self.scaleway.resource_attributes,
+            ),
         ]
     }
 }
@@ -974,6 +1008,8 @@ async fn run_one(
         "openshift" => platforms::openshift(&cfg.openshift, t, env).await,
         "azurecontainerapps" => platforms::azurecontainerapps(env),
         "consul" => platforms::consul(&cfg.consul, t, env).await,
+        "hetzner" => providers::hetzner(ep, t).await,
+        "scaleway" => providers::scaleway(ep, t).await,
         _ => return Ok(Vec::new()),
     };
     match cloud {
@@ -1319,10 +1355,10 @@ mod tests {
                 .starts_with("processors::resourcedetection::detectors::1: unknown detector"),
             "{e}"
         );
-        let e = load(&id(), &serde_json::json!({"detectors": ["hetzner"]})).unwrap_err();
+        let e = load(&id(), &serde_json::json!({"detectors": ["akamai"]})).unwrap_err();
         assert!(
             e.to_string().contains(
-                "detectors::0: detector \"hetzner\" is an otelcol-contrib detector that this build does not have"
+                "detectors::0: detector \"akamai\" is an otelcol-contrib detector that this build does not have"
             ),
             "{e}"
         );

@@ -37,6 +37,8 @@ pub struct Endpoints {
     pub beanstalk_conf: String,
     /// The link-local service that UpCloud, Vultr, OpenStack Nova and DigitalOcean each answer on.
     pub link_local: String,
+    /// Scaleway's metadata service, on its own link-local address.
+    pub scaleway: String,
     /// The directory the Dynatrace OneAgent writes `dt_host_metadata.properties` into.
     pub dynatrace_dir: String,
     /// A Kubernetes client to use instead of the one `auth_type` describes (tests: the API double).
@@ -60,6 +62,7 @@ impl Endpoints {
             docker_socket: docker,
             beanstalk_conf: "/var/elasticbeanstalk/xray/environment.conf".into(),
             link_local: "http://169.254.169.254".into(),
+            scaleway: "http://169.254.42.42".into(),
             dynatrace_dir: super::providers::dynatrace_dir(env),
             kubernetes: None,
         }

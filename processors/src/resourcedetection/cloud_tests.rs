@@ -100,7 +100,8 @@ async fn nowhere() -> Endpoints {
         oracle: closed.clone(),
         docker_socket: "/nonexistent/docker.sock".into(),
         beanstalk_conf: "/nonexistent/environment.conf".into(),
-        link_local: closed,
+        link_local: closed.clone(),
+        scaleway: closed,
         dynatrace_dir: "/nonexistent/enrichment".into(),
         kubernetes: None,
     }
@@ -1002,4 +1003,77 @@ async fn azurecontainerapps_from_the_platform_variables() {
     );
     let e = detect(&c, &|_| None, &nowhere().await).await.unwrap_err();
     assert!(e.contains("CONTAINER_APP_NAME"), "{e}");
+}
+
+/// Hetzner Cloud's metadata service: plain text under /hetzner/v1/metadata.
+#[tokio::test]
+async fn hetzner_plain_text_metadata() {
+    let url = http(|req: &Req| match req.target.as_str() {
+        "/hetzner/v1/metadata/hostname" => ok("web-fsn1-3"),
+        "/hetzner/v1/metadata/instance-id" => ok("48305822"),
+        "/hetzner/v1/metadata/region" => ok("eu-central"),
+        "/hetzner/v1/metadata/availability-zone" => ok("fsn1-dc14"),
+        _ => not_found(),
+    })
+    .await;
+    let ep = Endpoints {
+        link_local: url,
+        ..nowhere().await
+    };
+    let c = cfg(serde_json::json!({"detectors": ["hetzner"]}));
+    let a = detect(&c, &|_| None, &ep).await.unwrap();
+    assert_eq!(get_str(&a, "cloud.provider"), Some("hetzner"));
+    assert_eq!(get_str(&a, "host.name"), Some("web-fsn1-3"));
+    assert_eq!(get_str(&a, "host.id"), Some("48305822"));
+    assert_eq!(get_str(&a, "cloud.region"), Some("eu-central"));
+    assert_eq!(get_str(&a, "cloud.availability_zone"), Some("fsn1-dc14"));
+    assert_eq!(get_str(&a, "cloud.platform"), None);
+    // Another provider's service on the address (no Hetzner path): not Hetzner.
+    let other = http(|_: &Req| not_found()).await;
+    let ep = Endpoints {
+        link_local: other,
+        ..nowhere().await
+    };
+    assert!(detect(&c, &|_| None, &ep).await.unwrap().is_empty());
+}
+
+/// Scaleway's `/conf?format=json`, shaped as the instance API's server object (trimmed).
+const SCALEWAY_CONF: &str = r#"{"id":"5a1f3b2c-8e4d-4f6a-9b7c-2d1e0f3a4b5c","name":"api-par-2","hostname":"api-par-2","organization":"7c2e9d41-3b5a-4c8f-a1e6-0f9b2d4c6e8a","project":"7c2e9d41-3b5a-4c8f-a1e6-0f9b2d4c6e8a","commercial_type":"PRO2-S","arch":"x86_64","state":"running","image":{"id":"6f2a1c3e-4b5d-4e7f-8a9b-0c1d2e3f4a5b","name":"Debian 12 Bookworm","arch":"x86_64","zone":"fr-par-2"},"location":{"cluster_id":"38","hypervisor_id":"1201","node_id":"17","platform_id":"14","zone_id":"fr-par-2"},"public_ip":{"address":"51.158.12.34","dynamic":false},"tags":[],"zone":"fr-par-2"}"#;
+
+#[tokio::test]
+async fn scaleway_conf_json() {
+    let url = http(|req: &Req| match req.target.as_str() {
+        "/conf?format=json" => ok(SCALEWAY_CONF),
+        _ => not_found(),
+    })
+    .await;
+    let ep = Endpoints {
+        scaleway: url,
+        ..nowhere().await
+    };
+    let c = cfg(serde_json::json!({"detectors": ["scaleway"],
+        "scaleway": {"resource_attributes": {"host.image.name": {"enabled": false}}}}));
+    let a = detect(&c, &|_| None, &ep).await.unwrap();
+    assert_eq!(get_str(&a, "cloud.provider"), Some("scaleway_cloud"));
+    assert_eq!(
+        get_str(&a, "cloud.platform"),
+        Some("scaleway_cloud_compute")
+    );
+    assert_eq!(
+        get_str(&a, "cloud.account.id"),
+        Some("7c2e9d41-3b5a-4c8f-a1e6-0f9b2d4c6e8a")
+    );
+    assert_eq!(get_str(&a, "cloud.availability_zone"), Some("fr-par-2"));
+    assert_eq!(get_str(&a, "cloud.region"), Some("fr-par"));
+    assert_eq!(
+        get_str(&a, "host.id"),
+        Some("5a1f3b2c-8e4d-4f6a-9b7c-2d1e0f3a4b5c")
+    );
+    assert_eq!(
+        get_str(&a, "host.image.id"),
+        Some("6f2a1c3e-4b5d-4e7f-8a9b-0c1d2e3f4a5b")
+    );
+    assert_eq!(get_str(&a, "host.image.name"), None, "turned off");
+    assert_eq!(get_str(&a, "host.name"), Some("api-par-2"));
+    assert_eq!(get_str(&a, "host.type"), Some("PRO2-S"));
 }

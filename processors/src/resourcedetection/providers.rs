@@ -1,7 +1,7 @@
 //! The detectors otelcol-contrib added for smaller platforms: `heroku` and `lambda` (the
 //! environment variables those platforms set), `dynatrace` (the properties file the OneAgent
-//! writes) and the link-local metadata services of `upcloud`, `vultr`, `nova` (OpenStack) and
-//! `digitalocean`. Like the detectors in [`super::cloud`], each finds nothing, quietly, off its
+//! writes) and the link-local metadata services of `upcloud`, `vultr`, `nova` (OpenStack),
+//! `digitalocean`, `hetzner` and `scaleway`. Like the detectors in [`super::cloud`], each finds nothing, quietly, off its
 //! platform.
 //!
 //! Tests (`cloud_tests.rs`) run the metadata detectors against local doubles that answer on the
@@ -276,6 +276,94 @@ pub async fn nova(ep: &Endpoints, timeout: Duration, labels: &[Regex]) -> Out {
     for (k, v) in m.meta {
         if labels.iter().any(|r| r.is_match(&k)) {
             out.push((format!("openstack.nova.meta.{k}"), s(v)));
+        }
+    }
+    Ok(out)
+}
+
+/// Hetzner Cloud: the plain-text values under `<link_local>/hetzner/v1/metadata`, as the hcloud
+/// metadata client reads them. `hostname` answering decides that this is a Hetzner server; the
+/// other values that do not answer are left out, as otelcol logs and skips them.
+pub async fn hetzner(ep: &Endpoints, timeout: Duration) -> Out {
+    let c = client(timeout, None)?;
+    let get = |p: &str| c.get(format!("{}/hetzner/v1/metadata/{p}", ep.link_local));
+    let (_, hostname) = probe(get("hostname")).await?;
+    let mut out: Found = vec![
+        ("cloud.provider".into(), s("hetzner")),
+        ("host.name".into(), s(hostname.trim())),
+    ];
+    for (p, key) in [
+        ("instance-id", "host.id"),
+        ("region", "cloud.region"),
+        ("availability-zone", "cloud.availability_zone"),
+    ] {
+        match call(get(p)).await {
+            Ok((_, v)) if !v.trim().is_empty() => out.push((key.into(), s(v.trim()))),
+            Ok(_) => {}
+            Err(Miss::Absent(e) | Miss::Failed(e)) => {
+                tracing::debug!("hetzner detector: {p}: {e}")
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ScalewayImage {
+    id: String,
+    name: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ScalewayLocation {
+    zone_id: String,
+}
+
+#[derive(Deserialize)]
+struct Scaleway {
+    id: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    organization: String,
+    #[serde(default)]
+    commercial_type: String,
+    #[serde(default)]
+    image: ScalewayImage,
+    #[serde(default)]
+    location: ScalewayLocation,
+}
+
+/// Scaleway: `<scaleway>/conf?format=json`, the instance's own view of itself. The region is the
+/// zone without its last `-` part (`nl-ams-1` is in `nl-ams`). Provider and platform are
+/// `scaleway_cloud` and `scaleway_cloud_compute`, otelcol's values.
+pub async fn scaleway(ep: &Endpoints, timeout: Duration) -> Out {
+    let c = client(timeout, None)?;
+    let (_, body) = probe(c.get(format!("{}/conf?format=json", ep.scaleway))).await?;
+    let m: Scaleway = json("Scaleway metadata", &body)?;
+    let zone = m.location.zone_id;
+    let region = zone
+        .rsplit_once('-')
+        .map(|(r, _)| r.to_string())
+        .filter(|r| !r.is_empty());
+    let mut out: Found = vec![
+        ("cloud.provider".into(), s("scaleway_cloud")),
+        ("cloud.platform".into(), s("scaleway_cloud_compute")),
+    ];
+    for (k, v) in [
+        ("cloud.account.id", m.organization),
+        ("cloud.availability_zone", zone),
+        ("cloud.region", region.unwrap_or_default()),
+        ("host.id", m.id),
+        ("host.image.id", m.image.id),
+        ("host.image.name", m.image.name),
+        ("host.name", m.name),
+        ("host.type", m.commercial_type),
+    ] {
+        if !v.is_empty() {
+            out.push((k.into(), s(v)));
         }
     }
     Ok(out)
