@@ -2,6 +2,10 @@
 //! `serviceAccount` (the pod's token and CA, the server from `KUBERNETES_SERVICE_HOST`/`_PORT`),
 //! `kubeConfig` (`KUBECONFIG` or `~/.kube/config`, optionally a named `context`), or `none` (the
 //! same in-cluster address without credentials and without certificate checks, as otelcol does).
+//!
+//! otelcol's `k8sconfig` also accepts `auth_type: tls`, but has no key for a client certificate or
+//! key and builds no client for it (its `CreateRestConfig` has no `tls` case, under a TODO), so
+//! there is no behaviour to match: vigil refuses `tls` when the config is read.
 
 use serde::{Deserialize, Serialize};
 
