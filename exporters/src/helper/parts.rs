@@ -50,12 +50,15 @@ impl Parts {
     }
 }
 
-fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+/// Appends `b` with its length first (8 bytes, big-endian): the framing every persisted request
+/// of this crate uses, so a durable queue can hand the bytes back to any of them.
+pub(crate) fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
     out.extend_from_slice(&(b.len() as u64).to_be_bytes());
     out.extend_from_slice(b);
 }
 
-fn take_bytes<'a>(input: &mut &'a [u8]) -> Option<&'a [u8]> {
+/// Reads what `put_bytes` wrote, or `None` when the input is cut short.
+pub(crate) fn take_bytes<'a>(input: &mut &'a [u8]) -> Option<&'a [u8]> {
     let (n, rest) = input.split_first_chunk::<8>()?;
     let n = usize::try_from(u64::from_be_bytes(*n)).ok()?;
     if rest.len() < n {
@@ -64,6 +67,13 @@ fn take_bytes<'a>(input: &mut &'a [u8]) -> Option<&'a [u8]> {
     let (b, rest) = rest.split_at(n);
     *input = rest;
     Some(b)
+}
+
+/// Reads an 8-byte big-endian count, or `None` when the input is cut short.
+pub(crate) fn take_u64(input: &mut &[u8]) -> Option<u64> {
+    let (n, rest) = input.split_first_chunk::<8>()?;
+    *input = rest;
+    Some(u64::from_be_bytes(*n))
 }
 
 /// Stored as: dropped count, reason, done count, part count, then each part's route, token

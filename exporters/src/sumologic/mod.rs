@@ -409,27 +409,7 @@ pub struct SumoRequest {
     done: AtomicUsize,
 }
 
-fn put(out: &mut Vec<u8>, b: &[u8]) {
-    out.extend_from_slice(&(b.len() as u64).to_be_bytes());
-    out.extend_from_slice(b);
-}
-
-fn take<'a>(input: &mut &'a [u8]) -> Option<&'a [u8]> {
-    let (n, rest) = input.split_first_chunk::<8>()?;
-    let n = usize::try_from(u64::from_be_bytes(*n)).ok()?;
-    if rest.len() < n {
-        return None;
-    }
-    let (b, rest) = rest.split_at(n);
-    *input = rest;
-    Some(b)
-}
-
-fn take_u64(input: &mut &[u8]) -> Option<u64> {
-    let (n, rest) = input.split_first_chunk::<8>()?;
-    *input = rest;
-    Some(u64::from_be_bytes(*n))
-}
+use crate::helper::parts::{put_bytes as put, take_bytes as take, take_u64};
 
 /// Stored as: dropped, done, body count, then per body its route, header count, each name and
 /// value, and the body. Lengths and counts are 8-byte big-endian.
