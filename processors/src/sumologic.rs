@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use vigil_core::factory::{self, DynProcessorFactory, FactoryBase, ProcessorFactory};
 use vigil_core::otlp::common::v1::{any_value::Value, AnyValue, KeyValue, KeyValueList};
-use vigil_core::otlp::metrics::v1::{metric::Data, Metric};
+use vigil_core::otlp::metrics::v1::Metric;
 use vigil_core::otlp::resource::v1::Resource;
 use vigil_core::{
     Component, ComponentId, ComponentKind, ConfigError, ConsumeError, Consumer, Processor,
@@ -459,7 +459,7 @@ impl SumologicProcessor {
                             translate_telegraf(m);
                         }
                         if !aggs.is_empty() {
-                            for_each_point_attrs(m, |a| aggregate(aggs, a));
+                            crate::points::each_attrs(m, |a| aggregate(aggs, a));
                         }
                     }
                 }
@@ -478,19 +478,6 @@ impl SumologicProcessor {
             }
             Telemetry::Profiles(_) => {}
         }
-    }
-}
-
-fn for_each_point_attrs(m: &mut Metric, mut f: impl FnMut(&mut Vec<KeyValue>)) {
-    match m.data.as_mut() {
-        Some(Data::Gauge(g)) => g.data_points.iter_mut().for_each(|p| f(&mut p.attributes)),
-        Some(Data::Sum(s)) => s.data_points.iter_mut().for_each(|p| f(&mut p.attributes)),
-        Some(Data::Histogram(h)) => h.data_points.iter_mut().for_each(|p| f(&mut p.attributes)),
-        Some(Data::ExponentialHistogram(h)) => {
-            h.data_points.iter_mut().for_each(|p| f(&mut p.attributes))
-        }
-        Some(Data::Summary(s)) => s.data_points.iter_mut().for_each(|p| f(&mut p.attributes)),
-        None => {}
     }
 }
 
@@ -558,7 +545,9 @@ mod tests {
     use serde_json::json;
     use vigil_core::attrs::{get, kv_str};
     use vigil_core::otlp::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
-    use vigil_core::otlp::metrics::v1::{Gauge, NumberDataPoint, ResourceMetrics, ScopeMetrics};
+    use vigil_core::otlp::metrics::v1::{
+        metric::Data, Gauge, NumberDataPoint, ResourceMetrics, ScopeMetrics,
+    };
 
     fn id() -> ComponentId {
         ComponentId::parse("sumologic").unwrap()
