@@ -13,6 +13,8 @@
 //! Usage: `cargo run --release -p vigil-detect --example nab_baselines -- DIR...`; `DETECTORS=a,b` runs a
 //! subset by NAB name (`windowedGaussian,relativeEntropy,contextOSE,knncad,bayesChangePt`).
 //! `DUMP_DIR=dir` also writes each file's scores there (`<category>__<file>.txt`, one a line).
+//! `SCORES_DIR=dir` scores a detector run elsewhere that wrote its scores in that layout (`SCORES_NAME` names
+//! it, `SCORES_THRESHOLDS=a,b` are its fixed thresholds, 0.5 by default); `DETECTORS=none` skips the rest.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::Path;
@@ -1016,43 +1018,107 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         {
             continue;
         }
-        println!("== {}  [standard low_FP low_FN]", det.name);
-        for (name, series) in &corpora {
-            let scores: Vec<Vec<f64>> = series.iter().map(|s| (det.run)(&s.values)).collect();
-            if let Some(dir) = &dump {
-                for (s, sc) in series.iter().zip(&scores) {
-                    let path = Path::new(dir).join(format!("{}.txt", s.name.replace('/', "__")));
-                    let text: String = sc.iter().map(|v| format!("{v:?}\n")).collect();
-                    std::fs::write(&path, text).map_err(|e| {
-                        format!("nab_baselines: DUMP_DIR: writing {}: {e}", path.display())
-                    })?;
-                }
+        let defaults: Vec<(f64, String)> = det
+            .defaults
+            .iter()
+            .map(|&(t, why)| (t, why.to_string()))
+            .collect();
+        report(det.name, &defaults, &corpora, dump.as_deref(), |s| {
+            Ok((det.run)(&s.values))
+        })?;
+    }
+    // Detectors that cannot live in this example (another language, or a licence the workspace does not
+    // take) write their scores in DUMP_DIR's layout; they are scored here with the same scorer.
+    if let Ok(dir) = std::env::var("SCORES_DIR") {
+        let name = std::env::var("SCORES_NAME").unwrap_or_else(|_| "external".to_string());
+        let mut defaults = Vec::new();
+        for t in std::env::var("SCORES_THRESHOLDS")
+            .unwrap_or_else(|_| "0.5".to_string())
+            .split(',')
+        {
+            let v: f64 = t
+                .trim()
+                .parse()
+                .map_err(|e| format!("SCORES_THRESHOLDS: {t:?} is not a number: {e}"))?;
+            defaults.push((v, format!("{v}")));
+        }
+        report(&name, &defaults, &corpora, None, |s| {
+            read_scores(Path::new(&dir), s)
+        })?;
+    }
+    Ok(())
+}
+
+/// One file's scores from `dir/<category>__<file>.txt`, one a line, exactly one per row of the file.
+fn read_scores(dir: &Path, s: &NabSeries) -> Result<Vec<f64>, String> {
+    let path = dir.join(format!("{}.txt", s.name.replace('/', "__")));
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("SCORES_DIR: reading {}: {e}", path.display()))?;
+    let scores = text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| {
+            l.trim()
+                .parse::<f64>()
+                .map_err(|e| format!("SCORES_DIR: {} line {}: {l:?}: {e}", path.display(), i + 1))
+        })
+        .collect::<Result<Vec<f64>, String>>()?;
+    if scores.len() != s.values.len() {
+        return Err(format!(
+            "SCORES_DIR: {} has {} scores, expected one for each of the file's {} rows",
+            path.display(),
+            scores.len(),
+            s.values.len()
+        ));
+    }
+    Ok(scores)
+}
+
+/// Scores one detector on every corpus and prints the optimised and fixed-threshold figures.
+fn report(
+    name: &str,
+    defaults: &[(f64, String)],
+    corpora: &[(String, Vec<NabSeries>)],
+    dump: Option<&str>,
+    run: impl Fn(&NabSeries) -> Result<Vec<f64>, String>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    println!("== {name}  [standard low_FP low_FN]");
+    for (corpus, series) in corpora {
+        let scores: Vec<Vec<f64>> = series.iter().map(&run).collect::<Result<_, _>>()?;
+        if let Some(dir) = dump {
+            for (s, sc) in series.iter().zip(&scores) {
+                let path = Path::new(dir).join(format!("{}.txt", s.name.replace('/', "__")));
+                let text: String = sc.iter().map(|v| format!("{v:?}\n")).collect();
+                std::fs::write(&path, text).map_err(|e| {
+                    format!("nab_baselines: DUMP_DIR: writing {}: {e}", path.display())
+                })?;
             }
-            let results: Vec<nab::Scores<'_>> = series
-                .iter()
-                .zip(&scores)
-                .map(|(s, sc)| (s, sc.as_slice()))
-                .collect();
-            let line = |label: &str, o: &[ProfileScore]| {
-                println!(
-                    "  {:<36} {:>6.1} {:>6.1} {:>6.1} @{:.4}",
-                    label, o[0].normalized, o[1].normalized, o[2].normalized, o[0].threshold
-                )
-            };
-            println!("{name} ({} files)", series.len());
-            line("all, optimised", &nab::score_corpus(&results, None));
-            for &(t, why) in det.defaults {
-                line(
-                    &format!("all, at {why}"),
-                    &nab::score_corpus(&results, Some(t)),
-                );
-            }
-            let cats = nab::score_by_category(&results, det.defaults[0].0);
-            if cats.len() > 1 {
-                for (c, o, _) in &cats {
-                    if o[0].normalized.is_finite() {
-                        line(&format!("{c}, optimised"), o);
-                    }
+        }
+        let results: Vec<nab::Scores<'_>> = series
+            .iter()
+            .zip(&scores)
+            .map(|(s, sc)| (s, sc.as_slice()))
+            .collect();
+        let line = |label: &str, o: &[ProfileScore]| {
+            println!(
+                "  {:<36} {:>6.1} {:>6.1} {:>6.1} @{:.4}",
+                label, o[0].normalized, o[1].normalized, o[2].normalized, o[0].threshold
+            )
+        };
+        println!("{corpus} ({} files)", series.len());
+        line("all, optimised", &nab::score_corpus(&results, None));
+        for (t, why) in defaults {
+            line(
+                &format!("all, at {why}"),
+                &nab::score_corpus(&results, Some(*t)),
+            );
+        }
+        let first = defaults.first().map_or(0.5, |d| d.0);
+        let cats = nab::score_by_category(&results, first);
+        if cats.len() > 1 {
+            for (c, o, _) in &cats {
+                if o[0].normalized.is_finite() {
+                    line(&format!("{c}, optimised"), o);
                 }
             }
         }
