@@ -142,13 +142,13 @@ fn tally(runs: &[(&NabSeries, &[Observation], Vec<f64>)], threshold: f64, list: 
                 for i in x..=y.min(scores.len() - 1) {
                     let o = &obs[i];
                     println!(
-                        "        {i} {:.1} score {:.3} {} exp {:.1} band {:.1}..{:.1}",
-                        s.values[i],
+                        "        {i} {} score {:.3} {} exp {} band {}..{}",
+                        sig(s.values[i]),
                         scores[i],
                         o.part.as_str(),
-                        o.expected,
-                        o.lower,
-                        o.upper
+                        sig(o.expected),
+                        sig(o.lower),
+                        sig(o.upper)
                     );
                 }
             }
@@ -174,13 +174,13 @@ fn tally(runs: &[(&NabSeries, &[Observation], Vec<f64>)], threshold: f64, list: 
             t.fp += 1;
             if std::env::var("FAIL_TRACE").is_ok_and(|f| s.name.contains(&f)) {
                 let ctx: Vec<String> = (i.saturating_sub(6)..(i + 3).min(scores.len()))
-                    .map(|j| format!("{:.0}", s.values[j]))
+                    .map(|j| sig(s.values[j]))
                     .collect();
                 println!(
-                    "        fp at {i} score {:.2} {} exp {:.0} [{}]",
+                    "        fp at {i} score {:.2} {} exp {} [{}]",
                     scores[i],
                     obs[i].part.as_str(),
-                    obs[i].expected,
+                    sig(obs[i].expected),
                     ctx.join(" ")
                 );
             }
@@ -280,6 +280,17 @@ fn print(name: &str, t: &Tally) {
         fmt_map(&t.miss_part),
         fmt_map(&t.fp_part)
     );
+}
+
+// Four significant digits: the traces read both byte counts (1e9) and standardised KPIs and ratios
+// (0.3 give or take 0.01), where a fixed number of decimals hides the spike or prints noise.
+fn sig(x: f64) -> String {
+    let digits = if x == 0.0 || !x.is_finite() {
+        0
+    } else {
+        (3 - x.abs().log10().floor() as i32).clamp(0, 12) as usize
+    };
+    format!("{x:.digits$}")
 }
 
 fn set(t: &mut Tuning, name: &str, v: f64) -> Result<(), String> {
