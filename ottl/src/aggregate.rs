@@ -1,6 +1,6 @@
 //! `aggregate_on_attributes`: merges a metric's data points that agree on the kept attributes (and
 //! on their timestamp), as otelcol's aggregateutil does: attributes not listed are removed (all of
-//! them when none are listed), and each group becomes one point whose value is the group's sum, max,
+//! them for an empty list, none without a list), and each group becomes one point whose value is the group's sum, max,
 //! min, mean, median or count. Histograms take `sum` only and merge when their bounds agree;
 //! exponential histograms and summaries are refused with an error (`error_mode` decides).
 
@@ -9,10 +9,11 @@ use vigil_core::otlp::metrics::v1::{
     metric::Data, number_data_point::Value as N, HistogramDataPoint, Metric, NumberDataPoint,
 };
 
+/// Keeps the listed attributes; none listed (`[]`) removes them all, and no list keeps them all
+/// (then only points with the same attributes merge), as otelcol's README says.
 fn keep_attrs(attrs: &mut Vec<KeyValue>, keep: Option<&[String]>) {
-    match keep {
-        Some(k) if !k.is_empty() => attrs.retain(|kv| k.contains(&kv.key)),
-        _ => attrs.clear(),
+    if let Some(k) = keep {
+        attrs.retain(|kv| k.contains(&kv.key));
     }
     attrs.sort_by(|a, b| a.key.cmp(&b.key));
 }

@@ -54,6 +54,12 @@ pub(crate) fn eval(e: &Expr, t: &dyn Target) -> Result<Value, String> {
             (Value::Str(x), Value::Str(y)) => x.ends_with(&y),
             _ => false,
         }),
+        Expr::Func(f) => {
+            return Err(format!(
+                "{} is named without arguments: only the replace_* editors take a function",
+                funcs::func_name(*f)
+            ))
+        }
     })
 }
 

@@ -43,10 +43,10 @@ funcs! {
     DeleteMatchingKeys = "delete_matching_keys", Editor, 2..=2;
     KeepKeys = "keep_keys", Editor, 2..=2;
     KeepMatchingKeys = "keep_matching_keys", Editor, 2..=2;
-    ReplacePattern = "replace_pattern", Editor, 3..=3;
-    ReplaceAllPatterns = "replace_all_patterns", Editor, 4..=4;
-    ReplaceMatch = "replace_match", Editor, 3..=3;
-    ReplaceAllMatches = "replace_all_matches", Editor, 3..=3;
+    ReplacePattern = "replace_pattern", Editor, 3..=5;
+    ReplaceAllPatterns = "replace_all_patterns", Editor, 4..=6;
+    ReplaceMatch = "replace_match", Editor, 3..=5;
+    ReplaceAllMatches = "replace_all_matches", Editor, 3..=5;
     MergeMaps = "merge_maps", Editor, 3..=3;
     Limit = "limit", Editor, 2..=3;
     TruncateAll = "truncate_all", Editor, 2..=4;
@@ -61,6 +61,11 @@ funcs! {
     AggregateOnAttributes = "aggregate_on_attributes", Editor, 1..=2;
     SetSemconvSpanName = "set_semconv_span_name", Editor, 1..=2;
     MergeHistogramBuckets = "merge_histogram_buckets", Editor, 1..=2;
+    ScaleMetric = "scale_metric", Editor, 1..=2;
+    ConvertSummaryCountValToSum = "convert_summary_count_val_to_sum", Editor, 2..=3;
+    ConvertSummarySumValToSum = "convert_summary_sum_val_to_sum", Editor, 2..=3;
+    ConvertSummaryQuantileValToGauge = "convert_summary_quantile_val_to_gauge", Editor, 0..=2;
+    AggregateOnAttributeValue = "aggregate_on_attribute_value", Editor, 4..=4;
     ParseJson = "ParseJSON", Converter, 1..=1;
     Concat = "Concat", Converter, 2..=2;
     Split = "Split", Converter, 2..=2;
@@ -179,6 +184,33 @@ pub fn function_names() -> Vec<(&'static str, FuncKind)> {
 fn params(name: &str) -> Option<&'static [&'static str]> {
     Some(match name {
         "copy_metric" => &["name", "description", "unit"],
+        "scale_metric" => &["factor", "unit"],
+        "convert_summary_count_val_to_sum" | "convert_summary_sum_val_to_sum" => {
+            &["aggregation_temporality", "is_monotonic", "suffix"]
+        }
+        "convert_summary_quantile_val_to_gauge" => &["attributeKey", "suffix"],
+        "replace_pattern" => &[
+            "target",
+            "regex",
+            "replacement",
+            "function",
+            "replacementFormat",
+        ],
+        "replace_all_patterns" => &[
+            "target",
+            "mode",
+            "regex",
+            "replacement",
+            "function",
+            "replacementFormat",
+        ],
+        "replace_match" | "replace_all_matches" => &[
+            "target",
+            "pattern",
+            "replacement",
+            "function",
+            "replacementFormat",
+        ],
         "extract_count_metric" | "extract_sum_metric" => &["monotonic", "suffix"],
         "aggregate_on_attributes" => &["function", "attributes"],
         "convert_gauge_to_sum" => &["aggregation_temporality", "monotonic"],
@@ -244,7 +276,161 @@ fn skips_as_nil(name: &str) -> bool {
             | "ExtractGrokPatterns"
             | "ConvertAttributesToElementsXML"
             | "ConvertTextToElementsXML"
+            | "replace_pattern"
+            | "replace_all_patterns"
+            | "replace_match"
+            | "replace_all_matches"
+            | "convert_summary_quantile_val_to_gauge"
     )
+}
+
+/// A converter by name, for a bare name passed as a function argument (`SHA256`).
+pub(crate) fn converter_named(name: &str) -> Option<Func> {
+    TABLE
+        .iter()
+        .find(|t| t.1 == name && t.2 == FuncKind::Converter)
+        .map(|t| t.0)
+}
+
+/// Where the `replace_*` editors take their optional `function` (then `replacementFormat`).
+fn replace_fn_index(f: Func) -> Option<usize> {
+    match f {
+        Func::ReplacePattern | Func::ReplaceMatch | Func::ReplaceAllMatches => Some(3),
+        Func::ReplaceAllPatterns => Some(4),
+        _ => None,
+    }
+}
+
+/// Checks a `replace_*` editor's `function` argument: a converter that takes one string, resolved
+/// once here so that its own load-time checks run; and a literal `replacementFormat`.
+fn check_replace_fn(name: &str, func: Func, args: &[Expr]) -> Result<(), String> {
+    let Some(i) = replace_fn_index(func) else {
+        return Ok(());
+    };
+    match args.get(i) {
+        None | Some(Expr::Lit(Value::Nil)) => {}
+        Some(Expr::Func(g)) => {
+            let gname = func_name(*g);
+            let takes_one = TABLE.iter().any(|t| t.0 == *g && t.3 <= 1 && 1 <= t.4);
+            if !takes_one {
+                return Err(format!(
+                    "{name}: the function {gname} must be a converter that takes one string, such as SHA256"
+                ));
+            }
+            resolve(
+                gname,
+                FuncKind::Converter,
+                vec![Expr::Lit(Value::Str(String::new()))],
+                false,
+            )
+            .map_err(|e| format!("{name}: the function {gname} cannot be used here: {e}"))?;
+        }
+        Some(_) => {
+            return Err(format!(
+                "{name}: argument {} (function) must be a converter's name without arguments, such as SHA256",
+                i + 1
+            ))
+        }
+    }
+    if let Some(Expr::Lit(Value::Str(f))) = args.get(i + 1) {
+        replacement_format(name, f, "")?;
+    }
+    Ok(())
+}
+
+/// Go's `fmt.Sprintf(format, value)` for the `replacementFormat` of the `replace_*` editors, which
+/// otelcol accepts only with `%s` and no other verb.
+fn replacement_format(name: &str, format: &str, value: &str) -> Result<String, String> {
+    let bad = || {
+        format!(
+            "{name}: replacementFormat {format:?} must be a format string with a single %s and no other format specifiers"
+        )
+    };
+    if !format.contains("%s") {
+        return Err(bad());
+    }
+    let mut out = String::with_capacity(format.len() + value.len());
+    let mut used = false;
+    let mut chars = format.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('s') if !used => {
+                out.push_str(value);
+                used = true;
+            }
+            // What Go's fmt writes for a verb without an operand, or a lone trailing %.
+            Some('s') => out.push_str("%!s(MISSING)"),
+            None => out.push_str("%!(NOVERB)"),
+            Some(_) => return Err(bad()),
+        }
+    }
+    Ok(out)
+}
+
+/// The replacement after a `replace_*` editor's `function` (and `replacementFormat`): the
+/// converter is called on the replacement text and must give a string.
+fn replace_with_fn(c: &Call, t: &dyn Target, input: String) -> Result<String, String> {
+    let Some(i) = replace_fn_index(c.func) else {
+        return Ok(input);
+    };
+    let Some(Expr::Func(g)) = c.args.get(i) else {
+        return Ok(input);
+    };
+    let call = Call {
+        func: *g,
+        args: vec![Expr::Lit(Value::Str(input))],
+        regex: None,
+        grok: None,
+    };
+    let out = match call_converter(&call, t)? {
+        Value::Str(s) => s,
+        o => {
+            return Err(format!(
+                "{}: the function {} gave a {}; the replacement value must be a string",
+                name(c.func),
+                func_name(*g),
+                o.kind()
+            ))
+        }
+    };
+    match arg(c, i + 1, t)? {
+        Value::Nil => Ok(out),
+        Value::Str(f) => replacement_format(name(c.func), &f, &out),
+        o => Err(format!(
+            "{}: replacementFormat must be a string, got a {}",
+            name(c.func),
+            o.kind()
+        )),
+    }
+}
+
+/// Whether a `replace_*` call was given a function.
+fn has_replace_fn(c: &Call) -> bool {
+    replace_fn_index(c.func).is_some_and(|i| matches!(c.args.get(i), Some(Expr::Func(_))))
+}
+
+/// `replace_pattern`'s rewrite with a function, as otelcol's: each match's expanded replacement
+/// goes through the function, and every occurrence of the matched text is then replaced by it.
+fn replace_matches_with_fn(
+    c: &Call,
+    t: &dyn Target,
+    re: &Regex,
+    s: &str,
+    rep: &str,
+) -> Result<String, String> {
+    let mut updated = s.to_string();
+    for caps in re.captures_iter(s) {
+        let full = caps.get(0).map_or("", |m| m.as_str());
+        let mut expanded = String::new();
+        caps.expand(rep, &mut expanded);
+        let r = replace_with_fn(c, t, expanded)?;
+        updated = updated.replace(full, &r);
+    }
+    Ok(updated)
 }
 
 /// Puts named arguments where their parameters are. A function that is not supported is left for
@@ -340,6 +526,11 @@ fn metric_editor(f: Func) -> bool {
             | Func::ExtractCountMetric
             | Func::ExtractSumMetric
             | Func::AggregateOnAttributes
+            | Func::ScaleMetric
+            | Func::ConvertSummaryCountValToSum
+            | Func::ConvertSummarySumValToSum
+            | Func::ConvertSummaryQuantileValToGauge
+            | Func::AggregateOnAttributeValue
     )
 }
 
@@ -447,6 +638,18 @@ pub(crate) fn resolve(
     {
         return Err(format!("{name}: the first argument must be a path to edit"));
     }
+    // A bare converter name is an argument only where a function is taken.
+    for (i, a) in args.iter().enumerate() {
+        if let Expr::Func(g) = a {
+            if replace_fn_index(func) != Some(i) {
+                return Err(format!(
+                    "{name}: argument {} names the function {} without calling it; only the function argument of the replace_* editors takes one",
+                    i + 1,
+                    func_name(*g)
+                ));
+            }
+        }
+    }
     let mut grok = None;
     let re = match func {
         Func::ExtractGrokPatterns => {
@@ -498,6 +701,48 @@ pub(crate) fn resolve(
             }
             None
         }
+        Func::ScaleMetric => {
+            if !matches!(args[0], Expr::Lit(Value::Int(_) | Value::Double(_))) {
+                return Err(format!("{name}: the factor must be a number literal"));
+            }
+            None
+        }
+        Func::ConvertSummaryCountValToSum | Func::ConvertSummarySumValToSum => {
+            let t = lit_str(name, &args, 0, "aggregation temporality")?;
+            crate::metricfns::temporality(name, &Value::Str(t.into()))?;
+            lit_bool(name, &args, 1, "is_monotonic")?;
+            if args.len() > 2 {
+                lit_str(name, &args, 2, "suffix")?;
+            }
+            None
+        }
+        Func::ConvertSummaryQuantileValToGauge => {
+            for (i, what) in ["attributeKey", "suffix"].iter().enumerate() {
+                if !matches!(args.get(i), None | Some(Expr::Lit(Value::Nil))) {
+                    lit_str(name, &args, i, what)?;
+                }
+            }
+            None
+        }
+        Func::AggregateOnAttributeValue => {
+            let f = lit_str(name, &args, 0, "aggregation function")?;
+            if !matches!(f, "sum" | "max" | "min" | "mean" | "median" | "count") {
+                return Err(format!(
+                    "{name}: unknown aggregation function {f:?}: expected sum, max, min, mean, median or count"
+                ));
+            }
+            lit_str(name, &args, 1, "attribute")?;
+            match &args[2] {
+                Expr::ListLit(l) if l.iter().all(|x| matches!(x, Expr::Lit(Value::Str(_)))) => {}
+                _ => {
+                    return Err(format!(
+                        "{name}: argument 3 (values) must be a list of string literals"
+                    ))
+                }
+            }
+            lit_str(name, &args, 3, "newValue")?;
+            None
+        }
         Func::ExtractCountMetric | Func::ExtractSumMetric => {
             lit_bool(name, &args, 0, "is_monotonic")?;
             if args.len() > 1 {
@@ -508,8 +753,12 @@ pub(crate) fn resolve(
         Func::DeleteMatchingKeys | Func::KeepMatchingKeys => {
             Some(regex(name, lit_str(name, &args, 1, "pattern")?)?)
         }
-        Func::ReplacePattern => Some(regex(name, lit_str(name, &args, 1, "regex")?)?),
+        Func::ReplacePattern => {
+            check_replace_fn(name, func, &args)?;
+            Some(regex(name, lit_str(name, &args, 1, "regex")?)?)
+        }
         Func::ReplaceAllPatterns => {
+            check_replace_fn(name, func, &args)?;
             let mode = lit_str(name, &args, 1, "mode")?;
             if mode != "key" && mode != "value" {
                 return Err(format!(
@@ -519,6 +768,7 @@ pub(crate) fn resolve(
             Some(regex(name, lit_str(name, &args, 2, "regex")?)?)
         }
         Func::ReplaceMatch | Func::ReplaceAllMatches => {
+            check_replace_fn(name, func, &args)?;
             Some(glob(name, lit_str(name, &args, 1, "pattern")?)?)
         }
         Func::IsMatch => Some(regex(name, lit_str(name, &args, 1, "pattern")?)?),
@@ -678,6 +928,10 @@ fn arg(c: &Call, i: usize, t: &dyn Target) -> Result<Value, String> {
         Some(e) => eval(e, t),
         None => Ok(Value::Nil),
     }
+}
+
+pub(crate) fn func_name(f: Func) -> &'static str {
+    name(f)
 }
 
 fn name(f: Func) -> &'static str {
@@ -1126,7 +1380,13 @@ pub(crate) fn run_editor(c: &Call, t: &mut dyn Target) -> Result<(), String> {
         | Func::CopyMetric
         | Func::ExtractCountMetric
         | Func::ExtractSumMetric
-        | Func::AggregateOnAttributes => metric_edit(c, t),
+        | Func::AggregateOnAttributes
+        | Func::ScaleMetric
+        | Func::ConvertSummaryQuantileValToGauge
+        | Func::AggregateOnAttributeValue => metric_edit(c, t),
+        Func::ConvertSummaryCountValToSum | Func::ConvertSummarySumValToSum => {
+            summary_point_edit(c, t)
+        }
         Func::Set => match arg(c, 1, t)? {
             // OTTL's set leaves the target alone when the value is nil.
             V::Nil => Ok(()),
@@ -1160,6 +1420,13 @@ pub(crate) fn run_editor(c: &Call, t: &mut dyn Target) -> Result<(), String> {
         Func::ReplacePattern => {
             let rep = want_str(f, arg(c, 2, t)?)?;
             match t.get(p()?)? {
+                V::Str(s) if has_replace_fn(c) => {
+                    if re()?.is_match(&s) {
+                        let new = replace_matches_with_fn(c, t, re()?, &s, &rep)?;
+                        t.set(p()?, V::Str(new))?;
+                    }
+                    Ok(())
+                }
                 V::Str(s) => {
                     let new = re()?.replace_all(&s, rep.as_str()).into_owned();
                     if new != s {
@@ -1169,6 +1436,27 @@ pub(crate) fn run_editor(c: &Call, t: &mut dyn Target) -> Result<(), String> {
                 }
                 _ => Ok(()),
             }
+        }
+        Func::ReplaceAllPatterns if has_replace_fn(c) => {
+            let by_key = matches!(c.args.get(1), Some(Expr::Lit(V::Str(m))) if m == "key");
+            let rep = want_str(f, arg(c, 3, t)?)?;
+            let re = re()?;
+            let Some(mut m) = target_map(c, t)? else {
+                return Ok(());
+            };
+            for x in m.iter_mut() {
+                if by_key {
+                    if re.is_match(&x.key) {
+                        x.key = replace_matches_with_fn(c, t, re, &x.key, &rep)?;
+                    }
+                } else if let V::Str(s) = V::from_any(x.value.as_ref()) {
+                    if re.is_match(&s) {
+                        let new = replace_matches_with_fn(c, t, re, &s, &rep)?;
+                        x.value = Some(V::Str(new).into_any());
+                    }
+                }
+            }
+            t.set(p()?, V::Map(m))
         }
         Func::ReplaceAllPatterns => {
             let by_key = matches!(c.args.get(1), Some(Expr::Lit(V::Str(m))) if m == "key");
@@ -1188,12 +1476,29 @@ pub(crate) fn run_editor(c: &Call, t: &mut dyn Target) -> Result<(), String> {
         Func::ReplaceMatch => {
             let rep = want_str(f, arg(c, 2, t)?)?;
             match t.get(p()?)? {
-                V::Str(s) if re()?.is_match(&s) => t.set(p()?, V::Str(rep)),
+                V::Str(s) if re()?.is_match(&s) => {
+                    let rep = replace_with_fn(c, t, rep)?;
+                    t.set(p()?, V::Str(rep))
+                }
                 _ => Ok(()),
             }
         }
         Func::ReplaceAllMatches => {
             let rep = want_str(f, arg(c, 2, t)?)?;
+            // The function runs once, on the replacement, and only when some value matches.
+            let rep = if has_replace_fn(c) {
+                let matched = target_map(c, t)?.is_some_and(|m| {
+                    m.iter().any(|x| {
+                        matches!(V::from_any(x.value.as_ref()), V::Str(s) if re().is_ok_and(|r| r.is_match(&s)))
+                    })
+                });
+                if !matched {
+                    return Ok(());
+                }
+                replace_with_fn(c, t, rep)?
+            } else {
+                rep
+            };
             let re = re()?.clone();
             edit_map(c, t, |m| {
                 for x in m.iter_mut() {
@@ -1364,6 +1669,48 @@ pub(crate) fn run_editor(c: &Call, t: &mut dyn Target) -> Result<(), String> {
 }
 
 /// The metric-context editors of the transform processor, with otelcol's semantics.
+/// `convert_summary_{count,sum}_val_to_sum` in the data point context (where otelcol defines
+/// them): each summary point that meets the condition adds its point to one new sum per metric.
+/// Outside a data point (the metric context) the whole metric converts at once.
+fn summary_point_edit(c: &Call, t: &mut dyn Target) -> Result<(), String> {
+    let count = c.func == Func::ConvertSummaryCountValToSum;
+    let temporality = crate::metricfns::temporality(name(c.func), &arg(c, 0, t)?)?;
+    let monotonic = matches!(arg(c, 1, t)?, Value::Bool(true));
+    let suffix = match arg(c, 2, t)? {
+        Value::Str(s) => Some(s),
+        _ => None,
+    };
+    let r = t.with_summary_point(&mut |m, p, added| {
+        let new = crate::metricfns::summary_to_sum(
+            m,
+            std::iter::once(p),
+            count,
+            temporality,
+            monotonic,
+            suffix.clone(),
+        );
+        let existing = added.iter_mut().rev().find(|x| {
+            x.name == new.name
+                && matches!(
+                    x.data,
+                    Some(vigil_core::otlp::metrics::v1::metric::Data::Sum(_))
+                )
+        });
+        match (existing, new.data) {
+            (Some(x), Some(vigil_core::otlp::metrics::v1::metric::Data::Sum(mut s))) => {
+                if let Some(vigil_core::otlp::metrics::v1::metric::Data::Sum(to)) = &mut x.data {
+                    to.data_points.append(&mut s.data_points);
+                }
+            }
+            (_, data) => added.push(vigil_core::otlp::metrics::v1::Metric { data, ..new }),
+        }
+    });
+    match r {
+        Ok(()) => Ok(()),
+        Err(_) => metric_edit(c, t),
+    }
+}
+
 fn metric_edit(c: &Call, t: &mut dyn Target) -> Result<(), String> {
     use vigil_core::otlp::metrics::v1::{
         metric::Data, number_data_point, AggregationTemporality, Gauge, NumberDataPoint, Sum,
@@ -1420,7 +1767,7 @@ fn metric_edit(c: &Call, t: &mut dyn Target) -> Result<(), String> {
                 added.push(copy);
             }
             // A monotonic-or-not sum of each point's count (unit "1") or sum (the metric's
-            // unit), named with the suffix (".count" / ".sum"); histograms, exponential
+            // unit), named with the suffix ("_count" / "_sum"); histograms, exponential
             // histograms and summaries only.
             Func::ExtractCountMetric | Func::ExtractSumMetric => {
                 let count = f == Func::ExtractCountMetric;
@@ -1429,8 +1776,9 @@ fn metric_edit(c: &Call, t: &mut dyn Target) -> Result<(), String> {
                 } else {
                     "extract_sum_metric"
                 };
+                // otelcol's README: `_count` / `_sum` by default, kept for backward compatibility.
                 let suffix =
-                    text(1).unwrap_or_else(|| if count { ".count" } else { ".sum" }.into());
+                    text(1).unwrap_or_else(|| if count { "_count" } else { "_sum" }.into());
                 // (attributes, start, time, count, sum)
                 type P<'x> = (
                     &'x [vigil_core::otlp::common::v1::KeyValue],
@@ -1535,6 +1883,46 @@ fn metric_edit(c: &Call, t: &mut dyn Target) -> Result<(), String> {
                     _ => None,
                 };
                 crate::aggregate::on_attributes(m, &func, keep.as_deref())?;
+            }
+            Func::ScaleMetric => {
+                let none = Value::Nil;
+                crate::metricfns::scale(m, &strs[0], strs.get(1).unwrap_or(&none))?;
+            }
+            // A summary gives a sum of its points' counts or sums; other types are left alone.
+            Func::ConvertSummaryCountValToSum | Func::ConvertSummarySumValToSum => {
+                if let Some(Data::Summary(s)) = &m.data {
+                    let fname = name(f);
+                    let temporality = crate::metricfns::temporality(fname, &strs[0])?;
+                    added.push(crate::metricfns::summary_to_sum(
+                        m,
+                        s.data_points.iter(),
+                        f == Func::ConvertSummaryCountValToSum,
+                        temporality,
+                        flag(1),
+                        text(2),
+                    ));
+                }
+            }
+            Func::ConvertSummaryQuantileValToGauge => {
+                if let Some(g) = crate::metricfns::summary_quantiles(m, text(0), text(1)) {
+                    added.push(g);
+                }
+            }
+            Func::AggregateOnAttributeValue => {
+                let values: Vec<String> = match strs.get(2) {
+                    Some(Value::List(l)) => l
+                        .iter()
+                        .map(|x| Value::from_any(Some(x)).to_text())
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                crate::metricfns::on_attribute_value(
+                    m,
+                    &text(0).unwrap_or_default(),
+                    &text(1).unwrap_or_default(),
+                    &values,
+                    &text(3).unwrap_or_default(),
+                )?;
             }
             _ => {}
         }

@@ -20,6 +20,7 @@ mod eval;
 mod funcs;
 mod histogram;
 mod lex;
+mod metricfns;
 mod parse;
 pub mod pdata;
 mod value;
@@ -121,6 +122,12 @@ pub enum Field {
     ParentSpanIdString,
     TraceState,
     Kind,
+    /// `span.kind.string`: `Server`, `Client`, … (pdata's names).
+    KindString,
+    /// `span.kind.deprecated_string`: `SPAN_KIND_SERVER`, … (the proto's names).
+    KindDeprecatedString,
+    /// `log.body.string`: the body as text, whatever its type.
+    BodyString,
     StartTimeUnixNano,
     EndTimeUnixNano,
     StartTime,
@@ -208,6 +215,9 @@ pub enum Expr {
     StartsWith(Box<Expr>, Box<Expr>),
     /// expr's `a endsWith b`.
     EndsWith(Box<Expr>, Box<Expr>),
+    /// A converter named without a call (`SHA256`), as the `function` argument of the `replace_*`
+    /// editors; it has no value of its own.
+    Func(funcs::Func),
 }
 
 /// A function call with its arguments checked at parse time.
@@ -249,6 +259,19 @@ pub trait Target {
         _f: &mut dyn FnMut(&mut vigil_core::otlp::metrics::v1::HistogramDataPoint),
     ) -> Result<(), String> {
         Err("this function runs in the datapoint context only".into())
+    }
+
+    /// Runs `f` on the summary data point in context, its metric (whose points are out of it) and
+    /// the list new metrics are appended to (data point context only; another point is left alone).
+    fn with_summary_point(
+        &mut self,
+        _f: &mut dyn FnMut(
+            &vigil_core::otlp::metrics::v1::Metric,
+            &vigil_core::otlp::metrics::v1::SummaryDataPoint,
+            &mut Vec<vigil_core::otlp::metrics::v1::Metric>,
+        ),
+    ) -> Result<(), String> {
+        Err("this function runs in the metric or datapoint context only".into())
     }
 
     /// The attributes of each data point of the metric in context (for `HasAttrOnDatapoint`).

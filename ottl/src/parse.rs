@@ -287,6 +287,10 @@ impl Parser {
             if let Some(v) = crate::enum_value(&w) {
                 return Ok(Expr::Lit(Value::Int(v)));
             }
+            // A converter's bare name is a function argument (`replace_pattern(…, SHA256)`).
+            if let Some(f) = funcs::converter_named(&w) {
+                return Ok(Expr::Func(f));
+            }
             if w.chars()
                 .all(|c| c.is_ascii_uppercase() || c == '_' || c.is_ascii_digit())
             {
@@ -362,7 +366,13 @@ fn bind(ctx: Context, segs: &[String], keys: Vec<Key>) -> Result<Path, String> {
             | Field::ExplicitBounds
             | Field::Metadata
     );
-    if !keys.is_empty() && !indexable {
+    if field == Field::TraceState && !keys.is_empty() {
+        if !matches!(keys[..], [Key::Str(_)]) {
+            return Err(format!(
+                "path {text}: trace_state takes exactly one string key, as trace_state[\"key\"]"
+            ));
+        }
+    } else if !keys.is_empty() && !indexable {
         return Err(format!("path {text} does not take [\"key\"] indexes"));
     }
     Ok(Path {
@@ -391,6 +401,9 @@ fn field_for(level: Context, rest: &[&str]) -> Option<Field> {
         (C::Span, ["trace_state"]) => F::TraceState,
         (C::Span | C::SpanEvent | C::Metric, ["name"]) => F::Name,
         (C::Span, ["kind"]) => F::Kind,
+        (C::Span, ["kind", "string"]) => F::KindString,
+        (C::Span, ["kind", "deprecated_string"]) => F::KindDeprecatedString,
+        (C::Log, ["body", "string"]) => F::BodyString,
         (C::Span | C::DataPoint, ["start_time_unix_nano"]) => F::StartTimeUnixNano,
         (C::Span, ["end_time_unix_nano"]) => F::EndTimeUnixNano,
         (C::Span | C::DataPoint, ["start_time"]) => F::StartTime,

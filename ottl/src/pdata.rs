@@ -2,6 +2,8 @@
 //! scope or resource with everything above it, and [`visit`] walks a batch item by item for a
 //! context, dropping the items a visitor refuses (filter) and pruning what that leaves empty.
 
+mod tracestate;
+
 use crate::{get_in_kvs, set_in_any, set_in_kvs, Context, Field, Path, Target, Value};
 use vigil_core::otlp::common::v1::{AnyValue, InstrumentationScope, KeyValue};
 use vigil_core::otlp::logs::v1::LogRecord;
@@ -163,6 +165,7 @@ pub fn visit(data: &mut Telemetry, ctx: Context, f: &mut dyn FnMut(&mut Item<'_>
                                     it.metric = Some(m);
                                     it.metric_type = mt;
                                     it.point = Some(Point::$variant(p));
+                                    it.added = Some(&mut added);
                                     f(&mut it)
                                 }) && $pts.is_empty()
                             };
@@ -407,9 +410,25 @@ impl Item<'_> {
                     F::SpanIdString => Value::Str(hex::encode(&s.span_id)),
                     F::ParentSpanId => Value::Bytes(s.parent_span_id.clone()),
                     F::ParentSpanIdString => Value::Str(hex::encode(&s.parent_span_id)),
-                    F::TraceState => Value::Str(s.trace_state.clone()),
+                    F::TraceState => match p.keys.first() {
+                        Some(crate::Key::Str(k)) => tracestate::get(&s.trace_state, k)
+                            .map_or(Value::Nil, |v| Value::Str(v.to_string())),
+                        _ => Value::Str(s.trace_state.clone()),
+                    },
                     F::Name => Value::Str(s.name.clone()),
                     F::Kind => Value::Int(s.kind.into()),
+                    F::KindString => Value::Str(
+                        tracestate::KINDS
+                            .get(s.kind as usize)
+                            .map_or("", |k| k.0)
+                            .to_string(),
+                    ),
+                    F::KindDeprecatedString => Value::Str(
+                        tracestate::KINDS
+                            .get(s.kind as usize)
+                            .map_or("", |k| k.1)
+                            .to_string(),
+                    ),
                     F::StartTimeUnixNano => int(s.start_time_unix_nano),
                     F::EndTimeUnixNano => int(s.end_time_unix_nano),
                     F::StartTime => Value::Time(s.start_time_unix_nano as i64),
@@ -469,6 +488,14 @@ impl Item<'_> {
                     F::SeverityNumber => Value::Int(l.severity_number.into()),
                     F::SeverityText => Value::Str(l.severity_text.clone()),
                     F::Body => return Some(crate::get_in_any(l.body.as_ref(), &p.keys)),
+                    // pdata's AsString: bytes as base64, maps and lists as JSON, empty as "".
+                    F::BodyString => Value::Str(match Value::from_any(l.body.as_ref()) {
+                        Value::Bytes(b) => {
+                            use base64::Engine;
+                            base64::engine::general_purpose::STANDARD.encode(b)
+                        }
+                        v => v.to_text(),
+                    }),
                     F::DroppedAttributesCount => Value::Int(l.dropped_attributes_count.into()),
                     F::Flags => Value::Int(l.flags.into()),
                     F::TraceId => Value::Bytes(l.trace_id.clone()),
@@ -585,9 +612,28 @@ impl Item<'_> {
                         F::ParentSpanId | F::ParentSpanIdString => {
                             want_id(p, v, 8).map(|x| s.parent_span_id = x)
                         }
-                        F::TraceState => want_str(p, v).map(|x| s.trace_state = x),
+                        F::TraceState => want_str(p, v).map(|x| match p.keys.first() {
+                            Some(crate::Key::Str(k)) => {
+                                if let Some(new) = tracestate::insert(&s.trace_state, k, &x) {
+                                    s.trace_state = new;
+                                }
+                            }
+                            _ => s.trace_state = x,
+                        }),
                         F::Name => want_str(p, v).map(|x| s.name = x),
                         F::Kind => want_i32(p, &v).map(|x| s.kind = x),
+                        F::KindString | F::KindDeprecatedString => want_str(p, v).and_then(|x| {
+                            let at = tracestate::KINDS.iter().position(|k| {
+                                if f == F::KindString {
+                                    k.0 == x
+                                } else {
+                                    k.1 == x
+                                }
+                            });
+                            at.map(|i| s.kind = i as i32).ok_or_else(|| {
+                                format!("{}: unknown span kind string {x:?}", p.text)
+                            })
+                        }),
                         F::StartTimeUnixNano | F::StartTime => {
                             want_time(p, &v).map(|x| s.start_time_unix_nano = x)
                         }
@@ -667,6 +713,9 @@ impl Item<'_> {
                         }
                         F::SeverityNumber => want_i32(p, &v).map(|x| l.severity_number = x),
                         F::SeverityText => want_str(p, v).map(|x| l.severity_text = x),
+                        F::BodyString => want_str(p, v).map(|x| {
+                            l.body = Some(Value::Str(x).into_any());
+                        }),
                         F::Body => {
                             let slot = l.body.get_or_insert_with(AnyValue::default);
                             set_in_any(slot, &p.keys, v)
@@ -779,6 +828,23 @@ impl Target for Item<'_> {
             }
             Some(_) => Ok(()),
             None => Err("this function runs in the datapoint context only".into()),
+        }
+    }
+
+    fn with_summary_point(
+        &mut self,
+        f: &mut dyn FnMut(&Metric, &SummaryDataPoint, &mut Vec<Metric>),
+    ) -> Result<(), String> {
+        let (Some(m), Some(added)) = (self.metric.as_deref(), self.added.as_deref_mut()) else {
+            return Err("this function runs in the metric or datapoint context only".into());
+        };
+        match &self.point {
+            Some(Point::Summary(p)) => {
+                f(m, p, added);
+                Ok(())
+            }
+            Some(_) => Ok(()),
+            None => Err("this function runs in the metric or datapoint context only".into()),
         }
     }
 

@@ -808,7 +808,7 @@ fn metric_editors() {
         .unwrap();
     let count = m
         .iter()
-        .find(|m| m.name == "http.server.duration.count")
+        .find(|m| m.name == "http.server.duration_count")
         .unwrap();
     assert_eq!(count.unit, "1");
     assert_eq!(count.description, "request time");
@@ -958,9 +958,16 @@ fn aggregate_on_attributes_merges_points() {
             (vec![kv_str("state", "system")], Some(N::AsDouble(4.0))),
         ]
     );
-    // No attributes listed: every point merges into one.
+    // No list keeps every attribute (aggregateutil skips its filter for a nil list), so only
+    // points with the same attributes merge; an empty list merges them all.
     assert_eq!(
-        run_on(&m, r#"aggregate_on_attributes("max")"#).unwrap(),
+        run_on(&m, r#"aggregate_on_attributes("max")"#)
+            .unwrap()
+            .len(),
+        3
+    );
+    assert_eq!(
+        run_on(&m, r#"aggregate_on_attributes("max", [])"#).unwrap(),
         vec![(vec![], Some(N::AsDouble(4.0)))]
     );
     assert_eq!(
@@ -1932,3 +1939,5 @@ fn xpath_xml_family() {
         .unwrap_err()
         .contains("deeper"));
 }
+
+mod gaps;
