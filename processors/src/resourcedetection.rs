@@ -6,8 +6,9 @@
 //! (`ec2`, `eks`, `ecs`, `gcp`, `azure`, `aks`, `oraclecloud`, `docker`, `elastic_beanstalk`) and
 //! [`providers`] (`heroku`, `lambda`, `dynatrace`, `upcloud`, `vultr`, `nova`, `digitalocean`,
 //! `hetzner`, `scaleway`),
-//! `kubeadm` (in [`k8s`]) and the platform APIs in [`platforms`] (`openshift`, `consul`,
-//! `azurecontainerapps`) — and
+//! `kubeadm` (in [`k8s`]), the platform APIs in [`platforms`] (`openshift`, `consul`,
+//! `azurecontainerapps`) and the metadata services in [`imds`] (`akamai`, `alibaba_ecs`,
+//! `tencent_cvm`, `ibmcloud_vpc`, `ibmcloud_classic`) — and
 //! then adds what they found to the resource of every batch, replacing existing values when
 //! `override` is true. For the same key, the detector listed first wins.
 
@@ -15,6 +16,7 @@ pub mod cloud;
 #[cfg(test)]
 mod cloud_tests;
 pub mod host;
+pub mod imds;
 pub mod k8s;
 pub mod platforms;
 pub mod providers;
@@ -66,17 +68,17 @@ const DETECTORS: &[&str] = &[
     "consul",
     "hetzner",
     "scaleway",
+    "akamai",
+    "alibaba_ecs",
+    "tencent_cvm",
+    "ibmcloud_vpc",
+    "ibmcloud_classic",
 ];
 
 /// otelcol-contrib's detectors that this build does not have: refused by name, so that a config
-/// naming one says so rather than "unknown".
-const NOT_BUILT: &[&str] = &[
-    "akamai",
-    "alibaba_ecs",
-    "ibmcloud_classic",
-    "ibmcloud_vpc",
-    "tencent_cvm",
-];
+/// naming one says so rather than "unknown". Every detector of otelcol-contrib's README is built
+/// today; the list stays for the next one it adds.
+const NOT_BUILT: &[&str] = &[];
 
 /// The detectors that `fail_on_missing_metadata` concerns: those that ask a metadata service over
 /// the network, and `azurecontainerapps`, which otelcol also hands the setting.
@@ -95,6 +97,10 @@ const NETWORK: &[&str] = &[
     "digitalocean",
     "hetzner",
     "scaleway",
+    "akamai",
+    "alibaba_ecs",
+    "tencent_cvm",
+    "ibmcloud_vpc",
 ];
 
 /// `{ enabled: bool }` toggles of optional resource attributes.
@@ -143,6 +149,12 @@ pub struct K8sNodeConfig {
     /// The kubeconfig context with `auth_type: kubeConfig`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context: Option<String>,
+    /// client-go's rate limits (k8sconfig's `kube_api_qps`, `kube_api_burst`): a detection
+    /// makes two or three requests, so vigil does not limit them; accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kube_api_qps: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kube_api_burst: Option<u32>,
     #[serde(default)]
     pub resource_attributes: BTreeMap<String, Toggle>,
 }
@@ -153,6 +165,8 @@ impl Default for K8sNodeConfig {
             node_from_env_var: default_node_env(),
             auth_type: vigil_k8s::AuthType::default(),
             context: None,
+            kube_api_qps: None,
+            kube_api_burst: None,
             resource_attributes: BTreeMap::new(),
         }
     }
@@ -182,6 +196,51 @@ pub struct ResourceDetectionConfig {
     /// starting, instead of finding nothing (default false).
     #[serde(default)]
     pub fail_on_missing_metadata: bool,
+    /// The confighttp client keys otelcol squashes into this config: otelcol builds no client from
+    /// them (only `timeout` is used), so they are accepted and ignored alike.
+    #[serde(default, skip_serializing)]
+    pub endpoint: Option<serde_json::Value>,
+    #[serde(default, skip_serializing)]
+    pub proxy_url: Option<serde_json::Value>,
+    #[serde(default, skip_serializing)]
+    pub tls: Option<serde_json::Value>,
+    #[serde(default, skip_serializing)]
+    pub read_buffer_size: Option<serde_json::Value>,
+    #[serde(default, skip_serializing)]
+    pub write_buffer_size: Option<serde_json::Value>,
+    #[serde(default, skip_serializing)]
+    pub headers: Option<serde_json::Value>,
+    #[serde(default, skip_serializing)]
+    pub auth: Option<serde_json::Value>,
+    #[serde(default, skip_serializing)]
+    pub compression: Option<serde_json::Value>,
+    #[serde(default, skip_serializing)]
+    pub compression_params: Option<serde_json::Value>,
+    #[serde(default, skip_serializing)]
+    pub max_idle_conns: Option<serde_json::Value>,
+    #[serde(default, skip_serializing)]
+    pub max_idle_conns_per_host: Option<serde_json::Value>,
+    #[serde(default, skip_serializing)]
+    pub max_conns_per_host: Option<serde_json::Value>,
+    #[serde(default, skip_serializing)]
+    pub idle_conn_timeout: Option<serde_json::Value>,
+    #[serde(default, skip_serializing)]
+    pub disable_keep_alives: Option<serde_json::Value>,
+    #[serde(default, skip_serializing)]
+    pub http2_read_idle_timeout: Option<serde_json::Value>,
+    #[serde(default, skip_serializing)]
+    pub http2_ping_timeout: Option<serde_json::Value>,
+    #[serde(default, skip_serializing)]
+    pub cookies: Option<serde_json::Value>,
+    #[serde(default, skip_serializing)]
+    pub force_attempt_http2: Option<serde_json::Value>,
+    #[serde(default, skip_serializing)]
+    pub middlewares: Option<serde_json::Value>,
+    /// otelcol's retry of a failing detection (`configretry.BackOffConfig`).
+    #[serde(default)]
+    pub retry: DetectRetry,
+    #[serde(default)]
+    pub env: EnvConfig,
     #[serde(default)]
     pub system: SystemConfig,
     #[serde(default)]
@@ -189,13 +248,13 @@ pub struct ResourceDetectionConfig {
     #[serde(default)]
     pub k8s_api: K8sNodeConfig,
     #[serde(default)]
-    pub ec2: TagsConfig,
+    pub ec2: Ec2Config,
     #[serde(default)]
     pub eks: EksConfig,
     #[serde(default)]
     pub ecs: AttrsConfig,
     #[serde(default)]
-    pub gcp: AttrsConfig,
+    pub gcp: GcpConfig,
     #[serde(default)]
     pub azure: TagsConfig,
     #[serde(default)]
@@ -231,6 +290,41 @@ pub struct ResourceDetectionConfig {
     pub hetzner: AttrsConfig,
     #[serde(default)]
     pub scaleway: AttrsConfig,
+    #[serde(default)]
+    pub akamai: AttrsConfig,
+    #[serde(default)]
+    pub alibaba_ecs: MetadataConfig,
+    #[serde(default)]
+    pub tencent_cvm: MetadataConfig,
+    #[serde(default)]
+    pub ibmcloud_vpc: IbmVpcConfig,
+    #[serde(default)]
+    pub ibmcloud_classic: AttrsConfig,
+}
+
+/// The `ibmcloud_vpc` section.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct IbmVpcConfig {
+    /// `http` (default) or `https`: the scheme of `api.metadata.cloud.ibm.com`, which must match
+    /// the instance's metadata access mode ("secure access" is HTTPS only).
+    #[serde(default = "default_protocol")]
+    pub protocol: String,
+    #[serde(default)]
+    pub resource_attributes: BTreeMap<String, Toggle>,
+}
+
+impl Default for IbmVpcConfig {
+    fn default() -> Self {
+        IbmVpcConfig {
+            protocol: default_protocol(),
+            resource_attributes: BTreeMap::new(),
+        }
+    }
+}
+
+fn default_protocol() -> String {
+    "http".into()
 }
 
 /// The `kubeadm` section: otelcol's API connection keys and the attribute toggles.
@@ -243,6 +337,12 @@ pub struct KubeadmConfig {
     /// The kubeconfig context with `auth_type: kubeConfig`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context: Option<String>,
+    /// client-go's rate limits (k8sconfig's `kube_api_qps`, `kube_api_burst`): a detection
+    /// makes two or three requests, so vigil does not limit them; accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kube_api_qps: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kube_api_burst: Option<u32>,
     #[serde(default)]
     pub resource_attributes: BTreeMap<String, Toggle>,
 }
@@ -293,7 +393,7 @@ pub struct ConsulConfig {
     pub resource_attributes: BTreeMap<String, Toggle>,
 }
 
-/// The `upcloud` and `vultr` sections.
+/// The `upcloud`, `vultr`, `alibaba_ecs` and `tencent_cvm` sections.
 #[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct MetadataConfig {
@@ -326,8 +426,8 @@ pub struct AttrsConfig {
     pub resource_attributes: BTreeMap<String, Toggle>,
 }
 
-/// The `ec2` and `azure` sections: `tags` are regular expressions; every instance tag whose key
-/// matches one becomes `ec2.tag.<key>` / `azure.tag.<key>`.
+/// The `azure` section: `tags` are regular expressions; every instance tag whose key matches one
+/// becomes `azure.tag.<key>`.
 #[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TagsConfig {
@@ -335,6 +435,107 @@ pub struct TagsConfig {
     pub tags: Vec<String>,
     #[serde(default)]
     pub resource_attributes: BTreeMap<String, Toggle>,
+}
+
+/// The `ec2` section.
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ec2Config {
+    /// Regular expressions; every instance tag whose key matches one becomes `ec2.tag.<key>`.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// otelcol reads tags from the EC2 `DescribeTags` API unless this is true, then from IMDS.
+    /// vigil always reads them from IMDS (no AWS credentials needed; instance metadata tags must
+    /// be enabled), so both values are accepted.
+    #[serde(default)]
+    pub tags_from_imds: bool,
+    /// The AWS SDK's retry settings for IMDS (otelcol's defaults 3 and 20s). vigil's IMDS client
+    /// does not retry within a detection; `retry` and `timeout` bound it instead. Accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u32>,
+    #[serde(
+        default,
+        with = "vigil_core::config::opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_backoff: Option<Duration>,
+    /// otelcol's deprecated per-detector form of the processor's `fail_on_missing_metadata`.
+    #[serde(default)]
+    pub fail_on_missing_metadata: bool,
+    #[serde(default)]
+    pub resource_attributes: BTreeMap<String, Toggle>,
+}
+
+/// The `gcp` section.
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct GcpConfig {
+    /// otelcol reads the GCE instance's labels matching these regular expressions from the
+    /// Compute API. vigil does not call the Compute API: the expressions are checked and the
+    /// labels are left out, with a warning at start.
+    #[serde(default)]
+    pub labels: Vec<String>,
+    /// otelcol reads a GKE node's machine type from the Compute API; vigil does not (see
+    /// `labels`), so `host.type` stays unset on GKE. Accepted.
+    #[serde(default)]
+    pub gke_host_type: bool,
+    #[serde(default)]
+    pub resource_attributes: BTreeMap<String, Toggle>,
+}
+
+/// The `env` section.
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvConfig {
+    /// Only these keys of `OTEL_RESOURCE_ATTRIBUTES` are kept (all when empty).
+    #[serde(default)]
+    pub allow_list: Vec<String>,
+}
+
+/// `retry`: a detection that fails (a detector's error, e.g. with `fail_on_missing_metadata`)
+/// runs again after a growing pause, within `max_elapsed_time`, or within `timeout` when that is
+/// 0, as otelcol does. vigil applies no jitter (`randomization_factor` is accepted).
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetectRetry {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default = "retry_initial", with = "duration")]
+    pub initial_interval: Duration,
+    #[serde(default = "half")]
+    pub randomization_factor: f64,
+    #[serde(default = "two")]
+    pub multiplier: f64,
+    #[serde(default = "retry_max", with = "duration")]
+    pub max_interval: Duration,
+    #[serde(default, with = "duration")]
+    pub max_elapsed_time: Duration,
+}
+
+impl Default for DetectRetry {
+    fn default() -> Self {
+        DetectRetry {
+            enabled: true,
+            initial_interval: retry_initial(),
+            randomization_factor: half(),
+            multiplier: two(),
+            max_interval: retry_max(),
+            max_elapsed_time: Duration::ZERO,
+        }
+    }
+}
+
+fn retry_initial() -> Duration {
+    Duration::from_secs(1)
+}
+fn retry_max() -> Duration {
+    Duration::from_secs(30)
+}
+fn half() -> f64 {
+    0.5
+}
+fn two() -> f64 {
+    2.0
 }
 
 /// The `eks` section.
@@ -346,6 +547,19 @@ pub struct EksConfig {
     /// not needed.
     #[serde(default)]
     pub node_from_env_var: Option<String>,
+    /// The AWS SDK's IMDS settings (otelcol's defaults 1, 3 and 20s): vigil's IMDS client does
+    /// not retry within a detection (`retry` and `timeout` bound it), so these are accepted and
+    /// not used, as `ec2`'s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub imds_check_max_retry: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u32>,
+    #[serde(
+        default,
+        with = "vigil_core::config::opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_backoff: Option<Duration>,
     #[serde(default)]
     pub resource_attributes: BTreeMap<String, Toggle>,
 }
@@ -420,6 +634,9 @@ const ECS_ATTRS: &[(&str, bool)] = &[
     ("aws.log.stream.names", true),
     ("aws.log.stream.arns", true),
 ];
+/// The `faas.*`, `gcp.cloud_run.*` and `gcp.gce.instance_group_manager.*` names are otelcol's
+/// for Cloud Run, Cloud Functions, App Engine and managed instance groups, which vigil's `gcp`
+/// detector does not detect: accepted, never set.
 const GCP_ATTRS: &[(&str, bool)] = &[
     ("cloud.provider", true),
     ("cloud.platform", true),
@@ -430,6 +647,17 @@ const GCP_ATTRS: &[(&str, bool)] = &[
     ("host.name", true),
     ("host.type", true),
     ("k8s.cluster.name", true),
+    ("gcp.gce.instance.hostname", false),
+    ("gcp.gce.instance.name", false),
+    ("faas.id", true),
+    ("faas.instance", true),
+    ("faas.name", true),
+    ("faas.version", true),
+    ("gcp.cloud_run.job.execution", true),
+    ("gcp.cloud_run.job.task_index", true),
+    ("gcp.gce.instance_group_manager.name", true),
+    ("gcp.gce.instance_group_manager.region", true),
+    ("gcp.gce.instance_group_manager.zone", true),
 ];
 const AZURE_ATTRS: &[(&str, bool)] = &[
     ("cloud.provider", true),
@@ -449,6 +677,8 @@ const AKS_ATTRS: &[(&str, bool)] = &[
     ("cloud.platform", true),
     ("k8s.cluster.name", false),
 ];
+/// `cloud.resource_id`, `k8s.cluster.name` and `oracle_cloud.realm` are otelcol's too; vigil's
+/// detector does not read them: accepted, never set.
 const ORACLE_ATTRS: &[(&str, bool)] = &[
     ("cloud.provider", true),
     ("cloud.platform", true),
@@ -457,8 +687,20 @@ const ORACLE_ATTRS: &[(&str, bool)] = &[
     ("host.id", true),
     ("host.name", true),
     ("host.type", true),
+    ("cloud.resource_id", true),
+    ("k8s.cluster.name", true),
+    ("oracle_cloud.realm", true),
 ];
-const DOCKER_ATTRS: &[(&str, bool)] = &[("host.name", true), ("os.type", true)];
+/// The `container.*` names (off by default) are otelcol's for the collector's own container,
+/// which vigil's `docker` detector does not inspect: accepted, never set.
+const DOCKER_ATTRS: &[(&str, bool)] = &[
+    ("host.name", true),
+    ("os.type", true),
+    ("container.image.id", false),
+    ("container.image.name", false),
+    ("container.image.tags", false),
+    ("container.name", false),
+];
 const BEANSTALK_ATTRS: &[(&str, bool)] = &[
     ("cloud.provider", true),
     ("cloud.platform", true),
@@ -554,6 +796,51 @@ const SCALEWAY_ATTRS: &[(&str, bool)] = &[
     ("host.name", true),
     ("host.type", true),
 ];
+const AKAMAI_ATTRS: &[(&str, bool)] = &[
+    ("cloud.account.id", true),
+    ("cloud.platform", true),
+    ("cloud.provider", true),
+    ("cloud.region", true),
+    ("host.id", true),
+    ("host.image.id", true),
+    ("host.image.name", true),
+    ("host.name", true),
+    ("host.type", true),
+];
+/// `alibaba_ecs` and `tencent_cvm` have the same table.
+const ALIBABA_TENCENT_ATTRS: &[(&str, bool)] = &[
+    ("cloud.account.id", true),
+    ("cloud.availability_zone", true),
+    ("cloud.platform", true),
+    ("cloud.provider", true),
+    ("cloud.region", true),
+    ("host.id", true),
+    ("host.image.id", true),
+    ("host.name", true),
+    ("host.type", true),
+];
+const IBM_VPC_ATTRS: &[(&str, bool)] = &[
+    ("cloud.account.id", true),
+    ("cloud.availability_zone", true),
+    ("cloud.platform", true),
+    ("cloud.provider", true),
+    ("cloud.region", true),
+    ("cloud.resource_id", true),
+    ("host.id", true),
+    ("host.image.id", true),
+    ("host.image.name", true),
+    ("host.name", true),
+    ("host.type", true),
+];
+const IBM_CLASSIC_ATTRS: &[(&str, bool)] = &[
+    ("cloud.account.id", true),
+    ("cloud.availability_zone", true),
+    ("cloud.platform", true),
+    ("cloud.provider", true),
+    ("cloud.resource_id", true),
+    ("host.id", true),
+    ("host.name", true),
+];
 const DIGITALOCEAN_ATTRS: &[(&str, bool)] = &[
     ("cloud.provider", true),
     ("cloud.region", true),
@@ -579,6 +866,9 @@ impl ResourceDetectionConfig {
                     "upcloud" => self.upcloud.fail_on_missing_metadata,
                     "vultr" => self.vultr.fail_on_missing_metadata,
                     "nova" => self.nova.fail_on_missing_metadata,
+                    "ec2" => self.ec2.fail_on_missing_metadata,
+                    "alibaba_ecs" => self.alibaba_ecs.fail_on_missing_metadata,
+                    "tencent_cvm" => self.tencent_cvm.fail_on_missing_metadata,
                     _ => false,
                 })
     }
@@ -647,6 +937,27 @@ impl ResourceDetectionConfig {
                 SCALEWAY_ATTRS,
                 &self.scaleway.resource_attributes,
             ),
+            ("akamai", AKAMAI_ATTRS, &self.akamai.resource_attributes),
+            (
+                "alibaba_ecs",
+                ALIBABA_TENCENT_ATTRS,
+                &self.alibaba_ecs.resource_attributes,
+            ),
+            (
+                "tencent_cvm",
+                ALIBABA_TENCENT_ATTRS,
+                &self.tencent_cvm.resource_attributes,
+            ),
+            (
+                "ibmcloud_vpc",
+                IBM_VPC_ATTRS,
+                &self.ibmcloud_vpc.resource_attributes,
+            ),
+            (
+                "ibmcloud_classic",
+                IBM_CLASSIC_ATTRS,
+                &self.ibmcloud_classic.resource_attributes,
+            ),
         ]
     }
 }
@@ -704,7 +1015,31 @@ fn check(
             ));
         }
     }
+    if !matches!(cfg.ibmcloud_vpc.protocol.as_str(), "http" | "https") {
+        errors.push(err(
+            "ibmcloud_vpc::protocol".into(),
+            format!(
+                "invalid protocol {:?}; expected http or https",
+                cfg.ibmcloud_vpc.protocol
+            ),
+        ));
+    }
+    if cfg.retry.enabled && cfg.timeout.is_zero() && cfg.retry.max_elapsed_time.is_zero() {
+        errors.push(err(
+            "retry::max_elapsed_time".into(),
+            "with retry enabled and timeout 0, max_elapsed_time must be set, so that a detector \
+             that never answers cannot hold the start forever"
+                .into(),
+        ));
+    }
+    if cfg.retry.enabled && cfg.retry.multiplier < 1.0 {
+        errors.push(err(
+            "retry::multiplier".into(),
+            format!("must be at least 1, got {}", cfg.retry.multiplier),
+        ));
+    }
     for (section, tags) in [
+        ("gcp::labels", &cfg.gcp.labels),
         ("ec2::tags", &cfg.ec2.tags),
         ("azure::tags", &cfg.azure.tags),
         ("nova::labels", &cfg.nova.labels),
@@ -969,8 +1304,10 @@ async fn run_one(
                 Some(v) => parse_env_attributes(&v)?,
                 None => Vec::new(),
             };
+            let allow = &cfg.env.allow_list;
             return Ok(attrs
                 .into_iter()
+                .filter(|(k, _)| allow.is_empty() || allow.contains(k))
                 .map(|(k, v)| (k, Value::StringValue(v)))
                 .collect());
         }
@@ -991,7 +1328,14 @@ async fn run_one(
         "ec2" => cloud::ec2(ep, t, "aws_ec2", &tags(&cfg.ec2.tags)).await,
         "eks" => cloud::eks(ep, t, env).await,
         "ecs" => cloud::ecs(t, env).await,
-        "gcp" => cloud::gcp(ep, t, env).await,
+        "gcp" => {
+            if !cfg.gcp.labels.is_empty() {
+                tracing::warn!(
+                    "gcp detector: labels are read from the Compute API, which this build does not call; gcp::labels is ignored"
+                );
+            }
+            cloud::gcp(ep, t, env).await
+        }
         "azure" => cloud::azure(ep, t, &tags(&cfg.azure.tags)).await,
         "aks" => cloud::aks(ep, t, env).await,
         "oraclecloud" => cloud::oraclecloud(ep, t).await,
@@ -1010,6 +1354,11 @@ async fn run_one(
         "consul" => platforms::consul(&cfg.consul, t, env).await,
         "hetzner" => providers::hetzner(ep, t).await,
         "scaleway" => providers::scaleway(ep, t).await,
+        "akamai" => imds::akamai(ep, t).await,
+        "alibaba_ecs" => imds::alibaba_ecs(ep, t).await,
+        "tencent_cvm" => imds::tencent_cvm(ep, t).await,
+        "ibmcloud_vpc" => imds::ibmcloud_vpc(ep, t, &cfg.ibmcloud_vpc.protocol).await,
+        "ibmcloud_classic" => imds::ibmcloud_classic(ep, t).await,
         _ => return Ok(Vec::new()),
     };
     match cloud {
@@ -1067,6 +1416,36 @@ pub async fn detect(
         }
     }
     Ok(found.into_iter().map(|(k, v)| kv(&k, v)).collect())
+}
+
+/// [`detect`] again after a failure, as `retry` says: pauses from `initial_interval` growing by
+/// `multiplier` up to `max_interval`, while the next try would start within `max_elapsed_time`
+/// (or `timeout` when that is 0). The last error is returned when the budget is spent.
+pub async fn detect_retrying(
+    cfg: &ResourceDetectionConfig,
+    env: &(dyn Fn(&str) -> Option<String> + Sync),
+    ep: &Endpoints,
+) -> Result<Vec<KeyValue>, String> {
+    let r = &cfg.retry;
+    let budget = if r.max_elapsed_time.is_zero() {
+        cfg.timeout
+    } else {
+        r.max_elapsed_time
+    };
+    let began = tokio::time::Instant::now();
+    let mut pause = r.initial_interval;
+    loop {
+        let e = match detect(cfg, env, ep).await {
+            Ok(found) => return Ok(found),
+            Err(e) => e,
+        };
+        if !r.enabled || began.elapsed() + pause > budget {
+            return Err(e);
+        }
+        tracing::warn!("resource detection failed, trying again in {pause:?}: {e}");
+        tokio::time::sleep(pause).await;
+        pause = pause.mul_f64(r.multiplier.max(1.0)).min(r.max_interval);
+    }
 }
 
 /// Adds `detected` to a resource: replacing existing keys when `override_`, otherwise only filling
@@ -1156,7 +1535,7 @@ impl Component for ResourceDetection {
         let env = |k: &str| std::env::var(k).ok();
         let ep = Endpoints::from_env(&env);
         // Each detector is bounded by `timeout`, and they run together, so this is too.
-        let attrs = detect(&self.cfg, &env, &ep)
+        let attrs = detect_retrying(&self.cfg, &env, &ep)
             .await
             .map_err(|e| anyhow::anyhow!("processors::{}: {e}", self.id))?;
         tracing::info!(processor = %self.id, "detected resource attributes: {}", shown(&attrs));
@@ -1172,7 +1551,7 @@ impl Component for ResourceDetection {
                 async move {
                     let env = |k: &str| std::env::var(k).ok();
                     let ep = Endpoints::from_env(&env);
-                    match detect(&cfg, &env, &ep).await {
+                    match detect_retrying(&cfg, &env, &ep).await {
                         Ok(attrs) => {
                             tracing::debug!(processor = %id, "refreshed resource attributes: {}", shown(&attrs));
                             *detected.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(attrs);
@@ -1347,6 +1726,61 @@ mod tests {
         );
     }
 
+    /// Keys of otelcol-contrib's current README and detector configs that an earlier build
+    /// refused: the `retry` block, `env::allow_list`, `ec2`'s SDK and tag keys, `gcp::labels`
+    /// and `gke_host_type`, and attribute names of detectors vigil builds in part.
+    #[test]
+    fn otelcol_readme_keys_are_accepted() {
+        let cfg = load(
+            &id(),
+            &serde_json::json!({"detectors": ["env", "ec2", "gcp", "docker", "oraclecloud"],
+                "timeout": "2s",
+                "retry": {"enabled": true, "initial_interval": "1s", "randomization_factor": 0.5,
+                    "multiplier": 2, "max_interval": "10s", "max_elapsed_time": "2m"},
+                "env": {"allow_list": ["service.name"]},
+                "endpoint": "http://ignored", "headers": {"x": "y"}, "tls": {"insecure": true},
+                "eks": {"imds_check_max_retry": 2, "max_attempts": 5, "max_backoff": "30s"},
+                "k8s_api": {"kube_api_qps": 20, "kube_api_burst": 40},
+                "kubeadm": {"kube_api_qps": 20, "kube_api_burst": 40},
+                "ec2": {"tags": ["^team$"], "tags_from_imds": true, "max_attempts": 10,
+                    "max_backoff": "5m", "fail_on_missing_metadata": true},
+                "gcp": {"labels": ["^team$"], "gke_host_type": true,
+                    "resource_attributes": {"faas.instance": {"enabled": false},
+                        "gcp.gce.instance.hostname": {"enabled": true}}},
+                "docker": {"resource_attributes": {"container.name": {"enabled": true}}},
+                "oraclecloud": {"resource_attributes": {"oracle_cloud.realm": {"enabled": false}}}}),
+        )
+        .unwrap();
+        assert_eq!(cfg.retry.max_elapsed_time, Duration::from_secs(120));
+        assert_eq!(cfg.ec2.max_attempts, Some(10));
+        assert!(
+            cfg.fail_on_missing("ec2"),
+            "ec2's own fail_on_missing_metadata"
+        );
+        let e = load(
+            &id(),
+            &serde_json::json!({"timeout": "0s", "retry": {"max_elapsed_time": "0s"}}),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("retry::max_elapsed_time"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn env_allow_list_keeps_only_the_listed_keys() {
+        let cfg = load(
+            &id(),
+            &serde_json::json!({"detectors": ["env"], "env": {"allow_list": ["service.name"]}}),
+        )
+        .unwrap();
+        let env = |k: &str| {
+            (k == "OTEL_RESOURCE_ATTRIBUTES").then(|| "service.name=api,team=core".to_string())
+        };
+        let ep = Endpoints::from_env(&|_| None);
+        let attrs = detect(&cfg, &env, &ep).await.unwrap();
+        assert_eq!(get_str(&attrs, "service.name"), Some("api"));
+        assert_eq!(get_str(&attrs, "team"), None);
+    }
+
     #[test]
     fn config_errors_name_the_key() {
         let e = load(&id(), &serde_json::json!({"detectors": ["env", "herok"]})).unwrap_err();
@@ -1355,10 +1789,14 @@ mod tests {
                 .starts_with("processors::resourcedetection::detectors::1: unknown detector"),
             "{e}"
         );
-        let e = load(&id(), &serde_json::json!({"detectors": ["akamai"]})).unwrap_err();
+        let e = load(
+            &id(),
+            &serde_json::json!({"detectors": ["ibmcloud_vpc"], "ibmcloud_vpc": {"protocol": "ftp"}}),
+        )
+        .unwrap_err();
         assert!(
             e.to_string().contains(
-                "detectors::0: detector \"akamai\" is an otelcol-contrib detector that this build does not have"
+                "ibmcloud_vpc::protocol: invalid protocol \"ftp\"; expected http or https"
             ),
             "{e}"
         );

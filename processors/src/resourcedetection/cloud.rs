@@ -39,6 +39,14 @@ pub struct Endpoints {
     pub link_local: String,
     /// Scaleway's metadata service, on its own link-local address.
     pub scaleway: String,
+    /// Alibaba Cloud ECS's metadata service.
+    pub alibaba: String,
+    /// Tencent Cloud's metadata service.
+    pub tencent: String,
+    /// IBM Cloud VPC's metadata host; `ibmcloud_vpc`'s `protocol` gives the scheme.
+    pub ibm_vpc_host: String,
+    /// IBM Cloud Classic's (SoftLayer's) resource metadata API.
+    pub ibm_classic: String,
     /// The directory the Dynatrace OneAgent writes `dt_host_metadata.properties` into.
     pub dynatrace_dir: String,
     /// A Kubernetes client to use instead of the one `auth_type` describes (tests: the API double).
@@ -63,6 +71,11 @@ impl Endpoints {
             beanstalk_conf: "/var/elasticbeanstalk/xray/environment.conf".into(),
             link_local: "http://169.254.169.254".into(),
             scaleway: "http://169.254.42.42".into(),
+            alibaba: "http://100.100.100.200".into(),
+            tencent: "http://metadata.tencentyun.com".into(),
+            ibm_vpc_host: "api.metadata.cloud.ibm.com".into(),
+            ibm_classic: "https://api.service.softlayer.com/rest/v3.1/SoftLayer_Resource_Metadata"
+                .into(),
             dynatrace_dir: super::providers::dynatrace_dir(env),
             kubernetes: None,
         }
@@ -275,7 +288,12 @@ pub async fn gcp(
         ("host.id".into(), s(instance_id.trim())),
         ("host.name".into(), s(name.trim())),
         ("host.type".into(), s(last_segment(mtype.trim()))),
+        ("gcp.gce.instance.name".into(), s(name.trim())),
     ];
+    // Off by default in otelcol; a server without it costs only this attribute.
+    if let Ok((_, h)) = call(get("instance/hostname")).await {
+        out.push(("gcp.gce.instance.hostname".into(), s(h.trim())));
+    }
     if gke {
         let (_, cluster) = call(get("instance/attributes/cluster-name")).await?;
         let (_, loc) = call(get("instance/attributes/cluster-location")).await?;

@@ -101,7 +101,11 @@ async fn nowhere() -> Endpoints {
         docker_socket: "/nonexistent/docker.sock".into(),
         beanstalk_conf: "/nonexistent/environment.conf".into(),
         link_local: closed.clone(),
-        scaleway: closed,
+        scaleway: closed.clone(),
+        alibaba: closed.clone(),
+        tencent: closed.clone(),
+        ibm_vpc_host: closed.trim_start_matches("http://").to_string(),
+        ibm_classic: closed,
         dynatrace_dir: "/nonexistent/enrichment".into(),
         kubernetes: None,
     }
@@ -1076,4 +1080,306 @@ async fn scaleway_conf_json() {
     assert_eq!(get_str(&a, "host.image.name"), None, "turned off");
     assert_eq!(get_str(&a, "host.name"), Some("api-par-2"));
     assert_eq!(get_str(&a, "host.type"), Some("PRO2-S"));
+}
+
+/// Linode's `GET /v1/instance`, shaped as Akamai's metadata service API documents it.
+const LINODE_INSTANCE: &str = r#"{"id":12345678,"host_uuid":"a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4","label":"app-newark-1","region":"us-east","type":"g6-standard-2","tags":["web"],"specs":{"vcpus":2,"memory":4096,"gpus":0,"transfer":4000,"disk":81920},"backups":{"enabled":false,"status":null},"image":{"id":"linode/ubuntu22.04","label":"Ubuntu 22.04 LTS"},"account_euuid":"ABCD1234-5678-90EF-GHIJ-KLMNOPQRSTUV"}"#;
+
+/// Akamai: a PUT for the token, then the instance with it; the double refuses a request without
+/// the token, as the service does.
+#[tokio::test]
+async fn akamai_token_then_instance() {
+    let url = http(
+        |req: &Req| match (req.method.as_str(), req.target.as_str()) {
+            ("PUT", "/v1/token") if req.header("X-Metadata-Token-Expiry-Seconds").is_some() => {
+                ok("linode-token-1")
+            }
+            ("GET", "/v1/instance") if req.header("X-Metadata-Token") == Some("linode-token-1") => {
+                ok(LINODE_INSTANCE)
+            }
+            ("GET", "/v1/instance") => (
+                401,
+                vec![],
+                r#"{"errors":[{"reason":"Unauthorized"}]}"#.into(),
+            ),
+            _ => not_found(),
+        },
+    )
+    .await;
+    let ep = Endpoints {
+        link_local: url,
+        ..nowhere().await
+    };
+    let c = cfg(serde_json::json!({"detectors": ["akamai"],
+        "akamai": {"resource_attributes": {"host.type": {"enabled": false}}}}));
+    let a = detect(&c, &|_| None, &ep).await.unwrap();
+    assert_eq!(get_str(&a, "cloud.provider"), Some("akamai_cloud"));
+    assert_eq!(get_str(&a, "cloud.platform"), Some("akamai_cloud.compute"));
+    assert_eq!(
+        get_str(&a, "cloud.account.id"),
+        Some("ABCD1234-5678-90EF-GHIJ-KLMNOPQRSTUV")
+    );
+    assert_eq!(get_str(&a, "cloud.region"), Some("us-east"));
+    assert_eq!(get_str(&a, "host.id"), Some("12345678"));
+    assert_eq!(get_str(&a, "host.image.id"), Some("linode/ubuntu22.04"));
+    assert_eq!(get_str(&a, "host.image.name"), Some("Ubuntu 22.04 LTS"));
+    assert_eq!(get_str(&a, "host.name"), Some("app-newark-1"));
+    assert_eq!(get_str(&a, "host.type"), None, "turned off");
+    // Another provider on the address (no token path): not Akamai, and quietly so.
+    let other = http(|_: &Req| not_found()).await;
+    let ep = Endpoints {
+        link_local: other,
+        ..nowhere().await
+    };
+    assert!(detect(&c, &|_| None, &ep).await.unwrap().is_empty());
+}
+
+/// Alibaba Cloud ECS in hardened mode: every metadata GET needs the token from the PUT.
+#[tokio::test]
+async fn alibaba_ecs_token_then_plain_text_values() {
+    let url = http(|req: &Req| {
+        if req.method == "PUT" {
+            return match (
+                req.target.as_str(),
+                req.header("X-aliyun-ecs-metadata-token-ttl-seconds"),
+            ) {
+                ("/latest/api/token", Some("21600")) => ok("AQAEAGh1dG9rZW4"),
+                _ => (400, vec![], "MissingParameter".into()),
+            };
+        }
+        if req.header("X-aliyun-ecs-metadata-token") != Some("AQAEAGh1dG9rZW4") {
+            return (403, vec![], "Forbidden".into());
+        }
+        match req.target.as_str() {
+            "/latest/meta-data/hostname" => ok("iZbp1example0hostZ"),
+            "/latest/meta-data/image-id" => ok("aliyun_3_x64_20G_alibase_20240819.vhd"),
+            "/latest/meta-data/instance-id" => ok("i-bp1example0instance"),
+            "/latest/meta-data/instance/instance-type" => ok("ecs.g7.large"),
+            "/latest/meta-data/owner-account-id" => ok("1234567890123456"),
+            "/latest/meta-data/region-id" => ok("cn-hangzhou"),
+            "/latest/meta-data/zone-id" => ok("cn-hangzhou-i"),
+            _ => not_found(),
+        }
+    })
+    .await;
+    let ep = Endpoints {
+        alibaba: url,
+        ..nowhere().await
+    };
+    let c = cfg(serde_json::json!({"detectors": ["alibaba_ecs"],
+        "alibaba_ecs": {"fail_on_missing_metadata": false}}));
+    let a = detect(&c, &|_| None, &ep).await.unwrap();
+    assert_eq!(get_str(&a, "cloud.provider"), Some("alibaba_cloud"));
+    assert_eq!(get_str(&a, "cloud.platform"), Some("alibaba_cloud_ecs"));
+    assert_eq!(get_str(&a, "cloud.account.id"), Some("1234567890123456"));
+    assert_eq!(get_str(&a, "cloud.region"), Some("cn-hangzhou"));
+    assert_eq!(
+        get_str(&a, "cloud.availability_zone"),
+        Some("cn-hangzhou-i")
+    );
+    assert_eq!(get_str(&a, "host.id"), Some("i-bp1example0instance"));
+    assert_eq!(get_str(&a, "host.name"), Some("iZbp1example0hostZ"));
+    assert_eq!(
+        get_str(&a, "host.image.id"),
+        Some("aliyun_3_x64_20G_alibase_20240819.vhd")
+    );
+    assert_eq!(get_str(&a, "host.type"), Some("ecs.g7.large"));
+    // Off Alibaba Cloud with the per-detector fail_on_missing_metadata: an error.
+    let c = cfg(serde_json::json!({"detectors": ["alibaba_ecs"],
+        "alibaba_ecs": {"fail_on_missing_metadata": true}}));
+    let e = detect(&c, &|_| None, &nowhere().await).await.unwrap_err();
+    assert!(
+        e.contains("alibaba_ecs") && e.contains("fail_on_missing_metadata"),
+        "{e}"
+    );
+}
+
+/// Tencent Cloud CVM: plain text under /latest/meta-data/, no token.
+#[tokio::test]
+async fn tencent_cvm_plain_text_values() {
+    let url = http(|req: &Req| match req.target.as_str() {
+        "/latest/meta-data/instance-id" => ok("ins-3example"),
+        "/latest/meta-data/instance-name" => ok("api-gz-1"),
+        "/latest/meta-data/instance/image-id" => ok("img-9qabwvbn"),
+        "/latest/meta-data/instance/instance-type" => ok("S5.MEDIUM4"),
+        "/latest/meta-data/app-id" => ok("1250000000"),
+        "/latest/meta-data/placement/region" => ok("ap-guangzhou"),
+        "/latest/meta-data/placement/zone" => ok("ap-guangzhou-3"),
+        _ => not_found(),
+    })
+    .await;
+    let ep = Endpoints {
+        tencent: url,
+        ..nowhere().await
+    };
+    let c = cfg(serde_json::json!({"detectors": ["tencent_cvm"],
+        "tencent_cvm": {"resource_attributes": {"cloud.account.id": {"enabled": false}}}}));
+    let a = detect(&c, &|_| None, &ep).await.unwrap();
+    assert_eq!(get_str(&a, "cloud.provider"), Some("tencent_cloud"));
+    assert_eq!(get_str(&a, "cloud.platform"), Some("tencent_cloud_cvm"));
+    assert_eq!(get_str(&a, "cloud.account.id"), None, "turned off");
+    assert_eq!(get_str(&a, "cloud.region"), Some("ap-guangzhou"));
+    assert_eq!(
+        get_str(&a, "cloud.availability_zone"),
+        Some("ap-guangzhou-3")
+    );
+    assert_eq!(get_str(&a, "host.id"), Some("ins-3example"));
+    assert_eq!(get_str(&a, "host.name"), Some("api-gz-1"));
+    assert_eq!(get_str(&a, "host.image.id"), Some("img-9qabwvbn"));
+    assert_eq!(get_str(&a, "host.type"), Some("S5.MEDIUM4"));
+}
+
+/// IBM Cloud VPC's instance object (trimmed to the fields otelcol reads and a few around them).
+const IBM_VPC_INSTANCE: &str = r#"{"id":"0717_e21b7391-2ca2-4ab5-84a8-b92157a633b0","crn":"crn:v1:bluemix:public:is:us-south-1:a/aa2432b1fa4d4ace891e9b80fc104e34::instance:0717_e21b7391-2ca2-4ab5-84a8-b92157a633b0","name":"my-instance","profile":{"href":"https://us-south.iaas.cloud.ibm.com/v1/instance/profiles/bx2-2x8","name":"bx2-2x8"},"zone":{"href":"https://us-south.iaas.cloud.ibm.com/v1/regions/us-south/zones/us-south-1","name":"us-south-1"},"vpc":{"id":"4727d842-f94f-4a2d-824a-9bc9b02c523b","crn":"crn:v1:bluemix:public:is:us-south:a/aa2432b1fa4d4ace891e9b80fc104e34::vpc:4727d842-f94f-4a2d-824a-9bc9b02c523b","name":"my-vpc"},"resource_group":{"id":"fee82deba12e4c0fb69c3b09d1f12345"},"image":{"id":"r006-02c73baf-9abb-493d-9e41-d0f1866f4051","name":"ibm-ubuntu-22-04-minimal-amd64-1"},"status":"running"}"#;
+
+/// IBM Cloud VPC: the identity token (PUT with Metadata-Flavor: ibm), then the instance with it
+/// as a bearer token; the `version` query is required.
+#[tokio::test]
+async fn ibmcloud_vpc_identity_token_then_instance() {
+    let version = format!("version={}", imds::IBM_VPC_API_VERSION);
+    let url = http(move |req: &Req| {
+        let (path, query) = req.target.split_once('?').unwrap_or((req.target.as_str(), ""));
+        if query != version {
+            return (400, vec![], r#"{"errors":[{"code":"bad_request"}]}"#.into());
+        }
+        match (req.method.as_str(), path) {
+            ("PUT", "/identity/v1/token") if req.header("Metadata-Flavor") == Some("ibm") => ok(
+                r#"{"access_token":"eyJhbGciOi.ibm.token","created_at":"2026-12-06T15:00:00Z","expires_at":"2026-12-06T15:05:00Z","expires_in":300}"#,
+            ),
+            ("GET", "/metadata/v1/instance")
+                if req.header("Authorization") == Some("Bearer eyJhbGciOi.ibm.token") =>
+            {
+                ok(IBM_VPC_INSTANCE)
+            }
+            _ => (401, vec![], r#"{"errors":[{"code":"not_authorized"}]}"#.into()),
+        }
+    })
+    .await;
+    let ep = Endpoints {
+        ibm_vpc_host: url.trim_start_matches("http://").to_string(),
+        ..nowhere().await
+    };
+    let c = cfg(
+        serde_json::json!({"detectors": ["ibmcloud_vpc"], "ibmcloud_vpc": {"protocol": "http"}}),
+    );
+    let a = detect(&c, &|_| None, &ep).await.unwrap();
+    assert_eq!(get_str(&a, "cloud.provider"), Some("ibm_cloud"));
+    assert_eq!(get_str(&a, "cloud.platform"), Some("ibm_cloud.vpc"));
+    assert_eq!(get_str(&a, "cloud.region"), Some("us-south"));
+    assert_eq!(get_str(&a, "cloud.availability_zone"), Some("us-south-1"));
+    assert_eq!(
+        get_str(&a, "cloud.account.id"),
+        Some("aa2432b1fa4d4ace891e9b80fc104e34")
+    );
+    assert!(get_str(&a, "cloud.resource_id").is_some_and(|r| r.starts_with("crn:v1:bluemix")));
+    assert_eq!(
+        get_str(&a, "host.id"),
+        Some("0717_e21b7391-2ca2-4ab5-84a8-b92157a633b0")
+    );
+    assert_eq!(
+        get_str(&a, "host.image.id"),
+        Some("r006-02c73baf-9abb-493d-9e41-d0f1866f4051")
+    );
+    assert_eq!(
+        get_str(&a, "host.image.name"),
+        Some("ibm-ubuntu-22-04-minimal-amd64-1")
+    );
+    assert_eq!(get_str(&a, "host.name"), Some("my-instance"));
+    assert_eq!(get_str(&a, "host.type"), Some("bx2-2x8"));
+}
+
+/// IBM Cloud Classic: SoftLayer's `.txt` resource metadata methods.
+#[tokio::test]
+async fn ibmcloud_classic_softlayer_text_methods() {
+    let url = http(|req: &Req| {
+        match req
+            .target
+            .strip_prefix("/rest/v3.1/SoftLayer_Resource_Metadata/")
+        {
+            Some("getId.txt") => ok("123456789"),
+            Some("getHostname.txt") => ok("web01\n"),
+            Some("getDatacenter.txt") => ok("dal13"),
+            Some("getAccountId.txt") => ok("1234567"),
+            Some("getGlobalIdentifier.txt") => ok("3c2f1e5a-7b8d-4e9f-a0b1-c2d3e4f5a6b7"),
+            _ => not_found(),
+        }
+    })
+    .await;
+    let ep = Endpoints {
+        ibm_classic: format!("{url}/rest/v3.1/SoftLayer_Resource_Metadata"),
+        ..nowhere().await
+    };
+    let c = cfg(serde_json::json!({"detectors": ["ibmcloud_classic"]}));
+    let a = detect(&c, &|_| None, &ep).await.unwrap();
+    assert_eq!(get_str(&a, "cloud.provider"), Some("ibm_cloud"));
+    assert_eq!(get_str(&a, "cloud.platform"), Some("ibm_cloud.classic"));
+    assert_eq!(get_str(&a, "cloud.account.id"), Some("1234567"));
+    assert_eq!(get_str(&a, "cloud.availability_zone"), Some("dal13"));
+    assert_eq!(
+        get_str(&a, "cloud.resource_id"),
+        Some("3c2f1e5a-7b8d-4e9f-a0b1-c2d3e4f5a6b7")
+    );
+    assert_eq!(get_str(&a, "host.id"), Some("123456789"));
+    assert_eq!(get_str(&a, "host.name"), Some("web01"));
+    // Off IBM Cloud Classic, even with fail_on_missing_metadata: nothing, as otelcol.
+    let c = cfg(
+        serde_json::json!({"detectors": ["ibmcloud_classic"], "fail_on_missing_metadata": true}),
+    );
+    assert!(detect(&c, &|_| None, &nowhere().await)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+/// `retry`: a detection failing (here, Hetzner's service answering 503 at first, with
+/// `fail_on_missing_metadata`) runs again until it succeeds within `max_elapsed_time`; without
+/// `retry` the first failure stands.
+#[tokio::test]
+async fn retry_runs_a_failed_detection_again() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let serve = |fails: usize| {
+        let seen = Arc::new(AtomicUsize::new(0));
+        let s = seen.clone();
+        let h = move |req: &Req| {
+            if req.target == "/hetzner/v1/metadata/hostname"
+                && s.fetch_add(1, Ordering::SeqCst) < fails
+            {
+                return (503, vec![], "starting".to_string());
+            }
+            match req.target.as_str() {
+                "/hetzner/v1/metadata/hostname" => ok("web-1"),
+                _ => not_found(),
+            }
+        };
+        (seen, h)
+    };
+    let (seen, h) = serve(2);
+    let ep = Endpoints {
+        link_local: http(h).await,
+        ..nowhere().await
+    };
+    let c = cfg(
+        serde_json::json!({"detectors": ["hetzner"], "fail_on_missing_metadata": true,
+        "retry": {"initial_interval": "1ms", "max_interval": "2ms", "max_elapsed_time": "1m"}}),
+    );
+    let a = detect_retrying(&c, &|_| None, &ep).await.unwrap();
+    assert_eq!(get_str(&a, "host.name"), Some("web-1"));
+    assert_eq!(
+        seen.load(Ordering::SeqCst),
+        3,
+        "two failures, then the answer"
+    );
+
+    let (seen, h) = serve(2);
+    let ep = Endpoints {
+        link_local: http(h).await,
+        ..nowhere().await
+    };
+    let c = cfg(
+        serde_json::json!({"detectors": ["hetzner"], "fail_on_missing_metadata": true,
+        "retry": {"enabled": false}}),
+    );
+    let e = detect_retrying(&c, &|_| None, &ep).await.unwrap_err();
+    assert!(e.contains("fail_on_missing_metadata"), "{e}");
+    assert_eq!(seen.load(Ordering::SeqCst), 1);
 }
