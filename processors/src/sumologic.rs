@@ -3,12 +3,15 @@
 //! `cloud.platform`: `aws/ec2`, `ecs`, `ElasticBeanstalk`), `translate_attributes` (resource
 //! attributes of logs and metrics renamed to Sumo's names, `k8s.pod.name` → `pod`, ..., never over
 //! an existing one), `translate_telegraf_attributes` (Telegraf metric names to Sumo's,
-//! `cpu_usage_active` → `CPU_Total`, ...), `aggregate_attributes` (attributes with a prefix moved
-//! under one map attribute, prefix trimmed) and `field_attributes` (a log record's severity, span
-//! and trace ids copied into attributes: `loglevel`, `severitytext`, `spanid`, `traceid`).
-//!
-//! Not built, refused when turned on (both default off): `nest_attributes::enabled` and
-//! `translate_docker_metrics`. Nothing is buffered: each batch is changed in place and passed on.
+//! `cpu_usage_active` → `CPU_Total`, ...), `nest_attributes` (off by default: dotted keys turned
+//! into nested maps, `kubernetes.pod.name` → `kubernetes: {pod: {name}}`, optionally squashing
+//! one-entry maps back into dotted keys), `aggregate_attributes` (attributes with a prefix moved
+//! under one map attribute, prefix trimmed), `field_attributes` (a log record's severity, span
+//! and trace ids copied into attributes: `loglevel`, `severitytext`, `spanid`, `traceid`) and
+//! `translate_docker_metrics` (off by default: `docker_stats` metric names and container
+//! resource attributes renamed to Sumo's, `container.cpu.percent` → `cpu_percentage`,
+//! `container.name` → `container.Name`). Nothing is buffered: each batch is changed in place and
+//! passed on.
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -29,7 +32,9 @@ fn dot() -> String {
     ".".into()
 }
 
-/// `nest_attributes`; only its defaults are accepted (nesting is not built).
+/// `nest_attributes`: keys split at `separator` become nested maps; `include`/`exclude` are key
+/// prefixes (an empty `include` takes every key); `squash_single_values` then joins chains of
+/// one-entry maps back into one key.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct NestConfig {
@@ -165,18 +170,6 @@ impl SumologicConfig {
                 msg,
             ))
         };
-        if self.nest_attributes.enabled {
-            return err(
-                "nest_attributes::enabled",
-                "not built in vigil; leave it false (attributes stay flat)",
-            );
-        }
-        if self.translate_docker_metrics {
-            return err(
-                "translate_docker_metrics",
-                "not built in vigil; leave it false (docker_stats names are kept)",
-            );
-        }
         for (i, a) in self.aggregate_attributes.iter().enumerate() {
             if a.attribute.is_empty() {
                 return err(
@@ -259,6 +252,120 @@ const TELEGRAF_TRANSLATIONS: &[(&str, &str)] = &[
     ("netstat_tcp_time_wait", "TCP_TimeWait"),
 ];
 
+/// `docker_stats` receiver metric names and the names Sumo Logic's Docker app uses.
+const DOCKER_METRIC_TRANSLATIONS: &[(&str, &str)] = &[
+    ("container.cpu.percent", "cpu_percentage"),
+    ("container.cpu.usage.system", "system_cpu_usage"),
+    ("container.cpu.usage.percpu", "cpu_usage.percpu_usage"),
+    ("container.cpu.usage.total", "cpu_usage.total_usage"),
+    (
+        "container.cpu.usage.kernelmode",
+        "cpu_usage.usage_in_kernelmode",
+    ),
+    (
+        "container.cpu.usage.usermode",
+        "cpu_usage.usage_in_usermode",
+    ),
+    (
+        "container.cpu.throttling_data.periods",
+        "throttling_data.periods",
+    ),
+    (
+        "container.cpu.throttling_data.throttled_periods",
+        "throttling_data.throttled_periods",
+    ),
+    (
+        "container.cpu.throttling_data.throttled_time",
+        "throttling_data.throttled_time",
+    ),
+    ("container.memory.usage.limit", "limit"),
+    ("container.memory.usage.max", "max_usage"),
+    ("container.memory.percent", "memory_percentage"),
+    ("container.memory.usage.total", "usage"),
+    ("container.memory.active_anon", "stats.active_anon"),
+    ("container.memory.active_file", "stats.active_file"),
+    ("container.memory.cache", "stats.cache"),
+    (
+        "container.memory.hierarchical_memory_limit",
+        "stats.hierarchical_memory_limit",
+    ),
+    ("container.memory.inactive_anon", "stats.inactive_anon"),
+    ("container.memory.inactive_file", "stats.inactive_file"),
+    ("container.memory.mapped_file", "stats.mapped_file"),
+    ("container.memory.pgfault", "stats.pgfault"),
+    ("container.memory.pgmajfault", "stats.pgmajfault"),
+    ("container.memory.pgpgin", "stats.pgpgin"),
+    ("container.memory.pgpgout", "stats.pgpgout"),
+    ("container.memory.rss", "stats.rss"),
+    ("container.memory.rss_huge", "stats.rss_huge"),
+    ("container.memory.unevictable", "stats.unevictable"),
+    ("container.memory.writeback", "stats.writeback"),
+    (
+        "container.memory.total_active_anon",
+        "stats.total_active_anon",
+    ),
+    (
+        "container.memory.total_active_file",
+        "stats.total_active_file",
+    ),
+    ("container.memory.total_cache", "stats.total_cache"),
+    (
+        "container.memory.total_inactive_anon",
+        "stats.total_inactive_anon",
+    ),
+    (
+        "container.memory.total_mapped_file",
+        "stats.total_mapped_file",
+    ),
+    ("container.memory.total_pgfault", "stats.total_pgfault"),
+    (
+        "container.memory.total_pgmajfault",
+        "stats.total_pgmajfault",
+    ),
+    ("container.memory.total_pgpgin", "stats.total_pgpgin"),
+    ("container.memory.total_pgpgout", "stats.total_pgpgout"),
+    ("container.memory.total_rss", "stats.total_rss"),
+    ("container.memory.total_rss_huge", "stats.total_rss_huge"),
+    (
+        "container.memory.total_unevictable",
+        "stats.total_unevictable",
+    ),
+    ("container.memory.total_writeback", "stats.total_writeback"),
+    (
+        "container.blockio.io_merged_recursive",
+        "io_merged_recursive",
+    ),
+    (
+        "container.blockio.io_queued_recursive",
+        "io_queue_recursive",
+    ),
+    (
+        "container.blockio.io_service_bytes_recursive",
+        "io_service_bytes_recursive",
+    ),
+    (
+        "container.blockio.io_service_time_recursive",
+        "io_service_time_recursive",
+    ),
+    (
+        "container.blockio.io_serviced_recursive",
+        "io_serviced_recursive",
+    ),
+    ("container.blockio.io_time_recursive", "io_time_recursive"),
+    (
+        "container.blockio.io_wait_time_recursive",
+        "io_wait_time_recursive",
+    ),
+    ("container.blockio.sectors_recursive", "sectors_recursive"),
+];
+
+/// The container resource attributes `translate_docker_metrics` renames.
+const DOCKER_ATTRIBUTE_TRANSLATIONS: &[(&str, &str)] = &[
+    ("container.id", "container.FullID"),
+    ("container.image.name", "container.ImageName"),
+    ("container.name", "container.Name"),
+];
+
 /// OTLP severity numbers 1..=24 as upstream's `loglevel` names them.
 const LEVELS: [&str; 24] = [
     "TRACE", "TRACE2", "TRACE3", "TRACE4", "DEBUG", "DEBUG2", "DEBUG3", "DEBUG4", "INFO", "INFO2",
@@ -308,11 +415,11 @@ fn add_cloud_namespace(attrs: &mut Vec<KeyValue>) {
 
 /// As upstream: each attribute with a translation is renamed unless the Sumo name is already
 /// there (then it keeps its own name); the first of several with the same target wins.
-fn translate_attributes(attrs: &mut Vec<KeyValue>) {
+fn translate_attributes(attrs: &mut Vec<KeyValue>, table: &[(&str, &str)]) {
     let original: Vec<String> = attrs.iter().map(|kv| kv.key.clone()).collect();
     let mut out: Vec<KeyValue> = Vec::with_capacity(attrs.len());
     for mut kv in attrs.drain(..) {
-        let target = ATTRIBUTE_TRANSLATIONS
+        let target = table
             .iter()
             .find(|(ot, _)| *ot == kv.key)
             .map(|(_, sumo)| *sumo);
@@ -328,9 +435,163 @@ fn translate_attributes(attrs: &mut Vec<KeyValue>) {
     *attrs = out;
 }
 
-fn translate_telegraf(m: &mut Metric) {
-    if let Some((_, sumo)) = TELEGRAF_TRANSLATIONS.iter().find(|(t, _)| *t == m.name) {
+fn rename_metric(m: &mut Metric, table: &[(&str, &str)]) {
+    if let Some((_, sumo)) = table.iter().find(|(t, _)| *t == m.name) {
         m.name = (*sumo).to_string();
+    }
+}
+
+fn kvlist(values: Vec<KeyValue>) -> AnyValue {
+    AnyValue {
+        value: Some(Value::KvlistValue(KeyValueList { values })),
+    }
+}
+
+/// A map put: replaces the value of an existing key in place, else appends.
+fn put_value(attrs: &mut Vec<KeyValue>, key: String, v: AnyValue) {
+    match attrs.iter_mut().find(|kv| kv.key == key) {
+        Some(kv) => kv.value = Some(v),
+        None => attrs.push(KeyValue {
+            key,
+            value: Some(v),
+            ..Default::default()
+        }),
+    }
+}
+
+/// Puts `v` under the path `keys`, as upstream's nesting walk does: a value met on the way that
+/// is not a map becomes a map holding it under `""`; at the end, a map there takes `v`'s entries
+/// (when `v` is a map) or `v` under `""`, anything else is replaced by `v`.
+fn insert_path(map: &mut Vec<KeyValue>, keys: &[String], v: AnyValue) {
+    let Some((first, rest)) = keys.split_first() else {
+        return;
+    };
+    let i = match map.iter().position(|kv| kv.key == *first) {
+        Some(i) => i,
+        None => {
+            let init = if rest.is_empty() {
+                AnyValue::default()
+            } else {
+                kvlist(Vec::new())
+            };
+            map.push(KeyValue {
+                key: first.clone(),
+                value: Some(init),
+                ..Default::default()
+            });
+            map.len() - 1
+        }
+    };
+    let slot = map[i].value.get_or_insert_with(AnyValue::default);
+    if rest.is_empty() {
+        if let Some(Value::KvlistValue(m)) = &mut slot.value {
+            match v.value {
+                Some(Value::KvlistValue(vm)) => {
+                    for e in vm.values {
+                        put_value(&mut m.values, e.key, e.value.unwrap_or_default());
+                    }
+                }
+                other => put_value(&mut m.values, String::new(), AnyValue { value: other }),
+            }
+        } else {
+            *slot = v;
+        }
+        return;
+    }
+    if !matches!(slot.value, Some(Value::KvlistValue(_))) {
+        let old = std::mem::take(slot);
+        *slot = kvlist(vec![KeyValue {
+            key: String::new(),
+            value: Some(old),
+            ..Default::default()
+        }]);
+    }
+    if let Some(Value::KvlistValue(m)) = &mut slot.value {
+        insert_path(&mut m.values, rest, v);
+    }
+}
+
+fn join_key(sep: &str, key: String, suffix: &str) -> String {
+    if suffix.is_empty() {
+        key
+    } else {
+        format!("{key}{sep}{suffix}")
+    }
+}
+
+/// Squashes `v` when it is a one-entry map: `v` becomes that entry's (squashed) value and the
+/// entry's key path is returned. A map of several entries keeps its place; its entries' keys
+/// grow by what their values squashed. Anything else: `""`.
+fn squash_value(sep: &str, v: &mut AnyValue) -> String {
+    let Some(Value::KvlistValue(m)) = &mut v.value else {
+        return String::new();
+    };
+    if m.values.len() == 1 {
+        let Some(only) = m.values.pop() else {
+            return String::new();
+        };
+        let mut inner = only.value.unwrap_or_default();
+        let suffix = squash_value(sep, &mut inner);
+        *v = inner;
+        return join_key(sep, only.key, &suffix);
+    }
+    let mut out: Vec<KeyValue> = Vec::with_capacity(m.values.len());
+    for kv in m.values.drain(..) {
+        let mut inner = kv.value.unwrap_or_default();
+        let suffix = squash_value(sep, &mut inner);
+        put_value(&mut out, join_key(sep, kv.key, &suffix), inner);
+    }
+    m.values = out;
+    String::new()
+}
+
+impl NestConfig {
+    /// On `include`'s prefixes (all keys when empty) and off `exclude`'s.
+    fn nests(&self, key: &str) -> bool {
+        (self.include.is_empty() || self.include.iter().any(|p| key.starts_with(p.as_str())))
+            && !self.exclude.iter().any(|p| key.starts_with(p.as_str()))
+    }
+
+    fn split(&self, key: &str) -> Vec<String> {
+        if self.separator.is_empty() {
+            // Go's strings.Split with an empty separator: one part per character.
+            key.chars().map(String::from).collect()
+        } else {
+            key.split(self.separator.as_str())
+                .map(String::from)
+                .collect()
+        }
+    }
+
+    fn apply(&self, attrs: &mut Vec<KeyValue>) {
+        if !self.enabled || attrs.is_empty() {
+            return;
+        }
+        let mut out: Vec<KeyValue> = Vec::with_capacity(attrs.len());
+        for kv in attrs.drain(..) {
+            let v = kv.value.unwrap_or_default();
+            let keys = self.split(&kv.key);
+            if !self.nests(&kv.key) || keys.is_empty() {
+                put_value(&mut out, kv.key, v);
+            } else {
+                insert_path(&mut out, &keys, v);
+            }
+        }
+        if self.squash_single_values {
+            let mut root = kvlist(out);
+            let key = squash_value(&self.separator, &mut root);
+            out = match (key.is_empty(), root.value) {
+                (true, Some(Value::KvlistValue(m))) => m.values,
+                // One attribute in all: it stays one attribute, under its squashed key (a
+                // single plain attribute keeps its key and value).
+                (_, value) => vec![KeyValue {
+                    key,
+                    value: Some(AnyValue { value }),
+                    ..Default::default()
+                }],
+            };
+        }
+        *attrs = out;
     }
 }
 
@@ -390,14 +651,17 @@ pub struct SumologicProcessor {
 }
 
 impl SumologicProcessor {
+    /// Upstream's steps before aggregation, on a resource: the namespace, the translation (not
+    /// for traces) and the nesting.
     fn resource(&self, r: &mut Option<Resource>, translate: bool) {
         let r = r.get_or_insert_with(Resource::default);
         if self.cfg.add_cloud_namespace {
             add_cloud_namespace(&mut r.attributes);
         }
         if translate && self.cfg.translate_attributes {
-            translate_attributes(&mut r.attributes);
+            translate_attributes(&mut r.attributes, ATTRIBUTE_TRANSLATIONS);
         }
+        self.cfg.nest_attributes.apply(&mut r.attributes);
     }
 
     fn fields(&self, r: &mut vigil_core::otlp::logs::v1::LogRecord) {
@@ -439,6 +703,7 @@ impl SumologicProcessor {
                         .iter_mut()
                         .flat_map(|s| s.log_records.iter_mut())
                     {
+                        self.cfg.nest_attributes.apply(&mut r.attributes);
                         aggregate(aggs, &mut r.attributes);
                         self.fields(r);
                     }
@@ -449,17 +714,28 @@ impl SumologicProcessor {
                     self.resource(&mut rm.resource, true);
                     if let Some(r) = rm.resource.as_mut() {
                         aggregate(aggs, &mut r.attributes);
+                        // Upstream's last step, after the aggregation.
+                        if self.cfg.translate_docker_metrics {
+                            translate_attributes(&mut r.attributes, DOCKER_ATTRIBUTE_TRANSLATIONS);
+                        }
                     }
+                    let nest = &self.cfg.nest_attributes;
                     for m in rm
                         .scope_metrics
                         .iter_mut()
                         .flat_map(|s| s.metrics.iter_mut())
                     {
                         if self.cfg.translate_telegraf_attributes {
-                            translate_telegraf(m);
+                            rename_metric(m, TELEGRAF_TRANSLATIONS);
                         }
-                        if !aggs.is_empty() {
-                            crate::points::each_attrs(m, |a| aggregate(aggs, a));
+                        if nest.enabled || !aggs.is_empty() {
+                            crate::points::each_attrs(m, |a| {
+                                nest.apply(a);
+                                aggregate(aggs, a);
+                            });
+                        }
+                        if self.cfg.translate_docker_metrics {
+                            rename_metric(m, DOCKER_METRIC_TRANSLATIONS);
                         }
                     }
                 }
@@ -472,6 +748,7 @@ impl SumologicProcessor {
                         aggregate(aggs, &mut r.attributes);
                     }
                     for s in rs.scope_spans.iter_mut().flat_map(|s| s.spans.iter_mut()) {
+                        self.cfg.nest_attributes.apply(&mut s.attributes);
                         aggregate(aggs, &mut s.attributes);
                     }
                 }
@@ -695,21 +972,224 @@ mod tests {
     }
 
     #[test]
-    fn unbuilt_keys_are_refused_by_name() {
+    fn unknown_keys_are_refused_by_name() {
         let f = factory();
         for (cfg, key) in [
-            (
-                json!({"nest_attributes": {"enabled": true}}),
-                "nest_attributes::enabled",
-            ),
-            (
-                json!({"translate_docker_metrics": true}),
-                "translate_docker_metrics",
-            ),
             (json!({"bogus": 1}), "bogus"),
+            (
+                json!({"nest_attributes": {"enabled": true, "prefix": "x"}}),
+                "nest_attributes::prefix",
+            ),
         ] {
             let e = f.validate(&id(), &cfg).unwrap_err().to_string();
             assert!(e.contains(key), "{e}");
         }
+    }
+
+    /// Attributes as JSON (maps as objects), to compare nestings whatever the key order.
+    fn tree(attrs: &[KeyValue]) -> serde_json::Value {
+        fn val(v: Option<&AnyValue>) -> serde_json::Value {
+            match v.and_then(|v| v.value.as_ref()) {
+                Some(Value::KvlistValue(l)) => tree(&l.values),
+                Some(Value::StringValue(s)) => json!(s),
+                Some(Value::BoolValue(b)) => json!(b),
+                Some(Value::IntValue(i)) => json!(i),
+                other => json!(format!("{other:?}")),
+            }
+        }
+        serde_json::Value::Object(
+            attrs
+                .iter()
+                .map(|kv| (kv.key.clone(), val(kv.value.as_ref())))
+                .collect(),
+        )
+    }
+
+    fn nested(cfg: serde_json::Value, attrs: Vec<KeyValue>) -> serde_json::Value {
+        let logs = Telemetry::Logs(vec![ResourceLogs {
+            scope_logs: vec![ScopeLogs {
+                log_records: vec![LogRecord {
+                    attributes: attrs,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }]);
+        let cfg = json!({"translate_attributes": false, "nest_attributes": cfg});
+        let Telemetry::Logs(out) = run(cfg, Signal::Logs, logs) else {
+            panic!()
+        };
+        tree(&out[0].scope_logs[0].log_records[0].attributes)
+    }
+
+    #[test]
+    fn nest_attributes_nests_dotted_keys_with_include_exclude_and_squash() {
+        let k8s = || {
+            vec![
+                kv_str("kubernetes.container_name", "xyz"),
+                kv_str("kubernetes.host.name", "the host"),
+                kv_str("kubernetes.host.address", "127.0.0.1"),
+                kv_str("kubernetes.namespace_name", "sumologic"),
+                kv_str("another_attr", "42"),
+            ]
+        };
+        assert_eq!(
+            nested(json!({"enabled": true}), k8s()),
+            json!({"kubernetes": {"container_name": "xyz", "namespace_name": "sumologic",
+                "host": {"name": "the host", "address": "127.0.0.1"}}, "another_attr": "42"})
+        );
+        // Off by default: nothing changes.
+        assert_eq!(
+            nested(json!({}), k8s()),
+            json!({"kubernetes.container_name": "xyz", "kubernetes.host.name": "the host",
+                "kubernetes.host.address": "127.0.0.1", "kubernetes.namespace_name": "sumologic",
+                "another_attr": "42"})
+        );
+        assert_eq!(
+            nested(
+                json!({"enabled": true, "include": ["kubernetes.host."], "exclude": ["kubernetes.host.addr"]}),
+                k8s()
+            ),
+            json!({"kubernetes.container_name": "xyz", "kubernetes.namespace_name": "sumologic",
+                "kubernetes.host.address": "127.0.0.1", "kubernetes": {"host": {"name": "the host"}},
+                "another_attr": "42"})
+        );
+        // A plain value meeting a map goes under "" in it, whichever comes first.
+        let b = |k: &str, v: bool| KeyValue {
+            key: k.into(),
+            value: Some(AnyValue {
+                value: Some(Value::BoolValue(v)),
+            }),
+            ..Default::default()
+        };
+        let want = json!({"sumo": {"": false, "logic": true}});
+        assert_eq!(
+            nested(
+                json!({"enabled": true}),
+                vec![b("sumo.logic", true), b("sumo", false)]
+            ),
+            want
+        );
+        assert_eq!(
+            nested(
+                json!({"enabled": true}),
+                vec![b("sumo", false), b("sumo.logic", true)]
+            ),
+            want
+        );
+        // Another separator.
+        assert_eq!(
+            nested(
+                json!({"enabled": true, "separator": "/"}),
+                vec![kv_str("a/b", "1"), kv_str("a.c", "2")]
+            ),
+            json!({"a": {"b": "1"}, "a.c": "2"})
+        );
+        // squash_single_values joins chains of one-entry maps back together.
+        assert_eq!(
+            nested(
+                json!({"enabled": true, "squash_single_values": true}),
+                vec![
+                    kv_str("k8s.pods.a.b.c", "A"),
+                    kv_str("k8s.pods.b", "B"),
+                    kv_str("sumo.logic.schema", "processor"),
+                ]
+            ),
+            json!({"k8s.pods": {"a.b.c": "A", "b": "B"}, "sumo.logic.schema": "processor"})
+        );
+        assert_eq!(
+            nested(
+                json!({"enabled": true, "squash_single_values": true}),
+                vec![kv_str("k8s.pods.a", "A"), kv_str("k8s.pods.b", "B")]
+            ),
+            json!({"k8s.pods": {"a": "A", "b": "B"}})
+        );
+        assert_eq!(
+            nested(
+                json!({"enabled": true, "squash_single_values": true}),
+                vec![kv_str("only", "x")]
+            ),
+            json!({"only": "x"})
+        );
+    }
+
+    #[test]
+    fn translate_docker_metrics_renames_metrics_and_container_attributes() {
+        let metric = |name: &str| Metric {
+            name: name.into(),
+            data: Some(Data::Gauge(Gauge {
+                data_points: vec![NumberDataPoint::default()],
+            })),
+            ..Default::default()
+        };
+        let batch = || {
+            Telemetry::Metrics(vec![ResourceMetrics {
+                resource: Some(Resource {
+                    attributes: vec![
+                        kv_str("container.id", "abc123"),
+                        kv_str("container.name", "web"),
+                        kv_str("container.image.name", "nginx"),
+                        kv_str("container.ImageName", "kept"),
+                    ],
+                    ..Default::default()
+                }),
+                scope_metrics: vec![ScopeMetrics {
+                    metrics: vec![
+                        metric("container.cpu.percent"),
+                        metric("container.memory.usage.total"),
+                        metric("container.blockio.io_queued_recursive"),
+                        metric("container.uptime"),
+                    ],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }])
+        };
+        let names = |t: &Telemetry| -> (Vec<String>, Vec<String>) {
+            let Telemetry::Metrics(out) = t else { panic!() };
+            (
+                out[0].scope_metrics[0]
+                    .metrics
+                    .iter()
+                    .map(|m| m.name.clone())
+                    .collect(),
+                out[0]
+                    .resource
+                    .as_ref()
+                    .unwrap()
+                    .attributes
+                    .iter()
+                    .map(|kv| kv.key.clone())
+                    .collect(),
+            )
+        };
+        let (metrics, attrs) = names(&run(
+            json!({"translate_docker_metrics": true}),
+            Signal::Metrics,
+            batch(),
+        ));
+        assert_eq!(
+            metrics,
+            [
+                "cpu_percentage",
+                "usage",
+                "io_queue_recursive",
+                "container.uptime"
+            ]
+        );
+        // container.ImageName was there, so container.image.name keeps its name.
+        assert_eq!(
+            attrs,
+            [
+                "container.FullID",
+                "container.Name",
+                "container.image.name",
+                "container.ImageName"
+            ]
+        );
+        // Off by default.
+        let (metrics, _) = names(&run(serde_json::Value::Null, Signal::Metrics, batch()));
+        assert_eq!(metrics[0], "container.cpu.percent");
     }
 }
