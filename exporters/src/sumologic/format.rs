@@ -10,10 +10,12 @@ use crate::helper::events::{any_to_json, attrs_to_json};
 use serde_json::Value as Json;
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use vigil_core::attrs::value_to_string;
+use vigil_core::attrs::{kv_f64, value_to_string};
 use vigil_core::otlp::common::v1::KeyValue;
 use vigil_core::otlp::logs::v1::LogRecord;
-use vigil_core::otlp::metrics::v1::{metric, number_data_point, Metric};
+use vigil_core::otlp::metrics::v1::{
+    metric, number_data_point, Gauge, HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics,
+};
 
 /// The resource attributes that become source headers, with their header.
 pub const SOURCE_HEADERS: [(&str, &str); 3] = [
@@ -204,4 +206,83 @@ pub fn metric_lines(m: &Metric, resource: &[KeyValue]) -> Option<Vec<String>> {
         metric::Data::ExponentialHistogram(_) => return None,
     }
     Some(out)
+}
+
+/// Whether any metric is an OTLP histogram (`decompose_otlp_histograms` then copies the batch).
+pub fn has_histogram(rms: &[ResourceMetrics]) -> bool {
+    rms.iter()
+        .flat_map(|rm| rm.scope_metrics.iter())
+        .flat_map(|sm| sm.metrics.iter())
+        .any(|m| matches!(m.data, Some(metric::Data::Histogram(_))))
+}
+
+/// `decompose_otlp_histograms`: each histogram of a scope is replaced by three gauges appended
+/// after the scope's other metrics, in upstream's order `<name>_sum` (double), `<name>_count`
+/// (int) and `<name>_bucket` (int, cumulative, one point per bound with a double `le` attribute
+/// and a last one at `+Inf`): the semantics of the Prometheus lines above, kept in OTLP.
+pub fn decompose_histograms(rms: &[ResourceMetrics]) -> Vec<ResourceMetrics> {
+    let mut out = rms.to_vec();
+    for sm in out.iter_mut().flat_map(|rm| rm.scope_metrics.iter_mut()) {
+        let mut kept = Vec::with_capacity(sm.metrics.len());
+        let mut added = Vec::new();
+        for m in sm.metrics.drain(..) {
+            match &m.data {
+                Some(metric::Data::Histogram(h)) => added.extend(decompose(&m, &h.data_points)),
+                _ => kept.push(m),
+            }
+        }
+        kept.extend(added);
+        sm.metrics = kept;
+    }
+    out
+}
+
+fn decompose(m: &Metric, points: &[HistogramDataPoint]) -> [Metric; 3] {
+    let gauge = |suffix: &str, data_points: Vec<NumberDataPoint>| Metric {
+        name: format!("{}{suffix}", m.name),
+        description: m.description.clone(),
+        unit: m.unit.clone(),
+        data: Some(metric::Data::Gauge(Gauge { data_points })),
+        ..Default::default()
+    };
+    let point = |p: &HistogramDataPoint, attributes: Vec<KeyValue>, v| NumberDataPoint {
+        attributes,
+        start_time_unix_nano: p.start_time_unix_nano,
+        time_unix_nano: p.time_unix_nano,
+        value: Some(v),
+        ..Default::default()
+    };
+    let sums = points
+        .iter()
+        .map(|p| {
+            let v = number_data_point::Value::AsDouble(p.sum.unwrap_or(0.0));
+            point(p, p.attributes.clone(), v)
+        })
+        .collect();
+    let counts = points
+        .iter()
+        .map(|p| {
+            let v = number_data_point::Value::AsInt(p.count as i64);
+            point(p, p.attributes.clone(), v)
+        })
+        .collect();
+    let mut buckets = Vec::new();
+    for p in points {
+        let mut cumulative = 0u64;
+        let bounds = p.explicit_bounds.iter().copied().chain([f64::INFINITY]);
+        for (i, le) in bounds.enumerate() {
+            // A point with fewer counts than bounds + 1 is malformed; a missing count is 0
+            // rather than a panic.
+            cumulative += p.bucket_counts.get(i).copied().unwrap_or(0);
+            let mut attributes = p.attributes.clone();
+            attributes.push(kv_f64("le", le));
+            let v = number_data_point::Value::AsInt(cumulative as i64);
+            buckets.push(point(p, attributes, v));
+        }
+    }
+    [
+        gauge("_sum", sums),
+        gauge("_count", counts),
+        gauge("_bucket", buckets),
+    ]
 }

@@ -9,8 +9,11 @@
 //! its source headers; a retry resends only the bodies not yet accepted. Compression gzip
 //! (default), deflate, zstd or none. Delivery, retries and the queue are the shared `SendStack`.
 //!
-//! Differences, said so in the README: `decompose_otlp_histograms: true` is refused (not built);
-//! a 4xx answer other than 401, 403, 408 and 429 is final (otelcol retries every failure until
+//! `decompose_otlp_histograms` sends each OTLP histogram as gauges `<name>_sum`, `<name>_count`
+//! and cumulative `<name>_bucket` points with an `le` bound (`+Inf` last), as upstream does for
+//! Sumo, which does not take OTLP histograms.
+//!
+//! Differences, said so in the README: a 4xx answer other than 401, 403, 408 and 429 is final (otelcol retries every failure until
 //! `max_elapsed_time`), 401/403 are retried because the extension re-registers and the next
 //! attempt carries the new credentials.
 
@@ -351,13 +354,6 @@ impl SumologicConfig {
                 format!("unexpected trace format: {f} (only otlp)"),
             ));
         }
-        if self.decompose_otlp_histograms {
-            return Err(config_error(
-                id,
-                "decompose_otlp_histograms",
-                "not built in vigil; leave it false (histograms are sent as OTLP histograms)",
-            ));
-        }
         if self.max_request_body_size == 0 {
             return Err(config_error(
                 id,
@@ -478,6 +474,8 @@ pub struct SumoSender {
     compression: Compression,
     log_format: LogFormat,
     metric_format: MetricFormat,
+    /// `decompose_otlp_histograms` (OTLP metrics only).
+    decompose: bool,
     max_body: usize,
     client_name: String,
     sticky: Option<Mutex<Option<String>>>,
@@ -638,6 +636,10 @@ impl Sender for SumoSender {
                     self.cut(Route::Metrics, &headers, lines, &mut bodies)?;
                 }
             }
+            Telemetry::Metrics(rms) if self.decompose && format::has_histogram(rms) => {
+                let decomposed = Telemetry::Metrics(format::decompose_histograms(rms));
+                bodies.push(self.otlp(Route::Metrics, &decomposed)?)
+            }
             Telemetry::Metrics(_) => bodies.push(self.otlp(Route::Metrics, data)?),
             Telemetry::Traces(_) => bodies.push(self.otlp(Route::Traces, data)?),
             // The stability table keeps other signals out.
@@ -760,6 +762,7 @@ fn build(set: &Settings, cfg: SumologicConfig) -> Result<SendStack<SumoSender>, 
         compression: cfg.compression.0,
         log_format: cfg.log_format,
         metric_format: cfg.metric_format,
+        decompose: cfg.decompose_otlp_histograms,
         max_body: cfg.max_request_body_size,
         client_name: cfg.client.clone(),
         sticky: cfg.sticky_session_enabled.then(|| Mutex::new(None)),

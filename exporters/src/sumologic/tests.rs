@@ -178,10 +178,6 @@ fn defaults_and_refusals_follow_otelcol() {
             "timeout: timeout must be between 1 and 55 seconds",
         ),
         (
-            json!({"decompose_otlp_histograms": true}),
-            "decompose_otlp_histograms: not built",
-        ),
-        (
             json!({"auth": null}),
             "endpoint: no endpoint and no auth extension",
         ),
@@ -378,4 +374,93 @@ async fn without_endpoint_it_needs_the_extension_and_sends_to_its_api() {
         e.sender().url(Route::Traces).unwrap().as_str(),
         format!("{url}/api/v1/collector/traces")
     );
+}
+
+/// `decompose_otlp_histograms`: the OTLP body carries the histogram as `_sum`, `_count` and
+/// cumulative `_bucket` gauges after the other metrics, as upstream sends it to Sumo.
+#[tokio::test]
+async fn decompose_otlp_histograms_sends_gauges_instead() {
+    use vigil_core::otlp::collector::metrics::v1::ExportMetricsServiceRequest;
+    let (d, url) = double().await;
+    let rec = TestRecorder::default();
+    let e = exporter(
+        &rec,
+        &format!("{url}/receiver/v1/otlp/TOKEN"),
+        json!({"decompose_otlp_histograms": true}),
+    );
+    let hist = Metric {
+        name: "latency".into(),
+        unit: "s".into(),
+        data: Some(Data::Histogram(Histogram {
+            data_points: vec![HistogramDataPoint {
+                start_time_unix_nano: 1_000_000,
+                time_unix_nano: 2_000_000,
+                count: 6,
+                sum: Some(4.5),
+                bucket_counts: vec![1, 2, 3],
+                explicit_bounds: vec![0.5, 1.0],
+                attributes: vec![kv_str("route", "/a")],
+                ..Default::default()
+            }],
+            ..Default::default()
+        })),
+        ..Default::default()
+    };
+    let gauge = Metric {
+        name: "up".into(),
+        data: Some(Data::Gauge(Gauge {
+            data_points: vec![NumberDataPoint {
+                value: Some(number_data_point::Value::AsInt(1)),
+                ..Default::default()
+            }],
+        })),
+        ..Default::default()
+    };
+    e.consume(Telemetry::Metrics(vec![ResourceMetrics {
+        scope_metrics: vec![ScopeMetrics {
+            metrics: vec![hist, gauge],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }]))
+    .await
+    .unwrap();
+    let got = d.got.lock().unwrap();
+    assert_eq!(got[0].path, "/receiver/v1/otlp/TOKEN/v1/metrics");
+    let req = ExportMetricsServiceRequest::decode(&got[0].body[..]).unwrap();
+    let ms = &req.resource_metrics[0].scope_metrics[0].metrics;
+    let names: Vec<&str> = ms.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["up", "latency_sum", "latency_count", "latency_bucket"]
+    );
+    let points = |m: &Metric| match &m.data {
+        Some(Data::Gauge(g)) => g.data_points.clone(),
+        other => panic!("{} is not a gauge: {other:?}", m.name),
+    };
+    let sum = &points(&ms[1])[0];
+    assert_eq!(sum.value, Some(number_data_point::Value::AsDouble(4.5)));
+    assert_eq!(sum.start_time_unix_nano, 1_000_000);
+    assert_eq!(sum.time_unix_nano, 2_000_000);
+    assert_eq!(ms[1].unit, "s");
+    assert_eq!(
+        points(&ms[2])[0].value,
+        Some(number_data_point::Value::AsInt(6))
+    );
+    let buckets = points(&ms[3]);
+    let seen: Vec<(f64, i64)> = buckets
+        .iter()
+        .map(|p| {
+            let le = match vigil_core::attrs::get(&p.attributes, "le") {
+                Some(any_value::Value::DoubleValue(v)) => *v,
+                other => panic!("le: {other:?}"),
+            };
+            assert!(vigil_core::attrs::get(&p.attributes, "route").is_some());
+            match p.value {
+                Some(number_data_point::Value::AsInt(c)) => (le, c),
+                other => panic!("{other:?}"),
+            }
+        })
+        .collect();
+    assert_eq!(seen, [(0.5, 1), (1.0, 3), (f64::INFINITY, 6)]);
 }
