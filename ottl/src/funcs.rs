@@ -284,6 +284,22 @@ fn skips_as_nil(name: &str) -> bool {
     )
 }
 
+/// The one context an editor runs in, for inferring a statement's context from its function when
+/// no path names one (`scale_metric(1000)`).
+pub(crate) fn home_context(name: &str) -> Option<crate::Context> {
+    let f = TABLE
+        .iter()
+        .find(|t| t.1 == name && t.2 == FuncKind::Editor)?
+        .0;
+    match f {
+        Func::Route => None,
+        Func::MergeHistogramBuckets => Some(crate::Context::DataPoint),
+        Func::SetSemconvSpanName => Some(crate::Context::Span),
+        f if metric_editor(f) => Some(crate::Context::Metric),
+        _ => None,
+    }
+}
+
 /// A converter by name, for a bare name passed as a function argument (`SHA256`).
 pub(crate) fn converter_named(name: &str) -> Option<Func> {
     TABLE

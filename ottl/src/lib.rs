@@ -156,6 +156,14 @@ pub enum Field {
     Sum,
     BucketCounts,
     ExplicitBounds,
+    /// An exponential histogram point's `scale`, `zero_count`, `positive.offset`,
+    /// `positive.bucket_counts`, `negative.offset` and `negative.bucket_counts`.
+    Scale,
+    ZeroCount,
+    PositiveOffset,
+    PositiveBucketCounts,
+    NegativeOffset,
+    NegativeBucketCounts,
     /// The per-item scratch map `cache`.
     Cache,
     /// A metric's `metadata` map (Prometheus' `prometheus.type`, …).

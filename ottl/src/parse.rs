@@ -364,6 +364,8 @@ fn bind(ctx: Context, segs: &[String], keys: Vec<Key>) -> Result<Path, String> {
             | Field::Body
             | Field::BucketCounts
             | Field::ExplicitBounds
+            | Field::PositiveBucketCounts
+            | Field::NegativeBucketCounts
             | Field::Metadata
     );
     if field == Field::TraceState && !keys.is_empty() {
@@ -433,6 +435,12 @@ fn field_for(level: Context, rest: &[&str]) -> Option<Field> {
         (C::DataPoint, ["sum"]) => F::Sum,
         (C::DataPoint, ["bucket_counts"]) => F::BucketCounts,
         (C::DataPoint, ["explicit_bounds"]) => F::ExplicitBounds,
+        (C::DataPoint, ["scale"]) => F::Scale,
+        (C::DataPoint, ["zero_count"]) => F::ZeroCount,
+        (C::DataPoint, ["positive", "offset"]) => F::PositiveOffset,
+        (C::DataPoint, ["positive", "bucket_counts"]) => F::PositiveBucketCounts,
+        (C::DataPoint, ["negative", "offset"]) => F::NegativeOffset,
+        (C::DataPoint, ["negative", "bucket_counts"]) => F::NegativeBucketCounts,
         _ => return None,
     })
 }
@@ -538,6 +546,17 @@ pub fn infer_context(source: &str, candidates: &[Context]) -> Result<Context, St
             ));
         };
         best = Some(best.map_or(at, |b| b.max(at)));
+    }
+    // A statement without a context prefix starts with a function that has one home (the metric
+    // editors, merge_histogram_buckets, set_semconv_span_name), as otelcol infers from functions.
+    if best.is_none() {
+        if let Some(Tok::Ident(w)) = toks.first() {
+            if let Some(at) =
+                funcs::home_context(w).and_then(|c| candidates.iter().position(|x| *x == c))
+            {
+                best = Some(at);
+            }
+        }
     }
     best.map(|b| candidates[b]).ok_or_else(|| {
         format!(

@@ -477,7 +477,15 @@ impl Item<'_> {
                     _ => return None,
                 }
             }
-            (C::DataPoint, f) => self.point_get(f)?,
+            (C::DataPoint, f) => {
+                let v = self.point_get(f)?;
+                if p.keys.is_empty() {
+                    v
+                } else {
+                    // `bucket_counts[0]`: an index into the list read.
+                    return Some(crate::index(v, &p.keys));
+                }
+            }
             (C::Log, f) => {
                 let l = self.log.as_ref()?;
                 match f {
@@ -555,6 +563,32 @@ impl Item<'_> {
             F::BucketCounts => match p {
                 Point::Histogram(x) => {
                     Value::List(x.bucket_counts.iter().map(|c| int(*c).into_any()).collect())
+                }
+                _ => return None,
+            },
+            F::Scale | F::ZeroCount => match p {
+                Point::ExpHistogram(x) if f == F::Scale => Value::Int(x.scale.into()),
+                Point::ExpHistogram(x) => int(x.zero_count),
+                _ => return None,
+            },
+            F::PositiveOffset
+            | F::NegativeOffset
+            | F::PositiveBucketCounts
+            | F::NegativeBucketCounts => match p {
+                Point::ExpHistogram(x) => {
+                    let b = if matches!(f, F::PositiveOffset | F::PositiveBucketCounts) {
+                        x.positive.as_ref()
+                    } else {
+                        x.negative.as_ref()
+                    };
+                    if matches!(f, F::PositiveOffset | F::NegativeOffset) {
+                        Value::Int(b.map_or(0, |b| b.offset.into()))
+                    } else {
+                        Value::List(
+                            b.map(|b| b.bucket_counts.iter().map(|c| int(*c).into_any()).collect())
+                                .unwrap_or_default(),
+                        )
+                    }
                 }
                 _ => return None,
             },
@@ -788,6 +822,25 @@ impl Item<'_> {
                 Point::ExpHistogram(x) => want_f64(p, &v).map(|s| x.sum = Some(s)),
                 Point::Summary(x) => want_f64(p, &v).map(|s| x.sum = s),
                 Point::Number(_) => return None,
+            },
+            F::Scale => match pt {
+                Point::ExpHistogram(x) => want_i32(p, &v).map(|s| x.scale = s),
+                _ => return None,
+            },
+            F::ZeroCount => match pt {
+                Point::ExpHistogram(x) => want_u64(p, &v).map(|c| x.zero_count = c),
+                _ => return None,
+            },
+            F::PositiveOffset | F::NegativeOffset => match pt {
+                Point::ExpHistogram(x) => {
+                    let b = if f == F::PositiveOffset {
+                        &mut x.positive
+                    } else {
+                        &mut x.negative
+                    };
+                    want_i32(p, &v).map(|o| b.get_or_insert_with(Default::default).offset = o)
+                }
+                _ => return None,
             },
             _ => return None,
         })

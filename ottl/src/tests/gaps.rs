@@ -526,3 +526,99 @@ fn summary_to_sum_in_the_datapoint_context() {
     let vals: Vec<Option<N>> = s.data_points.iter().map(|p| p.value).collect();
     assert_eq!(vals, vec![Some(N::AsInt(4)), Some(N::AsInt(9))]);
 }
+
+#[test]
+fn exponential_histogram_point_paths() {
+    use vigil_core::otlp::metrics::v1::exponential_histogram_data_point::Buckets;
+    use vigil_core::otlp::metrics::v1::{ExponentialHistogram, ExponentialHistogramDataPoint};
+    let metrics = vec![Metric {
+        name: "lat".into(),
+        data: Some(Data::ExponentialHistogram(ExponentialHistogram {
+            data_points: vec![ExponentialHistogramDataPoint {
+                scale: 3,
+                zero_count: 2,
+                positive: Some(Buckets {
+                    offset: -1,
+                    bucket_counts: vec![4, 5],
+                }),
+                ..Default::default()
+            }],
+            aggregation_temporality: 2,
+        })),
+        ..Default::default()
+    }];
+    let st: Vec<Statement> = [
+        r#"set(attributes["s"], scale) where zero_count == 2 and positive.offset == -1"#,
+        r#"set(attributes["b1"], positive.bucket_counts[1])"#,
+        r#"set(attributes["nb"], Len(negative.bucket_counts))"#,
+        r#"set(scale, 2)"#,
+        r#"set(negative.offset, 7)"#,
+    ]
+    .iter()
+    .map(|x| parse_statement(Context::DataPoint, x, StatementOptions::default()).unwrap())
+    .collect();
+    let mut data = Telemetry::Metrics(vec![ResourceMetrics {
+        scope_metrics: vec![ScopeMetrics {
+            metrics,
+            ..Default::default()
+        }],
+        ..Default::default()
+    }]);
+    visit(&mut data, Context::DataPoint, &mut |it: &mut Item<'_>| {
+        for s in &st {
+            s.execute(it).unwrap();
+        }
+        true
+    });
+    let Telemetry::Metrics(rms) = data else {
+        unreachable!("metrics in, metrics out")
+    };
+    let Some(Data::ExponentialHistogram(h)) = &rms[0].scope_metrics[0].metrics[0].data else {
+        panic!("an exponential histogram")
+    };
+    let p = &h.data_points[0];
+    let a = |k: &str| {
+        Value::from_any(
+            p.attributes
+                .iter()
+                .find(|x| x.key == k)
+                .and_then(|x| x.value.as_ref()),
+        )
+    };
+    assert_eq!(a("s"), Value::Int(3));
+    assert_eq!(a("b1"), Value::Int(5));
+    assert_eq!(a("nb"), Value::Int(0));
+    assert_eq!(p.scale, 2);
+    assert_eq!(p.negative.as_ref().map(|b| b.offset), Some(7));
+}
+
+#[test]
+fn context_from_the_function_when_no_path_names_one() {
+    let metric = [
+        Context::Resource,
+        Context::Scope,
+        Context::Metric,
+        Context::DataPoint,
+    ];
+    assert_eq!(
+        infer_context("scale_metric(1000)", &metric),
+        Ok(Context::Metric)
+    );
+    assert_eq!(
+        infer_context(r#"convert_summary_quantile_val_to_gauge("q")"#, &metric),
+        Ok(Context::Metric)
+    );
+    assert_eq!(
+        infer_context("merge_histogram_buckets(0.5)", &metric),
+        Ok(Context::DataPoint)
+    );
+    // A path still decides when there is one.
+    assert_eq!(
+        infer_context(
+            r#"convert_sum_to_gauge() where datapoint.attributes["a"] == nil"#,
+            &metric
+        ),
+        Ok(Context::DataPoint)
+    );
+    assert!(infer_context(r#"set(attributes["a"], 1)"#, &metric).is_err());
+}
