@@ -50,7 +50,7 @@ funcs! {
     MergeMaps = "merge_maps", Editor, 3..=3;
     Limit = "limit", Editor, 2..=3;
     TruncateAll = "truncate_all", Editor, 2..=4;
-    Flatten = "flatten", Editor, 1..=3;
+    Flatten = "flatten", Editor, 1..=4;
     Append = "append", Editor, 1..=3;
     Route = "route", Editor, 0..=0;
     ConvertGaugeToSum = "convert_gauge_to_sum", Editor, 2..=2;
@@ -215,7 +215,7 @@ fn params(name: &str) -> Option<&'static [&'static str]> {
         "aggregate_on_attributes" => &["function", "attributes"],
         "convert_gauge_to_sum" => &["aggregation_temporality", "monotonic"],
         "limit" => &["target", "limit", "priority_keys"],
-        "flatten" => &["target", "prefix", "depth"],
+        "flatten" => &["target", "prefix", "depth", "resolveConflicts"],
         "append" => &["target", "value", "values"],
         "Unix" => &["seconds", "nanoseconds"],
         "set_semconv_span_name" => &["semconv_version", "original_span_name_attribute"],
@@ -1649,9 +1649,24 @@ pub(crate) fn run_editor(c: &Call, t: &mut dyn Target) -> Result<(), String> {
                     ))
                 }
             };
+            let resolve = match arg(c, 3, t)? {
+                V::Nil => false,
+                V::Bool(b) => b,
+                o => {
+                    return Err(format!(
+                        "flatten: resolveConflicts must be true or false, got a {}",
+                        o.kind()
+                    ))
+                }
+            };
             edit_map(c, t, |m| {
                 let mut out = Vec::with_capacity(m.len());
-                flatten(std::mem::take(m), &prefix, depth, &mut out);
+                if resolve {
+                    let mut seen = std::collections::HashMap::new();
+                    flatten_resolving(std::mem::take(m), &prefix, depth, &mut out, &mut seen);
+                } else {
+                    flatten(std::mem::take(m), &prefix, depth, &mut out);
+                }
                 *m = out;
             })
         }
@@ -1980,6 +1995,60 @@ fn flatten(m: Vec<KeyValue>, prefix: &str, depth: i64, out: &mut Vec<KeyValue>) 
                 flatten(inner, &key, depth - 1, out)
             }
             v => out.push(kv(key, v)),
+        }
+    }
+}
+
+/// `flatten(…, resolveConflicts = true)`: a key met again gets `.0`, `.1`, … appended in the order
+/// met, and a list's items go under the list's own key (so the first keeps it), as otelcol's
+/// README shows; a generated key that exists already is overwritten, as pdata's PutEmpty does.
+fn flatten_resolving(
+    m: Vec<KeyValue>,
+    prefix: &str,
+    depth: i64,
+    out: &mut Vec<KeyValue>,
+    seen: &mut std::collections::HashMap<String, usize>,
+) {
+    fn put(
+        out: &mut Vec<KeyValue>,
+        seen: &mut std::collections::HashMap<String, usize>,
+        key: String,
+        v: Value,
+    ) {
+        let key = match seen.get_mut(&key) {
+            Some(n) => {
+                *n += 1;
+                format!("{key}.{}", *n - 1)
+            }
+            None => {
+                seen.insert(key.clone(), 0);
+                key
+            }
+        };
+        match out.iter_mut().find(|x| x.key == key) {
+            Some(x) => x.value = Some(v.into_any()),
+            None => out.push(kv(key, v)),
+        }
+    }
+    for x in m {
+        let key = if prefix.is_empty() {
+            x.key
+        } else {
+            format!("{prefix}.{}", x.key)
+        };
+        match Value::from_any(x.value.as_ref()) {
+            Value::Map(inner) if depth > 0 => flatten_resolving(inner, &key, depth - 1, out, seen),
+            Value::List(items) if depth > 0 => {
+                for a in items {
+                    match Value::from_any(Some(&a)) {
+                        Value::Map(inner) if depth > 1 => {
+                            flatten_resolving(inner, &key, depth - 2, out, seen)
+                        }
+                        v => put(out, seen, key.clone(), v),
+                    }
+                }
+            }
+            v => put(out, seen, key, v),
         }
     }
 }

@@ -622,3 +622,36 @@ fn context_from_the_function_when_no_path_names_one() {
     );
     assert!(infer_context(r#"set(attributes["a"], 1)"#, &metric).is_err());
 }
+
+#[test]
+fn flatten_resolves_conflicts() {
+    // The shape of otelcol's README example: nested keys that flatten onto the same name, and a list.
+    let t = run(
+        Context::Log,
+        &[
+            r#"set(attributes["doc"], {"address": {"street": {"number": "first"}, "house": "1234"}, "address.street": {"number": ["second", "third"]}, "address.street.number": "fourth", "occupants": ["user 1", "user 2"]})"#,
+            r#"flatten(attributes["doc"], resolveConflicts = true)"#,
+        ],
+    )
+    .unwrap();
+    let Value::Map(m) = attr(&t, "doc") else {
+        panic!("a map")
+    };
+    let got: Vec<(String, Value)> = m
+        .into_iter()
+        .map(|x| (x.key, Value::from_any(x.value.as_ref())))
+        .collect();
+    let want: Vec<(String, Value)> = [
+        ("address.street.number", "first"),
+        ("address.house", "1234"),
+        ("address.street.number.0", "second"),
+        ("address.street.number.1", "third"),
+        ("address.street.number.2", "fourth"),
+        ("occupants", "user 1"),
+        ("occupants.0", "user 2"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), s(v)))
+    .collect();
+    assert_eq!(got, want);
+}
