@@ -986,6 +986,14 @@ mod tests {
         }
     }
 
+    #[test]
+    fn testdata_configs_are_judged_as_their_names_say() {
+        let f = factory();
+        crate::testdata::check_all("sumologic", 1, |v| {
+            f.validate(&id(), v).map_err(|e| e.to_string())
+        });
+    }
+
     /// Attributes as JSON (maps as objects), to compare nestings whatever the key order.
     fn tree(attrs: &[KeyValue]) -> serde_json::Value {
         fn val(v: Option<&AnyValue>) -> serde_json::Value {
