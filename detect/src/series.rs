@@ -41,8 +41,8 @@
 //! stays just under the threshold for [`Tuning::hold`] points, so that one event is not reported again
 //! and again. The constants were chosen by cross-validation over four labelled corpora (BENCHMARKS.md).
 //!
-//! Memory per series: 400 bytes inline without seasonality (64 of them the slower time scale's, 40 the
-//! ring of daily rises, 16 the series' resolution); during
+//! Memory per series: 408 bytes inline without seasonality (64 of them the slower time scale's, 40 the
+//! ring of daily rises, 28 the last value, the range and the resolution); during
 //! the period search (up to 3,072 points with the retry), a buffer of [`DetectorConfig::season_buffer`]
 //! 8-bit samples (768 B by default), released once the search ends; with a period `p`, one season of
 //! `f32` offsets (`4·p` bytes, 1.1 KiB for daily 5-minute data; a period found by the retry keeps one
@@ -404,13 +404,15 @@ pub struct SeriesDetector {
     spike_scale: f32,
     q_prev: f32,
     // The last value and the smallest non-zero step between consecutive values (the series'
-    // resolution; infinite until two values differ). f32: only compared with the scale.
-    last_value: f32,
+    // resolution; infinite until two values differ). The values and their range are f64: in f32 a
+    // series near 1e6 would keep only steps of 1/16 and look quantised; the step is compared with the
+    // scale only.
+    last_value: f64,
     resolution: f32,
     // Whether every step so far was a whole number of `resolution` (a quantised series).
     on_grid: bool,
-    min_value: f32,
-    max_value: f32,
+    min_value: f64,
+    max_value: f64,
     // Whether a value below zero was seen: if not, the band does not reach below zero.
     ever_negative: bool,
     // Whether a value below zero or with a fraction was seen: if not, the series is a count.
@@ -462,11 +464,11 @@ impl SeriesDetector {
             r2: 0.0,
             spike_scale: 0.0,
             q_prev: 0.0,
-            last_value: f32::NAN,
+            last_value: f64::NAN,
             resolution: f32::INFINITY,
             on_grid: true,
-            min_value: f32::INFINITY,
-            max_value: f32::NEG_INFINITY,
+            min_value: f64::INFINITY,
+            max_value: f64::NEG_INFINITY,
             ever_negative: false,
             ever_fraction: false,
             recent: [0.0; RECENT],
@@ -502,16 +504,21 @@ impl SeriesDetector {
     }
 
     // A scale floor keeps constant series from dividing by zero while still flagging any change on them;
-    // on a series recorded in coarse steps it is a share of the step (`Tuning::step_floor`).
+    // on a series recorded in coarse steps it is a share of the step (`Tuning::step_floor`). It is a
+    // share of the range seen, not of the level, so that an offset does not change the score (at a
+    // millionth of the level, a [0, 1] metric plus 1e6 had a floor as wide as its range); the share of
+    // the level is only f64's rounding of it, and the last term keeps a series that is exactly 0 from
+    // dividing by zero.
     fn floor(&self) -> f64 {
-        let f = (self.level.abs() * 1e-6).max(1e-9);
         let span = self.max_value - self.min_value;
+        let f = (span * 1e-6).max(self.level.abs() * 1e-12).max(1e-20);
+        let resolution = f64::from(self.resolution);
         if self.tuning.step_floor > 0.0
             && self.on_grid
-            && f64::from(span) > self.tuning.step_span * f64::from(self.resolution)
-            && span < 1e4 * self.resolution
+            && span > self.tuning.step_span * resolution
+            && span < 1e4 * resolution
         {
-            f.max(self.tuning.step_floor * f64::from(self.resolution))
+            f.max(self.tuning.step_floor * resolution)
         } else {
             f
         }
@@ -546,8 +553,7 @@ impl SeriesDetector {
         self.seen = self.seen.saturating_add(1);
         self.ever_negative |= value < 0.0;
         self.ever_fraction |= value < 0.0 || value.fract() != 0.0;
-        let v32 = value as f32;
-        let step = (v32 - self.last_value).abs();
+        let step = (value - self.last_value).abs() as f32;
         if step > 0.0 && self.on_grid {
             // Each step must be a whole number of the smallest one (to 1 % of the multiple, for values
             // written with a few decimals; a step of 50 or more passes, saying nothing of the grid): a
@@ -563,9 +569,9 @@ impl SeriesDetector {
             }
             self.resolution = small;
         }
-        self.last_value = v32;
-        self.min_value = self.min_value.min(v32);
-        self.max_value = self.max_value.max(v32);
+        self.last_value = value;
+        self.min_value = self.min_value.min(value);
+        self.max_value = self.max_value.max(value);
 
         if self.seen <= self.config_warmup {
             self.learn_warmup(deseasonalised);

@@ -200,7 +200,8 @@ impl Season {
             mode.rank_retry
         };
         match find_period(&buf.to_f32(), rank) {
-            Some(found) => {
+            Some(mut found) => {
+                found.rebase.level += buf.lo;
                 let stride = u32::from(stride);
                 *self = Season::Found {
                     profile: found.profile.into_boxed_slice(),
@@ -226,7 +227,7 @@ impl Season {
                         for chunk in held.chunks_exact(usize::from(k)) {
                             let mean =
                                 chunk.iter().map(|&v| f64::from(v)).sum::<f64>() / f64::from(k);
-                            coarse.push(mean);
+                            coarse.push(mean + buf.lo);
                         }
                         *self = Season::Searching {
                             buf: coarse,
@@ -328,8 +329,12 @@ impl Quantized {
         self.codes.push(code);
     }
 
+    /// The samples less the buffer's lower edge ([`Quantized::lo`], which the caller adds back): in
+    /// f32 a series near 1e6 would keep only steps of 1/16, too coarse for the shape of its cycle.
     fn to_f32(&self) -> Vec<f32> {
-        (0..self.codes.len()).map(|i| self.get(i) as f32).collect()
+        (0..self.codes.len())
+            .map(|i| (self.step * f64::from(self.codes[i])) as f32)
+            .collect()
     }
 }
 
