@@ -772,11 +772,16 @@ fn metric_batch() -> Telemetry {
 }
 
 fn run_metric(stmts: &[&str]) -> Result<Vec<Metric>, String> {
+    run_metric_on(metric_batch(), stmts)
+}
+
+/// Runs metric-context statements one after another over every metric of `data`, and returns the
+/// metrics, or the first error.
+fn run_metric_on(mut data: Telemetry, stmts: &[&str]) -> Result<Vec<Metric>, String> {
     let parsed: Vec<Statement> = stmts
         .iter()
         .map(|s| parse_statement(Context::Metric, s, StatementOptions::default()))
         .collect::<Result<_, _>>()?;
-    let mut data = metric_batch();
     for s in &parsed {
         let mut err = None;
         visit(&mut data, Context::Metric, &mut |it: &mut Item<'_>| {

@@ -258,33 +258,14 @@ fn summary_batch() -> Vec<Metric> {
 }
 
 fn run_metrics(metrics: Vec<Metric>, stmts: &[&str]) -> Result<Vec<Metric>, String> {
-    let parsed: Vec<Statement> = stmts
-        .iter()
-        .map(|x| parse_statement(Context::Metric, x, StatementOptions::default()))
-        .collect::<Result<_, _>>()?;
-    let mut data = Telemetry::Metrics(vec![ResourceMetrics {
+    let data = Telemetry::Metrics(vec![ResourceMetrics {
         scope_metrics: vec![ScopeMetrics {
             metrics,
             ..Default::default()
         }],
         ..Default::default()
     }]);
-    for st in &parsed {
-        let mut err = None;
-        visit(&mut data, Context::Metric, &mut |it: &mut Item<'_>| {
-            if let Err(e) = st.execute(it) {
-                err.get_or_insert(e);
-            }
-            true
-        });
-        if let Some(e) = err {
-            return Err(e);
-        }
-    }
-    let Telemetry::Metrics(rms) = data else {
-        unreachable!("metrics in, metrics out")
-    };
-    Ok(rms[0].scope_metrics[0].metrics.clone())
+    run_metric_on(data, stmts)
 }
 
 #[test]
