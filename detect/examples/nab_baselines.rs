@@ -16,6 +16,8 @@
 //! `DUMP_DIR=dir` also writes each file's scores there (`<category>__<file>.txt`, one a line).
 //! `SCORES_DIR=dir` scores a detector run elsewhere that wrote its scores in that layout (`SCORES_NAME` names
 //! it, `SCORES_THRESHOLDS=a,b` are its fixed thresholds, 0.5 by default); `DETECTORS=none` skips the rest.
+//! `CAD_RANGE=probation` / `ARTIME_RANGE=probation` hand CAD OSE / ARTime only the probationary rows' range
+//! instead of the whole file's (what a streaming detector could know).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::Path;
@@ -1424,8 +1426,17 @@ impl ArTime {
 
 /// NAB's "ARTime" over one file, given the file's range and length as NAB's wrapper gives them.
 fn artime(values: &[f64]) -> Vec<f64> {
-    let min = values.iter().copied().fold(f64::INFINITY, f64::min);
-    let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    // `ARTIME_RANGE=probation`: only the probationary rows' range, as `CAD_RANGE` (what a streaming
+    // detector could know; values past it are clamped to the end levels).
+    let known = if std::env::var("ARTIME_RANGE").is_ok_and(|v| v == "probation") {
+        &values[..nab::probationary_length(values.len())
+            .max(1)
+            .min(values.len())]
+    } else {
+        values
+    };
+    let min = known.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = known.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     let mut det = ArTime::new(min, max, values.len());
     values.iter().map(|&v| det.sample(v)).collect()
 }
