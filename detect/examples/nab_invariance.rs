@@ -3,9 +3,18 @@
 //! profile, at the optimised threshold and at the shipped default), once as published and once per
 //! transform of every file's values: scaled (x 1e-3, x 1e3), offset (+1e6, minus the file's median),
 //! min-max normalised to [0, 1] and z-scored over the whole file (as dataset publishers do, offline),
-//! and rounded to whole numbers after min-max scaling to 0..100. Timestamps and labels are unchanged.
-//! A detector that generalises scores (nearly) the same under any positive affine map of the values;
-//! the rounding is a harder case (a coarser series, and one that looks like a count).
+//! and rounded to whole numbers after min-max scaling to 0..100 (timestamps and labels unchanged); and
+//! per transform of every file's time axis, values unchanged: timestamps stretched about the first one
+//! (`t*0.2`: five-minute data read as one-minute; `t*12`: as hourly), jittered (each timestamp moved by a
+//! pseudo-random amount within +-20 % of the file's median interval, order kept), with gaps (runs of 1 to
+//! 20 rows dropped, about 2 % of the rows, only outside the labelled windows, which are mapped to the rows
+//! that remain) and with repeats (about 1 % of the rows sent twice, same timestamp and value; a window
+//! holding a repeated row grows by it). The windows are row ranges, so stretching and jitter leave them
+//! on the same rows; NAB's scorer counts rows, not seconds. The pseudo-random draws are a fixed hash of
+//! the row number: every run and every file gets the same ones.
+//! A detector that generalises scores (nearly) the same under any positive affine map of the values and
+//! under these time transforms; the rounding is a harder case (a coarser series, and one that looks like
+//! a count).
 //!
 //! Usage: `cargo run --release -p vigil-detect --example nab_invariance -- [--set NAME=V]...
 //! [--only NAME,NAME] [--files] DIR...`. `--set` changes one of the score constants that depend on the
@@ -20,10 +29,121 @@ use vigil_detect::series::{
     DetectorConfig, SeriesDetector, Tuning, DEFAULT_THRESHOLD, DEFAULT_TUNING,
 };
 
-/// The transforms, identity first.
-const TRANSFORMS: [&str; 8] = [
-    "identity", "x*1e-3", "x*1e3", "x+1e6", "x-median", "minmax", "zscore", "round100",
+/// The transforms, identity first: of the values, then of the time axis.
+const TRANSFORMS: [&str; 13] = [
+    "identity", "x*1e-3", "x*1e3", "x+1e6", "x-median", "minmax", "zscore", "round100", "t*0.2",
+    "t*12", "jitter", "gaps", "repeats",
 ];
+
+/// A uniform draw in [0, 1) for row `i` of stream `seed` (splitmix64's finaliser: fixed, so every run
+/// and file sees the same draws).
+fn draw(seed: u64, i: usize) -> f64 {
+    let mut z = (i as u64)
+        .wrapping_add(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+        .wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    (z >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// Applies transform `name` to one file: the values ([`transform`]) or the time axis and windows.
+fn apply(name: &str, s: &NabSeries) -> NabSeries {
+    let t = &s.timestamps;
+    let t0 = t.first().copied().unwrap_or(0);
+    let stretch = |k: f64| -> Vec<i64> {
+        t.iter()
+            .map(|&x| t0 + (k * (x - t0) as f64).round() as i64)
+            .collect()
+    };
+    match name {
+        "t*0.2" => NabSeries {
+            timestamps: stretch(0.2),
+            ..s.clone()
+        },
+        "t*12" => NabSeries {
+            timestamps: stretch(12.0),
+            ..s.clone()
+        },
+        "jitter" => {
+            let mut gaps: Vec<i64> = t
+                .windows(2)
+                .map(|w| w[1] - w[0])
+                .filter(|&d| d > 0)
+                .collect();
+            gaps.sort_unstable();
+            let median = gaps.get(gaps.len() / 2).copied().unwrap_or(0) as f64;
+            let mut out: Vec<i64> = Vec::with_capacity(t.len());
+            for (i, &x) in t.iter().enumerate() {
+                let mut y = x + ((2.0 * draw(1, i) - 1.0) * 0.2 * median).round() as i64;
+                // Order kept: a row after its predecessor in the file stays after it (rows that repeat
+                // or step back in the file keep doing so).
+                if let Some(&prev) = out.last() {
+                    if i > 0 && x > t[i - 1] && y <= prev {
+                        y = prev + 1;
+                    }
+                }
+                out.push(y);
+            }
+            NabSeries {
+                timestamps: out,
+                ..s.clone()
+            }
+        }
+        "gaps" => {
+            // Runs start with probability 2 % / 10.5 (the mean run) at rows outside every window whose
+            // whole run stays outside; never at row 0.
+            let n = t.len();
+            let mut keep = vec![true; n];
+            let mut i = 1;
+            while i < n {
+                let len = 1 + (draw(3, i) * 20.0) as usize;
+                let end = (i + len).min(n) - 1;
+                let clear = !s.windows.iter().any(|&(a, b)| a <= end && i <= b);
+                if draw(2, i) < 0.02 / 10.5 && clear {
+                    keep[i..=end].iter_mut().for_each(|k| *k = false);
+                    i = end + 1;
+                } else {
+                    i += 1;
+                }
+            }
+            remap(s, |i| usize::from(keep[i]))
+        }
+        "repeats" => remap(s, |i| if draw(4, i) < 0.01 { 2 } else { 1 }),
+        _ => NabSeries {
+            values: transform(name, &s.values),
+            ..s.clone()
+        },
+    }
+}
+
+/// Rebuilds `s` with row `i` sent `copies(i)` times (0 drops it), each window mapped to the rows its own
+/// rows became.
+fn remap(s: &NabSeries, copies: impl Fn(usize) -> usize) -> NabSeries {
+    let n = s.timestamps.len();
+    // first[i]: the new index of row i's first copy; first[n]: the new length.
+    let mut first = Vec::with_capacity(n + 1);
+    let (mut timestamps, mut values) = (Vec::new(), Vec::new());
+    for i in 0..n {
+        first.push(timestamps.len());
+        for _ in 0..copies(i) {
+            timestamps.push(s.timestamps[i]);
+            values.push(s.values[i]);
+        }
+    }
+    first.push(timestamps.len());
+    let windows = s
+        .windows
+        .iter()
+        .map(|&(a, b)| (first[a], first[b + 1] - 1))
+        .collect();
+    NabSeries {
+        name: s.name.clone(),
+        timestamps,
+        values,
+        windows,
+    }
+}
 
 /// Applies transform `name` to one file's values, using whole-file statistics where it needs them.
 fn transform(name: &str, x: &[f64]) -> Vec<f64> {
@@ -133,13 +253,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             if t != "identity" && only.as_ref().is_some_and(|o| !o.iter().any(|x| x == t)) {
                 continue;
             }
-            let series: Vec<NabSeries> = corpus
-                .iter()
-                .map(|s| NabSeries {
-                    values: transform(t, &s.values),
-                    ..s.clone()
-                })
-                .collect();
+            let series: Vec<NabSeries> = corpus.iter().map(|s| apply(t, s)).collect();
             let (c, per_file) = score(series, tuning);
             match &base {
                 None => {
