@@ -373,6 +373,78 @@ fn repeated_and_backward_timestamps_do_not_reset() {
     assert!(starts.is_empty(), "episodes at {starts:?}");
 }
 
+// Timestamps jittered by up to a fifth of the interval either way (gaps of 0.6 to 1.4 intervals) and
+// rows sent twice (same timestamp and value, every 97th row) are the same series in time: the seasonal
+// period is found and no episode opens. Counting intervals from the smallest gap read most ordinary gaps
+// as two steps, and the period search saw a slipping season.
+#[test]
+fn jittered_timestamps_keep_the_seasonal_phase() {
+    let cycle =
+        |i: usize| 100.0 + 20.0 * (2.0 * std::f64::consts::PI * (i % 48) as f64 / 48.0).sin();
+    let v = noisy(3000, 9, cycle);
+    let mut jitter = Noise(10);
+    let rows: Vec<(f64, f64)> = v
+        .iter()
+        .enumerate()
+        .flat_map(|(i, &x)| {
+            let u = (jitter.next() / 2.0).clamp(-1.0, 1.0);
+            let t = (i as f64 + 0.2 * u) * 300.0;
+            let copies = if i % 97 == 50 { 2 } else { 1 };
+            std::iter::repeat_n((t, x), copies)
+        })
+        .collect();
+    let mut d = SeriesDetector::default();
+    let mut e = EpisodeTracker::new(unconfirmed());
+    let mut starts = Vec::new();
+    for (i, &(t, x)) in rows.iter().enumerate() {
+        let o = d.observe(t, x);
+        if let Some(EpisodeEvent::Started(_)) = e.update(t, x, &o) {
+            starts.push(i);
+        }
+    }
+    assert_eq!(d.out_of_order(), 31);
+    assert_eq!(d.period(), Some(48));
+    assert!(starts.is_empty(), "episodes at rows {starts:?}");
+}
+
+// The latest point sent again (same timestamp and value: a retried write, a duplicated row) is no time:
+// the seasonal phase stays. A new value at a repeated timestamp, or an earlier timestamp, is the next
+// sample (a stuck clock, a daylight-saving change) and moves the phase on one step. Moving it on for a
+// re-sent point too slipped the season by one step per duplicate (1 % of rows sent twice cost asd 19
+// points).
+#[test]
+fn a_resent_point_keeps_the_seasonal_phase() {
+    let cycle =
+        |i: usize| 100.0 + 20.0 * (2.0 * std::f64::consts::PI * (i % 48) as f64 / 48.0).sin();
+    let v = noisy(2000, 11, cycle);
+    let mut d = SeriesDetector::default();
+    for (i, &x) in v.iter().enumerate() {
+        d.observe(i as f64 * 60.0, x);
+    }
+    assert_eq!(d.period(), Some(48));
+    let phase = |d: &SeriesDetector| match d.season {
+        seasonal::Season::Found { phase, .. } => phase,
+        _ => u32::MAX,
+    };
+    let (t, x) = (1999.0 * 60.0, v[1999]);
+    let p = phase(&d);
+    d.observe(t, x);
+    assert_eq!(phase(&d), p, "a re-sent point moved the phase");
+    d.observe(t, x + 1.0);
+    assert_eq!(
+        phase(&d),
+        (p + 1) % 48,
+        "a new value at the same timestamp is the next sample"
+    );
+    d.observe(t - 60.0, x);
+    assert_eq!(
+        phase(&d),
+        (p + 2) % 48,
+        "an earlier timestamp is the next sample"
+    );
+    assert_eq!(d.out_of_order(), 3);
+}
+
 // A level step that stays changed keeps its episode open (issue #20: it used to end a few points after
 // the start, once the detector had re-anchored); the episode ends once the series is back in its band.
 #[test]
