@@ -606,9 +606,23 @@ impl SeriesDetector {
         } else {
             0.0
         };
-        let r_ar = r - t.ar_weight * phi * f64::from(self.last_dev);
+        // After `steps` intervals (missed points) an AR(1) deviation keeps phi^steps of itself, and the
+        // spread of what it does not predict is the k-step forecast error's, sqrt(1 + phi^2 + ... +
+        // phi^(2(k-1))) times the one-step spread: judged as one step, the first point after a gap
+        // looked like news (CV step 236).
+        let (phi_k, widen) = if steps == 1 {
+            (phi, 1.0)
+        } else {
+            let p2 = phi * phi;
+            let k = steps.max(1) as i32;
+            (
+                phi.powi(steps as i32),
+                ((1.0 - p2.powi(k)) / (1.0 - p2)).sqrt(),
+            )
+        };
+        let r_ar = r - t.ar_weight * phi_k * f64::from(self.last_dev);
         let s_ar = if self.ar_scale > 0.0 {
-            f64::from(self.ar_scale).max(self.floor())
+            (widen * f64::from(self.ar_scale)).max(self.floor())
         } else {
             s
         };
@@ -779,7 +793,8 @@ impl SeriesDetector {
             // Deviations from the residuals' own mean: a trend leaves every residual with the same lag,
             // which is not a correlation between one residual and the next.
             let d = rc - f64::from(self.ar_mean);
-            if t.ar_freeze < 1.0 || self.hold == 0 {
+            // Only residuals one interval apart are a lag-1 pair.
+            if steps == 1 && (t.ar_freeze < 1.0 || self.hold == 0) {
                 self.ar_cov += (t.scale_beta * (d * last - f64::from(self.ar_cov))) as f32;
                 self.ar_var += (t.scale_beta * (last * last - f64::from(self.ar_var))) as f32;
                 self.ar_mean += (t.scale_beta * (rc - f64::from(self.ar_mean))) as f32;

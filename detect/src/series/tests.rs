@@ -445,6 +445,38 @@ fn a_resent_point_keeps_the_seasonal_phase() {
     assert_eq!(d.out_of_order(), 3);
 }
 
+// A persistent series (AR(1), lag-1 correlation 0.9) with a half-hour outage every 200 points: the first
+// point after each gap is as far from the last one as the series' whole spread allows, and judged as one
+// step on from it (the last deviation predicting 0.9 of it, against the one-step spread) it looked like
+// news. Judged as 31 steps on, it is ordinary.
+#[test]
+fn the_first_point_after_a_gap_is_not_news() {
+    let mut noise = Noise(12);
+    let mut x = 0.0;
+    let mut d = SeriesDetector::default();
+    let (mut t, mut after_gap, mut loud) = (0.0, 0, Vec::new());
+    for i in 0..6000 {
+        x = 0.9 * x + noise.next();
+        let gap = i % 200 == 199;
+        t += if gap { 31.0 * 60.0 } else { 60.0 };
+        if gap {
+            // The series runs on while nobody looks.
+            for _ in 0..30 {
+                x = 0.9 * x + noise.next();
+            }
+        }
+        let o = d.observe(t, 100.0 + x);
+        if gap && i > 1000 {
+            after_gap += 1;
+            if o.score >= DEFAULT_THRESHOLD {
+                loud.push(i);
+            }
+        }
+    }
+    assert_eq!(after_gap, 25);
+    assert!(loud.is_empty(), "points after a gap at {loud:?}");
+}
+
 // A level step that stays changed keeps its episode open (issue #20: it used to end a few points after
 // the start, once the detector had re-anchored); the episode ends once the series is back in its band.
 #[test]
