@@ -220,6 +220,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let v: f64 = v.parse()?;
                 match name {
                     "burst_share" => tuning.burst_share = v,
+                    "burst_fano" => tuning.burst_fano = v,
+                    "burst_grid" => tuning.burst_grid = v,
                     "step_floor" => tuning.step_floor = v,
                     "step_span" => tuning.step_span = v,
                     "season_slip" => tuning.season_slip = v,

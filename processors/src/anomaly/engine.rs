@@ -100,7 +100,7 @@ pub struct Engine {
     detector: DetectorConfig,
     episodes: EpisodeConfig,
     // Boxed: a hash table keeps up to half its slots empty after it grows, and each empty slot would
-    // be the size of a whole series state (408 B); boxed, it is a pointer.
+    // be the size of a whole series state (416 B); boxed, it is a pointer.
     series: SeriesSet<u64, Box<SeriesState>>,
     // Resource attributes shared by the series of one resource.
     resources: Resources,
