@@ -1563,35 +1563,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             defaults.push((v, format!("{v}")));
         }
         report(&name, &defaults, &corpora, None, |s| {
-            read_scores(Path::new(&dir), s)
+            nab::read_scores(Path::new(&dir), s).map_err(|e| format!("SCORES_DIR: {e}"))
         })?;
     }
     Ok(())
-}
-
-/// One file's scores from `dir/<category>__<file>.txt`, one a line, exactly one per row of the file.
-fn read_scores(dir: &Path, s: &NabSeries) -> Result<Vec<f64>, String> {
-    let path = dir.join(format!("{}.txt", s.name.replace('/', "__")));
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| format!("SCORES_DIR: reading {}: {e}", path.display()))?;
-    let scores = text
-        .lines()
-        .enumerate()
-        .map(|(i, l)| {
-            l.trim()
-                .parse::<f64>()
-                .map_err(|e| format!("SCORES_DIR: {} line {}: {l:?}: {e}", path.display(), i + 1))
-        })
-        .collect::<Result<Vec<f64>, String>>()?;
-    if scores.len() != s.values.len() {
-        return Err(format!(
-            "SCORES_DIR: {} has {} scores, expected one for each of the file's {} rows",
-            path.display(),
-            scores.len(),
-            s.values.len()
-        ));
-    }
-    Ok(scores)
 }
 
 /// Scores one detector on every corpus and prints the optimised and fixed-threshold figures.
@@ -1607,7 +1582,7 @@ fn report(
         let scores: Vec<Vec<f64>> = series.iter().map(&run).collect::<Result<_, _>>()?;
         if let Some(dir) = dump {
             for (s, sc) in series.iter().zip(&scores) {
-                let path = Path::new(dir).join(format!("{}.txt", s.name.replace('/', "__")));
+                let path = nab::score_file(Path::new(dir), s);
                 let text: String = sc.iter().map(|v| format!("{v:?}\n")).collect();
                 std::fs::write(&path, text).map_err(|e| {
                     format!("nab_baselines: DUMP_DIR: writing {}: {e}", path.display())

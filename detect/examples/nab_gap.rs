@@ -14,26 +14,6 @@ use std::path::Path;
 use vigil_detect::nab::{self, NabSeries};
 use vigil_detect::series::{DetectorConfig, Part, DEFAULT_THRESHOLD};
 
-fn read_scores(dir: &Path, s: &NabSeries) -> Result<Vec<f64>, String> {
-    let path = dir.join(format!("{}.txt", s.name.replace('/', "__")));
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| format!("nab_gap: reading {}: {e}", path.display()))?;
-    let v = text
-        .lines()
-        .map(|l| l.trim().parse::<f64>())
-        .collect::<Result<Vec<f64>, _>>()
-        .map_err(|e| format!("nab_gap: {}: {e}", path.display()))?;
-    if v.len() != s.values.len() {
-        return Err(format!(
-            "nab_gap: {} has {} scores, expected {}",
-            path.display(),
-            v.len(),
-            s.values.len()
-        ));
-    }
-    Ok(v)
-}
-
 /// NAB's standard-profile value of a detection at row `i` (`None` inside the probation).
 fn value_at(s: &NabSeries, i: usize) -> f64 {
     let max_tp = nab::scaled_sigmoid(-1.0);
@@ -92,7 +72,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         scores.push(
             series
                 .iter()
-                .map(|s| read_scores(Path::new(d), s))
+                .map(|s| nab::read_scores(Path::new(d), s).map_err(|e| format!("nab_gap: {e}")))
                 .collect::<Result<_, _>>()?,
         );
     }

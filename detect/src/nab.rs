@@ -143,6 +143,39 @@ fn load_labels(path: &Path) -> Result<HashMap<String, Vec<(i64, i64)>>, NabError
     Ok(out)
 }
 
+/// Where a detector run outside this crate keeps one file's scores: `dir/<category>__<file>.txt`, one score a
+/// line, one line per row of the file (the layout `nab_baselines` writes with `DUMP_DIR` and reads with
+/// `SCORES_DIR`).
+pub fn score_file(dir: &Path, s: &NabSeries) -> PathBuf {
+    dir.join(format!("{}.txt", s.name.replace('/', "__")))
+}
+
+/// Reads the scores [`score_file`] names for `s`: exactly one number for each of the file's rows. Errors name
+/// the file and the line.
+pub fn read_scores(dir: &Path, s: &NabSeries) -> Result<Vec<f64>, String> {
+    let path = score_file(dir, s);
+    let text =
+        std::fs::read_to_string(&path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    let scores = text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| {
+            l.trim()
+                .parse::<f64>()
+                .map_err(|e| format!("{} line {}: {l:?}: {e}", path.display(), i + 1))
+        })
+        .collect::<Result<Vec<f64>, String>>()?;
+    if scores.len() != s.values.len() {
+        return Err(format!(
+            "{} has {} scores, expected one for each of the file's {} rows",
+            path.display(),
+            scores.len(),
+            s.values.len()
+        ));
+    }
+    Ok(scores)
+}
+
 /// Reads one `timestamp,value` CSV, every row in file order (repeated and earlier timestamps included).
 /// Errors name the file and the line.
 pub fn load_series(path: &Path) -> Result<(Vec<i64>, Vec<f64>), NabError> {

@@ -343,30 +343,46 @@ fn daily_period_at_one_minute_found_by_the_retry() {
     );
 }
 
-// A repeated timestamp or a step back in time (a daylight-saving change, a clock reset) neither breaks
-// nor resets the series: it is counted, scored as the next sample, and the seasonal phase, the baseline
-// and the period found so far carry on.
-#[test]
-fn repeated_and_backward_timestamps_do_not_reset() {
-    let cycle =
-        |i: usize| 100.0 + 20.0 * (2.0 * std::f64::consts::PI * (i % 48) as f64 / 48.0).sin();
-    let v = noisy(2400, 8, cycle);
-    let mut d = SeriesDetector::default();
+// A daily cycle of 48 points around 100.
+fn cycle48(i: usize) -> f64 {
+    100.0 + 20.0 * (2.0 * std::f64::consts::PI * (i % 48) as f64 / 48.0).sin()
+}
+
+// Feeds `(timestamp, value)` rows to `d` and returns the rows where an unconfirmed episode starts.
+fn unconfirmed_starts(d: &mut SeriesDetector, rows: &[(f64, f64)]) -> Vec<usize> {
     let mut e = EpisodeTracker::new(unconfirmed());
     let mut starts = Vec::new();
-    for (i, &x) in v.iter().enumerate() {
-        // At row 1500 the clock goes back an hour (12 rows repeat the timestamps of 1488..1500) and
-        // runs on from there; row 2000 repeats the timestamp of row 1999.
-        let t = match i {
-            0..1500 => i as f64 * 300.0,
-            2000 => (1999 - 12) as f64 * 300.0,
-            _ => (i - 12) as f64 * 300.0,
-        };
+    for (i, &(t, x)) in rows.iter().enumerate() {
         let o = d.observe(t, x);
         if let Some(EpisodeEvent::Started(_)) = e.update(t, x, &o) {
             starts.push(i);
         }
     }
+    starts
+}
+
+// A repeated timestamp or a step back in time (a daylight-saving change, a clock reset) neither breaks
+// nor resets the series: it is counted, scored as the next sample, and the seasonal phase, the baseline
+// and the period found so far carry on.
+#[test]
+fn repeated_and_backward_timestamps_do_not_reset() {
+    let v = noisy(2400, 8, cycle48);
+    // At row 1500 the clock goes back an hour (12 rows repeat the timestamps of 1488..1500) and runs on
+    // from there; row 2000 repeats the timestamp of row 1999.
+    let rows: Vec<(f64, f64)> = v
+        .iter()
+        .enumerate()
+        .map(|(i, &x)| {
+            let t = match i {
+                0..1500 => i as f64 * 300.0,
+                2000 => (1999 - 12) as f64 * 300.0,
+                _ => (i - 12) as f64 * 300.0,
+            };
+            (t, x)
+        })
+        .collect();
+    let mut d = SeriesDetector::default();
+    let starts = unconfirmed_starts(&mut d, &rows);
     assert_eq!(d.out_of_order(), 13);
     assert_eq!(d.points(), 2400);
     assert_eq!(d.period(), Some(48));
@@ -379,9 +395,7 @@ fn repeated_and_backward_timestamps_do_not_reset() {
 // as two steps, and the period search saw a slipping season.
 #[test]
 fn jittered_timestamps_keep_the_seasonal_phase() {
-    let cycle =
-        |i: usize| 100.0 + 20.0 * (2.0 * std::f64::consts::PI * (i % 48) as f64 / 48.0).sin();
-    let v = noisy(3000, 9, cycle);
+    let v = noisy(3000, 9, cycle48);
     let mut jitter = Noise(10);
     let rows: Vec<(f64, f64)> = v
         .iter()
@@ -394,14 +408,7 @@ fn jittered_timestamps_keep_the_seasonal_phase() {
         })
         .collect();
     let mut d = SeriesDetector::default();
-    let mut e = EpisodeTracker::new(unconfirmed());
-    let mut starts = Vec::new();
-    for (i, &(t, x)) in rows.iter().enumerate() {
-        let o = d.observe(t, x);
-        if let Some(EpisodeEvent::Started(_)) = e.update(t, x, &o) {
-            starts.push(i);
-        }
-    }
+    let starts = unconfirmed_starts(&mut d, &rows);
     assert_eq!(d.out_of_order(), 31);
     assert_eq!(d.period(), Some(48));
     assert!(starts.is_empty(), "episodes at rows {starts:?}");
@@ -414,9 +421,7 @@ fn jittered_timestamps_keep_the_seasonal_phase() {
 // points).
 #[test]
 fn a_resent_point_keeps_the_seasonal_phase() {
-    let cycle =
-        |i: usize| 100.0 + 20.0 * (2.0 * std::f64::consts::PI * (i % 48) as f64 / 48.0).sin();
-    let v = noisy(2000, 11, cycle);
+    let v = noisy(2000, 11, cycle48);
     let mut d = SeriesDetector::default();
     for (i, &x) in v.iter().enumerate() {
         d.observe(i as f64 * 60.0, x);
